@@ -162,3 +162,82 @@ def test_a_merge_into_a_fork_written_every_few_milliseconds_goes_through(vault: 
     assert git("--git-dir", vault.path, "for-each-ref", "refs/avfs/recovery") == ""
     checkpoint.save(vault, "main")
     assert git("--git-dir", vault.path, "show", "main:t/0.txt") == last["t/0.txt"].decode()
+
+
+def test_a_merge_into_a_mounted_fork_written_in_bursts_waits_for_the_pause_or_says_busy(
+    tmp_path: object,
+) -> None:
+    """Writes through a mount take no overlay transaction: a write there between the
+    capture and the move still refuses that try. The merge tries again (the new writes
+    captured first) with a growing pause while the vault would wait for a lock: a burst of
+    writes (a command writing for a second) delays it, and it goes through when the burst
+    ends (it was refused at once); a writer that never pauses gets ``busy`` with the number
+    of tries and advice, after the lock wait (here 2 s)."""
+    import os
+    import time
+    from pathlib import Path
+
+    from avfs_git.core.errors import BusyError
+    from avfs_git.core.settings import Settings
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+    from avfs_git.ops import mounts
+
+    from .conftest import AUTHOR
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    root = Path(str(tmp_path))
+    home = Home(
+        str(root / "h"), author=AUTHOR, mounts=MOUNT_SIDE, settings=Settings(str(root / "h"), lock_wait="2")
+    )
+    v = home.create_vault("v")
+    v.workspace("main").write("base.txt", b"base\n")
+    checkpoint.save(v, "main")
+    v.create_fork("main", "a")
+    mp = root / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp))
+    stop = threading.Event()
+    written: dict[str, str] = {}
+
+    def burst(seconds: float) -> None:
+        (mp / "notes").mkdir(exist_ok=True)
+        end, i = time.monotonic() + seconds, 0
+        while not stop.is_set() and time.monotonic() < end:
+            name = f"notes/{i % 10}.txt"
+            (mp / name).write_text(str(i))
+            written[name] = str(i)
+            i += 1
+            time.sleep(0.003)
+
+    try:
+        v.workspace("a").write("agents/a1.txt", b"1\n")
+        checkpoint.save(v, "a")
+        t = threading.Thread(target=burst, args=(0.8,))
+        t.start()
+        time.sleep(0.1)
+        assert merge.merge(v, "a", "main").status == "merged"  # once the burst is over
+        t.join()
+        v.workspace("a").write("agents/a2.txt", b"2\n")
+        checkpoint.save(v, "a")
+        t = threading.Thread(target=burst, args=(60,))
+        t.start()
+        time.sleep(0.1)
+        with pytest.raises(BusyError) as exc:
+            merge.merge(v, "a", "main")
+        assert exc.value.details["reason"] == "changed_during_merge" and exc.value.details["attempts"] >= 1
+        assert "pause" in (exc.value.hint or "")
+        stop.set()
+        t.join()
+        assert merge.merge(v, "a", "main").status == "merged"
+        assert (mp / "agents" / "a1.txt").read_text() == "1\n" and (
+            mp / "agents" / "a2.txt"
+        ).read_text() == "2\n"
+        for name, data in written.items():  # every write through the mount is still there
+            assert (mp / name).read_text() == data, name
+        assert os.path.exists(mp / "base.txt")
+    finally:
+        stop.set()
+        mounts.unmount(home, v, "main")
+        home.close()

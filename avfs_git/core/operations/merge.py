@@ -53,9 +53,9 @@ from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.mergestate import unresolved, write_state
-from ..workspace.overlayentry import FILE
 from ..workspace.wscommit import keep_recovery, publish
 from ..workspace.wsretire import retirable
+from . import mergeguard
 from .mergeconflicts import Conflict, _classify, _conflict_tree
 
 if TYPE_CHECKING:
@@ -172,39 +172,6 @@ def _refuse_open_merges(
         refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
 
 
-def _capture(vault: Vault, w: Workspace, source: str, target: str, capture: bool) -> list[dict[str, str]]:
-    """Checkpoint the uncheckpointed changes of ``w`` (UsageError unless ``capture``): the
-    source with its own locks, the target under the locks the merge holds."""
-    from . import checkpoint
-
-    if not w.is_dirty():
-        return []
-    if not capture:
-        raise UsageError(
-            f"fork {w.fork} has uncheckpointed changes",
-            hint="checkpoint them first, or let merge do it (drop --no-capture)",
-            details={"fork": w.fork},
-        )
-    msg = f"avfs merge: {w.fork}'s changes before merging {source} into {target}"
-    if w.fork == target:
-        commit, *_ = checkpoint.save_locked(vault, w, None, msg)
-    else:
-        commit = checkpoint.save(vault, w.fork, message=msg).checkpoint.commit
-    return [{"fork": w.fork, "commit": commit}] if commit else []
-
-
-def _writers_held(ws: Workspace, dry_run: bool) -> contextlib.AbstractContextManager[object]:
-    """What keeps the target's writers off from its capture to its new view: a fork that is
-    not mounted is written through its overlay's transactions (API, CLI, MCP), and the
-    merge holds one; a write then waits for the merge and lands on the merged view. A merge
-    into a fork written every few milliseconds was refused ``busy`` on every try (a write
-    landed between the capture and the move each time). Writes through a mount take no
-    such transaction: there a write in that moment still refuses the merge."""
-    if dry_run or ws.live_dir() is not None:
-        return contextlib.nullcontext()
-    return ws.overlay.txn()
-
-
 def _tips(
     vault: Vault, ws: Workspace, source: str, target: str, source_ref: str | None, allow_unrelated: bool
 ) -> tuple[str, str, str | None]:
@@ -274,7 +241,7 @@ def _write_conflicts(
         if e is not None
     ]
     view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
-    _refuse_changed(ws)
+    mergeguard.refuse_changed(ws)
     ws.set_base(ours, keep_view=False, view_tree=view_tree)
     write_state(
         ws,
@@ -332,7 +299,52 @@ def merge(
     uncheckpointed changes are captured): else ExpectMismatchError, nothing done.
 
     ``source_ref``: merge that ref instead (a remote-tracking branch: ``avfs pull``);
-    ``source`` is then only its name in messages and results."""
+    ``source`` is then only its name in messages and results.
+
+    A merge into a fork written through its mount in the moment between the fork's
+    capture and its move is tried again (its new changes captured first), with a growing
+    pause, for as long as the vault waits for a lock (``AVFS_LOCK_WAIT``, 10 s by default);
+    then :class:`.errors.BusyError` (``busy``, exit 75) with ``details.attempts``. A fork
+    that is not mounted never gets there: its writers wait for the merge
+    (:func:`.mergeguard.writers_held`)."""
+    deadline = time.monotonic() + vault.lock_wait_s
+    pause, attempts = 0.05, 0
+    while True:
+        attempts += 1
+        try:
+            return _merge_once(
+                vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
+                write_conflicts=write_conflicts, allow_unrelated=allow_unrelated, capture=capture,
+                message=message, source_ref=source_ref, expect_head=expect_head,
+            )  # fmt: skip
+        except BusyError as exc:
+            if exc.details.get("reason") != mergeguard.CHANGED_DURING_MERGE:
+                raise
+            if time.monotonic() + pause > deadline:
+                exc.details["attempts"] = attempts
+                raise
+            if expect_head is not None:  # it was there: the fork is at its capture now
+                expect_head = refs.read_ref(vault.store, refs.fork_ref(target or vault.default_fork))
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def _merge_once(
+    vault: Vault,
+    source: str,
+    target: str | None = None,
+    *,
+    no_ff: bool = False,
+    dry_run: bool = False,
+    favor: str | None = None,
+    write_conflicts: bool = False,
+    allow_unrelated: bool = False,
+    capture: bool = True,
+    message: str | None = None,
+    source_ref: str | None = None,
+    expect_head: str | None = None,
+) -> MergeResult:
+    """One try of :func:`merge`."""
     from . import checkpoint
 
     target = target or vault.default_fork
@@ -347,16 +359,16 @@ def merge(
             checkpoint.check_head(vault, target, expect_head)
     captured: list[dict[str, str]] = []
     if not dry_run:
-        _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
+        mergeguard.refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
         if src_ws is not None:
-            captured = _capture(vault, src_ws, source, target, capture)
+            captured = mergeguard.capture(vault, src_ws, source, target, capture)
     exec_lock = contextlib.nullcontext() if dry_run else checkpoint.no_exec_running(vault, target)
-    with exec_lock, vault.lock(target), _writers_held(ws, dry_run):
+    with exec_lock, vault.lock(target), mergeguard.writers_held(ws, dry_run):
         ws.sync_base()
         checkpoint.check_head(vault, target, expect_head)
         if not dry_run:
-            captured = _capture(vault, ws, source, target, capture) + captured
-            _refuse_open_files(ws, target)
+            captured = mergeguard.capture(vault, ws, source, target, capture) + captured
+            mergeguard.refuse_open_files(ws, target)
         ours, theirs, base = _tips(vault, ws, source, target, source_ref, allow_unrelated)
 
         def result(
@@ -440,17 +452,6 @@ def _fast_merge(
     return commit, made, fast[0]
 
 
-def _refuse_changed(ws: Workspace) -> None:
-    """The target was captured clean; a change since (a write that does not take the fork
-    lock, from the CLI or a mount) must not be swept away by pointing it elsewhere."""
-    if ws.is_dirty():
-        raise BusyError(
-            f"fork {ws.fork} changed while it was being merged into; nothing moved",
-            hint="merge again (its new changes will be checkpointed first)",
-            details={"fork": ws.fork},
-        )
-
-
 def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     """Move the target's ref (CAS) and point its (clean) workspace at ``new``.
 
@@ -464,29 +465,11 @@ def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     is kept under a recovery ref rather than lost."""
     live = ws.live_dir() is not None
     with contextlib.nullcontext() if live else ws.overlay.txn():
-        _refuse_changed(ws)
+        mergeguard.refuse_changed(ws)
         refs.cas_update(ws.store, ws.ref, new, old, reason)
         if live:
             keep_recovery(ws, "written during a merge")
         ws.set_base(new, keep_view=False)
-
-
-def _refuse_open_files(ws: Workspace, target: str) -> None:
-    """A merge points the target's workspace at a new commit; a file a mount holds open for
-    writing would then keep writing into a file the workspace no longer shows."""
-    open_ = [e for e in ws.overlay.all() if e.kind == FILE and e.fileid and ws.overlay.in_use(e.fileid)]
-    # a file closed a moment ago: the kernel tells the mount after close() returned
-    deadline = time.monotonic() + 1.0
-    while open_ and time.monotonic() < deadline:
-        time.sleep(0.01)
-        open_ = [e for e in open_ if e.fileid and ws.overlay.in_use(e.fileid)]
-    busy = [e.path for e in open_]
-    if busy:
-        raise BusyError(
-            f"{len(busy)} file(s) of {target} are open for writing in its mount",
-            hint="close them (or let the command writing them finish), then merge",
-            details={"fork": target, "paths": sorted(busy)[:20]},
-        )
 
 
 def _current_tree(ws: Workspace) -> str:
