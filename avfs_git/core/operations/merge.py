@@ -186,8 +186,11 @@ def _tips(
     assert ours is not None
     base = vault.store.merge_base(ours, theirs)
     if base is None and not allow_unrelated:
+        what = (
+            f"{source_ref.removeprefix(refs.REMOTES)} (a remote branch)" if source_ref else f"fork {source}"
+        )
         raise UnrelatedHistoriesError(
-            f"forks {source} and {target} share no history",
+            f"{what} and fork {target} share no history",
             hint="pass --allow-unrelated to merge them anyway",
             details={"ours": ours, "theirs": theirs},
         )
