@@ -241,3 +241,44 @@ def test_a_merge_into_a_mounted_fork_written_in_bursts_waits_for_the_pause_or_sa
         stop.set()
         mounts.unmount(home, v, "main")
         home.close()
+
+
+def test_an_open_merge_read_by_another_thread_as_its_conflicts_are_written_stays_open(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another agent's thread asks about main's open merge (its own merge's first check,
+    `status`) in the moment the merge's state is written: it must see the merge open. With
+    the conflicted view not yet committed (the merge held main's writers in a transaction
+    that also covered the state's writing) it took the state for one an undone merge left
+    and dropped it, and its own merge then went ahead over the open one (agents of one
+    machine merging into main lost each other's merges: `merge --continue` found none, or
+    found main moved)."""
+    main = vault.workspace("main")
+    main.write("c.txt", b"seed\n")
+    checkpoint.save(vault, "main")
+    vault.create_fork("main", "a")
+    vault.workspace("a").write("c.txt", b"a\n")
+    checkpoint.save(vault, "a")
+    main.write("c.txt", b"main\n")
+    checkpoint.save(vault, "main")
+    real = merge.write_state
+    seen: list[object] = []
+
+    def write_then_read(ws: object, data: object) -> None:
+        real(ws, data)  # type: ignore[arg-type]
+        if data is not None and not seen:  # another thread looks, right now
+            t = threading.Thread(target=lambda: seen.append(merge.merge_state(vault.workspace("main"))))
+            t.start()
+            t.join(timeout=60)
+
+    monkeypatch.setattr(merge, "write_state", write_then_read)
+    res = merge.merge(vault, "a", "main", write_conflicts=True)
+    assert res.status == "conflicts_written"
+    assert seen and seen[0] is not None, "the other thread did not see the merge open"
+    assert merge.merge_state(main) is not None
+    main.write("c.txt", b"a\nmain\n")
+    done = merge.merge_continue(vault, "main")
+    assert (
+        done.status == "merged"
+        and len(git("--git-dir", vault.path, "rev-list", "--parents", "-n1", "main").split()) == 3
+    )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, overload
 
 from ..errors import (
@@ -230,10 +230,16 @@ def _write_conflicts(
     source: str,
     sides: tuple[str, str, str | None],
     msg: str,
+    release: Callable[[], None],
 ) -> tuple[str, int]:
     """Show the merge in the target's workspace with the conflicts written into it
     (:func:`_conflict_tree`), record the merge state and the operation. ``sides``: (ours,
-    theirs, base). Returns (the tree the workspace shows, operation id)."""
+    theirs, base). ``release`` lets the target's writers go (commits the transaction that
+    held them, :func:`.mergeguard.writers_held`) once the view is set and before the state
+    is written: a reader of another thread or process that found the state with the view
+    not yet committed took it for one an undone merge left, and dropped it (two agents
+    merging into one main: the second merge went ahead over the first's open one).
+    Returns (the tree the workspace shows, operation id)."""
     ours, theirs, base = sides
     target = ws.fork
     # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
@@ -246,6 +252,7 @@ def _write_conflicts(
     view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
     mergeguard.refuse_changed(ws)
     ws.set_base(ours, keep_view=False, view_tree=view_tree)
+    release()  # (the fork lock stays held: no checkpoint comes between the view and the state)
     write_state(
         ws,
         {
@@ -366,7 +373,9 @@ def _merge_once(
         if src_ws is not None:
             captured = mergeguard.capture(vault, src_ws, source, target, capture)
     exec_lock = contextlib.nullcontext() if dry_run else checkpoint.no_exec_running(vault, target)
-    with exec_lock, vault.lock(target), mergeguard.writers_held(ws, dry_run):
+    held = contextlib.ExitStack()  # the target's writers, held until its new view is set
+    with exec_lock, vault.lock(target), held:
+        held.enter_context(mergeguard.writers_held(ws, dry_run))
         ws.sync_base()
         checkpoint.check_head(vault, target, expect_head)
         if not dry_run:
@@ -425,7 +434,9 @@ def _merge_once(
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
-        view_tree, op = _write_conflicts(vault, ws, index, conflicts, source, (ours, theirs, base), msg)
+        view_tree, op = _write_conflicts(
+            vault, ws, index, conflicts, source, (ours, theirs, base), msg, held.close
+        )
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
 
 
