@@ -291,3 +291,44 @@ def test_a_write_reports_the_blob_it_wrote_not_a_racing_writers(
     with pytest.raises(ExpectMismatchError):
         ws.write("f.txt", b"after\n", expect=doc["blob"])
     assert ws.read("f.txt") == b"theirs\n"
+
+
+@pytest.mark.parametrize("op", ["mv", "cp"])
+def test_mv_and_cp_report_the_blob_they_put_at_dst_not_a_racing_writers(
+    op: str, vault: Vault, home: Home, monkeypatch: pytest.MonkeyPatch, cli: Any
+) -> None:
+    """`mv`/`cp --json` answer the blob the destination holds after them (the next
+    `--expect` of their writer), read under the write lock as `write`'s is: read after
+    it, a writer that wrote the destination in that moment had its version reported."""
+    import contextlib
+
+    from avfs_git.core.workspace.workspace import Workspace
+
+    ws = vault.workspace("main")
+    ws.write("src.txt", b"mine\n")
+    ws.write("dst.txt", b"start\n")
+    real_lock = Workspace.write_lock
+    raced: list[bool] = []
+
+    @contextlib.contextmanager
+    def lock_then_race(self: Any) -> Any:
+        with real_lock(self):
+            yield
+        if not raced:  # another writer, the moment the lock is free
+            raced.append(True)
+            vault.workspace("main").write("dst.txt", b"theirs\n")
+
+    monkeypatch.setattr(Workspace, "write_lock", lock_then_race)
+    move = ws.rename_blob if op == "mv" else ws.copy_blob
+    out, blob = move("src.txt", "dst.txt", expect=blob_id(b"start\n"))
+    assert raced and out == "dst.txt" and blob == blob_id(b"mine\n")
+    with pytest.raises(ExpectMismatchError):  # the file is theirs now
+        ws.write("dst.txt", b"after\n", expect=blob)
+    # the CLI's document carries it (a directory's is null)
+    ws.write("a.txt", b"a\n")
+    r = cli("--json", "--vault", "v:main", op, "a.txt", "b.txt", "--expect", "absent")
+    assert r.code == 0 and r.json()["blob"] == blob_id(b"a\n"), r.out
+    ws.mkdir("d")
+    ws.write("d/x", b"x\n")
+    r = cli("--json", "--vault", "v:main", op, *(["-r"] if op == "cp" else []), "d", "e")
+    assert r.code == 0 and r.json()["blob"] is None and r.json()["paths"] == ["d", "e"], r.out

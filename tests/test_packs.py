@@ -197,3 +197,39 @@ def test_git_gc_between_a_pack_and_its_index_taking_their_place_loses_nothing(va
     assert ran
     assert git("--git-dir", vault.path, "show", f"{cp}:b.txt") == "after\n"
     subprocess.run(["git", "--git-dir", vault.path, "fsck", "--strict"], check=True, capture_output=True)
+
+
+def _children() -> list[str]:
+    """The pids of this process's children (of every thread)."""
+    kids: list[str] = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as fh:
+            kids += fh.read().split()
+    return kids
+
+
+def test_one_consolidation_at_a_time_and_nobody_s_child(vault, ws):
+    """Past the limit, a checkpoint starts a repack only when none runs: while one holds the
+    vault's repack lock, the next checkpoints start nothing (each used to start a Python
+    process that found the lock taken and exited: 9-25 in 120 checkpoints past the limit).
+    The repack it starts holds that lock until it ends, and is not the caller's child (a
+    dropped ``Popen`` was a ResourceWarning and a zombie until the next ``Popen``)."""
+    import fcntl
+
+    for i in range(6):
+        ws.write("counter.txt", str(i).encode())
+        checkpoint.save(vault)
+    assert packwriter.pack_count(vault.path) > 3
+    running = packwriter._repack_lock(vault.path)  # a repack of another process runs
+    assert running is not None
+    try:
+        assert not packwriter.maybe_consolidate(vault.path, 3)
+    finally:
+        running.close()
+    assert packwriter.maybe_consolidate(vault.path, 3)
+    assert _children() == []  # the shell that started it is reaped; the repack is not ours
+    with open(os.path.join(vault.path, "avfs", "locks", ".repack.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the repack it started to let go
+    assert packwriter.pack_count(vault.path) <= 4
+    assert ws.read("counter.txt") == b"5"
+    assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""

@@ -295,3 +295,42 @@ def test_a_branch_deleted_on_the_server_since_this_vault_saw_it_is_published_aga
         res = remote.push(v, "origin", ["feature"])
         assert [(u.ref, u.old, u.new) for u in res.updates] == [(BRANCH, None, first)]
         assert git("--git-dir", str(served), "rev-parse", BRANCH).strip() == first
+
+
+def test_a_main_force_pushed_to_a_new_root_is_pulled_with_allow_unrelated(server, tmp_path, cli):
+    """Someone replaced the server's main with a history of its own (a force push of a new
+    root). A machine's publish is refused (non_fast_forward, nothing changed), its pull is
+    refused as unrelated, naming the remote branch, with a hint the pull command takes:
+    `avfs pull --allow-unrelated` (it had no such option: the hint named one only `merge`
+    has, and a lazy machine had no way to take the new history in from the CLI). Then both
+    histories are on the server, nothing lost."""
+    url = server.url("proj.git")
+    served = server.base / "proj.git"
+    h = _home(tmp_path, "h")
+    v = h.clone_vault(url, "p", lazy=True)
+    v.workspace("main").write("mine.txt", b"mine\n")
+    mine = checkpoint.save(v, "main").checkpoint.commit
+    other = tmp_path / "other"
+    git("init", "-q", "-b", "main", str(other))
+    (other / "new.txt").write_text("a new root\n")
+    git("-C", str(other), "add", "-A")
+    git("-C", str(other), "commit", "-q", "-m", "new root")
+    git("-C", str(other), "push", "-q", "-f", url, "main")
+    theirs = git("-C", str(other), "rev-parse", "HEAD").strip()
+    args = ("--json", "--home", h.path, "--vault", "p:main")
+    r = cli(*args, "push")
+    assert r.code == 5 and json.loads(r.out_bytes)["error"]["details"]["reason"] == "non_fast_forward", r.out
+    r = cli(*args, "pull")
+    err = json.loads(r.out_bytes)["error"]
+    assert r.code == 2 and err["code"] == "unrelated_histories", r.out
+    assert "origin/main (a remote branch)" in err["message"] and "--allow-unrelated" in (err["hint"] or "")
+    assert v.workspace("main").tip() == mine  # nothing moved
+    r = cli(*args, "pull", "--allow-unrelated")
+    assert r.code == 0 and json.loads(r.out_bytes)["merge"]["status"] == "merged", r.out
+    r = cli(*args, "push")
+    assert r.code == 0, r.out
+    for commit in (mine, theirs):
+        git("--git-dir", str(served), "merge-base", "--is-ancestor", commit, "main")
+    assert git("--git-dir", str(served), "show", "main:new.txt") == "a new root\n"
+    assert git("--git-dir", str(served), "show", "main:mine.txt") == "mine\n"
+    git("--git-dir", str(served), "fsck", "--strict")

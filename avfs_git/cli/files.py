@@ -207,8 +207,8 @@ def _into_dir(ws: object, src: str, dst: str) -> str:
 def cp_cmd(app: App, src: str, dst: str, recursive: bool, expect: str | None) -> None:
     """Copy SRC to DST inside the workspace (unchanged content is shared, not copied)."""
     ws = app.workspace()
-    out = ws.copy(src, _into_dir(ws, src, dst), recursive=recursive, expect=expect)
-    _file_op(app, "copy", [names.norm_path(src), out])
+    out, blob = ws.copy_blob(src, _into_dir(ws, src, dst), recursive=recursive, expect=expect)
+    _file_op(app, "copy", [names.norm_path(src), out], {"blob": blob})
 
 
 @click.command("mv")
@@ -224,8 +224,8 @@ def cp_cmd(app: App, src: str, dst: str, recursive: bool, expect: str | None) ->
 def mv_cmd(app: App, src: str, dst: str, expect: str | None) -> None:
     """Move or rename SRC to DST (an unchanged directory moves without copying)."""
     ws = app.workspace()
-    out = ws.rename(src, _into_dir(ws, src, dst), expect=expect)
-    _file_op(app, "rename", [names.norm_path(src), out])
+    out, blob = ws.rename_blob(src, _into_dir(ws, src, dst), expect=expect)
+    _file_op(app, "rename", [names.norm_path(src), out], {"blob": blob})
 
 
 @click.command("rm")

@@ -177,9 +177,20 @@ def fetch_cmd(app: App, remote_name: str) -> None:
 @click.option(
     "--write-conflicts", is_flag=True, help="Write conflict markers into the workspace to resolve by hand."
 )
+@click.option(
+    "--allow-unrelated",
+    is_flag=True,
+    help="Merge a remote branch that shares no history with the fork (one force-pushed to a new root).",
+)
 @pass_app
 def pull_cmd(
-    app: App, remote_name: str, branch: str | None, no_ff: bool, favor: str | None, write_conflicts: bool
+    app: App,
+    remote_name: str,
+    branch: str | None,
+    no_ff: bool,
+    favor: str | None,
+    write_conflicts: bool,
+    allow_unrelated: bool,
 ) -> None:
     """Fetch, then merge REMOTE's BRANCH (default: the branch named as the selected fork)
     into the selected fork, as `git pull origin main` does (fast-forward or a merge commit;
@@ -198,6 +209,7 @@ def pull_cmd(
             no_ff=no_ff,
             favor=favor,
             write_conflicts=write_conflicts,
+            allow_unrelated=allow_unrelated,
         )
     conflicted = res.status in ("conflicts", "conflicts_written")  # type: ignore[attr-defined]
 

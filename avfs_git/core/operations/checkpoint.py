@@ -137,41 +137,10 @@ def save(
         # libgit2's ref transactions and reads save ~3 ms each.
         prefer_libgit2()
     ws = vault.workspace(fork)
-    with _no_exec_running(vault, fork), vault.lock(fork):
-        ws.sync_base()
-        check_head(vault, fork, expect_head)
-        name_ref = refs.checkpoint_ref(fork, name) if name else None
-        if name_ref and refs.read_ref(vault.store, name_ref) is not None:
-            raise AlreadyExistsError(
-                f"fork {fork} already has a checkpoint named {name!r}",
-                hint="pick another name or delete it with `avfs checkpoint delete`",
-                details={"name": name},
-            )
-        base = ws.base
-        tip = ws.tip()  # differs from base when the fork moved: then the changes are rebased
-        msg = message or (f"checkpoint {name}" if name else "checkpoint")
-        if not msg.endswith("\n"):
-            msg += "\n"
-        commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)
-        if commit is not None and on is None:
-            # what the ref moved from: a `git commit` in the mount may have landed since the
-            # tip was read (the checkpoint then went on top of it): undo goes back to that
-            # (with ``on``, the commit's parent is that record, whose parent is the tip)
-            tip = str(vault.store.commit_fields(commit).parents[0])
-        ignored = ignored_count(ws.captured_ignored)
-        changed: list[dict[str, str | None]] = []
-        if commit is not None:
-            changed.append({"ref": ws.ref, "old": tip, "new": commit})
-        target = commit or base
-        if name_ref:
-            refs.cas_update(vault.store, name_ref, target, None, f"avfs: checkpoint {name}")
-            changed.append({"ref": name_ref, "old": None, "new": target})
-        op_id = None
-        if changed:
-            before = tip or base  # undoing a rebased checkpoint leaves its changes on the new tip
-            op_id = _record_save(
-                vault, fork, name, changed, before, target, commit is not None, len(captured)
-            )
+    with no_exec_running(vault, fork), vault.lock(fork):
+        commit, target, op_id, captured, ignored = save_locked(
+            vault, ws, name, message, rebase=rebase, on=on, expect_head=expect_head, only=only
+        )
     if commit is not None:
         packwriter.maybe_consolidate(vault.path)
     info = _info(vault, fork, target, name)
@@ -179,6 +148,57 @@ def save(
     info = dataclasses.replace(info, changes=count)
     left = ws.not_recorded()
     return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
+
+
+def save_locked(
+    vault: Vault,
+    ws: Workspace,
+    name: str | None,
+    message: str | None,
+    *,
+    rebase: bool = True,
+    on: str | None = None,
+    expect_head: str | None = None,
+    only: Callable[[str], bool] | None = None,
+) -> tuple[str | None, str, int | None, list[Entry], int]:
+    """:func:`save`'s work, for a caller that holds the fork's exec and fork locks (``save``
+    itself, and a merge capturing its target under the locks it merges with). Returns the
+    new commit (None: nothing to commit), the commit the fork is at, the operation's id,
+    the overlay entries committed and how many ignored paths were left out."""
+    fork = ws.fork
+    ws.sync_base()
+    check_head(vault, fork, expect_head)
+    name_ref = refs.checkpoint_ref(fork, name) if name else None
+    if name_ref and refs.read_ref(vault.store, name_ref) is not None:
+        raise AlreadyExistsError(
+            f"fork {fork} already has a checkpoint named {name!r}",
+            hint="pick another name or delete it with `avfs checkpoint delete`",
+            details={"name": name},
+        )
+    base = ws.base
+    tip = ws.tip()  # differs from base when the fork moved: then the changes are rebased
+    msg = message or (f"checkpoint {name}" if name else "checkpoint")
+    if not msg.endswith("\n"):
+        msg += "\n"
+    commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)
+    if commit is not None and on is None:
+        # what the ref moved from: a `git commit` in the mount may have landed since the
+        # tip was read (the checkpoint then went on top of it): undo goes back to that
+        # (with ``on``, the commit's parent is that record, whose parent is the tip)
+        tip = str(vault.store.commit_fields(commit).parents[0])
+    ignored = ignored_count(ws.captured_ignored)
+    changed: list[dict[str, str | None]] = []
+    if commit is not None:
+        changed.append({"ref": ws.ref, "old": tip, "new": commit})
+    target = commit or base
+    if name_ref:
+        refs.cas_update(vault.store, name_ref, target, None, f"avfs: checkpoint {name}")
+        changed.append({"ref": name_ref, "old": None, "new": target})
+    op_id = None
+    if changed:
+        before = tip or base  # undoing a rebased checkpoint leaves its changes on the new tip
+        op_id = _record_save(vault, fork, name, changed, before, target, commit is not None, len(captured))
+    return commit, target, op_id, captured, ignored
 
 
 def _record_save(
@@ -242,7 +262,7 @@ def snapshot(vault: Vault, fork: str, message: str) -> str | None:
     if not message.endswith("\n"):
         message += "\n"
     ws = vault.workspace(fork)
-    with _no_exec_running(vault, fork), vault.lock(fork):
+    with no_exec_running(vault, fork), vault.lock(fork):
         ws.sync_base()
         return wscommit.snapshot(ws, message)
 
@@ -254,7 +274,7 @@ def keep_snapshot(vault: Vault, fork: str, commit: str) -> str:
     return wscommit.keep_ref(vault.workspace(fork), commit, "exec", "proxy exec: the fork before its command")
 
 
-def _no_exec_running(vault: Vault, fork: str) -> Any:
+def no_exec_running(vault: Vault, fork: str) -> Any:
     """Wait (``AVFS_LOCK_WAIT``, 10 s by default) for a ``proxy exec`` running on ``fork``,
     then :class:`.errors.BusyError` (exit 75): its commit holds exactly its command's
     changes (docs/proxy.md), which a checkpoint taken meanwhile would split. The exec's own

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, overload
 
 from ..errors import (
@@ -53,9 +53,9 @@ from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.mergestate import unresolved, write_state
-from ..workspace.overlayentry import FILE
 from ..workspace.wscommit import keep_recovery, publish
 from ..workspace.wsretire import retirable
+from . import mergeguard
 from .mergeconflicts import Conflict, _classify, _conflict_tree
 
 if TYPE_CHECKING:
@@ -172,42 +172,6 @@ def _refuse_open_merges(
         refuse_if_merging(src_ws, f"merging {source} (which checkpoints it first)")
 
 
-def _capture_sides(
-    vault: Vault,
-    ws: Workspace,
-    src_ws: Workspace | None,
-    source: str,
-    target: str,
-    capture: bool,
-    expected: str | None,
-) -> tuple[list[dict[str, str]], str | None]:
-    """Checkpoint the uncheckpointed changes of the target and the source (UsageError
-    unless ``capture``). Returns the checkpoints taken and the target's tip the merge must
-    find (``expected`` moved to its checkpoint)."""
-    from . import checkpoint
-
-    captured: list[dict[str, str]] = []
-    sides = [(target, ws)] + ([(source, src_ws)] if src_ws is not None else [])
-    for f, w in sides:
-        if w.is_dirty():
-            if not capture:
-                raise UsageError(
-                    f"fork {f} has uncheckpointed changes",
-                    hint="checkpoint them first, or let merge do it (drop --no-capture)",
-                    details={"fork": f},
-                )
-            cp = checkpoint.save(
-                vault,
-                f,
-                message=f"avfs merge: {f}'s changes before merging {source} into {target}",
-                expect_head=expected if f == target else None,
-            )
-            captured.append({"fork": f, "commit": cp.checkpoint.commit})
-            if f == target and expected is not None:
-                expected = cp.checkpoint.commit
-    return captured, expected
-
-
 def _tips(
     vault: Vault, ws: Workspace, source: str, target: str, source_ref: str | None, allow_unrelated: bool
 ) -> tuple[str, str, str | None]:
@@ -222,8 +186,11 @@ def _tips(
     assert ours is not None
     base = vault.store.merge_base(ours, theirs)
     if base is None and not allow_unrelated:
+        what = (
+            f"{source_ref.removeprefix(refs.REMOTES)} (a remote branch)" if source_ref else f"fork {source}"
+        )
         raise UnrelatedHistoriesError(
-            f"forks {source} and {target} share no history",
+            f"{what} and fork {target} share no history",
             hint="pass --allow-unrelated to merge them anyway",
             details={"ours": ours, "theirs": theirs},
         )
@@ -263,10 +230,16 @@ def _write_conflicts(
     source: str,
     sides: tuple[str, str, str | None],
     msg: str,
+    release: Callable[[], None],
 ) -> tuple[str, int]:
     """Show the merge in the target's workspace with the conflicts written into it
     (:func:`_conflict_tree`), record the merge state and the operation. ``sides``: (ours,
-    theirs, base). Returns (the tree the workspace shows, operation id)."""
+    theirs, base). ``release`` lets the target's writers go (commits the transaction that
+    held them, :func:`.mergeguard.writers_held`) once the view is set and before the state
+    is written: a reader of another thread or process that found the state with the view
+    not yet committed took it for one an undone merge left, and dropped it (two agents
+    merging into one main: the second merge went ahead over the first's open one).
+    Returns (the tree the workspace shows, operation id)."""
     ours, theirs, base = sides
     target = ws.fork
     # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
@@ -277,8 +250,9 @@ def _write_conflicts(
         if e is not None
     ]
     view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
-    _refuse_changed(ws)
+    mergeguard.refuse_changed(ws)
     ws.set_base(ours, keep_view=False, view_tree=view_tree)
+    release()  # (the fork lock stays held: no checkpoint comes between the view and the state)
     write_state(
         ws,
         {
@@ -335,7 +309,52 @@ def merge(
     uncheckpointed changes are captured): else ExpectMismatchError, nothing done.
 
     ``source_ref``: merge that ref instead (a remote-tracking branch: ``avfs pull``);
-    ``source`` is then only its name in messages and results."""
+    ``source`` is then only its name in messages and results.
+
+    A merge into a fork written through its mount in the moment between the fork's
+    capture and its move is tried again (its new changes captured first), with a growing
+    pause, for as long as the vault waits for a lock (``AVFS_LOCK_WAIT``, 10 s by default);
+    then :class:`.errors.BusyError` (``busy``, exit 75) with ``details.attempts``. A fork
+    that is not mounted never gets there: its writers wait for the merge
+    (:func:`.mergeguard.writers_held`)."""
+    deadline = time.monotonic() + vault.lock_wait_s
+    pause, attempts = 0.05, 0
+    while True:
+        attempts += 1
+        try:
+            return _merge_once(
+                vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
+                write_conflicts=write_conflicts, allow_unrelated=allow_unrelated, capture=capture,
+                message=message, source_ref=source_ref, expect_head=expect_head,
+            )  # fmt: skip
+        except BusyError as exc:
+            if exc.details.get("reason") != mergeguard.CHANGED_DURING_MERGE:
+                raise
+            if time.monotonic() + pause > deadline:
+                exc.details["attempts"] = attempts
+                raise
+            if expect_head is not None:  # it was there: the fork is at its capture now
+                expect_head = refs.read_ref(vault.store, refs.fork_ref(target or vault.default_fork))
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def _merge_once(
+    vault: Vault,
+    source: str,
+    target: str | None = None,
+    *,
+    no_ff: bool = False,
+    dry_run: bool = False,
+    favor: str | None = None,
+    write_conflicts: bool = False,
+    allow_unrelated: bool = False,
+    capture: bool = True,
+    message: str | None = None,
+    source_ref: str | None = None,
+    expect_head: str | None = None,
+) -> MergeResult:
+    """One try of :func:`merge`."""
     from . import checkpoint
 
     target = target or vault.default_fork
@@ -345,21 +364,23 @@ def merge(
     ws = vault.workspace(target)
     src_ws = vault.workspace(source) if source_ref is None else None
     _refuse_open_merges(ws, src_ws, source, target, dry_run)
-    expected: str | None = None  # the target's tip the merge must find (expect_head)
-    if expect_head is not None:
+    if expect_head is not None:  # before anything is captured: a refused merge changes nothing
         with vault.lock(target):
             checkpoint.check_head(vault, target, expect_head)
-            expected = refs.read_ref(vault.store, refs.fork_ref(target))
     captured: list[dict[str, str]] = []
     if not dry_run:
-        _refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
-        captured, expected = _capture_sides(vault, ws, src_ws, source, target, capture, expected)
-    with vault.lock(target):
+        mergeguard.refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
+        if src_ws is not None:
+            captured = mergeguard.capture(vault, src_ws, source, target, capture)
+    exec_lock = contextlib.nullcontext() if dry_run else checkpoint.no_exec_running(vault, target)
+    held = contextlib.ExitStack()  # the target's writers, held until its new view is set
+    with exec_lock, vault.lock(target), held:
+        held.enter_context(mergeguard.writers_held(ws, dry_run))
         ws.sync_base()
-        if expected is not None:
-            checkpoint.check_head(vault, target, expected)
+        checkpoint.check_head(vault, target, expect_head)
         if not dry_run:
-            _refuse_open_files(ws, target)
+            captured = mergeguard.capture(vault, ws, source, target, capture) + captured
+            mergeguard.refuse_open_files(ws, target)
         ours, theirs, base = _tips(vault, ws, source, target, source_ref, allow_unrelated)
 
         def result(
@@ -413,7 +434,9 @@ def merge(
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
-        view_tree, op = _write_conflicts(vault, ws, index, conflicts, source, (ours, theirs, base), msg)
+        view_tree, op = _write_conflicts(
+            vault, ws, index, conflicts, source, (ours, theirs, base), msg, held.close
+        )
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
 
 
@@ -443,17 +466,6 @@ def _fast_merge(
     return commit, made, fast[0]
 
 
-def _refuse_changed(ws: Workspace) -> None:
-    """The target was captured clean; a change since (a write that does not take the fork
-    lock, from the CLI or a mount) must not be swept away by pointing it elsewhere."""
-    if ws.is_dirty():
-        raise BusyError(
-            f"fork {ws.fork} changed while it was being merged into; nothing moved",
-            hint="merge again (its new changes will be checkpointed first)",
-            details={"fork": ws.fork},
-        )
-
-
 def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     """Move the target's ref (CAS) and point its (clean) workspace at ``new``.
 
@@ -467,29 +479,11 @@ def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     is kept under a recovery ref rather than lost."""
     live = ws.live_dir() is not None
     with contextlib.nullcontext() if live else ws.overlay.txn():
-        _refuse_changed(ws)
+        mergeguard.refuse_changed(ws)
         refs.cas_update(ws.store, ws.ref, new, old, reason)
         if live:
             keep_recovery(ws, "written during a merge")
         ws.set_base(new, keep_view=False)
-
-
-def _refuse_open_files(ws: Workspace, target: str) -> None:
-    """A merge points the target's workspace at a new commit; a file a mount holds open for
-    writing would then keep writing into a file the workspace no longer shows."""
-    open_ = [e for e in ws.overlay.all() if e.kind == FILE and e.fileid and ws.overlay.in_use(e.fileid)]
-    # a file closed a moment ago: the kernel tells the mount after close() returned
-    deadline = time.monotonic() + 1.0
-    while open_ and time.monotonic() < deadline:
-        time.sleep(0.01)
-        open_ = [e for e in open_ if e.fileid and ws.overlay.in_use(e.fileid)]
-    busy = [e.path for e in open_]
-    if busy:
-        raise BusyError(
-            f"{len(busy)} file(s) of {target} are open for writing in its mount",
-            hint="close them (or let the command writing them finish), then merge",
-            details={"fork": target, "paths": sorted(busy)[:20]},
-        )
 
 
 def _current_tree(ws: Workspace) -> str:

@@ -34,6 +34,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
+from typing import IO
 
 from ..errors import InternalError, from_oserror
 from .locks import flock_held
@@ -488,7 +489,12 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
     Geometric repacking rewrites only the small packs, so its cost follows what the recent
     checkpoints wrote, not the vault's size; still, it runs in a detached process (unless
     ``wait``) so no checkpoint waits for it (it made 1 in 48 checkpoints take ~400 ms).
-    One repack runs at a time per vault (a lock file). Returns True when one was started.
+    One repack runs at a time per vault: the caller takes the vault's repack lock and
+    hands it to the process it starts, so while one runs no checkpoint starts another
+    (each used to start a Python process that found the lock taken and exited: 77 in one
+    test of many merges). The process is started through a shell that exits at once
+    (reaped here), so it is nobody's child to reap or warn about (a dropped ``Popen`` was a
+    ``ResourceWarning`` and a zombie). Returns True when one was started (or ran).
     """
     if pack_count(git_dir) <= (PACK_LIMIT if limit is None else limit):
         return False
@@ -497,35 +503,45 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
 
     # -P: the caller's working directory (a mount a confined command wrote) not first on
     # sys.path, where -m puts it: a package `avfs_git` there would be what runs
-    cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packwriter", git_dir] + (
-        ["--wait"] if wait else []
-    )
+    cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packwriter", git_dir]
     if wait:
-        subprocess.run(cmd, check=False, capture_output=True)
-    else:
-        subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
+        subprocess.run([*cmd, "--wait"], check=False, capture_output=True)
+        return True
+    lock = _repack_lock(git_dir)
+    if lock is None:
+        return False  # one runs
+    try:
+        fd = lock.fileno()
+        sh = ["/bin/sh", "-c", '"$@" &', "sh", *cmd, "--lock-fd", str(fd)]
+        subprocess.run(sh, check=False, pass_fds=(fd,), start_new_session=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    finally:
+        lock.close()  # the repack's process holds it (the same open file) until it ends
     return True
 
 
-def _consolidate(git_dir: str, wait: bool) -> int:
-    import fcntl
-
-    from .gitrun import run
-
+def _repack_lock(git_dir: str, *, wait: bool = False) -> IO[str] | None:
+    """The vault's repack lock, taken (an flock on ``avfs/locks/.repack.lock``; no fork
+    name starts with '.'), or None when a repack holds it (and not ``wait``)."""
     lock_dir = os.path.join(git_dir, "avfs", "locks")
     os.makedirs(lock_dir, exist_ok=True)
-    with open(os.path.join(lock_dir, ".repack.lock"), "w") as lock:  # (no fork name starts with '.')
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            return 0  # another repack of this vault is running
+    lock = open(os.path.join(lock_dir, ".repack.lock"), "w")  # noqa: SIM115 - handed on, closed by the caller
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
+def _consolidate(git_dir: str, wait: bool, lock_fd: int | None = None) -> int:
+    from .gitrun import run
+
+    # the lock its starter took (maybe_consolidate), held till this process ends
+    lock = os.fdopen(lock_fd, "w") if lock_fd is not None else _repack_lock(git_dir, wait=wait)
+    if lock is None:
+        return 0  # another repack of this vault is running
+    with lock:
         proc = run(
             ["repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index"], git_dir=git_dir, check=False
         )
@@ -535,4 +551,6 @@ def _consolidate(git_dir: str, wait: bool) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(_consolidate(sys.argv[1], "--wait" in sys.argv[2:]))
+    _args = sys.argv[2:]
+    _fd = int(_args[_args.index("--lock-fd") + 1]) if "--lock-fd" in _args else None
+    sys.exit(_consolidate(sys.argv[1], "--wait" in _args, _fd))

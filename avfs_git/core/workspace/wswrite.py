@@ -31,11 +31,12 @@ from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, Sta
 from . import upper
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .pathguard import GuardChecks, PathGuard
+from .wsanswers import BlobAnswers
 from .wschecks import WriteChecks, parse_expect, unlink_quiet
 from .wsview import MAX_SYMLINK_HOPS, Node, norm
 
 
-class Mutations(GuardChecks, WriteChecks):
+class Mutations(BlobAnswers, GuardChecks, WriteChecks):
     """Every change a workspace makes to what it shows (mixed into :class:`.workspace.Workspace`)."""
 
     def _parent_dir(self, p: str, parents: bool) -> Node:
@@ -272,23 +273,6 @@ class Mutations(GuardChecks, WriteChecks):
         self.overlay.remove(db, p, op)
         if self.view.lookup(p, skip_self=True) is not None:
             self.overlay.put(db, Entry(p, DELETED, 0), op)
-
-    def write_blob(
-        self, path: str, data: bytes | IO[bytes], *, expect: str | None = None, **kw: Any
-    ) -> tuple[Stat, str | None]:
-        """:meth:`write`, and the blob id of what it wrote (what the next ``expect`` of
-        its writer compares with). With ``expect`` it is read under the write lock: read
-        after it, it could be a racing writer's (``tests/test_expect.py`` caught the CLI
-        and MCP reporting another's version as their write's, and a writer that went on
-        from it overwrote a version it never saw)."""
-        if expect is None:
-            st = self.write(path, data, **kw)
-            return st, self.blob_of(st.path)
-        parse_expect(expect)
-        with self.write_lock():
-            self._check_expect(path, expect)
-            st = self.write(path, data, **kw)
-            return st, self.blob_of(st.path)
 
     def remove(self, path: str, *, recursive: bool = False, expect: str | None = None) -> None:
         """Delete a file, symlink or (with ``recursive`` or when empty) a directory;

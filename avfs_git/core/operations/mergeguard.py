@@ -1,0 +1,84 @@
+"""Who may change a merge's target while it is merged into, and what a merge does about
+writers (docs/merge.md): the sides captured first, the target's writers held off from its
+capture to its new view where they write through its overlay's transactions, a write
+through its mount in that moment refusing the try (:func:`.merge.merge` tries again), and
+files its mount holds open for writing refusing the merge before anything is captured."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import BusyError, UsageError
+from ..workspace.overlayentry import FILE
+
+if TYPE_CHECKING:
+    from ..vaults.vault import Vault
+    from ..workspace.workspace import Workspace
+
+
+def capture(vault: Vault, w: Workspace, source: str, target: str, capture: bool) -> list[dict[str, str]]:
+    """Checkpoint the uncheckpointed changes of ``w`` (UsageError unless ``capture``): the
+    source with its own locks, the target under the locks the merge holds."""
+    from . import checkpoint
+
+    if not w.is_dirty():
+        return []
+    if not capture:
+        raise UsageError(
+            f"fork {w.fork} has uncheckpointed changes",
+            hint="checkpoint them first, or let merge do it (drop --no-capture)",
+            details={"fork": w.fork},
+        )
+    msg = f"avfs merge: {w.fork}'s changes before merging {source} into {target}"
+    if w.fork == target:
+        commit, *_ = checkpoint.save_locked(vault, w, None, msg)
+    else:
+        commit = checkpoint.save(vault, w.fork, message=msg).checkpoint.commit
+    return [{"fork": w.fork, "commit": commit}] if commit else []
+
+
+def writers_held(ws: Workspace, dry_run: bool) -> contextlib.AbstractContextManager[object]:
+    """What keeps the target's writers off from its capture to its new view: a fork that is
+    not mounted is written through its overlay's transactions (API, CLI, MCP), and the
+    merge holds one; a write then waits for the merge and lands on the merged view. A merge
+    into a fork written every few milliseconds was refused ``busy`` on every try (a write
+    landed between the capture and the move each time). Writes through a mount take no
+    such transaction: there a write in that moment still refuses the merge."""
+    if dry_run or ws.live_dir() is not None:
+        return contextlib.nullcontext()
+    return ws.overlay.txn()
+
+
+CHANGED_DURING_MERGE = "changed_during_merge"  # BusyError.details["reason"]: tried again
+
+
+def refuse_changed(ws: Workspace) -> None:
+    """The target was captured clean; a change since (a write that does not take the fork
+    lock, from the CLI or a mount) must not be swept away by pointing it elsewhere."""
+    if ws.is_dirty():
+        raise BusyError(
+            f"fork {ws.fork} changed through its mount while it was being merged into; nothing moved",
+            hint="merge when the writers in its mount pause (a command that writes there finished),"
+            " or merge into a fork that is not mounted and merge that one in when it is quiet",
+            details={"fork": ws.fork, "reason": CHANGED_DURING_MERGE},
+        )
+
+
+def refuse_open_files(ws: Workspace, target: str) -> None:
+    """A merge points the target's workspace at a new commit; a file a mount holds open for
+    writing would then keep writing into a file the workspace no longer shows."""
+    open_ = [e for e in ws.overlay.all() if e.kind == FILE and e.fileid and ws.overlay.in_use(e.fileid)]
+    # a file closed a moment ago: the kernel tells the mount after close() returned
+    deadline = time.monotonic() + 1.0
+    while open_ and time.monotonic() < deadline:
+        time.sleep(0.01)
+        open_ = [e for e in open_ if e.fileid and ws.overlay.in_use(e.fileid)]
+    busy = [e.path for e in open_]
+    if busy:
+        raise BusyError(
+            f"{len(busy)} file(s) of {target} are open for writing in its mount",
+            hint="close them (or let the command writing them finish), then merge",
+            details={"fork": target, "paths": sorted(busy)[:20]},
+        )
