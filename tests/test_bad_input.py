@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 
 import pytest
 
-from avfs_git.core.errors import AvfsError
+from avfs_git.core.errors import AvfsError, BusyError
 from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.vault import Vault
 
 from .conftest import IN_CI, libgit2_repo, snapshot
 
@@ -342,3 +344,26 @@ def test_an_empty_vault_argument_is_refused_not_the_default(cli, populated, args
     r = cli("--json", "--vault", "v", *args)
     assert r.code == 1 and r.json()["error"]["code"] == "invalid_name", (r.code, r.out)
     assert snapshot(populated) == before
+
+
+def test_a_writer_held_off_past_sqlites_wait_is_told_busy_and_nothing_changes(
+    vault: Vault,
+) -> None:
+    """Another writer holding the fork's overlay database past SQLite's busy wait is not
+    damage: the write answers ``busy`` (retry), not ``corrupt_state``, and changes nothing
+    (a merge holding a lazy fork's writers off while it fetches can last that long)."""
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    before = snapshot(vault)
+    ws.overlay.db.execute("PRAGMA busy_timeout = 50")  # SQLite's 30 s wait, shortened
+    other = sqlite3.connect(ws.overlay.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(BusyError) as err:
+            ws.write("a.txt", b"two\n")
+        assert err.value.code == "busy" and err.value.hint
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert ws.read("a.txt") == b"one\n"
+    assert snapshot(vault) == before

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from ..errors import AvfsError, CorruptStateError, from_oserror
+from ..errors import AvfsError, BusyError, CorruptStateError, from_oserror
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
@@ -120,6 +120,8 @@ def entry_of_row(r: tuple[object, ...]) -> Entry:
 
 ENTRY_COLS = "path, kind, mode, oid, fileid, origin, size, seq"
 _LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
+# what SQLite says when its busy wait ran out: another writer held on (not damage)
+_HELD = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY"})
 
 
 def template_path(parent: str) -> str:
@@ -246,7 +248,12 @@ class OverlayDB:
                 if "readonly" in str(exc):
                     raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
                 self._raise_if_full(exc)
-                raise CorruptStateError(f"overlay database busy or broken: {exc}") from exc
+                if getattr(exc, "sqlite_errorname", "") in _HELD:
+                    raise BusyError(
+                        f"the fork's overlay database stayed locked by another writer: {exc}",
+                        hint="retry: another process or thread of this fork is writing",
+                    ) from exc
+                raise CorruptStateError(f"overlay database broken: {exc}") from exc
             ns["depth"] = 1
             ns["garbage"] = []
             ns.pop("journaled", None)
