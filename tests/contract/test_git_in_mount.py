@@ -523,3 +523,46 @@ def test_a_directory_git_mv_renamed_keeps_its_files_when_git_moves_the_base(moun
     ]
     assert avfs("checkpoint", "save", "-m", "moved").code == 0
     assert _git(mp, "ls-tree", "-r", "--name-only", "HEAD").stdout.split() == ["b.txt", "moved-dir/c.txt"]
+
+
+@pytest.mark.parametrize("move", ["checkpoint", "merge"])
+def test_a_move_of_the_base_waits_for_git_s_index_lock_and_fails_clearly(
+    mounted: Any, cli_proc: Any, move: str
+) -> None:
+    """git in the mount holds `index.lock` (a `git commit -a` waiting for its message holds
+    it for as long as the editor is open) while avfs moves the fork's branch. The mover
+    waited 10 s for it, then moved the branch all the same and left the index alone: once
+    git let go, the index still held the old base under the new HEAD (`git status`:
+    `MM a.txt`, the checkpoint's change staged backwards), and git's next `commit` put the
+    old file back on the branch; the checkpoint's answer said nothing. It now fails
+    `busy` naming the lock, the branch where it was, the change still uncheckpointed (a
+    merge into the mounted fork: nothing merged)."""
+    mp, avfs = mounted
+    if move == "merge":
+        assert cli_proc("vault", "fork", "v:main", "g").code == 0
+        assert cli_proc("--vault", "v:g", "write", "theirs.txt", "g's\n").code == 0
+        assert cli_proc("--vault", "v:g", "checkpoint", "save", "-m", "g").code == 0
+        want, args = "", ("merge", "g")
+    else:
+        with open(mp / "a.txt", "a") as fh:
+            fh.write("two\n")
+        want, args = " M a.txt\n", ("checkpoint", "save", "-m", "while git holds index.lock")
+    head = _git(mp, "rev-parse", "HEAD").stdout
+    lock = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip()) / "index.lock"
+    lock.write_bytes(b"")  # git's, as a running git holds it
+    try:
+        res = avfs("--json", *args)
+    finally:
+        lock.unlink()
+    assert res.code == 75, (res.code, res.out, res.err)
+    err = json.loads(res.out or res.err)["error"]
+    assert err["code"] == "busy" and err["details"]["path"] == str(lock), err
+    assert _git(mp, "rev-parse", "HEAD").stdout == head
+    assert _git(mp, "status", "--porcelain").stdout == want
+    assert avfs(*args).code == 0  # once git is done
+    if move == "checkpoint":
+        _clean_everywhere(mp, avfs)
+        assert _git(mp, "show", "HEAD:a.txt").stdout == "one\ntwo\n"
+    else:
+        assert (mp / "theirs.txt").read_text() == "g's\n"
+        assert _git(mp, "status", "--porcelain").stdout == ""
