@@ -178,15 +178,14 @@ def land(vault: Vault, fork: str, cp: Checkpoint, record: str, message: str, kee
     on the fork's branch, with the commit of what the command changed on top of it (none
     when it changed nothing). With ``keep`` (the command moved the branch itself, or
     ``--no-commit``), or when the fork moved meanwhile, it is kept beside the branch under
-    a recovery ref instead (``checkpoint.ref``); so too when git in the fork's mount held
-    its ``index.lock`` all the while (the branch is not moved then: mount/indexguard.py)."""
-    from ..core.errors import GitIndexBusyError, RefMovedError
+    a recovery ref instead (``checkpoint.ref``)."""
+    from ..core.errors import RefMovedError
     from ..core.operations import checkpoint
 
     if not keep:
         try:
             saved = checkpoint.save(vault, fork, message=message, on=record)
-        except (RefMovedError, GitIndexBusyError):
+        except RefMovedError:
             pass
         else:
             return _Landed(
