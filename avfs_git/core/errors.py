@@ -241,6 +241,13 @@ class BusyError(AvfsError):
     errno = _errno.EBUSY
 
 
+class GitIndexBusyError(BusyError):
+    """git in a mount of the fork held its ``index.lock`` for as long as avfs waits: a
+    move of the fork's branch (a checkpoint, restore, undo, revert, merge) is not made, as
+    git's own commands refuse while another git holds it (the index could not be written
+    for the new base, and git's next ``commit`` would commit the old one on top of it)."""
+
+
 class MountedError(AvfsError):
     """What is asked would pull a live mount's state from under it (deleting a mounted fork
     or its vault): unmount first."""

@@ -59,23 +59,28 @@ class HandleTable(OpsBase):
             return self._new_handle(h)
         raise fuse.FuseOSError(errno.EAGAIN)  # retired again and again: let the caller retry
 
-    def _materialize(self, p: str) -> Node:
-        """``ws.materialize(p)`` (the overlay file, a copy of ``p``'s blob), and the read
-        handles still on that blob follow it there: on disk a descriptor opened before another
-        one writes reads the same file, the new bytes. Left behind, such a reader read the old
-        bytes, and its reads filled the kernel's page cache of the file with them, which every
-        later open was served from (``kernel_cache``): a read-only SQLite connection opened
-        first hid another process's inserts from every connection until the mount ended, and
-        the next writer corrupted the database (docs/fuse.md, "read handles"). A reader is on
-        the blob when it reads it from git (``oid``), or when it reads an overlay file a
-        checkpoint has retired since (unlinked) and its bytes are that blob's; a file renamed
-        over ``p`` is another file, and its readers keep their bytes."""
-        with self._lock:
-            behind = [(fh, h) for fh, h in self._handles.items() if h.path == p and _behind(h)]
-        before = self.ws.node(p) if behind else None
+    def _materialize(self, p: str, before: Node) -> Node:
+        """``ws.materialize(p)`` (the overlay file, a copy of ``p``'s blob; ``before``: the
+        node the caller looked up first), and the read handles still on that blob follow it
+        there: on disk a descriptor opened before another one writes reads the same file,
+        the new bytes. Left behind, such a reader read the old bytes, and its reads filled
+        the kernel's page cache of the file with them, which every later open was served
+        from (``kernel_cache``): a read-only SQLite connection opened first hid another
+        process's inserts from every connection until the mount ended, and the next writer
+        corrupted the database (docs/fuse.md, "read handles"). A reader is on the blob when
+        it reads it from git (``oid``), or when it reads an overlay file a checkpoint has
+        retired since (unlinked) and its bytes are that blob's; a file renamed over ``p``
+        is another file, and its readers keep their bytes. The readers are listed once the
+        copy is made, under the table's lock with ``_copies`` counted up: one whose handle
+        is added after that sees the count moved since its lookup and follows the copy
+        itself (:meth:`_new_reader`); listed before the copy, a reader opened meanwhile
+        kept the old bytes, and so did every later open of the file (review2)."""
         node = self.ws.materialize(p)
-        if before is None or before.oid is None or self.ws.file_path(before) is not None:
-            return node
+        if before.oid is None or self.ws.file_path(before) is not None:
+            return node  # nothing copied from a blob here
+        with self._lock:
+            self._copies += 1
+            behind = [(fh, h) for fh, h in self._handles.items() if h.path == p and _behind(h)]
         real = self.ws.file_path(node)
         follow = [
             (fh, h)
@@ -99,6 +104,32 @@ class HandleTable(OpsBase):
                     os.close(fd)
                 h.oid = None
         return node
+
+    def _new_reader(self, h: Handle, copies: int) -> int:
+        """:meth:`_new_handle` of a read handle on a blob (``h.oid``), whose node was looked
+        up when the table's ``_copies`` was ``copies``: when a write copied a blob since, its
+        list of readers to move may have missed this one, which then follows the copy of its
+        path itself, if there is one now."""
+        with self._lock:
+            fh = next(self._ids)
+            self._handles[fh] = h
+            moved = self._copies != copies
+        if not moved:
+            return fh
+        now = self.ws.node(h.path)
+        real = self.ws.file_path(now) if now is not None else None
+        if real is None:
+            return fh
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # retired by a checkpoint: its bytes are the base's blob
+            return fh
+        with self._lock:
+            if self._handles.get(fh) is h and h.fd is None and h.oid is not None:
+                h.fd, h.oid, fd = fd, None, -1
+        if fd >= 0:
+            os.close(fd)
+        return fh
 
     def _readers_moved(self, old: str, new: str) -> None:
         """The read handles open at or below ``old`` are at ``new`` after a rename: a write

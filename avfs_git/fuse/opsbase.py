@@ -147,6 +147,7 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._handles: dict[int, Handle] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._copies = 0  # blobs copied into the overlay by a write (HandleTable._materialize)
         self._known: set[str] = set()  # paths the kernel may hold attributes for
         self._stop = threading.Event()
         self._fuse_ptr: Any = None

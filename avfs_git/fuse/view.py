@@ -323,6 +323,7 @@ class ViewOps(NestedRepos, HandleTable):
             fd = os.open(real, (flags & keep) | os.O_CLOEXEC)
             return self._new_handle(Handle(path, fd, None, True, nested=True))
         p = self._p(path)
+        copies = self._copies  # (before the lookup: a write's copy of the blob after it)
         try:
             node = self._node(p)
         except fuse.FuseOSError as exc:
@@ -342,7 +343,7 @@ class ViewOps(NestedRepos, HandleTable):
             self.ws.guard_change(
                 p, "open for writing" if appending else "open for writing without O_APPEND", append=appending
             )
-            node = self._materialize(p)
+            node = self._materialize(p, node)
             fh = self._open_rw(p, node, flags)
             held = None if self.guard.empty else self.ws.guard.match(p)
             self._handles[fh].append_only = held is not None and held.kind == "append_only"
@@ -371,7 +372,7 @@ class ViewOps(NestedRepos, HandleTable):
         h = Handle(p, None, None if stream is not None else self.ws.blob_data(node.oid, p), False)
         h.stream = stream
         h.oid = node.oid  # a write's copy of this blob takes it over (HandleTable._materialize)
-        return self._new_handle(h)
+        return self._new_reader(h, copies)
 
     @translated
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:

@@ -88,7 +88,7 @@ class WriteOps(NestedRepos, HandleTable):
         if node.is_dir:
             return 0  # directory times are not kept (git has none); see docs/fuse.md
         # files and symlinks keep their times on their overlay file (materialized once)
-        real = self.ws.file_path(self._materialize(p))
+        real = self.ws.file_path(self._materialize(p, node))
         assert real is not None
         if times is None:
             os.utime(real)
@@ -262,7 +262,7 @@ class WriteOps(NestedRepos, HandleTable):
             self._note(h)
             return 0
         p = self._p(path)
-        real = self.ws.file_path(self._materialize(p))
+        real = self.ws.file_path(self._materialize(p, self._node(p)))
         assert real is not None
         os.truncate(real, length)
         self.ws.note_written(p)

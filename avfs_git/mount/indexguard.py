@@ -6,7 +6,8 @@ the mount (``git commit``, ``git add``) finds ``index.lock`` taken, as it would 
 another git, where it would otherwise read the old base's index under the new HEAD and
 commit it (a checkpoint's changes undone by the next ``git commit``). A writer of the
 index in the same thread meanwhile (mount/index.py ``sync_index``) takes the guard as
-held, and git's lock from it (:func:`held`).
+held, and git's lock from it (:func:`held`). When git holds ``index.lock`` for as long as
+a writer waits, the move is not made (:func:`lock_for_move`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from ..core.errors import GitIndexBusyError
 from .ownfiles import INDEX_LOCK_WAIT_S, LOCK_FILE
 
 _held = threading.local()  # .slots: {own dir: _Slot} the guards this thread holds
@@ -80,11 +82,30 @@ def take_lock(git_dir: str, wait_s: float) -> int | None:
             return None
 
 
+def lock_for_move(git_dir: str, wait_s: float = INDEX_LOCK_WAIT_S) -> int | None:
+    """git's ``index.lock`` of ``git_dir`` for a move of the base (None: the worktree is
+    gone). :class:`GitIndexBusyError` when git held it for ``wait_s``: moved without it,
+    the base's index could not be written (the mover gave up on it), and it stayed the old
+    base's once git let go, which git's next ``commit`` committed on the new HEAD (the
+    move undone in the branch's history; on the overlay backend nothing rewrote it)."""
+    fd = take_lock(git_dir, wait_s)
+    lock = os.path.join(git_dir, "index.lock")
+    if fd is None and os.path.lexists(lock):
+        raise GitIndexBusyError(
+            f"git holds {lock} in the fork's mount (waited {wait_s:g} s): the fork's branch was not moved",
+            hint="retry once git there is done (a `git commit` waiting for its message holds"
+            " it); if no git runs there, a killed one left it: remove that file",
+            details={"path": lock},
+        )
+    return fd
+
+
 @contextlib.contextmanager
 def guarded(own: str, git_dir: str | None) -> Iterator[None]:
     """Hold the guard of ``own`` and, with ``git_dir``, git's ``index.lock`` there (waited
-    for as a writer of the index waits; without it when git kept it); re-entered, nothing
-    more is taken. OSError when ``own`` is gone (unmounted)."""
+    for as a writer of the index waits; :class:`GitIndexBusyError` when git kept it:
+    :func:`lock_for_move`); re-entered, nothing more is taken. OSError when ``own`` is gone
+    (unmounted)."""
     slots = _slots()
     if own in slots:
         yield
@@ -92,7 +113,7 @@ def guarded(own: str, git_dir: str | None) -> Iterator[None]:
     guard = open_guard(own)
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        slot = _Slot(git_dir, None if git_dir is None else take_lock(git_dir, INDEX_LOCK_WAIT_S))
+        slot = _Slot(git_dir, None if git_dir is None else lock_for_move(git_dir))
         slots[own] = slot
         try:
             yield

@@ -22,7 +22,8 @@ when it notices a base moved by other hands (its watcher polls). The writers nev
   view time and an open merge in one read transaction (:func:`_read_view`): the index,
   its stat data, its fsmonitor token and its stamp all describe one state; a write
   goes through git's own ``index.lock`` (retrying while git holds it), taken only when
-  there is something to write (git gives up at once on a taken ``index.lock``);
+  there is something to write (git gives up at once on a taken ``index.lock``); a mover
+  of the base takes it before the move and, when git keeps it, does not move (busy);
 - the stamp ``avfs-index`` records the (base, view time, open merge) the index was written
   for; a writer finding it current leaves the index alone, so the daemon's late notice of
   a move never clobbers what ``git add`` staged after the mover wrote the index;

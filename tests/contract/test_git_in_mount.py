@@ -523,3 +523,79 @@ def test_a_directory_git_mv_renamed_keeps_its_files_when_git_moves_the_base(moun
     ]
     assert avfs("checkpoint", "save", "-m", "moved").code == 0
     assert _git(mp, "ls-tree", "-r", "--name-only", "HEAD").stdout.split() == ["b.txt", "moved-dir/c.txt"]
+
+
+@pytest.mark.parametrize("move", ["checkpoint", "merge"])
+def test_a_move_of_the_base_waits_for_git_s_index_lock_and_fails_clearly(
+    mounted: Any, cli_proc: Any, move: str
+) -> None:
+    """git in the mount holds `index.lock` (a `git commit -a` waiting for its message holds
+    it for as long as the editor is open) while avfs moves the fork's branch. The mover
+    waited 10 s for it, then moved the branch all the same and left the index alone: once
+    git let go, the index still held the old base under the new HEAD (`git status`:
+    `MM a.txt`, the checkpoint's change staged backwards), and git's next `commit` put the
+    old file back on the branch; the checkpoint's answer said nothing. It now fails
+    `busy` naming the lock, the branch where it was, the change still uncheckpointed (a
+    merge into the mounted fork: nothing merged)."""
+    mp, avfs = mounted
+    if move == "merge":
+        assert cli_proc("vault", "fork", "v:main", "g").code == 0
+        assert cli_proc("--vault", "v:g", "write", "theirs.txt", "g's\n").code == 0
+        assert cli_proc("--vault", "v:g", "checkpoint", "save", "-m", "g").code == 0
+        want, args = "", ("merge", "g")
+    else:
+        with open(mp / "a.txt", "a") as fh:
+            fh.write("two\n")
+        want, args = " M a.txt\n", ("checkpoint", "save", "-m", "while git holds index.lock")
+    head = _git(mp, "rev-parse", "HEAD").stdout
+    lock = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip()) / "index.lock"
+    lock.write_bytes(b"")  # git's, as a running git holds it
+    try:
+        res = avfs("--json", *args)
+    finally:
+        lock.unlink()
+    assert res.code == 75, (res.code, res.out, res.err)
+    err = json.loads(res.out or res.err)["error"]
+    assert err["code"] == "busy" and err["details"]["path"] == str(lock), err
+    assert _git(mp, "rev-parse", "HEAD").stdout == head
+    assert _git(mp, "status", "--porcelain").stdout == want
+    assert avfs(*args).code == 0  # once git is done
+    if move == "checkpoint":
+        _clean_everywhere(mp, avfs)
+        assert _git(mp, "show", "HEAD:a.txt").stdout == "one\ntwo\n"
+    else:
+        assert (mp / "theirs.txt").read_text() == "g's\n"
+        assert _git(mp, "status", "--porcelain").stdout == ""
+
+
+def test_a_proxy_exec_whose_command_leaves_index_lock_keeps_its_record_beside(mounted: Any) -> None:
+    """A confined command that leaves git's `index.lock` behind (a git killed mid-`add`):
+    the exec's landing of its record waits for the lock as a checkpoint does, and finds it
+    kept (mount/indexguard.py `lock_for_move`): the record before the command is kept
+    beside the branch under a recovery ref, as when the fork moved meanwhile, the branch
+    not moved, what the command changed left uncheckpointed, and the exec's error says why
+    (`busy`, the lock), after one wait: it lost the record (the error raised out of the
+    landing) or waited twice (a checkpoint of the command's changes after it)."""
+    _need_bwrap()
+    mp, avfs = mounted
+    with open(mp / "a.txt", "a") as fh:
+        fh.write("before\n")
+    head = _git(mp, "rev-parse", "HEAD").stdout
+    lock = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip()) / "index.lock"
+    (mp / "lk.sh").write_text(': > "$(git rev-parse --absolute-git-dir)/index.lock"\n')
+    try:
+        doc = _exec(mp, "echo b > b.txt && sh lk.sh")
+        assert lock.exists()
+    finally:
+        lock.unlink(missing_ok=True)
+    assert doc["result"]["exit_code"] == 0, doc
+    assert doc["error"]["code"] == "busy" and doc["error"]["details"]["path"] == str(lock), doc
+    cp = doc["checkpoint"]
+    assert cp["created"] and not cp["on_branch"] and cp["ref"], cp
+    assert _git(mp, "rev-parse", "HEAD").stdout == head
+    assert _git(mp, "show", f"{cp['commit']}:a.txt").stdout == "one\nbefore\n"
+    assert {(c["path"], c["status"]) for c in _status(avfs)["changes"]} == {
+        ("a.txt", "modified"),
+        ("b.txt", "added"),
+        ("lk.sh", "added"),
+    }

@@ -476,9 +476,12 @@ def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     came before that ref was made, lost without trace after: an agent runtime merging
     forks into main while main was written lost 1 write in 30). Mounted, writes go
     through the mount, not the overlay's transactions: what was written in that moment
-    is kept under a recovery ref rather than lost."""
+    is kept under a recovery ref rather than lost. Mounted on either backend, the move
+    and the mount's index are made under the index guard and git's ``index.lock`` (as a
+    checkpoint's: git in the mount commits no index of the old base on the new HEAD;
+    ``GitIndexBusyError`` while git keeps it, nothing moved)."""
     live = ws.live_dir() is not None
-    with contextlib.nullcontext() if live else ws.overlay.txn():
+    with ws.index_guard(git=True), contextlib.nullcontext() if live else ws.overlay.txn():
         mergeguard.refuse_changed(ws)
         refs.cas_update(ws.store, ws.ref, new, old, reason)
         if live:
