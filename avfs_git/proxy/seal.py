@@ -69,6 +69,7 @@ _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 GITLINK = 0o160000
 STASH = refs.STASH
 TOP = "top"  # in the seal directory: the vault's top directory as the sandbox shows it
+MAX_LISTED = 100  # other refs' changes listed in refs_refused; more: counted (docs/security.md)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,11 +135,6 @@ def _empty(d: str, keep: Collection[str] = ()) -> None:
                 _remove(e)
 
 
-def _read_regular(path: str) -> bytes | None:
-    """The bytes of the regular file ``path`` (never through a symbolic link), or None."""
-    return read_file(path)
-
-
 def _index_stat(path: str) -> tuple[int, int, int, int] | None:
     try:
         st = os.lstat(path)
@@ -170,7 +166,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     watch = refwatch.live(vault.path)
     if watch is not None:  # a mount's daemon: the files events named read again, no walk
         files, packed, rendered, own_packed = watch.shown(fork_ref, vault.path, sealpack.split)
-        own_now = _read_regular(os.path.join(vault.path, fork_ref))  # the fork's own: always read
+        own_now = read_file(os.path.join(vault.path, fork_ref))  # the fork's own: always read
     else:
         loose = _vault_heads(real_refs, cache)
         own_now = loose.pop(fork_ref, None)
@@ -188,7 +184,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     shown_stat = sealpack.fresh(snapshot, rendered)
     # the directories shown from the vault are mount points in a sandbox made ready: kept
     sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
-    log = _read_regular(os.path.join(real_logs, fork_ref))
+    log = read_file(os.path.join(real_logs, fork_ref))
     sync(ld, {fork_ref: log} if log is not None else {}, cache, LOG)
     _empty_quarantine(od, cache)
     cache.save((VAULT, SCRATCH, LOG, QUARANTINE))
@@ -268,7 +264,7 @@ def _vault_heads(real_refs: str, cache: RefCache) -> dict[str, bytes]:
         for fn in files:
             if fn.endswith(".lock"):
                 continue
-            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", _read_regular)
+            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", read_file)
             if data is not None:
                 out[prefix + fn] = data
     return out
@@ -438,6 +434,7 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     refused: list[dict[str, Any]] = []
     moved: tuple[str | None, str] | None = None
     names, packed_after = _packed_after(vault.path, sealed, now)
+    unlisted = 0
     for name in sorted(names):
         # a loose file over a packed ref: before the run, git saw the packed line; after
         # it, a ref with no loose file is its packed line (git pack-refs), or gone
@@ -455,6 +452,9 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
                 other = "a stash lives as long as its run; its commit is kept: `git stash apply ID` brings it back"
                 if lost is not None:
                     other = f"a stash lives as long as its run; its commit could not be kept ({lost})"
+            if len(refused) >= MAX_LISTED:
+                unlisted += 1
+                continue
             refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": other})
             continue
         why: str | None = None
@@ -481,6 +481,9 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
                     why = str(getattr(exc, "message", exc))
         if why is not None:
             refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": why})
+    if unlisted:
+        why = f"{unlisted} more ref changes, not listed: none kept (only the fork's own branch is carried)"
+        refused.append({"ref": refs.REFS, "old": None, "new": None, "reason": why})
     if sealed.git_dir is not None:
         # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
         # made: the person's git would run programs they name, outside

@@ -1,0 +1,86 @@
+"""What the carry-back reads of the sandbox's scratch is bounded by avfs, not by the command
+(the thirteenth round's review, NAME=attack4): a confined command that fills the sandbox's
+own ``packed-refs`` or its bisect refs makes neither a huge envelope nor a slow next run.
+
+Each attack runs through a real confined `proxy exec` in a real mount (the CLI, served warm
+by the mount's daemon), on the overlay backend and on pure FUSE, then the test acts as the
+person (the next exec, `git status` in the mount) and checks the vault kept its refs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from avfs_git.mount.ownfiles import worktree_dir
+from avfs_git.proxy import bisectrefs, seal
+
+from .test_adv_gitseal import _exec, _git, _refs, _script
+from .test_adv_gitseal import live as live  # the fixture: both backends
+
+
+def test_a_packed_refs_the_command_fills_makes_no_huge_envelope(live, vault):
+    """The sandbox's ``packed-refs`` is the command's to rewrite, and every line it changes
+    but the fork's own branch is reported, never applied. 20,000 new lines were 20,000
+    ``refs_refused`` entries (64 MiB of lines: 10^6 entries, 1.2 GB in the daemon, and a
+    served call's answer past 10^8 bytes that the CLI could not read); now the first
+    :data:`.seal.MAX_LISTED` are listed and the rest counted in one entry, and a file grown
+    past twice what avfs wrote plus :data:`.sealpack.MAX_GROWTH` is not read at all."""
+    before = _refs(vault)
+    _script(
+        live,
+        "fill.py",
+        """import os, subprocess, sys
+top = subprocess.check_output(['git', 'rev-parse', '--git-common-dir']).decode().strip()
+n = int(sys.argv[1])
+with open(os.path.join(top, 'packed-refs.new'), 'wb') as fh:
+    fh.write(b'# pack-refs with: sorted \\n')
+    for i in range(n):
+        fh.write(b'%040x refs/heads/zz%09d\\n' % (i + 1, i))
+os.rename(os.path.join(top, 'packed-refs.new'), os.path.join(top, 'packed-refs'))
+print('FILLED', os.path.getsize(os.path.join(top, 'packed-refs')))
+""",
+    )
+    for lines in (20_000, 400_000):  # 1.3 MB: read and counted; 26 MB: not read
+        doc = _exec("python3", "fill.py", str(lines))
+        assert doc["exit_code"] == 0 and "FILLED" in doc["result"]["stdout"], doc["result"]
+        refused = doc["refs_refused"]
+        if lines == 20_000:
+            assert len(refused) == seal.MAX_LISTED + 1, len(refused)
+            last = refused[-1]
+            assert last["ref"] == "refs/" and "more ref changes, not listed: none kept" in last["reason"], (
+                last
+            )
+        else:  # not read: as if the command had deleted every packed line (the vault's `other`)
+            assert [(r["ref"], r["new"]) for r in refused] == [("refs/heads/other", None)], refused
+        assert all(r["ref"] != "refs/heads/main" for r in refused)
+        assert _refs(vault) == before
+        # the next run sees the vault's branches again, and reports nothing
+        nxt = _exec("sh", "-c", "git rev-parse other; git branch --list 'zz*' | wc -l")
+        assert nxt["result"]["stdout"].split() == [before["refs/heads/other"], "0"], nxt["result"]
+        assert nxt["refs_refused"] == [], nxt["refs_refused"]
+
+
+def test_more_bisect_refs_than_a_bisect_makes_are_not_carried(live, vault):
+    """A bisect's refs go on from run to run (each copied into the next run's scratch and
+    read back after it): 20,000 planted by one command made every later `proxy exec --
+    true` take about a minute, until the person's `git bisect reset`. A scratch holding
+    more than :data:`.bisectrefs.MAX_REFS` keeps none (one ``refs_refused`` entry); a real
+    bisect's refs still go on (``test_bisect_refs_go_on_to_the_next_run_...``)."""
+    n = bisectrefs.MAX_REFS + 1
+    _script(
+        live,
+        "bisect.sh",
+        f"""H=$(git rev-parse HEAD); D=$(git rev-parse --git-path refs/bisect); mkdir -p "$D"
+i=0; while [ $i -lt {n} ]; do echo $H > "$D/skip-$i"; i=$((i+1)); done; echo PLANTED
+""",
+    )
+    doc = _exec("sh", "bisect.sh")
+    assert "PLANTED" in doc["result"]["stdout"], doc["result"]
+    refused = [r for r in doc["refs_refused"] if r["ref"].startswith("refs/bisect/")]
+    assert [r["reason"] for r in refused] == [f"more than {bisectrefs.MAX_REFS} bisect refs: none kept"]
+    kept = Path(worktree_dir(vault, "main"), "refs", "bisect")
+    assert not kept.exists() or os.listdir(kept) == []
+    seen = _exec("sh", "-c", 'ls "$(git rev-parse --git-path refs/bisect)" 2>/dev/null | wc -l')
+    assert seen["result"]["stdout"].strip() == "0", seen["result"]
+    assert seen["refs_refused"] == [], seen["refs_refused"]
+    _git("status", cwd=live.mountpoint)
