@@ -8,12 +8,17 @@ person (the next exec, `git status` in the mount) and checks the vault kept its 
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from avfs_git.mount.ownfiles import worktree_dir
 from avfs_git.proxy import bisectrefs, seal
 
+from .contract.test_proxy_exec_warm import _wait_for
 from .test_adv_gitseal import _exec, _git, _refs, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
 
@@ -84,3 +89,79 @@ i=0; while [ $i -lt {n} ]; do echo $H > "$D/skip-$i"; i=$((i+1)); done; echo PLA
     assert seen["result"]["stdout"].strip() == "0", seen["result"]
     assert seen["refs_refused"] == [], seen["refs_refused"]
     _git("status", cwd=live.mountpoint)
+
+
+_NESTED = """git init -q sub
+git -C sub config core.fsmonitor 'echo ran >> {canary}; false'
+echo inner > sub/f && git -C sub add f && git -C sub -c user.name=A -c user.email=a@x commit -qm inner
+git add sub && git ls-files -s sub
+"""
+
+
+def _no_gitlink_runs(live: Any, doc: dict[str, Any], canary: Path) -> None:
+    """The person's side: the gitlink the command staged is out of the index and its
+    nested repository's fsmonitor runs nowhere on the host."""
+    assert doc["result"]["stdout"].startswith("160000 "), doc["result"]  # git did stage one
+    assert "160000" not in _git("ls-files", "-s", cwd=live.mountpoint)
+    _git("status", cwd=live.mountpoint)
+    assert not canary.exists(), "the nested repository's fsmonitor ran for the person"
+
+
+def test_a_bisect_ref_of_another_hash_s_length_leaves_no_gitlink_for_the_person(live, vault, tmp_path):
+    """A bisect ref holding 64 hex digits (a SHA-256 id, in a SHA-1 vault) made the vault's
+    ``has_object`` raise in the carry-back, which then stopped before the gitlinks the
+    command staged were dropped from the mount's index: the person's plain `git status`
+    in the mount ran the nested repository's ``core.fsmonitor`` on the host (both
+    backends). Now such an id is no object of the vault (reported, dropped), and the
+    gitlinks go whatever became of the refs."""
+    canary = tmp_path / "canary"
+    plant = 'D=$(git rev-parse --git-path refs/bisect); mkdir -p "$D"; printf \'%064d\\n\' 0 > "$D/bad"\n'
+    _script(live, "attack.sh", "set -e\n" + plant + _NESTED.format(canary=canary))
+    doc = _exec("sh", "attack.sh")
+    assert doc["error"] is None and doc["exit_code"] == 0, doc["error"]
+    assert [r["reason"] for r in doc["refs_refused"] if r["ref"] == "refs/bisect/bad"] == [
+        "it names no object of the vault"
+    ], doc["refs_refused"]
+    _no_gitlink_runs(live, doc, canary)
+
+
+def test_a_pinned_file_the_command_makes_a_directory_is_put_back_and_drops_the_gitlink(live, vault, tmp_path):
+    """When the person's ``git config --worktree`` ends the sandbox's read-only bind of
+    ``config.worktree`` during a run, the command can put a directory there: the put-back
+    (a rename) failed on it, the carry-back stopped there, the gitlink it staged stayed in
+    the index and ``config.worktree`` a directory (the person's git then refused to run
+    in the mount). Now the directory goes, the file is put back, the gitlink is dropped."""
+    mp = live.mountpoint
+    canary = tmp_path / "canary"
+    _script(
+        live,
+        "attack.sh",
+        _NESTED.format(canary=canary)
+        + "G=$(git rev-parse --absolute-git-dir); : > started; i=0\n"
+        + 'while [ $i -lt 400 ]; do rm -f "$G/config.worktree" 2>/dev/null && mkdir "$G/config.worktree" && echo MADE && break\n'
+        + "  sleep 0.05; i=$((i+1)); done\ntrue\n",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "avfs_git",
+        "--vault",
+        "v:main",
+        "--json",
+        "proxy",
+        "exec",
+        "--no-commit",
+        "--",
+    ]
+    run = subprocess.Popen([*cmd, "sh", "attack.sh"], stdout=subprocess.PIPE)
+    try:
+        assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
+        _git("config", "--worktree", "person.setting", "mine", cwd=mp)
+    finally:
+        out, _ = run.communicate(timeout=120)
+    doc = json.loads(out)
+    assert doc["error"] is None and doc["result"]["exit_code"] == 0, doc
+    assert doc["result"]["stdout"].endswith("MADE\n"), doc["result"]  # (the bind went)
+    assert "config.worktree" in [r["ref"] for r in doc["refs_refused"]], doc["refs_refused"]
+    assert os.path.isfile(os.path.join(worktree_dir(vault, "main"), "config.worktree"))
+    _no_gitlink_runs(live, doc, canary)

@@ -160,12 +160,19 @@ def pinned_back(
     refused: list[dict[str, Any]] = []
     for name, dev, ino, ctime, data in before:
         try:
-            st = os.lstat(os.path.join(git_dir, name))
-            same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_ctime_ns) == (dev, ino, ctime)
+            st: os.stat_result | None = os.lstat(os.path.join(git_dir, name))
         except OSError:
-            same = False
+            st = None
+        same = (
+            st is not None
+            and stat.S_ISREG(st.st_mode)
+            and (st.st_dev, st.st_ino, st.st_ctime_ns) == (dev, ino, ctime)
+        )
         if same:
             continue
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            # the command's, made in the run: a rename cannot replace a directory
+            shutil.rmtree(os.path.join(git_dir, name), ignore_errors=True)
         put(name, data)
         why = (
             "replaced while the command ran (the sandbox could then write it): put back as it was"
