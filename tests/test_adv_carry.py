@@ -19,7 +19,7 @@ from avfs_git.mount.ownfiles import worktree_dir
 from avfs_git.proxy import bisectrefs, seal
 
 from .contract.test_proxy_exec_warm import _wait_for
-from .test_adv_gitseal import _exec, _git, _refs, _script
+from .test_adv_gitseal import _avfs, _exec, _git, _refs, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
 
 
@@ -165,3 +165,31 @@ def test_a_pinned_file_the_command_makes_a_directory_is_put_back_and_drops_the_g
     assert "config.worktree" in [r["ref"] for r in doc["refs_refused"]], doc["refs_refused"]
     assert os.path.isfile(os.path.join(worktree_dir(vault, "main"), "config.worktree"))
     _no_gitlink_runs(live, doc, canary)
+
+
+def test_an_index_lock_the_command_leaves_never_has_the_person_commit_the_old_base(live, vault):
+    """A command that leaves git's ``index.lock`` (a `touch`, or a git killed at the
+    timeout) kept avfs from writing the mount's index for the exec's commit and every
+    checkpoint after it (each waited 10 s for the lock); on the overlay backend nothing
+    wrote it later, and the person's `git commit`, once they removed the lock as git
+    tells them to, committed the old base's index: the exec's file and the checkpoint's
+    change undone on the fork's branch. Now the lock goes after the run (``refs_refused``
+    says so): `git status` is clean, and the person's commit records only their change."""
+    mp = live.mountpoint
+    _script(live, "lock.sh", 'echo new > NEWFILE; : > "$(git rev-parse --git-dir)/index.lock"\n')
+    doc = _exec("sh", "lock.sh")
+    assert doc["exit_code"] == 0 and doc["commit"] is not None, doc
+    assert "index.lock" in [r["ref"] for r in doc["refs_refused"]], doc["refs_refused"]
+    assert not os.path.lexists(os.path.join(worktree_dir(vault, "main"), "index.lock"))
+    assert _git("status", "--short", cwd=mp) == ""
+    with open(os.path.join(mp, "README"), "a") as fh:
+        fh.write("by the checkpoint\n")
+    assert _avfs("checkpoint", "save").returncode == 0
+    assert _git("status", "--short", cwd=mp) == ""
+    with open(os.path.join(mp, "lib.py"), "a") as fh:
+        fh.write("y = 2\n")
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qam", "the person's", cwd=mp)
+    assert _git("show", "--format=", "--name-status", "HEAD", cwd=mp).split() == ["M", "lib.py"]
+    tree = _git("--git-dir", vault.path, "ls-tree", "--name-only", "main")
+    assert "NEWFILE" in tree.split() and b"by the checkpoint" in Path(mp, "README").read_bytes()
+    assert "by the checkpoint" in _git("--git-dir", vault.path, "show", "main:README")

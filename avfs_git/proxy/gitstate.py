@@ -36,7 +36,18 @@ from typing import Any
 
 from ..core.workspace.untrusted import read_file
 
-__all__ = ["NAMES", "PINNED", "Kept", "Pinned", "kept", "pinned", "pinned_back", "remove_made"]
+__all__ = [
+    "NAMES",
+    "PINNED",
+    "Kept",
+    "Pinned",
+    "kept",
+    "lock_of",
+    "pinned",
+    "pinned_back",
+    "remove_made",
+    "stale_lock",
+]
 
 KEEP = 4  # of each name, the last runs' kept (what they hold is the command's, or the person's)
 
@@ -180,6 +191,43 @@ def pinned_back(
         )
         refused.append({"ref": name, "old": None, "new": None, "reason": why})
     return refused
+
+
+INDEX_LOCK = "index.lock"
+LOCK_GONE_S = 1.0  # how long a lock made during the run may take to go (a git of the person's)
+
+
+def lock_of(git_dir: str) -> tuple[int, int, int] | None:
+    """git's ``index.lock`` in ``git_dir`` (device, inode, ctime), None when there is none."""
+    try:
+        st = os.lstat(os.path.join(git_dir, INDEX_LOCK))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def stale_lock(git_dir: str, before: tuple[int, int, int] | None) -> list[dict[str, Any]]:
+    """After a run: an ``index.lock`` made during it that stays (the command's: git killed
+    at the timeout leaves one too) is removed, and said. Found in the thirteenth round
+    (NAME=attack4): avfs's writers of the index waited 10 s for it at every checkpoint and
+    exec, then left the index as it was for the old base; on the overlay backend nothing
+    wrote it later, and the person's `git commit` once the lock was removed (as git says
+    to) committed the old base's index: the exec's and the checkpoint's changes undone in
+    the fork's next commit. One from before the run is the person's, and stays; one a git
+    of the person's in the mount holds a moment is waited for."""
+    deadline = time.monotonic() + LOCK_GONE_S
+    while (now := lock_of(git_dir)) is not None and now != before:
+        if time.monotonic() >= deadline:
+            try:
+                os.unlink(os.path.join(git_dir, INDEX_LOCK))  # (a link, a FIFO: never followed)
+            except IsADirectoryError:
+                shutil.rmtree(os.path.join(git_dir, INDEX_LOCK), ignore_errors=True)
+            except FileNotFoundError:
+                return []
+            why = "git's index lock the command left (git in the mount refused to run, avfs could not write the index): removed"
+            return [{"ref": INDEX_LOCK, "old": None, "new": None, "reason": why}]
+        time.sleep(0.01)
+    return []
 
 
 def _move_aside(made: str, keep_dir: str, name: str) -> str:

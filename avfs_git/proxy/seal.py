@@ -92,6 +92,7 @@ class Sealed:
     kept: tuple[gitstate.Kept, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
     pinned: tuple[gitstate.Pinned, ...] = ()  # its config.worktree, commondir, gitdir before the run
+    lock: tuple[int, int, int] | None = None  # git's index.lock there before the run (dev, ino, ctime)
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
     # the vault's top directory as the sandbox shows it, writable (its entries bound
     # read-only into it by .confine), holding the packed-refs avfs wrote: its bytes and
@@ -248,6 +249,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         kept=kept,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         pinned=gitstate.pinned(git_dir) if git_dir else (),
+        lock=gitstate.lock_of(git_dir) if git_dir else None,
         cache=cache,
     )
 
@@ -324,6 +326,7 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
             finally:
                 put = gitstate.putter(vault, sealed.fork)
                 refused += gitstate.pinned_back(sealed.git_dir, sealed.pinned, put)
+                refused += gitstate.stale_lock(sealed.git_dir, sealed.lock)
     if head is not None:
         settled = _settle_head(vault, sealed, head)
         if settled is not None:
