@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from avfs_git.mount.ownfiles import worktree_dir
-from avfs_git.proxy import bisectrefs, seal
+from avfs_git.proxy import bisectrefs, landlock, seal
 
 from .contract.test_proxy_exec_warm import _wait_for
 from .test_adv_gitseal import _avfs, _exec, _git, _refs, _script
@@ -193,3 +193,45 @@ def test_an_index_lock_the_command_leaves_never_has_the_person_commit_the_old_ba
     tree = _git("--git-dir", vault.path, "ls-tree", "--name-only", "main")
     assert "NEWFILE" in tree.split() and b"by the checkpoint" in Path(mp, "README").read_bytes()
     assert "by the checkpoint" in _git("--git-dir", vault.path, "show", "main:README")
+
+
+def test_lines_planted_in_the_sandbox_s_packed_refs_move_nothing_of_the_vault(live, vault):
+    """What the command can write into its own ``packed-refs`` (read back as untrusted
+    lines, reported, never applied): another fork's branch moved, with a peeled line; a tag
+    moved; a name holding ``..`` that leads to the vault's ``HEAD``; a name one of the
+    fork's own is a prefix of; a ``packed-refs.lock`` left; then a link and a FIFO in its
+    place (Landlock refuses both). The vault's refs, its ``HEAD`` and the worktree's stay,
+    the fork's branch moves only by its own commit, and the next run sees the vault's."""
+    before = _refs(vault)
+    vault_head = Path(vault.path, "HEAD").read_bytes()
+    first = _git("--git-dir", vault.path, "rev-list", "--max-parents=0", "main").strip()
+    _script(
+        live,
+        "lines.sh",
+        f"""T=$(git rev-parse --git-common-dir); P=$T/packed-refs
+{{ cat "$P"; echo "{first} refs/heads/other"; echo "^{first}"
+  echo "{first} refs/tags/v1"; echo "{first} refs/heads/../../HEAD"; echo "{first} refs/heads/main-x"
+  echo "{first} refs/heads/main/x"; }} > "$T/new" && mv "$T/new" "$P" && echo WRITTEN
+: > "$T/packed-refs.lock"
+""",
+    )
+    doc = _exec("sh", "lines.sh")
+    assert "WRITTEN" in doc["result"]["stdout"], doc["result"]
+    refused = {r["ref"] for r in doc["refs_refused"]}
+    assert {"refs/heads/other", "refs/heads/main-x", "refs/heads/main/x"} <= refused, doc["refs_refused"]
+    assert "refs/heads/main" not in refused and doc["branch_moved"] is None
+    assert _refs(vault) == before and Path(vault.path, "HEAD").read_bytes() == vault_head
+    assert not os.path.lexists(os.path.join(vault.path, "packed-refs.lock"))
+    _script(live, "swap.sh", 'T=$(git rev-parse --git-common-dir); rm -f "$T/packed-refs"\n'
+            'ln -s /etc/passwd "$T/packed-refs" 2>/dev/null && echo LINKED; mkfifo "$T/packed-refs" 2>/dev/null && echo FIFO\n'
+            ': > "$T/packed-refs"\n')  # fmt: skip
+    doc = _exec("sh", "swap.sh")
+    if landlock.available():  # (without it they are made: read as no packed-refs, replaced)
+        assert "LINKED" not in doc["result"]["stdout"] and "FIFO" not in doc["result"]["stdout"], doc[
+            "result"
+        ]
+    assert _refs(vault) == before
+    nxt = _exec("git", "rev-parse", "other", "v1")
+    assert nxt["result"]["stdout"].split() == [before["refs/heads/other"], before["refs/tags/v1"]], nxt
+    assert nxt["refs_refused"] == [], nxt["refs_refused"]
+    _git("status", cwd=live.mountpoint)
