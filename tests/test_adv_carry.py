@@ -235,3 +235,46 @@ def test_lines_planted_in_the_sandbox_s_packed_refs_move_nothing_of_the_vault(li
     assert nxt["result"]["stdout"].split() == [before["refs/heads/other"], before["refs/tags/v1"]], nxt
     assert nxt["refs_refused"] == [], nxt["refs_refused"]
     _git("status", cwd=live.mountpoint)
+
+
+def test_an_index_lock_the_person_s_git_commit_holds_past_a_run_stays(live, vault):
+    """The person's `git commit` in the mount holds ``index.lock`` while its editor is open;
+    one started during a run and still open after it is the person's, not the command's:
+    left (removed, their commit could not write its index, and the next commit would
+    have undone theirs). Their commit ends as it would without avfs."""
+    mp = live.mountpoint
+    _script(live, "wait.sh", ": > started; sleep 2\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "avfs_git",
+        "--vault",
+        "v:main",
+        "--json",
+        "proxy",
+        "exec",
+        "--no-commit",
+        "--",
+    ]
+    run = subprocess.Popen([*cmd, "sh", "wait.sh"], stdout=subprocess.PIPE)
+    person = None
+    try:
+        assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
+        with open(os.path.join(mp, "lib.py"), "a") as fh:
+            fh.write("y = 2\n")
+        env = {**os.environ, "GIT_EDITOR": "sh -c 'sleep 5; echo by-the-person > \"$1\"' -"}
+        argv = ["git", "-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qa"]
+        person = subprocess.Popen(argv, cwd=mp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lock = os.path.join(worktree_dir(vault, "main"), "index.lock")
+        assert _wait_for(lambda: os.path.exists(lock), 10), "the person's git took no lock"
+    finally:
+        out, _ = run.communicate(timeout=120)
+        if person is not None:
+            _out, err = person.communicate(timeout=60)
+    doc = json.loads(out)
+    assert doc["result"]["exit_code"] == 0, doc
+    assert "index.lock" not in [r["ref"] for r in doc["refs_refused"]], doc["refs_refused"]
+    assert person is not None and person.returncode == 0, err
+    assert _git("log", "-1", "--format=%s", cwd=mp).strip() == "by-the-person"
+    assert _git("show", "--format=", "--name-only", "HEAD", cwd=mp).split() == ["lib.py"]
+    assert " M" not in _git("status", "--short", cwd=mp) and "M " not in _git("status", "--short", cwd=mp)

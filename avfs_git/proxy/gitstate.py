@@ -213,11 +213,14 @@ def stale_lock(git_dir: str, before: tuple[int, int, int] | None) -> list[dict[s
     exec, then left the index as it was for the old base; on the overlay backend nothing
     wrote it later, and the person's `git commit` once the lock was removed (as git says
     to) committed the old base's index: the exec's and the checkpoint's changes undone in
-    the fork's next commit. One from before the run is the person's, and stays; one a git
-    of the person's in the mount holds a moment is waited for."""
+    the fork's next commit. One from before the run is the person's, and stays; so does
+    one while a git of the person's runs in the mount (a `git commit` holds it while its
+    editor is open: removed, that commit could not write its index)."""
     deadline = time.monotonic() + LOCK_GONE_S
     while (now := lock_of(git_dir)) is not None and now != before:
         if time.monotonic() >= deadline:
+            if _git_in(git_dir):
+                return []
             try:
                 os.unlink(os.path.join(git_dir, INDEX_LOCK))  # (a link, a FIFO: never followed)
             except IsADirectoryError:
@@ -228,6 +231,29 @@ def stale_lock(git_dir: str, before: tuple[int, int, int] | None) -> list[dict[s
             return [{"ref": INDEX_LOCK, "old": None, "new": None, "reason": why}]
         time.sleep(0.01)
     return []
+
+
+def _git_in(git_dir: str) -> bool:
+    """Whether a ``git`` process runs in the work tree of the worktree ``git_dir`` (its
+    ``gitdir`` file, avfs's, names ``<work tree>/.git``; git runs at the work tree's top):
+    the command's are gone with its sandbox, so such a one is the person's."""
+    named = read_file(os.path.join(git_dir, "gitdir"), 4096)
+    if not named:
+        return False
+    top = os.path.dirname(named.decode("utf-8", "surrogateescape").strip())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as fh:
+                if not fh.read().startswith(b"git"):
+                    continue
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if cwd == top or cwd.startswith(top + "/"):
+            return True
+    return False
 
 
 def _move_aside(made: str, keep_dir: str, name: str) -> str:
