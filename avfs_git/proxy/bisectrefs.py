@@ -32,11 +32,13 @@ if TYPE_CHECKING:
 BISECT = "bisect"  # below a worktree's refs/
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _MAX_REF = 4096
+MAX_REFS = 1024  # bisect refs carried from run to run: more are not a bisect's (docs/security.md)
 
 
-def _read(refs_dir: str) -> dict[str, bytes]:
+def _read(refs_dir: str) -> dict[str, bytes] | None:
     """The bisect refs of a worktree's ``refs`` directory ``refs_dir`` (its ``bisect/``,
-    never through a link): name -> the file's bytes (b"": not a regular file of a ref's size)."""
+    never through a link): name -> the file's bytes (b"": not a regular file of a ref's
+    size); None when it holds more than :data:`MAX_REFS` (none read)."""
     out: dict[str, bytes] = {}
     try:
         fd = os.open(
@@ -45,9 +47,11 @@ def _read(refs_dir: str) -> dict[str, bytes]:
     except OSError:
         return out
     try:
-        for name in os.listdir(fd):
-            if not name.endswith(".lock"):
-                out[name] = read_file(name, _MAX_REF, dir_fd=fd) or b""
+        names = [n for n in os.listdir(fd) if not n.endswith(".lock")]
+        if len(names) > MAX_REFS:
+            return None
+        for name in names:
+            out[name] = read_file(name, _MAX_REF, dir_fd=fd) or b""
     finally:
         os.close(fd)
     return out
@@ -85,7 +89,9 @@ def seed(real: str, scratch: str) -> None:
     """Before the run: the worktree's bisect refs (of its ``refs`` directory ``real``, as
     the last run or the person's git in the mount left them) into the run's scratch
     ``refs`` directory ``scratch`` (emptied already)."""
-    kept = {n: v for n, v in _read(real).items() if _HEX.fullmatch(v.decode("ascii", "replace").strip())}
+    kept = {
+        n: v for n, v in (_read(real) or {}).items() if _HEX.fullmatch(v.decode("ascii", "replace").strip())
+    }
     if kept:
         _put(scratch, kept)
 
@@ -96,11 +102,14 @@ def keep(vault: Vault, scratch: str, git_dir: str) -> list[dict[str, Any]]:
     vault; a ``refs_refused`` entry for any other (dropped). O(1) when neither holds any."""
     now = _read(scratch)
     real = os.path.join(git_dir, "refs")
-    if not now and not os.path.lexists(os.path.join(real, BISECT)):
-        return []
+    if now == {} and (not os.path.lexists(os.path.join(real, BISECT)) or _read(real) is None):
+        return []  # (none either side; or the person's own, too many to be seeded: never seen)
     refused: list[dict[str, Any]] = []
     kept: dict[str, bytes] = {}
-    for name, data in sorted(now.items()):
+    if now is None:
+        why = f"more than {MAX_REFS} bisect refs: none kept"
+        refused.append({"ref": f"{refs.REFS}{BISECT}/", "old": None, "new": None, "reason": why})
+    for name, data in sorted((now or {}).items()):
         value = data.decode("ascii", "replace").strip()
         if _HEX.fullmatch(value) and vault.store.has_object(value):
             kept[name] = (value + "\n").encode()

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from ..core.store import gitnames, refs
 from ..core.store.gitrun import git_env, run
-from .seal import Sealed, _index_stat, _read_regular
+from ..core.workspace.untrusted import read_file
+from .seal import Sealed, _index_stat
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -36,7 +37,7 @@ _SUSPECT = re.compile(rb"\.\.[/\x00]|(?i:\.git)[/\x00]")
 def _index_gitlinks(git_dir: str) -> dict[str, str]:
     """The gitlinks of the index of ``git_dir``: path -> commit id (a byte search first:
     an index without one, the common case, costs a read)."""
-    data = _read_regular(os.path.join(git_dir, "index"))
+    data = read_file(os.path.join(git_dir, "index"))
     if not data or b"\x00\x00\xe0\x00" not in data:  # mode 160000 appears nowhere: no gitlink
         return {}
     env = git_env()
@@ -183,7 +184,7 @@ def _unsafe_path(path: bytes) -> bool:
 def _holds_unsafe(index: str, env: dict[str, str]) -> bool:
     """Whether the index file ``index`` (of ``env``'s git dir) is no regular file, or holds
     a path :func:`_unsafe_path` (found in its bytes, then by git)."""
-    data = _read_regular(index)
+    data = read_file(index)
     if data is None:
         return os.path.lexists(index)
     if data[4:8] in (b"\0\0\0\x02", b"\0\0\0\x03") and _SUSPECT.search(data) is None:

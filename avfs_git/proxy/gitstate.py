@@ -36,7 +36,18 @@ from typing import Any
 
 from ..core.workspace.untrusted import read_file
 
-__all__ = ["NAMES", "PINNED", "Kept", "Pinned", "kept", "pinned", "pinned_back", "remove_made"]
+__all__ = [
+    "NAMES",
+    "PINNED",
+    "Kept",
+    "Pinned",
+    "kept",
+    "lock_of",
+    "pinned",
+    "pinned_back",
+    "remove_made",
+    "stale_lock",
+]
 
 KEEP = 4  # of each name, the last runs' kept (what they hold is the command's, or the person's)
 
@@ -160,12 +171,19 @@ def pinned_back(
     refused: list[dict[str, Any]] = []
     for name, dev, ino, ctime, data in before:
         try:
-            st = os.lstat(os.path.join(git_dir, name))
-            same = stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_ctime_ns) == (dev, ino, ctime)
+            st: os.stat_result | None = os.lstat(os.path.join(git_dir, name))
         except OSError:
-            same = False
+            st = None
+        same = (
+            st is not None
+            and stat.S_ISREG(st.st_mode)
+            and (st.st_dev, st.st_ino, st.st_ctime_ns) == (dev, ino, ctime)
+        )
         if same:
             continue
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            # the command's, made in the run: a rename cannot replace a directory
+            shutil.rmtree(os.path.join(git_dir, name), ignore_errors=True)
         put(name, data)
         why = (
             "replaced while the command ran (the sandbox could then write it): put back as it was"
@@ -173,6 +191,69 @@ def pinned_back(
         )
         refused.append({"ref": name, "old": None, "new": None, "reason": why})
     return refused
+
+
+INDEX_LOCK = "index.lock"
+LOCK_GONE_S = 1.0  # how long a lock made during the run may take to go (a git of the person's)
+
+
+def lock_of(git_dir: str) -> tuple[int, int, int] | None:
+    """git's ``index.lock`` in ``git_dir`` (device, inode, ctime), None when there is none."""
+    try:
+        st = os.lstat(os.path.join(git_dir, INDEX_LOCK))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def stale_lock(git_dir: str, before: tuple[int, int, int] | None) -> list[dict[str, Any]]:
+    """After a run: an ``index.lock`` made during it that stays (the command's: git killed
+    at the timeout leaves one too) is removed, and said. Found in the thirteenth round
+    (NAME=attack4): avfs's writers of the index waited 10 s for it at every checkpoint and
+    exec, then left the index as it was for the old base; on the overlay backend nothing
+    wrote it later, and the person's `git commit` once the lock was removed (as git says
+    to) committed the old base's index: the exec's and the checkpoint's changes undone in
+    the fork's next commit. One from before the run is the person's, and stays; so does
+    one while a git of the person's runs in the mount (a `git commit` holds it while its
+    editor is open: removed, that commit could not write its index)."""
+    deadline = time.monotonic() + LOCK_GONE_S
+    while (now := lock_of(git_dir)) is not None and now != before:
+        if time.monotonic() >= deadline:
+            if _git_in(git_dir):
+                return []
+            try:
+                os.unlink(os.path.join(git_dir, INDEX_LOCK))  # (a link, a FIFO: never followed)
+            except IsADirectoryError:
+                shutil.rmtree(os.path.join(git_dir, INDEX_LOCK), ignore_errors=True)
+            except FileNotFoundError:
+                return []
+            why = "git's index lock the command left (git in the mount refused to run, avfs could not write the index): removed"
+            return [{"ref": INDEX_LOCK, "old": None, "new": None, "reason": why}]
+        time.sleep(0.01)
+    return []
+
+
+def _git_in(git_dir: str) -> bool:
+    """Whether a ``git`` process runs in the work tree of the worktree ``git_dir`` (its
+    ``gitdir`` file, avfs's, names ``<work tree>/.git``; git runs at the work tree's top):
+    the command's are gone with its sandbox, so such a one is the person's."""
+    named = read_file(os.path.join(git_dir, "gitdir"), 4096)
+    if not named:
+        return False
+    top = os.path.dirname(named.decode("utf-8", "surrogateescape").strip())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as fh:
+                if not fh.read().startswith(b"git"):
+                    continue
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if cwd == top or cwd.startswith(top + "/"):
+            return True
+    return False
 
 
 def _move_aside(made: str, keep_dir: str, name: str) -> str:

@@ -232,8 +232,13 @@ def carry_back(
     for top in (sealed.git_dir, sealed.dir):
         if top is not None:
             writable_again(top)
-    refused = tuple(RefRefused(**r) for r in seal.carry_back(vault, sealed).refused)
-    return refused, _not_recorded(drop_gitlinks(vault, sealed, worktree(vault, fork)))
+    try:
+        refused = tuple(RefRefused(**r) for r in seal.carry_back(vault, sealed).refused)
+    finally:
+        # whatever became of the refs: a gitlink left in the index has the person's `git
+        # status` run the nested repository's config (its core.fsmonitor) on the host
+        dropped = drop_gitlinks(vault, sealed, worktree(vault, fork))
+    return refused, _not_recorded(dropped)
 
 
 def record(

@@ -50,25 +50,25 @@ import re
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from ..core.store import gitnames, refs
+from ..core.store import refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
-from . import bisectrefs, gitstate, refwatch, sealpack
+from . import bisectrefs, gitstate, refwatch, sealobjects, sealpack
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection
 
     from ..core.vaults.vault import Vault
 
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _LOOSE = re.compile(r"[0-9a-f]{2}")
 _MAX_REF = 4096  # a ref file is one line: anything longer is not one
-GITLINK = 0o160000
 STASH = refs.STASH
 TOP = "top"  # in the seal directory: the vault's top directory as the sandbox shows it
+MAX_LISTED = 100  # other refs' changes listed in refs_refused; more: counted (docs/security.md)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,6 +92,7 @@ class Sealed:
     kept: tuple[gitstate.Kept, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
     pinned: tuple[gitstate.Pinned, ...] = ()  # its config.worktree, commondir, gitdir before the run
+    lock: tuple[int, int, int] | None = None  # git's index.lock there before the run (dev, ino, ctime)
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
     # the vault's top directory as the sandbox shows it, writable (its entries bound
     # read-only into it by .confine), holding the packed-refs avfs wrote: its bytes and
@@ -134,11 +135,6 @@ def _empty(d: str, keep: Collection[str] = ()) -> None:
                 _remove(e)
 
 
-def _read_regular(path: str) -> bytes | None:
-    """The bytes of the regular file ``path`` (never through a symbolic link), or None."""
-    return read_file(path)
-
-
 def _index_stat(path: str) -> tuple[int, int, int, int] | None:
     try:
         st = os.lstat(path)
@@ -170,7 +166,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     watch = refwatch.live(vault.path)
     if watch is not None:  # a mount's daemon: the files events named read again, no walk
         files, packed, rendered, own_packed = watch.shown(fork_ref, vault.path, sealpack.split)
-        own_now = _read_regular(os.path.join(vault.path, fork_ref))  # the fork's own: always read
+        own_now = read_file(os.path.join(vault.path, fork_ref))  # the fork's own: always read
     else:
         loose = _vault_heads(real_refs, cache)
         own_now = loose.pop(fork_ref, None)
@@ -188,7 +184,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     shown_stat = sealpack.fresh(snapshot, rendered)
     # the directories shown from the vault are mount points in a sandbox made ready: kept
     sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
-    log = _read_regular(os.path.join(real_logs, fork_ref))
+    log = read_file(os.path.join(real_logs, fork_ref))
     sync(ld, {fork_ref: log} if log is not None else {}, cache, LOG)
     _empty_quarantine(od, cache)
     cache.save((VAULT, SCRATCH, LOG, QUARANTINE))
@@ -253,6 +249,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         kept=kept,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         pinned=gitstate.pinned(git_dir) if git_dir else (),
+        lock=gitstate.lock_of(git_dir) if git_dir else None,
         cache=cache,
     )
 
@@ -268,7 +265,7 @@ def _vault_heads(real_refs: str, cache: RefCache) -> dict[str, bytes]:
         for fn in files:
             if fn.endswith(".lock"):
                 continue
-            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", _read_regular)
+            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", read_file)
             if data is not None:
                 out[prefix + fn] = data
     return out
@@ -306,138 +303,51 @@ def _show(value: bytes | None) -> str | None:
     return text
 
 
-def _clean_quarantine(od: str) -> None:
-    """Leave in the quarantine only what git's object store is made of, as regular files:
-    ``xx/<38 hex>`` and ``pack/pack-*.{pack,idx}`` (no ``info/alternates`` naming another
-    store, no symbolic link to a file of the host)."""
-    with os.scandir(od) as it:
-        for e in it:
-            if e.is_dir(follow_symlinks=False) and (_LOOSE.fullmatch(e.name) or e.name == "pack"):
-                with os.scandir(e.path) as inner:
-                    for f in inner:
-                        ok = f.is_file(follow_symlinks=False) and (
-                            re.fullmatch(r"[0-9a-f]{38}|[0-9a-f]{62}", f.name)
-                            if e.name != "pack"
-                            else re.fullmatch(r"pack-[0-9a-f]+\.(pack|idx)", f.name)
-                        )
-                        if not ok:
-                            if f.is_dir(follow_symlinks=False):
-                                shutil.rmtree(f.path, ignore_errors=True)
-                            else:
-                                os.unlink(f.path)
-            elif e.is_dir(follow_symlinks=False):
-                shutil.rmtree(e.path, ignore_errors=True)
-            else:
-                os.unlink(e.path)
-
-
-def _import_objects(vault: Vault, od: str, new: str | None, blobs: Sequence[str] = ()) -> str | None:
-    """Bring the objects ``new`` needs that the vault lacks (or the ``blobs`` named) from the
-    quarantine ``od`` into the vault: packed by git, indexed again by ``git index-pack
-    --strict`` (each object hashed anew and checked as ``git fsck --strict`` does). Returns
-    why not, or None."""
-    _clean_quarantine(od)
-    env = git_env()
-    env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = od
-    env["GIT_NO_REPLACE_OBJECTS"] = "1"
-    if new is not None:
-        listed = run(
-            ["rev-list", "--objects", new, "--not", "--all"], git_dir=vault.path, env=env, check=False
-        )
-        if listed.returncode != 0:
-            return "its objects are not all there: " + listed.stderr.decode(errors="replace").strip()[:300]
-        ids = b"\n".join(line.split(b" ", 1)[0] for line in listed.stdout.splitlines() if line)
-    else:
-        ids = "\n".join(blobs).encode()
-    if not ids:
-        return None  # all in the vault already (a reset to a commit it has)
-    packed = run(
-        ["pack-objects", "--stdout", "-q"], git_dir=vault.path, env=env, input=ids + b"\n", check=False
-    )
-    if packed.returncode != 0:
-        return "its objects cannot be read: " + packed.stderr.decode(errors="replace").strip()[:300]
-    # indexed where the sandbox cannot see, and moved into the vault only when git takes it
-    # (index-pack writes its pack before its last checks: .gitmodules that are not files)
-    incoming = os.path.join(os.path.dirname(od), "incoming")
-    shutil.rmtree(incoming, ignore_errors=True)
-    os.makedirs(incoming)
-    try:
-        pack = os.path.join(incoming, "in.pack")
-        with open(pack, "wb") as fh:
-            fh.write(packed.stdout)
-        env = git_env()
-        env["GIT_NO_REPLACE_OBJECTS"] = "1"
-        indexed = run(["index-pack", "--strict", pack], git_dir=vault.path, env=env, check=False)
-        if indexed.returncode != 0:
-            return "git refuses its objects: " + indexed.stderr.decode(errors="replace").strip()[:300]
-        name = "pack-" + indexed.stdout.decode("ascii", "replace").split()[-1]
-        dest = os.path.join(vault.path, "objects", "pack")
-        for ext in ("pack", "rev", "idx"):  # the index last: git looks for packs by it
-            if os.path.exists(os.path.join(incoming, f"in.{ext}")):
-                os.replace(os.path.join(incoming, f"in.{ext}"), os.path.join(dest, f"{name}.{ext}"))
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
-    return None
-
-
-def _new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
-    """Why the commits ``new`` brings (those no ref of the vault reaches yet) must not be
-    carried: a gitlink they add (a nested repository: git runs ``git status`` inside it,
-    with its own config) or a name git refuses in a tree; None when they may."""
-    env = git_env()
-    env["GIT_NO_REPLACE_OBJECTS"] = "1"
-    kind = run(["cat-file", "-t", new], git_dir=vault.path, env=env, check=False)
-    if kind.stdout.strip() != b"commit":
-        return f"{new} is not a commit"
-    listed = run(["rev-list", new, "--not", "--all"], git_dir=vault.path, env=env, check=False)
-    if listed.returncode != 0:
-        return "its history cannot be read"
-    if not listed.stdout.strip():
-        return None
-    diff = run(
-        ["diff-tree", "--stdin", "-r", "--root", "-m", "--no-renames", "--no-commit-id", "-z"],
-        git_dir=vault.path,
-        env=env,
-        input=listed.stdout,
-        check=False,
-    )
-    if diff.returncode != 0:
-        return "its commits cannot be read"
-    parts = diff.stdout.split(b"\0")
-    i = 0
-    while i + 1 < len(parts):
-        head, path = parts[i], parts[i + 1]
-        i += 2
-        if not head.startswith(b":"):
-            i -= 1  # not a record (a commit id line): resynchronise
-            continue
-        fields = head[1:].split(b" ")
-        if len(fields) < 5:
-            continue
-        old_mode, new_mode = int(fields[0], 8), int(fields[1], 8)
-        name = path.decode("utf-8", "surrogateescape")
-        if new_mode == GITLINK and old_mode != GITLINK:
-            return f"a commit adds a gitlink (a nested repository) at {name}"
-        if new_mode:
-            got = gitnames.path_refusal(name, new_mode)
-            if got is not None:
-                return f"a commit records {got.path}: {got.reason}"
-    return None
-
-
 def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     """After the command: move the fork's branch as the command moved it in the scratch
     (validated, by compare-and-swap from its value before the run), report every other ref
-    change without applying it, and empty the quarantine."""
-    fork_ref = refs.fork_ref(sealed.fork)
+    change without applying it, and empty the quarantine. git's state the person's git
+    would run programs from is taken out whatever became of the refs (found in the
+    thirteenth round, NAME=attack4: a step that raised left it there)."""
     # the worktree's HEAD as it was, while objects are carried: git's `--all` counts every
     # worktree's HEAD as reached, and one the command detached at its new commit would make
     # that commit's objects look present already (:func:`_settle_head` then sets it)
     head = _head_before(vault, sealed)
-    now = _scratch_refs(sealed)
     refused: list[dict[str, Any]] = []
+    try:
+        moved = _carry_refs(vault, sealed, refused)
+    finally:
+        if sealed.git_dir is not None:
+            # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
+            # made: the person's git would run programs they name, outside
+            keep_dir = keptstate.fork_dir(vault.state_dir, sealed.fork)
+            try:
+                refused += gitstate.remove_made(sealed.git_dir, sealed.kept, keep_dir)
+            finally:
+                put = gitstate.putter(vault, sealed.fork)
+                refused += gitstate.pinned_back(sealed.git_dir, sealed.pinned, put)
+                refused += gitstate.stale_lock(sealed.git_dir, sealed.lock)
+    if head is not None:
+        settled = _settle_head(vault, sealed, head)
+        if settled is not None:
+            refused.append(settled)
+    if sealed.git_dir is not None:
+        refused += bisectrefs.keep(vault, os.path.join(sealed.dir, "wtrefs"), sealed.git_dir)
+    _keep_staged(vault, sealed)
+    _empty_quarantine(os.path.join(sealed.dir, "objects"), sealed.cache)
+    if sealed.cache is not None:
+        sealed.cache.save((QUARANTINE,))
+    return Carried(moved=moved, refused=refused)
+
+
+def _carry_refs(vault: Vault, sealed: Sealed, refused: list[dict[str, Any]]) -> tuple[str | None, str] | None:
+    """:func:`carry_back`'s refs: the fork's branch moved (old, new) or None; what was not
+    applied appended to ``refused``."""
+    fork_ref = refs.fork_ref(sealed.fork)
+    now = _scratch_refs(sealed)
     moved: tuple[str | None, str] | None = None
     names, packed_after = _packed_after(vault.path, sealed, now)
+    unlisted = 0
     for name in sorted(names):
         # a loose file over a packed ref: before the run, git saw the packed line; after
         # it, a ref with no loose file is its packed line (git pack-refs), or gone
@@ -451,10 +361,13 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
             if name == STASH and _HEX.fullmatch(stashed):
                 # its commits are kept (unreferenced, until gc prunes them): the next run
                 # brings the stash back with `git stash apply ID`
-                lost = _import_objects(vault, os.path.join(sealed.dir, "objects"), stashed)
+                lost = sealobjects.import_objects(vault, os.path.join(sealed.dir, "objects"), stashed)
                 other = "a stash lives as long as its run; its commit is kept: `git stash apply ID` brings it back"
                 if lost is not None:
                     other = f"a stash lives as long as its run; its commit could not be kept ({lost})"
+            if len(refused) >= MAX_LISTED:
+                unlisted += 1
+                continue
             refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": other})
             continue
         why: str | None = None
@@ -466,8 +379,8 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
         elif value == sealed.before:
             continue
         else:
-            why = _import_objects(vault, os.path.join(sealed.dir, "objects"), value)
-            why = why or _new_commits_refusal(vault, sealed.before, value)
+            why = sealobjects.import_objects(vault, os.path.join(sealed.dir, "objects"), value)
+            why = why or sealobjects.new_commits_refusal(vault, sealed.before, value)
             if why is None:
                 try:
                     message = f"avfs proxy exec: {sealed.fork} moved by the command's git"
@@ -481,23 +394,10 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
                     why = str(getattr(exc, "message", exc))
         if why is not None:
             refused.append({"ref": name, "old": _show(before), "new": _show(after), "reason": why})
-    if sealed.git_dir is not None:
-        # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
-        # made: the person's git would run programs they name, outside
-        keep_dir = keptstate.fork_dir(vault.state_dir, sealed.fork)
-        refused += gitstate.remove_made(sealed.git_dir, sealed.kept, keep_dir)
-        refused += gitstate.pinned_back(sealed.git_dir, sealed.pinned, gitstate.putter(vault, sealed.fork))
-    if head is not None:
-        settled = _settle_head(vault, sealed, head)
-        if settled is not None:
-            refused.append(settled)
-    if sealed.git_dir is not None:
-        refused += bisectrefs.keep(vault, os.path.join(sealed.dir, "wtrefs"), sealed.git_dir)
-    _keep_staged(vault, sealed)
-    _empty_quarantine(os.path.join(sealed.dir, "objects"), sealed.cache)
-    if sealed.cache is not None:
-        sealed.cache.save((QUARANTINE,))
-    return Carried(moved=moved, refused=refused)
+    if unlisted:
+        why = f"{unlisted} more ref changes, not listed: none kept (only the fork's own branch is carried)"
+        refused.append({"ref": refs.REFS, "old": None, "new": None, "reason": why})
+    return moved
 
 
 def _packed_after(
@@ -555,8 +455,8 @@ def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | N
     value = now.decode("ascii", "replace")
     if _HEX.fullmatch(value.rstrip("\n")) and value.count("\n") <= 1:
         commit = value.strip()
-        why = _import_objects(vault, os.path.join(sealed.dir, "objects"), commit)
-        why = why or _new_commits_refusal(vault, sealed.before, commit)
+        why = sealobjects.import_objects(vault, os.path.join(sealed.dir, "objects"), commit)
+        why = why or sealobjects.new_commits_refusal(vault, sealed.before, commit)
         if why is None:
             put_head(vault, key, f"{commit}\n".encode())
             return None
@@ -613,4 +513,4 @@ def _keep_staged(vault: Vault, sealed: Sealed) -> None:
     }
     staged = sorted(named & held)
     if staged:
-        _import_objects(vault, od, None, staged)
+        sealobjects.import_objects(vault, od, None, staged)

@@ -487,9 +487,10 @@ class GitStore(StoreWrites):
         return obj
 
     def has_object(self, oid: str) -> bool:
-        import pygit2
-
-        return bool(self._repo.odb.exists(pygit2.Oid(hex=oid)))
+        try:
+            return bool(self._repo.odb.exists(oid))
+        except git_errors():  # an id libgit2 cannot take (another hash's length): a command's
+            return False
 
     def config_value(self, key: str) -> str | None:
         """``key`` of the vault's config (and the global ones libgit2 reads); None when it

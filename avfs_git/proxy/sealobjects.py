@@ -1,0 +1,141 @@
+"""What the carry-back (:mod:`.seal`) takes into the vault from a run's object quarantine:
+only the objects the fork's new commit (or the index's staged blobs) need, packed by git and
+indexed again by ``git index-pack --strict`` where the sandbox never sees, and only commits
+that add no gitlink and no name git refuses."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import TYPE_CHECKING
+
+from ..core.store import gitnames
+from ..core.store.gitrun import git_env, run
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..core.vaults.vault import Vault
+
+_LOOSE = re.compile(r"[0-9a-f]{2}")
+GITLINK = 0o160000
+
+
+def clean_quarantine(od: str) -> None:
+    """Leave in the quarantine only what git's object store is made of, as regular files:
+    ``xx/<38 hex>`` and ``pack/pack-*.{pack,idx}`` (no ``info/alternates`` naming another
+    store, no symbolic link to a file of the host)."""
+    with os.scandir(od) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False) and (_LOOSE.fullmatch(e.name) or e.name == "pack"):
+                with os.scandir(e.path) as inner:
+                    for f in inner:
+                        ok = f.is_file(follow_symlinks=False) and (
+                            re.fullmatch(r"[0-9a-f]{38}|[0-9a-f]{62}", f.name)
+                            if e.name != "pack"
+                            else re.fullmatch(r"pack-[0-9a-f]+\.(pack|idx)", f.name)
+                        )
+                        if not ok:
+                            if f.is_dir(follow_symlinks=False):
+                                shutil.rmtree(f.path, ignore_errors=True)
+                            else:
+                                os.unlink(f.path)
+            elif e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+
+
+def import_objects(vault: Vault, od: str, new: str | None, blobs: Sequence[str] = ()) -> str | None:
+    """Bring the objects ``new`` needs that the vault lacks (or the ``blobs`` named) from the
+    quarantine ``od`` into the vault: packed by git, indexed again by ``git index-pack
+    --strict`` (each object hashed anew and checked as ``git fsck --strict`` does). Returns
+    why not, or None."""
+    clean_quarantine(od)
+    env = git_env()
+    env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = od
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    if new is not None:
+        listed = run(
+            ["rev-list", "--objects", new, "--not", "--all"], git_dir=vault.path, env=env, check=False
+        )
+        if listed.returncode != 0:
+            return "its objects are not all there: " + listed.stderr.decode(errors="replace").strip()[:300]
+        ids = b"\n".join(line.split(b" ", 1)[0] for line in listed.stdout.splitlines() if line)
+    else:
+        ids = "\n".join(blobs).encode()
+    if not ids:
+        return None  # all in the vault already (a reset to a commit it has)
+    packed = run(
+        ["pack-objects", "--stdout", "-q"], git_dir=vault.path, env=env, input=ids + b"\n", check=False
+    )
+    if packed.returncode != 0:
+        return "its objects cannot be read: " + packed.stderr.decode(errors="replace").strip()[:300]
+    # indexed where the sandbox cannot see, and moved into the vault only when git takes it
+    # (index-pack writes its pack before its last checks: .gitmodules that are not files)
+    incoming = os.path.join(os.path.dirname(od), "incoming")
+    shutil.rmtree(incoming, ignore_errors=True)
+    os.makedirs(incoming)
+    try:
+        pack = os.path.join(incoming, "in.pack")
+        with open(pack, "wb") as fh:
+            fh.write(packed.stdout)
+        env = git_env()
+        env["GIT_NO_REPLACE_OBJECTS"] = "1"
+        indexed = run(["index-pack", "--strict", pack], git_dir=vault.path, env=env, check=False)
+        if indexed.returncode != 0:
+            return "git refuses its objects: " + indexed.stderr.decode(errors="replace").strip()[:300]
+        name = "pack-" + indexed.stdout.decode("ascii", "replace").split()[-1]
+        dest = os.path.join(vault.path, "objects", "pack")
+        for ext in ("pack", "rev", "idx"):  # the index last: git looks for packs by it
+            if os.path.exists(os.path.join(incoming, f"in.{ext}")):
+                os.replace(os.path.join(incoming, f"in.{ext}"), os.path.join(dest, f"{name}.{ext}"))
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    return None
+
+
+def new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
+    """Why the commits ``new`` brings (those no ref of the vault reaches yet) must not be
+    carried: a gitlink they add (a nested repository: git runs ``git status`` inside it,
+    with its own config) or a name git refuses in a tree; None when they may."""
+    env = git_env()
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    kind = run(["cat-file", "-t", new], git_dir=vault.path, env=env, check=False)
+    if kind.stdout.strip() != b"commit":
+        return f"{new} is not a commit"
+    listed = run(["rev-list", new, "--not", "--all"], git_dir=vault.path, env=env, check=False)
+    if listed.returncode != 0:
+        return "its history cannot be read"
+    if not listed.stdout.strip():
+        return None
+    diff = run(
+        ["diff-tree", "--stdin", "-r", "--root", "-m", "--no-renames", "--no-commit-id", "-z"],
+        git_dir=vault.path,
+        env=env,
+        input=listed.stdout,
+        check=False,
+    )
+    if diff.returncode != 0:
+        return "its commits cannot be read"
+    parts = diff.stdout.split(b"\0")
+    i = 0
+    while i + 1 < len(parts):
+        head, path = parts[i], parts[i + 1]
+        i += 2
+        if not head.startswith(b":"):
+            i -= 1  # not a record (a commit id line): resynchronise
+            continue
+        fields = head[1:].split(b" ")
+        if len(fields) < 5:
+            continue
+        old_mode, new_mode = int(fields[0], 8), int(fields[1], 8)
+        name = path.decode("utf-8", "surrogateescape")
+        if new_mode == GITLINK and old_mode != GITLINK:
+            return f"a commit adds a gitlink (a nested repository) at {name}"
+        if new_mode:
+            got = gitnames.path_refusal(name, new_mode)
+            if got is not None:
+                return f"a commit records {got.path}: {got.reason}"
+    return None
