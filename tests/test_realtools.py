@@ -341,6 +341,67 @@ def test_touch_m_of_a_source_makes_a_real_build_rebuild(backend: str, tmp_path: 
     assert again.returncode == 0 and "building 'markupsafe._speedups'" in again.stdout, again.stdout
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_edit_a_checkpoint_recorded_stays_an_edit_to_make_and_python(backend: str, tmp_path: Path) -> None:
+    """MarkupSafe 2.1.5 built and imported in a mount (``build_ext --inplace``: the
+    extension; an import: the bytecode), then ``__version__`` edited to a string of the
+    same size and a comment added to the C source, a checkpoint saved, and the two run
+    again: Python imports the new version and ``build_ext`` builds again, as on disk, and
+    the edited files keep their times through the checkpoint. On the pure-FUSE mount the
+    checkpoint retired the files' copies and they showed the view time (when the
+    workspace last changed wholesale): older than the build, whose outputs the checkpoint
+    committed too, and equal to the bytecode's record of the old source (same size), so
+    Python ran the old code and the build was "up to date"."""
+    _require(backend)
+    require_tool("gcc")
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed in this environment")
+    spec = Spec("msedit", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
+    env = {k: v for k, v in make_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "msedit", "--from", str(src))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "msedit:main", str(mp))
+    build = [sys.executable, "setup.py", "build_ext", "--inplace"]
+    version = [sys.executable, "-c", "import markupsafe; print(markupsafe.__version__)"]
+    init, source = mp / INIT, mp / "src" / "markupsafe" / "_speedups.c"
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=mp / "src", env=env, capture_output=True, text=True, check=False)
+
+    try:
+        first = subprocess.run(build, cwd=mp, env=env, capture_output=True, text=True, check=False)
+        assert first.returncode == 0 and "building 'markupsafe._speedups'" in first.stdout, first.stderr
+        assert run(version).stdout == "2.1.5\n"
+        assert list((mp / "src" / "markupsafe" / "__pycache__").glob("__init__.*.pyc"))
+        # what the build made a year old (distutils compares whole seconds), then committed
+        for p in [
+            *(mp / "build").rglob("*.so"),
+            *(mp / "build").rglob("*.o"),
+            *mp.glob("src/markupsafe/*.so"),
+        ]:
+            os.utime(p, ns=(time.time_ns() - 365 * 86400 * 10**9,) * 2)
+        proj.avfs("--vault", "msedit:main", "checkpoint", "save", "built")
+        init.write_text(init.read_text().replace('__version__ = "2.1.5"', '__version__ = "2.1.6"'))
+        with source.open("a") as fh:
+            fh.write("/* edited */\n")
+        edited = {p: p.stat().st_mtime_ns for p in (init, source)}
+        proj.avfs("--vault", "msedit:main", "checkpoint", "save", "edited")
+        kept = {p: p.stat().st_mtime_ns for p in (init, source)}
+        got = run(version)
+        again = subprocess.run(build, cwd=mp, env=env, capture_output=True, text=True, check=False)
+        status = git_run("status", "--porcelain", env=env, cwd=mp)
+    finally:
+        _unmount(proj, "main")
+    assert got.stdout == "2.1.6\n", got.stderr
+    assert again.returncode == 0 and "building 'markupsafe._speedups'" in again.stdout, again.stdout
+    assert kept == edited
+    # (the rebuilt extension and the new bytecode: what the build and the import changed)
+    assert all(line.endswith((".so", ".pyc", ".o")) for line in status.splitlines()), status
+
+
 # -- SQLite: a database of the fork's checkpoint, read while another process writes it ---------
 
 

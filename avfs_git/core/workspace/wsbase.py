@@ -208,7 +208,7 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
                 same.append(e)
     same = [e for e in same if _shown_without(ws, e.path, new_tree) == store.tree_lookup(new_tree, e.path)]
     if same:
-        ws.overlay.retire(db, same)
+        ws.overlay.retire(db, same, wsretire.oid_in(ws.store, new_tree))
 
 
 def _shown_without(ws: Based, path: str, new_tree: str) -> Any:
@@ -345,7 +345,11 @@ def _recover_pending(ws: Based) -> None:
                 # meanwhile have a newer seq than recorded and stay.
                 upto = int(ov.get_meta("pending_seq") or "0")
                 tree = ws.store.commit_tree(new)
-                ov.retire(ov.db, wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree))
+                ov.retire(
+                    ov.db,
+                    wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree),
+                    wsretire.oid_in(ws.store, tree),
+                )
                 ov.set_meta("base", new)
             ov.set_meta("pending", None)
             ov.set_meta("pending_seq", None)
