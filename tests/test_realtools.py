@@ -21,6 +21,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -400,6 +401,60 @@ def test_an_edit_a_checkpoint_recorded_stays_an_edit_to_make_and_python(backend:
     assert kept == edited
     # (the rebuilt extension and the new bytecode: what the build and the import changed)
     assert all(line.endswith((".so", ".pyc", ".o")) for line in status.splitlines()), status
+
+
+_MAKEFILE = """\
+_speedups.o: src/markupsafe/_speedups.c
+\tcc -c -fPIC -I{include} -o $@ $<
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_restore_right_after_a_build_makes_make_build_again(backend: str, tmp_path: Path) -> None:
+    """MarkupSafe 2.1.5's C source compiled by ``make`` into an object git ignores, edited
+    and checkpointed, compiled again, and the fork restored to the checkpoint before the
+    edit at once: the restored source shows the time of the restore, as the file git's
+    checkout writes does, so ``make`` compiles it again. On the pure-FUSE mount a restore
+    showed every file the view time, a second before the restore, and the object made
+    within that second was newer than the source it no longer matched: ``make`` called
+    it up to date."""
+    _require(backend)
+    require_tool("cc")
+    require_tool("make")
+    spec = Spec("msmake", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C source")
+    env = make_env(tmp_path)
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    include = sysconfig.get_paths()["include"]
+    (src / "Makefile").write_text(_MAKEFILE.format(include=include))
+    (src / ".gitignore").write_text("*.o\n")
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "msmake", "--from", str(src))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "msmake:main", str(mp))
+    source = mp / "src" / "markupsafe" / "_speedups.c"
+
+    def make(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["make", *args], cwd=mp, env=env, capture_output=True, text=True, check=False)
+
+    try:
+        with source.open("a") as fh:
+            fh.write("/* one */\n")
+        proj.avfs("--vault", "msmake:main", "checkpoint", "save", "one")
+        assert make().returncode == 0
+        with source.open("a") as fh:
+            fh.write("/* two */\n")
+        proj.avfs("--vault", "msmake:main", "checkpoint", "save", "two")
+        assert make().returncode == 0 and make("-q").returncode == 0
+        before = time.time_ns()
+        proj.avfs("--vault", "msmake:main", "checkpoint", "restore", "one")
+        restored = source.stat().st_mtime_ns
+        up_to_date = make("-q").returncode
+        again = make()
+    finally:
+        _unmount(proj, "main")
+    assert restored >= before - 10_000_000, (restored, before)  # (the clock's tick)
+    assert up_to_date == 1 and "_speedups.o" in again.stdout, again.stdout
 
 
 # -- SQLite: a database of the fork's checkpoint, read while another process writes it ---------

@@ -428,7 +428,7 @@ class Overlay(UpperEntries):
                         kept.extend(self._times_of(e, oid_of))
                     self._garbage(db, e.fileid)
         if kept:
-            self._keep_times(db, kept)
+            self.keep_times(db, kept)
         return n
 
     def _times_of(self, e: Entry, oid_of: Callable[[str], str | None]) -> list[tuple[str, str, int, int]]:
@@ -440,7 +440,8 @@ class Overlay(UpperEntries):
             return []
         return [] if oid is None else [(e.path, oid, st.st_mtime_ns, st.st_ctime_ns)]
 
-    def _keep_times(self, db: sqlite3.Connection, rows: list[tuple[str, str, int, int]]) -> None:
+    def keep_times(self, db: sqlite3.Connection, rows: list[tuple[str, str, int, int]]) -> None:
+        """Keep ``(path, blob id, mtime_ns, ctime_ns)`` for the current view time."""
         view = self.get_meta("view_time")
         if view is None:
             return  # (no file has shown a view time yet)
