@@ -295,7 +295,7 @@ def test_interrupted_checkpoint_is_finished_on_next_open(vault, ws, monkeypatch)
     real_retire = ws.overlay.retire
     calls = {"n": 0}
 
-    def crash(db, captured):
+    def crash(db, captured, oid_of=None):
         calls["n"] += 1
         raise KeyboardInterrupt("simulated crash")
 

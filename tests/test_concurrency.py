@@ -244,8 +244,8 @@ def test_a_write_opened_while_a_checkpoint_retires_the_file_is_kept(vault):
 
     writer = threading.Thread(target=append)
 
-    def retire_while_a_mount_opens(db, captured):  # type: ignore[no-untyped-def]
-        n = real_retire(db, captured)  # the entry is gone in this transaction
+    def retire_while_a_mount_opens(db, captured, oid_of=None):  # type: ignore[no-untyped-def]
+        n = real_retire(db, captured, oid_of)  # the entry is gone in this transaction
         writer.start()  # a mount opens the file for writing now
         writer.join(0.3)  # it waits for the file (or, before the fix, wrote into it)
         return n

@@ -21,6 +21,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,6 +340,127 @@ def test_touch_m_of_a_source_makes_a_real_build_rebuild(backend: str, tmp_path: 
     finally:
         _unmount(proj, "main")
     assert again.returncode == 0 and "building 'markupsafe._speedups'" in again.stdout, again.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_edit_a_checkpoint_recorded_stays_an_edit_to_make_and_python(backend: str, tmp_path: Path) -> None:
+    """MarkupSafe 2.1.5 built and imported in a mount (``build_ext --inplace``: the
+    extension; an import: the bytecode), then ``__version__`` edited to a string of the
+    same size and a comment added to the C source, a checkpoint saved, and the two run
+    again: Python imports the new version and ``build_ext`` builds again, as on disk, and
+    the edited files keep their times through the checkpoint. On the pure-FUSE mount the
+    checkpoint retired the files' copies and they showed the view time (when the
+    workspace last changed wholesale): older than the build, whose outputs the checkpoint
+    committed too, and equal to the bytecode's record of the old source (same size), so
+    Python ran the old code and the build was "up to date"."""
+    _require(backend)
+    require_tool("gcc")
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed in this environment")
+    spec = Spec("msedit", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
+    env = {k: v for k, v in make_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "msedit", "--from", str(src))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "msedit:main", str(mp))
+    build = [sys.executable, "setup.py", "build_ext", "--inplace"]
+    version = [sys.executable, "-c", "import markupsafe; print(markupsafe.__version__)"]
+    init, source = mp / INIT, mp / "src" / "markupsafe" / "_speedups.c"
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=mp / "src", env=env, capture_output=True, text=True, check=False)
+
+    try:
+        first = subprocess.run(build, cwd=mp, env=env, capture_output=True, text=True, check=False)
+        assert first.returncode == 0 and "building 'markupsafe._speedups'" in first.stdout, first.stderr
+        assert run(version).stdout == "2.1.5\n"
+        assert list((mp / "src" / "markupsafe" / "__pycache__").glob("__init__.*.pyc"))
+        # what the build made a year old (distutils compares whole seconds), then committed
+        for p in [
+            *(mp / "build").rglob("*.so"),
+            *(mp / "build").rglob("*.o"),
+            *mp.glob("src/markupsafe/*.so"),
+        ]:
+            os.utime(p, ns=(time.time_ns() - 365 * 86400 * 10**9,) * 2)
+        proj.avfs("--vault", "msedit:main", "checkpoint", "save", "built")
+        init.write_text(init.read_text().replace('__version__ = "2.1.5"', '__version__ = "2.1.6"'))
+        with source.open("a") as fh:
+            fh.write("/* edited */\n")
+        edited = {p: p.stat().st_mtime_ns for p in (init, source)}
+        proj.avfs("--vault", "msedit:main", "checkpoint", "save", "edited")
+        kept = {p: p.stat().st_mtime_ns for p in (init, source)}
+        got = run(version)
+        again = subprocess.run(build, cwd=mp, env=env, capture_output=True, text=True, check=False)
+        status = git_run("status", "--porcelain", env=env, cwd=mp)
+    finally:
+        _unmount(proj, "main")
+    assert got.stdout == "2.1.6\n", got.stderr
+    assert again.returncode == 0 and "building 'markupsafe._speedups'" in again.stdout, again.stdout
+    assert kept == edited
+    # (the rebuilt extension and the new bytecode: what the build and the import changed)
+    assert all(line.endswith((".so", ".pyc", ".o")) for line in status.splitlines()), status
+
+
+_MAKEFILE = """\
+_speedups.o: src/markupsafe/_speedups.c
+\tcc -c -fPIC -I{include} -o $@ $<
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_restore_right_after_a_build_makes_make_build_again(backend: str, tmp_path: Path) -> None:
+    """MarkupSafe 2.1.5's C source compiled by ``make`` into an object git ignores, edited
+    and checkpointed, compiled again, and the fork restored to the checkpoint before the
+    edit at once: the restored source shows the time of the restore, as the file git's
+    checkout writes does, so ``make`` compiles it again. On the pure-FUSE mount a restore
+    showed every file the view time, a second before the restore, and the object made
+    within that second was newer than the source it no longer matched: ``make`` called
+    it up to date."""
+    _require(backend)
+    require_tool("cc")
+    require_tool("make")
+    spec = Spec("msmake", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C source")
+    env = make_env(tmp_path)
+    src = realdata.extract(spec.fetch(), tmp_path / "src")
+    include = sysconfig.get_paths()["include"]
+    (src / "Makefile").write_text(_MAKEFILE.format(include=include))
+    (src / ".gitignore").write_text("*.o\n")
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", "msmake", "--from", str(src))
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, "msmake:main", str(mp))
+    source = mp / "src" / "markupsafe" / "_speedups.c"
+
+    def make(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["make", *args], cwd=mp, env=env, capture_output=True, text=True, check=False)
+
+    try:
+        with source.open("a") as fh:
+            fh.write("/* one */\n")
+        proj.avfs("--vault", "msmake:main", "checkpoint", "save", "one")
+        one = source.read_bytes()
+        assert make().returncode == 0
+        with source.open("a") as fh:
+            fh.write("/* two */\n")
+        proj.avfs("--vault", "msmake:main", "checkpoint", "save", "two")
+        assert make().returncode == 0 and make("-q").returncode == 0
+        before = time.time_ns()
+        proj.avfs("--vault", "msmake:main", "checkpoint", "restore", "one")
+        # (a restore returns once the mount's watcher took the new view, or after 5 s: at
+        # load 20-30 a CPU may come later; the mount shows it when it does)
+        deadline = time.monotonic() + 30
+        while source.read_bytes() != one and time.monotonic() < deadline:
+            time.sleep(0.1)
+        restored = source.stat().st_mtime_ns
+        up_to_date = make("-q").returncode
+        again = make()
+    finally:
+        _unmount(proj, "main")
+    assert restored >= before - 10_000_000, (restored, before)  # (the clock's tick)
+    assert up_to_date == 1 and "_speedups.o" in again.stdout, again.stdout
 
 
 # -- SQLite: a database of the fork's checkpoint, read while another process writes it ---------

@@ -102,6 +102,7 @@ class Invalidation(HandleTable):
                     if moved:
                         view = now
                         self._view_time_ns = None
+                        self._kept = None
                     paths = sorted(self._known)
                 for p in paths:
                     if self._stop.is_set():

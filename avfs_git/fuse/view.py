@@ -92,6 +92,15 @@ class ViewOps(NestedRepos, HandleTable):
             self._view_time_ns = int(self.ws.view_time * 1e9)
         return self._view_time_ns
 
+    def _kept_times(self, p: str, oid: str) -> tuple[int, int] | None:
+        """The (mtime_ns, ctime_ns) a file a checkpoint retired keeps while the base holds
+        the blob it was committed as (read once per view: the watcher drops them)."""
+        kept = self._kept
+        if kept is None:
+            kept = self._kept = self.ws.overlay.kept_times()
+        hit = kept.get(p)
+        return None if hit is None or hit[0] != oid else (hit[1], hit[2])
+
     def _attrs(self, p: str, node: Node) -> dict[str, Any]:
         for _ in range(8):
             try:
@@ -134,6 +143,9 @@ class ViewOps(NestedRepos, HandleTable):
         else:
             size = self._size(node)
             st.update(st_size=size, st_blocks=(size + 511) // 512)
+            kept = self._kept_times(p, node.oid) if node.oid is not None else None
+            if kept is not None:
+                st.update(st_mtime=kept[0], st_ctime=kept[1])
         return st
 
     def index_stat(self, path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
@@ -142,6 +154,9 @@ class ViewOps(NestedRepos, HandleTable):
         (a fork's mount: :func:`..core.index.index_stat` computes the same)."""
         t = self._view_ns()
         size = 0 if mode == MODE_COMMIT else self.ws.blob_size(oid)  # (git reads no stat of a submodule's)
+        kept = self._kept_times(path, oid)
+        if kept is not None:
+            return kept[1], kept[0], inode_of(path), self.uid, self.gid, size
         return t, t, inode_of(path), self.uid, self.gid, size
 
     # -- metadata ----------------------------------------------------------------------------

@@ -107,12 +107,17 @@ def index_stat(
     vault's size cache does not have yet is 0 (a provisional index, filled in by
     :func:`.indexpatch.with_sizes` before it is written: :func:`sync_index`)."""
     t = view.view_ns() if view is not None else view_ns(ws)
+    kept = ws.overlay.kept_times(view.view_time if view is not None else None)
     known = ws.store.promisor.size
     size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         # a submodule's entry names a commit, not a blob: git reads no stat data of it
-        return t, t, inode_of(path), uid, gid, 0 if mode == 0o160000 else size(oid)
+        n = 0 if mode == 0o160000 else size(oid)
+        hit = kept.get(path) if kept else None
+        if hit is not None and hit[0] == oid:  # a file a checkpoint retired keeps its times
+            return hit[2], hit[1], inode_of(path), uid, gid, n
+        return t, t, inode_of(path), uid, gid, n
 
     return stat_of
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..store.names import ancestors, parent_of
 from . import upper as up
@@ -400,14 +400,23 @@ class Overlay(UpperEntries):
             self.remove(db, e.path, op)
         return gone
 
-    def retire(self, db: sqlite3.Connection, captured: Iterable[Entry]) -> int:
+    def retire(
+        self,
+        db: sqlite3.Connection,
+        captured: Iterable[Entry],
+        oid_of: Callable[[str], str | None] | None = None,
+    ) -> int:
         """Drop the entries a checkpoint captured, unless they changed since (seq differs).
 
         A file a mount holds open for writing (:meth:`in_use`) keeps its entry: its bytes
         are in the checkpoint, and later writes through the open descriptor must land in a
         file the workspace still shows.
+
+        ``oid_of``: the new base's blob at a path; each retired file's times are kept with
+        it (:meth:`kept_times`), so the file shows them from the base as it did from its copy.
         """
         n = 0
+        kept: list[tuple[str, str, int, int]] = []
         for e in captured:
             if e.kind == FILE and e.fileid and not self._claim(e.fileid):
                 continue
@@ -415,8 +424,41 @@ class Overlay(UpperEntries):
             if cur.rowcount:
                 n += 1
                 if e.fileid:
+                    if oid_of is not None and e.kind == FILE and e.seq:
+                        kept.extend(self._times_of(e, oid_of))
                     self._garbage(db, e.fileid)
+        if kept:
+            self.keep_times(db, kept)
         return n
+
+    def _times_of(self, e: Entry, oid_of: Callable[[str], str | None]) -> list[tuple[str, str, int, int]]:
+        assert e.fileid is not None
+        oid = oid_of(e.path)
+        try:
+            st = os.stat(self.file_path(e.fileid))
+        except FileNotFoundError:
+            return []
+        return [] if oid is None else [(e.path, oid, st.st_mtime_ns, st.st_ctime_ns)]
+
+    def keep_times(self, db: sqlite3.Connection, rows: list[tuple[str, str, int, int]]) -> None:
+        """Keep ``(path, blob id, mtime_ns, ctime_ns)`` for the current view time."""
+        view = self.get_meta("view_time")
+        if view is None:
+            return  # (no file has shown a view time yet)
+        db.execute("DELETE FROM kept_times WHERE view != ?", (view,))
+        db.executemany(
+            "INSERT OR REPLACE INTO kept_times(path, oid, mtime_ns, ctime_ns, view) VALUES(?, ?, ?, ?, ?)",
+            [(*r, view) for r in rows],
+        )
+
+    def kept_times(self, view: str | None = None) -> dict[str, tuple[str, int, int]]:
+        """``path -> (blob id, mtime_ns, ctime_ns)``: the times a file a checkpoint retired
+        had, kept for as long as the view time (``view``, else the current one) stays and
+        the base holds that blob there; every other unchanged file shows the view time."""
+        if view is None:
+            view = self.get_meta("view_time")
+        q = "SELECT path, oid, mtime_ns, ctime_ns FROM kept_times WHERE view = ?"
+        return {str(p): (str(o), int(m), int(c)) for p, o, m, c in self.db.execute(q, (view,))}
 
     def clear(self, db: sqlite3.Connection, op: str) -> None:
         for e in self.all():

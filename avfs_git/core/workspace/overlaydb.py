@@ -98,9 +98,19 @@ COMMIT;
 _UPPER_OIDS = (
     "CREATE TABLE IF NOT EXISTS upper_oids(path TEXT PRIMARY KEY, sig TEXT NOT NULL, oid TEXT NOT NULL);"
 )
-_SCHEMA += _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS + _UPPER_OIDS + execspans.SCHEMA
-_VERSION = 9
+# the times of files a checkpoint retired (their copies unlinked, the base's blob shown in
+# their place) while the view time was ``view``: the file keeps them, as on a disk, and
+# make or Python's bytecode check see an edit a checkpoint recorded as an edit still
+_KEPT_TIMES = (
+    "CREATE TABLE IF NOT EXISTS kept_times(path TEXT PRIMARY KEY, oid TEXT NOT NULL,"
+    " mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, view TEXT NOT NULL);"
+)
+_SCHEMA += (
+    _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS + _UPPER_OIDS + execspans.SCHEMA + _KEPT_TIMES
+)
+_VERSION = 10
 _MIGRATIONS = {
+    10: _KEPT_TIMES,
     9: execspans.SCHEMA,
     8: "ALTER TABLE journal ADD COLUMN src TEXT",
     7: _UPPER_OIDS,

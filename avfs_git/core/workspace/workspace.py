@@ -210,8 +210,8 @@ class Workspace(Mutations, Generic[V_co]):
     def view_time(self) -> float:
         """The time unchanged files show as their mtime: when the workspace last changed
         what it shows wholesale (a restore, an undo, a pull of pushed commits). A checkpoint
-        leaves it alone, so files it commits keep their times; a restore moves it forward,
-        so tools like make see restored files as new."""
+        leaves it alone, and the files it commits keep their times (``Overlay.kept_times``);
+        a restore moves it forward (make sees restored files as new; those it rewrites show its time)."""
         raw = self.overlay.get_meta("view_time")
         if raw is None:
             t = min(self.store.commit_time(self.base), settled_now())

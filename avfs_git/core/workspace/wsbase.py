@@ -9,6 +9,7 @@ module does not import :mod:`.workspace` (which is built on it).
 from __future__ import annotations
 
 import os
+import time
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -208,7 +209,7 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
                 same.append(e)
     same = [e for e in same if _shown_without(ws, e.path, new_tree) == store.tree_lookup(new_tree, e.path)]
     if same:
-        ws.overlay.retire(db, same)
+        ws.overlay.retire(db, same, wsretire.oid_in(ws.store, new_tree))
 
 
 def _shown_without(ws: Based, path: str, new_tree: str) -> Any:
@@ -345,7 +346,11 @@ def _recover_pending(ws: Based) -> None:
                 # meanwhile have a newer seq than recorded and stay.
                 upto = int(ov.get_meta("pending_seq") or "0")
                 tree = ws.store.commit_tree(new)
-                ov.retire(ov.db, wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree))
+                ov.retire(
+                    ov.db,
+                    wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree),
+                    wsretire.oid_in(ws.store, tree),
+                )
                 ov.set_meta("base", new)
             ov.set_meta("pending", None)
             ov.set_meta("pending_seq", None)
@@ -389,6 +394,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             node = ws.view.lookup(t)
             if node is not None and node.oid is not None and node.entry is None:
                 pins.append(Entry(t, OBJECT, node.mode, node.oid))
+    rewritten = [] if keep_view else _rewritten(ws, view_tree or ws.store.commit_tree(base), have)
     with ws.overlay.txn() as db:
         if keep_view:
             cur_root = ws.overlay.get("")
@@ -408,6 +414,8 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             if view_tree is not None and view_tree != ws.store.commit_tree(base):
                 ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
             ws.overlay.set_meta("view_time", repr(float(settled_now())))
+            now = time.time_ns()
+            ws.overlay.keep_times(db, [(p, oid, now, now) for p, oid in rewritten])
         ws.overlay.set_meta("base", base)
         if kept or pins:
             for e in pins:
@@ -424,6 +432,37 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                     ws.overlay.remove(db, t, "reset")
             _keep_parents(ws, db, tops)
     ws.base_moved(view_changed=not keep_view)
+
+
+def _rewritten(ws: Based, new_tree: str, kept: set[str]) -> list[tuple[str, str]]:
+    """``(path, blob id)`` of the files a reset to ``new_tree`` shows other bytes or another
+    kind at (the paths git's checkout would write): they show the time of the reset, as
+    written files do (the others the view time, a second back: git's index trusts that at
+    once): a build made the second before, from what they held, is older than them.
+    Cost: the overlay's entries and the two bases' differences."""
+    root = ws.overlay.get("")
+    old_tree = (
+        root.oid if root is not None and root.kind == OBJECT and root.mode == MODE_TREE else ws.base_tree
+    )
+    changes: list[Change] = []
+    diff_trees(ws.store, old_tree, new_tree, "", changes)
+    out = {c.path: c.new_oid for c in changes if c.new_oid and c.new_mode not in (MODE_TREE, MODE_COMMIT)}
+    for e in ws.overlay.all():
+        if not e.path or e.path in kept:
+            continue
+        hit = ws.store.tree_lookup(new_tree, e.path)
+        if hit is None or hit[1] == MODE_COMMIT:
+            continue
+        if hit[1] != MODE_TREE:
+            out[e.path] = hit[0]
+            continue
+        sub: list[Change] = []
+        old = e.oid if e.kind == OBJECT and e.mode == MODE_TREE and e.oid else EMPTY_TREE
+        diff_trees(ws.store, old, hit[0], e.path, sub)
+        out.update(
+            (c.path, c.new_oid) for c in sub if c.new_oid and c.new_mode not in (MODE_TREE, MODE_COMMIT)
+        )
+    return sorted((p, oid) for p, oid in out.items() if oid is not None)
 
 
 def _keep_parents(ws: Based, db: Any, paths: list[str]) -> None:

@@ -39,7 +39,7 @@ from ..types import Change
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .upperjournal import remember_commit
 from .wscapture import Fork, capture
-from .wsretire import retirable, retire_onto
+from .wsretire import oid_in, retirable, retire_onto
 
 
 def commit_overlay(
@@ -97,7 +97,7 @@ def commit_overlay(
             captured = retirable(ws, captured, tree)
             if captured:
                 with ws.overlay.txn() as db:
-                    ws.overlay.retire(db, captured)
+                    ws.overlay.retire(db, captured, oid_in(ws.store, tree))
             _remember(ws, ws.base, captured)
             return None, captured
         commit = ws.store.create_commit(tree, [base], message, ws.author(), pack=pack)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..store import names
+from ..store.gitstore import GitStore
 from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
 from . import origins, upper
@@ -31,7 +32,7 @@ def retire_onto(
     retirable or not, where those directories are looked for)."""
     sources = redirect_sources(ws, seen if seen is not None else captured)
     vanishing, emptied = vanishing_dirs(ws, commit)
-    ws.overlay.retire(db, captured)
+    ws.overlay.retire(db, captured, oid_in(ws.store, ws.store.commit_tree(commit)))
     ws.overlay.set_meta("base", commit)
     pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
     for d in emptied:
@@ -40,6 +41,16 @@ def retire_onto(
             ws.overlay.put(db, Entry(d, OBJECT, MODE_TREE, EMPTY_TREE_ID), "empty")
     if seen is not None:
         _empty_kept_trees(ws, db, seen, captured, commit)
+
+
+def oid_in(store: GitStore, tree: str) -> Callable[[str], str | None]:
+    """The blob ``tree`` holds at a path (for :meth:`.overlay.Overlay.retire`'s kept times)."""
+
+    def oid(path: str) -> str | None:
+        hit = store.tree_lookup(tree, path)
+        return None if hit is None else hit[0]
+
+    return oid
 
 
 def _empty_kept_trees(ws: Fork, db: Any, seen: list[Entry], retired: list[Entry], commit: str) -> None:
