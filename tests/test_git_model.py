@@ -168,6 +168,11 @@ class Side:
             if os.path.exists(idx):
                 os.unlink(idx)
 
+    def flags(self) -> list[str]:
+        """`git ls-files -v` of the entries git marked (skip-worktree ``S``/``s``,
+        assume-unchanged lower case, unmerged ``M``): what porcelain does not show."""
+        return sorted(ln for ln in self.git("ls-files", "-v").stdout.splitlines() if not ln.startswith("H "))
+
     def tags(self) -> dict[str, str]:
         """Each tag's name -> its commit's tree."""
         rows = self.git("for-each-ref", "--format=%(refname:short)", "refs/tags").stdout.split()
@@ -1026,6 +1031,7 @@ class GitModel(RuleBasedStateMachine):
         assert self.m.porcelain() == self.p.porcelain(), (
             f"git status differs {where}\nmount: {self.m.porcelain()}\nplain: {self.p.porcelain()}"
         )
+        assert self.m.flags() == self.p.flags(), f"index bits differ {where}"
         assert self.m.history() == self.p.history(), f"history differs {where}"
         # (the same objects, avfs's own commits included: see __init__)
         assert self.m.git("rev-parse", "HEAD").stdout == self.p.git("rev-parse", "HEAD").stdout, where

@@ -499,6 +499,68 @@ def test_what_git_staged_stays_staged_across_avfs_moving_the_base(mounted: Any, 
         assert avfs("status").code == 0
 
 
+@pytest.mark.parametrize("move", ["restore", "undo", "checkpoint"])
+def test_git_s_skip_worktree_and_assume_unchanged_bits_survive_avfs_moving_the_base(
+    mounted: Any, move: str
+) -> None:
+    """A person's `git update-index --skip-worktree` / `--assume-unchanged` survive avfs's
+    restore, undo and checkpoint as they survive git's own `reset`: git copies
+    skip-worktree to a path's new entry, and an entry that stays the same keeps every bit.
+    avfs wrote the mount's index whole from the base tree and dropped them (the git model,
+    overlay, seed 32: after a restore, `git rm -r --cached docs` then took the
+    skip-worktree file out of the index, which git leaves in: git skips such entries)."""
+    mp, avfs = mounted
+    (mp / "b.txt").write_text("b\n")
+    (mp / "d" / "n.txt").write_text("n\n")
+    assert avfs("checkpoint", "save", "-m", "with b").code == 0
+    _git(mp, "update-index", "--skip-worktree", "d/c.txt")
+    _git(mp, "update-index", "--assume-unchanged", "a.txt")
+    (mp / "e.txt").write_text("e\n")
+    assert avfs("checkpoint", "save", "-m", "with e").code == 0
+    if move == "restore":
+        head = _git(mp, "rev-parse", "HEAD~1").stdout.strip()
+        res = avfs("checkpoint", "restore", head)
+    elif move == "undo":
+        res = avfs("undo")
+    else:
+        (mp / "b.txt").write_text("b again\n")
+        res = avfs("checkpoint", "save", "-m", "b again")
+    assert res.code == 0, res.err
+    assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
+    flags = sorted(ln for ln in _git(mp, "ls-files", "-v").stdout.splitlines() if not ln.startswith("H "))
+    assert flags == ["S d/c.txt", "h a.txt"], flags
+    _git(mp, "rm", "-r", "-q", "--cached", "--", "d")  # (git leaves a skip-worktree entry staged)
+    assert _git(mp, "ls-files", "--", "d").stdout.split() == ["d/c.txt"]
+
+
+@pytest.mark.parametrize("move", ["checkpoint", "exec"])
+def test_what_git_staged_stays_staged_beside_a_skip_worktree_entry(mounted: Any, move: str) -> None:
+    """A move that keeps the view (a checkpoint, an exec's record of what was
+    uncheckpointed) patches the mount's index, keeping what git staged; an index with a
+    skip-worktree entry (git writes it as version 3) was not patched but written whole,
+    and a staged `git rm --cached` was gone (the git model, seed 34 on both backends: a
+    `proxy exec` of a `git reset --hard HEAD~1` that failed, after `git rm -r --cached
+    docs/_static` and `git update-index --skip-worktree tests/utils.py`)."""
+    if move == "exec":
+        _need_bwrap()
+    mp, avfs = mounted
+    (mp / "b.txt").write_text("b\n")
+    assert avfs("checkpoint", "save", "-m", "with b").code == 0
+    _git(mp, "rm", "-q", "--cached", "b.txt")
+    _git(mp, "update-index", "--skip-worktree", "d/c.txt")
+    (mp / "a.txt").write_text("two\n")
+    if move == "checkpoint":
+        assert avfs("checkpoint", "save", "-m", "a").code == 0
+    else:
+        doc = _exec(mp, "exit 3")  # (the record below the command: a.txt)
+        assert doc["result"]["exit_code"] == 3 and doc["checkpoint"]["on_branch"], doc
+    assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
+    assert _git(mp, "show", "--format=", "--name-only", "HEAD").stdout.split() == ["a.txt"]
+    assert sorted(_git(mp, "status", "--porcelain").stdout.splitlines()) == ["?? b.txt", "D  b.txt"]
+    flags = [ln for ln in _git(mp, "ls-files", "-v").stdout.splitlines() if not ln.startswith("H ")]
+    assert flags == ["S d/c.txt"], flags
+
+
 def test_a_directory_git_mv_renamed_keeps_its_files_when_git_moves_the_base(mounted: Any) -> None:
     """Found by the git model (gitmodel2's soak, fuse, seed 11; shrunk by hand): `git mv`
     of a directory, then `git reset --mixed HEAD~1` (git moves the base under the view):
