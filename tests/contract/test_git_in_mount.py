@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,56 @@ def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any) -> None:
         _clean_everywhere(mp, avfs)
         assert _git(mp, "show", f"HEAD:avfs{i}.txt").stdout == f"avfs {i}\n"
     assert _git(mp, "show", "HEAD:a.txt").stdout == "one\n" + "".join(f"git {i}\n" for i in range(6))
+
+
+RACE_ROUNDS = int(os.environ.get("AVFS_GIT_RACE_ROUNDS", "8"))
+
+
+def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_index(mounted: Any) -> None:
+    """`git commit` reads HEAD, then the index, then takes `index.lock`: one started the
+    instant a checkpoint moved the fork's branch read the new HEAD and, while avfs still
+    wrote the index for it, the old index, and committed it on the checkpoint (its tree
+    the old base's: the checkpoint's changes undone by the person's next commit). Two gits
+    in a plain worktree leave a window of microseconds (git renames its index the moment
+    after it moves the ref); avfs's was the retirement and the index's patch (tens of ms),
+    and a thread polling the branch hit it. The index is now written before the branch
+    moves, `index.lock` held until after (mount/indexahead.py): a `git commit` that read
+    the new HEAD reads the new index, one that read the old HEAD fails on its own
+    compare-and-swap. Every round: git's commit fails, or its tree is its parent's."""
+    mp, avfs = mounted
+    vault = _git(mp, "rev-parse", "--git-common-dir").stdout.strip()
+    ref = Path(vault, "refs", "heads", "f")
+    stale: list[str] = []
+    for i in range(RACE_ROUNDS):
+        (mp / f"r{i}.txt").write_text(f"round {i}\n")
+        before = ref.stat()
+        out: dict[str, Any] = {}
+
+        def commit(before: os.stat_result = before, out: dict[str, Any] = out, i: int = i) -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    st = ref.stat()
+                except FileNotFoundError:
+                    continue
+                if (st.st_ino, st.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+                    break
+            out["git"] = _git(mp, "commit", "-q", "--allow-empty", "-m", f"git {i}", check=False)
+
+        t = threading.Thread(target=commit)
+        t.start()
+        res = avfs("checkpoint", "save", "-m", f"avfs {i}")
+        t.join()
+        assert res.code == 0, res.err
+        if out["git"].returncode == 0:
+            got = _git(mp, "log", "-1", "--format=%T %P %s", "HEAD").stdout.split()
+            if got[0] != _git(mp, "rev-parse", f"{got[1]}^{{tree}}").stdout.strip():
+                stale.append(f"round {i}: git's commit has tree {got[0]}, its parent {got[1]}")
+        assert _git(mp, "show", f"HEAD:r{i}.txt", check=False).returncode == 0 or stale
+        if _status(avfs)["changes"]:
+            assert avfs("checkpoint", "save", "-m", "rest").code == 0
+        _clean_everywhere(mp, avfs)
+    assert not stale, stale
 
 
 def test_git_gc_prune_and_worktree_add_in_the_mount(mounted: Any) -> None:
