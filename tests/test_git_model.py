@@ -90,6 +90,8 @@ EXEC_COMMANDS = {
     "checkout": "git checkout -q -- README.md",
     "stash-pop": "git stash -q && git stash pop -q",
     "mv-dir": "git mv -k docs documentation",
+    # a tag is the vault's (every fork's): made and deleted in there, reported, not applied
+    "tag": "git tag -f -a -m 'in exec' t1 && git tag -f t2 HEAD && (git tag -d t1 || true)",
 }
 
 
@@ -611,7 +613,9 @@ class GitModel(RuleBasedStateMachine):
             self.both(op, "--quit")
             return
         if how in ("ours", "theirs"):
-            for path in self.p.git("diff", "--name-only", "--diff-filter=U").stdout.split():
+            for path in filter(
+                None, self.p.git("diff", "--name-only", "-z", "--diff-filter=U").stdout.split("\0")
+            ):
                 if not self.both("checkout", f"--{how}", "--", path):
                     self.both("rm", "-q", "--", path)
         self.both("add", "-A")
@@ -972,10 +976,20 @@ class GitModel(RuleBasedStateMachine):
         )
         doc = json.loads(res.stdout)
         assert doc["result"] is not None and doc["error"] is None, res.stdout + res.stderr
+        tags0 = p.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/tags").stdout.splitlines()
         code = subprocess.run(["sh", "-c", script], cwd=p.root, env=p.env, capture_output=True).returncode
         assert doc["result"]["exit_code"] == code, (
             f"exit {doc['result']['exit_code']}, plain {code}: {res.stdout}"
         )
+        # the command's tags live as long as its run (docs/proxy.md), each one reported
+        tags1 = p.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/tags").stdout.splitlines()
+        moved = {ln.split()[0] for ln in set(tags0) ^ set(tags1)}
+        said = {r["ref"] for r in doc["refs_refused"] if r["ref"].startswith("refs/tags/")}
+        assert said == moved, f"tags the command changed {sorted(moved)}, reported {sorted(said)}"
+        for ln in tags1:
+            p.git("update-ref", "-d", ln.split()[0])
+        for ln in tags0:
+            p.git("update-ref", *ln.split())
         head1 = p.git("rev-parse", "HEAD").stdout.strip()
         assert (doc["branch_moved"] is not None) == (head1 != head0), (
             f"branch moved: plain {head0}->{head1}: {res.stdout}"
@@ -985,7 +999,9 @@ class GitModel(RuleBasedStateMachine):
             if record != p.git("rev-parse", "HEAD^{tree}").stdout.strip():
                 assert rec is not None and rec["on_branch"], f"no record below the command: {res.stdout}"
                 assert p.git("log", "-1", "--format=%T %P", rec["commit"]).stdout.split() == [record, head0]
-                gone = p.git("diff", "--name-only", "--no-renames", head0, rec["commit"]).stdout.split()
+                # (NUL-separated: attrs has names with a space, `docs/_static/social card.png`)
+                diff = p.git("diff", "--name-only", "-z", "--no-renames", head0, rec["commit"]).stdout
+                gone = [x for x in diff.split("\0") if x]
                 p.git("update-ref", "refs/heads/f", rec["commit"], head0)
                 p.git("reset", "-q", rec["commit"], "--", *gone)  # the index follows the base there
             self.plain_checkpoint("exec", commit=doc["commit"] and doc["commit"]["commit"])
@@ -1195,6 +1211,7 @@ def _every_command_once(backend: str) -> None:
             lambda: model.exec_git_command("reset-soft"),
             lambda: model.exec_git_command("cherry-pick"),
             lambda: model.exec_git_command("commit-a"),
+            lambda: model.exec_git_command("tag"),  # (t1 is the vault's: deleted in there only)
             # (gitmodel3's rules, once each)
             lambda: model.notes(_Draw(None), "add"),
             lambda: model.path_command(_Draw("README.md"), "source-side"),
