@@ -62,7 +62,10 @@ def write_ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, com
     before = read_bytes(index, MAX_INDEX)
     seq = view.token.rsplit(":", 1)[1]  # (the journal's position now: the hook answers no less)
     token = f"avfs:{commit}:{view.view_time}:{seq}"
-    data = patched_index(ws, git_dir, view.base, commit, index_stat(ws, uid, gid, view), token)
+    try:
+        data = patched_index(ws, git_dir, view.base, commit, index_stat(ws, uid, gid, view), token)
+    except Exception:  # (a lazy vault's size not answered...): the move's own write does it
+        return None
     if data is None or before is None:
         return None
     write_file(own, STAMP_FILE, b"-")  # (vouches for no index until the move is made)
