@@ -980,6 +980,13 @@ class GitModel(RuleBasedStateMachine):
             self.avfs_home, "--json", "proxy", "exec", "--", "sh", "-c", script, cwd=self.mp, check=False
         )
         doc = json.loads(res.stdout)
+        if doc["decision"]["action"] == "require_approval":
+            # (`git -c sequence.editor=...` may run a program: the policy asks a person,
+            # who approves the very request, as `proxy exec --approve TOKEN` does)
+            token = doc["approval"]["token"]
+            argv = ["--json", "proxy", "exec", "--approve", token, "--", "sh", "-c", script]
+            res = _avfs(self.avfs_home, *argv, cwd=self.mp, check=False)
+            doc = json.loads(res.stdout)
         assert doc["result"] is not None and doc["error"] is None, res.stdout + res.stderr
         tags0 = p.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/tags").stdout.splitlines()
         code = subprocess.run(["sh", "-c", script], cwd=p.root, env=p.env, capture_output=True).returncode
@@ -1222,6 +1229,7 @@ def _every_command_once(backend: str) -> None:
             lambda: model.exec_git_command("cherry-pick"),
             lambda: model.exec_git_command("commit-a"),
             lambda: model.exec_git_command("tag"),  # (t1 is the vault's: deleted in there only)
+            lambda: model.exec_git_command("rebase-i"),  # (the policy asks approval: given)
             # (gitmodel3's rules, once each)
             lambda: model.notes(_Draw(None), "add"),
             lambda: model.path_command(_Draw("README.md"), "source-side"),
