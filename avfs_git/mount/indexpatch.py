@@ -65,6 +65,13 @@ def patched_index(
     count = len(offs)
     for name, (at, size) in hits.items():
         new = repl.pop(name)
+        if (
+            new is not None
+            and data[at + 60] & 0x80
+            and data[at + 24 : at + 28] + data[at + 40 : at + 60] == (new[24:28] + new[40:60])
+        ):
+            # assume-unchanged on an entry the move leaves as it was: kept, as by git's `reset`
+            new = new[:60] + (int.from_bytes(new[60:62], "big") | 0x8000).to_bytes(2, "big") + new[62:]
         if new is not None and data[at + 60] & 0x40 and data[at + 62] & 0x40:
             # skip-worktree: kept on the path's new entry, as git's `reset -- PATH` keeps it
             n = len(name)

@@ -613,6 +613,20 @@ def test_what_git_staged_stays_staged_beside_a_skip_worktree_entry(mounted: Any,
     assert flags == ["S d/c.txt"], flags
 
 
+def test_an_assume_unchanged_entry_git_mv_moved_keeps_its_bit_across_a_checkpoint(mounted: Any) -> None:
+    """`git mv` keeps an entry's assume-unchanged bit; a checkpoint that records the move
+    patched the entry at the new path anew and dropped it, where git's own `reset -- PATH`
+    leaves an entry equal to the commit's as it is (the git model, overlay, seed 35,
+    10 x 60: `git mv -k docs documentation` in `proxy exec`)."""
+    mp, avfs = mounted
+    _git(mp, "update-index", "--assume-unchanged", "d/c.txt")
+    _git(mp, "mv", "-k", "d", "moved")
+    assert avfs("checkpoint", "save", "-m", "moved").code == 0
+    assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
+    flags = [ln for ln in _git(mp, "ls-files", "-v").stdout.splitlines() if not ln.startswith("H ")]
+    assert flags == ["h moved/c.txt"], flags
+
+
 def test_a_path_whose_kind_a_restore_changed_stats_at_once(mounted: Any) -> None:
     """Found by the git model (fuse, seed 36, 10 x 60; main too): a file made a link, then
     `avfs checkpoint restore`: the first `stat` of it failed with EIO on pure FUSE. The
