@@ -103,7 +103,6 @@ class Invalidation(HandleTable):
                         view = now
                         self._view_time_ns = None
                     paths = sorted(self._known)
-                self._retyped.update(paths)  # (their kind is checked at the next getattr)
                 for p in paths:
                     if self._stop.is_set():
                         break  # unmounting: thousands of paths may be left, none matter now

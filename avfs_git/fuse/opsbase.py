@@ -147,9 +147,7 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._handles: dict[int, Handle] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        # paths the kernel may hold attributes for -> the kind (S_IFMT) it was last told
-        self._known: dict[str, int] = {}
-        self._retyped: set[str] = set()  # invalidated for another's change: kind checked once
+        self._known: set[str] = set()  # paths the kernel may hold attributes for
         self._stop = threading.Event()
         self._fuse_ptr: Any = None
         self._inval: Any = None

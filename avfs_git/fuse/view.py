@@ -154,17 +154,8 @@ class ViewOps(NestedRepos, HandleTable):
             return self._nested_attrs(path, real)
         p = self._p(path)
         attrs = self._attrs(p, self._node(p))
-        if not self.read_only:  # for the watcher, which a read-only view has not
-            kind, was = stat.S_IFMT(attrs["st_mode"]), self._known.get(p)
-            self._known[p] = kind
-            if p in self._retyped:
-                self._retyped.discard(p)
-                if fh is None and was is not None and was != kind:
-                    # another process changed its kind (a restore: a link made a file
-                    # again); the kernel forgot its attributes, not the name, and would take
-                    # this answer for its inode of the old kind: `EIO` (`inode_wrong_type`).
-                    # ESTALE makes it look the name up again, which drops the old dentry
-                    raise fuse.FuseOSError(errno.ESTALE)
+        if not self.read_only:
+            self._known.add(p)  # for the watcher, which a read-only view has not
         return attrs
 
     @translated

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import threading
@@ -625,26 +624,6 @@ def test_an_assume_unchanged_entry_git_mv_moved_keeps_its_bit_across_a_checkpoin
     assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
     flags = [ln for ln in _git(mp, "ls-files", "-v").stdout.splitlines() if not ln.startswith("H ")]
     assert flags == ["h moved/c.txt"], flags
-
-
-def test_a_path_whose_kind_a_restore_changed_stats_at_once(mounted: Any) -> None:
-    """Found by the git model (fuse, seed 36, 10 x 60; main too): a file made a link, then
-    `avfs checkpoint restore`: the first `stat` of it failed with EIO on pure FUSE. The
-    kernel kept the name (libfuse's invalidation forgets attributes, not names) and took
-    the daemon's answer, a regular file, for its inode of a link: FUSE marks such an inode
-    bad. The daemon now answers ESTALE once to the first getattr of a path whose kind
-    changed under an invalidation, and the kernel looks the name up again."""
-    mp, avfs = mounted
-    with open(mp / "a.txt", "a") as fh:
-        fh.write("two\n")
-    assert avfs("checkpoint", "save", "-m", "two").code == 0
-    os.unlink(mp / "d" / "c.txt")
-    os.symlink("missing.txt", mp / "d" / "c.txt")
-    assert os.path.islink(mp / "d" / "c.txt")  # (the kernel holds it as a link)
-    head = _git(mp, "rev-parse", "HEAD~1").stdout.strip()
-    assert avfs("checkpoint", "restore", head).code == 0
-    assert stat.S_ISREG(os.lstat(mp / "d" / "c.txt").st_mode)
-    assert (mp / "d" / "c.txt").read_text() == "c\n"
 
 
 def test_a_directory_git_mv_renamed_keeps_its_files_when_git_moves_the_base(mounted: Any) -> None:
