@@ -19,6 +19,7 @@ from ..core.store.gitlib import libgit2_loaded
 from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
+from . import indexflags
 from .indexguard import create_lock, held, open_guard, take_lock
 from .indexpatch import StatFn, patched_index, with_sizes
 from .ownfiles import (
@@ -399,7 +400,7 @@ def sync_index(
                 and old[1:] == stamp.split(" ")[1:]
             ):
                 data = patched_index(ws, git_dir, old[0], base, stat_of, view.token)
-            keeps, lazy = False, ws.store.promisor.remote() is not None
+            keeps, lazy, patched = False, ws.store.promisor.remote() is not None, data is not None
             fetching: Callable[[], None] | None = None
             if data is None and lazy and hidden is None and merging is None:
                 data = _kept(ws, base, uid, gid, view)  # the index kept for this base, patched
@@ -428,7 +429,8 @@ def sync_index(
             os.unlink(lock)
             raise
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
-        _write_locked(git_dir, fd, data)
+        # (git's skip-worktree and assume-unchanged bits: kept where the index is made anew)
+        _write_locked(git_dir, fd, data if patched else indexflags.carried(git_dir, data))
         write_file(own, STAMP_FILE, stamp.encode())
         if keeps:  # for the next mount of this base, off git's way (mount/keptindex.py)
             _keep_later(ws, base, data)

@@ -32,7 +32,8 @@ def patched_index(
     token; None when it is not an index this can patch (another version, unmerged
     entries, unreadable): then it is written whole."""
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
-    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] != b"\0\0\0\2":
+    # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended)
+    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
         return None
     store = ws.store
     changes: list[Change] = []
@@ -64,6 +65,18 @@ def patched_index(
     count = len(offs)
     for name, (at, size) in hits.items():
         new = repl.pop(name)
+        if (
+            new is not None
+            and data[at + 60] & 0x80
+            and data[at + 24 : at + 28] + data[at + 40 : at + 60] == (new[24:28] + new[40:60])
+        ):
+            # assume-unchanged on an entry the move leaves as it was: kept, as by git's `reset`
+            new = new[:60] + (int.from_bytes(new[60:62], "big") | 0x8000).to_bytes(2, "big") + new[62:]
+        if new is not None and data[at + 60] & 0x40 and data[at + 62] & 0x40:
+            # skip-worktree: kept on the path's new entry, as git's `reset -- PATH` keeps it
+            n = len(name)
+            new = new[:60] + (int.from_bytes(new[60:62], "big") | 0x4000).to_bytes(2, "big")
+            new += b"\x40\x00" + name + b"\0" * (8 - (64 + n) % 8)
         edits.append((at, 1, at + size, new or b""))
         count -= new is None
     for name, new in sorted(repl.items()):  # paths the index did not hold
@@ -79,7 +92,7 @@ def patched_index(
         out += (data[pos:start], new)
         pos = stop
     out.append(data[pos:off])
-    body = b"DIRC" + struct.pack(">II", 2, count) + b"".join(out)
+    body = b"DIRC" + data[4:8] + struct.pack(">I", count) + b"".join(out)
     # git's cache tree, which git status never rebuilds: kept, but for the directories on
     # the changed paths (the untracked cache is left out: git lists every directory once)
     cache_tree = _cache_tree_without(data, off, [c.path for c in changes])
@@ -94,7 +107,7 @@ def patched_index(
 def _entry_offsets(
     data: bytes, lengths: set[int], wanted: Mapping[bytes, object]
 ) -> tuple[list[int], dict[bytes, tuple[int, int]], int] | None:
-    """Walk the entries of index ``data`` (version 2): (every entry's offset, the entries
+    """Walk the entries of index ``data`` (version 2 or 3): (every entry's offset, the entries
     named in ``wanted`` as name -> (offset, size), the offset where the entries end); None
     when it cannot be patched (unmerged entries: git is merging; cut short). Only a name
     whose length is in ``lengths`` is read: the walk is a read of each entry's flags
@@ -112,11 +125,12 @@ def _entry_offsets(
             (flags,) = flags_at(data, off + 60)
             if flags & 0x3000:
                 return None  # unmerged entries: git is merging
+            head = 64 if flags & 0x4000 else 62  # (an extended entry: 2 more flag bytes)
             nl = flags & 0xFFF
             if nl == 0xFFF:
-                nl = data.index(b"\0", off + 62) - off - 62
-            size = (70 + nl) & ~7  # 62 bytes, the name, 1-8 NULs to a multiple of 8
-            if nl in lengths and (name := data[off + 62 : off + 62 + nl]) in wanted:
+                nl = data.index(b"\0", off + head) - off - head
+            size = (head + 8 + nl) & ~7  # 62 or 64 bytes, the name, 1-8 NULs to a multiple of 8
+            if nl in lengths and (name := data[off + head : off + head + nl]) in wanted:
                 hits[name] = (off, size)
             mark(off)
             off += size
@@ -129,10 +143,12 @@ def _entry_offsets(
 
 def _name_at(data: bytes, off: int) -> bytes:
     """The name of the index entry at ``off``."""
-    nl = int.from_bytes(data[off + 60 : off + 62], "big") & 0xFFF
+    flags = int.from_bytes(data[off + 60 : off + 62], "big")
+    head = 64 if flags & 0x4000 else 62
+    nl = flags & 0xFFF
     if nl == 0xFFF:
-        nl = data.index(b"\0", off + 62) - off - 62
-    return data[off + 62 : off + 62 + nl]
+        nl = data.index(b"\0", off + head) - off - head
+    return data[off + head : off + head + nl]
 
 
 def _cache_tree_without(index: bytes, off: int, paths: Sequence[str]) -> bytes | None:

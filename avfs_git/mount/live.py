@@ -13,11 +13,11 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    pass
+    from .indexahead import Land
 from .index import merge_head, read_view, sync_index
 from .indexguard import guarded, open_guard
 from .indexguard import held as guard_held
@@ -282,22 +282,28 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
 
 
 @contextlib.contextmanager
-def index_guard(ws: MountedFork, *, git: bool = False) -> Iterator[None]:
+def index_guard(ws: MountedFork, *, git: bool = False) -> Iterator[Callable[[str], Land | None] | None]:
     """Hold the live mount's index guard (the flock every writer of its git index takes,
     mount/indexguard.py): a move of the base made inside, with its index written or stamped
     inside too (:func:`sync_mounted`, :func:`stamp_current` with ``held``), is never seen
     by the pure-FUSE daemon's index refresh half done. ``git``: git's ``index.lock`` too,
     so git in the mount writes no index (``git commit``, ``git add``) between the move and
-    the index's (a checkpoint, restore, undo: avfs is the mover). Nothing to hold without
-    a live mount."""
+    the index's (a checkpoint, restore, undo: avfs is the mover), and what it gives writes
+    the index for a commit before the branch moves to it (mount/indexahead.py). Nothing
+    to hold without a live mount (it gives None)."""
     live = _live_mount(ws)
     with contextlib.ExitStack() as stack:
         if live is not None:
             try:
                 stack.enter_context(guarded(live.files, live.git_dir if git else None))
             except OSError:
-                pass  # unmounted meanwhile
-        yield
+                live = None  # unmounted meanwhile
+        if live is None or not git or ws.pinned is not None:
+            yield None
+        else:
+            from .indexahead import ahead
+
+            yield ahead(ws, live.git_dir, live.files, live.uid, live.gid)
 
 
 def stamp_current(ws: MountedFork, *, held: bool = False) -> None:

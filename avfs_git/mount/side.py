@@ -8,6 +8,7 @@ a command that never opens a workspace (`avfs gc`) does not load it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,9 @@ class WorktreeSide:
 
         live.stamp_current(ws, held=held)
 
-    def index_guard(self, ws: MountedFork, *, git: bool = False) -> AbstractContextManager[None]:
+    def index_guard(
+        self, ws: MountedFork, *, git: bool = False
+    ) -> AbstractContextManager[Callable[[str], Callable[[bool], None] | None] | None]:
         from . import live
 
         return live.index_guard(ws, git=git)

@@ -9,9 +9,11 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
 
 - ``refs/``: the fork's own branch (and any loose head git could not read from a
   ``packed-refs`` line); the other branches are lines of a ``packed-refs`` avfs writes and
-  shows read-only over the vault's (:mod:`.sealpack`); the other directories of ``refs/``
-  (``tags``, ``avfs``, ``remotes``...) are the vault's own, read-only. A ``refs/stash`` or
-  any other ref the command makes lives and dies with the run;
+  shows read-only over the vault's (:mod:`.sealpack`); the vault's loose tags as copies
+  (``git tag X``, ``git tag -d X`` work in there, and are reported: a tag is every fork's,
+  so none is carried out); the other directories of ``refs/`` (``avfs``, ``remotes``...)
+  are the vault's own, read-only. A ``refs/stash`` or any other ref the command makes
+  lives and dies with the run;
 - ``logs/``: a copy of the fork's own reflog (git appends to it when it commits);
 - the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): the
   run's own, empty but for a bisect's refs, which go on from run to run (:mod:`.bisectrefs`);
@@ -56,7 +58,7 @@ from ..core.store.names import fs_name
 from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
 from . import bisectrefs, gitstate, refwatch, sealobjects, sealpack
-from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync
+from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync, vault_loose
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -69,6 +71,7 @@ _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 STASH = refs.STASH
 TOP = "top"  # in the seal directory: the vault's top directory as the sandbox shows it
 MAX_LISTED = 100  # other refs' changes listed in refs_refused; more: counted (docs/security.md)
+TAG_REFUSED = "a tag is the vault's, every fork's: a confined command's tags live as long as its run"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,7 +159,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     real_objects = os.path.join(vault.path, "objects")
     os.makedirs(real_logs, exist_ok=True)  # git would make it: the bind needs it
     subs = sorted(
-        e.name for e in os.scandir(real_refs) if e.name != "heads" and e.is_dir(follow_symlinks=False)
+        {e.name for e in os.scandir(real_refs) if e.is_dir(follow_symlinks=False)} - {"heads", "tags"}
     )
     fork_ref = refs.fork_ref(fork)
     # the other branches go into the read-only packed-refs the sandbox shows (.sealpack);
@@ -168,10 +171,11 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         files, packed, rendered, own_packed = watch.shown(fork_ref, vault.path, sealpack.split)
         own_now = read_file(os.path.join(vault.path, fork_ref))  # the fork's own: always read
     else:
-        loose = _vault_heads(real_refs, cache)
+        loose = vault_loose(real_refs, cache, "heads")
         own_now = loose.pop(fork_ref, None)
         files, packed, rendered, own_packed = sealpack.split(vault.path, fork_ref, loose)
     copied = dict(files)
+    copied.update(vault_loose(real_refs, cache, "tags"))  # (git tag works on copies: reported)
     own = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
     if own is not None:
         copied[fork_ref] = own
@@ -183,7 +187,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     snapshot = os.path.join(top, sealpack.NAME)
     shown_stat = sealpack.fresh(snapshot, rendered)
     # the directories shown from the vault are mount points in a sandbox made ready: kept
-    sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", *subs}, set(subs))
+    sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", "tags", *subs}, set(subs))
     log = read_file(os.path.join(real_logs, fork_ref))
     sync(ld, {fork_ref: log} if log is not None else {}, cache, LOG)
     _empty_quarantine(od, cache)
@@ -252,23 +256,6 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         lock=gitstate.lock_of(git_dir) if git_dir else None,
         cache=cache,
     )
-
-
-def _vault_heads(real_refs: str, cache: RefCache) -> dict[str, bytes]:
-    """The vault's loose branch files (ref name -> bytes), each read again only when its
-    ``lstat`` moved since the last call (:mod:`.sealcache`)."""
-    out: dict[str, bytes] = {}
-    heads = os.path.join(real_refs, "heads")
-    for dirpath, _dirs, files in os.walk(heads):
-        under = below(dirpath, heads)
-        prefix = f"{refs.REFS}heads/{under}/" if under else f"{refs.REFS}heads/"
-        for fn in files:
-            if fn.endswith(".lock"):
-                continue
-            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", read_file)
-            if data is not None:
-                out[prefix + fn] = data
-    return out
 
 
 def _read_small(path: str) -> bytes | None:
@@ -357,6 +344,8 @@ def _carry_refs(vault: Vault, sealed: Sealed, refused: list[dict[str, Any]]) -> 
             continue
         if name != fork_ref:
             other = "only the fork's own branch is carried out of the sandbox"
+            if name.startswith(refs.TAGS):
+                other = TAG_REFUSED
             stashed = (after or b"").strip().decode("ascii", "replace")
             if name == STASH and _HEX.fullmatch(stashed):
                 # its commits are kept (unreferenced, until gc prunes them): the next run

@@ -30,6 +30,7 @@ import stat
 import time
 from typing import TYPE_CHECKING
 
+from ..core.store import refs
 from ..core.workspace.untrusted import read_file
 
 if TYPE_CHECKING:
@@ -220,3 +221,20 @@ def sync(
         if name not in done:
             with open(os.path.join(root, name), "wb") as fh:
                 fh.write(data)
+
+
+def vault_loose(real_refs: str, cache: RefCache, kind: str) -> dict[str, bytes]:
+    """The vault's loose ref files under ``refs/<kind>`` (``heads``, ``tags``; ref name ->
+    bytes), each read again only when its ``lstat`` moved since the last call (``cache``)."""
+    out: dict[str, bytes] = {}
+    heads = os.path.join(real_refs, kind)
+    for dirpath, _dirs, files in os.walk(heads):
+        under = below(dirpath, heads)
+        prefix = f"{refs.REFS}{kind}/{under}/" if under else f"{refs.REFS}{kind}/"
+        for fn in files:
+            if fn.endswith(".lock"):
+                continue
+            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", read_file)
+            if data is not None:
+                out[prefix + fn] = data
+    return out

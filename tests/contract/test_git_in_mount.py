@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,56 @@ def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any) -> None:
         _clean_everywhere(mp, avfs)
         assert _git(mp, "show", f"HEAD:avfs{i}.txt").stdout == f"avfs {i}\n"
     assert _git(mp, "show", "HEAD:a.txt").stdout == "one\n" + "".join(f"git {i}\n" for i in range(6))
+
+
+RACE_ROUNDS = int(os.environ.get("AVFS_GIT_RACE_ROUNDS", "8"))
+
+
+def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_index(mounted: Any) -> None:
+    """`git commit` reads HEAD, then the index, then takes `index.lock`: one started the
+    instant a checkpoint moved the fork's branch read the new HEAD and, while avfs still
+    wrote the index for it, the old index, and committed it on the checkpoint (its tree
+    the old base's: the checkpoint's changes undone by the person's next commit). Two gits
+    in a plain worktree leave a window of microseconds (git renames its index the moment
+    after it moves the ref); avfs's was the retirement and the index's patch (tens of ms),
+    and a thread polling the branch hit it. The index is now written before the branch
+    moves, `index.lock` held until after (mount/indexahead.py): a `git commit` that read
+    the new HEAD reads the new index, one that read the old HEAD fails on its own
+    compare-and-swap. Every round: git's commit fails, or its tree is its parent's."""
+    mp, avfs = mounted
+    vault = _git(mp, "rev-parse", "--git-common-dir").stdout.strip()
+    ref = Path(vault, "refs", "heads", "f")
+    stale: list[str] = []
+    for i in range(RACE_ROUNDS):
+        (mp / f"r{i}.txt").write_text(f"round {i}\n")
+        before = ref.stat()
+        out: dict[str, Any] = {}
+
+        def commit(before: os.stat_result = before, out: dict[str, Any] = out, i: int = i) -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    st = ref.stat()
+                except FileNotFoundError:
+                    continue
+                if (st.st_ino, st.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+                    break
+            out["git"] = _git(mp, "commit", "-q", "--allow-empty", "-m", f"git {i}", check=False)
+
+        t = threading.Thread(target=commit)
+        t.start()
+        res = avfs("checkpoint", "save", "-m", f"avfs {i}")
+        t.join()
+        assert res.code == 0, res.err
+        if out["git"].returncode == 0:
+            got = _git(mp, "log", "-1", "--format=%T %P %s", "HEAD").stdout.split()
+            if got[0] != _git(mp, "rev-parse", f"{got[1]}^{{tree}}").stdout.strip():
+                stale.append(f"round {i}: git's commit has tree {got[0]}, its parent {got[1]}")
+        assert _git(mp, "show", f"HEAD:r{i}.txt", check=False).returncode == 0 or stale
+        if _status(avfs)["changes"]:
+            assert avfs("checkpoint", "save", "-m", "rest").code == 0
+        _clean_everywhere(mp, avfs)
+    assert not stale, stale
 
 
 def test_git_gc_prune_and_worktree_add_in_the_mount(mounted: Any) -> None:
@@ -497,6 +548,82 @@ def test_what_git_staged_stays_staged_across_avfs_moving_the_base(mounted: Any, 
         _git(mp, "add", "-A")
         _git(mp, "commit", "-q", "--allow-empty", "-m", f"round {i}")
         assert avfs("status").code == 0
+
+
+@pytest.mark.parametrize("move", ["restore", "undo", "checkpoint"])
+def test_git_s_skip_worktree_and_assume_unchanged_bits_survive_avfs_moving_the_base(
+    mounted: Any, move: str
+) -> None:
+    """A person's `git update-index --skip-worktree` / `--assume-unchanged` survive avfs's
+    restore, undo and checkpoint as they survive git's own `reset`: git copies
+    skip-worktree to a path's new entry, and an entry that stays the same keeps every bit.
+    avfs wrote the mount's index whole from the base tree and dropped them (the git model,
+    overlay, seed 32: after a restore, `git rm -r --cached docs` then took the
+    skip-worktree file out of the index, which git leaves in: git skips such entries)."""
+    mp, avfs = mounted
+    (mp / "b.txt").write_text("b\n")
+    (mp / "d" / "n.txt").write_text("n\n")
+    assert avfs("checkpoint", "save", "-m", "with b").code == 0
+    _git(mp, "update-index", "--skip-worktree", "d/c.txt")
+    _git(mp, "update-index", "--assume-unchanged", "a.txt")
+    (mp / "e.txt").write_text("e\n")
+    assert avfs("checkpoint", "save", "-m", "with e").code == 0
+    if move == "restore":
+        head = _git(mp, "rev-parse", "HEAD~1").stdout.strip()
+        res = avfs("checkpoint", "restore", head)
+    elif move == "undo":
+        res = avfs("undo")
+    else:
+        (mp / "b.txt").write_text("b again\n")
+        res = avfs("checkpoint", "save", "-m", "b again")
+    assert res.code == 0, res.err
+    assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
+    flags = sorted(ln for ln in _git(mp, "ls-files", "-v").stdout.splitlines() if not ln.startswith("H "))
+    assert flags == ["S d/c.txt", "h a.txt"], flags
+    _git(mp, "rm", "-r", "-q", "--cached", "--", "d")  # (git leaves a skip-worktree entry staged)
+    assert _git(mp, "ls-files", "--", "d").stdout.split() == ["d/c.txt"]
+
+
+@pytest.mark.parametrize("move", ["checkpoint", "exec"])
+def test_what_git_staged_stays_staged_beside_a_skip_worktree_entry(mounted: Any, move: str) -> None:
+    """A move that keeps the view (a checkpoint, an exec's record of what was
+    uncheckpointed) patches the mount's index, keeping what git staged; an index with a
+    skip-worktree entry (git writes it as version 3) was not patched but written whole,
+    and a staged `git rm --cached` was gone (the git model, seed 34 on both backends: a
+    `proxy exec` of a `git reset --hard HEAD~1` that failed, after `git rm -r --cached
+    docs/_static` and `git update-index --skip-worktree tests/utils.py`)."""
+    if move == "exec":
+        _need_bwrap()
+    mp, avfs = mounted
+    (mp / "b.txt").write_text("b\n")
+    assert avfs("checkpoint", "save", "-m", "with b").code == 0
+    _git(mp, "rm", "-q", "--cached", "b.txt")
+    _git(mp, "update-index", "--skip-worktree", "d/c.txt")
+    (mp / "a.txt").write_text("two\n")
+    if move == "checkpoint":
+        assert avfs("checkpoint", "save", "-m", "a").code == 0
+    else:
+        doc = _exec(mp, "exit 3")  # (the record below the command: a.txt)
+        assert doc["result"]["exit_code"] == 3 and doc["checkpoint"]["on_branch"], doc
+    assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
+    assert _git(mp, "show", "--format=", "--name-only", "HEAD").stdout.split() == ["a.txt"]
+    assert sorted(_git(mp, "status", "--porcelain").stdout.splitlines()) == ["?? b.txt", "D  b.txt"]
+    flags = [ln for ln in _git(mp, "ls-files", "-v").stdout.splitlines() if not ln.startswith("H ")]
+    assert flags == ["S d/c.txt"], flags
+
+
+def test_an_assume_unchanged_entry_git_mv_moved_keeps_its_bit_across_a_checkpoint(mounted: Any) -> None:
+    """`git mv` keeps an entry's assume-unchanged bit; a checkpoint that records the move
+    patched the entry at the new path anew and dropped it, where git's own `reset -- PATH`
+    leaves an entry equal to the commit's as it is (the git model, overlay, seed 35,
+    10 x 60: `git mv -k docs documentation` in `proxy exec`)."""
+    mp, avfs = mounted
+    _git(mp, "update-index", "--assume-unchanged", "d/c.txt")
+    _git(mp, "mv", "-k", "d", "moved")
+    assert avfs("checkpoint", "save", "-m", "moved").code == 0
+    assert avfs("status").code == 0  # (the daemon's refresh, if any, has run by now)
+    flags = [ln for ln in _git(mp, "ls-files", "-v").stdout.splitlines() if not ln.startswith("H ")]
+    assert flags == ["h moved/c.txt"], flags
 
 
 def test_a_directory_git_mv_renamed_keeps_its_files_when_git_moves_the_base(mounted: Any) -> None:

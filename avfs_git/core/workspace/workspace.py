@@ -98,7 +98,7 @@ class MountSide(Protocol):
         """git in the mount made the commit that became the base: its index is current."""
         ...
 
-    def index_guard(self, ws: Workspace[Any], *, git: bool = False) -> AbstractContextManager[None]:
+    def index_guard(self, ws: Workspace[Any], *, git: bool = False) -> AbstractContextManager[Any]:
         """Held around a move of the base and its mount's index (``git``: git's lock too)."""
         ...
 
@@ -244,8 +244,8 @@ class Workspace(Mutations, Generic[V_co]):
         """git made the base: its index in the mount is current (mount/live.py ``stamp_current``)."""
         self.vault.mounts.stamp_current(self, held=held)
 
-    def index_guard(self, *, git: bool = False) -> AbstractContextManager[None]:
-        """The live mount's index guard, held: mount/live.py ``index_guard``."""
+    def index_guard(self, *, git: bool = False) -> AbstractContextManager[Any]:
+        """The live mount's index guard, held: mount/live.py ``index_guard`` (what it gives)."""
         return self.vault.mounts.index_guard(self, git=git)
 
     def moved_here(self, commit: str) -> bool:

@@ -27,6 +27,10 @@ from .upperjournal import Pending
 from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
+# what a live mount's index guard gives its holder (mount/indexahead.py): the mount's index
+# written for a commit before the branch moves to it; then called with whether it moved
+IndexAhead = Callable[[str], Callable[[bool], None] | None]
+
 
 class Fork(Protocol):
     """What commit building needs of a workspace (:class:`.workspace.Workspace` is one)."""
@@ -53,7 +57,7 @@ class Fork(Protocol):
     def live_mount(self) -> LiveDir | None: ...
     def mounted_without_upper(self) -> bool: ...
     def base_moved(self, *, view_changed: bool) -> None: ...
-    def index_guard(self, *, git: bool = False) -> AbstractContextManager[None]: ...
+    def index_guard(self, *, git: bool = False) -> AbstractContextManager[IndexAhead | None]: ...
     @property
     def guard(self) -> PathGuard: ...
 

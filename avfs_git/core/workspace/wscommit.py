@@ -218,17 +218,24 @@ def publish(
     upto = max((e.seq for e in captured), default=0)
     # the index guard and git's index.lock held from the ref's move to the index's: git in
     # the mount never commits the old base's index on the new commit (mount/indexguard.py)
-    with ws.index_guard(git=True):
+    with ws.index_guard(git=True) as ahead:
         with ws.overlay.txn():
             ws.overlay.set_meta("pending", f"{expected} {commit}")
             ws.overlay.set_meta("pending_seq", str(upto))
+        # the index written for the commit before the branch moves: a `git commit` that
+        # reads the new HEAD reads the new index (mount/indexahead.py)
+        land = ahead(commit) if ahead is not None else None
         try:
             refs.cas_update(ws.store, ws.ref, commit, expected, reason)
         except BaseException:
+            if land is not None:
+                land(False)
             with ws.overlay.txn():
                 ws.overlay.set_meta("pending", None)
                 ws.overlay.set_meta("pending_seq", None)
             raise
+        if land is not None:
+            land(True)
         with ws.overlay.txn() as db:
             # a captured entry whose row went since (a rename or rm after the capture read
             # it) leaves its path showing the old base there: the new base must not show

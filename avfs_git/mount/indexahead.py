@@ -1,0 +1,106 @@
+"""The index of a mounted fork written for a commit before the fork's branch moves to it
+(a checkpoint, an exec's record: moves that keep the view), git's ``index.lock`` held
+from before the index is written until after the branch moved.
+
+Why: ``git commit`` reads HEAD, then the index, then takes ``index.lock``. With the branch
+moved first and the index written after it (the retirement of the committed entries and
+the index's patch between them: tens of ms), a ``git commit`` started in between read
+the new HEAD and the old index and, taking ``index.lock`` once avfs let it go, committed
+the old base's tree on the new commit: the checkpoint's changes undone by the person's
+next commit (tests/contract/test_git_in_mount.py, a thread polling the branch hit it a
+few rounds in 20; two gits in a plain worktree never did in 200: git renames its index
+the moment after it moves the ref). Written first, the index a git reads after the move
+is the new one, and a git that read HEAD before the move fails on its own
+compare-and-swap of HEAD (``cannot lock ref 'HEAD'``) or on ``index.lock``, as beside
+another git.
+
+The index is written through a file of its own (``index.lock`` stays avfs's, taken by
+:func:`.indexguard.guarded`) and its stamp is cleared first, so a crash before the branch
+moves leaves an index no stamp vouches for, which the next writer writes whole; when the
+branch does not move (another hand moved it first), the index and its stamp are put back.
+A move that changes the view (a restore, an undo: the index written whole) still writes
+it after the branch moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+from .index import index_stat, read_view
+from .indexguard import held
+from .indexpatch import patched_index
+from .ownfiles import MAX_INDEX, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
+
+AHEAD = "index.avfs-ahead"  # in the worktree's git dir: the index written before its rename
+Land = Callable[[bool], None]  # called with whether the branch moved
+
+
+def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int) -> Callable[[str], Land | None]:
+    """What :func:`write_ahead` does for this mount, for the caller holding its guard."""
+    return lambda commit: write_ahead(ws, git_dir, own, uid, gid, commit)
+
+
+def write_ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, commit: str) -> Land | None:
+    """Write the mount's index for ``commit`` (the base about to be moved to it, the view
+    kept): the index written for the current base, patched, renamed over the index; the
+    caller holds the index guard with git's ``index.lock``. Returns what the caller calls
+    once the branch moved or failed to (True: the index is stamped for ``commit``; False:
+    put back as it was); None when nothing was written (no lock held, an open merge,
+    hidden paths, an index not written for the current base: the move's own write does
+    it, as before)."""
+    slot = held(own)
+    if slot is None or slot.git_dir != git_dir or slot.fd is None or ws.visible_filter() is not None:
+        return None
+    view = read_view(ws)
+    stamp_path = os.path.join(own, STAMP_FILE)
+    old_stamp = read_text(stamp_path)
+    if view.base is None or view.merging is not None or old_stamp != view.stamp:
+        return None
+    index = os.path.join(git_dir, "index")
+    before = read_bytes(index, MAX_INDEX)
+    seq = view.token.rsplit(":", 1)[1]  # (the journal's position now: the hook answers no less)
+    token = f"avfs:{commit}:{view.view_time}:{seq}"
+    try:
+        data = patched_index(ws, git_dir, view.base, commit, index_stat(ws, uid, gid, view), token)
+    except Exception:  # (a lazy vault's size not answered...): the move's own write does it
+        return None
+    if data is None or before is None:
+        return None
+    write_file(own, STAMP_FILE, b"-")  # (vouches for no index until the move is made)
+    try:
+        _replace(git_dir, data)
+    except OSError:
+        write_file(own, STAMP_FILE, old_stamp.encode())  # (the index is as it was)
+        return None
+
+    def land(moved: bool) -> None:
+        if moved:
+            write_file(own, STAMP_FILE, f"{commit} {view.view_time} -".encode())
+        else:
+            _replace(git_dir, before)
+            write_file(own, STAMP_FILE, old_stamp.encode())
+
+    return land
+
+
+def _replace(git_dir: str, data: bytes) -> None:
+    """``data`` as the index of ``git_dir``: written to a file of avfs's own there
+    (``O_EXCL|O_NOFOLLOW``: a confined command may have planted anything at its name,
+    which is removed, never followed) and renamed over it."""
+    path = os.path.join(git_dir, AHEAD)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        os.unlink(path)
+        fd = os.open(path, flags, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(path, os.path.join(git_dir, "index"))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
