@@ -919,12 +919,17 @@ class GitModel(RuleBasedStateMachine):
     @precondition(lambda self: self.busy() is None and self.has_parent())
     @rule()
     def restore(self) -> None:
-        """`avfs checkpoint restore HEAD~1` = `git reset --hard HEAD~1 && git clean -fd`."""
+        """`avfs checkpoint restore HEAD~1` = `git reset --hard HEAD~1 && git clean -fd`,
+        the paths ignored before the restore kept (docs/concepts.md "Ignored files": a
+        restore keeps them like `git checkout`, judged by the rules as they were when it
+        ran; a `.gitignore` the restore takes back does not make them new files to drop)."""
         self.note("avfs checkpoint restore HEAD~1")
         target = self.m.git("rev-parse", "HEAD~1").stdout.strip()
+        ignored = self.p.git("ls-files", "-z", "-o", "-i", "--exclude-standard", "--directory")
+        keep = [a for q in ignored.stdout.split("\0") if q for a in ("-e", "/" + q)]
         _avfs(self.avfs_home, "checkpoint", "restore", target, cwd=self.mp)
         self.p.git("reset", "-q", "--hard", "HEAD~1")
-        self.p.git("clean", "-qfd")
+        self.p.git("clean", "-qfd", *keep)
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None)
