@@ -34,6 +34,7 @@ from avfs_git.policy import Policy
 from avfs_git.policy.parser import Simple, parse
 from avfs_git.proxy import confine
 
+from .conftest import skip_outside_ci
 from .test_hooks import AVFS, _sh, pre, run_hook
 from .test_hooks import mounted as mounted  # a fixture, used by name
 
@@ -436,7 +437,7 @@ def test_the_reader_agrees_with_the_interpreter(
     tmp_path: Path, program: str, flag: str, code: str, changes: set[str]
 ) -> None:
     if shutil.which(program) is None:
-        pytest.skip(f"{program} is not installed")
+        skip_outside_ci(f"{program} is not installed", f"{program} is not installed: make test installs it")
     d_dir = tmp_path / "outside"
     d_dir.mkdir()
     (d_dir / "a").mkdir()

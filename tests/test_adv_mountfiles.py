@@ -579,7 +579,7 @@ def test_a_git_dir_the_command_made_read_only_keeps_no_link_for_the_person_s_git
     require_overlay() if backend == "overlay" else require_fuse()
     _need_bwrap()
     if NOT_ROOT and subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
-        pytest.skip("setpriv is needed to run the host side without root's capabilities")
+        skip_outside_ci("setpriv is needed to run the host side without root's capabilities")
     victim = tmp_path / "victim"
     victim.write_text("the person's file\n")
     other = tmp_path / "other"
