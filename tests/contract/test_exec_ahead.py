@@ -24,6 +24,7 @@ from avfs_git.ops import mounts
 from avfs_git.ops.daemonstart import LINKED, STACKED
 from avfs_git.proxy import ahead, confine
 
+from ..conftest import skip_outside_ci
 from .backends import MOUNTS
 from .test_mount_kept_warm import LONG, _env, cleanup, fork
 
@@ -51,7 +52,7 @@ def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
     backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if confine.unavailable() is not None:
-        pytest.skip("no bubblewrap sandbox here")
+        skip_outside_ci(f"no bubblewrap sandbox here: {confine.unavailable()}")
     went: list[list[str]] = []
     start = ahead.Blocked.start
 
@@ -87,7 +88,7 @@ def test_the_first_call_lists_the_vaults_objects_while_its_mount_comes_up(
     """The quota's listing of the object store (its count before the command) is made
     while the daemon comes up, before the call's record of the fork (proxy/premount.py)."""
     if confine.unavailable() is not None:
-        pytest.skip("no bubblewrap sandbox here")
+        skip_outside_ci(f"no bubblewrap sandbox here: {confine.unavailable()}")
     from avfs_git.core.vaults.quota import QuotaTracker
     from avfs_git.proxy import placement
 
@@ -121,7 +122,7 @@ def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
     ahead with anything else (here an environment with one more variable) is killed, its
     command never run, and the command runs in a sandbox of its own."""
     if confine.unavailable() is not None:
-        pytest.skip("no bubblewrap sandbox here")
+        skip_outside_ci(f"no bubblewrap sandbox here: {confine.unavailable()}")
     made: list[ahead.Blocked] = []
     planned, blocked = ahead.planned, ahead.set_up
 
@@ -202,7 +203,7 @@ def test_a_sandbox_set_up_ahead_waits_in_its_landlock_program(tmp_path: Any) -> 
     from avfs_git.proxy import landlock
 
     if confine.unavailable() is not None or not landlock.available():
-        pytest.skip("no bubblewrap sandbox or no Perl here")
+        skip_outside_ci("no bubblewrap sandbox or no Perl here (make test installs both)")
     fork_dir, kept = tmp_path / "fork", tmp_path / "kept"
     fork_dir.mkdir()
     kept.mkdir()
