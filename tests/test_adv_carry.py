@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from avfs_git.proxy import bisectrefs, landlock, seal
 from .contract.test_proxy_exec_warm import _wait_for
 from .test_adv_gitseal import _avfs, _exec, _git, _refs, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
+from .waitingexec import exec_argv
 
 
 def test_a_packed_refs_the_command_fills_makes_no_huge_envelope(live, vault):
@@ -141,18 +141,7 @@ def test_a_pinned_file_the_command_makes_a_directory_is_put_back_and_drops_the_g
         + 'while [ $i -lt 400 ]; do rm -f "$G/config.worktree" 2>/dev/null && mkdir "$G/config.worktree" && echo MADE && break\n'
         + "  sleep 0.05; i=$((i+1)); done\ntrue\n",
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "avfs_git",
-        "--vault",
-        "v:main",
-        "--json",
-        "proxy",
-        "exec",
-        "--no-commit",
-        "--",
-    ]
+    cmd = [*exec_argv("--no-commit"), "--"]
     run = subprocess.Popen([*cmd, "sh", "attack.sh"], stdout=subprocess.PIPE)
     try:
         assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
@@ -244,18 +233,7 @@ def test_an_index_lock_the_person_s_git_commit_holds_past_a_run_stays(live, vaul
     have undone theirs). Their commit ends as it would without avfs."""
     mp = live.mountpoint
     _script(live, "wait.sh", ": > started; sleep 2\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "avfs_git",
-        "--vault",
-        "v:main",
-        "--json",
-        "proxy",
-        "exec",
-        "--no-commit",
-        "--",
-    ]
+    cmd = [*exec_argv("--no-commit"), "--"]
     run = subprocess.Popen([*cmd, "sh", "wait.sh"], stdout=subprocess.PIPE)
     person = None
     try:
