@@ -36,6 +36,28 @@ def _doc(cli_proc: Any, *args: str, code: int = 0) -> dict[str, Any]:
     return dict(json.loads(lines[0]))
 
 
+def _race_after_the_lock(monkeypatch: pytest.MonkeyPatch, vault: Vault, path: str) -> list[bool]:
+    """Another writer writes ``theirs`` to ``path`` the moment the next write lock is let go,
+    once; the list it returns holds True once it has."""
+    import contextlib
+
+    from avfs_git.core.workspace.workspace import Workspace
+
+    real_lock = Workspace.write_lock
+    raced: list[bool] = []
+
+    @contextlib.contextmanager
+    def lock_then_race(self: Any) -> Any:
+        with real_lock(self):
+            yield
+        if not raced:  # another writer, the moment the lock is free
+            raced.append(True)
+            vault.workspace("main").write(path, b"theirs\n")
+
+    monkeypatch.setattr(Workspace, "write_lock", lock_then_race)
+    return raced
+
+
 def _mismatch(cli_proc: Any, *args: str) -> dict[str, Any]:
     d = _doc(cli_proc, *args, code=1)
     assert d["kind"] == "error" and d["error"]["code"] == "expect_mismatch", d
@@ -263,25 +285,12 @@ def test_a_write_reports_the_blob_it_wrote_not_a_racing_writers(
     `expect` compares with: read after the write lock was let go, it was another writer's
     version whenever one wrote in between (the racing-writers test caught it once in CI),
     and a writer that went on from it overwrote a version it never saw."""
-    import contextlib
 
-    from avfs_git.core.workspace.workspace import Workspace
     from avfs_git.mcp.tools import AvfsTools
 
     ws = vault.workspace("main")
     ws.write("f.txt", b"start\n")
-    real_lock = Workspace.write_lock
-    raced: list[bool] = []
-
-    @contextlib.contextmanager
-    def lock_then_race(self: Any) -> Any:
-        with real_lock(self):
-            yield
-        if not raced:  # another writer, the moment the lock is free
-            raced.append(True)
-            vault.workspace("main").write("f.txt", b"theirs\n")
-
-    monkeypatch.setattr(Workspace, "write_lock", lock_then_race)
+    raced = _race_after_the_lock(monkeypatch, vault, "f.txt")
     tools = AvfsTools(home.path, "v:main")
     doc = json.loads(
         tools.call("write_file", {"path": "f.txt", "content": "mine\n", "expect": blob_id(b"start\n")})
@@ -300,25 +309,11 @@ def test_mv_and_cp_report_the_blob_they_put_at_dst_not_a_racing_writers(
     """`mv`/`cp --json` answer the blob the destination holds after them (the next
     `--expect` of their writer), read under the write lock as `write`'s is: read after
     it, a writer that wrote the destination in that moment had its version reported."""
-    import contextlib
-
-    from avfs_git.core.workspace.workspace import Workspace
 
     ws = vault.workspace("main")
     ws.write("src.txt", b"mine\n")
     ws.write("dst.txt", b"start\n")
-    real_lock = Workspace.write_lock
-    raced: list[bool] = []
-
-    @contextlib.contextmanager
-    def lock_then_race(self: Any) -> Any:
-        with real_lock(self):
-            yield
-        if not raced:  # another writer, the moment the lock is free
-            raced.append(True)
-            vault.workspace("main").write("dst.txt", b"theirs\n")
-
-    monkeypatch.setattr(Workspace, "write_lock", lock_then_race)
+    raced = _race_after_the_lock(monkeypatch, vault, "dst.txt")
     move = ws.rename_blob if op == "mv" else ws.copy_blob
     out, blob = move("src.txt", "dst.txt", expect=blob_id(b"start\n"))
     assert raced and out == "dst.txt" and blob == blob_id(b"mine\n")
