@@ -29,6 +29,7 @@ import pytest
 
 from avfs_git.core.vaults import layers
 
+from .conftest import skip_outside_ci
 from .test_fuse import require_fuse
 
 MIB = 1 << 20
@@ -414,7 +415,7 @@ def test_a_directory_a_command_hides_in_a_cache_is_counted(
 
     require_fuse()
     if NOT_ROOT and subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
-        pytest.skip("setpriv is needed to run the host side without root's capabilities")
+        skip_outside_ci("setpriv is needed to run the host side without root's capabilities")
     monkeypatch.setenv("AVFS_HOME", str(tmp_path / "qhome"))
 
     def as_person(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from . import realdata
+from .conftest import skip_outside_ci
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_fuse_tools import require_tool
@@ -274,7 +275,7 @@ def test_a_c_extension_builds_and_its_tests_pass_through_proxy_exec(
     _need_bwrap()
     require_tool("gcc")
     if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is not installed in this environment")
+        skip_outside_ci("setuptools is not installed in this environment")
     spec = Spec("markupsafe", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
     env = make_env(tmp_path)
     src = realdata.extract(spec.fetch(), tmp_path / "src")
@@ -314,7 +315,7 @@ def test_touch_m_of_a_source_makes_a_real_build_rebuild(backend: str, tmp_path: 
     require_tool("gcc")
     require_tool("touch")
     if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is not installed in this environment")
+        skip_outside_ci("setuptools is not installed in this environment")
     spec = Spec("mstouch", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
     env = {k: v for k, v in make_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
     src = realdata.extract(spec.fetch(), tmp_path / "src")
@@ -356,7 +357,7 @@ def test_an_edit_a_checkpoint_recorded_stays_an_edit_to_make_and_python(backend:
     _require(backend)
     require_tool("gcc")
     if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is not installed in this environment")
+        skip_outside_ci("setuptools is not installed in this environment")
     spec = Spec("msedit", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
     env = {k: v for k, v in make_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
     src = realdata.extract(spec.fetch(), tmp_path / "src")
@@ -557,7 +558,7 @@ def built_plain(
     paths the run changed)."""
     require_tool("gcc")
     if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is not installed in this environment")
+        skip_outside_ci("setuptools is not installed in this environment")
     root = tmp_path_factory.mktemp("realtools-lazy")
     env = make_env(root)
     work = realdata.history("MarkupSafe", RELEASES, root, window=10)

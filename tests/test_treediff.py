@@ -23,6 +23,8 @@ from avfs_git.core.store.gitstore import DeltaSide, GitStore
 from avfs_git.core.store.treediff import diff_trees
 from avfs_git.core.types import Change, ChangeStatus
 
+from .conftest import skip_outside_ci
+
 HERE = Path(__file__).resolve().parent
 MAX_COMMITS = 400  # the newest commits of the history, each against its first parent
 
@@ -36,7 +38,7 @@ def _git_dir() -> str:
         check=False,
     )
     if proc.returncode != 0:
-        pytest.skip("the tests do not run from a git checkout of avfs")
+        skip_outside_ci("the tests do not run from a git checkout of avfs")
     return proc.stdout.strip()
 
 
@@ -47,14 +49,14 @@ def history() -> tuple[GitStore, pygit2.Repository, list[pygit2.Commit]]:
     try:
         head = repo.revparse_single("HEAD").peel(pygit2.Commit)
     except (KeyError, pygit2.GitError):
-        pytest.skip("no HEAD commit")
+        skip_outside_ci("no HEAD commit")
     commits = []
     for c in repo.walk(head.id, pygit2.enums.SortMode.TOPOLOGICAL):
         commits.append(c)
         if len(commits) >= MAX_COMMITS:
             break
     if len(commits) < 20:
-        pytest.skip("too little history (a shallow clone?)")
+        skip_outside_ci("too little history (a shallow clone?)")
     return GitStore(git_dir), repo, commits
 
 
