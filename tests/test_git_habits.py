@@ -165,6 +165,24 @@ def test_checkout_switches_forks_and_takes_paths_back(cli_proc, proj: Path) -> N
     assert cli_proc("--json", "status").json()["fork"] == "main"
 
 
+def test_checkout_warns_only_when_the_selection_names_another_fork(cli_proc, proj: Path) -> None:
+    """getting-started's `export AVFS_VAULT=proj` then `avfs checkout agent1`: `proj` alone
+    follows the vault's default fork, which the switch moves, so there is nothing to warn
+    about (it warned "still selects proj" while commands acted on agent1); a fork named in
+    --vault stays selected, and the warning says what to give instead."""
+    assert cli_proc("vault", "fork", "p", "side").code == 0
+    r = cli_proc("--vault", "p", "checkout", "side")
+    assert r.code == 0 and "switched to fork p:side" in r.err and "warning" not in r.err, r.err
+    assert cli_proc("--vault", "p", "--json", "status").json()["fork"] == "side"
+    r = cli_proc("--vault", "p:side", "checkout", "side")  # names the fork switched to
+    assert r.code == 0 and "warning" not in r.err, r.err
+    r = cli_proc("--vault", "p:main", "checkout", "side")
+    assert r.code == 0, r.err
+    assert "warning: --vault/AVFS_VAULT names p:main" in r.err and "--vault p:side" in r.err, r.err
+    assert cli_proc("--vault", "p:main", "--json", "status").json()["fork"] == "main"
+    assert cli_proc("--json", "status").json()["fork"] == "side"
+
+
 def test_pull_origin_branch(cli_proc, proj: Path) -> None:
     bare = proj / "origin.git"
     git("init", "-q", "--bare", str(bare))

@@ -430,8 +430,17 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
             {"vault": vname, "fork": target},
             lambda: app.output.info("switched to fork {}:{}", vname, target),
         )
-        if app.vault_spec:
-            app.output.warn("--vault/AVFS_VAULT still selects {} for commands that give it", app.vault_spec)
+        spec_fork = app.vault_spec.partition(":")[2] if app.vault_spec else ""
+        if spec_fork and spec_fork != target:
+            # `proj` alone follows the vault's default fork, which the switch moved; a fork
+            # named in --vault/AVFS_VAULT does not
+            app.output.warn(
+                "--vault/AVFS_VAULT names {}: commands given it still act on that fork"
+                " (give --vault {}:{}, or unset AVFS_VAULT)",
+                app.vault_spec,
+                vname,
+                target,
+            )
         return
     if paths:
         if rev is not None or len(args) > 1:
