@@ -3,6 +3,7 @@ the README's links to docs/ resolve."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -193,3 +194,169 @@ def test_architecture_names_every_module() -> None:
         if not ok:
             missing.append(str(rel))
     assert missing == [], "modules docs/architecture.md does not name"
+
+
+def _blocks(page: str) -> list[tuple[str, str]]:
+    """A page's fenced blocks, in order: (language, text)."""
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)]
+
+
+def _run_sh_blocks(blocks: list[str], cwd: Path, tmp: Path) -> list[tuple[str, str, str, int]]:
+    """Run the command lines of ``blocks`` in order in one bash, as a reader pastes them;
+    each line's (line, stdout, stderr, exit status)."""
+    import os
+    import subprocess
+    import sys
+
+    errs = tmp / "stderr"
+    errs.mkdir()
+    lines = [ln for b in blocks for ln in b.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    script = []
+    for i, ln in enumerate(lines):
+        script += [f"printf '@@%s\\n' {i}", "{ " + ln, f'}} 2>"{errs}/{i}"', "printf '\\n@@rc %s\\n' $?"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVFS_VAULT")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["TMPDIR"] = str(tmp)
+    out = subprocess.run(
+        ["bash", "-c", "\n".join(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    ).stdout
+    ran = []
+    for i, ln in enumerate(lines):
+        body = out.split(f"@@{i}\n", 1)[1]
+        shown, rest = body.split("\n@@rc ", 1)
+        ran.append((ln, shown, (errs / str(i)).read_text(), int(rest.split("\n", 1)[0])))
+    return ran
+
+
+def _ids_hidden(text: str) -> str:
+    return re.sub(r"\b[0-9a-f]{12}\b", "<id>", text)
+
+
+def test_getting_started_runs_as_written(tmp_path: Path) -> None:
+    """docs/getting-started.md says every command on it runs as written, pasted in order:
+    each shell line (the install block aside) exits 0 in one shell, from a fresh home to
+    its cleaning up, and what the page shows of an output is what it prints."""
+    blocks = _blocks("getting-started.md")
+    sh = [(i, body) for i, (lang, body) in enumerate(blocks) if lang == "sh" and "make install" not in body]
+    ran = _run_sh_blocks([body for _, body in sh], ROOT, tmp_path)
+    failed = [(ln, err) for ln, _, err, rc in ran if rc != 0]
+    assert not failed, f"getting-started.md lines that failed: {failed}"
+    by_line: dict[str, tuple[str, str]] = {}
+    for ln, out, err, _ in ran:  # a line's first run (`avfs status` runs several times)
+        by_line.setdefault(ln.split("#")[0].strip(), (out, err))
+
+    def shown_after(command: str) -> str:
+        """The text block that follows the shell block holding ``command``."""
+        i = next(i for i, body in sh if any(ln.split("#")[0].strip() == command for ln in body.splitlines()))
+        lang, body = blocks[i + 1]
+        assert lang in ("", "json"), (command, lang)
+        return body
+
+    assert by_line["avfs --vault proj tree"][0] == shown_after("avfs --vault proj tree")
+    assert _ids_hidden(by_line["avfs status"][0]) == _ids_hidden(shown_after("avfs status"))
+    status = json.loads(by_line["avfs --json --vault proj:agent1 status"][0])
+    doc = json.loads(shown_after("avfs --json --vault proj:agent1 status"))
+    assert list(status) == list(doc), "the status document's keys are not the page's"
+    assert {k: v for k, v in doc.items() if v != "…"} == {k: status[k] for k in doc if doc[k] != "…"}
+    err_cmd = 'avfs --json --vault proj:nope status; echo "exit $?"'
+    out = by_line[err_cmd][0].splitlines()
+    assert json.loads(out[0]) == json.loads(shown_after(err_cmd)) and out[1] == "exit 1"
+    # what the comments say a line prints
+    for line, printed in (
+        ("avfs --vault repo status", "M a.txt"),
+        ("avfs cat scratch.txt", "not checkpointed yet"),
+    ):
+        got = by_line[line][0]
+        assert got.splitlines()[-1] == printed, (line, got)
+    cats = [out for ln, out, _, _ in ran if ln.startswith("avfs cat notes.md")]
+    # written, restored to step-1, the restore undone
+    assert cats == ["plan: make it faster", "plan: make it faster", "plan: make it faster, then smaller"], (
+        cats
+    )
+    # the git word's transcript
+    transcript = next(body for lang, body in blocks if lang == "" and body.startswith("$ avfs commit"))
+    assert not any(ln.startswith("avfs checkout") and "warning" in err for ln, _, err, _ in ran), (
+        "`avfs checkout FORK` under AVFS_VAULT=proj warns though the switch holds"
+    )
+    home = next(ln for ln in by_line if ln.startswith("export AVFS_HOME"))
+    assert home and not any(p.name == "avfs" for p in tmp_path.glob("tmp*/avfs")), "the cleanup left the home"
+    (tmp_path / "commit").mkdir()
+    ran_commit = _run_sh_blocks(["avfs commit -m fix"], ROOT, tmp_path / "commit")
+    assert ran_commit[0][3] == 2
+    assert ran_commit[0][2].splitlines()[0] == transcript.splitlines()[1], ran_commit
+
+
+def test_api_complete_example_runs_and_takes_its_home_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/api.md's complete example prints what its comments say, and leaves nothing
+    behind: no home directory, no layers file system (it left a loop-mounted image)."""
+    import contextlib
+    import io
+
+    block = next(body for lang, body in _blocks("api.md") if lang == "python" and "A fork: O(1)" in body)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    from avfs_git.core.vaults import layers
+
+    from .test_share import require_layers
+
+    require_layers()  # the product's default as root: the example must take its image down
+    monkeypatch.delenv("AVFS_LAYERS", raising=False)
+    monkeypatch.setattr(layers, "DEFAULT_MODE", "auto")
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "api.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[('added', 'README.md'), ('added', 'src/app.py')]"
+    assert lines[1].startswith("True ") and lines[2] == "['README.md', 'src']"
+    assert "restore b'uncheckpointed\\n'" in lines
+    assert any(ln.startswith("already_exists 1 fork agent1 already has") for ln in lines), lines
+    assert list(tmp.iterdir()) == [], "the example left its temporary home"
+    with open("/proc/self/mounts") as f:
+        assert str(tmp) not in f.read(), "the example left a mount"
+
+
+def test_policy_samples_are_policy_files() -> None:
+    """Each TOML sample of docs/policy.md is a file the policy loader takes as it is (the
+    [paths] sample lacked `version = 1`, which a file must start with)."""
+    from avfs_git.policy import Policy
+
+    samples = [body for lang, body in _blocks("policy.md") if lang == "toml"]
+    assert len(samples) >= 2
+    for body in samples:
+        Policy.from_text(body, "docs/policy.md")
+
+
+def test_agents_python_steps_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/agents.md's "From Python": up, a checkpoint, `make test` through the boundary,
+    down (keep), export and apply, in a project directory ./proj; its /tmp paths are the
+    test's own."""
+    import contextlib
+    import io
+
+    block = next(body for lang, body in _blocks("agents.md") if lang == "python")
+    block = block.replace('"/tmp/', f'"{tmp_path}/')
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "Makefile").write_text("test:\n\techo passed > result.txt\n")
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "agents.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("/mnt/proj/task-42 cd " + lines[0].split()[0] + " && claude"), lines
+    assert lines[1].startswith("0 (Changed(path='result.txt', status='added'"), lines
+    assert lines[2] == "[]", lines  # proxy exec committed what it changed
+    assert (tmp_path / "proj-main" / "result.txt").read_text() == "passed\n"
+    assert (proj / "result.txt").read_text() == "passed\n"  # apply brought main's change home
+    assert (tmp_path / "main.patch").exists()  # nothing left to patch: applied just before
+    import avfs_git
+    from avfs_git.ops import mounts
+
+    assert mounts.list_mounts(avfs_git.open_home()) == []
