@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from avfs_git.core.errors import CursorInvalidError
-from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.operations import checkpoint, history, merge
+from avfs_git.core.store import refs
 from avfs_git.core.vaults import changes, cursor
 from avfs_git.core.vaults.changes import changes_since
 from avfs_git.ops import mounts
@@ -193,6 +194,50 @@ def test_vault_events_restore_undo_merge_fork_with_their_source(vault: Any) -> N
     # one fork's stream holds only its own
     one = changes_since(vault, "side", changes_since(vault, "side", None).cursor)
     assert one.events == ()
+
+
+def test_a_read_between_a_ref_move_and_its_operation_gives_what_a_replay_gives(
+    vault: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """avfs moves a fork's ref, then records the operation. A live read in between gave the
+    move alone (git's whole-second time, a cursor of its own) before the checkpoint, where a
+    replay of the same cursor gives it after the checkpoint at the operation's time: a
+    watcher and a replay disagreed (docs/watch.md: the same events, the same cursors). The
+    move now waits for its operation (OP_WAIT_S; set long here, so no timing is tested)."""
+    from avfs_git.core.vaults import oplog as oplog_mod
+
+    monkeypatch.setattr(changes, "OP_WAIT_S", 600.0)
+    c0 = changes_since(vault, "main", None).cursor
+    vault.workspace("main").write("f", b"1")
+    between: list[changes.Changes] = []
+    record = oplog_mod.OpLog.record
+
+    def record_after_a_read(self: Any, kind: str, *args: Any, **kw: Any) -> int:
+        if kind == "checkpoint" and not between:
+            between.append(changes_since(vault, "main", c0))  # the ref moved, no operation yet
+        return record(self, kind, *args, **kw)
+
+    monkeypatch.setattr(oplog_mod.OpLog, "record", record_after_a_read)
+    checkpoint.save(vault, "main", name="one")
+    assert between, "the checkpoint recorded no operation"
+    live = list(between[0].events) + list(changes_since(vault, "main", between[0].cursor).events)
+    replay = list(changes_since(vault, "main", c0).events)
+
+    def shown(evs: list[Any]) -> list[tuple[Any, ...]]:
+        return [(e.kind, e.path, e.time, e.cursor) for e in evs]
+
+    assert shown(live) == shown(replay)
+    assert [e.kind for e in replay] == ["created", "checkpoint", "ref_moved"]
+    # a move no operation names waits OP_WAIT_S at most, then comes alone
+    c1 = changes_since(vault, "main", None).cursor
+    head, parent = (c.id for c in history.log(vault, "main", limit=2))
+    refs.cas_update(vault.store, refs.fork_ref("main"), parent, head, "avfs: moved with no operation")
+    assert changes_since(vault, "main", c1).events == ()
+    monkeypatch.setattr(changes, "OP_WAIT_S", 0.0)
+    alone = changes_since(vault, "main", c1).events
+    assert [(e.kind, e.old, e.new, e.summary) for e in alone] == [
+        ("ref_moved", head, parent, "avfs: moved with no operation")
+    ]
 
 
 def test_bad_cursors_are_clear_errors_and_change_nothing(vault: Any, cli: Any, home: Any) -> None:

@@ -306,15 +306,8 @@ class _Reader:
                 self.items.append((float(ts), 0, {}, ("op", int(op_id))))  # not ours: skipped
                 continue
             ev_kind, source = _OP_KINDS.get(str(kind), (str(kind), "api"))
-            exec_id = None
-            fields: dict[str, Any] = {
-                "kind": ev_kind,
-                "fork": fork,
-                "source": source,
-                "op": int(op_id),
-                "summary": summary,
-                "exec_id": exec_id,
-            }
+            fields: dict[str, Any] = {"kind": ev_kind, "fork": fork, "source": source, "op": int(op_id)}
+            fields["summary"] = summary
             moved = [r for r in json.loads(ref_json) if r.get("ref") == refs.fork_ref(fork)] if fork else []
             if moved:
                 fields["old"], fields["new"] = moved[0].get("old"), moved[0].get("new")
@@ -524,6 +517,9 @@ class _Reader:
             times = self._op_times.get((fork, new))
             if times and message.startswith("avfs"):
                 t = times.pop(0)  # an operation's move: right by it (git's clock is seconds)
+            elif message.startswith("avfs") and time.time() - t < OP_WAIT_S:
+                self._end.forks[fork].reflog = start  # its operation is not recorded yet
+                break
             fields = {
                 "kind": "ref_moved",
                 "fork": fork,
@@ -557,6 +553,10 @@ class _Reader:
 
 
 COALESCE_S = 0.05  # a path's events closer than this are one (see docs/watch.md)
+# avfs moves a ref, then records the operation: a read between the two gave the move alone
+# (git's time, a cursor of its own) where a replay gives it after its operation. A move
+# waits this long (git's whole seconds: up to one more) for its operation, then comes alone.
+OP_WAIT_S = 2.0
 
 
 def _advance(pos: Pos, mark: tuple[Any, ...]) -> None:
