@@ -127,7 +127,7 @@ def test_written_names_and_messages_come_out_as_they_are(t, cli_proc):
     assert stat == " more.txt | 1 +\n 1 file changed, 1 insertion(+)\n"
 
     # file operations say what they did, names as they are
-    assert t("rm", "[/]").err == "remove: [/]\n"
+    assert t("rm", "[/]").err == "removed [/]\n"
     assert t("mv", "tail\\", "[x]tail\\").err.endswith("[x]tail\\\n")
 
 
@@ -298,7 +298,44 @@ def test_a_move_and_a_copy_say_which_path_went_where(cli):
     assert cli("--vault", "v", "write", "a b", "x").code == 0
     assert cli("--vault", "v", "mv", "a b", "c").err == "renamed a b -> c\n"
     assert cli("--vault", "v", "cp", "c", "d e").err == "copied c -> d e\n"
-    assert cli("--vault", "v", "rm", "c").err == "remove: c\n"
+    assert cli("--vault", "v", "rm", "c").err == "removed c\n"
+
+
+def test_file_commands_say_what_they_did_one_path_a_line(cli):
+    """`mkdir: a b`, `remove: x`, `symlink: l`, `chmod: f` were terse, and a name with a
+    space read as two paths: each path now gets a line saying what was done to it."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "mkdir", "-p", "a b/c", "d").err == "made directory a b/c\nmade directory d\n"
+    assert cli("--vault", "v", "write", "f", "x").code == 0
+    assert cli("--vault", "v", "ln", "-s", "f", "l n").err == "linked l n -> f\n"
+    assert cli("--vault", "v", "chmod", "+x", "f").err == "made f executable\n"
+    assert cli("--vault", "v", "chmod", "-x", "f").err == "made f not executable\n"
+    assert cli("--vault", "v", "rm", "-r", "a b", "d").err == "removed a b\nremoved d\n"
+
+
+def test_a_fork_says_how_it_got_what_git_ignores(cli):
+    """`vault fork` said `(ignored paths: snapshot)`; it says it in words now."""
+    assert cli("vault", "create", "v").code == 0
+    out = cli("vault", "fork", "v", "f").out
+    assert out.startswith("forked v:main -> v:f at ") and "(ignored paths" not in out, out
+    assert "(what git ignores " in out, out
+    out = cli("vault", "fork", "--no-ignored", "v", "g").out
+    assert out.endswith("(what git ignores was left out)\n"), out
+
+
+def test_a_forgotten_fork_name_is_not_taken_for_the_vaults(cli):
+    """`avfs vault fork proj` (the new name forgotten) made a fork named `proj` of the
+    selected vault; it is a usage error now, and nothing is made. Given with a source, the
+    name is taken as asked."""
+    assert cli("vault", "create", "proj").code == 0
+    r = cli("--json", "vault", "fork", "proj")
+    assert r.code == 2 and r.json()["error"]["code"] == "usage", r
+    assert "name the new fork" in r.json()["error"]["message"]
+    assert cli("--json", "vault", "info", "proj").json()["vault"]["forks"] == ["main"]
+    assert cli("vault", "fork", "proj:main", "proj").code == 0
+    assert cli("--json", "vault", "info", "proj").json()["vault"]["forks"] == ["main", "proj"]
+    r = cli("--vault", "proj", "checkout")
+    assert r.code == 2 and r.err.startswith("avfs: error: avfs checkout: give the fork to switch to"), r.err
 
 
 def test_policy_check_says_its_verdict_once(cli):

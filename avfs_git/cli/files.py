@@ -166,15 +166,30 @@ def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | Non
     data = {**_ws_ref(app), "op": op, "paths": paths, **(extra or {})}
     # a move or copy names its two paths with an arrow: `rename: a b c` did not say which of
     # `a b` and `c` (or `a` and `b c`) was moved where
-    fmt = (
-        f"{TWO_PATHS[op]} {{}} -> {{}}"
-        if op in TWO_PATHS and len(paths) == 2
-        else op + ":" + " {}" * len(paths)
-    )
-    app.output.result("file_op", data, lambda: app.output.info(fmt, *paths) if paths else None)
+    if op in TWO_PATHS and len(paths) == 2:
+        moved = TWO_PATHS[op] + " {} -> {}"
+        app.output.result("file_op", data, lambda: app.output.info(moved, *paths))
+        return
+    # one line a path, said as what was done (`mkdir: a b` and `remove: x` were terse, and
+    # a space in a name made two paths of one)
+    lines: list[tuple[str, ...]]
+    if op == "symlink":
+        lines = [("linked {} -> {}", p, str((extra or {}).get("target"))) for p in paths]
+    elif op == "chmod":
+        done = "made {} executable" if (extra or {}).get("executable") else "made {} not executable"
+        lines = [(done, p) for p in paths]
+    else:
+        lines = [(ONE_PATH.get(op, op + ": {}"), p) for p in paths]
+
+    def human() -> None:
+        for fmt, *args in lines:
+            app.output.info(fmt, *args)
+
+    app.output.result("file_op", data, human)
 
 
 TWO_PATHS = {"rename": "renamed", "copy": "copied"}
+ONE_PATH = {"remove": "removed {}", "mkdir": "made directory {}"}
 
 
 def _into_dir(ws: object, src: str, dst: str) -> str:

@@ -13,6 +13,7 @@ from .app import App, pass_app
 from .output import human_size
 
 if TYPE_CHECKING:
+    from ..core.types import IgnoredCarry
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
 
@@ -240,10 +241,20 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     changes included; the source is not touched. What git ignores comes along
     copy-on-write where the home's layers file system holds the source's state
     (`ignored.mode: snapshot`), else copied (`copied`, with the reason); never committed.
+    One name that is a vault's (`vault fork proj`: the new name forgotten) is refused;
+    `vault fork proj:main proj` makes a fork named after the vault.
     """
     source_spec: str | None
     if len(args) == 1:
         source_spec, new = None, args[0]
+        if app.vault_spec is None and new and app.home.exists(new):
+            # `avfs vault fork proj` (the new name forgotten) made a fork named proj of
+            # whichever vault was selected
+            raise UsageError(
+                f"`avfs vault fork {new}`: {new} is a vault; name the new fork",
+                hint=f"avfs vault fork {new} NEW (a fork named {new}: avfs vault fork VAULT[:FORK] {new})",
+                details={"vault": new},
+            )
     elif len(args) == 2:
         source_spec, new = args
     else:
@@ -267,14 +278,22 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
         "fork_create",
         {"fork": info, "source": src, "ignored": made.ignored, "warnings": warnings},
         lambda: app.output.say(
-            "forked {v}:{} -> {v}:{} at {} (ignored paths: {})",
-            src,
-            new,
-            info.base[:12],
-            made.ignored.mode,
-            v=v.name,
+            "forked {v}:{} -> {v}:{} at {} ({})", src, new, info.base[:12], _carried(made.ignored), v=v.name
         ),
     )
+
+
+def _carried(ignored: IgnoredCarry) -> str:
+    """How the fork got what git ignores, in words (it said `ignored paths: snapshot`)."""
+    if ignored.mode == "snapshot":
+        return "what git ignores came along copy-on-write"
+    if ignored.mode == "copied":
+        return (
+            f"what git ignores was copied: {ignored.reason}"
+            if ignored.reason
+            else "what git ignores was copied"
+        )
+    return "what git ignores was left out"
 
 
 def _shared_outputs(v: Vault, src: str) -> list[str]:

@@ -419,7 +419,9 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
         else:
             shown = " ".join(args)
             raise UsageError(
-                f"`avfs checkout {shown}`: not a fork of vault {vault.name}",
+                f"`avfs checkout {shown}`: not a fork of vault {vault.name}"
+                if args
+                else "avfs checkout: give the fork to switch to, or a path to take back",
                 hint="switch forks: avfs checkout FORK (new: -b NEW); take a path back:"
                 " avfs checkout REV -- PATH",
                 details={"args": list(args), "forks": vault.fork_names()},
