@@ -262,6 +262,9 @@ def test_getting_started_runs_as_written(tmp_path: Path) -> None:
     err_cmd = 'avfs --json --vault proj:nope status; echo "exit $?"'
     out = by_line[err_cmd][0].splitlines()
     assert json.loads(out[0]) == json.loads(shown_after(err_cmd)) and out[1] == "exit 1"
+    from .test_json_schemas import validate
+
+    assert validate(status) == "status" and validate(json.loads(out[0])) == "error"
     # what the comments say a line prints
     for line, printed in (
         ("avfs --vault repo status", "M a.txt"),

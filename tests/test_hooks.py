@@ -513,6 +513,20 @@ def test_claude_install_merges_and_uninstall_removes_only_ours(cli: Any, project
     assert not _install(cli, "uninstall", "--for", "claude", "--project", str(project))["changed"]
 
 
+def test_an_install_or_uninstall_that_changes_nothing_says_why(cli: Any, project: Path) -> None:
+    """`unchanged: F` named a file an uninstall run in the wrong directory never had (nor
+    made): each says what it found now, and the file stays absent."""
+    settings = project / ".claude" / "settings.local.json"
+    r = cli("hooks", "uninstall", "--for", "claude", "--project", str(project))
+    assert r.code == 0 and r.out == f"no avfs claude hooks in {settings}: nothing to remove\n", r.out
+    assert not settings.exists()
+    assert (
+        cli("hooks", "install", "--for", "claude", "--project", str(project), "--command", "avfs").code == 0
+    )
+    r = cli("hooks", "install", "--for", "claude", "--project", str(project), "--command", "avfs")
+    assert r.code == 0 and r.out.startswith(f"avfs claude hooks already installed: {settings}\n"), r.out
+
+
 def test_claude_project_install_keeps_machine_paths_out_of_the_shared_settings(
     cli_proc: Any, project: Path
 ) -> None:

@@ -204,8 +204,11 @@ def _render(app: App, res: object) -> None:
         o = app.output
         if res.changed:
             o.plain(verb + " avfs {} hooks: {}", res.agent, res.path)
+        elif res.action == "uninstall":
+            # `unchanged: F` named a file that may not exist (an uninstall run elsewhere)
+            o.plain("no avfs {} hooks in {}: nothing to remove", res.agent, res.path)
         else:
-            o.plain("unchanged: {}", res.path)
+            o.plain("avfs {} hooks already installed: {}", res.agent, res.path)
         for e in res.entries:
             if e.get("matcher"):
                 o.plain("  {} [{}]: {}", e["event"], e["matcher"], e["command"])
