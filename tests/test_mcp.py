@@ -464,6 +464,16 @@ def test_bad_requests_are_tool_errors_and_the_server_keeps_serving(vault: Vault,
         assert "extra" in err["message"] and err["details"]["tool"] == "write_file"
         err = await fails(s, "read_file", {"path": 3}, "usage")
         assert err["details"]["argument"] == "path"
+        # an unknown or a missing argument is named (details.argument was null), with what
+        # the tool takes
+        err = await fails(s, "status", {"bogus": 1}, "usage")
+        assert err["details"]["argument"] == "bogus"
+        assert (
+            err["message"]
+            == "invalid arguments for status: unknown argument `bogus`; it takes `vault`, `fork`"
+        )
+        err = await fails(s, "read_file", {}, "usage")
+        assert err["details"]["argument"] == "path" and "missing required argument `path`" in err["message"]
         assert (await ok(s, "status"))["clean"]  # nothing a refused call touched
 
     serve(home, body)

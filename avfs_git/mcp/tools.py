@@ -98,12 +98,24 @@ class AvfsTools:
         err = best_match(validator.iter_errors(args))
         if err is not None:
             where = "/".join(str(p) for p in err.absolute_path)
+            at = f"{where}: " if where else ""  # where in the arguments (none: the whole)
             if err.validator == "oneOf" and not where and spec.one_of:
                 err.message = "give exactly one of " + " or ".join(
                     " and ".join(f"`{a}`" for a in group) for group in spec.one_of
                 )
+            elif err.validator in ("additionalProperties", "required") and not where:
+                # name the argument (details.argument was null for these two), and what the
+                # tool takes: an agent's next call needs it
+                takes = list(spec.input_schema().get("properties", {}))
+                if err.validator == "required":
+                    where = next((a for a in err.validator_value if a not in args), "")
+                    err.message = f"missing required argument `{where}`"
+                else:
+                    where = next((a for a in args if a not in takes), "")
+                    err.message = f"unknown argument `{where}`"
+                err.message += "; it takes " + (", ".join(f"`{a}`" for a in takes) or "no arguments")
             raise UsageError(
-                f"invalid arguments for {spec.name}: " + (f"{where}: " if where else "") + err.message,
+                f"invalid arguments for {spec.name}: {at}{err.message}",
                 hint="see the tool's input schema (tools/list)",
                 details={"tool": spec.name, "argument": where or None, "schema_error": err.validator},
             )
