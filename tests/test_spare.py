@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import marshal
+import mmap
 import os
 import resource
 import signal
@@ -84,12 +85,16 @@ def _in(runs: list[spare.Run], page: int) -> bool:
     return any(lo <= page < hi for lo, hi in runs)
 
 
-def test_a_spare_copies_the_pages_calls_wrote_and_not_the_rest(buffer: Any) -> None:
+@pytest.mark.parametrize("kept", [False, True], ids=["own-layout", "server-layout"])
+def test_a_spare_copies_the_pages_calls_wrote_and_not_the_rest(buffer: Any, kept: bool) -> None:
+    """(with ``kept``, as the server forks: the memory's runs and the known pages clipped
+    to them made in this process, a :class:`spare.Layout` kept between forks)"""
     first = _first_page(buffer)
     hot = [first + p for p in HOT]
     cold = [first + p for p in range(PAGES - 1) if p not in HOT]
+    layout = spare.Layout() if kept else None
     # the first spare knows nothing: it copies nothing, and its call faults on every page
-    s = spare.fork(_call(buffer), (signal.SIGINT,), spare.Written([]))
+    s = spare.fork(_call(buffer), (signal.SIGINT,), spare.Written([]), layout)
     assert s is not None
     time.sleep(0.5)
     assert _copied(s.pid, hot) == []
@@ -101,7 +106,7 @@ def test_a_spare_copies_the_pages_calls_wrote_and_not_the_rest(buffer: Any) -> N
     assert sum(_in(learned.runs, p) for p in cold) < len(cold) // 10
     # the next spare copies them ahead (and not the rest): its call writes them without
     # a fault
-    s = spare.fork(_call(buffer), (signal.SIGINT,), learned)
+    s = spare.fork(_call(buffer), (signal.SIGINT,), learned, layout)
     assert s is not None
     end = time.monotonic() + 60
     while len(_copied(s.pid, hot)) < len(hot):
@@ -181,3 +186,44 @@ def test_runs_merged_clipped_and_stepped() -> None:
     many = [(i * 2, i * 2 + 1) for i in range(3000)]
     assert all(len(s) <= spare.MAX_IOV for s in spare._steps(many, 1 << 20))
     assert sum(len(s) for s in spare._steps(many, 1 << 20)) == 3000
+
+
+def test_the_layout_is_kept_until_the_known_pages_or_the_address_space_change() -> None:
+    """The server's :class:`spare.Layout`: its memory's runs and the known pages clipped to
+    them, made once and reused by every fork while neither changes; a new mapping (the
+    address space grown) or another written set makes them again."""
+    layout = spare.Layout()
+    mine = spare.regions()
+    lo = max(mine, key=lambda r: r[1] - r[0])[0]  # (the largest region: a few pages at least)
+    known = spare.Written([(lo, lo + 2), (mine[-1][1] + 10, mine[-1][1] + 20)])
+    first = layout.of(known)
+    assert first.mine == spare.regions()
+    assert first.runs == [(lo, lo + 2)]  # (the run outside every region dropped)
+    kept_mine, kept_runs = first.mine, first.runs
+    again = layout.of(known)
+    assert again.mine is kept_mine and again.runs is kept_runs  # not made again
+    other = spare.Written([(lo, lo + 1)])
+    assert layout.of(other).runs == [(lo, lo + 1)] and layout.mine is kept_mine
+    assert layout.of(spare.Written(None)).runs is None  # unknown: the spare copies everything
+    # a new private mapping: the address space grew, the runs are read again and hold it
+    new = mmap.mmap(-1, 64 * spare.PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        new.write(b"x" * len(new))
+        base = ctypes.addressof(ctypes.c_char.from_buffer(new)) // spare.PAGE
+        grown = layout.of(other)
+        assert grown.mine is not kept_mine
+        assert any(a <= base and base + 64 <= b for a, b in grown.mine)
+    finally:
+        new.close()
+
+
+def test_a_call_tells_the_server_only_of_more_than_a_few_new_pages() -> None:
+    """A call's new pages are news while the server knows none, and then past
+    1/``NEW_MIN`` of the known ones: a few (the server's own allocations between calls, a
+    call's stray pages) do not keep every later call looking."""
+    known = spare.Written([(0, 3200)])
+    assert not spare.news_in([(0, 3200)], known)
+    assert not spare.news_in([(0, 3200), (5000, 5000 + 3200 // spare.NEW_MIN)], known)
+    assert spare.news_in([(0, 3200), (5000, 5001 + 3200 // spare.NEW_MIN)], known)
+    assert spare.news_in([(7, 8)], spare.Written([]))
+    assert not spare.news_in([], spare.Written([]))

@@ -107,6 +107,7 @@ class Server:
         self.last = time.monotonic()
         self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
         self.written = spare.Written([])  # the pages calls write, which a spare copies ahead
+        self.layout = spare.Layout()  # this process's memory's runs, for its spares
         self.fuse: Any = None  # the libfuse the mount daemons it forks have (warmdaemon.load)
 
     def bind(self) -> socket.socket | None:
@@ -173,7 +174,7 @@ class Server:
         while True:
             # never while a command runs: once every call has answered (reported)
             if self.spare is None and not reports:
-                self.spare = spare.fork(_child, RELAYED, self.written)
+                self.spare = spare.fork(_child, RELAYED, self.written, self.layout)
             events = poller.poll(1000)
             done: set[int] = set()  # fds closed or reused in this round: their events are stale
             for fd, _ev in events:
