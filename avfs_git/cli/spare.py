@@ -26,10 +26,19 @@ Measured: a checkpoint save's child in ~4.3 ms of CPU in such a spare, ~8.5 ms w
 (``/proc/self/maps``, ~1.1 ms to read and parse, ~330 mappings here) and the known pages
 clipped to them (~0.7 ms), made in the server and made again only when the written set
 changes or the server's address space has grown or shrunk (``/proc/self/statm``): a child
-starts with the server's mappings, so a spare needs neither work of its own (each was ~2
-ms of its ~8.5). And a call's process reports new pages only when they are more than a
-little (:data:`NEW_MIN`): calls kept finding a few each (the server's own allocations
-between calls), which kept every call looking (~2 ms of its CPU after its answer).
+starts with the server's mappings, so a spare needs neither work of its own (together
+~1.8 ms of its ~8.5). And a call's process reports new pages only when they are more
+than a little (:data:`NEW_MIN`): calls kept finding a few each (3-20: the server's own
+allocations between calls), which kept every call looking (~2 ms of its CPU after its
+answer; 0.2-0.4 ms when it does not look).
+
+The known pages are the union of what calls reported, so a spare copies the pages of
+every kind of command the server has served (~2,800 in a mixed sequence here, where a
+`remote list` writes ~1,560 and a `checkpoint save` ~2,520), and the set only grows over
+the server's life. A call cannot tell the pages it wrote from those its spare copied
+(both are held alone; this kernel has no soft-dirty bit): copying only what most calls
+write needs spares that copy nothing now and then, whose calls pay every copy on their
+way (tried: docs/benchmarks.md, the fourteenth round).
 
 A spare whose server goes away sees the socket pair close and exits.
 """
