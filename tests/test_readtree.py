@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from avfs_git.core.store.gitstore import GitStore
 from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.keptindexes import kept_dir
 from avfs_git.mount import readtree, untracked
 from avfs_git.mount.index import index_bytes, inode_of
 from avfs_git.ops import mounts
@@ -326,3 +329,101 @@ def test_a_fresh_lazy_mount_s_index_is_git_s_own_with_the_mount_s_stat_data(
         assert objects(v.path) == before
     finally:
         mounts.unmount(home, v, "main", lazy=True)
+
+
+def test_the_sizes_known_as_git_s_entries_are_filled_in_are_written_in_that_pass(tmp_path: Path) -> None:
+    """Sizes the size cache knows go into git's entries with the stat data (the pass leaves
+    only the others to :func:`~.readtree.sizes_filled`): on a released project's tree with
+    none, half and every size known, the index filled in at last is the same, byte for
+    byte, and the offsets left are exactly the unknown sizes'."""
+    tree = realdata.extract(realdata.pypi_sdist("networkx", "3.4.2"), tmp_path / "sdist")
+    bare, _, commit = _repo(tmp_path, tree, None)
+    sizes = _git_sizes(bare)
+    tree_id = git("--git-dir", str(bare), "rev-parse", f"{commit}^{{tree}}").strip()
+    made = readtree.made_by_git(str(bare), tree_id, "token", T_NS, OWNER, str(tmp_path))
+    assert made is not None and len(made.sized_at) > 500
+    whole = readtree.sizes_filled(made.data, made.sized_at, sizes.__getitem__)
+    half = {oid: n for i, (oid, n) in enumerate(sorted(sizes.items())) if i % 2}
+    for known in ({}, half, sizes):
+        part = readtree.made_by_git(str(bare), tree_id, "token", T_NS, OWNER, str(tmp_path), known.get)
+        assert part is not None and part.skeleton == made.skeleton
+        assert {oid for _, oid in part.sized_at} == {oid for _, oid in made.sized_at if oid not in known}
+        assert readtree.sizes_filled(part.data, part.sized_at, sizes.__getitem__) == whole
+    assert (
+        readtree.made_by_git(str(bare), tree_id, "token", T_NS, OWNER, str(tmp_path), sizes.get).sized_at
+        == []
+    )  # type: ignore[union-attr]
+
+
+_FIELDS = ("ctime", "mtime", "ino", "mode", "uid", "gid", "size", "oid", "flags")
+
+
+def _entries(index: bytes) -> dict[bytes, dict[str, object]]:
+    """Each entry of a version 2 index by path: the fields git compares with what
+    ``lstat`` says (dev aside: git stores it but compares it only when built with
+    ``USE_STDEV``, which Linux builds are not), its mode, object and flags."""
+    out: dict[bytes, dict[str, object]] = {}
+    off = 12
+    for _ in range(int.from_bytes(index[8:12], "big")):
+        f = [int.from_bytes(index[off + 4 * i : off + 4 * i + 4], "big") for i in range(10)]
+        flags = int.from_bytes(index[off + 60 : off + 62], "big")
+        nl = flags & 0xFFF
+        if nl == 0xFFF:
+            nl = index.index(b"\0", off + 62) - off - 62
+        out[index[off + 62 : off + 62 + nl]] = dict(
+            zip(
+                _FIELDS,
+                ((f[0], f[1]), (f[2], f[3]), f[5], f[6], f[7], f[8], f[9], index[off + 40 : off + 60], flags),
+                strict=True,
+            )
+        )
+        off += (70 + nl) & ~7
+    return out
+
+
+def test_a_fresh_lazy_mount_s_index_is_what_git_s_refresh_writes_in_it(home: Home, tmp_path: Path) -> None:
+    """Differential, on a released project served lazily: the index a fresh lazy mount makes
+    (git's read-tree, the mount's stat data and the sizes filled in by avfs) holds, entry
+    for entry, what git itself writes there from scratch (``git read-tree`` of the same
+    commit, then ``git update-index --refresh`` in the mount: every file ``lstat``-ed and
+    read, its stat data stored), and git's own cache tree; once with the sizes asked as
+    the mount starts, once with every size known before it (the pass writes them), the
+    index kept by the first mount removed so the second makes it again."""
+    require_fuse()
+    tree = realdata.extract(realdata.pypi_sdist("networkx", "3.4.2"), tmp_path / "sdist")
+    bare, _, commit = _repo(tmp_path, tree, None)
+    base = tmp_path / "daemon"
+    base.mkdir()
+    git("clone", "-q", "--bare", str(bare), str(base / "proj.git"))
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
+        git("--git-dir", str(base / "proj.git"), "config", key, "true")
+    with Server.serving(base) as srv:
+        home.clone_vault(srv.url("proj.git"), "p", lazy=True)
+        v = home.vault("p")
+        for attempt in ("sizes asked", "sizes known"):
+            mp = tmp_path / f"mnt-{attempt.split()[1]}"
+            mp.mkdir()
+            mounts.mount(home, v, "main", str(mp))
+            try:
+                (mp / ".git").read_bytes()  # (opens once the index is written: fuse/settle.py)
+                git_dir = Path(git("rev-parse", "--absolute-git-dir", cwd=mp).strip())
+                index = (git_dir / "index").read_bytes()
+                scratch = tmp_path / f"refreshed-{attempt.split()[1]}"
+                env = {**os.environ, "GIT_INDEX_FILE": str(scratch)}
+                subprocess.run(["git", "read-tree", commit], cwd=mp, env=env, check=True)
+                # (the files' mtime, the view time, a second before git writes: no entry is
+                # racily clean, which git would write with its size 0)
+                time.sleep(max(0.0, int.from_bytes(index[20:24], "big") + 1.5 - time.time()))
+                plain = ("-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false")
+                subprocess.run(
+                    ["git", *plain, "update-index", "-q", "--refresh"], cwd=mp, env=env, check=True
+                )
+                refreshed = scratch.read_bytes()
+            finally:
+                mounts.unmount(home, v, "main", lazy=True)
+            ours, gits = _entries(index), _entries(refreshed)
+            assert len(ours) > 500 and list(ours) == list(gits), attempt
+            for path, fields in gits.items():
+                assert ours[path] == fields, (attempt, path)
+            assert _split(index)[1][b"TREE"] == _split(refreshed)[1][b"TREE"], attempt
+            shutil.rmtree(kept_dir(v.state_dir), ignore_errors=True)

@@ -103,6 +103,8 @@ class Settle:
         self.gate = threading.Event()  # set: the index is written (or cannot be)
         self.indexed = False  # the index is written: git may run (see :meth:`wait`)
         self._again = threading.Lock()  # one try again at a time (:meth:`wait`)
+        self._once = threading.Lock()  # (:meth:`_ahead`)
+        self._started = False  # git's index of the tree is started (:meth:`_ahead`)
         self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
         # set: the mount is announced (the overlay stacked, the caller told): the settling's
         # work on this interpreter waits for it, not to hold up the announcement
@@ -145,10 +147,24 @@ class Settle:
         if not self.stacked.is_set():
             baselisting.prelist(self.ws, tree)
         self.stacked.wait(GATE_S)
-        if self.beside:  # a fork's index: git's read-tree of the tree, read once git asks
-            # (started once the mount is announced: before, its process shared the cores
-            # with the mount's start, `avfs mount` 0.2 s slower at load 5)
-            baselisting.read_tree_ahead(self.ws, tree)
+        self._ahead(tree)
+
+    def _ahead(self, tree: str | None) -> None:
+        """A fork's index: git's read-tree of the tree and the head of its untracked cache
+        started, once (read once git asks: mount/baselisting.py ``read_tree_ahead``), when
+        the mount is announced (before, their processes shared the cores with the mount's
+        start, `avfs mount` 0.2 s slower at load 5), whether or not the tree's sizes are
+        to be asked (where every size is known, git's read-tree had waited for the gate)."""
+        if not self.beside:
+            return
+        with self._once:
+            if self._started:
+                return
+            self._started = True
+        try:
+            baselisting.read_tree_ahead(self.ws, tree if tree is not None else self.ws.view.base_tree)
+        except Exception:
+            logging.getLogger("avfs.fuse").exception("starting git's index of the mount's tree")
 
     def _serial(self, sizes: threading.Thread) -> bool:
         sizes.join(GATE_S)
@@ -226,6 +242,7 @@ class Settle:
         log = logging.getLogger("avfs.fuse")
         try:
             self.stacked.wait(GATE_S)
+            self._ahead(None)  # (or the sizes' thread did, having listed the tree)
             # whoever mounted it uses it next (an `ls`, a test run): counted as a request
             self._asked_at = max(self._asked_at, time.monotonic())
             asked.wait(GATE_S)  # (the index must find them asked: a size it looks up waits)

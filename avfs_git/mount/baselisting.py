@@ -25,16 +25,22 @@ def prelist(ws: Workspace, tree: str) -> None:
 
 def read_tree_ahead(ws: MountedFork, tree: str) -> None:
     """Have git make the index of ``tree`` for the mount's index (mount/readtree.py
-    :class:`~.readtree.Ahead`), unless one is kept for it (mount/keptindex.py)."""
+    :class:`~.readtree.Ahead`) and the head of its untracked cache (mount/untracked.py
+    :class:`~.untracked.HeadAhead`), unless one is kept for it or being made
+    (mount/keptindex.py): two processes of git's, started once, read when the index is
+    made (:func:`index_ahead`)."""
     from ..core.vaults.keptindexes import kept_path
-    from .ownfiles import files_dir
+    from .ownfiles import files_dir, worktree_dir
     from .readtree import Ahead
-    from .untracked import scratch_parent
+    from .untracked import HeadAhead, scratch_parent
 
-    if os.path.exists(kept_path(ws.vault.state_dir, tree)):
+    kept = kept_path(ws.vault.state_dir, tree)
+    if os.path.exists(kept) or os.path.exists(kept + keptindex.LOCK):
         return
     store = ws.store
-    store.listed.keep_beside(tree, Ahead(store.path, tree, scratch_parent(files_dir(ws.vault, ws.fork))))
+    scratch = scratch_parent(files_dir(ws.vault, ws.fork))
+    head = HeadAhead(worktree_dir(ws.vault, ws.fork), scratch)
+    store.listed.keep_beside(tree, Ahead(store.path, tree, scratch, head))
 
 
 def index_ahead(ws: MountedFork, tree: str) -> Ahead | None:

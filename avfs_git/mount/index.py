@@ -36,6 +36,7 @@ from .ownfiles import (
 
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
+    from .untracked import HeadAhead
 
 
 def inode_of(path: str) -> int:
@@ -405,23 +406,25 @@ def sync_index(
             if data is None and lazy and hidden is None and merging is None:
                 data = _kept(ws, base, uid, gid, view)  # the index kept for this base, patched
                 later = later and data is None
-            sized_at = None  # (an index made by git: where its sizes go)
+            sized_at = None  # (an index made by git: where the sizes not known yet go)
             if data is None:
                 owner = (uid, gid) if later else None
-                data, skeleton, sized_at = _whole(ws, base, stat_of, view, merging, hidden, owner, own)
+                data, skeleton, sized_at, head = _whole(ws, base, stat_of, view, merging, hidden, owner, own)
                 if merging is None:
                     ignores = _gitignores_now(ws, {p for p, oid in skeleton if oid is None})
                     if later and not ignores:  # (the untracked cache needs only their ids)
                         fetching = _aside(_fetch_gitignores, ws, skeleton)
                     made = _with_untracked_cache(
-                        ws, git_dir, own, skeleton, data, ignores, fetching is not None
+                        ws, git_dir, own, skeleton, data, ignores, fetching is not None, head
                     )
                     keeps, data = lazy and hidden is None and not ignores and made is not data, made
             if later:
                 assert sizes is not None
                 sizes()
-                size_of = sizes_of(ws.store)
-                data = with_sizes(data, size_of) if sized_at is None else _sized(data, sized_at, size_of)
+                if sized_at is None:
+                    data = with_sizes(data, sizes_of(ws.store))
+                elif sized_at:  # (none: every size was known as git's entries were filled in)
+                    data = _sized(data, sized_at, sizes_of(ws.store))
             if fetching is not None:
                 fetching()  # git's first status reads them: fetched before it may run
         except BaseException:
@@ -451,13 +454,16 @@ def _whole(
     hidden: Callable[[str], bool] | None,
     owner: tuple[int, int] | None,
     scratch: str,
-) -> tuple[bytes, list[tuple[str, str | None]], list[tuple[int, str]] | None]:
-    """:func:`sync_index`'s index written whole, its tree's skeleton, and where its sizes
-    go when git made it. ``owner``: (uid, gid) of a lazy fork's mount whose sizes come
-    later: its index (none hidden, no merge) made by ``git read-tree`` (mount/readtree.py;
-    its scratch file in memory or in ``scratch``), its stat data filled in now and its
-    sizes once they come; else, or where git cannot, by :func:`index_bytes` (None: with
-    its sizes)."""
+) -> tuple[bytes, list[tuple[str, str | None]], list[tuple[int, str]] | None, HeadAhead | None]:
+    """:func:`sync_index`'s index written whole, its tree's skeleton, where the sizes not
+    known yet go when git made it, and the head of its untracked cache when git was set to
+    make it before (mount/untracked.py ``HeadAhead``: the caller's to read or drop; None
+    with ``merging``).
+    ``owner``: (uid, gid) of a lazy fork's mount whose sizes may come later: its index
+    (none hidden, no merge) made by ``git read-tree`` (mount/readtree.py; its scratch file
+    in memory or in ``scratch``), its stat data and the sizes known filled in now and the
+    other sizes once they come; else, or where git cannot, by :func:`index_bytes` (None:
+    with its sizes)."""
     later = owner is not None
     if owner is not None and hidden is None and merging is None:
         from . import baselisting, readtree, untracked
@@ -467,9 +473,13 @@ def _whole(
         ahead = baselisting.index_ahead(ws, tree)
         if ahead is None:
             ahead = readtree.Ahead(store.path, tree, untracked.scratch_parent(scratch))
-        made = ahead.made(view.token, view.view_ns(), owner)
+        head, ahead.head = ahead.head, None
+        made = ahead.made(view.token, view.view_ns(), owner, store.promisor.size)
+        head_ahead = head if isinstance(head, untracked.HeadAhead) else None
         if made is not None:
-            return made.data, made.skeleton, made.sized_at
+            return made.data, made.skeleton, made.sized_at, head_ahead
+        if head_ahead is not None:
+            head_ahead.drop()
     skeleton: list[tuple[str, str | None]] = []
     data = index_bytes(
         ws.vault,
@@ -482,7 +492,7 @@ def _whole(
         hidden=hidden,
         sized=not later,
     )
-    return data, skeleton, None
+    return data, skeleton, None, None
 
 
 def _aside(fn: Callable[..., object], *args: Any) -> Callable[[], None]:
@@ -560,20 +570,24 @@ def _with_untracked_cache(
     data: bytes,
     ignores: dict[str, bytes | None],
     fetched: bool = False,
+    head: HeadAhead | None = None,
 ) -> bytes:
     """``data`` (an index for the mount of ``git_dir``; ``skeleton``: its tree's directories
     and ``.gitignore`` files) with git's untracked cache saying every directory of the tree
     holds no untracked file (mount/untracked.py): the first ``git status`` then lists only
     the directories the fsmonitor hook names. The mount point is the registry record's,
     git's scratch files go in the mount's own directory ``own``. ``fetched``: the caller
-    fetches the tree's ``.gitignore`` files itself (:func:`.untracked.extension`)."""
+    fetches the tree's ``.gitignore`` files itself (:func:`.untracked.extension`);
+    ``head``: the extension's head, started before (taken: read or dropped)."""
     from . import untracked
 
     mountpoint = (owner_record(ws.vault, ws.fork) or {}).get("mountpoint")
     if not isinstance(mountpoint, str) or not mountpoint:
+        if head is not None:
+            head.drop()
         return data
     ext = untracked.extension(
-        ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own, fetched=fetched
+        ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own, fetched=fetched, head_ahead=head
     )
     return data if ext is None else untracked.with_extension(data, ext)
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
 
 MAKER_WAIT_S = 20.0  # how long a mount waits for the process making its base's kept index
-_LOCK = ".lock"  # <tree>.lock: held (flock) by the process making that tree's kept index
+LOCK = ".lock"  # <tree>.lock: held (flock) by the process making that tree's kept index
 
 
 def load(state_dir: str, tree: str) -> bytes | None:
@@ -209,7 +209,7 @@ def making(state_dir: str, tree: str) -> int | None:
     try:
         _own_dir(state_dir)
         fd = os.open(
-            kept_path(state_dir, tree) + _LOCK,
+            kept_path(state_dir, tree) + LOCK,
             os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
             0o644,
         )
@@ -227,7 +227,7 @@ def made(state_dir: str, tree: str, fd: int) -> None:
     """Let go of :func:`making`'s lock (the lock file removed first: nobody waits on a
     file no maker holds)."""
     try:
-        os.unlink(kept_path(state_dir, tree) + _LOCK)
+        os.unlink(kept_path(state_dir, tree) + LOCK)
     except OSError:
         pass
     os.close(fd)
@@ -239,7 +239,7 @@ def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S, *, boos
     patches it once it is there rather than doing the same work beside it. Whether one
     was making it. ``boosted``: the maker is moved to the normal scheduling class first
     (:func:`boost`): what it makes is now what a mount's git waits for."""
-    path = kept_path(state_dir, tree) + _LOCK
+    path = kept_path(state_dir, tree) + LOCK
     deadline = time.monotonic() + wait_s
     waited = False
     while time.monotonic() < deadline:

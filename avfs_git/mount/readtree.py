@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 from ..core.errors import InternalError
 from ..core.store.gitrun import git_env, spawn
+from ..core.store.treelist import Droppable
 
 # git's settings for the scratch index: version 2 (no path compression, no skipped hash:
 # the pass below reads it as such), and nothing git would add beside the entries and the
@@ -66,34 +67,47 @@ _SIZE = struct.Struct(">I").pack_into
 class GitIndex(NamedTuple):
     """An index git made of a tree, as :func:`made_by_git` returns it."""
 
-    data: bytes  # git's entries with the mount's stat data but sizes 0, its cache tree, FSMN
+    data: bytes  # git's entries with the mount's stat data (sizes: those known), its cache tree, FSMN
     # the tree's directories (path, None), parents first, then its .gitignore files (path, id)
     skeleton: list[tuple[str, str | None]]
-    sized_at: list[tuple[int, str]]  # (offset of an entry's size, its blob id), each file's
+    # (offset of an entry's size, its blob id): each file's whose size was not known (left 0)
+    sized_at: list[tuple[int, str]]
 
 
 def made_by_git(
-    git_dir: str, tree: str, token: str, t_ns: int, owner: tuple[int, int], scratch: str | None = None
+    git_dir: str,
+    tree: str,
+    token: str,
+    t_ns: int,
+    owner: tuple[int, int],
+    scratch: str | None = None,
+    size_of: Callable[[str], int | None] | None = None,
 ) -> GitIndex | None:
     """The index of ``tree`` (in the vault ``git_dir``) as ``git read-tree`` writes it, with
     each entry's stat data what the mount reports for an unchanged file
     (:func:`.index.index_stat`: ctime and mtime ``t_ns``, dev 0, the path's inode number,
-    :func:`.index.inode_of`, ``owner``'s uid and gid) but its size, left 0 for
+    :func:`.index.inode_of`, ``owner``'s uid and gid, the size ``size_of(blob id)`` says),
+    a size it does not know (None; every size without ``size_of``) left 0 for
     :func:`sizes_filled` (a submodule's, which names a commit, stays 0), git's ``FSMN``
     extension added (version 2, ``token``, nothing dirty), and the tree's skeleton
     (mount/untracked.py makes the untracked cache from it). Git's scratch file is made in a
     private directory under ``scratch`` (the system's temporary directory when None). None
     where git cannot make it or made one this does not read."""
-    return Ahead(git_dir, tree, scratch).made(token, t_ns, owner)
+    return Ahead(git_dir, tree, scratch).made(token, t_ns, owner, size_of)
 
 
 class Ahead:
     """``git read-tree`` of a tree (:func:`made_by_git`) started now and read later: a lazy
     fork's mount starts it once it is announced (fuse/settle.py), while it waits on the
-    server anyway, so its index does not wait for all of git's process once git asks."""
+    server anyway, so its index does not wait for all of git's process once git asks.
+    ``head``: what else was started for the same index (the untracked cache's head,
+    mount/untracked.py ``HeadAhead``), taken by the index's maker or dropped with this."""
 
-    def __init__(self, git_dir: str, tree: str, scratch: str | None = None) -> None:
+    def __init__(
+        self, git_dir: str, tree: str, scratch: str | None = None, head: Droppable | None = None
+    ) -> None:
         self.tree = tree
+        self.head = head
         self._tmp = tempfile.mkdtemp(prefix="avfs-readtree-", dir=scratch)
         self._path = os.path.join(self._tmp, "index")
         env = git_env()
@@ -112,7 +126,13 @@ class Ahead:
         except (OSError, InternalError):  # (InternalError: no git)
             self.drop()
 
-    def made(self, token: str, t_ns: int, owner: tuple[int, int]) -> GitIndex | None:
+    def made(
+        self,
+        token: str,
+        t_ns: int,
+        owner: tuple[int, int],
+        size_of: Callable[[str], int | None] | None = None,
+    ) -> GitIndex | None:
         """The index git made, read and filled in as :func:`made_by_git` says (waited for),
         or None; the scratch file removed."""
         proc = self._proc
@@ -124,11 +144,18 @@ class Ahead:
         except OSError:
             return None
         finally:
-            self.drop()
-        return _filled(data, self.tree, token, t_ns, owner)
+            self._dropped()
+        return _filled(data, self.tree, token, t_ns, owner, size_of)
 
     def drop(self) -> None:
-        """Let it go unread (git stopped if it still runs), its scratch file removed."""
+        """Let it go unread (git stopped if it still runs), its scratch file removed, and
+        :attr:`head` with it."""
+        head, self.head = self.head, None
+        if head is not None:
+            head.drop()
+        self._dropped()
+
+    def _dropped(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.kill()
@@ -136,10 +163,18 @@ class Ahead:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def _filled(data: bytes, tree: str, token: str, t_ns: int, owner: tuple[int, int]) -> GitIndex | None:
+def _filled(
+    data: bytes,
+    tree: str,
+    token: str,
+    t_ns: int,
+    owner: tuple[int, int],
+    size_of: Callable[[str], int | None] | None = None,
+) -> GitIndex | None:
     """``data`` (git's index file) read and filled in as :func:`made_by_git` says, or None:
-    one pass over the entries (20,538: ~0.05 s), made while the sizes are still asked, so
-    that what is left once they come is a write per file."""
+    one pass over the entries (20,538: ~0.04 s), made while the sizes are still asked, so
+    that what is left once they come is a write per file whose size was not known yet
+    (none where the size cache knew the tree's: :func:`sizes_filled` is then not needed)."""
     if len(data) < 32 or data[:8] != b"DIRC\0\0\0\2":
         return None
     end = len(data) - 20
@@ -158,7 +193,9 @@ def _filled(data: bytes, tree: str, token: str, t_ns: int, owner: tuple[int, int
     out = bytearray(data[:at])
     sec, ns = divmod(t_ns, 10**9)
     uid, gid = owner
-    blake2b, number = hashlib.blake2b, int.from_bytes
+    blake2b, number, put_stat, put_owner, put_size = hashlib.blake2b, int.from_bytes, _STAT, _OWNER, _SIZE
+    nothing: dict[str, int] = {}
+    known: Callable[[str], int | None] = size_of if size_of is not None else nothing.get
     sized_at: list[tuple[int, str]] = []
     add = sized_at.append
     ignores: list[tuple[str, str | None]] = []
@@ -173,17 +210,22 @@ def _filled(data: bytes, tree: str, token: str, t_ns: int, owner: tuple[int, int
                 nl = data.index(b"\0", off + 62) - off - 62
             name = data[off + 62 : off + 62 + nl]
             # inode_of's number (blake2b of the path, 8 bytes little-endian, | 2): its low 32 bits
-            _STAT(
+            put_stat(
                 out, off, sec, ns, sec, ns, 0, number(blake2b(name, digest_size=8).digest()[:4], "little") | 2
             )
-            _OWNER(out, off + 28, uid, gid)
+            put_owner(out, off + 28, uid, gid)
             mode = data[off + 24 : off + 28]
             if mode != _GITLINK:
-                add((off + 36, data[off + 40 : off + 60].hex()))
+                oid = data[off + 40 : off + 60].hex()
+                n = known(oid)
+                if n is None:
+                    add((off + 36, oid))
+                else:
+                    put_size(out, off + 36, n & 0xFFFFFFFF)
                 if name.endswith(_GITIGNORE) and (nl == 10 or name[-11] == 0x2F) and mode in _FILE_MODES:
-                    ignores.append((name.decode("utf-8", "surrogateescape"), sized_at[-1][1]))
+                    ignores.append((name.decode("utf-8", "surrogateescape"), oid))
             off += (70 + nl) & ~7
-    except ValueError:
+    except (ValueError, IndexError):
         return None
     if off != at:
         return None

@@ -49,8 +49,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from ..core.errors import InternalError
-from ..core.store.gitrun import git_env, run
+from ..core.store.gitrun import git_env, run, spawn
 from ..core.store.refs import UNBORN
+from .ewah import Ewah
 from .hookscripts import shell_word
 from .ownfiles import read_bytes, read_text
 
@@ -98,6 +99,7 @@ def extension(
     *,
     scratch: str | None = None,
     fetched: bool = False,
+    head_ahead: HeadAhead | None = None,
 ) -> bytes | None:
     """The ``UNTR`` extension (signature, size and data) for ``index`` (an index with an
     ``FSMN`` extension last, as :func:`.index.index_bytes` writes it) used in
@@ -111,11 +113,14 @@ def extension(
     what is written there for symlinks while it is written), else in the system's temp
     directory. ``fetched``: the caller fetches the tree's ``.gitignore`` files
     (:func:`fetch_gitignores`) before git may run in ``worktree``, which is all this would
-    fetch them for without ``gitignores``."""
+    fetch them for without ``gitignores``. ``head_ahead``: the head of the extension git
+    was set to make before (:class:`HeadAhead`; let go of where it is not needed)."""
     if gitignores or not fetched:
         fetch_gitignores(store, skeleton, gitignores)
     if not gitignores:
-        return _from_tree(skeleton, worktree, git_dir, scratch=scratch)
+        return _from_tree(skeleton, worktree, git_dir, scratch=scratch, head_ahead=head_ahead)
+    if head_ahead is not None:
+        head_ahead.drop()
     return on_skeleton(store, skeleton, index, worktree, git_dir, gitignores, scratch=scratch)
 
 
@@ -237,14 +242,19 @@ def on_skeleton(
 
 
 def _from_tree(
-    skeleton: list[tuple[str, str | None]], worktree: str, git_dir: str, *, scratch: str | None = None
+    skeleton: list[tuple[str, str | None]],
+    worktree: str,
+    git_dir: str,
+    *,
+    scratch: str | None = None,
+    head_ahead: HeadAhead | None = None,
 ) -> bytes | None:
     """:func:`extension` for a worktree that shows the tree's ``.gitignore`` files, made from
     the tree (the module's docstring): its head (up to the directories' count) is git's,
-    from a ``status`` on an empty tree with the same settings as :func:`on_skeleton`'s;
-    each directory's record follows it as git writes them (dir.c ``write_one_dir``,
-    ``write_untracked_extension``)."""
-    head = _head(git_dir, scratch)
+    from a ``status`` on an empty tree with the same settings as :func:`on_skeleton`'s
+    (``head_ahead``'s, started before, when given); each directory's record follows it as
+    git writes them (dir.c ``write_one_dir``, ``write_untracked_extension``)."""
+    head = head_ahead.made() if head_ahead is not None else _head(git_dir, scratch)
     if head is None:
         return None
     data, made_in = head
@@ -260,7 +270,7 @@ def _from_tree(
         else:
             ignore[parent] = bytes.fromhex(ignore_oid)
     out: list[bytes] = []
-    sha1_valid = _Ewah()
+    sha1_valid = Ewah()
     oids: list[bytes] = []
     count = 0
     todo: list[tuple[str, bytes]] = [("", b"")]  # depth first, each directory's in strcmp order
@@ -278,7 +288,7 @@ def _from_tree(
         count += 1
         prefix = path + "/" if path else ""
         todo.extend((prefix + k.decode("utf-8", "surrogateescape"), k) for k in reversed(kids))
-    valid, check_only = _Ewah.ones(count), _Ewah()
+    valid, check_only = Ewah.ones(count), Ewah()
     body = (
         data
         + _varint(count)
@@ -305,8 +315,29 @@ def _head(git_dir: str, scratch: str | None) -> tuple[bytes, str] | None:
     (``.`` may not start a ref's name), so it compares nothing with a commit; everything
     else it reads is ``git_dir``'s: its common directory (``info/exclude``, the config)
     and its own config (``config.worktree``)."""
-    tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch_parent(scratch))
-    try:
+    return HeadAhead(git_dir, scratch).made()
+
+
+class HeadAhead:
+    """:func:`_head`'s ``git status`` started now and read later (:meth:`made`): a lazy
+    fork's mount starts it once it is announced, beside git's ``read-tree`` of its tree
+    (mount/readtree.py ``Ahead``), so the first `git status`, waiting for the index at the
+    gate, does not wait for this process too (fuse/settle.py). What it reads is the
+    worktree's config and its common directory's ``info/exclude`` as they are when it
+    starts; one changed before the index is written is git's to notice: it checks their
+    ids and stat data against the head and, where they differ, lists the directories again
+    (a cost, never a wrong answer)."""
+
+    def __init__(self, git_dir: str, scratch: str | None) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch_parent(scratch))
+        try:
+            self._start(git_dir)
+        except (OSError, InternalError):  # (InternalError: no git)
+            self.drop()
+
+    def _start(self, git_dir: str) -> None:
+        tmp = self._tmp
         root, own = os.path.join(tmp, "tree"), os.path.join(tmp, "git")
         os.mkdir(root)
         os.mkdir(own)
@@ -332,137 +363,48 @@ def _head(git_dir: str, scratch: str | None) -> tuple[bytes, str] | None:
             "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=true",
             "-c", "status.showUntrackedFiles=normal", "status", "--porcelain",
         ]  # fmt: skip
-        proc = run(args, cwd=root, env=env, check=False)
-        if proc.returncode != 0 or proc.stdout:
+        self._proc = spawn(
+            args,
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def made(self) -> tuple[bytes, str] | None:
+        """:func:`_head`'s answer (git waited for), or None; the scratch tree removed."""
+        proc, self._proc = self._proc, None
+        tmp = self._tmp
+        try:
+            if proc is None:
+                return None
+            out, _ = proc.communicate()
+            if proc.returncode != 0 or out:
+                return None
+            with open(os.path.join(tmp, "index"), "rb") as fh:
+                ext = _find(fh.read(), b"UNTR")
+            if ext is None:
+                return None
+            size, at = _read_varint(ext, 0)
+            at += size + 2 * _STAT_DATA + 4 + 2 * 20  # the ident, two stat data, the flags, two ids
+            at = ext.index(b"\0", at) + 1  # the per-directory file's name (".gitignore")
+            if _read_varint(ext, at)[0] != 1:  # (the root alone)
+                return None
+            return ext[:at], os.path.realpath(os.path.join(tmp, "tree"))
+        except (OSError, ValueError, IndexError):
             return None
-        with open(idx, "rb") as fh:
-            ext = _find(fh.read(), b"UNTR")
-        if ext is None:
-            return None
-        size, at = _read_varint(ext, 0)
-        at += size + 2 * _STAT_DATA + 4 + 2 * 20  # the ident, two stat data, the flags, two ids
-        at = ext.index(b"\0", at) + 1  # the per-directory file's name (".gitignore")
-        if _read_varint(ext, at)[0] != 1:  # (the root alone)
-            return None
-        return ext[:at], os.path.realpath(root)
-    except (OSError, ValueError, IndexError, InternalError):  # (InternalError: no git)
-        return None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
-
-class _Ewah:
-    """git's EWAH bitmap (ewah/ewah_bitmap.c) as ``ewah_set`` builds it, a bit at a time in
-    increasing order, and as ``ewah_serialize_strbuf`` writes it: so the bitmaps of
-    :func:`_from_tree` are byte for byte git's. A marker word ("RLW") holds the run bit
-    (bit 0), the running length (bits 1-32) and the count of literal words after it
-    (bits 33-63)."""
-
-    _RUN_MAX = (1 << 32) - 1
-    _LIT_MAX = (1 << 31) - 1
-
-    def __init__(self) -> None:
-        self.words = [0]
-        self.rlw = 0  # the marker word's index
-        self.bits = 0
-
-    @classmethod
-    def ones(cls, n: int) -> _Ewah:
-        """The bitmap of bits 0 to ``n - 1`` all set, as ``ewah_set`` builds it one bit at
-        a time (a word filled becomes a run of ones: one marker word, then the partial
-        word's literal), without the ``n`` calls (7,516 directories: ~0.01 s)."""
-        out = cls()
-        out.bits = n
-        if n:
-            k, r = divmod(n, 64)
-            out.words = [(1 if k else 0) | (k << 1) | ((1 if r else 0) << 33)]
-            if r:
-                out.words.append((1 << r) - 1)
-        return out
-
-    def _run_len(self) -> int:
-        return (self.words[self.rlw] >> 1) & self._RUN_MAX
-
-    def _literals(self) -> int:
-        return self.words[self.rlw] >> 33
-
-    def _set_run_len(self, n: int) -> None:
-        w = self.words[self.rlw]
-        self.words[self.rlw] = (w & ~(self._RUN_MAX << 1)) | (n << 1)
-
-    def _set_literals(self, n: int) -> None:
-        w = self.words[self.rlw]
-        self.words[self.rlw] = (w & ((1 << 33) - 1)) | (n << 33)
-
-    def _push_rlw(self) -> None:
-        self.words.append(0)
-        self.rlw = len(self.words) - 1
-
-    def _add_literal(self, word: int) -> None:
-        n = self._literals()
-        if n >= self._LIT_MAX:
-            self._push_rlw()
-            self._set_literals(1)
-        else:
-            self._set_literals(n + 1)
-        self.words.append(word)
-
-    def _add_empty_words(self, v: int, number: int) -> None:
-        w = self.words[self.rlw]
-        if (w & 1) != v and self._run_len() == 0 and self._literals() == 0:
-            self.words[self.rlw] = (w & ~1) | v
-        elif self._literals() != 0 or (w & 1) != v:
-            self._push_rlw()
-            self.words[self.rlw] |= v
-        can = min(number, self._RUN_MAX - self._run_len())
-        self._set_run_len(self._run_len() + can)
-        number -= can
-        while number >= self._RUN_MAX:
-            self._push_rlw()
-            self.words[self.rlw] |= v
-            self._set_run_len(self._RUN_MAX)
-            number -= self._RUN_MAX
-        if number > 0:
-            self._push_rlw()
-            self.words[self.rlw] |= v
-            self._set_run_len(number)
-
-    def _add_empty_word(self, v: int) -> None:
-        no_literal = self._literals() == 0
-        run = self._run_len()
-        if no_literal and run == 0:
-            self.words[self.rlw] = (self.words[self.rlw] & ~1) | v
-        if no_literal and (self.words[self.rlw] & 1) == v and run < self._RUN_MAX:
-            self._set_run_len(run + 1)
-        else:
-            self._push_rlw()
-            self.words[self.rlw] |= v
-            self._set_run_len(1)
-
-    def set(self, i: int) -> None:
-        """ewah_set: bit ``i``, at or past every bit set before."""
-        dist = (i + 64) // 64 - (self.bits + 63) // 64
-        self.bits = i + 1
-        bit = 1 << (i % 64)
-        if dist > 0:
-            if dist > 1:
-                self._add_empty_words(0, dist - 1)
-            self._add_literal(bit)
-            return
-        if self._literals() == 0:
-            self._set_run_len(self._run_len() - 1)
-            self._add_literal(bit)
-            return
-        self.words[-1] |= bit
-        if self.words[-1] == (1 << 64) - 1:  # a run of ones completed
-            self.words.pop()
-            self._set_literals(self._literals() - 1)
-            self._add_empty_word(1)
-
-    def serialized(self) -> bytes:
-        """ewah_serialize_strbuf: bit count, word count, the words, the marker's index."""
-        n = len(self.words)
-        return struct.pack(f">II{n}QI", self.bits, n, *self.words, self.rlw)
+    def drop(self) -> None:
+        """Let it go unread (git stopped if it still runs), its scratch tree removed."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def _remove_aside(tmp: str) -> None:

@@ -239,10 +239,11 @@ def spawn(
     bufsize: int = -1,
     pass_fds: Sequence[int] = (),
     new_session: bool = False,
+    cwd: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``git [--git-dir GIT_DIR] ARGS`` without waiting (a stream in or out);
-    ``new_session``: in a session of its own, so that the processes it starts can be
-    killed with it (its process group).
+    """Start ``git [--git-dir GIT_DIR] ARGS`` without waiting (a stream in or out), in
+    ``cwd`` when given; ``new_session``: in a session of its own, so that the processes it
+    starts can be killed with it (its process group).
 
     Raises:
         InternalError: git is not installed.
@@ -259,6 +260,7 @@ def spawn(
             bufsize=bufsize,
             pass_fds=tuple(pass_fds),
             start_new_session=new_session,
+            cwd=cwd,
         )
     except FileNotFoundError as exc:
         raise InternalError("the git command is not installed", hint="install git") from exc
