@@ -442,6 +442,8 @@ class Mount:
             self.list_after_call()
         if self.settle is not None:
             self.settle.settled()
+            # (nor beside the git commands that waited for the index: settle.py, after_git)
+            self.settle.after_gits()
             if self.settle.closing:
                 return  # (unmounted before its index: nothing left to warm)
         if self.server is not None:
@@ -498,7 +500,9 @@ class Mount:
 
         if self.read_only:
             return write_index(self.vault, self.wt, self.ws.base, self.ops.index_stat, None)
-        return sync_index(self.ws, self.wt, os.getuid(), os.getgid(), sizes=sizes)
+        settle = self.settle
+        after = None if settle is None else settle.after_gits
+        return sync_index(self.ws, self.wt, os.getuid(), os.getgid(), sizes=sizes, kept_after=after)
 
     def on_view(self, view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
         """Tell a process that moved the base, or changed paths, that the mount shows it now

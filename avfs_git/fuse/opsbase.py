@@ -182,7 +182,13 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         """git opens ``.git`` first: that waits until the index it must trust is written
         (its attributes do not: overlayfs's listing of the root looks it up); ``EIO`` while
         none can be made (fuse/settle.py: git would take every file for deleted)."""
-        if self.git_gate is not None and not self.git_gate.wait():
+        if self.git_gate is None:
+            return
+        try:
+            pid = fuse.fuse_get_context()[2]  # (the gate notes who waited: settle.py after_git)
+        except ValueError:  # (no request's context: NULL)
+            pid = 0
+        if not self.git_gate.wait(pid):
             raise fuse.FuseOSError(errno.EIO)
 
     @staticmethod

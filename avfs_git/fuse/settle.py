@@ -22,9 +22,11 @@ is done:
    a fork's index is git's ``read-tree`` of it (mount/readtree.py), the first started
    as the mount starts, the second once it is announced; the index's work on this
    interpreter starts once the whole tree's request has gone out (:data:`SENDING_S`); so libgit2 is not needed: it is loaded
-   :data:`LIBGIT2_AFTER_S` after the gate
-   opens (its import holds the interpreter ~0.05 s, which the git commands that waited
-   at the gate would wait for). The index is never written with a size left 0: git
+   once the git commands that waited at the gate have ended (:meth:`Settle.wait` notes
+   them; at most :data:`AFTER_GIT_S`), as are the exec server's warm-up and the index
+   kept per base (:attr:`Settle.after_git`): its import holds the interpreter ~0.05 s,
+   the warm-up's 0.1-0.2 s, the kept index's check and write ~0.03 s, which those git
+   commands' requests (the fsmonitor hook's answer, their `lstat`s) would wait for. The index is never written with a size left 0: git
    compares the contents of such an entry's file whenever it looks at it (``ie_modified``
    in git's read-cache.c), and a git run without the fsmonitor (``-c
    core.fsmonitor=false``) looks at every file, so it would read, and fetch, every blob.
@@ -68,7 +70,9 @@ from typing import Any
 from ..mount import baselisting
 
 GATE_S = 180.0  # how long a git command in a mount waits for its index (a size request: 60 s)
-LIBGIT2_AFTER_S = 0.5  # libgit2 is loaded this long after the gate opens
+# what waits for the git commands that waited at the gate (libgit2's load, the exec server's
+# warm-up, the kept index's write) waits this long at most for them to end
+AFTER_GIT_S = 5.0
 # the interpreter's switch interval while the mount settles (CPython's default: 5 ms): the
 # mount's requests (the caller's check, `ls`, overlayfs's lookups) each take the
 # interpreter for a moment, and waited up to the interval for each of those moments
@@ -114,6 +118,10 @@ class Settle:
         # on this interpreter waits for it (:data:`SENDING_S`)
         self._sending = threading.Event()
         self._switch = sys.getswitchinterval()  # the interpreter's own, put back once settled
+        self._waited: set[int] = set()  # the processes that waited at the gate (:meth:`wait`)
+        # set: those have ended (or :data:`AFTER_GIT_S` passed, or the mount closes): what
+        # is not for them (libgit2's load, the exec server's warm-up, the kept index) may run
+        self.after_git = threading.Event()
 
     def start(self) -> threading.Thread:
         """Start the work (returned: its thread, for the teardown to join), the sizes on a
@@ -182,12 +190,15 @@ class Settle:
         if pid != 0 and pid != self._own and not os.path.exists(f"/proc/{self._own}/task/{pid}"):
             self._asked_at = time.monotonic()
 
-    def wait(self) -> bool:
+    def wait(self, pid: int = 0) -> bool:
         """Block until the index is written (at most :data:`GATE_S`), made now if it was
-        waiting for quiet: for a git command at ``.git``. False when there is none (the
+        waiting for quiet: for a git command at ``.git`` (``pid``: its process, noted while
+        the gate is shut: :attr:`after_git` waits for it to end). False when there is none (the
         server did not answer the sizes): git must not run then, or it finds no index and
         takes every file for deleted (a `git commit` commits the tree's deletion). Each git
         command tries again once (the server may be back), one at a time."""
+        if pid > 0 and not self.gate.is_set():
+            self._waited.add(pid)
         self._wanted.set()
         if not self.gate.wait(GATE_S):
             return False
@@ -218,6 +229,11 @@ class Settle:
         for what comes after it in the background (the lower layer's walk, a later index)."""
         self.gate.wait(GATE_S)
 
+    def after_gits(self) -> None:
+        """Block until the git commands that waited at the gate have ended (:attr:`after_git`;
+        at most twice :data:`AFTER_GIT_S`): for what comes after the index but is not theirs."""
+        self.after_git.wait(2 * AFTER_GIT_S)
+
     @property
     def closing(self) -> bool:
         """The mount is closing (:meth:`close`)."""
@@ -227,6 +243,7 @@ class Settle:
         """The mount is closing: an index still waiting for quiet is not made (the gate opens)."""
         self._closing = True
         self._wanted.set()
+        self.after_git.set()
 
     def _stand_aside(self) -> None:
         """Wait until the mount has been quiet for ``quiet_s`` or the index is wanted."""
@@ -269,13 +286,35 @@ class Settle:
         baselisting.drop(self.ws)  # (the listing both took)
         if self.pin is not None and self.stacked.is_set() and self.indexed:
             self._pin()  # (not without an index: .git stays the lower layer's, gated)
+        try:
+            self._gits_ended()
+        finally:
+            self.after_git.set()
         # libgit2 from here on (the lower layer's walk, reads): loaded once git may run,
         # not before (its import, 50-300 ms here, was on the way to `ls`, then on the way
         # to the first `git status`; the sizes and the index list the tree through git),
         # and not at once: the git commands that waited at the gate run first (the import
         # holds the interpreter ~0.05 s, which the first `git status`'s requests waited for)
-        time.sleep(LIBGIT2_AFTER_S)
         prefer_libgit2()
+
+    def _gits_ended(self) -> None:
+        """Wait (at most :data:`AFTER_GIT_S`) until the processes that waited at the gate
+        have ended: what follows the index on this interpreter is not theirs, and their
+        requests (the fsmonitor hook's answer, an ``lstat``) waited for it. None waited (the
+        index made once the mount was quiet): no wait."""
+        deadline = time.monotonic() + AFTER_GIT_S
+        for pid in sorted(self._waited):
+            while not self._closing and time.monotonic() < deadline and _running(pid):
+                time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Process ``pid`` runs (not gone, not a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2][1:2] not in (b"Z", b"X")
+    except OSError:
+        return False
 
 
 def pin_through(merged: str, text: bytes) -> None:

@@ -343,6 +343,7 @@ def sync_index(
     view_changed: bool = True,
     wait_s: float = INDEX_LOCK_WAIT_S,
     sizes: Callable[[], object] | None = None,
+    kept_after: Callable[[], object] | None = None,
 ) -> bool:
     """Make the index of ``git_dir`` (a mount of ``ws``'s fork) hold ``ws``'s current base,
     with the stat data and fsmonitor token the mount answers with; left alone when it was
@@ -358,7 +359,9 @@ def sync_index(
     ``view_changed`` False (a checkpoint, ``merge --continue``: the base moved under an
     unchanged view): the index written for the old base is patched where the two bases
     differ, O(index entries) in bytes, not a pass over the tree with an object lookup per
-    file; what ``git add`` staged elsewhere stays staged, as after a commit."""
+    file; what ``git add`` staged elsewhere stays staged, as after a commit.
+    ``kept_after``: what the index kept per base waits for before it is written (a
+    mount's: the git commands that waited for this index to end, fuse/settle.py)."""
     ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
     own = files_dir(ws.vault, ws.fork)
     slot = held(own)  # (this thread moved the base under the guard: mount/indexguard.py)
@@ -436,7 +439,7 @@ def sync_index(
         _write_locked(git_dir, fd, data if patched else indexflags.carried(git_dir, data))
         write_file(own, STAMP_FILE, stamp.encode())
         if keeps:  # for the next mount of this base, off git's way (mount/keptindex.py)
-            _keep_later(ws, base, data)
+            _keep_later(ws, base, data, kept_after)
         return True
     except OSError as exc:
         raise from_oserror(exc, git_dir) from exc
@@ -526,10 +529,10 @@ def _fetch_gitignores(ws: MountedFork, skeleton: list[tuple[str, str | None]]) -
     untracked.fetch_gitignores(ws.store, skeleton)
 
 
-def _keep_later(ws: MountedFork, base: str, data: bytes) -> None:
+def _keep_later(ws: MountedFork, base: str, data: bytes, after: Callable[[], object] | None) -> None:
     from . import keptindex  # (here: a command that writes no lazy index never loads it)
 
-    keptindex.keep_later(ws.vault.state_dir, ws.store, base, data)
+    keptindex.keep_later(ws.vault.state_dir, ws.store, base, data, after)
 
 
 def _kept(ws: MountedFork, base: str, uid: int, gid: int, view: _View) -> bytes | None:

@@ -179,18 +179,25 @@ def keep(state_dir: str, tree: str, data: bytes) -> bool:
     return True
 
 
-def keep_later(state_dir: str, store: GitStore, commit: str, data: bytes) -> None:
+def keep_later(
+    state_dir: str, store: GitStore, commit: str, data: bytes, after: Callable[[], object] | None = None
+) -> None:
     """:func:`keep` ``data``, the index a mount has just written, made whole for
     ``commit`` with its untracked cache, on a thread of its own (the mount's git goes
-    first: a write of ~160 bytes a file), when the size cache knows every size of its
-    tree (a size the server did not say is 0 in it)."""
+    first: a write of ~160 bytes a file, its check ~0.03 s of the interpreter), once
+    ``after()`` returned (a mount's: the git commands that waited for the index have
+    ended), when the size cache knows every size of its tree (a size the server did not
+    say is 0 in it)."""
     import threading
+
+    def later() -> None:
+        if after is not None:
+            after()
+        keep(state_dir, tree, data)
 
     tree = store.commit_tree(commit)
     if store.promisor.sized(tree):
-        threading.Thread(
-            target=keep, args=(state_dir, tree, data), name="avfs-keep-index", daemon=True
-        ).start()
+        threading.Thread(target=later, name="avfs-keep-index", daemon=True).start()
 
 
 def _own_dir(state_dir: str) -> None:

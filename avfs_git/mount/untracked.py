@@ -77,6 +77,9 @@ def _varint(value: int) -> bytes:
     return bytes(reversed(out))
 
 
+_SMALL_VARINTS = [bytes((n,)) for n in range(128)]  # git's varint of a number below 128: that byte
+
+
 def _read_varint(data: bytes, at: int) -> tuple[int, int]:
     c = data[at]
     at += 1
@@ -258,36 +261,44 @@ def _from_tree(
     if head is None:
         return None
     data, made_in = head
-    subdirs: dict[str, list[bytes]] = {"": []}
+    # each directory's subdirectories: (name as git compares it, path)
+    subdirs: dict[str, list[tuple[bytes, str]]] = {"": []}
     ignore: dict[str, bytes] = {}
     for path, ignore_oid in skeleton:
         parent, _, name = path.rpartition("/")
         if ignore_oid is None:
-            if parent not in subdirs:
+            kids = subdirs.get(parent)
+            if kids is None:
                 return None  # (not parents first: not a skeleton this reads)
-            subdirs[parent].append(name.encode("utf-8", "surrogateescape"))
+            kids.append((name.encode("utf-8", "surrogateescape"), path))
             subdirs[path] = []
         else:
             ignore[parent] = bytes.fromhex(ignore_oid)
     out: list[bytes] = []
+    add = out.append
     sha1_valid = Ewah()
     oids: list[bytes] = []
     count = 0
-    todo: list[tuple[str, bytes]] = [("", b"")]  # depth first, each directory's in strcmp order
+    small = _SMALL_VARINTS
+    todo: list[tuple[bytes, str]] = [(b"", "")]  # depth first, each directory's in strcmp order
     while todo:
-        path, raw = todo.pop()
-        kids = sorted(subdirs[path])
-        out.append(b"\0" + _varint(len(kids)) + raw + b"\0")  # no untracked name; its subdirectories
+        raw, path = todo.pop()
+        kids = subdirs[path]
+        kids.sort()  # (by name: a directory's names differ)
+        n = len(kids)
+        add(
+            b"\0" + (small[n] if n < 128 else _varint(n)) + raw + b"\0"
+        )  # no untracked name; its subdirectories
         # git records a directory's .gitignore as it reads it, and reads it on its way to a
         # path in it that it must match against ignore rules: in a tree with nothing
         # untracked, a subdirectory (dir.c ``prep_exclude``); so not a leaf's
-        oid = ignore.get(path) if kids else None
-        if oid is not None:
-            sha1_valid.set(count)
-            oids.append(oid)
+        if n:
+            oid = ignore.get(path)
+            if oid is not None:
+                sha1_valid.set(count)
+                oids.append(oid)
+            todo.extend(reversed(kids))
         count += 1
-        prefix = path + "/" if path else ""
-        todo.extend((prefix + k.decode("utf-8", "surrogateescape"), k) for k in reversed(kids))
     valid, check_only = Ewah.ones(count), Ewah()
     body = (
         data
