@@ -7,7 +7,8 @@ the same rounds. Two setups a side, as ``bench.lazybound``: ``today`` (the gate 
 the server's sizes and the index) and ``sizes_known`` (every size of the tree in the new
 vault's size cache before the mount: the gate waits for the index alone).
 
-Beside each status's wall time: its CPU, the status's own processes (git and its hook) and
+Beside each status's wall time: its split at the gate (git's ``GIT_TRACE2_PERF``, as
+``bench.lazybound --trace2``), its CPU, the status's own processes (git and its hook) and
 the mount daemon's (with the processes it started and reaped meanwhile: git's read-tree,
 the untracked cache's status), read from ``/proc`` around the status: on two cores shared
 with other work the wall time is mostly waiting for a CPU.
@@ -32,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .lazybound import _reference
+from .lazybound import _gate, _reference
 from .lazycases import ROOT, _whole_status
 from .remotecases import _daemon
 
@@ -74,14 +75,19 @@ def _round(
     with open(glob.glob(str(own / "mounts" / "*.json"))[0], encoding="utf-8") as fh:
         pid = int(json.load(fh)["pid"])
     daemon0, own0 = _cpu_of(pid), _children_cpu()
+    trace = t / "status.trace2"
+    traced = {**os.environ, "GIT_TRACE2_PERF": str(trace)}
     start = time.perf_counter()
-    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True)
+    subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True, env=traced)
     status = time.perf_counter() - start
     daemon1, own1 = _cpu_of(pid), _children_cpu()
     subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
+    gate, after = _gate(trace)
     return {
         "row1_s": row1,
         "status_s": status,
+        "gate_s": gate,
+        "after_gate_s": after,
         "status_cpu_s": own1 - own0,
         "daemon_cpu_s": daemon1 - daemon0,
     }
