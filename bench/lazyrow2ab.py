@@ -70,8 +70,10 @@ def _round(
             shutil.copyfile(ref / f, own / f)
     copied = time.perf_counter()
     subprocess.run([*avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
+    mounted = time.perf_counter()
     os.listdir(mp)
-    row1 = time.perf_counter() - start - (copied - cloned)
+    listed = time.perf_counter()
+    row1 = listed - start - (copied - cloned)
     with open(glob.glob(str(own / "mounts" / "*.json"))[0], encoding="utf-8") as fh:
         pid = int(json.load(fh)["pid"])
     daemon0, own0 = _cpu_of(pid), _children_cpu()
@@ -85,6 +87,9 @@ def _round(
     gate, after = _gate(trace)
     return {
         "row1_s": row1,
+        "clone_s": cloned - start,
+        "mount_s": mounted - copied,
+        "ls_s": listed - mounted,
         "status_s": status,
         "gate_s": gate,
         "after_gate_s": after,
