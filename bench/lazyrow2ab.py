@@ -3,7 +3,7 @@ the first `git status` typed the moment `ls` answers in the mount of a fresh `va
 --lazy`, with this tree's code and with another tree's (``--base DIR``: a worktree of main
 with its own ``.venv``), interleaved round by round in one run, against the first `git
 status` in a whole vault's mount; and row 1 (`vault clone --lazy` + `mount` + `ls`) of
-the same rounds. Two setups a side, as ``bench.lazybound``: ``today`` (the gate waits for
+the same rounds, against `git clone --bare` of the same URL timed in each round. Two setups a side, as ``bench.lazybound``: ``today`` (the gate waits for
 the server's sizes and the index) and ``sizes_known`` (every size of the tree in the new
 vault's size cache before the mount: the gate waits for the index alone).
 
@@ -113,6 +113,7 @@ def main() -> None:
     load = [os.getloadavg()[0]]
     runs: dict[str, list[dict[str, float]]] = {f"{c}/{s}": [] for c in CODES for s in SETUPS}
     whole: list[float] = []
+    bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="avfs-bench-row2ab-") as tmp:
         t = Path(tmp)
         os.chdir(t)
@@ -133,6 +134,10 @@ def main() -> None:
             ref = _reference(avfs["branch"], env, url, t / "home", t / "ref-mnt")
             for i in range(args.repeats):
                 whole.append(_whole_status(avfs["branch"], env, "whole", t / "whole-mnt"))
+                start = time.perf_counter()  # row 1's reference: git's own clone, whole
+                subprocess.run(["git", "clone", "-q", "--bare", url, str(t / f"bare{i}.git")], check=True)
+                bare.append(time.perf_counter() - start)
+                shutil.rmtree(t / f"bare{i}.git")
                 order = [(c, s) for s in SETUPS for c in CODES]
                 for code, setup in order if i % 2 == 0 else order[::-1]:
                     runs[f"{code}/{setup}"].append(
@@ -151,15 +156,21 @@ def main() -> None:
         "load_average_per_round": load,
         "first_git_status_in_whole_vault_mount_s": whole,
         "first_git_status_in_whole_vault_mount_s_median": w,
+        "git_clone_bare_s": bare,
+        "git_clone_bare_s_median": statistics.median(bare),
     }
     for key, rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        result[key] = {"runs": rs, "median": med, "status_times_whole": med["status_s"] / w}
+        result[key] = {
+            "runs": rs,
+            "median": med,
+            "status_times_whole": med["status_s"] / w,
+            "row1_times_git_clone_bare": med["row1_s"] / statistics.median(bare),
+        }
     for setup in SETUPS:
         a, b = runs[f"main/{setup}"], runs[f"branch/{setup}"]
-        result[f"branch_over_main/{setup}"] = {
-            k: statistics.median(y[k] / x[k] for x, y in zip(a, b, strict=True) if x[k] > 0) for k in a[0]
-        }
+        ratios = {k: [y[k] / x[k] for x, y in zip(a, b, strict=True) if x[k] > 0] for k in a[0]}
+        result[f"branch_over_main/{setup}"] = {k: statistics.median(v) for k, v in ratios.items() if v}
     out = (
         ROOT
         / "bench"
