@@ -79,9 +79,9 @@ def _round(
     daemon0, own0 = _cpu_of(pid), _children_cpu()
     trace = t / "status.trace2"
     traced = {**os.environ, "GIT_TRACE2_PERF": str(trace)}
-    start = time.perf_counter()
+    began = time.perf_counter()
     subprocess.run(["git", "status", "--porcelain"], cwd=mp, check=True, capture_output=True, env=traced)
-    status = time.perf_counter() - start
+    status = time.perf_counter() - began
     daemon1, own1 = _cpu_of(pid), _children_cpu()
     subprocess.run([*avfs, "unmount", f"{name}:main"], env=env, capture_output=True)
     gate, after = _gate(trace)
