@@ -424,10 +424,7 @@ def sync_index(
             if later:
                 assert sizes is not None
                 sizes()
-                if sized_at is None:
-                    data = with_sizes(data, sizes_of(ws.store))
-                elif sized_at:  # (none: every size was known as git's entries were filled in)
-                    data = _sized(data, sized_at, sizes_of(ws.store))
+                data = _sizes_in(ws, data, sized_at)
             if fetching is not None:
                 fetching()  # git's first status reads them: fetched before it may run
         except BaseException:
@@ -553,10 +550,14 @@ def _kept(ws: MountedFork, base: str, uid: int, gid: int, view: _View) -> bytes 
     )
 
 
-def _sized(data: bytes, sized_at: list[tuple[int, str]], size_of: Callable[[str], int]) -> bytes:
+def _sizes_in(ws: MountedFork, data: bytes, sized_at: list[tuple[int, str]] | None) -> bytes:
+    """:func:`_whole`'s ``data`` with its sizes in: every entry's (``sized_at`` None), else
+    those at ``sized_at`` (git made it; none left where every size was known)."""
+    if not sized_at:
+        return data if sized_at is not None else with_sizes(data, sizes_of(ws.store))
     from .readtree import sizes_filled
 
-    return sizes_filled(data, sized_at, size_of)
+    return sizes_filled(data, sized_at, sizes_of(ws.store))
 
 
 def _gitignores_now(ws: MountedFork, dirs: Container[str]) -> dict[str, bytes | None]:
