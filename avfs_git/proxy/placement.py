@@ -213,6 +213,11 @@ def sandbox_for(
         pinned.extend((p, p) for p in pins)
         shown = _mount_files_shown(vault, fork)
     caches = confine.cache_dirs(vault.state_dir, pol.caches)
+    readable = pol.readable
+    if network != "none":
+        from .sealremotes import local_remotes
+
+        readable = (*readable, *local_remotes(vault))  # (a local remote: reached as the network is)
     return confine.Sandbox(
         source=root,
         path=at,
@@ -225,7 +230,7 @@ def sandbox_for(
         masked=(vault.state_dir,),
         shown=tuple(shown),
         caches=caches,
-        readable=confine.readable_paths(pol.readable, caller_home, avfs_home, also_never=home_dir),
+        readable=confine.readable_paths(readable, caller_home, avfs_home, also_never=home_dir),
         root=os.geteuid() == 0,
     )
 
