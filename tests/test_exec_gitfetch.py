@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.operations import remote
+from avfs_git.proxy import sealremotes
 
 from .test_adv_gitseal import _exec, _git
 from .test_adv_gitseal import live as live  # the fixture: the mounted fork, both backends
@@ -193,13 +194,23 @@ def test_without_a_network_a_remote_tracking_ref_is_not_kept_even_when_right(
     _published(vault, url)
     _git("--git-dir", str(served), "branch", "side", "main")  # a commit the vault has
     before, objects = _all_refs(vault), _objects(vault)
-    # `git update-ref` is no network client: the sandbox has none
-    doc = _exec("git", "update-ref", "refs/remotes/origin/side", "HEAD")
-    assert doc["exit_code"] == 0, doc["result"]
+    # no network client: the sandbox has no network, and the vault's remote-tracking refs
+    # are the vault's own there, read-only
+    doc = _exec("sh", "-c", "git update-ref refs/remotes/origin/side HEAD || echo REFUSED")
     assert doc["confinement"]["network"] == "none"
-    assert "no network" in _refused(doc).get("refs/remotes/origin/side", ""), doc["refs_refused"]
-    assert doc["refs_fetched"] == []
+    assert "REFUSED" in doc["result"]["stdout"], doc["result"]
+    assert doc["refs_fetched"] == [] and doc["refs_refused"] == []
     assert _all_refs(vault) == before and _objects(vault) == objects
+    # what reaches the carry-back all the same from a run with no network (a line of the
+    # sandbox's packed-refs, its own file) is refused whatever its value
+    od = tmp_path / "quarantine"
+    od.mkdir()
+    side = ("refs/remotes/origin/side", None, (before["refs/heads/main"] + "\n").encode())
+    kept, refused = sealremotes.carry(vault, str(od), [side], "none")
+    assert kept == [] and "no network" in refused[0]["reason"], refused
+    kept, refused = sealremotes.carry(vault, str(od), [side], "host")  # (with one: kept)
+    assert kept == [{"ref": side[0], "old": None, "new": before["refs/heads/main"]}], refused
+    assert _all_refs(vault) == {**before, side[0]: before["refs/heads/main"]}
 
 
 def test_a_fetch_past_the_vault_s_quota_is_not_kept(live, vault, git_daemon, tmp_path):

@@ -533,7 +533,7 @@ def place(
         if keep and plan.mode == "fuse":
             from . import seal
 
-            sealed = seal.prepare(vault, fork, worktree(vault, fork))
+            sealed = seal.prepare(vault, fork, worktree(vault, fork), conf.network != "none")
             binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
             if sealed.shown_packed is not None:  # (the vault's top is not the view's own here)
                 binds += ((*sealed.shown_packed, False),)
@@ -590,7 +590,7 @@ def _in_sandbox(
         from . import seal
 
         # under the exec lock, right before the command: the scratch the sandbox binds
-        sealed = seal.prepare(vault, fork, worktree(vault, fork))
+        sealed = seal.prepare(vault, fork, worktree(vault, fork), conf.network != "none")
         shown = sandbox.shown + tuple((target, source) for source, target in sealed.state_binds)
         top = (vault.path, sealed.top) if sealed.top is not None and vault.path in sandbox.keep else None
         sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown, top=top)
