@@ -107,6 +107,28 @@ def test_fetch_and_rebase_in_proxy_exec_then_the_person_s_git_and_avfs_log(live,
     # a second fetch with nothing new moves nothing and keeps nothing
     again = _exec("git", "fetch", "origin")
     assert again["exit_code"] == 0 and again["refs_fetched"] == [] and again["refs_refused"] == []
+    # the human summary says what was fetched
+    up2 = _upstream_commit(served, tmp_path, "upstream.txt", b"again\n", "more upstream work")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--vault",
+            "v:main",
+            "proxy",
+            "exec",
+            "--",
+            "git",
+            "fetch",
+            "-q",
+            "origin",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and b"1 remote-tracking ref(s) fetched" in r.stderr, r.stderr
+    assert _all_refs(vault)["refs/remotes/origin/main"] == up2
 
 
 def test_git_pull_from_a_local_file_remote(live, vault, tmp_path):
