@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from avfs_git.core.operations import remote
+from avfs_git.core.settings import Settings
 from avfs_git.proxy import sealremotes
 
 from .test_adv_gitseal import _exec, _git
 from .test_adv_gitseal import live as live  # the fixture: the mounted fork, both backends
 from .test_remotes import git_daemon as git_daemon  # the fixture: a `git daemon` on 127.0.0.1
+from .test_remotes import http_git as http_git  # the fixture: `git http-backend` behind Basic auth
 
 
 def _upstream_commit(bare: Path, tmp_path: Path, name: str, data: bytes, msg: str) -> str:
@@ -268,3 +270,56 @@ def test_more_remote_tracking_refs_than_the_bound_keeps_none(live, vault, git_da
     assert any("none kept" in r["reason"] for r in doc["refs_refused"]), doc["refs_refused"][:3]
     assert len(doc["refs_refused"]) <= 101
     assert _all_refs(vault) == before
+
+
+@pytest.fixture
+def http_token(http_git, monkeypatch, vault):
+    """The HTTP server of tests/test_remotes.py (Basic auth), with its password as
+    ``AVFS_GIT_TOKEN`` in the environment and the home's settings, as a front end reads
+    them, before the mount's daemon starts (it is started with the home's): what ``avfs
+    fetch`` uses, and the host-side check of a confined fetch too."""
+    url, served, password = http_git
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    vault.home.settings = Settings.from_environ(None, vault.home.path)
+    return url, served, password
+
+
+def test_a_remote_that_needs_credentials_is_checked_with_avfs_s_and_none_reaches_the_vault(
+    http_token, live, vault, tmp_path
+):
+    url, served, password = http_token
+    authed = url.replace("http://", f"http://agent:{password}@")
+    remote.add(vault, "origin", url)  # (stored without credentials)
+    _git("--git-dir", vault.path, "push", "-q", authed, "main")
+    up = _upstream_commit(served, tmp_path, "upstream.txt", b"u\n", "upstream work")
+    _git("-C", str(tmp_path / "clone-upstream.txt"), "remote", "set-url", "origin", "/nonexistent")
+    before = _all_refs(vault)
+    # the sandbox has no credentials: git cannot fetch (never a prompt), nothing is kept
+    doc = _exec("git", "fetch", "origin")
+    assert doc["exit_code"] != 0 and doc["refs_fetched"] == [], doc["result"]
+    assert _all_refs(vault) == before
+    # the command's own, on its command line: fetched; the host's check asks with avfs's
+    # (git writes a pull's arguments into its reflog lines as given, the URL's secret too)
+    doc = _exec(
+        "sh", "-c", f"git fetch {authed} +refs/heads/main:refs/remotes/origin/main && git pull {authed} main"
+    )
+    assert doc["exit_code"] == 0, doc["result"]
+    assert _git("--git-dir", vault.path, "rev-parse", "main").strip() == up  # (a fast-forward)
+    assert doc["refs_fetched"] == [{"ref": "refs/remotes/origin/main", "old": None, "new": up}], doc[
+        "refs_refused"
+    ]
+    # and the secret is in no file of the vault (its git dir and avfs's state in it)
+    found = []
+    for dirpath, _dirs, files in os.walk(vault.path):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as fh:
+                    if password.encode() in fh.read():
+                        found.append(p)
+    assert found == []
+    # (objects are compressed: every commit's message and every reflog read through git)
+    said = _git("--git-dir", vault.path, "log", "--all", "--format=%B", "-g", "--no-abbrev")
+    said += _git("--git-dir", vault.path, "log", "--all", "--format=%B")
+    assert password not in said

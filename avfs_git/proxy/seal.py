@@ -333,6 +333,13 @@ def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carr
     if sealed.git_dir is not None:
         refused += bisectrefs.keep(vault, os.path.join(sealed.dir, "wtrefs"), sealed.git_dir)
     _keep_staged(vault, sealed)
+    if network not in (None, "none"):
+        # git's reflog lines of a pull name the command's arguments as given, a URL with a
+        # token among them (a fetch's are anonymized): the scratch's copies go now, not at
+        # the next run (the fork's is copied in again then; the vault's has avfs's message)
+        for name in ("logs", "wtlogs"):
+            if os.path.isdir(os.path.join(sealed.dir, name)):
+                _empty(os.path.join(sealed.dir, name))
     _empty_quarantine(os.path.join(sealed.dir, "objects"), sealed.cache)
     if sealed.cache is not None:
         sealed.cache.save((QUARANTINE,))
