@@ -133,10 +133,13 @@ def test_fetch_and_rebase_in_proxy_exec_then_the_person_s_git_and_avfs_log(live,
     assert _all_refs(vault)["refs/remotes/origin/main"] == up2
 
 
-def test_git_pull_from_a_local_file_remote(live, vault, tmp_path):
+@pytest.mark.parametrize("form", ["file-url", "path"])
+def test_git_pull_from_a_local_remote(live, vault, tmp_path, form):
+    """A remote of a local path (`file://` URL or a plain path) is shown read-only to the
+    sandbox that has a network (it was not there: "does not appear to be a git repository")."""
     bare = tmp_path / "up.git"
     _git("init", "-q", "--bare", str(bare))
-    _published(vault, f"file://{bare}")
+    _published(vault, f"file://{bare}" if form == "file-url" else str(bare))
     up = _upstream_commit(bare, tmp_path, "lib/new.py", b"y = 2\n", "upstream lib")
     seen = _all_refs(vault)["refs/remotes/origin/main"]
     doc = _exec("git", "pull", "--rebase", "origin", "main")

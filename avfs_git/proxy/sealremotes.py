@@ -115,7 +115,7 @@ def _why_not(
     could not be asked (filled as remotes come)."""
     remote, _, branch = name[len(refs.REMOTES) :].partition("/")
     if new is not None and not _HEX.fullmatch(new):
-        return "not a full commit id (a symbolic ref: only ids are carried)"
+        return "not a full commit id (a symbolic ref, or not what git writes: only ids are carried)"
     if old is not None and not _HEX.fullmatch(old):
         return "the vault's ref is not an id"
     if not _REMOTE.fullmatch(remote) or remote.endswith(".lock") or not branch or branch == "HEAD":
