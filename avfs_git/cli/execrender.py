@@ -55,6 +55,8 @@ def render(json_mode: bool, document: str, quiet: bool = False) -> None:
         bits.append(f"{len(doc['changes'])} changed path(s)")
     if doc.get("commit"):
         bits.append(f"commit {doc['commit']['commit'][:12]}")
+    if doc.get("refs_fetched"):  # the remote-tracking refs its git fetch moved, kept
+        bits.append(f"{len(doc['refs_fetched'])} remote-tracking ref(s) fetched")
     if doc.get("refs_refused"):  # the command's git moved refs avfs did not keep
         bits.append(
             f"{len(doc['refs_refused'])} ref change(s) not kept: {', '.join(shown(x['ref']) for x in doc['refs_refused'][:3])}"

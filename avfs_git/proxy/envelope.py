@@ -290,6 +290,16 @@ class RefRefused(_Record):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RefFetched(_Record):
+    """A remote-tracking ref the command's ``git fetch`` moved that avfs kept in the vault,
+    the remote having said the same (``refs_fetched``)."""
+
+    ref: str
+    old: str | None
+    new: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class OpenMerge(_Record):
     """A merge with written conflicts open in the fork (``state.merge``)."""
 
@@ -332,6 +342,8 @@ class ExecResult(_Record):
     not_recorded: tuple[NotRecorded, ...] = ()
     # ref changes the command made in its sandbox that avfs did not apply (proxy/seal.py)
     refs_refused: tuple[RefRefused, ...] = ()
+    # remote-tracking refs the command's git fetch moved, kept in the vault (proxy/sealremotes.py)
+    refs_fetched: tuple[RefFetched, ...] = ()
     state: State | None = None
     error: AvfsError | None = None
     exit_code: int = 0

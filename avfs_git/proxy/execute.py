@@ -53,14 +53,12 @@ from .envelope import (
     ExecRequest,
     ExecResult,
     Isolation,
-    NotRecorded,
-    RefRefused,
     Request,
     State,
 )
 from .premount import Premount, begin
 from .recording import write_audit
-from .stages import Before, Placed, Plan, Ran, Recorded, envelope
+from .stages import Before, CarriedBack, Placed, Plan, Ran, Recorded, envelope
 
 
 def execute(
@@ -152,7 +150,7 @@ class _Done:
     error: AvfsError | None = None
     kept_ref: str | None = None  # the recovery ref of a record that never landed
     # what the carry-back refused and dropped (refs_refused, not_recorded), once it ran
-    carried: tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]] = ((), ())
+    carried: CarriedBack = ((), (), ())
 
     def keep_unlanded(self, vault: Vault, fork: str, record: str) -> None:
         """Name ``record`` (the fork before the command) by a recovery ref when the call
@@ -206,7 +204,8 @@ def _stages(
     # before anything reads what changed: the fork's branch as the command's git moved it;
     # what it refused and removed is in the envelope even when the record stage then fails
     try:
-        done.carried = carried = recording.carry_back(vault, fork, placed.sealed)
+        network = ran.confinement.network  # (a remote-tracking ref moves only by a fetch)
+        done.carried = carried = recording.carry_back(vault, fork, placed.sealed, network)
         done.recorded = recording.record(vault, fork, plan, before, placed, ran, carried)
     except BaseException:
         # (the record's own scrub may not have come: what the command planted for the

@@ -213,6 +213,11 @@ def sandbox_for(
         pinned.extend((p, p) for p in pins)
         shown = _mount_files_shown(vault, fork)
     caches = confine.cache_dirs(vault.state_dir, pol.caches)
+    readable = pol.readable
+    if network != "none":
+        from .sealremotes import local_remotes
+
+        readable = (*readable, *local_remotes(vault))  # (a local remote: reached as the network is)
     return confine.Sandbox(
         source=root,
         path=at,
@@ -225,7 +230,7 @@ def sandbox_for(
         masked=(vault.state_dir,),
         shown=tuple(shown),
         caches=caches,
-        readable=confine.readable_paths(pol.readable, caller_home, avfs_home, also_never=home_dir),
+        readable=confine.readable_paths(readable, caller_home, avfs_home, also_never=home_dir),
         root=os.geteuid() == 0,
     )
 
@@ -528,7 +533,7 @@ def place(
         if keep and plan.mode == "fuse":
             from . import seal
 
-            sealed = seal.prepare(vault, fork, worktree(vault, fork))
+            sealed = seal.prepare(vault, fork, worktree(vault, fork), conf.network != "none")
             binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
             if sealed.shown_packed is not None:  # (the vault's top is not the view's own here)
                 binds += ((*sealed.shown_packed, False),)
@@ -585,7 +590,7 @@ def _in_sandbox(
         from . import seal
 
         # under the exec lock, right before the command: the scratch the sandbox binds
-        sealed = seal.prepare(vault, fork, worktree(vault, fork))
+        sealed = seal.prepare(vault, fork, worktree(vault, fork), conf.network != "none")
         shown = sandbox.shown + tuple((target, source) for source, target in sealed.state_binds)
         top = (vault.path, sealed.top) if sealed.top is not None and vault.path in sandbox.keep else None
         sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown, top=top)

@@ -21,13 +21,14 @@ from .envelope import (
     Mount,
     NotRecorded,
     OpenMerge,
+    RefFetched,
     RefRefused,
     State,
     short,
 )
 from .materialize import write_back
 from .placement import worktree
-from .stages import Before, Placed, Plan, Ran, Recorded
+from .stages import Before, CarriedBack, Placed, Plan, Ran, Recorded
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -213,15 +214,14 @@ def _caches_readable(vault: Vault, placed: Placed) -> None:
         writable_again(d)
 
 
-def carry_back(
-    vault: Vault, fork: str, sealed: Any
-) -> tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]]:
+def carry_back(vault: Vault, fork: str, sealed: Any, network: str | None = None) -> CarriedBack:
     """Right after the command exits (before its changes are read): carry the fork's branch
-    out of the sandbox's scratch refs (:func:`.seal.carry_back`; every other ref change is
-    returned, refused), and drop from the mount's index the gitlinks the command added
-    (returned, for ``not_recorded``)."""
+    and the remote-tracking refs a fetch moved out of the sandbox's scratch refs
+    (:func:`.seal.carry_back`; every other ref change is returned, refused), and drop from
+    the mount's index the gitlinks the command added (returned, for ``not_recorded``).
+    ``network``: the sandbox's (none | host | filtered)."""
     if sealed is None:
-        return (), ()
+        return (), (), ()
     from ..mount.worktree import writable_again
     from . import seal
     from .gitlinks import drop_gitlinks
@@ -233,12 +233,14 @@ def carry_back(
         if top is not None:
             writable_again(top)
     try:
-        refused = tuple(RefRefused(**r) for r in seal.carry_back(vault, sealed).refused)
+        done = seal.carry_back(vault, sealed, network)
+        refused = tuple(RefRefused(**r) for r in done.refused)
+        fetched = tuple(RefFetched(**r) for r in done.fetched)
     finally:
         # whatever became of the refs: a gitlink left in the index has the person's `git
         # status` run the nested repository's config (its core.fsmonitor) on the host
         dropped = drop_gitlinks(vault, sealed, worktree(vault, fork))
-    return refused, _not_recorded(dropped)
+    return refused, _not_recorded(dropped), fetched
 
 
 def record(
@@ -248,7 +250,7 @@ def record(
     before: Before,
     placed: Placed,
     ran: Ran,
-    carried: tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]],
+    carried: CarriedBack,
 ) -> Recorded:
     """The fifth stage, after the command ran and :func:`carry_back` (``carried``: what it
     refused and the gitlinks it dropped): the mount settled (or the copy written back),
@@ -256,7 +258,7 @@ def record(
     the quota counted, and one commit of those changes, with the record taken before the
     command landing under it."""
     ws, req = plan.ws, plan.req
-    refused, gitlinks = carried
+    refused, gitlinks, fetched = carried
     mount, error = _after_run(vault, fork, ws, before, placed, ran.mount_unmoved)
     # the command moved the fork's branch itself (a `git commit` inside): the workspace
     # adopts git's commit, and the record taken before the command stays beside the branch
@@ -319,6 +321,7 @@ def record(
         branch_moved=BranchMove(old=before.tip0, new=tip1) if moved else None,
         not_recorded=not_recorded,
         refs_refused=refused,
+        refs_fetched=fetched,
         mount=mount,
         state=fork_state(ws, 0 if untouched and not before.dirty_before else None),
         error=error,

@@ -11,8 +11,9 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
   ``packed-refs`` line); the other branches are lines of a ``packed-refs`` avfs writes and
   shows read-only over the vault's (:mod:`.sealpack`); the vault's loose tags as copies
   (``git tag X``, ``git tag -d X`` work in there, and are reported: a tag is every fork's,
-  so none is carried out); the other directories of ``refs/`` (``avfs``, ``remotes``...)
-  are the vault's own, read-only. A ``refs/stash`` or any other ref the command makes
+  so none is carried out); in a run with a network, the vault's loose remote-tracking refs
+  as copies (``git fetch`` moves them; :mod:`.sealremotes` keeps them as the remote says
+  them); the other directories of ``refs/`` (``avfs``...) are the vault's own, read-only. A ``refs/stash`` or any other ref the command makes
   lives and dies with the run;
 - ``logs/``: a copy of the fork's own reflog (git appends to it when it commits);
 - the fork's worktree git dir's ``logs/`` and ``refs/`` (HEAD's reflog, bisect refs): the
@@ -24,8 +25,9 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
   receive-pack`` quarantines a push): git reads every existing object and writes new ones
   only here.
 
-Right after the command exits, :func:`carry_back` reads only ``refs/heads/<fork>`` from the
-scratch. When it moved to a commit, the objects it needs (and only those) go from the
+Right after the command exits, :func:`carry_back` reads the scratch's refs: a fetch's
+remote-tracking refs go to :mod:`.sealremotes`, and ``refs/heads/<fork>``, when it moved
+to a commit, is carried: the objects it needs (and only those) go from the
 quarantine into the vault through ``git pack-objects``, ``git index-pack --strict`` (every
 object hashed again and checked as ``git fsck --strict`` checks it: a ``.gitmodules`` that
 is a directory, a broken link), its new commits may add no gitlink and no name git refuses,
@@ -57,7 +59,7 @@ from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
-from . import bisectrefs, gitstate, refwatch, sealobjects, sealpack
+from . import bisectrefs, gitstate, refwatch, sealobjects, sealpack, sealremotes
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync, vault_loose
 
 if TYPE_CHECKING:
@@ -70,6 +72,11 @@ _LOOSE = re.compile(r"[0-9a-f]{2}")
 _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 STASH = refs.STASH
 TOP = "top"  # in the seal directory: the vault's top directory as the sandbox shows it
+# refs/ directories the scratch holds (the fork's branch, copies of the vault's tags and, for a
+# run with a network, remote-tracking refs: git tag and git fetch move them, .sealremotes); the
+# others are the vault's, read-only. (Copies for every run cost a stat per loose ref and more:
+# 25 ms of CPU a command at 2,000 remote-tracking refs, against 0.3 ms; docs/benchmarks.md)
+COPIED = frozenset({"heads", "tags", "remotes"})
 MAX_LISTED = 100  # other refs' changes listed in refs_refused; more: counted (docs/security.md)
 TAG_REFUSED = "a tag is the vault's, every fork's: a confined command's tags live as long as its run"
 
@@ -108,11 +115,13 @@ class Sealed:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Carried:
-    """What :func:`carry_back` did: the fork's branch moved (``moved``: old, new), and the
-    ref changes it did not apply (``refused``: {ref, old, new, reason})."""
+    """What :func:`carry_back` did: the fork's branch moved (``moved``: old, new), the
+    ref changes it did not apply (``refused``: {ref, old, new, reason}), and the
+    remote-tracking refs a fetch moved that it kept (``fetched``: {ref, old, new})."""
 
     moved: tuple[str | None, str] | None
     refused: list[dict[str, Any]]
+    fetched: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def seal_dir(vault: Vault, fork: str) -> str:
@@ -146,9 +155,10 @@ def _index_stat(path: str) -> tuple[int, int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
+def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -> Sealed:
     """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
-    worktree git dir (its index is looked at afterwards), when there is one."""
+    worktree git dir (its index is looked at afterwards), when there is one; ``fetch``: the
+    run has a network, and gets copies of the remote-tracking refs (:data:`COPIED`)."""
     d = seal_dir(vault, fork)
     kept: tuple[gitstate.Kept, ...] = ()
     rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
@@ -158,9 +168,8 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     real_logs = os.path.join(vault.path, "logs")
     real_objects = os.path.join(vault.path, "objects")
     os.makedirs(real_logs, exist_ok=True)  # git would make it: the bind needs it
-    subs = sorted(
-        {e.name for e in os.scandir(real_refs) if e.is_dir(follow_symlinks=False)} - {"heads", "tags"}
-    )
+    own = COPIED if fetch else COPIED - {"remotes"}  # (refs/ directories the scratch holds)
+    subs = sorted({e.name for e in os.scandir(real_refs) if e.is_dir(follow_symlinks=False)} - own)
     fork_ref = refs.fork_ref(fork)
     # the other branches go into the read-only packed-refs the sandbox shows (.sealpack);
     # the scratch holds the fork's own and any loose head a packed-refs line cannot hold
@@ -175,10 +184,10 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
         own_now = loose.pop(fork_ref, None)
         files, packed, rendered, own_packed = sealpack.split(vault.path, fork_ref, loose)
     copied = dict(files)
-    copied.update(vault_loose(real_refs, cache, "tags"))  # (git tag works on copies: reported)
-    own = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
-    if own is not None:
-        copied[fork_ref] = own
+    copied.update(vault_loose(real_refs, cache, "tags", *own - {"heads", "tags"}))  # git tag, fetch
+    mine = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
+    if mine is not None:
+        copied[fork_ref] = mine
     # the vault's top directory as the sandbox shows it (.confine._kept): its entries bound
     # read-only into it, and the packed-refs avfs writes, the sandbox's to rewrite
     top = os.path.join(d, TOP)
@@ -187,7 +196,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None) -> Sealed:
     snapshot = os.path.join(top, sealpack.NAME)
     shown_stat = sealpack.fresh(snapshot, rendered)
     # the directories shown from the vault are mount points in a sandbox made ready: kept
-    sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {"heads", "tags", *subs}, set(subs))
+    sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {*own, *subs}, set(subs))
     log = read_file(os.path.join(real_logs, fork_ref))
     sync(ld, {fork_ref: log} if log is not None else {}, cache, LOG)
     _empty_quarantine(od, cache)
@@ -290,19 +299,22 @@ def _show(value: bytes | None) -> str | None:
     return text
 
 
-def carry_back(vault: Vault, sealed: Sealed) -> Carried:
+def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carried:
     """After the command: move the fork's branch as the command moved it in the scratch
     (validated, by compare-and-swap from its value before the run), report every other ref
     change without applying it, and empty the quarantine. git's state the person's git
     would run programs from is taken out whatever became of the refs (found in the
-    thirteenth round, NAME=attack4: a step that raised left it there)."""
+    thirteenth round, NAME=attack4: a step that raised left it there). ``network``: the
+    sandbox's (none | host | filtered): a remote-tracking ref is kept only from a run that
+    had one (:mod:`.sealremotes`)."""
     # the worktree's HEAD as it was, while objects are carried: git's `--all` counts every
     # worktree's HEAD as reached, and one the command detached at its new commit would make
     # that commit's objects look present already (:func:`_settle_head` then sets it)
     head = _head_before(vault, sealed)
     refused: list[dict[str, Any]] = []
+    fetched: list[dict[str, Any]] = []
     try:
-        moved = _carry_refs(vault, sealed, refused)
+        moved = _carry_refs(vault, sealed, refused, fetched, network)
     finally:
         if sealed.git_dir is not None:
             # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
@@ -321,26 +333,49 @@ def carry_back(vault: Vault, sealed: Sealed) -> Carried:
     if sealed.git_dir is not None:
         refused += bisectrefs.keep(vault, os.path.join(sealed.dir, "wtrefs"), sealed.git_dir)
     _keep_staged(vault, sealed)
+    if network not in (None, "none"):
+        # git's reflog lines of a pull name the command's arguments as given, a URL with a
+        # token among them (a fetch's are anonymized): the scratch's copies go now, not at
+        # the next run (the fork's is copied in again then; the vault's has avfs's message)
+        for name in ("logs", "wtlogs"):
+            if os.path.isdir(os.path.join(sealed.dir, name)):
+                _empty(os.path.join(sealed.dir, name))
     _empty_quarantine(os.path.join(sealed.dir, "objects"), sealed.cache)
     if sealed.cache is not None:
         sealed.cache.save((QUARANTINE,))
-    return Carried(moved=moved, refused=refused)
+    return Carried(moved=moved, refused=refused, fetched=fetched)
 
 
-def _carry_refs(vault: Vault, sealed: Sealed, refused: list[dict[str, Any]]) -> tuple[str | None, str] | None:
+def _carry_refs(
+    vault: Vault,
+    sealed: Sealed,
+    refused: list[dict[str, Any]],
+    fetched: list[dict[str, Any]],
+    network: str | None,
+) -> tuple[str | None, str] | None:
     """:func:`carry_back`'s refs: the fork's branch moved (old, new) or None; what was not
-    applied appended to ``refused``."""
+    applied appended to ``refused``, the remote-tracking refs kept to ``fetched``."""
     fork_ref = refs.fork_ref(sealed.fork)
     now = _scratch_refs(sealed)
     moved: tuple[str | None, str] | None = None
     names, packed_after = _packed_after(vault.path, sealed, now)
-    unlisted = 0
+    changed: list[tuple[str, bytes | None, bytes | None]] = []
     for name in sorted(names):
         # a loose file over a packed ref: before the run, git saw the packed line; after
         # it, a ref with no loose file is its packed line (git pack-refs), or gone
         before = sealed.copied.get(name, sealed.packed.get(name))
         after = now.get(name, packed_after.get(name))
-        if before == after:
+        if before != after:
+            changed.append((name, before, after))
+    # a fetch's remote-tracking refs first: the fork's branch rebased on what it fetched
+    # then brings only its own commits
+    remote = [c for c in changed if sealremotes.is_remote(c[0])]
+    kept, said = sealremotes.carry(vault, os.path.join(sealed.dir, "objects"), remote, network)
+    fetched += kept
+    refused += said[:MAX_LISTED]
+    unlisted = max(0, len(said) - MAX_LISTED)
+    for name, before, after in changed:
+        if sealremotes.is_remote(name):
             continue
         if name != fork_ref:
             other = "only the fork's own branch is carried out of the sandbox"

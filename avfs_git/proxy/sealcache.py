@@ -223,18 +223,20 @@ def sync(
                 fh.write(data)
 
 
-def vault_loose(real_refs: str, cache: RefCache, kind: str) -> dict[str, bytes]:
-    """The vault's loose ref files under ``refs/<kind>`` (``heads``, ``tags``; ref name ->
-    bytes), each read again only when its ``lstat`` moved since the last call (``cache``)."""
+def vault_loose(real_refs: str, cache: RefCache, *kinds: str) -> dict[str, bytes]:
+    """The vault's loose ref files under ``refs/<kind>`` for each of ``kinds`` (``heads``,
+    ``tags``, ``remotes``; ref name -> bytes), each read again only when its ``lstat``
+    moved since the last call (``cache``)."""
     out: dict[str, bytes] = {}
-    heads = os.path.join(real_refs, kind)
-    for dirpath, _dirs, files in os.walk(heads):
-        under = below(dirpath, heads)
-        prefix = f"{refs.REFS}{kind}/{under}/" if under else f"{refs.REFS}{kind}/"
-        for fn in files:
-            if fn.endswith(".lock"):
-                continue
-            data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", read_file)
-            if data is not None:
-                out[prefix + fn] = data
+    for kind in kinds:
+        heads = os.path.join(real_refs, kind)
+        for dirpath, _dirs, files in os.walk(heads):
+            under = below(dirpath, heads)
+            prefix = f"{refs.REFS}{kind}/{under}/" if under else f"{refs.REFS}{kind}/"
+            for fn in files:
+                if fn.endswith(".lock"):
+                    continue
+                data = cache.read(VAULT + prefix + fn, f"{dirpath}/{fn}", read_file)
+                if data is not None:
+                    out[prefix + fn] = data
     return out

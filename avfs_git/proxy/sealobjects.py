@@ -47,8 +47,11 @@ def clean_quarantine(od: str) -> None:
                 os.unlink(e.path)
 
 
-def import_objects(vault: Vault, od: str, new: str | None, blobs: Sequence[str] = ()) -> str | None:
-    """Bring the objects ``new`` needs that the vault lacks (or the ``blobs`` named) from the
+def import_objects(
+    vault: Vault, od: str, new: str | Sequence[str] | None, blobs: Sequence[str] = ()
+) -> str | None:
+    """Bring the objects ``new`` needs (a commit, or several) that the vault lacks (or the
+    ``blobs`` named) from the
     quarantine ``od`` into the vault: packed by git, indexed again by ``git index-pack
     --strict`` (each object hashed anew and checked as ``git fsck --strict`` does). Returns
     why not, or None."""
@@ -57,8 +60,9 @@ def import_objects(vault: Vault, od: str, new: str | None, blobs: Sequence[str] 
     env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = od
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
     if new is not None:
+        tips = [new] if isinstance(new, str) else list(new)
         listed = run(
-            ["rev-list", "--objects", new, "--not", "--all"], git_dir=vault.path, env=env, check=False
+            ["rev-list", "--objects", *tips, "--not", "--all"], git_dir=vault.path, env=env, check=False
         )
         if listed.returncode != 0:
             return "its objects are not all there: " + listed.stderr.decode(errors="replace").strip()[:300]

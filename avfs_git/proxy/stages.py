@@ -29,11 +29,16 @@ from .envelope import (
     Isolation,
     Mount,
     NotRecorded,
+    RefFetched,
     RefRefused,
     Request,
     Run,
     State,
 )
+
+# what the carry-back refused, dropped from the index, and kept of a fetch
+# (refs_refused, not_recorded, refs_fetched: .recording.carry_back)
+CarriedBack = tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...], tuple[RefFetched, ...]]
 
 if TYPE_CHECKING:
     from ..core.errors import AvfsError
@@ -134,6 +139,7 @@ class Recorded:
     branch_moved: BranchMove | None
     not_recorded: tuple[NotRecorded, ...]
     refs_refused: tuple[RefRefused, ...]
+    refs_fetched: tuple[RefFetched, ...]
     mount: Mount
     state: State
     error: AvfsError | None = None
@@ -151,7 +157,7 @@ def envelope(
     state: State | None,
     kept_ref: str | None,
     duration_ms: float,
-    carried: tuple[tuple[RefRefused, ...], tuple[NotRecorded, ...]] = ((), ()),
+    carried: CarriedBack = ((), (), ()),
 ) -> ExecResult:
     """The envelope of a call, from the stages it went through (``error``: the one that
     ended it; ``state``: the fork's, when no stage reached it; ``kept_ref``: the recovery
@@ -200,6 +206,7 @@ def envelope(
         branch_moved=recorded.branch_moved if recorded is not None else None,
         not_recorded=recorded.not_recorded if recorded is not None else carried[1],
         refs_refused=recorded.refs_refused if recorded is not None else carried[0],
+        refs_fetched=recorded.refs_fetched if recorded is not None else carried[2],
         state=recorded.state if recorded is not None else state,
         error=error,
         exit_code=exit_code,

@@ -211,6 +211,17 @@ def _ls_remote(vault: Vault, remote: str, credentials: tuple[str, str] | None = 
     return out
 
 
+def heads(vault: Vault, remote: str, timeout: float) -> dict[str, str]:
+    """The remote's branches now (``refs/heads/<b>`` -> id), asked as :func:`fetch` asks
+    (the same credentials, never a prompt), within ``timeout`` seconds: what a confined
+    command's ``git fetch`` is checked against before its remote-tracking refs are kept."""
+    creds, _warnings = _clean_stored(vault, remote)
+    proc = transport(
+        vault.path, "ls-remote", "--heads", remote, credentials=creds, token=_token(vault), timeout=timeout
+    )
+    return {ref: oid for oid, _, ref in (line.partition("\t") for line in proc.stdout.splitlines()) if ref}
+
+
 def push(
     vault: Vault,
     remote: str,
