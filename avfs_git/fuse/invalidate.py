@@ -46,9 +46,14 @@ class Invalidation(HandleTable):
         self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
         self._watcher.start()
 
-    def invalidate(self, path: str) -> None:
+    def invalidate(self, path: str, *, name: bool = False) -> None:
+        """The kernel forgets what it cached of ``path`` (attributes, pages, a listing);
+        ``name``: and looks the name up again before it next uses it, so that a path whose
+        kind changed (a file made a link or a directory) gets a new inode, not ``EIO``."""
         with self._inval_lock:
             if self._inval is not None:
+                if name and self.expire_entry is not None:
+                    self.expire_entry(path)
                 self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
 
     def stop_invalidating(self, timeout: float) -> bool:
@@ -107,7 +112,7 @@ class Invalidation(HandleTable):
                 for p in paths:
                     if self._stop.is_set():
                         break  # unmounting: thousands of paths may be left, none matter now
-                    self.invalidate(p)
+                    self.invalidate(p, name=True)
                     if p:
                         self.invalidate(names.parent_of(p))
                 if (moved or seq != before) and self.on_view is not None and not self._stop.is_set():
