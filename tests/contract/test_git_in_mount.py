@@ -266,11 +266,11 @@ def _commit_when_moved(mp: Path, ref: Path, out: dict[str, Any], msg: str) -> th
     return t
 
 
-def test_a_git_commit_started_as_a_restore_undo_or_revert_moves_the_branch_commits_the_new_index(
+def test_a_git_commit_started_as_a_restore_undo_revert_or_merge_moves_the_branch_commits_the_new_index(
     mounted: Any,
 ) -> None:
     """The moves that change the view raced as the checkpoint's above: a restore, the undo
-    of one and a revert moved the branch, then wrote the index whole (the view's new stat
+    of one, a revert and a clean merge moved the branch, then wrote the index whole (the view's new stat
     data), `index.lock` held across both; a `git commit` that read the new HEAD and, before
     avfs's write, the old index, and took `index.lock` once avfs let it go, committed the
     old tree on the restored commit (the restore undone in the branch's history). Each
@@ -283,9 +283,12 @@ def test_a_git_commit_started_as_a_restore_undo_or_revert_moves_the_branch_commi
     for i in range(RACE_ROUNDS):
         (mp / f"r{i}.txt").write_text(f"round {i}\n")
         assert avfs("checkpoint", "save", "-m", f"avfs {i}").code == 0
-        kind = ("restore", "undo", "revert")[i % 3]
+        kind = ("restore", "undo", "revert", "merge")[i % 4]
         if kind == "undo":  # (the undo of a restore: the view changes back)
             assert avfs("checkpoint", "restore", "HEAD~1").code == 0
+        if kind == "merge":  # (main moved on: a clean three-way merge into f)
+            assert avfs("--vault", "v:main", "write", f"m{i}.txt", f"main {i}").code == 0
+            assert avfs("--vault", "v:main", "checkpoint", "save", "-m", f"main {i}").code == 0
         moved_from = _git(mp, "rev-parse", "HEAD^{tree}").stdout.strip()
         out: dict[str, Any] = {}
         t = _commit_when_moved(mp, ref, out, f"git {i}")
@@ -293,6 +296,7 @@ def test_a_git_commit_started_as_a_restore_undo_or_revert_moves_the_branch_commi
             "restore": lambda: avfs("checkpoint", "restore", "HEAD~1"),
             "undo": lambda: avfs("undo"),
             "revert": lambda: avfs("revert", "HEAD"),
+            "merge": lambda: avfs("merge", "main"),
         }[kind]()
         t.join()
         assert res.code == 0, res.err
