@@ -46,9 +46,14 @@ class Invalidation(HandleTable):
         self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
         self._watcher.start()
 
-    def invalidate(self, path: str) -> None:
+    def invalidate(self, path: str, *, name: bool = False) -> None:
+        """The kernel forgets what it cached of ``path`` (attributes, pages, a listing);
+        ``name``: and looks the name up again before it next uses it, so that a path whose
+        kind changed (a file made a link or a directory) gets a new inode, not ``EIO``."""
         with self._inval_lock:
             if self._inval is not None:
+                if name and self.expire_entry is not None:
+                    self.expire_entry(path)
                 self._inval(self._fuse_ptr, ("/" + path).encode("utf-8", "surrogateescape"))
 
     def stop_invalidating(self, timeout: float) -> bool:
@@ -85,7 +90,9 @@ class Invalidation(HandleTable):
     def _watch(self) -> None:
         ov = self.ws.overlay
         seq = ov.last_seq()
-        view = (ov.get_meta("base"), ov.get_meta("view_time"))
+        meta = ov.get_metas("base", "view_time", "view_moves")
+        view = (meta.get("base"), meta.get("view_time"))
+        moves = meta.get("view_moves")
         if self.on_view is not None:
             self.on_view(view, False, seq)
         while not self._sleep():
@@ -93,12 +100,19 @@ class Invalidation(HandleTable):
                 self._record_sizes()
                 before = seq
                 seq, paths = ov.changes_by_others(seq)
-                now = (ov.get_meta("base"), ov.get_meta("view_time"))
+                meta = ov.get_metas("base", "view_time", "view_moves")
+                now = (meta.get("base"), meta.get("view_time"))
                 moved = now != view
+                # a path another process changed may have changed kind: its name is looked
+                # up again (``name``), and every name after a move that changed the view
+                # (not a checkpoint's, which keeps every kind: a getattr does there)
+                name = True
                 if moved or "" in paths:
                     # the base moved (checkpoint, restore, undo, a push), or the root's entry
                     # changed (a restore and its undo within one second onto one base: the
                     # view time, in whole seconds, cannot tell them apart): anything may differ
+                    name = "" in paths or meta.get("view_moves") != moves or now[1] != view[1]
+                    moves = meta.get("view_moves")
                     if moved:
                         view = now
                         self._view_time_ns = None
@@ -107,7 +121,7 @@ class Invalidation(HandleTable):
                 for p in paths:
                     if self._stop.is_set():
                         break  # unmounting: thousands of paths may be left, none matter now
-                    self.invalidate(p)
+                    self.invalidate(p, name=name)
                     if p:
                         self.invalidate(names.parent_of(p))
                 if (moved or seq != before) and self.on_view is not None and not self._stop.is_set():

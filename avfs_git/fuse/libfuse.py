@@ -19,6 +19,7 @@ from typing import Any
 
 import mfusepy as fuse
 
+from .entries import Entries
 from .lowlevel import SessionHooks, cache_dirs, fuse_fn, install_kernel_opendir, kernel_opendir_possible
 
 log = logging.getLogger("avfs.fuse")
@@ -210,12 +211,16 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         self._trace = trace
         self._hooks: SessionHooks | None = None  # what this mount installs in its session
         self._dh_ready = False
+        # a writable view's names the watcher expires (fuse/entries.py), once the kernel can
+        self._entries: Entries | None = None if self.read_only else Entries()
         setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
 
         def session_ready(se: int, f: int) -> None:
             self._hooks = SessionHooks(se)
             if kernel_opendir_possible():
                 self._dh_ready = install_kernel_opendir(self._hooks, f)
+            if self._entries is not None and not self._entries.install(self._hooks):
+                self._entries = None
 
         def loop_ended() -> bool:
             if stop is None or stop(STOP_INVALIDATING_S):
@@ -242,7 +247,15 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         # lost its data. Neither flag is implemented: EINVAL, as a file system without them
         if flags:
             raise fuse.FuseOSError(errno.EINVAL)
-        return int(super().rename_fuse_3(old, new, flags))
+        res = int(super().rename_fuse_3(old, new, flags))
+        if self._entries is not None:
+            self._entries.renamed(old, new)
+        return res
+
+    def getattr_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        if self._entries is not None and path is not None:
+            self._entries.saw(path)  # (libfuse's lookup of a name asks for its attributes)
+        return int(super().getattr_fuse_3(path, buf, fip))
 
     def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
         # mfusepy folds each timespec into one number of nanoseconds, so ``UTIME_NOW`` and
@@ -316,6 +329,10 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         return 0
 
     def init_fuse_3(self, conn: Any, config: Any) -> None:
+        if self._entries is not None and conn:
+            self._entries.enable(conn.contents.capable)
+            if self._entries.on:
+                setattr(self.operations, "expire_entry", self._entries.expire)  # noqa: B010
         if not self.read_only and conn:
             # directories opened by the kernel itself (as in a read-only view, below), else
             # listings marked cacheable at each OPENDIR

@@ -52,7 +52,7 @@ class SessionHooks:
     here, and this object is kept by the :class:`.libfuse.FastFUSE` whose constructor runs
     the session's request loop (the loop ends before the session is freed or left, and
     mfusepy keeps its own callbacks for exactly that long). Their addresses tell
-    :func:`_ll_slots` that a slot holding one is ours, not an unknown layout."""
+    :func:`ll_slots` that a slot holding one is ours, not an unknown layout."""
 
     def __init__(self, se: int) -> None:
         self.se = se
@@ -85,7 +85,7 @@ def _ll_slot_array(se: int) -> Any:
     return (ctypes.c_void_p * _LL_CHECKED).from_address(se + offset)
 
 
-def _ll_slots(hooks: SessionHooks) -> list[int] | None:
+def ll_slots(hooks: SessionHooks) -> list[int] | None:
     """The session's first low-level operations, when its layout is the one known here:
     each must point into libfuse's code (or be one of ``hooks``) or be NULL, opendir,
     readdir and readdirplus set."""
@@ -130,7 +130,7 @@ def cache_dirs(hooks: SessionHooks, trace: Callable[[str], None]) -> bool:
     False is returned."""
     if _ll_ops_offset(libfuse_version()) is None:
         return False  # libfuse passes them on itself
-    ptrs = _ll_slots(hooks)
+    ptrs = ll_slots(hooks)
     if ptrs is None:
         return False
     lib_opendir = _OPENDIR_T(ptrs[_LL_OPENDIR])
@@ -241,7 +241,7 @@ def install_kernel_opendir(hooks: SessionHooks, f: int) -> bool:
     RELEASEDIR without one (never sent then) is answered without libfuse. Checked first as
     in :func:`cache_dirs`; False (nothing changed) when anything is unknown."""
     dh_type = _dh_type()
-    ptrs = _ll_slots(hooks)
+    ptrs = ll_slots(hooks)
     if dh_type is None or ptrs is None or not f:
         return False
     libc = ctypes.CDLL(None)

@@ -152,6 +152,9 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._stop = threading.Event()
         self._fuse_ptr: Any = None
         self._inval: Any = None
+        # makes the kernel look a name up again (fuse/entries.py), set at FUSE's init when
+        # the kernel can expire names: the watcher's answer to a path that changed kind
+        self.expire_entry: Callable[[str], None] | None = None
         # held around each fuse_invalidate_path call: stop_invalidating() takes it to know no
         # call is inside libfuse when the `struct fuse` is freed
         self._inval_lock = threading.Lock()

@@ -18,8 +18,14 @@ The index is written through a file of its own (``index.lock`` stays avfs's, tak
 :func:`.indexguard.guarded`) and its stamp is cleared first, so a crash before the branch
 moves leaves an index no stamp vouches for, which the next writer writes whole; when the
 branch does not move (another hand moved it first), the index and its stamp are put back.
-A move that changes the view (a restore, an undo: the index written whole) still writes
-it after the branch moves.
+A move that changes the view (a restore, an undo of one, a revert, ``view_changed``) is
+written ahead the same way, patched from the current index where the two commits differ
+(what git staged elsewhere stays staged in it, as after a ``git reset --soft``: a
+``git commit`` racing the move commits it on the moved-to commit, never the old tree), and
+its stamp stays cleared once the branch moved: the move's own write, after it, writes the
+index whole with the new view's stat data (the files the move rewrites show its time).
+Without it a ``git commit`` that read the new HEAD and, before avfs's write, the old index
+committed the old tree on the restored commit (tests/contract/test_git_in_mount.py).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from typing import Protocol
 
 from .index import index_stat, read_view
 from .indexguard import held
@@ -37,19 +44,31 @@ AHEAD = "index.avfs-ahead"  # in the worktree's git dir: the index written befor
 Land = Callable[[bool], None]  # called with whether the branch moved
 
 
-def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int) -> Callable[[str], Land | None]:
+class Ahead(Protocol):
+    """:func:`write_ahead` for one mount, given to the caller holding its guard."""
+
+    def __call__(self, commit: str, *, view_changed: bool = False) -> Land | None: ...
+
+
+def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int) -> Ahead:
     """What :func:`write_ahead` does for this mount, for the caller holding its guard."""
-    return lambda commit: write_ahead(ws, git_dir, own, uid, gid, commit)
+
+    def call(commit: str, *, view_changed: bool = False) -> Land | None:
+        return write_ahead(ws, git_dir, own, uid, gid, commit, view_changed=view_changed)
+
+    return call
 
 
-def write_ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, commit: str) -> Land | None:
-    """Write the mount's index for ``commit`` (the base about to be moved to it, the view
-    kept): the index written for the current base, patched, renamed over the index; the
-    caller holds the index guard with git's ``index.lock``. Returns what the caller calls
-    once the branch moved or failed to (True: the index is stamped for ``commit``; False:
-    put back as it was); None when nothing was written (no lock held, an open merge,
-    hidden paths, an index not written for the current base: the move's own write does
-    it, as before)."""
+def write_ahead(
+    ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, commit: str, *, view_changed: bool = False
+) -> Land | None:
+    """Write the mount's index for ``commit`` (the base about to be moved to it): the index
+    written for the current base, patched, renamed over the index; the caller holds the
+    index guard with git's ``index.lock``. Returns what the caller calls once the branch
+    moved or failed to (True: the index is stamped for ``commit``, or, ``view_changed``,
+    left unstamped for the move's own write; False: put back as it was); None when nothing
+    was written (no lock held, an open merge, hidden paths, an index not written for the
+    current base: the move's own write does it, as before)."""
     slot = held(own)
     if slot is None or slot.git_dir != git_dir or slot.fd is None or ws.visible_filter() is not None:
         return None
@@ -61,7 +80,9 @@ def write_ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, com
     index = os.path.join(git_dir, "index")
     before = read_bytes(index, MAX_INDEX)
     seq = view.token.rsplit(":", 1)[1]  # (the journal's position now: the hook answers no less)
-    token = f"avfs:{commit}:{view.view_time}:{seq}"
+    # (a move that changes the view: a token of no view, for which the hook answers
+    # "everything" until the move's own index replaces this one)
+    token = f"avfs:{commit}:{'-' if view_changed else view.view_time}:{seq}"
     try:
         data = patched_index(ws, git_dir, view.base, commit, index_stat(ws, uid, gid, view), token)
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
@@ -76,8 +97,10 @@ def write_ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, com
         return None
 
     def land(moved: bool) -> None:
-        if moved:
+        if moved and not view_changed:
             write_file(own, STAMP_FILE, f"{commit} {view.view_time} -".encode())
+        elif moved:
+            pass  # (the view's new stat data: the move writes the index whole after it)
         else:
             _replace(git_dir, before)
             write_file(own, STAMP_FILE, old_stamp.encode())

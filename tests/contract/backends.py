@@ -5,6 +5,7 @@ body runs on every backend."""
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 from avfs_git.core.errors import AvfsError
@@ -49,6 +50,10 @@ class ApiFS:
 
     def is_exec(self, p: str) -> bool:
         return bool(self.ws.stat(p).mode == 0o100755)
+
+    def kind(self, p: str) -> str:
+        """``file``, ``dir`` or ``symlink``."""
+        return str(self.ws.stat(p).kind)
 
     def exists(self, p: str) -> bool:
         return bool(self.ws.exists(p))
@@ -107,6 +112,11 @@ class MountFS:
 
     def is_exec(self, p: str) -> bool:
         return bool(os.stat(self._p(p)).st_mode & 0o100)
+
+    def kind(self, p: str) -> str:
+        """``file``, ``dir`` or ``symlink`` (one ``lstat``: its first answer is the one checked)."""
+        mode = os.lstat(self._p(p)).st_mode
+        return "symlink" if stat.S_ISLNK(mode) else "dir" if stat.S_ISDIR(mode) else "file"
 
     def exists(self, p: str) -> bool:
         return os.path.lexists(self._p(p))

@@ -245,6 +245,71 @@ def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_i
     assert not stale, stale
 
 
+def _commit_when_moved(mp: Path, ref: Path, out: dict[str, Any], msg: str) -> threading.Thread:
+    """A thread polling the branch file that runs `git commit --allow-empty` in the mount
+    the moment the branch moves (its result in ``out["git"]``)."""
+    before = ref.stat()
+
+    def commit() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                st = ref.stat()
+            except FileNotFoundError:
+                continue
+            if (st.st_ino, st.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+                break
+        out["git"] = _git(mp, "commit", "-q", "--allow-empty", "-m", msg, check=False)
+
+    t = threading.Thread(target=commit)
+    t.start()
+    return t
+
+
+def test_a_git_commit_started_as_a_restore_undo_revert_or_merge_moves_the_branch_commits_the_new_index(
+    mounted: Any,
+) -> None:
+    """The moves that change the view raced as the checkpoint's above: a restore, the undo
+    of one, a revert and a clean merge moved the branch, then wrote the index whole (the view's new stat
+    data), `index.lock` held across both; a `git commit` that read the new HEAD and, before
+    avfs's write, the old index, and took `index.lock` once avfs let it go, committed the
+    old tree on the restored commit (the restore undone in the branch's history). Each
+    now writes the index for the commit before the branch moves (mount/indexahead.py).
+    Every round: git's commit fails, or its tree is its parent's (the moved-to tree)."""
+    mp, avfs = mounted
+    vault = _git(mp, "rev-parse", "--git-common-dir").stdout.strip()
+    ref = Path(vault, "refs", "heads", "f")
+    stale: list[str] = []
+    for i in range(RACE_ROUNDS):
+        (mp / f"r{i}.txt").write_text(f"round {i}\n")
+        assert avfs("checkpoint", "save", "-m", f"avfs {i}").code == 0
+        kind = ("restore", "undo", "revert", "merge")[i % 4]
+        if kind == "undo":  # (the undo of a restore: the view changes back)
+            assert avfs("checkpoint", "restore", "HEAD~1").code == 0
+        if kind == "merge":  # (main moved on: a clean three-way merge into f)
+            assert avfs("--vault", "v:main", "write", f"m{i}.txt", f"main {i}").code == 0
+            assert avfs("--vault", "v:main", "checkpoint", "save", "-m", f"main {i}").code == 0
+        moved_from = _git(mp, "rev-parse", "HEAD^{tree}").stdout.strip()
+        out: dict[str, Any] = {}
+        t = _commit_when_moved(mp, ref, out, f"git {i}")
+        res = {
+            "restore": lambda: avfs("checkpoint", "restore", "HEAD~1"),
+            "undo": lambda: avfs("undo"),
+            "revert": lambda: avfs("revert", "HEAD"),
+            "merge": lambda: avfs("merge", "main"),
+        }[kind]()
+        t.join()
+        assert res.code == 0, res.err
+        if out["git"].returncode == 0:
+            got = _git(mp, "log", "-1", "--format=%T %P", "HEAD").stdout.split()
+            if got[0] != _git(mp, "rev-parse", f"{got[1]}^{{tree}}").stdout.strip():
+                was = "the tree before the move" if got[0] == moved_from else "another tree"
+                stale.append(f"round {i} ({kind}): git's commit has {was} {got[0]}, its parent {got[1]}")
+                break  # (the fork's history now undoes the move: nothing after is clean)
+        _clean_everywhere(mp, avfs)
+    assert not stale, stale
+
+
 def test_git_gc_prune_and_worktree_add_in_the_mount(mounted: Any) -> None:
     mp, avfs = mounted
     (mp / "a.txt").write_text("committed by git\n")

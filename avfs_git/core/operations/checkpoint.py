@@ -369,11 +369,14 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         if rec is not None:
             before["tree"] = vault.store.commit_tree(rec[1])
             changed.append({"ref": rec[0], "old": None, "new": rec[1]})
-        # the ref's move and the mount's index under the index guard and git's index.lock:
-        # git in the mount commits no index of the old base on the new HEAD meanwhile
-        with ws.index_guard(git=True):
+        # the ref's move and the mount's index under the index guard and git's index.lock,
+        # the index written for the target before the branch moves: git in the mount commits
+        # no index of the old base on the new HEAD meanwhile (mount/indexahead.py)
+        with ws.index_guard(git=True) as ahead:
             if tip != target:
-                refs.cas_update(vault.store, ws.ref, target, tip, f"avfs: restore {rev}")
+                wscommit.move_ref(
+                    vault.store, ws.ref, target, tip, f"avfs: restore {rev}", (ws, ahead), view_changed=True
+                )
                 changed.append({"ref": ws.ref, "old": tip, "new": target})
             ws.set_base(target, keep_view=False)
         op_id = vault.oplog.record(
@@ -424,8 +427,10 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
         msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
         commit = vault.store.create_commit(tree, [tip], msg, vault.author())
-        with ws.index_guard(git=True):  # (as restore's)
-            refs.cas_update(vault.store, ws.ref, commit, tip, f"avfs: revert {rev}")
+        with ws.index_guard(git=True) as ahead:  # (as restore's)
+            wscommit.move_ref(
+                vault.store, ws.ref, commit, tip, f"avfs: revert {rev}", (ws, ahead), view_changed=True
+            )
             ws.set_base(commit, keep_view=False)
         op_id = vault.oplog.record(
             "revert",
@@ -568,12 +573,16 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
                 {"fork": fork, "before": cur_state, "after": w["before"], "view_changed": w["view_changed"]}
             )
         with contextlib.ExitStack() as guards:
-            for ws in held.values():  # (as restore's: the moves and the mounts' indexes)
-                guards.enter_context(ws.index_guard(git=True))
+            # (as restore's: the moves and the mounts' indexes, written ahead)
+            ahead = {ws.ref: (ws, guards.enter_context(ws.index_guard(git=True))) for ws in held.values()}
+            changes = {w["fork"]: bool(w["view_changed"]) for w in wss}
             # refs: creations are undone last so a recreated fork's ref exists before its workspace
             for r in moves:
-                refs.cas_update(
-                    vault.store, str(r["ref"]), r["old"], r["new"], f"avfs: undo operation {op.id}"
+                on = ahead.get(str(r["ref"]))
+                why = f"avfs: undo operation {op.id}"
+                view_changed = on is None or changes.get(on[0].fork, True)
+                wscommit.move_ref(
+                    vault.store, str(r["ref"]), r["old"], r["new"], why, on, view_changed=view_changed
                 )
             for w in wss:
                 fork = w["fork"]

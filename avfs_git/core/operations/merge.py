@@ -53,7 +53,7 @@ from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.mergestate import unresolved, write_state
-from ..workspace.wscommit import keep_recovery, publish
+from ..workspace.wscommit import keep_recovery, move_ref, publish
 from ..workspace.wsretire import retirable
 from . import mergeguard
 from .mergeconflicts import Conflict, _classify, _conflict_tree
@@ -478,12 +478,13 @@ def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
     through the mount, not the overlay's transactions: what was written in that moment
     is kept under a recovery ref rather than lost. Mounted on either backend, the move
     and the mount's index are made under the index guard and git's ``index.lock`` (as a
-    checkpoint's: git in the mount commits no index of the old base on the new HEAD;
+    checkpoint's: git in the mount commits no index of the old base on the new HEAD,
+    the index written for ``new`` before the ref moves, as a restore's;
     ``GitIndexBusyError`` while git keeps it, nothing moved)."""
     live = ws.live_dir() is not None
-    with ws.index_guard(git=True), contextlib.nullcontext() if live else ws.overlay.txn():
+    with ws.index_guard(git=True) as ahead, contextlib.nullcontext() if live else ws.overlay.txn():
         mergeguard.refuse_changed(ws)
-        refs.cas_update(ws.store, ws.ref, new, old, reason)
+        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True)
         if live:
             keep_recovery(ws, "written during a merge")
         ws.set_base(new, keep_view=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import CorruptStateError, InternalError
 from ..store import names
@@ -23,6 +23,9 @@ from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .wscapture import Fork
 from .wsview import settled_now
+
+if TYPE_CHECKING:
+    from .overlay import Overlay
 
 
 class Based(Fork, Protocol):
@@ -263,7 +266,7 @@ def _follow_ref(ws: Based) -> None:
                     ov.remove(db, e.path, "follow")
             ov.set_meta("base", tip)
             _keep_parents(ws, db, [e.path for e in ov.all()])
-            ov.set_meta("view_time", repr(float(settled_now())))
+            new_view(ov)
 
 
 def _follow_ref_live(ws: Based) -> bool:
@@ -358,6 +361,16 @@ def _recover_pending(ws: Based) -> None:
         return
 
 
+def new_view(ov: Overlay) -> None:
+    """What the workspace shows changed wholesale (a restore, an undo, a merge, the ref
+    followed): a new view time (files unchanged since the base show it) and one more
+    ``view_moves``, by which a pure-FUSE mount's watcher tells such a move from one that
+    keeps the view (a checkpoint) when the view time, in whole seconds, cannot
+    (fuse/invalidate.py: it then has the kernel look every name up again)."""
+    ov.set_meta("view_time", repr(float(settled_now())))
+    ov.set_meta("view_moves", str(int(ov.get_meta("view_moves") or 0) + 1))
+
+
 def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
     """Point the workspace at a new base (call with the fork lock held).
 
@@ -413,7 +426,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                 ws.overlay.clear(db, "reset")
             if view_tree is not None and view_tree != ws.store.commit_tree(base):
                 ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
-            ws.overlay.set_meta("view_time", repr(float(settled_now())))
+            new_view(ws.overlay)
             now = time.time_ns()
             ws.overlay.keep_times(db, [(p, oid, now, now) for p, oid in rewritten])
         ws.overlay.set_meta("base", base)

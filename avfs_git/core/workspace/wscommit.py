@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import RefMovedError
 from ..store import refs
@@ -202,6 +203,36 @@ def ws_state(ws: Fork) -> dict[str, str | None]:
     return {"base": ws.base, "tree": tree}
 
 
+def move_ref(
+    store: Any,
+    ref: str,
+    new: str | None,
+    old: str | None,
+    reason: str,
+    held: tuple[Fork, Any] | None = None,
+    *,
+    view_changed: bool,
+) -> None:
+    """Move ``ref`` from ``old`` to ``new`` (CAS). ``held``: (a workspace, what its mount's
+    index guard gave, held with git's ``index.lock``); when ``ref`` is its branch, the
+    mount's git index is written for ``new`` before the branch moves (mount/indexahead.py):
+    a `git commit` in the mount that reads the new HEAD reads the new index, one that read
+    the old HEAD fails its own compare-and-swap. ``view_changed``: the move changes what
+    the workspace shows (a restore, an undo of one, a revert), whose own write of the
+    index follows."""
+    land = None
+    if held is not None and held[1] is not None and new and ref == held[0].ref:
+        land = held[1](new, view_changed=view_changed)
+    try:
+        refs.cas_update(store, ref, new, old, reason)
+    except BaseException:
+        if land is not None:
+            land(False)
+        raise
+    if land is not None:
+        land(True)
+
+
 def publish(
     ws: Fork,
     commit: str,
@@ -222,20 +253,13 @@ def publish(
         with ws.overlay.txn():
             ws.overlay.set_meta("pending", f"{expected} {commit}")
             ws.overlay.set_meta("pending_seq", str(upto))
-        # the index written for the commit before the branch moves: a `git commit` that
-        # reads the new HEAD reads the new index (mount/indexahead.py)
-        land = ahead(commit) if ahead is not None else None
         try:
-            refs.cas_update(ws.store, ws.ref, commit, expected, reason)
+            move_ref(ws.store, ws.ref, commit, expected, reason, (ws, ahead), view_changed=False)
         except BaseException:
-            if land is not None:
-                land(False)
             with ws.overlay.txn():
                 ws.overlay.set_meta("pending", None)
                 ws.overlay.set_meta("pending_seq", None)
             raise
-        if land is not None:
-            land(True)
         with ws.overlay.txn() as db:
             # a captured entry whose row went since (a rename or rm after the capture read
             # it) leaves its path showing the old base there: the new base must not show
