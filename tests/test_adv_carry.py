@@ -256,3 +256,29 @@ def test_an_index_lock_the_person_s_git_commit_holds_past_a_run_stays(live, vaul
     assert _git("log", "-1", "--format=%s", cwd=mp).strip() == "by-the-person"
     assert _git("show", "--format=", "--name-only", "HEAD", cwd=mp).split() == ["lib.py"]
     assert " M" not in _git("status", "--short", cwd=mp) and "M " not in _git("status", "--short", cwd=mp)
+
+
+def test_lock_files_the_command_leaves_never_wedge_the_person_s_git(live, vault):
+    """Found in the fourteenth round (NAME=attack5): git's other lock files the command can
+    leave in the worktree's git dir, where git refuses to go on while one is there
+    ("Another git process seems to be running"): a `HEAD.lock` failed every `git commit`
+    of the person's in the mount, an `ORIG_HEAD.lock` every `git reset`, a
+    `config.worktree.lock` every `git config --worktree`, until they found and removed
+    each. Now each one made during the run goes after it, and ``refs_refused`` names it;
+    the person's git works at once."""
+    mp = live.mountpoint
+    names = ["HEAD.lock", "ORIG_HEAD.lock", "config.worktree.lock", "AUTO_MERGE.lock", "x.lock"]
+    made = "".join(f': > "$G/{n}" && echo MADE {n}\n' for n in names)
+    _script(live, "locks.sh", f'G=$(git rev-parse --git-dir)\n{made}mkdir "$G/CHERRY_PICK_HEAD.lock"\n')
+    doc = _exec("sh", "locks.sh")
+    assert doc["result"]["stdout"].split().count("MADE") == len(names), doc["result"]
+    refused = [r["ref"] for r in doc["refs_refused"]]
+    assert sorted(n for n in refused if n.endswith(".lock")) == sorted([*names, "CHERRY_PICK_HEAD.lock"])
+    wt = worktree_dir(vault, "main")
+    assert not [n for n in os.listdir(wt) if n.endswith(".lock")], os.listdir(wt)
+    with open(os.path.join(mp, "lib.py"), "a") as fh:
+        fh.write("y = 2\n")
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qam", "the person's", cwd=mp)
+    _git("reset", "-q", "HEAD~0", cwd=mp)
+    assert _git("show", "--format=%s", "--name-only", "HEAD", cwd=mp).split() == ["the", "person's", "lib.py"]
+    assert _git("status", "--short", cwd=mp) == ""

@@ -42,7 +42,7 @@ __all__ = [
     "Kept",
     "Pinned",
     "kept",
-    "lock_of",
+    "locks_of",
     "pinned",
     "pinned_back",
     "remove_made",
@@ -195,41 +195,64 @@ def pinned_back(
 
 INDEX_LOCK = "index.lock"
 LOCK_GONE_S = 1.0  # how long a lock made during the run may take to go (a git of the person's)
+Locks = dict[str, tuple[int, int, int]]  # name -> (device, inode, ctime)
 
 
-def lock_of(git_dir: str) -> tuple[int, int, int] | None:
-    """git's ``index.lock`` in ``git_dir`` (device, inode, ctime), None when there is none."""
+def locks_of(git_dir: str) -> Locks:
+    """git's lock files (``*.lock``: ``index.lock``, ``HEAD.lock``, ``ORIG_HEAD.lock``,
+    ``config.worktree.lock``...) at the top of ``git_dir``, each as (device, inode, ctime)."""
+    out: Locks = {}
     try:
-        st = os.lstat(os.path.join(git_dir, INDEX_LOCK))
+        with os.scandir(git_dir) as it:
+            for e in it:
+                if e.name.endswith(".lock"):
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    out[e.name] = (st.st_dev, st.st_ino, st.st_ctime_ns)
     except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_ctime_ns
+        pass
+    return out
 
 
-def stale_lock(git_dir: str, before: tuple[int, int, int] | None) -> list[dict[str, Any]]:
-    """After a run: an ``index.lock`` made during it that stays (the command's: git killed
-    at the timeout leaves one too) is removed, and said. Found in the thirteenth round
-    (NAME=attack4): avfs's writers of the index waited 10 s for it at every checkpoint and
-    exec, then left the index as it was for the old base; on the overlay backend nothing
-    wrote it later, and the person's `git commit` once the lock was removed (as git says
-    to) committed the old base's index: the exec's and the checkpoint's changes undone in
-    the fork's next commit. One from before the run is the person's, and stays; so does
-    one while a git of the person's runs in the mount (a `git commit` holds it while its
-    editor is open: removed, that commit could not write its index)."""
+def stale_lock(git_dir: str, before: Locks) -> list[dict[str, Any]]:
+    """After a run: each of git's lock files made during it that stays (the command's: git
+    killed at the timeout leaves one too) is removed, and said. Found in the thirteenth
+    round (NAME=attack4) for ``index.lock``: avfs's writers of the index waited 10 s for it
+    at every checkpoint and exec, then left the index as it was for the old base; on the
+    overlay backend nothing wrote it later, and the person's `git commit` once the lock was
+    removed (as git says to) committed the old base's index: the exec's and the
+    checkpoint's changes undone in the fork's next commit. Found in the fourteenth
+    (NAME=attack5) for the others: git refuses to go on while one is there, so a
+    ``HEAD.lock`` failed every `git commit` of the person's in the mount, an
+    ``ORIG_HEAD.lock`` every `git reset`, a ``config.worktree.lock`` every `git config
+    --worktree`, until they removed it. One from before the run is the person's, and
+    stays; so do all while a git of the person's runs in the mount (a `git commit` holds
+    ``index.lock`` while its editor is open: removed, that commit could not write its
+    index)."""
     deadline = time.monotonic() + LOCK_GONE_S
-    while (now := lock_of(git_dir)) is not None and now != before:
-        if time.monotonic() >= deadline:
-            if _git_in(git_dir):
-                return []
+    while stale := sorted(n for n, s in locks_of(git_dir).items() if before.get(n) != s):
+        if time.monotonic() < deadline:
+            time.sleep(0.01)
+            continue
+        if _git_in(git_dir):
+            return []
+        out = []
+        for name in stale:
             try:
-                os.unlink(os.path.join(git_dir, INDEX_LOCK))  # (a link, a FIFO: never followed)
+                os.unlink(os.path.join(git_dir, name))  # (a link, a FIFO: never followed)
             except IsADirectoryError:
-                shutil.rmtree(os.path.join(git_dir, INDEX_LOCK), ignore_errors=True)
+                shutil.rmtree(os.path.join(git_dir, name), ignore_errors=True)
             except FileNotFoundError:
-                return []
-            why = "git's index lock the command left (git in the mount refused to run, avfs could not write the index): removed"
-            return [{"ref": INDEX_LOCK, "old": None, "new": None, "reason": why}]
-        time.sleep(0.01)
+                continue
+            why = (
+                "git's index lock the command left (git in the mount refused to run, avfs could not write the index): removed"
+                if name == INDEX_LOCK
+                else "a git lock file the command left (git in the mount refuses to run while it is there): removed"
+            )
+            out.append({"ref": name, "old": None, "new": None, "reason": why})
+        return out
     return []
 
 

@@ -102,7 +102,7 @@ class Sealed:
     kept: tuple[gitstate.Kept, ...] = ()
     head: bytes | None = None  # the worktree's HEAD file before the run
     pinned: tuple[gitstate.Pinned, ...] = ()  # its config.worktree, commondir, gitdir before the run
-    lock: tuple[int, int, int] | None = None  # git's index.lock there before the run (dev, ino, ctime)
+    lock: gitstate.Locks = dataclasses.field(default_factory=dict)  # git's lock files there before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
     # the vault's top directory as the sandbox shows it, writable (its entries bound
     # read-only into it by .confine), holding the packed-refs avfs wrote: its bytes and
@@ -262,7 +262,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         kept=kept,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         pinned=gitstate.pinned(git_dir) if git_dir else (),
-        lock=gitstate.lock_of(git_dir) if git_dir else None,
+        lock=gitstate.locks_of(git_dir) if git_dir else {},
         cache=cache,
     )
 
