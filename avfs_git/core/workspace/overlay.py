@@ -51,10 +51,11 @@ class Overlay(UpperEntries):
         if not self.upper_active():
             return db
         tops: dict[str, bool] = {}  # top -> gone below a directory looked through
-        for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
-            top = self.change_top(c) if c else None
-            if top is not None:
-                tops[top[0]] = tops.get(top[0], False) or top[1]
+        with self.remembering():
+            for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
+                top = self.change_top(c) if c else None
+                if top is not None:
+                    tops[top[0]] = tops.get(top[0], False) or top[1]
         upper: list[Entry] = []
         hides: list[str] = []
         prune = getattr(self._no_upper, "prune", None)
@@ -95,10 +96,11 @@ class Overlay(UpperEntries):
         if not self.upper_active():
             return self._db_get_many(paths)
         out: dict[str, Entry] = {}
-        for p in paths:
-            e = self.get(p)
-            if e is not None:
-                out[p] = e
+        with self.remembering():  # (the paths of one read share their ancestors)
+            for p in paths:
+                e = self.get(p)
+                if e is not None:
+                    out[p] = e
         return out
 
     def lookup(

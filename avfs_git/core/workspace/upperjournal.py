@@ -133,13 +133,14 @@ def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) ->
         # was, still right for what it says, and the next status reads a little more)
         return
     tops: set[str] = set()
-    for p in paths:
-        t = overlay.change_top(p.rstrip("/"))
-        if t is not None:
-            tops.add(t[0])
-            if len(tops) > MAX_TOPS:
-                overlay.set_meta(MARK_KEY, "")
-                return
+    with overlay.remembering():
+        for p in paths:
+            t = overlay.change_top(p.rstrip("/"))
+            if t is not None:
+                tops.add(t[0])
+                if len(tops) > MAX_TOPS:
+                    overlay.set_meta(MARK_KEY, "")
+                    return
     import json
 
     mark = {
