@@ -155,16 +155,21 @@ class IgnoreRules:
         gitignores: dict[str, tuple[str, Callable[[], bytes]]] = {}
 
         def chain(d: str) -> tuple[str, ...]:
-            got = chains.get(d)
-            if got is not None:
-                return got
-            up = chain(parent_of(d)) if d else ()
-            src = source(d)
-            if src is not None:
-                gitignores[d] = src
-                up = (*up, d, src[0])
-            chains[d] = up
-            return up
+            # (a loop, not a recursion: a confined command's directory 1,000 levels deep
+            # raised RecursionError in every checkpoint of the fork after it)
+            pending: list[str] = []
+            x: str | None = d
+            while x is not None and x not in chains:
+                pending.append(x)
+                x = parent_of(x) if x else None
+            up = chains[x] if x is not None else ()
+            for y in reversed(pending):
+                src = source(y)
+                if src is not None:
+                    gitignores[y] = src
+                    up = (*up, y, src[0])
+                chains[y] = up
+            return chains[d]
 
         keyed = [(p, is_dir, chain(parent_of(p))) for p, is_dir in queries]
         env = git_env()

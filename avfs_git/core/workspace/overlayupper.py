@@ -51,8 +51,14 @@ class UpperEntries(OverlayDB):
         """The git mode of what the lower layer shows at ``path`` (None: nothing)."""
         if self.lower_mode is None:
             return None
+        memo = getattr(self._no_upper, "memo", None)
+        if memo is not None and path in memo[2]:
+            return memo[2][path]  # type: ignore[no-any-return]
         with self.without_upper():
-            return self.lower_mode(path)
+            got = self.lower_mode(path)
+        if memo is not None:
+            memo[2][path] = got
+        return got
 
     def _lower_dir(self, path: str) -> bool:
         return self._lower_mode(path) == MODE_TREE
@@ -70,7 +76,7 @@ class UpperEntries(OverlayDB):
         if getattr(self._no_upper, "memo", None) is not None:
             yield
             return
-        self._no_upper.memo = ({}, {})
+        self._no_upper.memo = ({}, {}, {}, {})  # _u_entry, lower_path, _lower_mode, _looks_through
         try:
             yield
         finally:
@@ -344,11 +350,17 @@ class UpperEntries(OverlayDB):
         it); a directory made anew there (``rm -r d; mkdir d``) names each removal too."""
         if got.kind != OBJECT or got.mode != 0o040000 or got.oid != EMPTY_TREE_ID:
             return False
+        memo = getattr(self._no_upper, "memo", None)
+        if memo is not None and path in memo[3]:
+            return memo[3][path]  # type: ignore[no-any-return]
         row = self.db.execute(
             "SELECT 1 FROM entries WHERE path = ? OR (path >= ? AND path < ?) LIMIT 1",
             (path, path + "/", path + "0"),
         ).fetchone()
-        return row is None and self._lower_dir(path)
+        through = row is None and self._lower_dir(path)
+        if memo is not None:
+            memo[3][path] = through
+        return through
 
     def _new_dir(self, path: str, real: str, st: os.stat_result, got: Entry) -> bool:
         """Whether the upper layer's directory ``path`` (its entry ``got``) is new: nothing

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ..errors import AvfsError
 from ..store import gitattributes, gitmodules, gitnames, names
@@ -424,6 +424,30 @@ class Changes:
         skip: frozenset[str] = frozenset(),
         settled: dict[str, list[Entry]] | None = None,
     ) -> None:
+        """What changed at and below directory ``p`` into ``out``: each directory read by
+        :meth:`_status_one`, which yields its subdirectories to read before it goes on, one
+        stack of directories deep, not by recursion (a confined command's directory 1,000
+        levels deep raised ``RecursionError`` here: the fourteenth round, NAME=attack5)."""
+        frames = [self._status_one(p, base_oid, w, dirty, out, hash_files, skip, settled)]
+        while frames:
+            try:
+                child, bo, n = next(frames[-1])
+            except StopIteration:
+                frames.pop()
+                continue
+            frames.append(self._status_one(child, bo, n, dirty, out, hash_files, skip, settled))
+
+    def _status_one(
+        self,
+        p: str,
+        base_oid: str | None,
+        w: Node,
+        dirty: set[str],
+        out: list[Change],
+        hash_files: bool,
+        skip: frozenset[str],
+        settled: dict[str, list[Entry]] | None,
+    ) -> Iterator[tuple[str, str | None, Node]]:
         if p not in dirty:
             diff_trees(self.store, base_oid, w.oid, p, out)
             return
@@ -444,11 +468,11 @@ class Changes:
                 diff_entry(self.store, child, bo, None, out)
             elif n.is_dir:
                 if bo is not None and bo[1] == MODE_TREE:
-                    self._status_dir(child, bo[0], n, dirty, out, hash_files, skip, settled)
+                    yield child, bo[0], n
                 else:
                     if bo is not None:
                         diff_entry(self.store, child, bo, None, out)
-                    self._status_dir(child, None, n, dirty, out, hash_files, skip, settled)
+                    yield child, None, n
             elif n.materialized:
                 if hash_files:
                     self._status_file(child, bo, n, out)
