@@ -129,3 +129,31 @@ def test_every_tree_parses_as_libgit2_reads_it(history) -> None:
         assert store.tree_items(oid) == theirs, oid
         todo += [i for i, m in theirs.values() if m == pygit2.enums.FileMode.TREE]
     assert len(seen) > 100
+
+
+def test_a_tree_deeper_than_python_s_recursion_limit_is_diffed(tmp_path):
+    """Found in the fourteenth round (NAME=attack5): a confined command's directory 1,000
+    levels deep made every checkpoint of the fork after it fail with RecursionError; the
+    differ went one Python call deeper per level (a tree's every entry added, a tree against
+    a tree, a file against a directory). 1,500 levels, built in a vault as git objects (no
+    such path on disk), each way."""
+    repo = pygit2.init_repository(str(tmp_path / "deep.git"), bare=True)
+    blob = repo.create_blob(b"bottom\n")
+    tree = repo.TreeBuilder()
+    tree.insert("f", blob, pygit2.enums.FileMode.BLOB)
+    oid = tree.write()
+    depth = 1500
+    for _ in range(depth):
+        tb = repo.TreeBuilder()
+        tb.insert("d", oid, pygit2.enums.FileMode.TREE)
+        oid = tb.write()
+    flat = repo.TreeBuilder()
+    flat.insert("d", blob, pygit2.enums.FileMode.BLOB)  # the top a file where the deep tree had a directory
+    store = GitStore(str(tmp_path / "deep.git"))
+    path = "d/" * depth + "f"
+    out: list[Change] = []
+    diff_trees(store, None, str(oid), "", out)
+    assert [(c.path, c.status) for c in out] == [(path, ChangeStatus.ADDED)]
+    out = []
+    diff_trees(store, str(oid), str(flat.write()), "", out)
+    assert [(c.path, c.status) for c in out] == [(path, ChangeStatus.DELETED), ("d", ChangeStatus.ADDED)]

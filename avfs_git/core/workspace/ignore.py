@@ -22,9 +22,9 @@ about once per process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterable
 
@@ -213,11 +213,13 @@ class IgnoreRules:
             made: set[str] = {""}
 
             def mkdirs(d: str) -> None:
-                if d in made:
-                    return
-                mkdirs(parent_of(d))
-                os.mkdir(_fs(scratch, d))
-                made.add(d)
+                pending: list[str] = []  # (a loop: a path 1,000 levels deep, attack5)
+                while d not in made:
+                    pending.append(d)
+                    d = parent_of(d)
+                for x in reversed(pending):
+                    os.mkdir(_fs(scratch, x))
+                    made.add(x)
 
             needed: set[str] = set()
             for p, is_dir, _ in todo:
@@ -263,7 +265,34 @@ class IgnoreRules:
                     out.add(path.decode("utf-8", "surrogateescape"))
             return out
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            _remove_tree(scratch)
+
+
+def _remove_tree(root: str) -> None:
+    """Remove avfs's own scratch tree ``root``, whatever its depth: ``shutil.rmtree`` goes
+    one Python call deeper per level (RecursionError past ~900 levels)."""
+    stack = [root]
+    opened: set[str] = set()  # (listed once: a directory left behind is not listed forever)
+    while stack:
+        d = stack[-1]
+        below: list[str] = []
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        below.append(e.path)
+                    else:
+                        os.unlink(e.path)
+        except OSError:
+            stack.pop()
+            continue
+        if below and d not in opened:
+            opened.add(d)
+            stack += below  # (this one again once they are gone)
+            continue
+        stack.pop()
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 def _fs(root: str, rel: str) -> bytes:
