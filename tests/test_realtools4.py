@@ -52,7 +52,8 @@ def test_a_reader_open_across_a_restore_leaves_later_opens_the_restored_bytes(
     to the release, a reader opened, the fork restored to the edit, and the reader read
     again; then a new open, ``cat`` in another process and the reader's close. Then the
     same for a file the fork has changed but not checkpointed (its overlay copy) across a
-    restore that drops the change. Every later open shows what ``avfs cat`` shows (on the
+    restore that drops the change, and for a reader of a checkpointed file that another
+    process writes (``avfs write``). Every later open shows what ``avfs cat`` shows (on the
     pure-FUSE mount they showed the bytes from before the restore, the reader's, until the
     mount ended or the file was written)."""
     _require(backend)
@@ -91,8 +92,17 @@ def test_a_reader_open_across_a_restore_leaves_later_opens_the_restored_bytes(
             reader.read()
             notes_opened = notes.read_bytes()
         notes_closed = notes.read_bytes()
+
+        with notes.open("rb") as reader:  # on the blob; another process writes the path
+            assert reader.read() == b"one\n"
+            proj.avfs("--vault", vf, "write", "notes.txt", "three\n")
+            _settle(notes, b"three\n")
+            reader.seek(0)
+            reader.read()
+            written = notes.read_bytes()
     finally:
         _unmount(proj, "main")
     assert shown == edited
     assert (opened, cat, closed) == (edited, edited, edited), (opened[:8], cat[:8], closed[:8])
     assert (notes_opened, notes_closed) == (b"one\n", b"one\n"), (notes_opened, notes_closed)
+    assert written == b"three\n", written

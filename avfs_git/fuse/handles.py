@@ -7,12 +7,16 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from typing import TYPE_CHECKING
 
 import mfusepy as fuse
 
 from ..core.store.gitstore import file_blob_id
 from ..core.workspace.workspace import Node
 from .opsbase import Handle, OpsBase
+
+if TYPE_CHECKING:
+    from ..core.store.objects import BlobStream
 
 
 class HandleTable(OpsBase):
@@ -199,27 +203,35 @@ class HandleTable(OpsBase):
             h.oid = h.verified = None
 
     def _reader_to_blob(self, fh: int, h: Handle, oid: str) -> None:
-        stream = self.ws.blob_stream(oid)
-        data = None if stream is not None else self.ws.blob_data(oid, h.path)
+        """Reader ``h`` reads blob ``oid`` from its next read on (:meth:`_blob_source`
+        loads it then: a lazy vault's fetch is not made in the watcher's thread)."""
         with self._lock:
             if self._handles.get(fh) is not h:
-                if stream is not None:
-                    stream.close()
                 return
-            # the new source first, then the old one cleared (read takes fd, stream, data
-            # in that order, each once): a read meanwhile reads the old bytes or the new
-            old_stream = h.stream
-            if stream is not None:
-                h.stream = stream
-            else:
-                h.data = data
-                h.stream = None
-            if old_stream is not None and old_stream is not stream:
-                h.spent.append(old_stream)
+            # oid first, then the old sources cleared (read takes the descriptor, stream
+            # and data once each): a read meanwhile reads the old bytes or the new
+            h.oid, h.verified = oid, None
+            if h.stream is not None:
+                h.spent.append(h.stream)
+            h.stream, h.data = None, None
             if h.fd is not None:
                 h.spent.append(h.fd)
                 h.fd = None
-            h.oid, h.verified = oid, None
+
+    def _blob_source(self, h: Handle) -> tuple[BlobStream | None, bytes | None]:
+        """The stream or the bytes of the blob reader ``h`` reads (``h.oid``), loaded when a
+        view move pointed it there (:meth:`_reader_to_blob`)."""
+        oid = h.oid
+        assert oid is not None
+        stream = self.ws.blob_stream(oid)
+        data = None if stream is not None else self.ws.blob_data(oid, h.path)
+        with self._lock:
+            if h.oid != oid or h.stream is not None or h.data is not None:
+                if stream is not None:  # moved again, or loaded by another read meanwhile
+                    stream.close()
+                return h.stream, h.data
+            h.stream, h.data = stream, data
+        return stream, data
 
     def _readers_moved(self, old: str, new: str) -> None:
         """The read handles open at or below ``old`` are at ``new`` after a rename: a write

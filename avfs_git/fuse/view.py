@@ -395,6 +395,10 @@ class ViewOps(NestedRepos, HandleTable):
         fd, stream, data = h.fd, h.stream, h.data  # (once: a view move re-points a reader)
         if fd is not None:
             return os.pread(fd, size, offset)
+        if stream is None and data is None:  # pointed at another blob by a view move
+            stream, data = self._blob_source(h)
+            if stream is None and data is None:
+                return self.read(path, size, offset, fh)  # (moved again: a descriptor now)
         if stream is not None:
             try:
                 return stream.pread(size, offset)
