@@ -297,7 +297,8 @@ TRIALS: dict[str, dict[str, Any]] = {
         "steps": [
             (
                 "sh",
-                PRE + "export CARGO_HOME=$PWD/.cargo-home; cargo build -q 2>/dev/null; "
+                PRE
+                + "export CARGO_HOME=$PWD/.cargo-home RUSTUP_HOME=/root/.rustup PATH=/root/.cargo/bin:$PATH; cargo build -q 2>/dev/null; "
                 "cargo test -q --no-run 2>/dev/null; "
                 "cargo test -q --lib -- --skip quickcheck --skip qc 2>&1 | grep -E '^test result' "
                 "| sed -E 's/finished in [0-9.]+s//'; find target -maxdepth 2 -type d | sort | head -20",
@@ -305,14 +306,16 @@ TRIALS: dict[str, dict[str, Any]] = {
             ("ckpt", "built"),
             (
                 "sh",
-                PRE + "export CARGO_HOME=$PWD/.cargo-home; echo '// rp4' >> src/lib.rs; "
+                PRE
+                + "export CARGO_HOME=$PWD/.cargo-home RUSTUP_HOME=/root/.rustup PATH=/root/.cargo/bin:$PATH; echo '// rp4' >> src/lib.rs; "
                 "cargo build -v 2>&1 | grep -c -E 'Running|Compiling' || true; "
                 "cargo build -v 2>&1 | grep -c -E 'Fresh' || true",
             ),
             ("restore", "built"),
             (
                 "sh",
-                PRE + "export CARGO_HOME=$PWD/.cargo-home; "
+                PRE
+                + "export CARGO_HOME=$PWD/.cargo-home RUSTUP_HOME=/root/.rustup PATH=/root/.cargo/bin:$PATH; "
                 "cargo build -v 2>&1 | grep -E '^ *(Compiling|Fresh|Dirty) memchr' | sed -E 's/ \\(.*//' || true",
             ),
             ("sh", PRE + "git status --porcelain --ignored; git clean -fdxq; ls -a"),
@@ -928,8 +931,9 @@ def main() -> None:
     home = ROOT / "home"
     env = env_base(home)
     home.mkdir(parents=True, exist_ok=True)
+    # (not ~/.cargo: a directory that may hold cargo's credentials is never shown)
     (home / "policy.toml").write_text(
-        'version = 1\n[defaults]\nreadable = ["/root/.cargo", "/root/.rustup"]\n'
+        'version = 1\n[defaults]\nreadable = ["/root/.cargo/bin", "/root/.rustup"]\n'
     )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     result: dict[str, Any] = {"stamp": stamp, "load_start": os.getloadavg(), "trials": {}}
