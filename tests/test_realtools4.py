@@ -106,3 +106,36 @@ def test_a_reader_open_across_a_restore_leaves_later_opens_the_restored_bytes(
     assert (opened, cat, closed) == (edited, edited, edited), (opened[:8], cat[:8], closed[:8])
     assert (notes_opened, notes_closed) == (b"one\n", b"one\n"), (notes_opened, notes_closed)
     assert written == b"three\n", written
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_restore_drops_what_git_staged_as_git_reset_hard_does(backend: str, tmp_path: Path) -> None:
+    """zlib's trial reduced, on MarkupSafe 2.1.5: a file removed and checkpointed, then
+    brought back by ``git checkout HEAD~1 -- FILE`` (git stages its addition), and the fork
+    restored to the checkpoint: the file is gone and ``git status`` is clean, as after
+    ``git reset --hard`` in a checkout (on the overlay backend a restore onto the same base
+    kept the view time, the index's stamp said it was current, and git said ``AD tox.ini``)."""
+    _require(backend)
+    proj = _project(tmp_path, "msstaged")
+    vf = "msstaged:main"
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    proj.avfs("mount", "--backend", backend, vf, str(mp))
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=mp, env=proj.env, capture_output=True, text=True, check=True
+        ).stdout
+
+    try:
+        (mp / "tox.ini").unlink()
+        proj.avfs("--vault", vf, "checkpoint", "save", "removed")
+        git("checkout", "-q", "HEAD~1", "--", "tox.ini")
+        staged = git("status", "--porcelain")
+        proj.avfs("--vault", vf, "checkpoint", "restore", "removed")
+        after = git("status", "--porcelain")
+        there = (mp / "tox.ini").exists()
+    finally:
+        _unmount(proj, "main")
+    assert staged == "A  tox.ini\n", staged
+    assert (after, there) == ("", False), (after, there)
