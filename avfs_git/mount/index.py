@@ -344,7 +344,6 @@ def sync_index(
     wait_s: float = INDEX_LOCK_WAIT_S,
     sizes: Callable[[], object] | None = None,
     kept_after: Callable[[], object] | None = None,
-    whole: bool = False,
 ) -> bool:
     """Make the index of ``git_dir`` (a mount of ``ws``'s fork) hold ``ws``'s current base,
     with the stat data and fsmonitor token the mount answers with; left alone when it was
@@ -362,8 +361,7 @@ def sync_index(
     differ, O(index entries) in bytes, not a pass over the tree with an object lookup per
     file; what ``git add`` staged elsewhere stays staged, as after a commit.
     ``kept_after``: what the index kept per base waits for before it is written (a
-    mount's: the git commands that waited for this index to end, fuse/settle.py).
-    ``whole``: written even if the stamp matches (a move that changed the view)."""
+    mount's: the git commands that waited for this index to end, fuse/settle.py)."""
     ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
     own = files_dir(ws.vault, ws.fork)
     slot = held(own)  # (this thread moved the base under the guard: mount/indexguard.py)
@@ -381,7 +379,7 @@ def sync_index(
         view = read_view(ws)
         base, stamp, merging = view.base, view.stamp, view.merging
         stamp_path = os.path.join(own, STAMP_FILE)
-        if base is None or (read_text(stamp_path) == stamp and not whole):
+        if base is None or read_text(stamp_path) == stamp:
             return True  # written already: git's index.lock is not even touched
         lock = os.path.join(git_dir, "index.lock")
         fd = take_lock(git_dir, wait_s) if slot is None else slot.take_lock(git_dir)
