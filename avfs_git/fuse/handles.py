@@ -7,12 +7,16 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from typing import TYPE_CHECKING
 
 import mfusepy as fuse
 
 from ..core.store.gitstore import file_blob_id
 from ..core.workspace.workspace import Node
 from .opsbase import Handle, OpsBase
+
+if TYPE_CHECKING:
+    from ..core.store.objects import BlobStream
 
 
 class HandleTable(OpsBase):
@@ -131,6 +135,104 @@ class HandleTable(OpsBase):
             os.close(fd)
         return fh
 
+    def _readers_follow(self, paths: set[str] | None) -> None:
+        """Point the read handles on ``paths`` (None: all of them) at what their path holds
+        now: called by the watcher when another process changed the workspace (a restore,
+        an undo, a merge into the fork, ``avfs write``), before the kernel is told to
+        forget those paths. On disk ``git reset --hard`` writes a new file, and a reader
+        keeps the old one; here the path keeps its inode, so a reader left on the old
+        bytes filled the page cache of the file with them once the kernel had forgotten
+        it, and every later open and process was served the bytes from before the restore
+        (``kernel_cache``), until the mount ended or a write made the daemon drop them
+        (realproj4). The reader reads the new bytes from then on, as a descriptor does on
+        disk after a rewrite in place; what it read before is closed at its release
+        (``spent``: a read still running there finishes). A reader whose path is gone
+        keeps its bytes."""
+        with self._lock:
+            readers = [
+                (fh, h)
+                for fh, h in self._handles.items()
+                if not h.writable
+                and not h.nested
+                and (h.fd is not None or h.oid is not None)
+                and (paths is None or h.path in paths)
+            ]
+        for fh, h in readers:
+            try:
+                node = self.ws.node(h.path)
+            except Exception:  # (a path that is no file now: nothing to follow)
+                continue
+            if node is None or node.is_dir:
+                continue
+            real = self.ws.file_path(node)
+            if real is not None:
+                self._reader_to_file(fh, h, real)
+            elif node.oid is not None and node.oid != h.oid and not self._holds(h, node.oid):
+                self._reader_to_blob(fh, h, node.oid)
+
+    def _holds(self, h: Handle, oid: str) -> bool:
+        """Whether reader ``h`` reads blob ``oid``'s bytes already: from git, or a file of
+        those bytes (a checkpoint's retired copy: hashed once per blob)."""
+        fd = h.fd
+        if fd is None:
+            return h.oid == oid
+        if h.verified != oid:
+            if not _bytes_are(fd, oid):
+                return False
+            h.verified = oid
+        return True
+
+    def _reader_to_file(self, fh: int, h: Handle, real: str) -> None:
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # retired meanwhile: the next move of the view follows it
+            return
+        with self._lock:
+            cur = h.fd
+            if self._handles.get(fh) is not h or (cur is not None and _same_file(cur, fd)):
+                os.close(fd)
+                return
+            if cur is None:
+                h.fd = fd  # (read uses the descriptor first)
+                if h.stream is not None:
+                    h.spent.append(h.stream)
+                    h.stream = None
+            else:  # in place: a read running in another thread uses one file or the other
+                os.dup2(fd, cur)
+                os.close(fd)
+            h.oid = h.verified = None
+
+    def _reader_to_blob(self, fh: int, h: Handle, oid: str) -> None:
+        """Reader ``h`` reads blob ``oid`` from its next read on (:meth:`_blob_source`
+        loads it then: a lazy vault's fetch is not made in the watcher's thread)."""
+        with self._lock:
+            if self._handles.get(fh) is not h:
+                return
+            # oid first, then the old sources cleared (read takes the descriptor, stream
+            # and data once each): a read meanwhile reads the old bytes or the new
+            h.oid, h.verified = oid, None
+            if h.stream is not None:
+                h.spent.append(h.stream)
+            h.stream, h.data = None, None
+            if h.fd is not None:
+                h.spent.append(h.fd)
+                h.fd = None
+
+    def _blob_source(self, h: Handle) -> tuple[BlobStream | None, bytes | None]:
+        """The stream or the bytes of the blob reader ``h`` reads (``h.oid``), loaded when a
+        view move pointed it there (:meth:`_reader_to_blob`)."""
+        oid = h.oid
+        assert oid is not None
+        stream = self.ws.blob_stream(oid)
+        data = None if stream is not None else self.ws.blob_data(oid, h.path)
+        with self._lock:
+            if h.oid != oid or h.stream is not None or h.data is not None:
+                if stream is not None:  # moved again, or loaded by another read meanwhile
+                    stream.close()
+                return h.stream, h.data
+            h.stream, h.data = stream, data
+        return stream, data
+
     def _readers_moved(self, old: str, new: str) -> None:
         """The read handles open at or below ``old`` are at ``new`` after a rename: a write
         there then reaches them as it reaches a descriptor on disk (:meth:`_materialize`
@@ -179,6 +281,11 @@ def _behind(h: Handle) -> bool:
         return os.fstat(h.fd).st_nlink == 0
     except OSError:
         return False
+
+
+def _same_file(a: int, b: int) -> bool:
+    sa, sb = os.fstat(a), os.fstat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _bytes_are(fd: int, oid: str) -> bool:

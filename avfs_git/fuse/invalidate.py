@@ -118,6 +118,8 @@ class Invalidation(HandleTable):
                         self._view_time_ns = None
                         self._kept = None
                     paths = sorted(self._known)
+                if moved or paths:  # readers first: one reading after the kernel forgot would refill it
+                    self._readers_follow(None if moved or "" in paths else set(paths))
                 for p in paths:
                     if self._stop.is_set():
                         break  # unmounting: thousands of paths may be left, none matter now

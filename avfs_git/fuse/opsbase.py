@@ -91,7 +91,9 @@ class Handle:
         "nested",
         "oid",
         "path",
+        "spent",
         "stream",
+        "verified",
         "writable",
     )
 
@@ -110,6 +112,10 @@ class Handle:
         self.stream: BlobStream | None = None  # a big unchanged file, read from git as it goes
         self.append_only = False  # the path policy's: writes only at the end (see writes.write)
         self.oid: str | None = None  # the blob a read handle reads from git (no overlay file yet)
+        # what a reader read before the view moved under it (HandleTable._readers_follow),
+        # closed at release: a read still running on one finishes there
+        self.spent: list[int | BlobStream] = []
+        self.verified: str | None = None  # the blob this reader's file was found to hold
 
 
 class OpsBase(fuse.Operations):  # type: ignore[misc]

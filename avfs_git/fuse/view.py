@@ -392,25 +392,30 @@ class ViewOps(NestedRepos, HandleTable):
     @translated
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         h = self._handle(fh)
-        if h.fd is not None:
-            return os.pread(h.fd, size, offset)
-        if h.stream is not None:
+        fd, stream, data = h.fd, h.stream, h.data  # (once: a view move re-points a reader)
+        if fd is not None:
+            return os.pread(fd, size, offset)
+        if stream is None and data is None:  # pointed at another blob by a view move
+            stream, data = self._blob_source(h)
+            if stream is None and data is None:
+                return self.read(path, size, offset, fh)  # (moved again: a descriptor now)
+        if stream is not None:
             try:
-                return h.stream.pread(size, offset)
+                return stream.pread(size, offset)
             except (OSError, ValueError, zlib.error) as exc:
                 log.error("reading %s from git: %s", path, exc)
                 raise fuse.FuseOSError(errno.EIO) from exc
-        assert h.data is not None
-        return h.data[offset : offset + size]
+        assert data is not None
+        return data[offset : offset + size]
 
     def read_into(self, fh: int, addr: int, size: int, offset: int, path: str = "") -> int:
         """``read`` straight into libfuse's buffer at ``addr`` (see :class:`.libfuse.FastFUSE`)."""
         if fh == 0 and self.read_only:
             data = self._read_path(path, size, offset)
         else:
-            h = self._handle(fh)
-            if h.fd is not None:
-                return os.preadv(h.fd, [(ctypes.c_char * size).from_address(addr)], offset)
+            fd = self._handle(fh).fd
+            if fd is not None:
+                return os.preadv(fd, [(ctypes.c_char * size).from_address(addr)], offset)
             data = self.read("", size, offset, fh)
         ctypes.memmove(addr, data, len(data))
         return len(data)

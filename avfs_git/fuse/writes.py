@@ -332,4 +332,6 @@ class WriteOps(NestedRepos, HandleTable):
                 os.close(h.fd)  # also drops the "in use" flock
             if h.stream is not None:
                 h.stream.close()
+            for old in h.spent:
+                os.close(old) if isinstance(old, int) else old.close()
         return 0

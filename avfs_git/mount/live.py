@@ -182,6 +182,12 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     drop_caches = view_changed and not live.overlay
     if drop_caches:
         _wake(live.files)  # the watcher drops the caches while the index is written
+    if view_changed:
+        # the index written whole whatever it was stamped for: an overlay mount's restore
+        # onto the same base keeps its view time, and the stamp (base, view time) matched:
+        # what git had staged stayed staged, `AD` for a file the restore removed, where
+        # `git reset --hard` drops it (a stamp of "-" vouches for no index: written whole)
+        write_file(live.files, STAMP_FILE, b"-")
     sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
     if drop_caches:
         # the view and the journal up to the move: two moves within one second onto one base
