@@ -794,3 +794,43 @@ def test_a_proxy_exec_while_the_person_s_git_holds_index_lock_keeps_its_record_b
         ("a.txt", "modified"),
         ("b.txt", "added"),
     }
+
+
+@pytest.mark.parametrize("move", ["restore", "undo"])
+def test_a_move_that_fails_busy_leaves_no_recovery_ref_without_its_operation(mounted: Any, move: str) -> None:
+    """A restore or undo of a fork with uncheckpointed changes keeps them under a recovery
+    ref, then waits for git's `index.lock` to move the branch. It made the ref first: a
+    move that then failed `busy` left a recovery ref that no operation named (`avfs op log`
+    said nothing of it, `avfs gc` expired it as any kept ref, `undo` could not find it).
+    The ref and its operation are made both or neither: a busy move makes neither, and the
+    uncheckpointed change is still there to be kept by the retry."""
+    mp, avfs = mounted
+    (mp / "b.txt").write_text("b\n")
+    assert avfs("checkpoint", "save", "-m", "b").code == 0
+    restore = ("checkpoint", "restore", "HEAD~1")
+    if move == "undo":  # an undo of a restore: the view it brings back replaces the changes
+        assert avfs(*restore).code == 0
+    with open(mp / "a.txt", "a") as fh:
+        fh.write("uncheckpointed\n")
+    args = restore if move == "restore" else ("undo",)
+    head = _git(mp, "rev-parse", "HEAD").stdout
+    ops = avfs("--json", "op", "log").json()
+    lock = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip()) / "index.lock"
+    lock.write_bytes(b"")  # git's, as a running git holds it
+    try:
+        res = avfs("--json", *args)
+    finally:
+        lock.unlink()
+    assert res.code == 75, (res.code, res.out, res.err)
+    assert res.json()["error"]["code"] == "busy"
+    assert _git(mp, "for-each-ref", "refs/avfs/recovery").stdout == ""
+    assert avfs("--json", "op", "log").json() == ops
+    assert _git(mp, "rev-parse", "HEAD").stdout == head
+    assert (mp / "a.txt").read_text() == "one\nuncheckpointed\n"
+    res = avfs("--json", *args)  # once git is done: the ref and its operation, both
+    assert res.code == 0, (res.code, res.out, res.err)
+    recs = _git(mp, "for-each-ref", "--format=%(refname)", "refs/avfs/recovery").stdout.split()
+    assert len(recs) == 1, recs
+    newest = avfs("--json", "op", "log").json()["operations"][0]
+    assert recs[0] in {r["ref"] for r in newest["refs"]}, newest
+    assert _git(mp, "show", f"{recs[0]}:a.txt").stdout == "one\nuncheckpointed\n"

@@ -364,15 +364,17 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         target = resolve(vault, rev, fork)
         tip = ws.tip()
         before = {"base": ws.base, "tree": None}
-        rec = keep_recovery(ws, f"restore to {rev}")
         changed: list[dict[str, str | None]] = []
-        if rec is not None:
-            before["tree"] = vault.store.commit_tree(rec[1])
-            changed.append({"ref": rec[0], "old": None, "new": rec[1]})
         # the ref's move and the mount's index under the index guard and git's index.lock,
         # the index written for the target before the branch moves: git in the mount commits
-        # no index of the old base on the new HEAD meanwhile (mount/indexahead.py)
+        # no index of the old base on the new HEAD meanwhile (mount/indexahead.py). The
+        # recovery ref is made inside: a guard that fails busy leaves neither the ref nor an
+        # operation (the ref alone was one no operation named)
         with ws.index_guard(git=True) as ahead:
+            rec = keep_recovery(ws, f"restore to {rev}")
+            if rec is not None:
+                before["tree"] = vault.store.commit_tree(rec[1])
+                changed.append({"ref": rec[0], "old": None, "new": rec[1]})
             if tip != target:
                 wscommit.move_ref(
                     vault.store, ws.ref, target, tip, f"avfs: restore {rev}", (ws, ahead), view_changed=True
@@ -555,27 +557,30 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
         new_wss: list[dict[str, Any]] = []
         recovered: str | None = None
         rec_refs: list[dict[str, str | None]] = []
-        held: dict[str, Workspace[Vault]] = {}
-        for w in wss:
-            fork = w["fork"]
-            if vault.has_fork(fork):
-                ws = vault.workspace(fork)
-                held[fork] = ws
-                cur_state: dict[str, str | None] | None = ws_state(ws)
-                if w["view_changed"] or w["before"] is None:
-                    rec = keep_recovery(ws, f"undo of operation {op.id}")
-                    if rec is not None:
-                        recovered = rec[0]
-                        rec_refs.append({"ref": rec[0], "old": None, "new": rec[1]})
-            else:
-                cur_state = None
-            new_wss.append(
-                {"fork": fork, "before": cur_state, "after": w["before"], "view_changed": w["view_changed"]}
-            )
+        held = {w["fork"]: vault.workspace(w["fork"]) for w in wss if vault.has_fork(w["fork"])}
         with contextlib.ExitStack() as guards:
-            # (as restore's: the moves and the mounts' indexes, written ahead)
+            # (as restore's: the moves and the mounts' indexes, written ahead, and the recovery
+            # refs made inside, so that a guard that fails busy leaves no ref without its operation)
             ahead = {ws.ref: (ws, guards.enter_context(ws.index_guard(git=True))) for ws in held.values()}
             changes = {w["fork"]: bool(w["view_changed"]) for w in wss}
+            for w in wss:
+                fork = w["fork"]
+                cur_state: dict[str, str | None] | None = None
+                if fork in held:
+                    cur_state = ws_state(held[fork])
+                    if w["view_changed"] or w["before"] is None:
+                        rec = keep_recovery(held[fork], f"undo of operation {op.id}")
+                        if rec is not None:
+                            recovered = rec[0]
+                            rec_refs.append({"ref": rec[0], "old": None, "new": rec[1]})
+                new_wss.append(
+                    {
+                        "fork": fork,
+                        "before": cur_state,
+                        "after": w["before"],
+                        "view_changed": w["view_changed"],
+                    }
+                )
             # refs: creations are undone last so a recreated fork's ref exists before its workspace
             for r in moves:
                 on = ahead.get(str(r["ref"]))
