@@ -984,3 +984,52 @@ def test_a_direct_push_fetch_and_clone_close_their_databases_and_skip_pythons_fi
     assert git("--git-dir", copy, "rev-parse", "main").strip() == tip
     assert not os.path.exists(os.path.join(copy, "avfs", "oplog.db-wal"))
     git("--git-dir", copy, "fsck", "--strict", "--no-dangling", "--no-progress")
+
+
+@pytest.mark.parametrize("cause", ["auth_failed", "not_a_repository", "unreachable"])
+def test_a_push_whose_ls_remote_fails_names_the_remote_and_why(
+    populated, http_git, tmp_path, monkeypatch, cli, cause
+):
+    """A push of a fork that lacks what this vault last saw on the remote asks the server
+    where its branch is now (`git ls-remote`) before it refuses. That call failing was
+    `git ls-remote failed: <git's words>`, naming neither the remote nor the cause, unlike
+    every other remote error: it now names the remote, its URL and why (the credentials
+    refused, no repository there, the server not reached) with `details.reason` and a hint
+    that fits; nothing is pushed and nothing moves."""
+    url, served, password = http_git
+    v = populated
+    remote.add(v, "origin", url)
+    monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+    monkeypatch.setenv("AVFS_GIT_TOKEN", password)
+    _settings_from_env(v)
+    first = v.workspace("main").tip()
+    v.workspace("main").write("second.txt", b"2\n")
+    checkpoint.save(v)
+    remote.push(v, "origin", ["main"])
+    checkpoint.restore(v, "main", first)  # the fork lacks what it last saw there
+    if cause == "auth_failed":
+        monkeypatch.setenv("AVFS_GIT_TOKEN", "expired-t0ken-4711")
+    else:
+        not_git = tmp_path / "not-a-repo"
+        not_git.mkdir()
+        broken = str(not_git) if cause == "not_a_repository" else f"git://127.0.0.1:{_free_port()}/x.git"
+        remote.set_url(v, "origin", broken)
+        url = broken
+    refs_before = git("--git-dir", v.path, "for-each-ref")
+    served_before = git("--git-dir", str(served), "for-each-ref")
+    r = cli("--json", "--vault", "v", "push", "origin", "main")
+    assert r.code == 5, (r.out, r.err)
+    err = json.loads(r.out_bytes)["error"]
+    assert err["code"] == "remote_failed" and err["details"]["reason"] == cause, err
+    assert err["details"]["remote"] == "origin" and err["details"]["url"] == url, err
+    words = {
+        "auth_failed": "the server refused the credentials",
+        "not_a_repository": "there is no git repository at that URL",
+        "unreachable": "the server could not be reached",
+    }[cause]
+    assert "origin" in err["message"] and words in err["message"] and "ls-remote failed" not in err["message"]
+    hint = {"auth_failed": "AVFS_GIT_TOKEN", "not_a_repository": "set-url", "unreachable": "server is up"}
+    assert hint[cause] in err["hint"], err
+    assert password not in r.out + r.err and "expired-t0ken-4711" not in r.out + r.err
+    assert git("--git-dir", v.path, "for-each-ref") == refs_before
+    assert git("--git-dir", str(served), "for-each-ref") == served_before

@@ -36,6 +36,7 @@ from ..errors import AvfsError, RemoteError, RemoteNotFoundError, RemoteRejected
 from ..store import names, refs, transferlock
 from ..store.gitlib import libgit2_loaded
 from ..store.redact import redact, split_credentials
+from ..store.remotecause import remote_failed
 from ..store.transport import ProgressFn, transport
 from ..store.vaultconfig import config_values, remotes
 
@@ -202,7 +203,15 @@ def set_url(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
 
 
 def _ls_remote(vault: Vault, remote: str, credentials: tuple[str, str] | None = None) -> dict[str, str]:
-    proc = _git(vault, "ls-remote", remote, credentials=credentials)
+    """The remote's refs (a push asks when it is refused, or before: the fork lacks what it
+    last saw there); a failure names the remote, its URL and why (:mod:`.remotecause`)."""
+    proc = _git(vault, "ls-remote", remote, credentials=credentials, check=False)
+    if proc.returncode != 0:
+        why = _scrub(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), _token(vault) or ""))
+        url = redact(_require(vault, remote)[0])
+        raise remote_failed(
+            f"reading the branches of {remote}", url, why, proc.returncode, remote=remote, pushed=[]
+        )
     out: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         oid, _, ref = line.partition("\t")
@@ -357,7 +366,10 @@ def _caught_up(
     others = [f for f in refused if len(f) < 3 or not ("stale info" in f[2] or "atomic push failed" in f[2])]
     if not stale or others or any(ref not in implicit for ref in stale):
         return {}
-    there = _ls_remote(vault, remote, creds)
+    try:
+        there = _ls_remote(vault, remote, creds)
+    except RemoteError:
+        return {}  # (the refusal is what the caller reports)
     out = {}
     for ref in stale:
         theirs = there.get(ref)
@@ -459,13 +471,15 @@ def _push_failed(
     pushed = [] if atomic else sorted(_pushed(vault, proc.stdout, expected))
     cause = next((f for f in refused if "atomic push failed" not in f[2]), refused[0] if refused else None)
     if cause is None:
-        raise RemoteError(
-            f"push to {remote} failed: {detail}", details={"exit": proc.returncode, "pushed": pushed}
-        )
+        url = redact(_require(vault, remote)[0])
+        raise remote_failed(f"push to {remote}", url, detail, proc.returncode, remote=remote, pushed=pushed)
     # a server-side atomic transaction refuses every ref for the one that moved: name that one
     cause = next((f for f in refused if _lost_race(detail, f[1].split(":")[-1])), cause)
     ref, summary = cause[1].split(":")[-1], cause[2]
-    there = _ls_remote(vault, remote, creds).get(ref)  # (only on this path: one more round trip)
+    try:  # (only on this path: one more round trip; the refusal is the error, whatever it says)
+        there = _ls_remote(vault, remote, creds).get(ref)
+    except RemoteError:
+        there = None
     reason, why, hint = "rejected", f"and refused it: {summary}", "see the server's message"
     for needle, r, w, h in _REFUSALS:
         if needle in summary:

@@ -29,6 +29,7 @@ from ..errors import AvfsError, BlobNotLocalError
 from . import configtext
 from .freshblobs import FreshBlobs
 from .redact import redact
+from .remotecause import refused_credentials
 from .threads import reset_at_fork
 
 if TYPE_CHECKING:
@@ -504,22 +505,6 @@ _AUTH_HINT = (
     " or a git credential helper, for ssh your ssh key (ssh-agent, ~/.ssh, GIT_SSH_COMMAND); then read"
     " again. A mount keeps the AVFS_GIT_TOKEN it was started with: unmount and mount it again for a new one"
 )
-# what git and ssh say when the server refused the credentials or none were given
-_REFUSED = (
-    "Authentication failed for",  # HTTP: git's credential was refused (401)
-    "could not read Username",  # HTTP: none given (GIT_TERMINAL_PROMPT=0)
-    "could not read Password",
-    "The requested URL returned error: 401",
-    "The requested URL returned error: 403",
-    "Permission denied (",  # ssh: "Permission denied (publickey)." and its kin
-    "Permission denied, please try again",
-)
-
-
-def refused_credentials(why: str) -> bool:
-    """Whether git's error ``why`` says the server refused the credentials (or that none
-    were given where it asked for them)."""
-    return any(s in why for s in _REFUSED)
 
 
 def _reason(why: str) -> str:

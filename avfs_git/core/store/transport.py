@@ -19,6 +19,7 @@ from ..errors import RemoteError, UsageError
 from ..settings import TOKEN_ENV
 from .gitrun import git_env, run, spawn
 from .redact import redact
+from .remotecause import failure_cause
 
 USER_ENV = "AVFS_GIT_USERNAME"  # its user name (default: avfs; GitHub ignores it)
 # a credential helper that answers from the environment: the secret itself is never on a
@@ -74,7 +75,12 @@ def transport(
         proc = _run_with_progress(argv, env, progress, pass_fds)
     if check and proc.returncode != 0:
         text = redact(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), token or ""))
-        raise RemoteError(f"git {args[0]} failed: {text}", details={"exit": proc.returncode})
+        cause = failure_cause(text)
+        raise RemoteError(
+            f"git {args[0]} failed{f' ({cause[1]})' if cause else ''}: {text}",
+            hint=cause[2] if cause else None,
+            details={"exit": proc.returncode, "reason": cause[0] if cause else None},
+        )
     return proc
 
 

@@ -1,0 +1,78 @@
+"""Why git could not use a server, in words a person reads at a glance: the credentials
+refused, no repository at that URL, or the server not reached (docs/remotes.md, "When the
+server cannot be used"). One table for every error that names a remote: a push's, a
+fetch's, the ``git ls-remote`` a push asks, a lazy vault's fetch of a blob
+(:mod:`.promisor`)."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import RemoteError
+
+# what git and ssh say when the server refused the credentials or none were given
+REFUSED = (
+    "Authentication failed for",  # HTTP: git's credential was refused (401)
+    "could not read Username",  # HTTP: none given (GIT_TERMINAL_PROMPT=0)
+    "could not read Password",
+    "The requested URL returned error: 401",
+    "The requested URL returned error: 403",
+    "Permission denied (",  # ssh: "Permission denied (publickey)." and its kin
+    "Permission denied, please try again",
+)
+# no repository there: a local path, git daemon (which says no more to a stranger), smart
+# HTTP's 404, a hosting service over ssh
+_NOT_A_REPOSITORY = re.compile(
+    r"does not appear to be a git repository|not a git repository|repository not exported"
+    r"|repository '[^']*' not found|Repository not found|The requested URL returned error: 404"
+)
+# the server not reached: no name, no route, nothing listening, cut off, timed out
+_UNREACHABLE = re.compile(
+    r"unable to connect|Could not resolve host|Could not resolve hostname|Connection refused"
+    r"|Failed to connect|Connection timed out|No route to host|Connection reset|Connection closed"
+    r"|the remote end hung up unexpectedly|Could not read from remote repository|timed out|unable to access"
+)
+CREDENTIALS_HINT = (
+    "give the credentials: for HTTP(S) AVFS_GIT_TOKEN (and AVFS_GIT_USERNAME) or a git credential"
+    " helper, for ssh your ssh key (ssh-agent, ~/.ssh, GIT_SSH_COMMAND); then try again"
+)
+
+
+def refused_credentials(why: str) -> bool:
+    """Whether git's error ``why`` says the server refused the credentials (or that none
+    were given where it asked for them)."""
+    return any(s in why for s in REFUSED)
+
+
+def failure_cause(why: str) -> tuple[str, str, str] | None:
+    """(``details.reason``, the cause in words, a hint) for git's error ``why``, where it is
+    one of the three a person can act on: ``auth_failed``, ``not_a_repository``,
+    ``unreachable`` (tried in that order: git adds "Could not read from remote repository"
+    to the first two as well); None for any other."""
+    if refused_credentials(why):
+        return "auth_failed", "the server refused the credentials", CREDENTIALS_HINT
+    if _NOT_A_REPOSITORY.search(why):
+        return (
+            "not_a_repository",
+            "there is no git repository at that URL",
+            "check the remote's URL (`avfs remote list`, `avfs remote set-url NAME URL`)",
+        )
+    if _UNREACHABLE.search(why):
+        return (
+            "unreachable",
+            "the server could not be reached",
+            "check the network and that the server is up, then try again",
+        )
+    return None
+
+
+def remote_failed(doing: str, url: str, why: str, exit_code: int, **details: object) -> RemoteError:
+    """The error of git's ``doing`` (``"push to origin"``) that failed with ``why`` (already
+    redacted), naming the remote's ``url`` (redacted) and the cause where it is one of
+    :func:`failure_cause`'s (``details.reason``; None for another)."""
+    reason, words, hint = failure_cause(why) or (None, "", "see git's message")
+    return RemoteError(
+        f"{doing} ({url}) failed{f' ({words})' if words else ''}: {why}",
+        hint=hint,
+        details={**details, "url": url, "reason": reason, "exit": exit_code},
+    )
