@@ -276,3 +276,83 @@ def test_offline_proxy_exec_of_a_command_reading_an_unfetched_file_sees_eio_in_o
     assert doc["error"]["details"]["path"], doc["error"]
     assert v.workspace("main").tip() == head
     assert cli("--home", home.path, "--vault", "p", "unmount").code == 0
+
+
+def test_offline_every_other_read_path_is_blob_not_local_naming_the_remote_and_the_path(
+    home: Home, server: Server, cli, tmp_path: Path
+) -> None:
+    """The readers of one file or a whole tree that the batch readers' test above leaves
+    out: `cat`, `show REV:PATH`, `show REV` and `log -p` (their patches, in the human
+    form: `--json` lists the commits), `diff` of the workspace, `export`, `proxy exec` materialized through the CLI, the API's `exec_in`
+    (the envelope's `error`) and MCP's `exec`, MCP's `read_file`: offline, each answers
+    `blob_not_local` naming the remote and a path of the blob (exit 5, or 125 for an exec
+    that did not run), and nothing is fetched or written."""
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.mcp.tools import AvfsTools
+    from avfs_git.proxy.execute import exec_in
+
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v.workspace("main").write("avfs_git/core/errors.py", b"m = 2\n")
+    checkpoint.save(v, "main", name="m1")
+    v.workspace("main").write("NOTES.md", b"mine\n")  # uncheckpointed, over an unfetched file
+    server.stop()
+    promised = missing(v.path)
+    head = v.workspace("main").tip()
+
+    def named(err: dict[str, object], what: object) -> None:
+        details = err["details"]
+        assert err["code"] == "blob_not_local", (what, err)
+        assert isinstance(details, dict) and details["remote"] == "origin", (what, err)
+        assert details["path"] in _paths_of_blob(v.path, str(details["oid"])), (what, err)
+        assert "remote origin" in str(err["message"]), (what, err)
+
+    export = tmp_path / "export"
+    for args, code in (
+        (["cat", "avfs_git/cli/spare.py"], 5),
+        (["show", "main:NOTES.md"], 5),
+        (["diff"], 5),
+        (["export", "p:main", str(export)], 5),
+        (["proxy", "exec", "--mode", "materialized", "--", "cat", "NOTES.md"], 125),
+    ):
+        r = cli("--json", "--home", home.path, "--vault", "p", *args)
+        assert r.code == code, (args, r.out, r.err)
+        doc = json.loads(r.out_bytes)  # one document, the error's (or the envelope's)
+        named(doc["error"], args)
+    for args in (["log", "-p", "-n", "2"], ["show", "main~1"]):  # patches only in the human form
+        r = cli("--home", home.path, "--vault", "p", *args)
+        assert r.code == 5 and "remote origin" in r.err and "is not local" in r.err, (args, r.err)
+    res = exec_in(v.workspace("main"), ["cat", "NOTES.md"], mode="materialized")
+    assert res.result is None and res.error is not None, res
+    named({"code": res.error.code, "message": res.error.message, "details": res.error.details}, "exec_in")
+    tools = AvfsTools(home.path, "p:main")
+    doc = json.loads(tools.call("exec", {"argv": ["cat", "NOTES.md"], "mode": "materialized"}))
+    assert doc["exit_code"] == 125, doc
+    named(doc["error"], "mcp exec")
+    with pytest.raises(BlobNotLocalError) as exc:  # (the MCP server makes it the error document)
+        tools.call("read_file", {"path": "avfs_git/cli/spare.py"})
+    named({"code": exc.value.code, "message": exc.value.message, "details": exc.value.details}, "read_file")
+    assert missing(v.path) == promised
+    assert v.workspace("main").tip() == head
+
+
+def test_offline_cp_and_mv_of_an_unfetched_file_answer_its_blob_and_fetch_nothing(
+    home: Home, server: Server, cli
+) -> None:
+    """`cp` and `mv` answer the blob id the destination holds (for the writer's next
+    `--expect`). They read it through a stat, whose size fetched a lazy vault's unfetched
+    blob: offline the copy or move was made and the command failed `blob_not_local` (exit
+    5) all the same, naming the destination (a path the tree never held), and online each
+    one fetched the file it moved. The id is the file's own: nothing is fetched."""
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    src_cp, src_mv = "avfs_git/cli/spare.py", "avfs_git/cli/app.py"
+    want = {p: git("--git-dir", v.path, "rev-parse", f"main:{p}").strip() for p in (src_cp, src_mv)}
+    server.stop()
+    promised = missing(v.path)
+    for args, src in ((["cp", src_cp, "copied.py"], src_cp), (["mv", src_mv, "moved.py"], src_mv)):
+        r = cli("--json", "--home", home.path, "--vault", "p", *args)
+        assert r.code == 0, (args, r.out, r.err)
+        assert json.loads(r.out_bytes)["blob"] == want[src], r.out
+    ws = v.workspace("main")
+    assert ws.blob_of("copied.py") == want[src_cp] and ws.blob_of("moved.py") == want[src_mv]
+    assert ws.blob_of(src_mv) is None and ws.blob_of(src_cp) == want[src_cp]
+    assert missing(v.path) == promised

@@ -509,8 +509,8 @@ _AUTH_HINT = (
 
 def _reason(why: str) -> str:
     """What git's error means, where it is one a person cannot read at a glance."""
-    if refused_credentials(why):
-        return " (the server refused the credentials)"
+    if refused_credentials(why):  # (git's fetch says it already: transport.py)
+        return "" if "refused the credentials" in why else " (the server refused the credentials)"
     if "not our ref" in why:  # upload-pack does not hold an object it was asked for by id
         return " (the server no longer has it: force-pushed away and garbage-collected?)"
     if "unadvertised object" in why:

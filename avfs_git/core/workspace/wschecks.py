@@ -85,6 +85,11 @@ class WriteChecks:
         with, and what reads report as ``blob``. A directory is IsDirectoryError."""
         p = norm(path)
         try:
+            node = self.view.resolve(p, follow=False)
+            if node.oid is not None and not (node.is_dir or node.is_link or node.materialized):
+                # a file of git's: its id, its size unasked (stat's would fetch a lazy vault's
+                # unfetched blob: a cp or mv answering the blob it moved failed offline, moved)
+                return node.oid
             st = self.view.stat(p, follow=False)
         except PathNotFoundError:
             return None
