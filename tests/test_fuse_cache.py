@@ -28,7 +28,7 @@ from avfs_git.fuse.ops import WorkspaceFS
 from avfs_git.ops import mounts
 
 from . import kernellog
-from .conftest import skip_outside_ci
+from .conftest import git, skip_outside_ci
 from .test_fuse_teardown import require_fuse
 
 DIRS = 12
@@ -356,3 +356,72 @@ def test_a_listing_begun_before_a_base_move_keeps_no_old_children(vault):
     assert moved
     assert "x.txt" in names
     assert fs._ro_node("x.txt") is not None, "the old base's children were kept"
+
+
+def test_a_checkpoint_that_commits_nothing_keeps_its_files_times_without_a_new_view(vault):
+    """A file edited back to the base's bytes (its copy's time the edit's) and a
+    checkpoint that commits nothing: the copy is retired and its time kept
+    (``Overlay.kept_times``), but a pure-FUSE daemon read the kept times only when its view
+    moved, so once the kernel's attributes lapsed (60 s) the file showed the view time,
+    older than what make built from it. The daemon's watcher reads them again when a
+    checkpoint keeps some, with no new view (the base and the view time stay). The
+    daemon's operations in process, its watcher running as in a mount."""
+    import threading
+    import time
+
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    ws.write("b.txt", b"b\n")
+    checkpoint.save(vault)
+    fs = WorkspaceFS(vault.workspace("main"))  # a writable view: a pure-FUSE mount's daemon
+    views: list[tuple[str | None, str | None]] = []
+    fs.on_view = lambda view, moved, seq: views.append(view)
+    view_time = fs.getattr("/b.txt")["st_mtime"]  # the daemon has read its view's kept times
+    fs._watcher = threading.Thread(target=fs._watch, daemon=True)
+    fs._watcher.start()
+    try:
+        ws.write("a.txt", b"two\n")
+        ws.write("a.txt", b"one\n")  # back to the base's bytes
+        edited = view_time + 7_000_000_000  # the edit's time, after the view's
+        entry = ws.overlay.get("a.txt")
+        assert entry is not None and entry.fileid is not None
+        os.utime(ws.overlay.file_path(entry.fileid), ns=(edited, edited))
+        assert fs.getattr("/a.txt")["st_mtime"] == edited
+        base = ws.base
+        assert not checkpoint.save(vault).created  # nothing to commit: the copy is retired
+        assert ws.overlay.get("a.txt") is None and vault.workspace("main").base == base
+        deadline = time.monotonic() + 10  # the watcher polls every 20 ms
+        while fs.getattr("/a.txt")["st_mtime"] != edited and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fs.getattr("/a.txt")["st_mtime"] == edited, "the file shows the view time"
+        assert fs.getattr("/b.txt")["st_mtime"] == view_time
+        assert len(set(views)) == 1, views  # no new view
+    finally:
+        fs._stop.set()
+        fs._watcher.join(5)
+
+
+def test_kept_times_hold_no_path_a_checkpoint_removed(vault):
+    """The times checkpoints keep (``Overlay.kept_times``) lasted until the view moved (a
+    restore): every path ever checkpointed in a long session stayed, removed files and
+    directories too, and a daemon read them all at each view. A checkpoint drops those of
+    the paths it removes (a file, a directory and what was under it); a file it made a
+    link keeps the link's."""
+    ws = vault.workspace("main")
+    assert ws.view_time > 0  # (a view time to keep them with, as any mount or status reads it)
+    for i in range(6):
+        ws.write(f"d/f{i}.txt", f"{i}\n".encode())
+    ws.write("top.txt", b"t\n")
+    ws.write("link.txt", b"l\n")
+    checkpoint.save(vault)
+    assert set(ws.overlay.kept_times()) == {*(f"d/f{i}.txt" for i in range(6)), "top.txt", "link.txt"}
+    ws.remove("top.txt")
+    ws.remove("d", recursive=True)
+    ws.remove("link.txt")
+    ws.symlink("top.txt", "link.txt")
+    checkpoint.save(vault)
+    link = git("--git-dir", vault.path, "rev-parse", "main:link.txt").strip()
+    assert {p: kept[0] for p, kept in ws.overlay.kept_times().items()} == {"link.txt": link}  # the link's own
+    ws.write("e/g.txt", b"g\n")
+    checkpoint.save(vault)
+    assert set(ws.overlay.kept_times()) == {"link.txt", "e/g.txt"}

@@ -46,6 +46,14 @@ class Invalidation(HandleTable):
         self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
         self._watcher.start()
 
+    def _kept_changed(self, view_time: str | None) -> set[str]:
+        """Read the kept times of ``view_time`` again; the paths whose times changed."""
+        old = self._kept
+        new = self._kept = self.ws.overlay.kept_times(view_time)
+        if old is None:
+            return set(new)
+        return {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
+
     def invalidate(self, path: str, *, name: bool = False) -> None:
         """The kernel forgets what it cached of ``path`` (attributes, pages, a listing);
         ``name``: and looks the name up again before it next uses it, so that a path whose
@@ -90,9 +98,10 @@ class Invalidation(HandleTable):
     def _watch(self) -> None:
         ov = self.ws.overlay
         seq = ov.last_seq()
-        meta = ov.get_metas("base", "view_time", "view_moves")
+        meta = ov.get_metas("base", "view_time", "view_moves", "kept_times")
         view = (meta.get("base"), meta.get("view_time"))
         moves = meta.get("view_moves")
+        kept = meta.get("kept_times")
         if self.on_view is not None:
             self.on_view(view, False, seq)
         while not self._sleep():
@@ -100,9 +109,16 @@ class Invalidation(HandleTable):
                 self._record_sizes()
                 before = seq
                 seq, paths = ov.changes_by_others(seq)
-                meta = ov.get_metas("base", "view_time", "view_moves")
+                meta = ov.get_metas("base", "view_time", "view_moves", "kept_times")
                 now = (meta.get("base"), meta.get("view_time"))
                 moved = now != view
+                if meta.get("kept_times") != kept and not moved:
+                    # a checkpoint that moved no view (one that committed nothing: files
+                    # edited back to the base's bytes) kept its files' times: read them
+                    # now, not at the next move (they showed the view time meanwhile,
+                    # once the kernel's attributes lapsed), and the kernel forgets those
+                    paths = [*paths, *self._kept_changed(now[1])]
+                kept = meta.get("kept_times")
                 # a path another process changed may have changed kind: its name is looked
                 # up again (``name``), and every name after a move that changed the view
                 # (not a checkpoint's, which keeps every kind: a getattr does there)

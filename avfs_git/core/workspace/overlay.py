@@ -419,22 +419,26 @@ class Overlay(UpperEntries):
         """
         n = 0
         kept: list[tuple[str, str, int, int]] = []
+        stale: list[Entry] = []  # retired paths whose kept times the new base made stale
         for e in captured:
             if e.kind == FILE and e.fileid and not self._claim(e.fileid):
                 continue
             cur = db.execute("DELETE FROM entries WHERE path=? AND seq=?", (e.path, e.seq))
             if cur.rowcount:
                 n += 1
+                times = self._times_of(e, oid_of) if oid_of is not None and e.kind == FILE and e.seq else []
+                kept.extend(times)
+                if not times:
+                    stale.append(e)
                 if e.fileid:
-                    if oid_of is not None and e.kind == FILE and e.seq:
-                        kept.extend(self._times_of(e, oid_of))
                     self._garbage(db, e.fileid)
-        if kept:
-            self.keep_times(db, kept)
+        if oid_of is not None and (kept or stale):
+            self.keep_times(db, kept, stale)
         return n
 
     def _times_of(self, e: Entry, oid_of: Callable[[str], str | None]) -> list[tuple[str, str, int, int]]:
-        assert e.fileid is not None
+        if e.fileid is None:
+            return []
         oid = oid_of(e.path)
         try:
             st = os.stat(self.file_path(e.fileid))
@@ -442,15 +446,30 @@ class Overlay(UpperEntries):
             return []
         return [] if oid is None else [(e.path, oid, st.st_mtime_ns, st.st_ctime_ns)]
 
-    def keep_times(self, db: sqlite3.Connection, rows: list[tuple[str, str, int, int]]) -> None:
-        """Keep ``(path, blob id, mtime_ns, ctime_ns)`` for the current view time."""
+    def keep_times(
+        self, db: sqlite3.Connection, rows: list[tuple[str, str, int, int]], stale: Iterable[Entry] = ()
+    ) -> None:
+        """Keep ``(path, blob id, mtime_ns, ctime_ns)`` for the current view time, and drop
+        what was kept at the paths of ``stale`` (a checkpoint's other retired entries: a file
+        it removed or made a link, a directory and what was under it), so the table holds
+        no more than the view's files a checkpoint retired, not every path ever checkpointed
+        since the view began. Each change counts ``kept_times`` in the meta table: a mount's
+        watcher reads the times again when it moves (fuse/invalidate.py), without a new view."""
         view = self.get_meta("view_time")
         if view is None:
             return  # (no file has shown a view time yet)
         db.execute("DELETE FROM kept_times WHERE view != ?", (view,))
+        for e in stale:
+            db.execute("DELETE FROM kept_times WHERE path = ?", (e.path,))
+            if e.kind == DELETED:  # a removed directory: what was under it ("/" + 1 is "0")
+                db.execute("DELETE FROM kept_times WHERE path > ? AND path < ?", (e.path + "/", e.path + "0"))
         db.executemany(
             "INSERT OR REPLACE INTO kept_times(path, oid, mtime_ns, ctime_ns, view) VALUES(?, ?, ?, ?, ?)",
             [(*r, view) for r in rows],
+        )
+        db.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES('kept_times',"
+            " COALESCE((SELECT value FROM meta WHERE key = 'kept_times'), 0) + 1)"
         )
 
     def kept_times(self, view: str | None = None) -> dict[str, tuple[str, int, int]]:
