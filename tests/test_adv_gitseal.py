@@ -1179,6 +1179,57 @@ def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_cha
     assert refwatch.live(vault.path) is None
 
 
+def test_a_daemon_s_watch_of_the_vault_s_tags_reads_none_again_until_one_changes(home, vault, monkeypatch):
+    """The scratch holds copies of the vault's loose tags (`git tag` works on copies in
+    the sandbox): every call `lstat`ed each of them in the vault (300 tags, 300 calls of
+    `lstat` a run). A mount's daemon watches `refs/tags` as it watches the branches
+    (proxy/refwatch.py): a call after one that changed nothing looks at no tag of the
+    vault's; a tag made, deleted, or rewritten in place with its size and mtime kept, is
+    in the next scratch all the same."""
+    from avfs_git.proxy import refwatch
+
+    w = vault.workspace("main")
+    w.write("f", b"1\n")
+    first = checkpoint.save(vault).checkpoint.commit
+    w.write("f", b"2\n")
+    second = checkpoint.save(vault).checkpoint.commit
+    for i in range(300):
+        _git("--git-dir", vault.path, "update-ref", f"refs/tags/v{i}", second)
+    monkeypatch.setattr(refwatch, "MAX_TRUST_S", 3600.0)
+    tags_dir = os.path.join(vault.path, "refs", "tags", "")
+    looked: list[str] = []
+    real_lstat = os.lstat
+
+    def counting_lstat(path: Any, *a: Any, **kw: Any) -> os.stat_result:
+        if str(path).startswith(tags_dir):
+            looked.append(str(path))
+        return real_lstat(path, *a, **kw)
+
+    def copied() -> dict[str, bytes]:
+        sealed = seal.prepare(vault, "main", None)
+        assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
+        return {n: v for n, v in sealed.copied.items() if n.startswith("refs/tags/")}
+
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+    assert len(copied()) == 300 and len(looked) >= 300  # without a watch: each, every call
+    watch = refwatch.start(vault.path, "tags")
+    assert watch is not None and refwatch.live(vault.path, "tags") is watch
+    try:
+        assert len(copied()) == 300 and watch.walks == 1
+        reads, looked[:] = watch.reads, []
+        assert copied()["refs/tags/v7"] == (second + "\n").encode()
+        assert (watch.walks, watch.reads, looked) == (1, reads, [])  # no tag looked at again
+        _rewrite_in_place(os.path.join(vault.path, "refs", "tags", "v7"), first + "\n")
+        _git("--git-dir", vault.path, "update-ref", "refs/tags/rc/1", first)
+        _git("--git-dir", vault.path, "update-ref", "-d", "refs/tags/v9")
+        got = copied()
+        assert got["refs/tags/v7"] == got["refs/tags/rc/1"] == (first + "\n").encode()
+        assert "refs/tags/v9" not in got and len(got) == 300
+    finally:
+        watch.close()
+    assert refwatch.live(vault.path, "tags") is None
+
+
 def test_kept_fan_out_directories_are_listed_only_when_changed_and_miss_no_object(home, vault, monkeypatch):
     """The quarantine's fan-out directories (`objects/xx`, kept between runs) with 40 of
     them (no mount): once found empty and unchanged, a run that wrote nothing lists none of

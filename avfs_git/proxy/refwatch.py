@@ -37,35 +37,39 @@ from ..core.workspace.untrusted import read_file
 T = TypeVar("T")
 MAX_TRUST_S = 30.0  # a full walk at least this often (see the module's docstring)
 
-# the watches this process keeps, by the vault's real path (the daemon's exec server
-# starts and closes them; :func:`.seal.prepare` finds them by path)
-_live: dict[str, HeadsWatch] = {}
+# the watches this process keeps, by the vault's real path and the kind of ref (the
+# daemon's exec server starts and closes them; :func:`.seal.prepare` finds them by path)
+_live: dict[tuple[str, str], HeadsWatch] = {}
 
 
-def live(vault_path: str) -> HeadsWatch | None:
-    """The watch this process keeps on the vault's branches (a mount daemon serving
-    ``proxy exec``), None elsewhere."""
-    return _live.get(os.path.realpath(vault_path))
+def live(vault_path: str, kind: str = "heads") -> HeadsWatch | None:
+    """The watch this process keeps on the vault's branches (``kind`` ``"tags"``: its
+    tags) in a mount daemon serving ``proxy exec``, None elsewhere."""
+    return _live.get((os.path.realpath(vault_path), kind))
 
 
-def start(vault_path: str) -> HeadsWatch | None:
-    """Watch the vault's branches in this process (None when inotify is not available:
-    the calls walk them instead)."""
+def start(vault_path: str, kind: str = "heads") -> HeadsWatch | None:
+    """Watch the vault's branches (``kind`` ``"tags"``: its loose tags, which the scratch
+    holds copies of: a vault with thousands paid an ``lstat`` of each on every call) in
+    this process (None when inotify is not available: the calls walk them instead)."""
     try:
-        watch = HeadsWatch(vault_path)
+        watch = HeadsWatch(vault_path, kind)
     except (OSError, ImportError):
         return None
-    _live[os.path.realpath(vault_path)] = watch
+    _live[(watch.key, kind)] = watch
     return watch
 
 
 class HeadsWatch:
-    """The files under ``<vault>/refs/heads`` (ref name -> bytes), kept from events."""
+    """The files under ``<vault>/refs/heads`` (or ``refs/<kind>``; ref name -> bytes),
+    kept from events."""
 
-    def __init__(self, vault_path: str) -> None:
+    def __init__(self, vault_path: str, kind: str = "heads") -> None:
         from inotify_simple import INotify, flags
 
-        self.root = os.path.join(vault_path, "refs", "heads")
+        self.kind = kind
+        self.prefix = f"{refs.REFS}{kind}/"
+        self.root = os.path.join(vault_path, "refs", kind)
         self.key = os.path.realpath(vault_path)
         self._flags = flags
         self._mask = (
@@ -97,7 +101,7 @@ class HeadsWatch:
         are not regular left out, as the walk leaves them), as of now."""
         with self._lock:
             self._update()
-            return {refs.HEADS + rel: data for rel, data in self._files.items()}
+            return {self.prefix + rel: data for rel, data in self._files.items()}
 
     def shown(self, fork_ref: str, vault_path: str, split: Callable[[str, str, dict[str, bytes]], T]) -> T:
         """``split(vault_path, fork_ref, branches)`` (the branches but ``fork_ref``), made
@@ -192,8 +196,8 @@ class HeadsWatch:
         self._files = files
 
     def close(self) -> None:
-        if _live.get(self.key) is self:
-            del _live[self.key]
+        if _live.get((self.key, self.kind)) is self:
+            del _live[(self.key, self.kind)]
         with self._lock:
             self._ino.close()
 

@@ -155,6 +155,13 @@ def _index_stat(path: str) -> tuple[int, int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def _vault_tags(vault_path: str, real_refs: str, cache: RefCache) -> dict[str, bytes]:
+    """The vault's loose tags: from a mount daemon's watch (read again once one changed),
+    else each looked at (``lstat``, and read when it moved)."""
+    watch = refwatch.live(vault_path, "tags")
+    return watch.heads() if watch is not None else vault_loose(real_refs, cache, "tags")
+
+
 def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -> Sealed:
     """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
     worktree git dir (its index is looked at afterwards), when there is one; ``fetch``: the
@@ -184,7 +191,8 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         own_now = loose.pop(fork_ref, None)
         files, packed, rendered, own_packed = sealpack.split(vault.path, fork_ref, loose)
     copied = dict(files)
-    copied.update(vault_loose(real_refs, cache, "tags", *own - {"heads", "tags"}))  # git tag, fetch
+    copied.update(_vault_tags(vault.path, real_refs, cache))  # (git tag works on copies: reported)
+    copied.update(vault_loose(real_refs, cache, *own - {"heads", "tags"}))  # (git fetch's)
     mine = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
     if mine is not None:
         copied[fork_ref] = mine

@@ -109,6 +109,7 @@ class ExecServer:
         # layer stands aside while a command runs (fuse/warm.py), as it does for git
         self.on_request: Callable[[], None] | None = None
         self.heads: Any = None  # the vault's branches as inotify keeps them (refwatch.py)
+        self.tags: Any = None  # and its loose tags
         from ..core.vaults import mounttable
 
         # every request asks whether the fork's mount is there: the table is read again
@@ -138,8 +139,10 @@ class ExecServer:
         # the vault's branches, kept from inotify events for the sandbox's packed-refs
         # (refwatch.py): a call reads the branches that changed, not every one
         self.heads = refwatch.start(self.vault.path)
-        if self.heads is not None:
-            self.heads.heads()
+        self.tags = refwatch.start(self.vault.path, "tags")  # (its loose tags, the same way)
+        for watch in (self.heads, self.tags):
+            if watch is not None:
+                watch.heads()
 
     def _serve(self, warm: bool) -> None:
         # this thread is started from libfuse's init, in a worker thread that blocks
@@ -355,8 +358,9 @@ class ExecServer:
         except OSError:
             pass
         self.workers.close()
-        if self.heads is not None:
-            self.heads.close()
+        for watch in (self.heads, self.tags):
+            if watch is not None:
+                watch.close()
         if self.standbys is not None:
             self.standbys.close()
 
