@@ -282,3 +282,65 @@ def test_an_open_merge_read_by_another_thread_as_its_conflicts_are_written_stays
         done.status == "merged"
         and len(git("--git-dir", vault.path, "rev-list", "--parents", "-n1", "main").split()) == 3
     )
+
+
+@pytest.mark.parametrize("kind", ["fast_forward", "merged"])
+def test_a_write_through_the_mount_as_the_merge_moves_it_is_kept_and_named_by_the_merge(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Writes through a mount take no overlay transaction: one that comes after the
+    merge's last check that the target is clean, before its new view, is kept under a
+    recovery ref (mount: what the merge would sweep away with the old view). The ref was
+    made and named by nothing: the merge's operation listed the branch only, so `avfs op
+    log` did not show it and `avfs undo` of the merge did not bring the write back. The
+    write is made by hand in that moment (after the real check), through a real mount."""
+    from pathlib import Path
+
+    from avfs_git.core.operations import checkpoint as cp
+    from avfs_git.core.operations import mergeguard
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+    from avfs_git.ops import mounts
+
+    from .conftest import AUTHOR
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    root = Path(str(tmp_path))
+    home = Home(str(root / "h"), author=AUTHOR, mounts=MOUNT_SIDE)
+    v = home.create_vault("v")
+    v.workspace("main").write("base.txt", b"base\n")
+    cp.save(v, "main")
+    v.create_fork("main", "a")
+    v.workspace("a").write("agents/a.txt", b"done\n")
+    cp.save(v, "a")
+    if kind == "merged":
+        v.workspace("main").write("main.txt", b"main's own\n")
+        cp.save(v, "main")
+    mp = root / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp))
+    real = mergeguard.refuse_changed
+
+    def clean_then_written(ws: object) -> None:
+        real(ws)  # type: ignore[arg-type]
+        (mp / "late.txt").write_text("written as the merge moved main\n")
+
+    try:
+        monkeypatch.setattr(mergeguard, "refuse_changed", clean_then_written)
+        got = merge.merge(v, "a", "main")
+        monkeypatch.undo()
+        assert got.status == kind and got.op_id is not None
+        op = v.oplog.get(got.op_id)
+        assert op is not None
+        kept = [r for r in op.refs if str(r["ref"]).startswith("refs/avfs/recovery/")]
+        assert len(kept) == 1, op.refs
+        rec = str(kept[0]["new"])
+        assert git("--git-dir", v.path, "show", f"{rec}:late.txt") == "written as the merge moved main\n"
+        assert (mp / "agents" / "a.txt").read_text() == "done\n"
+        cp.undo(v, got.op_id)  # the write comes back with the target's old view
+        assert (mp / "late.txt").read_text() == "written as the merge moved main\n"
+        assert not (mp / "agents" / "a.txt").exists()
+    finally:
+        mounts.unmount(home, v, "main")
+        home.close()

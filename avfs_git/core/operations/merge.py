@@ -53,7 +53,7 @@ from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.mergestate import unresolved, write_state
-from ..workspace.wscommit import keep_recovery, move_ref, publish
+from ..workspace.wscommit import keep_recovery, publish
 from ..workspace.wsretire import retirable
 from . import mergeguard
 from .mergeconflicts import Conflict, _classify, _conflict_tree
@@ -217,8 +217,8 @@ def _commit_merge(
         pack.finish()
     if dry_run:
         return commit, None
-    _move_target(ws, commit, ours, f"avfs: merge {source}")
-    op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref)
+    rec = mergeguard.move_target(ws, commit, ours, f"avfs: merge {source}")
+    op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref, rec)
     return commit, op
 
 
@@ -410,9 +410,16 @@ def _merge_once(
             changed = ChangedPaths(vault.store, ours_tree, theirs_tree)  # listed when first read
             if dry_run:
                 return result("would_fast_forward", theirs, changed=changed)
-            _move_target(ws, theirs, ours, f"avfs: merge {source} (fast-forward)")
+            rec = mergeguard.move_target(ws, theirs, ours, f"avfs: merge {source} (fast-forward)")
             op = _record(
-                vault, "merge", f"merge {source} into {target} (fast-forward)", target, ours, theirs, ws.ref
+                vault,
+                "merge",
+                f"merge {source} into {target} (fast-forward)",
+                target,
+                ours,
+                theirs,
+                ws.ref,
+                rec,
             )
             return result("fast_forward", theirs, changed=changed, op=op)
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
@@ -466,30 +473,6 @@ def _fast_merge(
     return commit, made, fast[0]
 
 
-def _move_target(ws: Workspace, new: str, old: str, reason: str) -> None:
-    """Move the target's ref (CAS) and point its (clean) workspace at ``new``.
-
-    Unmounted, the check, the move and the new view are one overlay transaction: a write
-    through the API or the CLI (which commits its entry in such a transaction) waits for
-    it and lands on the merged view. It used to land in the moment between the check and
-    the new view and be swept away with the old one (kept under a recovery ref when it
-    came before that ref was made, lost without trace after: an agent runtime merging
-    forks into main while main was written lost 1 write in 30). Mounted, writes go
-    through the mount, not the overlay's transactions: what was written in that moment
-    is kept under a recovery ref rather than lost. Mounted on either backend, the move
-    and the mount's index are made under the index guard and git's ``index.lock`` (as a
-    checkpoint's: git in the mount commits no index of the old base on the new HEAD,
-    the index written for ``new`` before the ref moves, as a restore's;
-    ``GitIndexBusyError`` while git keeps it, nothing moved)."""
-    live = ws.live_dir() is not None
-    with ws.index_guard(git=True) as ahead, contextlib.nullcontext() if live else ws.overlay.txn():
-        mergeguard.refuse_changed(ws)
-        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True)
-        if live:
-            keep_recovery(ws, "written during a merge")
-        ws.set_base(new, keep_view=False)
-
-
 def _current_tree(ws: Workspace) -> str:
     pack = ws.store.pack_writer()
     try:
@@ -501,16 +484,28 @@ def _current_tree(ws: Workspace) -> str:
     return tree
 
 
-def _record(vault: Vault, kind: str, summary: str, fork: str, old: str, new: str, ref: str) -> int:
+def _record(
+    vault: Vault,
+    kind: str,
+    summary: str,
+    fork: str,
+    old: str,
+    new: str,
+    ref: str,
+    rec: tuple[str, str] | None = None,
+) -> int:
+    """The merge's operation; ``rec``: the recovery ref of what was written through the
+    mount as the target moved (its undo brings that back too, as a restore's does)."""
+    kept = [] if rec is None else [{"ref": rec[0], "old": None, "new": rec[1]}]
     return vault.oplog.record(
         kind,
         summary,
         fork=fork,
-        refs=[{"ref": ref, "old": old, "new": new}],
+        refs=[{"ref": ref, "old": old, "new": new}, *kept],
         workspaces=[
             {
                 "fork": fork,
-                "before": {"base": old, "tree": None},
+                "before": {"base": old, "tree": None if rec is None else vault.store.commit_tree(rec[1])},
                 "after": {"base": new, "tree": None},
                 "view_changed": True,
             }

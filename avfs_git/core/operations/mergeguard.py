@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BusyError, UsageError
 from ..workspace.overlayentry import FILE
+from ..workspace.wscommit import keep_recovery, move_ref
 
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
@@ -82,3 +83,28 @@ def refuse_open_files(ws: Workspace, target: str) -> None:
             hint="close them (or let the command writing them finish), then merge",
             details={"fork": target, "paths": sorted(busy)[:20]},
         )
+
+
+def move_target(ws: Workspace, new: str, old: str, reason: str) -> tuple[str, str] | None:
+    """Move the target's ref (CAS) and point its (clean) workspace at ``new``.
+
+    Unmounted, the check, the move and the new view are one overlay transaction: a write
+    through the API or the CLI (which commits its entry in such a transaction) waits for
+    it and lands on the merged view. It used to land in the moment between the check and
+    the new view and be swept away with the old one (kept under a recovery ref when it
+    came before that ref was made, lost without trace after: an agent runtime merging
+    forks into main while main was written lost 1 write in 30). Mounted, writes go
+    through the mount, not the overlay's transactions: what was written in that moment
+    is kept under a recovery ref rather than lost (returned: (ref, commit), for the
+    merge's operation to name, or None). Mounted on either backend, the move and the
+    mount's index are made under the index guard and git's ``index.lock`` (as a
+    checkpoint's: git in the mount commits no index of the old base on the new HEAD,
+    the index written for ``new`` before the ref moves, as a restore's;
+    ``GitIndexBusyError`` while git keeps it, nothing moved)."""
+    live = ws.live_dir() is not None
+    with ws.index_guard(git=True) as ahead, contextlib.nullcontext() if live else ws.overlay.txn():
+        refuse_changed(ws)
+        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True)
+        rec = keep_recovery(ws, "written during a merge") if live else None
+        ws.set_base(new, keep_view=False)
+    return rec
