@@ -564,3 +564,37 @@ def test_a_path_deeper_than_python_s_recursion_limit_is_checkpointed(vault):
     tree = git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split()
     assert deep + "f" in tree and deep + ".gitignore" in tree and deep + "x.log" not in tree
     assert ws.read(deep + "x.log") == b"ignored\n"
+
+
+def test_delete_fork_whose_branch_moved_meanwhile_changes_nothing(vault, monkeypatch):
+    """A fork's branch moved by someone else while it is deleted (a push into the vault
+    between the delete's read of it and its compare-and-swap): the delete kept the
+    uncheckpointed changes under a recovery ref and deleted the checkpoints' refs before
+    the branch's swap failed, so it left a recovery ref no operation named and the named
+    checkpoints gone, recorded nowhere. The branch's swap comes first now: nothing is
+    changed, the fork is as it was."""
+    from avfs_git.core.errors import RefMovedError
+    from avfs_git.core.workspace import wscommit
+
+    vault.fork("main", "f")
+    f = vault.workspace("f")
+    f.write("a.txt", b"a\n")
+    checkpoint.save(vault, "f", name="named")
+    f.write("b.txt", b"uncheckpointed\n")
+    main_tip = vault.workspace("main").tip()
+    real = wscommit.keep_recovery
+
+    def kept_then_pushed(ws, reason):  # type: ignore[no-untyped-def]
+        got = real(ws, reason)
+        git("--git-dir", vault.path, "update-ref", "refs/heads/f", main_tip)  # a push into the vault
+        return got
+
+    ops = vault.oplog.next_id()
+    monkeypatch.setattr(wscommit, "keep_recovery", kept_then_pushed)
+    with pytest.raises(RefMovedError):
+        vault.delete_fork("f")
+    after = git("--git-dir", vault.path, "for-each-ref", "--format=%(refname)")
+    assert "refs/avfs/recovery" not in after
+    assert "refs/avfs/checkpoints/f/-/named" in after.split()
+    assert vault.oplog.next_id() == ops
+    assert vault.has_fork("f") and vault.workspace("f").read("b.txt") == b"uncheckpointed\n"

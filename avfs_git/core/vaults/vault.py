@@ -498,10 +498,9 @@ class Vault(VaultQuota, Generic[H_co]):
         (None: the copy must be read), and whether the snapshot carried the new fork's
         claimed change log (None: a spare made ahead was taken, its log made in it:
         :mod:`.forkspare`). Raises :class:`.layers.LayersUnavailable`."""
-        # the whole state (entries, journal, the upper layer of a live mount, an open
-        # merge) as it is at this instant; the fork lock keeps a checkpoint of the source
-        # from being half-way, the overlay held still a write from landing between the
-        # journal's end read and the copy
+        # the whole state (entries, journal, a live mount's upper layer, an open merge) at
+        # this instant; the fork lock keeps a checkpoint of the source from being half-way,
+        # the overlay held still a write from landing between the journal's end and the copy
         with src.overlay.still() as journal:
             if journal is not None and (spare := forkspare.claim(self, src, link, journal)) is not None:
                 return spare, journal, None
@@ -548,11 +547,16 @@ class Vault(VaultQuota, Generic[H_co]):
             rec = keep_recovery(ws, "delete fork")
             if rec is not None:
                 changed.append({"ref": rec[0], "old": None, "new": rec[1]})
+            try:  # the branch first: one moved meanwhile (a push) changes nothing, no ref made
+                refs.cas_update(self.store, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
+            except BaseException:
+                if rec is not None:  # (both or neither: the recovery ref and its operation)
+                    refs.cas_update(self.store, rec[0], None, rec[1], f"avfs: delete fork {fork}")
+                raise
             for r in refs.ref_names(self.store, refs.checkpoint_prefix(fork)):
                 old = refs.read_ref(self.store, r)
                 refs.cas_update(self.store, r, None, old, f"avfs: delete fork {fork}")
                 changed.append({"ref": r, "old": old, "new": None})
-            refs.cas_update(self.store, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
             changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
             self.discard_workspace(fork)
             forkspare.drop(self, fork)
@@ -568,12 +572,9 @@ class Vault(VaultQuota, Generic[H_co]):
 
         # the fork's lock files go with it (`doctor` would report them as orphans); an undo
         # that brings the fork back makes them again
-        def gone() -> bool:
-            return refs.read_ref_file(self.path, refs.fork_ref(fork)) is None
-
         fork_lock = os.path.join(self.state_dir, "locks", names.fs_name(fork) + ".lock")
         for lock in (fork_lock, exec_lock_path(self.state_dir, fork), write_lock_path(self.state_dir, fork)):
-            remove_unused(lock, gone)
+            remove_unused(lock, lambda: refs.read_ref_file(self.path, refs.fork_ref(fork)) is None)
         op = self.oplog.get(op_id)
         assert op is not None
         return op
