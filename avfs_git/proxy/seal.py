@@ -155,11 +155,16 @@ def _index_stat(path: str) -> tuple[int, int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _vault_tags(vault_path: str, real_refs: str, cache: RefCache) -> dict[str, bytes]:
-    """The vault's loose tags: from a mount daemon's watch (read again once one changed),
+def _vault_copies(
+    vault_path: str, real_refs: str, cache: RefCache, kinds: Collection[str]
+) -> dict[str, bytes]:
+    """The vault's loose refs of ``kinds`` the scratch holds copies of (``tags``,
+    ``remotes``); the tags from a mount daemon's watch (read again once one changed),
     else each looked at (``lstat``, and read when it moved)."""
     watch = refwatch.live(vault_path, "tags")
-    return watch.heads() if watch is not None else vault_loose(real_refs, cache, "tags")
+    if watch is None or "tags" not in kinds:
+        return vault_loose(real_refs, cache, *kinds)
+    return {**watch.heads(), **vault_loose(real_refs, cache, *(set(kinds) - {"tags"}))}
 
 
 def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -> Sealed:
@@ -191,8 +196,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         own_now = loose.pop(fork_ref, None)
         files, packed, rendered, own_packed = sealpack.split(vault.path, fork_ref, loose)
     copied = dict(files)
-    copied.update(_vault_tags(vault.path, real_refs, cache))  # (git tag works on copies: reported)
-    copied.update(vault_loose(real_refs, cache, *own - {"heads", "tags"}))  # (git fetch's)
+    copied.update(_vault_copies(vault.path, real_refs, cache, own - {"heads"}))  # git tag, fetch
     mine = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
     if mine is not None:
         copied[fork_ref] = mine

@@ -202,16 +202,16 @@ def set_url(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
     return RemoteInfo(name, clean), ([_NOT_STORED] if stripped else [])
 
 
-def _ls_remote(vault: Vault, remote: str, credentials: tuple[str, str] | None = None) -> dict[str, str]:
-    """The remote's refs (a push asks when it is refused, or before: the fork lacks what it
-    last saw there); a failure names the remote, its URL and why (:mod:`.remotecause`)."""
-    proc = _git(vault, "ls-remote", remote, credentials=credentials, check=False)
-    if proc.returncode != 0:
-        why = _scrub(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), _token(vault) or ""))
-        url = redact(_require(vault, remote)[0])
-        raise remote_failed(
-            f"reading the branches of {remote}", url, why, proc.returncode, remote=remote, pushed=[]
-        )
+def _ls_remote(
+    vault: Vault, remote: str, creds: tuple[str, str] | None, quiet: bool = False
+) -> dict[str, str]:
+    """The remote's refs; a failure names the remote, its URL and why (:mod:`.remotecause`),
+    or gives {} with ``quiet`` (after a refusal: the refusal is the error)."""
+    proc = _git(vault, "ls-remote", remote, credentials=creds, check=False)
+    if proc.returncode != 0 and not quiet:
+        why = _scrub(proc.stderr.strip() or proc.stdout.strip(), (*(creds or ()), _token(vault) or ""))
+        url, doing = redact(_require(vault, remote)[0]), f"reading the branches of {remote}"
+        raise remote_failed(doing, url, why, proc.returncode, remote=remote, pushed=[])
     out: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         oid, _, ref = line.partition("\t")
@@ -366,10 +366,7 @@ def _caught_up(
     others = [f for f in refused if len(f) < 3 or not ("stale info" in f[2] or "atomic push failed" in f[2])]
     if not stale or others or any(ref not in implicit for ref in stale):
         return {}
-    try:
-        there = _ls_remote(vault, remote, creds)
-    except RemoteError:
-        return {}  # (the refusal is what the caller reports)
+    there = _ls_remote(vault, remote, creds, quiet=True)
     out = {}
     for ref in stale:
         theirs = there.get(ref)
@@ -476,10 +473,7 @@ def _push_failed(
     # a server-side atomic transaction refuses every ref for the one that moved: name that one
     cause = next((f for f in refused if _lost_race(detail, f[1].split(":")[-1])), cause)
     ref, summary = cause[1].split(":")[-1], cause[2]
-    try:  # (only on this path: one more round trip; the refusal is the error, whatever it says)
-        there = _ls_remote(vault, remote, creds).get(ref)
-    except RemoteError:
-        there = None
+    there = _ls_remote(vault, remote, creds, quiet=True).get(ref)  # (only on this path: one more round trip)
     reason, why, hint = "rejected", f"and refused it: {summary}", "see the server's message"
     for needle, r, w, h in _REFUSALS:
         if needle in summary:
