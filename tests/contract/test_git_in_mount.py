@@ -215,22 +215,8 @@ def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_i
     stale: list[str] = []
     for i in range(RACE_ROUNDS):
         (mp / f"r{i}.txt").write_text(f"round {i}\n")
-        before = ref.stat()
         out: dict[str, Any] = {}
-
-        def commit(before: os.stat_result = before, out: dict[str, Any] = out, i: int = i) -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    st = ref.stat()
-                except FileNotFoundError:
-                    continue
-                if (st.st_ino, st.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
-                    break
-            out["git"] = _git(mp, "commit", "-q", "--allow-empty", "-m", f"git {i}", check=False)
-
-        t = threading.Thread(target=commit)
-        t.start()
+        t = _commit_when_moved(mp, ref, out, f"git {i}")
         res = avfs("checkpoint", "save", "-m", f"avfs {i}")
         t.join()
         assert res.code == 0, res.err
