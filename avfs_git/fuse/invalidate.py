@@ -46,10 +46,12 @@ class Invalidation(HandleTable):
         self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
         self._watcher.start()
 
-    def _kept_changed(self, view_time: str | None) -> set[str]:
-        """Read the kept times of ``view_time`` again; the paths whose times changed."""
+    def _kept_changed(self, view_time: str | None, token: str | None) -> set[str]:
+        """Read the kept times of ``view_time`` again (``token``: the meta's count read
+        before them); the paths whose times changed."""
         old = self._kept
         new = self._kept = self.ws.overlay.kept_times(view_time)
+        self._kept_token = token
         if old is None:
             return set(new)
         return {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
@@ -112,13 +114,17 @@ class Invalidation(HandleTable):
                 meta = ov.get_metas("base", "view_time", "view_moves", "kept_times")
                 now = (meta.get("base"), meta.get("view_time"))
                 moved = now != view
-                if meta.get("kept_times") != kept and not moved:
+                token = meta.get("kept_times")
+                loaded = self._kept is not None and token != self._kept_token
+                if (token != kept or loaded) and not moved:
                     # a checkpoint that moved no view (one that committed nothing: files
                     # edited back to the base's bytes) kept its files' times: read them
                     # now, not at the next move (they showed the view time meanwhile,
-                    # once the kernel's attributes lapsed), and the kernel forgets those
-                    paths = [*paths, *self._kept_changed(now[1])]
-                kept = meta.get("kept_times")
+                    # once the kernel's attributes lapsed), and the kernel forgets those.
+                    # ``loaded``: a getattr read them before this watcher's first look
+                    # (its thread started late) and they changed since
+                    paths = [*paths, *self._kept_changed(now[1], token)]
+                kept = token
                 # a path another process changed may have changed kind: its name is looked
                 # up again (``name``), and every name after a move that changed the view
                 # (not a checkpoint's, which keeps every kind: a getattr does there)
@@ -133,6 +139,7 @@ class Invalidation(HandleTable):
                         view = now
                         self._view_time_ns = None
                         self._kept = None
+                        self._kept_token = None
                     paths = sorted(self._known)
                 if moved or paths:  # readers first: one reading after the kernel forgot would refill it
                     self._readers_follow(None if moved or "" in paths else set(paths))

@@ -97,6 +97,8 @@ class ViewOps(NestedRepos, HandleTable):
         the blob it was committed as (read once per view: the watcher drops them)."""
         kept = self._kept
         if kept is None:
+            # the count first: a change between the two reads makes the watcher read again
+            self._kept_token = self.ws.overlay.get_meta("kept_times")
             kept = self._kept = self.ws.overlay.kept_times()
         hit = kept.get(p)
         return None if hit is None or hit[0] != oid else (hit[1], hit[2])
