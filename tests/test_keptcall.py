@@ -124,16 +124,30 @@ def test_pushes_and_fetches_run_in_one_kept_process_each_with_its_own_environmen
     _wait_for(lambda: not _alive(kept))  # it ends with its server
 
 
+@pytest.fixture(params=["module", "console"])
+def caller(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """How a caller runs avfs: ``python -m avfs_git`` (cli/client.py), or the console script
+    ``make install`` writes (the native program where a C compiler is there: it relays a
+    signal itself, cli/launcher.c)."""
+    if request.param == "module":
+        return [sys.executable, "-m", "avfs_git"]
+    from avfs_git.cli import launcher
+
+    path = tmp_path / "avfs"
+    launcher.write(str(path))
+    return [str(path)]
+
+
 def test_an_interrupted_push_ends_the_kept_process_and_the_next_runs_in_a_new_one(
-    setup: Any, home: Home, vault: Vault
+    setup: Any, home: Home, vault: Vault, caller: list[str]
 ) -> None:
     env, log, bare = setup
     assert _avfs("--vault", "v", "push", "origin", "main", env=env).returncode == 0  # makes it
     first = int(_lines(log)[-1][0])
     vault.workspace("main").write("b.txt", b"two\n")
     assert _avfs("--vault", "v", "checkpoint", "save", "-m", "two", env=env).returncode == 0
-    caller = subprocess.Popen(
-        [sys.executable, "-m", "avfs_git", "--vault", "v", "push", "origin", "main"],
+    proc = subprocess.Popen(
+        [*caller, "--vault", "v", "push", "origin", "main"],
         env={**env, "AVFS_HANG": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -141,13 +155,13 @@ def test_an_interrupted_push_ends_the_kept_process_and_the_next_runs_in_a_new_on
     try:
         _wait_for(lambda: len(_lines(log)) == 2)  # its git started (and hangs)
         assert int(_lines(log)[-1][0]) == first  # in the kept process
-        caller.send_signal(signal.SIGINT)  # relayed through the server (no pid to signal)
-        _out, err = caller.communicate(timeout=60)
+        proc.send_signal(signal.SIGINT)  # relayed through the server (no pid to signal)
+        _out, err = proc.communicate(timeout=60)
     finally:
-        if caller.poll() is None:
-            caller.kill()
-            caller.wait()
-    assert caller.returncode == 130, err
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
     _wait_for(lambda: not _alive(first))  # an interrupted call is not followed by another there
     pushed = _avfs("--vault", "v", "push", "origin", "main", env=env)
     assert pushed.returncode == 0, pushed.stderr

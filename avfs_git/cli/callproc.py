@@ -205,6 +205,7 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
             _answer(code, kept=True)
         except BaseException:
             os._exit(code)  # (the server answers with it)
+        del got, req  # (the request's environment goes with the call)
         calls += 1
 
 
@@ -296,9 +297,10 @@ class Kept:
 
     def defer(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> bool:
         """Keep a push or fetch for this process, busy with another that has answered
-        (it cleans up: a fraction of a ms; the server hands it this call once it says it
-        is done, :attr:`done`); False when it cannot wait (one waits already, or the call
-        in progress has not answered)."""
+        (it cleans up: ~1 ms of CPU, but closing the command's databases writes their WALs
+        back, a sync each: 8-190 ms of wall seen at load 13-18; the server hands it this
+        call once it says it is done, :attr:`done`); False when it cannot wait (one waits
+        already, or the call in progress has not answered)."""
         self.read()
         if self.leaving or not self.answered or self.waiting is not None:
             return False

@@ -181,11 +181,11 @@ class Server:
                             w.register(pidfd, self.children[pidfd])
                     elif fd in reports:  # the call has answered
                         call = self.children[reports[fd]]
-                        if call.kept:
-                            self.kept.read()  # type: ignore[union-attr]
-                            if self.kept.done is not None:  # type: ignore[union-attr]
+                        if call.kept and self.kept is not None:
+                            self.kept.read()
+                            if self.kept.done is not None:
                                 self._kept_done(w, call)
-                            elif self.kept.eof:  # type: ignore[union-attr]
+                            elif self.kept.eof:
                                 drop(fd)  # it ends: its pidfd says how
                             continue
                         drop(fd)
@@ -204,8 +204,8 @@ class Server:
                         conns.pop(conn.fileno(), None)
                         done.update((fd, conn.fileno()))
                         waiting = None
-                        if call.kept:  # (it died in its call)
-                            waiting = self.kept.take_waiting()  # type: ignore[union-attr]
+                        if call.kept and self.kept is not None:  # (it died in its call)
+                            waiting = self.kept.take_waiting()
                             self.kept = None
                         if call.ctl.fileno() >= 0:  # ended without a report (as it read)
                             drop(call.ctl.fileno())
