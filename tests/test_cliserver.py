@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from avfs_git.cli import callproc
 from avfs_git.cli import resident as warm
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
@@ -494,7 +495,7 @@ def select_ready(conn: socket.socket) -> list[Any]:
 def test_served_calls_keep_the_wal_small(served: Any, home: Home, vault: Vault) -> None:
     """A served command's process, once its answer is out (the caller gone, it is not hung
     up), closes the databases it opened when one's WAL has grown past
-    ``resident.WAL_CLOSE_AT``: the WAL is written back and emptied. Left to grow, it reached
+    ``callproc.WAL_CLOSE_AT``: the WAL is written back and emptied. Left to grow, it reached
     SQLite's own checkpoint at ~4 MB, and every later call that opens the database alone
     read it whole to rebuild its index."""
     on, _off = served
@@ -507,7 +508,7 @@ def test_served_calls_keep_the_wal_small(served: Any, home: Home, vault: Vault) 
         assert _run("write", f"w{i}.txt", f"text {i}", env=on)[0] == 0
         assert _run("--json", "checkpoint", "save", "-m", f"c{i}", env=on)[0] == 0
         sizes.append(wal.stat().st_size if wal.exists() else 0)
-    assert max(sizes) < 2 * warm.WAL_CLOSE_AT, sizes  # (without: ~1.6 MB by the end)
+    assert max(sizes) < 2 * callproc.WAL_CLOSE_AT, sizes  # (without: ~1.6 MB by the end)
     assert _run("cat", "w24.txt", env=on) == (0, b"text 24", b"")
     assert len(json.loads(_run("--json", "log", env=on)[1])["commits"]) >= 25
 
@@ -525,7 +526,7 @@ def test_a_wal_held_large_by_another_process_leaves_the_other_databases_wals_alo
         ws.write(f"big/{i}.bin", os.urandom(8 << 10))
     wal = Path(ws.state_dir, "overlay.db-wal")
     oplog_wal = Path(vault.state_dir, "oplog.db-wal")
-    assert wal.stat().st_size > warm.WAL_CLOSE_AT
+    assert wal.stat().st_size > callproc.WAL_CLOSE_AT
     seen = []
     for i in range(3):
         assert _run("--json", "vault", "fork", f"f{i}", env=on)[0] == 0
@@ -568,7 +569,7 @@ def test_a_served_call_s_process_lets_go_of_the_caller_s_streams_before_its_afte
     """A caller reading a served command's output to its end (a pipe) sees the end once it
     has the answer, not when the command's process exits after its work for later calls;
     and that process has left the caller's working directory."""
-    from avfs_git.cli.resident import release_caller
+    from avfs_git.cli.callproc import release_caller
 
     here = str(tmp_path)
     out_r, out_w = os.pipe()

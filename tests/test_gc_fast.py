@@ -488,3 +488,40 @@ def test_a_failure_not_avfss_is_answered_alike_by_the_click_cli_and_gcs_own_path
     )
     r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
     assert r.stdout == "" and r.stderr == "code=0", r
+
+
+def test_a_direct_human_gc_prints_what_rich_printed_without_importing_it(vault: Vault, capsys: Any) -> None:
+    """A person's `avfs gc` (no --json) prints plain lines (:meth:`Output.line`): the
+    same text rich printed for them (its templates hold no markup, tabs or emoji codes;
+    fields that look like markup, control characters and non-ASCII text alike), and its
+    process never imports rich (~20-30 ms of a cold gc's CPU)."""
+    from avfs_git.cli.output import Output
+
+    cases = [
+        (
+            "{}: {verb}expire {} recovery refs; {} objects ({}){}",
+            ("v[red]x[/red]", 3, 10, "1.5 KiB", " -> 9"),
+            "would ",
+        ),
+        ("{}remove deleted vault {} (deleted {})", ("", "na\x1bme\\[b]", "2026-11-26T10:00:00Z"), ""),
+        ("{}: {}remove {} kept git states past the retention", ("vä", "", 2), ""),
+    ]
+    for template, args, verb in cases:
+        out = Output(False)
+        out.say(template, *args, verb=verb)
+        rich_text = capsys.readouterr().out
+        Output(False).line(template, *args, verb=verb)
+        assert capsys.readouterr().out == rich_text, template
+    _history(vault, 2)
+    home = os.path.dirname(os.path.dirname(vault.path))
+    vault.close()
+    probe = (
+        "import sys; from avfs_git.cli.execopts import run_closed; "
+        "code = run_closed(['--home', sys.argv[1], 'gc', '--dry-run']); "
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))); "
+        "sys.exit(code)"
+    )
+    p = subprocess.run([sys.executable, "-c", probe, home], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().startswith("v: would expire "), p.stdout
+    assert p.stderr.decode() == "[]"

@@ -37,7 +37,7 @@ def _first_page(buf: Any) -> int:
 
 
 def _call(buf: Any) -> Callable[[socket.socket, dict[str, Any], list[int], spare.Report], None]:
-    """A call's process as the server's (resident._child) in what matters here: it writes
+    """A call's process as the server's (callproc.child) in what matters here: it writes
     its pages, answers with the faults that took, and reports."""
     first = _first_page(buf)
 

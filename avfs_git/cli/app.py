@@ -43,7 +43,7 @@ class App:
         """Close the home's SQLite and git handles, if it was opened. The last connection
         to a database that closes writes its WAL into it and removes it; a process that
         ends without closing leaves the WAL, which the next process to open the database
-        reads whole to rebuild its index (see :func:`.resident._child`)."""
+        reads whole to rebuild its index (see :func:`.callproc.child`)."""
         if self._home is not None:
             self._home.close()
 

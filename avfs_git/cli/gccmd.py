@@ -41,7 +41,7 @@ def run(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> None:
     }
 
     def human() -> None:
-        p = app.output.say
+        p = app.output.line  # (rich is not imported for these plain lines)
         verb = "would " if dry_run else ""
         for r in results:
             after = (

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> i
 
     ``opened``: where to leave the command's :class:`.app.App`, for a caller that closes
     what it opened itself and runs its :meth:`~.app.App.run_after` once the answer is out
-    (the resident server's child, :func:`.resident._child`); else it is left to the
+    (the resident server's child, :func:`.callproc.child`); else it is left to the
     interpreter's exit, and what the command left for after its answer runs here.
     """
     args = list(sys.argv[1:] if argv is None else argv)

@@ -131,6 +131,12 @@ class Output:
         """Plain text: ``template`` with its fields filled by values shown as text."""
         return "".join(text for text, _ in _fill(template, args, kwargs))
 
+    def line(self, template: str, /, *args: Any, **kwargs: Any) -> None:
+        """One line for a person on stdout, as :meth:`say` prints a ``template`` without
+        markup, tabs or emoji codes, without rich: a cold `avfs gc`'s answer (importing
+        rich for it was ~20-30 ms of that process's CPU)."""
+        self.raw(self.text(template, *args, **kwargs) + "\n")
+
     def plain(self, template: str = "", /, *args: Any, err: bool = False, **kwargs: Any) -> None:
         """Print one plain line (no rich: tabs and spacing as written, for scripts too), its
         fields filled by values shown as text (control characters quoted)."""

@@ -7,8 +7,8 @@ itself: the child takes the caller's working directory, environment, arguments a
 standard input, output and error (passed as file descriptors, ``SCM_RIGHTS``), runs the
 same click CLI a direct call runs, and exits with its code, which the caller exits with.
 The caller (:func:`.execopts.served`) imports nothing beyond what Python loads at
-start-up. Everything a command does is as in a direct call, in a process of its own; only
-the imports are shared.
+start-up. Everything a command does is as in a direct call, in a process of its own (a push
+or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
 
 - **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
   and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import fcntl
 import gc
-import io
 import marshal
 import os
 import select
@@ -60,7 +59,8 @@ import sys
 import time
 from typing import Any
 
-from . import prewarm, spare
+from . import callproc, prewarm, spare
+from .callproc import RELAYED
 from .codestamp import stamp
 from .codewatch import CodeWatch
 
@@ -70,8 +70,6 @@ PID_FILE = "cli.pid"
 LOCK_FILE = "cli.lock"  # held while a server binds
 LOG_FILE = "cli.log"
 IDLE_S = 900.0
-WAL_CLOSE_AT = 256 << 10  # a served command closes its databases when a WAL is past this
-RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def socket_path(home: str) -> str:
@@ -106,6 +104,7 @@ class Server:
         self.served = 0
         self.last = time.monotonic()
         self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
+        self.kept: callproc.Kept | None = None  # a push's or fetch's process, kept for the next
         self.written = spare.Written([])  # the pages calls write, which a spare copies ahead
         self.layout = spare.Layout()  # this process's memory's runs, for its spares
         self.fuse: Any = None  # the libfuse the mount daemons it forks have (warmdaemon.load)
@@ -160,23 +159,14 @@ class Server:
             return False
 
     def serve(self, lsock: socket.socket) -> None:
-        poller = select.poll()
-        poller.register(lsock, select.POLLIN)
-        conns: dict[int, int] = {}  # conn fd -> pidfd of its child, while its caller listens
-        reports: dict[int, int] = {}  # report fd -> pidfd of its child, until it reported
-
-        def drop(fd: int) -> None:
-            try:
-                poller.unregister(fd)
-            except KeyError:
-                pass
-
+        w = _Watch(lsock)
+        drop, conns, reports = w.drop, w.conns, w.reports
         while True:
             # never while a command runs: once every call has answered (reported)
             if self.spare is None and not reports:
-                self.spare = spare.fork(_child, RELAYED, self.written, self.layout)
-            events = poller.poll(1000)
-            done: set[int] = set()  # fds closed or reused in this round: their events are stale
+                self.spare = spare.fork(callproc.child, RELAYED, self.written, self.layout)
+            events = w.poller.poll(1000)
+            done = w.done = set()  # fds closed or reused in this round: their events are stale
             for fd, _ev in events:
                 if fd in done:
                     continue
@@ -187,18 +177,25 @@ class Server:
                         pidfd = self._start(conn)
                         if pidfd is None:
                             conn.close()
-                            continue
-                        call = self.children[pidfd]
-                        done.update((pidfd, call.ctl.fileno()))
-                        poller.register(pidfd, select.POLLIN)
-                        poller.register(conn, select.POLLIN)
-                        poller.register(call.ctl, select.POLLIN)
-                        conns[conn.fileno()] = pidfd
-                        reports[call.ctl.fileno()] = pidfd
+                        elif pidfd != callproc.DEFERRED:
+                            w.register(pidfd, self.children[pidfd])
                     elif fd in reports:  # the call has answered
+                        call = self.children[reports[fd]]
+                        if call.kept and self.kept is not None:
+                            self.kept.read()
+                            if self.kept.done is not None:
+                                self._kept_done(w, call)
+                            elif self.kept.eof:
+                                drop(fd)  # it ends: its pidfd says how
+                            continue
                         drop(fd)
                         done.add(fd)
-                        self._reported(self.children[reports.pop(fd)])
+                        del reports[fd]
+                        self._reported(call)
+                    elif self.kept is not None and fd == self.kept.proc.pidfd and fd not in self.children:
+                        drop(fd)  # the kept process ended between calls
+                        done.add(fd)
+                        self._end_kept()
                     elif fd in self.children:
                         call = self.children.pop(fd)
                         conn, pid = call.conn, call.pid
@@ -206,11 +203,18 @@ class Server:
                         drop(conn.fileno())
                         conns.pop(conn.fileno(), None)
                         done.update((fd, conn.fileno()))
+                        waiting = None
+                        if call.kept and self.kept is not None:  # (it died in its call)
+                            waiting = self.kept.take_waiting()
+                            self.kept = None
                         if call.ctl.fileno() >= 0:  # ended without a report (as it read)
                             drop(call.ctl.fileno())
                             reports.pop(call.ctl.fileno(), None)
                             done.add(call.ctl.fileno())
-                            self._reported(call)
+                            if call.kept:
+                                call.ctl.close()
+                            else:
+                                self._reported(call)
                         _, status = os.waitpid(pid, 0)
                         try:
                             _send(conn, {"code": os.waitstatus_to_exitcode(status)})
@@ -219,6 +223,7 @@ class Server:
                         conn.close()
                         os.close(fd)
                         self.last = time.monotonic()
+                        self._resume(w, waiting)
                     elif fd in conns:
                         call = self.children[conns[fd]]
                         conn, pid = call.conn, call.pid
@@ -238,6 +243,9 @@ class Server:
                         drop(fd)
                 except Exception as exc:  # one call's trouble never ends the server
                     self.log(f"fd {fd}: {type(exc).__name__}: {exc}")
+            k = self.kept  # (a push or fetch that waited for it may have read its word)
+            if k is not None and k.done is not None and k.proc.pidfd in self.children:
+                self._kept_done(w, self.children[k.proc.pidfd])
             if not self.children and (time.monotonic() - self.last > self.idle_s or not self.still_mine()):
                 break
         self.leave()
@@ -250,6 +258,17 @@ class Server:
         if self.spare is not None:
             self.spare.discard()
             self.spare = None
+        if self.kept is not None:
+            waiting = self.kept.take_waiting()
+            if waiting is not None:  # its caller sees the end before any answer: it runs the call
+                waiting[0].close()
+                for fd in waiting[2]:
+                    os.close(fd)
+            if self.kept.proc.pidfd not in self.children:
+                self.kept.proc.discard()  # between calls: nothing of a call's is left in it
+                self.kept = None
+            else:
+                self.kept.proc.ctl.close()  # its call's report then fails: it ends (waited for below)
         ending = select.poll()
         # their pidfds, readable once the process has ended (not `avfs server stop`'s own,
         # which waits for this server to be gone)
@@ -294,8 +313,37 @@ class Server:
         else:
             self.written.scan = self.served % spare.SCAN_EVERY == 0
 
+    def _kept_done(self, w: _Watch, call: _Call) -> None:
+        """The kept process's call is over (it has cleaned up and waits for the next, or
+        ends): the server's own answer to the caller (who took the process's, as from any
+        call), its connection closed; the push or fetch that waited for it handed on."""
+        assert self.kept is not None
+        w.forget(call.ctl.fileno(), call.conn.fileno())
+        del self.children[self.kept.proc.pidfd]
+        code = self.kept.finish()
+        try:
+            if code is not None:
+                _send(call.conn, {"code": code})
+        except OSError:
+            pass
+        call.conn.close()
+        self.last = time.monotonic()
+        self._resume(w, self.kept.take_waiting())
+
+    def _end_kept(self) -> None:
+        """Reap the kept process, ended between calls."""
+        assert self.kept is not None
+        try:
+            os.waitpid(self.kept.proc.pid, 0)
+        except ChildProcessError:
+            pass
+        self.kept.proc.ctl.close()
+        os.close(self.kept.proc.pidfd)
+        self.kept = None
+
     def _start(self, conn: socket.socket) -> int | None:
-        """Read a call and fork its command; the child's pidfd, or None."""
+        """Read a call and fork its command; the child's pidfd, None, or
+        :data:`.callproc.DEFERRED` (the call waits for the kept process)."""
         fds: list[int] = []
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -316,26 +364,76 @@ class Server:
                 _send(conn, {"fallback": "another avfs"})
                 self.idle_s = 0  # an upgrade or an edit: end, the next call starts a new one
                 return None
-            if _gave_up(conn):
-                return None  # interrupted while it waited (this server was still loading)
-            ready, self.spare = self.spare, None
-            if ready is not None and ready.hand(conn, req, fds):
-                pid, pidfd, ctl = ready.pid, ready.pidfd, ready.ctl
-            else:
-                if ready is not None:
-                    ready.discard()  # it died
-                pid, ctl = _fork(conn, req, fds, self.written)
-                pidfd = os.pidfd_open(pid)
-            self.served += 1
-            _send(conn, {"started": pid})
-            argv = req.get("argv")
-            self.children[pidfd] = _Call(conn, pid, ctl, _server_call(argv if isinstance(argv, list) else []))
-            return pidfd
+            got = self._dispatch(conn, req, fds)
+            if got == callproc.DEFERRED:
+                fds = []  # (the waiting call's, closed when it is handed)
+            return got
         except (OSError, ValueError, EOFError, ConnectionError):
             return None
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _dispatch(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int | None:
+        """Hand a call to its process: the kept one for a push or fetch (when it is free,
+        or waited for when it has answered its call), else the spare (or a fork now)."""
+        if _gave_up(conn):
+            return None  # interrupted while it waited (this server was still loading, or a kept call ran)
+        argv = req.get("argv")
+        argv = argv if isinstance(argv, list) else []
+        kept = callproc.kept_call(argv)
+        k = self.kept
+        if kept and k is not None and not k.leaving:
+            if k.proc.pidfd in self.children:
+                if k.defer(conn, req, fds):
+                    return callproc.DEFERRED
+            elif k.proc.hand(conn, req, fds):
+                return self._started(conn, k.proc.pid, k.proc.pidfd, k.proc.ctl)
+            else:
+                k.leaving = True  # it died: its pidfd says so
+        ready, self.spare = self.spare, None
+        if kept and self.kept is None:
+            req = {**req, "kept": True}
+        if ready is not None and ready.hand(conn, req, fds):
+            pid, pidfd, ctl = ready.pid, ready.pidfd, ready.ctl
+        else:
+            if ready is not None:
+                ready.discard()  # it died
+            pid, ctl = _fork(conn, req, fds, self.written)
+            pidfd = os.pidfd_open(pid)
+        if req.get("kept"):
+            self.kept = callproc.Kept(spare.Spare(pid, pidfd, ctl))
+        return self._started(conn, pid, pidfd, ctl, _server_call(argv))
+
+    def _resume(self, w: _Watch, waiting: tuple[socket.socket, dict[str, Any], list[int]] | None) -> None:
+        """Hand the call that waited for the kept process (to it, or to the spare)."""
+        if waiting is None:
+            return
+        conn, req, fds = waiting
+        got = None
+        try:
+            got = self._dispatch(conn, req, fds)
+        except (OSError, ValueError, EOFError, ConnectionError):
+            pass
+        finally:
+            for fd in fds if got != callproc.DEFERRED else ():
+                os.close(fd)
+        if got is None or got == callproc.DEFERRED:
+            conn.close()
+        else:
+            w.register(got, self.children[got])
+
+    def _started(
+        self, conn: socket.socket, pid: int, pidfd: int, ctl: socket.socket, server: bool = False
+    ) -> int:
+        """A call handed to its process: ``started`` answered (with no pid for the kept
+        process: the caller relays signals through this server, which sends them only to
+        the call in progress, as the process outlives it) and the call noted."""
+        kept = self.kept is not None and pidfd == self.kept.proc.pidfd
+        self.served += 1
+        _send(conn, {"started": 0 if kept else pid})
+        self.children[pidfd] = _Call(conn, pid, ctl, server, kept)
+        return pidfd
 
     def _daemon(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
         """Fork the mount daemon a served command asks for (:mod:`.warmdaemon`), unless this
@@ -350,18 +448,56 @@ class Server:
         self.last = time.monotonic()
 
 
+class _Watch:
+    """The server's poll set: the listening socket, and for each call in progress its
+    caller's connection, its process's pidfd and report pair (what each descriptor is),
+    and the descriptors closed or reused in this round (their events are stale)."""
+
+    def __init__(self, lsock: socket.socket) -> None:
+        self.poller = select.poll()
+        self.poller.register(lsock, select.POLLIN)
+        self.conns: dict[int, int] = {}  # conn fd -> pidfd of its child, while its caller listens
+        self.reports: dict[int, int] = {}  # report fd -> pidfd of its child, until it reported
+        self.done: set[int] = set()
+
+    def drop(self, fd: int) -> None:
+        try:
+            self.poller.unregister(fd)
+        except KeyError:
+            pass
+
+    def register(self, pidfd: int, call: _Call) -> None:
+        """A call handed to its process."""
+        self.done.update((pidfd, call.conn.fileno(), call.ctl.fileno()))
+        self.poller.register(pidfd, select.POLLIN)
+        self.poller.register(call.conn, select.POLLIN)
+        self.poller.register(call.ctl, select.POLLIN)
+        self.conns[call.conn.fileno()] = pidfd
+        self.reports[call.ctl.fileno()] = pidfd
+
+    def forget(self, *fds: int) -> None:
+        for fd in fds:
+            self.drop(fd)
+            self.done.add(fd)
+            self.reports.pop(fd, None)
+            self.conns.pop(fd, None)
+
+
 class _Call:
     """A call being served: the caller's connection, the pid of the process that runs it,
     and the server's end of the pair that process reports on once it has answered (closed
     then)."""
 
-    __slots__ = ("conn", "ctl", "pid", "server")
+    __slots__ = ("conn", "ctl", "kept", "pid", "server")
 
-    def __init__(self, conn: socket.socket, pid: int, ctl: socket.socket, server: bool = False) -> None:
+    def __init__(
+        self, conn: socket.socket, pid: int, ctl: socket.socket, server: bool = False, kept: bool = False
+    ) -> None:
         self.conn = conn
         self.pid = pid
         self.ctl = ctl
         self.server = server  # `avfs server ...`: its stop waits for this server to go
+        self.kept = kept  # run by the kept process (callproc.keep), which outlives it
 
 
 def _server_call(argv: list[str]) -> bool:
@@ -384,7 +520,7 @@ def _fork(
         pid = os.fork()
         if pid == 0:
             mine.close()
-            _child(conn, req, fds, spare.Report(theirs, known))  # never returns
+            callproc.child(conn, req, fds, spare.Report(theirs, known))  # never returns
     except OSError:
         mine.close()
         raise
@@ -407,146 +543,6 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _text(fd: int, encoding: str, errors: str, *, line: bool) -> io.TextIOWrapper:
-    """A text stream on the caller's ``fd`` (the server's own were made for /dev/null)."""
-    raw = io.FileIO(fd, "r" if fd == 0 else "w", closefd=False)
-    if fd == 0:
-        return io.TextIOWrapper(io.BufferedReader(raw), encoding=encoding, errors=errors)
-    return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding, errors=errors, line_buffering=line)
-
-
-def _child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spare.Report) -> None:
-    """In the forked child: become the caller's process, run the CLI, answer with its code
-    and exit. The answer goes from here, before the process ends (the server's own, sent
-    when it reaps the child, comes ~1-2 ms later: a process of this size takes that long to
-    tear down; it is the one that counts when this one dies first). Then it ``report``s
-    to the server that it has answered, with the pages it wrote (the next spare is forked
-    then, and copies them ahead)."""
-    code = 70
-    answer = -1
-    try:
-        keep = report.keep()  # (above the descriptors moved below)
-        for sig in (*RELAYED, signal.SIGPIPE, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for i, fd in enumerate(fds):
-            os.dup2(fd, i)
-        answer = os.dup2(conn.fileno(), 3, inheritable=False)
-        os.dup2(keep, spare.REPORT_FD, inheritable=False)
-        # the server's socket and other calls' (close_range(2))
-        os.closerange(spare.REPORT_FD + 1, 1 << 20)
-        os.chdir(req["cwd"])
-        os.environ.clear()
-        os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in req["env"].items()})
-        enc, errs = sys.stdout.encoding, sys.stdout.errors or "strict"
-        sys.stdin = _text(0, enc, errs, line=False)
-        sys.stdout = _text(1, enc, errs, line=os.isatty(1))
-        sys.stderr = _text(2, enc, "backslashreplace", line=True)
-        sys.argv = ["avfs", *req["argv"]]
-        from .main import main as click_main
-
-        opened: list[Any] = []
-        try:
-            # the relayed signals, blocked across the fork, are let in once the command can
-            # answer them: a Ctrl-C in the set-up above (the caller's stdin already this
-            # process's) is the command's interruption, not an exit with no answer
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
-            code = click_main(list(req["argv"]), opened=opened)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except KeyboardInterrupt:
-            code = 130
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except OSError:
-            pass
-        release_caller()  # what follows the answer is not the caller's to wait for
-        data = marshal.dumps({"code": code})
-        # the caller ends once it has the answer, and the server hangs up (SIGHUP) the
-        # command of a caller that went away: this one is over, and closes what it opened
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        try:
-            os.write(answer, b"%08d" % len(data) + data)
-        except OSError:
-            pass  # the caller went away
-        report.send(spare.REPORT_FD)
-        for app in opened:
-            app.run_after()  # what the command left for after its answer (an audit fsync)
-        for app in opened:
-            app.run_ahead()  # work for a later call (a fork's next snapshot)
-        _write_back(_wal_grown())
-    finally:
-        os._exit(code)
-
-
-def release_caller() -> None:
-    """Let go of what this process holds of its caller's: its standard streams (sent with
-    the request; pointed at ``/dev/null``) and its working directory (left for ``/``). A
-    caller that reads the output to its end through a pipe (as an agent's tool runner or
-    ``subprocess.run(capture_output=True)`` reads it) would otherwise see the end only when
-    this process exits, and so wait for what it does after its answer (the pages it
-    reports, the WALs it writes back, a fork's next snapshot); and a caller in a mount that
-    unmounts it at once would find it busy meanwhile."""
-    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-    finally:
-        os.close(null)
-    os.chdir("/")
-
-
-def _write_back(dbs: list[str]) -> None:
-    """Write each of ``dbs``' WAL back into the database and empty it
-    (``wal_checkpoint(TRUNCATE)``), through a connection of its own.
-
-    The command's own connections stay open (the process ends without closing them), so a
-    database whose WAL is small keeps it: the next process's write appends to it. Closing
-    them all whenever one WAL had grown (as this did) removed every WAL, and the next write
-    to each started a new one: a sync of its header and one of its directory, on the next
-    call's path (`vault fork`'s op log, 6-15 ms at load 9, in every call where a process
-    holding the source open kept its overlay's WAL past the mark, which a closing child
-    could not write back: the holder's connection kept it from being the last)."""
-    import sqlite3
-
-    for db in dbs:
-        try:
-            conn = sqlite3.connect(db, timeout=0.2, isolation_level=None)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            pass  # busy: the next command's turn
-
-
-def _wal_grown() -> list[str]:
-    """The databases this process has open whose WAL is past :data:`WAL_CLOSE_AT`: their
-    command writes those back once its answer is out (nobody waits; :func:`_write_back`).
-
-    A served command ends with ``os._exit``, which closes nothing: each WAL grew with every
-    served write up to SQLite's own checkpoint at ~4 MB, and the next process to open a
-    database alone (every CLI call but where a mount's daemon holds it) read its whole WAL
-    to rebuild the index: status 10.5 -> 24 ms with a 1.9 MB overlay WAL (in the server's
-    child, load ~9). Closing after every command would cost the next write of each database
-    a sync of its new WAL's header instead (SQLite's ``synchronous=NORMAL``, 0.2-6 ms on a
-    busy disk); past a quarter of a MiB, that is one sync per ~60 pages written."""
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return []
-    grown: set[str] = set()
-    for fd in fds:
-        try:
-            path = os.readlink(f"/proc/self/fd/{fd}")
-            if path.endswith("-wal") and os.stat(path).st_size > WAL_CLOSE_AT:
-                grown.add(path.removesuffix("-wal"))
-        except OSError:
-            continue
-    return sorted(grown)
 
 
 def _probe_sandbox() -> None:

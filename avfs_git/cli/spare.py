@@ -8,7 +8,7 @@ ms. So the server keeps one child forked ahead (between calls, never while a com
 runs), which asks the kernel to copy the pages a call will write at once
 (``madvise(MADV_POPULATE_WRITE)``, Linux 5.14) and then waits for a call: the server hands
 it the caller's connection, standard streams and request over a socket pair, and it runs
-the call as a freshly forked child would (:func:`.resident._child`).
+the call as a freshly forked child would (:func:`.callproc.child`).
 
 **Which pages**: the ones served calls wrote. A call's process, once its answer is out,
 reads which of the pages it shares with the server at the fork it holds alone
@@ -59,7 +59,7 @@ MAX_REQUEST = 8 << 20
 STEP = 1 << 20  # bytes populated between looks for a call (~0.5 ms here)
 MAX_IOV = 1024  # ranges in one process_madvise (UIO_MAXIOV)
 PAGE = os.sysconf("SC_PAGE_SIZE")
-REPORT_FD = 4  # where a call's process keeps its end of the pair (resident._child)
+REPORT_FD = 4  # where a call's process keeps its end of the pair (callproc.child)
 MAX_REPORT = 4 << 20  # a written set larger than this is not taken
 SCAN_EVERY = 8  # once calls find no new pages, one call in this many looks again
 NEW_MIN = 32  # a call's new pages are news past 1/NEW_MIN of the known ones (~55 of ~1,800)
@@ -333,7 +333,7 @@ def fork(
                 else:
                     mine, runs = kept.mine, kept.runs
                 populate(child, runs, mine)
-                got = _receive(child)
+                got = receive(child)
                 if got is None:
                     code = 0  # the server went away: nothing to run
                 else:
@@ -384,7 +384,7 @@ def recv_framed(
     return buf[8:want], fds
 
 
-def _receive(ctl: socket.socket) -> tuple[int, dict[str, Any], list[int]] | None:
+def receive(ctl: socket.socket) -> tuple[int, dict[str, Any], list[int]] | None:
     """The call the server hands over: (the caller's connection, the request, fds 0-2);
     None when the server closed the pair instead."""
     got = recv_framed(ctl, 4)

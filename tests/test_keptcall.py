@@ -1,0 +1,180 @@
+"""The resident server's kept process (avfs_git/cli/callproc.py): a push's or fetch's
+process serves the next push or fetch, each call with its own environment, and ends when a
+call did not end cleanly (interrupted) or the server stops.
+
+A ``git`` on the calls' ``PATH`` (a script that logs the pid of the process that started
+it and one variable of its environment, then runs the real git) says which process ran
+each transfer and with which environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.cli import resident
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+
+GIT = shutil.which("git")
+
+
+def _avfs(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args], capture_output=True, env=env, timeout=120
+    )
+
+
+def _wait_for(cond: Any, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def _answers(home: str) -> bool:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(resident.socket_path(home))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def setup(tmp_path: Path, home: Home, vault: Vault) -> Any:
+    """(env for served calls with the logging git first on PATH, the log, the bare remote)."""
+    assert GIT is not None
+    bare = tmp_path / "origin.git"
+    subprocess.run([GIT, "init", "-q", "--bare", str(bare)], check=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "git.log"
+    (bindir / "git").write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *" push "*|*" fetch "*)\n'
+        f'  echo "$PPID ${{AVFS_MARK-}} $*" >> {log}\n'
+        '  test -n "${AVFS_HANG-}" && exec sleep 60;;\n'
+        "esac\n"
+        f'exec {GIT} "$@"\n'
+    )
+    (bindir / "git").chmod(0o755)
+    vault.workspace("main").write("a.txt", b"one\n")
+    env = {**os.environ, "AVFS_SERVER": "auto", "PATH": f"{bindir}:{os.environ['PATH']}"}
+    assert _avfs("--vault", "v", "remote", "add", "origin", str(bare), env=env).returncode == 0
+    _wait_for(lambda: _answers(home.path))  # (started by that first call)
+    try:
+        yield env, log, bare
+    finally:
+        subprocess.run([sys.executable, "-m", "avfs_git", "server", "stop"], env=env, capture_output=True)
+
+
+def _lines(log: Path) -> list[list[str]]:
+    return [line.split(" ", 2) for line in log.read_text().splitlines()]
+
+
+def test_pushes_and_fetches_run_in_one_kept_process_each_with_its_own_environment(
+    setup: Any, home: Home, vault: Vault
+) -> None:
+    env, log, bare = setup
+    for i in range(3):
+        assert _avfs("--vault", "v", "write", f"f{i}.txt", str(i), env=env).returncode == 0
+        assert _avfs("--vault", "v", "checkpoint", "save", "-m", f"c{i}", env=env).returncode == 0
+        # one call with a variable, the next (at once) without it
+        pushed = _avfs("--json", "--vault", "v", "push", "origin", "main", env={**env, "AVFS_MARK": f"m{i}"})
+        assert pushed.returncode == 0, pushed.stderr
+        assert json.loads(pushed.stdout)["kind"] == "transfer"
+        tip = subprocess.run(
+            [GIT, "--git-dir", str(bare), "rev-parse", "main"], capture_output=True, text=True
+        )
+        assert tip.stdout.strip() == _tip(vault)
+        fetched = _avfs("--json", "--vault", "v", "fetch", "origin", env=env)
+        assert fetched.returncode == 0, fetched.stderr
+        # an error of the user's (no such remote) is an answer like any other
+        missing = _avfs("--json", "--vault", "v", "push", "nope", "main", env=env)
+        assert missing.returncode == 1 and json.loads(missing.stdout)["kind"] == "error"
+    runs = _lines(log)
+    assert [r[1] for r in runs] == ["m0", "", "m1", "", "m2", ""], runs
+    assert [r[2].split()[2] for r in runs] == ["push", "fetch"] * 3
+    parents = {int(r[0]) for r in runs}
+    assert len(parents) == 1, runs  # one process ran them all
+    kept = parents.pop()
+    assert _alive(kept)
+    assert _avfs("server", "stop", env=env).returncode == 0
+    _wait_for(lambda: not _alive(kept))  # it ends with its server
+
+
+@pytest.fixture(params=["module", "console"])
+def caller(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """How a caller runs avfs: ``python -m avfs_git`` (cli/client.py), or the console script
+    ``make install`` writes (the native program where a C compiler is there: it relays a
+    signal itself, cli/launcher.c)."""
+    if request.param == "module":
+        return [sys.executable, "-m", "avfs_git"]
+    from avfs_git.cli import launcher
+
+    path = tmp_path / "avfs"
+    launcher.write(str(path))
+    return [str(path)]
+
+
+def test_an_interrupted_push_ends_the_kept_process_and_the_next_runs_in_a_new_one(
+    setup: Any, home: Home, vault: Vault, caller: list[str]
+) -> None:
+    env, log, bare = setup
+    assert _avfs("--vault", "v", "push", "origin", "main", env=env).returncode == 0  # makes it
+    first = int(_lines(log)[-1][0])
+    vault.workspace("main").write("b.txt", b"two\n")
+    assert _avfs("--vault", "v", "checkpoint", "save", "-m", "two", env=env).returncode == 0
+    proc = subprocess.Popen(
+        [*caller, "--vault", "v", "push", "origin", "main"],
+        env={**env, "AVFS_HANG": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for(lambda: len(_lines(log)) == 2)  # its git started (and hangs)
+        assert int(_lines(log)[-1][0]) == first  # in the kept process
+        proc.send_signal(signal.SIGINT)  # relayed through the server (no pid to signal)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    _wait_for(lambda: not _alive(first))  # an interrupted call is not followed by another there
+    pushed = _avfs("--vault", "v", "push", "origin", "main", env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert int(_lines(log)[-1][0]) not in (first, 0)
+    tip = subprocess.run([GIT, "--git-dir", str(bare), "rev-parse", "main"], capture_output=True, text=True)
+    assert tip.stdout.strip() == _tip(vault)
+
+
+def _tip(vault: Vault) -> str:
+    assert GIT is not None
+    return subprocess.run(
+        [GIT, "--git-dir", vault.path, "rev-parse", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
