@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from avfs_git.proxy import confine
 from avfs_git.proxy.standby import Standby
 
 from .conftest import skip_outside_ci
@@ -120,3 +121,24 @@ def test_a_served_call_knows_its_mount_is_still_there_from_the_mark(
         if os.path.ismount(mp):
             subprocess.run(["umount", str(mp)], check=False)
         mounts.unmount(home, vault, "main")
+
+
+@pytest.mark.parametrize("which", ["waiter", "exec"])
+def test_the_perl_programs_load_no_module(which: str) -> None:
+    """The Landlock program with the ready sandbox's waiter (a first call's sandbox set up
+    ahead, every ready one) or with its own ``exec`` of a command loads no module as it
+    compiles: ``use Fcntl``, ``no warnings``, ``use strict`` and ``$!{EINTR}`` (Errno) cost
+    ~6 ms of CPU per sandbox of a ~5-10 ms Perl (docs/benchmarks.md, first6)."""
+    from avfs_git.proxy import landlock, standby
+
+    if not landlock.available():
+        skip_outside_ci(f"no {landlock.PERL} here")
+    sb = confine.Sandbox(source="/nonexistent", path="/avfs/v", cwd="/avfs/v", network="none")
+    cmd = [standby.PERL, "-e", standby.WAITER, "3", "4"] if which == "waiter" else ["true"]
+    wrapped = landlock.wrap(sb, cmd, own=which == "waiter")
+    assert wrapped[:2] == [landlock.PERL, "-e"]
+    # compiled only (-c: nothing of it runs), %INC printed at the end of the compile
+    check = "CHECK { print join(',', sort keys %INC), qq(\\n) }\n"
+    got = subprocess.run([landlock.PERL, "-c", "-e", check + wrapped[2]], capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "\n", got.stdout  # (on main: Errno.pm, Fcntl.pm, strict.pm, warnings.pm...)

@@ -138,10 +138,11 @@ if ($ef >= 0) {
 # init (pid 1 here) sleeps in its wait for children, which it starts only after that
 # signal is set: gone then, it was gone before, and there after, its death ends the
 # sandbox. The descriptor is closed before the command starts.
+# Like APPLY, it loads no module (`$!{EINTR}` loads Errno: 1 ms of CPU; see .standby.WAITER).
 EXEC = r"""
 if ($gf >= 0) {
   open(my $gh, "<&=", $gf) or fail("the gate: $!");
-  my $n; do { $n = sysread($gh, my $x, 1) } while (!defined($n) && $!{EINTR});
+  my $n; do { $n = sysread($gh, my $x, 1) } while (!defined($n) && $! == 4);  # EINTR
   close $gh;
   exit 125 unless $n;
 }
@@ -155,7 +156,7 @@ if ($of >= 0 && $pp > 0) {
   if ($rev & 0x10) { print STDERR "avfs: the sandbox's bwrap is gone: the command does not run\n"; exit 125 }
 }
 if ($of >= 0) { open(my $oh, "<&=", $of) and close $oh }
-{ no warnings; exec { $ARGV[0] } @ARGV; }
+exec { $ARGV[0] } @ARGV;
 my $e = $! + 0; print STDERR "bwrap: execvp $ARGV[0]: $!\n"; exit($e == 2 || $e == 20 ? 127 : 126);
 """
 

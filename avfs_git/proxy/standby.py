@@ -41,8 +41,11 @@ PERL = "/usr/bin/perl"
 MAX_AGE_S = 600.0
 # argv: GO_FD REPORT_FD. Reads from GO_FD (until EOF): cwd \0 N \0 N x "NAME=VALUE" \0 argv... \0
 # On failure writes "chdir\0<errno>\0<message>" or "exec\0<errno>\0<message>" to REPORT_FD.
+# It loads no module (nor does the Landlock program it is run by): `use Fcntl` took 1.6 ms
+# of CPU, `no warnings` 2.8 (warnings.pm), `use strict` 0.3, of ~5 per sandbox; so Linux's
+# F_SETFD (2) and FD_CLOEXEC (1) are written out, and warnings are off anyway (no -w; the
+# interpreter starts with bwrap's environment, no PERL5OPT).
 WAITER = r"""
-use strict; use Fcntl;
 my ($go, $rep) = @ARGV;
 open(my $in, "<&=", $go) or exit 125;
 open(my $out, ">&=", $rep) or exit 125;
@@ -50,14 +53,14 @@ binmode $in; binmode $out;
 my $d = do { local $/; <$in> };
 close $in;
 exit 0 unless defined $d && length $d;
-fcntl($out, F_SETFD, FD_CLOEXEC);
+fcntl($out, 2, 1);
 my @f = split /\0/, $d, -1; pop @f;
 my $cwd = shift @f; my $n = shift @f;
 %ENV = ();
 for (1 .. $n) { my ($k, $v) = split /=/, shift(@f), 2; $ENV{$k} = $v; }
 $0 = $f[0];
 unless (chdir $cwd) { syswrite $out, "chdir\0" . ($! + 0) . "\0$!"; exit 125; }
-{ no warnings; exec { $f[0] } @f; }
+exec { $f[0] } @f;
 syswrite $out, "exec\0" . ($! + 0) . "\0$!";
 exit 127;
 """
