@@ -301,6 +301,7 @@ def _import_checkout(
             src,
             f"+{refs.HEADS}*:{refs.HEADS}*",
             f"+{refs.TAGS}*:{refs.TAGS}*",
+            "HEAD",  # a detached HEAD's commits, on no branch (the fork made at HEAD below)
         ]
     )
     head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()

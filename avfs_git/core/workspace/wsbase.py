@@ -439,10 +439,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                 | {e.path for e in kept if not any(a in have for a in names.ancestors(e.path))}
             )
             for t in tops:
-                if ws.view.lookup(t, skip_self=True) is not None:
-                    # the new view has something there: its version wins
-                    ws.overlay.remove_under(db, t, "reset")
-                    ws.overlay.remove(db, t, "reset")
+                _yield_to_view(ws, db, t)
             _keep_parents(ws, db, tops)
     ws.base_moved(view_changed=not keep_view)
 
@@ -476,6 +473,24 @@ def _rewritten(ws: Based, new_tree: str, kept: set[str]) -> list[tuple[str, str]
             (c.path, c.new_oid) for c in sub if c.new_oid and c.new_mode not in (MODE_TREE, MODE_COMMIT)
         )
     return sorted((p, oid) for p, oid in out.items() if oid is not None)
+
+
+def _yield_to_view(ws: Based, db: Any, top: str) -> None:
+    """Where the new view has something at kept entry ``top``, its version wins; but a kept
+    directory and a directory of the view merge, as git's reset --hard leaves an ignored
+    file in a directory it writes: what is kept below goes only where the view has a path."""
+    node = ws.view.lookup(top, skip_self=True)
+    if node is None:
+        return
+    own = ws.overlay.get(top)
+    if not node.is_dir or own is None or own.kind != OBJECT or own.mode != MODE_TREE:
+        ws.overlay.remove_under(db, top, "reset")
+        ws.overlay.remove(db, top, "reset")
+        return
+    ws.overlay.remove(db, top, "reset")
+    for e in sorted(ws.overlay.under(top), key=lambda e: e.path):
+        if ws.overlay.get(e.path) is not None:  # (not gone with a directory above it)
+            _yield_to_view(ws, db, e.path)
 
 
 def _keep_parents(ws: Based, db: Any, paths: list[str]) -> None:

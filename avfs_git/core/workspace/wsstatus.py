@@ -237,9 +237,13 @@ class Changes:
             by_path = {e.path: e for e in self.overlay.all()}
         by_path.update((e.path, e) for e in found)
         base = self.view.base
-        return set(
-            self.ignore_rules.ignored((), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops))
+        skip = self.ignore_rules.ignored(
+            (), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops)
         )
+        # git ignores untracked paths only: a directory of the base is walked (a restore writes
+        # one anew below an opaque one; pruned, its tracked files showed as deleted)
+        tree = self.store.commit_tree(base) if skip else ""
+        return {d for d in skip if (hit := self.store.tree_lookup(tree, d)) is None or hit[1] != MODE_TREE}
 
     def entries(self) -> list[Entry]:
         """The overlay's entries as a status reads them (a checkpoint's capture too): on an
