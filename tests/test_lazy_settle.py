@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -473,4 +474,51 @@ def test_the_exec_server_warms_up_once_the_mount_is_quiet(home, server: Server, 
         assert _heads_watched(info.pid, v.path), _daemon_log(v)
         assert len(_indexes(v)) == 1
     finally:
+        mounts.unmount(home, v, "main", lazy=True)
+
+
+# a program that reads one file of the mount, then computes (no request) for a while, then
+# sleeps: a test run between its imports (its tests), then done with the machine
+_COMPUTES = """
+import sys, time
+open(sys.argv[1], "rb").read()
+print("read", flush=True)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    pass
+print("slept", flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_index_waits_while_the_last_user_computes_and_comes_once_it_sleeps(
+    home, server: Server, tmp_path
+):
+    """The mount quiet (no request for longer than QUIET_S) is not enough while the thread
+    that made the last request is still on a CPU: the index, and what follows it, would
+    take the cores from it (a cold test run's tests, seconds without a request under load).
+    It comes once that thread sleeps."""
+    _backend_or_skip("fuse")
+    home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    v = home.vault("p")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend="fuse")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _COMPUTES, str(mp / "NOTES.md"), "6"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "read\n"
+        time.sleep(4.5)  # (twice the quiet: the index came at 2 s before)
+        assert _indexes(v) == [], _daemon_log(v)
+        assert proc.stdout.readline() == "slept\n"
+        deadline = time.monotonic() + HOLD_S
+        while not _indexes(v) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_indexes(v)) == 1, _daemon_log(v)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, text=True)
+        assert status.returncode == 0 and status.stdout == "", status
+    finally:
+        proc.kill()
+        proc.communicate()
         mounts.unmount(home, v, "main", lazy=True)

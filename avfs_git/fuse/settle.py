@@ -37,7 +37,8 @@ is done:
    what follows it (the tree's ``.gitignore`` files fetched for the untracked
    cache, the index kept per base, the skeleton's removal, the lower layer's walk) wait
    while another process uses the mount (:meth:`Settle.asked_by`, told of every FUSE
-   request by :class:`.libfuse.FastFUSE`) until it has been quiet for :data:`QUIET_S`, unless
+   request by :class:`.libfuse.FastFUSE`) until it has been quiet for :data:`QUIET_S` and
+   the thread that made the last request is off the CPUs (:func:`_computing`), unless
    a git command waits at the gate (:meth:`Settle.wait`): none of it is for anyone but git,
    and a program run the moment ``ls`` answered (a test run) shared the daemon's
    interpreter and the machine's cores with it (docs/lazy.md, "The index waits while the
@@ -81,6 +82,12 @@ SWITCH_S = 0.0005
 # the index waits until the mount has been this long without a request from another process
 # (or until a git command waits for it): a test run's requests come milliseconds apart
 QUIET_S = 2.0
+# a mount quiet that long whose last user (the thread of another process that made the last
+# request) is still on a CPU (a test run between its imports: its tests, seconds without a
+# request at load 20-40) is still used: the index waits, looking again this often, until
+# that thread sleeps or ends, or at most BUSY_MAX_S past the quiet (git asking ends it too)
+BUSY_POLL_S = 0.25
+BUSY_MAX_S = 30.0
 # how long the index waits for the whole tree's request for sizes to go out before it takes
 # the interpreter (it is ready in 0.02-0.1 s once the mount is announced)
 SENDING_S = 1.0
@@ -100,6 +107,7 @@ class Settle:
         self.quiet_s = quiet_s
         self._own = os.getpid()  # the daemon's own requests (the merged listings) are no one's use
         self._asked_at = time.monotonic() - quiet_s  # another process's last request
+        self._asker = 0  # the thread that made it (its id in the daemon's pid namespace)
         self._wanted = threading.Event()  # set: a git command waits at the gate, or the mount closes
         self._closing = False
         self.write_index = write_index
@@ -189,6 +197,7 @@ class Settle:
         the index waits for the mount to be quiet again."""
         if pid != 0 and pid != self._own and not os.path.exists(f"/proc/{self._own}/task/{pid}"):
             self._asked_at = time.monotonic()
+            self._asker = pid
 
     def wait(self, pid: int = 0) -> bool:
         """Block until the index is written (at most :data:`GATE_S`), made now if it was
@@ -246,12 +255,21 @@ class Settle:
         self.after_git.set()
 
     def _stand_aside(self) -> None:
-        """Wait until the mount has been quiet for ``quiet_s`` or the index is wanted."""
+        """Wait until the mount has been quiet for ``quiet_s`` and the thread that made the
+        last request is not on a CPU (at most :data:`BUSY_MAX_S` past the quiet), or the
+        index is wanted."""
+        busy_since: float | None = None
         while not self._wanted.is_set():
-            quiet = time.monotonic() - self._asked_at
-            if quiet >= self.quiet_s:
+            now = time.monotonic()
+            quiet = now - self._asked_at
+            if quiet < self.quiet_s:
+                self._wanted.wait(self.quiet_s - quiet)
+                continue
+            if busy_since is None:
+                busy_since = now
+            if now - busy_since >= BUSY_MAX_S or not _computing(self._asker):
                 return
-            self._wanted.wait(self.quiet_s - quiet)
+            self._wanted.wait(BUSY_POLL_S)
 
     def _run(self, asked: threading.Event, sizes: threading.Thread) -> None:
         from ..core.store.gitstore import prefer_libgit2
@@ -306,6 +324,21 @@ class Settle:
         for pid in sorted(self._waited):
             while not self._closing and time.monotonic() < deadline and _running(pid):
                 time.sleep(0.01)
+
+
+def _computing(tid: int) -> bool:
+    """Thread ``tid`` is on a CPU or waiting for one (state ``R``) in one of three looks 10 ms
+    apart: a program computing between its requests, not one asleep or gone."""
+    for i in range(3):
+        if i:
+            time.sleep(0.01)
+        try:
+            with open(f"/proc/{tid}/stat", "rb") as fh:
+                if fh.read().rpartition(b")")[2][1:2] == b"R":
+                    return True
+        except OSError:
+            return False
+    return False
 
 
 def _running(pid: int) -> bool:
