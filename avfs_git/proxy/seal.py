@@ -102,6 +102,7 @@ class Sealed:
     head: bytes | None = None  # the worktree's HEAD file before the run
     pinned: tuple[gitstate.Pinned, ...] = ()  # its config.worktree, commondir, gitdir before the run
     lock: gitstate.Locks = dataclasses.field(default_factory=dict)  # git's lock files there before the run
+    fetch_head: sealremotes.Stat | None = None  # its FETCH_HEAD before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
     # the vault's top directory as the sandbox shows it, writable (its entries bound
     # read-only into it by .confine), holding the packed-refs avfs wrote: its bytes and
@@ -175,9 +176,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
     rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
     for x in (rd, ld, od):
         os.makedirs(x, mode=0o755, exist_ok=True)
-    real_refs = os.path.join(vault.path, "refs")
-    real_logs = os.path.join(vault.path, "logs")
-    real_objects = os.path.join(vault.path, "objects")
+    real_refs, real_logs, real_objects = (os.path.join(vault.path, x) for x in ("refs", "logs", "objects"))
     os.makedirs(real_logs, exist_ok=True)  # git would make it: the bind needs it
     own = COPIED if fetch else COPIED - {"remotes"}  # (refs/ directories the scratch holds)
     subs = sorted({e.name for e in os.scandir(real_refs) if e.is_dir(follow_symlinks=False)} - own)
@@ -274,6 +273,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         pinned=gitstate.pinned(git_dir) if git_dir else (),
         lock=gitstate.locks_of(git_dir) if git_dir else {},
+        fetch_head=sealremotes.fetch_head_stat(git_dir) if git_dir else None,
         cache=cache,
     )
 
@@ -343,6 +343,7 @@ def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carr
             refused.append(settled)
     if sealed.git_dir is not None:
         refused += bisectrefs.keep(vault, os.path.join(sealed.dir, "wtrefs"), sealed.git_dir)
+        refused += sealremotes.fetch_head_back(vault, sealed.git_dir, sealed.fetch_head)
     if sealed.git_dir is not None and _index_stat(os.path.join(sealed.git_dir, "index")) != sealed.index:
         # the blobs the command's `git add` wrote: into the vault (checked), or out of the index
         refused += sealstaged.keep_staged(vault, sealed.git_dir, os.path.join(sealed.dir, "objects"))
