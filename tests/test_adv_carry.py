@@ -354,3 +354,43 @@ def test_what_the_command_stages_is_the_vault_s_or_put_back(live, vault):
     _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "the person's", cwd=mp)
     assert _git("show", "HEAD:packed.txt", cwd=mp) == "packed\n"
     assert "ghost.txt" not in _git("ls-files", cwd=mp)
+
+
+def test_a_name_that_is_not_utf8_never_wedges_the_fork(live, vault):
+    """Found in the fifteenth round (NAME=attack6): on the overlay backend a confined
+    command can name a file with bytes that are not UTF-8 in a directory it made (the
+    mount refuses such a name, ``EINVAL``, where the lower layer is asked about it; a new
+    directory's names never reach it; the pure-FUSE mount refuses it everywhere). The
+    exec recorded it, and then the
+    upper layer's cache of its files' ids was asked with that name (SQLite takes only
+    UTF-8 text): every later `avfs status`, `avfs checkpoint` and `proxy exec` of the fork
+    failed with ``internal`` (exit 70) until the person found the file. Now such a name
+    is hashed each time instead of cached, and the fork works on."""
+    _script(
+        live,
+        "odd.py",
+        "import os\n"
+        "try:\n"
+        "    os.mkdir(b'odd')\n"
+        "    open(b'odd/\\xff\\xfe.txt', 'wb').write(b'x')\n"
+        "    print('MADE')\n"
+        "except OSError as exc:\n"
+        "    print('REFUSED', exc.errno)\n",
+    )
+    doc = _exec("python3", "odd.py")
+    assert doc["exit_code"] == 0 and doc.get("error") is None, doc
+    made = "MADE" in doc["result"]["stdout"]
+    assert made == (live.backend == "overlay"), (doc["result"]["stdout"], doc["result"]["stderr"])
+    for args in (("status",), ("checkpoint", "save", "-m", "after the odd name")):
+        r = _avfs("--json", *args)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    with open(os.path.join(live.mountpoint, "lib.py"), "a") as fh:
+        fh.write("y = 2\n")
+    again = _exec("true")
+    assert again["exit_code"] == 0 and again.get("error") is None, again
+    tree = _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").splitlines()
+    assert ('"odd/\\377\\376.txt"' in tree) == made, tree
+    assert _git("--git-dir", vault.path, "show", "main:lib.py") == "x = 1\ny = 2\n"
+    # the mount's daemon logged its change log written (a batch holding the name failed whole)
+    with open(os.path.join(vault.state_dir, "mounts", "main.log"), encoding="utf-8", errors="replace") as fh:
+        assert "UnicodeEncodeError" not in fh.read()
