@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from avfs_git.mount.ownfiles import worktree_dir
-from avfs_git.proxy import bisectrefs, landlock, seal
+from avfs_git.proxy import bisectrefs, landlock, seal, sealobjects
 
+from . import packbomb
 from .contract.test_proxy_exec_warm import _wait_for
 from .test_adv_gitseal import _avfs, _exec, _git, _refs, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
@@ -282,3 +283,114 @@ def test_lock_files_the_command_leaves_never_wedge_the_person_s_git(live, vault)
     _git("reset", "-q", "HEAD~0", cwd=mp)
     assert _git("show", "--format=%s", "--name-only", "HEAD", cwd=mp).split() == ["the", "person's", "lib.py"]
     assert _git("status", "--short", cwd=mp) == ""
+
+
+def test_a_pack_bomb_the_command_commits_is_not_inflated_on_the_host(live, vault):
+    """Found in the fifteenth round (NAME=attack6): the objects of the command's commits
+    came into the vault through ``git pack-objects`` and ``git index-pack --strict`` on
+    the host, and neither bounds what an object inflates to. A pack of 154 bytes holding a
+    blob of 256 MiB zeros as a delta (each byte of it copies 64 KiB) made each of them
+    take 267 MB of memory on the host, and the blob then sat in the vault, in the fork's
+    branch, for every later reader (the mount's daemon, the person's git) to inflate again;
+    one of gigabytes fills the host's memory. Now the carry-back asks git each object's
+    size (from the pack's headers, nothing inflated) before it packs anything, and takes
+    none past :data:`.sealobjects.MAX_OBJECT_BYTES` (nor more than
+    :data:`.sealobjects.MAX_TOTAL_BYTES` in all): the branch stays, the envelope says why,
+    and the person's git in the mount knows nothing of the blob."""
+    mp = live.mountpoint
+    n = sealobjects.MAX_OBJECT_BYTES + (1 << 16)
+    with open(os.path.join(mp, "packbomb.py"), "w") as fh:
+        fh.write(Path(packbomb.__file__).read_text())
+    before = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    script = (
+        'P="$(git rev-parse --git-path objects)/pack"\n'
+        f'id=$(python3 packbomb.py {n} "$P") && echo "BOMB $id"\n'
+        'git update-index --add --cacheinfo "100644,$id,big.bin"\n'
+        "git -c user.name=A -c user.email=a@x commit -qm 'a small change' && echo COMMITTED\n"
+    )
+    _script(live, "bomb.sh", script)
+    doc = _exec("sh", "bomb.sh")
+    out = doc["result"]["stdout"]
+    assert "COMMITTED" in out, doc["result"]
+    big = out.split("BOMB ", 1)[1].split()[0]
+    refused = {r["ref"]: r["reason"] for r in doc["refs_refused"]}
+    assert "bigger than avfs takes" in refused.get("refs/heads/main", ""), doc["refs_refused"]
+    # the index named it (the command's `git update-index`): put back, and said
+    assert "bigger than avfs takes" in refused.get("index", "") and "big.bin" in refused["index"], refused
+    assert subprocess.run(["git", "--git-dir", vault.path, "cat-file", "-e", big]).returncode != 0
+    tree = _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").split()
+    assert "big.bin" not in tree and "packbomb.py" in tree, tree
+    assert _git("--git-dir", vault.path, "rev-list", f"{before}..main").strip() != ""  # the exec's commit
+    # the person's git in the mount: nothing staged that the vault lacks, and it commits
+    with open(os.path.join(mp, "lib.py"), "a") as fh:
+        fh.write("y = 2\n")
+    _git("add", "lib.py", cwd=mp)
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "the person's", cwd=mp)
+    assert "big.bin" not in _git("ls-files", cwd=mp)
+    assert _git("status", "--short", cwd=mp) == ""
+
+
+def test_what_the_command_stages_is_the_vault_s_or_put_back(live, vault):
+    """Found in the fifteenth round (NAME=attack6): the mount's index the command left
+    could name blobs the vault never got, and every `git commit` of the person's in the
+    mount failed ("invalid object ... Error building trees") until they found the path: a
+    blob staged that the command's `git repack` then packed (the staged blobs were looked
+    for only among the quarantine's loose objects), and one staged with `git update-index
+    --info-only`, of no object at all. Now the first comes into the vault and the second
+    is taken out of the index, and said."""
+    mp = live.mountpoint
+    ghost = "1234567890" * 4
+    _script(
+        live,
+        "stage.sh",
+        "id=$(echo packed | git hash-object -w --stdin) && git repack -dlq\n"
+        'git update-index --add --cacheinfo "100644,$id,packed.txt"\n'
+        f"git update-index --add --info-only --cacheinfo 100644,{ghost},ghost.txt && echo STAGED\n",
+    )
+    doc = _exec("sh", "stage.sh")
+    assert "STAGED" in doc["result"]["stdout"], doc["result"]
+    refused = {r["ref"]: r["reason"] for r in doc["refs_refused"]}
+    assert "ghost.txt" in refused.get("index", "") and "packed.txt" not in refused["index"], refused
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "the person's", cwd=mp)
+    assert _git("show", "HEAD:packed.txt", cwd=mp) == "packed\n"
+    assert "ghost.txt" not in _git("ls-files", cwd=mp)
+
+
+def test_a_name_that_is_not_utf8_never_wedges_the_fork(live, vault):
+    """Found in the fifteenth round (NAME=attack6): on the overlay backend a confined
+    command can name a file with bytes that are not UTF-8 in a directory it made (the
+    mount refuses such a name, ``EINVAL``, where the lower layer is asked about it; a new
+    directory's names never reach it; the pure-FUSE mount refuses it everywhere). The
+    exec recorded it, and then the
+    upper layer's cache of its files' ids was asked with that name (SQLite takes only
+    UTF-8 text): every later `avfs status`, `avfs checkpoint` and `proxy exec` of the fork
+    failed with ``internal`` (exit 70) until the person found the file. Now such a name
+    is hashed each time instead of cached, and the fork works on."""
+    _script(
+        live,
+        "odd.py",
+        "import os\n"
+        "try:\n"
+        "    os.mkdir(b'odd')\n"
+        "    open(b'odd/\\xff\\xfe.txt', 'wb').write(b'x')\n"
+        "    print('MADE')\n"
+        "except OSError as exc:\n"
+        "    print('REFUSED', exc.errno)\n",
+    )
+    doc = _exec("python3", "odd.py")
+    assert doc["exit_code"] == 0 and doc.get("error") is None, doc
+    made = "MADE" in doc["result"]["stdout"]
+    assert made == (live.backend == "overlay"), (doc["result"]["stdout"], doc["result"]["stderr"])
+    for args in (("status",), ("checkpoint", "save", "-m", "after the odd name")):
+        r = _avfs("--json", *args)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    with open(os.path.join(live.mountpoint, "lib.py"), "a") as fh:
+        fh.write("y = 2\n")
+    again = _exec("true")
+    assert again["exit_code"] == 0 and again.get("error") is None, again
+    tree = _git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "main").splitlines()
+    assert ('"odd/\\377\\376.txt"' in tree) == made, tree
+    assert _git("--git-dir", vault.path, "show", "main:lib.py") == "x = 1\ny = 2\n"
+    # the mount's daemon logged its change log written (a batch holding the name failed whole)
+    with open(os.path.join(vault.state_dir, "mounts", "main.log"), encoding="utf-8", errors="replace") as fh:
+        assert "UnicodeEncodeError" not in fh.read()

@@ -326,3 +326,40 @@ def test_a_remote_that_needs_credentials_is_checked_with_avfs_s_and_none_reaches
     said = _git("--git-dir", vault.path, "log", "--all", "--format=%B", "-g", "--no-abbrev")
     said += _git("--git-dir", vault.path, "log", "--all", "--format=%B")
     assert password not in said
+
+
+def test_a_fetch_head_the_command_writes_names_only_what_the_remote_said(live, vault, git_daemon, tmp_path):
+    """Found in the fifteenth round (NAME=attack6): the worktree's ``FETCH_HEAD`` stayed as
+    the command left it, and it could name any commit the vault holds as the remote's
+    branch: the command's own (carried back on the fork's branch) or another fork's, as
+    "branch 'main' of <the remote's URL>". The person's `git log FETCH_HEAD` showed it as
+    upstream's, and their `git merge FETCH_HEAD` merged it as "Merge branch 'main' of ...":
+    the deception a remote-tracking ref is checked against (docs/security.md). Now one the
+    run changed stays only when every id it names is one of the vault's remote-tracking
+    refs after the carry-back (each of which the remote itself named); else it is removed,
+    and said. A real `git fetch` in the sandbox keeps its own."""
+    url, served = git_daemon
+    _published(vault, url)
+    up = _upstream_commit(served, tmp_path, "upstream.txt", b"u\n", "upstream work")
+    mp = live.mountpoint
+    other = _all_refs(vault)["refs/heads/other"]
+    script = (
+        'F="$(git rev-parse --git-path FETCH_HEAD)"\n'
+        "echo planted > planted.txt && git add planted.txt\n"
+        "git -c user.name=U -c user.email=u@x commit -qm 'upstream: security fix' && echo COMMITTED\n"
+        f'printf \'%s\\t\\tbranch %s of {url}\\n\' "$(git rev-parse HEAD)" "\'main\'" > "$F"\n'
+        f"printf '%s\\tnot-for-merge\\tbranch %s of {url}\\n' {other} \"'side'\" >> \"$F\"\n"
+    )
+    with open(os.path.join(mp, "plant.sh"), "w") as fh:
+        fh.write(script)
+    doc = _exec("sh", "plant.sh")
+    assert "COMMITTED" in doc["result"]["stdout"], doc
+    assert doc["confinement"]["network"] == "none"
+    assert "FETCH_HEAD" in _refused(doc), doc["refs_refused"]
+    # the person's git: no FETCH_HEAD to take for upstream's
+    r = subprocess.run(["git", "rev-parse", "-q", "--verify", "FETCH_HEAD"], cwd=mp, capture_output=True)
+    assert r.returncode != 0, r.stdout
+    # a real fetch in the sandbox: its FETCH_HEAD is the remote's, and stays
+    doc = _exec("git", "fetch", "origin")
+    assert doc["exit_code"] == 0 and "FETCH_HEAD" not in _refused(doc), doc
+    assert _git("rev-parse", "FETCH_HEAD", cwd=mp).strip() == up

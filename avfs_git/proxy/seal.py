@@ -55,11 +55,10 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from ..core.store import refs
-from ..core.store.gitrun import git_env, run
 from ..core.store.names import fs_name
 from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
-from . import bisectrefs, gitstate, refwatch, sealobjects, sealpack, sealremotes
+from . import bisectrefs, gitstate, refwatch, sealobjects, sealpack, sealremotes, sealstaged
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync, vault_loose
 
 if TYPE_CHECKING:
@@ -103,6 +102,7 @@ class Sealed:
     head: bytes | None = None  # the worktree's HEAD file before the run
     pinned: tuple[gitstate.Pinned, ...] = ()  # its config.worktree, commondir, gitdir before the run
     lock: gitstate.Locks = dataclasses.field(default_factory=dict)  # git's lock files there before the run
+    fetch_head: sealremotes.Stat | None = None  # its FETCH_HEAD before the run
     cache: RefCache | None = dataclasses.field(default=None, compare=False)  # ref files as last read
     # the vault's top directory as the sandbox shows it, writable (its entries bound
     # read-only into it by .confine), holding the packed-refs avfs wrote: its bytes and
@@ -176,9 +176,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
     rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
     for x in (rd, ld, od):
         os.makedirs(x, mode=0o755, exist_ok=True)
-    real_refs = os.path.join(vault.path, "refs")
-    real_logs = os.path.join(vault.path, "logs")
-    real_objects = os.path.join(vault.path, "objects")
+    real_refs, real_logs, real_objects = (os.path.join(vault.path, x) for x in ("refs", "logs", "objects"))
     os.makedirs(real_logs, exist_ok=True)  # git would make it: the bind needs it
     own = COPIED if fetch else COPIED - {"remotes"}  # (refs/ directories the scratch holds)
     subs = sorted({e.name for e in os.scandir(real_refs) if e.is_dir(follow_symlinks=False)} - own)
@@ -275,6 +273,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         pinned=gitstate.pinned(git_dir) if git_dir else (),
         lock=gitstate.locks_of(git_dir) if git_dir else {},
+        fetch_head=sealremotes.fetch_head_stat(git_dir) if git_dir else None,
         cache=cache,
     )
 
@@ -344,7 +343,10 @@ def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carr
             refused.append(settled)
     if sealed.git_dir is not None:
         refused += bisectrefs.keep(vault, os.path.join(sealed.dir, "wtrefs"), sealed.git_dir)
-    _keep_staged(vault, sealed)
+        refused += sealremotes.fetch_head_back(vault, sealed.git_dir, sealed.fetch_head)
+    if sealed.git_dir is not None and _index_stat(os.path.join(sealed.git_dir, "index")) != sealed.index:
+        # the blobs the command's `git add` wrote: into the vault (checked), or out of the index
+        refused += sealstaged.keep_staged(vault, sealed.git_dir, os.path.join(sealed.dir, "objects"))
     if network not in (None, "none"):
         # git's reflog lines of a pull name the command's arguments as given, a URL with a
         # token among them (a fetch's are anonymized): the scratch's copies go now, not at
@@ -516,37 +518,3 @@ def _empty_quarantine(od: str, cache: RefCache | None = None) -> None:
                     cache.emptied(QUARANTINE + e.name, e.path, _empty)
             elif e.name != "info":
                 _remove(e)
-
-
-def _quarantined(od: str) -> set[str]:
-    """The ids of the loose objects in the quarantine."""
-    out: set[str] = set()
-    try:
-        fans = [e for e in os.scandir(od) if _LOOSE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return out
-    for e in fans:
-        out.update(e.name + f for f in os.listdir(e.path))
-    return out
-
-
-def _keep_staged(vault: Vault, sealed: Sealed) -> None:
-    """The blobs the command's ``git add`` wrote that the mount's index names: into the
-    vault (checked), so that the person's ``git commit`` there finds them."""
-    od = os.path.join(sealed.dir, "objects")
-    if sealed.git_dir is None or _index_stat(os.path.join(sealed.git_dir, "index")) == sealed.index:
-        return
-    held = _quarantined(od)
-    if not held:
-        return
-    env = git_env()
-    env["GIT_DIR"] = sealed.git_dir
-    listed = run(["-c", "core.fsmonitor=false", "ls-files", "-s", "-z"], env=env, check=False)
-    named = {
-        rec.split(b" ", 2)[1].decode("ascii", "replace")
-        for rec in listed.stdout.split(b"\0")
-        if rec.count(b" ") >= 2
-    }
-    staged = sorted(named & held)
-    if staged:
-        sealobjects.import_objects(vault, od, None, staged)

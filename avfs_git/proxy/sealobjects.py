@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 _LOOSE = re.compile(r"[0-9a-f]{2}")
 GITLINK = 0o160000
+# what the carry-back inflates at most (docs/security.md "the fifteenth round"): one object
+# (git itself holds no larger one in memory: core.bigFileThreshold), and all of a run's
+MAX_OBJECT_BYTES = 512 << 20
+MAX_TOTAL_BYTES = 2 << 30
 
 
 def clean_quarantine(od: str) -> None:
@@ -71,6 +75,9 @@ def import_objects(
         ids = "\n".join(blobs).encode()
     if not ids:
         return None  # all in the vault already (a reset to a commit it has)
+    why = _too_large(vault, env, ids)
+    if why is not None:
+        return why
     packed = run(
         ["pack-objects", "--stdout", "-q"], git_dir=vault.path, env=env, input=ids + b"\n", check=False
     )
@@ -97,6 +104,42 @@ def import_objects(
                 os.replace(os.path.join(incoming, f"in.{ext}"), os.path.join(dest, f"{name}.{ext}"))
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+    return None
+
+
+def _too_large(vault: Vault, env: dict[str, str], ids: bytes) -> str | None:
+    """Why the objects ``ids`` are too large to take (None: they are not): their sizes as
+    git reads them from the objects' headers (a delta's from its own header: nothing is
+    inflated), each at most :data:`MAX_OBJECT_BYTES`, all at most :data:`MAX_TOTAL_BYTES`.
+    Neither ``git pack-objects`` nor ``git index-pack`` bounds what an object inflates to:
+    a pack of a few hundred bytes can hold a blob of gigabytes, each of them holds it in
+    memory whole, and so does every later reader of the vault (found in the fifteenth
+    round)."""
+    sized = run(
+        ["cat-file", "--batch-check=%(objectname) %(objectsize)"],
+        git_dir=vault.path,
+        env=env,
+        input=ids + b"\n",
+        check=False,
+    )
+    if sized.returncode != 0:
+        return "its objects cannot be read: " + sized.stderr.decode(errors="replace").strip()[:300]
+    total = 0
+    for line in sized.stdout.decode("ascii", "replace").splitlines():
+        oid, _, size = line.partition(" ")
+        if not size.isdigit():
+            return f"its object {oid} is not there ({size or 'missing'})"
+        total += int(size)
+        if int(size) > MAX_OBJECT_BYTES:
+            return (
+                f"its object {oid} ({int(size)} bytes once inflated) is bigger than avfs takes from a run"
+                f" ({MAX_OBJECT_BYTES} bytes): write the file in the fork, or commit it on the host"
+            )
+    if total > MAX_TOTAL_BYTES:
+        return (
+            f"its objects ({total} bytes once inflated) are more than avfs takes from a run"
+            f" ({MAX_TOTAL_BYTES} bytes): `avfs fetch`, or a commit on the host"
+        )
     return None
 
 

@@ -24,17 +24,24 @@ every other change in ``refs_refused`` with why:
   (:func:`.sealobjects.import_objects`: each hashed again, checked as ``git fsck
   --strict`` checks);
 - and the vault's ref is still what the command saw (compare-and-swap).
+
+The worktree's ``FETCH_HEAD`` a run changed (:func:`fetch_head_back`) stays only when
+every id it names is one a remote-tracking ref (or a tag) of the vault holds after the
+carry-back: it says "branch 'main' of <URL>" of whatever id it holds, and the person's `git
+merge FETCH_HEAD` takes it for the remote's.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from ..core.store import refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.vaultconfig import config_values
+from ..core.workspace.untrusted import read_file
 from . import sealobjects
 
 if TYPE_CHECKING:
@@ -190,6 +197,71 @@ def _not_commits(vault: Vault, od: str, tips: list[str]) -> str | None:
         oid, _, kind = line.partition(" ")
         if kind != "commit":
             return f"{oid} is not a commit the fetch brought ({kind or 'missing'})"
+    return None
+
+
+FETCH_HEAD = "FETCH_HEAD"
+_FETCH_HEAD_MAX = 1 << 20  # 10,000 lines of a fetch's branches
+Stat = tuple[int, int, int, int]
+
+
+def fetch_head_stat(git_dir: str) -> Stat | None:
+    """What the worktree's ``FETCH_HEAD`` is before a run (inode, size, mtime, ctime)."""
+    try:
+        st = os.lstat(os.path.join(git_dir, FETCH_HEAD))
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def fetch_head_back(vault: Vault, git_dir: str, before: Stat | None) -> list[dict[str, Any]]:
+    """After a run: a ``FETCH_HEAD`` it changed that names an id no remote-tracking ref or
+    tag of the vault holds is removed, and said (found in the fifteenth round: a command
+    wrote its own commit there as "branch 'main' of" the remote's URL, and the person's
+    `git log FETCH_HEAD` and `git merge FETCH_HEAD` took it for upstream's). One the run
+    left alone (the person's) stays."""
+    if fetch_head_stat(git_dir) in (None, before):
+        return []
+    path = os.path.join(git_dir, FETCH_HEAD)
+    data = read_file(path, _FETCH_HEAD_MAX)
+    why = _fetch_head_refusal(vault, data)
+    if why is None:
+        return []
+    try:
+        os.unlink(path)  # (a link: never followed)
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
+    except FileNotFoundError:
+        pass
+    why += ": removed (`git fetch` in the mount writes the remote's)"
+    return [{"ref": FETCH_HEAD, "old": None, "new": None, "reason": why}]
+
+
+def _fetch_head_refusal(vault: Vault, data: bytes | None) -> str | None:
+    """Why the ``FETCH_HEAD`` holding ``data`` may not stay (None: it may)."""
+    if data is None:
+        return (
+            f"the command's FETCH_HEAD is not a file git writes, or holds more than {_FETCH_HEAD_MAX} bytes"
+        )
+    ids: set[str] = set()
+    for line in data.splitlines():
+        oid, tab, _rest = line.partition(b"\t")
+        text = oid.decode("ascii", "replace")
+        if not tab or not _HEX.fullmatch(text):
+            return "the command's FETCH_HEAD holds a line git does not write"
+        ids.add(text)
+    if not ids:
+        return None
+    held = run(
+        ["for-each-ref", "--format=%(objectname)", refs.REMOTES, refs.TAGS], git_dir=vault.path, check=False
+    )
+    said = set(held.stdout.decode("ascii", "replace").split())
+    unsaid = sorted(ids - said)
+    if unsaid:
+        return (
+            f"the command's FETCH_HEAD names {unsaid[0]} as a remote's, which no remote-tracking ref"
+            " of the vault holds (no remote was seen to name it)"
+        )
     return None
 
 

@@ -153,7 +153,9 @@ class ChangeLog:
 
     def append(self, events: Iterable[UpperEvent]) -> None:
         """Append one batch (one transaction), dropping the older half past the bound."""
-        rows = list(events)
+        rows = [
+            (ts, kind, _text(path), None if old is None else _text(old)) for ts, kind, path, old in events
+        ]
         if not rows:
             return
         db = self.db
@@ -339,3 +341,14 @@ def _claim_log(state_dir: str, fork: str, oseq: int) -> int:
 
 def exists(state_dir: str) -> bool:
     return _adopt(state_dir) or os.path.exists(os.path.join(state_dir, FILE))
+
+
+def _text(path: str) -> str:
+    """``path`` as SQLite can keep it: a name that is not UTF-8 (a confined command can make
+    one in an overlay mount) with its bytes written ``\\xNN``; it failed the whole batch
+    before (found in the fifteenth round: the other paths' events were lost with it)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path

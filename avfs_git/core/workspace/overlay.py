@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from ..store.names import ancestors, parent_of
 from . import upper as up
-from .overlaydb import ENTRY_COLS, entry_of_row
+from .overlaydb import ENTRY_COLS, entry_of_row, sql_text
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
 from .overlayupper import MERGED, SUBMODULE, UpperEntries
 
@@ -423,6 +423,8 @@ class Overlay(UpperEntries):
         for e in captured:
             if e.kind == FILE and e.fileid and not self._claim(e.fileid):
                 continue
+            if not sql_text(e.path):
+                continue  # (no entry of the database holds it: one of the upper layer's)
             cur = db.execute("DELETE FROM entries WHERE path=? AND seq=?", (e.path, e.seq))
             if cur.rowcount:
                 n += 1

@@ -507,3 +507,15 @@ class OverlayDB:
                 f"overlay file {fileid} is missing from {self.files_dir}",
                 hint="bring the path back with `avfs checkout PATH --from HEAD` (or rm it)",
             ) from exc
+
+
+def sql_text(name: str) -> bool:
+    """Whether ``name`` is text SQLite takes (UTF-8: no lone surrogate, which a name that
+    is not UTF-8 holds once decoded with ``surrogateescape``). A path that is not is in no
+    table: a confined command's, in a directory it made in an overlay mount (found in the
+    fifteenth round: asked about, it failed every later status, checkpoint and exec)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

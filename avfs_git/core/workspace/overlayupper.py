@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..types import MODE_COMMIT, MODE_TREE
 from . import upper as up
-from .overlaydb import OverlayDB
+from .overlaydb import OverlayDB, sql_text
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, LINK_FILE, OBJECT, SPECIAL_ORIGIN, UPPER_FILE, Entry
 
 if TYPE_CHECKING:
@@ -441,6 +441,13 @@ class UpperEntries(OverlayDB):
         memo = self._oid_memo.get(rel)
         if memo is not None and memo[0] == sig:
             return memo[1]
+        if not sql_text(rel):
+            # a name that is not UTF-8 (a confined command's, in a directory it made: found
+            # in the fifteenth round, it failed every later status, checkpoint and exec of
+            # the fork) is hashed each time: SQLite's text is UTF-8
+            oid = hash_file(path)
+            self._oid_memo[rel] = (sig, oid)
+            return oid
         r = self.db.execute("SELECT oid FROM upper_oids WHERE path=? AND sig=?", (rel, sig)).fetchone()
         if r is not None:
             self._oid_memo[rel] = (sig, str(r[0]))
