@@ -28,7 +28,8 @@ none, and no spare is forked for it. What it isolates, it checks rather than ass
   so no lock, WAL or cached object of one call's is held into the next (and the fd check
   proves it); a command's module-level state is the same as in a fresh process for
   these two commands: the front end reads the environment per call and passes settings
-  down (core reads none);
+  down (core reads none), and what the standard library keeps from an environment it
+  read once (``tempfile.tempdir``) is forgotten (:func:`_forget_derived`);
 - signals: the caller relays through the server (its ``started`` answer names no pid),
   which sends only to the call in progress; a relayed signal ends the call (its code
   130, or the signal's default action), and so the kept process;
@@ -181,6 +182,7 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
         opened = []
         os.environ.clear()
         os.environ.update(server_env)
+        _forget_derived()
         os.close(ANSWER_FD)
         again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask)
         data = marshal.dumps({"done": code, "kept": again})
@@ -207,6 +209,17 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
             os._exit(code)  # (the server answers with it)
         del got, req  # (the request's environment goes with the call)
         calls += 1
+
+
+def _forget_derived() -> None:
+    """Forget what the standard library keeps for the process from a call's environment
+    once it is read: ``tempfile.tempdir`` (``TMPDIR``'s answer, kept by the first
+    ``gettempdir()``: a push's checkpoint makes its scratch work tree for ``git
+    check-ignore`` there, and the next call's went to the first one's ``TMPDIR``). None,
+    as in a fresh process: the next call reads its own (nothing of avfs's sets it)."""
+    import tempfile  # (the server's: prewarm.py imports it)
+
+    tempfile.tempdir = None
 
 
 def _install(conn_fd: int, fds: list[int]) -> None:
