@@ -182,7 +182,8 @@ def _tip(vault: Vault) -> str:
 
 def _traced_git(tmp_path: Path, env: dict[str, str]) -> tuple[dict[str, str], Path]:
     """``env`` with a ``git`` first on PATH that logs, for each push or fetch, the pid of
-    the process that started it, its token variable, its own and its parent's working
+    the process that started it, its token, ``GIT_SSH_COMMAND`` and ``AVFS_MARK`` variables
+    (one after the other), its own and its parent's working
     directory and its arguments (one ``|``-separated line)."""
     assert GIT is not None
     bindir = tmp_path / "tbin"
@@ -191,7 +192,7 @@ def _traced_git(tmp_path: Path, env: dict[str, str]) -> tuple[dict[str, str], Pa
     (bindir / "git").write_text(
         "#!/bin/sh\n"
         'case "$*" in *" push "*|*" fetch "*)\n'
-        f'  echo "$PPID|${{AVFS_GIT_TOKEN-}}|$(pwd)|$(readlink /proc/$PPID/cwd)|$*" | tr "\\n" " " >> {log}\n'
+        f'  echo "$PPID|${{AVFS_GIT_TOKEN-}}${{GIT_SSH_COMMAND-}}${{AVFS_MARK-}}|$(pwd)|$(readlink /proc/$PPID/cwd)|$*" | tr "\\n" " " >> {log}\n'
         f"  echo >> {log};;\n"
         "esac\n"
         f'exec {GIT} "$@"\n'
@@ -214,7 +215,7 @@ def test_one_call_s_token_directory_and_variables_are_not_the_next_s(
     assert _avfs("--vault", "v", "checkpoint", "save", "-m", "three", env=env).returncode == 0
     first = subprocess.run(
         [sys.executable, "-m", "avfs_git", "--vault", "v", "push", "origin", "main"],
-        env={**env, "AVFS_GIT_TOKEN": "tok-of-call-one", "AVFS_LOCK_WAIT": "7"},
+        env={**env, "AVFS_GIT_TOKEN": "tok-of-call-one", "GIT_SSH_COMMAND": "ssh-one", "AVFS_MARK": "m1"},
         cwd=one,
         capture_output=True,
         timeout=120,
@@ -233,7 +234,7 @@ def test_one_call_s_token_directory_and_variables_are_not_the_next_s(
     assert len(rows) == 2, rows
     (pid1, tok1, _cwd1, pcwd1, args1), (pid2, tok2, _cwd2, pcwd2, args2) = rows
     assert pid1 == pid2  # one kept process ran both
-    assert tok1 == "tok-of-call-one" and "credential.helper" in args1
+    assert tok1 == "tok-of-call-onessh-onem1" and "credential.helper" in args1
     assert tok2 == "" and "credential.helper" not in args2, rows
     assert (pcwd1, pcwd2) == (str(one), str(two))
 
