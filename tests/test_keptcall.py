@@ -327,3 +327,74 @@ def test_one_call_s_temporary_directory_is_not_the_next_s(
     for tmp, asked in seen:
         assert asked, seen  # each push asked git
         assert all(d.startswith(f"{tmp}/avfs-ignore-") for d in asked), seen
+
+
+_KEEP = """
+import os, signal, sys
+from avfs_git.cli import callproc, spare
+ctl, answer = int(sys.argv[1]), int(sys.argv[2])
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+os.close(null)
+os.dup2(ctl, spare.REPORT_FD, inheritable=False)
+os.dup2(answer, callproc.ANSWER_FD, inheritable=False)
+os.closerange(spare.REPORT_FD + 1, 1 << 20)
+os.dup2(callproc.ANSWER_FD, 5, inheritable=False)  # (kept across the closerange)
+os.close(5)
+for sig in (*callproc.RELAYED, signal.SIGPIPE):  # as its first call's answer leaves them
+    signal.signal(sig, signal.SIG_IGN)
+os._exit(callproc.keep(0, [], ("utf-8", "strict"), dict(os.environ)))
+"""
+
+
+def test_a_signal_relayed_as_the_next_call_is_handed_is_that_call_s(tmp_path: Path) -> None:
+    """The kept process, done with a call, waits for the next with the relayed signals
+    blocked: one the server relays for the next call as soon as it has handed it (the
+    caller's Ctrl-C, which may come before the process has even read the call) is that
+    call's interruption, not lost (it was: ignored until the call was read)."""
+    import marshal
+    import socket
+    import struct
+
+    server, proc_end = socket.socketpair()
+    ans_here, ans_there = socket.socketpair()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KEEP, str(proc_end.fileno()), str(ans_there.fileno())],
+        pass_fds=(proc_end.fileno(), ans_there.fileno()),
+    )
+    proc_end.close()
+    ans_there.close()
+    try:
+        server.settimeout(60)
+
+        def message() -> dict[str, Any]:
+            head = b""
+            while len(head) < 8:
+                head += server.recv(8 - len(head))
+            body = b""
+            while len(body) < int(head):
+                body += server.recv(int(head) - len(body))
+            got: dict[str, Any] = marshal.loads(body)
+            return got
+
+        assert message() == {"done": 0, "kept": True}
+        os.kill(proc.pid, signal.SIGINT)  # relayed for the call about to be handed
+        conn, caller = socket.socketpair()
+        null = os.open(os.devnull, os.O_RDWR)
+        req = marshal.dumps({"argv": ["--version"], "cwd": str(tmp_path), "env": dict(os.environ)})
+        server.sendmsg(
+            [b"%08d" % len(req) + req],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("4i", conn.fileno(), null, null, null))],
+        )
+        os.close(null)
+        conn.close()
+        got = message()  # its answer, or it ended (the interruption ends it)
+        assert got == {"code": 130}, got
+        caller.close()
+    finally:
+        server.close()
+        ans_here.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)

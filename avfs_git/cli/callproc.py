@@ -31,8 +31,9 @@ none, and no spare is forked for it. What it isolates, it checks rather than ass
   down (core reads none), and what the standard library keeps from an environment it
   read once (``tempfile.tempdir``) is forgotten (:func:`_forget_derived`);
 - signals: the caller relays through the server (its ``started`` answer names no pid),
-  which sends only to the call in progress; a relayed signal ends the call (its code
-  130, or the signal's default action), and so the kept process;
+  which sends only to the call in progress until it has answered; a relayed signal ends
+  the call (its code 130, or the signal's default action), and so the kept process; one
+  relayed for the next call before this process has read it waits, blocked, for it;
 - a call that fails in avfs (exit 70) or is interrupted ends it.
 """
 
@@ -185,6 +186,13 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
         _forget_derived()
         os.close(ANSWER_FD)
         again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask)
+        # a signal the server relays for the next call waits for the command's handlers
+        # (as across a spare's fork: blocked, not ignored, the kernel keeps it pending),
+        # from before this process is free: the server may relay it as soon as it has
+        # handed the call, before this process has read it (ignored then, it was lost: the
+        # push went on). None for the call just done comes meanwhile: the server relays
+        # nothing to a call that has answered (ignored until here)
+        signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
         data = marshal.dumps({"done": code, "kept": again})
         try:
             ctl.sendall(b"%08d" % len(data) + data)
@@ -195,9 +203,6 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
         got = spare.receive(ctl)
         if got is None:
             return 0  # the server closed the pair: nothing more to run
-        # a signal the server relays for this call waits for the command's handlers (as
-        # across a spare's fork: blocked, not ignored, the kernel keeps it pending)
-        signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
         code = 70
         try:
             conn_fd, req, fds = got
@@ -301,6 +306,13 @@ class Kept:
                 self.leaving = self.leaving or msg.get("kept") is not True
             elif isinstance(msg, dict) and "code" in msg:
                 self.answered = True
+
+    def answered_now(self) -> bool:
+        """Whether the call in progress has answered, from what the process has said by
+        now (:meth:`read`: it says so before its caller has the answer, and long before it
+        blocks the relayed signals for the next call)."""
+        self.read()
+        return self.answered or self.done is not None
 
     def finish(self) -> int | None:
         """The call's code (None when it said none), the call forgotten."""
