@@ -178,3 +178,223 @@ def _tip(vault: Vault) -> str:
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def _traced_git(tmp_path: Path, env: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """``env`` with a ``git`` first on PATH that logs, for each push or fetch, the pid of
+    the process that started it, its token, ``GIT_SSH_COMMAND`` and ``AVFS_MARK`` variables
+    (one after the other), its own and its parent's working
+    directory and its arguments (one ``|``-separated line)."""
+    assert GIT is not None
+    bindir = tmp_path / "tbin"
+    bindir.mkdir()
+    log = tmp_path / "traced.log"
+    (bindir / "git").write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *" push "*|*" fetch "*)\n'
+        f'  echo "$PPID|${{AVFS_GIT_TOKEN-}}${{GIT_SSH_COMMAND-}}${{AVFS_MARK-}}|$(pwd)|$(readlink /proc/$PPID/cwd)|$*" | tr "\\n" " " >> {log}\n'
+        f"  echo >> {log};;\n"
+        "esac\n"
+        f'exec {GIT} "$@"\n'
+    )
+    (bindir / "git").chmod(0o755)
+    return {**env, "PATH": f"{bindir}:{env['PATH']}"}, log
+
+
+def test_one_call_s_token_directory_and_variables_are_not_the_next_s(
+    setup: Any, tmp_path: Path, home: Home, vault: Vault
+) -> None:
+    """Two transfers back to back in the kept process, with a token, a directory and
+    variables of their own: the second sees none of the first's."""
+    env, _log, _bare = setup
+    env, log = _traced_git(tmp_path, env)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    vault.workspace("main").write("c.txt", b"three\n")
+    assert _avfs("--vault", "v", "checkpoint", "save", "-m", "three", env=env).returncode == 0
+    first = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--vault", "v", "push", "origin", "main"],
+        env={**env, "AVFS_GIT_TOKEN": "tok-of-call-one", "GIT_SSH_COMMAND": "ssh-one", "AVFS_MARK": "m1"},
+        cwd=one,
+        capture_output=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", "v", "fetch", "origin"],
+        env=env,
+        cwd=two,
+        capture_output=True,
+        timeout=120,
+    )
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["kind"] == "transfer"  # (not the first's human mode)
+    rows = [line.split("|", 4) for line in log.read_text().splitlines()]
+    assert len(rows) == 2, rows
+    (pid1, tok1, _cwd1, pcwd1, args1), (pid2, tok2, _cwd2, pcwd2, args2) = rows
+    assert pid1 == pid2  # one kept process ran both
+    assert tok1 == "tok-of-call-onessh-onem1" and "credential.helper" in args1
+    assert tok2 == "" and "credential.helper" not in args2, rows
+    assert (pcwd1, pcwd2) == (str(one), str(two))
+
+
+def test_the_kept_process_killed_between_calls_leaves_the_next_call_working(
+    setup: Any, home: Home, vault: Vault
+) -> None:
+    env, log, bare = setup
+    assert _avfs("--vault", "v", "push", "origin", "main", env=env).returncode == 0
+    kept = int(_lines(log)[-1][0])
+    _wait_for(lambda: _alive(kept))
+    os.kill(kept, signal.SIGKILL)
+    _wait_for(lambda: not _alive(kept))
+    vault.workspace("main").write("d.txt", b"four\n")
+    assert _avfs("--vault", "v", "checkpoint", "save", "-m", "four", env=env).returncode == 0
+    for _ in range(2):
+        pushed = _avfs("--json", "--vault", "v", "push", "origin", "main", env=env)
+        assert pushed.returncode == 0, pushed.stderr
+        assert json.loads(pushed.stdout)["kind"] == "transfer"
+    assert int(_lines(log)[-1][0]) != kept
+    tip = subprocess.run([GIT, "--git-dir", str(bare), "rev-parse", "main"], capture_output=True, text=True)
+    assert tip.stdout.strip() == _tip(vault)
+
+
+def test_a_caller_killed_mid_push_leaves_no_lock_for_the_next(
+    setup: Any, home: Home, vault: Vault, caller: list[str]
+) -> None:
+    env, log, bare = setup
+    assert _avfs("--vault", "v", "push", "origin", "main", env=env).returncode == 0
+    first = int(_lines(log)[-1][0])
+    vault.workspace("main").write("e.txt", b"five\n")
+    assert _avfs("--vault", "v", "checkpoint", "save", "-m", "five", env=env).returncode == 0
+    proc = subprocess.Popen(
+        [*caller, "--vault", "v", "push", "origin", "main"],
+        env={**env, "AVFS_HANG": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: len(_lines(log)) == 2)
+        proc.kill()  # no signal relayed: the server sees its caller gone
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _wait_for(lambda: not _alive(first))  # hung up by the server
+    pushed = _avfs("--json", "--vault", "v", "push", "origin", "main", env={**env, "AVFS_LOCK_WAIT": "5"})
+    assert pushed.returncode == 0, pushed.stderr
+    tip = subprocess.run([GIT, "--git-dir", str(bare), "rev-parse", "main"], capture_output=True, text=True)
+    assert tip.stdout.strip() == _tip(vault)
+
+
+def test_one_call_s_temporary_directory_is_not_the_next_s(
+    setup: Any, tmp_path: Path, home: Home, vault: Vault
+) -> None:
+    """``TMPDIR`` is read per call: Python keeps the first answer of
+    ``tempfile.gettempdir()`` for the process, and a push's checkpoint makes its scratch
+    work tree for ``git check-ignore`` there."""
+    env, log, _bare = setup
+    assert GIT is not None
+    bindir = tmp_path / "ibin"
+    bindir.mkdir()
+    ilog = tmp_path / "ignore.log"
+    (bindir / "git").write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *check-ignore*) pwd >> {ilog};; esac\n'
+        f'exec {shutil.which("git", path=env["PATH"])} "$@"\n'  # (the logging one)
+    )
+    (bindir / "git").chmod(0o755)
+    env = {**env, "PATH": f"{bindir}:{env['PATH']}"}
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"*.log\n")
+    assert _avfs("--vault", "v", "checkpoint", "save", "-m", "ignore", env=env).returncode == 0
+    assert _avfs("--vault", "v", "push", "origin", "main", env=env).returncode == 0  # the kept process
+    kept = int(_lines(log)[-1][0])
+    seen: list[tuple[Path, list[str]]] = []
+    for i, name in enumerate(("one", "two")):
+        before = len(ilog.read_text().splitlines()) if ilog.exists() else 0
+        tmp = tmp_path / f"tmp-{name}"
+        tmp.mkdir()
+        ws.write(f"sub{i}/x.log", b"x\n")
+        ws.write(f"sub{i}/y.txt", b"y\n")
+        pushed = _avfs(
+            "--vault", "v", "push", "--checkpoint", "origin", "main", env={**env, "TMPDIR": str(tmp)}
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        assert int(_lines(log)[-1][0]) == kept
+        seen.append((tmp, ilog.read_text().splitlines()[before:]))
+    for tmp, asked in seen:
+        assert asked, seen  # each push asked git
+        assert all(d.startswith(f"{tmp}/avfs-ignore-") for d in asked), seen
+
+
+_KEEP = """
+import os, signal, sys
+from avfs_git.cli import callproc, spare
+ctl, answer = int(sys.argv[1]), int(sys.argv[2])
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+os.close(null)
+os.dup2(ctl, spare.REPORT_FD, inheritable=False)
+os.dup2(answer, callproc.ANSWER_FD, inheritable=False)
+os.closerange(spare.REPORT_FD + 1, 1 << 20)
+os.dup2(callproc.ANSWER_FD, 5, inheritable=False)  # (kept across the closerange)
+os.close(5)
+for sig in (*callproc.RELAYED, signal.SIGPIPE):  # as its first call's answer leaves them
+    signal.signal(sig, signal.SIG_IGN)
+os._exit(callproc.keep(0, [], ("utf-8", "strict"), dict(os.environ)))
+"""
+
+
+def test_a_signal_relayed_as_the_next_call_is_handed_is_that_call_s(tmp_path: Path) -> None:
+    """The kept process, done with a call, waits for the next with the relayed signals
+    blocked: one the server relays for the next call as soon as it has handed it (the
+    caller's Ctrl-C, which may come before the process has even read the call) is that
+    call's interruption, not lost (it was: ignored until the call was read)."""
+    import marshal
+    import socket
+    import struct
+
+    server, proc_end = socket.socketpair()
+    ans_here, ans_there = socket.socketpair()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KEEP, str(proc_end.fileno()), str(ans_there.fileno())],
+        pass_fds=(proc_end.fileno(), ans_there.fileno()),
+    )
+    proc_end.close()
+    ans_there.close()
+    try:
+        server.settimeout(60)
+
+        def message() -> dict[str, Any]:
+            head = b""
+            while len(head) < 8:
+                head += server.recv(8 - len(head))
+            body = b""
+            while len(body) < int(head):
+                body += server.recv(int(head) - len(body))
+            got: dict[str, Any] = marshal.loads(body)
+            return got
+
+        assert message() == {"done": 0, "kept": True}
+        os.kill(proc.pid, signal.SIGINT)  # relayed for the call about to be handed
+        conn, caller = socket.socketpair()
+        null = os.open(os.devnull, os.O_RDWR)
+        req = marshal.dumps({"argv": ["--version"], "cwd": str(tmp_path), "env": dict(os.environ)})
+        server.sendmsg(
+            [b"%08d" % len(req) + req],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("4i", conn.fileno(), null, null, null))],
+        )
+        os.close(null)
+        conn.close()
+        got = message()  # its answer, or it ended (the interruption ends it)
+        assert got == {"code": 130}, got
+        caller.close()
+    finally:
+        server.close()
+        ans_here.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)

@@ -28,10 +28,12 @@ none, and no spare is forked for it. What it isolates, it checks rather than ass
   so no lock, WAL or cached object of one call's is held into the next (and the fd check
   proves it); a command's module-level state is the same as in a fresh process for
   these two commands: the front end reads the environment per call and passes settings
-  down (core reads none);
+  down (core reads none), and what the standard library keeps from an environment it
+  read once (``tempfile.tempdir``) is forgotten (:func:`_forget_derived`);
 - signals: the caller relays through the server (its ``started`` answer names no pid),
-  which sends only to the call in progress; a relayed signal ends the call (its code
-  130, or the signal's default action), and so the kept process;
+  which sends only to the call in progress until it has answered; a relayed signal ends
+  the call (its code 130, or the signal's default action), and so the kept process; one
+  relayed for the next call before this process has read it waits, blocked, for it;
 - a call that fails in avfs (exit 70) or is interrupted ends it.
 """
 
@@ -181,8 +183,16 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
         opened = []
         os.environ.clear()
         os.environ.update(server_env)
+        _forget_derived()
         os.close(ANSWER_FD)
         again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask)
+        # a signal the server relays for the next call waits for the command's handlers
+        # (as across a spare's fork: blocked, not ignored, the kernel keeps it pending),
+        # from before this process is free: the server may relay it as soon as it has
+        # handed the call, before this process has read it (ignored then, it was lost: the
+        # push went on). None for the call just done comes meanwhile: the server relays
+        # nothing to a call that has answered (ignored until here)
+        signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
         data = marshal.dumps({"done": code, "kept": again})
         try:
             ctl.sendall(b"%08d" % len(data) + data)
@@ -193,9 +203,6 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
         got = spare.receive(ctl)
         if got is None:
             return 0  # the server closed the pair: nothing more to run
-        # a signal the server relays for this call waits for the command's handlers (as
-        # across a spare's fork: blocked, not ignored, the kernel keeps it pending)
-        signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)
         code = 70
         try:
             conn_fd, req, fds = got
@@ -207,6 +214,17 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
             os._exit(code)  # (the server answers with it)
         del got, req  # (the request's environment goes with the call)
         calls += 1
+
+
+def _forget_derived() -> None:
+    """Forget what the standard library keeps for the process from a call's environment
+    once it is read: ``tempfile.tempdir`` (``TMPDIR``'s answer, kept by the first
+    ``gettempdir()``: a push's checkpoint makes its scratch work tree for ``git
+    check-ignore`` there, and the next call's went to the first one's ``TMPDIR``). None,
+    as in a fresh process: the next call reads its own (nothing of avfs's sets it)."""
+    import tempfile  # (the server's: prewarm.py imports it)
+
+    tempfile.tempdir = None
 
 
 def _install(conn_fd: int, fds: list[int]) -> None:
@@ -288,6 +306,13 @@ class Kept:
                 self.leaving = self.leaving or msg.get("kept") is not True
             elif isinstance(msg, dict) and "code" in msg:
                 self.answered = True
+
+    def answered_now(self) -> bool:
+        """Whether the call in progress has answered, from what the process has said by
+        now (:meth:`read`: it says so before its caller has the answer, and long before it
+        blocks the relayed signals for the next call)."""
+        self.read()
+        return self.answered or self.done is not None
 
     def finish(self) -> int | None:
         """The call's code (None when it said none), the call forgotten."""

@@ -231,13 +231,17 @@ class Server:
                             data = conn.recv(64)
                         except OSError:
                             data = b""
+                        # a kept process's call that has answered is over for its signals:
+                        # the process blocks them once it has cleaned up, for its next call
+                        over = call.kept and self.kept is not None and self.kept.answered_now()
                         if not data:  # the caller went away: hang up its command
                             drop(fd)
                             conns.pop(fd, None)
-                            _kill(pid, signal.SIGHUP)
+                            if not over:
+                                _kill(pid, signal.SIGHUP)
                             continue
                         for i in range(0, len(data) - 1, 2):
-                            if data[i : i + 1] == b"S" and data[i + 1] in RELAYED:
+                            if data[i : i + 1] == b"S" and data[i + 1] in RELAYED and not over:
                                 _kill(pid, data[i + 1])
                     else:
                         drop(fd)
