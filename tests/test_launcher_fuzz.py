@@ -22,6 +22,7 @@ import marshal
 import os
 import random
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -637,6 +638,10 @@ def test_paths_too_long_for_the_program_go_to_python(built: str, tmp_path: Path,
         sock.close()
         if cwd is not None:
             os.close(cwd)
+            # removed here (shutil.rmtree goes down by descriptors): a path past PATH_MAX
+            # left in the base temp dir stopped later sessions (a --basetemp session's
+            # start; pytest's rotation of old base dirs raised RecursionError)
+            shutil.rmtree(tmp_path / ("z" * 200))
 
 
 @pytest.fixture
