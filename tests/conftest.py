@@ -133,10 +133,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         with contextlib.suppress(OSError):
             _drop_layers(Path(given).resolve())
         # a mount daemon killed by a test leaves its worktree's pinned `.git` immutable
-        # (fuse/daemon.py): unlinking it fails EPERM, and so did the next session's start
-        pinned = [str(p) for p in Path(given).glob("**/upper/.git") if p.is_file()]
-        if pinned:
-            subprocess.run(["chattr", "-i", *pinned], capture_output=True, check=False)
+        # (fuse/daemon.py): unlinking it fails EPERM, and so did the next session's start.
+        # Not a glob: it stopped the session (ENAMETOOLONG) on the paths longer than
+        # PATH_MAX that test_launcher_fuzz leaves there
+        _unpin_gitfiles(str(Path(given).resolve()))
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         _SCRATCH.append(str(factory.getbasetemp()))

@@ -22,6 +22,7 @@ import marshal
 import os
 import random
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -280,6 +281,40 @@ def _read_server(wire: bytes) -> Any:
         except client.NotAnswer:
             return "gone"
         return ("code", done["code"] & 0xFF) if done is not None and client._int(done.get("code")) else "gone"
+
+
+_READ_LIMITED = """
+import resource, socket, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from avfs_git.cli import client
+for wire in sys.argv[1:]:
+    a, b = socket.socketpair()
+    a.sendall(bytes.fromhex(wire))
+    a.close()
+    try:
+        print(client.recv_msg(b, bytearray()))
+    except client.NotAnswer:
+        print("not an answer")
+"""
+
+
+def test_an_answer_claiming_two_billion_items_is_not_an_answer_at_once() -> None:
+    """A bit flipped into an answer's type code (``\\xdb`` for ``\\xfb``: a list, its count
+    ~2 billion from the key's bytes, in 16 bytes): marshal allocated it before it found the
+    data short, 4 s of CPU a case (this file's oracle, the client's own reading, outlasted
+    300 s at load 20), and under a limit on address space the client raised MemoryError
+    rather than say it did not understand. Read in a process of 1 GiB of address space:
+    not an answer; the server's answers, and a string holding the same bytes, still read."""
+    flipped = b"00000016\xdb\xda\x07started\xe9\x912\x00\x000"
+    answers = [{"started": 12345}, {"fallback": "x \xdb\xda\x07started"}, {"code": 0}]
+    got = subprocess.run(
+        [sys.executable, "-c", _READ_LIMITED, flipped.hex(), *(_framed(a).hex() for a in answers)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.splitlines() == ["not an answer", *map(repr, answers)]
 
 
 def _outcome_server(got: subprocess.CompletedProcess[bytes]) -> Any:
@@ -637,6 +672,10 @@ def test_paths_too_long_for_the_program_go_to_python(built: str, tmp_path: Path,
         sock.close()
         if cwd is not None:
             os.close(cwd)
+            # removed here (shutil.rmtree goes down by descriptors): a path past PATH_MAX
+            # left in the base temp dir stopped later sessions (a --basetemp session's
+            # start; pytest's rotation of old base dirs raised RecursionError)
+            shutil.rmtree(tmp_path / ("z" * 200))
 
 
 @pytest.fixture

@@ -123,6 +123,49 @@ class NotAnswer(ValueError):
     """What the server sent is not an answer: not a length, cut short, not a dict."""
 
 
+def _end_of(data: bytes, i: int, depth: int = 0) -> int:
+    """Where the marshal object at ``data[i]`` ends; :class:`NotAnswer` when a tuple, list
+    or set claims more items than bytes are left (each takes one at least), or for what
+    plain data never holds (code objects). marshal allocates a claimed count before it
+    reads the items: a bit flipped in a 16-byte answer (``[`` with a count of 2 billion)
+    cost 4 s of CPU and ~16 GB of address space before "too short" (MemoryError, not a
+    "not understood", under a limit on it)."""
+    if depth > 64 or i >= len(data):
+        raise NotAnswer("cut short")
+    code, i = data[i] & 0x7F, i + 1
+    if code in b"0NFTS.":
+        return i
+    if code in b"ir":
+        return i + 4
+    if code in b"gy":
+        return i + (8 if code == 103 else 16)
+    if code in b"zZf":  # short strings, and old floats as text: one byte of length
+        return i + 1 + (data[i] if i < len(data) else 0)
+    if code == 120:  # 'x': an old complex, two of those
+        i += 1 + (data[i] if i < len(data) else 0)
+        return i + 1 + (data[i] if i < len(data) else 0)
+    n = int.from_bytes(data[i : i + 4], "little", signed=True)
+    if code in b"stuaA":
+        return i + 4 + n
+    if code == 108:  # 'l': n digits of 2 bytes
+        return i + 4 + 2 * abs(n)
+    if code == 41:  # ')': a small tuple, its count one byte
+        n, i = (data[i] if i < len(data) else 0), i + 1
+    elif code in b"([<>":
+        i += 4
+        if n < 0 or n > len(data) - i:
+            raise NotAnswer("a count past the data")
+    elif code == 123:  # '{': pairs up to a '0'
+        while i < len(data) and data[i] & 0x7F != 48:
+            i = _end_of(data, _end_of(data, i, depth + 1), depth + 1)
+        return i + 1
+    else:
+        raise NotAnswer(f"marshal type {code!r} in an answer")
+    for _ in range(n):
+        i = _end_of(data, i, depth + 1)
+    return i
+
+
 def recv_msg(sock: "Any", buf: bytearray) -> "dict[str, Any] | None":
     """The next length-prefixed marshal message from ``sock``; ``buf`` keeps what was read
     past it (the server's two answers may come in one read). None when the stream ends
@@ -134,6 +177,7 @@ def recv_msg(sock: "Any", buf: bytearray) -> "dict[str, Any] | None":
             want = 8 + int(buf[:8])
             if len(buf) >= want:
                 try:
+                    _end_of(bytes(buf[8:want]), 0)  # no count marshal would allocate blindly
                     got = marshal.loads(bytes(buf[8:want]))
                 except (ValueError, EOFError, TypeError) as exc:
                     raise NotAnswer(str(exc)) from None
