@@ -21,6 +21,7 @@ from ..types import MODE_COMMIT, MODE_TREE, Change
 from . import wsretire
 from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .wsattrs import file_oids
 from .wscapture import Fork
 from .wsview import settled_now
 
@@ -299,13 +300,21 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
     tip_tree = ws.store.commit_tree(tip)
     changed: list[Change] = []
     diff_trees(ws.store, base_tree, tip_tree, "", changed)
+    files: list[tuple[str, Entry]] = []  # (compared as `git add` stores them: wsattrs)
     for c in changed:
         node = ws.view.lookup(c.path)
         if c.new_oid is None:
             if node is not None and not node.is_dir:
                 return False
-        elif node is None or node.is_dir or node.mode != c.new_mode or ws.view.entry_oid(node) != c.new_oid:
+        elif node is None or node.is_dir or node.mode != c.new_mode:
             return False
+        elif node.materialized and node.entry is not None:
+            files.append((c.path, node.entry))
+        elif ws.view.entry_oid(node) != c.new_oid:
+            return False
+    got = file_oids(ws.view, files, None) if files else {}
+    if any(got[c.path] != c.new_oid for c in changed if c.path in got):
+        return False
     # (never a root entry holding the old base's tree: the changes would then be measured
     # against it, and a status reading only what changed re-applied the old files)
     take_tip(ws, db, base, tip)
@@ -313,7 +322,7 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
         # everything uncheckpointed is now in the tip: the overlay has nothing left but
         # what git does not hold (paths it ignores, empty directories)
         entries = ws.overlay.all()
-        wsretire.retire_onto(ws, db, wsretire.retirable(ws, entries, tip_tree), tip, seen=entries)
+        wsretire.retire_onto(ws, db, wsretire.retirable(ws, entries, tip_tree, fresh=True), tip, seen=entries)
     return True
 
 
@@ -351,7 +360,7 @@ def _recover_pending(ws: Based) -> None:
                 tree = ws.store.commit_tree(new)
                 ov.retire(
                     ov.db,
-                    wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree),
+                    wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree, fresh=True),
                     wsretire.oid_in(ws.store, tree),
                 )
                 ov.set_meta("base", new)
