@@ -123,12 +123,12 @@ def sync_base(ws: Based) -> bool:
 BASE_MOVE_OPS = frozenset({"git", "keep", "empty", "pin"})
 
 
-def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
+def follow_git(ws: Based, *, wait_s: float | None = 0, git_moved: bool = False) -> bool:
     """Take the fork's ref as the base, keeping the view, when git in the fork's mount
-    made its last move (:meth:`Based.moved_here`); True when it did (or nothing was to
-    do). Under the fork lock (``wait_s``: how long to wait for it; a checkpoint holding it
-    calls with it held and the lock reentrant), never while a checkpoint's move is
-    pending."""
+    made its last move (:meth:`Based.moved_here`, or ``git_moved``: the caller read it so
+    from a worktree no longer live); True when it did (or nothing was to do). Under the
+    fork lock (``wait_s``: how long to wait for it; a checkpoint holding it calls with it
+    held and the lock reentrant), never while a checkpoint's move is pending."""
     from ..errors import BusyError
 
     ov = ws.overlay
@@ -147,7 +147,7 @@ def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
                 base, tip = ov.get_meta("base"), ws.tip()
                 if base is None or tip is None or base == tip:
                     return True
-                if ov.get_meta("pending") is not None or not ws.moved_here(tip):
+                if ov.get_meta("pending") is not None or not (git_moved or ws.moved_here(tip)):
                     return False
                 take_tip(ws, db, base, tip)
             # once the move is committed (see sync_base): git's index is right as it is
