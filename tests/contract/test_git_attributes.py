@@ -130,3 +130,24 @@ def test_a_proxy_exec_records_what_git_add_does(mounted: Any) -> None:
     assert _blob(mp, f"{doc['commit']['commit']}:e.txt") == b"e\nf\n"
     assert (mp / "e.txt").read_bytes() == b"e\r\nf\r\n"
     _agrees(mp, avfs)
+
+
+@pytest.mark.parametrize("how", ["avfs restore", "git reset --hard"])
+def test_a_move_back_leaves_a_converted_file_as_git_reset_hard_does(mounted: Any, how: str) -> None:
+    """A CRLF file a checkpoint recorded as LF, its blob the same in the commit moved to:
+    `git reset --hard` leaves it as it is (its index entry vouches for it), and so does
+    `avfs checkpoint restore` (pure FUSE rewrote it with the blob's LF bytes before)."""
+    mp, avfs = mounted
+    (mp / ".gitattributes").write_bytes(ATTRS)
+    (mp / "n.txt").write_bytes(FILES["n.txt"])
+    assert avfs("checkpoint", "save", "-m", "c1").code == 0
+    (mp / "other.txt").write_bytes(b"x\n")
+    assert avfs("checkpoint", "save", "-m", "c2").code == 0
+    if how == "avfs restore":
+        res = avfs("checkpoint", "restore", "HEAD~1")
+        assert res.code == 0, res.err
+    else:
+        _git(mp, "reset", "-q", "--hard", "HEAD~1")
+    assert (mp / "n.txt").read_bytes() == FILES["n.txt"]
+    assert not (mp / "other.txt").exists()
+    _agrees(mp, avfs)

@@ -21,7 +21,7 @@ from ..types import MODE_COMMIT, MODE_TREE, Change
 from . import wsretire
 from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
-from .wsattrs import file_oids
+from .wsattrs import converted_record, file_oids
 from .wscapture import Fork
 from .wsview import settled_now
 
@@ -326,6 +326,24 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
     return True
 
 
+def _converted_kept(ws: Based, entries: list[Entry], target: str) -> list[Entry]:
+    """The entries of files a checkpoint converted (a CRLF file kept over its LF blob:
+    :mod:`.wsattrs`) that a move to the view ``target`` leaves as they are, as `git reset
+    --hard` leaves a file its index holds unchanged: the path's blob the same in the base
+    and in the target, and the file still what `git add` stores as that blob."""
+    converted = converted_record(ws.overlay)
+    if not converted:
+        return []
+    files: list[tuple[str, Entry]] = []
+    for e in entries:
+        if e.path in converted and e.kind == FILE:
+            held = ws.store.tree_lookup(ws.base_tree, e.path)
+            if held is not None and held == ws.store.tree_lookup(target, e.path):
+                files.append((e.path, e))
+    got = file_oids(ws.view, files, None) if files else {}
+    return [e for p, e in files if (got[p], e.mode) == ws.store.tree_lookup(target, p)]
+
+
 def _read_seed(ws: Based) -> tuple[str, str] | None:
     path = os.path.join(ws.state_dir, "seed")
     try:
@@ -403,6 +421,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     kept: list[Entry] = []
+    same: list[Entry] = []  # (kept over the same blob in the new view: not a top below)
     pins: list[Entry] = []
     have: set[str] = set()
     if not keep_view and not ws.overlay.is_empty():
@@ -411,6 +430,8 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
         entries = ws.overlay.all()
         ign = ws.changes.ignored_in(entries)
         kept = [e for e in entries if ign.covers(e.path)]
+        same = _converted_kept(ws, entries, view_tree or ws.store.commit_tree(base))
+        kept += same
         have = {e.path for e in kept}
         for t in sorted(ign.tops - have):
             node = ws.view.lookup(t)
@@ -446,6 +467,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             tops = sorted(
                 {e.path for e in pins}
                 | {e.path for e in kept if not any(a in have for a in names.ancestors(e.path))}
+                - {e.path for e in same}
             )
             for t in tops:
                 _yield_to_view(ws, db, t)
