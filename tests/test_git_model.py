@@ -193,9 +193,13 @@ class Side:
         shutil.copyfile(os.path.join(self.root, ".git", "index"), g.index)
         g("reset", "-q", rev, "--", ".")
         rows = [ln for ln in g("ls-files", "-v", "-z").split("\0") if ln]
-        marked = [ln[2:] for ln in rows if ln[0] in "Ss" or ln[0].islower()]
-        if marked:
-            g("update-index", "--no-skip-worktree", "--no-assume-unchanged", "--", *marked)
+        # (one flag a call: given both, git's update-index applies only the last)
+        for flag, marked in (
+            ("--no-skip-worktree", [ln[2:] for ln in rows if ln[0] in "Ss"]),
+            ("--no-assume-unchanged", [ln[2:] for ln in rows if ln[0].islower()]),
+        ):
+            if marked:
+                g("update-index", flag, "--", *marked)
 
     def flags(self) -> list[str]:
         """`git ls-files -v` of the entries git marked (skip-worktree ``S``/``s``,
