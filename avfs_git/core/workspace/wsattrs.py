@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from ..store import names
 from ..store.gitclean import ATTRIBUTES, Cleaner
 from ..store.gitstore import blob_id
-from ..types import MODE_BLOB, MODE_EXEC
+from ..store.treediff import diff_entry
+from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay
 from .overlayentry import FILE, Entry
 from .wsview import Node, View
@@ -126,6 +127,21 @@ def file_oids(
     finally:
         if conv is not None:
             conv.close()
+
+
+def compared(
+    view: View, todo: list[tuple[Change, Entry | None]], entries: Mapping[str, Entry], out: list[Change]
+) -> None:
+    """A status's changes into ``out``: each of ``todo`` as it is, or, with the entry of a
+    materialized file, compared with the base by the blob ``git add`` would store for it
+    (:func:`file_oids`; ``entries``: the view's, by path)."""
+    oids = file_oids(view, [(c.path, e) for c, e in todo if e], entries)
+    for c, e in todo:
+        if e is not None:
+            old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
+            diff_entry(view.store, c.path, old, (oids[c.path], e.mode), out)
+        else:
+            out.append(c)
 
 
 def converted_paths(view: View, entries: list[Entry]) -> frozenset[str]:

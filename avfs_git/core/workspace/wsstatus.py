@@ -22,7 +22,7 @@ from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
-from .wsattrs import file_oids
+from .wsattrs import compared
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 # what a status reports of a materialized file before reading it (its id then found)
@@ -325,13 +325,7 @@ class Changes:
                 n = self.view.lookup(c.path)
                 e = n.entry if n is not None else None
             todo.append((c, e if e is not None and e.kind == FILE and c.status in _UNHASHED else None))
-        oids = file_oids(self.view, [(c.path, e) for c, e in todo if e], by_path)  # as `git add` would
-        for c, e in todo:
-            if e is not None:
-                old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
-                diff_entry(self.store, c.path, old, (oids[c.path], e.mode), out)
-            else:
-                out.append(c)
+        compared(self.view, todo, by_path, out)  # (each file hashed as `git add` would store it)
         hints: dict[str, str] = {}
         for c in out:
             if c.status is ChangeStatus.ADDED:
