@@ -15,7 +15,13 @@ from . import test_git_model as tgm
 
 
 def _step(m: tgm.GitModel, line: str) -> None:
-    if line.startswith("write "):
+    if line.startswith("gitattributes "):
+        m.attributes(ast.literal_eval(line[len("gitattributes ") :]))
+    elif line.startswith("write-bytes "):
+        mt = re.fullmatch(r"write-bytes (\S+) (b'.*?') append=(True|False)", line)
+        assert mt, line
+        m.write_bytes(mt.group(1), ast.literal_eval(mt.group(2)), mt.group(3) == "True")
+    elif line.startswith("write "):
         mt = re.fullmatch(r"write (\S+) ('.*?')(?: append=(True|False))?", line)
         assert mt, line
         path, word, append = mt.group(1), ast.literal_eval(mt.group(2)), mt.group(3) != "False"
@@ -46,7 +52,7 @@ def _step(m: tgm.GitModel, line: str) -> None:
         tgm._link_both(m, target, at)
         m.note(line)
     elif line.startswith(("file ", "dir ")):
-        kind, path = line.split()[:2]
+        kind, path = line.rsplit(" -> ", 1)[0].split(" ", 1)  # (a path may hold a space)
 
         def swap(root: str) -> None:
             p = os.path.join(root, path)

@@ -61,6 +61,11 @@ NEW_NAMES = [
     "l" * 100 + "/" + "n" * 196 + ".txt",
 ]
 WORDS = ["one\n", "two\n", "three\n", "changed line\n", "import os\n"]
+# `.gitattributes` the model writes at the root: git's `add` converts what they name, and so
+# does a checkpoint (docs/fuse.md, "`.gitattributes` conversions"); none converts on checkout
+# (`eol=crlf`, `ident`: a mount shows a blob's bytes as they are, docs/fuse.md says why)
+ATTRIBUTES = ["* text=auto\n", "* text eol=lf\n", "*.md text\n*.py -text\n", "* text=auto\n*.txt binary\n"]
+CRLF_TEXTS = [b"crlf\r\nline\r\n", b"mixed\r\nends\n", b"lone\rcr\r\n", b"nul\0crlf\r\n"]
 # `git rebase -i`'s todo list edited by a script (git runs it as `sh -c 'SCRIPT "$@"'`)
 REBASE_SCRIPTS = {
     "squash": "sed -i -e '2,$s/^pick/squash/'",
@@ -114,6 +119,18 @@ def _tree(root: str) -> dict[str, Any]:
     return out
 
 
+class _Git:
+    """git in ``root`` with ``env`` (its ``GIT_INDEX_FILE``: ``index``), stdout as text."""
+
+    def __init__(self, root: str, env: dict[str, str], index: str) -> None:
+        self.root, self.env, self.index = root, env, index
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=self.root, env=self.env, check=True, capture_output=True, text=True
+        ).stdout
+
+
 class Side:
     """One side: a directory where git runs (the mount, or the plain clone)."""
 
@@ -150,13 +167,9 @@ class Side:
         idx = os.path.abspath(os.path.join(self.root, "..", f"model-tree-index-{os.getpid()}"))
         env = {**self.env, "GIT_INDEX_FILE": idx}
 
-        def g(*args: str) -> str:
-            return subprocess.run(
-                ["git", *args], cwd=self.root, env=env, check=True, capture_output=True, text=True
-            ).stdout
-
+        g = _Git(self.root, env, idx)
         try:
-            g("read-tree", "HEAD")
+            self.stat_index(g, "HEAD")
             if paths is None:
                 g("add", "-A")
             else:
@@ -169,6 +182,24 @@ class Side:
         finally:
             if os.path.exists(idx):
                 os.unlink(idx)
+
+    def stat_index(self, g: Any, rev: str) -> None:
+        """The index ``g`` writes (``GIT_INDEX_FILE``) made ``rev``'s, with the stat data
+        of git's own index where an entry stays and no skip-worktree or assume-unchanged
+        bit: `git add -A` then reads only the files changed since git last looked, as a
+        checkpoint reads only those written since its base (a `read-tree` index reads them
+        all: under a `.gitattributes` changed since, `* text eol=lf`, it took every file
+        committed with a CR, binaries included, for a change, as `git add --renormalize`)."""
+        shutil.copyfile(os.path.join(self.root, ".git", "index"), g.index)
+        g("reset", "-q", rev, "--", ".")
+        rows = [ln for ln in g("ls-files", "-v", "-z").split("\0") if ln]
+        # (one flag a call: given both, git's update-index applies only the last)
+        for flag, marked in (
+            ("--no-skip-worktree", [ln[2:] for ln in rows if ln[0] in "Ss"]),
+            ("--no-assume-unchanged", [ln[2:] for ln in rows if ln[0].islower()]),
+        ):
+            if marked:
+                g("update-index", flag, "--", *marked)
 
     def flags(self) -> list[str]:
         """`git ls-files -v` of the entries git marked (skip-worktree ``S``/``s``,
@@ -189,11 +220,12 @@ class Side:
         untracked files git does not ignore included (what `avfs status` lists)."""
         out: set[tuple[str, str]] = set()
         self.git("update-index", "-q", "--refresh", check=False)
-        tmp_index = os.path.join(self.root, "..", f"model-index-{os.getpid()}")
-        env = {**self.env, "GIT_INDEX_FILE": os.path.abspath(tmp_index)}
+        tmp_index = os.path.abspath(os.path.join(self.root, "..", f"model-index-{os.getpid()}"))
+        env = {**self.env, "GIT_INDEX_FILE": tmp_index}
         try:
-            for args in (["read-tree", rev], ["add", "-A"]):
-                subprocess.run(["git", *args], cwd=self.root, env=env, check=True, capture_output=True)
+            g = _Git(self.root, env, tmp_index)
+            self.stat_index(g, rev)
+            g("add", "-A")
             diff = subprocess.run(
                 ["git", "diff", "--cached", "--no-renames", "--name-status", "-z", rev],
                 cwd=self.root,
@@ -450,6 +482,41 @@ class GitModel(RuleBasedStateMachine):
         mode = 0o644 if os.stat(os.path.join(self.p.root, path)).st_mode & 0o100 else 0o755
         self.note(f"chmod {mode:o} {path}")
         self.on_both(lambda root: os.chmod(os.path.join(root, path), mode))
+        self.last_checkpoint = False
+
+    @rule(which=st.sampled_from([*ATTRIBUTES, None]))
+    def attributes(self, which: str | None) -> None:
+        """The root's `.gitattributes` written anew (None: removed)."""
+        self.note(f"gitattributes {which!r}")
+
+        def w(root: str) -> None:
+            p = os.path.join(root, ".gitattributes")
+            if which is not None:
+                with open(p, "w") as fh:
+                    fh.write(which)
+            elif os.path.lexists(p):
+                os.unlink(p)
+
+        self.on_both(w)
+        self.last_checkpoint = False
+
+    @rule(data=st.data(), text=st.sampled_from(CRLF_TEXTS), append=st.booleans())
+    def crlf_write(self, data: st.DataObject, text: bytes, append: bool) -> None:
+        """CRLF, mixed, lone-CR or NUL bytes written to a file (what `.gitattributes` convert)."""
+        path = self.pick(data, self.files() + NEW_NAMES)
+        assert path is not None
+        self.write_bytes(path, text, append)
+
+    def write_bytes(self, path: str, text: bytes, append: bool) -> None:
+        self.note(f"write-bytes {path} {text!r} append={append}")
+
+        def w(root: str) -> None:
+            p = os.path.join(root, path)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "ab" if append else "wb") as fh:
+                fh.write(text)
+
+        self.on_both(w)
         self.last_checkpoint = False
 
     @rule(data=st.data(), dangling=st.booleans())

@@ -107,6 +107,7 @@ PYGIT2_IMPORTERS = {
     "core/store/gitpatch.py": "patches and line counts of two blobs' bytes (libgit2's Patch)",
     "core/store/mergetrees.py": "libgit2's merge machinery: merge_trees and reverts, their index, conflict entries, merge favour",
     "core/store/odbdirect.py": "the object database read directly: a thread's database of the vault's packs alone",
+    "core/store/gitclean.py": "libgit2's filters: what `git add` stores for a file under the view's .gitattributes",
 }
 
 # (importer, imported) edges between modules of one package that lie on an import cycle

@@ -19,7 +19,8 @@ from avfs_git.core.store.gitstore import GitStore
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.keptindexes import kept_dir
 from avfs_git.mount import readtree, untracked
-from avfs_git.mount.index import index_bytes, inode_of
+from avfs_git.mount.heldstat import inode_of
+from avfs_git.mount.index import index_bytes
 from avfs_git.ops import mounts
 
 from . import realdata

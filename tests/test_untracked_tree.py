@@ -17,7 +17,8 @@ import pytest
 from avfs_git.core.store.gitstore import GitStore
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount import untracked
-from avfs_git.mount.index import index_bytes, inode_of
+from avfs_git.mount.heldstat import inode_of
+from avfs_git.mount.index import index_bytes
 from avfs_git.ops import mounts
 
 from . import realdata

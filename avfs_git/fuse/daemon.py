@@ -571,7 +571,7 @@ class Mount:
                 self.changelog.daemon_ended(os.getpid())
             except Exception:
                 logging.getLogger("avfs.fuse").exception("writing the change log")
-        unregister(self.made)
+        unregister(self.made, None if self.read_only else self.ws)
         try:
             os.unlink(self.reg)
         except FileNotFoundError:

@@ -15,7 +15,7 @@ import mfusepy as fuse
 
 from ..core.store import names
 from ..core.types import MODE_COMMIT
-from ..mount.index import inode_of
+from ..mount.heldstat import inode_of
 from .opsbase import OpsBase
 
 

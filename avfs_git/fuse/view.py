@@ -25,7 +25,7 @@ import mfusepy as fuse
 from ..core.store import names
 from ..core.types import MODE_COMMIT, MODE_EXEC
 from ..core.workspace.workspace import Node
-from ..mount.index import inode_of
+from ..mount.heldstat import inode_of
 from .handles import HandleTable
 from .nested import NestedRepos
 from .opsbase import GITFILE, Handle, translated

@@ -20,6 +20,7 @@ from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
 from . import indexflags
+from .heldstat import held_stat, inode_of
 from .indexguard import create_lock, held, open_guard, take_lock
 from .indexpatch import StatFn, patched_index, with_sizes
 from .ownfiles import (
@@ -37,14 +38,6 @@ from .ownfiles import (
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
     from .untracked import HeadAhead
-
-
-def inode_of(path: str) -> int:
-    """A stable inode number for a path (the same in every mount of every process)."""
-    if not path:
-        return 1
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & 0x00FFFFFFFFFFFFFF) | 2
 
 
 def fsmonitor_token(ws: MountedFork) -> str:
@@ -102,18 +95,19 @@ def view_ns(ws: MountedFork) -> int:
 def index_stat(
     ws: MountedFork, uid: int, gid: int, view: _View | None = None, *, unknown_zero: bool = False
 ) -> StatFn:
-    """``stat_of`` for :func:`write_index`: (ctime_ns, mtime_ns, ino, uid, gid, size) that a
-    mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file:
-    what the index must hold for git to trust it without reading it (for ``view``'s view
-    time when given, else the workspace's current one). ``unknown_zero``: a size the lazy
-    vault's size cache does not have yet is 0 (a provisional index, filled in by
-    :func:`.indexpatch.with_sizes` before it is written: :func:`sync_index`)."""
+    """``stat_of`` for :func:`write_index`: (ctime_ns, mtime_ns, ino, uid, gid, size) that a mount of
+    ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file: what the index must hold
+    for git to trust it without reading it (for ``view``'s view time when given, else the workspace's
+    current one). ``unknown_zero``: a size the lazy vault's size cache does not have yet is 0."""
     t = view.view_ns() if view is not None else view_ns(ws)
     kept = ws.overlay.kept_times(view.view_time if view is not None else None)
     known = ws.store.promisor.size
     size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
+    held = held_stat(ws, uid, gid)  # (a file a checkpoint converted: its own stat)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
+        if (got := held(path)) is not None:
+            return got
         # a submodule's entry names a commit, not a blob: git reads no stat data of it
         n = 0 if mode == 0o160000 else size(oid)
         hit = kept.get(path) if kept else None

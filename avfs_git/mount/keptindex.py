@@ -9,7 +9,7 @@ untracked cache: 0.3-0.5 s at 20,538 files, which the first ``git status`` in th
 waited for. Of all that, only this depends on the mount rather than on the tree:
 
 - every entry's ctime and mtime (the fork's view time) and uid/gid (the daemon's): 16 and
-  8 bytes at fixed offsets of each entry (the inode number is :func:`.index.inode_of` of
+  8 bytes at fixed offsets of each entry (the inode number is :func:`.heldstat.inode_of` of
   the path, the same in every mount; dev is 0; the size is the blob's);
 - the ``FSMN`` extension's token (the fork's journal);
 - the ``UNTR`` extension's ``Location`` (the mount point); the rest of it (the directories'

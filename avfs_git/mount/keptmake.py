@@ -37,7 +37,8 @@ def make(vault: Vault, commit: str) -> bool:
     (fuse/settle.py), the sizes are asked on a thread of their own while the entries and
     the untracked cache are made with the sizes not known yet left 0, filled in after."""
     from . import keptindex, untracked
-    from .index import index_bytes, inode_of, sizes_of
+    from .heldstat import inode_of
+    from .index import index_bytes, sizes_of
     from .indexpatch import with_sizes
 
     store = vault.store

@@ -14,7 +14,7 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .indexahead import Land
@@ -240,6 +240,27 @@ def moved_here(ws: MountedFork, commit: str) -> bool:
     ):
         return False
     return _committed_here(live.git_dir, commit)
+
+
+def follow_at_unmount(ws: Any, git_dir: str) -> None:
+    """At unmount, before the mount's worktree ``git_dir`` goes: a move of the fork's branch
+    git made in the mount that avfs has not taken yet (nothing asked avfs between git's
+    `reset --hard` and the unmount) is taken now, as the next avfs command in the mount
+    would have (the base follows, the view stays): once the worktree is gone, nothing says
+    git made it, and the fork's state would stay on the old base, "moved since"."""
+    from ..core.errors import AvfsError
+    from ..core.store.refs import fork_ref
+    from ..core.workspace.wsbase import follow_git
+
+    try:
+        tip = ws.tip()
+        if tip is None or ws.overlay.get_meta("base") in (None, tip):
+            return
+        head = read_git_file(os.path.join(git_dir, "HEAD"), limit=1024)
+        if head == f"ref: {fork_ref(ws.fork)}\n".encode() and _committed_here(git_dir, tip):
+            follow_git(ws, wait_s=5.0, git_moved=True)
+    except AvfsError:
+        pass  # (the next command says the fork moved, as before)
 
 
 # git's own operations left open in a worktree's git dir (git's wt-status.c reads the same)

@@ -18,7 +18,7 @@ config says: :data:`CONFIG`), every entry at stage 0 without extended flags, its
 for this tree and counting every entry, and last; anything else gives None, and the caller
 builds the index as before (:func:`.index.index_bytes`). Nothing of git's bytes changes but
 the stat data, which are the mount's (:func:`.index.index_stat`: the view time,
-:func:`.index.inode_of`, the daemon's uid and gid, the size): ``tests/test_readtree.py``
+:func:`.heldstat.inode_of`, the daemon's uid and gid, the size): ``tests/test_readtree.py``
 holds the result to :func:`.index.index_bytes`'s and to git's own reading of it on released
 projects' trees and on a tree of awkward names and modes.
 """
@@ -86,7 +86,7 @@ def made_by_git(
     """The index of ``tree`` (in the vault ``git_dir``) as ``git read-tree`` writes it, with
     each entry's stat data what the mount reports for an unchanged file
     (:func:`.index.index_stat`: ctime and mtime ``t_ns``, dev 0, the path's inode number,
-    :func:`.index.inode_of`, ``owner``'s uid and gid, the size ``size_of(blob id)`` says),
+    :func:`.heldstat.inode_of`, ``owner``'s uid and gid, the size ``size_of(blob id)`` says),
     a size it does not know (None; every size without ``size_of``) left 0 for
     :func:`sizes_filled` (a submodule's, which names a commit, stays 0), git's ``FSMN``
     extension added (version 2, ``token``, nothing dirty), and the tree's skeleton

@@ -56,7 +56,7 @@ import os
 import shutil
 import stat
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
 from ..core.store import configtext
@@ -304,8 +304,14 @@ def scrub(vault: MountedVault, key: str) -> list[str]:
     return removed
 
 
-def unregister(reg: Registered) -> None:
-    """Remove a mount's worktree and its own directory (at unmount)."""
+def unregister(reg: Registered, ws: Any = None) -> None:
+    """Remove a mount's worktree and its own directory (at unmount); with the fork's
+    workspace ``ws``, git's last move of its branch there is taken first (mount/live.py
+    :func:`.live.follow_at_unmount`)."""
+    if ws is not None:
+        from .live import follow_at_unmount
+
+        follow_at_unmount(ws, reg.git_dir)
     shutil.rmtree(reg.git_dir, ignore_errors=True)
     shutil.rmtree(reg.files, ignore_errors=True)
 

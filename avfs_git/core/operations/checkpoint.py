@@ -237,7 +237,7 @@ def _changes_saved(vault: Vault, ws: Workspace, commit: str, captured: Sequence[
     aside (a file written, deleted or moved counts one; a moved or deleted directory counts
     once: counting its files would cost a tree diff)."""
     if not ws.overlay.upper_active():
-        return sum(1 for e in captured if e.mode != MODE_TREE)
+        return sum(1 for e in captured if e.mode != MODE_TREE) + len(ws.captured_converted)  # (kept: wsattrs)
     # an overlay mount's upper layer keeps what earlier checkpoints recorded: count the
     # paths this commit changed (a tree diff, O(changes)) rather than what it captured
     from ..store.treediff import diff_trees

@@ -158,6 +158,7 @@ class Workspace(Mutations, Generic[V_co]):
         self._lower_trees: dict[tuple[str, str, int], str] = {}  # see _lower_tree
         # what the last capture left out (a checkpoint, holding the fork lock, reports it)
         self.captured_ignored: Ignored = NO_IGNORED
+        self.captured_converted: frozenset[str] = frozenset()  # and converted (wsattrs)
         self.captured_read: tuple[Pending, list[Entry]] | None = None  # and what it read
         self.overlay.lower_mode = self._lower_mode
         self.overlay.lower_tree = self._lower_tree
@@ -560,8 +561,7 @@ class Workspace(Mutations, Generic[V_co]):
     def capture(
         self, pack: PackWriter | None = None, *, include_ignored: bool = False
     ) -> tuple[str, list[Entry]]:
-        """Write blobs and trees for the workspace; returns (root tree id, captured entries).
-        See :func:`.wscapture.capture`."""
+        """Blobs and trees for the workspace: (root tree id, captured entries); see :func:`.wscapture.capture`."""
         return wscapture.capture(self, pack, include_ignored=include_ignored)
 
     def commit_overlay(

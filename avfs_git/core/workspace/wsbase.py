@@ -21,6 +21,7 @@ from ..types import MODE_COMMIT, MODE_TREE, Change
 from . import wsretire
 from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .wsattrs import converted_record, file_oids
 from .wscapture import Fork
 from .wsview import settled_now
 
@@ -122,12 +123,12 @@ def sync_base(ws: Based) -> bool:
 BASE_MOVE_OPS = frozenset({"git", "keep", "empty", "pin"})
 
 
-def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
+def follow_git(ws: Based, *, wait_s: float | None = 0, git_moved: bool = False) -> bool:
     """Take the fork's ref as the base, keeping the view, when git in the fork's mount
-    made its last move (:meth:`Based.moved_here`); True when it did (or nothing was to
-    do). Under the fork lock (``wait_s``: how long to wait for it; a checkpoint holding it
-    calls with it held and the lock reentrant), never while a checkpoint's move is
-    pending."""
+    made its last move (:meth:`Based.moved_here`, or ``git_moved``: the caller read it so
+    from a worktree no longer live); True when it did (or nothing was to do). Under the
+    fork lock (``wait_s``: how long to wait for it; a checkpoint holding it calls with it
+    held and the lock reentrant), never while a checkpoint's move is pending."""
     from ..errors import BusyError
 
     ov = ws.overlay
@@ -146,7 +147,7 @@ def follow_git(ws: Based, *, wait_s: float | None = 0) -> bool:
                 base, tip = ov.get_meta("base"), ws.tip()
                 if base is None or tip is None or base == tip:
                     return True
-                if ov.get_meta("pending") is not None or not ws.moved_here(tip):
+                if ov.get_meta("pending") is not None or not (git_moved or ws.moved_here(tip)):
                     return False
                 take_tip(ws, db, base, tip)
             # once the move is committed (see sync_base): git's index is right as it is
@@ -299,13 +300,21 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
     tip_tree = ws.store.commit_tree(tip)
     changed: list[Change] = []
     diff_trees(ws.store, base_tree, tip_tree, "", changed)
+    files: list[tuple[str, Entry]] = []  # (compared as `git add` stores them: wsattrs)
     for c in changed:
         node = ws.view.lookup(c.path)
         if c.new_oid is None:
             if node is not None and not node.is_dir:
                 return False
-        elif node is None or node.is_dir or node.mode != c.new_mode or ws.view.entry_oid(node) != c.new_oid:
+        elif node is None or node.is_dir or node.mode != c.new_mode:
             return False
+        elif node.materialized and node.entry is not None:
+            files.append((c.path, node.entry))
+        elif ws.view.entry_oid(node) != c.new_oid:
+            return False
+    got = file_oids(ws.view, files, None) if files else {}
+    if any(got[c.path] != c.new_oid for c in changed if c.path in got):
+        return False
     # (never a root entry holding the old base's tree: the changes would then be measured
     # against it, and a status reading only what changed re-applied the old files)
     take_tip(ws, db, base, tip)
@@ -313,8 +322,26 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
         # everything uncheckpointed is now in the tip: the overlay has nothing left but
         # what git does not hold (paths it ignores, empty directories)
         entries = ws.overlay.all()
-        wsretire.retire_onto(ws, db, wsretire.retirable(ws, entries, tip_tree), tip, seen=entries)
+        wsretire.retire_onto(ws, db, wsretire.retirable(ws, entries, tip_tree, fresh=True), tip, seen=entries)
     return True
+
+
+def _converted_kept(ws: Based, entries: list[Entry], target: str) -> list[Entry]:
+    """The entries of files a checkpoint converted (a CRLF file kept over its LF blob:
+    :mod:`.wsattrs`) that a move to the view ``target`` leaves as they are, as `git reset
+    --hard` leaves a file its index holds unchanged: the path's blob the same in the base
+    and in the target, and the file still what `git add` stores as that blob."""
+    converted = converted_record(ws.overlay)
+    if not converted:
+        return []
+    files: list[tuple[str, Entry]] = []
+    for e in entries:
+        if e.path in converted and e.kind == FILE:
+            held = ws.store.tree_lookup(ws.base_tree, e.path)
+            if held is not None and held == ws.store.tree_lookup(target, e.path):
+                files.append((e.path, e))
+    got = file_oids(ws.view, files, None) if files else {}
+    return [e for p, e in files if (got[p], e.mode) == ws.store.tree_lookup(target, p)]
 
 
 def _read_seed(ws: Based) -> tuple[str, str] | None:
@@ -351,7 +378,7 @@ def _recover_pending(ws: Based) -> None:
                 tree = ws.store.commit_tree(new)
                 ov.retire(
                     ov.db,
-                    wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree),
+                    wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree, fresh=True),
                     wsretire.oid_in(ws.store, tree),
                 )
                 ov.set_meta("base", new)
@@ -394,6 +421,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     kept: list[Entry] = []
+    same: list[Entry] = []  # (kept over the same blob in the new view: not a top below)
     pins: list[Entry] = []
     have: set[str] = set()
     if not keep_view and not ws.overlay.is_empty():
@@ -402,6 +430,8 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
         entries = ws.overlay.all()
         ign = ws.changes.ignored_in(entries)
         kept = [e for e in entries if ign.covers(e.path)]
+        same = _converted_kept(ws, entries, view_tree or ws.store.commit_tree(base))
+        kept += same
         have = {e.path for e in kept}
         for t in sorted(ign.tops - have):
             node = ws.view.lookup(t)
@@ -437,6 +467,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             tops = sorted(
                 {e.path for e in pins}
                 | {e.path for e in kept if not any(a in have for a in names.ancestors(e.path))}
+                - {e.path for e in same}
             )
             for t in tops:
                 _yield_to_view(ws, db, t)

@@ -24,6 +24,7 @@ from .overlay import Overlay
 from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
+from .wsattrs import TEXT, Conversions, conversions_for
 from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
@@ -41,6 +42,7 @@ class Fork(Protocol):
     view: View
     changes: Changes
     captured_ignored: Ignored  # what the last capture left out
+    captured_converted: frozenset[str]  # the files whose bytes its clean conversion changed
     state_dir: str
     # what the last capture read of an overlay mount's upper layer, and the journal's
     # position then (None: read whole, or no journal answered): see upperjournal
@@ -68,6 +70,7 @@ def capture(
     *,
     include_ignored: bool = False,
     only: Callable[[str], bool] | None = None,
+    convert: bool = True,
 ) -> tuple[str, list[Entry]]:
     """Write blobs and trees for the workspace; returns (root tree id, captured entries).
 
@@ -82,12 +85,19 @@ def capture(
     one that reached the overlay past the checks, a rule made after it), unless
     ``include_ignored`` (a record of everything: a recovery ref).
 
+    Files are recorded as ``git add`` would store them (:mod:`.wsattrs`): converted by
+    the ``.gitattributes`` of the view (end of lines, ``ident``), unless ``convert`` is
+    false or ``include_ignored`` (a recovery ref keeps the bytes as they are). A file whose
+    bytes the conversion changed stays in the workspace as it is (a CRLF file stays CRLF:
+    :func:`.wsretire.retirable`), on top of the commit's blob, as git's work tree does.
+
     Cost: one blob per materialized file plus the trees on changed paths
     (O(changed paths x depth)), never O(tree). The objects go into ``pack`` (which the
     caller finishes), or into a pack of their own.
     """
     ws.captured_ignored = NO_IGNORED
     ws.captured_read = None
+    ws.captured_converted = frozenset()
     # (on an overlay mount: O(changes), see upperjournal)
     entries, settled = (ws.overlay.all(), False) if include_ignored else _read(ws)
     if not entries:
@@ -97,6 +107,7 @@ def capture(
     try:
         for tries_left in range(RACE_TRIES - 1, -1, -1):
             try:
+                all_read = {e.path: e for e in entries}
                 to_build = entries
                 if not include_ignored:
                     to_build, entries = _leave_out_ignored(ws, entries, settled)
@@ -107,7 +118,13 @@ def capture(
                     to_build = [e for e in to_build if e.path not in held]
                     entries = [e for e in entries if e.path not in held]
                 refused: set[str] = set()
-                tree = _capture_entries(ws, to_build, pw, refused)
+                conv = _conversion(ws, to_build, all_read) if convert and not include_ignored else None
+                try:
+                    tree = _capture_entries(ws, to_build, pw, refused, conv)
+                finally:
+                    if conv is not None:
+                        conv.conv.close()
+                ws.captured_converted = frozenset(conv.converted) if conv is not None else frozenset()
                 if refused:
                     entries = [e for e in entries if e.path not in refused]
                 break
@@ -187,7 +204,40 @@ def _pin_ignored(ws: Fork, entries: list[Entry], ign: Ignored) -> None:
                 ws.overlay.put(db, Entry(t, OBJECT, node.mode, node.oid), "pin")
 
 
-def _capture_entries(ws: Fork, entries: list[Entry], pw: PackWriter, refused: set[str]) -> str:
+class Conversion:
+    """A capture's clean conversions (:mod:`.wsattrs`), and the paths whose bytes they changed."""
+
+    def __init__(self, conv: Conversions) -> None:
+        self.conv = conv
+        self.converted: set[str] = set()
+
+    def blob(self, pw: PackWriter, path: str, mode: int, data: bytes | None, fpath: str | None) -> str:
+        """The blob of a file's bytes (``data``, else read from ``fpath``) as ``git add``
+        stores them."""
+        if mode not in TEXT:
+            return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "")
+        if data is None:
+            assert fpath is not None
+            with open(fpath, "rb") as fh:
+                data = fh.read()
+        cleaned = self.conv.clean(path, data)
+        if cleaned is not None and cleaned != data:
+            self.converted.add(path)
+            data = cleaned
+        return pw.add(OBJ_BLOB, data)
+
+
+def _conversion(ws: Fork, entries: list[Entry], view_entries: dict[str, Entry]) -> Conversion | None:
+    """The clean conversions of the files among ``entries`` (None: no attribute file
+    applies to any), judged by the view ``view_entries`` (every entry read) shows."""
+    files = [e.path for e in entries if e.kind == FILE and e.mode in TEXT]
+    conv = conversions_for(ws.view, ws.base_tree, view_entries, files)
+    return None if conv is None else Conversion(conv)
+
+
+def _capture_entries(
+    ws: Fork, entries: list[Entry], pw: PackWriter, refused: set[str], conv: Conversion | None = None
+) -> str:
     """The root tree of the workspace made of ``entries`` (see :func:`capture`; ``refused``
     gets the paths of the ``.gitmodules`` and ``.gitattributes`` left out for their
     contents)."""
@@ -202,7 +252,7 @@ def _capture_entries(ws: Fork, entries: list[Entry], pw: PackWriter, refused: se
             sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
     root_entry = next((e for e in entries if e.path == ""), None)
     root_oid = root_entry.oid if root_entry is not None else ws.base_tree
-    tree = build(ws, "", root_oid, by_parent, dirty, sub_dirty, pw, refused)
+    tree = build(ws, "", root_oid, by_parent, dirty, sub_dirty, pw, refused, conv)
     assert tree is not None
     return tree
 
@@ -216,6 +266,7 @@ def build(
     sub_dirty: dict[str, list[str]],
     pw: PackWriter,
     refused: set[str] | None = None,
+    conv: Conversion | None = None,
 ) -> str | None:
     """The new tree of directory ``p`` (None when it ends up empty; the root never is).
 
@@ -228,7 +279,7 @@ def build(
     deep, not by recursion: found in the fourteenth round (NAME=attack5), a confined
     command's directory 1,000 levels deep raised ``RecursionError`` in the exec's commit
     and in every checkpoint of the fork after it."""
-    frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused)]
+    frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv)]
     value: str | None = None
     while frames:
         try:
@@ -237,7 +288,7 @@ def build(
             frames.pop()
             value = done.value
             continue
-        frames.append(_build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused))
+        frames.append(_build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused, conv))
         value = None
     return value
 
@@ -251,6 +302,7 @@ def _build(
     sub_dirty: dict[str, list[str]],
     pw: PackWriter,
     refused: set[str] | None,
+    conv: Conversion | None = None,
 ) -> Generator[tuple[str, str | None], str | None, str | None]:
     """:func:`build` of one directory: yields (subdirectory, its old tree) for each changed
     subdirectory and is sent its new tree."""
@@ -281,14 +333,16 @@ def _build(
                 continue  # left out, the entry stays (not captured: see capture)
             if e.kind == FILE:
                 assert data is not None
-                items[name] = (pw.add(OBJ_BLOB, data), e.mode)
+                blob = pw.add(OBJ_BLOB, data) if conv is None else conv.blob(pw, e.path, e.mode, data, None)
+                items[name] = (blob, e.mode)
             else:
                 assert e.oid is not None
                 items[name] = (e.oid, e.mode)
         elif e.kind == FILE:
             assert e.fileid is not None
             try:
-                oid = pw.add_file(ws.overlay.file_path(e.fileid))
+                fpath = ws.overlay.file_path(e.fileid)
+                oid = pw.add_file(fpath) if conv is None else conv.blob(pw, e.path, e.mode, None, fpath)
             except FileNotFoundError as exc:
                 raise _missing(ws, e, exc) from exc
             items[name] = (oid, e.mode)

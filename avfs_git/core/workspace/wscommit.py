@@ -39,6 +39,7 @@ from ..store.treediff import diff_trees
 from ..types import Change
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .upperjournal import remember_commit
+from .wsattrs import keep_converted
 from .wscapture import Fork, capture
 from .wsretire import oid_in, retirable, retire_onto
 
@@ -187,7 +188,7 @@ def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
         return None
     pack = ws.store.pack_writer()
     try:
-        tree, _ = capture(ws, pack)
+        tree, _ = capture(ws, pack, convert=False)  # (the bytes as they are)
         msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
         commit = ws.store.create_commit(tree, [ws.base], msg, ws.author(), pack=pack)
         pack.finish()
@@ -253,6 +254,7 @@ def publish(
         with ws.overlay.txn():
             ws.overlay.set_meta("pending", f"{expected} {commit}")
             ws.overlay.set_meta("pending_seq", str(upto))
+            keep_converted(ws.overlay, captured, ws.captured_converted)
         try:
             move_ref(ws.store, ws.ref, commit, expected, reason, (ws, ahead), view_changed=False)
         except BaseException:

@@ -19,6 +19,7 @@ from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
 from . import origins, upper
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
+from .wsattrs import converted_paths
 from .wscapture import Fork
 from .wsview import Node
 
@@ -250,10 +251,18 @@ def _lookup_lower(ws: Fork, path: str) -> Node | None:
         return ws.view.lookup(path)
 
 
-def retirable(ws: Fork, captured: list[Entry], tree: str) -> list[Entry]:
+def retirable(ws: Fork, captured: list[Entry], tree: str, *, fresh: bool = False) -> list[Entry]:
     """The captured entries that ``tree`` (the commit's) now shows: an entry showing
     something at a path the commit does not hold (an empty new directory, a path git
     ignores, a name git refuses: see :mod:`.gitnames`) stays in the overlay (as does a
     ``.gitmodules`` or ``.gitattributes`` left out for its contents, which :func:`capture` does not count as
-    captured: the tree may hold an older one there)."""
-    return [e for e in captured if e.kind == DELETED or ws.store.tree_lookup(tree, e.path) is not None]
+    captured: the tree may hold an older one there). So does a file whose bytes git's
+    clean conversion changed (a CRLF file under ``text=auto``: the tree holds the LF blob,
+    the workspace keeps the file as it is, as git's work tree does): those the last
+    capture converted (``ws.captured_converted``), or with ``fresh`` those found now."""
+    kept = converted_paths(ws.view, captured) if fresh else ws.captured_converted
+    return [
+        e
+        for e in captured
+        if e.kind == DELETED or (e.path not in kept and ws.store.tree_lookup(tree, e.path) is not None)
+    ]

@@ -22,6 +22,7 @@ from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
+from .wsattrs import compared
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 # what a status reports of a materialized file before reading it (its id then found)
@@ -313,6 +314,7 @@ class Changes:
         gone = set(ignored.files)
         by_path = {e.path: e for e in entries}
         out: list[Change] = []
+        todo: list[tuple[Change, Entry | None]] = []
         for c in raw:
             if c.path in gone:
                 continue
@@ -322,12 +324,8 @@ class Changes:
                 # last status, beside one that changed): compared as any other
                 n = self.view.lookup(c.path)
                 e = n.entry if n is not None else None
-            if e is not None and e.kind == FILE and c.status in _UNHASHED:
-                oid = self.view.entry_oid(Node(c.path, e.mode, None, e))
-                old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
-                diff_entry(self.store, c.path, old, (oid, e.mode), out)
-            else:
-                out.append(c)
+            todo.append((c, e if e is not None and e.kind == FILE and c.status in _UNHASHED else None))
+        compared(self.view, todo, by_path, out)  # (each file hashed as `git add` would store it)
         hints: dict[str, str] = {}
         for c in out:
             if c.status is ChangeStatus.ADDED:

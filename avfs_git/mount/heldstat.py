@@ -1,0 +1,61 @@
+"""The stat data a mount reports for a path, as the worktree's index keeps it: :func:`inode_of`
+(the stable inode number of every path of the lower view and of the pure-FUSE mount) and
+:func:`held_stat`, the stat of a file the workspace keeps over its base's blob because a
+checkpoint converted it (core/workspace/wsattrs.py: a CRLF file under ``text=auto`` stays
+CRLF, the commit holds the LF blob). git's own index holds such a file's real stat after
+``git add``, so its ``status`` reads nothing and its ``reset --hard`` leaves the file as it
+is; the mount's index must hold the same, or git would read it for a change (its size is
+not the blob's) and a ``reset --hard`` would write the blob's bytes over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+
+from ..core.workspace.overlayentry import FILE, UPPER_FILE
+from ..core.workspace.wsattrs import converted_record
+from .ownfiles import MountedFork
+
+Stat = tuple[int, int, int, int, int, int]  # ctime_ns, mtime_ns, ino, uid, gid, size
+ORIGIN = "trusted.overlay.origin"  # overlayfs: the upper file was copied up from the lower layer
+
+
+def inode_of(path: str) -> int:
+    """A stable inode number for a path (the same in every mount of every process)."""
+    if not path:
+        return 1
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & 0x00FFFFFFFFFFFFFF) | 2
+
+
+def held_stat(ws: MountedFork, uid: int, gid: int) -> Callable[[str], Stat | None]:
+    """The stat a mount of ``ws`` (its daemon running as ``uid``/``gid``) reports for each
+    converted file the workspace keeps (None for any other path): pure FUSE answers with the
+    overlay file's times and size and the path's own inode number; overlayfs with the upper
+    file's, and the lower file's inode number for one copied up from it (``xino``)."""
+    converted = converted_record(ws.overlay)
+    if not converted:
+        return lambda path: None
+
+    def stat_of(path: str) -> Stat | None:
+        if path not in converted:
+            return None
+        e = ws.overlay.get(path)
+        if e is None or e.kind != FILE or not e.fileid:
+            return None  # (the base's blob shows there now)
+        real = ws.overlay.file_path(e.fileid)
+        try:
+            s = os.stat(real)
+        except OSError:
+            return None
+        if not e.fileid.startswith(UPPER_FILE):
+            return s.st_ctime_ns, s.st_mtime_ns, inode_of(path), uid, gid, s.st_size
+        try:
+            ino = inode_of(path) if os.getxattr(real, ORIGIN, follow_symlinks=False) else s.st_ino
+        except OSError:
+            ino = s.st_ino
+        return s.st_ctime_ns, s.st_mtime_ns, ino, s.st_uid, s.st_gid, s.st_size
+
+    return stat_of
