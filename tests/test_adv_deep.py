@@ -73,6 +73,7 @@ def test_a_tree_deeper_than_python_s_recursion_limit_is_written_walked_and_remov
 
 
 @pytest.mark.slow  # (10 min at a load of 15-18; the exec at that depth took most of an earlier run)
+@pytest.mark.timeout(1800)  # (the suite's 300 s is less than that)
 def test_a_directory_1200_levels_deep_is_checkpointed_restored_unmounted_and_deleted(home, vault):
     """Through a real confined ``proxy exec`` on the overlay backend (whose upper layer
     holds the command's directories as it made them; the pure-FUSE backend's files are
