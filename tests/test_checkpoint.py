@@ -598,3 +598,58 @@ def test_delete_fork_whose_branch_moved_meanwhile_changes_nothing(vault, monkeyp
     assert "refs/avfs/checkpoints/f/-/named" in after.split()
     assert vault.oplog.next_id() == ops
     assert vault.has_fork("f") and vault.workspace("f").read("b.txt") == b"uncheckpointed\n"
+
+
+def test_restore_whose_branch_moved_meanwhile_leaves_no_recovery_ref(vault, monkeypatch):
+    """A restore whose branch someone else moves after it kept the uncheckpointed changes
+    (a push into the vault between its read of the tip and its compare-and-swap) fails
+    that swap: it left the recovery ref it had made, which no operation named (`op log`
+    silent, `undo` unable to find it). Now nothing changes: no ref, no operation, the
+    changes still uncheckpointed for the retry."""
+    from avfs_git.core.workspace import wscommit
+
+    vault.fork("main", "f")
+    f = vault.workspace("f")
+    f.write("a.txt", b"a\n")
+    first = checkpoint.save(vault, "f").checkpoint.commit
+    f.write("a.txt", b"b\n")
+    checkpoint.save(vault, "f")
+    f.write("c.txt", b"uncheckpointed\n")
+    main_tip = vault.workspace("main").tip()
+    real = wscommit.keep_recovery
+
+    def kept_then_pushed(ws, reason):  # type: ignore[no-untyped-def]
+        got = real(ws, reason)
+        git("--git-dir", vault.path, "update-ref", "refs/heads/f", main_tip)  # a push into the vault
+        return got
+
+    ops = vault.oplog.next_id()
+    monkeypatch.setattr(wscommit, "keep_recovery", kept_then_pushed)
+    with pytest.raises(RefMovedError):
+        checkpoint.restore(vault, "f", first)
+    assert "refs/avfs/recovery" not in git("--git-dir", vault.path, "for-each-ref", "--format=%(refname)")
+    assert vault.oplog.next_id() == ops
+    assert vault.workspace("f").read("c.txt") == b"uncheckpointed\n"
+
+
+def test_a_checkpoint_whose_retirement_fails_after_its_move_is_finished(vault, monkeypatch):
+    """A checkpoint whose ref moved and whose retirement of what it captured then raised
+    (an OSError reading the upper layer, say) left its ``pending`` record and the old base
+    until another process's next sync_base, and failed as if nothing had been committed.
+    It is finished now as a crash is (what the commit holds retired, the base the commit),
+    and the checkpoint succeeds."""
+    from avfs_git.core.workspace import wscommit
+
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+
+    def fails(*_args, **_kw):  # type: ignore[no-untyped-def]
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(wscommit, "retire_onto", fails)
+    res = checkpoint.save(vault, "main")
+    assert ws.overlay.get_meta("pending") is None
+    assert ws.overlay.get_meta("base") == ws.tip() == res.checkpoint.commit
+    assert ws.overlay.is_empty() and not ws.is_dirty()
+    monkeypatch.undo()
+    assert not checkpoint.save(vault, "main").created

@@ -431,3 +431,48 @@ def test_kept_times_hold_no_path_a_checkpoint_removed(vault):
     ws.write("e/g.txt", b"g\n")
     checkpoint.save(vault)
     assert set(ws.overlay.kept_times()) == {"link.txt", "e/g.txt"}
+
+
+def test_a_restore_before_the_watcher_s_first_look_still_moves_the_view(vault):
+    """The pattern of c3d3453, for the view itself: the watcher's thread took what it
+    watches from (the journal's end, the base and the view time) at its first look, and a
+    getattr can run before that (FUSE's init starts the thread and returns; the thread runs
+    when the scheduler lets it). A restore between the two became the watcher's start: it
+    never saw the view move, so unchanged files kept showing the old view's time (the
+    daemon's own cache, not only the kernel's) and the kernel kept the old view's names.
+    The start is read at init now, before any request. The thread held at its start, as
+    CI's load held it."""
+    import threading
+    import time
+
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"one\n")
+    ws.write("b.txt", b"b\n")
+    first = checkpoint.save(vault).checkpoint.commit
+    ws.write("a.txt", b"two\n")
+    checkpoint.save(vault)
+    fs = WorkspaceFS(vault.workspace("main"))  # a writable view: a pure-FUSE mount's daemon
+    gate = threading.Event()
+    real = fs._watch
+
+    def held() -> None:
+        gate.wait(30)
+        real()
+
+    fs._watch = held  # type: ignore[method-assign]
+    fs._start_watcher()  # what FUSE's init does past its kernel set-up
+    try:
+        old = fs.getattr("/b.txt")["st_mtime"]  # the view's time, as the daemon holds it
+        time.sleep(1.1)  # (a view time of another second)
+        checkpoint.restore(vault, "main", first)
+        new = int(vault.workspace("main").view_time * 1e9)
+        assert new != old
+        gate.set()
+        deadline = time.monotonic() + 10  # the watcher polls every 20 ms
+        while fs.getattr("/b.txt")["st_mtime"] != new and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fs.getattr("/b.txt")["st_mtime"] == new, "b.txt shows the old view's time"
+    finally:
+        gate.set()
+        fs._stop.set()
+        fs._watcher.join(5)

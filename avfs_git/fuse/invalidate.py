@@ -43,8 +43,21 @@ class Invalidation(HandleTable):
         except (AttributeError, ValueError):
             # the watcher still runs: sizes, the git index, and the movers' acknowledgement
             log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
+        self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        """Start the watcher from what the workspace is now: read here, in FUSE's init,
+        before any request is served, not by the thread when it first runs (under load,
+        after getattrs had read an older view: a restore or a write between the two became
+        the watcher's start, and it never made the kernel or this daemon forget them)."""
+        self._watch_from = self._look()
         self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
         self._watcher.start()
+
+    def _look(self) -> tuple[int, dict[str, str]]:
+        """The journal's end, then the view's meta (a change between the two is read again)."""
+        ov = self.ws.overlay
+        return ov.last_seq(), ov.get_metas("base", "view_time", "view_moves", "kept_times")
 
     def _kept_changed(self, view_time: str | None, token: str | None) -> set[str]:
         """Read the kept times of ``view_time`` again (``token``: the meta's count read
@@ -99,8 +112,7 @@ class Invalidation(HandleTable):
 
     def _watch(self) -> None:
         ov = self.ws.overlay
-        seq = ov.last_seq()
-        meta = ov.get_metas("base", "view_time", "view_moves", "kept_times")
+        seq, meta = self._watch_from if self._watch_from is not None else self._look()
         view = (meta.get("base"), meta.get("view_time"))
         moves = meta.get("view_moves")
         kept = meta.get("kept_times")

@@ -169,6 +169,7 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         # the times files a checkpoint retired keep (Overlay.kept_times), read with the view
         self._kept: dict[str, tuple[str, int, int]] | None = None
         self._kept_token: str | None = None  # the meta's ``kept_times`` count read before them
+        self._watch_from: tuple[int, dict[str, str]] | None = None  # (invalidate.py)
         self._unsized: set[str] = set()  # written and closed: sizes not recorded yet
         self.unserved: dict[str, str] = {}  # blobs a read could not fetch, and why (_say_why)
         self._nested_root = os.path.join(ws.state_dir, "nested")

@@ -176,19 +176,26 @@ def _watch_unmount(mountpoint: str, lower: str) -> None:
     """Run in the overlay thread once the overlay is mounted: when it goes (``umount`` by
     hand, not ``avfs unmount``), take the lower layer away too, which ends this daemon's
     FUSE loop and its teardown. The kernel flags /proc/self/mounts (POLLPRI) on every change
-    of the mount table."""
+    of the mount table, anywhere on the machine: each wakes this thread, which asks the
+    kernel about its own mount by its unique id (``statmount``, one system call) rather
+    than reading and parsing the whole table (50 unrelated mounts and unmounts made it read
+    the table 100 times); a kernel without those reads the table."""
     import select
     import subprocess
 
-    with open("/proc/self/mounts", "rb") as fh:
+    from ..core.vaults.mounttable import mount_gone, mount_id
+
+    with open("/proc/self/mounts", "rb") as fh:  # opened first: a change after the look below marks it
         p = select.poll()
         p.register(fh, select.POLLPRI | select.POLLERR)
-        while True:
-            fh.seek(0)
-            fh.read()
-            if not _overlay_at(mountpoint):
+        mnt = mount_id(mountpoint) if _overlay_at(mountpoint) else 0
+        if mnt is not None and mnt == mount_id(os.path.dirname(os.path.realpath(mountpoint))):
+            mnt = 0  # (it went between the two looks: the id is of the mount below it)
+        while mnt != 0:
+            gone = mount_gone(mnt) if mnt is not None else None
+            if gone if gone is not None else not _overlay_at(mountpoint):
                 break
-            p.poll(1000)
+            p.poll()  # (the poll takes the mark: no read of the table is needed to clear it)
     # the private bind of the overlay (read-only path rules) holds it, and with it the lower
     # layer's FUSE connection, past the lazy unmount below: it goes first
     unprotect_at(os.path.dirname(lower))

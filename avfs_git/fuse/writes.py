@@ -15,11 +15,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import shutil
 from typing import Any
 
 import mfusepy as fuse
 
+from ..core.store import deeptree
 from ..core.types import MODE_EXEC
 from .handles import HandleTable
 from .nested import NestedRepos
@@ -163,7 +163,7 @@ class WriteOps(NestedRepos, HandleTable):
             # a directory holding nested repositories: they move with it
             dest = os.path.join(self._nested_root, pn)
             if os.path.isdir(dest):
-                shutil.rmtree(dest)  # left over from a directory removed outside the mount
+                deeptree.rmtree(dest)  # left over from a directory removed outside the mount
             self._nested_parent(dest)
             os.rename(moving, dest)
             self._nested_prune(moving)

@@ -21,7 +21,7 @@ from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
 from . import indexflags
 from .heldstat import held_stat, inode_of
-from .indexguard import create_lock, held, open_guard, take_lock
+from .indexguard import create_lock, dropped_on_error, held, open_guard, take_lock
 from .indexpatch import StatFn, patched_index, with_sizes
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
@@ -169,7 +169,9 @@ def write_index(
         fd = create_lock(git_dir)
     except FileExistsError:
         return False
-    _write_locked(git_dir, fd, index_bytes(vault, commit, stat_of, fsmonitor_token))
+    with dropped_on_error(git_dir, fd):  # (an error of the index's making left the lock)
+        data = index_bytes(vault, commit, stat_of, fsmonitor_token)
+    _write_locked(git_dir, fd, data)
     return True
 
 
@@ -375,13 +377,12 @@ def sync_index(
         stamp_path = os.path.join(own, STAMP_FILE)
         if base is None or read_text(stamp_path) == stamp:
             return True  # written already: git's index.lock is not even touched
-        lock = os.path.join(git_dir, "index.lock")
         fd = take_lock(git_dir, wait_s) if slot is None else slot.take_lock(git_dir)
         if fd is None and slot is not None:
             fd = take_lock(git_dir, 0)  # (git kept it while the guard was taken)
         if fd is None:
             return False
-        try:
+        with dropped_on_error(git_dir, fd):
             later = sizes is not None and merging is None  # (a merge's tree: sizes first)
             if sizes is not None and not later:
                 sizes()
@@ -421,10 +422,6 @@ def sync_index(
                 data = _sizes_in(ws, data, sized_at)
             if fetching is not None:
                 fetching()  # git's first status reads them: fetched before it may run
-        except BaseException:
-            os.close(fd)
-            os.unlink(lock)
-            raise
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         # (git's skip-worktree and assume-unchanged bits: kept where the index is made anew)
         _write_locked(git_dir, fd, data if patched else indexflags.carried(git_dir, data))

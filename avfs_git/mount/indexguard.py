@@ -67,6 +67,19 @@ def create_lock(git_dir: str) -> int:
     return os.open(os.path.join(git_dir, "index.lock"), flags, 0o644)
 
 
+@contextlib.contextmanager
+def dropped_on_error(git_dir: str, fd: int) -> Iterator[None]:
+    """git's ``index.lock`` of ``git_dir`` (``fd``, made by :func:`create_lock`) closed and
+    removed when the block raises: left behind, git would refuse to run in the mount."""
+    try:
+        yield
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(git_dir, "index.lock"))
+        raise
+
+
 def take_lock(git_dir: str, wait_s: float) -> int | None:
     """git's ``index.lock`` of ``git_dir``, made (its descriptor); None when git held it
     for ``wait_s`` or the worktree is gone."""

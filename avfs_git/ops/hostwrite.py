@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 from ..core.errors import AvfsError, InvalidPathError
-from ..core.store import names
+from ..core.store import deeptree, names
 from ..core.store.gitstore import GitStore, blob_id, file_blob_id
 from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE
 
@@ -70,9 +70,7 @@ def replace_with_file(full: str, data: bytes, mode: int, keep_perms: bool = Fals
     parent = os.path.dirname(full)
     tmp = os.path.join(parent, f".avfs-tmp-{os.getpid()}-{time.monotonic_ns()}")  # short: NAME_MAX
     if os.path.isdir(full) and not os.path.islink(full):
-        import shutil
-
-        shutil.rmtree(full)
+        deeptree.rmtree(full)
     if mode == MODE_LINK:
         os.symlink(os.fsdecode(data), tmp)
         os.replace(tmp, full)
@@ -195,7 +193,7 @@ def conflict_reason(
     if cur == "dir":
         # a directory the fork replaced by a file: fine when it holds only files being deleted
         full = os.path.join(target, path)
-        for root, dirnames, files in os.walk(full):
+        for root, dirnames, files in deeptree.walk(full):
             for fn in files + [d for d in dirnames if os.path.islink(os.path.join(root, d))]:
                 rel = os.path.relpath(os.path.join(root, fn), target).replace(os.sep, "/")
                 if rel not in deleted:
@@ -275,7 +273,6 @@ def copy_changes(
     """Write ``todo`` into ``target``. Paths were checked by :func:`refuse_unsafe_paths`;
     no symlink in the target is followed (a deletion beneath one deletes nothing, a write
     beneath one replaces it by a directory: only reached with ``force``)."""
-    import shutil
 
     out: list[ApplyChange] = []
     # deletions first (deepest first), then empty parent directories, then writes
@@ -285,7 +282,7 @@ def copy_changes(
         full = os.path.join(target, path)
         if _is_plain_dir(target, os.path.dirname(path)):
             if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
+                deeptree.rmtree(full)
             elif os.path.lexists(full):
                 os.unlink(full)
         out.append(ApplyChange(path, change_status(old, new), True))

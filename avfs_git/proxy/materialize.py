@@ -5,13 +5,12 @@ there, and what it changed written back to the workspace.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tempfile
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import AvfsError
-from ..core.store import names
+from ..core.store import deeptree, names
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -24,7 +23,7 @@ def _scan(root: str) -> Manifest:
     """rel path -> (mode, size, mtime_ns, inode, link target) of everything under root,
     nested repositories' ``.git`` (directories or files) left out."""
     out: Manifest = {}
-    for dirpath, dirs, files in os.walk(root):
+    for dirpath, dirs, files in deeptree.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir
         dirs[:] = [d for d in dirs if d != ".git"]
@@ -51,7 +50,7 @@ def materialize(home: Home, ws: Workspace, cleanup: list[Any]) -> Copy:
     base = os.path.join(home.path, "tmp")
     os.makedirs(base, exist_ok=True)
     copy = Copy(tempfile.mkdtemp(prefix="exec-", dir=base), {})
-    cleanup.append(lambda: None if copy.keep else shutil.rmtree(copy.root, ignore_errors=True))
+    cleanup.append(lambda: None if copy.keep else deeptree.rmtree(copy.root, ignore_errors=True))
     ws.materialize_to(copy.root)
     copy.before = _scan(copy.root)
     return copy

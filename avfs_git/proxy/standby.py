@@ -243,9 +243,7 @@ class Standbys:
                     if fd == self._wake_r:
                         os.read(self._wake_r, 4096)
                     else:  # the mount table changed: is the ready sandbox's mount still there?
-                        mounts.seek(0)
-                        mounts.read()
-                        self._mount_changed()
+                        self._mount_changed()  # (the poll took the mark: the table is not read here)
                 with self._lock:
                     if self._closed:
                         break

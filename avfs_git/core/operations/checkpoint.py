@@ -368,10 +368,9 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         # the ref's move and the mount's index under the index guard and git's index.lock,
         # the index written for the target before the branch moves: git in the mount commits
         # no index of the old base on the new HEAD meanwhile (mount/indexahead.py). The
-        # recovery ref is made inside: a guard that fails busy leaves neither the ref nor an
-        # operation (the ref alone was one no operation named)
-        with ws.index_guard(git=True) as ahead:
-            rec = keep_recovery(ws, f"restore to {rev}")
+        # recovery ref is made inside, and taken back if the move fails (busy, or a push
+        # moved the branch): a ref alone was one no operation named
+        with ws.index_guard(git=True) as ahead, wscommit.recovery_kept(ws, f"restore to {rev}") as rec:
             if rec is not None:
                 before["tree"] = vault.store.commit_tree(rec[1])
                 changed.append({"ref": rec[0], "old": None, "new": rec[1]})

@@ -75,14 +75,18 @@ def walk_tree(tree: str, items: Callable[[str], Mapping[str, tuple[str, int]]]) 
     """:func:`list_tree`'s listing walked through ``items`` (the store's trees)."""
     listing: Listing = []
     add = listing.append
-
-    def walk(oid: str, prefix: str) -> None:
-        for name, (child, mode) in items(oid).items():
+    # depth first, a directory's entry before its contents, by a loop (a tree deeper than
+    # Python's recursion limit, which a confined command makes in a second, is listed too)
+    stack = [("", iter(items(tree).items()))]
+    while stack:
+        prefix, it = stack[-1]
+        for name, (child, mode) in it:
             add((prefix + name, mode, child))
             if mode == MODE_TREE:
-                walk(child, prefix + name + "/")
-
-    walk(tree, "")
+                stack.append((prefix + name + "/", iter(items(child).items())))
+                break
+        else:
+            stack.pop()
     return listing
 
 

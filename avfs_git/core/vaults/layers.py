@@ -49,6 +49,7 @@ import struct
 import subprocess
 
 from ..errors import CorruptStateError, from_oserror
+from ..store import deeptree
 from ..workspace.upper import drop_gitfile
 
 IMAGE = "layers.img"
@@ -554,7 +555,7 @@ def remove_state_dir(home: str, path: str) -> None:
         # a killed overlay daemon leaves the worktree link pinned immutable in the upper
         # layer, which rmtree cannot remove (a subvolume's delete takes it regardless)
         drop_gitfile(os.path.join(path, "upper"))
-        shutil.rmtree(path, ignore_errors=True)
+        deeptree.rmtree(path, ignore_errors=True)  # (a command's tree may be ~any depth)
         return
     if not mounted(home):
         _mount_quietly(home)

@@ -15,9 +15,12 @@ open file's, which parent and child would share).
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import select
 import threading
+from typing import Any
 
 PATH = "/proc/self/mounts"
 
@@ -107,3 +110,49 @@ def avfs_mount_of(path: str) -> str | None:
         if inside and len(point) >= len(best):
             best, source = point, _unescape(parts[0])
     return best if source.startswith("avfs:") else None
+
+
+# statx(2)'s STATX_MNT_ID_UNIQUE and statmount(2) (Linux 6.8): a mount named by an id that
+# is never reused, and asked about without reading the table
+_STATX_MNT_ID_UNIQUE = 0x4000
+_STX_MNT_ID = 0x90  # offset of stx_mnt_id in struct statx
+_SYS_STATMOUNT = {"x86_64": 457, "aarch64": 457}.get(os.uname().machine)
+
+
+@functools.cache
+def _c() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def mount_id(path: str) -> int | None:
+    """The unique id of the mount whose root ``path`` is (``statx``'s ``STATX_MNT_ID_UNIQUE``,
+    the link itself not followed), None where the kernel gives none."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(256)
+    statx = getattr(_c(), "statx", None)
+    if statx is None or statx(-100, os.fsencode(path), 0x100, _STATX_MNT_ID_UNIQUE, buf) != 0:
+        return None  # (-100: AT_FDCWD, 0x100: AT_SYMLINK_NOFOLLOW)
+    mask = int.from_bytes(buf.raw[0:4], "little")
+    return (
+        int.from_bytes(buf.raw[_STX_MNT_ID : _STX_MNT_ID + 8], "little")
+        if mask & _STATX_MNT_ID_UNIQUE
+        else None
+    )
+
+
+def mount_gone(mnt_id: int) -> bool | None:
+    """Whether the mount ``mnt_id`` (:func:`mount_id`) is no longer in this process's mount
+    namespace, by ``statmount`` (one system call, the table unread); None where the kernel
+    cannot say (the caller reads the table)."""
+    import ctypes
+
+    if _SYS_STATMOUNT is None:
+        return None
+    req = (24).to_bytes(4, "little") + bytes(4) + mnt_id.to_bytes(8, "little") + (1).to_bytes(8, "little")
+    buf = ctypes.create_string_buffer(4096)  # (STATMOUNT_SB_BASIC asked: the least there is)
+    if _c().syscall(_SYS_STATMOUNT, ctypes.c_char_p(req), buf, ctypes.c_size_t(4096), 0) == 0:
+        return False
+    return True if ctypes.get_errno() == errno.ENOENT else None

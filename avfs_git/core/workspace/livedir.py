@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from ..errors import from_oserror
+from ..store import deeptree
 from ..store.gitstore import GitStore
 from ..types import MODE_EXEC, MODE_LINK, MODE_TREE
 
@@ -80,7 +81,7 @@ class LiveDir:
 
     def mkdir(self, path: str) -> None:
         try:
-            os.makedirs(self.real(path), exist_ok=True)
+            deeptree.makedirs(self.real(path))  # (os.makedirs recurses per missing level)
         except OSError as exc:
             raise from_oserror(exc, path) from exc
 
@@ -94,7 +95,7 @@ class LiveDir:
                 return  # NotADirectoryError: below a file (a restore put back the file first)
             try:
                 if st_.S_ISDIR(s.st_mode):
-                    shutil.rmtree(dest)
+                    deeptree.rmtree(dest)
                 else:
                     os.unlink(dest)
             except OSError as exc:
@@ -123,7 +124,7 @@ class LiveDir:
                     if os.path.isdir(d) and not os.path.islink(d):
                         os.rmdir(d)
                     shutil.copytree(s, d, symlinks=True)
-                    shutil.rmtree(s)
+                    deeptree.rmtree(s)
             except OSError as exc:
                 raise from_oserror(exc, src) from exc
 
@@ -146,19 +147,25 @@ class LiveDir:
             self.remove(path)
             if hit is None:
                 return
-            oid, mode = hit
-            if mode == MODE_TREE:
-                self.mkdir(path)
-                for name, (sub, sub_mode) in sorted(self.store.tree_items(oid).items()):
-                    self.put(f"{path}/{name}" if path else name, (sub, sub_mode))
-                return
-            parent = os.path.dirname(path)
-            if parent:
-                self.mkdir(parent)
-            if mode == MODE_LINK:
-                self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), path)
-                return
-            self.write(path, self.store.blob_data(oid), mode)
+            # a subtree by a loop, in the same order (a tree deeper than Python's recursion
+            # limit, which a confined command makes in a second, is restored too)
+            todo = [(path, hit)]
+            while todo:
+                p, (oid, mode) = todo.pop()
+                if p != path:
+                    self.remove(p)
+                if mode == MODE_TREE:
+                    self.mkdir(p)
+                    items = sorted(self.store.tree_items(oid).items(), reverse=True)
+                    todo.extend((f"{p}/{name}" if p else name, sub) for name, sub in items)
+                    continue
+                parent = os.path.dirname(p)
+                if parent:
+                    self.mkdir(parent)
+                if mode == MODE_LINK:
+                    self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), p)
+                    continue
+                self.write(p, self.store.blob_data(oid), mode)
 
     def reset(self, paths: Iterable[str], tree: str) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has

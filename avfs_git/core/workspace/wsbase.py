@@ -371,17 +371,8 @@ def _recover_pending(ws: Based) -> None:
             if pending is None:
                 return
             _old, new = pending.split(" ", 1)
-            if ws.tip() == new:
-                # the ref moved: the captured entries are in the commit; entries written
-                # meanwhile have a newer seq than recorded and stay.
-                upto = int(ov.get_meta("pending_seq") or "0")
-                tree = ws.store.commit_tree(new)
-                ov.retire(
-                    ov.db,
-                    wsretire.retirable(ws, [e for e in ov.all() if e.seq <= upto], tree, fresh=True),
-                    wsretire.oid_in(ws.store, tree),
-                )
-                ov.set_meta("base", new)
+            if ws.tip() == new:  # the ref moved: the captured entries are in the commit
+                wsretire.finish(ws, new, int(ov.get_meta("pending_seq") or "0"))
             ov.set_meta("pending", None)
             ov.set_meta("pending_seq", None)
     except BusyError:

@@ -27,9 +27,10 @@ it, so that they do not import :mod:`.workspace` (which is built on them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import RefMovedError
@@ -37,6 +38,7 @@ from ..store import refs
 from ..store.mergetrees import merge_trees
 from ..store.treediff import diff_trees
 from ..types import Change
+from . import wsretire
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .upperjournal import remember_commit
 from .wsattrs import keep_converted
@@ -198,6 +200,20 @@ def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
     return keep_ref(ws, commit, "", f"keep before {reason}"), commit
 
 
+@contextlib.contextmanager
+def recovery_kept(ws: Fork, reason: str) -> Iterator[tuple[str, str] | None]:
+    """:func:`keep_recovery` for a block that discards the overlay (a restore's move): its
+    ref is taken back when the block raises (the move failed: busy, or a push moved the
+    branch), so that the ref and the operation naming it are both made or neither."""
+    rec = keep_recovery(ws, reason)
+    try:
+        yield rec
+    except BaseException:
+        if rec is not None:
+            refs.cas_update(ws.store, rec[0], None, rec[1], f"avfs: {reason} failed: kept ref taken back")
+        raise
+
+
 def ws_state(ws: Fork) -> dict[str, str | None]:
     """The workspace's state for the op log: its base and, when dirty, its tree."""
     tree = capture(ws)[0] if ws.changes.is_dirty() else None
@@ -262,27 +278,42 @@ def publish(
                 ws.overlay.set_meta("pending", None)
                 ws.overlay.set_meta("pending_seq", None)
             raise
-        with ws.overlay.txn() as db:
-            # a captured entry whose row went since (a rename or rm after the capture read
-            # it) leaves its path showing the old base there: the new base must not show
-            # the committed content in its place (the renamed file's old name came back)
-            gone = [e.path for e in captured if e.seq > 0]
-            have = ws.overlay.get_many(gone) if gone else {}
-            gone = [p for p in gone if p not in have]
-            before = {p: ws.view.lookup(p) for p in gone}
-            retire_onto(ws, db, captured, commit, seen=seen)
-            for p, was in before.items():
-                now = ws.view.lookup(p)
-                if (was is None) != (now is None) or (
-                    was is not None and now is not None and (was.oid, was.mode) != (now.oid, now.mode)
-                ):
-                    if was is None:
-                        ws.overlay.put(db, Entry(p, DELETED, 0), "keep")
-                    elif was.oid is not None:
-                        ws.overlay.put(db, Entry(p, OBJECT, was.mode, was.oid), "keep")
-            ws.overlay.set_meta("pending", None)
-            ws.overlay.set_meta("pending_seq", None)
+        try:
+            _retire(ws, commit, captured, seen)
+        except Exception:
+            # the ref moved: the commit is published, and what it holds is retired as a
+            # crash's is (wsretire.finish), not left to another process's sync_base with
+            # the pending record and the old base while this checkpoint failed as if
+            # nothing was committed. Should that fail too, the record stays for it.
+            with ws.overlay.txn():
+                wsretire.finish(ws, commit, upto)
+                ws.overlay.set_meta("pending", None)
+                ws.overlay.set_meta("pending_seq", None)
         ws.base_moved(view_changed=False)
+
+
+def _retire(ws: Fork, commit: str, captured: list[Entry], seen: list[Entry] | None) -> None:
+    """:func:`publish`'s retirement of what ``commit`` holds, and the pending record dropped."""
+    with ws.overlay.txn() as db:
+        # a captured entry whose row went since (a rename or rm after the capture read
+        # it) leaves its path showing the old base there: the new base must not show
+        # the committed content in its place (the renamed file's old name came back)
+        gone = [e.path for e in captured if e.seq > 0]
+        have = ws.overlay.get_many(gone) if gone else {}
+        gone = [p for p in gone if p not in have]
+        before = {p: ws.view.lookup(p) for p in gone}
+        retire_onto(ws, db, captured, commit, seen=seen)
+        for p, was in before.items():
+            now = ws.view.lookup(p)
+            if (was is None) != (now is None) or (
+                was is not None and now is not None and (was.oid, was.mode) != (now.oid, now.mode)
+            ):
+                if was is None:
+                    ws.overlay.put(db, Entry(p, DELETED, 0), "keep")
+                elif was.oid is not None:
+                    ws.overlay.put(db, Entry(p, OBJECT, was.mode, was.oid), "keep")
+        ws.overlay.set_meta("pending", None)
+        ws.overlay.set_meta("pending_seq", None)
 
 
 def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:

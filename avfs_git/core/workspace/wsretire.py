@@ -251,6 +251,19 @@ def _lookup_lower(ws: Fork, path: str) -> Node | None:
         return ws.view.lookup(path)
 
 
+def finish(ws: Fork, commit: str, upto: int) -> None:
+    """In the overlay's transaction: make ``commit`` (the fork's ref already moved to it)
+    the base, retiring the entries up to seq ``upto`` that it holds, as a checkpoint's
+    ``pending`` record is finished when its process stopped between the ref's move and its
+    own retirement (:func:`.wsbase.sync_base`, :func:`.wscommit.publish`). Entries written
+    since have a newer seq and stay."""
+    ov = ws.overlay
+    tree = ws.store.commit_tree(commit)
+    kept = retirable(ws, [e for e in ov.all() if e.seq <= upto], tree, fresh=True)
+    ov.retire(ov.db, kept, oid_in(ws.store, tree))
+    ov.set_meta("base", commit)
+
+
 def retirable(ws: Fork, captured: list[Entry], tree: str, *, fresh: bool = False) -> list[Entry]:
     """The captured entries that ``tree`` (the commit's) now shows: an entry showing
     something at a path the commit does not hold (an empty new directory, a path git

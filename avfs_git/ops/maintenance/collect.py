@@ -10,14 +10,13 @@ import calendar
 import dataclasses
 import os
 import re
-import shutil
 import sqlite3
 import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import AvfsError, BusyError, UsageError, from_oserror
-from ...core.store import packwriter, refs
+from ...core.store import deeptree, packwriter, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.locks import file_lock
 from ...core.types import to_json
@@ -451,7 +450,7 @@ def expire_deleted_vaults(
         if not dry_run:
             try:
                 _remove_state_links(home.path, path)
-                shutil.rmtree(path)
+                deeptree.rmtree(path)
             except OSError as exc:
                 raise from_oserror(exc, path) from exc
     return out

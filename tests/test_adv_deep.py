@@ -1,0 +1,153 @@
+"""A confined command's directory deeper than Python's recursion limit, then everything the
+person does with the fork afterwards: checkpoint, restore, unmount, delete.
+
+Found in the fifteenth round (NAME=review4): the host side's steps past ~900 levels (a
+recursive ``shutil.rmtree`` or ``os.walk``: Python 3.11's go one call deeper per level)
+raised ``RecursionError`` where the fork's state was cleaned up. Each runs through a real
+confined ``proxy exec`` in a real mount of each backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from avfs_git.core.operations import checkpoint
+from avfs_git.ops import mounts
+
+from .test_adv_gitseal import _git
+from .test_confine import _need_bwrap
+from .test_overlay import require_overlay
+
+DEPTH = 1200
+
+
+def _avfs(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--vault", "v:deep", *args], capture_output=True, timeout=900
+    )
+
+
+def test_a_tree_deeper_than_python_s_recursion_limit_is_written_walked_and_removed(vault, tmp_path):
+    """The host side's steps on a tree deeper than the recursion limit, each on its own:
+    a restore's write of a subtree through a mount (``LiveDir.put``: it went one call
+    deeper per level), a walk and a removal (``deeptree``, where Python 3.11's ``os.walk``
+    and ``shutil.rmtree`` raise ``RecursionError``, even with ``ignore_errors``)."""
+    from avfs_git.core.store import deeptree
+    from avfs_git.core.types import MODE_TREE
+    from avfs_git.core.workspace.livedir import LiveDir
+
+    deep = "deep/" + "d/" * DEPTH
+    src = tmp_path / "src"  # the tree made by git (avfs's own write of such a path in one
+    root = str(tmp_path / "live")  # call is O(depth^2) lookups: minutes)
+    subprocess.run(
+        ["sh", "-c", f"mkdir -p {src}/{deep} && echo bottom > {src}/{deep}f && echo top > {src}/deep/top"],
+        check=True,
+    )
+    os.mkdir(root)
+    try:
+        env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "index")}
+        git_ = ["git", "--git-dir", vault.path, "--work-tree", str(src)]
+        subprocess.run([*git_, "add", "-A"], env=env, check=True)
+        tree = subprocess.run(
+            [*git_, "write-tree"], env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+        hit = vault.store.tree_lookup(tree, "deep")
+        assert hit is not None and hit[1] == MODE_TREE
+        LiveDir(root, vault.store).put("deep", hit)
+        with open(os.path.join(root, deep, "f"), "rb") as fh:
+            assert fh.read() == b"bottom\n"
+        walked = list(deeptree.walk(root))
+        assert len(walked) == DEPTH + 2 and sum(len(f) for _, _, f in walked) == 2
+        assert walked[0] == (root, ["deep"], [])
+        up = list(deeptree.walk(root, topdown=False))
+        assert up[-1][0] == root and up[0][0].endswith("/d/d")
+        deeptree.rmtree(os.path.join(root, "deep"))
+        assert os.listdir(root) == []
+    finally:
+        for d in (root, str(src)):
+            deeptree.rmtree(d, ignore_errors=True)  # (pytest's own clean-up recurses)
+
+
+@pytest.mark.slow  # (10 min at a load of 15-18; the exec at that depth took most of an earlier run)
+@pytest.mark.timeout(1800)  # (the suite's 300 s is less than that)
+def test_a_directory_1200_levels_deep_is_checkpointed_restored_unmounted_and_deleted(home, vault):
+    """Through a real confined ``proxy exec`` on the overlay backend (whose upper layer
+    holds the command's directories as it made them; the pure-FUSE backend's files are
+    kept by id, flat): the command's tree 1,200 levels deep is committed; the person's
+    checkpoint, a restore to before it (its directories removed through the mount) and
+    back (written through the mount: ``LiveDir.put`` raised ``RecursionError``), the
+    unmount (the upper layer folded), and the fork's deletion (its state dir removed:
+    ``shutil.rmtree`` raised ``RecursionError``, even with ``ignore_errors``)."""
+    from avfs_git.core.store import deeptree
+
+    require_overlay()
+    _need_bwrap()
+    w = vault.workspace("main")
+    w.write("lib.py", b"x = 1\n")
+    checkpoint.save(vault, name="base")
+    vault.fork("main", "deep")
+    info = mounts.mount(home, vault, "deep", None, backend="overlay")
+    mp = info.mountpoint
+    path = "deep/" + "d/" * DEPTH + "f"
+    try:
+        with open(os.path.join(mp, "deep.sh"), "w") as fh:
+            fh.write(
+                f"mkdir deep && cd deep && i=0; while [ $i -lt {DEPTH} ]; do mkdir d && cd d || break; i=$((i+1)); done\n"
+                'echo bottom > f; echo "depth $i"\n'
+            )
+        r = _avfs("--json", "proxy", "exec", "--", "sh", "deep.sh")
+        doc = json.loads(r.stdout)
+        assert doc["result"]["stdout"].strip() == f"depth {DEPTH}", (doc["result"], r.stderr)
+        assert _git("--git-dir", vault.path, "show", f"deep:{path}") == "bottom\n"
+        with open(os.path.join(mp, "lib.py"), "a") as fh:
+            fh.write("y = 2\n")
+        saved = _avfs("--json", "checkpoint", "save", "after")
+        assert saved.returncode == 0, saved.stdout
+        restored = _avfs("--json", "checkpoint", "restore", "base")
+        assert restored.returncode == 0, restored.stdout
+        assert not os.path.exists(os.path.join(mp, "deep"))
+        back = _avfs("--json", "checkpoint", "restore", "after")
+        assert back.returncode == 0, back.stdout
+        with open(os.path.join(mp, path), "rb") as f2:
+            assert f2.read() == b"bottom\n"
+    finally:
+        gone = _avfs("--json", "unmount")
+        if gone.returncode != 0 or not vault.has_fork("deep"):
+            deeptree.rmtree(vault.ws_dir("deep"), ignore_errors=True)  # (pytest's clean-up recurses)
+    assert gone.returncode == 0, gone.stdout
+    assert vault.workspace("deep").read(path) == b"bottom\n"
+    state = os.path.realpath(vault.ws_link("deep"))
+    deleted = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "vault", "delete", "--force", "v:deep"],
+        capture_output=True,
+        timeout=900,
+    )
+    if os.path.lexists(state):
+        deeptree.rmtree(state, ignore_errors=True)
+        raise AssertionError(f"the fork's state dir was left: {deleted.stdout!r}")
+    assert deleted.returncode == 0, deleted.stdout
+    assert not vault.has_fork("deep")
+
+
+def test_a_read_only_mount_s_index_that_cannot_be_made_leaves_no_lock(vault, tmp_path, monkeypatch):
+    """``write_index`` (a read-only revision's mount) took git's ``index.lock`` and then
+    made the index: an error there (a tree deeper than the recursion limit raised one until
+    this round) left the lock, and every git command in that mount refused to run. The
+    lock goes with the error now."""
+    from avfs_git.mount import index
+
+    commit = vault.workspace("main").tip()
+    git_dir = tmp_path / "gitdir"
+    git_dir.mkdir()
+
+    def fails(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(index, "index_bytes", fails)
+    with pytest.raises(RecursionError):
+        index.write_index(vault, str(git_dir), commit, lambda *_a: (0, 0, 0, 0, 0, 0))
+    assert os.listdir(git_dir) == []
