@@ -309,7 +309,8 @@ class Changes:
         # which paths are new needs no file read; ignored ones (a venv's thousands) are then
         # never hashed: only the rest are, to compare and to pair renames
         skip = self._ignored_dirs(entries)  # not walked at all: a venv costs one question
-        raw = self._changes(entries, hash_files=False, skip=skip, settled=settled)
+        with self.overlay.remembering():  # each upper directory's marks read once, not per level below it
+            raw = self._changes(entries, hash_files=False, skip=skip, settled=settled)
         ignored = self._ignored_among([c.path for c in raw if c.status is ChangeStatus.ADDED], entries, skip)
         gone = set(ignored.files)
         by_path = {e.path: e for e in entries}
