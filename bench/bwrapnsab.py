@@ -21,8 +21,8 @@ that costs, and what two ways around it would save, on the very command line a c
   made, read-only, ``nosuid``, ``nodev`` below a directory of its own, and the command line
   binding those three in place of the system's and their masks (so bubblewrap finds
   nothing to remount there, and makes 9 binds fewer); ``both`` the two together;
-  ``wrapped`` bubblewrap ``exec``s by a Perl program that makes a pruned namespace of its
-  own first (each sandbox its own prune, nothing kept);
+  ``wrapped`` bubblewrap run (``exec``) by a Perl program that first makes a pruned
+  namespace of its own (each sandbox its own prune, nothing kept);
 - and, apart, ``prune``: the CPU of making a pruned namespace (that Perl program alone:
   ``unshare``, the mount table read once, the detaches of the outermost mounts not needed),
   which a call would pay where nothing made it ahead.
