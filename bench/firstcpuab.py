@@ -2,7 +2,7 @@
 the same fork, in CPU (every process of the call, to the nanosecond) and wall, for one or
 more avfs checkouts in the same run (issue 31).
 
-``python -m bench.firstcpuab [--rounds N] [--settle S] [--out FILE] NAME=WORKTREE ...``
+``python -m bench.firstcpuab [--rounds N] [--settle S] [--unconfined] [--unserved] [--out FILE] NAME=WORKTREE ...``
 
 Each WORKTREE is an avfs checkout with its own ``make install``; its console script runs in
 a home of its own (a 50-file fork ``v:f``) whose resident server is started in a cpuacct
@@ -12,9 +12,14 @@ command are all counted there. A call's CPU is the growth of the group's
 ``cpuacct.usage`` from before the call to ``--settle`` seconds after its answer; it is
 split into the server's own (``/proc/PID/schedstat``), the daemon's from its fork until
 then (it stays, serving the mount) and the rest (the caller, the call's process,
-bubblewrap, Perl, git). Per round and side (sides rotating, and the two calls' order
-alternating): ``--json mount``, then ``--json proxy exec -- true``, each on the fork
-unmounted (``unmount`` after each, untimed). Needs cgroup v1's ``cpuacct`` writable (root).
+bubblewrap, Perl, git); and in time: ``by_answer`` up to the moment the caller has its
+answer (the client's exit), ``after_answer`` the rest (what a call leaves for after its
+answer: the next call's ready sandbox, the daemon's warm-up). Per round and side (sides
+rotating, and the calls' order rotating): ``--json mount``, then ``--json proxy exec --
+true``, each on the fork unmounted (``unmount`` after each, untimed). ``--unconfined``: a
+third call each round, the same first call with ``--host writable`` (no sandbox: what
+bubblewrap and Perl cost it). ``--unserved``: no resident server (``AVFS_SERVER=off``),
+each call a process of its own. Needs cgroup v1's ``cpuacct`` writable (root).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from . import abkit as ab
 from .spareab import Group, _sched_ms
 
 CALLS = {"mount": ["--json", "mount"], "first": ["--json", "proxy", "exec", "--", "true"]}
+# --unconfined: the same first call with no sandbox (what bubblewrap and Perl cost it)
+UNCONFINED = {"first_host": ["--json", "proxy", "exec", "--host", "writable", "--", "true"]}
 
 
 def _daemon(env: dict[str, str]) -> int:
@@ -40,10 +47,12 @@ def _daemon(env: dict[str, str]) -> int:
 
 
 def _timed(avfs: str, env: dict[str, str], call: str, group: Group, settle: float) -> dict[str, float]:
-    server = int(Path(env["AVFS_HOME"], "run", "cli.pid").read_text().split()[0])
+    pidfile = Path(env["AVFS_HOME"], "run", "cli.pid")
+    server = int(pidfile.read_text().split()[0]) if env.get("AVFS_SERVER") != "off" else -1
     s0, u0, t0 = _sched_ms(server), group.usage_ms(), time.perf_counter()
     p = subprocess.run([avfs, *CALLS[call]], env=env, preexec_fn=group.enter, capture_output=True, text=True)
     wall = (time.perf_counter() - t0) * 1000
+    answered = group.usage_ms() - u0  # what was spent by the answer (the caller waited for it)
     if p.returncode != 0:
         raise RuntimeError(f"{call}: {p.returncode}\n{p.stdout}{p.stderr}")
     time.sleep(settle)
@@ -51,7 +60,7 @@ def _timed(avfs: str, env: dict[str, str], call: str, group: Group, settle: floa
     ab.run([avfs, "unmount"], env)
     time.sleep(settle)
     return {"wall": wall, "cpu": cpu, "server": server_ms, "daemon": daemon_ms,
-            "rest": cpu - server_ms - daemon_ms}  # fmt: skip
+            "rest": cpu - server_ms - daemon_ms, "by_answer": answered, "after_answer": cpu - answered}  # fmt: skip
 
 
 def main() -> None:
@@ -59,9 +68,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--settle", type=float, default=0.3)
     ap.add_argument("--name", default="first")
+    ap.add_argument("--unserved", action="store_true", help="no resident server: AVFS_SERVER=off")
+    ap.add_argument("--unconfined", action="store_true", help="also a first call with --host writable")
     ap.add_argument("--out", type=Path)
     ap.add_argument("sides", nargs="+", metavar="NAME=WORKTREE")
     args = ap.parse_args()
+    if args.unconfined:
+        CALLS.update(UNCONFINED)
     bins = {n: ab.avfs_bin(w) for n, w in ab.worktrees(args.sides).items()}
     got: dict[str, list[dict[str, dict[str, float]]]] = {n: [] for n in bins}
     groups = {n: Group(n) for n in bins}
@@ -77,6 +90,9 @@ def main() -> None:
                 ab.run([avfs, "vault", "create", "v", "--from", src], env)
                 ab.run([avfs, "vault", "fork", "v", "f"], env)
                 ab.run([avfs, "server", "stop"], env)
+                if args.unserved:
+                    envs[n]["AVFS_SERVER"] = "off"
+                    continue
                 subprocess.run([avfs, "server", "start"], env=env, preexec_fn=groups[n].enter,
                                check=True, capture_output=True)  # fmt: skip
             try:
@@ -101,16 +117,25 @@ def main() -> None:
     for n, rows in got.items():
         med = {c: {k: statistics.median(r[c][k] for r in rows) for k in rows[0][c]} for c in CALLS}
         ratio = {k: ab.median_of_ratios([r["first"][k] for r in rows], [r["mount"][k] for r in rows])
-                 for k in ("wall", "cpu")}  # fmt: skip
+                 for k in ("wall", "cpu", "by_answer")}  # fmt: skip
+        if "first_host" in CALLS:
+            ratio.update({f"unconfined_{k}": ab.median_of_ratios([r["first_host"][k] for r in rows],
+                                                                 [r["mount"][k] for r in rows])
+                          for k in ("wall", "cpu", "by_answer")})  # fmt: skip
         summary[n] = {"median": med, "first_over_mount_pairwise": ratio}
         for c in CALLS:
             m = med[c]
             print(f"{n:10} {c:6} wall {m['wall']:7.1f}  cpu {m['cpu']:6.1f}"
-                  f" (server {m['server']:5.1f} daemon {m['daemon']:5.1f} rest {m['rest']:5.1f}) ms")  # fmt: skip
-        print(f"{n:10} first/mount pair by pair: wall {ratio['wall']:.2f}x  cpu {ratio['cpu']:.2f}x")
+                  f" (server {m['server']:5.1f} daemon {m['daemon']:5.1f} rest {m['rest']:5.1f};"
+                  f" by the answer {m['by_answer']:6.1f}, after it {m['after_answer']:5.1f}) ms")  # fmt: skip
+        print(f"{n:10} first/mount pair by pair: wall {ratio['wall']:.2f}x  cpu {ratio['cpu']:.2f}x"
+              f"  cpu by the answer {ratio['by_answer']:.2f}x")  # fmt: skip
+        if "first_host" in CALLS:
+            print(f"{n:10} unconfined/mount: wall {ratio['unconfined_wall']:.2f}x  cpu {ratio['unconfined_cpu']:.2f}x"
+                  f"  cpu by the answer {ratio['unconfined_by_answer']:.2f}x")  # fmt: skip
     ab.print_loads(loads)
     out = args.out or ab.stamped(f"{args.name}-firstcpu-ab")
-    doc = {"sides": args.sides, "rounds": args.rounds, "settle_s": args.settle,
+    doc = {"sides": args.sides, "rounds": args.rounds, "unserved": args.unserved, "settle_s": args.settle,
            "calls": got, "summary": summary, "load_1min": loads}  # fmt: skip
     ab.write_json(out, doc, indent=1, announce=True)
 
