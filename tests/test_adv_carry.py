@@ -56,8 +56,11 @@ print('FILLED', os.path.getsize(os.path.join(top, 'packed-refs')))
             assert last["ref"] == "refs/" and "more ref changes, not listed: none kept" in last["reason"], (
                 last
             )
-        else:  # not read: as if the command had deleted every packed line (the vault's `other`)
-            assert [(r["ref"], r["new"]) for r in refused] == [("refs/heads/other", None)], refused
+        else:  # not read: as if the command had deleted every packed line (`other`, the tag)
+            assert [(r["ref"], r["new"]) for r in refused] == [
+                ("refs/heads/other", None),
+                ("refs/tags/v1", None),
+            ]
         assert all(r["ref"] != "refs/heads/main" for r in refused)
         assert _refs(vault) == before
         # the next run sees the vault's branches again, and reports nothing

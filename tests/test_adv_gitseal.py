@@ -26,7 +26,7 @@ import pytest
 from avfs_git.core.operations import checkpoint
 from avfs_git.mount.ownfiles import worktree_dir
 from avfs_git.ops import mounts
-from avfs_git.proxy import seal, standby
+from avfs_git.proxy import seal, sealpack, standby
 
 from .contract.test_proxy_exec_warm import _wait_for, _waiters
 from .test_confine import _need_bwrap
@@ -970,7 +970,9 @@ print("SEES", subprocess.run(["git", "rev-parse", "other"], capture_output=True,
         assert _git("--git-dir", vault.path, "rev-parse", "other").strip() == other
         assert Path(packed).read_bytes() == vault_packed
         said = [(r["ref"], r["old"], r["new"]) for r in doc["refs_refused"]]
-        assert said == [("refs/heads/other", other, tip)], doc["refs_refused"]
+        # (the file it wrote holds no tag: the vault's, a line of it, gone in there)
+        v1 = _git("--git-dir", vault.path, "rev-parse", "refs/tags/v1").strip()
+        assert said == [("refs/heads/other", other, tip), ("refs/tags/v1", v1, None)], doc["refs_refused"]
         listed = _exec("git", "branch", "--list", "--format=%(refname:short) %(objectname)")
         main = _git("--git-dir", vault.path, "rev-parse", "main").strip()
         assert listed["result"]["stdout"].splitlines() == [f"main {main}", f"other {other}"], listed["result"]
@@ -1180,12 +1182,12 @@ def test_a_daemon_s_watch_reads_only_the_branches_that_changed_and_misses_no_cha
 
 
 def test_a_daemon_s_watch_of_the_vault_s_tags_reads_none_again_until_one_changes(home, vault, monkeypatch):
-    """The scratch holds copies of the vault's loose tags (`git tag` works on copies in
-    the sandbox): every call `lstat`ed each of them in the vault (300 tags, 300 calls of
-    `lstat` a run). A mount's daemon watches `refs/tags` as it watches the branches
-    (proxy/refwatch.py): a call after one that changed nothing looks at no tag of the
-    vault's; a tag made, deleted, or rewritten in place with its size and mtime kept, is
-    in the next scratch all the same."""
+    """The vault's loose tags are lines of the sandbox's packed-refs (`git tag` works on
+    its scratch and that file): every call `lstat`ed each of them in the vault (300 tags,
+    300 calls of `lstat` a run). A mount's daemon watches `refs/tags` as it watches the
+    branches (proxy/refwatch.py): a call after one that changed nothing looks at no tag of
+    the vault's; a tag made, deleted, or rewritten in place with its size and mtime kept,
+    is in the next packed-refs all the same, and the scratch holds no copy of any."""
     from avfs_git.proxy import refwatch
 
     w = vault.workspace("main")
@@ -1208,7 +1210,12 @@ def test_a_daemon_s_watch_of_the_vault_s_tags_reads_none_again_until_one_changes
     def copied() -> dict[str, bytes]:
         sealed = seal.prepare(vault, "main", None)
         assert seal.carry_back(vault, sealed) == seal.Carried(moved=None, refused=[])
-        return {n: v for n, v in sealed.copied.items() if n.startswith("refs/tags/")}
+        assert not [n for n in sealed.copied if n.startswith("refs/tags/")]
+        assert not os.listdir(os.path.join(sealed.dir, "refs", "tags"))  # no copy of any
+        shown = sealpack.parse(Path(sealed.dir, seal.TOP, sealpack.NAME).read_bytes())
+        tags = {n: v for n, v in sealed.packed.items() if n.startswith("refs/tags/")}
+        assert tags == {n: i + b"\n" for n, (i, _) in shown.items() if n.startswith("refs/tags/")}
+        return tags
 
     monkeypatch.setattr(os, "lstat", counting_lstat)
     assert len(copied()) == 300 and len(looked) >= 300  # without a watch: each, every call

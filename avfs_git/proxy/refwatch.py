@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar, cast
 
 from ..core.store import refs
@@ -94,7 +94,8 @@ class HeadsWatch:
         self.walks = 0  # full walks made (tests, figures)
         self.reads = 0  # files read
         self.generation = 0  # moved whenever a branch file's bytes did
-        self._memo: dict[str, tuple[tuple[int, int, tuple[int, ...] | None], object]] = {}
+        self._memo: dict[str, tuple[tuple[int, int, tuple[int, ...] | None, object], object]] = {}
+        self._snap: tuple[tuple[int, int], dict[str, bytes]] | None = None
 
     def heads(self) -> dict[str, bytes]:
         """Every loose branch file of the vault and its bytes (links, FIFOs and files that
@@ -103,18 +104,37 @@ class HeadsWatch:
             self._update()
             return {self.prefix + rel: data for rel, data in self._files.items()}
 
-    def shown(self, fork_ref: str, vault_path: str, split: Callable[[str, str, dict[str, bytes]], T]) -> T:
-        """``split(vault_path, fork_ref, branches)`` (the branches but ``fork_ref``), made
-        again only when a branch, the vault's ``packed-refs`` or the last full walk moved
+    def snapshot(self) -> tuple[tuple[int, int], dict[str, bytes]]:
+        """What :meth:`heads` gives, with a token that moves whenever it may differ; the
+        same dictionary (the caller's to read, never to change) while nothing moved."""
+        with self._lock:
+            self._update()
+            token = (self.generation, self.walks)
+            if self._snap is None or self._snap[0] != token:
+                self._snap = (token, {self.prefix + rel: data for rel, data in self._files.items()})
+            return self._snap
+
+    def shown(
+        self,
+        fork_ref: str,
+        vault_path: str,
+        split: Callable[[str, str, dict[str, bytes]], T],
+        extra: Mapping[str, bytes] | None = None,
+        extra_key: object = None,
+    ) -> T:
+        """``split(vault_path, fork_ref, branches)`` (the branches but ``fork_ref``, and
+        ``extra``'s refs: the vault's loose tags), made again only when a branch, the vault's
+        ``packed-refs``, the last full walk or ``extra_key`` (what ``extra`` holds) moved
         since it was last made for ``fork_ref``: a call that changed nothing costs O(1)."""
         with self._lock:
             self._update()
-            key = (self.generation, self.walks, _stat(os.path.join(vault_path, "packed-refs")))
+            key = (self.generation, self.walks, _stat(os.path.join(vault_path, "packed-refs")), extra_key)
             got = self._memo.get(fork_ref)
             if got is not None and got[0] == key:
                 return cast("T", got[1])
             loose = {refs.HEADS + rel: data for rel, data in self._files.items()}
             loose.pop(fork_ref, None)
+            loose.update(extra or {})
             value = split(vault_path, fork_ref, loose)
             self._memo[fork_ref] = (key, value)
             return value

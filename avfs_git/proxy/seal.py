@@ -8,10 +8,10 @@ objects and packs. So the sandbox gets scratch copies instead (:func:`prepare`, 
 :mod:`.confine` over the real directories), under ``<vault>/avfs/seal/<fork>/``:
 
 - ``refs/``: the fork's own branch (and any loose head git could not read from a
-  ``packed-refs`` line); the other branches are lines of a ``packed-refs`` avfs writes and
-  shows read-only over the vault's (:mod:`.sealpack`); the vault's loose tags as copies
-  (``git tag X``, ``git tag -d X`` work in there, and are reported: a tag is every fork's,
-  so none is carried out); in a run with a network, the vault's loose remote-tracking refs
+  ``packed-refs`` line); the other branches and the vault's tags are lines of a
+  ``packed-refs`` avfs writes and shows read-only over the vault's (:mod:`.sealpack`)
+  (``git tag X``, ``git tag -d X`` work in there on the scratch and that file, and are
+  reported: a tag is every fork's, so none is carried out); in a run with a network, the vault's loose remote-tracking refs
   as copies (``git fetch`` moves them; :mod:`.sealremotes` keeps them as the remote says
   them); the other directories of ``refs/`` (``avfs``...) are the vault's own, read-only. A ``refs/stash`` or any other ref the command makes
   lives and dies with the run;
@@ -71,10 +71,11 @@ _LOOSE = re.compile(r"[0-9a-f]{2}")
 _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 STASH = refs.STASH
 TOP = "top"  # in the seal directory: the vault's top directory as the sandbox shows it
-# refs/ directories the scratch holds (the fork's branch, copies of the vault's tags and, for a
-# run with a network, remote-tracking refs: git tag and git fetch move them, .sealremotes); the
-# others are the vault's, read-only. (Copies for every run cost a stat per loose ref and more:
-# 25 ms of CPU a command at 2,000 remote-tracking refs, against 0.3 ms; docs/benchmarks.md)
+# refs/ directories the scratch holds (the fork's branch, the tags git tag makes there (the
+# vault's are lines of the sandbox's packed-refs) and, for a run with a network, copies of the
+# remote-tracking refs: git fetch moves them, .sealremotes); the others are the vault's,
+# read-only. (Copies for every run cost a stat per loose ref and more: 25 ms of CPU a command
+# at 2,000 remote-tracking refs, against 0.3 ms; the same for tags: docs/benchmarks.md)
 COPIED = frozenset({"heads", "tags", "remotes"})
 MAX_LISTED = 100  # other refs' changes listed in refs_refused; more: counted (docs/security.md)
 TAG_REFUSED = "a tag is the vault's, every fork's: a confined command's tags live as long as its run"
@@ -155,16 +156,33 @@ def _index_stat(path: str) -> tuple[int, int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _vault_copies(
-    vault_path: str, real_refs: str, cache: RefCache, kinds: Collection[str]
-) -> dict[str, bytes]:
-    """The vault's loose refs of ``kinds`` the scratch holds copies of (``tags``,
-    ``remotes``); the tags from a mount daemon's watch (read again once one changed),
-    else each looked at (``lstat``, and read when it moved)."""
+def _vault_tags(vault_path: str, real_refs: str, cache: RefCache) -> tuple[dict[str, bytes], object]:
+    """The vault's loose tags (ref name -> bytes) and a key that moves when they may have:
+    from a mount daemon's watch (read again once one changed; the key its token), else each
+    looked at (``lstat``, and read when it moved; the key the tags themselves)."""
     watch = refwatch.live(vault_path, "tags")
-    if watch is None or "tags" not in kinds:
-        return vault_loose(real_refs, cache, *kinds)
-    return {**watch.heads(), **vault_loose(real_refs, cache, *(set(kinds) - {"tags"}))}
+    if watch is None:
+        tags = vault_loose(real_refs, cache, "tags")
+        return tags, tags
+    token, tags = watch.snapshot()
+    return tags, token
+
+
+def _shown(
+    vault_path: str, fork_ref: str, real_refs: str, cache: RefCache
+) -> tuple[sealpack.Shown, bytes | None]:
+    """What :func:`.sealpack.split` gives for the sandbox (the other branches and the
+    vault's loose tags as lines of its packed-refs: git tag, git tag -d work there on its
+    scratch and that file, and are reported, never applied), and the fork's own branch
+    file's bytes (None: it has none)."""
+    tags, tags_key = _vault_tags(vault_path, real_refs, cache)
+    watch = refwatch.live(vault_path)
+    if watch is not None:  # a mount's daemon: the files events named read again, no walk
+        shown = watch.shown(fork_ref, vault_path, sealpack.split, tags, tags_key)
+        return shown, read_file(os.path.join(vault_path, fork_ref))  # the fork's own: always read
+    loose = {**vault_loose(real_refs, cache, "heads"), **tags}
+    own_now = loose.pop(fork_ref, None)
+    return sealpack.split(vault_path, fork_ref, loose), own_now
 
 
 def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -> Sealed:
@@ -185,16 +203,10 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
     # the scratch holds the fork's own and any loose head a packed-refs line cannot hold
     cache = RefCache(d)
     sealpack.ensure_vault_file(vault.path)  # (before the memo's key takes its lstat)
-    watch = refwatch.live(vault.path)
-    if watch is not None:  # a mount's daemon: the files events named read again, no walk
-        files, packed, rendered, own_packed = watch.shown(fork_ref, vault.path, sealpack.split)
-        own_now = read_file(os.path.join(vault.path, fork_ref))  # the fork's own: always read
-    else:
-        loose = vault_loose(real_refs, cache, "heads")
-        own_now = loose.pop(fork_ref, None)
-        files, packed, rendered, own_packed = sealpack.split(vault.path, fork_ref, loose)
+    (files, packed, rendered, own_packed), own_now = _shown(vault.path, fork_ref, real_refs, cache)
     copied = dict(files)
-    copied.update(_vault_copies(vault.path, real_refs, cache, own - {"heads"}))  # git tag, fetch
+    if fetch:  # remote-tracking refs as copies: git fetch moves them (.sealremotes)
+        copied.update(vault_loose(real_refs, cache, "remotes"))
     mine = own_now if own_now is not None else own_packed  # packed only in the vault: loose here
     if mine is not None:
         copied[fork_ref] = mine

@@ -175,9 +175,10 @@ def read_back(
     nothing but an ``lstat`` was spent), else the names of the refs whose line changed
     (``packed``: name -> id and newline, before) and its lines (untrusted: parsed, only ever
     reported). A line for a ref the vault holds as a loose file of a directory shown
-    read-only (``refs/avfs``, ``refs/tags``: git reads the file first, and ``git
-    pack-refs`` copies it into a line it cannot then delete the file of) changed nothing
-    git sees."""
+    read-only (``refs/avfs``: git reads the file first, and ``git pack-refs`` copies it
+    into a line it cannot then delete the file of) changed nothing git sees; the branches'
+    and tags' lines are the sandbox's only copy of them (its scratch holds no file of
+    theirs), and their changes count."""
     path = os.path.join(top, NAME)
     if stat_key(path) == shown_stat:
         return None
@@ -186,7 +187,7 @@ def read_back(
         return None
     after = {name: ident + b"\n" for name, (ident, _peeled) in parse(data or b"").items()}
     moved = {n for n in set(packed) | set(after) if packed.get(n) != after.get(n)}
-    return {n for n in moved if n.startswith(refs.HEADS) or not _loose_in(vault_path, n)}, after
+    return {n for n in moved if n.startswith((refs.HEADS, refs.TAGS)) or not _loose_in(vault_path, n)}, after
 
 
 def _loose_in(vault_path: str, name: str) -> bool:
