@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,17 @@ def test_changes_written_elsewhere_between_two_pushes_are_counted_as_left_behind
     checkpoint.save(vault, "main", message="later")
     third = _ok(env, "push", "origin", "main")
     assert third["result"]["left_behind"] == []
-    _one_process(log, 3)
+    # a fork with a change, deleted and made again (clean) elsewhere between two pushes:
+    # the second reads the new fork's overlay, not the deleted one's
+    vault.create_fork("main", "f")
+    vault.workspace("f").write("gone.txt", b"deleted with its fork\n")
+    assert _ok(env, "push", "origin", "f")["result"]["left_behind"] == [
+        {"fork": "f", "uncheckpointed_changes": 1}
+    ]
+    vault.delete_fork("f")
+    vault.create_fork("main", "f")
+    assert _ok(env, "push", "origin", "f")["result"]["left_behind"] == []
+    _one_process(log, 5)
 
 
 def test_the_vault_default_fork_set_elsewhere_is_the_one_pushed(setup: Any, vault: Vault) -> None:
@@ -128,27 +139,34 @@ def test_the_vault_default_fork_set_elsewhere_is_the_one_pushed(setup: Any, vaul
     _one_process(log, 2)
 
 
-def test_a_vault_deleted_and_made_again_between_two_calls_is_the_new_one(
+def test_a_vault_replaced_between_two_calls_is_the_new_one(
     setup: Any, home: Home, vault: Vault, tmp_path: Path
 ) -> None:
+    """Another vault moved in under the name (the home's config untouched: the home is
+    kept, its handle on the old vault must not be)."""
     env, log, bare = setup
-    _ok(env, "push", "origin", "main")
-    old = _tip(vault)
-    off = {**env, "AVFS_SERVER": "off"}  # another process, not the server's
-    assert _avfs("vault", "delete", "v", "--force", env=off).returncode == 0
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "new.txt").write_text("a new vault\n")
-    assert _avfs("vault", "create", "v", "--from", str(src), env=off).returncode == 0
     assert GIT is not None
     other = tmp_path / "other.git"
     subprocess.run([GIT, "init", "-q", "--bare", str(other)], check=True)
-    assert _avfs("--vault", "v", "remote", "add", "origin", str(other), env=off).returncode == 0
+    w = home.create_vault("w")
+    new_tip = _commit(w, "new.txt", b"another vault\n")
+    subprocess.run([GIT, "--git-dir", w.path, "remote", "add", "origin", str(other)], check=True)
+    w_path = w.path
+    w.close()
     _ok(env, "push", "origin", "main")
-    new = home.vault("v")
-    assert _tip(new) != old
-    assert _remote_tip(other) == _tip(new)
+    old = _tip(vault)
+    os.rename(vault.path, tmp_path / "old-v.git")
+    os.rename(w_path, vault.path)
+    _ok(env, "push", "origin", "main")
+    assert _remote_tip(other) == new_tip != old
     assert _remote_tip(bare) == old
+    # the push is in the new vault's op log (not in the old one's, moved away)
+    db = sqlite3.connect(os.path.join(vault.path, "avfs", "oplog.db"))
+    try:
+        last = db.execute("SELECT kind FROM ops ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    assert last == ("push",)
     _one_process(log, 2)
 
 
