@@ -332,6 +332,7 @@ def test_one_call_s_temporary_directory_is_not_the_next_s(
 _KEEP = """
 import os, signal, sys
 from avfs_git.cli import callproc, spare
+from avfs_git.cli.homekeep import KeptHome
 ctl, answer = int(sys.argv[1]), int(sys.argv[2])
 null = os.open(os.devnull, os.O_RDWR)
 for fd in (0, 1, 2):
@@ -344,7 +345,7 @@ os.dup2(callproc.ANSWER_FD, 5, inheritable=False)  # (kept across the closerange
 os.close(5)
 for sig in (*callproc.RELAYED, signal.SIGPIPE):  # as its first call's answer leaves them
     signal.signal(sig, signal.SIG_IGN)
-os._exit(callproc.keep(0, [], ("utf-8", "strict"), dict(os.environ)))
+os._exit(callproc.keep(0, [], ("utf-8", "strict"), dict(os.environ), KeptHome()))
 """
 
 

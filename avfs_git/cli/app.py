@@ -20,13 +20,19 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
     from ..core.workspace.workspace import Workspace
+    from .homekeep import KeptHome
 
 
 class App:
     """What every command needs: the home, the selected vault/fork, the output."""
 
-    def __init__(self, home: str | None, vault: str | None, output: Output) -> None:
+    def __init__(
+        self, home: str | None, vault: str | None, output: Output, kept: KeptHome | None = None
+    ) -> None:
+        """``kept``: where the home comes from in a kept process (cli/homekeep.py), which
+        keeps it open for its next call; None: opened here and closed by :meth:`close`."""
         self.home_path = home
+        self.kept = kept
         self.vault_spec = vault
         self.output = output
         self._home: Home | None = None
@@ -43,8 +49,11 @@ class App:
         """Close the home's SQLite and git handles, if it was opened. The last connection
         to a database that closes writes its WAL into it and removes it; a process that
         ends without closing leaves the WAL, which the next process to open the database
-        reads whole to rebuild its index (see :func:`.callproc.child`)."""
-        if self._home is not None:
+        reads whole to rebuild its index (see :func:`.callproc.child`). A kept home
+        (:attr:`kept`) stays open: what must be read afresh by the next call is let go."""
+        if self.kept is not None:
+            self.kept.release()
+        elif self._home is not None:
             self._home.close()
 
     def run_after(self) -> None:
@@ -77,7 +86,11 @@ class App:
             from ..mount.side import open_home
 
             # the environment is read here, at the front end, and passed down
-            self._home = open_home(self.home_path, settings=Settings.from_environ(os.environ, self.home_path))
+            settings = Settings.from_environ(os.environ, self.home_path)
+            if self.kept is not None:
+                self._home = self.kept.open(self.home_path, settings)
+            else:
+                self._home = open_home(self.home_path, settings=settings)
         return self._home
 
     @property

@@ -48,6 +48,7 @@ import sys
 from typing import Any
 
 from . import spare
+from .homekeep import KeptHome
 
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 WAL_CLOSE_AT = 256 << 10  # a served command closes its databases when a WAL is past this
@@ -73,16 +74,16 @@ def _become(req: dict[str, Any], enc: str, errs: str) -> None:
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in req["env"].items()})
+    _set_environ({os.fsdecode(k): os.fsdecode(v) for k, v in req["env"].items()})
     sys.stdin = _text(0, enc, errs, line=False)
     sys.stdout = _text(1, enc, errs, line=os.isatty(1))
     sys.stderr = _text(2, enc, "backslashreplace", line=True)
     sys.argv = ["avfs", *req["argv"]]
 
 
-def _run(req: dict[str, Any]) -> tuple[int, list[Any]]:
-    """Run the click CLI on the call's arguments: (its code, the apps it opened)."""
+def _run(req: dict[str, Any], kept: KeptHome | None = None) -> tuple[int, list[Any]]:
+    """Run the click CLI on the call's arguments: (its code, the apps it opened); ``kept``:
+    the home a kept process keeps open from call to call (cli/homekeep.py)."""
     from .main import main as click_main
 
     opened: list[Any] = []
@@ -91,7 +92,7 @@ def _run(req: dict[str, Any]) -> tuple[int, list[Any]]:
         # answer them: a Ctrl-C in the set-up (the caller's stdin already this process's)
         # is the command's interruption, not an exit with no answer
         signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
-        code = click_main(list(req["argv"]), opened=opened)
+        code = click_main(list(req["argv"]), opened=opened, kept=kept)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
@@ -145,11 +146,11 @@ def child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spar
         enc, errs = sys.stdout.encoding, sys.stdout.errors or "strict"
         server_env = dict(os.environ)  # (a kept process takes it back between calls)
         _become(req, enc, errs)
-        code, opened = _run(req)
-        kept = bool(req.get("kept"))
-        _answer(code, kept=kept)
-        if kept:
-            code = keep(code, opened, (enc, errs), server_env)
+        kept = KeptHome() if req.get("kept") else None
+        code, opened = _run(req, kept)
+        _answer(code, kept=kept is not None)
+        if kept is not None:
+            code = keep(code, opened, (enc, errs), server_env, kept)
             return
         report.send(spare.REPORT_FD)
         for app in opened:
@@ -161,14 +162,17 @@ def child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spar
         os._exit(code)
 
 
-def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: dict[str, str]) -> int:
+def keep(
+    code: int, opened: list[Any], encoding: tuple[str, str], server_env: dict[str, str], kept: KeptHome
+) -> int:
     """In a push's or fetch's process, its answer out: close what the command opened and,
     when the call left nothing behind (:func:`_clean`), tell the server (on
     :data:`.spare.REPORT_FD`) that it takes another push or fetch, wait for it and run it
     as :func:`child` runs the first; each call's code goes to the server there too.
     Returns the code to exit with: when a call left something, after :data:`KEPT_CALLS`
     calls, or when the server closes the pair. A call whose set-up fails ends the
-    process at once, with no answer (70, as :func:`child`'s own)."""
+    process at once, with no answer (70, as :func:`child`'s own). The calls' home is
+    ``kept`` open from one to the next (cli/homekeep.py), closed when the process ends."""
     umask = os.umask(0o022)
     os.umask(umask)
     ctl = socket.socket(fileno=spare.REPORT_FD)
@@ -179,13 +183,15 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
         for app in opened:
             app.run_ahead()
         for app in opened:
-            app.close()
+            app.close()  # (the kept home's workspaces; the home stays open)
         opened = []
-        os.environ.clear()
-        os.environ.update(server_env)
+        _set_environ(server_env)
         _forget_derived()
         os.close(ANSWER_FD)
-        again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask)
+        _write_back(_wal_grown())  # (the kept home's databases: their WALs stay small)
+        again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask, kept)
+        if not again:
+            kept.close()
         # a signal the server relays for the next call waits for the command's handlers
         # (as across a spare's fork: blocked, not ignored, the kernel keeps it pending),
         # from before this process is free: the server may relay it as soon as it has
@@ -208,12 +214,24 @@ def keep(code: int, opened: list[Any], encoding: tuple[str, str], server_env: di
             conn_fd, req, fds = got
             _install(conn_fd, fds)
             _become(req, *encoding)
-            code, opened = _run(req)
+            code, opened = _run(req, kept)
             _answer(code, kept=True)
         except BaseException:
             os._exit(code)  # (the server answers with it)
         del got, req  # (the request's environment goes with the call)
         calls += 1
+
+
+def _set_environ(env: dict[str, str]) -> None:
+    """Make this process's environment ``env``: the variables it lacks unset, the ones
+    that differ set (each a ``putenv``; a clear and a whole update was ~80 of them a
+    call, a push's and its server's environment mostly the same)."""
+    environ = os.environ
+    for name in [n for n in environ if n not in env]:
+        del environ[name]
+    for name, value in env.items():
+        if environ.get(name) != value:
+            environ[name] = value
 
 
 def _forget_derived() -> None:
@@ -243,9 +261,11 @@ def _install(conn_fd: int, fds: list[int]) -> None:
         os.close(fd)
 
 
-def _clean(umask: int) -> bool:
+def _clean(umask: int, kept: KeptHome) -> bool:
     """Whether the call left nothing behind in this process: no descriptor but the
-    streams (on /dev/null) and the server's pair, one thread, the same umask."""
+    streams (on /dev/null), the server's pair and the ones the ``kept`` home may hold
+    (:meth:`.homekeep.KeptHome.holds`: its files, no lock of avfs's), one thread, the
+    same umask."""
     import gc
     import threading
 
@@ -258,7 +278,14 @@ def _clean(umask: int) -> bool:
     fds = {fd for fd in listed if _open(fd)}  # (not listdir's own, closed by now)
     now = os.umask(umask)
     os.umask(now)
-    return fds == {0, 1, 2, spare.REPORT_FD} and tasks == 1 and threading.active_count() == 1 and now == umask
+    own = {0, 1, 2, spare.REPORT_FD}
+    return (
+        own <= fds
+        and all(kept.holds(fd) for fd in fds - own)
+        and tasks == 1
+        and threading.active_count() == 1
+        and now == umask
+    )
 
 
 DEFERRED = -1  # (:meth:`Kept.defer`: the call waits for the kept process)

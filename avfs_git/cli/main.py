@@ -16,13 +16,18 @@ import importlib
 import io
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..core.errors import EXIT_USAGE, AvfsError
 from .app import App
 from .output import Output, render_error, render_failure
+
+if TYPE_CHECKING:
+    from .homekeep import KeptHome
+
+KEPT_HOME = "avfs.kept_home"  # the click context's meta key of a kept process's home (main's ``kept``)
 
 # command name -> "module:attribute" (relative to avfs_git.cli)
 COMMANDS: dict[str, str] = {
@@ -157,7 +162,7 @@ def cli(ctx: click.Context, home: str | None, vault: str | None, json_mode: bool
     """
     out = ctx.obj if isinstance(ctx.obj, Output) else Output(json_mode)
     out.json = json_mode
-    ctx.obj = App(home, vault, out)
+    ctx.obj = App(home, vault, out, ctx.meta.get(KEPT_HOME))
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -191,7 +196,9 @@ def _vault_option(argv: list[str]) -> str | None:
     return os.environ.get("AVFS_VAULT")
 
 
-def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, *, opened: list[App] | None = None, kept: KeptHome | None = None
+) -> int:
     """Run the click CLI on ``argv`` (None: this process' arguments); returns the exit code.
     `proxy exec` and the agent hooks run here too, by their click commands; the console
     script (:func:`.execopts.main`) reaches this only after their fast path declined.
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> i
     what it opened itself and runs its :meth:`~.app.App.run_after` once the answer is out
     (the resident server's child, :func:`.callproc.child`); else it is left to the
     interpreter's exit, and what the command left for after its answer runs here.
+    ``kept``: the home a kept process keeps open from call to call (cli/homekeep.py).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _wants_json(args)
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None, *, opened: list[App] | None = None) -> i
         sys.stdout = captured
     apps: list[App] = opened if opened is not None else []
     try:
-        code = _run(list(args), out, apps)  # click consumes the list it is given
+        code = _run(list(args), out, apps, kept)  # click consumes the list it is given
     finally:
         if json_mode:
             sys.stdout = out.stream
@@ -256,11 +264,13 @@ def _version() -> str:
     return __version__
 
 
-def _run(args: list[str], out: Output, opened: list[App] | None = None) -> int:
+def _run(args: list[str], out: Output, opened: list[App] | None = None, kept: KeptHome | None = None) -> int:
     from ..core.errors import Interrupted, UsageError
 
     try:
         with cli.make_context("avfs", args, obj=out) as ctx:
+            if kept is not None:
+                ctx.meta[KEPT_HOME] = kept  # (the group's callback runs in invoke: it makes the App)
             try:
                 cli.invoke(ctx)
             finally:

@@ -68,6 +68,15 @@ def _move_into_place(tmp: str, final: str, name: str) -> None:
         raise
 
 
+def _dir_stamp(path: str) -> tuple[int, int] | None:
+    """(device, inode) of directory ``path``; None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 KEEP_OPEN = 64  # vault handles a home keeps open when nothing else holds them
 
 
@@ -120,6 +129,7 @@ class Home:
         self.trash_dir = os.path.join(self.path, "trash")
         self._vaults: weakref.WeakValueDictionary[str, Vault[Home]] = weakref.WeakValueDictionary()
         self._recent: OrderedDict[str, Vault[Home]] = OrderedDict()
+        self._opened_on: dict[str, tuple[int, int] | None] = {}  # each vault's directory (drop_replaced)
         self._keep_open = keep_open
         self._lock = threading.Lock()
         self._author = author
@@ -244,12 +254,33 @@ class Home:
                     fallback_author=self.author(),
                 )
                 self._vaults[name] = v
+                self._opened_on[name] = _dir_stamp(path)
             recent = self._recent
             recent[name] = v
             recent.move_to_end(name)
             while len(recent) > self._keep_open:
                 recent.popitem(last=False)
             return v
+
+    def open_vaults(self) -> list[Vault[Home]]:
+        """The vault handles open now (held by a caller, or among the recent ones)."""
+        with self._lock:
+            return list(self._vaults.values())
+
+    def drop_replaced(self) -> list[str]:
+        """Close and forget each open vault handle whose directory is no longer the one it
+        was opened on (another process deleted the vault, or deleted it and made one of
+        the same name): the next :meth:`vault` opens the one there now. A home kept open
+        from one call to the next (cli/homekeep.py) asks before each. Returns their names."""
+        with self._lock:
+            gone = [(n, v) for n, v in self._vaults.items() if _dir_stamp(v.path) != self._opened_on.get(n)]
+            for n, _ in gone:
+                self._vaults.pop(n, None)
+                self._recent.pop(n, None)
+                self._opened_on.pop(n, None)
+        for _, v in gone:
+            v.close()
+        return [n for n, _ in gone]
 
     def resolve(self, spec: str | None) -> tuple[Vault[Home], str]:
         """``VAULT[:FORK]`` (or the default vault) -> (vault, fork)."""

@@ -101,21 +101,18 @@ class Vault(VaultQuota, Generic[H_co]):
         self.store = GitStore(path)
         if home is not None:  # a lazy vault's fetches reach the server as push and fetch do
             self.store.promisor.token = home.settings.git_token
-        # ... within the vault's (or the home's) fetch_timeout_s, read at each fetch
+        # ... within the vault's (or the home's) fetch_timeout_s, read at each fetch; a demand
+        # read fetches its directory's other promised blobs with its own, the first miss in a
+        # Python package its other small sources, over one kept connection to a git:// server
         cfg, home_path = os.path.join(path, "avfs", "config.json"), home.path if home is not None else None
         self.store.promisor.timeout_of = FetchTimeout(cfg, home_path)
-        # ... and a demand read fetches its directory's other promised blobs with its own
         self.store.promisor.neighbours_of = Neighbours(cfg, home_path)
-        # ... and the first miss in a Python package its other small sources
         self.store.promisor.package_bytes_of = PackageBytes(cfg, home_path)
-        # ... over one kept connection to a git:// server, unless the vault says not to
         self.store.promisor.keep_connection_of = KeepConnection(cfg, home_path)
         self.state_dir = os.path.join(path, "avfs")
-        # a new vault's op log is a copy of a template beside the home's vaults (not beside
-        # a vault opened on its own: nothing of avfs's goes where nobody asked)
+        # a new vault's op log: a copy of a template beside the home's vaults (none for a lone vault)
         self.oplog = OpLog(self.state_dir, os.path.dirname(path) if home is not None else None)
-        # who commits are by (see :mod:`.identity`): an explicit author, else the identity
-        # (the environment), then git config, then the fallback (the home's identity)
+        # who commits are by (:mod:`.identity`): author, else identity (env), git config, fallback
         self._identity = Identity.of(*author) if author is not None else identity
         self._fallback_author = fallback_author
         self._ws: dict[str, Workspace[Self]] = {}
@@ -124,12 +121,9 @@ class Vault(VaultQuota, Generic[H_co]):
         self._config_cache: dict[str, Any] | None = None
         self.quota = QuotaTracker(self)
         self._room_plenty_until = 0.0  # see kernel_quota_full
-        # the home's record of a failed mount of its layers file system (a vault opened
-        # without a home keeps its own)
+        # the home's record of a failed mount of its layers file system (a lone vault: its own)
         self._layers_attempts = home.layers_attempts if home is not None else layers.Attempts()
-        # checkpoints saved through this handle: at the second, the process is a long-lived
-        # one and prefers libgit2 (checkpoint.save)
-        self.checkpoints_saved = 0
+        self.checkpoints_saved = 0  # through this handle: at 2, a long-lived process (checkpoint.save)
 
     def __repr__(self) -> str:
         return f"Vault({self.name!r}, {self.path!r})"
@@ -161,13 +155,19 @@ class Vault(VaultQuota, Generic[H_co]):
         The vault and its workspaces stay usable: each thread reopens what it needs on its
         next call. Call it when no other thread is in the middle of an operation on it.
         """
-        with self._ws_lock:
-            wss = list(self._ws.values())
-        for ws in wss:
-            ws.overlay.close()
+        self.close_workspaces(forget=False)
         self.oplog.close()
         self.store.close()
         self.quota.close()
+
+    def close_workspaces(self, *, forget: bool = True) -> None:
+        """Close the workspaces opened through this handle and (``forget``) forget them: the
+        next :meth:`workspace` opens its own (a handle kept from call to call, cli/homekeep.py)."""
+        with self._ws_lock:
+            wss = list(self._ws.values())
+            self._ws = {} if forget else self._ws
+        for ws in wss:
+            ws.overlay.close()
 
     # -- config ---------------------------------------------------------------------------
     @property
