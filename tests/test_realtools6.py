@@ -1,0 +1,72 @@
+"""Real projects through avfs, sixth round (bench/realproj6.py; docs/testing.md, "Real
+projects' own tools"): what the trials found, each on a real release.
+
+``avfs stats PATH...`` counts, for a lazy vault, what of each fork is local under the
+PATHs. Setting up the trials, ``avfs stats ml`` (the name of a lazy vault, msgpack's
+history cloned from ``git daemon``, where ``--vault ml`` was meant) printed the stats of
+the home's default vault, a whole one, with no word that ``ml`` had been read as a path
+and ignored: the numbers of another vault, as if they were asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from . import realdata
+from .test_realprojects import Project, Spec, make_env
+
+pytestmark = pytest.mark.slow
+
+
+def _project(tmp_path: Path, name: str) -> Project:
+    """msgpack 1.1.0's sdist (a C extension) as a git checkout, imported as vault ``name``."""
+    spec = Spec(name, lambda: realdata.pypi_sdist("msgpack", "1.1.0"), "a released C extension")
+    env = make_env(tmp_path)
+    src = tmp_path / "src"  # a copy: the sdist's owner is not this user, git refuses its files
+    shutil.copytree(realdata.extract(spec.fetch(), tmp_path / "sdist"), src, symlinks=True)
+    (src / ".gitignore").write_text("build/\n*.so\n__pycache__/\n.venv/\n*.egg-info/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A", "-f"], ["commit", "-q", "-m", "msgpack 1.1.0"]):
+        subprocess.run(["git", *args], cwd=src, env=env, check=True, capture_output=True)
+    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj.avfs("vault", "create", name, "--from", str(src))
+    return proj
+
+
+def test_stats_paths_of_a_whole_vault_are_refused_not_ignored(tmp_path: Path) -> None:
+    """``avfs stats NAME`` on a whole vault, NAME another vault's name: a usage error that
+    says PATHs are a lazy vault's and names ``--vault NAME`` (exit 2, one JSON error
+    document); a path of the fork is refused the same way; without PATHs the stats are
+    there, and nothing of the vault changed."""
+    proj = _project(tmp_path, "mp")
+    proj.avfs("vault", "create", "other")
+    vault = Path(proj.vault_path)
+
+    def refs() -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(vault), "for-each-ref"],
+            env=proj.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    before = refs()
+    proc = proj.avfs("--json", "--vault", "mp", "stats", "other", check=False)
+    assert proc.returncode == 2, proc.stdout
+    doc = json.loads(proc.stdout)
+    assert doc["kind"] == "error" and doc["error"]["code"] == "usage", doc
+    assert "lazy" in doc["error"]["message"], doc
+    assert "--vault other" in (doc["error"]["hint"] or ""), doc
+    human = proj.avfs("--vault", "mp", "stats", "other", check=False)
+    assert human.returncode == 2 and b"--vault other" in human.stderr, human.stderr
+    inside = proj.avfs("--json", "--vault", "mp", "stats", "msgpack", check=False)
+    assert inside.returncode == 2, inside.stdout
+    assert json.loads(inside.stdout)["error"]["code"] == "usage"
+    whole = json.loads(proj.avfs("--json", "--vault", "mp", "stats").stdout)
+    assert whole["kind"] == "stats" and whole["vault"] == "mp" and whole["lazy"] is None
+    assert refs() == before
