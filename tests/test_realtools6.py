@@ -70,3 +70,52 @@ def test_stats_paths_of_a_whole_vault_are_refused_not_ignored(tmp_path: Path) ->
     whole = json.loads(proj.avfs("--json", "--vault", "mp", "stats").stdout)
     assert whole["kind"] == "stats" and whole["vault"] == "mp" and whole["lazy"] is None
     assert refs() == before
+
+
+def test_a_bare_repository_imports_its_history_not_its_git_directory(tmp_path: Path) -> None:
+    """``vault create --from`` a bare repository (msgpack's releases 1.0.6 … 1.1.0 as a
+    history with tags, ``git clone --bare``): the vault holds its branches and tags, fork
+    ``main`` at its HEAD with the same log, and the tree of 1.1.0, as a checkout's import
+    does. It made one commit of the git directory's own files (``HEAD``, ``config``,
+    ``objects/…``) as a project's."""
+    env = make_env(tmp_path)
+    work = realdata.history("msgpack", ["1.0.6", "1.0.7", "1.0.8", "1.1.0"], tmp_path / "h", window=10)
+    bare = tmp_path / "msgpack.git"
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work), str(bare)], env=env, check=True, capture_output=True
+    )
+
+    def git(*args: str, where: Path = bare) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(where), *args], env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    proj = Project(Spec("hist", lambda: bare, "a bare history"), tmp_path, bare, env, {}, "", {}, tmp_path)
+    proc = proj.avfs("--json", "vault", "create", "hist", "--from", str(bare), check=False)
+    assert proc.returncode == 0, proc.stderr
+    vault = Path(proj.vault_path)
+    assert git("log", "--format=%H %T %s", "main", where=vault) == git("log", "--format=%H %T %s", "main")
+    assert git("tag", where=vault).split() == ["v1.0.6", "v1.0.7", "v1.0.8", "v1.1.0"]
+    listed = json.loads(proj.avfs("--json", "--vault", "hist", "ls").stdout)
+    names = sorted(e["name"] for e in listed["entries"])
+    assert "msgpack" in names and "HEAD" not in names and "objects" not in names, names
+    assert git("fsck", "--no-progress", where=vault) == ""
+    assert json.loads(proj.avfs("--json", "--vault", "hist", "status").stdout)["changes"] == []
+
+
+def test_an_empty_bare_repository_is_refused_and_no_vault_is_made(tmp_path: Path) -> None:
+    """A bare repository without commits: a usage error naming `avfs vault create NAME`
+    (an empty vault) or ``vault clone``; no vault is left behind."""
+    env = make_env(tmp_path)
+    bare = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], env=env, check=True)
+    proj = Project(
+        Spec("e", lambda: bare, "an empty bare repository"), tmp_path, bare, env, {}, "", {}, tmp_path
+    )
+    proc = proj.avfs("--json", "vault", "create", "e", "--from", str(bare), check=False)
+    assert proc.returncode == 2, proc.stdout
+    doc = json.loads(proc.stdout)
+    assert doc["error"]["code"] == "usage" and "bare" in doc["error"]["message"], doc
+    assert not Path(proj.vault_path).exists()
+    listed = json.loads(proj.avfs("--json", "vault", "list").stdout)
+    assert listed["vaults"] == [], listed
