@@ -119,3 +119,32 @@ def test_an_empty_bare_repository_is_refused_and_no_vault_is_made(tmp_path: Path
     assert not Path(proj.vault_path).exists()
     listed = json.loads(proj.avfs("--json", "vault", "list").stdout)
     assert listed["vaults"] == [], listed
+
+
+def test_up_of_a_bare_repository_is_refused_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """``avfs up`` works on a directory's files and brings the work back into them
+    (``apply``); a bare repository has none. With ``vault create --from`` taking a bare
+    repository's history, ``up`` of one would have recorded its git directory's files as
+    the origin and ``apply`` written the project over them: it is refused (``usage``,
+    naming ``vault create --from``), no vault is made, the repository is as it was."""
+    env = make_env(tmp_path)
+    work = realdata.history("msgpack", ["1.0.8", "1.1.0"], tmp_path / "h", window=10)
+    bare = tmp_path / "msgpack.git"
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work), str(bare)], env=env, check=True, capture_output=True
+    )
+
+    def snapshot() -> list[tuple[str, int]]:
+        return sorted((str(p.relative_to(bare)), p.stat().st_size) for p in bare.rglob("*") if p.is_file())
+
+    before = snapshot()
+    proj = Project(Spec("up", lambda: bare, "a bare history"), tmp_path, bare, env, {}, "", {}, tmp_path)
+    proc = proj.avfs("--json", "up", str(bare), check=False)
+    doc = json.loads(proc.stdout)
+    if doc["kind"] == "up":  # (before the fix) it mounted a fork: unmount it, then fail
+        proj.avfs("unmount", "--lazy", f"{doc['vault']}:{doc['fork']}", check=False)
+    assert proc.returncode == 2, proc.stdout
+    assert doc["error"]["code"] == "usage" and "bare" in doc["error"]["message"], doc
+    assert "vault create" in (doc["error"]["hint"] or ""), doc
+    assert json.loads(proj.avfs("--json", "vault", "list").stdout)["vaults"] == []
+    assert snapshot() == before
