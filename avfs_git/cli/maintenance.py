@@ -24,7 +24,7 @@ from .output import human_size
 def stats_cmd(app: App, paths: tuple[str, ...], operations: int) -> None:
     """What the vault holds: forks, checkpoints, objects, overlays, mounts, recent operations;
     of a lazy vault, what of each fork is local and what is only promised (PATHs: under these
-    files or directories only)."""
+    files or directories only; a whole vault refuses them: the vault is --vault's)."""
     vault, _fork = app.target()
     res = mnt.stats(vault, operations=operations, paths=list(paths))
 

@@ -29,7 +29,7 @@ def vault() -> None:
     "--from",
     "from_dir",
     type=click.Path(file_okay=False),
-    help="Import this directory (a git checkout brings its history).",
+    help="Import this directory (a git checkout or a bare repository brings its history).",
 )
 @click.option("--no-ignore", is_flag=True, help="Import files .gitignore would leave out too.")
 @click.option("--use/--no-use", "make_default", default=False, help="Make it the default vault.")

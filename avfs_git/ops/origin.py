@@ -46,6 +46,17 @@ def check_source_dir(directory: str) -> str:
         ) from exc
     except OSError as exc:
         raise UsageError(f"cannot read {directory}: {exc.strerror or exc}", details={"path": path}) from exc
+    from ..core.vaults.importer import bare_repository
+
+    if bare_repository(path):
+        # `vault create --from` takes its history; `up` would record its git directory's
+        # files as the origin and `apply` write the project over them
+        raise UsageError(
+            f"{directory} is a bare git repository: it has no files to work on or bring work back into",
+            hint=f"`avfs vault create NAME --from {directory}` takes its history (then `avfs vault fork` "
+            "and `avfs mount`); or `up` a checkout of it (`git clone`)",
+            details={"path": path},
+        )
     return path
 
 

@@ -223,6 +223,28 @@ def git_toplevel(src: str) -> str | None:
     return proc.stdout.decode().strip()
 
 
+def bare_repository(src: str) -> bool:
+    """Whether ``src`` is itself a bare git repository (not a directory inside one, nor one
+    inside a mounted fork: a fork's content is imported as plain files, as
+    :func:`git_toplevel` says)."""
+    from ..store.gitrun import run
+    from .mounttable import avfs_mount_of
+
+    if avfs_mount_of(src) is not None:
+        return False
+    try:
+        proc = run(["-C", src, "rev-parse", "--is-bare-repository", "--absolute-git-dir"], check=False)
+    except InternalError:
+        return False
+    out = proc.stdout.decode().split("\n")
+    return (
+        proc.returncode == 0
+        and len(out) >= 2
+        and out[0] == "true"
+        and os.path.realpath(out[1]) == os.path.realpath(src)
+    )
+
+
 def import_dir(
     git_dir: str,
     src: str,
@@ -245,6 +267,16 @@ def import_dir(
     checkout = top is not None and os.path.realpath(top) == os.path.realpath(src)
     if checkout and _has_commits(src):
         return _import_checkout(git_dir, src, run_git)
+    if top is None and bare_repository(src):
+        # its history, as a checkout's; its files (HEAD, config, objects/) are no project's
+        if not _has_commits(src):
+            raise UsageError(
+                f"{src} is a bare git repository whose HEAD names no commit: nothing to import",
+                hint=f"`avfs vault clone {src} NAME` takes its branches, if it has any; "
+                "`avfs vault create NAME` makes an empty vault",
+                details={"path": src},
+            )
+        return _import_checkout(git_dir, src, run_git, worktree=False)
     fork = _unborn_branch(src) if checkout else None
     paths = _list_files(src, use_gitignore, git_dir)
     if author is None:
@@ -289,8 +321,10 @@ def _has_commits(src: str) -> bool:
 
 
 def _import_checkout(
-    git_dir: str, src: str, run_git: Callable[..., str]
+    git_dir: str, src: str, run_git: Callable[..., str], *, worktree: bool = True
 ) -> tuple[str, list[tuple[str, str]]] | None:
+    """The checkout's (or, ``worktree=False``, a bare repository's) branches, tags and HEAD;
+    a checkout's uncommitted changes are returned to apply once the vault is in place."""
     run_git(
         [
             "--git-dir",
@@ -322,6 +356,9 @@ def _import_checkout(
         refs.cas_update(store, refs.fork_ref(target), head, None, "avfs: import worktree")
     # branches whose names avfs refuses stay in the vault as plain git branches
     store.close()
+    if not worktree:
+        set_default_fork(git_dir, target)
+        return None
     out = run_git(
         [
             "-C",

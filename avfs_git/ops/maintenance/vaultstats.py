@@ -5,8 +5,10 @@ only promised (core/operations/hydrate.py). It changes nothing and fetches nothi
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import TYPE_CHECKING, Any
 
+from ...core.errors import UsageError
 from ...core.operations.hydrate import ForkLocality, forks_locality
 from ...core.store import names, refs
 from ...core.store.gitstore import rfc3339
@@ -134,6 +136,23 @@ def _prefetches(vault: Vault, mounts: list[Any]) -> list[PrefetchStats]:
     return out
 
 
+def _refuse_paths(vault: Vault, paths: list[str]) -> None:
+    """PATHs limit what a lazy vault's stats count; a whole vault has nothing to count under
+    them, and ignoring them printed this vault's stats for ``avfs stats OTHER`` (another
+    vault's name, where ``--vault OTHER`` was meant) as if they were asked for."""
+    siblings = [p for p in paths if os.path.isdir(os.path.join(os.path.dirname(vault.path), p + ".git"))]
+    hint = (
+        f"to see vault {siblings[0]}'s stats: `avfs --vault {siblings[0]} stats`"
+        if siblings
+        else f"`avfs --vault {vault.name} stats` shows the whole vault"
+    )
+    raise UsageError(
+        f"PATHs count what is local of a lazy vault; vault {vault.name} is not lazy (PATHs: {' '.join(paths)})",
+        hint=hint,
+        details={"vault": vault.name, "paths": list(paths)},
+    )
+
+
 def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None) -> StatsResult:
     """What a vault holds and uses. Reads only; fetches nothing.
 
@@ -142,7 +161,11 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
 
     Raises:
         PathNotFoundError, InvalidPathError, PathProtectedError: one of ``paths``.
+        UsageError: ``paths`` given for a whole vault (they would count nothing).
     """
+    promisor = vault.store.promisor.remote()
+    if paths and promisor is None:
+        _refuse_paths(vault, paths)
     forks = vault.fork_names()
     cps = refs.list_refs_file(vault.path, refs.CHECKPOINTS)
     recovery = refs.list_refs_file(vault.path, refs.RECOVERY)
@@ -172,7 +195,6 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
         commits = int(out) if out.isdigit() else 0
     counts = count_objects(vault.path)
     lazy = None
-    promisor = vault.store.promisor.remote()
     if promisor is not None:
         asked = [names.norm_path(p) for p in paths or ()]
         lazy = LazyStats(
