@@ -198,9 +198,10 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         oid = node.oid
         if oid is None or node.is_dir:
             return None
-        return self.forms.form(
-            self.ws.base_tree, node.path, oid, node.mode, lambda: self.ws.blob_data(oid, node.path)
-        )
+        # (a read-only view read the base as it looked the node up: not asked again)
+        base = self._kids_base if self.read_only else None
+        tree = self.forms.tree_of(base) if base is not None else self.ws.base_tree
+        return self.forms.form(tree, node.path, oid, node.mode, lambda: self.ws.blob_data(oid, node.path))
 
     def _git_wait(self) -> None:
         """git opens ``.git`` first: that waits until the index it must trust is written

@@ -44,6 +44,7 @@ class CheckoutForms:
         self.store = store
         self._lock = threading.Lock()
         self._tree: str | None = None
+        self._commit: tuple[str, str] | None = None  # (commit, its tree): see tree_of
         self._everywhere = False  # core.autocrlf=true: every text file may be converted
         self._eol_crlf = False  # core.eol=crlf: `text` converts too
         self._files: dict[str, bytes | None] = {}  # directory -> its .gitattributes' bytes
@@ -53,6 +54,15 @@ class CheckoutForms:
         self._given: set[str] = set()  # directories whose attribute file the smudger has
         self._forms: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
         self._bytes = 0
+
+    def tree_of(self, commit: str) -> str:
+        """The tree of ``commit`` (the last one asked is kept)."""
+        known = self._commit
+        if known is not None and known[0] == commit:
+            return known[1]
+        tree = self.store.commit_tree(commit)
+        self._commit = (commit, tree)
+        return tree
 
     def form(self, tree: str, path: str, oid: str, mode: int, read: Callable[[], bytes]) -> bytes | None:
         """What ``git checkout`` of ``tree`` writes at ``path`` (blob ``oid`` of
