@@ -87,6 +87,14 @@ class CheckoutForms:
             self._keep((path, oid), out)
         return out
 
+    def may(self, tree: str, path: str) -> bool:
+        """Whether a file at ``path`` of ``tree`` may be converted at all (an attribute
+        file above it, or the config, names a checkout conversion)."""
+        with self._lock:
+            if tree != self._tree:
+                self._reset(tree)
+            return self._may(path)
+
     def _reset(self, tree: str) -> None:
         if self._smudger is not None:
             self._smudger.close()
@@ -198,8 +206,15 @@ def checkout_sizes(store: GitStore, base: str | None) -> Callable[[str, int, str
     forms = CheckoutForms(store)
     tree = store.commit_tree(base)
 
+    quiet: set[str] = set()  # directories no file of which a checkout converts
+
     def size(path: str, mode: int, oid: str) -> int | None:
+        parent = path.rpartition("/")[0]
+        if parent in quiet:
+            return None  # (a whole index's files: one set lookup each, not a call)
         form = forms.form(tree, path, oid, mode, lambda: store.blob_data(oid))
+        if form is None and not forms.may(tree, path):
+            quiet.add(parent)
         return None if form is None else len(form)
 
     weakref.finalize(size, forms.close)
