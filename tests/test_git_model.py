@@ -282,6 +282,22 @@ def _source(root: Path) -> Path:
     return src
 
 
+def _topic(src: Path) -> None:
+    """Branch ``topic`` of the source: main and a commit of a new file and a new line."""
+    env = {**os.environ, "GIT_AUTHOR_DATE": "@1700000050 +0000", "GIT_COMMITTER_DATE": "@1700000050 +0000"}
+
+    def g(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=src, env=env, check=True, capture_output=True)
+
+    g("checkout", "-qb", "topic", "main")
+    (src / "UPSTREAM.txt").write_text("fetched from up\n")
+    with open(src / "tox.ini", "a") as fh:
+        fh.write("\n# from up\n")
+    g("add", "-A")
+    g("commit", "-qm", "topic")
+    g("checkout", "-q", "main")
+
+
 class GitModel(RuleBasedStateMachine):
     """The mount (``m``) and the plain clone (``p``), driven alike."""
 
@@ -327,6 +343,12 @@ class GitModel(RuleBasedStateMachine):
         self.m = Side(mp, env)
         self.p = Side(plain, env)
         self.p.git("branch", "side", "origin/side")
+        # a local remote `up` on both sides (the source, a branch `topic` one commit ahead
+        # of main, made after the vault: only a fetch brings it): `git fetch up` in the
+        # mount fetches into the vault
+        _topic(src)
+        for side in (self.m, self.p):
+            side.git("remote", "add", "up", str(src))
         self.steps: list[str] = []
         self.log = LOG
         self.note(f"--- new example ({BACKEND})")
@@ -648,6 +670,25 @@ class GitModel(RuleBasedStateMachine):
         dirty = self.p.git("status", "--porcelain").stdout.strip()
         if not dirty:
             self.conflicted(data, "rebase", "rebase", "-q", "side")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data())
+    def rebase_autostash(self, data: st.DataObject) -> None:
+        """`git rebase --autostash side` over local changes: git stashes them, rebases and
+        applies them back (a conflict of the rebase is left open or aborted: the stash is
+        applied at its end either way)."""
+        if self.p.git("status", "--porcelain", "--untracked-files=no").stdout.strip():
+            self.conflicted(data, "rebase", "rebase", "-q", "--autostash", "side")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data(), merge=st.booleans())
+    def fetch(self, data: st.DataObject, merge: bool) -> None:
+        """`git fetch up` (a local remote), and a merge of what it brought."""
+        self.both("fetch", "-q", "up")
+        if merge and self.clean():
+            self.conflicted(data, "merge", "merge", "--no-edit", "up/topic")
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None and self.has("HEAD~2"))
@@ -1310,6 +1351,10 @@ def _every_command_once(backend: str) -> None:
             lambda: model.patch("am"),
             lambda: model.detach(1, switch=True),
             lambda: model.settle("abort"),
+            # (gitmodel7's: a fetch from a local remote and its merge, a rebase --autostash)
+            lambda: model.fetch(_Draw(False), True),
+            lambda: _write_both(model, "README.md", "autostashed\n"),
+            lambda: model.rebase_autostash(_Draw(False)),
         ]
         model.check()
         for step in steps:

@@ -35,6 +35,7 @@ CRAFTED = {
     "crafted/cr-end.txt": b"x\r\ny\r",
     "crafted/empty.txt": b"",
     "crafted/ident.txt": b"$Id: 1234 $\r\nbody $Id$\r\n",
+    "crafted/idents.txt": b"a $Id: x $ b $Id: other 1.2 $\n$Id: broken\nline $ $Id$\n",
     "crafted/utf16.txt": "h\u00e9\r\nx\r\n".encode("utf-16"),
     "crafted/many.txt": b"line\r\n" * 5000,
 }

@@ -108,6 +108,7 @@ PYGIT2_IMPORTERS = {
     "core/store/mergetrees.py": "libgit2's merge machinery: merge_trees and reverts, their index, conflict entries, merge favour",
     "core/store/odbdirect.py": "the object database read directly: a thread's database of the vault's packs alone",
     "core/store/gitclean.py": "libgit2's filters: what `git add` stores for a file under the view's .gitattributes",
+    "core/store/gitsmudge.py": "libgit2's filters the other way: what `git checkout` writes for a blob under a tree's .gitattributes",
 }
 
 # (importer, imported) edges between modules of one package that lie on an import cycle

@@ -79,7 +79,7 @@ class HandleTable(OpsBase):
         is added after that sees the count moved since its lookup and follows the copy
         itself (:meth:`_new_reader`); listed before the copy, a reader opened meanwhile
         kept the old bytes, and so did every later open of the file (review2)."""
-        node = self.ws.materialize(p)
+        node = self.ws.materialize(p, self._form)
         if before.oid is None or self.ws.file_path(before) is not None:
             return node  # nothing copied from a blob here
         with self._lock:
@@ -223,8 +223,11 @@ class HandleTable(OpsBase):
         view move pointed it there (:meth:`_reader_to_blob`)."""
         oid = h.oid
         assert oid is not None
-        stream = self.ws.blob_stream(oid)
-        data = None if stream is not None else self.ws.blob_data(oid, h.path)
+        node = self.ws.node(h.path)
+        data = self._form(node) if node is not None and node.oid == oid else None
+        stream = self.ws.blob_stream(oid) if data is None else None
+        if data is None and stream is None:
+            data = self.ws.blob_data(oid, h.path)
         with self._lock:
             if h.oid != oid or h.stream is not None or h.data is not None:
                 if stream is not None:  # moved again, or loaded by another read meanwhile

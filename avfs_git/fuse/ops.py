@@ -90,3 +90,4 @@ class WorkspaceFS(Invalidation, WriteOps, ViewOps):
         for fh in list(self._handles):
             self.release("", fh)
         self._record_sizes()
+        self.forms.close()

@@ -24,6 +24,7 @@ import mfusepy as fuse
 from ..core.errors import AvfsError, BlobNotLocalError, is_no_space
 from ..core.store import names
 from ..core.workspace.workspace import Node, Workspace
+from ..core.workspace.wssmudge import checkout_forms
 
 if TYPE_CHECKING:
     from ..core.store.objects import BlobStream
@@ -182,12 +183,25 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._kids: OrderedDict[str, dict[str, Node]] = OrderedDict()  # see _ro_node
         self._kids_base: str | None = None  # the base commit the kept children are of
         self._sizes: dict[str, int] = {}  # see _size
+        # what git's checkout writes of a file served from git (core/workspace/wssmudge.py)
+        self.forms = checkout_forms(ws)
         # the fork's path rules, as the mount started (docs/policy.md "Path policies"): what
         # it hides is cached by the kernel, so they hold for the mount's life; the writes
         # the workspace makes check the files' current rules themselves
         self.guard = ws.guard
         owner = ws.vault.home
         self.trace_fd = _open_trace(owner.settings.fuse_trace if owner is not None else None)
+
+    def _form(self, node: Node) -> bytes | None:
+        """What ``git checkout`` writes for ``node``, a file served from git, where that is
+        not its blob's bytes (``.gitattributes`` conversions: core/workspace/wssmudge.py)."""
+        oid = node.oid
+        if oid is None or node.is_dir:
+            return None
+        # (a read-only view read the base as it looked the node up: not asked again)
+        base = self._kids_base if self.read_only else None
+        tree = self.forms.tree_of(base) if base is not None else self.ws.base_tree
+        return self.forms.form(tree, node.path, oid, node.mode, lambda: self.ws.blob_data(oid, node.path))
 
     def _git_wait(self) -> None:
         """git opens ``.git`` first: that waits until the index it must trust is written

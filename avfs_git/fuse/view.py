@@ -76,6 +76,10 @@ class ViewOps(NestedRepos, HandleTable):
     def _size(self, node: Node) -> int:
         """A file's size; a read-only view's blob sizes are kept (``oid -> size``): the
         kernel asks for them twice in a cold ``git status`` (its lstat, then readdirplus)."""
+        if node.oid is not None:  # (content in git: a materialized file has no oid)
+            form = self._form(node)  # (git's checkout conversions: not the blob's size)
+            if form is not None:
+                return len(form)
         if not self.read_only or node.oid is None or node.entry is not None:
             return self.ws.node_size(node)
         size = self._sizes.get(node.oid)
@@ -385,8 +389,11 @@ class ViewOps(NestedRepos, HandleTable):
         if real is not None:
             raise fuse.FuseOSError(errno.EAGAIN)
         assert node.oid is not None
-        stream = self.ws.blob_stream(node.oid)
-        h = Handle(p, None, None if stream is not None else self.ws.blob_data(node.oid, p), False)
+        form = self._form(node)
+        stream = self.ws.blob_stream(node.oid) if form is None else None
+        if form is None and stream is None:
+            form = self.ws.blob_data(node.oid, p)
+        h = Handle(p, None, form, False)
         h.stream = stream
         h.oid = node.oid  # a write's copy of this blob takes it over (HandleTable._materialize)
         return self._new_reader(h, copies)
@@ -452,6 +459,9 @@ class ViewOps(NestedRepos, HandleTable):
         oid = node.oid
         if oid is None or node.is_dir:
             raise fuse.FuseOSError(errno.EISDIR)
+        form = self._form(node)  # (kept by path and blob there)
+        if form is not None:
+            return form[offset : offset + size]
         with self._lock:
             data = self._blobs.get(oid)
             stream = self._streams.get(oid)

@@ -19,6 +19,7 @@ from ..core.store.gitlib import libgit2_loaded
 from ..core.store.treelist import Listing, walk_tree
 from ..core.types import NodeKind
 from ..core.workspace.mergestate import peek_state
+from ..core.workspace.wssmudge import checkout_sizes
 from . import indexflags
 from .heldstat import held_stat, inode_of
 from .indexguard import create_lock, dropped_on_error, held, open_guard, take_lock
@@ -104,12 +105,16 @@ def index_stat(
     known = ws.store.promisor.size
     size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
     held = held_stat(ws, uid, gid)  # (a file a checkpoint converted: its own stat)
+    # git's checkout conversions: the converted file's size (git takes another for a change)
+    converted = checkout_sizes(ws.store, view.base if view is not None else ws.base)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         if (got := held(path)) is not None:
             return got
         # a submodule's entry names a commit, not a blob: git reads no stat data of it
         n = 0 if mode == 0o160000 else size(oid)
+        if converted is not None and (shown := converted(path, mode, oid)) is not None:
+            n = shown
         hit = kept.get(path) if kept else None
         if hit is not None and hit[0] == oid:  # a file a checkpoint retired keeps its times
             return hit[2], hit[1], inode_of(path), uid, gid, n

@@ -1,6 +1,7 @@
 """git's *clean* conversions (what ``git add`` makes of a file's bytes), through libgit2's
 filters: end-of-line conversion (the ``text``, ``eol`` and ``crlf`` attributes, and
-``core.autocrlf``/``core.eol`` where an attribute asks for them) and ``ident``.
+``core.autocrlf``/``core.eol`` where an attribute asks for them) and ``ident``; before
+them ``working-tree-encoding`` (libgit2 has no such filter: :func:`.gitsmudge.to_git`).
 
 A :class:`Cleaner` judges paths by the ``.gitattributes`` files of one view (the
 workspace being captured, not a commit: an uncheckpointed ``.gitattributes`` counts, as it
@@ -29,12 +30,11 @@ git would have run one.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 
 from .gitlib import git_errors
+from .gitsmudge import ENCODING, attributes_handle, encoding_of, ident_to_git, to_git
 
 ATTRIBUTES = ".gitattributes"
 
@@ -47,22 +47,8 @@ class Cleaner:
     ) -> None:
         """``files``: each ``.gitattributes`` of the view by its directory ("" for the
         root) and its bytes; ``index``: (blob id, mode) of what paths held before."""
-        import pygit2
-
         self.drivers: set[str] = set()
-        self._dir = tempfile.mkdtemp(prefix="avfs-attrs-")
-        try:
-            for d, data in files.items():
-                at = os.path.join(self._dir, *d.split("/")) if d else self._dir
-                os.makedirs(at, exist_ok=True)
-                with open(os.path.join(at, ATTRIBUTES), "xb") as fh:
-                    fh.write(data)
-            repo = pygit2.Repository(store_path)
-            repo.workdir = self._dir
-            repo.index.clear()  # (in memory: a vault has no index file; a test's repo has)
-        except BaseException:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            raise
+        repo, self._dir = attributes_handle(store_path, files)
         self._repo = repo
         self._base = dict(index)
         self._drivers_set: dict[str, bool] = {}
@@ -77,16 +63,27 @@ class Cleaner:
         try:
             self._index_for(path)
             fl = self._repo.load_filter_list(path)
+            enc = encoding_of(self._repo.get_attr(path, ENCODING))
+            ident = self._repo.get_attr(path, "ident") is True
         except git_errors():
             return None
         self._note_driver(path)
+        # git's order (convert_to_git): the encoding first, then end of line and ident;
+        # ident here first (git's rule: libgit2's filter collapses the first `$Id: ...$`
+        # only, and nothing is left for it), which end-of-line conversion cannot change
+        decoded = to_git(data, enc) if enc is not None else None
+        collapsed = ident_to_git(data if decoded is None else decoded) if ident else None
+        if collapsed is not None:
+            decoded = collapsed
+        if decoded is not None:
+            data = decoded
         if fl is None:
-            return None
+            return decoded
         buf = ffi.new("git_buf *")
         # (pygit2's FilterList.apply_to_buffer reads the result as a C string: it would
         # end a file at its first NUL byte)
         if C.git_filter_list_apply_to_buffer(buf, fl._pointer, data, len(data)) != 0:
-            return None  # (core.safecrlf=true refusing it: recorded as it is)
+            return decoded  # (core.safecrlf=true refusing it: recorded as it is)
         try:
             return bytes(ffi.buffer(buf.ptr, buf.size))
         finally:

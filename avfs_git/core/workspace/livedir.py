@@ -13,6 +13,7 @@ this module only does it on the directory.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat as st_
@@ -24,6 +25,7 @@ from ..errors import from_oserror
 from ..store import deeptree
 from ..store.gitstore import GitStore
 from ..types import MODE_EXEC, MODE_LINK, MODE_TREE
+from .wssmudge import CheckoutForms
 
 
 class Readable(Protocol):
@@ -45,6 +47,8 @@ class LiveDir:
         # kernel's quota of the upper layer is full: a whiteout, a copy-up of metadata
         # (Vault.own_room); a write that adds bytes was checked against the quota first
         self._room = room or nullcontext
+        # (libgit2 loaded only where attributes convert; its scratch removed when collected)
+        self._forms = CheckoutForms(store)
 
     def real(self, path: str) -> str:
         return os.path.join(self.root, path) if path else self.root
@@ -140,9 +144,10 @@ class LiveDir:
         except OSError as exc:
             raise from_oserror(exc, src) from exc
 
-    def put(self, path: str, hit: tuple[str, int] | None) -> None:
+    def put(self, path: str, hit: tuple[str, int] | None, tree: str | None = None) -> None:
         """Make ``path`` hold git object ``hit`` (oid, mode) — a subtree written out whole —
-        or nothing (None)."""
+        or nothing (None); its files as ``git checkout`` of ``tree`` writes them (its
+        ``.gitattributes`` conversions: core/workspace/wssmudge.py; None: as the blobs are)."""
         with self._room():
             self.remove(path)
             if hit is None:
@@ -165,7 +170,9 @@ class LiveDir:
                 if mode == MODE_LINK:
                     self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), p)
                     continue
-                self.write(p, self.store.blob_data(oid), mode)
+                read = functools.partial(self.store.blob_data, oid)
+                form = None if tree is None else self._forms.form(tree, p, oid, mode, read)
+                self.write(p, read() if form is None else form, mode)
 
     def reset(self, paths: Iterable[str], tree: str) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has
@@ -177,10 +184,10 @@ class LiveDir:
                     continue  # written out with a directory above it
                 hit = self.store.tree_lookup(tree, p)
                 if hit is not None and hit[1] == MODE_TREE:
-                    self.put(p, hit)
+                    self.put(p, hit, tree)
                     done.append(p)
                     continue
-                self.put(p, hit)
+                self.put(p, hit, tree)
             self._prune_empty(paths, tree)
 
     def _prune_empty(self, paths: Iterable[str], tree: str) -> None:

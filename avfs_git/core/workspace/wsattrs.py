@@ -10,10 +10,14 @@ conversions only take CRs out and collapse ``$Id: ...$``), so libgit2 is loaded 
 ms, which `avfs status` and `avfs checkpoint save` otherwise never pay) only for a file
 that has one of them.
 
-What is not looked at: ``core.autocrlf`` with no attribute file anywhere, git's global
-(``core.attributesFile``) and system attribute files when the view has no
-``.gitattributes`` of its own (libgit2 reads them once a cleaner is made), and
-``working-tree-encoding`` (libgit2 has no such filter).
+With a ``working-tree-encoding`` in an attribute file, every file is asked (its bytes
+may be in another encoding: :func:`.gitsmudge.to_git` turns them into UTF-8 first).
+
+``core.autocrlf`` (``true`` or ``input``) set in the vault's config applies with no
+attribute file anywhere too. What is not looked at: ``core.autocrlf`` set in git's global
+or system config only, and git's global (``core.attributesFile``) and system attribute
+files, when the view has no ``.gitattributes`` of its own and the vault no
+``info/attributes`` (libgit2 reads them once a cleaner is made).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from collections.abc import Iterable, Mapping
 
 from ..store import names
 from ..store.gitclean import ATTRIBUTES, Cleaner
-from ..store.gitstore import blob_id
+from ..store.gitsmudge import ENCODING, Smudger, may_smudge
+from ..store.gitstore import GitStore, blob_id
 from ..store.treediff import diff_entry
 from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay
@@ -34,6 +39,32 @@ from .wsview import Node, View
 TEXT = (MODE_BLOB, MODE_EXEC)  # the modes conversions apply to (not links, not gitlinks)
 
 
+def autocrlf(store: GitStore) -> str | None:
+    """The vault's ``core.autocrlf`` when it converts ("true" or "input"), else None: its
+    config file read first (a few hundred bytes), libgit2 asked only when it names one."""
+    try:
+        with open(os.path.join(store.path, "config"), "rb") as fh:
+            if b"autocrlf" not in fh.read().lower():
+                return None
+    except OSError:
+        return None
+    val = (store.config_value("core.autocrlf") or "").lower()
+    if val in ("true", "yes", "on", "1"):
+        return "true"
+    return "input" if val == "input" else None
+
+
+def eol_crlf(store: GitStore) -> bool:
+    """Whether the vault's config sets ``core.eol=crlf`` (read as :func:`autocrlf`)."""
+    try:
+        with open(os.path.join(store.path, "config"), "rb") as fh:
+            if b"eol" not in fh.read().lower():
+                return False
+    except OSError:
+        return False
+    return (store.config_value("core.eol") or "").lower() == "crlf"
+
+
 def may_change(data: bytes) -> bool:
     """Whether git's clean conversions can change ``data`` at all."""
     return b"\r" in data or b"$Id" in data
@@ -41,24 +72,53 @@ def may_change(data: bytes) -> bool:
 
 class Conversions:
     """git's clean conversions of files of one view, the cleaner made at the first file
-    that may need it; :meth:`close` when done."""
+    that may need it, and whether git's checkout would write a file's blob as other bytes
+    than the file holds (:meth:`checkout_differs`); :meth:`close` when done."""
 
-    def __init__(self, store_path: str, files: dict[str, bytes], index: dict[str, tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        store_path: str,
+        files: dict[str, bytes],
+        index: dict[str, tuple[str, int]],
+        *,
+        encodings: bool,
+        smudges: bool,
+    ) -> None:
         self._args = (store_path, files, index)
         self._cleaner: Cleaner | None = None
+        self._encodings = encodings  # (any bytes may be in another encoding: all are asked)
+        self._smudges = smudges  # (a checkout may convert: see checkout_differs)
+        self._smudger: Smudger | None = None
 
     def clean(self, path: str, data: bytes) -> bytes | None:
         """What ``git add`` stores for ``data`` at ``path``; None: the bytes as they are."""
-        if not may_change(data):
+        if not self._encodings and not may_change(data):
             return None
         if self._cleaner is None:
             self._cleaner = Cleaner(*self._args)
         return self._cleaner.clean(path, data)
 
+    def checkout_differs(self, path: str, stored: bytes, data: bytes) -> bool:
+        """Whether ``git checkout`` of the blob ``stored`` at ``path`` writes other bytes
+        than ``data`` (the file's): a file written with LF under ``eol=crlf`` is stored as
+        it is, and a mount showing the blob would show CRLF (core/workspace/wssmudge.py),
+        where git's work tree keeps the file as it is."""
+        if not self._smudges:
+            return False
+        if self._smudger is None:
+            self._smudger = Smudger(self._args[0])
+            for d, text in self._args[1].items():
+                self._smudger.add_attributes(d, text)
+        out = self._smudger.smudge(path, stored)
+        return (stored if out is None else out) != data
+
     def close(self) -> None:
         if self._cleaner is not None:
             self._cleaner.close()
             self._cleaner = None
+        if self._smudger is not None:
+            self._smudger.close()
+            self._smudger = None
 
 
 def conversions_for(
@@ -90,14 +150,23 @@ def conversions_for(
                 continue
         elif node.oid is not None:
             files[d] = store.blob_data(node.oid, path=path)
-    if not files and not os.path.exists(os.path.join(store.path, "info", "attributes")):
+    info = os.path.join(store.path, "info", "attributes")
+    if not files and not os.path.exists(info) and autocrlf(store) is None:
         return None
     index: dict[str, tuple[str, int]] = {}
     for p in paths:
         held = store.tree_lookup(base_tree, p)
         if held is not None and held[1] in TEXT:
             index[p] = held
-    return Conversions(store.path, files, index)
+    try:
+        with open(info, "rb") as fh:
+            extra = fh.read()
+    except OSError:
+        extra = b""
+    texts = (*files.values(), extra)
+    encodings = any(ENCODING.encode() in f for f in texts)
+    smudges = autocrlf(store) == "true" or may_smudge(texts, eol_crlf=eol_crlf(store))
+    return Conversions(store.path, files, index, encodings=encodings, smudges=smudges)
 
 
 def file_oids(
@@ -146,8 +215,9 @@ def compared(
 
 def converted_paths(view: View, entries: list[Entry]) -> frozenset[str]:
     """The paths of the materialized files among ``entries`` whose bytes git's clean
-    conversion changes (a CRLF file under ``text=auto``): a commit holds their converted
-    blob while the workspace keeps the bytes, so their entries stay."""
+    conversion changes (a CRLF file under ``text=auto``), or whose blob git's checkout
+    writes as other bytes (an LF file under ``eol=crlf``): a commit holds their blob while
+    the workspace keeps the bytes, so their entries stay."""
     files = [e for e in entries if e.kind == FILE and e.mode in TEXT]
     conv = conversions_for(view, view.base_tree, None, [e.path for e in files])
     if conv is None:
@@ -164,7 +234,8 @@ def converted_paths(view: View, entries: list[Entry]) -> frozenset[str]:
             except OSError:
                 continue
             cleaned = conv.clean(e.path, data)
-            if cleaned is not None and cleaned != data:
+            stored = data if cleaned is None else cleaned
+            if stored != data or conv.checkout_differs(e.path, stored, data):
                 out.add(e.path)
     finally:
         conv.close()

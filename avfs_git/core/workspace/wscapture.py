@@ -221,10 +221,10 @@ class Conversion:
             with open(fpath, "rb") as fh:
                 data = fh.read()
         cleaned = self.conv.clean(path, data)
-        if cleaned is not None and cleaned != data:
-            self.converted.add(path)
-            data = cleaned
-        return pw.add(OBJ_BLOB, data)
+        stored = data if cleaned is None else cleaned
+        if stored != data or self.conv.checkout_differs(path, stored, data):
+            self.converted.add(path)  # (the file stays: git's work tree keeps it as it is)
+        return pw.add(OBJ_BLOB, stored)
 
 
 def _conversion(ws: Fork, entries: list[Entry], view_entries: dict[str, Entry]) -> Conversion | None:

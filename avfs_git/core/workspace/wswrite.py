@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat as stat_
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from ..errors import (
@@ -427,9 +427,11 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             raise IsDirectoryError(f"{node.path}: is a directory (use recursive copy)")
         return self._move_or_copy(src, dst, copy=True)
 
-    def materialize(self, path: str) -> Node:
+    def materialize(self, path: str, form: Callable[[Node], bytes | None] | None = None) -> Node:
         """Make a file's bytes a real overlay file (copying them out of git once), so
-        writes can go straight to disk; returns the (now materialized) node."""
+        writes can go straight to disk; returns the (now materialized) node. ``form``:
+        the bytes a mount shows for a file of the base where they are not its blob's
+        (git's checkout conversions: core/workspace/wssmudge.py)."""
         p = norm(path)
         node = self.view.lookup(p)
         if node is None:
@@ -439,8 +441,11 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         if node.materialized:
             return node
         assert node.oid is not None
-        stream = self.store.blob_stream(node.oid)
-        if stream is None:
+        shown = form(node) if form is not None else None
+        stream = self.store.blob_stream(node.oid) if shown is None else None
+        if shown is not None:
+            fid, size = self._store_bytes(shown)
+        elif stream is None:
             fid, size = self._store_bytes(self.store.blob_data(node.oid))
         else:
             try:
@@ -558,7 +563,7 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         if live is not None:
             if hit is None and self.view.lookup(p) is None:
                 raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
-            live.put(p, hit)
+            live.put(p, hit, tree)
             return
         with self.overlay.txn() as db:
             if hit is None:

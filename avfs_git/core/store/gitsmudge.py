@@ -1,0 +1,230 @@
+"""git's *smudge* conversions (what ``git checkout`` writes for a blob's bytes), the other
+half of :mod:`.gitclean`: ``ident`` (``$Id$`` expanded to ``$Id: <blob id> $``), the
+end-of-line conversion to CRLF (``eol=crlf``, ``text`` with ``core.eol=crlf``, and
+``core.autocrlf=true``), through libgit2's filters, then ``working-tree-encoding``
+(libgit2 has no such filter: Python's codecs, as git's ``convert.c`` does with iconv),
+in git's order (``convert_to_working_tree``: ident, end of line, encoding).
+
+A :class:`Smudger` judges paths by the ``.gitattributes`` files it is given (those of
+one commit's tree, each added before a path below it is asked), the vault's
+``info/attributes`` and git's global and system attribute files, laid out in a scratch
+directory that a handle of the vault takes as its work tree (as :class:`.gitclean.Cleaner`).
+
+``tests/test_gitsmudge.py`` compares :meth:`Smudger.smudge` with ``git checkout`` on real
+files.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .gitlib import git_errors
+from .gitstore import blob_id
+
+if TYPE_CHECKING:
+    import pygit2
+
+ENCODING = "working-tree-encoding"
+_UTF8 = ("UTF-8", "UTF8")
+# what an attribute file names where a checkout may convert (``eol=crlf`` and the old
+# ``crlf`` included; ``text`` too where ``core.eol=crlf``)
+SMUDGE_WORDS = (b"crlf", b"ident", ENCODING.encode())
+
+
+def may_smudge(texts: Iterable[bytes], *, eol_crlf: bool = False) -> bool:
+    """Whether attribute files of these bytes can make a checkout convert anything."""
+    words = (*SMUDGE_WORDS, b"text") if eol_crlf else SMUDGE_WORDS
+    return any(w in t for t in texts for w in words)
+
+
+def encoding_of(value: object) -> str | None:
+    """The encoding a ``working-tree-encoding`` value names (git's
+    ``git_path_check_encoding``: unset, set without a value, unset with ``-`` or empty
+    is none, and so is UTF-8); None when there is none or Python knows no such codec."""
+    if not isinstance(value, str) or not value or value.upper() in _UTF8:
+        return None
+    name = value.upper()
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return None
+    return name
+
+
+def to_worktree(data: bytes, encoding: str) -> bytes | None:
+    """``data`` (UTF-8, as git stores it) in ``encoding``; None where it cannot be (git
+    then writes the bytes as they are: ``encode_to_worktree``). UTF-16 and UTF-32 named
+    without an order get a byte order mark, as iconv writes them."""
+    if not data:
+        return None
+    try:
+        return data.decode("utf-8").encode(encoding)
+    except (UnicodeError, LookupError):
+        return None
+
+
+def to_git(data: bytes, encoding: str) -> bytes | None:
+    """``data`` (in ``encoding``) as git stores it (UTF-8); None where git's ``add``
+    refuses it (``encode_to_git``: bytes that do not decode; UTF-16 or UTF-32 without a
+    byte order mark where the name gives no order; a mark where it does)."""
+    if not data:
+        return None
+    name = encoding.replace("_", "-")
+    boms = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+    if name in ("UTF-16", "UTF16", "UTF-32", "UTF32") and not data.startswith(boms):
+        return None
+    ordered = name.endswith(("BE", "LE")) and name.startswith(("UTF-16", "UTF16", "UTF-32", "UTF32"))
+    if ordered and data.startswith(boms):
+        return None
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except (UnicodeError, LookupError):
+        return None
+
+
+def ident_to_worktree(data: bytes, oid: str) -> bytes | None:
+    """``data`` with each ``$Id$`` (and each git-style ``$Id: ... $``, no line break nor
+    inner space in it) made ``$Id: OID $``, as git's ``ident_to_worktree`` does; None when
+    there is none."""
+    if b"$Id" not in data:
+        return None
+    out = bytearray()
+    i, n, changed = 0, len(data), False
+    while True:
+        d = data.find(b"$", i)
+        if d < 0:
+            break
+        out += data[i : d + 1]
+        i = d + 1
+        if n - i < 3 or data[i : i + 2] != b"Id":
+            continue
+        c = data[i + 2 : i + 3]
+        if c == b"$":
+            i += 3
+        elif c == b":":
+            end = data.find(b"$", i + 3)
+            if end < 0:
+                break
+            if b"\n" in data[i + 3 : end]:
+                continue
+            spc = data.find(b" ", i + 4, end)
+            if 0 <= spc < end - 1:
+                continue  # (another versioning system's id: kept)
+            i = end + 1
+        else:
+            continue
+        out += b"Id: " + oid.encode() + b" $"
+        changed = True
+    out += data[i:]
+    return bytes(out) if changed else None
+
+
+def ident_to_git(data: bytes) -> bytes | None:
+    """``data`` with each ``$Id: ... $`` (no line break in it) made ``$Id$``, as git's
+    ``ident_to_git`` does (libgit2's filter collapses the first one only); None when
+    there is none."""
+    if b"$Id:" not in data:
+        return None
+    out = bytearray()
+    i, n, changed = 0, len(data), False
+    while True:
+        d = data.find(b"$", i)
+        if d < 0:
+            break
+        out += data[i : d + 1]
+        i = d + 1
+        if n - i > 3 and data[i : i + 3] == b"Id:":
+            end = data.find(b"$", i + 3)
+            if end < 0:
+                break
+            if b"\n" in data[i + 3 : end]:
+                continue
+            out += b"Id$"
+            i = end + 1
+            changed = True
+    out += data[i:]
+    return bytes(out) if changed else None
+
+
+def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygit2.Repository, str]:
+    """A libgit2 handle of the vault whose work tree is a new scratch directory (mode
+    0700) holding ``files`` (the bytes of each ``.gitattributes`` by its directory, ""
+    the root), its index empty (in memory only), and that directory: the caller frees the
+    handle and removes the directory."""
+    import pygit2
+
+    scratch = tempfile.mkdtemp(prefix="avfs-attrs-")
+    try:
+        for d, data in files.items():
+            at = os.path.join(scratch, *d.split("/")) if d else scratch
+            os.makedirs(at, exist_ok=True)
+            with open(os.path.join(at, ".gitattributes"), "xb") as fh:
+                fh.write(data)
+        repo = pygit2.Repository(store_path)
+        repo.workdir = scratch
+        repo.index.clear()  # (in memory: a vault has no index file; a test's repo has)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return repo, scratch
+
+
+class Smudger:
+    """The smudge conversions of one tree's files (see the module's text); :meth:`close`
+    when done. Not thread-safe: its caller holds a lock."""
+
+    def __init__(self, store_path: str) -> None:
+        self._repo, self._dir = attributes_handle(store_path, {})
+        # (one left unclosed frees its handle and removes its scratch when collected)
+        self._done = weakref.finalize(self, _dispose, self._repo, self._dir)
+
+    def add_attributes(self, directory: str, data: bytes) -> None:
+        """The ``.gitattributes`` of ``directory`` ("" the root), before any path below
+        it is asked."""
+        at = os.path.join(self._dir, *directory.split("/")) if directory else self._dir
+        os.makedirs(at, exist_ok=True)
+        with open(os.path.join(at, ".gitattributes"), "wb") as fh:
+            fh.write(data)
+
+    def smudge(self, path: str, data: bytes) -> bytes | None:
+        """What ``git checkout`` writes for ``data`` (a blob's bytes) at ``path``; None
+        when that is ``data`` itself."""
+        import pygit2
+        from pygit2.ffi import C, ffi
+
+        try:
+            fl = self._repo.load_filter_list(path, pygit2.enums.FilterMode.TO_WORKTREE)
+            enc = encoding_of(self._repo.get_attr(path, ENCODING))
+            ident = self._repo.get_attr(path, "ident") is True
+        except git_errors():
+            return None
+        # libgit2's ident filter expands nothing in a buffer (it needs the blob's id): git's
+        # own rule here, first, as git's convert_to_working_tree runs it
+        out = ident_to_worktree(data, blob_id(data)) if ident else None
+        if out is None:
+            out = data
+        if fl is not None:
+            buf = ffi.new("git_buf *")
+            # (pygit2's FilterList.apply_to_buffer ends the result at its first NUL byte)
+            if C.git_filter_list_apply_to_buffer(buf, fl._pointer, out, len(out)) == 0:
+                try:
+                    out = bytes(ffi.buffer(buf.ptr, buf.size))
+                finally:
+                    C.git_buf_dispose(buf)
+        if enc is not None:
+            out = to_worktree(out, enc) or out
+        return None if out == data else out
+
+    def close(self) -> None:
+        self._done()
+
+
+def _dispose(repo: Any, scratch: str) -> None:
+    repo.free()
+    shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,221 @@
+"""What ``git checkout`` writes for the base's files: the working-tree form a mount shows
+of a file it serves from git (docs/fuse.md, "Checkout conversions"). git's checkout applies
+the smudge side of ``.gitattributes`` (``eol=crlf``, ``ident``, ``working-tree-encoding``,
+``core.autocrlf=true``); a mount that showed the blob's bytes showed LF where a checkout
+writes CRLF, ``$Id$`` unexpanded and UTF-8 where a checkout writes UTF-16 (and git's
+``status`` then failed on such a file: "BOM is required").
+
+The attributes are the base tree's (those ``git checkout`` of the base reads), the
+vault's ``info/attributes`` and config: a file changed since the base is the overlay's
+bytes as they were written, never converted.
+
+What it costs: nothing for a tree none of whose ``.gitattributes`` names ``crlf``,
+``ident`` or ``working-tree-encoding`` (and ``text`` where ``core.eol=crlf``) and whose
+vault has no ``core.autocrlf=true``: one tree lookup per directory, once per base, then a
+dictionary lookup per file asked. Elsewhere libgit2's filters convert each file below such
+an attribute file once (:class:`~.gitsmudge.Smudger`), the forms kept by path and blob
+(:data:`CACHE_BYTES`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+from ..store import names
+from ..store.gitclean import ATTRIBUTES
+from ..store.gitsmudge import Smudger, may_smudge
+from ..store.gitstore import GitStore
+from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE
+from .wsattrs import autocrlf, eol_crlf
+
+CACHE_BYTES = 32 << 20  # converted forms kept (by path and blob), least recently used out
+
+
+class CheckoutForms:
+    """The working-tree form of files of one store's trees (see the module's text),
+    thread-safe; :meth:`close` when done."""
+
+    def __init__(self, store: GitStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._tree: str | None = None
+        self._commit: tuple[str, str] | None = None  # (commit, its tree): see tree_of
+        self._everywhere = False  # core.autocrlf=true: every text file may be converted
+        self._eol_crlf = False  # core.eol=crlf: `text` converts too
+        self._files: dict[str, bytes | None] = {}  # directory -> its .gitattributes' bytes
+        self._trees: dict[str, str | None] = {}  # directory -> its tree in the base
+        self._under: dict[str, bool] = {}  # directory -> whether a file in it may be converted
+        self._smudger: Smudger | None = None
+        self._given: set[str] = set()  # directories whose attribute file the smudger has
+        self._forms: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
+        self._bytes = 0
+
+    def tree_of(self, commit: str) -> str:
+        """The tree of ``commit`` (the last one asked is kept)."""
+        known = self._commit
+        if known is not None and known[0] == commit:
+            return known[1]
+        tree = self.store.commit_tree(commit)
+        self._commit = (commit, tree)
+        return tree
+
+    def form(self, tree: str, path: str, oid: str, mode: int, read: Callable[[], bytes]) -> bytes | None:
+        """What ``git checkout`` of ``tree`` writes at ``path`` (blob ``oid`` of
+        ``mode``, whose bytes ``read()`` gives); None when that is the blob's bytes."""
+        if mode not in (MODE_BLOB, MODE_EXEC):
+            return None
+        with self._lock:
+            if tree != self._tree:
+                self._reset(tree)
+            if not self._may(path):
+                return None
+            key = (path, oid)
+            if key in self._forms:
+                self._forms.move_to_end(key)
+                return self._forms[key]
+        data = read()
+        with self._lock:
+            if tree != self._tree:
+                return None  # (moved meanwhile: the caller asks again with the new tree)
+            smudger = self._smudger_for(path)
+            out = smudger.smudge(path, data)
+            self._keep((path, oid), out)
+        return out
+
+    def may(self, tree: str, path: str) -> bool:
+        """Whether a file at ``path`` of ``tree`` may be converted at all (an attribute
+        file above it, or the config, names a checkout conversion)."""
+        with self._lock:
+            if tree != self._tree:
+                self._reset(tree)
+            return self._may(path)
+
+    def _reset(self, tree: str) -> None:
+        if self._smudger is not None:
+            self._smudger.close()
+        self._tree, self._smudger = tree, None
+        self._files, self._trees, self._under, self._given = {}, {}, {}, set()
+        self._forms, self._bytes = OrderedDict(), 0
+        self._everywhere = autocrlf(self.store) == "true"
+        self._eol_crlf = not self._everywhere and eol_crlf(self.store)
+        info = self._info()
+        if info is not None and may_smudge([info], eol_crlf=self._eol_crlf):
+            self._everywhere = True
+
+    def _info(self) -> bytes | None:
+        try:
+            with open(os.path.join(self.store.path, "info", "attributes"), "rb") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    def _dir_tree(self, d: str) -> str | None:
+        """The tree of directory ``d`` in the base (one tree read per directory: its
+        parent's is kept)."""
+        if d in self._trees:
+            return self._trees[d]
+        assert self._tree is not None
+        if not d:
+            got: str | None = self._tree
+        else:
+            parent, _, name = d.rpartition("/")
+            up = self._dir_tree(parent)
+            held = self.store.tree_lookup(up, name) if up is not None else None
+            got = held[0] if held is not None and held[1] == MODE_TREE else None
+        self._trees[d] = got
+        return got
+
+    def _attributes(self, d: str) -> bytes | None:
+        if d not in self._files:
+            tree = self._dir_tree(d)
+            held = self.store.tree_lookup(tree, ATTRIBUTES) if tree is not None else None
+            data = None
+            if held is not None and held[1] in (MODE_BLOB, MODE_EXEC):  # (never through a link)
+                data = self.store.blob_data(held[0])
+            self._files[d] = data
+        return self._files[d]
+
+    def _may(self, path: str) -> bool:
+        if self._everywhere:
+            return True
+        parent = path.rpartition("/")[0]
+        hit = self._under.get(parent)
+        if hit is None:
+            hit = False
+            for d in names.ancestors(path):
+                data = self._attributes(d)
+                if data is not None and may_smudge([data], eol_crlf=self._eol_crlf):
+                    hit = True
+                    break
+            self._under[parent] = hit
+        return hit
+
+    def _smudger_for(self, path: str) -> Smudger:
+        if self._smudger is None:
+            self._smudger = Smudger(self.store.path)
+        for d in names.ancestors(path):
+            if d in self._given:
+                continue
+            data = self._attributes(d)
+            if data is not None:
+                self._smudger.add_attributes(d, data)
+            self._given.add(d)
+        return self._smudger
+
+    def _keep(self, key: tuple[str, str], out: bytes | None) -> None:
+        size = len(out) if out is not None else 0
+        if size > CACHE_BYTES // 4:
+            return  # (a big converted file is converted again when read again)
+        self._forms[key] = out
+        self._bytes += size
+        while self._bytes > CACHE_BYTES and self._forms:
+            old = self._forms.popitem(last=False)[1]
+            self._bytes -= len(old) if old is not None else 0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._smudger is not None:
+                self._smudger.close()
+                self._smudger = None
+
+
+class _HasStore(Protocol):
+    @property
+    def store(self) -> GitStore: ...
+
+
+def checkout_forms(ws: _HasStore) -> CheckoutForms:
+    """The checkout forms of workspace ``ws``'s files (a mount's views: fuse/ asks the
+    workspace, never its store)."""
+    return CheckoutForms(ws.store)
+
+
+def checkout_sizes(store: GitStore, base: str | None) -> Callable[[str, int, str], int | None] | None:
+    """``size(path, mode, oid)``: the size of what ``git checkout`` of commit ``base``
+    writes at ``path`` where a conversion changes the blob, else None (what a mount's git
+    index must hold: git takes a size other than the file's for a change). None in a lazy
+    vault, whose blobs reading them would fetch (its mount's index holds the blob's size:
+    git takes such a file for modified once its stat data are read; see the module's text)."""
+    if base is None or store.promisor.remote() is not None:
+        return None
+    forms = CheckoutForms(store)
+    tree = store.commit_tree(base)
+
+    quiet: set[str] = set()  # directories no file of which a checkout converts
+
+    def size(path: str, mode: int, oid: str) -> int | None:
+        parent = path.rpartition("/")[0]
+        if parent in quiet:
+            return None  # (a whole index's files: one set lookup each, not a call)
+        form = forms.form(tree, path, oid, mode, lambda: store.blob_data(oid))
+        if form is None and not forms.may(tree, path):
+            quiet.add(parent)
+        return None if form is None else len(form)
+
+    weakref.finalize(size, forms.close)
+    return size

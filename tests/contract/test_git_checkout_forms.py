@@ -1,0 +1,163 @@
+"""A mount shows each file of its base as ``git checkout`` writes it (docs/fuse.md,
+"Checkout conversions"): ``eol=crlf`` files with CRLF, ``$Id$`` expanded, a
+``working-tree-encoding=UTF-16`` file in UTF-16, and every text file with CRLF under
+``core.autocrlf=true`` with no attribute file at all. Before, the mount showed the blobs'
+bytes: LF, ``$Id$``, UTF-8; git's ``status`` took such a file for modified once its stat
+data were read (the index held the blob's size) and failed on the UTF-16 one ("BOM is
+required"), and a checkpoint of a UTF-16 file recorded UTF-16 where ``git add`` stores
+UTF-8.
+
+Differential: a plain ``git clone`` of the vault beside the mount, the same steps on both
+(an edit of each kind, a checkpoint against ``git add -A``, a restore against ``git reset
+--hard``, a remount), every file's bytes compared, and git's ``status`` in the mount empty
+after every file's stat data changed. Real files: ansible-core's CRLF ones
+(tests/realdata.py). Both backends, the CLI as a person runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .. import realdata
+from ..gitmount import _git, _status
+from .backends import MOUNTS
+
+pytestmark = pytest.mark.backends(*MOUNTS)
+
+ATTRS = (
+    b"*.ps1 text eol=crlf\n*.csv text eol=crlf\n*.txt text=auto\n*.c ident\n"
+    b"*.u16 working-tree-encoding=UTF-16\n"
+)
+CRAFTED = {
+    "src/id.c": b"/* $Id$ */\nint x;\n",
+    "src/two.c": b"// $Id$ and $Id: old $\n",
+    "enc/w.u16": "h\u00e9llo\nw\u00f6rld\n".encode("utf-16"),
+    "plain.md": b"stays\n",
+}
+
+
+def _source(tmp: Path, attrs: bytes | None) -> Path:
+    """A git repository of ansible-core's CRLF files, a slice of its others and the crafted
+    ones, committed by git under ``attrs`` (git's own clean conversions make the blobs)."""
+    src = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp / "sdist")
+    every = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    picked = [p for p in every if b"\r" in p.read_bytes() and p.suffix in (".ps1", ".csv", ".txt")]
+    assert len(picked) >= 4, picked
+    picked += [p for p in every[::150] if p.suffix in (".py", ".txt", ".yml", ".ps1")]
+    repo = tmp / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    files = {f"ansible/{p.relative_to(src)}": p.read_bytes() for p in picked}
+    files.update(CRAFTED)
+    if attrs is not None:
+        files[".gitattributes"] = attrs
+    for p, data in files.items():
+        (repo / p).parent.mkdir(parents=True, exist_ok=True)
+        (repo / p).write_bytes(data)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "files")
+    return repo
+
+
+def _tree_files(root: Path) -> dict[str, bytes]:
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for f in files:
+            if f == ".git":
+                continue
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def _same(mp: Path, plain: Path) -> None:
+    want, got = _tree_files(plain), _tree_files(mp)
+    assert sorted(got) == sorted(want)
+    wrong = [p for p in want if got[p] != want[p]]
+    assert not wrong, [(p, want[p][:60], got[p][:60]) for p in wrong[:5]]
+
+
+def _clean_after_a_stat_change(mp: Path, avfs: Any) -> None:
+    """git sees nothing changed, also once it reads every file's stat data (a size the
+    index holds that is not the file's is a change to git), nor does avfs."""
+    assert _git(mp, "status", "--porcelain").stdout == ""
+    for p in _tree_files(mp):
+        os.utime(mp / p)
+    st = _git(mp, "status", "--porcelain")
+    assert st.stdout == "" and "error" not in st.stderr, st.stdout + st.stderr
+    assert _git(mp, "diff", "--stat").stdout == ""
+    doc = _status(avfs)
+    assert doc["changes"] == [] and not doc["stale"], doc
+
+
+@pytest.fixture
+def forms(
+    backend: str, cli_proc: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, Path, Any]]:
+    """(mount of fork f, a plain clone of f beside it, run avfs in the mount); the source
+    under ``ATTRS``, or under none with ``core.autocrlf=true`` set in the vault."""
+    autocrlf = getattr(request, "param", False)
+    repo = _source(tmp_path, None if autocrlf else ATTRS)
+    assert cli_proc("vault", "create", "v", "--from", str(repo)).code == 0
+    assert cli_proc("vault", "fork", "v:main", "f").code == 0
+    vault = cli_proc("--json", "vault", "path", "v").json()["path"]
+    if autocrlf:
+        _git(vault, "config", "core.autocrlf", "true")
+    plain = tmp_path / "plain"
+    config = ["-c", "core.autocrlf=true"] if autocrlf else []
+    _git(tmp_path, "clone", "-q", *config, "-b", "f", vault, str(plain))
+    mp = tmp_path / "m"
+    mp.mkdir()
+    res = cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp))
+    assert res.code == 0, res.err
+
+    def avfs(*args: str) -> Any:
+        return cli_proc(*args, cwd=str(mp))
+
+    try:
+        yield mp, plain, avfs
+    finally:
+        cli_proc("--vault", "v:f", "unmount", str(mp))
+
+
+def _both(mp: Path, plain: Path, path: str, data: bytes) -> None:
+    for root in (mp, plain):
+        (root / path).write_bytes(data)
+
+
+@pytest.mark.parametrize("forms", [False, True], ids=["attributes", "autocrlf"], indirect=True)
+def test_a_mount_shows_what_git_checkout_writes(
+    forms: tuple[Path, Path, Any], backend: str, cli_proc: Any
+) -> None:
+    mp, plain, avfs = forms
+    _same(mp, plain)
+    _clean_after_a_stat_change(mp, avfs)
+    # an edit of each kind, recorded as git add stores it
+    ps1 = next(p for p in _tree_files(plain) if p.endswith(".ps1"))
+    _both(mp, plain, ps1, (plain / ps1).read_bytes() + b"Write-Host added\r\n")
+    _both(mp, plain, "enc/w.u16", "changed \u00e9\n".encode("utf-16"))
+    _both(mp, plain, "src/id.c", b"/* $Id$ */\nint y;\n")
+    res = avfs("--json", "checkpoint", "save", "-m", "edits")
+    assert res.code == 0, res.err
+    _git(plain, "add", "-A")
+    assert _git(mp, "rev-parse", "HEAD^{tree}").stdout.strip() == _git(plain, "write-tree").stdout.strip()
+    _git(plain, "commit", "-qm", "edits")
+    _same(mp, plain)
+    _clean_after_a_stat_change(mp, avfs)
+    # a restore writes what git's reset --hard does
+    res = avfs("checkpoint", "restore", "HEAD~1")
+    assert res.code == 0, res.err
+    _git(plain, "reset", "-q", "--hard", "HEAD~1")
+    _same(mp, plain)
+    _clean_after_a_stat_change(mp, avfs)
+    # and so does a new mount
+    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
+    assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
+    _same(mp, plain)
+    _clean_after_a_stat_change(mp, avfs)
