@@ -12,8 +12,13 @@ libgit2 was loaded in the daemon and the fork's git index written by the end of 
 mount (``warm``: every file local). Where wall time drowns in the machine's load, the
 daemon's CPU beside the task is the figure that says what a change did.
 
+``--trips``: each cold task's FUSE requests to the mount's lower layer as the kernel saw them
+(``perf record`` of the ``fuse:fuse_request_send``/``fuse_request_end`` tracepoints, filtered
+to the lower layer's connection): per opcode the count and the summed time from send to
+answer, the time the task spent waiting on the daemon however loaded the machine.
+
 Run: ``AVFS_TEST_CACHE=... .venv/bin/python -m bench.lazytaskcpu [--pairs N] [--full]
-[--sides SRC...]`` (default: this tree alone); one JSON line per run on stdout, the served
+[--trips] [--sides SRC...]`` (default: this tree alone); one JSON line per run on stdout, the served
 repository and the dependencies built once under ``--work`` (default
 ``/tmp/avfs-lazytaskcpu``) and kept for the next run.
 """
@@ -23,8 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +77,58 @@ def _daemon_of(mp: Path) -> int:
     raise RuntimeError(f"no daemon found for {mp}")
 
 
+def _lower_conn(mp: Path) -> int:
+    """The FUSE connection of the overlay mounted at ``mp``'s lower layer, as the
+    tracepoints name it (the kernel's ``dev_t`` of the lower's super block)."""
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            if line.split()[4] == str(mp) and (m := re.search(r"lowerdir=([^,\s]+)", line)):
+                dev = os.stat(m.group(1)).st_dev
+                return (os.major(dev) << 20) | os.minor(dev)
+    raise RuntimeError(f"no overlay with a lower layer at {mp}")
+
+
+class _Trips:
+    """``perf record`` of one connection's FUSE requests while it lives (:meth:`summary`)."""
+
+    def __init__(self, conn: int, out: Path) -> None:
+        self.out = out
+        ev = [
+            a
+            for e in ("send", "end")
+            for a in ("-e", f"fuse:fuse_request_{e}", "--filter", f"connection == {conn}")
+        ]
+        self.proc = subprocess.Popen(["perf", "record", "-q", "-a", "-o", str(out), *ev],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(1.0)  # (perf's tracepoints are armed by then)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per opcode: the count (``n``), the summed send-to-answer time (``s``, seconds)
+        and how many were answered each error (``err-61``: ``ENODATA``)."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+        text = subprocess.run(["perf", "script", "-i", str(self.out), "-F", "time,event,trace"],
+                              capture_output=True, text=True).stdout  # fmt: skip
+        sent: dict[str, tuple[float, str]] = {}
+        out: dict[str, dict[str, float]] = {}
+        for line in text.splitlines():
+            if m := re.match(
+                r"\s*([\d.]+):\s+fuse:fuse_request_send: .* req (\d+) opcode \d+ \((\w+)\)", line
+            ):
+                sent[m.group(2)] = (float(m.group(1)), m.group(3).removeprefix("FUSE_"))
+            elif (
+                m := re.match(r"\s*([\d.]+):\s+fuse:fuse_request_end: .* req (\d+) .*error (-?\d+)", line)
+            ) and (m.group(2) in sent):
+                t0, op = sent.pop(m.group(2))
+                row = out.setdefault(op, {"n": 0, "s": 0.0})
+                row["n"] += 1
+                row["s"] += float(m.group(1)) - t0
+                if m.group(3) != "0":
+                    row[f"err{m.group(3)}"] = row.get(f"err{m.group(3)}", 0) + 1
+        self.out.unlink(missing_ok=True)
+        return out
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -86,7 +145,7 @@ def _run_task(tree: Path, deps: list[Path]) -> tuple[float, float, int]:
     return time.perf_counter() - start, _cpu() - c0, p.returncode
 
 
-def _lazy(src: str, url: str, work: Path, deps: list[Path], tag: str) -> dict[str, Any]:
+def _lazy(src: str, url: str, work: Path, deps: list[Path], tag: str, trips: bool = False) -> dict[str, Any]:
     home = work / f"home-{tag}"
     mp = work / f"mnt-{tag}"
     shutil.rmtree(home, ignore_errors=True)
@@ -99,9 +158,11 @@ def _lazy(src: str, url: str, work: Path, deps: list[Path], tag: str) -> dict[st
     try:
         os.listdir(mp)
         pid = _daemon_of(mp)
+        rec = _Trips(_lower_conn(mp), work / f"trips-{tag}.data") if trips else None
         d0 = _proc_cpu(pid)
         wall, cpu, rc = _run_task(mp, deps)
         d1 = _proc_cpu(pid)
+        fuse_trips = rec.summary() if rec is not None else None
         indexed = bool(list(home.glob("vaults/*/worktrees/*/index")))
         try:
             with open(f"/proc/{pid}/maps") as fh:
@@ -114,7 +175,8 @@ def _lazy(src: str, url: str, work: Path, deps: list[Path], tag: str) -> dict[st
         shutil.rmtree(home, ignore_errors=True)
     return {"side": src, "task_s": wall, "task_cpu_s": cpu, "rc": rc,
             "daemon_cpu_s": None if d0 is None or d1 is None else d1 - d0,
-            "index_in_task": indexed, "libgit2_in_task": libgit2, "warm_task_s": warm}  # fmt: skip
+            "index_in_task": indexed, "libgit2_in_task": libgit2, "warm_task_s": warm,
+            **({"trips": fuse_trips} if fuse_trips is not None else {})}  # fmt: skip
 
 
 def main() -> None:
@@ -123,6 +185,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="the task in a full git clone first, each round")
     ap.add_argument("--work", default="/tmp/avfs-lazytaskcpu")
+    ap.add_argument(
+        "--trips", action="store_true", help="each cold task's FUSE requests to the lower layer (perf)"
+    )
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -146,7 +211,7 @@ def main() -> None:
                                   "load": os.getloadavg()[0]}), flush=True)  # fmt: skip
             order = list(enumerate(args.sides))
             for j, src in order[::-1] if i % 2 else order:
-                row = _lazy(src, url, work, deps, f"{i}-{j}")
+                row = _lazy(src, url, work, deps, f"{i}-{j}", args.trips)
                 print(json.dumps({**row, "round": i, "load": os.getloadavg()[0]}), flush=True)
     finally:
         daemon.terminate()

@@ -476,3 +476,38 @@ def test_a_restore_before_the_watcher_s_first_look_still_moves_the_view(vault):
         gate.set()
         fs._stop.set()
         fs._watcher.join(5)
+
+
+def test_attributes_asked_of_a_read_only_view_are_answered_below_the_operations(revision_mount, tmp_path):
+    """overlayfs asks its lower layer for its own marks of every entry it looks up
+    (``trusted.overlay.metacopy`` of a file, ``.origin`` of a directory, ``.whiteout`` of an
+    empty file) and keeps none of the answers: a read-only view answers every GETXATTR
+    "none" (ENODATA, as a disk's file without attributes) in libfuse's low-level layer,
+    without a path worked out or an operation called (fuse/lowlevel.py answer_getxattr).
+    The trace names such a call without a path; one that reached the operations has one."""
+    if os.geteuid() != 0:
+        skip_outside_ci("mounting overlayfs needs root here", "CI runs as root: overlayfs must be mountable")
+    _vault, mp, traced, files, _rev = revision_mount
+    for p in ("tool.sh", "top1/sub1/file003.txt"):  # a reader of the view itself
+        with pytest.raises(OSError) as exc:
+            os.getxattr(mp / p, "user.missing")
+        assert exc.value.errno == errno.ENODATA
+    up, work, ovl = tmp_path / "up", tmp_path / "work", tmp_path / "ovl"
+    for d in (up, work, ovl):
+        d.mkdir()
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={mp},upperdir={up},workdir={work}", str(ovl)],
+        check=True,
+    )
+    try:
+        traced.take()
+        walked = _walk(ovl)  # overlayfs looks every entry up in its lower layer once
+        asked = traced.take()
+        with pytest.raises(OSError) as exc:  # a reader of the overlay: the lower's answer
+            os.getxattr(ovl / "top2/sub2/file001.txt", "user.missing")
+        assert exc.value.errno == errno.ENODATA
+    finally:
+        subprocess.run(["umount", str(ovl)], check=False)
+    files_walked = sum(1 for st in walked.values() if stat.S_ISREG(st.st_mode))
+    assert asked["getxattr"] >= files_walked >= len(files)  # each file's metacopy mark, at least
+    assert traced.paths("getxattr") == []  # none reached the operations

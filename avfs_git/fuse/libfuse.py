@@ -20,7 +20,14 @@ from typing import Any
 import mfusepy as fuse
 
 from .entries import Entries
-from .lowlevel import SessionHooks, cache_dirs, fuse_fn, install_kernel_opendir, kernel_opendir_possible
+from .lowlevel import (
+    SessionHooks,
+    answer_getxattr,
+    cache_dirs,
+    fuse_fn,
+    install_kernel_opendir,
+    kernel_opendir_possible,
+)
 
 log = logging.getLogger("avfs.fuse")
 
@@ -215,10 +222,24 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
         self._entries: Entries | None = None if self.read_only else Entries()
         setattr(operations, "opendir", lambda path: 0)  # noqa: B010 - registers FastFUSE.opendir
 
+        def xattr_seen(pid: int) -> None:
+            # what the wrappers above do for a call that reaches the operations
+            trace("getxattr")
+            if getattr(operations, "count_calls", False):
+                operations.calls += 1
+            for w in aside:
+                if not w.over:
+                    w.asked_by(pid)
+
         def session_ready(se: int, f: int) -> None:
             self._hooks = SessionHooks(se)
             if kernel_opendir_possible():
                 self._dh_ready = install_kernel_opendir(self._hooks, f)
+            if self.read_only:
+                # a read-only view's files have no attributes (ViewOps.getxattr's answer),
+                # given at the session's low level: a cold walk of an overlay asks its lower
+                # layer once per entry for overlayfs's own marks
+                answer_getxattr(self._hooks, errno.ENODATA, xattr_seen)
             if self._entries is not None and not self._entries.install(self._hooks):
                 self._entries = None
 

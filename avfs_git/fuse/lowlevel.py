@@ -194,6 +194,7 @@ _READDIR_T = ctypes.CFUNCTYPE(
 
 _LL_READDIR = 21
 _LL_RELEASEDIR = 22
+_LL_GETXATTR = 26  # ... statfs setxattr getxattr (fuse_lowlevel.h)
 _LL_FSYNCDIR = 23
 _LL_IOCTL = 34
 _LL_READDIRPLUS = 41  # ... fallocate readdirplus (fuse_lowlevel.h)
@@ -310,4 +311,41 @@ def install_kernel_opendir(hooks: SessionHooks, f: int) -> bool:
     install(_LL_FSYNCDIR, _FSYNCDIR_T, fsyncdir)
     install(_LL_IOCTL, _IOCTL_T, ioctl)
     install(_LL_RELEASEDIR, _RELEASEDIR_T, releasedir)
+    return True
+
+
+_GETXATTR_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t)
+
+
+class _FuseCtx(ctypes.Structure):
+    _fields_ = [  # struct fuse_ctx (fuse_lowlevel.h): uid, gid, pid, umask
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("pid", ctypes.c_int32),
+        ("umask", ctypes.c_uint32),
+    ]
+
+
+def answer_getxattr(hooks: SessionHooks, error: int, seen: Callable[[int], None]) -> bool:
+    """Answer every GETXATTR with ``error`` in the session's low-level layer: no path worked
+    out by libfuse's high-level layer, no operation called, only ``seen(pid)`` (the request's
+    process) before the answer. For a read-only view, whose files have no attributes: an
+    overlay asks its lower layer for its own marks (``trusted.overlay.metacopy`` of each file
+    it looks up, ``.origin`` of each directory, ``.whiteout`` of each empty file), and the
+    kernel keeps none of the answers, so a cold walk of an overlay asks once per entry.
+    Checked first as in :func:`cache_dirs`; False (nothing changed) when anything is unknown."""
+    ptrs = ll_slots(hooks)
+    if ptrs is None or not ptrs[_LL_GETXATTR]:
+        return False
+    reply_err = fuse_fn("fuse_reply_err", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+    req_ctx = fuse_fn("fuse_req_ctx", ctypes.POINTER(_FuseCtx), ctypes.c_void_p)
+
+    def getxattr(req: int, ino: int, name: bytes, size: int) -> None:
+        try:
+            seen(req_ctx(req).contents.pid)
+        except Exception:  # (a callback of libfuse's: nothing above it to raise to)
+            log.exception("getxattr")
+        reply_err(req, error)
+
+    hooks.install(_LL_GETXATTR, _GETXATTR_T(ptrs[_LL_GETXATTR]), _GETXATTR_T(getxattr))
     return True
