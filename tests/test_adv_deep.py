@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -151,3 +152,72 @@ def test_a_read_only_mount_s_index_that_cannot_be_made_leaves_no_lock(vault, tmp
     with pytest.raises(RecursionError):
         index.write_index(vault, str(git_dir), commit, lambda *_a: (0, 0, 0, 0, 0, 0))
     assert os.listdir(git_dir) == []
+
+
+def test_the_upper_layer_s_watch_asks_one_listxattr_for_a_directory_made_below_another(
+    vault, tmp_path, monkeypatch
+):
+    """The overlay mount's watch of its upper layer (the journal git's fsmonitor hook and
+    ``proxy exec``'s record read) asks, for each directory that comes, what the lower layer
+    has there: the redirect and opaque marks of every directory above it, read from the
+    root each time, were O(depth^2) ``listxattr`` calls for a command's ``mkdir`` one level
+    at a time (1,200 levels: minutes of the daemon, the exec's record waiting on it). The
+    lower paths found are kept now, and forgotten when a directory's marks may change: they
+    stay what a fresh reading finds."""
+    from avfs_git.core.workspace import upper as up
+    from avfs_git.core.workspace.workspace import Workspace
+    from avfs_git.fuse.stacking import _lower_kind, upper_watch
+
+    ws = vault.workspace("main")
+    ws.write("x/b/f", b"f\n")
+    ws.write("x/c/g", b"g\n")
+    checkpoint.save(vault)
+    lower = Workspace(vault, "main", vault.ws_dir("main"))
+    lower.overlay.with_upper = False
+    upper = ws.overlay.upper_dir
+    os.makedirs(upper, exist_ok=True)
+    calls: list[str] = []
+    real = up.dir_marks
+
+    def counted(path: str) -> tuple[str | None, bool]:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(up, "dir_marks", counted)
+    watch = upper_watch(ws, lower, upper, lambda: [], lambda: "B:1")
+    watch.start()
+    try:
+        depth = 300
+        p = upper
+        for _ in range(depth):
+            p = os.path.join(p, "d")
+            os.mkdir(p)
+            watch.changed_since(None)  # each level read as it comes
+        assert len(calls) <= 3 * depth, len(calls)  # (before: 45,450)
+        assert _lower_kind(ws, lower, "d/" * 10 + "f", watch.lower_paths) is None
+
+        # marks that change under lower paths kept: a merged directory marked opaque after
+        # a directory was made in it, a directory with a redirect renamed in, one removed
+        os.makedirs(os.path.join(upper, "x", "b", "new"))
+        watch.changed_since(None)
+        assert watch.lower_paths["x/b"] == "x/b"
+        assert _lower_kind(ws, lower, "x/b", watch.lower_paths) == "dir"
+        os.setxattr(os.path.join(upper, "x", "b"), "user.overlay.opaque", b"y")
+        os.mkdir(os.path.join(upper, "x", "b", "new2"))
+        watch.changed_since(None)
+        assert _lower_kind(ws, lower, "x/b/new2", watch.lower_paths) is None
+        os.makedirs(os.path.join(upper, "r", "c"))
+        watch.changed_since(None)
+        assert _lower_kind(ws, lower, "r/c", watch.lower_paths) is None
+        moved = tmp_path / "moved"
+        os.makedirs(moved / "c")
+        os.setxattr(moved, "user.overlay.redirect", b"/x")
+        shutil.rmtree(os.path.join(upper, "r"))
+        os.rename(moved, os.path.join(upper, "r"))
+        watch.changed_since(None)
+        assert _lower_kind(ws, lower, "r/c", watch.lower_paths) == "dir"
+        assert watch.lower_paths
+        for path, lp in list(watch.lower_paths.items()):
+            assert lp == ws.overlay.lower_path(path), path  # what a fresh reading finds
+    finally:
+        watch.close()

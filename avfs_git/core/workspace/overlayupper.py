@@ -82,13 +82,17 @@ class UpperEntries(OverlayDB):
         finally:
             self._no_upper.memo = None
 
-    def lower_path(self, path: str) -> str | None:
+    def lower_path(self, path: str, known: dict[str, str | None] | None = None) -> str | None:
         """The lower layer's path under ``path`` once the upper layer's redirects (renamed
         directories) are followed; ``path`` itself when none is on the way; None when an
         opaque directory of the upper layer (one made where a removed one was) at or above
-        ``path`` hides the lower layer there."""
-        memo = getattr(self._no_upper, "memo", None)
-        known: dict[str, str | None] = memo[1] if memo is not None else {}
+        ``path`` hides the lower layer there. ``known``: the lower paths found so far,
+        kept by a caller that forgets them as the upper layer's directories change (its
+        watch, :class:`.upperwatch.UpperWatch`); without it, those of a :meth:`remembering`
+        block."""
+        if known is None:
+            memo = getattr(self._no_upper, "memo", None)
+            known = memo[1] if memo is not None else {}
         if path in known:
             return known[path]
         parent, _, comp = path.rpartition("/")
