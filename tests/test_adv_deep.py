@@ -221,3 +221,68 @@ def test_the_upper_layer_s_watch_asks_one_listxattr_for_a_directory_made_below_a
             assert lp == ws.overlay.lower_path(path), path  # what a fresh reading finds
     finally:
         watch.close()
+
+
+def test_a_status_of_an_upper_layer_300_levels_deep_steps_each_chain_once(vault, monkeypatch):
+    """A status of an overlay fork reads, for each directory and path it looks at, the
+    upper layer's chain above it (``_u_chain``: what hides the database's entries there):
+    walked from the root for each, that was O(depth^2) steps building paths O(depth) long
+    (most of a status of the 1,200-level tree, after its ``listxattr`` calls were read
+    once). A chain whose parent was read is one step now."""
+    from avfs_git.core.workspace.overlayupper import UpperEntries
+
+    depth = 300
+    ws = vault.workspace("main")
+    ws.write("lib.py", b"x = 1\n")
+    checkpoint.save(vault)
+    deep = os.path.join(ws.overlay.upper_dir, *(["d"] * depth))
+    os.makedirs(deep)
+    with open(os.path.join(deep, "f"), "wb") as fh:
+        fh.write(b"bottom\n")
+    steps: list[str] = []
+    real = UpperEntries._u_entry
+
+    def counted(self: UpperEntries, path: str) -> object:
+        steps.append(path)
+        return real(self, path)
+
+    monkeypatch.setattr(UpperEntries, "_u_entry", counted)
+    changes = vault.workspace("main").status()
+    assert [(c.path, c.status.value) for c in changes] == [("d/" * depth + "f", "added")]
+    assert len(steps) <= 10 * depth, len(steps)
+
+
+def test_the_ancestors_of_a_tree_1200_levels_deep_are_each_made_once():
+    """``names.ancestors_of_all`` (a status's directories above what changed, a retirement's,
+    the attribute files' directories, the ignore check's): the union of each path's
+    ``ancestors``, found with O(paths + ancestors) steps, not O(depth) for each path (1.4
+    million strings ~1,200 characters long for the 1,200-level tree's entries)."""
+    import random
+
+    from avfs_git.core.store import names
+
+    chain = ["/".join(["d"] * i) for i in range(1, DEPTH + 1)]
+    rng = random.Random(7)
+    for paths in (
+        chain,
+        list(reversed(chain)),
+        ["a", "a/b/c", "x/y", "a/b", "", "x/y/z/w", "q"],
+        ["/".join(rng.choice("ab") for _ in range(rng.randrange(1, 7))) for _ in range(200)],
+    ):
+        want = {a for p in paths for a in names.ancestors(p)}
+        assert names.ancestors_of_all(paths) == want
+        assert names.ancestors_of_all(iter(paths)) == want  # (one pass: a generator will do)
+
+    calls = 0
+
+    def count(_frame: object, event: str, _arg: object) -> None:
+        nonlocal calls
+        calls += event == "c_call"
+
+    sys.setprofile(count)
+    try:
+        got = names.ancestors_of_all(chain)
+    finally:
+        sys.setprofile(None)
+    assert len(got) == DEPTH
+    assert calls <= 4 * DEPTH, calls  # (the union of each path's ancestors: 1,441,201 calls)
