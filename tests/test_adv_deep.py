@@ -73,7 +73,7 @@ def test_a_tree_deeper_than_python_s_recursion_limit_is_written_walked_and_remov
             deeptree.rmtree(d, ignore_errors=True)  # (pytest's own clean-up recurses)
 
 
-@pytest.mark.slow  # (10 min at a load of 15-18; the exec at that depth took most of an earlier run)
+@pytest.mark.slow  # (53 s at a load of ~33; 11 min before the sixteenth round's fixes, docs/testing.md)
 @pytest.mark.timeout(1800)  # (the suite's 300 s is less than that)
 def test_a_directory_1200_levels_deep_is_checkpointed_restored_unmounted_and_deleted(home, vault):
     """Through a real confined ``proxy exec`` on the overlay backend (whose upper layer
