@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _lower_kind(ws: Any, lower: Any, path: str) -> str | None:
+def _lower_kind(ws: Any, lower: Any, path: str, known: dict[str, str | None] | None = None) -> str | None:
     """What the lower layer (``lower``: the workspace without its upper layer) has where the
-    upper layer's ``path`` is (redirected directories followed): None, "dir" or "other"."""
-    lp = ws.overlay.lower_path(path)
+    upper layer's ``path`` is (redirected directories followed): None, "dir" or "other".
+    ``known``: the lower paths the caller keeps (``lower_path``'s)."""
+    lp = ws.overlay.lower_path(path, known)
     if lp is None:
         return None  # below an opaque directory: the lower layer is hidden there
     node = lower.node(lp)
@@ -84,11 +85,27 @@ def list_root(mountpoint: str, answers_now: Callable[[], bool]) -> None:
         logging.getLogger("avfs.fuse").exception("listing the mount's root")
 
 
-def _lower_mode(ws: Any, lower: Any, path: str) -> int | None:
+def _lower_mode(ws: Any, lower: Any, path: str, known: dict[str, str | None] | None = None) -> int | None:
     """The mode of what the lower layer has at the upper layer's ``path`` (None: nothing)."""
-    lp = ws.overlay.lower_path(path)
+    lp = ws.overlay.lower_path(path, known)
     node = lower.node(lp) if lp is not None else None
     return None if node is None else int(node.mode)
+
+
+def upper_watch(ws: Any, lower: Any, upper_dir: str, entry_paths: Any, view: Any) -> Any:
+    """The watch of ``ws``'s upper layer (not started), asking ``lower`` what the lower
+    layer has under each path. The lower paths it finds it keeps (``lower_paths``, forgotten
+    as the upper layer's directories change): a directory made below another, found
+    as it comes, is then one ``listxattr`` more, not one for each directory above it
+    (found in the sixteenth round, NAME=suitetime: a confined command's ``mkdir`` 1,200
+    levels deep, one level at a time, kept the watcher, and the exec's record that waits
+    for it, busy for minutes: O(depth^2) ``listxattr`` calls on paths O(depth) long)."""
+    from ..core.workspace.upperwatch import UpperWatch
+
+    known: dict[str, str | None] = {}
+    watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p, known), entry_paths, view, known)
+    watch.lower_mode = lambda p: _lower_mode(ws, lower, p, known)
+    return watch
 
 
 def _start_upper_watch(
@@ -101,7 +118,6 @@ def _start_upper_watch(
     import stat as st
 
     from ..core.workspace.overlayentry import DELETED
-    from ..core.workspace.upperwatch import UpperWatch
     from ..mount.hooksocket import HookServer
     from ..mount.index import fsmonitor_token
 
@@ -114,10 +130,9 @@ def _start_upper_watch(
         return ":".join(fsmonitor_token(ws).split(":")[1:3])
 
     try:
-        watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p), entry_paths, view)
+        watch = upper_watch(ws, lower, upper_dir, entry_paths, view)
         if changelog is not None:
             watch.on_events = changelog.append  # from the watcher's thread: no writer waits
-            watch.lower_mode = lambda p: _lower_mode(ws, lower, p)
         watch.start()
         server = HookServer(own, watch, on_ask)
         server.start()

@@ -6,6 +6,8 @@ files inside a workspace; both are checked here, once, before anything touches d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..errors import InvalidNameError, InvalidPathError, NameTooLongError
 
 MAX_NAME = 100
@@ -145,6 +147,23 @@ def ancestors(path: str) -> list[str]:
     while i >= 0:
         out.append(path[:i])
         i = path.find("/", i + 1)
+    return out
+
+
+def ancestors_of_all(paths: Iterable[str]) -> set[str]:
+    """Return '' and every proper ancestor of each of ``paths``, each made once: an ancestor
+    already found ends the climb (its own are found too), so the paths of a tree N levels
+    deep cost O(N) names, not the O(N^2) names of each path's :func:`ancestors` (found in
+    the sixteenth round, NAME=suitetime: 1.4 million strings ~1,200 characters long for a
+    confined command's directory 1,200 levels deep, in each status and checkpoint)."""
+    out: set[str] = set()
+    for p in paths:
+        while p:
+            i = p.rfind("/")
+            p = p[:i] if i >= 0 else ""
+            if p in out:
+                break
+            out.add(p)
     return out
 
 

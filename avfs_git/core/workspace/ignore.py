@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from ..errors import InternalError
-from ..store.names import ancestors, join, parent_of
+from ..store.names import ancestors_of_all, join, parent_of
 
 GITIGNORE = ".gitignore"
 # a directory's .gitignore as the workspace shows it: (a key that changes with its bytes,
@@ -221,9 +221,8 @@ class IgnoreRules:
                     os.mkdir(_fs(scratch, x))
                     made.add(x)
 
-            needed: set[str] = set()
+            needed = ancestors_of_all(p for p, _, _ in todo)
             for p, is_dir, _ in todo:
-                needed.update(ancestors(p))
                 if is_dir:
                     mkdirs(p)
             for d in sorted(needed):

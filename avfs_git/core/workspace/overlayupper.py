@@ -52,8 +52,15 @@ class UpperEntries(OverlayDB):
         if self.lower_mode is None:
             return None
         memo = getattr(self._no_upper, "memo", None)
-        if memo is not None and path in memo[2]:
-            return memo[2][path]  # type: ignore[no-any-return]
+        if memo is not None:
+            if path in memo[2]:
+                return memo[2][path]  # type: ignore[no-any-return]
+            parent = path.rpartition("/")[0]
+            if path and memo[2].get(parent, MODE_TREE) != MODE_TREE:
+                # nothing below what is no directory (a walk down a new tree 1,200 levels
+                # deep looked each level up from the root: O(depth^2))
+                memo[2][path] = None
+                return None
         with self.without_upper():
             got = self.lower_mode(path)
         if memo is not None:
@@ -76,19 +83,24 @@ class UpperEntries(OverlayDB):
         if getattr(self._no_upper, "memo", None) is not None:
             yield
             return
-        self._no_upper.memo = ({}, {}, {}, {})  # _u_entry, lower_path, _lower_mode, _looks_through
+        # _u_entry, lower_path, _lower_mode, _looks_through, _u_chain_read
+        self._no_upper.memo = ({}, {}, {}, {}, {})
         try:
             yield
         finally:
             self._no_upper.memo = None
 
-    def lower_path(self, path: str) -> str | None:
+    def lower_path(self, path: str, known: dict[str, str | None] | None = None) -> str | None:
         """The lower layer's path under ``path`` once the upper layer's redirects (renamed
         directories) are followed; ``path`` itself when none is on the way; None when an
         opaque directory of the upper layer (one made where a removed one was) at or above
-        ``path`` hides the lower layer there."""
-        memo = getattr(self._no_upper, "memo", None)
-        known: dict[str, str | None] = memo[1] if memo is not None else {}
+        ``path`` hides the lower layer there. ``known``: the lower paths found so far,
+        kept by a caller that forgets them as the upper layer's directories change (its
+        watch, :class:`.upperwatch.UpperWatch`); without it, those of a :meth:`remembering`
+        block."""
+        if known is None:
+            memo = getattr(self._no_upper, "memo", None)
+            known = memo[1] if memo is not None else {}
         if path in known:
             return known[path]
         parent, _, comp = path.rpartition("/")
@@ -214,25 +226,40 @@ class UpperEntries(OverlayDB):
             return self._u_chain_read(path)
 
     def _u_chain_read(self, path: str) -> tuple[Entry | None, bool, bool]:
-        hidden = False
-        parts = path.split("/") if path else []
-        p = ""
-        for i in range(len(parts) + 1):
-            if i:
-                p = f"{p}/{parts[i - 1]}" if p else parts[0]
+        # where the chain stood after each path read in this block: the answer for every
+        # path below it, or whether the upper layer hides the database's entries so far. A
+        # path whose parent was read (a status reads a directory, then its children) is one
+        # step, not the whole chain again: O(depth) steps, each building paths O(depth)
+        # long, were most of a status of a tree 1,200 levels deep (sixteenth round)
+        memo = getattr(self._no_upper, "memo", None)
+        states: dict[str, tuple[Entry | None, bool, bool] | bool] = memo[4] if memo is not None else {}
+        parent = path.rpartition("/")[0]
+        if path and parent in states:
+            was = states[parent]
+            if not isinstance(was, bool):
+                return was
+            hidden, steps = was, [path]
+        else:
+            hidden, steps, q = False, [""], ""
+            for comp in path.split("/") if path else []:
+                q = f"{q}/{comp}" if q else comp
+                steps.append(q)
+        for p in steps:
             got = self._u_entry(p)
-            if got is None:
-                return None, hidden, False  # nothing deeper in the upper layer either
-            if got == SUBMODULE:
-                return None, hidden, True
+            if got is None or got == SUBMODULE:
+                # nothing deeper in the upper layer either; or a submodule's: not the fork's
+                out = states[p] = (None, hidden, got == SUBMODULE)
+                return out
             if got == MERGED:
+                states[p] = hidden
                 continue
             assert isinstance(got, Entry)
-            if i == len(parts):
-                return got, True, False
             if got.kind != OBJECT:
-                return None, True, False  # a file or whiteout above: nothing below it
-            hidden = True
+                states[p] = (None, True, False)  # a file or whiteout: nothing below it
+                return (got, True, False) if p == path else (None, True, False)
+            hidden = states[p] = True
+            if p == path:
+                return got, True, False
         return None, hidden, False
 
     @contextmanager

@@ -56,6 +56,7 @@ SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (s
 INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
 EVERYTHING = "/"
 MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
+MAX_LOWER_PATHS = 200_000  # lower paths kept (UpperWatch.lower_paths) before they are all forgotten
 
 # inotify (linux/inotify.h)
 BATCH_S = 0.02  # how long the watcher lets events gather before it reads them
@@ -108,11 +109,22 @@ class UpperWatch:
     holds then); ``answer(token)`` and ``changed_since(seq)`` from any thread; ``close()``
     at unmount."""
 
-    def __init__(self, upper_dir: str, lower_kind: LowerKind, entry_paths: EntryPaths, view: ViewFn) -> None:
+    def __init__(
+        self,
+        upper_dir: str,
+        lower_kind: LowerKind,
+        entry_paths: EntryPaths,
+        view: ViewFn,
+        lower_paths: dict[str, str | None] | None = None,
+    ) -> None:
         from inotify_simple import INotify
 
         self.upper_dir = upper_dir
         self._lower_kind = lower_kind
+        # the lower paths ``lower_kind`` found and keeps (fuse/stacking.upper_watch): what
+        # the upper layer's directory marks made of them, forgotten here before any event
+        # that may change a mark or a directory at a path (see _forget_lower)
+        self.lower_paths = lower_paths if lower_paths is not None else {}
         self._entry_paths = entry_paths
         self._view = view
         self.instance = os.urandom(6).hex()
@@ -249,7 +261,32 @@ class UpperWatch:
                 log.exception("reading the upper layer's events")
                 self._broken = "an event could not be journaled"
 
+    def _forget_lower(self, wd: int, mask: int, name: str) -> None:
+        """Forget the lower paths kept that the event may make wrong. A directory's marks
+        (``overlay.redirect``, ``overlay.opaque``) are set as it is made, renamed (before
+        the rename: the kernel sets the redirect first) or later (``IN_ATTRIB``: overlayfs
+        marks a directory made in a merged one opaque after the ``mkdir``), and a path
+        holds another directory only after a removal or a rename: so all of them go at a
+        directory's rename, removal or change of attributes, an overflow, a lost watch;
+        a path's own at anything else that happens to it (a new name keeps no other's)."""
+        if not self.lower_paths:
+            return
+        if mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_UNMOUNT) or (mask & IN_ISDIR and not mask & IN_CREATE):
+            self.lower_paths.clear()
+            return
+        parent = self._wds.get(wd)
+        if parent is None:
+            return
+        if not name:
+            if mask & IN_ATTRIB:
+                self.lower_paths.clear()  # the directory's own attributes (its marks)
+            return
+        self.lower_paths.pop(f"{parent}/{name}" if parent else name, None)
+        if len(self.lower_paths) > MAX_LOWER_PATHS:
+            self.lower_paths.clear()
+
     def _event(self, wd: int, mask: int, name: str) -> None:
+        self._forget_lower(wd, mask, name)
         if mask & IN_Q_OVERFLOW:
             # events were lost: no token from before is good, and directories made meanwhile
             # have no watch yet (every directory is watched again: the same inode keeps its wd)

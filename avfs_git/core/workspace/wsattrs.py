@@ -131,9 +131,7 @@ def conversions_for(
     if not paths:
         return None
     store = view.store
-    dirs: set[str] = set()
-    for p in paths:
-        dirs.update(names.ancestors(p))
+    dirs = names.ancestors_of_all(paths)
     files: dict[str, bytes] = {}
     for d in sorted(dirs):
         path = names.join(d, ATTRIBUTES)

@@ -62,7 +62,7 @@ def _empty_kept_trees(ws: Fork, db: Any, seen: list[Entry], retired: list[Entry]
     below it still shows what it was made from (git moved the base under a directory
     `git mv` had renamed: ``retired`` is empty, and the files it holds are the view's)."""
     gone = {e.path for e in retired}
-    above = {a for p in gone for a in names.ancestors(p)}
+    above = names.ancestors_of_all(gone)
     tree = ws.store.commit_tree(commit)
     for e in seen:
         if (
@@ -100,12 +100,8 @@ def vanishing_dirs(ws: Fork, commit: str) -> tuple[dict[str, Node], list[str]]:
     mounted: bool | None = None
     changes: list[Change] = []
     diff_trees(ws.store, old_tree, new_tree, "", changes)
-    candidates: set[str] = set()
-    for c in changes:
-        for p in (c.path, c.old_path):
-            if p:
-                candidates.update(names.ancestors(p))
-                candidates.add(p)
+    changed = [p for c in changes for p in (c.path, c.old_path) if p]
+    candidates = names.ancestors_of_all(changed) | set(changed)
     for d in sorted(candidates):
         if not d:
             continue

@@ -120,7 +120,7 @@ def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int
         return 0
     if "" in roots:
         return len(ignored.tops)
-    above = {a for r in roots for a in names.ancestors(r) if a}
+    above = names.ancestors_of_all(roots) - {""}
     return sum(1 for p in ignored.tops if p in above or covered(p, roots))
 
 

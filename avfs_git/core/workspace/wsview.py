@@ -72,11 +72,7 @@ def settled_now() -> int:
 
 def dirty_dirs(entries: Iterable[Entry]) -> set[str]:
     """Every directory above an entry of ``entries`` (the root included)."""
-    out: set[str] = set()
-    for e in entries:
-        for a in names.ancestors(e.path):
-            out.add(a)
-    return out
+    return names.ancestors_of_all(e.path for e in entries)
 
 
 class Node:
@@ -129,12 +125,11 @@ class Snapshot:
         self.overlay = overlay
         self.by_path = {e.path: e for e in entries}
         self.by_parent: dict[str, list[Entry]] = {}
-        self.dirty: set[str] = set()  # directories with an entry at or below them
+        # directories with an entry at or below them
+        self.dirty: set[str] = names.ancestors_of_all(self.by_path) | {p for p in self.by_path if p}
         for e in entries:
             if e.path:
                 self.by_parent.setdefault(names.parent_of(e.path), []).append(e)
-                self.dirty.update(names.ancestors(e.path))
-                self.dirty.add(e.path)
 
     def get_meta(self, key: str) -> str | None:
         return self.base if key == "base" else None
