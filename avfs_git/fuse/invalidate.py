@@ -77,24 +77,16 @@ class Invalidation(HandleTable):
         None when it cannot tell (a commit not there): then every known path."""
         if old is None or new is None:
             return None
-        from ..core.errors import AvfsError
-        from ..core.store.treediff import diff_trees
-        from ..core.types import Change
-
-        store = self.ws.store
-        out: list[Change] = []
-        try:
-            diff_trees(store, store.commit_tree(old), store.commit_tree(new), "", out)
-        except AvfsError:
+        moved = self.ws.changes.base_diff(old, new)
+        if moved is None:
             return None
         known = self._known
         got: set[str] = set()
-        for c in out:
-            for p in (c.path, c.old_path):
-                while p and p not in got:
-                    if p in known:
-                        got.add(p)
-                    p = names.parent_of(p)
+        for p in moved:
+            while p and p not in got:
+                if p in known:
+                    got.add(p)
+                p = names.parent_of(p)
         return got
 
     def invalidate(self, path: str, *, name: bool = False) -> None:

@@ -269,11 +269,11 @@ class Changes:
             base=self.view.base,
             view_time=self._view_time(),
             git_dir=self._mount_git_dir(),
-            base_diff=self._base_diff,
+            base_diff=self.base_diff,
             pin_diff=self._pin_diff,
         )
 
-    def _base_diff(self, old: str, new: str) -> list[str] | None:
+    def base_diff(self, old: str, new: str) -> list[str] | None:
         """The paths where two commits' trees differ (None when one is not there)."""
         try:
             a, b = self.store.commit_tree(old), self.store.commit_tree(new)
