@@ -98,7 +98,8 @@ class ViewOps(NestedRepos, HandleTable):
 
     def _kept_times(self, p: str, oid: str) -> tuple[int, int] | None:
         """The (mtime_ns, ctime_ns) a file a checkpoint retired keeps while the base holds
-        the blob it was committed as (read once per view: the watcher drops them)."""
+        the blob it was committed as (asked by path and remembered: the watcher drops them
+        when the view moves or a checkpoint keeps more)."""
         kept, read = self._kept, self._kept_read
         if kept is None or read is None:
             # the count first: a change between the two reads makes the watcher read again

@@ -334,7 +334,7 @@ class Changes:
                 if o is not None and o != c.path:
                     hints[c.path] = o
         found = [p for c in out for p in (c.path, c.old_path) if p]  # compared: what differs
-        found += [e.path for e in entries if e.kind == DELETED]  # whiteouts, fifos, sockets
+        found += upperjournal.held_deletions(self.overlay, entries, self.store, self.view.base)  # fifos, pins
         # renamed directories (their tree is the lower layer's at their source): kept in
         # view, so that a base move changing a source is looked at with them
         found += [e.path for e in entries if e.kind == OBJECT and e.oid != EMPTY_TREE_ID]
