@@ -230,3 +230,66 @@ def test_changes_below_a_directory_made_in_the_mount_are_read_where_they_are(
         assert _status(vault) == [("made/k3/x0.txt", "modified")]
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def test_files_removed_in_one_overlay_mount_are_not_read_again_at_each_checkpoint(
+    home, vault, tmp_path, monkeypatch
+):
+    """A removal in an overlay mount leaves a whiteout in the upper layer, and a status or
+    checkpoint kept every whiteout it read in view whatever the base: each file the session
+    removed was read again at every later status and checkpoint (the status mark's tops:
+    50 at the 500th checkpoint of bench/longsess.py, one removal in ten batches; a real
+    project's session removes whole directories). A whiteout over nothing of the base now
+    shows the base unchanged; one that hides a base's file, a pin or a fifo stays."""
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path)
+    reads = Reads(monkeypatch)
+    try:
+        _batch(mp, 0)
+        checkpoint.save(vault, message="batch 0")
+        ov = vault.workspace("main").overlay
+        tops = []
+        for k in range(1, 31):  # a batch and a removal of one of the last batch's files, each checkpointed
+            _batch(mp, k, 4)
+            os.unlink(os.path.join(mp, f"b{k - 1}", "x0.txt"))
+            res, n = reads.of(lambda k=k: checkpoint.save(vault, message=f"batch {k}"))
+            assert res.created, k
+            assert n < 30, f"checkpoint {k} read {n} upper-layer entries"
+            tops.append(len(json.loads(ov.get_meta(upperjournal.MARK_KEY) or "{}").get("tops", [])))
+        assert max(tops[10:]) <= max(tops[:10]), tops  # was one more a checkpoint: every removal
+        _w(os.path.join(mp, "src", "app.py"), "print(2)\n")
+        got, n = reads.of(lambda: _status(vault))
+        assert got == [("src/app.py", "modified")] == _full_status(vault, monkeypatch)
+        assert n < 30, n
+        # a file removed long ago that a commit made elsewhere brings back: the base diff
+        # names it, and the whiteout that no longer was in view hides it, as before
+        tip = git("--git-dir", vault.path, "rev-parse", "main").strip()
+        blob = git("--git-dir", vault.path, "rev-parse", "main~25:b5/x0.txt").strip()
+        env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "elsewhere.index")}
+        subprocess.run(["git", "--git-dir", vault.path, "read-tree", tip], env=env, check=True)
+        subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                vault.path,
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                f"100644,{blob},b5/x0.txt",
+            ],
+            env=env,
+            check=True,
+        )
+        tree = subprocess.run(
+            ["git", "--git-dir", vault.path, "write-tree"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        back = git("--git-dir", vault.path, "commit-tree", tree, "-p", tip, "-m", "b5/x0.txt back").strip()
+        git("--git-dir", vault.path, "update-ref", "refs/heads/main", back, tip)
+        res = checkpoint.save(vault, message="app")  # onto the commit made elsewhere
+        assert res.created
+        assert _status(vault) == _full_status(vault, monkeypatch)
+    finally:
+        mounts.unmount(home, vault, "main")

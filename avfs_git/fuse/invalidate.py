@@ -59,15 +59,35 @@ class Invalidation(HandleTable):
         ov = self.ws.overlay
         return ov.last_seq(), ov.get_metas("base", "view_time", "view_moves", "kept_times")
 
-    def _kept_changed(self, view_time: str | None, token: str | None) -> set[str]:
-        """Read the kept times of ``view_time`` again (``token``: the meta's count read
-        before them); the paths whose times changed."""
-        old = self._kept
-        new = self._kept = self.ws.overlay.kept_times(view_time)
-        self._kept_token = token
-        if old is None:
-            return set(new)
-        return {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
+    def _kept_changed(self, view_time: str | None, seen: str | None) -> set[str]:
+        """The paths whose kept times for ``view_time`` a checkpoint wrote since count
+        ``seen`` (the watcher's last look) or since this view first asked for them, if
+        earlier; what this view answered is forgotten (it asks again)."""
+        since = [int(t) for t in (seen, self._kept_token if self._kept is not None else None) if t]
+        self._kept = None
+        self._kept_read = None
+        self._kept_token = None
+        return set(self.ws.overlay.kept_since(min(since, default=0), view_time))
+
+    def _moved_paths(self, old: str | None, new: str | None) -> set[str] | None:
+        """The paths the kernel may hold something of (:attr:`_known`) where the trees of
+        base commits ``old`` and ``new`` differ, with the directories above them (their
+        listings): what a base move under one view time changed in the mount. O(that
+        diff), where every known path was the session's every file at each checkpoint.
+        None when it cannot tell (a commit not there): then every known path."""
+        if old is None or new is None:
+            return None
+        moved = self.ws.changes.base_diff(old, new)
+        if moved is None:
+            return None
+        known = self._known
+        got: set[str] = set()
+        for p in moved:
+            while p and p not in got:
+                if p in known:
+                    got.add(p)
+                p = names.parent_of(p)
+        return got
 
     def invalidate(self, path: str, *, name: bool = False) -> None:
         """The kernel forgets what it cached of ``path`` (attributes, pages, a listing);
@@ -135,7 +155,7 @@ class Invalidation(HandleTable):
                     # once the kernel's attributes lapsed), and the kernel forgets those.
                     # ``loaded``: a getattr read them before this watcher's first look
                     # (its thread started late) and they changed since
-                    paths = [*paths, *self._kept_changed(now[1], token)]
+                    paths = [*paths, *self._kept_changed(now[1], kept)]
                 kept = token
                 # a path another process changed may have changed kind: its name is looked
                 # up again (``name``), and every name after a move that changed the view
@@ -146,13 +166,17 @@ class Invalidation(HandleTable):
                     # changed (a restore and its undo within one second onto one base: the
                     # view time, in whole seconds, cannot tell them apart): anything may differ
                     name = "" in paths or meta.get("view_moves") != moves or now[1] != view[1]
+                    # ...but a base that moved under the same view (a checkpoint, a push, a
+                    # merge) changed what the mount shows only where the two trees differ
+                    narrow = None if name else self._moved_paths(view[0], now[0])
                     moves = meta.get("view_moves")
                     if moved:
                         view = now
                         self._view_time_ns = None
                         self._kept = None
+                        self._kept_read = None
                         self._kept_token = None
-                    paths = sorted(self._known)
+                    paths = sorted(self._known) if narrow is None else sorted({*paths, *narrow})
                 if moved or paths:  # readers first: one reading after the kernel forgot would refill it
                     self._readers_follow(None if moved or "" in paths else set(paths))
                 for p in paths:

@@ -167,8 +167,10 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._inval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._view_time_ns: int | None = None
-        # the times files a checkpoint retired keep (Overlay.kept_times), read with the view
-        self._kept: dict[str, tuple[str, int, int]] | None = None
+        # the times files a checkpoint retired keep (Overlay.kept_times), as this view asked
+        # them by path (Overlay.kept_reader: the table holds every file the session retired)
+        self._kept: dict[str, tuple[str, int, int] | None] | None = None
+        self._kept_read: Callable[[str], tuple[str, int, int] | None] | None = None
         self._kept_token: str | None = None  # the meta's ``kept_times`` count read before them
         self._watch_from: tuple[int, dict[str, str]] | None = None  # (invalidate.py)
         self._unsized: set[str] = set()  # written and closed: sizes not recorded yet

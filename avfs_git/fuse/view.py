@@ -98,13 +98,18 @@ class ViewOps(NestedRepos, HandleTable):
 
     def _kept_times(self, p: str, oid: str) -> tuple[int, int] | None:
         """The (mtime_ns, ctime_ns) a file a checkpoint retired keeps while the base holds
-        the blob it was committed as (read once per view: the watcher drops them)."""
-        kept = self._kept
-        if kept is None:
+        the blob it was committed as (asked by path and remembered: the watcher drops them
+        when the view moves or a checkpoint keeps more)."""
+        kept, read = self._kept, self._kept_read
+        if kept is None or read is None:
             # the count first: a change between the two reads makes the watcher read again
             self._kept_token = self.ws.overlay.get_meta("kept_times")
-            kept = self._kept = self.ws.overlay.kept_times()
-        hit = kept.get(p)
+            read = self._kept_read = self.ws.overlay.kept_reader()
+            kept = self._kept = {}
+        if p in kept:
+            hit = kept[p]
+        else:
+            hit = kept[p] = read(p)
         return None if hit is None or hit[0] != oid else (hit[1], hit[2])
 
     def _attrs(self, p: str, node: Node) -> dict[str, Any]:

@@ -101,7 +101,8 @@ def index_stat(
     for git to trust it without reading it (for ``view``'s view time when given, else the workspace's
     current one). ``unknown_zero``: a size the lazy vault's size cache does not have yet is 0."""
     t = view.view_ns() if view is not None else view_ns(ws)
-    kept = ws.overlay.kept_times(view.view_time if view is not None else None)
+    # (one by one for a patch's few paths: the table holds every file the session retired)
+    kept = ws.overlay.kept_reader(view.view_time if view is not None else None)
     known = ws.store.promisor.size
     size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
     held = held_stat(ws, uid, gid)  # (a file a checkpoint converted: its own stat)
@@ -115,7 +116,7 @@ def index_stat(
         n = 0 if mode == 0o160000 else size(oid)
         if converted is not None and (shown := converted(path, mode, oid)) is not None:
             n = shown
-        hit = kept.get(path) if kept else None
+        hit = kept(path)
         if hit is not None and hit[0] == oid:  # a file a checkpoint retired keeps its times
             return hit[2], hit[1], inode_of(path), uid, gid, n
         return t, t, inode_of(path), uid, gid, n

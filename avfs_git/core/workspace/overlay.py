@@ -35,6 +35,7 @@ from .overlayupper import MERGED, SUBMODULE, UpperEntries
 # ``resync_required``; JOURNAL_FROM (meta) is the newest row dropped.
 MAX_JOURNAL = 1_000_000
 TRIM_STEP = 16_384
+FEW_KEPT = 256  # kept times asked one by one before :meth:`Overlay.kept_reader` reads them all
 JOURNAL_FROM = "journal_from"
 
 
@@ -465,13 +466,14 @@ class Overlay(UpperEntries):
             db.execute("DELETE FROM kept_times WHERE path = ?", (e.path,))
             if e.kind == DELETED:  # a removed directory: what was under it ("/" + 1 is "0")
                 db.execute("DELETE FROM kept_times WHERE path > ? AND path < ?", (e.path + "/", e.path + "0"))
-        db.executemany(
-            "INSERT OR REPLACE INTO kept_times(path, oid, mtime_ns, ctime_ns, view) VALUES(?, ?, ?, ?, ?)",
-            [(*r, view) for r in rows],
-        )
         db.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES('kept_times',"
             " COALESCE((SELECT value FROM meta WHERE key = 'kept_times'), 0) + 1)"
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO kept_times(path, oid, mtime_ns, ctime_ns, view, gen) VALUES(?, ?, ?, ?, ?,"
+            " (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'kept_times'))",
+            [(*r, view) for r in rows],
         )
 
     def kept_times(self, view: str | None = None) -> dict[str, tuple[str, int, int]]:
@@ -482,6 +484,45 @@ class Overlay(UpperEntries):
             view = self.get_meta("view_time")
         q = "SELECT path, oid, mtime_ns, ctime_ns FROM kept_times WHERE view = ?"
         return {str(p): (str(o), int(m), int(c)) for p, o, m, c in self.db.execute(q, (view,))}
+
+    def kept_since(self, gen: int, view: str | None = None) -> list[str]:
+        """The paths whose kept times a :meth:`keep_times` after count ``gen`` (the meta's
+        ``kept_times``) wrote, for ``view`` (else the current view time): O(those rows)."""
+        if view is None:
+            view = self.get_meta("view_time")
+        q = "SELECT path FROM kept_times WHERE gen > ? AND view = ?"
+        return [str(p) for (p,) in self.db.execute(q, (gen, view))]
+
+    def kept_time(self, path: str, view: str | None = None) -> tuple[str, int, int] | None:
+        """:meth:`kept_times` of one path (its primary key: O(1), where the table holds every
+        file a long session's checkpoints retired)."""
+        if view is None:
+            view = self.get_meta("view_time")
+        q = "SELECT oid, mtime_ns, ctime_ns FROM kept_times WHERE path = ? AND view = ?"
+        r = self.db.execute(q, (path, view)).fetchone()
+        return None if r is None else (str(r[0]), int(r[1]), int(r[2]))
+
+    def kept_reader(self, view: str | None = None) -> Callable[[str], tuple[str, int, int] | None]:
+        """``path -> kept_time(path)`` for one view: a query per path for the first
+        :data:`FEW_KEPT` paths asked, then the whole table read once (a walk of the tree
+        asks for every path). A checkpoint's index patch asks for its few paths, not for the
+        session's every retired file."""
+        if view is None:
+            view = self.get_meta("view_time")
+        whole: list[dict[str, tuple[str, int, int]]] = []
+        asked = 0
+
+        def kept(path: str) -> tuple[str, int, int] | None:
+            nonlocal asked
+            if whole:
+                return whole[0].get(path)
+            asked += 1
+            if asked > FEW_KEPT:
+                whole.append(self.kept_times(view))
+                return whole[0].get(path)
+            return self.kept_time(path, view)
+
+        return kept
 
     def clear(self, db: sqlite3.Connection, op: str) -> None:
         for e in self.all():

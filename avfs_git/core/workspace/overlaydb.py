@@ -105,11 +105,22 @@ _KEPT_TIMES = (
     "CREATE TABLE IF NOT EXISTS kept_times(path TEXT PRIMARY KEY, oid TEXT NOT NULL,"
     " mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, view TEXT NOT NULL);"
 )
+# which keep_times call wrote each row (the meta's ``kept_times`` count then), indexed with
+# the view: a mount's watcher reads what changed since its last look, a new view's first
+# keep drops the old view's rows, neither reading every file a long session retired
+_KEPT_GEN = "ALTER TABLE kept_times ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;"
+_KEPT_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS kept_times_gen ON kept_times(gen);"
+    "CREATE INDEX IF NOT EXISTS kept_times_view ON kept_times(view);"
+)
 _SCHEMA += (
     _TOTALS + _FILEID_INDEX + _FILES_COLUMN + _FILES_TRIGGERS + _UPPER_OIDS + execspans.SCHEMA + _KEPT_TIMES
-)
-_VERSION = 10
+    + _KEPT_GEN + _KEPT_INDEXES
+)  # fmt: skip
+_VERSION = 12
 _MIGRATIONS = {
+    12: _KEPT_INDEXES,
+    11: _KEPT_GEN,
     10: _KEPT_TIMES,
     9: execspans.SCHEMA,
     8: "ALTER TABLE journal ADD COLUMN src TEXT",

@@ -36,11 +36,16 @@ wholesale), no status remembered yet.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+from ..store.names import ancestors
 from .overlay import Overlay
 from .overlayentry import DELETED, EMPTY_TREE_ID, OBJECT, Entry
 
-__all__ = ["MARK_KEY", "Pending", "entries", "remember", "remember_commit"]
+if TYPE_CHECKING:
+    from ..store.gitstore import GitStore
+
+__all__ = ["MARK_KEY", "Pending", "entries", "held_deletions", "remember", "remember_commit"]
 
 MARK_KEY = "upper_mark"  # in the overlay database's meta table (JSON)
 MAX_TOPS = 100_000  # more than this is not remembered: the next status reads everything
@@ -125,6 +130,36 @@ def entries(
     return overlay.changed_entries([*map(str, tops), *paths, *moved]), pending, True
 
 
+def held_deletions(
+    overlay: Overlay, entries: Iterable[Entry], store: GitStore | None, base: str
+) -> list[str]:
+    """The paths of the deletion entries among ``entries`` that stay in view (tops) whatever
+    the base: a fifo, socket or device (never recorded), one of the overlay database's, a
+    whiteout that hides something of commit ``base`` (all do without a ``store``), or one
+    with an entry of the database at, below or above it (a pin: a renamed directory's
+    source, a directory the base lost, core/workspace/wsretire.py).
+    A whiteout of the upper layer over nothing of the base shows the base unchanged: kept
+    in view, every file a session removed was read again at each status and checkpoint
+    (O(the session's removals)); a base move that brings something there names the path
+    (the base diff), so it is read then."""
+    out: list[str] = []
+    tree: list[str] = []
+    for e in entries:
+        if e.kind != DELETED or not e.path:
+            continue
+        if store is not None and not tree:
+            tree.append(store.commit_tree(base))
+        if e.origin is not None or e.seq or store is None or store.tree_lookup(tree[0], e.path) is not None:
+            out.append(e.path)
+            continue
+        with overlay.without_upper():  # a pin at, below or above it (a vanished directory's)
+            if overlay.has_under(e.path) or any(
+                overlay.get(a) is not None for a in (*ancestors(e.path), e.path)
+            ):
+                out.append(e.path)
+    return out
+
+
 def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -> None:
     """Remember what a status found (``paths``: every path it found different from the
     base, ignored ones included) as of ``pending``."""
@@ -160,6 +195,7 @@ def remember_commit(
     read: Iterable[Entry],
     committed: Iterable[Entry],
     left_out: Iterable[str] = (),
+    store: GitStore | None = None,
 ) -> None:
     """Remember, once commit ``base`` is the workspace's base, that what a capture ``read``
     (its entries, read as of ``pending``) shows the base unchanged where the commit holds
@@ -167,21 +203,25 @@ def remember_commit(
     record (ignored, refused, protected, left out by ``only``, an empty directory), the
     paths ``left_out`` (the ignored directories it never read), and what a status keeps
     in view whatever the base (whiteouts, fifos, sockets and devices, renamed
-    directories). Call it outside a transaction, after the base moved."""
+    directories; with ``store``, only those :func:`held_deletions` keeps). Call it
+    outside a transaction, after the base moved."""
     if pending is None:
         return
     done = {e.path for e in committed}
     paths = [*left_out]
+    deletions: list[Entry] = []
     for e in read:
         if not e.path:
             continue
         if e.path not in done:
             paths.append(e.path)
         elif e.kind == DELETED:
-            # as a status keeps them: a fifo or socket is never recorded (not_recorded lists
-            # it), and a whiteout may hide what the commit's retirement pinned below it (a
-            # renamed directory's source: core/workspace/wsretire.py), which no change names
-            paths.append(e.path)
+            # as a status keeps them (held_deletions): a fifo or socket is never recorded
+            # (not_recorded lists it), and a whiteout may hide what the commit's retirement
+            # pinned below it (a renamed directory's source: core/workspace/wsretire.py),
+            # which no change names
+            deletions.append(e)
         elif e.kind == OBJECT and e.oid != EMPTY_TREE_ID and e.mode == 0o040000:
             paths.append(e.path)  # a renamed directory: as a status keeps it
+    paths += held_deletions(overlay, deletions, store, base)
     remember(overlay, Pending(pending.instance, pending.seq, base, pending.view_time), paths)

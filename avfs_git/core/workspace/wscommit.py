@@ -126,7 +126,7 @@ def _remember(ws: Fork, commit: str, committed: list[Entry]) -> None:
         return
     pending, read = ws.captured_read
     ws.captured_read = None
-    remember_commit(ws.overlay, pending, commit, read, committed, ws.captured_ignored.tops)
+    remember_commit(ws.overlay, pending, commit, read, committed, ws.captured_ignored.tops, ws.store)
 
 
 def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, list[Entry]]:

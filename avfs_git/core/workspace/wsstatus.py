@@ -269,11 +269,11 @@ class Changes:
             base=self.view.base,
             view_time=self._view_time(),
             git_dir=self._mount_git_dir(),
-            base_diff=self._base_diff,
+            base_diff=self.base_diff,
             pin_diff=self._pin_diff,
         )
 
-    def _base_diff(self, old: str, new: str) -> list[str] | None:
+    def base_diff(self, old: str, new: str) -> list[str] | None:
         """The paths where two commits' trees differ (None when one is not there)."""
         try:
             a, b = self.store.commit_tree(old), self.store.commit_tree(new)
@@ -334,7 +334,7 @@ class Changes:
                 if o is not None and o != c.path:
                     hints[c.path] = o
         found = [p for c in out for p in (c.path, c.old_path) if p]  # compared: what differs
-        found += [e.path for e in entries if e.kind == DELETED]  # whiteouts, fifos, sockets
+        found += upperjournal.held_deletions(self.overlay, entries, self.store, self.view.base)  # fifos, pins
         # renamed directories (their tree is the lower layer's at their source): kept in
         # view, so that a base move changing a source is looked at with them
         found += [e.path for e in entries if e.kind == OBJECT and e.oid != EMPTY_TREE_ID]
