@@ -393,7 +393,9 @@ def test_a_fetch_head_s_text_is_what_the_remote_s_fetch_writes(live, vault, git_
         fh.write(f"import subprocess\nF = subprocess.check_output(['git', 'rev-parse', '--git-path', 'FETCH_HEAD'], text=True).strip()\nopen(F, 'w').write({line!r})\n")  # fmt: skip
     doc = _exec("python3", "plant.py")
     assert doc["exit_code"] == 0 and doc["confinement"]["network"] == "none", doc
-    assert "FETCH_HEAD" in _refused(doc), doc["refs_refused"]
+    # (and nothing else: the fetch's copies of the remote-tracking refs, left in the scratch
+    # beneath the vault's read-only refs/remotes, were listed as new refs no fetch moved)
+    assert list(_refused(doc)) == ["FETCH_HEAD"], doc["refs_refused"]
     r = subprocess.run(["git", "rev-parse", "-q", "--verify", "FETCH_HEAD"], cwd=mp, capture_output=True)
     assert r.returncode != 0, r.stdout
     # the person's own fetch and merge: the remote's text
