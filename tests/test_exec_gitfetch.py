@@ -363,3 +363,43 @@ def test_a_fetch_head_the_command_writes_names_only_what_the_remote_said(live, v
     doc = _exec("git", "fetch", "origin")
     assert doc["exit_code"] == 0 and "FETCH_HEAD" not in _refused(doc), doc
     assert _git("rev-parse", "FETCH_HEAD", cwd=mp).strip() == up
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "branch 'main\033]0;owned\007\033[2J' of {url}",  # a terminal's title set, the screen cleared
+        "branch 'side' of {url}",  # another branch's name for origin/main's id
+        "branch 'main' of git://elsewhere.example/x",  # another URL than the remote's
+    ],
+    ids=["escapes", "another-branch", "another-url"],
+)
+def test_a_fetch_head_s_text_is_what_the_remote_s_fetch_writes(live, vault, git_daemon, tmp_path, text):
+    """The sixteenth round (NAME=attack7): a ``FETCH_HEAD`` a command with no network wrote
+    stayed when each id it named was a remote-tracking ref's, whatever its text: the
+    person's `git merge FETCH_HEAD` made that text the merge commit's message ("Merge branch
+    '...' of ..."), which their `git log` prints as it is (terminal escapes: a title set,
+    the screen cleared), or named another branch or URL than the fetch's. Now each line's
+    text must be what git's fetch of a remote of the vault writes for that id: the
+    remote's URL, and a branch name whose remote-tracking ref holds the id."""
+    url, served = git_daemon
+    _published(vault, url)
+    up = _upstream_commit(served, tmp_path, "upstream.txt", b"u\n", "upstream work")
+    mp = live.mountpoint
+    doc = _exec("git", "fetch", "origin")  # a real fetch: origin/main is upstream's
+    assert doc["exit_code"] == 0 and _all_refs(vault)["refs/remotes/origin/main"] == up, doc
+    line = f"{up}\t\t{text.format(url=url)}\n"
+    with open(os.path.join(mp, "plant.py"), "w") as fh:
+        fh.write(f"import subprocess\nF = subprocess.check_output(['git', 'rev-parse', '--git-path', 'FETCH_HEAD'], text=True).strip()\nopen(F, 'w').write({line!r})\n")  # fmt: skip
+    doc = _exec("python3", "plant.py")
+    assert doc["exit_code"] == 0 and doc["confinement"]["network"] == "none", doc
+    # (and nothing else: the fetch's copies of the remote-tracking refs, left in the scratch
+    # beneath the vault's read-only refs/remotes, were listed as new refs no fetch moved)
+    assert list(_refused(doc)) == ["FETCH_HEAD"], doc["refs_refused"]
+    r = subprocess.run(["git", "rev-parse", "-q", "--verify", "FETCH_HEAD"], cwd=mp, capture_output=True)
+    assert r.returncode != 0, r.stdout
+    # the person's own fetch and merge: the remote's text
+    _git("fetch", "origin", "main", cwd=mp)
+    _git("-c", "user.name=P", "-c", "user.email=p@x", "merge", "--no-ff", "--no-edit", "FETCH_HEAD", cwd=mp)
+    said = _git("log", "-1", "--format=%B", cwd=mp)
+    assert "\033" not in said and "\007" not in said and said.startswith("Merge branch 'main' of "), said

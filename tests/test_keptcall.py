@@ -399,3 +399,36 @@ def test_a_signal_relayed_as_the_next_call_is_handed_is_that_call_s(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=60)
+
+
+def test_a_served_call_runs_with_its_caller_s_umask(
+    setup: Any, tmp_path: Path, home: Home, vault: Vault
+) -> None:
+    """The sixteenth round (NAME=attack7): a served call ran with the umask of the process
+    that started the server, never its caller's: a person's `umask 077` was not applied to
+    what a served push or fetch wrote (a direct call applies it), and one caller's was
+    every later one's. Now each call takes its caller's, the kept process too, and the
+    server's is put back between kept calls (the process stays kept)."""
+    env, _log, _bare = setup  # (the server started by a call with this test's umask, 022)
+    env, log = _traced_git(tmp_path, env)
+    (bindir := tmp_path / "tbin" / "git").write_text(
+        bindir.read_text().replace('echo "$PPID|', 'echo "$PPID|$(umask)|')
+    )
+
+    def served(mask: int, *args: str) -> None:
+        r = subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--vault", "v", *args],
+            env=env, capture_output=True, timeout=120, preexec_fn=lambda: os.umask(mask),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+
+    old = os.umask(0o022)
+    try:
+        served(0o077, "push", "origin", "main")
+        served(0o022, "fetch", "origin")
+        served(0o027, "fetch", "origin")
+    finally:
+        os.umask(old)
+    rows = [line.split("|", 3) for line in log.read_text().splitlines()]
+    assert [r[1] for r in rows] == ["0077", "0022", "0027"], rows
+    assert len({r[0] for r in rows}) == 1, rows  # one kept process ran the three

@@ -3,7 +3,7 @@ push or a fetch, the process kept for the next ones (:func:`keep`).
 
 The resident server (:mod:`.resident`) runs each call in a process forked from itself (or
 from its spare, :mod:`.spare`): that process takes the caller's standard streams,
-working directory, environment and arguments, runs the same click CLI a direct call runs,
+working directory, umask, environment and arguments, runs the same click CLI a direct call runs,
 answers with its code and exits. The fork is what isolates one call from the next: every
 call starts from the server's state after its imports, never from what an earlier call
 left (its environment, its open databases and locks, its threads, module caches). Its
@@ -21,7 +21,7 @@ another push or fetch (anything else, or a call that left something, ends it as 
 call's process ends). The pages it copied are its own from then on: the next call copies
 none, and no spare is forked for it. What it isolates, it checks rather than assumes:
 
-- the environment, working directory, arguments and standard streams are each call's
+- the environment, working directory, umask, arguments and standard streams are each call's
   own, set from the request as in a fresh process (the environment back to the server's
   between calls, so no caller's secret outlives its call there);
 - the databases and git handles the command opened are closed (:meth:`.app.App.close`),
@@ -74,6 +74,12 @@ def _become(req: dict[str, Any], enc: str, errs: str) -> None:
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.chdir(req["cwd"])
+    mask = req.get("umask")
+    if isinstance(mask, int) and 0 <= mask <= 0o777:
+        # the caller's (found in the sixteenth round, NAME=attack7: every served call ran
+        # with the umask of the process that started the server, so a person's `umask 077`
+        # was not applied to what a served call wrote, and one caller's was every later one's)
+        os.umask(mask)
     _set_environ({os.fsdecode(k): os.fsdecode(v) for k, v in req["env"].items()})
     sys.stdin = _text(0, enc, errs, line=False)
     sys.stdout = _text(1, enc, errs, line=os.isatty(1))
@@ -145,12 +151,14 @@ def child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spar
         os.closerange(spare.REPORT_FD + 1, 1 << 20)
         enc, errs = sys.stdout.encoding, sys.stdout.errors or "strict"
         server_env = dict(os.environ)  # (a kept process takes it back between calls)
+        server_umask = os.umask(0o022)  # (and this)
+        os.umask(server_umask)
         _become(req, enc, errs)
         kept = KeptHome() if req.get("kept") else None
         code, opened = _run(req, kept)
         _answer(code, kept=kept is not None)
         if kept is not None:
-            code = keep(code, opened, (enc, errs), server_env, kept)
+            code = keep(code, opened, (enc, errs), server_env, kept, server_umask)
             return
         report.send(spare.REPORT_FD)
         for app in opened:
@@ -163,7 +171,12 @@ def child(conn: socket.socket, req: dict[str, Any], fds: list[int], report: spar
 
 
 def keep(
-    code: int, opened: list[Any], encoding: tuple[str, str], server_env: dict[str, str], kept: KeptHome
+    code: int,
+    opened: list[Any],
+    encoding: tuple[str, str],
+    server_env: dict[str, str],
+    kept: KeptHome,
+    server_umask: int | None = None,
 ) -> int:
     """In a push's or fetch's process, its answer out: close what the command opened and,
     when the call left nothing behind (:func:`_clean`), tell the server (on
@@ -173,8 +186,10 @@ def keep(
     calls, or when the server closes the pair. A call whose set-up fails ends the
     process at once, with no answer (70, as :func:`child`'s own). The calls' home is
     ``kept`` open from one to the next (cli/homekeep.py), closed when the process ends."""
-    umask = os.umask(0o022)
+    umask = os.umask(0o022)  # the call's: one it left changed is not kept
     os.umask(umask)
+    if server_umask is None:
+        server_umask = umask
     ctl = socket.socket(fileno=spare.REPORT_FD)
     calls = 1
     while True:
@@ -190,6 +205,7 @@ def keep(
         os.close(ANSWER_FD)
         _write_back(_wal_grown())  # (the kept home's databases: their WALs stay small)
         again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask, kept)
+        os.umask(server_umask)  # (the next call sets its own)
         if not again:
             kept.close()
         # a signal the server relays for the next call waits for the command's handlers
@@ -214,6 +230,8 @@ def keep(
             conn_fd, req, fds = got
             _install(conn_fd, fds)
             _become(req, *encoding)
+            umask = os.umask(0o022)
+            os.umask(umask)
             code, opened = _run(req, kept)
             _answer(code, kept=True)
         except BaseException:

@@ -233,8 +233,17 @@ def served(args: "list[str]", *, start: bool = True) -> "int | None":
         sock.close()
         return None
     try:
+        mask = posix.umask(0o022)  # the call's, as a direct call has it (read, put back)
+        posix.umask(mask)
         req = marshal.dumps(
-            {"v": PROTOCOL, "stamp": stamp(), "argv": args, "cwd": posix.getcwd(), "env": dict(posix.environ)}
+            {
+                "v": PROTOCOL,
+                "stamp": stamp(),
+                "argv": args,
+                "cwd": posix.getcwd(),
+                "umask": mask,
+                "env": dict(posix.environ),
+            }
         )
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         buf = bytearray()

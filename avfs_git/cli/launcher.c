@@ -13,7 +13,7 @@
  * the call again could run it twice.
  *
  * The protocol is avfs_git/cli/resident.py's: the request is a marshal-encoded dict
- * {"v": 1, "stamp": STAMP, "argv": [...], "cwd": CWD, "env": {bytes: bytes}} after its
+ * {"v": 1, "stamp": STAMP, "argv": [...], "cwd": CWD, "umask": N, "env": {bytes: bytes}} after its
  * length as eight decimal digits, with fds 0, 1, 2 passed alongside (SCM_RIGHTS); the
  * answers are length-prefixed marshal dicts. Only the types those use are written and
  * read here; tests/test_native_launcher.py checks the request against Python's own
@@ -209,6 +209,9 @@ static int request(buf_t *b, int argc, char **argv, const char *cwd) {
     err = err || put_str(b, "argv") || put(b, "[", 1) || put_u32(b, (uint32_t)(argc - 1));
     for (int i = 1; i < argc && !err; i++) err = put_str(b, argv[i]);
     err = err || put_str(b, "cwd") || put_str(b, cwd);
+    mode_t mask = umask(022);  /* the call's, as a direct call has it (read, put back) */
+    umask(mask);
+    err = err || put_str(b, "umask") || put(b, "i", 1) || put_u32(b, (uint32_t)mask);
     err = err || put_str(b, "env") || put(b, "{", 1);
     names_t seen;
     if (names_init(&seen) != 0) return -1;

@@ -29,7 +29,7 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
 
 The protocol (one connection per call): the request is a ``marshal``-encoded dict preceded
 by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
-"argv": [...], "cwd": ..., "env": {bytes: bytes}}`` (the environment as ``posix.environ``
+"argv": [...], "cwd": ..., "umask": N, "env": {bytes: bytes}}`` (the environment as ``posix.environ``
 holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are always the
 same code (the stamp), so the version has not moved with the protocol's details. The server answers length-prefixed marshal
 dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or

@@ -27,6 +27,8 @@ and runs nothing (git 2.39's ``sequencer.c``, ``builtin/am.c``, ``bisect.c``).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import stat
@@ -42,6 +44,7 @@ __all__ = [
     "Kept",
     "Pinned",
     "kept",
+    "locks_before",
     "locks_of",
     "pinned",
     "pinned_back",
@@ -216,7 +219,40 @@ def locks_of(git_dir: str) -> Locks:
     return out
 
 
-def stale_lock(git_dir: str, before: Locks) -> list[dict[str, Any]]:
+def locks_before(git_dir: str, left: str) -> Locks:
+    """git's lock files in ``git_dir`` before a run (:func:`locks_of`), but those a run
+    before left only because a git of the person's ran then (remembered in the file
+    ``left``, avfs's, out of the sandbox's view): still the same file, each is the command's
+    as at that run, and goes after this one unless a git of the person's runs again. Until
+    the sixteenth round (NAME=attack7) such a lock counted as the person's at every later
+    run and stayed: a ``HEAD.lock`` left while the person's `git log` was open failed
+    every `git commit` of theirs in the mount until they removed it."""
+    now = locks_of(git_dir)
+    data = read_file(left, 1 << 16)
+    if data is None:
+        return now
+    try:
+        was = {str(n): tuple(s) for n, s in json.loads(data).items()}
+    except (ValueError, TypeError, AttributeError):
+        return now
+    return {n: s for n, s in now.items() if was.get(n) != s}
+
+
+def _remember(left: str, locks: Locks) -> None:
+    tmp = f"{left}.{os.getpid()}.tmp"
+    with contextlib.suppress(OSError):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(locks, fh)
+        os.replace(tmp, left)
+
+
+def stale_lock(
+    git_dir: str,
+    before: Locks,
+    held: Callable[[str], str | None] | None = None,
+    left: str | None = None,
+) -> list[dict[str, Any]]:
     """After a run: each of git's lock files made during it that stays (the command's: git
     killed at the timeout leaves one too) is removed, and said. Found in the thirteenth
     round (NAME=attack4) for ``index.lock``: avfs's writers of the index waited 10 s for it
@@ -230,14 +266,24 @@ def stale_lock(git_dir: str, before: Locks) -> list[dict[str, Any]]:
     --worktree`, until they removed it. One from before the run is the person's, and
     stays; so do all while a git of the person's runs in the mount (a `git commit` holds
     ``index.lock`` while its editor is open: removed, that commit could not write its
-    index)."""
+    index). But the command may have swapped such an ``index.lock`` for its own while the
+    person's git waited: ``held`` says why its bytes must not become the index (None: they
+    may), and then it goes (:mod:`.heldlock`). Those left are remembered in ``left``
+    (:func:`locks_before`)."""
     deadline = time.monotonic() + LOCK_GONE_S
-    while stale := sorted(n for n, s in locks_of(git_dir).items() if before.get(n) != s):
+    if left is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(left)
+    while True:
+        now = locks_of(git_dir)
+        stale = sorted(n for n, s in now.items() if before.get(n) != s)
+        if not stale:
+            return []
         if time.monotonic() < deadline:
             time.sleep(0.01)
             continue
         if _git_in(git_dir):
-            return []
+            return _held(git_dir, stale, now, held, left)
         out = []
         for name in stale:
             try:
@@ -253,7 +299,33 @@ def stale_lock(git_dir: str, before: Locks) -> list[dict[str, Any]]:
             )
             out.append({"ref": name, "old": None, "new": None, "reason": why})
         return out
-    return []
+
+
+def _held(
+    git_dir: str,
+    stale: list[str],
+    now: Locks,
+    held: Callable[[str], str | None] | None,
+    left: str | None,
+) -> list[dict[str, Any]]:
+    """While a git of the person's runs: each lock made during the run stays, but an
+    ``index.lock`` that ``held`` refuses; those kept are remembered in ``left``."""
+    out = []
+    if held is not None and INDEX_LOCK in stale:
+        why = held(os.path.join(git_dir, INDEX_LOCK))
+        if why is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(git_dir, INDEX_LOCK))
+            stale.remove(INDEX_LOCK)
+            reason = (
+                f"an index.lock held past the run by a git of the person's, which the command could have"
+                f" swapped for its own: {why}: removed (that git says it could not write its index; the"
+                " work tree keeps every change, and `git status` shows what is staged)"
+            )
+            out.append({"ref": INDEX_LOCK, "old": None, "new": None, "reason": reason})
+    if left is not None and stale:
+        _remember(left, {n: now[n] for n in stale})
+    return out
 
 
 def _git_in(git_dir: str) -> bool:

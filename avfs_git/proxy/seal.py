@@ -49,6 +49,7 @@ fork's exec lock, right before the command starts) refreshes what is in them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -58,7 +59,7 @@ from ..core.store import refs
 from ..core.store.names import fs_name
 from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
-from . import bisectrefs, gitstate, refwatch, sealobjects, sealpack, sealremotes, sealstaged
+from . import bisectrefs, gitstate, heldlock, refwatch, sealobjects, sealpack, sealremotes, sealstaged
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync, vault_loose
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _LOOSE = re.compile(r"[0-9a-f]{2}")
 _MAX_REF = 4096  # a ref file is one line: anything longer is not one
 STASH = refs.STASH
+LOCKS_LEFT = "locks-left"  # git's lock files a run left as a git of the person's ran (.gitstate)
 TOP = "top"  # in the seal directory: the vault's top directory as the sandbox shows it
 # refs/ directories the scratch holds (the fork's branch, the tags git tag makes there (the
 # vault's are lines of the sandbox's packed-refs) and, for a run with a network, copies of the
@@ -112,6 +114,9 @@ class Sealed:
     shown: bytes = b""
     shown_stat: tuple[int, int, int, int] | None = None
     shown_packed: tuple[str, str] | None = None
+    # the vault's refs/ directories shown read-only over the scratch's (``remotes`` in a run
+    # with no network): what the scratch holds beneath them is an earlier run's, not this one's
+    shown_refs: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -284,8 +289,9 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         kept=kept,
         head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
         pinned=gitstate.pinned(git_dir) if git_dir else (),
-        lock=gitstate.locks_of(git_dir) if git_dir else {},
+        lock=gitstate.locks_before(git_dir, os.path.join(d, LOCKS_LEFT)) if git_dir else {},
         fetch_head=sealremotes.fetch_head_stat(git_dir) if git_dir else None,
+        shown_refs=frozenset(subs),
         cache=cache,
     )
 
@@ -300,6 +306,11 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     root = os.path.join(sealed.dir, "refs")
     for dirpath, dirs, files in os.walk(root):  # os.walk never enters a symbolic link
+        if dirpath == root:
+            # (found in the sixteenth round, NAME=attack7: a networked run's copies of the
+            # remote-tracking refs, left beneath the vault's read-only ``remotes``, were
+            # listed in every later run's refs_refused as new refs "no fetch moved")
+            dirs[:] = [x for x in dirs if x not in sealed.shown_refs]
         for fn in files + [x for x in dirs if os.path.islink(os.path.join(dirpath, x))]:
             if fn.endswith(".lock"):
                 continue  # a git killed while it held a lock
@@ -348,7 +359,9 @@ def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carr
             finally:
                 put = gitstate.putter(vault, sealed.fork)
                 refused += gitstate.pinned_back(sealed.git_dir, sealed.pinned, put)
-                refused += gitstate.stale_lock(sealed.git_dir, sealed.lock)
+                held = functools.partial(heldlock.why_not, vault, sealed.fork, scratch=sealed.dir)
+                left = os.path.join(sealed.dir, LOCKS_LEFT)
+                refused += gitstate.stale_lock(sealed.git_dir, sealed.lock, held, left)
     if head is not None:
         settled = _settle_head(vault, sealed, head)
         if settled is not None:

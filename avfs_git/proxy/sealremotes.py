@@ -243,26 +243,105 @@ def _fetch_head_refusal(vault: Vault, data: bytes | None) -> str | None:
         return (
             f"the command's FETCH_HEAD is not a file git writes, or holds more than {_FETCH_HEAD_MAX} bytes"
         )
-    ids: set[str] = set()
+    lines: list[tuple[str, bytes]] = []
     for line in data.splitlines():
-        oid, tab, _rest = line.partition(b"\t")
-        text = oid.decode("ascii", "replace")
-        if not tab or not _HEX.fullmatch(text):
+        raw, tab, rest = line.partition(b"\t")
+        text = raw.decode("ascii", "replace")
+        marker, tab2, said = rest.partition(b"\t")
+        if not tab or not tab2 or marker not in (b"", b"not-for-merge") or not _HEX.fullmatch(text):
             return "the command's FETCH_HEAD holds a line git does not write"
-        ids.add(text)
-    if not ids:
+        lines.append((text, said))
+    if not lines:
         return None
     held = run(
-        ["for-each-ref", "--format=%(objectname)", refs.REMOTES, refs.TAGS], git_dir=vault.path, check=False
+        ["for-each-ref", "--format=%(objectname) %(refname)", refs.REMOTES, refs.TAGS],
+        git_dir=vault.path,
+        check=False,
     )
-    said = set(held.stdout.decode("ascii", "replace").split())
-    unsaid = sorted(ids - said)
-    if unsaid:
-        return (
-            f"the command's FETCH_HEAD names {unsaid[0]} as a remote's, which no remote-tracking ref"
-            " of the vault holds (no remote was seen to name it)"
-        )
+    holders: dict[str, set[str]] = {}  # id -> the refs holding it
+    for row in held.stdout.decode("utf-8", "surrogateescape").splitlines():
+        held_id, _, name = row.partition(" ")
+        holders.setdefault(held_id, set()).add(name)
+    urls = _fetch_urls(vault)
+    for oid, said in lines:
+        if oid not in holders:
+            return (
+                f"the command's FETCH_HEAD names {oid} as a remote's, which no remote-tracking ref"
+                " of the vault holds (no remote was seen to name it)"
+            )
+        why = _text_refusal(said, holders[oid], urls)
+        if why is not None:
+            return f"the command's FETCH_HEAD says of {oid} {why}"
     return None
+
+
+# what git's fetch writes after the id and the merge marker: "<kind> '<name>' of <URL>"
+# (kind "branch", "tag", "remote-tracking branch" or none: a full ref name), or the URL alone
+# (the remote's HEAD): fetch.c ``append_fetch_head``
+_SAID = re.compile(rb"(?:(branch|tag|remote-tracking branch) )?'([^'\x00-\x1f\x7f]+)' of (.+)")
+
+
+def _text_refusal(said: bytes, holders: set[str], urls: dict[bytes, set[str]]) -> str | None:
+    """Why ``said`` is not what git's fetch of a remote of the vault writes for an id
+    ``holders`` (ref names) hold; ``urls``: each remote's URL as git writes it -> its
+    remotes. Found in the sixteenth round (NAME=attack7): the text went unchecked, and the
+    person's `git merge FETCH_HEAD` made it its commit's message, which `git log` prints as
+    it is: terminal escapes, another branch's or URL's name."""
+    if any(b < 0x20 or b == 0x7F for b in said):
+        return "in a text holding control characters, which git's fetch never writes"
+    m = _SAID.fullmatch(said)
+    url = m.group(3) if m else said
+    remotes = urls.get(url)
+    if not remotes:
+        return "with a URL that is no remote's of the vault"
+    if m is None or m.group(1) is None:
+        return None  # the remote's HEAD, or another of its refs: held by a ref of the vault's
+    name = m.group(2).decode("utf-8", "surrogateescape")
+    if m.group(1) == b"branch":
+        if not {f"{refs.REMOTES}{r}/{name}" for r in remotes} & holders:
+            return f"that it is branch {name!r} of the remote, whose remote-tracking ref holds another commit"
+    elif m.group(1) == b"tag":
+        if f"{refs.TAGS}{name}" not in holders:
+            return f"that it is tag {name!r}, which the vault's tag of that name is not"
+    else:
+        return "that it is a remote-tracking branch of the remote's, which avfs does not carry"
+    return None
+
+
+def _fetch_urls(vault: Vault) -> dict[bytes, set[str]]:
+    """Each URL of the vault's remotes as git's fetch writes it into ``FETCH_HEAD``
+    (``transport_anonymize_url``: no user or password; no trailing ``/`` or ``.git``; a
+    newline as ``\\n``) -> the remotes that have it. From the vault's own config, which the
+    sandbox cannot write."""
+    got = run(["config", "--get-regexp", r"^remote\..*\.url$"], git_dir=vault.path, check=False)
+    out: dict[bytes, set[str]] = {}
+    for row in got.stdout.split(b"\n"):
+        key, _, url = row.partition(b" ")
+        if not key.startswith(b"remote.") or not key.endswith(b".url"):
+            continue
+        name = key[len(b"remote.") : -len(b".url")].decode("utf-8", "surrogateescape")
+        out.setdefault(_as_fetch_writes(url), set()).add(name)
+    return out
+
+
+def _as_fetch_writes(url: bytes) -> bytes:
+    """``url`` as git 2.39's fetch writes it in ``FETCH_HEAD``."""
+    at = url.find(b"@")
+    colon, slash = url.find(b":"), url.find(b"/")
+    local = colon < 0 or 0 <= slash < colon  # git's url_is_local_not_ssh
+    if at >= 0 and not local:
+        scheme = url.find(b"://")
+        if scheme < 0:
+            if b":" in url[at + 1 :]:
+                url = url[at + 1 :]
+        elif re.fullmatch(rb"[A-Za-z0-9+.-]+", url[:scheme]):
+            slash = url.find(b"/", scheme + 3)
+            if slash < 0 or slash > at:
+                url = url[: scheme + 3] + url[at + 1 :]
+    url = url.rstrip(b"/") or url[:1]
+    if len(url) > 5 and url.endswith(b".git"):
+        url = url[:-4]
+    return url.replace(b"\n", b"\\n")
 
 
 def local_remotes(vault: Vault) -> tuple[str, ...]:

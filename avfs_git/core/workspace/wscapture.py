@@ -24,7 +24,7 @@ from .overlay import Overlay
 from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
-from .wsattrs import TEXT, Conversions, conversions_for
+from .wsattrs import TEXT, Conversions, conversions_for, too_big
 from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
@@ -214,7 +214,7 @@ class Conversion:
     def blob(self, pw: PackWriter, path: str, mode: int, data: bytes | None, fpath: str | None) -> str:
         """The blob of a file's bytes (``data``, else read from ``fpath``) as ``git add``
         stores them."""
-        if mode not in TEXT:
+        if mode not in TEXT or (data is None and too_big(fpath or "")):
             return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "")
         if data is None:
             assert fpath is not None
