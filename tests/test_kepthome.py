@@ -201,3 +201,39 @@ def test_no_lock_is_held_between_calls(setup: Any, vault: Vault) -> None:
         pass
     _ok(env, "push", "origin", "main")
     _one_process(log, 3)
+
+
+def test_a_vault_made_again_in_the_same_directory_between_two_calls_is_the_new_one(
+    setup: Any, home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """Another vault's files moved into the vault's own directory (as a restore by ``rsync
+    --delete`` does, and as a vault deleted for good and made again at once looks when the
+    file system gives the new directory the old one's inode number, as ext4 does when it is
+    the lowest free): the directory's (device, inode) is the same, the vault is not; the kept
+    handle recorded the push in the old op log, a file no longer there."""
+    env, log, _bare = setup
+    assert GIT is not None
+    other = tmp_path / "other.git"
+    subprocess.run([GIT, "init", "-q", "--bare", str(other)], check=True)
+    w = home.create_vault("w")
+    new_tip = _commit(w, "new.txt", b"another vault\n")
+    subprocess.run([GIT, "--git-dir", w.path, "remote", "add", "origin", str(other)], check=True)
+    w_path = w.path
+    w.close()
+    _ok(env, "push", "origin", "main")
+    old = tmp_path / "old-v"
+    old.mkdir()
+    for name in os.listdir(vault.path):
+        os.rename(os.path.join(vault.path, name), old / name)
+    for name in os.listdir(w_path):
+        os.rename(os.path.join(w_path, name), os.path.join(vault.path, name))
+    os.rmdir(w_path)
+    _ok(env, "push", "origin", "main")
+    assert _remote_tip(other) == new_tip
+    db = sqlite3.connect(os.path.join(vault.path, "avfs", "oplog.db"))
+    try:
+        last = db.execute("SELECT kind FROM ops ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    assert last == ("push",)
+    _one_process(log, 2)

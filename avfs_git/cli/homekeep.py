@@ -21,8 +21,11 @@ written by any other process between two calls, and how it does:
   home's path: the home is kept only for a call whose own are equal, and only while the
   home's directory and its ``config.json`` are the ones it was opened on (a home deleted
   and made again, or its default identity changed, opens anew);
-- a vault deleted, or deleted and made again under its name: its handle is dropped
-  before the next call (:meth:`.Home.drop_replaced`);
+- a vault deleted, or deleted and made again under its name, or another vault's files
+  moved into its directory: its handle is dropped before the next call
+  (:meth:`.Home.drop_replaced`: its directory, or its op log's database, not the one it
+  opened; a directory's inode number alone is not enough, ext4 gives a new directory the
+  lowest free one, often the deleted vault's);
 - a failed mount of the layers file system is tried again, as a fresh process would;
 - locks: none is held from one call to the next (:meth:`holds`: the kept process checks
   every descriptor it has left, :func:`.callproc._clean`).
