@@ -237,3 +237,31 @@ def test_a_vault_made_again_in_the_same_directory_between_two_calls_is_the_new_o
         db.close()
     assert last == ("push",)
     _one_process(log, 2)
+
+
+def test_a_promisor_remote_set_by_git_between_two_calls_is_the_one_a_kept_vault_reads(
+    home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """The vault's promisor remote (where a lazy vault's missing blobs come from, and
+    whether it is lazy at all) is part of its git config, set here by git between two calls
+    of one kept home: the second reads it as a new process would (the vault handle's
+    promisor kept what it read in the first: a URL changed went on to the old server)."""
+    from avfs_git.cli.homekeep import KeptHome
+    from avfs_git.core.settings import Settings
+
+    assert GIT is not None
+    settings = Settings.from_environ(os.environ, home.path)
+    kept = KeptHome()
+    try:
+        first = kept.open(home.path, settings).vault("v")
+        assert first.store.promisor.remote() is None and not first.lazy
+        kept.release()
+        url = (tmp_path / "server.git").as_uri()
+        for key, value in (("remote.origin.url", url), ("remote.origin.promisor", "true")):
+            subprocess.run([GIT, "--git-dir", vault.path, "config", key, value], check=True)
+        again = kept.open(home.path, settings).vault("v")
+        assert again is first  # (the kept handle)
+        assert again.store.promisor.remote() == ("origin", url)
+        assert again.lazy
+    finally:
+        kept.close()

@@ -14,7 +14,9 @@ written by any other process between two calls, and how it does:
 - the vault's git config (a remote's URL, credentials stored in it, ``user.name``):
   libgit2 reads the file again when it has changed since its last read;
 - the vault's avfs config (``config.json``): forgotten after every call
-  (:meth:`.Vault.forget_config`);
+  (:meth:`.Vault.forget_config`), and so is its promisor remote, which the vault's
+  handle reads from its git config once (whether it is lazy, where its missing blobs
+  come from: :meth:`.Promisor.forget`);
 - the forks' workspaces (their overlay databases, in the layers file system where it
   is on): closed and forgotten after every call (:meth:`.Vault.close_workspaces`);
 - the settings (the git token among them), the identity (``GIT_AUTHOR_*``...) and the
@@ -93,13 +95,15 @@ class KeptHome:
 
     def release(self) -> None:
         """After a call: close the workspaces it opened and forget what each open vault
-        read of its avfs config; a failed layers mount is tried again next time."""
+        read of its avfs config and of its promisor remote; a failed layers mount is tried
+        again next time."""
         home = self._home
         if home is None:
             return
         for vault in home.open_vaults():
             vault.close_workspaces()
             vault.forget_config()
+            vault.store.promisor.forget()  # (read from the git config once per handle)
         home.layers_attempts.failed = None
 
     def close(self) -> None:
