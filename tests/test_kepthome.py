@@ -265,3 +265,49 @@ def test_a_promisor_remote_set_by_git_between_two_calls_is_the_one_a_kept_vault_
         assert again.lazy
     finally:
         kept.close()
+
+
+def _fd_of(path: str) -> int:
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == path:
+                return int(name)
+        except OSError:
+            pass
+    raise AssertionError(f"{path} is not open")
+
+
+def test_a_read_transaction_left_open_is_not_a_descriptor_a_kept_home_may_hold(
+    home: Home, vault: Vault
+) -> None:
+    """:meth:`KeptHome.holds` (what a kept process may keep between calls) lets an idle
+    SQLite connection's locks through, never a read transaction's: in a database with a
+    rollback journal (the changelog's), a read transaction's lock on the file is the very
+    lock an idle connection keeps on a WAL database, and it kept every writer of that
+    database out until the next call (it was let through)."""
+    from avfs_git.cli.homekeep import KeptHome
+    from avfs_git.core.settings import Settings
+
+    kept = KeptHome()
+    kept.open(home.path, Settings.from_environ(os.environ, home.path))
+    real = os.path.realpath(vault.state_dir)
+    try:
+        for journal in ("WAL", "DELETE"):
+            path = os.path.join(real, f"{journal}.db")
+            conn = sqlite3.connect(path, isolation_level=None)
+            try:
+                conn.execute(f"PRAGMA journal_mode={journal}")
+                conn.execute("CREATE TABLE t (x)")
+                conn.execute("INSERT INTO t VALUES (1), (2)")
+                fd = _fd_of(path)
+                assert kept.holds(fd)  # idle
+                conn.execute("BEGIN")
+                assert conn.execute("SELECT x FROM t").fetchone() == (1,)
+                files = [path, f"{path}-shm"] if journal == "WAL" else [path]
+                assert not all(kept.holds(_fd_of(f)) for f in files), journal
+                conn.execute("COMMIT")
+                assert all(kept.holds(_fd_of(f)) for f in files)
+            finally:
+                conn.close()
+    finally:
+        kept.close()

@@ -116,7 +116,8 @@ class KeptHome:
         """Whether descriptor ``fd`` is one the kept home may hold between calls: a file
         under the home's directory with no lock but the ones an idle SQLite connection
         keeps (a shared lock on its database, the "DMS" byte 128 of its ``-shm``): never
-        a lock of avfs's (``flock``), a write lock or a read transaction's."""
+        a lock of avfs's (``flock``), a write lock or a read transaction's (a shared lock
+        on a database with no ``-shm`` open here: a rollback journal's)."""
         from ..core.store.names import is_within
 
         if not self._root:
@@ -136,6 +137,27 @@ class KeptHome:
             # lock:  1: POSIX  ADVISORY  READ  PID  MAJ:MIN:INODE  START  END
             if len(f) < 8 or f[2] != "POSIX" or f[4] != "READ":
                 return False
-            if path.endswith("-shm") and f[-2:] != ["128", "128"]:
+            if path.endswith("-shm"):
+                if f[-2:] != ["128", "128"]:
+                    return False
+            elif not _open_here(path + "-shm"):
+                # a shared lock on a database with a rollback journal: an open read
+                # transaction's (an idle connection to one holds none), which keeps
+                # every writer out; on a WAL database (its -shm open), the idle one's
                 return False
         return True
+
+
+def _open_here(path: str) -> bool:
+    """Whether this process has ``path`` open."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                return True
+        except OSError:
+            pass
+    return False
