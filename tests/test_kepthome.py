@@ -201,3 +201,113 @@ def test_no_lock_is_held_between_calls(setup: Any, vault: Vault) -> None:
         pass
     _ok(env, "push", "origin", "main")
     _one_process(log, 3)
+
+
+def test_a_vault_made_again_in_the_same_directory_between_two_calls_is_the_new_one(
+    setup: Any, home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """Another vault's files moved into the vault's own directory (as a restore by ``rsync
+    --delete`` does, and as a vault deleted for good and made again at once looks when the
+    file system gives the new directory the old one's inode number, as ext4 does when it is
+    the lowest free): the directory's (device, inode) is the same, the vault is not; the kept
+    handle recorded the push in the old op log, a file no longer there."""
+    env, log, _bare = setup
+    assert GIT is not None
+    other = tmp_path / "other.git"
+    subprocess.run([GIT, "init", "-q", "--bare", str(other)], check=True)
+    w = home.create_vault("w")
+    new_tip = _commit(w, "new.txt", b"another vault\n")
+    subprocess.run([GIT, "--git-dir", w.path, "remote", "add", "origin", str(other)], check=True)
+    w_path = w.path
+    w.close()
+    _ok(env, "push", "origin", "main")
+    old = tmp_path / "old-v"
+    old.mkdir()
+    for name in os.listdir(vault.path):
+        os.rename(os.path.join(vault.path, name), old / name)
+    for name in os.listdir(w_path):
+        os.rename(os.path.join(w_path, name), os.path.join(vault.path, name))
+    os.rmdir(w_path)
+    _ok(env, "push", "origin", "main")
+    assert _remote_tip(other) == new_tip
+    db = sqlite3.connect(os.path.join(vault.path, "avfs", "oplog.db"))
+    try:
+        last = db.execute("SELECT kind FROM ops ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
+    assert last == ("push",)
+    _one_process(log, 2)
+
+
+def test_a_promisor_remote_set_by_git_between_two_calls_is_the_one_a_kept_vault_reads(
+    home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """The vault's promisor remote (where a lazy vault's missing blobs come from, and
+    whether it is lazy at all) is part of its git config, set here by git between two calls
+    of one kept home: the second reads it as a new process would (the vault handle's
+    promisor kept what it read in the first: a URL changed went on to the old server)."""
+    from avfs_git.cli.homekeep import KeptHome
+    from avfs_git.core.settings import Settings
+
+    assert GIT is not None
+    settings = Settings.from_environ(os.environ, home.path)
+    kept = KeptHome()
+    try:
+        first = kept.open(home.path, settings).vault("v")
+        assert first.store.promisor.remote() is None and not first.lazy
+        kept.release()
+        url = (tmp_path / "server.git").as_uri()
+        for key, value in (("remote.origin.url", url), ("remote.origin.promisor", "true")):
+            subprocess.run([GIT, "--git-dir", vault.path, "config", key, value], check=True)
+        again = kept.open(home.path, settings).vault("v")
+        assert again is first  # (the kept handle)
+        assert again.store.promisor.remote() == ("origin", url)
+        assert again.lazy
+    finally:
+        kept.close()
+
+
+def _fd_of(path: str) -> int:
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == path:
+                return int(name)
+        except OSError:
+            pass
+    raise AssertionError(f"{path} is not open")
+
+
+def test_a_read_transaction_left_open_is_not_a_descriptor_a_kept_home_may_hold(
+    home: Home, vault: Vault
+) -> None:
+    """:meth:`KeptHome.holds` (what a kept process may keep between calls) lets an idle
+    SQLite connection's locks through, never a read transaction's: in a database with a
+    rollback journal (the changelog's), a read transaction's lock on the file is the very
+    lock an idle connection keeps on a WAL database, and it kept every writer of that
+    database out until the next call (it was let through)."""
+    from avfs_git.cli.homekeep import KeptHome
+    from avfs_git.core.settings import Settings
+
+    kept = KeptHome()
+    kept.open(home.path, Settings.from_environ(os.environ, home.path))
+    real = os.path.realpath(vault.state_dir)
+    try:
+        for journal in ("WAL", "DELETE"):
+            path = os.path.join(real, f"{journal}.db")
+            conn = sqlite3.connect(path, isolation_level=None)
+            try:
+                conn.execute(f"PRAGMA journal_mode={journal}")
+                conn.execute("CREATE TABLE t (x)")
+                conn.execute("INSERT INTO t VALUES (1), (2)")
+                fd = _fd_of(path)
+                assert kept.holds(fd)  # idle
+                conn.execute("BEGIN")
+                assert conn.execute("SELECT x FROM t").fetchone() == (1,)
+                files = [path, f"{path}-shm"] if journal == "WAL" else [path]
+                assert not all(kept.holds(_fd_of(f)) for f in files), journal
+                conn.execute("COMMIT")
+                assert all(kept.holds(_fd_of(f)) for f in files)
+            finally:
+                conn.close()
+    finally:
+        kept.close()

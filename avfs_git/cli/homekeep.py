@@ -14,15 +14,20 @@ written by any other process between two calls, and how it does:
 - the vault's git config (a remote's URL, credentials stored in it, ``user.name``):
   libgit2 reads the file again when it has changed since its last read;
 - the vault's avfs config (``config.json``): forgotten after every call
-  (:meth:`.Vault.forget_config`);
+  (:meth:`.Vault.forget_config`), and so is its promisor remote, which the vault's
+  handle reads from its git config once (whether it is lazy, where its missing blobs
+  come from: :meth:`.Promisor.forget`);
 - the forks' workspaces (their overlay databases, in the layers file system where it
   is on): closed and forgotten after every call (:meth:`.Vault.close_workspaces`);
 - the settings (the git token among them), the identity (``GIT_AUTHOR_*``...) and the
   home's path: the home is kept only for a call whose own are equal, and only while the
   home's directory and its ``config.json`` are the ones it was opened on (a home deleted
   and made again, or its default identity changed, opens anew);
-- a vault deleted, or deleted and made again under its name: its handle is dropped
-  before the next call (:meth:`.Home.drop_replaced`);
+- a vault deleted, or deleted and made again under its name, or another vault's files
+  moved into its directory: its handle is dropped before the next call
+  (:meth:`.Home.drop_replaced`: its directory, or its op log's database, not the one it
+  opened; a directory's inode number alone is not enough, ext4 gives a new directory the
+  lowest free one, often the deleted vault's);
 - a failed mount of the layers file system is tried again, as a fresh process would;
 - locks: none is held from one call to the next (:meth:`holds`: the kept process checks
   every descriptor it has left, :func:`.callproc._clean`).
@@ -90,13 +95,15 @@ class KeptHome:
 
     def release(self) -> None:
         """After a call: close the workspaces it opened and forget what each open vault
-        read of its avfs config; a failed layers mount is tried again next time."""
+        read of its avfs config and of its promisor remote; a failed layers mount is tried
+        again next time."""
         home = self._home
         if home is None:
             return
         for vault in home.open_vaults():
             vault.close_workspaces()
             vault.forget_config()
+            vault.store.promisor.forget()  # (read from the git config once per handle)
         home.layers_attempts.failed = None
 
     def close(self) -> None:
@@ -109,7 +116,8 @@ class KeptHome:
         """Whether descriptor ``fd`` is one the kept home may hold between calls: a file
         under the home's directory with no lock but the ones an idle SQLite connection
         keeps (a shared lock on its database, the "DMS" byte 128 of its ``-shm``): never
-        a lock of avfs's (``flock``), a write lock or a read transaction's."""
+        a lock of avfs's (``flock``), a write lock or a read transaction's (a shared lock
+        on a database with no ``-shm`` open here: a rollback journal's)."""
         from ..core.store.names import is_within
 
         if not self._root:
@@ -129,6 +137,27 @@ class KeptHome:
             # lock:  1: POSIX  ADVISORY  READ  PID  MAJ:MIN:INODE  START  END
             if len(f) < 8 or f[2] != "POSIX" or f[4] != "READ":
                 return False
-            if path.endswith("-shm") and f[-2:] != ["128", "128"]:
+            if path.endswith("-shm"):
+                if f[-2:] != ["128", "128"]:
+                    return False
+            elif not _open_here(path + "-shm"):
+                # a shared lock on a database with a rollback journal: an open read
+                # transaction's (an idle connection to one holds none), which keeps
+                # every writer out; on a WAL database (its -shm open), the idle one's
                 return False
         return True
+
+
+def _open_here(path: str) -> bool:
+    """Whether this process has ``path`` open."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                return True
+        except OSError:
+            pass
+    return False

@@ -270,10 +270,16 @@ class Home:
     def drop_replaced(self) -> list[str]:
         """Close and forget each open vault handle whose directory is no longer the one it
         was opened on (another process deleted the vault, or deleted it and made one of
-        the same name): the next :meth:`vault` opens the one there now. A home kept open
+        the same name), or whose op log is not the file there now (another vault's files
+        moved into its directory; or one made anew in a directory given the old one's inode
+        number, which ext4 does): the next :meth:`vault` opens the one there now. A home kept open
         from one call to the next (cli/homekeep.py) asks before each. Returns their names."""
         with self._lock:
-            gone = [(n, v) for n, v in self._vaults.items() if _dir_stamp(v.path) != self._opened_on.get(n)]
+            gone = [
+                (n, v)
+                for n, v in self._vaults.items()
+                if _dir_stamp(v.path) != self._opened_on.get(n) or v.oplog.replaced()
+            ]
             for n, _ in gone:
                 self._vaults.pop(n, None)
                 self._recent.pop(n, None)

@@ -50,6 +50,14 @@ _INSERT = (
 _RECORDED_ONLY = ", ".join(f"'{k}'" for k in RECORDED_ONLY)
 
 
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class OpLog:
     def __init__(self, state_dir: str, templates: str | None = None) -> None:
         """``templates``: a directory where a ready-made empty op log is kept (made on first
@@ -62,6 +70,7 @@ class OpLog:
             digest = hashlib.sha1(_SCHEMA.encode(), usedforsecurity=False).hexdigest()[:12]
             self._template = os.path.join(templates, f".oplog-template-{digest}.db")
         self._local = ThreadSlots(on_drop=close_conn)
+        self._file: tuple[int, int] | None = None  # (device, inode) of the last one opened
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -69,7 +78,15 @@ class OpLog:
         if conn is None:
             conn = open_db(self.path, _SCHEMA, template=self._template)
             self._local.conn = conn
+            self._file = _file_id(self.path)
         return conn
+
+    def replaced(self) -> bool:
+        """Whether the database last opened (its file held open by its connection, so no
+        other file can have its inode number) is no longer the one at :attr:`path`: another
+        process deleted the vault, or moved another vault's files in (a handle kept from
+        call to call asks, :meth:`.Home.drop_replaced`)."""
+        return self._file is not None and _file_id(self.path) != self._file
 
     def close(self) -> None:
         """Release every thread's connection (each reopens on next use)."""
