@@ -495,7 +495,10 @@ class Overlay(UpperEntries):
 
     def kept_time(self, path: str, view: str | None = None) -> tuple[str, int, int] | None:
         """:meth:`kept_times` of one path (its primary key: O(1), where the table holds every
-        file a long session's checkpoints retired)."""
+        file a long session's checkpoints retired). A name SQLite cannot take
+        (:func:`.overlaydb.sql_text`) has none."""
+        if not sql_text(path):
+            return None
         if view is None:
             view = self.get_meta("view_time")
         q = "SELECT oid, mtime_ns, ctime_ns FROM kept_times WHERE path = ? AND view = ?"
