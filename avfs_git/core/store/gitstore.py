@@ -556,7 +556,7 @@ class GitStore(StoreWrites):
             if first_parent:
                 walker.simplify_first_parent()
         except git_errors() as exc:
-            raise git_error(exc, "cannot walk the history") from exc
+            raise self._unreadable(", ".join(push), "commit", None, exc) from exc
         return iter(walker)
 
     # -- trees through libgit2 (its modes normalised, as git reads them) -------------------

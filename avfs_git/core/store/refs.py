@@ -20,6 +20,7 @@ namespaces without ambiguity.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from typing import TYPE_CHECKING
@@ -111,6 +112,9 @@ def read_ref_file(git_dir: str, name: str) -> str | None:
         return value or None
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         pass
+    except OSError as exc:  # a component longer than a file name may be: no loose ref
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
     try:
         with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
             target = b" " + name.encode()
@@ -212,12 +216,23 @@ def valid_name(name: str) -> bool:
     return bool(name) and name != "@" and _BAD_REF.search(name) is None
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_ref(store: GitStore, name: str) -> str | None:
     """Return the commit id a ref points at (a symbolic one followed), or None when it does
     not exist. Through libgit2 when this process has loaded it, else from git's files."""
+    if not valid_name(name) or not _utf8(name):
+        # a malformed name names no ref (libgit2 says so too), and is never a path to open;
+        # nor does one that is not UTF-8 (a lone surrogate: bytes from the command line)
+        return None
     if not libgit2_loaded():
-        # a malformed name names no ref (libgit2 says so too), and is never a path to open
-        return read_ref_file(store.path, name) if valid_name(name) else None
+        return read_ref_file(store.path, name)
     try:
         ref = store._repo.references.get(name)
     except git_errors() as exc:  # a malformed name, a corrupt ref file

@@ -336,6 +336,18 @@ class Home:
             is_default=name == (default if default is not None else self.default_vault),
         )
 
+    def _check_not_holding_home(self, directory: str) -> None:
+        """Refuse to import a directory that holds this home (`avfs up ~` with the home
+        ~/.avfs): the import would read the vault it is writing, without end."""
+        top = os.path.realpath(directory)
+        here = os.path.realpath(self.path)
+        if here == top or here.startswith(top.rstrip("/") + "/"):
+            raise UsageError(
+                f"{directory} holds the avfs home {self.path}: importing it would import the vaults too",
+                hint="import the project's own directory, or keep the home elsewhere (--home, AVFS_HOME)",
+                details={"dir": top, "home": self.path},
+            )
+
     def _new_vault_dir(self, name: str) -> tuple[str, str]:
         final = self.vault_path(name)
         if os.path.exists(final):
@@ -430,6 +442,8 @@ class Home:
         """Create vault ``name``: empty (fork ``main`` with an initial commit), or imported
         from a directory (a git checkout brings its history and uncommitted changes)."""
         names.check_vault_name(name)
+        if from_dir is not None:
+            self._check_not_holding_home(from_dir)
         tmp, final = self._new_vault_dir(name)
         from . import importer
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import CorruptStateError
 from ..store.gitstore import rfc3339
 from ..store.refs import fork_ref
 from ..store.threads import ThreadSlots
@@ -102,6 +103,34 @@ class OpLog:
         workspaces: list[dict[str, Any]] | None = None,
         details: dict[str, Any] | None = None,
         undoes: int | None = None,
+    ) -> int:
+        """Record an operation that was done; returns its id.
+
+        Raises:
+            CorruptStateError: the op log's file is damaged (truncated, not a database): what
+                was done stays done, and the error says so rather than "internal error".
+        """
+        try:
+            return self._record(kind, summary, fork, refs, workspaces, details, undoes)
+        except sqlite3.OperationalError:
+            raise  # (busy, read-only: their own translations, above)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStateError(
+                f"the operation log {self.path} is damaged ({exc}): the {kind} was done, but not recorded",
+                hint="`avfs log` shows the fork as it is; move the damaged file aside to start a new log"
+                " (`avfs undo` cannot reach what it does not hold)",
+                details={"path": self.path, "kind": kind, "summary": summary},
+            ) from exc
+
+    def _record(
+        self,
+        kind: str,
+        summary: str,
+        fork: str | None,
+        refs: list[dict[str, str | None]] | None,
+        workspaces: list[dict[str, Any]] | None,
+        details: dict[str, Any] | None,
+        undoes: int | None,
     ) -> int:
         db = self.db
         row = (
