@@ -168,9 +168,9 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     """After ``ws``'s base moved (called by the mover, the fork lock held): before the move
     returns, a live mount of its fork shows it: the mount's git index holds the new base
     (so ``git status`` and ``git commit`` run there right afterwards see what the workspace
-    shows), and, when what the workspace shows changed (``view_changed``: a restore, an
-    undo, a merge; not a checkpoint), the daemon has dropped the kernel's caches of the
-    old view (so a ``cat`` does too)."""
+    shows), and a pure-FUSE daemon has dropped its caches and the kernel's of the old base
+    (so a ``cat`` or a ``stat`` does too; ``view_changed``: a restore, an undo, a merge, not
+    a checkpoint, which keeps what it shows: the index is then patched, not written whole)."""
     if ws.pinned is not None:
         return
     live = _live_mount(ws)
@@ -179,7 +179,11 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     # the kernel shows at once what went through an overlay mount: no caches to drop; its
     # index is still written whole when the view changed (a patch of the old one would keep
     # what git staged there, which a restore or undo throws away as `git reset --hard` does)
-    drop_caches = view_changed and not live.overlay
+    # ...but a pure-FUSE daemon keeps its own of the old base, a checkpoint's too: a file the
+    # checkpoint retired showed the view time (older than its own) until the watcher came
+    # round, and a `make` right after it took a stale object for up to date (found under load
+    # in the sixteenth round: tests/test_realtools.py's restore-after-build test)
+    drop_caches = not live.overlay
     if drop_caches:
         _wake(live.files)  # the watcher drops the caches while the index is written
     if view_changed:
