@@ -354,9 +354,10 @@ def test_the_index_made_while_the_sizes_are_asked_is_written_with_every_size(hom
 
 class _Use:
     """A process using the mount: requests that reach the daemon every 20 ms, until
-    :meth:`close`: an extended attribute's (the kernel keeps none; the pure-FUSE view has
-    the kernel answer them), and an open (the pure-FUSE view's; the overlay's lower layer
-    has the kernel open its files)."""
+    :meth:`close`: a lookup of a name that is not there, a new one each time (neither the
+    kernel nor overlayfs knows it yet; the lower layer's attributes are no longer asked:
+    it answers ENOSYS), and an open (the pure-FUSE view's; the overlay's lower layer has
+    the kernel open its files)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -368,9 +369,9 @@ class _Use:
     def _run(self) -> None:
         while not self.stop.wait(0.02):
             try:
-                os.getxattr(self.path, "user.avfs-test")
-            except OSError:
-                pass  # (none: ENODATA, as on the disk)
+                os.stat(self.path.with_name(f".avfs-test-{self.asked}"))
+            except FileNotFoundError:
+                pass
             os.close(os.open(self.path, os.O_RDONLY))
             self.asked += 1
 

@@ -8,6 +8,7 @@ the entries, and the pure-FUSE backend then serves the same tree, byte for byte.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -692,3 +693,41 @@ def test_only_a_rename_s_whiteout_keeps_its_lower_file_once_the_base_drops_it(ho
         assert sorted(c.path for c in vault.workspace("main").status()) == ["README.md", "moved.txt"]
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def test_a_cold_walk_asks_the_lower_layer_no_attributes(home, vault, tmp_path, monkeypatch):
+    """overlayfs asks its lower layer for its own marks of every entry it looks up (metacopy
+    of a file, origin of a directory, whiteout of an empty file). The lower layer answers
+    the first GETXATTR ENOSYS, after which the kernel answers EOPNOTSUPP itself: a cold
+    walk of N entries sends the daemon at most that one (on main: one or two per entry).
+    The files read as ever; a reader's getxattr of an unchanged file is EOPNOTSUPP, of a
+    changed one the disk's."""
+    require_overlay()
+    ws = vault.workspace("main")
+    files = {f"d{i % 7}/s{i % 3}/f{i}.py": b"" if i % 5 == 0 else b"x = %d\n" % i for i in range(120)}
+    for p, data in files.items():
+        ws.write(p, data)
+    checkpoint.save(vault)
+    trace = tmp_path / "trace"
+    trace.write_text("")
+    monkeypatch.setattr(home.settings, "fuse_trace", str(trace))  # $AVFS_FUSE_TRACE, as read
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        walked = 0
+        for d, dirs, names in os.walk(mp):
+            dirs[:] = [x for x in dirs if x != ".git"]
+            for name in dirs + names:
+                os.lstat(os.path.join(d, name))
+                walked += 1
+        assert {p: _rb(os.path.join(mp, p)) for p in files} == files
+        with pytest.raises(OSError) as exc:
+            os.getxattr(os.path.join(mp, "d1/s1/f1.py"), "user.missing")
+        assert exc.value.errno == errno.EOPNOTSUPP
+        os.setxattr(os.path.join(mp, "d1/s1/f1.py"), "user.colour", b"blue")  # copied up
+        assert os.getxattr(os.path.join(mp, "d1/s1/f1.py"), "user.colour") == b"blue"
+    finally:
+        mounts.unmount(home, vault, "main")
+    asked = [line for line in trace.read_text().splitlines() if line.startswith("getxattr")]
+    assert walked > len(files) and len(asked) <= 1, asked

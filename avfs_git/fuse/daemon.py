@@ -282,6 +282,7 @@ class Mount:
             wake_fd=self.wake_fd,
         )
         self.ops.count_calls = bool(self.record.get("kept_warm"))  # its use: the calls served
+        self.ops.lower = overlay  # (an overlay's lower layer: read by overlayfs, not by a person)
         self.ops.walk = self.warm if overlay else None  # stands aside for others' calls (warm.py)
         # before it is ready: git on read-tree's index (zeroed stat data) reads every file once
         self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)

@@ -235,10 +235,10 @@ class FastFUSE(fuse.FUSE):  # type: ignore[misc]
             self._hooks = SessionHooks(se)
             if kernel_opendir_possible():
                 self._dh_ready = install_kernel_opendir(self._hooks, f)
-            if self.read_only:
-                # a read-only view's files have no attributes (ViewOps.getxattr's answer),
-                # given at the session's low level: a cold walk of an overlay asks its lower
-                # layer once per entry for overlayfs's own marks
+            if self.read_only and not getattr(operations, "lower", False):
+                # a revision's files have no attributes (ViewOps.getxattr's answer), given at
+                # the session's low level (an overlay over it asks once per entry for its own
+                # marks). An overlay's lower layer answers ENOSYS once: the kernel stops asking
                 answer_getxattr(self._hooks, errno.ENODATA, xattr_seen)
             if self._entries is not None and not self._entries.install(self._hooks):
                 self._entries = None

@@ -314,9 +314,13 @@ class ViewOps(NestedRepos, HandleTable):
     # ENOSYS, not ENOTSUP: the kernel then stops asking (callers get EOPNOTSUPP); with
     # ENOTSUP every write() cost an extra getxattr("security.capability") request
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        # a read-only view (an overlay's lower layer) has no writes to slow down: it answers
-        # as a file system whose files have no attributes, which the overlay then passes on
-        raise fuse.FuseOSError(errno.ENODATA if self.read_only else errno.ENOSYS)
+        # a revision's view answers as a file system whose files have no attributes. An
+        # overlay's lower layer answers ENOSYS too: overlayfs asks it for its own marks of
+        # every entry it looks up (metacopy, origin, whiteout) and takes EOPNOTSUPP as "none",
+        # so a cold walk asks nothing; a reader's getxattr of a file it has not changed then
+        # gets EOPNOTSUPP where the disk says ENODATA (docs/fuse.md, known differences)
+        lower = bool(getattr(self, "lower", False))
+        raise fuse.FuseOSError(errno.ENODATA if self.read_only and not lower else errno.ENOSYS)
 
     def listxattr(self, path: str) -> list[str]:
         if self.read_only:
