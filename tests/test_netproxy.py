@@ -265,6 +265,26 @@ def _alive_with(marker: str) -> list[int]:
     return out
 
 
+def _wait_at_block_fd(marker: str, outer: int, fd: int, within_s: float = 30.0) -> None:
+    """Wait until bubblewrap's set-up (the process it cloned, marked ``marker``) sleeps in
+    its read of ``--block-fd`` ``fd``. Killing the outer bwrap sooner, between its clone and
+    its own write to the eventfd the child waits on first, leaves the child asleep on that
+    eventfd for ever (bubblewrap's own window, microseconds wide, which a test at load 30
+    hit by killing as soon as two processes showed the marker)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        for pid in _alive_with(marker):
+            if pid == outer:
+                continue
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/syscall") as f:
+                    fields = f.read().split()
+                if len(fields) > 1 and fields[1] == hex(fd):  # (read's number varies by arch)
+                    return
+        time.sleep(0.01)
+    raise AssertionError(f"bubblewrap's set-up never reached its --block-fd within {within_s} s")
+
+
 def test_the_sandbox_ends_with_its_command_when_the_outer_bwrap_was_killed():
     """bubblewrap sets ``--die-with-parent``'s signal on its init only once its set-up is done:
     an outer bwrap killed before then (here while the set-up waits at ``--block-fd``, as a
@@ -283,12 +303,10 @@ def test_the_sandbox_ends_with_its_command_when_the_outer_bwrap_was_killed():
         outer = subprocess.Popen(
             argv, pass_fds=(gate_r,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        os.close(gate_r)
         left: list[int] = []
         try:
-            deadline = time.monotonic() + 10
-            while len(_alive_with(marker)) < 2 and time.monotonic() < deadline:  # outer + set-up
-                time.sleep(0.01)
+            _wait_at_block_fd(marker, outer.pid, gate_r)
+            os.close(gate_r)
             outer.send_signal(signal.SIGKILL)
             outer.wait()
             os.write(gate_w, b"x")  # the set-up goes on: init, the forwarder, the command
@@ -331,13 +349,12 @@ def _outer_killed_in_the_set_up(tmp_path: Any, kill: bool) -> tuple[bool, list[i
         stderr=subprocess.DEVNULL,
     )
     os.close(status_w)
-    os.close(gate_r)
     try:
-        deadline = time.monotonic() + 10
-        while len(_alive_with(marker)) < 2 and time.monotonic() < deadline:  # outer + set-up
-            time.sleep(0.01)
-        if kill:
+        _wait_at_block_fd(marker, outer.pid, gate_r)
+        os.close(gate_r)
+        if kill:  # gone before the set-up goes on (a SIGKILL is not an exit until reaped)
             outer.send_signal(signal.SIGKILL)
+            outer.wait(timeout=60)
         os.write(gate_w, b"x")
         outer.wait(timeout=60)
         deadline = time.monotonic() + 15  # (the command's own second, and then some)
