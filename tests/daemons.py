@@ -8,7 +8,9 @@ daemon, and not listed."""
 from __future__ import annotations
 
 import os
+import time
 
+from avfs_git.core.store.locks import pid_alive
 from avfs_git.core.vaults.daemonproc import DAEMON_NAME
 
 
@@ -54,3 +56,21 @@ def home_of(argv: list[bytes]) -> str | None:
         if a == b"--home":
             return os.fsdecode(argv[i + 1])
     return None
+
+
+def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
+    """Wait until process ``pid`` has exited (True), at most ``timeout_s``. A daemon that
+    ``mounts.mount`` spawned in the test's own process is its child: killed, it stays a
+    zombie, and ``/proc/PID`` with it, until collected, so it is collected here; another's
+    counts as gone once ``/proc`` shows no process or a zombie (the product's ``pid_alive``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            if not pid_alive(pid):
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
