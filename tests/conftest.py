@@ -59,6 +59,10 @@ def skip_outside_ci(why: str, in_ci: str | None = None) -> NoReturn:
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from .daemons import pid_mark
+
+    # the daemons of this test's homes (all under its own tmp_path) start after this
+    started = pid_mark()
     home_dir = tmp_path / "userhome"
     home_dir.mkdir()
     for key in list(os.environ):
@@ -96,21 +100,22 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
     for lvl, value in saved.items():
         sp[lvl] = value
-    _release_kept_warm(tmp_path)
+    _release_kept_warm(tmp_path, started)
     _fsck_every_vault(tmp_path / "avfs-home" / "vaults")
     _drop_layers(tmp_path)
 
 
-def _release_kept_warm(tmp_path: Path) -> None:
+def _release_kept_warm(tmp_path: Path, started: tuple[int, int]) -> None:
     """Unmount the mounts `proxy exec` made and kept warm (fuse/idle.py) for a test's homes:
     each would otherwise wait for its idle timeout (their daemons' homes under ``tmp_path``:
-    tests/daemons.py)."""
+    tests/daemons.py; started after ``started``, a :func:`.daemons.pid_mark` taken as the
+    test began, the directory being the test's own)."""
     from avfs_git.ops import mounts
 
     from .daemons import home_of, running
 
     root = str(tmp_path) + "/"
-    homes = {h for _, argv in running() if (h := home_of(argv)) is not None and h.startswith(root)}
+    homes = {h for _, argv in running(started) if (h := home_of(argv)) is not None and h.startswith(root)}
     for home in homes:
         with contextlib.suppress(Exception):
             h = Home(home, mounts=MOUNT_SIDE)

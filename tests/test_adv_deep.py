@@ -286,3 +286,57 @@ def test_the_ancestors_of_a_tree_1200_levels_deep_are_each_made_once():
         sys.setprofile(None)
     assert len(got) == DEPTH
     assert calls <= 4 * DEPTH, calls  # (the union of each path's ancestors: 1,441,201 calls)
+
+
+def test_a_lookup_300_levels_deep_reads_its_last_paths_not_its_whole_chain(vault, monkeypatch):
+    """A workspace lookup reads the overlay's entries along the path's chain (the deepest
+    one decides): each of the 1,100-level test's mkdirs (tests/test_checkpoint.py) named
+    all its ancestors, O(depth^2) paths of O(depth) bytes, 49 s of the suite. A long chain
+    reads its last paths first; the answers are those of a view reading every entry."""
+    from avfs_git.core.workspace.overlay import Overlay
+    from avfs_git.core.workspace.wsview import Snapshot, View
+
+    depth = 300
+    named: list[int] = []
+    real = Overlay._db_lookup_once
+
+    def counted(self: Overlay, chain: list[str], children_of: str | None) -> object:
+        named.append(len(chain))
+        return real(self, chain, children_of)
+
+    monkeypatch.setattr(Overlay, "_db_lookup_once", counted)
+    ws = vault.workspace("main")
+    for i in range(1, depth + 1):
+        ws.mkdir("d/" * i)
+    # each mkdir's four lookups of at most 8 paths: 180,600 paths named before
+    assert sum(named) <= 40 * depth, (sum(named), len(named))
+    ws.write("d/" * 150 + "g", b"middle\n")
+    checkpoint.save(vault)  # the chain in the base now, no entry along it
+    deep = "d/" * depth
+    ws.write(deep + "f", b"bottom\n")  # an entry at the end only: the whole chain is read
+    ws.remove("d/" * 150 + "g")  # a deletion in the middle
+    ws.mkdir(deep + "e")
+    ws.rmdir(deep + "e")
+    ws.write("d/" * 200 + "h", b"h\n")
+    every = View(ws.view.store, Snapshot(ws.view.base, ws.overlay.all(), ws.overlay))
+    paths = [("d/" * i).rstrip("/") for i in range(depth + 1)]
+    paths += [
+        deep + "f",
+        deep + "e",
+        "d/" * 150 + "g",
+        "d/" * 200 + "h",
+        deep + "nothing",
+        "d/" * 200 + "h/x",
+    ]
+
+    def seen(n: object) -> object:
+        return None if n is None else (n.path, n.mode, n.oid, n.entry)  # type: ignore[attr-defined]
+
+    for p in paths:
+        for skip in (False, True):
+            assert seen(ws.view.lookup(p, skip_self=skip)) == seen(every.lookup(p, skip_self=skip)), (
+                p[-20:],
+                skip,
+            )
+    assert ws.read(deep + "f") == b"bottom\n" and ws.view.lookup("d/" * 150 + "g") is None
+    assert [e.name for e in ws.listdir(deep)] == ["f"]

@@ -29,6 +29,7 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from .conftest import IN_CI, skip_outside_ci
+from .daemons import wait_gone
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -234,9 +235,9 @@ def test_every_kind_of_change_reaches_git_through_the_hook(home, base, tmp_path,
         token = _index_token(git_dir)
         assert token is not None
         os.kill(info.pid, 9)
+        # our child: collected (a zombie keeps /proc/PID until then: the wait took 10 s)
+        assert wait_gone(info.pid), f"the killed mount daemon {info.pid} is still running"
         deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{info.pid}") and time.monotonic() < deadline:
-            time.sleep(0.02)
         assert _hook(git_dir, token)[1:] == ["/"]
         while mounts.check(vault, "main") is not None and time.monotonic() < deadline:
             time.sleep(0.05)

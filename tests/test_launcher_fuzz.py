@@ -406,6 +406,29 @@ def _daemon_answers(home: Home, vault: Vault) -> list[bytes]:
     ]
 
 
+def _loads_bounded(data: bytes) -> Any:
+    """``marshal.loads(data)`` with this process's address space bounded meanwhile. A
+    flipped bit can make a container's count a billion or more (``\\xdb`` and four bytes of
+    a name): marshal allocates its list whole (14.5 GB for 1.8 billion) and, at the end of
+    a payload of 13 bytes, lets it go touching every page, 4-10 s of CPU each for five of
+    the seed's mutants (most of the test's time). An element takes a byte at least, so a
+    count past the payload's end ends in EOFError, unbounded; bounded, the allocation fails
+    at once, and its MemoryError is that EOFError."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status", "rb") as fh:
+        size = next(int(ln.split()[1]) << 10 for ln in fh if ln.startswith(b"VmSize:"))
+    bound = size + (1 << 30)  # (a payload of a few hundred bytes needs a few kB)
+    if hard != resource.RLIM_INFINITY:
+        bound = min(bound, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (bound, hard))
+    try:
+        return marshal.loads(data)
+    except MemoryError:
+        raise EOFError(f"a count past the end of {len(data)} bytes") from None
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def _read_daemon(wire: bytes) -> Any:
     """What the Python client (execclient.talk, fast) does with ``wire``: "noanswer"; a
     reply it hands to the call's own run ("fallback"); one it prints itself (its bytes of
@@ -414,7 +437,7 @@ def _read_daemon(wire: bytes) -> Any:
     if want == 8 or len(wire) < want:
         return "noanswer"
     try:
-        reply = marshal.loads(wire[8:want])
+        reply = _loads_bounded(wire[8:want])
     except (ValueError, EOFError, TypeError):
         return "python"
     if not isinstance(reply, dict):

@@ -39,6 +39,7 @@ that close them are listed below, and the test fails if one is added or if one d
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -136,6 +137,13 @@ CORE_TIER: dict[str, int] = {"": 0, "store": 1, "workspace": 2, "vaults": 3, "op
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
+@functools.cache
+def _parsed(source: str, filename: str = "<unknown>") -> ast.Module:
+    """``ast.parse``, once a source in a process: most checks here walk every module (273,
+    1.9 s of CPU to parse them all), and none changes a tree."""
+    return ast.parse(source, filename)
+
+
 def module_name(path: Path) -> str:
     rel = path.relative_to(PKG.parent).with_suffix("")
     parts = list(rel.parts)
@@ -152,7 +160,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> Iterator[str]:
     """Every avfs_git module ``name`` imports, wherever the import statement is."""
     is_pkg = path.name == "__init__.py"
     package = name if is_pkg else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(), str(path))
+    tree = _parsed(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -335,7 +343,7 @@ def test_policy_uses_only_the_errors_of_core() -> None:
 
 
 def _reads_environment(path: Path) -> bool:
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(_parsed(path.read_text(), str(path))):
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "expanduser"):
             return True
     return False
@@ -351,7 +359,7 @@ def test_the_environment_is_read_at_the_edges() -> None:
 
 
 def _calls_from_environ(path: Path) -> bool:
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(_parsed(path.read_text(), str(path))):
         if isinstance(node, ast.Call):
             f = node.func
             if (isinstance(f, ast.Attribute) and f.attr == "from_environ") or (
@@ -371,7 +379,7 @@ def test_settings_are_read_by_the_front_ends() -> None:
 
 
 def _imports_pygit2(path: Path) -> bool:
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(_parsed(path.read_text(), str(path))):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "pygit2" for a in node.names):
             return True
         if (
@@ -390,7 +398,7 @@ def test_pygit2_is_reached_through_the_store() -> None:
 
 
 def _reaches_the_repository(path: Path) -> bool:
-    tree = ast.parse(path.read_text(), str(path))
+    tree = _parsed(path.read_text(), str(path))
     return any(isinstance(node, ast.Attribute) and node.attr == "_repo" for node in ast.walk(tree))
 
 
@@ -449,7 +457,7 @@ def _names_git(node: ast.AST, bound: dict[str, list[ast.AST]], seen: frozenset[s
 def git_process_calls(source: str) -> list[int]:
     """The lines of ``source`` that start a process running git (any scope: a name bound
     anywhere in the module counts where it is used)."""
-    tree = ast.parse(source)
+    tree = _parsed(source)
     modules_as: dict[str, str] = {}  # local name -> module (import subprocess as sp)
     functions_as: dict[str, str] = {}  # local name -> module (from subprocess import run)
     bound: dict[str, list[ast.AST]] = {}
@@ -526,7 +534,7 @@ _REF_STARTS = ("refs/", "+refs/", "ref: refs/")
 def ref_literals(source: str) -> list[tuple[int, str]]:
     """The string literals of ``source`` (docstrings aside; an f-string by its first part)
     that begin with a ref name, a refspec or a symbolic ref's ``ref: refs/``."""
-    tree = ast.parse(source)
+    tree = _parsed(source)
     docstrings = {
         id(n.value)
         for n in ast.walk(tree)
@@ -574,7 +582,7 @@ def test_the_fuse_operations_ask_the_workspace_never_the_store() -> None:
     reads = [
         f"{path.relative_to(PKG)}:{node.lineno}"
         for path in sorted((PKG / "fuse").glob("*.py"))
-        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        for node in ast.walk(_parsed(path.read_text(), str(path)))
         if isinstance(node, ast.Attribute) and node.attr in ("store", "_repo")
     ]
     assert reads == [], "a module of fuse/ reaches the object store itself"

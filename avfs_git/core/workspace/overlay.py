@@ -37,6 +37,8 @@ MAX_JOURNAL = 1_000_000
 TRIM_STEP = 16_384
 FEW_KEPT = 256  # kept times asked one by one before :meth:`Overlay.kept_reader` reads them all
 JOURNAL_FROM = "journal_from"
+# A lookup's chain longer than this reads its last paths first (Overlay._db_lookup)
+LOOKUP_TAIL = 8
 
 
 class Overlay(UpperEntries):
@@ -193,7 +195,26 @@ class Overlay(UpperEntries):
         """What a workspace lookup reads, in one query (one read transaction: each costs a
         round of file locking, more than the query): the entries at the paths of
         ``chain`` (like :meth:`get_many`), the children of ``children_of`` when given (like
-        :meth:`children`), and the base commit (meta ``base``)."""
+        :meth:`children`), and the base commit (meta ``base``).
+
+        A lookup needs only the deepest entry at or above the path it looks up (``chain``
+        being a path's ancestors, root first, then maybe the path). A chain longer than
+        :data:`LOOKUP_TAIL` asks its last paths first: when one of them but the last holds
+        an entry, those last paths' entries are the answer (every lookup along the chain
+        below that entry, of the last path or of its parent, finds its deepest entry
+        there); else the whole chain is read again as one query, as a shorter one is. A
+        path 1,100 levels deep made a level at a time read O(depth^2) paths of O(depth)
+        bytes each."""
+        if len(chain) > LOOKUP_TAIL:
+            tail = chain[-LOOKUP_TAIL:]
+            got, kids, base = self._db_lookup_once(tail, children_of)
+            if any(p in got for p in tail[:-1]):
+                return got, kids, base
+        return self._db_lookup_once(chain, children_of)
+
+    def _db_lookup_once(
+        self, chain: list[str], children_of: str | None
+    ) -> tuple[dict[str, Entry], list[Entry], str | None]:
         q = f"SELECT 0, {ENTRY_COLS} FROM entries WHERE path IN ({','.join('?' * len(chain))})"
         args: list[str] = list(chain)
         if children_of is not None:
