@@ -209,6 +209,12 @@ def counts(side: Side) -> dict[str, Any]:
         db = sqlite3.connect(f"file:{op}?mode=ro", uri=True)
         out["rows_oplog"] = db.execute("SELECT COUNT(*) FROM ops").fetchone()[0]
         db.close()
+    with contextlib.suppress(Exception):  # the daemon's open files: packs a repack removed among them
+        links = [os.readlink(f) for f in Path(f"/proc/{side.daemon_pid()}/fd").iterdir()]
+        out["daemon_fds"] = len(links)
+        out["daemon_fds_deleted_packs"] = sum(
+            1 for ln in links if "/objects/pack/" in ln and "(deleted)" in ln
+        )
     idx = side.dir / ".git"
     with contextlib.suppress(OSError):
         gd = idx.read_text().split("gitdir:", 1)[1].strip()
