@@ -97,8 +97,8 @@ class GitStore(StoreWrites):
 
     @property
     def _repo(self) -> pygit2.Repository:
-        ns = self._local.ns()
-        repo: pygit2.Repository | None = None if self.packs.let_go(ns) else ns.get("repo")
+        self.packs.let_go(self._local)  # (the threads' repositories that hold a pack that went)
+        repo: pygit2.Repository | None = (ns := self._local.ns()).get("repo")
         if repo is None:
             import pygit2
 
