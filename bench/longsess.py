@@ -21,7 +21,7 @@ is the group's growth from before it to ``--settle`` seconds after its answer.
 
 Then, once a point: the counts (the upper layer's entries, the overlay database's rows
 by table, the status mark's tops, kept times, refs and loose ref files, reflog lines,
-packs and loose objects, the operation log's rows) and the system calls of one status
+packs and loose objects, the operation log's rows, the mount daemon's open descriptors and those of removed packs) and the system calls of one status
 and one checkpoint run in their own process (``AVFS_SERVER=off``, ``strace -c -f``),
 with the mount daemon's over the same call (``strace -c -f -p``).
 Needs root (cgroups, strace of the daemon).
