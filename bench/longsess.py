@@ -21,7 +21,7 @@ is the group's growth from before it to ``--settle`` seconds after its answer.
 
 Then, once a point: the counts (the upper layer's entries, the overlay database's rows
 by table, the status mark's tops, kept times, refs and loose ref files, reflog lines,
-packs and loose objects, the operation log's rows) and the system calls of one status
+packs and loose objects, the operation log's rows, the mount daemon's open descriptors and those of removed packs) and the system calls of one status
 and one checkpoint run in their own process (``AVFS_SERVER=off``, ``strace -c -f``),
 with the mount daemon's over the same call (``strace -c -f -p``).
 Needs root (cgroups, strace of the daemon).
@@ -209,6 +209,12 @@ def counts(side: Side) -> dict[str, Any]:
         db = sqlite3.connect(f"file:{op}?mode=ro", uri=True)
         out["rows_oplog"] = db.execute("SELECT COUNT(*) FROM ops").fetchone()[0]
         db.close()
+    with contextlib.suppress(Exception):  # the daemon's open files: packs a repack removed among them
+        links = [os.readlink(f) for f in Path(f"/proc/{side.daemon_pid()}/fd").iterdir()]
+        out["daemon_fds"] = len(links)
+        out["daemon_fds_deleted_packs"] = sum(
+            1 for ln in links if "/objects/pack/" in ln and "(deleted)" in ln
+        )
     idx = side.dir / ".git"
     with contextlib.suppress(OSError):
         gd = idx.read_text().split("gitdir:", 1)[1].strip()

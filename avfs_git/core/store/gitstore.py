@@ -29,6 +29,7 @@ from .gitwrite import StoreWrites
 from .neighbours import Near, fetch_with
 from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
+from .packset import PackSet
 from .promisor import Promisor
 from .threads import ThreadSlots
 from .treelist import KeptListing, Listing, blob_ids, git_listing, list_tree
@@ -58,8 +59,7 @@ def blob_id(data: bytes) -> str:
 
 
 def file_blob_id(path: str) -> str:
-    """The id git gives a blob of the file at ``path`` (nothing is written; as
-    ``git hash-object --no-filters``)."""
+    """The id git gives a blob of the file at ``path`` (``git hash-object --no-filters``)."""
     import pygit2
 
     return str(pygit2.hashfile(path))
@@ -75,12 +75,11 @@ class DeltaSide(NamedTuple):
 
 def _configure() -> None:
     """Apply avfs' pygit2 settings (libgit2's, for the whole process) before a repository
-    is opened: idempotent and a few microseconds, so it is done at every open (once per
-    thread and store) rather than remembered in a flag."""
+    is opened: idempotent and a few microseconds, so done at every open (once per thread
+    and store). Object creation is checked by avfs itself (names and modes are validated
+    before they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint."""
     import pygit2
 
-    # Object creation is checked by avfs itself (names and modes are validated before
-    # they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint.
     pygit2.settings.enable_strict_object_creation(False)
 
 
@@ -93,11 +92,13 @@ class GitStore(StoreWrites):
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
         self.listed = KeptListing()  # the last tree_listing kept
         self._reader = ObjectReader(path)
+        self.packs = PackSet(path)  # which packs went: a thread's repository lets go of them
         self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
     @property
     def _repo(self) -> pygit2.Repository:
-        repo: pygit2.Repository | None = getattr(self._local, "repo", None)
+        self.packs.let_go(self._local)  # (the threads' repositories that hold a pack that went)
+        repo: pygit2.Repository | None = (ns := self._local.ns()).get("repo")
         if repo is None:
             import pygit2
 
@@ -106,13 +107,12 @@ class GitStore(StoreWrites):
                 repo = pygit2.Repository(self.path)
             except git_errors() as exc:
                 raise git_error(exc, f"cannot open vault repository {self.path}", CorruptStateError) from exc
-            self._local.repo = repo
+            self.packs.opened(ns, repo)
         return repo
 
     def close(self) -> None:
-        """Release every thread's repository and the pure reader's open packs (all are
-        reopened on next use)."""
-        # other threads' repositories are dropped, not freed: one may be in use right now
+        """Release every thread's repository (others' dropped, not freed: one may be in use
+        right now) and the pure reader's open packs; all are reopened on next use."""
         self._local.release("repo", lambda repo: repo.free(), others=False)
         self._local.release("packs", lambda odbs: None)  # (odbdirect's: freed with their packs)
         self._reader = ObjectReader(self.path)  # readers busy with the old one finish with it

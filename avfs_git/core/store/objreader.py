@@ -145,14 +145,20 @@ class ObjectReader:
         self.skipped: dict[str, str] = {}  # index name -> why this reader could not use it
 
     def _scan(self) -> bool:
-        """Open packs not seen yet; True when there were new ones."""
+        """Open packs not seen yet, and forget those gone (a repack rolled them into
+        another: every read that missed searched them all, for the life of the process);
+        True when there were new ones."""
         pack_dir = os.path.join(self.objects, "pack")
         try:
             names = [n for n in os.listdir(pack_dir) if n.endswith(".idx")]
         except (FileNotFoundError, NotADirectoryError):
             return False
         with self._scan_lock:
-            packs = dict(self._packs)
+            listed = set(names)
+            packs = {n: p for n, p in self._packs.items() if n in listed}
+            gone = len(packs) != len(self._packs)
+            for n in [n for n in self.skipped if n not in listed]:
+                del self.skipped[n]
             new = False
             for n in names:
                 if n not in packs and os.path.exists(os.path.join(pack_dir, n[:-4] + ".pack")):
@@ -164,7 +170,7 @@ class ObjectReader:
                         packs[n] = None  # a layout not known here (or broken): libgit2's turn
                         self.skipped[n] = exc.message if isinstance(exc, ObjectReadError) else str(exc)
                     new = True
-            if new:
+            if new or gone:
                 self._packs = packs  # readers iterate the dict they got: copy on write
         return new
 

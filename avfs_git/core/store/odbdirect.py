@@ -107,6 +107,7 @@ def _packs(store: GitStore, lane: int) -> tuple[pygit2.Odb, pygit2.OdbBackendPac
     alone kept every pack it had opened open for the life of the process, a pack gc had
     deleted included (each merge's, through :func:`raw_reader`, in every thread; an agent
     runtime's process held 20 after ``Home.close``)."""
+    store._repo  # noqa: B018  (pygit2 configured as the store configures it; gone packs let go of)
     odbs: dict[int, tuple[pygit2.Odb, pygit2.OdbBackendPack]] | None = getattr(store._local, "packs", None)
     if odbs is None:
         odbs = store._local.packs = {}
@@ -114,7 +115,6 @@ def _packs(store: GitStore, lane: int) -> tuple[pygit2.Odb, pygit2.OdbBackendPac
     if got is None:
         import pygit2
 
-        store._repo  # noqa: B018  (pygit2 configured as the store configures it)
         backend = pygit2.OdbBackendPack(os.path.join(store.path, "objects"))
         odb = pygit2.Odb()
         odb.add_backend(backend, 1)

@@ -74,6 +74,12 @@ class ThreadSlots:
             if value is not None and (others or ident == me):
                 close(value)
 
+    def spaces(self) -> list[dict[str, Any]]:
+        """Every thread's namespace (another thread's may change meanwhile: take from it
+        only with ``pop``, which no other thread can see half done)."""
+        with self._lock:
+            return list(self._slots.values())
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self.ns()[name]

@@ -1,0 +1,110 @@
+"""A long session in one mount (issue 31): the mount's daemon holds the vault's packs, not
+every pack the session ever wrote.
+
+Each checkpoint writes a pack, and past a few dozen the geometric repack rolls the small
+ones into one and removes them (``packwriter.maybe_consolidate``). libgit2 never forgets
+a pack it opened, so the daemon's repositories (one a thread) kept every removed pack open
+and searched them all on each read that missed (838 descriptors in an overlay mount's
+daemon after 600 checkpoints of ``bench/longsess.py``); the pure reader kept them mapped.
+Counted here: the daemon's open descriptors of removed packs, through warm ``proxy exec``
+calls as an agent makes them, across checkpoints and repacks; and the pure reader's packs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.store import packwriter
+from avfs_git.core.store.objreader import ObjectReader
+from avfs_git.ops import mounts
+
+from .test_fsmonitor import _mount_ignoring_node_modules
+
+ROUNDS = 30
+REPACK_EVERY = 5
+
+
+def _removed_packs_held(pid: int) -> tuple[int, int]:
+    """(descriptors of removed pack files, all descriptors) of process ``pid``; the
+    second moves with the packs on disk and the threads that read them."""
+    held = total = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        total += 1
+        held += "/objects/pack/" in target and target.endswith("(deleted)")
+    return held, total
+
+
+def _exec_true(vault_name: str) -> None:
+    """A warm `proxy exec -- true`: the mount's daemon runs it (its before and after read
+    the fork's new base, from the pack the last checkpoint wrote)."""
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--json",
+            "--vault",
+            f"{vault_name}:main",
+            "proxy",
+            "exec",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_the_daemon_lets_go_of_the_packs_a_repack_removed(home, vault, tmp_path, backend):
+    mp = _mount_ignoring_node_modules(home, vault, tmp_path, backend)
+    try:
+        (info,) = mounts.list_mounts(home)
+        held: list[int] = []
+        totals: list[int] = []
+        for k in range(ROUNDS):
+            os.makedirs(os.path.join(mp, f"b{k}"))
+            with open(os.path.join(mp, f"b{k}", "x.txt"), "w") as fh:
+                fh.write(f"round {k}\n")
+            assert checkpoint.save(vault, message=f"round {k}").created  # a pack of its own
+            _exec_true(vault.name)
+            if k % REPACK_EVERY == REPACK_EVERY - 1:
+                assert packwriter.maybe_consolidate(vault.path, limit=2, wait=True)
+                time.sleep(0.6)  # (a store looks at its pack directory at most every 0.5 s)
+                _exec_true(vault.name)
+            n, total = _removed_packs_held(info.pid)
+            held.append(n)
+            totals.append(total)
+        third = ROUNDS // 3
+        # was one more (or two) a checkpoint: every pack the session wrote, removed or not
+        assert max(held[-third:]) <= max(held[:third]) + 2, (held, totals)
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
+def test_the_pure_reader_forgets_the_packs_a_repack_removed(vault):
+    """The pure reader's packs are those in the pack directory, not every pack it ever
+    opened: each read that missed searched them all, in Python."""
+    ws = vault.workspace("main")
+    reader = ObjectReader(vault.path)
+    for k in range(12):
+        ws.write(f"f{k}.txt", f"{k}\n".encode())
+        checkpoint.save(vault, message=f"c{k}")
+        assert reader.read(vault.workspace("main").base) is not None  # (its pack opened)
+        if k % 4 == 3:
+            assert packwriter.maybe_consolidate(vault.path, limit=2, wait=True)
+    reader.read("0" * 40)  # a miss: the directory listed again
+    on_disk = {n for n in os.listdir(os.path.join(vault.path, "objects", "pack")) if n.endswith(".idx")}
+    assert set(reader._packs) == on_disk
