@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from avfs_git.core.operations import checkpoint
 from avfs_git.core.store.gitclean import Cleaner
-from avfs_git.core.store.gitsmudge import Smudger, ident_to_worktree, to_git, to_worktree
+from avfs_git.core.store.gitsmudge import MAX_FORM, Smudger, ident_to_worktree, to_git, to_worktree
 from avfs_git.core.store.gitstore import blob_id
+from avfs_git.core.types import MODE_BLOB
+from avfs_git.core.workspace.wssmudge import CACHE_BYTES, CheckoutForms
 
 from .test_gitclean import _files
 
@@ -147,3 +150,87 @@ def test_an_encoding_that_does_not_fit_is_left_as_git_leaves_it() -> None:
     assert to_git(b"h\0i\0", "UTF-16") is None  # (no byte order mark: git add refuses it)
     assert to_git(b"\xff\xfeh\0", "UTF-16LE") is None  # (a mark where the name gives the order)
     assert to_git("x".encode("utf-16"), "UTF-16") == b"x"
+
+
+# Python's codecs that are no charset git's iconv knows: bytes-to-bytes ones, text ones that
+# are no charset (punycode's encoder is quadratic: a 114 KB file of varied letters took 85 s
+# of the mount daemon's CPU, the eighth attack round), one iconv spells otherwise
+NOT_CHARSETS = ["rot13", "base64", "zlib_codec", "uu_codec", "hex", "bz2", "quopri", "idna", "punycode"]
+NOT_CHARSETS += ["unicode_escape", "raw_unicode_escape", "undefined", "utf_8_sig", "palmos", "cp65001"]
+
+
+def test_an_encoding_name_that_is_no_charset_is_shown_as_git_checkout_writes_it(tmp_path: Path) -> None:
+    """A ``working-tree-encoding`` a confined command writes is any name: git converts
+    through iconv, and leaves a file as its blob where iconv knows no such charset; avfs
+    ran it through whatever Python codec had that name."""
+    text = "".join(chr(c) for c in range(0x100, 0x400)) + "\nlatin \u00e9\n"
+    files = {f"{i}.txt": text.encode() for i in range(len(NOT_CHARSETS) + 2)}
+    names = [*NOT_CHARSETS, "latin-1", "UTF-7"]  # (the last two: charsets git converts to)
+    attrs = {"": "".join(f"{i}.txt working-tree-encoding={n}\n" for i, n in enumerate(names)).encode()}
+    repo = tmp_path / "repo"
+    want = _checked_out(repo, files, {}, {})  # (git add refuses such a file: its blob first)
+    (repo / ".gitattributes").write_bytes(attrs[""])
+    for p in files:
+        (repo / p).unlink()
+    subprocess.run(["git", "checkout", "-f", "HEAD", "--", "."], cwd=repo, check=True, capture_output=True)
+    want = {p: (oid, (repo / p).read_bytes()) for p, (oid, _) in want.items()}
+    smudger = Smudger(str(repo / ".git"))
+    cleaner = Cleaner(str(repo / ".git"), attrs, {})
+    try:
+        smudger.add_attributes("", attrs[""])
+        for i, name in enumerate(names):
+            p = f"{i}.txt"
+            oid, written = want[p]
+            data = _blob(repo, oid)
+            got = smudger.smudge(p, data)
+            assert (data if got is None else got) == written, f"{name}: git checkout wrote {written[:40]!r}"
+            if name in NOT_CHARSETS:
+                assert written == data and cleaner.clean(p, data) is None, name
+    finally:
+        smudger.close()
+        cleaner.close()
+
+
+def test_a_big_converted_file_is_converted_once_for_all_its_reads(vault) -> None:
+    """A mount's lower view asks for a file's form at every read of 128 KiB: a form past a
+    quarter of the cache was made again each time (the eighth attack round: a 32 MiB file
+    under `* eol=crlf` took the mount's daemon over 300 s to read once)."""
+    w = vault.workspace("main")
+    w.write(".gitattributes", b"* eol=crlf\n")
+    w.write("big.txt", b"0123456789abcdef\n" * (CACHE_BYTES // 4 // 17 + 1))
+    commit = checkpoint.save(vault, name="big").checkpoint.commit
+    forms = CheckoutForms(vault.store)
+    tree = forms.tree_of(commit)
+    oid = vault.store.tree_lookup(tree, "big.txt")[0]
+    reads: list[int] = []
+
+    def read() -> bytes:
+        reads.append(1)
+        return vault.store.blob_data(oid)
+
+    try:
+        got = [forms.form(tree, "big.txt", oid, MODE_BLOB, read) for _ in range(8)]
+    finally:
+        forms.close()
+    assert got[0] is not None and got[0].count(b"\r\n") == CACHE_BYTES // 4 // 17 + 1
+    assert all(g == got[0] for g in got) and len(reads) == 1, f"converted {len(reads)} times"
+
+
+def test_a_form_past_the_bound_is_never_made(tmp_path: Path) -> None:
+    """Each step's result is known before it runs: ``ident`` (each ``$Id$`` 46 bytes),
+    end of lines (a file of line ends doubled), then UTF-32 (four times): one under all
+    three grew ~90 times in the mount daemon's memory (the eighth attack round)."""
+    repo = tmp_path / "repo"
+    _git(tmp_path, "init", "-q", str(repo))
+    attrs = b"* ident eol=crlf working-tree-encoding=UTF-32\n"
+    smudger = Smudger(str(repo / ".git"))
+    try:
+        smudger.add_attributes("", attrs)
+        small = smudger.smudge("a.txt", b"$Id$\n" * 10)
+        assert small is not None and small.decode("utf-32").count("$Id: ") == 10
+        assert smudger.smudge("a.txt", b"$Id$\n" * (MAX_FORM // 46)) is None
+        assert smudger.smudge("a.txt", b"\n" * (MAX_FORM // 2)) is None
+        assert smudger.smudge("a.txt", b"x" * (MAX_FORM // 4)) is None
+        assert smudger.smudge("a.txt", b"x" * (MAX_FORM // 8)) is not None
+    finally:
+        smudger.close()

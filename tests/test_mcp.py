@@ -626,3 +626,29 @@ def test_the_json_flag_serves_the_protocol_on_stdout(home: Home) -> None:
     assert proc.returncode == 0, proc.stderr
     replies = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["id"] for r in replies] == [1] and replies[0]["result"]["serverInfo"]["name"] == "avfs", replies
+
+
+def test_exec_keeps_no_more_output_than_the_bound_whatever_the_client_asks(vault: Vault, home: Home) -> None:
+    """``max_output_bytes`` is the client's (the agent's): 4e9 with 100 MB of output took the
+    MCP server to 1.27 GB (the seventeenth round, NAME=attack8). A request keeps at most
+    16 MiB of each stream where the policy keeps less; the rest is counted, as past any
+    bound, and the server answers the next call."""
+    from avfs_git.mcp.tools import AvfsTools
+    from avfs_git.proxy.admission import MAX_REQUESTED_OUTPUT
+
+    tools = AvfsTools(home.path, "v:main", client_approves=True)
+    n = MAX_REQUESTED_OUTPUT + (4 << 20)
+    shell = f"head -c {n} /dev/zero | tr '\\000' a"
+    doc = json.loads(
+        tools.call("exec", {"shell": shell, "max_output_bytes": 1 << 40, "mode": "materialized"})
+    )
+    res = doc["result"]
+    assert res["exit_code"] == 0 and res["stdout_truncated"] is True, {
+        k: v for k, v in res.items() if k != "stdout"
+    }
+    assert res["stdout"] == "a" * MAX_REQUESTED_OUTPUT and res["stdout_bytes"] == n
+    small = json.loads(
+        tools.call("exec", {"shell": "echo hi", "max_output_bytes": 2, "mode": "materialized"})
+    )
+    assert small["result"]["stdout"] == "hi" and small["result"]["stdout_truncated"] is True
+    assert json.loads(tools.call("status", {}))["kind"] == "status"

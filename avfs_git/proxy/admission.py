@@ -18,6 +18,13 @@ from . import approval, runner
 from .envelope import MODES, Approval, Confinement, Decision, ExecRequest, Request, Run
 from .stages import Plan
 
+# the most a request may ask to keep of each stream where the policy keeps less: the
+# output is held in memory by whoever serves the call (a mount's daemon for the CLI's warm
+# path, the MCP server) and then sent as JSON, where a NUL byte takes six (found in the
+# seventeenth round, NAME=attack8: MCP `exec` with `max_output_bytes` 4e9 and 100 MB of
+# output took the server to 1.27 GB, a 600 MB result; a GiB, several times that)
+MAX_REQUESTED_OUTPUT = 16 << 20
+
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
@@ -157,7 +164,9 @@ def plan(
         else PolicyCls.load(home.path, vault.path, cache_dir=home.settings.cache_dir)
     )
     timeout_ms = req.timeout_ms or pol.timeout_ms
-    max_output = req.max_output_bytes if req.max_output_bytes is not None else pol.max_output_bytes
+    max_output = pol.max_output_bytes
+    if req.max_output_bytes is not None:
+        max_output = min(req.max_output_bytes, max(pol.max_output_bytes, MAX_REQUESTED_OUTPUT))
     request = Request.of(vault.name, fork, req, timeout_ms, cwd)
     mode, live = choose_mode(vault, fork, req.mode)
     root = live.mountpoint if live is not None else planned_root(home, vault, fork, mode)

@@ -17,6 +17,8 @@ files.
 from __future__ import annotations
 
 import codecs
+import ctypes
+import functools
 import os
 import shutil
 import tempfile
@@ -32,6 +34,17 @@ if TYPE_CHECKING:
 
 ENCODING = "working-tree-encoding"
 _UTF8 = ("UTF-8", "UTF8")
+# The largest form a smudge makes in memory: a larger one is shown as the blob's bytes.
+# git's checkout writes any size, streaming; avfs converts in memory, and a blob's form
+# can be many times the blob (found in the eighth attack round: `ident` makes each `$Id$`
+# 46 bytes, `eol=crlf` doubles a file of line ends, UTF-32 quadruples, one after the
+# other), so a small blob a confined command commits made a form of gigabytes in the
+# mount's daemon. Each step's largest result is known before it runs.
+MAX_FORM = 64 << 20
+# Python's text codecs that are no charset (git's iconv knows none of them): punycode's
+# encoder is quadratic (a 114 KB file of varied letters took 85 s of CPU), ``idna``
+# runs it per label, the escapes turn every byte into several
+_NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"})
 # what an attribute file names where a checkout may convert (``eol=crlf`` and the old
 # ``crlf`` included; ``text`` too where ``core.eol=crlf``)
 SMUDGE_WORDS = (b"crlf", b"ident", ENCODING.encode())
@@ -46,15 +59,44 @@ def may_smudge(texts: Iterable[bytes], *, eol_crlf: bool = False) -> bool:
 def encoding_of(value: object) -> str | None:
     """The encoding a ``working-tree-encoding`` value names (git's
     ``git_path_check_encoding``: unset, set without a value, unset with ``-`` or empty
-    is none, and so is UTF-8); None when there is none or Python knows no such codec."""
+    is none, and so is UTF-8); None when there is none, or it is no charset both git's
+    iconv and Python's codecs know (git then writes and adds the bytes as they are:
+    ``rot13``, ``base64``, ``zlib_codec``, ``punycode``, ``idna`` are Python's codecs, not
+    iconv's charsets, and a value is the fork's to write: docs/security.md)."""
     if not isinstance(value, str) or not value or value.upper() in _UTF8:
         return None
     name = value.upper()
     try:
-        codecs.lookup(name)
-    except LookupError:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):  # (ValueError: a NUL in the name)
         return None
-    return name
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None
+    # (git's utf8.c fallback_encoding: "latin-1" tried as "ISO-8859-1", which some C
+    # libraries' iconv alone knows; glibc's among them)
+    return name if _iconv_knows(name) or (name == "LATIN-1" and _iconv_knows("ISO-8859-1")) else None
+
+
+@functools.cache
+def _iconv_knows(name: str) -> bool:
+    """Whether the C library's ``iconv`` (git's converter) converts UTF-8 to ``name``;
+    True where the library has no ``iconv_open`` (Python's charsets then decide)."""
+    try:
+        libc = ctypes.CDLL(None)
+        iconv_open, iconv_close = libc.iconv_open, libc.iconv_close
+    except (OSError, AttributeError):
+        return True
+    iconv_open.restype = ctypes.c_void_p
+    iconv_open.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    iconv_close.argtypes = (ctypes.c_void_p,)
+    try:
+        cd = iconv_open(name.encode("ascii"), b"UTF-8")
+    except UnicodeError:
+        return False
+    if cd is None or cd == ctypes.c_void_p(-1).value:
+        return False
+    iconv_close(cd)
+    return True
 
 
 def to_worktree(data: bytes, encoding: str) -> bytes | None:
@@ -194,7 +236,7 @@ class Smudger:
 
     def smudge(self, path: str, data: bytes) -> bytes | None:
         """What ``git checkout`` writes for ``data`` (a blob's bytes) at ``path``; None
-        when that is ``data`` itself."""
+        when that is ``data`` itself, or would be larger than :data:`MAX_FORM`."""
         import pygit2
         from pygit2.ffi import C, ffi
 
@@ -206,9 +248,15 @@ class Smudger:
             return None
         # libgit2's ident filter expands nothing in a buffer (it needs the blob's id): git's
         # own rule here, first, as git's convert_to_working_tree runs it
+        if len(data) > MAX_FORM or (ident and len(data) + 44 * data.count(b"$Id") > MAX_FORM):
+            return None
         out = ident_to_worktree(data, blob_id(data)) if ident else None
         if out is None:
             out = data
+        if fl is not None and len(out) + out.count(b"\n") > MAX_FORM:
+            return None
+        if enc is not None and (2 if "16" in enc else 4) * len(out) + 4 > MAX_FORM:
+            return None
         if fl is not None:
             buf = ffi.new("git_buf *")
             # (pygit2's FilterList.apply_to_buffer ends the result at its first NUL byte)

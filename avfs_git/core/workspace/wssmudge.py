@@ -28,12 +28,17 @@ from typing import Protocol
 
 from ..store import names
 from ..store.gitclean import ATTRIBUTES
-from ..store.gitsmudge import Smudger, may_smudge
+from ..store.gitsmudge import MAX_FORM, Smudger, may_smudge
 from ..store.gitstore import GitStore
 from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE
 from .wsattrs import autocrlf, eol_crlf
 
-CACHE_BYTES = 32 << 20  # converted forms kept (by path and blob), least recently used out
+# converted forms kept (by path and blob), least recently used out; the last one asked is
+# kept whatever its size: a mount's lower view reads a file in steps of 128 KiB and asks
+# for its form at each (found in the eighth attack round: a form past a quarter of this
+# was made again at every step, and a 32 MiB file under `* eol=crlf` took the daemon over
+# 300 s to read once, where the blob alone took 0.03 s)
+CACHE_BYTES = 32 << 20
 
 
 class CheckoutForms:
@@ -78,6 +83,8 @@ class CheckoutForms:
             if key in self._forms:
                 self._forms.move_to_end(key)
                 return self._forms[key]
+        if self.store.blob_size(oid) > MAX_FORM:
+            return None  # (shown as it is, never read whole: gitsmudge.MAX_FORM)
         data = read()
         with self._lock:
             if tree != self._tree:
@@ -168,12 +175,10 @@ class CheckoutForms:
         return self._smudger
 
     def _keep(self, key: tuple[str, str], out: bytes | None) -> None:
-        size = len(out) if out is not None else 0
-        if size > CACHE_BYTES // 4:
-            return  # (a big converted file is converted again when read again)
+        old = self._forms.pop(key, None)  # (two readers of one file converted it at once)
+        self._bytes += (len(out) if out is not None else 0) - (len(old) if old is not None else 0)
         self._forms[key] = out
-        self._bytes += size
-        while self._bytes > CACHE_BYTES and self._forms:
+        while self._bytes > CACHE_BYTES and len(self._forms) > 1:
             old = self._forms.popitem(last=False)[1]
             self._bytes -= len(old) if old is not None else 0
 
