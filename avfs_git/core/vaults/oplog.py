@@ -209,6 +209,8 @@ class OpLog:
                 yield op
 
     def get(self, op_id: int) -> Operation | None:
+        if not -(2**63) <= op_id < 2**63:
+            return None  # no row has it (SQLite's integers are 64-bit: binding it overflows)
         r = self.db.execute(f"SELECT {self._COLS} FROM ops WHERE id=?", (op_id,)).fetchone()
         return None if r is None else self._op(r)
 
