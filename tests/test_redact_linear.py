@@ -1,6 +1,6 @@
 """`redact` finds credentials from each ``://`` and ``@`` (linear in the text), and answers
 what the two regular expressions it replaced answer (their search is quadratic: a 300 kB
-argument of one `exec` held the MCP server for hours, found by tests/test_mcp_badinput.py).
+argument of one `exec` held the MCP server for minutes, found by tests/test_mcp_badinput.py).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_the_documented_forms() -> None:
 
 
 def test_a_long_argument_is_read_once() -> None:
-    """300 kB runs of what made the expressions' search quadratic: they took hours (past
+    """300 kB runs of what made the expressions' search quadratic: they took minutes each (past
     the suite's per-test timeout), the scans a fraction of a second."""
     n = 300_000
     for text in ("x" * n, "!" * n, "x://" + "x" * n, "(x@" * (n // 3), "a://" * (n // 4)):

@@ -76,9 +76,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
     Linear in ``text``: what ``_URL_CREDS.sub`` and ``_SCP_IN_TEXT.sub`` would do, found
     from each ``://`` and ``@`` instead of from every character (the regular expressions'
-    own search is quadratic in a long run of letters: a 300 kB argument of one command
-    held `proxy exec` for hours). ``test_redact_is_the_regular_expressions`` holds the two
-    to the same answers."""
+    own search is quadratic in a long run of letters: 16 kB took 0.4-2.1 s of CPU, a 300 kB
+    argument of one command held `proxy exec` for minutes). ``tests/test_redact_linear.py``
+    holds the two to the same answers."""
     out = _sub_url_creds(text) if "://" in text else text
     out = _sub_scp_creds(out) if "@" in out else out
     for s in secrets:
