@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import AvfsError, unexpected
 from ..core.types import json_document
+from .rescue import answer, unicode_only
 from .tools import AvfsTools
 from .toolspecs import TOOLS, output_schema
 
@@ -105,7 +106,10 @@ def build_server(tools: AvfsTools) -> Server[Any]:
         content: list[types.ContentBlock] = [types.TextContent(text=text.rstrip("\n"))]
         if is_error:
             return types.CallToolResult(content=content, is_error=True)
-        return types.CallToolResult(content=content, structured_content=json.loads(text))
+        structured = json.loads(text)
+        if "\\ud" in text:  # json_document escaped a lone surrogate: the SDK cannot write it
+            structured = unicode_only(structured)
+        return types.CallToolResult(content=content, structured_content=structured)
 
     return Server(
         SERVER_NAME,
@@ -114,6 +118,57 @@ def build_server(tools: AvfsTools) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+class _Answering:
+    """The transport's read stream, answering what it could not parse (:mod:`.rescue`):
+    such a line arrives as a pydantic ``json_invalid`` error holding the line; its answer
+    goes out through the transport's own writer, in order with every other message."""
+
+    def __init__(self, inner: Any, out: Any) -> None:
+        self._inner, self._out = inner, out
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        import mcp_types as types
+        from mcp.shared.message import SessionMessage
+        from pydantic import ValidationError
+
+        while True:
+            item = await self._inner.receive()
+            if not isinstance(item, ValidationError):
+                return item
+            errors = item.errors()
+            line = errors[0].get("input") if errors and errors[0]["type"] == "json_invalid" else None
+            reply = answer(line) if isinstance(line, str) else None
+            if reply is None:
+                return item  # the SDK's own handling (logged, no answer)
+            log.warning("answered a request the transport could not parse: %s", item.errors()[0]["msg"])
+            message = types.jsonrpc_message_adapter.validate_python(reply)
+            await self._out.send(SessionMessage(message))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _Answering:
+        return self
+
+    async def __anext__(self) -> Any:
+        import anyio
+
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _Answering:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def serve(
@@ -133,7 +188,8 @@ def serve(
 
     async def main() -> None:
         async with stdio_server() as (read_stream, write_stream):
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+            reads = _Answering(read_stream, write_stream)
+            await server.run(reads, write_stream, server.create_initialization_options())
 
     anyio.run(main)
 

@@ -186,12 +186,15 @@ def _tree_files(store_path: str, tree: str, starts: Sequence[str]) -> list[tuple
     return files
 
 
+_GIT_NEEDLE_MAX = 16_384
+
+
 def _tree_candidates(store_path: str, tree: str, pat: Pattern, starts: Sequence[str]) -> list[str] | None:
     """The files of ``tree`` (at or below ``starts``) that hold one of the pattern's needles,
     as `git grep -F -l` finds them in the object store (git's machinery: no file is read
     here); None when the pattern names no needle (every file is then a candidate)."""
-    if not pat.needles:
-        return None
+    if not pat.needles or any(len(n) > _GIT_NEEDLE_MAX for n in pat.needles):
+        return None  # (git refuses a fixed string past ~32,000 bytes: `fatal: -e option`)
     from ..store.gitrun import git_env, run
 
     args = ["-c", "grep.patternType=fixed", "grep", "-l", "-z", "-F", "--no-color", "--no-textconv"]

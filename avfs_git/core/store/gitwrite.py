@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import CorruptStateError
+from ..errors import CorruptStateError, UsageError
 from .gitlib import git_error, git_errors, libgit2_loaded
 from .gitrun import git_config_env, git_config_files, git_env, run
 from .identity import Identity, Signatures, resolve
@@ -225,7 +225,12 @@ class StoreWrites:
         # empty email, which git (and so GIT_AUTHOR_EMAIL="") records
         head = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
         text = f"{head}author {sigs.author.line()}\ncommitter {sigs.committer.line()}\n\n{message}"
-        data = text.encode("utf-8")
+        try:  # (bytes that are not UTF-8, kept as surrogates, are written back as they were)
+            data = text.encode("utf-8", "surrogateescape")
+            if b"\0" in data:  # (git fsck: nulInCommit)
+                raise UsageError("the commit message holds a NUL")
+        except UnicodeEncodeError:
+            raise UsageError("the commit message is not text: it holds a lone surrogate") from None
         if pack is not None:
             from .packwriter import OBJ_COMMIT
 

@@ -105,6 +105,8 @@ def read_ref_file(git_dir: str, name: str) -> str | None:
     that never touches objects never imports pygit2 (~85 ms). Writers replace loose refs
     by rename, so a read sees the old or the new value, never a torn one.
     """
+    if "\x00" in name or not _utf8(name):
+        return None  # names no ref, and is no path to open (open() raises on a NUL)
     try:
         value = _read_loose(os.path.join(git_dir, name)).strip().decode("ascii", "replace")
         if value.startswith("ref: "):
@@ -231,7 +233,9 @@ def read_ref(store: GitStore, name: str) -> str | None:
         # a malformed name names no ref (libgit2 says so too), and is never a path to open;
         # nor does one that is not UTF-8 (a lone surrogate: bytes from the command line)
         return None
-    if not libgit2_loaded():
+    if not libgit2_loaded() or any(len(c.encode()) > 255 for c in name.split("/")):
+        # (a component past NAME_MAX is no loose ref; libgit2 fails on its path, git's
+        # files are read as they are: packed-refs may still hold it)
         return read_ref_file(store.path, name)
     try:
         ref = store._repo.references.get(name)

@@ -338,7 +338,12 @@ class Home:
 
     def _check_not_holding_home(self, directory: str) -> None:
         """Refuse to import a directory that holds this home (`avfs up ~` with the home
-        ~/.avfs): the import would read the vault it is writing, without end."""
+        ~/.avfs): the import would read the vault it is writing, without end; and one
+        that cannot name a directory (a NUL: ``realpath`` raises ValueError)."""
+        if "\x00" in directory:
+            raise UsageError(
+                f"{directory!r} cannot name a directory: it holds a NUL", details={"dir": directory}
+            )
         top = os.path.realpath(directory)
         here = os.path.realpath(self.path)
         if here == top or here.startswith(top.rstrip("/") + "/"):
@@ -379,6 +384,8 @@ class Home:
         from ..store.redact import redact, split_credentials
 
         names.check_vault_name(name)
+        if any(ord(c) < 32 for c in url) or _not_text(url):
+            raise UsageError(f"{url!r} is no URL: it holds a control character or is not UTF-8 text")
         tmp, final = self._new_vault_dir(name)
         from . import importer
 
@@ -549,3 +556,11 @@ class Home:
 
 
 __all__ = ["EMPTY_TREE", "Home", "git_env", "run_git"]
+
+
+def _not_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -49,6 +49,21 @@ _INSERT = (
     "INSERT INTO ops(ts, kind, fork, summary, refs, workspaces, details, undoes) VALUES(?,?,?,?,?,?,?,?)"
 )
 _RECORDED_ONLY = ", ".join(f"'{k}'" for k in RECORDED_ONLY)
+# every column of a row, in the order write_log takes them (doctor reads the log whole)
+COLUMNS = "id, ts, kind, fork, summary, refs, workspaces, details, undone_by, undoes"
+
+
+def write_log(path: str, rows: list[tuple[Any, ...]]) -> None:
+    """A new op log at ``path`` holding ``rows`` (:data:`COLUMNS`, ids kept), its id
+    sequence past the last: what doctor keeps of a damaged log."""
+    con = sqlite3.connect(path)
+    try:
+        with con:
+            con.executescript(_SCHEMA)
+            con.executemany(f"INSERT INTO ops({COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?)", rows)
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
@@ -170,16 +185,24 @@ class OpLog:
         return (int(r[0]) if r else 0) + 1
 
     def _op(self, r: tuple[Any, ...]) -> Operation:
-        return Operation(
-            id=int(r[0]),
-            time=rfc3339(int(r[1])),
-            kind=str(r[2]),
-            fork=r[3],
-            summary=str(r[4]),
-            refs=json.loads(r[5]),
-            undone_by=r[6],
-            undoes=r[7],
-        )
+        try:
+            refs = json.loads(r[5])
+            return Operation(
+                id=int(r[0]),
+                time=rfc3339(int(r[1])),
+                kind=str(r[2]),
+                fork=r[3],
+                summary=str(r[4]),
+                refs=refs,
+                undone_by=r[6],
+                undoes=r[7],
+            )
+        except (TypeError, ValueError) as exc:  # a row avfs did not write: cut short, edited
+            raise CorruptStateError(
+                f"entry {r[0]} of the operation log {self.path} is damaged ({exc})",
+                hint="`avfs doctor` names every damaged entry of the log",
+                details={"path": self.path, "op_id": r[0]},
+            ) from None
 
     _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes"
 
@@ -209,16 +232,31 @@ class OpLog:
                 yield op
 
     def get(self, op_id: int) -> Operation | None:
+        if not -(2**63) <= op_id < 2**63:
+            return None  # no row has it (SQLite's integers are 64-bit: binding it overflows)
         r = self.db.execute(f"SELECT {self._COLS} FROM ops WHERE id=?", (op_id,)).fetchone()
         return None if r is None else self._op(r)
 
     def workspaces(self, op_id: int) -> list[dict[str, Any]]:
         r = self.db.execute("SELECT workspaces FROM ops WHERE id=?", (op_id,)).fetchone()
-        return [] if r is None else list(json.loads(r[0]))
+        return [] if r is None else list(self._loads(op_id, r[0], list))
 
     def details(self, op_id: int) -> dict[str, Any]:
         r = self.db.execute("SELECT details FROM ops WHERE id=?", (op_id,)).fetchone()
-        return {} if r is None else dict(json.loads(r[0]))
+        return {} if r is None else dict(self._loads(op_id, r[0], dict))
+
+    def _loads(self, op_id: int, text: Any, kind: type) -> Any:
+        try:
+            value = json.loads(text)
+            if not isinstance(value, kind):
+                raise ValueError(f"not a JSON {kind.__name__}")
+        except (TypeError, ValueError) as exc:
+            raise CorruptStateError(
+                f"entry {op_id} of the operation log {self.path} is damaged ({exc})",
+                hint="`avfs doctor` names every damaged entry of the log",
+                details={"path": self.path, "op_id": op_id},
+            ) from None
+        return value
 
     def last_undoable(self, fork: str | None = None) -> Operation | None:
         """The newest operation that is not undone and is not itself an undo of one; with

@@ -209,8 +209,19 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         return (node,)
 
     def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat:
-        """Like :meth:`write`, copying the bytes of local file ``src``."""
-        with open(src, "rb") as fh:
+        """Like :meth:`write`, copying the bytes of local file ``src``.
+
+        Raises:
+            PathNotFoundError: ``src`` does not exist; InvalidPathError: it cannot be
+                opened as a file (a NUL, a directory, a name too long, no permission).
+        """
+        try:
+            fh = open(src, "rb")  # noqa: SIM115 (closed below; the errors are the caller's)
+        except FileNotFoundError:
+            raise PathNotFoundError(f"{src}: no such local file", details={"path": src}) from None
+        except (ValueError, OSError) as exc:  # a NUL, a directory, a name too long
+            raise InvalidPathError(f"invalid local file {src!r}: {exc}", details={"path": src}) from None
+        with fh:
             return self.write(path, fh, mode=mode)
 
     def symlink(self, target: str, path: str) -> Stat:

@@ -24,6 +24,7 @@ from .common import KEEP, ORPHAN_FILE_S, git, open_overlay_db, overlay_usage, un
 from .findings import CHECKS, Finding, finding
 from .layerscheck import check_layers
 from .leftovers import mount_leftovers, mount_owners, stale_kernel_mounts
+from .oplogcheck import check_oplog
 from .pruning import is_avfs_lock, remove_lock, stale_locks
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
                 fix=lambda f=fork: forkspare.drop(vault, f),  # type: ignore[misc]
                 repair=repair,
             )
+    yield from check_oplog(vault, repair, now)
     yield from mount_leftovers(vault, repair, now)
     for path, reason in stale_locks(vault, now=now):
         code = "orphan_fork_lock" if is_avfs_lock(path) else "stale_git_lock"

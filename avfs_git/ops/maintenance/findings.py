@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ...core.vaults.vault import Vault
 
-CHECKS = ("fsck", "objects", "overlays", "mounts", "state_dirs", "locks", "layers")
+CHECKS = ("fsck", "objects", "overlays", "oplog", "mounts", "state_dirs", "locks", "layers")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
