@@ -428,7 +428,7 @@ def sync_index(
                 data = _sizes_in(ws, data, sized_at)
             if fetching is not None:
                 fetching()  # git's first status reads them: fetched before it may run
-        if lazy:  # (its sizes were the blobs': git's checkout conversions' now)
+        if lazy and not patched:  # (the blobs' sizes: git's checkout conversions' now)
             data = with_converted(ws, base, data)
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         # (git's skip-worktree and assume-unchanged bits: kept where the index is made anew)
