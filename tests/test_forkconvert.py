@@ -15,7 +15,7 @@ import pytest
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.vault import Vault
 
-from .test_gitclean import _plain_tree
+from .test_gitclean import _files, _plain_tree
 
 CHANGED = {
     "new.yml": b"name: x\r\non: push\r\n",  # a new CRLF file: git add stores LF
@@ -52,3 +52,22 @@ def test_a_fork_records_the_files_as_git_add_does_and_shows_the_source_bytes(
     # the source is as it was: its own checkpoint records the same tree
     assert ws.read("new.yml") == CHANGED["new.yml"]
     assert vault.store.commit_tree(checkpoint.save(vault, "main", name="m").checkpoint.commit) == want
+
+
+def test_a_fork_of_real_crlf_files_records_what_git_add_does(vault: Vault, tmp_path: Path) -> None:
+    """ansible-core 2.17.5's CRLF, mixed and lone-CR files and the crafted ones (mixed ends,
+    NUL, ``$Id$``, UTF-16), new in the source under attribute sets that convert them: the
+    new fork's checkpoint is ``git add -A``'s tree, its files the source's bytes."""
+    files = {p: data for p, data in _files(tmp_path).items() if not p.endswith(".gitattributes")}
+    ws = vault.workspace("main")
+    ws.write(".gitattributes", b"* text=auto eol=lf\n*.txt text\n*.dat binary\ncrafted/ident.txt ident\n")
+    first = checkpoint.save(vault, name="base").checkpoint.commit
+    for p, data in files.items():
+        ws.write(p, data, parents=True)
+    vault.create_fork("main", "g")
+    g = vault.workspace("g")
+    commit = checkpoint.save(vault, "g", name="c").checkpoint.commit
+    assert vault.store.commit_tree(commit) == _plain_tree(vault.path, first, files, tmp_path)
+    wrong = [p for p, data in files.items() if g.read(p) != data]
+    assert not wrong, wrong[:5]
+    assert g.status() == []
