@@ -905,7 +905,9 @@ class GitModel(RuleBasedStateMachine):
             self.note("mkdir empty/dir")
             self.on_both(lambda r: os.makedirs(os.path.join(r, "empty", "dir"), exist_ok=True))
             return
-        path = self.pick(data, sorted({os.path.dirname(f) for f in self.tracked()} - {""}))
+        dirs = sorted({os.path.dirname(f) for f in self.tracked()} - {""})
+        # (those there: `git sparse-checkout` leaves some out)
+        path = self.pick(data, [d for d in dirs if os.path.isdir(os.path.join(self.p.root, d))])
         if path is None or not self.clean():
             return
         self.note(f"rm -r {path}")

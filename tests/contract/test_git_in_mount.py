@@ -28,6 +28,7 @@ import pytest
 
 from ..gitmount import _clean_everywhere, _git, _status, mount_fork
 from ..test_confine import _need_bwrap
+from ..test_json_schemas import _validator
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)  # git runs in a mount; the API has no git
@@ -834,6 +835,7 @@ def test_git_sparse_checkout_in_the_mount_is_refused_until_disabled(mounted: Any
     assert _git(mp, "status", "--porcelain").stdout == ""
     doc = _status(avfs)
     assert doc["git"] is not None and doc["git"]["in_progress"] == "sparse-checkout", doc
+    _validator("status").validate(doc)  # (docs/schemas/status.schema.json names it)
     res = avfs("--json", "checkpoint", "save", "-m", "sparse")
     err = res.json()["error"]
     assert res.code == 75 and err["code"] == "git_in_progress", res.out
