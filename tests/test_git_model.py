@@ -120,14 +120,22 @@ def _tree(root: str) -> dict[str, Any]:
 
 
 class _Git:
-    """git in ``root`` with ``env`` (its ``GIT_INDEX_FILE``: ``index``), stdout as text."""
+    """git in ``root`` with ``env`` (its ``GIT_INDEX_FILE``: ``index``), stdout as text;
+    never sparse: under `git sparse-checkout` the files it left out are removals to avfs
+    (gone from the mount: what a checkpoint would record, which is why it refuses), where
+    git's own `add` leaves the paths outside the cone alone."""
 
     def __init__(self, root: str, env: dict[str, str], index: str) -> None:
         self.root, self.env, self.index = root, env, index
 
     def __call__(self, *args: str) -> str:
         return subprocess.run(
-            ["git", *args], cwd=self.root, env=self.env, check=True, capture_output=True, text=True
+            ["git", "-c", "core.sparseCheckout=false", *args],
+            cwd=self.root,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
 
 
@@ -423,8 +431,19 @@ class GitModel(RuleBasedStateMachine):
             return "rebase"
         if os.path.exists(os.path.join(gd, "sequencer")):
             return "cherry-pick"  # a multi-commit pick stopped (never in this model)
+        if self.p.git("config", "--bool", "core.sparseCheckout", check=False).stdout.strip() == "true":
+            return "sparse-checkout"  # (avfs refuses to record what it left out as removals)
         head = self.p.git("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
         return None if head == "refs/heads/f" else "detached"
+
+    def am_open(self) -> bool:
+        """Whether the plain side's open rebase-apply/ is `git am`'s."""
+        return os.path.exists(os.path.join(self.p.root, ".git", "rebase-apply", "applying"))
+
+    def fetched(self) -> None:
+        """`git fetch up` on both sides, where `up/topic` is not there yet."""
+        if not self.has("up/topic"):
+            self.both("fetch", "-q", "up")
 
     def plain_checkpoint(
         self, message: str, only: list[str] | None = None, commit: str | None = None
@@ -639,6 +658,43 @@ class GitModel(RuleBasedStateMachine):
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None)
+    @rule(cone=st.sampled_from(["src", "docs changelog.d"]))
+    def sparse_checkout(self, cone: str) -> None:
+        """`git sparse-checkout set DIRS` (cone mode): the files it leaves out go from the
+        working tree; avfs refuses to record them as removals (checkpoint, exec: exit 75)
+        until `git sparse-checkout disable` (:meth:`settle`) brings them back."""
+        self.both("sparse-checkout", "set", *cone.split())
+
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data())
+    def cherry_pick_range(self, data: st.DataObject) -> None:
+        """`git cherry-pick HEAD..side up/topic`: two commits through git's sequencer; one
+        that conflicts (after `diverge`) stops it, left open for :meth:`settle`'s
+        `--continue` (which picks the next) or aborted."""
+        if self.clean():
+            self.fetched()
+            self.conflicted(data, "cherry-pick", "cherry-pick", "HEAD..side", "up/topic")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data())
+    def am_series(self, data: st.DataObject) -> None:
+        """`git am -3` of a series `git format-patch` made (side's and topic's commits not
+        in HEAD, one mailbox): a conflict stops it, left open for :meth:`settle` (`git am
+        --continue`, `--abort`, `--quit`) or aborted."""
+        if not self.clean():
+            return
+        self.fetched()
+        path = os.path.join(self.home, "series.mbox")
+        self.note("format-patch --stdout HEAD..side; HEAD..up/topic")
+        with open(path, "w") as fh:
+            for rng in ("HEAD..side", "HEAD..up/topic"):
+                fh.write(self.p.git("format-patch", "--stdout", rng).stdout)
+        if not self.both("am", "-q", "-3", path) and self.am_open() and data.draw(st.booleans()):
+            self.both("am", "--abort")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
     @rule(data=st.data(), squash=st.booleans())
     def merge(self, data: st.DataObject, squash: bool) -> None:
         """`git merge side` (a merge commit, or `--squash` then a commit of it)."""
@@ -719,10 +775,15 @@ class GitModel(RuleBasedStateMachine):
         if op == "detached":
             self.both("switch", "-q", "f")
             return
+        if op == "sparse-checkout":
+            self.both("sparse-checkout", "disable")
+            return
+        if op == "rebase" and self.am_open():
+            op = "am"  # (`git am` stopped: rebase-apply/, which avfs and git's prompt call a rebase)
         if how == "abort":
             self.both(op, "--abort")
             return
-        if how == "quit" and op in ("cherry-pick", "revert", "rebase"):
+        if how == "quit" and op in ("cherry-pick", "revert", "rebase", "am"):
             self.both(op, "--quit")
             return
         if how in ("ours", "theirs"):
@@ -844,7 +905,9 @@ class GitModel(RuleBasedStateMachine):
             self.note("mkdir empty/dir")
             self.on_both(lambda r: os.makedirs(os.path.join(r, "empty", "dir"), exist_ok=True))
             return
-        path = self.pick(data, sorted({os.path.dirname(f) for f in self.tracked()} - {""}))
+        dirs = sorted({os.path.dirname(f) for f in self.tracked()} - {""})
+        # (those there: `git sparse-checkout` leaves some out)
+        path = self.pick(data, [d for d in dirs if os.path.isdir(os.path.join(self.p.root, d))])
         if path is None or not self.clean():
             return
         self.note(f"rm -r {path}")
@@ -853,14 +916,26 @@ class GitModel(RuleBasedStateMachine):
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None)
-    @rule(data=st.data(), how=st.sampled_from(["", "-u", "--keep-index", "apply", "pop", "path"]))
+    @rule(
+        data=st.data(),
+        how=st.sampled_from(["", "-u", "--keep-index", "apply", "pop", "path", "pop-resolve"]),
+    )
     def stash(self, data: st.DataObject, how: str) -> None:
         """`git stash` (`-u`, `--keep-index`, `push -- PATH`), `stash pop`, `stash apply`
-        then `stash drop`."""
-        if how in ("pop", "apply"):
+        then `stash drop`; a pop that conflicts undone (`reset --hard`), or resolved
+        (`pop-resolve`: each conflict taken from the stash, `git reset`, `git stash drop`)."""
+        if how in ("pop", "apply", "pop-resolve"):
             if not self.p.git("stash", "list").stdout.strip():
                 return
-            if not self.both("stash", how, "-q"):
+            if not self.both("stash", "pop" if how == "pop-resolve" else how, "-q"):
+                conflicts = self.p.git("diff", "--name-only", "-z", "--diff-filter=U").stdout.split("\0")
+                if how == "pop-resolve" and any(conflicts):
+                    for path in filter(None, conflicts):
+                        if not self.both("checkout", "--theirs", "--", path):
+                            self.both("rm", "-q", "--", path)
+                    self.both("reset", "-q")
+                    self.both("stash", "drop", "-q")
+                    return
                 # a conflicting pop keeps the stash and leaves the conflict: undo alike
                 self.both("reset", "-q", "--hard")
             elif how == "apply":
@@ -1355,6 +1430,28 @@ def _every_command_once(backend: str) -> None:
             lambda: model.fetch(_Draw(False), True),
             lambda: _write_both(model, "README.md", "autostashed\n"),
             lambda: model.rebase_autostash(_Draw(False)),
+            # (gitmodel8's: a range picked over a conflict and continued, a series through
+            # `git am -3` stopped and continued, a conflicting stash pop resolved)
+            lambda: model.settle("abort") if model.busy() is not None else None,
+            lambda: g("reset", "-q", "--hard"),
+            model.diverge,
+            lambda: model.cherry_pick_range(_Draw(False)),
+            lambda: model.settle("theirs") if model.busy() is not None else None,
+            lambda: model.settle("abort") if model.busy() is not None else None,
+            lambda: g("reset", "-q", "--hard", "HEAD~1"),
+            lambda: model.am_series(_Draw(False)),
+            lambda: model.settle("ours") if model.busy() is not None else None,
+            lambda: model.settle("abort") if model.busy() is not None else None,
+            lambda: _write_both(model, "README.md", "stashed again\n"),
+            lambda: g("stash", "-q"),
+            lambda: _write_both(model, "README.md", "committed over it\n"),
+            lambda: g("commit", "-q", "-a", "-m", "over the stash"),
+            lambda: model.stash(_Draw(None), "pop-resolve"),
+            lambda: model.sparse_checkout("src"),
+            lambda: model.refused_while_busy("checkpoint"),
+            lambda: model.refused_while_busy("exec"),
+            lambda: model.settle("abort"),
+            model.fork,
         ]
         model.check()
         for step in steps:

@@ -13,6 +13,7 @@ out again with ``git checkout``, and holds :class:`~avfs_git.core.store.gitsmudg
 
 from __future__ import annotations
 
+import codecs
 import subprocess
 from pathlib import Path
 
@@ -43,7 +44,9 @@ SMUDGE_SETS: dict[str, tuple[dict[str, bytes], dict[str, str]]] = {
     "encoding": (
         {
             "": b"*.txt text\n",
-            "enc": b"*.u16 working-tree-encoding=UTF-16\n*.le working-tree-encoding=UTF-16LE eol=crlf\n*.l1 working-tree-encoding=ISO-8859-1\n",
+            "enc": b"*.u16 working-tree-encoding=UTF-16\n*.le working-tree-encoding=UTF-16LE eol=crlf\n"
+            b"*.l1 working-tree-encoding=ISO-8859-1\n*.lebom working-tree-encoding=UTF-16LE-BOM\n"
+            b"*.wbom working-tree-encoding=utf-16le-bom eol=crlf\n",
         },
         {},
     ),
@@ -54,6 +57,14 @@ ENCODED = {  # (what the person's editor writes: git add stores UTF-8)
     "enc/b.le": "line one\r\nline \u20ac\r\n".encode("utf-16-le"),
     "enc/c.l1": "caf\u00e9\n".encode("latin-1"),
     "enc/empty.u16": b"",
+    # UTF-16 with a byte order mark, little- and big-endian (git add reads the mark; its
+    # checkout writes what iconv's UTF-16 writes here: little-endian, a mark)
+    "enc/le-bom.u16": codecs.BOM_UTF16_LE + "w\u00e9\r\nx\n".encode("utf-16-le"),
+    "enc/be-bom.u16": codecs.BOM_UTF16_BE + "b\u00e9\nx\n".encode("utf-16-be"),
+    # git's own UTF-16LE-BOM (utf8.c: little-endian with a mark; read as UTF-16)
+    "enc/d.lebom": codecs.BOM_UTF16_LE + "d\u00e9\nx\n".encode("utf-16-le"),
+    "enc/no-mark.lebom": "n\u00e9\nx\n".encode("utf-16-le"),
+    "enc/e.wbom": codecs.BOM_UTF16_LE + "e\u00e9\r\nx\r\n".encode("utf-16-le"),
 }
 
 

@@ -371,6 +371,12 @@ class GitInProgressError(BusyError):
     mount shows is git's work in the middle, not the fork's next commit."""
 
     code = "git_in_progress"
+    # how each of git's states that has no ``--continue`` ends (``git sparse-checkout``:
+    # the files it leaves out read removed in the mount, and a checkpoint would record them)
+    ENDS = {
+        "bisect": "end it with `git bisect reset`",
+        "sparse-checkout": "turn it off with `git sparse-checkout disable` (a mount is lazy already)",
+    }
 
 
 class UnrelatedHistoriesError(UsageError):

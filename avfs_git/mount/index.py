@@ -23,7 +23,7 @@ from ..core.workspace.wssmudge import checkout_sizes
 from . import indexflags
 from .heldstat import held_stat, inode_of
 from .indexguard import create_lock, dropped_on_error, held, open_guard, take_lock
-from .indexpatch import StatFn, patched_index, with_sizes
+from .indexpatch import StatFn, patched_index, with_converted, with_sizes
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
     MERGE_MARKER,
@@ -428,6 +428,8 @@ def sync_index(
                 data = _sizes_in(ws, data, sized_at)
             if fetching is not None:
                 fetching()  # git's first status reads them: fetched before it may run
+        if lazy and not patched:  # (the blobs' sizes: git's checkout conversions' now)
+            data = with_converted(ws, base, data)
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         # (git's skip-worktree and assume-unchanged bits: kept where the index is made anew)
         _write_locked(git_dir, fd, data if patched else indexflags.carried(git_dir, data))

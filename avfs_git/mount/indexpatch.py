@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
+from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
@@ -221,5 +222,41 @@ def with_sizes(data: bytes, size_of: Callable[[str], int]) -> bytes:
         if not flags & 0x4000 and not size_at(data, off + 36)[0] and size_at(data, off + 24)[0] != 0o160000:
             put(out, off + 36, size_of(data[off + 40 : off + 60].hex()) & 0xFFFFFFFF)
         off += (fixed + nl + 8) & ~7
+    body = bytes(out[:-20])
+    return body + hashlib.sha1(body).digest()
+
+
+def with_converted(ws: MountedFork, base: str, data: bytes) -> bytes:
+    """A lazy fork's index ``data`` (as :func:`with_sizes` reads it) with each file a
+    checkout conversion may change given the converted size, or 0 where its blob is not
+    fetched (:func:`.wssmudge.checkout_sizes`): the sizes a lazy index is made with are the
+    blobs', which git takes for a change of such a file once it reads its stat data. The
+    same ``data`` where nothing in the tree may convert (no ``.gitattributes`` in it, no
+    ``core.autocrlf=true``, no ``info/attributes``): one search of the bytes."""
+    if not converts_anywhere(ws.store, b".gitattributes\0" in data):
+        return data
+    size_of = checkout_sizes(ws.store, base)
+    if size_of is None:
+        return data
+    out = bytearray(data)
+    count = int.from_bytes(data[8:12], "big")
+    u32, flags_at = struct.Struct(">I").unpack_from, struct.Struct(">H").unpack_from
+    put = struct.Struct(">I").pack_into
+    off, changed = 12, False
+    for _ in range(count):
+        (flags,) = flags_at(data, off + 60)
+        nl = flags & 0xFFF
+        fixed = 64 if flags & 0x4000 else 62
+        if nl == 0xFFF:
+            nl = data.index(b"\0", off + fixed) - off - fixed
+        if not flags & 0x4000:  # (skip-worktree, intent-to-add: git reads no stat data)
+            path = data[off + fixed : off + fixed + nl].decode("utf-8", "surrogateescape")
+            shown = size_of(path, u32(data, off + 24)[0], data[off + 40 : off + 60].hex())
+            if shown is not None and shown != u32(data, off + 36)[0]:
+                put(out, off + 36, shown & 0xFFFFFFFF)
+                changed = True
+        off += (fixed + nl + 8) & ~7
+    if not changed:
+        return data
     body = bytes(out[:-20])
     return body + hashlib.sha1(body).digest()

@@ -307,9 +307,23 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
             continue  # avfs's own open merge: core/workspace/mergestate.py says what it is
         doing = what
         break
+    if doing is None and _sparse(d):
+        doing = "sparse-checkout"
     if head == fork_ref(ws.fork) and doing is None:
         return None
     return {"head": head, "detached": detached, "in_progress": doing}
+
+
+_SPARSE_ON = re.compile(rb"^\s*sparsecheckout\s*=\s*(true|yes|on|1)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _sparse(git_dir: str) -> bool:
+    """Whether ``git sparse-checkout`` is on in the mount's worktree (its ``config.worktree``,
+    where git's ``sparse-checkout set`` turns it on): the files it left out of the mount are
+    removals there, which a checkpoint would record (docs/fuse.md: refused until
+    ``git sparse-checkout disable``)."""
+    text = read_git_file(os.path.join(git_dir, "config.worktree"), limit=1 << 16) or b""
+    return _SPARSE_ON.search(text) is not None
 
 
 @contextlib.contextmanager

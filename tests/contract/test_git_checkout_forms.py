@@ -101,16 +101,25 @@ def forms(
     backend: str, cli_proc: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Path, Path, Any]]:
     """(mount of fork f, a plain clone of f beside it, run avfs in the mount); the source
-    under ``ATTRS``, or under none with ``core.autocrlf=true`` set in the vault."""
-    autocrlf = getattr(request, "param", False)
+    under ``ATTRS``, or under none with ``core.autocrlf=true`` set in the vault ("vault"),
+    in the person's ``~/.gitconfig`` ("global") or ``$XDG_CONFIG_HOME/git/config`` ("xdg"):
+    git in the mount reads those as the plain clone's git does."""
+    where = getattr(request, "param", "attributes")
+    autocrlf = where != "attributes"
     repo = _source(tmp_path, None if autocrlf else ATTRS)
     assert cli_proc("vault", "create", "v", "--from", str(repo)).code == 0
     assert cli_proc("vault", "fork", "v:main", "f").code == 0
     vault = cli_proc("--json", "vault", "path", "v").json()["path"]
-    if autocrlf:
+    if where == "vault":
         _git(vault, "config", "core.autocrlf", "true")
+    elif autocrlf:
+        xdg = Path(os.environ["XDG_CONFIG_HOME"], "git", "config")
+        xdg.parent.mkdir(parents=True, exist_ok=True)
+        at = Path(os.environ["HOME"], ".gitconfig") if where == "global" else xdg
+        with open(at, "a") as fh:
+            fh.write("[core]\n\tautocrlf = true\n")
     plain = tmp_path / "plain"
-    config = ["-c", "core.autocrlf=true"] if autocrlf else []
+    config = ["-c", "core.autocrlf=true"] if where == "vault" else []
     _git(tmp_path, "clone", "-q", *config, "-b", "f", vault, str(plain))
     mp = tmp_path / "m"
     mp.mkdir()
@@ -131,7 +140,7 @@ def _both(mp: Path, plain: Path, path: str, data: bytes) -> None:
         (root / path).write_bytes(data)
 
 
-@pytest.mark.parametrize("forms", [False, True], ids=["attributes", "autocrlf"], indirect=True)
+@pytest.mark.parametrize("forms", ["attributes", "vault", "global", "xdg"], indirect=True)
 def test_a_mount_shows_what_git_checkout_writes(
     forms: tuple[Path, Path, Any], backend: str, cli_proc: Any
 ) -> None:

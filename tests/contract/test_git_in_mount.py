@@ -28,6 +28,7 @@ import pytest
 
 from ..gitmount import _clean_everywhere, _git, _status, mount_fork
 from ..test_confine import _need_bwrap
+from ..test_json_schemas import _validator
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)  # git runs in a mount; the API has no git
@@ -820,3 +821,29 @@ def test_a_move_that_fails_busy_leaves_no_recovery_ref_without_its_operation(mou
     newest = avfs("--json", "op", "log").json()["operations"][0]
     assert recs[0] in {r["ref"] for r in newest["refs"]}, newest
     assert _git(mp, "show", f"{recs[0]}:a.txt").stdout == "one\nuncheckpointed\n"
+
+
+def test_git_sparse_checkout_in_the_mount_is_refused_until_disabled(mounted: Any) -> None:
+    """`git sparse-checkout` takes the files it leaves out out of the mount: removals to
+    avfs, which records files, not git's index. While it is on, avfs names it and refuses to
+    record (a checkpoint recorded every left-out file as deleted); `disable` brings them
+    back and the fork is as it was (docs/fuse.md, "gitmodel8")."""
+    mp, avfs = mounted
+    head = _git(mp, "rev-parse", "HEAD").stdout
+    _git(mp, "sparse-checkout", "set", "--no-cone", "/a.txt")
+    assert not (mp / "d" / "c.txt").exists()
+    assert _git(mp, "status", "--porcelain").stdout == ""
+    doc = _status(avfs)
+    assert doc["git"] is not None and doc["git"]["in_progress"] == "sparse-checkout", doc
+    _validator("status").validate(doc)  # (docs/schemas/status.schema.json names it)
+    res = avfs("--json", "checkpoint", "save", "-m", "sparse")
+    err = res.json()["error"]
+    assert res.code == 75 and err["code"] == "git_in_progress", res.out
+    assert "git sparse-checkout disable" in err["hint"]
+    assert _git(mp, "rev-parse", "HEAD").stdout == head
+    _git(mp, "sparse-checkout", "disable")
+    assert (mp / "d" / "c.txt").read_text() == "c\n"
+    doc = _status(avfs)
+    assert doc["git"] is None and doc["changes"] == [], doc
+    assert avfs("checkpoint", "save", "-m", "nothing").code == 0
+    assert _git(mp, "rev-parse", "HEAD").stdout == head

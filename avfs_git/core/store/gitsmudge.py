@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pygit2
 
 ENCODING = "working-tree-encoding"
+LE_BOM = "UTF-16LE-BOM"  # git's own name, no codec's (see to_worktree)
 _UTF8 = ("UTF-8", "UTF8")
 # The largest form a smudge makes in memory: a larger one is shown as the blob's bytes.
 # git's checkout writes any size, streaming; avfs converts in memory, and a blob's form
@@ -66,6 +67,8 @@ def encoding_of(value: object) -> str | None:
     if not isinstance(value, str) or not value or value.upper() in _UTF8:
         return None
     name = value.upper()
+    if _le_bom(name):
+        return LE_BOM
     try:
         info = codecs.lookup(name)
     except (LookupError, ValueError):  # (ValueError: a NUL in the name)
@@ -99,13 +102,23 @@ def _iconv_knows(name: str) -> bool:
     return True
 
 
+def _le_bom(name: str) -> bool:
+    """Whether ``name`` is git's own ``UTF-16LE-BOM`` (utf8.c ``same_utf_encoding``:
+    ``UTF`` and a dash optional, any case)."""
+    up = name.upper()
+    return up.startswith("UTF") and up[3:].lstrip("-") == "16LE-BOM"
+
+
 def to_worktree(data: bytes, encoding: str) -> bytes | None:
     """``data`` (UTF-8, as git stores it) in ``encoding``; None where it cannot be (git
     then writes the bytes as they are: ``encode_to_worktree``). UTF-16 and UTF-32 named
-    without an order get a byte order mark, as iconv writes them."""
+    without an order get a byte order mark, as iconv writes them; git's ``UTF-16LE-BOM``
+    is little-endian after a mark (git's utf8.c, ``reencode_string_len``)."""
     if not data:
         return None
     try:
+        if encoding == LE_BOM:
+            return codecs.BOM_UTF16_LE + data.decode("utf-8").encode("utf-16-le")
         return data.decode("utf-8").encode(encoding)
     except (UnicodeError, LookupError):
         return None
@@ -117,6 +130,13 @@ def to_git(data: bytes, encoding: str) -> bytes | None:
     byte order mark where the name gives no order; a mark where it does)."""
     if not data:
         return None
+    if encoding == LE_BOM:  # (git reads it as UTF-16, no mark required: the mark, if any,
+        # gives the order, else iconv's UTF-16 reads little-endian here, as Python's does)
+        marked = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        try:
+            return data.decode("utf-16" if marked else "utf-16-le").encode("utf-8")
+        except UnicodeError:
+            return None
     name = encoding.replace("_", "-")
     boms = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
     if name in ("UTF-16", "UTF16", "UTF-32", "UTF32") and not data.startswith(boms):

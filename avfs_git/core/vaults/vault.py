@@ -37,7 +37,7 @@ from ..store.gitstore import GitStore
 from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
 from ..store.locks import FileLocks, exec_lock_path, remove_unused, write_lock_path
-from ..types import ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
+from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.changelog import carry_claim, claim_new_fork
 from ..workspace.upper import drop_gitfile
 from . import forkspare, keptstate, layers, registry
@@ -415,6 +415,7 @@ class Vault(VaultQuota, Generic[H_co]):
                 layers.remove_state_dir(self.home_dir, link)
             self._ws.pop(new, None)
             tree: str | None = None
+            kept: dict[str, bytes] = {}  # (the source's bytes of files the capture converted)
             snap: tuple[str, int | None, bool | None] | None = None
             why = self.snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
             if why is None:
@@ -432,13 +433,12 @@ class Vault(VaultQuota, Generic[H_co]):
                     if db_changed is None or src.overlay.upper_active()
                     else db_changed
                 ):
-                    # with ``ignored``, paths git ignores too (a venv, node_modules): the
-                    # fork starts as the source shows, and its checkpoints leave them out
-                    # as the source's do
-                    # (an unchanged source's kept capture: see forkcapture)
-                    from ..workspace.forkcapture import capture_for_fork
+                    # with ``ignored``, paths git ignores too (a venv, node_modules): the fork
+                    # starts as the source shows, its checkpoints leave them out as the source's
+                    # do (an unchanged source's kept capture: see forkcapture)
+                    from ..workspace.forkcapture import capture_for_fork, keep_source_bytes
 
-                    tree = capture_for_fork(src) if ignored else src.capture()[0]
+                    tree, kept = capture_for_fork(src) if ignored else (src.capture()[0], {})
                 dirty = tree is not None
                 # The new workspace's state is made on first use; all a fork writes now is
                 # its ref, and the captured tree (a "seed") when the source had changes.
@@ -458,6 +458,8 @@ class Vault(VaultQuota, Generic[H_co]):
                 if os.path.lexists(link):
                     layers.remove_state_dir(self.home_dir, link)
                 raise
+            if kept:
+                keep_source_bytes(self.workspace(new), kept)
             self.oplog.record(
                 "fork",
                 f"fork {source} -> {new}",
@@ -468,13 +470,9 @@ class Vault(VaultQuota, Generic[H_co]):
                 ],
                 details={"source": source, "ignored": str(carry.mode)},
             )
+        at = CommitId(base)
         info = ForkInfo(
-            vault=self.name,
-            name=new,
-            head=base,  # type: ignore[arg-type]
-            base=base,  # type: ignore[arg-type]
-            dirty=dirty,
-            is_default=new == self.default_fork,
+            vault=self.name, name=new, head=at, base=at, dirty=dirty, is_default=new == self.default_fork
         )
         return ForkCreated(info, carry)
 

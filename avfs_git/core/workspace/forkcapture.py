@@ -33,37 +33,46 @@ from typing import TYPE_CHECKING
 from .overlayentry import FILE, UPPER_FILE, Entry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .workspace import Workspace
     from .wscapture import Fork
+    from .wsview import Node
 
 CACHE_FILE = "fork-capture"
 
 
-def capture_for_fork(ws: Fork) -> str:
+def capture_for_fork(ws: Fork) -> tuple[str, dict[str, bytes]]:
     """The root tree of ``ws`` with its changes and ignored paths (what ``capture(ws,
-    include_ignored=True)`` returns), taken from the kept capture when the source has not
-    changed since it was made."""
+    include_ignored=True, as_added=True)`` returns), taken from the kept capture when the
+    source has not changed since it was made; and the paths whose bytes in ``ws`` are not
+    their blob's (git's clean conversions: a CRLF file under ``text=auto`` is recorded as
+    ``git add`` stores it, and the new fork keeps the source's bytes on top of it). A
+    capture with such paths is not kept."""
     from .wscapture import capture  # (the module alone is read by forkspare, on gc's path)
 
     if ws.overlay.upper_active():
-        return capture(ws, include_ignored=True)[0]
+        return capture(ws, include_ignored=True, as_added=True)[0], _bytes_of(ws)
     key = source_key(ws)
     if key is not None:
         kept = _load(ws.state_dir)
         if kept is not None and kept[0] == key[0] and ws.store.has_object(kept[1]):
-            return kept[1]
+            return kept[1], {}
     # the file the capture will be kept in is made first: its timestamp is the file
     # system's clock before the key is read, which every file the key names must be older
     # than (a write in the same tick would leave its stat data as it was)
     stamp = _start(ws.state_dir)
     if stamp is None:
-        return capture(ws, include_ignored=True)[0]
+        return capture(ws, include_ignored=True, as_added=True)[0], _bytes_of(ws)
     tmp, made_ns = stamp
     text = None
     try:
         key = source_key(ws)
-        tree, _ = capture(ws, include_ignored=True)
+        tree, _ = capture(ws, include_ignored=True, as_added=True)
+        converted = _bytes_of(ws)
         if (
-            key is not None
+            not converted
+            and key is not None
             and key[1] < made_ns
             and (again := source_key(ws)) is not None
             and again[0] == key[0]
@@ -71,7 +80,36 @@ def capture_for_fork(ws: Fork) -> str:
             text = f"{key[0]} {tree}\n"
     finally:
         _finish(ws.state_dir, tmp, text)  # (a capture that failed leaves no file behind)
-    return tree
+    return tree, converted
+
+
+def _bytes_of(ws: Fork) -> dict[str, bytes]:
+    """The bytes of the files the last capture of ``ws`` converted, as ``ws`` holds them
+    (its overlay's files: a capture converts nothing else)."""
+    out: dict[str, bytes] = {}
+    for p in sorted(ws.captured_converted):
+        e = ws.overlay.get(p)
+        if e is not None and e.kind == FILE and e.fileid is not None:
+            with open(ws.overlay.file_path(e.fileid), "rb") as fh:
+                out[p] = fh.read()
+    return out
+
+
+def keep_source_bytes(ws: Workspace, files: dict[str, bytes]) -> None:
+    """Give new fork ``ws`` its source's own bytes of ``files``, whose blobs in its seed
+    are what ``git add`` stores (:func:`capture_for_fork`): the fork shows what its source
+    shows, and keeps them over its checkpoints as the source does
+    (:func:`.wsattrs.keep_converted`)."""
+    from .wsattrs import keep_converted
+
+    for p, data in files.items():
+        ws.materialize(p, form=_given(data))
+    with ws.overlay.txn():
+        keep_converted(ws.overlay, [], frozenset(files))
+
+
+def _given(data: bytes) -> Callable[[Node], bytes | None]:
+    return lambda _node: data
 
 
 def source_key(ws: Fork) -> tuple[str, int] | None:

@@ -268,14 +268,12 @@ class Workspace(Mutations, Generic[V_co]):
         from ..errors import GitInProgressError
 
         branch, back = refs.fork_ref(self.fork), refs.switch_back(self.vault.path, self.fork)
-        if st["in_progress"] is not None:
-            what = f"a git {st['in_progress']} is in progress in the mount"
-            hint = (
-                f"finish it with `git {st['in_progress']} --continue` (or give it up with"
-                f" `git {st['in_progress']} --abort`), then {action.split(' ', 1)[-1]} again"
+        if (op := st["in_progress"]) is not None:
+            what = f"a git {op} is in progress in the mount"
+            hint = GitInProgressError.ENDS.get(op) or (
+                f"finish it with `git {op} --continue` (or give it up with"
+                f" `git {op} --abort`), then {action.split(' ', 1)[-1]} again"
             )
-            if st["in_progress"] == "bisect":
-                hint = "end it with `git bisect reset`"
         elif st["detached"] is not None:
             what = f"git's HEAD in the mount is detached at {st['detached'][:12]}, not on fork {self.fork}"
             hint = f"`{back}` in the mount goes back to the fork (`git switch -c NAME` keeps the commits)"

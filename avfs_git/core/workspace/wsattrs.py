@@ -13,11 +13,12 @@ that has one of them.
 With a ``working-tree-encoding`` in an attribute file, every file is asked (its bytes
 may be in another encoding: :func:`.gitsmudge.to_git` turns them into UTF-8 first).
 
-``core.autocrlf`` (``true`` or ``input``) set in the vault's config applies with no
-attribute file anywhere too. What is not looked at: ``core.autocrlf`` set in git's global
-or system config only, and git's global (``core.attributesFile``) and system attribute
-files, when the view has no ``.gitattributes`` of its own and the vault no
-``info/attributes`` (libgit2 reads them once a cleaner is made).
+``core.autocrlf`` (``true`` or ``input``) set in the vault's config or in git's global or
+system config (``~/.gitconfig``, ``$XDG_CONFIG_HOME/git/config``, ``/etc/gitconfig``: what
+the person's git in the mount reads) applies with no attribute file anywhere too. What is
+not looked at: git's global (``core.attributesFile``) and system attribute files, when the
+view has no ``.gitattributes`` of its own and the vault no ``info/attributes`` (libgit2
+reads them once a cleaner is made).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Mapping
 
 from ..store import names
 from ..store.gitclean import ATTRIBUTES, Cleaner
+from ..store.gitrun import git_config_files
 from ..store.gitsmudge import ENCODING, Smudger, may_smudge
 from ..store.gitstore import GitStore, blob_id
 from ..store.treediff import diff_entry
@@ -57,14 +59,25 @@ def too_big(fpath: str) -> bool:
         return False
 
 
+def _named(store: GitStore, word: bytes) -> bool:
+    """Whether the vault's config or git's global and system ones (the files the person's
+    git in the mount reads: :func:`.gitrun.git_config_files`) name ``word`` at all: a few
+    small files read, libgit2 asked only when one does."""
+    for path in (os.path.join(store.path, "config"), *git_config_files()):
+        try:
+            with open(path, "rb") as fh:
+                if word in fh.read(1 << 20).lower():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def autocrlf(store: GitStore) -> str | None:
-    """The vault's ``core.autocrlf`` when it converts ("true" or "input"), else None: its
-    config file read first (a few hundred bytes), libgit2 asked only when it names one."""
-    try:
-        with open(os.path.join(store.path, "config"), "rb") as fh:
-            if b"autocrlf" not in fh.read().lower():
-                return None
-    except OSError:
+    """``core.autocrlf`` when it converts ("true" or "input"), else None: the vault's
+    config, then git's global and system ones, as the person's git in the mount (and
+    ``git checkout`` of a plain clone) reads it."""
+    if not _named(store, b"autocrlf"):
         return None
     val = (store.config_value("core.autocrlf") or "").lower()
     if val in ("true", "yes", "on", "1"):
@@ -73,12 +86,8 @@ def autocrlf(store: GitStore) -> str | None:
 
 
 def eol_crlf(store: GitStore) -> bool:
-    """Whether the vault's config sets ``core.eol=crlf`` (read as :func:`autocrlf`)."""
-    try:
-        with open(os.path.join(store.path, "config"), "rb") as fh:
-            if b"eol" not in fh.read().lower():
-                return False
-    except OSError:
+    """Whether ``core.eol=crlf`` is set (read as :func:`autocrlf`)."""
+    if not _named(store, b"eol"):
         return False
     return (store.config_value("core.eol") or "").lower() == "crlf"
 

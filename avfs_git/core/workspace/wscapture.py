@@ -71,6 +71,7 @@ def capture(
     include_ignored: bool = False,
     only: Callable[[str], bool] | None = None,
     convert: bool = True,
+    as_added: bool = False,
 ) -> tuple[str, list[Entry]]:
     """Write blobs and trees for the workspace; returns (root tree id, captured entries).
 
@@ -90,6 +91,9 @@ def capture(
     false or ``include_ignored`` (a recovery ref keeps the bytes as they are). A file whose
     bytes the conversion changed stays in the workspace as it is (a CRLF file stays CRLF:
     :func:`.wsretire.retirable`), on top of the commit's blob, as git's work tree does.
+    ``as_added`` with ``include_ignored`` (a fork's capture: :mod:`.forkcapture`): the files
+    git does not ignore are converted too, the ignored ones kept as they are; the paths
+    whose bytes differ from their blob are ``ws.captured_converted``.
 
     Cost: one blob per materialized file plus the trees on changed paths
     (O(changed paths x depth)), never O(tree). The objects go into ``pack`` (which the
@@ -118,7 +122,11 @@ def capture(
                     to_build = [e for e in to_build if e.path not in held]
                     entries = [e for e in entries if e.path not in held]
                 refused: set[str] = set()
-                conv = _conversion(ws, to_build, all_read) if convert and not include_ignored else None
+                conv = None
+                if convert and not include_ignored:
+                    conv = _conversion(ws, to_build, all_read)
+                elif convert and as_added:
+                    conv = _conversion(ws, _not_ignored(ws, to_build), all_read)
                 try:
                     tree = _capture_entries(ws, to_build, pw, refused, conv)
                 finally:
@@ -204,17 +212,26 @@ def _pin_ignored(ws: Fork, entries: list[Entry], ign: Ignored) -> None:
                 ws.overlay.put(db, Entry(t, OBJECT, node.mode, node.oid), "pin")
 
 
+def _not_ignored(ws: Fork, entries: list[Entry]) -> list[Entry]:
+    """``entries`` but those of paths git ignores (a fork's capture holds them as they are)."""
+    if not any(e.kind == FILE for e in entries):
+        return []
+    ign = ws.changes.ignored_in(entries)
+    return [e for e in entries if not ign.covers(e.path)] if ign.tops else entries
+
+
 class Conversion:
     """A capture's clean conversions (:mod:`.wsattrs`), and the paths whose bytes they changed."""
 
-    def __init__(self, conv: Conversions) -> None:
+    def __init__(self, conv: Conversions, files: frozenset[str]) -> None:
         self.conv = conv
+        self.files = files  # the paths it converts (the others are stored as they are)
         self.converted: set[str] = set()
 
     def blob(self, pw: PackWriter, path: str, mode: int, data: bytes | None, fpath: str | None) -> str:
         """The blob of a file's bytes (``data``, else read from ``fpath``) as ``git add``
         stores them."""
-        if mode not in TEXT or (data is None and too_big(fpath or "")):
+        if mode not in TEXT or path not in self.files or (data is None and too_big(fpath or "")):
             return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "")
         if data is None:
             assert fpath is not None
@@ -232,7 +249,7 @@ def _conversion(ws: Fork, entries: list[Entry], view_entries: dict[str, Entry]) 
     applies to any), judged by the view ``view_entries`` (every entry read) shows."""
     files = [e.path for e in entries if e.kind == FILE and e.mode in TEXT]
     conv = conversions_for(ws.view, ws.base_tree, view_entries, files)
-    return None if conv is None else Conversion(conv)
+    return None if conv is None else Conversion(conv, frozenset(files))
 
 
 def _capture_entries(

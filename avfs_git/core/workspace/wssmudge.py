@@ -200,16 +200,28 @@ def checkout_forms(ws: _HasStore) -> CheckoutForms:
     return CheckoutForms(ws.store)
 
 
+def converts_anywhere(store: GitStore, attributes: bool) -> bool:
+    """Whether a checkout of a tree may convert any file: it holds a ``.gitattributes``
+    (``attributes``), or the vault has ``info/attributes`` or ``core.autocrlf=true``."""
+    return (
+        attributes
+        or os.path.exists(os.path.join(store.path, "info", "attributes"))
+        or autocrlf(store) == "true"
+    )
+
+
 def checkout_sizes(store: GitStore, base: str | None) -> Callable[[str, int, str], int | None] | None:
     """``size(path, mode, oid)``: the size of what ``git checkout`` of commit ``base``
     writes at ``path`` where a conversion changes the blob, else None (what a mount's git
-    index must hold: git takes a size other than the file's for a change). None in a lazy
-    vault, whose blobs reading them would fetch (its mount's index holds the blob's size:
-    git takes such a file for modified once its stat data are read; see the module's text)."""
-    if base is None or store.promisor.remote() is not None:
+    index must hold: git takes a size other than the file's for a change). In a lazy vault
+    a blob not fetched yet is not fetched for it: a file a conversion may change gets 0,
+    which git takes for "not known", reading the file to compare it (as after its own
+    ``read-tree``) where it would take the blob's size for a change."""
+    if base is None:
         return None
     forms = CheckoutForms(store)
     tree = store.commit_tree(base)
+    lazy = store.promisor.remote() is not None
 
     quiet: set[str] = set()  # directories no file of which a checkout converts
 
@@ -217,6 +229,11 @@ def checkout_sizes(store: GitStore, base: str | None) -> Callable[[str, int, str
         parent = path.rpartition("/")[0]
         if parent in quiet:
             return None  # (a whole index's files: one set lookup each, not a call)
+        if lazy and not store.is_local(oid):
+            if forms.may(tree, path):
+                return 0 if mode in (MODE_BLOB, MODE_EXEC) else None
+            quiet.add(parent)
+            return None
         form = forms.form(tree, path, oid, mode, lambda: store.blob_data(oid))
         if form is None and not forms.may(tree, path):
             quiet.add(parent)
