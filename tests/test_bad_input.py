@@ -367,3 +367,32 @@ def test_a_writer_held_off_past_sqlites_wait_is_told_busy_and_nothing_changes(
         other.close()
     assert ws.read("a.txt") == b"one\n"
     assert snapshot(vault) == before
+
+
+def test_a_restore_across_a_file_whose_name_is_not_utf8_is_done_and_said_to_be(cli, tmp_path):
+    """A vault made from a git history whose file name is not UTF-8 (Latin-1, as old
+    projects hold): a restore to a commit where that file differs keeps the restored
+    files' times (the kept-times table, SQLite text), and such a name is no text SQLite
+    takes. The restore moved the fork, then failed as an internal error (exit 70) with
+    nothing in the op log to undo it; now the name keeps no time (it shows the view's, as
+    a file a checkpoint retired under such a name does) and the restore is an operation."""
+    src = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(src)], check=True)
+    name = os.fsencode(str(src)) + b"/caf\xe9.txt"
+    git = ["git", "-C", str(src), "-c", "user.name=a", "-c", "user.email=a@b"]
+    for n, data in enumerate((b"a\n", b"b\n")):
+        with open(name, "wb") as fh:
+            fh.write(data)
+        (src / "ok.txt").write_text(f"{n}\n")
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", f"c{n}"], check=True)
+    assert cli("vault", "create", "v", "--from", str(src)).code == 0
+    tip = cli("--json", "--vault", "v", "status").json()["base"]
+    res = cli("--json", "--vault", "v", "checkpoint", "restore", "HEAD~1")
+    assert res.code == 0, res.out
+    doc = cli("--json", "--vault", "v", "status").json()
+    assert doc["base"] != tip and doc["clean"], doc
+    assert cli("--vault", "v", "cat", "ok.txt").out == "0\n"
+    res = cli("--json", "--vault", "v", "undo")
+    assert res.code == 0, res.out
+    assert cli("--json", "--vault", "v", "status").json()["base"] == tip

@@ -16,6 +16,7 @@ import threading
 import mfusepy as fuse
 
 from ..core.store import names
+from ..core.workspace.wssmudge import attribute_dirs
 from .handles import HandleTable
 
 log = logging.getLogger("avfs.fuse")
@@ -73,7 +74,8 @@ class Invalidation(HandleTable):
         """The paths the kernel may hold something of (:attr:`_known`) where the trees of
         base commits ``old`` and ``new`` differ, with the directories above them (their
         listings): what a base move under one view time changed in the mount. O(that
-        diff), where every known path was the session's every file at each checkpoint.
+        diff, and the files below a ``.gitattributes`` it changed), where every known path
+        was the session's every file at each checkpoint.
         None when it cannot tell (a commit not there): then every known path."""
         if old is None or new is None:
             return None
@@ -82,6 +84,10 @@ class Invalidation(HandleTable):
             return None
         known = self._known
         got: set[str] = set()
+        for top in attribute_dirs(moved):
+            # a file below a changed .gitattributes has a new checkout form (and size)
+            # with its blob the same (core/workspace/wssmudge.py)
+            got.update(k for k in known if not top or k.startswith(top + "/"))
         for p in moved:
             while p and p not in got:
                 if p in known:

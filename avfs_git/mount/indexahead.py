@@ -84,7 +84,9 @@ def write_ahead(
     # "everything" until the move's own index replaces this one)
     token = f"avfs:{commit}:{'-' if view_changed else view.view_time}:{seq}"
     try:
-        data = patched_index(ws, git_dir, view.base, commit, index_stat(ws, uid, gid, view), token)
+        # (the sizes of the commit's checkout forms: its attributes may convert otherwise)
+        stat_of = index_stat(ws, uid, gid, view._replace(base=commit))
+        data = patched_index(ws, git_dir, view.base, commit, stat_of, token)
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
         return None
     if data is None or before is None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
-from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere
+from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
@@ -39,21 +39,30 @@ def patched_index(
     store = ws.store
     changes: list[Change] = []
     try:
-        diff_trees(store, store.commit_tree(old_base), store.commit_tree(new_base), "", changes)
+        old_tree, new_tree = store.commit_tree(old_base), store.commit_tree(new_base)
+        diff_trees(store, old_tree, new_tree, "", changes)
     except Exception:  # the old base is gone (gc): write it whole
         return None
+    moved: list[tuple[str, int | None, str | None]] = [(c.path, c.new_mode, c.new_oid) for c in changes]
+    # a file whose blob stayed but whose checkout form a changed .gitattributes made other
+    # bytes: the mount shows the new form, and git trusts an index size that is not the
+    # file's for a change without reading it (core/workspace/wssmudge.py)
+    for p in reformed(store, old_tree, new_tree, (c.path for c in changes)):
+        hit = store.tree_lookup(new_tree, p)
+        if hit is not None:
+            moved.append((p, hit[1], hit[0]))
     entry = struct.Struct(">IIIIIIIIII20sH").pack
     repl: dict[bytes, bytes | None] = {}
-    for c in changes:
-        raw = c.path.encode("utf-8", "surrogateescape")
-        if c.new_oid is None or c.new_mode is None:
+    for path, new_mode, new_oid in moved:
+        raw = path.encode("utf-8", "surrogateescape")
+        if new_oid is None or new_mode is None:
             repl.setdefault(raw, None)
             continue
-        ctime, mtime, ino, uid, gid, size = stat_of(c.path, c.new_mode, c.new_oid)
+        ctime, mtime, ino, uid, gid, size = stat_of(path, new_mode, new_oid)
         n = len(raw)
         repl[raw] = (
             entry(ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0, ino & 0xFFFFFFFF,
-                  c.new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(c.new_oid), min(n, 0xFFF))
+                  new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(new_oid), min(n, 0xFFF))
             + raw + b"\0" * (8 - (62 + n) % 8)
         )  # fmt: skip
     walked = _entry_offsets(data, {len(n) for n in repl}, repl)
@@ -96,7 +105,7 @@ def patched_index(
     body = b"DIRC" + data[4:8] + struct.pack(">I", count) + b"".join(out)
     # git's cache tree, which git status never rebuilds: kept, but for the directories on
     # the changed paths (the untracked cache is left out: git lists every directory once)
-    cache_tree = _cache_tree_without(data, off, [c.path for c in changes])
+    cache_tree = _cache_tree_without(data, off, [m[0] for m in moved])
     if cache_tree is not None:
         body += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
     ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)

@@ -170,3 +170,64 @@ def test_a_mount_shows_what_git_checkout_writes(
     assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
     _same(mp, plain)
     _clean_after_a_stat_change(mp, avfs)
+
+
+def _shown(mp: Path, want: dict[str, bytes]) -> None:
+    """Each file of ``want`` shows those bytes, its size theirs, also read again with its
+    pages dropped (a size the kernel kept from another form cut the new one short)."""
+    for p, data in want.items():
+        assert os.stat(mp / p).st_size == len(data), p
+        assert (mp / p).read_bytes() == data, p
+        fd = os.open(mp / p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            assert os.pread(fd, 1 << 16, 0) == data, p
+        finally:
+            os.close(fd)
+
+
+def test_a_move_that_changes_attributes_shows_the_files_they_convert(
+    backend: str, cli_proc: Any, tmp_path: Path
+) -> None:
+    """A checkpoint or a restore whose only change is a ``.gitattributes`` changes the form of files whose blobs it left alone: the mount
+    shows them as a checkout of the new commit writes them at once, sizes and bytes
+    (docs/fuse.md, "Checkout conversions"). Before, the kernel kept the old form's size
+    (both backends: pure FUSE forgot only the paths the trees differ at; the overlay's
+    lower layer is cached for good), the new form was served cut to it, and the mount's
+    index kept the old size, which git takes for a change without reading the file."""
+    repo = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "d" / "e").mkdir(parents=True)
+    lf = {"d/a.txt": b"one\ntwo\nthree\n", "d/e/b.txt": b"deep\nfile\n", "top.txt": b"top\n"}
+    for p, data in lf.items():
+        (repo / p).write_bytes(data)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "files")
+    crlf = {p: data.replace(b"\n", b"\r\n") for p, data in lf.items()}
+    assert cli_proc("vault", "create", "v", "--from", str(repo)).code == 0
+    mp = tmp_path / "m"
+    mp.mkdir()
+    assert cli_proc("--vault", "v:main", "mount", "--backend", backend, str(mp)).code == 0
+    try:
+        _shown(mp, lf)  # (the kernel has the files' attributes and pages)
+        (mp / "d" / ".gitattributes").write_bytes(b"*.txt text eol=crlf\n")
+        res = cli_proc("checkpoint", "save", "-m", "attrs", cwd=str(mp))
+        assert res.code == 0, res.err
+        _shown(mp, {**lf, "d/a.txt": crlf["d/a.txt"], "d/e/b.txt": crlf["d/e/b.txt"]})
+        assert _git(mp, "status", "--porcelain").stdout == ""
+        assert _status(lambda *a: cli_proc(*a, cwd=str(mp)))["changes"] == []
+        # at the root: every file below
+        (mp / ".gitattributes").write_bytes(b"*.txt text eol=crlf\n")
+        res = cli_proc("checkpoint", "save", "-m", "root attrs", cwd=str(mp))
+        assert res.code == 0, res.err
+        _shown(mp, crlf)
+        assert _git(mp, "status", "--porcelain").stdout == ""
+        assert _status(lambda *a: cli_proc(*a, cwd=str(mp)))["changes"] == []
+        # and a restore back: every file as the blob is
+        res = cli_proc("checkpoint", "restore", "HEAD~2", cwd=str(mp))
+        assert res.code == 0, res.err
+        _shown(mp, lf)
+        assert _git(mp, "status", "--porcelain").stdout == ""
+        assert _status(lambda *a: cli_proc(*a, cwd=str(mp)))["changes"] == []
+    finally:
+        cli_proc("--vault", "v:main", "unmount", str(mp))

@@ -25,7 +25,7 @@ from ..errors import from_oserror
 from ..store import deeptree
 from ..store.gitstore import GitStore
 from ..types import MODE_EXEC, MODE_LINK, MODE_TREE
-from .wssmudge import CheckoutForms
+from .wssmudge import CheckoutForms, reformed
 
 
 class Readable(Protocol):
@@ -173,6 +173,21 @@ class LiveDir:
                 read = functools.partial(self.store.blob_data, oid)
                 form = None if tree is None else self._forms.form(tree, p, oid, mode, read)
                 self.write(p, read() if form is None else form, mode)
+
+    def show_forms(
+        self, old: str, new: str, moved: Iterable[str], *, keep: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        """Before the base's tree goes from ``old`` to ``new`` (``moved``: the paths where
+        they differ, which the caller writes itself): the files whose blob is the same but
+        whose checkout form a changed ``.gitattributes`` makes other bytes are written in
+        ``new``'s form, those ``keep`` names left (a change of the workspace's own). The
+        lower layer keeps what the kernel has of it (its sizes, its pages for good): were
+        such a file left to it, the mount showed the old form, or the new one cut to the
+        old size once its pages were dropped. Returns the paths written."""
+        paths = [p for p in reformed(self.store, old, new, moved) if keep is None or not keep(p)]
+        if paths:
+            self.reset(paths, new)
+        return paths
 
     def reset(self, paths: Iterable[str], tree: str) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has

@@ -482,6 +482,10 @@ class Overlay(UpperEntries):
         view = self.get_meta("view_time")
         if view is None:
             return  # (no file has shown a view time yet)
+        # a name SQLite cannot take (not UTF-8: a git tree's, a restore rewrote it) keeps
+        # no time, as :meth:`kept_time` answers for it: it shows the view time
+        rows = [r for r in rows if sql_text(r[0])]
+        stale = [e for e in stale if sql_text(e.path)]
         db.execute("DELETE FROM kept_times WHERE view != ?", (view,))
         for e in stale:
             db.execute("DELETE FROM kept_times WHERE path = ?", (e.path,))

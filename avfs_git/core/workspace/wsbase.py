@@ -23,6 +23,7 @@ from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .wsattrs import converted_record, file_oids
 from .wscapture import Fork
+from .wssmudge import reformed
 from .wsview import settled_now
 
 if TYPE_CHECKING:
@@ -546,4 +547,6 @@ def _live_reset(ws: Based, live: LiveDir, target_tree: str) -> None:
         paths.add(c.path)
         if c.old_path:
             paths.add(c.old_path)
+    # and the files a changed .gitattributes shows in another form (their blobs the same)
+    paths.update(reformed(ws.store, ws.base_tree, target_tree, paths))
     live.reset(paths, target_tree)

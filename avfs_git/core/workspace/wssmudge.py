@@ -23,7 +23,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from ..store import names
@@ -241,3 +241,59 @@ def checkout_sizes(store: GitStore, base: str | None) -> Callable[[str, int, str
 
     weakref.finalize(size, forms.close)
     return size
+
+
+def attribute_dirs(moved: Iterable[str]) -> list[str]:
+    """The directories (shallowest, none below another) whose ``.gitattributes`` is among
+    ``moved`` (the paths where two trees differ): below them a file's checkout form may
+    differ with its blob the same."""
+    tops: list[str] = []
+    for d in sorted({names.parent_of(p) for p in moved if names.basename(p) == ATTRIBUTES}):
+        if not any(not t or d == t or d.startswith(t + "/") for t in tops):
+            tops.append(d)
+    return tops
+
+
+def reformed(store: GitStore, old: str, new: str, moved: Iterable[str]) -> list[str]:
+    """The files of tree ``new`` holding the same blob as in tree ``old`` that ``git
+    checkout`` writes as other bytes under one tree's attributes than under the other's
+    (a ``.gitattributes`` among ``moved``, the paths where the trees differ, changed):
+    what a view moved from ``old`` to ``new`` shows anew though neither tree changed it.
+    O(files below such a directory); nothing read where no attributes changed."""
+    tops = attribute_dirs(moved)
+    if not tops:
+        return []
+    before, after = CheckoutForms(store), CheckoutForms(store)
+    out: list[str] = []
+    try:
+        for top in tops:
+            hit = (new, MODE_TREE) if not top else store.tree_lookup(new, top)
+            if hit is None or hit[1] != MODE_TREE:
+                continue
+            stack = [(top, hit[0])]
+            while stack:
+                d, tree = stack.pop()
+                for name, (oid, mode) in store.tree_items(tree).items():
+                    p = f"{d}/{name}" if d else name
+                    if mode == MODE_TREE:
+                        stack.append((p, oid))
+                        continue
+                    if mode not in (MODE_BLOB, MODE_EXEC) or name == ATTRIBUTES:
+                        continue
+                    if not before.may(old, p) and not after.may(new, p):
+                        continue
+                    if store.tree_lookup(old, p) != (oid, mode):
+                        continue  # (changed by the move itself: among ``moved``)
+                    data: list[bytes] = []
+
+                    def read(oid: str = oid, data: list[bytes] = data) -> bytes:
+                        if not data:
+                            data.append(store.blob_data(oid))
+                        return data[0]
+
+                    if before.form(old, p, oid, mode, read) != after.form(new, p, oid, mode, read):
+                        out.append(p)
+    finally:
+        before.close()
+        after.close()
+    return out
