@@ -226,7 +226,19 @@ class Overlay(UpperEntries):
         return [entry_of_row(r) for r in self.db.execute(q, (prefix + "/", prefix + "0"))]
 
     def _db_all(self) -> list[Entry]:
-        return [entry_of_row(r) for r in self.db.execute(f"SELECT {ENTRY_COLS} FROM entries ORDER BY path")]
+        """Every row of the database, as entries; read again only when the database
+        changed since this thread last read them (a merge asked for them eight times, each
+        ~0.08 s for the 18,000 rows a fork's ignored ``node_modules`` makes)."""
+        db = self.db
+        # this connection's writes (total_changes), or another's committed (data_version)
+        key = (db, db.total_changes, db.execute("PRAGMA data_version").fetchone()[0])
+        ns = self._local.ns()
+        memo: tuple[object, list[Entry]] | None = ns.get("all")
+        if memo is not None and memo[0] == key:
+            return list(memo[1])
+        got = [entry_of_row(r) for r in db.execute(f"SELECT {ENTRY_COLS} FROM entries ORDER BY path")]
+        ns["all"] = (key, got)
+        return list(got)
 
     def _db_has_under(self, prefix: str) -> bool:
         if not prefix:

@@ -21,7 +21,7 @@ from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
-from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, covered, outside
 from .wsattrs import compared
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
@@ -124,18 +124,6 @@ def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int
     return sum(1 for p in ignored.tops if p in above or covered(p, roots))
 
 
-def covered(path: str, dirs: frozenset[str]) -> bool:
-    """True when ``path`` is one of ``dirs`` or lies below one."""
-    if path in dirs:
-        return True
-    i = path.find("/")
-    while i >= 0:
-        if path[:i] in dirs:
-            return True
-        i = path.find("/", i + 1)
-    return False
-
-
 class Changes:
     """Status and ignored paths of the workspace that ``view`` shows (over ``overlay``)."""
 
@@ -168,17 +156,24 @@ class Changes:
         if not self.overlay.has_changes():
             return False
         entries = self.overlay.all()
-        added, tracked = self._added_paths(entries)
+        # what is below a new directory git ignores (a node_modules, a venv) is ignored as a
+        # whole, as git's status never looks in it: its entries are not asked about one by
+        # one (a merge asks this three times of a fork holding 15,000 of them)
+        skip = self._ignored_dirs(entries)
+        rest = outside(entries, skip)
+        if skip:  # (a deletion counts wherever it is)
+            rest += [e for e in entries if e.kind == DELETED and covered(e.path, skip)]
+        added, tracked = self._added_paths(rest)
         if tracked:
             return True  # a deletion, or a change of a tracked path
         if added is None:
-            changes = self._changes(entries, hash_files=False)
+            changes = self._changes(entries, hash_files=False, skip=skip)
             if any(c.status is not ChangeStatus.ADDED for c in changes):
                 return True
-            added = [c.path for c in changes]
+            added = [c.path for c in changes if not covered(c.path, skip)]
         if not added:
             return False
-        ignored = set(self._ignored_among(added, entries).files)
+        ignored = set(self._ignored_among(added, rest, skip).files)
         return any(p not in ignored for p in added)
 
     def status(self) -> list[Change]:
@@ -351,7 +346,7 @@ class Changes:
         if not entries:
             return NO_IGNORED
         skip = self._ignored_dirs(entries)
-        added = self._added_paths([e for e in entries if not covered(e.path, skip)] if skip else entries)[0]
+        added = self._added_paths(outside(entries, skip))[0]
         if added is None:
             added = [
                 c.path
@@ -544,8 +539,9 @@ class Changes:
         base_tree = self.view.base_tree
         is_tree: dict[str, bool] = {"": True}
         tops: set[str] = set()
+        below = "\0"  # the last top found, "/": the entries in path order below it are passed by
         for e in entries:
-            if e.kind == DELETED or not e.path:
+            if e.kind == DELETED or not e.path or e.path.startswith(below):
                 continue
             parts = e.path.split("/")
             d = ""
@@ -559,6 +555,7 @@ class Changes:
                     got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
                 if not got:
                     tops.add(d)
+                    below = d + "/"
                     break
         if not tops:
             return frozenset()
