@@ -20,7 +20,7 @@ from ..store.treediff import diff_trees
 from ..types import MODE_COMMIT, MODE_TREE, Change
 from . import wsretire
 from .livedir import LiveDir
-from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .overlayentry import DELETED, FILE, OBJECT, Entry, split_at
 from .wsattrs import converted_record, file_oids
 from .wscapture import Fork
 from .wsview import settled_now
@@ -420,7 +420,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
         # working), unless the new view has something at their place
         entries = ws.overlay.all()
         ign = ws.changes.ignored_in(entries)
-        kept = [e for e in entries if ign.covers(e.path)]
+        kept = split_at(entries, ign.tops)[1]  # (passing a node_modules by as a whole)
         same = _converted_kept(ws, entries, view_tree or ws.store.commit_tree(base))
         kept += same
         have = {e.path for e in kept}
