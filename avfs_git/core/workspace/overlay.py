@@ -164,6 +164,28 @@ class Overlay(UpperEntries):
         root = [e for e in db if e.path == ""]
         return root + self.under("")
 
+    def pruned(self, prune: Callable[[Entry], str | None]) -> list[Entry]:
+        """The database's entries in path order (no upper layer: the caller checked), less
+        those at or below the directories ``prune`` names. Asked of each entry read, it
+        answers a directory at or above the entry whose entries are not wanted (a new
+        directory git ignores), or None; the read then jumps past that directory's range
+        (``dir/`` sorts before ``dir0``), so what is below one is never read: one row of
+        an ignored ``node_modules`` where :meth:`all` reads its 15,000."""
+        q = f"SELECT {ENTRY_COLS} FROM entries WHERE path >= ? ORDER BY path"
+        out: list[Entry] = []
+        start: str | None = ""
+        while start is not None:
+            at, start = start, None
+            for r in self.db.execute(q, (at,)):
+                e = entry_of_row(r)
+                top = prune(e)
+                if top is None:
+                    out.append(e)
+                elif e.path != top:  # below it: what follows up to "top0" is too
+                    start = top + "0"
+                    break
+        return out
+
     def has_under(self, prefix: str) -> bool:
         if not self.upper_active():
             return self._db_has_under(prefix)

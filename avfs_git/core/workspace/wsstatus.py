@@ -23,6 +23,7 @@ from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, covered, outside
 from .wsattrs import compared
+from .wsignored import ignored_top
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 # what a status reports of a materialized file before reading it (its id then found)
@@ -155,25 +156,26 @@ class Changes:
             return bool(self.status())
         if not self.overlay.has_changes():
             return False
-        entries = self.overlay.all()
-        # what is below a new directory git ignores (a node_modules, a venv) is ignored as a
-        # whole, as git's status never looks in it: its entries are not asked about one by
-        # one (a merge asks this three times of a fork holding 15,000 of them)
-        skip = self._ignored_dirs(entries)
-        rest = outside(entries, skip)
-        if skip:  # (a deletion counts wherever it is)
-            rest += [e for e in entries if e.kind == DELETED and covered(e.path, skip)]
+        # below a new directory git ignores (a node_modules) nothing is read, as git's status
+        # never looks there (a merge asks this 3 times: it read 15,000 entries each time)
+        skip: set[str] = set()
+        base = self.view.base
+        source = lambda es, d: self._gitignore_source(es, base, d)  # noqa: E731
+        rest = self.overlay.pruned(
+            ignored_top(self.store, base, self.overlay, skip, self.ignore_rules, source)
+        )
+        frozen = frozenset(skip)
         added, tracked = self._added_paths(rest)
         if tracked:
             return True  # a deletion, or a change of a tracked path
         if added is None:
-            changes = self._changes(entries, hash_files=False, skip=skip)
+            changes = self._changes(rest, hash_files=False, skip=frozen)
             if any(c.status is not ChangeStatus.ADDED for c in changes):
                 return True
-            added = [c.path for c in changes if not covered(c.path, skip)]
+            added = [c.path for c in changes if not covered(c.path, frozen)]
         if not added:
             return False
-        ignored = set(self._ignored_among(added, rest, skip).files)
+        ignored = set(self._ignored_among(added, rest, frozen).files)
         return any(p not in ignored for p in added)
 
     def status(self) -> list[Change]:
