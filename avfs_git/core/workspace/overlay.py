@@ -174,16 +174,24 @@ class Overlay(UpperEntries):
         q = f"SELECT {ENTRY_COLS} FROM entries WHERE path >= ? ORDER BY path"
         out: list[Entry] = []
         start: str | None = ""
-        while start is not None:
-            at, start = start, None
-            for r in self.db.execute(q, (at,)):
-                e = entry_of_row(r)
-                top = prune(e)
-                if top is None:
-                    out.append(e)
-                elif e.path != top:  # below it: what follows up to "top0" is too
-                    start = top + "0"
-                    break
+        db = self.db
+        mine = not db.in_transaction  # its queries one snapshot, as :meth:`all`'s one query is
+        if mine:
+            db.execute("BEGIN")
+        try:
+            while start is not None:
+                at, start = start, None
+                for r in db.execute(q, (at,)):
+                    e = entry_of_row(r)
+                    top = prune(e)
+                    if top is None:
+                        out.append(e)
+                    elif e.path != top:  # below it: what follows up to "top0" is too
+                        start = top + "0"
+                        break
+        finally:
+            if mine and db.in_transaction:
+                db.execute("COMMIT")
         return out
 
     def has_under(self, prefix: str) -> bool:
