@@ -129,3 +129,25 @@ def test_a_change_beside_the_ignored_tree_is_still_captured(
     assert main.read("node_modules/.package-lock.json") == b"{}\n"
     assert main.read("node_modules/lodash/package.json") == files["node_modules/lodash/package.json"]
     assert not main.is_dirty()
+
+
+def test_a_tracked_file_in_an_ignored_directory_is_still_a_change(home: Any, tmp_path: Path) -> None:
+    """A directory git ignores whose files are tracked (an sdist's ``*.egg-info``, added
+    with ``add -f``) is in the base: it is not passed by. A change to its tracked file is
+    a change, a new file there is ignored, as in git's status."""
+    src = tmp_path / "src"
+    (src / "pkg.egg-info").mkdir(parents=True)
+    (src / ".gitignore").write_text("*.egg-info/\nnode_modules/\n")
+    (src / "pkg.egg-info" / "PKG-INFO").write_text("Name: pkg\n")
+    git("init", "-q", "-b", "main", cwd=src)
+    git("add", "-A", cwd=src)
+    git("add", "-f", "pkg.egg-info/PKG-INFO", cwd=src)
+    git("commit", "-q", "-m", "sdist", cwd=src)
+    vault = home.create_vault("eggs", from_dir=str(src))
+    ws = vault.workspace("main")
+    ws.write("node_modules/x/index.js", b"x\n", parents=True)
+    ws.write("pkg.egg-info/SOURCES.txt", b"new, ignored\n")
+    assert not ws.is_dirty()
+    ws.write("pkg.egg-info/PKG-INFO", b"Name: pkg\nVersion: 2\n")
+    assert ws.is_dirty()
+    assert [c.path for c in ws.status()] == ["pkg.egg-info/PKG-INFO"]
