@@ -166,6 +166,36 @@ class Overlay(UpperEntries):
         root = [e for e in db if e.path == ""]
         return root + self.under("")
 
+    def pruned(self, prune: Callable[[Entry], str | None]) -> list[Entry]:
+        """The database's entries in path order (no upper layer: the caller checked), less
+        those at or below the directories ``prune`` names. Asked of each entry read, it
+        answers a directory at or above the entry whose entries are not wanted (a new
+        directory git ignores), or None; the read then jumps past that directory's range
+        (``dir/`` sorts before ``dir0``), so what is below one is never read: one row of
+        an ignored ``node_modules`` where :meth:`all` reads its 15,000."""
+        q = f"SELECT {ENTRY_COLS} FROM entries WHERE path >= ? ORDER BY path"
+        out: list[Entry] = []
+        start: str | None = ""
+        db = self.db
+        mine = not db.in_transaction  # its queries one snapshot, as :meth:`all`'s one query is
+        if mine:
+            db.execute("BEGIN")
+        try:
+            while start is not None:
+                at, start = start, None
+                for r in db.execute(q, (at,)):
+                    e = entry_of_row(r)
+                    top = prune(e)
+                    if top is None:
+                        out.append(e)
+                    elif e.path != top:  # below it: what follows up to "top0" is too
+                        start = top + "0"
+                        break
+        finally:
+            if mine and db.in_transaction:
+                db.execute("COMMIT")
+        return out
+
     def has_under(self, prefix: str) -> bool:
         if not self.upper_active():
             return self._db_has_under(prefix)
@@ -247,7 +277,19 @@ class Overlay(UpperEntries):
         return [entry_of_row(r) for r in self.db.execute(q, (prefix + "/", prefix + "0"))]
 
     def _db_all(self) -> list[Entry]:
-        return [entry_of_row(r) for r in self.db.execute(f"SELECT {ENTRY_COLS} FROM entries ORDER BY path")]
+        """Every row of the database, as entries; read again only when the database
+        changed since this thread last read them (a merge asked for them eight times, each
+        ~0.08 s for the 18,000 rows a fork's ignored ``node_modules`` makes)."""
+        db = self.db
+        # this connection's writes (total_changes), or another's committed (data_version)
+        key = (db, db.total_changes, db.execute("PRAGMA data_version").fetchone()[0])
+        ns = self._local.ns()
+        memo: tuple[object, list[Entry]] | None = ns.get("all")
+        if memo is not None and memo[0] == key:
+            return list(memo[1])
+        got = [entry_of_row(r) for r in db.execute(f"SELECT {ENTRY_COLS} FROM entries ORDER BY path")]
+        ns["all"] = (key, got)
+        return list(got)
 
     def _db_has_under(self, prefix: str) -> bool:
         if not prefix:

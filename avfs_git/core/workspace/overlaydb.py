@@ -228,6 +228,7 @@ class OverlayDB:
         # the last connection's close checkpoints the WAL into the database: with room
         with self._room():
             self._local.release("conn", sqlite3.Connection.close)
+            self._local.release("all", lambda _: None)  # (what Overlay._db_all kept of them)
 
     def in_read_snapshot(self) -> bool:
         """Whether this thread's connection is inside a transaction :meth:`txn` did not

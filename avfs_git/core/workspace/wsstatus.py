@@ -21,8 +21,9 @@ from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
-from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, covered, outside
 from .wsattrs import compared
+from .wsignored import ignored_top
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 # what a status reports of a materialized file before reading it (its id then found)
@@ -124,18 +125,6 @@ def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int
     return sum(1 for p in ignored.tops if p in above or covered(p, roots))
 
 
-def covered(path: str, dirs: frozenset[str]) -> bool:
-    """True when ``path`` is one of ``dirs`` or lies below one."""
-    if path in dirs:
-        return True
-    i = path.find("/")
-    while i >= 0:
-        if path[:i] in dirs:
-            return True
-        i = path.find("/", i + 1)
-    return False
-
-
 class Changes:
     """Status and ignored paths of the workspace that ``view`` shows (over ``overlay``)."""
 
@@ -167,18 +156,26 @@ class Changes:
             return bool(self.status())
         if not self.overlay.has_changes():
             return False
-        entries = self.overlay.all()
-        added, tracked = self._added_paths(entries)
+        # below a new directory git ignores (a node_modules) nothing is read, as git's status
+        # never looks there (a merge asks this 3 times: it read 15,000 entries each time)
+        skip: set[str] = set()
+        base = self.view.base
+        source = lambda es, d: self._gitignore_source(es, base, d)  # noqa: E731
+        rest = self.overlay.pruned(
+            ignored_top(self.store, base, self.overlay, skip, self.ignore_rules, source)
+        )
+        frozen = frozenset(skip)
+        added, tracked = self._added_paths(rest)
         if tracked:
             return True  # a deletion, or a change of a tracked path
         if added is None:
-            changes = self._changes(entries, hash_files=False)
+            changes = self._changes(rest, hash_files=False, skip=frozen)
             if any(c.status is not ChangeStatus.ADDED for c in changes):
                 return True
-            added = [c.path for c in changes]
+            added = [c.path for c in changes if not covered(c.path, frozen)]
         if not added:
             return False
-        ignored = set(self._ignored_among(added, entries).files)
+        ignored = set(self._ignored_among(added, rest, frozen).files)
         return any(p not in ignored for p in added)
 
     def status(self) -> list[Change]:
@@ -351,7 +348,7 @@ class Changes:
         if not entries:
             return NO_IGNORED
         skip = self._ignored_dirs(entries)
-        added = self._added_paths([e for e in entries if not covered(e.path, skip)] if skip else entries)[0]
+        added = self._added_paths(outside(entries, skip))[0]
         if added is None:
             added = [
                 c.path
@@ -544,8 +541,9 @@ class Changes:
         base_tree = self.view.base_tree
         is_tree: dict[str, bool] = {"": True}
         tops: set[str] = set()
+        below = "\0"  # the last top found, "/": the entries in path order below it are passed by
         for e in entries:
-            if e.kind == DELETED or not e.path:
+            if e.kind == DELETED or not e.path or e.path.startswith(below):
                 continue
             parts = e.path.split("/")
             d = ""
@@ -559,6 +557,7 @@ class Changes:
                     got = is_tree[d] = hit is not None and hit[1] == MODE_TREE
                 if not got:
                     tops.add(d)
+                    below = d + "/"
                     break
         if not tops:
             return frozenset()
