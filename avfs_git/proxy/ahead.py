@@ -92,7 +92,11 @@ def planned(home: Home, vault: Vault, fork: str, plan: Plan, root: str) -> Plann
         return Planned(sandbox=kw["sandbox"], argv=argv, env=kw["env"])
 
     try:
-        got = cast("Planned", _in_sandbox(home, vault, fork, plan, planned_of, root, at, at_cwd))
+        # the seal's layout alone: its contents and the fork's state before the command are
+        # the call's own placement's, once it has taken its record of the fork
+        got = cast(
+            "Planned", _in_sandbox(home, vault, fork, plan, planned_of, root, at, at_cwd, refresh=False)
+        )
     except Exception:
         log.debug("the sandbox of a first call, ahead", exc_info=True)
         return None

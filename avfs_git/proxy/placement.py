@@ -554,8 +554,10 @@ def _in_sandbox(
     root: str,
     at: str,
     at_cwd: str,
+    refresh: bool = True,
 ) -> Placed:
-    """:func:`place` for the sandbox (bubblewrap)."""
+    """:func:`place` for the sandbox (bubblewrap); ``refresh`` False: the seal's layout
+    alone (:func:`.seal.prepare`), for a sandbox set up ahead (:mod:`.ahead`)."""
     from . import confine
 
     req, conf, cwd = plan.req, plan.confinement, plan.cwd
@@ -590,7 +592,7 @@ def _in_sandbox(
         from . import seal
 
         # under the exec lock, right before the command: the scratch the sandbox binds
-        sealed = seal.prepare(vault, fork, worktree(vault, fork), conf.network != "none")
+        sealed = seal.prepare(vault, fork, worktree(vault, fork), conf.network != "none", refresh=refresh)
         shown = sandbox.shown + tuple((target, source) for source, target in sealed.state_binds)
         top = (vault.path, sealed.top) if sealed.top is not None and vault.path in sandbox.keep else None
         sandbox = dataclasses.replace(sandbox, sealed=sealed.binds, shown=shown, top=top)

@@ -190,24 +190,30 @@ def _shown(
     return sealpack.split(vault_path, fork_ref, loose), own_now
 
 
-def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -> Sealed:
+def prepare(
+    vault: Vault, fork: str, git_dir: str | None, fetch: bool = False, *, refresh: bool = True
+) -> Sealed:
     """Make (or refresh) the fork's scratch for the next run; ``git_dir``: the mount's
     worktree git dir (its index is looked at afterwards), when there is one; ``fetch``: the
-    run has a network, and gets copies of the remote-tracking refs (:data:`COPIED`)."""
-    d = seal_dir(vault, fork)
-    kept: tuple[gitstate.Kept, ...] = ()
-    rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
-    for x in (rd, ld, od):
-        os.makedirs(x, mode=0o755, exist_ok=True)
-    real_refs, real_logs, real_objects = (os.path.join(vault.path, x) for x in ("refs", "logs", "objects"))
-    os.makedirs(real_logs, exist_ok=True)  # git would make it: the bind needs it
+    run has a network, and gets copies of the remote-tracking refs (:data:`COPIED`).
+
+    ``refresh`` False: the scratch's layout alone (its directories, what the sandbox binds
+    and shows), what is in them left as the last run left it and none of the state before
+    the run read (the result's ``copied``, ``before``, ``index``... are empty): what a first
+    call's sandbox set up ahead binds (:mod:`.ahead`) before the call has taken its record
+    of the fork. The call's own prepare, right before its command goes on, fills them and
+    reads that state, as for a sandbox kept ready (:mod:`.standby`)."""
+    laid = _laid_out(vault, fork, git_dir, fetch)
+    if not refresh:
+        return laid
+    d, rd, ld, od = laid.dir, *(os.path.join(laid.dir, x) for x in ("refs", "logs", "objects"))
+    real_refs, real_logs = (os.path.join(vault.path, x) for x in ("refs", "logs"))
     own = COPIED if fetch else COPIED - {"remotes"}  # (refs/ directories the scratch holds)
-    subs = sorted({e.name for e in os.scandir(real_refs) if e.is_dir(follow_symlinks=False)} - own)
+    subs = laid.shown_refs
     fork_ref = refs.fork_ref(fork)
     # the other branches go into the read-only packed-refs the sandbox shows (.sealpack);
     # the scratch holds the fork's own and any loose head a packed-refs line cannot hold
     cache = RefCache(d)
-    sealpack.ensure_vault_file(vault.path)  # (before the memo's key takes its lstat)
     (files, packed, rendered, own_packed), own_now = _shown(vault.path, fork_ref, real_refs, cache)
     copied = dict(files)
     if fetch:  # remote-tracking refs as copies: git fetch moves them (.sealremotes)
@@ -217,10 +223,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         copied[fork_ref] = mine
     # the vault's top directory as the sandbox shows it (.confine._kept): its entries bound
     # read-only into it, and the packed-refs avfs writes, the sandbox's to rewrite
-    top = os.path.join(d, TOP)
-    os.makedirs(top, mode=0o755, exist_ok=True)
-    sealpack.tidy_top(top, vault.path)
-    snapshot = os.path.join(top, sealpack.NAME)
+    snapshot = os.path.join(d, TOP, sealpack.NAME)
     shown_stat = sealpack.fresh(snapshot, rendered)
     # the directories shown from the vault are mount points in a sandbox made ready: kept
     sync(rd, {k[5:]: v for k, v in copied.items()}, cache, SCRATCH, {*own, *subs}, set(subs))
@@ -234,8 +237,7 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         os.makedirs(info)
     _empty(info, {"alternates"})
     # where the command sees the vault's objects (in the sandbox, under avfs's masked state)
-    inside = os.path.join(d, "vault-objects")
-    os.makedirs(inside, exist_ok=True)
+    inside = laid.state_binds[0][1]
     alt = os.path.join(info, "alternates")
     try:
         with open(alt, "rb") as fh:
@@ -246,27 +248,65 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         _empty(info)
         with open(alt, "w", encoding="utf-8") as fh:
             fh.write(inside + "\n")
-    binds: list[tuple[str, str, bool]] = [(rd, real_refs, True)]
-    binds += [(os.path.join(real_refs, s), os.path.join(real_refs, s), False) for s in subs]
-    binds += [(ld, real_logs, True), (od, real_objects, True)]
     # where the vault's top is not the sandbox's own (a --isolate view): bound over the
     # vault's own packed-refs, read-only
     shown_packed: tuple[str, str] | None = None
     vault_packed = os.path.join(vault.path, sealpack.NAME)
     if os.path.isfile(vault_packed) and not os.path.islink(vault_packed):
         shown_packed = (snapshot, vault_packed)
-    if git_dir and os.path.isdir(git_dir) and not os.path.islink(git_dir):
+    wt = git_dir if git_dir and os.path.isdir(git_dir) and not os.path.islink(git_dir) else None
+    if wt is not None:
         # the worktree's own reflog and refs (HEAD's log, bisect...): the run's, so that
         # none of them names an object the vault never got (git fsck fails on one)
         for name in ("logs", "refs"):
+            _empty(os.path.join(d, "wt" + name))
+        bisectrefs.seed(os.path.join(wt, "refs"), os.path.join(d, "wtrefs"))  # a bisect goes on
+    return dataclasses.replace(
+        laid,
+        copied=copied,
+        packed=packed,
+        shown=rendered,
+        shown_stat=shown_stat,
+        shown_packed=shown_packed,
+        before=refs.read_ref_file(vault.path, fork_ref),
+        index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
+        head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
+        pinned=gitstate.pinned(git_dir) if git_dir else (),
+        lock=gitstate.locks_before(git_dir, os.path.join(d, LOCKS_LEFT)) if git_dir else {},
+        fetch_head=sealremotes.fetch_head_stat(git_dir) if git_dir else None,
+        cache=cache,
+    )
+
+
+def _laid_out(vault: Vault, fork: str, git_dir: str | None, fetch: bool) -> Sealed:
+    """:func:`prepare`'s layout without its contents: the same directories made, the same
+    binds (a sandbox set up from them is the one a refreshed scratch gives: the call's
+    check of its key, :func:`.standby._key`, compares the two)."""
+    d = seal_dir(vault, fork)
+    rd, ld, od = (os.path.join(d, x) for x in ("refs", "logs", "objects"))
+    for x in (rd, ld, od):
+        os.makedirs(x, mode=0o755, exist_ok=True)
+    real_refs, real_logs, real_objects = (os.path.join(vault.path, x) for x in ("refs", "logs", "objects"))
+    os.makedirs(real_logs, exist_ok=True)  # git would make it: the bind needs it
+    sealpack.ensure_vault_file(vault.path)  # (before the memo's key takes its lstat)
+    own = COPIED if fetch else COPIED - {"remotes"}
+    subs = sorted({e.name for e in os.scandir(real_refs) if e.is_dir(follow_symlinks=False)} - own)
+    top = os.path.join(d, TOP)
+    os.makedirs(top, mode=0o755, exist_ok=True)
+    sealpack.tidy_top(top, vault.path)  # (a bind into it fails on an entry of another kind)
+    inside = os.path.join(d, "vault-objects")
+    os.makedirs(inside, exist_ok=True)
+    binds: list[tuple[str, str, bool]] = [(rd, real_refs, True)]
+    binds += [(os.path.join(real_refs, s), os.path.join(real_refs, s), False) for s in subs]
+    binds += [(ld, real_logs, True), (od, real_objects, True)]
+    kept: tuple[gitstate.Kept, ...] = ()
+    if git_dir and os.path.isdir(git_dir) and not os.path.islink(git_dir):
+        for name in ("logs", "refs"):
             scratch, real = os.path.join(d, "wt" + name), os.path.join(git_dir, name)
             os.makedirs(scratch, exist_ok=True)
-            _empty(scratch)
             if os.path.islink(real) or (os.path.lexists(real) and not os.path.isdir(real)):
                 os.unlink(real)  # a command made it something else: the vault's path again
             os.makedirs(real, exist_ok=True)
-            if name == "refs":
-                bisectrefs.seed(real, scratch)  # a bisect of the fork's earlier runs goes on
             binds.append((scratch, real, True))
         # a person's rebase, cherry-pick, am, submodules in the mount: their state (which
         # runs programs when git resumes it) is read-only in there
@@ -277,22 +317,14 @@ def prepare(vault: Vault, fork: str, git_dir: str | None, fetch: bool = False) -
         fork=fork,
         binds=tuple(binds),
         state_binds=((real_objects, inside),),
-        copied=copied,
-        packed=packed,
-        top=top,
-        shown=rendered,
-        shown_stat=shown_stat,
-        shown_packed=shown_packed,
-        before=refs.read_ref_file(vault.path, fork_ref),
-        index=_index_stat(os.path.join(git_dir, "index")) if git_dir else None,
+        copied={},
+        packed={},
+        before=None,
+        index=None,
         git_dir=git_dir,
         kept=kept,
-        head=_read_small(os.path.join(git_dir, "HEAD")) if git_dir else None,
-        pinned=gitstate.pinned(git_dir) if git_dir else (),
-        lock=gitstate.locks_before(git_dir, os.path.join(d, LOCKS_LEFT)) if git_dir else {},
-        fetch_head=sealremotes.fetch_head_stat(git_dir) if git_dir else None,
+        top=top,
         shown_refs=frozenset(subs),
-        cache=cache,
     )
 
 

@@ -82,6 +82,41 @@ def test_the_first_call_runs_in_the_sandbox_set_up_ahead(
     assert again.result is not None and again.result.stdout == "hi\n"
 
 
+def test_the_first_call_sees_the_refs_its_own_placement_filled(
+    backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox set up ahead binds the seal's scratch as the last run left it (only its
+    layout is made then: proxy/seal.py's ``refresh=False``); the call's own placement, after
+    its record of the fork, fills it before the command goes on. So a branch the last
+    confined command made in its scratch (refused, gone with its run) is not there, and a
+    fork made since is."""
+    if confine.unavailable() is not None:
+        skip_outside_ci(f"no bubblewrap sandbox here: {confine.unavailable()}")
+    went: list[list[str]] = []
+    start = ahead.Blocked.start
+
+    def noted(self: ahead.Blocked, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+        start(self, argv, cwd, env)
+        went.append(argv)
+
+    monkeypatch.setattr(ahead.Blocked, "start", noted)
+    settings = Settings.from_environ(_env(backend, LONG), home.path)
+    listing = ["git", "for-each-ref", "--format=%(refname)", "refs/heads"]
+    api_home = avfs_git.open_home(home.path, settings=settings)
+    try:
+        ws = api_home.vault("v").workspace("main")
+        made = avfs_git.exec_in(ws, ["git", "branch", "junk"])
+        mounts.unmount(home, fork, "main")  # (the next call is a first one again)
+        fork.fork("main", "other")
+        res = avfs_git.exec_in(ws, listing)
+    finally:
+        api_home.close()
+    assert made.success and res.success and res.result is not None, (made.to_dict(), res.to_dict())
+    assert [r.ref for r in made.refs_refused] == ["refs/heads/junk"]
+    assert went == [["git", "branch", "junk"], listing]  # both went on in a sandbox set up ahead
+    assert res.result.stdout.split() == ["refs/heads/main", "refs/heads/other"]
+
+
 def test_the_first_call_lists_the_vaults_objects_while_its_mount_comes_up(
     backend: str, home: Home, fork: Vault, cleanup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -494,7 +494,9 @@ def registered(rec: Record) -> bool:
 
     if rec.pid <= 0 or not pid_alive(rec.pid):
         return False
-    return mounted_at(rec.mountpoint) or rec.data.get("state") == "mounting"
+    # (the record first: a mount being made needs no read of the mount table, which a
+    # first `proxy exec` asks while its daemon comes up)
+    return rec.data.get("state") == "mounting" or mounted_at(rec.mountpoint)
 
 
 def live_mountpoints(state_dir: str, key: str | None = None) -> dict[str, str]:
