@@ -88,8 +88,10 @@ def test_the_daemon_lets_go_of_the_packs_a_repack_removed(home, vault, tmp_path,
             held.append(n)
             totals.append(total)
         third = ROUNDS // 3
-        # was one more (or two) a checkpoint: every pack the session wrote, removed or not
-        assert max(held[-third:]) <= max(held[:third]) + 2, (held, totals)
+        # was one more a checkpoint: every pack the session wrote, removed or not (20-28 in the
+        # last third). Now bounded, not constant: a repository a thread still used when its
+        # packs went is let go by the garbage collector, so a repack's peak is 7-14 here
+        assert max(held[-third:]) <= max(held[:third]) + 2 * REPACK_EVERY, (str(held), str(totals))
     finally:
         mounts.unmount(home, vault, "main")
 
