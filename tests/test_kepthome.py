@@ -13,11 +13,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import platform
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+from avfs_git.cli import spare
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.store import transferlock
 from avfs_git.core.vaults.home import Home
@@ -29,11 +32,39 @@ from .test_keptcall import setup as setup  # the fixture: a served home, a loggi
 V = ("--json", "--vault", "v")
 
 
+_RECVMSG = {"x86_64": "47", "aarch64": "212"}[platform.machine()]
+
+
 def _ok(env: dict[str, str], *args: str) -> dict[str, Any]:
     got = _avfs(*V, *args, env=env)
     assert got.returncode == 0, got.stdout + got.stderr
     doc: dict[str, Any] = json.loads(got.stdout)
+    log = Path(env["PATH"].split(":", 1)[0]).parent / "git.log"
+    if log.exists():
+        _settled(int(_lines(log)[-1][0]))
     return doc
+
+
+def _settled(pid: int, within_s: float = 30) -> None:
+    """Wait until the kept process ``pid`` has cleaned up after its call and waits for the
+    next (in its ``recvmsg`` on :data:`.spare.REPORT_FD`), or has ended. Its caller has the
+    answer before that: a test that changed the vault's files at once (moved its directory
+    away) raced the process's check that what it keeps is still under the home (``_clean``:
+    a descriptor of a file moved out is not kept, the process ends, and the next call ran in
+    a new one; CI saw it at load ~4)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/syscall") as f:
+                fields = f.read().split()
+            with open(f"/proc/{pid}/stat") as f:
+                zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return  # (ended)
+        if zombie or fields[:2] == [_RECVMSG, hex(spare.REPORT_FD)]:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"the kept process {pid} never settled within {within_s} s")
 
 
 def _remote_tip(bare: Path, ref: str = "main") -> str:
