@@ -11,6 +11,10 @@ interleaved, against the first `git status` in a whole vault's mount:
   index alone. This is the best any way of not waiting for the sizes can do while the
   mount still makes its index when git asks (an index written before its sizes, the
   sizes patched in later, is one);
+- ``ignores_known`` (``--sides``; eighteenth round): the sizes and the blobs that vault
+  fetched (its ``.gitignore`` files, which the gate fetches before git may run:
+  mount/index.py ``sync_index``) copied, not its kept index: the gate waits for the index
+  alone, no fetch;
 - ``index_kept``: the sizes and the index kept for that tree (``avfs/kept-index``) copied
   too, and the blobs that vault fetched (its ``.gitignore`` files, which a kept index's
   maker fetches as well): the gate waits for the kept index's patch (docs/lazy.md, "The
@@ -45,6 +49,7 @@ from .lazycases import ROOT, _objects, _whole_status
 from .remotecases import _daemon
 
 SIDES = ("today", "sizes_known", "index_kept")
+ALL_SIDES = ("today", "sizes_known", "ignores_known", "index_kept")
 
 
 def _reference(avfs: list[str], env: dict[str, str], url: str, home: Path, mp: Path) -> Path:
@@ -120,6 +125,7 @@ def _round(
             shutil.copyfile(ref / f, own / f)
         if side == "index_kept":
             shutil.copytree(ref / "kept-index", own / "kept-index")
+        if side in ("index_kept", "ignores_known"):
             _blobs_of(ref.parent, own.parent)
     copied = time.perf_counter()
     subprocess.run([*avfs, "mount", f"{name}:main", str(mp)], check=True, env=env, capture_output=True)
@@ -142,17 +148,21 @@ def main() -> None:
     ap.add_argument("--warm-server", action="store_true")
     ap.add_argument("--native", action="store_true")
     ap.add_argument("--prefix", default="")
+    ap.add_argument("--sides", default=",".join(SIDES), help=f"of {','.join(ALL_SIDES)}")
     ap.add_argument("--trace2", action="store_true", help="split each status at the gate (GIT_TRACE2_PERF)")
     args = ap.parse_args()
+    sides = tuple(args.sides.split(","))
+    if not sides or any(s not in ALL_SIDES for s in sides):
+        ap.error(f"--sides: of {','.join(ALL_SIDES)}")
     avfs = [str(ROOT / ".venv" / "bin" / ("avfs" if args.native else "python"))]
     if not args.native:
         avfs += ["-m", "avfs_git"]
     load = [os.getloadavg()[0]]
-    times: dict[str, list[float]] = {s: [] for s in SIDES}
-    row1: dict[str, list[float]] = {s: [] for s in SIDES}
-    fetched: dict[str, list[int]] = {s: [] for s in SIDES}
+    times: dict[str, list[float]] = {s: [] for s in sides}
+    row1: dict[str, list[float]] = {s: [] for s in sides}
+    fetched: dict[str, list[int]] = {s: [] for s in sides}
     whole: list[float] = []
-    gates: dict[str, list[tuple[float, float]]] = {s: [] for s in (*SIDES, "whole")}
+    gates: dict[str, list[tuple[float, float]]] = {s: [] for s in (*sides, "whole")}
     with tempfile.TemporaryDirectory(prefix="avfs-bench-bound-") as tmp:
         t = Path(tmp)
         os.chdir(t)
@@ -180,7 +190,7 @@ def main() -> None:
                 if args.trace2:
                     os.environ.pop("GIT_TRACE2_PERF")
                     gates["whole"].append(_gate(trace))
-                order = SIDES if i % 2 == 0 else SIDES[::-1]
+                order = sides if i % 2 == 0 else sides[::-1]
                 for side in order:
                     took, status, got = _round(
                         avfs,
@@ -215,7 +225,7 @@ def main() -> None:
         "first_git_status_in_whole_vault_mount_s": whole,
         "first_git_status_in_whole_vault_mount_s_median": w,
     }
-    for side in SIDES:
+    for side in sides:
         m = statistics.median(times[side])
         result[side] = {
             "first_git_status_s": times[side],
