@@ -570,3 +570,29 @@ def test_venv_through_proxy_exec_stays_out_of_the_commit(home, vault, mode: str)
         assert ws.exists(".venv/bin/python") and ws.status() == []
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_cold_commands_that_never_prune_import_neither_the_pruner_nor_the_pack_set(vault) -> None:
+    """A cold `status`, `ls` and `checkpoint save` (no resident server, each its own
+    process) never read below an ignored directory in path order (:mod:`.wsignored`: a
+    merge's dirtiness) nor go into libgit2 (:mod:`.packset`: which packs a thread's
+    repository holds): neither module is imported (~0.2-0.3 ms each of a cold call)."""
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    ws.write(".gitignore", b"build/\n")
+    ws.write("build/out.o", b"o\n", parents=True)
+    script = (
+        "import sys, io, json, contextlib\n"
+        "from avfs_git.cli.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = main(['--home', {vault.home.path!r}, '--json', '--vault', 'v', *sys.argv[1:]])\n"
+        "print(json.dumps([code, sorted(m for m in sys.modules if m == 'pygit2' or m.endswith(('.wsignored', '.packset')))]))\n"
+    )
+    for argv in (["status"], ["ls"], ["checkpoint", "save"], ["status"]):
+        env = {**os.environ, "AVFS_SERVER": "off"}
+        proc = subprocess.run(
+            [sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False, env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.splitlines()[-1]) == [0, []], argv

@@ -5,6 +5,9 @@ three shapes avfs needs: :func:`run` (wait for it; bytes or text), :func:`run_gi
 output as text, raising on failure) and :func:`spawn` (a stream: ``fast-import``, a
 transfer's progress).
 
+Beside them, the config files git reads (:func:`git_config_files`) and their text as a
+process last read it, kept by their ``stat`` (:func:`config_text`).
+
 Remotes add their credentials and ssh settings to the environment (``transport.transport``);
 the mounted worktree's index is rebuilt with an environment of its own (``worktree.py``).
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
@@ -23,7 +27,7 @@ from ..errors import InternalError
 if TYPE_CHECKING:
     import subprocess  # imported where git runs: `avfs status` never starts git
 
-__all__ = ["git_config_env", "git_config_files", "git_env", "run", "run_git", "spawn"]
+__all__ = ["config_text", "git_config_env", "git_config_files", "git_env", "run", "run_git", "spawn"]
 
 # options of git itself that take a value (what comes before the subcommand)
 _VALUED = ("-C", "-c", "--git-dir", "--work-tree")
@@ -60,6 +64,49 @@ def git_config_files() -> list[str]:
     else:
         paths += [os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")]
     return paths
+
+
+# the config files :func:`config_text` read: path -> ((inode, size, mtime, ctime), its text)
+_config_kept: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
+CONFIG_RECENT_NS = 1_000_000_000  # a file whose last change is this recent is not kept
+CONFIG_KEPT_MAX = 256  # files kept (a daemon or server of a home with many vaults)
+CONFIG_READ_MAX = 1 << 20  # bytes of a file looked at
+
+
+def config_text(path: str) -> bytes | None:
+    """The first :data:`CONFIG_READ_MAX` bytes of the config file at ``path`` in lower case
+    (None when it cannot be read), kept by this process under its ``stat``: what
+    ``wsattrs.autocrlf`` looks for in the vault's config and git's global and system ones on
+    every status, capture and base a mount shows. An open costs ~15-20 µs here, four of them
+    75-100 µs a look, a ``stat`` of the four ~7 µs.
+
+    Read again when the stamp moves: a rename over the file (git's and libgit2's lock
+    file: another inode), a write (mtime, ctime, size), a ``touch`` or ``utime`` (ctime).
+    What a stamp cannot tell is two writes of the same size within one tick of the file
+    system's clock (Linux stamps files from a clock that moves every few ms): a file changed
+    less than :data:`CONFIG_RECENT_NS` before it was read is read again at every look until
+    it is older (git's "racy" index entries, by the same rule)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    kept = _config_kept.get(path)
+    if kept is not None and kept[0] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        return kept[1]
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())  # (the file read: a rename since the stat above)
+            text = fh.read(CONFIG_READ_MAX).lower()
+    except OSError:
+        return None
+    # (a change after the fstat moves the stamp: the next look reads again)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= CONFIG_RECENT_NS:
+        if len(_config_kept) >= CONFIG_KEPT_MAX:
+            _config_kept.clear()
+        _config_kept[path] = ((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), text)
+    else:
+        _config_kept.pop(path, None)
+    return text
 
 
 def _argv(args: Sequence[str], git_dir: str | None) -> list[str]:

@@ -29,7 +29,6 @@ from .gitwrite import StoreWrites
 from .neighbours import Near, fetch_with
 from .objects import BlobStream, ObjectReadError
 from .objreader import ObjectReader
-from .packset import PackSet
 from .promisor import Promisor
 from .threads import ThreadSlots
 from .treelist import KeptListing, Listing, blob_ids, git_listing, list_tree
@@ -38,6 +37,8 @@ if TYPE_CHECKING:
     import pygit2
     from pygit2 import Commit as Commit  # what commit() and walk() give: read its fields
 
+    from .packset import PackSet
+
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _KIND = 0o170000  # the file type bits of a mode
@@ -45,9 +46,8 @@ STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 
 def prefer_libgit2() -> None:
-    """Read objects through libgit2 from now on in this process (see
-    :meth:`GitStore.read_object`): for a long-lived process (the mount daemon), where
-    libgit2 reads faster than pure Python and its ~85 ms import is paid once."""
+    """Read objects through libgit2 from now on in this process (:meth:`GitStore.read_object`):
+    for a long-lived process (the mount daemon), libgit2 faster than pure Python once loaded."""
     import pygit2  # noqa: F401 - loaded is what read_object asks
 
 
@@ -92,12 +92,16 @@ class GitStore(StoreWrites):
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
         self.listed = KeptListing()  # the last tree_listing kept
         self._reader = ObjectReader(path)
-        self.packs = PackSet(path)  # which packs went: a thread's repository lets go of them
+        self.packs: PackSet | None = None  # which packs went (made on the way into libgit2)
         self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
     @property
     def _repo(self) -> pygit2.Repository:
-        self.packs.let_go(self._local)  # (the threads' repositories that hold a pack that went)
+        if (packs := self.packs) is None:  # (a cold status or checkpoint never comes: ~0.2 ms)
+            from .packset import PackSet
+
+            packs = self.packs = PackSet(self.path)  # (two threads may make two: each counts from 0)
+        packs.let_go(self._local)  # (the threads' repositories that hold a pack that went)
         repo: pygit2.Repository | None = (ns := self._local.ns()).get("repo")
         if repo is None:
             import pygit2
@@ -107,7 +111,7 @@ class GitStore(StoreWrites):
                 repo = pygit2.Repository(self.path)
             except git_errors() as exc:
                 raise git_error(exc, f"cannot open vault repository {self.path}", CorruptStateError) from exc
-            self.packs.opened(ns, repo)
+            packs.opened(ns, repo)
         return repo
 
     def close(self) -> None:
@@ -123,9 +127,7 @@ class GitStore(StoreWrites):
 
         Trees are immutable, so parsed trees are cached (shared by threads; a bounded dict).
         The raw object is parsed by :func:`.gitformat.parse_tree`: pygit2's entry objects
-        convert every mode to an enum, which made this the hottest line of checkpoints and
-        status.
-        """
+        convert every mode to an enum, which made this the hottest line of checkpoints and status."""
         if not tree_oid or tree_oid == EMPTY_TREE:
             return {}
         hit = self._trees.get(tree_oid)
@@ -149,17 +151,16 @@ class GitStore(StoreWrites):
     ) -> tuple[str, bytes]:
         """(type, data) of object ``oid``: the one read path of avfs.
 
-        In a lazy vault (:mod:`.promisor`) a blob (``what == "blob"``) that is not local is
-        fetched from the promisor remote first (``path``: the file, for the error that says
-        it could not be; ``near(dir)``: the tree of a directory of the read's view, whose
-        promised blobs come in the same fetch: :mod:`.neighbours`), then read as any other;
-        trees and commits are always local. Until something has imported pygit2, objects
-        are read by :mod:`.objreader` (pure Python: read-only CLI commands skip pygit2's
-        ~85 ms import); libgit2 reads them otherwise, and whenever the pure reader does not
-        find an object (unless it vouches for a lazy vault's blob's absence: ``absent``) or
-        cannot read it (a layout it does not know, corrupt data); the pure reader is asked
-        in turn when libgit2 fails (it takes a pack it cannot open for absent). An object
-        neither can read raises :class:`ObjectUnreadableError` (``what``: the kind wanted).
+        In a lazy vault (:mod:`.promisor`) a blob (``what == "blob"``) that is not local is fetched from
+        the promisor remote first (``path``: the file, for the error that says it could not be;
+        ``near(dir)``: the tree of a directory of the read's view, whose promised blobs come in the same
+        fetch: :mod:`.neighbours`), then read as any other; trees and commits are always local. Until
+        something has imported pygit2, objects are read by :mod:`.objreader` (pure Python: read-only CLI
+        commands skip pygit2's ~85 ms import); libgit2 reads them otherwise, and whenever the pure reader
+        does not find an object (unless it vouches for a lazy vault's blob's absence: ``absent``) or
+        cannot read it (a layout it does not know, corrupt data); the pure reader is asked in turn when
+        libgit2 fails (it takes a pack it cannot open for absent). An object neither can read raises
+        :class:`ObjectUnreadableError` (``what``: the kind wanted).
         """
         try:
             return self._read_local(oid, what, before_fetch=True)
@@ -194,7 +195,6 @@ class GitStore(StoreWrites):
     ) -> tuple[str, bytes]:
         """Read through libgit2; when it fails, through the pure reader unless that was
         tried (libgit2 takes a pack it cannot open for absent: the object is "not found")."""
-
         try:
             obj = self._repo[oid]
             return obj.type_str, bytes(obj.read_raw())
@@ -225,10 +225,9 @@ class GitStore(StoreWrites):
         return read
 
     def tree_listing(self, tree: str, *, keep: bool = False) -> Listing:
-        """Every entry under ``tree``, depth first (:func:`.treelist.list_tree`); do not
-        mutate it. ``keep``: kept for the next call, which takes it (a lazy fork's mount
-        lists its base tree for its sizes and for its index, on two threads: listed once;
-        :class:`.treelist.KeptListing`)."""
+        """Every entry under ``tree``, depth first (:func:`.treelist.list_tree`); do not mutate
+        it. ``keep``: kept for the next call, which takes it (a lazy fork's mount lists its base
+        tree for its sizes and its index, on two threads: listed once; :class:`.treelist.KeptListing`)."""
         return self.listed.get(tree, keep, lambda out: list_tree(self.path, tree, self.tree_items, out))
 
     def tree_blobs(self, tree: str) -> list[str]:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 
 from ..store import names
 from ..store.gitclean import ATTRIBUTES, Cleaner
-from ..store.gitrun import git_config_files
+from ..store.gitrun import config_text, git_config_files
 from ..store.gitsmudge import ENCODING, Smudger, may_smudge
 from ..store.gitstore import GitStore, blob_id
 from ..store.treediff import diff_entry
@@ -62,14 +62,12 @@ def too_big(fpath: str) -> bool:
 def _named(store: GitStore, word: bytes) -> bool:
     """Whether the vault's config or git's global and system ones (the files the person's
     git in the mount reads: :func:`.gitrun.git_config_files`) name ``word`` at all: a few
-    small files read, libgit2 asked only when one does."""
+    small files read, libgit2 asked only when one does; each read again only when its
+    ``stat`` changed (:func:`.gitrun.config_text`)."""
     for path in (os.path.join(store.path, "config"), *git_config_files()):
-        try:
-            with open(path, "rb") as fh:
-                if word in fh.read(1 << 20).lower():
-                    return True
-        except OSError:
-            continue
+        text = config_text(path)
+        if text is not None and word in text:
+            return True
     return False
 
 
