@@ -234,13 +234,17 @@ class ObjectReader:
         if not self._packs:
             self._scan()
         for rescanned in (False, True):
+            went = False
             for pack in list(self._packs.values()):
                 if pack is None:
                     continue
                 off = pack.find(key)
                 if off is not None:
-                    return pack, off
-            if rescanned or not self._scan():
+                    if rescanned or pack.there():
+                        return pack, off
+                    went = True  # found in a pack a repack removed: its objects are elsewhere
+                    break
+            if rescanned or not (self._scan() or went):
                 break
         return None
 
