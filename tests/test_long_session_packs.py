@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 
@@ -157,3 +158,25 @@ def test_the_pure_reader_reads_an_object_whose_pack_a_repack_removed(vault):
     assert before - set(os.listdir(os.path.join(vault.path, "objects", "pack")))  # (f5's pack among them)
     out, _ = p.communicate("\n", timeout=60)
     assert out == "pack 5\nFalse\n"
+
+
+def test_the_pure_reader_of_a_store_lets_go_of_removed_packs_without_a_miss(vault):
+    """A store's pure reader (a mount's daemon reads loose objects, headers and big blobs
+    through it) lets go of the packs a repack removed once its store sees them gone, not
+    only when a read misses: an overlay daemon held 18 descriptors of removed packs (the
+    reader's maps of their indexes and data) after reads that all found their objects."""
+    from avfs_git.core.store.gitstore import GitStore
+    from avfs_git.core.store.packset import LOOK_S
+
+    blobs = _checkpoints(vault, range(6))
+    store = GitStore(vault.path)
+    for oid in blobs:  # every pack's index and data mapped
+        assert store._reader.read(oid) is not None
+    mapped = [weakref.ref(p) for p in store._reader._packs.values() if p is not None]
+    assert len(mapped) == 6 and all(p()._pack is not None for p in mapped)  # type: ignore[union-attr]
+    assert packwriter.maybe_consolidate(vault.path, limit=2, wait=True)
+    time.sleep(LOOK_S + 0.1)  # (a store looks at its pack directory at most this often)
+    assert store.blob_size(blobs[0]) == 7  # found: no miss
+    pack_dir = os.path.join(vault.path, "objects", "pack")
+    assert set(store._reader._packs) == {n for n in os.listdir(pack_dir) if n.endswith(".idx")}
+    assert [r for r in mapped if r() is not None] == []  # their maps and descriptors freed

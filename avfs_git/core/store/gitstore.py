@@ -91,8 +91,8 @@ class GitStore(StoreWrites):
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
         self.listed = KeptListing()  # the last tree_listing kept
-        self._reader = ObjectReader(path)
         self.packs = PackSet(path)  # which packs went: a thread's repository lets go of them
+        self._reader = ObjectReader(path, self.packs)  # (and so does the pure reader)
         self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
     @property
@@ -115,7 +115,7 @@ class GitStore(StoreWrites):
         right now) and the pure reader's open packs; all are reopened on next use."""
         self._local.release("repo", lambda repo: repo.free(), others=False)
         self._local.release("packs", lambda odbs: None)  # (odbdirect's: freed with their packs)
-        self._reader = ObjectReader(self.path)  # readers busy with the old one finish with it
+        self._reader = ObjectReader(self.path, self.packs)  # readers busy with the old one finish with it
 
     # -- objects ------------------------------------------------------------------------
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]:

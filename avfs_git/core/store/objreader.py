@@ -25,6 +25,7 @@ import hashlib
 import os
 import struct
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -45,6 +46,7 @@ from .objects import (
     _varint,
     apply_delta,
 )
+from .packset import PackSet
 
 _NAMES = {b"commit", b"tree", b"blob", b"tag"}
 
@@ -136,8 +138,16 @@ class ObjectReader:
     but cannot read, and nothing else.
     """
 
-    def __init__(self, git_dir: str) -> None:
+    def __init__(self, git_dir: str, packs: PackSet | None = None) -> None:
+        """``packs``: the store's listing of its pack directory, looked at (at most every
+        :data:`.packset.LOOK_S`) by each lookup in the packs: once one went, the directory is
+        listed again here. Without it a lookup that found its object never listed it, so a
+        long-lived process (a mount's daemon reads loose objects, headers and big blobs
+        here) kept the index and data of every pack a repack removed mapped, a descriptor
+        each, until a read missed."""
         self.objects = os.path.join(git_dir, "objects")
+        self._packset = packs
+        self._gone = 0 if packs is None else packs.gone  # :attr:`.PackSet.gone` when last listed
         # index name -> pack, or None for an index this reader does not understand
         self._packs: dict[str, _Pack | None] = {}  # replaced whole, never mutated: threads share it
         self._scan_lock = threading.Lock()
@@ -231,6 +241,13 @@ class ObjectReader:
 
     def _find(self, oid: str) -> tuple[_Pack, int] | None:
         key = bytes.fromhex(oid)
+        ps = self._packset
+        if ps is not None:
+            if time.monotonic() >= ps.next_look:
+                ps.look()
+            if ps.gone != self._gone:  # a pack went (this look or the store's): drop it here too
+                self._gone = ps.gone
+                self._scan()
         if not self._packs:
             self._scan()
         for rescanned in (False, True):
