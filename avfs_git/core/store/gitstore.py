@@ -98,6 +98,7 @@ class GitStore(StoreWrites):
     @property
     def _repo(self) -> pygit2.Repository:
         self.packs.let_go(self._local)  # (the threads' repositories that hold a pack that went)
+        self._reader.follow_packs()  # (and the pure reader's maps of them: it may be idle)
         repo: pygit2.Repository | None = (ns := self._local.ns()).get("repo")
         if repo is None:
             import pygit2
@@ -194,7 +195,6 @@ class GitStore(StoreWrites):
     ) -> tuple[str, bytes]:
         """Read through libgit2; when it fails, through the pure reader unless that was
         tried (libgit2 takes a pack it cannot open for absent: the object is "not found")."""
-
         try:
             obj = self._repo[oid]
             return obj.type_str, bytes(obj.read_raw())

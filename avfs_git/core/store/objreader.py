@@ -184,6 +184,15 @@ class ObjectReader:
                 self._packs = packs  # readers iterate the dict they got: copy on write
         return new
 
+    def follow_packs(self) -> None:
+        """List the pack directory again when the store's :class:`.PackSet` saw a pack go
+        since this reader last did (a look of the store's or of a lookup here): the removed
+        packs' maps go."""
+        ps = self._packset
+        if ps is not None and ps.gone != self._gone:
+            self._gone = ps.gone
+            self._scan()
+
     def _loose_path(self, oid: str) -> str:
         return os.path.join(self.objects, oid[:2], oid[2:])
 
@@ -245,9 +254,7 @@ class ObjectReader:
         if ps is not None:
             if time.monotonic() >= ps.next_look:
                 ps.look()
-            if ps.gone != self._gone:  # a pack went (this look or the store's): drop it here too
-                self._gone = ps.gone
-                self._scan()
+            self.follow_packs()
         if not self._packs:
             self._scan()
         for rescanned in (False, True):
