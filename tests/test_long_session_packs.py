@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 
 import pytest
 
@@ -110,3 +111,77 @@ def test_the_pure_reader_forgets_the_packs_a_repack_removed(vault):
     reader.read("0" * 40)  # a miss: the directory listed again
     on_disk = {n for n in os.listdir(os.path.join(vault.path, "objects", "pack")) if n.endswith(".idx")}
     assert set(reader._packs) == on_disk
+
+
+def _checkpoints(vault, ks: range) -> list[str]:
+    """A checkpoint of a new file ``f{k}.txt`` for each of ``ks`` (a pack each), and the
+    files' blob ids."""
+    ws = vault.workspace("main")
+    blobs = []
+    for k in ks:
+        ws.write(f"f{k}.txt", f"pack {k}\n".encode())
+        assert checkpoint.save(vault, message=f"c{k}").created
+        blobs.append(ws.blob_of(f"f{k}.txt"))
+    return blobs
+
+
+def test_the_pure_reader_reads_an_object_whose_pack_a_repack_removed(vault):
+    """A pack the reader listed but never read from (its index mapped, not its data) that a
+    repack removed: the objects it held are in the new pack, and are read from there. The
+    reader listed the directory again only on a miss, and the old index still found them,
+    so each read of such an object tried to open the removed pack's data: "cannot be read"
+    (an unreadable object where a loose copy went meanwhile), and a command's process that
+    had not loaded pygit2 loaded it to read them (~85 ms), then read everything through it."""
+    blobs = _checkpoints(vault, range(4))
+    reader = ObjectReader(vault.path)
+    assert reader.read(blobs[-1]) == ("blob", b"pack 3\n")  # every index listed, one pack read
+    assert packwriter.maybe_consolidate(vault.path, limit=2, wait=True)
+    assert reader.read(blobs[0]) == ("blob", b"pack 0\n")
+    assert reader.header(blobs[1]) == ("blob", 7)
+    assert reader.kinds(blobs[:3]) == dict.fromkeys(blobs[:3], "blob")
+    on_disk = {n for n in os.listdir(os.path.join(vault.path, "objects", "pack")) if n.endswith(".idx")}
+    assert set(reader._packs) == on_disk  # (the removed packs dropped on the way)
+
+    blobs = _checkpoints(vault, range(4, 8))
+    code = (
+        "import sys; from avfs_git.core.store.gitstore import GitStore\n"
+        f"s = GitStore({vault.path!r}); print(s.read_object({blobs[-1]!r})[1].decode(), end='', flush=True)\n"
+        "sys.stdin.readline()\n"
+        f"print(s.blob_data({blobs[1]!r}).decode(), end=''); print('pygit2' in sys.modules)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline() == "pack 7\n"
+    before = set(os.listdir(os.path.join(vault.path, "objects", "pack")))
+    assert packwriter.maybe_consolidate(vault.path, limit=2, wait=True)
+    assert before - set(os.listdir(os.path.join(vault.path, "objects", "pack")))  # (f5's pack among them)
+    out, _ = p.communicate("\n", timeout=60)
+    assert out == "pack 5\nFalse\n"
+
+
+@pytest.mark.parametrize("way", ["pure", "libgit2"])
+def test_the_pure_reader_of_a_store_lets_go_of_removed_packs_without_a_miss(vault, way):
+    """A store's pure reader (a mount's daemon reads loose objects, headers and big blobs
+    through it) lets go of the packs a repack removed once its store sees them gone, on
+    its own next lookup or on the store's next way into libgit2, not only when a read
+    misses: an overlay daemon held 12-18 descriptors of removed packs (the reader's maps
+    of their indexes and data) after a repack, its reads since going through libgit2."""
+    from avfs_git.core.store.gitstore import GitStore
+    from avfs_git.core.store.packset import LOOK_S
+
+    blobs = _checkpoints(vault, range(6))
+    store = GitStore(vault.path)
+    for oid in blobs:  # every pack's index and data mapped
+        assert store._reader.read(oid) is not None
+    mapped = [weakref.ref(p) for p in store._reader._packs.values() if p is not None]
+    assert len(mapped) == 6 and all(p()._pack is not None for p in mapped)  # type: ignore[union-attr]
+    assert packwriter.maybe_consolidate(vault.path, limit=2, wait=True)
+    time.sleep(LOOK_S + 0.1)  # (a store looks at its pack directory at most this often)
+    if way == "pure":
+        assert store._reader.header(blobs[0]) == ("blob", 7)  # found: no miss
+    else:
+        assert store._repo[blobs[0]].size == 7
+    pack_dir = os.path.join(vault.path, "objects", "pack")
+    assert set(store._reader._packs) == {n for n in os.listdir(pack_dir) if n.endswith(".idx")}
+    assert [r for r in mapped if r() is not None] == []  # their maps and descriptors freed

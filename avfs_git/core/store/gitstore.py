@@ -1,16 +1,15 @@
 """The vault's object store through pygit2: one Repository per thread.
 
-libgit2 only promises that the object database is safe to share between threads, so each
-thread that touches a vault opens its own ``Repository`` (0.1 ms) and keeps it: a warm one
-has its object caches filled (a first diff costs 44 ms cold, 9 ms warm). Ref updates are
-serialized by :mod:`.refs` (ref lock files) and the fork locks of :mod:`.locks`.
+libgit2 only promises that the object database is safe to share between threads, so each thread that touches
+a vault opens its own ``Repository`` (0.1 ms) and keeps it: a warm one has its object caches filled (a first
+diff costs 44 ms cold, 9 ms warm). Ref updates are serialized by :mod:`.refs` (ref lock files) and the fork
+locks of :mod:`.locks`.
 
 The modules that need libgit2 go through this one: objects, commits, the commit graph
-(:meth:`GitStore.descendant_of`, :meth:`GitStore.merge_base`, :meth:`GitStore.walk`),
-revisions, tree diffs, blob ids and blob patches. Its repository (``_repo``) is the
-store's: the other modules that use libgit2 are the store's, one job each (:mod:`.refs`,
-:mod:`.mergetrees`, :mod:`.odbdirect`, :mod:`.vaultconfig`; ``tests/test_layers.py``),
-and pygit2 exceptions are translated in the store; nothing above it catches them.
+(:meth:`GitStore.descendant_of`, :meth:`GitStore.merge_base`, :meth:`GitStore.walk`), revisions, tree diffs,
+blob ids and blob patches. Its repository (``_repo``) is the store's: the other modules that use libgit2 are
+the store's, one job each (:mod:`.refs`, :mod:`.mergetrees`, :mod:`.odbdirect`, :mod:`.vaultconfig`;
+``tests/test_layers.py``), and pygit2 exceptions are translated in the store; nothing above it catches them.
 """
 
 from __future__ import annotations
@@ -74,10 +73,10 @@ class DeltaSide(NamedTuple):
 
 
 def _configure() -> None:
-    """Apply avfs' pygit2 settings (libgit2's, for the whole process) before a repository
-    is opened: idempotent and a few microseconds, so done at every open (once per thread
-    and store). Object creation is checked by avfs itself (names and modes are validated
-    before they reach a tree); libgit2's extra verification costs ~3 ms a checkpoint."""
+    """Apply avfs' pygit2 settings (libgit2's, for the whole process) before a repository is opened:
+    idempotent and a few microseconds, so done at every open (once per thread and store). Object creation
+    is checked by avfs itself (names and modes are validated before they reach a tree); libgit2's extra
+    verification costs ~3 ms a checkpoint."""
     import pygit2
 
     pygit2.settings.enable_strict_object_creation(False)
@@ -91,17 +90,22 @@ class GitStore(StoreWrites):
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
         self.listed = KeptListing()  # the last tree_listing kept
-        self._reader = ObjectReader(path)
         self.packs: PackSet | None = None  # which packs went (made on the way into libgit2)
+        self._reader = ObjectReader(path, self._packset)  # (a pure reader long in use takes it too)
         self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
 
-    @property
-    def _repo(self) -> pygit2.Repository:
-        if (packs := self.packs) is None:  # (a cold status or checkpoint never comes: ~0.2 ms)
+    def _packset(self) -> PackSet:
+        if (packs := self.packs) is None:  # (a cold status never asks: ~0.2 ms)
             from .packset import PackSet
 
             packs = self.packs = PackSet(self.path)  # (two threads may make two: each counts from 0)
+        return packs
+
+    @property
+    def _repo(self) -> pygit2.Repository:
+        packs = self._packset()
         packs.let_go(self._local)  # (the threads' repositories that hold a pack that went)
+        self._reader.follow_packs(packs)  # (and the pure reader's maps of them: it may be idle)
         repo: pygit2.Repository | None = (ns := self._local.ns()).get("repo")
         if repo is None:
             import pygit2
@@ -115,19 +119,19 @@ class GitStore(StoreWrites):
         return repo
 
     def close(self) -> None:
-        """Release every thread's repository (others' dropped, not freed: one may be in use
-        right now) and the pure reader's open packs; all are reopened on next use."""
+        """Release every thread's repository (others' dropped, not freed: one may be in use right now)
+        and the pure reader's open packs; all are reopened on next use."""
         self._local.release("repo", lambda repo: repo.free(), others=False)
         self._local.release("packs", lambda odbs: None)  # (odbdirect's: freed with their packs)
-        self._reader = ObjectReader(self.path)  # readers busy with the old one finish with it
+        self._reader = ObjectReader(self.path, self._packset)  # readers busy with the old one finish with it
 
     # -- objects ------------------------------------------------------------------------
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]:
         """name -> (oid, mode) of a tree's entries (empty for None). Do not mutate the result.
 
-        Trees are immutable, so parsed trees are cached (shared by threads; a bounded dict).
-        The raw object is parsed by :func:`.gitformat.parse_tree`: pygit2's entry objects
-        convert every mode to an enum, which made this the hottest line of checkpoints and status."""
+        Trees are immutable, so parsed trees are cached (shared by threads; a bounded dict). The raw object
+        is parsed by :func:`.gitformat.parse_tree`: pygit2's entry objects convert every mode to an enum,
+        which made this the hottest line of checkpoints and status."""
         if not tree_oid or tree_oid == EMPTY_TREE:
             return {}
         hit = self._trees.get(tree_oid)
@@ -160,8 +164,7 @@ class GitStore(StoreWrites):
         does not find an object (unless it vouches for a lazy vault's blob's absence: ``absent``) or
         cannot read it (a layout it does not know, corrupt data); the pure reader is asked in turn when
         libgit2 fails (it takes a pack it cannot open for absent). An object neither can read raises
-        :class:`ObjectUnreadableError` (``what``: the kind wanted).
-        """
+        :class:`ObjectUnreadableError` (``what``: the kind wanted)."""
         try:
             return self._read_local(oid, what, before_fetch=True)
         except ObjectUnreadableError as exc:
@@ -210,10 +213,9 @@ class GitStore(StoreWrites):
             raise self._unreadable(oid, what, pure_error, exc) from exc
 
     def blob_reader(self) -> Callable[[str], bytes]:
-        """A reader of many blobs, for the calling thread only (a search reads a whole tree):
-        each blob's bytes straight from libgit2's object database, without the object
-        wrapper and the loose-object check of :meth:`read_object` (most of such a scan's
-        time). Loads pygit2."""
+        """A reader of many blobs, for the calling thread only (a search reads a whole tree): each blob's
+        bytes straight from libgit2's object database, without the object wrapper and the loose-object
+        check of :meth:`read_object` (most of such a scan's time). Loads pygit2."""
         odb = self._repo.odb
 
         def read(oid: str) -> bytes:
@@ -278,8 +280,7 @@ class GitStore(StoreWrites):
         return len(missing)
 
     def _present(self, oid: str) -> bool:
-        """True when an object file holds ``oid`` (readable or not), as the pure reader
-        sees the object store."""
+        """True when an object file holds ``oid`` (readable or not), as the pure reader sees the store."""
         try:
             return self._reader.header(oid) is not None
         except ObjectReadError:
@@ -503,9 +504,8 @@ class GitStore(StoreWrites):
 
     # -- the commit graph and revisions ----------------------------------------------------
     def descendant_of(self, commit: str, ancestor: str) -> bool:
-        """Whether ``commit`` descends from ``ancestor`` (a commit is not its own
-        descendant). Raises :class:`InternalError` when libgit2 cannot tell (an id missing
-        or malformed)."""
+        """Whether ``commit`` descends from ``ancestor`` (a commit is not its own descendant). Raises
+        :class:`InternalError` when libgit2 cannot tell (an id missing or malformed)."""
         import pygit2
 
         repo = self._repo
@@ -515,8 +515,7 @@ class GitStore(StoreWrites):
             raise git_error(exc, f"cannot tell whether {commit} descends from {ancestor}") from exc
 
     def merge_base(self, a: str, b: str) -> str | None:
-        """The best common ancestor of commits ``a`` and ``b`` (as ``git merge-base``), or
-        None when they share no history."""
+        """The best common ancestor of commits ``a`` and ``b`` (``git merge-base``), None for no history."""
         import pygit2
 
         repo = self._repo

@@ -98,6 +98,16 @@ class _Pack:
                 got = self._pack
         return got
 
+    def there(self) -> bool:
+        """Whether the pack's data is mapped or can be: False once its file went (a repack
+        rolled it into another), while its index, mapped when listed, still finds its
+        objects (they are in the new pack: the reader lists the directory again)."""
+        try:
+            self.pack  # noqa: B018
+        except FileNotFoundError:
+            return False
+        return True
+
     def _sha(self, i: int) -> bytes:
         start = self._ids + (20 * i if self.version == 2 else 24 * i)
         return self.idx[start : start + 20]

@@ -25,9 +25,11 @@ import hashlib
 import os
 import struct
 import threading
+import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .objects import (
     _OFS_DELTA,
@@ -46,6 +48,10 @@ from .objects import (
     apply_delta,
 )
 
+if TYPE_CHECKING:
+    from .packset import PackSet
+
+LOOK_S = 0.5  # (:data:`.packset.LOOK_S`: a reader takes the store's listing after reading this long)
 _NAMES = {b"commit", b"tree", b"blob", b"tag"}
 
 
@@ -136,8 +142,20 @@ class ObjectReader:
     but cannot read, and nothing else.
     """
 
-    def __init__(self, git_dir: str) -> None:
+    def __init__(self, git_dir: str, packs: Callable[[], PackSet] | None = None) -> None:
+        """``packs``: the store's listing of its pack directory (made when first asked: a
+        process that reads for less than :data:`LOOK_S` never imports :mod:`.packset`),
+        looked at (at most every :data:`LOOK_S`) by each lookup in the packs once this
+        reader has read for that long: once one went, the directory is listed again here.
+        Without it a lookup that found its object never listed it, so a long-lived process
+        (a mount's daemon reads loose objects, headers and big blobs here) kept the index
+        and data of every pack a repack removed mapped, a descriptor each, until a read
+        missed."""
         self.objects = os.path.join(git_dir, "objects")
+        self._packs_of = packs
+        self._packset: PackSet | None = None  # (made on a lookup :data:`LOOK_S` after the first)
+        self._first_look: float | None = None
+        self._gone = 0  # :attr:`.PackSet.gone` when last listed
         # index name -> pack, or None for an index this reader does not understand
         self._packs: dict[str, _Pack | None] = {}  # replaced whole, never mutated: threads share it
         self._scan_lock = threading.Lock()
@@ -173,6 +191,22 @@ class ObjectReader:
             if new or gone:
                 self._packs = packs  # readers iterate the dict they got: copy on write
         return new
+
+    def follow_packs(self, packs: PackSet | None = None) -> None:
+        """List the pack directory again when the store's :class:`.PackSet` (``packs``, or
+        the one this reader took) saw a pack go since this reader last did (a look of the
+        store's or of a lookup here): the removed packs' maps go. The first time it is
+        given one, this reader lists the directory anew (a pack may have gone before the
+        listing was made: it counts from then)."""
+        ps = self._packset
+        if ps is None and packs is not None:
+            self._packset, self._gone = packs, packs.gone
+            if self._packs:
+                self._scan()
+            return
+        if ps is not None and ps.gone != self._gone:
+            self._gone = ps.gone
+            self._scan()
 
     def _loose_path(self, oid: str) -> str:
         return os.path.join(self.objects, oid[:2], oid[2:])
@@ -231,16 +265,31 @@ class ObjectReader:
 
     def _find(self, oid: str) -> tuple[_Pack, int] | None:
         key = bytes.fromhex(oid)
+        if self._packs_of is not None:
+            ps = self._packset
+            now = time.monotonic()
+            if ps is None:
+                if self._first_look is None:
+                    self._first_look = now
+                elif now - self._first_look >= LOOK_S:
+                    self.follow_packs(self._packs_of())
+            elif now >= ps.next_look:
+                ps.look()
+                self.follow_packs()
         if not self._packs:
             self._scan()
         for rescanned in (False, True):
+            went = False
             for pack in list(self._packs.values()):
                 if pack is None:
                     continue
                 off = pack.find(key)
                 if off is not None:
-                    return pack, off
-            if rescanned or not self._scan():
+                    if rescanned or pack.there():
+                        return pack, off
+                    went = True  # found in a pack a repack removed: its objects are elsewhere
+                    break
+            if rescanned or not (self._scan() or went):
                 break
         return None
 

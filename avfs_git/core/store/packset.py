@@ -10,8 +10,9 @@ overlay mount's daemon had 838 descriptors open after 600 checkpoints, 750 of th
 removed packs (a pure-FUSE one 430 after about 160), and every read that missed the pack
 it last found an object in searched them all. Once :attr:`PackSet.gone` moves, the
 threads' repositories opened before are let go of (:meth:`PackSet.let_go`, on the way
-into libgit2: :meth:`.gitstore.GitStore._repo`), and the pure reader drops what its own
-listing no longer holds (:mod:`.objreader`).
+into libgit2: :meth:`.gitstore.GitStore._repo`), and the store's pure reader drops what its
+listing no longer holds (:mod:`.objreader`: listed again once :attr:`PackSet.gone` moves,
+on a miss, or when an object is found in a pack whose file went).
 
 The directory is listed only when its ``stat`` changed (a new pack, a removed one), and
 looked at no oftener than :data:`LOOK_S` by a store (a ``stat``, a few microseconds).
