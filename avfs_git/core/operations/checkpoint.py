@@ -37,7 +37,7 @@ from ..vaults import keptstate
 from ..vaults.oplog import RECORDED_ONLY
 from ..workspace import wscommit
 from ..workspace.wscommit import keep_recovery, ws_state
-from ..workspace.wsstatus import ignored_count
+from ..workspace.wsignored import ignored_count
 from .history import checkpoint_names, resolve
 
 if TYPE_CHECKING:

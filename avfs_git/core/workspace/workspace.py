@@ -43,7 +43,8 @@ from .pathguard import PathGuard, protected_entries
 from .since import Since
 from .upperjournal import Pending
 from .wschecks import VaultQuota
-from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
+from .wsignored import NO_IGNORED, Ignored, ignored_count
+from .wsstatus import Changes
 from .wsview import Node, View, dirty_dirs, norm, settled_now
 from .wswrite import Mutations
 

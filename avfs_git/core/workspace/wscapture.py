@@ -25,7 +25,8 @@ from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
 from .wsattrs import TEXT, Conversions, conversions_for, too_big
-from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
+from .wsignored import NO_IGNORED, Ignored
+from .wsstatus import Changes, content_check, fsck_read
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
 # what a live mount's index guard gives its holder (mount/indexahead.py): the mount's index

@@ -1,20 +1,43 @@
 """The new directories git ignores, found while the overlay is read in path order, so that
 what is below one is never read (:meth:`.overlay.Overlay.pruned`): git's status never
 looks into an ignored directory, and a fork holding an installed ``node_modules`` (15,000
-entries) is asked whether it is dirty three times per merge."""
+entries) is asked whether it is dirty three times per merge; and how many paths git
+ignores, the count every command reports."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
+from ..store import names
 from ..types import MODE_TREE
-from .overlayentry import DELETED, Entry
+from .overlayentry import DELETED, Entry, covered
 
 if TYPE_CHECKING:
     from ..store.gitstore import GitStore
     from .ignore import IgnoreRules
     from .overlay import Overlay
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ignored:
+    """The new paths of a workspace that git ignores.
+
+    ``files``: every ignored file and symlink (what is counted); ``tops``: the fewest paths
+    that hold them all (a new directory whose new paths are all ignored stands for
+    everything below it).
+    """
+
+    files: tuple[str, ...] = ()
+    tops: frozenset[str] = frozenset()
+
+    def covers(self, path: str) -> bool:
+        """True when ``path`` is an ignored path or lies below an ignored directory."""
+        return bool(self.tops) and covered(path, self.tops)
+
+
+NO_IGNORED = Ignored()
 
 
 class ReadThrough(Mapping[str, Entry]):
@@ -84,3 +107,22 @@ def ignored_top(
         return None
 
     return top
+
+
+def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
+    """How many paths git ignores: the one count that `status`, `checkpoint save` and `proxy
+    exec` report (``ignored``), and the number of ``!!`` lines `git status --ignored` prints
+    for the same tree: a new directory whose new paths git all ignores (a venv, a
+    node_modules) is one path, as is each other ignored file (:attr:`Ignored.tops`). It
+    does not depend on how much of an ignored directory avfs happened to walk.
+    ``touched``: only those a command wrote (`proxy exec`): a path at or below one of them,
+    or one holding one (pip writing into an ignored venv counts that venv)."""
+    if touched is None:
+        return len(ignored.tops)
+    roots = frozenset(touched)
+    if not roots:
+        return 0
+    if "" in roots:
+        return len(ignored.tops)
+    above = names.ancestors_of_all(roots) - {""}
+    return sum(1 for p in ignored.tops if p in above or covered(p, roots))
