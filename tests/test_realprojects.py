@@ -85,6 +85,12 @@ CORPUS = [
         lambda: realdata.pypi_sdist("wheel", "0.36.2"),
         "a non-ASCII file name (tests/testdata/unicode.dist/unicodedist/åäö_日本語.py)",
     ),
+    Spec(
+        "twisted",
+        lambda: realdata.pypi_sdist("twisted", "24.10.0"),
+        "executable bits (64 files: scripts, test helpers) and CRLF files (15, Windows batch"
+        " and test data) in a 1,407-file tree with no .gitattributes",
+    ),
 ]
 
 

@@ -37,7 +37,7 @@ from ..core.operations import checkpoint
 from ..core.operations.merge import MergeResult, merge
 from ..core.store import names
 from ..core.types import MODE_LINK, CommitId, NodeKind, to_json
-from ..core.workspace.wsstatus import ignored_count
+from ..core.workspace.overlayentry import ignored_count
 from .hostwrite import (
     ApplyChange,
     ApplyConflict,

@@ -383,8 +383,8 @@ def _what_changed(
     untracked, how many paths it wrote that git ignores)."""
     if untouched:
         return [], set(), set(), 0
+    from ..core.workspace.overlayentry import ignored_count  # the one count status and checkpoint give
     from ..core.workspace.wsbase import BASE_MOVE_OPS
-    from ..core.workspace.wsstatus import ignored_count  # the one count status and checkpoint give
 
     changes, ignored = ws.status_ignored()
     roots = ws.since.paths(before.start, but=BASE_MOVE_OPS if moved else frozenset())

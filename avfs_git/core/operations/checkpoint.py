@@ -36,8 +36,8 @@ from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 from ..vaults import keptstate
 from ..vaults.oplog import RECORDED_ONLY
 from ..workspace import wscommit
+from ..workspace.overlayentry import ignored_count
 from ..workspace.wscommit import keep_recovery, ws_state
-from ..workspace.wsstatus import ignored_count
 from .history import checkpoint_names, resolve
 
 if TYPE_CHECKING:

@@ -14,6 +14,9 @@ An entry describes the *absolute* state of one path, never a delta:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
+
+from ..store import names
 
 DELETED = 0
 FILE = 1
@@ -85,3 +88,42 @@ def split_at(entries: list[Entry], dirs: frozenset[str]) -> tuple[list[Entry], l
             inside.append(e)
             below = top + "/"
     return out, inside
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ignored:
+    """The new paths of a workspace that git ignores.
+
+    ``files``: every ignored file and symlink (what is counted); ``tops``: the fewest paths
+    that hold them all (a new directory whose new paths are all ignored stands for
+    everything below it).
+    """
+
+    files: tuple[str, ...] = ()
+    tops: frozenset[str] = frozenset()
+
+    def covers(self, path: str) -> bool:
+        """True when ``path`` is an ignored path or lies below an ignored directory."""
+        return bool(self.tops) and covered(path, self.tops)
+
+
+NO_IGNORED = Ignored()
+
+
+def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
+    """How many paths git ignores: the one count that `status`, `checkpoint save` and `proxy
+    exec` report (``ignored``), and the number of ``!!`` lines `git status --ignored` prints
+    for the same tree: a new directory whose new paths git all ignores (a venv, a
+    node_modules) is one path, as is each other ignored file (:attr:`Ignored.tops`). It
+    does not depend on how much of an ignored directory avfs happened to walk.
+    ``touched``: only those a command wrote (`proxy exec`): a path at or below one of them,
+    or one holding one (pip writing into an ignored venv counts that venv)."""
+    if touched is None:
+        return len(ignored.tops)
+    roots = frozenset(touched)
+    if not roots:
+        return 0
+    if "" in roots:
+        return len(ignored.tops)
+    above = names.ancestors_of_all(roots) - {""}
+    return sum(1 for p in ignored.tops if p in above or covered(p, roots))

@@ -38,12 +38,12 @@ from .ignore import IgnoreRules
 from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
 from .overlay import Overlay
-from .overlayentry import EMPTY_TREE_ID, Entry
+from .overlayentry import EMPTY_TREE_ID, NO_IGNORED, Entry, Ignored, ignored_count
 from .pathguard import PathGuard, protected_entries
 from .since import Since
 from .upperjournal import Pending
 from .wschecks import VaultQuota
-from .wsstatus import NO_IGNORED, Changes, Ignored, ignored_count
+from .wsstatus import Changes
 from .wsview import Node, View, dirty_dirs, norm, settled_now
 from .wswrite import Mutations
 

@@ -416,20 +416,29 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
     same: list[Entry] = []  # (kept over the same blob in the new view: not a top below)
     pins: list[Entry] = []
     have: set[str] = set()
+    rest: list[Entry] = []  # (the entries the move drops: neither ignored nor kept over the same blob)
     if not keep_view and not ws.overlay.is_empty():
         # like git's checkout and reset --hard, paths git ignores stay (a venv keeps
-        # working), unless the new view has something at their place
-        entries = ws.overlay.all()
-        ign = ws.changes.ignored_in(entries)
-        kept = split_at(entries, ign.tops)[1]  # (passing a node_modules by as a whole)
-        same = _converted_kept(ws, entries, view_tree or ws.store.commit_tree(base))
+        # working), unless the new view has something at their place; below a new
+        # directory git ignores (a node_modules) nothing is read, as git never looks there
+        entries, unread = (
+            (ws.overlay.all(), frozenset()) if ws.overlay.upper_active() else ws.changes.pruned()
+        )
+        ign = ws.changes.ignored_in(entries, skip=unread)
+        rest, kept = split_at(entries, ign.tops)  # (passing an ignored tree by as a whole)
+        for t in sorted(unread):  # the entry at each, or where there is none what is below
+            own = ws.overlay.get(t)
+            kept += [own] if own is not None else ws.overlay.under(t)
+        kept.sort(key=lambda e: e.path)
+        same = _converted_kept(ws, rest, view_tree or ws.store.commit_tree(base))
         kept += same
         have = {e.path for e in kept}
+        rest = [e for e in rest if e.path not in have]
         for t in sorted(ign.tops - have):
             node = ws.view.lookup(t)
             if node is not None and node.oid is not None and node.entry is None:
                 pins.append(Entry(t, OBJECT, node.mode, node.oid))
-    rewritten = [] if keep_view else _rewritten(ws, view_tree or ws.store.commit_tree(base), have)
+    rewritten = [] if keep_view else _rewritten(ws, view_tree or ws.store.commit_tree(base), rest)
     with ws.overlay.txn() as db:
         if keep_view:
             cur_root = ws.overlay.get("")
@@ -440,10 +449,8 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                     ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, old_tree), "rebase")
         else:
             if kept or pins:
-                keep = {(e.path, e.seq) for e in kept}
-                for e in ws.overlay.all():
-                    if (e.path, e.seq) not in keep:
-                        ws.overlay.remove(db, e.path, "reset")
+                for e in rest:
+                    ws.overlay.remove(db, e.path, "reset")
             else:
                 ws.overlay.clear(db, "reset")
             if view_tree is not None and view_tree != ws.store.commit_tree(base):
@@ -479,12 +486,13 @@ def _tops_of(kept: list[Entry], have: set[str]) -> set[str]:
     return out
 
 
-def _rewritten(ws: Based, new_tree: str, kept: set[str]) -> list[tuple[str, str]]:
+def _rewritten(ws: Based, new_tree: str, dropped: list[Entry]) -> list[tuple[str, str]]:
     """``(path, blob id)`` of the files a reset to ``new_tree`` shows other bytes or another
     kind at (the paths git's checkout would write): they show the time of the reset, as
     written files do (the others the view time, a second back: git's index trusts that at
     once): a build made the second before, from what they held, is older than them.
-    Cost: the overlay's entries and the two bases' differences."""
+    Cost: the overlay's entries the reset drops (``dropped``: not those it keeps) and the
+    two bases' differences."""
     root = ws.overlay.get("")
     old_tree = (
         root.oid if root is not None and root.kind == OBJECT and root.mode == MODE_TREE else ws.base_tree
@@ -492,8 +500,8 @@ def _rewritten(ws: Based, new_tree: str, kept: set[str]) -> list[tuple[str, str]
     changes: list[Change] = []
     diff_trees(ws.store, old_tree, new_tree, "", changes)
     out = {c.path: c.new_oid for c in changes if c.new_oid and c.new_mode not in (MODE_TREE, MODE_COMMIT)}
-    for e in ws.overlay.all():
-        if not e.path or e.path in kept:
+    for e in dropped:
+        if not e.path:
             continue
         hit = ws.store.tree_lookup(new_tree, e.path)
         if hit is None or hit[1] == MODE_COMMIT:

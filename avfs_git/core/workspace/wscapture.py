@@ -21,11 +21,11 @@ from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
 from ..types import MODE_TREE
 from .livedir import LiveDir
 from .overlay import Overlay
-from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
+from .overlayentry import DELETED, FILE, NO_IGNORED, OBJECT, UPPER_FILE, Entry, Ignored
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
 from .wsattrs import TEXT, Conversions, conversions_for, too_big
-from .wsstatus import NO_IGNORED, Changes, Ignored, content_check, fsck_read
+from .wsstatus import Changes, content_check, fsck_read
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
 # what a live mount's index guard gives its holder (mount/indexahead.py): the mount's index

@@ -1,7 +1,8 @@
 """The new directories git ignores, found while the overlay is read in path order, so that
 what is below one is never read (:meth:`.overlay.Overlay.pruned`): git's status never
 looks into an ignored directory, and a fork holding an installed ``node_modules`` (15,000
-entries) is asked whether it is dirty three times per merge."""
+entries) is asked whether it is dirty three times per merge. (What git ignores, and the
+count every command reports, are :mod:`.overlayentry`'s: a status imports no more.)"""
 
 from __future__ import annotations
 

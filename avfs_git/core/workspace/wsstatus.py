@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from ..errors import AvfsError
 from ..store import gitattributes, gitmodules, gitnames, names
@@ -21,32 +21,23 @@ from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
-from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, covered, outside
+from .overlayentry import (
+    DELETED,
+    EMPTY_TREE_ID,
+    FILE,
+    NO_IGNORED,
+    OBJECT,
+    SPECIAL_ORIGIN,
+    Entry,
+    Ignored,
+    covered,
+    outside,
+)
 from .wsattrs import compared
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 # what a status reports of a materialized file before reading it (its id then found)
 _UNHASHED = (ChangeStatus.ADDED, ChangeStatus.MODIFIED, ChangeStatus.TYPE_CHANGED)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Ignored:
-    """The new paths of a workspace that git ignores.
-
-    ``files``: every ignored file and symlink (what is counted); ``tops``: the fewest paths
-    that hold them all (a new directory whose new paths are all ignored stands for
-    everything below it).
-    """
-
-    files: tuple[str, ...] = ()
-    tops: frozenset[str] = frozenset()
-
-    def covers(self, path: str) -> bool:
-        """True when ``path`` is an ignored path or lies below an ignored directory."""
-        return bool(self.tops) and covered(path, self.tops)
-
-
-NO_IGNORED = Ignored()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,25 +96,6 @@ def content_check(
     return data, got
 
 
-def ignored_count(ignored: Ignored, touched: Iterable[str] | None = None) -> int:
-    """How many paths git ignores: the one count that `status`, `checkpoint save` and `proxy
-    exec` report (``ignored``), and the number of ``!!`` lines `git status --ignored` prints
-    for the same tree: a new directory whose new paths git all ignores (a venv, a
-    node_modules) is one path, as is each other ignored file (:attr:`Ignored.tops`). It
-    does not depend on how much of an ignored directory avfs happened to walk.
-    ``touched``: only those a command wrote (`proxy exec`): a path at or below one of them,
-    or one holding one (pip writing into an ignored venv counts that venv)."""
-    if touched is None:
-        return len(ignored.tops)
-    roots = frozenset(touched)
-    if not roots:
-        return 0
-    if "" in roots:
-        return len(ignored.tops)
-    above = names.ancestors_of_all(roots) - {""}
-    return sum(1 for p in ignored.tops if p in above or covered(p, roots))
-
-
 class Changes:
     """Status and ignored paths of the workspace that ``view`` shows (over ``overlay``)."""
 
@@ -156,17 +128,8 @@ class Changes:
         if not self.overlay.has_changes():
             return False
         # below a new directory git ignores (a node_modules) nothing is read, as git's status
-        # never looks there (a merge asks this 3 times: it read 15,000 entries each time);
-        # imported here: a status, a capture, a diff never ask (~0.25 ms of a cold call)
-        from .wsignored import ignored_top
-
-        skip: set[str] = set()
-        base = self.view.base
-        source = lambda es, d: self._gitignore_source(es, base, d)  # noqa: E731
-        rest = self.overlay.pruned(
-            ignored_top(self.store, base, self.overlay, skip, self.ignore_rules, source)
-        )
-        frozen = frozenset(skip)
+        # never looks there (a merge asks this 3 times: it read 15,000 entries each time)
+        rest, frozen = self.pruned()
         added, tracked = self._added_paths(rest)
         if tracked:
             return True  # a deletion, or a change of a tracked path
@@ -340,16 +303,34 @@ class Changes:
         upperjournal.remember(self.overlay, pending, [*found, *ignored.tops, *skip])
         return pair_renames(out, hints), ignored
 
+    def pruned(self) -> tuple[list[Entry], frozenset[str]]:
+        """(the database's entries in path order but those at or below a new directory git
+        ignores, those directories): nothing below one is read (no upper layer: the
+        caller checked). Imported here: a status, a capture, a diff never ask (~0.25 ms of a
+        cold call)."""
+        from .wsignored import ignored_top
+
+        skip: set[str] = set()
+        base = self.view.base
+        source = lambda es, d: self._gitignore_source(es, base, d)  # noqa: E731
+        rest = self.overlay.pruned(
+            ignored_top(self.store, base, self.overlay, skip, self.ignore_rules, source)
+        )
+        return rest, frozenset(skip)
+
     def ignored(self) -> Ignored:
         """The new paths git ignores (without comparing contents: cheaper than a status)."""
         return self.ignored_in(self.overlay.all())
 
-    def ignored_in(self, entries: list[Entry], *, settled: bool = False) -> Ignored:
+    def ignored_in(
+        self, entries: list[Entry], *, settled: bool = False, skip: frozenset[str] = frozenset()
+    ) -> Ignored:
         """The new paths of the workspace made of ``entries`` that git ignores
-        (``settled``: as :meth:`read_entries` read them, only those that may differ)."""
-        if not entries:
+        (``settled``: as :meth:`read_entries` read them, only those that may differ;
+        ``skip``: new directories git ignores whose entries are left out, :meth:`pruned`)."""
+        if not entries and not skip:
             return NO_IGNORED
-        skip = self._ignored_dirs(entries)
+        skip = skip | self._ignored_dirs(entries)
         added = self._added_paths(outside(entries, skip))[0]
         if added is None:
             added = [
