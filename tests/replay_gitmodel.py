@@ -100,6 +100,8 @@ def _step(m: tgm.GitModel, line: str) -> None:
             line,
         )
         m.both(*shlex.split(line)[1:])
+    elif line == "hooked-commit":
+        m.hooked_commit()
     elif line.startswith("avfs vault fork"):
         m.fork()
     elif line == "avfs status":

@@ -328,6 +328,7 @@ class GitModel(RuleBasedStateMachine):
         _avfs(avfs_home, "--vault", "v:f", "mount", "--backend", BACKEND, mp, cwd=self.home)
         self.mounted = True
         self.mp = mp
+        self.vault = vault
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         env.update(
             GIT_CEILING_DIRECTORIES=str(root),
@@ -350,6 +351,17 @@ class GitModel(RuleBasedStateMachine):
             fh.write(os.path.join(vault, "objects") + "\n")
         self.m = Side(mp, env)
         self.p = Side(plain, env)
+        # the plain clone's git has an fsmonitor hook, as the mount's has avfs's: git with one
+        # writes its index at every status (the hook's new token), so what git changes in
+        # memory when it reads the index is kept at once on both sides (under sparse-checkout,
+        # the skip-worktree bit of a present file, gone: seed 82, docs/fuse.md "gitmodel9");
+        # this hook names everything changed ("/"), so git still looks at every file
+        hook = os.path.join(self.home, "fsmonitor.sh")
+        with open(hook, "w") as fh:
+            fh.write("#!/bin/sh\nprintf 'tok%s\\0/\\0' \"$(date +%s%N)\"\n")
+        os.chmod(hook, 0o755)
+        self.p.git("config", "core.fsmonitor", hook)
+        self.p.git("config", "core.fsmonitorHookVersion", "2")
         self.p.git("branch", "side", "origin/side")
         # a local remote `up` on both sides (the source, a branch `topic` one commit ahead
         # of main, made after the vault: only a fetch brings it): `git fetch up` in the
@@ -833,11 +845,12 @@ class GitModel(RuleBasedStateMachine):
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None)
-    @rule(how=st.sampled_from(["am", "apply", "apply-index", "apply-reverse"]))
+    @rule(how=st.sampled_from(["am", "apply", "apply-index", "apply-reverse", "apply-3way"]))
     def patch(self, how: str) -> None:
         """`git format-patch -1 side` applied: `git am` (a commit), `git apply` (the files),
-        `git apply --index` (and the index), or `git apply -R` of HEAD's own patch; one
-        that does not apply is given up alike (`git am --abort`)."""
+        `git apply --index` (and the index), `git apply --3way` (a conflict left in the
+        index), or `git apply -R` of HEAD's own patch; one that does not apply is given up
+        alike (`git am --abort`)."""
         rev = "HEAD" if how == "apply-reverse" else "side"
         if not self.has(rev):
             return
@@ -847,6 +860,8 @@ class GitModel(RuleBasedStateMachine):
             "apply": ["apply", path],
             "apply-index": ["apply", "--index", path],
             "apply-reverse": ["apply", "-R", path],
+            # (a conflict leaves the index's stages and the markers, no MERGE_HEAD: git exits 1)
+            "apply-3way": ["apply", "--3way", path],
         }[how]
         if not self.both(*args) and how == "am":
             self.both("am", "--abort")
@@ -859,6 +874,38 @@ class GitModel(RuleBasedStateMachine):
         with open(path, "w") as fh:
             fh.write(self.p.git("format-patch", "-1", "--stdout", rev).stdout)
         return path
+
+    @precondition(lambda self: self.busy() is None and self.has("HEAD~2"))
+    @rule(test=st.sampled_from(["test -f NEW.txt", "grep -q one README.md", "true"]))
+    def bisect(self, test: str) -> None:
+        """`git bisect start HEAD HEAD~2`, `git bisect run TEST` (git checks out
+        commits detached, one after the other), `git bisect reset`: back on the branch."""
+        self.both("bisect", "start", "HEAD", "HEAD~2")
+        self.both("bisect", "run", *test.split())
+        self.both("bisect", "reset")
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None)
+    @rule()
+    def hooked_commit(self) -> None:
+        """`git commit -a` with a pre-commit hook that rewrites a file and stages it (what a
+        formatter run as a hook does): the mount's hooks are the vault's (docs/fuse.md)."""
+        self._tick()
+        self.note("hooked-commit")
+        hooks = [os.path.join(self.vault, "hooks"), os.path.join(self.p.root, ".git", "hooks")]
+        for d in hooks:
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "pre-commit"), "w") as fh:
+                fh.write("#!/bin/sh\nprintf 'hooked\\n' >> README.md && git add README.md\n")
+            os.chmod(os.path.join(d, "pre-commit"), 0o755)
+        try:
+            a = self.p.git("commit", "-q", "-a", "-m", "hooked", check=False)
+            b = self.m.git("commit", "-q", "-a", "-m", "hooked", check=False)
+            assert a.returncode == b.returncode, f"hooked commit: plain {a.stderr!r}, mount {b.stderr!r}"
+        finally:
+            for d in hooks:
+                os.unlink(os.path.join(d, "pre-commit"))
+        self.last_checkpoint = False
 
     @rule(
         data=st.data(),
@@ -1003,7 +1050,19 @@ class GitModel(RuleBasedStateMachine):
         self.both("clean", "-q", how)
         self.last_checkpoint = False
 
-    @rule(how=st.sampled_from(["gc -q", "gc -q --prune=now", "repack -adq", "pack-refs --all", "prune"]))
+    @rule(
+        how=st.sampled_from(
+            [
+                "gc -q",
+                "gc -q --prune=now",
+                "repack -adq",
+                "pack-refs --all",
+                "prune",
+                "maintenance run --quiet --task=gc",
+                "maintenance run --quiet --task=loose-objects --task=incremental-repack --task=pack-refs",
+            ]
+        )
+    )
     def housekeeping(self, how: str) -> None:
         """git's own housekeeping: in the mount it packs and prunes the vault itself."""
         self.both(*how.split())
@@ -1447,6 +1506,13 @@ def _every_command_once(backend: str) -> None:
             lambda: _write_both(model, "README.md", "committed over it\n"),
             lambda: g("commit", "-q", "-a", "-m", "over the stash"),
             lambda: model.stash(_Draw(None), "pop-resolve"),
+            # (gitmodel9's: git maintenance, bisect run, a pre-commit hook that rewrites a
+            # file, `git apply --3way`)
+            lambda: model.housekeeping("maintenance run --quiet --task=gc"),
+            lambda: model.bisect("grep -q stashed README.md"),
+            lambda: model.hooked_commit(),
+            lambda: model.patch("apply-3way"),
+            lambda: g("reset", "-q", "--hard"),
             lambda: model.sparse_checkout("src"),
             lambda: model.refused_while_busy("checkpoint"),
             lambda: model.refused_while_busy("exec"),

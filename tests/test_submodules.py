@@ -318,3 +318,40 @@ def test_a_submodule_checked_out_and_moved_by_git_in_the_mount_is_what_avfs_reco
         assert tree == git("-C", str(plain), "rev-parse", "HEAD^{tree}")
     finally:
         mounts.unmount(home, vault, "main")
+
+
+def test_a_submodule_git_adds_in_the_mount_is_what_avfs_records(
+    home: Home, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`git submodule add` of a local repository in an overlay mount and `git commit`,
+    beside a plain clone doing the same (gitmodel9): avfs's status is empty and a
+    checkpoint records nothing, the gitlink git committed stays. Before, the base move
+    masked the new gitlink as the view had had nothing there: avfs's status listed `D sub`
+    and `A sub/l.txt`, and a checkpoint replaced the gitlink with the submodule's files.
+    (The pure-FUSE backend still does: docs/fuse.md, "Submodules".)"""
+    _require("overlay")
+    lib = tmp_path / "lib"
+    git("init", "-q", "-b", "main", str(lib))
+    (lib / "l.txt").write_text("lib\n")
+    git("-C", str(lib), "add", "l.txt")
+    git("-C", str(lib), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "lib")
+    vault = home.clone_vault(served.url("super.git"), "s")
+    plain = _plain(served, tmp_path / "plain")
+    mp = tmp_path / "m"
+    _mount(home, vault, mp, "overlay")
+    who = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):  # the same commits on both sides
+        monkeypatch.setenv(var, "2026-01-01T00:00:00Z")
+    try:
+        for top in (mp, plain):
+            _git(top, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "added")
+            _git(top, *who, "commit", "-q", "-m", "a submodule added")
+        assert _git(mp, "status", "--porcelain").stdout == "" == _git(plain, "status", "--porcelain").stdout
+        assert (mp / "added" / "l.txt").read_text() == "lib\n"
+        assert vault.workspace("main").status() == []
+        assert checkpoint.save(vault, "main", message="after").created is False
+        tree = git("--git-dir", vault.path, "rev-parse", "main^{tree}")
+        assert tree == git("-C", str(plain), "rev-parse", "HEAD^{tree}")
+        assert git("--git-dir", vault.path, "ls-tree", "main", "added").split()[:2] == ["160000", "commit"]
+    finally:
+        mounts.unmount(home, vault, "main")

@@ -98,15 +98,32 @@ def _clean_after_a_stat_change(mp: Path, avfs: Any) -> None:
 
 @pytest.fixture
 def forms(
-    backend: str, cli_proc: Any, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str,
+    cli_proc: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Path, Path, Any]]:
     """(mount of fork f, a plain clone of f beside it, run avfs in the mount); the source
     under ``ATTRS``, or under none with ``core.autocrlf=true`` set in the vault ("vault"),
     in the person's ``~/.gitconfig`` ("global") or ``$XDG_CONFIG_HOME/git/config`` ("xdg"):
-    git in the mount reads those as the plain clone's git does."""
+    git in the mount reads those as the plain clone's git does; or ``ATTRS`` in git's global
+    attribute file, ``$XDG_CONFIG_HOME/git/attributes`` ("attributes-xdg"; gitmodel9: the
+    mount showed the blobs' bytes there, the tree having no ``.gitattributes``) or the
+    ``core.attributesFile`` of a config ``$GIT_CONFIG_GLOBAL`` names ("attributes-file";
+    gitmodel9: `vault create --from` asked the source's status without it, and kept every
+    file those rules convert as an uncommitted change)."""
     where = getattr(request, "param", "attributes")
-    autocrlf = where != "attributes"
-    repo = _source(tmp_path, None if autocrlf else ATTRS)
+    autocrlf = where in ("vault", "global", "xdg")
+    if where == "attributes-xdg":  # git's default global attribute file
+        at = Path(os.environ["XDG_CONFIG_HOME"], "git", "attributes")
+        at.parent.mkdir(parents=True, exist_ok=True)
+        at.write_bytes(ATTRS)
+    elif where == "attributes-file":  # core.attributesFile of the config $GIT_CONFIG_GLOBAL names
+        (tmp_path / "attrs").write_bytes(ATTRS)
+        (tmp_path / "gitconfig").write_text(f"[core]\n\tattributesFile = {tmp_path / 'attrs'}\n")
+        monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    repo = _source(tmp_path, ATTRS if where == "attributes" else None)
     assert cli_proc("vault", "create", "v", "--from", str(repo)).code == 0
     assert cli_proc("vault", "fork", "v:main", "f").code == 0
     vault = cli_proc("--json", "vault", "path", "v").json()["path"]
@@ -140,7 +157,9 @@ def _both(mp: Path, plain: Path, path: str, data: bytes) -> None:
         (root / path).write_bytes(data)
 
 
-@pytest.mark.parametrize("forms", ["attributes", "vault", "global", "xdg"], indirect=True)
+@pytest.mark.parametrize(
+    "forms", ["attributes", "vault", "global", "xdg", "attributes-xdg", "attributes-file"], indirect=True
+)
 def test_a_mount_shows_what_git_checkout_writes(
     forms: tuple[Path, Path, Any], backend: str, cli_proc: Any
 ) -> None:

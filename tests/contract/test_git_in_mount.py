@@ -847,3 +847,53 @@ def test_git_sparse_checkout_in_the_mount_is_refused_until_disabled(mounted: Any
     assert doc["git"] is None and doc["changes"] == [], doc
     assert avfs("checkpoint", "save", "-m", "nothing").code == 0
     assert _git(mp, "rev-parse", "HEAD").stdout == head
+
+
+def test_under_sparse_checkout_a_present_file_s_skip_worktree_bit_goes_as_git_s_with_fsmonitor(
+    mounted: Any, tmp_path: Path
+) -> None:
+    """Seed 82 of the git model (gitmodel9): under `git sparse-checkout`, git clears the
+    skip-worktree bit of an entry whose file is present (sparse-index.c,
+    `clear_skip_worktree_from_present_files`) whenever it reads the index, and the bit is
+    gone for good at the next write of the index. The mount answers git's `core.fsmonitor`,
+    so its `git status` writes the index every time (the hook's new token): the bit is gone
+    after one status, and once the file is removed git lists it deleted. A plain clone whose
+    git has an fsmonitor hook does the same; one without writes the index only when a
+    refresh changed an entry, and kept the bit (the model's plain side). The mount agrees
+    with git that has an fsmonitor (docs/fuse.md, "gitmodel9"), and avfs refuses to record
+    while sparse-checkout is on, naming it."""
+    mp, avfs = mounted
+    vault = _git(mp, "rev-parse", "--git-common-dir").stdout.strip()
+    hook = tmp_path / "fsmonitor.sh"  # (version 2: a new token, then "/": anything changed)
+    hook.write_text("#!/bin/sh\nprintf 'tok%s\\0/\\0' \"$(date +%s%N)\"\n")
+    hook.chmod(0o755)
+    plain: dict[str, Path] = {}
+    for name, fsmonitor in (("with", True), ("without", False)):
+        p = tmp_path / f"plain-{name}"
+        subprocess.run(["git", "clone", "-q", "-b", "f", vault, str(p)], check=True, capture_output=True)
+        if fsmonitor:
+            _git(p, "config", "core.fsmonitor", str(hook))
+            _git(p, "config", "core.fsmonitorHookVersion", "2")
+        for f in ("a.txt", "d/c.txt"):  # (no entry racy: of the index's own second, git's
+            os.utime(p / f, (1e9, 1e9))  # status would refresh it and write the index)
+        _git(p, "update-index", "-q", "--really-refresh")
+        plain[name] = p
+    sides = [mp, *plain.values()]
+
+    def bits(root: Path) -> str:
+        return _git(root, "-c", "core.sparseCheckout=false", "ls-files", "-v", "--", "d").stdout
+
+    for root in sides:
+        _git(root, "sparse-checkout", "set", "d")
+        _git(root, "update-index", "--skip-worktree", "--", "d/c.txt")
+        assert bits(root) == "S d/c.txt\n", root
+    for root in sides:
+        _git(root, "status", "--porcelain")
+    assert [bits(r) for r in sides] == ["H d/c.txt\n", "H d/c.txt\n", "S d/c.txt\n"]
+    for root in sides:
+        os.unlink(root / "d" / "c.txt")
+    st = {r: _git(r, "status", "--porcelain").stdout for r in sides}
+    assert st[mp] == st[plain["with"]] == " D d/c.txt\n", st
+    assert st[plain["without"]] == "", st
+    res = avfs("--json", "checkpoint", "save", "-m", "sparse")
+    assert res.code == 75 and "git sparse-checkout disable" in res.json()["error"]["hint"], res.out

@@ -109,6 +109,19 @@ def config_text(path: str) -> bytes | None:
     return text
 
 
+def git_xdg_file(name: str) -> str | None:
+    """git's default file ``name`` of its XDG directory (``$XDG_CONFIG_HOME/git/NAME``,
+    else ``~/.config/git/NAME``), None without either variable."""
+    home = os.environ.get("HOME", "")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or (os.path.join(home, ".config") if home else "")
+    return os.path.join(xdg, "git", name) if xdg else None
+
+
+def git_attr_nosystem() -> bool:
+    """Whether ``$GIT_ATTR_NOSYSTEM`` tells git not to read its system attribute file."""
+    return os.environ.get("GIT_ATTR_NOSYSTEM", "").lower() in ("1", "true", "yes", "on")
+
+
 def _argv(args: Sequence[str], git_dir: str | None) -> list[str]:
     return ["git", *(("--git-dir", git_dir) if git_dir is not None else ()), *args]
 

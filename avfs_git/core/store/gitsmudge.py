@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .gitattrfiles import outer_attributes
 from .gitlib import git_errors
 from .gitstore import blob_id
 
@@ -219,9 +220,13 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
     """A libgit2 handle of the vault whose work tree is a new scratch directory (mode
     0700) holding ``files`` (the bytes of each ``.gitattributes`` by its directory, ""
     the root), its index empty (in memory only), and that directory: the caller frees the
-    handle and removes the directory."""
+    handle and removes the directory. git's system and global attribute files
+    (:mod:`.gitattrfiles`) are the first lines of the root's."""
     import pygit2
 
+    outer = outer_attributes(store_path)  # (git's global and system ones: its root's first lines)
+    if outer:
+        files = {**files, "": outer + files.get("", b"")}
     scratch = tempfile.mkdtemp(prefix="avfs-attrs-")
     try:
         for d, data in files.items():
@@ -243,6 +248,7 @@ class Smudger:
     when done. Not thread-safe: its caller holds a lock."""
 
     def __init__(self, store_path: str) -> None:
+        self._outer = outer_attributes(store_path)
         self._repo, self._dir = attributes_handle(store_path, {})
         # (one left unclosed frees its handle and removes its scratch when collected)
         self._done = weakref.finalize(self, _dispose, self._repo, self._dir)
@@ -253,7 +259,7 @@ class Smudger:
         at = os.path.join(self._dir, *directory.split("/")) if directory else self._dir
         os.makedirs(at, exist_ok=True)
         with open(os.path.join(at, ".gitattributes"), "wb") as fh:
-            fh.write(data)
+            fh.write(data if directory else self._outer + data)
 
     def smudge(self, path: str, data: bytes) -> bytes | None:
         """What ``git checkout`` writes for ``data`` (a blob's bytes) at ``path``; None

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 from ..errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
 from ..store import names, refs
+from ..store.gitrun import git_config_env, git_env, run
 from ..store.gitstore import GitStore
 from ..store.identity import Signatures, resolve
 from ..store.odbdirect import write_empty_tree
@@ -359,7 +360,11 @@ def _import_checkout(
     if not worktree:
         set_default_fork(git_dir, target)
         return None
-    out = run_git(
+    # (in the person's checkout, with the config the person's git reads there: without
+    # ``$GIT_CONFIG_GLOBAL`` a `core.attributesFile` it names went unread, and every file
+    # its `ident` or end-of-line rules convert was taken for an uncommitted change: gitmodel9)
+    env = {**git_env(), **git_config_env()}
+    out = run(
         [
             "-C",
             src,
@@ -369,8 +374,9 @@ def _import_checkout(
             "--untracked-files=all",
             "--no-renames",
             "--ignore-submodules=all",
-        ]
-    )
+        ],
+        env=env,
+    ).stdout.decode("utf-8", "surrogateescape")
     items: list[tuple[str, str]] = []
     for rec in out.split("\0"):
         if len(rec) > 3:

@@ -15,10 +15,10 @@ may be in another encoding: :func:`.gitsmudge.to_git` turns them into UTF-8 firs
 
 ``core.autocrlf`` (``true`` or ``input``) set in the vault's config or in git's global or
 system config (``~/.gitconfig``, ``$XDG_CONFIG_HOME/git/config``, ``/etc/gitconfig``: what
-the person's git in the mount reads) applies with no attribute file anywhere too. What is
-not looked at: git's global (``core.attributesFile``) and system attribute files, when the
-view has no ``.gitattributes`` of its own and the vault no ``info/attributes`` (libgit2
-reads them once a cleaner is made).
+the person's git in the mount reads) applies with no attribute file anywhere too, and so do
+git's global (``core.attributesFile``) and system attribute files
+(:mod:`~..store.gitattrfiles`, since gitmodel9: before, they counted only where the view had
+a ``.gitattributes`` of its own, and as libgit2 found them).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from ..store import names
+from ..store.gitattrfiles import outer_attributes
 from ..store.gitclean import ATTRIBUTES, Cleaner
 from ..store.gitrun import config_text, git_config_files
 from ..store.gitsmudge import ENCODING, Smudger, may_smudge
@@ -178,7 +179,8 @@ def conversions_for(
         if len(data) <= MAX_ATTRIBUTES:  # (git ignores a larger one)
             files[d] = data
     info = os.path.join(store.path, "info", "attributes")
-    if not files and not os.path.exists(info) and autocrlf(store) is None:
+    outer = outer_attributes(store.path)  # (git's global and system attribute files)
+    if not files and not os.path.exists(info) and not outer and autocrlf(store) is None:
         return None
     index: dict[str, tuple[str, int]] = {}
     for p in paths:
@@ -190,7 +192,7 @@ def conversions_for(
             extra = fh.read()
     except OSError:
         extra = b""
-    texts = (*files.values(), extra)
+    texts = (*files.values(), extra, outer)
     encodings = any(ENCODING.encode() in f for f in texts)
     smudges = autocrlf(store) == "true" or may_smudge(texts, eol_crlf=eol_crlf(store))
     return Conversions(store.path, files, index, encodings=encodings, smudges=smudges)

@@ -184,9 +184,11 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
         if got:
             continue  # an entry at or above it shows what the view has there
         was = store.tree_lookup(old_tree, p)
-        if was is not None and was[1] == MODE_COMMIT and _gitlink_in(store, new_tree, p):
+        if (was is None or was[1] == MODE_COMMIT) and _gitlink_in(store, new_tree, p):
             # a submodule git moved to another commit (`git add sub` of its checkout, then a
-            # commit): no file of the view shows its id, the view follows the new base
+            # commit), or added (`git submodule add`, then a commit: its checkout is in the
+            # view already; masked, the gitlink was recorded removed and its files added,
+            # gitmodel9): no file of the view shows its id, the view follows the new base
             continue
         if was is None:
             ws.overlay.put(db, Entry(p, DELETED, 0), "git")

@@ -6,7 +6,8 @@ writes CRLF, ``$Id$`` unexpanded and UTF-8 where a checkout writes UTF-16 (and g
 ``status`` then failed on such a file: "BOM is required").
 
 The attributes are the base tree's (those ``git checkout`` of the base reads), the
-vault's ``info/attributes`` and config: a file changed since the base is the overlay's
+vault's ``info/attributes`` and config, git's global and system attribute files
+(:mod:`~..store.gitattrfiles`): a file changed since the base is the overlay's
 bytes as they were written, never converted.
 
 What it costs: nothing for a tree none of whose ``.gitattributes`` names ``crlf``,
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from ..store import names
+from ..store.gitattrfiles import outer_attributes
 from ..store.gitclean import ATTRIBUTES
 from ..store.gitsmudge import MAX_FORM, Smudger, may_smudge
 from ..store.gitstore import GitStore
@@ -111,7 +113,8 @@ class CheckoutForms:
         self._everywhere = autocrlf(self.store) == "true"
         self._eol_crlf = not self._everywhere and eol_crlf(self.store)
         info = self._info()
-        if info is not None and may_smudge([info], eol_crlf=self._eol_crlf):
+        outer = outer_attributes(self.store.path)  # (git's global and system attribute files)
+        if may_smudge([info or b"", outer], eol_crlf=self._eol_crlf):
             self._everywhere = True
 
     def _info(self) -> bytes | None:
@@ -202,11 +205,13 @@ def checkout_forms(ws: _HasStore) -> CheckoutForms:
 
 def converts_anywhere(store: GitStore, attributes: bool) -> bool:
     """Whether a checkout of a tree may convert any file: it holds a ``.gitattributes``
-    (``attributes``), or the vault has ``info/attributes`` or ``core.autocrlf=true``."""
+    (``attributes``), or the vault has ``info/attributes`` or ``core.autocrlf=true``, or
+    git has a global or system attribute file."""
     return (
         attributes
         or os.path.exists(os.path.join(store.path, "info", "attributes"))
         or autocrlf(store) == "true"
+        or bool(outer_attributes(store.path))
     )
 
 

@@ -1,0 +1,103 @@
+"""The attribute files git reads beside a tree's ``.gitattributes`` and the vault's
+``info/attributes`` (attr.c, ``bootstrap_attr_stack``): the system one
+(``/etc/gitattributes``, unless ``$GIT_ATTR_NOSYSTEM``) and the global one
+(``core.attributesFile`` of git's config, else ``$XDG_CONFIG_HOME/git/attributes`` or
+``~/.config/git/attributes``), both below every ``.gitattributes`` of the tree.
+
+libgit2 reads its own idea of them (its config search path: not ``$GIT_CONFIG_GLOBAL``,
+``$GIT_CONFIG_SYSTEM`` nor ``git -c``), so avfs reads them as git does, by this process's
+environment (the mount's daemon: the environment it was started in), and hands their text
+to libgit2 as the first lines of the root's ``.gitattributes``, where their rules rank
+below the tree's as in git (:func:`.gitsmudge.attributes_handle`). Found in gitmodel9: a
+person's ``core.attributesFile`` naming ``eol=crlf`` made git's checkout write CRLF where
+the mount showed LF.
+
+What it costs: a few ``stat``s and small reads; ``git config`` (~1 ms of CPU) only when one
+of git's config files names ``attributesfile`` at all, and again only once one changed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .gitrun import git_attr_nosystem, git_config_env, git_config_files, git_env, git_xdg_file, run
+
+SYSTEM = "/etc/gitattributes"  # (git's ETC_GITATTRIBUTES for its prefix /usr)
+MAX_FILE = 100 << 20  # git ignores a larger attributes file (attr.c ATTR_MAX_FILE_SIZE)
+
+
+def _names_key(store_path: str) -> bool:
+    """Whether the vault's config or git's global and system ones name ``attributesfile``."""
+    for path in (os.path.join(store_path, "config"), *git_config_files()):
+        try:
+            with open(path, "rb") as fh:
+                if b"attributesfile" in fh.read(1 << 20).lower():
+                    return True
+        except OSError:
+            continue
+    return "attributesfile" in " ".join(git_config_env().values()).lower()
+
+
+# (the config files' stat data and the variables naming them) -> git config's answer
+_ASKED: dict[tuple[object, ...], str] = {}
+
+
+def _config_key(store_path: str) -> tuple[object, ...]:
+    key: list[object] = [*sorted(git_config_env().items())]
+    for path in (os.path.join(store_path, "config"), *git_config_files()):
+        try:
+            st = os.stat(path)
+            key.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            key.append((path, -1))
+    return tuple(key)
+
+
+def global_file(store_path: str) -> str | None:
+    """The global attributes file git reads for the vault at ``store_path``: ``git
+    config``'s answer is kept while the config files and the variables stay the same (a
+    status or a base move asks each time; ``git config`` is ~1 ms of CPU)."""
+    key = _config_key(store_path)
+    value = _ASKED.get(key)
+    if value is None:
+        value = _ask(store_path)
+        if len(_ASKED) > 64:
+            _ASKED.clear()
+        _ASKED[key] = value
+    return value or git_xdg_file("attributes")
+
+
+def _ask(store_path: str) -> str:
+    """``core.attributesFile`` as git reads it ("" unset), git asked only where a config
+    file names it."""
+    if _names_key(store_path):
+        env = git_env()
+        env.update(git_config_env())
+        proc = run(
+            ["config", "--type=path", "--get", "core.attributesFile"],
+            git_dir=store_path,
+            env=env,
+            check=False,
+            text=True,
+        )
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+    return ""
+
+
+def outer_attributes(store_path: str) -> bytes:
+    """The text of git's system and global attribute files, in git's order (the global's
+    rules after the system's: they rank above them), empty when there are none."""
+    out = b""
+    paths = [] if git_attr_nosystem() else [SYSTEM]
+    found = global_file(store_path)
+    if found is not None:
+        paths.append(found)
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_FILE + 1)
+        except OSError:
+            continue
+        if len(data) <= MAX_FILE:
+            out += data if data.endswith(b"\n") or not data else data + b"\n"
+    return out
