@@ -456,9 +456,10 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     ws = vault.workspace(fork)
     p = names.norm_path(path)
     with vault.lock(fork):
-        commit = resolve(vault, rev, fork)
+        tree = vault.store.commit_tree(commit := resolve(vault, rev, fork))
+        ws.checkout_check(p, tree)  # refused before ws_state writes the dirty tree's objects
         before = ws_state(ws)
-        ws.checkout_path(p, vault.store.commit_tree(commit))
+        ws.checkout_path(p, tree)
         op_id = vault.oplog.record(
             "checkout",
             f"checkout {p or '/'} from {rev} on {fork}",
