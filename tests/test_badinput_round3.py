@@ -67,3 +67,26 @@ def test_materialize_into_what_is_not_a_directory_is_refused_with_nothing_writte
     assert target in err.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == listing
     assert Path(tmp_path, "a-file").read_bytes() == b"mine\n"
+
+
+@pytest.mark.parametrize("redo", [False, True], ids=["undo", "undo-redo-undo"])
+def test_undo_of_a_fork_leaves_no_lock_file_for_doctor(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redo: bool
+) -> None:
+    """An undo of `vault fork` takes the fork away as `fork delete` does: its lock files
+    with it (doctor reported the fork lock as `orphan_fork_lock`)."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "vault", "fork", "f1").code == 0
+    assert cli("--vault", "v:f1", "write", "a.txt", "x").code == 0  # (kept under a recovery ref)
+    assert cli("--vault", "v", "undo").code == 0
+    if redo:
+        assert cli("--vault", "v", "redo").code == 0
+        assert cli("--vault", "v:f1", "cat", "a.txt").out == "x"  # back, with its uncheckpointed write
+        assert cli("--vault", "v", "undo").code == 0
+    locks = Path(os.environ["AVFS_HOME"], "vaults", "v.git", "avfs", "locks")
+    assert not [p.name for p in locks.iterdir() if "f1" in p.name]
+    r = cli("--json", "doctor")
+    doc = r.json()
+    assert r.code == 0, doc
+    assert not [f for f in doc.get("findings", []) if f.get("code") == "orphan_fork_lock"], doc

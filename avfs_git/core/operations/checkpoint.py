@@ -131,10 +131,9 @@ def save(
             raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
     vault.checkpoints_saved += 1
     if vault.checkpoints_saved == 2:
-        # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips
-        # its ~40-80 ms import: git's update-ref and config, pure reads); one that saves
-        # more through a vault (whose handle its home keeps) is long-lived, where
-        # libgit2's ref transactions and reads save ~3 ms each.
+        # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips its
+        # ~40-80 ms import: git's update-ref and config, pure reads); one that saves more through
+        # a vault (whose handle its home keeps) is long-lived: libgit2's ref transactions save ~3 ms.
         prefer_libgit2()
     ws = vault.workspace(fork)
     with no_exec_running(vault, fork), vault.lock(fork):
@@ -365,11 +364,10 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         tip = ws.tip()
         before = {"base": ws.base, "tree": None}
         changed: list[dict[str, str | None]] = []
-        # the ref's move and the mount's index under the index guard and git's index.lock,
-        # the index written for the target before the branch moves: git in the mount commits
-        # no index of the old base on the new HEAD meanwhile (mount/indexahead.py). The
-        # recovery ref is made inside, and taken back if the move fails (busy, or a push
-        # moved the branch): a ref alone was one no operation named
+        # the ref's move and the mount's index under the index guard and git's index.lock, the index
+        # written for the target before the branch moves: git in the mount commits no index of the old
+        # base on the new HEAD meanwhile (mount/indexahead.py). The recovery ref is made inside, taken
+        # back if the move fails (busy, a push moved the branch): a ref alone was one no operation named
         with ws.index_guard(git=True) as ahead, wscommit.recovery_kept(ws, f"restore to {rev}") as rec:
             if rec is not None:
                 before["tree"] = vault.store.commit_tree(rec[1])
@@ -615,6 +613,8 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
                 keptstate.set_aside(vault.state_dir, w["fork"], new_id)
             elif w["after"] is None:  # it brings back a fork the operation had taken away
                 keptstate.bring_back(vault.state_dir, w["fork"], op.id)
+    for gone in (w["fork"] for w in wss if w["before"] is None):  # its lock files go, as a delete's
+        vault.drop_fork_locks(gone)
     undone = vault.oplog.get(op.id)
     assert undone is not None
     return UndoResult(undone, new_id, recovered)
