@@ -27,6 +27,7 @@ from ..errors import (
     RevisionNotFoundError,
     UsageError,
     from_oserror,
+    want_str,
 )
 from ..store import locks, names, packwriter, refs
 from ..store.gitnames import NotRecorded
@@ -400,8 +401,8 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
 
 def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None) -> CheckpointResult:
     """A new checkpoint on the fork that undoes the changes ``rev`` made."""
-    fork = fork or vault.default_fork
-    ws = vault.workspace(fork)
+    message = None if message is None else want_str(message, "message")  # (bytes: a commit of its repr)
+    ws = vault.workspace(fork := fork or vault.default_fork)
     with vault.lock(fork):
         ws.sync_base()
         if ws.is_dirty():
@@ -529,8 +530,7 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
     with vault.lock(*forks):
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
         for r in moves:
-            # an undo that deletes a fork (of its creation) refuses while it is mounted, as
-            # deleting it does: the mount's processes would lose their tree
+            # undoing a fork's creation refuses while mounted (as a delete): its processes keep their tree
             if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
                 vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
         for w in wss:

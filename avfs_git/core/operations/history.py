@@ -12,7 +12,14 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import AvfsError, InvalidPathError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
+from ..errors import (
+    AvfsError,
+    InvalidPathError,
+    IsDirectoryError,
+    PathNotFoundError,
+    RevisionNotFoundError,
+    want_str,
+)
 from ..store import names, refs
 from ..store.gitpatch import blob_line_stats, blob_patch
 from ..store.gitstore import rfc3339
@@ -53,8 +60,8 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
     and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply;
     ``@{N}`` (``HEAD@{N}``, ``FORK@{N}``) is the Nth earlier position in the fork's reflog.
     """
-    fork = fork or vault.default_fork
-    if not rev or "\x00" in rev:
+    fork = want_str(fork or vault.default_fork, "fork")
+    if not want_str(rev, "rev") or "\x00" in rev:
         raise RevisionNotFoundError(f"invalid revision {rev!r}")
     base, suffix = rev, ""
     m = re.match(r"^([^~^]+)([~^].*)?$", rev)

@@ -30,6 +30,7 @@ from ..errors import (
     MountedError,
     UsageError,
     from_oserror,
+    want_str,
 )
 from ..settings import DEFAULT_LOCK_WAIT_S, Settings
 from ..store import names, refs
@@ -263,8 +264,7 @@ class Vault(VaultQuota, Generic[H_co]):
         ws = self._ws.pop(fork, None)
         if ws is not None:
             ws.overlay.close()
-        # a killed overlay daemon leaves the worktree link pinned immutable in the upper
-        # layer, which rmtree cannot remove
+        # a killed overlay daemon leaves the worktree link pinned immutable in the upper layer (rmtree fails)
         drop_gitfile(os.path.join(self.ws_dir(fork), "upper"))
         layers.remove_state_dir(self.home_dir, self.ws_link(fork))
 
@@ -322,7 +322,7 @@ class Vault(VaultQuota, Generic[H_co]):
 
     def workspace(self, fork: str | None = None) -> Workspace[Self]:
         """The workspace of ``fork`` (the vault's default fork when None)."""
-        fork = fork or self.default_fork
+        fork = want_str(fork or self.default_fork, "fork")
         ws = self._ws.get(fork)
         # an open workspace: settling its base reads the fork's ref once, which also says
         # whether the fork still exists
