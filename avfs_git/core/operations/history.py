@@ -109,7 +109,7 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
 def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[str]]:
     """commit id -> names of the checkpoints (of ``fork``, or of every fork) there."""
     out: dict[str, list[str]] = {}
-    prefix = refs.checkpoint_prefix(fork) if fork else refs.CHECKPOINTS
+    prefix = refs.checkpoint_prefix(fork) if fork is not None and want_str(fork, "fork") else refs.CHECKPOINTS
     for r in refs.ref_names(vault.store, prefix):
         target = refs.read_ref(vault.store, r)
         if target:
@@ -172,7 +172,7 @@ def log(
     ``rev`` starts the walk there; a range ``A..B`` lists what B has and A has not, and
     ``A...B`` what either has and not both (as ``git log``)."""
     fork = fork or vault.default_fork
-    parts = split_range(rev) if rev else None
+    parts = split_range(rev) if rev is not None and want_str(rev, "rev") else None
     push: list[str] = []
     hide: list[str] = []
     if all_forks:
@@ -218,6 +218,9 @@ def diff(
 ) -> DiffResult:
     """Changes between two revisions, a revision and the workspace, or base and workspace."""
     fork = fork or vault.default_fork
+    for arg, value in (("old", old), ("new", new)):  # before a capture writes the workspace's objects
+        if value is not None:
+            want_str(value, arg)
     store = vault.store
     wanted = [names.norm_path(p) for p in paths or []]
     if old is None and new is None:

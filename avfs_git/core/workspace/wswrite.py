@@ -24,6 +24,7 @@ from ..errors import (
     NotDirectoryError,
     PathNotFoundError,
     SymlinkLoopError,
+    want_str,
 )
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
@@ -226,7 +227,7 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
 
     def symlink(self, target: str, path: str) -> Stat:
         """Create symlink ``path`` pointing at ``target`` (``ln -s TARGET PATH``)."""
-        if not target or "\x00" in target:
+        if not want_str(target, "target") or "\x00" in target:
             raise InvalidPathError(f"invalid symlink target {target!r}")
         p = norm(path)
         parent = self.view.dir_node(names.parent_of(p)) if p else None
