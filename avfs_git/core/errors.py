@@ -577,6 +577,15 @@ def _quota_cause(exc: BaseException) -> AvfsError | None:
     return None
 
 
+def want_str(value: object, arg: str) -> str:
+    """``value``, a text argument of the public API; anything else (None, bytes, a Path, an
+    int, a list) is a TypeError naming ``arg``, before the value reaches code that would fail
+    on it with an AttributeError or a TypeError from deep inside."""
+    if not isinstance(value, str):
+        raise TypeError(f"{arg} must be a str, not {type(value).__name__}")
+    return value
+
+
 def unexpected(exc: BaseException) -> AvfsError:
     """The error to report for an exception avfs did not expect: ``no_space`` when a full
     disk caused it (wherever the write was: a pack, a ref, a database), else ``internal``

@@ -27,6 +27,7 @@ from ..errors import (
     RevisionNotFoundError,
     UsageError,
     from_oserror,
+    want_str,
 )
 from ..store import locks, names, packwriter, refs
 from ..store.gitnames import NotRecorded
@@ -131,10 +132,9 @@ def save(
             raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
     vault.checkpoints_saved += 1
     if vault.checkpoints_saved == 2:
-        # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips
-        # its ~40-80 ms import: git's update-ref and config, pure reads); one that saves
-        # more through a vault (whose handle its home keeps) is long-lived, where
-        # libgit2's ref transactions and reads save ~3 ms each.
+        # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips its
+        # ~40-80 ms import: git's update-ref and config, pure reads); one that saves more through
+        # a vault (whose handle its home keeps) is long-lived: libgit2's ref transactions save ~3 ms.
         prefer_libgit2()
     ws = vault.workspace(fork)
     with no_exec_running(vault, fork), vault.lock(fork):
@@ -365,11 +365,10 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         tip = ws.tip()
         before = {"base": ws.base, "tree": None}
         changed: list[dict[str, str | None]] = []
-        # the ref's move and the mount's index under the index guard and git's index.lock,
-        # the index written for the target before the branch moves: git in the mount commits
-        # no index of the old base on the new HEAD meanwhile (mount/indexahead.py). The
-        # recovery ref is made inside, and taken back if the move fails (busy, or a push
-        # moved the branch): a ref alone was one no operation named
+        # the ref's move and the mount's index under the index guard and git's index.lock, the index
+        # written for the target before the branch moves: git in the mount commits no index of the old
+        # base on the new HEAD meanwhile (mount/indexahead.py). The recovery ref is made inside, taken
+        # back if the move fails (busy, a push moved the branch): a ref alone was one no operation named
         with ws.index_guard(git=True) as ahead, wscommit.recovery_kept(ws, f"restore to {rev}") as rec:
             if rec is not None:
                 before["tree"] = vault.store.commit_tree(rec[1])
@@ -402,8 +401,8 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
 
 def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None) -> CheckpointResult:
     """A new checkpoint on the fork that undoes the changes ``rev`` made."""
-    fork = fork or vault.default_fork
-    ws = vault.workspace(fork)
+    message = None if message is None else want_str(message, "message")  # (bytes: a commit of its repr)
+    ws = vault.workspace(fork := fork or vault.default_fork)
     with vault.lock(fork):
         ws.sync_base()
         if ws.is_dirty():
@@ -456,9 +455,10 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     ws = vault.workspace(fork)
     p = names.norm_path(path)
     with vault.lock(fork):
-        commit = resolve(vault, rev, fork)
+        tree = vault.store.commit_tree(commit := resolve(vault, rev, fork))
+        ws.checkout_check(p, tree)  # refused before ws_state writes the dirty tree's objects
         before = ws_state(ws)
-        ws.checkout_path(p, vault.store.commit_tree(commit))
+        ws.checkout_path(p, tree)
         op_id = vault.oplog.record(
             "checkout",
             f"checkout {p or '/'} from {rev} on {fork}",
@@ -530,8 +530,7 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
     with vault.lock(*forks):
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
         for r in moves:
-            # an undo that deletes a fork (of its creation) refuses while it is mounted, as
-            # deleting it does: the mount's processes would lose their tree
+            # undoing a fork's creation refuses while mounted (as a delete): its processes keep their tree
             if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
                 vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
         for w in wss:
@@ -614,6 +613,8 @@ def _undo(vault: Vault, op: Operation) -> UndoResult:
                 keptstate.set_aside(vault.state_dir, w["fork"], new_id)
             elif w["after"] is None:  # it brings back a fork the operation had taken away
                 keptstate.bring_back(vault.state_dir, w["fork"], op.id)
+    for gone in (w["fork"] for w in wss if w["before"] is None):  # its lock files go, as a delete's
+        vault.drop_fork_locks(gone)
     undone = vault.oplog.get(op.id)
     assert undone is not None
     return UndoResult(undone, new_id, recovered)

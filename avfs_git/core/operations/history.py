@@ -12,7 +12,14 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import AvfsError, InvalidPathError, IsDirectoryError, PathNotFoundError, RevisionNotFoundError
+from ..errors import (
+    AvfsError,
+    InvalidPathError,
+    IsDirectoryError,
+    PathNotFoundError,
+    RevisionNotFoundError,
+    want_str,
+)
 from ..store import names, refs
 from ..store.gitpatch import blob_line_stats, blob_patch
 from ..store.gitstore import rfc3339
@@ -53,8 +60,8 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
     and last a checkpoint name that exactly one other fork has. ``~N``/``^N`` suffixes apply;
     ``@{N}`` (``HEAD@{N}``, ``FORK@{N}``) is the Nth earlier position in the fork's reflog.
     """
-    fork = fork or vault.default_fork
-    if not rev or "\x00" in rev:
+    fork = want_str(fork or vault.default_fork, "fork")
+    if not want_str(rev, "rev") or "\x00" in rev:
         raise RevisionNotFoundError(f"invalid revision {rev!r}")
     base, suffix = rev, ""
     m = re.match(r"^([^~^]+)([~^].*)?$", rev)
@@ -102,7 +109,7 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
 def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[str]]:
     """commit id -> names of the checkpoints (of ``fork``, or of every fork) there."""
     out: dict[str, list[str]] = {}
-    prefix = refs.checkpoint_prefix(fork) if fork else refs.CHECKPOINTS
+    prefix = refs.checkpoint_prefix(fork) if fork is not None and want_str(fork, "fork") else refs.CHECKPOINTS
     for r in refs.ref_names(vault.store, prefix):
         target = refs.read_ref(vault.store, r)
         if target:
@@ -165,7 +172,7 @@ def log(
     ``rev`` starts the walk there; a range ``A..B`` lists what B has and A has not, and
     ``A...B`` what either has and not both (as ``git log``)."""
     fork = fork or vault.default_fork
-    parts = split_range(rev) if rev else None
+    parts = split_range(rev) if rev is not None and want_str(rev, "rev") else None
     push: list[str] = []
     hide: list[str] = []
     if all_forks:
@@ -211,6 +218,9 @@ def diff(
 ) -> DiffResult:
     """Changes between two revisions, a revision and the workspace, or base and workspace."""
     fork = fork or vault.default_fork
+    for arg, value in (("old", old), ("new", new)):  # before a capture writes the workspace's objects
+        if value is not None:
+            want_str(value, arg)
     store = vault.store
     wanted = [names.norm_path(p) for p in paths or []]
     if old is None and new is None:

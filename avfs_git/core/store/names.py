@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..errors import InvalidNameError, InvalidPathError, NameTooLongError
+from ..errors import InvalidNameError, InvalidPathError, NameTooLongError, want_str
 
 MAX_NAME = 100
 MAX_COMPONENT_BYTES = 255
@@ -72,7 +72,7 @@ def check_fork_name(name: str, kind: str = "fork") -> str:
 
 def parse_address(spec: str) -> tuple[str, str | None]:
     """Split ``VAULT[:FORK]`` into its parts, validating both."""
-    vault, sep, fork = spec.partition(":")
+    vault, sep, fork = want_str(spec, "spec").partition(":")
     check_vault_name(vault)
     if sep:
         check_fork_name(fork)

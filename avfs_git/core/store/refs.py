@@ -25,7 +25,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExistsError, AvfsError, InternalError, RefMovedError
+from ..errors import AlreadyExistsError, AvfsError, InternalError, RefMovedError, want_str
 from .gitlib import git_error, git_errors, libgit2_loaded
 from .gitrun import run
 
@@ -55,7 +55,7 @@ _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|\.$|(?:^|/)\.
 
 
 def fork_ref(fork: str) -> str:
-    return HEADS + fork
+    return HEADS + want_str(fork, "fork")
 
 
 def switch_back(vault_path: str, fork: str) -> str:

@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..errors import want_str
 from ..store import refs
 from ..workspace.changelog import ChangeLog
 from ..workspace.changelog import exists as changelog_exists
@@ -197,6 +198,8 @@ def changes_since(vault: Vault, fork: str | None, cursor: str | None, *, limit: 
             future.
         ForkNotFoundError: ``fork`` does not exist.
     """
+    if cursor is not None:
+        want_str(cursor, "cursor")
     if fork is not None:
         vault.require_fork(fork)
     if cursor is None:

@@ -30,6 +30,7 @@ from ..errors import (
     MountedError,
     UsageError,
     from_oserror,
+    want_str,
 )
 from ..settings import DEFAULT_LOCK_WAIT_S, Settings
 from ..store import names, refs
@@ -263,8 +264,7 @@ class Vault(VaultQuota, Generic[H_co]):
         ws = self._ws.pop(fork, None)
         if ws is not None:
             ws.overlay.close()
-        # a killed overlay daemon leaves the worktree link pinned immutable in the upper
-        # layer, which rmtree cannot remove
+        # a killed overlay daemon leaves the worktree link pinned immutable in the upper layer (rmtree fails)
         drop_gitfile(os.path.join(self.ws_dir(fork), "upper"))
         layers.remove_state_dir(self.home_dir, self.ws_link(fork))
 
@@ -322,7 +322,7 @@ class Vault(VaultQuota, Generic[H_co]):
 
     def workspace(self, fork: str | None = None) -> Workspace[Self]:
         """The workspace of ``fork`` (the vault's default fork when None)."""
-        fork = fork or self.default_fork
+        fork = want_str(fork or self.default_fork, "fork")
         ws = self._ws.get(fork)
         # an open workspace: settling its base reads the fork's ref once, which also says
         # whether the fork still exists
@@ -568,14 +568,16 @@ class Vault(VaultQuota, Generic[H_co]):
             )
             keptstate.set_aside(self.state_dir, fork, op_id)  # (git state commands left: undo brings it back)
 
-        # the fork's lock files go with it (`doctor` would report them as orphans); an undo
-        # that brings the fork back makes them again
-        fork_lock = os.path.join(self.state_dir, "locks", names.fs_name(fork) + ".lock")
-        for lock in (fork_lock, exec_lock_path(self.state_dir, fork), write_lock_path(self.state_dir, fork)):
-            remove_unused(lock, lambda: refs.read_ref_file(self.path, refs.fork_ref(fork)) is None)
+        self.drop_fork_locks(fork)
         op = self.oplog.get(op_id)
         assert op is not None
         return op
+
+    def drop_fork_locks(self, fork: str) -> None:
+        """Unlink the lock files of ``fork``, gone (deleted, its creation undone): no orphans."""
+        fork_lock = os.path.join(self.state_dir, "locks", names.fs_name(fork) + ".lock")
+        for lock in (fork_lock, exec_lock_path(self.state_dir, fork), write_lock_path(self.state_dir, fork)):
+            remove_unused(lock, lambda: refs.read_ref_file(self.path, refs.fork_ref(fork)) is None)
 
     def refuse_if_mounted(self, fork: str | None = None) -> None:
         """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:

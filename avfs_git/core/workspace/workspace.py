@@ -32,8 +32,8 @@ from ..store.gitstore import GitStore
 from ..store.identity import Signatures
 from ..store.objects import BlobStream
 from ..store.packwriter import PackWriter
-from ..types import MERGE_STATE_FILE, MODE_EXEC, Change, DirEntry, NodeKind, Stat
-from . import wsbase, wscapture, wscommit
+from ..types import MERGE_STATE_FILE, Change, DirEntry, NodeKind, Stat
+from . import localcopy, wsbase, wscapture, wscommit
 from .ignore import IgnoreRules
 from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
@@ -595,24 +595,10 @@ class Workspace(Mutations, Generic[V_co]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
-        """Write the workspace's files into local directory ``dest``; returns the file count."""
-        count = 0
-        shown = self.visible_filter()
-        for de in self.walk(""):
-            if shown is not None and not shown(de.path, de.kind):
-                continue  # a hidden path is not copied out (what is below it neither)
-            target = os.path.join(dest, de.path)
-            if de.kind is NodeKind.DIR:
-                os.makedirs(target, exist_ok=True)
-            elif de.kind is NodeKind.SYMLINK:
-                os.symlink(self.read_link(de.path), target)
-            elif de.kind is NodeKind.FILE:
-                n = self.resolve(de.path, follow=False)
-                with open(target, "wb") as fh:
-                    fh.write(self.view.read_node(n))
-                if n.mode == MODE_EXEC:
-                    os.chmod(target, 0o755)
-                count += 1
-                if progress:
-                    progress(count)
-        return count
+        """Write the workspace's files into local directory ``dest``; returns the file count.
+
+        Raises:
+            PathNotFoundError: ``dest`` does not exist; NotDirectoryError: it is not a
+                directory (nothing written in either case).
+        """
+        return localcopy.materialize(self, dest, progress)

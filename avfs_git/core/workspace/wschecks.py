@@ -20,6 +20,7 @@ from ..errors import (
     QuotaExceededError,
     UsageError,
     from_oserror,
+    want_str,
 )
 from ..store.gitstore import GitStore, blob_id, file_blob_id
 from ..types import NodeKind
@@ -35,7 +36,7 @@ def parse_expect(expect: str) -> str | None:
     :data:`EXPECT_ABSENT` (None); anything else is a UsageError."""
     if expect == EXPECT_ABSENT:
         return None
-    e = expect.strip().lower()
+    e = want_str(expect, "expect").strip().lower()
     if len(e) in (40, 64) and all(c in "0123456789abcdef" for c in e):
         return e
     raise UsageError(

@@ -24,6 +24,7 @@ from ..errors import (
     NotDirectoryError,
     PathNotFoundError,
     SymlinkLoopError,
+    want_str,
 )
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
@@ -226,7 +227,7 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
 
     def symlink(self, target: str, path: str) -> Stat:
         """Create symlink ``path`` pointing at ``target`` (``ln -s TARGET PATH``)."""
-        if not target or "\x00" in target:
+        if not want_str(target, "target") or "\x00" in target:
             raise InvalidPathError(f"invalid symlink target {target!r}")
         p = norm(path)
         parent = self.view.dir_node(names.parent_of(p)) if p else None
@@ -563,23 +564,29 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                 pass  # a directory still holding what git cannot (a fifo): it stays
         return folded
 
+    def checkout_check(self, path: str, tree: str) -> tuple[str, int] | None:
+        """Refuse a checkout of ``path`` from ``tree`` before anything is written (a
+        guarded path, a path in neither side); what ``tree`` holds at ``path``."""
+        p = norm(path)
+        node = self.view.lookup(p)
+        self.guard_tree(p, "checkout", is_dir=node is not None and node.is_dir)
+        hit: tuple[str, int] | None = self.store.tree_lookup(tree, p)
+        if hit is None and node is None:
+            raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
+        return hit
+
     def checkout_path(self, path: str, tree: str) -> None:
         """Make ``path`` show what it is in ``tree`` (absent there: removed here)."""
         p = norm(path)
-        self.guard_tree(p, "checkout", is_dir=(node := self.view.lookup(p)) is not None and node.is_dir)
-        hit = self.store.tree_lookup(tree, p)
+        hit = self.checkout_check(p, tree)
         if p and self.view.resolve_path(names.parent_of(p), True) is None and hit is not None:
             self.mkdir(names.parent_of(p), parents=True)
         live = self.live_dir()
         if live is not None:
-            if hit is None and self.view.lookup(p) is None:
-                raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
             live.put(p, hit, tree)
             return
         with self.overlay.txn() as db:
             if hit is None:
-                if self.view.lookup(p) is None:
-                    raise PathNotFoundError(f"{p}: not in that revision nor in the workspace")
                 self._discard(db, p, "checkout")
                 return
             self.overlay.remove_under(db, p, "checkout")
