@@ -121,10 +121,23 @@ def special_kind(st: os.stat_result) -> str:
 
 
 def lstat(path: str) -> os.stat_result | None:
+    """``path``'s lstat; None when it is not there, or when its path is longer than the
+    host takes (``ENAMETOOLONG``: a command can make such a tree in the mount, a
+    directory at a time; avfs records none of it, :data:`TOO_LONG`)."""
     try:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return None
+        raise
+
+
+# what a checkpoint reports for a tree of the upper layer whose host paths are longer than
+# PATH_MAX: the kernel makes it (one directory at a time, each relative to the last), but
+# no path-based call reaches it, and its workspace paths are past what a fork holds
+TOO_LONG = "path_too_long"
 
 
 def link_file(links_dir: str, target: bytes) -> str:
@@ -161,6 +174,10 @@ def entries(upper_dir: str) -> Iterator[tuple[str, str, os.stat_result]]:
                     st = de.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                except OSError as exc:
+                    if exc.errno == errno.ENAMETOOLONG:
+                        continue  # (TOO_LONG: nothing reaches it by its path)
+                    raise
                 child = f"{p}/{de.name}" if p else de.name
                 yield child, de.path, st
                 if stat.S_ISDIR(st.st_mode):
