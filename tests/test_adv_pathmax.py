@@ -68,3 +68,33 @@ def test_a_tree_past_path_max_wedges_no_status_or_checkpoint(scene: Scene, tmp_p
     mounts.mount(scene.home, scene.vault, "main", str(scene.mp), backend=backend)
     scene.vault.workspace("main").status_report()
     scene.person_acts("deep")
+
+
+GIT_DIR_SCRIPT = f"""
+python3 - "$(git rev-parse --git-dir)" <<'PY'
+import os, sys
+os.chdir(sys.argv[1])
+for _ in range(20):
+    os.mkdir("{NAME}")
+    os.chdir("{NAME}")
+open("big", "wb").write(b"x" * (1 << 20))
+print("made", len(os.getcwd()))
+PY
+"""
+
+
+def test_a_tree_past_path_max_in_the_git_dir_wedges_no_exec_and_is_counted(scene: Scene) -> None:
+    """The same tree in the fork's worktree git dir (writable in the sandbox, on both
+    backends), 1 MiB at its bottom: the quota's count of the git dirs walked it by path,
+    and the exec's commit and every later exec and `avfs quota show` of the vault failed
+    (exit 70) until the person found it. Now it is counted, 1 MiB and all."""
+    res = scene.attack(GIT_DIR_SCRIPT)
+    assert res.result is not None and res.result.stdout.startswith("made"), res.to_dict()
+    doc = res.to_dict()
+    assert doc["error"] is None and res.success, doc
+    spec = ["--home", scene.home.path, "--vault", "v:main"]
+    got = scene.cli(*spec, "--json", "quota", "show")
+    assert got.code == 0, got.out
+    assert json.loads(got.out)["git_dirs_bytes"] >= 1 << 20, got.out
+    assert json.loads(scene.cli(*spec, "--json", "status").out)["clean"]  # the exec committed
+    scene.person_acts("git-dir")
