@@ -202,7 +202,7 @@ def test_the_upper_layer_s_watch_asks_one_listxattr_for_a_directory_made_below_a
         watch.changed_since(None)
         assert watch.lower_paths["x/b"] == "x/b"
         assert _lower_kind(ws, lower, "x/b", watch.lower_paths) == "dir"
-        os.setxattr(os.path.join(upper, "x", "b"), "user.overlay.opaque", b"y")
+        os.setxattr(os.path.join(upper, "x", "b"), "trusted.overlay.opaque", b"y")
         os.mkdir(os.path.join(upper, "x", "b", "new2"))
         watch.changed_since(None)
         assert _lower_kind(ws, lower, "x/b/new2", watch.lower_paths) is None
@@ -211,7 +211,7 @@ def test_the_upper_layer_s_watch_asks_one_listxattr_for_a_directory_made_below_a
         assert _lower_kind(ws, lower, "r/c", watch.lower_paths) is None
         moved = tmp_path / "moved"
         os.makedirs(moved / "c")
-        os.setxattr(moved, "user.overlay.redirect", b"/x")
+        os.setxattr(moved, "trusted.overlay.redirect", b"/x")
         shutil.rmtree(os.path.join(upper, "r"))
         os.rename(moved, os.path.join(upper, "r"))
         watch.changed_since(None)

@@ -16,6 +16,14 @@ the surrogate (pydantic cannot write it either):
 A notification (no ``id``) has nobody to answer and stays dropped, as a line that is not
 JSON at all does (the SDK's behaviour: JSON-RPC's parse error would need an id).
 
+The same for a request nested deeper than the SDK's parser goes (pydantic's JSON parser
+stops at 200 levels, "recursion limit exceeded"; found in the eighteenth round, NAME=attack9:
+arrays 100,000 deep got no answer). Python's ``json`` cannot read those either (it raises
+``RecursionError`` past ~1,000), so :func:`answer_deep` reads the line flat: one pass over
+its tokens, every container below the third level read as ``null``, which leaves the
+request's ``id``, ``method``, ``params.name`` and the arguments' names; the answer is the
+tool error ``usage`` naming the argument (``tools/call``) or ``-32602``/``-32600``.
+
 The other direction: a tool's result can hold a lone surrogate too (a file name in a vault
 that is not UTF-8, read by Python as ``surrogateescape``). The text of a result is the avfs
 document with such characters ``\\u``-escaped (:func:`~avfs_git.core.types.json_document`);
@@ -84,13 +92,92 @@ def unicode_only(value: Any) -> Any:
     return value
 
 
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|[^"\[\]{}]+', re.S)
+_KEEP = 3  # levels read: the message, params, arguments; deeper containers read as null
+
+
+def _flat(line: str) -> tuple[Any, tuple[str, ...], int] | None:
+    """``line`` parsed with every container below level ``_KEEP`` read as ``null``; with
+    the member path (down to level ``_KEEP``) under which it is nested deepest, and that
+    depth; None when it is not JSON even so."""
+    out: list[str] = []
+    depth = deepest = 0
+    keys: list[str | None] = []  # the member being read at each level (None: an array's)
+    path: tuple[str, ...] = ()
+    for m in _TOKEN.finditer(line):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            keys.append(None)
+            if depth > deepest:
+                deepest, path = depth, tuple(k for k in keys[:_KEEP] if k is not None)
+            if depth <= _KEEP:
+                out.append(tok)
+            elif depth == _KEEP + 1:
+                out.append("null")
+        elif tok in "]}":
+            if depth <= _KEEP:
+                out.append(tok)
+            depth -= 1
+            keys.pop() if keys else None
+        elif depth <= _KEEP:
+            out.append(tok)
+            if tok.startswith('"') and keys and m.end() < len(line):
+                rest = line[m.end() : m.end() + 64].lstrip()
+                if rest.startswith(":"):
+                    try:
+                        keys[-1] = json.loads(tok)
+                    except ValueError:
+                        return None
+    try:
+        return json.loads("".join(out)), path, deepest
+    except (ValueError, RecursionError):
+        return None
+
+
+def answer_deep(line: str) -> dict[str, Any] | None:
+    """The JSON-RPC answer to ``line``, a message nested deeper than the SDK's parser reads;
+    None when there is nobody to answer (not a request, or not JSON at all)."""
+    flat = _flat(line)
+    if flat is None:
+        return None
+    message, where, depth = flat
+    if not isinstance(message, dict) or "method" not in message or "id" not in message:
+        return None
+    rid = message["id"]
+    if not isinstance(rid, (int, str)) or isinstance(rid, bool):
+        rid = None
+    said = f"nested too deep (the request reaches {depth:,} levels; the server reads 200 at most)"
+    where = tuple(_safe(k)[:100] for k in where)  # echoed: UTF-8 clean, bounded
+    params = message.get("params")
+    if (
+        message.get("method") == "tools/call"
+        and where[:2] == ("params", "arguments")
+        and isinstance(params, dict)
+        and isinstance(params.get("name"), str)
+    ):
+        tool = params["name"]
+        argument = where[2] if len(where) > 2 else None
+        err = UsageError(
+            f"`{argument}` is {said}" if argument else f"the arguments are {said}",
+            hint="no tool takes arguments nested that deep; send the value flat",
+            details={"tool": tool, "argument": argument},
+        )
+        text_doc = json_document("error", {"error": err.to_dict()}).rstrip("\n")
+        result = {"content": [{"type": "text", "text": text_doc}], "isError": True}
+        return {"jsonrpc": "2.0", "id": rid, "result": result}
+    code = INVALID_PARAMS if where[:1] == ("params",) else INVALID_REQUEST
+    member = ".".join(where) or "the request"
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": f"{member} is {said}"}}
+
+
 def answer(line: str) -> dict[str, Any] | None:
     """The JSON-RPC answer (a response or an error, as a dict) to ``line``, a message the
     SDK could not parse; None when there is nothing to answer (not JSON, not a request, or
     no lone surrogate: the SDK's own refusal stands)."""
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(message, dict) or "method" not in message or "id" not in message:
         return None
@@ -139,4 +226,4 @@ def answer(line: str) -> dict[str, Any] | None:
     }
 
 
-__all__ = ["answer", "unicode_only"]
+__all__ = ["answer", "answer_deep", "unicode_only"]

@@ -5,8 +5,13 @@ Failures are data, and the server keeps serving: an :class:`AvfsError` from a to
 bug of ours) comes back as a tool result with ``isError`` whose text is the avfs error
 document.
 
-Threads: every avfs call runs on one worker thread, which owns the :class:`Home` and every
-git and SQLite handle opened through it; calls run one at a time, in the order they came.
+Threads: every avfs call but ``exec`` runs on one worker thread, which owns the
+:class:`Home` and every git and SQLite handle opened through it; those calls run one at a
+time, in the order they came. ``exec`` runs on a thread of its own, with a home of its own
+(as a second avfs process would: avfs's locks are ``flock``s, taken per open file), one at
+a time: a second ``exec`` while one runs is answered at once with a ``busy`` error naming
+it (found in the eighteenth round, NAME=attack9: a command that never ended, its timeout
+as long as the client asked, held the one worker, and every other call waited behind it).
 The event loop only speaks the protocol, so a long ``exec`` does not stop the server from
 answering pings or a cancellation (which stops the command).
 
@@ -20,16 +25,19 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import AvfsError, unexpected
+from ..core.errors import AvfsError, BusyError, unexpected
 from ..core.types import json_document
-from .rescue import answer, unicode_only
+from .rescue import answer, answer_deep, unicode_only
 from .tools import AvfsTools
 from .toolspecs import TOOLS, output_schema
 
 if TYPE_CHECKING:
+    import mcp_types as types
     from mcp.server.lowlevel import Server
 
     from ..core.settings import Settings
@@ -81,13 +89,20 @@ def build_server(tools: AvfsTools) -> Server[Any]:
     ]
     # the one thread that owns the home and its git/SQLite handles (see the module doc)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avfs-mcp")
+    # exec's own thread and home; `running`: the exec it runs (emptied when its thread is
+    # done with it, not when its caller cancels: the command is stopped first)
+    exec_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avfs-mcp-exec")
+    exec_tools = tools.twin()
+    running: dict[str, Any] = {}
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=listing)
 
-    def run(name: str, arguments: dict[str, Any] | None, cancel: threading.Event) -> tuple[str, bool]:
+    def run(
+        name: str, arguments: dict[str, Any] | None, cancel: threading.Event, on: AvfsTools = tools
+    ) -> tuple[str, bool]:
         try:
-            return tools.call(name, arguments, cancel), False
+            return on.call(name, arguments, cancel), False
         except AvfsError as err:
             return error_document(err), True
         except Exception as exc:  # a bug of ours: the client gets a document, the server goes on
@@ -96,8 +111,17 @@ def build_server(tools: AvfsTools) -> Server[Any]:
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         cancel = threading.Event()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(worker, run, params.name, params.arguments, cancel)
+        if params.name == "exec":
+            if running:
+                return _busy(running)
+            running.update(_what(params.arguments), started=time.monotonic())
+            job = exec_worker.submit(run, "exec", params.arguments, cancel, exec_tools)
+            job.add_done_callback(lambda _: running.clear())
+            future = asyncio.wrap_future(job)
+        else:
+            future = asyncio.get_running_loop().run_in_executor(
+                worker, run, params.name, params.arguments, cancel
+            )
         try:
             text, is_error = await future
         except anyio.get_cancelled_exc_class():
@@ -118,6 +142,33 @@ def build_server(tools: AvfsTools) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+def _what(arguments: dict[str, Any] | None) -> dict[str, Any]:
+    """What an exec call runs, as its busy error names it (``argv`` or ``shell``)."""
+    args = arguments if isinstance(arguments, dict) else {}
+    argv, shell = args.get("argv"), args.get("shell")
+    if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+        return {"argv": argv, "shown": shlex.join(argv)}
+    return {"shell": shell, "shown": shell} if isinstance(shell, str) else {"shown": "a command"}
+
+
+def _busy(running: dict[str, Any]) -> types.CallToolResult:
+    import mcp_types as types
+
+    shown = str(running.get("shown", ""))
+    shown = shown if len(shown) <= 200 else shown[:200] + "..."
+    seconds = round(time.monotonic() - running.get("started", time.monotonic()), 1)
+    err = BusyError(
+        f"another exec is running ({shown!r}, for {seconds} s): this server runs one at a time",
+        hint="wait for its result, or cancel that call (its command is stopped); the other tools"
+        " answer meanwhile",
+        details={
+            "running": {k: v for k, v in running.items() if k in ("argv", "shell")} | {"seconds": seconds}
+        },
+    )
+    text = error_document(err).rstrip("\n")
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
 
 
 class _Answering:
@@ -143,7 +194,8 @@ class _Answering:
                 return item
             errors = item.errors()
             line = errors[0].get("input") if errors and errors[0]["type"] == "json_invalid" else None
-            reply = answer(line) if isinstance(line, str) else None
+            deep = "recursion limit exceeded" in str(errors[0].get("msg")) if errors else False
+            reply = (answer_deep if deep else answer)(line) if isinstance(line, str) else None
             if reply is None:
                 return item  # the SDK's own handling (logged, no answer)
             log.warning("answered a request the transport could not parse: %s", item.errors()[0]["msg"])

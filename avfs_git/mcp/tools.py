@@ -63,6 +63,13 @@ class AvfsTools:
         self._home: Home | None = None
         self._validators: dict[str, Any] = {}
 
+    def twin(self) -> AvfsTools:
+        """Another instance on the same home, for another thread (its own :class:`Home`, as
+        another avfs process would have)."""
+        return AvfsTools(
+            self.home_path, self.default, client_approves=self.client_approves, settings=self.settings
+        )
+
     @property
     def home(self) -> Home:
         if self._home is None:

@@ -18,6 +18,7 @@ the entries as read (the upper layer's over the database's), written and journal
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable
 from ..store.names import ancestors, parent_of
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row, sql_text
-from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
 from .overlayupper import MERGED, SUBMODULE, UpperEntries
 
 # The journal keeps about this many rows: past it, the oldest go in steps of TRIM_STEP,
@@ -140,6 +141,10 @@ class Overlay(UpperEntries):
                     got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
                 except FileNotFoundError:
                     continue
+                except OSError as exc:  # past PATH_MAX: not recorded (overlayupper, TOO_LONG)
+                    if exc.errno != errno.ENAMETOOLONG:
+                        raise
+                    got = Entry(child, DELETED, 0, None, None, SPECIAL_ORIGIN + up.TOO_LONG)
                 if got == SUBMODULE:
                     continue  # the lower layer's gitlink shows
                 if got != MERGED:

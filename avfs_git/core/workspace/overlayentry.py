@@ -28,6 +28,14 @@ LINK_FILE = "l:"  # a file id naming a side file that holds a symlink's target
 SPECIAL_ORIGIN = "special:"  # the origin of the deletion entry a fifo, socket or device makes
 
 
+def special_why(kind: str) -> str:
+    """Why the upper layer's special entry of ``kind`` is not recorded (``path_too_long``:
+    a tree deeper than the host's paths reach, :data:`.upper.TOO_LONG`)."""
+    if kind == "path_too_long":
+        return "avfs records no tree deeper than the host's paths reach: it stays in the live tree"
+    return f"git records no {kind.replace('_', ' ')}: it stays in the live tree"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Entry:
     path: str

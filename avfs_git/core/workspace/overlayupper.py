@@ -7,6 +7,7 @@ its redirects, and the cache of its files' git ids. :class:`UpperEntries` is the
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -304,6 +305,15 @@ class UpperEntries(OverlayDB):
                             got = self._u_classified(child, de.path, st, inside_new)
                         except FileNotFoundError:
                             continue  # gone since it was listed: the kernel's writes go on
+                        except OSError as exc:
+                            if exc.errno != errno.ENAMETOOLONG:
+                                raise
+                            # a tree deeper than the host's paths reach (found in the
+                            # eighteenth round, NAME=attack9: every status and checkpoint of
+                            # the fork failed, exit 70): not recorded, said as a fifo is
+                            out.append(Entry(child, DELETED, 0, None, None, SPECIAL_ORIGIN + up.TOO_LONG))
+                            hides.append(child)
+                            continue
                         if got == SUBMODULE:
                             continue  # the gitlink stays; nothing below is the fork's
                         if got != MERGED:

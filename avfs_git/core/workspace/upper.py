@@ -16,8 +16,14 @@ the format the kernel documents (``Documentation/filesystems/overlayfs.rst``):
 - fifos, sockets and device nodes are real in the live tree; git cannot record them: a
   checkpoint leaves them out and reports them (:func:`special_kind`).
 
-The xattrs are ``trusted.overlay.*`` (mounted by root) or ``user.overlay.*`` (mounted with
-``userxattr`` in a user namespace); both are read.
+The xattrs are ``trusted.overlay.*``: avfs mounts overlayfs as root, without ``userxattr``
+(docs/fuse.md, "Known limits"), and only those are read. The kernel ignores ``user.overlay.*`` in such a
+mount, and anyone who writes a file through the mount can set them on it: a confined
+command did (``setfattr -n user.overlay.whiteout``, ``opaque``, ``redirect``), and avfs,
+which read both, dropped a file the mount showed from the exec's commit and from the fork
+once unmounted (found in the eighteenth round, NAME=attack9). A ``userxattr`` mount, should
+avfs ever make one, needs its own reader: there the kernel refuses ``user.overlay.*``
+through the mount.
 
 This module only reads ``upper/`` (and writes the small side files that give symlinks a
 content file): while the overlay is mounted, changing ``upper/`` behind the kernel's back is
@@ -36,9 +42,9 @@ import stat
 import struct
 from collections.abc import Callable, Iterator
 
-WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
-OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
-REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
+WHITEOUT_XATTRS = ("trusted.overlay.whiteout",)
+OPAQUE_XATTRS = ("trusted.overlay.opaque",)
+REDIRECT_XATTRS = ("trusted.overlay.redirect",)
 
 # what a path of the upper layer is
 ABSENT = 0  # not in the upper layer: the lower one shows through
@@ -95,8 +101,8 @@ def dir_marks(path: str) -> tuple[str | None, bool]:
         return None, False
     if not names:
         return None, False
-    r = redirect(path) if any(n.endswith("overlay.redirect") for n in names) else None
-    opaque = any(n.endswith("overlay.opaque") for n in names) and _xattr(path, OPAQUE_XATTRS) == b"y"
+    r = redirect(path) if REDIRECT_XATTRS[0] in names else None
+    opaque = OPAQUE_XATTRS[0] in names and _xattr(path, OPAQUE_XATTRS) == b"y"
     return r, opaque
 
 
@@ -115,10 +121,23 @@ def special_kind(st: os.stat_result) -> str:
 
 
 def lstat(path: str) -> os.stat_result | None:
+    """``path``'s lstat; None when it is not there, or when its path is longer than the
+    host takes (``ENAMETOOLONG``: a command can make such a tree in the mount, a
+    directory at a time; avfs records none of it, :data:`TOO_LONG`)."""
     try:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return None
+        raise
+
+
+# what a checkpoint reports for a tree of the upper layer whose host paths are longer than
+# PATH_MAX: the kernel makes it (one directory at a time, each relative to the last), but
+# no path-based call reaches it, and its workspace paths are past what a fork holds
+TOO_LONG = "path_too_long"
 
 
 def link_file(links_dir: str, target: bytes) -> str:
@@ -155,6 +174,10 @@ def entries(upper_dir: str) -> Iterator[tuple[str, str, os.stat_result]]:
                     st = de.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                except OSError as exc:
+                    if exc.errno == errno.ENAMETOOLONG:
+                        continue  # (TOO_LONG: nothing reaches it by its path)
+                    raise
                 child = f"{p}/{de.name}" if p else de.name
                 yield child, de.path, st
                 if stat.S_ISDIR(st.st_mode):
@@ -212,7 +235,7 @@ def drop_gitfile(upper_dir: str) -> None:
         pass
 
 
-ORIGIN_XATTRS = ("trusted.overlay.origin", "user.overlay.origin")
+ORIGIN_XATTRS = ("trusted.overlay.origin",)
 
 
 def tidy_for_mount(

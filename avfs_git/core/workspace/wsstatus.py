@@ -18,7 +18,7 @@ from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE, GitStore, blob_id
 from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
-from . import upperjournal
+from . import overlayentry, upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .overlay import Overlay
 from .overlayentry import (
@@ -186,7 +186,7 @@ class Changes:
             NotRecorded(
                 e.path,
                 e.origin[len(SPECIAL_ORIGIN) :],
-                f"git records no {e.origin[len(SPECIAL_ORIGIN) :].replace('_', ' ')}: it stays in the live tree",
+                overlayentry.special_why(e.origin[len(SPECIAL_ORIGIN) :]),
             )
             for e in entries
             if e.kind == DELETED and e.origin and e.origin.startswith(SPECIAL_ORIGIN)
