@@ -114,11 +114,11 @@ def lock_for_move(git_dir: str, wait_s: float = INDEX_LOCK_WAIT_S) -> int | None
 
 
 @contextlib.contextmanager
-def guarded(own: str, git_dir: str | None) -> Iterator[None]:
+def guarded(own: str, git_dir: str | None, wait_s: float = INDEX_LOCK_WAIT_S) -> Iterator[None]:
     """Hold the guard of ``own`` and, with ``git_dir``, git's ``index.lock`` there (waited
-    for as a writer of the index waits; :class:`GitIndexBusyError` when git kept it:
-    :func:`lock_for_move`); re-entered, nothing more is taken. OSError when ``own`` is gone
-    (unmounted)."""
+    for ``wait_s`` as a writer of the index waits; :class:`GitIndexBusyError` when git kept
+    it: :func:`lock_for_move`); re-entered, nothing more is taken. OSError when ``own`` is
+    gone (unmounted)."""
     slots = _slots()
     if own in slots:
         yield
@@ -126,7 +126,7 @@ def guarded(own: str, git_dir: str | None) -> Iterator[None]:
     guard = open_guard(own)
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        slot = _Slot(git_dir, None if git_dir is None else lock_for_move(git_dir))
+        slot = _Slot(git_dir, None if git_dir is None else lock_for_move(git_dir, wait_s))
         slots[own] = slot
         try:
             yield

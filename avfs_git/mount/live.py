@@ -335,12 +335,14 @@ def index_guard(ws: MountedFork, *, git: bool = False) -> Iterator[Callable[[str
     so git in the mount writes no index (``git commit``, ``git add``) between the move and
     the index's (a checkpoint, restore, undo: avfs is the mover), and what it gives writes
     the index for a commit before the branch moves to it (mount/indexahead.py). Nothing
-    to hold without a live mount (it gives None)."""
+    to hold without a live mount (it gives None). git's lock is waited for as long as any
+    lock of the vault (``Vault.lock_wait_s``: ``$AVFS_LOCK_WAIT``, 10 s by default)."""
     live = _live_mount(ws)
     with contextlib.ExitStack() as stack:
         if live is not None:
             try:
-                stack.enter_context(guarded(live.files, live.git_dir if git else None))
+                wait_s = ws.vault.lock_wait_s if git else 0.0  # (no git lock without git)
+                stack.enter_context(guarded(live.files, live.git_dir if git else None, wait_s))
             except OSError:
                 live = None  # unmounted meanwhile
         if live is None or not git or ws.pinned is not None:

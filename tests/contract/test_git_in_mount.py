@@ -14,6 +14,7 @@ real bwrap. (The model check, tests/test_git_model.py, runs switches among its s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -53,6 +54,19 @@ def _exec(mp: Path, script: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(r.stdout)
     assert doc["result"] is not None, doc
     return doc
+
+
+# what a move waits for git's `index.lock` in the tests that hold it (AVFS_LOCK_WAIT: 10 s by
+# default, each of them waited it out once); the error names it, so the wait is the setting's
+BUSY_WAIT = "2"
+
+
+@contextlib.contextmanager
+def _short_lock_wait() -> Iterator[None]:
+    """AVFS_LOCK_WAIT set to :data:`BUSY_WAIT` for the avfs calls made inside."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AVFS_LOCK_WAIT", BUSY_WAIT)
+        yield
 
 
 def _state(mp: Path) -> tuple[str, str, str, dict[str, bytes]]:
@@ -730,12 +744,14 @@ def test_a_move_of_the_base_waits_for_git_s_index_lock_and_fails_clearly(
     lock = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip()) / "index.lock"
     lock.write_bytes(b"")  # git's, as a running git holds it
     try:
-        res = avfs("--json", *args)
+        with _short_lock_wait():
+            res = avfs("--json", *args)
     finally:
         lock.unlink()
     assert res.code == 75, (res.code, res.out, res.err)
     err = json.loads(res.out or res.err)["error"]
     assert err["code"] == "busy" and err["details"]["path"] == str(lock), err
+    assert f"(waited {BUSY_WAIT} s)" in err["message"], err  # AVFS_LOCK_WAIT's, not a fixed wait
     assert _git(mp, "rev-parse", "HEAD").stdout == head
     assert _git(mp, "status", "--porcelain").stdout == want
     assert avfs(*args).code == 0  # once git is done
@@ -805,11 +821,13 @@ def test_a_move_that_fails_busy_leaves_no_recovery_ref_without_its_operation(mou
     lock = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip()) / "index.lock"
     lock.write_bytes(b"")  # git's, as a running git holds it
     try:
-        res = avfs("--json", *args)
+        with _short_lock_wait():
+            res = avfs("--json", *args)
     finally:
         lock.unlink()
     assert res.code == 75, (res.code, res.out, res.err)
     assert res.json()["error"]["code"] == "busy"
+    assert f"(waited {BUSY_WAIT} s)" in res.json()["error"]["message"], res.json()
     assert _git(mp, "for-each-ref", "refs/avfs/recovery").stdout == ""
     assert avfs("--json", "op", "log").json() == ops
     assert _git(mp, "rev-parse", "HEAD").stdout == head
