@@ -49,7 +49,7 @@ def test_a_checkout_of_a_path_in_neither_side_writes_no_object(
     assert cli("--vault", "v", "cat", "dirty.txt").out == "new content not yet stored"
 
 
-@pytest.mark.parametrize("dest", ["missing", "a-file", "missing/below"])
+@pytest.mark.parametrize("dest", ["a-file", "missing/below"])
 def test_materialize_into_what_is_not_a_directory_is_refused_with_nothing_written(
     home: Home, tmp_path: Path, dest: str
 ) -> None:
@@ -67,6 +67,19 @@ def test_materialize_into_what_is_not_a_directory_is_refused_with_nothing_writte
     assert target in err.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == listing
     assert Path(tmp_path, "a-file").read_bytes() == b"mine\n"
+
+
+def test_materialize_into_a_missing_directory_whose_parent_is_there_makes_it(
+    home: Home, tmp_path: Path
+) -> None:
+    """As ``shutil.copytree`` (and proxy exec's own materialized tree, tests/test_pathpolicy.py)."""
+    vault = home.create_vault("v")
+    ws = vault.workspace("main")
+    ws.write("f.txt", b"hi\n")
+    ws.write("d/g.txt", b"there\n")
+    assert ws.materialize_to(str(tmp_path / "copy")) == 2
+    assert (tmp_path / "copy" / "f.txt").read_bytes() == b"hi\n"
+    assert (tmp_path / "copy" / "d" / "g.txt").read_bytes() == b"there\n"
 
 
 @pytest.mark.parametrize("redo", [False, True], ids=["undo", "undo-redo-undo"])

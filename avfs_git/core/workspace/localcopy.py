@@ -1,6 +1,6 @@
 """A workspace's files written into a local directory (`Workspace.materialize_to`): the
-directory checked first, so that a missing one is a clear refusal, not a bare OSError after
-part of the copy."""
+directory checked (or made, when only it is missing) first, so that a missing parent is a
+clear refusal, not a bare OSError after part of the copy."""
 
 from __future__ import annotations
 
@@ -26,16 +26,26 @@ class Copied(Protocol):
 
 
 def check_dest(dest: str) -> None:
-    """Refuse ``dest`` unless it is an existing local directory.
+    """Refuse ``dest`` unless it is a local directory, made here when only it is missing (its
+    parent there, as ``shutil.copytree`` and ``git clone DIR`` make theirs).
 
     Raises:
-        PathNotFoundError: it does not exist; NotDirectoryError: it is not a directory;
-            InvalidPathError: it cannot be looked at (a NUL, a name too long, no permission).
+        PathNotFoundError: its parent does not exist either; NotDirectoryError: it is not a
+            directory; InvalidPathError: it cannot be looked at (a NUL, a name too long, no
+            permission).
     """
     try:
         st = os.stat(dest)
     except FileNotFoundError:
-        raise PathNotFoundError(f"{dest}: no such local directory", details={"path": dest}) from None
+        try:
+            os.mkdir(dest)
+        except FileNotFoundError:
+            raise PathNotFoundError(f"{dest}: no such local directory", details={"path": dest}) from None
+        except (ValueError, OSError) as exc:
+            raise InvalidPathError(
+                f"invalid local directory {dest!r}: {exc}", details={"path": dest}
+            ) from None
+        return
     except (ValueError, OSError) as exc:  # a NUL, a name too long, a component not a directory
         raise InvalidPathError(f"invalid local directory {dest!r}: {exc}", details={"path": dest}) from None
     if not stat_.S_ISDIR(st.st_mode):
