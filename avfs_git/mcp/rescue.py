@@ -163,12 +163,22 @@ def answer_deep(line: str) -> dict[str, Any] | None:
             hint="no tool takes arguments nested that deep; send the value flat",
             details={"tool": tool, "argument": argument},
         )
-        text_doc = json_document("error", {"error": err.to_dict()}).rstrip("\n")
-        result = {"content": [{"type": "text", "text": text_doc}], "isError": True}
-        return {"jsonrpc": "2.0", "id": rid, "result": result}
-    code = INVALID_PARAMS if where[:1] == ("params",) else INVALID_REQUEST
-    member = ".".join(where) or "the request"
+        return _tool_error(rid, err)
+    code, member = _rpc_where(where)
     return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": f"{member} is {said}"}}
+
+
+def _tool_error(rid: Any, err: UsageError) -> dict[str, Any]:
+    """A ``tools/call`` answer that is the tool's own error document (as a tool's refusal)."""
+    text_doc = json_document("error", {"error": err.to_dict()}).rstrip("\n")
+    result = {"content": [{"type": "text", "text": text_doc}], "isError": True}
+    return {"jsonrpc": "2.0", "id": rid, "result": result}
+
+
+def _rpc_where(where: tuple[str, ...]) -> tuple[int, str]:
+    """(JSON-RPC's error code, the member named) for a fault at ``where`` of a request."""
+    code = INVALID_PARAMS if where[:1] == ("params",) else INVALID_REQUEST
+    return code, ".".join(where) or "the request"
 
 
 def answer(line: str) -> dict[str, Any] | None:
@@ -209,11 +219,8 @@ def answer(line: str) -> dict[str, Any] | None:
             hint=hint,
             details={"tool": tool, "argument": argument},
         )
-        text_doc = json_document("error", {"error": err.to_dict()}).rstrip("\n")
-        result = {"content": [{"type": "text", "text": text_doc}], "isError": True}
-        return {"jsonrpc": "2.0", "id": rid, "result": result}
-    code = INVALID_PARAMS if where[:1] == ("params",) else INVALID_REQUEST
-    member = ".".join(where) or "the request"
+        return _tool_error(rid, err)
+    code, member = _rpc_where(where)
     return {
         "jsonrpc": "2.0",
         "id": rid,
