@@ -30,7 +30,11 @@ def fold_upper(
     upper.drop_gitfile(up_dir)
     done: list[tuple[str, bool]] = []  # (upper path, is a directory)
     folded = 0
-    with overlay.without_upper():
+    # the directories this fold made entries of its own, with nothing of the database's
+    # left below them: what is below one has no entry to look up or remove (an installed
+    # node_modules: 13,963 entries, each asked for its old entry and for entries below it)
+    fresh: set[str] = set()
+    with overlay.without_upper(), overlay.remembering():
         todo = list(upper.entries(up_dir))
         todo.sort(key=lambda t: t[0])
         linked: list[str] = []
@@ -40,12 +44,16 @@ def fold_upper(
                     kind = upper.classify(real, st)
                     if kind == upper.SPECIAL:
                         continue
+                    new = child.rpartition("/")[0] in fresh
+                    old: bool | None = None if new else True  # (None: no entry there)
                     if kind in (upper.DIR, upper.OPAQUE):
                         got = overlay.upper_dir_entry(child, real, st)
                         if got is not None:  # not merging with the lower directory
-                            overlay.remove_under(db, child, "fold")
-                            overlay.remove(db, child, "fold")
-                            overlay.put(db, got, "fold")
+                            if not new:
+                                overlay.remove_under(db, child, "fold")
+                                overlay.remove(db, child, "fold")
+                            overlay.put(db, got, "fold", old=None)
+                            fresh.add(child)
                         done.append((real, True))
                     elif kind == upper.GONE:
                         discard(db, child, "fold")
@@ -53,8 +61,9 @@ def fold_upper(
                     elif kind == upper.LINK:
                         fid, size = store_bytes(os.fsencode(os.readlink(real)))
                         linked.append(fid)
-                        overlay.remove_under(db, child, "fold")
-                        overlay.put(db, Entry(child, FILE, MODE_LINK, None, fid, None, size), "fold")
+                        if not new:
+                            overlay.remove_under(db, child, "fold")
+                        overlay.put(db, Entry(child, FILE, MODE_LINK, None, fid, None, size), "fold", old=old)
                         done.append((real, False))
                     else:
                         fid = overlay.new_fileid()
@@ -65,8 +74,10 @@ def fold_upper(
                             os.link(real, dest)
                         linked.append(fid)
                         mode = MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB
-                        overlay.remove_under(db, child, "fold")
-                        overlay.put(db, Entry(child, FILE, mode, None, fid, None, st.st_size), "fold")
+                        if not new:
+                            overlay.remove_under(db, child, "fold")
+                        e = Entry(child, FILE, mode, None, fid, None, st.st_size)
+                        overlay.put(db, e, "fold", old=old)
                         done.append((real, False))
                     folded += 1
         except BaseException:
