@@ -63,7 +63,15 @@ def question_base(git_dir: str, env: dict[str, str], globals_key: str) -> bytes 
         return None
     h = hashlib.sha1(b"avfs-ignore-1\0")
     h.update(ident + b"\0")
-    for f in [os.path.join(git_dir, "config"), *git_config_files()]:
+    # (git runs without the caller's GIT_*: its global files are the HOME ones then, whatever
+    # $GIT_CONFIG_GLOBAL names; both kept in the key)
+    home = env.get("HOME", "")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = [os.path.join(git_dir, "config"), *git_config_files()]
+    files += [
+        f for f in (os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")) if f not in files
+    ]
+    for f in files:
         text = config_text(f)
         if text is not None and b"include" in text:
             return None
