@@ -9,7 +9,9 @@
   clone holding the same ``node_modules``: the three interleaved, the order turned each
   round. Each avfs merge runs in a process of its own; its CPU is measured inside it
   around the call (imports left out), with how many overlay rows it made into entries
-  and how many files it probed for a mount holding them open. git's CPU is its process'.
+  and how many files it probed for a mount holding them open, and (``kids``) the CPU of
+  the processes it started (git's). git's CPU is its process'; ``git merge-tree
+  --write-tree HEAD BRANCH`` in the clone is timed just before its ``git merge``.
 
 Run: ``.venv/bin/python -m bench.realproj7 --before /tmp/base [--rounds 7] [--src DIR]``
 (as root: the overlay mount); results in ``bench/results/realproj7-merge-<UTC>.json``.
@@ -36,6 +38,7 @@ ROOT = Path(os.environ.get("RP7_ROOT", "/tmp/rp7b"))
 
 CHILD = r"""
 import json, sys, time
+import pygit2  # (imported by the merge's first look at the vault: left out of its time)
 import avfs_git
 from avfs_git.core.operations import merge as merging
 from avfs_git.core.workspace import overlay as ovm
@@ -54,11 +57,15 @@ def counted_in_use(self, fileid):
 overlaydb.OverlayDB.in_use = counted_in_use
 home = avfs_git.open_home()
 vault = home.vault("mm")
+import resource
+k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
 w0, c0 = time.monotonic(), time.process_time()
 res = merging.merge(vault, sys.argv[1], "main")
 w1, c1 = time.monotonic(), time.process_time()
+k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+kids = (k1.ru_utime - k0.ru_utime) + (k1.ru_stime - k0.ru_stime)
 print(json.dumps({"status": str(res.status), "wall": round(w1 - w0, 3), "cpu": round(c1 - c0, 3),
-                  "rows": rows[0], "probes": probes[0], "code": avfs_git.__file__}))
+                  "kids": round(kids, 3), "rows": rows[0], "probes": probes[0], "code": avfs_git.__file__}))
 home.close()
 """
 
@@ -166,6 +173,24 @@ def run_git(plain: Path, branch: str, env: dict[str, str]) -> dict[str, Any]:
     return {"rc": p.returncode, "wall": round(w1 - w0, 3), "cpu": round(cpu, 3)}
 
 
+def run_merge_tree(plain: Path, branch: str, env: dict[str, str]) -> dict[str, Any]:
+    """``git merge-tree --write-tree HEAD BRANCH`` in the clone (the merge's tree written,
+    nothing moved), timed as :func:`run_git`: issue 31's baseline for a merge."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.monotonic()
+    p = subprocess.run(
+        ["git", "merge-tree", "--write-tree", "HEAD", branch],
+        cwd=plain,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    w1 = time.monotonic()
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {"rc": p.returncode, "wall": round(w1 - w0, 3), "cpu": round(cpu, 3)}
+
+
 def run_merge(src: Path, before: Path, rounds: int) -> dict[str, Any]:
     from avfs_git.core.vaults import layers
 
@@ -199,6 +224,7 @@ def run_merge(src: Path, before: Path, rounds: int) -> dict[str, Any]:
         rec: dict[str, Any] = {"round": k, "order": order, "load": os.getloadavg()[0]}
         for side in order:
             if side == "git":
+                rec["merge_tree"] = run_merge_tree(plain, fork, genv)
                 rec["git"] = run_git(plain, fork, genv)
             else:
                 rec[side] = run_avfs(homes[side], fork, before if side == "before" else None)
@@ -217,12 +243,12 @@ def run_merge(src: Path, before: Path, rounds: int) -> dict[str, Any]:
     res["medians_after_first"] = {
         side: {
             m: statistics.median(r[side][m] for r in steady if m in r[side])
-            for m in ("wall", "cpu", "rows", "probes")
-            if side != "git" or m in ("wall", "cpu")
+            for m in ("wall", "cpu", "kids", "rows", "probes")
+            if side not in ("git", "merge_tree") or m in ("wall", "cpu")
         }
-        for side in ("before", "after", "git")
+        for side in ("before", "after", "git", "merge_tree")
     }
-    res["first"] = {side: res["rounds"][0][side] for side in ("before", "after", "git")}
+    res["first"] = {side: res["rounds"][0][side] for side in ("before", "after", "git", "merge_tree")}
     res["load_end"] = os.getloadavg()
     for home in homes.values():
         layers.unmount(home)

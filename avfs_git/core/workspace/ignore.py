@@ -17,7 +17,8 @@ neither exclude file has a pattern; otherwise one ``git`` process per question (
 workspace asks about new top directories, then about the files outside the ignored ones)
 for the paths not already answered. Answers are kept per (``.gitignore`` contents on the path's
 directories, global excludes, path), so a venv's thousands of ignored files are asked
-about once per process.
+about once per process, and on disk in the vault's state (:mod:`.ignorekept`, under a key
+of everything git's answer depends on), so a later process does not ask them again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable
 
 from ..errors import InternalError
 from ..store.names import ancestors_of_all, join, parent_of
+from .ignorekept import KeptAnswers, content_key, question_base, question_key
 
 GITIGNORE = ".gitignore"
 # a directory's .gitignore as the workspace shows it: (a key that changes with its bytes,
@@ -114,11 +116,15 @@ class IgnoreRules:
             then the user's); None when unset.
     """
 
-    def __init__(self, git_dir: str, excludes_setting: Callable[[], str | None]) -> None:
+    def __init__(
+        self, git_dir: str, excludes_setting: Callable[[], str | None], kept: str | None = None
+    ) -> None:
         self.git_dir = git_dir
         self._excludes_setting = excludes_setting
         self._cache: dict[tuple[object, ...], bool] = {}
         self._lock = threading.Lock()
+        # answers earlier processes were given (:mod:`.ignorekept`), asked before git
+        self._kept = None if kept is None else KeptAnswers(kept)
 
     def _globals(self, env: dict[str, str]) -> tuple[str, bool]:
         """A key for the vault's info/exclude and the user's excludes file, and whether
@@ -187,14 +193,53 @@ class IgnoreRules:
                 elif hit:
                     out.add(p)
         if todo:
-            got = self._ask_git(todo, gitignores, env)
+            known, asked = self._from_kept(todo, gitignores, env, gkey)
+            out |= {p for p, _is_dir, k in todo if known.get(k)}
+            todo = [t for t in todo if t[2] not in known]
+            got: set[str] = set()
+            if todo:
+                got = self._ask_git(todo, gitignores, env)
+                if asked:
+                    assert self._kept is not None
+                    self._kept.keep({asked[k]: p in got for p, _is_dir, k in todo if k in asked})
             with self._lock:
-                if len(self._cache) + len(todo) > _CACHE_MAX:
+                if len(self._cache) + len(todo) + len(known) > _CACHE_MAX:
                     self._cache.clear()
                 for p, _is_dir, k in todo:
                     self._cache[k] = p in got
+                self._cache.update(known)
             out |= got
         return out
+
+    def _from_kept(
+        self,
+        todo: list[tuple[str, bool, tuple[object, ...]]],
+        gitignores: dict[str, tuple[str, Callable[[], bytes]]],
+        env: dict[str, str],
+        gkey: str,
+    ) -> tuple[dict[tuple[object, ...], bool], dict[tuple[object, ...], str]]:
+        """(the answers of ``todo`` kept on disk by their in-process keys, the on-disk key
+        of each question not answered there): nothing when none are kept."""
+        if self._kept is None:
+            return {}, {}
+        base = question_base(self.git_dir, env, gkey)
+        if base is None:
+            return {}, {}
+        chains: dict[tuple[object, ...], list[str]] = {}
+        keys: dict[tuple[object, ...], str] = {}
+        for p, is_dir, k in todo:
+            ch = k[1]
+            assert isinstance(ch, tuple)
+            parts = chains.get(ch)
+            if parts is None:
+                parts = chains[ch] = [
+                    str(x) if i % 2 == 0 else content_key(str(x), gitignores[str(ch[i - 1])][1])
+                    for i, x in enumerate(ch)
+                ]
+            keys[k] = question_key(base, parts, p, is_dir)
+        found = self._kept.lookup(keys.values())
+        known = {k: found[q] for k, q in keys.items() if q in found}
+        return known, {k: q for k, q in keys.items() if q not in found}
 
     def _ask_git(
         self,

@@ -20,6 +20,7 @@ from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import overlayentry, upperjournal
 from .ignore import GITIGNORE, IgnoreRules
+from .ignorekept import NAME as KEPT_NAME
 from .overlay import Overlay
 from .overlayentry import (
     DELETED,
@@ -478,7 +479,8 @@ class Changes:
     def ignore_rules(self) -> IgnoreRules:
         rules = self._ignore_rules
         if rules is None:
-            rules = self._ignore_rules = IgnoreRules(self.store.path, self._excludes_setting)
+            kept = os.path.join(self.store.path, "avfs", KEPT_NAME)  # (the vault's state dir)
+            rules = self._ignore_rules = IgnoreRules(self.store.path, self._excludes_setting, kept)
         return rules
 
     def _excludes_setting(self) -> str | None:

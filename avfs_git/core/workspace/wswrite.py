@@ -11,7 +11,6 @@ write checks first (``expect``, the quota) and the storing of new content are it
 from __future__ import annotations
 
 import os
-import shutil
 import stat as stat_
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
@@ -29,7 +28,7 @@ from ..errors import (
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, Stat, kind_of_mode
-from . import upper
+from . import wsfold
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .pathguard import GuardChecks, PathGuard
 from .wsanswers import BlobAnswers
@@ -501,68 +500,8 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
 
     def fold_upper(self) -> int:
         """Move what an unmounted overlay's upper layer holds into the overlay's entries
-        (files are hard-linked into ``files/`` before the entries commit, and leave the
-        upper layer after: a crash in between folds them again, nothing is lost). What git
-        cannot hold (fifos, sockets, device nodes) stays in the upper layer. Returns the
-        number of paths folded."""
-        up_dir = self.overlay.upper_dir
-        upper.drop_gitfile(up_dir)
-        done: list[tuple[str, bool]] = []  # (upper path, is a directory)
-        folded = 0
-        with self.overlay.without_upper():
-            todo = list(upper.entries(up_dir))
-            todo.sort(key=lambda t: t[0])
-            linked: list[str] = []
-            try:
-                with self.overlay.txn() as db:
-                    for child, real, st in todo:
-                        kind = upper.classify(real, st)
-                        if kind == upper.SPECIAL:
-                            continue
-                        if kind in (upper.DIR, upper.OPAQUE):
-                            got = self.overlay.upper_dir_entry(child, real, st)
-                            if got is not None:  # not merging with the lower directory
-                                self.overlay.remove_under(db, child, "fold")
-                                self.overlay.remove(db, child, "fold")
-                                self.overlay.put(db, got, "fold")
-                            done.append((real, True))
-                        elif kind == upper.GONE:
-                            self._discard(db, child, "fold")
-                            done.append((real, False))
-                        elif kind == upper.LINK:
-                            fid, size = self._store_bytes(os.fsencode(os.readlink(real)))
-                            linked.append(fid)
-                            self.overlay.remove_under(db, child, "fold")
-                            self.overlay.put(db, Entry(child, FILE, MODE_LINK, None, fid, None, size), "fold")
-                            done.append((real, False))
-                        else:
-                            fid = self.overlay.new_fileid()
-                            dest = self.overlay.file_path(fid)
-                            if st.st_nlink > 1:
-                                shutil.copyfile(real, dest)
-                            else:
-                                os.link(real, dest)
-                            linked.append(fid)
-                            mode = MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB
-                            self.overlay.remove_under(db, child, "fold")
-                            self.overlay.put(
-                                db, Entry(child, FILE, mode, None, fid, None, st.st_size), "fold"
-                            )
-                            done.append((real, False))
-                        folded += 1
-            except BaseException:
-                for fid in linked:
-                    unlink_quiet(self.overlay.file_path(fid))
-                raise
-        for real, is_dir in sorted(done, key=lambda t: -t[0].count("/")):
-            try:
-                if is_dir:
-                    os.rmdir(real)
-                else:
-                    os.unlink(real)
-            except OSError:
-                pass  # a directory still holding what git cannot (a fifo): it stays
-        return folded
+        (:func:`.wsfold.fold_upper`); returns the number of paths folded."""
+        return wsfold.fold_upper(self.overlay, self._store_bytes, self._discard)
 
     def checkout_check(self, path: str, tree: str) -> tuple[str, int] | None:
         """Refuse a checkout of ``path`` from ``tree`` before anything is written (a

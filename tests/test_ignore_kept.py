@@ -1,0 +1,209 @@
+"""git's ignore answers kept on disk per vault (``avfs_git.core.workspace.ignorekept``):
+a new process asks ``git check-ignore`` only what no earlier one asked under the same
+rules, and its answers are git's.
+
+Each test counts the ``git check-ignore`` processes started (a spy on ``gitrun.run`` that
+still runs git) and opens the vault again from a new :class:`Home` for each "process" (a
+new workspace: nothing kept in memory). The answers are checked against git in a real
+checkout of the same files, on released projects' own ``.gitignore`` files."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.store import gitrun
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.workspace import ignorekept
+from avfs_git.mount.side import MOUNT_SIDE
+
+from . import realdata
+from .conftest import AUTHOR, POLICY_PATHS, git
+
+
+@pytest.fixture
+def asks(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The ``git check-ignore`` processes started from now on (each still runs)."""
+    seen: list[list[str]] = []
+    real = gitrun.run
+
+    def run(args: Any, *a: Any, **k: Any) -> Any:
+        if "check-ignore" in args:
+            seen.append(list(args))
+        return real(args, *a, **k)
+
+    monkeypatch.setattr(gitrun, "run", run)
+    return seen
+
+
+@pytest.fixture
+def reopen(home: Home) -> Iterator[Any]:
+    """``reopen()``: fork ``main`` of vault ``v`` as a new process sees it (a new home)."""
+    opened: list[Home] = []
+
+    def again(fork: str = "main") -> Any:
+        h = Home(home.path, author=AUTHOR, mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+        opened.append(h)
+        return h.vault("v").workspace(fork)
+
+    yield again
+    for h in opened:
+        h.close()
+
+
+def _project_ignores() -> dict[str, bytes]:
+    """The ``.gitignore`` files of attrs 24.2.0 and twisted 24.10.0 (the root one and the
+    seven ``newsfragments/`` ones), read from their released sdists, under ``attrs/`` and
+    ``twisted/``."""
+    out: dict[str, bytes] = {}
+    for name, version, top in (("attrs", "24.2.0", "attrs"), ("twisted", "24.10.0", "twisted")):
+        with tarfile.open(realdata.pypi_sdist(name, version)) as tf:
+            for m in tf.getmembers():
+                if m.isfile() and m.name.endswith("/.gitignore"):
+                    rel = m.name.split("/", 1)[1]
+                    fh = tf.extractfile(m)
+                    assert fh is not None
+                    out[f"{top}/{rel}"] = fh.read()
+    assert len(out) == 9
+    return out
+
+
+def _candidates(ignores: dict[str, bytes]) -> list[str]:
+    """Paths each pattern of ``ignores`` is about (a name made from the pattern, at the
+    file's directory and one below), and names near them that it is not about."""
+    out: set[str] = set()
+    for path, data in ignores.items():
+        d = path.rpartition("/")[0]
+        for line in data.decode().splitlines():
+            pat = line.strip().lstrip("!").strip("/")
+            if not pat or pat.startswith("#"):
+                continue
+            name = pat.replace("*", "x").replace("?", "q").replace("[", "").replace("]", "")
+            for where in (d, f"{d}/sub"):
+                out.add(f"{where}/{name}/inner.txt" if "/" not in name else f"{where}/{name}")
+                out.add(f"{where}/{name}.kept")
+        out.add(f"{d}/plain.txt")
+        out.add(f"{d}/news.rst")
+    # (not a path of an ignore file, nor below one: `!.gitignore` names the file itself)
+    return sorted(p for p in out if not any(p == f or p.startswith(f + "/") for f in ignores))
+
+
+def _git_ignored(root: Path, files: dict[str, bytes]) -> set[str]:
+    root.mkdir()
+    git("init", "-q", cwd=root)
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    out = git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", cwd=root)
+    return {p for p in out.split("\0") if p}
+
+
+def test_real_projects_ignores_answered_by_git_once_then_kept(
+    vault: Any, reopen: Any, asks: list[list[str]], tmp_path: Path
+) -> None:
+    """attrs's and twisted's own ignore files over paths their patterns name: the first
+    process's answers are git's in a checkout; a second process gets the same answers and
+    starts no git."""
+    ignores = _project_ignores()
+    paths = _candidates(ignores)
+    files = {**ignores, **{p: b"x\n" for p in paths}}
+    want = _git_ignored(tmp_path / "checkout", files)
+    assert len(want) > 40 and len(set(paths) - want) > 40  # both answers are there to get
+    ws = vault.workspace("main")
+    for path, data in files.items():
+        ws.write(path, data, parents=True)
+    first = set(ws.status_ignored()[1].files)
+    assert first == want
+    assert len(asks) >= 1
+    kept = Path(vault.path) / "avfs" / ignorekept.NAME
+    assert kept.stat().st_size > 0
+    asks.clear()
+    again = reopen()
+    assert set(again.status_ignored()[1].files) == want
+    assert asks == []  # every answer kept: no git process
+    # a checkpoint in yet another process asks nothing either, and records git's files
+    asks.clear()
+    checkpoint.save(reopen().vault)
+    assert asks == []
+    tree = set(git("--git-dir", vault.path, "ls-tree", "-r", "-z", "--name-only", "main").split("\0")) - {""}
+    assert tree == set(files) - want
+
+
+def test_a_change_to_any_rule_is_asked_again(
+    vault: Any, reopen: Any, asks: list[list[str]], tmp_path: Path
+) -> None:
+    """The kept answer is keyed by everything git's answer depends on: a change of the
+    ``.gitignore`` bytes, of ``info/exclude``, of the vault's config (``core.ignoreCase``)
+    and of ``core.excludesFile`` each starts git again, and its new answer is the one
+    given; a config that includes another file is never kept."""
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"*.log\n")
+    ws.write("Build.LOG", b"x")
+    ws.write("out.tmp", b"x")
+    ws.write("keep.txt", b"x")
+
+    def answer() -> set[str]:
+        return set(reopen().status_ignored()[1].files)
+
+    assert answer() == set() and len(asks) == 1  # (case matters by default)
+    assert answer() == set() and len(asks) == 1  # kept
+    git("--git-dir", vault.path, "config", "core.ignoreCase", "true")
+    assert answer() == {"Build.LOG"} and len(asks) == 2
+    assert answer() == {"Build.LOG"} and len(asks) == 2
+    vault.workspace("main").write(".gitignore", b"*.log\n*.tmp\n")
+    assert answer() == {"Build.LOG", "out.tmp"} and len(asks) == 3
+    (Path(vault.path) / "info" / "exclude").write_bytes(b"keep.*\n")
+    assert answer() == {"Build.LOG", "out.tmp", "keep.txt"} and len(asks) == 4
+    (Path(vault.path) / "info" / "exclude").write_bytes(b"")
+    excludes = tmp_path / "excludes"
+    excludes.write_bytes(b"keep.txt\n")
+    git("--git-dir", vault.path, "config", "core.excludesFile", str(excludes))
+    assert answer() == {"Build.LOG", "out.tmp", "keep.txt"} and len(asks) == 5
+    excludes.write_bytes(b"other.txt\n")
+    assert answer() == {"Build.LOG", "out.tmp"} and len(asks) == 6
+    assert answer() == {"Build.LOG", "out.tmp"} and len(asks) == 6
+    # an include: git may read a file this key does not hold; asked every time
+    (tmp_path / "more.cfg").write_text("[core]\n\tignoreCase = false\n")
+    git("--git-dir", vault.path, "config", "include.path", str(tmp_path / "more.cfg"))
+    assert answer() == {"out.tmp"} and len(asks) == 7
+    assert answer() == {"out.tmp"} and len(asks) == 8
+
+
+def test_a_damaged_file_of_answers_is_asked_past(vault: Any, reopen: Any, asks: list[list[str]]) -> None:
+    """Torn and foreign lines answer nothing: git is asked, and its answer holds."""
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"*.log\n")
+    ws.write("a.log", b"x")
+    kept = Path(vault.path) / "avfs" / ignorekept.NAME
+    kept.write_bytes(b"\nnot a key 1\n" + b"0" * 40 + b" 7\n\n" + b"f" * 39)
+    assert set(reopen().status_ignored()[1].files) == {"a.log"} and len(asks) == 1
+    assert set(reopen().status_ignored()[1].files) == {"a.log"} and len(asks) == 1
+    assert kept.read_bytes().startswith(b"\nnot a key 1\n")  # appended to, not rewritten
+
+
+def test_a_merge_of_forks_holding_an_ignored_tree_starts_no_git_once_asked(
+    vault: Any, reopen: Any, asks: list[list[str]]
+) -> None:
+    """realproj8's merge (a one-file fork into a fork holding an ignored ``node_modules``)
+    asked ``git check-ignore`` twice in every process, once per side's check for changes
+    to capture; a merge in a later process asks none."""
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"node_modules/\n")
+    checkpoint.save(vault)
+    for k in range(20):
+        ws.write(f"node_modules/pkg{k}/index.js", b"module.exports = 1;\n", parents=True)
+    vault.create_fork("main", "a")
+    vault.workspace("a").write("a.md", b"a\n")
+    checkpoint.save(vault, "a")
+    asks.clear()
+    target = reopen()
+    res = merge.merge(target.vault, "a", "main")
+    assert res.status == "fast_forward"
+    assert asks == []
+    assert target.read("node_modules/pkg3/index.js") == b"module.exports = 1;\n"
+    assert target.status() == [] and set(target.changes.ignored().tops) == {"node_modules"}
