@@ -2,7 +2,10 @@
 ``cli_vault_fork_layers`` pace: ``python -S -c pass``, then a fork, back to back (the
 next fork comes while the previous one's spare snapshot may still be being made).
 
-``python -m bench.forkpaceab NAME=WORKTREE NAME=WORKTREE BLOCKS ROUNDS OUT.json``
+``python -m bench.forkpaceab NAME=WORKTREE NAME=WORKTREE BLOCKS ROUNDS OUT.json [back]``
+
+``back``: two forks each round with nothing between them, the second timed (it comes while
+the first one's spare is being made), then ``python -S`` timed after them.
 
 Both checkouts get a fresh copy of one 10k home of the default setting with its own
 resident server (``bench.servedab``'s sides, ``--layers``); they take turns by blocks of
@@ -26,6 +29,7 @@ from .env import WORK_DIR, make_hermetic, rmtree, utc_stamp
 def main(argv: list[str]) -> int:
     trees = worktrees(argv[0:2])
     blocks, rounds, outp = int(argv[2]), int(argv[3]), argv[4]
+    back = argv[5:] == ["back"]
     out = WORK_DIR / "servedab" / ("ab-" + utc_stamp())
     make_hermetic(WORK_DIR / "home")
     template = sa._template(out, True)
@@ -41,9 +45,15 @@ def main(argv: list[str]) -> int:
         for b in range(blocks):
             for n in order(list(sides), b):
                 for _ in range(rounds):
-                    res[n]["py"].append(sa._spawn(py)[0])
+                    if back:
+                        sa._spawn(sides[n].argv("fork", k))
+                        k += 1
+                    else:
+                        res[n]["py"].append(sa._spawn(py)[0])
                     res[n]["fork"].append(sa._spawn(sides[n].argv("fork", k))[0])
                     k += 1
+                    if back:
+                        res[n]["py"].append(sa._spawn(py)[0])
                 time.sleep(0.1)
             loads.append(load())
     finally:

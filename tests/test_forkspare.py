@@ -375,3 +375,88 @@ def test_two_forks_racing_for_one_spare_get_one_each_of_their_own(lhome: Home) -
     vault.workspace("x").write("x.txt", b"x\n")
     assert not vault.workspace("y").exists("x.txt")
     assert vault.workspace("y").read("a.txt") == b"a\n"
+
+
+_FORK_OR_MAKE = """
+import sys
+from avfs_git.core.vaults import forkspare
+from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
+home = Home(sys.argv[1], author=("A", "a@example.invalid"), mounts=MOUNT_SIDE)
+vault = home.vault("v")
+if sys.argv[2] == "make":
+    print(forkspare.make(vault, "main"))
+elif sys.argv[2] == "write":
+    vault.workspace("main").write("d.txt", b"d\\n")
+else:
+    made = vault.fork("main", sys.argv[2])
+    print(made.ignored.mode, made.ignored.reason)
+"""
+
+
+def _during_the_spares_snapshot(monkeypatch: pytest.MonkeyPatch, home: Home, *steps: str) -> list[str]:
+    """Run ``steps`` (each a process of its own: ``make``, ``write`` or a fork's name) while
+    the maker's snapshot is being taken, its source's lock let go (the first snapshot taken
+    after this call); their outputs."""
+    outs: list[str] = []
+    real = layers.snapshot
+
+    def during(src: str, dst: str, *a: Any, **k: Any) -> Any:
+        monkeypatch.setattr(layers, "snapshot", real)
+        for step in steps:
+            p = subprocess.run(
+                [sys.executable, "-c", _FORK_OR_MAKE, home.path, step],
+                env=_ENV,
+                capture_output=True,
+                timeout=60,
+            )
+            assert p.returncode == 0, p.stderr.decode()
+            outs.append(p.stdout.decode().strip())
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(layers, "snapshot", during)
+    return outs
+
+
+def test_a_fork_while_a_spare_is_snapshotted_copies_and_the_spare_is_kept_for_the_next(
+    lhome: Home,  # noqa: F811
+    snapshots: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vault = _source(lhome)
+    outs = _during_the_spares_snapshot(monkeypatch, lhome, "f", "make")
+    spare = forkspare.make(vault, "main")
+    # the fork that came meanwhile did not wait for the maker's commit, nor snapshot behind
+    # it: it copied the source's changes; a second maker made nothing
+    assert outs[0].startswith("copied a snapshot of fork main was being taken"), outs
+    assert outs[1] == "None" and snapshots == []
+    f = vault.workspace("f")
+    assert f.read("a.txt") == b"a\n" and f.read("node_modules/m.js") == b"m\n"
+    assert _changed(f) == _changed(vault.workspace("main"))
+    # the fork changed nothing of the source: the spare is named and the next fork takes it
+    assert spare is not None and forkspare.spares(vault) == {"main": spare}
+    assert not os.listdir(os.path.join(vault.state_dir, forkspare.SPARES, forkspare.MAKING))
+    made = vault.fork("main", "g")
+    assert made.ignored.mode == IgnoredMode.SNAPSHOT and vault.ws_dir("g") == spare and snapshots == []
+    g = vault.workspace("g")
+    with ChangeLog(vault.ws_link("g")) as log:
+        log.identity("g", 0)
+    assert g.read("a.txt") == b"a\n" and _meta(spare)["fork"] == "g"
+    g.write("g.txt", b"g\n")
+    assert not f.exists("g.txt") and not vault.workspace("main").exists("g.txt")
+
+
+def test_a_write_while_a_spare_is_snapshotted_leaves_no_spare(
+    lhome: Home,  # noqa: F811
+    snapshots: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vault = _source(lhome)
+    _during_the_spares_snapshot(monkeypatch, lhome, "write")
+    assert forkspare.make(vault, "main") is None
+    # the snapshot that may hold the write (or not) is never named, and is gone
+    assert forkspare.spares(vault) == {} and set(layers.subvolumes(lhome.path)) == {vault.ws_dir("main")}
+    made = vault.fork("main", "f")
+    assert made.ignored.mode == IgnoredMode.SNAPSHOT and snapshots == [vault.ws_dir("main")]
+    assert vault.workspace("f").read("d.txt") == b"d\n"
+    assert _changed(vault.workspace("f")) == _changed(vault.workspace("main"))

@@ -32,10 +32,22 @@ a ``proxy exec`` open, nor one with more than :data:`MAX_ENTRIES` overlay entrie
 would cost a fork as much as the snapshot), nor in a vault with a bytes quota (a qgroup: a
 spare's blocks the source has since rewritten would count against it).
 
+**Not under the source's lock.** The snapshot's transaction commit (9-77 ms under load)
+is not waited for with the source's fork lock held, or a fork that comes back to back with
+the one before would wait for it: the maker reads the key and makes the carried log and the
+record under the lock, leaves a mark (``spares/.making/<fork>``, its pid), snapshots without
+the lock, then, under the lock again, names the snapshot the source's spare only when the
+journal's end and the key did not move (every write moves one of them) and the snapshot
+holds its carried log and record (a fork that snapshotted meanwhile removes carried logs it
+finds). A fork that finds a live maker's mark copies the source's changes, as a home without
+layers does (:func:`making_why`), rather than snapshot behind the maker's commit in the
+kernel; a second maker makes nothing.
+
 **Crashes**: a spare is named by its link only once its snapshot is taken (and with it,
 durable), so a maker killed half-way leaves a subvolume no link names (doctor's
 ``orphan_subvolume``, after an hour), or its carried files in the source (removed by the
-next maker or fork there; never in a key); a fork killed after the rename and before its ref leaves a state dir that the next
+next maker or fork there; never in a key) and its mark, whose process is gone (a fork
+ignores it, the next maker replaces it); a fork killed after the rename and before its ref leaves a state dir that the next
 fork of that name removes, as after a snapshot. The rename and the ref are on one file
 system, the rename first. Two forks of one source take its fork lock in turn, and a rename
 has one winner; the loser snapshots. A spare whose source was deleted, made again under its
@@ -90,6 +102,9 @@ _TICK_S = 0.02  # how long a maker waits for the clock to pass a file's timestam
 # ~5.5 us an entry (an entry's row and its file's stat data), 2.8 ms here, as much as a
 # snapshot on a quiet disk
 MAX_ENTRIES = 512
+MAKING = ".making"  # <vault>/avfs/spares/.making/<fork>: a maker's mark, its pid (see making_why)
+_COPY_BYTES = 8 << 20  # a fork copies a source whose spare is being made up to this many bytes
+_RECHECK_WAIT_S = 2.0  # a maker's wait for the source's lock after its snapshot
 
 
 def spare_link(vault: SpareVault, fork: str) -> str:
@@ -182,84 +197,177 @@ def _read_record(sub: str) -> dict[str, object] | None:
 def make(vault: SpareVault, fork: str) -> str | None:
     """Give ``fork`` a spare (see the module), replacing one it no longer matches; its path,
     or None when none can be made now (the next fork of ``fork`` then snapshots). Meant for
-    after a fork's answer: it costs a snapshot's transaction commit. It holds the source's
-    fork lock throughout (not waiting for it: a busy source gets no spare), so that a fork
-    that comes meanwhile waits for the spare and takes it, not for the spare's snapshot
-    and then for its own."""
+    after a fork's answer: it costs a snapshot's transaction commit, which it waits for
+    without the source's fork lock (see :func:`making_why`): it holds the lock (not waiting
+    for it: a busy source gets no spare) to read the key and again to check it after the
+    snapshot, keeping the spare only when the source is still what the key said."""
     from ..errors import AvfsError
 
     if not usable(vault) or not vault.has_fork(fork):
         return None
+    mark = _mark_path(vault, fork)
     got: str | None = None
     try:
         for attempt in (0, 1):
             with vault.lock(fork, wait_s=0):
                 src = vault.workspace(fork)
-                if vault.snapshot_why_not(src) is not None or _mounted(vault, fork):
+                if _maker(mark) or vault.snapshot_why_not(src) is not None or _mounted(vault, fork):
                     return None
-                got, old = _make(vault, src)
+                plan = _plan(vault, src, mark)
+            if plan == "tick" and not attempt:
+                time.sleep(_TICK_S)
+                continue
+            if not isinstance(plan, _Plan):
+                return plan if plan != "tick" else None
+            got, old = _take(vault, fork, plan, mark)
             if old is not None and old != got:
                 _delete(old)
-            if got != "tick" or attempt:
-                break
-            time.sleep(_TICK_S)
+            break
     except (AvfsError, OSError, sqlite3.Error, layers.LayersUnavailable):
         return None
-    return got if got != "tick" else None
+    finally:
+        with contextlib.suppress(OSError):
+            if _mark_pid(mark) == os.getpid():
+                os.unlink(mark)
+    return got
 
 
-def _make(vault: SpareVault, src: Workspace) -> tuple[str | None, str | None]:
-    """:func:`make`'s work, under the source's lock: (the spare, or None, or "tick" when a
-    file of the source is as new as the clock: try again a tick later; the spare it
-    replaced, for the caller to delete)."""
+class _Plan:
+    """What :func:`_plan` read and made under the source's lock for the snapshot after it."""
+
+    def __init__(self, sub: str, key: str, journal: int, carried: str, record: str, old: str | None):
+        self.sub, self.key, self.journal, self.old = sub, key, journal, old
+        self.carried, self.record = carried, record
+
+
+def _plan(vault: SpareVault, src: Workspace, mark: str) -> _Plan | str | None:
+    """Under the source's lock: its key read with the overlay held still, the spare's
+    carried log and record made in it, and the maker's mark left (:func:`making_why`);
+    else the spare it has when that is still the source's, None (no spare now) or "tick"
+    (a file of the source is as new as the clock: try again a tick later)."""
     slink = spare_link(vault, src.fork)
     old = layers.link_target(vault.home_dir, slink)
     _sweep(src.state_dir)
     stamp = _clock(src.state_dir)
-    sub = layers.new_subvol_path(vault.home_dir)
-    # the snapshot with the overlay held still (and the fork lock held: no checkpoint is
-    # half-way), so that its key is what it holds. Its log and its record
-    # are made in the source just before, as a fork's carried log is: the snapshot's own
-    # transaction commit makes them durable in the spare, nothing is written there after
     with src.overlay.still() as journal:
         if journal is None:
-            return None, None
+            return None
         key = state_key(src, journal)
         if key is None:
-            return None, None
+            return None
         if old is not None:
             rec = _read_record(old)
             if rec is not None and rec.get("key") == key[0] and rec.get("journal") == journal:
-                return old, None  # still the source's
+                return old  # still the source's
         if key[1] >= stamp:
-            return "tick", None
+            return "tick"
+        sub = layers.new_subvol_path(vault.home_dir)
         carried = changelog.carry_claim(src.state_dir, sub, changelog.SPARE_FORK, journal)
         if carried is None:
-            return None, None
+            return None
         record = _record_path(src.state_dir, sub)
         try:
             with open(record, "w", encoding="utf-8") as fh:
                 fh.write(json.dumps({"key": key[0], "journal": journal}))
-            layers.snapshot(src.state_dir, sub)
-        finally:
+            os.makedirs(os.path.dirname(mark), exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(mark)  # (a killed maker's: a live one's made snapshot_why_not refuse)
+            fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        except BaseException:
             for p in (carried, record):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(p)
-    tmp = f"{slink}.{os.getpid()}.tmp"
+            raise
+    return _Plan(sub, key[0], journal, carried, record, old)
+
+
+def _take(vault: SpareVault, fork: str, plan: _Plan, mark: str) -> tuple[str | None, str | None]:
+    """The snapshot of ``plan``, taken without the source's lock, then named as its spare
+    if, under the lock again, the source's journal and key did not move meanwhile (every
+    write moves one of them) and the snapshot holds its carried log and record (a fork that
+    snapshotted meanwhile removes a carried log it finds: :func:`.changelog.carry_claim`);
+    (the spare or None, the spare it replaced)."""
     try:
-        if _mounted(vault, src.fork):  # a mount started meanwhile: its writes may be in it
-            raise layers.LayersUnavailable("mounted")
-        os.makedirs(os.path.dirname(slink), exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(os.path.relpath(sub, os.path.dirname(slink)), tmp)
-        os.replace(tmp, slink)
+        try:
+            layers.snapshot(vault.workspace(fork).state_dir, plan.sub)
+        finally:
+            for p in (plan.carried, plan.record):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+        with vault.lock(fork, wait_s=_RECHECK_WAIT_S):
+            src = vault.workspace(fork)
+            with src.overlay.still() as journal:
+                key = state_key(src, journal) if journal == plan.journal else None
+            whole = os.path.exists(os.path.join(plan.sub, os.path.basename(plan.carried)))
+            if key is None or key[0] != plan.key or not whole or _read_record(plan.sub) is None:
+                raise layers.LayersUnavailable("the source moved while its spare was taken")
+            if _mounted(vault, fork):  # a mount started meanwhile: its writes may be in it
+                raise layers.LayersUnavailable("mounted")
+            slink = spare_link(vault, fork)
+            tmp = f"{slink}.{os.getpid()}.tmp"
+            try:
+                os.makedirs(os.path.dirname(slink), exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                os.symlink(os.path.relpath(plan.sub, os.path.dirname(slink)), tmp)
+                os.replace(tmp, slink)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            if _mark_pid(mark) == os.getpid():
+                os.unlink(mark)  # (under the lock: a fork after this finds the spare)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        _delete(sub)
+        _delete(plan.sub)
         raise
-    return sub, old
+    return plan.sub, plan.old
+
+
+def making_why(vault: SpareVault, src: Workspace) -> str | None:
+    """Why a fork of ``src`` copies its changes rather than snapshot it now, else None: a
+    spare of it is being snapshotted (its maker's mark is there, its process alive), and
+    the copy is cheap (a spare's source has at most :data:`MAX_ENTRIES` entries; their
+    files' bytes are bounded here). A snapshot of its own would queue in the kernel behind
+    the maker's transaction commit; the copy is what a home without layers does."""
+    if not _maker(_mark_path(vault, src.fork)):
+        return None
+    n, size = src.overlay.db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries WHERE fileid IS NOT NULL"
+    ).fetchone()
+    if n > MAX_ENTRIES or size > _COPY_BYTES:
+        return None
+    return f"a snapshot of fork {src.fork} was being taken for its next fork: its changes were copied"
+
+
+def _mark_path(vault: SpareVault, fork: str) -> str:
+    return os.path.join(vault.state_dir, SPARES, MAKING, names.fs_name(fork))
+
+
+def _mark_pid(mark: str) -> int | None:
+    try:
+        with open(mark, "rb") as fh:
+            got = fh.read(24)
+    except OSError:
+        return None
+    return int(got) if got.isdigit() else None
+
+
+def _maker(mark: str) -> bool:
+    """Whether another process's maker is taking a spare (its mark names a live process)."""
+    pid = _mark_pid(mark)
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _record_path(state_dir: str, sub: str) -> str:

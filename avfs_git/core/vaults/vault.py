@@ -523,7 +523,7 @@ class Vault(VaultQuota, Generic[H_co]):
                 f"the state of fork {src.fork} is a plain directory (made before the layers file"
                 " system, or where it was not available): its ignored paths are copied"
             )
-        return None
+        return forkspare.making_why(self, src)  # a spare of it being snapshotted: copied
 
     def delete_fork(self, fork: str) -> Operation:
         """Delete a fork; its ref, checkpoints and uncheckpointed changes stay recoverable
