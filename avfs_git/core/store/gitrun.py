@@ -117,6 +117,12 @@ def git_xdg_file(name: str) -> str | None:
     return os.path.join(xdg, "git", name) if xdg else None
 
 
+def git_user_path(name: str) -> str:
+    """A path of git's config as git reads it: ``~/`` (and ``~user/``) expanded from
+    ``$HOME`` (the user's entry), anything else as it is."""
+    return os.path.expanduser(name)
+
+
 def git_attr_nosystem() -> bool:
     """Whether ``$GIT_ATTR_NOSYSTEM`` tells git not to read its system attribute file."""
     return os.environ.get("GIT_ATTR_NOSYSTEM", "").lower() in ("1", "true", "yes", "on")
