@@ -168,3 +168,27 @@ def test_a_config_rewritten_with_the_same_size_and_mtime_is_read_again(vault: Pa
     now = config.stat()
     assert (now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
     assert gitattrfiles.global_file(str(vault)) == str(second)
+
+
+@pytest.mark.parametrize("where", ["gitconfig", "include"])
+def test_core_autocrlf_from_an_included_config_is_seen(where: str, vault: Path, tmp_path: Path) -> None:
+    """``core.autocrlf=true`` in a file the person's ``~/.gitconfig`` includes: git converts
+    by it, and libgit2 reads it too, but avfs looked for the word in the top files only
+    and took it for unset (the mount showed LF where git's checkout writes CRLF)."""
+    from avfs_git.core.store.gitstore import GitStore
+    from avfs_git.core.workspace.wsattrs import autocrlf, eol_crlf
+
+    naming = "[core]\n\tautocrlf = true\n\teol = crlf\n"
+    with open(Path(os.environ["HOME"], ".gitconfig"), "a") as fh:
+        if where == "include":
+            (tmp_path / "included").write_text(naming)
+            fh.write(f"[include]\n\tpath = {_quoted(tmp_path / 'included')}\n")
+        else:
+            fh.write(naming)
+    git = subprocess.run(
+        ["git", "--git-dir", str(vault), "config", "core.autocrlf"], capture_output=True, text=True
+    ).stdout.strip()
+    assert git == "true"
+    store = GitStore(str(vault))
+    assert autocrlf(store) == "true"
+    assert eol_crlf(store)

@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import tempfile
 import threading
 import time
 
 from .gitrun import (
     CONFIG_RECENT_NS,
+    config_includes,
     git_attr_nosystem,
     git_config_env,
     git_config_files,
     git_env,
-    git_user_path,
     git_xdg_file,
     run,
 )
@@ -65,40 +64,6 @@ def _names_key(store_path: str) -> bool:
 # (the config files' stat data and the variables naming them) -> git config's answer
 _ASKED: dict[tuple[object, ...], str] = {}
 _INCLUDES_MAX = 32  # config files a key follows includes into (git: 10 levels deep)
-_SECTION = re.compile(rb"^\s*\[\s*([^\]\s]+)")
-_PATH = re.compile(rb"^\s*path\s*=\s*(.*?)\s*$", re.IGNORECASE)
-
-
-def _included(path: str) -> list[str] | None:
-    """The files the config at ``path`` includes (``path =`` of its ``[include]`` and
-    ``[includeIf ...]`` sections, whatever their condition), as git resolves them: ``~/``
-    from ``$HOME``, relative to the including file's directory; None when a value is not
-    read here (quoted with escapes, a comment after it)."""
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read(1 << 20)
-    except OSError:
-        return []
-    if b"include" not in text.lower():
-        return []
-    out: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        sec = _SECTION.match(line)
-        if sec is not None:
-            inside = sec.group(1).lower() in (b"include", b"includeif")
-            line = line[line.index(b"]") + 1 :] if b"]" in line else b""
-        m = _PATH.match(line) if inside else None
-        if m is None:
-            continue
-        value = m.group(1)
-        if value[:1] == b'"' and value[-1:] == b'"' and len(value) > 1:
-            value = value[1:-1]
-        if not value or any(c in value for c in b'"\\#;'):
-            return None
-        name = git_user_path(os.fsdecode(value))
-        out.append(os.path.join(os.path.dirname(path), name))
-    return out
 
 
 def _config_key(store_path: str) -> tuple[object, ...] | None:
@@ -125,7 +90,7 @@ def _config_key(store_path: str) -> tuple[object, ...] | None:
         if now - max(st.st_mtime_ns, st.st_ctime_ns) < CONFIG_RECENT_NS:
             return None
         key.append((path, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
-        more = _included(path)
+        more = config_includes(path)
         if more is None:
             return None
         todo += more

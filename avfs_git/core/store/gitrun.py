@@ -27,7 +27,16 @@ from ..errors import InternalError
 if TYPE_CHECKING:
     import subprocess  # imported where git runs: `avfs status` never starts git
 
-__all__ = ["config_text", "git_config_env", "git_config_files", "git_env", "run", "run_git", "spawn"]
+__all__ = [
+    "config_includes",
+    "config_text",
+    "git_config_env",
+    "git_config_files",
+    "git_env",
+    "run",
+    "run_git",
+    "spawn",
+]
 
 # options of git itself that take a value (what comes before the subcommand)
 _VALUED = ("-C", "-c", "--git-dir", "--work-tree")
@@ -107,6 +116,42 @@ def config_text(path: str) -> bytes | None:
     else:
         _config_kept.pop(path, None)
     return text
+
+
+_SECTION = re.compile(rb"^\s*\[\s*([^\]\s]+)")
+_INCLUDE_PATH = re.compile(rb"^\s*path\s*=\s*(.*?)\s*$", re.IGNORECASE)
+
+
+def config_includes(path: str) -> list[str] | None:
+    """The files the config file at ``path`` includes (``path =`` of its ``[include]`` and
+    ``[includeIf ...]`` sections, whatever their condition: a superset of what git reads),
+    as git resolves them: ``~/`` from ``$HOME``, else relative to the including file's
+    directory; None when a value is not read here (quoted with escapes, a comment after
+    it): the caller then asks git or libgit2, which follow them."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(CONFIG_READ_MAX)
+    except OSError:
+        return []
+    if b"include" not in text.lower():
+        return []
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        sec = _SECTION.match(line)
+        if sec is not None:
+            inside = sec.group(1).lower() in (b"include", b"includeif")
+            line = line[line.index(b"]") + 1 :] if b"]" in line else b""
+        m = _INCLUDE_PATH.match(line) if inside else None
+        if m is None:
+            continue
+        value = m.group(1)
+        if value[:1] == b'"' and value[-1:] == b'"' and len(value) > 1:
+            value = value[1:-1]
+        if not value or any(c in value for c in b'"\\#;'):
+            return None
+        out.append(os.path.join(os.path.dirname(path), git_user_path(os.fsdecode(value))))
+    return out
 
 
 def git_xdg_file(name: str) -> str | None:
