@@ -35,6 +35,7 @@ import time
 from .gitrun import (
     CONFIG_RECENT_NS,
     config_includes,
+    config_text,
     git_attr_nosystem,
     git_config_env,
     git_config_files,
@@ -90,10 +91,12 @@ def _config_key(store_path: str) -> tuple[object, ...] | None:
         if now - max(st.st_mtime_ns, st.st_ctime_ns) < CONFIG_RECENT_NS:
             return None
         key.append((path, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
-        more = config_includes(path)
-        if more is None:
-            return None
-        todo += more
+        text = config_text(path)  # (kept by its stat: most configs include nothing)
+        if text is not None and b"include" in text:
+            more = config_includes(path)
+            if more is None:
+                return None
+            todo += more
     return tuple(key)
 
 

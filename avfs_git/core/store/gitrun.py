@@ -127,12 +127,33 @@ def config_includes(path: str) -> list[str] | None:
     ``[includeIf ...]`` sections, whatever their condition: a superset of what git reads),
     as git resolves them: ``~/`` from ``$HOME``, else relative to the including file's
     directory; None when a value is not read here (quoted with escapes, a comment after
-    it): the caller then asks git or libgit2, which follow them."""
+    it): the caller then asks git or libgit2, which follow them. Kept by the file's stat,
+    as :func:`config_text` keeps its text (a status asks on every look)."""
+    where = (path, os.environ.get("HOME", ""))  # (``~/`` is $HOME's)
     try:
+        st = os.stat(path)
+        kept = _includes_kept.get(where)
+        if kept is not None and kept[0] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return kept[1]
         with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())  # (the file read: a rename since the stat above)
             text = fh.read(CONFIG_READ_MAX)
     except OSError:
         return []
+    found = _includes_in(text, path)
+    # (a change after the fstat moves the stamp: the next look reads again)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= CONFIG_RECENT_NS:
+        if len(_includes_kept) >= CONFIG_KEPT_MAX:
+            _includes_kept.clear()
+        _includes_kept[where] = ((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), found)
+    return found
+
+
+# the includes :func:`config_includes` found: (path, $HOME) -> ((inode, size, mtime, ctime), them)
+_includes_kept: dict[tuple[str, str], tuple[tuple[int, int, int, int], list[str] | None]] = {}
+
+
+def _includes_in(text: bytes, path: str) -> list[str] | None:
     if b"include" not in text.lower():
         return []
     out: list[str] = []
