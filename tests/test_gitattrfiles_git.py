@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core.store import gitattrfiles
+from avfs_git.core.store.gitclean import Cleaner
 from avfs_git.core.store.gitsmudge import _dispose, attributes_handle
 
 from . import realdata
@@ -66,17 +67,21 @@ def _git_says(vault: Path, tmp: Path) -> dict[tuple[str, str], str]:
 
 
 def _avfs_says(vault: Path) -> dict[tuple[str, str], str]:
-    """The same asked of the handle every conversion of avfs asks."""
+    """The same asked of the handle every conversion of avfs asks, and of a cleaner's (it
+    reads the vault's config before any attribute)."""
     repo, scratch = attributes_handle(str(vault), {"": ROOT})
+    cleaner = Cleaner(str(vault), {"": ROOT}, {})
     try:
         said = {}
         for path in PATHS:
             for name in NAMES:
                 v = repo.get_attr(path, name)
                 said[path, name] = {True: "set", False: "unset", None: "unspecified"}.get(v, v)  # type: ignore[call-overload]
+                assert cleaner._repo.get_attr(path, name) == v, (path, name)
         return said
     finally:
         _dispose(repo, scratch)
+        cleaner.close()
 
 
 def _differences(vault: Path, tmp: Path) -> list[tuple[str, str, str, str]]:

@@ -18,7 +18,6 @@ MAX_FUNCTION_LINES = 110
 # no object can own it; a new one fails the test.
 PROCESS_STATE = {
     "core/store/gitattrfiles.py:_ASKED": "git config's answer for core.attributesFile, kept by the config files' stat data: the same in every thread",
-    "core/store/gitattrfiles.py:_own": "the config file every libgit2 attributes handle of the process is given (one path, removed at exit)",
     "core/store/locks.py:_held": "the locks this thread holds (fcntl locks are per process, re-entry per thread)",
     "core/store/threads.py:_FORKED": "fork() is process-wide: every object whose locks a forked child must make anew",
     "core/store/gitrun.py:_config_kept": "git's config files are the machine's: read again only when their stat moves",

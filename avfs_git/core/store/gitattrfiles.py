@@ -16,7 +16,7 @@ libgit2 must then read no global file of its own (its idea: ``core.attributesFil
 configs on its search path, else ``$XDG_CONFIG_HOME/git/attributes``): where git's differs
 (``$GIT_CONFIG_GLOBAL``, ``git -c``, a file an ``[include]`` names) its rules applied beside
 git's, so each handle is given ``core.attributesFile = /dev/null`` in a config of the highest
-level (:func:`own_config`; found in the nineteenth round, review8, by
+level (:func:`.gitsmudge.no_own_global`; found in the nineteenth round, review8, by
 ``tests/test_gitattrfiles_git.py`` against ``git check-attr``).
 
 What it costs: a few ``stat``s and small reads; ``git config`` (~1 ms of CPU) only when one
@@ -26,10 +26,7 @@ once one of them (or a file one includes) changed.
 
 from __future__ import annotations
 
-import atexit
 import os
-import tempfile
-import threading
 import time
 
 from .gitrun import (
@@ -150,32 +147,3 @@ def outer_attributes(store_path: str) -> bytes:
         if len(data) <= MAX_FILE:
             out += data if data.endswith(b"\n") or not data else data + b"\n"
     return out
-
-
-_OWN_LOCK = threading.Lock()
-_own: list[str] = []  # the config file :func:`own_config` names (made once a process)
-
-
-def own_config() -> str:
-    """A config file of this process's own (removed at its exit) that names
-    ``core.attributesFile = /dev/null``: what each libgit2 handle asking attributes is
-    given (:func:`.gitsmudge.attributes_handle`), so that it reads no global file of its own."""
-    with _OWN_LOCK:
-        if _own and os.path.exists(_own[0]):
-            return _own[0]
-        where = tempfile.mkdtemp(prefix="avfs-attrcfg-")
-        path = os.path.join(where, "config")
-        with open(path, "x") as fh:
-            fh.write("[core]\n\tattributesFile = /dev/null\n")
-        _own[:] = [path]
-        atexit.register(_remove_own, path, os.getpid())
-        return path
-
-
-def _remove_own(path: str, pid: int) -> None:
-    if os.getpid() == pid:  # (not a forked child's: the file is its parent's)
-        try:
-            os.unlink(path)
-            os.rmdir(os.path.dirname(path))
-        except OSError:
-            pass

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .gitattrfiles import outer_attributes, own_config
+from .gitattrfiles import outer_attributes
 from .gitlib import git_errors
 from .gitstore import blob_id
 
@@ -230,14 +230,14 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
         files = {**files, "": outer + files.get("", b"")}
     scratch = tempfile.mkdtemp(prefix="avfs-attrs-")
     try:
-        for d, data in files.items():
-            at = os.path.join(scratch, *d.split("/")) if d else scratch
-            os.makedirs(at, exist_ok=True)
-            with open(os.path.join(at, ".gitattributes"), "xb") as fh:
-                fh.write(data)
         repo = pygit2.Repository(store_path)
         try:
-            no_own_global(repo)  # (libgit2's idea of the global file is not git's)
+            no_own_global(repo, scratch)  # (libgit2's idea of the global file is not git's)
+            for d, data in files.items():
+                at = os.path.join(scratch, *d.split("/")) if d else scratch
+                os.makedirs(at, exist_ok=True)
+                with open(os.path.join(at, ".gitattributes"), "xb") as fh:
+                    fh.write(data)
             repo.workdir = scratch
             repo.index.clear()  # (in memory: a vault has no index file; a test's repo has)
         except BaseException:
@@ -249,26 +249,35 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
     return repo, scratch
 
 
-def no_own_global(repo: pygit2.Repository) -> None:
+def no_own_global(repo: pygit2.Repository, scratch: str) -> None:
     """Have libgit2 read no global attributes file of its own for ``repo`` (a handle just
     opened, no attribute asked yet): ``core.attributesFile = /dev/null`` in a config of
-    the highest level (:func:`.gitattrfiles.own_config`), this handle's alone (nothing
-    written to the vault): git's global file is read by :mod:`.gitattrfiles`, and
-    libgit2's idea of it (its search path: not ``$GIT_CONFIG_GLOBAL``, ``git -c``, nor
-    always what an ``[include]`` names) added rules git did not. Its system file stays:
-    git reads the same one (``/etc/gitattributes``), below these rules."""
+    the highest level, this handle's alone (nothing written to the vault): git's global
+    file is read by :mod:`.gitattrfiles`, and libgit2's idea of it (its search path: not
+    ``$GIT_CONFIG_GLOBAL``, ``git -c``, nor always what an ``[include]`` names) added rules
+    git did not. The config is written in ``scratch`` (empty yet) and unlinked once
+    libgit2 has read it: the handle keeps what it read (a file kept instead was one more
+    for every process to leave behind, a forked call's ``os._exit`` runs no clean-up).
+    Its system file stays: git reads the same one (``/etc/gitattributes``), below these
+    rules."""
     import pygit2
     from pygit2.ffi import C, ffi
 
+    path = os.path.join(scratch, "config")
+    with open(path, "x") as fh:
+        fh.write("[core]\n\tattributesFile = /dev/null\n")
     cfg = ffi.new("git_config **")
-    if C.git_repository_config(cfg, repo._repo) != 0:
-        raise pygit2.GitError("cannot read the vault's config")
     try:
-        level = int(pygit2.enums.ConfigLevel.APP)
-        if C.git_config_add_file_ondisk(cfg[0], os.fsencode(own_config()), level, repo._repo, 1) != 0:
-            raise pygit2.GitError("cannot add a config file to the attributes handle")
+        if C.git_repository_config(cfg, repo._repo) != 0:
+            raise pygit2.GitError("cannot read the vault's config")
+        try:
+            level = int(pygit2.enums.ConfigLevel.APP)
+            if C.git_config_add_file_ondisk(cfg[0], os.fsencode(path), level, repo._repo, 1) != 0:
+                raise pygit2.GitError("cannot add a config file to the attributes handle")
+        finally:
+            C.git_config_free(cfg[0])
     finally:
-        C.git_config_free(cfg[0])
+        os.unlink(path)  # (before any directory of the tree is made there: no name taken)
 
 
 class Smudger:
