@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git import checkpoint
-from avfs_git.core.errors import NotDirectoryError, PathNotFoundError
+from avfs_git.core.errors import DirectoryNotEmptyError, NotDirectoryError, PathNotFoundError
 from avfs_git.core.vaults.home import Home
 
 from .conftest import CliResult, git
@@ -80,6 +80,48 @@ def test_materialize_into_a_missing_directory_whose_parent_is_there_makes_it(
     assert ws.materialize_to(str(tmp_path / "copy")) == 2
     assert (tmp_path / "copy" / "f.txt").read_bytes() == b"hi\n"
     assert (tmp_path / "copy" / "d" / "g.txt").read_bytes() == b"there\n"
+
+
+def _tree(root: Path) -> dict[str, tuple[bool, bytes]]:
+    return {
+        str(p.relative_to(root)): (
+            p.is_symlink(),
+            os.readlink(p).encode() if p.is_symlink() else p.read_bytes(),
+        )
+        for p in root.rglob("*")
+        if p.is_symlink() or p.is_file()
+    }
+
+
+def test_materialize_into_a_directory_that_holds_anything_is_refused_with_nothing_written(
+    home: Home, tmp_path: Path
+) -> None:
+    """A second copy into the same directory, once the fork's link ``l`` became a file,
+    wrote the file's bytes through the link the first copy left there (to a file outside
+    the copy, whatever the link named: the fork's content chose it); a link the fork
+    still has was a bare FileExistsError halfway. A directory that holds anything is
+    refused, as ``git clone`` and ``shutil.copytree`` refuse one (``avfs export`` asks
+    ``--force``)."""
+    vault = home.create_vault("v")
+    ws = vault.workspace("main")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"mine\n")
+    ws.write("f.txt", b"hi\n")
+    ws.symlink(str(outside), "l")
+    copy = tmp_path / "copy"
+    assert ws.materialize_to(str(copy)) == 1
+    ws.remove("l")
+    ws.write("l", b"the fork's bytes\n")
+    before = _tree(copy)
+    with pytest.raises(DirectoryNotEmptyError) as err:
+        ws.materialize_to(str(copy))
+    assert err.value.code == "directory_not_empty" and str(copy) in err.value.message
+    assert outside.read_bytes() == b"mine\n"
+    assert _tree(copy) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert ws.materialize_to(str(empty)) == 2  # (an empty one is used as it is)
+    assert (empty / "l").read_bytes() == b"the fork's bytes\n"
 
 
 @pytest.mark.parametrize("redo", [False, True], ids=["undo", "undo-redo-undo"])

@@ -185,3 +185,27 @@ def test_the_pure_reader_of_a_store_lets_go_of_removed_packs_without_a_miss(vaul
     pack_dir = os.path.join(vault.path, "objects", "pack")
     assert set(store._reader._packs) == {n for n in os.listdir(pack_dir) if n.endswith(".idx")}
     assert [r for r in mapped if r() is not None] == []  # their maps and descriptors freed
+
+
+def test_the_pure_reader_follows_the_listing_its_store_looks_at(vault):
+    """A reader that took another pack listing than its store's (two threads made the
+    store's first one at once: "each counts from 0", and the reader's factory call and the
+    store's way into libgit2 each kept their own) follows the one the store looks at once
+    the store hands it over: it was only ever looked at by the reader's own lookups, so a
+    reader gone idle (a mount's daemon reads through libgit2) kept the removed packs."""
+    from avfs_git.core.store.gitstore import GitStore
+    from avfs_git.core.store.packset import LOOK_S, PackSet
+
+    blobs = _checkpoints(vault, range(6))
+    store = GitStore(vault.path)
+    for oid in blobs:  # every pack's index and data mapped
+        assert store._reader.read(oid) is not None
+    store._reader.follow_packs(PackSet(vault.path))  # (a second thread's listing)
+    assert store._repo[blobs[0]].size == 7  # (the store's own listing made and looked at)
+    mapped = [weakref.ref(p) for p in store._reader._packs.values() if p is not None]
+    assert packwriter.maybe_consolidate(vault.path, limit=2, wait=True)
+    time.sleep(LOOK_S + 0.1)  # (a store looks at its pack directory at most this often)
+    assert store._repo[blobs[1]].size == 7
+    pack_dir = os.path.join(vault.path, "objects", "pack")
+    assert set(store._reader._packs) == {n for n in os.listdir(pack_dir) if n.endswith(".idx")}
+    assert [r for r in mapped if r() is not None] == []

@@ -12,58 +12,104 @@ below the tree's as in git (:func:`.gitsmudge.attributes_handle`). Found in gitm
 person's ``core.attributesFile`` naming ``eol=crlf`` made git's checkout write CRLF where
 the mount showed LF.
 
+libgit2 must then read no global file of its own (its idea: ``core.attributesFile`` of the
+configs on its search path, else ``$XDG_CONFIG_HOME/git/attributes``): where git's differs
+(``$GIT_CONFIG_GLOBAL``, ``git -c``, a file an ``[include]`` names) its rules applied beside
+git's, so each handle is given ``core.attributesFile = /dev/null`` in a config of the highest
+level (:func:`.gitsmudge.no_own_global`; found in the nineteenth round, review8, by
+``tests/test_gitattrfiles_git.py`` against ``git check-attr``).
+
 What it costs: a few ``stat``s and small reads; ``git config`` (~1 ms of CPU) only when one
-of git's config files names ``attributesfile`` at all, and again only once one changed.
+of git's config files names ``attributesfile`` or includes another at all, and again only
+once one of them (or a file one includes) changed.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
-from .gitrun import git_attr_nosystem, git_config_env, git_config_files, git_env, git_xdg_file, run
+from .gitrun import (
+    CONFIG_RECENT_NS,
+    config_includes,
+    config_text,
+    git_attr_nosystem,
+    git_config_env,
+    git_config_files,
+    git_env,
+    git_xdg_file,
+    run,
+)
 
 SYSTEM = "/etc/gitattributes"  # (git's ETC_GITATTRIBUTES for its prefix /usr)
 MAX_FILE = 100 << 20  # git ignores a larger attributes file (attr.c ATTR_MAX_FILE_SIZE)
 
 
 def _names_key(store_path: str) -> bool:
-    """Whether the vault's config or git's global and system ones name ``attributesfile``."""
+    """Whether the vault's config or git's global and system ones name ``attributesfile``
+    or include another file (which may: git follows ``[include]`` and ``[includeIf]``)."""
     for path in (os.path.join(store_path, "config"), *git_config_files()):
         try:
             with open(path, "rb") as fh:
-                if b"attributesfile" in fh.read(1 << 20).lower():
-                    return True
+                text = fh.read(1 << 20).lower()
         except OSError:
             continue
+        if b"attributesfile" in text or b"include" in text:
+            return True
     return "attributesfile" in " ".join(git_config_env().values()).lower()
 
 
 # (the config files' stat data and the variables naming them) -> git config's answer
 _ASKED: dict[tuple[object, ...], str] = {}
+_INCLUDES_MAX = 32  # config files a key follows includes into (git: 10 levels deep)
 
 
-def _config_key(store_path: str) -> tuple[object, ...]:
+def _config_key(store_path: str) -> tuple[object, ...] | None:
+    """What git config's answer depends on: the variables naming the config files, and
+    each file's stat data (the files they include too); None when it cannot be kept: a
+    file changed within :data:`.gitrun.CONFIG_RECENT_NS` (two writes within one tick of
+    the file system's clock keep the same stamp), or an include not followed here."""
     key: list[object] = [*sorted(git_config_env().items())]
-    for path in (os.path.join(store_path, "config"), *git_config_files()):
+    todo = [os.path.join(store_path, "config"), *git_config_files()]
+    now = time.time_ns()
+    seen: set[str] = set()
+    while todo:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        if len(seen) >= _INCLUDES_MAX:
+            return None
+        seen.add(path)
         try:
             st = os.stat(path)
-            key.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
         except OSError:
             key.append((path, -1))
+            continue
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) < CONFIG_RECENT_NS:
+            return None
+        key.append((path, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
+        text = config_text(path)  # (kept by its stat: most configs include nothing)
+        if text is not None and b"include" in text:
+            more = config_includes(path)
+            if more is None:
+                return None
+            todo += more
     return tuple(key)
 
 
 def global_file(store_path: str) -> str | None:
     """The global attributes file git reads for the vault at ``store_path``: ``git
-    config``'s answer is kept while the config files and the variables stay the same (a
-    status or a base move asks each time; ``git config`` is ~1 ms of CPU)."""
+    config``'s answer is kept while the config files, those they include and the
+    variables stay the same (a status or a base move asks each time; ``git config`` is
+    ~1 ms of CPU)."""
     key = _config_key(store_path)
-    value = _ASKED.get(key)
+    value = None if key is None else _ASKED.get(key)
     if value is None:
         value = _ask(store_path)
-        if len(_ASKED) > 64:
-            _ASKED.clear()
-        _ASKED[key] = value
+        if key is not None:
+            if len(_ASKED) > 64:
+                _ASKED.clear()
+            _ASKED[key] = value
     return value or git_xdg_file("attributes")
 
 

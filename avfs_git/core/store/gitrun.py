@@ -27,7 +27,16 @@ from ..errors import InternalError
 if TYPE_CHECKING:
     import subprocess  # imported where git runs: `avfs status` never starts git
 
-__all__ = ["config_text", "git_config_env", "git_config_files", "git_env", "run", "run_git", "spawn"]
+__all__ = [
+    "config_includes",
+    "config_text",
+    "git_config_env",
+    "git_config_files",
+    "git_env",
+    "run",
+    "run_git",
+    "spawn",
+]
 
 # options of git itself that take a value (what comes before the subcommand)
 _VALUED = ("-C", "-c", "--git-dir", "--work-tree")
@@ -109,12 +118,75 @@ def config_text(path: str) -> bytes | None:
     return text
 
 
+_SECTION = re.compile(rb"^\s*\[\s*([^\]\s]+)")
+_INCLUDE_PATH = re.compile(rb"^\s*path\s*=\s*(.*?)\s*$", re.IGNORECASE)
+
+
+def config_includes(path: str) -> list[str] | None:
+    """The files the config file at ``path`` includes (``path =`` of its ``[include]`` and
+    ``[includeIf ...]`` sections, whatever their condition: a superset of what git reads),
+    as git resolves them: ``~/`` from ``$HOME``, else relative to the including file's
+    directory; None when a value is not read here (quoted with escapes, a comment after
+    it): the caller then asks git or libgit2, which follow them. Kept by the file's stat,
+    as :func:`config_text` keeps its text (a status asks on every look)."""
+    where = (path, os.environ.get("HOME", ""))  # (``~/`` is $HOME's)
+    try:
+        st = os.stat(path)
+        kept = _includes_kept.get(where)
+        if kept is not None and kept[0] == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return kept[1]
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())  # (the file read: a rename since the stat above)
+            text = fh.read(CONFIG_READ_MAX)
+    except OSError:
+        return []
+    found = _includes_in(text, path)
+    # (a change after the fstat moves the stamp: the next look reads again)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= CONFIG_RECENT_NS:
+        if len(_includes_kept) >= CONFIG_KEPT_MAX:
+            _includes_kept.clear()
+        _includes_kept[where] = ((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), found)
+    return found
+
+
+# the includes :func:`config_includes` found: (path, $HOME) -> ((inode, size, mtime, ctime), them)
+_includes_kept: dict[tuple[str, str], tuple[tuple[int, int, int, int], list[str] | None]] = {}
+
+
+def _includes_in(text: bytes, path: str) -> list[str] | None:
+    if b"include" not in text.lower():
+        return []
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        sec = _SECTION.match(line)
+        if sec is not None:
+            inside = sec.group(1).lower() in (b"include", b"includeif")
+            line = line[line.index(b"]") + 1 :] if b"]" in line else b""
+        m = _INCLUDE_PATH.match(line) if inside else None
+        if m is None:
+            continue
+        value = m.group(1)
+        if value[:1] == b'"' and value[-1:] == b'"' and len(value) > 1:
+            value = value[1:-1]
+        if not value or any(c in value for c in b'"\\#;'):
+            return None
+        out.append(os.path.join(os.path.dirname(path), git_user_path(os.fsdecode(value))))
+    return out
+
+
 def git_xdg_file(name: str) -> str | None:
     """git's default file ``name`` of its XDG directory (``$XDG_CONFIG_HOME/git/NAME``,
     else ``~/.config/git/NAME``), None without either variable."""
     home = os.environ.get("HOME", "")
     xdg = os.environ.get("XDG_CONFIG_HOME") or (os.path.join(home, ".config") if home else "")
     return os.path.join(xdg, "git", name) if xdg else None
+
+
+def git_user_path(name: str) -> str:
+    """A path of git's config as git reads it: ``~/`` (and ``~user/``) expanded from
+    ``$HOME`` (the user's entry), anything else as it is."""
+    return os.path.expanduser(name)
 
 
 def git_attr_nosystem() -> bool:

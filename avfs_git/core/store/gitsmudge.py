@@ -221,7 +221,8 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
     0700) holding ``files`` (the bytes of each ``.gitattributes`` by its directory, ""
     the root), its index empty (in memory only), and that directory: the caller frees the
     handle and removes the directory. git's system and global attribute files
-    (:mod:`.gitattrfiles`) are the first lines of the root's."""
+    (:mod:`.gitattrfiles`) are the first lines of the root's, and libgit2 reads no global
+    file of its own (:func:`no_own_global`)."""
     import pygit2
 
     outer = outer_attributes(store_path)  # (git's global and system ones: its root's first lines)
@@ -229,18 +230,54 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
         files = {**files, "": outer + files.get("", b"")}
     scratch = tempfile.mkdtemp(prefix="avfs-attrs-")
     try:
-        for d, data in files.items():
-            at = os.path.join(scratch, *d.split("/")) if d else scratch
-            os.makedirs(at, exist_ok=True)
-            with open(os.path.join(at, ".gitattributes"), "xb") as fh:
-                fh.write(data)
         repo = pygit2.Repository(store_path)
-        repo.workdir = scratch
-        repo.index.clear()  # (in memory: a vault has no index file; a test's repo has)
+        try:
+            no_own_global(repo, scratch)  # (libgit2's idea of the global file is not git's)
+            for d, data in files.items():
+                at = os.path.join(scratch, *d.split("/")) if d else scratch
+                os.makedirs(at, exist_ok=True)
+                with open(os.path.join(at, ".gitattributes"), "xb") as fh:
+                    fh.write(data)
+            repo.workdir = scratch
+            repo.index.clear()  # (in memory: a vault has no index file; a test's repo has)
+        except BaseException:
+            repo.free()
+            raise
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return repo, scratch
+
+
+def no_own_global(repo: pygit2.Repository, scratch: str) -> None:
+    """Have libgit2 read no global attributes file of its own for ``repo`` (a handle just
+    opened, no attribute asked yet): ``core.attributesFile = /dev/null`` in a config of
+    the highest level, this handle's alone (nothing written to the vault): git's global
+    file is read by :mod:`.gitattrfiles`, and libgit2's idea of it (its search path: not
+    ``$GIT_CONFIG_GLOBAL``, ``git -c``, nor always what an ``[include]`` names) added rules
+    git did not. The config is written in ``scratch`` (empty yet) and unlinked once
+    libgit2 has read it: the handle keeps what it read (a file kept instead was one more
+    for every process to leave behind, a forked call's ``os._exit`` runs no clean-up).
+    Its system file stays: git reads the same one (``/etc/gitattributes``), below these
+    rules."""
+    import pygit2
+    from pygit2.ffi import C, ffi
+
+    path = os.path.join(scratch, "config")
+    with open(path, "x") as fh:
+        fh.write("[core]\n\tattributesFile = /dev/null\n")
+    cfg = ffi.new("git_config **")
+    try:
+        if C.git_repository_config(cfg, repo._repo) != 0:
+            raise pygit2.GitError("cannot read the vault's config")
+        try:
+            level = int(pygit2.enums.ConfigLevel.APP)
+            if C.git_config_add_file_ondisk(cfg[0], os.fsencode(path), level, repo._repo, 1) != 0:
+                raise pygit2.GitError("cannot add a config file to the attributes handle")
+        finally:
+            C.git_config_free(cfg[0])
+    finally:
+        os.unlink(path)  # (before any directory of the tree is made there: no name taken)
 
 
 class Smudger:

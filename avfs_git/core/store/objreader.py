@@ -196,10 +196,13 @@ class ObjectReader:
         """List the pack directory again when the store's :class:`.PackSet` (``packs``, or
         the one this reader took) saw a pack go since this reader last did (a look of the
         store's or of a lookup here): the removed packs' maps go. The first time it is
-        given one, this reader lists the directory anew (a pack may have gone before the
-        listing was made: it counts from then)."""
+        given one, or one other than its own, this reader takes it and lists the directory
+        anew (a pack may have gone before the listing was made: it counts from then). Two
+        threads may each make a store's first listing: the one the store keeps and looks
+        at (on its way into libgit2) is the one followed, not one only this reader's own
+        lookups look at (an idle reader held the removed packs)."""
         ps = self._packset
-        if ps is None and packs is not None:
+        if packs is not None and packs is not ps:
             self._packset, self._gone = packs, packs.gone
             if self._packs:
                 self._scan()

@@ -1,6 +1,8 @@
 """A workspace's files written into a local directory (`Workspace.materialize_to`): the
 directory checked (or made, when only it is missing) first, so that a missing parent is a
-clear refusal, not a bare OSError after part of the copy."""
+clear refusal, not a bare OSError after part of the copy; and empty, as ``git clone`` wants
+its own: the copy writes through what is there (a link a copy before left, where the fork
+now has a file, took the file's bytes to wherever it pointed)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import stat as stat_
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from ..errors import InvalidPathError, NotDirectoryError, PathNotFoundError
+from ..errors import DirectoryNotEmptyError, InvalidPathError, NotDirectoryError, PathNotFoundError
 from ..types import MODE_EXEC, DirEntry, NodeKind
 from .wsview import Node, View
 
@@ -26,13 +28,13 @@ class Copied(Protocol):
 
 
 def check_dest(dest: str) -> None:
-    """Refuse ``dest`` unless it is a local directory, made here when only it is missing (its
-    parent there, as ``shutil.copytree`` and ``git clone DIR`` make theirs).
+    """Refuse ``dest`` unless it is an empty local directory, made here when only it is
+    missing (its parent there, as ``shutil.copytree`` and ``git clone DIR`` make theirs).
 
     Raises:
         PathNotFoundError: its parent does not exist either; NotDirectoryError: it is not a
-            directory; InvalidPathError: it cannot be looked at (a NUL, a name too long, no
-            permission).
+            directory; DirectoryNotEmptyError: it holds anything; InvalidPathError: it
+            cannot be looked at (a NUL, a name too long, no permission).
     """
     try:
         st = os.stat(dest)
@@ -50,6 +52,17 @@ def check_dest(dest: str) -> None:
         raise InvalidPathError(f"invalid local directory {dest!r}: {exc}", details={"path": dest}) from None
     if not stat_.S_ISDIR(st.st_mode):
         raise NotDirectoryError(f"{dest}: not a directory", details={"path": dest})
+    try:
+        with os.scandir(dest) as it:
+            held = next(it, None) is not None
+    except OSError as exc:
+        raise InvalidPathError(f"invalid local directory {dest!r}: {exc}", details={"path": dest}) from None
+    if held:
+        raise DirectoryNotEmptyError(
+            f"{dest}: not an empty directory (a copy writes through what is there)",
+            hint="materialize into a new or empty directory",
+            details={"path": dest},
+        )
 
 
 def materialize(ws: Copied, dest: str, progress: Callable[[int], None] | None = None) -> int:
