@@ -23,6 +23,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
+from avfs_git.core.workspace.wsview import View
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
@@ -375,16 +376,28 @@ def test_a_fork_carries_ignored_paths_and_its_checkpoints_leave_them_out(vault) 
     assert f.read("node_modules/.bin/tool") == b"#!/bin/sh\n" and f.status() == []
 
 
-def test_export_and_apply_leave_ignored_paths_out(vault, home, tmp_path: Path) -> None:
+def test_export_and_apply_leave_ignored_paths_out(vault, home, tmp_path: Path, monkeypatch) -> None:
     ws = vault.workspace("main")
     ws.write(".gitignore", b".venv/\n*.log\n")
     ws.write("src/app.py", b"print(1)\n", parents=True)
     ws.write(".venv/bin/python", b"#!/dead/mountpoint\n", parents=True)
     ws.write("run.log", b"log\n")
+    ws.write(".venv/lib/site.py", b"x\n", parents=True)
+    listed: list[str] = []  # the directories the export's walk listed (the real listing runs)
+    children = View.children
+
+    def spy(self: View, node: Any) -> Any:
+        listed.append(node.path)
+        return children(self, node)
+
+    monkeypatch.setattr(View, "children", spy)
     res = q.export(vault, "main", str(tmp_path / "out"))
     assert res.ignored == 2
     got = {str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert got == {".gitignore", "src/app.py"}
+    # nothing below the ignored venv was read only to be left out (a node_modules of 13,000
+    # entries took 1.9 s of a 16-file export: realproj9)
+    assert not [p for p in listed if p == ".venv" or p.startswith(".venv/")], listed
 
 
 def test_apply_leaves_ignored_paths_out(tmp_path: Path) -> None:

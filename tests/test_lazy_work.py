@@ -443,3 +443,28 @@ def test_git_in_proxy_execs_sandbox_cannot_reach_the_server_and_fails_clearly(la
     )
     assert out.returncode == 0 and "+# second version" in out.stdout, out
     assert before - missing(v.path) <= len(wanted)
+
+
+def test_git_commit_in_proxy_exec_on_a_lazy_fork_is_gits_commit(lazy, server):
+    """An agent's `git add && git commit` through `proxy exec` on a lazy fork: git writes
+    the tree only once every blob its index names is local, and in a partial clone fetches
+    the missing ones first, which the sandbox (no network) could not: git failed (128) and
+    the run's record took the change under avfs's message (realproj9's two agents). The
+    host now fetches the fork's blobs before such a command (proxy/lazyblobs.py)."""
+    require_fuse()
+    v = lazy.vault("p")
+    assert missing(v.path) > 0
+    code, doc = _avfs(
+        lazy,
+        "--vault",
+        "p:main",
+        "proxy",
+        "exec",
+        "--shell",
+        "echo more >> NOTES.md && git add NOTES.md && git commit -q -m 'by git'",
+    )
+    assert code == 0, doc["result"]
+    assert git("--git-dir", v.path, "log", "-1", "--format=%s", "main").strip() == "by git"
+    assert git("--git-dir", v.path, "show", "main:NOTES.md") == "notes\nmore\n"
+    tree = git("--git-dir", v.path, "rev-list", "--objects", "--missing=print", "main~1^{tree}")
+    assert "?" not in tree, "the fork's tree is local: git's commit found every blob"

@@ -386,7 +386,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
         # it would write through a symlink already there)
-        for de in ws.walk(""):
+        for de in ws.walk("", prune=ignored.covers):  # (not into a node_modules: realproj9)
             if ignored.covers(de.path):
                 continue
             full = os.path.join(dest, de.path)

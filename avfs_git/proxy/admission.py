@@ -153,6 +153,7 @@ def plan(
     from ..policy import Outcome
     from ..policy import Policy as PolicyCls
     from .confine import no_sandbox
+    from .lazyblobs import writes_tree
     from .placement import choose_mode, confinement, isolation, planned_root
 
     validate(req)
@@ -201,6 +202,7 @@ def plan(
         decision=decision,
         checkpoint_by_policy=action is Outcome.ALLOW_WITH_CHECKPOINT,
         idle_timeout_s=idle_s,
+        git_writes_tree=writes_tree(verdict.commands),
     )
     if action is Outcome.DENY:
         denied = PolicyDeniedError(

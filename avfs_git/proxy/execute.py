@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .ahead import Blocked
     from .standby import Standbys
 
-from . import admission, execspan, placement, recording, runner
+from . import admission, execspan, lazyblobs, placement, recording, runner
 from .admission import run_of
 from .envelope import (
     EXIT_AVFS_FAILED,
@@ -197,6 +197,8 @@ def _stages(
     done.before = before = placement.before(vault, fork, plan, cleanup, unlanded)
     placed = placement.place(home, vault, fork, plan, cleanup, premount.take if premount else None)
     done.placed = placed
+    if plan.git_writes_tree:  # on a lazy fork, the blobs git's commit will want (no network there)
+        lazyblobs.fetch_for_git(vault, fork)
     ahead = premount.ahead if premount is not None else None
     done.ran = ran = run(plan, placed, cleanup, cancel, standbys, after, signals, ahead)
     if ran.error is not None:

@@ -74,6 +74,9 @@ class Plan:
     # a mount made for this call is kept warm this long without use (seconds; 0: unmounted
     # after the call); None when no mount will be made (a live one, --keep-mount, a copy)
     idle_timeout_s: float | None = None
+    # the command runs git writing a tree from its index: on a lazy fork its blobs are
+    # fetched first (:mod:`.lazyblobs`)
+    git_writes_tree: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

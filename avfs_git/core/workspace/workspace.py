@@ -425,9 +425,12 @@ class Workspace(Mutations, Generic[V_co]):
         """The entries of a directory, sorted by name."""
         return self.view.listdir(path, sizes=sizes)
 
-    def walk(self, path: str = "", *, max_depth: int | None = None) -> Iterator[DirEntry]:
-        """Every entry below ``path``, depth first, directories before their contents."""
-        return self.view.walk(path, max_depth=max_depth)
+    def walk(
+        self, path: str = "", *, max_depth: int | None = None, prune: Callable[[str], bool] | None = None
+    ) -> Iterator[DirEntry]:
+        """Every entry below ``path``, depth first, directories before their contents
+        (``prune``: :meth:`.View.walk`'s)."""
+        return self.view.walk(path, max_depth=max_depth, prune=prune)
 
     # -- for a mount (the FUSE layer calls these; the kernel resolves symlinks itself) --------
     def node(self, path: str) -> Node | None:

@@ -528,14 +528,17 @@ class View:
             )
         return out
 
-    def walk(self, path: str = "", *, max_depth: int | None = None) -> Iterator[DirEntry]:
-        """Every entry below ``path``, depth first, directories before their contents."""
+    def walk(
+        self, path: str = "", *, max_depth: int | None = None, prune: Callable[[str], bool] | None = None
+    ) -> Iterator[DirEntry]:
+        """Every entry below ``path``, depth first, directories before their contents;
+        ``prune(dir path)`` True: that directory listed, not what is below it."""
         d = self.dir_node(norm(path))
 
         def rec(node: Node, depth: int) -> Iterator[DirEntry]:
             for name, n in sorted(self.children(node).items()):
                 yield DirEntry(name, n.path, kind_of_mode(n.mode), n.mode, None)
-                if n.is_dir and (max_depth is None or depth < max_depth):
+                if n.is_dir and (max_depth is None or depth < max_depth) and not (prune and prune(n.path)):
                     yield from rec(n, depth + 1)
 
         yield from rec(d, 1)
