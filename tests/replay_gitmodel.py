@@ -15,6 +15,8 @@ from . import test_git_model as tgm
 
 
 def _step(m: tgm.GitModel, line: str) -> None:
+    if _step_tenth(m, line):
+        return
     if line.startswith("gitattributes "):
         m.attributes(ast.literal_eval(line[len("gitattributes ") :]))
     elif line.startswith("write-bytes "):
@@ -126,6 +128,23 @@ def _step(m: tgm.GitModel, line: str) -> None:
             m.exec_git_command(name)
     else:
         raise SystemExit(f"cannot replay: {line}")
+
+
+def _step_tenth(m: tgm.GitModel, line: str) -> bool:
+    """The lines of gitmodel10's steps (tests/gitmodel_steps.py); True when ``line`` was one."""
+    if line.startswith("write-all "):
+        m.write_all(ast.literal_eval(line[len("write-all ") :]))
+    elif line.startswith("gitattributes-crlf "):
+        m.crlf_attributes(line.endswith("True"))
+    elif line.startswith("worktree-outside "):
+        m.worktree_outside(line.endswith("True"))
+    elif line == "upstream-commit":
+        m.upstream_commit()
+    elif "--orphan" in line and line.endswith("(switched back)"):
+        m.orphan()
+    else:
+        return False
+    return True
 
 
 def main() -> None:

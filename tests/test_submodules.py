@@ -321,15 +321,14 @@ def test_a_submodule_checked_out_and_moved_by_git_in_the_mount_is_what_avfs_reco
 
 
 def test_a_submodule_git_adds_in_the_mount_is_what_avfs_records(
-    home: Home, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    home: Home, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     """`git submodule add` of a local repository in an overlay mount and `git commit`,
     beside a plain clone doing the same (gitmodel9): avfs's status is empty and a
     checkpoint records nothing, the gitlink git committed stays. Before, the base move
     masked the new gitlink as the view had had nothing there: avfs's status listed `D sub`
     and `A sub/l.txt`, and a checkpoint replaced the gitlink with the submodule's files.
-    (The pure-FUSE backend still does: docs/fuse.md, "Submodules".)"""
-    _require("overlay")
+    (The pure-FUSE backend still did until gitmodel10.)"""
     lib = tmp_path / "lib"
     git("init", "-q", "-b", "main", str(lib))
     (lib / "l.txt").write_text("lib\n")
@@ -338,7 +337,7 @@ def test_a_submodule_git_adds_in_the_mount_is_what_avfs_records(
     vault = home.clone_vault(served.url("super.git"), "s")
     plain = _plain(served, tmp_path / "plain")
     mp = tmp_path / "m"
-    _mount(home, vault, mp, "overlay")
+    _mount(home, vault, mp, backend)
     who = ["-c", "user.name=t", "-c", "user.email=t@t"]
     for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):  # the same commits on both sides
         monkeypatch.setenv(var, "2026-01-01T00:00:00Z")

@@ -336,6 +336,31 @@ def test_git_gc_prune_and_worktree_add_in_the_mount(mounted: Any) -> None:
     assert _status(avfs)["clean"]
 
 
+def test_git_submodule_add_and_a_commit_in_the_mount_keep_the_gitlink(mounted: Any, tmp_path: Path) -> None:
+    """`git submodule add` of a local repository and `git commit` in the mount: avfs's
+    status stays clean, a checkpoint records nothing, the fork's tree keeps the gitlink
+    git committed and the submodule's files stay in the mount. Before, the checkpoint
+    replaced the gitlink with those files: on the overlay backend until gitmodel9, on
+    pure FUSE (whose checkout is the fork's own entries) until gitmodel10. Beside a
+    plain clone doing the same: tests/test_submodules.py."""
+    mp, avfs = mounted
+    lib = tmp_path / "lib"
+    _git(tmp_path, "init", "-q", "-b", "main", str(lib))
+    (lib / "l.txt").write_text("lib\n")
+    _git(lib, "add", "l.txt")
+    _git(lib, "commit", "-q", "-m", "lib")
+    _git(mp, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "added")
+    _git(mp, "commit", "-q", "-m", "a submodule added")
+    head = _git(mp, "rev-parse", "HEAD").stdout
+    doc = _status(avfs)
+    assert doc["clean"] and doc["changes"] == [], doc
+    assert avfs("checkpoint", "save", "-m", "after").code == 0
+    assert _git(mp, "rev-parse", "HEAD").stdout == head  # nothing recorded
+    assert _git(mp, "ls-tree", "HEAD", "added").stdout.split()[:2] == ["160000", "commit"]
+    assert (mp / "added" / "l.txt").read_text() == "lib\n"
+    assert _git(mp, "status", "--porcelain").stdout == ""
+
+
 def test_the_mounts_git_file_cannot_be_removed_or_replaced(mounted: Any) -> None:
     mp, avfs = mounted
     (mp / "b.txt").write_text("kept\n")

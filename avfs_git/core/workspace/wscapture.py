@@ -18,10 +18,10 @@ from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
 from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
-from ..types import MODE_TREE
+from ..types import MODE_COMMIT, MODE_TREE
 from .livedir import LiveDir
 from .overlay import Overlay
-from .overlayentry import DELETED, FILE, NO_IGNORED, OBJECT, UPPER_FILE, Entry, Ignored
+from .overlayentry import DELETED, FILE, NO_IGNORED, OBJECT, UPPER_FILE, Entry, Ignored, covered
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
 from .wsattrs import TEXT, Conversions, conversions_for, too_big
@@ -115,6 +115,10 @@ def capture(
                 to_build = entries
                 if not include_ignored:
                     to_build, entries = _leave_out_ignored(ws, entries, settled)
+                    to_build, entries = (
+                        _leave_out_submodules(ws, to_build),
+                        _leave_out_submodules(ws, entries),
+                    )
                 if only is not None:
                     to_build = [e for e in to_build if only(e.path)]
                     entries = [e for e in entries if only(e.path)]
@@ -181,6 +185,27 @@ def _leave_out_ignored(ws: Fork, entries: list[Entry], settled: bool) -> tuple[l
     _pin_ignored(ws, entries, ign)
     kept = [e for e in entries if not ign.covers(e.path)]
     return kept + [Entry(t, DELETED, 0) for t in sorted(ign.tops)], kept
+
+
+def _leave_out_submodules(ws: Fork, entries: list[Entry]) -> list[Entry]:
+    """``entries`` but a directory's where the base has a gitlink, and all below it: that
+    directory is the submodule's checkout, as to git (`git add -A` does not look into it),
+    so the gitlink stays and the files stay in the workspace, not recorded (pure FUSE:
+    `git submodule add` and a commit made the fork's own entries its checkout, gitmodel10;
+    the overlay backend's upper layer reads as the submodule unchanged there already)."""
+    tops = [
+        e.path
+        for e in entries
+        if e.kind == OBJECT
+        and e.mode == MODE_TREE
+        and e.path
+        and (hit := ws.store.tree_lookup(ws.base_tree, e.path)) is not None
+        and hit[1] == MODE_COMMIT
+    ]
+    if not tops:
+        return entries
+    gone = frozenset(tops)
+    return [e for e in entries if not covered(e.path, gone)]
 
 
 def _pin_ignored(ws: Fork, entries: list[Entry], ign: Ignored) -> None:

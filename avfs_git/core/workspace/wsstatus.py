@@ -17,7 +17,7 @@ from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE, GitStore, blob_id
 from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
-from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change, ChangeStatus
+from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import overlayentry, upperjournal
 from .ignore import GITIGNORE, IgnoreRules
 from .ignorekept import NAME as KEPT_NAME
@@ -453,6 +453,12 @@ class Changes:
             elif n.is_dir:
                 if bo is not None and bo[1] == MODE_TREE:
                     yield child, bo[0], n
+                elif bo is not None and bo[1] == MODE_COMMIT:
+                    # a directory where the base has a gitlink is that submodule, as to git
+                    # (its checkout, which `git add -A` does not look into): the gitlink
+                    # stays, nothing below is the fork's (pure FUSE: `git submodule add`
+                    # and a commit made the fork's own entries its checkout, gitmodel10)
+                    continue
                 else:
                     if bo is not None:
                         diff_entry(self.store, child, bo, None, out)
