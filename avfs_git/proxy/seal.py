@@ -52,10 +52,9 @@ import dataclasses
 import functools
 import os
 import re
-import shutil
 from typing import TYPE_CHECKING, Any
 
-from ..core.store import refs
+from ..core.store import deeptree, refs
 from ..core.store.names import fs_name
 from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
@@ -137,7 +136,7 @@ def seal_dir(vault: Vault, fork: str) -> str:
 def _remove(e: os.DirEntry[str]) -> None:
     """Remove a directory entry (a directory with all below it; never through a link)."""
     if e.is_dir(follow_symlinks=False):
-        shutil.rmtree(e.path, ignore_errors=True)
+        deeptree.rmtree(e.path, ignore_errors=True)
     else:
         try:
             os.unlink(e.path)
@@ -337,7 +336,7 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
     """The refs the scratch holds now: name -> bytes (what is not a regular file: b"")."""
     out: dict[str, bytes] = {}
     root = os.path.join(sealed.dir, "refs")
-    for dirpath, dirs, files in os.walk(root):  # os.walk never enters a symbolic link
+    for dirpath, dirs, files in deeptree.walk(root):  # (never enters a symbolic link)
         if dirpath == root:
             # (found in the sixteenth round, NAME=attack7: a networked run's copies of the
             # remote-tracking refs, left beneath the vault's read-only ``remotes``, were
@@ -451,7 +450,7 @@ def _drop_written(vault: Vault, sealed: Sealed, fetch: bool) -> None:
         now = sealpack.stat_key(snapshot)
         if now is not None and now != sealed.shown_stat:  # rewritten: made anew before the next run
             if os.path.isdir(snapshot) and not os.path.islink(snapshot):
-                shutil.rmtree(snapshot)
+                deeptree.rmtree(snapshot)
             else:
                 os.unlink(snapshot)
 
