@@ -13,11 +13,15 @@ that never ends: a real server process spoken to in raw lines (tests/test_mcp_ba
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from typing import Any
 
 from avfs_git.core.vaults.home import Home
 
 from .test_json_everypath import _changed, _home_state
+from .test_mcp import _server_env
 from .test_mcp_badinput import Wire, _doc, wired  # noqa: F401 (the fixture)
 
 
@@ -123,3 +127,33 @@ def _sleepers() -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_the_policy_s_timeout_is_a_ceiling_the_request_cannot_raise(home: Home, vault: Any) -> None:
+    """A policy's `timeout_ms` bounds every run. Found in the nineteenth round
+    (NAME=attack10): MCP `exec`'s `timeout_ms` (and the CLI's `--timeout-ms`, which the agent
+    hook fills from the agent's own tool call) replaced the policy's, so an agent asking for
+    an hour ran an hour under a policy of 1.5 s. Now the request may only lower it."""
+    from pathlib import Path
+
+    ws = vault.workspace("main")
+    ws.write("f.txt", b"hi\n")
+    Path(home.path, "policy.toml").write_text("version = 1\n[defaults]\ntimeout_ms = 1500\n")
+    wire = Wire(home)
+    try:
+        msg = wire.call("exec", {"argv": ["sleep", "60"], "mode": "materialized", "timeout_ms": 3_600_000})
+        doc = msg["result"]["structuredContent"]
+        assert doc["result"]["timed_out"] and doc["exit_code"] == 124, doc
+        assert doc["request"]["timeout_ms"] == 1500, doc["request"]
+        lower = wire.call("exec", {"argv": ["sleep", "60"], "mode": "materialized", "timeout_ms": 300})
+        assert _doc(lower)["request"]["timeout_ms"] == 300, lower  # a request may lower it
+    finally:
+        assert wire.close() == 0
+    cli = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--home", home.path, "--vault", "v", "proxy", "exec",
+         "--mode", "materialized", "--timeout-ms", "3600000", "--", "sleep", "60"],
+        capture_output=True, env=_server_env(), timeout=120,
+    )  # fmt: skip
+    doc = json.loads(cli.stdout)
+    assert cli.returncode == 124 and doc["result"]["timed_out"], doc
+    assert doc["request"]["timeout_ms"] == 1500, doc["request"]

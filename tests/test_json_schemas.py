@@ -980,6 +980,7 @@ def _status_doc() -> Json:
         "clean": False,
         "changes": [{"path": "b", "status": "renamed", "old_path": "a"}],
         "ignored": 0,
+        "not_recorded": [],
     }
 
 

@@ -73,7 +73,9 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
     """Uncheckpointed changes of the fork (its overlay against its base commit).
 
     Paths git ignores (.gitignore, the vault's info/exclude, core.excludesFile) are not
-    changes: they are counted, and listed with --ignored."""
+    changes: they are counted, and listed with --ignored. What no checkpoint records (a
+    name git refuses, a fifo, a tree deeper than the host's paths reach) is listed as not
+    recorded."""
     vault, fork = app.target()
     ws = vault.workspace(fork)
     changes, ignored = ws.status_ignored()
@@ -83,6 +85,7 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
         **ws.status_report(changes, ignored, list_ignored=list_ignored),
     }
     tip = data["head"]
+    ws_left: list[dict[str, str]] = data["not_recorded"]  # type: ignore[assignment]
 
     def human_short() -> None:
         if branch:
@@ -145,6 +148,8 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
                 o.plain("! {}", p)
         elif ignored.files:
             o.say("{} ignored path(s) (`avfs status --ignored` lists them)", data["ignored"])
+        for nr in ws_left:
+            o.say("[yellow]not recorded: {}[/] ({})", nr["path"], nr["reason"])
 
     app.output.result("status", data, human_short if short else human)
 

@@ -164,7 +164,10 @@ def plan(
         if policy is not None
         else PolicyCls.load(home.path, vault.path, cache_dir=home.settings.cache_dir)
     )
-    timeout_ms = req.timeout_ms or pol.timeout_ms
+    # the policy's is a ceiling: a request (MCP `exec`'s `timeout_ms`, the CLI's `--timeout-ms`
+    # the agent hook fills from the agent's own call) may only lower it (found in the
+    # nineteenth round, NAME=attack10: an agent asking for an hour ran an hour)
+    timeout_ms = min(req.timeout_ms, pol.timeout_ms) if req.timeout_ms else pol.timeout_ms
     max_output = pol.max_output_bytes
     if req.max_output_bytes is not None:
         max_output = min(req.max_output_bytes, max(pol.max_output_bytes, MAX_REQUESTED_OUTPUT))

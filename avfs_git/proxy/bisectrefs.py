@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import TYPE_CHECKING, Any
 
-from ..core.store import refs
+from ..core.store import deeptree, refs
 from ..core.workspace.untrusted import read_file
 
 if TYPE_CHECKING:
@@ -64,13 +63,13 @@ def _put(refs_dir: str, wanted: dict[str, bytes]) -> None:
     if os.path.islink(d) or (os.path.lexists(d) and not os.path.isdir(d)):
         os.unlink(d)
     if not wanted:
-        shutil.rmtree(d, ignore_errors=True)
+        deeptree.rmtree(d, ignore_errors=True)
         return
     os.makedirs(d, exist_ok=True)
     for name in set(os.listdir(d)) - set(wanted):
         p = os.path.join(d, name)
         if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p, ignore_errors=True)
+            deeptree.rmtree(p, ignore_errors=True)
         else:
             os.unlink(p)
     for name, data in wanted.items():

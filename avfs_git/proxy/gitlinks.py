@@ -14,7 +14,7 @@ import shutil
 import stat
 from typing import TYPE_CHECKING
 
-from ..core.store import gitnames, refs
+from ..core.store import deeptree, gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.workspace.untrusted import read_file
 from .seal import Sealed, _index_stat
@@ -111,7 +111,10 @@ def _made_dotgit(fd: int, since_ns: int) -> bool:
     if st.st_ctime_ns < since_ns:
         return False  # there before the command: a person's own
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(".git", dir_fd=fd)
+        try:
+            shutil.rmtree(".git", dir_fd=fd)
+        except RecursionError:  # deeper than Python's limit: `rm -rf`, through our descriptor
+            deeptree.rmtree(f"/proc/{os.getpid()}/fd/{fd}/.git")
     else:
         os.unlink(".git", dir_fd=fd)
     return True
@@ -218,7 +221,7 @@ def _refuse_index(vault: Vault, sealed: Sealed, git_dir: str) -> bool:
         return False
     if os.path.lexists(index) and (os.path.islink(index) or not os.path.isfile(index)):
         if os.path.isdir(index) and not os.path.islink(index):
-            shutil.rmtree(index)
+            deeptree.rmtree(index)  # (a command's tree may be deeper than Python's recursion limit)
         else:
             os.unlink(index)
     tip = refs.read_ref_file(vault.path, refs.fork_ref(sealed.fork))

@@ -30,12 +30,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.store import deeptree
 from ..core.workspace.untrusted import read_file
 
 __all__ = [
@@ -186,7 +186,7 @@ def pinned_back(
             continue
         if st is not None and stat.S_ISDIR(st.st_mode):
             # the command's, made in the run: a rename cannot replace a directory
-            shutil.rmtree(os.path.join(git_dir, name), ignore_errors=True)
+            deeptree.rmtree(os.path.join(git_dir, name), ignore_errors=True)
         put(name, data)
         why = (
             "replaced while the command ran (the sandbox could then write it): put back as it was"
@@ -289,7 +289,7 @@ def stale_lock(
             try:
                 os.unlink(os.path.join(git_dir, name))  # (a link, a FIFO: never followed)
             except IsADirectoryError:
-                shutil.rmtree(os.path.join(git_dir, name), ignore_errors=True)
+                deeptree.rmtree(os.path.join(git_dir, name), ignore_errors=True)
             except FileNotFoundError:
                 continue
             why = (
@@ -367,7 +367,7 @@ def _move_aside(made: str, keep_dir: str, name: str) -> str:
         os.makedirs(keep_dir, mode=0o700, exist_ok=True)
         os.rename(made, kept)
     except OSError as exc:
-        shutil.rmtree(made, ignore_errors=True)
+        deeptree.rmtree(made, ignore_errors=True)
         if os.path.lexists(made):
             return f"; it could NOT be taken out ({exc}): do not resume it, remove {made}"
         return f"; removed (it could not be kept: {exc})"
@@ -376,5 +376,5 @@ def _move_aside(made: str, keep_dir: str, name: str) -> str:
         from ..mount.worktree import writable_again
 
         writable_again(os.path.join(keep_dir, old))  # what the command made read-only
-        shutil.rmtree(os.path.join(keep_dir, old), ignore_errors=True)
+        deeptree.rmtree(os.path.join(keep_dir, old), ignore_errors=True)
     return f"; kept at {kept} (git resumes nothing there: read it before you move it back)"

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import time
 from typing import TYPE_CHECKING
 
-from ..core.store import refs
+from ..core.store import deeptree, refs
 from ..core.workspace.untrusted import read_file
 
 if TYPE_CHECKING:
@@ -193,7 +192,7 @@ def sync(
         parts = path.split("/")[:-1]
         needed.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     done: set[str] = set()
-    for dirpath, subdirs, files in os.walk(root):
+    for dirpath, subdirs, files in deeptree.walk(root):
         rel = below(dirpath, root)
         rel = rel + "/" if rel else ""
         keep = []
@@ -206,7 +205,7 @@ def sync(
             elif os.path.islink(p):
                 os.unlink(p)
             else:
-                shutil.rmtree(p, ignore_errors=True)
+                deeptree.rmtree(p, ignore_errors=True)
         subdirs[:] = keep
         for f in files:
             p, name = f"{dirpath}/{f}", rel + f
@@ -230,7 +229,7 @@ def vault_loose(real_refs: str, cache: RefCache, *kinds: str) -> dict[str, bytes
     out: dict[str, bytes] = {}
     for kind in kinds:
         heads = os.path.join(real_refs, kind)
-        for dirpath, _dirs, files in os.walk(heads):
+        for dirpath, _dirs, files in deeptree.walk(heads):
             under = below(dirpath, heads)
             prefix = f"{refs.REFS}{kind}/{under}/" if under else f"{refs.REFS}{kind}/"
             for fn in files:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import TYPE_CHECKING
 
-from ..core.store import gitnames
+from ..core.store import deeptree, gitnames
 from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
@@ -42,11 +41,11 @@ def clean_quarantine(od: str) -> None:
                         )
                         if not ok:
                             if f.is_dir(follow_symlinks=False):
-                                shutil.rmtree(f.path, ignore_errors=True)
+                                deeptree.rmtree(f.path, ignore_errors=True)
                             else:
                                 os.unlink(f.path)
             elif e.is_dir(follow_symlinks=False):
-                shutil.rmtree(e.path, ignore_errors=True)
+                deeptree.rmtree(e.path, ignore_errors=True)
             else:
                 os.unlink(e.path)
 
@@ -86,7 +85,7 @@ def import_objects(
     # indexed where the sandbox cannot see, and moved into the vault only when git takes it
     # (index-pack writes its pack before its last checks: .gitmodules that are not files)
     incoming = os.path.join(os.path.dirname(od), "incoming")
-    shutil.rmtree(incoming, ignore_errors=True)
+    deeptree.rmtree(incoming, ignore_errors=True)
     os.makedirs(incoming)
     try:
         pack = os.path.join(incoming, "in.pack")
@@ -103,7 +102,7 @@ def import_objects(
             if os.path.exists(os.path.join(incoming, f"in.{ext}")):
                 os.replace(os.path.join(incoming, f"in.{ext}"), os.path.join(dest, f"{name}.{ext}"))
     finally:
-        shutil.rmtree(incoming, ignore_errors=True)
+        deeptree.rmtree(incoming, ignore_errors=True)
     return None
 
 

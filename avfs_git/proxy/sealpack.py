@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import time
 from typing import TYPE_CHECKING
 
-from ..core.store import refs
+from ..core.store import deeptree, refs
 from ..core.workspace.untrusted import read_file
 
 if TYPE_CHECKING:
@@ -137,7 +136,7 @@ def fresh(path: str, data: bytes) -> tuple[int, int, int, int]:
         return _key(st)
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path, ignore_errors=True)
+            deeptree.rmtree(path, ignore_errors=True)
         else:
             os.unlink(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -230,7 +229,7 @@ def tidy_top(top: str, vault_path: str) -> None:
             for e in it:
                 if e.name != NAME and kinds.get(e.name) != _kind(e):
                     if e.is_dir(follow_symlinks=False):
-                        shutil.rmtree(e.path, ignore_errors=True)
+                        deeptree.rmtree(e.path, ignore_errors=True)
                     else:
                         os.unlink(e.path)
     except OSError:

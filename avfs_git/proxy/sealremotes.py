@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import TYPE_CHECKING, Any
 
-from ..core.store import refs
+from ..core.store import deeptree, refs
 from ..core.store.gitrun import git_env, run
 from ..core.store.vaultconfig import config_values
 from ..core.workspace.untrusted import read_file
@@ -157,7 +156,7 @@ def _why_not(
 
 def _quarantine_bytes(od: str) -> int:
     total = 0
-    for dirpath, _dirs, files in os.walk(od):
+    for dirpath, _dirs, files in deeptree.walk(od):
         for f in files:
             try:
                 total += os.lstat(os.path.join(dirpath, f)).st_size
@@ -230,7 +229,7 @@ def fetch_head_back(vault: Vault, git_dir: str, before: Stat | None) -> list[dic
     try:
         os.unlink(path)  # (a link: never followed)
     except IsADirectoryError:
-        shutil.rmtree(path, ignore_errors=True)
+        deeptree.rmtree(path, ignore_errors=True)
     except FileNotFoundError:
         pass
     why += ": removed (`git fetch` in the mount writes the remote's)"

@@ -20,6 +20,7 @@ through it raises :class:`SymlinkEscapeError` (``stat``/``ls`` show the link its
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -499,11 +500,11 @@ class Workspace(Mutations, Generic[V_co]):
         """The new paths git ignores (without comparing contents: cheaper than a status)."""
         return self.changes.ignored()
 
-    def not_recorded(self) -> list[NotRecorded]:
+    def not_recorded(self, entries: list[Entry] | None = None) -> list[NotRecorded]:
         """What the workspace shows that a checkpoint leaves out (see
         :meth:`.wsstatus.Changes.not_recorded`), and the changes to paths the fork's path
         policy protects (kind ``path_read_only``, ``path_hidden``, ``path_append_only``)."""
-        left = self.changes.not_recorded()
+        left = self.changes.not_recorded(entries)
         if not self.guard.empty:
             with self.overlay.pruning(self.changes.prune_ignored):
                 entries = self.changes.entries()
@@ -529,13 +530,16 @@ class Workspace(Mutations, Generic[V_co]):
         """What `avfs status` reports (its JSON document but the vault and fork): the base,
         the fork's tip (``stale`` when another hand moved it), the merge in progress
         (:func:`.mergestate.open_merge`, or None), the changes, and how many paths git ignores
-        (``ignored``; listed in ``ignored_paths`` with ``list_ignored``). ``changes`` and
+        (``ignored``; listed in ``ignored_paths`` with ``list_ignored``), and what no
+        checkpoint records (``not_recorded``: a tree past ``PATH_MAX`` a command made, a fifo,
+        a name git refuses; a clean status said nothing of them). ``changes`` and
         ``ignored``: :meth:`status_ignored` already taken."""
         merging: dict[str, object] | None = None
         if os.path.exists(os.path.join(self.state_dir, MERGE_STATE_FILE)):
             merging = open_merge(self)
         if changes is None or ignored is None:
             changes, ignored = self.changes.status_ignored()
+        read, self.changes.last_read = self.changes.last_read, None  # (what that status read)
         tip = self.tip()
         out: dict[str, object] = {
             "base": self.base,
@@ -553,6 +557,7 @@ class Workspace(Mutations, Generic[V_co]):
                 for c in changes
             ],
             "ignored": ignored_count(ignored),
+            "not_recorded": [dataclasses.asdict(n) for n in self.not_recorded(read)],
         }
         if list_ignored:
             out["ignored_paths"] = list(ignored.files)

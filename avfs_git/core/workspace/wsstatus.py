@@ -117,6 +117,7 @@ class Changes:
         self._view_time = view_time
         self._mount_git_dir = mount_git_dir
         self._ignore_rules: IgnoreRules | None = None
+        self.last_read: list[Entry] | None = None  # the entries the last status read
 
     def is_dirty(self) -> bool:
         """True when there are uncheckpointed changes: empty new directories and paths git
@@ -159,16 +160,17 @@ class Changes:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def not_recorded(self) -> list[NotRecorded]:
+    def not_recorded(self, entries: list[Entry] | None = None) -> list[NotRecorded]:
         """What the workspace shows that a checkpoint leaves out: names git refuses,
         ``.gitmodules`` and ``.gitattributes`` files whose contents it refuses, and the fifos, sockets and device
         nodes of an overlay mount's live tree (paths git ignores aside: they are never
-        recorded anyway)."""
-        with self.overlay.pruning(self.prune_ignored):
-            # on an overlay mount, what may differ from the base (its upper layer keeps what
-            # checkpoints recorded: a name git refuses, a refused .gitmodules or a fifo is
-            # never recorded, so it stays among them): O(changes), not O(upper layer)
-            entries = self._entries()[0]
+        recorded anyway). ``entries``: those a status just read (:attr:`last_read`)."""
+        if entries is None:
+            with self.overlay.pruning(self.prune_ignored):
+                # on an overlay mount, what may differ from the base (its upper layer keeps what
+                # checkpoints recorded: a name git refuses, a refused .gitmodules or a fifo is
+                # never recorded, so it stays among them): O(changes), not O(upper layer)
+                entries = self._entries()[0]
         left = gitnames.not_recorded((e.path, e.mode) for e in entries if e.kind != DELETED)
         refused = frozenset(n.path for n in left)
         for e in entries:
@@ -266,6 +268,7 @@ class Changes:
             # on an overlay mount, the upper layer is read only where it can differ from
             # the base (core/workspace/upperjournal.py): O(what changed since the last status)
             entries, pending, settled = self._entries()
+        self.last_read = entries  # (for `avfs status`'s not_recorded, read once)
         if not entries:
             upperjournal.remember(self.overlay, pending, ())
             return [], NO_IGNORED
