@@ -26,6 +26,7 @@ from ..errors import (
     UsageError,
     from_oserror,
     want_str,
+    want_strs,
 )
 from ..store import locks, names, packwriter, refs
 from ..store.gitnames import NotRecorded
@@ -116,6 +117,7 @@ def save(
         RefMovedError: the fork moved and ``rebase`` is False (nothing changed).
         AlreadyExistsError: a checkpoint of that name exists on the fork.
     """
+    want_strs(message=message, on=on, expect_head=expect_head)  # (bytes: a commit of its repr)
     fork = fork or vault.default_fork
     if name is not None:
         names.check_fork_name(name, "checkpoint")
@@ -347,6 +349,7 @@ def check_head(vault: Vault, fork: str, expect_head: str | None) -> None:
 def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None = None) -> RestoreResult:
     """Move the fork back to ``rev``; the discarded state is kept and the move is undoable.
     ``expect_head``: only if the fork's branch is at that revision now."""
+    want_strs(expect_head=expect_head)
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
     with vault.lock(fork):

@@ -351,7 +351,7 @@ class Vault(VaultQuota, Generic[H_co]):
         return Workspace(self, fork, state_dir, pinned=commit)
 
     def fork_info(self, fork: str) -> ForkInfo:
-        ws = self.workspace(fork)
+        ws = self.workspace(want_str(fork, "fork"))  # (None is not the default fork here)
         head = ws.tip() or ws.base
         return ForkInfo(
             vault=self.name,
