@@ -21,7 +21,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, AvfsError, UsageError, VaultNotFoundError, from_oserror, want_path
+from ..errors import (
+    AlreadyExistsError,
+    AvfsError,
+    UsageError,
+    VaultNotFoundError,
+    from_oserror,
+    is_no_space,
+    no_space,
+    want_path,
+)
 from ..settings import Settings
 from ..store import names, refs
 from ..store.gitrun import git_env, run_git
@@ -414,6 +423,8 @@ class Home:
             except AvfsError as exc:
                 if isinstance(exc, UsageError):
                     raise
+                if is_no_space(exc):  # git could not write here (the home's disk), not the remote's fault
+                    raise no_space(self.path) from None
                 raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
             finally:
                 if ahead is not None:

@@ -27,8 +27,11 @@ from ..errors import (
     ForkNotFoundError,
     InvalidNameError,
     MountedError,
+    NoSpaceError,
     UsageError,
     from_oserror,
+    is_no_space,
+    no_space,
     want_str,
 )
 from ..settings import DEFAULT_LOCK_WAIT_S, Settings
@@ -459,6 +462,17 @@ class Vault(VaultQuota, Generic[H_co]):
                 raise
             if kept:
                 keep_source_bytes(self.workspace(new), kept)
+            self._record_fork(source, new, base, tree, carry)
+        at = CommitId(base)
+        info = ForkInfo(
+            vault=self.name, name=new, head=at, base=at, dirty=dirty, is_default=new == self.default_fork
+        )
+        return ForkCreated(info, carry)
+
+    def _record_fork(self, source: str, new: str, base: str, tree: str | None, carry: IgnoredCarry) -> None:
+        """Record the fork just made (under its lock); when that fails (a full disk), the fork
+        goes again: no fork without its operation, as its error says."""
+        try:
             self.oplog.record(
                 "fork",
                 f"fork {source} -> {new}",
@@ -469,11 +483,12 @@ class Vault(VaultQuota, Generic[H_co]):
                 ],
                 details={"source": source, "ignored": str(carry.mode)},
             )
-        at = CommitId(base)
-        info = ForkInfo(
-            vault=self.name, name=new, head=at, base=at, dirty=dirty, is_default=new == self.default_fork
-        )
-        return ForkCreated(info, carry)
+        except BaseException as exc:
+            refs.cas_update(self.store, refs.fork_ref(new), None, base, f"avfs: fork {new} not recorded")
+            self.discard_workspace(new)
+            if isinstance(exc, NoSpaceError) or is_no_space(exc):  # (its error said the fork was made)
+                raise no_space(self.oplog.path) from exc
+            raise
 
     def _settled_source(self, source: str) -> tuple[Workspace[Self], str, bool | None]:
         """Fork ``source``'s workspace with its base settled (called under its lock), its
