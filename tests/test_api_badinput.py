@@ -99,12 +99,25 @@ def _documented() -> set[str]:
 SURFACE = sorted((n, f) for n, f in _surface() if n.rsplit(".", 1)[-1] in _documented() - NOT_HERE)
 
 
+# a path on the host (a clone's source, an import's directory, a file to copy, a destination):
+# a str or what `open()` also takes, an `os.PathLike` (a `pathlib.Path`), as its str
+HOST_PATH = "str | os.PathLike[str]"
+
+
 def _kind(p: inspect.Parameter) -> str | None:
-    """What a parameter takes, as far as the sweep varies it: "str", "int", or None."""
+    """What a parameter takes, as far as the sweep varies it: "str", "path" (a path on the
+    host), "int", or None."""
     ann = str(p.annotation)
     if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
         return None
-    return {"str": "str", "str | None": "str", "int": "int", "int | None": "int"}.get(ann)
+    return {
+        "str": "str",
+        "str | None": "str",
+        "int": "int",
+        "int | None": "int",
+        HOST_PATH: "path",
+        f"{HOST_PATH} | None": "path",
+    }.get(ann)
 
 
 def _args(fn: Callable[..., Any], owner: str, home: Home, vault: Vault) -> dict[str, Any] | None:
@@ -155,6 +168,12 @@ def swept(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Vault:
     return vault
 
 
+def _drain(result: Any) -> None:
+    """Run a generator a call returned (`walk`): its errors are the call's."""
+    if isinstance(result, types.GeneratorType):
+        list(result)
+
+
 @pytest.mark.parametrize(("name", "fn"), SURFACE, ids=[n for n, _ in SURFACE])
 def test_every_public_call_refuses_bad_arguments_clearly(
     home: Home, swept: Vault, name: str, fn: Callable[..., Any]
@@ -167,13 +186,13 @@ def test_every_public_call_refuses_bad_arguments_clearly(
     tried = 0
     for pname, p in params.items():
         kind = None if (name, pname) in OPEN else _kind(p)
-        values = BAD if kind == "str" else BAD_INT if kind == "int" else {}
+        values = BAD if kind in ("str", "path") else BAD_INT if kind == "int" else {}
         for what, value in values.items():
             target = _target(name, home, swept)
             call = getattr(target, fn.__name__) if target is not None else fn
             before = _home_state(home.path)
             try:
-                call(**{**base, pname: value})
+                _drain(call(**{**base, pname: value}))
             except AvfsError as err:
                 assert err.code != "internal", f"{name}({pname}={what}): {err.message}"
                 changed = _changed(before, _home_state(home.path))
@@ -192,43 +211,30 @@ WRONG_TYPE: dict[str, Any] = {
     "int": 7,
     "list": ["f.txt"],
 }
-# left open by the wrong-type sweep (each a failure it would report: an AttributeError or a
-# TypeError from inside not naming the argument, or the value taken): fixed so far are the
-# fork, revision, address, `expect` and cursor arguments, checked where every call passes;
-# the paths on the host (url, from_dir, dest, src) are open: a Path there is a fair wish
-OPEN_TYPES = {
-    ("Home.clone_vault", "url"),
-    ("Home.create_vault", "from_dir"),
-    ("Vault.fork_info", "fork"),  # None: the default fork
-    ("Workspace.materialize_to", "dest"),
-    ("Workspace.walk", "path"),
-    ("Workspace.write_from_file", "src"),
-    ("checkpoint.restore", "expect_head"),
-    ("checkpoint.save", "expect_head"),
-    ("checkpoint.save", "message"),
-    ("checkpoint.save", "on"),
-}
 
 
 @pytest.mark.parametrize(("name", "fn"), SURFACE, ids=[n for n, _ in SURFACE])
 def test_every_public_call_names_a_text_argument_of_the_wrong_type(
     home: Home, swept: Vault, name: str, fn: Callable[..., Any]
 ) -> None:
-    """None (where the argument is not optional), bytes, a Path, an int or a list for a `str`:
-    a TypeError naming the argument (or an AvfsError), nothing changed."""
+    """None (where the argument is not optional), bytes, a Path, an int or a list for a `str`
+    (each but the Path for a path on the host): a TypeError naming the argument (or an
+    AvfsError), nothing changed. No argument is left open."""
     base = _args(fn, name.split(".")[0], home, swept)
     assert base is not None, name
     for pname, p in inspect.signature(fn).parameters.items():
-        if _kind(p) != "str" or (name, pname) in OPEN_TYPES:
+        if _kind(p) not in ("str", "path"):
             continue
         for what, value in WRONG_TYPE.items():
             if value is None and "None" in str(p.annotation):
                 continue
+            if what == "path" and _kind(p) == "path":
+                continue  # taken as its str: test_a_host_path_may_be_a_path
             target = _target(name, home, swept)
             call = getattr(target, fn.__name__) if target is not None else fn
             before = _home_state(home.path)
             try:
-                call(**{**base, pname: value})
+                _drain(call(**{**base, pname: value}))
             except AvfsError as err:
                 assert err.code != "internal", f"{name}({pname}={what}): {err.message}"
             except TypeError as exc:
@@ -239,3 +245,34 @@ def test_every_public_call_names_a_text_argument_of_the_wrong_type(
                 raise AssertionError(f"{name}({pname}={what}) was taken")
             changed = _changed(before, _home_state(home.path))
             assert changed == [], f"{name}({pname}={what}) failed and changed {changed[:5]}"
+
+
+def test_every_host_path_is_swept() -> None:
+    """The paths on the host the API takes: each annotated as one (so both sweeps reach it)."""
+    swept = {
+        (n, pname)
+        for n, f in SURFACE
+        for pname, p in inspect.signature(f).parameters.items()
+        if _kind(p) == "path"
+    }
+    assert swept == {
+        ("Home.clone_vault", "url"),
+        ("Home.create_vault", "from_dir"),
+        ("Workspace.materialize_to", "dest"),
+        ("Workspace.write_from_file", "src"),
+    }
+
+
+def test_a_host_path_may_be_a_path(home: Home, swept: Vault, tmp_path: Path) -> None:
+    """Each path on the host taken as a `pathlib.Path` does what its str does."""
+    ws = swept.workspace("main")
+    src = tmp_path / "src.txt"
+    src.write_bytes(b"from a Path\n")
+    ws.write_from_file("g.txt", src)
+    assert ws.read("g.txt") == b"from a Path\n"
+    assert ws.materialize_to(tmp_path / "out") == 2
+    assert (tmp_path / "out" / "g.txt").read_bytes() == b"from a Path\n"
+    imported = home.create_vault("imported", from_dir=tmp_path / "out")
+    assert imported.workspace("main").read("f.txt") == b"hi\n"
+    cloned = home.clone_vault(Path(swept.path), "cloned")
+    assert cloned.workspace("main").read("f.txt") == b"hi\n"

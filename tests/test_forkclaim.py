@@ -69,7 +69,8 @@ def test_a_snapshot_of_a_source_without_a_log_gets_one_made_claimed(
 _KILL_AT = """
 import os, signal, sys
 from avfs_git.core.store import refs
-from avfs_git.core.vaults import layers, vault as vault_mod
+from avfs_git.core.vaults import layers
+from avfs_git.core.workspace import changelog
 from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 home = Home(sys.argv[1], author=("A", "a@example.invalid"), mounts=MOUNT_SIDE)
@@ -85,7 +86,7 @@ def after(mod, name, at):
             die()
         return got
     setattr(mod, name, call)
-after(vault_mod, "carry_claim", "carried")  # made in the source, not yet snapshotted
+after(changelog, "carry_claim", "carried")  # made in the source, not yet snapshotted
 after(layers, "snapshot_state_dir", "snapshot")  # carried into the copy, not yet moved
 real_rename = os.rename
 def rename(src, dst, *a, **k):

@@ -14,6 +14,7 @@ these; nothing above ``core`` catches pygit2 errors.
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
 
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 
@@ -583,6 +584,24 @@ def want_str(value: object, arg: str) -> str:
     on it with an AttributeError or a TypeError from deep inside."""
     if not isinstance(value, str):
         raise TypeError(f"{arg} must be a str, not {type(value).__name__}")
+    return value
+
+
+def want_strs(**args: object) -> None:
+    """:func:`want_str` of each optional text argument given (None, the default, is left)."""
+    for arg, value in args.items():
+        if value is not None:
+            want_str(value, arg)
+
+
+def want_path(value: object, arg: str) -> str:
+    """``value``, a path on the host given to the public API, as a str: a str, or what
+    ``open()`` also takes, an ``os.PathLike`` giving one (a ``pathlib.Path``); anything else
+    (None, bytes, an int, a list) is a TypeError naming ``arg``."""
+    if isinstance(value, _os.PathLike):
+        value = _os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{arg} must be a str or an os.PathLike, not {type(value).__name__}")
     return value
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -382,6 +383,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     files = links = dirs = 0
     dirty = ws.is_dirty()
     ignored = ws.ignored()
+    made = not os.path.lexists(dest)
     try:
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
@@ -401,8 +403,18 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
             elif de.kind is NodeKind.FILE:
                 replace_with_file(full, ws.read(de.path), ws.stat(de.path).mode)
                 files += 1
-    except OSError as exc:
-        raise UsageError(f"cannot export into {dest}: {exc.strerror or exc}", details={"dir": dest}) from exc
+    except BaseException as exc:
+        if not force:  # it was missing or empty, and is again: not half written (an unreadable object)
+            for name in [] if made else os.listdir(dest):
+                full = os.path.join(dest, name)
+                shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.unlink(full)
+            if made:
+                shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise UsageError(
+                f"cannot export into {dest}: {exc.strerror or exc}", details={"dir": dest}
+            ) from exc
+        raise
     return ExportResult(
         vault=vault.name,
         fork=fork,

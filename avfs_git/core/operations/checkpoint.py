@@ -12,7 +12,6 @@ Every function here that moves a ref or discards a view of a workspace:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
@@ -23,23 +22,23 @@ from ..errors import (
     DirtyWorkspaceError,
     ExpectMismatchError,
     NothingToUndoError,
-    RefMovedError,
     RevisionNotFoundError,
     UsageError,
     from_oserror,
     want_str,
+    want_strs,
 )
 from ..store import locks, names, packwriter, refs
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import prefer_libgit2, rfc3339
 from ..store.mergetrees import revert_commit
 from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
-from ..vaults import keptstate
-from ..vaults.oplog import RECORDED_ONLY
 from ..workspace import wscommit
 from ..workspace.overlayentry import ignored_count
-from ..workspace.wscommit import keep_recovery, ws_state
+from ..workspace.wscommit import ws_state
 from .history import checkpoint_names, resolve
+from .undoop import UndoResult as UndoResult  # (the result of undo and redo, as before)
+from .undoop import undo_operation
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -68,13 +67,6 @@ class RestoreResult:
     previous: CommitId | None
     recovery_ref: str | None
     op_id: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UndoResult:
-    undone: Operation
-    op_id: int
-    recovery_ref: str | None
 
 
 def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointInfo:
@@ -125,6 +117,7 @@ def save(
         RefMovedError: the fork moved and ``rebase`` is False (nothing changed).
         AlreadyExistsError: a checkpoint of that name exists on the fork.
     """
+    want_strs(message=message, on=on, expect_head=expect_head)  # (bytes: a commit of its repr)
     fork = fork or vault.default_fork
     if name is not None:
         names.check_fork_name(name, "checkpoint")
@@ -356,6 +349,7 @@ def check_head(vault: Vault, fork: str, expect_head: str | None) -> None:
 def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None = None) -> RestoreResult:
     """Move the fork back to ``rev``; the discarded state is kept and the move is undoable.
     ``expect_head``: only if the fork's branch is at that revision now."""
+    want_strs(expect_head=expect_head)
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
     with vault.lock(fork):
@@ -495,7 +489,7 @@ def undo(vault: Vault, op_id: int | None = None, *, fork: str | None = None) -> 
             ),
             hint="`avfs op log` lists the operations",
         )
-    return _undo(vault, op)
+    return undo_operation(vault, op)
 
 
 def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
@@ -508,113 +502,4 @@ def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
             "nothing to redo" + (f" on fork {fork}" if fork else ""),
             hint="`avfs op log` lists the operations; a redo follows an `avfs undo`",
         )
-    return _undo(vault, op)
-
-
-def _undo(vault: Vault, op: Operation) -> UndoResult:
-    if op.undone_by is not None:
-        raise UsageError(
-            f"operation {op.id} was already undone by operation {op.undone_by}",
-            hint=f"undo operation {op.undone_by} to redo it",
-        )
-    if op.kind == "vault_create":
-        raise UsageError("undoing a vault's creation is `avfs vault delete`")
-    if op.kind in RECORDED_ONLY:
-        raise UsageError(
-            f"operation {op.id} is a {op.kind}: it is recorded, not undone",
-            hint="a push is taken back on the server (push the old commit with --force-with-lease);"
-            " a fetch's remote-tracking refs move with the next fetch",
-        )
-    wss = vault.oplog.workspaces(op.id)
-    forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
-    with vault.lock(*forks):
-        moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
-        for r in moves:
-            # undoing a fork's creation refuses while mounted (as a delete): its processes keep their tree
-            if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
-                vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
-        for w in wss:
-            after = w.get("after")
-            if after is not None and vault.has_fork(w["fork"]):
-                cur_base = vault.workspace(w["fork"]).base
-                if cur_base != after["base"]:
-                    raise RefMovedError(
-                        f"cannot undo operation {op.id}: fork {w['fork']} moved on since"
-                        f" (its base is {cur_base}, not {after['base']})",
-                        hint="restore a checkpoint instead (`avfs checkpoint list`, `avfs log`)",
-                        details={"fork": w["fork"], "expected": after["base"], "current": cur_base},
-                    )
-        for r in moves:
-            cur = refs.read_ref(vault.store, str(r["ref"]))
-            if cur != r["new"]:
-                raise RefMovedError(
-                    f"cannot undo operation {op.id}: {r['ref']} is at {cur}, not {r['new']}",
-                    hint="something changed it since; restore a checkpoint instead",
-                    details={"ref": r["ref"], "expected": r["new"], "current": cur},
-                )
-        new_wss: list[dict[str, Any]] = []
-        recovered: str | None = None
-        rec_refs: list[dict[str, str | None]] = []
-        held = {w["fork"]: vault.workspace(w["fork"]) for w in wss if vault.has_fork(w["fork"])}
-        with contextlib.ExitStack() as guards:
-            # (as restore's: the moves and the mounts' indexes, written ahead, and the recovery
-            # refs made inside, so that a guard that fails busy leaves no ref without its operation)
-            ahead = {ws.ref: (ws, guards.enter_context(ws.index_guard(git=True))) for ws in held.values()}
-            changes = {w["fork"]: bool(w["view_changed"]) for w in wss}
-            for w in wss:
-                fork = w["fork"]
-                cur_state: dict[str, str | None] | None = None
-                if fork in held:
-                    cur_state = ws_state(held[fork])
-                    if w["view_changed"] or w["before"] is None:
-                        rec = keep_recovery(held[fork], f"undo of operation {op.id}")
-                        if rec is not None:
-                            recovered = rec[0]
-                            rec_refs.append({"ref": rec[0], "old": None, "new": rec[1]})
-                new_wss.append(
-                    {
-                        "fork": fork,
-                        "before": cur_state,
-                        "after": w["before"],
-                        "view_changed": w["view_changed"],
-                    }
-                )
-            # refs: creations are undone last so a recreated fork's ref exists before its workspace
-            for r in moves:
-                on = ahead.get(str(r["ref"]))
-                why = f"avfs: undo operation {op.id}"
-                view_changed = on is None or changes.get(on[0].fork, True)
-                wscommit.move_ref(
-                    vault.store, str(r["ref"]), r["old"], r["new"], why, on, view_changed=view_changed
-                )
-            for w in wss:
-                fork = w["fork"]
-                before = w["before"]
-                if before is None:
-                    vault.discard_workspace(fork)
-                    continue
-                # the handle taken before the refs moved: vault.workspace() would first let the
-                # workspace follow its moved ref (dropping the view this undo is to keep)
-                ws = held.get(fork) or vault.workspace(fork)
-                if w["view_changed"]:
-                    ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
-                else:
-                    ws.set_base(before["base"], keep_view=True)
-        new_id = vault.oplog.record(
-            "undo",
-            f"undo operation {op.id} ({op.summary})",
-            fork=op.fork,
-            refs=[{"ref": r["ref"], "old": r["new"], "new": r["old"]} for r in moves] + rec_refs,
-            workspaces=new_wss,
-            undoes=op.id,
-        )
-        for w in wss:  # git's state commands left, kept aside (core/vaults/keptstate.py): with its fork
-            if w["before"] is None:  # this undo takes the fork away
-                keptstate.set_aside(vault.state_dir, w["fork"], new_id)
-            elif w["after"] is None:  # it brings back a fork the operation had taken away
-                keptstate.bring_back(vault.state_dir, w["fork"], op.id)
-    for gone in (w["fork"] for w in wss if w["before"] is None):  # its lock files go, as a delete's
-        vault.drop_fork_locks(gone)
-    undone = vault.oplog.get(op.id)
-    assert undone is not None
-    return UndoResult(undone, new_id, recovered)
+    return undo_operation(vault, op)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
-from ..errors import InternalError
+from ..errors import AvfsError, InternalError, ObjectUnreadableError
 
 if TYPE_CHECKING:
     import subprocess  # imported where git runs: `avfs status` never starts git
@@ -298,9 +298,7 @@ def run(
         raise InternalError("the git command is not installed", hint="install git") from exc
     if check and proc.returncode not in ok:
         err = proc.stderr if text else proc.stderr.decode(errors="replace")
-        raise InternalError(
-            f"git {_subcommand(args)} failed: {err.strip()}", details={"args": list(args), **(details or {})}
-        )
+        raise failed(args, err, details)
     return proc
 
 
@@ -348,11 +346,34 @@ def _run_bounded(
         raise
     done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     if check and proc.returncode not in ok:
-        msg = err if text else err.decode(errors="replace")
-        raise InternalError(
-            f"git {_subcommand(args)} failed: {msg.strip()}", details={"args": list(args), **(details or {})}
-        )
+        raise failed(args, err if text else err.decode(errors="replace"), details)
     return done
+
+
+# what git says when an object of the vault cannot be read (a zeroed or cut loose file, a pack
+# cut short or disagreeing with its index, a tree a commit names gone), the object's id following
+_UNREADABLE = re.compile(
+    r"(?:unable to (?:unpack|read(?: tree)?|parse(?: object)?)|could not read(?: object)?|bad object|"
+    r"missing (?:blob|tree|commit)(?: object)?|loose object|corrupt(?:ed)?(?: (?:object|packed object) (?:for )?)?)"
+    r"[ :]*'?([0-9a-f]{40})\b",
+    re.IGNORECASE,
+)
+
+
+def failed(args: Sequence[str], err: str, details: Mapping[str, Any] | None = None) -> AvfsError:
+    """The error of a git command that failed with ``err`` on stderr: ``object_unreadable``
+    naming the object when git could not read one of the vault's (as every reader of avfs
+    says it), else :class:`InternalError` with git's own message."""
+    facts = {"args": list(args), **(details or {})}
+    hit = _UNREADABLE.search(err)
+    if hit is not None:
+        oid = hit.group(1).lower()
+        return ObjectUnreadableError(
+            f"object {oid} cannot be read: git {_subcommand(args)}: {err.strip()}",
+            hint="run `avfs doctor` to list every unreadable object; restore them from a clone or remote",
+            details={"oid": oid, **facts},
+        )
+    return InternalError(f"git {_subcommand(args)} failed: {err.strip()}", details=facts)
 
 
 def run_git(args: list[str], *, cwd: str | None = None, input: bytes | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import InternalError, UsageError
+from ..errors import InternalError, ObjectUnreadableError, UsageError
 from .gitlib import git_error, git_errors
 from .gitstore import GitStore
 
@@ -112,8 +112,23 @@ def merge_trees(
     try:
         index = store._repo.merge_trees(ancestor, ours, theirs, favor=fv)
     except git_errors(OSError) as exc:
-        raise git_error(exc, f"cannot merge tree {theirs} into {ours}", InternalError) from exc
+        named = unreadable_in_merge(store, ancestor, ours, theirs)  # (libgit2 may not name it)
+        raise named or git_error(exc, f"cannot merge tree {theirs} into {ours}", InternalError) from exc
     return MergedIndex(store, index)
+
+
+def unreadable_in_merge(
+    store: GitStore, ancestor: str, ours: str, theirs: str
+) -> ObjectUnreadableError | None:
+    """The error naming an object a three-way merge of the trees reads that cannot be read
+    (a tree, or a blob of :func:`merge_blobs`, each read whole and checked against its id),
+    or None: after libgit2 failed, whose message says "failed to inflate" and no more."""
+    try:
+        for oid in merge_blobs(store, ancestor, ours, theirs):
+            store.check_object(oid)
+    except ObjectUnreadableError as exc:
+        return exc
+    return None
 
 
 def merge_blobs(store: GitStore, ancestor: str, ours: str, theirs: str) -> dict[str, str]:

@@ -264,7 +264,14 @@ class ObjectReader:
             if loose_error is not None:
                 raise loose_error
             return None
-        return self._read_at(*hit)
+        kind, data = self._read_at(*hit)
+        # what the offset held is that object, as libgit2 checks (its strict hash verification):
+        # an index that disagrees with its pack served another object's bytes under this id
+        h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
+        h.update(data)
+        if h.hexdigest() != oid:
+            raise _bad(f"its contents do not match its id (object {h.hexdigest()} is at its offset)")
+        return kind, data
 
     def _find(self, oid: str) -> tuple[_Pack, int] | None:
         key = bytes.fromhex(oid)

@@ -89,6 +89,7 @@ class SpareVault(Protocol):
     def lock(self, *forks: str, wait_s: float | None = None) -> AbstractContextManager[None]: ...
     def workspace(self, fork: str | None = None) -> Workspace[Any]: ...
     def snapshot_why_not(self, src: Workspace[Any]) -> str | None: ...
+    def qgroup(self) -> int | None: ...
 
 
 SPARES = "spares"  # <vault>/avfs/spares/<fork>: the spare of a fork's state dir (a link)
@@ -430,3 +431,28 @@ def spares(vault: SpareVault) -> dict[str, str]:
         if target is not None:
             out[names.from_fs_name(n)] = target
     return out
+
+
+def snapshot_for_fork(
+    vault: SpareVault, src: Workspace[Any], link: str, new: str
+) -> tuple[str, int | None, bool | None]:
+    """Snapshot ``src``'s state dir as fork ``new``'s, named by ``link`` (see :meth:`.Vault.fork`):
+    the new state dir, the overlay journal's end read while the source was held still
+    (None: the copy must be read), and whether the snapshot carried the new fork's
+    claimed change log (None: a spare made ahead was taken, its log made in it:
+    :func:`claim`). Raises :class:`.layers.LayersUnavailable`."""
+    # the whole state (entries, journal, a live mount's upper layer, an open merge) at
+    # this instant; the fork lock keeps a checkpoint of the source from being half-way,
+    # the overlay held still a write from landing between the journal's end and the copy
+    with src.overlay.still() as journal:
+        if journal is not None and (spare := claim(vault, src, link, journal)) is not None:
+            return spare, journal, None
+        sub = layers.new_subvol_path(vault.home_dir)
+        carried = None if journal is None else changelog.carry_claim(src.state_dir, sub, new, journal)
+        try:
+            layers.snapshot_state_dir(vault.home_dir, src.state_dir, link, vault.qgroup(), sub)
+        finally:
+            if carried is not None:  # the source's copy: the fork's went with the snapshot
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(carried)
+    return sub, journal, carried is not None

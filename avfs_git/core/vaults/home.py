@@ -21,7 +21,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, AvfsError, UsageError, VaultNotFoundError, from_oserror
+from ..errors import (
+    AlreadyExistsError,
+    AvfsError,
+    UsageError,
+    VaultNotFoundError,
+    from_oserror,
+    is_no_space,
+    no_space,
+    want_path,
+)
 from ..settings import Settings
 from ..store import names, refs
 from ..store.gitrun import git_env, run_git
@@ -366,7 +375,7 @@ class Home:
 
     def clone_vault(
         self,
-        url: str,
+        url: str | os.PathLike[str],
         name: str,
         *,
         progress: ProgressFn | None = None,
@@ -383,6 +392,7 @@ class Home:
         from ..errors import RemoteError
         from ..store.redact import redact, split_credentials
 
+        url = want_path(url, "url")  # a local repository may be a Path
         names.check_vault_name(name)
         if any(ord(c) < 32 for c in url) or _not_text(url):
             raise UsageError(f"{url!r} is no URL: it holds a control character or is not UTF-8 text")
@@ -413,6 +423,8 @@ class Home:
             except AvfsError as exc:
                 if isinstance(exc, UsageError):
                     raise
+                if is_no_space(exc):  # git could not write here (the home's disk), not the remote's fault
+                    raise no_space(self.path) from None
                 raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
             finally:
                 if ahead is not None:
@@ -442,7 +454,7 @@ class Home:
         self,
         name: str,
         *,
-        from_dir: str | None = None,
+        from_dir: str | os.PathLike[str] | None = None,
         progress: Progress | None = None,
         use_gitignore: bool = True,
     ) -> Vault[Home]:
@@ -450,6 +462,7 @@ class Home:
         from a directory (a git checkout brings its history and uncommitted changes)."""
         names.check_vault_name(name)
         if from_dir is not None:
+            from_dir = want_path(from_dir, "from_dir")
             self._check_not_holding_home(from_dir)
         tmp, final = self._new_vault_dir(name)
         from . import importer

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import CorruptStateError
+from ..errors import CorruptStateError, NoSpaceError, is_no_space
 from ..store.gitstore import rfc3339
 from ..store.refs import fork_ref
 from ..store.threads import ThreadSlots
@@ -127,7 +127,14 @@ class OpLog:
         """
         try:
             return self._record(kind, summary, fork, refs, workspaces, details, undoes)
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, NoSpaceError) as exc:
+            if isinstance(exc, NoSpaceError) or is_no_space(exc, self.path):  # (not "nothing was changed")
+                raise NoSpaceError(
+                    f"no space left on the device: the {kind} was done, but not recorded in {self.path}",
+                    hint="free some space under the avfs home; `avfs log` shows the fork as it is"
+                    " (`avfs undo` cannot reach what the log does not hold)",
+                    details={"path": self.path, "kind": kind, "summary": summary, "done": True},
+                ) from exc
             raise  # (busy, read-only: their own translations, above)
         except sqlite3.DatabaseError as exc:
             raise CorruptStateError(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
@@ -28,8 +27,11 @@ from ..errors import (
     ForkNotFoundError,
     InvalidNameError,
     MountedError,
+    NoSpaceError,
     UsageError,
     from_oserror,
+    is_no_space,
+    no_space,
     want_str,
 )
 from ..settings import DEFAULT_LOCK_WAIT_S, Settings
@@ -39,7 +41,7 @@ from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
 from ..store.locks import FileLocks, exec_lock_path, remove_unused, write_lock_path
 from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
-from ..workspace.changelog import carry_claim, claim_new_fork
+from ..workspace.changelog import claim_new_fork
 from ..workspace.upper import drop_gitfile
 from . import forkspare, keptstate, layers, registry
 from .lazyconfig import FetchTimeout, KeepConnection, Neighbours, PackageBytes
@@ -311,11 +313,11 @@ class Vault(VaultQuota, Generic[H_co]):
         if os.path.lexists(link) or self.layers_why_not() is not None:
             return self.ws_dir(fork)
         try:
-            return layers.make_state_dir(self.home_dir, link, self._qgroup(), self._layers_attempts)
+            return layers.make_state_dir(self.home_dir, link, self.qgroup(), self._layers_attempts)
         except layers.LayersUnavailable:
             return link
 
-    def _qgroup(self) -> int | None:
+    def qgroup(self) -> int | None:
         """The vault's qgroup (new subvolumes join it), when it has one."""
         n = self.config.get("layers_qgroup")
         return n if isinstance(n, int) else None
@@ -351,7 +353,7 @@ class Vault(VaultQuota, Generic[H_co]):
         return Workspace(self, fork, state_dir, pinned=commit)
 
     def fork_info(self, fork: str) -> ForkInfo:
-        ws = self.workspace(fork)
+        ws = self.workspace(want_str(fork, "fork"))  # (None is not the default fork here)
         head = ws.tip() or ws.base
         return ForkInfo(
             vault=self.name,
@@ -420,7 +422,7 @@ class Vault(VaultQuota, Generic[H_co]):
             why = self.snapshot_why_not(src) if ignored else "--no-ignored: a clean fork"
             if why is None:
                 try:
-                    snap = self._snapshot_fork(src, link, new)
+                    snap = forkspare.snapshot_for_fork(self, src, link, new)
                 except layers.LayersUnavailable as exc:
                     why = str(exc)
             if why is None:
@@ -460,6 +462,17 @@ class Vault(VaultQuota, Generic[H_co]):
                 raise
             if kept:
                 keep_source_bytes(self.workspace(new), kept)
+            self._record_fork(source, new, base, tree, carry)
+        at = CommitId(base)
+        info = ForkInfo(
+            vault=self.name, name=new, head=at, base=at, dirty=dirty, is_default=new == self.default_fork
+        )
+        return ForkCreated(info, carry)
+
+    def _record_fork(self, source: str, new: str, base: str, tree: str | None, carry: IgnoredCarry) -> None:
+        """Record the fork just made (under its lock); when that fails (a full disk), the fork
+        goes again: no fork without its operation, as its error says."""
+        try:
             self.oplog.record(
                 "fork",
                 f"fork {source} -> {new}",
@@ -470,11 +483,12 @@ class Vault(VaultQuota, Generic[H_co]):
                 ],
                 details={"source": source, "ignored": str(carry.mode)},
             )
-        at = CommitId(base)
-        info = ForkInfo(
-            vault=self.name, name=new, head=at, base=at, dirty=dirty, is_default=new == self.default_fork
-        )
-        return ForkCreated(info, carry)
+        except BaseException as exc:
+            refs.cas_update(self.store, refs.fork_ref(new), None, base, f"avfs: fork {new} not recorded")
+            self.discard_workspace(new)
+            if isinstance(exc, NoSpaceError) or is_no_space(exc):  # (its error said the fork was made)
+                raise no_space(self.oplog.path) from exc
+            raise
 
     def _settled_source(self, source: str) -> tuple[Workspace[Self], str, bool | None]:
         """Fork ``source``'s workspace with its base settled (called under its lock), its
@@ -489,28 +503,6 @@ class Vault(VaultQuota, Generic[H_co]):
                 return ws, base, changed
         ws = self.workspace(source)
         return ws, ws.base, None
-
-    def _snapshot_fork(self, src: Workspace, link: str, new: str) -> tuple[str, int | None, bool | None]:
-        """Snapshot ``src``'s state dir as fork ``new``'s, named by ``link`` (see :meth:`fork`):
-        the new state dir, the overlay journal's end read while the source was held still
-        (None: the copy must be read), and whether the snapshot carried the new fork's
-        claimed change log (None: a spare made ahead was taken, its log made in it:
-        :mod:`.forkspare`). Raises :class:`.layers.LayersUnavailable`."""
-        # the whole state (entries, journal, a live mount's upper layer, an open merge) at
-        # this instant; the fork lock keeps a checkpoint of the source from being half-way,
-        # the overlay held still a write from landing between the journal's end and the copy
-        with src.overlay.still() as journal:
-            if journal is not None and (spare := forkspare.claim(self, src, link, journal)) is not None:
-                return spare, journal, None
-            sub = layers.new_subvol_path(self.home_dir)
-            carried = None if journal is None else carry_claim(src.state_dir, sub, new, journal)
-            try:
-                layers.snapshot_state_dir(self.home_dir, src.state_dir, link, self._qgroup(), sub)
-            finally:
-                if carried is not None:  # the source's copy: the fork's went with the snapshot
-                    with suppress(FileNotFoundError):
-                        os.unlink(carried)
-        return sub, journal, carried is not None
 
     def snapshot_why_not(self, src: Workspace) -> str | None:
         """None when ``src``'s state dir can be snapshotted into a new fork, else why not."""

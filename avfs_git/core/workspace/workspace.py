@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ..errors import AvfsError, CorruptStateError
+from ..errors import AvfsError, CorruptStateError, want_path, want_str
 from ..store import names, refs
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import GitStore
@@ -431,7 +431,7 @@ class Workspace(Mutations, Generic[V_co]):
     ) -> Iterator[DirEntry]:
         """Every entry below ``path``, depth first, directories before their contents
         (``prune``: :meth:`.View.walk`'s)."""
-        return self.view.walk(path, max_depth=max_depth, prune=prune)
+        return self.view.walk(want_str(path, "path"), max_depth=max_depth, prune=prune)
 
     # -- for a mount (the FUSE layer calls these; the kernel resolves symlinks itself) --------
     def node(self, path: str) -> Node | None:
@@ -602,11 +602,13 @@ class Workspace(Mutations, Generic[V_co]):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def materialize_to(self, dest: str, progress: Callable[[int], None] | None = None) -> int:
+    def materialize_to(
+        self, dest: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+    ) -> int:
         """Write the workspace's files into local directory ``dest``; returns the file count.
 
         Raises:
             PathNotFoundError: ``dest`` does not exist; NotDirectoryError: it is not a
                 directory (nothing written in either case).
         """
-        return localcopy.materialize(self, dest, progress)
+        return localcopy.materialize(self, want_path(dest, "dest"), progress)

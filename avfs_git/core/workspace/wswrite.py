@@ -23,6 +23,7 @@ from ..errors import (
     NotDirectoryError,
     PathNotFoundError,
     SymlinkLoopError,
+    want_path,
     want_str,
 )
 from ..store import names
@@ -208,13 +209,14 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             return None
         return (node,)
 
-    def write_from_file(self, path: str, src: str, *, mode: int | None = None) -> Stat:
+    def write_from_file(self, path: str, src: str | os.PathLike[str], *, mode: int | None = None) -> Stat:
         """Like :meth:`write`, copying the bytes of local file ``src``.
 
         Raises:
             PathNotFoundError: ``src`` does not exist; InvalidPathError: it cannot be
                 opened as a file (a NUL, a directory, a name too long, no permission).
         """
+        src = want_path(src, "src")
         try:
             fh = open(src, "rb")  # noqa: SIM115 (closed below; the errors are the caller's)
         except FileNotFoundError:
