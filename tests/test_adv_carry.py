@@ -21,7 +21,7 @@ from . import packbomb
 from .contract.test_proxy_exec_warm import _wait_for
 from .test_adv_gitseal import _avfs, _exec, _git, _refs, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
-from .waitingexec import exec_argv
+from .waitingexec import exec_argv, held_editor
 
 
 def test_a_packed_refs_the_command_fills_makes_no_huge_envelope(live, vault):
@@ -230,13 +230,17 @@ def test_lines_planted_in_the_sandbox_s_packed_refs_move_nothing_of_the_vault(li
     _git("status", cwd=live.mountpoint)
 
 
-def test_an_index_lock_the_person_s_git_commit_holds_past_a_run_stays(live, vault):
+def test_an_index_lock_the_person_s_git_commit_holds_past_a_run_stays(live, vault, tmp_path):
     """The person's `git commit` in the mount holds ``index.lock`` while its editor is open;
     one started during a run and still open after it is the person's, not the command's:
     left (removed, their commit could not write its index, and the next commit would
     have undone theirs). Their commit ends as it would without avfs."""
     mp = live.mountpoint
-    _script(live, "wait.sh", ": > started; sleep 2\n")
+    _script(  # the run lasts until the person's git holds the lock
+        live,
+        "wait.sh",
+        ': > started; G=$(git rev-parse --git-dir); i=0\nwhile [ ! -e "$G/index.lock" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n',
+    )
     cmd = [*exec_argv("--no-commit"), "--"]
     run = subprocess.Popen([*cmd, "sh", "wait.sh"], stdout=subprocess.PIPE)
     person = None
@@ -244,7 +248,8 @@ def test_an_index_lock_the_person_s_git_commit_holds_past_a_run_stays(live, vaul
         assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
         with open(os.path.join(mp, "lib.py"), "a") as fh:
             fh.write("y = 2\n")
-        env = {**os.environ, "GIT_EDITOR": "sh -c 'sleep 5; echo by-the-person > \"$1\"' -"}
+        editor, release = held_editor(tmp_path, writes="by-the-person")  # open until the run ends
+        env = {**os.environ, "GIT_EDITOR": editor}
         argv = ["git", "-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qa"]
         person = subprocess.Popen(argv, cwd=mp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         lock = os.path.join(worktree_dir(vault, "main"), "index.lock")
@@ -252,6 +257,7 @@ def test_an_index_lock_the_person_s_git_commit_holds_past_a_run_stays(live, vaul
     finally:
         out, _ = run.communicate(timeout=120)
         if person is not None:
+            release.touch()
             _out, err = person.communicate(timeout=60)
     doc = json.loads(out)
     assert doc["result"]["exit_code"] == 0, doc

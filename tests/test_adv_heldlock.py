@@ -20,7 +20,7 @@ from avfs_git.mount.ownfiles import worktree_dir
 from .contract.test_proxy_exec_warm import _wait_for
 from .test_adv_gitseal import _git, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
-from .waitingexec import exec_argv
+from .waitingexec import exec_argv, held_editor
 
 # the command: a nested repository whose fsmonitor would run for the person, an index of its
 # own staging it as a gitlink (in the sandbox's /tmp), then, once the person's `git commit`
@@ -54,7 +54,8 @@ def test_a_held_index_lock_the_command_swaps_never_becomes_the_person_s_index(li
         assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
         with open(os.path.join(mp, "lib.py"), "a") as fh:
             fh.write("y = 2\n")
-        env = {**os.environ, "GIT_EDITOR": "sh -c 'sleep 6; echo by-the-person > \"$1\"' -"}
+        editor, release = held_editor(tmp_path, writes="by-the-person")  # open until the run ends
+        env = {**os.environ, "GIT_EDITOR": editor}
         argv = ["git", "-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qa"]
         person = subprocess.Popen(argv, cwd=mp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, _ = run.communicate(timeout=120)
@@ -62,6 +63,7 @@ def test_a_held_index_lock_the_command_swaps_never_becomes_the_person_s_index(li
         if run.returncode is None:
             out, _ = run.communicate(timeout=120)
         if person is not None:
+            release.touch()
             _out, err = person.communicate(timeout=60)
     doc = json.loads(out)
     assert doc["result"]["exit_code"] == 0 and "SWAPPED" in doc["result"]["stdout"], doc["result"]
@@ -78,7 +80,7 @@ def test_a_held_index_lock_the_command_swaps_never_becomes_the_person_s_index(li
     assert Path(mp, "lib.py").read_text().endswith("y = 2\n")
 
 
-def test_a_head_lock_left_while_the_person_s_git_runs_goes_at_the_next_run(live, vault):
+def test_a_head_lock_left_while_the_person_s_git_runs_goes_at_the_next_run(live, vault, tmp_path):
     """A ``HEAD.lock`` (naming another fork's branch) the command leaves while a git of the
     person's runs in the mount (a `git commit` in its editor) stays after the run: it may be
     that git's. It then counted as the person's at every later run, and every `git commit`
@@ -89,22 +91,26 @@ def test_a_head_lock_left_while_the_person_s_git_runs_goes_at_the_next_run(live,
     _script(
         live,
         "head.sh",
-        ': > started; sleep 1; echo "ref: refs/heads/other" > "$(git rev-parse --git-dir)/HEAD.lock"\n',
-    )
+        ": > started; i=0; while [ ! -e editing ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+        'echo "ref: refs/heads/other" > "$(git rev-parse --git-dir)/HEAD.lock"\n',
+    )  # (made once the person's git runs: its editor is open)
     other = _git("--git-dir", vault.path, "rev-parse", "other").strip()
     run = subprocess.Popen([*exec_argv("--no-commit"), "--", "sh", "head.sh"], stdout=subprocess.PIPE)
     pager = None
     try:
         assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
         # a git of the person's open in the mount: a `git commit` in its editor (it aborts)
-        env = {**os.environ, "GIT_EDITOR": "sh -c 'sleep 8' -"}
+        editor, release = held_editor(tmp_path, marks=os.path.join(mp, "editing"))  # open until the run ends
+        env = {**os.environ, "GIT_EDITOR": editor}
         pager = subprocess.Popen(["git", "commit", "--allow-empty"], cwd=mp, env=env, stderr=subprocess.PIPE)
         out, _ = run.communicate(timeout=120)
     finally:
         if run.returncode is None:
             out, _ = run.communicate(timeout=120)
         if pager is not None:
+            release.touch()
             _o, perr = pager.communicate(timeout=60)
+    os.unlink(os.path.join(mp, "editing"))
     doc = json.loads(out)
     assert doc["result"]["exit_code"] == 0, doc["result"]
     lock = os.path.join(worktree_dir(vault, "main"), "HEAD.lock")

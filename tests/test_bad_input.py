@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from avfs_git.core.errors import AvfsError, BusyError
+from avfs_git.core.errors import AvfsError, BusyError, UsageError
 from avfs_git.core.operations import checkpoint
+from avfs_git.core.settings import DEFAULT_LOCK_WAIT_S, Settings, served_for
 from avfs_git.core.vaults.vault import Vault
 
 from .conftest import IN_CI, libgit2_repo, snapshot
@@ -257,6 +258,21 @@ def test_bad_lock_wait_setting(cli, populated, monkeypatch):
     monkeypatch.setenv("AVFS_LOCK_WAIT", "abc")
     r = cli("--json", "--vault", "v", "checkpoint", "save")
     assert r.code == 2 and "AVFS_LOCK_WAIT" in r.json()["error"]["message"]
+
+
+def test_a_served_call_waits_for_locks_as_its_caller_s_environment_says():
+    """A mount's daemon serving a `proxy exec` waited for git's ``index.lock`` as its own
+    ``AVFS_LOCK_WAIT`` said (the error said "waited 10 s" to a caller that set 2): inside
+    ``served_for`` the caller's value is the one, unset there the default, and a bad one
+    fails as it would in the caller's own process; outside, the process's own again."""
+    own = Settings("/h", lock_wait="7")
+    with served_for({"AVFS_LOCK_WAIT": "2"}):
+        assert own.lock_wait_s() == 2.0
+    with served_for({}):
+        assert own.lock_wait_s() == DEFAULT_LOCK_WAIT_S
+    with served_for({"AVFS_LOCK_WAIT": "abc"}), pytest.raises(UsageError, match="AVFS_LOCK_WAIT='abc'"):
+        own.lock_wait_s()
+    assert own.lock_wait_s() == 7.0
 
 
 def test_replacing_a_big_file_near_the_quota(cli, populated):

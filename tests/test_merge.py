@@ -4,11 +4,13 @@ conflicts with --continue/--abort, undo, and bad input. Real git checks the hist
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from avfs_git.core.errors import AvfsError, ConflictError, UsageError
 from avfs_git.core.operations import checkpoint, merge
+from avfs_git.mount.ownfiles import ACK_FILE, files_dir
 from avfs_git.proxy.execute import exec_in
 
 from .conftest import git
@@ -305,6 +307,11 @@ def test_merging_into_a_mounted_fork_with_a_file_open_is_refused(home, forks, tm
             fh.write(" and the rest\n")
         res = merge.merge(v, "a", "main")  # closed: the merge goes through
         assert res.status == "merged"
+        # ...and returned once the mount's daemon said it shows the merge (it held the
+        # overlay's transaction, which the daemon needed to say so: it gave up waiting)
+        ov = v.workspace("main").overlay
+        shown = (Path(files_dir(v, "main")) / ACK_FILE).read_text().split()
+        assert shown[:2] == [res.commit, str(ov.get_meta("view_time"))], shown
         deadline = __import__("time").monotonic() + 5
         while not (mp / "from-a.txt").exists() and __import__("time").monotonic() < deadline:
             __import__("time").sleep(0.02)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -56,3 +57,22 @@ def running(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def held_editor(
+    where: Path, *, writes: str | None = None, marks: str | Path | None = None
+) -> tuple[str, Path]:
+    """A ``GIT_EDITOR`` for the person's `git commit`, kept open across a run, and the file
+    that lets it go (made by the test once the run has ended). It makes ``marks`` first (a
+    file the command can wait for: the person's git is running), waits for the release,
+    then writes ``writes`` as the message (None: none, the commit aborts). Open as long as
+    the test says, not for a fixed time that a run on a loaded machine could outlast (60 s
+    at most: a test that fails never leaves it behind). The script goes into ``where``."""
+    release = where / "editor-release"
+    script = where / "held-editor.sh"
+    mark = "" if marks is None else f": > {shlex.quote(str(marks))}\n"
+    msg = "" if writes is None else f'echo {shlex.quote(writes)} > "$1"\n'
+    wait = f"i=0; while [ ! -e {shlex.quote(str(release))} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+    script.write_text(f"#!/bin/sh\n{mark}{wait}{msg}")
+    script.chmod(0o755)
+    return shlex.quote(str(script)), release

@@ -23,13 +23,20 @@ variable                  field                  meaning
 ``AVFS_MOUNT_IDLE``       ``mount_idle``         idle seconds before a mount exec made is released
 ========================  =====================  ============================================
 
+A call served for another process (a mount's daemon running a ``proxy exec`` for a client,
+which sends its environment with the request) waits for locks as the caller's
+``AVFS_LOCK_WAIT`` says, not the daemon's: inside :class:`served_for` (this thread, this
+context), :meth:`Settings.lock_wait_s` answers the caller's. The call waits as it would
+have, run in the caller's own process (what happens when no daemon serves it).
+
 A plain slotted class, not a dataclass or a named tuple: the hooks and ``proxy exec``'s fast
 path load this module on every call, and ``dataclasses`` costs 7 ms to import, a named tuple
-1 ms to define.
+1 ms to define (``contextvars`` is a built-in module's re-export: a file of three lines).
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 
 TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
@@ -37,10 +44,15 @@ TYPE_CHECKING = False  # not from typing: see avfs_git/__init__.py
 if TYPE_CHECKING:  # (collections.abc costs ~1.5 ms to import: this module is on the fast path)
     from collections.abc import Mapping
 
-__all__ = ["DEFAULT_LOCK_WAIT_S", "TOKEN_ENV", "Settings", "home_path", "user_home"]
+__all__ = ["DEFAULT_LOCK_WAIT_S", "TOKEN_ENV", "Settings", "home_path", "served_for", "user_home"]
 
 DEFAULT_LOCK_WAIT_S = 10.0
 TOKEN_ENV = "AVFS_GIT_TOKEN"  # an HTTP(S) password or token for every remote
+
+# the caller's $AVFS_LOCK_WAIT as given ("": its default) while a call is served for it
+_served_lock_wait: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "avfs_served_lock_wait", default=None
+)
 
 
 def user_home(environ: Mapping[str, str]) -> str:
@@ -142,13 +154,36 @@ class Settings:
         Raises:
             UsageError: ``$AVFS_LOCK_WAIT`` is not a number.
         """
-        if not self.lock_wait:
+        served = _served_lock_wait.get()
+        given = self.lock_wait if served is None else served  # (a served call: its caller's)
+        if not given:
             return DEFAULT_LOCK_WAIT_S
         try:
-            return float(self.lock_wait)
+            return float(given)
         except ValueError:
             from .errors import UsageError
 
             raise UsageError(
-                f"AVFS_LOCK_WAIT={self.lock_wait!r} is not a number of seconds", hint="e.g. AVFS_LOCK_WAIT=10"
+                f"AVFS_LOCK_WAIT={given!r} is not a number of seconds", hint="e.g. AVFS_LOCK_WAIT=10"
             ) from None
+
+
+class served_for:  # noqa: N801 - a context manager, named as the functions that make one
+    """In the ``with`` block, on this thread: the call is served for a process whose
+    environment is ``environ`` (a ``proxy exec`` request's), and waits for locks as that
+    environment's ``AVFS_LOCK_WAIT`` says (unset: the default), whatever this process's
+    says. A class, not ``contextlib.contextmanager``: this module is on the fast path."""
+
+    __slots__ = ("_lock_wait", "_token")
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._lock_wait = environ.get("AVFS_LOCK_WAIT", "")
+        self._token: contextvars.Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _served_lock_wait.set(self._lock_wait)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _served_lock_wait.reset(self._token)
+            self._token = None

@@ -195,8 +195,15 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
     if drop_caches:
         # the view and the journal up to the move: two moves within one second onto one base
-        # have one (base, view time), and only the journal tells the second from the first
-        _await_ack(ws, live.files, live.pid, ws.overlay.last_seq())
+        # have one (base, view time), and only the journal tells the second from the first;
+        # a move made in an overlay transaction (a merge's, which holds the mount's writes
+        # off) is seen by the daemon once it commits: waited for then (inside, the daemon
+        # cannot say so, and the mover gave up only at ACK_WAIT_S)
+        def ack() -> None:
+            _await_ack(ws, live.files, live.pid, ws.overlay.last_seq())
+
+        if not ws.overlay.after_txn(ack):
+            ack()
 
 
 def _committed_here(git_dir: str, commit: str) -> bool:

@@ -96,7 +96,7 @@ def execute(
     done = _Done()
     cleanup: list[Any] = []
     try:
-        with _identity(req):
+        with _callers(req):
             if premount is None and (standbys is None or not standbys.daemon):  # (a daemon: its own mount)
                 premount = begin(home, vault, fork, req)
             if premount is not None:
@@ -161,14 +161,21 @@ class _Done:
             self.kept_ref = checkpoint.keep_snapshot(vault, fork, record)
 
 
-def _identity(req: ExecRequest) -> Any:
-    """The commits of an exec run for a caller whose environment came with the request (a
-    mount's daemon serving a client) take the caller's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``."""
+@contextlib.contextmanager
+def _callers(req: ExecRequest) -> Iterator[None]:
+    """An exec run for a caller whose environment came with the request (a mount's daemon
+    serving a client): its commits take the caller's ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``,
+    its lock waits (git's ``index.lock`` as a move of the base waits for it, the vault's
+    locks) the caller's ``AVFS_LOCK_WAIT``: as run by the caller's own process."""
     if req.base_env is None:
-        return contextlib.nullcontext()  # this process' own environment: the home has it
+        yield  # this process' own environment: the home has it
+        return
+    from ..core.settings import served_for
     from ..core.store import identity
 
-    return identity.using(identity.from_environ(dict(req.base_env)))
+    env = dict(req.base_env)
+    with identity.using(identity.from_environ(env)), served_for(env):
+        yield
 
 
 def _stages(

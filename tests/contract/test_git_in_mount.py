@@ -808,12 +808,14 @@ def test_a_proxy_exec_while_the_person_s_git_holds_index_lock_keeps_its_record_b
     lock = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip()) / "index.lock"
     lock.write_bytes(b"")  # git's, as the person's running git holds it
     try:
-        doc = _exec(mp, "echo b > b.txt")
+        with _short_lock_wait():
+            doc = _exec(mp, "echo b > b.txt")
         assert lock.exists()  # the person's: never removed by avfs
     finally:
         lock.unlink(missing_ok=True)
     assert doc["result"]["exit_code"] == 0, doc
     assert doc["error"]["code"] == "busy" and doc["error"]["details"]["path"] == str(lock), doc
+    assert f"(waited {BUSY_WAIT} s)" in doc["error"]["message"], doc  # the caller's AVFS_LOCK_WAIT
     cp = doc["checkpoint"]
     assert cp["created"] and not cp["on_branch"] and cp["ref"], cp
     assert _git(mp, "rev-parse", "HEAD").stdout == head

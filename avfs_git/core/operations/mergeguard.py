@@ -46,8 +46,13 @@ def writers_held(ws: Workspace, dry_run: bool) -> contextlib.AbstractContextMana
     merge holds one; a write then waits for the merge and lands on the merged view. A merge
     into a fork written every few milliseconds was refused ``busy`` on every try (a write
     landed between the capture and the move each time). Writes through a mount take no
-    such transaction: there a write in that moment still refuses the merge."""
-    if dry_run or ws.live_dir() is not None:
+    such transaction: there a write in that moment still refuses the merge. Nor does a
+    merge into a fork a pure-FUSE mount serves: its daemon records what it writes in the
+    overlay's transactions, and the merge waits for that daemon to show each move of the
+    base (mount/live.py ``sync_mounted``), which it cannot while the merge holds one (the
+    capture and the move each waited out ``ACK_WAIT_S``, 5 s, and the mount's writes with
+    them)."""
+    if dry_run or ws.live_dir() is not None or ws.mounted_without_upper():
         return contextlib.nullcontext()
     return ws.overlay.txn()
 

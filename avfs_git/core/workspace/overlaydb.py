@@ -278,6 +278,7 @@ class OverlayDB:
                 raise CorruptStateError(f"overlay database broken: {exc}") from exc
             ns["depth"] = 1
             ns["garbage"] = []
+            ns["after"] = []
             ns.pop("journaled", None)
             totals: tuple[int, int] | None = None
             try:
@@ -288,6 +289,7 @@ class OverlayDB:
             except BaseException as exc:
                 ns["depth"] = 0
                 ns["garbage"] = []
+                ns["after"] = []
                 ns.pop("totals", None)
                 if db.in_transaction:  # an I/O error may have rolled it back already
                     db.execute("ROLLBACK")
@@ -323,6 +325,20 @@ class OverlayDB:
         hook = self.after_commit
         if hook is not None and totals is not None:
             hook(*totals)
+        after, ns["after"] = ns.get("after") or [], []
+        for fn in after:
+            fn()
+
+    def after_txn(self, fn: Callable[[], object]) -> bool:
+        """Call ``fn`` once this thread's open transaction has committed (not if it rolls
+        back); False, nothing kept, when none is open (the caller calls it now). What
+        waits on another process to see what the transaction writes (a mount's daemon
+        showing a move of the base: mount/live.py) waits there, never inside it."""
+        ns = self._local.ns()
+        if not ns.get("depth"):
+            return False
+        ns["after"].append(fn)
+        return True
 
     @contextmanager
     def still(self) -> Iterator[int | None]:
