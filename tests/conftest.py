@@ -184,6 +184,27 @@ def remove_home(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+class _DeepCleanUp:
+    """pytest's clean-up of older sessions' temp dirs (its tmpdir plugin's session end)
+    removes them with ``shutil.rmtree``, one Python call a level: a tree past the recursion
+    limit that a test left there (the deep-tree tests' homes) ended the whole session in a
+    ``RecursionError``, its summary and exit status lost. The limit is raised for the
+    session's end only: the tests of trees past it run under the default."""
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Iterator[None]:
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, 200_000))
+        try:
+            yield
+        finally:
+            sys.setrecursionlimit(old)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_DeepCleanUp(), "avfs-deep-clean-up")
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Layers file systems of homes in module- or session-wide temp dirs (the function-wide
     ones go with their test), and the resident CLI servers of the suite's homes (tests that
