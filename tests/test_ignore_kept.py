@@ -207,3 +207,39 @@ def test_a_merge_of_forks_holding_an_ignored_tree_starts_no_git_once_asked(
     assert asks == []
     assert target.read("node_modules/pkg3/index.js") == b"module.exports = 1;\n"
     assert target.status() == [] and set(target.changes.ignored().tops) == {"node_modules"}
+
+
+def test_a_gitignore_written_while_git_is_asked_keeps_no_answer_for_its_old_bytes(
+    vault: Any, tmp_path: Path
+) -> None:
+    """An answer is kept under the key of the ``.gitignore`` bytes git answered from. The
+    bytes were read twice, once for the key and once for git's scratch tree: a write
+    landing between the two (an agent editing ``.gitignore`` while a checkpoint runs) kept
+    git's answer for the new bytes under the old bytes' key, and after ``undo`` put the old
+    bytes back, a new process left ``notes.txt`` out of its capture as ignored."""
+    from avfs_git.core.workspace.ignore import IgnoreRules
+
+    gi = tmp_path / "gitignore"
+    gi.write_bytes(b"*.log\n")
+    reads: list[bytes] = []
+
+    def source(d: str) -> Any:
+        if d != "":
+            return None
+        st = gi.stat()
+
+        def load() -> bytes:
+            data = gi.read_bytes()
+            reads.append(data)
+            if len(reads) == 1:
+                gi.write_bytes(b"*.txt\n")  # (the agent's write, between avfs's reads)
+            return data
+
+        return f"f:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}", load
+
+    kept = str(Path(vault.path) / "avfs" / ignorekept.NAME)
+    first = IgnoreRules(vault.path, lambda: None, kept).ignored(["notes.txt"], source)
+    gi.write_bytes(b"*.log\n")  # (undo: the old bytes again)
+    again = IgnoreRules(vault.path, lambda: None, kept).ignored(["notes.txt"], source)
+    assert again == set()  # git's answer under "*.log"
+    assert first in (set(), {"notes.txt"})  # (either bytes' answer, but one set of bytes)
