@@ -9,6 +9,7 @@ checkout of the same files, on released projects' own ``.gitignore`` files."""
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +208,109 @@ def test_a_merge_of_forks_holding_an_ignored_tree_starts_no_git_once_asked(
     assert asks == []
     assert target.read("node_modules/pkg3/index.js") == b"module.exports = 1;\n"
     assert target.status() == [] and set(target.changes.ignored().tops) == {"node_modules"}
+
+
+def test_a_gitignore_written_while_git_is_asked_keeps_no_answer_for_its_old_bytes(
+    vault: Any, tmp_path: Path
+) -> None:
+    """An answer is kept under the key of the ``.gitignore`` bytes git answered from. The
+    bytes were read twice, once for the key and once for git's scratch tree: a write
+    landing between the two (an agent editing ``.gitignore`` while a checkpoint runs) kept
+    git's answer for the new bytes under the old bytes' key, and after ``undo`` put the old
+    bytes back, a new process left ``notes.txt`` out of its capture as ignored."""
+    from avfs_git.core.workspace.ignore import IgnoreRules
+
+    gi = tmp_path / "gitignore"
+    gi.write_bytes(b"*.log\n")
+    reads: list[bytes] = []
+
+    def source(d: str) -> Any:
+        if d != "":
+            return None
+        st = gi.stat()
+
+        def load() -> bytes:
+            data = gi.read_bytes()
+            reads.append(data)
+            if len(reads) == 1:
+                gi.write_bytes(b"*.txt\n")  # (the agent's write, between avfs's reads)
+            return data
+
+        return f"f:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}", load
+
+    kept = str(Path(vault.path) / "avfs" / ignorekept.NAME)
+    first = IgnoreRules(vault.path, lambda: None, kept).ignored(["notes.txt"], source)
+    gi.write_bytes(b"*.log\n")  # (undo: the old bytes again)
+    again = IgnoreRules(vault.path, lambda: None, kept).ignored(["notes.txt"], source)
+    assert again == set()  # git's answer under "*.log"
+    assert first in (set(), {"notes.txt"})  # (either bytes' answer, but one set of bytes)
+
+
+def test_kept_answers_follow_git_as_paths_and_rules_change(
+    vault: Any, reopen: Any, asks: list[list[str]], tmp_path: Path
+) -> None:
+    """The brief's attacks on the kept answers, each answered twice by a new process (the
+    second from the kept file once the first asked) and checked against git in a checkout
+    of the same files and settings: ``build`` a directory under ``build/``, then a file,
+    then a directory again; a negation in the parent with a child ``.gitignore`` ignoring it
+    again; ``core.ignoreCase`` on and off; ``core.excludesFile = ~/x`` and unset; and
+    ``$XDG_CONFIG_HOME/git/ignore`` made after an answer without it was kept."""
+    files: dict[str, bytes] = {}
+
+    def put(path: str, data: bytes) -> None:
+        files[path] = data
+        vault.workspace("main").write(path, data, parents=True)
+
+    def drop(path: str) -> None:
+        files.pop(path)
+        vault.workspace("main").remove(path)
+
+    def check(n: int) -> None:
+        root = tmp_path / f"co{n}"
+        root.mkdir()
+        git("init", "-q", cwd=root)
+        for key in ("core.ignoreCase", "core.excludesFile"):
+            value = git("--git-dir", vault.path, "config", key, check=False).strip()
+            if value:
+                git("config", key, value, cwd=root)
+        for path, data in files.items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_bytes(data)
+        out = git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", cwd=root)
+        want = {p for p in out.split("\0") if p}
+        for _ in range(2):
+            got = reopen().status_ignored()[1].files
+            assert {p for p in files if any(p == g or p.startswith(g.rstrip("/") + "/") for g in got)} == want
+        assert asks, "no git asked: nothing was checked"
+
+    put(".gitignore", b"build/\n")
+    put("build/x.o", b"o\n")
+    check(0)
+    drop("build/x.o")
+    vault.workspace("main").remove("build")
+    put("build", b"a file\n")
+    check(1)
+    drop("build")
+    put("build/y.o", b"o\n")
+    check(2)
+    put(".gitignore", b"*.log\n!keep.log\n")
+    put("sub/keep.log", b"k\n")
+    put("sub/a.log", b"a\n")
+    check(3)
+    put("sub/.gitignore", b"keep.log\n")
+    check(4)
+    git("--git-dir", vault.path, "config", "core.ignoreCase", "true")
+    put("Sub2/A.LOG", b"x\n")
+    check(5)
+    git("--git-dir", vault.path, "config", "core.ignoreCase", "false")
+    check(6)
+    (Path(os.environ["HOME"]) / "x").write_bytes(b"*.tmp\n")
+    put("t.tmp", b"t\n")
+    git("--git-dir", vault.path, "config", "core.excludesFile", "~/x")
+    check(7)
+    git("--git-dir", vault.path, "config", "--unset", "core.excludesFile")
+    check(8)
+    xdg = Path(os.environ["XDG_CONFIG_HOME"]) / "git"
+    xdg.mkdir(parents=True, exist_ok=True)
+    (xdg / "ignore").write_bytes(b"*.tmp\n")
+    check(9)

@@ -172,7 +172,9 @@ class IgnoreRules:
             for y in reversed(pending):
                 src = source(y)
                 if src is not None:
-                    gitignores[y] = src
+                    # (read once: the on-disk key and git's scratch tree are of one set of
+                    # bytes, even when the file is written between the two)
+                    src = gitignores[y] = (src[0], _once(src[1]))
                     up = (*up, y, src[0])
                 chains[y] = up
             return chains[d]
@@ -310,6 +312,18 @@ class IgnoreRules:
             return out
         finally:
             _remove_tree(scratch)
+
+
+def _once(load: Callable[[], bytes]) -> Callable[[], bytes]:
+    """``load``, called at most once: its bytes again after."""
+    got: list[bytes] = []
+
+    def again() -> bytes:
+        if not got:
+            got.append(load())
+        return got[0]
+
+    return again
 
 
 def _remove_tree(root: str) -> None:
