@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import TYPE_CHECKING
 
-from ..core.store.gitrun import git_env, run
+from ..core.store.gitrun import git_env, git_identity, run
 
 if TYPE_CHECKING:
     pass
@@ -197,19 +196,7 @@ FIXED_GIT = (2, 42, 1)
 # stat data): a mount's daemon asks at each mount, a daemon forked from the warm CLI server
 # (cli/warmdaemon.py) finds the server's answer (asked once as it starts) and starts no
 # `git --version` on its way to the mount's answer
-_FOUND: dict[tuple[str, int, int, int, int], bool] = {}
-
-
-def _git_binary(env: dict[str, str]) -> tuple[str, int, int, int, int] | None:
-    git = shutil.which("git", path=env.get("PATH", os.defpath))
-    if git is None:
-        return None
-    try:
-        real = os.path.realpath(git)
-        st = os.stat(real)
-    except OSError:
-        return None
-    return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+_FOUND: dict[bytes, bool] = {}
 
 
 def git_trusts_fsmonitor_in_diff() -> bool:
@@ -221,7 +208,7 @@ def git_trusts_fsmonitor_in_diff() -> bool:
     every blob of REV. False also where git's version cannot be read. Asked of a git binary
     once per process (a changed or another binary is asked again)."""
     env = git_env()
-    key = _git_binary(env)
+    key = git_identity(env)
     if key is not None and key in _FOUND:
         return _FOUND[key]
     try:

@@ -417,3 +417,21 @@ def spawn(
         )
     except FileNotFoundError as exc:
         raise InternalError("the git command is not installed", hint="install git") from exc
+
+
+def git_identity(env: dict[str, str]) -> bytes | None:
+    """The ``git`` that :func:`run` starts with ``env``: its path and stamp (None
+    when there is none: then nothing is kept, and git is asked, to fail as it does).
+    Looked up at every call (~50 µs): a git put earlier on ``PATH`` is another git."""
+    import shutil  # (only where asked)
+
+    found = shutil.which("git", path=env.get("PATH", os.defpath))
+    if found is None:
+        return None
+    try:
+        real = os.path.realpath(found)
+        st = os.stat(real)
+    except OSError:
+        return None
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return f"{real}\0{stamp}".encode("utf-8", "surrogateescape")

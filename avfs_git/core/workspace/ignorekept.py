@@ -30,29 +30,11 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable
 
-from ..store.gitrun import config_text, git_config_files
+from ..store.gitrun import config_text, git_config_files, git_identity
 
 NAME = "ignored-answers"
 KEPT_MAX_BYTES = 4 << 20
 _HEX = frozenset("0123456789abcdef")
-
-
-def git_identity(env: dict[str, str]) -> bytes | None:
-    """The ``git`` that :func:`.gitrun.run` starts with ``env``: its path and stamp (None
-    when there is none: then nothing is kept, and git is asked, to fail as it does).
-    Looked up at every call (~50 µs): a git put earlier on ``PATH`` is another git."""
-    import shutil
-
-    found = shutil.which("git", path=env.get("PATH", os.defpath))
-    if found is None:
-        return None
-    try:
-        real = os.path.realpath(found)
-        st = os.stat(real)
-    except OSError:
-        return None
-    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return f"{real}\0{stamp}".encode("utf-8", "surrogateescape")
 
 
 def question_base(git_dir: str, env: dict[str, str], globals_key: str) -> bytes | None:
