@@ -18,8 +18,10 @@ compared (exit code, output, ``git status``, ``avfs status``) and the files at t
 - ``history`` (the sides without ``proxy exec``): 24 released sdists of sqlparse
   (0.1.10 … 0.5.1, ``tests/realdata.history``) imported with their tags: ``git log -p
   --follow``, ``git blame``, ``git bisect run`` of one of sqlparse 0.5.1's own regression
-  tests, two commits and ``git rebase --onto`` dropping the first, a topic branch rebased
-  ``--onto`` another tag; then ``avfs diff``/``avfs log`` between tags against git's.
+  tests, two commits and ``git rebase --onto`` dropping the first, a commit on a detached
+  HEAD at one tag rebased ``--onto`` another and cherry-picked onto the fork (a branch
+  switch in a mount is switched back: docs/fuse.md); then ``avfs diff``/``avfs log``
+  between tags against git's.
 - ``agents`` (``bench/realproj10agents.py``): two agents edit the same function through
   ``proxy exec``, a person merges, resolves with git in the mount, checkpoints.
 
@@ -271,7 +273,7 @@ HISTORY_STEPS: list[tuple[str, str]] = [
         "echo 'rp10 topic' >> LICENSE; git commit -q -a -m 'rp10 topic'; T=$(git rev-parse HEAD); "
         "git rebase -q --onto v0.5.1 v0.4.4 $T; git log --format='%T %s' -2; git status --porcelain; "
         "git checkout -q \"$B\"; git status --porcelain; git log --format='%T %s' -2; "
-        "git cherry-pick -q HEAD@{1}; git log --format='%T %s' -2; git status --porcelain",
+        "git cherry-pick HEAD@{1} >/dev/null; git log --format='%T %s' -2; git status --porcelain",
     ),
     ("ckpt", "after"),
     ("sh", PRE + "git status --porcelain; git log --format='%T' -1; tail -1 LICENSE; ls rp10-*"),

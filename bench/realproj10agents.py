@@ -9,8 +9,12 @@ commit``s it there, and runs ``avfs checkpoint save``. The same in a plain clone
 branches, ``git merge`` twice (``merge.conflictStyle=diff3``), the same resolution, ``git
 commit``. Compared: the conflicted paths (avfs's JSON against git's unmerged paths), ``git
 status`` during the conflict, the file with markers (labels aside), the result tree, the
-history's shape, ``git status`` and ``avfs status`` after, the tests. Each backend in turn
-with the plain side, ``--rounds`` times, each step timed.
+history's shape, ``git status`` and ``avfs status`` after, the tests. Then the person's
+other ways out, each on a fork (a branch) of its own: ``git checkout --theirs``, ``git
+merge --abort`` (as it is, and with a new file of the person's beside the conflict, then
+checkpointed: git's ``add -A && commit``), git's own ``git merge`` of the fork's branch in
+the mount, ``avfs merge --continue``. Each backend in turn with the plain side,
+``--rounds`` times, each step timed.
 
 Run: ``.venv/bin/python -m bench.realproj10agents [--rounds 2]`` (as root); results in
 ``bench/results/realproj10-agents-<UTC>.json``.
@@ -140,12 +144,14 @@ def plain_round(env: dict[str, str], tag: str) -> dict[str, Any]:
         rec[f"{how}_rc"] = [rc, *_finish(how, d, env)]
         rec["t"][how] = round(time.monotonic() - t0, 3)
         rec[f"{how}_status"] = status(d, env)
+        if how == "abort_kept":  # what avfs's checkpoint records: git's commit of it all
+            run(["sh", "-c", "git add -A && git commit -q -m notes"], d, env)
         rec[f"{how}_tree"] = rp4.git(d, "rev-parse", "HEAD^{tree}", env=env).strip()
         rec[f"{how}_shape"] = shape(d, env)
     return rec
 
 
-VARIANTS = ("theirs", "abort", "gitmerge_resolve", "continue")
+VARIANTS = ("theirs", "abort", "abort_kept", "gitmerge_resolve", "continue")
 
 
 def _finish(how: str, d: Path, env: dict[str, str]) -> list[int]:
@@ -158,7 +164,9 @@ def _finish(how: str, d: Path, env: dict[str, str]) -> list[int]:
                 env,
             )[0]
         ]
-    if how == "abort":
+    if how.startswith("abort"):
+        if how == "abort_kept":  # a file of the person's own beside the conflict: git keeps it
+            (d / "NOTES.txt").write_text("written while the merge was open\n")
         return [run(["git", "merge", "--abort"], d, env)[0]]
     (d / FILE).write_text(resolve((d / FILE).read_text()))
     if how == "continue" and (d / ".git").is_file():  # the mount: avfs ends its own merge
