@@ -175,10 +175,11 @@ NPM_STEPS: list[tuple[str, str]] = [
 
 
 def run_interleaved(
-    trial: str, steps: list[tuple[str, str]], source: Any, sides: list[str]
+    trial: str, steps: list[tuple[str, str]], source: Any, sides: list[str], side_cls: Any = None
 ) -> dict[str, Any]:
     """realproj4's trial, the sides taking each step in turn (the first side turning each
-    step), each step's wall time, CPU of its processes and of the home's mount daemons."""
+    step), each step's wall time, CPU of its processes and of the home's mount daemons
+    (``side_cls``: a ``realproj4.Side`` of more step kinds, realproj10's)."""
     home = rp4.ROOT / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = rp4.env_base(home)
@@ -189,11 +190,11 @@ def run_interleaved(
     subprocess.run(
         [AVFS, "vault", "create", vname, "--from", str(src)], env=env, check=True, capture_output=True
     )
-    if trial == "npm":  # proxy exec's npm cache is the vault's: warm it as the host's is
+    if trial.startswith("npm"):  # proxy exec's npm cache is the vault's: warm it as the host's is
         cache = home / "vaults" / f"{vname}.git" / "avfs" / "caches" / "npm"
         if not cache.exists() and (rp4.ROOT / "npmcache").exists():
             shutil.copytree(rp4.ROOT / "npmcache", cache)
-    objs = {name: rp4.Side(name, trial, src, env) for name in sides}
+    objs = {name: (side_cls or rp4.Side)(name, trial, src, env) for name in sides}
     recs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
     first = objs["plain"].status().get("snapshot") if "plain" in objs else None
     pids = daemons(env)

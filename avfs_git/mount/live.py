@@ -321,6 +321,18 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     return {"head": head, "detached": detached, "in_progress": doing}
 
 
+def merge_given_up(ws: MountedFork, theirs: str) -> bool:
+    """Whether git in the live mount of ``ws``'s fork ended avfs's open merge of ``theirs``
+    (core/workspace/mergestate.py) itself: ``git merge --abort`` or ``--quit``, ``git
+    reset`` there remove the ``MERGE_HEAD`` avfs wrote (mount/index.py ``merge_head``: its
+    marker in the mount's own files, which git never touches, says it did). Written
+    ``MERGE_HEAD`` first, marker after: a merge being opened is never taken for one given up."""
+    live = _live_mount(ws)
+    if live is None or read_text(os.path.join(live.files, MERGE_MARKER)) != theirs:
+        return False
+    return not os.path.lexists(os.path.join(live.git_dir, "MERGE_HEAD"))
+
+
 _SPARSE_ON = re.compile(rb"^\s*sparsecheckout\s*=\s*(true|yes|on|1)\s*$", re.IGNORECASE | re.MULTILINE)
 
 

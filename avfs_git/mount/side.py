@@ -60,6 +60,11 @@ class WorktreeSide:
 
         return live.git_state(ws)
 
+    def merge_given_up(self, ws: MountedFork, theirs: str) -> bool:
+        from . import live
+
+        return live.merge_given_up(ws, theirs)
+
     def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live
 

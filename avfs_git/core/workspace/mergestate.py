@@ -35,10 +35,22 @@ class HasState(Protocol):
     def is_dirty(self) -> bool: ...
 
 
+class _GitSide(Protocol):
+    def merge_given_up(self, ws: Any, theirs: str) -> bool: ...
+
+
+class _Vault(Protocol):
+    @property
+    def mounts(self) -> _GitSide: ...
+
+
 class Merging(HasState, Protocol):
     """What the rest of this module needs of a workspace (:class:`.workspace.Workspace` is one)."""
 
     fork: str
+
+    @property
+    def vault(self) -> _Vault: ...
 
     def exists(self, path: str) -> bool: ...
     def stat(self, path: str, *, follow: bool = False) -> Stat: ...
@@ -64,8 +76,13 @@ def peek_state(ws: HasState) -> dict[str, Any] | None:
 
 def merge_state(ws: Merging) -> dict[str, Any] | None:
     """The merge in progress in this workspace (conflicts written), or None. A state left
-    behind by an undone merge (the workspace is back at its base, clean) is dropped."""
+    behind by an undone merge (the workspace is back at its base, clean) is dropped, and so
+    is one git in the fork's mount gave up (``git merge --abort`` or ``--quit``, ``git
+    reset``: the ``MERGE_HEAD`` avfs wrote there is gone), whatever the workspace still
+    shows: git keeps a change it did not merge, and so does the fork (realproj10)."""
     data = peek_state(ws)
+    if data is not None and ws.vault.mounts.merge_given_up(ws, str(data["theirs"])):
+        data = None
     if data is None and os.path.exists(state_path(ws)):
         write_state(ws, None)
     return data

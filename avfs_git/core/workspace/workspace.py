@@ -95,6 +95,10 @@ class MountSide(Protocol):
         """Where git in the fork's mount left HEAD, or what of its own it left open."""
         ...
 
+    def merge_given_up(self, ws: Workspace[Any], theirs: str) -> bool:
+        """Whether git in the fork's mount ended avfs's open merge of ``theirs`` itself."""
+        ...
+
     def stamp_current(self, ws: Workspace[Any], *, held: bool = False) -> None:
         """git in the mount made the commit that became the base: its index is current."""
         ...
