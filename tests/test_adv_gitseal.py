@@ -307,6 +307,36 @@ def test_a_gitmodules_directory_is_never_committed(live, vault):
     _git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling")
 
 
+def test_a_commit_of_names_avfs_cannot_hold_is_not_carried(live, vault):
+    """A name that is not UTF-8 text (found in the twentieth round, NAME=attack11): a
+    command's `git update-index --cacheinfo` of `bad\\xffname.txt`, then `git commit`, was
+    carried onto the fork's branch, and every later `avfs status`, checkpoint and `proxy
+    exec` of the fork failed (exit 70, `UnicodeEncodeError`), the agent's own included.
+    Now such a commit (and one of a name with a control character, which no workspace
+    path holds) is not carried; the person's avfs and the next exec go on."""
+    tip = _git("--git-dir", vault.path, "rev-parse", "main").strip()
+    _script(
+        live,
+        "names.sh",
+        "oid=$(printf 'x\\n' | git hash-object -w --stdin)\n"
+        "for n in \"$(printf 'bad\\377name.txt')\" \"$(printf 'e\\033[2Jz.txt')\"; do\n"
+        '  git update-index --add --cacheinfo "100644,$oid,$n" || exit 1\n'
+        "  git -c user.name=A -c user.email=a@x commit -qm sneak || exit 1\n"
+        "done; echo committed\n",
+    )
+    doc = _exec("sh", "names.sh")
+    assert doc["result"]["stdout"] == "committed\n", doc["result"]
+    assert doc["error"] is None, doc["error"]
+    fork_refs = [r for r in doc["refs_refused"] if r["ref"] == "refs/heads/main"]
+    assert fork_refs and "UTF-8" in fork_refs[0]["reason"], doc["refs_refused"]
+    assert _git("--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main") == ""
+    assert "sneak" not in _git("--git-dir", vault.path, "log", "--format=%s", "main")
+    for args in (("status",), ("checkpoint", "save", "-m", "after")):
+        r = _avfs("--json", *args)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    assert _exec("true")["error"] is None
+
+
 def test_a_gitmodules_git_fsck_refuses_is_never_committed_nor_lost(live, vault, tmp_path):
     """A .gitmodules *file* whose contents git fsck refuses (`update = !cmd`, a url and a
     path starting with '-', a name with '..'), at the root and below it: the exec's commit

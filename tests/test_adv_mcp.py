@@ -157,3 +157,69 @@ def test_the_policy_s_timeout_is_a_ceiling_the_request_cannot_raise(home: Home, 
     doc = json.loads(cli.stdout)
     assert cli.returncode == 124 and doc["result"]["timed_out"], doc
     assert doc["request"]["timeout_ms"] == 1500, doc["request"]
+
+
+def _each_line_of(fire: Any, call: Any) -> list[Any]:
+    """``call()`` once per line it runs in the MCP server's module, ``fire()`` (on another
+    thread, as the exec thread's done callback runs) right before that line: every point
+    at which the running exec can end under a ``busy`` answer. Returns the answers."""
+    answers, k = [], 0
+    while True:
+        answer, fired = _fired_before_line(fire, call, k)
+        answers.append(answer)
+        if not fired:
+            return answers
+        k += 1
+
+
+def _fired_before_line(fire: Any, call: Any, k: int) -> tuple[Any, bool]:
+    """``call()``, with ``fire()`` run on another thread before its ``k``-th line in the
+    server's module; (its answer, whether there was such a line)."""
+    import sys
+    import threading
+
+    import avfs_git.mcp.server as server_module
+
+    src = server_module.__file__
+    seen, fired = [0], [False]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != src:
+            return None
+        if event == "line" and not fired[0]:
+            if seen[0] == k:
+                fired[0] = True
+                t = threading.Thread(target=fire)
+                t.start()
+                t.join()
+            seen[0] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        return call(), fired[0]
+    finally:
+        sys.settrace(None)
+
+
+def test_a_busy_answer_as_the_running_exec_ends_is_whole() -> None:
+    """Left open in the nineteenth round (NAME=attack10): `busy` read the running exec's
+    record while the exec thread's done callback emptied it, so an `exec` asked at the
+    instant the running one ended failed ("dictionary changed size during iteration").
+    Every line of the answer is tried as that instant, the end fired from another thread:
+    each answer is whole, or none (it had ended: the next `exec` runs)."""
+    from avfs_git.mcp.server import ExecSlot
+
+    running = ExecSlot()
+
+    def call() -> Any:
+        running.start({"argv": ["sleep", "9"]})
+        return running.busy()
+
+    answers = _each_line_of(running.done, call)
+    whole = [a for a in answers if a is not None]  # (None: it ended before the answer read it)
+    assert len(whole) > 3, answers
+    for a in whole:
+        doc = json.loads(a.content[0].text)
+        assert doc["error"]["code"] == "busy", doc
+        assert doc["error"]["details"]["running"]["argv"] == ["sleep", "9"], doc

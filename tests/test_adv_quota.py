@@ -232,7 +232,9 @@ SCRATCH_FILL = (
 
 
 def _tree_size(path: Path) -> int:
-    return sum((Path(d) / f).lstat().st_size for d, _, files in os.walk(path) for f in files)
+    from avfs_git.core.store import deeptree  # (a loop: a tree deeper than the recursion limit)
+
+    return sum((Path(d) / f).lstat().st_size for d, _, files in deeptree.walk(str(path)) for f in files)
 
 
 def test_what_a_command_writes_into_the_run_s_scratch_goes_with_the_run(qhome: Path, tmp_path: Path) -> None:
@@ -491,3 +493,102 @@ def test_a_directory_a_command_hides_in_a_cache_is_counted(
         assert shown["over"] == ["bytes"] and shown["caches_bytes"] >= BIG, shown
     finally:
         as_person("unmount", str(mp))
+
+
+# the command's directories that wear out a walk holding a descriptor per directory still to
+# look into: 1,500 beside each other, a comb 1,100 deep (a side branch at each level); the
+# last of each (in the file system's own order, which the command reads with `ls -U`)
+# holds a directory made unreadable with $2 MiB in it
+WIDE_AND_DEEP = (
+    'mkdir -p "$1/wide" && cd "$1/wide" && seq -f d%g 1 1500 | xargs mkdir\n'
+    'last=$(ls -U | tail -1) && mkdir "$last/h" && dd if=/dev/urandom of="$last/h/w" bs=1M count=$2 2>/dev/null\n'
+    'chmod 000 "$last/h" && cd .. && seq 1 1100 | awk \'{s=s"a/"; print "deep/" s "b"}\' | xargs mkdir -p\n'
+    'p=deep/$(printf "a/%.0s" $(seq 1 1100)) && mkdir "$p/h" && dd if=/dev/urandom of="$p/h/w" bs=1M count=$2 2>/dev/null\n'
+    'chmod 000 "$p/h" && echo HID\n'
+)
+
+
+def test_directories_past_the_open_files_limit_hide_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk that gives a command's unreadable directories their owner's bits back
+    before avfs counts or removes them (``writable_again``) held a descriptor of every
+    directory it was still to look into: past the person's limit of open files (1,024 by
+    default) it looked into none of the rest, so a directory the command made unreadable
+    there stayed so (found in the twentieth round, NAME=attack11). In the worktree git dir,
+    24 MiB under a 20 MiB quota were counted nowhere and the command's commit went
+    through; in the run's scratch, 8 MiB outlived the run, counted by no quota. The host
+    side runs as a person who is not root (as above), with 1,024 open files."""
+    from .test_adv_mountfiles import NOT_ROOT
+
+    require_fuse()
+    if NOT_ROOT and subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
+        skip_outside_ci("setpriv is needed to run the host side without root's capabilities")
+    monkeypatch.setenv("AVFS_HOME", str(tmp_path / "qhome"))
+
+    def as_person(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*NOT_ROOT, "prlimit", "--nofile=1024:", sys.executable, "-m", "avfs_git", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=cwd,
+        )
+
+    assert as_person("vault", "create", "v").returncode == 0
+    script = 'G=$(git rev-parse --git-dir)\nset -- "$G/$1" $2\n' + WIDE_AND_DEEP
+    assert as_person("--vault", "v", "write", "hide.sh", script).returncode == 0
+    assert as_person("--vault", "v", "checkpoint", "save", "-m", "script").returncode == 0
+    assert as_person("--vault", "v", "quota", "set", "--bytes", str(QUOTA)).returncode == 0
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    assert as_person("mount", "v:main", str(mp), "--backend", "fuse").returncode == 0
+    seal = tmp_path / "qhome" / "vaults" / "v.git" / "avfs" / "seal"
+    try:
+        # the run's scratch (the worktree's logs/ in there): nothing of it outlives the run
+        scratch = json.loads(
+            as_person("--json", "proxy", "exec", "--", "sh", "hide.sh", "logs", "4", cwd=mp).stdout
+        )
+        assert scratch["result"]["stdout"] == "HID\n", scratch["result"]
+        assert scratch["error"] is None, scratch
+        assert _tree_size(seal) < MIB, _tree_size(seal)
+        # the worktree git dir: counted
+        env = json.loads(
+            as_person("--json", "proxy", "exec", "--", "sh", "hide.sh", "junk", "12", cwd=mp).stdout
+        )
+        assert env["result"]["stdout"] == "HID\n", env["result"]
+        assert env["error"] is not None and env["error"]["code"] == "quota_exceeded", env
+        shown = json.loads(as_person("--json", "--vault", "v", "quota", "show").stdout)
+        assert shown["over"] == ["bytes"] and shown["git_dirs_bytes"] >= BIG, shown
+    finally:
+        as_person("unmount", str(mp))
+
+
+def test_a_deleted_fork_s_run_scratch_goes_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Left open in the nineteenth round (NAME=attack10): `<vault>/avfs/seal/<fork>/`, the
+    scratch a confined command's git works on, stayed for ever once its fork was deleted,
+    counted by no quota, with whatever a run cut short left there; a fork made later under
+    the same name found it. Now deleting the fork removes it, and the new fork's runs start
+    from a scratch of their own."""
+    require_fuse()
+    monkeypatch.setenv("AVFS_HOME", str(tmp_path / "qhome"))
+    ok("vault", "create", "v")
+    ok("--vault", "v", "write", "keep.txt", "kept\n")
+    ok("--vault", "v", "checkpoint", "save", "-m", "one")
+    ok("vault", "fork", "v:main", "f")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    ok("mount", "v:f", str(mp), "--backend", "fuse")
+    seal = tmp_path / "qhome" / "vaults" / "v.git" / "avfs" / "seal"
+    try:
+        ok("--vault", "v:f", "write", "a.sh", "git commit -q --allow-empty -m mine && echo DONE\n")
+        env = json.loads(avfs("--json", "proxy", "exec", "--", "sh", "a.sh", cwd=mp).stdout)
+        assert env["result"]["stdout"] == "DONE\n" and env["error"] is None, env
+        assert (seal / "f").is_dir()
+    finally:
+        ok("unmount", str(mp))
+    ok("vault", "delete", "--force", "v:f")
+    assert not (seal / "f").exists(), sorted(p.name for p in (seal / "f").iterdir())
+    ok("vault", "fork", "v:main", "f")  # the same name again: nothing of the old one's
+    assert not (seal / "f").exists()
+    assert "mine" not in ok("--vault", "v:f", "log")

@@ -89,11 +89,11 @@ def build_server(tools: AvfsTools) -> Server[Any]:
     ]
     # the one thread that owns the home and its git/SQLite handles (see the module doc)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avfs-mcp")
-    # exec's own thread and home; `running`: the exec it runs (emptied when its thread is
-    # done with it, not when its caller cancels: the command is stopped first)
+    # exec's own thread and home; `running`: the exec it runs (done when its thread is done
+    # with it, not when its caller cancels: the command is stopped first)
     exec_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avfs-mcp-exec")
     exec_tools = tools.twin()
-    running: dict[str, Any] = {}
+    running = ExecSlot()
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=listing)
@@ -112,11 +112,12 @@ def build_server(tools: AvfsTools) -> Server[Any]:
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         cancel = threading.Event()
         if params.name == "exec":
-            if running:
-                return _busy(running)
-            running.update(_what(params.arguments), started=time.monotonic())
+            busy = running.busy()
+            if busy is not None:
+                return busy
+            running.start(params.arguments)
             job = exec_worker.submit(run, "exec", params.arguments, cancel, exec_tools)
-            job.add_done_callback(lambda _: running.clear())
+            job.add_done_callback(running.done)
             future = asyncio.wrap_future(job)
         else:
             future = asyncio.get_running_loop().run_in_executor(
@@ -142,6 +143,31 @@ def build_server(tools: AvfsTools) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+class ExecSlot:
+    """The one ``exec`` the server runs, as a ``busy`` answer names it. The event loop
+    starts it and answers from it; the exec thread's done callback ends it. What an answer
+    reads is one record, never changed once made: the end replaces the reference (left
+    open in the nineteenth round, found in the twentieth, NAME=attack11: the answer
+    iterated a dict the exec thread emptied meanwhile, and an ``exec`` asked at the instant
+    the running one ended failed with "dictionary changed size during iteration")."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self) -> None:
+        self._now: dict[str, Any] | None = None
+
+    def start(self, arguments: dict[str, Any] | None) -> None:
+        self._now = {**_what(arguments), "started": time.monotonic()}
+
+    def done(self, _job: object = None) -> None:
+        self._now = None
+
+    def busy(self) -> types.CallToolResult | None:
+        """The ``busy`` answer while an exec runs; None when none does."""
+        now = self._now  # (one read: the record this answer names, whatever ends meanwhile)
+        return None if now is None else _busy(now)
 
 
 def _what(arguments: dict[str, Any] | None) -> dict[str, Any]:

@@ -59,7 +59,8 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
-from ..core.store import configtext
+from ..core.store import configtext, deeptree
+from ..core.store.deeptree import SCRUB_MAX
 from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
@@ -180,9 +181,6 @@ def enable_worktree_config(vault: MountedVault) -> None:
         vaultconfig.enable_worktree_config(vault.store)
 
 
-SCRUB_MAX = 100_000  # entries looked at in a worktree's git dir after a command, at most
-
-
 def put_head(vault: MountedVault, key: str, head: bytes, name: str = "HEAD") -> None:
     """Write mount ``key``'s worktree ``HEAD`` (or the file ``name`` there: a confined
     command may have made it anything), replaced by a rename from the mount's own
@@ -191,68 +189,6 @@ def put_head(vault: MountedVault, key: str, head: bytes, name: str = "HEAD") -> 
         write_file(worktree_dir(vault, key), name, head, via=files_dir(vault, key))
     except OSError as exc:
         raise from_oserror(exc, worktree_dir(vault, key)) from exc
-
-
-def writable_again(top: str) -> int:
-    """Give the owner's read, write and search bits back to ``top`` and every directory
-    below it (no link followed) that lacks one: a confined command owns what it writes, so
-    it can ``chmod 555`` the worktree's git dir or the seal's scratch, and for a person who
-    is not root that kept avfs from removing what it left there (a ``FETCH_HEAD`` link to a
-    host file outlived :func:`scrub`, and the person's ``git fetch`` in the mount wrote
-    through it). Walked by directory descriptors, each mode changed through a descriptor
-    of the directory opened without following a link: the command and its sandbox are
-    gone, but the vault's caches (:func:`~..proxy.recording._caches_readable`) are shared
-    by its forks, whose commands may swap a directory there for a link meanwhile. Returns
-    how many modes were changed."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        mode = os.lstat(top).st_mode
-        if not stat.S_ISDIR(mode):
-            return 0
-        changed = 0
-        if mode & 0o700 != 0o700:
-            os.chmod(top, stat.S_IMODE(mode) | 0o700)
-            changed = 1
-        todo = [os.open(top, flags)]
-    except OSError:
-        return 0
-    seen = 0
-    while todo:
-        fd = todo.pop()
-        try:
-            with os.scandir(fd) as it:
-                dirs = [e for e in it if e.is_dir(follow_symlinks=False)]
-            for e in dirs:
-                seen += 1
-                if seen > SCRUB_MAX:
-                    break
-                try:
-                    mode = e.stat(follow_symlinks=False).st_mode
-                    if mode & 0o700 != 0o700 and _owner_bits(e.name, fd):
-                        changed += 1
-                    todo.append(os.open(e.name, flags, dir_fd=fd))
-                except OSError:
-                    continue
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return changed
-
-
-def _owner_bits(name: str, dir_fd: int) -> bool:
-    """Give the directory ``name`` in ``dir_fd`` its owner's ``rwx`` (True: changed), by an
-    ``O_PATH`` descriptor opened without following a link (no read permission needed), so
-    what is changed is what was opened, a directory, whatever stands at the name since."""
-    pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        mode = os.fstat(pfd).st_mode
-        if mode & 0o700 == 0o700:
-            return False
-        os.chmod(f"/proc/self/fd/{pfd}", stat.S_IMODE(mode) | 0o700)
-        return True
-    finally:
-        os.close(pfd)
 
 
 def scrub(vault: MountedVault, key: str) -> list[str]:
@@ -270,37 +206,30 @@ def scrub(vault: MountedVault, key: str) -> list[str]:
         top = os.open(worktree_dir(vault, key), flags)
     except OSError:
         return removed
-    todo: list[tuple[int, str]] = [(top, "")]
     seen = 0
-    while todo:
-        fd, rel = todo.pop()
-        try:
-            with os.scandir(fd) as it:
-                entries = list(it)
-            for e in entries:
-                seen += 1
-                if seen > SCRUB_MAX:
-                    break
+
+    def visit(fd: int, rel: str, entries: list[os.DirEntry[str]]) -> list[str]:
+        nonlocal seen
+        into = []
+        for e in entries:
+            seen += 1
+            if seen > SCRUB_MAX:
+                break
+            try:
+                mode = os.lstat(e.name, dir_fd=fd).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                into.append(e.name)
+            elif not stat.S_ISREG(mode):
                 try:
-                    mode = os.lstat(e.name, dir_fd=fd).st_mode
+                    os.unlink(e.name, dir_fd=fd)
+                    removed.append(f"{rel}{e.name}")
                 except OSError:
-                    continue
-                path = f"{rel}{e.name}"
-                if stat.S_ISDIR(mode):
-                    try:
-                        todo.append((os.open(e.name, flags, dir_fd=fd), path + "/"))
-                    except OSError:
-                        pass
-                elif not stat.S_ISREG(mode):
-                    try:
-                        os.unlink(e.name, dir_fd=fd)
-                        removed.append(path)
-                    except OSError:
-                        pass
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+                    pass
+        return into
+
+    deeptree.by_descriptors(top, visit)
     return removed
 
 

@@ -373,7 +373,7 @@ def _move_aside(made: str, keep_dir: str, name: str) -> str:
         return f"; removed (it could not be kept: {exc})"
     older = sorted(e for e in os.listdir(keep_dir) if e.rpartition("-")[0] == name)[:-KEEP]
     for old in older:
-        from ..mount.worktree import writable_again
+        from ..core.store.deeptree import writable_again
 
         writable_again(os.path.join(keep_dir, old))  # what the command made read-only
         deeptree.rmtree(os.path.join(keep_dir, old), ignore_errors=True)

@@ -200,7 +200,7 @@ def land(vault: Vault, fork: str, cp: Checkpoint, record: str, message: str, kee
 
 def _caches_readable(vault: Vault, placed: Placed) -> None:
     """Give the owner's bits back to every directory of the caches the command could write
-    (:func:`~..mount.worktree.writable_again`), before the quota counts them: a command
+    (:func:`~..core.store.deeptree.writable_again`), before the quota counts them: a command
     owns what it writes there, and one ``chmod 000`` of a directory hid what it held from
     the count of a person who is not root (found in the twelfth round, NAME=attack3: 72 MiB
     in the pip cache under a 20 MiB quota, three runs, none refused). Only with a bytes
@@ -208,7 +208,7 @@ def _caches_readable(vault: Vault, placed: Placed) -> None:
     sb = placed.sandbox
     if sb is None or not sb.caches or vault.quota.limits()[0] is None:
         return
-    from ..mount.worktree import writable_again
+    from ..core.store.deeptree import writable_again
 
     for _name, d in sb.caches:
         writable_again(d)
@@ -222,7 +222,7 @@ def carry_back(vault: Vault, fork: str, sealed: Any, network: str | None = None)
     ``network``: the sandbox's (none | host | filtered)."""
     if sealed is None:
         return (), (), ()
-    from ..mount.worktree import writable_again
+    from ..core.store.deeptree import writable_again
     from . import seal
     from .gitlinks import drop_gitlinks
 

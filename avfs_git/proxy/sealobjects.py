@@ -142,6 +142,22 @@ def _too_large(vault: Vault, env: dict[str, str], ids: bytes) -> str | None:
     return None
 
 
+NOT_TEXT = "a name that is not UTF-8 text, or holds a control character (avfs's paths are text)"
+
+
+def _text_path(path: bytes) -> bool:
+    """Whether ``path`` is a workspace path avfs can hold (``names.norm_path``'s text: UTF-8,
+    no control character). Found in the twentieth round (NAME=attack11): a command's
+    ``git update-index --cacheinfo`` of a name holding ``\\xff``, then ``git commit``, was
+    carried onto the fork's branch, and every later ``avfs status``, checkpoint and
+    ``proxy exec`` of the fork failed (exit 70, ``UnicodeEncodeError``)."""
+    try:
+        text = path.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
     """Why the commits ``new`` brings (those no ref of the vault reaches yet) must not be
     carried: a gitlink they add (a nested repository: git runs ``git status`` inside it,
@@ -180,6 +196,8 @@ def new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
         name = path.decode("utf-8", "surrogateescape")
         if new_mode == GITLINK and old_mode != GITLINK:
             return f"a commit adds a gitlink (a nested repository) at {name}"
+        if new_mode and not _text_path(path):
+            return f"a commit records {path.decode('utf-8', 'replace')!r}: {NOT_TEXT}"
         if new_mode:
             got = gitnames.path_refusal(name, new_mode)
             if got is not None:

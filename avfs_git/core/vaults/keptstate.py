@@ -36,6 +36,7 @@ from ..store.names import from_fs_name, fs_name
 
 ROOT = "gitstate"
 DELETED = ".deleted"  # (no fork's fs_name starts with '.')
+SEAL = "seal"  # a fork's run scratch (proxy/seal.py): gone with the fork
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ def fork_dir(state_dir: str, fork: str) -> str:
 
 def set_aside(state_dir: str, fork: str, op_id: int, now_ns: int | None = None) -> str | None:
     """Set ``fork``'s kept entries aside as it is deleted by operation ``op_id``; where
-    they went (None: it had none)."""
+    they went (None: it had none). The fork's run scratch goes (:func:`drop_run_scratch`)."""
+    drop_run_scratch(state_dir, fork)
     src = fork_dir(state_dir, fork)
     if not os.path.isdir(src) or os.path.islink(src):
         return None
@@ -71,6 +73,22 @@ def set_aside(state_dir: str, fork: str, op_id: int, now_ns: int | None = None) 
     except OSError:
         return None  # (left where it was: gc expires it by its own time)
     return dst
+
+
+def drop_run_scratch(state_dir: str, fork: str) -> None:
+    """Remove ``fork``'s run scratch ``<vault>/avfs/seal/<fork>/`` (the copies of refs and
+    reflogs its confined commands' git worked on, made anew by the next run: nothing to
+    bring back) as the fork goes. Left open in the nineteenth round, done in the
+    twentieth (NAME=attack11): a deleted fork's stayed for ever, counted by no quota, with
+    whatever a run cut short (its host process killed) left there. Its directories get
+    their owner's bits back first (a command's ``chmod 000``)."""
+    from ..store import deeptree
+
+    d = os.path.join(state_dir, SEAL, fs_name(fork))
+    if not os.path.isdir(d) or os.path.islink(d):
+        return
+    deeptree.writable_again(d)
+    deeptree.rmtree(d, ignore_errors=True)
 
 
 def bring_back(state_dir: str, fork: str, op_id: int) -> str | None:
