@@ -76,3 +76,26 @@ def remote_failed(doing: str, url: str, why: str, exit_code: int, **details: obj
         hint=hint,
         details={**details, "url": url, "reason": reason, "exit": exit_code},
     )
+
+
+# what git's porcelain says of a refused ref -> (reason, why in words, hint)
+REFUSALS = (
+    ("stale info", "stale_lease", "not what this vault last fetched (the lease is stale)",
+     "fetch (`avfs fetch`), look at what moved, then push again"),
+    ("non-fast-forward", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
+     "fetch and merge (`avfs pull`), then push again"),
+    ("fetch first", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
+     "fetch and merge (`avfs pull`), then push again"),
+    ("already exists", "already_exists", "and a tag is never moved",
+     "the checkpoint's tag exists there with another commit: rename the checkpoint or delete the tag"),
+    ("[remote rejected]", "declined", "and the server declined the update",
+     "the server refused it (a hook or branch protection): see its message; pulling will not help"),
+)  # fmt: skip
+
+
+def lost_race(stderr: str, ref: str) -> bool:
+    """Whether the server refused ``ref`` because it moved between its advertisement and
+    the update (receive-pack's compare-and-swap under the ref lock: ``cannot lock ref
+    '<ref>': is at X but expected Y``, or ``...: reference already exists`` for a branch
+    that was absent): another push got there first."""
+    return f"cannot lock ref '{ref}'" in stderr and ("but expected" in stderr or "already exists" in stderr)
