@@ -33,7 +33,7 @@ import subprocess
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import AvfsError, RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
-from ..store import names, refs, transferlock
+from ..store import names, refs, remotecause, transferlock
 from ..store.gitlib import libgit2_loaded
 from ..store.redact import redact, split_credentials
 from ..store.remotecause import REFUSALS, lost_race, remote_failed
@@ -454,6 +454,12 @@ def _push_failed(
     cause = next((f for f in refused if "atomic push failed" not in f[2]), refused[0] if refused else None)
     if cause is None:
         url = redact(_require(vault, remote)[0])
+        if (remotecause.failure_cause(detail) or ("",))[0] == "unreachable" and _answers(
+            vault, remote, creds
+        ):
+            raise remotecause.push_dropped(
+                f"push to {remote}", url, detail, proc.returncode, remote=remote, pushed=pushed
+            )
         raise remote_failed(f"push to {remote}", url, detail, proc.returncode, remote=remote, pushed=pushed)
     # a server-side atomic transaction refuses every ref for the one that moved: name that one
     cause = next((f for f in refused if lost_race(detail, f[1].split(":")[-1])), cause)
@@ -472,7 +478,13 @@ def _push_failed(
         reason == "stale_lease" and ref in implicit
     ):  # a plain push: the remote moved (the note above _contains)
         reason, why, hint = "non_fast_forward", REFUSALS[1][2].format(local=local[ref]), REFUSALS[1][3]
-    if reason == "declined":
+    if reason == "declined" and (full := remotecause.remote_full(detail)):  # not a hook: the server's disk
+        reason, why, hint = (
+            "remote_no_space",
+            f"and the server has no space left to store it ({full})",
+            remotecause.REMOTE_FULL_HINT,
+        )
+    elif reason == "declined":
         why += f" ({_scrub(summary, secrets)}{'; ' + detail if detail else ''})"
     moved = f"; {len(pushed)} other ref(s) were pushed" if pushed else "; nothing changed here or there"
     raise RemoteRejectedError(
@@ -487,6 +499,12 @@ def _push_failed(
             "pushed": pushed,
         },
     )
+
+
+def _answers(vault: Vault, remote: str, creds: tuple[str, str] | None) -> bool:
+    """Whether ``remote`` answers `git ls-remote` now (asked only after a push whose
+    connection was reset: "unreachable" is then the wrong word)."""
+    return _git(vault, "ls-remote", "--heads", remote, credentials=creds, check=False).returncode == 0
 
 
 def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:
