@@ -14,6 +14,7 @@ the fork (never "nothing was changed"); the last named checkpoint as it was; `gi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -146,3 +147,67 @@ def test_proxy_exec_on_a_full_home_names_what_it_left_and_the_next_call_works(
     assert res.returncode == 0 and json.loads(res.stdout)["success"], res.stdout + res.stderr
     assert run("--vault", "v", "checkpoint", "save").returncode == 0
     assert json.loads(run("--json", "--vault", "v", "status").stdout)["changes"] == []
+
+
+def test_a_person_s_writes_into_a_full_mount_get_enospc_and_the_next_checkpoint_records_them(
+    full_home: Path,
+) -> None:
+    """The overlay's upper layer full while a person's tools write in the mount (many small
+    files as `npm install` writes them, a large file, `git commit`): `ENOSPC` to the writer,
+    the mount still serves, and the next checkpoint records the files as they are (each
+    path's blob is the file's bytes: nothing half-recorded)."""
+    run = _runner(full_home)
+    assert run("--json", "--vault", "v", "proxy", "exec", "--", "true").returncode == 0  # mounted, kept warm
+    mp = full_home / "mnt" / "v" / "main"
+    assert (mp / "a.txt").read_text() == "a\n"
+    ballast = fill(full_home, 256_000)
+    errors: set[int] = set()
+    try:
+        for i in range(200):  # ~1 KB each, a directory each: more than what is left
+            try:
+                (mp / "pkgs" / f"p{i}").mkdir(parents=True, exist_ok=True)
+                (mp / "pkgs" / f"p{i}" / "index.js").write_bytes(b"module.exports = %d;\n" % i * 50)
+            except OSError as exc:
+                errors.add(exc.errno or -1)
+        with pytest.raises(OSError) as large:
+            (mp / "large.bin").write_bytes(os.urandom(1 << 20))
+        commit = subprocess.run(
+            ["git", "-C", str(mp), "commit", "-qam", "full"], capture_output=True, text=True
+        )
+        assert (mp / "sub" / "b.txt").read_text() == "b\n"  # the mount still serves
+        assert len(os.listdir(mp)) >= 4
+    finally:
+        ballast.unlink()
+    assert errors == {errno.ENOSPC} and large.value.errno == errno.ENOSPC, (errors, large.value)
+    assert commit.returncode != 0 and "space" in (commit.stderr + commit.stdout).lower(), (
+        commit
+    )  # (git: "Out of diskspace")
+    res = run("--json", "--vault", "v", "checkpoint", "save")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(run("--json", "--vault", "v", "status").stdout)["changes"] == []
+    files = sorted(
+        str(p.relative_to(mp)) for p in mp.rglob("*") if p.is_file() and p.relative_to(mp).parts[0] != ".git"
+    )
+    hashed = subprocess.run(
+        ["git", "hash-object", "--stdin-paths"],
+        input="\n".join(files),
+        cwd=mp,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    listed = dict(line.split("\t")[::-1] for line in _git(full_home, "ls-tree", "-r", "main").splitlines())
+    assert {f: listed.get(f, "").split()[-1:] for f in files} == {
+        f: [h] for f, h in zip(files, hashed, strict=True)
+    }
+    assert set(listed) == set(files)
+    fsck = subprocess.run(
+        ["git", "--git-dir", str(full_home / "vaults" / "v.git"), "fsck", "--full", "--strict"],
+        capture_output=True,
+        text=True,
+    )
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    # git in the mount works again with room
+    (mp / "a.txt").write_text("a, and git after\n")
+    commit = subprocess.run(["git", "-C", str(mp), "commit", "-qam", "room"], capture_output=True, text=True)
+    assert commit.returncode == 0, commit.stderr
+    assert _git(full_home, "show", "main:a.txt") == "a, and git after\n"
