@@ -47,6 +47,16 @@ def _upper_seq(ws: Any) -> int:
         return changes.last_seq()
 
 
+def _warn(what: str, exc: Exception) -> None:
+    """Say the span could not be kept (the call goes on: the span is an aid, not a record);
+    a full disk in one line, anything else with its traceback."""
+    from ..core.errors import is_no_space
+
+    full = is_no_space(exc)
+    log.warning("cannot %s the command's span in the fork's journal%s", what, ": the disk is full" if full else "",
+                exc_info=not full)  # fmt: skip
+
+
 def open_span(ws: Any) -> int | None:
     """Open the span of the command about to run in ``ws``'s fork; its row (None: not kept)."""
     from ..core.workspace import execspans
@@ -56,8 +66,8 @@ def open_span(ws: Any) -> int | None:
         useq = _upper_seq(ws)
         with ws.overlay.txn() as db:
             return execspans.began(db, useq, os.getpid())
-    except Exception:
-        log.warning("cannot note the command's span in the fork's journal", exc_info=True)
+    except Exception as exc:
+        _warn("note", exc)
         return None
 
 
@@ -77,8 +87,8 @@ def close_span(ws: Any, row: int | None) -> None:
         useq = _upper_seq(ws)
         with ws.overlay.txn() as db:
             execspans.ended(db, row, useq)
-    except Exception:
-        log.warning("cannot close the command's span in the fork's journal", exc_info=True)
+    except Exception as exc:
+        _warn("close", exc)
 
 
 def name_span(ws: Any, row: int | None, exec_id: str) -> None:
@@ -90,5 +100,5 @@ def name_span(ws: Any, row: int | None, exec_id: str) -> None:
     try:
         with ws.overlay.txn() as db:
             execspans.named(db, row, exec_id)
-    except Exception:
-        log.warning("cannot name the command's span in the fork's journal", exc_info=True)
+    except Exception as exc:
+        _warn("name", exc)

@@ -114,6 +114,12 @@ def execute(
             except Exception as exc:
                 if done.error is None:
                     done.error = InternalError(f"cleanup failed: {exc}")
+    # the command ran, then recording what it changed failed (a full disk): name it all the same
+    ran_then_failed = done.ran is not None and done.ran.error is None and done.recorded is None
+    if ran_then_failed and done.error is not None and done.plan and done.before and done.placed:
+        done.recorded, done.error = recording.after_failure(
+            vault, done.plan, done.before, done.placed, done.carried, done.error
+        )
     state = None
     if done.plan is not None and done.recorded is None and done.error is not None:
         state = _state_after_error(done.plan)

@@ -328,6 +328,56 @@ def record(
     )
 
 
+def after_failure(
+    vault: Vault,
+    plan: Plan,
+    before: Before,
+    placed: Placed,
+    carried: CarriedBack,
+    error: AvfsError,
+) -> tuple[Recorded | None, AvfsError]:
+    """The record stage failed after the command ran (most often a full disk: the capture's
+    blobs or commit, the op log, the journal): what the command left is named all the same
+    (``changes``), as the commit that was made when only its record failed (the op log's
+    ``details.done``: the branch's tip, its parent the record or the tip before), else as
+    what stays uncheckpointed in the fork; an error whose hint said "nothing was changed"
+    says what stays instead. (None, ``error``) when even that cannot be read."""
+    try:
+        ws = plan.ws
+        tip1 = ws.tip()
+        commit = None
+        if error.details.get("done") and tip1 is not None and tip1 != before.tip0:
+            fields = vault.store.commit_fields(tip1)
+            parent = fields.parents[0] if fields.parents else None
+            commit = Commit(commit=tip1, parent=parent, message=fields.message)
+            changes, ignored = committed(ws, parent, tip1), 0
+        else:
+            changes, _roots, _untracked, ignored = _what_changed(ws, before, False, tip1 != before.tip0, tip1)
+        state = fork_state(ws)
+    except Exception:  # (the error that ended the call is the one to report)
+        return None, error
+    if commit is None and changes and "nothing was changed" in (error.hint or ""):
+        error = type(error)(
+            f"{error.message}; the command ran: the {len(changes)} path(s) it changed stay in the fork,"
+            " uncheckpointed (`changes`)",
+            hint="free some space under the avfs home, then `avfs checkpoint save` records them"
+            " (`avfs status` lists them)",
+            details={**error.details, "uncheckpointed": len(changes)},
+        )
+    return Recorded(
+        changes=tuple(Changed(path=c.path, status=str(c.status), old_path=c.old_path) for c in changes),
+        ignored=ignored,
+        checkpoint=before.checkpoint,
+        commit=commit,
+        branch_moved=None,
+        not_recorded=carried[1],
+        refs_refused=carried[0],
+        refs_fetched=carried[2],
+        mount=placed.mount,
+        state=state,
+    ), error
+
+
 def _merged(first: tuple[NotRecorded, ...], more: tuple[NotRecorded, ...]) -> tuple[NotRecorded, ...]:
     return first + tuple(g for g in more if g not in first)
 

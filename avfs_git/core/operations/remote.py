@@ -33,10 +33,10 @@ import subprocess
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import AvfsError, RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
-from ..store import names, refs, transferlock
+from ..store import names, refs, remotecause, transferlock
 from ..store.gitlib import libgit2_loaded
 from ..store.redact import redact, split_credentials
-from ..store.remotecause import remote_failed
+from ..store.remotecause import REFUSALS, lost_race, remote_failed
 from ..store.transport import ProgressFn, transport
 from ..store.vaultconfig import config_values, remotes
 
@@ -434,21 +434,6 @@ def _behind(
     )
 
 
-# what git's porcelain says of a refused ref -> (reason, why in words, hint)
-_REFUSALS = (
-    ("stale info", "stale_lease", "not what this vault last fetched (the lease is stale)",
-     "fetch (`avfs fetch`), look at what moved, then push again"),
-    ("non-fast-forward", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
-     "fetch and merge (`avfs pull`), then push again"),
-    ("fetch first", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
-     "fetch and merge (`avfs pull`), then push again"),
-    ("already exists", "already_exists", "and a tag is never moved",
-     "the checkpoint's tag exists there with another commit: rename the checkpoint or delete the tag"),
-    ("[remote rejected]", "declined", "and the server declined the update",
-     "the server refused it (a hook or branch protection): see its message; pulling will not help"),
-)  # fmt: skip
-
-
 def _push_failed(
     vault: Vault,
     remote: str,
@@ -469,25 +454,37 @@ def _push_failed(
     cause = next((f for f in refused if "atomic push failed" not in f[2]), refused[0] if refused else None)
     if cause is None:
         url = redact(_require(vault, remote)[0])
+        if (remotecause.failure_cause(detail) or ("",))[0] == "unreachable" and _answers(
+            vault, remote, creds
+        ):
+            raise remotecause.push_dropped(
+                f"push to {remote}", url, detail, proc.returncode, remote=remote, pushed=pushed
+            )
         raise remote_failed(f"push to {remote}", url, detail, proc.returncode, remote=remote, pushed=pushed)
     # a server-side atomic transaction refuses every ref for the one that moved: name that one
-    cause = next((f for f in refused if _lost_race(detail, f[1].split(":")[-1])), cause)
+    cause = next((f for f in refused if lost_race(detail, f[1].split(":")[-1])), cause)
     ref, summary = cause[1].split(":")[-1], cause[2]
     there = _ls_remote(vault, remote, creds, quiet=True).get(ref)  # (only on this path: one more round trip)
     reason, why, hint = "rejected", f"and refused it: {summary}", "see the server's message"
-    for needle, r, w, h in _REFUSALS:
+    for needle, r, w, h in REFUSALS:
         if needle in summary:
             reason, why, hint = r, w.format(local=local[ref]), h
             break
-    if reason == "declined" and _lost_race(detail, ref):
+    if reason == "declined" and lost_race(detail, ref):
         reason = "stale_lease" if ref in expected and ref not in implicit else "non_fast_forward"
         why = f"moved while {local[ref]} was being pushed (another push won the race)"
         hint = "fetch and merge (`avfs pull`), then push again"
     if (
         reason == "stale_lease" and ref in implicit
     ):  # a plain push: the remote moved (the note above _contains)
-        reason, why, hint = "non_fast_forward", _REFUSALS[1][2].format(local=local[ref]), _REFUSALS[1][3]
-    if reason == "declined":
+        reason, why, hint = "non_fast_forward", REFUSALS[1][2].format(local=local[ref]), REFUSALS[1][3]
+    if reason == "declined" and (full := remotecause.remote_full(detail)):  # not a hook: the server's disk
+        reason, why, hint = (
+            "remote_no_space",
+            f"and the server has no space left to store it ({full})",
+            remotecause.REMOTE_FULL_HINT,
+        )
+    elif reason == "declined":
         why += f" ({_scrub(summary, secrets)}{'; ' + detail if detail else ''})"
     moved = f"; {len(pushed)} other ref(s) were pushed" if pushed else "; nothing changed here or there"
     raise RemoteRejectedError(
@@ -504,12 +501,10 @@ def _push_failed(
     )
 
 
-def _lost_race(stderr: str, ref: str) -> bool:
-    """Whether the server refused ``ref`` because it moved between its advertisement and
-    the update (receive-pack's compare-and-swap under the ref lock: ``cannot lock ref
-    '<ref>': is at X but expected Y``, or ``...: reference already exists`` for a branch
-    that was absent): another push got there first."""
-    return f"cannot lock ref '{ref}'" in stderr and ("but expected" in stderr or "already exists" in stderr)
+def _answers(vault: Vault, remote: str, creds: tuple[str, str] | None) -> bool:
+    """Whether ``remote`` answers `git ls-remote` now (asked only after a push whose
+    connection was reset: "unreachable" is then the wrong word)."""
+    return _git(vault, "ls-remote", "--heads", remote, credentials=creds, check=False).returncode == 0
 
 
 def _pushed(vault: Vault, porcelain: str, expected: dict[str, str]) -> dict[str, str | None]:

@@ -162,7 +162,19 @@ def held_deletions(
 
 def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -> None:
     """Remember what a status found (``paths``: every path it found different from the
-    base, ignored ones included) as of ``pending``."""
+    base, ignored ones included) as of ``pending``. On a full disk nothing is remembered:
+    the mark is a shortcut, the status is read all the same (``proxy exec`` names what its
+    command left in a fork it could not commit), and the old mark stays right for what it says."""
+    from ..errors import is_no_space
+
+    try:
+        _remember(overlay, pending, paths)
+    except Exception as exc:
+        if not is_no_space(exc):
+            raise
+
+
+def _remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -> None:
     if pending is None or overlay.db.in_transaction:
         # (inside a caller's own transaction, which may yet roll back: the mark stays as it
         # was, still right for what it says, and the next status reads a little more)

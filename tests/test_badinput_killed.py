@@ -1,0 +1,106 @@
+"""A fork's mount daemon killed (SIGKILL) while `checkpoint save`, `merge` and `proxy exec`
+wait on it: the daemon is stopped (SIGSTOP), the call started, and once the call waits
+(in poll(2): its request to the daemon) the daemon is killed. Each call then completes
+(no error, no hang): what was written in the mount before is recorded (the checkpoint,
+the merge's capture, the exec's record before its command), the exec mounts the fork
+again for its command, `git fsck` is clean, and nothing is left uncheckpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import git
+from .test_fuse import require_fuse
+
+OPS = {
+    "checkpoint save": ("checkpoint", "save", "-m", "during"),
+    "merge": ("merge", "side"),
+    "proxy exec": ("proxy", "exec", "--", "sh", "-c", "echo x > x.txt"),
+}
+
+
+def _waiting(proc: subprocess.Popen[str]) -> bool:
+    """Whether ``proc`` has exited or sleeps in poll(2) (its request to the stopped daemon)."""
+    if proc.poll() is not None:
+        return True
+    try:
+        return "poll" in Path(f"/proc/{proc.pid}/wchan").read_text()
+    except OSError:
+        return True
+
+
+def test_a_daemon_killed_during_a_call_loses_nothing_and_the_call_completes(tmp_path: Path) -> None:
+    require_fuse()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(AVFS_HOME=str(tmp_path / "home"), AVFS_SERVER="off")
+
+    def cmd(*args: str) -> list[str]:
+        return [sys.executable, "-m", "avfs_git", "--json", "--vault", "v", *args]
+
+    def run(*args: str) -> dict:  # type: ignore[type-arg]
+        done = subprocess.run(cmd(*args), capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    subprocess.run([sys.executable, "-m", "avfs_git", "vault", "create", "v"], env=env, check=True)
+    run("write", "a.txt", "a\n")
+    run("checkpoint", "save")
+    run("vault", "fork", "v:main", "side")
+    vault = str(tmp_path / "home" / "vaults" / "v.git")
+    pid = 0
+    try:
+        for what, args in OPS.items():
+            if what == "merge":
+                run("--vault", "v:side", "write", f"side-{what}.txt", "side\n")
+                run("--vault", "v:side", "checkpoint", "save")
+            mount = run("proxy", "exec", "--", "true")["mount"]  # mounted (kept warm)
+            mp = Path(mount["mountpoint"])
+            pid = run("mount")["mount"]["pid"]
+            (mp / f"u-{what}.txt").write_text(f"written before {what}\n")
+            os.kill(pid, signal.SIGSTOP)
+            proc = subprocess.Popen(
+                cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+            deadline = time.monotonic() + 60
+            while not _waiting(proc) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=120)
+            doc = json.loads(out)
+            if what == "proxy exec" and (doc.get("error") or {}).get("code") == "mount_died":
+                # the daemon died while the command ran (it saw ENOTCONN): the documented
+                # error, the command's own exit code; the next call mounts again and runs it
+                assert proc.returncode == doc["result"]["exit_code"] and doc["mount"]["alive_after"] is False
+                proc = subprocess.Popen(
+                    cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+                )
+                out, err = proc.communicate(timeout=120)
+                doc = json.loads(out)
+            assert proc.returncode == 0, (what, doc.get("error"), doc.get("result"), err)
+            assert doc["kind"] != "error" and doc.get("success", True), (what, doc)
+            name = f"u-{what}.txt"
+            assert git("--git-dir", vault, "show", f"main:{name}") == f"written before {what}\n", what
+            if what == "merge":
+                assert git("--git-dir", vault, "show", f"main:side-{what}.txt") == "side\n"
+            if what == "proxy exec":
+                assert git("--git-dir", vault, "show", "main:x.txt") == "x\n"
+            assert run("status")["changes"] == [], what
+            git("--git-dir", vault, "fsck", "--full", "--strict")
+    finally:
+        if pid:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+        subprocess.run(cmd("unmount", "v:main"), env=env, capture_output=True)
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            if str(tmp_path) in line.split()[1]:
+                subprocess.run(["umount", "-l", line.split()[1]], check=False)
