@@ -460,3 +460,85 @@ def test_a_write_while_a_spare_is_snapshotted_leaves_no_spare(
     assert made.ignored.mode == IgnoredMode.SNAPSHOT and snapshots == [vault.ws_dir("main")]
     assert vault.workspace("f").read("d.txt") == b"d\n"
     assert _changed(vault.workspace("f")) == _changed(vault.workspace("main"))
+
+
+def _reuse_pid(pid: int) -> subprocess.Popen[bytes] | None:
+    """A process of this test's given ``pid`` (a dead one's), as the kernel hands out a
+    freed pid again: the next pid set to it through ``ns_last_pid`` (root), then a fork;
+    None when another process took it first, every try."""
+    for _ in range(3):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
+            fh.write(str(pid - 1))
+        p = subprocess.Popen(["sleep", "60"])
+        if p.pid == pid:
+            return p
+        p.kill()
+        p.wait()
+    return None
+
+
+def test_a_killed_makers_mark_whose_pid_is_reused_stops_no_spare(lhome: Home) -> None:  # noqa: F811
+    """A maker killed mid-snapshot leaves its mark; its pid handed to another, long-lived
+    process (not a maker) must not keep the source from spares, nor its forks copying, for
+    as long as that process lives. Before (review10) the mark named a pid only: no spare
+    was made while the pid's new process lived."""
+    from .conftest import skip_outside_ci
+
+    if not os.access("/proc/sys/kernel/ns_last_pid", os.W_OK):
+        skip_outside_ci("no pid can be handed out again here (/proc/sys/kernel/ns_last_pid)")
+    vault = _source(lhome)
+    vault.close()
+    mark = os.path.join(vault.state_dir, forkspare.SPARES, forkspare.MAKING, "main")
+    other = None
+    for _ in range(5):  # (on a busy machine another process may take the freed pid first)
+        p = subprocess.run(
+            [sys.executable, "-c", _KILL_AT, lhome.path, "snapshot"], env=_ENV, capture_output=True
+        )
+        assert p.returncode == -9, p.stderr.decode()
+        dead = int(Path(mark).read_bytes().split()[0])
+        if (other := _reuse_pid(dead)) is not None:
+            break
+    if other is None:
+        skip_outside_ci("each killed maker's pid was taken by another process first")
+    vault = lhome.vault("v")
+    try:
+        spare = forkspare.make(vault, "main")
+        assert spare is not None and forkspare.spares(vault) == {"main": spare}
+        made = vault.fork("main", "f")
+        assert made.ignored.mode == IgnoredMode.SNAPSHOT and vault.ws_dir("f") == spare
+    finally:
+        other.kill()
+        other.wait()
+    doctor(lhome, repair=True, now=time.time() + 7200)  # (the killed maker's snapshot)
+    named = {vault.ws_dir("main"), vault.ws_dir("f"), *forkspare.spares(vault).values()}
+    assert set(layers.subvolumes(lhome.path)) == named
+
+
+def test_two_makers_in_one_process_name_one_spare(
+    lhome: Home,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two threads of one process (a served fork's maker and another's) making the same
+    source's spare: the second makes nothing while the first's snapshot is taken, as a
+    second maker process does, and no snapshot is left that no link names. Before
+    (review10) a mark of the process's own pid was no maker: both snapshotted, the second
+    named its spare, the first replaced it, and the second's subvolume was left unnamed."""
+    import threading
+
+    vault = _source(lhome)
+    real = layers.snapshot
+    second: list[str | None] = []
+
+    def during(src: str, dst: str, *a: Any, **k: Any) -> Any:
+        monkeypatch.setattr(layers, "snapshot", real)
+        t = threading.Thread(target=lambda: second.append(forkspare.make(vault, "main")))
+        t.start()
+        t.join(60)
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(layers, "snapshot", during)
+    spare = forkspare.make(vault, "main")
+    assert second == [None]
+    assert spare is not None and forkspare.spares(vault) == {"main": spare}
+    assert set(layers.subvolumes(lhome.path)) == {vault.ws_dir("main"), spare}
+    assert not os.listdir(os.path.join(vault.state_dir, forkspare.SPARES, forkspare.MAKING))

@@ -24,7 +24,7 @@ from avfs_git.core.workspace import ignorekept
 from avfs_git.mount.side import MOUNT_SIDE
 
 from . import realdata
-from .conftest import AUTHOR, POLICY_PATHS, git
+from .conftest import AUTHOR, POLICY_PATHS, git, skip_outside_ci
 
 
 @pytest.fixture
@@ -314,3 +314,51 @@ def test_kept_answers_follow_git_as_paths_and_rules_change(
     xdg.mkdir(parents=True, exist_ok=True)
     (xdg / "ignore").write_bytes(b"*.tmp\n")
     check(9)
+
+
+def test_the_system_config_git_reads_is_in_the_key_whatever_git_config_system_says(
+    vault: Any, reopen: Any, asks: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """avfs runs ``git check-ignore`` without the caller's GIT_* (``gitrun.git_env``), so
+    git reads /etc/gitconfig whatever ``$GIT_CONFIG_SYSTEM`` names: a change to it is a new
+    question. Before (review10) the key took the file ``$GIT_CONFIG_SYSTEM`` names instead,
+    and a change to /etc/gitconfig (its ``core.ignoreCase``, ``core.excludesFile``) kept the
+    old answers. /etc/gitconfig is edited with a section of no meaning to git (every process
+    on the machine reads it) and put back as it was."""
+    system = Path("/etc/gitconfig")
+    if not os.access("/etc", os.W_OK):
+        skip_outside_ci("/etc/gitconfig cannot be written here")
+    decoy = tmp_path / "decoy-system.cfg"
+    decoy.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_SYSTEM", str(decoy))
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"*.log\n")
+    ws.write("a.log", b"x")
+    assert set(reopen().status_ignored()[1].files) == {"a.log"} and len(asks) == 1
+    assert set(reopen().status_ignored()[1].files) == {"a.log"} and len(asks) == 1  # kept
+    before = system.read_bytes() if system.exists() else None
+    try:
+        with system.open("ab") as fh:
+            fh.write(f"\n[avfs-review10-probe]\n\tstamp = {os.getpid()}-{tmp_path.name}\n".encode())
+        assert set(reopen().status_ignored()[1].files) == {"a.log"}
+        assert len(asks) == 2, "a change to /etc/gitconfig kept git's old answer"
+    finally:
+        if before is None:
+            system.unlink()
+        else:
+            system.write_bytes(before)
+
+
+def test_one_process_asks_again_once_the_config_changes(vault: Any, asks: list[list[str]]) -> None:
+    """A long-lived process (the warm server, a mount's daemon) keeps git's answers in memory
+    too: keyed by the config git reads, as the kept file's, so that ``core.ignoreCase``
+    turned on and off between two calls of one workspace gives git's new answer each time
+    (before, review10: the first answer for as long as the process lived)."""
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"*.log\n")
+    ws.write("Build.LOG", b"x")
+    assert set(ws.status_ignored()[1].files) == set()
+    git("--git-dir", vault.path, "config", "core.ignoreCase", "true")
+    assert set(ws.status_ignored()[1].files) == {"Build.LOG"}
+    git("--git-dir", vault.path, "config", "core.ignoreCase", "false")
+    assert set(ws.status_ignored()[1].files) == set()

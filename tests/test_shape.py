@@ -27,6 +27,7 @@ PROCESS_STATE = {
     "proxy/refwatch.py:_live": "the inotify watch of a vault's branches belongs to the daemon serving proxy exec; seal finds it by path",
     "mount/indexguard.py:_held": "the index guards this thread holds (flock locks are per open file: a writer in the same thread takes the held one)",
     "mount/ownfiles.py:_owner_cache": "registry records' contents, checked against the file at every use",
+    "core/vaults/forkspare.py:_making_here": "the spares this process's makers are taking (a mark names a process, not a thread): one maker a source in a process",
     "core/vaults/registry.py:_KEPT": "the mount table a process keeps open (a daemon's); the kernel marks it per open file",
     "ops/daemonstart.py:_SPAWNED": "the daemons this process spawned (its children) and has not collected yet",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",

@@ -354,3 +354,42 @@ def test_a_submodule_git_adds_in_the_mount_is_what_avfs_records(
         assert git("--git-dir", vault.path, "ls-tree", "main", "added").split()[:2] == ["160000", "commit"]
     finally:
         mounts.unmount(home, vault, "main")
+
+
+@pytest.mark.parametrize("replace", ["files", "nothing"])
+def test_a_submodule_git_replaces_or_drops_in_the_mount_stays_so(
+    home: Home, served: Server, tmp_path: Path, backend: str, replace: str
+) -> None:
+    """A person replaces the submodule by a directory of files (`git rm --cached sub`, the
+    files moved in, `git add sub`, `git commit`) or drops it keeping its directory (`git rm
+    --cached sub`, `git commit`) in the mount, beside a plain clone doing the same: the
+    files stay in the mount, avfs's status is empty and the next checkpoint records nothing
+    (the tree is the plain clone's). Before (review10), git's base move held the old
+    gitlink in the view: status listed the gitlink added (and the files deleted), and the
+    next checkpoint put the gitlink back over the person's commit (the files left in the
+    mount but out of every commit, the overlay backend; a dropped submodule on both)."""
+    vault = home.clone_vault(served.url("super.git"), "s")
+    plain = _plain(served, tmp_path / "plain")
+    mp = tmp_path / "m"
+    _mount(home, vault, mp, backend)
+    who = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    try:
+        for top in (mp, plain):
+            _git(top, "rm", "--cached", "-q", SUB)
+            if replace == "files":  # (pure FUSE takes no file below a submodule: moved in)
+                (top / SUB).rmdir()
+                (top / "vendored").mkdir()
+                (top / "vendored" / "f.txt").write_text("vendored\n")
+                (top / "vendored").rename(top / SUB)
+                _git(top, "add", SUB)
+            _git(top, *who, "commit", "-q", "-m", f"submodule replaced by {replace}")
+        assert _git(mp, "status", "--porcelain").stdout == _git(plain, "status", "--porcelain").stdout
+        assert vault.workspace("main").status() == []
+        assert checkpoint.save(vault, "main", message="after").created is False
+        ls = ["ls-tree", "-r", "HEAD"]
+        assert git("--git-dir", vault.path, *ls) == git("-C", str(plain), *ls)
+        assert _tree(mp) == _tree(plain)
+        if replace == "files":
+            assert (mp / SUB / "f.txt").read_text() == "vendored\n"
+    finally:
+        mounts.unmount(home, vault, "main")

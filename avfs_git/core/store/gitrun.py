@@ -60,11 +60,13 @@ def git_config_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("GIT_CONFIG_") and _CONFIG_ENV.fullmatch(k)}
 
 
-def git_config_files() -> list[str]:
+def git_config_files(env: Mapping[str, str] | None = None) -> list[str]:
     """The config files git reads beside a repository's own (config.c): ``$GIT_CONFIG_SYSTEM``
     or /etc/gitconfig; ``$GIT_CONFIG_GLOBAL``, or ``$XDG_CONFIG_HOME/git/config``
-    (``~/.config/git/config``) and ``~/.gitconfig``. (Not the files those include.)"""
-    env = os.environ
+    (``~/.config/git/config``) and ``~/.gitconfig``. (Not the files those include.)
+    ``env``: the environment git runs with (default: this process's; avfs's own git
+    processes run with :func:`git_env`, where no ``GIT_CONFIG_*`` is left)."""
+    env = os.environ if env is None else env
     home = env.get("HOME", "")
     xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     paths = [env.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig"]

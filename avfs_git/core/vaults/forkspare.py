@@ -35,7 +35,7 @@ spare's blocks the source has since rewritten would count against it).
 **Not under the source's lock.** The snapshot's transaction commit (9-77 ms under load)
 is not waited for with the source's fork lock held, or a fork that comes back to back with
 the one before would wait for it: the maker reads the key and makes the carried log and the
-record under the lock, leaves a mark (``spares/.making/<fork>``, its pid), snapshots without
+record under the lock, leaves a mark (``spares/.making/<fork>``, its pid and start time), snapshots without
 the lock, then, under the lock again, names the snapshot the source's spare only when the
 journal's end and the key did not move (every write moves one of them) and the snapshot
 holds its carried log and record (a fork that snapshotted meanwhile removes carried logs it
@@ -62,6 +62,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -103,9 +104,13 @@ _TICK_S = 0.02  # how long a maker waits for the clock to pass a file's timestam
 # ~5.5 us an entry (an entry's row and its file's stat data), 2.8 ms here, as much as a
 # snapshot on a quiet disk
 MAX_ENTRIES = 512
-MAKING = ".making"  # <vault>/avfs/spares/.making/<fork>: a maker's mark, its pid (see making_why)
+MAKING = ".making"  # <vault>/avfs/spares/.making/<fork>: a maker's mark, its pid and start time (making_why)
 _COPY_BYTES = 8 << 20  # a fork copies a source whose spare is being made up to this many bytes
 _RECHECK_WAIT_S = 2.0  # a maker's wait for the source's lock after its snapshot
+# the marks this process's makers hold (one maker a source in a process as in the machine:
+# a mark of this process's own pid says nothing of which thread holds it)
+_making_here: dict[str, int] = {}  # mark -> the thread making
+_here_lock = threading.Lock()
 
 
 def spare_link(vault: SpareVault, fork: str) -> str:
@@ -207,6 +212,10 @@ def make(vault: SpareVault, fork: str) -> str | None:
     if not usable(vault) or not vault.has_fork(fork):
         return None
     mark = _mark_path(vault, fork)
+    with _here_lock:  # a maker of this process (another thread) is at it: as another process's
+        if mark in _making_here:
+            return None
+        _making_here[mark] = threading.get_ident()
     got: str | None = None
     try:
         for attempt in (0, 1):
@@ -230,6 +239,8 @@ def make(vault: SpareVault, fork: str) -> str | None:
         with contextlib.suppress(OSError):
             if _mark_pid(mark) == os.getpid():
                 os.unlink(mark)
+        with _here_lock:
+            _making_here.pop(mark, None)
     return got
 
 
@@ -275,7 +286,7 @@ def _plan(vault: SpareVault, src: Workspace, mark: str) -> _Plan | str | None:
                 os.unlink(mark)  # (a killed maker's: a live one's made snapshot_why_not refuse)
             fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                os.write(fd, str(os.getpid()).encode())
+                os.write(fd, b"%d %s" % (os.getpid(), _started(os.getpid()) or b""))
             finally:
                 os.close(fd)
         except BaseException:
@@ -334,8 +345,9 @@ def making_why(vault: SpareVault, src: Workspace) -> str | None:
     the copy is cheap (a spare's source has at most :data:`MAX_ENTRIES` entries; their
     files' bytes are bounded here). A snapshot of its own would queue in the kernel behind
     the maker's transaction commit; the copy is what a home without layers does."""
-    if not _maker(_mark_path(vault, src.fork)):
-        return None
+    mark = _mark_path(vault, src.fork)
+    if not _maker(mark) and _making_here.get(mark, threading.get_ident()) == threading.get_ident():
+        return None  # (no maker of another process, nor of another thread of this one)
     n, size = src.overlay.db.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries WHERE fileid IS NOT NULL"
     ).fetchone()
@@ -348,26 +360,53 @@ def _mark_path(vault: SpareVault, fork: str) -> str:
     return os.path.join(vault.state_dir, SPARES, MAKING, names.fs_name(fork))
 
 
-def _mark_pid(mark: str) -> int | None:
+def _mark(mark: str) -> tuple[int, bytes | None] | None:
+    """(the maker's pid, its process's start time or None) a mark names, else None."""
     try:
         with open(mark, "rb") as fh:
-            got = fh.read(24)
+            got = fh.read(64).split()
     except OSError:
         return None
-    return int(got) if got.isdigit() else None
+    if not got or not got[0].isdigit() or len(got) > 2:
+        return None
+    return int(got[0]), got[1] if len(got) == 2 else None
+
+
+def _mark_pid(mark: str) -> int | None:
+    got = _mark(mark)
+    return None if got is None else got[0]
+
+
+def _started(pid: int) -> bytes | None:
+    """When process ``pid`` started (``/proc/<pid>/stat``'s 22nd field, clock ticks since
+    boot), None when it cannot be read (no such process; no ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # (its name may hold spaces and parentheses)
+    return fields[19] if len(fields) > 19 else None
 
 
 def _maker(mark: str) -> bool:
-    """Whether another process's maker is taking a spare (its mark names a live process)."""
-    pid = _mark_pid(mark)
-    if pid is None or pid == os.getpid():
+    """Whether another process's maker is taking a spare: its mark names a live process
+    started when the maker did (a killed maker's pid handed to another process stopped
+    every spare of the source while that one lived, review10)."""
+    got = _mark(mark)
+    if got is None or got[0] == os.getpid():
         return False
+    pid, started = got
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
+    if started is not None:
+        now = _started(pid)
+        if now is not None and now != started:
+            return False  # the pid is another process's now
     return True
 
 

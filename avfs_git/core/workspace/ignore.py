@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 
 from ..errors import InternalError
 from ..store.names import ancestors_of_all, join, parent_of
-from .ignorekept import KeptAnswers, content_key, question_base, question_key
+from .ignorekept import KeptAnswers, config_key, content_key, question_base, question_key
 
 GITIGNORE = ".gitignore"
 # a directory's .gitignore as the workspace shows it: (a key that changes with its bytes,
@@ -130,6 +130,9 @@ class IgnoreRules:
         """A key for the vault's info/exclude and the user's excludes file, and whether
         either holds a pattern."""
         h = hashlib.sha1()
+        # the config git reads (core.ignoreCase, core.excludesFile): a long-lived process
+        # kept its first answers across a change of it (review10)
+        h.update(config_key(self.git_dir, env)[0])
         active = False
         data = _read(os.path.join(self.git_dir, "info", "exclude"))
         if data is not None:

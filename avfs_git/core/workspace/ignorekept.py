@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ..store.gitrun import config_text, git_config_files, git_identity
 
@@ -43,24 +43,33 @@ def question_base(git_dir: str, env: dict[str, str], globals_key: str) -> bytes 
     ident = git_identity(env)
     if ident is None:
         return None
+    digest, included = config_key(git_dir, env)
+    if included:
+        return None
     h = hashlib.sha1(b"avfs-ignore-1\0")
     h.update(ident + b"\0")
-    # (git runs without the caller's GIT_*: its global files are the HOME ones then, whatever
-    # $GIT_CONFIG_GLOBAL names; both kept in the key)
-    home = env.get("HOME", "")
-    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    files = [os.path.join(git_dir, "config"), *git_config_files()]
-    files += [
-        f for f in (os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")) if f not in files
-    ]
-    for f in files:
-        text = config_text(f)
-        if text is not None and b"include" in text:
-            return None
-        h.update(f.encode("utf-8", "surrogateescape") + b"\0")
-        h.update(b"-" if text is None else hashlib.sha1(text).digest())
+    h.update(digest)
     h.update(globals_key.encode() + b"\0")
     return h.digest()
+
+
+def config_key(git_dir: str, env: Mapping[str, str]) -> tuple[bytes, bool]:
+    """(a digest of the config files git reads when run with ``env``: the vault's, the
+    system's, the user's, each by path and bytes; whether one includes another file, which
+    the digest does not hold). ``env`` is the one ``git check-ignore`` runs with, without the
+    caller's GIT_*: git then reads /etc/gitconfig and the HOME files, whatever
+    ``$GIT_CONFIG_SYSTEM`` or ``$GIT_CONFIG_GLOBAL`` say here (before, review10: the files
+    those named were in the key instead, and a change to /etc/gitconfig kept old answers).
+    Also the in-process answers' key (:meth:`.ignore.IgnoreRules._globals`)."""
+    h = hashlib.sha1()
+    included = False
+    for f in (os.path.join(git_dir, "config"), *git_config_files(env)):
+        text = config_text(f)
+        if text is not None and b"include" in text:
+            included = True
+        h.update(f.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(b"-" if text is None else hashlib.sha1(text).digest())
+    return h.digest(), included
 
 
 def question_key(base: bytes, chain: Iterable[str], path: str, is_dir: bool) -> str:

@@ -192,6 +192,12 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
             continue
         if was is None:
             ws.overlay.put(db, Entry(p, DELETED, 0), "git")
+        elif was[1] == MODE_COMMIT:
+            # a submodule git dropped or replaced (`git rm --cached sub`, files of its own
+            # there, a commit): the view showed its directory, which stays, but no longer as
+            # a submodule (held as the gitlink, the next checkpoint put it back over git's
+            # commit, and the files below it stayed out of the fork, review10)
+            ws.overlay.put(db, Entry(p, OBJECT, MODE_TREE, EMPTY_TREE), "git")
         else:
             ws.overlay.put(db, Entry(p, OBJECT, was[1], was[0]), "git")
         held.append(p)
