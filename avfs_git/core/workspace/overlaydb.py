@@ -182,6 +182,9 @@ class OverlayDB:
         # in a mount's daemon (proxy exec's, before every command) asks for every upper file
         # each time; a dict answers in a microsecond where the query costs ~20
         self._oid_memo: dict[str, tuple[str, str]] = {}
+        # each overlay file's (size, mtime, ctime, inode) as a capture found it before reading
+        # it, by file id (:meth:`note_read`, :meth:`_claim`)
+        self._read_stats: dict[str, tuple[int, int, int, int]] = {}
         self.db_path = os.path.join(state_dir, "overlay.db")
         # who writes through this handle, kept with each journal row when not the API
         # itself (``mcp``: the MCP server's tools), for `avfs watch`'s ``source``
@@ -490,9 +493,42 @@ class OverlayDB:
         fd = self._exclusive(fileid)
         if fd is None:
             return False
+        if fd >= 0 and self._written_since_read(fileid, fd):
+            os.close(fd)
+            return False
         if fd >= 0:
             self._local.ns().setdefault("claims", []).append(fd)
         return True
+
+    def note_read(self, fileid: str) -> None:
+        """Before a capture reads overlay file ``fileid``: its stat, which :meth:`_claim`
+        compares when the checkpoint retires the entry. A pure-FUSE mount records a closed
+        handle's size a moment after the close (fuse/writes.py ``release``: no new journal
+        entry, no new ``seq``) and journals a created file's writes not at all past its
+        creation, so a file written after the capture read it and closed before the retire
+        looked untouched: found in the twentieth round (NAME=review10), a file created and
+        written through the mount during a checkpoint was recorded empty and its entry
+        retired (its bytes gone), ~1 file in 300 written every 5 ms over eight checkpoints.
+        Any write after the read changes the file's ctime (multigrain timestamps: a stat
+        makes the next change's time a fine-grained one) or its size."""
+        if fileid.startswith((UPPER_FILE, LINK_FILE)):
+            return  # (the kernel's upper layer: never claimed, see _exclusive)
+        try:
+            st = os.stat(self.file_path(fileid))
+        except OSError:
+            return
+        self._read_stats[fileid] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def forget_reads(self) -> None:
+        """A new capture begins: the last one's stats (:meth:`note_read`) are spent."""
+        self._read_stats.clear()
+
+    def _written_since_read(self, fileid: str, fd: int) -> bool:
+        was = self._read_stats.pop(fileid, None)
+        if was is None:
+            return False  # (not read by a capture of this handle: retired by its seq alone)
+        st = os.fstat(fd)
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) != was
 
     def _release_claims(self) -> None:
         for fd in self._local.ns().pop("claims", []):

@@ -102,6 +102,7 @@ def capture(
     ws.captured_ignored = NO_IGNORED
     ws.captured_read = None
     ws.captured_converted = frozenset()
+    ws.overlay.forget_reads()
     # (on an overlay mount: O(changes), see upperjournal)
     entries, settled = (ws.overlay.all(), False) if include_ignored else _read(ws)
     if not entries:
@@ -352,6 +353,8 @@ def _build(
     subdirs: dict[str, str | None] = {}
     for e in by_parent.get(p, []):
         name = names.basename(e.path)
+        if e.kind == FILE and e.fileid:
+            ws.overlay.note_read(e.fileid)  # (a write after it keeps the entry: OverlayDB._claim)
         if e.kind == DELETED:
             items.pop(name, None)
         elif refusal(name, e.mode) is not None:
