@@ -167,6 +167,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         _SCRATCH.append(str(factory.getbasetemp()))
+        _rewrite_ahead(session.config, factory.getbasetemp())
+
+
+def _rewrite_ahead(config: pytest.Config, basetemp: Path) -> None:
+    """In pytest-xdist's controller, before its workers start (its own hook runs last): the
+    test modules' assertion rewriting written to pytest's cache once, rather than done by
+    every worker (tests/rewriteahead.py)."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not workers or config.pluginmanager.get_plugin("dsession") is None:
+        return  # no workers (`-n 0`, `--collect-only`), or a worker itself
+    from .rewriteahead import rewrite_ahead
+
+    here = config.invocation_params.dir
+    paths = [here / a.split("::")[0] for a in config.args]
+    procs = min(os.cpu_count() or 1, workers if isinstance(workers, int) else 4)
+    rewrite_ahead(config.rootpath, paths, procs, basetemp)
 
 
 def scratch_home(prefix: str) -> str:

@@ -1,12 +1,17 @@
-"""The suite's own guard (tests/conftest.py): a test stopped where Python gives its
-traceback no line is reported as a failure, not an INTERNALERROR that ends the run."""
+"""The suite's own machinery (tests/conftest.py): a test stopped where Python gives its
+traceback no line is reported as a failure, not an INTERNALERROR that ends the run; the
+test modules' assertion rewriting is cached once before xdist's workers start."""
 
 from __future__ import annotations
 
+import os
 import sys
 import types
+from pathlib import Path
 
 from _pytest._code.code import TracebackEntry
+
+from .rewriteahead import pyc_of, rewrite_ahead, stale
 
 
 def test_a_traceback_entry_without_a_line_is_reported_at_its_frame_s_line() -> None:
@@ -18,3 +23,25 @@ def test_a_traceback_entry_without_a_line_is_reported_at_its_frame_s_line() -> N
     assert TracebackEntry(none).lineno == 0  # type: ignore[arg-type]
     real = types.SimpleNamespace(tb_lineno=12, tb_frame=frame)
     assert TracebackEntry(real).lineno == 11  # type: ignore[arg-type]
+
+
+def test_the_rewriting_is_cached_where_pytest_reads_it_and_only_when_stale(tmp_path: Path) -> None:
+    tests = tmp_path / "suite"
+    (tests / "sub").mkdir(parents=True)
+    (tests / "conftest.py").write_text("")
+    one, two = tests / "test_one.py", tests / "sub" / "test_two.py"
+    for f in (one, two):
+        f.write_text("def test_it():\n    assert 1 + 1 == 2\n")
+    helper = tests / "helper.py"  # not a test module: pytest does not rewrite it
+    helper.write_text("X = 1\n")
+    assert stale([one, two]) == [one, two]
+    done = rewrite_ahead(tmp_path, [tests], 2, tmp_path / "bt")
+    assert sorted(done) == sorted([tests / "conftest.py", one, two])
+    # pytest itself wrote them (under PYTHONDONTWRITEBYTECODE too), where pyc_of says
+    assert all(pyc_of(m).is_file() for m in done)
+    assert not pyc_of(helper).exists()
+    assert stale(done) == [] and rewrite_ahead(tmp_path, [tests], 2, tmp_path / "bt") == []
+    two.write_text("def test_it():\n    assert 2 + 2 == 4\n")
+    os.utime(two, (pyc_of(two).stat().st_mtime + 5,) * 2)
+    assert rewrite_ahead(tmp_path, [two], 2, tmp_path / "bt") == [two]
+    assert stale([one, two]) == []
