@@ -2,25 +2,31 @@
 once in each of them.
 
 pytest rewrites the ``assert`` statements of every test module and conftest it imports, and
-caches the result in ``__pycache__`` (``NAME.cpython-311-pytest-X.pyc``), unless
-``sys.dont_write_bytecode`` (``PYTHONDONTWRITEBYTECODE=1``, set on some machines, this one
-included): then every process rewrites every module, every run. Each xdist worker collects
-the whole suite, so ``make test``'s four rewrote the ~190 modules four times at once (on a
-fresh clone they do even without the variable: all four start together, before any has
-written): ~15 s of CPU each out of a collection of ~19 s; read from the cache, ~4 s
-(docs/testing.md). The controller, before it starts the workers, collects the modules whose
-cache is missing or older than their source in a few ``pytest --collect-only`` processes at
-once (the variable unset for them), which write it; the workers read it. Nothing else
-changes: the workers still collect and run every module themselves."""
+caches the result in ``__pycache__`` (``NAME.cpython-311-pytest-X.pyc``, under the source's
+hash), unless ``sys.dont_write_bytecode`` (``PYTHONDONTWRITEBYTECODE=1``, set on some
+machines, this one included): then every process rewrites every module, every run. Each
+xdist worker collects the whole suite, so ``make test``'s four rewrote the ~190 modules
+four times at once (on a fresh clone they do even without the variable: all four start
+together, before any has written): ~15 s of CPU each out of a collection of ~19 s; read
+from the cache, ~4 s (docs/testing.md). The controller, before it starts the workers,
+collects the modules whose cache pytest would not take (none, or of other bytes than the
+source's) in a few ``pytest --collect-only`` processes at once (the variable unset for
+them), which write it; the workers read it. Nothing else changes: the workers still
+collect and run every module themselves, and pytest still checks each cache against its
+source's hash before it uses it."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# the longest a collection here may take (~10 s of CPU for half the suite's modules)
+_WAIT_S = 600
 
 
 def pyc_of(source: Path) -> Path:
@@ -57,12 +63,20 @@ def _rewritten(name: str) -> bool:
 
 
 def stale(modules: list[Path]) -> list[Path]:
-    """Those of ``modules`` whose rewritten code is not cached, or cached before their source
-    last changed (pytest itself checks the source's time and size in the cache's header)."""
+    """Those of ``modules`` whose rewritten code pytest would not take from its cache: none
+    there, or made from other bytes than the source's now (pytest's own check,
+    ``_read_pyc``: the magic number, the flags, and the source's hash in the header; a
+    source changed with its time set back is stale too)."""
     out = []
     for m in modules:
         try:
-            fresh = pyc_of(m).stat().st_mtime >= m.stat().st_mtime
+            with open(pyc_of(m), "rb") as fh:
+                head = fh.read(16)
+            fresh = (
+                head[:4] == importlib.util.MAGIC_NUMBER
+                and head[4:8] == b"\x03\x00\x00\x00"
+                and head[8:16] == importlib.util.source_hash(m.read_bytes())[:8]
+            )
         except OSError:
             fresh = False
         if not fresh:
@@ -116,5 +130,9 @@ def rewrite_ahead(rootdir: Path, paths: list[Path], procs: int, basetemp: Path) 
         for i, share in enumerate(shares)
     ]
     for proc in running:
-        proc.wait()
+        try:
+            proc.wait(timeout=_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # a module that hangs on import: its worker reports it
+            proc.wait()
     return todo
