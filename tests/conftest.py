@@ -301,13 +301,23 @@ def _drop_layers(tmp_path: Path) -> None:
             Path(home, layers.IMAGE).unlink(missing_ok=True)
 
 
+# what `git fsck` hands to a `git commit-graph verify` and a `git multi-pack-index verify`
+# process of its own, each time (git 2.39): where none of them is there, those two check
+# nothing and are not started (two processes of a fsck's three: ~2.5 ms of its ~4.5 ms)
+_GRAPH_FILES = ("objects/info/commit-graph", "objects/info/commit-graphs", "objects/pack/multi-pack-index")
+
+
 def _fsck_every_vault(vaults: Path) -> None:
     """Every vault a test leaves behind must pass `git fsck --strict` (plain git, always)."""
     if not vaults.is_dir():
         return
     for v in sorted(vaults.glob("*.git")):
+        alone = not (v / "objects/info/alternates").exists()  # an alternate's graphs are verified too
+        skip = ["-c", "core.commitGraph=false", "-c", "core.multiPackIndex=false"]
+        if not alone or any((v / f).exists() for f in _GRAPH_FILES):
+            skip = []
         proc = subprocess.run(
-            ["git", "--git-dir", str(v), "fsck", "--strict", "--no-dangling", "--no-progress"],
+            ["git", *skip, "--git-dir", str(v), "fsck", "--strict", "--no-dangling", "--no-progress"],
             capture_output=True,
             text=True,
             check=False,

@@ -1,16 +1,20 @@
 """The suite's own machinery (tests/conftest.py): a test stopped where Python gives its
 traceback no line is reported as a failure, not an INTERNALERROR that ends the run; the
-test modules' assertion rewriting is cached once before xdist's workers start."""
+test modules' assertion rewriting is cached once before xdist's workers start; the `git
+fsck` of each vault a test leaves checks what git's own does."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import types
 from pathlib import Path
 
+import pytest
 from _pytest._code.code import TracebackEntry
 
+from .conftest import _fsck_every_vault
 from .rewriteahead import pyc_of, rewrite_ahead, stale
 
 
@@ -49,3 +53,30 @@ def test_the_rewriting_is_cached_where_pytest_reads_it_and_only_when_stale(tmp_p
     assert stale([one, two]) == [two]
     assert rewrite_ahead(tmp_path, [two], 1, tmp_path / "bt") == [two]
     assert stale([one, two]) == []
+
+
+def test_the_fsck_of_a_vault_left_checks_its_commit_graph_where_it_has_one(tmp_path: Path) -> None:
+    # the teardown's fsck leaves out the two processes that verify a commit-graph and a
+    # multi-pack-index only where the vault has neither: one it has is verified still
+    vaults = tmp_path / "vaults"
+    v = vaults / "v.git"
+
+    def git(*args: str, given: str = "") -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(v), *args], input=given, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    subprocess.run(["git", "init", "-q", "--bare", str(v)], check=True)
+    blob = git("hash-object", "-w", "--stdin", given="x\n")
+    commit = git("commit-tree", git("mktree", given=f"100644 blob {blob}\tf\n"), "-m", "m")
+    git("update-ref", "refs/heads/main", commit)
+    _fsck_every_vault(vaults)  # no graph: passes
+    git("commit-graph", "write", "--reachable")
+    graph = v / "objects/info/commit-graph"
+    _fsck_every_vault(vaults)  # a sound graph: passes
+    data = bytearray(graph.read_bytes())
+    data[-30] ^= 0xFF  # inside the last chunk, before the checksum
+    graph.chmod(0o644)
+    graph.write_bytes(bytes(data))
+    with pytest.raises(AssertionError, match="commit-graph"):
+        _fsck_every_vault(vaults)
