@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -325,9 +326,13 @@ def _fsck_every_vault(vaults: Path) -> None:
         assert proc.returncode == 0 and not proc.stdout.strip(), f"git fsck {v}: {proc.stdout}{proc.stderr}"
 
 
+_PLAIN_HOMES: weakref.WeakSet[Home] = weakref.WeakSet()  # made by the `home` fixture below
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Home]:
     h = Home(str(tmp_path / "avfs-home"), author=AUTHOR, mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+    _PLAIN_HOMES.add(h)
     yield h
     # its SQLite connections go now, not at a later garbage collection (each sits in a
     # reference cycle): a layers file system they hold stays mounted, lazily unmounted,
@@ -336,8 +341,18 @@ def home(tmp_path: Path) -> Iterator[Home]:
 
 
 @pytest.fixture
-def vault(home: Home) -> Vault:
-    return home.create_vault("v")
+def vault(home: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
+    """Vault ``v`` of ``home``: a copy of one made once a process where ``home`` is the
+    fixture's own and nothing is in it yet (tests/vaulttemplate.py), else made here."""
+    from . import vaulttemplate
+
+    if home in _PLAIN_HOMES and not LAYERS and not os.path.lexists(home.path):
+        kw = {"mounts": MOUNT_SIDE, "paths": POLICY_PATHS}
+        vaulttemplate.copy_into(home, tmp_path_factory.getbasetemp(), AUTHOR, **kw)
+        yield home.vault("v")
+        vaulttemplate.unchanged()
+    else:
+        yield home.create_vault("v")
 
 
 @pytest.fixture

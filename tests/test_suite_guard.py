@@ -6,6 +6,7 @@ fsck` of each vault a test leaves checks what git's own does."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -14,6 +15,11 @@ from pathlib import Path
 import pytest
 from _pytest._code.code import TracebackEntry
 
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+
+from . import vaulttemplate
 from .conftest import _fsck_every_vault
 from .rewriteahead import pyc_of, rewrite_ahead, stale
 
@@ -80,3 +86,23 @@ def test_the_fsck_of_a_vault_left_checks_its_commit_graph_where_it_has_one(tmp_p
     graph.write_bytes(bytes(data))
     with pytest.raises(AssertionError, match="commit-graph"):
         _fsck_every_vault(vaults)
+
+
+def test_the_vault_fixture_s_copy_is_the_test_s_own_and_the_template_stays_as_made(
+    vault: Vault, home: Home, tmp_path: Path
+) -> None:
+    top = vaulttemplate.template_dir()
+    assert top is not None and home.path.startswith(str(tmp_path))
+    mine, theirs = Path(vault.path), Path(top, "vaults", "v.git")
+    # a copy, not links: the test may damage its own objects without touching the template's
+    objects = [p.relative_to(mine) for p in (mine / "objects").rglob("*") if p.is_file()]
+    assert objects and all((mine / p).stat().st_ino != (theirs / p).stat().st_ino for p in objects)
+    vault.workspace("main").write("f", b"x\n")
+    checkpoint.save(vault, name="c")
+    vaulttemplate.unchanged()
+    # the guard sees a write anywhere in a tree it took the print of
+    tree = tmp_path / "t"
+    shutil.copytree(top, tree)
+    before = vaulttemplate._print(str(tree))
+    (tree / "vaults" / "v.git" / "HEAD").write_text("ref: refs/heads/other\n")
+    assert vaulttemplate._print(str(tree)) != before
