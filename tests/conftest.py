@@ -347,7 +347,7 @@ def vault(home: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vaul
     from . import vaulttemplate
 
     if home in _PLAIN_HOMES and not LAYERS and not os.path.lexists(home.path):
-        kw = {"mounts": MOUNT_SIDE, "paths": POLICY_PATHS}
+        kw = {"mounts": MOUNT_SIDE, "paths": POLICY_PATHS, "layers": "off"}
         vaulttemplate.copy_into(home, tmp_path_factory.getbasetemp(), AUTHOR, **kw)
         yield home.vault("v")
         vaulttemplate.unchanged()

@@ -5,7 +5,7 @@ first commit, the op log and the overlay's template databases, the home's config
 of the same files and the vault opened ~3 ms, and 1,271 of the suite's tests ask for the
 fixture. The template is made by ``create_vault`` itself, the first time a process needs
 it, in the hermetic set-up of that test (the same author, git config and layers switch
-every test has), checked once by ``git fsck --strict``, and copied whole (no hard links:
+every test has; the author and ``layers="off"`` given, not read), checked once by ``git fsck --strict``, and copied whole (no hard links:
 a test may damage its vault's objects on purpose) into a home that does not exist yet,
 made by conftest's own ``home`` fixture; any other home (a module's own fixture, one
 already written to, the layers file system under ``AVFS_TEST_LAYERS=1``) gets
