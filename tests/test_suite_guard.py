@@ -1,12 +1,27 @@
-"""The suite's own guard (tests/conftest.py): a test stopped where Python gives its
-traceback no line is reported as a failure, not an INTERNALERROR that ends the run."""
+"""The suite's own machinery (tests/conftest.py): a test stopped where Python gives its
+traceback no line is reported as a failure, not an INTERNALERROR that ends the run; the
+test modules' assertion rewriting is cached once before xdist's workers start; the `git
+fsck` of each vault a test leaves checks what git's own does."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
 import types
+from pathlib import Path
 
+import pytest
 from _pytest._code.code import TracebackEntry
+
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+
+from . import vaulttemplate
+from .conftest import _fsck_every_vault
+from .rewriteahead import pyc_of, rewrite_ahead, stale
 
 
 def test_a_traceback_entry_without_a_line_is_reported_at_its_frame_s_line() -> None:
@@ -18,3 +33,76 @@ def test_a_traceback_entry_without_a_line_is_reported_at_its_frame_s_line() -> N
     assert TracebackEntry(none).lineno == 0  # type: ignore[arg-type]
     real = types.SimpleNamespace(tb_lineno=12, tb_frame=frame)
     assert TracebackEntry(real).lineno == 11  # type: ignore[arg-type]
+
+
+def test_the_rewriting_is_cached_where_pytest_reads_it_and_only_when_stale(tmp_path: Path) -> None:
+    tests = tmp_path / "suite"
+    (tests / "sub").mkdir(parents=True)
+    (tests / "conftest.py").write_text("")
+    one, two = tests / "test_one.py", tests / "sub" / "test_two.py"
+    for f in (one, two):
+        f.write_text("def test_it():\n    assert 1 + 1 == 2\n")
+    helper = tests / "helper.py"  # not a test module: pytest does not rewrite it
+    helper.write_text("X = 1\n")
+    assert stale([one, two]) == [one, two]
+    done = rewrite_ahead(tmp_path, [tests], 1, tmp_path / "bt")
+    assert sorted(done) == sorted([tests / "conftest.py", one, two])
+    # pytest itself wrote them (under PYTHONDONTWRITEBYTECODE too), where pyc_of says
+    assert all(pyc_of(m).is_file() for m in done)
+    assert not pyc_of(helper).exists()
+    assert stale(done) == [] and rewrite_ahead(tmp_path, [tests], 1, tmp_path / "bt") == []
+    # changed with its time set back before the cache's: stale all the same (pytest checks
+    # the source's hash, and so does `stale`), rewritten again
+    cached = pyc_of(two).stat().st_mtime
+    two.write_text("def test_it():\n    assert 2 + 2 == 4\n")
+    os.utime(two, (cached - 5,) * 2)
+    assert stale([one, two]) == [two]
+    assert rewrite_ahead(tmp_path, [two], 1, tmp_path / "bt") == [two]
+    assert stale([one, two]) == []
+
+
+def test_the_fsck_of_a_vault_left_checks_its_commit_graph_where_it_has_one(tmp_path: Path) -> None:
+    # the teardown's fsck leaves out the two processes that verify a commit-graph and a
+    # multi-pack-index only where the vault has neither: one it has is verified still
+    vaults = tmp_path / "vaults"
+    v = vaults / "v.git"
+
+    def git(*args: str, given: str = "") -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(v), *args], input=given, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    subprocess.run(["git", "init", "-q", "--bare", str(v)], check=True)
+    blob = git("hash-object", "-w", "--stdin", given="x\n")
+    commit = git("commit-tree", git("mktree", given=f"100644 blob {blob}\tf\n"), "-m", "m")
+    git("update-ref", "refs/heads/main", commit)
+    _fsck_every_vault(vaults)  # no graph: passes
+    git("commit-graph", "write", "--reachable")
+    graph = v / "objects/info/commit-graph"
+    _fsck_every_vault(vaults)  # a sound graph: passes
+    data = bytearray(graph.read_bytes())
+    data[-30] ^= 0xFF  # inside the last chunk, before the checksum
+    graph.chmod(0o644)
+    graph.write_bytes(bytes(data))
+    with pytest.raises(AssertionError, match="commit-graph"):
+        _fsck_every_vault(vaults)
+
+
+def test_the_vault_fixture_s_copy_is_the_test_s_own_and_the_template_stays_as_made(
+    vault: Vault, home: Home, tmp_path: Path
+) -> None:
+    top = vaulttemplate.template_dir()
+    assert top is not None and home.path.startswith(str(tmp_path))
+    mine, theirs = Path(vault.path), Path(top, "vaults", "v.git")
+    # a copy, not links: the test may damage its own objects without touching the template's
+    objects = [p.relative_to(mine) for p in (mine / "objects").rglob("*") if p.is_file()]
+    assert objects and all((mine / p).stat().st_ino != (theirs / p).stat().st_ino for p in objects)
+    vault.workspace("main").write("f", b"x\n")
+    checkpoint.save(vault, name="c")
+    vaulttemplate.unchanged()
+    # the guard sees a write anywhere in a tree it took the print of
+    tree = tmp_path / "t"
+    shutil.copytree(top, tree)
+    before = vaulttemplate._print(str(tree))
+    (tree / "vaults" / "v.git" / "HEAD").write_text("ref: refs/heads/other\n")
+    assert vaulttemplate._print(str(tree)) != before
