@@ -334,7 +334,8 @@ exit 0
 # the old name and does not move it back when it dies: the "aborted" run of a refused
 # deletion puts it back. The lines are read by the shell itself (no process a transaction
 # but the shell: this hook runs at every ref update in the mount, twice for a `git
-# commit`), and handed to the person's own hook, which runs after, as git would run it.
+# commit`; a deletion of the branch reads the command line of git, its parent, with one
+# `tr`), and handed to the person's own hook, which runs after, as git would run it.
 _REF_GUARD = """#!/bin/sh
 # avfs: the reference-transaction hook of the mount of fork {fork_q} (vault {vault_q}); made
 # by every mount, in the mount's own directory (a confined command cannot write it)
@@ -348,6 +349,25 @@ while read -r old new ref; do
         case $new in *[!0]*) ;; *) hit=1 ;; esac
     fi
 done
+# git's pack-refs (run by `git gc`, `git maintenance`) deletes each loose ref it packed: the
+# ref stays (in packed-refs), so its git, this hook's parent, passes
+pack_refs() {{
+    set -f
+    set -- $(tr '\\0' ' ' < "/proc/$PPID/cmdline" 2>/dev/null)
+    case ${{1##*/}} in git-pack-refs) return 0 ;; git) shift ;; *) return 1 ;; esac
+    while [ $# -gt 0 ]; do
+        case $1 in
+        -c|-C|--git-dir|--work-tree|--namespace|--config-env) shift; [ $# -gt 0 ] && shift ;;
+        -*) shift ;;
+        pack-refs) return 0 ;;
+        *) return 1 ;;
+        esac
+    done
+    return 1
+}}
+if [ -n "$hit" ] && pack_refs; then
+    hit=
+fi
 if [ -n "$hit" ] && [ "$1" = prepared ]; then
     echo "avfs: refs/heads/$fork is fork $fork of vault "{vault_sh}", mounted here:" \\
         "git does not delete or rename it (nor HEAD) here, as it keeps a checked-out branch" >&2

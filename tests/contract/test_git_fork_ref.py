@@ -58,6 +58,11 @@ def test_git_does_not_delete_or_rename_the_fork_s_branch_and_a_bypass_is_named(
         refused("update-ref", "-d", "HEAD")  # (plain git removes HEAD's file: no repository)
         refused("branch", "-m", "f", "other")
         _git(mp, "switch", "-q", "f")
+        # git's pack-refs deletes the loose ref it packed (`git gc`, `git maintenance`): it passes
+        _git(mp, "gc", "-q")
+        _git(mp, "pack-refs", "--all")
+        assert _git(mp, "rev-parse", "refs/heads/f").stdout.strip() == tip
+        refused("update-ref", "-d", "refs/heads/f")  # (a packed ref now)
         # other branches are git's to delete and rename as ever
         _git(mp, "branch", "x")
         _git(mp, "branch", "-m", "x", "y")
