@@ -131,7 +131,8 @@ def _step(m: tgm.GitModel, line: str) -> None:
 
 
 def _step_tenth(m: tgm.GitModel, line: str) -> bool:
-    """The lines of gitmodel10's steps (tests/gitmodel_steps.py); True when ``line`` was one."""
+    """The lines of gitmodel10's and gitmodel11's steps (tests/gitmodel_steps.py) that are
+    not git's own; True when ``line`` was one."""
     if line.startswith("write-all "):
         m.write_all(ast.literal_eval(line[len("write-all ") :]))
     elif line.startswith("gitattributes-crlf "):
@@ -140,6 +141,8 @@ def _step_tenth(m: tgm.GitModel, line: str) -> bool:
         m.worktree_outside(line.endswith("True"))
     elif line == "upstream-commit":
         m.upstream_commit()
+    elif line == "worktree-moves-fork":  # (gitmodel11's)
+        m.worktree_moves_fork()
     elif "--orphan" in line and line.endswith("(switched back)"):
         m.orphan()
     else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -43,7 +44,7 @@ from hypothesis.stateful import (
 
 from . import realdata
 from .conftest import remove_home, scratch_home
-from .gitmodel_steps import TenthRoundSteps
+from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -333,7 +334,7 @@ def _topic(src: Path) -> None:
     g("checkout", "-q", "main")
 
 
-class GitModel(TenthRoundSteps, RuleBasedStateMachine):
+class GitModel(TenthRoundSteps, EleventhRoundSteps, RuleBasedStateMachine):
     """The mount (``m``) and the plain clone (``p``), driven alike."""
 
     def __init__(self) -> None:
@@ -476,10 +477,13 @@ class GitModel(TenthRoundSteps, RuleBasedStateMachine):
             return "rebase"
         if os.path.exists(os.path.join(gd, "sequencer")):
             return "cherry-pick"  # a multi-commit pick stopped (never in this model)
-        if self.p.git("config", "--bool", "core.sparseCheckout", check=False).stdout.strip() == "true":
+        if _sparse(gd):
             return "sparse-checkout"  # (avfs refuses to record what it left out as removals)
-        head = self.p.git("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
-        return None if head == "refs/heads/f" else "detached"
+        # (HEAD's file read, not `git symbolic-ref`: this runs in every check and in the
+        # preconditions of most rules; the plain clone's HEAD is never a packed ref)
+        with open(os.path.join(gd, "HEAD")) as fh:
+            head = fh.read()
+        return None if head == "ref: refs/heads/f\n" else "detached"
 
     def am_open(self) -> bool:
         """Whether the plain side's open rebase-apply/ is `git am`'s."""
@@ -1372,7 +1376,8 @@ class GitModel(TenthRoundSteps, RuleBasedStateMachine):
         if op is not None:  # the fork's branch is where git left it (a rebase moves HEAD only)
             assert self.m.history("refs/heads/f") == self.p.history("refs/heads/f"), f"branch differs {where}"
         doc = json.loads(_avfs(self.avfs_home, "--json", "status", cwd=self.mp).stdout)
-        head = self.m.git("rev-parse", "refs/heads/f").stdout.strip()
+        # (HEAD is the branch when git has nothing open: no `rev-parse` then)
+        head = m_head if op is None else self.m.git("rev-parse", "refs/heads/f").stdout.strip()
         assert doc["fork"] == "f" and doc["head"] == head and doc["base"] == head and not doc["stale"], (
             f"avfs status is not on the fork's branch {head} {where}: {doc}"
         )
@@ -1392,6 +1397,24 @@ class GitModel(TenthRoundSteps, RuleBasedStateMachine):
                 got.add((c["path"], "modified" if c["status"] == "type_changed" else c["status"]))
         want = self.p.changes("refs/heads/f")
         assert got == want, f"avfs status differs from git {where}\navfs: {sorted(got)}\ngit: {sorted(want)}"
+
+
+_SPARSE = re.compile(r"^\s*sparsecheckout\s*=\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _sparse(git_dir: str) -> bool:
+    """Whether `core.sparseCheckout` is on in the plain clone (``git_dir``): the last
+    setting of its `config.worktree` (where `git sparse-checkout` writes it), else of its
+    `config`, read as files (was a `git config --bool` in every check and precondition)."""
+    for name in ("config.worktree", "config"):
+        try:
+            with open(os.path.join(git_dir, name)) as fh:
+                found = _SPARSE.findall(fh.read())
+        except FileNotFoundError:
+            continue
+        if found:
+            return found[-1].lower() in ("true", "yes", "on", "1")
+    return False
 
 
 def _git_rule_file(path: str) -> bool:
@@ -1612,6 +1635,28 @@ def _every_command_once(backend: str) -> None:
             model.restore,
             lambda: model.crlf_attributes(False) if model.backend == "overlay" else None,
             lambda: model.autocrlf("input"),
+            # (gitmodel11's: a cherry-pick over a conflict continued, a revert over one
+            # given up, a graft and its removal, reflogs expired and pruned then a
+            # checkpoint, the index's exec bit and a chmod then `git add`, `switch -c` +
+            # checkpoint + `switch -`, a linked worktree's commit moving the fork)
+            lambda: g("reset", "-q", "--hard"),
+            model.diverge,
+            lambda: model.cherry_pick(_Draw(False)),
+            lambda: model.settle("ours") if model.busy() is not None else None,
+            lambda: _write_both(model, "README.md", "after the pick\n"),
+            lambda: g("commit", "-q", "-a", "-m", "after the pick"),
+            lambda: model.conflicted(_Draw(True), "revert", "revert", "--no-edit", "HEAD~1"),
+            lambda: model.replace("graft"),
+            lambda: model.reflog_expire(),
+            lambda: _write_both(model, "README.md", "after the prune\n"),
+            lambda: model.checkpoint(False),
+            lambda: model.replace("delete"),
+            lambda: model.index_chmod(_Draw("tox.ini"), "-x"),
+            lambda: model.chmod_add(_Draw("README.md")),
+            model.switch_checkpoint_back,
+            lambda: g("commit", "-q", "-m", "exec bits"),
+            lambda: model.checkpoint(False),  # (nothing uncheckpointed: the mount follows)
+            model.worktree_moves_fork,
         ]
         model.check()
         for step in steps:

@@ -21,6 +21,7 @@ PROCESS_STATE = {
     "core/store/locks.py:_held": "the locks this thread holds (fcntl locks are per process, re-entry per thread)",
     "core/store/threads.py:_FORKED": "fork() is process-wide: every object whose locks a forked child must make anew",
     "core/store/gitrun.py:_config_kept": "git's config files are the machine's: read again only when their stat moves",
+    "core/store/lineconfig.py:_kept": "git's core.autocrlf and core.eol where the environment names config libgit2 does not read: kept by that environment and the config files' stat data, the same in every thread",
     "core/store/gitrun.py:_includes_kept": "the files git's config files include, as _config_kept: read again only when their stat moves",
     "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
     "core/workspace/upperwatch.py:_live": "the inotify watch belongs to the daemon process; workspaces find it by directory",

@@ -262,7 +262,8 @@ def socket_hook(files: str, perl: str | None, timeout_s: int = 60, *, only_statu
 HOOKS_DIR = "hooks"  # in the mount's own directory: git's hooks there (core.hooksPath)
 
 # every hook name git runs (githooks(5), git 2.39): each is the person's own, reached through
-# a link, but post-checkout, which is avfs's guard and then the person's
+# a link, but post-checkout and reference-transaction, which are avfs's guards and then the
+# person's
 GIT_HOOKS = (
     "applypatch-msg",
     "pre-applypatch",
@@ -323,6 +324,73 @@ exit 0
 """
 
 
+# git's reference-transaction hook of a fork's mount: the fork's branch is not deleted (nor
+# renamed away: `git branch -m`, which deletes the old name) by git there, as git itself
+# refuses `git branch -D` of a worktree's checked-out branch; the mount is the fork's (its
+# workspace, its daemon) whatever git's HEAD names. Nor is HEAD (`git update-ref -d HEAD`
+# of a detached HEAD: its file gone, git no longer takes the mount for a repository). Only
+# the "prepared" state can refuse (git then aborts the transaction and dies: "ref updates
+# aborted by hook"). git's rename has moved the branch's reflog aside before it deletes
+# the old name and does not move it back when it dies: the "aborted" run of a refused
+# deletion puts it back. The lines are read by the shell itself (no process a transaction
+# but the shell: this hook runs at every ref update in the mount, twice for a `git
+# commit`; a deletion of the branch reads the command line of git, its parent, with one
+# `tr`), and handed to the person's own hook, which runs after, as git would run it.
+_REF_GUARD = """#!/bin/sh
+# avfs: the reference-transaction hook of the mount of fork {fork_q} (vault {vault_q}); made
+# by every mount, in the mount's own directory (a confined command cannot write it)
+fork={fork_sh}
+input=
+hit=
+while read -r old new ref; do
+    input="$input$old $new $ref
+"
+    if [ "$ref" = "refs/heads/$fork" ] || [ "$ref" = HEAD ]; then
+        case $new in *[!0]*) ;; *) hit=1 ;; esac
+    fi
+done
+# git's pack-refs (run by `git gc`, `git maintenance`) deletes each loose ref it packed: the
+# ref stays (in packed-refs), so its git, this hook's parent, passes
+pack_refs() {{
+    set -f
+    set -- $(tr '\\0' ' ' < "/proc/$PPID/cmdline" 2>/dev/null)
+    case ${{1##*/}} in git-pack-refs) return 0 ;; git) shift ;; *) return 1 ;; esac
+    while [ $# -gt 0 ]; do
+        case $1 in
+        -c|-C|--git-dir|--work-tree|--namespace|--config-env) shift; [ $# -gt 0 ] && shift ;;
+        -*) shift ;;
+        pack-refs) return 0 ;;
+        *) return 1 ;;
+        esac
+    done
+    return 1
+}}
+if [ -n "$hit" ] && pack_refs; then
+    hit=
+fi
+if [ -n "$hit" ] && [ "$1" = prepared ]; then
+    echo "avfs: refs/heads/$fork is fork $fork of vault "{vault_sh}", mounted here:" \\
+        "git does not delete or rename it (nor HEAD) here, as it keeps a checked-out branch" >&2
+    echo "avfs: to delete the fork: avfs vault delete "{vault_sh}":$fork (undoable);" \\
+        "to keep its commit under another name: git branch NAME $fork" >&2
+    exit 1
+fi
+if [ -n "$hit" ] && [ "$1" = aborted ]; then
+    logs={logs_sh}
+    if [ -f "$logs/.tmp-renamed-log" ] && ! [ -e "$logs/heads/$fork" ]; then
+        mkdir -p "$(dirname "$logs/heads/$fork")" 2>/dev/null
+        mv "$logs/.tmp-renamed-log" "$logs/heads/$fork" 2>/dev/null
+    fi
+fi
+hook={chain_sh}/reference-transaction
+if [ -f "$hook" ] && [ -x "$hook" ]; then
+    printf %s "$input" | "$hook" "$@"
+    exit
+fi
+exit 0
+"""
+
+
 def _sh(text: str) -> str:
     import shlex
 
@@ -343,8 +411,9 @@ def _persons_hooks(vault: MountedVault, mountpoint: str) -> str:
 
 def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, fork: str) -> str:
     """Make the mount's hooks directory in its own directory ``own`` (its
-    ``core.hooksPath``): the branch-switch guard as ``post-checkout``, and a link to the
-    person's hook of every other name. Returns its path."""
+    ``core.hooksPath``): the branch-switch guard as ``post-checkout``, the fork's branch
+    kept from deletion as ``reference-transaction``, and a link to the person's hook of
+    every other name. Returns its path."""
     d = os.path.join(own, HOOKS_DIR)
     os.makedirs(d, mode=0o755)
     chain = _persons_hooks(vault, mountpoint)
@@ -359,6 +428,15 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
         git_dir_sh=_sh(os.path.realpath(git_dir)),
     )
     write_file(d, "post-checkout", guard.encode(), mode=0o755)
+    ref_guard = _REF_GUARD.format(
+        fork_q=fork,
+        vault_q=vault.name,
+        fork_sh=_sh(fork),
+        vault_sh=_sh(vault.name),
+        chain_sh=_sh(chain),
+        logs_sh=_sh(os.path.join(vault.path, "logs", "refs")),
+    )
+    write_file(d, "reference-transaction", ref_guard.encode(), mode=0o755)
     return d
 
 

@@ -112,9 +112,16 @@ def forms(
     mount showed the blobs' bytes there, the tree having no ``.gitattributes``) or the
     ``core.attributesFile`` of a config ``$GIT_CONFIG_GLOBAL`` names ("attributes-file";
     gitmodel9: `vault create --from` asked the source's status without it, and kept every
-    file those rules convert as an uncommitted change)."""
+    file those rules convert as an uncommitted change); or ``core.autocrlf=true`` in the
+    config ``$GIT_CONFIG_GLOBAL`` names, ``~/.gitconfig`` (which git then does not read)
+    saying ``input`` ("config-global")."""
     where = getattr(request, "param", "attributes")
     autocrlf = where in ("vault", "global", "xdg")
+    if where == "config-global":  # core.autocrlf in the config $GIT_CONFIG_GLOBAL names (gitmodel11:
+        # libgit2 read ~/.gitconfig, which git then does not, and the mount showed LF)
+        (tmp_path / "gitconfig").write_text("[core]\n\tautocrlf = true\n")
+        monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+        Path(os.environ["HOME"], ".gitconfig").write_text("[core]\n\tautocrlf = input\n")
     if where == "attributes-xdg":  # git's default global attribute file
         at = Path(os.environ["XDG_CONFIG_HOME"], "git", "attributes")
         at.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +165,9 @@ def _both(mp: Path, plain: Path, path: str, data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "forms", ["attributes", "vault", "global", "xdg", "attributes-xdg", "attributes-file"], indirect=True
+    "forms",
+    ["attributes", "vault", "global", "xdg", "attributes-xdg", "attributes-file", "config-global"],
+    indirect=True,
 )
 def test_a_mount_shows_what_git_checkout_writes(
     forms: tuple[Path, Path, Any], backend: str, cli_proc: Any

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .gitattrfiles import outer_attributes
 from .gitlib import git_errors
 from .gitstore import blob_id
+from .lineconfig import handle_config
 
 if TYPE_CHECKING:
     import pygit2
@@ -232,7 +233,9 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
     try:
         repo = pygit2.Repository(store_path)
         try:
-            no_own_global(repo, scratch)  # (libgit2's idea of the global file is not git's)
+            no_own_global(
+                repo, scratch, handle_config(store_path)
+            )  # (libgit2's idea of the global file is not git's)
             for d, data in files.items():
                 at = os.path.join(scratch, *d.split("/")) if d else scratch
                 os.makedirs(at, exist_ok=True)
@@ -249,7 +252,7 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
     return repo, scratch
 
 
-def no_own_global(repo: pygit2.Repository, scratch: str) -> None:
+def no_own_global(repo: pygit2.Repository, scratch: str, lines: str = "") -> None:
     """Have libgit2 read no global attributes file of its own for ``repo`` (a handle just
     opened, no attribute asked yet): ``core.attributesFile = /dev/null`` in a config of
     the highest level, this handle's alone (nothing written to the vault): git's global
@@ -259,13 +262,14 @@ def no_own_global(repo: pygit2.Repository, scratch: str) -> None:
     libgit2 has read it: the handle keeps what it read (a file kept instead was one more
     for every process to leave behind, a forked call's ``os._exit`` runs no clean-up).
     Its system file stays: git reads the same one (``/etc/gitattributes``), below these
-    rules."""
+    rules. ``lines``: more of the ``[core]`` section (git's end-of-line settings where
+    libgit2 would read others: :func:`.lineconfig.handle_config`)."""
     import pygit2
     from pygit2.ffi import C, ffi
 
     path = os.path.join(scratch, "config")
     with open(path, "x") as fh:
-        fh.write("[core]\n\tattributesFile = /dev/null\n")
+        fh.write("[core]\n\tattributesFile = /dev/null\n" + lines)
     cfg = ffi.new("git_config **")
     try:
         if C.git_repository_config(cfg, repo._repo) != 0:

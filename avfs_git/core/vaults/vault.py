@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
     AlreadyExistsError,
-    ForkNotFoundError,
     InvalidNameError,
     MountedError,
     NoSpaceError,
@@ -43,7 +42,7 @@ from ..store.locks import FileLocks, exec_lock_path, remove_unused, write_lock_p
 from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
 from ..workspace.changelog import claim_new_fork
 from ..workspace.upper import drop_gitfile
-from . import forkspare, keptstate, layers, registry
+from . import forkspare, keptstate, layers, lostfork, registry
 from .lazyconfig import FetchTimeout, KeepConnection, Neighbours, PackageBytes
 from .oplog import OpLog
 from .quota import QuotaTracker
@@ -274,11 +273,8 @@ class Vault(VaultQuota, Generic[H_co]):
         """Raise :class:`ForkNotFoundError` (or a bad-name error) unless ``fork`` exists."""
         names.check_fork_name(fork)
         if not self.has_fork(fork):
-            raise ForkNotFoundError(
-                f"vault {self.name} has no fork {fork!r}",
-                hint=f"see `avfs --vault {self.name} vault info` for its forks",
-                details={"vault": self.name, "fork": fork},
-            )
+            kept = os.path.lexists(self.ws_link(fork))  # a branch git deleted: its workspace stays
+            raise lostfork.fork_not_found(self.name, fork, self.ws_dir(fork) if kept else None)
 
     @property
     def home_dir(self) -> str:

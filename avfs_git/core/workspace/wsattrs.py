@@ -33,6 +33,7 @@ from ..store.gitclean import ATTRIBUTES, Cleaner
 from ..store.gitrun import config_includes, config_text, git_config_files
 from ..store.gitsmudge import ENCODING, Smudger, may_smudge
 from ..store.gitstore import GitStore, blob_id
+from ..store.lineconfig import line_endings
 from ..store.treediff import diff_entry
 from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay
@@ -93,9 +94,13 @@ def autocrlf(store: GitStore) -> str | None:
     """``core.autocrlf`` when it converts ("true" or "input"), else None: the vault's
     config, then git's global and system ones, as the person's git in the mount (and
     ``git checkout`` of a plain clone) reads it."""
-    if not _named(store, b"autocrlf"):
+    told = line_endings(store.path)  # (git's reading, where libgit2 would read other files)
+    if told is not None:
+        val = told.get("core.autocrlf", "").lower()
+    elif not _named(store, b"autocrlf"):
         return None
-    val = (store.config_value("core.autocrlf") or "").lower()
+    else:
+        val = (store.config_value("core.autocrlf") or "").lower()
     if val in ("true", "yes", "on", "1"):
         return "true"
     return "input" if val == "input" else None
@@ -103,6 +108,9 @@ def autocrlf(store: GitStore) -> str | None:
 
 def eol_crlf(store: GitStore) -> bool:
     """Whether ``core.eol=crlf`` is set (read as :func:`autocrlf`)."""
+    told = line_endings(store.path)
+    if told is not None:
+        return told.get("core.eol", "").lower() == "crlf"
     if not _named(store, b"eol"):
         return False
     return (store.config_value("core.eol") or "").lower() == "crlf"
