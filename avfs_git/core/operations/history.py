@@ -7,7 +7,6 @@ anything ``git rev-parse`` accepts (a full or abbreviated id, ``main~2``, a tag.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from ..errors import (
     RevisionNotFoundError,
     want_str,
 )
+from ..records import dataclass
 from ..store import names, refs
 from ..store.gitpatch import blob_line_stats, blob_patch
 from ..store.gitstore import rfc3339
@@ -202,7 +202,7 @@ def log(
     return out
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DiffResult:
     old: str  # a commit id, or "workspace"
     new: str
