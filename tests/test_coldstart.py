@@ -150,3 +150,41 @@ def test_a_record_is_the_standard_librarys_dataclass() -> None:
     assert b(2).tags == [] and b(2).tags is not b(2).tags
     # the dataclasses module is left as it was: its `exec` is the builtin again
     assert "exec" not in vars(dataclasses)
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_mount_daemon_serves_reads_git_and_a_checkpoint_without_libgit2(
+    small: Home, tmp_path: Path, backend: str
+) -> None:
+    # libgit2 (~90-110 ms of CPU) is no longer loaded as the daemon starts: what needs it
+    # imports it, and a small fork's life (ls, reads, git status, a write, a checkpoint)
+    # needs none of it. Its mapped libraries say what the daemon loaded.
+    env = {**os.environ, "AVFS_SERVER": "off"}
+    avfs = [sys.executable, "-m", "avfs_git", "--vault", "p:f1"]
+    mp = subprocess.run([*avfs, "mount", "--backend", backend], env=env, capture_output=True, text=True)
+    assert mp.returncode == 0, mp.stderr
+    listed = subprocess.run([*avfs, "--json", "mount", "--list"], env=env, capture_output=True, text=True)
+    (entry,) = json.loads(listed.stdout)["mounts"]
+    try:
+        root = Path(entry["mountpoint"])
+        assert sorted(p.name for p in root.iterdir()) == [".git", "a.txt", "d", "n.txt"]
+        assert (root / "d" / "b.txt").read_text() == "b\n"
+        st = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
+        assert st.stdout == "?? n.txt\n"
+        (root / "d" / "c.txt").write_text("c\n")
+        saved = subprocess.run(
+            [*avfs, "checkpoint", "save", "-m", "c"], env=env, capture_output=True, text=True
+        )
+        assert saved.returncode == 0, saved.stderr
+        maps = Path(f"/proc/{entry['pid']}/maps").read_text()
+        assert "libgit2" not in maps and "_pygit2" not in maps
+    finally:
+        subprocess.run([*avfs, "unmount"], env=env, capture_output=True)
+    assert git(
+        "--git-dir", os.path.join(small.path, "vaults", "p.git"), "ls-tree", "-r", "--name-only", "f1"
+    ).split() == [
+        "a.txt",
+        "d/b.txt",
+        "d/c.txt",
+        "n.txt",
+    ]
