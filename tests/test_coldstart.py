@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "status": (["--vault", "p:f1", "status"], 290, LIBGIT2),
     "diff_json": (["--json", "--vault", "p:f1", "diff"], 289, RICH),  # its patch: libgit2
     "cat": (["--vault", "p:f1", "cat", "a.txt"], 240, LIBGIT2 + RICH),
+    "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 208, LIBGIT2 + RICH),
     "write": (["--vault", "p:f1", "write", "w.txt", "text"], 292, LIBGIT2),
     "save_json": (["--json", "--vault", "p:f1", "checkpoint", "save", "-m", "m"], 253, LIBGIT2 + RICH),
     "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 246, LIBGIT2 + RICH),
@@ -188,3 +189,53 @@ def test_a_mount_daemon_serves_reads_git_and_a_checkpoint_without_libgit2(
         "d/c.txt",
         "n.txt",
     ]
+
+
+def _raw_commit(vault_path: str, text: str) -> str:
+    proc = subprocess.run(
+        ["git", "--git-dir", vault_path, "hash-object", "-t", "commit", "-w", "--stdin", "--literally"],
+        input=text.encode("latin-1") if "encoding ISO-8859-1" in text else text.encode(),
+        capture_output=True,
+        check=True,
+    )
+    return proc.stdout.decode().strip()
+
+
+def test_a_forks_log_read_without_libgit2_is_libgit2s_walk(home: Home) -> None:
+    from avfs_git.core.operations import history
+    from avfs_git.core.store import refs
+
+    v = home.create_vault("v")
+    tip = first = refs.read_ref(v.store, refs.fork_ref("main"))
+    assert first is not None
+    tree = str(v.store.commit(first).tree_id)
+    side = _raw_commit(v.path, f"tree {tree}\nauthor S <s@x> 1 +0000\ncommitter S <s@x> 1 +0000\n\nside\n")
+    authors = [
+        "A U Thor <a@example.invalid> 1700000000 +0100",
+        "  Spaced   Name   <  spaced@x  > 1700000001 -0530",
+        "Ünïcødé 名前 <u@x> 1700000002 +0000",
+        "No Email <> 1700000003 +0000",
+        "Tab\tName <t@x> 1700000004 +0000",
+    ]
+    for i, author in enumerate(authors):
+        parents = f"parent {tip}\n" + (f"parent {side}\n" if i == 2 else "")  # one a merge
+        tip = _raw_commit(
+            v.path,
+            f"tree {tree}\n{parents}author {author}\ncommitter C <c@x> {1700000100 + i} +0000\n\n\nmsg {i}\n",
+        )
+    refs.cas_update(v.store, refs.fork_ref("main"), tip, first, "test")
+    checkpoint_at = {tip: ["a", "b"]}
+    walked = [history.commit_info(c, checkpoint_at) for c in v.store.walk([tip], first_parent=True)]
+    assert history.first_parents(v, tip, checkpoint_at, None) == walked
+    assert history.first_parents(v, tip, checkpoint_at, 2) == walked[:2]
+    assert [c.author for c in walked[:5]] == ["Tab\tName", "No Email", "Ünïcødé 名前", "Spaced   Name", "A U Thor"]
+    # a commit whose author libgit2 reads its own way (an encoding header): libgit2's walk
+    odd = _raw_commit(
+        v.path,
+        f"tree {tree}\nparent {tip}\nauthor L\xe9on <l@x> 1700000200 +0000\ncommitter C <c@x> 1700000200 +0000\n"
+        "encoding ISO-8859-1\n\nlatin\n",
+    )
+    assert history.first_parents(v, odd, {}, None) is None
+    refs.cas_update(v.store, refs.fork_ref("main"), odd, tip, "test")
+    logged = history.log(v, "main")
+    assert [c.id for c in logged] == [odd, *[c.id for c in walked]] and logged[0].author == "Léon"
