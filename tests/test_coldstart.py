@@ -11,6 +11,7 @@ import dataclasses
 import json
 import marshal
 import os
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "diff_json": (["--json", "--vault", "p:f1", "diff"], 289, RICH),  # its patch: libgit2
     "cat": (["--vault", "p:f1", "cat", "a.txt"], 240, LIBGIT2 + RICH),
     "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 208, LIBGIT2 + RICH),
-    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 292, LIBGIT2),
+    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 247, LIBGIT2 + RICH),
     "save_json": (["--json", "--vault", "p:f1", "checkpoint", "save", "-m", "m"], 253, LIBGIT2 + RICH),
     "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 246, LIBGIT2 + RICH),
     "create_json": (["--json", "vault", "create", "q"], 246, LIBGIT2 + RICH),
@@ -228,7 +229,13 @@ def test_a_forks_log_read_without_libgit2_is_libgit2s_walk(home: Home) -> None:
     walked = [history.commit_info(c, checkpoint_at) for c in v.store.walk([tip], first_parent=True)]
     assert history.first_parents(v, tip, checkpoint_at, None) == walked
     assert history.first_parents(v, tip, checkpoint_at, 2) == walked[:2]
-    assert [c.author for c in walked[:5]] == ["Tab\tName", "No Email", "Ünïcødé 名前", "Spaced   Name", "A U Thor"]
+    assert [c.author for c in walked[:5]] == [
+        "Tab\tName",
+        "No Email",
+        "Ünïcødé 名前",
+        "Spaced   Name",
+        "A U Thor",
+    ]
     # a commit whose author libgit2 reads its own way (an encoding header): libgit2's walk
     odd = _raw_commit(
         v.path,
@@ -239,3 +246,63 @@ def test_a_forks_log_read_without_libgit2_is_libgit2s_walk(home: Home) -> None:
     refs.cas_update(v.store, refs.fork_ref("main"), odd, tip, "test")
     logged = history.log(v, "main")
     assert [c.id for c in logged] == [odd, *[c.id for c in walked]] and logged[0].author == "Léon"
+
+
+# every markup-free template the CLI prints through Output.say/info, with values rich would
+# read as markup, escapes, wide and combining characters, quotes and control characters
+def _plain_templates() -> set[str]:
+    import re
+
+    found: set[str] = set()
+    for path in Path(__file__).resolve().parent.parent.joinpath("avfs_git", "cli").glob("*.py"):
+        for m in re.finditer(r'\.(?:say|info)\(\s*"((?:[^"\\]|\\.)*)"', path.read_text()):
+            template = m.group(1).encode().decode("unicode_escape")
+            if "[" not in template and "\t" not in template:
+                found.add(template)
+    return found
+
+
+VALUES = [
+    "plain",
+    "[red]x[/]",
+    "a\\[b]",
+    "\\",
+    "tab\there",
+    "名前 ✓",
+    "e\u0301",
+    ":bug:",
+    '"q"',
+    "[/]",
+    "\x1b[31m",
+]
+
+
+def test_a_line_without_markup_is_printed_as_rich_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from rich.console import Console
+
+    from avfs_git.cli.output import Output
+
+    templates = _plain_templates()
+    assert len(templates) > 20
+    out = Output(json_mode=False)
+    checked = 0
+    for template in sorted(templates):
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        if any(fields):
+            continue  # named fields: filled by name at their call site
+        for i in range(len(VALUES)):
+            args = [VALUES[(i + k) % len(VALUES)] for k in range(len(fields))]
+            try:
+                expected_text = Output.markup(template, *args)
+            except ValueError:
+                continue  # a numeric format spec ({:>8}): its call site passes a number
+            checked += 1
+            rich_out = io.StringIO()
+            Console(file=rich_out, highlight=False, soft_wrap=True, markup=False, emoji=False).print(
+                expected_text, markup=True, emoji=False
+            )
+            out.say(template, *args)
+            assert capsys.readouterr().out == rich_out.getvalue(), (template, args)
+    assert checked > 200
