@@ -16,8 +16,10 @@ Needs cgroup v1's ``cpuacct`` writable (root). Written to
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,22 +31,38 @@ from .spareab import Group
 def _pair(avfs: str, env: dict[str, str], group: Group, backend: str) -> dict[str, float]:
     before = group.usage_ms()
     t0 = time.perf_counter()
-    subprocess.run(
-        [avfs, "--vault", "p:f1", "mount", "--backend", backend],
-        env=env,
-        check=True,
-        capture_output=True,
-        preexec_fn=group.enter,
-    )
+    mount_cli = _cli_cpu_ms([avfs, "--vault", "p:f1", "mount", "--backend", backend], env, group)
     t1 = time.perf_counter()
-    subprocess.run(
-        [avfs, "unmount", "p:f1"], env=env, check=True, capture_output=True, preexec_fn=group.enter
-    )
+    at_mount = group.usage_ms()
+    unmount_cli = _cli_cpu_ms([avfs, "unmount", "p:f1"], env, group)
     t2 = time.perf_counter()
     end = time.monotonic() + 10
     while (group.path / "cgroup.procs").read_text().strip() and time.monotonic() < end:
         time.sleep(0.01)  # the daemon's last steps after unmount returned
-    return {"cpu_ms": group.usage_ms() - before, "mount_ms": (t1 - t0) * 1000, "unmount_ms": (t2 - t1) * 1000}
+    after = group.usage_ms()
+    return {
+        "cpu_ms": after - before,
+        # by the time `avfs mount` returned (its process and the daemon's start), and after
+        # it (`avfs unmount` and the daemon's stop); and each CLI call's own process
+        "mount_cpu_ms": at_mount - before,
+        "unmount_cpu_ms": after - at_mount,
+        "mount_cli_cpu_ms": mount_cli,
+        "unmount_cli_cpu_ms": unmount_cli,
+        "mount_ms": (t1 - t0) * 1000,
+        "unmount_ms": (t2 - t1) * 1000,
+    }
+
+
+def _cli_cpu_ms(argv: list[str], env: dict[str, str], group: Group) -> float:
+    """Run ``argv`` in ``group`` to its end; the CPU (ms) of its process and what it reaped."""
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=group.enter)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{argv}: {p.returncode}: {err.read().decode(errors='replace')}")
+    return (ru.ru_utime + ru.ru_stime) * 1000
 
 
 def main() -> None:
@@ -89,9 +107,18 @@ def main() -> None:
         for side in trees:
             xs = got[b][side]
             rows[b][side] = {
-                "cpu_ms": round(statistics.median(x["cpu_ms"] for x in xs), 1),
-                "mount_ms": round(statistics.median(x["mount_ms"] for x in xs), 1),
-                "unmount_ms": round(statistics.median(x["unmount_ms"] for x in xs), 1),
+                k: round(statistics.median(x[k] for x in xs), 1)
+                for k in (
+                    "cpu_ms",
+                    "mount_cpu_ms",
+                    "unmount_cpu_ms",
+                    "mount_cli_cpu_ms",
+                    "unmount_cli_cpu_ms",
+                    "mount_ms",
+                    "unmount_ms",
+                )
+            }
+            rows[b][side] |= {
                 "cpu_vs_first": round(
                     statistics.median(
                         x["cpu_ms"] / y["cpu_ms"] for x, y in zip(xs, got[b][first], strict=True)
@@ -101,8 +128,10 @@ def main() -> None:
             }
             r = rows[b][side]
             print(
-                f"{b:8s} {side:8s} cpu {r['cpu_ms']:7.1f} ms ({r['cpu_vs_first']:.2f}x)  "
-                f"mount {r['mount_ms']:7.1f} ms  unmount {r['unmount_ms']:7.1f} ms"
+                f"{b:8s} {side:8s} cpu {r['cpu_ms']:7.1f} ms ({r['cpu_vs_first']:.2f}x): by mount's return "
+                f"{r['mount_cpu_ms']:.1f} (its CLI {r['mount_cli_cpu_ms']:.1f}), after {r['unmount_cpu_ms']:.1f} "
+                f"(its CLI {r['unmount_cli_cpu_ms']:.1f}); wall mount {r['mount_ms']:.1f} ms, "
+                f"unmount {r['unmount_ms']:.1f} ms"
             )
     print_loads(loads)
     write_json(
