@@ -35,6 +35,8 @@ COMMANDS: dict[str, list[str]] = {
     "write": ["--vault", "p:f1", "write", "w{i}.txt", "text"],
     "save_json": ["--json", "--vault", "p:f1", "checkpoint", "save", "-m", "round {i}"],
     "fork_json": ["--json", "vault", "fork", "p:f1", "c{i}"],
+    "fork": ["vault", "fork", "p:f1", "h{i}"],
+    "save": ["--vault", "p:f1", "checkpoint", "save", "-m", "person {i}"],
     "create_json": ["--json", "vault", "create", "v{i}"],
     "merge_json": ["--json", "--vault", "p:main", "merge", "c{i}"],
 }
