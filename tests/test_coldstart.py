@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "status": (["--vault", "p:f1", "status"], 290, LIBGIT2),
     "diff_json": (["--json", "--vault", "p:f1", "diff"], 289, RICH),  # its patch: libgit2
     "cat": (["--vault", "p:f1", "cat", "a.txt"], 240, LIBGIT2 + RICH),
-    "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 208, LIBGIT2 + RICH),
+    "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 212, LIBGIT2 + RICH),
     "write": (["--vault", "p:f1", "write", "w.txt", "text"], 247, LIBGIT2 + RICH),
     "save_json": (["--json", "--vault", "p:f1", "checkpoint", "save", "-m", "m"], 253, LIBGIT2 + RICH),
     "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 246, LIBGIT2 + RICH),
