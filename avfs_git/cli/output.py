@@ -122,7 +122,15 @@ class Output:
         return _escaped(_fill(template, args, kwargs))
 
     def say(self, template: str = "", /, *args: Any, err: bool = False, **kwargs: Any) -> None:
-        """Print one line for a person through rich (see :meth:`markup`); ``err``: stderr."""
+        """Print one line for a person through rich (see :meth:`markup`); ``err``: stderr.
+        A template with no markup and no tab is printed as rich would print it (its text as
+        it is: soft wrap, no highlighting, no emoji), without importing rich (~18 ms of a
+        cold process's CPU: `avfs write`'s, `unmount`'s, `vault fork`'s one line)."""
+        if "[" not in template and "\t" not in template:
+            stream = sys.stderr if err else sys.stdout
+            stream.write(self.text(template, *args, **kwargs) + "\n")
+            stream.flush()
+            return
         console = self.err if err else self.out
         console.print(self.markup(template, *args, **kwargs), markup=True, emoji=False)
 

@@ -94,9 +94,9 @@ def _rehearse() -> None:
     except Exception:
         pass
     from ..core.store import names
-    from ..core.store.gitstore import blob_id
+    from ..core.store.gitstore import prefer_libgit2
 
-    blob_id(b"")
+    prefer_libgit2()
     # the name checks' pattern, compiled on first use (a cold start never imports re): in
     # re's cache here, not compiled again in every call's child
     names.check_fork_name("main")

@@ -7,6 +7,8 @@ import enum
 from collections.abc import Sequence
 from typing import Any, NewType
 
+from .records import dataclass
+
 CommitId = NewType("CommitId", str)
 TreeId = NewType("TreeId", str)
 BlobId = NewType("BlobId", str)
@@ -77,7 +79,7 @@ def to_json(value: Any) -> Any:
     return value
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Stat:
     """What the workspace knows about one path."""
 
@@ -90,7 +92,7 @@ class Stat:
     target: str | None = None  # symlink target
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DirEntry:
     name: str
     path: str
@@ -99,7 +101,7 @@ class DirEntry:
     size: int | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     path: str
     status: ChangeStatus
@@ -110,7 +112,7 @@ class Change:
     new_oid: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class CommitInfo:
     id: CommitId
     parents: list[str]
@@ -122,7 +124,7 @@ class CommitInfo:
     checkpoints: list[str] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class CheckpointInfo:
     vault: str
     fork: str
@@ -134,7 +136,7 @@ class CheckpointInfo:
     changes: int | None  # files changed from the parent (None: not counted, e.g. in lists)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ForkInfo:
     vault: str
     name: str
@@ -152,13 +154,13 @@ class IgnoredMode(enum.StrEnum):
     NONE = "none"  # left out (``--no-ignored``): a clean fork
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class IgnoredCarry:
     mode: IgnoredMode
     reason: str | None = None  # why not a snapshot (None when it is one)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ForkCreated:
     """What ``Vault.fork`` made: the fork, and how it got what git does not hold."""
 
@@ -166,7 +168,7 @@ class ForkCreated:
     ignored: IgnoredCarry
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class VaultInfo:
     name: str
     path: str
@@ -177,7 +179,7 @@ class VaultInfo:
     is_default: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Operation:
     id: int
     time: str

@@ -74,11 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     core_dumps = no_core_dumps()
     name_process()  # what says it is a mount daemon, whatever its command line
     preset(os.environ)  # libfuse and libc by their sonames, before mfusepy loads (fuse/ops.py)
-    from ..core.store.gitstore import prefer_libgit2
-
+    # no libgit2 here (~90-110 ms of CPU before the mount could answer): what needs it imports
+    # it, objects read as fast without it (docs/benchmarks.md, "The cold CLI's imports and the
+    # mount daemon's start"); a lazy fork's mount loads it on its settle thread, after git ran
     mount = Mount(args, core_dumps)  # the workspace, its layers, the registry record
-    if mount.settle is None:  # (a lazy fork's mount: on its settle thread, after it answers)
-        prefer_libgit2()  # the daemon is long-lived: libgit2 reads faster than pure Python
     mount.link_worktree()  # the mount a linked worktree of the vault; git's fsmonitor answers
     _say(args.ready_fd, b"L", last=False)  # linked (ops/daemonstart.py LINKED): see proxy/ahead.py
     return mount.serve()  # the index, libfuse's loop; then the teardown

@@ -14,7 +14,6 @@ The formats are documented in ``docs/hooks.md``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ..core.errors import AvfsError, HookEventError
+from ..core.records import dataclass
 from ..core.settings import Settings
 from ..core.vaults import registry
 
@@ -52,7 +52,7 @@ _NO_WORKSPACE: Final = "/\x00avfs-no-workspace"
 # ------------------------------------------------------------------------------- answers
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class HookAnswer:
     """What the hook process prints and exits with (the agent's protocol, not avfs's JSON).
 
@@ -83,7 +83,7 @@ def failure_text(agent: str, name: str, exc: BaseException) -> HookAnswer:
     return HookAnswer(None, message + "\n", 1)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class HookEvent:
     """The fields of an agent's hook event that avfs uses (validated)."""
 
@@ -273,7 +273,7 @@ def _cd_after(raw: str, cwd: str, mountpoint: str) -> str:
     return " && command cd -- " + shlex.quote(target)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Confine:
     """How an allowed Bash call is rewritten to run confined (see :func:`_confined`).
 

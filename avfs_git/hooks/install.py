@@ -8,7 +8,6 @@ renders :class:`InstallResult`. The formats are documented in ``docs/hooks.md``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shlex
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ..core.errors import UsageError
+from ..core.records import dataclass
 from .prereceive import PRE_RECEIVE, PRE_RECEIVE_MARK
 
 __all__ = [
@@ -45,7 +45,7 @@ _OURS_AGENTS: Final = ("claude", "codex")
 _OURS_EVENTS: Final = ("pre-tool-use", "post-tool-use", "stop", "notify")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class InstallResult:
     """What ``hooks install`` / ``hooks uninstall`` did to one file.
 

@@ -6,8 +6,9 @@ anything: :mod:`.tools` runs them.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+from ..core.records import dataclass
 
 # -- input schemas ---------------------------------------------------------------------------
 # Every byte here is in each agent's context before it does anything (tools/list is sent
@@ -20,7 +21,7 @@ _PATH = {"type": "string", "description": "relative to the workspace root"}
 _REV = {**_S, "description": "checkpoint, fork, commit id, HEAD~1..."}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ToolSpec:
     """One tool: its name, what it does, its arguments, and the document kind it returns."""
 

@@ -7,7 +7,6 @@ through a symlink of the directory.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 import time
@@ -15,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 from ..core.errors import AvfsError, InvalidPathError
+from ..core.records import dataclass
 from ..core.store import deeptree, names
 from ..core.store.gitstore import GitStore, blob_id, file_blob_id
 from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Entry = tuple[str, int]  # (blob id, git mode) of one file or symlink
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ApplyChange:
     """One path the fork changed since ``base``. ``applied``: False when the directory
     already held the fork's version (or, in patch mode, nothing is written)."""
@@ -36,7 +36,7 @@ class ApplyChange:
     applied: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ApplyConflict:
     path: str
     reason: str

@@ -37,6 +37,7 @@ from ..core.errors import (
     MountError,
     UsageError,
 )
+from ..core.records import dataclass
 from ..core.store import names
 from ..core.store.locks import file_lock, mount_lock_path, pid_alive
 from ..core.vaults import registry
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 STOP_TIMEOUT_S = 10.0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class MountInfo:
     vault: str
     fork: str
@@ -398,7 +399,7 @@ def _start_locked(
     )
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class Starting:
     """A mount daemon started by :func:`start` and not yet ready: :meth:`wait` for it."""
 

@@ -36,6 +36,7 @@ from ..core.errors import (
 )
 from ..core.operations import checkpoint
 from ..core.operations.merge import MergeResult, merge
+from ..core.records import dataclass
 from ..core.store import names
 from ..core.types import MODE_LINK, CommitId, NodeKind, to_json
 from ..core.workspace.overlayentry import ignored_count
@@ -77,7 +78,7 @@ Progress = Callable[[int, int | None, str], None]
 # -- results ---------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class UpResult:
     """What ``up`` did. ``origin_changed``: DIR differs from what the vault last saw of it;
     ``refreshed``: those changes were checkpointed into the default fork (``refresh_commit``)."""
@@ -100,7 +101,7 @@ class UpResult:
         return dict(to_json(self))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DownResult:
     """What ``down`` did. ``action``: keep (merged into ``target``, then the fork deleted
     unless the merge conflicted), discard (the fork deleted, ``op_id`` undoes it), leave
@@ -123,7 +124,7 @@ class DownResult:
         return dict(to_json(self))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ExportResult:
     vault: str
     fork: str
@@ -139,7 +140,7 @@ class ExportResult:
         return dict(to_json(self))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ApplyResult:
     vault: str
     fork: str

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ..core.errors import PolicyError, UsageError
+from ..core.records import dataclass
 from .classify import Classifier
 from .config import Layer, combine, parse_layer, read_policy_file
 from .lexer import OutOfBudget, TooComplex, Word
@@ -36,7 +37,7 @@ from .pathrules import PathRule, PathRules, fork_rules
 _MAX_TEXT: Final = 1_000_000  # characters of a command line
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """An effective policy: the rules in the order they are tried, and the settings.
 

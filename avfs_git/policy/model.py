@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
+from ..core.records import dataclass
+
 
 class Category(enum.StrEnum):
     """What a command does (a fact, not a verdict)."""
@@ -85,7 +87,7 @@ POLICY_FILE: Final = "policy.toml"
 VERSION: Final = 1
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One ``[[rules]]`` entry of a policy file, validated.
 
@@ -136,7 +138,7 @@ class Rule:
         return out
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class CommandInfo:
     """One simple command found in a request, and how the policy judged it.
 
@@ -162,7 +164,7 @@ class CommandInfo:
         }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The verdict on one request: the strictest of its commands decides.
 

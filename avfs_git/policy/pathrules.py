@@ -17,18 +17,19 @@ answers "which rule holds this path".
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
+
+from ..core.records import dataclass
 
 KINDS: Final = ("hidden", "read_only", "append_only")  # strictest first
 MEMO_SIZE: Final = 8192  # answers a PathRules keeps
 """The kinds of path rule, strictest first."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PathRule:
     """One pattern of one kind, from one file (and, for a per-fork rule, the fork pattern
     of its ``[forks."PAT".paths]`` table). As a match (:data:`PathMatch`): the rule that

@@ -40,13 +40,14 @@ FUSE backend says no ``S``: there the sandbox is started at ``R`` (overlapped wi
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import subprocess
 import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
+
+from ..core.records import dataclass
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("avfs.proxy")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Planned:
     """What :func:`.placement.place` will run a first call's command in: the sandbox, the
     command line, its working directory (the sandbox's) and its environment."""

@@ -60,7 +60,6 @@ network), runs it, and the envelope's ``confinement`` says so, and why.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import glob
 import os
@@ -71,6 +70,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from ..core.errors import SandboxUnavailableError
+from ..core.records import dataclass
 
 # what a root command keeps (the same set as :data:`.isolate.KEPT_CAPS`: Docker's default
 # without MKNOD and SETFCAP)
@@ -103,7 +103,7 @@ HOME_SECRETS = (".ssh", ".aws", ".gnupg", ".netrc", ".git-credentials", ".docker
                 ".cargo/credentials", ".avfs")  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Sandbox:
     """What one command sees: ``source`` (the fork's mount or copy) at ``path``."""
 

@@ -9,6 +9,8 @@ import shlex
 import subprocess
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from ..core.records import dataclass
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -44,7 +46,7 @@ PASSED_ENV = (
 MODES = ("auto", "fuse", "materialized")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ExecRequest:
     argv: tuple[str, ...] | None = None  # exactly one of argv / shell
     shell: str | None = None
@@ -106,7 +108,7 @@ class _Record:
         return out
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Request(_Record):
     """What was asked for (``request``): the command, where, and how long it may take."""
 
@@ -135,7 +137,7 @@ class Request(_Record):
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision(_Record):
     """The policy's verdict (``decision``)."""
 
@@ -145,7 +147,7 @@ class Decision(_Record):
     rule: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Approval(_Record):
     """A token issued for the command (``token``, ``expires_at``, ``request_hash``,
     ``stdin_sha256``), or one it ran with (``token``, ``used``)."""
@@ -159,7 +161,7 @@ class Approval(_Record):
     stdin_sha256: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Checkpoint(_Record):
     """The record of the fork taken before the command (``checkpoint``): ``commit`` (the
     base when none was needed), why, whether it is on the fork's branch, or the recovery
@@ -172,7 +174,7 @@ class Checkpoint(_Record):
     ref: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Mount(_Record):
     """Where the command ran (``mount``): the mount point (reused or made for the call) or
     the materialized copy; whether the mount's daemon was alive afterwards; whether the
@@ -191,7 +193,7 @@ class Mount(_Record):
     idle_timeout_s: float | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Isolation(_Record):
     """An isolated view asked for (``isolation``): where the fork appears, what of the host
     the command sees, and why it ran without one (``reason``)."""
@@ -204,7 +206,7 @@ class Isolation(_Record):
     reason: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Confinement(_Record):
     """What the command ran in (``confinement``; docs/proxy.md, Confinement)."""
 
@@ -221,7 +223,7 @@ class Confinement(_Record):
     network_reason: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Run(_Record):
     """How the command ran (``result``): its exit, its output (as text), its time."""
 
@@ -240,7 +242,7 @@ class Run(_Record):
     interrupted: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Changed(_Record):
     """A path the command changed (``changes``)."""
 
@@ -251,7 +253,7 @@ class Changed(_Record):
     old_path: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Commit(_Record):
     """The commit of what the command changed (``commit``)."""
 
@@ -260,7 +262,7 @@ class Commit(_Record):
     message: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class BranchMove(_Record):
     """The command moved the fork's branch itself, a ``git commit`` inside (``branch_moved``)."""
 
@@ -270,7 +272,7 @@ class BranchMove(_Record):
     new: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class NotRecorded(_Record):
     """A path left out of the commit because git refuses it (``not_recorded``)."""
 
@@ -279,7 +281,7 @@ class NotRecorded(_Record):
     reason: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RefRefused(_Record):
     """A ref change the command made in its sandbox that avfs did not apply (``refs_refused``)."""
 
@@ -289,7 +291,7 @@ class RefRefused(_Record):
     reason: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RefFetched(_Record):
     """A remote-tracking ref the command's ``git fetch`` moved that avfs kept in the vault,
     the remote having said the same (``refs_fetched``)."""
@@ -299,7 +301,7 @@ class RefFetched(_Record):
     new: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class OpenMerge(_Record):
     """A merge with written conflicts open in the fork (``state.merge``)."""
 
@@ -308,7 +310,7 @@ class OpenMerge(_Record):
     unresolved: tuple[str, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class State(_Record):
     """The fork after the call (``state``)."""
 
@@ -319,7 +321,7 @@ class State(_Record):
     merge: OpenMerge | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ExecResult(_Record):
     """The envelope (``kind: proxy_exec_result``) as data; :meth:`to_dict` is its JSON, made
     here and nowhere else (a call that failed before it could run too: :meth:`failed`)."""

@@ -33,6 +33,7 @@ from ..core.errors import (
     UsageError,
     unexpected,
 )
+from ..core.records import dataclass
 from ..core.vaults import audit
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def execute(
     return res
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class _Done:
     """The stages a call got through (each value frozen), and the error that ended it."""
 

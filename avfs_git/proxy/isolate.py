@@ -46,7 +46,6 @@ per process), ``proxy exec`` runs the command on the plain mount and says so.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import resource
@@ -54,6 +53,7 @@ import signal
 from collections.abc import Sequence
 
 from ..core.errors import IsolationFailed
+from ..core.records import dataclass
 from .linuxns import (
     MS_BIND,
     MS_NODEV,
@@ -87,7 +87,7 @@ SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/li
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class View:
     """What the command sees: ``source`` (the fork's mount, or its materialized copy)
     appears at ``path``; ``host`` is one of :data:`HOSTS`."""

@@ -30,11 +30,11 @@ nothing and the call goes its usual way (which reports any error).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
 from ..core.errors import AvfsError
+from ..core.records import dataclass
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("avfs.proxy")
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class Premount:
     """A mount daemon started for one call, under the fork's exec lock (``lock``)."""
 

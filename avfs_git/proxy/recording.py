@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import AvfsError, MountDiedError, QuotaExceededError, WriteBackIncompleteError
+from ..core.records import dataclass
 from ..core.store import names
 from ..core.vaults import audit
 from .envelope import (
@@ -163,7 +164,7 @@ def _commit_of(cp: Any) -> Commit:
     return Commit(commit=cp.checkpoint.commit, parent=cp.checkpoint.parent, message=cp.checkpoint.message)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class _Landed:
     """What became of the record taken before the command: on the branch (with the commit
     of what the command changed on top, when it changed anything) or kept beside it."""

@@ -28,7 +28,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import signal
@@ -36,6 +35,8 @@ import subprocess
 import threading
 import time
 from typing import IO, TYPE_CHECKING
+
+from ..core.records import dataclass
 
 if TYPE_CHECKING:
     from .confine import Sandbox
@@ -46,7 +47,7 @@ EXIT_TIMEOUT = 124
 _READ = 65536
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RunResult:
     exit_code: int  # the child's, 128+N when killed by signal N, 124 on timeout, 126/127 spawn
     signal: str | None  # "SIGKILL" when a signal ended it

@@ -54,6 +54,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..core.records import dataclass
 from ..core.store import deeptree, refs
 from ..core.store.names import fs_name
 from ..core.vaults import keptstate
@@ -82,7 +83,7 @@ MAX_LISTED = 100  # other refs' changes listed in refs_refused; more: counted (d
 TAG_REFUSED = "a tag is the vault's, every fork's: a confined command's tags live as long as its run"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Sealed:
     """One run's scratch: what :mod:`.confine` binds, and what was copied into it."""
 
@@ -118,7 +119,7 @@ class Sealed:
     shown_refs: frozenset[str] = frozenset()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Carried:
     """What :func:`carry_back` did: the fork's branch moved (``moved``: old, new), the
     ref changes it did not apply (``refused``: {ref, old, new, reason}), and the

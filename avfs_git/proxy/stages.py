@@ -14,6 +14,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import EXIT_APPROVAL, EXIT_DENIED
+from ..core.records import dataclass
 from .envelope import (
     EXIT_AVFS_FAILED,
     EXIT_REFUSED,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from .materialize import Copy
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What the call will do, decided before anything is touched: the request as checked
     (``req``: its stdin spooled when an approval binds it), the policy's decision, what the
@@ -79,7 +80,7 @@ class Plan:
     git_writes_tree: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Before:
     """The fork under the exec lock, before the command: the record of it (a commit that
     lands on the branch with the command's commit), and the marks its changes are read
@@ -99,7 +100,7 @@ class Before:
     git_busy: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Placed:
     """Where the command runs: the mount or the copy, and what it runs in."""
 
@@ -116,7 +117,7 @@ class Placed:
     sealed: Any = None  # a seal.Sealed
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Ran:
     """The command's run, or why it could not start (``error``: the sandbox or the view
     could not be set up; then ``run`` is None)."""
@@ -131,7 +132,7 @@ class Ran:
     mount_unmoved: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Recorded:
     """What the command changed and what became of it."""
 

@@ -28,6 +28,7 @@ from ..errors import (
     want_str,
     want_strs,
 )
+from ..records import dataclass
 from ..store import locks, names, packwriter, refs
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import prefer_libgit2, rfc3339
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from ..workspace.workspace import Workspace
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class CheckpointResult:
     checkpoint: CheckpointInfo
     created: bool  # False: nothing had changed, no new commit (a name may still be set)
@@ -59,7 +60,7 @@ class CheckpointResult:
     ignored: int = 0  # paths git ignores, left out of the commit (they stay in the workspace)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RestoreResult:
     vault: str
     fork: str

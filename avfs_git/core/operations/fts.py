@@ -36,6 +36,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from ..records import dataclass
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
 from ..types import MODE_LINK, Change, NodeKind
@@ -73,14 +74,14 @@ INSERT INTO fts(fts, rank) VALUES('rank', 'bm25({_PATH_WEIGHT}, {_BODY_WEIGHT})'
 _EXPLICIT = re.compile(r'["()*^:]|\b(?:AND|OR|NOT|NEAR)\b')
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class SearchHit:
     path: str
     score: float  # -bm25: higher is better
     snippet: str  # matched terms between ** and **; elided text is …
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class IndexUpdate:
     """What one catch-up of the index did."""
 
@@ -91,14 +92,14 @@ class IndexUpdate:
     docs: int  # documents in the index afterwards
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     query: str  # the FTS5 query that ran (after quoting, when that was needed)
     hits: list[SearchHit]
     index: IndexUpdate
 
 
-@dataclasses.dataclass
+@dataclass
 class IndexStats:
     """Counters over the life of one :class:`SearchIndex` (tests and benchmarks read them)."""
 

@@ -19,7 +19,6 @@ what they matched, so they are not counted):
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import re
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from ..errors import UsageError
+from ..records import dataclass
 
 # more repeats than this of ambiguous content, or in an ambiguous row, are refused up front
 MAX_AMBIGUOUS_COUNT = 4
@@ -327,7 +327,7 @@ _HAZARDS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Pattern:
     """A compiled grep pattern (:func:`compile_pattern`): what matching needs of it."""
 

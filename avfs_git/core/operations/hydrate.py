@@ -18,11 +18,11 @@ it got.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BlobNotLocalError, PathNotFoundError
+from ..records import dataclass
 from ..store import names, refs
 from ..store.prefetch import object_store_bytes
 from ..types import MODE_COMMIT, MODE_TREE, to_json
@@ -39,7 +39,7 @@ BATCH_BYTES = 32 << 20  # known bytes per git fetch of a hydrate (one fetch's ti
 Progress = Callable[[int, int, int], None]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Locality:
     """What of a set of files is local (counts of distinct blobs; bytes of their contents)."""
 
@@ -52,7 +52,7 @@ class Locality:
     promised_size_unknown: int  # promised blobs the size cache has no size for
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ForkLocality:
     """:class:`Locality` of one fork's committed tree (under the paths asked)."""
 
@@ -61,7 +61,7 @@ class ForkLocality:
     local: Locality
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class HydrateResult:
     """What ``avfs vault hydrate`` fetched."""
 

@@ -27,7 +27,6 @@ a merge: this module never touches pygit2.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, overload
@@ -39,6 +38,7 @@ from ..errors import (
     UnrelatedHistoriesError,
     UsageError,
 )
+from ..records import dataclass
 from ..store import names, refs
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.mergetrees import MergedIndex, merge_trees
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class MergeResult:
     """``status``: up_to_date, fast_forward, merged, conflicts (nothing moved),
     conflicts_written (the target's workspace holds them), aborted; ``would_*`` for a

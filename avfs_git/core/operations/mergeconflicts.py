@@ -7,23 +7,23 @@ otherwise), for :mod:`.merge` to show in the target's workspace.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from ..errors import InternalError
+from ..records import dataclass
 from ..store.gitstore import GitStore
 from ..store.mergetrees import IndexSide, MergedIndex
 from ..types import MODE_LINK, MODE_TREE
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ConflictSide:
     path: str
     oid: str
     mode: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Conflict:
     """One conflicted path. ``kind``: content, add_add, modify_delete, rename_rename,
     rename_delete, file_directory, mode, binary."""

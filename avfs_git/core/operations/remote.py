@@ -27,12 +27,12 @@ git's output goes through :func:`.redact.redact`.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import subprocess
 from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import AvfsError, RemoteError, RemoteNotFoundError, RemoteRejectedError, UsageError
+from ..records import dataclass
 from ..store import names, refs, remotecause, transferlock
 from ..store.gitlib import libgit2_loaded
 from ..store.redact import redact, split_credentials
@@ -53,20 +53,20 @@ def strip_credentials(url: str) -> tuple[str, bool]:
     return clean, creds is not None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RemoteInfo:
     name: str
     url: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RefUpdate:
     ref: str
     old: str | None
     new: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class TransferResult:
     vault: str
     remote: str

@@ -16,7 +16,6 @@ budget.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import re
 import time
@@ -25,6 +24,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import PathNotFoundError, UsageError
+from ..records import dataclass
 from ..store import names
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, ChangeStatus, NodeKind, kind_of_mode
 from ..workspace.wsview import Node, Snapshot, View
@@ -52,20 +52,20 @@ __all__ = [
 
 
 # -- results ---------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class GrepLine:
     line: int  # 1-based
     text: str  # the line without its newline (bytes that are not UTF-8 shown as U+FFFD)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class GrepFile:
     path: str
     count: int | None  # matching lines (None with files_only: the search stopped at the first)
     lines: list[GrepLine]  # empty with files_only or count_only
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class GrepResult:
     rev: str | None  # the commit searched, or None for the workspace
     files: list[GrepFile]
@@ -77,7 +77,7 @@ class GrepResult:
         return bool(self.files)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class FindEntry:
     path: str
     kind: NodeKind
@@ -85,7 +85,7 @@ class FindEntry:
     size: int | None  # bytes; computed only when a size filter asked for it (else None)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class FindResult:
     rev: str | None
     entries: list[FindEntry]

@@ -5,10 +5,10 @@ workspace states an operation recorded, keeping what that would hide under a rec
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RefMovedError, UsageError
+from ..records import dataclass
 from ..store import refs
 from ..types import Operation
 from ..vaults import keptstate
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..vaults.vault import Vault
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class UndoResult:
     undone: Operation
     op_id: int

@@ -117,6 +117,33 @@ def parse_commit(data: bytes) -> CommitFields:
     return CommitFields(tree, tuple(parents), when, text)
 
 
+# an author line git, libgit2 and plain_author read alike: a name and an email without
+# angle brackets, a time and a zone
+_PLAIN_AUTHOR = re.compile(rb"author ([^<>\n]*)<([^<>\n]*)> \d+ [+-]\d{4}")
+
+
+def plain_author(data: bytes) -> tuple[str, str] | None:
+    """The author's name and email of a raw commit, as libgit2 reads them (pygit2's
+    ``Commit.author``: the first ``author`` header, each part's whitespace trimmed), where
+    that reading is plain: a well-formed line, UTF-8, no ``encoding`` header. None
+    otherwise (the caller asks libgit2)."""
+    end = data.find(b"\n\n")
+    head = data if end < 0 else data[: end + 1]
+    if b"\nencoding " in head:
+        return None
+    at = head.find(b"\nauthor ")
+    if at < 0:
+        return None
+    line = head[at + 1 : head.index(b"\n", at + 1)]
+    m = _PLAIN_AUTHOR.fullmatch(line)
+    if m is None:
+        return None
+    try:
+        return m.group(1).strip().decode("utf-8"), m.group(2).strip().decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 _KIND_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 
 

@@ -25,8 +25,9 @@ compares :func:`refusal` with what ``git fsck --strict`` and ``git read-tree`` s
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
+
+from ..records import dataclass
 
 MODE_LINK = 0o120000
 MODE_TREE = 0o040000
@@ -47,7 +48,7 @@ _IGNORED_BY_HFS = frozenset(
 )  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class NotRecorded:
     """A path of the workspace a checkpoint leaves out, and why (``kind``: one of
     :data:`DOTGIT`, :data:`GITMODULES_SYMLINK`, :data:`GITMODULES_DIRECTORY`,

@@ -235,6 +235,14 @@ class StoreWrites:
             from .packwriter import OBJ_COMMIT
 
             return pack.add(OBJ_COMMIT, data)
+        if "pygit2" not in sys.modules:  # one loose object is not worth libgit2's load
+            from ..errors import from_oserror
+            from .packwriter import write_loose
+
+            try:
+                return write_loose(self.path, "commit", data)
+            except OSError as exc:
+                raise from_oserror(exc, "cannot write commit") from exc
         import pygit2
 
         try:

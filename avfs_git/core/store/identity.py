@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from ..errors import UsageError
+from ..records import dataclass
 
 DEFAULT = ("avfs", "avfs@localhost")
 
@@ -41,7 +42,7 @@ _ENV = {
 }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
     """What the caller says about a commit's people (``None``: ask config, then the default).
 
@@ -70,7 +71,7 @@ class Identity:
         )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Person:
     """One side of a commit: name, email, and when (``None``: now) with its UTC offset."""
 
@@ -89,7 +90,7 @@ class Person:
         return f"{self.name} <{self.email}> {self.time} {sign}{abs(off) // 60:02d}{abs(off) % 60:02d}"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Signatures:
     """A commit's author and committer."""
 

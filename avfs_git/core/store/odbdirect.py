@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .gitlib import git_error, git_errors
+from .gitlib import git_errors
 from .gitstore import GitStore
 
 if TYPE_CHECKING:
@@ -141,8 +141,12 @@ def size_reader(store: GitStore) -> Callable[[str], int]:
 
 
 def write_empty_tree(store: GitStore) -> str:
-    """Write the empty tree into the vault as a loose object; its id."""
+    """Write the empty tree into the vault as a loose object; its id. In Python
+    (:func:`.packwriter.write_loose`): a new vault's first commit loads no libgit2."""
+    from ..errors import from_oserror
+    from .packwriter import write_loose
+
     try:
-        return str(store._repo.TreeBuilder().write())
-    except git_errors(OSError) as exc:
-        raise git_error(exc, "cannot write the empty tree") from exc
+        return write_loose(store.path, "tree", b"")
+    except OSError as exc:
+        raise from_oserror(exc, "cannot write the empty tree") from exc

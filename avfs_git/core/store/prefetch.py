@@ -30,7 +30,6 @@ What it is doing is written to a small JSON status file after each batch
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import posixpath
@@ -40,6 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AvfsError
+from ..records import dataclass
 from ..types import MODE_COMMIT, MODE_TREE
 from .names import fs_name
 from .promisor import Promisor
@@ -192,7 +192,7 @@ BINARY_EXTENSIONS = frozenset(
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Budget:
     """How much the filler may use: ``bandwidth`` bytes of blob contents per second, and
     until the vault's object store holds ``disk_bytes``."""

@@ -186,7 +186,12 @@ def has_refs_under(git_dir: str, prefix: str) -> bool:
 
 
 def ref_names(store: GitStore, prefix: str = "") -> list[str]:
-    """Names of the refs whose name starts with ``prefix``, through libgit2 (in its order)."""
+    """Names of the refs whose name starts with ``prefix``: through libgit2 (in its order)
+    when this process has loaded it, else from git's files (sorted; ``prefix`` a directory
+    of refs, ending in ``/``), as :func:`read_ref` reads them: `avfs log` does not load
+    libgit2 to name its checkpoints."""
+    if not libgit2_loaded() and prefix.endswith("/"):
+        return list_refs_file(store.path, prefix)
     try:
         return [r for r in store._repo.references if r.startswith(prefix)]
     except git_errors() as exc:

@@ -11,12 +11,13 @@ import json
 import os
 
 from ..errors import CursorInvalidError
+from ..records import dataclass
 
 PREFIX = "avfs-w1."
 ID_FILE = "stream-id"  # <vault>/avfs/stream-id: which vault a cursor is of
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class ForkPos:
     ident: str
     oseq: int  # the overlay journal
@@ -24,7 +25,7 @@ class ForkPos:
     reflog: int  # the branch's reflog, bytes
 
 
-@dataclasses.dataclass(slots=True)
+@dataclass(slots=True)
 class Pos:
     stream: str
     scope: str | None  # a fork, or None: every fork

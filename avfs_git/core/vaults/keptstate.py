@@ -25,13 +25,13 @@ git reads them.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import stat
 import time
 from contextlib import suppress
 
+from ..records import dataclass
 from ..store.names import from_fs_name, fs_name
 
 ROOT = "gitstate"
@@ -39,7 +39,7 @@ DELETED = ".deleted"  # (no fork's fs_name starts with '.')
 SEAL = "seal"  # a fork's run scratch (proxy/seal.py): gone with the fork
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Kept:
     """One kept entry: ``name`` (``rebase-merge``...) of ``fork`` at ``path``."""
 

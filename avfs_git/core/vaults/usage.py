@@ -12,19 +12,19 @@ to read the files again. A pack written by any process is such a signal (the sto
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import struct
 import threading
 import time
 
+from ..records import dataclass
 from ..store import packwriter
 
 GEN = "gen"  # a counter, one more per publication (see publish)
 GEN_FMT = struct.Struct("<Q")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ForkUsage:
     fork: str
     overlay_bytes: int  # bytes of the fork's uncheckpointed (materialized) files
@@ -32,7 +32,7 @@ class ForkUsage:
     layered: bool = False  # its state is in the vault's qgroup (counted in layers_bytes)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class QuotaUsage:
     """A vault's use of its quota (:meth:`.vault.Vault.quota_usage`)."""
 

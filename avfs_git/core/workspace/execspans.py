@@ -19,8 +19,9 @@ fsync (the change log's rollback journal would cost two per call).
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
+
+from ..records import dataclass
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS execs(
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS execs(
 _OSEQ = "(SELECT COALESCE(MAX(seq), 0) FROM journal)"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ExecSpan:
     """One call's span: the overlay journal's rows and the upper log's events after
     ``*_from`` up to ``*_to`` (None: still running) are its command's; ``pid``: the process

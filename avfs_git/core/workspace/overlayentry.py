@@ -13,9 +13,9 @@ An entry describes the *absolute* state of one path, never a delta:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
+from ..records import dataclass
 from ..store import names
 
 DELETED = 0
@@ -36,7 +36,7 @@ def special_why(kind: str) -> str:
     return f"git records no {kind.replace('_', ' ')}: it stays in the live tree"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     path: str
     kind: int
@@ -98,7 +98,7 @@ def split_at(entries: list[Entry], dirs: frozenset[str]) -> tuple[list[Entry], l
     return out, inside
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """The new paths of a workspace that git ignores.
 

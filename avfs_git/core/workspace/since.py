@@ -15,9 +15,10 @@ then counts by the old rules once).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Protocol
+
+from ..records import dataclass
 
 if TYPE_CHECKING:
     from ..types import Change
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 CTIME_SLACK_NS = 50_000_000
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """A moment of a workspace: ``t_ns`` the clock, ``seq`` the overlay journal's position,
     ``jseq`` the upper layer's journal position (None where this process keeps none)."""

@@ -137,6 +137,9 @@ class UpperWatch:
         self._answered = 0  # the sequence number the last answer's token holds
         self._lock = threading.RLock()  # (re-entered: a status in an answer asks the journal)
         self._stop = threading.Event()
+        # written by close(): the thread's poll ends at once, not at its next 0.5 s timeout
+        # (each overlay unmount's daemon waited out up to that much of it)
+        self._wake: tuple[int, ...] = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
         # what the kernel changed, classified, for a durable log (core/workspace/changelog.py):
         # set by the mount daemon; each drain hands it one coalesced batch
@@ -165,16 +168,22 @@ class UpperWatch:
         if live(self.upper_dir) is self:
             del _live[os.path.realpath(self.upper_dir)]
         self._stop.set()
+        wake, self._wake = self._wake, ()  # (a second close finds none: no fd closed twice)
+        if wake:
+            os.write(wake[1], b"\0")
         if self._thread is not None:
             self._thread.join(5.0)
         with self._lock:
             self._ino.close()
+            for fd in wake:
+                os.close(fd)
 
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._ino.fileno(), select.POLLIN)
+        poller.register(self._wake[0], select.POLLIN)
         while not self._stop.is_set():
-            if poller.poll(500):
+            if poller.poll(500) and not self._stop.is_set():
                 # let a burst gather first: one read of many events, not a wake-up for each
                 # (an unlink of 10,000 files cost the daemon 2x the CPU woken per event).
                 # Answers drain first, so nothing is missed; the kernel's queue holds 16,384

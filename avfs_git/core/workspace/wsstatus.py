@@ -7,11 +7,11 @@ decide what is ignored, asked once for a new directory that git ignores whole (a
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterator, Mapping
 
 from ..errors import AvfsError
+from ..records import dataclass
 from ..store import gitattributes, gitmodules, gitnames, names
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
@@ -41,7 +41,7 @@ from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 _UNHASHED = (ChangeStatus.ADDED, ChangeStatus.MODIFIED, ChangeStatus.TYPE_CHANGED)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class FsckRead:
     """A file ``git fsck`` reads and may refuse for its contents, not its name: how large it
     reads one (past ``large``: refused as ``too_large``) and what it refuses in it."""

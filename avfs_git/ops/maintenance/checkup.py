@@ -6,7 +6,6 @@ discards an overlay: an orphan one with changes is moved to ``<vault>/avfs/lost+
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import sqlite3
@@ -15,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import ObjectUnreadableError
+from ...core.records import dataclass
 from ...core.store import packwriter, refs
 from ...core.store.gitformat import TREE_ENTRY
 from ...core.types import to_json
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 MAX_OBJECT_FINDINGS = 50  # unreadable objects named one by one; the rest as a count
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class DoctorResult:
     home: str
     repair: bool

@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import AvfsError, BusyError, UsageError, from_oserror
+from ...core.records import dataclass
 from ...core.store import deeptree, packwriter, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.locks import file_lock
@@ -42,14 +43,14 @@ if TYPE_CHECKING:
     from ...core.vaults.vault import Vault
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ExpiredVault:
     name: str
     path: str
     deleted: str  # when it went to the trash
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class GcResult:
     vault: str
     dry_run: bool

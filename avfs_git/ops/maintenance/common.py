@@ -12,6 +12,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import AvfsError, UsageError
+from ...core.records import dataclass
 from ...core.store import refs
 from ...core.store.names import from_fs_name
 from ...core.types import to_json
@@ -31,7 +32,7 @@ ORPHAN_FILE_S = 3600.0  # an overlay file is written before its entry: only old 
 USED_APPROVAL_S = DAY_S  # used approval records are kept this long (for people reading them)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Retention:
     """How long avfs keeps what undo needs, and the grace of unreachable objects.
 
@@ -135,7 +136,7 @@ def overlay_usage(ws_dir: str) -> tuple[int, int, int | None]:
         conn.close()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class RegisteredMount:
     key: str
     fork: str

@@ -4,8 +4,9 @@ when asked to repair."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
+
+from ...core.records import dataclass
 
 if TYPE_CHECKING:
     from ...core.vaults.vault import Vault
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 CHECKS = ("fsck", "objects", "overlays", "oplog", "mounts", "state_dirs", "locks", "layers")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     vault: str | None
     check: str  # one of CHECKS

@@ -6,7 +6,6 @@ commands that repair mounts need it)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ...core.records import dataclass
 from ...core.store.locks import pid_alive
 from ...core.store.names import from_fs_name
 from ...core.vaults import registry
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 YOUNG_S = 60.0  # a worktree without a registry record younger than this may be being written
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class _Worktree:
     path: str  # <vault>/worktrees/avfs-<key>
     key: str

@@ -6,16 +6,16 @@ work), which must not pay for the imports of stats' other readers (a lazy vault'
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import stat
 import struct
 
+from ...core.records import dataclass
 from .common import git
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ObjectCounts:
     """``git count-objects -v``, in bytes."""
 

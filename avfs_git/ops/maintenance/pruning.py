@@ -6,13 +6,13 @@ changed in the last hour."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import BusyError, InvalidNameError, UsageError
+from ...core.records import dataclass
 from ...core.store import refs, transferlock
 from ...core.store.locks import flock_held
 from ...core.store.names import check_fork_name, from_fs_name
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ...core.vaults.vault import Vault
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PruneItem:
     kind: str  # fork | mount | lock | approval
     name: str
@@ -48,7 +48,7 @@ class PruneItem:
     op_id: int | None = None  # the fork_delete operation (`avfs undo` brings the fork back)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PruneResult:
     vault: str
     dry_run: bool

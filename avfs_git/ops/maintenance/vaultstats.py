@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import UsageError
 from ...core.operations.hydrate import ForkLocality, forks_locality
+from ...core.records import dataclass
 from ...core.store import names, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.prefetch import read_status, status_file
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ...core.vaults.vault import Vault
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class ForkStats:
     name: str
     head: str | None
@@ -35,7 +36,7 @@ class ForkStats:
     last_change: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class MountStats:
     fork: str
     key: str
@@ -45,7 +46,7 @@ class MountStats:
     alive: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class LazyStats:
     """A lazy vault's promisor remote and, per fork, what of its tree is local."""
 
@@ -56,7 +57,7 @@ class LazyStats:
     prefetch: list[PrefetchStats]  # of the live mounts that run one
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class PrefetchStats:
     """The background prefetch of one live mount (core/store/prefetch.py), as its daemon
     last wrote it."""
@@ -71,7 +72,7 @@ class PrefetchStats:
     error: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class KeptGitState:
     """git state a command left in a fork's worktree git dir, kept aside
     (core/vaults/keptstate.py): gc removes it ``recovery_days`` after ``kept`` (or, set
@@ -86,7 +87,7 @@ class KeptGitState:
     deleted_by: int | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class StatsResult:
     vault: str
     path: str
