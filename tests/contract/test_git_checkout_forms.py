@@ -17,6 +17,7 @@ after every file's stat data changed. Real files: ansible-core's CRLF ones
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from .. import realdata
+from ..conftest import AUTHOR
 from ..gitmount import _git, _status
 from .backends import MOUNTS
 
@@ -42,16 +44,16 @@ CRAFTED = {
 }
 
 
-def _source(tmp: Path, attrs: bytes | None) -> Path:
+def _source(tmp: Path, attrs: bytes | None, env: dict[str, str]) -> Path:
     """A git repository of ansible-core's CRLF files, a slice of its others and the crafted
-    ones, committed by git under ``attrs`` (git's own clean conversions make the blobs)."""
+    ones, committed by git under ``attrs`` (git's own clean conversions make the blobs; git
+    runs in ``env``)."""
     src = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp / "sdist")
     every = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
     picked = [p for p in every if b"\r" in p.read_bytes() and p.suffix in (".ps1", ".csv", ".txt")]
     assert len(picked) >= 4, picked
     picked += [p for p in every[::150] if p.suffix in (".py", ".txt", ".yml", ".ps1")]
     repo = tmp / "src"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     files = {f"ansible/{p.relative_to(src)}": p.read_bytes() for p in picked}
     files.update(CRAFTED)
     if attrs is not None:
@@ -59,9 +61,39 @@ def _source(tmp: Path, attrs: bytes | None) -> Path:
     for p, data in files.items():
         (repo / p).parent.mkdir(parents=True, exist_ok=True)
         (repo / p).write_bytes(data)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "files")
+    for args in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-qm", "files")):
+        done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
     return repo
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three sources the cases need, each made once for the module (an sdist of 4,855
+    files copied and read took ~4.6 s of each case at load 20) and copied by each case:
+    ``"attributes"``, ``ATTRS`` in the tree; ``"global"``, no attribute file but ``ATTRS`` as
+    git's global attributes (the cases that set them: git's ``add`` converts by them);
+    ``"none"``, neither. Made in a home as the hermetic fixture makes it (the person's
+    author, no system config, nothing of the real ``$HOME``)."""
+    top = tmp_path_factory.mktemp("forms-sources")
+    user = top / "userhome"
+    user.mkdir()
+    (user / ".gitconfig").write_text(f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n")
+    (top / "attrs").write_bytes(ATTRS)
+    (top / "gitconfig").write_text(f"[core]\n\tattributesFile = {top / 'attrs'}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "AVFS_"))}
+    env.update(HOME=str(user), XDG_CONFIG_HOME=str(user / ".config"), GIT_CONFIG_NOSYSTEM="1")
+    env.update(GIT_AUTHOR_NAME=AUTHOR[0], GIT_AUTHOR_EMAIL=AUTHOR[1])
+    env.update(GIT_COMMITTER_NAME=AUTHOR[0], GIT_COMMITTER_EMAIL=AUTHOR[1])
+    made = {}
+    for name, attrs, extra in (
+        ("attributes", ATTRS, {}),
+        ("global", None, {"GIT_CONFIG_GLOBAL": str(top / "gitconfig")}),
+        ("none", None, {}),
+    ):
+        (top / name).mkdir()
+        made[name] = _source(top / name, attrs, {**env, **extra})
+    return made
 
 
 def _tree_files(root: Path) -> dict[str, bytes]:
@@ -103,6 +135,7 @@ def forms(
     tmp_path: Path,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
+    sources: dict[str, Path],
 ) -> Iterator[tuple[Path, Path, Any]]:
     """(mount of fork f, a plain clone of f beside it, run avfs in the mount); the source
     under ``ATTRS``, or under none with ``core.autocrlf=true`` set in the vault ("vault"),
@@ -130,7 +163,9 @@ def forms(
         (tmp_path / "attrs").write_bytes(ATTRS)
         (tmp_path / "gitconfig").write_text(f"[core]\n\tattributesFile = {tmp_path / 'attrs'}\n")
         monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    repo = _source(tmp_path, ATTRS if where == "attributes" else None)
+    kind = where if where == "attributes" else "global" if where.startswith("attributes-") else "none"
+    repo = tmp_path / "src"
+    shutil.copytree(sources[kind], repo, symlinks=True)
     assert cli_proc("vault", "create", "v", "--from", str(repo)).code == 0
     assert cli_proc("vault", "fork", "v:main", "f").code == 0
     vault = cli_proc("--json", "vault", "path", "v").json()["path"]

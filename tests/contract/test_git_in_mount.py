@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inotify_simple import INotify, flags
 
-from ..gitmount import _clean_everywhere, _git, _status, mount_fork
+from ..forkhome import make_fork_home, mount_copied_fork
+from ..gitmount import _clean_everywhere, _git, _status
 from ..test_confine import _need_bwrap
 from ..test_json_schemas import _validator
 from .backends import MOUNTS
@@ -35,10 +37,19 @@ from .backends import MOUNTS
 pytestmark = pytest.mark.backends(*MOUNTS)  # git runs in a mount; the API has no git
 
 
+@pytest.fixture(scope="module")
+def fork_home(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Vault `v` and its fork `f`, made once (tests/forkhome.py) and copied for each test."""
+    return make_fork_home(tmp_path_factory.mktemp("fork-home"))
+
+
 @pytest.fixture
-def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
-    """Fork `f` of vault `v` mounted by the CLI on each mount backend (tests/gitmount.py)."""
-    with mount_fork(cli_proc, tmp_path, backend) as m:
+def mounted(
+    backend: str, cli_proc: Any, tmp_path: Path, fork_home: Path | None
+) -> Iterator[tuple[Path, Any]]:
+    """Fork `f` of vault `v` mounted by the CLI on each mount backend (tests/gitmount.py's
+    `mount_fork`, its home a copy of the module's)."""
+    with mount_copied_fork(fork_home, cli_proc, tmp_path, backend) as m:
         yield m
 
 
@@ -247,19 +258,29 @@ def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_i
 
 
 def _commit_when_moved(mp: Path, ref: Path, out: dict[str, Any], msg: str) -> threading.Thread:
-    """A thread polling the branch file that runs `git commit --allow-empty` in the mount
-    the moment the branch moves (its result in ``out["git"]``)."""
+    """A thread that runs `git commit --allow-empty` in the mount the moment the branch file
+    changes (its result in ``out["git"]``). It waits on an inotify watch of the branch's
+    directory (set before the move starts, so no event is missed) and looks at the file
+    at each event: woken as soon as a poll of the file would see it, without a polling
+    loop taking a CPU away from the move it races (a busy ``stat`` loop did, in each
+    round of both race tests)."""
     before = ref.stat()
+    watch = INotify()
+    watch.add_watch(
+        str(ref.parent), flags.MOVED_TO | flags.CLOSE_WRITE | flags.CREATE | flags.ATTRIB | flags.DELETE
+    )
 
     def commit() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                st = ref.stat()
-            except FileNotFoundError:
-                continue
-            if (st.st_ino, st.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
-                break
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(FileNotFoundError):
+                    st = ref.stat()
+                    if (st.st_ino, st.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+                        break
+                watch.read(timeout=1000)  # (any change in the directory; the file looked at again)
+        finally:
+            watch.close()
         out["git"] = _git(mp, "commit", "-q", "--allow-empty", "-m", msg, check=False)
 
     t = threading.Thread(target=commit)
