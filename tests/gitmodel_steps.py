@@ -363,9 +363,9 @@ class EleventhRoundSteps:
         if self.backend == "fuse":
             # Not on pure FUSE until its bug is fixed (found in the twentieth round's
             # fresh-clone run, after gitmodel11 made this step: with the wait below the
-            # mount still lacked the linked worktree's new file 10 s after the status, every
-            # other file the same: the mount never took the move; one every-command run in
-            # two to four): a known bug
+            # root's listing still lacked the linked worktree's new file, every other file
+            # the same, while an open by name below read it: the kernel's cached listing of
+            # the old view; one every-command run in two to four): a known bug
             # named in docs/fuse.md "One state, two writers", not a difference to hide,
             # so the step is out of that backend's runs, not loosened
             return
