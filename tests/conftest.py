@@ -29,6 +29,8 @@ from avfs_git.core.workspace.workspace import Workspace
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.policy.pathsource import POLICY_PATHS
 
+from . import hangwatch
+
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LAYERS = os.environ.get("AVFS_TEST_LAYERS", "") == "1"
@@ -169,6 +171,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if factory is not None:
         _SCRATCH.append(str(factory.getbasetemp()))
         _rewrite_ahead(session.config, factory.getbasetemp())
+        # a test past its timeout that the timeout's signal cannot end (tests/hangwatch.py)
+        hangwatch.register(session.config, str(factory.getbasetemp()))
 
 
 def _rewrite_ahead(config: pytest.Config, basetemp: Path) -> None:

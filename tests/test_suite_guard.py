@@ -106,3 +106,100 @@ def test_the_vault_fixture_s_copy_is_the_test_s_own_and_the_template_stays_as_ma
     before = vaulttemplate._print(str(tree))
     (tree / "vaults" / "v.git" / "HEAD").write_text("ref: refs/heads/other\n")
     assert vaulttemplate._print(str(tree)) != before
+
+
+_STUCK_CONFTEST = """
+from tests import hangwatch
+
+hangwatch.GRACE_S, hangwatch.STEP_S, hangwatch.POLL_S = 1.0, 2.0, 0.2
+
+
+def pytest_sessionstart(session):
+    hangwatch.register(session.config, str(session.config._tmp_path_factory.getbasetemp()))
+"""
+
+_STUCK_TEST = """
+import json, os, signal, subprocess, sys
+
+import pytest
+
+AVFS = [sys.executable, "-m", "avfs_git"]
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    env = dict(os.environ, AVFS_HOME=str(tmp_path / "home"), AVFS_SERVER="off")
+    run = lambda *a: subprocess.run([*AVFS, *a], env=env, check=True, capture_output=True, text=True)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    mp = tmp_path / "m"
+    mp.mkdir()
+    run("vault", "create", "v", "--from", str(tmp_path / "src"))
+    run("vault", "fork", "v:main", "f")
+    run("--vault", "v:f", "mount", "--backend", "fuse", str(mp))
+    try:
+        yield mp, json.loads(run("--json", "mount", "--list").stdout)["mounts"][0]["pid"]
+    finally:
+        pid = json.loads(run("--json", "mount", "--list").stdout)["mounts"][0]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGCONT)
+        subprocess.run(["umount", "-l", str(mp)], check=False)
+        subprocess.run(["umount", "-l", str(tmp_path / "home" / "layers")], check=False, capture_output=True)
+
+
+def test_stuck(daemon):
+    mp, pid = daemon
+    os.kill(pid, signal.SIGSTOP)
+    (mp / "a.txt").read_bytes()  # waits on the stopped daemon: no signal ends it
+"""
+
+
+def test_a_test_stuck_on_a_fuse_daemon_past_its_timeout_fails_and_says_where(tmp_path: Path) -> None:
+    """A read through a pure-FUSE mount whose daemon is stopped: pytest-timeout's signal
+    cannot end it (the kernel goes on waiting for the daemon); tests/hangwatch.py writes the
+    stacks and the mount, aborts the mount's FUSE connection, and the test fails instead of
+    holding the run until CI's limit."""
+    if not os.path.exists("/dev/fuse"):
+        from .conftest import skip_outside_ci
+
+        skip_outside_ci("no /dev/fuse")
+    suite = tmp_path / "inner"
+    suite.mkdir()
+    (suite / "conftest.py").write_text(_STUCK_CONFTEST)
+    (suite / "test_stuck.py").write_text(_STUCK_TEST)
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "AVFS_"))}
+    env["PYTHONPATH"] = str(root)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--timeout",
+            "1",
+            "-o",
+            "timeout_func_only=true",
+            "-o",
+            "addopts=",
+            "--rootdir",
+            str(suite),
+            "--basetemp",
+            str(tmp_path / "bt"),
+            str(suite),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=str(suite),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "1 failed" in proc.stdout, out
+    assert "test_stuck.py::test_stuck still runs" in out, out
+    assert "aborted the FUSE connection" in out, out
+    assert "test_stuck.py" in out and "read_bytes" in out, out  # the test's own Python stack
+    assert "/m" in out
