@@ -85,7 +85,9 @@ def test_a_push_into_a_full_remote_names_its_full_disk_and_changes_nothing(
         assert err["code"] in {"remote_rejected", "remote_failed"}, err["message"]
         assert "hook" not in err["hint"] and "could not be reached" not in err["message"], err
         if err["details"]["reason"] == "dropped":  # the server's reset discarded its last words
-            assert how == "daemon" and size > keep and "disk may be full" in err["message"], err
+            # (mostly the file larger than what is left; under load the small one too: git
+            # daemon's receive-pack then dies before its "unpacker error" line is read)
+            assert how == "daemon" and "disk may be full" in err["message"], err
             assert "free space" in err["hint"], err
         else:
             assert err["details"]["reason"] == "remote_no_space", err["message"]
