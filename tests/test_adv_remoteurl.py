@@ -109,3 +109,27 @@ def test_a_repository_planted_in_the_mount_never_takes_the_person_s_push(home: A
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
     assert os.path.isdir(src / "up.git")
+
+
+def test_only_a_relative_local_path_is_anchored(tmp_path: Path, monkeypatch: Any) -> None:
+    """What git reads as a local path (no ``scheme://``, no ``:`` before the first ``/``)
+    and is relative gets this directory; ssh's ``host:path``, URLs, absolute and ``~`` paths
+    stay as given (git expands ``~`` itself)."""
+    from avfs_git.core.store.transport import anchored
+
+    monkeypatch.chdir(tmp_path)
+    here = str(tmp_path)
+    for url, want in (
+        ("up.git", f"{here}/up.git"),
+        ("./up.git", f"{here}/up.git"),
+        ("../x/up.git", f"{os.path.dirname(here)}/x/up.git"),
+        ("sub/a:b", f"{here}/sub/a:b"),  # (a slash before the colon: a path)
+        ("a:b/c", "a:b/c"),  # ssh
+        ("git@github.com:me/p.git", "git@github.com:me/p.git"),
+        ("https://example.com/p.git", "https://example.com/p.git"),
+        ("file:///srv/p.git", "file:///srv/p.git"),
+        ("ext::sh -c x", "ext::sh -c x"),
+        ("/srv/p.git", "/srv/p.git"),
+        ("~/p.git", "~/p.git"),
+    ):
+        assert anchored(url) == want, url
