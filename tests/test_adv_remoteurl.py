@@ -106,6 +106,11 @@ def test_a_repository_planted_in_the_mount_never_takes_the_person_s_push(home: A
             f"refs/heads/planted {planted}"
         )
         assert planted not in _git("--git-dir", vault.path, "for-each-ref", "--format=%(objectname)")
+        # doctor names it (plain git in the mount still reads it there)
+        doc = json.loads(_avfs("--json", "doctor", cwd=src, check=False).stdout)
+        assert [(f["code"], f["severity"]) for f in doc["findings"] if f["check"] == "remotes"] == [
+            ("relative_remote_url", "problem")
+        ], doc
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
     assert os.path.isdir(src / "up.git")
