@@ -47,10 +47,11 @@ def up_from_url(
         RemoteError: the clone failed (nothing is kept).
     """
     from ..core.store.redact import redact, split_credentials
+    from ..core.store.transport import anchored
 
     if agent is not None:
         names.check_fork_name(agent)
-    clean = split_credentials(url)[0]
+    clean = anchored(split_credentials(url)[0])  # (a relative path: as the clone stores it)
     warnings: list[str] = []
     name = vault_name or _url_vault(home, clean)
     created = False

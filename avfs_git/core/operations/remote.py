@@ -37,7 +37,7 @@ from ..store import names, refs, remotecause, transferlock
 from ..store.gitlib import libgit2_loaded
 from ..store.redact import redact, split_credentials
 from ..store.remotecause import REFUSALS, lost_race, remote_failed
-from ..store.transport import ProgressFn, transport
+from ..store.transport import ProgressFn, anchored, transport
 from ..store.vaultconfig import config_values, remotes
 
 if TYPE_CHECKING:
@@ -180,6 +180,7 @@ def add(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
             f"vault {vault.name} already has a remote {name!r}", details={"remote": name}
         )
     clean, stripped = strip_credentials(url)
+    clean = anchored(clean)  # (a relative path: from here, not from each later push's directory)
     _git(vault, "remote", "add", name, clean)
     warnings = [_NOT_STORED] if stripped else []
     return RemoteInfo(name, clean), warnings
@@ -198,6 +199,7 @@ def set_url(vault: Vault, name: str, url: str) -> tuple[RemoteInfo, list[str]]:
     if not url or any(c in url for c in "\0\n"):
         raise UsageError("invalid remote URL")
     clean, stripped = strip_credentials(url)
+    clean = anchored(clean)
     _git(vault, "remote", "set-url", name, clean)
     return RemoteInfo(name, clean), ([_NOT_STORED] if stripped else [])
 

@@ -36,6 +36,27 @@ _ENV_HELPER = (
 )
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total), e.g. ("Writing objects", 3, 10)
+# a URL git reads as one (transport.c is_url: a scheme, then "://"), not as a local path
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def anchored(url: str) -> str:
+    """``url`` as a remote's URL is stored: a relative local path made absolute from this
+    process's working directory (as `git clone` stores its source), anything else as it is.
+    A local path is what git takes for one (transport.c ``url_is_local_not_ssh``): no
+    scheme, and no ``:`` before the first ``/`` (``host:path`` is ssh). Stored relative, the
+    path was read against the directory of each later push and fetch: run from inside a
+    mount, a repository a confined command wrote there received the push and ran its hooks
+    on the host (twenty-first round, NAME=attack12; docs/security.md)."""
+    colon, slash = url.find(":"), url.find("/")
+    local = not _URL.match(url) and (colon < 0 or 0 <= slash < colon)
+    if not local or url.startswith(("/", "~")):
+        return url
+    import os
+
+    return os.path.normpath(os.path.join(os.getcwd(), url))
+
+
 _PROGRESS = re.compile(r"^(?:remote: )?(?P<phase>[A-Z][A-Za-z ]+):\s+\d+% \((?P<done>\d+)/(?P<total>\d+)\)")
 
 
@@ -64,15 +85,26 @@ def transport(
 
     ``pass_fds``: descriptors git inherits (the vault's transfer lock, :mod:`.transferlock`)."""
     argv, env = transport_argv(git_dir, args, credentials=credentials, token=token, config=config)
+    # in the vault, as git run in a bare repository: a relative URL (one an older avfs stored)
+    # is read against the vault, never the caller's directory (a mount: see :func:`anchored`)
     if progress is None:
         try:
-            proc = run(argv, env=env, check=False, text=True, input=input, timeout=timeout, pass_fds=pass_fds)
+            proc = run(
+                argv,
+                env=env,
+                check=False,
+                text=True,
+                input=input,
+                timeout=timeout,
+                pass_fds=pass_fds,
+                cwd=git_dir,
+            )
         except subprocess.TimeoutExpired:
             raise RemoteError(
                 f"git {args[0]} timed out after {timeout:g} s", details={"timeout_s": timeout}
             ) from None
     else:
-        proc = _run_with_progress(argv, env, progress, pass_fds)
+        proc = _run_with_progress(argv, env, progress, pass_fds, git_dir)
     if check and proc.returncode != 0:
         text = redact(proc.stderr.strip() or proc.stdout.strip(), (*(credentials or ()), token or ""))
         cause = failure_cause(text)
@@ -121,7 +153,11 @@ def transport_argv(
 
 
 def _run_with_progress(
-    argv: list[str], env: dict[str, str], progress: ProgressFn, pass_fds: tuple[int, ...] = ()
+    argv: list[str],
+    env: dict[str, str],
+    progress: ProgressFn,
+    pass_fds: tuple[int, ...] = (),
+    cwd: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run git with ``argv``, handing its progress lines (split on CR and LF) to ``progress``
     as they come; the other stderr lines are kept for the error text."""
@@ -130,7 +166,9 @@ def _run_with_progress(
 
     kept: list[str] = []
     out: list[bytes] = []
-    with spawn(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds) as proc:
+    with spawn(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds, cwd=cwd
+    ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         stdout = proc.stdout
         reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)

@@ -391,8 +391,9 @@ class Home:
         a sentence in ``warnings``."""
         from ..errors import RemoteError
         from ..store.redact import redact, split_credentials
+        from ..store.transport import anchored
 
-        url = want_path(url, "url")  # a local repository may be a Path
+        url = anchored(want_path(url, "url"))  # a local repository may be a Path; stored absolute
         names.check_vault_name(name)
         if any(ord(c) < 32 for c in url) or _not_text(url):
             raise UsageError(f"{url!r} is no URL: it holds a control character or is not UTF-8 text")

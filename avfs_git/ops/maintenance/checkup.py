@@ -106,6 +106,7 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
                 repair=repair,
             )
     yield from check_oplog(vault, repair, now)
+    yield from _relative_remotes(vault)
     yield from mount_leftovers(vault, repair, now)
     for path, reason in stale_locks(vault, now=now):
         code = "orphan_fork_lock" if is_avfs_lock(path) else "stale_git_lock"
@@ -123,6 +124,27 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             fix=lambda: clear_keep_refs(vault),
             repair=repair,
         )
+
+
+def _relative_remotes(vault: Vault) -> Iterable[Finding]:
+    """A remote whose URL is a relative local path (stored by an avfs before the
+    twenty-first round, or by hand): avfs reads it against the vault now, but the person's
+    plain git in a mount reads it against the mount's top, where a confined command can
+    write a repository whose hooks a push there runs (docs/security.md). Not repairable:
+    the directory it was relative to is not known."""
+    from ...core.store.transport import anchored
+    from ...core.store.vaultconfig import remotes
+
+    for r in remotes(vault.store):
+        if r.url and anchored(r.url) != r.url:
+            yield finding(
+                vault,
+                "remotes",
+                "relative_remote_url",
+                f"remote {r.name}'s URL {r.url} is a relative path: git in a mount reads it there",
+                os.path.join(vault.path, "config"),
+                hint=f"avfs --vault {vault.name} remote set-url {r.name} /the/repository/s/absolute/path",
+            )
 
 
 # `error in commit 1234...: badTimezone: invalid author/committer line - bad time zone`:

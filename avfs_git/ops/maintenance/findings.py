@@ -11,7 +11,7 @@ from ...core.records import dataclass
 if TYPE_CHECKING:
     from ...core.vaults.vault import Vault
 
-CHECKS = ("fsck", "objects", "overlays", "oplog", "mounts", "state_dirs", "locks", "layers")
+CHECKS = ("fsck", "objects", "overlays", "oplog", "remotes", "mounts", "state_dirs", "locks", "layers")
 
 
 @dataclass(frozen=True, slots=True)
