@@ -264,7 +264,16 @@ class ObjectReader:
             if loose_error is not None:
                 raise loose_error
             return None
-        kind, data = self._read_at(*hit)
+        try:
+            return self._checked(oid, *hit)
+        except _READ_ERRORS:
+            got = self._other_copy(oid, hit[0])
+            if got is None:
+                raise
+            return got
+
+    def _checked(self, oid: str, pack: _Pack, off: int) -> tuple[str, bytes]:
+        kind, data = self._read_at(pack, off)
         # what the offset held is that object, as libgit2 checks (its strict hash verification):
         # an index that disagrees with its pack served another object's bytes under this id
         h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
@@ -272,6 +281,27 @@ class ObjectReader:
         if h.hexdigest() != oid:
             raise _bad(f"its contents do not match its id (object {h.hexdigest()} is at its offset)")
         return kind, data
+
+    def _other_copy(self, oid: str, bad: _Pack) -> tuple[str, bytes] | None:
+        """``oid`` read from a copy other than the one in ``bad``, which could not be read
+        (as git reads on past a damaged pack's copy: another pack's, or the same pack put
+        back under its name by the person, `git index-pack` or a copy from a backup): the
+        pack is opened again from its files (a long-lived mount kept the damaged map, and
+        only a new mount read the repaired pack); None when no copy reads."""
+        with self._scan_lock:
+            self._packs = {n: p for n, p in self._packs.items() if p is not bad}
+        self._cache = _BaseCache()  # (offsets of the old files: not the new ones')
+        self._scan()
+        key = bytes.fromhex(oid)
+        for pack in list(self._packs.values()):
+            off = pack.find(key) if pack is not None else None
+            if pack is None or off is None or not pack.there():
+                continue
+            try:
+                return self._checked(oid, pack, off)
+            except _READ_ERRORS:
+                continue
+        return None
 
     def _find(self, oid: str) -> tuple[_Pack, int] | None:
         key = bytes.fromhex(oid)
