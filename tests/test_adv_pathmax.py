@@ -216,3 +216,18 @@ def test_a_deep_git_dir_at_a_submodule_s_path_fails_no_run(home: Any, vault: Any
         if os.path.isdir(dotgit):
             deeptree.rmtree(dotgit, ignore_errors=True)
         mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_an_exec_that_commits_nothing_names_the_tree_past_path_max(scene: Scene) -> None:
+    """`--no-commit` (and any run whose changes are not committed: over the quota, in a
+    merge): the envelope's ``not_recorded`` was always empty (it came from the checkpoint the
+    run took), so a tree past ``PATH_MAX`` the command made was in no part of it, ``changes``
+    cannot read it, while `avfs status` named it (attack11's "empty once")."""
+    res = scene.attack(SCRIPT, commit=False)
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    doc = res.to_dict()
+    assert doc["commit"] is None and "ok.txt" in {c["path"] for c in doc["changes"]}, doc
+    if res.result.stdout.startswith("made"):  # the overlay
+        said = [n for n in doc["not_recorded"] if n["kind"] == "path_too_long"]
+        assert len(said) == 1 and said[0]["path"].startswith("deep/" + NAME + "/"), doc["not_recorded"]
+        _status_names_the_tree(scene, ["--home", scene.home.path, "--vault", "v:main"])

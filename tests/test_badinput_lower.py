@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from avfs_git.ops import mounts
 from avfs_git.ops.maintenance import doctor
 
 from .conftest import IN_CI
-from .test_badinput_corrupt import C2, DAMAGE, _oid
+from .test_badinput_corrupt import C2, DAMAGE, _oid, _one_pack
 from .test_badinput_corrupt import bad as bad
 from .test_fuse import require_fuse
-from .test_objects_bad import _state
+from .test_objects_bad import _put, _state
 
 CASES = [(d, b) for d in sorted(DAMAGE) for b in ("overlay", "fuse")]
 
@@ -64,8 +65,13 @@ def test_a_damaged_object_is_eio_through_a_mount_and_the_rest_reads(
                 assert _errno(lambda: os.listdir(mp / "sub")) == errno.EIO
             if root in oids.split():  # the pack cut short took the root tree with it
                 assert _errno(lambda: os.listdir(mp)) == errno.EIO  # not an empty tree
-                if backend == "fuse":  # (overlayfs looks every name up in the lower's root too)
+                if backend == "fuse":
                     assert (mp / "f.txt").read_bytes() == b"not saved\n"
+                else:  # overlayfs looks every name up in the lower's root too: EIO, kept so (an
+                    # empty root there would show git in the mount every base file deleted)
+                    assert _errno(lambda: (mp / "f.txt").read_bytes()) == errno.EIO
+                # the fork's own change is read by avfs either way (and kept: below)
+                assert v.workspace("main").read("f.txt") == b"not saved\n"
             else:
                 assert (mp / "f.txt").read_bytes() == b"not saved\n"  # the fork's own change
                 assert "a.txt" in os.listdir(mp) and (mp / "a.txt").read_bytes() == b"a\n"
@@ -74,11 +80,14 @@ def test_a_damaged_object_is_eio_through_a_mount_and_the_rest_reads(
             v.store.close()
             restore()
             v.store.close()
-            if damage in ("idx-disagrees", "truncated-pack"):  # a pack (and its index) is opened
-                mounts.unmount(home, v, "main", lazy=True)  # once per mount: one put back under
-                mounts.mount(home, v, "main", str(mp), backend=backend)  # its own name needs a new one
-            assert (mp / "sub" / "c.txt").read_bytes() == C2  # once the object is back (a loose one:
-            # the same mount)
+            # once the object is back the same mount reads it: a pack put back under its own
+            # name too (it needed a new mount: the daemon kept the damaged map). Not an index
+            # that gave the object another's offset: the size read there (the other object's)
+            # stays with the running mount, whose reads would stop short at it
+            if damage == "idx-disagrees":
+                mounts.unmount(home, v, "main", lazy=True)
+                mounts.mount(home, v, "main", str(mp), backend=backend)
+            assert (mp / "sub" / "c.txt").read_bytes() == C2
             assert (mp / "a.txt").read_bytes() == b"a\n"
         finally:
             mounts.unmount(home, v, "main", lazy=True)
@@ -89,3 +98,63 @@ def test_a_damaged_object_is_eio_through_a_mount_and_the_rest_reads(
     after = _state(v)
     assert after["refs"] == before["refs"] and after["ops"] == before["ops"]
     assert after["overlays"] == before["overlays"]
+
+
+def _flip(pack: Path, oid: str) -> None:
+    """Damage ``oid``'s copy in ``pack`` (8 bytes of its compressed data turned over), the
+    rest of the pack as it was."""
+    with pack.with_suffix(".idx").open("rb") as idx:
+        listed = subprocess.run(["git", "show-index"], stdin=idx, capture_output=True, text=True).stdout
+    offsets = {line.split()[1]: int(line.split()[0]) for line in listed.splitlines()}
+    data = bytearray(pack.read_bytes())
+    for i in range(offsets[oid] + 4, offsets[oid] + 12):
+        data[i] ^= 0x55
+    _put(pack, bytes(data))
+
+
+@pytest.mark.parametrize("damaged", ["older", "newer"])
+def test_a_damaged_pack_s_copy_is_read_from_another_pack_as_git_reads_it(
+    home: Home, bad: tuple[Vault, Path], tmp_path: Path, damaged: str
+) -> None:
+    """The same blob in two packs, one copy damaged: git reads the other (`cat-file`); so do
+    avfs's readers (its own pack reader gave up at the first pack that held it: libgit2 and
+    git both try the newest pack first, so the pure-FUSE mount's reads were `EIO`)."""
+    require_fuse()
+    v, _remote = bad
+    oid = _oid(v, "main:sub/c.txt")
+    old = _one_pack(v)
+    packs = Path(v.path, "objects", "pack")
+    subprocess.run(
+        ["git", "pack-objects", "-q", str(packs / "pack")],
+        input=oid + "\n",
+        text=True,
+        check=True,
+        cwd=v.path,
+        capture_output=True,
+    )
+    new = next(p for p in packs.glob("pack-*.pack") if p != old)
+    os.utime(old, (1, 1))  # the older by its time too (git and libgit2 try the newest first)
+    target = old if damaged == "older" else new
+    good = target.read_bytes()
+    _flip(target, oid)
+    v.store.close()
+    got = subprocess.run(["git", "--git-dir", v.path, "cat-file", "blob", oid], capture_output=True)
+    assert got.returncode == 0 and got.stdout == C2, got.stderr  # git reads on: the differential's side
+    before = _state(v)
+    assert v.workspace("main").read("sub/c.txt") == C2
+    backends = ["fuse"] + ([] if mounts.overlay_available() is not None else ["overlay"])
+    for backend in backends:
+        mp = tmp_path / f"mnt-{backend}"
+        mp.mkdir()
+        mounts.mount(home, v, "main", str(mp), backend=backend)
+        try:
+            assert (mp / "sub" / "c.txt").read_bytes() == C2, backend
+        finally:
+            mounts.unmount(home, v, "main", lazy=True)
+    v.store.close()
+    after = _state(v)
+    _put(target, good)
+    for key in ("refs", "ops", "overlays"):
+        assert after[key] == before[key], key
+    objects = [{k: h for k, h in st["files"].items() if k.startswith("objects/")} for st in (before, after)]  # type: ignore[union-attr]
+    assert objects[0] == objects[1]  # nothing written, nothing repaired behind the person's back

@@ -38,7 +38,7 @@ from ..core.operations import checkpoint
 from ..core.operations.merge import MergeResult, merge
 from ..core.records import dataclass
 from ..core.store import names
-from ..core.types import MODE_LINK, CommitId, NodeKind, to_json
+from ..core.types import MODE_LINK, CommitId, NodeKind, kind_of_mode, to_json
 from ..core.workspace.overlayentry import ignored_count
 from .hostwrite import (
     ApplyChange,
@@ -365,6 +365,17 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
 # -- export ----------------------------------------------------------------------------------
 
 
+def _is_text(path: str) -> bool:
+    """Whether ``path`` is UTF-8 text: a name git recorded with bytes that are not (an
+    imported history's) is no avfs path, so ``Workspace.read`` refuses it; the export reads
+    it by its node and writes it under those bytes, as git checks it out."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) -> ExportResult:
     """Write the fork's current state (base + uncheckpointed changes) into ``dest``.
 
@@ -389,20 +400,25 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
         # it would write through a symlink already there)
-        for de in ws.walk("", prune=ignored.covers):  # (not into a node_modules: realproj9)
-            if ignored.covers(de.path):
+        view = ws.view
+        for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path)):
+            if ignored.covers(n.path):  # (not into a node_modules: realproj9)
                 continue
-            full = os.path.join(dest, de.path)
-            if de.kind is NodeKind.DIR:
+            full = os.path.join(dest, n.path)
+            kind = kind_of_mode(n.mode)
+            if kind is NodeKind.DIR:
                 if os.path.lexists(full) and (os.path.islink(full) or not os.path.isdir(full)):
                     os.unlink(full)
                 os.makedirs(full, exist_ok=True)
                 dirs += 1
-            elif de.kind is NodeKind.SYMLINK:
-                replace_with_file(full, os.fsencode(ws.read_link(de.path)), MODE_LINK)
+            elif kind is NodeKind.SYMLINK:
+                replace_with_file(full, os.fsencode(view.link_target(n)), MODE_LINK)
                 links += 1
-            elif de.kind is NodeKind.FILE:
-                replace_with_file(full, ws.read(de.path), ws.stat(de.path).mode)
+            elif kind is NodeKind.FILE:
+                if _is_text(n.path):
+                    replace_with_file(full, ws.read(n.path), ws.stat(n.path).mode)
+                else:
+                    replace_with_file(full, view.read_node(n), n.mode)
                 files += 1
     except BaseException as exc:
         if not force:  # it was missing or empty, and is again: not half written (an unreadable object)

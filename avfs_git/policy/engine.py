@@ -128,7 +128,8 @@ class Policy:
         if rules.hides_everything():
             raise PolicyError(
                 f"the path rules of fork {fork} hide the whole tree: its users would see nothing",
-                hint="hide the paths that hold secrets, or make the tree read_only",
+                hint="hide only the paths that hold secrets; to keep agents from changing anything, make the"
+                ' tree read-only instead (`read_only = ["**"]` under [paths])',
                 details={"fork": fork, "rules": rules.to_dict()},
             )
         return rules

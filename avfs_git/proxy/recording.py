@@ -312,6 +312,11 @@ def record(
         cp = checkpoint.save(vault, fork, message=message, only=only if moved else None)
         not_recorded = _merged(_not_recorded(cp.not_recorded), gitlinks)
         commit = _commit_of(cp) if cp.created else None
+    elif changes:  # nothing committed (--no-commit, over the quota, in a merge): what a
+        # checkpoint would leave out, as `avfs status` names it (it came only from a checkpoint
+        # taken: a tree past PATH_MAX the command made, which `changes` cannot read, was in no
+        # part of the envelope)
+        not_recorded = _merged(_not_recorded(ws.not_recorded()), gitlinks)
     if not not_recorded:
         not_recorded = gitlinks
     return Recorded(

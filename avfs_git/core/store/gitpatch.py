@@ -4,13 +4,48 @@
 
 from __future__ import annotations
 
+# A name git recorded with bytes that are not UTF-8 arrives as lone surrogates (U+DC80 to
+# U+DCFF), which pygit2 cannot pass to libgit2. Each such byte B goes in as the private-use
+# character U+F700 + B, which libgit2 quotes as its three UTF-8 bytes; in the patch's header
+# (the lines before its first hunk: the content is never touched) those escapes are put
+# back as the byte's own, as git quotes it (``"a/caf\351.txt"``).
+_STANDIN = 0xF700
+
+
+def _standins(path: str) -> str:
+    return "".join(chr(_STANDIN + ord(ch) - 0xDC00) if 0xDC80 <= ord(ch) <= 0xDCFF else ch for ch in path)
+
+
+def _bytes_back(text: str) -> str:
+    cut = text.find("\n@@")
+    head, hunks = (text, "") if cut < 0 else (text[:cut], text[cut:])
+    for b in range(0x80, 0x100):
+        quoted = "".join(f"\\{x:03o}" for x in chr(_STANDIN + b).encode("utf-8"))
+        if quoted in head:
+            head = head.replace(quoted, f"\\{b:03o}")
+    return head + hunks
+
+
+def _not_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
 
 def blob_patch(old: bytes | None, new: bytes | None, old_path: str, new_path: str, context: int = 3) -> str:
     """The unified diff (git's format, libgit2's) of two blobs' contents (None: absent),
-    labelled with the two paths; binary contents are named, not shown. Empty when equal."""
+    labelled with the two paths; binary contents are named, not shown. Empty when equal.
+    A path holding bytes that are not UTF-8 (surrogate escapes) is labelled C-quoted with
+    those bytes, as git labels it."""
     import pygit2
 
-    return pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context).text or ""
+    if not (_not_utf8(old_path) or _not_utf8(new_path)):
+        return pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context).text or ""
+    a, b = _standins(old_path), _standins(new_path)
+    text = pygit2.Patch.create_from(old, new, a, b, context_lines=context).text or ""
+    return _bytes_back(text)
 
 
 def blob_line_stats(

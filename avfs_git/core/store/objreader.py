@@ -29,7 +29,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .objects import (
     _OFS_DELTA,
@@ -51,6 +51,7 @@ from .objects import (
 if TYPE_CHECKING:
     from .packset import PackSet
 
+_T = TypeVar("_T")
 LOOK_S = 0.5  # (:data:`.packset.LOOK_S`: a reader takes the store's listing after reading this long)
 _NAMES = {b"commit", b"tree", b"blob", b"tag"}
 
@@ -264,7 +265,16 @@ class ObjectReader:
             if loose_error is not None:
                 raise loose_error
             return None
-        kind, data = self._read_at(*hit)
+        try:
+            return self._checked(oid, *hit)
+        except _READ_ERRORS:
+            got = self._other_copy(oid, hit[0], lambda pack, off: self._checked(oid, pack, off))
+            if got is None:
+                raise
+            return got
+
+    def _checked(self, oid: str, pack: _Pack, off: int) -> tuple[str, bytes]:
+        kind, data = self._read_at(pack, off)
         # what the offset held is that object, as libgit2 checks (its strict hash verification):
         # an index that disagrees with its pack served another object's bytes under this id
         h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
@@ -272,6 +282,28 @@ class ObjectReader:
         if h.hexdigest() != oid:
             raise _bad(f"its contents do not match its id (object {h.hexdigest()} is at its offset)")
         return kind, data
+
+    def _other_copy(self, oid: str, bad: _Pack, read: Callable[[_Pack, int], _T]) -> _T | None:
+        """``oid`` read from a copy other than the one in ``bad``, which could not be read
+        (as git reads on past a damaged pack's copy: another pack's, or the same pack put
+        back under its name by the person, `git index-pack` or a copy from a backup): the
+        pack is opened again from its files (a long-lived mount kept the damaged map, and
+        only a new mount read the repaired pack); None when no copy reads. ``read``: what is
+        read of a copy (the object checked against its id, or its header)."""
+        with self._scan_lock:
+            self._packs = {n: p for n, p in self._packs.items() if p is not bad}
+        self._cache = _BaseCache()  # (offsets of the old files: not the new ones')
+        self._scan()
+        key = bytes.fromhex(oid)
+        for pack in list(self._packs.values()):
+            off = pack.find(key) if pack is not None else None
+            if pack is None or off is None or not pack.there():
+                continue
+            try:
+                return read(pack, off)
+            except _READ_ERRORS:
+                continue
+        return None
 
     def _find(self, oid: str) -> tuple[_Pack, int] | None:
         key = bytes.fromhex(oid)
@@ -378,7 +410,15 @@ class ObjectReader:
         loose, packed = self._locate(oid)
         if loose is not None:
             return loose[0], loose[1]
-        return None if packed is None else self._header_at(*packed)
+        if packed is None:
+            return None
+        try:
+            return self._header_at(*packed)
+        except _READ_ERRORS:  # (a mount's sizes: read from another copy too, as :meth:`_read`)
+            got = self._other_copy(oid, packed[0], self._header_at)
+            if got is None:
+                raise
+            return got
 
     def _header_at(self, pack: _Pack, off: int) -> tuple[str, int]:
         buf = pack.pack

@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ..errors import InternalError, InvalidNameError, PathNotFoundError, UsageError
+from ..errors import InternalError, InvalidNameError, InvalidPathError, PathNotFoundError, UsageError
 from ..store import names, refs
 from ..store.gitrun import git_config_env, git_env, run
 from ..store.gitstore import GitStore
@@ -381,8 +381,28 @@ def _import_checkout(
     for rec in out.split("\0"):
         if len(rec) > 3:
             items.append((rec[:2], rec[3:]))
+    _refuse_names_not_text(items)
     set_default_fork(git_dir, target)
     return (target, items) if items else None
+
+
+def _refuse_names_not_text(items: list[tuple[str, str]]) -> None:
+    """Refuse the import (before the vault is in place: nothing is made) when an
+    uncommitted change of the checkout names a file whose name is not UTF-8 text (git's
+    history may hold one, and the vault takes it as it is; a fork's workspace cannot: the
+    import failed after the vault was made, half imported, when it met one)."""
+    for _xy, rel in items:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+            raise InvalidPathError(
+                f"{shown}: the checkout's uncommitted file has a name that is not UTF-8 text,"
+                " which a fork's files cannot hold; nothing was imported",
+                hint="rename it, commit it with git (a commit may hold such a name), or list it"
+                " in .gitignore, then import again",
+                details={"path": rel},
+            ) from None
 
 
 def _filtered(git_dir: str, commit: str | None) -> bool:

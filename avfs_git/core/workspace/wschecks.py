@@ -118,7 +118,7 @@ class WriteChecks:
             raise ExpectMismatchError(
                 f"{p} is not what the write expected: it holds {now or 'nothing'}, not {want or 'nothing'};"
                 " nothing was written",
-                hint="read it again (its blob id is details.current) and retry with that --expect",
+                hint="read the file again, then retry with --expect set to the blob id it holds now (named above)",
                 details={"path": p, "expected": want, "current": now},
             )
 
