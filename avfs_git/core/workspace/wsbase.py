@@ -254,6 +254,7 @@ def _follow_ref(ws: Based) -> None:
     ov = ws.overlay
     if _follow_ref_live(ws):
         return
+    moved = False
     with ov.txn() as db:
         base = ov.get_meta("base")
         tip = ws.tip()
@@ -277,6 +278,11 @@ def _follow_ref(ws: Based) -> None:
             ov.set_meta("base", tip)
             _keep_parents(ws, db, [e.path for e in ov.all()])
             new_view(ov)
+            moved = True
+    if moved:
+        # as a restore does (set_base): a pure-FUSE mount of the fork shows the new view,
+        # its git index the new base, before the call returns (mount/live.py sync_mounted)
+        ws.base_moved(view_changed=True)
 
 
 def _follow_ref_live(ws: Based) -> bool:
