@@ -16,6 +16,7 @@ starts)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -58,8 +59,9 @@ class Mounted:
     backend: str
     count: int = 0  # a number for each change made, so that names never repeat
 
-    def avfs(self, *args: str, cwd: Path | None = None) -> str:
-        """`avfs ARGS` as a person's other shell runs it (``cwd``: outside the mount)."""
+    def avfs(self, *args: str, cwd: Path | None = None, code: int = 0) -> str:
+        """`avfs ARGS` as a person's other shell runs it (``cwd``: outside the mount), its
+        exit ``code`` checked."""
         done = subprocess.run(
             [sys.executable, "-m", "avfs_git", *args],
             cwd=cwd or self.top,
@@ -68,7 +70,7 @@ class Mounted:
             text=True,
             timeout=120,
         )
-        assert done.returncode == 0, f"avfs {' '.join(args)}: {done.stdout}{done.stderr}"
+        assert done.returncode == code, f"avfs {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
@@ -311,3 +313,35 @@ def test_merge_from_the_cli(mounted: Mounted) -> None:
         m.avfs("--vault", "v:f", "merge", "g", "-m", "g into f")
         m.assert_shows(want)
         assert len(m.git("rev-list", "--parents", "-n1", m.tip()).split()) == (3 if i else 2)
+
+
+def test_a_merge_resolved_to_ours_stays_open_until_continue(mounted: Mounted) -> None:
+    """A merge from the CLI with its conflicts written into the mounted fork, every conflict
+    resolved in the mount to exactly the fork's own version (the mount then shows nothing
+    against its base): the merge stays open, as git's does, and `avfs merge --continue`
+    makes the two-parent merge commit, its tree the fork's own (realproj10 found the
+    overlay backend ending such a merge by itself, with no merge commit, where pure FUSE
+    and the API kept it open)."""
+    m = mounted
+    wt = _outside(m, "wt-ours")
+    m.git("worktree", "add", "-q", "--detach", str(wt), m.tip(), cwd=m.mp)
+    (wt / "a.txt").write_text("a, g's\n")  # (only the conflict: the merge brings nothing else)
+    m.git("commit", "-q", "-am", "g's a.txt", cwd=wt)
+    theirs = m.git("rev-parse", "HEAD", cwd=wt)
+    m.git("update-ref", "refs/heads/g", theirs)
+    m.git("worktree", "remove", "--force", str(wt))
+    (m.mp / "a.txt").write_text("a, the fork's own\n")
+    m.avfs("--vault", "v:f", "checkpoint", "save")
+    ours = m.tip()
+    out = m.avfs("--vault", "v:f", "--json", "merge", "g", "--write-conflicts", code=3)
+    assert json.loads(out)["results"][0]["status"] == "conflicts_written"
+    assert "<<<<<<<" in (m.mp / "a.txt").read_text()
+    (m.mp / "a.txt").write_text("a, the fork's own\n")
+    status = json.loads(m.avfs("--vault", "v:f", "--json", "status"))
+    assert status["merge"] is not None and status["merge"]["unresolved"] == [], status
+    want = m.expect(ours)
+    done = json.loads(m.avfs("--vault", "v:f", "--json", "merge", "--continue"))
+    assert done["results"][0]["status"] == "merged"
+    assert m.git("rev-list", "--parents", "-n1", m.tip()).split() == [m.tip(), ours, theirs]
+    m.assert_shows(want)
+    assert json.loads(m.avfs("--vault", "v:f", "--json", "status"))["merge"] is None
