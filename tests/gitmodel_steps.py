@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -352,22 +351,12 @@ class EleventhRoundSteps:
     @rule()
     def worktree_moves_fork(self) -> None:
         """A linked worktree outside the mount at the fork's commit (`git worktree add
-            --detach`), a commit there, and `git update-ref refs/heads/f HEAD OLD` from it: the
-            fork's branch moved by another hand, where nothing is uncheckpointed (else not a
-            step: the mount keeps its view until a checkpoint rebases it, docs/fuse.md "One
-            state, two writers"). The mount follows it (an avfs command takes it: `avfs
-            status`), as `git reset --hard` does on the plain side; on pure FUSE not at once (see
-        below)."""
+        --detach`), a commit there, and `git update-ref refs/heads/f HEAD OLD` from it: the
+        fork's branch moved by another hand, where nothing is uncheckpointed (else not a
+        step: the mount keeps its view until a checkpoint rebases it, docs/fuse.md "One
+        state, two writers"). The mount follows it (an avfs command takes it: `avfs
+        status`), as `git reset --hard` does on the plain side, before the command returns."""
         if self.p.changes("refs/heads/f"):
-            return
-        if self.backend == "fuse":
-            # Not on pure FUSE until its bug is fixed (found in the twentieth round's
-            # fresh-clone run, after gitmodel11 made this step: with the wait below the
-            # root's listing still lacked the linked worktree's new file, every other file
-            # the same, while an open by name below read it: the kernel's cached listing of
-            # the old view; one every-command run in two to four): a known bug
-            # named in docs/fuse.md "One state, two writers", not a difference to hide,
-            # so the step is out of that backend's runs, not loosened
             return
         self._tick()
         self.forks += 1
@@ -388,23 +377,7 @@ class EleventhRoundSteps:
         self.p.git("reset", "-q", "--hard")
         from .test_git_model import _avfs  # (the model's module imports this one)
 
+        # the status takes the move; on pure FUSE it returns once the daemon has had the
+        # kernel forget the old view (wsbase._follow_ref waits, as a restore does)
         _avfs(self.avfs_home, "status", cwd=self.mp)
-        if self.backend == "fuse":
-            # Found in gitmodel11, not fixed (docs/fuse.md "One state, two writers"): on
-            # pure FUSE the status takes the move without waiting for the daemon to have
-            # the kernel forget the old view (a restore waits: mount/live.py sync_mounted),
-            # so for a moment the mount may still list the old root. Waited for here,
-            # bounded: a mount that never shows the move still fails the check.
-            want = self.p.root + "/WORKTREE.txt"
-            with open(want, "rb") as fh:
-                data = fh.read()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    with open(self.mp + "/WORKTREE.txt", "rb") as fh:
-                        if fh.read() == data:
-                            break
-                except OSError:
-                    pass
-                time.sleep(0.05)
         self.last_checkpoint = False

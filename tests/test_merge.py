@@ -200,6 +200,44 @@ def test_written_conflicts_continue_and_abort(forks):
     assert merge.merge_state(main) is None
 
 
+def test_a_merge_resolved_to_ours_stays_open_until_continue_undo_or_restore(forks):
+    """Every conflict resolved to the target's own version (the workspace then shows
+    nothing against its base; rewritten through the API, as an agent does): the merge
+    stays open, as git's does, until `--continue` makes the two-parent commit (its tree
+    the target's own), an undo of the merge or a restore. The same on both mount backends:
+    tests/test_mount_moved_elsewhere.py."""
+    v = forks
+    wa, wb = v.workspace("a"), v.workspace("b")
+    wa.write("shared.txt", b"one\nTWO from a\nthree\n")
+    wb.write("shared.txt", b"one\ntwo from b\nthree\n")
+    checkpoint.save(v, "a")
+    checkpoint.save(v, "b")
+    assert merge.merge(v, "a", "main").status == "fast_forward"
+    main = v.workspace("main")
+    ours = main.tip()
+
+    def open_and_resolved() -> None:
+        assert merge.merge(v, "b", "main", write_conflicts=True).status == "conflicts_written"
+        main.write("shared.txt", b"one\nTWO from a\nthree\n")
+        assert main.status() == [] and merge.merge_state(main) is not None
+
+    open_and_resolved()
+    checkpoint.undo(v)
+    assert merge.merge_state(main) is None and main.tip() == ours
+    open_and_resolved()
+    checkpoint.restore(v, "main", ours)
+    assert merge.merge_state(main) is None and main.tip() == ours
+    open_and_resolved()
+    done = merge.merge_continue(v, "main")
+    assert done.status == "merged" and main.tip() == done.commit
+    assert git("--git-dir", v.path, "log", "-1", "--format=%P %T", "main").split() == [
+        ours,
+        done.theirs,
+        git("--git-dir", v.path, "rev-parse", f"{ours}^{{tree}}").strip(),
+    ]
+    assert merge.merge_state(main) is None
+
+
 def test_merges_are_undoable(forks):
     v = forks
     wa = v.workspace("a")

@@ -18,6 +18,9 @@ BlobId = NewType("BlobId", str)
 MODE_TREE = 0o040000
 # a workspace's open merge (conflicts written), in its state dir: see mergestate.merge_state
 MERGE_STATE_FILE = "merge.json"
+# the overlay's count of views set wholesale (wsbase.set_base without keep_view: a restore,
+# an undo, a merge's conflicts written, an abort): an open merge ends at the next one
+VIEW_RESETS = "view_resets"
 MODE_BLOB = 0o100644
 MODE_EXEC = 0o100755
 MODE_LINK = 0o120000

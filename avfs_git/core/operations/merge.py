@@ -44,7 +44,7 @@ from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.mergetrees import MergedIndex, merge_trees
 from ..store.treediff import diff_trees
 from ..store.trivialmerge import _trivial_merge
-from ..types import Change, CommitId
+from ..types import VIEW_RESETS, Change, CommitId
 
 # an open merge's state and the questions about it live in .mergestate (the workspace, the
 # worktree and the vault ask them without importing this module); merge_state, open_merge
@@ -266,6 +266,7 @@ def _write_conflicts(
             "started": time.time(),
             "view_tree": view_tree,
             "stages": stages,
+            VIEW_RESETS: ws.overlay.get_meta(VIEW_RESETS),  # (the merge's own, just set)
         },
     )
     op = vault.oplog.record(

@@ -20,9 +20,13 @@ import os
 from typing import Any, Protocol
 
 from ..errors import AvfsError, MergeInProgressError, from_oserror
-from ..types import MERGE_STATE_FILE, Stat
+from ..types import MERGE_STATE_FILE, VIEW_RESETS, Stat
 
 STATE_FILE = MERGE_STATE_FILE
+
+
+class _Meta(Protocol):
+    def get_meta(self, key: str) -> str | None: ...
 
 
 class HasState(Protocol):
@@ -30,6 +34,8 @@ class HasState(Protocol):
 
     state_dir: str
 
+    @property
+    def overlay(self) -> _Meta: ...
     @property
     def base(self) -> str: ...
     def is_dirty(self) -> bool: ...
@@ -63,20 +69,29 @@ def state_path(ws: HasState) -> str:
 
 
 def peek_state(ws: HasState) -> dict[str, Any] | None:
-    """:func:`merge_state` without dropping a state left behind (no writes)."""
+    """:func:`merge_state` without dropping a state left behind (no writes). A merge is
+    left behind once the fork's base is no longer its ``ours`` or the workspace's view was
+    set wholesale since it was written (:data:`.types.VIEW_RESETS`: an undo of it, a
+    restore), whatever the workspace shows: a merge whose conflicts were all resolved to
+    the fork's own version (nothing against the base) stays open for ``--continue``, which
+    makes the two-parent commit, as git's does. (A state written before the count was
+    recorded ends when the workspace is clean, as it did: an overlay mount's clean
+    compares content, so such a merge ended by itself there and stayed open elsewhere.)"""
     try:
         with open(state_path(ws), encoding="utf-8") as fh:
             data = dict(json.load(fh))
     except FileNotFoundError:
         return None
-    if ws.base != data.get("ours") or not ws.is_dirty():
+    if ws.base != data.get("ours"):
         return None
-    return data
+    if VIEW_RESETS in data:
+        return data if ws.overlay.get_meta(VIEW_RESETS) == data[VIEW_RESETS] else None
+    return data if ws.is_dirty() else None
 
 
 def merge_state(ws: Merging) -> dict[str, Any] | None:
     """The merge in progress in this workspace (conflicts written), or None. A state left
-    behind by an undone merge (the workspace is back at its base, clean) is dropped, and so
+    behind (:func:`peek_state`: an undone merge, a restore) is dropped, and so
     is one git in the fork's mount gave up (``git merge --abort`` or ``--quit``, ``git
     reset``: the ``MERGE_HEAD`` avfs wrote there is gone), whatever the workspace still
     shows: git keeps a change it did not merge, and so does the fork (realproj10)."""
@@ -156,6 +171,8 @@ def inherit_state(src: Merging, ws_dir: str) -> None:
     st = merge_state(src)
     if st is None:
         return
+    if VIEW_RESETS in st:
+        st[VIEW_RESETS] = None  # the new workspace's count: none set yet
     path = os.path.join(ws_dir, STATE_FILE)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:

@@ -17,7 +17,7 @@ from ..errors import CorruptStateError, InternalError
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
-from ..types import MODE_COMMIT, MODE_TREE, Change
+from ..types import MODE_COMMIT, MODE_TREE, VIEW_RESETS, Change
 from . import wsretire
 from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry, split_at
@@ -254,6 +254,7 @@ def _follow_ref(ws: Based) -> None:
     ov = ws.overlay
     if _follow_ref_live(ws):
         return
+    moved = False
     with ov.txn() as db:
         base = ov.get_meta("base")
         tip = ws.tip()
@@ -277,6 +278,11 @@ def _follow_ref(ws: Based) -> None:
             ov.set_meta("base", tip)
             _keep_parents(ws, db, [e.path for e in ov.all()])
             new_view(ov)
+            moved = True
+    if moved:
+        # as a restore does (set_base): a pure-FUSE mount of the fork shows the new view,
+        # its git index the new base, before the call returns (mount/live.py sync_mounted)
+        ws.base_moved(view_changed=True)
 
 
 def _follow_ref_live(ws: Based) -> bool:
@@ -398,6 +404,13 @@ def new_view(ov: Overlay) -> None:
     ov.set_meta("view_moves", str(int(ov.get_meta("view_moves") or 0) + 1))
 
 
+def view_reset(ov: Overlay) -> None:
+    """One more view set wholesale (:data:`.types.VIEW_RESETS`), on either backend (an
+    overlay mount's is written through the mount, with no new view time): what ends an
+    open merge (mergestate.peek_state), whatever the workspace then shows."""
+    ov.set_meta(VIEW_RESETS, str(int(ov.get_meta(VIEW_RESETS) or 0) + 1))
+
+
 def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
     """Point the workspace at a new base (call with the fork lock held).
 
@@ -418,6 +431,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                 vanishing, _ = wsretire.vanishing_dirs(ws, base)
                 ws.overlay.set_meta("base", base)
                 wsretire.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
+                view_reset(ws.overlay)
             ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     kept: list[Entry] = []
@@ -464,6 +478,7 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             if view_tree is not None and view_tree != ws.store.commit_tree(base):
                 ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
             new_view(ws.overlay)
+            view_reset(ws.overlay)
             now = time.time_ns()
             ws.overlay.keep_times(db, [(p, oid, now, now) for p, oid in rewritten])
         ws.overlay.set_meta("base", base)
