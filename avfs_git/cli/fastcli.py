@@ -5,7 +5,8 @@ first call) spent ~20 ms of its CPU importing click and the command modules' opt
 declarations before `status`, `cat` or `write` did anything (docs/benchmarks.md, "The cold
 CLI's imports", twentieth round). :func:`fast` takes the arguments of the commands in
 :data:`COMMANDS`, when they have exactly the shapes below, and runs the command's body (the
-function its click command calls: :mod:`.histcmds`, :mod:`.filecmds`, :mod:`.forkcmds`), so
+function its click command calls: :mod:`.histcmds`, :mod:`.filecmds`, :mod:`.forkcmds`,
+:mod:`.mountcmds`), so
 the answer is the click command's own. Anything else it declines (returns None), and the
 click CLI answers as ever: help, every error of the arguments (a missing argument, an option
 the command does not have, a value click would convert or refuse), ``--``, ``-h``.
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 # A parameter: (dest, its names, kind, default, the names that turn a flag off).
 # kind: "flag"; "str", "int" (an option's value); "strs" (a repeatable option: a tuple);
-# "path" (a value click converts and checks: given, the call is declined);
+# "click" (a value click converts or checks, a path or a choice: given, the call is declined);
 # "arg" (a required argument), "arg?" (an optional one), "args" (nargs=-1: a tuple),
 # "args+" (nargs=-1, required).
 Param = tuple[str, tuple[str, ...], str, object, tuple[str, ...]]
@@ -82,7 +83,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         (
             ("path", ("path",), "arg", None, ()),
             ("content", ("content",), "arg?", None, ()),
-            ("src_file", ("--file",), "path", None, ()),
+            ("src_file", ("--file",), "click", None, ()),
             ("from_stdin", ("--stdin",), "flag", False, ()),
             ("mode", ("--mode",), "str", None, ()),
             ("no_parents", ("--no-parents",), "flag", False, ()),
@@ -96,6 +97,22 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
             ("message", ("-m", "--message"), "str", None, ()),
             ("rebase", ("--rebase",), "flag", True, ("--no-rebase",)),
             ("expect_head", ("--expect-head",), "str", None, ()),
+        ),
+    ),
+    ("mount",): (
+        "mountcmds:mount",
+        (
+            ("args", ("args",), "args", (), ()),
+            ("list_", ("--list",), "flag", False, ()),
+            ("foreground", ("--foreground",), "flag", False, ()),
+            ("backend", ("--backend",), "click", "auto", ()),
+        ),
+    ),
+    ("unmount",): (
+        "mountcmds:unmount",
+        (
+            ("target", ("target",), "arg?", None, ()),
+            ("lazy", ("--lazy",), "flag", False, ()),
         ),
     ),
     ("vault", "fork"): (
@@ -191,7 +208,7 @@ def _params(table: tuple[Param, ...], rest: list[str], counts: bool) -> dict[str
             j += 1
         else:
             return None
-        if kind == "path" or not _word(value) or (kind == "int" and not _digits(value)):
+        if kind == "click" or not _word(value) or (kind == "int" and not _digits(value)):
             return None
         if kind == "strs":
             values[dest] = (*values[dest], value)
