@@ -42,6 +42,7 @@ COMMANDS: dict[str, list[str]] = {
     "save": ["--vault", "p:f1", "checkpoint", "save", "-m", "person {i}"],
     "create_json": ["--json", "vault", "create", "v{i}"],
     "merge_json": ["--json", "--vault", "p:main", "merge", "c{i}"],
+    "unmount": ["unmount", "p:f1"],  # (not mounted: the answer all the same)
 }
 
 
