@@ -59,11 +59,8 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
         238,
         LIBGIT2 + RICH + CLICK,
     ),
-    "save": (["--vault", "p:f1", "checkpoint", "save", "-m", "m2"], 238, LIBGIT2 + RICH + CLICK),
     "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 234, LIBGIT2 + RICH + CLICK),
-    "fork": (["vault", "fork", "p:f1", "f3"], 234, LIBGIT2 + RICH + CLICK),
     "unmount": (["unmount", "p:f1"], 192, LIBGIT2 + RICH + CLICK),  # (not mounted: its answer all the same)
-    "mount_list_json": (["--json", "mount", "--list"], 192, LIBGIT2 + RICH + CLICK),
     "create_json": (["--json", "vault", "create", "q"], 252, LIBGIT2 + RICH),
     "create": (["vault", "create", "r"], 252, LIBGIT2 + RICH),  # piped: its markup without rich
 }
