@@ -28,6 +28,9 @@ COMMANDS: dict[str, list[str]] = {
     "help": ["--help"],
     "status": ["--vault", "p:f1", "status"],
     "status_json": ["--json", "--vault", "p:f1", "status"],
+    # a fork whose upper layer outlived its overlay mount (a file left in it, made untimed)
+    "status_upper_json": ["--json", "--vault", "p:u", "status"],
+    "diff_stat": ["--vault", "p:f1", "diff", "--stat"],
     "log": ["--vault", "p:f1", "log", "-n", "3"],
     "log_json": ["--json", "--vault", "p:f1", "log", "-n", "3"],
     "cat": ["--vault", "p:f1", "cat", "d0/f0.txt"],
@@ -39,7 +42,16 @@ COMMANDS: dict[str, list[str]] = {
     "save": ["--vault", "p:f1", "checkpoint", "save", "-m", "person {i}"],
     "create_json": ["--json", "vault", "create", "v{i}"],
     "merge_json": ["--json", "--vault", "p:main", "merge", "c{i}"],
+    "unmount": ["unmount", "p:f1"],  # (not mounted: the answer all the same)
 }
+
+
+# a file in fork u's upper layer, as an overlay mount leaves it
+UPPER = (
+    "import os; from avfs_git.mount.side import open_home; "
+    "u = open_home(os.environ['AVFS_HOME']).vault('p').workspace('u').overlay.upper_dir; "
+    "os.makedirs(u, exist_ok=True); open(os.path.join(u, 'up.txt'), 'w').write('up')"
+)
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -94,6 +106,8 @@ def main() -> None:
             subprocess.run(
                 [avfs, "--vault", "p:f1", "write", "n.txt", "x"], env=env, check=True, capture_output=True
             )
+            subprocess.run([avfs, "vault", "fork", "p:main", "u"], env=env, check=True, capture_output=True)
+            subprocess.run([str(Path(tree, ".venv", "bin", "python")), "-c", UPPER], env=env, check=True)
         for i in range(args.rounds + 1):  # round 0 warms the caches, untimed
             loads.append(load())
             for c in names:

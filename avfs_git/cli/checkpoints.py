@@ -6,6 +6,7 @@ import click
 
 from ..core.operations import checkpoint as cp
 from .app import App, pass_app
+from .forkcmds import save
 
 
 @click.group()
@@ -35,33 +36,7 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool, expe
     elsewhere), the changes are rebased onto it when that is conflict-free; conflicts stop
     it (exit 3) with the paths, and nothing is lost.
     """
-    vault, fork = app.target()
-    res = cp.save(vault, fork, name, message, rebase=rebase, expect_head=expect_head)
-    c = res.checkpoint
-
-    def human() -> None:
-        if res.created:
-            if c.name:
-                app.output.say("checkpoint {} ({}) on {}:{}", c.commit[:12], c.name, vault.name, fork)
-            else:
-                app.output.say("checkpoint {} on {}:{}", c.commit[:12], vault.name, fork)
-        elif c.name:
-            app.output.say("nothing changed since the last checkpoint; named it {}", c.name)
-        else:
-            app.output.say("nothing changed since the last checkpoint")
-        if res.ignored:
-            app.output.say("{} ignored path(s) left out (`avfs status --ignored` lists them)", res.ignored)
-
-    for nr in res.not_recorded:
-        app.output.warn("not recorded: {} ({}); it stays in the workspace", nr.path, nr.reason)
-    doc = {
-        "checkpoint": c,
-        "created": res.created,
-        "op_id": res.op_id,
-        "not_recorded": res.not_recorded,
-        "ignored": res.ignored,
-    }
-    app.output.result("checkpoint", doc, human)
+    save(app, name, message, rebase, expect_head)
 
 
 @checkpoint.command("list")

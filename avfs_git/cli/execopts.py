@@ -348,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     if code is not None:
         return code
     with_site()
+    from .fastcli import fast as without_click
+
+    code = without_click(args)
+    if code is not None:
+        return code
     from .main import main as click_main
 
     return click_main(args)

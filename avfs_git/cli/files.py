@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import sys
-
 import click
 
 from ..core.errors import AlreadyExistsError, PathNotFoundError, UsageError
 from ..core.store import names
 from ..core.types import DirEntry, NodeKind
 from .app import App, pass_app
+from .filecmds import cat, write, ws_ref
 from .output import human_size
-
-
-def _ws_ref(app: App) -> dict[str, str]:
-    v, fork = app.target()
-    return {"vault": v.name, "fork": fork}
 
 
 @click.command("ls")
@@ -36,7 +29,7 @@ def ls_cmd(app: App, path: str, long: bool) -> None:
         if (visible := ws.visible_filter()) is not None:
             entries = [e for e in entries if visible(e.path, e.kind)]
     shown = st.path if st.kind is NodeKind.DIR else names.norm_path(path)
-    data = {**_ws_ref(app), "path": shown, "entries": entries}
+    data = {**ws_ref(app), "path": shown, "entries": entries}
 
     def human() -> None:
         o = app.output
@@ -55,52 +48,12 @@ def ls_cmd(app: App, path: str, long: bool) -> None:
     app.output.result("dir_listing", data, human)
 
 
-def file_entry(path: str, data: bytes) -> dict[str, object]:
-    """One file of a ``file_content`` document: utf-8 text, or base64 for other bytes."""
-    try:
-        return {
-            "path": names.norm_path(path),
-            "encoding": "utf-8",
-            "content": data.decode("utf-8"),
-            "size": len(data),
-        }
-    except UnicodeDecodeError:
-        encoded = base64.b64encode(data).decode()
-        return {"path": names.norm_path(path), "encoding": "base64", "content": encoded, "size": len(data)}
-
-
 @click.command("cat")
 @click.argument("paths", nargs=-1, required=True)
 @pass_app
 def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
     """Print files (bytes as they are; JSON: utf-8 text or base64)."""
-    ws = app.workspace()
-    for p in paths:
-        ws.check_shown(p, "cat")
-    contents = [(p, ws.read(p)) for p in paths]
-    if app.json:
-        files = [{**file_entry(p, data), "blob": ws.blob_of(p)} for p, data in contents]
-        app.output.document("file_content", {**_ws_ref(app), "files": files})
-        return
-    for _, data in contents:
-        sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
-
-
-def _mode_opt(mode: str | None) -> int | None:
-    if mode is None:
-        return None
-    table = {
-        "644": 0o100644,
-        "755": 0o100755,
-        "100644": 0o100644,
-        "100755": 0o100755,
-        "+x": 0o100755,
-        "-x": 0o100644,
-    }
-    if mode not in table:
-        raise UsageError(f"invalid --mode {mode!r}: use 644 or 755")
-    return table[mode]
+    cat(app, paths)
 
 
 @click.command("write")
@@ -138,32 +91,11 @@ def write_cmd(
     expect: str | None,
 ) -> None:
     """Write a file: from CONTENT, --file F, or --stdin (binary safe)."""
-    sources = sum(
-        x
-        for x in (content is not None and content != "-", src_file is not None, from_stdin or content == "-")
-    )
-    if sources != 1:
-        raise UsageError("give exactly one of CONTENT, --file F or --stdin")
-    ws = app.workspace()
-    fmode = _mode_opt(mode)
-    if src_file is not None:
-        with open(src_file, "rb") as fh:
-            st, blob = ws.write_blob(path, fh, mode=fmode, parents=not no_parents, expect=expect)
-    elif from_stdin or content == "-":
-        st, blob = ws.write_blob(path, sys.stdin.buffer, mode=fmode, parents=not no_parents, expect=expect)
-    else:
-        assert content is not None
-        data = content.encode("utf-8", "surrogateescape")
-        st, blob = ws.write_blob(path, data, mode=fmode, parents=not no_parents, expect=expect)
-    app.output.result(
-        "file_write",
-        {**_ws_ref(app), "stat": st, "blob": blob},
-        lambda: app.output.info("wrote {} ({} bytes)", st.path, st.size),
-    )
+    write(app, path, content, src_file, from_stdin, mode, no_parents, expect)
 
 
 def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
-    data = {**_ws_ref(app), "op": op, "paths": paths, **(extra or {})}
+    data = {**ws_ref(app), "op": op, "paths": paths, **(extra or {})}
     # a move or copy names its two paths with an arrow: `rename: a b c` did not say which of
     # `a b` and `c` (or `a` and `b c`) was moved where
     if op in TWO_PATHS and len(paths) == 2:
@@ -337,7 +269,7 @@ def stat_cmd(app: App, path: str, dereference: bool) -> None:
         if st.target is not None:
             o.plain("target: {}", st.target)
 
-    doc = {**_ws_ref(app), "stat": st}
+    doc = {**ws_ref(app), "stat": st}
     if st.kind is not NodeKind.DIR:
         doc["blob"] = ws.blob_of(st.path)  # what --expect compares with
     app.output.result("stat", doc, human)
@@ -375,4 +307,4 @@ def tree_cmd(app: App, path: str, level: int | None) -> None:
         files = sum(1 for e in entries if e.kind is not NodeKind.DIR)
         o.plain("\n{} directories, {} files", len(entries) - files, files)
 
-    app.output.result("tree", {**_ws_ref(app), "path": root, "entries": entries}, human)
+    app.output.result("tree", {**ws_ref(app), "path": root, "entries": entries}, human)

@@ -1,7 +1,9 @@
 """Rendering: one JSON document on stdout with ``--json``; rich for people otherwise.
 
-rich is imported only when something is rendered for a person (it costs ~40 ms to import),
-and everything that is not the command's result (progress, warnings, errors) goes to stderr.
+rich is imported only when something is rendered for a person where a style shows (it costs
+~20-40 ms to import): a line without markup, and on a stream that is not a terminal a line
+with the plain styles' markup, is printed as rich prints it without it (:meth:`Output.say`).
+Everything that is not the command's result (progress, warnings, errors) goes to stderr.
 
 Text for people is printed in one way only: a template the code wrote (rich markup in
 :meth:`Output.say`, plain text in :meth:`Output.plain`) and the values that fill its ``{}``
@@ -12,6 +14,7 @@ printed, never read as markup. Nothing is formatted into a template before it ge
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import string
@@ -59,6 +62,61 @@ def _fill(template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[
             value = _PARSER.convert_field(value, conversion)
         chunks.append((_field(value, _PARSER.vformat(spec or "", args, kwargs)), True))
     return chunks
+
+
+# rich's markup tags (rich.markup.RE_TAGS) and the styles avfs's templates use
+_RICH_TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")
+_STYLES = frozenset({"bold", "dim", "italic", "red", "green", "yellow", "cyan", "magenta", "blue"})
+
+
+def _unmarked(markup: str) -> str | None:
+    """What rich prints for ``markup`` where it renders no style (a stream that is not a
+    terminal): its text, the tags gone, escapes read as rich.markup.render reads them; None
+    where the markup is not that simple (a tag but a plain style's, a closing tag that
+    closes nothing: rich's own error), for rich to render."""
+    out: list[str] = []
+    open_tags: list[str] = []
+    pos = 0
+    for m in _RICH_TAG.finditer(markup):
+        full, escapes, tag = m.groups()
+        start, end = m.span()
+        if start > pos:
+            out.append(markup[pos:start].replace("\\[", "["))
+        pos = end
+        backslashes, escaped = divmod(len(escapes), 2)
+        out.append("\\" * backslashes)
+        if escaped:
+            out.append(full[len(escapes) :])
+            continue
+        if tag.startswith("/"):
+            name = tag[1:]
+            if name and name not in open_tags:
+                return None
+            if not open_tags:
+                return None
+            del open_tags[len(open_tags) - 1 - open_tags[::-1].index(name) if name else -1]
+        elif tag in _STYLES:
+            open_tags.append(tag)
+        else:
+            return None
+    out.append(markup[pos:].replace("\\[", "["))
+    return "".join(out)
+
+
+def _styled(stream: Any) -> bool:
+    """Whether rich would render styles on ``stream`` (rich.console.Console.is_terminal: the
+    environment's TTY_COMPATIBLE and FORCE_COLOR, a notebook, the stream a terminal)."""
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return True
+    import builtins
+
+    if hasattr(builtins, "get_ipython"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:
+        return False
 
 
 def _escaped(chunks: list[tuple[str, bool]]) -> str:
@@ -126,11 +184,20 @@ class Output:
         A template with no markup and no tab is printed as rich would print it (its text as
         it is: soft wrap, no highlighting, no emoji), without importing rich (~18 ms of a
         cold process's CPU: `avfs write`'s, `unmount`'s, `vault fork`'s one line)."""
+        stream = sys.stderr if err else sys.stdout
         if "[" not in template and "\t" not in template:
-            stream = sys.stderr if err else sys.stdout
             stream.write(self.text(template, *args, **kwargs) + "\n")
             stream.flush()
             return
+        made = self._err if err else self._out
+        if made is None and "\t" not in template and not _styled(stream):
+            # markup where no style shows (piped: an agent's, the suite's): its text as rich
+            # prints it, without importing rich (`status`'s and `log`'s lines)
+            text = _unmarked(self.markup(template, *args, **kwargs))
+            if text is not None:
+                stream.write(text + "\n")
+                stream.flush()
+                return
         console = self.err if err else self.out
         console.print(self.markup(template, *args, **kwargs), markup=True, emoji=False)
 
@@ -147,10 +214,19 @@ class Output:
 
     def plain(self, template: str = "", /, *args: Any, err: bool = False, **kwargs: Any) -> None:
         """Print one plain line (no rich: tabs and spacing as written, for scripts too), its
-        fields filled by values shown as text (control characters quoted)."""
+        fields filled by values shown as text (control characters quoted). As ``click.echo``
+        prints it, without importing click where that is a plain write (a stream of a
+        non-ASCII encoding, no escape sequence for click to strip)."""
+        text = self.text(template, *args, **kwargs)
+        stream = sys.stderr if err else sys.stdout
+        encoding = getattr(stream, "encoding", None)
+        if "\x1b" not in text and encoding and codecs.lookup(encoding).name != "ascii":
+            stream.write(text + "\n")
+            stream.flush()
+            return
         import click
 
-        click.echo(self.text(template, *args, **kwargs), err=err)
+        click.echo(text, err=err)
 
     def raw(self, data: str, *, err: bool = False) -> None:
         """Content printed as it is, with no quoting and no newline added: a file's lines

@@ -10,10 +10,10 @@ from ..core.errors import UsageError
 from ..core.store import names
 from ..core.vaults.usage import QuotaUsage
 from .app import App, pass_app
+from .forkcmds import fork
 from .output import human_size
 
 if TYPE_CHECKING:
-    from ..core.types import IgnoredCarry
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
 
@@ -244,78 +244,7 @@ def fork_cmd(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     One name that is a vault's (`vault fork proj`: the new name forgotten) is refused;
     `vault fork proj:main proj` makes a fork named after the vault.
     """
-    source_spec: str | None
-    if len(args) == 1:
-        source_spec, new = None, args[0]
-        if app.vault_spec is None and new and app.home.exists(new):
-            # `avfs vault fork proj` (the new name forgotten) made a fork named proj of
-            # whichever vault was selected
-            raise UsageError(
-                f"`avfs vault fork {new}`: {new} is a vault; name the new fork",
-                hint=f"avfs vault fork {new} NEW (a fork named {new}: avfs vault fork VAULT[:FORK] {new})",
-                details={"vault": new},
-            )
-    elif len(args) == 2:
-        source_spec, new = args
-    else:
-        raise UsageError("usage: avfs vault fork [VAULT[:FORK]] NEW")
-    v, src = app.resolve_given(source_spec)
-    made = v.fork(src, new, ignored=not no_ignored)
-    info = made.fork
-    if made.ignored.mode == "snapshot":
-        # the source's next fork takes a snapshot made now, once this one's answer is out
-        # (served only: a process of its own would keep its caller waiting for it)
-        from ..core.vaults import forkspare
-
-        def spare() -> None:
-            forkspare.make(v, src or v.default_fork)
-
-        app.ahead.append(spare)
-    warnings = _shared_outputs(v, src) if not no_ignored else []
-    for w in warnings:
-        app.output.warn("{}", w)
-    app.output.result(
-        "fork_create",
-        {"fork": info, "source": src, "ignored": made.ignored, "warnings": warnings},
-        lambda: app.output.say(
-            "forked {v}:{} -> {v}:{} at {} ({})", src, new, info.base[:12], _carried(made.ignored), v=v.name
-        ),
-    )
-
-
-def _carried(ignored: IgnoredCarry) -> str:
-    """How the fork got what git ignores, in words (it said `ignored paths: snapshot`)."""
-    if ignored.mode == "snapshot":
-        return "what git ignores came along copy-on-write"
-    if ignored.mode == "copied":
-        return (
-            f"what git ignores was copied: {ignored.reason}"
-            if ignored.reason
-            else "what git ignores was copied"
-        )
-    return "what git ignores was left out"
-
-
-def _shared_outputs(v: Vault, src: str) -> list[str]:
-    """Warnings for build outputs the new fork shares with a live ``src`` that name its
-    mount point (built on the host there, not through `proxy exec`): in the new fork they
-    would run ``src``'s files."""
-    from ..ops import mounts, outputs
-    from ..proxy.confine import stable_path
-
-    live = mounts.check(v, src)
-    if live is None:
-        return []
-    found = outputs.naming(str(live.mountpoint))
-    if not found:
-        return []
-    more = ", ..." if len(found) >= 20 else ""
-    return [
-        f"{len(found)}{'+' if more else ''} build output(s) shared with {v.name}:{src} name its mount point"
-        f" {live.mountpoint} ({', '.join(found[:5])}{more}): in the new fork they run {src}'s files;"
-        " rebuild them there, or build through `avfs proxy exec`, which runs every fork of a vault"
-        f" at one path ({stable_path(v.name)})"
-    ]
+    fork(app, args, no_ignored)
 
 
 @vault.command("delete")

@@ -11,7 +11,6 @@ takes one of another length for none.
 from __future__ import annotations
 
 import os
-import socket
 from typing import Protocol
 
 SOCKET_NAME = "avfs-fsmonitor.sock"  # in the mount's own directory (registry.mount_dir)
@@ -36,6 +35,8 @@ def ask(git_dir: str, token: str, timeout_s: float = 10.0) -> list[str] | None:
     """The answer of the mount daemon whose socket is in ``git_dir`` (the mount's own
     directory) to ``token`` (its
     parts: a token, then paths), None when there is no complete one."""
+    import socket  # (not at the top: a status asks only where the socket is, upperjournal.py)
+
     dirfd = None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

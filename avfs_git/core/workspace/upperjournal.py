@@ -35,10 +35,13 @@ wholesale), no status remembered yet.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..store.names import ancestors
+from .hookwire import SOCKET_NAME
 from .overlay import Overlay
 from .overlayentry import DELETED, EMPTY_TREE_ID, OBJECT, Entry
 
@@ -99,9 +102,9 @@ def entries(
     with the base's content there still differs from it, though no status found it
     different from the base. So the paths where that tree and the base differ are read
     too (O(that diff))."""
-    if not overlay.upper_active():
+    if not overlay.upper_active() or not _journal_kept(git_dir):
         return overlay.all(), None, False
-    from . import upperwatch  # sockets, select (~15 ms): only with an upper layer to ask about
+    from . import upperwatch  # sockets, select (~15 ms): only with a journal to ask
 
     stored = _stored(overlay)
     mark = None
@@ -128,6 +131,16 @@ def entries(
             return overlay.all(), pending, False
         moved = [*moved, *pinned]
     return overlay.changed_entries([*map(str, tops), *paths, *moved]), pending, True
+
+
+def _journal_kept(git_dir: str | None) -> bool:
+    """Whether a journal may answer: this process keeps one (a mount's daemon, which imported
+    upperwatch to start its watch: :func:`.upperwatch.live`), or a daemon's socket is in
+    ``git_dir``. Else there is none to ask (a fork whose upper layer outlived its mount: a
+    cold `avfs status` imported upperwatch's sockets and logging, ~15 ms, to learn that)."""
+    if "avfs_git.core.workspace.upperwatch" in sys.modules:
+        return True
+    return git_dir is not None and os.path.exists(os.path.join(git_dir, SOCKET_NAME))
 
 
 def held_deletions(

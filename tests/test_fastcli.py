@@ -1,0 +1,248 @@
+"""The frequent commands without click (cli/fastcli.py): its option table is click's own
+definitions, read from the click commands; both parsers agree on a corpus of argument lists
+(every option by every name, values inline and apart, repeats, interleaved arguments, and
+what the fast path declines); and commands run both ways on a real vault give the same exit
+code, stdout and stderr, errors and help included."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import random
+from typing import Any
+
+import click
+import pytest
+
+from avfs_git.cli import execopts, fastcli
+from avfs_git.cli.app import App
+from avfs_git.cli.main import cli as click_cli
+from avfs_git.cli.main import main as click_main
+from avfs_git.core.vaults.home import Home
+
+
+def _command(words: tuple[str, ...]) -> click.Command:
+    ctx = click.Context(click_cli)
+    cmd: Any = click_cli
+    for w in words:
+        assert isinstance(cmd, click.Group)
+        if isinstance(cmd, click.Group) and cmd is not click_cli:
+            assert cmd.params == [], f"{words}: the group has options the table does not read"
+        cmd = cmd.get_command(ctx, w)
+        assert cmd is not None, words
+    assert isinstance(cmd, click.Command)
+    return cmd
+
+
+def _kind(p: click.Parameter) -> str:
+    if isinstance(p, click.Argument):
+        if p.nargs == -1:
+            return "args+" if p.required else "args"
+        assert p.nargs == 1
+        return "arg" if p.required else "arg?"
+    assert isinstance(p, click.Option) and p.nargs == 1 and not p.count
+    if p.is_flag:
+        return "flag"
+    if p.multiple:
+        assert p.type is click.STRING
+        return "strs"
+    if p.type is click.INT:
+        return "int"
+    return "str" if p.type is click.STRING else "click"
+
+
+def test_the_table_is_the_click_commands_own_definitions() -> None:
+    for words, (body, table) in fastcli.COMMANDS.items():
+        cmd = _command(words)
+        assert cmd.context_settings.get("ignore_unknown_options") is not True
+        assert cmd.allow_interspersed_args
+        want = []
+        for p in cmd.params:
+            assert p.callback is None and p.envvar is None and not getattr(p, "prompt", None), (words, p.name)
+            default = fastcli.COMMANDS[words][1][len(want)][3]  # held against click's parse below
+            want.append((p.name, tuple(p.opts), _kind(p), default, tuple(p.secondary_opts)))
+        assert tuple(want) == table, words
+        # the click command's callback calls the very body the fast path runs
+        mod, attr = body.split(":")
+        assert cmd.callback is not None
+        source = inspect.getsource(inspect.unwrap(cmd.callback))
+        assert f"    {attr}(app, " in source, (words, body)
+        assert getattr(__import__(f"avfs_git.cli.{mod}", fromlist=[attr]), attr).__module__.endswith(mod)
+
+
+def _click_parse(args: list[str]) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]] | None:
+    """(words, globals, parameters) as the click CLI reads ``args``; None when it refuses them."""
+    try:
+        ctx = click_cli.make_context("avfs", list(args))
+        glob = {"home": ctx.params["home"], "vault": ctx.params["vault"], "json": ctx.params["json_mode"]}
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        words: list[str] = []
+        cmd: click.Command = click_cli
+        while isinstance(cmd, click.Group):
+            name, sub, rest = cmd.resolve_command(ctx, rest)
+            assert sub is not None and name is not None
+            words.append(name)
+            ctx = sub.make_context(name, rest, parent=ctx)
+            rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+            cmd = sub
+        return tuple(words), glob, dict(ctx.params)
+    except (click.ClickException, click.exceptions.Exit):
+        return None
+
+
+def _corpus() -> list[list[str]]:
+    """Argument lists for every command of the table: each option by each of its names, a
+    value apart and inline, repeats, arguments before and after options, and shapes the fast
+    path declines (bad values, unknown options, help, --, run-together short options)."""
+    rng = random.Random(31)
+    out: list[list[str]] = []
+    values = ["x", "3", "a b", "-", "", "-x", "+3", "07", "ü", "3.5", "--json"]
+    heads = [[], ["--json"], ["--vault", "p:f"], ["--home=/h", "--json", "--vault=v"], ["--vault", "-x"]]
+    for words, (_body, table) in fastcli.COMMANDS.items():
+        pieces: list[list[str]] = [
+            ["-h"],
+            ["--help"],
+            ["--"],
+            ["--bogus"],
+            ["-sb"],
+            ["-n3"],
+            ["--json"],
+            ["-2"],
+        ]
+        for dest, names, kind, _default, off in table:
+            if kind in fastcli.ARGS:
+                pieces += [["p1"], ["p2"], ["-"]]
+                continue
+            for n in (*names, *off):
+                if kind == "flag":
+                    pieces += [[n], [n + "=1"]]
+                else:
+                    pieces += [[n, v] for v in values[:4]] + [[f"{n}={v}"] for v in values] + [[n]]
+            del dest
+        if words == ("log",):
+            pieces += [["-3"], ["-0"], ["-x3"]]
+        for _ in range(300):
+            n = rng.randrange(0, 5)
+            args = [*rng.choice(heads), *words, *itertools.chain(*rng.sample(pieces, min(n, len(pieces))))]
+            out.append(args)
+        out.append([*words])
+        out.append(["--json", *words, "p1", "p2", "p3"])
+    return out
+
+
+@pytest.mark.parametrize("env", [{}, {"AVFS_HOME": "/e", "AVFS_VAULT": "ev:f"}, {"AVFS_VAULT": ""}])
+def test_both_parsers_agree_on_every_commands_arguments(monkeypatch: Any, env: dict[str, str]) -> None:
+    for k in ("AVFS_HOME", "AVFS_VAULT"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    taken = 0
+    for args in _corpus():
+        fast = fastcli.parse(list(args))
+        if fast is None:
+            continue  # click answers it (its help, its errors)
+        taken += 1
+        assert _click_parse(args) == fast, args
+    assert taken > 300  # the corpus is mostly of shapes the fast path takes
+
+
+def test_what_click_refuses_the_fast_path_declines() -> None:
+    refused = [
+        ["cat"],
+        ["write"],
+        ["vault", "fork"],
+        ["log", "a", "b"],
+        ["log", "-n", "x"],
+        ["log", "-n"],
+        ["diff", "-U", "-1"],
+        ["status", "--nope"],
+        ["status", "extra"],
+        ["checkpoint", "save", "a", "b"],
+        ["write", "p", "--file", "/no/such/file"],
+        ["--json", "status", "--short=1"],
+        ["status", "--json"],
+        ["--home"],
+        ["--version"],
+        ["checkpoint"],
+        ["vault"],
+    ]
+    for args in refused:
+        assert fastcli.parse(args) is None, args
+    assert fastcli.parse(["status", "-s", "-b"]) is not None
+    assert fastcli.parse(["status", "-sb"]) is None  # click takes it; the fast path leaves it to click
+
+
+def _answer(run: Any, args: list[str], capsys: Any) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = run(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def small(home: Home, tmp_path: Any) -> str:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "a.txt").write_text("a\n")
+    (src / "d" / "b.txt").write_text("b [bold]x[/]\n")
+    v = home.create_vault("p", from_dir=str(src))
+    v.fork("main", "f1")
+    ws = v.workspace("f1")
+    ws.write("n.txt", b"n\n")
+    ws.write("a.txt", b"changed\n")
+    v.close()
+    return home.path
+
+
+def test_commands_run_both_ways_answer_alike(small: str, capsys: Any) -> None:
+    """Each read-only command the fast path takes, and its errors, run by the click CLI and by
+    the console script's path (fastcli): the same exit code, stdout and stderr."""
+
+    def clicked(args: list[str]) -> int:
+        apps: list[App] = []
+        try:
+            return click_main(args, opened=apps)
+        finally:
+            for app in apps:
+                app.close()
+
+    h = ["--home", small]
+    cases = [
+        ["--vault", "p:f1", "status"],
+        ["--json", "--vault", "p:f1", "status"],
+        ["--vault", "p:f1", "status", "-s", "--branch"],
+        ["--vault", "p:f1", "log"],
+        ["--json", "--vault", "p:f1", "log", "-1"],
+        ["--vault", "p:f1", "log", "--oneline", "-n", "1", "main"],
+        ["--vault", "p:f1", "diff"],
+        ["--json", "--vault", "p:f1", "diff", "--stat"],
+        ["--vault", "p:f1", "diff", "--name-status", "--path", "a.txt", "-U", "1"],
+        ["--vault", "p:f1", "cat", "a.txt", "d/b.txt"],
+        ["--json", "--vault", "p:f1", "cat", "d/b.txt"],
+        ["--vault", "p:f1", "cat", "missing.txt"],
+        ["--json", "--vault", "p:f1", "cat", "missing.txt"],
+        ["--vault", "p:nope", "status"],
+        ["--json", "--vault", "nope", "log"],
+        ["--vault", "p:f1", "checkpoint", "save", "--expect-head", "0" * 40],
+        ["--json", "--vault", "p:f1", "write", "x.txt"],
+        ["--vault", "p:f1", "write", "x.txt", "v", "--mode", "9"],
+        ["--json", "vault", "fork", "p"],
+        ["--json", "mount", "--list"],
+        ["mount", "--list"],
+        ["mount", "nope"],
+        ["--json", "mount", "p:nope", "./d"],
+        ["unmount", "p:f1"],
+        ["--json", "unmount", "p:f1"],
+        ["--json", "unmount", "./nowhere"],
+        ["--vault", "p:f1", "status", "-h"],
+        ["--vault", "p:f1", "cat"],
+        ["--json", "--vault", "p:f1", "log", "-n", "x"],
+    ]
+    for args in cases:
+        want = _answer(clicked, [*h, *args], capsys)
+        got = _answer(execopts.main, [*h, *args], capsys)
+        assert got == want, args
+        if "--json" in args:
+            json.loads(got[1])  # exactly one document
+    assert sum(fastcli.parse([*h, *a]) is not None for a in cases) >= 25
