@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if n in servers:
                 subprocess.run([py, "-m", "avfs_git", "server", "stop"], env=envs[n], capture_output=True)
             if n in mnts:
-                subprocess.run([py, "-m", "avfs_git", "--vault", "mm", "unmount", "main"],
+                subprocess.run([py, "-m", "avfs_git", "unmount", "mm:main"],
                                env={**envs[n], "AVFS_SERVER": "off"}, capture_output=True)  # fmt: skip
         for g in [*groups.values(), *servers.values()]:
             g.close()
