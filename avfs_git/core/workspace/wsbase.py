@@ -425,9 +425,9 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             # the mount shows the new view by writes through it; the lower layer stays
             # what the kernel has of it: the upper layer's renamed directories keep the
             # lower trees they show (pinned where the new base differs)
-            _live_reset(ws, live, view_tree or ws.store.commit_tree(base))
+            reset = _live_reset(ws, live, view_tree or ws.store.commit_tree(base))
             with ws.overlay.txn() as db:
-                sources = wsretire.redirect_sources(ws, ws.overlay.all())
+                sources = wsretire.redirect_sources(ws, wsretire.seen_after(ws, reset))
                 vanishing, _ = wsretire.vanishing_dirs(ws, base)
                 ws.overlay.set_meta("base", base)
                 wsretire.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
@@ -575,10 +575,10 @@ def _keep_parents(ws: Based, db: Any, paths: list[str]) -> None:
                 break
 
 
-def _live_reset(ws: Based, live: LiveDir, target_tree: str) -> None:
+def _live_reset(ws: Based, live: LiveDir, target_tree: str) -> set[str]:
     """Make the live mount show ``target_tree`` (paths git ignores stay, as git's
     checkout keeps them): the paths that differ from it now are rewritten through the
-    mount point; the lower layer is not touched."""
+    mount point; the lower layer is not touched. Returns those paths."""
     paths: set[str] = set()
     for c in ws.changes.status():
         paths.add(c.path)
@@ -593,3 +593,4 @@ def _live_reset(ws: Based, live: LiveDir, target_tree: str) -> None:
     # and the files a changed .gitattributes shows in another form (their blobs the same)
     paths.update(reformed(ws.store, ws.base_tree, target_tree, paths))
     live.reset(paths, target_tree)
+    return paths

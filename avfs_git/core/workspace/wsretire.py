@@ -10,7 +10,7 @@ moved ref adopted).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..store import names
@@ -126,6 +126,21 @@ def vanishing_dirs(ws: Fork, commit: str) -> tuple[dict[str, Node], list[str]]:
         if node is not None and node.is_dir and node.oid is not None:
             out[lp] = node
     return out, emptied
+
+
+def seen_after(ws: Fork, reset: Iterable[str]) -> list[Entry]:
+    """The entries of a live overlay mount where its renamed directories and whiteouts
+    are (:func:`redirect_sources`) once a status has read it and ``reset`` (paths) were
+    rewritten through it: what that status read (``ws.changes.last_read``: the upper layer
+    where it can differ from the base, a new directory git ignores shown empty and not
+    read, as a checkpoint's ``seen``), with the upper layer at and below ``reset``. A
+    merge or restore into a mount holding an installed ``node_modules`` read all of it
+    (13,963 entries, ~0.2 s of CPU a merge). Without a status's read: every entry."""
+    read, ws.changes.last_read = ws.changes.last_read, None
+    if read is None:
+        return ws.overlay.all()
+    with ws.overlay.pruning(ws.changes.prune_ignored):
+        return ws.overlay.changed_entries([*(e.path for e in read), *reset])
 
 
 def redirect_sources(ws: Fork, captured: list[Entry]) -> dict[str, tuple[Node, bool]]:
