@@ -998,3 +998,27 @@ def test_git_off_its_branch_after_its_commits_keeps_its_files_and_index(mounted:
         _git(mp, "rebase", "--continue")
     assert (mp / "a.txt").read_text() == "three\n"
     _clean_everywhere(mp, avfs)
+
+
+def test_a_merge_into_the_mount_after_a_converted_checkpoint_goes_through(mounted: Any) -> None:
+    """Under `core.autocrlf=input`, a file written with CRLF and without a last newline,
+    checkpointed (its blob LF, the file kept as written), then `avfs merge` of another fork
+    into the mounted one: a fast-forward, the file as git's merge leaves it. Before
+    (gitmodel12), on pure FUSE the converted file's entry (which no checkpoint retires)
+    made the merge take the fork for written during every try: `busy`, nothing moved."""
+    mp, avfs = mounted
+    _git(mp, "config", "core.autocrlf", "input")
+    (mp / "crlf.txt").write_bytes(b"one\r\ntwo\nlast")
+    assert avfs("checkpoint", "save", "-m", "converted").code == 0
+    assert _git(mp, "cat-file", "blob", "HEAD:crlf.txt").stdout == "one\ntwo\nlast"
+    assert avfs("vault", "fork", "v:f", "o").code == 0
+    assert avfs("--vault", "v:o", "write", "o.txt", "from o\n").code == 0
+    assert avfs("--vault", "v:o", "checkpoint", "save", "-m", "o").code == 0
+    with _short_lock_wait():
+        res = avfs("--json", "merge", "o")
+    assert res.code == 0, res.out + res.err
+    assert res.json()["results"][0]["status"] == "fast_forward", res.out
+    assert (mp / "o.txt").read_text() == "from o\n"
+    assert (mp / "crlf.txt").read_bytes() == b"one\r\ntwo\nlast"
+    assert _git(mp, "status", "--porcelain").stdout == ""
+    assert _status(avfs)["clean"]
