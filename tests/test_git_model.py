@@ -45,6 +45,7 @@ from hypothesis.stateful import (
 from . import realdata
 from .conftest import remove_home, scratch_home
 from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
+from .gitmodel_steps12 import TwelfthRoundSteps
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -56,6 +57,7 @@ BACKEND = "overlay"  # set per test below (a state machine class per backend)
 # of them at every FULL_READ_EVERY-th check (see _tree)
 FULL_READ_EVERY = 8
 LOG = os.environ.get("AVFS_MODEL_LOG")  # every step appended as it runs (read here: the tests drop AVFS_*)
+RULES = [r for r in os.environ.get("AVFS_MODEL_RULES", "").split(",") if r]  # (see _machine)
 
 # (a name of 200 bytes in a directory of 100: long names through the mount and its index)
 NEW_NAMES = [
@@ -334,7 +336,7 @@ def _topic(src: Path) -> None:
     g("checkout", "-q", "main")
 
 
-class GitModel(TenthRoundSteps, EleventhRoundSteps, RuleBasedStateMachine):
+class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBasedStateMachine):
     """The mount (``m``) and the plain clone (``p``), driven alike."""
 
     def __init__(self) -> None:
@@ -1468,6 +1470,20 @@ class _Draw:
         return self.value
 
 
+class _Unchecked:
+    """A step of the every-command run not checked after: a file written on both sides,
+    which the check after the git command or avfs operation that follows it compares (the
+    files, git's status and avfs's), as a person's next command sees it (gitmodel12: the
+    run's time kept while steps were added; and git then runs right after a write, with no
+    avfs command between)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self) -> None:
+        self.fn()
+
+
 def _every_command_once(backend: str) -> None:
     """Each git command and avfs operation of the model at least once, in an order where
     each does something, checked after every step (the random runs may miss some)."""
@@ -1477,8 +1493,8 @@ def _every_command_once(backend: str) -> None:
     try:
         g = model.both
         steps: list[Any] = [
-            lambda: _write_both(model, "README.md", "edited\n"),
-            lambda: _write_both(model, "NEW.txt", "new\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "edited\n")),
+            _Unchecked(lambda: _write_both(model, "NEW.txt", "new\n")),
             lambda: g("add", "README.md"),
             lambda: g("commit", "-q", "-m", "git commit"),
             model.avfs_status,
@@ -1496,15 +1512,15 @@ def _every_command_once(backend: str) -> None:
             lambda: g("reset", "-q", "--hard", "HEAD~1"),
             lambda: g("merge", "--no-edit", "side"),
             lambda: g("reset", "-q", "--hard", "HEAD~1"),
-            lambda: _write_both(model, "src/attr/_make.py", "# mine\n"),
+            _Unchecked(lambda: _write_both(model, "src/attr/_make.py", "# mine\n")),
             lambda: g("commit", "-q", "-a", "-m", "to rebase"),
             lambda: g("rebase", "-q", "side"),
-            lambda: _write_both(model, "NEW.txt", "stashed\n"),
-            lambda: _write_both(model, "src/attr/_make.py", "# stashed\n"),
+            _Unchecked(lambda: _write_both(model, "NEW.txt", "stashed\n")),
+            _Unchecked(lambda: _write_both(model, "src/attr/_make.py", "# stashed\n")),
             lambda: g("stash", "-q"),
             lambda: g("stash", "pop", "-q"),
             lambda: g("checkout", "-q", "--", "src/attr/_make.py"),
-            lambda: _write_both(model, "src/attr/_make.py", "# again\n"),
+            _Unchecked(lambda: _write_both(model, "src/attr/_make.py", "# again\n")),
             lambda: g("add", "src/attr/_make.py"),
             lambda: g("restore", "--staged", "--", "src/attr/_make.py"),
             lambda: g("restore", "--", "src/attr/_make.py"),
@@ -1518,7 +1534,7 @@ def _every_command_once(backend: str) -> None:
             model.avfs_status,
             # a file the restore took away, made again (`>>`: an O_CREAT open without O_EXCL,
             # ENOENT on pure FUSE until the open of a gone name answered ESTALE)
-            lambda: _write_both(model, "NEW.txt", "made again\n"),
+            _Unchecked(lambda: _write_both(model, "NEW.txt", "made again\n")),
             # what git tracks besides bytes, and git's own housekeeping
             lambda: model.on_both(lambda r: os.chmod(os.path.join(r, "tox.ini"), 0o755)),
             lambda: model.on_both(lambda r: os.symlink("README.md", os.path.join(r, "link.md"))),
@@ -1535,12 +1551,12 @@ def _every_command_once(backend: str) -> None:
             lambda: g("gc", "-q", "--prune=now"),
             lambda: g("tag", "-a", "-m", "a tag", "t1", "HEAD~1"),
             lambda: g("reset", "-q", "--hard", "t1"),
-            lambda: _write_both(model, "README.md", "two\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "two\n")),
             lambda: g("commit", "-q", "-a", "-m", "two"),
             lambda: g("-c", f"sequence.editor={REBASE_SCRIPTS['squash']}", "rebase", "-q", "-i", "HEAD~2"),
             # a conflicted merge left open: avfs refuses to record until git settles it
             model.diverge,
-            lambda: _write_both(model, "README.md", "next to it\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "next to it\n")),
             lambda: g("commit", "-q", "-a", "-m", "next to it"),
             lambda: g("revert", "--no-edit", "HEAD~1"),  # the line after it changed since
             lambda: model.refused_while_busy("checkpoint"),
@@ -1549,7 +1565,7 @@ def _every_command_once(backend: str) -> None:
             lambda: model.refused_while_busy("exec"),
             lambda: model.settle("abort"),
             # git commands through proxy exec
-            lambda: _write_both(model, "README.md", "three\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "three\n")),
             lambda: model.exec_git_command("stash-pop"),
             lambda: model.exec_git_command("reset-soft"),
             lambda: model.exec_git_command("cherry-pick"),
@@ -1566,7 +1582,7 @@ def _every_command_once(backend: str) -> None:
             lambda: model.settle("abort"),
             # (gitmodel7's: a fetch from a local remote and its merge, a rebase --autostash)
             lambda: model.fetch(_Draw(False), True),
-            lambda: _write_both(model, "README.md", "autostashed\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "autostashed\n")),
             lambda: model.rebase_autostash(_Draw(False)),
             # (gitmodel8's: a range picked over a conflict and continued, a series through
             # `git am -3` stopped and continued, a conflicting stash pop resolved)
@@ -1580,9 +1596,9 @@ def _every_command_once(backend: str) -> None:
             lambda: model.am_series(_Draw(False)),
             lambda: model.settle("ours") if model.busy() is not None else None,
             lambda: model.settle("abort") if model.busy() is not None else None,
-            lambda: _write_both(model, "README.md", "stashed again\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "stashed again\n")),
             lambda: g("stash", "-q"),
-            lambda: _write_both(model, "README.md", "committed over it\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "committed over it\n")),
             lambda: g("commit", "-q", "-a", "-m", "over the stash"),
             lambda: model.stash(_Draw(None), "pop-resolve"),
             # (gitmodel9's: git maintenance, bisect run, a pre-commit hook that rewrites a
@@ -1616,7 +1632,7 @@ def _every_command_once(backend: str) -> None:
             lambda: model.stash_untracked("-u", True),
             lambda: model.stash_untracked("-a", False),
             lambda: g("stash", "pop", "-q"),
-            lambda: _write_both(model, "README.md", "checkpointed\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "checkpointed\n")),
             lambda: model.checkpoint(False),
             lambda: model.amend_checkpoint(True),
             lambda: g("reset", "-q", "--hard"),
@@ -1643,12 +1659,12 @@ def _every_command_once(backend: str) -> None:
             model.diverge,
             lambda: model.cherry_pick(_Draw(False)),
             lambda: model.settle("ours") if model.busy() is not None else None,
-            lambda: _write_both(model, "README.md", "after the pick\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "after the pick\n")),
             lambda: g("commit", "-q", "-a", "-m", "after the pick"),
             lambda: model.conflicted(_Draw(True), "revert", "revert", "--no-edit", "HEAD~1"),
             lambda: model.replace("graft"),
             lambda: model.reflog_expire(),
-            lambda: _write_both(model, "README.md", "after the prune\n"),
+            _Unchecked(lambda: _write_both(model, "README.md", "after the prune\n")),
             lambda: model.checkpoint(False),
             lambda: model.replace("delete"),
             lambda: model.index_chmod(_Draw("tox.ini"), "-x"),
@@ -1657,11 +1673,42 @@ def _every_command_once(backend: str) -> None:
             lambda: g("commit", "-q", "-m", "exec bits"),
             lambda: model.checkpoint(False),  # (nothing uncheckpointed: the mount follows)
             model.worktree_moves_fork,
+            # (gitmodel12's: `am` stopped by a conflict then `--skip`, `rebase -i` with an
+            # `exec` line, `stash -u` popped over a conflict and over an untracked file in
+            # its way, one of two hunks staged by `apply --cached`, a directory's case
+            # changed by `git mv`, `rm --cached` then a checkpoint, `submodule add` then a
+            # checkpoint, a file made a link to a directory and back, an empty file and one
+            # without a last newline under autocrlf, `reset --soft HEAD~2` over a
+            # checkpoint, `worktree add` inside, avfs's merge of another fork (three-way,
+            # then a fast-forward), git leaving its branch after two commits)
+            lambda: g("reset", "-q", "--hard"),
+            lambda: model.am_skip(_Draw(None), "--skip"),
+            lambda: model.rebase_exec(_Draw(False)),
+            lambda: model.stash_u_conflict(False),
+            lambda: model.stash_u_conflict(True),
+            model.apply_cached,
+            lambda: model.mv_dir_case(_Draw("docs")),
+            lambda: model.rm_cached_checkpoint(_Draw("tox.ini")),
+            model.submodule_checkpoint,
+            lambda: model.link_to_dir(_Draw("README.md")),
+            lambda: model.autocrlf_edges("true", False),
+            lambda: model.autocrlf_edges("input", True),
+            lambda: model.autocrlf("false"),
+            model.reset_soft_over_checkpoint,
+            model.worktree_inside,
+            _Unchecked(lambda: _write_both(model, "NEW.txt", "before a merge\n")),
+            lambda: model.avfs_merge(False),
+            lambda: model.avfs_merge(False),
+            lambda: model.leave_after_commits("break"),
+            lambda: model.settle("abort"),
+            lambda: model.leave_after_commits("detach"),
+            lambda: model.settle("abort"),
         ]
         model.check()
         for step in steps:
             step()
-            model.check()
+            if not isinstance(step, _Unchecked):
+                model.check()
         model.kept.clear()  # (the last check reads every file)
         model.check()
     finally:
@@ -1678,11 +1725,35 @@ def test_every_command_once_agrees_with_plain_git(backend: str) -> None:
     _every_command_once(backend)
 
 
+def _machine() -> type[GitModel]:
+    """The model, or with ``AVFS_MODEL_RULES`` (rule names, comma-separated) a subclass
+    where only those rules are drawn (the rest made plain methods): a soak by hand of some
+    steps more often, avfs's own operations among git's (gitmodel12)."""
+    keep = RULES
+    if not keep:
+        return GitModel
+    rules = {n for n, f in vars_of(GitModel).items() if hasattr(f, "hypothesis_stateful_rule")}
+    assert set(keep) <= rules, f"not rules of the model: {sorted(set(keep) - rules)}"
+
+    def masked(self: GitModel, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a masked rule ran")
+
+    return type("MaskedGitModel", (GitModel,), {n: masked for n in rules - set(keep)})
+
+
+def vars_of(cls: type) -> dict[str, Any]:
+    """Every attribute of ``cls`` and its bases, by name (the nearest one)."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(vars(klass))
+    return out
+
+
 def _run(backend: str) -> None:
     global BACKEND
     BACKEND = backend
     run_state_machine_as_test(
-        seed(SEED)(GitModel),
+        seed(SEED)(_machine()),
         _min_steps=STEPS,
         settings=settings(
             max_examples=EXAMPLES,

@@ -206,9 +206,10 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
             ack()
 
 
-def _committed_here(git_dir: str, commit: str) -> bool:
+def _committed_here(git_dir: str, commit: str, *, any_move: bool = False) -> bool:
     """Whether the last move of HEAD that git logged in this worktree made ``commit`` (its
-    ``logs/HEAD`` read as untrusted: no symlink followed, its last 4 KiB)."""
+    ``logs/HEAD`` read as untrusted: no symlink followed, its last 4 KiB); ``any_move``:
+    any move logged there."""
 
     try:
         logs = os.open(
@@ -232,25 +233,30 @@ def _committed_here(git_dir: str, commit: str) -> bool:
         return False
     finally:
         os.close(fd)
+    if any_move:
+        return any(ln.split(b" ", 2)[1:2] == [commit.encode("ascii", "replace")] for ln in lines)
     last = lines[-1].split(b" ", 2) if lines else []
     return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
 
 
-def moved_here(ws: MountedFork, commit: str) -> bool:
+def moved_here(ws: MountedFork, commit: str, *, off_branch: bool = False) -> bool:
     """Whether git in the live mount of ``ws``'s fork made the last move of its HEAD (the
     worktree's HEAD log), to ``commit``, HEAD naming the fork's branch: a commit, amend,
-    reset, rebase or merge there. A push, or avfs's own moves, log no HEAD there."""
+    reset, rebase or merge there. A push, or avfs's own moves, log no HEAD there.
+    ``off_branch``: whether HEAD names something else now (detached, an open rebase,
+    another branch) and any of the moves that log names, to ``commit``, was git's there."""
     from ..core.store.refs import fork_ref
 
     live = _live_mount(ws)
     if live is None:
         return False
-    if (
+    on = (
         read_git_file(os.path.join(live.git_dir, "HEAD"), limit=1024)
-        != f"ref: {fork_ref(ws.fork)}\n".encode()
-    ):
+        == f"ref: {fork_ref(ws.fork)}\n".encode()
+    )
+    if on == off_branch:
         return False
-    return _committed_here(live.git_dir, commit)
+    return _committed_here(live.git_dir, commit, any_move=off_branch)
 
 
 def follow_at_unmount(ws: Any, git_dir: str) -> None:
@@ -387,7 +393,9 @@ def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
     live = _live_mount(ws)
     if live is None:
         return
-    if not _committed_here(live.git_dir, ws.base):
+    # (git made the base and left the branch since, as :func:`moved_here` ``off_branch``
+    # tells: its index is its HEAD's, never made the base's behind its back, gitmodel12)
+    if not _committed_here(live.git_dir, ws.base) and not moved_here(ws, ws.base, off_branch=True):
         if not held:
             sync_index(ws, live.git_dir, live.uid, live.gid)
         return

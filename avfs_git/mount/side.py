@@ -50,10 +50,10 @@ class WorktreeSide:
 
         live.sync_mounted(ws, view_changed=view_changed)
 
-    def moved_here(self, ws: MountedFork, commit: str) -> bool:
+    def moved_here(self, ws: MountedFork, commit: str, *, off_branch: bool = False) -> bool:
         from . import live
 
-        return live.moved_here(ws, commit)
+        return live.moved_here(ws, commit, off_branch=off_branch)
 
     def git_state(self, ws: MountedFork) -> dict[str, str | None] | None:
         from . import live

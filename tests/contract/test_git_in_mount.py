@@ -963,3 +963,62 @@ def test_under_sparse_checkout_a_present_file_s_skip_worktree_bit_goes_as_git_s_
     assert st[plain["without"]] == "", st
     res = avfs("--json", "checkpoint", "save", "-m", "sparse")
     assert res.code == 75 and "git sparse-checkout disable" in res.json()["error"]["hint"], res.out
+
+
+@pytest.mark.parametrize("how", ["detach", "rebase-break"])
+def test_git_off_its_branch_after_its_commits_keeps_its_files_and_index(mounted: Any, how: str) -> None:
+    """Two `git commit`s in the mount, no avfs command between, then git leaves the branch
+    at the commit before them (`git checkout --detach HEAD~2`, or `git rebase -i HEAD~2`
+    whose todo list starts with `break`: git's files and index are HEAD~2's, its rebase
+    open): the next avfs command takes the branch as git's move (the base follows, the
+    view stays), lists what the files differ from the branch, and leaves git's files and
+    index alone. Before (gitmodel12), it took the branch as another hand's move and made
+    the view the branch's: on the overlay backend it wrote the branch's files under git's
+    detached HEAD or open rebase, and its index entries; on pure FUSE it listed no change
+    (the files were HEAD~2's) and rewrote git's index."""
+    mp, avfs = mounted
+    for text in ("two\n", "three\n"):
+        (mp / "a.txt").write_text(text)
+        _git(mp, "commit", "-qam", text.strip())
+    tip = _git(mp, "rev-parse", "HEAD").stdout.strip()
+    if how == "detach":
+        _git(mp, "checkout", "-q", "--detach", "HEAD~2")
+    else:
+        _git(mp, "-c", "sequence.editor=sed -i -e 1ibreak", "rebase", "-q", "-i", "HEAD~2")
+    doc = _status(avfs)
+    assert doc["head"] == doc["base"] == tip and not doc["stale"], doc
+    assert doc["changes"] == [{"path": "a.txt", "status": "modified"}], doc
+    assert doc["git"]["in_progress"] == (None if how == "detach" else "rebase"), doc
+    assert (mp / "a.txt").read_text() == "one\n"
+    assert _git(mp, "status", "--porcelain").stdout == ""
+    assert avfs("checkpoint", "save", "-m", "refused").code == 75
+    if how == "detach":
+        _git(mp, "switch", "-q", "f")
+    else:
+        _git(mp, "rebase", "--continue")
+    assert (mp / "a.txt").read_text() == "three\n"
+    _clean_everywhere(mp, avfs)
+
+
+def test_a_merge_into_the_mount_after_a_converted_checkpoint_goes_through(mounted: Any) -> None:
+    """Under `core.autocrlf=input`, a file written with CRLF and without a last newline,
+    checkpointed (its blob LF, the file kept as written), then `avfs merge` of another fork
+    into the mounted one: a fast-forward, the file as git's merge leaves it. Before
+    (gitmodel12), on pure FUSE the converted file's entry (which no checkpoint retires)
+    made the merge take the fork for written during every try: `busy`, nothing moved."""
+    mp, avfs = mounted
+    _git(mp, "config", "core.autocrlf", "input")
+    (mp / "crlf.txt").write_bytes(b"one\r\ntwo\nlast")
+    assert avfs("checkpoint", "save", "-m", "converted").code == 0
+    assert _git(mp, "cat-file", "blob", "HEAD:crlf.txt").stdout == "one\ntwo\nlast"
+    assert avfs("vault", "fork", "v:f", "o").code == 0
+    assert avfs("--vault", "v:o", "write", "o.txt", "from o\n").code == 0
+    assert avfs("--vault", "v:o", "checkpoint", "save", "-m", "o").code == 0
+    with _short_lock_wait():
+        res = avfs("--json", "merge", "o")
+    assert res.code == 0, res.out + res.err
+    assert res.json()["results"][0]["status"] == "fast_forward", res.out
+    assert (mp / "o.txt").read_text() == "from o\n"
+    assert (mp / "crlf.txt").read_bytes() == b"one\r\ntwo\nlast"
+    assert _git(mp, "status", "--porcelain").stdout == ""
+    assert _status(avfs)["clean"]

@@ -62,8 +62,12 @@ CHANGED_DURING_MERGE = "changed_during_merge"  # BusyError.details["reason"]: tr
 
 def refuse_changed(ws: Workspace) -> None:
     """The target was captured clean; a change since (a write that does not take the fork
-    lock, from the CLI or a mount) must not be swept away by pointing it elsewhere."""
-    if ws.is_dirty():
+    lock, from the CLI or a mount) must not be swept away by pointing it elsewhere. Dirty
+    by its entries alone is not a change: a file a checkpoint converted stays an entry over
+    its blob (a CRLF file under `core.autocrlf=input`: core/workspace/wsattrs.py), which no
+    capture retires, so a merge into that fork's pure-FUSE mount refused every try (`busy`:
+    the git model, gitmodel12); only what a status lists is."""
+    if ws.is_dirty() and ws.status():
         raise BusyError(
             f"fork {ws.fork} changed through its mount while it was being merged into; nothing moved",
             hint="merge when the writers in its mount pause (a command that writes there finished),"

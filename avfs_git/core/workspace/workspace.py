@@ -87,7 +87,7 @@ class MountSide(Protocol):
         """After a move of the base: the mount's git index follows, the mount shows it."""
         ...
 
-    def moved_here(self, ws: Workspace[Any], commit: str) -> bool:
+    def moved_here(self, ws: Workspace[Any], commit: str, *, off_branch: bool = False) -> bool:
         """Whether git in the fork's mount made the last move of its HEAD, to ``commit``."""
         ...
 
@@ -254,9 +254,9 @@ class Workspace(Mutations, Generic[V_co]):
         """The live mount's index guard, held: mount/live.py ``index_guard`` (what it gives)."""
         return self.vault.mounts.index_guard(self, git=git)
 
-    def moved_here(self, commit: str) -> bool:
-        """Whether git in the live mount last moved HEAD, to ``commit``: mount/live.py ``moved_here``."""
-        return self.vault.mounts.moved_here(self, commit)
+    def moved_here(self, commit: str, *, off_branch: bool = False) -> bool:
+        """Whether git in the live mount moved HEAD to ``commit``: mount/live.py ``moved_here``."""
+        return self.vault.mounts.moved_here(self, commit, off_branch=off_branch)
 
     def git_state(self) -> dict[str, str | None] | None:
         """Where git in the live mount left HEAD, or what it left open: mount/live.py ``git_state``."""

@@ -40,7 +40,7 @@ class Based(Fork, Protocol):
     def live_dir(self) -> LiveDir | None: ...
     def stamp_index(self, *, held: bool = False) -> None: ...
     def index_guard(self, *, git: bool = False) -> AbstractContextManager[None]: ...
-    def moved_here(self, commit: str) -> bool: ...
+    def moved_here(self, commit: str, *, off_branch: bool = False) -> bool: ...
 
 
 def sync_base(ws: Based) -> bool:
@@ -75,6 +75,14 @@ def sync_base(ws: Based) -> bool:
         # the mount's files are the working tree, the ref is what is committed; the base
         # becomes the ref, the view stays, whatever the two commits' relation
         follow_git(ws)
+        return True
+    if base is not None and ws.moved_here(tip, off_branch=True):
+        # the same, where git has left the branch since (`git rebase -i` stopped before
+        # its first pick, `git checkout --detach HEAD~2`: its HEAD log's last move is not
+        # the branch's): git's files and index are its HEAD's, not the branch's, and stay
+        # so (a view made the branch's wrote the branch's files under git's open rebase,
+        # and its index entries; gitmodel12); its index is not stamped (not the base's)
+        follow_git(ws, git_moved=True)
         return True
     if base is not None and ov.has_changes() and ws.changes.is_dirty():
         # the ref moved under uncheckpointed changes: adopt it when that is safe, and
