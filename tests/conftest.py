@@ -379,7 +379,19 @@ class CliResult:
         return doc
 
 
-def _run_in_process(args: list[str], stdin: bytes) -> CliResult:
+def run_in_process(
+    args: list[str],
+    stdin: bytes = b"",
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    argv0: str | None = None,
+) -> CliResult:
+    """`avfs ARGS...` run in this process, as the console script runs it (the fast path,
+    then click), in directory ``cwd`` with ``env`` over this process' environment and
+    ``argv0`` as ``sys.argv[0]`` (how an agent hook names the avfs that runs), each set
+    back after. What a real process would add is its own start (~100-150 ms of CPU:
+    Python and the CLI's imports); a test that is about the process (its exit through a
+    signal, the native launcher, what it inherits) runs one (the ``cli_proc`` fixture)."""
     from avfs_git.cli.execopts import main  # the console script: the fast path, then click
 
     out_b, err_b = io.BytesIO(), io.BytesIO()
@@ -387,11 +399,27 @@ def _run_in_process(args: list[str], stdin: bytes) -> CliResult:
     err = io.TextIOWrapper(err_b, encoding="utf-8", write_through=True)
     inp = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
     saved = sys.stdin, sys.stdout, sys.stderr
+    here = os.getcwd() if cwd is not None else None
+    old_env = {k: os.environ.get(k) for k in env or {}}
+    old_argv = sys.argv
     sys.stdin, sys.stdout, sys.stderr = inp, out, err
     try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        if argv0 is not None:
+            sys.argv = [argv0, *args]
         code = main(args)
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
+        sys.argv = old_argv
+        if here is not None:
+            os.chdir(here)
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     ob = out_b.getvalue()
     return CliResult(code, ob.decode("utf-8", "replace"), err_b.getvalue().decode("utf-8", "replace"), ob)
 
@@ -400,8 +428,10 @@ def _run_in_process(args: list[str], stdin: bytes) -> CliResult:
 def cli() -> object:
     """Run `avfs ARGS...` in process; returns a CliResult (code, out, err)."""
 
-    def run(*args: str, stdin: bytes = b"") -> CliResult:
-        return _run_in_process(list(args), stdin)
+    def run(
+        *args: str, stdin: bytes = b"", cwd: str | Path | None = None, env: dict[str, str] | None = None
+    ) -> CliResult:
+        return run_in_process(list(args), stdin, cwd, env)
 
     return run
 
@@ -458,6 +488,7 @@ __all__ = [
     "layers_switch",
     "libgit2_repo",
     "remove_home",
+    "run_in_process",
     "scratch_home",
     "skip_outside_ci",
     "snapshot",

@@ -40,7 +40,7 @@ from avfs_git.core.vaults import layers
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
-from .conftest import _run_in_process
+from .conftest import run_in_process
 from .test_confine import _need_bwrap
 from .test_overlay import require_overlay
 
@@ -622,7 +622,7 @@ def _results(w: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _policy(text: str) -> dict[str, Any]:
-    r = _run_in_process(["--vault", "proj:agent-1", "--json", "policy", "check", "--shell", text], b"")
+    r = run_in_process(["--vault", "proj:agent-1", "--json", "policy", "check", "--shell", text], b"")
     doc: dict[str, Any] = json.loads(r.out)
     return dict(doc["decision"])
 

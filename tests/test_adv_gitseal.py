@@ -28,6 +28,7 @@ from avfs_git.mount.ownfiles import worktree_dir
 from avfs_git.ops import mounts
 from avfs_git.proxy import seal, sealpack, standby
 
+from .conftest import run_in_process
 from .contract.test_proxy_exec_warm import _wait_for, _waiters
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
@@ -39,6 +40,14 @@ BACKENDS = ["overlay", "fuse"]
 
 
 def _avfs(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """`avfs --vault v:main ARGS` in this process: the exec is the mount daemon's, in its
+    sandbox, either way (a real CLI process: `test_what_the_command_stages_the_person_commits`,
+    the tests that act while one runs, `waitingexec`)."""
+    r = run_in_process(["--vault", "v:main", *args])
+    return subprocess.CompletedProcess(args, r.code, r.out_bytes, r.err.encode())
+
+
+def _avfs_proc(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "avfs_git", "--vault", "v:main", *args], capture_output=True, timeout=120
     )
@@ -723,14 +732,16 @@ def test_a_submodule_git_dir_the_command_plants_never_runs_for_the_person(home, 
 def test_what_the_command_stages_the_person_commits(live, vault):
     """`git add` in the sandbox writes blobs into its quarantine; those the mount's index
     names go into the vault, so the person's `git commit` in the mount finds them."""
-    r = _avfs("proxy", "exec", "--no-commit", "--", "sh", "-c", "echo staged > new.txt && git add new.txt")
+    r = _avfs_proc(
+        "proxy", "exec", "--no-commit", "--", "sh", "-c", "echo staged > new.txt && git add new.txt"
+    )
     assert r.returncode == 0, r.stderr
     mp = live.mountpoint
     assert _git("diff", "--cached", "--name-only", cwd=mp) == "new.txt\n"
     _git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "the person's", cwd=mp)
     assert _git("--git-dir", vault.path, "show", "main:new.txt") == "staged\n"
     # and the human summary says what the command's git did that was not kept
-    r = _avfs("proxy", "exec", "--", "git", "branch", "elsewhere")
+    r = _avfs_proc("proxy", "exec", "--", "git", "branch", "elsewhere")
     assert r.returncode == 0 and b"ref change(s) not kept: refs/heads/elsewhere" in r.stderr, r.stderr
 
 

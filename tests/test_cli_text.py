@@ -2,9 +2,10 @@
 
 Names and messages with square brackets (rich markup: ``[red]``, ``[/]``, Next.js routes
 like ``pkg/[id].tsx``), backslashes, ``:emoji:`` codes and control characters, through
-every human front of the CLI, run as real processes. Brackets, backslashes and colons come
-out unchanged; a string holding a control character (newline, CR, ESC) or a byte that is
-not UTF-8 comes out C-quoted, as git quotes such paths, so nothing reaches the terminal raw.
+every human front of the CLI, run in the test's process as the console script runs it (the
+errors' test through real processes). Brackets, backslashes and colons come out unchanged; a
+string holding a control character (newline, CR, ESC) or a byte that is not UTF-8 comes out
+C-quoted, as git quotes such paths, so nothing reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _raw_free(r: CliResult) -> CliResult:
 
 
 @pytest.fixture
-def t(cli_proc: Any, tmp_path: Path) -> Any:
+def t(cli: Any, cli_proc: Any, tmp_path: Path) -> Any:
     """A vault `t` cloned from a git repository whose second commit adds names only git can
     make; then the CLI writes and checkpoints names with brackets. Returns a runner."""
     src = tmp_path / "src"
@@ -69,43 +70,43 @@ def t(cli_proc: Any, tmp_path: Path) -> Any:
             git("add", "-A", cwd=src)
             git("commit", "-qm", "names [red]only[/red] git makes", cwd=src)
 
-    def run(*args: str, code: int = 0) -> CliResult:
-        r = cli_proc("--vault", "t", *args)
+    def run(*args: str, code: int = 0, proc: bool = False) -> CliResult:
+        r = (cli_proc if proc else cli)("--vault", "t", *args)
         assert r.code == code, (args, r)
         return _raw_free(r)
 
-    run_home = cli_proc("vault", "clone", str(src), "t")
+    run_home = cli("vault", "clone", str(src), "t")
     assert run_home.code == 0, run_home
     return run
 
 
-def _json(cli_proc: Any, *args: str) -> dict[str, Any]:
-    r = cli_proc("--json", "--vault", "t", *args)
+def _json(cli: Any, *args: str) -> dict[str, Any]:
+    r = cli("--json", "--vault", "t", *args)
     assert r.code == 0, r
     return r.json()
 
 
-def test_written_names_and_messages_come_out_as_they_are(t, cli_proc):
+def test_written_names_and_messages_come_out_as_they_are(t, cli):
     for name in PLAIN_NAMES:
         assert t("write", name, "x").err == f"wrote {name} (1 bytes)\n"
-    base = _json(cli_proc, "status")["base"]
-    paths = [c["path"] for c in _json(cli_proc, "status")["changes"]]
+    base = _json(cli, "status")["base"]
+    paths = [c["path"] for c in _json(cli, "status")["changes"]]
     assert sorted(paths) == sorted(PLAIN_NAMES)
     assert t("status").out == f"on t:main at {base[:12]}\n" + "".join(f"A {p}\n" for p in paths)
 
     cp = t("checkpoint", "save", "cp1", "-m", MESSAGE).out
-    first = _json(cli_proc, "log", "-n", "1")["commits"][0]
+    first = _json(cli, "log", "-n", "1")["commits"][0]
     assert cp == f"checkpoint {first['id'][:12]} (cp1) on t:main\n"
     assert first["message"].rstrip("\n") == MESSAGE  # the JSON carries it unchanged
     t("write", "more.txt", "m")
     t("checkpoint", "save", "cp2", "-m", CONTROL_MESSAGE)
-    commits = _json(cli_proc, "log", "-n", "2")["commits"]
+    commits = _json(cli, "log", "-n", "2")["commits"]
     assert t("log", "--oneline", "-n", "2").out == (
         f"{commits[0]['id'][:12]} (cp2) {CONTROL_MESSAGE_SHOWN}\n{commits[1]['id'][:12]} (cp1) {MESSAGE}\n"
     )
     full = t("log", "-n", "2").out
     assert f"\n    {MESSAGE}\n" in full and f"\n    {CONTROL_MESSAGE_SHOWN}\n" in full, full
-    listed = _json(cli_proc, "checkpoint", "list")["checkpoints"]
+    listed = _json(cli, "checkpoint", "list")["checkpoints"]
     assert t("checkpoint", "list").out == "".join(
         f"{c['commit'][:12]} {c['time']} {c['name']} {MESSAGE if c['name'] == 'cp1' else CONTROL_MESSAGE_SHOWN}\n"
         for c in listed
@@ -131,9 +132,9 @@ def test_written_names_and_messages_come_out_as_they_are(t, cli_proc):
     assert t("mv", "tail\\", "[x]tail\\").err.endswith("[x]tail\\\n")
 
 
-def test_names_git_made_are_quoted_like_git_quotes_them(t, cli_proc):
+def test_names_git_made_are_quoted_like_git_quotes_them(t, cli):
     shown = sorted([*CONTROL_NAMES.values(), NOT_UTF8_SHOWN])
-    listing = _json(cli_proc, "ls")["entries"]
+    listing = _json(cli, "ls")["entries"]
     raw_names = {e["name"] for e in listing}
     assert {os.fsencode(n) for n in raw_names} >= {*CONTROL_NAMES, NOT_UTF8}  # JSON: the names as they are
     out = t("ls").out.splitlines()
@@ -144,7 +145,7 @@ def test_names_git_made_are_quoted_like_git_quotes_them(t, cli_proc):
     tree = t("tree").out
     for q in shown:
         assert f"├── {q}\n" in tree or f"└── {q}\n" in tree, tree
-    log = _json(cli_proc, "log")["commits"]
+    log = _json(cli, "log")["commits"]
     third, second, first = log[0]["id"], log[1]["id"], log[2]["id"]
     assert t("log", "--oneline").out.splitlines()[0] == f"{third[:12]} names [red]only[/red] git makes"
     names = t("diff", "--name-status", first, third).out
@@ -161,19 +162,22 @@ def test_names_git_made_are_quoted_like_git_quotes_them(t, cli_proc):
 
 
 def test_errors_show_arguments_as_they_are(t, cli_proc):
-    assert t("cat", "nope[red]x", code=1).err == "avfs: error: nope[red]x: no such file or directory\n"
-    r = t("cat", "a\x1b[31mb", code=1)
+    assert (
+        t("cat", "nope[red]x", code=1, proc=True).err
+        == "avfs: error: nope[red]x: no such file or directory\n"
+    )
+    r = t("cat", "a\x1b[31mb", code=1, proc=True)
     assert r.err == "avfs: error: invalid path 'a\\x1b[31mb': contains a control character\n"
-    r = t("checkpoint", "restore", "x[/]\x1b", code=1)
+    r = t("checkpoint", "restore", "x[/]\x1b", code=1, proc=True)
     assert r.err.startswith("avfs: error: unknown revision 'x[/]\\x1b' in vault t\n"), r.err
     # click's own usage errors: the unknown option shown, not acted on
-    r = t("ls", "--bo[red]g\x1b", code=2)
+    r = t("ls", "--bo[red]g\x1b", code=2, proc=True)
     assert "--bo[red]g" in r.err and "\x1b" not in r.err
     # a vault that does not exist, named with markup
     r = _raw_free(cli_proc("--vault", "[red]v", "ls"))
     assert r.code == 1 and "'[red]v'" in r.err, r
     # the same through rich (warnings): a remote named and a URL with brackets
-    r = t("remote", "add", "o", "file:///tmp/[red]x[/red]")
+    r = t("remote", "add", "o", "file:///tmp/[red]x[/red]", proc=True)
     assert r.err == "added remote o: file:///tmp/[red]x[/red]\n", r
 
 

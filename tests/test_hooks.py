@@ -1,7 +1,8 @@
 """Agent hooks (Claude Code, Codex) and the vaults' git pre-receive hook.
 
-Hook events are the documented shapes, fed on stdin to the real console script
-(`.venv/bin/avfs hook ...`), as an agent runs it. Checkpoint tests use a real FUSE mount; the
+Hook events are the documented shapes, fed on stdin to `avfs hook ...` as the console script
+runs it, in the test's process (`run_hook`); each hook command runs at least once as the real
+console script (`.venv/bin/avfs hook ...`), as an agent runs it. Checkpoint tests use a real FUSE mount; the
 git hook is tested with a real `git push` into a vault whose fork is mounted.
 """
 
@@ -25,7 +26,7 @@ from avfs_git.core.vaults import registry
 from avfs_git.hooks import events, install, prereceive
 from avfs_git.ops import mounts
 
-from .conftest import IN_CI, CliResult, git
+from .conftest import IN_CI, CliResult, git, run_in_process
 from .test_json_schemas import check
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +36,21 @@ AVFS = str(Path(sys.executable).with_name("avfs"))
 # -- running a hook as an agent does ----------------------------------------------------------
 
 
-def run_hook(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> CliResult:
-    proc = subprocess.run(
+def run_hook(
+    *args: str, stdin: bytes = b"", env: dict[str, str] | None = None, proc: bool = False
+) -> CliResult:
+    """`avfs hook ARGS`, the event on stdin: in this process as the console script runs it
+    (``AVFS`` its ``argv[0]``), or with ``proc`` as the agent starts it, the real console
+    script (the native launcher, then Python): each hook command runs so at least once
+    (claude pre-tool-use, post-tool-use and stop and codex notify in
+    `test_hooks_in_a_mounted_fork`, a rewritten command in
+    `test_allowed_bash_runs_confined_in_a_mounted_fork`, codex pre-tool-use in
+    `test_codex_pre_tool_use`, the answers outside a workspace and in ASCII below)."""
+    if not proc:
+        res = run_in_process(["hook", *args], stdin, env=env, argv0=AVFS)
+        assert "Traceback" not in res.err, res.err
+        return res
+    p = subprocess.run(
         [AVFS, "hook", *args],
         input=stdin,
         capture_output=True,
@@ -44,8 +58,8 @@ def run_hook(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) 
         timeout=60,
         check=False,
     )
-    assert "Traceback" not in proc.stderr.decode(), proc.stderr.decode()
-    return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+    assert "Traceback" not in p.stderr.decode(), p.stderr.decode()
+    return CliResult(p.returncode, p.stdout.decode(), p.stderr.decode(), p.stdout)
 
 
 def pre_event(command: Any, cwd: str, tool: str = "Bash") -> dict[str, Any]:
@@ -103,9 +117,11 @@ def codex_pre_event(command: Any, cwd: str) -> dict[str, Any]:
     }
 
 
-def pre(command: Any, cwd: str, agent: str = "claude", **env: str) -> tuple[CliResult, dict[str, Any]]:
+def pre(
+    command: Any, cwd: str, agent: str = "claude", proc: bool = False, **env: str
+) -> tuple[CliResult, dict[str, Any]]:
     event = pre_event(command, cwd) if agent == "claude" else codex_pre_event(command, cwd)
-    res = run_hook(agent, "pre-tool-use", stdin=json.dumps(event).encode(), env=env)
+    res = run_hook(agent, "pre-tool-use", stdin=json.dumps(event).encode(), env=env, proc=proc)
     assert res.code == 0, res
     out = json.loads(res.out)["hookSpecificOutput"] if res.out.strip() else {}
     if out:
@@ -216,7 +232,7 @@ def test_post_and_stop_outside_a_fork_say_so(project: Path) -> None:
 
 def test_codex_pre_tool_use(project: Path) -> None:
     # allow is silence (Codex treats an explicit allow without updatedInput as unsupported)
-    res, out = pre("ls", str(project), agent="codex")
+    res, out = pre("ls", str(project), agent="codex", proc=True)
     assert (res.out, out) == ("", {})
     # Codex runs the command on an unsupported `ask`: require_approval becomes deny. (Codex
     # has no project directory: outside a mount nothing is inside the workspace, so a command
@@ -283,7 +299,7 @@ def _head(vault: Any) -> str:
 def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
     vault, mp = mounted
     assert registry.mount_containing(os.environ["AVFS_HOME"], str(mp / "build")) is not None
-    _, out = pre("ls", str(mp))
+    _, out = pre("ls", str(mp), proc=True)
     assert out["permissionDecision"] == "allow"
     _, out = pre("rm -rf /", str(mp))
     assert out["permissionDecision"] == "deny"
@@ -300,7 +316,7 @@ def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
 
     # PostToolUse: what the tool wrote becomes a checkpoint named in the message
     (mp / "new.txt").write_text("written by a tool\n")
-    res = run_hook("claude", "post-tool-use", stdin=json.dumps(post_event(str(mp))).encode())
+    res = run_hook("claude", "post-tool-use", stdin=json.dumps(post_event(str(mp))).encode(), proc=True)
     assert res.code == 0, res
     head2 = _head(vault)
     assert head2 != head and json.loads(res.out)["systemMessage"] == (
@@ -309,13 +325,13 @@ def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
     assert git("--git-dir", vault.path, "show", f"{head2}:new.txt") == "written by a tool\n"
 
     # Stop with nothing new: no empty commit, the message names the checkpoint it is at
-    res = run_hook("claude", "stop", stdin=json.dumps(stop_event(str(mp))).encode())
+    res = run_hook("claude", "stop", stdin=json.dumps(stop_event(str(mp))).encode(), proc=True)
     assert res.code == 0 and _head(vault) == head2
     assert json.loads(res.out)["systemMessage"] == f"avfs: v:main unchanged since checkpoint {head2[:12]}"
 
     # Codex's Stop hook and notify checkpoint the same way
     (mp / "codex.txt").write_text("c\n")
-    res = run_hook("codex", "notify", json.dumps({"type": "agent-turn-complete", "cwd": str(mp)}))
+    res = run_hook("codex", "notify", json.dumps({"type": "agent-turn-complete", "cwd": str(mp)}), proc=True)
     assert res.code == 0 and f"checkpoint {_head(vault)[:12]}" in res.out, res
     assert _head(vault) != head2
 
@@ -323,11 +339,11 @@ def test_hooks_in_a_mounted_fork(mounted: tuple[Any, Path]) -> None:
 # -- in a mounted fork: allowed Bash calls run confined ---------------------------------------
 
 
-def _rewritten(command: str, cwd: str, **extra: Any) -> tuple[dict[str, Any], str]:
+def _rewritten(command: str, cwd: str, proc: bool = False, **extra: Any) -> tuple[dict[str, Any], str]:
     """The PreToolUse answer to a Claude Code Bash call, and the command it runs instead."""
     event = pre_event(command, cwd)
     event["tool_input"].update(extra)
-    res = run_hook("claude", "pre-tool-use", stdin=json.dumps(event).encode())
+    res = run_hook("claude", "pre-tool-use", stdin=json.dumps(event).encode(), proc=proc)
     assert res.code == 0, res
     out: dict[str, Any] = json.loads(res.out)["hookSpecificOutput"]
     assert out["permissionDecision"] == "allow", out
@@ -361,8 +377,8 @@ QUOTED = [
 
 def test_allowed_bash_runs_confined_in_a_mounted_fork(mounted: tuple[Any, Path], tmp_path: Path) -> None:
     vault, mp = mounted
-    for command in QUOTED:
-        _, line = _rewritten(command, str(mp))
+    for i, command in enumerate(QUOTED):
+        _, line = _rewritten(command, str(mp), proc=i == 0)
         assert " proxy exec --quiet -- " in line and line.startswith(AVFS + " --home "), line
         got, want = _sh(line, mp), _sh(command, mp, "/bin/bash")
         assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr), (

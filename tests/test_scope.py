@@ -4,7 +4,9 @@ Inside a fork's live mount: that fork (`status`, `log`, `op log`, `undo`, `redo`
 exec`); outside one, in the directory a vault was made from by `avfs up` (or below it): that
 vault, for every command that takes one, as `down` and `apply` always did; elsewhere the
 home's default (`vault use`). An import keeps the person's branch (`master`, a feature
-branch) as the default fork. Real processes (`python -m avfs_git`), real mounts, real git.
+branch) as the default fork. The CLI in the test's process (the current directory set for
+the call) and, for the commands of a mount's life, real processes (`python -m avfs_git`);
+real mounts, real git.
 """
 
 from __future__ import annotations
@@ -25,16 +27,20 @@ from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
 from . import realdata
-from .conftest import AUTHOR, CliResult, git
+from .conftest import AUTHOR, CliResult, git, run_in_process
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
 
 
-def _avfs(*args: str, cwd: str | Path | None = None) -> CliResult:
-    proc = subprocess.run(
-        [sys.executable, "-m", "avfs_git", *args], capture_output=True, timeout=180, cwd=cwd
-    )
-    return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+def _avfs(*args: str, cwd: str | Path | None = None, proc: bool = False) -> CliResult:
+    """`avfs ARGS` in ``cwd``: in this process (the rule reads the current directory, the
+    same in either), or with ``proc`` a real process, as the two tests that go through a
+    mount's life do (`up`, `down`, `push`, `remote add`, `status`, `checkpoint save`, `op
+    log`, `undo`, `redo`)."""
+    if not proc:
+        return run_in_process(list(args), cwd=cwd)
+    p = subprocess.run([sys.executable, "-m", "avfs_git", *args], capture_output=True, timeout=180, cwd=cwd)
+    return CliResult(p.returncode, p.stdout.decode(), p.stderr.decode(), p.stdout)
 
 
 def _ok(r: CliResult) -> dict[str, Any]:
@@ -88,7 +94,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_up_down_push_use_the_checked_out_master(home: Home, project: Path, tmp_path: Path) -> None:
-    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1"))
+    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1", proc=True))
     vault = _fresh(home).vault(up["vault"])
     assert vault.fork_names() == ["a1", "master"] and vault.default_fork == "master"
     master = vault.workspace("master")
@@ -96,7 +102,7 @@ def test_up_down_push_use_the_checked_out_master(home: Home, project: Path, tmp_
     mp = Path(up["mountpoint"])
     assert (mp / "CHANGELOG.md").read_text() == "uncommitted\n"
     (mp / "AGENT.md").write_text("agent work\n")
-    down = _ok(_avfs("--json", "down", str(mp), "--keep"))
+    down = _ok(_avfs("--json", "down", str(mp), "--keep", proc=True))
     assert down["target"] == "master" and down["fork_deleted"]
     vault = _fresh(home).vault(up["vault"])
     assert vault.fork_names() == ["master"]  # still no `main`
@@ -104,8 +110,8 @@ def test_up_down_push_use_the_checked_out_master(home: Home, project: Path, tmp_
     # push --all pushes the person's branches: master, never an invented main
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
-    _ok(_avfs("--json", "--vault", up["vault"], "remote", "add", "origin", str(remote)))
-    _ok(_avfs("--json", "push", "--all", cwd=project))
+    _ok(_avfs("--json", "--vault", up["vault"], "remote", "add", "origin", str(remote), proc=True))
+    _ok(_avfs("--json", "push", "--all", cwd=project, proc=True))
     heads = git("--git-dir", str(remote), "for-each-ref", "--format=%(refname)", "refs/heads").split()
     assert heads == ["refs/heads/master"]
     clone = tmp_path / "clone"
@@ -146,27 +152,27 @@ def test_every_command_in_the_imported_directory_acts_on_its_vault(home: Home, p
 def test_undo_inside_a_mount_undoes_that_forks_operation_and_redo_brings_it_back(
     home: Home, project: Path
 ) -> None:
-    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1"))
+    up = _ok(_avfs("--json", "up", str(project), "--agent", "a1", proc=True))
     name, mp = up["vault"], Path(up["mountpoint"])
-    before = _ok(_avfs("--json", "status", cwd=mp))
+    before = _ok(_avfs("--json", "status", cwd=mp, proc=True))
     assert before["fork"] == "a1"
     (mp / "mine.txt").write_text("agent\n")
-    mine = _ok(_avfs("--json", "checkpoint", "save", "mine", cwd=mp))
+    mine = _ok(_avfs("--json", "checkpoint", "save", "mine", cwd=mp, proc=True))
     assert mine["checkpoint"]["fork"] == "a1"
     # then main's... master's own operation, made elsewhere (a pull would be one)
     _ok(_avfs("--json", "--vault", f"{name}:master", "checkpoint", "save", "theirs"))
     master_tip = _fresh(home).vault(name).workspace("master").base
-    ops_here = _ok(_avfs("--json", "op", "log", cwd=mp))["operations"]
+    ops_here = _ok(_avfs("--json", "op", "log", cwd=mp, proc=True))["operations"]
     assert ops_here and all(o["fork"] == "a1" or o["kind"] == "fork_create" for o in ops_here)
     assert mine["op_id"] in [o["id"] for o in ops_here]
 
-    undone = _ok(_avfs("--json", "undo", cwd=mp))
+    undone = _ok(_avfs("--json", "undo", cwd=mp, proc=True))
     assert undone["undone"]["id"] == mine["op_id"]
     vault = _fresh(home).vault(name)
     assert vault.workspace("master").base == master_tip  # master's checkpoint stands
     assert vault.workspace("a1").base == before["base"]
     assert not (mp / "mine.txt").exists() or vault.workspace("a1").is_dirty()
-    redone = _ok(_avfs("--json", "redo", cwd=mp))
+    redone = _ok(_avfs("--json", "redo", cwd=mp, proc=True))
     assert redone["undone"]["id"] == undone["op_id"]
     vault = _fresh(home).vault(name)
     assert vault.workspace("a1").base == mine["checkpoint"]["commit"]
