@@ -127,9 +127,9 @@ class HangWatch:
         return float(given or DEFAULT_S) + GRACE_S
 
     @contextlib.contextmanager
-    def _phase(self, item: pytest.Item, phase: str) -> Iterator[None]:
+    def _phase(self, nodeid: str, limit: float) -> Iterator[None]:
         with self._lock:
-            self._running = (item.nodeid, time.monotonic(), self._limit(item, phase))
+            self._running = (nodeid, time.monotonic(), limit)
         try:
             yield
         finally:
@@ -140,29 +140,24 @@ class HangWatch:
     # it its one timer covers the three, so a phase past the limit is past it too
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
-        with self._phase(item, "setup"):
+        with self._phase(item.nodeid, self._limit(item, "setup")):
             yield
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
-        with self._phase(item, "call"):
+        with self._phase(item.nodeid, self._limit(item, "call")):
             yield
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
-        with self._phase(item, "teardown"):
+        with self._phase(item.nodeid, self._limit(item, "teardown")):
             yield
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_sessionfinish(self) -> Iterator[None]:
         """The session's end (its fixtures' teardown: unmounts, servers stopped) watched too."""
-        with self._lock:
-            self._running = ("<the session's end>", time.monotonic(), DEFAULT_S + GRACE_S)
-        try:
+        with self._phase("<the session's end>", DEFAULT_S + GRACE_S):
             yield
-        finally:
-            with self._lock:
-                self._running = None
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item) -> Iterator[None]:
