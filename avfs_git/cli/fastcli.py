@@ -22,7 +22,7 @@ The table is data written from click's own definitions (the decorators in the co
 modules); ``tests/test_fastcli.py`` reads every command's parameters from click and checks
 the table against them, and parses a corpus of argument lists both ways. Imports go as in
 the rest of cli: ``execopts -> fastcli -> the body modules -> app, output``; no module
-imports this one but :mod:`.execopts`.
+imports this one but :mod:`.execopts` and :mod:`.gccmd` (the global options).
 """
 
 from __future__ import annotations
@@ -137,10 +137,10 @@ def _digits(v: str) -> bool:
     return v.isascii() and v.isdigit()
 
 
-def parse(args: list[str]) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]] | None:
-    """(the command's words, the global options, the command's parameters) as the click CLI
-    reads them (the environment's ``AVFS_HOME``/``AVFS_VAULT`` when not given, an empty one
-    as not set; the last of a repeated option); None for anything outside the shapes taken."""
+def global_options(args: list[str]) -> tuple[dict[str, Any], int] | None:
+    """The global options before the command's first word (``--json``, ``--home DIR``,
+    ``--vault SPEC``, ``=`` forms; the last of a repeated one) and the index of that word;
+    None for any other option there (click answers it). Also `avfs gc`'s (:mod:`.gccmd`)."""
     glob: dict[str, Any] = {"home": None, "vault": None, "json": False}
     i = 0
     while i < len(args) and args[i].startswith("-"):
@@ -157,6 +157,17 @@ def parse(args: list[str]) -> tuple[tuple[str, ...], dict[str, Any], dict[str, A
             i += 1
         else:
             return None
+    return glob, i
+
+
+def parse(args: list[str]) -> tuple[tuple[str, ...], dict[str, Any], dict[str, Any]] | None:
+    """(the command's words, the global options, the command's parameters) as the click CLI
+    reads them (the environment's ``AVFS_HOME``/``AVFS_VAULT`` when not given, an empty one
+    as not set; the last of a repeated option); None for anything outside the shapes taken."""
+    read = global_options(args)
+    if read is None:
+        return None
+    glob, i = read
     words = tuple(args[i : i + 1])
     if words not in COMMANDS:
         words = tuple(args[i : i + 2])

@@ -9,8 +9,8 @@ command itself (cli/maintenance.py's ``gc_cmd`` calls it), so the answer is the 
 Anything else (help, an option gc does not have, a value click would convert or refuse,
 ``--``) it declines, and the click CLI answers as ever: its errors stay click's own.
 
-Imports go as in the rest of cli: ``execopts -> gccmd -> app, output``; the click command
-module imports this one, never the other way.
+Imports go as in the rest of cli: ``execopts -> gccmd -> fastcli (the global options), app,
+output``; the click command module imports this one, never the other way.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from .app import App
+from .fastcli import GLOBAL_ENV, global_options
 from .output import Output, human_size, render_error, render_failure
 
 
@@ -84,11 +85,6 @@ def run(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> None:
     app.output.result("gc", data, human)
 
 
-def _value(v: str) -> bool:
-    """An option's value taken as it is: not empty, not what click could read as an option."""
-    return v != "" and not v.startswith("-")
-
-
 def _days(v: str) -> float | None:
     """``--grace``'s value when it is a plain decimal (click's ``FloatRange(min=0)`` gives
     the same float); None for anything else (click converts or refuses it)."""
@@ -101,23 +97,11 @@ def parse(args: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The global options and gc's, as the click CLI reads them (the environment's
     ``AVFS_HOME``/``AVFS_VAULT`` when not given, an empty one as not set; the last of a
     repeated option); None for any argument outside the shape above."""
-    glob: dict[str, Any] = {"home": None, "vault": None, "json": False}
-    i = 0
-    while i < len(args) and args[i] != "gc":
-        a = args[i]
-        if a == "--json":
-            glob["json"] = True
-            i += 1
-        elif a in ("--home", "--vault") and i + 1 < len(args) and _value(args[i + 1]):
-            glob[a[2:]] = args[i + 1]
-            i += 2
-        elif a.startswith(("--home=", "--vault=")) and _value(a.partition("=")[2]):
-            key, _, value = a[2:].partition("=")
-            glob[key] = value
-            i += 1
-        else:
-            return None
-    if i == len(args):
+    read = global_options(args)
+    if read is None:
+        return None
+    glob, i = read
+    if args[i : i + 1] != ["gc"]:
         return None
     opts: dict[str, Any] = {"grace": None, "dry_run": False, "all_vaults": False}
     rest = args[i + 1 :]
@@ -141,7 +125,7 @@ def parse(args: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
         else:
             return None
         j += 1
-    for key, env in (("home", "AVFS_HOME"), ("vault", "AVFS_VAULT")):
+    for key, env in GLOBAL_ENV:
         if glob[key] is None:
             glob[key] = os.environ.get(env) or None
     return glob, opts
