@@ -263,7 +263,7 @@ def fast(args: list[str]) -> int | None:
     if json_mode:
         sys.stdout = captured
     try:
-        code = _call(app, body, params)
+        code = call_body(app, body, params)
     finally:
         if json_mode:
             sys.stdout = out.stream
@@ -278,8 +278,9 @@ def fast(args: list[str]) -> int | None:
     return code
 
 
-def _call(app: App, body: Any, params: dict[str, Any]) -> int:
-    """``body``, its failures answered as the click CLI answers them (cli/main.py's ``_run``)."""
+def call_body(app: App, body: Any, params: dict[str, Any]) -> int:
+    """``body(app, **params)``, its failures answered as the click CLI answers them
+    (cli/main.py's ``_run``); the exit code. Also `avfs gc`'s (:mod:`.gccmd`)."""
     from ..core.errors import AvfsError, Interrupted
     from .output import render_error, render_failure
 

@@ -21,8 +21,8 @@ import sys
 from typing import Any
 
 from .app import App
-from .fastcli import GLOBAL_ENV, global_options
-from .output import Output, human_size, render_error, render_failure
+from .fastcli import GLOBAL_ENV, call_body, global_options
+from .output import Output, human_size, render_error
 
 
 def run(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> None:
@@ -149,7 +149,7 @@ def fast(args: list[str], opened: list[App]) -> int | None:
     if json_mode:
         sys.stdout = captured
     try:
-        code = _call(app, opts)
+        code = call_body(app, run, opts)
     finally:
         if json_mode:
             sys.stdout = out.stream
@@ -161,22 +161,3 @@ def fast(args: list[str], opened: list[App]) -> int | None:
             InternalError(f"exited {code} without a result", details={"output": captured.getvalue()[-2000:]}),
         )
     return code
-
-
-def _call(app: App, opts: dict[str, Any]) -> int:
-    """:func:`run`, its failures answered as the click CLI answers them (cli/main.py's ``_run``)."""
-    from ..core.errors import AvfsError, Interrupted
-
-    out = app.output
-    try:
-        run(app, **opts)
-        return 0
-    except AvfsError as err:
-        render_error(out, err)
-        return err.exit_code
-    except KeyboardInterrupt:
-        stop = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
-        render_error(out, stop)
-        return stop.exit_code
-    except Exception as exc:  # (a reader gone away among them: render_failure)
-        return render_failure(out, exc)
