@@ -80,6 +80,7 @@ def _holding(root: str, secret: bytes) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(900)  # ~200 s a backend at a load of 27 on 2 cores (the suite's 300 s is close)
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_a_real_history_over_basic_auth_lazily_through_agents_a_push_and_a_dead_server(
     home: Any, http_git: tuple[str, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
