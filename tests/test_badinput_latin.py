@@ -9,6 +9,7 @@ failed half way, the vault left without its op log entry). docs/security.md, bad
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -16,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CliResult, git
+from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI, CliResult, git
+from .test_fuse import require_fuse
 from .test_json_everypath import _changed, _home_state
 
 Cli = Callable[..., CliResult]
@@ -142,3 +147,61 @@ def test_a_history_naming_a_file_not_utf8_wedges_no_later_command(
         ).stdout
         assert LATIN in listed.split(b"\n") and b"ok.txt" in listed, listed  # the command saw it
         assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_mount_reads_a_name_not_utf8_as_git_holds_it(
+    cli: Cli, latin: Path, tmp_path: Path, home: Home, backend: str
+) -> None:
+    """Listed, looked up and read through the mount (git in it sees the same file), as the
+    fork's git tree holds it; `avfs cat --json` too. Was `EINVAL` to `stat` (pure FUSE) and to
+    `open` (both: the mount's paths and the overlay's lookups took text only). A write to the
+    name: the overlay mount's upper layer keeps it and a checkpoint commits it; pure FUSE
+    (whose changes are the overlay database's text paths) refuses it with `EINVAL`, as a
+    file system that takes only UTF-8 names does, and changes nothing."""
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    assert cli("vault", "create", "v", "--from", str(_checkout(latin, tmp_path))).code == 0
+    v = home.vault("v")
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    name = bytes(mp) + b"/" + LATIN
+    assert mounts.mount(home, v, "main", str(mp), backend=backend).backend == backend
+    try:
+        assert sorted(os.listdir(bytes(mp))) == [b".git", LATIN, b"ok.txt"]
+        assert os.stat(name).st_size == len(b"latin\n")  # (pure FUSE: was EINVAL)
+        with open(name, "rb") as fh:  # (both: was EINVAL)
+            assert fh.read() == b"latin\n"
+        ls = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=mp, capture_output=True, check=True).stdout
+        assert LATIN in ls, ls
+        st = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, check=True)
+        assert st.stdout == b"", st.stdout  # git finds the file as its index has it
+        doc = cli("--vault", "v", "--json", "cat", os.fsdecode(LATIN)).json()
+        assert doc["files"][0]["content"] == "latin\n", doc  # (was invalid_path)
+        tip = git("--git-dir", vault, "rev-parse", "refs/heads/main")
+        if backend == "overlay":
+            with open(name, "ab") as fh:
+                fh.write(b"more\n")
+            assert cli("--vault", "v", "checkpoint", "save").code == 0
+            blob = subprocess.run(
+                ["git", "--git-dir", vault, "cat-file", "blob", b"refs/heads/main:" + LATIN],
+                capture_output=True,
+                check=True,
+            ).stdout
+            assert blob == b"latin\nmore\n"
+        else:
+            with pytest.raises(OSError) as exc, open(name, "ab") as fh:
+                fh.write(b"more\n")
+            assert exc.value.errno == errno.EINVAL
+            assert Path(os.fsdecode(name)).read_bytes() == b"latin\n"
+            assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+            assert git("--git-dir", vault, "rev-parse", "refs/heads/main") == tip
+            r = cli("--vault", "v", "write", os.fsdecode(LATIN), "x")  # the same refusal, in words
+            assert r.code == 1 and "caf\\xe9.txt" in r.err and "not UTF-8 text" in r.err, r.err
+            assert "\\udc" not in r.err, r.err
+    finally:
+        mounts.unmount(home, v, "main")

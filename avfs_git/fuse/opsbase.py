@@ -222,7 +222,9 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
     def _p(path: str) -> str:
         if path == GITFILE:
             raise fuse.FuseOSError(errno.EPERM)  # the worktree link avfs shows; not a file of the fork
-        return names.norm_path(path.lstrip("/"))
+        # a name git holds whose bytes are not UTF-8 is looked up and read like any other
+        # (mfusepy gives it as ``surrogateescape`` text); the workspace refuses to write one
+        return names.norm_path(path.lstrip("/"), text=False)
 
     def _writable(self) -> None:
         if self.read_only:
