@@ -205,3 +205,25 @@ def test_a_mount_reads_a_name_not_utf8_as_git_holds_it(
             assert "\\udc" not in r.err, r.err
     finally:
         mounts.unmount(home, v, "main")
+
+
+def test_a_checkpoint_message_not_utf8_is_kept_as_its_bytes(cli: Cli) -> None:
+    """`checkpoint save -m` with bytes that are not UTF-8 (a Latin-1 shell's `-m café`:
+    Python's argv holds them as surrogates): the commit holds those bytes, as `git commit -m`
+    writes them, and the branch moves. Was exit 70 wherever libgit2 was loaded (the resident
+    server, this test's process): the commit was written, then the branch's reflog note,
+    which names its subject, could not be encoded, and the commit was left dangling."""
+    import pygit2  # noqa: F401 - loaded, as in the resident server that serves the CLI
+
+    assert cli("vault", "create", "v").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    tip = git("--git-dir", vault, "rev-parse", "refs/heads/main")
+    r = cli("--vault", "v", "--json", "checkpoint", "save", "-m", os.fsdecode(b"caf\xe9 x"))
+    assert r.code == 0, (r.code, r.out)  # (was 70: internal)
+    new = r.json()["checkpoint"]["commit"]
+    assert git("--git-dir", vault, "rev-parse", "refs/heads/main").strip() == new != tip.strip()
+    raw = subprocess.run(["git", "--git-dir", vault, "cat-file", "commit", new], capture_output=True).stdout
+    assert raw.endswith(b"\n\ncaf\xe9 x\n"), raw
+    assert "dangling" not in git("--git-dir", vault, "fsck", "--strict", "--no-progress")
+    assert cli("--vault", "v", "--json", "status").json()["clean"] is True

@@ -252,6 +252,15 @@ def read_ref(store: GitStore, name: str) -> str | None:
     return str(target)
 
 
+def _is_text(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def cas_update(store: GitStore, name: str, new: str | None, expected: str | None, message: str) -> None:
     """Move ref ``name`` from ``expected`` to ``new`` atomically.
 
@@ -263,6 +272,12 @@ def cas_update(store: GitStore, name: str, new: str | None, expected: str | None
         AlreadyExistsError: creating a ref that exists (expected None).
         InternalError: the ref cannot be written (a malformed name, a file in the way).
     """
+    if not _is_text(message):
+        # the reflog's note names a commit message's subject, which may hold bytes that
+        # are not UTF-8 (`-m` of such bytes: kept as surrogates, written back into the
+        # commit as they were); libgit2 takes text only: the commit was made and the
+        # branch failed to move (exit 70, a dangling commit). A note is for people: U+FFFD
+        message = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if libgit2_loaded():
         _cas_libgit2(store, name, new, expected, message)
     else:
