@@ -163,6 +163,10 @@ def save_locked(
     ws.sync_base()
     check_head(vault, fork, expect_head)
     name_ref = refs.checkpoint_ref(fork, name) if name else None
+    if name_ref:
+        # the name's ref is made after the branch moved: a packed-refs line git cannot read
+        # refuses it there (the branch moved, no op log entry); refused here, before
+        refs.check_packed_refs(vault.path)
     if name_ref and refs.read_ref(vault.store, name_ref) is not None:
         raise AlreadyExistsError(
             f"fork {fork} already has a checkpoint named {name!r}",
