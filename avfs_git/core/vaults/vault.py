@@ -181,9 +181,21 @@ class Vault(VaultQuota, Generic[H_co]):
         if self._config_cache is None:
             try:
                 with open(self.config_path, encoding="utf-8") as fh:
-                    self._config_cache = dict(json.load(fh))
+                    got = json.load(fh)
             except FileNotFoundError:
-                self._config_cache = {}
+                got = {}
+            except ValueError as exc:  # (was exit 70, as a list in it was: dict() of it)
+                raise UsageError(
+                    f"cannot read {self.config_path}: {exc}",
+                    hint="fix the file: it holds the vault's own settings (its default fork, its maintenance)",
+                ) from exc
+            if not isinstance(got, dict):
+                raise UsageError(
+                    f"cannot read {self.config_path}: it holds a JSON {type(got).__name__},"
+                    " not an object of settings",
+                    hint="fix the file: it holds the vault's own settings (its default fork, its maintenance)",
+                )
+            self._config_cache = got
         return self._config_cache
 
     def fresh_config(self) -> dict[str, Any]:
