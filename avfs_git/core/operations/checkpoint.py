@@ -175,7 +175,9 @@ def save_locked(
         )
     base = ws.base
     tip = ws.tip()  # differs from base when the fork moved: then the changes are rebased
-    msg = message or (f"checkpoint {name}" if name else "checkpoint")
+    # a message of whitespace only is none, as git's cleanup makes it (git then refuses the
+    # commit; avfs gives it the default message, as it does an empty one)
+    msg = message if message and message.strip() else (f"checkpoint {name}" if name else "checkpoint")
     if not msg.endswith("\n"):
         msg += "\n"
     commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)
