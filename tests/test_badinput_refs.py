@@ -69,3 +69,30 @@ def test_a_head_naming_no_branch_wedges_nothing(cli: Cli) -> None:
         assert r.code == 0, (args, r.code, r.out)
     assert cli("--json", "vault", "list").code == 0
     Path(vault, "HEAD").write_text("ref: refs/heads/main\n")  # (the fixture's fsck reads HEAD)
+
+
+GIT_ONLY = ["-dash", "HEAD", "fix#1", "é"]  # names git takes for a branch, a fork's may not
+
+
+def test_branches_git_takes_and_a_fork_may_not_wedge_no_listing(cli: Cli) -> None:
+    """Branches made by git in the vault (or pushed) under names a fork may not have:
+    `vault info` failed whole (`invalid_name` for `-dash`); now it lists them as their refs
+    say, the commands that walk every fork go on, and addressing one says why not."""
+    assert cli("vault", "create", "v").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    for name in GIT_ONLY:
+        git("--git-dir", vault, "update-ref", f"refs/heads/{name}", "refs/heads/main")
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    before = _home_state(os.environ["AVFS_HOME"])
+    info = cli("--vault", "v", "--json", "vault", "info")
+    assert info.code == 0, info.out  # (was invalid_name)
+    assert sorted(f["name"] for f in info.json()["forks"]) == sorted([*GIT_ONLY, "main"])
+    human = cli("--vault", "v", "vault", "info")
+    assert human.code == 0 and all(n in human.out for n in GIT_ONLY), human.out
+    for args in (("stats",), ("doctor",), ("prune", "--dry-run"), ("vault", "list")):
+        r = cli("--vault", "v", "--json", *args)
+        assert r.code == 0, (args, r.code, r.out)
+    assert _changed(before, _home_state(os.environ["AVFS_HOME"])) == []
+    r = cli("--vault", "v:fix#1", "--json", "status")
+    assert r.code == 1 and r.json()["error"]["code"] == "invalid_name", r.out
+    assert cli("--vault", "v", "checkpoint", "save", "c1").code == 0

@@ -373,7 +373,22 @@ class Vault(VaultQuota, Generic[H_co]):
         )
 
     def forks(self) -> list[ForkInfo]:
-        return [self.fork_info(f) for f in self.fork_names()]
+        """Every branch of the vault. One whose name git takes and a fork's may not have
+        (``-dash``, ``fix#1``, ``é``: made by git in the vault, or pushed) is listed as its
+        ref says, with no workspace (none can be addressed): it failed the whole listing
+        (``vault info``: ``invalid_name``)."""
+        out = []
+        for f in self.fork_names():
+            try:
+                names.check_fork_name(f)
+            except InvalidNameError:
+                head = refs.read_ref_file(self.path, refs.HEADS + f)
+                if head is not None:
+                    oid = CommitId(head)
+                    out.append(ForkInfo(self.name, f, oid, oid, dirty=False, is_default=False))
+                continue
+            out.append(self.fork_info(f))
+        return out
 
     def create_fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkInfo:
         """:meth:`fork`, returning only the new fork's info."""
