@@ -227,3 +227,74 @@ def test_a_checkpoint_message_not_utf8_is_kept_as_its_bytes(cli: Cli) -> None:
     assert raw.endswith(b"\n\ncaf\xe9 x\n"), raw
     assert "dangling" not in git("--git-dir", vault, "fsck", "--strict", "--no-progress")
     assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+
+
+def test_an_overlay_mount_s_names_not_utf8_outlive_its_unmount(
+    cli: Cli, latin: Path, tmp_path: Path, home: Home
+) -> None:
+    """The overlay mount's upper layer holding names that are not UTF-8 (git's Latin-1
+    file changed, a new one at the root, one in a directory the mount made: the last was
+    possible on main too), the mount gone, not checkpointed: the next write through the CLI
+    folds the upper layer into the overlay's database, and that failed on the first such
+    name (exit 70, `UnicodeEncodeError`) for every later write of the fork. They stay in
+    the upper layer now (as a fifo does) and status, a checkpoint and a new mount see them."""
+    require_fuse()
+    if (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    assert cli("vault", "create", "v", "--from", str(_checkout(latin, tmp_path))).code == 0
+    v = home.vault("v")
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    made = [b"new\xff.txt", b"odd/in\xfe.txt"]
+    mounts.mount(home, v, "main", str(mp), backend="overlay")
+    try:
+        with open(bytes(mp) + b"/" + LATIN, "ab") as fh:
+            fh.write(b"more\n")
+        os.mkdir(bytes(mp) + b"/odd")
+        for name in made:
+            Path(os.fsdecode(bytes(mp) + b"/" + name)).write_bytes(b"made\n")
+    finally:
+        mounts.unmount(home, v, "main")
+    r = cli("--vault", "v", "write", "other.txt", "o")
+    assert r.code == 0, (r.code, r.err)  # (was 70)
+    st = cli("--vault", "v", "--json", "status").json()
+    want = {os.fsdecode(LATIN), *map(os.fsdecode, made), "other.txt"}
+    assert want <= {c["path"] for c in st["changes"]}, st
+    assert cli("--vault", "v", "checkpoint", "save").code == 0
+    tree = git("--git-dir", vault, "ls-tree", "-r", "--name-only", "refs/heads/main").split("\n")
+    assert {'"caf\\351.txt"', '"new\\377.txt"', '"odd/in\\376.txt"', "other.txt"} <= set(tree), tree
+    blob = subprocess.run(
+        ["git", "--git-dir", vault, "cat-file", "blob", b"refs/heads/main:" + LATIN], capture_output=True
+    ).stdout
+    assert blob == b"latin\nmore\n"
+    assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+    mounts.mount(home, v, "main", str(mp), backend="overlay")
+    try:
+        assert Path(os.fsdecode(bytes(mp) + b"/" + LATIN)).read_bytes() == b"latin\nmore\n"
+        assert Path(os.fsdecode(bytes(mp) + b"/odd/in\xfe.txt")).read_bytes() == b"made\n"
+    finally:
+        mounts.unmount(home, v, "main")
+
+
+def test_the_mcp_tools_read_a_name_not_utf8_as_they_list_it(cli: Cli, latin: Path, tmp_path: Path) -> None:
+    """`list_files` gives the name as JSON gives a lone surrogate (``"caf\\udce9.txt"``);
+    `read_file` of that name refused it (`invalid_path`): it reads it now, as the mounts."""
+    import json
+
+    from avfs_git.mcp.tools import AvfsTools
+
+    assert cli("vault", "create", "v", "--from", str(_checkout(latin, tmp_path))).code == 0
+    tools = AvfsTools(os.environ["AVFS_HOME"], "v:main")
+    listed = json.loads(tools.call("list_files", {"path": ""}))
+    name = next(e["path"] for e in listed["entries"] if e["path"].startswith("caf"))
+    assert name == os.fsdecode(LATIN)
+    got = json.loads(tools.call("read_file", {"path": name}))["files"][0]  # (was invalid_path)
+    assert got["content"] == "latin\n" and got["path"] == name, got
+    assert (
+        json.loads(tools.call("read_file", {"path": name, "rev": "HEAD"}))["files"][0]["content"] == "latin\n"
+    )
+    one = json.loads(tools.call("list_files", {"path": name}))
+    assert [e["path"] for e in one["entries"]] == [name], one
