@@ -9,6 +9,7 @@ failed half way, the vault left without its op log entry). docs/security.md, bad
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -16,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CliResult, git
+from avfs_git.core.vaults.home import Home
+from avfs_git.ops import mounts
+
+from .conftest import IN_CI, CliResult, git
+from .test_fuse import require_fuse
 from .test_json_everypath import _changed, _home_state
 
 Cli = Callable[..., CliResult]
@@ -142,3 +147,154 @@ def test_a_history_naming_a_file_not_utf8_wedges_no_later_command(
         ).stdout
         assert LATIN in listed.split(b"\n") and b"ok.txt" in listed, listed  # the command saw it
         assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_mount_reads_a_name_not_utf8_as_git_holds_it(
+    cli: Cli, latin: Path, tmp_path: Path, home: Home, backend: str
+) -> None:
+    """Listed, looked up and read through the mount (git in it sees the same file), as the
+    fork's git tree holds it; `avfs cat --json` too. Was `EINVAL` to `stat` (pure FUSE) and to
+    `open` (both: the mount's paths and the overlay's lookups took text only). A write to the
+    name: the overlay mount's upper layer keeps it and a checkpoint commits it; pure FUSE
+    (whose changes are the overlay database's text paths) refuses it with `EINVAL`, as a
+    file system that takes only UTF-8 names does, and changes nothing."""
+    require_fuse()
+    if backend == "overlay" and (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    assert cli("vault", "create", "v", "--from", str(_checkout(latin, tmp_path))).code == 0
+    v = home.vault("v")
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    name = bytes(mp) + b"/" + LATIN
+    assert mounts.mount(home, v, "main", str(mp), backend=backend).backend == backend
+    try:
+        assert sorted(os.listdir(bytes(mp))) == [b".git", LATIN, b"ok.txt"]
+        assert os.stat(name).st_size == len(b"latin\n")  # (pure FUSE: was EINVAL)
+        with open(name, "rb") as fh:  # (both: was EINVAL)
+            assert fh.read() == b"latin\n"
+        ls = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=mp, capture_output=True, check=True).stdout
+        assert LATIN in ls, ls
+        st = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, check=True)
+        assert st.stdout == b"", st.stdout  # git finds the file as its index has it
+        doc = cli("--vault", "v", "--json", "cat", os.fsdecode(LATIN)).json()
+        assert doc["files"][0]["content"] == "latin\n", doc  # (was invalid_path)
+        tip = git("--git-dir", vault, "rev-parse", "refs/heads/main")
+        if backend == "overlay":
+            with open(name, "ab") as fh:
+                fh.write(b"more\n")
+            assert cli("--vault", "v", "checkpoint", "save").code == 0
+            blob = subprocess.run(
+                ["git", "--git-dir", vault, "cat-file", "blob", b"refs/heads/main:" + LATIN],
+                capture_output=True,
+                check=True,
+            ).stdout
+            assert blob == b"latin\nmore\n"
+        else:
+            with pytest.raises(OSError) as exc, open(name, "ab") as fh:
+                fh.write(b"more\n")
+            assert exc.value.errno == errno.EINVAL
+            assert Path(os.fsdecode(name)).read_bytes() == b"latin\n"
+            assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+            assert git("--git-dir", vault, "rev-parse", "refs/heads/main") == tip
+            r = cli("--vault", "v", "write", os.fsdecode(LATIN), "x")  # the same refusal, in words
+            assert r.code == 1 and "caf\\xe9.txt" in r.err and "not UTF-8 text" in r.err, r.err
+            assert "\\udc" not in r.err, r.err
+    finally:
+        mounts.unmount(home, v, "main")
+
+
+def test_a_checkpoint_message_not_utf8_is_kept_as_its_bytes(cli: Cli) -> None:
+    """`checkpoint save -m` with bytes that are not UTF-8 (a Latin-1 shell's `-m café`:
+    Python's argv holds them as surrogates): the commit holds those bytes, as `git commit -m`
+    writes them, and the branch moves. Was exit 70 wherever libgit2 was loaded (the resident
+    server, this test's process): the commit was written, then the branch's reflog note,
+    which names its subject, could not be encoded, and the commit was left dangling."""
+    import pygit2  # noqa: F401 - loaded, as in the resident server that serves the CLI
+
+    assert cli("vault", "create", "v").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    tip = git("--git-dir", vault, "rev-parse", "refs/heads/main")
+    r = cli("--vault", "v", "--json", "checkpoint", "save", "-m", os.fsdecode(b"caf\xe9 x"))
+    assert r.code == 0, (r.code, r.out)  # (was 70: internal)
+    new = r.json()["checkpoint"]["commit"]
+    assert git("--git-dir", vault, "rev-parse", "refs/heads/main").strip() == new != tip.strip()
+    raw = subprocess.run(["git", "--git-dir", vault, "cat-file", "commit", new], capture_output=True).stdout
+    assert raw.endswith(b"\n\ncaf\xe9 x\n"), raw
+    assert "dangling" not in git("--git-dir", vault, "fsck", "--strict", "--no-progress")
+    assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+
+
+def test_an_overlay_mount_s_names_not_utf8_outlive_its_unmount(
+    cli: Cli, latin: Path, tmp_path: Path, home: Home
+) -> None:
+    """The overlay mount's upper layer holding names that are not UTF-8 (git's Latin-1
+    file changed, a new one at the root, one in a directory the mount made: the last was
+    possible on main too), the mount gone, not checkpointed: the next write through the CLI
+    folds the upper layer into the overlay's database, and that failed on the first such
+    name (exit 70, `UnicodeEncodeError`) for every later write of the fork. They stay in
+    the upper layer now (as a fifo does) and status, a checkpoint and a new mount see them."""
+    require_fuse()
+    if (why := mounts.overlay_available()) is not None:
+        if IN_CI:
+            pytest.fail(f"overlayfs must be available in CI: {why}")
+        pytest.skip(f"requires overlayfs: {why}")
+    assert cli("vault", "create", "v", "--from", str(_checkout(latin, tmp_path))).code == 0
+    v = home.vault("v")
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    made = [b"new\xff.txt", b"odd/in\xfe.txt"]
+    mounts.mount(home, v, "main", str(mp), backend="overlay")
+    try:
+        with open(bytes(mp) + b"/" + LATIN, "ab") as fh:
+            fh.write(b"more\n")
+        os.mkdir(bytes(mp) + b"/odd")
+        for name in made:
+            Path(os.fsdecode(bytes(mp) + b"/" + name)).write_bytes(b"made\n")
+    finally:
+        mounts.unmount(home, v, "main")
+    r = cli("--vault", "v", "write", "other.txt", "o")
+    assert r.code == 0, (r.code, r.err)  # (was 70)
+    st = cli("--vault", "v", "--json", "status").json()
+    want = {os.fsdecode(LATIN), *map(os.fsdecode, made), "other.txt"}
+    assert want <= {c["path"] for c in st["changes"]}, st
+    assert cli("--vault", "v", "checkpoint", "save").code == 0
+    tree = git("--git-dir", vault, "ls-tree", "-r", "--name-only", "refs/heads/main").split("\n")
+    assert {'"caf\\351.txt"', '"new\\377.txt"', '"odd/in\\376.txt"', "other.txt"} <= set(tree), tree
+    blob = subprocess.run(
+        ["git", "--git-dir", vault, "cat-file", "blob", b"refs/heads/main:" + LATIN], capture_output=True
+    ).stdout
+    assert blob == b"latin\nmore\n"
+    assert cli("--vault", "v", "--json", "status").json()["clean"] is True
+    mounts.mount(home, v, "main", str(mp), backend="overlay")
+    try:
+        assert Path(os.fsdecode(bytes(mp) + b"/" + LATIN)).read_bytes() == b"latin\nmore\n"
+        assert Path(os.fsdecode(bytes(mp) + b"/odd/in\xfe.txt")).read_bytes() == b"made\n"
+    finally:
+        mounts.unmount(home, v, "main")
+
+
+def test_the_mcp_tools_read_a_name_not_utf8_as_they_list_it(cli: Cli, latin: Path, tmp_path: Path) -> None:
+    """`list_files` gives the name as JSON gives a lone surrogate (``"caf\\udce9.txt"``);
+    `read_file` of that name refused it (`invalid_path`): it reads it now, as the mounts."""
+    import json
+
+    from avfs_git.mcp.tools import AvfsTools
+
+    assert cli("vault", "create", "v", "--from", str(_checkout(latin, tmp_path))).code == 0
+    tools = AvfsTools(os.environ["AVFS_HOME"], "v:main")
+    listed = json.loads(tools.call("list_files", {"path": ""}))
+    name = next(e["path"] for e in listed["entries"] if e["path"].startswith("caf"))
+    assert name == os.fsdecode(LATIN)
+    got = json.loads(tools.call("read_file", {"path": name}))["files"][0]  # (was invalid_path)
+    assert got["content"] == "latin\n" and got["path"] == name, got
+    assert (
+        json.loads(tools.call("read_file", {"path": name, "rev": "HEAD"}))["files"][0]["content"] == "latin\n"
+    )
+    one = json.loads(tools.call("list_files", {"path": name}))
+    assert [e["path"] for e in one["entries"]] == [name], one

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from avfs_git.core.store.objreader import ObjectReader
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 from avfs_git.ops.maintenance import doctor
 
-from .conftest import IN_CI
+from .conftest import IN_CI, git
 from .test_badinput_corrupt import C2, DAMAGE, _oid, _one_pack
 from .test_badinput_corrupt import bad as bad
 from .test_fuse import require_fuse
@@ -81,12 +82,10 @@ def test_a_damaged_object_is_eio_through_a_mount_and_the_rest_reads(
             restore()
             v.store.close()
             # once the object is back the same mount reads it: a pack put back under its own
-            # name too (it needed a new mount: the daemon kept the damaged map). Not an index
-            # that gave the object another's offset: the size read there (the other object's)
-            # stays with the running mount, whose reads would stop short at it
-            if damage == "idx-disagrees":
-                mounts.unmount(home, v, "main", lazy=True)
-                mounts.mount(home, v, "main", str(mp), backend=backend)
+            # name too (it needed a new mount: the daemon kept the damaged map), and an index
+            # that gave the object another's offset (the size read there, the other
+            # object's, stayed with the running mount, whose reads stopped short at it)
+            assert os.stat(mp / "sub" / "c.txt").st_size == len(C2)
             assert (mp / "sub" / "c.txt").read_bytes() == C2
             assert (mp / "a.txt").read_bytes() == b"a\n"
         finally:
@@ -158,3 +157,51 @@ def test_a_damaged_pack_s_copy_is_read_from_another_pack_as_git_reads_it(
         assert after[key] == before[key], key
     objects = [{k: h for k, h in st["files"].items() if k.startswith("objects/")} for st in (before, after)]  # type: ignore[union-attr]
     assert objects[0] == objects[1]  # nothing written, nothing repaired behind the person's back
+
+
+@pytest.mark.parametrize("damaged", ["older", "newer"])
+def test_gc_s_kinds_read_another_pack_s_copy_as_the_reads_do(
+    home: Home, bad: tuple[Vault, Path], damaged: str
+) -> None:
+    """A tree in two packs, one copy's type damaged in place (its header's type bits made
+    the reserved 5): the reads take the other copy (the test above); so must the kinds gc's
+    keep commit reads of many objects at once (`ObjectReader.kinds`: it left the object out,
+    `{}`, where the reads and git say `tree`), and the keep commit then names it a tree."""
+    v, _remote = bad
+    oid = _oid(v, "main:sub")
+    old = _one_pack(v)
+    packs = Path(v.path, "objects", "pack")
+    subprocess.run(
+        ["git", "pack-objects", "-q", str(packs / "pack")],
+        input=oid + "\n",
+        text=True,
+        check=True,
+        cwd=v.path,
+        capture_output=True,
+    )
+    new = next(p for p in packs.glob("pack-*.pack") if p != old)
+    os.utime(old, (1, 1))  # (git and libgit2 try the newest first)
+    target = old if damaged == "older" else new
+    good = target.read_bytes()
+    with target.with_suffix(".idx").open("rb") as idx:
+        listed = subprocess.run(["git", "show-index"], stdin=idx, capture_output=True, text=True).stdout
+    at = {line.split()[1]: int(line.split()[0]) for line in listed.splitlines()}[oid]
+    with target.open("r+b") as fh:  # in place: the same file, its byte changed
+        fh.seek(at)
+        head = fh.read(1)[0]
+        fh.seek(at)
+        fh.write(bytes([(head & 0x8F) | (5 << 4)]))
+    try:
+        v.store.close()
+        reader = ObjectReader(v.path)
+        assert reader.header(oid) is not None and reader.header(oid)[0] == "tree"  # type: ignore[index]
+        assert ObjectReader(v.path).kinds([oid]) == {oid: "tree"}  # (was {})
+        assert ObjectReader(v.path).read(oid) is not None
+        got = v.store.keep_commit([oid], "keep\n", ("t", "t@example.com"))
+        assert got is not None and got[1] == [oid], got
+        listed = git("--git-dir", v.path, "ls-tree", got[0])
+        assert listed.split() == ["040000", "tree", oid, oid], listed
+    finally:
+        v.store.close()
+        _put(target, good)
+        v.store.close()

@@ -27,14 +27,19 @@ def file_entry(path: str, data: bytes) -> dict[str, object]:
     """One file of a ``file_content`` document: utf-8 text, or base64 for other bytes."""
     try:
         return {
-            "path": names.norm_path(path),
+            "path": names.norm_path(path, text=False),
             "encoding": "utf-8",
             "content": data.decode("utf-8"),
             "size": len(data),
         }
     except UnicodeDecodeError:
         encoded = base64.b64encode(data).decode()
-        return {"path": names.norm_path(path), "encoding": "base64", "content": encoded, "size": len(data)}
+        return {
+            "path": names.norm_path(path, text=False),
+            "encoding": "base64",
+            "content": encoded,
+            "size": len(data),
+        }
 
 
 def mode_opt(mode: str | None) -> int | None:

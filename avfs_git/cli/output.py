@@ -31,13 +31,14 @@ if TYPE_CHECKING:
 
     from ..core.errors import AvfsError
 
-__all__ = ["SCHEMA_VERSION", "Output", "human_size", "render_error", "shown"]
+__all__ = ["SCHEMA_VERSION", "Output", "human_size", "render_error", "rich_escape", "shown"]
 
 
 _PARSER = string.Formatter()
-# what rich reads as a tag, with the backslashes before it (rich.markup.RE_TAGS)
-_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+# what rich reads as a tag (rich.markup.RE_TAGS): ahead, with backslashes before it; at a "["
 _TAG_AHEAD = re.compile(r"\\*\[[a-z#/@]")
+_TAG_AT = re.compile(r"\[[a-z#/@][^[]*?]")
+_OPENING = re.compile(r"(\\*)\[")
 
 
 def _field(value: Any, spec: str) -> str:
@@ -126,12 +127,30 @@ def _escaped(chunks: list[tuple[str, bool]]) -> str:
     out = ""
     for text, is_field in reversed(chunks):
         if is_field:
-            text = _TAG.sub(lambda m: m.group(1) * 2 + "\\" + m.group(2), text)
+            text = rich_escape(text)
             if text.endswith("\\") and _TAG_AHEAD.match(out):
                 body = text.rstrip("\\")
                 text = body + "\\" * (2 * (len(text) - len(body)))
+            elif text.endswith("\\") and out.startswith("["):
+                text += "\\"  # (rich takes one backslash before any '[' away)
         out = text + out
     return out
+
+
+def rich_escape(text: str) -> str:
+    """``text`` as rich markup that rich prints as it is. A tag-like ``[...]`` gets a
+    backslash, and the backslashes before it are doubled (rich.markup.escape's rule); and,
+    what that leaves out, a ``[`` that starts no tag gets one more backslash where
+    backslashes come before it: rich takes one backslash before every ``[`` away (a file
+    named ``a\\[B]`` or a message ``x\\[1]y`` was shown ``a[B]``, ``x[1]y``)."""
+
+    def one(m: re.Match[str]) -> str:
+        slashes = m.group(1)
+        if _TAG_AT.match(text, m.end() - 1):
+            return slashes * 2 + "\\["
+        return slashes + "\\[" if slashes else "["
+
+    return _OPENING.sub(one, text) if "[" in text else text
 
 
 class Output:

@@ -213,8 +213,7 @@ def search_cmd(app: App, query: str | None, limit: int, rebuild: bool, include_i
 def _highlight(snippet: str) -> str:
     """rich markup for a snippet: the text between ** markers in bold, the rest escaped;
     control characters (a file's ESC sequences) written as C escapes, never sent raw."""
-    from rich.markup import escape
-
+    from .output import rich_escape as escape
     from .text import escaped
 
     parts = escaped(snippet).split("**")

@@ -32,8 +32,6 @@ class Invalidation(HandleTable):
         when another process (the CLI, a checkpoint, a restore) changes the workspace, a
         watcher thread reads the journal and tells the kernel to forget those paths
         (libfuse 3's ``fuse_invalidate_path``). A read-only revision never changes."""
-        if self.read_only:
-            return
         try:
             lib = fuse._libfuse
             self._fuse_ptr = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
@@ -43,8 +41,30 @@ class Invalidation(HandleTable):
             self._inval = inval
         except (AttributeError, ValueError):
             # the watcher still runs: sizes, the git index, and the movers' acknowledgement
-            log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
+            if not self.read_only:
+                log.warning("fuse_invalidate_path is unavailable: changes made outside the mount show late")
+        if self.read_only:
+            return  # (no watcher; a file whose read failed is forgotten: forget_unread)
         self._start_watcher()
+
+    def forget_unread(self, path: str, oid: object, *, now: bool) -> None:
+        """A file served from git whose blob could not be read (``EIO``): the size this
+        daemon and the kernel keep of it may be another object's (an `.idx` giving the blob
+        another's offset: its header was read there), and the kernel keeps a read-only
+        view's attributes for good. Both forget it, so that once the vault is put right
+        the running mount reads the whole file, not up to that size. ``now`` at ``OPEN``;
+        from a ``READ`` another thread does it (the kernel holds the page being read
+        locked until this request is answered, and the invalidation waits for it)."""
+        if isinstance(oid, str):
+            with self._lock:
+                self._sizes.pop(oid, None)
+        p = path.lstrip("/")
+        if not p or self._inval is None:
+            return
+        if now:
+            self.invalidate(p)
+        else:
+            threading.Thread(target=self.invalidate, args=(p,), name="avfs-forget", daemon=True).start()
 
     def _start_watcher(self) -> None:
         """Start the watcher from what the workspace is now: read here, in FUSE's init,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import mfusepy as fuse
 
-from ..core.errors import AvfsError, BlobNotLocalError, is_no_space
+from ..core.errors import AvfsError, BlobNotLocalError, ObjectUnreadableError, is_no_space
 from ..core.store import names
 from ..core.workspace.workspace import Node, Workspace
 from ..core.workspace.wssmudge import checkout_forms
@@ -53,6 +53,10 @@ def translated(func: F) -> F:
         except AvfsError as exc:
             if isinstance(exc, BlobNotLocalError) and args:
                 _say_why(args[0], exc)
+            if isinstance(exc, ObjectUnreadableError) and len(args) > 1 and isinstance(args[1], str):
+                forget = getattr(args[0], "forget_unread", None)
+                if forget is not None:  # (at OPEN the kernel holds no page of it: at once)
+                    forget(args[1], exc.details.get("oid"), now=func.__name__ == "open")
             raise fuse.FuseOSError(exc.errno) from exc
         except fuse.FuseOSError:
             raise  # an errno chosen on purpose (EDQUOT past the quota...)
@@ -222,7 +226,9 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
     def _p(path: str) -> str:
         if path == GITFILE:
             raise fuse.FuseOSError(errno.EPERM)  # the worktree link avfs shows; not a file of the fork
-        return names.norm_path(path.lstrip("/"))
+        # a name git holds whose bytes are not UTF-8 is looked up and read like any other
+        # (mfusepy gives it as ``surrogateescape`` text); the workspace refuses to write one
+        return names.norm_path(path.lstrip("/"), text=False)
 
     def _writable(self) -> None:
         if self.read_only:

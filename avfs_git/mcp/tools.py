@@ -191,7 +191,9 @@ class AvfsTools:
         from ..core.store import names
 
         vault, fork = self._target(args)
-        path = names.norm_path(args["path"])
+        # a name git holds that is not UTF-8, as list_files gave it (a lone surrogate of
+        # surrogateescape's, "\udce9"): read as the mounts read it (was invalid_path)
+        path = names.norm_path(args["path"], text=False)
         blob: str | None
         if "rev" in args:
             from ..core.operations import history
@@ -254,7 +256,7 @@ class AvfsTools:
         if st.kind is not NodeKind.DIR:  # a file: list it alone, like `ls FILE`
             one = ws.stat(path, follow=False)
             entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]
-            shown = names.norm_path(path)
+            shown = names.norm_path(path, text=False)
         else:
             entries = ws.listdir(path, sizes=True)
             if (visible := ws.visible_filter()) is not None:

@@ -163,6 +163,10 @@ def save_locked(
     ws.sync_base()
     check_head(vault, fork, expect_head)
     name_ref = refs.checkpoint_ref(fork, name) if name else None
+    if name_ref:
+        # the name's ref is made after the branch moved: a packed-refs line git cannot read
+        # refuses it there (the branch moved, no op log entry); refused here, before
+        refs.check_packed_refs(vault.path)
     if name_ref and refs.read_ref(vault.store, name_ref) is not None:
         raise AlreadyExistsError(
             f"fork {fork} already has a checkpoint named {name!r}",
@@ -171,7 +175,9 @@ def save_locked(
         )
     base = ws.base
     tip = ws.tip()  # differs from base when the fork moved: then the changes are rebased
-    msg = message or (f"checkpoint {name}" if name else "checkpoint")
+    # a message of whitespace only is none, as git's cleanup makes it (git then refuses the
+    # commit; avfs gives it the default message, as it does an empty one)
+    msg = message if message and message.strip() else (f"checkpoint {name}" if name else "checkpoint")
     if not msg.endswith("\n"):
         msg += "\n"
     commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)

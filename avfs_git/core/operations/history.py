@@ -426,7 +426,7 @@ def read_at(vault: Vault, fork: str | None, rev: str, path: str) -> bytes:
     """The bytes of file ``path`` at revision ``rev`` (``git show REV:PATH``); a symlink
     gives its target, as git stores it."""
     commit = resolve(vault, rev, fork)
-    p = names.norm_path(path)
+    p = names.norm_path(path, text=False)  # (a name git holds that is not UTF-8: read too)
     hiding = _hidden(vault, fork)
     held = hiding(p) if hiding is not None and p else None
     if held is not None:

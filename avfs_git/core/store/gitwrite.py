@@ -228,9 +228,15 @@ class StoreWrites:
         try:  # (bytes that are not UTF-8, kept as surrogates, are written back as they were)
             data = text.encode("utf-8", "surrogateescape")
             if b"\0" in data:  # (git fsck: nulInCommit)
-                raise UsageError("the commit message holds a NUL")
+                raise UsageError(
+                    "the commit message holds a NUL byte, which a commit cannot hold; nothing was committed",
+                    hint="leave the NUL out of the message (git fsck refuses such a commit)",
+                )
         except UnicodeEncodeError:
-            raise UsageError("the commit message is not text: it holds a lone surrogate") from None
+            raise UsageError(
+                "the commit message is not text: it holds a lone surrogate; nothing was committed",
+                hint="give the message as UTF-8 text (or as the bytes a command line passes)",
+            ) from None
         if pack is not None:
             from .packwriter import OBJ_COMMIT
 

@@ -80,21 +80,28 @@ def parse_address(spec: str) -> tuple[str, str | None]:
     return vault, None
 
 
-def norm_path(path: str) -> str:
+def norm_path(path: str, *, text: bool = True) -> str:
     """Normalise a workspace path to git's form ('a/b/c', root is '').
 
     Refuses absolute paths, '..', NUL and other control bytes in a way that can't be
-    misread, and any '.git' component (git would refuse such a tree).
+    misread, and any '.git' component (git would refuse such a tree). With ``text``
+    False, a name whose bytes are not UTF-8 (``surrogateescape``'s code points, as
+    ``os.fsdecode`` gives them) passes: a read of what a tree from git holds (git and the
+    disk take any bytes but '/' and NUL); what avfs writes stays text.
     """
     if not isinstance(path, str):
         raise InvalidPathError(f"invalid path {path!r}: not a string")
     if "\x00" in path:
         raise InvalidPathError(f"invalid path {path!r}: contains a NUL byte")
     try:
-        path.encode("utf-8")
+        path.encode("utf-8", "strict" if text else "surrogateescape")
     except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
         raise InvalidPathError(
-            f"invalid path {path!r}: not valid UTF-8", hint="avfs paths are UTF-8 text"
+            f"invalid path '{shown}': its name is not UTF-8 text, which avfs can read from git but not write",
+            hint="give the file a UTF-8 name (a git commit may hold such a name, and an"
+            " overlay mount writes one)",
+            details={"path": shown},
         ) from None
     if path.startswith("/"):
         raise InvalidPathError(

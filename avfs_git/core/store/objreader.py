@@ -162,6 +162,10 @@ class ObjectReader:
         self._scan_lock = threading.Lock()
         self._cache = _BaseCache()
         self.skipped: dict[str, str] = {}  # index name -> why this reader could not use it
+        # objects whose every copy failed to read whole (checked against the id): a header
+        # there may be another object's (an `.idx` giving it another's offset), so their
+        # headers are read whole until a read succeeds (see :meth:`header`)
+        self._unread: set[str] = set()
 
     def _scan(self) -> bool:
         """Open packs not seen yet, and forget those gone (a repack rolled them into
@@ -266,12 +270,16 @@ class ObjectReader:
                 raise loose_error
             return None
         try:
-            return self._checked(oid, *hit)
+            got = self._checked(oid, *hit)
         except _READ_ERRORS:
-            got = self._other_copy(oid, hit[0], lambda pack, off: self._checked(oid, pack, off))
-            if got is None:
+            other = self._other_copy(oid, hit[0], lambda pack, off: self._checked(oid, pack, off))
+            if other is None:
+                if len(self._unread) < 4096:  # (a bound: a vault of damaged objects)
+                    self._unread.add(oid)
                 raise
-            return got
+            got = other
+        self._unread.discard(oid)
+        return got
 
     def _checked(self, oid: str, pack: _Pack, off: int) -> tuple[str, bytes]:
         kind, data = self._read_at(pack, off)
@@ -355,6 +363,18 @@ class ObjectReader:
         pack headers along a delta chain and a delta's first bytes are read."""
         if len(oid) != 40:
             return None
+        if oid in self._unread:
+            # a read of it failed: what the index points at may be another object, whose
+            # header gave its size (a long-lived mount answered it after the index was put
+            # right, and its reads stopped short there). Read whole: the packs are opened
+            # again when that copy still fails (:meth:`_other_copy`)
+            try:
+                whole = self._read(oid)
+            except _READ_ERRORS:
+                pass  # still damaged: the header, as before (the reads say EIO)
+            else:
+                if whole is not None:
+                    return whole[0], len(whole[1])
         try:
             return self._header(oid)
         except _READ_ERRORS as exc:
@@ -384,7 +404,13 @@ class ObjectReader:
                         hit = self._find(oid)
                         if hit is None:
                             continue
-                        kind = self._base_kind(*hit)
+                        try:
+                            kind = self._base_kind(*hit)
+                        except _READ_ERRORS:  # another pack's copy, as :meth:`read` and :meth:`header`
+                            other = self._other_copy(oid, hit[0], self._base_kind)
+                            if other is None:
+                                raise
+                            kind = other
                 except _READ_ERRORS:  # (a loose file gone meanwhile too)
                     continue
                 out[oid] = kind

@@ -25,7 +25,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExistsError, AvfsError, InternalError, RefMovedError, want_str
+from ..errors import AlreadyExistsError, AvfsError, CorruptStateError, InternalError, RefMovedError, want_str
 from .gitlib import git_error, git_errors, libgit2_loaded
 from .gitrun import run
 
@@ -195,7 +195,7 @@ def ref_names(store: GitStore, prefix: str = "") -> list[str]:
     try:
         return [r for r in store._repo.references if r.startswith(prefix)]
     except git_errors() as exc:
-        raise git_error(exc, f"cannot list the refs of {store.path}") from exc
+        raise _packed_refs_error(exc, store.path, f"cannot list the refs of {store.path}") from exc
 
 
 def last_moved(store: GitStore, name: str) -> float:
@@ -231,6 +231,48 @@ def _utf8(name: str) -> bool:
     return True
 
 
+def check_packed_refs(git_dir: str) -> None:
+    """Raise :class:`CorruptStateError` naming the first line of ``git_dir``'s
+    ``packed-refs`` that is not one git reads (a header ``# ...``, ``<id> <name>``, or a
+    peeled ``^<id>`` after one): git (``fatal: unexpected line``) and libgit2 ("corrupted
+    packed references file") then refuse every listing and some ref writes, and a
+    checkpoint named after its branch had moved failed (exit 70, no op log entry)."""
+    try:
+        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
+            lines = fh.read().split(b"\n")
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    hexdigits = frozenset(b"0123456789abcdef")
+    for number, line in enumerate(lines, 1):
+        if not line or (line.startswith(b"#") and number == 1):
+            continue
+        body = line[1:] if line.startswith(b"^") else line
+        oid, space, name = body[:40], body[40:41], body[41:]
+        ok = len(oid) == 40 and set(oid) <= hexdigits
+        if ok and ((line.startswith(b"^") and not space and not name) or (space == b" " and name)):
+            continue
+        shown = line[:80].decode("utf-8", "backslashreplace")
+        raise CorruptStateError(
+            f"the vault's packed-refs file has a line git cannot read (line {number}: {shown!r}),"
+            " so its refs cannot be listed or some of them moved; nothing was changed",
+            hint=f"fix or remove that line of {os.path.join(git_dir, 'packed-refs')}"
+            " (git for-each-ref in the vault names it too), then run the command again",
+            details={"line": number},
+        )
+
+
+def _packed_refs_error(exc: BaseException, git_dir: str, message: str) -> Exception:
+    """libgit2's or git's refusal of a damaged ``packed-refs``, in words (the line named);
+    any other failure as :func:`git_error` makes it."""
+    text = str(exc)
+    if "packed references" in text or "packed-refs" in text:
+        try:
+            check_packed_refs(git_dir)
+        except CorruptStateError as err:
+            return err
+    return git_error(exc, message)
+
+
 def read_ref(store: GitStore, name: str) -> str | None:
     """Return the commit id a ref points at (a symbolic one followed), or None when it does
     not exist. Through libgit2 when this process has loaded it, else from git's files."""
@@ -252,6 +294,15 @@ def read_ref(store: GitStore, name: str) -> str | None:
     return str(target)
 
 
+def _is_text(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def cas_update(store: GitStore, name: str, new: str | None, expected: str | None, message: str) -> None:
     """Move ref ``name`` from ``expected`` to ``new`` atomically.
 
@@ -263,6 +314,12 @@ def cas_update(store: GitStore, name: str, new: str | None, expected: str | None
         AlreadyExistsError: creating a ref that exists (expected None).
         InternalError: the ref cannot be written (a malformed name, a file in the way).
     """
+    if not _is_text(message):
+        # the reflog's note names a commit message's subject, which may hold bytes that
+        # are not UTF-8 (`-m` of such bytes: kept as surrogates, written back into the
+        # commit as they were); libgit2 takes text only: the commit was made and the
+        # branch failed to move (exit 70, a dangling commit). A note is for people: U+FFFD
+        message = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if libgit2_loaded():
         _cas_libgit2(store, name, new, expected, message)
     else:
@@ -307,6 +364,8 @@ def _cas_git(store: GitStore, name: str, new: str | None, expected: str | None, 
             hint="retry in a moment",
             details={"ref": name},
         )
+    if "packed-refs" in said:
+        check_packed_refs(store.path)
     raise InternalError(f"cannot update {name}: {said}")
 
 
@@ -323,7 +382,7 @@ def _cas_libgit2(store: GitStore, name: str, new: str | None, expected: str | No
         except pygit2.AlreadyExistsError:
             raise _moved(name, None, read_ref(store, name)) from None
         except git_errors(OSError) as exc:  # OSError: a file in the ref's way
-            raise _translate(exc, name) from exc
+            raise _translate(exc, name, store.path) from exc
     try:
         with repo.transaction() as tx:
             tx.lock_ref(name)
@@ -335,10 +394,10 @@ def _cas_libgit2(store: GitStore, name: str, new: str | None, expected: str | No
             else:
                 tx.set_target(name, new, message=message)
     except git_errors(OSError) as exc:
-        raise _translate(exc, name) from exc
+        raise _translate(exc, name, store.path) from exc
 
 
-def _translate(exc: Exception, name: str) -> Exception:
+def _translate(exc: Exception, name: str, git_dir: str) -> Exception:
     text = str(exc)
     if "lock" in text.replace(name, "").lower():  # not a name's own ".lock" (a bad name)
         return RefMovedError(
@@ -346,7 +405,7 @@ def _translate(exc: Exception, name: str) -> Exception:
             hint="retry in a moment",
             details={"ref": name},
         )
-    return git_error(exc, f"cannot update {name}")
+    return _packed_refs_error(exc, git_dir, f"cannot update {name}")
 
 
 def reflog_path(git_dir: str, name: str) -> str:

@@ -176,13 +176,22 @@ class Home:
     def config(self) -> dict[str, Any]:
         try:
             with open(self.config_path, encoding="utf-8") as fh:
-                return dict(json.load(fh))
+                got = json.load(fh)
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise from_oserror(exc, self.config_path) from exc
         except ValueError as exc:
-            raise UsageError(f"cannot read {self.config_path}: {exc}") from exc
+            raise UsageError(
+                f"cannot read {self.config_path}: {exc}",
+                hint="fix the file, or remove it (it holds the default vault and identity)",
+            ) from exc
+        if not isinstance(got, dict):  # (a list was exit 70: dict() of it, TypeError)
+            raise UsageError(
+                f"cannot read {self.config_path}: it holds a JSON {type(got).__name__}, not an object of settings",
+                hint="fix the file, or remove it (it holds the default vault and identity)",
+            )
+        return got
 
     def set_config(self, **values: Any) -> None:
         cfg = self.config()

@@ -181,9 +181,21 @@ class Vault(VaultQuota, Generic[H_co]):
         if self._config_cache is None:
             try:
                 with open(self.config_path, encoding="utf-8") as fh:
-                    self._config_cache = dict(json.load(fh))
+                    got = json.load(fh)
             except FileNotFoundError:
-                self._config_cache = {}
+                got = {}
+            except ValueError as exc:  # (was exit 70, as a list in it was: dict() of it)
+                raise UsageError(
+                    f"cannot read {self.config_path}: {exc}",
+                    hint="fix the file: it holds the vault's own settings (its default fork, its maintenance)",
+                ) from exc
+            if not isinstance(got, dict):
+                raise UsageError(
+                    f"cannot read {self.config_path}: it holds a JSON {type(got).__name__},"
+                    " not an object of settings",
+                    hint="fix the file: it holds the vault's own settings (its default fork, its maintenance)",
+                )
+            self._config_cache = got
         return self._config_cache
 
     def fresh_config(self) -> dict[str, Any]:
@@ -361,7 +373,22 @@ class Vault(VaultQuota, Generic[H_co]):
         )
 
     def forks(self) -> list[ForkInfo]:
-        return [self.fork_info(f) for f in self.fork_names()]
+        """Every branch of the vault. One whose name git takes and a fork's may not have
+        (``-dash``, ``fix#1``, ``é``: made by git in the vault, or pushed) is listed as its
+        ref says, with no workspace (none can be addressed): it failed the whole listing
+        (``vault info``: ``invalid_name``)."""
+        out = []
+        for f in self.fork_names():
+            try:
+                names.check_fork_name(f)
+            except InvalidNameError:
+                head = refs.read_ref_file(self.path, refs.HEADS + f)
+                if head is not None:
+                    oid = CommitId(head)
+                    out.append(ForkInfo(self.name, f, oid, oid, dirty=False, is_default=False))
+                continue
+            out.append(self.fork_info(f))
+        return out
 
     def create_fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkInfo:
         """:meth:`fork`, returning only the new fork's info."""

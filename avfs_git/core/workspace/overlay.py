@@ -215,10 +215,13 @@ class Overlay(UpperEntries):
         )
 
     def _db_get(self, path: str) -> Entry | None:
+        if not sql_text(path):
+            return None  # (a name from git that is not UTF-8: the database holds none)
         r = self.db.execute(f"SELECT {ENTRY_COLS} FROM entries WHERE path=?", (path,)).fetchone()
         return None if r is None else entry_of_row(r)
 
     def _db_get_many(self, paths: list[str]) -> dict[str, Entry]:
+        paths = [p for p in paths if sql_text(p)]
         if not paths:
             return {}
         q = f"SELECT {ENTRY_COLS} FROM entries WHERE path IN ({','.join('?' * len(paths))})"
@@ -250,9 +253,11 @@ class Overlay(UpperEntries):
     def _db_lookup_once(
         self, chain: list[str], children_of: str | None
     ) -> tuple[dict[str, Entry], list[Entry], str | None]:
-        q = f"SELECT 0, {ENTRY_COLS} FROM entries WHERE path IN ({','.join('?' * len(chain))})"
-        args: list[str] = list(chain)
-        if children_of is not None:
+        # a name from git that is not UTF-8 (a read of it: wsview.norm_read) has no entry
+        # (:func:`.overlaydb.sql_text`): not asked, nor the children of such a directory
+        args: list[str] = [p for p in chain if sql_text(p)]
+        q = f"SELECT 0, {ENTRY_COLS} FROM entries WHERE path IN ({','.join('?' * len(args))})"
+        if children_of is not None and sql_text(children_of):
             q += f" UNION ALL SELECT 1, {ENTRY_COLS} FROM entries WHERE parent=? AND path != ''"
             args.append(children_of)
         q += " UNION ALL SELECT 2, value, 0, 0, NULL, NULL, NULL, 0, 0 FROM meta WHERE key='base'"
@@ -269,11 +274,15 @@ class Overlay(UpperEntries):
         return got, kids, base
 
     def _db_children(self, parent: str) -> list[Entry]:
+        if not sql_text(parent):
+            return []
         q = f"SELECT {ENTRY_COLS} FROM entries WHERE parent=? AND path != ''"
         return [entry_of_row(r) for r in self.db.execute(q, (parent,))]
 
     def _db_under(self, prefix: str) -> list[Entry]:
         """Entries strictly below directory ``prefix`` ('' means every entry but the root)."""
+        if not sql_text(prefix):
+            return []
         if not prefix:
             q = f"SELECT {ENTRY_COLS} FROM entries WHERE path != '' ORDER BY path"
             return [entry_of_row(r) for r in self.db.execute(q)]
@@ -297,6 +306,8 @@ class Overlay(UpperEntries):
         return list(got)
 
     def _db_has_under(self, prefix: str) -> bool:
+        if not sql_text(prefix):
+            return False
         if not prefix:
             return self.db.execute("SELECT 1 FROM entries WHERE path != '' LIMIT 1").fetchone() is not None
         r = self.db.execute(

@@ -196,3 +196,10 @@ def open_db(
         raise CorruptStateError(
             f"cannot open database {path}: {exc}", hint="check that the avfs home is writable"
         ) from exc
+    except sqlite3.DatabaseError as exc:  # (not SQLite's file: cut short, overwritten; was exit 70)
+        raise CorruptStateError(
+            f"the database {path} is damaged ({exc}); nothing was changed",
+            hint="`avfs doctor` names what holds it; put the file back from a copy, or move it"
+            " aside (a fork's overlay: its changes not checkpointed are lost with it)",
+            details={"path": path},
+        ) from exc

@@ -45,7 +45,7 @@ from .since import Since
 from .upperjournal import Pending
 from .wschecks import VaultQuota
 from .wsstatus import Changes
-from .wsview import Node, View, dirty_dirs, norm, settled_now
+from .wsview import Node, View, dirty_dirs, norm_read, settled_now
 from .wswrite import Mutations
 
 __all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace", "WsVault"]
@@ -392,7 +392,7 @@ class Workspace(Mutations, Generic[V_co]):
         guard = self.guard
         if guard.empty:
             return
-        p = norm(path)
+        p = norm_read(path)
         self.check_visible(p, op, guard=guard)
         node = self.view.lookup(p)  # no symlink on the way (the common case): p itself
         if node is None or (follow and node.is_link):

@@ -26,7 +26,7 @@ from ..store.gitstore import GitStore, blob_id, file_blob_id
 from ..types import NodeKind
 from .livedir import LiveDir
 from .overlay import Overlay
-from .wsview import CHUNK, View, norm
+from .wsview import CHUNK, View, norm, norm_read
 
 EXPECT_ABSENT = "absent"  # an ``expect`` that the path holds nothing (create only)
 
@@ -84,7 +84,7 @@ class WriteChecks:
         """The git blob id of what ``path`` holds now: a file's bytes, a symlink's target
         (as git stores a link); None when nothing is there. What ``expect`` is compared
         with, and what reads report as ``blob``. A directory is IsDirectoryError."""
-        p = norm(path)
+        p = norm_read(path)
         try:
             node = self.view.resolve(p, follow=False)
             if node.oid is not None and not (node.is_dir or node.is_link or node.materialized):

@@ -12,6 +12,7 @@ from typing import Any
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
 from . import upper
 from .overlay import Overlay
+from .overlaydb import sql_text
 from .overlayentry import FILE, Entry
 from .wschecks import unlink_quiet
 
@@ -24,7 +25,8 @@ def fold_upper(
     """Move what an unmounted overlay's upper layer holds into the overlay's entries
     (files are hard-linked into ``files/`` before the entries commit, and leave the
     upper layer after: a crash in between folds them again, nothing is lost). What git
-    cannot hold (fifos, sockets, device nodes) stays in the upper layer. Returns the
+    cannot hold (fifos, sockets, device nodes), and a name that is not UTF-8, stays in the
+    upper layer. Returns the
     number of paths folded."""
     up_dir = overlay.upper_dir
     upper.drop_gitfile(up_dir)
@@ -41,6 +43,12 @@ def fold_upper(
         try:
             with overlay.txn() as db:
                 for child, real, st in todo:
+                    if not sql_text(child):
+                        # a name that is not UTF-8 (git's, or one the mount's upper layer
+                        # wrote): no entry can hold it (:func:`.overlaydb.sql_text`); it
+                        # stays in the upper layer, as a fifo does, and is read there (a
+                        # write through the CLI after such a mount was exit 70 here)
+                        continue
                     kind = upper.classify(real, st)
                     if kind == upper.SPECIAL:
                         continue

@@ -59,6 +59,15 @@ def norm(path: str) -> str:
     return names.norm_path(path)
 
 
+def norm_read(path: str) -> str:
+    """:func:`norm` for a read: a name from git whose bytes are not UTF-8 (as
+    ``surrogateescape`` holds them) is a path a tree can have and a read must find; what
+    avfs writes stays text (:func:`norm`)."""
+    if type(path) is str and len(path) <= names.MAX_COMPONENT_BYTES and _PLAIN_PATH.fullmatch(path):
+        return path
+    return names.norm_path(path, text=False)
+
+
 class Raced(CorruptStateError):
     """An entry read a moment ago was replaced, and the file it named unlinked, by a write
     of another thread or process: read, stat and capture look again (a few times)."""
@@ -312,7 +321,7 @@ class View:
         Raises:
             PathNotFoundError, NotDirectoryError, SymlinkEscapeError, SymlinkLoopError.
         """
-        p = norm(path)
+        p = norm_read(path)
         node = self.resolve_path(p, follow)
         if node is None:
             raise PathNotFoundError(f"{p or '/'}: no such file or directory", details={"path": p})
@@ -364,7 +373,7 @@ class View:
 
     def exists(self, path: str) -> bool:
         try:
-            return self.resolve_path(norm(path), False) is not None
+            return self.resolve_path(norm_read(path), False) is not None
         except (NotDirectoryError, SymlinkEscapeError, SymlinkLoopError):
             return False
 
@@ -503,7 +512,7 @@ class View:
 
     def listdir(self, path: str = "", *, sizes: bool = False) -> list[DirEntry]:
         """The entries of a directory, sorted by name."""
-        p = norm(path)
+        p = norm_read(path)
         # one query for the directory's chain and its children; a directory reached
         # through a symlink (or not there) takes the general way
         chain = names.ancestors(p)
@@ -533,7 +542,7 @@ class View:
     ) -> Iterator[DirEntry]:
         """Every entry below ``path``, depth first, directories before their contents;
         ``prune(dir path)`` True: that directory listed, not what is below it."""
-        d = self.dir_node(norm(path))
+        d = self.dir_node(norm_read(path))
 
         def rec(node: Node, depth: int) -> Iterator[DirEntry]:
             for name, n in sorted(self.children(node).items()):

@@ -51,26 +51,43 @@ class Retention:
 
 
 _RETENTION_KEYS = {f.name for f in dataclasses.fields(Retention)}
+# the longest a retention setting may be: 1,000 years (a larger one, or 1e308, made a
+# cut-off time before the epoch, which the dates of the records cannot hold)
+MAX_DAYS = 365_000
 
 
 def retention_for(vault: Vault[Home] | None = None, home: Home | None = None) -> Retention:
     """The retention in force for ``vault`` (defaults < home config < vault config)."""
     values: dict[str, float] = {}
     home = home if home is not None else (vault.home if vault is not None else None)
-    layers: list[dict[str, Any]] = []
+    layers: list[tuple[str, object]] = []
     if home is not None:
-        layers.append(dict(home.config().get("maintenance") or {}))
+        layers.append((home.config_path, home.config().get("maintenance")))
     if vault is not None:
-        layers.append(dict(vault.config.get("maintenance") or {}))
-    for layer in layers:
+        layers.append((os.path.join(vault.state_dir, "config.json"), vault.config.get("maintenance")))
+    for where, layer in layers:
+        if layer is None:
+            continue
+        if not isinstance(layer, dict):  # (a number or a list was exit 70: dict() of it)
+            raise UsageError(
+                f"the maintenance settings of {where} are a JSON {type(layer).__name__}, not an object",
+                hint='write them as {"maintenance": {"oplog_days": 90, ...}}',
+            )
         for key, value in layer.items():
             if key not in _RETENTION_KEYS:
                 raise UsageError(
                     f"unknown maintenance setting {key!r}",
                     hint=f"known settings: {', '.join(sorted(_RETENTION_KEYS))}",
                 )
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise UsageError(f"maintenance setting {key!r} must be a number of days >= 0")
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value <= MAX_DAYS  # (NaN, which JSON's reader takes, is neither)
+            ):
+                raise UsageError(
+                    f"maintenance setting {key!r} must be a number of days from 0 to {MAX_DAYS},"
+                    f" not {value!r}"
+                )
             values[key] = float(value)
     return Retention(**values)
 

@@ -1,0 +1,98 @@
+"""A vault's refs as git keeps them, damaged or odd: a ``packed-refs`` line git cannot read
+(git: ``fatal: unexpected line``; libgit2: "corrupted packed references file"), a HEAD that
+names no branch. Each command that needs the refs says so in words (the line named, the
+file to fix) with one JSON document, and changes nothing: a named checkpoint moved the
+branch and then failed to make its name's ref (exit 70, no op log entry). docs/security.md,
+bad input.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .conftest import CliResult, git
+from .test_json_everypath import _changed, _home_state
+
+Cli = Callable[..., CliResult]
+
+
+def test_a_packed_refs_line_git_cannot_read_is_named_and_nothing_changes(cli: Cli) -> None:
+    import pygit2  # noqa: F401 - loaded, as in the resident server that serves the CLI
+
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "c1").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    git("--git-dir", vault, "pack-refs", "--all")
+    packed = Path(vault, "packed-refs")
+    good = packed.read_bytes()
+    packed.write_bytes(good + b"garbage line here\n")
+    assert cli("--vault", "v", "write", "b.txt", "b").code == 0  # (the overlay: no ref read)
+    try:
+        before = _home_state(os.environ["AVFS_HOME"])
+        for args in (("checkpoint", "save", "c2"), ("checkpoint", "list"), ("log",)):
+            r = cli("--vault", "v", "--json", *args)
+            assert r.code != 0 and r.out.count("\n") == 1, (args, r.code, r.out)  # one document
+            err = r.json()["error"]
+            assert err["code"] == "corrupt_state", (args, err)  # (was internal, no hint)
+            assert "line 4" in err["message"] and "garbage line here" in err["message"], err
+            assert "packed-refs" in err["hint"], err
+            h = cli("--vault", "v", *args)
+            assert h.code == r.code and "garbage line here" in h.err and "hint:" in h.err, h.err
+        # nothing changed (the branch had moved, its op log entry missing, the name's ref absent)
+        assert _changed(before, _home_state(os.environ["AVFS_HOME"])) == []
+    finally:
+        packed.write_bytes(good)
+    st = cli("--vault", "v", "--json", "status").json()
+    assert [c["path"] for c in st["changes"]] == ["b.txt"], st
+    assert cli("--vault", "v", "checkpoint", "save", "c2").code == 0  # the line fixed: it goes on
+    assert git("--git-dir", vault, "rev-parse", "refs/avfs/checkpoints/main/-/c2") != ""
+
+
+def test_a_head_naming_no_branch_wedges_nothing(cli: Cli) -> None:
+    """git leaves HEAD naming a branch that is gone (`git branch -m` elsewhere, a person's
+    edit): avfs addresses forks by their refs, never by HEAD, and goes on."""
+    assert cli("vault", "create", "v").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    Path(vault, "HEAD").write_text("ref: refs/heads/nothere\n")
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    for args in (
+        ("status",),
+        ("checkpoint", "save", "c1"),
+        ("log",),
+        ("vault", "info"),
+        ("checkpoint", "list"),
+    ):
+        r = cli("--vault", "v", "--json", *args)
+        assert r.code == 0, (args, r.code, r.out)
+    assert cli("--json", "vault", "list").code == 0
+    Path(vault, "HEAD").write_text("ref: refs/heads/main\n")  # (the fixture's fsck reads HEAD)
+
+
+GIT_ONLY = ["-dash", "HEAD", "fix#1", "é"]  # names git takes for a branch, a fork's may not
+
+
+def test_branches_git_takes_and_a_fork_may_not_wedge_no_listing(cli: Cli) -> None:
+    """Branches made by git in the vault (or pushed) under names a fork may not have:
+    `vault info` failed whole (`invalid_name` for `-dash`); now it lists them as their refs
+    say, the commands that walk every fork go on, and addressing one says why not."""
+    assert cli("vault", "create", "v").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    for name in GIT_ONLY:
+        git("--git-dir", vault, "update-ref", f"refs/heads/{name}", "refs/heads/main")
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    before = _home_state(os.environ["AVFS_HOME"])
+    info = cli("--vault", "v", "--json", "vault", "info")
+    assert info.code == 0, info.out  # (was invalid_name)
+    assert sorted(f["name"] for f in info.json()["forks"]) == sorted([*GIT_ONLY, "main"])
+    human = cli("--vault", "v", "vault", "info")
+    assert human.code == 0 and all(n in human.out for n in GIT_ONLY), human.out
+    for args in (("stats",), ("doctor",), ("prune", "--dry-run"), ("vault", "list")):
+        r = cli("--vault", "v", "--json", *args)
+        assert r.code == 0, (args, r.code, r.out)
+    assert _changed(before, _home_state(os.environ["AVFS_HOME"])) == []
+    r = cli("--vault", "v:fix#1", "--json", "status")
+    assert r.code == 1 and r.json()["error"]["code"] == "invalid_name", r.out
+    assert cli("--vault", "v", "checkpoint", "save", "c1").code == 0
