@@ -7,6 +7,8 @@ building needs of a workspace. The first step of :mod:`.wscommit`.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -55,6 +57,7 @@ class Fork(Protocol):
     @property
     def base_tree(self) -> str: ...
     def tip(self) -> str | None: ...
+    def check_unwritten(self, holes: int, paths: list[str]) -> None: ...
     def author(self) -> Signatures: ...
     def live_mount(self) -> LiveDir | None: ...
     def mounted_without_upper(self) -> bool: ...
@@ -126,6 +129,7 @@ def capture(
                 if not include_ignored and (held := protected_entries(ws, entries)):
                     to_build = [e for e in to_build if e.path not in held]
                     entries = [e for e in entries if e.path not in held]
+                ws.check_unwritten(*_holes(ws, to_build))
                 refused: set[str] = set()
                 conv = None
                 if convert and not include_ignored:
@@ -161,6 +165,27 @@ def capture(
             pw.abort()
         raise
     return tree, entries
+
+
+def _holes(ws: Fork, entries: list[Entry]) -> tuple[int, list[str]]:
+    """The bytes the files among ``entries`` hold past their blocks on disk, and those
+    files: a sparse file's holes, which a blob of it stores (and every checkout of it
+    writes) as bytes, though no quota counted them
+    (:meth:`.wschecks.WriteChecks.check_unwritten`). One ``lstat`` a file (a link is not
+    one: nothing followed)."""
+    total, paths = 0, []
+    for e in entries:
+        if e.kind != FILE or not e.fileid:
+            continue
+        try:
+            st = os.lstat(ws.overlay.file_path(e.fileid))
+        except OSError:
+            continue  # (gone: the capture's read of it says so)
+        hole = st.st_size - st.st_blocks * 512 if stat.S_ISREG(st.st_mode) else 0
+        if hole > 0:
+            total += hole
+            paths.append(e.path)
+    return total, paths
 
 
 def _read(ws: Fork) -> tuple[list[Entry], bool]:
