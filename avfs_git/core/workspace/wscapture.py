@@ -19,7 +19,7 @@ from ..store.gitformat import tree_bytes
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
-from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
+from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter, open_regular
 from ..types import MODE_COMMIT, MODE_TREE
 from .livedir import LiveDir
 from .overlay import Overlay
@@ -168,14 +168,15 @@ def capture(
 
 
 def _holes(ws: Fork, entries: list[Entry]) -> tuple[int, list[str]]:
-    """The bytes the files among ``entries`` hold past their blocks on disk, and those
-    files: a sparse file's holes, which a blob of it stores (and every checkout of it
-    writes) as bytes, though no quota counted them
-    (:meth:`.wschecks.WriteChecks.check_unwritten`). One ``lstat`` a file (a link is not
-    one: nothing followed)."""
+    """The bytes the files of an overlay mount's upper layer among ``entries`` hold past
+    their blocks on disk, and those files: a sparse file's holes, which a blob of it stores
+    (and every checkout of it writes) as bytes, though no quota counted them (the kernel's
+    counts blocks: :meth:`.wschecks.WriteChecks.check_unwritten`). avfs's own overlay
+    files are counted at their size already (the overlay's totals). One ``lstat`` a file
+    (a link is not one: nothing followed)."""
     total, paths = 0, []
     for e in entries:
-        if e.kind != FILE or not e.fileid:
+        if e.kind != FILE or not e.fileid or not e.fileid.startswith(UPPER_FILE):
             continue
         try:
             st = os.lstat(ws.overlay.file_path(e.fileid))
@@ -286,7 +287,7 @@ class Conversion:
             return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "")
         if data is None:
             assert fpath is not None
-            with open(fpath, "rb") as fh:
+            with os.fdopen(open_regular(fpath), "rb") as fh:
                 data = fh.read()
         cleaned = self.conv.clean(path, data)
         stored = data if cleaned is None else cleaned
