@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from ..errors import AvfsError, BusyError, CorruptStateError, from_oserror
+from ..store.packwriter import NotRegular, open_regular
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
@@ -564,8 +565,17 @@ class OverlayDB:
         return os.urandom(12).hex()
 
     def open_file(self, fileid: str) -> int:
+        """A descriptor of the overlay file ``fileid`` (a regular file: an upper layer's may
+        have been replaced by a link or a FIFO meanwhile, which is never followed or waited
+        on: :func:`.packwriter.open_regular`)."""
         try:
-            return os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)
+            return open_regular(self.file_path(fileid))
+        except NotRegular as exc:
+            raise BusyError(
+                f"overlay file {fileid} was replaced while being read",
+                hint="retry when the command writing the fork has finished",
+                details={"fileid": fileid},
+            ) from exc
         except FileNotFoundError as exc:
             raise CorruptStateError(
                 f"overlay file {fileid} is missing from {self.files_dir}",
