@@ -30,7 +30,6 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
-from ..store.packwriter import open_regular
 from .overlayentry import FILE, UPPER_FILE, Entry
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ def _bytes_of(ws: Fork) -> dict[str, bytes]:
     for p in sorted(ws.captured_converted):
         e = ws.overlay.get(p)
         if e is not None and e.kind == FILE and e.fileid is not None:
-            with os.fdopen(open_regular(ws.overlay.file_path(e.fileid)), "rb") as fh:
+            with os.fdopen(ws.overlay.open_regular(e.fileid), "rb") as fh:
                 out[p] = fh.read()
     return out
 

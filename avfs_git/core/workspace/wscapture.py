@@ -280,14 +280,22 @@ class Conversion:
         self.files = files  # the paths it converts (the others are stored as they are)
         self.converted: set[str] = set()
 
-    def blob(self, pw: PackWriter, path: str, mode: int, data: bytes | None, fpath: str | None) -> str:
+    def blob(
+        self,
+        pw: PackWriter,
+        path: str,
+        mode: int,
+        data: bytes | None,
+        fpath: str | None,
+        root: str | None = None,
+    ) -> str:
         """The blob of a file's bytes (``data``, else read from ``fpath``) as ``git add``
         stores them."""
         if mode not in TEXT or path not in self.files or (data is None and too_big(fpath or "")):
-            return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "")
+            return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "", root)
         if data is None:
             assert fpath is not None
-            with os.fdopen(open_regular(fpath), "rb") as fh:
+            with os.fdopen(open_regular(fpath, root), "rb") as fh:
                 data = fh.read()
         cleaned = self.conv.clean(path, data)
         stored = data if cleaned is None else cleaned
@@ -412,8 +420,12 @@ def _build(
         elif e.kind == FILE:
             assert e.fileid is not None
             try:
-                fpath = ws.overlay.file_path(e.fileid)
-                oid = pw.add_file(fpath) if conv is None else conv.blob(pw, e.path, e.mode, None, fpath)
+                fpath, root = ws.overlay.file_path(e.fileid), ws.overlay.file_root(e.fileid)
+                oid = (
+                    pw.add_file(fpath, root)
+                    if conv is None
+                    else conv.blob(pw, e.path, e.mode, None, fpath, root)
+                )
             except FileNotFoundError as exc:
                 raise _missing(ws, e, exc) from exc
             items[name] = (oid, e.mode)

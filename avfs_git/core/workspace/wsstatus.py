@@ -16,7 +16,6 @@ from ..store import gitattributes, gitmodules, gitnames, names
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE, GitStore, blob_id
-from ..store.packwriter import open_regular
 from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, Change, ChangeStatus
 from . import overlayentry, upperjournal
@@ -83,7 +82,7 @@ def content_check(
     overlay file gone since ``e`` was read."""
     if e.kind == FILE:
         assert e.fileid is not None
-        with os.fdopen(open_regular(overlay.file_path(e.fileid)), "rb") as fh:
+        with os.fdopen(overlay.open_regular(e.fileid), "rb") as fh:
             if os.fstat(fh.fileno()).st_size > rule.large:
                 return None, rule.too_large
             data = fh.read()
@@ -520,8 +519,10 @@ class Changes:
             except OSError:
                 return None
 
+            fileid, overlay = e.fileid, self.overlay
+
             def load() -> bytes:
-                with os.fdopen(open_regular(fpath), "rb") as fh:
+                with os.fdopen(overlay.open_regular(fileid), "rb") as fh:
                     return fh.read()
 
             return f"f:{e.fileid}:{st.st_size}:{st.st_mtime_ns}", load
