@@ -38,10 +38,10 @@ _CHUNK = 1 << 20
 
 @contextmanager
 def _held_dir(path: str) -> Iterator[str]:
-    """The directory at ``path`` (not a link to one) as ``/proc/self/fd/N``, held open."""
+    """The directory at ``path`` (not a link to one) as ``/proc/PID/fd/N``, held open."""
     fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        yield f"/proc/self/fd/{fd}"
+        yield f"/proc/{os.getpid()}/fd/{fd}"
     finally:
         os.close(fd)
 
@@ -68,7 +68,7 @@ class LiveDir:
 
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
-        """``path`` as ``/proc/self/fd/N/NAME``: its parent directory reached from the mount
+        """``path`` as ``/proc/PID/fd/N/NAME``: its parent directory reached from the mount
         point one directory at a time, no link followed (``O_PATH|O_NOFOLLOW|O_DIRECTORY``),
         and held open while the caller changes ``NAME`` in it.
 
@@ -88,7 +88,7 @@ class LiveDir:
                 nfd = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
                 os.close(fd)
                 fd = nfd
-            yield f"/proc/self/fd/{fd}/{name}"
+            yield f"/proc/{os.getpid()}/fd/{fd}/{name}"  # (a child of this process, rm -rf, reads it too)
         finally:
             os.close(fd)
 
@@ -99,7 +99,7 @@ class LiveDir:
                 if os.path.islink(dest) or os.path.isdir(dest):
                     self.remove(path)
                 size = 0
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
                 with os.fdopen(os.open(dest, flags, 0o644), "wb") as fh:
                     if isinstance(data, str):
                         with open(data, "rb") as src:
@@ -125,16 +125,25 @@ class LiveDir:
             raise from_oserror(exc, path) from exc
 
     def mkdir(self, path: str) -> None:
+        """``path`` and its missing parents, made from the mount point one directory at a
+        time, none reached through a link (``not a directory``)."""
+        flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            done = ""
-            for comp in path.split("/") if path else ():
-                done = f"{done}/{comp}" if done else comp
-                with self.pinned(done) as dest:
+            fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                for comp in path.split("/") if path else ():
                     try:
-                        os.mkdir(dest)
-                    except FileExistsError:
-                        if not os.path.isdir(dest) or os.path.islink(dest):
-                            raise
+                        nfd = os.open(comp, flags, dir_fd=fd)
+                    except FileNotFoundError:
+                        try:
+                            os.mkdir(comp, dir_fd=fd)
+                        except FileExistsError:
+                            pass  # (made meanwhile: opened as any other below)
+                        nfd = os.open(comp, flags, dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise from_oserror(exc, path) from exc
 
@@ -213,7 +222,9 @@ class LiveDir:
                     st = os.fstat(fi.fileno())
                     if not st_.S_ISREG(st.st_mode):
                         raise OSError(errno.EINVAL, "not a regular file", s)
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+                    flags = (
+                        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                    )
                     with os.fdopen(os.open(d, flags, 0o644), "wb") as fo:
                         shutil.copyfileobj(fi, fo, _CHUNK)
                         os.fchmod(fo.fileno(), st_.S_IMODE(st.st_mode))
