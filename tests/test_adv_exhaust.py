@@ -45,3 +45,39 @@ def test_a_directory_hundreds_of_levels_deep_keeps_exec_status_and_checkpoint_qu
     assert _avfs("checkpoint", "save").returncode == 0
     assert "y = 2" in _git("--git-dir", vault.path, "show", "main:lib.py")
     assert _git("status", "--short", cwd=mp) == ""
+
+
+def test_a_sparse_file_s_holes_are_counted_before_its_blob_is_written(live, vault):
+    """Found in the twenty-second round (NAME=attack13): a command's `truncate -s 1T f`
+    writes no block, so the quota (of what is on disk) counted nothing, but the exec's
+    commit deflated a tebibyte of zeros on the host (a 3 GiB one took 71 s under a 1 GiB
+    quota, load ~25: hours for a tebibyte, the agent's call held all along) into a blob
+    whose every checkout (`git clone`, `avfs export`, a restore) writes all of it. Now the
+    holes of what a capture records count against the quota first: the commit is refused
+    (`quota_exceeded`, naming the file) before any of it is read, the fork keeps the
+    file, and the person's `avfs rm` and checkpoint work. (The pure-FUSE mount counts a
+    file's size, holes and all, at each write: the run is over the quota there.) A file within the quota (a small
+    hole, dense files) is committed as ever."""
+    mp = live.mountpoint
+    assert _avfs("quota", "set", "--bytes", "64M").returncode == 0
+    doc = _exec("sh", "-c", "head -c 100000 /dev/zero > dense; truncate -s 2M small; truncate -s 1G big")
+    assert doc["result"]["exit_code"] == 0, doc["result"]
+    assert doc["commit"] is None, doc["commit"]
+    err = doc["error"]
+    assert err["code"] == "quota_exceeded", err
+    # (the pure-FUSE mount counts a file's size as the mount's quota use: the run is past it)
+    assert "big" in err["details"]["paths"] if live.backend == "overlay" else err["details"]["used"] > 1 << 30
+    assert _git("--git-dir", vault.path, "ls-tree", "--name-only", "main") == "README\nlib.py\n"
+    assert os.stat(os.path.join(mp, "big")).st_size == 1 << 30  # kept in the fork
+    status = _avfs("status")
+    assert status.returncode == 0 and b"big" in status.stdout, status
+    if live.backend == "overlay":
+        # (on pure FUSE the run is over the quota as counted: the person's checkpoint is
+        # theirs to make, as after any run the quota refused)
+        saved = _avfs("--json", "checkpoint", "save")
+        assert saved.returncode == 1 and b"quota_exceeded" in saved.stdout, saved
+    assert _avfs("rm", "big").returncode == 0
+    assert _avfs("checkpoint", "save").returncode == 0
+    assert _git("--git-dir", vault.path, "ls-tree", "--name-only", "main") == "README\ndense\nlib.py\nsmall\n"
+    assert _git("--git-dir", vault.path, "cat-file", "-s", "main:small") == str(2 << 20) + "\n"
+    assert _git("status", "--short", cwd=mp) == ""

@@ -532,6 +532,24 @@ def test_a_repository_planted_in_the_fork_runs_nothing_when_the_person_imports_i
     scene.check(before, {"README": b"a project\n", "sub/f": b"x\ny\n"})
 
 
+def _setuid_files_reachable_by_everyone(home: str) -> list[str]:
+    """The setuid or setgid files under ``home`` that every user can reach: each
+    directory on the way to it (from ``home`` up) lets others through."""
+    home = os.path.realpath(home)
+    reachable = []
+    for root, _dirs, files in os.walk(home):
+        for name in files:
+            p = os.path.join(root, name)
+            if os.lstat(p).st_mode & (stat.S_ISUID | stat.S_ISGID):
+                steps, d = [], os.path.dirname(p)
+                while d != home and d != "/":
+                    steps.append(os.stat(d).st_mode & 0o001)
+                    d = os.path.dirname(d)
+                if 0 not in steps:
+                    reachable.append(p)
+    return reachable
+
+
 def test_a_setuid_copy_in_the_fork_is_reachable_by_no_other_user(scene: Scene) -> None:
     """A confined command is the person (root in its namespace, its files theirs): ``cp
     /bin/sh rootsh; chmod 4755 rootsh`` in the fork is a setuid-person program. The mount is
@@ -541,19 +559,30 @@ def test_a_setuid_copy_in_the_fork_is_reachable_by_no_other_user(scene: Scene) -
     mount; the pure-FUSE backend keeps no setuid bit at all."""
     res = scene.attack("cp /bin/sh rootsh && chmod 4755 rootsh && cp /bin/sh gidsh && chmod 2755 gidsh\n")
     assert res.result is not None and res.result.exit_code == 0, res.result
-    home = os.path.realpath(scene.home.path)
-    found = []
-    for root, _dirs, files in os.walk(home):
-        for name in files:
-            p = os.path.join(root, name)
-            if os.lstat(p).st_mode & (stat.S_ISUID | stat.S_ISGID):
-                found.append(p)
-    for p in found:
-        steps, d = [], os.path.dirname(p)
-        while d != home and d != "/":
-            steps.append(os.stat(d).st_mode & 0o001)
-            d = os.path.dirname(d)
-        assert 0 in steps, f"{p} (setuid or setgid) is reachable by every user"
+    found = _setuid_files_reachable_by_everyone(scene.home.path)
+    assert found == [], f"{found} (setuid or setgid) are reachable by every user"
+    scene.check(scene.host_state(), {"README": b"a project\n"})
+
+
+def test_a_setuid_copy_in_a_nested_repository_is_reachable_by_no_other_user(scene: Scene) -> None:
+    """Found in the twenty-second round (NAME=attack13): the pure-FUSE mount keeps a nested
+    repository's files (``git init sub``: everything under ``sub/.git``) as plain host files
+    in the fork's state dir, ``nested/``, and passed the command's modes through to them,
+    setuid included (``chmod``, ``open(O_CREAT)``, ``mkdir``): ``cp /bin/sh sub/.git/rootsh;
+    chmod 4755`` there made a setuid copy of the shell, owned by the person (the daemon),
+    under directories 0755 all the way down, on a file system without ``nosuid`` in a home
+    without the layers file system: any local user ran it as the person. Now the state dir
+    is 0700 on that backend too, and a nested repository's files keep no setuid or setgid
+    bit (the mount is ``nosuid``: they meant nothing there)."""
+    res = scene.attack(
+        "git init -q sub && cp /bin/sh sub/.git/rootsh && chmod 4755 sub/.git/rootsh"
+        " && cp /bin/sh sub/.git/gidsh && chmod 2755 sub/.git/gidsh"
+        " && install -m 6755 /bin/sh sub/.git/installed && ls -l sub/.git\n"
+    )
+    assert res.result is not None and res.result.exit_code == 0, res.result
+    found = _setuid_files_reachable_by_everyone(scene.home.path)
+    assert found == [], f"{found} (setuid or setgid) are reachable by every user"
+    assert os.access(scene.mp / "sub" / ".git" / "rootsh", os.X_OK)  # still there, still runs
     scene.check(scene.host_state(), {"README": b"a project\n"})
 
 

@@ -169,6 +169,9 @@ class Mount:
             _tune_layers(vault.home_dir, self.layers)
         elif not self.read_only:
             ws.live_dir()  # an upper layer an overlay mount left: folded into the entries
+            # nested repositories' files are host files in it, modes kept (fuse/nested.py):
+            # as the overlay's upper layer above, reachable by no other user
+            os.chmod(ws.state_dir, 0o700)
 
     def register(self, core_dumps: bool) -> None:
         """The mount's registry record, written with the state "mounting"."""

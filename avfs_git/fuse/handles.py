@@ -294,6 +294,6 @@ def _same_file(a: int, b: int) -> bool:
 def _bytes_are(fd: int, oid: str) -> bool:
     """Whether the file open at ``fd`` holds exactly blob ``oid``'s bytes."""
     try:
-        return file_blob_id(f"/proc/self/fd/{fd}") == oid
+        return file_blob_id(f"/proc/self/fd/{fd}", follow=True) == oid
     except (OSError, ValueError):
         return False

@@ -41,6 +41,18 @@ def _kept_times(real: str, times: tuple[int | None, int | None]) -> tuple[int, i
     return int(times[0]), int(times[1])
 
 
+# a nested repository's files are host files under the fork's state dir (``nested/``): they
+# keep no setuid or setgid bit, which the mount (nosuid) never honoured anyway, so no copy of
+# a program there runs as the person by its host path (twenty-second round, NAME=attack13)
+NESTED_FILE_BITS = 0o1777
+
+
+def _nested_mode(real: str, mode: int) -> int:
+    """The mode a chmod of a nested repository's ``real`` sets: a directory's as asked
+    (git's shared repositories set its setgid bit), a file's without setuid and setgid."""
+    return mode & (0o7777 if os.path.isdir(real) and not os.path.islink(real) else NESTED_FILE_BITS)
+
+
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """fallocate(2) with its mode (Python's ``os.posix_fallocate`` has none)."""
     if _libc.fallocate(fd, mode, offset, length) != 0:
@@ -57,7 +69,7 @@ class WriteOps(NestedRepos, HandleTable):
         self._writable()
         real = self._nested(path)
         if real is not None:
-            os.chmod(real, mode & 0o7777, follow_symlinks=False)
+            os.chmod(real, _nested_mode(real, mode), follow_symlinks=False)
             return 0
         p = self._p(path)
         node = self._node(p)
@@ -202,7 +214,7 @@ class WriteOps(NestedRepos, HandleTable):
         real = self._nested(path)
         if real is not None:
             self._nested_parent(real)
-            fd = os.open(real, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, mode & 0o7777)
+            fd = os.open(real, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, mode & NESTED_FILE_BITS)
             return self._new_handle(Handle(path, fd, None, True, nested=True))
         p = self._p(path)
         self._refuse_hidden_create(p)

@@ -58,11 +58,12 @@ def blob_id(data: bytes) -> str:
     return _object_id("blob", data)
 
 
-def file_blob_id(path: str) -> str:
-    """The id git gives a blob of the file at ``path`` (``git hash-object --no-filters``)."""
+def file_blob_id(path: str, *, follow: bool = False) -> str:
+    """The id git gives a blob of the regular file at ``path`` (``git hash-object
+    --no-filters``); a link is not followed unless ``follow`` (:func:`.packwriter.file_blob_id`)."""
     from .packwriter import file_blob_id as hashed
 
-    return hashed(path)
+    return hashed(path, follow=follow)
 
 
 class DeltaSide(NamedTuple):

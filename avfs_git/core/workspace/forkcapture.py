@@ -90,7 +90,7 @@ def _bytes_of(ws: Fork) -> dict[str, bytes]:
     for p in sorted(ws.captured_converted):
         e = ws.overlay.get(p)
         if e is not None and e.kind == FILE and e.fileid is not None:
-            with open(ws.overlay.file_path(e.fileid), "rb") as fh:
+            with os.fdopen(ws.overlay.open_regular(e.fileid), "rb") as fh:
                 out[p] = fh.read()
     return out
 

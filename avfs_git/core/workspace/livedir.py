@@ -13,12 +13,13 @@ this module only does it on the directory.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
 import stat as st_
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Protocol
 
 from ..errors import from_oserror
@@ -33,6 +34,16 @@ class Readable(Protocol):
 
 
 _CHUNK = 1 << 20
+
+
+@contextmanager
+def _held_dir(path: str) -> Iterator[str]:
+    """The directory at ``path`` (not a link to one) as ``/proc/PID/fd/N``, held open."""
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        yield f"/proc/{os.getpid()}/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 class LiveDir:
@@ -51,64 +62,118 @@ class LiveDir:
         self._forms = CheckoutForms(store)
 
     def real(self, path: str) -> str:
+        """``path``'s name under the mount point, for a read (a stat) only: a change goes
+        through :meth:`pinned`."""
         return os.path.join(self.root, path) if path else self.root
+
+    @contextmanager
+    def pinned(self, path: str) -> Iterator[str]:
+        """``path`` as ``/proc/PID/fd/N/NAME``: its parent directory reached from the mount
+        point one directory at a time, no link followed (``O_PATH|O_NOFOLLOW|O_DIRECTORY``),
+        and held open while the caller changes ``NAME`` in it.
+
+        A confined command still running in the mount can rename a link over any directory
+        of the fork at any moment: found in the twenty-second round (NAME=attack13), an
+        ``avfs write d/f`` (the agent's MCP ``write_file`` beside its MCP ``exec``) while
+        the command swapped ``d`` for a link to a host directory wrote the agent's bytes
+        into that host directory; ``rm``, ``chmod``, ``mv`` went the same way. A link on the
+        way is ``ENOTDIR``; the last step is the caller's to take without following one."""
+        if not path:
+            yield self.root
+            return
+        parent, _, name = path.rpartition("/")
+        fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for comp in parent.split("/") if parent else ():
+                nfd = os.open(comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+            yield f"/proc/{os.getpid()}/fd/{fd}/{name}"  # (a child of this process, rm -rf, reads it too)
+        finally:
+            os.close(fd)
 
     def write(self, path: str, data: bytes | Readable | str, mode: int) -> int:
         """Create or replace regular file ``path``; returns its size."""
-        dest = self.real(path)
         try:
-            if os.path.islink(dest) or os.path.isdir(dest):
-                self.remove(path)
-            size = 0
-            if isinstance(data, str):
-                shutil.copyfile(data, dest)
-                size = os.stat(dest).st_size
-            else:
-                with open(dest, "wb") as fh:
-                    if isinstance(data, bytes):
+            with self.pinned(path) as dest:
+                if os.path.islink(dest) or os.path.isdir(dest):
+                    self.remove(path)
+                size = 0
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                with os.fdopen(os.open(dest, flags, 0o644), "wb") as fh:
+                    if isinstance(data, str):
+                        with open(data, "rb") as src:
+                            shutil.copyfileobj(src, fh, _CHUNK)
+                        size = fh.tell()
+                    elif isinstance(data, bytes):
                         fh.write(data)
                         size = len(data)
                     else:
                         while chunk := data.read(_CHUNK):
                             fh.write(chunk)
                             size += len(chunk)
-            os.chmod(dest, 0o755 if mode == MODE_EXEC else 0o644)
+                    os.fchmod(fh.fileno(), 0o755 if mode == MODE_EXEC else 0o644)
             return size
         except OSError as exc:
             raise from_oserror(exc, path) from exc
 
     def symlink(self, target: str, path: str) -> None:
         try:
-            os.symlink(target, self.real(path))
+            with self.pinned(path) as dest:
+                os.symlink(target, dest)
         except OSError as exc:
             raise from_oserror(exc, path) from exc
 
     def mkdir(self, path: str) -> None:
+        """``path`` and its missing parents, made from the mount point one directory at a
+        time, none reached through a link (``not a directory``)."""
+        flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            deeptree.makedirs(self.real(path))  # (os.makedirs recurses per missing level)
+            fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                for comp in path.split("/") if path else ():
+                    try:
+                        nfd = os.open(comp, flags, dir_fd=fd)
+                    except FileNotFoundError:
+                        try:
+                            os.mkdir(comp, dir_fd=fd)
+                        except FileExistsError:
+                            pass  # (made meanwhile: opened as any other below)
+                        nfd = os.open(comp, flags, dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise from_oserror(exc, path) from exc
 
     def remove(self, path: str) -> None:
         """Remove ``path`` whatever it is (a directory with everything below it)."""
         with self._room():
-            dest = self.real(path)
             try:
-                s = os.lstat(dest)
+                with self.pinned(path) as dest:
+                    try:
+                        s = os.lstat(dest)
+                    except (FileNotFoundError, NotADirectoryError):
+                        return  # NotADirectoryError: below a file (a restore put back the file first)
+                    if st_.S_ISDIR(s.st_mode):
+                        deeptree.rmtree(dest)
+                    else:
+                        os.unlink(dest)
             except (FileNotFoundError, NotADirectoryError):
-                return  # NotADirectoryError: below a file (a restore put back the file first)
-            try:
-                if st_.S_ISDIR(s.st_mode):
-                    deeptree.rmtree(dest)
-                else:
-                    os.unlink(dest)
+                return  # (a parent missing, or not a directory: nothing there to remove)
             except OSError as exc:
                 raise from_oserror(exc, path) from exc
 
     def chmod(self, path: str, executable: bool) -> None:
         with self._room():
             try:
-                os.chmod(self.real(path), 0o755 if executable else 0o644)
+                with self.pinned(path) as dest:
+                    fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                    try:
+                        os.fchmod(fd, 0o755 if executable else 0o644)
+                    finally:
+                        os.close(fd)
             except OSError as exc:
                 raise from_oserror(exc, path) from exc
 
@@ -116,31 +181,54 @@ class LiveDir:
         """POSIX rename; a directory the lower layer holds cannot be renamed by overlayfs
         without redirects (EXDEV): it is copied, then removed, as ``mv`` does."""
         with self._room():
-            s, d = self.real(src), self.real(dst)
             try:
-                try:
-                    os.rename(s, d)
-                except OSError as exc:
-                    import errno
-
-                    if exc.errno != errno.EXDEV:
-                        raise
-                    if os.path.isdir(d) and not os.path.islink(d):
-                        os.rmdir(d)
-                    shutil.copytree(s, d, symlinks=True)
-                    deeptree.rmtree(s)
+                with self.pinned(src) as s, self.pinned(dst) as d:
+                    self._rename(s, d)
             except OSError as exc:
                 raise from_oserror(exc, src) from exc
 
+    @staticmethod
+    def _rename(s: str, d: str) -> None:
+        try:
+            os.rename(s, d)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            if os.path.isdir(d) and not os.path.islink(d):
+                os.rmdir(d)
+            with _held_dir(s) as held:  # (the directory itself: a link renamed over it is not followed)
+                shutil.copytree(held, d, symlinks=True)
+            deeptree.rmtree(s)
+
     def copy(self, src: str, dst: str) -> None:
-        s, d = self.real(src), self.real(dst)
+        with self.pinned(src) as s, self.pinned(dst) as d:
+            self._copy(s, d, src)
+
+    @staticmethod
+    def _copy(s: str, d: str, src: str) -> None:
         try:
             if os.path.isdir(s) and not os.path.islink(s):
                 if os.path.isdir(d) and not os.path.islink(d):
                     os.rmdir(d)
-                shutil.copytree(s, d, symlinks=True)
+                with _held_dir(s) as held:
+                    shutil.copytree(held, d, symlinks=True)
+            elif os.path.islink(s):
+                shutil.copy2(s, d, follow_symlinks=False)  # (a link: made anew, nothing followed)
             else:
-                shutil.copy2(s, d, follow_symlinks=False)
+                # neither name followed if a link is renamed over it meanwhile
+                with os.fdopen(
+                    os.open(s, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC), "rb"
+                ) as fi:
+                    st = os.fstat(fi.fileno())
+                    if not st_.S_ISREG(st.st_mode):
+                        raise OSError(errno.EINVAL, "not a regular file", s)
+                    flags = (
+                        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                    )
+                    with os.fdopen(os.open(d, flags, 0o644), "wb") as fo:
+                        shutil.copyfileobj(fi, fo, _CHUNK)
+                        os.fchmod(fo.fileno(), st_.S_IMODE(st.st_mode))
+                        os.utime(fo.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
         except OSError as exc:
             raise from_oserror(exc, src) from exc
 
@@ -209,11 +297,11 @@ class LiveDir:
         """Remove directories left empty by removals that ``tree`` does not hold."""
         for p in sorted({os.path.dirname(q) for q in paths if "/" in q}, key=lambda q: -q.count("/")):
             while p:
-                dest = self.real(p)
                 if self.store.tree_lookup(tree, p) is not None:
                     break
                 try:
-                    os.rmdir(dest)
+                    with self.pinned(p) as dest:
+                        os.rmdir(dest)
                 except OSError:
                     break
                 p = os.path.dirname(p)

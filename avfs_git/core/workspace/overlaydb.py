@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from ..errors import AvfsError, BusyError, CorruptStateError, from_oserror
+from ..store.packwriter import NotRegular, open_regular
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
@@ -563,9 +564,29 @@ class OverlayDB:
     def new_fileid(self) -> str:
         return os.urandom(12).hex()
 
+    def file_root(self, fileid: str) -> str:
+        """The directory ``fileid``'s path starts from: what is below it (an upper layer's
+        directories) may be a confined command's (:func:`.packwriter.open_regular`)."""
+        if fileid.startswith(UPPER_FILE):
+            return self.upper_dir
+        return self.links_dir if fileid.startswith(LINK_FILE) else self.files_dir
+
+    def open_regular(self, fileid: str) -> int:
+        """:func:`.packwriter.open_regular` of the file of ``fileid``, from its root."""
+        return open_regular(self.file_path(fileid), self.file_root(fileid))
+
     def open_file(self, fileid: str) -> int:
+        """A descriptor of the overlay file ``fileid`` (a regular file: an upper layer's may
+        have been replaced by a link or a FIFO meanwhile, which is never followed or waited
+        on: :func:`.packwriter.open_regular`)."""
         try:
-            return os.open(self.file_path(fileid), os.O_RDONLY | os.O_CLOEXEC)
+            return self.open_regular(fileid)
+        except NotRegular as exc:
+            raise BusyError(
+                f"overlay file {fileid} was replaced while being read",
+                hint="retry when the command writing the fork has finished",
+                details={"fileid": fileid},
+            ) from exc
         except FileNotFoundError as exc:
             raise CorruptStateError(
                 f"overlay file {fileid} is missing from {self.files_dir}",

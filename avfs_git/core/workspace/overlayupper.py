@@ -170,7 +170,14 @@ class UpperEntries(OverlayDB):
             mode = 0o100755 if st.st_mode & 0o100 else 0o100644
             return Entry(path, FILE, mode, None, UPPER_FILE + path, None, st.st_size, 0)
         if kind == up.LINK:
-            target = os.fsencode(os.readlink(real))
+            try:
+                target = os.fsencode(os.readlink(real))
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # no longer a link: replaced since its lstat (a command renaming in the
+                # mount while avfs reads the upper layer), as if gone (its caller looks again)
+                raise FileNotFoundError(errno.ENOENT, "replaced while being read", real) from None
             return Entry(
                 path,
                 FILE,

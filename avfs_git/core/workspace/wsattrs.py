@@ -34,6 +34,7 @@ from ..store.gitrun import config_includes, config_text, git_config_files
 from ..store.gitsmudge import ENCODING, Smudger, may_smudge
 from ..store.gitstore import GitStore, blob_id
 from ..store.lineconfig import line_endings
+from ..store.packwriter import open_regular
 from ..store.treediff import diff_entry
 from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay
@@ -193,7 +194,7 @@ def conversions_for(
         fpath = view.file_path(node)
         if fpath is not None:
             try:
-                with open(fpath, "rb") as fh:
+                with os.fdopen(open_regular(fpath), "rb") as fh:
                     data = fh.read(MAX_ATTRIBUTES + 1)
             except OSError:
                 continue
@@ -237,7 +238,7 @@ def file_oids(
             fpath = view.file_path(n) if conv is not None and e.mode in TEXT else None
             if fpath is not None and conv is not None and not too_big(fpath):
                 try:
-                    with open(fpath, "rb") as fh:
+                    with os.fdopen(open_regular(fpath), "rb") as fh:
                         data = fh.read()
                 except OSError:
                     pass  # (entry_oid says why)
@@ -283,7 +284,7 @@ def converted_paths(view: View, entries: list[Entry]) -> frozenset[str]:
             if fpath is None or too_big(fpath):
                 continue
             try:
-                with open(fpath, "rb") as fh:
+                with os.fdopen(open_regular(fpath), "rb") as fh:
                     data = fh.read()
             except OSError:
                 continue

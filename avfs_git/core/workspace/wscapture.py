@@ -7,6 +7,8 @@ building needs of a workspace. The first step of :mod:`.wscommit`.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -17,7 +19,7 @@ from ..store.gitformat import tree_bytes
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
-from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
+from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter, open_regular
 from ..types import MODE_COMMIT, MODE_TREE
 from .livedir import LiveDir
 from .overlay import Overlay
@@ -55,6 +57,7 @@ class Fork(Protocol):
     @property
     def base_tree(self) -> str: ...
     def tip(self) -> str | None: ...
+    def check_unwritten(self, holes: int, paths: list[str]) -> None: ...
     def author(self) -> Signatures: ...
     def live_mount(self) -> LiveDir | None: ...
     def mounted_without_upper(self) -> bool: ...
@@ -126,6 +129,7 @@ def capture(
                 if not include_ignored and (held := protected_entries(ws, entries)):
                     to_build = [e for e in to_build if e.path not in held]
                     entries = [e for e in entries if e.path not in held]
+                ws.check_unwritten(*_holes(ws, to_build))
                 refused: set[str] = set()
                 conv = None
                 if convert and not include_ignored:
@@ -161,6 +165,28 @@ def capture(
             pw.abort()
         raise
     return tree, entries
+
+
+def _holes(ws: Fork, entries: list[Entry]) -> tuple[int, list[str]]:
+    """The bytes the files of an overlay mount's upper layer among ``entries`` hold past
+    their blocks on disk, and those files: a sparse file's holes, which a blob of it stores
+    (and every checkout of it writes) as bytes, though no quota counted them (the kernel's
+    counts blocks: :meth:`.wschecks.WriteChecks.check_unwritten`). avfs's own overlay
+    files are counted at their size already (the overlay's totals). One ``lstat`` a file
+    (a link is not one: nothing followed)."""
+    total, paths = 0, []
+    for e in entries:
+        if e.kind != FILE or not e.fileid or not e.fileid.startswith(UPPER_FILE):
+            continue
+        try:
+            st = os.lstat(ws.overlay.file_path(e.fileid))
+        except OSError:
+            continue  # (gone: the capture's read of it says so)
+        hole = st.st_size - st.st_blocks * 512 if stat.S_ISREG(st.st_mode) else 0
+        if hole > 0:
+            total += hole
+            paths.append(e.path)
+    return total, paths
 
 
 def _read(ws: Fork) -> tuple[list[Entry], bool]:
@@ -254,14 +280,22 @@ class Conversion:
         self.files = files  # the paths it converts (the others are stored as they are)
         self.converted: set[str] = set()
 
-    def blob(self, pw: PackWriter, path: str, mode: int, data: bytes | None, fpath: str | None) -> str:
+    def blob(
+        self,
+        pw: PackWriter,
+        path: str,
+        mode: int,
+        data: bytes | None,
+        fpath: str | None,
+        root: str | None = None,
+    ) -> str:
         """The blob of a file's bytes (``data``, else read from ``fpath``) as ``git add``
         stores them."""
         if mode not in TEXT or path not in self.files or (data is None and too_big(fpath or "")):
-            return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "")
+            return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "", root)
         if data is None:
             assert fpath is not None
-            with open(fpath, "rb") as fh:
+            with os.fdopen(open_regular(fpath, root), "rb") as fh:
                 data = fh.read()
         cleaned = self.conv.clean(path, data)
         stored = data if cleaned is None else cleaned
@@ -386,8 +420,12 @@ def _build(
         elif e.kind == FILE:
             assert e.fileid is not None
             try:
-                fpath = ws.overlay.file_path(e.fileid)
-                oid = pw.add_file(fpath) if conv is None else conv.blob(pw, e.path, e.mode, None, fpath)
+                fpath, root = ws.overlay.file_path(e.fileid), ws.overlay.file_root(e.fileid)
+                oid = (
+                    pw.add_file(fpath, root)
+                    if conv is None
+                    else conv.blob(pw, e.path, e.mode, None, fpath, root)
+                )
             except FileNotFoundError as exc:
                 raise _missing(ws, e, exc) from exc
             items[name] = (oid, e.mode)

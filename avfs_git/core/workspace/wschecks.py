@@ -145,6 +145,29 @@ class WriteChecks:
         self.quota.check(self.fork, after[0], after[1], adding - replacing, new_files)
         return after
 
+    def check_unwritten(self, holes: int, paths: list[str]) -> None:
+        """Refuse to record ``paths``, files whose sizes pass what their blocks hold by
+        ``holes`` bytes in all (a sparse file's holes), when that would take the vault
+        past its quota.
+
+        The quota counts what is on disk, so ``truncate -s 1T f`` costs a command nothing,
+        but its blob is a tebibyte of zeros to deflate on the host, and every checkout of
+        it (``git clone``, ``avfs export``, a restore) writes all of it: recorded, the holes
+        are bytes added to the vault (found in the twenty-second round, NAME=attack13).
+        Raises QuotaExceededError naming them; nothing is changed."""
+        if holes <= 0:
+            return
+        try:
+            self._check_quota(holes)
+        except QuotaExceededError as exc:
+            shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+            raise QuotaExceededError(
+                f"{shown}: {holes} bytes of holes (sparse files), which their blobs would hold"
+                f" as bytes, are more than vault {self.vault_name}'s quota has room for",
+                hint="remove or shrink them (`avfs rm PATH`), or raise the quota with `avfs quota set --bytes SIZE`",
+                details={**exc.details, "what": "sparse", "paths": paths[:100]},
+            ) from None
+
     def _store_bytes(
         self, src: bytes | Readable | str, replacing: int = 0, *, used_later: bool = False, new_file: int = 1
     ) -> tuple[str, int]:

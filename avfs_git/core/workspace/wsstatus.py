@@ -82,7 +82,7 @@ def content_check(
     overlay file gone since ``e`` was read."""
     if e.kind == FILE:
         assert e.fileid is not None
-        with open(overlay.file_path(e.fileid), "rb") as fh:
+        with os.fdopen(overlay.open_regular(e.fileid), "rb") as fh:
             if os.fstat(fh.fileno()).st_size > rule.large:
                 return None, rule.too_large
             data = fh.read()
@@ -519,8 +519,10 @@ class Changes:
             except OSError:
                 return None
 
+            fileid, overlay = e.fileid, self.overlay
+
             def load() -> bytes:
-                with open(fpath, "rb") as fh:
+                with os.fdopen(overlay.open_regular(fileid), "rb") as fh:
                     return fh.read()
 
             return f"f:{e.fileid}:{st.st_size}:{st.st_mtime_ns}", load
