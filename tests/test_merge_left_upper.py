@@ -197,3 +197,34 @@ def test_a_merge_into_an_unmounted_fork_checks_the_target_twice(
     assert merge.merge(vault, "a", "main").status == "fast_forward"
     assert asked.count("main") == 1 and asked.count("a") == 1
     assert vault.workspace("main").read("a.txt") == b"a\n"
+
+
+def test_an_undo_and_a_restore_after_it_keep_the_ignored_tree(
+    vault: Any, left: Path, lodash: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moves of the base that share the merge's (`set_base`): the merge undone, then
+    the fork restored to the merge's commit; a merge commit, then a conflicted merge
+    written and aborted. Each leaves the ignored tree in the upper layer (none of it read
+    to fold; main's code folded it at the first), the view the commit's."""
+    before = vault.workspace("main").tip()
+    _fork(vault, "a", "CHANGELOG.md", b"from a\n")  # conflicts with c's, once c is merged
+    _fork(vault, "c", "CHANGELOG.md", b"from c\n")
+    _fork(vault, "b", "b.txt", b"b\n")
+    folded = _folded(monkeypatch)
+    res = merge.merge(vault, "b", "main")
+    assert res.status == "fast_forward"
+    checkpoint.undo(vault, res.op_id)
+    main = vault.workspace("main")
+    assert main.tip() == before and not main.exists("b.txt")
+    checkpoint.restore(vault, "main", res.commit)
+    assert vault.workspace("main").read("b.txt") == b"b\n"
+    assert merge.merge(vault, "c", "main").status == "merged"
+    got = merge.merge(vault, "a", "main", write_conflicts=True)
+    assert got.status == "conflicts_written" and b"<<<<<<<" in vault.workspace("main").read("CHANGELOG.md")
+    merge.merge_abort(vault, "main")
+    main = vault.workspace("main")
+    assert main.read("CHANGELOG.md") == b"from c\n" and main.status() == []
+    assert [p for p in folded if p.startswith("node_modules")] == []
+    assert main.overlay.upper_active()
+    assert main.read("node_modules/lodash/package.json") == (lodash / "package.json").read_bytes()
+    assert main.changes.ignored().tops == frozenset({"node_modules"})
