@@ -26,10 +26,12 @@ is merged into, on every avfs side; the first merge of each side (the mount's up
 folded into the overlay's entries, unless ``--mounted``) is reported apart.
 
 ``python -m bench.mergereal [--rounds N] [--before DIR] [--modes cold,served,native]
-[--kinds ff,root,dirs] [--mounted] [--src DIR]`` as root (the mounts, the cgroups);
-``--before DIR``: a directory holding another ``avfs_git`` (``git archive main``), a side
-``before`` run from it through ``PYTHONPATH``. Results in
-``bench/results/mergereal-<UTC>.json``.
+[--kinds ff,root,dirs] [--mounted] [--src DIR] [--name NAME]`` as root (the mounts, the
+cgroups); ``--before DIR``: a directory holding another ``avfs_git`` (``git archive main``),
+a side ``before`` run from it through ``PYTHONPATH``. Results in
+``bench/results/NAME-<UTC>.json`` (``mergereal2``: h-merge2's runs; the twenty-first
+round's are ``mergereal-*``). Round 0's merges are each side's first after the mount went
+(``first`` in the summary): the one that folded the upper layer on main's code.
 """
 
 from __future__ import annotations
@@ -250,14 +252,16 @@ def main() -> None:
     ap.add_argument("--mounted", action="store_true")
     ap.add_argument("--settle", type=float, default=0.3)
     ap.add_argument("--src", type=Path, default=Path("/tmp/rp6b/agents/plain"))
+    ap.add_argument("--name", default="mergereal2", help="the results file's name before its stamp")
     args = ap.parse_args()
     res = run(args)
-    out = ab.stamped("mergereal")
+    out = ab.stamped(args.name)
     ab.write_json(out, res, indent=1, announce=True)
     for kind, s in res["summary"].items():
         for n, v in s.items():
             ratios = " ".join(f"{k} {x}" for k, x in v.items() if "_x_" in k)
-            print(f"{kind:5} {n:14} cpu {v['cpu']:8.2f} wall {v['wall']:8.2f}  {ratios}")
+            first = (v.get("first") or {}).get("cpu")
+            print(f"{kind:5} {n:14} cpu {v['cpu']:8.2f} wall {v['wall']:8.2f} first {first}  {ratios}")
     print("load", res["load"][0], "->", res["load"][-1], "trees_equal", res["trees_equal"])
 
 

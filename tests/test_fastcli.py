@@ -19,6 +19,7 @@ from avfs_git.cli import execopts, fastcli
 from avfs_git.cli.app import App
 from avfs_git.cli.main import cli as click_cli
 from avfs_git.cli.main import main as click_main
+from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.home import Home
 
 
@@ -43,7 +44,7 @@ def _kind(p: click.Parameter) -> str:
         return "arg" if p.required else "arg?"
     assert isinstance(p, click.Option) and p.nargs == 1 and not p.count
     if p.is_flag:
-        return "flag"
+        return "flag" if isinstance(p.type, click.types.BoolParamType) else "click"  # (--ours: favor "ours")
     if p.multiple:
         assert p.type is click.STRING
         return "strs"
@@ -187,6 +188,10 @@ def small(home: Home, tmp_path: Any) -> str:
     (src / "a.txt").write_text("a\n")
     (src / "d" / "b.txt").write_text("b [bold]x[/]\n")
     v = home.create_vault("p", from_dir=str(src))
+    for fork in ("c1", "c2"):  # each changes a.txt: a merge of one into the other conflicts
+        v.fork("main", fork)
+        v.workspace(fork).write("a.txt", f"{fork}\n".encode())
+        checkpoint.save(v, fork)
     v.fork("main", "f1")
     ws = v.workspace("f1")
     ws.write("n.txt", b"n\n")
@@ -238,6 +243,18 @@ def test_commands_run_both_ways_answer_alike(small: str, capsys: Any) -> None:
         ["--vault", "p:f1", "status", "-h"],
         ["--vault", "p:f1", "cat"],
         ["--json", "--vault", "p:f1", "log", "-n", "x"],
+        # merges that change nothing: a dry run, conflicts (exit 3), refusals
+        ["--vault", "p:main", "merge", "f1", "--dry-run"],
+        ["--json", "--vault", "p", "merge", "--dry-run", "f1", "--no-ff", "--into", "main"],
+        ["--vault", "p", "merge", "c1", "--into", "c2"],
+        ["--json", "--vault", "p", "merge", "c1", "--into=c2", "-m", "msg"],
+        ["--json", "--vault", "p", "merge", "c1", "--into", "c2", "--ours", "--dry-run"],
+        ["--vault", "p:c2", "merge", "c1", "--no-capture", "--expect-head", "0" * 40],
+        ["--json", "--vault", "p:main", "merge", "main"],
+        ["--json", "--vault", "p", "merge", "nope"],
+        ["--vault", "p", "merge"],
+        ["--json", "--vault", "p", "merge", "--continue"],
+        ["--vault", "p", "merge", "--abort", "c1"],
     ]
     for args in cases:
         want = _answer(clicked, [*h, *args], capsys)
@@ -245,4 +262,41 @@ def test_commands_run_both_ways_answer_alike(small: str, capsys: Any) -> None:
         assert got == want, args
         if "--json" in args:
             json.loads(got[1])  # exactly one document
-    assert sum(fastcli.parse([*h, *a]) is not None for a in cases) >= 25
+    assert sum(fastcli.parse([*h, *a]) is not None for a in cases) >= 35
+
+
+def test_a_cold_merge_runs_without_click_and_answers_one_document(small: str, tmp_path: Any) -> None:
+    """`avfs merge` in a process of its own (no server): its arguments read by the fast
+    path, click never imported (main's code imported it: ~40 ms of a cold merge's CPU,
+    docs/benchmarks.md h-merge2's section); a clean merge, conflicts (exit 3, nothing
+    moved) and a second source that stops the merges each answer exactly one JSON
+    document, as the click CLI does."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from avfs_git.cli.execopts import main\n"
+        "code = main(sys.argv[1:])\n"
+        "sys.stderr.write('click imported: %s\\n' % ('click' in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "AVFS_SERVER": "off", "AVFS_HOME": small}
+
+    def run(*args: str) -> tuple[int, dict[str, Any], str]:
+        p = subprocess.run([sys.executable, "-c", probe, "--json", "--vault", "p", *args],
+                           env=env, capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+        return p.returncode, json.loads(p.stdout), p.stderr
+
+    code, doc, err = run("merge", "c1", "--into", "c2")
+    assert (code, doc["kind"], doc["conflicted"]) == (3, "merge", True)
+    assert [c["path"] for c in doc["results"][0]["conflicts"]] == ["a.txt"]
+    assert "click imported: False" in err
+    code, doc, err = run("merge", "c1", "nope", "--into", "main")  # c1 merges, then nope stops
+    assert code == 1 and doc["results"][0]["status"] == "fast_forward"
+    assert doc["error"]["code"] == "fork_not_found" and "click imported: False" in err
+    code, doc, err = run("merge", "c2", "--into", "main")
+    assert (code, doc["conflicted"]) == (3, True) and "click imported: False" in err
+    code, doc, err = run("merge", "c2", "--into", "main", "--ours")  # --ours: click's
+    assert (code, doc["results"][0]["status"]) == (0, "merged") and "click imported: True" in err

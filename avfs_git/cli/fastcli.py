@@ -6,7 +6,7 @@ declarations before `status`, `cat` or `write` did anything (docs/benchmarks.md,
 CLI's imports", twentieth round). :func:`fast` takes the arguments of the commands in
 :data:`COMMANDS`, when they have exactly the shapes below, and runs the command's body (the
 function its click command calls: :mod:`.histcmds`, :mod:`.filecmds`, :mod:`.forkcmds`,
-:mod:`.mountcmds`), so
+:mod:`.mountcmds`, :mod:`.mergecmds`), so
 the answer is the click command's own. Anything else it declines (returns None), and the
 click CLI answers as ever: help, every error of the arguments (a missing argument, an option
 the command does not have, a value click would convert or refuse), ``--``, ``-h``.
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 # A parameter: (dest, its names, kind, default, the names that turn a flag off).
 # kind: "flag"; "str", "int" (an option's value); "strs" (a repeatable option: a tuple);
-# "click" (a value click converts or checks, a path or a choice: given, the call is declined);
+# "click" (a value click converts or checks, a path or a choice, or a flag with a value of its
+# own, merge's --ours/--theirs: given, the call is declined);
 # "arg" (a required argument), "arg?" (an optional one), "args" (nargs=-1: a tuple),
 # "args+" (nargs=-1, required).
 Param = tuple[str, tuple[str, ...], str, object, tuple[str, ...]]
@@ -113,6 +114,24 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         (
             ("target", ("target",), "arg?", None, ()),
             ("lazy", ("--lazy",), "flag", False, ()),
+        ),
+    ),
+    ("merge",): (
+        "mergecmds:merge",
+        (
+            ("sources", ("sources",), "args", (), ()),
+            ("target", ("--into",), "str", None, ()),
+            ("no_ff", ("--no-ff",), "flag", False, ()),
+            ("dry_run", ("--dry-run",), "flag", False, ()),
+            ("favor", ("--ours",), "click", None, ()),
+            ("favor", ("--theirs",), "click", None, ()),
+            ("write_conflicts", ("--write-conflicts",), "flag", False, ()),
+            ("allow_unrelated", ("--allow-unrelated",), "flag", False, ()),
+            ("no_capture", ("--no-capture",), "flag", False, ()),
+            ("message", ("-m", "--message"), "str", None, ()),
+            ("cont", ("--continue",), "flag", False, ()),
+            ("abort", ("--abort",), "flag", False, ()),
+            ("expect_head", ("--expect-head",), "str", None, ()),
         ),
     ),
     ("vault", "fork"): (
@@ -286,8 +305,7 @@ def call_body(app: App, body: Any, params: dict[str, Any]) -> int:
 
     out = app.output
     try:
-        body(app, **params)
-        return 0
+        return int(body(app, **params) or 0)  # (merge's body returns its code: 3 for conflicts)
     except AvfsError as err:
         render_error(out, err)
         return err.exit_code

@@ -207,6 +207,7 @@ def _commit_merge(
     msg: str,
     dry_run: bool,
     pack: PackWriter | None = None,
+    held: bool = False,
 ) -> tuple[str, int | None]:
     """The merge commit of ``tree`` (parents ours and theirs); unless ``dry_run`` (then it
     is a preview: see MergeResult), the target moved to it and the operation recorded.
@@ -217,7 +218,7 @@ def _commit_merge(
         pack.finish()
     if dry_run:
         return commit, None
-    rec = mergeguard.move_target(ws, commit, ours, f"avfs: merge {source}")
+    rec = mergeguard.move_target(ws, commit, ours, f"avfs: merge {source}", held=held)
     op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref, rec)
     return commit, op
 
@@ -375,14 +376,17 @@ def _merge_once(
             captured = mergeguard.capture(vault, src_ws, source, target, capture)
     exec_lock = contextlib.nullcontext() if dry_run else checkpoint.no_exec_running(vault, target)
     held = contextlib.ExitStack()  # the target's writers, held until its new view is set
+    avoid = _source_names(vault, ws, source_ref or refs.fork_ref(source))
     with exec_lock, vault.lock(target), held:
-        held.enter_context(mergeguard.writers_held(ws, dry_run))
+        guarded = held.enter_context(mergeguard.writers_held(ws, dry_run, avoid or frozenset())) is not None
         ws.sync_base()
         checkpoint.check_head(vault, target, expect_head)
         if not dry_run:
             captured = mergeguard.capture(vault, ws, source, target, capture) + captured
             mergeguard.refuse_open_files(ws, target)
         ours, theirs, base = _tips(vault, ws, source, target, source_ref, allow_unrelated)
+        if avoid is not None and not dry_run:
+            _refuse_moved_source(vault, ws, theirs, avoid)
 
         def result(
             status: str,
@@ -411,7 +415,9 @@ def _merge_once(
             changed = ChangedPaths(vault.store, ours_tree, theirs_tree)  # listed when first read
             if dry_run:
                 return result("would_fast_forward", theirs, changed=changed)
-            rec = mergeguard.move_target(ws, theirs, ours, f"avfs: merge {source} (fast-forward)")
+            rec = mergeguard.move_target(
+                ws, theirs, ours, f"avfs: merge {source} (fast-forward)", held=guarded
+            )
             op = _record(
                 vault,
                 "merge",
@@ -426,7 +432,7 @@ def _merge_once(
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
         msg = message or f"avfs: merge {source} into {target}\n"
         trees = (anc_tree, ours_tree, theirs_tree)
-        fast = _fast_merge(vault, ws, trees, (ours, theirs), source, msg, dry_run) if base else None
+        fast = _fast_merge(vault, ws, trees, (ours, theirs), source, msg, dry_run, guarded) if base else None
         if fast is not None:
             commit, made, tree = fast
             changed = ChangedPaths(vault.store, ours_tree, tree)  # listed when first read
@@ -435,7 +441,7 @@ def _merge_once(
         conflicts = _classify(vault.store, index, ours_tree, theirs_tree)
         if not conflicts:
             tree = index.write_tree()
-            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run)
+            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run, held=guarded)
             changed = ChangedPaths(vault.store, ours_tree, tree)
             return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         if dry_run:
@@ -456,6 +462,7 @@ def _fast_merge(
     source: str,
     msg: str,
     dry_run: bool,
+    held: bool = False,
 ) -> tuple[str, int | None, str] | None:
     """Where the sides changed different paths (:mod:`..store.trivialmerge`): theirs applied
     to ours, O(changes), the merged trees and the merge commit written as one pack and
@@ -467,11 +474,38 @@ def _fast_merge(
         if fast is None:
             pack.abort()
             return None
-        commit, made = _commit_merge(vault, ws, fast[0], tips[0], tips[1], source, msg, dry_run, pack)
+        commit, made = _commit_merge(vault, ws, fast[0], tips[0], tips[1], source, msg, dry_run, pack, held)
     except BaseException:
         pack.abort()
         raise
     return commit, made, fast[0]
+
+
+def _source_names(vault: Vault, ws: Workspace, ref: str) -> frozenset[str] | None:
+    """The names at the root of ``ref``'s tree now, where the target's workspace has an
+    upper layer an overlay mount left (None otherwise): the merged view may have something
+    there, so an ignored directory of that layer at one of them is folded rather than left
+    (:func:`.mergeguard.writers_held`)."""
+    if not ws.overlay.with_upper or not ws.overlay.upper_active() or ws.live_mount() is not None:
+        return None
+    tip = refs.read_ref(vault.store, ref)
+    return frozenset(vault.store.tree_items(vault.store.commit_tree(tip))) if tip else frozenset()
+
+
+def _refuse_moved_source(vault: Vault, ws: Workspace, theirs: str, avoid: frozenset[str]) -> None:
+    """A source that moved since its names were read (:func:`_source_names`) to a tree
+    with something where the target's upper layer keeps a directory: tried again
+    (:func:`merge`), the new names read and that directory folded before the merge holds
+    the target's writers (the fold commits on its own)."""
+    if not ws.overlay.upper_active() or ws.live_mount() is not None:
+        return
+    now = frozenset(vault.store.tree_items(vault.store.commit_tree(theirs)))
+    if (now - avoid) & ws.overlay.upper_root_names():
+        raise BusyError(
+            f"fork {ws.fork}'s merge source moved while it was being merged; nothing moved",
+            hint="merge again",
+            details={"fork": ws.fork, "reason": mergeguard.CHANGED_DURING_MERGE},
+        )
 
 
 def _current_tree(ws: Workspace) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -405,6 +406,23 @@ class UpperEntries(OverlayDB):
         if memo is not None:
             memo[3][path] = through
         return through
+
+    def upper_holds_only(self, names: frozenset[str]) -> bool:
+        """Whether the names at the top of the upper layer (the mount's ``.git`` left out)
+        are all among ``names``."""
+        try:
+            return all(n in names or n == ".git" for n in os.listdir(self.upper_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+
+    def new_upper_dir(self, path: str) -> bool:
+        """Whether the upper layer holds a new directory at ``path`` (:meth:`_new_dir`)."""
+        real = os.path.join(self.upper_dir, path)
+        st = up.lstat(real)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return False
+        got = self._u_entry(path)
+        return isinstance(got, Entry) and self._new_dir(path, real, st, got)
 
     def _new_dir(self, path: str, real: str, st: os.stat_result, got: Entry) -> bool:
         """Whether the upper layer's directory ``path`` (its entry ``got``) is new: nothing

@@ -155,10 +155,11 @@ def link_file(links_dir: str, target: bytes) -> str:
     return name
 
 
-def entries(upper_dir: str) -> Iterator[tuple[str, str, os.stat_result]]:
+def entries(upper_dir: str, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str, os.stat_result]]:
     """(workspace path, real path, lstat) of everything in the upper layer, parents before
     their children; ``.git`` entries (a nested repository's, the pinned worktree link) and
-    what the kernel removed while it was listed are left out."""
+    what the kernel removed while it was listed are left out, and so are the names of the
+    top directory in ``skip`` with all they hold (not read)."""
     stack = [("", upper_dir)]
     while stack:
         p, real = stack.pop()
@@ -168,7 +169,7 @@ def entries(upper_dir: str) -> Iterator[tuple[str, str, os.stat_result]]:
             continue
         with it:
             for de in it:
-                if de.name == ".git":
+                if de.name == ".git" or (not p and de.name in skip):
                     continue
                 try:
                     st = de.stat(follow_symlinks=False)

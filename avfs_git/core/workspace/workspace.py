@@ -34,7 +34,7 @@ from ..store.identity import Signatures
 from ..store.objects import BlobStream
 from ..store.packwriter import PackWriter
 from ..types import MERGE_STATE_FILE, Change, DirEntry, NodeKind, Stat
-from . import localcopy, wsbase, wscapture, wscommit
+from . import localcopy, wsbase, wscapture, wscommit, wsfold
 from .ignore import IgnoreRules
 from .livedir import LiveDir
 from .mergestate import open_merge, refuse_if_merging
@@ -303,14 +303,28 @@ class Workspace(Mutations, Generic[V_co]):
         """The mount point of this fork's live overlay mount, as a directory that changes go
         through (None when there is none: then an upper layer a mount left behind is first
         folded into the overlay's entries, so the change lands on one layer)."""
-        if self.pinned is not None or not self.overlay.with_upper:
-            return None
-        mp = self.vault.mounts.overlay_mountpoint(self)
-        if mp is not None:
-            return LiveDir(mp, self.store, self.vault.quota.room)
-        if self.overlay.upper_active():
+        live = self.live_mount()
+        if live is None and self.overlay.with_upper and self.overlay.upper_active():
             self.fold_upper()
-        return None
+        return live
+
+    def live_dir_for_move(self, avoid: frozenset[str] = frozenset()) -> LiveDir | None:
+        """:meth:`live_dir` for a move of the base (a merge, a restore, an undo): an upper
+        layer a mount left behind is folded but for its new top directories git ignores
+        (:func:`.wsfold.kept_tops`; not those named in ``avoid``, where the new view may have
+        something), which stay where they are, shown over the new base as a live mount's
+        upper layer shows them (:func:`.wsbase.set_base`). O(what else the layer holds):
+        the first merge after an ``npm install`` in a mount folded all of ``node_modules``."""
+        live = self.live_mount()
+        if live is None and self.overlay.with_upper and self.overlay.upper_active():
+            keep = self.upper_kept_tops() - avoid
+            if not keep or not self.overlay.upper_holds_only(keep):
+                self.fold_upper(keep)
+        return live
+
+    def upper_kept_tops(self) -> frozenset[str]:
+        """:func:`.wsfold.kept_tops` of this fork's upper layer (its ignore rules asked)."""
+        return wsfold.kept_tops(self.overlay, lambda tops: self.changes.prune_ignored(tops, []))
 
     def mount_git_dir(self) -> str | None:
         """The own directory of this fork's mount (where its daemon answers for the upper

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import CorruptStateError, InternalError
@@ -38,6 +38,8 @@ class Based(Fork, Protocol):
 
     def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
     def live_dir(self) -> LiveDir | None: ...
+    def live_dir_for_move(self, avoid: frozenset[str] = ...) -> LiveDir | None: ...
+    def upper_kept_tops(self) -> frozenset[str]: ...
     def stamp_index(self, *, held: bool = False) -> None: ...
     def index_guard(self, *, git: bool = False) -> AbstractContextManager[None]: ...
     def moved_here(self, commit: str, *, off_branch: bool = False) -> bool: ...
@@ -427,8 +429,11 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             when the base's tree differs); else the overlay is cleared and the workspace
             shows ``view_tree`` (or the new base's tree when None).
     """
+    keeping: AbstractContextManager[None] = nullcontext()
     if not keep_view:
-        live = ws.live_dir()
+        live = ws.live_dir_for_move()
+        if live is None:
+            keeping = _keeping_upper(ws, view_tree or ws.store.commit_tree(base))
         if live is not None:
             # the mount shows the new view by writes through it; the lower layer stays
             # what the kernel has of it: the upper layer's renamed directories keep the
@@ -442,6 +447,33 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
                 view_reset(ws.overlay)
             ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
+    with keeping:
+        _move(ws, base, keep_view=keep_view, view_tree=view_tree)
+    ws.base_moved(view_changed=not keep_view)
+
+
+def _keeping_upper(ws: Based, new_tree: str) -> AbstractContextManager[None]:
+    """Where an unmounted upper layer holds nothing but new directories git ignores
+    (:meth:`.workspace.Workspace.live_dir_for_move` folded the rest) and the new view has
+    nothing at their places, the move reads and writes the database's entries only: the
+    upper layer stays as it is, shown over the new base (as a live mount's is). Where the
+    new view has something at one, the layer is folded first (the view's version wins
+    there as over any ignored entry, :func:`_yield_to_view`)."""
+    if not ws.overlay.upper_active():
+        return nullcontext()
+    keep = ws.upper_kept_tops()
+    if (
+        keep
+        and ws.overlay.upper_holds_only(keep)
+        and all(ws.store.tree_lookup(new_tree, t) is None for t in keep)
+    ):
+        return ws.overlay.without_upper()
+    ws.live_dir()  # (folds what is left)
+    return nullcontext()
+
+
+def _move(ws: Based, base: str, *, keep_view: bool, view_tree: str | None) -> None:
+    """:func:`set_base` on the overlay's entries (no live mount)."""
     kept: list[Entry] = []
     same: list[Entry] = []  # (kept over the same blob in the new view: not a top below)
     pins: list[Entry] = []
@@ -498,7 +530,6 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             for t in tops:
                 _yield_to_view(ws, db, t)
             _keep_parents(ws, db, tops)
-    ws.base_moved(view_changed=not keep_view)
 
 
 def _tops_of(kept: list[Entry], have: set[str]) -> set[str]:

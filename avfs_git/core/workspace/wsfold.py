@@ -21,13 +21,14 @@ def fold_upper(
     overlay: Overlay,
     store_bytes: Callable[[bytes], tuple[str, int]],
     discard: Callable[[Any, str, str], None],
+    keep: frozenset[str] = frozenset(),
 ) -> int:
     """Move what an unmounted overlay's upper layer holds into the overlay's entries
     (files are hard-linked into ``files/`` before the entries commit, and leave the
     upper layer after: a crash in between folds them again, nothing is lost). What git
-    cannot hold (fifos, sockets, device nodes), and a name that is not UTF-8, stays in the
-    upper layer. Returns the
-    number of paths folded."""
+    cannot hold (fifos, sockets, device nodes) and a name that is not UTF-8 stay in the
+    upper layer, and so do the top directories named in ``keep`` (:func:`kept_tops`), not
+    read. Returns the number of paths folded."""
     up_dir = overlay.upper_dir
     upper.drop_gitfile(up_dir)
     done: list[tuple[str, bool]] = []  # (upper path, is a directory)
@@ -37,7 +38,7 @@ def fold_upper(
     # node_modules: 13,963 entries, each asked for its old entry and for entries below it)
     fresh: set[str] = set()
     with overlay.without_upper(), overlay.remembering():
-        todo = list(upper.entries(up_dir))
+        todo = list(upper.entries(up_dir, keep))
         todo.sort(key=lambda t: t[0])
         linked: list[str] = []
         try:
@@ -101,3 +102,28 @@ def fold_upper(
         except OSError:
             pass  # a directory still holding what git cannot (a fifo): it stays
     return folded
+
+
+def kept_tops(overlay: Overlay, ignored: Callable[[list[str]], set[str]]) -> frozenset[str]:
+    """The names at the top of an unmounted overlay's upper layer that a move of the base
+    may leave there (:meth:`.workspace.Workspace.live_dir_for_move`): each a new directory
+    (nothing of the lower layer at or below it, no rename) that git ignores (``ignored``:
+    which of the names it ignores, asked once of them all) and that the database holds
+    nothing at or below. Such a directory shows the same over any base that has nothing at
+    its place, as the upper layer of a live mount shows it; folding it (an installed
+    ``node_modules``: 12,212 hard links and 28,043 statements, 1.5 s of CPU) is what made
+    the first merge after a mount O(tree)."""
+    try:
+        names = sorted(n for n in os.listdir(overlay.upper_dir) if n != ".git")
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+    new: list[str] = []
+    with overlay.remembering():
+        for n in names:
+            if not overlay.new_upper_dir(n):
+                continue
+            with overlay.without_upper():
+                if overlay.get(n) is not None or overlay.has_under(n):
+                    continue
+            new.append(n)
+    return frozenset(ignored(new)) if new else frozenset()

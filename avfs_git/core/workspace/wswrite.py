@@ -500,10 +500,11 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                 assert e.fileid is not None
                 self.overlay.set_size(db, e.path, e.fileid, size)
 
-    def fold_upper(self) -> int:
+    def fold_upper(self, keep: frozenset[str] = frozenset()) -> int:
         """Move what an unmounted overlay's upper layer holds into the overlay's entries
-        (:func:`.wsfold.fold_upper`); returns the number of paths folded."""
-        return wsfold.fold_upper(self.overlay, self._store_bytes, self._discard)
+        (:func:`.wsfold.fold_upper`; the top directories ``keep`` names stay); returns the
+        number of paths folded."""
+        return wsfold.fold_upper(self.overlay, self._store_bytes, self._discard, keep)
 
     def checkout_check(self, path: str, tree: str) -> tuple[str, int] | None:
         """Refuse a checkout of ``path`` from ``tree`` before anything is written (a
