@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import stat as st_
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -55,6 +54,8 @@ class LiveDir:
 
     def write(self, path: str, data: bytes | Readable | str, mode: int) -> int:
         """Create or replace regular file ``path``; returns its size."""
+        import shutil  # (not at the top: a cold status, cat or log never runs it)
+
         dest = self.real(path)
         try:
             if os.path.islink(dest) or os.path.isdir(dest):
@@ -115,6 +116,8 @@ class LiveDir:
     def rename(self, src: str, dst: str) -> None:
         """POSIX rename; a directory the lower layer holds cannot be renamed by overlayfs
         without redirects (EXDEV): it is copied, then removed, as ``mv`` does."""
+        import shutil
+
         with self._room():
             s, d = self.real(src), self.real(dst)
             try:
@@ -133,6 +136,8 @@ class LiveDir:
                 raise from_oserror(exc, src) from exc
 
     def copy(self, src: str, dst: str) -> None:
+        import shutil
+
         s, d = self.real(src), self.real(dst)
         try:
             if os.path.isdir(s) and not os.path.islink(s):

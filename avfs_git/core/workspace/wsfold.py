@@ -5,7 +5,6 @@ so that the change lands on one layer: :meth:`.workspace.Workspace.live_dir`).""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,8 @@ def fold_upper(
     upper layer after: a crash in between folds them again, nothing is lost). What git
     cannot hold (fifos, sockets, device nodes) stays in the upper layer. Returns the
     number of paths folded."""
+    import shutil  # (not at the top: a cold status, cat or log never runs it)
+
     up_dir = overlay.upper_dir
     upper.drop_gitfile(up_dir)
     done: list[tuple[str, bool]] = []  # (upper path, is a directory)
