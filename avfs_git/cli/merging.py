@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from ..core.errors import EXIT_CONFLICT, AvfsError, UsageError
 from .app import App, pass_app
-
-CONFLICTED = ("conflicts", "conflicts_written", "would_conflict")
+from .mergecmds import merge
 
 
 @click.command("merge")
@@ -68,69 +64,20 @@ def merge_cmd(
     after the other, stopping at the first conflict. A SOURCE is a fork, or a fetched
     remote branch (`origin/agent2`). Undo with `avfs undo`.
     """
-    from ..core.operations import merge as m
-
-    vault, fork = app.target()
-    fork = target or fork
-    stopped: AvfsError | None = None
-    if cont or abort:
-        if sources or (cont and abort):
-            raise UsageError("--continue and --abort take no sources (and not both)")
-        res = m.merge_continue(vault, fork, message=message) if cont else m.merge_abort(vault, fork)
-        results = [res]
-    else:
-        if not sources:
-            raise UsageError("name the fork(s) to merge", hint="avfs merge SOURCE_FORK [--into FORK]")
-        if write_conflicts and len(sources) > 1:
-            raise UsageError("--write-conflicts takes one source at a time")
-        results = []
-        for src in sources:
-            try:
-                res = m.merge(
-                    vault,
-                    src,
-                    fork,
-                    no_ff=no_ff,
-                    dry_run=dry_run,
-                    favor=favor,
-                    write_conflicts=write_conflicts,
-                    allow_unrelated=allow_unrelated,
-                    capture=not no_capture,
-                    message=message,
-                    expect_head=expect_head if not results else None,  # the head before the first
-                )
-            except AvfsError as err:
-                if not results:
-                    raise
-                stopped = err  # what merged before it stays merged: say so, with the error
-                break
-            results.append(res)
-            if res.status in CONFLICTED:
-                break  # stop at the first conflict; what merged before it stays merged
-    conflicted = any(r.status in CONFLICTED for r in results)
-
-    def human() -> None:
-        for r in results:
-            status = r.status.replace("_", " ") + (f" {r.commit[:12]}" if r.commit else "")
-            app.output.plain("{} -> {}: " + status, r.source, r.target)
-            for c in r.conflicts:
-                app.output.plain("  {:14} {}", c.kind, c.path)
-        skipped = len(sources) - len(results)
-        if skipped > 0:
-            app.output.info("stopped at the first conflict; {} fork(s) not merged", skipped)
-        if any(r.status == "conflicts" for r in results):
-            app.output.info("nothing moved; --write-conflicts to resolve by hand, or --ours/--theirs")
-
-    data: dict[str, Any] = {
-        "vault": vault.name,
-        "target": fork,
-        "results": results,
-        "conflicted": conflicted,
-        "error": stopped.to_dict() if stopped is not None else None,
-    }
-    app.output.result("merge", data, human)
-    if stopped is not None:
-        app.output.warn("stopped: {}", stopped.message)
-        raise click.exceptions.Exit(stopped.exit_code)
-    if conflicted:
-        raise click.exceptions.Exit(EXIT_CONFLICT)
+    code = merge(
+        app,
+        sources,
+        target,
+        no_ff,
+        dry_run,
+        favor,
+        write_conflicts,
+        allow_unrelated,
+        no_capture,
+        message,
+        cont,
+        abort,
+        expect_head,
+    )
+    if code:
+        raise click.exceptions.Exit(code)
