@@ -46,7 +46,9 @@ CLICK = ("click", "avfs_git.cli.main")  # the frequent commands' own path (cli/f
 UPPER = ("socket", "avfs_git.core.workspace.upperwatch")  # a journal asked where none is kept
 # the standard library's costliest modules a path does not run: shutil (with bz2, lzma),
 # tempfile (with random), subprocess (with selectors) where no git process starts
-NO_COPY = ("shutil", "tempfile", "bz2", "lzma", "random")
+# and hashlib's OpenSSL (core/store/digests.py: Python's own SHA-1 for small inputs)
+NO_COPY = ("shutil", "tempfile", "bz2", "lzma", "random", "hashlib", "_hashlib")
+OPENSSL = ("hashlib", "_hashlib")
 NO_PROC = (*NO_COPY, "subprocess", "selectors")
 COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "status_json": (["--json", "--vault", "p:f1", "status"], 215, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
@@ -72,8 +74,25 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
         192,
         LIBGIT2 + RICH + CLICK + NO_COPY,
     ),  # (not mounted: its answer all the same)
-    "create_json": (["--json", "vault", "create", "q"], 252, LIBGIT2 + RICH),
-    "create": (["vault", "create", "r"], 252, LIBGIT2 + RICH),  # piped: its markup without rich
+    "create_json": (["--json", "vault", "create", "q"], 252, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "create": (
+        ["vault", "create", "r"],
+        252,
+        LIBGIT2 + RICH + CLICK + OPENSSL,
+    ),  # piped: its markup without rich
+    # the commands the suite's processes call most after those (twenty-second round's count)
+    "ls_json": (["--json", "--vault", "p:f1", "ls"], 210, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "stat_json": (["--json", "--vault", "p:f1", "stat", "a.txt"], 210, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "rm": (["--vault", "p:f1", "rm", "n.txt"], 217, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "list_json": (["--json", "--vault", "p:f1", "checkpoint", "list"], 201, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "restore_json": (
+        ["--json", "--vault", "p:f1", "checkpoint", "restore", "main"],
+        228,
+        LIBGIT2 + RICH + CLICK + OPENSSL,
+    ),
+    "undo": (["--vault", "p:f1", "undo"], 224, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "merge_json": (["--json", "--vault", "p:main", "merge", "f2"], 279, RICH + CLICK),  # (libgit2's merge)
+    "vault_list_json": (["--json", "vault", "list"], 170, LIBGIT2 + RICH + CLICK + NO_PROC),
 }
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import itertools
 import os
 import struct
@@ -37,6 +36,7 @@ from collections.abc import Callable
 from typing import IO
 
 from ..errors import InternalError, from_oserror
+from .digests import sha1
 from .locks import flock_held
 
 OBJ_COMMIT = 1
@@ -70,17 +70,17 @@ _SEQ = itertools.count()
 
 
 def object_id(kind: int, data: bytes) -> str:
-    h = hashlib.sha1(_TYPE_NAME[kind] + b" %d\0" % len(data))
+    h = sha1(_TYPE_NAME[kind] + b" %d\0" % len(data), size=len(data))
     h.update(data)
     return h.hexdigest()
 
 
 def file_blob_id(path: str) -> str:
-    """The blob id git would give the file's contents (hashlib: ~4x faster than libgit2's
+    """The blob id git would give the file's contents (hashlib's or Python's own SHA-1: ~4x faster than libgit2's
     collision-detecting SHA-1; the ids agree for every non-colliding input)."""
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        h = hashlib.sha1(b"blob %d\0" % size)
+        h = sha1(b"blob %d\0" % size, size=size)
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -93,7 +93,7 @@ def write_loose(root: str, kind: str, data: bytes) -> str:
     process that has not loaded libgit2 (~90 ms of CPU) to write one object with: a new
     vault's empty tree and first commit. OSError as the file system raises it."""
     head = b"%s %d\0" % (kind.encode(), len(data))
-    h = hashlib.sha1(head)
+    h = sha1(head, size=len(data))
     h.update(data)
     oid = h.hexdigest()
     folder = os.path.join(root, "objects", oid[:2])
@@ -242,7 +242,7 @@ class PackWriter:
         self._lock_fd = os.open(self._tmp, os.O_RDONLY | os.O_CLOEXEC)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._fh = os.fdopen(fd, "w+b")
-        self._sha = hashlib.sha1()
+        self._sha = sha1()
         self._offset = 0
         self._write(b"PACK" + struct.pack(">II", 2, 0))  # count patched in finish()
         self._done = False
@@ -277,7 +277,7 @@ class PackWriter:
         under 2 KiB (most) is framed in one call: its 2-byte entry header, the zlib
         header and the one stored block's header packed together (3.1 -> ~2 us a tree)."""
         n = len(data)
-        h = hashlib.sha1(b"tree %d\0" % n)
+        h = sha1(b"tree %d\0" % n, size=n)
         h.update(data)
         raw = h.digest()
         oid = raw.hex()
@@ -299,7 +299,7 @@ class PackWriter:
             size = os.fstat(fh.fileno()).st_size
             if size <= _CHUNK:
                 return self.add(OBJ_BLOB, fh.read())
-            h = hashlib.sha1(b"blob %d\0" % size)
+            h = sha1(b"blob %d\0" % size, size=size)
             while chunk := fh.read(_CHUNK):
                 h.update(chunk)
             oid = h.hexdigest()
@@ -357,7 +357,7 @@ class PackWriter:
             fh.seek(8)
             fh.write(struct.pack(">I", len(self._entries)))
             fh.seek(0)
-            sha = hashlib.sha1()
+            sha = sha1(size=self._offset)
             while chunk := fh.read(_CHUNK):
                 sha.update(chunk)
             pack_sum = sha.digest()
@@ -414,7 +414,7 @@ def index_v2(entries: dict[str, tuple[int, int]], pack_sum: bytes) -> bytes:
             pack_sum,
         )
     )
-    return out + hashlib.sha1(out).digest()
+    return out + sha1(out).digest()
 
 
 def _pid_alive(pid: int) -> bool:
