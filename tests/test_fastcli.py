@@ -10,6 +10,7 @@ import inspect
 import itertools
 import json
 import random
+import re
 from typing import Any
 
 import click
@@ -43,8 +44,19 @@ def _kind(p: click.Parameter) -> str:
         assert p.nargs == 1
         return "arg" if p.required else "arg?"
     assert isinstance(p, click.Option) and p.nargs == 1 and not p.count
+    if p.is_flag and not p.is_bool_flag:
+        return f"={p.flag_value}"  # one of a feature-switch group (merge's --ours/--theirs)
     if p.is_flag:
-        return "flag" if isinstance(p.type, click.types.BoolParamType) else "click"  # (--ours: favor "ours")
+        return "flag"
+    if isinstance(p.type, click.Path):
+        t = p.type
+        assert not (t.resolve_path or t.writable or t.executable or t.allow_dash) and t.readable
+        assert t.type is None, p.name
+        if not t.file_okay and t.dir_okay and not t.exists:
+            return "dir"
+        if t.file_okay and not t.dir_okay and t.exists:
+            return "file"
+        return "click"
     if p.multiple:
         assert p.type is click.STRING
         return "strs"
@@ -68,7 +80,7 @@ def test_the_table_is_the_click_commands_own_definitions() -> None:
         mod, attr = body.split(":")
         assert cmd.callback is not None
         source = inspect.getsource(inspect.unwrap(cmd.callback))
-        assert f"    {attr}(app, " in source, (words, body)
+        assert re.search(rf"\n    (\w+ = )?{attr}\(\s*app\b", source), (words, body)
         assert getattr(__import__(f"avfs_git.cli.{mod}", fromlist=[attr]), attr).__module__.endswith(mod)
 
 
@@ -98,7 +110,8 @@ def _corpus() -> list[list[str]]:
     path declines (bad values, unknown options, help, --, run-together short options)."""
     rng = random.Random(31)
     out: list[list[str]] = []
-    values = ["x", "3", "a b", "-", "", "-x", "+3", "07", "ü", "3.5", "--json"]
+    # (and paths click checks: this checkout's README.md, a file, and tests, a directory)
+    values = ["x", "3", "a b", "-", "", "-x", "+3", "07", "ü", "3.5", "--json", "README.md", "tests"]
     heads = [[], ["--json"], ["--vault", "p:f"], ["--home=/h", "--json", "--vault=v"], ["--vault", "-x"]]
     for words, (_body, table) in fastcli.COMMANDS.items():
         pieces: list[list[str]] = [
@@ -116,7 +129,7 @@ def _corpus() -> list[list[str]]:
                 pieces += [["p1"], ["p2"], ["-"]]
                 continue
             for n in (*names, *off):
-                if kind == "flag":
+                if kind == "flag" or kind.startswith("="):
                     pieces += [[n], [n + "=1"]]
                 else:
                     pieces += [[n, v] for v in values[:4]] + [[f"{n}={v}"] for v in values] + [[n]]
@@ -167,10 +180,22 @@ def test_what_click_refuses_the_fast_path_declines() -> None:
         ["--version"],
         ["checkpoint"],
         ["vault"],
+        ["vault", "create", "v", "--from", "README.md"],  # (a file: click's "is a file")
+        ["write", "p", "--file", "tests"],  # (a directory)
+        ["merge", "--ours=1"],
+        ["undo", "--op", "x"],
+        ["checkpoint", "restore"],
+        ["redo", "x"],
+        ["vault", "list", "x"],
     ]
     for args in refused:
         assert fastcli.parse(args) is None, args
     assert fastcli.parse(["status", "-s", "-b"]) is not None
+    assert fastcli.parse(["vault", "create", "v", "--from", "tests"]) is not None
+    assert fastcli.parse(["write", "p", "--file", "README.md"]) is not None
+    merged = fastcli.parse(["merge", "a", "--theirs", "--ours"])
+    assert merged is not None and merged[2]["favor"] == "ours" and merged[2]["sources"] == ("a",)
+    assert merged == _click_parse(["merge", "a", "--theirs", "--ours"])  # (the last given, as click)
     assert fastcli.parse(["status", "-sb"]) is None  # click takes it; the fast path leaves it to click
 
 
@@ -240,6 +265,15 @@ def test_commands_run_both_ways_answer_alike(small: str, capsys: Any) -> None:
         ["unmount", "p:f1"],
         ["--json", "unmount", "p:f1"],
         ["--json", "unmount", "./nowhere"],
+        ["--vault", "p:f1", "ls"],
+        ["--json", "--vault", "p:f1", "ls", "-l", "d"],
+        ["--vault", "p:f1", "ls", "-l", "a.txt"],
+        ["--vault", "p:f1", "ls", "nope"],
+        ["--vault", "p:f1", "stat", "d/b.txt"],
+        ["--json", "--vault", "p:f1", "stat", "-L", "a.txt"],
+        ["--json", "--vault", "p:f1", "stat", "nope"],
+        ["--vault", "p:f1", "rm"],
+        ["--vault", "p:f1", "cp", "a.txt"],
         ["--vault", "p:f1", "status", "-h"],
         ["--vault", "p:f1", "cat"],
         ["--json", "--vault", "p:f1", "log", "-n", "x"],
@@ -262,7 +296,7 @@ def test_commands_run_both_ways_answer_alike(small: str, capsys: Any) -> None:
         assert got == want, args
         if "--json" in args:
             json.loads(got[1])  # exactly one document
-    assert sum(fastcli.parse([*h, *a]) is not None for a in cases) >= 35
+    assert sum(fastcli.parse([*h, *a]) is not None for a in cases) >= 43
 
 
 def test_a_cold_merge_runs_without_click_and_answers_one_document(small: str, tmp_path: Any) -> None:
@@ -298,5 +332,103 @@ def test_a_cold_merge_runs_without_click_and_answers_one_document(small: str, tm
     assert doc["error"]["code"] == "fork_not_found" and "click imported: False" in err
     code, doc, err = run("merge", "c2", "--into", "main")
     assert (code, doc["conflicted"]) == (3, True) and "click imported: False" in err
-    code, doc, err = run("merge", "c2", "--into", "main", "--ours")  # --ours: click's
-    assert (code, doc["results"][0]["status"]) == (0, "merged") and "click imported: True" in err
+    code, doc, err = run("merge", "c2", "--into", "main", "--ours")  # (a feature switch: the table's too)
+    assert (code, doc["results"][0]["status"]) == (0, "merged") and "click imported: False" in err
+
+
+def test_changing_commands_answer_alike_on_two_copies_of_a_home(
+    small: str, tmp_path: Any, capsys: Any, monkeypatch: Any
+) -> None:
+    """The commands that change a home (files, checkpoints, merges, undo and redo, vaults),
+    run in order by the click CLI on one home and by the console script's path (fastcli) on
+    a copy of it: each answer the same (the copy's path read as the first's, an operation's
+    time as any), errors and exit codes included."""
+    import shutil
+
+    other = str(tmp_path / "copy")
+    shutil.copytree(small, other, symlinks=True)
+
+    def clicked(args: list[str]) -> int:
+        apps: list[App] = []
+        try:
+            return click_main(args, opened=apps)
+        finally:
+            for app in apps:
+                app.close()
+
+    cases = [
+        ["--vault", "p:f1", "cp", "a.txt", "c.txt"],
+        ["--json", "--vault", "p:f1", "cp", "-r", "d", "e"],
+        ["--json", "--vault", "p:f1", "cp", "a.txt", "d", "--expect", "absent"],
+        ["--vault", "p:f1", "cp", "d", "e2"],
+        ["--vault", "p:f1", "cp", "-R", "d", "e"],
+        ["--json", "--vault", "p:f1", "mv", "nope", "x"],
+        ["--vault", "p:f1", "mv", "a.txt", "n.txt", "--expect", "0" * 40],
+        ["--vault", "p:f1", "mv", "c.txt", "e"],
+        ["--vault", "p:f1", "rm", "-f", "nope"],
+        ["--json", "--vault", "p:f1", "rm", "nope"],
+        ["--json", "--vault", "p:f1", "rm", "a.txt", "n.txt", "--expect", "absent"],
+        ["--vault", "p:f1", "rm", "d"],
+        ["--vault", "p:f1", "rm", "-r", "--force", "e2", "nope"],
+        ["--vault", "p:f1", "mkdir", "-p", "m/n"],
+        ["--json", "--vault", "p:f1", "mkdir", "--parents", "m"],
+        ["--vault", "p:f1", "mkdir", "a.txt"],
+        ["--json", "--vault", "p:f1", "mkdir", "x", "y"],
+        ["--json", "--vault", "p:f1", "status"],
+        # checkpoints, merges, the op log, undo and redo, vaults
+        ["--vault", "p:f1", "checkpoint", "save", "-m", "s1"],
+        ["--json", "--vault", "p:main", "merge", "f1"],
+        ["--vault", "p:main", "undo"],
+        ["--json", "--vault", "p:main", "redo"],
+        ["--vault", "p:main", "merge", "f1", "--no-ff", "-m", "m"],
+        ["--json", "--vault", "p:main", "merge", "nope"],
+        ["--json", "--vault", "p:main", "merge", "--continue"],
+        ["--vault", "p:main", "merge"],
+        ["--vault", "p:f1", "checkpoint", "save", "named", "-m", "n"],
+        ["--json", "--vault", "p:f1", "checkpoint", "list"],
+        ["--vault", "p:f1", "checkpoint", "list", "--all", "-n", "2"],
+        ["--json", "--vault", "p:f1", "checkpoint", "restore", "main"],
+        ["--vault", "p:f1", "checkpoint", "restore", "nope"],
+        ["--json", "--vault", "p:f1", "checkpoint", "delete", "named"],
+        ["--vault", "p:f1", "checkpoint", "delete", "named"],
+        ["--json", "--vault", "p", "op", "log", "-n", "3"],
+        ["--vault", "p:f1", "op", "log"],
+        ["--json", "--vault", "p:main", "undo", "--op", "999"],
+        ["--vault", "p:main", "write", "a.txt", "main side"],
+        ["--vault", "p:main", "checkpoint", "save", "-m", "x"],
+        ["--vault", "p:f1", "write", "a.txt", "f1 side"],
+        ["--vault", "p:f1", "checkpoint", "save", "-m", "y"],
+        ["--json", "--vault", "p:main", "merge", "f1"],
+        ["--vault", "p:main", "merge", "f1", "--dry-run"],
+        ["--vault", "p:main", "merge", "f1", "--write-conflicts"],
+        ["--json", "--vault", "p:main", "merge", "--abort"],
+        ["--vault", "p:main", "merge", "f1", "--theirs", "--into", "main"],
+        ["--json", "vault", "create", "q"],
+        ["vault", "create", "r", "--use", "--no-ignore"],
+        ["--json", "vault", "create", "q"],
+        ["vault", "create", "bad/name"],
+        ["--json", "vault", "create", "s", "--from", str(tmp_path / "src")],
+        ["vault", "create", "t", "--from", str(tmp_path / "nowhere")],
+        ["vault", "list"],
+        ["--json", "vault", "list"],
+        ["vault", "info", "p"],
+        ["--json", "vault", "info"],
+        ["--json", "vault", "info", "nope"],
+    ]
+    (tmp_path / "src" / "sub").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "src" / "sub" / "f.txt").write_text("f\n")
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "1700000000 +0000")  # (the same commits in both homes)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
+    when = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
+
+    def same(text: str) -> str:  # the copy's path read as the first's; an operation's time as any
+        return when.sub("TIME", text.replace(other, small))
+
+    for args in cases:
+        assert fastcli.parse(args) is not None, args
+        code, out, err = _answer(clicked, ["--home", small, *args], capsys)
+        want = (code, same(out), same(err))
+        code, out, err = _answer(execopts.main, ["--home", other, *args], capsys)
+        assert (code, same(out), same(err)) == want, args
+        if "--json" in args:
+            json.loads(out)  # exactly one document

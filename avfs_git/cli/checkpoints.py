@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..core.operations import checkpoint as cp
 from .app import App, pass_app
 from .forkcmds import save
+from .opcmds import delete, list_checkpoints, op_log, redo, restore, undo
 
 
 @click.group()
@@ -45,17 +45,7 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool, expe
 @pass_app
 def list_cmd(app: App, all_commits: bool, limit: int) -> None:
     """List the fork's named checkpoints (newest first)."""
-    vault, fork = app.target()
-    items = cp.list_checkpoints(vault, fork, all_commits=all_commits, limit=limit)
-
-    def human() -> None:
-        if not items:
-            app.output.info("no named checkpoints; `avfs checkpoint save NAME` makes one")
-        for i in items:
-            first = i.message.split("\n", 1)[0]  # git's subject: a CR does not end it
-            app.output.say("[yellow]{}[/] {} [green]{}[/] {}", i.commit[:12], i.time, i.name or "", first)
-
-    app.output.result("checkpoint_list", {"vault": vault.name, "fork": fork, "checkpoints": items}, human)
+    list_checkpoints(app, all_commits, limit)
 
 
 @checkpoint.command("restore")
@@ -68,16 +58,7 @@ def list_cmd(app: App, all_commits: bool, limit: int) -> None:
 @pass_app
 def restore_cmd(app: App, rev: str, expect_head: str | None) -> None:
     """Move the fork back to REV. Nothing is lost: `avfs undo` brings the state back."""
-    vault, fork = app.target()
-    res = cp.restore(vault, fork, rev, expect_head=expect_head)
-
-    def human() -> None:
-        app.output.say("{}:{} is at {} ({})", vault.name, fork, res.commit[:12], rev)
-        if res.recovery_ref:
-            app.output.info("uncheckpointed changes kept at {}", res.recovery_ref)
-        app.output.info("undo with `avfs undo` (operation {})", res.op_id)
-
-    app.output.result("restore", {"restore": res}, human)
+    restore(app, rev, expect_head)
 
 
 @checkpoint.command("delete")
@@ -85,13 +66,7 @@ def restore_cmd(app: App, rev: str, expect_head: str | None) -> None:
 @pass_app
 def delete_cmd(app: App, name: str) -> None:
     """Delete a checkpoint's name (the commit stays in the fork's history)."""
-    vault, fork = app.target()
-    op = cp.delete_checkpoint(vault, fork, name)
-    app.output.result(
-        "operation",
-        {"vault": vault.name, "fork": fork, "operation": op},
-        lambda: app.output.info("{}", op.summary),
-    )
+    delete(app, name)
 
 
 @click.group()
@@ -99,45 +74,15 @@ def op() -> None:
     """The operation log (every mutating action, undoable)."""
 
 
-def _scope(app: App) -> str | None:
-    """The fork whose operations `undo`, `redo` and `op log` act on: the one the selection
-    names (the fork mounted where the command runs, or --vault VAULT:FORK); None (the whole
-    vault) when it names only a vault."""
-    spec = app.spec
-    if spec is None or ":" not in spec:
-        return None
-    _, fork = app.target()
-    return fork
-
-
 @op.command("log")
 @click.option("-n", "limit", type=int, default=50, help="At most N operations.")
 @pass_app
-def op_log(app: App, limit: int) -> None:
+def op_log_cmd(app: App, limit: int) -> None:
     """List the vault's operations, newest first.
 
     Inside a fork's mount (or with --vault VAULT:FORK) only the operations that touched that
     fork; with --vault VAULT, every operation of the vault."""
-    vault, _ = app.target()
-    ops = vault.oplog.recent(limit, fork=_scope(app))
-
-    def human() -> None:
-        for o in ops:
-            mark = app.output.markup(" [dim](undone by {})[/]", o.undone_by) if o.undone_by else ""
-            app.output.say("[yellow]{:>5}[/] {} {:<18} {}" + mark, o.id, o.time, o.kind, o.summary)
-
-    app.output.result("op_log", {"vault": vault.name, "operations": ops}, human)
-
-
-def _render_undo(app: App, res: cp.UndoResult, verb: str) -> None:
-    def human() -> None:
-        app.output.say("{} operation {}: {}", verb, res.undone.id, res.undone.summary)
-        if res.recovery_ref:
-            app.output.info("uncheckpointed changes kept at {}", res.recovery_ref)
-
-    app.output.result(
-        "undo", {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}, human
-    )
+    op_log(app, limit)
 
 
 @click.command("undo")
@@ -150,9 +95,7 @@ def undo_cmd(app: App, op_id: int | None) -> None:
     fork; with --vault VAULT, the vault's last operation. A second undo walks one operation
     further back. `avfs redo` undoes the last undo (as does `avfs undo --op ID` of the undo's
     ID, shown by `avfs op log`)."""
-    vault, _ = app.target()
-    res = cp.undo(vault, op_id, fork=None if op_id is not None else _scope(app))
-    _render_undo(app, res, "undid")
+    undo(app, op_id)
 
 
 @click.command("redo")
@@ -162,6 +105,4 @@ def redo_cmd(app: App) -> None:
 
     Scoped as `avfs undo` is: inside a fork's mount, that fork's last undo. Successive redos
     walk forward as successive undos walked back; a redo can itself be undone."""
-    vault, _ = app.target()
-    res = cp.redo(vault, fork=_scope(app))
-    _render_undo(app, res, "redid")
+    redo(app)

@@ -6,7 +6,7 @@ declarations before `status`, `cat` or `write` did anything (docs/benchmarks.md,
 CLI's imports", twentieth round). :func:`fast` takes the arguments of the commands in
 :data:`COMMANDS`, when they have exactly the shapes below, and runs the command's body (the
 function its click command calls: :mod:`.histcmds`, :mod:`.filecmds`, :mod:`.forkcmds`,
-:mod:`.mountcmds`, :mod:`.mergecmds`), so
+:mod:`.mountcmds`, :mod:`.opcmds`, :mod:`.mergecmds`, :mod:`.vaultcmds`), so
 the answer is the click command's own. Anything else it declines (returns None), and the
 click CLI answers as ever: help, every error of the arguments (a missing argument, an option
 the command does not have, a value click would convert or refuse), ``--``, ``-h``.
@@ -38,9 +38,11 @@ if TYPE_CHECKING:
     from .app import App
 
 # A parameter: (dest, its names, kind, default, the names that turn a flag off).
-# kind: "flag"; "str", "int" (an option's value); "strs" (a repeatable option: a tuple);
-# "click" (a value click converts or checks, a path or a choice, or a flag with a value of its
-# own, merge's --ours/--theirs: given, the call is declined);
+# kind: "flag"; "=VALUE" (a flag that sets its dest to VALUE: one of a feature-switch group);
+# "str", "int" (an option's value); "strs" (a repeatable option: a tuple); "dir", "file" (a
+# path click checks as ``click.Path(file_okay=False)`` and ``click.Path(dir_okay=False,
+# exists=True)`` do: taken where it passes the same checks, else declined to click's error);
+# "click" (a value click converts or checks otherwise, a choice: given, the call is declined);
 # "arg" (a required argument), "arg?" (an optional one), "args" (nargs=-1: a tuple),
 # "args+" (nargs=-1, required).
 Param = tuple[str, tuple[str, ...], str, object, tuple[str, ...]]
@@ -84,11 +86,58 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         (
             ("path", ("path",), "arg", None, ()),
             ("content", ("content",), "arg?", None, ()),
-            ("src_file", ("--file",), "click", None, ()),
+            ("src_file", ("--file",), "file", None, ()),
             ("from_stdin", ("--stdin",), "flag", False, ()),
             ("mode", ("--mode",), "str", None, ()),
             ("no_parents", ("--no-parents",), "flag", False, ()),
             ("expect", ("--expect",), "str", None, ()),
+        ),
+    ),
+    ("ls",): (
+        "filecmds:ls",
+        (
+            ("path", ("path",), "arg?", "", ()),
+            ("long", ("-l",), "flag", False, ()),
+        ),
+    ),
+    ("stat",): (
+        "filecmds:stat",
+        (
+            ("path", ("path",), "arg", None, ()),
+            ("dereference", ("-L", "--dereference"), "flag", False, ()),
+        ),
+    ),
+    ("cp",): (
+        "filecmds:cp",
+        (
+            ("src", ("src",), "arg", None, ()),
+            ("dst", ("dst",), "arg", None, ()),
+            ("recursive", ("-r", "-R", "--recursive"), "flag", False, ()),
+            ("expect", ("--expect",), "str", None, ()),
+        ),
+    ),
+    ("mv",): (
+        "filecmds:mv",
+        (
+            ("src", ("src",), "arg", None, ()),
+            ("dst", ("dst",), "arg", None, ()),
+            ("expect", ("--expect",), "str", None, ()),
+        ),
+    ),
+    ("rm",): (
+        "filecmds:rm",
+        (
+            ("paths", ("paths",), "args+", (), ()),
+            ("recursive", ("-r", "-R", "--recursive"), "flag", False, ()),
+            ("force", ("-f", "--force"), "flag", False, ()),
+            ("expect", ("--expect",), "str", None, ()),
+        ),
+    ),
+    ("mkdir",): (
+        "filecmds:mkdir",
+        (
+            ("paths", ("paths",), "args+", (), ()),
+            ("parents", ("-p", "--parents"), "flag", False, ()),
         ),
     ),
     ("checkpoint", "save"): (
@@ -100,6 +149,53 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
             ("expect_head", ("--expect-head",), "str", None, ()),
         ),
     ),
+    ("checkpoint", "list"): (
+        "opcmds:list_checkpoints",
+        (
+            ("all_commits", ("--all",), "flag", False, ()),
+            ("limit", ("-n",), "int", 100, ()),
+        ),
+    ),
+    ("checkpoint", "restore"): (
+        "opcmds:restore",
+        (
+            ("rev", ("rev",), "arg", None, ()),
+            ("expect_head", ("--expect-head",), "str", None, ()),
+        ),
+    ),
+    ("checkpoint", "delete"): ("opcmds:delete", (("name", ("name",), "arg", None, ()),)),
+    ("op", "log"): ("opcmds:op_log", (("limit", ("-n",), "int", 50, ()),)),
+    ("undo",): ("opcmds:undo", (("op_id", ("--op",), "int", None, ()),)),
+    ("redo",): ("opcmds:redo", ()),
+    ("merge",): (
+        "mergecmds:merge",
+        (
+            ("sources", ("sources",), "args", (), ()),
+            ("target", ("--into",), "str", None, ()),
+            ("no_ff", ("--no-ff",), "flag", False, ()),
+            ("dry_run", ("--dry-run",), "flag", False, ()),
+            ("favor", ("--ours",), "=ours", None, ()),
+            ("favor", ("--theirs",), "=theirs", None, ()),
+            ("write_conflicts", ("--write-conflicts",), "flag", False, ()),
+            ("allow_unrelated", ("--allow-unrelated",), "flag", False, ()),
+            ("no_capture", ("--no-capture",), "flag", False, ()),
+            ("message", ("-m", "--message"), "str", None, ()),
+            ("cont", ("--continue",), "flag", False, ()),
+            ("abort", ("--abort",), "flag", False, ()),
+            ("expect_head", ("--expect-head",), "str", None, ()),
+        ),
+    ),
+    ("vault", "create"): (
+        "vaultcmds:create",
+        (
+            ("name", ("name",), "arg", None, ()),
+            ("from_dir", ("--from",), "dir", None, ()),
+            ("no_ignore", ("--no-ignore",), "flag", False, ()),
+            ("make_default", ("--use",), "flag", False, ("--no-use",)),
+        ),
+    ),
+    ("vault", "list"): ("vaultcmds:list_vaults", ()),
+    ("vault", "info"): ("vaultcmds:info", (("spec", ("spec",), "arg?", None, ()),)),
     ("mount",): (
         "mountcmds:mount",
         (
@@ -114,24 +210,6 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         (
             ("target", ("target",), "arg?", None, ()),
             ("lazy", ("--lazy",), "flag", False, ()),
-        ),
-    ),
-    ("merge",): (
-        "mergecmds:merge",
-        (
-            ("sources", ("sources",), "args", (), ()),
-            ("target", ("--into",), "str", None, ()),
-            ("no_ff", ("--no-ff",), "flag", False, ()),
-            ("dry_run", ("--dry-run",), "flag", False, ()),
-            ("favor", ("--ours",), "click", None, ()),
-            ("favor", ("--theirs",), "click", None, ()),
-            ("write_conflicts", ("--write-conflicts",), "flag", False, ()),
-            ("allow_unrelated", ("--allow-unrelated",), "flag", False, ()),
-            ("no_capture", ("--no-capture",), "flag", False, ()),
-            ("message", ("-m", "--message"), "str", None, ()),
-            ("cont", ("--continue",), "flag", False, ()),
-            ("abort", ("--abort",), "flag", False, ()),
-            ("expect_head", ("--expect-head",), "str", None, ()),
         ),
     ),
     ("vault", "fork"): (
@@ -154,6 +232,21 @@ def _word(v: str) -> bool:
 
 def _digits(v: str) -> bool:
     return v.isascii() and v.isdigit()
+
+
+def _path_passes(value: str, kind: str) -> bool:
+    """``value`` passes click.Path's checks: ``file_okay=False`` ("dir": missing, or not a
+    regular file and readable) or ``dir_okay=False, exists=True`` ("file": there, not a
+    directory, readable); click's own ``convert`` answers the rest (its error)."""
+    import stat
+
+    try:
+        st = os.stat(value)
+    except OSError:
+        return kind == "dir"
+    if stat.S_ISREG(st.st_mode) if kind == "dir" else stat.S_ISDIR(st.st_mode):
+        return False
+    return os.access(value, os.R_OK)
 
 
 def global_options(args: list[str]) -> tuple[dict[str, Any], int] | None:
@@ -226,10 +319,10 @@ def _params(table: tuple[Param, ...], rest: list[str], counts: bool) -> dict[str
         if found is None:
             return None  # --, -h, --help, an option of another command, -sb, -n3: click's
         (dest, _names, kind, _default, _off), on = found
-        if kind == "flag":
+        if kind == "flag" or kind[:1] == "=":
             if eq:
                 return None
-            values[dest] = on
+            values[dest] = on if kind == "flag" else kind[1:]
             continue
         if eq:
             value = inline
@@ -239,6 +332,8 @@ def _params(table: tuple[Param, ...], rest: list[str], counts: bool) -> dict[str
         else:
             return None
         if kind == "click" or not _word(value) or (kind == "int" and not _digits(value)):
+            return None
+        if kind in ("dir", "file") and not _path_passes(value, kind):
             return None
         if kind == "strs":
             values[dest] = (*values[dest], value)
@@ -305,7 +400,7 @@ def call_body(app: App, body: Any, params: dict[str, Any]) -> int:
 
     out = app.output
     try:
-        return int(body(app, **params) or 0)  # (merge's body returns its code: 3 for conflicts)
+        return int(body(app, **params) or 0)  # (a body's own exit code: merge's conflicts)
     except AvfsError as err:
         render_error(out, err)
         return err.exit_code

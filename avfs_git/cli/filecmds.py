@@ -1,4 +1,5 @@
-"""The bodies of `avfs cat` and `avfs write`, and a ``file_content`` document's entry.
+"""The bodies of `avfs cat`, `write`, `ls`, `stat`, `cp`, `mv`, `rm` and `mkdir`, and a
+``file_content`` document's entry.
 
 Their click commands (:mod:`.files`) call them, and so does the path without click
 (:mod:`.fastcli`), which imports neither click nor the command modules. This module
@@ -11,8 +12,10 @@ import base64
 import sys
 from typing import TYPE_CHECKING
 
-from ..core.errors import UsageError
+from ..core.errors import PathNotFoundError, UsageError
 from ..core.store import names
+from ..core.types import DirEntry, NodeKind
+from .output import human_size
 
 if TYPE_CHECKING:
     from .app import App
@@ -106,3 +109,141 @@ def write(
         {**ws_ref(app), "stat": st, "blob": blob},
         lambda: app.output.info("wrote {} ({} bytes)", st.path, st.size),
     )
+
+
+def file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
+    data = {**ws_ref(app), "op": op, "paths": paths, **(extra or {})}
+    # a move or copy names its two paths with an arrow: `rename: a b c` did not say which of
+    # `a b` and `c` (or `a` and `b c`) was moved where
+    if op in TWO_PATHS and len(paths) == 2:
+        moved = TWO_PATHS[op] + " {} -> {}"
+        app.output.result("file_op", data, lambda: app.output.info(moved, *paths))
+        return
+    # one line a path, said as what was done (`mkdir: a b` and `remove: x` were terse, and
+    # a space in a name made two paths of one)
+    lines: list[tuple[str, ...]]
+    if op == "symlink":
+        lines = [("linked {} -> {}", p, str((extra or {}).get("target"))) for p in paths]
+    elif op == "chmod":
+        done = "made {} executable" if (extra or {}).get("executable") else "made {} not executable"
+        lines = [(done, p) for p in paths]
+    else:
+        lines = [(ONE_PATH.get(op, op + ": {}"), p) for p in paths]
+
+    def human() -> None:
+        for fmt, *args in lines:
+            app.output.info(fmt, *args)
+
+    app.output.result("file_op", data, human)
+
+
+TWO_PATHS = {"rename": "renamed", "copy": "copied"}
+ONE_PATH = {"remove": "removed {}", "mkdir": "made directory {}"}
+
+
+def into_dir(ws: object, src: str, dst: str) -> str:
+    """coreutils semantics: an existing directory as destination receives the source."""
+    from ..core.workspace.workspace import Workspace
+
+    assert isinstance(ws, Workspace)
+    d = names.norm_path(dst)
+    if ws.exists(d):
+        try:
+            st = ws.stat(d, follow=True)
+        except PathNotFoundError:
+            return d
+        if st.kind is NodeKind.DIR:
+            return names.join(st.path, names.basename(names.norm_path(src)))
+    return d
+
+
+def ls(app: App, path: str, long: bool) -> None:
+    """`avfs ls`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    ws = app.workspace()
+    ws.check_shown(path, "ls")
+    st = ws.stat(path, follow=True)
+    if st.kind is not NodeKind.DIR:
+        one = ws.stat(path, follow=False)
+        entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]
+    else:
+        entries = ws.listdir(path, sizes=True)
+        if (visible := ws.visible_filter()) is not None:
+            entries = [e for e in entries if visible(e.path, e.kind)]
+    shown = st.path if st.kind is NodeKind.DIR else names.norm_path(path)
+    data = {**ws_ref(app), "path": shown, "entries": entries}
+
+    def human() -> None:
+        o = app.output
+        for e in entries:
+            slash = "/" if e.kind is NodeKind.DIR else ""
+            if long:
+                size = human_size(e.size) if e.size is not None else "-"
+                line = f"{e.mode:06o} {e.kind.value:<8} {size:>7} {{}}{slash}"
+                if e.kind is NodeKind.SYMLINK:
+                    o.plain(line + " -> {}", e.name, ws.read_link(e.path))
+                else:
+                    o.plain(line, e.name)
+            else:
+                o.plain("{}" + slash, e.name)
+
+    app.output.result("dir_listing", data, human)
+
+
+def cp(app: App, src: str, dst: str, recursive: bool, expect: str | None) -> None:
+    """`avfs cp`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    ws = app.workspace()
+    out, blob = ws.copy_blob(src, into_dir(ws, src, dst), recursive=recursive, expect=expect)
+    file_op(app, "copy", [names.norm_path(src), out], {"blob": blob})
+
+
+def mv(app: App, src: str, dst: str, expect: str | None) -> None:
+    """`avfs mv`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    ws = app.workspace()
+    out, blob = ws.rename_blob(src, into_dir(ws, src, dst), expect=expect)
+    file_op(app, "rename", [names.norm_path(src), out], {"blob": blob})
+
+
+def rm(app: App, paths: tuple[str, ...], recursive: bool, force: bool, expect: str | None) -> None:
+    """`avfs rm`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    ws = app.workspace()
+    for p in paths:
+        names.norm_path(p)
+    if expect is not None and len(paths) != 1:
+        raise UsageError("--expect takes one PATH")
+    done = []
+    for p in paths:
+        try:
+            ws.remove(p, recursive=recursive, expect=expect)
+            done.append(names.norm_path(p))
+        except PathNotFoundError:
+            if not force:
+                raise
+    file_op(app, "remove", done)
+
+
+def mkdir(app: App, paths: tuple[str, ...], parents: bool) -> None:
+    """`avfs mkdir`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    ws = app.workspace()
+    for p in paths:
+        ws.mkdir(p, parents=parents, exist_ok=parents)
+    file_op(app, "mkdir", [names.norm_path(p) for p in paths])
+
+
+def stat(app: App, path: str, dereference: bool) -> None:
+    """`avfs stat`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    ws = app.workspace()
+    ws.check_shown(path, "stat", follow=dereference)
+    st = ws.stat(path, follow=dereference)
+
+    def human() -> None:
+        o = app.output
+        o.plain("path: {}\nkind: {}\nmode: {:06o}\nsize: {}", st.path, str(st.kind), st.mode, st.size)
+        where = "overlay (written since the base)" if st.materialized else "git object " + str(st.oid)
+        o.plain("content: {}", where)
+        if st.target is not None:
+            o.plain("target: {}", st.target)
+
+    doc = {**ws_ref(app), "stat": st}
+    if st.kind is not NodeKind.DIR:
+        doc["blob"] = ws.blob_of(st.path)  # what --expect compares with
+    app.output.result("stat", doc, human)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..core.errors import AlreadyExistsError, PathNotFoundError, UsageError
+from ..core.errors import AlreadyExistsError, UsageError
 from ..core.store import names
-from ..core.types import DirEntry, NodeKind
+from ..core.types import NodeKind
 from .app import App, pass_app
-from .filecmds import cat, write, ws_ref
-from .output import human_size
+from .filecmds import cat, cp, file_op, into_dir, ls, mkdir, mv, rm, stat, write, ws_ref
 
 
 @click.command("ls")
@@ -18,34 +17,7 @@ from .output import human_size
 @pass_app
 def ls_cmd(app: App, path: str, long: bool) -> None:
     """List a directory of the workspace."""
-    ws = app.workspace()
-    ws.check_shown(path, "ls")
-    st = ws.stat(path, follow=True)
-    if st.kind is not NodeKind.DIR:
-        one = ws.stat(path, follow=False)
-        entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]
-    else:
-        entries = ws.listdir(path, sizes=True)
-        if (visible := ws.visible_filter()) is not None:
-            entries = [e for e in entries if visible(e.path, e.kind)]
-    shown = st.path if st.kind is NodeKind.DIR else names.norm_path(path)
-    data = {**ws_ref(app), "path": shown, "entries": entries}
-
-    def human() -> None:
-        o = app.output
-        for e in entries:
-            slash = "/" if e.kind is NodeKind.DIR else ""
-            if long:
-                size = human_size(e.size) if e.size is not None else "-"
-                line = f"{e.mode:06o} {e.kind.value:<8} {size:>7} {{}}{slash}"
-                if e.kind is NodeKind.SYMLINK:
-                    o.plain(line + " -> {}", e.name, ws.read_link(e.path))
-                else:
-                    o.plain(line, e.name)
-            else:
-                o.plain("{}" + slash, e.name)
-
-    app.output.result("dir_listing", data, human)
+    ls(app, path, long)
 
 
 @click.command("cat")
@@ -94,52 +66,6 @@ def write_cmd(
     write(app, path, content, src_file, from_stdin, mode, no_parents, expect)
 
 
-def _file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None = None) -> None:
-    data = {**ws_ref(app), "op": op, "paths": paths, **(extra or {})}
-    # a move or copy names its two paths with an arrow: `rename: a b c` did not say which of
-    # `a b` and `c` (or `a` and `b c`) was moved where
-    if op in TWO_PATHS and len(paths) == 2:
-        moved = TWO_PATHS[op] + " {} -> {}"
-        app.output.result("file_op", data, lambda: app.output.info(moved, *paths))
-        return
-    # one line a path, said as what was done (`mkdir: a b` and `remove: x` were terse, and
-    # a space in a name made two paths of one)
-    lines: list[tuple[str, ...]]
-    if op == "symlink":
-        lines = [("linked {} -> {}", p, str((extra or {}).get("target"))) for p in paths]
-    elif op == "chmod":
-        done = "made {} executable" if (extra or {}).get("executable") else "made {} not executable"
-        lines = [(done, p) for p in paths]
-    else:
-        lines = [(ONE_PATH.get(op, op + ": {}"), p) for p in paths]
-
-    def human() -> None:
-        for fmt, *args in lines:
-            app.output.info(fmt, *args)
-
-    app.output.result("file_op", data, human)
-
-
-TWO_PATHS = {"rename": "renamed", "copy": "copied"}
-ONE_PATH = {"remove": "removed {}", "mkdir": "made directory {}"}
-
-
-def _into_dir(ws: object, src: str, dst: str) -> str:
-    """coreutils semantics: an existing directory as destination receives the source."""
-    from ..core.workspace.workspace import Workspace
-
-    assert isinstance(ws, Workspace)
-    d = names.norm_path(dst)
-    if ws.exists(d):
-        try:
-            st = ws.stat(d, follow=True)
-        except PathNotFoundError:
-            return d
-        if st.kind is NodeKind.DIR:
-            return names.join(st.path, names.basename(names.norm_path(src)))
-    return d
-
-
 @click.command("cp")
 @click.argument("src")
 @click.argument("dst")
@@ -153,9 +79,7 @@ def _into_dir(ws: object, src: str, dst: str) -> str:
 @pass_app
 def cp_cmd(app: App, src: str, dst: str, recursive: bool, expect: str | None) -> None:
     """Copy SRC to DST inside the workspace (unchanged content is shared, not copied)."""
-    ws = app.workspace()
-    out, blob = ws.copy_blob(src, _into_dir(ws, src, dst), recursive=recursive, expect=expect)
-    _file_op(app, "copy", [names.norm_path(src), out], {"blob": blob})
+    cp(app, src, dst, recursive, expect)
 
 
 @click.command("mv")
@@ -170,9 +94,7 @@ def cp_cmd(app: App, src: str, dst: str, recursive: bool, expect: str | None) ->
 @pass_app
 def mv_cmd(app: App, src: str, dst: str, expect: str | None) -> None:
     """Move or rename SRC to DST (an unchanged directory moves without copying)."""
-    ws = app.workspace()
-    out, blob = ws.rename_blob(src, _into_dir(ws, src, dst), expect=expect)
-    _file_op(app, "rename", [names.norm_path(src), out], {"blob": blob})
+    mv(app, src, dst, expect)
 
 
 @click.command("rm")
@@ -188,20 +110,7 @@ def mv_cmd(app: App, src: str, dst: str, expect: str | None) -> None:
 @pass_app
 def rm_cmd(app: App, paths: tuple[str, ...], recursive: bool, force: bool, expect: str | None) -> None:
     """Remove files (and directories with -r)."""
-    ws = app.workspace()
-    for p in paths:
-        names.norm_path(p)
-    if expect is not None and len(paths) != 1:
-        raise UsageError("--expect takes one PATH")
-    done = []
-    for p in paths:
-        try:
-            ws.remove(p, recursive=recursive, expect=expect)
-            done.append(names.norm_path(p))
-        except PathNotFoundError:
-            if not force:
-                raise
-    _file_op(app, "remove", done)
+    rm(app, paths, recursive, force, expect)
 
 
 @click.command("mkdir")
@@ -210,10 +119,7 @@ def rm_cmd(app: App, paths: tuple[str, ...], recursive: bool, force: bool, expec
 @pass_app
 def mkdir_cmd(app: App, paths: tuple[str, ...], parents: bool) -> None:
     """Make directories (git keeps only non-empty ones in checkpoints)."""
-    ws = app.workspace()
-    for p in paths:
-        ws.mkdir(p, parents=parents, exist_ok=parents)
-    _file_op(app, "mkdir", [names.norm_path(p) for p in paths])
+    mkdir(app, paths, parents)
 
 
 @click.command("ln")
@@ -228,13 +134,13 @@ def ln_cmd(app: App, symbolic: bool, force: bool, target: str, link_path: str) -
     """Make LINK_PATH a symlink to TARGET (`ln -s` semantics; TARGET is stored as given)."""
     del symbolic
     ws = app.workspace()
-    dst = _into_dir(ws, target, link_path) if not force else names.norm_path(link_path)
+    dst = into_dir(ws, target, link_path) if not force else names.norm_path(link_path)
     if force and ws.exists(dst):
         ws.remove(dst)
     elif ws.exists(dst):
         raise AlreadyExistsError(f"{dst}: already exists", hint="use -f to replace it")
     st = ws.symlink(target, dst)
-    _file_op(app, "symlink", [st.path], {"target": target})
+    file_op(app, "symlink", [st.path], {"target": target})
 
 
 @click.command("chmod", context_settings={"ignore_unknown_options": True})
@@ -248,7 +154,7 @@ def chmod_cmd(app: App, mode: str, paths: tuple[str, ...]) -> None:
     ws = app.workspace()
     for p in paths:
         ws.chmod(p, mode in ("+x", "755"))
-    _file_op(app, "chmod", [names.norm_path(p) for p in paths], {"executable": mode in ("+x", "755")})
+    file_op(app, "chmod", [names.norm_path(p) for p in paths], {"executable": mode in ("+x", "755")})
 
 
 @click.command("stat")
@@ -257,22 +163,7 @@ def chmod_cmd(app: App, mode: str, paths: tuple[str, ...]) -> None:
 @pass_app
 def stat_cmd(app: App, path: str, dereference: bool) -> None:
     """Show what the workspace knows about PATH."""
-    ws = app.workspace()
-    ws.check_shown(path, "stat", follow=dereference)
-    st = ws.stat(path, follow=dereference)
-
-    def human() -> None:
-        o = app.output
-        o.plain("path: {}\nkind: {}\nmode: {:06o}\nsize: {}", st.path, str(st.kind), st.mode, st.size)
-        where = "overlay (written since the base)" if st.materialized else "git object " + str(st.oid)
-        o.plain("content: {}", where)
-        if st.target is not None:
-            o.plain("target: {}", st.target)
-
-    doc = {**ws_ref(app), "stat": st}
-    if st.kind is not NodeKind.DIR:
-        doc["blob"] = ws.blob_of(st.path)  # what --expect compares with
-    app.output.result("stat", doc, human)
+    stat(app, path, dereference)
 
 
 @click.command("tree")

@@ -34,12 +34,14 @@ def shared_outputs(v: Vault, src: str) -> list[str]:
     """Warnings for build outputs the new fork shares with a live ``src`` that name its
     mount point (built on the host there, not through `proxy exec`): in the new fork they
     would run ``src``'s files."""
-    from ..ops import mounts, outputs
-    from ..proxy.confine import stable_path
+    from ..ops import mounts
 
     live = mounts.check(v, src)
     if live is None:
-        return []
+        return []  # (a source not mounted, the usual fork: no walk, no sandbox's paths imported)
+    from ..ops import outputs
+    from ..proxy.confine import stable_path
+
     found = outputs.naming(str(live.mountpoint))
     if not found:
         return []

@@ -12,6 +12,7 @@ from ..core.vaults.usage import QuotaUsage
 from .app import App, pass_app
 from .forkcmds import fork
 from .output import human_size
+from .vaultcmds import create, info, list_vaults
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -34,35 +35,9 @@ def vault() -> None:
 @click.option("--no-ignore", is_flag=True, help="Import files .gitignore would leave out too.")
 @click.option("--use/--no-use", "make_default", default=False, help="Make it the default vault.")
 @pass_app
-def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_default: bool) -> None:
+def create_cmd(app: App, name: str, from_dir: str | None, no_ignore: bool, make_default: bool) -> None:
     """Create vault NAME (empty with fork `main`, or imported --from DIR)."""
-    names.check_vault_name(name)
-    with app.output.progress(f"importing {from_dir}" if from_dir else "creating") as progress:
-        v = app.home.create_vault(name, from_dir=from_dir, progress=progress, use_gitignore=not no_ignore)
-    if from_dir is not None:
-        import os
-
-        from ..ops.origin import nested_warning
-
-        nested = nested_warning(v, os.path.abspath(from_dir), f"avfs vault create {name}-2 --from")
-        if nested is not None:
-            app.output.warn("{}", nested)
-    if make_default:
-        app.home.use(name)
-    info = app.home.info(name)
-    ws = v.workspace()
-    data = {"vault": info, "dirty": ws.is_dirty()}
-    app.output.result(
-        "vault_create",
-        data,
-        lambda: app.output.say(
-            "created vault [bold]{}[/] at {} (fork {}, {})",
-            name,
-            v.path,
-            info.default_fork,
-            (info.head or "")[:12],
-        ),
-    )
+    create(app, name, from_dir, no_ignore, make_default)
 
 
 @vault.command("clone")
@@ -161,23 +136,7 @@ def hydrate_cmd(app: App, paths: tuple[str, ...]) -> None:
 @pass_app
 def list_cmd(app: App) -> None:
     """List the vaults of the home."""
-    vaults = app.home.list_vaults()
-
-    def human() -> None:
-        if not vaults:
-            app.output.info("no vaults yet: `avfs vault create NAME`")
-            return
-        from rich.table import Table
-
-        t = Table(box=None)
-        for col in ("", "vault", "forks", "head"):
-            t.add_column(col)
-        for v in vaults:
-            row = ("*" if v.is_default else "", v.name, ", ".join(v.forks), (v.head or "")[:12])
-            t.add_row(*(app.output.markup("{}", cell) for cell in row))
-        app.output.out.print(t)
-
-    app.output.result("vault_list", {"home": app.home.path, "vaults": vaults}, human)
+    list_vaults(app)
 
 
 @vault.command("info")
@@ -185,20 +144,7 @@ def list_cmd(app: App) -> None:
 @pass_app
 def info_cmd(app: App, spec: str | None) -> None:
     """Show a vault: path, forks (with state), quota."""
-    v, _ = app.resolve_given(spec)
-    info = app.home.info(v.name)
-    forks = v.forks()
-
-    def human() -> None:
-        o = app.output
-        o.say("[bold]{}[/]  {}", v.name, v.path)
-        o.say("quota: {}", human_size(info.quota_bytes))
-        for f in forks:
-            mark = "*" if f.is_default else " "
-            state = "dirty" if f.dirty else "clean"
-            o.say(" {} {:<20} {}  {}", mark, f.name, f.head[:12], state)
-
-    app.output.result("vault_info", {"vault": info, "forks": forks}, human)
+    info(app, spec)
 
 
 @vault.command("use")

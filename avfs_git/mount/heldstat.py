@@ -10,7 +10,6 @@ not the blob's) and a ``reset --hard`` would write the blob's bytes over it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 
@@ -24,6 +23,8 @@ ORIGIN = "trusted.overlay.origin"  # overlayfs: the upper file was copied up fro
 
 def inode_of(path: str) -> int:
     """A stable inode number for a path (the same in every mount of every process)."""
+    import hashlib
+
     if not path:
         return 1
     digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()

@@ -8,7 +8,6 @@ mount/worktree.py's docstring gives the whole picture.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import struct
 from collections.abc import Callable, Container, Sequence
@@ -213,6 +212,8 @@ def index_bytes(
     ``sized`` False: a lazy vault's sizes are not asked here (a mount's settling asks them
     on another thread meanwhile, from the same listing, which stays kept for it).
     """
+    import hashlib
+
     store = vault.store
     root = tree or store.commit_tree(commit)
     if sized:

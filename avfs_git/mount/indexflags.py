@@ -21,7 +21,6 @@ walked.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 
@@ -89,6 +88,8 @@ def with_flags(data: bytes, kept: Flagged) -> bytes:
     """Index ``data`` with the bits of ``kept`` (:func:`flagged` of the index it replaces)
     set on its entries of those names (the module's docstring gives the rule); ``data``
     itself when nothing changes."""
+    import hashlib
+
     walked = _walk(data) if kept else None
     if not walked:
         return data

@@ -12,7 +12,6 @@ files the walk was most of a checkpoint in an overlay mount (72 ms slicing every
 from __future__ import annotations
 
 import bisect
-import hashlib
 import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,8 @@ def patched_index(
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
     token; None when it is not an index this can patch (another version, unmerged
     entries, unreadable): then it is written whole."""
+    import hashlib
+
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
     # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended)
     if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
@@ -217,6 +218,8 @@ def with_sizes(data: bytes, size_of: Callable[[str], int]) -> bytes:
     asked (mount/index.py ``sync_index``). Skip-worktree entries keep their zeroed stat
     data (git does not look at their files), and so do submodules' (no blob); an empty
     file's size stays 0."""
+    import hashlib
+
     out = bytearray(data)
     count = int.from_bytes(data[8:12], "big")
     size_at, flags_at = struct.Struct(">I").unpack_from, struct.Struct(">H").unpack_from
@@ -242,6 +245,8 @@ def with_converted(ws: MountedFork, base: str, data: bytes) -> bytes:
     blobs', which git takes for a change of such a file once it reads its stat data. The
     same ``data`` where nothing in the tree may convert (no ``.gitattributes`` in it, no
     ``core.autocrlf=true``, no ``info/attributes``): one search of the bytes."""
+    import hashlib
+
     if not converts_anywhere(ws.store, b".gitattributes\0" in data):
         return data
     size_of = checkout_sizes(ws.store, base)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import subprocess
 from collections.abc import Callable, Iterator
 
 __all__ = ["SCRUB_MAX", "by_descriptors", "makedirs", "rmtree", "walk", "writable_again"]
@@ -80,6 +78,9 @@ def rmtree(path: str, *, ignore_errors: bool = False) -> None:
     ``EMFILE`` part way (with ``ignore_errors`` silently: a confined command's comb 300
     levels deep outlived its run's scratch under a person's soft limit of 256, found in the
     twenty-first round, NAME=suitetime8)."""
+    import shutil  # (not at the top: a cold status, cat or log never runs it)
+    import subprocess
+
     try:
         shutil.rmtree(path, ignore_errors=ignore_errors)
         if not os.path.lexists(path):

@@ -30,7 +30,6 @@ git would have run one.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 
 from .gitlib import git_errors
@@ -137,6 +136,8 @@ class Cleaner:
             self.drivers.add(path)
 
     def close(self) -> None:
+        import shutil  # (not at the top: a cold status, cat or log never runs it)
+
         self._repo.free()
         shutil.rmtree(self._dir, ignore_errors=True)
 

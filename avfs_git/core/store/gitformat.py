@@ -10,10 +10,11 @@ commits does not load it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
+
+from .digests import sha1
 
 # a raw tree entry: "<octal mode> <name>\0<20-byte id>"; findall parses a tree in C
 # (3x faster than slicing entry by entry, the hottest line of checkpoints, status and merges)
@@ -148,7 +149,7 @@ _KIND_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
 
 
 def _object_id(kind: str, data: bytes) -> str:
-    h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
+    h = sha1(b"%s %d\0" % (kind.encode(), len(data)), size=len(data))
     h.update(data)
     return h.hexdigest()
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import codecs
 import functools
 import os
-import shutil
-import tempfile
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -224,6 +222,9 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
     handle and removes the directory. git's system and global attribute files
     (:mod:`.gitattrfiles`) are the first lines of the root's, and libgit2 reads no global
     file of its own (:func:`no_own_global`)."""
+    import shutil  # (not at the top: a cold status, cat or log never runs it)
+    import tempfile
+
     import pygit2
 
     outer = outer_attributes(store_path)  # (git's global and system ones: its root's first lines)
@@ -342,5 +343,7 @@ class Smudger:
 
 
 def _dispose(repo: Any, scratch: str) -> None:
+    import shutil
+
     repo.free()
     shutil.rmtree(scratch, ignore_errors=True)

@@ -21,7 +21,6 @@ The contract with the caller:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import threading
@@ -31,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+from .digests import sha1
 from .objects import (
     _OFS_DELTA,
     _REF_DELTA,
@@ -285,7 +285,7 @@ class ObjectReader:
         kind, data = self._read_at(pack, off)
         # what the offset held is that object, as libgit2 checks (its strict hash verification):
         # an index that disagrees with its pack served another object's bytes under this id
-        h = hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)))
+        h = sha1(b"%s %d\0" % (kind.encode(), len(data)), size=len(data))
         h.update(data)
         if h.hexdigest() != oid:
             raise _bad(f"its contents do not match its id (object {h.hexdigest()} is at its offset)")
@@ -495,7 +495,7 @@ class ObjectReader:
         stream = self.stream(oid)
         if stream is None:
             return False
-        h = hashlib.sha1(b"blob %d\0" % size)
+        h = sha1(b"blob %d\0" % size, size=size)
         try:
             while chunk := stream.read(1 << 20):
                 h.update(chunk)

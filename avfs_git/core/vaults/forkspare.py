@@ -58,7 +58,6 @@ is replaced by the next spare, removed with the fork, by ``gc`` and by doctor's 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -68,6 +67,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..store import names
+from ..store.digests import sha256
 from ..workspace import changelog
 from ..workspace.forkcapture import CACHE_FILE, source_key
 from . import layers, registry
@@ -128,7 +128,7 @@ def state_key(ws: Workspace, journal: int) -> tuple[str, int] | None:
     if got is None:
         return None
     digest, newest = got
-    h = hashlib.sha256(f"{digest} {journal} {ws.state_dir}".encode())
+    h = sha256(f"{digest} {journal} {ws.state_dir}".encode())
     for row in ws.overlay.db.execute("SELECT key, value FROM meta ORDER BY key"):
         h.update(repr(tuple(row)).encode())
     try:

@@ -26,7 +26,6 @@ git reads them.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import time
 from contextlib import suppress
@@ -182,6 +181,8 @@ def _size(top: str) -> int:
 def _remove(top: str) -> None:
     """Remove the directory ``top`` (no link followed), giving its directories back the
     owner's bits first (the command owned them, and may have taken them off)."""
+    import shutil  # (not at the top: a cold status, cat or log never runs it)
+
     with suppress(OSError):
         if stat.S_ISDIR(os.lstat(top).st_mode):
             os.chmod(top, 0o700)

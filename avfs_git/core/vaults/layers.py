@@ -44,9 +44,7 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
 import struct
-import subprocess
 
 from ..errors import CorruptStateError, from_oserror
 from ..store import deeptree
@@ -117,6 +115,8 @@ def mount_path(home: str) -> str:
 def probe() -> str | None:
     """None when this process can make and mount a btrfs image, else why not. Not cached
     (~0.2 ms): it is asked only before a state dir is made or the image mounted."""
+    import shutil  # (not at the top: a cold status, cat or log never runs it)
+
     if os.geteuid() != 0:
         return "loop-mounting a btrfs image needs root"
     if not os.path.exists("/dev/loop-control"):
@@ -145,6 +145,8 @@ def ensure(home: str, *, create: bool, attempts: Attempts | None = None) -> str:
     when it cannot (not root, no btrfs or loop devices, no image and not ``create``, a
     small host). ``attempts``: the owner's record of a failed mount (see
     :class:`Attempts`); None: try whatever happened before."""
+    import subprocess
+
     mp = mount_path(home)
     if os.path.ismount(mp):
         return mp
@@ -190,6 +192,8 @@ def _make_image(home: str, img: str) -> None:
     never promised more than it has when the image is made (a loop device whose backing
     file cannot grow makes btrfs fail writes and turn read-only); ``doctor`` reports when
     the host's free space has since fallen below what the image may still take."""
+    import subprocess
+
     sv = os.statvfs(home)
     size = (sv.f_bavail * sv.f_frsize - MARGIN) // (1 << 20) << 20
     if size < MIN_SIZE:
@@ -301,6 +305,8 @@ def on_layers(home: str, path: str) -> bool:
 def unmount(home: str) -> bool:
     """Unmount the layers file system (lazily: a mount still using it keeps it until it
     goes); True when it was mounted. For tests and for removing a home."""
+    import subprocess
+
     mp = mount_path(home)
     if not os.path.ismount(mp):
         return False

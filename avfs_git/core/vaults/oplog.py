@@ -11,7 +11,6 @@ Stored in ``<vault>/avfs/oplog.db`` (SQLite, WAL). A record holds what an undo n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import CorruptStateError, NoSpaceError, is_no_space
+from ..store.digests import sha1
 from ..store.gitstore import rfc3339
 from ..store.refs import fork_ref
 from ..store.threads import ThreadSlots
@@ -83,7 +83,7 @@ class OpLog:
         self.path = os.path.join(state_dir, "oplog.db")
         self._template = None
         if templates is not None:
-            digest = hashlib.sha1(_SCHEMA.encode(), usedforsecurity=False).hexdigest()[:12]
+            digest = sha1(_SCHEMA.encode(), usedforsecurity=False).hexdigest()[:12]
             self._template = os.path.join(templates, f".oplog-template-{digest}.db")
         self._local = ThreadSlots(on_drop=close_conn)
         self._file: tuple[int, int] | None = None  # (device, inode) of the last one opened

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
-import subprocess
 
 from .layers import IOCTL_MAGIC, QGROUP_LEVEL, LayersUnavailable, mount_path, qgroup_id
 
@@ -50,6 +49,8 @@ def own_state_bytes(state_dir: str) -> int:
 
 
 def _btrfs(*args: str) -> str:
+    import subprocess  # (not at the top: a cold status, cat or log never runs it)
+
     proc = subprocess.run(["btrfs", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise LayersUnavailable(f"btrfs {' '.join(args[:3])}: {proc.stderr.strip() or proc.returncode}")
@@ -57,6 +58,8 @@ def _btrfs(*args: str) -> str:
 
 
 def quota_enabled(home: str) -> bool:
+    import subprocess
+
     proc = subprocess.run(["btrfs", "qgroup", "show", mount_path(home)], capture_output=True, check=False)
     return proc.returncode == 0
 
@@ -77,6 +80,8 @@ def subvolume_id(path: str) -> int:
 
 def ensure_qgroup(home: str, n: int, members: list[str]) -> None:
     """Quotas on, qgroup ``1/n`` made, and every subvolume of ``members`` in it."""
+    import subprocess
+
     mp = mount_path(home)
     if not quota_enabled(home):
         _btrfs("quota", "enable", mp)

@@ -26,10 +26,10 @@ unreadable one is a miss, never an error.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import TYPE_CHECKING
 
+from ..store.digests import sha256
 from .overlayentry import FILE, UPPER_FILE, Entry
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _given(data: bytes) -> Callable[[Node], bytes | None]:
 def source_key(ws: Fork) -> tuple[str, int] | None:
     """(the digest of what a capture of ``ws`` reads, the newest timestamp of the files it
     names), or None when it cannot be told (an upper-layer file, a file gone)."""
-    h = hashlib.sha256(ws.base.encode())  # (its tree: not read, a commit read saved)
+    h = sha256(ws.base.encode())  # (its tree: not read, a commit read saved)
     newest = 0
     for e in sorted(ws.overlay.all(), key=_path):
         h.update(repr((e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, e.seq)).encode())

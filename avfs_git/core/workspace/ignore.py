@@ -24,12 +24,12 @@ of everything git's answer depends on), so a later process does not ask them aga
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
 
 from ..errors import InternalError
+from ..store.digests import sha1
 from ..store.names import ancestors_of_all, join, parent_of
 from .ignorekept import KeptAnswers, config_key, content_key, question_base, question_key
 
@@ -129,7 +129,7 @@ class IgnoreRules:
     def _globals(self, env: dict[str, str]) -> tuple[str, bool]:
         """A key for the vault's info/exclude and the user's excludes file, and whether
         either holds a pattern."""
-        h = hashlib.sha1()
+        h = sha1()
         # the config git reads (core.ignoreCase, core.excludesFile): a long-lived process
         # kept its first answers across a change of it (review10)
         h.update(config_key(self.git_dir, env)[0])

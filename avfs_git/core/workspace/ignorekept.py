@@ -26,10 +26,10 @@ the file starts again empty. Losing it loses nothing but the next process's time
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 
+from ..store.digests import sha1
 from ..store.gitrun import config_text, git_config_files, git_identity
 
 NAME = "ignored-answers"
@@ -46,7 +46,7 @@ def question_base(git_dir: str, env: dict[str, str], globals_key: str) -> bytes 
     digest, included = config_key(git_dir, env)
     if included:
         return None
-    h = hashlib.sha1(b"avfs-ignore-1\0")
+    h = sha1(b"avfs-ignore-1\0")
     h.update(ident + b"\0")
     h.update(digest)
     h.update(globals_key.encode() + b"\0")
@@ -61,14 +61,14 @@ def config_key(git_dir: str, env: Mapping[str, str]) -> tuple[bytes, bool]:
     ``$GIT_CONFIG_SYSTEM`` or ``$GIT_CONFIG_GLOBAL`` say here (before, review10: the files
     those named were in the key instead, and a change to /etc/gitconfig kept old answers).
     Also the in-process answers' key (:meth:`.ignore.IgnoreRules._globals`)."""
-    h = hashlib.sha1()
+    h = sha1()
     included = False
     for f in (os.path.join(git_dir, "config"), *git_config_files(env)):
         text = config_text(f)
         if text is not None and b"include" in text:
             included = True
         h.update(f.encode("utf-8", "surrogateescape") + b"\0")
-        h.update(b"-" if text is None else hashlib.sha1(text).digest())
+        h.update(b"-" if text is None else sha1(text).digest())
     return h.digest(), included
 
 
@@ -76,7 +76,7 @@ def question_key(base: bytes, chain: Iterable[str], path: str, is_dir: bool) -> 
     """The key of one question: ``base`` (:func:`question_base`), the ``.gitignore`` files
     on the path's directories (directory, :func:`content_key`, ...), the path, and
     whether it is asked as a directory."""
-    h = hashlib.sha1(base)
+    h = sha1(base)
     for part in chain:
         h.update(part.encode("utf-8", "surrogateescape") + b"\0")
     h.update(b"\1" + path.encode("utf-8", "surrogateescape") + (b"\0d" if is_dir else b"\0f"))
@@ -88,7 +88,7 @@ def content_key(key: str, load: Callable[[], bytes]) -> str:
     (``f:<fileid>:<size>:<mtime>``, which names a file, not bytes) the hash of its bytes."""
     if len(key) in (40, 64) and _HEX.issuperset(key):
         return key
-    return "h:" + hashlib.sha1(load()).hexdigest()
+    return "h:" + sha1(load()).hexdigest()
 
 
 class KeptAnswers:

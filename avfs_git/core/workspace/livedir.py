@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import shutil
 import stat as st_
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -73,7 +72,7 @@ class LiveDir:
         and held open while the caller changes ``NAME`` in it.
 
         A confined command still running in the mount can rename a link over any directory
-        of the fork at any moment: found in the twenty-second round (NAME=attack13), an
+        of the fork at any moment: found in the twenty-second round (attack13), an
         ``avfs write d/f`` (the agent's MCP ``write_file`` beside its MCP ``exec``) while
         the command swapped ``d`` for a link to a host directory wrote the agent's bytes
         into that host directory; ``rm``, ``chmod``, ``mv`` went the same way. A link on the
@@ -94,6 +93,8 @@ class LiveDir:
 
     def write(self, path: str, data: bytes | Readable | str, mode: int) -> int:
         """Create or replace regular file ``path``; returns its size."""
+        import shutil  # (not at the top: a cold status, cat or log never runs it)
+
         try:
             with self.pinned(path) as dest:
                 if os.path.islink(dest) or os.path.isdir(dest):
@@ -189,6 +190,8 @@ class LiveDir:
 
     @staticmethod
     def _rename(s: str, d: str) -> None:
+        import shutil
+
         try:
             os.rename(s, d)
         except OSError as exc:
@@ -206,6 +209,8 @@ class LiveDir:
 
     @staticmethod
     def _copy(s: str, d: str, src: str) -> None:
+        import shutil
+
         try:
             if os.path.isdir(s) and not os.path.islink(s):
                 if os.path.isdir(d) and not os.path.islink(d):

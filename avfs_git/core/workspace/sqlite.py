@@ -10,7 +10,6 @@ scratch costs ~10 ms of fsyncs, a copy ~2 ms, which is what keeps a fork's first
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -160,6 +159,8 @@ def open_db(
             maker = f"new-{os.getpid()}-{threading.get_ident()}"
             tmp = f"{path}.{maker}"
             if template is not None:
+                import shutil  # (here: a cold status or cat opens databases that are there)
+
                 make_template(template, schema, version)
                 shutil.copyfile(template, tmp)
             else:

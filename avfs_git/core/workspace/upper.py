@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import stat
 import struct
@@ -144,7 +143,9 @@ def link_file(links_dir: str, target: bytes) -> str:
     """The name of a side file holding a symlink's target (its git blob's bytes), written
     once per distinct target: so that a symlink of the upper layer reads, hashes and packs
     like any overlay file."""
-    name = hashlib.sha1(target).hexdigest()
+    from ..store.digests import sha1
+
+    name = sha1(target).hexdigest()
     path = os.path.join(links_dir, name)
     if not os.path.exists(path):
         os.makedirs(links_dir, exist_ok=True)

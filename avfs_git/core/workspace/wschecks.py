@@ -9,7 +9,6 @@ that the vault's quota has room, and content written into a new overlay file und
 from __future__ import annotations
 
 import os
-import shutil
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -196,6 +195,8 @@ class WriteChecks:
                     os.close(fd)
                 return fid, len(src)
             if isinstance(src, str):
+                import shutil  # (here, not at the top: a cold status or cat never runs it)
+
                 self._check_quota(os.stat(src).st_size, replacing, new_file)
                 shutil.copyfile(src, dest)
                 return fid, os.stat(dest).st_size

@@ -5,7 +5,6 @@ so that the change lands on one layer: :meth:`.workspace.Workspace.live_dir`).""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,8 @@ def fold_upper(
     cannot hold (fifos, sockets, device nodes) and a name that is not UTF-8 stay in the
     upper layer, and so do the top directories named in ``keep`` (:func:`kept_tops`), not
     read. Returns the number of paths folded."""
+    import shutil  # (not at the top: a cold status, cat or log never runs it)
+
     up_dir = overlay.upper_dir
     upper.drop_gitfile(up_dir)
     done: list[tuple[str, bool]] = []  # (upper path, is a directory)

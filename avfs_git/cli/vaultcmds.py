@@ -1,0 +1,86 @@
+"""The bodies of `avfs vault create|list|info`.
+
+Their click commands (:mod:`.vaults`) call them, and so does the path without click
+(:mod:`.fastcli`), which imports neither click nor the command modules. This module imports
+no click.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core.store import names
+from .output import human_size
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_default: bool) -> None:
+    """`avfs vault create`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    names.check_vault_name(name)
+    with app.output.progress(f"importing {from_dir}" if from_dir else "creating") as progress:
+        v = app.home.create_vault(name, from_dir=from_dir, progress=progress, use_gitignore=not no_ignore)
+    if from_dir is not None:
+        import os
+
+        from ..ops.origin import nested_warning
+
+        nested = nested_warning(v, os.path.abspath(from_dir), f"avfs vault create {name}-2 --from")
+        if nested is not None:
+            app.output.warn("{}", nested)
+    if make_default:
+        app.home.use(name)
+    info = app.home.info(name)
+    ws = v.workspace()
+    data = {"vault": info, "dirty": ws.is_dirty()}
+    app.output.result(
+        "vault_create",
+        data,
+        lambda: app.output.say(
+            "created vault [bold]{}[/] at {} (fork {}, {})",
+            name,
+            v.path,
+            info.default_fork,
+            (info.head or "")[:12],
+        ),
+    )
+
+
+def list_vaults(app: App) -> None:
+    """`avfs vault list`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    vaults = app.home.list_vaults()
+
+    def human() -> None:
+        if not vaults:
+            app.output.info("no vaults yet: `avfs vault create NAME`")
+            return
+        from rich.table import Table
+
+        t = Table(box=None)
+        for col in ("", "vault", "forks", "head"):
+            t.add_column(col)
+        for v in vaults:
+            row = ("*" if v.is_default else "", v.name, ", ".join(v.forks), (v.head or "")[:12])
+            t.add_row(*(app.output.markup("{}", cell) for cell in row))
+        app.output.out.print(t)
+
+    app.output.result("vault_list", {"home": app.home.path, "vaults": vaults}, human)
+
+
+def info(app: App, spec: str | None) -> None:
+    """`avfs vault info`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    v, _ = app.resolve_given(spec)
+    got = app.home.info(v.name)
+    forks = v.forks()
+
+    def human() -> None:
+        o = app.output
+        o.say("[bold]{}[/]  {}", v.name, v.path)
+        o.say("quota: {}", human_size(got.quota_bytes))
+        for f in forks:
+            mark = "*" if f.is_default else " "
+            state = "dirty" if f.dirty else "clean"
+            o.say(" {} {:<20} {}  {}", mark, f.name, f.head[:12], state)
+
+    app.output.result("vault_info", {"vault": got, "forks": forks}, human)
