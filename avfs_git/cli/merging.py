@@ -64,13 +64,20 @@ def merge_cmd(
     after the other, stopping at the first conflict. A SOURCE is a fork, or a fetched
     remote branch (`origin/agent2`). Undo with `avfs undo`.
     """
-    exit_with(
-        merge(app, sources, target, no_ff, dry_run, favor, write_conflicts, allow_unrelated, no_capture,
-              message, cont, abort, expect_head)
-    )  # fmt: skip
-
-
-def exit_with(code: int) -> None:
-    """The body's exit code, as click ends a command with it."""
+    code = merge(
+        app,
+        sources,
+        target,
+        no_ff,
+        dry_run,
+        favor,
+        write_conflicts,
+        allow_unrelated,
+        no_capture,
+        message,
+        cont,
+        abort,
+        expect_head,
+    )
     if code:
         raise click.exceptions.Exit(code)
