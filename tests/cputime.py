@@ -64,6 +64,15 @@ class CpuRecorder:
         with open(os.path.join(self.group, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
         self.start = _usage(self.group)
+        self.outcome: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or report.outcome != "passed":
+            old = self.outcome.get(report.nodeid)
+            if old is None or old == "passed":
+                self.outcome[report.nodeid] = f"{report.outcome}" + (
+                    "" if report.when == "call" else f" ({report.when})"
+                )
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
@@ -87,6 +96,7 @@ class CpuRecorder:
             "other": round(max(cg - own - kids, 0.0), 4),
             "wall": round(wall, 3),
             "worker": self.worker,
+            "outcome": self.outcome.pop(item.nodeid, "passed"),
         }
         with open(self.lines, "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -163,6 +173,9 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
         lines.append(
             f"{r['cpu']:8.2f} {r['own']:7.2f} {r['waited']:7.2f} {r['other']:7.2f} {r['wall']:7.1f} {int(r['tests']):4d}  {r['file']}"
         )
+    lines += [
+        f"not passed: {r['test']}: {r['outcome']}" for r in tests if r.get("outcome", "passed") != "passed"
+    ]
     lines += ["", f"{'cpu':>8} {'own':>7} {'waited':>7} {'other':>7} {'wall':>7}  test"]
     for rec in tests[:top]:
         lines.append(
