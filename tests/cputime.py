@@ -101,6 +101,7 @@ class CpuRecorder:
         with open(self.lines, "a") as f:
             f.write(json.dumps(rec) + "\n")
 
+    @pytest.hookimpl(trylast=True)  # after the suite's own clean-up (tests/conftest.py)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         total = _usage(self.group) - self.start
         # back to where this process was; the cgroup goes if nothing is left in it (what a
@@ -119,6 +120,8 @@ class CpuRecorder:
         rec = {"worker_total": round(total, 3), "worker": self.worker, "left": left}
         with open(self.lines, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        if self.worker == "main":  # no xdist: this process also ends the session
+            write_report(self.out)
 
 
 class CpuReport:
@@ -205,4 +208,5 @@ def register(config: pytest.Config) -> None:
     if workerinput is None:
         for old in glob.glob(f"{glob.escape(out)}.*.jsonl"):
             os.unlink(old)
+    if is_controller:
         config.pluginmanager.register(CpuReport(out), "avfs-test-cpu-report")
