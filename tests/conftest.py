@@ -29,7 +29,7 @@ from avfs_git.core.workspace.workspace import Workspace
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.policy.pathsource import POLICY_PATHS
 
-from . import hangwatch
+from . import cputime, hangwatch
 
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -224,6 +224,8 @@ class _DeepCleanUp:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_DeepCleanUp(), "avfs-deep-clean-up")
+    # each test's CPU, every process it starts counted (opt-in: AVFS_TEST_CPU=FILE)
+    cputime.register(config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

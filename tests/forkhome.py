@@ -6,20 +6,25 @@ tests/contract/test_git_in_mount.py took ~1 s of each test's ~2 s set-up for the
 copy is the test's own (its vault, objects and op log), so tests stay independent; the
 home names no path of its own (checked when it is made). With ``AVFS_TEST_LAYERS=1`` the
 forks' state lives in a per-home file system image, which a copy does not carry: each test
-makes its vault anew there (:func:`mount_copied_fork` falls back to ``mount_fork``)."""
+makes its vault anew there (:func:`mount_copied_fork` falls back to ``mount_fork``).
+
+:func:`process_fork_home` is the same home made once a process (under the session's base
+temp dir), for tests/gitmount.py's ``mount_fork`` itself: its callers elsewhere
+(tests/contract/test_git_attributes.py, test_git_fork_ref.py, test_git_move_at_unmount.py,
+tests/test_adv_githead.py) get the copy too, and a check, at each copy, that no test wrote
+to the one made."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .conftest import AUTHOR, LAYERS
+from .conftest import AUTHOR, LAYERS, scratch_home
 from .gitmount import mount_fork
 
 
@@ -64,26 +69,43 @@ def make_fork_home(top: Path) -> Path | None:
 
 @contextlib.contextmanager
 def mount_copied_fork(
-    made: Path | None, cli_proc: Any, tmp_path: Path, backend: str
+    made: Path | None, cli_proc: Any, tmp_path: Path, backend: str, in_process: bool = False
 ) -> Iterator[tuple[Path, Any]]:
     """``mount_fork``'s (mount point, run avfs there), its home a copy of ``made`` (from
     :func:`make_fork_home`) at the test's ``AVFS_HOME``."""
-    if made is None:
-        with mount_fork(cli_proc, tmp_path, backend) as m:
-            yield m
-        return
-    home = Path(os.environ["AVFS_HOME"])
-    assert not home.exists(), home
-    shutil.copytree(made, home, symlinks=True)
-    mp = tmp_path / "m"
-    mp.mkdir()
-    res = cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp))
-    assert res.code == 0, res.err
+    with mount_fork(cli_proc, tmp_path, backend, made=made, in_process=in_process) as m:
+        yield m
 
-    def avfs(*args: str) -> Any:
-        return cli_proc(*args, cwd=str(mp))
 
-    try:
-        yield mp, avfs
-    finally:
-        cli_proc("--vault", "v:f", "unmount", str(mp))
+_made: dict[str, Any] = {}  # "home": the process' own, "print": what it held when made
+
+
+def _print(top: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Every entry under ``top``: mode, size, change time, inode (any write changes it)."""
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            st = os.lstat(os.path.join(d, n))
+            out[os.path.relpath(os.path.join(d, n), top)] = (
+                st.st_mode,
+                st.st_size,
+                st.st_ctime_ns,
+                st.st_ino,
+            )
+    return out
+
+
+def process_fork_home() -> Path | None:
+    """:func:`make_fork_home`'s home made once this process (the first time a test asks),
+    under the session's base temp dir; checked unchanged at every later call (a test
+    writes to its copy, never to this). None with ``AVFS_TEST_LAYERS=1``."""
+    if LAYERS:
+        return None
+    if "home" not in _made:
+        top = Path(scratch_home("fork-home-"))
+        home = make_fork_home(top)
+        assert home is not None
+        _made["home"], _made["print"] = home, _print(home)
+    home = _made["home"]
+    assert _print(home) == _made["print"], f"the fork home {home} was changed by a test"
+    return Path(home)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import run_in_process
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -33,23 +35,53 @@ def _git(mp: str | Path, *args: str, check: bool = True) -> subprocess.Completed
     return proc
 
 
+def copy_fork_home(made: Path | None) -> bool:
+    """Put a copy of ``made`` (tests/forkhome.py's home of vault ``v`` and fork ``f``) at the
+    test's ``AVFS_HOME``; False (nothing done) where there is none to copy or the test's
+    home exists already."""
+    home = Path(os.environ["AVFS_HOME"])
+    if made is None or home.exists():
+        return False
+    shutil.copytree(made, home, symlinks=True)
+    return True
+
+
+_OWN = object()  # mount_fork's ``made`` by default: the process' fork home (tests/forkhome.py)
+
+
 @contextlib.contextmanager
-def mount_fork(cli_proc: Any, tmp_path: Path, backend: str) -> Iterator[tuple[Path, Any]]:
+def mount_fork(
+    cli_proc: Any, tmp_path: Path, backend: str, made: Any = _OWN, in_process: bool = False
+) -> Iterator[tuple[Path, Any]]:
     """Fork `f` of vault `v` (a.txt = "one\\n", d/c.txt) mounted at tmp_path/m on
     ``backend`` by the CLI; (mount point, run avfs there). The caller has checked that the
-    backend's facilities are there."""
-    src = tmp_path / "src"
-    (src / "d").mkdir(parents=True)
-    (src / "a.txt").write_text("one\n")
-    (src / "d" / "c.txt").write_text("c\n")
-    assert cli_proc("vault", "create", "v", "--from", str(src)).code == 0
-    assert cli_proc("vault", "fork", "v:main", "f").code == 0
+    backend's facilities are there. The home is a copy of ``made`` (by default the one
+    tests/forkhome.py makes once a process: two CLI processes a test fewer); where there is
+    none (``AVFS_TEST_LAYERS=1``) or the test's home exists already, `avfs vault create v
+    --from SRC` and `avfs vault fork v:main f` make it. ``in_process``: the avfs it gives
+    runs each command in the test's process (tests/conftest.py ``run_in_process``, in the
+    mount as its directory), not as a process of its own (~0.2 s of CPU each): for tests
+    that check what a command does, not its process; the mount and unmount stay real
+    processes (the daemon is theirs, not the test's)."""
+    if made is _OWN:
+        from .forkhome import process_fork_home
+
+        made = process_fork_home()
+    if not copy_fork_home(made):
+        src = tmp_path / "src"
+        (src / "d").mkdir(parents=True)
+        (src / "a.txt").write_text("one\n")
+        (src / "d" / "c.txt").write_text("c\n")
+        assert cli_proc("vault", "create", "v", "--from", str(src)).code == 0
+        assert cli_proc("vault", "fork", "v:main", "f").code == 0
     mp = tmp_path / "m"
     mp.mkdir()
     res = cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp))
     assert res.code == 0, res.err
 
     def avfs(*args: str) -> Any:
+        if in_process:
+            return run_in_process(list(args), cwd=str(mp))
         return cli_proc(*args, cwd=str(mp))
 
     try:

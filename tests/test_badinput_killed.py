@@ -8,6 +8,7 @@ again for its command, `git fsck` is clean, and nothing is left uncheckpointed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import git
+from .conftest import git, run_in_process
 from .test_fuse import require_fuse
 
 OPS = {
@@ -45,24 +46,35 @@ def test_a_daemon_killed_during_a_call_loses_nothing_and_the_call_completes(tmp_
         return [sys.executable, "-m", "avfs_git", "--json", "--vault", "v", *args]
 
     def run(*args: str) -> dict:  # type: ignore[type-arg]
+        """A real `avfs` process: the calls the daemon's kill is about, and the `proxy exec`
+        that mounts the fork as a person's first exec does (kept warm)."""
         done = subprocess.run(cmd(*args), capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         return json.loads(done.stdout)  # type: ignore[no-any-return]
 
-    subprocess.run([sys.executable, "-m", "avfs_git", "vault", "create", "v"], env=env, check=True)
-    run("write", "a.txt", "a\n")
-    run("checkpoint", "save")
-    run("vault", "fork", "v:main", "side")
+    own = {"AVFS_HOME": env["AVFS_HOME"], "AVFS_SERVER": "off"}
+
+    def call(*args: str) -> dict:  # type: ignore[type-arg]
+        """The same command in this process (tests/conftest.py ``run_in_process``): the
+        set-up and the reads around the kill, which test no process of their own."""
+        done = run_in_process(["--json", "--vault", "v", *args], env=own)
+        assert done.code == 0, done.out + done.err
+        return done.json()
+
+    assert run_in_process(["vault", "create", "v"], env=own).code == 0
+    call("write", "a.txt", "a\n")
+    call("checkpoint", "save")
+    call("vault", "fork", "v:main", "side")
     vault = str(tmp_path / "home" / "vaults" / "v.git")
     pid = 0
     try:
         for what, args in OPS.items():
             if what == "merge":
-                run("--vault", "v:side", "write", f"side-{what}.txt", "side\n")
-                run("--vault", "v:side", "checkpoint", "save")
+                call("--vault", "v:side", "write", f"side-{what}.txt", "side\n")
+                call("--vault", "v:side", "checkpoint", "save")
             mount = run("proxy", "exec", "--", "true")["mount"]  # mounted (kept warm)
             mp = Path(mount["mountpoint"])
-            pid = run("mount")["mount"]["pid"]
+            pid = call("mount")["mount"]["pid"]
             (mp / f"u-{what}.txt").write_text(f"written before {what}\n")
             os.kill(pid, signal.SIGSTOP)
             proc = subprocess.Popen(
@@ -91,7 +103,7 @@ def test_a_daemon_killed_during_a_call_loses_nothing_and_the_call_completes(tmp_
                 assert git("--git-dir", vault, "show", f"main:side-{what}.txt") == "side\n"
             if what == "proxy exec":
                 assert git("--git-dir", vault, "show", "main:x.txt") == "x\n"
-            assert run("status")["changes"] == [], what
+            assert call("status")["changes"] == [], what
             git("--git-dir", vault, "fsck", "--full", "--strict")
     finally:
         if pid:
@@ -100,7 +112,8 @@ def test_a_daemon_killed_during_a_call_loses_nothing_and_the_call_completes(tmp_
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     break
-        subprocess.run(cmd("unmount", "v:main"), env=env, capture_output=True)
+        with contextlib.suppress(Exception):  # (the umount below whatever this says)
+            run_in_process(["--vault", "v", "unmount", "v:main"], env=own)
         for line in Path("/proc/self/mounts").read_text().splitlines():
             if str(tmp_path) in line.split()[1]:
                 subprocess.run(["umount", "-l", line.split()[1]], check=False)

@@ -20,7 +20,7 @@ import pytest
 
 from . import test_json_everypath as everypath
 from .conftest import CliResult
-from .test_json_everypath import LEAVES, STREAMS, _fill, _within, check
+from .test_json_everypath import LEAVES, STREAMS, Seen, _fill, _within, check
 
 Cli = Callable[..., CliResult]
 jhome = everypath.jhome  # the same home: vault v, fork main, checkpoint c1
@@ -39,14 +39,14 @@ PROXY_EXEC = {124, 125, 126, 127}
 SERVES = {("watch",), ("mcp",), ("server", "start")}
 
 
-def _answer(cli: Cli, home: str, path: tuple[str, ...], *args: str) -> None:
+def _answer(cli: Cli, home: str, path: tuple[str, ...], *args: str, state: Seen | None = None) -> None:
     seen: list[CliResult] = []
 
     def kept(*a: str) -> CliResult:
         seen.append(cli(*a))
         return seen[-1]
 
-    doc = check(kept, home, path, *args)  # one document; a failure changed nothing
+    doc = check(kept, home, path, *args, seen=state)  # one document; a failure changed nothing
     r = seen[-1]
     where = f"avfs --json {' '.join(map(repr, args))}: exit {r.code}, {r.out[:300]!r} {r.err[-300:]!r}"
     allowed = DOCUMENTED | (PROXY_EXEC if path == ("proxy", "exec") else set())
@@ -77,9 +77,11 @@ SWEPT = [(p, c) for p, c in LEAVES if p not in SERVES]
 def test_every_command_refuses_bad_names_clearly(
     cli: Cli, jhome: str, path: tuple[str, ...], cmd: click.Command
 ) -> None:
+    state = Seen()  # the home as the last refusal left it (the next call's "before")
     for name, bad in BAD.items():
-        _answer(cli, jhome, path, "--vault", bad, *path, *_fill(cmd, "x"))
+        _answer(cli, jhome, path, "--vault", bad, *path, *_fill(cmd, "x"), state=state)
         if _fill(cmd, bad):
-            _answer(cli, jhome, path, "--vault", "v", *path, *_fill(cmd, bad))
+            _answer(cli, jhome, path, "--vault", "v", *path, *_fill(cmd, bad), state=state)
         if name in ("markup", "escape"):
             _human(cli, path, bad, "--vault", "v", *path, *_fill(cmd, bad))
+            state.state = None  # (two calls unchecked: the home walked again)

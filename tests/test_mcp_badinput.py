@@ -27,7 +27,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.mcp.toolspecs import TOOLS
 
-from .test_json_everypath import _changed, _home_state
+from .test_json_everypath import Seen, _changed, _home_state
 from .test_mcp import _server_env
 
 BAD = {
@@ -193,10 +193,11 @@ def _raw(rid: int, params: bytes) -> bytes:
     return b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{%s}}' % (rid, params)
 
 
-def _answered(wire: Wire, home: Home, tool: str, args: Any) -> None:
+def _answered(wire: Wire, home: Home, tool: str, args: Any, seen: Seen | None = None) -> None:
     """One call: answered with its id; a refusal is a tool error with an avfs code (never
-    `internal`) or a JSON-RPC error, and leaves the home as it was."""
-    before = _home_state(home.path)
+    `internal`) or a JSON-RPC error, and leaves the home as it was (``seen``: the state
+    before, known from the sweep's call before: tests/test_json_everypath.py ``Seen``)."""
+    before = seen.before(home.path) if seen is not None else _home_state(home.path)
     msg = wire.call(tool, args)
     where = f"{tool} {json.dumps(args)[:200]}: {json.dumps(msg)[:400]}"
     if "error" in msg:
@@ -206,7 +207,10 @@ def _answered(wire: Wire, home: Home, tool: str, args: Any) -> None:
     else:
         assert msg["result"]["structuredContent"] == _doc(msg), where
         return
-    assert _changed(before, _home_state(home.path)) == [], where
+    after = _home_state(home.path)
+    assert _changed(before, after) == [], where
+    if seen is not None:
+        seen.state = after
 
 
 def _bad_values(schema: dict[str, Any]) -> list[Any]:
@@ -226,15 +230,16 @@ def _bad_values(schema: dict[str, Any]) -> list[Any]:
 def test_every_tool_answers_every_bad_argument(home: Home, wired: Wire, tool: Any) -> None:
     schema = tool.input_schema()
     base = BASE.get(tool.name, {})
+    seen = Seen()
     for argument, wants in schema.get("properties", {}).items():
         for value in _bad_values(wants):
-            _answered(wired, home, tool.name, {**base, argument: value})
+            _answered(wired, home, tool.name, {**base, argument: value}, seen)
     for argument in schema.get("required", []):
-        _answered(wired, home, tool.name, {k: v for k, v in base.items() if k != argument})
+        _answered(wired, home, tool.name, {k: v for k, v in base.items() if k != argument}, seen)
     for extra in ("zzz", *BAD.values()):
-        _answered(wired, home, tool.name, {**base, extra: 1})
-    _answered(wired, home, tool.name, [1])
-    _answered(wired, home, tool.name, "x" * 300_000)
+        _answered(wired, home, tool.name, {**base, extra: 1}, seen)
+    _answered(wired, home, tool.name, [1], seen)
+    _answered(wired, home, tool.name, "x" * 300_000, seen)
     assert wired.call("status", {})["result"]["isError"] is False  # still serving
 
 

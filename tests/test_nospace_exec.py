@@ -21,10 +21,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import IN_CI
+from .conftest import IN_CI, run_in_process
 from .test_fuse import require_fuse
 from .test_nospace import fill
 
@@ -72,12 +73,23 @@ def _git(home: Path, *args: str) -> str:
     return subprocess.run(["git", "--git-dir", str(vault), *args], capture_output=True, text=True).stdout
 
 
+def _read(home: Path, *args: str) -> dict[str, Any]:
+    """``avfs --json --vault v ARGS`` in this process (tests/conftest.py ``run_in_process``):
+    the reads and the clean-up around the call under test, which test no process of their
+    own (the `proxy exec` calls on the full disk stay real processes). In a test only: the
+    hermetic fixture's author and layers switch are this process' then."""
+    done = run_in_process(
+        ["--json", "--vault", "v", *args], env={"AVFS_HOME": str(home), "AVFS_SERVER": "off"}
+    )
+    assert done.code == 0, done.out + done.err
+    return done.json()
+
+
 def _state(home: Path) -> dict[str, object]:
-    run = _runner(home)
     return {
         "refs": _git(home, "for-each-ref", "--format=%(refname) %(objectname)"),
-        "status": json.loads(run("--json", "--vault", "v", "status").stdout)["changes"],
-        "ops": len(json.loads(run("--json", "--vault", "v", "op", "log").stdout)["operations"]),
+        "status": _read(home, "status")["changes"],
+        "ops": len(_read(home, "op", "log")["operations"]),
     }
 
 
@@ -126,7 +138,7 @@ def test_proxy_exec_on_a_full_home_names_what_it_left_and_the_next_call_works(
         assert res.returncode == doc["result"]["exit_code"], doc
         assert err is None or err["code"] == "no_space", doc
         tip1 = _git(full_home, "rev-parse", "main").strip()
-        left = {c["path"] for c in json.loads(run("--json", "--vault", "v", "status").stdout)["changes"]}
+        left = {c["path"] for c in _read(full_home, "status")["changes"]}
         committed = set(_git(full_home, "diff", "--name-only", tip0, tip1).split())
         named = {c["path"] for c in doc["changes"]}
         assert left | committed <= named, (left, committed, doc)
@@ -145,8 +157,8 @@ def test_proxy_exec_on_a_full_home_names_what_it_left_and_the_next_call_works(
     # with room again: the next call works, and the fork is left clean for the next test
     res = run("--json", "--vault", "v", "proxy", "exec", "--", "sh", "-c", "echo ok > ok.txt")
     assert res.returncode == 0 and json.loads(res.stdout)["success"], res.stdout + res.stderr
-    assert run("--vault", "v", "checkpoint", "save").returncode == 0
-    assert json.loads(run("--json", "--vault", "v", "status").stdout)["changes"] == []
+    _read(full_home, "checkpoint", "save")
+    assert _read(full_home, "status")["changes"] == []
 
 
 def test_a_person_s_writes_into_a_full_mount_get_enospc_and_the_next_checkpoint_records_them(
@@ -184,7 +196,7 @@ def test_a_person_s_writes_into_a_full_mount_get_enospc_and_the_next_checkpoint_
     )  # (git: "Out of diskspace")
     res = run("--json", "--vault", "v", "checkpoint", "save")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert json.loads(run("--json", "--vault", "v", "status").stdout)["changes"] == []
+    assert _read(full_home, "status")["changes"] == []
     files = sorted(
         str(p.relative_to(mp)) for p in mp.rglob("*") if p.is_file() and p.relative_to(mp).parts[0] != ".git"
     )

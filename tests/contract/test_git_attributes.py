@@ -36,7 +36,7 @@ FILES = {
 
 @pytest.fixture
 def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
-    with mount_fork(cli_proc, tmp_path, backend) as m:
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as m:
         yield m
 
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.backends(*MOUNTS)
 def test_git_does_not_delete_or_rename_the_fork_s_branch_and_a_bypass_is_named(
     backend: str, cli_proc: Any, tmp_path: Path
 ) -> None:
-    with mount_fork(cli_proc, tmp_path, backend) as (mp, avfs):
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
         vault = Path(cli_proc("vault", "path", "v").out.strip())
         # the person's own reference-transaction hook still runs, with git's lines
         marks = tmp_path / "marks"

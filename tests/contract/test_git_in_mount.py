@@ -48,9 +48,18 @@ def mounted(
     backend: str, cli_proc: Any, tmp_path: Path, fork_home: Path | None
 ) -> Iterator[tuple[Path, Any]]:
     """Fork `f` of vault `v` mounted by the CLI on each mount backend (tests/gitmount.py's
-    `mount_fork`, its home a copy of the module's)."""
-    with mount_copied_fork(fork_home, cli_proc, tmp_path, backend) as m:
+    `mount_fork`, its home a copy of the module's); the avfs commands the tests check the
+    mount with run in the test's process (the race tests run the move they race with git
+    as a process of its own: :func:`_racer`)."""
+    with mount_copied_fork(fork_home, cli_proc, tmp_path, backend, in_process=True) as m:
         yield m
+
+
+def _racer(mp: Path, cli_proc: Any) -> Any:
+    """`avfs` as a process of its own in the mount, for a move that a thread of the test's
+    races with git: run in the test's process, the move's Python would hold the GIL the
+    racing thread needs to start git the instant the branch moves."""
+    return lambda *args: cli_proc(*args, cwd=str(mp))
 
 
 def _exec(mp: Path, script: str) -> dict[str, Any]:
@@ -195,9 +204,10 @@ def test_a_rebase_left_half_done_is_refused_by_a_checkpoint(mounted: Any) -> Non
     _clean_everywhere(mp, avfs)
 
 
-def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any) -> None:
+def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any, cli_proc: Any) -> None:
     """Both land, in some order: every line either wrote is in the fork's history."""
     mp, avfs = mounted
+    racer = _racer(mp, cli_proc)
     for i in range(6):
         with open(mp / "a.txt", "a") as fh:
             fh.write(f"git {i}\n")
@@ -209,7 +219,7 @@ def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any) -> None:
 
         t = threading.Thread(target=commit, args=(i, out))
         t.start()
-        out["avfs"] = avfs("checkpoint", "save", "-m", f"avfs {i}")
+        out["avfs"] = racer("checkpoint", "save", "-m", f"avfs {i}")
         t.join()
         # git's commit may find nothing left to commit (the checkpoint took a.txt first)
         assert out["avfs"].code == 0, out["avfs"].err
@@ -224,7 +234,9 @@ def test_a_git_commit_racing_a_checkpoint_loses_nothing(mounted: Any) -> None:
 RACE_ROUNDS = int(os.environ.get("AVFS_GIT_RACE_ROUNDS", "8"))
 
 
-def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_index(mounted: Any) -> None:
+def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_index(
+    mounted: Any, cli_proc: Any
+) -> None:
     """`git commit` reads HEAD, then the index, then takes `index.lock`: one started the
     instant a checkpoint moved the fork's branch read the new HEAD and, while avfs still
     wrote the index for it, the old index, and committed it on the checkpoint (its tree
@@ -236,6 +248,7 @@ def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_i
     the new HEAD reads the new index, one that read the old HEAD fails on its own
     compare-and-swap. Every round: git's commit fails, or its tree is its parent's."""
     mp, avfs = mounted
+    racer = _racer(mp, cli_proc)
     vault = _git(mp, "rev-parse", "--git-common-dir").stdout.strip()
     ref = Path(vault, "refs", "heads", "f")
     stale: list[str] = []
@@ -243,7 +256,7 @@ def test_a_git_commit_started_as_a_checkpoint_moves_the_branch_commits_the_new_i
         (mp / f"r{i}.txt").write_text(f"round {i}\n")
         out: dict[str, Any] = {}
         t = _commit_when_moved(mp, ref, out, f"git {i}")
-        res = avfs("checkpoint", "save", "-m", f"avfs {i}")
+        res = racer("checkpoint", "save", "-m", f"avfs {i}")
         t.join()
         assert res.code == 0, res.err
         if out["git"].returncode == 0:
@@ -289,7 +302,7 @@ def _commit_when_moved(mp: Path, ref: Path, out: dict[str, Any], msg: str) -> th
 
 
 def test_a_git_commit_started_as_a_restore_undo_revert_or_merge_moves_the_branch_commits_the_new_index(
-    mounted: Any,
+    mounted: Any, cli_proc: Any
 ) -> None:
     """The moves that change the view raced as the checkpoint's above: a restore, the undo
     of one, a revert and a clean merge moved the branch, then wrote the index whole (the view's new stat
@@ -299,6 +312,7 @@ def test_a_git_commit_started_as_a_restore_undo_revert_or_merge_moves_the_branch
     now writes the index for the commit before the branch moves (mount/indexahead.py).
     Every round: git's commit fails, or its tree is its parent's (the moved-to tree)."""
     mp, avfs = mounted
+    racer = _racer(mp, cli_proc)
     vault = _git(mp, "rev-parse", "--git-common-dir").stdout.strip()
     ref = Path(vault, "refs", "heads", "f")
     stale: list[str] = []
@@ -315,10 +329,10 @@ def test_a_git_commit_started_as_a_restore_undo_revert_or_merge_moves_the_branch
         out: dict[str, Any] = {}
         t = _commit_when_moved(mp, ref, out, f"git {i}")
         res = {
-            "restore": lambda: avfs("checkpoint", "restore", "HEAD~1"),
-            "undo": lambda: avfs("undo"),
-            "revert": lambda: avfs("revert", "HEAD"),
-            "merge": lambda: avfs("merge", "main"),
+            "restore": lambda: racer("checkpoint", "restore", "HEAD~1"),
+            "undo": lambda: racer("undo"),
+            "revert": lambda: racer("revert", "HEAD"),
+            "merge": lambda: racer("merge", "main"),
         }[kind]()
         t.join()
         assert res.code == 0, res.err

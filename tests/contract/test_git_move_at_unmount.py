@@ -22,7 +22,7 @@ pytestmark = pytest.mark.backends(*MOUNTS)
 
 @pytest.fixture
 def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
-    with mount_fork(cli_proc, tmp_path, backend) as m:
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as m:
         yield m
 
 

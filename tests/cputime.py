@@ -1,0 +1,212 @@
+"""Each test's CPU, all processes counted (opt-in: ``AVFS_TEST_CPU=FILE``; tests/conftest.py).
+
+On two cores the suite is bound by the CPU its tests spend in all, and most of it is not
+the test process's own: the ``avfs`` processes a test starts, the mount daemons and
+servers it does not wait for, git. With ``AVFS_TEST_CPU`` naming an output file, each
+process that runs tests (each xdist worker, or the one process of ``-n 0``) moves itself
+into a cpuacct cgroup of its own as its session starts (a cgroup v1 ``cpuacct``
+hierarchy, as root), so everything it starts is counted there, and reads the cgroup's
+usage around each test's whole protocol (setup, call and teardown: what a module-scoped
+fixture makes is in its module's first test, what it tears down in its last). Beside the
+cgroup's figure each test gets the process's own CPU (``RUSAGE_SELF``) and that of the
+children it waited for (``RUSAGE_CHILDREN``); the rest ("other") is what ran in the
+cgroup without being waited for: mount daemons, servers, a daemon a test left that
+spends after the test ended (then counted in the tests that follow, a leak to look at).
+
+Each worker appends one JSON line a test to ``FILE.<worker>.jsonl``; the process that
+ends the session (xdist's controller, or the one process) merges them into ``FILE`` (one
+JSON document: tests and files ranked by CPU, the workers' totals) and a text table
+beside it (``FILE.txt``). Off (nothing done, no cgroup) unless the variable is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import resource
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ENV = "AVFS_TEST_CPU"
+ROOT = "/sys/fs/cgroup/cpuacct"
+
+
+def _usage(group: str) -> float:
+    with open(os.path.join(group, "cpuacct.usage")) as f:
+        return int(f.read()) / 1e9
+
+
+def _own_cgroup() -> str:
+    """This process' cpuacct cgroup's path below the hierarchy's root."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if "cpuacct" in controllers.split(","):
+                return path
+    return "/"
+
+
+class CpuRecorder:
+    """The plugin of one test process: its cgroup, and a line per test."""
+
+    def __init__(self, out: str, worker: str) -> None:
+        self.out = out
+        self.worker = worker
+        self.lines = f"{out}.{worker}.jsonl"
+        self.group = os.path.join(ROOT, f"avfs-test-cpu-{os.getpid()}")
+        self.home = os.path.join(ROOT, _own_cgroup().lstrip("/"))
+        os.makedirs(self.group, exist_ok=True)
+        with open(os.path.join(self.group, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        self.start = _usage(self.group)
+        self.outcome: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or report.outcome != "passed":
+            old = self.outcome.get(report.nodeid)
+            if old is None or old == "passed":
+                self.outcome[report.nodeid] = f"{report.outcome}" + (
+                    "" if report.when == "call" else f" ({report.when})"
+                )
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        cg0 = _usage(self.group)
+        me0 = resource.getrusage(resource.RUSAGE_SELF)
+        ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        yield
+        wall = time.monotonic() - t0
+        cg = _usage(self.group) - cg0
+        me1 = resource.getrusage(resource.RUSAGE_SELF)
+        ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = (me1.ru_utime + me1.ru_stime) - (me0.ru_utime + me0.ru_stime)
+        kids = (ch1.ru_utime + ch1.ru_stime) - (ch0.ru_utime + ch0.ru_stime)
+        rec = {
+            "test": item.nodeid,
+            "file": item.nodeid.split("::")[0],
+            "cpu": round(cg, 4),
+            "own": round(own, 4),
+            "waited": round(kids, 4),
+            "other": round(max(cg - own - kids, 0.0), 4),
+            "wall": round(wall, 3),
+            "worker": self.worker,
+            "outcome": self.outcome.pop(item.nodeid, "passed"),
+        }
+        with open(self.lines, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    @pytest.hookimpl(trylast=True)  # after the suite's own clean-up (tests/conftest.py)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        total = _usage(self.group) - self.start
+        # back to where this process was; the cgroup goes if nothing is left in it (what a
+        # test left running keeps it: named in the report)
+        with contextlib.suppress(OSError), open(os.path.join(self.home, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        left: list[str] = []
+        with contextlib.suppress(OSError):
+            with open(os.path.join(self.group, "cgroup.procs")) as f:
+                pids = f.read().split()
+            for pid in pids:
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+                    left.append(f"{pid} " + f.read().replace(b"\0", b" ").decode("utf-8", "replace")[:200])
+            if not pids:
+                os.rmdir(self.group)
+        rec = {"worker_total": round(total, 3), "worker": self.worker, "left": left}
+        with open(self.lines, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.worker == "main":  # no xdist: this process also ends the session
+            write_report(self.out)
+
+
+class CpuReport:
+    """In the process that ends the session: the workers' lines merged and ranked."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        write_report(self.out)
+
+
+def write_report(out: str, top: int = 60) -> dict[str, object]:
+    """Merge ``OUT.*.jsonl`` into ``OUT`` (JSON) and ``OUT.txt`` (ranked tables)."""
+    tests: list[dict[str, object]] = []
+    workers: dict[str, float] = {}
+    left: list[str] = []
+    for path in sorted(glob.glob(f"{glob.escape(out)}.*.jsonl")):
+        for line in Path(path).read_text().splitlines():
+            rec = json.loads(line)
+            if "worker_total" in rec:
+                workers[rec["worker"]] = workers.get(rec["worker"], 0.0) + rec["worker_total"]
+                left += rec.get("left", [])
+            else:
+                tests.append(rec)
+    files: dict[str, dict[str, float]] = {}
+    for rec in tests:
+        f = files.setdefault(
+            str(rec["file"]), {"cpu": 0.0, "own": 0.0, "waited": 0.0, "other": 0.0, "wall": 0.0, "tests": 0}
+        )
+        for k in ("cpu", "own", "waited", "other", "wall"):
+            f[k] += float(rec[k])  # type: ignore[arg-type]
+        f["tests"] += 1
+    tests.sort(key=lambda r: -float(r["cpu"]))  # type: ignore[arg-type]
+    ranked = sorted(
+        ({"file": k, **{n: round(v, 3) for n, v in f.items()}} for k, f in files.items()),
+        key=lambda r: -r["cpu"],
+    )
+    doc = {
+        "total_cpu": round(sum(float(r["cpu"]) for r in tests), 3),  # type: ignore[arg-type]
+        "workers_cpu": workers,
+        "left_running": left,
+        "tests": tests,
+        "files": ranked,
+    }
+    Path(out).write_text(json.dumps(doc, indent=1) + "\n")
+    lines = [f"total over tests {doc['total_cpu']:.1f} s of CPU; workers (collection included) {workers}"]
+    lines += [f"left running in a worker's cgroup at its end: {p}" for p in left] + [""]
+    lines.append(f"{'cpu':>8} {'own':>7} {'waited':>7} {'other':>7} {'wall':>7} {'n':>4}  file")
+    for r in ranked:
+        lines.append(
+            f"{r['cpu']:8.2f} {r['own']:7.2f} {r['waited']:7.2f} {r['other']:7.2f} {r['wall']:7.1f} {int(r['tests']):4d}  {r['file']}"
+        )
+    lines += [
+        f"not passed: {r['test']}: {r['outcome']}" for r in tests if r.get("outcome", "passed") != "passed"
+    ]
+    lines += ["", f"{'cpu':>8} {'own':>7} {'waited':>7} {'other':>7} {'wall':>7}  test"]
+    for rec in tests[:top]:
+        lines.append(
+            f"{rec['cpu']:8.2f} {rec['own']:7.2f} {rec['waited']:7.2f} {rec['other']:7.2f} {rec['wall']:7.1f}  {rec['test']}"
+        )
+    Path(f"{out}.txt").write_text("\n".join(lines) + "\n")
+    return doc
+
+
+def register(config: pytest.Config) -> None:
+    """From tests/conftest.py's ``pytest_configure``: nothing unless ``AVFS_TEST_CPU`` is set."""
+    out = os.environ.get(ENV)
+    if not out:
+        return
+    out = os.path.abspath(out)
+    workerinput = getattr(config, "workerinput", None)
+    is_controller = workerinput is None and bool(getattr(config.option, "numprocesses", None))
+    if config.option.collectonly:
+        return
+    if not is_controller:
+        worker = workerinput["workerid"] if workerinput else "main"
+        try:
+            recorder = CpuRecorder(out, worker)
+        except OSError as exc:  # not root, or no cgroup v1 cpuacct hierarchy here
+            raise pytest.UsageError(f"{ENV}: cannot make a cpuacct cgroup under {ROOT}: {exc}") from None
+        config.pluginmanager.register(recorder, "avfs-test-cpu")
+    if workerinput is None:
+        for old in glob.glob(f"{glob.escape(out)}.*.jsonl"):
+            os.unlink(old)
+    if is_controller:
+        config.pluginmanager.register(CpuReport(out), "avfs-test-cpu-report")
