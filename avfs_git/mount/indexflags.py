@@ -32,6 +32,7 @@ EXTENDED = 0x4000  # the entry's flags: a second flags word follows
 SKIP_WORKTREE = 0x4000  # the second flags word
 _STAGE = 0x3000
 _FLAGS = struct.Struct(">H")
+_GITLINK = struct.pack(">I", 0o160000)  # a submodule's mode
 
 # name -> (mode, object id, the bits to keep: ASSUME_VALID and/or SKIP_WORKTREE << 16)
 Flagged = dict[bytes, tuple[int, bytes, int]]
@@ -82,6 +83,19 @@ def flagged(index: bytes) -> Flagged:
         if bits and not flags & _STAGE:
             mode = int.from_bytes(index[off + 24 : off + 28], "big")
             out[_name(index, off, flags)] = (mode, index[off + 40 : off + 60], bits)
+    return out
+
+
+def gitlinks(index: bytes) -> dict[bytes, bytes]:
+    """The stage-0 gitlinks (mode 160000) of ``index``: name -> the commit's 20-byte id
+    (none when it is not an index this reads: version 4's compressed names). A byte search
+    first: an index without one, the common case, is not walked."""
+    if _GITLINK not in index:
+        return {}
+    out: dict[bytes, bytes] = {}
+    for off, _size, flags, _ext in _walk(index) or ():
+        if not flags & _STAGE and index[off + 24 : off + 28] == _GITLINK:
+            out[_name(index, off, flags)] = index[off + 40 : off + 60]
     return out
 
 

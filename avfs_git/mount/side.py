@@ -65,6 +65,11 @@ class WorktreeSide:
 
         return live.merge_given_up(ws, theirs)
 
+    def staged_gitlinks(self, ws: MountedFork) -> dict[str, str]:
+        from . import live
+
+        return live.staged_gitlinks(ws)
+
     def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live
 
