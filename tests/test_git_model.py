@@ -46,6 +46,7 @@ from . import realdata
 from .conftest import remove_home, scratch_home
 from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
 from .gitmodel_steps12 import TwelfthRoundSteps
+from .gitmodel_steps13 import ThirteenthRoundSteps
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -336,7 +337,9 @@ def _topic(src: Path) -> None:
     g("checkout", "-q", "main")
 
 
-class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBasedStateMachine):
+class GitModel(
+    TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, ThirteenthRoundSteps, RuleBasedStateMachine
+):
     """The mount (``m``) and the plain clone (``p``), driven alike."""
 
     def __init__(self) -> None:
@@ -1271,13 +1274,18 @@ class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBased
         the command did not move the branch (a commit of that tree, then the exec's commit
         of what the command changed), beside the branch when it did (then only what the
         command left uncommitted of its own changes is committed on top)."""
+        self.exec_script(EXEC_COMMANDS[cmd])
+
+    def exec_script(self, text: str) -> None:
+        """:meth:`exec_git_command` of shell ``text`` (any command: gitmodel13's
+        ``exec_edit`` edits files without git)."""
         self._tick()
         date = self.env["GIT_AUTHOR_DATE"]
         script = (
             f"export {_IDENTITY} GIT_AUTHOR_DATE='{date}' GIT_COMMITTER_DATE='{date}' GIT_EDITOR=true; "
-            + EXEC_COMMANDS[cmd]
+            + text
         )
-        self.note(f"avfs proxy exec -- sh -c {EXEC_COMMANDS[cmd]!r}")
+        self.note(f"avfs proxy exec -- sh -c {text!r}")
         p = self.p
         head0 = p.git("rev-parse", "HEAD").stdout.strip()
         record = p.worktree_tree()
@@ -1703,6 +1711,41 @@ def _every_command_once(backend: str) -> None:
             lambda: model.settle("abort"),
             lambda: model.leave_after_commits("detach"),
             lambda: model.settle("abort"),
+            # (gitmodel13's: remounts (clean, over an uncheckpointed change, after an undo),
+            # a checkpoint straight after `submodule add`, `switch -C`/`checkout -B` of the
+            # fork's branch and of a new one, a killed `commit -a` with its lock (a
+            # checkpoint refused meanwhile), a link made a directory then checkpointed, a
+            # rename with a mode change, binary patches (`apply --index`, `--cached`),
+            # commit-graph and multi-pack-index writes, the untracked cache off and on, an
+            # exec that edits without git)
+            lambda: g("reset", "-q", "--hard"),
+            model.remount,
+            _Unchecked(lambda: _write_both(model, "README.md", "before a remount\n")),
+            model.remount,
+            lambda: model.checkpoint(False),
+            model.undo,
+            model.remount,
+            lambda: model.submodule_add_checkpoint(False),
+            lambda: model.submodule_add_checkpoint(True),
+            lambda: model.switch_force("switch-C-own"),
+            lambda: model.switch_force("checkout-B-own"),
+            lambda: model.switch_force("switch-C-new"),
+            lambda: model.killed_commit(True),
+            lambda: model.link_to_tree("checkpoint"),
+            lambda: model.mode_rename(_Draw("tox.ini")),
+            lambda: g("commit", "-q", "-m", "renamed, mode changed"),
+            lambda: model.binary_patch(_Draw("README.md"), "--index"),
+            lambda: model.binary_patch(_Draw("pyproject.toml"), "--cached"),
+            lambda: g("commit", "-q", "-m", "binary patches"),
+            lambda: g("reset", "-q", "--hard"),
+            lambda: model.graphs("commit-graph"),
+            lambda: model.graphs("multi-pack-index"),
+            lambda: model.graphs("maintenance"),
+            lambda: model.untracked_cache(False),
+            lambda: model.untracked_cache(True),
+            lambda: model.exec_edit(_Draw("README.md"), False),
+            lambda: model.exec_edit(_Draw(None), True),
+            model.remount,
         ]
         model.check()
         for step in steps:
