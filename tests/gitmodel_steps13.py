@@ -26,6 +26,7 @@ from hypothesis.stateful import precondition, rule
 # a `git commit` whose editor kills it (git runs the editor as `sh -c 'EDITOR "$@"'`: its
 # parent is git), with `index.lock` held (`-a`: the index written under the lock first)
 KILLING_EDITOR = "kill -9 $PPID; :"
+RELEASES = ["22.2.0", "23.1.0", "23.2.0", "24.1.0"]  # attrs's, replayed by ``release``
 BINARY = b"\x89PNG\r\n\x1a\n\x00binary\x00" + bytes(range(256))
 
 
@@ -298,6 +299,39 @@ class ThirteenthRoundSteps:
         """`git update-index --untracked-cache` / `--no-untracked-cache` (in the mount avfs's
         worktree config sets `core.untrackedCache`, which git warns of and keeps)."""
         self.both("update-index", "--untracked-cache" if on else "--no-untracked-cache")
+
+    # -- a real project's history replayed -------------------------------------------------------
+    @precondition(lambda self: self.busy() is None)
+    @rule(data=st.data(), how=st.sampled_from(["commit", "checkpoint"]))
+    def release(self, data: st.DataObject, how: str) -> None:
+        """A real project's history replayed in the mount: attrs's releases (22.2.0 to
+        24.1.0, tests/realdata.py ``history``: a commit each, its sdist's files) fetched
+        from a local repository (`fetch --no-tags`, into the vault in the mount), then one
+        release's tree taken whole by git (`restore --source=rel/main~N --staged --worktree
+        -- .`: hundreds of files changed, added and removed as attrs really changed them)
+        and recorded by `git commit` or by `avfs checkpoint save`."""
+        if not self.clean():
+            return
+        self.fetch_releases()
+        back = int(data.draw(st.integers(0, len(RELEASES) - 1)))
+        self.both("restore", f"--source=rel/main~{back}", "--staged", "--worktree", "--", ".")
+        if how == "commit":
+            self.both("commit", "-q", "-m", f"release-{RELEASES[-1 - back]}")
+        else:
+            self.checkpoint(False)
+        self.last_checkpoint = False
+
+    def fetch_releases(self) -> None:
+        """attrs's release history as ``rel/main`` on both sides (made and fetched once)."""
+        if self.has("rel/main"):
+            return
+        from pathlib import Path
+
+        from . import realdata
+
+        hist = realdata.history("attrs", RELEASES, Path(self.home), aggressive=False)
+        self.note(f"releases {hist}")
+        self.both("fetch", "-q", "--no-tags", str(hist), "+refs/heads/main:refs/remotes/rel/main")
 
     # -- proxy exec without git -----------------------------------------------------------------
     @precondition(lambda self: self.busy() is None)

@@ -91,6 +91,8 @@ def _step(m: tgm.GitModel, line: str) -> None:
         m.format_patch(line.split()[1])
     elif line.endswith("(switched back)"):
         m.switch("-c" in line)
+    elif line.startswith("git fetch -q --no-tags ") and line.endswith("refs/remotes/rel/main"):
+        pass  # (fetch_releases ran it, from this run's own repository)
     elif line.startswith("git "):
         line = re.sub(r"\S*/side\.patch", os.path.join(m.home, "side.patch"), line)
         line = re.sub(r"\S*/binary\.patch", os.path.join(m.home, "binary.patch"), line)
@@ -148,6 +150,8 @@ def _step_13(m: tgm.GitModel, line: str) -> bool:
         m.make_link()
     elif line == "LINKED made a directory":
         m.link_to_dir_now()
+    elif line.startswith("releases "):
+        m.fetch_releases()
     elif line == "link-to-tree LINKED":
         m.note(line)
     else:

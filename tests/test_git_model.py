@@ -1717,7 +1717,8 @@ def _every_command_once(backend: str) -> None:
             # checkpoint refused meanwhile), a link made a directory then checkpointed, a
             # rename with a mode change, binary patches (`apply --index`, `--cached`),
             # commit-graph and multi-pack-index writes, the untracked cache off and on, an
-            # exec that edits without git)
+            # exec that edits without git, attrs's releases replayed: 22.2.0 checkpointed,
+            # 24.1.0 committed)
             lambda: g("reset", "-q", "--hard"),
             model.remount,
             _Unchecked(lambda: _write_both(model, "README.md", "before a remount\n")),
@@ -1745,6 +1746,8 @@ def _every_command_once(backend: str) -> None:
             lambda: model.untracked_cache(True),
             lambda: model.exec_edit(_Draw("README.md"), False),
             lambda: model.exec_edit(_Draw(None), True),
+            lambda: model.release(_Draw(3), "checkpoint"),
+            lambda: model.release(_Draw(0), "commit"),
             model.remount,
         ]
         model.check()
