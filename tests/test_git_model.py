@@ -534,6 +534,8 @@ class GitModel(
     def write(self, data: st.DataObject, word: str, append: bool) -> None:
         path = self.pick(data, self.files() + NEW_NAMES)
         assert path is not None
+        if _blocked(self.p.root, path):
+            return
         self.note(f"write {path} {word!r} append={append}")
 
         def w(root: str) -> None:
@@ -603,6 +605,8 @@ class GitModel(
         self.write_bytes(path, text, append)
 
     def write_bytes(self, path: str, text: bytes, append: bool) -> None:
+        if _blocked(self.p.root, path):
+            return
         self.note(f"write-bytes {path} {text!r} append={append}")
 
         def w(root: str) -> None:
@@ -648,6 +652,8 @@ class GitModel(
     def ignored(self, data: st.DataObject) -> None:
         """A `.gitignore` (build/, *.log) and a file it ignores."""
         path = str(data.draw(st.sampled_from(["build/out.o", "run.log", "src/attr/cache.log"])))
+        if _blocked(self.p.root, path):
+            return
         self.note(f".gitignore, write {path}")
 
         def w(root: str) -> None:
@@ -1425,6 +1431,20 @@ def _sparse(git_dir: str) -> bool:
         if found:
             return found[-1].lower() in ("true", "yes", "on", "1")
     return False
+
+
+def _blocked(root: str, path: str) -> bool:
+    """Whether a directory of ``path`` below ``root`` is something else now (a file or a
+    link made there: ``file_and_dir``, ``symlink``), so no file can be written at ``path``
+    (gitmodel13: seed 1321 wrote `src/attr/cache.log` with `src/attr` a file, and the
+    model itself raised FileExistsError), or ``path`` itself a directory."""
+    parts = path.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        full = os.path.join(root, *parts[:i])
+        if os.path.lexists(full) and (os.path.islink(full) or not os.path.isdir(full)):
+            return True
+    full = os.path.join(root, path)
+    return os.path.isdir(full) and not os.path.islink(full)  # (a directory made there)
 
 
 def _git_rule_file(path: str) -> bool:
