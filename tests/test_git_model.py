@@ -121,9 +121,11 @@ def _tree(root: str, kept: dict[str, tuple[Any, Any]] | None = None) -> dict[str
     values: every :data:`FULL_READ_EVERY`-th check, and the last, read every file again."""
     out: dict[str, Any] = {}
     for d, dirs, files in os.walk(root):
-        dirs[:] = sorted(x for x in dirs if not (d == root and x == ".git"))
+        # (a nested `.git` too: a submodule's gitfile names its git dir, the vault's worktree
+        # dir in the mount and the clone's own on the plain side; gitmodel13)
+        dirs[:] = sorted(x for x in dirs if x != ".git")
         for name in files:
-            if d == root and name == ".git":
+            if name == ".git":
                 continue
             p = os.path.join(d, name)
             rel = os.path.relpath(p, root)

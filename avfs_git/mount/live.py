@@ -327,28 +327,10 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     return {"head": head, "detached": detached, "in_progress": doing}
 
 
-def staged_gitlinks(ws: MountedFork) -> dict[str, str]:
-    """The gitlinks (mode 160000, stage 0) of the live mount's git index of ``ws``'s fork:
-    path -> commit id; {} with no live mount, or an index this does not read (version 4).
-    What git would record at those paths (`git submodule add` staged one: its commit, not
-    the submodule's files), which a status and a checkpoint take where the fork's commit
-    holds nothing (core/workspace/wscapture.py ``staged_submodules``). A confined
-    command's gitlinks never stay in this index (proxy/gitlinks.py ``drop_gitlinks``), and
-    a name git never writes there (``..``, ``.git``, an empty component) is left out."""
-    from .indexflags import gitlinks
-    from .ownfiles import MAX_INDEX, read_bytes
-
+def live_git_dir(ws: MountedFork) -> str | None:
+    """The worktree git dir of the live mount of ``ws``'s fork, None when none is live."""
     live = _live_mount(ws)
-    if live is None:
-        return {}
-    data = read_bytes(os.path.join(live.git_dir, "index"), MAX_INDEX)
-    out: dict[str, str] = {}
-    for name, oid in gitlinks(data or b"").items():
-        parts = name.split(b"/")
-        if any(p in (b"", b".", b"..") or p.lower() == b".git" for p in parts):
-            continue
-        out[name.decode("utf-8", "surrogateescape")] = oid.hex()
-    return out
+    return None if live is None else live.git_dir
 
 
 def merge_given_up(ws: MountedFork, theirs: str) -> bool:

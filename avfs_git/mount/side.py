@@ -65,10 +65,10 @@ class WorktreeSide:
 
         return live.merge_given_up(ws, theirs)
 
-    def staged_gitlinks(self, ws: MountedFork) -> dict[str, str]:
-        from . import live
+    def staged_gitlinks(self, ws: MountedFork, paths: list[str]) -> dict[str, str]:
+        from .indexflags import staged_gitlinks
 
-        return live.staged_gitlinks(ws)
+        return staged_gitlinks(ws, paths)
 
     def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live

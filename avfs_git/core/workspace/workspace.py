@@ -99,8 +99,9 @@ class MountSide(Protocol):
         """Whether git in the fork's mount ended avfs's open merge of ``theirs`` itself."""
         ...
 
-    def staged_gitlinks(self, ws: Workspace[Any]) -> dict[str, str]:
-        """The gitlinks git's index in the fork's mount holds: path -> commit id."""
+    def staged_gitlinks(self, ws: Workspace[Any], paths: list[str]) -> dict[str, str]:
+        """Of ``paths``, those git's index in the fork's mount holds as gitlinks: path ->
+        commit id."""
         ...
 
     def stamp_current(self, ws: Workspace[Any], *, held: bool = False) -> None:
@@ -262,12 +263,13 @@ class Workspace(Mutations, Generic[V_co]):
         """The live mount's index guard, held: mount/live.py ``index_guard`` (what it gives)."""
         return self.vault.mounts.index_guard(self, git=git)
 
-    def staged_gitlinks(self) -> dict[str, str]:
-        """The gitlinks git's index in the live mount holds (path -> commit id; {} for a
-        pinned view or no mount): mount/live.py ``staged_gitlinks``."""
+    def staged_gitlinks(self, paths: list[str]) -> dict[str, str]:
+        """Of ``paths``, those git's index in the live mount holds as gitlinks (path ->
+        commit id; {} for a pinned view or no mount): mount/indexflags.py
+        ``staged_gitlinks``."""
         if self.pinned is not None:
             return {}
-        return self.vault.mounts.staged_gitlinks(self)
+        return self.vault.mounts.staged_gitlinks(self, paths)
 
     def moved_here(self, commit: str, *, off_branch: bool = False) -> bool:
         """Whether git in the live mount moved HEAD to ``commit``: mount/live.py ``moved_here``."""

@@ -60,7 +60,7 @@ class Fork(Protocol):
     def mounted_without_upper(self) -> bool: ...
     def base_moved(self, *, view_changed: bool) -> None: ...
     def index_guard(self, *, git: bool = False) -> AbstractContextManager[IndexAhead | None]: ...
-    def staged_gitlinks(self) -> dict[str, str]: ...
+    def staged_gitlinks(self, paths: list[str]) -> dict[str, str]: ...
     @property
     def guard(self) -> PathGuard: ...
 
@@ -218,15 +218,11 @@ def _staged_submodules(
     base holds nothing, taken as that gitlink; ``entries`` without what is at or below it):
     :func:`.wsstatus.staged_submodules`. The files stay in the workspace, not recorded
     (not captured: the base's new gitlink then covers them, :func:`_leave_out_submodules`).
-    git's index is read only where a new path lies in a directory."""
-    new = [
-        e.path
-        for e in to_build
-        if e.kind != DELETED and "/" in e.path and ws.store.tree_lookup(ws.base_tree, e.path) is None
-    ]
+    git's index is searched only where a new path lies in a directory the base does not hold."""
+    new = [e.path for e in to_build if e.kind != DELETED and "/" in e.path]
     if not new:
         return to_build, entries
-    took = staged_submodules(ws.store, ws.base_tree, ws.staged_gitlinks(), new)
+    took = staged_submodules(ws.store, ws.base_tree, ws.staged_gitlinks, new)
     if not took:
         return to_build, entries
     tops = frozenset(took)

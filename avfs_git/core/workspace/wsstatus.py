@@ -98,21 +98,28 @@ def content_check(
 
 
 def staged_submodules(
-    store: GitStore, base_tree: str, links: Mapping[str, str], paths: list[str]
+    store: GitStore, base_tree: str, staged: Callable[[list[str]], dict[str, str]], paths: list[str]
 ) -> dict[str, str]:
-    """Of ``links`` (the gitlinks git's index in the fork's mount holds: path -> commit),
-    those a status and a checkpoint take as git would record them: where the base tree holds
-    nothing and one of ``paths`` (new paths the view shows) lies below, so the view's
-    directory there is that submodule's checkout (`git submodule add` staged it; `git add
-    -A`, and so the checkpoint, records the gitlink, not the files: gitmodel13). Where the
-    base holds something there, or the view no directory, the view's paths are recorded as
-    before (a gitlink of the base stays: :func:`.wscapture._leave_out_submodules`)."""
-    out: dict[str, str] = {}
-    for top, oid in links.items():
-        below = top + "/"
-        if any(p.startswith(below) for p in paths) and store.tree_lookup(base_tree, top) is None:
-            out[top] = oid
-    return out
+    """The directories of ``paths`` (new paths the view shows) where the base tree holds
+    nothing and git's index in the fork's mount holds a gitlink (``staged``: of the
+    directories it is given, those; path -> commit), which a status and a checkpoint take
+    as git would record them: the view's directory there is that submodule's checkout
+    (`git submodule add` staged it; `git commit` and `git add -A` record the gitlink, not
+    the files: gitmodel13). Where the base holds something there, the view's paths are
+    recorded as before (a gitlink of the base stays: :func:`.wscapture._leave_out_submodules`)."""
+    dirs: set[str] = set()
+    for p in paths:
+        i = p.find("/")
+        while i > 0:
+            dirs.add(p[:i])
+            i = p.find("/", i + 1)
+    new = sorted(d for d in dirs if store.tree_lookup(base_tree, d) is None)
+    if not new:
+        return {}
+    got = staged(new)
+    # (the shallowest: a gitlink below another's path is that submodule's business)
+    tops = frozenset(got)
+    return {d: o for d, o in got.items() if d in dirs and overlayentry.cover_of(d, tops) == d}
 
 
 class Changes:
@@ -125,12 +132,13 @@ class Changes:
         *,
         view_time: Callable[[], float] | None = None,
         mount_git_dir: Callable[[], str | None] | None = None,
-        staged_gitlinks: Callable[[], dict[str, str]] | None = None,
+        staged_gitlinks: Callable[[list[str]], dict[str, str]] | None = None,
     ) -> None:
         """``view_time`` and ``mount_git_dir`` (the git dir of the fork's overlay mount,
         where its daemon answers for the upper layer's journal): a live fork's, for a
         status that reads only what changed (:mod:`.upperjournal`). ``staged_gitlinks``:
-        the gitlinks git's index in the fork's mount holds (:func:`staged_submodules`)."""
+        of the directories it is given, those git's index in the fork's mount holds as
+        gitlinks (:func:`staged_submodules`)."""
         self.view = view
         self.store = view.store
         self.overlay = overlay
@@ -331,14 +339,14 @@ class Changes:
     def _with_staged_links(self, out: list[Change]) -> list[Change]:
         """``out`` with a submodule's checkout git staged as a gitlink (the base holds
         nothing there) named as that gitlink, added, not as its files:
-        :func:`staged_submodules`. The index is read only where a new path lies in a
-        directory."""
+        :func:`staged_submodules`. The index is searched only where a new path lies in a
+        directory the base does not hold."""
         if self._staged_gitlinks is None:
             return out
         new = [c.path for c in out if c.status is ChangeStatus.ADDED and "/" in c.path]
         if not new:
             return out
-        took = staged_submodules(self.store, self.view.base_tree, self._staged_gitlinks(), new)
+        took = staged_submodules(self.store, self.view.base_tree, self._staged_gitlinks, new)
         if not took:
             return out
         tops = frozenset(took)
