@@ -6,8 +6,10 @@ branch to an older commit and of a new one, a `git commit -a` killed while its e
 open (git's `index.lock` left: avfs's status works, its checkpoint refuses and changes
 nothing, then the lock removed and git commits), a binary patch applied with `git apply
 --index`/`--cached`, a rename and an exec-bit change staged together, a symlink replaced
-by a directory, `commit-graph`/`multi-pack-index` writes in the mount, the index's
-untracked cache turned off and on, and a `proxy exec` that edits files without git.
+by a directory, `commit-graph`/`multi-pack-index` writes in the mount, git's fsmonitor
+turned off for the work tree, the index's untracked cache turned off and on, a `proxy
+exec` that edits files without git, and a real project's history replayed (attrs's
+releases).
 
 A mixin of :class:`tests.test_git_model.GitModel`, as :class:`.gitmodel_steps.TenthRoundSteps`
 (the older rules' draws stay as they were: a seed runs the same older steps). Each step's
@@ -293,6 +295,17 @@ class ThirteenthRoundSteps:
             "maintenance": ["maintenance", "run", "--quiet", "--task=commit-graph"],
         }[how]
         self.both(*args)
+
+    @rule(then_remount=st.booleans())
+    def fsmonitor_off(self, then_remount: bool) -> None:
+        """`git config --worktree core.fsmonitor false`: the person turns git's fsmonitor
+        off for this work tree (in the mount: avfs's hook, which its worktree config
+        names, is no longer asked, and git looks at every file; on the plain side, its
+        own hook), then (``then_remount``) a remount, which names avfs's hook again: git's
+        answers are the same either way."""
+        self.both("config", "--worktree", "core.fsmonitor", "false")
+        if then_remount:
+            self.remount()
 
     @rule(on=st.booleans())
     def untracked_cache(self, on: bool) -> None:
