@@ -152,6 +152,8 @@ def _step_13(m: tgm.GitModel, line: str) -> bool:
         m.link_to_dir_now()
     elif line.startswith("releases "):
         m.fetch_releases()
+    elif line == "git multi-pack-index write (the mount's side)":
+        m.graphs("multi-pack-index")
     elif line == "link-to-tree LINKED":
         m.note(line)
     else:
