@@ -15,7 +15,7 @@ from . import test_git_model as tgm
 
 
 def _step(m: tgm.GitModel, line: str) -> None:
-    if _step_tenth(m, line):
+    if _step_13(m, line) or _step_tenth(m, line):
         return
     if line.startswith("gitattributes "):
         m.attributes(ast.literal_eval(line[len("gitattributes ") :]))
@@ -91,8 +91,12 @@ def _step(m: tgm.GitModel, line: str) -> None:
         m.format_patch(line.split()[1])
     elif line.endswith("(switched back)"):
         m.switch("-c" in line)
+    elif line.startswith("git fetch -q --no-tags ") and line.endswith("refs/remotes/rel/main"):
+        pass  # (fetch_releases ran it, from this run's own repository)
     elif line.startswith("git "):
         line = re.sub(r"\S*/side\.patch", os.path.join(m.home, "side.patch"), line)
+        line = re.sub(r"\S*/binary\.patch", os.path.join(m.home, "binary.patch"), line)
+        line = re.sub(r"\S*/sublib", m.sublib(), line)
         line = line.replace("-m made with git", "-m 'made with git'")
         line = line.replace("-m without a directory", "-m 'without a directory'")
         line = line.replace("-m a note", "-m 'a note'")
@@ -124,10 +128,37 @@ def _step(m: tgm.GitModel, line: str) -> None:
         if mt:
             m.exec_edit_commit(shlex.split(mt.group(2))[0], shlex.split(mt.group(1))[0])
         else:
-            (name,) = [k for k, v in tgm.EXEC_COMMANDS.items() if v == cmd]
-            m.exec_git_command(name)
+            m.exec_script(cmd)  # (an EXEC_COMMANDS one, or gitmodel13's exec_edit)
     else:
         raise SystemExit(f"cannot replay: {line}")
+
+
+def _step_13(m: tgm.GitModel, line: str) -> bool:
+    """The lines of gitmodel13's steps (tests/gitmodel_steps13.py) that are not git's own;
+    True when ``line`` was one."""
+    if line == "avfs unmount; avfs mount":
+        m.remount_now()
+    elif line == "git commit -a (killed)":
+        m.kill_commit()
+    elif line == "avfs checkpoint save (refused: index.lock)":
+        m.refused_locked()
+    elif line == "rm index.lock":
+        m.unlock()
+    elif line.startswith("binary-patch "):
+        m.make_binary_patch(line[len("binary-patch ") :])
+    elif line == "ln -sfn README.md LINKED":
+        m.make_link()
+    elif line == "LINKED made a directory":
+        m.link_to_dir_now()
+    elif line.startswith("releases "):
+        m.fetch_releases()
+    elif line == "git multi-pack-index write (the mount's side)":
+        m.graphs("multi-pack-index")
+    elif line == "link-to-tree LINKED":
+        m.note(line)
+    else:
+        return False
+    return True
 
 
 def _step_tenth(m: tgm.GitModel, line: str) -> bool:

@@ -46,6 +46,7 @@ from . import realdata
 from .conftest import remove_home, scratch_home
 from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
 from .gitmodel_steps12 import TwelfthRoundSteps
+from .gitmodel_steps13 import ThirteenthRoundSteps
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -120,9 +121,11 @@ def _tree(root: str, kept: dict[str, tuple[Any, Any]] | None = None) -> dict[str
     values: every :data:`FULL_READ_EVERY`-th check, and the last, read every file again."""
     out: dict[str, Any] = {}
     for d, dirs, files in os.walk(root):
-        dirs[:] = sorted(x for x in dirs if not (d == root and x == ".git"))
+        # (a nested `.git` too: a submodule's gitfile names its git dir, the vault's worktree
+        # dir in the mount and the clone's own on the plain side; gitmodel13)
+        dirs[:] = sorted(x for x in dirs if x != ".git")
         for name in files:
-            if d == root and name == ".git":
+            if name == ".git":
                 continue
             p = os.path.join(d, name)
             rel = os.path.relpath(p, root)
@@ -336,7 +339,9 @@ def _topic(src: Path) -> None:
     g("checkout", "-q", "main")
 
 
-class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBasedStateMachine):
+class GitModel(
+    TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, ThirteenthRoundSteps, RuleBasedStateMachine
+):
     """The mount (``m``) and the plain clone (``p``), driven alike."""
 
     def __init__(self) -> None:
@@ -531,6 +536,8 @@ class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBased
     def write(self, data: st.DataObject, word: str, append: bool) -> None:
         path = self.pick(data, self.files() + NEW_NAMES)
         assert path is not None
+        if _blocked(self.p.root, path):
+            return
         self.note(f"write {path} {word!r} append={append}")
 
         def w(root: str) -> None:
@@ -600,6 +607,8 @@ class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBased
         self.write_bytes(path, text, append)
 
     def write_bytes(self, path: str, text: bytes, append: bool) -> None:
+        if _blocked(self.p.root, path):
+            return
         self.note(f"write-bytes {path} {text!r} append={append}")
 
         def w(root: str) -> None:
@@ -645,6 +654,8 @@ class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBased
     def ignored(self, data: st.DataObject) -> None:
         """A `.gitignore` (build/, *.log) and a file it ignores."""
         path = str(data.draw(st.sampled_from(["build/out.o", "run.log", "src/attr/cache.log"])))
+        if _blocked(self.p.root, path):
+            return
         self.note(f".gitignore, write {path}")
 
         def w(root: str) -> None:
@@ -1271,13 +1282,18 @@ class GitModel(TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, RuleBased
         the command did not move the branch (a commit of that tree, then the exec's commit
         of what the command changed), beside the branch when it did (then only what the
         command left uncommitted of its own changes is committed on top)."""
+        self.exec_script(EXEC_COMMANDS[cmd])
+
+    def exec_script(self, text: str) -> None:
+        """:meth:`exec_git_command` of shell ``text`` (any command: gitmodel13's
+        ``exec_edit`` edits files without git)."""
         self._tick()
         date = self.env["GIT_AUTHOR_DATE"]
         script = (
             f"export {_IDENTITY} GIT_AUTHOR_DATE='{date}' GIT_COMMITTER_DATE='{date}' GIT_EDITOR=true; "
-            + EXEC_COMMANDS[cmd]
+            + text
         )
-        self.note(f"avfs proxy exec -- sh -c {EXEC_COMMANDS[cmd]!r}")
+        self.note(f"avfs proxy exec -- sh -c {text!r}")
         p = self.p
         head0 = p.git("rev-parse", "HEAD").stdout.strip()
         record = p.worktree_tree()
@@ -1417,6 +1433,20 @@ def _sparse(git_dir: str) -> bool:
         if found:
             return found[-1].lower() in ("true", "yes", "on", "1")
     return False
+
+
+def _blocked(root: str, path: str) -> bool:
+    """Whether a directory of ``path`` below ``root`` is something else now (a file or a
+    link made there: ``file_and_dir``, ``symlink``), so no file can be written at ``path``
+    (gitmodel13: seed 1321 wrote `src/attr/cache.log` with `src/attr` a file, and the
+    model itself raised FileExistsError), or ``path`` itself a directory."""
+    parts = path.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        full = os.path.join(root, *parts[:i])
+        if os.path.lexists(full) and (os.path.islink(full) or not os.path.isdir(full)):
+            return True
+    full = os.path.join(root, path)
+    return os.path.isdir(full) and not os.path.islink(full)  # (a directory made there)
 
 
 def _git_rule_file(path: str) -> bool:
@@ -1703,6 +1733,46 @@ def _every_command_once(backend: str) -> None:
             lambda: model.settle("abort"),
             lambda: model.leave_after_commits("detach"),
             lambda: model.settle("abort"),
+            # (gitmodel13's: a checkpoint and its undo, a checkpoint straight after
+            # `submodule add`, `switch -C`/`checkout -B` of the fork's branch and of a new one, a killed `commit -a` with its lock (a
+            # checkpoint refused meanwhile), a link made a directory then checkpointed, a
+            # rename with a mode change, binary patches (`apply --index`, `--cached`),
+            # commit-graph and multi-pack-index writes, the untracked cache off and on, an
+            # exec that edits without git)
+            lambda: g("reset", "-q", "--hard"),
+            # (no remount here: after this run's earlier steps the overlay backend's remount
+            # showed an empty root once and answered EIO once, found in gitmodel13, not
+            # fixed: docs/fuse.md "gitmodel13"; the random runs draw `remount`)
+            _Unchecked(lambda: _write_both(model, "README.md", "before a checkpoint\n")),
+            lambda: model.checkpoint(False),
+            model.undo,
+            lambda: model.submodule_add_checkpoint(False),
+            lambda: model.submodule_add_checkpoint(True),
+            lambda: model.switch_force("switch-C-own"),
+            lambda: model.switch_force("checkout-B-own"),
+            lambda: model.switch_force("switch-C-new"),
+            lambda: model.killed_commit(True),
+            lambda: model.link_to_tree("checkpoint"),
+            lambda: model.mode_rename(_Draw("tox.ini")),
+            lambda: g("commit", "-q", "-m", "renamed, mode changed"),
+            lambda: model.binary_patch(_Draw("README.md"), "--index"),
+            lambda: model.binary_patch(_Draw("pyproject.toml"), "--cached"),
+            lambda: g("commit", "-q", "-m", "binary patches"),
+            lambda: g("reset", "-q", "--hard"),
+            lambda: model.graphs("commit-graph"),
+            lambda: model.graphs("multi-pack-index"),
+            lambda: model.graphs("maintenance"),
+            lambda: model.untracked_cache(False),
+            lambda: model.untracked_cache(True),
+            _Unchecked(lambda: _write_both(model, "README.md", "fsmonitor off\n")),
+            lambda: model.fsmonitor_off(False),
+            lambda: model.checkpoint(False),
+            lambda: model.exec_edit(_Draw("README.md"), False),
+            lambda: model.exec_edit(_Draw(None), True),
+            # (no release here: its tree drops the run's `.gitignore`, and on the overlay
+            # backend avfs's status then missed a file below a directory the rule had hidden,
+            # found in gitmodel13, not fixed: tests/contract/test_git_unignored.py; the
+            # random runs draw `release`)
         ]
         model.check()
         for step in steps:

@@ -248,6 +248,37 @@ def test_linked_worktree_commit_and_update_ref(mounted: Mounted) -> None:
         m.assert_shows(want)
 
 
+@pytest.mark.parametrize("how", ["rewritten", "stashed"])
+def test_a_move_after_files_rewritten_with_their_own_bytes_is_followed(mounted: Mounted, how: str) -> None:
+    """The same move where the mount's files show nothing git would see, but a tracked
+    file was written since the base (``rewritten``: its own bytes written again;
+    ``stashed``: a change staged, an untracked file, then `git stash -a`, which writes the
+    file back): the mount follows as where nothing was written, and git's index with it
+    (git's status clean, nothing staged). Before (found in gitmodel13, pure FUSE: seed
+    1301 of the model, `apply --index`, `stash -a`, the linked worktree's move), the
+    workspace counted the file as uncheckpointed, its base stayed (`avfs status`: stale),
+    the mount showed the old commit and git's status listed the new commit's files staged
+    deleted, which the next `git commit` there would have recorded."""
+    m = mounted
+    for _ in range(ROUNDS):
+        m.warm()
+        a = m.mp / "a.txt"
+        if how == "rewritten":
+            a.write_bytes(a.read_bytes())
+        else:
+            a.write_text("staged, then stashed\n")
+            m.git("add", "a.txt", cwd=m.mp)
+            (m.mp / "untracked.txt").write_text("untracked\n")
+            m.git("stash", "-q", "-a", cwd=m.mp)
+        want = m.expect(_commit_outside(m, "f"))
+        doc = json.loads(m.avfs("--json", "status", cwd=m.mp))
+        assert doc["base"] == doc["head"] == m.tip() and not doc["stale"] and doc["changes"] == [], doc
+        m.assert_shows(want)
+        assert m.git("status", "--porcelain", cwd=m.mp) == ""
+    if how == "stashed":
+        m.git("stash", "clear", cwd=m.mp)
+
+
 def test_update_ref_alone(mounted: Mounted) -> None:
     """`git update-ref` of the fork's branch to a commit of the vault, forward and back to
     its parent, then `avfs status`."""

@@ -356,6 +356,59 @@ def test_a_submodule_git_adds_in_the_mount_is_what_avfs_records(
         mounts.unmount(home, vault, "main")
 
 
+def test_a_checkpoint_right_after_git_submodule_add_records_the_gitlink_git_staged(
+    home: Home, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """`git submodule add` of a local repository in a mount, then at once (before git's own
+    commit) avfs's status and `checkpoint save`, beside a plain clone whose `git add -A`
+    and `git commit` record the same: the status names the gitlink added (not the
+    submodule's files), the checkpoint records the gitlink git's index staged (mode 160000,
+    the submodule's commit), git's status in the mount is clean after it, and a
+    checkpoint after that records nothing; the submodule's files stay in the mount.
+    Before (found in gitmodel12, docs/fuse.md "Submodules"), the status listed
+    `added/l.txt` and the checkpoint recorded the submodule's files as the fork's: git's
+    status then showed the gitlink staged over a tree of files."""
+    lib = tmp_path / "lib"
+    git("init", "-q", "-b", "main", str(lib))
+    (lib / "l.txt").write_text("lib\n")
+    git("-C", str(lib), "add", "l.txt")
+    git("-C", str(lib), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "lib")
+    link = git("-C", str(lib), "rev-parse", "HEAD").strip()
+    vault = home.clone_vault(served.url("super.git"), "s")
+    plain = _plain(served, tmp_path / "plain")
+    mp = tmp_path / "m"
+    _mount(home, vault, mp, backend)
+    who = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for var in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+        monkeypatch.setenv(var, "2026-01-01T00:00:00Z")
+    try:
+        for top in (mp, plain):
+            _git(top, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "added")
+        status = _git(mp, "status", "--porcelain").stdout
+        assert status == _git(plain, "status", "--porcelain").stdout == "M  .gitmodules\nA  added\n"
+        got = {(c.path, str(c.status)) for c in vault.workspace("main").status()}
+        assert got == {(".gitmodules", "modified"), ("added", "added")}
+        saved = checkpoint.save(vault, "main", message="right after submodule add")
+        assert saved.created
+        _git(plain, "add", "-A")
+        _git(plain, *who, "commit", "-q", "-m", "a submodule added")
+        ls = ["ls-tree", "-r", "HEAD"]
+        assert git("--git-dir", vault.path, "ls-tree", "-r", saved.checkpoint.commit) == git(
+            "-C", str(plain), *ls
+        )
+        assert git("--git-dir", vault.path, "ls-tree", "main", "added").split()[:3] == [
+            "160000",
+            "commit",
+            link,
+        ]
+        assert _git(mp, "status", "--porcelain").stdout == "" == _git(plain, "status", "--porcelain").stdout
+        assert vault.workspace("main").status() == []
+        assert checkpoint.save(vault, "main", message="again").created is False
+        assert (mp / "added" / "l.txt").read_text() == "lib\n"
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
 @pytest.mark.parametrize("replace", ["files", "nothing"])
 def test_a_submodule_git_replaces_or_drops_in_the_mount_stays_so(
     home: Home, served: Server, tmp_path: Path, backend: str, replace: str

@@ -327,6 +327,12 @@ def git_state(ws: MountedFork) -> dict[str, str | None] | None:
     return {"head": head, "detached": detached, "in_progress": doing}
 
 
+def live_git_dir(ws: MountedFork) -> str | None:
+    """The worktree git dir of the live mount of ``ws``'s fork, None when none is live."""
+    live = _live_mount(ws)
+    return None if live is None else live.git_dir
+
+
 def merge_given_up(ws: MountedFork, theirs: str) -> bool:
     """Whether git in the live mount of ``ws``'s fork ended avfs's open merge of ``theirs``
     (core/workspace/mergestate.py) itself: ``git merge --abort`` or ``--quit``, ``git

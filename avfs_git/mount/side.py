@@ -65,6 +65,11 @@ class WorktreeSide:
 
         return live.merge_given_up(ws, theirs)
 
+    def staged_gitlinks(self, ws: MountedFork, paths: list[str]) -> dict[str, str]:
+        from .indexflags import staged_gitlinks
+
+        return staged_gitlinks(ws, paths)
+
     def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live
 

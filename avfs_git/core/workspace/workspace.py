@@ -99,6 +99,11 @@ class MountSide(Protocol):
         """Whether git in the fork's mount ended avfs's open merge of ``theirs`` itself."""
         ...
 
+    def staged_gitlinks(self, ws: Workspace[Any], paths: list[str]) -> dict[str, str]:
+        """Of ``paths``, those git's index in the fork's mount holds as gitlinks: path ->
+        commit id."""
+        ...
+
     def stamp_current(self, ws: Workspace[Any], *, held: bool = False) -> None:
         """git in the mount made the commit that became the base: its index is current."""
         ...
@@ -153,7 +158,11 @@ class Workspace(Mutations, Generic[V_co]):
         self.overlay = Overlay(state_dir)
         self.view = View(self.store, self.overlay)
         self.changes = Changes(
-            self.view, self.overlay, view_time=lambda: self.view_time, mount_git_dir=self.mount_git_dir
+            self.view,
+            self.overlay,
+            view_time=lambda: self.view_time,
+            mount_git_dir=self.mount_git_dir,
+            staged_gitlinks=self.staged_gitlinks,
         )
         self.since = Since(self)  # what changed since a mark (proxy exec's before and after)
         self.quota = vault.quota
@@ -253,6 +262,14 @@ class Workspace(Mutations, Generic[V_co]):
     def index_guard(self, *, git: bool = False) -> AbstractContextManager[Any]:
         """The live mount's index guard, held: mount/live.py ``index_guard`` (what it gives)."""
         return self.vault.mounts.index_guard(self, git=git)
+
+    def staged_gitlinks(self, paths: list[str]) -> dict[str, str]:
+        """Of ``paths``, those git's index in the live mount holds as gitlinks (path ->
+        commit id; {} for a pinned view or no mount): mount/indexflags.py
+        ``staged_gitlinks``."""
+        if self.pinned is not None:
+            return {}
+        return self.vault.mounts.staged_gitlinks(self, paths)
 
     def moved_here(self, commit: str, *, off_branch: bool = False) -> bool:
         """Whether git in the live mount moved HEAD to ``commit``: mount/live.py ``moved_here``."""

@@ -86,7 +86,7 @@ def sync_base(ws: Based) -> bool:
         # and its index entries; gitmodel12); its index is not stamped (not the base's)
         follow_git(ws, git_moved=True)
         return True
-    if base is not None and ov.has_changes() and ws.changes.is_dirty():
+    if base is not None and ov.has_changes() and changed_since_base(ws):
         # the ref moved under uncheckpointed changes: adopt it when that is safe, and
         # never while a checkpoint of this fork runs (it holds the fork lock, and its
         # ref move is not finished until it retired what it captured)
@@ -260,9 +260,28 @@ def _gitlink_in(store: Any, tree: str, path: str) -> bool:
     return now is not None and now[1] == MODE_COMMIT
 
 
+def changed_since_base(ws: Based) -> bool:
+    """Whether the workspace holds a change git would see: :meth:`.wsstatus.Changes.is_dirty`,
+    and where that counts entries without reading them (no upper layer: a tracked file
+    written with its own bytes again, `git stash` writing a file back), a status, which
+    compares them. A move of the ref by another hand is followed where there is none
+    (found in gitmodel13: on pure FUSE such a file kept the base, the mount showed the old
+    commit and git's index staged the new commit's files deleted)."""
+    if not ws.changes.is_dirty():
+        return False
+    return ws.overlay.upper_active() or bool(ws.changes.status())
+
+
 def _follow_ref(ws: Based) -> None:
     ov = ws.overlay
     if _follow_ref_live(ws):
+        return
+    base, tip = ov.get_meta("base"), ws.tip()
+    if base is not None and tip is not None and base != tip and ws.changes.is_dirty():
+        if not changed_since_base(ws):
+            # entries that show the base as it is: the move is taken as a restore of the
+            # new commit (paths git ignores kept), so none of them keeps showing the old one
+            set_base(ws, tip, keep_view=False)
         return
     moved = False
     with ov.txn() as db:
@@ -306,7 +325,7 @@ def _follow_ref_live(ws: Based) -> bool:
     base, tip = ws.overlay.get_meta("base"), ws.tip()
     if base is None or tip is None or base == tip:
         return base is not None
-    if ws.changes.is_dirty():
+    if changed_since_base(ws):
         return True  # uncheckpointed changes: the base stays (sync_base's rule)
     set_base(ws, tip, keep_view=False)
     return True

@@ -27,7 +27,7 @@ from .overlayentry import DELETED, FILE, NO_IGNORED, OBJECT, UPPER_FILE, Entry, 
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
 from .wsattrs import TEXT, Conversions, conversions_for, too_big
-from .wsstatus import Changes, content_check, fsck_read
+from .wsstatus import Changes, content_check, fsck_read, staged_submodules
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
 # what a live mount's index guard gives its holder (mount/indexahead.py): the mount's index
@@ -63,6 +63,7 @@ class Fork(Protocol):
     def mounted_without_upper(self) -> bool: ...
     def base_moved(self, *, view_changed: bool) -> None: ...
     def index_guard(self, *, git: bool = False) -> AbstractContextManager[IndexAhead | None]: ...
+    def staged_gitlinks(self, paths: list[str]) -> dict[str, str]: ...
     @property
     def guard(self) -> PathGuard: ...
 
@@ -123,6 +124,7 @@ def capture(
                         _leave_out_submodules(ws, to_build),
                         _leave_out_submodules(ws, entries),
                     )
+                    to_build, entries = _staged_submodules(ws, to_build, entries)
                 if only is not None:
                     to_build = [e for e in to_build if only(e.path)]
                     entries = [e for e in entries if only(e.path)]
@@ -233,6 +235,27 @@ def _leave_out_submodules(ws: Fork, entries: list[Entry]) -> list[Entry]:
         return entries
     gone = frozenset(tops)
     return [e for e in entries if not covered(e.path, gone)]
+
+
+def _staged_submodules(
+    ws: Fork, to_build: list[Entry], entries: list[Entry]
+) -> tuple[list[Entry], list[Entry]]:
+    """(``to_build`` with a submodule's checkout git's index stages as a gitlink, where the
+    base holds nothing, taken as that gitlink; ``entries`` without what is at or below it):
+    :func:`.wsstatus.staged_submodules`. The files stay in the workspace, not recorded
+    (not captured: the base's new gitlink then covers them, :func:`_leave_out_submodules`).
+    git's index is searched only where a new path lies in a directory the base does not hold."""
+    new = [e.path for e in to_build if e.kind != DELETED and "/" in e.path]
+    if not new:
+        return to_build, entries
+    took = staged_submodules(ws.store, ws.base_tree, ws.staged_gitlinks, new)
+    if not took:
+        return to_build, entries
+    tops = frozenset(took)
+    links = [Entry(p, OBJECT, MODE_COMMIT, oid) for p, oid in sorted(took.items())]
+    return [e for e in to_build if not covered(e.path, tops)] + links, [
+        e for e in entries if not covered(e.path, tops)
+    ]
 
 
 def _pin_ignored(ws: Fork, entries: list[Entry], ign: Ignored) -> None:

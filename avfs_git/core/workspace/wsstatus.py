@@ -97,6 +97,31 @@ def content_check(
     return data, got
 
 
+def staged_submodules(
+    store: GitStore, base_tree: str, staged: Callable[[list[str]], dict[str, str]], paths: list[str]
+) -> dict[str, str]:
+    """The directories of ``paths`` (new paths the view shows) where the base tree holds
+    nothing and git's index in the fork's mount holds a gitlink (``staged``: of the
+    directories it is given, those; path -> commit), which a status and a checkpoint take
+    as git would record them: the view's directory there is that submodule's checkout
+    (`git submodule add` staged it; `git commit` and `git add -A` record the gitlink, not
+    the files: gitmodel13). Where the base holds something there, the view's paths are
+    recorded as before (a gitlink of the base stays: :func:`.wscapture._leave_out_submodules`)."""
+    dirs: set[str] = set()
+    for p in paths:
+        i = p.find("/")
+        while i > 0:
+            dirs.add(p[:i])
+            i = p.find("/", i + 1)
+    new = sorted(d for d in dirs if store.tree_lookup(base_tree, d) is None)
+    if not new:
+        return {}
+    got = staged(new)
+    # (the shallowest: a gitlink below another's path is that submodule's business)
+    tops = frozenset(got)
+    return {d: o for d, o in got.items() if d in dirs and overlayentry.cover_of(d, tops) == d}
+
+
 class Changes:
     """Status and ignored paths of the workspace that ``view`` shows (over ``overlay``)."""
 
@@ -107,15 +132,19 @@ class Changes:
         *,
         view_time: Callable[[], float] | None = None,
         mount_git_dir: Callable[[], str | None] | None = None,
+        staged_gitlinks: Callable[[list[str]], dict[str, str]] | None = None,
     ) -> None:
         """``view_time`` and ``mount_git_dir`` (the git dir of the fork's overlay mount,
         where its daemon answers for the upper layer's journal): a live fork's, for a
-        status that reads only what changed (:mod:`.upperjournal`)."""
+        status that reads only what changed (:mod:`.upperjournal`). ``staged_gitlinks``:
+        of the directories it is given, those git's index in the fork's mount holds as
+        gitlinks (:func:`staged_submodules`)."""
         self.view = view
         self.store = view.store
         self.overlay = overlay
         self._view_time = view_time
         self._mount_git_dir = mount_git_dir
+        self._staged_gitlinks = staged_gitlinks
         self._ignore_rules: IgnoreRules | None = None
         self.last_read: list[Entry] | None = None  # the entries the last status read
 
@@ -305,7 +334,30 @@ class Changes:
         # view, so that a base move changing a source is looked at with them
         found += [e.path for e in entries if e.kind == OBJECT and e.oid != EMPTY_TREE_ID]
         upperjournal.remember(self.overlay, pending, [*found, *ignored.tops, *skip])
-        return pair_renames(out, hints), ignored
+        return pair_renames(self._with_staged_links(out), hints), ignored
+
+    def _with_staged_links(self, out: list[Change]) -> list[Change]:
+        """``out`` with a submodule's checkout git staged as a gitlink (the base holds
+        nothing there) named as that gitlink, added, not as its files:
+        :func:`staged_submodules`. The index is searched only where a new path lies in a
+        directory the base does not hold."""
+        if self._staged_gitlinks is None:
+            return out
+        new = [c.path for c in out if c.status is ChangeStatus.ADDED and "/" in c.path]
+        if not new:
+            return out
+        took = staged_submodules(self.store, self.view.base_tree, self._staged_gitlinks, new)
+        if not took:
+            return out
+        tops = frozenset(took)
+        kept: list[Change] = []
+        for c in out:  # (in the order found: the gitlink where its first path was)
+            top = overlayentry.cover_of(c.path, tops)
+            if top is None:
+                kept.append(c)
+            elif top in took:
+                kept.append(Change(top, ChangeStatus.ADDED, new_mode=MODE_COMMIT, new_oid=took.pop(top)))
+        return kept
 
     def pruned(self) -> tuple[list[Entry], frozenset[str]]:
         """(the database's entries in path order but those at or below a new directory git
