@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, overload
 
 from ..errors import (
@@ -41,10 +41,10 @@ from ..errors import (
 from ..records import dataclass
 from ..store import names, refs
 from ..store.gitstore import EMPTY_TREE, GitStore
-from ..store.mergetrees import MergedIndex, merge_trees
+from ..store.mergetrees import merge_trees
 from ..store.treediff import diff_trees
 from ..store.trivialmerge import _trivial_merge
-from ..types import VIEW_RESETS, Change, CommitId
+from ..types import Change, CommitId
 
 # an open merge's state and the questions about it live in .mergestate (the workspace, the
 # worktree and the vault ask them without importing this module); merge_state, open_merge
@@ -56,7 +56,7 @@ from ..workspace.mergestate import unresolved, write_state
 from ..workspace.wscommit import keep_recovery, publish
 from ..workspace.wsretire import retirable
 from . import mergeguard
-from .mergeconflicts import Conflict, _classify, _conflict_tree
+from .mergeconflicts import Conflict, _classify, show_conflicts
 
 if TYPE_CHECKING:
     from ..store.packwriter import PackWriter
@@ -223,71 +223,6 @@ def _commit_merge(
     return commit, op
 
 
-def _write_conflicts(
-    vault: Vault,
-    ws: Workspace,
-    index: MergedIndex,
-    conflicts: list[Conflict],
-    source: str,
-    sides: tuple[str, str, str | None],
-    msg: str,
-    release: Callable[[], None],
-) -> tuple[str, int]:
-    """Show the merge in the target's workspace with the conflicts written into it
-    (:func:`_conflict_tree`), record the merge state and the operation. ``sides``: (ours,
-    theirs, base). ``release`` lets the target's writers go (commits the transaction that
-    held them, :func:`.mergeguard.writers_held`) once the view is set and before the state
-    is written: a reader of another thread or process that found the state with the view
-    not yet committed took it for one an undone merge left, and dropped it (two agents
-    merging into one main: the second merge went ahead over the first's open one).
-    Returns (the tree the workspace shows, operation id)."""
-    ours, theirs, base = sides
-    target = ws.fork
-    # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
-    stages = [
-        [e.path, n, e.oid, e.mode]
-        for sides in index.conflicts
-        for n, e in enumerate(sides, 1)
-        if e is not None
-    ]
-    view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
-    mergeguard.refuse_changed(ws)
-    ws.set_base(ours, keep_view=False, view_tree=view_tree)
-    release()  # (the fork lock stays held: no checkpoint comes between the view and the state)
-    write_state(
-        ws,
-        {
-            "source": source,
-            "ours": ours,
-            "theirs": theirs,
-            "base": base,
-            "message": msg,
-            "conflicts": [c.path for c in conflicts],
-            "written": written,
-            "started": time.time(),
-            "view_tree": view_tree,
-            "stages": stages,
-            VIEW_RESETS: ws.overlay.get_meta(VIEW_RESETS),  # (the merge's own, just set)
-        },
-    )
-    op = vault.oplog.record(
-        "merge",
-        f"merge {source} into {target}: {len(conflicts)} conflict(s) written",
-        fork=target,
-        refs=[],
-        workspaces=[
-            {
-                "fork": target,
-                "before": {"base": ours, "tree": None},
-                "after": {"base": ours, "tree": view_tree},
-                "view_changed": True,
-            }
-        ],
-        details={"source": source, "conflicts": [c.path for c in conflicts]},
-    )
-    return view_tree, op
-
-
 def merge(
     vault: Vault,
     source: str,
@@ -418,16 +353,8 @@ def _merge_once(
             rec = mergeguard.move_target(
                 ws, theirs, ours, f"avfs: merge {source} (fast-forward)", held=guarded
             )
-            op = _record(
-                vault,
-                "merge",
-                f"merge {source} into {target} (fast-forward)",
-                target,
-                ours,
-                theirs,
-                ws.ref,
-                rec,
-            )
+            what = f"merge {source} into {target} (fast-forward)"
+            op = _record(vault, "merge", what, target, ours, theirs, ws.ref, rec)
             return result("fast_forward", theirs, changed=changed, op=op)
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
         msg = message or f"avfs: merge {source} into {target}\n"
@@ -448,7 +375,7 @@ def _merge_once(
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
-        view_tree, op = _write_conflicts(
+        view_tree, op = show_conflicts(
             vault, ws, index, conflicts, source, (ours, theirs, base), msg, held.close
         )
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)

@@ -2,18 +2,28 @@
 libgit2's conflict entries: content, add_add, modify_delete, rename_rename, rename_delete,
 file_directory, mode, binary) and the merged tree with them written in (diff3-style markers
 by `git merge-file` in text files; both versions kept as ``PATH~ours`` and ``PATH~theirs``
-otherwise), for :mod:`.merge` to show in the target's workspace.
+otherwise), and that tree shown in the target's workspace with the merge's state and
+operation recorded (:func:`show_conflicts`, :mod:`.merge`'s).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import InternalError
 from ..records import dataclass
 from ..store.gitstore import GitStore
 from ..store.mergetrees import IndexSide, MergedIndex
-from ..types import MODE_LINK, MODE_TREE
+from ..types import MODE_LINK, MODE_TREE, VIEW_RESETS
+from ..workspace.mergestate import write_state
+from . import mergeguard
+
+if TYPE_CHECKING:
+    from ..vaults.vault import Vault
+    from ..workspace.workspace import Workspace
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +136,68 @@ def _diff3(store: GitStore, c: Conflict, source: str) -> bytes:
     if proc.returncode < 0 or proc.returncode > 127:
         raise InternalError(f"git merge-file failed on {c.path}: {proc.stderr.decode(errors='replace')}")
     return proc.stdout
+
+
+def show_conflicts(
+    vault: Vault,
+    ws: Workspace,
+    index: MergedIndex,
+    conflicts: list[Conflict],
+    source: str,
+    sides: tuple[str, str, str | None],
+    msg: str,
+    release: Callable[[], None],
+) -> tuple[str, int]:
+    """Show the merge in the target's workspace with the conflicts written into it
+    (:func:`_conflict_tree`), record the merge state and the operation. ``sides``: (ours,
+    theirs, base). ``release`` lets the target's writers go (commits the transaction that
+    held them, :func:`.mergeguard.writers_held`) once the view is set and before the state
+    is written: a reader of another thread or process that found the state with the view
+    not yet committed took it for one an undone merge left, and dropped it (two agents
+    merging into one main: the second merge went ahead over the first's open one).
+    Returns (the tree the workspace shows, operation id)."""
+    ours, theirs, base = sides
+    target = ws.fork
+    # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
+    stages = [
+        [e.path, n, e.oid, e.mode]
+        for sides in index.conflicts
+        for n, e in enumerate(sides, 1)
+        if e is not None
+    ]
+    view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
+    mergeguard.refuse_changed(ws)
+    ws.set_base(ours, keep_view=False, view_tree=view_tree)
+    release()  # (the fork lock stays held: no checkpoint comes between the view and the state)
+    write_state(
+        ws,
+        {
+            "source": source,
+            "ours": ours,
+            "theirs": theirs,
+            "base": base,
+            "message": msg,
+            "conflicts": [c.path for c in conflicts],
+            "written": written,
+            "started": time.time(),
+            "view_tree": view_tree,
+            "stages": stages,
+            VIEW_RESETS: ws.overlay.get_meta(VIEW_RESETS),  # (the merge's own, just set)
+        },
+    )
+    op = vault.oplog.record(
+        "merge",
+        f"merge {source} into {target}: {len(conflicts)} conflict(s) written",
+        fork=target,
+        refs=[],
+        workspaces=[
+            {
+                "fork": target,
+                "before": {"base": ours, "tree": None},
+                "after": {"base": ours, "tree": view_tree},
+                "view_changed": True,
+            }
+        ],
+        details={"source": source, "conflicts": [c.path for c in conflicts]},
+    )
+    return view_tree, op

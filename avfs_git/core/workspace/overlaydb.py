@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from ..errors import AvfsError, BusyError, CorruptStateError, from_oserror
-from ..store.packwriter import NotRegular, open_regular
+from ..store.safeopen import NotRegular, open_regular
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry

@@ -34,7 +34,7 @@ from ..store.gitrun import config_includes, config_text, git_config_files
 from ..store.gitsmudge import ENCODING, Smudger, may_smudge
 from ..store.gitstore import GitStore, blob_id
 from ..store.lineconfig import line_endings
-from ..store.packwriter import open_regular
+from ..store.safeopen import open_regular
 from ..store.treediff import diff_entry
 from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay

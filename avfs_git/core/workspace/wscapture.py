@@ -19,7 +19,8 @@ from ..store.gitformat import tree_bytes
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
-from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter, open_regular
+from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
+from ..store.safeopen import open_regular
 from ..types import MODE_COMMIT, MODE_TREE
 from .livedir import LiveDir
 from .overlay import Overlay

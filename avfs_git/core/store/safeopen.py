@@ -1,0 +1,60 @@
+"""A regular file opened for reading where a confined command can rename a link, a FIFO or
+a directory over it while avfs reads (an overlay mount's upper layer): no link followed on
+the way or at the end, no wait on a FIFO (docs/security.md; the twenty-second round's
+attack13). :mod:`.packwriter` reads blobs through it; the workspace's readers of the upper
+layer too."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+
+class NotRegular(FileNotFoundError):
+    """The path holds a link, a FIFO, a socket or a directory where a regular file was:
+    replaced while it was being read (a confined command renames in the fork's upper
+    layer while it runs). A FileNotFoundError: the readers that look again when a file
+    went look again."""
+
+
+def open_regular(path: str, root: str | None = None) -> int:
+    """A descriptor of the regular file at ``path``, opened for reading without following a
+    link in its last step (``O_NOFOLLOW``) and without waiting on a FIFO (``O_NONBLOCK``,
+    harmless to a regular file's reads); :class:`NotRegular` when something else is there.
+
+    What avfs reads of a file a confined command can rename in (an overlay mount's upper
+    layer) must be what the command could read: found in the twenty-second round
+    (attack13), a link renamed over such a file while it was read had the host read
+    the file the link names, outside the sandbox (``/root/.ssh/id_rsa``), and a FIFO held
+    the reader for ever.
+
+    ``root``: a directory above ``path`` whose own path is trusted; the directories between
+    it and the file are the command's too, reached one at a time without following a link
+    (a link renamed over one of them is :class:`NotRegular`)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        if root is None or not path.startswith(root.rstrip("/") + "/"):
+            fd = os.open(path, flags)
+        else:
+            *dirs, name = path[len(root.rstrip("/")) + 1 :].split("/")
+            at = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                for d in dirs:
+                    nxt = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at)
+                    os.close(at)
+                    at = nxt
+                fd = os.open(name, flags, dir_fd=at)
+            finally:
+                os.close(at)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENOTDIR):  # a link; a socket; a link on the way
+            raise NotRegular(errno.ENOENT, "not a regular file", path) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(errno.ENOENT, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
