@@ -136,9 +136,12 @@ class OpLog:
                     details={"path": self.path, "kind": kind, "summary": summary, "done": True},
                 ) from exc
             raise  # (busy, read-only: their own translations, above)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, CorruptStateError) as exc:
+            # (CorruptStateError: the file found damaged as it opened, whose own message says
+            # "nothing was changed": here the operation was done)
+            cause = exc.__cause__ if isinstance(exc, CorruptStateError) and exc.__cause__ else exc
             raise CorruptStateError(
-                f"the operation log {self.path} is damaged ({exc}): the {kind} was done, but not recorded",
+                f"the operation log {self.path} is damaged ({cause}): the {kind} was done, but not recorded",
                 hint="`avfs log` shows the fork as it is; move the damaged file aside to start a new log"
                 " (`avfs undo` cannot reach what it does not hold)",
                 details={"path": self.path, "kind": kind, "summary": summary},
