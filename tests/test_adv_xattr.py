@@ -54,7 +54,8 @@ def _shown(mp: Path) -> dict[str, str]:
 
 def test_user_overlay_marks_the_command_sets_are_not_the_kernel_s(scene: Scene, tmp_path: Path) -> None:
     """Both backends (the pure-FUSE mount refuses every attribute: the marks are never set
-    there); the person's checks: the exec's commit, `git status` in the mount, avfs's
+    there; set by Python's os.setxattr, not `setfattr`, which a fresh machine may lack);
+    the person's checks: the exec's commit, `git status` in the mount, avfs's
     reads, a checkpoint, then the person's usual round."""
     ws = scene.vault.workspace("main")
     ws.write("src/a.txt", b"a\n")
@@ -64,9 +65,10 @@ def test_user_overlay_marks_the_command_sets_are_not_the_kernel_s(scene: Scene, 
     ws.write("keep/other.txt", b"o\n")
     checkpoint.save(scene.vault, "main", message="the base")
     script = """
-touch src/new.txt && setfattr -n user.overlay.opaque -v y src && echo set opaque
-mkdir -p lib && touch lib/x.txt && setfattr -n user.overlay.redirect -v /docs lib && echo set redirect
-: > keep/empty.txt && setfattr -n user.overlay.whiteout -v y keep/empty.txt && echo set whiteout
+mark() { python3 -c 'import os, sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())' "$@"; }
+touch src/new.txt && mark src user.overlay.opaque y && echo set opaque
+mkdir -p lib && touch lib/x.txt && mark lib user.overlay.redirect /docs && echo set redirect
+: > keep/empty.txt && mark keep/empty.txt user.overlay.whiteout y && echo set whiteout
 true
 """
     res = scene.attack(script)
