@@ -46,6 +46,7 @@ import threading
 import time
 from typing import Any
 
+from .mountindex import MountIndex
 from .stacking import (
     _escape,
     _forget,
@@ -98,7 +99,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-class Mount:
+class Mount(MountIndex):
     """One mount's life in its daemon: set up (:meth:`__init__` in its steps, :meth:`link_worktree`),
     served (:meth:`serve`: libfuse's loop; :meth:`ready` when the kernel's handshake is done,
     :meth:`stack` and :meth:`announce`), torn down (:meth:`close`, in the order the module
@@ -486,55 +487,6 @@ class Mount:
         if server is not None:
             server.gate = self.idle
         self.idle.start()
-
-    def first_index(self) -> None:
-        """:meth:`write_index` before the mount is announced (a failure logged: git then
-        reads the files it cannot trust the stat data of)."""
-        try:
-            self.write_index()
-        except Exception:
-            logging.getLogger("avfs.fuse").exception("writing the worktree index")
-
-    def write_index(self, sizes: Any = None) -> bool:
-        """The index git starts from: the base tree with the stat data the mount reports, so a
-        first `git status` reads no file. A fork's: mount/index.py's sync_index (``sizes``:
-        see there), under avfs's index lock, left alone when whoever moved the base wrote it."""
-        from ..mount.index import sync_index, write_index
-
-        if self.read_only:
-            return write_index(self.vault, self.wt, self.ws.base, self.ops.index_stat, None)
-        settle = self.settle
-        after = None if settle is None else settle.after_gits
-        return sync_index(self.ws, self.wt, os.getuid(), os.getgid(), sizes=sizes, kept_after=after)
-
-    def on_view(self, view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
-        """Tell a process that moved the base, or changed paths, that the mount shows it now
-        (it waits for this before it returns: mount/py), then see to the index."""
-        from ..mount.live import acknowledge
-
-        acknowledge(self.own, view, seq)
-        if moved:
-            self.refresh_index()
-
-    def refresh_index(self) -> None:
-        """The base moved under the mount (another process wrote the index, unless a push or a
-        commit made elsewhere moved it), or its view time was set: the index, in the background."""
-
-        def run() -> None:
-            try:
-                if self.settle is not None:  # a lazy fork's: not before its settling's (settle.py)
-                    self.settle.settled()
-                if self.closing.is_set():
-                    return  # unmounting: the worktree goes away
-                if not self.write_index():
-                    logging.getLogger("avfs.fuse").warning("index.lock stayed taken: index not refreshed")
-            except Exception:
-                logging.getLogger("avfs.fuse").exception("writing the worktree index")
-
-        self.index_threads[:] = [t for t in self.index_threads if t.is_alive()]
-        t = threading.Thread(target=run, name="avfs-index", daemon=True)
-        self.index_threads.append(t)
-        t.start()
 
     def close(self) -> None:
         """The teardown, after libfuse's loop is over and the watcher stopped (FastFUSE):

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 from ..errors import (
     AlreadyExistsError,
     InvalidNameError,
-    MountedError,
     NoSpaceError,
     UsageError,
     from_oserror,
@@ -38,16 +37,16 @@ from ..store import names, refs
 from ..store.gitstore import GitStore
 from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
-from ..store.locks import FileLocks, exec_lock_path, remove_unused, write_lock_path
-from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode, Operation
+from ..store.locks import FileLocks
+from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode
 from ..workspace.changelog import claim_new_fork
 from ..workspace.upper import drop_gitfile
-from . import forkspare, keptstate, layers, lostfork, registry
+from . import forkspare, layers, lostfork
+from .forkremoval import VaultForkRemoval
 from .lazyconfig import FetchTimeout, KeepConnection, Neighbours, PackageBytes
 from .oplog import OpLog
 from .quota import QuotaTracker
 from .vaultquota import VaultQuota
-from .warmrelease import release_kept_warm
 
 
 class VaultHome(Protocol):
@@ -80,7 +79,7 @@ else:
     H_co = TypeVar("H_co", covariant=True)  # typing's TypeVar takes no default before 3.13
 
 
-class Vault(VaultQuota, Generic[H_co]):
+class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
     """One vault. Get it from :meth:`avfs_git.Home.vault`."""
 
     def __init__(
@@ -539,84 +538,6 @@ class Vault(VaultQuota, Generic[H_co]):
                 " system, or where it was not available): its ignored paths are copied"
             )
         return forkspare.making_why(self, src)  # a spare of it being snapshotted: copied
-
-    def delete_fork(self, fork: str) -> Operation:
-        """Delete a fork; its ref, checkpoints and uncheckpointed changes stay recoverable
-        with ``avfs undo`` (kept under a recovery ref until ``gc``)."""
-        self.require_fork(fork)
-        if fork == self.default_fork:
-            raise UsageError(
-                f"fork {fork!r} is the vault's default fork",
-                hint="make another fork the default first (`avfs vault use VAULT:FORK`)",
-            )
-        self.refuse_if_mounted(fork)
-        from ..workspace.wscommit import keep_recovery, ws_state
-
-        with self.lock(fork):
-            ws = self.workspace(fork)
-            tip = ws.tip()
-            before = ws_state(ws)
-            changed: list[dict[str, str | None]] = []
-            rec = keep_recovery(ws, "delete fork")
-            if rec is not None:
-                changed.append({"ref": rec[0], "old": None, "new": rec[1]})
-            try:  # the branch first: one moved meanwhile (a push) changes nothing, no ref made
-                refs.cas_update(self.store, refs.fork_ref(fork), None, tip, f"avfs: delete fork {fork}")
-            except BaseException:
-                if rec is not None:  # (both or neither: the recovery ref and its operation)
-                    refs.cas_update(self.store, rec[0], None, rec[1], f"avfs: delete fork {fork}")
-                raise
-            for r in refs.ref_names(self.store, refs.checkpoint_prefix(fork)):
-                old = refs.read_ref(self.store, r)
-                refs.cas_update(self.store, r, None, old, f"avfs: delete fork {fork}")
-                changed.append({"ref": r, "old": old, "new": None})
-            changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
-            self.discard_workspace(fork)
-            forkspare.drop(self, fork)
-            self.quota.forget(fork)
-            op_id = self.oplog.record(
-                "fork_delete",
-                f"delete fork {fork}",
-                fork=fork,
-                refs=changed,
-                workspaces=[{"fork": fork, "before": before, "after": None, "view_changed": True}],
-            )
-            keptstate.set_aside(self.state_dir, fork, op_id)  # (git state commands left: undo brings it back)
-
-        self.drop_fork_locks(fork)
-        op = self.oplog.get(op_id)
-        assert op is not None
-        return op
-
-    def drop_fork_locks(self, fork: str) -> None:
-        """Unlink the lock files of ``fork``, gone (deleted, its creation undone): no orphans."""
-        fork_lock = os.path.join(self.state_dir, "locks", names.fs_name(fork) + ".lock")
-        for lock in (fork_lock, exec_lock_path(self.state_dir, fork), write_lock_path(self.state_dir, fork)):
-            remove_unused(lock, lambda: refs.read_ref_file(self.path, refs.fork_ref(fork)) is None)
-
-    def refuse_if_mounted(self, fork: str | None = None) -> None:
-        """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:
-        deleting what a mount serves would pull its upper layer and state from under the
-        processes working in it (as git refuses to delete a branch checked out somewhere).
-        A mount kept warm for ``proxy exec`` (nobody asked for it) is asked to go first
-        (:mod:`.warmrelease`); it stays, and so refuses, while a command runs in it."""
-        live = registry.live_mountpoints(self.state_dir, fork)
-        if live:
-            release_kept_warm(self.state_dir, fork)
-            live = registry.live_mountpoints(self.state_dir, fork)
-        if not live:
-            return
-        mps = sorted(live.values())
-        what = f"fork {fork!r} of vault {self.name}" if fork is not None else f"vault {self.name}"
-        raise MountedError(
-            f"{what} is mounted at {', '.join(mps)}",
-            hint=(
-                f"unmount it first: `avfs unmount {self.name}:{fork}`"
-                if fork is not None
-                else "unmount its forks first: `avfs unmount MOUNTPOINT` (`avfs mount --list`)"
-            ),
-            details={"vault": self.name, "fork": fork, "mountpoints": mps},
-        )
 
     def set_default_fork(self, fork: str) -> None:
         self.require_fork(fork)
