@@ -8,7 +8,7 @@ limit, CRLF, no final newline, NUL bytes, several long lines), runs ``git fsck -
 once and compares what it says of each with what avfs says: the name checker
 (:func:`avfs_git.core.store.gitnames.path_refusal`) and the content checker
 (:func:`avfs_git.core.store.gitattributes.refusal`, through the rule the checkpoint applies,
-:func:`avfs_git.core.workspace.wsstatus.fsck_read`).
+:func:`avfs_git.core.workspace.wsgitrules.fsck_read`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.core.store import gitattributes, gitnames
 from avfs_git.core.types import MODE_BLOB, MODE_LINK, MODE_TREE
 from avfs_git.core.workspace.overlayentry import OBJECT, Entry
-from avfs_git.core.workspace.wsstatus import GITATTRIBUTES, fsck_read
+from avfs_git.core.workspace.wsgitrules import GITATTRIBUTES, fsck_read
 
 from .fsckgit import blob, fsck_and_push
 from .fsckgit import tree as tree_of

@@ -28,7 +28,8 @@ from .overlayentry import DELETED, FILE, NO_IGNORED, OBJECT, UPPER_FILE, Entry, 
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
 from .wsattrs import TEXT, Conversions, conversions_for, too_big
-from .wsstatus import Changes, content_check, fsck_read, staged_submodules
+from .wsgitrules import content_check, fsck_read, staged_submodules
+from .wsstatus import Changes
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
 
 # what a live mount's index guard gives its holder (mount/indexahead.py): the mount's index
@@ -243,7 +244,7 @@ def _staged_submodules(
 ) -> tuple[list[Entry], list[Entry]]:
     """(``to_build`` with a submodule's checkout git's index stages as a gitlink, where the
     base holds nothing, taken as that gitlink; ``entries`` without what is at or below it):
-    :func:`.wsstatus.staged_submodules`. The files stay in the workspace, not recorded
+    :func:`.wsgitrules.staged_submodules`. The files stay in the workspace, not recorded
     (not captured: the base's new gitlink then covers them, :func:`_leave_out_submodules`).
     git's index is searched only where a new path lies in a directory the base does not hold."""
     new = [e.path for e in to_build if e.kind != DELETED and "/" in e.path]
