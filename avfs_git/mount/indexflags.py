@@ -121,9 +121,10 @@ def gitlinks(index: bytes, wanted: Collection[bytes]) -> dict[bytes, bytes]:
 def staged_gitlinks(ws: Any, paths: list[str]) -> dict[str, str]:
     """Of ``paths`` (directories the fork's commit holds nothing at, where the view shows
     new files below), those git's index in the live mount of ``ws``'s fork holds as a
-    gitlink (stage 0): path -> commit id; {} with no live mount. What git would record
+    gitlink (stage 0): path -> commit id (the index's: whether a mount is live there is
+    mount/side.py's question). What git would record
     there (`git submodule add` staged one: its commit, not the submodule's files), which a
-    status and a checkpoint take (core/workspace/wsstatus.py ``staged_submodules``). A
+    status and a checkpoint take (core/workspace/wsgitrules.py ``staged_submodules``). A
     confined command's gitlinks never stay in this index (proxy/gitlinks.py
     ``drop_gitlinks``); a path git never writes there (``..``, ``.git``) is not asked."""
     wanted: set[bytes] = set()
@@ -135,12 +136,6 @@ def staged_gitlinks(ws: Any, paths: list[str]) -> dict[str, str]:
         return {}
     data = read_bytes(os.path.join(worktree_dir(ws.vault, ws.fork), "index"), MAX_INDEX)
     found = gitlinks(data or b"", wanted)
-    if not found:
-        return {}
-    from .live import live_git_dir
-
-    if live_git_dir(ws) is None:
-        return {}  # (a killed mount's leftover: nobody runs git there)
     return {n.decode("utf-8", "surrogateescape"): o.hex() for n, o in found.items()}
 
 

@@ -66,9 +66,13 @@ class WorktreeSide:
         return live.merge_given_up(ws, theirs)
 
     def staged_gitlinks(self, ws: MountedFork, paths: list[str]) -> dict[str, str]:
+        from . import live
         from .indexflags import staged_gitlinks
 
-        return staged_gitlinks(ws, paths)
+        found = staged_gitlinks(ws, paths)
+        if found and live.live_git_dir(ws) is None:
+            return {}  # (a killed mount's leftover index: nobody runs git there)
+        return found
 
     def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live

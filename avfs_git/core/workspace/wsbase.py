@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptStateError, InternalError
 from ..store import names
@@ -22,28 +22,13 @@ from . import wsretire
 from .livedir import LiveDir
 from .overlayentry import FILE, OBJECT, Entry, split_at
 from .wsattrs import converted_record, file_oids
-from .wscapture import Fork
 from .wssmudge import reformed
+from .wstip import Based as Based
 from .wstip import _keep_parents, take_tip
 from .wsview import settled_now
 
 if TYPE_CHECKING:
     from .overlay import Overlay
-
-
-class Based(Fork, Protocol):
-    """What base tracking needs of a workspace (:class:`.workspace.Workspace` is one)."""
-
-    state_dir: str
-    pinned: str | None
-
-    def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
-    def live_dir(self) -> LiveDir | None: ...
-    def live_dir_for_move(self, avoid: frozenset[str] = ...) -> LiveDir | None: ...
-    def upper_kept_tops(self) -> frozenset[str]: ...
-    def stamp_index(self, *, held: bool = False) -> None: ...
-    def index_guard(self, *, git: bool = False) -> AbstractContextManager[None]: ...
-    def moved_here(self, commit: str, *, off_branch: bool = False) -> bool: ...
 
 
 def sync_base(ws: Based) -> bool:

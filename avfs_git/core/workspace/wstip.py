@@ -4,22 +4,38 @@ adopted), and making the directories above entries kept over a new base exist
 (:func:`_keep_parents`, also used by :mod:`.wsbase` for a reset or a followed ref).
 
 Moved out of :mod:`.wsbase` (which imports them back) to keep it under the shape's module
-size; the workspace is taken as a :class:`.wsbase.Based`, imported for typing only.
+size; the workspace is taken as a :class:`Based` (what base tracking needs of it), which
+:mod:`.wsbase` imports from here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
 from ..types import MODE_COMMIT, MODE_TREE, Change
 from . import wsretire
+from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .wscapture import Fork
 
-if TYPE_CHECKING:
-    from .wsbase import Based
+
+class Based(Fork, Protocol):
+    """What base tracking needs of a workspace (:class:`.workspace.Workspace` is one)."""
+
+    state_dir: str
+    pinned: str | None
+
+    def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
+    def live_dir(self) -> LiveDir | None: ...
+    def live_dir_for_move(self, avoid: frozenset[str] = ...) -> LiveDir | None: ...
+    def upper_kept_tops(self) -> frozenset[str]: ...
+    def stamp_index(self, *, held: bool = False) -> None: ...
+    def index_guard(self, *, git: bool = False) -> AbstractContextManager[None]: ...
+    def moved_here(self, commit: str, *, off_branch: bool = False) -> bool: ...
 
 
 def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
