@@ -5,12 +5,12 @@ writes go to the overlay (:mod:`.overlay`). Nothing is copied to fork, mount, or
 directory that was not modified: a renamed directory becomes one OBJECT entry naming its tree.
 
 :class:`Workspace` is the public class; its parts live beside it, one job each (the EdenFS
-split): the merged view that every reader uses (:mod:`.wsview`), status and ignored paths
-(:mod:`.wsstatus`), the mutations and their quota checks (:mod:`.wswrite`), commit building
-shared by checkpoints and merges (:mod:`.wscommit`), and which commit the fork is on
-(:mod:`.wsbase`). This module holds them together and is where they reach the vault and a
-live mount (through the :class:`MountSide` its vault was given: mount/worktree.py), which
-the parts never reach.
+split): the merged view that every reader uses (:mod:`.wsview`) and its reads
+(:mod:`.wsreads`), status and ignored paths (:mod:`.wsstatus`), the mutations and their
+quota checks (:mod:`.wswrite`), commit building shared by checkpoints and merges
+(:mod:`.wscommit`), and which commit the fork is on (:mod:`.wsbase`). This module holds
+them together and is where they reach the vault and a live mount (through the
+:class:`MountSide` its vault was given: mount/worktree.py), which the parts never reach.
 
 Path rules: every path is normalised by :func:`.names.norm_path`. Symlinks inside the
 workspace are followed by file commands when their target stays inside it; a symlink that
@@ -26,14 +26,13 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ..errors import AvfsError, CorruptStateError, want_path, want_str
+from ..errors import AvfsError, CorruptStateError, want_path
 from ..store import names, refs
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import GitStore
 from ..store.identity import Signatures
-from ..store.objects import BlobStream
 from ..store.packwriter import PackWriter
-from ..types import MERGE_STATE_FILE, Change, DirEntry, NodeKind, Stat
+from ..types import MERGE_STATE_FILE, Change, NodeKind
 from . import localcopy, wsbase, wscapture, wscommit, wsfold
 from .ignore import IgnoreRules
 from .livedir import LiveDir
@@ -44,6 +43,7 @@ from .pathguard import PathGuard, protected_entries
 from .since import Since
 from .upperjournal import Pending
 from .wschecks import VaultQuota
+from .wsreads import ViewReads
 from .wsstatus import Changes
 from .wsview import Node, View, dirty_dirs, norm_read, settled_now
 from .wswrite import Mutations
@@ -144,7 +144,7 @@ else:
     V_co = TypeVar("V_co", covariant=True)  # typing's TypeVar takes no default before 3.13
 
 
-class Workspace(Mutations, Generic[V_co]):
+class Workspace(Mutations, ViewReads, Generic[V_co]):
     """The workspace of fork ``fork`` of ``vault``. Get one with ``Vault.workspace()``."""
 
     vault: V_co
@@ -434,86 +434,6 @@ class Workspace(Mutations, Generic[V_co]):
     def walk_paths(self, path: str) -> Iterator[tuple[str, bool]]:
         for de in self.view.walk(path):
             yield de.path, de.kind is NodeKind.DIR
-
-    # -- reading (see .wsview) ------------------------------------------------------------
-    def resolve(self, path: str, *, follow: bool = True) -> Node:
-        """The node at ``path``, following in-workspace symlinks (the last one if ``follow``).
-
-        Raises:
-            PathNotFoundError, NotDirectoryError, SymlinkEscapeError, SymlinkLoopError.
-        """
-        return self.view.resolve(path, follow=follow)
-
-    def exists(self, path: str) -> bool:
-        return self.view.exists(path)
-
-    def read(self, path: str) -> bytes:
-        """Return the bytes of a file (following in-workspace symlinks)."""
-        return self.view.read(path)
-
-    def read_link(self, path: str) -> str:
-        return self.view.read_link(path)
-
-    def stat(self, path: str, *, follow: bool = False) -> Stat:
-        return self.view.stat(path, follow=follow)
-
-    def listdir(self, path: str = "", *, sizes: bool = False) -> list[DirEntry]:
-        """The entries of a directory, sorted by name."""
-        return self.view.listdir(path, sizes=sizes)
-
-    def walk(
-        self, path: str = "", *, max_depth: int | None = None, prune: Callable[[str], bool] | None = None
-    ) -> Iterator[DirEntry]:
-        """Every entry below ``path``, depth first, directories before their contents
-        (``prune``: :meth:`.View.walk`'s)."""
-        return self.view.walk(want_str(path, "path"), max_depth=max_depth, prune=prune)
-
-    # -- for a mount (the FUSE layer calls these; the kernel resolves symlinks itself) --------
-    def node(self, path: str) -> Node | None:
-        """The node at normalised ``path``, symlinks not followed (None when absent)."""
-        return self.view.lookup(path)
-
-    def node_size(self, node: Node) -> int:
-        return self.view.size(node)
-
-    # a node's content still in git, by its id (what a mount serves of an unchanged file)
-    def blob_data(self, oid: str, path: str | None = None) -> bytes:
-        """Blob ``oid``'s bytes (in a lazy vault fetched once when only promised, with the
-        other promised blobs of its directory: core/store/neighbours.py; ``path``: the
-        file, named in the error when it cannot be)."""
-        if path is None:
-            return self.store.blob_data(oid)
-        return self.store.blob_data(oid, path=path, near=self.view.near)
-
-    def blob_stream(self, oid: str) -> BlobStream | None:
-        """A big blob as a stream (never held whole in memory); None: read it with
-        :meth:`blob_data`."""
-        return self.store.blob_stream(oid)
-
-    def ask_sizes(self, asking: Callable[[], None], **hooks: Callable[..., None] | None) -> None:
-        """A lazy fork's mount: the sizes of its base tree's files (:func:`.treesizes.ask`, which
-        takes ``hooks``: ``then``, ``sending``); ``asking()`` is called once they are in flight."""
-        from ..store.treesizes import ask
-
-        ask(self.store, self.view.base_tree, asking, **hooks)
-
-    def size_answers_now(self, oid: str) -> bool:
-        """Whether blob ``oid``'s size is given without waiting (:func:`.treesizes.answers_now`)."""
-        from ..store.treesizes import answers_now
-
-        return answers_now(self.store, oid)
-
-    def blob_size(self, oid: str, path: str | None = None) -> int:
-        if self.store.promisor.remote() is not None and self.store.promisor.size(oid) is None:
-            self.view.learn_sizes()  # (a lazy vault: once per handle)
-        return self.store.blob_size(oid, path=path)
-
-    def node_children(self, node: Node) -> dict[str, Node]:
-        return self.view.children(node)
-
-    def file_path(self, node: Node) -> str | None:
-        """Where a materialized file's bytes are (None for content still in git)."""
-        return self.view.file_path(node)
 
     # -- status (see .wsstatus) -----------------------------------------------------------
     def is_dirty(self) -> bool:
