@@ -50,7 +50,7 @@ def test_a_link_renamed_over_a_file_while_avfs_reads_it_reads_no_host_file(live,
     (`~/.ssh/id_rsa`). A FIFO renamed in the same way would have held the reader (an `open` of a FIFO
     waits for a writer). Now every
     read of an overlay file opens it ``O_NOFOLLOW|O_NONBLOCK`` and takes a regular file only
-    (``packwriter.open_regular``): the read is ``busy`` (retry) or the command's own data."""
+    (``safeopen.open_regular``): the read is ``busy`` (retry) or the command's own data."""
     mp = live.mountpoint
     secret = tmp_path / "host-secret"
     secret.write_text("HOST-SECRET not for the sandbox\n")
@@ -117,7 +117,7 @@ def test_a_link_renamed_over_a_directory_while_avfs_writes_there_writes_no_host_
     one directory at a time without following a link, and makes its last step without
     following one: it lands in the fork, or fails (`not a directory`). A read of a file
     there (MCP ``read_file``) went through the link the same way: an overlay file is
-    opened from the upper layer's root likewise (``packwriter.open_regular``'s ``root``)."""
+    opened from the upper layer's root likewise (``safeopen.open_regular``'s ``root``)."""
     mp = live.mountpoint
     host = tmp_path / "host-dir"
     host.mkdir()

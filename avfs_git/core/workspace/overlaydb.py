@@ -566,19 +566,19 @@ class OverlayDB:
 
     def file_root(self, fileid: str) -> str:
         """The directory ``fileid``'s path starts from: what is below it (an upper layer's
-        directories) may be a confined command's (:func:`.packwriter.open_regular`)."""
+        directories) may be a confined command's (:func:`.safeopen.open_regular`)."""
         if fileid.startswith(UPPER_FILE):
             return self.upper_dir
         return self.links_dir if fileid.startswith(LINK_FILE) else self.files_dir
 
     def open_regular(self, fileid: str) -> int:
-        """:func:`.packwriter.open_regular` of the file of ``fileid``, from its root."""
+        """:func:`.safeopen.open_regular` of the file of ``fileid``, from its root."""
         return open_regular(self.file_path(fileid), self.file_root(fileid))
 
     def open_file(self, fileid: str) -> int:
         """A descriptor of the overlay file ``fileid`` (a regular file: an upper layer's may
         have been replaced by a link or a FIFO meanwhile, which is never followed or waited
-        on: :func:`.packwriter.open_regular`)."""
+        on: :func:`.safeopen.open_regular`)."""
         try:
             return self.open_regular(fileid)
         except NotRegular as exc:
