@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from avfs_git.core.operations import checkpoint, merge, mergeguard
+from avfs_git.core.operations import checkpoint, merge, mergeconflicts, mergeguard
 from avfs_git.core.vaults.vault import Vault
 
 from .conftest import git
@@ -273,7 +273,7 @@ def test_an_open_merge_read_by_another_thread_as_its_conflicts_are_written_stays
     checkpoint.save(vault, "a")
     main.write("c.txt", b"main\n")
     checkpoint.save(vault, "main")
-    real = merge.write_state
+    real = mergeconflicts.write_state
     seen: list[object] = []
 
     def write_then_read(ws: object, data: object) -> None:
@@ -283,7 +283,8 @@ def test_an_open_merge_read_by_another_thread_as_its_conflicts_are_written_stays
             t.start()
             t.join(timeout=60)
 
-    monkeypatch.setattr(merge, "write_state", write_then_read)
+    # the conflicted view's state is written where the conflicts are shown
+    monkeypatch.setattr(mergeconflicts, "write_state", write_then_read)
     res = merge.merge(vault, "a", "main", write_conflicts=True)
     assert res.status == "conflicts_written"
     assert seen and seen[0] is not None, "the other thread did not see the merge open"
