@@ -361,67 +361,17 @@ def test_vault_clone_then_two_homes_share_work_through_one_server(populated, git
 def http_git(tmp_path) -> Iterator[tuple[str, Path, str]]:
     """`git http-backend` (smart HTTP) behind a small HTTP server with Basic auth, on
     127.0.0.1; yields (url, served bare repo, the password of user 'agent')."""
-    import base64
     import http.server
     import threading
+
+    from .authgitserver import handler
 
     root = tmp_path / "http"
     root.mkdir()
     git("init", "-q", "--bare", str(root / "proj.git"))
     git("--git-dir", str(root / "proj.git"), "config", "http.receivepack", "true")
     password = "pa55-" + "x" * 12
-    # user agent with the password, or the password as the user name (a token, as GitHub takes it)
-    expected = {"Basic " + base64.b64encode(f"{u}:{p}".encode()).decode() for u, p in
-                (("agent", password), (password, ""))}  # fmt: skip
-    backend = subprocess.run(["git", "--exec-path"], capture_output=True, text=True).stdout.strip()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _cgi(self) -> None:
-            if self.headers.get("Authorization") not in expected:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="git"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            path, _, query = self.path.partition("?")
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            env = {
-                "GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
-                "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": "agent",
-                "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-                "PATH": "/usr/bin:/bin",
-            }  # fmt: skip
-            # a web server hands every header to the CGI (git's protocol v2 rides on this
-            # one); a file "v0-only" beside the repository plays a server that does not
-            if not (root / "v0-only").exists():
-                env["HTTP_GIT_PROTOCOL"] = self.headers.get("Git-Protocol", "")
-            if self.headers.get("Content-Encoding"):
-                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-            out = subprocess.run(
-                [f"{backend}/git-http-backend"], input=body, env=env, capture_output=True
-            ).stdout
-            head, _, payload = out.partition(b"\r\n\r\n")
-            status = 200
-            headers = []
-            for line in head.split(b"\r\n"):
-                k, _, v = line.decode().partition(":")
-                if k.lower() == "status":
-                    status = int(v.strip().split()[0])
-                elif k:
-                    headers.append((k, v.strip()))
-            self.send_response(status)
-            for k, v in headers:
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = _cgi  # noqa: N815 - http.server dispatches on this name
-        do_POST = _cgi  # noqa: N815
-
+    Handler = handler(root, password)  # noqa: N806 - a class
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
