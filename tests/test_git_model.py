@@ -1380,7 +1380,6 @@ class GitModel(
         assert got == want, f"fork {name} holds tree {got}, the working tree is {want}"
 
     # -- after every step ---------------------------------------------------------------------
-    @invariant()
     def avfs_status_doc(self) -> dict[str, Any]:
         """`avfs --json status` in the mount, run in this process as the console script
         runs it (``run_in_process``), with :func:`_avfs`'s environment: it was a real
@@ -1393,6 +1392,7 @@ class GitModel(
         assert isinstance(doc, dict)
         return doc
 
+    @invariant()
     def check(self) -> None:
         where = "after: " + " | ".join(self.steps[-4:])
         self.checks += 1
