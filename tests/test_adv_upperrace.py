@@ -21,17 +21,27 @@ from .test_adv_gitseal import _exec, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
 from .waitingexec import exec_argv, running
 
-FILES = 10
+# One file swapped, not ten: with the fix undone (``overlaydb.open_regular`` a plain
+# following ``os.open``), ten files leaked 2 reads of ~2,800 in 15 s, the first after
+# ~1,100; one file leaked 82 of ~7,500 (1 in ~90), the first after 35 (suitetime11): its
+# link is there ten times as often, so each read races it ten times as often.
+FILES = 1
+# the reads end once this many were tried and RACED of them met the command's link (the
+# swaps that raced a read: refused, busy), or when the command ends (SECONDS); with the fix
+# undone, 600 tries are ~6 leaks expected (the old 15 s at a load of ~8: ~2)
+TRIES = 600
+RACED = 30
+SECONDS = 60
 
 # the command: each file in turn replaced by a link to the host's file (renamed over it)
-# and back, until SECONDS have passed; `started` once it runs
+# and back, until the test makes `stop` or SECONDS have passed; `started` once it runs
 RACER = """\
 import os, sys, time
 os.chdir("y")
 secret, seconds = sys.argv[1], float(sys.argv[2])
 open("started", "w").close()
 end = time.time() + seconds
-while time.time() < end:
+while time.time() < end and not os.path.exists("stop"):
     for j in range({files}):
         os.symlink(secret, f"l{{j}}")
         os.rename(f"l{{j}}", f"f{{j}}")
@@ -39,6 +49,12 @@ while time.time() < end:
             fh.write(f"data {{j}}\\n")
         os.rename(f"d{{j}}", f"f{{j}}")
 """
+
+
+def _stop(where: str) -> None:
+    """Tell the command to end: the test raced it enough (``stop`` made in ``where``)."""
+    with open(os.path.join(where, "stop"), "w"):
+        pass
 
 
 def test_a_link_renamed_over_a_file_while_avfs_reads_it_reads_no_host_file(live, vault, tmp_path: Path):
@@ -65,9 +81,9 @@ def test_a_link_renamed_over_a_file_while_avfs_reads_it_reads_no_host_file(live,
     ws = vault.workspace("main")
     assert ws.read("y/f0") == b"data 0\n"
     reads = leaked = refused = 0
-    argv = [*exec_argv(), "--", "python3", "racer.py", str(secret), "15"]  # (the sandbox's python3)
+    argv = [*exec_argv(), "--", "python3", "racer.py", str(secret), str(SECONDS)]  # (the sandbox's python3)
     with running(argv, os.path.join(mp, "y", "started")) as proc:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SECONDS + 30
         while proc.poll() is None and time.monotonic() < deadline:
             for j in range(FILES):
                 try:
@@ -78,13 +94,22 @@ def test_a_link_renamed_over_a_file_while_avfs_reads_it_reads_no_host_file(live,
                 reads += 1
                 if b"HOST-SECRET" in data:
                     leaked += 1
+            if reads + refused >= TRIES and refused >= RACED:
+                _stop(os.path.join(mp, "y"))
+                break
         out, err = proc.communicate(timeout=120)
+    print(f"upperrace[{live.backend}]: {reads} reads, {refused} refused (raced), {leaked} leaked")
     doc = json.loads(out)
     assert doc["result"]["exit_code"] == 0, (doc["result"]["stderr"], err)
-    assert reads + refused > 100, (reads, refused)  # the reads raced the command
+    assert reads + refused >= TRIES and refused >= RACED, (reads, refused)  # the reads raced the command
     assert leaked == 0, f"{leaked} of {reads} reads returned the host file's bytes"
     assert secret.read_text() == "HOST-SECRET not for the sandbox\n"
 
+
+# the directory's tries (each op in turn), ended as the file's: with the fix undone
+# (``LiveDir.pinned`` the plain path below the mount point) the overlay backend's host
+# directory was written at the second try, of ~840 in 15 s (suitetime11)
+DIR_TRIES = 200
 
 # the command: directory `d` and a link to a host directory exchanged (renameat2
 # RENAME_EXCHANGE, or two renames where the file system has no exchange) until SECONDS
@@ -95,7 +120,7 @@ os.chdir("w")
 os.symlink(sys.argv[1], "l")
 open("started", "w").close()
 end = time.time() + float(sys.argv[2])
-while time.time() < end:
+while time.time() < end and not os.path.exists("stop"):
     if libc.syscall(316, -100, b"d", -100, b"l", 2) != 0:  # (x86_64's renameat2)
         try:  # (pure FUSE has no exchange: the link renamed in, the directory back)
             os.rename("d", "t"); os.rename("l", "d"); os.rename("d", "l"); os.rename("t", "d")
@@ -126,10 +151,10 @@ def test_a_link_renamed_over_a_directory_while_avfs_writes_there_writes_no_host_
     made = _exec("sh", "-c", "mkdir -p w/d && echo 'in the fork' > w/d/keep")
     assert made["result"]["exit_code"] == 0, made["result"]
     ws = vault.workspace("main")
-    tries = 0
-    argv = [*exec_argv(), "--", "python3", "swapper.py", str(host), "15"]
+    tries = raced = 0
+    argv = [*exec_argv(), "--", "python3", "swapper.py", str(host), str(SECONDS)]
     with running(argv, os.path.join(mp, "w", "started")) as proc:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + SECONDS + 30
         while proc.poll() is None and time.monotonic() < deadline:
             for op in ("read", "write", "chmod", "rm"):
                 tries += 1
@@ -142,12 +167,16 @@ def test_a_link_renamed_over_a_directory_while_avfs_writes_there_writes_no_host_
                         ws.chmod("w/d/keep", True)
                     else:
                         ws.remove("w/d/keep")
-                except AvfsError:
-                    pass
+                except AvfsError:  # met the link (or the directory moved away): raced
+                    raced += 1
+            if tries >= DIR_TRIES and raced >= RACED:
+                _stop(os.path.join(mp, "w"))
+                break
         out, err = proc.communicate(timeout=120)
+    print(f"upperrace dir[{live.backend}]: {tries} tries, {raced} raced")
     doc = json.loads(out)
     assert doc["result"]["exit_code"] == 0, (doc["result"]["stderr"], err)
-    assert tries > 30, tries
+    assert tries >= DIR_TRIES and raced >= RACED, (tries, raced)
     assert sorted(os.listdir(host)) == ["keep"], "avfs wrote into the host directory"
     assert (host / "keep").read_text() == "the person's file\n"
     assert (host / "keep").stat().st_mode & 0o777 == 0o644

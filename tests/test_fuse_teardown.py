@@ -25,6 +25,7 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from . import kernellog
+from .bulkbase import commit_files
 from .conftest import skip_outside_ci
 
 FILES = 5000  # > 4096 nodes: libfuse's name table (8 B a slot, 2 slots a node) is mmap-ed
@@ -55,9 +56,7 @@ def threads_of(pid: int) -> set[int]:
 def test_teardown_with_invalidations_in_flight_exits_cleanly(home, vault, tmp_path):
     require_fuse()
     ws = vault.workspace("main")
-    for i in range(FILES):
-        ws.write(f"d{i % DIRS}/f{i}.txt", b"x\n")
-    checkpoint.save(vault, name="base")
+    commit_files(vault, "main", {f"d{i % DIRS}/f{i}.txt": b"x\n" for i in range(FILES)})
     mp = tmp_path / "mnt"
     mp.mkdir()
     before, _ = kernellog.read()

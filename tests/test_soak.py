@@ -45,6 +45,7 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import maintenance, mounts
 
 from . import kernellog
+from .bulkbase import commit_files
 from .conftest import IN_CI
 
 # Each backend mounts.mount() can use.
@@ -182,10 +183,7 @@ def _sample_threads(pid: int, tids: set[int], stop: threading.Event) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_soak_mount_load_checkpoint_unmount(home: Home, vault: Vault, tmp_path: Path, backend: str) -> None:
     require_fuse()
-    ws = vault.workspace("main")
-    for i in range(FILES):
-        ws.write(f"d{i % DIRS}/f{i}.txt", b"%d\n" % i)
-    checkpoint.save(vault, name="base")
+    commit_files(vault, "main", {f"d{i % DIRS}/f{i}.txt": b"%d\n" % i for i in range(FILES)})
     before, why = kernellog.read()
     mp = str(tmp_path / "mnt")
     os.mkdir(mp)
