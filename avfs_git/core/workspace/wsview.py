@@ -598,6 +598,12 @@ class View:
                         ) from None
                 return file_blob_id(self.source.file_path(n.entry.fileid))
             except OSError as exc:
+                if isinstance(exc, FileNotFoundError):
+                    # a write of another thread or process replaced the entry (or a
+                    # checkpoint retired it) and unlinked its file after the entry was read:
+                    # the caller looks again, as a read does (a status that sync_base asks
+                    # while a checkpoint retires what it captured failed here, race1)
+                    self._raise_if_replaced(n)
                 raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
         assert n.oid is not None
         return n.oid
