@@ -24,7 +24,12 @@ from .waitingexec import exec_argv, held_editor
 
 # the command: a nested repository whose fsmonitor would run for the person, an index of its
 # own staging it as a gitlink (in the sandbox's /tmp), then, once the person's `git commit`
-# holds ``index.lock``, that lock swapped for the command's index
+# holds ``index.lock`` (its editor is open: it marks ``editing`` in the mount), that lock
+# swapped for the command's index. Only then: an ``index.lock`` seen before it may be no git's
+# of the person's (found in the twenty-third round, NAME=race1: the command waited for any
+# lock, at most 30 s, then made its own; the person's git, finding it, failed and was gone at
+# the run's end, and avfs removed the lock as the command's, rightly, where the test wanted
+# the held lock's reason). Never its own lock: the person's git not in its editor fails here.
 _SWAP = """set -e
 git init -q sub
 git -C sub config core.fsmonitor 'echo ran >> {canary}; false'
@@ -32,7 +37,8 @@ echo inner > sub/f && git -C sub add f && git -C sub -c user.name=A -c user.emai
 G=$(git rev-parse --absolute-git-dir)
 cp "$G/index" /tmp/idx && GIT_INDEX_FILE=/tmp/idx git add sub 2>/dev/null
 : > started
-i=0; while [ ! -e "$G/index.lock" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+i=0; while [ ! -e editing ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done
+[ -e editing ] && [ -e "$G/index.lock" ] || {{ echo "NOT IN ITS EDITOR"; exit 3; }}
 rm -f "$G/index.lock" && cp /tmp/idx "$G/index.lock" && echo SWAPPED
 """
 
@@ -54,11 +60,13 @@ def test_a_held_index_lock_the_command_swaps_never_becomes_the_person_s_index(li
         assert _wait_for(lambda: os.path.exists(os.path.join(mp, "started")), 60), "the command did not start"
         with open(os.path.join(mp, "lib.py"), "a") as fh:
             fh.write("y = 2\n")
-        editor, release = held_editor(tmp_path, writes="by-the-person")  # open until the run ends
+        # open until the run ends; in its editor, the person's git holds index.lock
+        editor, release = held_editor(tmp_path, writes="by-the-person", marks=os.path.join(mp, "editing"))
         env = {**os.environ, "GIT_EDITOR": editor}
         argv = ["git", "-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qa"]
         person = subprocess.Popen(argv, cwd=mp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, _ = run.communicate(timeout=120)
+        out, _ = run.communicate(timeout=180)
+        still = person.poll() is None  # (its lock is held past the run: the case tested)
     finally:
         if run.returncode is None:
             out, _ = run.communicate(timeout=120)
@@ -66,7 +74,9 @@ def test_a_held_index_lock_the_command_swaps_never_becomes_the_person_s_index(li
             release.touch()
             _out, err = person.communicate(timeout=60)
     doc = json.loads(out)
-    assert doc["result"]["exit_code"] == 0 and "SWAPPED" in doc["result"]["stdout"], doc["result"]
+    assert doc["result"]["exit_code"] == 0 and "SWAPPED" in doc["result"]["stdout"], (doc["result"], err)
+    assert still, err
+    os.unlink(os.path.join(mp, "editing"))
     held = [r["reason"] for r in doc["refs_refused"] if r["ref"] == "index.lock"]
     assert len(held) == 1 and "nested repository" in held[0], doc["refs_refused"]
     assert person is not None and b"unable to write" in err, err  # git says so

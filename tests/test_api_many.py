@@ -236,3 +236,42 @@ def test_only_open_home_reads_the_environment(tmp_path: Path, monkeypatch: pytes
     assert opened.settings == Settings.from_environ(None, path)
     assert opened.settings.lock_wait_s() == 3.0 and opened.settings.git_token == "secret-token"
     assert opened.identity is not None and opened.identity.author_name == "Env Author"
+
+
+def test_a_status_whose_file_is_replaced_while_it_hashes_looks_again(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status hashes a materialized file from the entry it read; another thread's write of
+    that path meanwhile replaces the entry and unlinks the file. Found in the twenty-third
+    round (NAME=race1): ``vault.workspace()`` asks a status when the branch moved under
+    uncheckpointed changes (a checkpoint of another thread, between its ref move and the
+    retire), and ``test_many_threads_mixed_ops_on_four_vaults`` failed with "overlay file
+    of shared.txt is unreadable: No such file", 5 runs in 5 of its scenario. The status
+    now looks again, as a read does. The moment is made exact: the write runs inside the
+    hash (``wsview.file_blob_id``, where ``View.entry_oid`` calls it)."""
+    from avfs_git.core.workspace import wsview
+
+    vault = home.create_vault("r")
+    ws = vault.workspace("main")
+    ws.write("shared.txt", b"in git\n")
+    checkpoint.save(vault, "main")
+    ws.write("shared.txt", b"first\n")  # a tracked file changed: the status hashes it
+    real = wsview.file_blob_id
+    fired: list[str] = []
+
+    def hash_while_written(path: str, *args: object, **kw: object) -> str:
+        if not fired:
+            fired.append(path)
+            t = threading.Thread(target=ws.write, args=("shared.txt", b"second\n"))
+            t.start()
+            t.join()
+            assert not os.path.exists(path)  # the entry read named this file: now unlinked
+        return real(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wsview, "file_blob_id", hash_while_written)
+    changes = ws.changes.status()
+    monkeypatch.undo()
+    assert fired, "the status hashed no overlay file through wsview.file_blob_id"
+    assert [(c.path, c.status.value) for c in changes] == [("shared.txt", "modified")]
+    assert ws.read("shared.txt") == b"second\n"
+    home.close()

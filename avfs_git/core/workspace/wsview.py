@@ -590,14 +590,14 @@ class View:
             assert n.entry.fileid is not None
             try:
                 if n.entry.fileid.startswith(UPPER_FILE):
-                    try:
-                        return self.source.upper_oid(n.entry.fileid, file_blob_id)
-                    except FileNotFoundError:
-                        raise Raced(
-                            f"{n.path} was replaced while being read", details={"path": n.path}
-                        ) from None
+                    return self.source.upper_oid(n.entry.fileid, file_blob_id)
                 return file_blob_id(self.source.file_path(n.entry.fileid))
-            except OSError as exc:
+            except OSError as exc:  # (gone: replaced or retired since it was read, race1)
+                gone = isinstance(exc, FileNotFoundError)
+                if gone and n.entry.fileid.startswith(UPPER_FILE):  # the kernel's: replaced at any time
+                    raise Raced(f"{n.path} was replaced while being read", details={"path": n.path}) from None
+                if gone:
+                    self._raise_if_replaced(n)  # its file unlinked: looked at again, as a read is
                 raise CorruptStateError(f"overlay file of {n.path} is unreadable: {exc}") from exc
         assert n.oid is not None
         return n.oid
