@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import resource
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,142 @@ import pytest
 
 ENV = "AVFS_TEST_CPU"
 ROOT = "/sys/fs/cgroup/cpuacct"
+KINDS_ENV = "AVFS_TEST_CPU_KINDS"  # =1: each test's CPU also by kind of process (Kinds)
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def kind_of(argv: list[bytes], comm: bytes) -> str:
+    """The kind of a process of the suite by its command line and name: a mount daemon
+    (exec'd, or forked from a warm CLI server and renamed), a resident CLI server, an
+    ``avfs`` process (``proxy exec`` and ``mcp`` on their own), git, bubblewrap, or its name."""
+    words = [a.decode("utf-8", "replace") for a in argv]
+    name = comm.decode("utf-8", "replace")
+    joined = " ".join(words)
+    if name == "avfs-mountd" or "avfs_git.fuse.daemon" in joined:
+        return "mount daemon"
+    if "avfs_git.cli.resident" in joined:
+        return "CLI server"
+    base = os.path.basename(words[0]) if words else name
+    script = (
+        base.startswith("python") and len(words) > 1 and os.path.basename(words[1]) == "avfs"
+    ) or base == "avfs"
+    if (
+        script
+        or ("-m" in words and "avfs_git" in words)
+        or ("avfs_git" in joined and base.startswith("python"))
+    ):
+        if "exec" in words and "proxy" in words:
+            return "avfs proxy exec"
+        if "mcp" in words:
+            return "avfs mcp"
+        if "mount" in words:
+            return "avfs mount"
+        if "unmount" in words:
+            return "avfs unmount"
+        return "avfs (other commands)"
+    if base == "git" or base.startswith("git-") or name.startswith("git"):
+        return "git"
+    if base == "bwrap" or name == "bwrap":
+        return "bwrap"
+    return f"other: {name}"
+
+
+class Kinds:
+    """A thread that reads, every ``interval`` s, the CPU (``/proc/PID/stat``'s utime and
+    stime, in clock ticks) of each process in the worker's cgroup but the worker itself,
+    and adds what each spent since its last reading to its kind (:func:`kind_of`). What a
+    process spent after its last reading, and processes that came and went between two
+    (most ``git``), are not seen: the cgroup's figure less the worker's own and the seen
+    is the test's "unseen". Each process is counted once, in the test during which it is
+    first seen."""
+
+    def __init__(self, group: str, interval: float = 0.01) -> None:
+        self.procs = os.path.join(group, "cgroup.procs")
+        self.me = os.getpid()
+        self.interval = interval
+        self.last: dict[tuple[int, bytes], float] = {}
+        self.kind: dict[tuple[int, bytes], str] = {}
+        self.comm: dict[tuple[int, bytes], bytes] = {}
+        self.argv: dict[str, list[bytes]] = {}  # a command line of each kind (to check the kinds)
+        self.new: list[tuple[int, bytes]] = []  # processes first seen since the last take
+        self.cpu: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, name="avfs-test-cpu-kinds", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            time.sleep(self.interval)
+
+    def sample(self) -> None:
+        try:
+            with open(self.procs) as f:
+                pids = [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            return
+        for pid in pids:
+            if pid == self.me:
+                continue
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    head, _, rest = f.read().rpartition(b")")
+                fields = rest.split()
+                key = (pid, fields[19])  # field 22: the start time (a pid used again is another process)
+                used = (int(fields[11]) + int(fields[12])) / _TICK
+                comm = head.split(b"(", 1)[1]
+                # new, or its name changed (an exec: a fork runs its parent's code until then),
+                # or a Python not yet known (a Python's exec of a Python keeps the name)
+                if self.comm.get(key) != comm or self.kind[key].startswith("other: python"):
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        argv = f.read().split(b"\0")[:-1]
+                    with self.lock:
+                        self.comm[key], self.kind[key] = comm, kind_of(argv, comm)
+                        self.argv.setdefault(self.kind[key], argv)
+            except (OSError, IndexError, ValueError):
+                continue
+            with self.lock:
+                k = self.kind[key]
+                if key not in self.last:
+                    self.new.append(key)
+                self.cpu[k] = self.cpu.get(k, 0.0) + used - self.last.get(key, 0.0)
+                self.last[key] = used
+
+    def count_calls(self) -> None:
+        """Count, as kinds of their own, what the test process does in process: vaults
+        made, homes opened, commands run (``conftest.run_in_process``), the vault and fork
+        homes' copies (tests/vaulttemplate.py, tests/gitmount.py)."""
+        import functools
+        import importlib
+
+        def wrap(modname: str, owner: str | None, name: str, kind: str) -> None:
+            mod = importlib.import_module(modname)
+            obj = getattr(mod, owner) if owner else mod
+            real = getattr(obj, name)
+
+            @functools.wraps(real)
+            def counted(*a: object, **kw: object) -> object:
+                with self.lock:
+                    self.count[kind] = self.count.get(kind, 0) + 1
+                return real(*a, **kw)
+
+            setattr(obj, name, counted)
+
+        wrap("avfs_git.core.vaults.home", "Home", "create_vault", "in process: vault created")
+        wrap("avfs_git.core.vaults.home", "Home", "__init__", "in process: home opened")
+        wrap("avfs_git.cli.execopts", None, "main", "in process: avfs command")
+        wrap("tests.vaulttemplate", None, "copy_into", "in process: vault template copied")
+        wrap("tests.gitmount", None, "copy_fork_home", "in process: fork home copied")
+
+    def take(self) -> tuple[dict[str, float], dict[str, int]]:
+        """What was added since the last take (one test's)."""
+        self.sample()
+        with self.lock:
+            for key in self.new:  # counted as what it is now (after its exec)
+                self.count[self.kind[key]] = self.count.get(self.kind[key], 0) + 1
+            cpu, count = self.cpu, self.count
+            self.cpu, self.count, self.new = {}, {}, []
+        return {k: round(v, 3) for k, v in cpu.items()}, count
 
 
 def _usage(group: str) -> float:
@@ -65,6 +202,9 @@ class CpuRecorder:
             f.write(str(os.getpid()))
         self.start = _usage(self.group)
         self.outcome: dict[str, str] = {}
+        self.kinds = Kinds(self.group) if os.environ.get(KINDS_ENV) == "1" else None
+        if self.kinds is not None:
+            self.kinds.count_calls()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" or report.outcome != "passed":
@@ -76,6 +216,8 @@ class CpuRecorder:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        if self.kinds is not None:
+            self.kinds.take()
         cg0 = _usage(self.group)
         me0 = resource.getrusage(resource.RUSAGE_SELF)
         ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -98,6 +240,8 @@ class CpuRecorder:
             "worker": self.worker,
             "outcome": self.outcome.pop(item.nodeid, "passed"),
         }
+        if self.kinds is not None:
+            rec["kinds"], rec["counts"] = self.kinds.take()
         with open(self.lines, "a") as f:
             f.write(json.dumps(rec) + "\n")
 
@@ -118,6 +262,8 @@ class CpuRecorder:
             if not pids:
                 os.rmdir(self.group)
         rec = {"worker_total": round(total, 3), "worker": self.worker, "left": left}
+        if self.kinds is not None:
+            rec["argv"] = {k: [a.decode("utf-8", "replace") for a in v] for k, v in self.kinds.argv.items()}
         with open(self.lines, "a") as f:
             f.write(json.dumps(rec) + "\n")
         if self.worker == "main":  # no xdist: this process also ends the session
@@ -140,12 +286,14 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
     tests: list[dict[str, object]] = []
     workers: dict[str, float] = {}
     left: list[str] = []
+    argvs: dict[str, list[str]] = {}
     for path in sorted(glob.glob(f"{glob.escape(out)}.*.jsonl")):
         for line in Path(path).read_text().splitlines():
             rec = json.loads(line)
             if "worker_total" in rec:
                 workers[rec["worker"]] = workers.get(rec["worker"], 0.0) + rec["worker_total"]
                 left += rec.get("left", [])
+                argvs.update(rec.get("argv", {}))
             else:
                 tests.append(rec)
     files: dict[str, dict[str, float]] = {}
@@ -161,16 +309,46 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
         ({"file": k, **{n: round(v, 3) for n, v in f.items()}} for k, f in files.items()),
         key=lambda r: -r["cpu"],
     )
+    kinds: dict[str, dict[str, float]] = {}
+    for rec in tests:
+        if "kinds" not in rec:
+            continue
+        seen = 0.0
+        for k, v in rec["kinds"].items():  # type: ignore[attr-defined]
+            kinds.setdefault(k, {"cpu": 0.0, "count": 0})["cpu"] += v
+            seen += v
+        for k, n in rec["counts"].items():  # type: ignore[attr-defined]
+            kinds.setdefault(k, {"cpu": 0.0, "count": 0})["count"] += n
+        own = kinds.setdefault("the test process (own)", {"cpu": 0.0, "count": 0})
+        own["cpu"] += float(rec["own"])  # type: ignore[arg-type]
+        own["count"] += 1
+        unseen = kinds.setdefault("unseen (short-lived: mostly git)", {"cpu": 0.0, "count": 0})
+        unseen["cpu"] += max(float(rec["cpu"]) - float(rec["own"]) - seen, 0.0)  # type: ignore[arg-type]
     doc = {
+        "kinds": {
+            k: {"cpu": round(v["cpu"], 2), "count": int(v["count"])}
+            for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]["cpu"])
+        },
         "total_cpu": round(sum(float(r["cpu"]) for r in tests), 3),  # type: ignore[arg-type]
         "workers_cpu": workers,
         "left_running": left,
+        "kind_examples": argvs,
         "tests": tests,
         "files": ranked,
     }
     Path(out).write_text(json.dumps(doc, indent=1) + "\n")
     lines = [f"total over tests {doc['total_cpu']:.1f} s of CPU; workers (collection included) {workers}"]
     lines += [f"left running in a worker's cgroup at its end: {p}" for p in left] + [""]
+    if kinds:
+        lines.append(f"{'cpu':>8} {'count':>7} {'each ms':>8}  kind")
+        for k, v in doc["kinds"].items():  # type: ignore[attr-defined]
+            each = (
+                f"{1000 * v['cpu'] / v['count']:8.1f}"
+                if v["count"] and not k.startswith("the test")
+                else " " * 8
+            )
+            lines.append(f"{v['cpu']:8.2f} {v['count']:7d} {each}  {k}")
+        lines.append("")
     lines.append(f"{'cpu':>8} {'own':>7} {'waited':>7} {'other':>7} {'wall':>7} {'n':>4}  file")
     for r in ranked:
         lines.append(

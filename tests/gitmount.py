@@ -61,8 +61,9 @@ def mount_fork(
     --from SRC` and `avfs vault fork v:main f` make it. ``in_process``: the avfs it gives
     runs each command in the test's process (tests/conftest.py ``run_in_process``, in the
     mount as its directory), not as a process of its own (~0.2 s of CPU each): for tests
-    that check what a command does, not its process; the mount and unmount stay real
-    processes (the daemon is theirs, not the test's)."""
+    that check what a command does, not its process; so do the mount and the unmount (the
+    daemon is a process of its own either way, started detached in a session of its own;
+    the unmount in process waits for it and collects it)."""
     if made is _OWN:
         from .forkhome import process_fork_home
 
@@ -76,7 +77,11 @@ def mount_fork(
         assert cli_proc("vault", "fork", "v:main", "f").code == 0
     mp = tmp_path / "m"
     mp.mkdir()
-    res = cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp))
+
+    def outside(*args: str) -> Any:  # the mount and the unmount: the daemon is a process either way
+        return run_in_process(list(args)) if in_process else cli_proc(*args)
+
+    res = outside("--vault", "v:f", "mount", "--backend", backend, str(mp))
     assert res.code == 0, res.err
 
     def avfs(*args: str) -> Any:
@@ -87,7 +92,7 @@ def mount_fork(
     try:
         yield mp, avfs
     finally:
-        cli_proc("--vault", "v:f", "unmount", str(mp))
+        outside("--vault", "v:f", "unmount", str(mp))
 
 
 @pytest.fixture

@@ -118,9 +118,40 @@ def _mounted(path: str, parent: os.stat_result | None = None) -> bool:
     return st.st_dev != parent.st_dev or st.st_ino == parent.st_ino
 
 
+# the tables SQLite keeps for itself that a dump leaves out (sqlite3's iterdump, as the
+# shell's .dump): all but the sequence and the planner's statistics
+_SQLITE_OWN = ("sqlite_sequence", "sqlite_stat1")
+
+
+def _db_rows(path: str) -> object:
+    """A SQLite database by its schema and its rows, as its dump has them (its pages, free
+    lists and WAL may differ): the schema's entries, then each table's rows in the order
+    the table gives them, each value by its ``repr`` (an integer is not its float, a text
+    not its bytes). Read by the database's own queries, not sqlite3's ``iterdump`` (which
+    builds each row's ``INSERT`` statement in SQL and Python: ~3x the CPU, on every walk of
+    the home a bad-input sweep makes around each call)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        schema = con.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql NOT NULL ORDER BY type, name"
+        ).fetchall()
+        got: list[object] = [schema]
+        for kind, name, _, _ in schema:
+            if kind == "table" and (not name.startswith("sqlite_") or name in _SQLITE_OWN):
+                quoted = name.replace('"', '""')
+                got.append(repr(con.execute(f'SELECT * FROM "{quoted}"').fetchall()))
+        return got
+    except sqlite3.DatabaseError:  # a damaged one (a test's): by its bytes
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    finally:
+        con.close()
+
+
 def _home_state(home: str) -> dict[str, object]:
     """Every file of the home by content (SQLite databases by their rows, not their pages or
-    WAL), every directory, and the refs of every vault as git lists them."""
+    WAL), every directory, and so the refs of every vault (its loose refs and packed-refs
+    are files of the home: what `git for-each-ref` lists is theirs, the objects' kinds the
+    objects' files; no git process a walk)."""
     state: dict[str, object] = {}
     for top, dirs, files in os.walk(home):
         # not into a mount (a fork's live tree, the layers file system; a dead one: ENOTCONN)
@@ -135,22 +166,17 @@ def _home_state(home: str) -> dict[str, object]:
             if os.path.basename(top) == "locks" and os.path.getsize(p) == 0:
                 continue  # an flock's file, made on first use and kept (removing it would race)
             if f.endswith(".db"):
-                con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-                try:
-                    state[p] = list(con.iterdump())
-                except sqlite3.DatabaseError:  # a damaged one (a test's): by its bytes
-                    state[p] = hashlib.sha1(Path(p).read_bytes()).hexdigest()
-                finally:
-                    con.close()
-            elif os.path.isfile(p) and not os.path.islink(p):
-                state[p] = hashlib.sha1(Path(p).read_bytes()).hexdigest()
+                state[p] = _db_rows(p)
+                continue
+            try:
+                regular = stat.S_ISREG(os.lstat(p).st_mode)  # (a link to a file is not one)
+            except OSError:
+                regular = False
+            if regular:
+                with open(p, "rb") as fh:
+                    state[p] = hashlib.sha1(fh.read()).hexdigest()
             else:
                 state[p] = "special"
-    vaults = Path(home, "vaults")
-    for v in sorted(vaults.glob("*.git")) if vaults.is_dir() else []:
-        state[f"refs {v}"] = subprocess.run(
-            ["git", "--git-dir", str(v), "for-each-ref"], capture_output=True, text=True, check=False
-        ).stdout
     return state
 
 

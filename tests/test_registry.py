@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -279,3 +280,34 @@ def test_mounted_at_reads_the_mount_point_field_as_the_kernel_escapes_it(tmp_pat
     finally:
         subprocess.run(["umount", str(odd)], check=True)
     assert not mounted_at(str(odd))
+
+
+def test_an_unmount_waits_for_its_daemon_on_its_pidfd_not_a_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mounts.unmount`` waits for the daemon to end (ops/daemonstart.py ``wait_gone``): a
+    daemon another process started (not our child: a shell's background child here) and
+    one of ours, each seen gone once it has exited, and a live one waited for no longer
+    than asked; on its pidfd, never a sleep between looks (the poll cost an unmount's
+    caller ~10-20 ms of CPU at load)."""
+    from avfs_git.ops import daemonstart, mounts
+
+    assert mounts.wait_gone is daemonstart.wait_gone  # what unmount calls
+
+    def no_sleep(s: float) -> None:
+        raise AssertionError(f"polled: time.sleep({s})")
+
+    monkeypatch.setattr(daemonstart.time, "sleep", no_sleep)
+    # not our child: started by a shell that has exited
+    out = subprocess.run(["sh", "-c", "sleep 0.3 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+    stranger = int(out.stdout)
+    ours = subprocess.Popen(["sleep", "0.3"])
+    try:
+        assert not daemonstart.wait_gone(stranger, 0.01)  # still running: not gone
+        assert daemonstart.wait_gone(stranger, 30)
+        assert daemonstart.wait_gone(ours.pid, 30)
+        with pytest.raises(ChildProcessError):  # collected by the wait
+            os.waitpid(ours.pid, os.WNOHANG)
+        ours.returncode = 0  # (collected: Popen must not wait for it again)
+    finally:
+        if ours.returncode is None:
+            ours.kill()
+            ours.wait()

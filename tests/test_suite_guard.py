@@ -205,3 +205,29 @@ def test_a_test_stuck_on_a_fuse_daemon_past_its_timeout_fails_and_says_where(tmp
     assert "/m" in out
     left = [line for line in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in line]
     assert left == [], left  # the inner test's teardown unmounted and killed what it made
+
+
+def test_the_cpu_report_tells_the_suites_processes_apart() -> None:
+    """tests/cputime.py's kinds (``AVFS_TEST_CPU_KINDS=1``): each process the suite starts by
+    its command line and name, as the report ranks them (a daemon forked warm is known by
+    its name, its command line being its server's)."""
+    from .cputime import kind_of
+
+    py = b"/work/x/.venv/bin/python"
+    cases = {
+        (py, b"-P", b"-m", b"avfs_git.fuse.daemon", b"--home", b"/h"): "mount daemon",
+        (py, b"-m", b"avfs_git.cli.resident", b"--home", b"/h"): "CLI server",
+        (py, b"-m", b"avfs_git", b"proxy", b"exec", b"--", b"true"): "avfs proxy exec",
+        (py, b"-m", b"avfs_git", b"mcp", b"--home", b"/h"): "avfs mcp",
+        (py, b"-m", b"avfs_git", b"--vault", b"v:f", b"mount", b"/m"): "avfs mount",
+        (py, b"-m", b"avfs_git", b"--vault", b"v:f", b"unmount", b"/m"): "avfs unmount",
+        (py, b"/work/x/.venv/bin/avfs", b"--json", b"status"): "avfs (other commands)",
+        (b"git", b"status"): "git",
+        (b"/usr/lib/git-core/git-remote-http", b"origin"): "git",
+        (b"/usr/bin/bwrap", b"--die-with-parent"): "bwrap",
+        (b"sleep", b"1"): "other: sleep",
+    }
+    for argv, kind in cases.items():
+        name = argv[0].rsplit(b"/", 1)[-1][:15]
+        assert kind_of(list(argv), name) == kind, (argv, kind)
+    assert kind_of([py, b"-m", b"avfs_git.cli.resident", b"--home", b"/h"], b"avfs-mountd") == "mount daemon"

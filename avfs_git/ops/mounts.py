@@ -54,6 +54,7 @@ from .daemonstart import (
     _tail,
     next_byte,
     reap_exited,
+    wait_gone,
 )
 from .holders import held
 from .holders import mount_holders as mount_holders  # re-exported: its callers ask mounts
@@ -588,9 +589,7 @@ def unmount(
                 details={"mountpoint": info.mountpoint, "holders": holders},
             )
         raise MountError(f"cannot unmount {info.mountpoint}: {msg}")
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while not _reap(info.pid) and pid_alive(info.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_gone(info.pid, STOP_TIMEOUT_S)  # on its pidfd (ops/daemonstart.py), not a poll
     if pid_alive(info.pid):
         try:
             os.kill(info.pid, signal.SIGKILL)
