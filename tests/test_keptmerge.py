@@ -175,3 +175,48 @@ def test_merges_run_in_the_kept_process_and_see_what_changed_between_them(
     assert json.loads(out)["results"][0]["status"] == "merged"
     ops = [op.kind for op in vault.oplog.recent(50)]
     assert ops[0] == "merge" and ops.count("merge") == 4 and ops.count("merge_abort") == 1, ops
+
+
+def test_the_kept_home_s_database_keeps_its_locks_after_its_wal_is_written_back(
+    served: Any, home: Home, vault: Vault
+) -> None:
+    """The kept process writes back a WAL past ``WAL_CLOSE_AT`` through a connection of its
+    own once a call is done (``_write_back``). Its descriptor to the database, which SQLite
+    keeps open while the kept home's connection holds locks there, took the lowest free
+    number: the answer's (:data:`.callproc.ANSWER_FD`, closed between calls), and the next
+    call's ``dup2`` onto that number closed it, and with it every POSIX lock the process
+    held on the op log. The next process to close the op log then took itself for its last
+    user and deleted the WAL under the kept connection: "database disk image is
+    malformed", the merge done but not recorded (found by bench/mergereal.py's ``wide``
+    rounds, the op log's WAL past 256 KiB after ~40 operations)."""
+    from avfs_git.cli import callproc
+
+    main = vault.workspace("main")
+    names = [f"k{i}" for i in range(4)]
+    for name in names:
+        _fork_with(vault, name, {f"{name}.txt": name.encode()})
+        main.write(f"{name}-main.txt", b"m\n")
+        checkpoint.save(vault, "main")
+    vault.oplog.close()
+    code, started, out = served("--json", "--vault", "v", "merge", "k0", "--into", "main")
+    assert (code, started) == (0, 0), out  # the kept process, its home's op log open
+    # the op log's WAL past the mark, written by another process
+    pad = {"pad": "x" * (callproc.WAL_CLOSE_AT + 4096)}
+    vault.oplog.record("checkpoint", "padding", fork="main", details=pad)
+    vault.oplog.close()
+    wal = Path(vault.oplog.path + "-wal")
+    assert wal.stat().st_size > callproc.WAL_CLOSE_AT
+    code, started, out = served("--json", "--vault", "v", "merge", "k1", "--into", "main")
+    assert (code, started) == (0, 0), out  # its WAL written back once it has answered
+    code, started, out = served("--json", "--vault", "v", "merge", "k2", "--into", "main")
+    assert (code, started) == (0, 0), out  # (the call whose answer's descriptor took its place)
+    # another process writes the op log and closes it: not its last user
+    vault.oplog.record("checkpoint", "between", fork="main")
+    vault.oplog.close()
+    assert wal.exists()  # (the kept process still holds the op log: its WAL stays)
+    code, started, out = served("--json", "--vault", "v", "merge", "k3", "--into", "main")
+    assert (code, started) == (0, 0), out
+    assert json.loads(out)["results"][0]["status"] == "merged"
+    kinds = [(op.kind, op.summary) for op in vault.oplog.recent(3)]
+    assert kinds[0] == ("merge", "merge k3 into main"), kinds
+    assert vault.oplog.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

@@ -209,7 +209,7 @@ def keep(
         opened = []
         _set_environ(server_env)
         _forget_derived()
-        os.close(ANSWER_FD)
+        _hold(ANSWER_FD)
         _write_back(_wal_grown())  # (the kept home's databases: their WALs stay small)
         again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask, kept)
         os.umask(server_umask)  # (the next call sets its own)
@@ -245,6 +245,24 @@ def keep(
             os._exit(code)  # (the server answers with it)
         del got, req  # (the request's environment goes with the call)
         calls += 1
+
+
+def _hold(fd: int) -> None:
+    """Let go of what ``fd`` holds (the caller's connection), keeping its number taken
+    (``/dev/null``) until the next call's ``dup2`` onto it (:func:`_install`). Closed, the
+    number was the lowest free one, and the next descriptor opened took it: in the kept
+    process, :func:`_write_back`'s connection to a database the kept home holds open,
+    whose descriptor SQLite keeps open after its close while the home's connection holds
+    locks on that file. The ``dup2`` then closed it, and POSIX drops every lock a process
+    holds on a file when any of its descriptors to that file closes: the kept op log's
+    shared locks went, the next process to close the op log took itself for its last
+    user and removed the WAL under the kept connection ("database disk image is
+    malformed": a merge done, not recorded; tests/test_keptmerge.py)."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
 
 
 def _set_environ(env: dict[str, str]) -> None:
@@ -288,7 +306,7 @@ def _install(conn_fd: int, fds: list[int]) -> None:
 
 def _clean(umask: int, kept: KeptHome) -> bool:
     """Whether the call left nothing behind in this process: no descriptor but the
-    streams (on /dev/null), the server's pair and the ones the ``kept`` home may hold
+    streams and the answer's (on /dev/null), the server's pair and the ones the ``kept`` home may hold
     (:meth:`.homekeep.KeptHome.holds`: its files, no lock of avfs's), one thread, the
     same umask."""
     import gc
@@ -303,7 +321,7 @@ def _clean(umask: int, kept: KeptHome) -> bool:
     fds = {fd for fd in listed if _open(fd)}  # (not listdir's own, closed by now)
     now = os.umask(umask)
     os.umask(now)
-    own = {0, 1, 2, spare.REPORT_FD}
+    own = {0, 1, 2, ANSWER_FD, spare.REPORT_FD}  # (the answer's on /dev/null: _hold)
     return (
         own <= fds
         and all(kept.holds(fd) for fd in fds - own)
