@@ -220,3 +220,45 @@ def test_the_kept_home_s_database_keeps_its_locks_after_its_wal_is_written_back(
     kinds = [(op.kind, op.summary) for op in vault.oplog.recent(3)]
     assert kinds[0] == ("merge", "merge k3 into main"), kinds
     assert vault.oplog.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_two_merges_sent_at_once_into_one_fork_both_land(served: Any, home: Home, vault: Vault) -> None:
+    """Two merges into ``main`` sent together: one runs in the kept process, the other in
+    it after (waiting for it) or in the spare (while it runs): each under the target's
+    lock, the second on the first's result; both merged, both recorded."""
+    main = vault.workspace("main")
+    main.write("m.txt", b"m\n")
+    checkpoint.save(vault, "main")
+    _fork_with(vault, "a", {"a.txt": b"a\n"})
+    _fork_with(vault, "b", {"b.txt": b"b\n"})
+    main.write("m2.txt", b"m2\n")
+    checkpoint.save(vault, "main")
+    tips = {f: _git(vault, "rev-parse", f) for f in ("a", "b")}
+    code, _started, out = served("--vault", "v", "log", "-n", "1")
+    assert code == 0, out
+    env = {**os.environ, "AVFS_SERVER": "auto", "AVFS_PROGRESS": "never"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "avfs_git", "--json", "--vault", "v", "merge", f, "--into", "main"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in ("a", "b")
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    statuses = sorted(json.loads(o)["results"][0]["status"] for o, _ in outs)
+    assert statuses == ["merged", "merged"], outs
+    for tip in tips.values():  # both sources are in main's history
+        assert (
+            subprocess.run(
+                ["git", "--git-dir", vault.path, "merge-base", "--is-ancestor", tip, "main"]
+            ).returncode
+            == 0
+        )
+    tree = _git(vault, "ls-tree", "--name-only", "main").split()
+    assert {"a.txt", "b.txt", "m.txt", "m2.txt"} <= set(tree), tree
+    merges = [op for op in vault.oplog.recent(10) if op.kind == "merge"]
+    assert len(merges) == 2, merges
