@@ -1,5 +1,5 @@
 """A served call's process: the caller's process for one call (:func:`child`), and for a
-push or a fetch, the process kept for the next ones (:func:`keep`).
+push, a fetch or a merge, the process kept for the next ones (:func:`keep`).
 
 The resident server (:mod:`.resident`) runs each call in a process forked from itself (or
 from its spare, :mod:`.spare`): that process takes the caller's standard streams,
@@ -19,7 +19,12 @@ answered, it closes what the command opened and checks that the call left nothin
 the same umask, an ordinary exit code), and only then tells the server it can take
 another push or fetch (anything else, or a call that left something, ends it as every
 call's process ends). The pages it copied are its own from then on: the next call copies
-none, and no spare is forked for it. What it isolates, it checks rather than assumes:
+none, and no spare is forked for it. A merge is kept the same way (:data:`KEPT_COMMANDS`):
+its own work on a real project is ~10-20 ms of CPU, against ~30 ms of the fork per call
+and the next call's spare (docs/benchmarks.md, h-merge3's section); the workspaces it
+opened are closed after each call like a push's (:meth:`.homekeep.KeptHome.release`),
+and its locks, threads and descriptors are checked as theirs are. What it isolates, it
+checks rather than assumes:
 
 - the environment, working directory, umask, arguments and standard streams are each call's
   own, set from the request as in a fresh process (the environment back to the server's
@@ -27,9 +32,11 @@ none, and no spare is forked for it. What it isolates, it checks rather than ass
 - the databases and git handles the command opened are closed (:meth:`.app.App.close`),
   so no lock, WAL or cached object of one call's is held into the next (and the fd check
   proves it); a command's module-level state is the same as in a fresh process for
-  these two commands: the front end reads the environment per call and passes settings
-  down (core reads none), and what the standard library keeps from an environment it
-  read once (``tempfile.tempdir``) is forgotten (:func:`_forget_derived`);
+  these commands: the front end reads the environment per call and passes settings
+  down (core reads none), what core keeps for a process (the git config's answers, the
+  mount records' contents) is keyed by the files' stat data, and what the standard
+  library keeps from an environment it read once (``tempfile.tempdir``) is forgotten
+  (:func:`_forget_derived`);
 - signals: the caller relays through the server (its ``started`` answer names no pid),
   which sends only to the call in progress until it has answered; a relayed signal ends
   the call (its code 130, or the signal's default action), and so the kept process; one
@@ -52,7 +59,7 @@ from .homekeep import KeptHome
 
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 WAL_CLOSE_AT = 256 << 10  # a served command closes its databases when a WAL is past this
-KEPT_COMMANDS = ("push", "fetch")  # the calls a kept process serves (:func:`keep`)
+KEPT_COMMANDS = ("push", "fetch", "merge")  # the calls a kept process serves (:func:`keep`)
 KEPT_CODES = (0, 1, 2, 3, 5, 75)  # ends after which a kept process takes another call
 KEPT_CALLS = 200  # a kept process ends after this many calls (what a call leaks stays bounded)
 ANSWER_FD = 3  # where a call's process keeps its caller's connection
@@ -202,7 +209,7 @@ def keep(
         opened = []
         _set_environ(server_env)
         _forget_derived()
-        os.close(ANSWER_FD)
+        _hold(ANSWER_FD)
         _write_back(_wal_grown())  # (the kept home's databases: their WALs stay small)
         again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask, kept)
         os.umask(server_umask)  # (the next call sets its own)
@@ -238,6 +245,24 @@ def keep(
             os._exit(code)  # (the server answers with it)
         del got, req  # (the request's environment goes with the call)
         calls += 1
+
+
+def _hold(fd: int) -> None:
+    """Let go of what ``fd`` holds (the caller's connection), keeping its number taken
+    (``/dev/null``) until the next call's ``dup2`` onto it (:func:`_install`). Closed, the
+    number was the lowest free one, and the next descriptor opened took it: in the kept
+    process, :func:`_write_back`'s connection to a database the kept home holds open,
+    whose descriptor SQLite keeps open after its close while the home's connection holds
+    locks on that file. The ``dup2`` then closed it, and POSIX drops every lock a process
+    holds on a file when any of its descriptors to that file closes: the kept op log's
+    shared locks went, the next process to close the op log took itself for its last
+    user and removed the WAL under the kept connection ("database disk image is
+    malformed": a merge done, not recorded; tests/test_keptmerge.py)."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
 
 
 def _set_environ(env: dict[str, str]) -> None:
@@ -281,7 +306,7 @@ def _install(conn_fd: int, fds: list[int]) -> None:
 
 def _clean(umask: int, kept: KeptHome) -> bool:
     """Whether the call left nothing behind in this process: no descriptor but the
-    streams (on /dev/null), the server's pair and the ones the ``kept`` home may hold
+    streams and the answer's (on /dev/null), the server's pair and the ones the ``kept`` home may hold
     (:meth:`.homekeep.KeptHome.holds`: its files, no lock of avfs's), one thread, the
     same umask."""
     import gc
@@ -296,7 +321,7 @@ def _clean(umask: int, kept: KeptHome) -> bool:
     fds = {fd for fd in listed if _open(fd)}  # (not listdir's own, closed by now)
     now = os.umask(umask)
     os.umask(now)
-    own = {0, 1, 2, spare.REPORT_FD}
+    own = {0, 1, 2, ANSWER_FD, spare.REPORT_FD}  # (the answer's on /dev/null: _hold)
     return (
         own <= fds
         and all(kept.holds(fd) for fd in fds - own)
@@ -391,7 +416,8 @@ def _open(fd: int) -> bool:
 
 
 def kept_call(argv: list[str]) -> bool:
-    """Whether a call's arguments are a push or a fetch (after the global options)."""
+    """Whether a call's arguments are one of :data:`KEPT_COMMANDS` (after the global
+    options)."""
     from .client import _rest
 
     return _rest([str(a) for a in argv])[1][:1] in ([c] for c in KEPT_COMMANDS)
