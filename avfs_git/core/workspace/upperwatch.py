@@ -217,37 +217,48 @@ class UpperWatch:
     def _watch_tree(self, path: str, real: str, *, record: bool) -> None:
         """Watch directory ``path`` and every directory below it; with ``record``, journal
         everything found there (a directory that just appeared: what was made in it before
-        its watch existed is known only from this listing)."""
-        stack = [(path, real)]
+        its watch existed is known only from this listing). ``real``: its path (unused:
+        each directory is reached from the layer's root, or as its parent's listing named
+        it, never through a link: :func:`.upper.open_listed`)."""
+        del real
+        pid = os.getpid()
+        stack: list[tuple[str, up.Ident | None]] = [(path, None)]
         while stack:
-            p, r = stack.pop()
-            if not self._watch(p, r):
+            p, ident = stack.pop()
+            fd = up.open_listed(self.upper_dir, p, ident)
+            if fd is None:
                 continue
             try:
-                it = os.scandir(r)
+                # the very directory listed (its descriptor; "." so that the watch is of the
+                # directory, IN_DONT_FOLLOW and all)
+                if not self._watch(p, f"/proc/{pid}/fd/{fd}/."):
+                    continue
+                with os.scandir(fd) as it:
+                    for de in it:
+                        if de.name == ".git" and not p:
+                            continue
+                        child = f"{p}/{de.name}" if p else de.name
+                        at = f"/proc/{pid}/fd/{fd}/{de.name}"
+                        try:
+                            st = de.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            if record:
+                                self._dir_came(child, at)
+                                if self.on_events is not None and self._lower_kind(child) is None:
+                                    self._batch.append((time.time(), "created", child, None))
+                            stack.append((child, (st.st_dev, st.st_ino)))
+                        elif record:
+                            self._record(child)
+                            if up.classify(at, st) == up.GONE:
+                                self._record(child + "/")
+                            if self.on_events is not None:
+                                self._found(child, at, st)
             except OSError:
                 continue
-            with it:
-                for de in it:
-                    if de.name == ".git" and not p:
-                        continue
-                    child = f"{p}/{de.name}" if p else de.name
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if stat.S_ISDIR(st.st_mode):
-                        if record:
-                            self._dir_came(child, de.path)
-                            if self.on_events is not None and self._lower_kind(child) is None:
-                                self._batch.append((time.time(), "created", child, None))
-                        stack.append((child, de.path))
-                    elif record:
-                        self._record(child)
-                        if up.classify(de.path, st) == up.GONE:
-                            self._record(child + "/")
-                        if self.on_events is not None:
-                            self._found(child, de.path, st)
+            finally:
+                os.close(fd)
 
     def _drain(self) -> None:
         """Journal every event the kernel has queued (the caller holds the lock). An event
@@ -535,37 +546,43 @@ class UpperWatch:
             out[path] = None
             if not plain:
                 out[path + "/"] = None  # a removal or a directory: what was below it
-        stack = [("", self.upper_dir)]
+        pid = os.getpid()
+        stack: list[tuple[str, up.Ident | None]] = [("", None)]
         while stack:
-            p, real = stack.pop()
+            p, ident = stack.pop()
+            fd = up.open_listed(self.upper_dir, p, ident)  # (never through a link: _watch_tree)
+            if fd is None:
+                continue
             try:
-                it = os.scandir(real)
+                with os.scandir(fd) as it:
+                    for de in it:
+                        if de.name == ".git" and not p:
+                            continue
+                        child = f"{p}/{de.name}" if p else de.name
+                        at = f"/proc/{pid}/fd/{fd}/{de.name}"
+                        try:
+                            st = de.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        kind = up.classify(at, st)
+                        if kind not in (up.DIR, up.OPAQUE):
+                            out[child] = None
+                            if kind == up.GONE:
+                                out[child + "/"] = None
+                            continue
+                        # a directory: named only when git must look below it (see _dir_came)
+                        redirect, opaque = up.dir_marks(at)
+                        lower = self._lower_kind(child)
+                        if redirect is not None or (opaque and lower is not None):
+                            out[child + "/"] = None
+                        elif lower == "dir":
+                            stack.append((child, (st.st_dev, st.st_ino)))  # merges: what is below may differ
+                        else:
+                            out[child] = None  # new: nothing of the base is below it
             except OSError:
                 continue
-            with it:
-                for de in it:
-                    if de.name == ".git" and not p:
-                        continue
-                    child = f"{p}/{de.name}" if p else de.name
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    kind = up.classify(de.path, st)
-                    if kind not in (up.DIR, up.OPAQUE):
-                        out[child] = None
-                        if kind == up.GONE:
-                            out[child + "/"] = None
-                        continue
-                    # a directory: named only when git must look below it (see _dir_came)
-                    redirect, opaque = up.dir_marks(de.path)
-                    lower = self._lower_kind(child)
-                    if redirect is not None or (opaque and lower is not None):
-                        out[child + "/"] = None
-                    elif lower == "dir":
-                        stack.append((child, de.path))  # merges: what is below may differ
-                    else:
-                        out[child] = None  # new: nothing of the base is below it
+            finally:
+                os.close(fd)
         return list(out)
 
 
