@@ -169,3 +169,53 @@ def test_a_new_directory_s_parent_swapped_for_a_link_walks_no_host_tree(live, va
     assert os.readlink(os.path.join(mp, "w")) == str(host)
     assert os.path.isdir(os.path.join(mp, "w.real", "hostonly"))
     assert sorted(os.listdir(host / "hostonly"))[:2] == ["secret-dir-0", "secret-dir-1"]
+
+
+# the command: one file renamed back and forth as fast as it can, until SECONDS have passed
+RENAMER = """\
+import os, sys, time
+open("w/a", "w").close()
+open("w/started", "w").close()
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    os.rename("w/a", "w/b")
+    os.rename("w/b", "w/a")
+"""
+
+
+def test_a_command_that_never_stops_writing_never_holds_the_journal_s_answer(live, vault):
+    """Found in the twenty-third round (NAME=attack14): the mount daemon's journal (from
+    which `avfs status`, MCP ``status`` and git's fsmonitor hook in the mount are
+    answered) read the kernel's events until none was left before it answered, under its
+    lock. A command that changed a file in a loop (two renames, as a build writing files
+    does) queued events faster than the daemon read them: no answer came while it ran,
+    each asker waited out its 10 s and then read the whole upper layer itself (the person's
+    `avfs status` 9-20 s, git's hook likewise). Now an answer reads what was queued when it
+    was asked (every change made before the question), and the rest waits for the next
+    (``UpperWatch._drain``). Pure FUSE keeps no such journal (run for the contract: none
+    answers there, and nothing waits)."""
+    from avfs_git.core.vaults import registry
+    from avfs_git.core.workspace import upperwatch
+
+    mp = live.mountpoint
+    made = _exec("sh", "-c", "mkdir -p w")
+    assert made["result"]["exit_code"] == 0, made["result"]
+    _script(live, "renamer.py", RENAMER)
+    ws = vault.workspace("main")
+    git_dir = registry.mount_dir(vault.state_dir, "main")
+    answered = unanswered = 0
+    argv = [*exec_argv(), "--", "python3", "renamer.py", "20"]
+    with running(argv, os.path.join(mp, "w", "started")) as proc:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and answered + unanswered < 3:
+            got = upperwatch.journal(ws.overlay.upper_dir, git_dir, None)
+            if got is None:
+                unanswered += 1
+            else:
+                answered += 1
+        out, err = proc.communicate(timeout=120)
+    doc = json.loads(out)
+    assert doc["result"]["exit_code"] == 0, (doc["result"]["stderr"], err)
+    if live.backend == "overlay":
+        assert answered + unanswered == 3, "the command ended before three questions"
+        assert unanswered == 0, f"{unanswered} of 3 questions got no answer from the journal"
