@@ -138,6 +138,7 @@ class Overlay(UpperEntries):
         if fd is None:
             return db
         at = f"/proc/{os.getpid()}/fd/{fd}"
+        room = PATH_MAX - len(os.fsencode(real)) - 1  # (bytes left for a name below it)
         try:
             with os.scandir(fd) as it:
                 for de in it:
@@ -145,7 +146,7 @@ class Overlay(UpperEntries):
                         continue
                     child = f"{parent}/{de.name}" if parent else de.name
                     try:
-                        if len(os.fsencode(real)) + 1 + len(os.fsencode(de.name)) >= PATH_MAX:
+                        if 4 * len(de.name) >= room and len(os.fsencode(de.name)) >= room:
                             raise OSError(errno.ENAMETOOLONG, "past PATH_MAX", child)
                         got = self._u_classified(child, f"{at}/{de.name}", de.stat(follow_symlinks=False))
                     except FileNotFoundError:

@@ -319,17 +319,18 @@ class UpperEntries(OverlayDB):
                 fd = up.open_listed(self.upper_dir, p, ident)
                 if fd is None:
                     continue
+                room = PATH_MAX - len(os.fsencode(real)) - 1  # (bytes left for a name below it)
                 try:
                     with os.scandir(fd) as it:
                         for de in it:
-                            if de.name == ".git":
+                            name = de.name
+                            if name == ".git":
                                 continue  # a nested repository's own (never part of the fork)
-                            child = f"{p}/{de.name}" if p else de.name
-                            dreal = os.path.join(real, de.name)
-                            at = f"/proc/{pid}/fd/{fd}/{de.name}"
+                            child = f"{p}/{name}" if p else name
+                            at = f"/proc/{pid}/fd/{fd}/{name}"
                             try:
-                                if len(os.fsencode(dreal)) >= PATH_MAX:
-                                    raise OSError(errno.ENAMETOOLONG, "past PATH_MAX", dreal)
+                                if 4 * len(name) >= room and len(os.fsencode(name)) >= room:
+                                    raise OSError(errno.ENAMETOOLONG, "past PATH_MAX", child)
                                 st = de.stat(follow_symlinks=False)
                                 got = self._u_classified(child, at, st, inside_new)
                             except FileNotFoundError:
@@ -352,6 +353,7 @@ class UpperEntries(OverlayDB):
                             if stat.S_ISDIR(st.st_mode):
                                 new = isinstance(got, Entry) and self._new_dir(child, at, st, got)
                                 here = (st.st_dev, st.st_ino)
+                                dreal = f"{real}/{name}"
                                 if prune is not None and new and not inside_new:
                                     deferred.append((child, dreal, here))
                                 else:
