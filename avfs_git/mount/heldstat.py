@@ -48,7 +48,7 @@ def held_stat(ws: MountedFork, uid: int, gid: int) -> Callable[[str], Stat | Non
             return None  # (the base's blob shows there now)
         real = ws.overlay.file_path(e.fileid)
         try:
-            s = os.stat(real)
+            s = ws.overlay.file_stat(e.fileid)  # (an upper layer's: no link followed on the way)
         except OSError:
             return None
         if not e.fileid.startswith(UPPER_FILE):

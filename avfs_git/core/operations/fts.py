@@ -176,9 +176,9 @@ class SearchIndex:
                     new_layer[p] = old
                     continue
                 oid = None
-                if ofile is not None and e.mode != MODE_LINK:
+                if ofile is not None and e.fileid is not None and e.mode != MODE_LINK:
                     try:
-                        oid = file_blob_id(ofile)
+                        oid = file_blob_id(ofile, root=ws.overlay.file_root(e.fileid))  # (no link on the way)
                     except OSError:
                         oid = None
                 new_layer[p] = (sig, oid)

@@ -58,12 +58,13 @@ def blob_id(data: bytes) -> str:
     return _object_id("blob", data)
 
 
-def file_blob_id(path: str, *, follow: bool = False) -> str:
+def file_blob_id(path: str, *, follow: bool = False, root: str | None = None) -> str:
     """The id git gives a blob of the regular file at ``path`` (``git hash-object
-    --no-filters``); a link is not followed unless ``follow`` (:func:`.packwriter.file_blob_id`)."""
+    --no-filters``); a link is not followed unless ``follow``, nor one on the way from
+    ``root`` (:func:`.packwriter.file_blob_id`)."""
     from .packwriter import file_blob_id as hashed
 
-    return hashed(path, follow=follow)
+    return hashed(path, follow=follow, root=root)
 
 
 class DeltaSide(NamedTuple):

@@ -76,12 +76,12 @@ def object_id(kind: int, data: bytes) -> str:
     return h.hexdigest()
 
 
-def file_blob_id(path: str, *, follow: bool = False) -> str:
+def file_blob_id(path: str, *, follow: bool = False, root: str | None = None) -> str:
     """The blob id git would give the file's contents (hashlib's or Python's own SHA-1: ~4x faster than libgit2's
     collision-detecting SHA-1; the ids agree for every non-colliding input). The regular
-    file at ``path`` only (:func:`open_regular`), unless ``follow`` (a ``/proc/self/fd``
-    path: a descriptor's own file)."""
-    with open(path, "rb") if follow else os.fdopen(open_regular(path), "rb") as fh:
+    file at ``path`` only (:func:`open_regular`, reached from ``root`` without following a
+    link when given), unless ``follow`` (a ``/proc/self/fd`` path: a descriptor's own file)."""
+    with open(path, "rb") if follow else os.fdopen(open_regular(path, root), "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         h = sha1(b"blob %d\0" % size, size=size)
         while chunk := fh.read(_CHUNK):

@@ -9,6 +9,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# the kernel's limit of a path given to a call (PATH_MAX, its NUL included): what a walk by
+# descriptors reaches past it, a call by path never could (overlayupper's TOO_LONG)
+PATH_MAX = 4096
 
 
 class NotRegular(FileNotFoundError):
@@ -58,3 +65,50 @@ def open_regular(path: str, root: str | None = None) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def open_dir(root: str, rel: str, flags: int = _DIR) -> int:
+    """A descriptor of directory ``root/rel`` (``rel`` "": ``root`` itself) reached from
+    ``root`` one directory at a time, no link followed (``O_NOFOLLOW|O_DIRECTORY`` each
+    step: a link on the way is ``ENOTDIR`` or ``ELOOP``); ``flags`` the last step's
+    (``O_RDONLY|O_DIRECTORY`` to list it). ``root``'s own path is trusted."""
+    fd = os.open(root, (_DIR if rel else flags | os.O_DIRECTORY) | os.O_CLOEXEC)
+    try:
+        comps = rel.split("/") if rel else []
+        for i, comp in enumerate(comps):
+            last = i == len(comps) - 1
+            nfd = os.open(
+                comp, (flags | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC) if last else _DIR, dir_fd=fd
+            )
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def beneath(root: str, rel: str) -> Iterator[str]:
+    """``root/rel`` as ``/proc/PID/fd/N/NAME``: its parent reached from ``root`` by
+    :func:`open_dir` and held open while the caller reads ``NAME`` in it (an ``lstat``,
+    a ``readlink``, an extended attribute, all without following ``NAME`` itself).
+
+    Where a confined command can rename a link over any directory below ``root`` while
+    avfs reads (an overlay mount's upper layer), a read by the whole path follows such a
+    link out of the fork: found in the twenty-third round (NAME=attack14), the agent's
+    listing of a directory it swapped for a link to a host directory listed the host's
+    names, and a status or a blob id asked of a file there hashed the host's file. A link
+    on the way raises ``NotADirectoryError`` (a FileNotFoundError's sibling: "not there
+    now")."""
+    parent, _, name = rel.rpartition("/")
+    try:
+        fd = open_dir(root, parent)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotADirectoryError(errno.ENOTDIR, "a link on the way", os.path.join(root, rel)) from None
+        raise
+    try:
+        yield f"/proc/{os.getpid()}/fd/{fd}/{name}" if name else f"/proc/{os.getpid()}/fd/{fd}"
+    finally:
+        os.close(fd)

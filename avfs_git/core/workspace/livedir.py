@@ -60,11 +60,6 @@ class LiveDir:
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
         self._forms = CheckoutForms(store)
 
-    def real(self, path: str) -> str:
-        """``path``'s name under the mount point, for a read (a stat) only: a change goes
-        through :meth:`pinned`."""
-        return os.path.join(self.root, path) if path else self.root
-
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
         """``path`` as ``/proc/PID/fd/N/NAME``: its parent directory reached from the mount

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from ..store.names import ancestors, parent_of
+from ..store.safeopen import PATH_MAX
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row, sql_text
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
@@ -128,29 +129,40 @@ class Overlay(UpperEntries):
         real = os.path.join(self.upper_dir, parent) if parent else self.upper_dir
         upper: list[Entry] = []
         hides: list[str] = []
-        try:
-            it = os.scandir(real)
-        except (FileNotFoundError, NotADirectoryError):
+        if len(os.fsencode(real)) >= PATH_MAX:
+            raise OSError(errno.ENAMETOOLONG, "past PATH_MAX", real)
+        # listed through the directory reached from the layer's root without following a
+        # link, and each name asked of it (not by a path a running command's swap of a
+        # directory for a link could lead out of the fork: :meth:`_u_walk_read`)
+        fd = up.open_listed(self.upper_dir, parent, None)
+        if fd is None:
             return db
-        with it:
-            for de in it:
-                if de.name == ".git":
-                    continue
-                child = f"{parent}/{de.name}" if parent else de.name
-                try:
-                    got = self._u_classified(child, de.path, de.stat(follow_symlinks=False))
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:  # past PATH_MAX: not recorded (overlayupper, TOO_LONG)
-                    if exc.errno != errno.ENAMETOOLONG:
-                        raise
-                    got = Entry(child, DELETED, 0, None, None, SPECIAL_ORIGIN + up.TOO_LONG)
-                if got == SUBMODULE:
-                    continue  # the lower layer's gitlink shows
-                if got != MERGED:
-                    assert isinstance(got, Entry)
-                    upper.append(got)
-                    hides.append(child)
+        at = f"/proc/{os.getpid()}/fd/{fd}"
+        room = PATH_MAX - len(os.fsencode(real)) - 1  # (bytes left for a name below it)
+        try:
+            with os.scandir(fd) as it:
+                for de in it:
+                    if de.name == ".git":
+                        continue
+                    child = f"{parent}/{de.name}" if parent else de.name
+                    try:
+                        if 4 * len(de.name) >= room and len(os.fsencode(de.name)) >= room:
+                            raise OSError(errno.ENAMETOOLONG, "past PATH_MAX", child)
+                        got = self._u_classified(child, f"{at}/{de.name}", de.stat(follow_symlinks=False))
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:  # past PATH_MAX: not recorded (overlayupper, TOO_LONG)
+                        if exc.errno != errno.ENAMETOOLONG:
+                            raise
+                        got = Entry(child, DELETED, 0, None, None, SPECIAL_ORIGIN + up.TOO_LONG)
+                    if got == SUBMODULE:
+                        continue  # the lower layer's gitlink shows
+                    if got != MERGED:
+                        assert isinstance(got, Entry)
+                        upper.append(got)
+                        hides.append(child)
+        finally:
+            os.close(fd)
         return self._merge(db, upper, hides)
 
     def under(self, prefix: str) -> list[Entry]:
@@ -523,7 +535,7 @@ class Overlay(UpperEntries):
             return []
         oid = oid_of(e.path)
         try:
-            st = os.stat(self.file_path(e.fileid))
+            st = self.file_stat(e.fileid)
         except FileNotFoundError:
             return []
         return [] if oid is None else [(e.path, oid, st.st_mtime_ns, st.st_ctime_ns)]

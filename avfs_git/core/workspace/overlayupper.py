@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ..store.safeopen import PATH_MAX, beneath, open_regular
 from ..types import MODE_COMMIT, MODE_TREE
 from . import upper as up
 from .overlaydb import OverlayDB, sql_text
@@ -145,14 +146,24 @@ class UpperEntries(OverlayDB):
         memo = getattr(self._no_upper, "memo", None)
         if memo is not None and path in memo[0]:
             return memo[0][path]  # type: ignore[no-any-return]
-        real = os.path.join(self.upper_dir, path) if path else self.upper_dir
-        st = up.lstat(real)
         got: Entry | str | None = None
-        if st is not None:
+        if not path:
+            st = up.lstat(self.upper_dir)
+            if st is not None:
+                got = self._u_classified(path, self.upper_dir, st)
+        elif len(os.fsencode(self.upper_dir)) + 1 + len(os.fsencode(path)) < PATH_MAX:  # (else TOO_LONG)
+            # from the layer's root one directory at a time: a directory of it a running
+            # command swaps for a link makes no host file an entry (:func:`.safeopen.beneath`)
             try:
-                got = self._u_classified(path, real, st)
-            except FileNotFoundError:
-                pass
+                with beneath(self.upper_dir, path) as real:
+                    st = up.lstat(real)
+                    if st is not None:
+                        got = self._u_classified(path, real, st)
+            except (FileNotFoundError, NotADirectoryError):  # (a link on the way: as gone)
+                got = None
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:  # (a name past NAME_MAX: none there)
+                    raise
         if memo is not None:
             memo[0][path] = got
         return got
@@ -293,52 +304,67 @@ class UpperEntries(OverlayDB):
         out: list[Entry] = []
         hides: list[str] = []
         prune = getattr(self._no_upper, "prune", None)
-        deferred: list[tuple[str, str]] = []  # new top directories, walked once asked about
+        deferred: list[tuple[str, str, up.Ident]] = []  # new top directories, walked once asked about
         top = os.path.join(self.upper_dir, prefix) if prefix else self.upper_dir
-        stack = [(prefix, top, False)]
+        # each directory is listed through a descriptor that is the very directory its
+        # parent's listing named (:func:`.upper.open_listed`), and what is in it is asked of that
+        # descriptor: a directory a running command swaps for a link to a host directory
+        # is never listed (found in the twenty-third round, NAME=attack14: its names were
+        # the host's in the agent's listing, and a walk went on into the host's tree)
+        stack: list[tuple[str, str, bool, up.Ident | None]] = [(prefix, top, False, None)]
+        pid = os.getpid()
         while True:
             while stack:
-                p, real, inside_new = stack.pop()
-                try:
-                    it = os.scandir(real)
-                except (FileNotFoundError, NotADirectoryError):
+                p, real, inside_new, ident = stack.pop()
+                fd = up.open_listed(self.upper_dir, p, ident)
+                if fd is None:
                     continue
-                with it:
-                    for de in it:
-                        if de.name == ".git":
-                            continue  # a nested repository's own (never part of the fork)
-                        child = f"{p}/{de.name}" if p else de.name
-                        try:
-                            st = de.stat(follow_symlinks=False)
-                            got = self._u_classified(child, de.path, st, inside_new)
-                        except FileNotFoundError:
-                            continue  # gone since it was listed: the kernel's writes go on
-                        except OSError as exc:
-                            if exc.errno != errno.ENAMETOOLONG:
-                                raise
-                            # a tree deeper than the host's paths reach (found in the
-                            # eighteenth round, NAME=attack9: every status and checkpoint of
-                            # the fork failed, exit 70): not recorded, said as a fifo is
-                            out.append(Entry(child, DELETED, 0, None, None, SPECIAL_ORIGIN + up.TOO_LONG))
-                            hides.append(child)
-                            continue
-                        if got == SUBMODULE:
-                            continue  # the gitlink stays; nothing below is the fork's
-                        if got != MERGED:
-                            assert isinstance(got, Entry)
-                            out.append(got)
-                            hides.append(child)
-                        if de.is_dir(follow_symlinks=False):
-                            new = isinstance(got, Entry) and self._new_dir(child, de.path, st, got)
-                            if prune is not None and new and not inside_new:
-                                deferred.append((child, de.path))
-                            else:
-                                stack.append((child, de.path, inside_new or new))
+                room = PATH_MAX - len(os.fsencode(real)) - 1  # (bytes left for a name below it)
+                try:
+                    with os.scandir(fd) as it:
+                        for de in it:
+                            name = de.name
+                            if name == ".git":
+                                continue  # a nested repository's own (never part of the fork)
+                            child = f"{p}/{name}" if p else name
+                            at = f"/proc/{pid}/fd/{fd}/{name}"
+                            try:
+                                if 4 * len(name) >= room and len(os.fsencode(name)) >= room:
+                                    raise OSError(errno.ENAMETOOLONG, "past PATH_MAX", child)
+                                st = de.stat(follow_symlinks=False)
+                                got = self._u_classified(child, at, st, inside_new)
+                            except FileNotFoundError:
+                                continue  # gone since it was listed: the kernel's writes go on
+                            except OSError as exc:
+                                if exc.errno != errno.ENAMETOOLONG:
+                                    raise
+                                # a tree deeper than the host's paths reach (found in the
+                                # eighteenth round, NAME=attack9: every status and checkpoint of
+                                # the fork failed, exit 70): not recorded, said as a fifo is
+                                out.append(Entry(child, DELETED, 0, None, None, SPECIAL_ORIGIN + up.TOO_LONG))
+                                hides.append(child)
+                                continue
+                            if got == SUBMODULE:
+                                continue  # the gitlink stays; nothing below is the fork's
+                            if got != MERGED:
+                                assert isinstance(got, Entry)
+                                out.append(got)
+                                hides.append(child)
+                            if stat.S_ISDIR(st.st_mode):
+                                new = isinstance(got, Entry) and self._new_dir(child, at, st, got)
+                                here = (st.st_dev, st.st_ino)
+                                dreal = f"{real}/{name}"
+                                if prune is not None and new and not inside_new:
+                                    deferred.append((child, dreal, here))
+                                else:
+                                    stack.append((child, dreal, inside_new or new, here))
+                finally:
+                    os.close(fd)
             if not deferred:
                 break
             assert prune is not None
-            skip = prune([d for d, _ in deferred], out)
-            stack = [(d, real, True) for d, real in deferred if d not in skip]
+            skip = prune([d for d, _, _ in deferred], out)
+            stack = [(d, real, True, here) for d, real, here in deferred if d not in skip]
             deferred = []
         return out, hides
 
@@ -495,10 +521,23 @@ class UpperEntries(OverlayDB):
 
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         """The git blob id of an upper-layer file, from the cache when its stat data match
-        (``hash_file`` computes it otherwise, and the cache keeps it)."""
-        path = self.file_path(fileid)
+        (``hash_file`` computes it otherwise, of a ``/proc/PID/fd/N`` path it must follow,
+        and the cache keeps it). :class:`.safeopen.NotRegular` (a FileNotFoundError) when a
+        link, a FIFO or a directory is there now, or on the way."""
         rel = fileid[len(UPPER_FILE) :]
-        st = os.lstat(path)
+        # the file opened from the layer's root, no link followed (a directory above it a
+        # running command swaps for a link to a host directory: the host's file was
+        # hashed, and its id shown as the fork's in a status; twenty-third round,
+        # NAME=attack14), its stat data and bytes both of that descriptor
+        fd = open_regular(self.file_path(fileid), self.upper_dir)
+        try:
+            return self._upper_oid(rel, fd, hash_file)
+        finally:
+            os.close(fd)
+
+    def _upper_oid(self, rel: str, fd: int, hash_file: Callable[[str], str]) -> str:
+        st = os.fstat(fd)
+        path = f"/proc/{os.getpid()}/fd/{fd}"  # (what ``hash_file`` reads: this very file)
         sig = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_mode}"
         memo = self._oid_memo.get(rel)
         if memo is not None and memo[0] == sig:

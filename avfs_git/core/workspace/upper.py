@@ -41,6 +41,8 @@ import stat
 import struct
 from collections.abc import Callable, Iterator
 
+from ..store.safeopen import open_dir
+
 WHITEOUT_XATTRS = ("trusted.overlay.whiteout",)
 OPAQUE_XATTRS = ("trusted.overlay.opaque",)
 REDIRECT_XATTRS = ("trusted.overlay.redirect",)
@@ -154,6 +156,42 @@ def link_file(links_dir: str, target: bytes) -> str:
             fh.write(target)
         os.replace(tmp, path)
     return name
+
+
+Ident = tuple[int, int]  # a directory's (device, inode), as its parent's listing gave it
+
+
+def open_listed(upper_dir: str, path: str, ident: Ident | None) -> int | None:
+    """A descriptor to list the upper layer's directory ``path`` by: the directory whose
+    (device, inode) its parent's listing gave (``ident``), or, with None, the one reached
+    from the layer's root without following a link (:func:`.safeopen.open_dir`); None when
+    that is not what is there now (gone, or renamed away, a link or another directory put
+    in its place: the command's writes go on while avfs reads). What is in it is then asked
+    of the descriptor (``os.scandir(fd)``, ``/proc/PID/fd/N/NAME``), never of a path.
+
+    A walk of the upper layer by its paths followed a directory a running command swapped
+    for a link (found in the twenty-third round, NAME=attack14): a listing gave the host
+    directory's names and sizes, and the mount daemon's watch of a new directory walked
+    the host's tree below the link, adding an inotify watch to each of its directories
+    (15,512 for ``/usr``: two minutes of the daemon's time, every answer of git's
+    fsmonitor hook and the agent's change stream naming the host's paths as the fork's)."""
+    try:
+        if ident is None:
+            return open_dir(upper_dir, path, os.O_RDONLY)
+        fd = os.open(
+            os.path.join(upper_dir, path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+            return None
+        raise
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != ident:
+        os.close(fd)
+        return None
+    return fd
 
 
 def entries(upper_dir: str, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str, os.stat_result]]:

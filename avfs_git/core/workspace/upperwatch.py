@@ -182,14 +182,16 @@ class UpperWatch:
         poller = select.poll()
         poller.register(self._ino.fileno(), select.POLLIN)
         poller.register(self._wake[0], select.POLLIN)
+        behind = False  # the last drain left events queued (a flood: read on at once)
         while not self._stop.is_set():
             if poller.poll(500) and not self._stop.is_set():
                 # let a burst gather first: one read of many events, not a wake-up for each
                 # (an unlink of 10,000 files cost the daemon 2x the CPU woken per event).
-                # Answers drain first, so nothing is missed; the kernel's queue holds 16,384
-                self._stop.wait(BATCH_S)
+                # Answers drain first, so nothing is missed; the kernel's queue holds 16,384.
+                # Behind a flood, a millisecond only: an answer waiting takes the lock then
+                self._stop.wait(0.001 if behind else BATCH_S)
                 with self._lock:
-                    self._drain()
+                    behind = not self._drain()
             if self._broken:
                 return  # every answer is "everything" now: nothing more to read
 
@@ -217,47 +219,65 @@ class UpperWatch:
     def _watch_tree(self, path: str, real: str, *, record: bool) -> None:
         """Watch directory ``path`` and every directory below it; with ``record``, journal
         everything found there (a directory that just appeared: what was made in it before
-        its watch existed is known only from this listing)."""
-        stack = [(path, real)]
+        its watch existed is known only from this listing). ``real``: its path (unused:
+        each directory is reached from the layer's root, or as its parent's listing named
+        it, never through a link: :func:`.upper.open_listed`)."""
+        del real
+        pid = os.getpid()
+        stack: list[tuple[str, up.Ident | None]] = [(path, None)]
         while stack:
-            p, r = stack.pop()
-            if not self._watch(p, r):
+            p, ident = stack.pop()
+            fd = up.open_listed(self.upper_dir, p, ident)
+            if fd is None:
                 continue
             try:
-                it = os.scandir(r)
+                # the very directory listed (its descriptor; "." so that the watch is of the
+                # directory, IN_DONT_FOLLOW and all)
+                if not self._watch(p, f"/proc/{pid}/fd/{fd}/."):
+                    continue
+                with os.scandir(fd) as it:
+                    for de in it:
+                        if de.name == ".git" and not p:
+                            continue
+                        child = f"{p}/{de.name}" if p else de.name
+                        at = f"/proc/{pid}/fd/{fd}/{de.name}"
+                        try:
+                            st = de.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            if record:
+                                self._dir_came(child, at)
+                                if self.on_events is not None and self._lower_kind(child) is None:
+                                    self._batch.append((time.time(), "created", child, None))
+                            stack.append((child, (st.st_dev, st.st_ino)))
+                        elif record:
+                            self._record(child)
+                            if up.classify(at, st) == up.GONE:
+                                self._record(child + "/")
+                            if self.on_events is not None:
+                                self._found(child, at, st)
             except OSError:
                 continue
-            with it:
-                for de in it:
-                    if de.name == ".git" and not p:
-                        continue
-                    child = f"{p}/{de.name}" if p else de.name
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if stat.S_ISDIR(st.st_mode):
-                        if record:
-                            self._dir_came(child, de.path)
-                            if self.on_events is not None and self._lower_kind(child) is None:
-                                self._batch.append((time.time(), "created", child, None))
-                        stack.append((child, de.path))
-                    elif record:
-                        self._record(child)
-                        if up.classify(de.path, st) == up.GONE:
-                            self._record(child + "/")
-                        if self.on_events is not None:
-                            self._found(child, de.path, st)
+            finally:
+                os.close(fd)
 
-    def _drain(self) -> None:
-        """Journal every event the kernel has queued (the caller holds the lock). An event
-        read and not journaled would be a change no answer names: after any failure here
-        every answer is "everything"."""
-        while not self._broken:
+    def _drain(self) -> bool:
+        """Journal the events the kernel has queued (the caller holds the lock): all of
+        those queued when it was called (its first read takes them all: every change made
+        before an answer's question is in the answer), and more only for :data:`BATCH_S`.
+        Found in the twenty-third round (NAME=attack14): it read until the queue was
+        empty, and a command renaming a file in a loop queued events faster than they were
+        read: no answer came while it ran (the person's `avfs status` and git's fsmonitor
+        hook each waited out their 10 s, then read the whole upper layer). An event read and
+        not journaled would be a change no answer names: after any failure here every
+        answer is "everything". Whether it left none queued."""
+        started = time.monotonic()
+        while not self._broken and time.monotonic() - started <= BATCH_S:
             try:
                 events = self._ino.read(timeout=0)
                 if not events:
-                    return
+                    return True
                 # a path's newest event in this read: only it may ask the upper layer what
                 # is there now (an earlier one's file may be renamed or removed since)
                 final = {(ev.wd, ev.name): i for i, ev in enumerate(events)} if self.on_events else {}
@@ -269,6 +289,7 @@ class UpperWatch:
             except Exception:
                 log.exception("reading the upper layer's events")
                 self._broken = "an event could not be journaled"
+        return bool(self._broken)  # (broken: nothing more is read; else the time was up)
 
     def _forget_lower(self, wd: int, mask: int, name: str) -> None:
         """Forget the lower paths kept that the event may make wrong. A directory's marks
@@ -535,37 +556,43 @@ class UpperWatch:
             out[path] = None
             if not plain:
                 out[path + "/"] = None  # a removal or a directory: what was below it
-        stack = [("", self.upper_dir)]
+        pid = os.getpid()
+        stack: list[tuple[str, up.Ident | None]] = [("", None)]
         while stack:
-            p, real = stack.pop()
+            p, ident = stack.pop()
+            fd = up.open_listed(self.upper_dir, p, ident)  # (never through a link: _watch_tree)
+            if fd is None:
+                continue
             try:
-                it = os.scandir(real)
+                with os.scandir(fd) as it:
+                    for de in it:
+                        if de.name == ".git" and not p:
+                            continue
+                        child = f"{p}/{de.name}" if p else de.name
+                        at = f"/proc/{pid}/fd/{fd}/{de.name}"
+                        try:
+                            st = de.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        kind = up.classify(at, st)
+                        if kind not in (up.DIR, up.OPAQUE):
+                            out[child] = None
+                            if kind == up.GONE:
+                                out[child + "/"] = None
+                            continue
+                        # a directory: named only when git must look below it (see _dir_came)
+                        redirect, opaque = up.dir_marks(at)
+                        lower = self._lower_kind(child)
+                        if redirect is not None or (opaque and lower is not None):
+                            out[child + "/"] = None
+                        elif lower == "dir":
+                            stack.append((child, (st.st_dev, st.st_ino)))  # merges: what is below may differ
+                        else:
+                            out[child] = None  # new: nothing of the base is below it
             except OSError:
                 continue
-            with it:
-                for de in it:
-                    if de.name == ".git" and not p:
-                        continue
-                    child = f"{p}/{de.name}" if p else de.name
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    kind = up.classify(de.path, st)
-                    if kind not in (up.DIR, up.OPAQUE):
-                        out[child] = None
-                        if kind == up.GONE:
-                            out[child + "/"] = None
-                        continue
-                    # a directory: named only when git must look below it (see _dir_came)
-                    redirect, opaque = up.dir_marks(de.path)
-                    lower = self._lower_kind(child)
-                    if redirect is not None or (opaque and lower is not None):
-                        out[child + "/"] = None
-                    elif lower == "dir":
-                        stack.append((child, de.path))  # merges: what is below may differ
-                    else:
-                        out[child] = None  # new: nothing of the base is below it
+            finally:
+                os.close(fd)
         return list(out)
 
 

@@ -22,12 +22,13 @@ from ..store.identity import Signatures
 from ..store.packwriter import OBJ_BLOB, OBJ_TREE, PackWriter
 from ..store.safeopen import open_regular
 from ..types import MODE_COMMIT, MODE_TREE
+from . import wsattrs
 from .livedir import LiveDir
 from .overlay import Overlay
 from .overlayentry import DELETED, FILE, NO_IGNORED, OBJECT, UPPER_FILE, Entry, Ignored, covered
 from .pathguard import PathGuard, protected_entries
 from .upperjournal import Pending
-from .wsattrs import TEXT, Conversions, conversions_for, too_big
+from .wsattrs import TEXT, Conversions, conversions_for
 from .wsgitrules import content_check, fsck_read, staged_submodules
 from .wsstatus import Changes
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
@@ -183,7 +184,7 @@ def _holes(ws: Fork, entries: list[Entry]) -> tuple[int, list[str]]:
         if e.kind != FILE or not e.fileid or not e.fileid.startswith(UPPER_FILE):
             continue
         try:
-            st = os.lstat(ws.overlay.file_path(e.fileid))
+            st = ws.overlay.file_stat(e.fileid)  # (from the layer's root, no link followed)
         except OSError:
             continue  # (gone: the capture's read of it says so)
         hole = st.st_size - st.st_blocks * 512 if stat.S_ISREG(st.st_mode) else 0
@@ -316,11 +317,13 @@ class Conversion:
     ) -> str:
         """The blob of a file's bytes (``data``, else read from ``fpath``) as ``git add``
         stores them."""
-        if mode not in TEXT or path not in self.files or (data is None and too_big(fpath or "")):
+        if mode not in TEXT or path not in self.files:
             return pw.add(OBJ_BLOB, data) if data is not None else pw.add_file(fpath or "", root)
         if data is None:
             assert fpath is not None
             with os.fdopen(open_regular(fpath, root), "rb") as fh:
+                if os.fstat(fh.fileno()).st_size > wsattrs.MAX_CONVERTED:  # (its size, not a path's)
+                    return pw.add_file(fpath, root)  # (recorded as it is, streamed)
                 data = fh.read()
         cleaned = self.conv.clean(path, data)
         stored = data if cleaned is None else cleaned

@@ -102,7 +102,13 @@ class WriteChecks:
         live = self.live_dir()
         if live is not None:
             try:
-                return file_blob_id(live.real(st.path))
+                # from the mount point, no link followed on the way: a directory above it
+                # that the running command swaps for a link to a host directory had the
+                # host's file hashed and its id given as the fork's (MCP ``read_file``'s
+                # ``blob``, an ``expect`` mismatch's ``current``; twenty-third round,
+                # NAME=attack14)
+                with live.pinned(st.path) as at:
+                    return file_blob_id(at)
             except OSError as exc:
                 raise from_oserror(exc, st.path) from exc
         return blob_id(self.view.read(st.path))

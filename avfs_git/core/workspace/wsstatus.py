@@ -484,9 +484,8 @@ class Changes:
         e = node.entry
         if e is not None and e.kind == FILE:
             assert e.fileid is not None
-            fpath = self.overlay.file_path(e.fileid)
             try:
-                st = os.stat(fpath)
+                st = self.overlay.file_stat(e.fileid)
             except OSError:
                 return None
 

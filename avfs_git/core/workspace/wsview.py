@@ -120,7 +120,14 @@ class Entries(Protocol):
     def children(self, parent: str) -> list[Entry]: ...
     def file_path(self, fileid: str) -> str: ...
     def open_file(self, fileid: str) -> int: ...
+    def open_regular(self, fileid: str) -> int: ...
+    def file_stat(self, fileid: str) -> os.stat_result: ...
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str: ...
+
+
+def _fd_blob_id(path: str) -> str:
+    """The blob id of the file a ``/proc/PID/fd/N`` path names (an open descriptor's)."""
+    return file_blob_id(path, follow=True)
 
 
 class Snapshot:
@@ -169,6 +176,12 @@ class Snapshot:
 
     def open_file(self, fileid: str) -> int:
         return self._files().open_file(fileid)
+
+    def open_regular(self, fileid: str) -> int:
+        return self._files().open_regular(fileid)
+
+    def file_stat(self, fileid: str) -> os.stat_result:
+        return self._files().file_stat(fileid)
 
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         return self._files().upper_oid(fileid, hash_file)
@@ -456,7 +469,7 @@ class View:
         if node.entry is not None and node.entry.kind == FILE:
             assert node.entry.fileid is not None
             try:
-                return os.stat(self.source.file_path(node.entry.fileid)).st_size
+                return self.source.file_stat(node.entry.fileid).st_size
             except FileNotFoundError as exc:
                 self._raise_if_replaced(node)
                 raise CorruptStateError(f"overlay file of {node.path} is missing") from exc
@@ -584,13 +597,22 @@ class View:
             return self.source.file_path(node.entry.fileid)
         return None
 
+    def open_regular(self, node: Node) -> int | None:
+        """A descriptor of a materialized file's bytes (None for content still in git),
+        opened from its root with no link followed on the way or at the end
+        (:func:`.safeopen.open_regular`: an upper layer's file is the running command's
+        to rename); OSError as that raises."""
+        if node.entry is not None and node.entry.kind == FILE and node.entry.fileid:
+            return self.source.open_regular(node.entry.fileid)
+        return None
+
     def entry_oid(self, n: Node) -> str:
         """The git id of what a node shows (materialized files are hashed, not stored)."""
         if n.entry is not None and n.entry.kind == FILE:
             assert n.entry.fileid is not None
             try:
                 if n.entry.fileid.startswith(UPPER_FILE):
-                    return self.source.upper_oid(n.entry.fileid, file_blob_id)
+                    return self.source.upper_oid(n.entry.fileid, _fd_blob_id)
                 return file_blob_id(self.source.file_path(n.entry.fileid))
             except OSError as exc:  # (gone: replaced or retired since it was read, race1)
                 gone = isinstance(exc, FileNotFoundError)

@@ -120,7 +120,13 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                 # (objects, caches, other forks) is checked here first (a stream's size
                 # is known only once written: the kernel's limit alone bounds it)
                 try:
-                    replacing = os.lstat(live.real(real)).st_size if old is not None else 0
+                    # (its size from the mount point, no link followed on the way: a host
+                    # file's, through a directory a running command swapped for a link,
+                    # counted as freed room)
+                    replacing = 0
+                    if old is not None:
+                        with live.pinned(real) as at:
+                            replacing = os.lstat(at).st_size
                 except OSError:
                     replacing = 0
                 self._check_quota(adding, replacing, 0)
@@ -479,7 +485,7 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             if e is None or e.kind != FILE or not e.fileid:
                 continue
             try:
-                yield e, os.stat(self.overlay.file_path(e.fileid)).st_size
+                yield e, self.overlay.file_stat(e.fileid).st_size
             except FileNotFoundError:
                 continue
 
