@@ -264,6 +264,10 @@ class Mount(MountIndex):
             self.hook_server = _start_upper_watch(
                 ws, served, upper, self.own, self.warm.pause, self.changelog
             )
+        if not self.read_only:
+            from ..mount.gitkeep import bring_back
+
+            bring_back(ws, made)  # git's own state the last unmount kept (its index...)
 
     def serve(self) -> int:
         """The git index written, libfuse's loop run until the mount goes, then :meth:`close`."""

@@ -199,11 +199,16 @@ def scrub(vault: MountedVault, key: str) -> list[str]:
     would block on it), a socket or a device node. Walked by directory descriptors, no
     link followed; the command and its sandbox are gone, so nothing races the walk.
     Returns the paths removed, relative to the git dir."""
+    return scrub_dir(worktree_dir(vault, key))
 
+
+def scrub_dir(git_dir: str) -> list[str]:
+    """:func:`scrub` of the directory ``git_dir`` (a worktree git dir, or what mount/gitkeep.py
+    keeps of one)."""
     removed: list[str] = []
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        top = os.open(worktree_dir(vault, key), flags)
+        top = os.open(git_dir, flags)
     except OSError:
         return removed
     seen = 0
@@ -236,11 +241,14 @@ def scrub(vault: MountedVault, key: str) -> list[str]:
 def unregister(reg: Registered, ws: Any = None) -> None:
     """Remove a mount's worktree and its own directory (at unmount); with the fork's
     workspace ``ws``, git's last move of its branch there is taken first (mount/live.py
-    :func:`.live.follow_at_unmount`)."""
+    :func:`.live.follow_at_unmount`), and git's own state there is kept for the fork's
+    next mount (mount/gitkeep.py :func:`.gitkeep.keep`)."""
     if ws is not None:
+        from .gitkeep import keep
         from .live import follow_at_unmount
 
         follow_at_unmount(ws, reg.git_dir)
+        keep(ws, reg)
     shutil.rmtree(reg.git_dir, ignore_errors=True)
     shutil.rmtree(reg.files, ignore_errors=True)
 
