@@ -63,6 +63,7 @@ class Overlay(UpperEntries):
         upper: list[Entry] = []
         hides: list[str] = []
         prune = getattr(self._no_upper, "prune", None)
+        dirs: list[tuple[str, Entry]] = []
         for t in sorted(tops):
             if any(a in tops for a in ancestors(t) if a):
                 continue  # below another top: walked with it
@@ -73,15 +74,20 @@ class Overlay(UpperEntries):
                 continue  # gone since
             upper.append(got)
             hides.append(t)
-            if got.kind != OBJECT:
-                continue
+            if got.kind == OBJECT:
+                dirs.append((t, got))
+        # the directories walked once every top is read: whether git ignores one (and a
+        # new directory below it) is judged with the upper layer's .gitignore files and
+        # whiteouts at every top, wherever they sort (a `git rm .gitignore` is one)
+        tops_read = list(upper)
+        for t, got in dirs:
             real = os.path.join(self.upper_dir, t)
             st = up.lstat(real)
             if st is None:
                 continue
-            if prune is not None and self._new_dir(t, real, st, got) and t in prune([t], upper):
+            if prune is not None and self._new_dir(t, real, st, got) and t in prune([t], tops_read):
                 continue  # a new directory git ignores: shown empty, not read
-            below, hidden = self._u_walk(t)
+            below, hidden = self._u_walk(t, tops_read)
             upper += below
             hides += hidden
         root = [e for e in db if e.path == ""]
