@@ -267,7 +267,9 @@ class Mount(MountIndex):
         if not self.read_only:
             from ..mount.gitkeep import bring_back
 
-            bring_back(ws, made)  # git's own state the last unmount kept (its index...)
+            # git's own state the last unmount kept (its index...); an index kept for the
+            # commit a checkpoint made while unmounted moved from: patched at its first write
+            self.patch_first = bring_back(ws, made).patch
 
     def serve(self) -> int:
         """The git index written, libfuse's loop run until the mount goes, then :meth:`close`."""

@@ -56,7 +56,7 @@ import logging
 import os
 import re
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.store.gitrun import git_env, run
 from ..core.vaults.registry import gitkept_dir
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from .ownfiles import MountedFork
     from .worktree import Registered
 
-__all__ = ["ALWAYS", "AT_SAME_COMMIT", "bring_back", "keep"]
+__all__ = ["ALWAYS", "AT_SAME_COMMIT", "Brought", "bring_back", "keep"]
 
 META = "kept.json"
 GIT = "git"
@@ -182,38 +182,63 @@ def _stamp(reg: Registered) -> str | None:
     return read_text(os.path.join(reg.files, STAMP_FILE))
 
 
-def bring_back(ws: MountedFork, reg: Registered) -> list[str]:
+class Brought(NamedTuple):
+    """What :func:`bring_back` did."""
+
+    aside: list[str]  # the names set aside (the branch moved since)
+    patch: bool  # the index is the old commit's, its stamp too: the first write patches it
+
+
+def bring_back(ws: MountedFork, reg: Registered) -> Brought:
     """At mount, before the index is written and the mount answers: bring git's state kept
     by :func:`keep` back into the new worktree git dir ``reg.git_dir`` (all of it where the
     fork is where it was, else what does not name the old HEAD; the rest set aside).
-    Returns the names set aside."""
+    Where the branch moved under an unchanged view (a checkpoint while unmounted, nothing of
+    git's open), the index comes back with the old stamp and ``patch``: the mount's first
+    index write then patches it where the commits differ (mount/index.py ``sync_index``
+    with ``view_changed`` False), keeping what git staged elsewhere."""
     from .index import read_view
 
     src = gitkept_dir(ws.vault.state_dir, ws.fork)
     if not os.path.isdir(src) or os.path.islink(src):
-        return []
+        return Brought([], False)
     taking = f"{src}.{os.getpid()}.taking"
     try:
         os.rename(src, taking)  # (claimed: never brought back twice)
     except OSError:
-        return []
+        return Brought([], False)
     aside: list[str] = []
     try:
         meta = _meta(taking)
         kept = os.path.join(taking, GIT)
         if meta is None or not os.path.isdir(kept) or os.path.islink(kept):
-            return []
+            return Brought([], False)
         stamp = meta.get("stamp")
-        same = isinstance(stamp, str) and stamp == read_view(ws).stamp and meta.get("tip") == ws.tip()
+        now = read_view(ws).stamp
+        same = isinstance(stamp, str) and stamp == now and meta.get("tip") == ws.tip()
+        # the branch moved under an unchanged view (a checkpoint while unmounted): the
+        # index is patched where the two commits differ, as after a checkpoint while
+        # mounted; only where git had nothing open and HEAD on the fork's branch
+        patch = (
+            not same
+            and isinstance(stamp, str)
+            and len(stamp.split(" ")) == 3
+            and stamp.split(" ")[1:] == now.split(" ")[1:]
+            and now.split(" ")[2] == "-"
+            and not any(
+                n in AT_SAME_COMMIT - {"HEAD", "refs"} or n.startswith("BISECT_") for n in os.listdir(kept)
+            )
+            and _on_fork_branch(ws, os.path.join(kept, "HEAD"))
+        )
         d = reg.git_dir
-        if not same and os.path.isfile(os.path.join(kept, "index")):
+        if not same and not patch and os.path.isfile(os.path.join(kept, "index")):
             # (what was staged: written anew below for the new commit, so a copy set aside)
             shutil.copyfile(os.path.join(kept, "index"), os.path.join(taking, "index"), follow_symlinks=False)
             aside.append("index")
         for name in sorted(os.listdir(kept)):
             if not _kept_name(name):
                 continue  # (kept by an older avfs, or planted: never brought back)
-            if name in ALWAYS or same:
+            if name in ALWAYS or same or (name == "HEAD" and _on_fork_branch(ws, os.path.join(kept, name))):
                 if name == "HEAD" and not _good_head(ws, os.path.join(kept, name)):
                     continue
                 target = os.path.join(d, name)
@@ -222,8 +247,9 @@ def bring_back(ws: MountedFork, reg: Registered) -> list[str]:
             else:
                 aside.append(name)
                 os.rename(os.path.join(kept, name), os.path.join(taking, name))
-        if same and isinstance(stamp, str):
-            write_file(reg.files, STAMP_FILE, stamp.encode())  # the index is git's: left alone
+        if (same or patch) and isinstance(stamp, str):
+            # the index is git's: left alone (same), or patched from the stamp's commit
+            write_file(reg.files, STAMP_FILE, stamp.encode())
             marker = meta.get("marker")
             if isinstance(marker, str) and _HEX.fullmatch(marker):
                 write_file(reg.files, MERGE_MARKER, marker.encode())
@@ -243,10 +269,10 @@ def bring_back(ws: MountedFork, reg: Registered) -> list[str]:
                 ", ".join(aside),
                 where,
             )
-        return aside
+        return Brought(aside, patch)
     except OSError:
         _log().exception("bringing back git's state of the mount of fork %s", ws.fork)
-        return aside
+        return Brought(aside, False)
     finally:
         shutil.rmtree(taking, ignore_errors=True)
 
@@ -260,6 +286,12 @@ def _meta(where: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return got if isinstance(got, dict) else None
+
+
+def _on_fork_branch(ws: MountedFork, path: str) -> bool:
+    from ..core.store.refs import fork_ref
+
+    return read_text(path) == f"ref: {fork_ref(ws.fork)}\n"
 
 
 def _good_head(ws: MountedFork, path: str) -> bool:
