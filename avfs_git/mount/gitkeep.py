@@ -58,6 +58,7 @@ import re
 import shutil
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..core.store import deeptree
 from ..core.store.gitrun import git_env, run
 from ..core.vaults.registry import gitkept_dir
 from .ownfiles import MERGE_MARKER, STAMP_FILE, read_text, write_file
@@ -128,7 +129,7 @@ def _sparse_setting(git_dir: str) -> dict[str, bool]:
 
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
+        deeptree.rmtree(path, ignore_errors=True)  # (a command's comb of any depth too)
     else:
         try:
             os.unlink(path)
@@ -165,16 +166,16 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
             "tip": ws.tip(),
             "sparse": sparse,
         }
-        shutil.rmtree(new, ignore_errors=True)
+        deeptree.rmtree(new, ignore_errors=True)
         os.makedirs(new)
         os.rename(git_dir, os.path.join(new, GIT))  # whole: an index of any size moves in O(1)
         write_file(new, META, json.dumps(meta).encode())
-        shutil.rmtree(dest, ignore_errors=True)
+        deeptree.rmtree(dest, ignore_errors=True)
         os.rename(new, dest)
         return True
     except OSError:
         _log().exception("keeping git's state of the mount of fork %s", ws.fork)
-        shutil.rmtree(new, ignore_errors=True)
+        deeptree.rmtree(new, ignore_errors=True)
         return False
 
 
@@ -260,8 +261,8 @@ def bring_back(ws: MountedFork, reg: Registered) -> Brought:
             )
         if aside:
             where = src + SET_ASIDE
-            shutil.rmtree(where, ignore_errors=True)
-            shutil.rmtree(kept, ignore_errors=True)  # (what was brought back: nothing)
+            deeptree.rmtree(where, ignore_errors=True)
+            deeptree.rmtree(kept, ignore_errors=True)  # (what was brought back: nothing)
             os.rename(taking, where)
             _log().warning(
                 "fork %s: its branch moved since the last unmount; git's %s set aside in %s",
@@ -274,7 +275,7 @@ def bring_back(ws: MountedFork, reg: Registered) -> Brought:
         _log().exception("bringing back git's state of the mount of fork %s", ws.fork)
         return Brought(aside, False)
     finally:
-        shutil.rmtree(taking, ignore_errors=True)
+        deeptree.rmtree(taking, ignore_errors=True)
 
 
 def _meta(where: str) -> dict[str, Any] | None:

@@ -379,3 +379,14 @@ def test_a_staged_exec_bit_stays_modified_after_a_checkpoint(mounted: Any, backe
     assert _git(mp, "status", "--porcelain", "a.txt").stdout == "MM a.txt\n"
     assert avfs("checkpoint", "save", "-m", "x").code == 0
     assert _git(mp, "status", "--porcelain", "a.txt").stdout == "MM a.txt\n"
+
+
+def test_a_deleted_fork_takes_git_s_kept_state_with_it(mounted: Any, backend: str, cli_proc: Any) -> None:
+    mp, _ = mounted
+    (mp / "new.txt").write_text("new\n")
+    _git(mp, "add", "new.txt")
+    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
+    kept = _kept(os.environ["AVFS_HOME"])
+    assert os.path.isfile(os.path.join(kept, "git", "index"))
+    assert cli_proc("vault", "delete", "v:f", "--force").code == 0
+    assert not os.path.lexists(kept) and not os.path.lexists(kept + ".set-aside")
