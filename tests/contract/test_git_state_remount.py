@@ -340,10 +340,9 @@ def test_a_checkpoint_while_unmounted_keeps_what_git_staged_elsewhere(
     mounted: Any, backend: str, cli_proc: Any
 ) -> None:
     """As a checkpoint while mounted does (the index patched where the commits differ): a
-    path `git rm --cached` took out and a skip-worktree bit stay in git's index across a
-    checkpoint made while the fork was not mounted; what the checkpoint recorded is clean.
-    (An exec bit `update-index --chmod` staged alone is not here: after a checkpoint, while
-    mounted too, git's status loses its ` M`: test_a_staged_exec_bit_stays_modified_after_a_checkpoint.)"""
+    path `git rm --cached` took out, an exec bit `update-index --chmod` staged alone and a
+    skip-worktree bit stay in git's index across a checkpoint made while the fork was not
+    mounted; what the checkpoint recorded is clean."""
     mp, avfs = mounted
     (mp / "e").mkdir()
     (mp / "e" / "f.txt").write_text("f\n")
@@ -353,6 +352,7 @@ def test_a_checkpoint_while_unmounted_keeps_what_git_staged_elsewhere(
     (mp / "new.txt").write_text("new\n")
     _git(mp, "add", "new.txt")
     _git(mp, "rm", "-q", "--cached", "d/c.txt")
+    _git(mp, "update-index", "--chmod=+x", "a.txt")
     staged = [ln for ln in _git(mp, "status", "--porcelain").stdout.splitlines() if "x.txt" not in ln]
     assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
     assert cli_proc("--vault", "v:f", "checkpoint", "save", "-m", "while unmounted").code == 0
@@ -365,14 +365,11 @@ def test_a_checkpoint_while_unmounted_keeps_what_git_staged_elsewhere(
     assert not os.path.exists(_kept(os.environ["AVFS_HOME"]) + ".set-aside")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gitmodel14, found, not fixed: a checkpoint patches the mount's index and gives it "
-    "avfs's fsmonitor token, whose answer names only what differs from the base; git then "
-    "trusts an entry git staged alone (the exec bit of `update-index --chmod`) and says `M ` "
-    "where plain git's `commit --only` leaves `MM` (docs/fuse.md 'gitmodel14')",
-)
 def test_a_staged_exec_bit_stays_modified_after_a_checkpoint(mounted: Any, backend: str) -> None:
+    """An exec bit `update-index --chmod` staged alone (the file stays 644) is `MM` after a
+    checkpoint of another path, as after plain git's `commit --only` of it: the patched
+    index keeps git's fsmonitor dirty bits (found in gitmodel14: it read `M `, git trusting
+    the entry under avfs's token; mount/indexpatch.py ``_dirty_after``)."""
     mp, avfs = mounted
     _git(mp, "update-index", "--chmod=+x", "a.txt")
     (mp / "x.txt").write_text("x\n")
