@@ -151,15 +151,19 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
     new = f"{dest}.{os.getpid()}.new"
     try:
         sparse = _sparse_setting(git_dir)
-        scrub_dir(git_dir)  # no link, FIFO, socket or device, at any depth
         for name in os.listdir(git_dir):
             if not _kept_name(name):
                 _remove(os.path.join(git_dir, name))
         info = os.path.join(git_dir, "info")
-        if os.path.isdir(info):
+        if os.path.isdir(info) and not os.path.islink(info):
             for name in os.listdir(info):
                 if name != "sparse-checkout":
                     _remove(os.path.join(info, name))
+        whole: list[bool] = []
+        scrub_dir(git_dir, whole=whole)  # no link, FIFO, socket or device, at any depth
+        if not all(whole):
+            _log().warning("fork %s: git's state not kept (more than the scrub walks)", ws.fork)
+            return False
         meta = {
             "stamp": _stamp(reg),
             "marker": read_text(os.path.join(reg.files, MERGE_MARKER)),

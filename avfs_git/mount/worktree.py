@@ -202,9 +202,10 @@ def scrub(vault: MountedVault, key: str) -> list[str]:
     return scrub_dir(worktree_dir(vault, key))
 
 
-def scrub_dir(git_dir: str) -> list[str]:
+def scrub_dir(git_dir: str, *, whole: list[bool] | None = None) -> list[str]:
     """:func:`scrub` of the directory ``git_dir`` (a worktree git dir, or what mount/gitkeep.py
-    keeps of one)."""
+    keeps of one). ``whole``: appended whether the walk saw every entry (at most
+    ``SCRUB_MAX``)."""
     removed: list[str] = []
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -235,6 +236,8 @@ def scrub_dir(git_dir: str) -> list[str]:
         return into
 
     deeptree.by_descriptors(top, visit)
+    if whole is not None:
+        whole.append(seen <= SCRUB_MAX)
     return removed
 
 
