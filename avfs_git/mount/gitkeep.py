@@ -38,7 +38,7 @@ and before the mount answers) moves it back:
 
 **Nothing here trusts the git dir.** A confined command can write it, so what is kept is
 data: before the move, whatever is neither a regular file nor a directory goes at any depth
-(:func:`.worktree.scrub`, no link followed), and only git's own names are kept
+(:func:`.ownfiles.scrub_dir`, no link followed), and only git's own names are kept
 (:data:`ALWAYS`, :data:`AT_SAME_COMMIT`; ``info/`` only its ``sparse-checkout``): never
 ``config.worktree`` (written anew at mount; only the two sparse-checkout booleans are
 read from it, by ``git config --no-includes``), ``modules/`` (submodule git dirs, whose
@@ -56,16 +56,22 @@ import logging
 import os
 import re
 import shutil
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..core.store import deeptree
 from ..core.store.gitrun import git_env, run
 from ..core.vaults.registry import gitkept_dir
-from .ownfiles import MERGE_MARKER, STAMP_FILE, read_text, write_file
+from .ownfiles import MERGE_MARKER, STAMP_FILE, read_text, scrub_dir, write_file
 
 if TYPE_CHECKING:
     from .ownfiles import MountedFork
-    from .worktree import Registered
+
+    class Registered(Protocol):  # (mount/worktree.py's, which imports this module)
+        @property
+        def git_dir(self) -> str: ...
+        @property
+        def files(self) -> str: ...
+
 
 __all__ = ["ALWAYS", "AT_SAME_COMMIT", "Brought", "bring_back", "keep"]
 
@@ -142,8 +148,6 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
     worktree git dir ``reg.git_dir`` into :func:`.registry.gitkept_dir` (the module's
     docstring says what and how). False when nothing could be kept (the directory is then
     removed by the caller, as before)."""
-    from .worktree import scrub_dir
-
     git_dir = reg.git_dir
     if not os.path.isdir(git_dir) or os.path.islink(git_dir):
         return False

@@ -59,14 +59,22 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
-from ..core.store import configtext, deeptree
-from ..core.store.deeptree import SCRUB_MAX
+from ..core.store import configtext
 from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
     pass
 from .hookscripts import git_trusts_fsmonitor_in_diff, make_hooks, shell_word, socket_hook
-from .ownfiles import HOOK_FILE, INDEX_ERROR, WAKE_FIFO, MountedVault, files_dir, worktree_dir, write_file
+from .ownfiles import (
+    HOOK_FILE,
+    INDEX_ERROR,
+    WAKE_FIFO,
+    MountedVault,
+    files_dir,
+    scrub_dir,
+    worktree_dir,
+    write_file,
+)
 
 
 class Registered(NamedTuple):
@@ -200,45 +208,6 @@ def scrub(vault: MountedVault, key: str) -> list[str]:
     link followed; the command and its sandbox are gone, so nothing races the walk.
     Returns the paths removed, relative to the git dir."""
     return scrub_dir(worktree_dir(vault, key))
-
-
-def scrub_dir(git_dir: str, *, whole: list[bool] | None = None) -> list[str]:
-    """:func:`scrub` of the directory ``git_dir`` (a worktree git dir, or what mount/gitkeep.py
-    keeps of one). ``whole``: appended whether the walk saw every entry (at most
-    ``SCRUB_MAX``)."""
-    removed: list[str] = []
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        top = os.open(git_dir, flags)
-    except OSError:
-        return removed
-    seen = 0
-
-    def visit(fd: int, rel: str, entries: list[os.DirEntry[str]]) -> list[str]:
-        nonlocal seen
-        into = []
-        for e in entries:
-            seen += 1
-            if seen > SCRUB_MAX:
-                break
-            try:
-                mode = os.lstat(e.name, dir_fd=fd).st_mode
-            except OSError:
-                continue
-            if stat.S_ISDIR(mode):
-                into.append(e.name)
-            elif not stat.S_ISREG(mode):
-                try:
-                    os.unlink(e.name, dir_fd=fd)
-                    removed.append(f"{rel}{e.name}")
-                except OSError:
-                    pass
-        return into
-
-    deeptree.by_descriptors(top, visit)
-    if whole is not None:
-        whole.append(seen <= SCRUB_MAX)
-    return removed
 
 
 def unregister(reg: Registered, ws: Any = None) -> None:

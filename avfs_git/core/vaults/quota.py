@@ -34,7 +34,6 @@ from typing import Protocol
 
 from ..errors import QuotaExceededError
 from ..store import names, packwriter
-from .registry import GIT_KEPT
 from .usage import GEN, GEN_FMT, ForkUsage, QuotaUsage, bump, publish, read_small, signal, size_of, tree_bytes
 
 
@@ -87,8 +86,7 @@ class QuotaTracker:
         # git's state a confined command left in a worktree git dir, moved out of it after
         # the run (proxy/gitstate.py): still the command's bytes, counted with the git dirs
         self.gitstate_dir = os.path.join(vault.state_dir, "gitstate")
-        # git's state of a mount kept from its unmount to the fork's next mount (mount/gitkeep.py)
-        self.gitkept_dir = os.path.join(vault.state_dir, GIT_KEPT)
+        self.gitkept_dir = os.path.join(vault.state_dir, "gitkept")  # registry.gitkept_dir's
         self._extra = (0, 0)  # (caches, worktree git dirs) bytes as published in usage/extra
         self._lock = threading.RLock()
         self._gen_map: mmap.mmap | None = None

@@ -102,16 +102,13 @@ def mount_dir(state_dir: str, key: str) -> str:
     return os.path.join(state_dir, RECORDS, fs_name(key) + ".d")
 
 
-# git's own state of a fork's mount, kept from its unmount to its next mount (mount/gitkeep.py)
-GIT_KEPT = "gitkept"
+GIT_KEPT = "gitkept"  # git's state of a fork's mount, from its unmount to its next mount
 
 
 def gitkept_dir(state_dir: str, key: str) -> str:
-    """``<state_dir>/gitkept/<key>``: what git kept in mount ``key``'s worktree git dir
-    (its index, an open merge or rebase, HEAD's reflog...), moved there at unmount and
-    brought back at the next mount of the fork (mount/gitkeep.py); ``<key>.set-aside``
-    beside it: what a mount did not bring back, the fork's branch having moved since.
-    Inside ``<vault>/avfs``, which a confined command never sees (masked)."""
+    """``<state_dir>/gitkept/<key>``: git's state of mount ``key``'s worktree git dir, kept
+    from its unmount to the fork's next mount (mount/gitkeep.py; ``<key>.set-aside``: what
+    a mount did not bring back). Masked in the sandbox, as all of ``<vault>/avfs``."""
     return os.path.join(state_dir, GIT_KEPT, fs_name(key))
 
 

@@ -74,16 +74,13 @@ class Overlay(UpperEntries):
                 continue  # gone since
             upper.append(got)
             hides.append(t)
-            if got.kind == OBJECT:
-                dirs.append((t, got))
-        # the directories walked once every top is read: whether git ignores one (and a
-        # new directory below it) is judged with the upper layer's .gitignore files and
-        # whiteouts at every top, wherever they sort (a `git rm .gitignore` is one)
+            dirs += [(t, got)] if got.kind == OBJECT else []
+        # walked once every top is read: whether git ignores a directory is judged with the
+        # .gitignore files and whiteouts at every top (a `git rm .gitignore`), wherever they sort
         tops_read = list(upper)
         for t, got in dirs:
             real = os.path.join(self.upper_dir, t)
-            st = up.lstat(real)
-            if st is None:
+            if (st := up.lstat(real)) is None:
                 continue
             if prune is not None and self._new_dir(t, real, st, got) and t in prune([t], tops_read):
                 continue  # a new directory git ignores: shown empty, not read
