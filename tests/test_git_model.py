@@ -47,6 +47,7 @@ from .conftest import remove_home, run_in_process, scratch_home
 from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
 from .gitmodel_steps12 import TwelfthRoundSteps
 from .gitmodel_steps13 import ThirteenthRoundSteps
+from .gitmodel_steps14 import FourteenthRoundSteps
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -346,7 +347,12 @@ def _topic(src: Path) -> None:
 
 
 class GitModel(
-    TenthRoundSteps, EleventhRoundSteps, TwelfthRoundSteps, ThirteenthRoundSteps, RuleBasedStateMachine
+    TenthRoundSteps,
+    EleventhRoundSteps,
+    TwelfthRoundSteps,
+    ThirteenthRoundSteps,
+    FourteenthRoundSteps,
+    RuleBasedStateMachine,
 ):
     """The mount (``m``) and the plain clone (``p``), driven alike."""
 

@@ -264,6 +264,12 @@ class Mount(MountIndex):
             self.hook_server = _start_upper_watch(
                 ws, served, upper, self.own, self.warm.pause, self.changelog
             )
+        if not self.read_only:
+            from ..mount.gitkeep import bring_back
+
+            # git's own state the last unmount kept (its index...); an index kept for the
+            # commit a checkpoint made while unmounted moved from: patched at its first write
+            self.patch_first = bring_back(ws, made).patch
 
     def serve(self) -> int:
         """The git index written, libfuse's loop run until the mount goes, then :meth:`close`."""

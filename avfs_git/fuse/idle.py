@@ -23,7 +23,8 @@ mount from another process holds it), taken without waiting; the record read aga
 kept warm, still idle); the holders looked for; the record's state ``unmounting``; a plain
 unmount (``umount`` of the overlay, ``fusermount3 -u`` of a pure-FUSE mount). The daemon
 then ends as after ``avfs unmount`` (its teardown removes the registry record, the exec
-file, the worktree and the mount's own directory), the locks held until it has: a
+file, the worktree (git's own state there kept for the fork's next mount:
+mount/gitkeep.py) and the mount's own directory), the locks held until it has: a
 ``proxy exec`` waiting for the exec lock then finds no mount and mounts the fork anew.
 Requests that reach the exec server while it releases are handed back to the client
 (``fallback``), which runs them itself. Anything failing leaves the mount as it was.

@@ -30,6 +30,7 @@ class MountIndex:
         settle: Any
         closing: threading.Event
         index_threads: list[threading.Thread]
+        patch_first: bool
 
     def first_index(self) -> None:
         """:meth:`write_index` before the mount is announced (a failure logged: git then
@@ -49,7 +50,13 @@ class MountIndex:
             return write_index(self.vault, self.wt, self.ws.base, self.ops.index_stat, None)
         settle = self.settle
         after = None if settle is None else settle.after_gits
-        return sync_index(self.ws, self.wt, os.getuid(), os.getgid(), sizes=sizes, kept_after=after)
+        # (the index the last unmount kept, for the commit a checkpoint made while it was
+        # unmounted moved from: patched where they differ, as after a checkpoint while
+        # mounted, mount/gitkeep.py; once)
+        patch, self.patch_first = getattr(self, "patch_first", False), False
+        return sync_index(
+            self.ws, self.wt, os.getuid(), os.getgid(), sizes=sizes, kept_after=after, view_changed=not patch
+        )
 
     def on_view(self, view: tuple[str | None, str | None], moved: bool, seq: int) -> None:
         """Tell a process that moved the base, or changed paths, that the mount shows it now

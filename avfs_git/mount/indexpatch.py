@@ -15,11 +15,15 @@ import bisect
 import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
+
+if TYPE_CHECKING:
+    from .ewah import Ewah
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
 
@@ -97,6 +101,7 @@ def patched_index(
             edits.append((at, 0, at, new))
             count += 1
     edits.sort(key=lambda e: (e[0], e[1]))
+    dirty = _dirty_after(data, off, offs, edits)
     out: list[bytes] = []
     pos = 12
     for start, _, stop, new in edits:
@@ -109,10 +114,77 @@ def patched_index(
     cache_tree = _cache_tree_without(data, off, [m[0] for m in moved])
     if cache_tree is not None:
         body += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
-    ewah = struct.pack(">II", 0, 1) + struct.pack(">Q", 0) + struct.pack(">I", 0)
+    ewah = dirty.serialized() if dirty is not None and dirty.bits else struct.pack(">IIQI", 0, 1, 0, 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
     return body + hashlib.sha1(body).digest()
+
+
+def _dirty_after(
+    data: bytes, off: int, offs: list[int], edits: list[tuple[int, int, int, bytes]]
+) -> Ewah | None:
+    """git's fsmonitor dirty bits of index ``data`` (its ``FSMN`` extension: the entries git
+    last found differing from their file, or changed since it looked: an exec bit
+    `update-index --chmod` staged alone), at the positions those entries take in the
+    patched index (``edits``: :func:`patched_index`'s, in the index's order; an entry
+    replaced takes the new commit's stat data and is clean under avfs's token). Kept, git
+    looks at those files again; dropped (an empty bitmap, as before gitmodel14), avfs's
+    token, whose answer names only what the files differ from the base in, had git trust
+    such an entry without looking: `MM` read `M ` after a checkpoint."""
+    old = _fsmonitor_dirty(data, off)
+    if not old:
+        return None
+    from .ewah import Ewah  # (only where git left dirty bits: a checkpoint's import count)
+
+    out = Ewah()
+    gone: list[int] = []  # offsets of the entries replaced or removed
+    inserted: list[int] = []  # offsets before which an entry is inserted
+    for start, kind, _stop, _new in edits:
+        (gone if kind else inserted).append(start)
+    gone_set = set(gone)
+    removed = sorted(start for start, kind, _stop, new in edits if kind and not new)
+    for j in old:
+        if j >= len(offs) or offs[j] in gone_set:
+            continue
+        at = offs[j]
+        out.set(j - bisect.bisect_left(removed, at) + bisect.bisect_right(inserted, at))
+    return out
+
+
+def _fsmonitor_dirty(index: bytes, off: int) -> list[int]:
+    """The positions set in the dirty bitmap of ``index``'s ``FSMN`` extension (version 2;
+    its extensions start at ``off``), in increasing order; none when it has none or it
+    cannot be read (git then finds none dirty, as in the index avfs writes)."""
+    end = len(index) - 20
+    while off + 8 <= end:
+        size = int.from_bytes(index[off + 4 : off + 8], "big")
+        if index[off : off + 4] != b"FSMN":
+            off += 8 + size
+            continue
+        ext = index[off + 8 : off + 8 + size]
+        try:
+            if int.from_bytes(ext[:4], "big") != 2:
+                return []
+            nul = ext.index(b"\0", 4)
+            at = nul + 1 + 4  # (the bitmap's size)
+            nbits, nwords = struct.unpack_from(">II", ext, at)
+            words = struct.unpack_from(f">{nwords}Q", ext, at + 8)
+        except (ValueError, struct.error):
+            return []
+        bits: list[int] = []
+        pos = i = 0
+        while i < len(words):
+            rlw = words[i]
+            run, lits = (rlw >> 1) & 0xFFFFFFFF, rlw >> 33
+            if rlw & 1:
+                bits.extend(range(pos, pos + 64 * run))
+            pos += 64 * run
+            for w in words[i + 1 : i + 1 + lits]:
+                bits.extend(pos + b for b in range(64) if w >> b & 1)
+                pos += 64
+            i += 1 + lits
+        return [b for b in bits if b < nbits]
+    return []
 
 
 def _entry_offsets(

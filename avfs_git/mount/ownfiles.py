@@ -52,6 +52,7 @@ class MountedFork(HasState, Protocol):
     @property
     def view_time(self) -> float: ...
     def read(self, path: str) -> bytes: ...
+    def tip(self) -> str | None: ...
     def visible_filter(self) -> Callable[[str, NodeKind], bool] | None: ...
 
 
@@ -201,3 +202,45 @@ def read_git_file(path: str, *, tail: bool = False, limit: int = 4096) -> bytes 
         return None
     finally:
         os.close(fd)
+
+
+def scrub_dir(git_dir: str, *, whole: list[bool] | None = None) -> list[str]:
+    """:func:`scrub` of the directory ``git_dir`` (a worktree git dir, or what mount/gitkeep.py
+    keeps of one). ``whole``: appended whether the walk saw every entry (at most
+    ``SCRUB_MAX``)."""
+    from ..core.store import deeptree  # (only a scrub walks: not at the top)
+    from ..core.store.deeptree import SCRUB_MAX
+
+    removed: list[str] = []
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        top = os.open(git_dir, flags)
+    except OSError:
+        return removed
+    seen = 0
+
+    def visit(fd: int, rel: str, entries: list[os.DirEntry[str]]) -> list[str]:
+        nonlocal seen
+        into = []
+        for e in entries:
+            seen += 1
+            if seen > SCRUB_MAX:
+                break
+            try:
+                mode = os.lstat(e.name, dir_fd=fd).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                into.append(e.name)
+            elif not stat.S_ISREG(mode):
+                try:
+                    os.unlink(e.name, dir_fd=fd)
+                    removed.append(f"{rel}{e.name}")
+                except OSError:
+                    pass
+        return into
+
+    deeptree.by_descriptors(top, visit)
+    if whole is not None:
+        whole.append(seen <= SCRUB_MAX)
+    return removed

@@ -59,14 +59,22 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.errors import from_oserror
-from ..core.store import configtext, deeptree
-from ..core.store.deeptree import SCRUB_MAX
+from ..core.store import configtext
 from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
     pass
 from .hookscripts import git_trusts_fsmonitor_in_diff, make_hooks, shell_word, socket_hook
-from .ownfiles import HOOK_FILE, INDEX_ERROR, WAKE_FIFO, MountedVault, files_dir, worktree_dir, write_file
+from .ownfiles import (
+    HOOK_FILE,
+    INDEX_ERROR,
+    WAKE_FIFO,
+    MountedVault,
+    files_dir,
+    scrub_dir,
+    worktree_dir,
+    write_file,
+)
 
 
 class Registered(NamedTuple):
@@ -199,48 +207,20 @@ def scrub(vault: MountedVault, key: str) -> list[str]:
     would block on it), a socket or a device node. Walked by directory descriptors, no
     link followed; the command and its sandbox are gone, so nothing races the walk.
     Returns the paths removed, relative to the git dir."""
-
-    removed: list[str] = []
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        top = os.open(worktree_dir(vault, key), flags)
-    except OSError:
-        return removed
-    seen = 0
-
-    def visit(fd: int, rel: str, entries: list[os.DirEntry[str]]) -> list[str]:
-        nonlocal seen
-        into = []
-        for e in entries:
-            seen += 1
-            if seen > SCRUB_MAX:
-                break
-            try:
-                mode = os.lstat(e.name, dir_fd=fd).st_mode
-            except OSError:
-                continue
-            if stat.S_ISDIR(mode):
-                into.append(e.name)
-            elif not stat.S_ISREG(mode):
-                try:
-                    os.unlink(e.name, dir_fd=fd)
-                    removed.append(f"{rel}{e.name}")
-                except OSError:
-                    pass
-        return into
-
-    deeptree.by_descriptors(top, visit)
-    return removed
+    return scrub_dir(worktree_dir(vault, key))
 
 
 def unregister(reg: Registered, ws: Any = None) -> None:
     """Remove a mount's worktree and its own directory (at unmount); with the fork's
     workspace ``ws``, git's last move of its branch there is taken first (mount/live.py
-    :func:`.live.follow_at_unmount`)."""
+    :func:`.live.follow_at_unmount`), and git's own state there is kept for the fork's
+    next mount (mount/gitkeep.py :func:`.gitkeep.keep`)."""
     if ws is not None:
+        from .gitkeep import keep
         from .live import follow_at_unmount
 
         follow_at_unmount(ws, reg.git_dir)
+        keep(ws, reg)
     shutil.rmtree(reg.git_dir, ignore_errors=True)
     shutil.rmtree(reg.files, ignore_errors=True)
 

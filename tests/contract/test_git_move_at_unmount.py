@@ -52,13 +52,6 @@ def test_git_s_move_just_before_an_unmount_is_the_fork_s(
     assert sorted(p.name for p in mp.iterdir() if p.name != ".git") == files
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gitmodel13, not fixed: the unmount removes the worktree git dir (docs/fuse.md "
-    "'git inside the mount', 'What a remount keeps of git's own state'): git's index (what "
-    "`git add` staged, `rm --cached`, the exec bit of `update-index --chmod`, the "
-    "skip-worktree bit) and an open merge (MERGE_HEAD, its conflict stages) go with it",
-)
 @pytest.mark.parametrize("what", ["staged", "open merge"])
 def test_git_s_own_state_outlives_a_remount(mounted: Any, backend: str, cli_proc: Any, what: str) -> None:
     """What git keeps per worktree and a plain work tree keeps as long as it exists: its

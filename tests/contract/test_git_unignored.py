@@ -24,16 +24,12 @@ def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path,
         yield m
 
 
-def test_files_a_removed_ignore_rule_hid_are_all_new(mounted: Any, backend: str, request: Any) -> None:
-    if backend == "overlay":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="gitmodel13, not fixed: on the overlay backend the status remembers "
-                "`build` as an ignored top and, once the rule is gone, reads only its own "
-                "files: build/deep/out.o is missing (docs/fuse.md 'gitmodel13')",
-            )
-        )
+def _listed(mp: Path) -> list[str]:
+    """What git's status in the mount lists, every untracked file named."""
+    return sorted(line[3:] for line in _git(mp, "status", "--porcelain", "-uall").stdout.splitlines())
+
+
+def test_files_a_removed_ignore_rule_hid_are_all_new(mounted: Any, backend: str) -> None:
     mp, avfs = mounted
     assert avfs("write", ".gitignore", "build/\n*.log\n").code == 0
     assert avfs("checkpoint", "save", "-m", "ignore build/").code == 0
@@ -44,6 +40,58 @@ def test_files_a_removed_ignore_rule_hid_are_all_new(mounted: Any, backend: str,
     assert _status(avfs)["changes"] == []
     _git(mp, "rm", "-q", ".gitignore")
     _git(mp, "commit", "-q", "-m", "no ignore rules")
-    want = sorted(line[3:] for line in _git(mp, "status", "--porcelain", "-uall").stdout.splitlines())
+    want = _listed(mp)
     assert want == ["build/deep/out.o", "build/top.o", "s.log"]
     assert sorted(c["path"] for c in _status(avfs)["changes"]) == want
+
+
+PERSON = ("-c", "user.name=P", "-c", "user.email=p@x.invalid")
+
+
+@pytest.mark.parametrize("where", ["nested .gitignore", "info/exclude"])
+def test_a_rule_that_goes_and_comes_back_is_followed_at_every_depth(
+    mounted: Any, backend: str, where: str
+) -> None:
+    """The rule in a nested ``.gitignore`` (removed and put back by commits) or in the
+    vault's ``info/exclude`` (edited in place: no commit, no change in the mount): each
+    time, avfs's status names what git's names, at every depth below the directory, and a
+    checkpoint records that (what `git add -A` stages)."""
+    mp, avfs = mounted
+    git_dir = Path(_git(mp, "rev-parse", "--git-common-dir").stdout.strip())
+    exclude = (mp / git_dir if not git_dir.is_absolute() else git_dir) / "info" / "exclude"
+    (mp / "sub").mkdir()
+    (mp / "sub" / "keep.txt").write_text("k\n")
+    if where == "nested .gitignore":
+        (mp / "sub" / ".gitignore").write_text("build/\n")
+    else:
+        exclude.parent.mkdir(exist_ok=True)
+        exclude.write_text("build/\n")
+    assert avfs("checkpoint", "save", "-m", "rule").code == 0
+    (mp / "sub" / "build" / "deep" / "er").mkdir(parents=True)
+    (mp / "sub" / "build" / "deep" / "er" / "out.o").write_text("o\n")
+    (mp / "sub" / "build" / "top.o").write_text("t\n")
+    assert _listed(mp) == [] and _status(avfs)["changes"] == []
+
+    def rule(on: bool) -> None:
+        if where == "nested .gitignore":
+            if on:
+                _git(mp, *PERSON, "revert", "--no-edit", "HEAD")
+            else:
+                _git(mp, "rm", "-q", "sub/.gitignore")
+                _git(mp, *PERSON, "commit", "-q", "-m", "no rule")
+        else:
+            exclude.write_text("build/\n" if on else "# none\n")
+
+    hidden = ["sub/build/deep/er/out.o", "sub/build/top.o"]
+    rule(False)
+    assert [p for p in _listed(mp) if p.startswith("sub/build")] == hidden
+    assert sorted(c["path"] for c in _status(avfs)["changes"]) == _listed(mp)
+    rule(True)
+    assert not [p for p in _listed(mp) if p.startswith("sub/build")]
+    assert sorted(c["path"] for c in _status(avfs)["changes"]) == _listed(mp)
+    rule(False)
+    assert sorted(c["path"] for c in _status(avfs)["changes"]) == _listed(mp)
+    assert avfs("checkpoint", "save", "-m", "all of it").code == 0
+    tree = _git(mp, "ls-tree", "-r", "--name-only", "HEAD", "sub/build").stdout.split()
+    assert tree == hidden
+    assert _listed(mp) == [] and _status(avfs)["changes"] == []

@@ -86,6 +86,7 @@ class QuotaTracker:
         # git's state a confined command left in a worktree git dir, moved out of it after
         # the run (proxy/gitstate.py): still the command's bytes, counted with the git dirs
         self.gitstate_dir = os.path.join(vault.state_dir, "gitstate")
+        self.gitkept_dir = os.path.join(vault.state_dir, "gitkept")  # registry.gitkept_dir's
         self._extra = (0, 0)  # (caches, worktree git dirs) bytes as published in usage/extra
         self._lock = threading.RLock()
         self._gen_map: mmap.mmap | None = None
@@ -276,7 +277,7 @@ class QuotaTracker:
 
     def _git_dirs(self) -> int:
         """Bytes of the worktree git dirs and of git's state taken out of them."""
-        return tree_bytes(self.worktrees_dir) + tree_bytes(self.gitstate_dir)
+        return tree_bytes(self.worktrees_dir) + tree_bytes(self.gitstate_dir) + tree_bytes(self.gitkept_dir)
 
     def warm(self) -> None:
         """List the object store now as :meth:`outside_bytes` would, keeping what each

@@ -102,6 +102,16 @@ def mount_dir(state_dir: str, key: str) -> str:
     return os.path.join(state_dir, RECORDS, fs_name(key) + ".d")
 
 
+GIT_KEPT = "gitkept"  # git's state of a fork's mount, from its unmount to its next mount
+
+
+def gitkept_dir(state_dir: str, key: str) -> str:
+    """``<state_dir>/gitkept/<key>``: git's state of mount ``key``'s worktree git dir, kept
+    from its unmount to the fork's next mount (mount/gitkeep.py; ``<key>.set-aside``: what
+    a mount did not bring back). Masked in the sandbox, as all of ``<vault>/avfs``."""
+    return os.path.join(state_dir, GIT_KEPT, fs_name(key))
+
+
 # in a mount's own directory: its modification time is the last activity of a mount kept
 # warm (a proxy exec served or reused it, the daemon saw calls or writes): see fuse/idle.py
 ACTIVITY_FILE = "activity"

@@ -279,6 +279,12 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         # a killed overlay daemon leaves the worktree link pinned immutable in the upper layer (rmtree fails)
         drop_gitfile(os.path.join(self.ws_dir(fork), "upper"))
         layers.remove_state_dir(self.home_dir, self.ws_link(fork))
+        from ..store.deeptree import rmtree
+        from .registry import gitkept_dir
+
+        kept = gitkept_dir(self.state_dir, fork)  # git's state its last mount kept
+        for path in (kept, kept + ".set-aside"):
+            rmtree(path, ignore_errors=True)
 
     def require_fork(self, fork: str) -> None:
         """Raise :class:`ForkNotFoundError` (or a bad-name error) unless ``fork`` exists."""

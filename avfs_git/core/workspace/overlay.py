@@ -64,6 +64,7 @@ class Overlay(UpperEntries):
         upper: list[Entry] = []
         hides: list[str] = []
         prune = getattr(self._no_upper, "prune", None)
+        dirs: list[tuple[str, Entry]] = []
         for t in sorted(tops):
             if any(a in tops for a in ancestors(t) if a):
                 continue  # below another top: walked with it
@@ -74,15 +75,17 @@ class Overlay(UpperEntries):
                 continue  # gone since
             upper.append(got)
             hides.append(t)
-            if got.kind != OBJECT:
-                continue
+            dirs += [(t, got)] if got.kind == OBJECT else []
+        # walked once every top is read: whether git ignores a directory is judged with the
+        # .gitignore files and whiteouts at every top (a `git rm .gitignore`), wherever they sort
+        tops_read = list(upper)
+        for t, got in dirs:
             real = os.path.join(self.upper_dir, t)
-            st = up.lstat(real)
-            if st is None:
+            if (st := up.lstat(real)) is None:
                 continue
-            if prune is not None and self._new_dir(t, real, st, got) and t in prune([t], upper):
+            if prune is not None and self._new_dir(t, real, st, got) and t in prune([t], tops_read):
                 continue  # a new directory git ignores: shown empty, not read
-            below, hidden = self._u_walk(t)
+            below, hidden = self._u_walk(t, tops_read)
             upper += below
             hides += hidden
         root = [e for e in db if e.path == ""]

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -294,13 +294,16 @@ class UpperEntries(OverlayDB):
         finally:
             self._no_upper.prune = None
 
-    def _u_walk(self, prefix: str) -> tuple[list[Entry], list[str]]:
+    def _u_walk(self, prefix: str, seen: Sequence[Entry] = ()) -> tuple[list[Entry], list[str]]:
         """(the upper layer's entries strictly below directory ``prefix``, the paths whose
-        database entries it hides: those of its own entries that are not merging dirs)."""
+        database entries it hides: those of its own entries that are not merging dirs).
+        ``seen``: the upper layer's entries read before elsewhere (for the pruning of
+        ignored directories: a whiteout of the root's ``.gitignore`` there hides the
+        database's entry of it, which would still ignore a directory below ``prefix``)."""
         with self.remembering():
-            return self._u_walk_read(prefix)
+            return self._u_walk_read(prefix, seen)
 
-    def _u_walk_read(self, prefix: str) -> tuple[list[Entry], list[str]]:
+    def _u_walk_read(self, prefix: str, seen: Sequence[Entry] = ()) -> tuple[list[Entry], list[str]]:
         out: list[Entry] = []
         hides: list[str] = []
         prune = getattr(self._no_upper, "prune", None)
@@ -363,7 +366,7 @@ class UpperEntries(OverlayDB):
             if not deferred:
                 break
             assert prune is not None
-            skip = prune([d for d, _, _ in deferred], out)
+            skip = prune([d for d, _, _ in deferred], [*seen, *out] if seen else out)
             stack = [(d, real, True, here) for d, real, here in deferred if d not in skip]
             deferred = []
         return out, hides

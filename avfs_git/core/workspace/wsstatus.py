@@ -147,9 +147,7 @@ class Changes:
     def prune_ignored(self, tops: list[str], found: list[Entry]) -> set[str]:
         """Which of the upper layer's new top directories ``tops`` git ignores (``found``:
         the upper layer's entries read so far, whose .gitignore files count)."""
-        with self.overlay.without_upper():
-            by_path = {e.path: e for e in self.overlay.all()}
-        by_path.update((e.path, e) for e in found)
+        by_path = _Shown(self.overlay, found)
         base = self.view.base
         skip = self.ignore_rules.ignored(
             (), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops)
@@ -582,3 +580,32 @@ class Changes:
         files = [p for p in added if p in hit]
         tops |= {p for p in files if not any(a in ign_dirs for a in names.ancestors(p))}
         return Ignored(tuple(sorted(files + under)), frozenset(tops | skip))
+
+
+class _Shown(Mapping[str, Entry]):
+    """The overlay's entries as the mount shows them, for :meth:`WorkspaceStatus.prune_ignored`'s
+    ``.gitignore`` lookups: those of the upper layer read so far (``found``), else the
+    overlay's own answer at the path (the upper layer first: a database entry that an
+    opaque directory or a whiteout of the upper layer hides is not shown). Before, every
+    database entry counted where ``found`` held nothing: the old ``sub/.gitignore`` that
+    the adoption of a ``git rm sub/.gitignore`` commit keeps in the database under the
+    mount's opaque ``sub`` still ignored ``sub/build``, and a status, once its rule was
+    gone, never read below it (gitmodel14)."""
+
+    def __init__(self, overlay: Overlay, found: list[Entry]) -> None:
+        self._overlay = overlay
+        self._found = {e.path: e for e in found}
+
+    def __getitem__(self, path: str) -> Entry:
+        got = self._found.get(path)
+        if got is None:
+            got = self._overlay.get(path)
+        if got is None:
+            raise KeyError(path)
+        return got
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._found)
+
+    def __len__(self) -> int:
+        return len(self._found)

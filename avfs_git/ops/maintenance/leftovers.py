@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 # -- what a crashed mount daemon leaves -------------------------------------------------------
 #
-# A daemon that ends normally removes its exec file, its worktree and its registry entry
+# A daemon that ends normally removes its exec file, its worktree (git's state there kept
+# for the fork's next mount, <vault>/avfs/gitkept/: mount/gitkeep.py) and its registry entry
 # (fuse/daemon.py), and libfuse's auto_unmount takes the mount with it. One killed (-9, a
 # segfault) leaves the files; the kernel may leave the mount point (ENOTCONN), or an
 # overlay mount whose lower layer was the daemon's. Each is one finding, code and path:

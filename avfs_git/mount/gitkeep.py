@@ -1,0 +1,331 @@
+"""git's own state of a fork's mount outlives the mount: kept at unmount, brought back at
+the next mount of the fork (docs/fuse.md, "What a remount keeps of git's own state").
+
+A mount's worktree git dir ``<vault>/worktrees/avfs-<fork>`` holds what git keeps for that
+worktree alone: the index (what ``git add`` staged, ``rm --cached``, the exec bit of
+``update-index --chmod``, the skip-worktree and assume-unchanged bits), an open merge,
+cherry-pick, revert, rebase, ``am`` or bisect (``MERGE_HEAD`` and the index's conflict
+stages, ``rebase-merge/``, ``sequencer/``, ``BISECT_*`` with ``refs/bisect/``),
+``ORIG_HEAD``, HEAD's reflog, a detached HEAD, ``git sparse-checkout``'s setting. The
+unmount (``avfs unmount``, a kept-warm mount's idle release, ``avfs down``) used to remove
+it, and the next mount made it anew from the fork's commit: git forgot, behind the back of
+an agent that had staged files or had a merge open and paused.
+
+:func:`keep` (at unmount, after git's last move of the branch was taken) moves the
+directory whole to :func:`.registry.gitkept_dir` (``<vault>/avfs/gitkept/<fork>``, which
+the sandbox never sees), with what it was written for beside it (``kept.json``: the
+index's stamp, the open avfs merge's marker, the branch's commit, the sparse-checkout
+setting). :func:`bring_back` (at the next mount of the fork, before the index is written
+and before the mount answers) moves it back:
+
+- **the fork where it was** (the branch at the same commit, the workspace's base, view
+  time and open merge those the index was written for: the stamp): everything, with the
+  stamp, so the mount's first index write leaves git's index alone (mount/index.py
+  ``sync_index``). Its stat data may no longer be what the mount reports (a new daemon,
+  an overlay's new inodes): git then reads those files again, as after a ``touch``; its
+  fsmonitor token is another daemon's, answered "everything may have changed" (overlay)
+  or from the fork's own journal, which outlives the mount (pure FUSE);
+- **the branch moved since** (a checkpoint, restore, undo or merge made while unmounted, a
+  push from another machine): as git does with what does not depend on HEAD, and as a
+  live mount does when the branch moves under it: HEAD's reflog, ``ORIG_HEAD``,
+  ``FETCH_HEAD``, ``COMMIT_EDITMSG`` and the sparse-checkout setting come back, and the
+  index is written anew for the new commit keeping its skip-worktree and
+  assume-unchanged bits (mount/indexflags.py); what named the old commit (what was
+  staged, an open merge, cherry-pick, rebase or bisect, a detached HEAD) is not brought
+  back into a worktree whose HEAD moved (git's status would show it as staged reversions
+  of the new commit) but set aside whole at ``<fork>.set-aside`` beside (the last one;
+  the daemon's log says so), never removed.
+
+**Nothing here trusts the git dir.** A confined command can write it, so what is kept is
+data: before the move, whatever is neither a regular file nor a directory goes at any depth
+(:func:`.ownfiles.scrub_dir`, no link followed), and only git's own names are kept
+(:data:`ALWAYS`, :data:`AT_SAME_COMMIT`; ``info/`` only its ``sparse-checkout``): never
+``config.worktree`` (written anew at mount; only the two sparse-checkout booleans are
+read from it, by ``git config --no-includes``), ``modules/`` (submodule git dirs, whose
+hooks and config git would run: ``git submodule update`` makes them again), hooks or a
+lock file. HEAD comes back only as the fork's branch or a commit id the vault holds.
+Nothing kept is run: git in the mount reads it as it did before the unmount, and what a
+confined command left of git's operations was taken out after its run already
+(proxy/gitstate.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from ..core.store import deeptree
+from ..core.store.gitrun import git_env, run
+from ..core.vaults.registry import gitkept_dir
+from .ownfiles import MERGE_MARKER, STAMP_FILE, read_text, scrub_dir, write_file
+
+if TYPE_CHECKING:
+    from .ownfiles import MountedFork
+
+    class Registered(Protocol):  # (mount/worktree.py's, which imports this module)
+        @property
+        def git_dir(self) -> str: ...
+        @property
+        def files(self) -> str: ...
+
+
+__all__ = ["ALWAYS", "AT_SAME_COMMIT", "Brought", "bring_back", "keep"]
+
+META = "kept.json"
+GIT = "git"
+SET_ASIDE = ".set-aside"
+
+# brought back whatever moved the fork's branch meanwhile (they name no HEAD of the worktree)
+ALWAYS = frozenset({"index", "logs", "ORIG_HEAD", "FETCH_HEAD", "COMMIT_EDITMSG", "info"})
+# brought back only where the fork's branch is where it was (``BISECT_*`` too)
+AT_SAME_COMMIT = frozenset(
+    {
+        "HEAD",
+        "MERGE_HEAD",
+        "MERGE_MSG",
+        "MERGE_MODE",
+        "MERGE_RR",
+        "AUTO_MERGE",
+        "CHERRY_PICK_HEAD",
+        "REVERT_HEAD",
+        "REBASE_HEAD",
+        "SQUASH_MSG",
+        "rebase-merge",
+        "rebase-apply",
+        "sequencer",
+        "refs",
+    }
+)
+_SPARSE_KEYS = ("core.sparseCheckout", "core.sparseCheckoutCone")
+_HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def _log() -> logging.Logger:
+    return logging.getLogger("avfs.fuse")
+
+
+def _kept_name(name: str) -> bool:
+    return name in ALWAYS or name in AT_SAME_COMMIT or name.startswith("BISECT_")
+
+
+def _sparse_setting(git_dir: str) -> dict[str, bool]:
+    """The sparse-checkout booleans of the worktree's ``config.worktree`` (read by git, as
+    data: no include followed), those set."""
+    path = os.path.join(git_dir, "config.worktree")
+    text = read_text(path)  # (regular files only, never through a link)
+    if text is None or "sparse" not in text.lower():
+        return {}  # (no git to ask: the usual unmount)
+    out: dict[str, bool] = {}
+    for key in _SPARSE_KEYS:
+        proc = run(
+            ["config", "--no-includes", "--file", path, "--type=bool", "--get", key],
+            env=git_env(),
+            check=False,
+        )
+        out_ = proc.stdout
+        value = (out_.decode("utf-8", "replace") if isinstance(out_, bytes) else str(out_)).strip()
+        if proc.returncode == 0 and value in ("true", "false"):
+            out[key] = value == "true"
+    return out
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        deeptree.rmtree(path, ignore_errors=True)  # (a command's comb of any depth too)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def keep(ws: MountedFork, reg: Registered) -> bool:
+    """At unmount (git's last move of the branch taken): move git's state out of the
+    worktree git dir ``reg.git_dir`` into :func:`.registry.gitkept_dir` (the module's
+    docstring says what and how). False when nothing could be kept (the directory is then
+    removed by the caller, as before)."""
+    git_dir = reg.git_dir
+    if not os.path.isdir(git_dir) or os.path.islink(git_dir):
+        return False
+    dest = gitkept_dir(ws.vault.state_dir, ws.fork)
+    new = f"{dest}.{os.getpid()}.new"
+    try:
+        sparse = _sparse_setting(git_dir)
+        for name in os.listdir(git_dir):
+            if not _kept_name(name):
+                _remove(os.path.join(git_dir, name))
+        info = os.path.join(git_dir, "info")
+        if os.path.isdir(info) and not os.path.islink(info):
+            for name in os.listdir(info):
+                if name != "sparse-checkout":
+                    _remove(os.path.join(info, name))
+        whole: list[bool] = []
+        scrub_dir(git_dir, whole=whole)  # no link, FIFO, socket or device, at any depth
+        if not all(whole):
+            _log().warning("fork %s: git's state not kept (more than the scrub walks)", ws.fork)
+            return False
+        meta = {
+            "stamp": _stamp(reg),
+            "marker": read_text(os.path.join(reg.files, MERGE_MARKER)),
+            "tip": ws.tip(),
+            "sparse": sparse,
+        }
+        deeptree.rmtree(new, ignore_errors=True)
+        os.makedirs(new)
+        os.rename(git_dir, os.path.join(new, GIT))  # whole: an index of any size moves in O(1)
+        write_file(new, META, json.dumps(meta).encode())
+        deeptree.rmtree(dest, ignore_errors=True)
+        os.rename(new, dest)
+        return True
+    except OSError:
+        _log().exception("keeping git's state of the mount of fork %s", ws.fork)
+        deeptree.rmtree(new, ignore_errors=True)
+        return False
+
+
+def _stamp(reg: Registered) -> str | None:
+    return read_text(os.path.join(reg.files, STAMP_FILE))
+
+
+class Brought(NamedTuple):
+    """What :func:`bring_back` did."""
+
+    aside: list[str]  # the names set aside (the branch moved since)
+    patch: bool  # the index is the old commit's, its stamp too: the first write patches it
+
+
+def bring_back(ws: MountedFork, reg: Registered) -> Brought:
+    """At mount, before the index is written and the mount answers: bring git's state kept
+    by :func:`keep` back into the new worktree git dir ``reg.git_dir`` (all of it where the
+    fork is where it was, else what does not name the old HEAD; the rest set aside).
+    Where the branch moved under an unchanged view (a checkpoint while unmounted, nothing of
+    git's open), the index comes back with the old stamp and ``patch``: the mount's first
+    index write then patches it where the commits differ (mount/index.py ``sync_index``
+    with ``view_changed`` False), keeping what git staged elsewhere."""
+    from .index import read_view
+
+    src = gitkept_dir(ws.vault.state_dir, ws.fork)
+    if not os.path.isdir(src) or os.path.islink(src):
+        return Brought([], False)
+    taking = f"{src}.{os.getpid()}.taking"
+    try:
+        os.rename(src, taking)  # (claimed: never brought back twice)
+    except OSError:
+        return Brought([], False)
+    aside: list[str] = []
+    try:
+        meta = _meta(taking)
+        kept = os.path.join(taking, GIT)
+        if meta is None or not os.path.isdir(kept) or os.path.islink(kept):
+            return Brought([], False)
+        stamp = meta.get("stamp")
+        now = read_view(ws).stamp
+        same = isinstance(stamp, str) and stamp == now and meta.get("tip") == ws.tip()
+        # the branch moved under an unchanged view (a checkpoint while unmounted): the
+        # index is patched where the two commits differ, as after a checkpoint while
+        # mounted; only where git had nothing open and HEAD on the fork's branch
+        patch = (
+            not same
+            and isinstance(stamp, str)
+            and len(stamp.split(" ")) == 3
+            and stamp.split(" ")[1:] == now.split(" ")[1:]
+            and now.split(" ")[2] == "-"
+            and not any(
+                n in AT_SAME_COMMIT - {"HEAD", "refs"} or n.startswith("BISECT_") for n in os.listdir(kept)
+            )
+            and _on_fork_branch(ws, os.path.join(kept, "HEAD"))
+        )
+        d = reg.git_dir
+        if not same and not patch and os.path.isfile(os.path.join(kept, "index")):
+            # (what was staged: written anew below for the new commit, so a copy set aside)
+            shutil.copyfile(os.path.join(kept, "index"), os.path.join(taking, "index"), follow_symlinks=False)
+            aside.append("index")
+        for name in sorted(os.listdir(kept)):
+            if not _kept_name(name):
+                continue  # (kept by an older avfs, or planted: never brought back)
+            if name in ALWAYS or same or (name == "HEAD" and _on_fork_branch(ws, os.path.join(kept, name))):
+                if name == "HEAD" and not _good_head(ws, os.path.join(kept, name)):
+                    continue
+                target = os.path.join(d, name)
+                _remove(target)  # (read-tree's index, or the HEAD register wrote)
+                os.rename(os.path.join(kept, name), target)
+            else:
+                aside.append(name)
+                os.rename(os.path.join(kept, name), os.path.join(taking, name))
+        if (same or patch) and isinstance(stamp, str):
+            # the index is git's: left alone (same), or patched from the stamp's commit
+            write_file(reg.files, STAMP_FILE, stamp.encode())
+            marker = meta.get("marker")
+            if isinstance(marker, str) and _HEX.fullmatch(marker):
+                write_file(reg.files, MERGE_MARKER, marker.encode())
+        sparse = meta.get("sparse")
+        if isinstance(sparse, dict) and sparse:
+            _put_sparse(
+                d, reg.files, {k: v for k, v in sparse.items() if k in _SPARSE_KEYS and isinstance(v, bool)}
+            )
+        if aside:
+            where = src + SET_ASIDE
+            deeptree.rmtree(where, ignore_errors=True)
+            deeptree.rmtree(kept, ignore_errors=True)  # (what was brought back: nothing)
+            os.rename(taking, where)
+            _log().warning(
+                "fork %s: its branch moved since the last unmount; git's %s set aside in %s",
+                ws.fork,
+                ", ".join(aside),
+                where,
+            )
+        return Brought(aside, patch)
+    except OSError:
+        _log().exception("bringing back git's state of the mount of fork %s", ws.fork)
+        return Brought(aside, False)
+    finally:
+        deeptree.rmtree(taking, ignore_errors=True)
+
+
+def _meta(where: str) -> dict[str, Any] | None:
+    raw = read_text(os.path.join(where, META))
+    if raw is None:
+        return None
+    try:
+        got = json.loads(raw)
+    except ValueError:
+        return None
+    return got if isinstance(got, dict) else None
+
+
+def _on_fork_branch(ws: MountedFork, path: str) -> bool:
+    from ..core.store.refs import fork_ref
+
+    return read_text(path) == f"ref: {fork_ref(ws.fork)}\n"
+
+
+def _good_head(ws: MountedFork, path: str) -> bool:
+    """Whether a kept ``HEAD`` names the fork's branch, or is a commit id the vault holds
+    (a detached HEAD): anything else stays as the mount wrote it (the fork's branch)."""
+    from ..core.store.refs import fork_ref
+
+    raw = read_text(path)
+    if raw is None:
+        return False
+    text = raw.strip()
+    if raw == f"ref: {fork_ref(ws.fork)}\n":
+        return True
+    if raw != f"{text}\n" or not _HEX.fullmatch(text):
+        return False
+    try:
+        return ws.store.commit_tree(text) is not None
+    except Exception:
+        return False
+
+
+def _put_sparse(git_dir: str, own: str, sparse: dict[str, bool]) -> None:
+    """Add the kept sparse-checkout setting to the ``config.worktree`` the mount wrote."""
+    if not sparse:
+        return
+    text = read_text(os.path.join(git_dir, "config.worktree")) or ""
+    lines = "".join(f"\t{k.split('.', 1)[1]} = {'true' if v else 'false'}\n" for k, v in sparse.items())
+    write_file(git_dir, "config.worktree", (text + "[core]\n" + lines).encode(), via=own)
