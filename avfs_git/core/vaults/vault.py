@@ -112,7 +112,10 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         self.store.promisor.keep_connection_of = KeepConnection(cfg, home_path)
         self.state_dir = os.path.join(path, "avfs")
         # a new vault's op log: a copy of a template beside the home's vaults (none for a lone vault)
-        self.oplog = OpLog(self.state_dir, os.path.dirname(path) if home is not None else None)
+        # (its records wait for another process's lock as the vault's locks do)
+        self.oplog = OpLog(
+            self.state_dir, os.path.dirname(path) if home is not None else None, lambda: self.lock_wait_s
+        )
         # who commits are by (:mod:`.identity`): author, else identity (env), git config, fallback
         self._identity = Identity.of(*author) if author is not None else identity
         self._fallback_author = fallback_author
