@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from avfs_git.core.settings import Settings, served_for
 from avfs_git.core.vaults.home import Home
 
@@ -144,3 +146,66 @@ def test_every_database_connection_waits_as_the_caller_s_setting_says(tmp_path) 
             assert v.oplog.db.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
     finally:
         home.close()
+
+
+def _ro_bind(src: str, dst: str) -> None:
+    os.makedirs(dst)
+    subprocess.run(["mount", "--bind", src, dst], check=True)
+    subprocess.run(["mount", "-o", "remount,ro,bind", dst], check=True)
+
+
+@pytest.mark.parametrize("with_layers", [False, True], ids=["plain", "layers"])
+def test_a_read_only_home_serves_reads_and_refuses_writes(
+    cli_proc: Cli, tmp_path, monkeypatch, with_layers: bool
+) -> None:
+    """A person's home on a read-only mount (here: bound read-only at another path, its
+    layers file system not mounted there): every read failed, `read_only` on the layers'
+    lock file, then exit 70 (the state dir's owner file, its WAL index); `rm`/`mv` in a
+    home without layers were exit 70 ("attempt to write a readonly database"). Reads now
+    answer from the read-only home; writes are `read_only`; nothing changes."""
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("a read-only bind mount needs root")
+    from avfs_git.core.vaults import layers
+
+    cli = cli_proc
+    if with_layers:  # (the product's default: the state dirs in the home's layers image)
+        monkeypatch.delenv("AVFS_LAYERS", raising=False)
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "-m", "one").code == 0
+    assert cli("--vault", "v", "write", "b.txt", "uncommitted").code == 0
+    home = os.environ["AVFS_HOME"]
+    layers.unmount(home)  # (a home whose layers the read-only path does not show mounted)
+    before = _home_state(home)
+    ro = str(tmp_path / "ro")
+    _ro_bind(home, ro)
+    try:
+        monkeypatch.setenv("AVFS_HOME", ro)
+        for args in (
+            ("status",),
+            ("log",),
+            ("cat", "a.txt"),
+            ("diff",),
+            ("ls",),
+            ("vault", "list"),
+            ("vault", "info", "v"),
+        ):
+            r = cli("--vault", "v", "--json", *args)
+            assert r.code == 0 and r.out.count("\n") == 1, (args, r.code, r.out)
+        st = cli("--vault", "v", "--json", "status").json()
+        assert [c["path"] for c in st["changes"]] == ["b.txt"], st
+        for args in (
+            ("write", "c.txt", "c"),
+            ("rm", "a.txt"),
+            ("mv", "a.txt", "z.txt"),
+            ("checkpoint", "save"),
+            ("vault", "fork", "v", "f"),
+        ):
+            r = cli("--vault", "v", "--json", *args)
+            assert r.code == 1 and r.out.count("\n") == 1, (args, r.code, r.out)  # (was 70)
+            assert r.json()["error"]["code"] == "read_only", (args, r.out)
+    finally:
+        layers.unmount(ro)
+        subprocess.run(["umount", ro], check=True)
+    monkeypatch.setenv("AVFS_HOME", home)
+    assert _changed(before, _home_state(home)) == []

@@ -319,6 +319,10 @@ class OverlayDB:
                 self._release_claims()
                 ns.pop("journaled", None)
                 self._raise_if_full(exc)
+                if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                    # (a home on a read-only mount: BEGIN IMMEDIATE passes there, the first
+                    # write fails; was exit 70, "attempt to write a readonly database")
+                    raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
                 raise
             ns["depth"] = 0
             ns["garbage"] = []

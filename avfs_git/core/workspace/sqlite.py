@@ -177,7 +177,14 @@ def open_db(
         # one connection per thread (threads.ThreadSlots), used by that thread alone; not
         # checked by sqlite3 so that closing a vault (or the end of its thread) can close
         # it from another thread
-        conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
+        if os.access(os.path.dirname(path) or ".", os.W_OK):
+            conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
+        else:
+            # a home on a read-only mount, another user's files: SQLite cannot make the
+            # WAL's index (``-shm``) there, and a read-write open fails whole ("unable to
+            # open database file", every read of the fork); read-only, it keeps the index
+            # in memory and reads, and a write fails `read_only`
+            return _open_read_only(path, wait_s)  # (as it is: no schema or migration to write)
         conn.execute("PRAGMA synchronous=NORMAL")
         have = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if have == 0:
@@ -212,6 +219,31 @@ def open_db(
             " aside (a fork's overlay: its changes not checkpointed are lost with it)",
             details={"path": path},
         ) from exc
+
+
+def _open_read_only(path: str, wait_s: float) -> sqlite3.Connection:
+    """``path`` opened read-only, in a directory this process cannot write. With its WAL
+    index (``-shm``) there, as any reader; without it, SQLite cannot read a WAL database
+    read-only ("unable to open database file") unless told that nothing changes it
+    (``immutable``): then only when no WAL file holds transactions the file lacks (the
+    last writer's close moved them in and removed it)."""
+    quoted = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    conn = sqlite3.connect(
+        f"file:{quoted}?mode=ro", uri=True, timeout=wait_s, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        try:
+            if os.path.getsize(f"{path}-wal") > 0:
+                raise
+        except FileNotFoundError:
+            pass
+    return sqlite3.connect(
+        f"file:{quoted}?immutable=1", uri=True, timeout=wait_s, isolation_level=None, check_same_thread=False
+    )
 
 
 def set_wait(conn: sqlite3.Connection, wait_s: float) -> None:
