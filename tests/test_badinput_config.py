@@ -9,6 +9,8 @@ or ``NaN`` days (JSON's reader takes ``NaN``) passed the check. docs/security.md
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,3 +62,43 @@ def test_a_vault_config_that_is_not_json_is_named_and_nothing_changes(cli: Cli) 
             assert "fix the file" in err["hint"], err
         assert _changed(before, _home_state(home)) == []
     cfg.unlink()
+
+
+SETTINGS_FILES = {
+    "home-config": ("config.json", ("status",)),
+    "home-policy": ("policy.toml", ("policy", "check", "--", "ls")),
+    "vault-config": ("vaults/v.git/avfs/config.json", ("status",)),
+    "vault-policy": ("vaults/v.git/avfs/policy.toml", ("policy", "check", "--", "ls")),
+}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+@pytest.mark.parametrize("which", sorted(SETTINGS_FILES))
+def test_a_settings_file_that_is_a_fifo_or_a_directory_is_named(cli_proc: Cli, which: str, kind: str) -> None:
+    """A FIFO where a settings file belongs held every command for ever (nothing writes
+    to it: `open` waits for a writer); a vault's `config.json` that is a directory was exit
+    70 (IsADirectoryError). Now each is `unusable_path` naming the file, nothing read from
+    it, nothing changed (run as real processes, each with a deadline: on main they hang)."""
+    assert cli_proc("vault", "create", "v").code == 0
+    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
+    home = os.environ["AVFS_HOME"]
+    rel, args = SETTINGS_FILES[which]
+    path = os.path.join(home, rel)
+    if os.path.exists(path):
+        os.unlink(path)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.mkdir(path)
+    before = _home_state(home)
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", "v", *args], capture_output=True, timeout=120
+    )
+    r = CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+    assert r.code == 1 and r.out.count("\n") == 1, (r.code, r.out, r.err)
+    err = r.json()["error"]
+    assert err["code"] == "unusable_path" and path in err["message"], err
+    said = "a FIFO" if kind == "fifo" else "a directory"
+    assert said in err["message"] and "remove it" in err["hint"], err
+    assert _changed(before, _home_state(home)) == []
+    (os.unlink if kind == "fifo" else os.rmdir)(path)

@@ -9,8 +9,12 @@ bad input.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from .conftest import CliResult, git
 from .test_json_everypath import _changed, _home_state
@@ -96,3 +100,80 @@ def test_branches_git_takes_and_a_fork_may_not_wedge_no_listing(cli: Cli) -> Non
     r = cli("--vault", "v:fix#1", "--json", "status")
     assert r.code == 1 and r.json()["error"]["code"] == "invalid_name", r.out
     assert cli("--vault", "v", "checkpoint", "save", "c1").code == 0
+
+
+def _run(args: tuple[str, ...], libgit2: bool) -> CliResult:
+    """`avfs --json --vault v ARGS` in a process of its own with a deadline; ``libgit2``:
+    with pygit2 loaded first, as in the resident server that serves the CLI."""
+    code = "import runpy, sys\n"
+    if libgit2:
+        code += "import pygit2\n"
+    code += "sys.argv[0] = 'avfs'\nrunpy.run_module('avfs_git', run_name='__main__')\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--json", "--vault", "v", *args], capture_output=True, timeout=120
+    )
+    return CliResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), proc.stdout)
+
+
+@pytest.mark.parametrize("libgit2", [False, True], ids=["files", "libgit2"])
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+def test_a_packed_refs_that_is_a_fifo_or_a_directory_is_named(
+    cli_proc: Cli, kind: str, libgit2: bool
+) -> None:
+    """A FIFO as the vault's ``packed-refs`` held every command that lists refs for ever
+    (`log`, `checkpoint list`, `vault info`, `gc`: avfs, or libgit2, opened it to read); a
+    directory was exit 70 (IsADirectoryError). Now each says the file is not one, in words,
+    one JSON document, nothing changed (processes with a deadline: on main they hang)."""
+    assert cli_proc("vault", "create", "v").code == 0
+    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
+    assert cli_proc("--vault", "v", "checkpoint", "save", "c1").code == 0
+    home = os.environ["AVFS_HOME"]
+    packed = os.path.join(home, "vaults", "v.git", "packed-refs")
+    if os.path.exists(packed):
+        os.unlink(packed)
+    # (the home's state before the damage and after it is undone: git's own listing, which
+    # the state holds, waits on such a FIFO too)
+    before = _home_state(home)
+    (os.mkfifo if kind == "fifo" else os.mkdir)(packed)
+    try:  # (undone whatever happens: the fixture's `git fsck` at the end waits on a FIFO too)
+        for args in (("log",), ("checkpoint", "list"), ("vault", "info"), ("gc",)):
+            r = _run(args, libgit2)
+            assert r.code == 70 and r.out.count("\n") == 1, (args, r.code, r.out, r.err)
+            err = r.json()["error"]
+            assert err["code"] == "corrupt_state" and packed in err["message"], (args, err)  # (was internal)
+            assert "is not a file" in err["message"] and "move it aside" in err["hint"], (args, err)
+    finally:
+        (os.unlink if kind == "fifo" else os.rmdir)(packed)
+    assert _changed(before, _home_state(home)) == []
+
+
+@pytest.mark.parametrize("libgit2", [False, True], ids=["files", "libgit2"])
+@pytest.mark.parametrize("kind", ["fifo", "empty", "garbage"])
+def test_a_branch_file_that_holds_no_commit_id_is_named(cli_proc: Cli, kind: str, libgit2: bool) -> None:
+    """A fork's loose ref file a FIFO held every command of the fork for ever (avfs's read
+    of it, libgit2's); emptied, it was "no fork 'main': its branch was deleted outside
+    avfs"; other bytes were read as a commit id ("'ascii' codec can't encode ..."). Now
+    each names the ref, its file and what it holds, with the git command that puts it
+    back; nothing changed."""
+    assert cli_proc("vault", "create", "v").code == 0
+    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
+    home = os.environ["AVFS_HOME"]
+    ref = os.path.join(home, "vaults", "v.git", "refs", "heads", "main")
+    good = Path(ref).read_bytes()
+    before = _home_state(home)  # (and after the damage is undone: git waits on a FIFO too)
+    os.unlink(ref)
+    if kind == "fifo":
+        os.mkfifo(ref)
+    else:
+        Path(ref).write_bytes(b"" if kind == "empty" else b"garbage\x00\xff{[\n")
+    try:  # (undone whatever happens: the fixture's `git fsck` at the end waits on a FIFO too)
+        for args in (("status",), ("log",), ("write", "b.txt", "b"), ("checkpoint", "save")):
+            r = _run(args, libgit2)
+            assert r.code == 70 and r.out.count("\n") == 1, (args, r.code, r.out, r.err)
+            err = r.json()["error"]
+            assert err["code"] == "corrupt_state" and ref in err["message"], (args, err)
+            assert "refs/heads/main is damaged" in err["message"] and "update-ref" in err["hint"], (args, err)
+    finally:
+        os.unlink(ref)
+        Path(ref).write_bytes(good)
+    assert _changed(before, _home_state(home)) == []

@@ -368,6 +368,55 @@ def test_a_live_fork_shares_a_venv_that_runs_its_own_code(home, vault, live):
         mounts.unmount(home, vault, "child", lazy=True)
 
 
+def test_a_venv_built_in_proxy_exec_runs_there_and_fails_at_once_in_the_person_s_mount(vault, live):
+    """A venv an agent builds through `proxy exec` names the fork's path in the sandbox,
+    `/avfs/<vault>`, in its scripts' shebangs, its `.pth` files and `activate`
+    (docs/proxy.md, "A venv built in the sandbox"): every later exec of the fork (and of a
+    fork of it) runs it; in the person's mount its entry points fail at once, its python imports nothing of the editable install, and `activate` puts a
+    directory the host does not have on PATH (the host's own python answers `python`):
+    never another checkout's code. One the person builds in the mount runs on both sides."""
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b".venv/\n.hostvenv/\n*.egg-info/\n__pycache__/\n")
+    ws.write("pyproject.toml", PYPROJECT)
+    ws.write("src/tinypkg/__init__.py", b"def answer():\n    return 42\n")
+    ws.write("tests/check.py", CHECK)
+    ws.write("tools/mkvenv.py", MKVENV)
+    doc = _exec("v:main", "--", "python3", "tools/mkvenv.py", cwd=live)
+    assert doc["exit_code"] == 0, (doc["error"], doc["result"] and doc["result"]["stderr"])
+    # in the sandbox: the agent's venv runs, its entry point and its editable install
+    assert _exec("v:main", "--", ".venv/bin/tinycheck")["exit_code"] == 0
+    assert _exec("v:main", "--cwd", "tests", "--", "../.venv/bin/python", "check.py")["exit_code"] == 0
+    with open(os.path.join(live, ".venv", "bin", "tinycheck"), encoding="utf-8") as fh:
+        assert fh.readline() == "#!/avfs/v/.venv/bin/python\n"
+    # in the person's mount: the entry point fails at once (bash 5.2: "cannot execute:
+    # required file not found", 127; older: "/avfs/v/.venv/bin/python: bad interpreter", 126)
+    r = subprocess.run(["bash", "-c", "./.venv/bin/tinycheck"], cwd=live, capture_output=True, text=True)
+    assert r.returncode in (126, 127) and "tinycheck" in r.stderr, r
+    # its python runs (a link to the host's), and the editable install is not found there
+    r = subprocess.run(
+        [os.path.join(live, ".venv", "bin", "python"), "check.py"],
+        cwd=os.path.join(live, "tests"),
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1 and "No module named 'tinypkg'" in r.stderr, r
+    # `activate` names the sandbox's path: its bin is on PATH, but no host has it
+    r = subprocess.run(
+        ["bash", "-c", '. .venv/bin/activate && echo "$VIRTUAL_ENV" && test ! -e "$VIRTUAL_ENV"'],
+        cwd=live,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and r.stdout == "/avfs/v/.venv\n", r
+    # one the person builds in the mount names the mount point, which the sandbox shows
+    # too (a link to the vault's one path): it runs on both sides
+    mkhost = MKVENV.replace(b".venv", b".hostvenv")
+    subprocess.run(["/usr/bin/python3", "-c", mkhost], cwd=live, check=True)
+    r = subprocess.run(["bash", "-c", "./.hostvenv/bin/tinycheck"], cwd=live, capture_output=True, text=True)
+    assert r.returncode == 0, r
+    assert _exec("v:main", "--", ".hostvenv/bin/tinycheck")["exit_code"] == 0
+
+
 def test_forking_a_live_fork_whose_outputs_name_its_mount_warns(vault, live):
     # a venv built on the host in the mount (not through `proxy exec`) names the mount point
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", ".venv"], cwd=live, check=True)

@@ -9,11 +9,12 @@ import functools
 import hashlib
 import os
 import re
+import stat
 import types
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ..core.errors import PolicyError, from_oserror
+from ..core.errors import PolicyError, UnusablePathError, from_oserror
 from .model import DEFAULT_RULE, VERSION, Category, Outcome, Rule
 from .pathrules import KINDS, PathRule, PathRules, pattern_problem
 
@@ -99,13 +100,32 @@ def _shipped_data(text: str, cache_dir: str | None) -> dict[str, Any]:
 
 
 def read_policy_file(path: str) -> str | None:
+    # read without waiting on a FIFO (one there held every command for ever); a directory,
+    # a FIFO, a socket named (policy uses only core's errors: as core.store.safeopen's
+    # read_settings does it)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise from_oserror(exc, path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a file"
+            raise UnusablePathError(
+                f"cannot use {path}: it is {kind}, not a file",
+                hint="remove it, or put the file back (nothing was read from it)",
+                details={"path": path},
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as exc:
+        raise from_oserror(exc, path) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

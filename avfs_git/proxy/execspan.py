@@ -43,7 +43,7 @@ def _upper_seq(ws: Any) -> int:
 
     if not exists(ws.overlay.dir):
         return 0
-    with ChangeLog(ws.overlay.dir) as changes:
+    with ChangeLog(ws.overlay.dir, ws.vault.lock_wait_s) as changes:
         return changes.last_seq()
 
 

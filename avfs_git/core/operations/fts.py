@@ -41,7 +41,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
 from ..types import MODE_LINK, Change, NodeKind
 from ..workspace.overlayentry import FILE, Entry
-from ..workspace.sqlite import open_db
+from ..workspace.sqlite import busy_error, is_busy, open_db
 from ..workspace.wsview import Node, Snapshot, View
 from .search import BINARY_PROBE
 
@@ -126,7 +126,9 @@ class SearchIndex:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.path = os.path.join(ws.state_dir, INDEX_FILE)
-        self.db: sqlite3.Connection = open_db(self.path, _SCHEMA, version=_VERSION)
+        # (its catch-up waits for another process's as the vault's locks do)
+        self.wait_s = ws.vault.lock_wait_s
+        self.db: sqlite3.Connection = open_db(self.path, _SCHEMA, version=_VERSION, wait_s=self.wait_s)
         self.stats = IndexStats()
         self._skip: list[str] = []  # paths whose documents a query leaves out (search's skip)
 
@@ -146,7 +148,12 @@ class SearchIndex:
 
         ws = self.ws
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # (was exit 70 after SQLite's 30 s)
+            if is_busy(exc):
+                raise busy_error("the fork's search index", self.path, self.wait_s) from exc
+            raise
         try:
             # one snapshot of the base and the overlay: what the view shows is what gets recorded
             base = ws.base

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, AvfsError, CorruptStateError, InternalError, RefMovedError, want_str
@@ -108,25 +109,75 @@ def read_ref_file(git_dir: str, name: str) -> str | None:
     if "\x00" in name or not _utf8(name):
         return None  # names no ref, and is no path to open (open() raises on a NUL)
     try:
-        value = _read_loose(os.path.join(git_dir, name)).strip().decode("ascii", "replace")
+        raw = _read_loose(os.path.join(git_dir, name)).strip()
+        value = raw.decode("ascii", "replace")
         if value.startswith("ref: "):
             return read_ref_file(git_dir, value[5:])
-        return value or None
+        if _OID.fullmatch(raw) is None:
+            raise _damaged_ref(git_dir, name, raw)
+        return value
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         pass
     except OSError as exc:  # a component longer than a file name may be: no loose ref
         if exc.errno != errno.ENAMETOOLONG:
             raise
-    try:
-        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
-            target = b" " + name.encode()
-            for line in fh:
-                line = line.rstrip(b"\n")
-                if line.endswith(target) and not line.startswith((b"#", b"^")):
-                    return line[:40].decode("ascii")
-    except FileNotFoundError:
-        pass
+    target = b" " + name.encode()
+    for line in packed_lines(git_dir):
+        if line.endswith(target) and not line.startswith((b"#", b"^")):
+            return line[:40].decode("ascii")
     return None
+
+
+def packed_lines(git_dir: str) -> list[bytes]:
+    """The lines of ``git_dir``'s ``packed-refs`` (none when there is none), read without
+    waiting on a FIFO: a FIFO there held every command that lists refs for ever (git's
+    own too), a directory was exit 70 (IsADirectoryError).
+
+    Raises:
+        CorruptStateError: something other than a regular file is there.
+    """
+    path = os.path.join(git_dir, "packed-refs")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:  # (a socket)
+            raise
+        fd = -1
+    try:
+        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptStateError(
+                f"the vault's packed-refs {path} is not a file (a directory, a FIFO or a socket),"
+                " so its refs cannot be listed; nothing was changed",
+                hint="move it aside (`git for-each-ref` in the vault cannot read it either): the"
+                " vault's loose refs are read then",
+                details={"path": path},
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return b"".join(chunks).split(b"\n")
+
+
+_OID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+
+def _damaged_ref(git_dir: str, name: str, raw: bytes) -> CorruptStateError:
+    """The error for a loose ref file that holds no commit id (emptied, overwritten): git
+    ignores such a ref ("ignoring broken ref"); avfs took an empty one for a deleted branch
+    and read other bytes as a commit id ("'ascii' codec can't encode ...")."""
+    path = os.path.join(git_dir, name)
+    return CorruptStateError(
+        f"the ref {name} is damaged: its file {path} holds {raw[:60]!r} where a commit id belongs;"
+        " nothing was changed",
+        hint=f"put its commit back: `git --git-dir {git_dir} update-ref {name} COMMIT`"
+        f" (`git --git-dir {git_dir} reflog {name}` names its last ones)",
+        details={"ref": name, "path": path},
+    )
 
 
 def _read_loose(path: str) -> bytes:
@@ -134,7 +185,9 @@ def _read_loose(path: str) -> bytes:
     costs six more system calls a read (two ``fstat``, an ``isatty`` ``ioctl``, two
     ``lseek``) and its objects, on every fork's and workspace's look at a ref. Raises
     ``IsADirectoryError`` for a directory (a name that is a prefix of other refs)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # (never waiting on a FIFO there: it held every command of the fork for ever; read, it
+    # is empty, a damaged ref)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         data = os.read(fd, 256)  # a direct ref is 41 bytes, a symbolic one "ref: " + a name
         if len(data) == 256:
@@ -156,17 +209,12 @@ def list_refs_file(git_dir: str, prefix: str) -> list[str]:
         for fn in files:
             if not fn.endswith(".lock"):
                 found.add(f"{rel}/{fn}")
-    try:
-        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
-            for line in fh:
-                if line.startswith((b"#", b"^")):
-                    continue
-                parts = line.rstrip(b"\n").split(b" ", 1)
-                if len(parts) == 2 and parts[1].startswith(prefix.encode()):
-                    name = parts[1].decode("utf-8", "replace")
-                    found.add(name)
-    except FileNotFoundError:
-        pass
+    for line in packed_lines(git_dir):
+        if line.startswith((b"#", b"^")):
+            continue
+        parts = line.split(b" ", 1)
+        if len(parts) == 2 and parts[1].startswith(prefix.encode()):
+            found.add(parts[1].decode("utf-8", "replace"))
     return sorted(found)
 
 
@@ -177,12 +225,8 @@ def has_refs_under(git_dir: str, prefix: str) -> bool:
         for _root, _dirs, files in os.walk(path):
             if any(not f.endswith(".lock") for f in files):
                 return True
-    try:
-        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
-            needle = b" " + prefix.encode() + b"/"
-            return any(needle in line for line in fh if not line.startswith((b"#", b"^")))
-    except FileNotFoundError:
-        return False
+    needle = b" " + prefix.encode() + b"/"
+    return any(needle in line for line in packed_lines(git_dir) if not line.startswith((b"#", b"^")))
 
 
 def ref_names(store: GitStore, prefix: str = "") -> list[str]:
@@ -190,7 +234,7 @@ def ref_names(store: GitStore, prefix: str = "") -> list[str]:
     when this process has loaded it, else from git's files (sorted; ``prefix`` a directory
     of refs, ending in ``/``), as :func:`read_ref` reads them: `avfs log` does not load
     libgit2 to name its checkpoints."""
-    if not libgit2_loaded() and prefix.endswith("/"):
+    if (not libgit2_loaded() and prefix.endswith("/")) or _fifo(store.path, "packed-refs"):
         return list_refs_file(store.path, prefix)
     try:
         return [r for r in store._repo.references if r.startswith(prefix)]
@@ -237,11 +281,7 @@ def check_packed_refs(git_dir: str) -> None:
     peeled ``^<id>`` after one): git (``fatal: unexpected line``) and libgit2 ("corrupted
     packed references file") then refuse every listing and some ref writes, and a
     checkpoint named after its branch had moved failed (exit 70, no op log entry)."""
-    try:
-        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
-            lines = fh.read().split(b"\n")
-    except (FileNotFoundError, NotADirectoryError):
-        return
+    lines = packed_lines(git_dir)
     hexdigits = frozenset(b"0123456789abcdef")
     for number, line in enumerate(lines, 1):
         if not line or (line.startswith(b"#") and number == 1):
@@ -284,6 +324,8 @@ def read_ref(store: GitStore, name: str) -> str | None:
         # (a component past NAME_MAX is no loose ref; libgit2 fails on its path, git's
         # files are read as they are: packed-refs may still hold it)
         return read_ref_file(store.path, name)
+    if _fifo(store.path, name, "packed-refs"):
+        return read_ref_file(store.path, name)  # (it names the damage, waiting on nothing)
     try:
         ref = store._repo.references.get(name)
     except git_errors() as exc:  # a malformed name, a corrupt ref file
@@ -292,6 +334,22 @@ def read_ref(store: GitStore, name: str) -> str | None:
         return None
     target = ref.resolve().target
     return str(target)
+
+
+def _fifo(git_dir: str, *names: str) -> bool:
+    """Whether one of ``names`` in ``git_dir`` is a FIFO (``packed-refs``: anything but a
+    file): libgit2 opens a loose ref and
+    ``packed-refs`` waiting on one (a resident server's thread held for ever, every later
+    call of the fork's with it); git's files are read without waiting, and name it."""
+    for name in names:
+        try:
+            mode = os.lstat(os.path.join(git_dir, name)).st_mode
+        except (OSError, ValueError):
+            continue
+        # (packed-refs a directory: libgit2's "failed to read descriptor", exit 70)
+        if stat.S_ISFIFO(mode) or (name == "packed-refs" and not stat.S_ISREG(mode)):
+            return True
+    return False
 
 
 def _is_text(text: str) -> bool:

@@ -112,3 +112,63 @@ def beneath(root: str, rel: str) -> Iterator[str]:
         yield f"/proc/{os.getpid()}/fd/{fd}/{name}" if name else f"/proc/{os.getpid()}/fd/{fd}"
     finally:
         os.close(fd)
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
+
+
+def read_settings(path: str, limit: int = 64 << 20) -> bytes | None:
+    """The bytes of the settings file at ``path`` (the home's or a vault's ``config.json``,
+    a ``policy.toml``); None when there is none. A link is followed (a person's dotfiles may
+    be links); a FIFO is never waited on (``O_NONBLOCK``: a FIFO there held every command
+    for ever) and, as a directory, a socket or a device, is an error naming the file.
+
+    Raises:
+        UnusablePathError: something other than a regular file is there.
+        AvfsError: the file cannot be read (``from_oserror``: permissions, ...).
+    """
+    from ..errors import UnusablePathError, from_oserror
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket (a directory opens: below)
+            raise UnusablePathError(
+                f"cannot use {path}: it is a socket, not a file", hint="remove it, or put the file back"
+            ) from None
+        raise from_oserror(exc, path) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a directory" if stat.S_ISDIR(mode) else _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            )
+            raise UnusablePathError(
+                f"cannot use {path}: it is {kind}, not a file",
+                hint="remove it, or put the file back (nothing was read from it)",
+                details={"path": path},
+            )
+        chunks = []
+        left = limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise from_oserror(exc, path) from exc
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise UnusablePathError(
+            f"cannot use {path}: it is larger than {limit >> 20} MiB, not a settings file",
+            hint="remove it, or put the file back",
+            details={"path": path},
+        )
+    return data

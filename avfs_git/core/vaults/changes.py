@@ -156,7 +156,7 @@ def _journal_from(state_dir: str) -> int:
 def _fork_ident(vault: Vault, fork: str) -> tuple[str, int, int]:
     state = vault.ws_dir(fork)
     os.makedirs(state, exist_ok=True)
-    with ChangeLog(state) as log:
+    with ChangeLog(state, vault.lock_wait_s) as log:
         return log.identity(fork, _overlay_last(state))
 
 
@@ -175,7 +175,7 @@ def _now_pos(vault: Vault, scope: str | None) -> Pos:
     for f in forks:
         ident, _, _ = _fork_ident(vault, f)
         state = vault.ws_dir(f)
-        with ChangeLog(state) as log:
+        with ChangeLog(state, vault.lock_wait_s) as log:
             pos.forks[f] = ForkPos(
                 ident,
                 _overlay_last(state),
@@ -367,7 +367,7 @@ class _Reader:
             return  # deleted: its fork_deleted event came from the op log
         ident, start_o, start_u = _fork_ident(vault, fork)
         state = vault.ws_dir(fork)
-        with ChangeLog(state) as log:
+        with ChangeLog(state, vault.lock_wait_s) as log:
             self._fork_journals(fork, state, log, ident, start_o, start_u)
 
     def _fork_journals(
@@ -410,7 +410,7 @@ class _Reader:
         if daemons is None:
             daemons = []
             if changelog_exists(state):
-                with ChangeLog(state) as log:
+                with ChangeLog(state, self.vault.lock_wait_s) as log:
                     daemons = log.daemons()
             self._daemons[fork] = daemons
         for d_pid, started, ended in daemons:

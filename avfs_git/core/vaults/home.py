@@ -36,6 +36,7 @@ from ..store import names, refs
 from ..store.gitrun import git_env, run_git
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Identity
+from ..store.safeopen import read_settings
 from ..types import VaultInfo
 from .layers import Attempts
 from .vault import Vault
@@ -174,13 +175,12 @@ class Home:
         return os.path.join(self.path, "config.json")
 
     def config(self) -> dict[str, Any]:
-        try:
-            with open(self.config_path, encoding="utf-8") as fh:
-                got = json.load(fh)
-        except FileNotFoundError:
+        # (a FIFO there held every command for ever: read without waiting on one)
+        data = read_settings(self.config_path)
+        if data is None:
             return {}
-        except OSError as exc:
-            raise from_oserror(exc, self.config_path) from exc
+        try:
+            got = json.loads(data)
         except ValueError as exc:
             raise UsageError(
                 f"cannot read {self.config_path}: {exc}",

@@ -161,6 +161,11 @@ def ensure(home: str, *, create: bool, attempts: Attempts | None = None) -> str:
     os.makedirs(home, exist_ok=True)
     if attempts is not None and attempts.failed is not None:
         raise LayersUnavailable(attempts.failed)  # tried already: fail fast
+    if not create and _read_only(home):
+        # a home on a read-only mount (no lock file can be made there: every command,
+        # reads included, failed `read_only` on it): its layers mounted read-only serve
+        # reads, and a write fails `read_only` as it does in the rest of the home
+        return _mount_read_only(img, mp)
     with file_lock(os.path.join(home, LOCK), what=f"the layers file system of {home}"):
         if os.path.ismount(mp):
             return mp
@@ -184,6 +189,30 @@ def ensure(home: str, *, create: bool, attempts: Attempts | None = None) -> str:
             raise LayersUnavailable(why)
         os.makedirs(os.path.join(mp, WS), exist_ok=True)
         set_direct_io(mp)
+    return mp
+
+
+def _read_only(home: str) -> bool:
+    """Whether ``home`` is on a read-only mount."""
+    try:
+        return bool(os.statvfs(home).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _mount_read_only(img: str, mp: str) -> str:
+    """Mount the layers image ``img`` read-only at ``mp`` (a home on a read-only mount: no
+    lock, nothing in it can change); ``mp`` once mounted by this or another process."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["mount", "-t", "btrfs", "-o", f"ro,{MOUNT_OPTIONS}", img, mp],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0 and not os.path.ismount(mp):
+        raise LayersUnavailable(f"mounting {img} read-only failed: {proc.stderr.strip() or proc.returncode}")
     return mp
 
 
@@ -466,7 +495,14 @@ def _owned(home: str, link: str, target: str) -> str:
         os.symlink(os.path.relpath(sub, os.path.dirname(link)), tmp)
         os.replace(tmp, link)
         return sub
-    _write_owner(target, me)
+    try:
+        _write_owner(target, me)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise from_oserror(exc, target) from exc
+        # a home that cannot be written (a read-only mount of it, reached by another path
+        # than its last user's; another user's files): nothing here can write the state
+        # dir either, so it is read as it is (was exit 70 on every read, EROFS)
     return target
 
 

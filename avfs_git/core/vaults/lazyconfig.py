@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import UsageError
 from ..store.prefetch import Budget
 from ..store.promisor import FETCH_TIMEOUT_S, NEIGHBOURS, NEIGHBOURS_BYTES, PACKAGE_BYTES
+from ..store.safeopen import read_settings
 
 FETCH_TIMEOUT_KEY = "fetch_timeout_s"
 MAX_FETCH_TIMEOUT_S = 24 * 3600.0
@@ -43,12 +44,12 @@ KEEP_CONNECTION_KEY = "keep_connection"
 
 
 def _load(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
+    raw = read_settings(path)  # (a FIFO is not waited on)
+    if raw is None:
         return {}
-    except (OSError, ValueError) as exc:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
     return data if isinstance(data, dict) else {}
 

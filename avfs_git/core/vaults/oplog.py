@@ -16,7 +16,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import CorruptStateError, NoSpaceError, is_no_space
@@ -25,7 +25,7 @@ from ..store.gitstore import rfc3339
 from ..store.refs import fork_ref
 from ..store.threads import ThreadSlots
 from ..types import Operation
-from ..workspace.sqlite import close_conn, open_db
+from ..workspace.sqlite import DEFAULT_WAIT_S, busy_error, close_conn, is_busy, open_db, set_wait
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops(
@@ -75,11 +75,16 @@ def _file_id(path: str) -> tuple[int, int] | None:
 
 
 class OpLog:
-    def __init__(self, state_dir: str, templates: str | None = None) -> None:
+    def __init__(
+        self, state_dir: str, templates: str | None = None, lock_wait: Callable[[], float] | None = None
+    ) -> None:
         """``templates``: a directory where a ready-made empty op log is kept (made on first
         need) and copied for a new vault's (:func:`.sqlite.open_db`): creating one costs a
         schema's statements and an fsync, ~20 ms of a `vault clone` here, a copy ~0.5 ms.
-        Named by the schema's hash: a changed schema never gets an old template's copy."""
+        Named by the schema's hash: a changed schema never gets an old template's copy.
+        ``lock_wait``: how long a record waits for the log's lock another process holds (the
+        vault's ``AVFS_LOCK_WAIT``), read at each record; None: SQLite's 30 s."""
+        self.lock_wait = lock_wait
         self.path = os.path.join(state_dir, "oplog.db")
         self._template = None
         if templates is not None:
@@ -92,10 +97,21 @@ class OpLog:
     def db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = open_db(self.path, _SCHEMA, template=self._template)
+            wait = DEFAULT_WAIT_S if self.lock_wait is None else self.lock_wait()
+            conn = open_db(self.path, _SCHEMA, template=self._template, wait_s=wait)
             self._local.conn = conn
+            self._local.wait = wait
             self._file = _file_id(self.path)
         return conn
+
+    def _waiting(self) -> float:
+        """This call's lock wait, made the busy timeout of this thread's connection."""
+        db = self.db
+        wait = DEFAULT_WAIT_S if self.lock_wait is None else self.lock_wait()
+        if getattr(self._local, "wait", None) != wait:
+            set_wait(db, wait)
+            self._local.wait = wait
+        return wait
 
     def replaced(self) -> bool:
         """Whether the database last opened (its file held open by its connection, so no
@@ -125,9 +141,15 @@ class OpLog:
             CorruptStateError: the op log's file is damaged (truncated, not a database): what
                 was done stays done, and the error says so rather than "internal error".
         """
+        wait = DEFAULT_WAIT_S
         try:
+            wait = self._waiting()
             return self._record(kind, summary, fork, refs, workspaces, details, undoes)
         except (sqlite3.OperationalError, NoSpaceError) as exc:
+            if is_busy(exc):  # (was exit 70, "database is locked", after SQLite's 30 s)
+                raise busy_error(
+                    "the operation log", self.path, wait, done=f"the {kind} was done ({summary})"
+                ) from exc
             if isinstance(exc, NoSpaceError) or is_no_space(exc, self.path):  # (not "nothing was changed")
                 raise NoSpaceError(
                     f"no space left on the device: the {kind} was done, but not recorded in {self.path}",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from ..store.names import from_fs_name, fs_name
 from .daemonproc import daemon_alive as daemon_alive  # (moved out, re-exported: callers ask here)
@@ -350,6 +351,9 @@ def mount_containing(
     return next((f for f in found[1:] if f and not (best and _inside(best.mountpoint, f.mountpoint))), best)
 
 
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+
+
 def origin_vault(home_path: str, directory: str, *, above: bool = False) -> str | None:
     """The vault ``avfs up`` made from ``directory`` (a real path): its config's
     ``origin.dir``; with ``above``, from ``directory`` or the nearest directory above it
@@ -370,11 +374,21 @@ def origin_vault(home_path: str, directory: str, *, above: bool = False) -> str 
     for fn in entries:
         if fn.startswith("."):
             continue
+        # (a FIFO there held every command run outside a mount without --vault: no wait
+        # on one; a directory, a FIFO or a socket names no origin)
         try:
-            with open(os.path.join(home_path, "vaults", fn, "avfs", "config.json"), encoding="utf-8") as fh:
+            fd = os.open(os.path.join(home_path, "vaults", fn, "avfs", "config.json"), _READ_FLAGS)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            with open(fd, encoding="utf-8", closefd=False) as fh:
                 text = fh.read()
         except (OSError, UnicodeDecodeError):
             continue
+        finally:
+            os.close(fd)
         if '"origin"' not in text:
             continue
         import json

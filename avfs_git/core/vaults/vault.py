@@ -38,6 +38,7 @@ from ..store.gitstore import GitStore
 from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
 from ..store.locks import FileLocks
+from ..store.safeopen import read_settings
 from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode
 from ..workspace.changelog import claim_new_fork
 from ..workspace.upper import drop_gitfile
@@ -112,7 +113,10 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         self.store.promisor.keep_connection_of = KeepConnection(cfg, home_path)
         self.state_dir = os.path.join(path, "avfs")
         # a new vault's op log: a copy of a template beside the home's vaults (none for a lone vault)
-        self.oplog = OpLog(self.state_dir, os.path.dirname(path) if home is not None else None)
+        # (its records wait for another process's lock as the vault's locks do)
+        self.oplog = OpLog(
+            self.state_dir, os.path.dirname(path) if home is not None else None, lambda: self.lock_wait_s
+        )
         # who commits are by (:mod:`.identity`): author, else identity (env), git config, fallback
         self._identity = Identity.of(*author) if author is not None else identity
         self._fallback_author = fallback_author
@@ -178,11 +182,10 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
     @property
     def config(self) -> dict[str, Any]:
         if self._config_cache is None:
+            # (a FIFO there held every command for ever, a directory was exit 70)
+            data = read_settings(self.config_path)
             try:
-                with open(self.config_path, encoding="utf-8") as fh:
-                    got = json.load(fh)
-            except FileNotFoundError:
-                got = {}
+                got = {} if data is None else json.loads(data)
             except ValueError as exc:  # (was exit 70, as a list in it was: dict() of it)
                 raise UsageError(
                     f"cannot read {self.config_path}: {exc}",

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 
 from ..store.threads import ThreadSlots
 from . import execspans
-from .sqlite import close_conn, create_filled, make_unsynced, open_db
+from .sqlite import DEFAULT_WAIT_S, close_conn, create_filled, make_unsynced, open_db
 
 FILE = "changes.db"
 # + the name of the state dir it is for: a fork's log made in its source's state dir just
@@ -70,9 +70,12 @@ UpperEvent = tuple[float, str, str, str | None]  # (time, kind, path, old path)
 class ChangeLog:
     """``<state_dir>/changes.db`` (see the module's docstring); a connection per thread."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, wait_s: float = DEFAULT_WAIT_S) -> None:
+        """``wait_s``: how long a statement waits for another process's lock (the caller's
+        ``AVFS_LOCK_WAIT`` where it has one)."""
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, FILE)
+        self.wait_s = wait_s
         self._local = ThreadSlots(on_drop=close_conn)
 
     @property
@@ -83,7 +86,7 @@ class ChangeLog:
             # a rollback journal, not WAL: the overlay daemon appends here while the kernel
             # fills the fork's quota, and a WAL's shared-memory mapping faults (SIGBUS) on a
             # btrfs subvolume past its quota, where a write only fails (sqlite.open_db)
-            conn = open_db(self.path, _SCHEMA, journal="DELETE")
+            conn = open_db(self.path, _SCHEMA, journal="DELETE", wait_s=self.wait_s)
             self._local.conn = conn
         return conn
 

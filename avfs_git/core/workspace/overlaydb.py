@@ -25,7 +25,7 @@ from ..store.safeopen import NotRegular, beneath, open_regular
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
-from .sqlite import close_conn, make_template, open_db
+from .sqlite import DEFAULT_WAIT_S, busy_error, close_conn, is_busy, make_template, open_db, set_wait
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -143,9 +143,6 @@ def entry_of_row(r: tuple[object, ...]) -> Entry:
 
 
 ENTRY_COLS = "path, kind, mode, oid, fileid, origin, size, seq"
-_LOCK_WAIT_S = 30.0  # as long as SQLite's busy timeout (sqlite.open_db)
-# what SQLite says when its busy wait ran out: another writer held on (not damage)
-_HELD = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY"})
 
 
 def template_path(parent: str) -> str:
@@ -204,6 +201,10 @@ class OverlayDB:
         # (Vault.own_room), and the error a write that still found it full is (the quota's)
         self.room: Callable[[], AbstractContextManager[None]] | None = None
         self.full_error: Callable[[BaseException], AvfsError | None] | None = None
+        # how long a write waits for the database's lock another process holds (the
+        # vault's ``AVFS_LOCK_WAIT``, the calling process's: the workspace sets it), read at
+        # each write transaction; unset, SQLite's 30 s
+        self.lock_wait: Callable[[], float] | None = None
         try:
             os.makedirs(self.files_dir, exist_ok=True)
         except OSError as exc:
@@ -218,15 +219,35 @@ class OverlayDB:
             template = template_path(os.path.dirname(os.path.dirname(self.dir)))
             # opening writes the WAL index SQLite maps (a page the kernel's full quota
             # cannot reserve is a SIGBUS): with room, as a transaction is
+            wait = self._wait()
             with self._room():
                 conn = open_db(
-                    self.db_path, _SCHEMA, version=_VERSION, migrations=_MIGRATIONS, template=template
+                    self.db_path,
+                    _SCHEMA,
+                    version=_VERSION,
+                    migrations=_MIGRATIONS,
+                    template=template,
+                    wait_s=wait,
                 )
             # INSERT OR REPLACE deletes the old row: its delete trigger must fire (totals)
             conn.execute("PRAGMA recursive_triggers=ON")
             ns["conn"] = conn
             ns["depth"] = 0
+            ns["wait"] = wait
         return conn
+
+    def _wait(self) -> float:
+        return DEFAULT_WAIT_S if self.lock_wait is None else self.lock_wait()
+
+    def _waiting(self, db: sqlite3.Connection, ns: dict[str, object]) -> float:
+        """This call's lock wait, made SQLite's busy timeout of this thread's connection
+        when it changed since the last (a resident server's calls each wait as their
+        caller's ``AVFS_LOCK_WAIT`` says, :class:`.settings.served_for`)."""
+        wait = self._wait()
+        if ns.get("wait") != wait:
+            set_wait(db, wait)
+            ns["wait"] = wait
+        return wait
 
     def close(self) -> None:
         """Release the SQLite connections of every thread (each thread reopens its own on
@@ -261,7 +282,8 @@ class OverlayDB:
                 ns["depth"] -= 1
             return
         # never wait forever: past the timeout SQLite's busy wait decides (and reports)
-        held = self._write_lock.acquire(timeout=_LOCK_WAIT_S)
+        wait = self._waiting(db, ns)
+        held = self._write_lock.acquire(timeout=wait)
         room = self._room()
         try:
             room.__enter__()
@@ -276,11 +298,8 @@ class OverlayDB:
                 if "readonly" in str(exc):
                     raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
                 self._raise_if_full(exc)
-                if getattr(exc, "sqlite_errorname", "") in _HELD:
-                    raise BusyError(
-                        f"the fork's overlay database stayed locked by another writer: {exc}",
-                        hint="retry: another process or thread of this fork is writing",
-                    ) from exc
+                if is_busy(exc):
+                    raise busy_error("the fork's overlay database", self.db_path, wait) from exc
                 raise CorruptStateError(f"overlay database broken: {exc}") from exc
             ns["depth"] = 1
             ns["garbage"] = []
@@ -302,6 +321,10 @@ class OverlayDB:
                 self._release_claims()
                 ns.pop("journaled", None)
                 self._raise_if_full(exc)
+                if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                    # (a home on a read-only mount: BEGIN IMMEDIATE passes there, the first
+                    # write fails; was exit 70, "attempt to write a readonly database")
+                    raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
                 raise
             ns["depth"] = 0
             ns["garbage"] = []
@@ -360,7 +383,7 @@ class OverlayDB:
         if ns["depth"] or db.in_transaction:
             yield None
             return
-        held = self._write_lock.acquire(timeout=_LOCK_WAIT_S)
+        held = self._write_lock.acquire(timeout=self._waiting(db, ns))
         try:
             try:
                 db.execute("BEGIN IMMEDIATE")

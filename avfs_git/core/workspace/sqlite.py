@@ -15,7 +15,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CorruptStateError, from_oserror, is_no_space, no_space
+from ..errors import BusyError, CorruptStateError, from_oserror, is_no_space, no_space
+
+# SQLite's own busy wait where no setting reaches the opener (``AVFS_LOCK_WAIT``'s default
+# is 10 s: callers that have the setting pass it, :func:`set_wait`)
+DEFAULT_WAIT_S = 30.0
 
 
 def close_conn(namespace: dict[str, Any]) -> None:
@@ -137,6 +141,7 @@ def open_db(
     migrations: dict[int, str] | None = None,
     template: str | None = None,
     journal: str = "WAL",
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> sqlite3.Connection:
     """Open (creating when missing) the database at ``path`` with ``schema``.
 
@@ -150,6 +155,9 @@ def open_db(
             that mapping is SIGBUS, not an error. ``DELETE`` maps nothing: a full quota is
             an error (``SQLITE_FULL``), for a database a process writes while what it
             serves fills the same quota (the overlay daemon's change log).
+        wait_s: how long a statement waits for a lock another connection holds (SQLite's
+            busy timeout; the caller's ``AVFS_LOCK_WAIT`` where it has one): past it the
+            statement fails ``SQLITE_BUSY`` (:func:`busy_error` words it).
     """
     try:
         if not os.path.exists(path):
@@ -169,7 +177,14 @@ def open_db(
         # one connection per thread (threads.ThreadSlots), used by that thread alone; not
         # checked by sqlite3 so that closing a vault (or the end of its thread) can close
         # it from another thread
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        if os.access(os.path.dirname(path) or ".", os.W_OK):
+            conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
+        else:
+            # a home on a read-only mount, another user's files: SQLite cannot make the
+            # WAL's index (``-shm``) there, and a read-write open fails whole ("unable to
+            # open database file", every read of the fork); read-only, it keeps the index
+            # in memory and reads, and a write fails `read_only`
+            return _open_read_only(path, wait_s)  # (as it is: no schema or migration to write)
         conn.execute("PRAGMA synchronous=NORMAL")
         have = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if have == 0:
@@ -204,3 +219,104 @@ def open_db(
             " aside (a fork's overlay: its changes not checkpointed are lost with it)",
             details={"path": path},
         ) from exc
+
+
+def _open_read_only(path: str, wait_s: float) -> sqlite3.Connection:
+    """``path`` opened read-only, in a directory this process cannot write. With its WAL
+    index (``-shm``) there, as any reader; without it, SQLite cannot read a WAL database
+    read-only ("unable to open database file") unless told that nothing changes it
+    (``immutable``): then only when no WAL file holds transactions the file lacks (the
+    last writer's close moved them in and removed it)."""
+    quoted = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    conn = sqlite3.connect(
+        f"file:{quoted}?mode=ro", uri=True, timeout=wait_s, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        try:
+            if os.path.getsize(f"{path}-wal") > 0:
+                raise
+        except FileNotFoundError:
+            pass
+    return sqlite3.connect(
+        f"file:{quoted}?immutable=1", uri=True, timeout=wait_s, isolation_level=None, check_same_thread=False
+    )
+
+
+def set_wait(conn: sqlite3.Connection, wait_s: float) -> None:
+    """Make ``conn`` wait ``wait_s`` seconds for a lock another connection holds (SQLite's
+    busy timeout, as ``sqlite3.connect(timeout=)`` sets it at open)."""
+    conn.execute(f"PRAGMA busy_timeout={max(0, min(int(wait_s * 1000), 2**31 - 1))}")
+
+
+# what SQLite says when its busy wait ran out: another connection held on (not damage)
+HELD = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY"})
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": its busy wait ran out."""
+    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorname", "") in HELD
+
+
+def holders(path: str) -> list[tuple[int, str]]:
+    """The other processes holding a write lock on the database at ``path`` (its file, its
+    WAL index ``-shm``, its journal), as (pid, command line), read from ``/proc/locks``
+    (SQLite's locks are POSIX record locks, listed there by inode): empty when none is
+    seen (another user's process may hide its command line: then only its pid)."""
+    inodes = set()
+    for f in (path, f"{path}-shm", f"{path}-wal", f"{path}-journal"):
+        try:
+            inodes.add(os.stat(f).st_ino)
+        except OSError:
+            pass
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    pids: list[int] = []
+    for line in lines:
+        cols = line.split()
+        # "1: POSIX  ADVISORY  WRITE 9168 fe:00:2795629 120 120" ("->" marks a waiter)
+        if len(cols) < 6 or cols[1] == "->" or cols[3] != "WRITE":
+            continue
+        try:
+            pid, ino = int(cols[4]), int(cols[5].rsplit(":", 1)[1])
+        except (ValueError, IndexError):
+            continue
+        if ino in inodes and pid > 0 and pid != os.getpid() and pid not in pids:
+            pids.append(pid)
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").strip().decode("utf-8", "replace")
+        except OSError:
+            cmd = ""
+        out.append((pid, cmd[:200]))
+    return out
+
+
+def busy_error(what: str, path: str, wait_s: float, *, done: str | None = None) -> BusyError:
+    """The error for a lock on the database at ``path`` (``what`` names it: "the fork's
+    overlay database") that another connection held for all of ``wait_s`` seconds, naming
+    the holder when :func:`holders` sees it. ``done``: what was done already (a message
+    saying it, not "nothing was changed")."""
+    held = holders(path)
+    by = (
+        "; ".join(f"pid {pid}" + (f" ({cmd})" if cmd else "") for pid, cmd in held)
+        if held
+        else "another process or connection"
+    )
+    outcome = f"{done}, but it is not recorded there" if done else "nothing was changed"
+    return BusyError(
+        f"{what} {path} stayed locked for {wait_s:g} s, held by {by}: {outcome}",
+        hint="retry once that process is done, or wait longer: AVFS_LOCK_WAIT=SECONDS"
+        if done is None
+        else "do not repeat it; `avfs log` and `avfs status` show the fork as it is",
+        details={"path": path, "holders": [{"pid": p, "command": c} for p, c in held], "waited_s": wait_s}
+        | ({"done": True} if done else {}),
+    )

@@ -156,6 +156,8 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         self.fork = fork
         self.store: GitStore = vault.store
         self.overlay = Overlay(state_dir)
+        # its database's writes wait for another process's lock as the vault's locks do
+        self.overlay.lock_wait = lambda: vault.lock_wait_s
         self.view = View(self.store, self.overlay)
         self.changes = Changes(
             self.view,

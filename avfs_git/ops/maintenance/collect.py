@@ -407,12 +407,8 @@ def clear_keep_refs(vault: Vault) -> int:
 def _remove_loose_keep(git_dir: str) -> bool:
     """Remove :data:`KEEP`'s loose file and its reflog when packed-refs does not hold it
     too (else False, nothing removed: git must rewrite packed-refs)."""
-    try:
-        with open(os.path.join(git_dir, "packed-refs"), "rb") as fh:
-            if any(line.rstrip(b"\n").endswith(b" " + KEEP.encode()) for line in fh):
-                return False
-    except FileNotFoundError:
-        pass
+    if any(line.endswith(b" " + KEEP.encode()) for line in refs.packed_lines(git_dir)):
+        return False
     try:
         os.unlink(os.path.join(git_dir, *KEEP.split("/")))
     except FileNotFoundError:
