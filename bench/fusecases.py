@@ -451,7 +451,7 @@ def kernel_overlays(ctx: Context, base: Path) -> Iterator[dict[str, Path]]:
     """The reference mounts (module docstring): stock overlayfs with an empty lower layer,
     its upper layer on the host's disk and on a btrfs image tuned as avfs's layers file
     system; none when no overlay backend is benched or they cannot be mounted here."""
-    from avfs_git.core.vaults import layers
+    from avfs_git.core.vaults import layers, layertuning
     from avfs_git.ops import mounts
 
     if not any(b.startswith("overlay") for b in ctx.backends) or mounts.overlay_available() is not None:
@@ -483,8 +483,8 @@ def kernel_overlays(ctx: Context, base: Path) -> Iterator[dict[str, Path]]:
             stack.callback(layers.unmount, home)
             for name in ("upper", "work"):
                 (fs / "ref" / name).mkdir(parents=True)
-                layers.set_nocow(str(fs / "ref" / name))
-            layers.set_direct_io(str(fs))
+                layertuning.set_nocow(str(fs / "ref" / name))
+            layertuning.set_direct_io(str(fs))
             out["kernel_overlay_layers"] = stack_on(fs / "ref")
             stack.callback(unmount, out["kernel_overlay_layers"])
         except (OSError, subprocess.CalledProcessError, layers.LayersUnavailable) as exc:

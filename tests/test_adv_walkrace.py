@@ -195,7 +195,7 @@ def test_a_command_that_never_stops_writing_never_holds_the_journal_s_answer(liv
     (``UpperWatch._drain``). Pure FUSE keeps no such journal (run for the contract: none
     answers there, and nothing waits)."""
     from avfs_git.core.vaults import registry
-    from avfs_git.core.workspace import upperwatch
+    from avfs_git.core.workspace import upperask
 
     mp = live.mountpoint
     made = _exec("sh", "-c", "mkdir -p w")
@@ -208,7 +208,7 @@ def test_a_command_that_never_stops_writing_never_holds_the_journal_s_answer(liv
     with running(argv, os.path.join(mp, "w", "started")) as proc:
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and answered + unanswered < 3:
-            got = upperwatch.journal(ws.overlay.upper_dir, git_dir, None)
+            got = upperask.journal(ws.overlay.upper_dir, git_dir, None)
             if got is None:
                 unanswered += 1
             else:

@@ -22,7 +22,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import IgnoredMode
-from avfs_git.core.vaults import layers, qgroups
+from avfs_git.core.vaults import layers, layertuning, qgroups
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vaultquota import OWN_ROOM
 from avfs_git.mount.side import MOUNT_SIDE
@@ -97,7 +97,7 @@ def _lsattr_c(path: str) -> bool:
 
 
 def _losetup_dio(mp: str) -> str:
-    dev = layers.loop_device(mp)
+    dev = layertuning.loop_device(mp)
     assert dev is not None, f"no loop device under {mp}"
     out = subprocess.run(["losetup", "-n", "-O", "DIO", dev], capture_output=True, text=True, check=True)
     return out.stdout.strip()
@@ -131,7 +131,7 @@ def test_a_mount_tunes_a_state_dir_made_before(lhome, tmp_path):
     for d in (sd, os.path.join(sd, "upper"), os.path.join(sd, "work")):
         os.makedirs(d, exist_ok=True)
         subprocess.run(["chattr", "-C", d], check=True)
-    dev = layers.loop_device(mp_layers)
+    dev = layertuning.loop_device(mp_layers)
     assert dev is not None
     subprocess.run(["losetup", "--direct-io=off", dev], check=True)
     assert _losetup_dio(mp_layers) == "0" and not _lsattr_c(os.path.join(sd, "upper"))
@@ -568,7 +568,7 @@ def test_doctor_checks_the_layers_file_system_and_gc_empties_the_trash(lhome):
     assert [f for f in maintenance.doctor(lhome).findings if f.check == "layers"] == []
     # an image mounted without direct I/O (by an avfs before it set it): found, then set
     mp = layers.mount_path(lhome.path)
-    subprocess.run(["losetup", "--direct-io=off", layers.loop_device(mp)], check=True)
+    subprocess.run(["losetup", "--direct-io=off", layertuning.loop_device(mp)], check=True)
     found = [f for f in maintenance.doctor(lhome).findings if f.check == "layers"]
     assert [(f.code, f.repairable, f.repaired) for f in found] == [("layers_double_cached", True, False)]
     assert _losetup_dio(mp) == "0"

@@ -5,7 +5,7 @@ avfs lists the paths that differ between two trees with its own differ
 reads trees with its own parser (:mod:`avfs_git.core.store.gitformat`, through
 ``GitStore.tree_items``), where libgit2 would do both in C. Both stand in for libgit2, so they
 are held against it here, on this repository's own history (every commit against its first
-parent, and commits far apart): ``GitStore.tree_deltas`` must list what pygit2's
+parent, and commits far apart): ``treedeltas.tree_deltas`` must list what pygit2's
 ``Tree.diff_to_tree`` lists, in the same order, and every tree of those commits must parse to
 the entries pygit2 reads. Nothing here is generated: real trees, with their renames, moves of
 files into directories and back, and deletions of whole directories.
@@ -19,7 +19,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from avfs_git.core.store.gitstore import DeltaSide, GitStore
+from avfs_git.core.store.gitstore import GitStore
+from avfs_git.core.store.treedeltas import DeltaSide, tree_deltas
 from avfs_git.core.store.treediff import diff_trees
 from avfs_git.core.types import Change, ChangeStatus
 
@@ -86,7 +87,7 @@ def test_tree_deltas_list_what_libgit2_lists(history) -> None:
     pairs = _pairs(commits)
     compared = 0
     for a, b in pairs:
-        assert store.tree_deltas(a, b) == _libgit2_deltas(repo, a, b), (a, b)
+        assert tree_deltas(store, a, b) == _libgit2_deltas(repo, a, b), (a, b)
         compared += 1
     assert compared >= 20
 

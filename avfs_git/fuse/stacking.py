@@ -164,15 +164,16 @@ def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
     """Where the upper layer is on the home's layers file system: no copy-on-write for what
     the mount writes (a state dir made before avfs set it on new ones), and the loop device
     doing direct I/O (an image mounted before avfs set it) -- big files then go at about the
-    host's speed (core/vaults/layers.py, "tuning")."""
+    host's speed (core/vaults/layertuning.py)."""
     from ..core.vaults import layers as layers_fs
+    from ..core.vaults import layertuning
 
     if not layers_fs.on_layers(home_dir, layers["upper"]):
         return
     for name in ("upper", "work"):
-        layers_fs.set_nocow(layers[name])
-    if layers_fs.direct_io(layers_fs.mount_path(home_dir)) is False:
-        layers_fs.set_direct_io(layers_fs.mount_path(home_dir))
+        layertuning.set_nocow(layers[name])
+    if layertuning.direct_io(layers_fs.mount_path(home_dir)) is False:
+        layertuning.set_direct_io(layers_fs.mount_path(home_dir))
 
 
 def _overlay_at(mountpoint: str) -> bool:

@@ -104,8 +104,10 @@ def fork_changes(
     store: GitStore, old_tree: str, new_tree: str
 ) -> dict[str, tuple[Entry | None, Entry | None]]:
     """Path -> (old, new) of every file or symlink that differs (no rename pairing)."""
+    from ..core.store.treedeltas import tree_deltas
+
     out: dict[str, tuple[Entry | None, Entry | None]] = {}
-    for a, b in store.tree_deltas(old_tree, new_tree):
+    for a, b in tree_deltas(store, old_tree, new_tree):
         old: Entry | None = None
         new: Entry | None = None
         if a.mode not in (0, MODE_COMMIT, MODE_TREE) and a.oid is not None:

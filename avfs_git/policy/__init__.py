@@ -25,6 +25,7 @@ Modules, each depending only on those above it:
 
 ================  ==========================================================================
 ``model``         classes, outcomes, ``Rule``, ``Decision``, ``CommandInfo``, ``PolicyError``
+``hostpattern``   one ``network_allow`` entry: host, ``*.domain``, address, port
 ``config``        policy files: read, parse (the shipped file through a cache), validate, layer
 ``lexer``         the shell lexer: words, quotes, substitutions, here-documents, braces
 ``parser``        the shell grammar: pipelines, groups, compound commands; salvaging bad text

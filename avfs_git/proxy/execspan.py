@@ -32,9 +32,9 @@ def _drain(ws: Any) -> None:
         return
     git_dir = ws.mount_git_dir()
     if git_dir is not None:
-        from ..core.workspace import upperwatch
+        from ..core.workspace import upperask
 
-        upperwatch.journal(overlay.upper_dir, git_dir, None)
+        upperask.journal(overlay.upper_dir, git_dir, None)
 
 
 def _upper_seq(ws: Any) -> int:

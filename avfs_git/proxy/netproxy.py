@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Final, TypeAlias
 
-from ..policy.config import host_pattern
+from ..policy.hostpattern import host_pattern
 
 log = logging.getLogger("avfs.proxy.network")
 

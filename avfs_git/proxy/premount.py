@@ -156,6 +156,7 @@ _AFTER_PLAN = (
     "avfs_git.core.operations.merge",
     "avfs_git.core.operations.checkpoint",
     "avfs_git.core.workspace.upperwatch",
+    "avfs_git.core.workspace.upperask",
     "avfs_git.mount.worktree",
     "avfs_git.mount.hookscripts",
     "avfs_git.proxy.seal",

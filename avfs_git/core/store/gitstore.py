@@ -18,10 +18,10 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
-from ..types import MODE_COMMIT, MODE_TREE, Change
+from ..types import MODE_COMMIT, MODE_TREE
 from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
 from .gitlib import git_error, git_errors
 from .gitwrite import StoreWrites
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-_KIND = 0o170000  # the file type bits of a mode
 STREAM_MIN = 16 << 20  # blobs this big are streamed, never read whole
 
 
@@ -65,14 +64,6 @@ def file_blob_id(path: str, *, follow: bool = False, root: str | None = None) ->
     from .packwriter import file_blob_id as hashed
 
     return hashed(path, follow=follow, root=root)
-
-
-class DeltaSide(NamedTuple):
-    """One side of a changed path in a tree diff (:meth:`GitStore.tree_deltas`)."""
-
-    path: str
-    oid: str | None  # None: the path is absent on this side
-    mode: int  # 0 when absent
 
 
 def _configure() -> None:
@@ -588,27 +579,6 @@ class GitStore(StoreWrites):
         assert isinstance(a, pygit2.Tree) and isinstance(b, pygit2.Tree)
         flags = pygit2.enums.DiffOption.SHOW_BINARY if binary else pygit2.enums.DiffOption.NORMAL
         return a.diff_to_tree(b, flags=flags)
-
-    def tree_deltas(self, old_tree: str, new_tree: str) -> list[tuple[DeltaSide, DeltaSide]]:
-        """(old, new) of every path that differs between two trees, in path order, as
-        libgit2's tree diff lists them (no rename pairing; a path whose kind changed comes as
-        a deletion and an addition). From the one tree differ (:mod:`.treediff`), whose cost
-        follows the changes, not the tree size (``tests/test_treediff.py`` compares)."""
-        from .treediff import diff_trees
-
-        changes: list[Change] = []
-        diff_trees(self, old_tree, new_tree, "", changes)
-        changes.sort(key=lambda c: c.path.encode("utf-8", "surrogateescape"))  # git's order
-        out = []
-        for c in changes:
-            old = DeltaSide(c.path, c.old_oid, c.old_mode or 0)
-            new = DeltaSide(c.path, c.new_oid, c.new_mode or 0)
-            if old.mode and new.mode and old.mode & _KIND != new.mode & _KIND:  # a file became a link...
-                absent = DeltaSide(c.path, None, 0)
-                out += [(old, absent), (absent, new)]
-            else:
-                out.append((old, new))
-        return out
 
     def tree_patch(self, old_tree: str, new_tree: str) -> str:
         """The diff of two trees as a patch ``git apply`` takes (binary files included)."""

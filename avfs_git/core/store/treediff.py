@@ -4,7 +4,7 @@ libgit2's tree diff visits every entry (~9 ms on a 100k tree whatever the change
 descends only into subtrees whose ids differ, so two checkpoints 10 files apart cost a few
 directory listings. Renames are paired exactly (same blob id and mode), like git's exact
 rename detection; content-similarity renames are left to `git diff -M` on the vault. Every list of changed
-paths between two trees comes from here (status, checkpoints, merges, history, the store's
+paths between two trees comes from here (status, checkpoints, merges, history, ``treedeltas.py``'s
 ``tree_deltas``); ``tests/test_treediff.py`` holds it against libgit2's tree diff on real
 history. Only a patch's text (:meth:`.gitstore.GitStore.tree_patch`) is libgit2's.
 """

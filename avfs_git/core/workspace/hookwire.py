@@ -1,7 +1,7 @@
 """What goes over the Unix socket on which a mount's daemon answers git's fsmonitor hook
 (mount/hooksocket.py serves it): the socket's name, the answer's framing, and avfs's own
 client of it (:func:`ask`), with which a status in any process reads a live overlay mount's
-journal from its daemon (core/workspace/upperwatch.py :func:`~.upperwatch.journal`).
+journal from its daemon (core/workspace/upperask.py :func:`~.upperask.journal`).
 
 The request is a token and a newline. The answer is its length in bytes, a newline, and the
 answer (``token\\0path\\0...``); the daemon closes the connection after it, and a reader

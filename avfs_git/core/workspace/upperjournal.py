@@ -104,13 +104,13 @@ def entries(
     too (O(that diff))."""
     if not overlay.upper_active() or not _journal_kept(git_dir):
         return overlay.all(), None, False
-    from . import upperwatch  # sockets, select (~15 ms): only with a journal to ask
+    from . import upperask  # sockets, select (~15 ms): only with a journal to ask
 
     stored = _stored(overlay)
     mark = None
     if stored is not None and isinstance(stored.get("instance"), str) and isinstance(stored.get("seq"), int):
         mark = (str(stored["instance"]), int(stored["seq"]))  # type: ignore[call-overload]
-    got = upperwatch.journal(overlay.upper_dir, git_dir, mark)
+    got = upperask.journal(overlay.upper_dir, git_dir, mark)
     if got is None:
         return overlay.all(), None, False
     instance, seq, paths = got

@@ -47,12 +47,11 @@ import time
 from collections.abc import Callable, Iterable
 
 from . import upper as up
-from .hookwire import ask
 
 log = logging.getLogger("avfs.upperwatch")
 
 TOKEN_PREFIX = "avfs-ovl"
-SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (see journal())
+SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (see upperask.journal())
 INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
 EVERYTHING = "/"
 MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
@@ -594,30 +593,3 @@ class UpperWatch:
             finally:
                 os.close(fd)
         return list(out)
-
-
-def journal(
-    upper_dir: str, git_dir: str | None, mark: tuple[str, int] | None
-) -> tuple[str, int, list[str] | None] | None:
-    """What changed in an overlay mount's upper layer since ``mark`` (a journal's
-    (instance, seq), from an earlier answer; None: none yet), asked of the journal this
-    process keeps (:func:`live`) or of the mount daemon's over its socket in ``git_dir``
-    (the mount's worktree): (the journal's instance, its seq now, the paths changed since
-    ``mark``, None when it cannot say: another daemon's mark, one too old). None when no
-    journal answers (no live daemon)."""
-    w = live(upper_dir)
-    if w is not None:
-        seq, paths = w.changed_since(mark[1] if mark is not None and mark[0] == w.instance else None)
-        return w.instance, seq, paths
-    if git_dir is None:
-        return None
-    got = ask(git_dir, f"{SINCE_PREFIX}:{mark[0]}:{mark[1]}" if mark is not None else f"{SINCE_PREFIX}:-:0")
-    if not got:
-        return None
-    head = got[0].split(":")
-    if len(head) != 3 or head[0] != SINCE_PREFIX or not head[2].isdigit():
-        return None
-    paths = got[1:]
-    if paths == [EVERYTHING] or mark is None or mark[0] != head[1]:
-        return head[1], int(head[2]), None
-    return head[1], int(head[2]), paths

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ...core.vaults import layers
+from ...core.vaults import layers, layertuning
 from ...core.vaults.forkspare import SPARES
 from .common import mtime
 from .findings import Finding, finding
@@ -74,7 +74,7 @@ def check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
             mp,
             hint=f"free space on the host, then `umount {mp}` (avfs mounts it again on next use)",
         )
-    if layers.direct_io(mp) is False:
+    if layertuning.direct_io(mp) is False:
         # an image mounted before avfs turned direct I/O on (a mount daemon also turns it on)
         yield Finding(
             vault=None,
@@ -84,7 +84,7 @@ def check_layers(home: Home, repair: bool, now: float) -> Iterable[Finding]:
             " page cache: every block is cached twice and big files go slower",
             path=mp,
             repairable=True,
-            repaired=repair and layers.set_direct_io(mp),
+            repaired=repair and layertuning.set_direct_io(mp),
             hint=None if repair else "`avfs doctor --repair` turns the loop device's direct I/O on",
         )
     fs, host = os.statvfs(mp), os.statvfs(home.path)

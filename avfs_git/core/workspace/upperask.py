@@ -1,0 +1,35 @@
+"""Asking an overlay mount's journal (:mod:`.upperwatch`) what changed in its upper layer:
+the watch this process keeps (a mount's daemon) or the daemon's over its socket in the
+mount's worktree git dir (:func:`.hookwire.ask`)."""
+
+from __future__ import annotations
+
+from .hookwire import ask
+from .upperwatch import EVERYTHING, SINCE_PREFIX, live
+
+
+def journal(
+    upper_dir: str, git_dir: str | None, mark: tuple[str, int] | None
+) -> tuple[str, int, list[str] | None] | None:
+    """What changed in an overlay mount's upper layer since ``mark`` (a journal's
+    (instance, seq), from an earlier answer; None: none yet), asked of the journal this
+    process keeps (:func:`live`) or of the mount daemon's over its socket in ``git_dir``
+    (the mount's worktree): (the journal's instance, its seq now, the paths changed since
+    ``mark``, None when it cannot say: another daemon's mark, one too old). None when no
+    journal answers (no live daemon)."""
+    w = live(upper_dir)
+    if w is not None:
+        seq, paths = w.changed_since(mark[1] if mark is not None and mark[0] == w.instance else None)
+        return w.instance, seq, paths
+    if git_dir is None:
+        return None
+    got = ask(git_dir, f"{SINCE_PREFIX}:{mark[0]}:{mark[1]}" if mark is not None else f"{SINCE_PREFIX}:-:0")
+    if not got:
+        return None
+    head = got[0].split(":")
+    if len(head) != 3 or head[0] != SINCE_PREFIX or not head[2].isdigit():
+        return None
+    paths = got[1:]
+    if paths == [EVERYTHING] or mark is None or mark[0] != head[1]:
+        return head[1], int(head[2]), None
+    return head[1], int(head[2]), paths
