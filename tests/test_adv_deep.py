@@ -294,7 +294,8 @@ def test_a_lookup_300_levels_deep_reads_its_last_paths_not_its_whole_chain(vault
     all its ancestors, O(depth^2) paths of O(depth) bytes, 49 s of the suite. A long chain
     reads its last paths first; the answers are those of a view reading every entry."""
     from avfs_git.core.workspace.overlay import Overlay
-    from avfs_git.core.workspace.wsview import Snapshot, View
+    from avfs_git.core.workspace.wssnapshot import Snapshot
+    from avfs_git.core.workspace.wsview import View
 
     depth = 300
     named: list[int] = []

@@ -168,7 +168,7 @@ def test_many_threads_mixed_ops_on_four_vaults(home: Home) -> None:
 def _open_at_once(path: str, template: str | None, threads: int) -> list[object]:
     """Open the database at ``path`` from ``threads`` threads at once: each one's
     ``user_version``, or what it raised."""
-    from avfs_git.core.workspace import overlaydb
+    from avfs_git.core.workspace import overlayschema
     from avfs_git.core.workspace.sqlite import open_db
 
     start = threading.Barrier(threads)
@@ -179,9 +179,9 @@ def _open_at_once(path: str, template: str | None, threads: int) -> list[object]
         try:
             conn = open_db(
                 path,
-                overlaydb._SCHEMA,
-                version=overlaydb._VERSION,
-                migrations=overlaydb._MIGRATIONS,
+                overlayschema.SCHEMA,
+                version=overlayschema.VERSION,
+                migrations=overlayschema.MIGRATIONS,
                 template=template,
             )
             got.append(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -203,13 +203,13 @@ def test_threads_opening_one_new_database_at_once(tmp_path: Path, template: bool
     (each makes it under a name of its own: one name per process had two threads apply
     the schema to one file, "duplicate column name"). The first use of a new home's
     forks from several threads does this."""
-    from avfs_git.core.workspace import overlaydb
+    from avfs_git.core.workspace import overlayschema
 
     for rnd in range(5):
         d = tmp_path / f"db{rnd}"
         d.mkdir()
         tmpl = str(d / "template.db") if template else None
-        assert _open_at_once(str(d / "overlay.db"), tmpl, 8) == [overlaydb._VERSION] * 8
+        assert _open_at_once(str(d / "overlay.db"), tmpl, 8) == [overlayschema.VERSION] * 8
         # no thread's temporary database is left; SQLite's own -wal/-shm of overlay.db may
         # be, when two last connections close at once and neither takes the lock that
         # removes them (seen once in CI; the database reads the same either way)

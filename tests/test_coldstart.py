@@ -51,24 +51,24 @@ NO_COPY = ("shutil", "tempfile", "bz2", "lzma", "random", "hashlib", "_hashlib")
 OPENSSL = ("hashlib", "_hashlib")
 NO_PROC = (*NO_COPY, "subprocess", "selectors")
 COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
-    "status_json": (["--json", "--vault", "p:f1", "status"], 216, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status_json": (["--json", "--vault", "p:f1", "status"], 219, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # piped: no style
-    "status": (["--vault", "p:f1", "status"], 216, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
-    "status_upper": (["--json", "--vault", "p:u", "status"], 216, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status": (["--vault", "p:f1", "status"], 219, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status_upper": (["--json", "--vault", "p:u", "status"], 219, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # its patch: libgit2 (which imports shutil and subprocess itself)
-    "diff_json": (["--json", "--vault", "p:f1", "diff"], 268, RICH + CLICK),
-    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 268, RICH + CLICK),
-    "cat": (["--vault", "p:f1", "cat", "a.txt"], 211, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 179, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "log": (["--vault", "p:f1", "log", "-n", "5"], 179, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "diff_json": (["--json", "--vault", "p:f1", "diff"], 271, RICH + CLICK),
+    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 271, RICH + CLICK),
+    "cat": (["--vault", "p:f1", "cat", "a.txt"], 214, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 180, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "log": (["--vault", "p:f1", "log", "-n", "5"], 180, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 221, LIBGIT2 + RICH + CLICK + NO_PROC),
     # (their git processes: subprocess)
     "save_json": (
         ["--json", "--vault", "p:f1", "checkpoint", "save", "-m", "m"],
-        228,
+        231,
         LIBGIT2 + RICH + CLICK + NO_COPY,
     ),
-    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 218, LIBGIT2 + RICH + CLICK + NO_COPY),
+    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 221, LIBGIT2 + RICH + CLICK + NO_COPY),
     "unmount": (
         ["unmount", "p:f1"],
         192,
@@ -81,17 +81,17 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
         LIBGIT2 + RICH + CLICK + OPENSSL,
     ),  # piped: its markup without rich
     # the commands the suite's processes call most after those (twenty-second round's count)
-    "ls_json": (["--json", "--vault", "p:f1", "ls"], 211, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "stat_json": (["--json", "--vault", "p:f1", "stat", "a.txt"], 211, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "rm": (["--vault", "p:f1", "rm", "n.txt"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "list_json": (["--json", "--vault", "p:f1", "checkpoint", "list"], 201, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "ls_json": (["--json", "--vault", "p:f1", "ls"], 214, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "stat_json": (["--json", "--vault", "p:f1", "stat", "a.txt"], 214, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "rm": (["--vault", "p:f1", "rm", "n.txt"], 221, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "list_json": (["--json", "--vault", "p:f1", "checkpoint", "list"], 203, LIBGIT2 + RICH + CLICK + OPENSSL),
     "restore_json": (
         ["--json", "--vault", "p:f1", "checkpoint", "restore", "main"],
-        229,
+        232,
         LIBGIT2 + RICH + CLICK + OPENSSL,
     ),
-    "undo": (["--vault", "p:f1", "undo"], 225, LIBGIT2 + RICH + CLICK + OPENSSL),
-    "merge_json": (["--json", "--vault", "p:main", "merge", "f2"], 280, RICH + CLICK),  # (libgit2's merge)
+    "undo": (["--vault", "p:f1", "undo"], 228, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "merge_json": (["--json", "--vault", "p:main", "merge", "f2"], 283, RICH + CLICK),  # (libgit2's merge)
     "vault_list_json": (["--json", "vault", "list"], 170, LIBGIT2 + RICH + CLICK + NO_PROC),
 }
 

@@ -213,15 +213,15 @@ def test_a_clone_makes_the_overlay_template_its_first_mount_copies(home, server,
     the server: that first use (a mount's daemon) makes no database of its own."""
     import sqlite3
 
-    from avfs_git.core.workspace import overlaydb
+    from avfs_git.core.workspace import overlayschema
     from avfs_git.core.workspace import sqlite as avfs_sqlite
 
     assert home.layers_mode == "off"
     v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
-    template = overlaydb.template_path(os.path.join(v.path, "avfs"))
+    template = overlayschema.template_path(os.path.join(v.path, "avfs"))
     conn = sqlite3.connect(template)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == overlaydb._VERSION
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == overlayschema.VERSION
     finally:
         conn.close()
 

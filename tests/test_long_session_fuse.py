@@ -13,7 +13,7 @@ import threading
 import time
 
 from avfs_git.core.operations import checkpoint
-from avfs_git.core.workspace.overlay import FEW_KEPT
+from avfs_git.core.workspace.overlaykept import FEW_KEPT
 from avfs_git.fuse.ops import WorkspaceFS
 
 BATCHES = 30

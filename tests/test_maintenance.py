@@ -25,7 +25,7 @@ from avfs_git.core.errors import BusyError, QuotaExceededError
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.store import packwriter, refs
 from avfs_git.core.store.locks import pid_alive
-from avfs_git.core.vaults import registry
+from avfs_git.core.vaults import mountinfo, registry
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.registry import dead_mountpoint
 from avfs_git.core.vaults.vault import Vault
@@ -862,7 +862,7 @@ def test_mountinfo_lines_are_read_with_their_escapes(tmp_path: Path) -> None:
         "42 27 0:42 / /n rw - overlay overlay rw,lowerdir+=/x,datadir+=/y,upperdir=/u2,workdir=/w2\n"
         "43 27 8:1 / / rw - ext4 /dev/sda1 rw\n"
     )
-    got = registry.kernel_mounts(str(info))
+    got = mountinfo.kernel_mounts(str(info))
     assert [(k.mountpoint, k.fstype, k.avfs_fuse, k.vault_name) for k in got] == [
         ("/tmp/a b", "fuse.avfs", True, "v"),
         ("/m", "overlay", False, None),

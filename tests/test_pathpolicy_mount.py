@@ -455,10 +455,10 @@ def test_two_forks_with_different_rules_see_different_trees_at_once(
 
 
 def _mounts_under(path: str) -> list[str]:
-    from avfs_git.core.vaults import registry
+    from avfs_git.core.vaults import mountinfo
 
     top = os.path.realpath(path) + os.sep
-    return sorted(m.mountpoint for m in registry.kernel_mounts() if (m.mountpoint + os.sep).startswith(top))
+    return sorted(m.mountpoint for m in mountinfo.kernel_mounts() if (m.mountpoint + os.sep).startswith(top))
 
 
 @pytest.mark.parametrize("how", ["unmount", "busy", "killed"])

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from avfs_git.core import settings
 from avfs_git.core.store.names import SHELL_FS_NAME, from_fs_name, fs_name
-from avfs_git.core.vaults import registry
+from avfs_git.core.vaults import mountinfo, registry
 
 from .conftest import skip_outside_ci
 
@@ -217,7 +217,7 @@ def test_kernel_mounts_reads_mountinfo(tmp_path: Path) -> None:
         "37 25 0:33 / /m rw - overlay avfs:v:main rw,lowerdir=/l,upperdir=/u,workdir=/w\n"
         "garbage line\n"
     )
-    got = registry.kernel_mounts(str(info))
+    got = mountinfo.kernel_mounts(str(info))
     assert got[0].mountpoint == "/tmp/with space" and got[0].avfs_fuse and got[0].vault_name == "v"
     assert got[1].fstype == "overlay" and got[1].dirs == ("/l", "/u", "/w") and not got[1].avfs_fuse
     assert len(got) == 2
@@ -235,13 +235,13 @@ def test_the_home_default_is_one_rule() -> None:
 
 def test_mounted_as_agrees_with_the_mount_table(tmp_path: Path) -> None:
     """``mounted_as`` (what a record's mount point is checked against before avfs writes
-    through it) finds every mount :func:`registry.kernel_mounts` lists, with its source
+    through it) finds every mount :func:`mountinfo.kernel_mounts` lists, with its source
     only, and one at a path with a space, a tab and a backslash (mountinfo's escapes)."""
-    table = registry.kernel_mounts()
+    table = mountinfo.kernel_mounts()
     assert table
     for km in table:
         # (the table is the machine's: another test's mount may be gone since it was read)
-        assert registry.mounted_as(km.mountpoint, km.source) or km not in registry.kernel_mounts(), km
+        assert registry.mounted_as(km.mountpoint, km.source) or km not in mountinfo.kernel_mounts(), km
         assert not registry.mounted_as(km.mountpoint, km.source + "x"), km
         assert not registry.mounted_as(km.mountpoint + "/below", km.source), km
     if os.geteuid() != 0:

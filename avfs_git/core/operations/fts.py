@@ -42,7 +42,8 @@ from ..store.treediff import diff_trees
 from ..types import MODE_LINK, Change, NodeKind
 from ..workspace.overlayentry import FILE, Entry
 from ..workspace.sqlite import busy_error, is_busy, open_db
-from ..workspace.wsview import Node, Snapshot, View
+from ..workspace.wssnapshot import Snapshot
+from ..workspace.wsview import Node, View
 from .search import BINARY_PROBE
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 place: nothing is materialized.
 
 The fork is read through its one merged view (:class:`.wsview.View`) over a snapshot of its
-overlay (:class:`.wsview.Snapshot`: the entries read once, so a search sees one moment);
+overlay (:class:`.wssnapshot.Snapshot`: the entries read once, so a search sees one moment);
 files the overlay does not hold are read straight out of git (one object read per file,
 found by walking the trees), and a clean subtree costs one parsed tree per directory
 (:meth:`.gitstore.GitStore.tree_items`, cached).
@@ -27,7 +27,8 @@ from ..errors import PathNotFoundError, UsageError
 from ..records import dataclass
 from ..store import names
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, ChangeStatus, NodeKind, kind_of_mode
-from ..workspace.wsview import Node, Snapshot, View
+from ..workspace.wssnapshot import Snapshot
+from ..workspace.wsview import Node, View
 from .grepmatch import Budget, MatchHelper, MatchTimeout, decode_line, match_lines
 from .greppattern import Pattern, compile_pattern
 

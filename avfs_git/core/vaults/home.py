@@ -55,7 +55,7 @@ def _overlay_template_ahead(avfs_dir: str) -> threading.Thread:
     while its fetch waits on the server, and the first mount copies it instead of making
     it (with its sync: 4-5 ms of `vault clone --lazy` + `mount` here). A failure only
     leaves it to that mount."""
-    from ..workspace.overlaydb import make_overlay_template
+    from ..workspace.overlayschema import make_overlay_template
 
     def make() -> None:
         try:

@@ -26,7 +26,7 @@ _LOOP_SET_DIRECT_IO = 0x4C08  # linux/loop.h
 
 def loop_device(mp: str) -> str | None:
     """The block device mounted at ``mp`` when it is a loop device (``/dev/loopN``)."""
-    from .registry import kernel_mounts
+    from .mountinfo import kernel_mounts
 
     for m in kernel_mounts():
         if m.mountpoint == mp and os.path.basename(m.source).startswith("loop"):

@@ -47,7 +47,6 @@ if TYPE_CHECKING:  # typing's names and collections.abc cost ~6 ms to import: an
 __all__ = [
     "ACTIVITY_FILE",
     "RECORDS",
-    "KernelMount",
     "MountedFork",
     "Record",
     "activity_path",
@@ -56,7 +55,6 @@ __all__ = [
     "exec_path",
     "home_records",
     "is_mount_daemon",
-    "kernel_mounts",
     "last_activity",
     "live_mountpoints",
     "log_path",
@@ -465,7 +463,7 @@ def mounted_as(mountpoint: str, source: str) -> bool:
     """Whether the kernel lists a mount of ``source`` (``avfs:VAULT:KEY``) at exactly
     ``mountpoint`` (a resolved path) in this mount namespace: what a record's mount point
     is checked against before anything is written through it. Cheaper than
-    :func:`kernel_mounts` (only the lines naming the mount point are parsed): it is asked
+    :func:`.mountinfo.kernel_mounts` (only the lines naming the mount point are parsed): it is asked
     on every change the CLI makes to a fork with an overlay mount."""
 
     def esc(text: str) -> bytes:  # mountinfo's octal escapes
@@ -545,73 +543,6 @@ def started_at(data: dict[str, Any]) -> float | None:
         return float(calendar.timegm(time.strptime(str(data.get("started", "")), "%Y-%m-%dT%H:%M:%SZ")))
     except ValueError:
         return None
-
-
-# -- mounts the kernel lists -----------------------------------------------------------------
-
-
-class KernelMount:
-    """One line of /proc/self/mountinfo: ``mountpoint``, ``fstype`` ("fuse.avfs",
-    "overlay", ...), ``source`` ("avfs:VAULT:KEY" for an avfs FUSE mount) and ``dirs`` (an
-    overlay's lowerdir/upperdir/workdir/datadir paths)."""
-
-    __slots__ = ("dirs", "fstype", "mountpoint", "source")
-
-    def __init__(self, mountpoint: str, fstype: str, source: str, dirs: tuple[str, ...]) -> None:
-        self.mountpoint = mountpoint
-        self.fstype = fstype
-        self.source = source
-        self.dirs = dirs
-
-    def __repr__(self) -> str:
-        return f"KernelMount({self.mountpoint!r}, {self.fstype!r}, {self.source!r}, {self.dirs!r})"
-
-    @property
-    def avfs_fuse(self) -> bool:
-        return self.fstype.startswith("fuse") and self.source.startswith("avfs:")
-
-    @property
-    def vault_name(self) -> str | None:
-        return self.source.split(":")[1] if self.avfs_fuse and self.source.count(":") >= 2 else None
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    import re
-
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _overlay_dirs(options: str) -> tuple[str, ...]:
-    import re
-
-    dirs: list[str] = []
-    for opt in re.split(r"(?<!\\),", options):
-        key, _, value = opt.partition("=")
-        if key in ("lowerdir", "lowerdir+", "datadir+"):
-            dirs.extend(d.replace("\\:", ":").replace("\\,", ",") for d in re.split(r"(?<!\\):+", value) if d)
-        elif key in ("upperdir", "workdir") and value:
-            dirs.append(value.replace("\\,", ","))
-    return tuple(dirs)
-
-
-def kernel_mounts(path: str = "/proc/self/mountinfo") -> list[KernelMount]:
-    """The mounts of this mount namespace (changes nothing)."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        head, sep, tail = line.partition(" - ")
-        parts, rest = head.split(" "), tail.split(" ")
-        if not sep or len(parts) < 5 or len(rest) < 3:
-            continue
-        fstype, source, options = rest[0], _unescape(rest[1]), _unescape(rest[2])
-        dirs = _overlay_dirs(options) if fstype == "overlay" else ()
-        out.append(KernelMount(_unescape(parts[4]), fstype, source, dirs))
-    return out
 
 
 def unpin_dead(state_dir: str, fork: str, record: str, data: dict[str, Any]) -> None:

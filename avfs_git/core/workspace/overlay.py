@@ -12,7 +12,8 @@ the checkpoint does: the checkpoint retires only the entries whose ``seq`` it ca
 
 :class:`Overlay` is built in layers, each a module: the database and the files directory
 (:mod:`.overlaydb`: connections, transactions, meta, totals, file ids and their garbage),
-the upper layer read as entries (:mod:`.overlayupper`), and here what every caller uses:
+the upper layer read as entries (:mod:`.overlayupper`), the times of the files checkpoints
+retired (:mod:`.overlaykept`), and here what every caller uses:
 the entries as read (the upper layer's over the database's), written and journaled.
 """
 
@@ -29,7 +30,8 @@ from ..store.safeopen import PATH_MAX
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row, sql_text
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
-from .overlayupper import MERGED, SUBMODULE, UpperEntries
+from .overlaykept import KeptTimes
+from .overlayupper import MERGED, SUBMODULE
 
 # The journal keeps about this many rows: past it, the oldest go in steps of TRIM_STEP,
 # looked at every TRIM_STEP rows (a write never waits for more than one step's delete).
@@ -37,13 +39,12 @@ from .overlayupper import MERGED, SUBMODULE, UpperEntries
 # ``resync_required``; JOURNAL_FROM (meta) is the newest row dropped.
 MAX_JOURNAL = 1_000_000
 TRIM_STEP = 16_384
-FEW_KEPT = 256  # kept times asked one by one before :meth:`Overlay.kept_reader` reads them all
 JOURNAL_FROM = "journal_from"
 # A lookup's chain longer than this reads its last paths first (Overlay._db_lookup)
 LOOKUP_TAIL = 8
 
 
-class Overlay(UpperEntries):
+class Overlay(KeptTimes):
     """SQLite-backed overlay store of one workspace; one connection per thread."""
 
     def changed_entries(self, candidates: Iterable[str]) -> list[Entry]:
@@ -532,100 +533,6 @@ class Overlay(UpperEntries):
         if oid_of is not None and (kept or stale):
             self.keep_times(db, kept, stale)
         return n
-
-    def _times_of(self, e: Entry, oid_of: Callable[[str], str | None]) -> list[tuple[str, str, int, int]]:
-        if e.fileid is None:
-            return []
-        oid = oid_of(e.path)
-        try:
-            st = self.file_stat(e.fileid)
-        except FileNotFoundError:
-            return []
-        return [] if oid is None else [(e.path, oid, st.st_mtime_ns, st.st_ctime_ns)]
-
-    def keep_times(
-        self, db: sqlite3.Connection, rows: list[tuple[str, str, int, int]], stale: Iterable[Entry] = ()
-    ) -> None:
-        """Keep ``(path, blob id, mtime_ns, ctime_ns)`` for the current view time, and drop
-        what was kept at the paths of ``stale`` (a checkpoint's other retired entries: a file
-        it removed or made a link, a directory and what was under it), so the table holds
-        no more than the view's files a checkpoint retired, not every path ever checkpointed
-        since the view began. Each change counts ``kept_times`` in the meta table: a mount's
-        watcher reads the times again when it moves (fuse/invalidate.py), without a new view."""
-        view = self.get_meta("view_time")
-        if view is None:
-            return  # (no file has shown a view time yet)
-        # a name SQLite cannot take (not UTF-8: a git tree's, a restore rewrote it) keeps
-        # no time, as :meth:`kept_time` answers for it: it shows the view time
-        rows = [r for r in rows if sql_text(r[0])]
-        stale = [e for e in stale if sql_text(e.path)]
-        # (two ranges of the view's index: `view != ?` read every row the session kept,
-        # ~150 pages at 600 checkpoints, at every checkpoint)
-        db.execute("DELETE FROM kept_times WHERE view < ? OR view > ?", (view, view))
-        for e in stale:
-            db.execute("DELETE FROM kept_times WHERE path = ?", (e.path,))
-            if e.kind == DELETED:  # a removed directory: what was under it ("/" + 1 is "0")
-                db.execute("DELETE FROM kept_times WHERE path > ? AND path < ?", (e.path + "/", e.path + "0"))
-        db.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES('kept_times',"
-            " COALESCE((SELECT value FROM meta WHERE key = 'kept_times'), 0) + 1)"
-        )
-        db.executemany(
-            "INSERT OR REPLACE INTO kept_times(path, oid, mtime_ns, ctime_ns, view, gen) VALUES(?, ?, ?, ?, ?,"
-            " (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'kept_times'))",
-            [(*r, view) for r in rows],
-        )
-
-    def kept_times(self, view: str | None = None) -> dict[str, tuple[str, int, int]]:
-        """``path -> (blob id, mtime_ns, ctime_ns)``: the times a file a checkpoint retired
-        had, kept for as long as the view time (``view``, else the current one) stays and
-        the base holds that blob there; every other unchanged file shows the view time."""
-        if view is None:
-            view = self.get_meta("view_time")
-        q = "SELECT path, oid, mtime_ns, ctime_ns FROM kept_times WHERE view = ?"
-        return {str(p): (str(o), int(m), int(c)) for p, o, m, c in self.db.execute(q, (view,))}
-
-    def kept_since(self, gen: int, view: str | None = None) -> list[str]:
-        """The paths whose kept times a :meth:`keep_times` after count ``gen`` (the meta's
-        ``kept_times``) wrote, for ``view`` (else the current view time): O(those rows)."""
-        if view is None:
-            view = self.get_meta("view_time")
-        q = "SELECT path FROM kept_times WHERE gen > ? AND view = ?"
-        return [str(p) for (p,) in self.db.execute(q, (gen, view))]
-
-    def kept_time(self, path: str, view: str | None = None) -> tuple[str, int, int] | None:
-        """:meth:`kept_times` of one path (its primary key: O(1), where the table holds every
-        file a long session's checkpoints retired). A name SQLite cannot take
-        (:func:`.overlaydb.sql_text`) has none."""
-        if not sql_text(path):
-            return None
-        if view is None:
-            view = self.get_meta("view_time")
-        q = "SELECT oid, mtime_ns, ctime_ns FROM kept_times WHERE path = ? AND view = ?"
-        r = self.db.execute(q, (path, view)).fetchone()
-        return None if r is None else (str(r[0]), int(r[1]), int(r[2]))
-
-    def kept_reader(self, view: str | None = None) -> Callable[[str], tuple[str, int, int] | None]:
-        """``path -> kept_time(path)`` for one view: a query per path for the first
-        :data:`FEW_KEPT` paths asked, then the whole table read once (a walk of the tree
-        asks for every path). A checkpoint's index patch asks for its few paths, not for the
-        session's every retired file."""
-        if view is None:
-            view = self.get_meta("view_time")
-        whole: list[dict[str, tuple[str, int, int]]] = []
-        asked = 0
-
-        def kept(path: str) -> tuple[str, int, int] | None:
-            nonlocal asked
-            if whole:
-                return whole[0].get(path)
-            asked += 1
-            if asked > FEW_KEPT:
-                whole.append(self.kept_times(view))
-                return whole[0].get(path)
-            return self.kept_time(path, view)
-
-        return kept
 
     def clear(self, db: sqlite3.Connection, op: str) -> None:
         for e in self.all():

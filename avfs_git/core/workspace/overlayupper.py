@@ -2,7 +2,8 @@
 what it holds at a path (a file, a link, a whiteout, a new or renamed directory, or a
 directory that merges with the lower one), the walks of it, the lower layer's paths under
 its redirects, and the cache of its files' git ids. :class:`UpperEntries` is the base of
-:class:`.overlay.Overlay`, whose reads put it over the database's entries.
+:class:`.overlaykept.KeptTimes` and so of :class:`.overlay.Overlay`, whose reads put it over
+the database's entries.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ commands, the mount), status and commit building (:mod:`.wsstatus`, :mod:`.wscom
 search and full-text search (:mod:`.search`, :mod:`.fts`). It reads the overlay through its
 lookups (``lookup``, ``children``, ``get``, ``get_many``, ``open_file``, ``file_path``) and the
 base commit from its ``base`` record, so it sees a live overlay (:class:`.overlay.Overlay`,
-each call reads what is there now) or a fixed one (:class:`Snapshot`: the entries a search
-read once, or none at all for a revision).
+each call reads what is there now) or a fixed one (:class:`.wssnapshot.Snapshot`: the entries
+a search read once, or none at all for a revision).
 
 Path rules: symlinks inside the workspace are followed by :meth:`View.resolve` when their
 target stays inside it; a symlink that points outside (absolute, or ``..`` past the root) is
@@ -22,7 +22,6 @@ import posixpath
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
 
 from ..errors import (
     CorruptStateError,
@@ -37,8 +36,8 @@ from ..store import names
 from ..store.gitstore import GitStore
 from ..store.packwriter import file_blob_id
 from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, DirEntry, Stat, kind_of_mode
-from .overlay import Overlay
 from .overlayentry import DELETED, FILE, OBJECT, UPPER_FILE, Entry
+from .wssnapshot import Entries, Snapshot
 
 MAX_SYMLINK_HOPS = 40
 CHUNK = 1 << 20
@@ -108,89 +107,15 @@ class Node:
         return self.entry is not None and self.entry.kind == FILE
 
 
-class Entries(Protocol):
-    """What a view reads of an overlay: :class:`.overlay.Overlay` (live) or :class:`Snapshot`."""
-
-    def get_meta(self, key: str) -> str | None: ...
-    def get(self, path: str) -> Entry | None: ...
-    def get_many(self, paths: list[str]) -> dict[str, Entry]: ...
-    def lookup(
-        self, chain: list[str], children_of: str | None = None
-    ) -> tuple[dict[str, Entry], list[Entry], str | None]: ...
-    def children(self, parent: str) -> list[Entry]: ...
-    def file_path(self, fileid: str) -> str: ...
-    def open_file(self, fileid: str) -> int: ...
-    def open_regular(self, fileid: str) -> int: ...
-    def file_stat(self, fileid: str) -> os.stat_result: ...
-    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str: ...
-
-
 def _fd_blob_id(path: str) -> str:
     """The blob id of the file a ``/proc/PID/fd/N`` path names (an open descriptor's)."""
     return file_blob_id(path, follow=True)
 
 
-class Snapshot:
-    """An overlay's entries read once (``entries``, on base commit ``base``), or none (a
-    revision): a view of it shows one state however the overlay changes meanwhile (a search
-    reports, and an index records, what one moment showed). ``overlay``: where the entries'
-    files are."""
-
-    def __init__(self, base: str, entries: Sequence[Entry] = (), overlay: Overlay | None = None) -> None:
-        self.base = base
-        self.overlay = overlay
-        self.by_path = {e.path: e for e in entries}
-        self.by_parent: dict[str, list[Entry]] = {}
-        # directories with an entry at or below them
-        self.dirty: set[str] = names.ancestors_of_all(self.by_path) | {p for p in self.by_path if p}
-        for e in entries:
-            if e.path:
-                self.by_parent.setdefault(names.parent_of(e.path), []).append(e)
-
-    def get_meta(self, key: str) -> str | None:
-        return self.base if key == "base" else None
-
-    def get(self, path: str) -> Entry | None:
-        return self.by_path.get(path)
-
-    def get_many(self, paths: list[str]) -> dict[str, Entry]:
-        got = self.by_path
-        return {p: got[p] for p in paths if p in got}
-
-    def lookup(
-        self, chain: list[str], children_of: str | None = None
-    ) -> tuple[dict[str, Entry], list[Entry], str | None]:
-        kids = self.children(children_of) if children_of is not None else []
-        return self.get_many(chain), kids, self.base
-
-    def children(self, parent: str) -> list[Entry]:
-        return self.by_parent.get(parent, [])
-
-    def _files(self) -> Overlay:
-        if self.overlay is None:  # pragma: no cover - a snapshot with entries names its overlay
-            raise CorruptStateError("a snapshot without an overlay holds no files")
-        return self.overlay
-
-    def file_path(self, fileid: str) -> str:
-        return self._files().file_path(fileid)
-
-    def open_file(self, fileid: str) -> int:
-        return self._files().open_file(fileid)
-
-    def open_regular(self, fileid: str) -> int:
-        return self._files().open_regular(fileid)
-
-    def file_stat(self, fileid: str) -> os.stat_result:
-        return self._files().file_stat(fileid)
-
-    def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
-        return self._files().upper_oid(fileid, hash_file)
-
-
 class View:
     """What a workspace shows: the tree of its base commit (the ``base`` record of its
     entries) with the overlay's entries on top, read-only. Over a live :class:`.overlay.Overlay`
-    each call reads the overlay as it is then; over a :class:`Snapshot`, one moment's state
+    each call reads the overlay as it is then; over a :class:`.wssnapshot.Snapshot`, one moment's state
     (or a revision's tree: :meth:`of_commit`)."""
 
     def __init__(self, store: GitStore, source: Entries, *, scan: bool = False) -> None:

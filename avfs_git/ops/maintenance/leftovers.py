@@ -17,6 +17,7 @@ from ...core.records import dataclass
 from ...core.store.locks import pid_alive
 from ...core.store.names import from_fs_name
 from ...core.vaults import registry
+from ...core.vaults.mountinfo import kernel_mounts
 from .common import RegisteredMount, daemon_alive, mtime, names_in, registered_mounts, unlink_quiet
 from .findings import Finding, finding
 
@@ -308,7 +309,7 @@ def stale_kernel_mounts(
     owner, live = owners
     roots = [os.path.realpath(home.path)]
     by_name = {v.name: v for v in vaults}
-    table = registry.kernel_mounts()
+    table = kernel_mounts()
     # overlays first: an overlay over a dead FUSE lower is detached before that lower
     for km in sorted(table, key=lambda k: k.fstype != "overlay"):
         if km.fstype == "overlay":
@@ -371,5 +372,5 @@ def _record_paths(record: str) -> set[str]:
 
 def _detach(mountpoint: str) -> None:
     """Lazily detach an overlay mount (still listed: it may have been detached meanwhile)."""
-    if any(km.mountpoint == mountpoint for km in registry.kernel_mounts()):
+    if any(km.mountpoint == mountpoint for km in kernel_mounts()):
         subprocess.run(["umount", "-l", mountpoint], capture_output=True, check=False)
