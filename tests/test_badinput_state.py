@@ -50,8 +50,10 @@ def test_a_ref_file_holding_junk_is_an_unreadable_commit(cli: Cli, shome: Path, 
         after = _home_state(str(shome))
         ref.write_bytes(good)  # (the vault as it was, for the fixture's own fsck)
     doc = r.json()
-    assert r.code == 1 and doc["error"]["code"] == "object_unreadable", doc
-    assert "junk" in doc["error"]["message"] and "avfs doctor" in doc["error"]["hint"], doc
+    # (since badinput8: the damaged ref named by its file, with git's command to restore it)
+    assert r.code == 70 and doc["error"]["code"] == "corrupt_state", doc
+    assert "junk" in doc["error"]["message"] and str(ref) in doc["error"]["message"], doc
+    assert "put its commit back" in doc["error"]["hint"], doc
     assert "Traceback" not in r.err
     assert not _changed(before, after)
 
