@@ -126,7 +126,10 @@ def _mcp(ctx: Context, hdir: Path, env: dict[str, str]) -> None:
 
     async def main() -> tuple[list[float], list[float]]:
         params = StdioServerParameters(command=ctx.avfs_bin, args=["mcp", "--home", str(hdir)], env=env)
-        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        async with (
+            stdio_client(params, errlog=sys.stderr) as (read, write),
+            ClientSession(read, write) as session,
+        ):
             await session.initialize()
             tools = await session.list_tools()
             listed.append(len(tools.model_dump_json(by_alias=True, exclude_none=True)))

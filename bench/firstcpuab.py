@@ -2,7 +2,7 @@
 the same fork, in CPU (every process of the call, to the nanosecond) and wall, for one or
 more avfs checkouts in the same run (issue 31).
 
-``python -m bench.firstcpuab [--rounds N] [--settle S] [--unconfined] [--unserved] [--out FILE] NAME=WORKTREE ...``
+``python -m bench.firstcpuab [--rounds N] [--settle S] [--unconfined] [--unserved] [--files N] [--fuse] [--out FILE] NAME=WORKTREE ...``
 
 Each WORKTREE is an avfs checkout with its own ``make install``; its console script runs in
 a home of its own (a 50-file fork ``v:f``) whose resident server is started in a cpuacct
@@ -19,7 +19,9 @@ rotating, and the calls' order rotating): ``--json mount``, then ``--json proxy 
 true``, each on the fork unmounted (``unmount`` after each, untimed). ``--unconfined``: a
 third call each round, the same first call with ``--host writable`` (no sandbox: what
 bubblewrap and Perl cost it). ``--unserved``: no resident server (``AVFS_SERVER=off``),
-each call a process of its own. Needs cgroup v1's ``cpuacct`` writable (root).
+each call a process of its own. ``--files N``: the fork's files (in 100 directories; 50 in 5
+by default). ``--fuse``: the pure-FUSE backend (``AVFS_NO_OVERLAY=1``) for both calls. Needs
+cgroup v1's ``cpuacct`` writable (root).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def main() -> None:
     ap.add_argument("--name", default="first")
     ap.add_argument("--unserved", action="store_true", help="no resident server: AVFS_SERVER=off")
     ap.add_argument("--unconfined", action="store_true", help="also a first call with --host writable")
+    ap.add_argument("--files", type=int, default=50)
+    ap.add_argument("--fuse", action="store_true", help="the pure-FUSE backend: AVFS_NO_OVERLAY=1")
     ap.add_argument("--out", type=Path)
     ap.add_argument("sides", nargs="+", metavar="NAME=WORKTREE")
     args = ap.parse_args()
@@ -82,10 +86,12 @@ def main() -> None:
     envs: dict[str, dict[str, str]] = {}
     try:
         with ab.scratch("avfs-firstcpuab-") as tmp:
-            src = ab.seed_tree(tmp / "src")
+            src = ab.seed_tree(tmp / "src", args.files, 5 if args.files <= 50 else 100)
             for n, avfs in bins.items():
                 env = {k: v for k, v in os.environ.items() if k not in ("AVFS_SERVER", "AVFS_VAULT")}
                 env.update(AVFS_HOME=str(tmp / f"home-{n}"), AVFS_PROGRESS="never")
+                if args.fuse:
+                    env["AVFS_NO_OVERLAY"] = "1"
                 envs[n] = {**env, "AVFS_VAULT": "v:f"}
                 ab.run([avfs, "vault", "create", "v", "--from", src], env)
                 ab.run([avfs, "vault", "fork", "v", "f"], env)
@@ -136,6 +142,7 @@ def main() -> None:
     ab.print_loads(loads)
     out = args.out or ab.stamped(f"{args.name}-firstcpu-ab")
     doc = {"sides": args.sides, "rounds": args.rounds, "unserved": args.unserved, "settle_s": args.settle,
+           "files": args.files, "backend": "fuse" if args.fuse else "auto",
            "calls": got, "summary": summary, "load_1min": loads}  # fmt: skip
     ab.write_json(out, doc, indent=1, announce=True)
 

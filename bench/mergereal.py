@@ -38,12 +38,17 @@ minimist; its vault made from the tree directly.
 
 ``python -m bench.mergereal [--rounds N] [--before DIR] [--modes cold,served,native]
 [--kinds ff,root,dirs,conflict,wide] [--mounted [--backend fuse]] [--tree minimist|10k]
-[--src DIR] [--name NAME]`` as root (the mounts, the
+[--src DIR] [--name NAME] [--kept-profile N [--spy-rate HZ]]`` as root (the mounts, the
 cgroups); ``--before DIR``: a directory holding another ``avfs_git`` (``git archive main``),
 a side ``before`` run from it through ``PYTHONPATH``. Results in
 ``bench/results/NAME-<UTC>.json`` (``mergereal2``: h-merge2's runs; ``merge3``: h-merge3's;
 the twenty-first round's are ``mergereal-*``). Round 0's merges are each side's first after the mount went
 (``first`` in the summary): the one that folded the upper layer on main's code.
+
+``--kept-profile N``: no A/B; N merges of each kind in one process as the resident
+server's kept process runs them, their CPU up to the answer and after it, and with
+``py-spy`` installed each stage's share (bench/mergekept.py; ``NAME-kept-<UTC>.json``; with
+``--before DIR`` that code merges: ``NAME-kept-before-<UTC>.json``).
 """
 
 from __future__ import annotations
@@ -370,7 +375,22 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=0.3)
     ap.add_argument("--src", type=Path, default=Path("/tmp/rp6b/agents/plain"))
     ap.add_argument("--name", default="mergereal2", help="the results file's name before its stamp")
+    ap.add_argument(
+        "--kept-profile",
+        type=int,
+        metavar="N",
+        help="N merges per kind in one process as the kept process runs them, profiled (bench/mergekept.py); no A/B",
+    )
+    ap.add_argument("--spy-rate", type=int, default=1000, help="py-spy's samples a second (--kept-profile)")
     args = ap.parse_args()
+    if args.kept_profile:
+        from . import mergekept
+
+        root = Path(os.environ.get("MERGEREAL_ROOT", "/tmp/mergereal")) / "kept"
+        prof = mergekept.run(args.kept_profile, args.kinds, args.src, root, args.spy_rate, args.before)
+        name = args.name + ("-kept-before" if args.before else "-kept")
+        ab.write_json(ab.stamped(name), {**prof, "load": ab.load()}, indent=1, announce=True)
+        return
     res = run(args)
     out = ab.stamped(args.name)
     ab.write_json(out, res, indent=1, announce=True)

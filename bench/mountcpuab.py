@@ -2,9 +2,9 @@
 the mount daemon, the git processes and fusermount they start) in a cpuacct cgroup of the
 side's own, interleaved between avfs checkouts, per backend.
 
-    python -m bench.mountcpuab --rounds 15 base=/work/base-x new=/work/h-x [--backends overlay,fuse]
+    python -m bench.mountcpuab --rounds 15 base=/work/base-x new=/work/h-x [--backends overlay,fuse] [--files N]
 
-Each side has a home of its own (a 20-file vault ``p``, its fork ``f1`` with one change, no
+Each side has a home of its own (a 20-file vault ``p``, or ``--files`` N in 100 directories, its fork ``f1`` with one change, no
 resident server: ``AVFS_SERVER=off``, as the test suite runs), and each round runs `avfs
 mount` then `avfs unmount` of ``p:f1`` with its console script, the cgroup's CPU read once
 its last process has ended. Printed: per side and backend the median CPU of the pair, the
@@ -69,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--backends", default="overlay,fuse")
+    ap.add_argument("--files", type=int, default=20, help="the fork's files (20: 4 directories; more: 100)")
     ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
     args = ap.parse_args()
     trees = worktrees(args.sides)
@@ -78,7 +79,7 @@ def main() -> None:
     groups = {s: Group(f"mount-{s}") for s in trees}
     try:
         with scratch("avfs-mountcpuab-") as tmp:
-            src = Path(seed_tree(tmp / "src", files=20, dirs=4))
+            src = Path(seed_tree(tmp / "src", files=args.files, dirs=4 if args.files <= 20 else 100))
             envs = {}
             for side, tree in trees.items():
                 env = envs[side] = _env(tmp / f"home-{side}")
@@ -136,7 +137,14 @@ def main() -> None:
     print_loads(loads)
     write_json(
         stamped("mountcpuab"),
-        {"rounds": args.rounds, "sides": trees, "loads": loads, "rows": rows, "samples": got},
+        {
+            "rounds": args.rounds,
+            "files": args.files,
+            "sides": trees,
+            "loads": loads,
+            "rows": rows,
+            "samples": got,
+        },
         announce=True,
     )
 

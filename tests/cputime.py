@@ -75,6 +75,31 @@ def kind_of(argv: list[bytes], comm: bytes) -> str:
     return f"other: {name}"
 
 
+def shape(argv: list[bytes], words: int = 6, width: int = 160) -> str:
+    """A command line shortened to what its processes share: its first ``words`` words,
+    each path by its last two parts (temporary directories differ test by test)."""
+    out = []
+    for a in argv[:words]:
+        w = a.decode("utf-8", "replace")
+        if w.startswith("/"):  # a test's own directory (pytest's tmp_path) as TMP
+            head, _, tail = w.rpartition("/")
+            w = (
+                f"TMP/{tail}"
+                if "/pytest-" in head or head.startswith("/tmp")
+                else "/".join(w.rsplit("/", 2)[-2:])
+            )
+        out.append(w)
+    return " ".join(out)[:width]
+
+
+def _argv(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[:-1]
+    except OSError:
+        return None
+
+
 class Kinds:
     """A thread that reads, every ``interval`` s, the CPU (``/proc/PID/stat``'s utime and
     stime, in clock ticks) of each process in the worker's cgroup but the worker itself,
@@ -82,7 +107,8 @@ class Kinds:
     process spent after its last reading, and processes that came and went between two
     (most ``git``), are not seen: the cgroup's figure less the worker's own and the seen
     is the test's "unseen". Each process is counted once, in the test during which it is
-    first seen."""
+    first seen, or, a fork seen before its exec (its parent's command line), in the test
+    during which it has exec'd or is gone."""
 
     def __init__(self, group: str, interval: float = 0.01) -> None:
         self.procs = os.path.join(group, "cgroup.procs")
@@ -92,7 +118,13 @@ class Kinds:
         self.kind: dict[tuple[int, bytes], str] = {}
         self.comm: dict[tuple[int, bytes], bytes] = {}
         self.argv: dict[str, list[bytes]] = {}  # a command line of each kind (to check the kinds)
+        self.line: dict[tuple[int, bytes], str] = {}  # each process's command line, shortened (shape)
+        self.lines: dict[tuple[str, str], list[float]] = {}  # (kind, shape): [CPU seen, processes]
         self.new: list[tuple[int, bytes]] = []  # processes first seen since the last take
+        # forks that have not exec'd yet (their parent's command line: this process's, an
+        # `avfs mcp` server's before its command runs): their kind is not known, so they are
+        # counted once they have exec'd (or once they are gone)
+        self.unexeced: set[tuple[int, bytes]] = set()
         self.cpu: dict[str, float] = {}
         self.count: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -120,21 +152,34 @@ class Kinds:
                 used = (int(fields[11]) + int(fields[12])) / _TICK
                 comm = head.split(b"(", 1)[1]
                 # new, or its name changed (an exec: a fork runs its parent's code until then),
-                # or a Python not yet known (a Python's exec of a Python keeps the name)
-                if self.comm.get(key) != comm or self.kind[key].startswith("other: python"):
+                # or a Python not yet known (a Python's exec of a Python keeps the name), or a
+                # fork not yet exec'd
+                if (
+                    self.comm.get(key) != comm
+                    or key in self.unexeced
+                    or self.kind[key].startswith("other: python")
+                ):
                     with open(f"/proc/{pid}/cmdline", "rb") as f:
                         argv = f.read().split(b"\0")[:-1]
                     with self.lock:
                         self.comm[key], self.kind[key] = comm, kind_of(argv, comm)
                         self.argv.setdefault(self.kind[key], argv)
+                        self.line[key] = shape(argv)
+                        if argv == _argv(int(fields[1])):  # field 4: the parent
+                            self.unexeced.add(key)
+                        else:
+                            self.unexeced.discard(key)
             except (OSError, IndexError, ValueError):
                 continue
             with self.lock:
                 k = self.kind[key]
                 if key not in self.last:
                     self.new.append(key)
-                self.cpu[k] = self.cpu.get(k, 0.0) + used - self.last.get(key, 0.0)
+                spent = used - self.last.get(key, 0.0)
+                self.cpu[k] = self.cpu.get(k, 0.0) + spent
                 self.last[key] = used
+                by_line = self.lines.setdefault((k, self.line[key]), [0.0, 0])
+                by_line[0] += spent
 
     def count_calls(self) -> None:
         """Count, as kinds of their own, what the test process does in process: vaults
@@ -166,10 +211,16 @@ class Kinds:
         """What was added since the last take (one test's)."""
         self.sample()
         with self.lock:
+            later = []
             for key in self.new:  # counted as what it is now (after its exec)
+                if key in self.unexeced and os.path.exists(f"/proc/{key[0]}"):
+                    later.append(key)  # (was 36 of 51 "other: python" in a sample: avfs mcp, ...)
+                    continue
+                self.unexeced.discard(key)
                 self.count[self.kind[key]] = self.count.get(self.kind[key], 0) + 1
+                self.lines.setdefault((self.kind[key], self.line[key]), [0.0, 0])[1] += 1
             cpu, count = self.cpu, self.count
-            self.cpu, self.count, self.new = {}, {}, []
+            self.cpu, self.count, self.new = {}, {}, later
         return {k: round(v, 3) for k, v in cpu.items()}, count
 
 
@@ -264,6 +315,8 @@ class CpuRecorder:
         rec = {"worker_total": round(total, 3), "worker": self.worker, "left": left}
         if self.kinds is not None:
             rec["argv"] = {k: [a.decode("utf-8", "replace") for a in v] for k, v in self.kinds.argv.items()}
+            with self.kinds.lock:
+                rec["lines"] = [[k, line, round(c, 3), n] for (k, line), (c, n) in self.kinds.lines.items()]
         with open(self.lines, "a") as f:
             f.write(json.dumps(rec) + "\n")
         if self.worker == "main":  # no xdist: this process also ends the session
@@ -287,6 +340,7 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
     workers: dict[str, float] = {}
     left: list[str] = []
     argvs: dict[str, list[str]] = {}
+    by_line: dict[tuple[str, str], list[float]] = {}
     for path in sorted(glob.glob(f"{glob.escape(out)}.*.jsonl")):
         for line in Path(path).read_text().splitlines():
             rec = json.loads(line)
@@ -294,6 +348,10 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
                 workers[rec["worker"]] = workers.get(rec["worker"], 0.0) + rec["worker_total"]
                 left += rec.get("left", [])
                 argvs.update(rec.get("argv", {}))
+                for k, line_, c, n in rec.get("lines", []):
+                    acc = by_line.setdefault((k, line_), [0.0, 0])
+                    acc[0] += c
+                    acc[1] += n
             else:
                 tests.append(rec)
     files: dict[str, dict[str, float]] = {}
@@ -333,6 +391,11 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
         "workers_cpu": workers,
         "left_running": left,
         "kind_examples": argvs,
+        # each kind's command lines (shortened: tests.cputime.shape) by the CPU seen in them
+        "command_lines": [
+            {"kind": k, "line": line_, "cpu": round(c, 2), "count": int(n)}
+            for (k, line_), (c, n) in sorted(by_line.items(), key=lambda kv: -kv[1][0])
+        ],
         "tests": tests,
         "files": ranked,
     }
@@ -348,6 +411,11 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
                 else " " * 8
             )
             lines.append(f"{v['cpu']:8.2f} {v['count']:7d} {each}  {k}")
+        lines.append("")
+        lines.append(f"{'cpu':>8} {'count':>7} {'each ms':>8}  kind: command line (the 40 costliest)")
+        for c in doc["command_lines"][:40]:  # type: ignore[index]
+            each = f"{1000 * c['cpu'] / c['count']:8.1f}" if c["count"] else " " * 8
+            lines.append(f"{c['cpu']:8.2f} {c['count']:7d} {each}  {c['kind']}: {c['line']}")
         lines.append("")
     lines.append(f"{'cpu':>8} {'own':>7} {'waited':>7} {'other':>7} {'wall':>7} {'n':>4}  file")
     for r in ranked:

@@ -25,6 +25,8 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
+from .gitmodel_attrs import ModelAttrs
+
 # a `git commit` whose editor kills it (git runs the editor as `sh -c 'EDITOR "$@"'`: its
 # parent is git), with `index.lock` held (`-a`: the index written under the lock first)
 KILLING_EDITOR = "kill -9 $PPID; :"
@@ -32,23 +34,11 @@ RELEASES = ["22.2.0", "23.1.0", "23.2.0", "24.1.0"]  # attrs's, replayed by ``re
 BINARY = b"\x89PNG\r\n\x1a\n\x00binary\x00" + bytes(range(256))
 
 
-class ThirteenthRoundSteps:
+class ThirteenthRoundSteps(ModelAttrs):
     """The steps; see the module's docstring."""
 
-    # what the model has (annotations only: the model's own are used)
-    p: Any
-    m: Any
-    home: str
-    avfs_home: str
-    mp: str
-    backend: str
-    last_checkpoint: bool
-    forks: int
+    # what else the model has (annotations only: the model's own are used)
     clock: int
-    kept: dict[str, Any]
-    both: Any
-    note: Any
-    busy: Any
     has: Any
     clean: Any
     tracked: Any

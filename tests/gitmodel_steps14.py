@@ -16,23 +16,13 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
+from .gitmodel_attrs import ModelAttrs
 
-class FourteenthRoundSteps:
+
+class FourteenthRoundSteps(ModelAttrs):
     """The steps; see the module's docstring."""
 
-    # what the model has (annotations only: the model's own are used)
-    p: Any
-    m: Any
-    home: str
-    avfs_home: str
-    mp: str
-    backend: str
-    last_checkpoint: bool
-    forks: int
-    kept: dict[str, Any]
-    both: Any
-    note: Any
-    busy: Any
+    # what else the model has (annotations only: the model's own are used)
     check: Any
     write_all: Any
     plain_checkpoint: Any

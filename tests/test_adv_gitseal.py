@@ -69,9 +69,12 @@ def _git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
 
 
 def _refs(vault: Any) -> dict[str, str]:
-    """The vault's refs but the fork's own branch (its exec's commits move it)."""
+    """The vault's refs but the fork's own branch (its exec's commits move it) and what
+    avfs holds of its overlay for git's gc (``refs/avfs/held/main/``: written by avfs on the
+    host as the commit moves the base, never by the command)."""
     out = _git("--git-dir", vault.path, "for-each-ref", "--format=%(refname) %(objectname)")
-    return dict(line.split(" ", 1) for line in out.splitlines() if not line.startswith("refs/heads/main "))
+    own = ("refs/heads/main ", "refs/avfs/held/main/")
+    return dict(line.split(" ", 1) for line in out.splitlines() if not line.startswith(own))
 
 
 def _files(d: str) -> dict[str, str]:

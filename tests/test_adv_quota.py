@@ -29,7 +29,7 @@ import pytest
 
 from avfs_git.core.vaults import layers
 
-from .conftest import skip_outside_ci
+from .conftest import run_in_process, skip_outside_ci
 from .test_fuse import require_fuse
 
 MIB = 1 << 20
@@ -82,9 +82,9 @@ def qhome(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         yield home
     finally:
         mp = tmp_path / "mnt"
-        if os.path.ismount(mp):
-            r = avfs("unmount", str(mp))
-            if r.returncode != 0 or os.path.ismount(mp):
+        if os.path.ismount(mp):  # (in process as the mount: it collects the daemon it started)
+            r = run_in_process(["unmount", str(mp)])
+            if r.code != 0 or os.path.ismount(mp):
                 subprocess.run(["umount", "-l", str(mp)], check=False)
 
 
@@ -95,16 +95,20 @@ def avfs(*args: str, cwd: Path | str | None = None) -> subprocess.CompletedProce
 
 
 def ok(*args: str, cwd: Path | str | None = None) -> str:
-    r = avfs(*args, cwd=cwd)
-    assert r.returncode == 0, f"avfs {args}: exit {r.returncode}\n{r.stdout}{r.stderr}"
-    return r.stdout
+    """``avfs ARGS`` run in this process (``conftest.run_in_process``, suitetime14: the
+    set-up and the person's commands; what these tests are about, the confined command,
+    runs as a real `proxy exec` process, :func:`run`), exit 0; its stdout."""
+    r = run_in_process(list(args), cwd=cwd)
+    assert r.code == 0, f"avfs {args}: exit {r.code}\n{r.out}{r.err}"
+    return r.out
 
 
 def doc(*args: str, code: int = 0, cwd: Path | str | None = None) -> dict[str, Any]:
-    r = avfs("--json", *args, cwd=cwd)
-    assert r.returncode == code, f"avfs {args}: exit {r.returncode}\n{r.stdout}{r.stderr}"
-    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stdout + r.stderr
+    """``avfs --json ARGS`` in this process (as :func:`ok`): its one JSON document."""
+    r = run_in_process(["--json", *args], cwd=cwd)
+    assert r.code == code, f"avfs {args}: exit {r.code}\n{r.out}{r.err}"
+    lines = [ln for ln in r.out.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.out + r.err
     return dict(json.loads(lines[0]))
 
 

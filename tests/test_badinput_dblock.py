@@ -22,7 +22,7 @@ import pytest
 from avfs_git.core.settings import Settings, served_for
 from avfs_git.core.vaults.home import Home
 
-from .conftest import AUTHOR, MOUNT_SIDE, CliResult
+from .conftest import AUTHOR, MOUNT_SIDE, CliResult, skip_outside_ci
 from .test_json_everypath import _changed, _home_state
 
 Cli = Callable[..., CliResult]
@@ -95,23 +95,78 @@ def test_a_locked_overlay_database_waits_as_the_setting_says_and_names_its_holde
     assert cli("--vault", "v", "write", "b.txt", "b").code == 0  # (the holder gone)
 
 
-def test_a_locked_op_log_says_the_operation_was_done(cli_proc: Cli, monkeypatch) -> None:
+def test_a_locked_op_log_refuses_the_checkpoint_before_the_branch_moves(cli_proc: Cli, monkeypatch) -> None:
+    """The op log held by another process past the lock wait: the checkpoint moved the
+    branch, then said "done, not recorded" (badinput8), and `avfs undo` then undid the
+    operation before it (the fork's `write`... here its first checkpoint), leaving this one
+    where it was. Now the checkpoint takes the log's lock before the branch moves: busy,
+    nothing changed (the change still uncheckpointed); with the holder gone it is saved and
+    recorded, and `undo` undoes it."""
     cli = cli_proc
     assert cli("vault", "create", "v").code == 0
     assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "-m", "first").code == 0
+    assert cli("--vault", "v", "write", "b.txt", "b").code == 0
     home = os.environ["AVFS_HOME"]
     db = os.path.join(home, "vaults", "v.git", "avfs", "oplog.db")
     ops = len(cli("--vault", "v", "--json", "op", "log").json()["operations"])
+    before = _home_state(home)
     monkeypatch.setenv("AVFS_LOCK_WAIT", "0.5")
     with _held(db) as pid:
-        err = _busy(cli("--vault", "v", "--json", "checkpoint", "save", "-m", "kept"), db, pid)
-        assert err["details"]["done"] is True and "checkpoint was done" in str(err["message"]), err
-        assert "do not repeat" in str(err["hint"]), err
-    # what was done is the fork's: the checkpoint holds the change, nothing else moved
+        for args in (("checkpoint", "save", "-m", "kept"), ("checkpoint", "save", "named")):
+            err = _busy(cli("--vault", "v", "--json", *args), db, pid)
+            assert "nothing was changed" in str(err["message"]), err  # (was "done, not recorded")
+            assert "done" not in err["details"] and "AVFS_LOCK_WAIT" in str(err["hint"]), err
+    # nothing moved: the branch, the overlay, the log (a refused checkpoint's blobs are
+    # unreachable objects gc expires, as any refused checkpoint's; the usage cache counted them)
+    changed = [c[len(home) :] for c in _changed(before, _home_state(home))]
+    assert [
+        c
+        for c in changed
+        if not c.startswith(
+            ("/vaults/v.git/objects/", "/vaults/v.git/avfs/usage/", "/vaults/v.git/avfs/locks/")
+        )
+    ] == [], changed
     log = cli("--vault", "v", "--json", "log").json()
-    assert log["commits"][0]["message"].strip() == "kept", log
-    assert cli("--vault", "v", "--json", "status").json()["changes"] == []
-    assert len(cli("--vault", "v", "--json", "op", "log").json()["operations"]) == ops
+    assert log["commits"][0]["message"].strip() == "first", log
+    assert [c["path"] for c in cli("--vault", "v", "--json", "status").json()["changes"]] == ["b.txt"]
+    # the holder gone: saved and recorded, and undo undoes this one (not the one before)
+    assert cli("--vault", "v", "checkpoint", "save", "-m", "kept").code == 0
+    assert len(cli("--vault", "v", "--json", "op", "log").json()["operations"]) == ops + 1
+    assert cli("--vault", "v", "undo").code == 0
+    log = cli("--vault", "v", "--json", "log").json()
+    assert log["commits"][0]["message"].strip() == "first", log
+
+
+def test_a_locked_op_log_refuses_an_undo_before_anything_moves(cli_proc: Cli, monkeypatch) -> None:
+    """An undo with the op log held: it moved the fork back, then said "done, not
+    recorded": the undone operation was not marked (a second undo tried it again, `redo`
+    had nothing); a restore moved the fork and left its recovery ref unrecorded; a fork
+    was taken back and said it was made ("do not repeat it"). Now each is refused with
+    nothing changed; with the holder gone the undo is recorded and
+    `redo` brings the checkpoint back."""
+    cli = cli_proc
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "-m", "first").code == 0
+    assert cli("--vault", "v", "write", "b.txt", "b").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "-m", "second").code == 0
+    home = os.environ["AVFS_HOME"]
+    db = os.path.join(home, "vaults", "v.git", "avfs", "oplog.db")
+    before = _home_state(home)
+    monkeypatch.setenv("AVFS_LOCK_WAIT", "0.5")
+    first = cli("--vault", "v", "--json", "log").json()["commits"][1]["id"]
+    with _held(db) as pid:
+        for args in (("undo",), ("checkpoint", "restore", first), ("vault", "fork", "v", "f2")):
+            err = _busy(cli("--vault", "v", "--json", *args), db, pid)
+            assert "nothing was changed" in str(err["message"]) and "done" not in err["details"], (args, err)
+    changed = [c[len(home) :] for c in _changed(before, _home_state(home))]
+    assert [c for c in changed if not c.startswith(("/vaults/v.git/avfs/locks/",))] == [], changed
+    assert cli("--vault", "v", "--json", "log").json()["commits"][0]["message"].strip() == "second"
+    assert cli("--vault", "v", "undo").code == 0
+    assert cli("--vault", "v", "--json", "log").json()["commits"][0]["message"].strip() == "first"
+    assert cli("--vault", "v", "redo").code == 0
+    assert cli("--vault", "v", "--json", "log").json()["commits"][0]["message"].strip() == "second"
 
 
 def test_a_locked_search_index_names_its_holder(cli_proc: Cli, monkeypatch) -> None:
@@ -164,9 +219,9 @@ def test_a_read_only_home_serves_reads_and_refuses_writes(
     home without layers were exit 70 ("attempt to write a readonly database"). Reads now
     answer from the read-only home; writes are `read_only`; nothing changes."""
     if os.geteuid() != 0:  # (a missing facility: fails under CI=true, skips elsewhere)
-        if os.environ.get("CI") == "true":
-            pytest.fail("a read-only bind mount needs root, and CI runs as root")
-        pytest.skip("a read-only bind mount needs root")
+        skip_outside_ci(
+            "a read-only bind mount needs root", "a read-only bind mount needs root, and CI runs as root"
+        )
     from avfs_git.core.vaults import layers
 
     cli = cli_proc

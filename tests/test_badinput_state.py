@@ -58,7 +58,9 @@ def test_a_ref_file_holding_junk_is_an_unreadable_commit(cli: Cli, shome: Path, 
     assert not _changed(before, after)
 
 
-def test_a_truncated_operation_log_is_named_and_what_was_done_said(cli: Cli, shome: Path) -> None:
+def test_a_truncated_operation_log_is_named_and_nothing_moves(cli: Cli, shome: Path) -> None:
+    """The checkpoint was made, then "done, but not recorded" (`undo` could not take it
+    back); now the log is found damaged before the branch moves (tests/test_badinput_oplogfirst.py)."""
     oplog = Path(shome, "vaults", "v.git", "avfs", "oplog.db")
     with open(oplog, "r+b") as fh:
         fh.truncate(100)
@@ -66,11 +68,13 @@ def test_a_truncated_operation_log_is_named_and_what_was_done_said(cli: Cli, sho
     r = cli("--json", "--vault", "v", "checkpoint", "save", "c2")
     doc = r.json()
     assert r.code == 70 and doc["error"]["code"] == "corrupt_state", doc
-    assert str(oplog) in doc["error"]["message"] and "was done, but not recorded" in doc["error"]["message"]
+    assert str(oplog) in doc["error"]["message"] and "nothing was changed" in doc["error"]["message"]
     assert "Traceback" not in r.err
-    # done, as it said: the checkpoint is there; with the damaged file moved aside, a new log
+    # not done, as it said: no checkpoint, the change still uncheckpointed; with the
+    # damaged file moved aside, a new log
     listed = cli("--json", "--vault", "v", "checkpoint", "list").json()
-    assert "c2" in [c["name"] for c in listed["checkpoints"]]
+    assert "c2" not in [c["name"] for c in listed["checkpoints"]]
+    assert "g.txt" in [c["path"] for c in cli("--json", "--vault", "v", "status").json()["changes"]]
     oplog.rename(oplog.with_suffix(".damaged"))
     assert cli("--vault", "v", "write", "h.txt", "y").code == 0
     assert cli("--json", "--vault", "v", "checkpoint", "save", "c3").code == 0

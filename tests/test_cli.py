@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 from .conftest import git
+
+
+def _git_id(data: bytes) -> str:
+    """The blob id git gives ``data``."""
+    return (
+        subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True)
+        .stdout.decode()
+        .strip()
+    )
 
 
 def test_addressing_precedence(cli, monkeypatch):
@@ -111,3 +121,30 @@ def test_vault_path_is_usable_by_git(cli, tmp_path):
     assert os.path.isdir(path)
     git("clone", "-q", path, str(tmp_path / "c"))
     assert (tmp_path / "c" / "hello.txt").read_text() == "hi\n"
+
+
+def test_stat_of_a_committed_file_walks_to_it_once(cli, monkeypatch):
+    """`avfs --json stat` of a file of git's gives its blob (what ``--expect`` compares
+    with) from the stat's own lookup: it walked to the path a second time for it
+    (``blob_of``), a third of the command's lookups (suitetime14: the real-project tier
+    stats every path of five releases). A changed file's blob is still hashed from its
+    bytes, and the two answers are the ids git gives."""
+    from avfs_git.core.workspace import wsview
+
+    assert cli("vault", "create", "s").code == 0
+    cli("--vault", "s", "write", "d/a.txt", "one\n")
+    cli("--vault", "s", "checkpoint", "save")
+    cli("--vault", "s", "write", "b.txt", "two\n")
+    walks: list[str] = []
+    resolve = wsview.View.resolve
+
+    def counted(self, path, **kw):  # type: ignore[no-untyped-def]
+        walks.append(path)
+        return resolve(self, path, **kw)
+
+    monkeypatch.setattr(wsview.View, "resolve", counted)
+    doc = cli("--json", "--vault", "s", "stat", "d/a.txt").json()
+    assert doc["blob"] == doc["stat"]["oid"] == _git_id(b"one\n")
+    assert walks == ["d/a.txt"], walks
+    doc = cli("--json", "--vault", "s", "stat", "b.txt").json()
+    assert doc["stat"]["materialized"] and doc["blob"] == _git_id(b"two\n")

@@ -158,48 +158,206 @@ def test_the_place_a_served_call_runs_in_is_its_own(
         mounts.unmount(home, vault, "other")
 
 
-def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home) -> None:
+def _popen_call(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "avfs_git", *args], stdin=subprocess.PIPE, env=env, **kw)
+
+
+def _end(*pids: int | None, procs: tuple[subprocess.Popen[bytes], ...] = ()) -> None:
+    """Whatever happened, nothing of a test's calls stays behind: its callers killed and
+    reaped, their streams closed, and the commands (the server's children) killed."""
+    for pid in pids:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        p.kill()
+        p.wait(timeout=30)
+        for fh in (p.stdin, p.stdout, p.stderr):
+            if fh is not None:
+                fh.close()
+
+
+def _output(fh: Any, timeout: float = 30) -> bytes:
+    """What ``fh`` (a pipe from a call) holds to its end, bounded: the end comes once no
+    process holds its other end (the caller, and the command that took its streams)."""
+    import select
+
+    out = b""
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        assert left > 0 and select.select([fh], [], [], left)[0], ("still held open", out)
+        chunk = os.read(fh.fileno(), 65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_ctrl_c_and_a_vanished_caller_stop_the_command(served: Any, home: Home, vault: Vault) -> None:
+    """A person's Ctrl-C stops a served command reading its standard input, as it stops a
+    direct call: 130, nothing written, the command's process gone while the input is still
+    open; a caller killed outright takes its command with it (the hang-up). Each process
+    is ended in ``finally`` and each read bounded, whatever the product does."""
     on, _off = served
     # a served write waiting on a standard input that never ends
-    p = subprocess.Popen(
-        [sys.executable, "-m", "avfs_git", "write", "x.txt", "--stdin"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=on,
-    )
-    # started: the server's child reads the caller's pipe (the server may still be loading
-    # when the call comes; a Ctrl-C before the command starts is another case)
-    assert p.stdin is not None
-    _wait_for(lambda: _reader(home.path, os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")) is not None)
-    p.send_signal(signal.SIGINT)
-    # waited for with its input still open, as a terminal's Ctrl-C leaves it (communicate()
-    # closes it first: the command could read its end and finish before the interrupt came)
-    p.wait(timeout=30)
-    assert p.stderr is not None and p.stdout is not None
-    err = p.stderr.read()
-    for fh in (p.stdin, p.stdout, p.stderr):
-        fh.close()
-    assert p.returncode == 130, (p.returncode, err)
+    p = _popen_call(["write", "x.txt", "--stdin"], on, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = None
+    try:
+        # started: the server's child reads the caller's pipe (the server may still be
+        # loading when the call comes; a Ctrl-C before the command starts is another case)
+        assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+        pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
+        _wait_for(lambda: _reader(home.path, pipe) is not None)
+        child = _reader(home.path, pipe)
+        assert child is not None
+        p.send_signal(signal.SIGINT)
+        # waited for with its input still open, as a terminal's Ctrl-C leaves it (closed,
+        # the command could read its end and finish before the interrupt came)
+        assert p.wait(timeout=30) == 130
+        _wait_for(lambda: _gone(child))
+        err = _output(p.stderr)
+        assert b"interrupted" in err + _output(p.stdout), err
+        assert not vault.workspace("main").exists("x.txt")
+    finally:
+        _end(child, procs=(p,))
     # a caller killed outright: its command gets the hang-up, nothing stays behind (the
     # command's process is the server's child reading the caller's pipe; the server keeps
     # a spare child too, forked ahead for the next call)
-    p = subprocess.Popen(
-        [sys.executable, "-m", "avfs_git", "write", "y.txt", "--stdin"],
-        stdin=subprocess.PIPE,
+    p = _popen_call(["write", "y.txt", "--stdin"], on, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = None
+    try:
+        assert p.stdin is not None
+        pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
+        _wait_for(lambda: _reader(home.path, pipe) is not None)
+        child = _reader(home.path, pipe)
+        assert child is not None
+        p.kill()
+        p.wait(timeout=30)
+        _wait_for(lambda: _gone(child))  # (its input still open: the test holds it)
+        assert not vault.workspace("main").exists("y.txt")
+    finally:
+        _end(child, procs=(p,))
+
+
+# the resident server, its hand-over of a call late: the server's "started" waits until
+# the caller has gone (a Ctrl-C that came between the command's process taking the call
+# and the caller hearing of it; at load, the spare takes the caller's streams before the
+# server has sent "started")
+_LATE_STARTED = """
+import os, select, sys
+from avfs_git.cli import resident
+
+mark, home = sys.argv[1], sys.argv[2]
+started = resident.Server._started
+
+def late(self, conn, *args, **kwargs):
+    gone = select.poll()
+    gone.register(conn, select.POLLRDHUP)
+    gone.poll(60_000)
+    open(mark, "w").close()
+    return started(self, conn, *args, **kwargs)
+
+resident.Server._started = late
+sys.exit(resident.main(["--home", home]))
+"""
+
+
+def test_a_caller_gone_before_started_was_sent_takes_its_command_with_it(
+    home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """The interleaving of a fresh-clone run's hang (the twenty-fourth round, flaky1): the
+    caller's Ctrl-C came after the spare had taken its streams and before the server sent
+    "started"; the caller, interrupted before any answer, ended (130, "interrupted"), the
+    server's "started" then failed (EPIPE) and the server forgot the call: nobody hung up
+    the command, which read the caller's standard input for ever and held its stderr (the
+    test's read of it never ended). Forced here by a server whose "started" waits for the
+    caller to go. The command must end, having written nothing."""
+    mark = tmp_path / "late-started"
+    env = {**os.environ, "AVFS_SERVER": "auto", "AVFS_VAULT": "v:main"}
+    server = subprocess.Popen(
+        [sys.executable, "-P", "-c", _LATE_STARTED, str(mark), home.path],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=on,
+        env=env,
+        start_new_session=True,
     )
-    assert p.stdin is not None
-    pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
-    _wait_for(lambda: _reader(home.path, pipe) is not None)
-    child = _reader(home.path, pipe)
-    assert child is not None
-    p.kill()
-    p.wait()
-    p.stdin.close()
-    _wait_for(lambda: _gone(child))
+    p = None
+    child = None
+    try:
+        _wait_for(lambda: _answers(home.path) or server.poll() is not None, timeout=60)
+        assert server.poll() is None, "the patched server did not start"  # (not a 60 s wait)
+        p = _popen_call(["write", "x.txt", "--stdin"], env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+        pipe = os.readlink(f"/proc/self/fd/{p.stdin.fileno()}")
+        _wait_for(lambda: _reader(home.path, pipe) is not None, timeout=60)
+        child = _reader(home.path, pipe)
+        assert child is not None and not mark.exists()  # taken, "started" not yet sent
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=30) == 130
+        _wait_for(mark.exists)  # the patch ran: "started" was sent after the caller went
+        _wait_for(lambda: _gone(child))  # (its input still open)
+        assert b"interrupted" in _output(p.stderr) + _output(p.stdout)
+        assert not vault.workspace("main").exists("x.txt")
+    finally:
+        _end(child, procs=(p,) if p is not None else ())
+        server.terminate()
+        server.wait(timeout=60)
+
+
+# the caller, its Ctrl-C late: after it has read "started", before it relays signals
+_LATE_RELAY = """
+import os, signal, sys
+from avfs_git.cli import client
+
+mark = sys.argv[1]
+wait = client._wait
+
+def late(sock, buf, started, *args, **kwargs):
+    if not os.path.exists(mark):  # (once)
+        with open(mark, "w") as fh:
+            fh.write(str(started))  # the command's process
+        os.kill(os.getpid(), signal.SIGINT)
+    return wait(sock, buf, started, *args, **kwargs)
+
+client._wait = late
+sys.argv = ["avfs", "write", "y.txt", "--stdin"]
+sys.exit(client.main())
+"""
+
+
+def test_a_ctrl_c_before_the_caller_relays_signals_reaches_the_command(
+    served: Any, home: Home, vault: Vault, tmp_path: Path
+) -> None:
+    """A Ctrl-C that comes once the caller has read "started" and before its relay is in
+    place was a KeyboardInterrupt out of the caller (a traceback, killed by SIGINT, not
+    130) and a hang-up of the command. It is the command's now: relayed, the command
+    stops as at any other moment (130, "interrupted", nothing written)."""
+    on, _off = served
+    mark = tmp_path / "late-relay"
+    p = subprocess.Popen(
+        [sys.executable, "-c", _LATE_RELAY, str(mark)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**on, "AVFS_VAULT": "v:main"},
+    )
+    child = None
+    try:
+        code = p.wait(timeout=30)
+        assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+        assert mark.exists()  # the patch ran
+        child = int(mark.read_text())
+        err = _output(p.stderr)
+        assert code == 130, (code, err)
+        _wait_for(lambda: _gone(child))
+        assert b"interrupted" in err + _output(p.stdout), err
+        assert b"Traceback" not in err, err
+        assert not vault.workspace("main").exists("y.txt")
+    finally:
+        _end(child, procs=(p,))
 
 
 def _reader(home: str, pipe: str) -> int | None:
@@ -608,9 +766,9 @@ def test_a_served_call_s_process_lets_go_of_the_caller_s_streams_before_its_afte
 
 _PROBED = """
 import json, os, sys
-from avfs_git.cli import resident
+from avfs_git.cli import serverprobes
 from avfs_git.proxy import confine
-resident._probe_sandbox()
+serverprobes.probe_sandbox()
 server = confine._probe_at.cache_info().misses
 r, w = os.pipe()
 pid = os.fork()

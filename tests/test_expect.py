@@ -83,7 +83,12 @@ def where(request: pytest.FixtureRequest, home: Home, vault: Vault) -> Any:
         mounts.unmount(home, vault, "main")
 
 
-def test_the_cli_writes_only_what_was_read(where: str, cli_proc: Any, vault: Vault) -> None:
+def test_the_cli_writes_only_what_was_read(where: str, cli: Any, cli_proc: Any, vault: Vault) -> None:
+    """Each command a real process on the unmounted fork; in the test's process on a
+    mounted one (``conftest.run_in_process``: the command's code and its answer are the
+    same, a process's start is ~0.2 s of CPU)."""
+    if where != "unmounted":
+        cli_proc = cli
     one = blob_id(b"one\n")
     got = _doc(cli_proc, "cat", "a.txt")["files"][0]
     assert got["blob"] == one
@@ -212,20 +217,24 @@ _WRITER = textwrap.dedent(
             except ExpectMismatchError as e:
                 log.append([blob, None, e.details["current"]])
 
-    async def by_mcp():
+    async def by_mcp(writer):
         from mcp import ClientSession, StdioServerParameters
         from mcp.client.stdio import stdio_client
         params = StdioServerParameters(command=sys.executable, args=["-m", "avfs_git", "mcp"], env=dict(os.environ))
-        async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
+        async with stdio_client(params, errlog=sys.stderr) as (r, w), ClientSession(r, w) as s:
             await s.initialize()
             for k in range(rounds):
                 got = json.loads((await s.call_tool("read_file", {"path": "f.txt"})).content[0].text)
                 blob = got["files"][0]["blob"]
-                res = await s.call_tool("write_file", {"path": "f.txt", "content": payload(k).decode(), "expect": blob})
+                content = f"{writer} {k} " * 2000 + "\\n"
+                res = await s.call_tool("write_file", {"path": "f.txt", "content": content, "expect": blob})
                 doc = json.loads(res.content[0].text)
                 log.append([blob, doc.get("blob"), (doc.get("error") or {}).get("details", {}).get("current")])
 
-    {"cli": by_cli, "api": by_api}.get(how, lambda: asyncio.run(by_mcp()))()
+    async def by_mcps():  # each writer NAME names (m1+m2) its own server, one client process
+        await asyncio.gather(*(by_mcp(writer) for writer in name.split("+")))
+
+    {"cli": by_cli, "api": by_api}.get(how, lambda: asyncio.run(by_mcps()))()
     with open(out, "w") as fh:
         json.dump(log, fh)
     """
@@ -238,7 +247,10 @@ def test_racing_writers_one_winner_per_version(where: str, vault: Vault, tmp_pat
     ws.write("f.txt", b"start\n")
     start = blob_id(b"start\n")
     rounds = 6
-    writers = [("cli", "c1"), ("cli", "c2"), ("api", "a1"), ("api", "a2"), ("mcp", "m1"), ("mcp", "m2")]
+    # six writers: two of each door; the two MCP writers are two servers (two sessions) of
+    # one client process (the MCP SDK's import is ~2 s of CPU a process, client and server
+    # alike: four such imports were half the test's CPU; suitetime17)
+    writers = [("cli", "c1"), ("cli", "c2"), ("api", "a1"), ("api", "a2"), ("mcp", "m1+m2")]
     procs = []
     for how, name in writers:
         out = tmp_path / f"{name}.json"

@@ -15,16 +15,18 @@ from .conftest import git, snapshot
 
 
 @pytest.fixture
-def proj(cli_proc, tmp_path: Path) -> Path:
-    """Vault `p` made from a directory, then two more checkpoints: a.txt a->b, b.txt added."""
+def proj(cli, tmp_path: Path) -> Path:
+    """Vault `p` made from a directory, then two more checkpoints: a.txt a->b, b.txt added.
+    Made by the CLI in the test's process (``conftest.run_in_process``): the set-up, not
+    what a test here is about; each command under test is a real process."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("a\n")
-    assert cli_proc("vault", "create", "p", "--from", str(src), "--use").code == 0
-    assert cli_proc("write", "a.txt", "b\n").code == 0
-    assert cli_proc("checkpoint", "save", "-m", "two").code == 0
-    assert cli_proc("write", "b.txt", "c\n").code == 0
-    assert cli_proc("checkpoint", "save", "-m", "three").code == 0
+    assert cli("vault", "create", "p", "--from", str(src), "--use").code == 0
+    assert cli("write", "a.txt", "b\n").code == 0
+    assert cli("checkpoint", "save", "-m", "two").code == 0
+    assert cli("write", "b.txt", "c\n").code == 0
+    assert cli("checkpoint", "save", "-m", "three").code == 0
     return tmp_path
 
 

@@ -18,6 +18,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,9 @@ def _db_rows(path: str) -> object:
     the table gives them, each value by its ``repr`` (an integer is not its float, a text
     not its bytes). Read by the database's own queries, not sqlite3's ``iterdump`` (which
     builds each row's ``INSERT`` statement in SQL and Python: ~3x the CPU, on every walk of
-    the home a bad-input sweep makes around each call)."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    the home a bad-input sweep makes around each call). The path quoted in the URI: a fork
+    named ``a/b`` keeps its state in ``ws/a%2Fb/``, which SQLite read as ``ws/a/b/``."""
+    con = sqlite3.connect(f"file:{urllib.parse.quote(os.fsencode(path))}?mode=ro", uri=True)
     try:
         schema = con.execute(
             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql NOT NULL ORDER BY type, name"
@@ -285,6 +287,16 @@ def test_every_command_answers_one_document_in_bad_situations(
     for option, value in _typed_options(cmd):
         doc = check(cli, jhome, path, "--vault", "v", *path, option, value, *_fill(cmd, "x"), seen=seen)
         assert doc["kind"] in ("error", "proxy_exec_result") and doc["error"]["code"] == "usage", doc
+
+
+def test_the_home_state_reads_a_slashed_forks_database(home: Home, vault: Any) -> None:
+    """A fork named ``a/b`` keeps its state in ``ws/a%2Fb/``: the walk read its database by
+    a URI that SQLite decoded to ``ws/a/b/`` ("unable to open database file"), and every
+    sweep after a call that made such a fork failed (the MCP sweeps share one home)."""
+    vault.fork("main", "a/b")
+    vault.workspace("a/b").write("x.txt", b"x")
+    dbs = {p: v for p, v in _home_state(home.path).items() if "%2F" in p and p.endswith(".db")}
+    assert len(dbs) == 1 and isinstance(next(iter(dbs.values())), list), dbs
 
 
 def test_a_group_alone_is_a_usage_error(cli: Cli, jhome: str) -> None:

@@ -9,8 +9,10 @@ read works once the server is back, and that credentials never show."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -27,8 +29,7 @@ from avfs_git.ops import maintenance, mounts
 from .conftest import IN_CI, git
 from .lazyrelay import Relay
 from .test_fuse import require_fuse
-from .test_lazy import Server, _serve_over_http, blob_at, missing, objects
-from .test_lazy import server as server
+from .test_lazy import Server, _source_history, blob_at, missing, objects
 from .test_lazy_bad import BIG, _leftovers, add_big_file
 from .test_remotes import http_git as http_git
 from .test_remotes import sshd as sshd
@@ -49,34 +50,74 @@ class Served:
     secret: str | None  # the HTTP password, the ssh key's path
 
 
+# the served repository, made once a process: tests only read it (each serves a copy)
+_TEMPLATE: dict[str, Path] = {}
+
+
+def _served_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bare ``proj.git``: the test history (tests/test_lazy.py's, filters, any object and
+    object-info allowed, as its ``server`` fixture serves it) with :data:`BIG` (8 MiB,
+    incompressible) pushed on top. Made at the first test (the hermetic fixture's author)
+    and copied into each test's server: its git work (two pack writes of 8 MiB that no
+    delta shrinks, a history imported) was ~1.5-2.5 s of each test's ~5 s of CPU."""
+    if "repo" not in _TEMPLATE:
+        top = tmp_path_factory.mktemp("served-template")
+        repo = top / "proj.git"
+        _source_history(repo)
+        for key in (
+            "uploadpack.allowFilter",
+            "uploadpack.allowAnySHA1InWant",
+            "transfer.advertiseObjectInfo",
+        ):
+            git("--git-dir", str(repo), "config", key, "true")
+        add_big_file(repo)
+        _TEMPLATE["repo"] = repo
+    return _TEMPLATE["repo"]
+
+
+def _copy_served(template: Path, repo: Path) -> None:
+    """``repo`` (the empty bare repository a server fixture made and serves) made a copy of
+    ``template``."""
+    shutil.rmtree(repo)
+    shutil.copytree(template, repo, symlinks=True)
+
+
 @pytest.fixture
 def served(
-    request: pytest.FixtureRequest, server: Server, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Served]:
-    """The test history (tests/test_lazy.py) with an 8 MiB incompressible file on top,
-    served over ``request.param`` (``git``, ``http``, ``ssh``) through a :class:`Relay`;
-    the credentials in the environment as a user gives them to push and fetch."""
+    """The test history (tests/test_lazy.py) with an 8 MiB incompressible file on top
+    (:func:`_served_template`, a copy each test), served over ``request.param`` (``git``,
+    ``http``, ``ssh``) through a :class:`Relay`; the credentials in the environment as a
+    user gives them to push and fetch."""
     transport = request.param
+    template = _served_template(tmp_path_factory)
     secret: str | None = None
-    if transport == "git":
-        repo, url = server.base / "proj.git", server.url("proj.git")
-    elif transport == "http":
-        url, repo, secret = request.getfixturevalue("http_git")
-        _serve_over_http(server, repo)
-        monkeypatch.setenv("AVFS_GIT_TOKEN", secret)
-        monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
-    else:
-        url, repo, key = request.getfixturevalue("sshd")
-        _serve_over_http(server, repo)
-        secret = str(key)
-        monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {SSH_OPTS}")
-    add_big_file(repo)
-    port = int(url.split("127.0.0.1:", 1)[1].split("/", 1)[0])
-    relay = Relay(port)
-    try:
+    with contextlib.ExitStack() as stack:
+        if transport == "git":
+            base = tmp_path / "daemon"
+            base.mkdir()
+            shutil.copytree(template, base / "proj.git", symlinks=True)
+            server = stack.enter_context(Server.serving(base))
+            repo, url = base / "proj.git", server.url("proj.git")
+        elif transport == "http":
+            url, repo, secret = request.getfixturevalue("http_git")
+            _copy_served(template, repo)
+            git("--git-dir", str(repo), "config", "http.receivepack", "true")  # (as http_git sets it)
+            monkeypatch.setenv("AVFS_GIT_TOKEN", secret)
+            monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
+        else:
+            url, repo, key = request.getfixturevalue("sshd")
+            _copy_served(template, repo)
+            secret = str(key)
+            monkeypatch.setenv("GIT_SSH_COMMAND", f"ssh -i {key} {SSH_OPTS}")
+        port = int(url.split("127.0.0.1:", 1)[1].split("/", 1)[0])
+        relay = Relay(port)
+        stack.callback(relay.close)
         yield Served(transport, relay.url(url), repo, relay, secret)
-    finally:
-        relay.close()
 
 
 def _lazy_clone(home: Home, s: Served, **config: object) -> object:

@@ -600,6 +600,35 @@ def test_doctor_repairs_temp_packs_but_never_a_live_writers(home: Home, vault: V
         os.unlink(p)
 
 
+def test_doctor_repairs_an_overlay_file_a_killed_writer_left_but_not_one_being_written(
+    vault: Vault, cli: Any
+) -> None:
+    """A writer killed between an overlay file and the entry that would name it (``kill -9``
+    of a mount's daemon or of a CLI write; a failed transaction takes its file with it:
+    test_nospace.py) leaves a file no entry names: `avfs doctor --repair` removes it once it
+    is older than a writer could still be (``ORPHAN_FILE_S``); a younger one may be a
+    write in flight, and stays; the files entries name stay (twenty-sixth round, nospace1)."""
+    ws = vault.workspace("main")
+    ws.write("kept.txt", b"kept\n")
+    files = ws.overlay.files_dir
+    named = os.listdir(files)
+    killed = os.path.join(files, ws.overlay.new_fileid())
+    in_flight = os.path.join(files, ws.overlay.new_fileid())
+    for path in (killed, in_flight):
+        with open(path, "wb") as fh:
+            fh.write(b"x" * 5000)
+    old = time.time() - 2 * maintenance.ORPHAN_FILE_S
+    os.utime(killed, (old, old))
+    doc = _doc(cli("--json", "doctor"), "doctor", code=1)
+    found = [f for f in doc["findings"] if f["code"] == "overlay_orphan_files"]
+    assert [f["path"] for f in found] == [files], doc["findings"]
+    doc = _doc(cli("--json", "doctor", "--repair"), "doctor")
+    assert all(f["repaired"] for f in doc["findings"] if f["code"] == "overlay_orphan_files")
+    assert sorted(os.listdir(files)) == sorted([*named, os.path.basename(in_flight)])
+    assert vault.workspace("main").read("kept.txt") == b"kept\n"
+    os.unlink(in_flight)
+
+
 # -- doctor: what a crashed mount daemon leaves -----------------------------------------------
 
 

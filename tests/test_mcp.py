@@ -13,16 +13,22 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
-from mcp.types import REQUEST_TIMEOUT, CallToolResult, TextContent
 
 from avfs_git.core.store.gitstore import blob_id
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.mcp.toolspecs import TOOLS
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
+    from mcp.types import CallToolResult
+
+# the SDK (~1.5 s of CPU to import: its pydantic models) is imported where a test uses it, not
+# at collection, which every xdist worker does for every module (and test_mcp_badinput.py,
+# test_adv_mcp.py import this one)
 
 TOOL_NAMES = {
     "vault_list",
@@ -58,12 +64,20 @@ def _server_env() -> dict[str, str]:
 
 @asynccontextmanager
 async def _session(home: Home, *extra: str) -> AsyncIterator[ClientSession]:
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "avfs_git", "mcp", "--home", home.path, *extra],
         env=_server_env(),
     )
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+    # errlog named: its default is the sys.stderr of the moment mcp was first imported in
+    # this process, which may have been a CLI call run in process (its BytesIO: a
+    # fresh-clone run's `io.UnsupportedOperation: fileno` in test_confine)
+    async with (
+        stdio_client(params, errlog=sys.stderr) as (read, write),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -79,6 +93,8 @@ def serve(home: Home, body: Callable[[ClientSession], Awaitable[None]], *extra: 
 
 
 def _doc(result: CallToolResult) -> dict[str, Any]:
+    from mcp.types import TextContent
+
     assert len(result.content) == 1 and isinstance(result.content[0], TextContent)
     doc = json.loads(result.content[0].text)
     assert isinstance(doc, dict) and doc["schema_version"] == 1
@@ -88,6 +104,8 @@ def _doc(result: CallToolResult) -> dict[str, Any]:
 async def ok(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
     """Call a tool that must succeed; returns its document (the client has validated it
     against the tool's output schema)."""
+    from mcp.types import CallToolResult
+
     result = await session.call_tool(tool, args)
     assert isinstance(result, CallToolResult)
     doc = _doc(result)
@@ -98,6 +116,8 @@ async def ok(session: ClientSession, tool: str, **args: Any) -> dict[str, Any]:
 
 async def fails(session: ClientSession, tool: str, args: dict[str, Any], code: str) -> dict[str, Any]:
     """Call a tool that must fail with the avfs error ``code``; returns the error object."""
+    from mcp.types import CallToolResult
+
     result = await session.call_tool(tool, args)
     assert isinstance(result, CallToolResult)
     doc = _doc(result)
@@ -417,6 +437,9 @@ def test_a_cancelled_exec_stops_its_command(vault: Vault, home: Home) -> None:
     """The client gives up on a call (its timeout sends notifications/cancelled): the
     command is stopped, and the next call is served (were it not, this hangs on the
     10-minute sleep and the test's own timeout fails it)."""
+
+    from mcp import MCPError
+    from mcp.types import REQUEST_TIMEOUT
 
     async def body(s: ClientSession) -> None:
         with pytest.raises(MCPError) as stopped:

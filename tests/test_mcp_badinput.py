@@ -11,22 +11,29 @@ swept without touching this file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pygit2
 import pytest
+from pygit2.enums import ConfigLevel
 
 from avfs_git import checkpoint
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.mcp.toolspecs import TOOLS
+from avfs_git.mount.side import MOUNT_SIDE
+from avfs_git.policy.pathsource import POLICY_PATHS
 
+from .conftest import AUTHOR, LAYERS, _fsck_every_vault, layers_switch, remove_home
 from .test_json_everypath import Seen, _changed, _home_state
 from .test_mcp import _server_env
 
@@ -59,13 +66,13 @@ BASE: dict[str, dict[str, Any]] = {
 class Wire:
     """A running `avfs mcp`, spoken to in raw lines; every answer within a minute."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "avfs_git", "mcp", "--home", home.path, "--vault", "v"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_server_env(),
+            env=_server_env() if env is None else env,
         )
         self.lines: queue.Queue[bytes] = queue.Queue()
         self.err: list[bytes] = []
@@ -132,16 +139,97 @@ def _doc(msg: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _fill(vault: Vault) -> None:
+    """What the calls of ``BASE`` need: ``f.txt`` saved as checkpoint ``c1``."""
+    vault.workspace("main").write("f.txt", b"hi\n")
+    checkpoint.save(vault, "main", name="c1")
+
+
 @pytest.fixture
 def wired(vault: Vault, home: Home) -> Any:
-    ws = vault.workspace("main")
-    ws.write("f.txt", b"hi\n")
-    checkpoint.save(vault, "main", name="c1")
+    _fill(vault)
     wire = Wire(home)
     try:
         yield wire
     finally:
         assert wire.close() == 0, b"".join(wire.err)[-2000:]
+
+
+class Shared:
+    """One home and one server for the module's sweeps (a start is ~2 s of CPU, nearly
+    all of it the SDK's import: 20 sweeps paid it 20 times). A sweep needs no fresh server:
+    each call is checked against the home's state just before it, and serving on after
+    every sweep before it is what the server must do anyway. A server a sweep left dead
+    (its own test fails on its last call) is started again for the next."""
+
+    def __init__(self, top: Path) -> None:
+        user = top / "userhome"
+        user.mkdir()
+        (user / ".gitconfig").write_text(
+            f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n[init]\n\tdefaultBranch = main\n"
+        )
+        # the environment the hermetic fixture gives a test, for the server the sweeps share
+        self.env = {k: v for k, v in _server_env().items() if not k.startswith(("GIT_", "AVFS_"))}
+        self.env.update(
+            HOME=str(user),
+            XDG_CONFIG_HOME=str(user / ".config"),
+            AVFS_SERVER="off",
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_AUTHOR_NAME=AUTHOR[0],
+            GIT_AUTHOR_EMAIL=AUTHOR[1],
+            GIT_COMMITTER_NAME=AUTHOR[0],
+            GIT_COMMITTER_EMAIL=AUTHOR[1],
+        )
+        if not LAYERS:
+            self.env["AVFS_LAYERS"] = "off"
+        sp = pygit2.settings.search_path
+        paths = {
+            ConfigLevel.GLOBAL: str(user),
+            ConfigLevel.XDG: str(user / ".config" / "git"),
+            ConfigLevel.SYSTEM: str(top / "nosystem"),
+        }
+        saved = {level: sp[level] for level in paths}
+        try:
+            with pytest.MonkeyPatch.context() as mp:  # as the hermetic fixture sets a test's
+                layers_switch(mp)
+                for key, value in self.env.items():
+                    mp.setenv(key, value)
+                for level, where in paths.items():
+                    sp[level] = where
+                self.home = Home(str(top / "avfs-home"), author=AUTHOR, mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+                _fill(self.home.create_vault("v"))
+        finally:
+            for level, where in saved.items():
+                sp[level] = where
+        self.wire: Wire | None = None
+        self.starts = 0
+
+    def serving(self) -> Wire:
+        if self.wire is None or self.wire.proc.poll() is not None:
+            if self.wire is not None:
+                with contextlib.suppress(OSError):
+                    self.wire.close()
+            self.wire = Wire(self.home, self.env)
+            self.starts += 1
+        return self.wire
+
+    def close(self) -> None:
+        try:
+            if self.wire is not None:
+                assert self.wire.close() == 0, b"".join(self.wire.err)[-2000:]
+        finally:
+            self.home.close()
+            _fsck_every_vault(Path(self.home.path) / "vaults")
+            remove_home(self.home.path)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    one = Shared(tmp_path_factory.mktemp("mcp-sweeps"))
+    try:
+        yield one
+    finally:
+        one.close()
 
 
 def test_a_lone_surrogate_escape_is_answered_and_the_server_goes_on(home: Home, wired: Wire) -> None:
@@ -227,7 +315,8 @@ def _bad_values(schema: dict[str, Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=[t.name for t in TOOLS])
-def test_every_tool_answers_every_bad_argument(home: Home, wired: Wire, tool: Any) -> None:
+def test_every_tool_answers_every_bad_argument(shared: Shared, tool: Any) -> None:
+    home, wired = shared.home, shared.serving()
     schema = tool.input_schema()
     base = BASE.get(tool.name, {})
     seen = Seen()

@@ -326,6 +326,69 @@ def test_signals_after_the_start_reach_the_command(scripts: dict[str, str], fake
         server.close()
 
 
+# an LD_PRELOAD shim: a Ctrl-C that lands as the launcher puts its relay in place (its
+# second handler for SIGINT: "started" read, the relay not yet the handler)
+_LATE_CTRL_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    static int (*real)(int, const struct sigaction *, struct sigaction *);
+    static int handlers;
+    if (real == NULL) real = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
+    if (sig == SIGINT && act != NULL && act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN && handlers++ == 1) {
+        const char *mark = getenv("LATE_CTRL_C_MARK");
+        if (mark != NULL) close(open(mark, O_WRONLY | O_CREAT, 0600));
+        raise(SIGINT);
+    }
+    return real(sig, act, old);
+}
+"""
+
+
+def test_a_ctrl_c_as_the_relay_is_put_in_place_reaches_the_command(
+    scripts: dict[str, str], fake_home: Path, tmp_path: Path
+) -> None:
+    """A Ctrl-C that came with "started", before the relay was the handler, set the flag
+    of a Ctrl-C before the start, which nothing read once the command had started: it was
+    lost, and the call waited on a command nobody had interrupted. Forced by a shim that
+    raises SIGINT as the launcher installs its relay."""
+    src = tmp_path / "late.c"
+    src.write_text(_LATE_CTRL_C)
+    shim = tmp_path / "late.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True, timeout=120)
+    mark = tmp_path / "late-mark"
+    victim = subprocess.Popen(["sleep", "60"])
+
+    def answer(conn: socket.socket, _req: dict[str, Any], _i: int) -> None:
+        warm._send(conn, {"started": victim.pid})
+        try:
+            victim.wait(30)
+            warm._send(conn, {"code": 130})
+        except subprocess.TimeoutExpired:
+            pass  # (never interrupted: the caller's wait is the test's failure)
+
+    server = FakeServer(fake_home, answer)
+    p = subprocess.Popen(
+        [scripts["native"], "status"],
+        env=_env(fake_home, LD_PRELOAD=str(shim), LATE_CTRL_C_MARK=str(mark)),
+    )
+    try:
+        assert p.wait(60) == 130
+        assert mark.exists()  # the shim ran
+        assert victim.wait(30) == -signal.SIGINT
+    finally:
+        p.kill()
+        p.wait()
+        victim.kill()
+        victim.wait()
+        server.close()
+
+
 def _until(cond: Callable[[], bool], timeout: float = 30) -> None:
     end = time.monotonic() + timeout
     while not cond():

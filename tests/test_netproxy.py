@@ -14,6 +14,8 @@ import signal
 import socket
 import socketserver
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -232,10 +234,21 @@ def test_without_an_allow_list_the_network_is_none_or_the_hosts(home, fork, port
     assert res.confinement.network == "filtered" and _out(res) == "403", res.result
 
 
-def test_the_proxy_stops_with_the_command(home, fork, echo):
+def test_the_proxy_stops_with_the_command(home, fork, echo, monkeypatch):
     """A command that leaves a tunnel open and a process behind still ends, and the proxy
-    with it: its socket directory is gone afterwards."""
-    before = set(os.listdir("/tmp"))
+    with it: its socket directory is gone afterwards. The proxy's directory is made under a
+    ``TMPDIR`` of this test's own: in /tmp, a proxy of a session running beside this one
+    showed up as this one's leftover."""
+    own = tempfile.mkdtemp(prefix="avfs-t-", dir="/tmp")  # (short: the socket's path is bounded)
+    monkeypatch.setenv("TMPDIR", own)
+    made: list[str] = []
+    start = netproxy.FilterProxy.start
+
+    def noted(self: netproxy.FilterProxy) -> None:
+        start(self)
+        made.append(self.dir)
+
+    monkeypatch.setattr(netproxy.FilterProxy, "start", noted)
     script = (
         "import os, socket, subprocess, sys\n"
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
@@ -244,9 +257,13 @@ def test_the_proxy_stops_with_the_command(home, fork, echo):
         "print(s.recv(100).split()[1].decode())\n"
     )
     fork.workspace("main").write("leave.py", script.encode())
-    res = _run(home, fork, _policy(f"127.0.0.1:{echo}", network="filtered"), ("python3", "leave.py"))
-    assert _out(res).strip() == "200", res.result
-    assert not {d for d in set(os.listdir("/tmp")) - before if d.startswith("avfs-net-")}
+    try:
+        res = _run(home, fork, _policy(f"127.0.0.1:{echo}", network="filtered"), ("python3", "leave.py"))
+        assert _out(res).strip() == "200", res.result
+        assert made and all(os.path.dirname(d) == own for d in made), made
+        assert os.listdir(own) == []
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def _alive_with(marker: str) -> list[int]:
@@ -405,58 +422,103 @@ def test_nothing_of_a_filtered_sandbox_stays_after_its_command(home, fork):
     _none_left(marker)
 
 
-def _filtered_cli(home: Any, marker: str, seconds: int) -> subprocess.Popen[bytes]:
-    """``avfs proxy exec`` of a filtered ``sleep``, once its sandbox runs (bwrap twice, the
-    relay and the command's shell)."""
+def _described(pids: list[int]) -> str:
+    """Each process of ``pids`` with its state, kernel wait channel and command line."""
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+            with open(f"/proc/{pid}/wchan") as f:
+                wchan = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        out.append(f"{pid} {state} {wchan or '-'} {cmd[:200]}")
+    return "; ".join(out) or "none"
+
+
+def _filtered_cli(home: Any, marker: str, tmp_path: Any) -> subprocess.Popen[bytes]:
+    """``avfs proxy exec`` of a filtered command, once its sandbox runs (bwrap twice, the
+    relay and the command's shell). The command waits for a line on its stdin (``--stdin``:
+    the test's pipe, see :func:`_release`) rather than sleeping a while: a look through
+    /proc takes seconds at load 30, and a ``sleep 2`` ran its whole sandbox between two
+    looks (CI: "did not start", with nothing said of what the call did). When the sandbox
+    does not show, the failure says what was seen: the processes with the marker and the
+    home's, and the call's exit status and output."""
     with open(os.path.join(home.path, "policy.toml"), "w") as f:
         f.write('version = 1\n[defaults]\nnetwork_allow = ["127.0.0.1:9"]\nnetwork = "filtered"\n'
                 '[outcomes]\nnetworked = "allow"\n')  # fmt: skip
-    cmd = exec_argv("--timeout-ms", "60000", home=home.path, vault="v")
-    proc = subprocess.Popen(
-        [*cmd, "--", "sh", "-c", f"sleep {seconds}", marker],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(_alive_with(marker)) < 4 and time.monotonic() < deadline:
+    cmd = exec_argv("--timeout-ms", "60000", "--stdin", home=home.path, vault="v")
+    out, err = tmp_path / "cli.out", tmp_path / "cli.err"
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        proc = subprocess.Popen(
+            [*cmd, "--", "sh", "-c", "read line", marker], stdin=subprocess.PIPE, stdout=fo, stderr=fe
+        )
+    started = time.monotonic()
+    most = 0
+    while time.monotonic() < started + 60:
+        most = max(most, len(_alive_with(marker)))
+        if most >= 4:
+            return proc
         if proc.poll() is not None:
             break
         time.sleep(0.02)
-    if len(_alive_with(marker)) < 4:
-        proc.kill()
-        proc.wait()
-        pytest.fail("the filtered command's sandbox did not start")
-    return proc
+    seen = _described(_alive_with(marker)) + " / the home's: " + _described(_alive_with(home.path))
+    code = proc.poll()
+    proc.kill()
+    proc.wait()
+    _release(proc)
+    pytest.fail(
+        f"the filtered command's sandbox did not start within {time.monotonic() - started:.0f} s: "
+        f"at most {most} of its 4 processes at once; the call "
+        + (f"exited {code}" if code is not None else "still ran")
+        + f"; alive: {seen}; its stdout: {out.read_text(errors='replace')[-2000:]!r}; "
+        f"its stderr: {err.read_text(errors='replace')[-2000:]!r}"
+    )
 
 
-def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork):
+def _release(proc: subprocess.Popen[bytes]) -> None:
+    """Let the command of :func:`_filtered_cli` end (its line)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):  # (a killed call: its pipe is broken)
+        proc.stdin.write(b"go\n")
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+
+
+def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork, tmp_path):
     """SIGKILL of ``avfs proxy exec`` while its filtered command runs: the sandbox, the
     relay and the command go with it (``--die-with-parent``)."""
     marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
-    proc = _filtered_cli(home, marker, 30)
+    proc = _filtered_cli(home, marker, tmp_path)
     proc.kill()
     proc.wait()
+    _release(proc)
     _none_left(marker)
 
 
-def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fork):
+def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fork, tmp_path):
     """SIGKILL of the mount's daemon while a filtered command runs (the CLI runs it, not the
     daemon): the command runs to its end, then nothing of its sandbox stays."""
     marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
     subprocess.run(  # the mount and its daemon, kept warm
         [*exec_argv(home=home.path, vault="v"), "--", "true"], capture_output=True, timeout=120
     )
-    proc = _filtered_cli(home, marker, 2)
+    proc = _filtered_cli(home, marker, tmp_path)
     try:
         daemons = [p for p in _alive_with("avfs_git.fuse.daemon") if p in _alive_with(home.path)]
         assert daemons
         for pid in daemons:
             os.kill(pid, signal.SIGKILL)
+        _release(proc)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            _release(proc)
     _none_left(marker)
 
 
@@ -568,3 +630,26 @@ def test_the_host_side_refuses_what_is_not_a_proxy_request_and_closes_tunnels_on
     assert tunnel.recv(100) == b""  # stopped: the tunnel is closed
     tunnel.close()
     assert p.refused == ["10.0.0.1:22"] and not os.path.exists(path) and not os.path.exists(d)
+
+
+def test_the_filtered_sandbox_is_seen_however_slowly_the_test_looks(home, fork, tmp_path, monkeypatch):
+    """:func:`_filtered_cli` sees the sandbox even when each look through /proc takes longer
+    than a short command runs (at load 30 a look took its share of a CPU: seconds). Its
+    ``sleep 2`` ended between two looks and the killed-daemon test failed with "did not
+    start" (CI); the command now waits for the test to release it."""
+    looks: list[str] = []
+    real = _alive_with
+
+    def slow(marker: str) -> list[int]:
+        looks.append(marker)
+        time.sleep(3)  # a look as slow as one at load 30
+        return real(marker)
+
+    monkeypatch.setattr(sys.modules[__name__], "_alive_with", slow)
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    proc = _filtered_cli(home, marker, tmp_path)
+    _release(proc)
+    assert proc.wait(timeout=60) == 0, (tmp_path / "cli.out").read_text() + (tmp_path / "cli.err").read_text()
+    assert marker in looks  # the slow look is the one the helper made
+    monkeypatch.undo()
+    _none_left(marker)

@@ -167,3 +167,55 @@ def test_a_full_home_fails_clearly_changes_nothing_and_recovers(small_home, tmp_
     fsck = subprocess.run(["git", "--git-dir", vault, "fsck", "--strict"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert not list((home / "vaults" / "v.git" / "objects" / "pack").glob("tmp_*"))
+
+
+def _open_for_writing(mp: Path) -> None:
+    with open(mp / "a.txt", "r+b"):
+        pass
+
+
+# each makes a new overlay file first (a copy of a.txt's blob, a link's target, a copy's
+# bytes, a write's bytes), then the entry that names it, in a transaction
+ROOM_FOR_THE_FILE_NOT_THE_ENTRY = {
+    "open_for_writing": lambda mp: _open_for_writing(mp),
+    "symlink": lambda mp: os.symlink("a.txt", mp / "link"),
+    "cli_cp": lambda mp: no_space("--vault", "v", "cp", "a.txt", "c.txt"),
+    "cli_write": lambda mp: no_space("--vault", "v", "write", "w.txt", "w\n"),
+}
+
+
+@pytest.mark.parametrize("action", sorted(ROOM_FOR_THE_FILE_NOT_THE_ENTRY))
+def test_room_for_a_new_overlay_file_but_not_its_entry_leaves_no_file_behind(small_home, tmp_path, action):
+    """A home with room for one page: the overlay file a change makes first (the copy of
+    a file opened for writing through a pure-FUSE mount, a symlink's target) takes it, and
+    the transaction of the entry that would name it finds the disk full. The change fails
+    with ENOSPC (``no_space``) and leaves nothing: the file went with the failed
+    transaction (it was left in ``files/``, named by no entry, by the mount's opens and
+    symlinks: twenty-sixth round, nospace1)."""
+    require_fuse()
+    home = small_home
+    ok("vault", "create", "v")
+    ok("--vault", "v", "write", "a.txt", "a\n")
+    ok("--vault", "v", "checkpoint", "save", "-m", "one")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    ok("mount", "--backend", "fuse", "v:main", str(mp))
+    before = state(home)
+    ballast = fill(home, 4096)  # one page: a small file's, not the database's frames
+    if action.startswith("cli_"):
+        ROOM_FOR_THE_FILE_NOT_THE_ENTRY[action](mp)
+    else:
+        with pytest.raises(OSError) as exc:
+            ROOM_FOR_THE_FILE_NOT_THE_ENTRY[action](mp)
+        assert exc.value.errno == errno.ENOSPC, exc.value
+    ballast.unlink()
+    assert state(home) == before
+    # space is back: the same change works
+    if action == "open_for_writing":
+        with open(mp / "a.txt", "r+b") as fh:
+            fh.write(b"A")
+        assert (mp / "a.txt").read_bytes() == b"A\n"
+    elif action == "symlink":
+        os.symlink("a.txt", mp / "link")
+        assert os.readlink(mp / "link") == "a.txt"
+    ok("unmount", "v:main")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core.operations import checkpoint
+from avfs_git.core.store import refs
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.core.workspace.overlayentry import OBJECT, Entry
@@ -57,6 +58,9 @@ def test_a_remount_over_an_entry_whose_blob_git_pruned_lists_its_root(
     mounts.mount(home, vault, "main", str(mp), backend="overlay")
     try:
         (mp / "held.txt").write_bytes(b"written in the mount\n")  # the upper layer's, over it
+        # the fork's held ref keeps such a blob from git's gc since gitgc1 (test_git_gc_held.py):
+        # gone, as before it (a vault an older avfs left, a ref removed by hand), the gc prunes it
+        git("--git-dir", str(vault.path), "update-ref", "-d", refs.held_ref("main"))
         git("gc", "-q", "--prune=now", cwd=mp)
         gone = subprocess.run(["git", "--git-dir", vault.path, "cat-file", "-e", blob], capture_output=True)
         assert gone.returncode != 0, "git's gc kept the blob: the case is not made"
@@ -72,11 +76,6 @@ def test_a_remount_over_an_entry_whose_blob_git_pruned_lists_its_root(
         mounts.unmount(home, vault, "main")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="git's gc in the mount prunes a blob only the overlay's database names (an untracked"
-    " file's bytes kept as a blob id): avfs's gc keeps such blobs, git's does not know them (race1)",
-)
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_an_untracked_file_held_as_a_blob_id_outlives_git_s_gc_in_the_mount(
     home: Home, vault: Vault, tmp_path: Path, backend: str

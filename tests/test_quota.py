@@ -134,7 +134,7 @@ def test_sealed_pack_files_are_sized_once_and_a_replaced_one_again(
     sizes only the new ones (each checkpoint adds a pack: a fresh process's checks stat
     them all twice otherwise); a file replaced under its name (another inode), and any
     other file there, are sized every time, and so is everything in an exact recount."""
-    from avfs_git.core.vaults import quota
+    from avfs_git.core.vaults import objscan
 
     ws = vault.workspace("main")
     for i in range(3):
@@ -146,13 +146,13 @@ def test_sealed_pack_files_are_sized_once_and_a_replaced_one_again(
     assert len(packs) >= 3
     first = tracker._scan_objects()
     sized: list[str] = []
-    real = quota.size_of
+    real = objscan.size_of
 
     def counting(e: os.DirEntry[str]) -> int:
         sized.append(e.name)
         return real(e)
 
-    monkeypatch.setattr(quota, "size_of", counting)
+    monkeypatch.setattr(objscan, "size_of", counting)  # (where _scan_objects calls it)
     assert tracker._scan_objects() == first
     assert not [n for n in sized if n.startswith("pack-")]
     # another file in the pack dir is sized every time
@@ -228,18 +228,18 @@ def test_warm_lists_the_objects_ahead_so_the_next_count_lists_only_what_changed(
     :meth:`outside_bytes` then lists no pack file and no loose fan-out directory that did
     not change, counts the same figure as an unwarmed handle, and sees a new one. Without a
     bytes quota it lists nothing."""
-    from avfs_git.core.vaults import quota
+    from avfs_git.core.vaults import objscan, quota
 
     ws = vault.workspace("main")
     ws.write("a.txt", os.urandom(1000))
     checkpoint.save(vault, "main", "c")
     _loose(vault, b"loose")  # a loose object: a fan-out directory
-    time.sleep(quota.RACY_S * 3)  # (a directory changed within the clock's tick is listed again)
+    time.sleep(objscan.RACY_S * 3)  # (a directory changed within the clock's tick is listed again)
     expected = _fresh(vault).quota.outside_bytes()
     tracker = _fresh(vault).quota
     listed: list[str] = []
     sized: list[str] = []
-    tree, size = quota.tree_bytes, quota.size_of
+    tree, size = objscan.tree_bytes, objscan.size_of
 
     def listing(path: str) -> int:
         listed.append(os.path.relpath(path, vault.path))
@@ -249,8 +249,9 @@ def test_warm_lists_the_objects_ahead_so_the_next_count_lists_only_what_changed(
         sized.append(e.name)
         return int(size(e))
 
-    monkeypatch.setattr(quota, "tree_bytes", listing)
-    monkeypatch.setattr(quota, "size_of", sizing)
+    for where in (quota, objscan):  # (the objects scanned in objscan, the rest in quota)
+        monkeypatch.setattr(where, "tree_bytes", listing)
+    monkeypatch.setattr(objscan, "size_of", sizing)
     tracker.warm()
     assert any(len(p) == len("objects/ab") and p.startswith("objects/") for p in listed)
     assert any(n.startswith("pack-") for n in sized)
@@ -485,6 +486,30 @@ def test_edquot_through_a_mount_for_files(home: Home, vault: Vault, tmp_path: Pa
     assert sorted(e.name for e in vault.workspace("main").listdir()) == ["1.txt", "3.txt"]
 
 
+def test_a_file_written_then_renamed_counts_at_its_size(vault: Vault) -> None:
+    """A move gives the entry the file's size now: a pure-FUSE mount records a closed
+    file's size a moment after the close, by its path, and a rename right after it (an
+    editor's save) took the entry at the size last recorded (0 for a file the mount
+    created) while the record found its path gone: the file's bytes were missing from
+    the overlay's totals, which the quota reads, for good (a 5 MiB file written and
+    renamed through a mount: 0 bytes; under a quota the writes' rechecks of the limit
+    record most of it; twenty-fifth round, raced1). Made exact: the bytes written to
+    the overlay file as the mount's descriptor writes them, not recorded yet, then the
+    rename."""
+    ws = vault.workspace("main")
+    ws.write(".save.tmp", b"")
+    e = ws.overlay.get(".save.tmp")
+    assert e is not None and e.fileid is not None and e.size == 0
+    with open(ws.overlay.file_path(e.fileid), "ab") as fh:  # (the mount's descriptor)
+        fh.write(b"x" * 3_000_000)
+    before = _used(vault)
+    ws.rename(".save.tmp", "saved.bin")
+    got = ws.overlay.get("saved.bin")
+    assert got is not None and got.size == 3_000_000
+    assert ws.overlay.totals()[0] == 3_000_000
+    assert _used(_fresh(vault)) >= before + 3_000_000
+
+
 def test_a_pack_is_signalled_in_place_and_seen_by_another_handle(vault: Vault) -> None:
     """Every pack written changes ``usage/objects`` and counts one more in ``usage/gen``;
     the signal is written in place (a rename over it would start its writeback on ext4,
@@ -503,6 +528,41 @@ def test_a_pack_is_signalled_in_place_and_seen_by_another_handle(vault: Vault) -
     assert after[0] == before[0]  # the same file, written in place
     assert after[1] != before[1] and after[2] != before[2]
     assert other.quota_usage().objects_bytes >= seen + 100_000
+
+
+def test_a_note_after_another_process_published_reads_its_own_fork_s_file_only(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork's totals noted after a committed transaction, once another process has
+    published since: only that fork's file is read again, not every fork's (h-merge4: a
+    merge in the kept process read the whole usage directory after each agent's
+    checkpoint elsewhere, O(forks) a merge); the figures read afterwards are every fork's."""
+    from avfs_git.core.vaults import quota as quota_mod
+
+    for i in range(12):
+        vault.create_fork("main", f"f{i}")
+        vault.workspace(f"f{i}").write("x.txt", b"x" * 100)  # (each fork's first: published)
+    mine = _fresh(vault)
+    ws = mine.workspace("main")
+    ws.write("a.txt", b"a")
+    mine.quota.usage(rescan=False)  # (every file read: the counter as it is now)
+    vault.create_fork("main", "late")
+    vault.workspace("late").write("y.txt", b"y" * 100)  # another handle publishes
+    read: list[str] = []
+    real = quota_mod.read_small
+
+    def counted(path: str) -> bytes | None:
+        read.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(quota_mod, "read_small", counted)
+    with ws.overlay.txn():  # a transaction (a merge's, which holds the fork's writers): its note
+        pass
+    assert read == ["f.main"], read  # (the patch ran: main's own file read)
+    monkeypatch.setattr(quota_mod, "read_small", real)
+    assert mine.quota.usage(rescan=False) == _fresh(vault).quota.usage(rescan=False)
+    late = [f for f in mine.quota.usage(rescan=False).forks if f.fork == "late"]
+    assert late and late[0].overlay_bytes == 100
 
 
 def test_a_count_bound_for_one_fork_is_at_least_the_exact_one(vault: Vault) -> None:

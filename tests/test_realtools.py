@@ -86,19 +86,27 @@ def _unmount(proj: Project, fork: str) -> None:
     proj.avfs("unmount", "--lazy", f"{proj.spec.name}:{fork}", check=False)
 
 
+@pytest.fixture(scope="module")
+def tools_in_a_clone(history: Project, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, bytes]]:
+    """What :data:`HISTORY_TOOLS` print in a plain clone of the history (the same for both
+    backends: made once a module)."""
+    plain = tmp_path_factory.mktemp("realtools-clone") / "clone"
+    git_run("clone", "-q", str(history.src / "MarkupSafe-history"), str(plain), env=history.env)
+    want = [_run(argv, plain, history.env) for argv in HISTORY_TOOLS]
+    assert b"first bad commit" in want[3][1] and b"MarkupSafe 2.1.4" in want[3][1], want[3]
+    return want
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_git_over_a_real_history_in_a_mount_is_git_in_a_clone(
-    history: Project, backend: str, tmp_path: Path
+    history: Project, tools_in_a_clone: list[tuple[int, bytes]], backend: str, tmp_path: Path
 ) -> None:
     """``git log -p``, ``blame``, ``log --follow`` and a ``bisect run`` (HEAD detached and
     moved four times, files rewritten under the mount) print in a mount what they print
-    in a clone; afterwards the mount is the fork again, clean for git and for avfs."""
+    in a clone (:func:`tools_in_a_clone`); afterwards the mount is the fork again, clean
+    for git and for avfs."""
     _require(backend)
-    proj, env = history, history.env
-    plain = tmp_path / "clone"
-    git_run("clone", "-q", str(proj.src / "MarkupSafe-history"), str(plain), env=env)
-    want = [_run(argv, plain, env) for argv in HISTORY_TOOLS]
-    assert b"first bad commit" in want[3][1] and b"MarkupSafe 2.1.4" in want[3][1], want[3]
+    proj, env, want = history, history.env, tools_in_a_clone
     fork, mp = f"tools-{backend}", tmp_path / "mnt"
     _mount(proj, fork, backend, mp)
     try:
@@ -169,7 +177,7 @@ def _first_bad(out: str) -> str:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_git_bisect_in_proxy_exec_finds_what_a_clone_finds(
-    history: Project, backend: str, tmp_path: Path
+    history: Project, tools_in_a_clone: list[tuple[int, bytes]], backend: str, tmp_path: Path
 ) -> None:
     """``git bisect start``/``run``/``reset`` in one ``proxy exec``, then a bisect stepped
     through one exec per step (``start``; the test and ``git bisect good``/``bad`` each in
@@ -183,9 +191,7 @@ def test_git_bisect_in_proxy_exec_finds_what_a_clone_finds(
     _require(backend)
     _need_bwrap()
     proj, env = history, history.env
-    plain = tmp_path / "clone"
-    git_run("clone", "-q", str(proj.src / "MarkupSafe-history"), str(plain), env=env)
-    want = _first_bad(_run(HISTORY_TOOLS[3], plain, env)[1].decode())
+    want = _first_bad(tools_in_a_clone[3][1].decode())  # `git bisect run` in a plain clone
     fork, mp = f"bisect-{backend}", tmp_path / "mnt"
     _mount(proj, fork, backend, mp)
     vault = proj.vault_path
@@ -263,32 +269,55 @@ def _tree(root: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_c_extension_builds_and_its_tests_pass_through_proxy_exec(
-    backend: str, tmp_path: Path, record_property: Any
-) -> None:
-    """MarkupSafe 2.1.5's ``setup.py build_ext --inplace`` (gcc) and its own ``pytest``,
-    in a plain copy and through ``proxy exec`` in a mount: the same exit codes and files
-    made; the envelope's ``changes`` are exactly the paths the plain run changed that git
-    does not ignore, and the exec's commit holds exactly the mount's files."""
-    _require(backend)
-    _need_bwrap()
+_MS_SPEC = Spec("markupsafe", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
+_MS_BUILD = (
+    f"{sys.executable} setup.py -q build_ext --inplace && PYTHONPATH=src {sys.executable} -m pytest -q tests"
+)
+
+
+@pytest.fixture(scope="module")
+def built_release(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, tuple[str, str]], set[str]]:
+    """MarkupSafe 2.1.5 unpacked, and what its build and its tests (:data:`_MS_BUILD`) make
+    in a plain copy of it: (the release, the copy's files after, the paths the run
+    changed). Made once a module: the plain side is the same for both backends (the
+    release is only read after)."""
     require_tool("gcc")
     if importlib.util.find_spec("setuptools") is None:
         skip_outside_ci("setuptools is not installed in this environment")
-    spec = Spec("markupsafe", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
-    env = make_env(tmp_path)
-    src = realdata.extract(spec.fetch(), tmp_path / "src")
-    plain = tmp_path / "plain"
+    root = tmp_path_factory.mktemp("realtools-build")
+    env = make_env(root)
+    src = realdata.extract(_MS_SPEC.fetch(), root / "src")
+    plain = root / "plain"
     subprocess.run(["cp", "-a", str(src), str(plain)], check=True)
     before = _tree(plain)
-    py = sys.executable
-    build = f"{py} setup.py -q build_ext --inplace && PYTHONPATH=src {py} -m pytest -q tests"
     native_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    native = subprocess.run(["sh", "-c", build], cwd=plain, env=native_env, capture_output=True, check=False)
+    native = subprocess.run(
+        ["sh", "-c", _MS_BUILD], cwd=plain, env=native_env, capture_output=True, check=False
+    )
     assert native.returncode == 0, native.stdout.decode()[-2000:] + native.stderr.decode()[-2000:]
     after = _tree(plain)
-    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    return src, after, {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_c_extension_builds_and_its_tests_pass_through_proxy_exec(
+    backend: str,
+    built_release: tuple[Path, dict[str, tuple[str, str]], set[str]],
+    tmp_path: Path,
+    record_property: Any,
+) -> None:
+    """MarkupSafe 2.1.5's ``setup.py build_ext --inplace`` (gcc) and its own ``pytest``,
+    in a plain copy (:func:`built_release`) and through ``proxy exec`` in a mount: the same
+    exit codes and files made; the envelope's ``changes`` are exactly the paths the plain
+    run changed that git does not ignore, and the exec's commit holds exactly the mount's
+    files."""
+    _require(backend)
+    _need_bwrap()
+    src, after, changed = built_release
+    spec, build = _MS_SPEC, _MS_BUILD
+    env = make_env(tmp_path)
     proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
     proj.avfs("vault", "create", "markupsafe", "--from", str(src))
     mp = tmp_path / "mnt"

@@ -97,6 +97,7 @@ def _become(req: dict[str, Any], enc: str, errs: str) -> None:
 def _run(req: dict[str, Any], kept: KeptHome | None = None) -> tuple[int, list[Any]]:
     """Run the click CLI on the call's arguments: (its code, the apps it opened); ``kept``:
     the home a kept process keeps open from call to call (cli/homekeep.py)."""
+    from .main import interrupted
     from .main import main as click_main
 
     opened: list[Any] = []
@@ -104,7 +105,13 @@ def _run(req: dict[str, Any], kept: KeptHome | None = None) -> tuple[int, list[A
         # the relayed signals, blocked across the fork, are let in once the command can
         # answer them: a Ctrl-C in the set-up (the caller's stdin already this process's)
         # is the command's interruption, not an exit with no answer
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)
+        except KeyboardInterrupt:
+            # relayed before the command began (a Ctrl-C as the caller read "started"):
+            # answered as the command's own Ctrl-C is, not 130 with no word (with --json,
+            # no document)
+            return interrupted(list(req["argv"])), opened
         code = click_main(list(req["argv"]), opened=opened, kept=kept)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

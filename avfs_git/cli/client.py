@@ -266,16 +266,31 @@ def served(args: "list[str]", *, start: bool = True) -> "int | None":
             # command only once it has read the whole request, and the command's process
             # then holds the connection: nothing ran, so run it here
             return None
-        if first is None:
-            return None  # nothing ran: run it here
-        if "started" not in first and not _int(first.get("code")):
-            if "fallback" in first:
+        started = None
+        try:
+            if first is None:
                 return None  # nothing ran: run it here
-            sys.stderr.write(NOT_UNDERSTOOD)
-            return 70
-        if "started" not in first:  # the command's own answer came first: it has ended
-            return int(first["code"])
-        return _wait(sock, buf, first["started"])
+            if "started" not in first and not _int(first.get("code")):
+                if "fallback" in first:
+                    return None  # nothing ran: run it here
+                sys.stderr.write(NOT_UNDERSTOOD)
+                return 70
+            if "started" not in first:  # the command's own answer came first: it has ended
+                return int(first["code"])
+            started = first["started"]
+            return _wait(sock, buf, started)
+        except KeyboardInterrupt:
+            # Ctrl-C once the first answer was read, before the relay was in place (it was
+            # a KeyboardInterrupt out of this process: a traceback, killed by SIGINT, the
+            # command hung up; tests/test_cliserver.py): the command's, relayed, once this
+            # process knows it started; else as before its start (the server hangs up a
+            # command whose caller went away)
+            if started is None:
+                sock.close()
+                from .execopts import interrupted
+
+                return interrupted(_wants_json(args))
+            return _wait(sock, buf, started, _signal_int())
     finally:
         sock.close()
 
@@ -328,8 +343,15 @@ def start(home: str) -> None:
         os.close(null)
 
 
-def _wait(sock: "Any", buf: bytearray, started: "Any") -> int:
-    """Wait for the started command's exit code, passing on Ctrl-C, SIGTERM and SIGHUP."""
+def _signal_int() -> int:
+    import _signal  # type: ignore[import-not-found]
+
+    return int(_signal.SIGINT)
+
+
+def _wait(sock: "Any", buf: bytearray, started: "Any", pending: int = 0) -> int:
+    """Wait for the started command's exit code, passing on Ctrl-C, SIGTERM and SIGHUP
+    (and ``pending``, a signal that came before the relay was in place)."""
     import _signal  # type: ignore[import-not-found]
 
     # the command's process, signalled from here (at once; the server relays what this
@@ -354,6 +376,8 @@ def _wait(sock: "Any", buf: bytearray, started: "Any") -> int:
 
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
         _signal.signal(sig, relay)
+    if pending:
+        relay(pending, None)
     while True:
         try:
             done = recv_msg(sock, buf)

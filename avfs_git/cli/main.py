@@ -264,8 +264,31 @@ def _version() -> str:
     return __version__
 
 
+def interrupted(argv: list[str]) -> int:
+    """The answer of a call interrupted before its command began (a served call's process,
+    Ctrl-C relayed as it lets the signals in: :func:`.callproc._run`), as :func:`main`'s
+    own: 130, "interrupted" (with ``--json`` its one document; `proxy exec`'s envelope)."""
+    out = Output(_wants_json(argv), stream=sys.stdout)
+    out.argv = list(argv)
+    return _interrupted(out)
+
+
+def _interrupted(out: Output) -> int:
+    from ..core.errors import Interrupted
+
+    stop = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
+    if _is_proxy_exec(out.argv) and not out.emitted:
+        # its envelope, as its fast path answers (the resident server runs a first call
+        # on a fork that is not mounted here: Ctrl-C while it plans or mounts)
+        from .proxy import exec_failed
+
+        return exec_failed(out, _vault_option(out.argv), None, (), stop)
+    render_error(out, stop)
+    return stop.exit_code
+
+
 def _run(args: list[str], out: Output, opened: list[App] | None = None, kept: KeptHome | None = None) -> int:
-    from ..core.errors import Interrupted, UsageError
+    from ..core.errors import UsageError
 
     try:
         with cli.make_context("avfs", args, obj=out) as ctx:
@@ -283,15 +306,7 @@ def _run(args: list[str], out: Output, opened: list[App] | None = None, kept: Ke
     except click.exceptions.Exit as ex:
         return ex.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
-        stop = Interrupted("interrupted", hint="avfs keeps no half-done change: rerun the command")
-        if _is_proxy_exec(out.argv) and not out.emitted:
-            # its envelope, as its fast path answers (the resident server runs a first call
-            # on a fork that is not mounted here: Ctrl-C while it plans or mounts)
-            from .proxy import exec_failed
-
-            return exec_failed(out, _vault_option(out.argv), None, (), stop)
-        render_error(out, stop)
-        return stop.exit_code
+        return _interrupted(out)
     except click.ClickException as ex:
         if _is_proxy_exec(out.argv):
             # `proxy exec` answers with its envelope on every path, a bad global option

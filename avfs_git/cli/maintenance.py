@@ -52,7 +52,9 @@ def stats_cmd(app: App, paths: tuple[str, ...], operations: int) -> None:
             human_size(res.quota_bytes),
         )
         for f in res.forks:
-            flags = [x for x, on in (("default", f.is_default), ("mounted", f.mounted)) if on]
+            flags = [
+                x for x, on in (("default", f.is_default), ("mounted", f.mounted), ("damaged", f.error)) if on
+            ]
             p(
                 "  fork {}{}: {}, {} checkpoints, overlay {} entries {}, last change {}",
                 f.name,
@@ -63,6 +65,8 @@ def stats_cmd(app: App, paths: tuple[str, ...], operations: int) -> None:
                 human_size(f.overlay_bytes),
                 f.last_change or "-",
             )
+            if f.error is not None:
+                app.output.warn("fork {} is damaged: {}", f.name, f.error["message"])
         if res.lazy is not None:
             lz = res.lazy
             p(

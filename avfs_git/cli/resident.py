@@ -59,7 +59,7 @@ import sys
 import time
 from typing import Any
 
-from . import callproc, prewarm, spare
+from . import callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
 from .codewatch import CodeWatch
@@ -435,8 +435,17 @@ class Server:
         the call in progress, as the process outlives it) and the call noted."""
         kept = self.kept is not None and pidfd == self.kept.proc.pidfd
         self.served += 1
-        _send(conn, {"started": 0 if kept else pid})
         self.children[pidfd] = _Call(conn, pid, ctl, server, kept)
+        try:
+            _send(conn, {"started": 0 if kept else pid})
+        except OSError:
+            # the caller went away since its call was read (a Ctrl-C before any answer:
+            # it said "interrupted" and ended): its command is hung up as any vanished
+            # caller's. The call stays noted, so that its end is reaped and answered as
+            # every call's; forgotten (this raised into _start), the command ran on with
+            # nobody to stop it, reading the caller's stdin for ever (a fresh-clone run's
+            # hang, the twenty-fourth round, flaky1)
+            _kill(pid, signal.SIGHUP)
         return pidfd
 
     def _daemon(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
@@ -549,32 +558,6 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _probe_sandbox() -> None:
-    """bubblewrap's probe (a sandbox of its own: ~15 ms of processes, 50-60 under load),
-    made here once for this server's ``PATH``: the process of a call that plans a sandbox
-    (the first ``proxy exec`` on a fork that is not mounted) is forked from this one and
-    finds the answer made; one whose caller's ``PATH`` finds another ``bwrap`` (or none)
-    looks for itself (:func:`..proxy.confine.bwrap_path`)."""
-    try:
-        from ..proxy import confine
-
-        confine.unavailable()
-    except Exception:
-        pass  # the call's process probes, as without this
-
-
-def _probe_git() -> None:
-    """The git on this server's ``PATH`` asked its version once (mount/hookscripts.py): a
-    mount daemon forked from this server finds the answer and starts no ``git --version``
-    on its way to the mount's answer."""
-    try:
-        from ..mount import hookscripts
-
-        hookscripts.git_trusts_fsmonitor_in_diff()
-    except Exception:
-        pass  # the daemon asks, as without this
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m avfs_git.cli.resident --home HOME [--idle S] [--foreground]``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -587,8 +570,8 @@ def main(argv: list[str] | None = None) -> int:
         idle = float(args[args.index("--idle") + 1])
     os.chdir("/")  # never keep the caller's directory (a mount) busy
     # before the server is there to find: its children are then its calls' and spares' alone
-    _probe_sandbox()
-    _probe_git()
+    serverprobes.probe_sandbox()
+    serverprobes.probe_git()
     server = Server(os.path.abspath(home), idle)
     lsock = server.bind()
     if lsock is None:

@@ -13,6 +13,8 @@ from ..core.store import names
 from .output import human_size
 
 if TYPE_CHECKING:
+    from ..core.vaults.home import Home
+    from ..core.vaults.vault import Vault
     from .app import App
 
 
@@ -61,16 +63,18 @@ def list_vaults(app: App) -> None:
         for col in ("", "vault", "forks", "head"):
             t.add_column(col)
         for v in vaults:
-            row = ("*" if v.is_default else "", v.name, ", ".join(v.forks), (v.head or "")[:12])
+            head = (v.head or "")[:12] if v.error is None else "damaged"
+            row = ("*" if v.is_default else "", v.name, ", ".join(v.forks), head)
             t.add_row(*(app.output.markup("{}", cell) for cell in row))
         app.output.out.print(t)
+        _warn_damaged(app, [(v.name, v.error) for v in vaults])
 
     app.output.result("vault_list", {"home": app.home.path, "vaults": vaults}, human)
 
 
 def info(app: App, spec: str | None) -> None:
     """`avfs vault info`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
-    v, _ = app.resolve_given(spec)
+    v = _vault_of(app, spec)
     got = app.home.info(v.name)
     forks = v.forks()
 
@@ -80,7 +84,34 @@ def info(app: App, spec: str | None) -> None:
         o.say("quota: {}", human_size(got.quota_bytes))
         for f in forks:
             mark = "*" if f.is_default else " "
-            state = "dirty" if f.dirty else "clean"
-            o.say(" {} {:<20} {}  {}", mark, f.name, f.head[:12], state)
+            state = "dirty" if f.dirty else "clean" if f.error is None else "damaged"
+            o.say(" {} {:<20} {}  {}", mark, f.name, (f.head or "?" * 12)[:12], state)
+        _warn_damaged(app, [(f"{v.name}:{f.name}", f.error) for f in forks])
 
     app.output.result("vault_info", {"vault": got, "forks": forks}, human)
+
+
+def _vault_of(app: App, spec: str | None) -> Vault[Home]:
+    """The vault ``spec`` names (None: the selected one). One whose fork's branch is damaged
+    (the default fork's, when ``spec`` names none) is still the vault `vault info` lists,
+    the damaged fork with its error: resolving the fork failed the whole call (corrupt_state)."""
+    from ..core.errors import CorruptStateError
+
+    try:
+        return app.resolve_given(spec)[0]
+    except CorruptStateError:
+        given = spec if spec is not None else app.spec
+        name = names.parse_address(given)[0] if given else app.home.default_vault
+        if not name:
+            raise
+        return app.home.vault(name)
+
+
+def _warn_damaged(app: App, entries: list[tuple[str, dict[str, object] | None]]) -> None:
+    """A listing's entries that could not be read, each with its error and hint (stderr):
+    listed as damaged, the others around them."""
+    for name, error in entries:
+        if error is not None:
+            app.output.warn("{} is damaged: {}", name, error["message"])
+            if error.get("hint"):
+                app.output.say("  hint: {}", error["hint"], err=True)

@@ -143,10 +143,13 @@ class CheckpointInfo:
 class ForkInfo:
     vault: str
     name: str
-    head: CommitId
+    head: CommitId  # (None only with ``error``: a branch file of junk)
     base: CommitId
     dirty: bool
     is_default: bool
+    # a listing's fork that cannot be read (its branch damaged, its commit missing): the
+    # error it gave (:meth:`AvfsError.to_dict`), the others listed around it
+    error: dict[str, Any] | None = None
 
 
 class IgnoredMode(enum.StrEnum):
@@ -180,6 +183,9 @@ class VaultInfo:
     head: CommitId | None
     quota_bytes: int
     is_default: bool
+    # `vault list`'s vault that cannot be read (its default branch damaged, its config a
+    # FIFO): the error it gave (:meth:`AvfsError.to_dict`), the others listed around it
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,17 +35,17 @@ the exec server, the worktree link and the registry entry go.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
+from .daemonargs import arguments
 from .mountindex import MountIndex
 from .stacking import (
     _escape,
@@ -68,7 +68,7 @@ INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S
 
 def main(argv: list[str] | None = None) -> int:
     """The daemon: its arguments, one :class:`Mount` set up, served, torn down (1: never ready)."""
-    args = _arguments(argv)
+    args = arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .libs import name_process, no_core_dumps, preset
 
@@ -84,28 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     return mount.serve()  # the index, libfuse's loop; then the teardown
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="avfs-mount-daemon")
-    ap.add_argument("--home", required=True)
-    ap.add_argument("--vault", required=True)
-    ap.add_argument("--fork", required=True)
-    ap.add_argument("--mountpoint", required=True)
-    ap.add_argument("--revision")
-    ap.add_argument("--backend", choices=("fuse", "overlay"), default="fuse")
-    # kept warm for proxy exec: released after this many seconds without use (fuse/idle.py)
-    ap.add_argument("--idle-timeout", type=float)
-    ap.add_argument("--ready-fd", type=int)
-    ap.add_argument("--foreground", action="store_true")
-    return ap.parse_args(argv)
-
-
 class Mount(MountIndex):
     """One mount's life in its daemon: set up (:meth:`__init__` in its steps, :meth:`link_worktree`),
     served (:meth:`serve`: libfuse's loop; :meth:`ready` when the kernel's handshake is done,
     :meth:`stack` and :meth:`announce`), torn down (:meth:`close`, in the order the module
     docstring gives)."""
 
-    def __init__(self, args: argparse.Namespace, core_dumps: bool) -> None:
+    def __init__(self, args: SimpleNamespace, core_dumps: bool) -> None:
         from ..core.settings import Settings
         from ..core.vaults.home import Home
         from ..mount.side import MOUNT_SIDE
@@ -146,6 +131,8 @@ class Mount(MountIndex):
         args, vault = self.args, self.vault
         self.tmp_state: str | None = None
         if self.read_only:
+            import tempfile  # (a revision's only: with random, ~3 ms of every daemon's start)
+
             self.tmp_state = tempfile.mkdtemp(prefix="avfs-rev-")
             ws = vault.revision_view(args.fork, args.revision, self.tmp_state)
         else:
@@ -233,12 +220,24 @@ class Mount(MountIndex):
 
         args, ws = self.args, self.ws
         head = args.revision if self.read_only else refs.fork_ref(args.fork)
+        if not self.read_only:
+            from ..mount.gitkeep import keep_leftover
+            from ..mount.ownfiles import files_dir, worktree_dir
+
+            # a killed daemon's worktree (nothing unmounted it): git's state there kept as an
+            # unmount keeps it, brought back below (register would remove it)
+            keep_leftover(ws, worktree_dir(self.vault, self.key), files_dir(self.vault, self.key))
+            # the commit the mount's lower layer shows, kept from git's gc in the mount while
+            # it lives (core/store/heldref.py: the held base ref; unregister lets it go)
+            ws.hold_base(mounted=True)
         self.made = made = register(
             self.vault,
             self.key,
             args.mountpoint,
             head,
-            None if self.vault.lazy else ws.base,  # a lazy fork's index: once it answers (settle.py)
+            # no `git read-tree` ahead: the index is written before the mount answers
+            # (first_index, which falls back on it), a lazy fork's once it answers (settle.py)
+            None,
             backend="overlay" if self.overlay else "fuse",
             fsmonitor=not self.read_only,
         )
@@ -269,7 +268,7 @@ class Mount(MountIndex):
 
             # git's own state the last unmount kept (its index...); an index kept for the
             # commit a checkpoint made while unmounted moved from: patched at its first write
-            self.patch_first = bring_back(ws, made).patch
+            self.patch_first = bring_back(ws, made, journal=not self.overlay).patch
 
     def serve(self) -> int:
         """The git index written, libfuse's loop run until the mount goes, then :meth:`close`."""

@@ -35,33 +35,54 @@ class HandleTable(OpsBase):
         return h
 
     def _open_rw(self, p: str, node: Node, flags: int) -> int:
-        """A writable handle on ``p``'s overlay file (``node``: materialized). The shared
-        flock says "in use" to a checkpoint, which then keeps the entry; one retiring the
-        entry holds the file exclusively until it is gone (core/workspace/overlay.py, ``retire``), so
-        a file found retired once the lock is ours is opened again from the new base:
-        writes never go to a file the workspace no longer shows."""
+        """A writable handle on ``p``'s overlay file (``node``: materialized; see
+        :meth:`_held_file`)."""
+        fd, fileid, st = self._held_file(p, node, flags & os.O_APPEND)
+        h = Handle(p, fd, None, True)
+        h.fileid = fileid
+        h.limit = st.st_size + max(0, self.ws.quota_left())
+        return self._new_handle(h)
+
+    def _held_file(self, p: str, node: Node, flags: int = 0) -> tuple[int, str, os.stat_result]:
+        """``p``'s overlay file open for writing (``flags`` added to ``O_RDWR``) and held
+        ``flock``-shared: (descriptor, fileid, its stat). The shared flock says "in use"
+        to a checkpoint, which then keeps the entry; one retiring the entry holds the file
+        exclusively until it is gone (core/workspace/overlay.py, ``retire``), so a file
+        found retired once the lock is ours is opened again from the new base: writes
+        never go to a file the workspace no longer shows. A node that is not materialized
+        (any more) is: a file ``create`` made, retired by a checkpoint in another process
+        before it was opened here, is the new base's blob (twenty-sixth round,
+        NAME=raced2: an assertion here was the ``EINVAL`` an editor's save got)."""
         for _ in range(8):
-            assert node.entry is not None
-            fileid = node.entry.fileid
-            real = self.ws.file_path(node)
-            assert real is not None
+            fileid = node.entry.fileid if node.entry is not None else None
+            real = self.ws.file_path(node) if fileid is not None else None
+            if fileid is None or real is None:
+                node = self._materialize_now(p)
+                continue
             try:
-                fd = os.open(real, os.O_RDWR | os.O_CLOEXEC | (flags & os.O_APPEND))
+                fd = os.open(real, os.O_RDWR | os.O_CLOEXEC | flags)
             except FileNotFoundError:
-                node = self.ws.materialize(p)  # retired meanwhile: the base's copy
+                node = self._materialize_now(p)  # retired meanwhile: the base's copy
                 continue
             fcntl.flock(fd, fcntl.LOCK_SH)
             st = os.fstat(fd)
-            now = self.ws.node(p) if st.st_nlink else None
-            if now is None or now.entry is None or now.entry.fileid != fileid:
+            # (the entry alone, not the node: no walk of the base tree for a file in use)
+            now = self.ws.overlay.get(p) if st.st_nlink else None
+            if now is None or now.fileid != fileid:
                 os.close(fd)
-                node = self.ws.materialize(p)
+                node = self._materialize_now(p)
                 continue
-            h = Handle(p, fd, None, True)
-            h.fileid = fileid
-            h.limit = st.st_size + max(0, self.ws.quota_left())
-            return self._new_handle(h)
+            return fd, fileid, st
         raise fuse.FuseOSError(errno.EAGAIN)  # retired again and again: let the caller retry
+
+    def _materialize_now(self, p: str) -> Node:
+        """:meth:`_materialize` of what ``p`` is now (the entry a caller looked up was
+        retired or replaced since): a retired file is the base's blob again, copied with
+        its readers following, as for any first write."""
+        node = self.ws.node(p)
+        if node is None:
+            raise fuse.FuseOSError(errno.ENOENT)
+        return self._materialize(p, node)
 
     def _materialize(self, p: str, before: Node) -> Node:
         """``ws.materialize(p)`` (the overlay file, a copy of ``p``'s blob; ``before``: the
@@ -236,19 +257,30 @@ class HandleTable(OpsBase):
             h.stream, h.data = stream, data
         return stream, data
 
-    def _readers_moved(self, old: str, new: str) -> None:
-        """The read handles open at or below ``old`` are at ``new`` after a rename: a write
-        there then reaches them as it reaches a descriptor on disk (:meth:`_materialize`
-        finds readers by path)."""
+    def _handles_moved(self, old: str, new: str) -> None:
+        """The handles open at or below ``old`` are at ``new`` after a rename: a write
+        there then reaches its readers as it reaches a descriptor on disk
+        (:meth:`_materialize` finds readers by path), and what a writable one writes is
+        journaled and sized at the path it landed in. Writable handles stayed behind
+        (twenty-sixth round, NAME=raced2): their writes were recorded at ``old``, where no
+        entry is, so nothing said ``new`` had changed (`git status` through the fsmonitor
+        hook, `avfs watch`) and its size stayed the one from before (the quota's). A size
+        left to record at ``old`` (a handle closed before the rename) moves too."""
         below = old + "/"
+
+        def moved(path: str) -> str | None:
+            if path == old:
+                return new
+            return new + path[len(old) :] if path.startswith(below) else None
+
         with self._lock:
             for h in self._handles.values():
-                if h.writable or h.nested:
-                    continue
-                if h.path == old:
-                    h.path = new
-                elif h.path.startswith(below):
-                    h.path = new + h.path[len(old) :]
+                if not h.nested and (to := moved(h.path)) is not None:
+                    h.path = to
+            unsized = [(p, to) for p in self._unsized if (to := moved(p)) is not None]
+            for p, to in unsized:
+                self._unsized.discard(p)
+                self._unsized.add(to)
 
     def _note(self, h: Handle, *, defer: bool = False) -> None:
         """Record what a handle wrote. ``defer``: at flush and release, the path is already

@@ -33,12 +33,22 @@ class MountIndex:
         patch_first: bool
 
     def first_index(self) -> None:
-        """:meth:`write_index` before the mount is announced (a failure logged: git then
-        reads the files it cannot trust the stat data of)."""
+        """:meth:`write_index` before the mount is announced. Where it fails (logged) and git
+        has no index, the base's by `git read-tree` (zeroed stat data: git then reads the
+        files it cannot trust the stat data of), which every mount made ahead before it
+        wrote its own (mount/worktree.py :func:`.worktree.read_tree`)."""
         try:
             self.write_index()
+            return
         except Exception:
             logging.getLogger("avfs.fuse").exception("writing the worktree index")
+        if not os.path.lexists(os.path.join(self.wt, "index")):
+            from ..mount.worktree import read_tree
+
+            try:
+                read_tree(self.wt, self.own, self.ws.base)
+            except Exception:
+                logging.getLogger("avfs.fuse").exception("reading the base's tree into the index")
 
     def write_index(self, sizes: Any = None) -> bool:
         """The index git starts from: the base tree with the stat data the mount reports, so a

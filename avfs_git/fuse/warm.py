@@ -32,17 +32,24 @@ from 2.2-10 s to 1.2-2.6 s on a loaded machine, docs/scale.md).
 The walk is a child process (``python -I -S`` running this file: standard library only), not
 a thread of the daemon: a thread of the daemon waiting on a request to its own mount kept a
 daemon killed with -9 from exiting. It reads the daemon's signals from a pipe; the pipe's end
-of file (the daemon gone, or closing) ends it at once.
+of file (the daemon gone, or closing) ends it at once. Its process imports only ``os``,
+``select``, ``sys`` and ``time``: ``subprocess`` and ``threading``, the daemon's side's, are
+imported where the daemon uses them (they were 20-25 ms of the walk's ~35 ms of CPU, on every
+overlay mount: docs/benchmarks.md, "The mount daemon's start and an unmount").
 """
 
 from __future__ import annotations
 
 import os
 import select
-import subprocess
 import sys
-import threading
 import time
+
+TYPE_CHECKING = False  # (not `from typing`: the walk's process does without it)
+if TYPE_CHECKING:
+    import subprocess
+
+DEVNULL = -3  # subprocess.DEVNULL (checked by tests/test_mountstart.py)
 
 PAUSE_S = 2.0  # quiet after a hook query before the walk goes on (a first status: ~0.3 s)
 # another process's requests pause the walk at most this often (a pause is a write to a
@@ -55,7 +62,9 @@ class Warm:
     it started: a ``git status`` can come between the mount's readiness and the start).
     ``stdout``: where the walk prints how many directories it listed."""
 
-    def __init__(self, lower: str, pause_s: float = PAUSE_S, stdout: int = subprocess.DEVNULL) -> None:
+    def __init__(self, lower: str, pause_s: float = PAUSE_S, stdout: int = DEVNULL) -> None:
+        import threading
+
         self.lower = lower
         self.pause_s = pause_s
         self.stdout = stdout
@@ -79,6 +88,9 @@ class Warm:
     def start(self) -> None:
         """Start the walk in the background; nothing when it cannot start (the walk only
         saves later lookups)."""
+        import subprocess
+        import threading
+
         with self._lock:
             if self.proc is not None or self._closed:
                 return

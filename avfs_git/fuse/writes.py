@@ -30,10 +30,11 @@ _libc = ctypes.CDLL(None, use_errno=True)  # (libc is in the process: no ldconfi
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
 
 
-def _kept_times(real: str, times: tuple[int | None, int | None]) -> tuple[int, int]:
-    """``times`` (access, modification) with each None replaced by the time ``real`` has."""
+def _kept_times(real: str | int, times: tuple[int | None, int | None]) -> tuple[int, int]:
+    """``times`` (access, modification) with each None replaced by the time ``real`` (a
+    path, or a descriptor) has."""
     if times[0] is None or times[1] is None:
-        st = os.lstat(real)
+        st = os.fstat(real) if isinstance(real, int) else os.lstat(real)
         return (
             st.st_atime_ns if times[0] is None else int(times[0]),
             st.st_mtime_ns if times[1] is None else int(times[1]),
@@ -100,12 +101,25 @@ class WriteOps(NestedRepos, HandleTable):
         if node.is_dir:
             return 0  # directory times are not kept (git has none); see docs/fuse.md
         # files and symlinks keep their times on their overlay file (materialized once)
-        real = self.ws.file_path(self._materialize(p, node))
-        assert real is not None
-        if times is None:
-            os.utime(real)
-        else:
-            os.utime(real, ns=_kept_times(real, times))
+        node = self._materialize(p, node)
+        if node.is_link:
+            real = self.ws.file_path(node)
+            assert real is not None
+            if times is None:
+                os.utime(real)
+            else:
+                os.utime(real, ns=_kept_times(real, times))
+            return 0
+        # a file's, held as a writer holds it: a checkpoint in another process may retire
+        # it between the copy and the change (the times went to a file unlinked, ENOENT)
+        fd = self._held_file(p, node)[0]
+        try:
+            if times is None:
+                os.utime(fd)
+            else:
+                os.utime(fd, ns=_kept_times(fd, times))
+        finally:
+            os.close(fd)
         return 0
 
     # -- namespace ---------------------------------------------------------------------------
@@ -170,7 +184,7 @@ class WriteOps(NestedRepos, HandleTable):
             if target is not None and self._nested_under(pn) is not None:
                 raise fuse.FuseOSError(errno.ENOTEMPTY)
         self.ws.rename(po, pn)
-        self._readers_moved(po, pn)
+        self._handles_moved(po, pn)
         if moving is not None:
             # a directory holding nested repositories: they move with it
             dest = os.path.join(self._nested_root, pn)
@@ -274,10 +288,14 @@ class WriteOps(NestedRepos, HandleTable):
             self._note(h)
             return 0
         p = self._p(path)
-        real = self.ws.file_path(self._materialize(p, self._node(p)))
-        assert real is not None
-        os.truncate(real, length)
-        self.ws.note_written(p)
+        # held as a writer holds it (see utimens): a truncate of a file a checkpoint was
+        # retiring was lost with it
+        fd = self._held_file(p, self._materialize(p, self._node(p)))[0]
+        try:
+            os.ftruncate(fd, length)
+            self.ws.note_written(p)
+        finally:
+            os.close(fd)
         return 0
 
     @translated

@@ -329,6 +329,11 @@ def _toml_parse(text: str, path: str, what: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} {what} ({exc}); nothing was written", details={"path": path}) from None
+    except RecursionError:  # (nested past Python's stack: was exit 70, internal)
+        raise UsageError(
+            f"{path} {what} (its arrays or tables are nested too deeply to read); nothing was written",
+            details={"path": path},
+        ) from None
 
 
 def _codex_remove(text: str) -> tuple[str, bool]:

@@ -21,14 +21,19 @@ and before the mount answers) moves it back:
 - **the fork where it was** (the branch at the same commit, the workspace's base, view
   time and open merge those the index was written for: the stamp): everything, with the
   stamp, so the mount's first index write leaves git's index alone (mount/index.py
-  ``sync_index``). Its stat data may no longer be what the mount reports (a new daemon,
-  an overlay's new inodes): git then reads those files again, as after a ``touch``; its
-  fsmonitor token is another daemon's, answered "everything may have changed" (overlay)
-  or from the fork's own journal, which outlives the mount (pure FUSE);
+  ``sync_index``). Its fsmonitor token is the last status's: where the new mount cannot
+  answer it exactly (an overlay daemon's, which no later daemon answers: git looked at
+  every file, 15-17 s at 10,000 files on pure FUSE; any token on the overlay backend,
+  which answers avfs's own with what the fork holds now: an untracked file removed after
+  git listed it stayed listed), the index is restated for the new mount
+  (mount/indexrestate.py: the base's entries with its stat data, what git staged marked
+  for git to look at, avfs's own token); a pure-FUSE mount answers its own kind from the
+  fork's journal, which outlives the mount;
 - **the branch moved since** (a checkpoint, restore, undo or merge made while unmounted, a
   push from another machine): as git does with what does not depend on HEAD, and as a
   live mount does when the branch moves under it: HEAD's reflog, ``ORIG_HEAD``,
-  ``FETCH_HEAD``, ``COMMIT_EDITMSG`` and the sparse-checkout setting come back, and the
+  ``FETCH_HEAD``, ``COMMIT_EDITMSG``, the sparse-checkout setting and the person's own
+  boolean ``core.fsmonitor`` come back, and the
   index is written anew for the new commit keeping its skip-worktree and
   assume-unchanged bits (mount/indexflags.py); what named the old commit (what was
   staged, an open merge, cherry-pick, rebase or bisect, a detached HEAD) is not brought
@@ -40,8 +45,9 @@ and before the mount answers) moves it back:
 data: before the move, whatever is neither a regular file nor a directory goes at any depth
 (:func:`.ownfiles.scrub_dir`, no link followed), and only git's own names are kept
 (:data:`ALWAYS`, :data:`AT_SAME_COMMIT`; ``info/`` only its ``sparse-checkout``): never
-``config.worktree`` (written anew at mount; only the two sparse-checkout booleans are
-read from it, by ``git config --no-includes``), ``modules/`` (submodule git dirs, whose
+``config.worktree`` (written anew at mount; only the two sparse-checkout booleans and a
+boolean ``core.fsmonitor``, the person's ``false``, are read from it, by ``git config
+--no-includes --type=bool``: a hook's path is code, never kept), ``modules/`` (submodule git dirs, whose
 hooks and config git would run: ``git submodule update`` makes them again), hooks or a
 lock file. HEAD comes back only as the fork's branch or a commit id the vault holds.
 Nothing kept is run: git in the mount reads it as it did before the unmount, and what a
@@ -73,7 +79,7 @@ if TYPE_CHECKING:
         def files(self) -> str: ...
 
 
-__all__ = ["ALWAYS", "AT_SAME_COMMIT", "Brought", "bring_back", "keep"]
+__all__ = ["ALWAYS", "AT_SAME_COMMIT", "Brought", "bring_back", "clean_stale", "keep", "keep_leftover"]
 
 META = "kept.json"
 GIT = "git"
@@ -101,6 +107,14 @@ AT_SAME_COMMIT = frozenset(
     }
 )
 _SPARSE_KEYS = ("core.sparseCheckout", "core.sparseCheckoutCone")
+# the booleans of ``config.worktree`` kept: sparse-checkout's, and the person's own
+# fsmonitor setting (`git config --worktree core.fsmonitor false`: git looks at every file
+# in this worktree; a hook's path is code, never kept, see :func:`_kept_setting`)
+_KEPT_KEYS = (*_SPARSE_KEYS, "core.fsmonitor")
+_BOOL_FSMONITOR = re.compile(
+    r"^\s*fsmonitor\s*=\s*\"?(true|false|yes|no|on|off|1|0)\"?\s*$", re.IGNORECASE | re.MULTILINE
+)
+_OWN_FSMONITOR = re.compile(r"^\tfsmonitor = .*$", re.MULTILINE)  # (the line mount/worktree.py writes)
 _HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
@@ -112,15 +126,16 @@ def _kept_name(name: str) -> bool:
     return name in ALWAYS or name in AT_SAME_COMMIT or name.startswith("BISECT_")
 
 
-def _sparse_setting(git_dir: str) -> dict[str, bool]:
-    """The sparse-checkout booleans of the worktree's ``config.worktree`` (read by git, as
-    data: no include followed), those set."""
+def _kept_setting(git_dir: str) -> dict[str, bool]:
+    """The booleans of :data:`_KEPT_KEYS` the worktree's ``config.worktree`` sets (read by
+    git, as data: no include followed, ``--type=bool``: a ``core.fsmonitor`` naming a
+    hook, avfs's own or anything else, is no boolean and is not kept)."""
     path = os.path.join(git_dir, "config.worktree")
     text = read_text(path)  # (regular files only, never through a link)
-    if text is None or "sparse" not in text.lower():
+    if text is None or ("sparse" not in text.lower() and not _BOOL_FSMONITOR.search(text)):
         return {}  # (no git to ask: the usual unmount)
     out: dict[str, bool] = {}
-    for key in _SPARSE_KEYS:
+    for key in _KEPT_KEYS:
         proc = run(
             ["config", "--no-includes", "--file", path, "--type=bool", "--get", key],
             env=git_env(),
@@ -154,7 +169,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
     dest = gitkept_dir(ws.vault.state_dir, ws.fork)
     new = f"{dest}.{os.getpid()}.new"
     try:
-        sparse = _sparse_setting(git_dir)
+        sparse = _kept_setting(git_dir)
         for name in os.listdir(git_dir):
             if not _kept_name(name):
                 _remove(os.path.join(git_dir, name))
@@ -187,6 +202,125 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
         return False
 
 
+class _Left(NamedTuple):
+    """A killed mount's worktree git dir and own directory, as :func:`keep` reads them."""
+
+    git_dir: str
+    files: str
+
+
+def keep_leftover(ws: MountedFork, git_dir: str, files: str) -> bool:
+    """Keep git's state of a mount whose daemon was killed (-9, a crash: nothing unmounted
+    it, so nothing kept it) as its unmount would have: git's last move of the branch taken
+    (mount/live.py :func:`.live.follow_at_unmount`), then :func:`keep` of its worktree git
+    dir ``git_dir`` with its own directory ``files`` (the index's stamp, the open merge's
+    marker), for :func:`bring_back` at the fork's next mount. Called by that mount before
+    it registers its worktree anew (which removed both: the index, an open merge, what
+    was staged were lost), and by doctor's and prune's cleanup of a dead mount. Where git's
+    state an unmount kept is there already (the killed mount died before it brought it
+    back, so before git could run in it), that one stays and the leftover goes. Stale
+    debris of a killed keep or bring_back (:func:`clean_stale`) is dealt with first.
+    True when something was kept."""
+    if not os.path.isdir(git_dir) or os.path.islink(git_dir):
+        return False
+    dest = gitkept_dir(ws.vault.state_dir, ws.fork)
+    clean_stale(ws)
+    if os.path.lexists(dest):
+        _log().warning(
+            "fork %s: the worktree of a killed mount left; git's state kept before it stays", ws.fork
+        )
+        return False
+    from .live import follow_at_unmount
+
+    follow_at_unmount(ws, git_dir, files)
+    _drop_unchecked_index(ws, git_dir)
+    if not keep(ws, _Left(git_dir, files)):
+        return False
+    _log().warning("fork %s: git's state of a mount whose daemon was killed kept for its next mount", ws.fork)
+    return True
+
+
+def _drop_unchecked_index(ws: MountedFork, git_dir: str) -> None:
+    """A killed daemon ran no check of the index its last run's command may have written
+    (proxy/gitlinks.py): one that is not :func:`.indexflags.keepable` is not kept (the next
+    mount writes the index anew from the fork's commit; what it staged is lost, the files
+    stay), as a run's would be made again."""
+    from .indexflags import keepable
+    from .ownfiles import MAX_INDEX, read_bytes
+
+    index = os.path.join(git_dir, "index")
+    if not os.path.lexists(index):
+        return
+    data = read_bytes(index, MAX_INDEX)
+    if data is not None and keepable(data):
+        return
+    _remove(index)
+    _log().warning("fork %s: the index a killed mount left is not one git writes: not kept", ws.fork)
+
+
+# a keep's or a bring_back's own directory beside the kept one: ``<fork>.<pid>.new`` (being
+# made), ``<fork>.<pid>.taking`` (claimed, being brought back)
+_DEBRIS = re.compile(r"(?P<name>.+)\.(?P<pid>[0-9]+)\.(?P<what>new|taking)")
+
+
+def clean_stale(ws: MountedFork) -> list[str]:
+    """What a keep or a bring_back of fork ``ws.fork``'s git state left when its process was
+    killed between its renames (``<fork>.<pid>.new``, ``<fork>.<pid>.taking``), never one of
+    a process that runs (its pid alive: a live one, or its pid reused, left alone), nor one
+    of another fork whose name reads so (that fork exists). One that holds git's state
+    (``git/``) is what the process was moving: made the kept state again when there is none
+    (brought back at the next mount), else set aside (``<fork>.set-aside``, the last one);
+    one without goes. Returns the names dealt with."""
+    from ..core.store.locks import pid_alive
+    from ..core.store.names import from_fs_name
+    from ..core.store.refs import fork_ref, read_ref_file
+
+    dest = gitkept_dir(ws.vault.state_dir, ws.fork)
+    root, mine = os.path.split(dest)
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    done: list[str] = []
+    for entry in sorted(names):
+        m = _DEBRIS.fullmatch(entry)
+        if m is None or m["name"] != mine:
+            continue
+        pid = int(m["pid"])
+        if (
+            pid == os.getpid()
+            or pid_alive(pid)
+            or read_ref_file(ws.vault.path, fork_ref(from_fs_name(entry)))
+        ):
+            continue
+        path = os.path.join(root, entry)
+        git = os.path.join(path, GIT)
+        try:
+            if os.path.islink(path) or not os.path.isdir(path):
+                _remove(path)
+            elif not os.path.isdir(git) or os.path.islink(git):
+                deeptree.rmtree(path, ignore_errors=True)
+            elif not os.path.lexists(dest) and _meta(path) is not None:
+                os.rename(path, dest)
+                _log().warning(
+                    "fork %s: git's state a killed process was moving (%s) kept again", ws.fork, entry
+                )
+            else:
+                deeptree.rmtree(dest + SET_ASIDE, ignore_errors=True)
+                os.rename(path, dest + SET_ASIDE)
+                _log().warning(
+                    "fork %s: git's state a killed process was moving (%s) set aside in %s",
+                    ws.fork,
+                    entry,
+                    dest + SET_ASIDE,
+                )
+        except OSError:
+            _log().exception("fork %s: cleaning %s", ws.fork, path)
+            continue
+        done.append(entry)
+    return done
+
+
 def _stamp(reg: Registered) -> str | None:
     return read_text(os.path.join(reg.files, STAMP_FILE))
 
@@ -198,17 +332,21 @@ class Brought(NamedTuple):
     patch: bool  # the index is the old commit's, its stamp too: the first write patches it
 
 
-def bring_back(ws: MountedFork, reg: Registered) -> Brought:
+def bring_back(ws: MountedFork, reg: Registered, *, journal: bool = True) -> Brought:
     """At mount, before the index is written and the mount answers: bring git's state kept
     by :func:`keep` back into the new worktree git dir ``reg.git_dir`` (all of it where the
     fork is where it was, else what does not name the old HEAD; the rest set aside).
     Where the branch moved under an unchanged view (a checkpoint while unmounted, nothing of
     git's open), the index comes back with the old stamp and ``patch``: the mount's first
     index write then patches it where the commits differ (mount/index.py ``sync_index``
-    with ``view_changed`` False), keeping what git staged elsewhere."""
+    with ``view_changed`` False), keeping what git staged elsewhere. Where the fork is
+    where it was and the new mount's hook cannot answer the index's fsmonitor token exactly
+    (``journal``: the new mount is pure FUSE, answered from the fork's journal), the index
+    is restated for it (mount/indexrestate.py)."""
     from .index import read_view
 
     src = gitkept_dir(ws.vault.state_dir, ws.fork)
+    clean_stale(ws)  # (a killed keep's or bring_back's: its git state kept again, or set aside)
     if not os.path.isdir(src) or os.path.islink(src):
         return Brought([], False)
     taking = f"{src}.{os.getpid()}.taking"
@@ -262,10 +400,12 @@ def bring_back(ws: MountedFork, reg: Registered) -> Brought:
             marker = meta.get("marker")
             if isinstance(marker, str) and _HEX.fullmatch(marker):
                 write_file(reg.files, MERGE_MARKER, marker.encode())
+        if same:
+            _restate(ws, reg, journal, now)
         sparse = meta.get("sparse")
         if isinstance(sparse, dict) and sparse:
             _put_sparse(
-                d, reg.files, {k: v for k, v in sparse.items() if k in _SPARSE_KEYS and isinstance(v, bool)}
+                d, reg.files, {k: v for k, v in sparse.items() if k in _KEPT_KEYS and isinstance(v, bool)}
             )
         if aside:
             where = src + SET_ASIDE
@@ -284,6 +424,30 @@ def bring_back(ws: MountedFork, reg: Registered) -> Brought:
         return Brought(aside, False)
     finally:
         deeptree.rmtree(taking, ignore_errors=True)
+
+
+def _restate(ws: MountedFork, reg: Registered, journal: bool, stamp: str) -> None:
+    """The index brought back whole, restated where the new mount's hook cannot answer its
+    fsmonitor token exactly (mount/indexrestate.py): else git looked at every file (an
+    overlay mount's token) or trusted an untracked cache the hook did not invalidate (a
+    pure-FUSE mount's token on the overlay backend). Left as it is where it cannot be."""
+    from . import indexrestate
+    from .index import read_view
+    from .ownfiles import MAX_INDEX, read_bytes
+
+    data = read_bytes(os.path.join(reg.git_dir, "index"), MAX_INDEX)
+    if data is None:
+        return
+    view = read_view(ws)
+    if view.stamp != stamp or indexrestate.answerable(indexrestate.token_of(data), view.token, journal):
+        return
+    try:
+        done = indexrestate.restate(ws, reg.git_dir, os.getuid(), os.getgid())
+    except Exception:
+        _log().exception("fork %s: restating the index brought back", ws.fork)
+        return
+    if not done:
+        _log().info("fork %s: the index brought back is not one to restate: left as git wrote it", ws.fork)
 
 
 def _meta(where: str) -> dict[str, Any] | None:
@@ -323,9 +487,18 @@ def _good_head(ws: MountedFork, path: str) -> bool:
 
 
 def _put_sparse(git_dir: str, own: str, sparse: dict[str, bool]) -> None:
-    """Add the kept sparse-checkout setting to the ``config.worktree`` the mount wrote."""
+    """Put the kept booleans (sparse-checkout's, the person's ``core.fsmonitor``) in the
+    ``config.worktree`` the mount wrote: ``fsmonitor`` in place of the mount's own line
+    (one value, so the person's next `git config --worktree core.fsmonitor X` replaces
+    it, where two made git refuse: "core.fsmonitor has multiple values"), the rest added."""
     if not sparse:
         return
     text = read_text(os.path.join(git_dir, "config.worktree")) or ""
-    lines = "".join(f"\t{k.split('.', 1)[1]} = {'true' if v else 'false'}\n" for k, v in sparse.items())
-    write_file(git_dir, "config.worktree", (text + "[core]\n" + lines).encode(), via=own)
+    words = {k: "true" if v else "false" for k, v in sparse.items()}
+    fsmonitor = words.pop("core.fsmonitor", None)
+    if fsmonitor is not None:
+        text, n = _OWN_FSMONITOR.subn(f"\tfsmonitor = {fsmonitor}", text, count=1)
+        if not n:
+            words["core.fsmonitor"] = fsmonitor
+    lines = "".join(f"\t{k.split('.', 1)[1]} = {w}\n" for k, w in words.items())
+    write_file(git_dir, "config.worktree", (text + ("[core]\n" + lines if lines else "")).encode(), via=own)

@@ -46,17 +46,42 @@ def held_stat(ws: MountedFork, uid: int, gid: int) -> Callable[[str], Stat | Non
         e = ws.overlay.get(path)
         if e is None or e.kind != FILE or not e.fileid:
             return None  # (the base's blob shows there now)
-        real = ws.overlay.file_path(e.fileid)
         try:
             s = ws.overlay.file_stat(e.fileid)  # (an upper layer's: no link followed on the way)
         except OSError:
             return None
-        if not e.fileid.startswith(UPPER_FILE):
-            return s.st_ctime_ns, s.st_mtime_ns, inode_of(path), uid, gid, s.st_size
-        try:
-            ino = inode_of(path) if os.getxattr(real, ORIGIN, follow_symlinks=False) else s.st_ino
-        except OSError:
-            ino = s.st_ino
-        return s.st_ctime_ns, s.st_mtime_ns, ino, s.st_uid, s.st_gid, s.st_size
+        return _shown(ws, path, e.fileid, s, uid, gid)
+
+    return stat_of
+
+
+def _shown(ws: MountedFork, path: str, fileid: str, s: os.stat_result, uid: int, gid: int) -> Stat:
+    """The stat a mount shows for the overlay file ``fileid`` at ``path`` whose own is
+    ``s``, and goes on showing once a checkpoint retired it (the kept times: core/workspace/
+    overlaykept.py; an overlay mount's upper file stays)."""
+    if not fileid.startswith(UPPER_FILE):
+        return s.st_ctime_ns, s.st_mtime_ns, inode_of(path), uid, gid, s.st_size
+    try:
+        real = ws.overlay.file_path(fileid)
+        ino = inode_of(path) if os.getxattr(real, ORIGIN, follow_symlinks=False) else s.st_ino
+    except OSError:
+        ino = s.st_ino
+    return s.st_ctime_ns, s.st_mtime_ns, ino, s.st_uid, s.st_gid, s.st_size
+
+
+def written_stat(ws: MountedFork, uid: int, gid: int) -> Callable[[str], Stat | None]:
+    """The stat a mount of ``ws`` shows for each file the capture under way read whose
+    bytes are unchanged since (``Overlay.unchanged_since_read``), None for any other
+    path: what the index written ahead of a checkpoint's move of the branch holds for the
+    files it records (mount/indexahead.py). It held the view time, which no such file
+    shows, so git's first status after every checkpoint and every ``proxy exec`` hashed
+    each file recorded again (``GIT_TRACE2_PERF``'s ``refresh/sum_scan``; gitmodel15)."""
+
+    def stat_of(path: str) -> Stat | None:
+        e = ws.overlay.get(path)
+        if e is None or e.kind != FILE or not e.fileid:
+            return None
+        s = ws.overlay.unchanged_since_read(e.fileid)
+        return None if s is None else _shown(ws, path, e.fileid, s, uid, gid)
 
     return stat_of

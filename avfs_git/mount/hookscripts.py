@@ -14,7 +14,7 @@ from ..core.store.gitrun import git_env, git_identity, run
 
 if TYPE_CHECKING:
     pass
-from .ownfiles import MountedVault, write_file
+from .ownfiles import MOVED_FILE, MountedVault, write_file
 
 # git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
 # Unix socket in the mount's own directory and prints the answer (mount/hooksocket.py), which the
@@ -336,19 +336,44 @@ exit 0
 # but the shell: this hook runs at every ref update in the mount, twice for a `git
 # commit`; a deletion of the branch reads the command line of git, its parent, with one
 # `tr`), and handed to the person's own hook, which runs after, as git would run it.
+# Nor are avfs's held refs (refs/avfs/held/: core/store/heldref.py) moved or deleted by git
+# there (but by its pack-refs, which only packs them): a `git update-ref -d` of one, then
+# `git gc`, pruned what the mounted view stands on (gitgc2, gitgc3).
+# It also writes the last move of the branch made by git in this mount's worktree, once
+# committed, in the mount's own directory (ownfiles.MOVED_FILE, by the shell's redirection):
+# how avfs tells git's move in the mount from another hand's (mount/live.py) where the
+# worktree's HEAD log no longer says (`git reflog expire` empties it). Only git whose
+# $GIT_DIR is this worktree's: a linked worktree made from the mount copies its config, so
+# runs this hook too, and its moves are another hand's (gitgc2 took them for the mount's).
 _REF_GUARD = """#!/bin/sh
 # avfs: the reference-transaction hook of the mount of fork {fork_q} (vault {vault_q}); made
 # by every mount, in the mount's own directory (a confined command cannot write it)
 fork={fork_sh}
 input=
 hit=
+held=
+moved=
 while read -r old new ref; do
     input="$input$old $new $ref
 "
     if [ "$ref" = "refs/heads/$fork" ] || [ "$ref" = HEAD ]; then
         case $new in *[!0]*) ;; *) hit=1 ;; esac
     fi
+    if [ "$ref" = "refs/heads/$fork" ]; then
+        case $new in *[!0]*) moved="$old $new" ;; esac
+    fi
+    case $ref in refs/avfs/held/*) held=1 ;; esac
 done
+if [ -n "$moved" ] && [ "$1" = committed ]; then
+    case $GIT_DIR in
+    {git_dir_sh}|{git_dir_real_sh}) here=1 ;;
+    "") here= ;;
+    *) here=$(cd -P -- "$GIT_DIR" 2>/dev/null && pwd -P) && [ "$here" = {git_dir_real_sh} ] || here= ;;
+    esac
+    if [ -n "$here" ]; then
+        {{ printf '%s\n' "$moved" > {moved_sh}; }} 2>/dev/null
+    fi
+fi
 # git's pack-refs (run by `git gc`, `git maintenance`) deletes each loose ref it packed: the
 # ref stays (in packed-refs), so its git, this hook's parent, passes
 pack_refs() {{
@@ -365,8 +390,16 @@ pack_refs() {{
     done
     return 1
 }}
-if [ -n "$hit" ] && pack_refs; then
+if [ -n "$hit$held" ] && pack_refs; then
     hit=
+    held=
+fi
+if [ -n "$held" ] && [ "$1" = prepared ]; then
+    echo "avfs: refs/avfs/held/ is avfs's own: it keeps the commits and files the mounted" \
+        "forks' views stand on from git's gc; git does not move or delete it here" >&2
+    echo "avfs: it goes with its fork (avfs vault delete "{vault_sh}":FORK), and names" \
+        "nothing once the fork's changes are checkpointed and it is unmounted" >&2
+    exit 1
 fi
 if [ -n "$hit" ] && [ "$1" = prepared ]; then
     echo "avfs: refs/heads/$fork is fork $fork of vault "{vault_sh}", mounted here:" \\
@@ -435,6 +468,9 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
         vault_sh=_sh(vault.name),
         chain_sh=_sh(chain),
         logs_sh=_sh(os.path.join(vault.path, "logs", "refs")),
+        git_dir_sh=_sh(git_dir),
+        git_dir_real_sh=_sh(os.path.realpath(git_dir)),
+        moved_sh=_sh(os.path.join(own, MOVED_FILE)),
     )
     write_file(d, "reference-transaction", ref_guard.encode(), mode=0o755)
     return d

@@ -176,7 +176,7 @@ def write_index(
         return False
     with dropped_on_error(git_dir, fd):  # (an error of the index's making left the lock)
         data = index_bytes(vault, commit, stat_of, fsmonitor_token)
-    _write_locked(git_dir, fd, data)
+    write_locked(git_dir, fd, data)
     return True
 
 
@@ -318,7 +318,7 @@ def _entries(
     return entries, nodes, skipped
 
 
-def _write_locked(git_dir: str, fd: int, data: bytes) -> None:
+def write_locked(git_dir: str, fd: int, data: bytes) -> None:
     """Write ``data`` through git's ``index.lock`` (``fd``, created by the caller
     ``O_EXCL|O_NOFOLLOW``) and rename it over the index: git's own protocol, so git never
     reads half an index; the rename replaces whatever ``index`` is (a symlink planted there
@@ -433,7 +433,7 @@ def sync_index(
             data = with_converted(ws, base, data)
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         # (git's skip-worktree and assume-unchanged bits: kept where the index is made anew)
-        _write_locked(git_dir, fd, data if patched else indexflags.carried(git_dir, data))
+        write_locked(git_dir, fd, data if patched else indexflags.carried(git_dir, data))
         write_file(own, STAMP_FILE, stamp.encode())
         if keeps:  # for the next mount of this base, off git's way (mount/keptindex.py)
             _keep_later(ws, base, data, kept_after)

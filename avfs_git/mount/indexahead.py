@@ -35,9 +35,10 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
+from .heldstat import Stat, written_stat
 from .index import index_stat, read_view
 from .indexguard import held
-from .indexpatch import patched_index
+from .indexpatch import StatFn, patched_index
 from .ownfiles import MAX_INDEX, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
 
 AHEAD = "index.avfs-ahead"  # in the worktree's git dir: the index written before its rename
@@ -85,8 +86,11 @@ def write_ahead(
     token = f"avfs:{commit}:{'-' if view_changed else view.view_time}:{seq}"
     try:
         # (the sizes of the commit's checkout forms: its attributes may convert otherwise)
-        stat_of = index_stat(ws, uid, gid, view._replace(base=commit))
-        data = patched_index(ws, git_dir, view.base, commit, stat_of, token)
+        stat_of = _recorded_first(
+            index_stat(ws, uid, gid, view._replace(base=commit)), written_stat(ws, uid, gid)
+        )
+        with ws.overlay.remembering():  # (written_stat's reads of the recorded paths share their ancestors)
+            data = patched_index(ws, git_dir, view.base, commit, stat_of, token)
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
         return None
     if data is None or before is None:
@@ -108,6 +112,22 @@ def write_ahead(
             write_file(own, STAMP_FILE, old_stamp.encode())
 
     return land
+
+
+def _recorded_first(stat_of: StatFn, written: Callable[[str], Stat | None]) -> StatFn:
+    """``stat_of``, but a file the checkpoint recorded (read by its capture, unchanged
+    since) with the stat the mount shows for it (:func:`.heldstat.written_stat`): the
+    view time ``stat_of`` gives such a file made git hash it again at its next status.
+    A converted file's own (``stat_of``'s ``held_stat``) comes first, as there."""
+
+    def call(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
+        got = stat_of(path, mode, oid)
+        if mode == 0o160000:
+            return got
+        mine = written(path)
+        return got if mine is None or mine[5] != got[5] else mine
+
+    return call
 
 
 def _replace(git_dir: str, data: bytes) -> None:

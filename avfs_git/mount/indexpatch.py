@@ -131,7 +131,7 @@ def _dirty_after(
     looks at those files again; dropped (an empty bitmap, as before gitmodel14), avfs's
     token, whose answer names only what the files differ from the base in, had git trust
     such an entry without looking: `MM` read `M ` after a checkpoint."""
-    old = _fsmonitor_dirty(data, off)
+    old = fsmonitor_dirty(data, off, len(offs))
     if not old:
         return None
     from .ewah import Ewah  # (only where git left dirty bits: a checkpoint's import count)
@@ -151,10 +151,14 @@ def _dirty_after(
     return out
 
 
-def _fsmonitor_dirty(index: bytes, off: int) -> list[int]:
+def fsmonitor_dirty(index: bytes, off: int, entries: int) -> list[int]:
     """The positions set in the dirty bitmap of ``index``'s ``FSMN`` extension (version 2;
-    its extensions start at ``off``), in increasing order; none when it has none or it
-    cannot be read (git then finds none dirty, as in the index avfs writes)."""
+    its extensions start at ``off``), in increasing order, below ``entries`` (the index's
+    count) and the bitmap's own bit count; none when it has none or it cannot be read (git
+    then finds none dirty, as in the index avfs writes). A marker word says how many words
+    of ones follow, up to 2^32 - 1 of them: read as far as the entries go, never further
+    (the twenty-fourth round, NAME=attack15: one such word a confined command wrote into
+    the mount's index had the next checkpoint ask for a list of 2^38 positions)."""
     end = len(index) - 20
     while off + 8 <= end:
         size = int.from_bytes(index[off + 4 : off + 8], "big")
@@ -171,19 +175,22 @@ def _fsmonitor_dirty(index: bytes, off: int) -> list[int]:
             words = struct.unpack_from(f">{nwords}Q", ext, at + 8)
         except (ValueError, struct.error):
             return []
+        limit = min(nbits, entries)
         bits: list[int] = []
         pos = i = 0
-        while i < len(words):
+        while i < len(words) and pos < limit:
             rlw = words[i]
             run, lits = (rlw >> 1) & 0xFFFFFFFF, rlw >> 33
             if rlw & 1:
-                bits.extend(range(pos, pos + 64 * run))
+                bits.extend(range(pos, min(pos + 64 * run, limit)))
             pos += 64 * run
             for w in words[i + 1 : i + 1 + lits]:
+                if pos >= limit:
+                    break
                 bits.extend(pos + b for b in range(64) if w >> b & 1)
                 pos += 64
             i += 1 + lits
-        return [b for b in bits if b < nbits]
+        return [b for b in bits if b < limit]
     return []
 
 
@@ -278,8 +285,8 @@ def _cache_tree_without(index: bytes, off: int, paths: Sequence[str]) -> bytes |
 
     try:
         one("")
-    except (ValueError, IndexError, struct.error):
-        return None
+    except (ValueError, IndexError, struct.error, RecursionError):
+        return None  # (nested past Python's limit, ~1,000 deep: the patch writes no cache tree)
     return b"".join(out) if at == len(data) else None
 
 

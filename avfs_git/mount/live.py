@@ -25,6 +25,7 @@ from .ownfiles import (
     ACK_FILE,
     ACK_WAIT_S,
     MERGE_MARKER,
+    MOVED_FILE,
     STAMP_FILE,
     WAKE_FIFO,
     MountedFork,
@@ -239,6 +240,24 @@ def _committed_here(git_dir: str, commit: str, *, any_move: bool = False) -> boo
     return len(last) >= 2 and last[1].decode("ascii", "replace") == commit
 
 
+def _hook_says(files: str, commit: str) -> bool:
+    """Whether the last move of the fork's branch that git in the mount's own worktree made
+    was to ``commit``: the mount's reference-transaction hook wrote it in the mount's own
+    directory ``files`` (:data:`.ownfiles.MOVED_FILE`; a linked worktree's git, which runs
+    the same hook, and git on the vault write nothing there). Unlike the worktree's HEAD
+    log, no `git reflog expire` empties it, and no confined command writes it."""
+    got = read_git_file(os.path.join(files, MOVED_FILE), limit=256) or b""
+    return got.split()[1:2] == [commit.encode("ascii", "replace")]
+
+
+def _git_made(git_dir: str, files: str, commit: str, *, any_move: bool = False) -> bool:
+    """Whether git in the mount (worktree git dir ``git_dir``, own directory ``files``) made
+    the branch's last move, to ``commit``: its HEAD log says so (:func:`_committed_here`),
+    or its reference-transaction hook does (:func:`_hook_says`: the HEAD log expired; with
+    git's hooks off, only the log)."""
+    return _committed_here(git_dir, commit, any_move=any_move) or _hook_says(files, commit)
+
+
 def moved_here(ws: MountedFork, commit: str, *, off_branch: bool = False) -> bool:
     """Whether git in the live mount of ``ws``'s fork made the last move of its HEAD (the
     worktree's HEAD log), to ``commit``, HEAD naming the fork's branch: a commit, amend,
@@ -256,10 +275,10 @@ def moved_here(ws: MountedFork, commit: str, *, off_branch: bool = False) -> boo
     )
     if on == off_branch:
         return False
-    return _committed_here(live.git_dir, commit, any_move=off_branch)
+    return _git_made(live.git_dir, live.files, commit, any_move=off_branch)
 
 
-def follow_at_unmount(ws: Any, git_dir: str) -> None:
+def follow_at_unmount(ws: Any, git_dir: str, files: str) -> None:
     """At unmount, before the mount's worktree ``git_dir`` goes: a move of the fork's branch
     git made in the mount that avfs has not taken yet (nothing asked avfs between git's
     `reset --hard` and the unmount) is taken now, as the next avfs command in the mount
@@ -274,7 +293,7 @@ def follow_at_unmount(ws: Any, git_dir: str) -> None:
         if tip is None or ws.overlay.get_meta("base") in (None, tip):
             return
         head = read_git_file(os.path.join(git_dir, "HEAD"), limit=1024)
-        if head == f"ref: {fork_ref(ws.fork)}\n".encode() and _committed_here(git_dir, tip):
+        if head == f"ref: {fork_ref(ws.fork)}\n".encode() and _git_made(git_dir, files, tip):
             follow_git(ws, wait_s=5.0, git_moved=True)
     except AvfsError:
         pass  # (the next command says the fork moved, as before)
@@ -401,7 +420,7 @@ def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
         return
     # (git made the base and left the branch since, as :func:`moved_here` ``off_branch``
     # tells: its index is its HEAD's, never made the base's behind its back, gitmodel12)
-    if not _committed_here(live.git_dir, ws.base) and not moved_here(ws, ws.base, off_branch=True):
+    if not _git_made(live.git_dir, live.files, ws.base) and not moved_here(ws, ws.base, off_branch=True):
         if not held:
             sync_index(ws, live.git_dir, live.uid, live.gid)
         return

@@ -64,6 +64,9 @@ MERGE_MARKER = "avfs-merge-head"  # the MERGE_HEAD avfs wrote for an open merge
 STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME MERGE": what the index was last written for
 LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
 HOOK_FILE = "fsmonitor-hook"  # git's fsmonitor hook (config.worktree names it by its path)
+# "OLD NEW": the last move of the fork's branch git in the mount's own worktree made (written
+# by the mount's reference-transaction hook, mount/hookscripts.py)
+MOVED_FILE = "git-moved"
 INDEX_ERROR = "avfs-index-error"  # what `git read-tree` said when it could not make the index
 INDEX_LOCK_WAIT_S = 10.0  # how long a writer waits for git to let go of index.lock
 MAX_READ = 1 << 16  # the most read of a small file (stamp, ack, marker, MERGE_HEAD)

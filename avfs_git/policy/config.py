@@ -287,6 +287,8 @@ def _toml(text: str, source: str) -> dict[str, Any]:
         if m:
             raise _error(source, int(m.group(1)), int(m.group(2)), msg[: m.start()]) from None
         raise _error(source, None, None, msg) from None
+    except RecursionError:  # (arrays or tables nested past Python's stack: was exit 70, internal)
+        raise _error(source, None, None, "its arrays or tables are nested too deeply to read") from None
 
 
 def parse_layer(text: str, source: str, *, shipped: bool) -> Layer:
@@ -541,7 +543,7 @@ class _Validator:
             raise self.fail(f"{label} has no 'name'", "rules", i)
         if (
             not isinstance(name, str)
-            or not _RULE_NAME.match(name)
+            or not _RULE_NAME.fullmatch(name)  # (`match`: its `$` took a trailing newline)
             or name == DEFAULT_RULE
             or name.startswith("builtin:")
         ):

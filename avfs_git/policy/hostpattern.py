@@ -31,7 +31,7 @@ def host_pattern(text: str) -> tuple[str, int | None]:
         name, colon, p = host.partition(":")
         port = p if colon else None
         name = name.rstrip(".")
-        if not _HOST_NAME.match(name):
+        if not _HOST_NAME.fullmatch(name):  # (`match`: its `$` took a trailing newline)
             raise ValueError(f"{text!r} is not a host name, an address or *.domain")
     if port is not None:
         if not port.isdigit() or not 0 < int(port) < 65536:

@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING
 from ..core.store import deeptree, gitnames, refs
 from ..core.store.gitrun import git_env, run
 from ..core.workspace.untrusted import read_file
+from ..mount.indexflags import whole
+from .heldlock import odd_shared
 from .seal import Sealed, _index_stat
+from .sealstaged import forget_cache_tree
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -52,12 +55,13 @@ def _index_gitlinks(git_dir: str) -> dict[str, str]:
     return links
 
 
-def _open_dir(root: str, path: str) -> int | None:
-    """A descriptor of directory ``root/path``, reached without following a symbolic link
-    below ``root`` and without leaving it; None when some part of the way is not a
-    directory, or not a name of one below ``root`` (``path`` comes from the mount's index,
-    which the command may have written: a ``..`` there would name the host's directories)."""
-    parts = path.split("/")
+def open_dir_below(root: str, path: str) -> int | None:
+    """A descriptor of directory ``root/path`` (``""``: ``root`` itself), reached without
+    following a symbolic link below ``root`` and without leaving it; None when some part of
+    the way is not a directory, or not a name of one below ``root`` (``path`` comes from
+    what the command may have written, the mount's index or the paths it wrote: a ``..``
+    there would name the host's directories)."""
+    parts = path.split("/") if path else []
     if any(part in ("", ".", "..") for part in parts):
         return None
     try:
@@ -87,7 +91,7 @@ def nested_repos(sealed: Sealed, mountpoint: str, since_ns: int) -> list[gitname
         return []
     out = []
     for path in sorted(_index_gitlinks(sealed.git_dir)):
-        fd = _open_dir(mountpoint, path)
+        fd = open_dir_below(mountpoint, path)
         if fd is None:
             continue
         try:
@@ -147,6 +151,7 @@ def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.N
         return []
     if _refuse_index(vault, sealed, git_dir):
         return []  # (made again from the fork's commit: its gitlinks are all the commit's)
+    forget_cache_tree(git_dir)
     links = _index_gitlinks(git_dir)
     if not links:
         return []
@@ -185,11 +190,19 @@ def _unsafe_path(path: bytes) -> bool:
 
 
 def _holds_unsafe(index: str, env: dict[str, str]) -> bool:
-    """Whether the index file ``index`` (of ``env``'s git dir) is no regular file, or holds
-    a path :func:`_unsafe_path` (found in its bytes, then by git)."""
+    """Whether the index file ``index`` (of ``env``'s git dir) is no regular file, names a
+    path otherwise than git writes it (:func:`.indexflags.whole`: `git checkout` would
+    write another path than `git ls-files` says), is still split (its shared index was not
+    there: `git update-index --no-split-index` failed, and every git after it would), or
+    holds a path :func:`_unsafe_path` (found in its bytes, then by git)."""
     data = read_file(index)
     if data is None:
         return os.path.lexists(index)
+    sigs = whole(data)
+    if sigs is None:
+        return True  # (a name git's checkout and its ls-files read two ways: no git wrote it)
+    if b"link" in sigs:
+        return True  # (a split index left whole or not: the shared index named is not there)
     if data[4:8] in (b"\0\0\0\x02", b"\0\0\0\x03") and _SUSPECT.search(data) is None:
         return False
     listed = run(["-c", "core.fsmonitor=false", "ls-files", "-z"], env=env, check=False)
@@ -211,6 +224,13 @@ def _refuse_index(vault: Vault, sealed: Sealed, git_dir: str) -> bool:
         shared = [n for n in os.listdir(git_dir) if n.startswith("sharedindex.")]
     except OSError:
         shared = []
+    for name in odd_shared(git_dir):  # (a FIFO git would wait on: gone, the index made again)
+        path = os.path.join(git_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            deeptree.rmtree(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
     whole = True
     if shared:
         whole = run([*cfg, "update-index", "--no-split-index"], env=env, check=False).returncode == 0

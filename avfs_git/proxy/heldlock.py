@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from ..core.store import refs
 from ..core.store.gitrun import git_env, run
+from ..core.workspace.untrusted import read_file
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -66,7 +67,31 @@ def why_not(vault: Vault, fork: str, lock: str, scratch: str) -> str | None:
         os.close(fd)
 
 
+def odd_shared(git_dir: str) -> list[str]:
+    """The names ``sharedindex.*`` in ``git_dir`` that are not regular files: git opens the
+    one a split index names as it reads the index, and waits for ever on a FIFO (one a
+    confined command made where its Landlock domain was not applied)."""
+    try:
+        names = [n for n in os.listdir(git_dir) if n.startswith("sharedindex.")]
+    except OSError:
+        return []
+    odd = []
+    for name in names:
+        try:
+            if not stat.S_ISREG(os.lstat(os.path.join(git_dir, name)).st_mode):
+                odd.append(name)
+        except FileNotFoundError:
+            continue
+    return odd
+
+
 def _why_not_index(vault: Vault, fork: str, git_dir: str, index: str) -> str | None:
+    from ..mount.indexflags import names_whole
+
+    if not names_whole(read_file(index) or b""):
+        return "it names a path otherwise than git writes it (git's checkout would write another)"
+    if odd_shared(git_dir):
+        return "a shared index beside it is not a regular file (git would wait on it)"
     env = git_env()
     env["GIT_DIR"] = git_dir
     env["GIT_INDEX_FILE"] = index
@@ -91,7 +116,71 @@ def _why_not_index(vault: Vault, fork: str, git_dir: str, index: str) -> str | N
         return "it stages a nested repository the fork's commit does not hold (git would run code from its config)"
     if blobs and _absent(vault, sorted(blobs)):
         return "it stages content the vault does not hold (written by no git of the person's)"
+    if not _cache_tree_made(vault, git_dir, index):
+        return (
+            "its cache tree names a directory's tree that its entries do not make (git's next"
+            " commit would record that tree)"
+        )
     return None
+
+
+def _cache_tree_made(vault: Vault, git_dir: str, index: str) -> bool:
+    """Whether every directory the cache tree (``TREE`` extension) of the index file
+    ``index`` says is valid names the tree its entries make. git trusts such a node: its
+    `git commit` records that tree without reading the entries below it. The person's
+    `git commit -a` writes a whole cache tree into the lock it holds (``cache_tree_update``
+    before ``write_locked_index``); a command that swapped in the same bytes with a node set
+    to an older tree (the vault holds every tree of the fork's history) had, once the
+    person's git renamed the lock into place, their next `git commit` record it (found in
+    the twenty-fifth round, NAME=attack16; the twenty-fourth took the cache tree out of an
+    index the command changed, not of a held lock). The trees the entries make are written
+    by `git write-tree` of a copy without the cache tree into a scratch object directory
+    beside ``index`` (the vault's objects as its alternate: nothing is added to the vault),
+    then listed by `git ls-tree -r -d`."""
+    import shutil
+
+    from ..mount.indexflags import cache_tree, extension, without
+
+    data = read_file(index) or b""
+    ext = extension(data, b"TREE")
+    if ext is None:
+        return True
+    nodes = cache_tree(ext)
+    if nodes is None:
+        return False  # not as git writes it
+    valid = {p: oid.hex() for p, oid in nodes.items() if oid is not None}
+    if not valid:
+        return True
+    plain = without(data, (b"TREE",))
+    if plain is None:
+        return False
+    scratch = tempfile.mkdtemp(prefix=".held-trees.", dir=os.path.dirname(index))
+    try:
+        os.mkdir(os.path.join(scratch, "objects"))  # (git takes no repository without it)
+        copy = os.path.join(scratch, "index")
+        with open(copy, "wb") as fh:
+            fh.write(plain)
+        env = git_env()
+        env["GIT_DIR"] = git_dir
+        env["GIT_INDEX_FILE"] = copy
+        env["GIT_NO_REPLACE_OBJECTS"] = "1"
+        env["GIT_OBJECT_DIRECTORY"] = os.path.join(scratch, "objects")
+        env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = os.path.join(vault.path, "objects")
+        made = run([*_CFG, "write-tree"], env=env, check=False)
+        if made.returncode != 0:
+            return False  # (unmerged entries: no git writes a valid node over them)
+        root = made.stdout.decode("ascii", "replace").strip()
+        listed = run([*_CFG, "ls-tree", "-r", "-d", "-z", "--full-tree", root], env=env, check=False)
+        if listed.returncode != 0:
+            return False
+        trees = {b"": root}
+        for rec in listed.stdout.split(b"\0"):
+            meta, _, path = rec.partition(b"\t")
+            if meta:
+                trees[path] = meta.split(b" ")[2].decode("ascii", "replace")
+        return all(trees.get(p) == oid for p, oid in valid.items())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _gitlinks_not_the_fork_s(vault: Vault, fork: str, links: dict[str, str]) -> bool:

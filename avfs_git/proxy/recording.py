@@ -9,7 +9,14 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import AvfsError, MountDiedError, QuotaExceededError, WriteBackIncompleteError
+from ..core.errors import (
+    AvfsError,
+    BusyError,
+    MountDiedError,
+    NoSpaceError,
+    QuotaExceededError,
+    WriteBackIncompleteError,
+)
 from ..core.records import dataclass
 from ..core.store import names
 from ..core.vaults import audit
@@ -278,6 +285,13 @@ def record(
         # a repository the command made at a submodule's path: git would run its config
         since_ns = before.start.t_ns - since.CTIME_SLACK_NS
         gitlinks += _not_recorded(nested_repos(placed.sealed, placed.root, since_ns))
+    if placed.copy is None and placed.mount.backend != "fuse" and not untouched:
+        from ..core.workspace import since
+        from . import gitfifos
+
+        # a FIFO the command left at a name git opens (`.gitignore`): the person's git waits on it
+        made_ns = before.start.t_ns - since.CTIME_SLACK_NS
+        gitlinks += _not_recorded(gitfifos.remove(placed.root, ws.since.paths(before.start), made_ns))
     changes, roots, untracked, ignored = _what_changed(ws, before, untouched, moved, tip1)
     _caches_readable(vault, placed)
     over = over_quota(vault, before.outside0, changes, fork)
@@ -362,12 +376,20 @@ def after_failure(
         state = fork_state(ws)
     except Exception:  # (the error that ended the call is the one to report)
         return None, error
-    if commit is None and changes and "nothing was changed" in (error.hint or ""):
+    if commit is None and changes and "nothing was changed" in f"{error.message} {error.hint or ''}":
+        # (the op log held or damaged as the commit took it, `OpLog.held`, says "nothing was
+        # changed" in its message: the command's changes are there all the same)
+        first = (
+            "retry once that process is done (the lock's holder above)"
+            if isinstance(error, BusyError)
+            else "free some space under the avfs home"
+            if isinstance(error, NoSpaceError)
+            else "mend what the error names"
+        )
         error = type(error)(
-            f"{error.message}; the command ran: the {len(changes)} path(s) it changed stay in the fork,"
-            " uncheckpointed (`changes`)",
-            hint="free some space under the avfs home, then `avfs checkpoint save` records them"
-            " (`avfs status` lists them)",
+            f"{error.message.replace('nothing was changed', 'nothing was committed')}; the command ran:"
+            f" the {len(changes)} path(s) it changed stay in the fork, uncheckpointed (`changes`)",
+            hint=f"{first}, then `avfs checkpoint save` records them (`avfs status` lists them)",
             details={**error.details, "uncheckpointed": len(changes)},
         )
     return Recorded(

@@ -13,9 +13,14 @@ the mount failed ("invalid object ... Error building trees") until they found it
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from ..core.store.gitrun import git_env, run
+from ..core.workspace.untrusted import read_file
+from ..mount.indexflags import without
+from ..mount.indexguard import create_lock
 from . import sealobjects
 
 if TYPE_CHECKING:
@@ -30,6 +35,7 @@ def keep_staged(vault: Vault, git_dir: str, od: str) -> list[dict[str, Any]]:
     """Take the blobs the index of ``git_dir`` stages that the vault lacks from the
     quarantine ``od``; put back the entries whose blob is still not there. Returns the
     ``refs_refused`` entries that say so (none when every staged blob is the vault's)."""
+    forget_cache_tree(git_dir)  # (the command's: diff-index below would trust it)
     env = git_env()
     env["GIT_DIR"] = git_dir
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
@@ -104,3 +110,125 @@ def _absent(vault: Vault, ids: list[str], od: str | None) -> set[str]:
         if kind != "blob":  # "missing", or an object a file's entry cannot name
             out.add(oid)
     return out
+
+
+def forget_cache_tree(git_dir: str) -> None:
+    """Take git's cache tree (the ``TREE`` extension) out of the index of ``git_dir``, which
+    the command changed. git trusts a cache tree's directory whose tree object exists: its
+    `git commit` records that tree without looking at the index's entries below it, and its
+    `git status` and `git diff --cached` compare it with HEAD's (the twenty-fourth round,
+    NAME=attack15: a command set ``src``'s to the tree of ``src`` before a security fix,
+    which the vault holds; the person's `git status` was clean, their `git commit -a` of a
+    README change reverted the fix). Without it git computes the trees from the entries
+    at its next `git commit` and keeps them. Written through git's ``index.lock``, created
+    ``O_EXCL|O_NOFOLLOW``, renamed over the index; where a git of the person's holds the
+    lock, the cache tree's ids are set to none in place instead (:func:`void_cache_tree`). Taken out before :func:`keep_staged` asks
+    git what the index stages (`git diff-index --cached` skips a directory whose cache tree
+    says HEAD's, and the blobs staged below it stayed out of the vault: the person's `git
+    commit` failed on them).
+
+    (A byte search first: an index without one is not walked.)"""
+    index = os.path.join(git_dir, "index")
+    head = read_file(index)
+    if head is None or b"TREE" not in head:
+        return
+    try:
+        fd = create_lock(git_dir)
+    except FileExistsError:  # a git of the person's holds it (the command's went before)
+        void_cache_tree(index)
+        return
+    except OSError:
+        return
+    lock = index + ".lock"
+    with os.fdopen(fd, "wb") as fh:
+        try:
+            out = without(read_file(index) or b"", (b"TREE",))  # (read under the lock)
+            if out is None:
+                os.unlink(lock)
+                return
+            fh.write(out)
+            fh.flush()
+            os.replace(lock, index)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            raise
+
+
+def void_cache_tree(index: str) -> None:
+    """Set every tree id of the cache tree of the index file ``index`` to the null id. git
+    takes a node whose tree object is not there for one to compute again (``update_one``:
+    ``has_object_file``), and compares no tree with it, silently (a renamed extension
+    would have git say "ignoring ... extension"). For the index of a mount whose
+    ``index.lock`` a git of the person's holds as the run ends (a `git commit -a` in its
+    editor): :func:`forget_cache_tree` cannot write it through the lock, and before the
+    twenty-fifth round (NAME=attack16) left the command's cache tree there; when the
+    person's commit was then abandoned (its lock rolled back), their next `git commit`
+    recorded the planted tree.
+
+    The voided index is written aside (a temp file beside it, ``O_CREAT|O_EXCL|O_NOFOLLOW``)
+    and exchanged with the file read (``renameat2(RENAME_EXCHANGE)``): a reader finds one
+    or the other, whole. Written in place before the twenty-sixth round (NAME=attack17), a
+    reader between two pages of that write (the kernel copies a write a page at a time,
+    and holds no reader off meanwhile) read new ids with the old checksum: libgit2
+    (pygit2), `git fsck` and avfs's own checked readers refused the person's index. What
+    the exchange took out is looked at: when it is not the file read (the person's git
+    renamed its lock over the index meanwhile: their commit's index), it is put back and
+    the voided copy dropped. An index with other names is voided too (the exchange
+    replaces the name ``index``, never writes through it): before, one the command had
+    hard-linked (``ln index index.also``) was left with its planted cache tree, and the
+    person's next commit recorded it. Where the file system has no exchange, the ids are
+    written in place as before (not through other names). Not for a link or a file larger
+    than avfs reads an index."""
+    import hashlib
+    import secrets
+    import stat
+
+    from ..core.store.exchange import exchange
+    from ..mount.indexflags import cache_tree_ids
+
+    try:
+        fd = os.open(index, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > (2 << 30):
+            return
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        data = bytearray(b"".join(chunks))
+        ids = cache_tree_ids(bytes(data))
+        if not ids:
+            return
+        for at in ids:
+            data[at : at + 20] = bytes(20)
+        data[-20:] = hashlib.sha1(data[:-20]).digest()
+        aside = f"{index}.avfs-void.{os.getpid()}.{secrets.token_hex(6)}"
+        try:
+            out = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            try:
+                with contextlib.suppress(OSError):  # (as the index was: git's mode, its owner)
+                    os.fchown(out, st.st_uid, st.st_gid)
+                os.fchmod(out, stat.S_IMODE(st.st_mode))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view) :]
+            finally:
+                os.close(out)
+            if not exchange(aside, index):
+                if st.st_nlink == 1:  # (no exchange here: in place, never through another name)
+                    os.pwrite(fd, bytes(data[ids[0] :]), ids[0])
+                return
+            took = os.lstat(aside)
+            if (took.st_dev, took.st_ino) != (st.st_dev, st.st_ino):
+                exchange(aside, index)  # the person's commit landed meanwhile: theirs stays
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
+    finally:
+        os.close(fd)

@@ -6,11 +6,12 @@ no whiteout, only its parent directory's times moved (the root directory is not 
 the upper layer's entries). Each case runs the command through the CLI, on the warm path
 (the mount's daemon answers) and as the first call (the fork not mounted), on both mount
 backends, and checks the fork's commit with git and `avfs status`. Real mounts, real
-bwrap, real CLI processes."""
+bwrap, real CLI processes for the calls (`avfs status` and `avfs rm` in the test's process:
+``conftest.run_in_process``)."""
 
 from __future__ import annotations
 
-import json
+import os
 from typing import Any
 
 import pytest
@@ -22,10 +23,10 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
-from ..conftest import git
+from ..conftest import CliResult, git, run_in_process
 from ..test_confine import _need_bwrap
 from .backends import MOUNTS
-from .test_mount_kept_warm import LONG, _avfs, _env, _exec
+from .test_mount_kept_warm import LONG, _env, _exec
 
 pytestmark = pytest.mark.backends(*MOUNTS)
 
@@ -80,14 +81,25 @@ class Run:
         return set(out.split())
 
     def status(self) -> list[dict[str, Any]]:
-        r = _avfs(self.home, self.backend, "--vault", "v:main", "--json", "status")
-        assert r.returncode == 0, r.stderr
-        return list(json.loads(r.stdout)["changes"])
+        """`avfs --json status`'s changes, the command run in this process (suitetime14:
+        a process of its own after each case was ~1/4 of the file's CPU; the calls these
+        tests are about, `proxy exec`, stay real processes)."""
+        r = _cli(self.home, self.backend, "--vault", "v:main", "--json", "status")
+        assert r.code == 0, r.err
+        return list(r.json()["changes"])
 
     def holds(self, expected: set[str]) -> None:
         """The fork's commit is ``expected`` and nothing is left uncheckpointed."""
         assert self.tree() == expected
         assert self.status() == []
+
+
+def _cli(home: Home, backend: str, *args: str) -> CliResult:
+    """``avfs --home HOME ARGS`` in this process (``conftest.run_in_process``), with the
+    backend's environment as test_mount_kept_warm._avfs gives a process."""
+    env = {"AVFS_MOUNT_IDLE": LONG, **({"AVFS_NO_OVERLAY": "1"} if backend == "fuse" else {})}
+    assert backend == "fuse" or "AVFS_NO_OVERLAY" not in os.environ
+    return run_in_process(["--home", home.path, *args], env=env)
 
 
 @pytest.fixture
@@ -177,8 +189,8 @@ def test_a_file_removed_by_avfs_rm_made_again_then_deleted_by_a_call_is_committe
     """A path of the fork's commit removed outside a command (``avfs rm``: through the mount
     when it is up, into the overlay's entries when not), made again as it was by one call,
     then deleted by the next: the last deletion is the commit's."""
-    r = _avfs(run.home, run.backend, "--vault", "v:main", "rm", "README.md")
-    assert r.returncode == 0, r.stderr
+    r = _cli(run.home, run.backend, "--vault", "v:main", "rm", "README.md")
+    assert r.code == 0, r.err
     again = run("echo '# hello' > README.md", "--no-commit")
     assert again["state"]["uncheckpointed_changes"] == 0, again
     gone = run("rm README.md")
@@ -192,8 +204,8 @@ def test_that_deletion_is_listed_by_a_call_that_does_not_commit_in_a_fork_with_o
     """As above, with ``--no-commit`` in a fork that has other uncheckpointed changes: its
     ``changes`` are the paths the command wrote (filtered from a status), the root's
     removal among them."""
-    r = _avfs(run.home, run.backend, "--vault", "v:main", "rm", "README.md")
-    assert r.returncode == 0, r.stderr
+    r = _cli(run.home, run.backend, "--vault", "v:main", "rm", "README.md")
+    assert r.code == 0, r.err
     run("echo '# hello' > README.md && echo o > other.txt", "--no-commit")
     gone = run("rm README.md", "--no-commit")
     assert _changes(gone) == {("README.md", "deleted")} and gone["commit"] is None, gone
@@ -246,7 +258,7 @@ def test_exec_in_reports_and_commits_the_same_deletions(backend: str, home: Home
     r.holds(BASE)
     # a path of the commit removed while not mounted, made again in the mount, then deleted
     mounts.unmount(home, fork, "main")
-    assert _avfs(home, backend, "--vault", "v:main", "rm", "README.md").returncode == 0
+    assert _cli(home, backend, "--vault", "v:main", "rm", "README.md").code == 0
     assert run("echo '# hello' > README.md", commit=False)["state"]["uncheckpointed_changes"] == 0
     gone = run("rm README.md")
     assert _changes(gone) == {("README.md", "deleted")} and gone["commit"], gone

@@ -440,11 +440,11 @@ def test_a_rename_onto_a_file_git_just_committed(mounted: Any) -> None:
     assert _git(mp, "show", "HEAD:d/moved.txt").stdout == "c\n"
 
 
-def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, cli_proc: Any) -> None:
+def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, cli: Any) -> None:
     mp, avfs = mounted
-    assert cli_proc("vault", "fork", "v:main", "g").code == 0
-    assert cli_proc("--vault", "v:g", "write", "theirs.txt", "g's\n").code == 0
-    assert cli_proc("--vault", "v:g", "checkpoint", "save", "-m", "g").code == 0
+    assert cli("vault", "fork", "v:main", "g").code == 0
+    assert cli("--vault", "v:g", "write", "theirs.txt", "g's\n").code == 0
+    assert cli("--vault", "v:g", "checkpoint", "save", "-m", "g").code == 0
     # uncheckpointed work in the mount: a change and a new file, carried by git's switch
     with open(mp / "a.txt", "a") as fh:
         fh.write("mine\n")
@@ -465,7 +465,7 @@ def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, cli_proc: A
     assert cb.returncode == 1 and "switching back to f" in cb.stderr, cb
     assert _git(mp, "symbolic-ref", "HEAD").stdout.strip() == "refs/heads/f"
     assert _git(mp, "rev-parse", "x").stdout.strip() == tip
-    assert "x" in json.dumps(cli_proc("--json", "vault", "info", "v").json())
+    assert "x" in json.dumps(cli("--json", "vault", "info", "v").json())
     assert _state(mp)[1:] == (before[1], _git(mp, "branch", "--list").stdout, before[3])
     # a detached HEAD is git's own state: allowed, named by avfs, and left with `git switch f`
     assert _git(mp, "checkout", "-q", "--detach").returncode == 0
@@ -478,12 +478,12 @@ def test_a_branch_switch_in_the_mount_is_switched_back(mounted: Any, cli_proc: A
     _clean_everywhere(mp, avfs)
 
 
-def test_the_persons_hooks_still_run_in_the_mount(mounted: Any, cli_proc: Any, tmp_path: Path) -> None:
+def test_the_persons_hooks_still_run_in_the_mount(mounted: Any, cli: Any, tmp_path: Path) -> None:
     """The mount's own hooks directory (core.hooksPath of its worktree) reaches the vault's
     hooks: pre-commit and post-checkout run as they would without avfs, a hook added after
     mounting too."""
     mp, _avfs = mounted
-    hooks = Path(cli_proc("vault", "path", "v").out.strip()) / "hooks"
+    hooks = Path(cli("vault", "path", "v").out.strip()) / "hooks"
     marks = tmp_path / "marks"
     for name in ("pre-commit", "post-checkout"):
         (hooks / name).write_text(f'#!/bin/sh\necho {name} "$@" >> {marks}\n')
@@ -496,7 +496,7 @@ def test_the_persons_hooks_still_run_in_the_mount(mounted: Any, cli_proc: Any, t
     lines = marks.read_text().splitlines()
     assert lines[0] == "pre-commit" and lines[1].startswith("post-checkout ") and len(lines) == 3, lines
     # a refused switch does not run the person's post-checkout (nothing was checked out)
-    assert cli_proc("vault", "fork", "v:main", "g").code == 0
+    assert cli("vault", "fork", "v:main", "g").code == 0
     _git(mp, "switch", "g", check=False)
     assert len(marks.read_text().splitlines()) == 3
 
@@ -560,7 +560,7 @@ def test_a_rebase_finished_inside_proxy_exec_moves_the_fork(mounted: Any) -> Non
 
 
 def test_the_way_back_named_for_the_vaults_own_head_branch_works(
-    backend: str, cli_proc: Any, tmp_path: Path, mounted: Any
+    backend: str, cli: Any, tmp_path: Path, mounted: Any
 ) -> None:
     """The vault's own HEAD branch (`main`) is taken by git 2.39 for checked out in the bare
     vault, so `git switch main` in its mount fails ("already checked out"): the way back
@@ -568,20 +568,20 @@ def test_the_way_back_named_for_the_vaults_own_head_branch_works(
     the plain one."""
     mp = tmp_path / "main-m"
     mp.mkdir()
-    assert cli_proc("--vault", "v:main", "mount", "--backend", backend, str(mp)).code == 0
+    assert cli("--vault", "v:main", "mount", "--backend", backend, str(mp)).code == 0
     try:
         _git(mp, "checkout", "-q", "--detach")
-        res = cli_proc("--json", "checkpoint", "save", cwd=str(mp))
+        res = cli("--json", "checkpoint", "save", cwd=str(mp))
         assert res.code != 0 and res.json()["error"]["code"] == "git_in_progress", res.out
         hint = res.json()["error"]["hint"]
         way_back = hint.split("`")[1]
         assert way_back == "git switch --ignore-other-worktrees main", hint
-        assert way_back in cli_proc("status", cwd=str(mp)).out
+        assert way_back in cli("status", cwd=str(mp)).out
         assert _git(mp, "switch", "-q", "main", check=False).returncode != 0  # (git's limit)
         _git(mp, *way_back.split()[1:])
-        assert _status(lambda *a: cli_proc(*a, cwd=str(mp)))["git"] is None
+        assert _status(lambda *a: cli(*a, cwd=str(mp)))["git"] is None
     finally:
-        cli_proc("--vault", "v:main", "unmount", str(mp))
+        cli("--vault", "v:main", "unmount", str(mp))
     other_mp, avfs = mounted
     _git(other_mp, "checkout", "-q", "--detach")
     assert avfs("--json", "checkpoint", "save").json()["error"]["hint"].split("`")[1] == "git switch f"
@@ -780,7 +780,7 @@ def test_a_directory_git_mv_renamed_keeps_its_files_when_git_moves_the_base(moun
 
 @pytest.mark.parametrize("move", ["checkpoint", "merge"])
 def test_a_move_of_the_base_waits_for_git_s_index_lock_and_fails_clearly(
-    mounted: Any, cli_proc: Any, move: str
+    mounted: Any, cli: Any, move: str
 ) -> None:
     """git in the mount holds `index.lock` (a `git commit -a` waiting for its message holds
     it for as long as the editor is open) while avfs moves the fork's branch. The mover
@@ -792,9 +792,9 @@ def test_a_move_of_the_base_waits_for_git_s_index_lock_and_fails_clearly(
     merge into the mounted fork: nothing merged)."""
     mp, avfs = mounted
     if move == "merge":
-        assert cli_proc("vault", "fork", "v:main", "g").code == 0
-        assert cli_proc("--vault", "v:g", "write", "theirs.txt", "g's\n").code == 0
-        assert cli_proc("--vault", "v:g", "checkpoint", "save", "-m", "g").code == 0
+        assert cli("vault", "fork", "v:main", "g").code == 0
+        assert cli("--vault", "v:g", "write", "theirs.txt", "g's\n").code == 0
+        assert cli("--vault", "v:g", "checkpoint", "save", "-m", "g").code == 0
         want, args = "", ("merge", "g")
     else:
         with open(mp / "a.txt", "a") as fh:

@@ -180,6 +180,28 @@ def save_locked(
     msg = message if message and message.strip() else (f"checkpoint {name}" if name else "checkpoint")
     if not msg.endswith("\n"):
         msg += "\n"
+    with vault.oplog.held("checkpoint"):
+        # (the op log's lock taken before the branch moves, its record made in it: held
+        # by another process, the checkpoint is refused with nothing changed, where it
+        # moved the branch and then said "not recorded", and `undo` undid the one before)
+        return _save_held(vault, ws, name_ref, name, msg, base, tip, rebase=rebase, on=on, only=only)
+
+
+def _save_held(
+    vault: Vault,
+    ws: Workspace,
+    name_ref: str | None,
+    name: str | None,
+    msg: str,
+    base: str,
+    tip: str | None,
+    *,
+    rebase: bool,
+    on: str | None,
+    only: Callable[[str], bool] | None,
+) -> tuple[str | None, str, int | None, list[Entry], int]:
+    """:func:`save_locked`'s commit, ref moves and record, under the op log's lock."""
+    fork = ws.fork
     commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)
     if commit is not None and on is None:
         # what the ref moved from: a `git commit` in the mount may have landed since the
@@ -326,13 +348,17 @@ def delete_checkpoint(vault: Vault, fork: str | None, name: str) -> Operation:
             raise RevisionNotFoundError(
                 f"fork {fork} has no checkpoint named {name!r}", details={"name": name}
             )
-        refs.cas_update(vault.store, ref, None, old, f"avfs: delete checkpoint {name}")
-        op_id = vault.oplog.record(
-            "checkpoint_delete",
-            f"delete checkpoint {name} on {fork}",
-            fork=fork,
-            refs=[{"ref": ref, "old": old, "new": None}],
-        )
+        # the op log's lock before the ref goes (as a checkpoint's, `OpLog.held`): held,
+        # damaged or read-only, the delete is refused with the ref still there, where it
+        # deleted the ref and said "not recorded" (`undo` could not bring it back)
+        with vault.oplog.held("checkpoint delete"):
+            refs.cas_update(vault.store, ref, None, old, f"avfs: delete checkpoint {name}")
+            op_id = vault.oplog.record(
+                "checkpoint_delete",
+                f"delete checkpoint {name} on {fork}",
+                fork=fork,
+                refs=[{"ref": ref, "old": old, "new": None}],
+            )
     op = vault.oplog.get(op_id)
     assert op is not None
     return op
@@ -366,35 +392,44 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         tip = ws.tip()
         before = {"base": ws.base, "tree": None}
         changed: list[dict[str, str | None]] = []
-        # the ref's move and the mount's index under the index guard and git's index.lock, the index
-        # written for the target before the branch moves: git in the mount commits no index of the old
-        # base on the new HEAD meanwhile (mount/indexahead.py). The recovery ref is made inside, taken
-        # back if the move fails (busy, a push moved the branch): a ref alone was one no operation named
-        with ws.index_guard(git=True) as ahead, wscommit.recovery_kept(ws, f"restore to {rev}") as rec:
-            if rec is not None:
-                before["tree"] = vault.store.commit_tree(rec[1])
-                changed.append({"ref": rec[0], "old": None, "new": rec[1]})
-            if tip != target:
-                wscommit.move_ref(
-                    vault.store, ws.ref, target, tip, f"avfs: restore {rev}", (ws, ahead), view_changed=True
-                )
-                changed.append({"ref": ws.ref, "old": tip, "new": target})
-            ws.set_base(target, keep_view=False)
-        op_id = vault.oplog.record(
-            "restore",
-            f"restore {fork} to {rev} ({target[:12]})",
-            fork=fork,
-            refs=changed,
-            workspaces=[
-                {
-                    "fork": fork,
-                    "before": before,
-                    "after": {"base": target, "tree": None},
-                    "view_changed": True,
-                }
-            ],
-            details={"revision": rev},
-        )
+        # the op log's lock first, the record made in it (as a checkpoint's, `OpLog.held`):
+        # held by another process, the restore is refused before anything moves
+        with vault.oplog.held("restore"):
+            # the ref's move and the mount's index under the index guard and git's index.lock, the index
+            # written for the target before the branch moves: git in the mount commits no index of the old
+            # base on the new HEAD meanwhile (mount/indexahead.py). The recovery ref is made inside, taken
+            # back if the move fails (busy, a push moved the branch): a ref alone was one no operation named
+            with ws.index_guard(git=True) as ahead, wscommit.recovery_kept(ws, f"restore to {rev}") as rec:
+                if rec is not None:
+                    before["tree"] = vault.store.commit_tree(rec[1])
+                    changed.append({"ref": rec[0], "old": None, "new": rec[1]})
+                if tip != target:
+                    wscommit.move_ref(
+                        vault.store,
+                        ws.ref,
+                        target,
+                        tip,
+                        f"avfs: restore {rev}",
+                        (ws, ahead),
+                        view_changed=True,
+                    )
+                    changed.append({"ref": ws.ref, "old": tip, "new": target})
+                ws.set_base(target, keep_view=False)
+            op_id = vault.oplog.record(
+                "restore",
+                f"restore {fork} to {rev} ({target[:12]})",
+                fork=fork,
+                refs=changed,
+                workspaces=[
+                    {
+                        "fork": fork,
+                        "before": before,
+                        "after": {"base": target, "tree": None},
+                        "view_changed": True,
+                    }
+                ],
+                details={"revision": rev},
+            )
     return RestoreResult(
         vault.name, fork, CommitId(target), CommitId(tip) if tip else None, rec[0] if rec else None, op_id
     )
@@ -428,25 +463,26 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
         msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
         commit = vault.store.create_commit(tree, [tip], msg, vault.author())
-        with ws.index_guard(git=True) as ahead:  # (as restore's)
-            wscommit.move_ref(
-                vault.store, ws.ref, commit, tip, f"avfs: revert {rev}", (ws, ahead), view_changed=True
+        with vault.oplog.held("revert"):  # (before the branch moves, as a checkpoint's)
+            with ws.index_guard(git=True) as ahead:  # (as restore's)
+                wscommit.move_ref(
+                    vault.store, ws.ref, commit, tip, f"avfs: revert {rev}", (ws, ahead), view_changed=True
+                )
+                ws.set_base(commit, keep_view=False)
+            op_id = vault.oplog.record(
+                "revert",
+                f"revert {str(target.id)[:12]} on {fork}",
+                fork=fork,
+                refs=[{"ref": ws.ref, "old": tip, "new": commit}],
+                workspaces=[
+                    {
+                        "fork": fork,
+                        "before": {"base": tip, "tree": None},
+                        "after": {"base": commit, "tree": None},
+                        "view_changed": True,
+                    }
+                ],
             )
-            ws.set_base(commit, keep_view=False)
-        op_id = vault.oplog.record(
-            "revert",
-            f"revert {str(target.id)[:12]} on {fork}",
-            fork=fork,
-            refs=[{"ref": ws.ref, "old": tip, "new": commit}],
-            workspaces=[
-                {
-                    "fork": fork,
-                    "before": {"base": tip, "tree": None},
-                    "after": {"base": commit, "tree": None},
-                    "view_changed": True,
-                }
-            ],
-        )
     return CheckpointResult(_info(vault, fork, commit, None), True, op_id)
 
 
@@ -459,21 +495,22 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
         tree = vault.store.commit_tree(commit := resolve(vault, rev, fork))
         ws.checkout_check(p, tree)  # refused before ws_state writes the dirty tree's objects
         before = ws_state(ws)
-        ws.checkout_path(p, tree)
-        op_id = vault.oplog.record(
-            "checkout",
-            f"checkout {p or '/'} from {rev} on {fork}",
-            fork=fork,
-            workspaces=[
-                {
-                    "fork": fork,
-                    "before": before,
-                    "after": {"base": ws.base, "tree": None},
-                    "view_changed": True,
-                }
-            ],
-            details={"path": p, "revision": rev, "commit": commit},
-        )
+        with vault.oplog.held("checkout"):  # (before the view changes, as a restore's)
+            ws.checkout_path(p, tree)
+            op_id = vault.oplog.record(
+                "checkout",
+                f"checkout {p or '/'} from {rev} on {fork}",
+                fork=fork,
+                workspaces=[
+                    {
+                        "fork": fork,
+                        "before": before,
+                        "after": {"base": ws.base, "tree": None},
+                        "view_changed": True,
+                    }
+                ],
+                details={"path": p, "revision": rev, "commit": commit},
+            )
     op = vault.oplog.get(op_id)
     assert op is not None
     return op

@@ -41,7 +41,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
 from ..types import MODE_LINK, Change, NodeKind
 from ..workspace.overlayentry import FILE, Entry
-from ..workspace.sqlite import busy_error, is_busy, open_db
+from ..workspace.sqlite import busy_error, is_busy, open_cache_in_memory, open_db
 from ..workspace.wssnapshot import Snapshot
 from ..workspace.wsview import Node, View
 from .search import BINARY_PROBE
@@ -129,7 +129,13 @@ class SearchIndex:
         self.path = os.path.join(ws.state_dir, INDEX_FILE)
         # (its catch-up waits for another process's as the vault's locks do)
         self.wait_s = ws.vault.lock_wait_s
-        self.db: sqlite3.Connection = open_db(self.path, _SCHEMA, version=_VERSION, wait_s=self.wait_s)
+        if os.access(ws.state_dir, os.W_OK) or not os.path.isdir(ws.state_dir):
+            self.db: sqlite3.Connection = open_db(self.path, _SCHEMA, version=_VERSION, wait_s=self.wait_s)
+        else:
+            # a home this process cannot write (a read-only mount): the index is a cache,
+            # caught up in memory from its file (or made there); it was `read_only` without
+            # an index, exit 70 with one ("attempt to write a readonly database")
+            self.db = open_cache_in_memory(self.path, _SCHEMA, version=_VERSION)
         self.stats = IndexStats()
         self._skip: list[str] = []  # paths whose documents a query leaves out (search's skip)
 

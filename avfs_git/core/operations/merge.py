@@ -218,8 +218,12 @@ def _commit_merge(
         pack.finish()
     if dry_run:
         return commit, None
-    rec = mergeguard.move_target(ws, commit, ours, f"avfs: merge {source}", held=held)
-    op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref, rec)
+    # the op log's lock before the target moves, the record made in it (as a checkpoint's,
+    # `OpLog.held`): held, damaged or read-only, the merge is refused with nothing moved,
+    # where it moved the target and said "not recorded" (`undo` could not take it back)
+    with vault.oplog.held("merge"):
+        rec = mergeguard.move_target(ws, commit, ours, f"avfs: merge {source}", held=held)
+        op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref, rec)
     return commit, op
 
 
@@ -259,11 +263,13 @@ def merge(
     while True:
         attempts += 1
         try:
-            return _merge_once(
-                vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
-                write_conflicts=write_conflicts, allow_unrelated=allow_unrelated, capture=capture,
-                message=message, source_ref=source_ref, expect_head=expect_head,
-            )  # fmt: skip
+            with vault.store.commit_trees_kept():  # (each commit's tree read once a try)
+                return _merge_once(
+                    vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
+                    write_conflicts=write_conflicts, allow_unrelated=allow_unrelated,
+                    capture=capture, message=message, source_ref=source_ref,
+                    expect_head=expect_head,
+                )  # fmt: skip
         except BusyError as exc:
             if exc.details.get("reason") != mergeguard.CHANGED_DURING_MERGE:
                 raise
@@ -350,11 +356,12 @@ def _merge_once(
             changed = ChangedPaths(vault.store, ours_tree, theirs_tree)  # listed when first read
             if dry_run:
                 return result("would_fast_forward", theirs, changed=changed)
-            rec = mergeguard.move_target(
-                ws, theirs, ours, f"avfs: merge {source} (fast-forward)", held=guarded
-            )
-            what = f"merge {source} into {target} (fast-forward)"
-            op = _record(vault, "merge", what, target, ours, theirs, ws.ref, rec)
+            with vault.oplog.held("merge"):  # (as _commit_merge's)
+                rec = mergeguard.move_target(
+                    ws, theirs, ours, f"avfs: merge {source} (fast-forward)", held=guarded
+                )
+                what = f"merge {source} into {target} (fast-forward)"
+                op = _record(vault, "merge", what, target, ours, theirs, ws.ref, rec)
             return result("fast_forward", theirs, changed=changed, op=op)
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
         msg = message or f"avfs: merge {source} into {target}\n"
@@ -376,7 +383,7 @@ def _merge_once(
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
         view_tree, op = show_conflicts(
-            vault, ws, index, conflicts, source, (ours, theirs, base), msg, held.close
+            vault, ws, index, conflicts, source, (ours, theirs, base), msg, held.close, guarded
         )
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
 
@@ -516,21 +523,24 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         except BaseException:
             pack.abort()
             raise
-        # published as a checkpoint is (.wscommit.publish): the ref moves by CAS, what the
-        # commit holds retires (a crash in between is finished by the next sync_base), an
-        # entry written since (its seq moved) stays on top of the merge commit, and a
-        # mount's index follows
-        publish(ws, commit, ours, retirable(ws, captured, tree), f"avfs: merge {st['source']}", seen=captured)
-        write_state(ws, None)
-        op = _record(
-            vault,
-            "merge",
-            f"merge {st['source']} into {target} (conflicts resolved)",
-            target,
-            ours,
-            commit,
-            ws.ref,
-        )
+        with vault.oplog.held("merge"):  # (before the target moves, as a merge's)
+            # published as a checkpoint is (.wscommit.publish): the ref moves by CAS, what the
+            # commit holds retires (a crash in between is finished by the next sync_base), an
+            # entry written since (its seq moved) stays on top of the merge commit, and a
+            # mount's index follows
+            publish(
+                ws, commit, ours, retirable(ws, captured, tree), f"avfs: merge {st['source']}", seen=captured
+            )
+            write_state(ws, None)
+            op = _record(
+                vault,
+                "merge",
+                f"merge {st['source']} into {target} (conflicts resolved)",
+                target,
+                ours,
+                commit,
+                ws.ref,
+            )
     return MergeResult(
         vault.name, st["source"], target, "merged", CommitId(ours), CommitId(theirs),
         CommitId(st["base"]) if st["base"] else None, CommitId(commit), (),
@@ -545,7 +555,7 @@ def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
     st = merge_state(ws)
     if st is None:
         raise UsageError(f"no merge into {target} is in progress")
-    with vault.lock(target):
+    with vault.lock(target), vault.oplog.held("merge abort"):  # (before the view changes, as a restore's)
         # what the merge wrote and any resolution work so far: kept, undoable
         rec = keep_recovery(ws, f"abort of the merge of {st['source']}")
         before_tree = vault.store.commit_tree(rec[1]) if rec else None

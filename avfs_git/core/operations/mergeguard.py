@@ -131,11 +131,16 @@ def move_target(
     ``held``: the merge has held the target's writers off since its capture
     (:func:`writers_held`), so nothing can have changed it: not checked again (a third
     status of the target, a quarter of a warm merge's CPU)."""
+    from ..workspace.wsforms import keep_forms  # (a merge's own: not every command's)
+
     live = ws.live_mount() is not None
     with ws.index_guard(git=True) as ahead, contextlib.nullcontext() if live else ws.overlay.txn():
         if not held:
             refuse_changed(ws)
+        # the files whose blob the merge leaves keep the bytes the mount shows, as git's
+        # work tree after `git merge` (a .gitattributes it brings would show them anew)
+        keep_forms(ws, ws.base_tree, ws.store.commit_tree(new))
         move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True)
         rec = keep_recovery(ws, "written during a merge") if live else None
-        ws.set_base(new, keep_view=False)
+        ws.set_base(new, keep_view=False, keep_forms=True)
     return rec

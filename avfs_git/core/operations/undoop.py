@@ -46,34 +46,16 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
     with vault.lock(*forks):
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
-        for r in moves:
-            # undoing a fork's creation refuses while mounted (as a delete): its processes keep their tree
-            if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
-                vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
-        for w in wss:
-            after = w.get("after")
-            if after is not None and vault.has_fork(w["fork"]):
-                cur_base = vault.workspace(w["fork"]).base
-                if cur_base != after["base"]:
-                    raise RefMovedError(
-                        f"cannot undo operation {op.id}: fork {w['fork']} moved on since"
-                        f" (its base is {cur_base}, not {after['base']})",
-                        hint="restore a checkpoint instead (`avfs checkpoint list`, `avfs log`)",
-                        details={"fork": w["fork"], "expected": after["base"], "current": cur_base},
-                    )
-        for r in moves:
-            cur = refs.read_ref(vault.store, str(r["ref"]))
-            if cur != r["new"]:
-                raise RefMovedError(
-                    f"cannot undo operation {op.id}: {r['ref']} is at {cur}, not {r['new']}",
-                    hint="something changed it since; restore a checkpoint instead",
-                    details={"ref": r["ref"], "expected": r["new"], "current": cur},
-                )
+        _check_undoable(vault, op, wss, moves)
         new_wss: list[dict[str, Any]] = []
         recovered: str | None = None
         rec_refs: list[dict[str, str | None]] = []
         held = {w["fork"]: vault.workspace(w["fork"]) for w in wss if vault.has_fork(w["fork"])}
         with contextlib.ExitStack() as guards:
+            # the op log's lock first, the record made in it: held by another process, the
+            # undo is refused before anything moves (it moved the refs, then said "not
+            # recorded": the undone operation not marked, no redo)
+            guards.enter_context(vault.oplog.held("undo"))
             # (as restore's: the moves and the mounts' indexes, written ahead, and the recovery
             # refs made inside, so that a guard that fails busy leaves no ref without its operation)
             ahead = {ws.ref: (ws, guards.enter_context(ws.index_guard(git=True))) for ws in held.values()}
@@ -117,14 +99,14 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
                     ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
                 else:
                     ws.set_base(before["base"], keep_view=True)
-        new_id = vault.oplog.record(
-            "undo",
-            f"undo operation {op.id} ({op.summary})",
-            fork=op.fork,
-            refs=[{"ref": r["ref"], "old": r["new"], "new": r["old"]} for r in moves] + rec_refs,
-            workspaces=new_wss,
-            undoes=op.id,
-        )
+            new_id = vault.oplog.record(
+                "undo",
+                f"undo operation {op.id} ({op.summary})",
+                fork=op.fork,
+                refs=[{"ref": r["ref"], "old": r["new"], "new": r["old"]} for r in moves] + rec_refs,
+                workspaces=new_wss,
+                undoes=op.id,
+            )
         for w in wss:  # git's state commands left, kept aside (core/vaults/keptstate.py): with its fork
             if w["before"] is None:  # this undo takes the fork away
                 keptstate.set_aside(vault.state_dir, w["fork"], new_id)
@@ -135,3 +117,33 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
     undone = vault.oplog.get(op.id)
     assert undone is not None
     return UndoResult(undone, new_id, recovered)
+
+
+def _check_undoable(
+    vault: Vault, op: Operation, wss: list[dict[str, Any]], moves: list[dict[str, Any]]
+) -> None:
+    """Refuse :func:`undo_operation` of ``op`` (nothing moved yet): a fork it would take away
+    mounted, or a fork or ref that moved on since the operation."""
+    for r in moves:
+        # undoing a fork's creation refuses while mounted (as a delete): its processes keep their tree
+        if r["old"] is None and str(r["ref"]).startswith(refs.HEADS):
+            vault.refuse_if_mounted(str(r["ref"])[len(refs.HEADS) :])
+    for w in wss:
+        after = w.get("after")
+        if after is not None and vault.has_fork(w["fork"]):
+            cur_base = vault.workspace(w["fork"]).base
+            if cur_base != after["base"]:
+                raise RefMovedError(
+                    f"cannot undo operation {op.id}: fork {w['fork']} moved on since"
+                    f" (its base is {cur_base}, not {after['base']})",
+                    hint="restore a checkpoint instead (`avfs checkpoint list`, `avfs log`)",
+                    details={"fork": w["fork"], "expected": after["base"], "current": cur_base},
+                )
+    for r in moves:
+        cur = refs.read_ref(vault.store, str(r["ref"]))
+        if cur != r["new"]:
+            raise RefMovedError(
+                f"cannot undo operation {op.id}: {r['ref']} is at {cur}, not {r['new']}",
+                hint="something changed it since; restore a checkpoint instead",
+                details={"ref": r["ref"], "expected": r["new"], "current": cur},
+            )

@@ -356,6 +356,8 @@ def _run_bounded(
 # cut short or disagreeing with its index, a tree a commit names gone), the object's id following
 _UNREADABLE = re.compile(
     r"(?:unable to (?:unpack|read(?: tree)?|parse(?: object)?)|could not read(?: object)?|bad object|"
+    # (`git grep`: "packed object ID (stored in PACK) is corrupt": was exit 70, internal)
+    r"packed object|"
     r"missing (?:blob|tree|commit)(?: object)?|loose object|corrupt(?:ed)?(?: (?:object|packed object) (?:for )?)?)"
     r"[ :]*'?([0-9a-f]{40})\b",
     re.IGNORECASE,

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
@@ -83,6 +84,7 @@ class GitStore(StoreWrites):
         self.path = path
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
+        self._commit_trees: dict[str, str] | None = None  # (:meth:`commit_trees_kept`)
         self.listed = KeptListing()  # the last tree_listing kept
         self.packs: PackSet | None = None  # which packs went (made on the way into libgit2)
         self._reader = ObjectReader(path, self._packset)  # (a pure reader long in use takes it too)
@@ -459,10 +461,33 @@ class GitStore(StoreWrites):
             raise RevisionNotFoundError(f"{oid} is not a commit") from exc
 
     def commit_tree(self, commit_oid: str) -> str:
+        memo = self._commit_trees
+        if memo is not None and (hit := memo.get(commit_oid)) is not None:
+            return hit
         data = self._commit_bytes(commit_oid)
         if not data.startswith(b"tree "):
             raise CorruptStateError(f"commit {commit_oid} has no tree")
-        return data[5:45].decode("ascii")
+        tree = data[5:45].decode("ascii")
+        if memo is not None and len(commit_oid) in (40, 64):
+            memo[commit_oid] = tree
+        return tree
+
+    @contextmanager
+    def commit_trees_kept(self) -> Iterator[None]:
+        """While it is entered, each full commit id's tree is read once (commits never
+        change under their id): an operation that asks the same few commits' trees over
+        and over through the layers it calls (a merge: 14 reads of 3-4 commits, ~1.5 ms
+        of a served fast-forward's CPU; h-merge4) without keeping them past its end, where
+        a commit may be pruned and an existence check must find it gone. Nested, the
+        outermost keeps them."""
+        if self._commit_trees is not None:
+            yield
+            return
+        self._commit_trees = {}
+        try:
+            yield
+        finally:
+            self._commit_trees = None
 
     def commit(self, oid: str) -> pygit2.Commit:
         import pygit2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptStateError, UsageError
@@ -182,6 +182,19 @@ class StoreWrites:
             pack.abort()
             raise
         return commit, held
+
+    def object_kinds(self, oids: Iterable[str]) -> dict[str, str]:
+        """The kind ("blob", "tree", "commit", "tag") of each of ``oids`` the vault holds
+        (those it does not are left out): all at once through the pure reader, the rest
+        one by one (:meth:`_kind`)."""
+        unique = list(dict.fromkeys(oids))
+        known = self._reader.kinds(unique)
+        out: dict[str, str] = {}
+        for oid in unique:
+            kind = known.get(oid) or self._kind(oid)
+            if kind is not None:
+                out[oid] = kind
+        return out
 
     def _kind(self, oid: str) -> str | None:
         """The kind of object ``oid`` (None: the vault does not hold it), from its header

@@ -23,7 +23,7 @@ def _check_segment(kind: str, name: str, seg: str) -> None:
         raise InvalidNameError(f"invalid {kind} name {name!r}: empty component")
     import re
 
-    if not re.match(_NAME, seg):
+    if not re.fullmatch(_NAME, seg):  # (not `match`: its `$` took "one\n", a trailing newline)
         raise InvalidNameError(
             f"invalid {kind} name {name!r}: use letters, digits, '.', '_', '+', '-'"
             " and do not start with '.', '-' or '+'",

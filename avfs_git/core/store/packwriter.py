@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable
 from typing import IO
 
-from ..errors import InternalError, from_oserror
+from ..errors import BusyError, from_oserror
 from .digests import sha1
 from .locks import flock_held
 from .safeopen import open_regular
@@ -298,7 +298,10 @@ class PackWriter:
 
     def add_file(self, path: str, root: str | None = None) -> str:
         """Add the contents of a file as a blob, streamed (no whole-file buffering): the
-        regular file at ``path`` only (:func:`open_regular`, ``root`` as there)."""
+        regular file at ``path`` only (:func:`open_regular`, ``root`` as there). A file over
+        1 MiB is hashed first (an object the pack holds costs no compression), then stored
+        under the hash of the bytes stored (the first pass's id gave a file a mount's writer
+        rewrote in place between the two a blob whose id is not its bytes' hash: raced1)."""
         with os.fdopen(open_regular(path, root), "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size <= _CHUNK:
@@ -306,29 +309,39 @@ class PackWriter:
             h = sha1(b"blob %d\0" % size, size=size)
             while chunk := fh.read(_CHUNK):
                 h.update(chunk)
-            oid = h.hexdigest()
-            if self._known(oid):
+            if self._known(oid := h.hexdigest()):
                 return oid
-            fh.seek(0)
-            start = self._offset
-            head = _header(OBJ_BLOB, size)
-            crc = zlib.crc32(head)
-            self._write(head)
-            comp = zlib.compressobj(1)
-            left = size
-            while left:
-                chunk = fh.read(min(_CHUNK, left))
-                if not chunk:
-                    raise InternalError(f"{path} shrank while it was being stored")
-                left -= len(chunk)
-                out = comp.compress(chunk)
-                crc = zlib.crc32(out, crc)
-                self._write(out)
-            out = comp.flush()
+            for _ in range(8):
+                fh.seek(0)
+                if (got := self._add_stream(fh, size)) is not None:
+                    return got
+                size = os.fstat(fh.fileno()).st_size
+        raise BusyError(f"{path} kept shrinking while it was being stored", hint="try again")
+
+    def _add_stream(self, fh: IO[bytes], size: int) -> str | None:
+        """Store the first ``size`` bytes of ``fh`` as a blob, hashed as they are written;
+        its id (a known object taken back out), or None if ``fh`` ended first (read again)."""
+        start = self._offset
+        h = sha1(b"blob %d\0" % size, size=size)
+        self._write(head := _header(OBJ_BLOB, size))
+        crc = zlib.crc32(head)
+        comp = zlib.compressobj(1)
+        left = size
+        while left and (chunk := fh.read(min(_CHUNK, left))):
+            left -= len(chunk)
+            h.update(chunk)
+            out = comp.compress(chunk)
             crc = zlib.crc32(out, crc)
             self._write(out)
-            self._entries[oid] = (start, crc)
-            return oid
+        oid = h.hexdigest()
+        if left or self._known(oid):  # (not kept: the pack truncated to where it began)
+            self._fh.truncate(start)  # (flushes first)
+            self._fh.seek(start)
+            self._offset = start
+            return None if left else oid
+        self._write(out := comp.flush())
+        self._entries[oid] = (start, zlib.crc32(out, crc))
+        return oid
 
     def abort(self) -> None:
         if not self._done:

@@ -24,6 +24,7 @@ import errno
 import os
 import re
 import stat
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, AvfsError, CorruptStateError, InternalError, RefMovedError, want_str
@@ -43,6 +44,7 @@ CHECKPOINTS = AVFS + "checkpoints/"
 RECOVERY = AVFS + "recovery/"
 ORIGIN = AVFS + "origin"  # the commit the origin directory's files last matched (quickstart)
 KEEP = AVFS + "keep"  # gc's temporary roots (``keep`` and ``keep/<oid>``) while git runs
+HELD = AVFS + "held/"  # per fork: the objects its overlay names by id, for git's gc (heldref.py)
 SEP = "/-/"
 ZERO_ID = "0" * 40  # git update-ref's "must not exist" old value
 # a branch no repository can have ("." may not start a component): the HEAD of a git run
@@ -83,6 +85,18 @@ def checkpoint_prefix(fork: str) -> str:
 
 def recovery_ref(fork: str, tag: str) -> str:
     return f"{RECOVERY}{fork}{SEP}{tag}"
+
+
+def held_ref(fork: str) -> str:
+    """The ref that keeps what fork ``fork``'s overlay names by id reachable (:mod:`.heldref`)."""
+    return f"{HELD}{fork}{SEP}objects"
+
+
+def held_base_ref(fork: str) -> str:
+    """The ref that keeps fork ``fork``'s workspace base (the commit a mount's lower layer
+    shows) reachable while the fork is mounted, whatever git there does to the branch and
+    its reflogs (:mod:`.heldref`)."""
+    return f"{HELD}{fork}{SEP}base"
 
 
 def checkpoint_tag_ref(fork: str, name: str) -> str:
@@ -329,6 +343,8 @@ def read_ref(store: GitStore, name: str) -> str | None:
     try:
         ref = store._repo.references.get(name)
     except git_errors() as exc:  # a malformed name, a corrupt ref file
+        if "corrupted loose reference" in str(exc):
+            read_ref_file(store.path, name)  # names the file and what it holds (was internal)
         raise git_error(exc, f"cannot read ref {name}") from exc
     if ref is None:
         return None
@@ -464,6 +480,65 @@ def _translate(exc: Exception, name: str, git_dir: str) -> Exception:
             details={"ref": name},
         )
     return _packed_refs_error(exc, git_dir, f"cannot update {name}")
+
+
+STALE_LOCK_S = 10.0  # a held ref's lock older than this was left by a killed writer
+
+
+def set_unlogged(git_dir: str, name: str, new: str | None, expected: str | None) -> bool:
+    """Move avfs's own bookkeeping ref ``name`` (:data:`HELD`'s) from ``expected`` (None:
+    absent) to ``new`` (None: delete) by compare-and-swap, as git does (``<ref>.lock``
+    created exclusively, the value compared under it, written and renamed over the name),
+    with no reflog line: such a ref moves at every change of what it holds, and a line
+    each would also keep every old value reachable for the reflog's retention. False,
+    nothing changed, when the ref does not hold ``expected`` or another writer holds its
+    lock (the caller reads it again and retries). A lock older than :data:`STALE_LOCK_S`
+    was left by a killed writer (the write under it takes microseconds) and goes.
+    A deletion of a ref ``pack-refs`` packed goes through ``git update-ref -d`` (git
+    rewrites packed-refs). OSError as the file system raises it."""
+    path = os.path.join(git_dir, *name.split("/"))
+    lock = path + ".lock"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        try:
+            if time.time() - os.lstat(lock).st_mtime < STALE_LOCK_S:
+                return False
+            os.unlink(lock)
+        except FileNotFoundError:
+            pass
+        return False
+    done = False
+    try:
+        if read_ref_file(git_dir, name) != expected:
+            return False
+        if new is None:
+            packed = any(line.endswith(b" " + name.encode()) for line in packed_lines(git_dir))
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            if packed:
+                os.unlink(lock)
+                done = True
+                proc = run(["update-ref", "-d", name, expected or ""], git_dir=git_dir, check=False)
+                return proc.returncode == 0
+            return True
+        os.write(fd, f"{new}\n".encode("ascii"))
+        os.close(fd)
+        fd = -1
+        os.rename(lock, path)
+        done = True
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if not done:
+            try:
+                os.unlink(lock)
+            except FileNotFoundError:
+                pass
 
 
 def reflog_path(git_dir: str, name: str) -> str:

@@ -84,6 +84,9 @@ class VaultForkRemoval:
                 changed.append({"ref": r, "old": old, "new": None})
             changed.append({"ref": refs.fork_ref(fork), "old": tip, "new": None})
             self.discard_workspace(fork)
+            from ..store import heldref
+
+            heldref.drop(self.store, fork)  # (the recovery ref holds what its overlay named)
             forkspare.drop(self, fork)
             self.quota.forget(fork)
             op_id = self.oplog.record(

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (
     AlreadyExistsError,
     AvfsError,
+    CorruptStateError,
+    UnusablePathError,
     UsageError,
     VaultNotFoundError,
     from_oserror,
@@ -47,35 +49,6 @@ if TYPE_CHECKING:
     from ..workspace.workspace import MountSide
 
 Progress = Callable[[int, int | None, str], None]
-
-
-def _overlay_template_ahead(avfs_dir: str) -> threading.Thread:
-    """Make the empty overlay database a new vault's forks copy (their state dirs are in
-    the vault: the layers file system is off) on a thread, started now: a clone makes it
-    while its fetch waits on the server, and the first mount copies it instead of making
-    it (with its sync: 4-5 ms of `vault clone --lazy` + `mount` here). A failure only
-    leaves it to that mount."""
-    from ..workspace.overlayschema import make_overlay_template
-
-    def make() -> None:
-        try:
-            make_overlay_template(avfs_dir)
-        except Exception:  # (the mount makes it)
-            pass
-
-    t = threading.Thread(target=make, name="avfs-overlay-template", daemon=True)
-    t.start()
-    return t
-
-
-def _move_into_place(tmp: str, final: str, name: str) -> None:
-    """Publish a vault built in ``tmp`` (one rename: a vault exists whole or not at all)."""
-    try:
-        os.rename(tmp, final)
-    except OSError as exc:
-        if os.path.exists(final):
-            raise AlreadyExistsError(f"vault {name!r} already exists") from exc
-        raise
 
 
 def _dir_stamp(path: str) -> tuple[int, int] | None:
@@ -181,7 +154,7 @@ class Home:
             return {}
         try:
             got = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # (nested past the stack: was exit 70)
             raise UsageError(
                 f"cannot read {self.config_path}: {exc}",
                 hint="fix the file, or remove it (it holds the default vault and identity)",
@@ -338,12 +311,47 @@ class Home:
                 out.append(self.info(name, default))
             except VaultNotFoundError:
                 continue
+            except AvfsError as exc:
+                # one vault that cannot be read (its default branch's file of junk, its
+                # config a FIFO) failed the whole listing: now it is listed with its error,
+                # the others around it, as git lists refs around a broken one
+                out.append(self._unreadable_vault(name, default, exc))
         return out
+
+    def _unreadable_vault(self, name: str, default: str | None, exc: AvfsError) -> VaultInfo:
+        """A listing's entry for vault ``name``, which :meth:`info` could not read: what can
+        be read of it without what failed, and the error."""
+        path = self.vault_path(name)
+        forks: list[str] = []
+        default_fork = "main"
+        quota = 0
+        try:
+            v = self.vault(name)
+            default_fork, quota = v.default_fork, v.quota_bytes
+            forks = v.fork_names()
+        except AvfsError:
+            pass
+        return VaultInfo(
+            name=name,
+            path=path,
+            forks=forks,
+            default_fork=default_fork,
+            head=None,
+            quota_bytes=quota,
+            is_default=name == (default if default is not None else self.default_vault),
+            error=exc.to_dict(),
+        )
 
     def info(self, name: str, default: str | None = None) -> VaultInfo:
         v = self.vault(name)
         forks = v.fork_names()
-        head = refs.read_ref(v.store, refs.fork_ref(v.default_fork))
+        error = None
+        try:
+            head = refs.read_ref(v.store, refs.fork_ref(v.default_fork))
+        except CorruptStateError as exc:
+            # the default branch's file of junk failed `vault info` whole (corrupt_state):
+            # the rest is listed, the head null with the error, as `vault list` lists it
+            head, error = None, exc.to_dict()
         return VaultInfo(
             name=name,
             path=v.path,
@@ -352,24 +360,8 @@ class Home:
             head=head,  # type: ignore[arg-type]
             quota_bytes=v.quota_bytes,
             is_default=name == (default if default is not None else self.default_vault),
+            error=error,
         )
-
-    def _check_not_holding_home(self, directory: str) -> None:
-        """Refuse to import a directory that holds this home (`avfs up ~` with the home
-        ~/.avfs): the import would read the vault it is writing, without end; and one
-        that cannot name a directory (a NUL: ``realpath`` raises ValueError)."""
-        if "\x00" in directory:
-            raise UsageError(
-                f"{directory!r} cannot name a directory: it holds a NUL", details={"dir": directory}
-            )
-        top = os.path.realpath(directory)
-        here = os.path.realpath(self.path)
-        if here == top or here.startswith(top.rstrip("/") + "/"):
-            raise UsageError(
-                f"{directory} holds the avfs home {self.path}: importing it would import the vaults too",
-                hint="import the project's own directory, or keep the home elsewhere (--home, AVFS_HOME)",
-                details={"dir": top, "home": self.path},
-            )
 
     def _new_vault_dir(self, name: str) -> tuple[str, str]:
         final = self.vault_path(name)
@@ -377,6 +369,17 @@ class Home:
             raise AlreadyExistsError(f"vault {name!r} already exists at {final}", details={"vault": name})
         try:
             os.makedirs(self.vaults_dir, exist_ok=True)
+        except FileExistsError as exc:  # (a link to nowhere, a file: was exit 70, "File exists")
+            what = (
+                f"a link to {os.readlink(self.vaults_dir)}, which does not exist"
+                if os.path.islink(self.vaults_dir)
+                else "not a directory"
+            )
+            raise UnusablePathError(
+                f"the home's vaults directory {self.vaults_dir} is {what}; nothing was changed",
+                hint="make it a directory (or a link to one), or point AVFS_HOME elsewhere",
+                details={"path": self.vaults_dir},
+            ) from exc
         except OSError as exc:
             raise from_oserror(exc, self.vaults_dir) from exc
         tmp = os.path.join(self.vaults_dir, f".tmp-{name}-{os.getpid()}-{time.monotonic_ns()}")
@@ -401,14 +404,13 @@ class Home:
         from ..errors import RemoteError
         from ..store.redact import redact, split_credentials
         from ..store.transport import anchored
+        from . import importer
 
         url = anchored(want_path(url, "url"))  # a local repository may be a Path; stored absolute
         names.check_vault_name(name)
-        if any(ord(c) < 32 for c in url) or _not_text(url):
+        if any(ord(c) < 32 for c in url) or importer.not_text(url):
             raise UsageError(f"{url!r} is no URL: it holds a control character or is not UTF-8 text")
         tmp, final = self._new_vault_dir(name)
-        from . import importer
-
         try:
             os.makedirs(tmp)
             # ``origin`` and the worktree config a mount needs, in the new config's one write
@@ -419,7 +421,11 @@ class Home:
                 importer.initial_commit(tmp, name, GitStore(tmp).signature(ident, self.author()))
 
             # what the first mount would make, made while the fetch waits on the server
-            ahead = _overlay_template_ahead(os.path.join(tmp, "avfs")) if self.layers_mode == "off" else None
+            ahead = (
+                importer.overlay_template_ahead(os.path.join(tmp, "avfs"))
+                if self.layers_mode == "off"
+                else None
+            )
             try:
                 default, lazily = importer.clone_into(
                     tmp,
@@ -441,7 +447,7 @@ class Home:
                     ahead.join()
             if default is not None:
                 importer.set_default_fork(tmp, default)
-            _move_into_place(tmp, final, name)
+            importer.move_into_place(tmp, final, name)
         except BaseException:
             import shutil
 
@@ -473,9 +479,11 @@ class Home:
         names.check_vault_name(name)
         if from_dir is not None:
             from_dir = want_path(from_dir, "from_dir")
-            self._check_not_holding_home(from_dir)
-        tmp, final = self._new_vault_dir(name)
         from . import importer
+
+        if from_dir is not None:
+            importer.check_not_holding_home(self.path, from_dir)
+        tmp, final = self._new_vault_dir(name)
 
         try:
             os.makedirs(tmp)
@@ -490,7 +498,7 @@ class Home:
                 pending = importer.import_dir(
                     tmp, from_dir, author, progress=progress, use_gitignore=use_gitignore
                 )
-            _move_into_place(tmp, final, name)
+            importer.move_into_place(tmp, final, name)
         except OSError as exc:
             import shutil
 
@@ -537,6 +545,7 @@ class Home:
             self._recent.pop(name, None)
         if v is not None:
             v.close()
+        self._refuse_other_file_system(name, path)
         try:
             os.makedirs(self.trash_dir, exist_ok=True)
             dest = os.path.join(
@@ -549,6 +558,25 @@ class Home:
         if self.default_vault == name:
             self.set_config(default_vault=None)
         return dest
+
+    def _refuse_other_file_system(self, name: str, path: str) -> None:
+        """A delete moves the vault into the home's trash by a rename, which cannot cross
+        file systems: a home whose ``vaults/`` is a link to another one (a bigger disk)
+        failed exit 70 ("Invalid cross-device link") after making the trash. Refused
+        before anything is made, in words."""
+        try:
+            other = os.stat(path).st_dev != os.stat(self.path).st_dev
+        except OSError:
+            return  # (the rename says what is wrong)
+        if other:
+            raise UnusablePathError(
+                f"vault {name!r} ({os.path.realpath(path)}) is on another file system than the home's"
+                f" trash {self.trash_dir}: a delete moves the vault there, which cannot cross file"
+                " systems; nothing was changed",
+                hint=f"link the whole home to the other disk rather than its vaults/ ({self.vaults_dir}),"
+                " or move the vault's directory away yourself",
+                details={"vault": name, "path": path, "trash": self.trash_dir},
+            )
 
     def deleted_vaults(self) -> list[tuple[str, str]]:
         """(name, trash path) of deleted vaults, newest first."""
@@ -579,11 +607,3 @@ class Home:
 
 
 __all__ = ["EMPTY_TREE", "Home", "git_env", "run_git"]
-
-
-def _not_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False

@@ -16,10 +16,18 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import threading
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ..errors import InternalError, InvalidNameError, InvalidPathError, PathNotFoundError, UsageError
+from ..errors import (
+    AlreadyExistsError,
+    InternalError,
+    InvalidNameError,
+    InvalidPathError,
+    PathNotFoundError,
+    UsageError,
+)
 from ..store import names, refs
 from ..store.gitrun import git_config_env, git_env, run
 from ..store.gitstore import GitStore
@@ -33,6 +41,35 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int | None, str], None]
 _BIG = 64 << 20
+
+
+def overlay_template_ahead(avfs_dir: str) -> threading.Thread:
+    """Make the empty overlay database a new vault's forks copy (their state dirs are in
+    the vault: the layers file system is off) on a thread, started now: a clone makes it
+    while its fetch waits on the server, and the first mount copies it instead of making
+    it (with its sync: 4-5 ms of `vault clone --lazy` + `mount` here). A failure only
+    leaves it to that mount."""
+    from ..workspace.overlayschema import make_overlay_template
+
+    def make() -> None:
+        try:
+            make_overlay_template(avfs_dir)
+        except Exception:  # (the mount makes it)
+            pass
+
+    t = threading.Thread(target=make, name="avfs-overlay-template", daemon=True)
+    t.start()
+    return t
+
+
+def move_into_place(tmp: str, final: str, name: str) -> None:
+    """Publish a vault built in ``tmp`` (one rename: a vault exists whole or not at all)."""
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        if os.path.exists(final):
+            raise AlreadyExistsError(f"vault {name!r} already exists") from exc
+        raise
 
 
 def init_vault(path: str, *, config: str = "", worktree_config: bool = False) -> None:
@@ -199,6 +236,22 @@ def fast_import_dir(
     if proc.wait() != 0:
         raise InternalError(f"git fast-import failed: {err.strip()}")
     return skipped
+
+
+def check_not_holding_home(home_path: str, directory: str) -> None:
+    """Refuse to import a directory that holds the home ``home_path`` (`avfs up ~` with the home
+    ~/.avfs): the import would read the vault it is writing, without end; and one
+    that cannot name a directory (a NUL: ``realpath`` raises ValueError)."""
+    if "\x00" in directory:
+        raise UsageError(f"{directory!r} cannot name a directory: it holds a NUL", details={"dir": directory})
+    top = os.path.realpath(directory)
+    here = os.path.realpath(home_path)
+    if here == top or here.startswith(top.rstrip("/") + "/"):
+        raise UsageError(
+            f"{directory} holds the avfs home {home_path}: importing it would import the vaults too",
+            hint="import the project's own directory, or keep the home elsewhere (--home, AVFS_HOME)",
+            details={"dir": top, "home": home_path},
+        )
 
 
 def git_toplevel(src: str) -> str | None:
@@ -549,3 +602,11 @@ def clone_into(
     default = head if head in heads else sorted(heads)[0]
     names.check_fork_name(default)
     return default, held
+
+
+def not_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

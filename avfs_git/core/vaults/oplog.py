@@ -11,15 +11,23 @@ Stored in ``<vault>/avfs/oplog.db`` (SQLite, WAL). A record holds what an undo n
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from ..errors import CorruptStateError, NoSpaceError, is_no_space
+from ..errors import (
+    CorruptStateError,
+    NoSpaceError,
+    ReadOnlyError,
+    from_oserror,
+    is_no_space,
+)
 from ..store.digests import sha1
 from ..store.gitstore import rfc3339
 from ..store.refs import fork_ref
@@ -124,6 +132,69 @@ class OpLog:
         """Release every thread's connection (each reopens on next use)."""
         self._local.release("conn", sqlite3.Connection.close)
 
+    @contextmanager
+    def held(self, kind: str) -> Iterator[None]:
+        """Hold the log's write lock while an operation of ``kind`` moves its refs, so that
+        its :meth:`record` in the block cannot meet the lock held by another process after
+        the refs moved (a checkpoint moved the branch, then said "not recorded": `avfs
+        undo` then undid the operation before it). Taken before anything is done: held by
+        another process for all of the lock wait, it is :class:`BusyError` with "nothing
+        was changed"; a log that cannot be written (damaged, read-only) is refused the same
+        way, before anything moves (:class:`CorruptStateError`, :class:`ReadOnlyError`;
+        the operation moved its refs and then said "done, not recorded", which `avfs
+        undo` cannot take back). The record is committed as the
+        block ends, rolled back on an error. Re-entrant in one thread: a merge holds it
+        while the checkpoint capturing its target records in it."""
+        wait = DEFAULT_WAIT_S
+        try:
+            wait = self._waiting()
+            db = self.db
+            if db.in_transaction:  # (this thread's own: an outer operation holds it)
+                yield
+                return
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise busy_error(f"the operation log (the {kind} needs it)", self.path, wait) from exc
+            raise self._refused(exc, kind) from exc
+        except (sqlite3.DatabaseError, CorruptStateError) as exc:
+            raise self._refused(exc, kind) from exc
+        try:
+            yield
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        try:
+            db.execute("COMMIT")
+        except (sqlite3.DatabaseError, NoSpaceError) as exc:  # (the refs moved: done, not recorded)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            err = self._not_recorded(exc, kind, kind, wait)
+            if err is exc:
+                raise
+            raise err from exc
+
+    def _refused(self, exc: Exception, kind: str) -> Exception:
+        """The error for a log that cannot take an operation's record, met before the
+        operation did anything (:meth:`held`)."""
+        if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+            return ReadOnlyError(
+                f"the operation log {self.path} cannot be written ({exc}): the {kind} needs it;"
+                " nothing was changed",
+                hint="make the file and its directory writable (or use a writable --home), then retry",
+                details={"path": self.path, "kind": kind},
+            )
+        if isinstance(exc, sqlite3.OperationalError) and is_no_space(exc, self.path):
+            return from_oserror(OSError(errno.ENOSPC, str(exc)), self.path)  # (nothing was changed)
+        cause = exc.__cause__ if isinstance(exc, CorruptStateError) and exc.__cause__ else exc
+        return CorruptStateError(
+            f"the operation log {self.path} is damaged ({cause}): the {kind} needs it; nothing was changed",
+            hint="`avfs doctor` names what it holds (`--fix` keeps the entries it can read);"
+            " or move the damaged file aside to start a new log",
+            details={"path": self.path, "kind": kind},
+        )
+
     def record(
         self,
         kind: str,
@@ -145,29 +216,35 @@ class OpLog:
         try:
             wait = self._waiting()
             return self._record(kind, summary, fork, refs, workspaces, details, undoes)
-        except (sqlite3.OperationalError, NoSpaceError) as exc:
-            if is_busy(exc):  # (was exit 70, "database is locked", after SQLite's 30 s)
-                raise busy_error(
-                    "the operation log", self.path, wait, done=f"the {kind} was done ({summary})"
-                ) from exc
-            if isinstance(exc, NoSpaceError) or is_no_space(exc, self.path):  # (not "nothing was changed")
-                raise NoSpaceError(
-                    f"no space left on the device: the {kind} was done, but not recorded in {self.path}",
-                    hint="free some space under the avfs home; `avfs log` shows the fork as it is"
-                    " (`avfs undo` cannot reach what the log does not hold)",
-                    details={"path": self.path, "kind": kind, "summary": summary, "done": True},
-                ) from exc
-            raise  # (busy, read-only: their own translations, above)
-        except (sqlite3.DatabaseError, CorruptStateError) as exc:
-            # (CorruptStateError: the file found damaged as it opened, whose own message says
-            # "nothing was changed": here the operation was done)
-            cause = exc.__cause__ if isinstance(exc, CorruptStateError) and exc.__cause__ else exc
-            raise CorruptStateError(
-                f"the operation log {self.path} is damaged ({cause}): the {kind} was done, but not recorded",
-                hint="`avfs log` shows the fork as it is; move the damaged file aside to start a new log"
-                " (`avfs undo` cannot reach what it does not hold)",
-                details={"path": self.path, "kind": kind, "summary": summary},
-            ) from exc
+        except (sqlite3.DatabaseError, NoSpaceError, CorruptStateError) as exc:
+            err = self._not_recorded(exc, kind, summary, wait)
+            if err is exc:
+                raise
+            raise err from exc
+
+    def _not_recorded(self, exc: Exception, kind: str, summary: str, wait: float) -> Exception:
+        """The error for a record that failed after its operation was done, saying so."""
+        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+            # (was exit 70, "database is locked", after SQLite's 30 s)
+            return busy_error("the operation log", self.path, wait, done=f"the {kind} was done ({summary})")
+        if isinstance(exc, NoSpaceError) or is_no_space(exc, self.path):  # (not "nothing was changed")
+            return NoSpaceError(
+                f"no space left on the device: the {kind} was done, but not recorded in {self.path}",
+                hint="free some space under the avfs home; `avfs log` shows the fork as it is"
+                " (`avfs undo` cannot reach what the log does not hold)",
+                details={"path": self.path, "kind": kind, "summary": summary, "done": True},
+            )
+        if isinstance(exc, sqlite3.OperationalError) and not isinstance(exc, CorruptStateError):
+            return exc  # (read-only: its own translation)
+        # (CorruptStateError: the file found damaged as it opened, whose own message says
+        # "nothing was changed": here the operation was done)
+        cause = exc.__cause__ if isinstance(exc, CorruptStateError) and exc.__cause__ else exc
+        return CorruptStateError(
+            f"the operation log {self.path} is damaged ({cause}): the {kind} was done, but not recorded",
+            hint="`avfs log` shows the fork as it is; move the damaged file aside to start a new log"
+            " (`avfs undo` cannot reach what it does not hold)",
+            details={"path": self.path, "kind": kind, "summary": summary},
+        )
 
     def _record(
         self,
@@ -197,7 +274,9 @@ class OpLog:
             # mode): as atomic as BEGIN/INSERT/COMMIT, two statements fewer (every fork,
             # checkpoint and exec records one)
             return int(db.execute(_INSERT, row).lastrowid or 0)
-        db.execute("BEGIN IMMEDIATE")
+        held = db.in_transaction  # (in :meth:`held`'s transaction: committed as it ends)
+        if not held:
+            db.execute("BEGIN IMMEDIATE")
         try:
             op_id = int(db.execute(_INSERT, row).lastrowid or 0)
             db.execute("UPDATE ops SET undone_by=? WHERE id=?", (op_id, undoes))
@@ -206,9 +285,11 @@ class OpLog:
                 "UPDATE ops SET undone_by=NULL WHERE id=(SELECT undoes FROM ops WHERE id=? AND kind='undo')",
                 (undoes,),
             )
-            db.execute("COMMIT")
+            if not held:
+                db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if not held:
+                db.execute("ROLLBACK")
             raise
         return op_id
 

@@ -33,8 +33,9 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from ..errors import QuotaExceededError
-from ..store import names, packwriter
-from .usage import GEN, GEN_FMT, ForkUsage, QuotaUsage, bump, publish, read_small, signal, size_of, tree_bytes
+from ..store import names
+from .objscan import ObjectStoreScan
+from .usage import GEN, GEN_FMT, ForkUsage, QuotaUsage, bump, publish, read_small, signal, tree_bytes
 
 
 class QuotaVault(Protocol):
@@ -58,21 +59,14 @@ class QuotaVault(Protocol):
 PUBLISH_BYTES = 4 << 20
 PUBLISH_FILES = 256
 REFRESH_S = 2.0  # objects' size and config.json are checked at least this often
-# A loose-object directory changed this recently may change again within the same
-# timestamp tick (mtimes come from the kernel's coarse clock): it is listed again next time.
-RACY_S = 0.02
 _EXACT_LEFT = 64 << 20  # quota_left() is exact when less than this is left
 _NO_LIMIT_LEFT = 1 << 62
 _FORK_PREFIX = "f."
 _EXTRA = "extra"  # "<caches bytes> <worktree git dirs bytes>", published by recount()
-_FANOUT = frozenset(f"{i:02x}" for i in range(256))
 _MARKER = ".complete"  # every fork with a non-empty overlay has published (set up once)
-# the files of objects/pack whose size never changes under their name (git and avfs write
-# them elsewhere and link or rename them into place; a pack's name is its bytes' hash)
-_SEALED = (".pack", ".idx", ".rev", ".bitmap", ".mtimes")
 
 
-class QuotaTracker:
+class QuotaTracker(ObjectStoreScan):
     """Cheap, correct checks of a vault's quota (one per :class:`.vault.Vault`; see the module's docstring)."""
 
     def __init__(self, vault: QuotaVault) -> None:
@@ -200,76 +194,6 @@ class QuotaTracker:
         if self._config_stat is not None and key != self._config_stat:
             self.vault.forget_config()
         self._config_stat = key
-
-    def _scan_objects(self, *, exact: bool = False) -> int:
-        """Bytes of the object store: the files of objects/pack and the loose objects, and
-        whatever else is under ``objects/`` (a file or directory git did not make: a
-        confined command can write there). A fan-out directory whose mtime did not change
-        is not listed again (so a rescan costs ~257 stats, ~0.4 ms, however many objects
-        there are); ``exact`` lists them all (after a confined command ran: a file it
-        grew in place leaves its directory's mtime alone)."""
-        total = self._scan_packs(exact)
-        now_ns = time.time_ns()
-        racy_ns = int(RACY_S * 1e9)
-        try:
-            with os.scandir(self.objects_dir) as it:
-                top = [e for e in it if e.name != "pack"]
-        except FileNotFoundError:
-            top = []
-        seen = set()
-        for e in top:
-            name = e.name
-            if not (len(name) == 2 and name in _FANOUT and e.is_dir(follow_symlinks=False)):
-                # objects/info (small), or something git never makes there
-                total += tree_bytes(e.path) if e.is_dir(follow_symlinks=False) else size_of(e)
-                continue
-            seen.add(name)
-            try:
-                mtime = e.stat(follow_symlinks=False).st_mtime_ns
-            except FileNotFoundError:
-                continue
-            cached = self._loose.get(name)
-            if not exact and cached is not None and cached[0] == mtime and not cached[2]:
-                total += cached[1]
-                continue
-            size = tree_bytes(e.path)
-            self._loose[name] = (mtime, size, now_ns - mtime < racy_ns)
-            total += size
-        for name in set(self._loose) - seen:
-            del self._loose[name]
-        return total
-
-    def _scan_packs(self, exact: bool) -> int:
-        """Bytes of ``objects/pack``. A sealed pack file (:data:`_SEALED`) listed with the
-        inode it had when it was sized is not ``stat``ed again: each checkpoint adds a pack,
-        and every check of a fresh process (each served CLI call) stats every file of
-        every pack twice otherwise (before and after its own pack), O(checkpoints since the
-        last gc). A file replaced under its name is another inode; ``exact`` sizes them all
-        (a confined command may have grown one in place)."""
-        total = 0
-        seen: dict[str, tuple[int, int]] = {}
-        try:
-            with os.scandir(os.path.join(self.objects_dir, "pack")) as it:
-                for e in it:
-                    name = e.name
-                    if e.is_dir(follow_symlinks=False):
-                        total += tree_bytes(e.path)
-                    elif name.startswith("pack-") and name.endswith(_SEALED):
-                        ino = e.inode()
-                        hit = self._sealed.get(name)
-                        size = hit[1] if hit is not None and hit[0] == ino and not exact else size_of(e)
-                        if size:  # (0: it went away meanwhile)
-                            seen[name] = (ino, size)
-                        total += size
-                    # a pack avfs is writing is not counted yet; one a killed writer left
-                    # is, and so is any other temporary file (git's own, or one a confined
-                    # command named so)
-                    elif not name.startswith(packwriter.TMP_PREFIX) or packwriter.temp_file_stale(e.path):
-                        total += size_of(e)
-        except FileNotFoundError:
-            pass
-        self._sealed = seen
-        return total
 
     def _scan_extra(self) -> tuple[int, int]:
         """(bytes of the vault's caches, of its worktree git dirs), walked now."""
@@ -404,8 +328,7 @@ class QuotaTracker:
         publish them when they moved far enough from what its file says."""
         try:
             with self._lock:
-                self._refresh()
-                pub = self._published.get(fork)
+                pub = self._own_published(fork)
                 if pub is None:
                     if not (nbytes or nfiles):
                         return
@@ -417,6 +340,27 @@ class QuotaTracker:
             # the write itself is committed; a read-only or full disk must not fail it
             # (the slack then rests on the last published totals)
             pass
+
+    def _own_published(self, fork: str) -> tuple[int, int] | None:
+        """What ``fork``'s file says now (under the lock): from what was read while the
+        shared counter has not moved, else that one file read again. The other forks'
+        files are read when a figure needs them (:meth:`_refresh`): a note read every
+        fork's file whenever any process had published since, O(forks) after each
+        committed transaction of a vault whose forks are written by other processes (a
+        merge in the kept process, after an agent's checkpoint in another: 1-3 reads of
+        the whole directory a merge; docs/benchmarks.md, h-merge4's section)."""
+        if self._gen_map is None or time.time() - self._objects_at > REFRESH_S:
+            self._map_gen()
+        assert self._gen_map is not None
+        if GEN_FMT.unpack_from(self._gen_map)[0] == self._sig:
+            return self._published.get(fork)
+        data = read_small(os.path.join(self.dir, _FORK_PREFIX + names.fs_name(fork)))
+        parts = data.split() if data is not None else []
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            self._published[fork] = (int(parts[0]), int(parts[1]))
+        else:
+            self._published.pop(fork, None)
+        return self._published.get(fork)
 
     def forget(self, fork: str) -> None:
         """The fork and its overlay are gone."""

@@ -24,8 +24,15 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
     AlreadyExistsError,
+    AvfsError,
+    BusyError,
+    CorruptStateError,
+    ForkNotFoundError,
     InvalidNameError,
     NoSpaceError,
+    NotFoundError,
+    ObjectUnreadableError,
+    RevisionNotFoundError,
     UsageError,
     from_oserror,
     is_no_space,
@@ -41,6 +48,7 @@ from ..store.locks import FileLocks
 from ..store.safeopen import read_settings
 from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode
 from ..workspace.changelog import claim_new_fork
+from ..workspace.sqlite import busy_error
 from ..workspace.upper import drop_gitfile
 from . import forkspare, layers, lostfork
 from .forkremoval import VaultForkRemoval
@@ -186,7 +194,10 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
             data = read_settings(self.config_path)
             try:
                 got = {} if data is None else json.loads(data)
-            except ValueError as exc:  # (was exit 70, as a list in it was: dict() of it)
+            except (
+                ValueError,
+                RecursionError,
+            ) as exc:  # (was exit 70, as a list or a deep nesting in it was)
                 raise UsageError(
                     f"cannot read {self.config_path}: {exc}",
                     hint="fix the file: it holds the vault's own settings (its default fork, its maintenance)",
@@ -342,8 +353,7 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         """The workspace of ``fork`` (the vault's default fork when None)."""
         fork = want_str(fork or self.default_fork, "fork")
         ws = self._ws.get(fork)
-        # an open workspace: settling its base reads the fork's ref once, which also says
-        # whether the fork still exists
+        # an open workspace: settling its base reads the fork's ref once (is it still there?)
         if ws is not None and ws.sync_base():
             return ws
         self.require_fork(fork)
@@ -395,8 +405,46 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
                     oid = CommitId(head)
                     out.append(ForkInfo(self.name, f, oid, oid, dirty=False, is_default=False))
                 continue
-            out.append(self.fork_info(f))
+            try:
+                info = self.fork_info(f)
+                if not self.store.is_local(info.head):  # (a workspace open on its old base reads none)
+                    raise RevisionNotFoundError(f"commit {info.head} not found in the vault")
+                out.append(info)
+            except ForkNotFoundError:
+                continue  # (deleted since it was listed)
+            except (CorruptStateError, NotFoundError) as exc:
+                # one fork that cannot be read failed the whole listing: now it is listed
+                # with its error, the others around it (git: "ignoring broken ref")
+                out.append(self._unreadable_fork(f, exc))
         return out
+
+    def _unreadable_fork(self, fork: str, exc: AvfsError) -> ForkInfo:
+        """A listing's entry for ``fork``, which :meth:`fork_info` could not read: its head as
+        its branch file says (None when that holds no commit id) and the error, one whose
+        commit is missing named as such (it was "commit ... not found in the vault")."""
+        ref = refs.fork_ref(fork)
+        try:
+            head = refs.read_ref_file(self.path, ref)
+        except CorruptStateError:
+            head = None
+        if isinstance(exc, NotFoundError) and head is not None:
+            exc = ObjectUnreadableError(
+                f"fork {fork!r} cannot be read: its branch {ref} names commit {head}, which the vault"
+                f" cannot read ({exc.message})",
+                hint="`avfs doctor` names every unreadable object: restore it from a clone or remote,"
+                f" or move the branch back (`git --git-dir {self.path} reflog {ref}`)",
+                details={"fork": fork, "oid": head},
+            )
+        oid = CommitId(head or "")
+        return ForkInfo(
+            self.name,
+            fork,
+            None if head is None else oid,  # type: ignore[arg-type]
+            None if head is None else oid,  # type: ignore[arg-type]
+            dirty=False,
+            is_default=fork == self.default_fork,
+            error=exc.to_dict(),
+        )
 
     def create_fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkInfo:
         """:meth:`fork`, returning only the new fork's info."""
@@ -491,6 +539,9 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
                 if os.path.lexists(link):
                     layers.remove_state_dir(self.home_dir, link)
                 raise
+            from ..workspace import wsheld
+
+            wsheld.hold_new_fork(self.store, source, new, snap is not None, tree)
             if kept:
                 keep_source_bytes(self.workspace(new), kept)
             self._record_fork(source, new, base, tree, carry)
@@ -519,6 +570,10 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
             self.discard_workspace(new)
             if isinstance(exc, NoSpaceError) or is_no_space(exc):  # (its error said the fork was made)
                 raise no_space(self.oplog.path) from exc
+            if isinstance(exc, BusyError) and exc.details.get("done"):
+                # (the log held by another process: its error said the fork was made and
+                # "do not repeat it", the fork just taken back)
+                raise busy_error("the operation log", self.oplog.path, exc.details["waited_s"]) from exc
             raise
 
     def _settled_source(self, source: str) -> tuple[Workspace[Self], str, bool | None]:

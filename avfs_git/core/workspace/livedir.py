@@ -25,7 +25,7 @@ from ..errors import from_oserror
 from ..store import deeptree
 from ..store.gitstore import GitStore
 from ..types import MODE_EXEC, MODE_LINK, MODE_TREE
-from .wssmudge import CheckoutForms, reformed
+from .wssmudge import CheckoutForms
 
 
 class Readable(Protocol):
@@ -123,25 +123,32 @@ class LiveDir:
     def mkdir(self, path: str) -> None:
         """``path`` and its missing parents, made from the mount point one directory at a
         time, none reached through a link (``not a directory``)."""
-        flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                for comp in path.split("/") if path else ():
-                    try:
-                        nfd = os.open(comp, flags, dir_fd=fd)
-                    except FileNotFoundError:
-                        try:
-                            os.mkdir(comp, dir_fd=fd)
-                        except FileExistsError:
-                            pass  # (made meanwhile: opened as any other below)
-                        nfd = os.open(comp, flags, dir_fd=fd)
-                    os.close(fd)
-                    fd = nfd
-            finally:
-                os.close(fd)
+            os.close(self._made_dir(os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), path))
         except OSError as exc:
             raise from_oserror(exc, path) from exc
+
+    @staticmethod
+    def _made_dir(fd: int, path: str) -> int:
+        """``path`` below the directory ``fd`` (closed here), each missing directory made,
+        none reached through a link: an ``O_PATH`` descriptor of it, the caller's to close."""
+        flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            for comp in path.split("/") if path else ():
+                try:
+                    nfd = os.open(comp, flags, dir_fd=fd)
+                except FileNotFoundError:
+                    try:
+                        os.mkdir(comp, dir_fd=fd)
+                    except FileExistsError:
+                        pass  # (made meanwhile: opened as any other below)
+                    nfd = os.open(comp, flags, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def remove(self, path: str) -> None:
         """Remove ``path`` whatever it is (a directory with everything below it)."""
@@ -241,41 +248,46 @@ class LiveDir:
             if hit is None:
                 return
             # a subtree by a loop, in the same order (a tree deeper than Python's recursion
-            # limit, which a confined command makes in a second, is restored too)
+            # limit, which a confined command makes in a second, is restored too); each
+            # directory made below the one made last (held open: O(1) a level, not a walk
+            # from the mount point, which made a chain D deep O(D^2) lookups: ~80 % of a
+            # 1,200-level restore); nothing below ``path`` is there to remove but a link a
+            # writer made meanwhile (a file or directory there is replaced or opened)
             todo = [(path, hit)]
-            while todo:
-                p, (oid, mode) = todo.pop()
-                if p != path:
-                    self.remove(p)
-                if mode == MODE_TREE:
-                    self.mkdir(p)
-                    items = sorted(self.store.tree_items(oid).items(), reverse=True)
-                    todo.extend((f"{p}/{name}" if p else name, sub) for name, sub in items)
-                    continue
-                parent = os.path.dirname(p)
-                if parent:
-                    self.mkdir(parent)
-                if mode == MODE_LINK:
-                    self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), p)
-                    continue
-                read = functools.partial(self.store.blob_data, oid)
-                form = None if tree is None else self._forms.form(tree, p, oid, mode, read)
-                self.write(p, read() if form is None else form, mode)
-
-    def show_forms(
-        self, old: str, new: str, moved: Iterable[str], *, keep: Callable[[str], bool] | None = None
-    ) -> list[str]:
-        """Before the base's tree goes from ``old`` to ``new`` (``moved``: the paths where
-        they differ, which the caller writes itself): the files whose blob is the same but
-        whose checkout form a changed ``.gitattributes`` makes other bytes are written in
-        ``new``'s form, those ``keep`` names left (a change of the workspace's own). The
-        lower layer keeps what the kernel has of it (its sizes, its pages for good): were
-        such a file left to it, the mount showed the old form, or the new one cut to the
-        old size once its pages were dropped. Returns the paths written."""
-        paths = [p for p in reformed(self.store, old, new, moved) if keep is None or not keep(p)]
-        if paths:
-            self.reset(paths, new)
-        return paths
+            made: tuple[str, int] | None = None  # the directory made last, an O_PATH fd of it
+            try:
+                while todo:
+                    p, (oid, mode) = todo.pop()
+                    parent = os.path.dirname(p)
+                    if mode == MODE_TREE:
+                        try:
+                            if made is not None and p != path and parent == made[0]:
+                                fd = self._made_dir(os.dup(made[1]), os.path.basename(p))
+                            else:
+                                fd = self._made_dir(
+                                    os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), p
+                                )
+                        except OSError as exc:
+                            raise from_oserror(exc, p) from exc
+                        if made is not None:
+                            os.close(made[1])
+                        made = (p, fd)
+                        items = sorted(self.store.tree_items(oid).items(), reverse=True)
+                        todo.extend((f"{p}/{name}" if p else name, sub) for name, sub in items)
+                        continue
+                    if parent and (made is None or parent != made[0]):
+                        self.mkdir(parent)
+                    if mode == MODE_LINK:
+                        if p != path:
+                            self.remove(p)
+                        self.symlink(self.store.blob_data(oid).decode("utf-8", "surrogateescape"), p)
+                        continue
+                    read = functools.partial(self.store.blob_data, oid)
+                    form = None if tree is None else self._forms.form(tree, p, oid, mode, read)
+                    self.write(p, read() if form is None else form, mode)
+            finally:
+                if made is not None:
+                    os.close(made[1])
 
     def reset(self, paths: Iterable[str], tree: str) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 from ..store.names import ancestors, parent_of
 from ..store.safeopen import PATH_MAX
+from ..types import MODE_COMMIT
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row, sql_text
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
@@ -466,7 +467,18 @@ class Overlay(KeptTimes):
             )
         if old_fileid and old_fileid != e.fileid:
             self._garbage(db, str(old_fileid))
+        if e.kind == OBJECT and e.oid and e.mode != MODE_COMMIT and e.oid != EMPTY_TREE_ID:
+            self.note_held(e)  # (kept reachable for git's gc: core/workspace/wsheld.py)
         return Entry(e.path, e.kind, e.mode, e.oid, e.fileid, e.origin, e.size, seq)
+
+    def named_objects(self) -> list[Entry]:
+        """The database's entries that name a git object (a blob or tree, not the empty
+        tree) by id: what core/workspace/wsheld.py keeps reachable for git's gc."""
+        rows = self.db.execute(
+            f"SELECT {ENTRY_COLS} FROM entries WHERE kind = ? AND oid IS NOT NULL AND oid != ? AND mode != ?",
+            (OBJECT, EMPTY_TREE_ID, MODE_COMMIT),
+        )
+        return [entry_of_row(r) for r in rows]
 
     def set_size(self, db: sqlite3.Connection, path: str, fileid: str, size: int) -> bool:
         """Record a materialized file's new size in place: no journal entry and no new

@@ -77,6 +77,11 @@ class OverlayDB:
         # called with the newest journal position after a transaction that journaled
         # changes committed (the workspace then lets a live pure-FUSE mount show them)
         self.after_change: Callable[[int], None] | None = None
+        # called after a committed transaction that put entries naming git objects (blobs,
+        # trees) by id, or moved the base: with those entries and (the base before it, the
+        # base after it) or None; the workspace keeps them reachable for git's gc
+        # (core/workspace/wsheld.py); None: not asked (a read-only view)
+        self.after_held: Callable[[list[Entry], tuple[str | None, str] | None], None] | None = None
         # room for a write transaction while the kernel's quota of the state dir is full
         # (Vault.own_room), and the error a write that still found it full is (the quota's)
         self.room: Callable[[], AbstractContextManager[None]] | None = None
@@ -184,7 +189,10 @@ class OverlayDB:
             ns["depth"] = 1
             ns["garbage"] = []
             ns["after"] = []
+            ns["fresh"] = []
             ns.pop("journaled", None)
+            ns.pop("held", None)
+            ns.pop("held_moved", None)
             totals: tuple[int, int] | None = None
             try:
                 yield db
@@ -198,8 +206,11 @@ class OverlayDB:
                 ns.pop("totals", None)
                 if db.in_transaction:  # an I/O error may have rolled it back already
                     db.execute("ROLLBACK")
+                self._unlink_fresh(ns)
                 self._release_claims()
                 ns.pop("journaled", None)
+                ns.pop("held", None)
+                ns.pop("held_moved", None)
                 self._raise_if_full(exc)
                 if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
                     # (a home on a read-only mount: BEGIN IMMEDIATE passes there, the first
@@ -211,9 +222,12 @@ class OverlayDB:
             try:
                 db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
+                ns.pop("held", None)
+                ns.pop("held_moved", None)
                 self._release_claims()
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+                self._unlink_fresh(ns)
                 if "readonly" in str(exc):
                     raise from_oserror(OSError(30, str(exc)), self.db_path) from exc
                 self._raise_if_full(exc)
@@ -224,6 +238,7 @@ class OverlayDB:
             finally:
                 if held:
                     self._write_lock.release()
+        ns["fresh"] = []  # (committed: named by the entries put)
         try:
             self._unlink_files(dead)
         finally:
@@ -231,12 +246,36 @@ class OverlayDB:
         journaled = ns.pop("journaled", None)
         if journaled is not None and self.after_change is not None:
             self.after_change(journaled)
+        named, moved = ns.pop("held", None), ns.pop("held_moved", None)
+        if (named or moved) and self.after_held is not None:
+            self.after_held(named or [], moved)
         hook = self.after_commit
         if hook is not None and totals is not None:
             hook(*totals)
         after, ns["after"] = ns.get("after") or [], []
         for fn in after:
             fn()
+
+    def made_for_txn(self, fileid: str) -> None:
+        """Overlay file ``fileid`` was made for an entry this thread's open transaction
+        puts: unlinked if the transaction does not commit (a file no entry names: a full
+        disk's failed commit left them in ``files/``, twenty-sixth round, nospace1). A
+        caller that made the file before its transaction began unlinks it itself."""
+        ns = self._local.ns()
+        if ns.get("depth"):
+            ns["fresh"].append(fileid)
+
+    def _unlink_fresh(self, ns: dict[str, object]) -> None:
+        fresh = ns.get("fresh")
+        ns["fresh"] = []
+        if isinstance(fresh, list) and fresh:
+            self._unlink_files(fresh)
+
+    def note_held(self, e: Entry) -> None:
+        """Note that this thread's open transaction put entry ``e``, which names a git
+        object (:attr:`after_held` is called with them once it committed)."""
+        if self.after_held is not None:
+            self._local.ns().setdefault("held", []).append(e)
 
     def after_txn(self, fn: Callable[[], object]) -> bool:
         """Call ``fn`` once this thread's open transaction has committed (not if it rolls
@@ -319,6 +358,12 @@ class OverlayDB:
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self.txn() as db:
+            if key == "base" and value is not None and self.after_held is not None:
+                # a move of the base: what is held for git's gc follows (core/workspace/wsheld.py)
+                ns = self._local.ns()
+                was = ns.get("held_moved")
+                old = was[0] if was is not None else self.get_meta("base")
+                ns["held_moved"] = None if old == value else (old, value)
             if value is None:
                 db.execute("DELETE FROM meta WHERE key=?", (key,))
             else:
@@ -416,14 +461,32 @@ class OverlayDB:
         written through the mount during a checkpoint was recorded empty and its entry
         retired (its bytes gone), ~1 file in 300 written every 5 ms over eight checkpoints.
         Any write after the read changes the file's ctime (multigrain timestamps: a stat
-        makes the next change's time a fine-grained one) or its size."""
-        if fileid.startswith((UPPER_FILE, LINK_FILE)):
-            return  # (the kernel's upper layer: never claimed, see _exclusive)
+        makes the next change's time a fine-grained one) or its size.
+
+        An upper layer's file (the kernel's, never claimed: see :meth:`_exclusive`) is
+        noted too, for :meth:`unchanged_since_read` alone (gitmodel15)."""
+        if fileid.startswith(LINK_FILE):
+            return
         try:
-            st = os.stat(self.file_path(fileid))
+            st = self.file_stat(fileid)  # (an upper layer's: no link followed)
         except OSError:
             return
         self._read_stats[fileid] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def unchanged_since_read(self, fileid: str) -> os.stat_result | None:
+        """The file's ``stat`` now when it is the one :meth:`note_read` took before this
+        capture read it (so its bytes are the ones read, by the reasoning of
+        :meth:`_claim`); None otherwise or when the capture did not read it. A mount's
+        index written for the commit of those bytes holds this stat, so git reads the file
+        no more than after its own ``git add`` (mount/heldstat.py ``written_stat``)."""
+        was = self._read_stats.get(fileid)
+        if was is None:
+            return None
+        try:
+            st = self.file_stat(fileid)
+        except OSError:
+            return None
+        return st if (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) == was else None
 
     def forget_reads(self) -> None:
         """A new capture begins: the last one's stats (:meth:`note_read`) are spent."""

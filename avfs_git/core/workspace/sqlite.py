@@ -184,7 +184,7 @@ def open_db(
             # WAL's index (``-shm``) there, and a read-write open fails whole ("unable to
             # open database file", every read of the fork); read-only, it keeps the index
             # in memory and reads, and a write fails `read_only`
-            return _open_read_only(path, wait_s)  # (as it is: no schema or migration to write)
+            return open_read_only(path, wait_s)  # (as it is: no schema or migration to write)
         conn.execute("PRAGMA synchronous=NORMAL")
         have = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if have == 0:
@@ -221,7 +221,7 @@ def open_db(
         ) from exc
 
 
-def _open_read_only(path: str, wait_s: float) -> sqlite3.Connection:
+def open_read_only(path: str, wait_s: float) -> sqlite3.Connection:
     """``path`` opened read-only, in a directory this process cannot write. With its WAL
     index (``-shm``) there, as any reader; without it, SQLite cannot read a WAL database
     read-only ("unable to open database file") unless told that nothing changes it
@@ -244,6 +244,33 @@ def _open_read_only(path: str, wait_s: float) -> sqlite3.Connection:
     return sqlite3.connect(
         f"file:{quoted}?immutable=1", uri=True, timeout=wait_s, isolation_level=None, check_same_thread=False
     )
+
+
+def open_cache_in_memory(path: str, schema: str, *, version: int = 1) -> sqlite3.Connection:
+    """A cache database (a search index: what it holds can be made again) for a process
+    that cannot write where it lives (a home on a read-only mount): ``path``'s rows copied
+    into memory when it is there and of this ``version``, else ``schema`` made there.
+    What the caller adds is its own and is gone when it closes; nothing is written."""
+    mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        if os.path.exists(path):
+            try:
+                src = open_read_only(path, DEFAULT_WAIT_S)
+                try:
+                    src.backup(mem)
+                finally:
+                    src.close()
+            except sqlite3.DatabaseError:
+                pass  # (unreadable: made anew in memory, as a writable home remakes it)
+        if int(mem.execute("PRAGMA user_version").fetchone()[0]) != version:
+            mem.close()
+            mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            mem.executescript(schema)
+            mem.execute(f"PRAGMA user_version={version}")
+        return mem
+    except BaseException:
+        mem.close()
+        raise
 
 
 def set_wait(conn: sqlite3.Connection, wait_s: float) -> None:

@@ -264,11 +264,14 @@ def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
     return True
 
 
-def _converted_kept(ws: Based, entries: list[Entry], target: str) -> list[Entry]:
+def _converted_kept(ws: Based, entries: list[Entry], target: str, *, keep_forms: bool = False) -> list[Entry]:
     """The entries of files a checkpoint converted (a CRLF file kept over its LF blob:
     :mod:`.wsattrs`) that a move to the view ``target`` leaves as they are, as `git reset
     --hard` leaves a file its index holds unchanged: the path's blob the same in the base
-    and in the target, and the file still what `git add` stores as that blob."""
+    and in the target, and the file still what `git add` stores as that blob. But for a
+    merge's move (``keep_forms``), not those whose checkout form a changed
+    ``.gitattributes`` changes: a restore and an undo show them as a fresh checkout does,
+    as an overlay mount's move writes them (:func:`_live_reset`)."""
     converted = converted_record(ws.overlay)
     if not converted:
         return []
@@ -278,6 +281,12 @@ def _converted_kept(ws: Based, entries: list[Entry], target: str) -> list[Entry]
             held = ws.store.tree_lookup(ws.base_tree, e.path)
             if held is not None and held == ws.store.tree_lookup(target, e.path):
                 files.append((e.path, e))
+    if files and not keep_forms:
+        changes: list[Change] = []
+        diff_trees(ws.store, ws.base_tree, target, "", changes)
+        moved = {q for c in changes for q in (c.path, c.old_path) if q}
+        anew = set(reformed(ws.store, ws.base_tree, target, moved))
+        files = [(p, e) for p, e in files if p not in anew]
     got = file_oids(ws.view, files, None) if files else {}
     return [e for p, e in files if (got[p], e.mode) == ws.store.tree_lookup(target, p)]
 
@@ -334,24 +343,31 @@ def view_reset(ov: Overlay) -> None:
     ov.set_meta(VIEW_RESETS, str(int(ov.get_meta(VIEW_RESETS) or 0) + 1))
 
 
-def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = None) -> None:
+def set_base(
+    ws: Based, base: str, *, keep_view: bool, view_tree: str | None = None, keep_forms: bool = False
+) -> None:
     """Point the workspace at a new base (call with the fork lock held).
 
     Args:
         keep_view: keep what the workspace shows now (overlay kept, a root entry added
             when the base's tree differs); else the overlay is cleared and the workspace
             shows ``view_tree`` (or the new base's tree when None).
+        keep_forms: a merge's move (git's ``merge`` rewrites only the files whose blob
+            changes): the files whose checkout form alone a changed ``.gitattributes``
+            changes were made to keep the bytes the mount showed (:func:`.wsforms.keep_forms`,
+            recorded converted) and stay so; else (a restore, an undo: a fresh checkout)
+            they are written in the new form.
     """
     keeping: AbstractContextManager[None] = nullcontext()
     if not keep_view:
-        live = ws.live_dir_for_move()
+        live, kept = ws.live_dir_and_kept_tops()
         if live is None:
-            keeping = _keeping_upper(ws, view_tree or ws.store.commit_tree(base))
+            keeping = _keeping_upper(ws, view_tree or ws.store.commit_tree(base), kept)
         if live is not None:
             # the mount shows the new view by writes through it; the lower layer stays
             # what the kernel has of it: the upper layer's renamed directories keep the
             # lower trees they show (pinned where the new base differs)
-            reset = _live_reset(ws, live, view_tree or ws.store.commit_tree(base))
+            reset = _live_reset(ws, live, view_tree or ws.store.commit_tree(base), keep_forms=keep_forms)
             with ws.overlay.txn() as db:
                 sources = wsretire.redirect_sources(ws, wsretire.seen_after(ws, reset))
                 vanishing, _ = wsretire.vanishing_dirs(ws, base)
@@ -361,20 +377,24 @@ def set_base(ws: Based, base: str, *, keep_view: bool, view_tree: str | None = N
             ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     with keeping:
-        _move(ws, base, keep_view=keep_view, view_tree=view_tree)
+        _move(ws, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms)
     ws.base_moved(view_changed=not keep_view)
 
 
-def _keeping_upper(ws: Based, new_tree: str) -> AbstractContextManager[None]:
+def _keeping_upper(
+    ws: Based, new_tree: str, kept: frozenset[str] | None = None
+) -> AbstractContextManager[None]:
     """Where an unmounted upper layer holds nothing but new directories git ignores
     (:meth:`.workspace.Workspace.live_dir_for_move` folded the rest) and the new view has
     nothing at their places, the move reads and writes the database's entries only: the
     upper layer stays as it is, shown over the new base (as a live mount's is). Where the
     new view has something at one, the layer is folded first (the view's version wins
-    there as over any ignored entry, :func:`_yield_to_view`)."""
+    there as over any ignored entry, :func:`_yield_to_view`). ``kept``: what
+    :meth:`~.workspace.Workspace.live_dir_and_kept_tops` just left there (the same
+    answer, not asked again), None: asked here."""
     if not ws.overlay.upper_active():
         return nullcontext()
-    keep = ws.upper_kept_tops()
+    keep = ws.upper_kept_tops() if kept is None else kept
     if (
         keep
         and ws.overlay.upper_holds_only(keep)
@@ -385,7 +405,7 @@ def _keeping_upper(ws: Based, new_tree: str) -> AbstractContextManager[None]:
     return nullcontext()
 
 
-def _move(ws: Based, base: str, *, keep_view: bool, view_tree: str | None) -> None:
+def _move(ws: Based, base: str, *, keep_view: bool, view_tree: str | None, keep_forms: bool = False) -> None:
     """:func:`set_base` on the overlay's entries (no live mount)."""
     kept: list[Entry] = []
     same: list[Entry] = []  # (kept over the same blob in the new view: not a top below)
@@ -405,7 +425,7 @@ def _move(ws: Based, base: str, *, keep_view: bool, view_tree: str | None) -> No
             own = ws.overlay.get(t)
             kept += [own] if own is not None else ws.overlay.under(t)
         kept.sort(key=lambda e: e.path)
-        same = _converted_kept(ws, rest, view_tree or ws.store.commit_tree(base))
+        same = _converted_kept(ws, rest, view_tree or ws.store.commit_tree(base), keep_forms=keep_forms)
         kept += same
         have = {e.path for e in kept}
         rest = [e for e in rest if e.path not in have]
@@ -511,10 +531,11 @@ def _yield_to_view(ws: Based, db: Any, top: str) -> None:
             _yield_to_view(ws, db, e.path)
 
 
-def _live_reset(ws: Based, live: LiveDir, target_tree: str) -> set[str]:
+def _live_reset(ws: Based, live: LiveDir, target_tree: str, *, keep_forms: bool = False) -> set[str]:
     """Make the live mount show ``target_tree`` (paths git ignores stay, as git's
     checkout keeps them): the paths that differ from it now are rewritten through the
-    mount point; the lower layer is not touched. Returns those paths."""
+    mount point; the lower layer is not touched. Returns those paths. ``keep_forms``: see
+    :func:`set_base` (the files it names are left as they are)."""
     paths: set[str] = set()
     for c in ws.changes.status():
         paths.add(c.path)
@@ -526,7 +547,9 @@ def _live_reset(ws: Based, live: LiveDir, target_tree: str) -> set[str]:
         paths.add(c.path)
         if c.old_path:
             paths.add(c.old_path)
-    # and the files a changed .gitattributes shows in another form (their blobs the same)
-    paths.update(reformed(ws.store, ws.base_tree, target_tree, paths))
+    # and the files a changed .gitattributes shows in another form (their blobs the same),
+    # but where a merge keeps them as they are (written through the mount already)
+    if not keep_forms:
+        paths.update(reformed(ws.store, ws.base_tree, target_tree, paths))
     live.reset(paths, target_tree)
     return paths

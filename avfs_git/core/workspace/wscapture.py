@@ -141,14 +141,17 @@ def capture(
                     conv = _conversion(ws, to_build, all_read)
                 elif convert and as_added:
                     conv = _conversion(ws, _not_ignored(ws, to_build), all_read)
+                swapped: dict[str, Entry] = {}  # a file's entry read again (_file_blob)
                 try:
-                    tree = _capture_entries(ws, to_build, pw, refused, conv)
+                    tree = _capture_entries(ws, to_build, pw, refused, conv, swapped)
                 finally:
                     if conv is not None:
                         conv.conv.close()
                 ws.captured_converted = frozenset(conv.converted) if conv is not None else frozenset()
                 if refused:
                     entries = [e for e in entries if e.path not in refused]
+                if swapped:  # what the tree holds of them is what the checkpoint retires
+                    entries = [swapped.get(e.path, e) if e.kind == FILE else e for e in entries]
                 break
             except Raced:
                 # a file was replaced (and its old bytes unlinked) by a write that came
@@ -341,11 +344,17 @@ def _conversion(ws: Fork, entries: list[Entry], view_entries: dict[str, Entry]) 
 
 
 def _capture_entries(
-    ws: Fork, entries: list[Entry], pw: PackWriter, refused: set[str], conv: Conversion | None = None
+    ws: Fork,
+    entries: list[Entry],
+    pw: PackWriter,
+    refused: set[str],
+    conv: Conversion | None = None,
+    swapped: dict[str, Entry] | None = None,
 ) -> str:
     """The root tree of the workspace made of ``entries`` (see :func:`capture`; ``refused``
     gets the paths of the ``.gitmodules`` and ``.gitattributes`` left out for their
-    contents)."""
+    contents, ``swapped`` the file entries read again because a write replaced them:
+    :func:`_file_blob`)."""
     dirty = dirty_dirs(entries)
     by_parent: dict[str, list[Entry]] = {}
     for e in entries:
@@ -357,7 +366,7 @@ def _capture_entries(
             sub_dirty.setdefault(names.parent_of(d), []).append(names.basename(d))
     root_entry = next((e for e in entries if e.path == ""), None)
     root_oid = root_entry.oid if root_entry is not None else ws.base_tree
-    tree = build(ws, "", root_oid, by_parent, dirty, sub_dirty, pw, refused, conv)
+    tree = build(ws, "", root_oid, by_parent, dirty, sub_dirty, pw, refused, conv, swapped)
     assert tree is not None
     return tree
 
@@ -372,6 +381,7 @@ def build(
     pw: PackWriter,
     refused: set[str] | None = None,
     conv: Conversion | None = None,
+    swapped: dict[str, Entry] | None = None,
 ) -> str | None:
     """The new tree of directory ``p`` (None when it ends up empty; the root never is).
 
@@ -384,7 +394,8 @@ def build(
     deep, not by recursion: found in the fourteenth round (NAME=attack5), a confined
     command's directory 1,000 levels deep raised ``RecursionError`` in the exec's commit
     and in every checkpoint of the fork after it."""
-    frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv)]
+    swapped = {} if swapped is None else swapped
+    frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv, swapped)]
     value: str | None = None
     while frames:
         try:
@@ -393,7 +404,7 @@ def build(
             frames.pop()
             value = done.value
             continue
-        frames.append(_build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused, conv))
+        frames.append(_build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused, conv, swapped))
         value = None
     return value
 
@@ -408,6 +419,7 @@ def _build(
     pw: PackWriter,
     refused: set[str] | None,
     conv: Conversion | None = None,
+    swapped: dict[str, Entry] | None = None,
 ) -> Generator[tuple[str, str | None], str | None, str | None]:
     """:func:`build` of one directory: yields (subdirectory, its old tree) for each changed
     subdirectory and is sent its new tree."""
@@ -446,17 +458,10 @@ def _build(
                 assert e.oid is not None
                 items[name] = (e.oid, e.mode)
         elif e.kind == FILE:
-            assert e.fileid is not None
-            try:
-                fpath, root = ws.overlay.file_path(e.fileid), ws.overlay.file_root(e.fileid)
-                oid = (
-                    pw.add_file(fpath, root)
-                    if conv is None
-                    else conv.blob(pw, e.path, e.mode, None, fpath, root)
-                )
-            except FileNotFoundError as exc:
-                raise _missing(ws, e, exc) from exc
-            items[name] = (oid, e.mode)
+            oid, now = _file_blob(ws, e, pw, conv)
+            if now is not e and swapped is not None:
+                swapped[e.path] = now
+            items[name] = (oid, now.mode)
         elif e.mode == MODE_TREE:
             subdirs[name] = e.oid
             items.pop(name, None)
@@ -483,6 +488,46 @@ def _build(
     if not items and p:
         return None
     return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
+
+
+def _file_blob(ws: Fork, e: Entry, pw: PackWriter, conv: Conversion | None) -> tuple[str, Entry]:
+    """The blob of file entry ``e``'s bytes, and the entry they are of: ``e``, or, when a
+    write replaced the file since the entries were read (its old bytes unlinked before
+    they were hashed), the path's entry now, if it is a file still.
+
+    Only what raced is read again: a capture read every entry and hashed every file again
+    after each such miss, and under writes to one file that came faster than a whole
+    capture took it gave up after :data:`.wsview.RACE_TRIES` ("kept changing": race1's
+    finding in the twenty-third round, 1 run of 56 of two threads rewriting one file); one
+    entry's read and its file's open are a few system calls, a write's window is that
+    small. The unlink is not deferred while a capture reads (the other way to close it):
+    a pure-FUSE read handle takes an unlinked overlay file for a retired one and moves to
+    the path's copy (fuse/handles.py ``_behind``). A path that stops being a file (removed,
+    a directory now) is :class:`.wsview.Raced` as before: the capture reads everything
+    again."""
+    first = e
+    for _ in range(RACE_TRIES):
+        assert e.fileid is not None
+        try:
+            fpath, root = ws.overlay.file_path(e.fileid), ws.overlay.file_root(e.fileid)
+            oid = (
+                pw.add_file(fpath, root) if conv is None else conv.blob(pw, e.path, e.mode, None, fpath, root)
+            )
+            return oid, e
+        except FileNotFoundError as exc:
+            # (an entry read again whose file is gone too is the capture's to read again
+            # whole, as before: on pure FUSE one read again at once named the same
+            # file, gone, its seq unchanged; whether it is missing for good is then
+            # :func:`_missing`'s to say of what the whole read finds)
+            err = _missing(ws, e, exc) if e is first else None
+            if err is not None and not isinstance(err, Raced):
+                raise err from exc
+        now = ws.overlay.get(e.path)
+        if now is None or now.kind != FILE or not now.fileid or (e is not first and now.fileid == e.fileid):
+            break
+        ws.overlay.note_read(now.fileid)  # (as for every file the capture reads: OverlayDB._claim)
+        e = now
+    raise Raced(f"{e.path} was replaced while being captured", details={"path": e.path})
 
 
 def _missing(ws: Fork, e: Entry, exc: FileNotFoundError) -> Exception:

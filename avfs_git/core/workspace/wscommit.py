@@ -265,7 +265,7 @@ def publish(
     the next :func:`.wsbase.sync_base`. Entries the commit did not retire (in use, or written
     since) stay, on top of the new base."""
     upto = max((e.seq for e in captured), default=0)
-    _show_forms(ws, commit, expected, captured)
+    _keep_forms(ws, commit, expected, captured if seen is None else [*captured, *seen])
     # the index guard and git's index.lock held from the ref's move to the index's: git in
     # the mount never commits the old base's index on the new commit (mount/indexguard.py)
     with ws.index_guard(git=True) as ahead:
@@ -294,26 +294,21 @@ def publish(
         ws.base_moved(view_changed=False)
 
 
-def _show_forms(ws: Fork, commit: str, expected: str, captured: list[Entry]) -> None:
-    """An overlay mount whose base becomes ``commit`` shows, before the ref moves, the new
-    checkout form of each file a changed ``.gitattributes`` converts otherwise (its blob
-    the same, so its lower layer's bytes and size, which the kernel keeps, would stay the
-    old form: LiveDir.show_forms); a file the workspace holds is left as it is. Nothing is
-    asked where the commit is the base and the captured entries (``.gitattributes`` not
-    among them, no directory moved) could change no attribute file."""
+def _keep_forms(ws: Fork, commit: str, expected: str, captured: list[Entry]) -> None:
+    """A mount whose base becomes ``commit`` keeps, before the ref moves, the bytes it shows
+    of each file a changed ``.gitattributes`` converts otherwise (its blob the same), as
+    git's work tree keeps them after `git commit` (:func:`.wsforms.keep_forms`); a file the
+    workspace holds is left as it is. Nothing is asked where the commit is the base and the
+    captured entries (``.gitattributes`` not among them, no directory moved) could change
+    no attribute file."""
     if expected == ws.base and not any(
         e.path.rpartition("/")[2] == ATTRIBUTES or (e.kind == OBJECT and e.mode == MODE_TREE)
         for e in captured
     ):
         return
-    live = ws.live_mount()
-    if live is None:
-        return
-    new = ws.store.commit_tree(commit)
-    out: list[Change] = []
-    diff_trees(ws.store, ws.base_tree, new, "", out)
-    moved = {p for c in out for p in (c.path, c.old_path) if p}
-    live.show_forms(ws.base_tree, new, moved, keep=lambda p: ws.overlay.get(p) is not None)
+    from .wsforms import keep_forms  # (only a move that changes an attribute file)
+
+    keep_forms(ws, ws.base_tree, ws.store.commit_tree(commit))
 
 
 def _retire(ws: Fork, commit: str, captured: list[Entry], seen: list[Entry] | None) -> None:

@@ -249,8 +249,14 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             live.symlink(target, real)
             return self.view.stat(real)
         fid, size = self._store_bytes(target.encode("utf-8", "surrogateescape"))
-        with self.overlay.txn() as db:
-            self.overlay.put(db, Entry(real, FILE, MODE_LINK, None, fid, None, size), "symlink")
+        try:
+            with self.overlay.txn() as db:
+                if self.view.lookup(real) is not None:  # (made since the look above)
+                    raise AlreadyExistsError(f"{real}: already exists", details={"path": real})
+                self.overlay.put(db, Entry(real, FILE, MODE_LINK, None, fid, None, size), "symlink")
+        except BaseException:
+            unlink_quiet(self.overlay.file_path(fid))  # (a full disk's: nospace1, as write's)
+            raise
         return self.view.stat(real)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
@@ -337,10 +343,15 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             live.chmod(node.path, executable)
             return self.view.stat(node.path)
         with self.overlay.txn() as db:
+            # looked up again in the transaction (as a move is: :meth:`_move_or_copy`): an
+            # entry a checkpoint retired or a write replaced since names a file unlinked
+            node = self.view.resolve(node.path, follow=False)
+            if node.is_dir or node.is_link:
+                raise InvalidPathError(f"{node.path}: only files have an executable bit")
             e = node.entry
-            if e is not None:
+            if e is not None and mode != node.mode:
                 self.overlay.put(db, Entry(e.path, e.kind, mode, e.oid, e.fileid, e.origin, e.size), "chmod")
-            else:
+            elif mode != node.mode:
                 origin = self.view.origin(node.path)
                 self.overlay.put(db, Entry(node.path, OBJECT, mode, node.oid, None, origin), "chmod")
         return self.view.stat(node.path)
@@ -358,21 +369,8 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         d = names.join(dparent.path, names.basename(d))
         if d == s:
             return d
-        if node.is_dir and names.is_within(d, s):
-            raise InvalidPathError(f"cannot move {s} into itself ({d})")
         op = "copy" if copy else "rename"
-        # out of a protected place (a rename; a copy only of what is hidden), into one
-        self.guard_tree(s, op, is_dir=node.is_dir, kinds=("hidden",) if copy else None)
-        self.guard_moved(s, d, op, node.is_dir)
-        target = self.view.lookup(d)
-        if target is not None:
-            if target.is_dir:
-                if not node.is_dir:
-                    raise IsDirectoryError(f"{d}: is a directory", details={"path": d})
-                if self.view.children(target):
-                    raise DirectoryNotEmptyError(f"{d}: directory not empty", details={"path": d})
-            elif node.is_dir:
-                raise NotDirectoryError(f"{d}: not a directory", details={"path": d})
+        self._move_checks(node, d, op)
         live = self.live_dir()
         if live is not None:
             if copy:
@@ -383,6 +381,19 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         new_files: list[str] = []
         try:
             with self.overlay.txn() as db:
+                # the source and the target looked up again in the transaction: what was
+                # looked up before it may have changed since, in another process (a
+                # checkpoint that retired the source's entry unlinked the file it named,
+                # and the rename gave that entry to ``d``, the saved version lost and
+                # every later read of ``d`` and checkpoint of the fork failed, "overlay
+                # file of d is missing": a pure-FUSE mount's editor save, twenty-fifth
+                # round, NAME=raced1)
+                fresh = self.view.resolve(s, follow=False)
+                if fresh.is_dir != node.is_dir:
+                    self._move_checks(fresh, d, op)  # (a file now a directory, or the reverse)
+                else:
+                    self._check_move_target(fresh, d)
+                node = fresh
                 origin = None if copy else self.view.origin(s)
                 under = self.overlay.under(s) if node.is_dir else []
                 e = node.entry
@@ -392,7 +403,10 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                         assert e.fileid is not None
                         fid, _ = self._store_bytes(self.overlay.file_path(e.fileid))
                         new_files.append(fid)
-                    top = Entry(d, FILE, e.mode, None, fid, origin, e.size)
+                    # (its size now, not as last recorded: a pure-FUSE mount records a
+                    # closed file's size a moment later, by its old path, which is gone by
+                    # then: an editor's saved file counted 0 bytes against the quota)
+                    top = Entry(d, FILE, e.mode, None, fid, origin, self._size_now(fid, e.size))
                 else:
                     top = Entry(d, OBJECT, node.mode, node.oid, None, origin)
                 self.overlay.remove_under(db, d, op)
@@ -407,7 +421,8 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                         fid, _ = self._store_bytes(self.overlay.file_path(sub.fileid))
                         new_files.append(fid)
                     sub_origin = None if copy else sub.origin
-                    moved = Entry(names.join(d, rel), sub.kind, sub.mode, sub.oid, fid, sub_origin, sub.size)
+                    size = self._size_now(fid, sub.size) if sub.kind == FILE else sub.size
+                    moved = Entry(names.join(d, rel), sub.kind, sub.mode, sub.oid, fid, sub_origin, size)
                     if not copy:
                         # keep the file: the old entry goes without unlinking it
                         self.overlay.forget(db, sub.path, op)
@@ -422,6 +437,41 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                 unlink_quiet(self.overlay.file_path(fid))
             raise
         return d
+
+    def _size_now(self, fileid: str | None, recorded: int) -> int:
+        """The size of overlay file ``fileid`` now (``recorded`` when it cannot be read)."""
+        if not fileid:
+            return recorded
+        try:
+            return self.overlay.file_stat(fileid).st_size
+        except OSError:
+            return recorded
+
+    def _move_checks(self, node: Node, d: str, op: str) -> None:
+        """Refuse the move or copy (``op``) of ``node`` to ``d`` where it cannot be made:
+        into itself, out of or into a place the path policy protects, onto a target
+        POSIX ``rename`` refuses (:meth:`_check_move_target`)."""
+        s = node.path
+        if node.is_dir and names.is_within(d, s):
+            raise InvalidPathError(f"cannot move {s} into itself ({d})")
+        # out of a protected place (a rename; a copy only of what is hidden), into one
+        self.guard_tree(s, op, is_dir=node.is_dir, kinds=("hidden",) if op == "copy" else None)
+        self.guard_moved(s, d, op, node.is_dir)
+        self._check_move_target(node, d)
+
+    def _check_move_target(self, node: Node, d: str) -> None:
+        """Refuse to move ``node`` onto what ``d`` holds (POSIX ``rename``'s rules): a
+        file onto a directory, a directory onto a file or a directory not empty."""
+        target = self.view.lookup(d)
+        if target is None:
+            return
+        if target.is_dir:
+            if not node.is_dir:
+                raise IsDirectoryError(f"{d}: is a directory", details={"path": d})
+            if self.view.children(target):
+                raise DirectoryNotEmptyError(f"{d}: directory not empty", details={"path": d})
+        elif node.is_dir:
+            raise NotDirectoryError(f"{d}: not a directory", details={"path": d})
 
     def rename(self, src: str, dst: str, *, expect: str | None = None) -> str:
         """POSIX ``rename``: replaces a file or an empty directory at ``dst``; ``expect``:
@@ -451,32 +501,9 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         writes can go straight to disk; returns the (now materialized) node. ``form``:
         the bytes a mount shows for a file of the base where they are not its blob's
         (git's checkout conversions: core/workspace/wssmudge.py)."""
-        p = norm(path)
-        node = self.view.lookup(p)
-        if node is None:
-            raise PathNotFoundError(f"{p}: no such file", details={"path": p})
-        if node.is_dir:
-            raise IsDirectoryError(f"{p}: is a directory", details={"path": p})
-        if node.materialized:
-            return node
-        assert node.oid is not None
-        shown = form(node) if form is not None else None
-        stream = self.store.blob_stream(node.oid) if shown is None else None
-        if shown is not None:
-            fid, size = self._store_bytes(shown)
-        elif stream is None:
-            fid, size = self._store_bytes(self.store.blob_data(node.oid))
-        else:
-            try:
-                fid, size = self._store_bytes(stream)
-            finally:
-                stream.close()
-        with self.overlay.txn() as db:
-            e = Entry(p, FILE, node.mode, None, fid, self.view.origin(p), size)
-            self.overlay.put(db, e, "materialize")
-        got = self.view.lookup(p)
-        assert got is not None
-        return got
+        from . import wscopyout  # (here: a command that copies no file out of git never loads it)
+
+        return wscopyout.materialize(self, self._store_bytes, path, form)
 
     def _written_sizes(self, paths: Iterable[str]) -> Iterator[tuple[Entry, int]]:
         """(entry, current size) of each path that is a materialized file of the overlay."""

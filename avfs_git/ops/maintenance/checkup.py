@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import ObjectUnreadableError
+from ...core.errors import CorruptStateError, ObjectUnreadableError
 from ...core.records import dataclass
 from ...core.store import packwriter, refs
 from ...core.store.gitformat import TREE_ENTRY
@@ -87,6 +87,7 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
     proc = git(vault.path, "fsck", "--strict", "--no-dangling", "--no-progress", check=False)
     if proc.returncode != 0 or proc.stdout.strip():
         yield _fsck_finding(vault, (proc.stdout + proc.stderr).strip())
+    yield from _damaged_refs(vault)
     yield from _check_objects(vault, repair, now)
     forks = set(vault.fork_names())
     for fork, ws_dir in ws_dirs(vault).items():
@@ -124,6 +125,16 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             fix=lambda: clear_keep_refs(vault),
             repair=repair,
         )
+
+
+def _damaged_refs(vault: Vault) -> Iterable[Finding]:
+    """Each ref whose file holds no commit id (junk, emptied, a FIFO): it stopped the whole
+    doctor (`corrupt_state`, exit 70) where it is the finding to name."""
+    for name in refs.list_refs_file(vault.path, refs.REFS):
+        try:
+            refs.read_ref_file(vault.path, name)
+        except CorruptStateError as exc:
+            yield finding(vault, "fsck", "damaged_ref", exc.message, exc.details.get("path"), hint=exc.hint)
 
 
 def _relative_remotes(vault: Vault) -> Iterable[Finding]:
@@ -202,7 +213,10 @@ def unreadable_objects(vault: Vault) -> tuple[int, list[tuple[str, str]]]:
     named_blobs: set[str] = set()  # what trees name as files (a lazy vault may lack them)
     todo: list[str] = []
     for name in refs.list_refs_file(vault.path, refs.REFS):
-        oid = refs.read_ref_file(vault.path, name)
+        try:
+            oid = refs.read_ref_file(vault.path, name)
+        except CorruptStateError:
+            continue  # (a damaged ref: its own finding, :func:`_damaged_refs`)
         if oid and len(oid) == 40:
             todo.append(oid)
     seen: set[str] = set()

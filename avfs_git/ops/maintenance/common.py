@@ -17,6 +17,7 @@ from ...core.store import refs
 from ...core.store.names import from_fs_name
 from ...core.types import to_json
 from ...core.vaults import layers, registry
+from ...core.workspace.sqlite import open_read_only
 
 if TYPE_CHECKING:
     from ...core.vaults.home import Home
@@ -131,6 +132,10 @@ def open_overlay_db(ws_dir: str) -> sqlite3.Connection | None:
         return None
     # quoted (a fork named a/b has its state in a%2Fb, which a URI would read as a/b; '?'
     # and '#' would end its path): not by urllib, which a cold gc does not load
+    if not os.access(ws_dir, os.W_OK):
+        # (a home on a read-only mount: without its WAL index SQLite's `mode=ro` cannot
+        # open it, "unable to open database file", an overlay doctor called unreadable)
+        return open_read_only(path, 5.0)
     quoted = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
     conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, timeout=5.0)
     return conn

@@ -88,7 +88,17 @@ def _worktrees(vault: Vault, now: float) -> list[_Worktree]:
 def _remove_worktree(vault: Vault, wt: _Worktree) -> None:
     """Remove a dead daemon's worktree and the mount's own directory: each moved aside
     first, and put back if its mount's registry record now names a live daemon (a new
-    mount of the same fork registers the same directories)."""
+    mount of the same fork registers the same directories). git's own state there (the
+    index, an open merge...) is kept first for the fork's next mount, as an unmount keeps
+    it (mount/gitkeep.py ``keep_leftover``)."""
+    if not _owner_alive(vault, wt.key) and vault.has_fork(wt.key):
+        from ...core.errors import AvfsError
+        from ...mount.gitkeep import keep_leftover
+
+        try:
+            keep_leftover(vault.workspace(wt.key), wt.path, registry.mount_dir(vault.state_dir, wt.key))
+        except AvfsError:
+            pass  # (the fork's workspace cannot be opened: its worktree goes, as before)
     _remove_aside(vault, wt.key, wt.path)
     _remove_aside(vault, wt.key, registry.mount_dir(vault.state_dir, wt.key))
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...core.vaults.oplog import COLUMNS, write_log
+from ...core.workspace.sqlite import DEFAULT_WAIT_S, open_read_only
 from .findings import Finding, finding
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ def check_oplog(vault: Vault, repair: bool, now: float) -> Iterator[Finding]:
 
 
 def _connect(path: str) -> sqlite3.Connection:
+    if not os.access(os.path.dirname(path), os.W_OK):
+        # (a home on a read-only mount: without its WAL index SQLite's `mode=ro` cannot
+        # open it, and doctor called the log damaged and offered to replace it)
+        return open_read_only(path, DEFAULT_WAIT_S)
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 

@@ -11,7 +11,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import BusyError, InvalidNameError, UsageError
+from ...core.errors import BusyError, CorruptStateError, InvalidNameError, UsageError
 from ...core.records import dataclass
 from ...core.store import refs, transferlock
 from ...core.store.locks import flock_held
@@ -182,8 +182,8 @@ def _lock_owner_gone(path: str) -> bool:
         try:
             if refs.read_ref_file(git_dir, refs.fork_ref(fork)) is not None:
                 return False
-        except OSError:
-            return False  # cannot tell: leave it alone
+        except (OSError, CorruptStateError):
+            return False  # cannot tell (a damaged branch file is a fork's still): leave it alone
     return True
 
 

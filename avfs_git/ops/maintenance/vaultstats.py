@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import UsageError
+from ...core.errors import CorruptStateError, UsageError
 from ...core.operations.hydrate import ForkLocality, forks_locality
 from ...core.records import dataclass
 from ...core.store import names, refs
@@ -34,6 +34,9 @@ class ForkStats:
     overlay_bytes: int  # bytes of uncheckpointed file contents (what the quota counts)
     mounted: bool
     last_change: str | None
+    # a fork whose branch file holds no commit id: its error (head None), listed with the
+    # others (it failed the whole `stats`, exit 70)
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +181,16 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
         n, size, _ts = overlay_usage(vault.ws_dir(f))
         total_overlay += size
         last = last_change(vault, f)
+        error = None
+        try:
+            head = refs.read_ref_file(vault.path, refs.fork_ref(f))
+        except CorruptStateError as exc:
+            head, error = None, exc.to_dict()
         fstats.append(
             ForkStats(
                 name=f,
-                head=refs.read_ref_file(vault.path, refs.fork_ref(f)),
+                head=head,
+                error=error,
                 is_default=f == vault.default_fork,
                 checkpoints=sum(1 for c in cps if c.startswith(refs.checkpoint_prefix(f))),
                 overlay_entries=n,

@@ -1,0 +1,31 @@
+"""What the resident CLI server (:mod:`.resident`) asks once as it starts, before it is
+there to find, so that the processes it forks find the answers made: bubblewrap's probe
+and the git version a mount's hooks depend on."""
+
+from __future__ import annotations
+
+
+def probe_sandbox() -> None:
+    """bubblewrap's probe (a sandbox of its own: ~15 ms of processes, 50-60 under load),
+    made here once for this server's ``PATH``: the process of a call that plans a sandbox
+    (the first ``proxy exec`` on a fork that is not mounted) is forked from this one and
+    finds the answer made; one whose caller's ``PATH`` finds another ``bwrap`` (or none)
+    looks for itself (:func:`..proxy.confine.bwrap_path`)."""
+    try:
+        from ..proxy import confine
+
+        confine.unavailable()
+    except Exception:
+        pass  # the call's process probes, as without this
+
+
+def probe_git() -> None:
+    """The git on this server's ``PATH`` asked its version once (mount/hookscripts.py): a
+    mount daemon forked from this server finds the answer and starts no ``git --version``
+    on its way to the mount's answer."""
+    try:
+        from ..mount import hookscripts
+
+        hookscripts.git_trusts_fsmonitor_in_diff()
+    except Exception:
+        pass  # the daemon asks, as without this

@@ -1,0 +1,206 @@
+"""Where a served merge's CPU goes in the kept process (issue 31; docs/benchmarks.md,
+h-merge4's section): ``python -m bench.mergereal --kept-profile N`` runs this.
+
+In a home of its own made as bench/mergereal.py makes its sides (minimist with its
+ignored ``node_modules`` written through an overlay mount, then unmounted), one process
+does what the resident server's kept process does for each served merge
+(cli/callproc.py ``keep``): the click CLI on ``--vault mm merge FORK --into main`` with
+the kept home (cli/homekeep.py), then, its answer given, what it runs after it (the apps'
+``run_after``/``run_ahead``, the workspaces closed, the WALs written back, the check that
+the call left nothing). The server's imports are loaded and frozen first (cli/prewarm.py,
+``gc.freeze()`` as the server does). Between two merges another process (untimed) makes
+the next fork (``ignored=False``: a clean fork, its write not folding the source's
+``node_modules``) and, for ``root`` and ``conflict``, the target's own checkpoint; a
+``conflict``'s written conflicts are given up there too.
+
+Each merge's CPU is ``time.process_time()`` up to its answer and after it (medians over
+the merges after the first). With ``py-spy`` installed the process is recorded at
+``--spy-rate`` Hz (``py-spy record -f raw``), and each sample is put in one stage of
+:data:`STAGES` (the outermost stage on its stack, but for the stages in :data:`DEEP`,
+which yield to a stage below them); the stages' shares of the call's samples, times the
+merge's CPU, are its ms a stage.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "request checks (forks, open merges, remote)",
+        ("_check_request (", "remote_branch (", "_refuse_open_merges ("),
+    ),
+    ("workspaces opened", ("Vault.workspace (",)),
+    ("capture checks (both sides' is_dirty)", ("capture (avfs_git/core/operations/mergeguard",)),
+    ("open-files check", ("refuse_open_files (",)),
+    ("locks (fork, exec)", ("Vault.lock (", "no_exec_running (")),
+    ("writers held (kept tops, fold)", ("writers_held (",)),
+    ("sync_base, expect-head", ("Workspace.sync_base (", "check_head (")),
+    ("tips, merge base", ("_tips (",)),
+    ("source names, moved source", ("_source_names (", "_refuse_moved_source (")),
+    ("commit trees read", ("GitStore.commit_tree (",)),
+    ("the merge (trivial / libgit2, classify)", ("_trivial_merge (", "merge_trees (", "_classify (")),
+    (
+        "tree and commit writes, pack",
+        ("create_commit (", "PackWriter.finish (", "write_tree (", "pack_writer ("),
+    ),
+    ("conflicts written into the target", ("show_conflicts (",)),
+    ("keep forms", ("keep_forms (",)),
+    ("ref update (CAS, reflog)", ("move_ref (",)),
+    ("view moved (set_base)", ("Workspace.set_base (",)),
+    ("quota note", ("QuotaTracker.note (",)),
+    ("held objects' ref", ("after_txn (",)),
+    ("op log (lock, record)", ("OpLog.held (", "OpLog.record (", "_record (avfs_git/core/operations/merge")),
+    ("overlay transaction (BEGIN, COMMIT)", ("OverlayDB.txn (",)),
+    ("the answer (output)", ("Output.result (", "Output.document (")),
+    ("after: workspaces closed", ("App.close (",)),
+    (
+        "click parse, App, home",
+        ("click/core.py", "avfs_git/cli/main.py", "(avfs_git/cli/app.py", "mergecmds.py"),
+    ),
+    (
+        "after: WALs written back, the clean check",
+        ("_write_back (", "_clean (", "_forget_derived (", "run_a"),
+    ),
+]
+DEEP = frozenset(
+    {"click parse, App, home", "sync_base, expect-head", "commit trees read",
+     "overlay transaction (BEGIN, COMMIT)", "held objects' ref"}
+)  # fmt: skip
+CALL = ("main (avfs_git/cli/main.py", "_clean (avfs_git", "_write_back (", "App.close (", "run_after (")
+
+CHILD = r"""
+import gc, json, os, statistics, subprocess, sys, time
+kind, n, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+PREP = '''
+import json, sys
+import avfs_git
+from avfs_git.core.operations import checkpoint, merge as m
+h = avfs_git.open_home()
+for line in sys.stdin:
+    cmd, name, writes = json.loads(line)
+    v = h.vault("mm")
+    if cmd == "abort":
+        m.merge_abort(v, "main")
+    else:
+        v.create_fork("main", name, ignored=False)
+        ws = v.workspace(name)
+        for path, text in writes["fork"].items():
+            ws.write(path, text.encode())
+        checkpoint.save(v, name)
+        if writes["main"]:
+            mm = v.workspace("main")
+            for path, text in writes["main"].items():
+                mm.write(path, text.encode())
+            checkpoint.save(v, "main")
+    v.close_workspaces()
+    print("ok", flush=True)
+'''
+prep = subprocess.Popen([sys.executable, "-c", PREP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        text=True, env={**os.environ, "AVFS_SERVER": "off"})
+def ask(*a):
+    prep.stdin.write(json.dumps(a) + "\n"); prep.stdin.flush()
+    assert prep.stdout.readline().strip() == "ok"
+def writes(name):
+    if kind == "ff": return {"fork": {f"{name}.md": f"{name}\n"}, "main": {}}
+    if kind == "root": return {"fork": {f"{name}.md": f"{name}\n"}, "main": {f"{name}-main.md": "main\n"}}
+    return {"fork": {"index.js": f"fork {name}\n"}, "main": {"index.js": f"main {name}\n"}}
+from avfs_git.cli import callproc, prewarm
+prewarm.load()
+gc.collect(); gc.freeze()
+from avfs_git.cli.homekeep import KeptHome
+from avfs_git.cli.main import main as click_main
+kept = KeptHome()
+null = open(os.devnull, "w")
+answer, after = [], []
+for i in range(n):
+    name = f"{tag}{kind}{i}"
+    ask("prep", name, writes(name))
+    argv = ["--vault", "mm", "merge", name, "--into", "main"] + (["--write-conflicts"] if kind == "conflict" else [])
+    out, sys.stdout = sys.stdout, null
+    c0 = time.process_time()
+    opened = []
+    code = click_main(argv, opened=opened, kept=kept)
+    c1 = time.process_time()
+    for app in opened: app.run_after()
+    for app in opened: app.run_ahead()
+    for app in opened: app.close()
+    callproc._forget_derived()
+    callproc._write_back(callproc._wal_grown())
+    callproc._clean(0o022, kept)
+    c2 = time.process_time()
+    sys.stdout = out
+    assert code == (3 if kind == "conflict" else 0), code
+    answer.append((c1 - c0) * 1000); after.append((c2 - c1) * 1000)
+    if kind == "conflict":
+        ask("abort", name, None)
+kept.close()
+print(json.dumps({"answer_ms": statistics.median(answer[1:]), "after_ms": statistics.median(after[1:]),
+                  "answer_all": [round(x, 3) for x in answer], "after_all": [round(x, 3) for x in after]}))
+"""
+
+
+def stages(raw: Path, cpu_ms: float) -> dict[str, float]:
+    """ms of ``cpu_ms`` by stage, from py-spy's raw samples (see the module's text)."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if not stack or not any(c in f for f in frames for c in CALL):
+            continue
+        total += int(n)
+        best = "other"
+        for f in frames:
+            hit = next((name for name, pats in STAGES if any(p in f for p in pats)), None)
+            if hit is not None:
+                best = hit
+                if hit not in DEEP:
+                    break
+        counts[best] += int(n)
+    return {k: round(v / total * cpu_ms, 2) for k, v in counts.most_common()} if total else {}
+
+
+def run(
+    merges: int, kinds: list[str], src: Path, root: Path, rate: int, before: Path | None = None
+) -> dict[str, Any]:
+    """Each kind in a home of its own (``root/<kind>``), ``merges`` merges each; ``before``: a
+    directory holding another ``avfs_git`` that the merging process (and the one making
+    the forks) imports instead, through ``PYTHONPATH`` (the home is made by this tree's)."""
+    from . import realproj7
+
+    py = sys.executable
+    spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
+    out: dict[str, Any] = {
+        "merges": merges,
+        "spy_rate": rate if spy else None,
+        "kinds": {},
+        "before": str(before),
+    }
+    for kind in kinds:
+        realproj7.ROOT = root / kind
+        realproj7.ROOT.mkdir(parents=True, exist_ok=True)
+        (realproj7.ROOT / "userhome").mkdir(exist_ok=True)
+        (realproj7.ROOT / "userhome" / ".gitconfig").write_text(
+            "[user]\n\tname = mk\n\temail = mk@example.org\n"
+        )
+        home = realproj7.avfs_side("side", realproj7.project(src), src / "node_modules")
+        env = {**realproj7.env_for(home, before), "AVFS_PROGRESS": "never", "LC_ALL": "C.UTF-8"}
+        cmd = [py, "-c", CHILD, kind, str(merges), f"k{os.getpid()}"]
+        raw = root / f"{kind}.spy"
+        if spy:
+            cmd = [spy, "record", "-r", str(rate), "-f", "raw", "-o", str(raw), "--", *cmd]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        got = json.loads([x for x in p.stdout.splitlines() if x.startswith("{")][-1])  # (py-spy's lines too)
+        cpu = got["answer_ms"] + got["after_ms"]
+        got["stages_ms"] = stages(raw, cpu) if spy and raw.exists() else None
+        out["kinds"][kind] = got
+        print(kind, json.dumps({k: v for k, v in got.items() if not k.endswith("_all")}), flush=True)
+    return out

@@ -1,0 +1,106 @@
+"""FIFOs a confined command leaves at the names git opens in the work tree (the twenty-sixth
+round, NAME=attack17): git 2.39 opens ``.gitignore``/``.gitattributes`` in every directory
+it reads, and ``.mailmap`` at the top for `git log`, with a plain ``open`` that waits for a
+writer on a FIFO. A command's ``mkfifo .gitignore`` had the person's plain `git status`,
+`git add -A` and `git log` in the mount wait for ever after the run (avfs's own commands
+read past it, and said nothing).
+
+Each from inside a real confined `proxy exec` in a real mount, overlay and pure FUSE (which
+refuses a FIFO: the attack fails there, and must stay so), then the person's git and avfs
+commands, each given a minute: one that waits fails the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .test_adv_gitseal import _avfs, _script
+from .test_adv_gitseal import live as live  # the fixture: both backends
+from .waitingexec import exec_argv
+
+# the command: FIFOs at git's names (at the top, in a directory of the fork's, in
+# directories it makes, in one it makes and renames), and one at a name git never opens
+_PLANT = """set -u
+made=0
+for f in .gitignore .gitattributes .mailmap sub/.gitignore sub/.gitattributes new/deep/.gitignore data.fifo; do
+  mkdir -p "$(dirname "$f")"
+  mkfifo "$f" 2>/dev/null && made=$((made+1))
+done
+mkdir -p a && mkfifo a/.gitattributes 2>/dev/null && mv a b && made=$((made+1))
+echo made=$made
+"""
+
+_GIT_READS = [
+    ".gitignore",
+    ".gitattributes",
+    ".mailmap",
+    "sub/.gitignore",
+    "sub/.gitattributes",
+    "new/deep/.gitignore",
+    "b/.gitattributes",
+]
+
+
+def _person(mp: str, *argv: str) -> str:
+    """The person's command in the mount: a minute at most (one that waits on a FIFO fails)."""
+    try:
+        got = subprocess.run(argv, cwd=mp, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{argv} waited for a minute in the mount") from None
+    assert got.returncode == 0, (argv, got.stderr)
+    return got.stdout
+
+
+def _fifo(path: Path) -> bool:
+    try:
+        return stat.S_ISFIFO(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def test_fifos_at_names_git_opens_never_hold_the_person_s_git(live: Any, tmp_path: Path) -> None:
+    """A command's FIFOs at ``.gitignore``, ``.gitattributes``, ``.mailmap`` (at the top, in
+    the fork's directories, in new and renamed ones) are gone after the run and named in
+    ``not_recorded``; the person's `git status`, `git add -A`, `git commit`, `git log`,
+    `avfs status` and a checkpoint then answer. A FIFO at a name git never opens, and the
+    person's own FIFO at ``.gitignore`` made before the run, stay."""
+    mp = live.mountpoint
+    os.makedirs(os.path.join(mp, "sub"), exist_ok=True)
+    Path(mp, "sub", "a.py").write_text("x = 1\n")
+    own = Path(mp, "own")
+    own.mkdir()
+    mine = False
+    try:
+        os.mkfifo(own / ".gitignore")
+        mine = True
+    except PermissionError:  # (pure FUSE makes no FIFO)
+        pass
+    _script(live, "plant.sh", _PLANT)
+    got = subprocess.run([*exec_argv(), "--", "sh", "plant.sh"], capture_output=True, timeout=300)
+    doc = json.loads(got.stdout)
+    assert doc["result"]["exit_code"] == 0, doc["result"]
+    made = int(doc["result"]["stdout"].split("made=")[1].split()[0])
+    assert made == (8 if live.backend == "overlay" else 0), doc["result"]  # (pure FUSE makes none)
+    assert _fifo(own / ".gitignore") == mine  # the person's own stays
+    if mine:
+        os.unlink(own / ".gitignore")
+    # the person, in the mount
+    _person(mp, "git", "status", "--porcelain")
+    with open(os.path.join(mp, "README"), "a") as fh:
+        fh.write("the person's line\n")
+    _person(mp, "git", "add", "-A", ".")
+    _person(mp, "git", "-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "by the person")
+    assert _person(mp, "git", "log", "-1", "--format=%s").strip() == "by the person"
+    _person(mp, "git", "blame", "--", "README")
+    named = {n["path"] for n in doc["not_recorded"] if n["kind"] == "fifo" and "git opens" in n["reason"]}
+    assert named == (set(_GIT_READS) if made else set()), doc["not_recorded"]
+    for p in _GIT_READS:
+        assert not _fifo(Path(mp, p)), p
+    assert _fifo(Path(mp, "data.fifo")) == bool(made)  # (no name git opens: the live tree's)
+    r = _avfs("status")
+    assert r.returncode == 0, r.stderr
+    assert _avfs("checkpoint", "save", "after").returncode == 0
