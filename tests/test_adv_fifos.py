@@ -20,7 +20,7 @@ from typing import Any
 
 from .test_adv_gitseal import _avfs, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
-from .waitingexec import exec_argv
+from .waitingexec import exec_argv, running
 
 # the command: FIFOs at git's names (at the top, in a directory of the fork's, in
 # directories it makes, in one it makes and renames), and one at a name git never opens
@@ -104,3 +104,68 @@ def test_fifos_at_names_git_opens_never_hold_the_person_s_git(live: Any, tmp_pat
     r = _avfs("status")
     assert r.returncode == 0, r.stderr
     assert _avfs("checkpoint", "save", "after").returncode == 0
+
+
+# the command: FIFOs at names git opens, then it says it runs and waits (the person's git
+# meanwhile opens them and waits for a writer that never comes)
+_PLANT_AND_WAIT = """set -u
+mkdir -p sub
+made=0
+for f in .gitignore .gitattributes .mailmap sub/.gitignore sub/.gitattributes; do
+  mkfifo "$f" 2>/dev/null && made=$((made+1))
+done
+echo made=$made
+: > started
+sleep 4
+"""
+
+
+def test_a_person_s_git_waiting_on_a_fifo_made_during_the_run_goes_on_after_it(
+    live: Any, tmp_path: Path
+) -> None:
+    """The twenty-seventh round (NAME=attack18): the person's `git status`, `git log` and
+    `git ls-files -o` started while the command runs open its FIFO at ``.gitignore``,
+    ``.gitattributes`` or ``.mailmap`` and wait for a writer. The record stage removed the
+    FIFO after the run, but removing a name wakes no one waiting on the file: each waited
+    for ever (``wait_for_partner``), after the run too. Now each goes on once the run ends
+    (the FIFO read as empty), and the FIFOs are named in ``not_recorded``."""
+    mp = live.mountpoint
+    os.makedirs(os.path.join(mp, "sub"), exist_ok=True)
+    Path(mp, "sub", "a.py").write_text("x = 1\n")
+    _script(live, "plant.sh", _PLANT_AND_WAIT)
+    started = os.path.join(mp, "started")
+    waiting: list[tuple[tuple[str, ...], subprocess.Popen[bytes]]] = []
+    try:
+        with running([*exec_argv(), "--", "sh", "plant.sh"], started) as proc:
+            for argv in (
+                ("git", "status", "--porcelain"),
+                ("git", "log", "-1", "--format=%an"),
+                ("git", "check-attr", "-a", "--", "sub/a.py"),
+                ("git", "ls-files", "-o", "--exclude-standard"),
+            ):
+                person = subprocess.Popen(argv, cwd=mp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                waiting.append((argv, person))
+            out, _ = proc.communicate(timeout=300)
+        doc = json.loads(out)
+        made = int(doc["result"]["stdout"].split("made=")[1].split()[0])
+        assert made == (5 if live.backend == "overlay" else 0), doc["result"]  # (pure FUSE makes none)
+        for argv, person in waiting:
+            try:
+                _, perr = person.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                with open(f"/proc/{person.pid}/wchan") as fh:
+                    where = fh.read()
+                raise AssertionError(f"{argv} still waits a minute after the run ({where})") from None
+            assert person.returncode == 0, (argv, perr)
+    finally:
+        for _, person in waiting:
+            if person.poll() is None:
+                person.kill()
+                person.wait()
+    named = {n["path"] for n in doc["not_recorded"] if n["kind"] == "fifo"}
+    assert named == (
+        {".gitignore", ".gitattributes", ".mailmap", "sub/.gitignore", "sub/.gitattributes"}
+        if made
+        else set()
+    )
+    _person(mp, "git", "status", "--porcelain")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..core.store.gitstore import GitStore
-    from ..core.types import NodeKind
+    from ..core.types import NodeKind, Stat
     from ..core.workspace.overlay import Overlay
 
 
@@ -52,6 +52,7 @@ class MountedFork(HasState, Protocol):
     @property
     def view_time(self) -> float: ...
     def read(self, path: str) -> bytes: ...
+    def stat(self, path: str, *, follow: bool = False) -> Stat: ...
     def tip(self) -> str | None: ...
     def visible_filter(self) -> Callable[[str, NodeKind], bool] | None: ...
 

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import InternalError
 from ..core.store.gitrun import git_env, run, spawn
 from ..core.store.refs import UNBORN
+from ..core.workspace.ignore import MAX_PATTERN_FILE
 from .ewah import Ewah
 from .hookscripts import shell_word
 from .ownfiles import read_bytes, read_text
@@ -142,7 +143,9 @@ def gitignores_shown(ws: MountedFork, dirs: Container[str]) -> dict[str, bytes |
     out: dict[str, bytes | None] = {}
     for path in found:
         try:
-            out[path] = ws.read(path)
+            # (one past newer git's bound is empty to it, and never read: a guess, as above)
+            big = ws.stat(path).size >= MAX_PATTERN_FILE
+            out[path] = b"" if big else ws.read(path)
         except Exception:  # removed, a directory, unreadable: git reads what is there
             out[path] = None
     return out
@@ -209,7 +212,8 @@ def on_skeleton(
                 os.mkdir(real)
             elif path not in shown:
                 with open(real, "wb") as fh:
-                    fh.write(store.blob_data(oid))
+                    if store.blob_size(oid) < MAX_PATTERN_FILE:  # (else empty, as newer git reads it)
+                        fh.write(store.blob_data(oid))
         for path, content in shown.items():
             if content is not None and os.path.isdir(os.path.join(root, os.path.dirname(path))):
                 with open(os.path.join(root, path), "wb") as fh:

@@ -334,6 +334,46 @@ def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: 
         return ws.view.read_node(node)
 
 
+# git's `core.bigFileThreshold`: `git diff` calls a larger file binary without reading it
+# (diff.c ``diff_populate_filespec``, ``check_binary``). avfs read both sides whole and
+# gave them to libgit2: found in the twenty-seventh round (NAME=attack18), a confined
+# command's sparse 1 GiB and 600 MiB files (the bytes quota's, no disk) took the person's
+# `avfs diff HEAD~1 HEAD` to 3.2 GB and 121 s for 346 bytes of output
+BIG_FILE = 512 << 20
+
+
+def _big(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bool:
+    """Whether the side :func:`_side` would read is past :data:`BIG_FILE` (asked of the
+    object's header or the workspace's stat, never read)."""
+    if mode is None or mode in (MODE_LINK, MODE_COMMIT):
+        return False
+    try:
+        if oid is not None and (ws is None or vault.store.has_object(oid)):
+            return vault.store.blob_size(oid, path=path) > BIG_FILE
+        assert ws is not None
+        return ws.stat(path).size > BIG_FILE
+    except Exception:  # (read as before, which says what is wrong)
+        return False
+
+
+def _binary_patch(c: Change, old_path: str) -> str:
+    """git's patch of a file past :data:`BIG_FILE` on either side: its header and "Binary
+    files ... differ" (the modes put right by :func:`_fix_modes`)."""
+    zero = "0" * 7
+    a = f"a/{old_path}" if c.old_mode is not None else "/dev/null"
+    b = f"b/{c.path}" if c.new_mode is not None else "/dev/null"
+    lines = [f"diff --git a/{old_path} b/{c.path}"]
+    if c.old_mode is None:
+        lines.append("new file mode 100644")
+    elif c.new_mode is None:
+        lines.append("deleted file mode 100644")
+    elif old_path != c.path:
+        lines += [f"rename from {old_path}", f"rename to {c.path}"]
+    lines.append(f"index {(c.old_oid or zero)[:7]}..{(c.new_oid or zero)[:7]}")
+    lines.append(f"Binary files {a} and {b} differ\n")
+    return "\n".join(lines)
+
+
 def _fix_modes(text: str, c: Change) -> str:
     """Put the real file modes into a patch header (libgit2 assumes 100644 for buffers)."""
     if not text:
@@ -377,6 +417,11 @@ def patch_text(
         if progress is not None and (i % 50 == 0 or i + 1 == total):
             progress(i + 1, total, c.path)
         old_path = c.old_path or c.path
+        if _big(vault, None, old_path, c.old_oid, c.old_mode) or _big(
+            vault, ws, c.path, c.new_oid, c.new_mode
+        ):
+            parts.append(_fix_modes(_binary_patch(c, old_path), c))
+            continue
         a = _side(vault, None, old_path, c.old_oid, c.old_mode)
         b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
         text = _fix_modes(blob_patch(a, b, old_path, c.path, context), c)
@@ -396,6 +441,11 @@ def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list
     out = []
     for c in result.changes:
         old_path = c.old_path or c.path
+        if _big(vault, None, old_path, c.old_oid, c.old_mode) or _big(
+            vault, ws, c.path, c.new_oid, c.new_mode
+        ):
+            out.append((c.path, 0, 0, True))  # (git's numstat: "-  -")
+            continue
         a = _side(vault, None, old_path, c.old_oid, c.old_mode)
         b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
         # the names only label the patch; libgit2 wants UTF-8, and a name from git may not be

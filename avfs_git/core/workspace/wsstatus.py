@@ -18,7 +18,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_COMMIT, MODE_TREE, Change, ChangeStatus
 from . import overlayentry, upperjournal
-from .ignore import GITIGNORE, IgnoreRules
+from .ignore import GITIGNORE, MAX_PATTERN_FILE, IgnoreRules, bounded_pattern_file
 from .ignorekept import NAME as KEPT_NAME
 from .overlay import Overlay
 from .overlayentry import (
@@ -491,12 +491,13 @@ class Changes:
 
             def load() -> bytes:
                 with os.fdopen(overlay.open_regular(fileid), "rb") as fh:
-                    return fh.read()
+                    return bounded_pattern_file(fh)
 
             return f"f:{e.fileid}:{st.st_size}:{st.st_mtime_ns}", load
         oid = node.oid
         assert oid is not None
-        return oid, lambda: self.store.blob_data(oid)
+        store = self.store
+        return oid, lambda: b"" if store.blob_size(oid) >= MAX_PATTERN_FILE else store.blob_data(oid)
 
     def _ignored_dirs(self, entries: list[Entry]) -> frozenset[str]:
         """The new directories (absent from the base tree, their parent not) holding the
