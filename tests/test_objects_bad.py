@@ -17,11 +17,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import zlib
 from pathlib import Path
 
 import pytest
 
+from avfs_git.core.errors import ObjectUnreadableError
 from avfs_git.core.store import gitformat, packwriter
 from avfs_git.core.store.objects import ObjectReadError
 from avfs_git.core.store.objreader import ObjectReader
@@ -139,9 +142,9 @@ def test_damaged_pack_gives_a_clear_error_and_changes_nothing(home, real_vault, 
         before = _state(v)
         for run in (cli_proc, cli):  # a real process (the pure reader first), in process (libgit2)
             _expect_unreadable(run("--json", "--vault", "bad", "cat", path), oid if run is cli_proc else None)
-            if damage == "truncated":
-                _expect_unreadable(run("--json", "--vault", "bad", "stat", path))
-                _expect_unreadable(run("--json", "--vault", "bad", "ls", "-l", os.path.dirname(path)))
+            # its size too: libgit2's for a delta it cannot inflate is made up (flaky2)
+            _expect_unreadable(run("--json", "--vault", "bad", "stat", path))
+            _expect_unreadable(run("--json", "--vault", "bad", "ls", "-l", os.path.dirname(path)))
             human = run("--vault", "bad", "cat", path)
             assert human.code == 1 and "internal error" not in human.err
             assert "cannot be read" in human.err
@@ -154,13 +157,9 @@ def test_damaged_pack_gives_a_clear_error_and_changes_nothing(home, real_vault, 
     assert not [f for f in doctor(home).findings if f.check == "objects"]
 
 
-def test_damaged_pack_is_eio_in_a_mount(home, real_vault, tmp_path):
-    from avfs_git.ops import mounts
-
-    from .test_fuse import require_fuse
-
-    require_fuse()
-    v, src = real_vault
+def _damage_a_delta(v) -> tuple[str, str, Path, bytes, dict[str, str], dict]:
+    """Damage one deltified file's own data in the vault's pack: (its path, its id, the
+    pack, the pack's good bytes, every file's id by path, the pack's objects)."""
     info = _verify_pack(v)
     blobs = _blobs_by_path(v)
     pack = next(Path(v.path, "objects", "pack").glob("*.pack"))
@@ -174,26 +173,66 @@ def test_damaged_pack_is_eio_in_a_mount(home, real_vault, tmp_path):
     # offset: the damage stays inside it (a short entry would leave it whole and damage the
     # next object instead)
     path, oid = next((p, o) for p, o in blobs.items() if info[o][2] > 0 and end_of(o) - info[o][1] > 64)
-    off = info[oid][1]
     v.store.close()
     bad = bytearray(good)
-    for i in range(off + 26, end_of(oid) - 1):
+    for i in range(info[oid][1] + 26, end_of(oid) - 1):
         bad[i] ^= 0x5A
     _put(pack, bytes(bad))
+    return path, oid, pack, good, blobs, info
+
+
+def test_a_damaged_delta_has_no_size(real_vault):
+    """libgit2 (1.9) gives a delta whose data does not inflate a size read from a buffer it
+    never filled (its stream's error ignored): 0 on a fresh thread's stack, anything on
+    another. The pure reader cannot read that header; the store took libgit2's word for it,
+    and a mount's daemon (each FUSE request on a thread that may be new) answered ``stat``
+    with size 0, and its read with no bytes and no error (last CI's one failure, flaky2)."""
+    v, _src = real_vault
+    path, oid, pack, good, _blobs, _info = _damage_a_delta(v)
+    try:
+        with pytest.raises(ObjectReadError):  # what the store asks libgit2 after
+            ObjectReader(v.path).header(oid)
+        got: list[object] = []
+
+        def size() -> None:  # on a thread of its own, as a FUSE request may be
+            try:
+                got.append(v.store.blob_size(oid, path=path))
+            except Exception as exc:
+                got.append(exc)
+
+        t = threading.Thread(target=size)
+        t.start()
+        t.join()
+        assert "pygit2" in sys.modules  # (libgit2 is the store's fallback only once loaded)
+        assert isinstance(got[0], ObjectUnreadableError) and got[0].details["oid"] == oid, got
+    finally:
+        v.store.close()
+        _put(pack, good)
+
+
+def test_damaged_pack_is_eio_in_a_mount(home, real_vault, tmp_path):
+    from avfs_git.ops import mounts
+
+    from .test_fuse import require_fuse
+
+    require_fuse()
+    v, src = real_vault
+    path, oid, pack, good, blobs, info = _damage_a_delta(v)
+    off = info[oid][1]
     mp = tmp_path / "mnt"
     mp.mkdir()
     mounts.mount(home, v, "main", str(mp))
     try:
+        with pytest.raises(OSError) as exc:  # its size is not known: not a size of 0 (flaky2)
+            os.stat(mp / path)
+        assert exc.value.errno == errno.EIO, exc.value
         try:
             got = (mp / path).read_bytes()
-        except OSError as exc:
-            assert exc.errno == errno.EIO, exc
+        except OSError as exc2:
+            assert exc2.errno == errno.EIO, exc2
         else:  # what the mount gave instead, for whoever reads a failure
             whole = (src / path).read_bytes()
-            size = os.stat(mp / path).st_size
-            pytest.fail(
-                f"{path} ({oid}) read {len(got)} bytes, stat size {size}, the good file's: {got == whole}"
-            )
+            pytest.fail(f"{path} ({oid}) read {len(got)} bytes, the good file's: {got == whole}")
         other = next(p for p, o in blobs.items() if o != oid and info[o][1] < off)
         assert (mp / other).read_bytes() == (src / other).read_bytes()  # the rest reads
     finally:

@@ -404,6 +404,9 @@ class GitStore(StoreWrites):
             got, pure_error = None, exc
         if got is not None:
             return got[1]
+        if pure_error is not None:  # found, not readable: libgit2 (1.9) sizes a delta it cannot
+            # inflate from a buffer it never filled (0 on a fresh thread): read whole, checked
+            return len(self._libgit2_read(oid, "blob", pure_error)[1])
         import pygit2
 
         try:
