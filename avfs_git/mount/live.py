@@ -267,7 +267,15 @@ def moved_here(ws: MountedFork, commit: str, *, off_branch: bool = False) -> boo
     from ..core.store.refs import fork_ref
 
     live = _live_mount(ws)
-    git_dir, files = (live.git_dir, live.files) if live is not None else _left_by_a_killed_daemon(ws)
+    if live is not None:
+        git_dir, files = live.git_dir, live.files
+    elif not off_branch and not ws.overlay.has_changes():
+        # a killed daemon's worktree, where the view would follow the move at once (with
+        # changes the base stays, and its cleanup takes git's move before it keeps git's
+        # state: mount/gitkeep.py keep_leftover)
+        git_dir, files = _left_by_a_killed_daemon(ws)
+    else:
+        return False
     if not git_dir:
         return False
     on = read_git_file(os.path.join(git_dir, "HEAD"), limit=1024) == f"ref: {fork_ref(ws.fork)}\n".encode()
@@ -284,7 +292,7 @@ def _left_by_a_killed_daemon(ws: MountedFork) -> tuple[str, str]:
     state there, mount/gitkeep.py), ("", "") where there is none. What git did there says
     who moved the branch as a live mount's does: the first command to open the fork after
     the kill (that next mount's, doctor's) took git's move there for another hand's, and
-    the view followed (gitgc4)."""
+    with nothing uncheckpointed the view followed (gitgc4)."""
     git_dir = worktree_dir(ws.vault, ws.fork)
     if not os.path.isdir(git_dir) or os.path.islink(git_dir):
         return "", ""
