@@ -375,6 +375,7 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
                 ("mounts", "dead_mount_registry"),
                 ("mounts", "stale_exec_socket"),
                 ("mounts", "stale_worktree"),
+                ("mounts", "stale_held_base"),  # (the base the killed mount held: gitgc4)
                 ("state_dirs", "orphan_state_dir"),
                 ("state_dirs", "orphan_state_dir_with_changes"),
             ]

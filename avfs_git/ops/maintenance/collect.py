@@ -36,7 +36,6 @@ from .common import (
     retention_for,
     ws_dirs,
 )
-from .leftovers import drop_held_base, stale_held_bases
 from .objcounts import object_totals
 
 if TYPE_CHECKING:
@@ -264,8 +263,11 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     # the held base refs killed mount daemons left (no mount lives: refused above), where
     # the fork's branch holds what they name (else the workspace stands on a commit only
     # that ref keeps: it stays, leftovers.py)
-    for fork, commit, _needed in stale_held_bases(vault):
-        drop_held_base(vault, fork, commit)
+    if any(n.endswith(refs.SEP + "base") for n in refs.list_refs_file(vault.path, refs.HELD)):
+        from .leftovers import drop_held_base, stale_held_bases  # (not on gc's path otherwise)
+
+        for fork, commit, _needed in stale_held_bases(vault):
+            drop_held_base(vault, fork, commit)
     for name in expired_refs:
         refs.cas_update(
             vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"
