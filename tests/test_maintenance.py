@@ -375,6 +375,7 @@ def test_doctor_finds_and_repairs(home: Home, vault: Vault, tmp_path: Path, cli:
                 ("mounts", "dead_mount_registry"),
                 ("mounts", "stale_exec_socket"),
                 ("mounts", "stale_worktree"),
+                ("mounts", "stale_held_base"),  # (the base the killed mount held: gitgc4)
                 ("state_dirs", "orphan_state_dir"),
                 ("state_dirs", "orphan_state_dir_with_changes"),
             ]
@@ -683,6 +684,8 @@ def _leftovers(vault: Vault, key: str) -> dict[str, str]:
         "exec": reg[: -len(".json")] + ".exec",
         "worktree": os.path.join(vault.path, "worktrees", f"avfs-{key}"),
         "files": registry.mount_dir(vault.state_dir, key),  # the mount's own directory
+        # the base the mount held for git's gc (core/store/heldref.py; gitgc4)
+        "held_base": os.path.join(vault.path, refs.held_base_ref(key)),
     }
 
 
@@ -697,6 +700,8 @@ def _state_of(vault: Vault, key: str, mp: str) -> dict[str, Any]:
         (p.name, p.stat().st_ino, p.stat().st_mtime_ns) for p in wt.iterdir() if p.name != "index.lock"
     )
     files["mounted"] = mounts.mounted_at(mp)
+    files["held_base"] = refs.read_ref_file(vault.path, refs.held_base_ref(key))  # (a live mount's: kept)
+    assert files["held_base"] is not None
     files["git"] = _worktrees_git(vault).get(mp)
     return files
 
@@ -731,6 +736,7 @@ def test_doctor_repairs_what_a_killed_daemon_left_and_nothing_else(
                 "stale_exec_socket": left["exec"],
                 "stale_worktree": left["worktree"],
                 "dead_mountpoint": str(a),
+                "stale_held_base": left["held_base"],
             }, doc["findings"]
             assert all(f["vault"] == "v" and f["repairable"] and not f["repaired"] for f in doc["findings"])
             assert all(os.path.exists(p) for p in left.values()) and mounts.mounted_at(str(a))  # untouched
@@ -802,6 +808,7 @@ def test_doctor_tells_a_reused_pid_from_a_live_daemon(
                     ("dead_mount_registry", ghost),
                     ("stale_exec_socket", left["exec"]),
                     ("stale_worktree", left["worktree"]),
+                    ("stale_held_base", left["held_base"]),
                 ]
             ), doc["findings"]
             doc = _doc(cli("--json", "doctor", "--repair"), "doctor")

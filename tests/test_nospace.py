@@ -219,3 +219,90 @@ def test_room_for_a_new_overlay_file_but_not_its_entry_leaves_no_file_behind(sma
         os.symlink("a.txt", mp / "link")
         assert os.readlink(mp / "link") == "a.txt"
     ok("unmount", "v:main")
+
+
+def _full(home: Path) -> Path:
+    """The home's file system full to its last page (:func:`fill` may race a writer: the
+    daemon's own files grow meanwhile); returns the ballast file."""
+    ballast = home / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        st = os.statvfs(home)
+        if st.f_bavail * st.f_frsize > 1 << 20:
+            os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - (1 << 20))
+        with pytest.raises(OSError) as exc:
+            while True:
+                os.write(fd, bytes(4096))
+        assert exc.value.errno == errno.ENOSPC, exc.value
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def test_a_file_fsynced_on_a_full_disk_has_its_size_recorded_once_there_is_room(small_home, tmp_path):
+    """A pure-FUSE mount records the size of a file written through a descriptor at its
+    `fsync` (and at its close, batched by the watcher's poll). With the home full, that
+    record fails (`fsync` answers ENOSPC, as a local disk's may); the handle then counted as
+    recorded and the close after it recorded nothing: the file counted 0 bytes for the
+    quota until its next write or a checkpoint, past the unmount (nospace1 noticed it for
+    the close, gitgc4). Now its close records it once there is room again."""
+    require_fuse()
+    home = small_home
+    ok("vault", "create", "v")
+    ok("--vault", "v", "write", "a.txt", "a\n")
+    ok("--vault", "v", "checkpoint", "save", "-m", "one")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    ok("mount", "--backend", "fuse", "v:main", str(mp))
+    data = os.urandom(100_000)
+    try:
+        fd = os.open(mp / "new.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            assert os.write(fd, data) == len(data)  # (the overlay file has its bytes)
+            ballast = _full(home)
+            with pytest.raises(OSError) as exc:
+                os.fsync(fd)
+            assert exc.value.errno == errno.ENOSPC, exc.value
+            ballast.unlink()
+        finally:
+            os.close(fd)
+        assert (mp / "new.bin").read_bytes() == data
+    finally:
+        ok("unmount", "v:main")
+    doc = json.loads(ok("--json", "--vault", "v", "quota", "show"))
+    assert doc["overlay_bytes"] == len(data), doc
+
+
+def test_a_size_the_watcher_could_not_record_is_recorded_at_its_next_poll(vault, monkeypatch):
+    """A pure-FUSE mount's closes leave their files' sizes to the watcher's next poll
+    (``_record_sizes``: one transaction for them all). A poll whose transaction failed (the
+    home's disk full: "database or disk is full", which a real full disk gives only when the
+    database's write-ahead log must grow, so it is raised here where the poll calls it)
+    dropped its paths: their sizes stayed unrecorded for good (nospace1 noticed it, gitgc4).
+    Now the next poll records them."""
+    from avfs_git.core.errors import NoSpaceError
+    from avfs_git.fuse.ops import WorkspaceFS
+
+    ws = vault.workspace("main")
+    fs = WorkspaceFS(ws)  # what a pure-FUSE mount's daemon calls
+    fs._inval = lambda *a: 0  # (set up by init() in a mount: closes defer their sizes to the poll)
+    data = b"x" * 100_000
+    fh = fs.create("/new.bin", 0o644)
+    assert fs.write("/new.bin", data, 0, fh) == len(data)
+    fs.flush("/new.bin", fh)
+    fs.release("/new.bin", fh)
+    record = ws.record_sizes
+    tried: list[list[str]] = []
+
+    def full(paths: list[str]) -> None:
+        tried.append(list(paths))
+        raise NoSpaceError("database or disk is full")
+
+    monkeypatch.setattr(ws, "record_sizes", full)
+    with pytest.raises(NoSpaceError):
+        fs._record_sizes()  # the watcher's poll
+    assert tried == [["new.bin"]]
+    monkeypatch.setattr(ws, "record_sizes", record)
+    fs._record_sizes()  # the next poll, room again
+    entry = ws.overlay.get("new.bin")
+    assert entry is not None and entry.size == len(data)

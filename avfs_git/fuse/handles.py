@@ -296,13 +296,28 @@ class HandleTable(OpsBase):
             with self._lock:
                 self._unsized.add(h.path)
             return
-        self.ws.note_written(h.path)
+        try:
+            self.ws.note_written(h.path)
+        except BaseException:
+            h.dirty = True  # (not recorded: the handle's next flush or its release tries again)
+            raise
 
     def _record_sizes(self) -> None:
+        """Record the sizes :meth:`_note` left to record (the watcher's poll, an fsync, the
+        unmount). Paths whose record fails (the home's disk full: "database or disk is
+        full") stay to be recorded at the next call: they were dropped, and a file written
+        into a full mount counted the size it had before (0 for a new one) for the quota
+        until its next write or a checkpoint, past the unmount (nospace1 saw it, gitgc4)."""
         with self._lock:
             paths, self._unsized = self._unsized, set()
-        if paths:
+        if not paths:
+            return
+        try:
             self.ws.record_sizes(sorted(paths))
+        except BaseException:
+            with self._lock:
+                self._unsized |= paths
+            raise
 
 
 def _behind(h: Handle) -> bool:

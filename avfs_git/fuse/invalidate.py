@@ -165,9 +165,18 @@ class Invalidation(HandleTable):
         if self.on_view is not None:
             self.on_view(view, False, seq)
         looked: tuple[object, int] | None = None  # (this thread's connection, its data_version)
+        unrecorded = False  # (the last poll's record of sizes failed: logged once a streak)
         while not self._sleep():
             try:
                 self._record_sizes()
+                unrecorded = False
+            except Exception:
+                # kept for the next poll (the home's disk full); the poll goes on: the
+                # invalidations below were skipped with it
+                if not unrecorded:
+                    log.exception("recording the sizes of files closed (kept for the next poll)")
+                unrecorded = True
+            try:
                 # nothing another connection committed since the last look (SQLite's
                 # ``data_version`` is the same on the same connection: the journal and the
                 # meta read below are as they were) and no kept times read meanwhile that

@@ -341,6 +341,19 @@ def flagged(index: bytes) -> Flagged:
     return out
 
 
+def staged(index: bytes, wanted: Collection[bytes]) -> dict[bytes, tuple[int, str]] | None:
+    """The stage-0 entries of ``index`` named in ``wanted``: name -> (mode, object id);
+    None when the index is not :func:`whole`."""
+    named = _named(index)
+    if named is None:
+        return None
+    out: dict[bytes, tuple[int, str]] = {}
+    for off, flags, _ext, name in named:
+        if not flags & _STAGE and name in wanted:
+            out[name] = (int.from_bytes(index[off + 24 : off + 28], "big"), index[off + 40 : off + 60].hex())
+    return out
+
+
 def _walk_named(index: bytes) -> list[tuple[int, int, int, bytes]]:
     """:func:`_walk`'s entries of a version 2 or 3 index, each with its name read only where
     it is flagged (the common case reads none)."""

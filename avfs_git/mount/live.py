@@ -267,15 +267,77 @@ def moved_here(ws: MountedFork, commit: str, *, off_branch: bool = False) -> boo
     from ..core.store.refs import fork_ref
 
     live = _live_mount(ws)
-    if live is None:
+    if live is not None:
+        git_dir, files = live.git_dir, live.files
+    elif not off_branch and not ws.overlay.has_changes():
+        # a killed daemon's worktree, where the view would follow the move at once (with
+        # changes the base stays, and its cleanup takes git's move before it keeps git's
+        # state: mount/gitkeep.py keep_leftover)
+        git_dir, files = _left_by_a_killed_daemon(ws)
+    else:
         return False
-    on = (
-        read_git_file(os.path.join(live.git_dir, "HEAD"), limit=1024)
-        == f"ref: {fork_ref(ws.fork)}\n".encode()
-    )
+    if not git_dir:
+        return False
+    on = read_git_file(os.path.join(git_dir, "HEAD"), limit=1024) == f"ref: {fork_ref(ws.fork)}\n".encode()
     if on == off_branch:
         return False
-    return _git_made(live.git_dir, live.files, commit, any_move=off_branch)
+    if _git_made(git_dir, files, commit, any_move=off_branch):
+        return True
+    return not off_branch and _git_marked(ws, git_dir, commit)
+
+
+def _left_by_a_killed_daemon(ws: MountedFork) -> tuple[str, str]:
+    """The worktree git dir and own directory of ``ws``'s fork's mount whose daemon was
+    killed (-9: nothing removed them; the fork's next mount or doctor's repair keeps git's
+    state there, mount/gitkeep.py), ("", "") where there is none. What git did there says
+    who moved the branch as a live mount's does: the first command to open the fork after
+    the kill (that next mount's, doctor's) took git's move there for another hand's, and
+    with nothing uncheckpointed the view followed (gitgc4)."""
+    git_dir = worktree_dir(ws.vault, ws.fork)
+    if not os.path.isdir(git_dir) or os.path.islink(git_dir):
+        return "", ""
+    return git_dir, files_dir(ws.vault, ws.fork)
+
+
+def _git_marked(ws: MountedFork, git_dir: str, tip: str) -> bool:
+    """Whether git in the worktree ``git_dir`` left what a move of the branch to ``tip``
+    there leaves, where neither its HEAD log nor the mount's hook says so (git's hooks off,
+    its reflogs expired: gitgc4): ``ORIG_HEAD`` naming ``tip`` (a `reset` ran on it since:
+    one naming the base may be an old `reset --hard` to HEAD's), or the index holding
+    ``tip``'s version of every path where the base and ``tip`` differ (a `reset`, `reset
+    --hard`, `commit`, `--amend` wrote it for ``tip``: another hand's move, a push, an
+    `update-ref`, a linked worktree's commit, writes nothing in the mount's worktree, and
+    avfs writes the index for the base it takes). Both read as untrusted (a confined
+    command can write them: what they can say is only that the view stays as the mount
+    shows it, a plain worktree's way). Its cost: the two trees' difference, and a walk of
+    the index's entries, at a move nothing else explained."""
+    from ..core.errors import AvfsError
+    from ..core.store.treediff import diff_trees
+    from ..core.types import Change
+    from .indexflags import staged
+    from .ownfiles import MAX_INDEX, read_bytes
+
+    orig = (read_git_file(os.path.join(git_dir, "ORIG_HEAD"), limit=128) or b"").strip()
+    if orig == tip.encode("ascii", "replace"):
+        return True
+    base = ws.overlay.get_meta("base")
+    if base is None:
+        return False
+    changed: list[Change] = []
+    try:
+        diff_trees(ws.store, ws.store.commit_tree(base), ws.store.commit_tree(tip), "", changed)
+    except AvfsError:
+        return False
+    if not changed:
+        return False
+    data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
+    names = {c.path.encode("utf-8", "surrogateescape"): c for c in changed}
+    got = staged(data, names) if data else None
+    if got is None:
+        return False
+    return all(
+        got.get(name) == (None if c.new_oid is None else (c.new_mode, c.new_oid)) for name, c in names.items()
+    )
 
 
 def follow_at_unmount(ws: Any, git_dir: str, files: str) -> None:

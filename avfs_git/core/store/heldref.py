@@ -28,7 +28,9 @@ reset --soft HEAD~1``, then ``git reflog expire --expire=now --all`` and ``git g
 read ``EIO``; gitgc1 found it, gitgc3). A mount's start makes it (:func:`hold_base` with
 ``create``), a move of the base while it is there moves it (without ``create``: a command
 on an unmounted fork writes no ref), the mount's end removes it (:func:`drop_base`); a plain
-ref write, no object, no reflog line.
+ref write, no object, no reflog line. A daemon killed with -9 leaves it: the fork's next
+mount makes it its own, doctor's repair, gc and prune remove it where the branch holds
+what it names (ops/maintenance/leftovers.py; gitgc4).
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ def doctor(home: Home, *, repair: bool = False, now: float | None = None) -> Doc
 
 def mount_findings(home: Home, *, repair: bool = False, now: float | None = None) -> list[Finding]:
     """Only the ``mounts`` check of :func:`doctor`: what dead mount daemons left in the
-    home's vaults and in the kernel's mount table (cheap: no git, no object reads)."""
+    home's vaults and in the kernel's mount table (cheap: no git; objects read only for a
+    held base ref a killed daemon left, whether its fork's branch holds it)."""
     now = time.time() if now is None else now
     vaults = [home.vault(info.name) for info in home.list_vaults()]
     owners = mount_owners(vaults, now)

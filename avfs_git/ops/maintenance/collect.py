@@ -260,6 +260,14 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     tip_trees = {vault.store.commit_tree(c) for f in vault.fork_names() if (c := _tip(vault, f))}
     keptindexes.drop_unused(vault.state_dir, tip_trees)
     expired_kept = keptstate.expire(vault.state_dir, rec_cutoff)
+    # the held base refs killed mount daemons left (no mount lives: refused above), where
+    # the fork's branch holds what they name (else the workspace stands on a commit only
+    # that ref keeps: it stays, leftovers.py)
+    if any(n.endswith(refs.SEP + "base") for n in refs.list_refs_file(vault.path, refs.HELD)):
+        from .leftovers import drop_held_base, stale_held_bases  # (not on gc's path otherwise)
+
+        for fork, commit, _needed in stale_held_bases(vault):
+            drop_held_base(vault, fork, commit)
     for name in expired_refs:
         refs.cas_update(
             vault.store, name, None, refs.read_ref(vault.store, name), "avfs: gc (recovery ref expired)"

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...core.records import dataclass
+from ...core.store import refs
 from ...core.store.locks import pid_alive
 from ...core.store.names import from_fs_name
 from ...core.vaults import registry
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 #   stale_mount_dir       <vault>/avfs/mounts/<key>.d       a mount's own directory, no worktree
 #   dead_mountpoint       a FUSE mount of avfs answering "Transport endpoint is not connected"
 #   orphan_overlay_mount  an overlay mount over this home's directories with no live daemon
+#   stale_held_base       refs/avfs/held/<fork>/-/base      the base a mount held for git's gc
+#                                                           (core/store/heldref.py), no daemon
 #
 # "Gone" is checked against pid reuse: the pid must run the mount daemon for this home and
 # vault (its command line) and must have started before the file was written (its start
@@ -259,6 +262,87 @@ def mount_leftovers(vault: Vault, repair: bool, now: float) -> Iterable[Finding]
             fix=lambda p=path, k=key: _remove_aside(vault, k, p),  # type: ignore[misc]
             repair=repair,
         )
+    yield from _held_base_findings(vault, repair)
+
+
+def stale_held_bases(vault: Vault) -> list[tuple[str, str, bool]]:
+    """(fork, commit, needed) of each held base ref (``refs/avfs/held/<fork>/-/base``: the
+    commit a mount of the fork shows, held for git's gc while it lives, core/store/heldref.py)
+    whose mount daemon is gone: one killed (-9, a crash) never removed it. It keeps moving
+    with the workspace's base, so it names what the workspace stands on. ``needed``: the
+    fork's branch does not hold that commit (git in the killed mount moved the branch off
+    it, and nothing of avfs's took the move since: the leftover worktree's cleanup takes it
+    where git's HEAD log or hook says so), so the ref is all that keeps the workspace's
+    base from git's gc: it stays until the base moves. A fork that no longer exists is
+    left out (its state dir is doctor's ``orphan_state_dir``)."""
+    out = []
+    suffix = refs.SEP + "base"
+    for name in refs.list_refs_file(vault.path, refs.HELD):
+        fork = name[len(refs.HELD) : -len(suffix)] if name.endswith(suffix) else ""
+        if not fork or not vault.has_fork(fork) or _owner_alive(vault, registry.mount_key(fork, None)):
+            continue
+        commit = refs.read_ref_file(vault.path, name)
+        if commit is not None:
+            out.append((fork, commit, not _holds(vault, fork, commit)))
+    return out
+
+
+def _holds(vault: Vault, fork: str, commit: str) -> bool:
+    """Whether fork ``fork``'s branch holds ``commit`` (its tip, or an ancestor of it)."""
+    from ...core.errors import AvfsError
+
+    try:
+        tip = refs.read_ref_file(vault.path, refs.fork_ref(fork))
+        return tip is not None and (tip == commit or vault.store.descendant_of(tip, commit))
+    except AvfsError:
+        return False  # (a damaged branch, or libgit2 cannot tell: kept)
+
+
+def drop_held_base(vault: Vault, fork: str, commit: str) -> bool:
+    """Remove fork ``fork``'s held base ref a dead daemon left, by compare-and-swap (while
+    it names ``commit``), only while no daemon of the fork's mount runs and the fork's
+    branch holds ``commit``; True when it went. A daemon writes its registry record before
+    it makes the ref (fuse/daemon.py), so one that started meanwhile is seen by the look
+    after the removal, which makes the ref again as the daemon's start does (asked until
+    the base stays); one that starts after that look finds no ref and makes it itself. A
+    live mount's base stays held."""
+    key = registry.mount_key(fork, None)
+    if _owner_alive(vault, key) or not _holds(vault, fork, commit):
+        return False
+    if not refs.set_unlogged(vault.path, refs.held_base_ref(fork), None, commit):
+        return False
+    if _owner_alive(vault, key):
+        vault.workspace(fork).hold_base(mounted=True)
+        return False
+    return True
+
+
+def _held_base_findings(vault: Vault, repair: bool) -> Iterable[Finding]:
+    for fork, commit, needed in stale_held_bases(vault):
+        path = os.path.join(vault.path, refs.held_base_ref(fork))
+        if needed:
+            yield finding(
+                vault,
+                "mounts",
+                "held_base_needed",
+                f"the base of fork {fork!r} ({commit[:12]}) is held for git's gc as a killed mount's;"
+                " the fork's branch does not hold it (git in that mount moved the branch off it),"
+                " so the workspace stands on a commit only this ref keeps: kept until the base moves",
+                path,
+                hint="`avfs checkpoint save`, or the fork's next mount and unmount, moves the base",
+                severity="warning",
+            )
+            continue
+        yield finding(
+            vault,
+            "mounts",
+            "stale_held_base",
+            f"the base of fork {fork!r} ({commit[:12]}) is held for git's gc as a mount's, but no"
+            " mount daemon of the fork runs (one killed left it)",
+            path,
+            fix=lambda f=fork, c=commit: drop_held_base(vault, f, c),  # type: ignore[misc]
+            repair=repair,
+        )
 
 
 def clean_dead_mount(vault: Vault, m: RegisteredMount) -> None:
@@ -277,6 +361,9 @@ def clean_dead_mount(vault: Vault, m: RegisteredMount) -> None:
     for path, key in mount_dirs:
         if key == m.key:
             _remove_aside(vault, key, path)
+    for fork, commit, _needed in stale_held_bases(vault):
+        if registry.mount_key(fork, None) == m.key:
+            drop_held_base(vault, fork, commit)
     if m.mountpoint and registry.mounted_at(m.mountpoint) and registry.dead_mountpoint(m.mountpoint):
         mounts.force_unmount(m.mountpoint)
 
