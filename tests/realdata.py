@@ -246,6 +246,13 @@ _LIBGIT2_ORIG = (
 )
 
 
+# and of git's (its t/ holds git's own test cases: t3070-wildmatch.sh's patterns...)
+_GIT_ORIG = (
+    "http://deb.debian.org/debian/pool/main/g/git/git_2.39.5.orig.tar.xz",
+    "c58da92c378df4a986ca33266897a7397e86c22ee266a284d8c2432c39066b59",
+)
+
+
 @_locked
 def debian_orig(url: str, sha256: str) -> Path:
     """A Debian source package's original tarball (``url`` in the archive's pool), downloaded
@@ -293,6 +300,24 @@ def libgit2_resources() -> list[Path]:
     )
     assert len(found) >= 60, found
     return found
+
+
+@_locked
+def git_source_file(path: str) -> Path:
+    """One file of git 2.39.5's source (``path`` below its top directory, e.g.
+    ``t/t3070-wildmatch.sh``), from Debian's archive, unpacked once into the cache."""
+    done = CACHE / "unpacked" / "git-2.39.5" / path
+    if not done.is_file():
+        archive = debian_orig(*_GIT_ORIG)
+        with tarfile.open(archive) as tf:
+            member = tf.getmember(f"git-2.39.5/{path}")
+            data = tf.extractfile(member)
+            assert data is not None, path
+            done.parent.mkdir(parents=True, exist_ok=True)
+            part = done.with_name(done.name + ".part")
+            part.write_bytes(data.read())
+            part.rename(done)
+    return done
 
 
 def pygit2_fixture_repos(root: Path) -> list[Path]:
