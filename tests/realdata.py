@@ -238,6 +238,88 @@ def history(
     return work
 
 
+# Debian's release of libgit2's own source (its "+ds" tarball: the bundled dependencies left
+# out, the test resources kept), pinned by its sha256 as the archive's .dsc lists it
+_LIBGIT2_ORIG = (
+    "http://deb.debian.org/debian/pool/main/libg/libgit2/libgit2_1.5.1+ds.orig.tar.xz",
+    "96369433500bb528f036c16be9921bd437c098b745f1aaeccb91290815518970",
+)
+
+
+# and of git's (its t/ holds git's own test cases: t3070-wildmatch.sh's patterns...)
+_GIT_ORIG = (
+    "http://deb.debian.org/debian/pool/main/g/git/git_2.39.5.orig.tar.xz",
+    "c58da92c378df4a986ca33266897a7397e86c22ee266a284d8c2432c39066b59",
+)
+
+
+@_locked
+def debian_orig(url: str, sha256: str) -> Path:
+    """A Debian source package's original tarball (``url`` in the archive's pool), downloaded
+    once and checked against ``sha256``."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    dest = CACHE / url.rsplit("/", 1)[1]
+    if dest.exists():
+        return dest
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as resp, tmp.open("wb") as out:
+            shutil.copyfileobj(resp, out)
+    except OSError as exc:
+        _unavailable(dest.name, exc)
+        raise  # unreachable: skip/fail raise
+    if _sha256(tmp) != sha256:
+        tmp.unlink()
+        pytest.fail(f"{dest.name}: sha256 differs from the one pinned here")
+    tmp.rename(dest)
+    return dest
+
+
+@_locked
+def libgit2_resources() -> list[Path]:
+    """The git directories of libgit2's own test repositories (``tests/resources`` of its
+    1.5.1 source, from Debian's archive: a deprecated file mode, a shallow clone, control
+    bytes in a name, duplicate packs, submodules, merges...), unpacked once into the
+    cache; callers copy one before they change it. Each repository's git directory is
+    ``.gitted`` in the tarball (a bare one is the ``NAME.git`` directory itself)."""
+    done = CACHE / "unpacked" / "libgit2-1.5.1-resources"
+    if not done.is_dir():
+        archive = debian_orig(*_LIBGIT2_ORIG)
+        part = done.with_name(done.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        with tarfile.open(archive) as tf:
+            members = [m for m in tf.getmembers() if "/tests/resources/" in m.name]
+            tf.extractall(part, members=members, filter="data")
+        part.rename(done)
+    resources = next(done.glob("*/tests/resources"))
+    found = sorted(
+        head.parent
+        for head in resources.rglob("HEAD")
+        if (head.parent / "objects").is_dir() and (head.parent / "refs").is_dir()
+    )
+    assert len(found) >= 60, found
+    return found
+
+
+@_locked
+def git_source_file(path: str) -> Path:
+    """One file of git 2.39.5's source (``path`` below its top directory, e.g.
+    ``t/t3070-wildmatch.sh``), from Debian's archive, unpacked once into the cache."""
+    done = CACHE / "unpacked" / "git-2.39.5" / path
+    if not done.is_file():
+        archive = debian_orig(*_GIT_ORIG)
+        with tarfile.open(archive) as tf:
+            member = tf.getmember(f"git-2.39.5/{path}")
+            data = tf.extractfile(member)
+            assert data is not None, path
+            done.parent.mkdir(parents=True, exist_ok=True)
+            part = done.with_name(done.name + ".part")
+            part.write_bytes(data.read())
+            part.rename(done)
+    return done
+
+
 def pygit2_fixture_repos(root: Path) -> list[Path]:
     """The git directories of the fixture repositories in pygit2 1.15.1's sdist (libgit2's
     own test repositories: merges, a signed commit, a non-UTF-8 message...), unpacked

@@ -4,8 +4,9 @@ with git's gitignore patterns.
 
 Matching is git's own semantics through the ``pathspec`` package (``GitIgnoreSpec``: last
 matching pattern wins, ``!`` re-includes, a directory's match covers what is below it,
-``**``, anchoring by a leading or inner ``/``), checked against ``git check-ignore
---no-index`` by a differential test on a real project's file list. A kind's patterns from
+``**``, anchoring by a leading or inner ``/``) with bracket expressions read as git's
+wildmatch reads them (:mod:`.gitglob`), checked against ``git check-ignore --no-index`` by
+differential tests on a real project's file list and on git's own wildmatch cases. A kind's patterns from
 every layer (home file, vault file, then the rules of each ``[forks."PAT"]`` table whose
 pattern matches the fork) are one gitignore list, in that order.
 
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ..core.records import dataclass
+from . import gitglob
 
 KINDS: Final = ("hidden", "read_only", "append_only")  # strictest first
 MEMO_SIZE: Final = 8192  # answers a PathRules keeps
@@ -66,18 +68,35 @@ def pattern_problem(pattern: object) -> str | None:
         return f"{pattern!r} is not a pattern (a non-empty string)"
     if "\0" in pattern or "\n" in pattern or "\r" in pattern:
         return f"{pattern!r}: a pattern holds no NUL or line break"
-    from pathspec import GitIgnoreSpec
-
     try:
-        compiled = GitIgnoreSpec.from_lines([pattern]).patterns
+        compiled = _compile(pattern)
     except Exception as exc:  # the package's own error type differs between its versions
         return f"{pattern!r} is not a git pattern: {exc}"
-    if not compiled or compiled[0].include is None:
+    if compiled is None:
         return (
             f"{pattern!r} matches nothing (git reads it as a comment, a blank or a broken "
             "bracket expression); escape a leading '#' as '\\#'"
         )
     return None
+
+
+def _compile(pattern: str) -> tuple[bool, re.Pattern[str]] | None:
+    """A pattern as pathspec's ``GitIgnoreSpec`` compiles it, its bracket expressions read
+    as git reads them (:mod:`.gitglob`): (include, regex); None where git's reading of the
+    line matches nothing. Raises what pathspec raises for a pattern it refuses."""
+    from pathspec import GitIgnoreSpec
+
+    marked = gitglob.placeholders(gitglob.as_bytes(pattern))
+    if marked is None:
+        return None
+    text, classes = marked
+    compiled = GitIgnoreSpec.from_lines([text]).patterns
+    if not compiled or compiled[0].include is None or compiled[0].regex is None:
+        return None
+    regex = compiled[0].regex
+    if classes:
+        regex = re.compile(gitglob.fill(regex.pattern, classes), regex.flags)
+    return bool(compiled[0].include), regex
 
 
 # one pattern compiled: (its rule, include (False: a `!` pattern), only directories, the
@@ -94,8 +113,6 @@ class PathRules:
     def __init__(self, rules: Iterable[PathRule], fork: str | None = None) -> None:
         self.rules: tuple[PathRule, ...] = tuple(rules)
         self.fork = fork
-        if self.rules:  # (pathspec's import: 30-200 ms here; NO_RULES is made on import)
-            from pathspec import GitIgnoreSpec
         # answers kept (paths a mount or a tool asks about again and again); bounded, and
         # the rules never change: a new policy is a new PathRules
         self._memo: dict[tuple[str, bool], PathMatch | None] = {}
@@ -107,12 +124,12 @@ class PathRules:
             for r in self.rules:
                 if r.kind != kind:
                     continue
-                (pat,) = GitIgnoreSpec.from_lines([r.pattern]).patterns
-                regex = pat.regex
-                assert regex is not None  # pattern_problem refused the patterns that have none
+                made = _compile(r.pattern)  # (pathspec's import: 30-200 ms here; NO_RULES imports none)
+                assert made is not None  # pattern_problem refused the patterns that have none
+                include, regex = made
                 if "ps_d" in regex.groupindex:  # matched at the path's end only (see _decides)
                     regex = re.compile("(?:" + regex.pattern + r")\Z", regex.flags)
-                compiled.append((r, bool(pat.include), r.pattern.endswith("/"), regex))
+                compiled.append((r, include, r.pattern.endswith("/"), regex))
             if compiled:
                 self._specs.append((kind, tuple(compiled)))
 
@@ -145,6 +162,7 @@ class PathRules:
         return got
 
     def _match(self, path: str, is_dir: bool) -> PathMatch | None:
+        path = gitglob.as_bytes(path)  # (git matches bytes: the patterns are compiled so)
         parts = path.split("/")
         for kind, compiled in self._specs:
             # git's walk: a directory it excludes is not entered, so nothing below it can be
@@ -165,17 +183,18 @@ class PathRules:
         """Whether a rule of ``kind`` could hold something at or below directory ``path``
         (``""``: the root). Conservative (True when unsure): it prunes a walk for the paths
         a kernel mechanism must cover (fuse/stacking.py)."""
-        parts = path.split("/") if path else []
+        parts = gitglob.as_bytes(path).split("/") if path else []
         for r in self.rules:
             if r.kind != kind or r.pattern.startswith("!"):
                 continue
             if "/" not in r.pattern.rstrip("/"):
                 return True  # a name at any depth
-            segs = r.pattern.strip("/").split("/")
+            segs = gitglob.as_bytes(r.pattern).strip("/").split("/")
             for i, part in enumerate(parts):
                 if i >= len(segs) or segs[i] == "**":
                     return True  # held above, or anything below
-                if not fnmatch.fnmatchcase(part, segs[i]):
+                glob = gitglob.segment(segs[i])  # (git's reading: fnmatch's brackets are not)
+                if glob is None or glob.match(part) is None:
                     break
             else:
                 return True  # the pattern goes on below ``path``

@@ -54,12 +54,27 @@ def split_entry(entry: bytes) -> tuple[bytes, bytes, bytes]:
     return entry[:sp], entry[sp + 1 : nul], entry[nul + 1 :]
 
 
+def canon_mode(mode: int) -> int:
+    """A tree entry's mode as git and libgit2 read it (git's ``canon_mode``, libgit2's
+    ``normalize_filemode``): a file is 100644 or, with its owner's exec bit, 100755, whatever
+    other bits the tree holds. Old trees hold others: git before 2005's mode cleanup wrote a
+    file's whole permissions (``100664``, ``100600``: libgit2's ``deprecated-mode.git``
+    fixture), and ``git fsck`` takes them (``100664`` a warning only under ``--strict``)."""
+    kind = mode & 0o170000
+    if kind == 0o100000:
+        return 0o100755 if mode & 0o100 else 0o100644
+    if kind in (0o040000, 0o120000):
+        return kind
+    return 0o160000
+
+
 def parse_tree(data: bytes) -> dict[str, tuple[str, int]]:
     """name -> (hex id, mode) of a raw tree's entries (names decoded as UTF-8, undecodable
-    bytes kept as surrogates): :func:`tree_entries`, decoded (``GitStore.tree_items``)."""
+    bytes kept as surrogates; modes as git reads them, :func:`canon_mode`): :func:`tree_entries`,
+    decoded (``GitStore.tree_items``)."""
     modes = _MODES
     return {
-        name.decode("utf-8", "surrogateescape"): (oid.hex(), modes.get(mode) or int(mode, 8))
+        name.decode("utf-8", "surrogateescape"): (oid.hex(), modes.get(mode) or canon_mode(int(mode, 8)))
         for mode, name, oid in tree_entries(data)
     }
 
@@ -123,9 +138,15 @@ def parse_commit(data: bytes) -> CommitFields:
 _PLAIN_AUTHOR = re.compile(rb"author ([^<>\n]*)<([^<>\n]*)> \d+ [+-]\d{4}")
 
 
+# what libgit2 trims from both ends of a signature's name and email (signature.c
+# ``is_crud``: every byte up to the space, and ``"',:;<>\``), where Python's strip() takes
+# whitespace only: libgit2's ``revert`` fixture has an author named by control bytes
+_CRUD = bytes(range(33)) + b"\"',:;<>\\"
+
+
 def plain_author(data: bytes) -> tuple[str, str] | None:
     """The author's name and email of a raw commit, as libgit2 reads them (pygit2's
-    ``Commit.author``: the first ``author`` header, each part's whitespace trimmed), where
+    ``Commit.author``: the first ``author`` header, each part trimmed of :data:`_CRUD`), where
     that reading is plain: a well-formed line, UTF-8, no ``encoding`` header. None
     otherwise (the caller asks libgit2)."""
     end = data.find(b"\n\n")
@@ -140,7 +161,7 @@ def plain_author(data: bytes) -> tuple[str, str] | None:
     if m is None:
         return None
     try:
-        return m.group(1).strip().decode("utf-8"), m.group(2).strip().decode("utf-8")
+        return m.group(1).strip(_CRUD).decode("utf-8"), m.group(2).strip(_CRUD).decode("utf-8")
     except UnicodeDecodeError:
         return None
 
