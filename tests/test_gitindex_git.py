@@ -141,8 +141,10 @@ def test_a_version_4_index_expanded_is_read_as_git_reads_it_and_compressed_again
 
     from avfs_git.mount import indexv4
 
+    # (at least "v4" and "v4, untracked cache"; more where the module's other tests left
+    # the project's index at version 4 before _forms began)
     forms = [(n, d) for n, d in _forms(project) if d[4:8] == indexv4.V4]
-    assert len(forms) == 2, [n for n, _ in _forms(project)]
+    assert len(forms) >= 2, [n for n, _ in _forms(project)]
     for name, data in forms:
         wide = indexv4.expanded(data)
         assert wide is not None and wide[4:8] == b"\0\0\0\3", name  # (extended entries: 3)
