@@ -159,6 +159,7 @@ def _diverging(backend: str, how: str) -> None:
             model.both("config", "core.splitIndex", "true")
             model.both("status", "--porcelain")
             model.both("rm", "-q", "--cached", "--", "tox.ini")
+            model.both("update-index", "--split-index")  # (split now, whatever git's heuristics)
             model.write_all({"docs/split-index.md": "written under a split index\n"})
             model.checkpoint(False)
         elif how == "replace":
