@@ -128,6 +128,43 @@ def test_every_index_git_writes_of_a_real_project_is_whole_and_read_as_git_reads
             assert len(want) == 3, want
 
 
+def test_a_version_4_index_expanded_is_read_as_git_reads_it_and_compressed_again_is_git_s(
+    project: Path,
+) -> None:
+    """mount/indexv4.py (gitmodel16: a checkpoint patches a version 4 index in the layout of
+    versions 2 and 3, then writes it at 4 again): each version 4 form git writes of the
+    project's index (skip-worktree, assume-unchanged and intent-to-add entries; the
+    untracked cache, the end of index entries and offset table extensions) expanded is an
+    index git lists as it lists the original (`ls-files -s -v`), that indexpatch walks
+    whole, and compressed again is git's own bytes (its checksum aside)."""
+    import hashlib
+
+    from avfs_git.mount import indexv4
+
+    # (at least "v4" and "v4, untracked cache"; more where the module's other tests left
+    # the project's index at version 4 before _forms began)
+    forms = [(n, d) for n, d in _forms(project) if d[4:8] == indexv4.V4]
+    assert len(forms) >= 2, [n for n, _ in _forms(project)]
+    for name, data in forms:
+        wide = indexv4.expanded(data)
+        assert wide is not None and wide[4:8] == b"\0\0\0\3", name  # (extended entries: 3)
+        body = wide[:-20]
+        for args in (["-s"], ["-v"], ["--eol"]):
+            assert _listed(project, body + hashlib.sha1(body).digest(), *args) == _listed(
+                project, data, *args
+            ), (name, args)
+        entries = indexpatch._entry_offsets(wide, set(), {})
+        assert entries is not None and len(entries[0]) == int.from_bytes(data[8:12], "big") > 2000
+        assert indexv4.compressed(body) == data[:-20], name
+    # not an index git wrote: a name dropping more of the one before it than there is, or
+    # one cut short (no NUL): None (the checkpoint then writes the index whole)
+    entry = b"\0" * 60 + (1).to_bytes(2, "big")
+    two = b"DIRC" + indexv4.V4 + (2).to_bytes(4, "big") + entry + b"\0a\0" + entry
+    assert indexv4.expanded(two + b"\0b\0" + b"\0" * 20) is not None
+    assert indexv4.expanded(two + b"\5b\0" + b"\0" * 20) is None
+    assert indexv4.expanded(two + b"\0b" + b"\1" * 20) is None
+
+
 HOOK = """#!/bin/sh
 printf 'token-2\\0'
 tr '\\n' '\\0' < {dirty}

@@ -320,15 +320,20 @@ def test_a_submodule_checked_out_and_moved_by_git_in_the_mount_is_what_avfs_reco
         mounts.unmount(home, vault, "main")
 
 
+@pytest.mark.parametrize("at", ["added", "third-party/added"])
 def test_a_submodule_git_adds_in_the_mount_is_what_avfs_records(
-    home: Home, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+    home: Home, served: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, at: str
 ) -> None:
     """`git submodule add` of a local repository in an overlay mount and `git commit`,
     beside a plain clone doing the same (gitmodel9): avfs's status is empty and a
     checkpoint records nothing, the gitlink git committed stays. Before, the base move
     masked the new gitlink as the view had had nothing there: avfs's status listed `D sub`
     and `A sub/l.txt`, and a checkpoint replaced the gitlink with the submodule's files.
-    (The pure-FUSE backend still did until gitmodel10.)"""
+    (The pure-FUSE backend still did until gitmodel10.) In a directory git's `submodule
+    add` made (`third-party/added`), a file written beside it and a checkpoint of that: the
+    gitlink stays in the new commit. Before gitmodel16 a pure-FUSE checkpoint dropped it
+    there: the directory, made before git's commit, was an empty tree to the checkpoint,
+    built in place of the base's that holds the gitlink."""
     lib = tmp_path / "lib"
     git("init", "-q", "-b", "main", str(lib))
     (lib / "l.txt").write_text("lib\n")
@@ -343,15 +348,24 @@ def test_a_submodule_git_adds_in_the_mount_is_what_avfs_records(
         monkeypatch.setenv(var, "2026-01-01T00:00:00Z")
     try:
         for top in (mp, plain):
-            _git(top, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "added")
+            _git(top, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), at)
             _git(top, *who, "commit", "-q", "-m", "a submodule added")
         assert _git(mp, "status", "--porcelain").stdout == "" == _git(plain, "status", "--porcelain").stdout
-        assert (mp / "added" / "l.txt").read_text() == "lib\n"
+        assert (mp / at / "l.txt").read_text() == "lib\n"
         assert vault.workspace("main").status() == []
-        assert checkpoint.save(vault, "main", message="after").created is False
-        tree = git("--git-dir", vault.path, "rev-parse", "main^{tree}")
-        assert tree == git("-C", str(plain), "rev-parse", "HEAD^{tree}")
-        assert git("--git-dir", vault.path, "ls-tree", "main", "added").split()[:2] == ["160000", "commit"]
+        if at == "added":
+            assert checkpoint.save(vault, "main", message="after").created is False
+            tree = git("--git-dir", vault.path, "rev-parse", "main^{tree}")
+            assert tree == git("-C", str(plain), "rev-parse", "HEAD^{tree}")
+        else:  # (a file beside it, and the checkpoint records that alone)
+            for top in (mp, plain):
+                (top / "beside.txt").write_text("beside a submodule\n")
+            _git(plain, "add", "beside.txt")
+            assert checkpoint.save(vault, "main", message="beside").created is True
+            tree = git("--git-dir", vault.path, "rev-parse", "main^{tree}")
+            assert tree.strip() == _git(plain, "write-tree").stdout.strip()
+            assert _git(mp, "status", "--porcelain").stdout == ""
+        assert git("--git-dir", vault.path, "ls-tree", "main", at).split()[:2] == ["160000", "commit"]
     finally:
         mounts.unmount(home, vault, "main")
 

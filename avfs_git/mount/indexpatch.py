@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
+from .indexv4 import V4, compressed, expanded
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
 
 if TYPE_CHECKING:
@@ -38,7 +39,11 @@ def patched_index(
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
-    # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended)
+    # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended;
+    # version 4: patched in the layout of 2 and 3 and written at 4 again, mount/indexv4.py)
+    v4 = False
+    if data is not None and len(data) >= 32 and data[:8] == b"DIRC" + V4:
+        v4, data = True, expanded(data)
     if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
         return None
     store = ws.store
@@ -74,6 +79,8 @@ def patched_index(
     if walked is None:
         return None
     offs, hits, off = walked
+    if _split(data, off):
+        return None
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
@@ -117,7 +124,23 @@ def patched_index(
     ewah = dirty.serialized() if dirty is not None and dirty.bits else struct.pack(">IIQI", 0, 1, 0, 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
+    if v4:
+        body = compressed(body)
     return body + hashlib.sha1(body).digest()
+
+
+def _split(data: bytes, off: int) -> bool:
+    """Whether index ``data`` (its extensions from ``off``) is a split index's (a ``link``
+    extension: `core.splitIndex`, `update-index --split-index`). Its entries are only
+    those changed since git wrote the shared index, which the link names: a patch that
+    keeps the entries and drops the link would leave git an index of those few (every
+    other file staged as removed: gitmodel16, both backends), so it is written whole."""
+    end = len(data) - 20
+    while off + 8 <= end:
+        if data[off : off + 4] == b"link":
+            return True
+        off += 8 + int.from_bytes(data[off + 4 : off + 8], "big")
+    return False
 
 
 def _dirty_after(

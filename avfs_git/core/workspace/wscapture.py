@@ -124,7 +124,7 @@ def capture(
                 if not include_ignored:
                     to_build, entries = _leave_out_ignored(ws, entries, settled)
                     to_build, entries = (
-                        _leave_out_submodules(ws, to_build),
+                        _leave_out_submodules(ws, to_build, relay=True),
                         _leave_out_submodules(ws, entries),
                     )
                     to_build, entries = _staged_submodules(ws, to_build, entries)
@@ -222,25 +222,39 @@ def _leave_out_ignored(ws: Fork, entries: list[Entry], settled: bool) -> tuple[l
     return kept + [Entry(t, DELETED, 0) for t in sorted(ign.tops)], kept
 
 
-def _leave_out_submodules(ws: Fork, entries: list[Entry]) -> list[Entry]:
+def _leave_out_submodules(ws: Fork, entries: list[Entry], relay: bool = False) -> list[Entry]:
     """``entries`` but a directory's where the base has a gitlink, and all below it: that
     directory is the submodule's checkout, as to git (`git add -A` does not look into it),
     so the gitlink stays and the files stay in the workspace, not recorded (pure FUSE:
     `git submodule add` and a commit made the fork's own entries its checkout, gitmodel10;
-    the overlay backend's upper layer reads as the submodule unchanged there already)."""
-    tops = [
-        e.path
+    the overlay backend's upper layer reads as the submodule unchanged there already).
+
+    ``relay`` (the entries a tree is built from): the base's gitlink laid again at such a
+    directory below another entry's tree (a directory made before git committed the
+    submodule in it, `vendor/` of `git submodule add URL vendor/lib`: an empty tree then,
+    which a tree built from the entries takes instead of the base's; gitmodel16: the
+    checkpoint after such a commit dropped the gitlink on pure FUSE)."""
+    tops = {
+        e.path: hit[0]
         for e in entries
         if e.kind == OBJECT
         and e.mode == MODE_TREE
         and e.path
         and (hit := ws.store.tree_lookup(ws.base_tree, e.path)) is not None
         and hit[1] == MODE_COMMIT
-    ]
+    }
     if not tops:
         return entries
     gone = frozenset(tops)
-    return [e for e in entries if not covered(e.path, gone)]
+    kept = [e for e in entries if not covered(e.path, gone)]
+    if relay:
+        trees = frozenset(e.path for e in kept if e.kind == OBJECT and e.mode == MODE_TREE)
+        kept += [
+            Entry(p, OBJECT, MODE_COMMIT, oid)
+            for p, oid in sorted(tops.items())
+            if covered(p, trees) or "" in trees
+        ]
+    return kept
 
 
 def _staged_submodules(

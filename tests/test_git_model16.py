@@ -1,0 +1,292 @@
+"""The git model's sixteenth round (gitmodel16): the steps of tests/gitmodel_steps16.py (git
+commands a person or an agent runs that the model did not yet) on a mount and a plain
+clone, checked after every step as tests/test_git_model.py checks (the files, git's status
+and index bits, the history, tags and notes, avfs's status): each step once in an order
+where each does something, a seeded random run of them among the model's older git and
+avfs steps, and as strict xfails what git does that avfs does not (docs/fuse.md,
+"gitmodel16").
+
+Scale the random run by hand: ``AVFS_MODEL16_EXAMPLES=5 AVFS_MODEL16_STEPS=40
+AVFS_MODEL16_SEED=1602 pytest tests/test_git_model16.py -k random``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from . import test_git_model as tgm
+from .gitmodel_steps15 import FifteenthRoundSteps
+from .gitmodel_steps16 import SixteenthRoundSteps
+from .test_fuse import require_fuse
+from .test_overlay import require_overlay
+
+EXAMPLES = int(os.environ.get("AVFS_MODEL16_EXAMPLES", "1"))
+STEPS = int(os.environ.get("AVFS_MODEL16_STEPS", "12"))
+SEED = int(os.environ.get("AVFS_MODEL16_SEED", "1601"))
+# the rules the random run draws: this round's, and the older ones they meet most
+RULES = [
+    "index_version",
+    "split_index",
+    "intent_to_add",
+    "rerere",
+    "cherry_pick_n",
+    "revert_n",
+    "hunks",
+    "stash_branch",
+    "switch_orphan",
+    "merge_no_commit",
+    "rebase_kind",
+    "fixup_kind",
+    "worktree_life",
+    "notes_ref",
+    "renormalize",
+    "submodule_bare",
+    "write",
+    "add",
+    "commit",
+    "diverge",
+    "settle",
+    "refused_while_busy",  # (merge_no_commit calls it)
+    "checkpoint",
+    "undo",
+    "restore",
+    "exec_git_command",
+    "remount_anywhere",
+]
+
+
+class GitModel16(SixteenthRoundSteps, FifteenthRoundSteps, tgm.GitModel):
+    """The model with this round's steps (and the fifteenth's: ``both_input``)."""
+
+
+def _require(backend: str) -> None:
+    if backend == "overlay":
+        require_overlay()
+    else:
+        require_fuse()
+
+
+def _each_step_once(backend: str) -> None:
+    tgm.BACKEND = backend
+    model = GitModel16()
+    draw = tgm._Draw
+    try:
+        steps: list[Any] = [
+            lambda: model.index_version("4", "rm-cached"),
+            lambda: model.both("add", "-A"),
+            lambda: model.both("commit", "-q", "-m", "after a version 4 index"),
+            lambda: model.index_version("4", "add-reverted"),
+            lambda: model.remount_anywhere(),  # (a version 4 index, something staged)
+            lambda: model.both("reset", "-q"),
+            lambda: model.index_version("2", "rm-cached"),
+            lambda: model.both("add", "-A"),
+            model.split_index,
+            lambda: model.intent_to_add("status"),
+            lambda: model.intent_to_add("checkpoint"),
+            lambda: model.intent_to_add("commit"),
+            lambda: model.merge_no_commit(draw(False)),
+            lambda: model.both("reset", "-q", "--hard", "HEAD~1"),  # (the merge taken back)
+            model.rerere,
+            lambda: model.cherry_pick_n("checkpoint"),
+            lambda: model.both("reset", "-q", "--hard", "HEAD~1"),
+            lambda: model.cherry_pick_n("commit"),
+            model.revert_n,
+            lambda: model.hunks("add-p"),
+            lambda: model.both("commit", "-q", "-a", "-m", "the other hunk"),
+            lambda: model.hunks("reset-p"),
+            lambda: model.both("reset", "-q", "--hard"),
+            lambda: model.hunks("checkout-p"),
+            lambda: model.both("reset", "-q", "--hard"),
+            lambda: model.hunks("restore-staged-p"),
+            lambda: model.both("reset", "-q", "--hard"),
+            lambda: model.hunks("commit-p"),
+            lambda: model.both("reset", "-q", "--hard"),
+            model.stash_branch,
+            lambda: model.both("reset", "-q", "--hard"),
+            model.switch_orphan,
+            lambda: model.rebase_kind(draw(False), "rebase-merges"),
+            lambda: model.rebase_kind(draw(False), "update-refs"),
+            lambda: model.settle("theirs") if model.busy() is not None else None,
+            lambda: model.settle("abort") if model.busy() is not None else None,
+            lambda: model.rebase_kind(draw(False), "exec"),
+            lambda: model.rebase_kind(draw(False), "root"),
+            lambda: model.settle("theirs") if model.busy() is not None else None,
+            lambda: model.settle("abort") if model.busy() is not None else None,
+            lambda: model.fixup_kind(draw(False), "amend"),
+            lambda: model.fixup_kind(draw(False), "reword"),
+            model.worktree_life,
+            lambda: model.notes_ref("add"),
+            lambda: model.notes_ref("copy"),
+            lambda: model.notes_ref("remove"),
+            lambda: model.renormalize("-text"),
+            lambda: model.renormalize("auto"),
+            lambda: model.submodule_bare("deinit"),
+            lambda: model.submodule_bare("update"),
+            lambda: model.submodule_bare("checkpoint"),
+        ]
+        model.check()
+        for step in steps:
+            step()
+            model.check()
+        model.kept.clear()
+        model.check()
+    finally:
+        model.teardown()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_each_new_step_once_agrees_with_plain_git(backend: str) -> None:
+    _require(backend)
+    _each_step_once(backend)
+
+
+def _diverging(backend: str, how: str) -> None:
+    """One of git's settings or commands avfs does not follow, then the model's check
+    (which fails: avfs's status is not git's)."""
+    tgm.BACKEND = backend
+    model = GitModel16()
+    try:
+        if how == "filemode":
+            model.both("config", "core.fileMode", "false")
+            model.note("chmod 755 tox.ini")
+            model.on_both(lambda root: os.chmod(os.path.join(root, "tox.ini"), 0o755))
+        elif how == "split":
+            model.both("config", "core.splitIndex", "true")
+            model.both("status", "--porcelain")
+            model.both("rm", "-q", "--cached", "--", "tox.ini")
+            model.both("update-index", "--split-index")  # (split now, whatever git's heuristics)
+            model.write_all({"docs/split-index.md": "written under a split index\n"})
+            model.checkpoint(False)
+        elif how == "undo-restore":
+            model.diverge()
+            model.check()
+            model.write_all({"docs/staged-then-undone.md": "staged, checkpointed, undone\n"})
+            model.both("add", "--", "docs/staged-then-undone.md")
+            model.checkpoint(False)
+            model.check()
+            model.undo()
+            model.check()
+            model.restore()
+        elif how == "replace":
+            model.both("replace", "-f", "HEAD", "side")
+        else:
+            model.note("git clone --no-local . nested/clone")
+            for side in (model.p, model.m):
+                side.git("clone", "-q", "--no-local", ".", "nested/clone")
+        model.check()
+    finally:
+        model.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="avfs follows no `core.fileMode false`: its status lists a file whose exec bit"
+    " alone changed as modified, and its checkpoint records the bit, where git's status and"
+    " `git add` leave the index's mode (docs/fuse.md, gitmodel16)",
+)
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_an_exec_bit_under_core_filemode_false_agrees_with_plain_git(backend: str) -> None:
+    _require(backend)
+    _diverging(backend, "filemode")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a checkpoint writes a split index (core.splitIndex) whole from its commit: what"
+    " git staged that the checkpoint does not record (a `git rm --cached` of a file kept) is"
+    " dropped, where git's `commit --only` keeps it (docs/fuse.md, gitmodel16)",
+)
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_what_git_staged_under_a_split_index_stays_staged_after_a_checkpoint(backend: str) -> None:
+    _require(backend)
+    _diverging(backend, "split")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="avfs reads commits as they are, not through refs/replace/: after `git replace"
+    " HEAD side` git's status compares the files with side's tree, avfs's with HEAD's own"
+    " (docs/fuse.md, gitmodel16)",
+)
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_replaced_head_commit_agrees_with_plain_git(backend: str) -> None:
+    _require(backend)
+    _diverging(backend, "replace")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a nested repository's work tree is the fork's files to avfs (docs/fuse.md"
+    ' "Nested repositories": its status lists them, a checkpoint records them), where'
+    " `git add -A` records an embedded repository as a gitlink (gitmodel16)",
+)
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_clone_inside_the_work_tree_agrees_with_plain_git(backend: str) -> None:
+    _require(backend)
+    _diverging(backend, "clone")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            "overlay",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="found in gitmodel16's last soak, not fixed: a new file `git add`ed,"
+                " checkpointed, undone (`avfs undo`), then `avfs checkpoint restore HEAD~1`:"
+                " the file is gone on both sides but avfs's status on the overlay backend"
+                " still lists it added (docs/fuse.md, gitmodel16)",
+            ),
+        ),
+        "fuse",
+    ],
+)
+def test_a_staged_file_checkpointed_undone_and_restored_away_agrees_with_plain_git(backend: str) -> None:
+    _require(backend)
+    _diverging(backend, "undo-restore")
+
+
+def _random(backend: str) -> None:
+    tgm.BACKEND = backend
+    rules = {n for n, f in tgm.vars_of(GitModel16).items() if hasattr(f, "hypothesis_stateful_rule")}
+    assert set(RULES) <= rules, sorted(set(RULES) - rules)
+
+    def masked(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a masked rule ran")
+
+    machine = type("MaskedGitModel16", (GitModel16,), {n: masked for n in rules - set(RULES)})
+    run_state_machine_as_test(
+        seed(SEED)(machine),
+        _min_steps=STEPS,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
+        ),
+    )
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_random_runs_of_the_new_steps_agree_with_plain_git(backend: str) -> None:
+    _require(backend)
+    _random(backend)
