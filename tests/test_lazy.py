@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,19 +94,54 @@ class Server:
             srv.stop()
 
 
+# the served repositories, made once a process (:func:`_served_repos`); each test serves
+# a copy of its own
+_SERVED: dict[str, Path] = {}
+SERVED_REPOS = ("proj.git", "plain.git")
+
+
+def _served_repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding ``proj.git`` (the test history, filters allowed, any object may
+    be asked for, as a hosting service allows) and ``plain.git`` (the same history, no
+    filter support). Made once a process, at its first test (the hermetic fixture's
+    author): the history's import (~390 files written, added and committed twice, two bare
+    clones: ~0.3 s of CPU and a dozen git processes) was each test's, for ~120 tests."""
+    if "base" not in _SERVED:
+        top = tmp_path_factory.mktemp("lazy-served")
+        _source_history(top / "proj.git")
+        git("--git-dir", str(top / "proj.git"), "config", "uploadpack.allowFilter", "true")
+        git("--git-dir", str(top / "proj.git"), "config", "uploadpack.allowAnySHA1InWant", "true")
+        git("clone", "-q", "--bare", str(top / "proj.git"), str(top / "plain.git"))
+        # sizes are asked with protocol v2's object-info (git 2.39 offers it; later gits
+        # when this is set)
+        git("--git-dir", str(top / "proj.git"), "config", "transfer.advertiseObjectInfo", "true")
+        _SERVED["base"] = top
+    return _SERVED["base"]
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """An object file hard-linked (git writes an object once and never in place, as its own
+    local clone links them), any other file of the repository copied."""
+    if f".git{os.sep}objects{os.sep}" in src:
+        with contextlib.suppress(OSError):
+            os.link(src, dst)
+            return
+    shutil.copy2(src, dst)
+
+
+def copy_served(template: Path, base: Path) -> None:
+    """``base`` (a new directory) given a copy of each of ``template``'s served repositories."""
+    for name in SERVED_REPOS:
+        shutil.copytree(template / name, base / name, symlinks=True, copy_function=_link_or_copy)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """`git daemon` serving ``proj.git`` (filters allowed, any object may be asked for, as
-    a hosting service allows) and ``plain.git`` (the same history, no filter support)."""
+def server(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`git daemon` serving ``proj.git`` and ``plain.git`` (:func:`_served_repos`), this
+    test's own copies: a test may push to them, rewrite and collect them."""
     base = tmp_path / "daemon"
     base.mkdir()
-    _source_history(base / "proj.git")
-    git("--git-dir", str(base / "proj.git"), "config", "uploadpack.allowFilter", "true")
-    git("--git-dir", str(base / "proj.git"), "config", "uploadpack.allowAnySHA1InWant", "true")
-    git("clone", "-q", "--bare", str(base / "proj.git"), str(base / "plain.git"))
-    # sizes are asked with protocol v2's object-info (git 2.39 offers it; later gits when
-    # this is set)
-    git("--git-dir", str(base / "proj.git"), "config", "transfer.advertiseObjectInfo", "true")
+    copy_served(_served_repos(tmp_path_factory), base)
     with Server.serving(base) as srv:
         yield srv
 
@@ -509,3 +545,28 @@ def test_a_direct_gc_of_a_lazy_vault_keeps_its_promisor_setup_without_loading_th
     assert w.workspace("main").read(rel) == want
     other = "avfs_git/core/types.py"  # still promised: read through the promisor
     assert w.workspace("main").read(other) == blob_at(server.base / "proj.git", "main", other)
+
+
+def test_each_test_serves_a_copy_of_its_own(server: Server, tmp_path: Path, tmp_path_factory) -> None:
+    """The served repositories are copies of ones made once a process (:func:`_served_repos`,
+    their objects hard-linked): a test that pushes to its server, rewrites the history
+    there and collects it leaves the next test's history whole."""
+    template = _served_repos(tmp_path_factory) / "proj.git"
+    repo = server.base / "proj.git"
+    head = git("--git-dir", str(template), "rev-parse", "main").strip()
+    assert git("--git-dir", str(repo), "rev-parse", "main").strip() == head
+    assert git("--git-dir", str(repo), "config", "uploadpack.allowFilter").strip() == "true"
+    before = objects(str(template))
+    work = tmp_path / "gone-work"
+    git("clone", "-q", server.url("proj.git"), str(work))
+    (work / "SECRET.md").write_text("pushed by mistake\n")
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", "oops")
+    git("-C", str(work), "push", "-q", "origin", "main")
+    git("-C", str(work), "push", "-q", "--force", "origin", "HEAD~2:main")
+    git("--git-dir", str(repo), "reflog", "expire", "--expire=now", "--all")
+    git("--git-dir", str(repo), "gc", "-q", "--prune=now")
+    assert objects(str(repo)) < before
+    assert git("--git-dir", str(template), "rev-parse", "main").strip() == head
+    assert objects(str(template)) == before
+    git("--git-dir", str(template), "fsck", "--strict", "--no-dangling")
