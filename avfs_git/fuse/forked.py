@@ -54,11 +54,12 @@ def fuse_choice(environ: dict[str, str]) -> tuple[str | None, str | None]:
     return env.get("FUSE_LIBRARY_NAME"), env.get("FUSE_LIBRARY_PATH")
 
 
-def load() -> tuple[str | None, str | None] | None:
-    """In a warm process: import the mount daemon's modules (this package's, each), with
-    libfuse chosen as a daemon started with this environment chooses it (restored after:
-    the process's environment stays as it was). The choice; None when they do not import
-    (no libfuse here: the daemons are spawned, and say why)."""
+def load(below: tuple[str, ...] = ()) -> tuple[str | None, str | None] | None:
+    """In a warm process: import the mount daemon's modules (each of avfs's packages
+    ``below``, ``avfs_git.NAME``, then each of this package's), with libfuse chosen as a
+    daemon started with this environment chooses it (restored after: the process's
+    environment stays as it was). The choice; None when they do not import (no libfuse
+    here: the daemons are spawned, and say why)."""
     import importlib
     import pkgutil
 
@@ -74,9 +75,10 @@ def load() -> tuple[str | None, str | None] | None:
 
         from . import daemon  # noqa: F401
 
-        pkg = sys.modules[__package__ or "avfs_git.fuse"]
-        for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-            importlib.import_module(mod.name)
+        for name in (*(f"avfs_git.{b}" for b in below), __package__ or "avfs_git.fuse"):
+            pkg = importlib.import_module(name)
+            for mod in pkgutil.walk_packages(pkg.__path__, name + "."):
+                importlib.import_module(mod.name)
     except Exception:
         return None
     finally:

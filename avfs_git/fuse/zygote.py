@@ -28,6 +28,12 @@ from ..ops.warmstart import READY, ZYGOTE_FD, code_stamp, recv_framed, send_fram
 from . import forked
 
 ZYGOTE_NAME = "avfs-zygote"  # its process's name (``/proc/PID/comm``)
+# what it imports besides this package, each module of each (avfs_git.NAME): the daemon
+# imports most of them as it sets up (the vault, the registry, the exec server's policy
+# and envelope: ~90 modules a daemon the fuse package alone left it to import, ~0.1 s of
+# CPU each time); no front end, and nothing that opens, reads or starts anything on import
+# (as cli/prewarm.py loads them for the CLI server)
+BELOW = ("core", "mount", "policy", "ops", "proxy")
 
 
 def _name() -> None:
@@ -68,7 +74,7 @@ def main() -> int:
     _name()
     code = CodeWatch()  # before the imports: an edit made while they run is seen
     start = start_vars(dict(os.environ))
-    fuse = forked.load()
+    fuse = forked.load(BELOW)
     sock = socket.socket(fileno=ZYGOTE_FD)
     if fuse is None:
         return 1  # (its end of file, before READY: the starter spawns, and starts none again)
