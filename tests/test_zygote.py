@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -417,3 +418,35 @@ def test_a_forked_child_of_the_caller_does_not_hold_its_zygote(fresh: None, home
     assert warmstart.current() is z and z.ready()
     mounts.unmount(home, forks, "f1")
     daemonstart.reap_exited()
+
+
+def test_a_zygote_that_cannot_load_is_started_again_at_most_three_times(fresh: None) -> None:
+    """One whose libfuse does not load ends before it is ready: failed. The next start
+    makes another; after MAX_FAILURES, none (each would cost its imports for nothing)."""
+    env = {"FUSE_LIBRARY_PATH": "/nonexistent/libfuse3.so.3"}
+    pids = []
+    for _ in range(warmstart.MAX_FAILURES):
+        pid = warmstart.start(sys.executable, env)
+        assert pid is not None
+        pids.append(pid)
+        z = warmstart.current()
+        assert z is not None
+        _wait_for(lambda z=z: not z.ready() and z.state == "failed", "the zygote to fail")
+        _wait_for(lambda pid=pid: _gone(pid), "the failed zygote to end")
+    assert warmstart.start(sys.executable, env) is None
+    assert warmstart.starter(sys.executable, env) is None
+    assert len(set(pids)) == warmstart.MAX_FAILURES
+
+
+def test_a_cli_call_starts_no_zygote(fresh: None, home: Home, forks: Vault, cli: Callable[..., Any]) -> None:
+    """A CLI call is one command: its mounts are spawned and it starts no zygote (one would
+    end with the call, its imports spent for nothing); the MCP server and the Python API,
+    which live on, do."""
+    for fork in ("f1", "f2"):
+        r = cli("--json", "--vault", f"v:{fork}", "mount")
+        assert r.code == 0, r.err
+        time.sleep(0.5)  # (a zygote, were one started, would be on its way)
+        assert warmstart.current() is None
+    assert [m.pid for m in mounts.list_mounts(home) if b"--forked" in _argv(m.pid)] == []
+    for fork in ("f1", "f2"):
+        assert cli("--vault", f"v:{fork}", "unmount").code == 0

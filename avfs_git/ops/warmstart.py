@@ -53,7 +53,8 @@ ANSWER_WAIT_S = 15.0  # how long an asker waits for the answer
 MAX_MESSAGE = 8 << 20
 ZYGOTE_MODULE = "avfs_git.fuse.zygote"
 ZYGOTE_FD = 3  # the zygote's end of its socket pair
-READY = b"Z"  # what the zygote says once its imports are done
+READY = b"Z"  # what the zygote says once its imports are done (anything else, or its end: failed)
+MAX_FAILURES = 3  # zygotes that end before they are ready, after which a process starts no more
 # the room the zygote's command line keeps for a forked daemon's (fuse/forked.py writes the
 # daemon's arguments there, so that ``ps``, ``doctor`` and the registry see which home,
 # vault and fork it serves, as in a spawned one's): a daemon whose arguments are longer
@@ -165,25 +166,32 @@ class Zygote:
     """This process's zygote: its pid, our end of its socket pair, the interpreter and
     start-up environment it was started with; ``state``: starting (its imports not done),
     ready, gone (ended after it was ready: the next mount starts another) or failed (ended
-    before: none again in this process)."""
+    before: the next mount starts another, but after :data:`MAX_FAILURES` none)."""
 
-    def __init__(self, pid: int, sock: socket.socket, python: str, start: dict[str, str]) -> None:
+    def __init__(
+        self, pid: int, sock: socket.socket, python: str, start: dict[str, str], failures: int = 0
+    ) -> None:
         self.pid = pid
         self.sock = sock
         self.python = python
         self.start = start
         self.state = "starting"
+        self.failures = failures  # this process's zygotes that ended before they were ready
         self.lock = threading.Lock()  # one request at a time on the pair
 
     def ready(self) -> bool:
         """Whether it is ready now (it said so), without waiting."""
         if self.state == "starting":
-            try:
-                said = self.sock.recv(1) if select.select([self.sock], [], [], 0)[0] else None
-            except OSError:
-                said = b""
-            if said is not None:
-                self._end("ready" if said == READY else "failed")
+            with self.lock:  # (one reader of what it says: another thread may look too)
+                if self.state == "starting":
+                    try:
+                        said: bytes | None = self.sock.recv(1, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        said = None  # (its imports are not done)
+                    except OSError:
+                        said = b""
+                    if said is not None:
+                        self._end("ready" if said == READY else "failed")
         return self.state == "ready"
 
     def ask(self, args: list[str], env: dict[str, str], log_path: str) -> tuple[int, int] | None:
@@ -200,6 +208,8 @@ class Zygote:
     def _end(self, state: str) -> None:
         """Its new state; once gone or failed, our end closed (it ends on that, if it has not)."""
         self.state = state
+        if state == "failed":
+            self.failures += 1
         if state in ("gone", "failed"):
             self.sock.close()
 
@@ -232,14 +242,14 @@ def starter(python: str, env: dict[str, str]) -> Zygote | None:
 def start(python: str, env: dict[str, str]) -> int | None:
     """Start this process's zygote for interpreter ``python`` (a daemon's environment
     ``env`` gives it its start-up variables, :func:`start_vars`, and nothing else), unless
-    one runs or starts, or one failed here; its pid (this process's child, for the caller
-    to reap), or None."""
+    one runs or starts, or :data:`MAX_FAILURES` failed here; its pid (this process's
+    child, for the caller to reap), or None."""
     global _ZYGOTE
     with _STARTING:
         z = _ZYGOTE
         if z is not None and z.state == "ready" and _closed(z.sock):
             z._end("gone")  # (killed, or its code changed: it exited)
-        if z is not None and z.state != "gone":
+        if z is not None and (z.state in ("starting", "ready") or z.failures >= MAX_FAILURES):
             return None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         first = start_vars(env)
@@ -262,7 +272,7 @@ def start(python: str, env: dict[str, str]) -> int | None:
             return None
         finally:
             theirs.close()
-        _ZYGOTE = Zygote(pid, mine, python, first)
+        _ZYGOTE = Zygote(pid, mine, python, first, z.failures if z is not None else 0)
         return pid
 
 
