@@ -9,6 +9,7 @@ not start as a new process does, declines; a caller killed leaves no zygote; and
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -450,3 +451,33 @@ def test_a_cli_call_starts_no_zygote(fresh: None, home: Home, forks: Vault, cli:
     assert [m.pid for m in mounts.list_mounts(home) if b"--forked" in _argv(m.pid)] == []
     for fork in ("f1", "f2"):
         assert cli("--vault", f"v:{fork}", "unmount").code == 0
+
+
+def test_a_forked_daemon_runs_under_its_caller_s_limits(fresh: None, home: Home, forks: Vault) -> None:
+    """Resource limits the caller set after its zygote started (fewer files here) are its
+    forked daemon's, as a spawned one inherits them; one the zygote could not give (a hard
+    limit above its own: only a privileged process raises one) is declined."""
+    import resource
+
+    from avfs_git.fuse import forked
+
+    _mount(home, forks, "f1")
+    _ready()
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fewer = min(old[0], 1000) - 1
+    resource.setrlimit(resource.RLIMIT_NOFILE, (fewer, old[1]))
+    try:
+        info = _mount(home, forks, "f2")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    assert _forked(info)
+    limits = Path(f"/proc/{info.pid}/limits").read_text()
+    assert re.search(rf"Max open files\s+{fewer}\s", limits), limits
+    for fork in ("f1", "f2"):
+        mounts.unmount(home, forks, fork)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert forked._limits({resource.RLIMIT_NOFILE: (fewer, hard)}) == {resource.RLIMIT_NOFILE: (fewer, hard)}
+    if hard != resource.RLIM_INFINITY:
+        assert forked._limits({resource.RLIMIT_NOFILE: (fewer, hard + 1)}) is None
+        assert forked._limits({resource.RLIMIT_NOFILE: (fewer, resource.RLIM_INFINITY)}) is None
+    assert forked._limits("not limits") is None and forked._limits(None) == {}

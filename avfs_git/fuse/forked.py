@@ -112,16 +112,25 @@ def serve(
         why_not = "libfuse"
     if why_not is None and retitle and _title(list(args)) is None:  # type: ignore[arg-type]
         why_not = "room"
+    limits = _limits(req.get("limits"))
+    if why_not is None and limits is None:
+        why_not = "limits"
     pid = None
     if why_not is None:
-        pid = _fork(list(args), dict(env), int(umask), fds[0], fds[1], retitle)  # type: ignore[arg-type]
+        pid = _fork(list(args), dict(env), int(umask), fds[0], fds[1], retitle, limits)  # type: ignore[arg-type]
         if pid is None:
             why_not = "fork"
     return {"pid": pid} if pid is not None else {"fallback": why_not}
 
 
 def _fork(
-    args: list[str], env: dict[str, str], umask: int, ready: int, log: int, retitle: bool
+    args: list[str],
+    env: dict[str, str],
+    umask: int,
+    ready: int,
+    log: int,
+    retitle: bool,
+    limits: dict[int, tuple[int, int]] | None = None,
 ) -> int | None:
     """Fork the daemon (twice: the first child starts a session and exits); its pid once it
     has named itself, or None."""
@@ -142,7 +151,7 @@ def _fork(
             os.setsid()
             gc.collect()  # what the warm process dropped, freed here, not in the daemon
             if os.fork() == 0:
-                become(args, env, umask, ready, log, w, retitle)  # never returns
+                become(args, env, umask, ready, log, w, retitle, limits)  # never returns
         finally:
             os._exit(0)
     os.close(w)
@@ -159,6 +168,34 @@ def _fork(
         return int(data) if data.endswith(b"\n") else None
     except ValueError:
         return None
+
+
+def _limits(given: Any) -> dict[int, tuple[int, int]] | None:
+    """The asker's resource limits (``RLIMIT_*`` -> soft, hard: ops/warmstart.py ``limits``)
+    when this process can give them to a daemon (none asked: {}), else None: a hard limit
+    above this process's own, which only a privileged process may raise, or not limits."""
+    import resource
+
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        return None
+    out: dict[int, tuple[int, int]] = {}
+    for res, pair in given.items():
+        if not (isinstance(res, int) and isinstance(pair, tuple) and len(pair) == 2):
+            return None
+        soft, hard = pair
+        if not (isinstance(soft, int) and isinstance(hard, int)):
+            return None
+        try:
+            own = resource.getrlimit(res)[1]
+        except (ValueError, OSError):
+            return None
+        inf = resource.RLIM_INFINITY
+        if own != inf and (hard == inf or hard > own):
+            return None
+        out[res] = (soft, hard)
+    return out
 
 
 def _args_area() -> tuple[int, int] | None:
@@ -245,12 +282,20 @@ def _ending() -> None:
 
 
 def become(
-    argv: list[str], env: dict[str, str], umask: int, ready: int, log: int, report: int, retitle: bool = False
+    argv: list[str],
+    env: dict[str, str],
+    umask: int,
+    ready: int,
+    log: int,
+    report: int,
+    retitle: bool = False,
+    limits: dict[int, tuple[int, int]] | None = None,
 ) -> Any:
     """In the fork that is to be the daemon: name it (and ``retitle``: its command line
     too, :func:`_retitle`), tell the warm process its pid on ``report`` (a pipe), become a
-    clean process (above) and run the daemon's ``main`` with ``argv`` (its arguments,
-    without ``--ready-fd``: :data:`READY_FD` is added); never returns."""
+    clean process (above: with the asker's resource ``limits``, as a spawned daemon
+    inherits them) and run the daemon's ``main`` with ``argv`` (its arguments, without
+    ``--ready-fd``: :data:`READY_FD` is added); never returns."""
     code = 70
     try:
         name_process()  # before the pid is out: a starter may ask what it is at once
@@ -263,6 +308,11 @@ def become(
         _descriptors(ready, log)
         os.chdir("/")
         os.umask(umask)
+        if limits:
+            import resource
+
+            for res, pair in limits.items():
+                resource.setrlimit(res, pair)  # (lower or equal hard limits: _limits)
         os.environ.clear()
         os.environ.update(env)
         from ..core.store.gitlib import config_search_from_environ

@@ -30,8 +30,8 @@ Python caller of the API, a test worker, ``avfs mcp``) its zygote:
 
 The wire (the server's and the zygote's): a request is a ``marshal``-encoded dict after its
 length in 8 ASCII digits, ``{"v": 1, "stamp": ..., "daemon": ARGS, "env": {...}, "umask":
-N}``, with two fds, the write end of the readiness pipe and the log (opened here, as a
-spawn opens them); the answer ``{"pid": N}`` once the daemon has named itself, or
+N, "limits": {RLIMIT: (SOFT, HARD)}}``, with two fds, the write end of the readiness pipe
+and the log (opened here, as a spawn opens them); the answer ``{"pid": N}`` once the daemon has named itself, or
 ``{"fallback": REASON}``.
 """
 
@@ -131,7 +131,8 @@ def exchange(
     answer: Any = None
     try:
         sock.settimeout(ANSWER_WAIT_S)
-        send_framed(sock, {"v": 1, "stamp": stamp, "daemon": args, "env": env, "umask": umask()}, (w, logfd))
+        req = {"v": 1, "stamp": stamp, "daemon": args, "env": env, "umask": umask(), "limits": limits()}
+        send_framed(sock, req, (w, logfd))
         got = recv_framed(sock, 0)
         answer = marshal.loads(got[0]) if got is not None else None
     except (OSError, ValueError, EOFError, TypeError):
@@ -145,6 +146,23 @@ def exchange(
         why = answer.get("fallback") if isinstance(answer, dict) else None
         return None, why if isinstance(why, str) else None
     return (pid, r), None
+
+
+def limits() -> dict[int, tuple[int, int]]:
+    """This process's resource limits (``RLIMIT_*`` -> soft, hard): a spawned daemon
+    inherits them, a forked one is given them (fuse/forked.py), so that a caller that
+    changed one (core dumps allowed, fewer files) has its daemon run under it."""
+    import resource
+
+    out: dict[int, tuple[int, int]] = {}
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            res = getattr(resource, name)
+            try:
+                out[res] = resource.getrlimit(res)
+            except (ValueError, OSError):
+                continue
+    return out
 
 
 def umask() -> int:
