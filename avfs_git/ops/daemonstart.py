@@ -7,7 +7,7 @@ A process that has a warm starter to ask gets its daemon forked from it, which h
 daemon's modules imported, instead of a new interpreter (fuse/forked.py): a command served
 by the warm CLI server (cli/warmdaemon.py sets :data:`STARTER` there) asks that server;
 any other process asks its own zygote (ops/warmstart.py), which its first mount starts
-beside that mount's spawned daemon (``AVFS_ZYGOTE=off``: none). Whenever the starter
+once that mount's spawned daemon is ready (``AVFS_ZYGOTE=off``: none). Whenever the starter
 declines, fails or is not ready yet, the daemon is spawned as before (:func:`_launch`).
 """
 
@@ -80,11 +80,18 @@ def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
 
 def _await_ready(pid: int, r: int, first: bytes | None = None) -> bool | str:
     """What :func:`_wait_ready` says of daemon ``pid`` on its readiness pipe ``r`` (closed
-    after); ``first``: its answer, when :func:`next_byte` read it already."""
+    after); ``first``: its answer, when :func:`next_byte` read it already. A daemon ready
+    starts this process's zygote when one is wanted (:func:`_launch`): after the mount it
+    came for, whose daemon's start it would otherwise have taken CPU from."""
     try:
-        return _wait_ready(r, pid, first)
+        ready = _wait_ready(r, pid, first)
     finally:
         os.close(r)
+    if ready is True:
+        started = warmstart.start_wanted()
+        if started is not None:
+            _SPAWNED.add(started)  # (our child: collected once it has ended, as a daemon is)
+    return ready
 
 
 def next_byte(pid: int, r: int) -> bytes:
@@ -105,8 +112,8 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = T
     """Start the daemon ``cmd`` (``python -m avfs_git.fuse.daemon ARGS``) as
     :func:`_spawn_daemon` does: forked by the warm :data:`STARTER` where there is one and
     it starts it, else (``zygote``: the home's ``Settings.zygote``) by this process's
-    zygote when it is ready and starts it, else spawned; a spawn starts the zygote after
-    (in the background: no mount waits for it) when there is none."""
+    zygote when it is ready and starts it, else spawned; a spawn wants the zygote started
+    once this daemon is ready (in the background: no mount waits for it) when there is none."""
     starter: Starter | None = STARTER
     at = len(DAEMON_MODULE) + 1
     ours = zygote and starter is None and cmd[1:at] == DAEMON_MODULE
@@ -120,12 +127,9 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = T
             got = None  # (its failure costs nothing but the warm start)
         if got is not None:
             return got
-    spawned = _spawn_daemon(cmd, env, log_path)
     if ours:
-        pid = warmstart.start(cmd[0], env)
-        if pid is not None:
-            _SPAWNED.add(pid)  # (our child: collected once it has ended, as a daemon is)
-    return spawned
+        warmstart.want(cmd[0], env)  # (started once this daemon is ready: _await_ready)
+    return _spawn_daemon(cmd, env, log_path)
 
 
 # the daemons this process spawned (and its zygote) and has not collected: one that ends by
