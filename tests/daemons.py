@@ -1,7 +1,9 @@
 """The mount daemons running on this machine, as tests look for them in /proc: one started
 with exec by its command line (``python -m avfs_git.fuse.daemon --home H ...``), one forked
 from a home's warm CLI server (cli/warmdaemon.py) by its process name, its command line
-being the server's (``python -m avfs_git.cli.resident --home H``). A daemon's own child
+being the server's (``python -m avfs_git.cli.resident --home H``); one forked from a
+process's zygote (ops/warmstart.py) by the command line it writes, a spawned one's with
+``--forked`` after (and the zygote's room zeroed: empty words at its end). A daemon's own child
 (a ``git`` it runs) has both its name and command line until its ``execve``: it is no
 daemon, and not listed."""
 

@@ -1,4 +1,4 @@
-"""The resident server's view of its own code (avfs_git/cli/codewatch.py): any change to a
+"""A warm process's view of its own code (avfs_git/ops/codewatch.py): any change to a
 ``.py`` file of the package after the watch began (an edit, a touch, a new module, a new
 package, a removal, a rename onto a module) is seen; bytecode, editor files and
 ``__pycache__`` are not. Real inotify on a real directory tree."""
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from avfs_git.cli.codestamp import files_stamp, stamp
-from avfs_git.cli.codewatch import CodeWatch
+from avfs_git.ops.codewatch import CodeWatch
 
 
 def _tree(root: Path) -> Path:

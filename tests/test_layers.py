@@ -84,6 +84,7 @@ ENVIRONMENT_READS = {
     "ops/daemonstart.py": "the environment the mount daemon is started with",
     "fuse/daemon.py": "sets FUSE_LIBRARY_NAME/FUSE_LIBRARY_PATH for mfusepy (fuse/libs.py; a write, for the library)",
     "fuse/forked.py": "a daemon forked from the warm server takes the environment its starter made (a write)",
+    "fuse/zygote.py": "the environment a zygote started with: it forks only daemons whose start-up variables are the same",
 }
 
 # Below the front ends, nothing calls ``from_environ`` (``Settings.from_environ``: avfs's

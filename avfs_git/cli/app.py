@@ -85,8 +85,11 @@ class App:
             from ..core.settings import Settings
             from ..mount.side import open_home
 
-            # the environment is read here, at the front end, and passed down
+            # the environment is read here, at the front end, and passed down; no zygote
+            # (ops/warmstart.py) for a call: it is one command, whose process ends with it
+            # (a zygote's imports, ~0.3 s of CPU, for at most its own later mounts)
             settings = Settings.from_environ(os.environ, self.home_path)
+            settings.zygote = False
             if self.kept is not None:
                 self._home = self.kept.open(self.home_path, settings)
             else:

@@ -111,7 +111,7 @@ def package_dir() -> str:
 def stamp() -> str:
     """The code a call runs, as the caller sends it: this interpreter (path and version) and
     the avfs package's directory. Edits of the files there are the server's to see: it
-    watches them from before it imports them (:class:`.codewatch.CodeWatch`), so the caller
+    watches them from before it imports them (ops/codewatch.py ``CodeWatch``), so the caller
     stats nothing (a stat of each of ~200 files cost ~1 ms a call)."""
     return f"{sys.executable} {sys.version_info[:3]} {package_dir()}"
 

@@ -268,7 +268,9 @@ def fast_main(args: list[str], *, exit_now: bool = False) -> int | None:
         req = request_from(values, argv)
         from ..core.settings import Settings
 
-        home = open_home(glob["home"], settings=Settings.from_environ(os.environ, glob["home"]))
+        settings = Settings.from_environ(os.environ, glob["home"])
+        settings.zygote = False  # (one call: as cli/app.py's)
+        home = open_home(glob["home"], settings=settings)
         vault, fork = home.resolve(glob["vault"])
         # a fork that is not mounted: its mount daemon started now, to come up while this
         # process imports the rest and plans the call (proxy/premount.py)

@@ -16,7 +16,7 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
 - **Which code**: the caller sends a stamp of the avfs it would run (the interpreter and
   the package's directory); a server whose own differs, or whose package files changed
   since it started watching them (inotify, set up before it imports them:
-  :mod:`.codewatch`), answers "fall back" and exits, so an upgrade or an edit is never
+  ops/codewatch.py), answers "fall back" and exits, so an upgrade or an edit is never
   served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
   (:func:`.client.start`; ``AVFS_SERVER=off`` turns all of this off; ``avfs server stop``
@@ -59,10 +59,11 @@ import sys
 import time
 from typing import Any
 
+from ..ops.codewatch import CodeWatch
+from ..ops.warmstart import recv_framed
 from . import callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
-from .codewatch import CodeWatch
 
 RUN_DIR = "run"
 SOCKET = "cli.sock"
@@ -82,7 +83,7 @@ def _send(conn: socket.socket, msg: dict[str, Any]) -> None:
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    got = spare.recv_framed(conn, 16)
+    got = recv_framed(conn, 16)
     if got is None:
         raise ConnectionError("the caller went away, or its request is too large")
     msg = marshal.loads(got[0])

@@ -54,8 +54,9 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..ops.warmstart import recv_framed
+
 MADV_POPULATE_WRITE = 23  # linux/mman.h (5.14)
-MAX_REQUEST = 8 << 20
 STEP = 1 << 20  # bytes populated between looks for a call (~0.5 ms here)
 MAX_IOV = 1024  # ranges in one process_madvise (UIO_MAXIOV)
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -356,32 +357,6 @@ def fork(
         os.waitpid(pid, 0)
         return None
     return Spare(pid, pidfd, parent)
-
-
-def recv_framed(
-    sock: socket.socket, max_fds: int, max_size: int = MAX_REQUEST
-) -> tuple[bytes, list[int]] | None:
-    """One length-prefixed message (8 ASCII digits, then at most ``max_size`` bytes) and
-    the fds that came with it; None when the peer closed first or the length is too
-    large."""
-    fds: list[int] = []
-    buf = b""
-    want = 8
-    while len(buf) < want:
-        data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4) if max_fds else 0)
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(payload) // 4
-                fds.extend(struct.unpack(f"{n}i", payload[: n * 4]))
-        if not data:
-            return None
-        buf += data
-        if want == 8 and len(buf) >= 8:
-            size = int(buf[:8])
-            if size > max_size:
-                return None
-            want = 8 + size
-    return buf[8:want], fds
 
 
 def receive(ctl: socket.socket) -> tuple[int, dict[str, Any], list[int]] | None:

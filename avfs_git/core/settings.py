@@ -21,6 +21,7 @@ variable                  field                  meaning
 ``AVFS_NO_OVERLAY``       ``no_overlay``         (non-empty) mounts never use kernel overlayfs
 ``AVFS_FUSE_TRACE``       ``fuse_trace``         a file the mount daemon appends each FUSE call to
 ``AVFS_MOUNT_IDLE``       ``mount_idle``         idle seconds before a mount exec made is released
+``AVFS_ZYGOTE``           ``zygote``             ``off``: no warm zygote; every daemon spawned
 ========================  =====================  ============================================
 
 A call served for another process (a mount's daemon running a ``proxy exec`` for a client,
@@ -96,6 +97,7 @@ class Settings:
         "lock_wait",
         "mount_idle",
         "no_overlay",
+        "zygote",
     )
 
     def __init__(
@@ -108,6 +110,7 @@ class Settings:
         no_overlay: bool = False,
         fuse_trace: str | None = None,
         mount_idle: str = "",
+        zygote: bool = True,
     ) -> None:
         self.home = home
         self.lock_wait = lock_wait
@@ -119,10 +122,13 @@ class Settings:
         # $AVFS_MOUNT_IDLE as given ("": the vault's or home's config, else the default);
         # checked where a mount is made for proxy exec (ops/mountidle.idle_timeout)
         self.mount_idle = mount_idle
+        # $AVFS_ZYGOTE (``off``: False): whether this process's mount daemons may be forked
+        # from its zygote once it has one (ops/warmstart.py); False: each is spawned
+        self.zygote = zygote
 
     def __repr__(self) -> str:  # never the token
         token = "set" if self.git_token else None
-        return f"Settings(home={self.home!r}, lock_wait={self.lock_wait!r}, cache_dir={self.cache_dir!r}, git_token={token}, layers={self.layers!r}, no_overlay={self.no_overlay!r}, fuse_trace={self.fuse_trace!r}, mount_idle={self.mount_idle!r})"
+        return f"Settings(home={self.home!r}, lock_wait={self.lock_wait!r}, cache_dir={self.cache_dir!r}, git_token={token}, layers={self.layers!r}, no_overlay={self.no_overlay!r}, fuse_trace={self.fuse_trace!r}, mount_idle={self.mount_idle!r}, zygote={self.zygote!r})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Settings) and all(
@@ -146,6 +152,7 @@ class Settings:
             no_overlay=bool(env.get("AVFS_NO_OVERLAY")),
             fuse_trace=env.get("AVFS_FUSE_TRACE") or None,
             mount_idle=env.get("AVFS_MOUNT_IDLE", ""),
+            zygote=env.get("AVFS_ZYGOTE", "") != "off",
         )
 
     def lock_wait_s(self) -> float:

@@ -3,10 +3,12 @@ started in a session of its own with its log, the wait for its readiness pipe, a
 it, and the record that stands for it until it writes its own; for :func:`.mounts.mount`
 and :func:`.mounts.unmount`.
 
-A process that has a warm starter to ask (a command served by the warm CLI server:
-cli/warmdaemon.py sets :data:`STARTER` there) gets its daemon forked from that server,
-which has the daemon's modules imported, instead of a new interpreter (fuse/forked.py);
-whenever the starter declines or fails, the daemon is spawned as before (:func:`_launch`).
+A process that has a warm starter to ask gets its daemon forked from it, which has the
+daemon's modules imported, instead of a new interpreter (fuse/forked.py): a command served
+by the warm CLI server (cli/warmdaemon.py sets :data:`STARTER` there) asks that server;
+any other process asks its own zygote (ops/warmstart.py), which its first mount starts
+once that mount's spawned daemon is ready (``AVFS_ZYGOTE=off``: none). Whenever the starter
+declines, fails or is not ready yet, the daemon is spawned as before (:func:`_launch`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.settings import TOKEN_ENV
 from ..core.store.locks import pid_alive
 from ..core.vaults import registry
+from . import warmstart
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -77,11 +80,18 @@ def _start_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
 
 def _await_ready(pid: int, r: int, first: bytes | None = None) -> bool | str:
     """What :func:`_wait_ready` says of daemon ``pid`` on its readiness pipe ``r`` (closed
-    after); ``first``: its answer, when :func:`next_byte` read it already."""
+    after); ``first``: its answer, when :func:`next_byte` read it already. A daemon ready
+    starts this process's zygote when one is wanted (:func:`_launch`): after the mount it
+    came for, whose daemon's start it would otherwise have taken CPU from."""
     try:
-        return _wait_ready(r, pid, first)
+        ready = _wait_ready(r, pid, first)
     finally:
         os.close(r)
+    if ready is True:
+        started = warmstart.start_wanted()
+        if started is not None:
+            _SPAWNED.add(started)  # (our child: collected once it has ended, as a daemon is)
+    return ready
 
 
 def next_byte(pid: int, r: int) -> bytes:
@@ -98,12 +108,18 @@ def next_byte(pid: int, r: int) -> bytes:
     return b""
 
 
-def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
+def _launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = True) -> tuple[int, int]:
     """Start the daemon ``cmd`` (``python -m avfs_git.fuse.daemon ARGS``) as
     :func:`_spawn_daemon` does: forked by the warm :data:`STARTER` where there is one and
-    it starts it, else spawned."""
-    starter = STARTER
+    it starts it, else (``zygote``: the home's ``Settings.zygote``) by this process's
+    zygote when it is ready and starts it, else spawned; a spawn wants the zygote started
+    once this daemon is ready (in the background: no mount waits for it) when there is none."""
+    starter: Starter | None = STARTER
     at = len(DAEMON_MODULE) + 1
+    ours = zygote and starter is None and cmd[1:at] == DAEMON_MODULE
+    if ours:
+        z = warmstart.starter(cmd[0], env)
+        starter = z.ask if z is not None else None
     if starter is not None and cmd[1:at] == DAEMON_MODULE:
         try:
             got = starter(cmd[at:], env, log_path)
@@ -111,12 +127,14 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, in
             got = None  # (its failure costs nothing but the warm start)
         if got is not None:
             return got
+    if ours:
+        warmstart.want(cmd[0], env)  # (started once this daemon is ready: _await_ready)
     return _spawn_daemon(cmd, env, log_path)
 
 
-# the daemons this process spawned and has not collected: one that ends by itself (a mount
-# kept warm, released when idle) stayed a zombie of a long-lived caller (an agent runtime
-# using the API) until that process ended; collected at the next spawn and unmount
+# the daemons this process spawned (and its zygote) and has not collected: one that ends by
+# itself (a mount kept warm, released when idle) stayed a zombie of a long-lived caller (an
+# agent runtime using the API) until that process ended; collected at the next spawn and unmount
 _SPAWNED: set[int] = set()
 
 

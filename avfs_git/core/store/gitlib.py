@@ -30,3 +30,19 @@ def git_error(exc: BaseException, message: str, cls: type[AvfsError] = InternalE
 def libgit2_loaded() -> bool:
     """Whether this process has loaded libgit2 (pygit2): until then, reads avoid it."""
     return "pygit2" in sys.modules
+
+
+def config_search_from_environ() -> None:
+    """Where libgit2 looks for the global, XDG and system config files, found anew from this
+    process's environment (``HOME``, ``XDG_CONFIG_HOME``) as a process that loaded it now
+    would. libgit2 finds them once, when it is loaded: a mount daemon forked from a warm
+    process (fuse/forked.py) whose environment is not the one that process loaded libgit2
+    with would otherwise read another user home's ``.gitconfig`` (its identity). Nothing
+    when libgit2 is not loaded (it finds them from this environment when it is)."""
+    if not libgit2_loaded():
+        return
+    import pygit2
+
+    levels = pygit2.enums.ConfigLevel
+    for level in (levels.GLOBAL, levels.XDG, levels.SYSTEM):
+        pygit2.settings.search_path[level] = None  # type: ignore[assignment]  # (None: the default, found anew)

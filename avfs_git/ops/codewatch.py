@@ -1,20 +1,48 @@
-"""Whether the code the resident server imported is still what is on disk.
+"""Whether the code a warm process imported is still what is on disk: the resident CLI
+server's (cli/resident.py) and a process's mount-daemon zygote's (fuse/zygote.py), each a
+process that forks what would otherwise start a new interpreter.
 
-The server (:mod:`.resident`) watches avfs's package directories with inotify from before
+The server watches avfs's package directories with inotify from before
 it imports anything of them, so an edit, a new or removed module, a rename onto a ``.py``
 or a ``touch`` made at any time after is queued in the kernel before the call that
 follows it can connect: the server reads the queue when a call comes and, when anything
 changed, lets the call run on its own and ends (the next call starts a server with the new
 code). The caller sends only the interpreter and the package's place
-(:func:`.codestamp.stamp`). Where inotify cannot be had (no watches left), the server
-compares the files' stamp (:func:`.codestamp.files_stamp`) on every call instead.
+(cli/client.py ``stamp``). Where inotify cannot be had (no watches left), the server
+compares the files' stamp (:func:`files_stamp`) on every call instead. (Moved here from
+cli/ so that the zygote, in fuse/, below the front ends, watches its code the same way.)
 """
 
 from __future__ import annotations
 
 import os
 
-from .codestamp import files_stamp, package_dir
+
+def package_dir() -> str:
+    """The ``avfs_git`` package directory this module belongs to (absolute)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def files_stamp(root: str | None = None) -> str:
+    """The package's ``.py`` files under ``root`` (default: this package) as the sum of
+    their mtimes and sizes and their count: any edit, addition or removal changes it. What
+    the server compares where it cannot watch the files."""
+    total = count = 0
+    todo = [root or package_dir()]
+    while todo:
+        d = todo.pop()
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.name.endswith(".py"):
+                        st = e.stat(follow_symlinks=False)
+                        total += st.st_mtime_ns + st.st_size
+                        count += 1
+                    elif e.is_dir(follow_symlinks=False) and e.name != "__pycache__":
+                        todo.append(e.path)
+        except OSError:
+            continue
+    return f"{count} {total}"
 
 
 class CodeWatch:

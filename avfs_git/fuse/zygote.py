@@ -1,0 +1,113 @@
+"""A process's zygote: ``python -P -m avfs_git.fuse.zygote --room ...``, the warm starter of
+that process's mount daemons (ops/warmstart.py says who starts it, where its socket is,
+when it ends, and how it is turned off).
+
+It watches its code (ops/codewatch.py) from before it imports the daemon's modules
+(fuse/forked.py :func:`~.forked.load`), then holds no home, no database, no lock and no
+thread, and says it is ready on its socket (fd 3). Each request there is answered as the
+resident CLI server answers one (:func:`.forked.serve`: the daemon forked twice, its
+command line written into the room this process keeps in its own), but declined when the
+asker's code is not its own or its code changed on disk (it ends then: the next mount
+starts a new one), or when the request's environment would start Python or its libraries
+otherwise than this process's started (ops/warmstart.py :func:`~..ops.warmstart.start_vars`:
+it stays, for the requests that fit). It ends at the end of file on its socket: the
+process that started it has ended.
+"""
+
+from __future__ import annotations
+
+import gc
+import marshal
+import os
+import socket
+import sys
+from typing import Any
+
+from ..ops.codewatch import CodeWatch
+from ..ops.warmstart import READY, ZYGOTE_FD, code_stamp, recv_framed, send_framed, start_vars
+from . import forked
+
+ZYGOTE_NAME = "avfs-zygote"  # its process's name (``/proc/PID/comm``)
+# what it imports besides this package, each module of each (avfs_git.NAME): the daemon
+# imports most of them as it sets up (the vault, the registry, the exec server's policy
+# and envelope: ~90 modules a daemon the fuse package alone left it to import, ~0.1 s of
+# CPU each time); no front end, and nothing that opens, reads or starts anything on import
+# (as cli/prewarm.py loads them for the CLI server)
+BELOW = ("core", "mount", "policy", "ops", "proxy")
+
+
+def _name() -> None:
+    """Name this process :data:`ZYGOTE_NAME`, and its command line what it runs (the room
+    after it zeroed: ``ps`` shows no padding)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(15, ZYGOTE_NAME.encode(), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+    area = forked._args_area()
+    if area is None or not sys.orig_argv:
+        return
+    words = [os.fsencode(w) + b"\0" for w in sys.orig_argv]
+    keep = b"".join(words[:4])  # the interpreter, -P, -m, this module
+    size = area[1] - area[0]
+    if len(keep) <= size:
+        ctypes.memmove(area[0], keep + b"\0" * (size - len(keep)), size)
+
+
+def _why_not(req: dict[str, Any], start: dict[str, str], code: CodeWatch) -> str | None:
+    """Why this zygote declines request ``req``, or None."""
+    if req.get("v") != 1:
+        return "protocol"
+    if req.get("stamp") != code_stamp() or code.changed():
+        return "another avfs"
+    env = req.get("env")
+    if isinstance(env, dict) and start_vars({str(k): str(v) for k, v in env.items()}) != start:
+        return "start environment"
+    return None
+
+
+def main() -> int:
+    """Load, say so, serve requests until the end of file (or a change of code)."""
+    os.chdir("/")  # never keep the starter's directory (a mount) busy
+    os.closerange(ZYGOTE_FD + 1, 1 << 20)  # what the starter left inheritable is not ours
+    _name()
+    code = CodeWatch()  # before the imports: an edit made while they run is seen
+    start = start_vars(dict(os.environ))
+    fuse = forked.load(BELOW)
+    sock = socket.socket(fileno=ZYGOTE_FD)
+    if fuse is None:
+        return 1  # (its end of file, before READY: the starter spawns, and starts none again)
+    # the imported objects stay where they are: a collection in a daemon would otherwise
+    # walk (and so copy, page by page) the whole heap it shares with this process
+    gc.collect()
+    gc.freeze()
+    sock.sendall(READY)
+    while True:
+        try:
+            got = recv_framed(sock, 2)
+        except (OSError, ValueError):
+            got = None
+        if got is None:
+            return 0  # the process that started it has ended
+        data, fds = got
+        try:
+            req = marshal.loads(data)
+            req = req if isinstance(req, dict) else {}
+            why_not = _why_not(req, start, code)
+            answer = forked.serve(req, fds, why_not, fuse, retitle=True)
+        except (ValueError, EOFError, TypeError):
+            answer = {"fallback": "protocol"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            send_framed(sock, answer)
+        except OSError:
+            return 0
+        if answer.get("fallback") == "another avfs":
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
