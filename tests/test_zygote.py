@@ -30,7 +30,7 @@ from avfs_git.core.vaults.daemonproc import DAEMON_NAME
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.mount.side import MOUNT_SIDE
-from avfs_git.ops import daemonstart, mounts, warmstart
+from avfs_git.ops import daemonstart, framed, mounts, warmstart
 from avfs_git.ops.mounts import MountInfo
 from avfs_git.policy.pathsource import POLICY_PATHS
 
@@ -237,8 +237,8 @@ def _ask(sock: socket.socket, stamp: str, env: dict[str, str], tmp: Path) -> obj
             str(tmp / "nomp"),
         ]
         msg = {"v": 1, "stamp": stamp, "daemon": args, "env": env, "umask": 0o022}
-        warmstart.send_framed(sock, msg, (w, log))
-        got = warmstart.recv_framed(sock, 0)
+        framed.send_framed(sock, msg, (w, log))
+        got = framed.recv_framed(sock, 0)
         assert got is not None
         import marshal
 

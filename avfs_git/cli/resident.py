@@ -60,7 +60,7 @@ import time
 from typing import Any
 
 from ..ops.codewatch import CodeWatch
-from ..ops.warmstart import recv_framed
+from ..ops.framed import recv_framed
 from . import callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp

@@ -54,7 +54,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..ops.warmstart import recv_framed
+from ..ops.framed import recv_framed
 
 MADV_POPULATE_WRITE = 23  # linux/mman.h (5.14)
 STEP = 1 << 20  # bytes populated between looks for a call (~0.5 ms here)

@@ -24,7 +24,8 @@ import sys
 from typing import Any
 
 from ..ops.codewatch import CodeWatch
-from ..ops.warmstart import READY, ZYGOTE_FD, code_stamp, recv_framed, send_framed, start_vars
+from ..ops.framed import recv_framed, send_framed
+from ..ops.warmstart import READY, ZYGOTE_FD, code_stamp, start_vars
 from . import forked
 
 ZYGOTE_NAME = "avfs-zygote"  # its process's name (``/proc/PID/comm``)

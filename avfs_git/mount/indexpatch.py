@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
-from .indexv4 import V4, compressed, expanded
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
 
 if TYPE_CHECKING:
@@ -42,7 +41,9 @@ def patched_index(
     # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended;
     # version 4: patched in the layout of 2 and 3 and written at 4 again, mount/indexv4.py)
     v4 = False
-    if data is not None and len(data) >= 32 and data[:8] == b"DIRC" + V4:
+    if data is not None and len(data) >= 32 and data[:8] == b"DIRC\0\0\0\4":  # (indexv4.V4)
+        from .indexv4 import expanded  # (a version 4 index only: not every status's path)
+
         v4, data = True, expanded(data)
     if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
         return None
@@ -125,6 +126,8 @@ def patched_index(
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
     if v4:
+        from .indexv4 import compressed
+
         body = compressed(body)
     return body + hashlib.sha1(body).digest()
 

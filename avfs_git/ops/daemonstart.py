@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ..core.settings import TOKEN_ENV
 from ..core.store.locks import pid_alive
 from ..core.vaults import registry
-from . import warmstart
 
 if TYPE_CHECKING:
     from ..core.vaults.home import Home
@@ -88,6 +87,8 @@ def _await_ready(pid: int, r: int, first: bytes | None = None) -> bool | str:
     finally:
         os.close(r)
     if ready is True:
+        from . import warmstart  # (a mount's path only: not every command that imports this)
+
         started = warmstart.start_wanted()
         if started is not None:
             _SPAWNED.add(started)  # (our child: collected once it has ended, as a daemon is)
@@ -114,6 +115,8 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = T
     it starts it, else (``zygote``: the home's ``Settings.zygote``) by this process's
     zygote when it is ready and starts it, else spawned; a spawn wants the zygote started
     once this daemon is ready (in the background: no mount waits for it) when there is none."""
+    from . import warmstart  # (a mount's path only: not every command that imports this)
+
     starter: Starter | None = STARTER
     at = len(DAEMON_MODULE) + 1
     ours = zygote and starter is None and cmd[1:at] == DAEMON_MODULE

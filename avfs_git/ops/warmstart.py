@@ -38,20 +38,18 @@ and the log (opened here, as a spawn opens them); the answer ``{"pid": N}`` once
 
 from __future__ import annotations
 
-import array
 import marshal
 import os
 import select
 import socket
-import struct
 import sys
 import threading
 from typing import Any
 
 from .codewatch import package_dir
+from .framed import recv_framed, send_framed
 
 ANSWER_WAIT_S = 15.0  # how long an asker waits for the answer
-MAX_MESSAGE = 8 << 20
 ZYGOTE_MODULE = "avfs_git.fuse.zygote"
 ZYGOTE_FD = 3  # the zygote's end of its socket pair
 READY = b"Z"  # what the zygote says once its imports are done (anything else, or its end: failed)
@@ -78,39 +76,6 @@ def code_stamp() -> str:
     """The code this process runs: the interpreter (path and version) and the package's
     place (as cli/client.py's ``stamp`` says it for a CLI call)."""
     return f"{sys.executable} {sys.version_info[:3]} {package_dir()}"
-
-
-def recv_framed(
-    sock: socket.socket, max_fds: int, max_size: int = MAX_MESSAGE
-) -> tuple[bytes, list[int]] | None:
-    """One length-prefixed message (8 ASCII digits, then at most ``max_size`` bytes) and
-    the fds that came with it; None when the peer closed first or the length is too
-    large."""
-    fds: list[int] = []
-    buf = b""
-    want = 8
-    while len(buf) < want:
-        data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4) if max_fds else 0)
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(payload) // 4
-                fds.extend(struct.unpack(f"{n}i", payload[: n * 4]))
-        if not data:
-            return None
-        buf += data
-        if want == 8 and len(buf) >= 8:
-            size = int(buf[:8])
-            if size > max_size:
-                return None
-            want = 8 + size
-    return buf[8:want], fds
-
-
-def send_framed(sock: socket.socket, msg: dict[str, Any], fds: tuple[int, ...] = ()) -> None:
-    """``msg`` as :func:`recv_framed` reads it, with ``fds``."""
-    data = marshal.dumps(msg)
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sock.sendmsg([b"%08d" % len(data) + data], anc)
 
 
 def request(

@@ -1,0 +1,48 @@
+"""One length-prefixed message over a Unix socket, with the fds that come with it: how a
+warm process (the CLI server, a process's zygote: ops/warmstart.py) and its askers, and a
+kept spare process (cli/spare.py) talk. Standard library only, and only what a ``vault
+fork``'s path already holds (``socket``, ``marshal``, ``array``): the spare imports it on
+every fork (tests/test_coldstart.py counts)."""
+
+from __future__ import annotations
+
+import array
+import marshal
+import socket
+import struct
+from typing import Any
+
+MAX_MESSAGE = 8 << 20
+
+
+def recv_framed(
+    sock: socket.socket, max_fds: int, max_size: int = MAX_MESSAGE
+) -> tuple[bytes, list[int]] | None:
+    """One length-prefixed message (8 ASCII digits, then at most ``max_size`` bytes) and
+    the fds that came with it; None when the peer closed first or the length is too
+    large."""
+    fds: list[int] = []
+    buf = b""
+    want = 8
+    while len(buf) < want:
+        data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4) if max_fds else 0)
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) // 4
+                fds.extend(struct.unpack(f"{n}i", payload[: n * 4]))
+        if not data:
+            return None
+        buf += data
+        if want == 8 and len(buf) >= 8:
+            size = int(buf[:8])
+            if size > max_size:
+                return None
+            want = 8 + size
+    return buf[8:want], fds
+
+
+def send_framed(sock: socket.socket, msg: dict[str, Any], fds: tuple[int, ...] = ()) -> None:
+    """``msg`` as :func:`recv_framed` reads it, with ``fds``."""
+    data = marshal.dumps(msg)
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([b"%08d" % len(data) + data], anc)
