@@ -104,7 +104,7 @@ def test_a_writer_in_the_mount_shows_in_a_running_watch_then_replays_after_a_rem
     vault, mp, backend = mounted
     w = _Watch("v:main")
     try:
-        head = w.docs(0, until_cursor=True)  # following starts with where it stands
+        head = w.docs(0, 60.0, until_cursor=True)  # following starts with where it stands
         assert [d["kind"] for d in head] == ["watch_cursor"]
         start = head[0]["cursor"]
         subprocess.run([sys.executable, "-c", WRITER, mp], check=True)
@@ -398,7 +398,7 @@ def test_what_a_proxy_exec_command_writes_is_its_own_live_and_replayed(
     vault, mp, backend = mounted
     w = _Watch("v:main")
     try:
-        start = w.docs(0, until_cursor=True)[0]["cursor"]
+        start = w.docs(0, 60.0, until_cursor=True)[0]["cursor"]
         with open(os.path.join(mp, "before.txt"), "w") as fh:
             fh.write("person\n")
         cmd = "echo agent > by-exec.txt; rm bin/run.sh"
