@@ -41,7 +41,8 @@ written by any other process between two calls, and how it does:
   every descriptor it has left, :func:`.callproc._clean`).
 
 ``tests/test_keptcall.py`` changes each of these through another process between two
-calls of one kept process and requires the second call to see it.
+calls of one kept process and requires the second call to see it (the kept workspaces:
+``tests/test_keptws.py``).
 """
 
 from __future__ import annotations
