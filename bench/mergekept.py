@@ -13,7 +13,7 @@ the next fork (``ignored=False``: a clean fork, its write not folding the source
 ``node_modules``) and, for ``root`` and ``conflict``, the target's own checkpoint; a
 ``conflict``'s written conflicts are given up there too.
 
-Each merge's CPU is ``time.process_time()`` up to its answer and after it (medians over
+Each merge's CPU is ``time.process_time()`` up to its answer and after it, and its wall time (medians over
 the merges after the first). With ``py-spy`` installed the process is recorded at
 ``--spy-rate`` Hz (``py-spy record -f raw``), and each sample is put in one stage of
 :data:`STAGES` (the outermost stage on its stack, but for the stages in :data:`DEEP`,
@@ -119,30 +119,33 @@ from avfs_git.cli.homekeep import KeptHome
 from avfs_git.cli.main import main as click_main
 kept = KeptHome()
 null = open(os.devnull, "w")
-answer, after = [], []
+answer, after, walls = [], [], []
 for i in range(n):
     name = f"{tag}{kind}{i}"
     ask("prep", name, writes(name))
     argv = ["--vault", "mm", "merge", name, "--into", "main"] + (["--write-conflicts"] if kind == "conflict" else [])
     out, sys.stdout = sys.stdout, null
-    c0 = time.process_time()
+    c0, w0 = time.process_time(), time.perf_counter()
     opened = []
     code = click_main(argv, opened=opened, kept=kept)
-    c1 = time.process_time()
+    c1, w1 = time.process_time(), time.perf_counter()
     for app in opened: app.run_after()
     for app in opened: app.run_ahead()
     for app in opened: app.close()
     callproc._forget_derived()
     callproc._write_back(callproc._wal_grown())
     callproc._clean(0o022, kept)
-    c2 = time.process_time()
+    c2, w2 = time.process_time(), time.perf_counter()
     sys.stdout = out
     assert code == (3 if kind == "conflict" else 0), code
     answer.append((c1 - c0) * 1000); after.append((c2 - c1) * 1000)
+    walls.append(((w1 - w0) * 1000, (w2 - w1) * 1000))
     if kind == "conflict":
         ask("abort", name, None)
 kept.close()
 print(json.dumps({"answer_ms": statistics.median(answer[1:]), "after_ms": statistics.median(after[1:]),
+                  "answer_wall_ms": statistics.median(w[0] for w in walls[1:]),
+                  "after_wall_ms": statistics.median(w[1] for w in walls[1:]),
                   "answer_all": [round(x, 3) for x in answer], "after_all": [round(x, 3) for x in after]}))
 """
 

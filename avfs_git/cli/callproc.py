@@ -22,8 +22,8 @@ call's process ends). The pages it copied are its own from then on: the next cal
 none, and no spare is forked for it. A merge is kept the same way (:data:`KEPT_COMMANDS`):
 its own work on a real project is ~10-20 ms of CPU, against ~30 ms of the fork per call
 and the next call's spare (docs/benchmarks.md, h-merge3's section); the workspaces it
-opened are closed after each call like a push's (:meth:`.homekeep.KeptHome.release`),
-and its locks, threads and descriptors are checked as theirs are. What it isolates, it
+used last stay open for the next call, the others are closed after each call
+(:meth:`.homekeep.KeptHome.release`), and its locks, threads and descriptors are checked as theirs are. What it isolates, it
 checks rather than assumes:
 
 - the environment, working directory, umask, arguments and standard streams are each call's

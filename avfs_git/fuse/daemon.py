@@ -295,6 +295,8 @@ class Mount(MountIndex):
         # before it is ready: git on read-tree's index (zeroed stat data) reads every file once
         self.ops.git_gate = self.settle  # a lazy fork's: written once it answers (settle.py)
         self.ops.settling = self.settle  # which waits while others use the mount (settle.py)
+        if not overlay and self.hook_server is not None:  # a merge asks which files it holds open
+            self.hook_server.answerer.writers = self.ops.open_writers  # (mount/journalhook.py)
         # a mount a proxy exec call made: its index once the overlay is stacked, before the R,
         # while the call's sandbox is set up on the stacked overlay (proxy/ahead.py)
         self.index_at_stack = overlay and self.settle is None and bool(self.record.get("kept_warm"))

@@ -34,6 +34,13 @@ class HandleTable(OpsBase):
             raise fuse.FuseOSError(errno.EBADF)
         return h
 
+    def open_writers(self) -> list[str]:
+        """The file ids of the overlay files this mount's write handles hold open (each
+        with its shared ``flock``): what a merge asks of the mount in one request
+        (mount/journalhook.py), where it probed every overlay file."""
+        with self._lock:
+            return [h.fileid for h in self._handles.values() if h.writable and h.fileid]
+
     def _open_rw(self, p: str, node: Node, flags: int) -> int:
         """A writable handle on ``p``'s overlay file (``node``: materialized; see
         :meth:`_held_file`)."""

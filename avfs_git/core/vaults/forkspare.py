@@ -66,6 +66,7 @@ import time
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import from_oserror
 from ..store import names
 from ..store.digests import sha256
 from ..workspace import changelog
@@ -495,3 +496,15 @@ def snapshot_for_fork(
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(carried)
     return sub, journal, carried is not None
+
+
+def write_seed(ws_dir: str, base: str, tree: str) -> None:
+    """Record the state a new workspace starts from (applied by Workspace on first use)."""
+    try:
+        os.makedirs(ws_dir, exist_ok=True)
+        tmp = os.path.join(ws_dir, "seed.tmp")
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(f"{base} {tree}\n")
+        os.replace(tmp, os.path.join(ws_dir, "seed"))
+    except OSError as exc:
+        raise from_oserror(exc, ws_dir) from exc

@@ -173,14 +173,23 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         self.store.close()
         self.quota.close()
 
-    def close_workspaces(self, *, forget: bool = True) -> None:
+    def close_workspaces(self, *, forget: bool = True, keep: int = 0) -> None:
         """Close the workspaces opened through this handle and (``forget``) forget them: the
-        next :meth:`workspace` opens its own (a handle kept from call to call, cli/homekeep.py)."""
+        next :meth:`workspace` opens its own. ``keep``: not the ``keep`` used last while the
+        fork's state dir holds the overlay database each opened (not a fork deleted, or made
+        again, by another process); a handle kept from call to call (cli/homekeep.py)."""
+        from ..workspace.overlaydb import file_id  # (through the link: its state dir now)
+
         with self._ws_lock:
-            wss = list(self._ws.values())
-            self._ws = {} if forget else self._ws
-        for ws in wss:
-            ws.overlay.close()
+            wss = list(self._ws.items())
+            last = [(f, w) for f, w in wss[max(0, len(wss) - keep) :] if keep and forget]
+            kept = {
+                f: w for f, w in last if w.overlay.opened_on() == file_id(self.ws_link(f) + "/overlay.db")
+            }
+            self._ws = kept if forget else self._ws
+        for f, ws in wss:
+            if f not in kept:
+                ws.overlay.close()
 
     # -- config ---------------------------------------------------------------------------
     @property
@@ -355,6 +364,9 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         ws = self._ws.get(fork)
         # an open workspace: settling its base reads the fork's ref once (is it still there?)
         if ws is not None and ws.sync_base():
+            with self._ws_lock:  # (the last used last: close_workspaces' keep)
+                if self._ws.get(fork) is ws and next(reversed(self._ws)) != fork:
+                    self._ws[fork] = self._ws.pop(fork)
             return ws
         self.require_fork(fork)
         from ..workspace.workspace import Workspace
@@ -524,7 +536,7 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
                 # The new workspace's state is made on first use; all a fork writes now is
                 # its ref, and the captured tree (a "seed") when the source had changes.
                 if tree is not None:
-                    write_seed(self._new_state_dir(new), base, tree)
+                    forkspare.write_seed(self._new_state_dir(new), base, tree)
                     from ..workspace.mergestate import inherit_state
 
                     inherit_state(src, self.ws_dir(new))  # an open merge stays open in the fork too
@@ -606,15 +618,3 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
     def set_default_fork(self, fork: str) -> None:
         self.require_fork(fork)
         self.set_config(default_fork=fork)
-
-
-def write_seed(ws_dir: str, base: str, tree: str) -> None:
-    """Record the state a new workspace starts from (applied by Workspace on first use)."""
-    try:
-        os.makedirs(ws_dir, exist_ok=True)
-        tmp = os.path.join(ws_dir, "seed.tmp")
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(f"{base} {tree}\n")
-        os.replace(tmp, os.path.join(ws_dir, "seed"))
-    except OSError as exc:
-        raise from_oserror(exc, ws_dir) from exc

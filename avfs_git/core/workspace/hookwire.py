@@ -14,6 +14,11 @@ import os
 from typing import Protocol
 
 SOCKET_NAME = "avfs-fsmonitor.sock"  # in the mount's own directory (registry.mount_dir)
+# avfs's question to a pure-FUSE mount's daemon: the file ids of the overlay files its
+# write handles hold open, answered as this, then those ids (mount/journalhook.py; a
+# daemon that does not know the question answers something else: then every file is
+# probed, core/operations/mergeguard.py ``refuse_open_files``)
+WRITERS = "avfs-writers"
 
 
 class Answerer(Protocol):

@@ -244,6 +244,18 @@ class Overlay(KeptTimes):
         q = f"SELECT {ENTRY_COLS} FROM entries WHERE path IN ({','.join('?' * len(paths))})"
         return {e.path: e for e in map(entry_of_row, self.db.execute(q, paths))}
 
+    def with_fileids(self, fileids: Iterable[str]) -> list[Entry]:
+        """The database's entries whose overlay file is one of ``fileids`` (the files a
+        pure-FUSE mount's daemon says it holds open for writing: the upper layer's, which
+        the kernel writes, are never among them)."""
+        ids = list(dict.fromkeys(fileids))
+        out: list[Entry] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = f"SELECT {ENTRY_COLS} FROM entries WHERE fileid IN ({','.join('?' * len(chunk))})"
+            out += map(entry_of_row, self.db.execute(q, chunk))
+        return out
+
     def _db_lookup(
         self, chain: list[str], children_of: str | None = None
     ) -> tuple[dict[str, Entry], list[Entry], str | None]:

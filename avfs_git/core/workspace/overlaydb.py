@@ -31,6 +31,15 @@ from .sqlite import DEFAULT_WAIT_S, busy_error, close_conn, is_busy, open_db, se
 _TOTALS_Q = "SELECT file_bytes, files FROM totals WHERE id = 1"
 
 
+def file_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` (links followed); None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def entry_of_row(r: tuple[object, ...]) -> Entry:
     # the columns are ENTRY_COLS in Entry's order, typed by the schema (TEXT, INTEGER)
     return Entry(*r)  # type: ignore[arg-type]
@@ -71,6 +80,9 @@ class OverlayDB:
         self.writer: str | None = None
         self._local = ThreadSlots(on_drop=close_conn)
         self._write_lock = threading.Lock()
+        # (device, inode) of the database file as a connection was last opened on it: a
+        # handle kept from call to call asks whether it is still the file there (:meth:`opened_on`)
+        self._file: tuple[int, int] | None = None
         # called with the overlay's (bytes, files) after each committed transaction (the
         # workspace publishes its totals for the vault's quota, see Vault.quota_usage)
         self.after_commit: Callable[[int, int], None] | None = None
@@ -116,10 +128,16 @@ class OverlayDB:
                 )
             # INSERT OR REPLACE deletes the old row: its delete trigger must fire (totals)
             conn.execute("PRAGMA recursive_triggers=ON")
+            self._file = file_id(self.db_path)  # (held open by it: no other file takes its inode number)
             ns["conn"] = conn
             ns["depth"] = 0
             ns["wait"] = wait
         return conn
+
+    def opened_on(self) -> tuple[int, int] | None:
+        """(device, inode) of the database file a connection was last opened on; None
+        before any was."""
+        return self._file
 
     def _wait(self) -> float:
         return DEFAULT_WAIT_S if self.lock_wait is None else self.lock_wait()
