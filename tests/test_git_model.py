@@ -1862,6 +1862,33 @@ def vars_of(cls: type) -> dict[str, Any]:
     return out
 
 
+def run_masked(model: type, keep: list[str], backend: str, *, seed_: int, steps: int, examples: int) -> None:
+    """A random run of ``model`` (a later round's model: a subclass of :class:`GitModel`) on
+    ``backend`` taking only the rules ``keep`` (every other rule masked: a later round's
+    random run draws its own steps), with ``seed_``, ``steps`` and ``examples``."""
+    global BACKEND
+    BACKEND = backend
+    rules = {n for n, f in vars_of(model).items() if hasattr(f, "hypothesis_stateful_rule")}
+    assert set(keep) <= rules, sorted(set(keep) - rules)
+
+    def masked(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a masked rule ran")
+
+    machine = type(f"Masked{model.__name__}", (model,), {n: masked for n in rules - set(keep)})
+    run_state_machine_as_test(
+        seed(seed_)(machine),
+        _min_steps=steps,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
+        ),
+    )
+
+
 def _run(backend: str) -> None:
     global BACKEND
     BACKEND = backend

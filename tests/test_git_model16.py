@@ -15,8 +15,6 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, seed, settings
-from hypothesis.stateful import run_state_machine_as_test
 
 from . import test_git_model as tgm
 from .gitmodel_steps15 import FifteenthRoundSteps
@@ -263,26 +261,7 @@ def test_a_staged_file_checkpointed_undone_and_restored_away_agrees_with_plain_g
 
 
 def _random(backend: str) -> None:
-    tgm.BACKEND = backend
-    rules = {n for n, f in tgm.vars_of(GitModel16).items() if hasattr(f, "hypothesis_stateful_rule")}
-    assert set(RULES) <= rules, sorted(set(RULES) - rules)
-
-    def masked(self: Any, *args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a masked rule ran")
-
-    machine = type("MaskedGitModel16", (GitModel16,), {n: masked for n in rules - set(RULES)})
-    run_state_machine_as_test(
-        seed(SEED)(machine),
-        _min_steps=STEPS,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-        ),
-    )
+    tgm.run_masked(GitModel16, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
 
 
 @pytest.mark.timeout(900)
