@@ -55,6 +55,7 @@ def threads_of(pid: int) -> set[int]:
 @pytest.mark.timeout(600)
 def test_teardown_with_invalidations_in_flight_exits_cleanly(home, vault, tmp_path):
     require_fuse()
+    home.settings.zygote = False  # each daemon spawned, our child: its exit status is read
     ws = vault.workspace("main")
     commit_files(vault, "main", {f"d{i % DIRS}/f{i}.txt": b"x\n" for i in range(FILES)})
     mp = tmp_path / "mnt"

@@ -723,7 +723,7 @@ def test_doctor_repairs_what_a_killed_daemon_left_and_nothing_else(
             _crash(info)
             with pytest.raises(OSError) as exc:
                 os.statvfs(a)
-            assert exc.value.errno == errno.ENOTCONN
+            assert exc.value.errno in registry.DEAD_ERRNOS, exc.value  # (ECONNABORTED: forked, 6.18)
             left = _leftovers(vault, "main")
             assert all(os.path.exists(p) for p in left.values())
             assert _worktrees_git(vault) == {str(a): True, str(b): False}  # git: prunable / not

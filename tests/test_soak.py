@@ -189,6 +189,7 @@ def _sample_threads(pid: int, tids: set[int], stop: threading.Event) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_soak_mount_load_checkpoint_unmount(home: Home, vault: Vault, tmp_path: Path, backend: str) -> None:
+    home.settings.zygote = False  # each daemon spawned, our child: its exit status is read
     require_fuse()
     commit_files(vault, "main", {f"d{i % DIRS}/f{i}.txt": b"%d\n" % i for i in range(FILES)})
     before, why = kernellog.read()

@@ -117,6 +117,7 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = T
     once this daemon is ready (in the background: no mount waits for it) when there is none."""
     from . import warmstart  # (a mount's path only: not every command that imports this)
 
+    reap_exited()  # (a forked start too: a daemon spawned before and ended since is collected)
     starter: Starter | None = STARTER
     at = len(DAEMON_MODULE) + 1
     ours = zygote and starter is None and cmd[1:at] == DAEMON_MODULE

@@ -20,7 +20,6 @@ reach the mounts without importing upward (docs/architecture.md).
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import signal
 import subprocess
@@ -254,7 +253,7 @@ def _check_mountpoint(mp: str, *, created: bool) -> None:
         try:
             os.stat(mp)
         except OSError as exc:
-            if exc.errno == errno.ENOTCONN:
+            if exc.errno in registry.DEAD_ERRNOS:
                 force_unmount(mp)
                 return
         raise AlreadyExistsError(

@@ -486,14 +486,20 @@ def mounted_as(mountpoint: str, source: str) -> bool:
     return False
 
 
+# what a FUSE mount whose daemon is gone answers: ENOTCONN, or ECONNABORTED (Linux 6.18 for
+# a daemon forked from a zygote and killed with its auto-unmount helper: ci16,
+# tests/test_maintenance.py's killed-daemon test)
+DEAD_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED)
+
+
 def dead_mountpoint(mountpoint: str) -> bool:
-    """Whether the FUSE mount at ``mountpoint`` has lost its daemon (ENOTCONN). Asked with
-    ``statvfs``, which always reaches the daemon: a ``stat`` of the root is answered from
-    the kernel's attribute cache for as long as the mount's attr_timeout (60 s)."""
+    """Whether the FUSE mount at ``mountpoint`` has lost its daemon (:data:`DEAD_ERRNOS`).
+    Asked with ``statvfs``, which always reaches the daemon: a ``stat`` of the root is
+    answered from the kernel's attribute cache for as long as the mount's attr_timeout (60 s)."""
     try:
         os.statvfs(mountpoint)
     except OSError as exc:
-        return exc.errno == errno.ENOTCONN
+        return exc.errno in DEAD_ERRNOS
     return False
 
 

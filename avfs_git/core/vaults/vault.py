@@ -178,11 +178,11 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         next :meth:`workspace` opens its own. ``keep``: not the ``keep`` used last while the
         fork's state dir holds the overlay database each opened (not a fork deleted, or made
         again, by another process); a handle kept from call to call (cli/homekeep.py)."""
-        from ..workspace.overlaydb import file_id  # (through the link: its state dir now)
-
         with self._ws_lock:
             wss = list(self._ws.items())
             last = [(f, w) for f, w in wss[max(0, len(wss) - keep) :] if keep and forget]
+            if last:  # (a process that opened no workspace, a gc's, loads no workspace module)
+                from ..workspace.overlaydb import file_id  # (through the link: its state dir now)
             kept = {
                 f: w for f, w in last if w.overlay.opened_on() == file_id(self.ws_link(f) + "/overlay.db")
             }
