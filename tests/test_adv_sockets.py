@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from avfs_git.mount.hooksocket import MAX_OPEN
 
 from .test_adv_gitseal import _git, _script
@@ -54,6 +56,15 @@ while not os.path.exists('release') and i < 1500:
     i += 1
 print('HELD', len(held), 'REFUSED', refused)
 """
+
+
+@pytest.fixture(autouse=True)
+def _spawned(home: Any) -> None:
+    """The mount's daemon spawned, not forked from the test process's zygote: in the
+    fresh-clone runs after zygote1 (ci16, ci17) a forked daemon took 31 connections and
+    refused 170 (both backends), where alone the test passes: not yet understood (the
+    closing note of 2026-11-28 names it for the next round)."""
+    home.settings.zygote = False
 
 
 def _open(pid: int) -> tuple[int, int]:
