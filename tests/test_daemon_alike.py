@@ -1,0 +1,226 @@
+"""A mount daemon is the same process whichever way it started: spawned (a new interpreter,
+``posix_spawn``) or forked from the caller's zygote (ops/warmstart.py, fuse/zygote.py,
+fuse/forked.py). A caller that changed its state after its zygote started (nice, CPU
+affinity, ``oom_score_adj``, signal mask and ignored signals, umask, limits, working
+directory in a mount, a descriptor left inheritable) gets the same daemon both ways; one
+that moved to other control groups gets its daemon in them (the zygote declines and ends,
+the next one starts there); and where PID 1 collects no one's ended children (a container's
+shell or Python), a forked daemon that ended is collected all the same, as the caller
+collects a spawned one. Real mounts, real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+from avfs_git.ops import mounts
+
+from .conftest import skip_outside_ci
+from .test_zygote import _argv, _forked, _mount, _ppid, _ready, forks, fresh  # noqa: F401
+
+STATUS = ("Umask", "SigBlk", "SigIgn", "Cpus_allowed_list", "NoNewPrivs")
+
+
+def _seen(pid: int) -> dict[str, Any]:
+    """What of process ``pid`` a daemon's start decides."""
+    out: dict[str, Any] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in STATUS:
+            out[key] = value.strip()
+    out["nice"] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    out["oom_score_adj"] = int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+    out["cgroup"] = Path(f"/proc/{pid}/cgroup").read_text()
+    out["limits"] = Path(f"/proc/{pid}/limits").read_text()
+    out["cwd"] = os.readlink(f"/proc/{pid}/cwd")
+    return out
+
+
+def _open(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return out
+
+
+def _cgroup_dir() -> Path:
+    """A control group hierarchy this process may make a group in: the unified one (v2),
+    else v1's cpuacct."""
+    root = Path("/sys/fs/cgroup")
+    for base in (root, root / "cpuacct"):
+        if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
+            return base
+    skip_outside_ci("needs a control group hierarchy to make a group in", "CI runs as root with cgroupfs")
+
+
+MOVER = textwrap.dedent(
+    """
+    import os, sys, time
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+    from avfs_git.policy.pathsource import POLICY_PATHS
+    from avfs_git.ops import mounts, warmstart
+    home = Home(sys.argv[1], mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+    vault = home.vault("v")
+    def ready():
+        while not (warmstart.current() and warmstart.current().ready()):
+            time.sleep(0.02)
+        return warmstart.current()
+    first = mounts.mount(home, vault, "f1")
+    old = ready()
+    with open(os.path.join(sys.argv[2], "cgroup.procs"), "w") as fh:
+        fh.write(str(os.getpid()))
+    second = mounts.mount(home, vault, "f2")
+    print(old.pid, old.state, second.pid, flush=True)
+    new = ready()
+    third = mounts.mount(home, vault, "f3")
+    print(new.pid, third.pid, flush=True)
+    sys.stdin.read()
+    for fork in ("f1", "f2", "f3"):
+        mounts.unmount(home, vault, fork)
+    home.close()
+    """
+)
+
+
+def test_a_caller_in_other_cgroups_gets_its_daemon_there(
+    home: Home,
+    forks: Vault,  # noqa: F811
+) -> None:
+    """A caller that moved to another control group after its zygote started: its next
+    mount's daemon is spawned (the zygote, in the old group, declines and ends), its
+    zygote started anew in the new group, and the mount after forked from that one; each
+    daemon in the caller's group, as a spawned one is."""
+    group = _cgroup_dir() / f"avfs-test-{os.getpid()}"
+    group.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MOVER, home.path, str(group)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        old_zygote, old_state, second = proc.stdout.readline().split()
+        new_zygote, third = map(int, proc.stdout.readline().split())
+        assert old_state == b"gone" and int(old_zygote) != new_zygote
+        assert _ppid(int(second)) == proc.pid and b"--forked" not in _argv(int(second))
+        assert b"--forked" in _argv(third)
+        mine = Path(f"/proc/{proc.pid}/cgroup").read_text()
+        for pid in (int(second), new_zygote, third):
+            assert Path(f"/proc/{pid}/cgroup").read_text() == mine, pid
+        proc.stdin.close()
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        for fork in ("f1", "f2", "f3"):
+            mounts.unmount(home, forks, fork)
+        for pid in (group / "cgroup.procs").read_text().split():
+            os.kill(int(pid), signal.SIGKILL)  # (none left: a leftover daemon would keep the group)
+        _rmdir(group)
+
+
+def _rmdir(group: Path) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            group.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]  # (a PID namespace, its /proc)
+# a PID 1 that collects no one's children but its own (a container's ``python`` or ``tail -f
+# /dev/null``): it runs the caller and waits for it alone
+INIT = textwrap.dedent(
+    """
+    import subprocess, sys
+    sys.exit(subprocess.run(sys.argv[1:]).returncode)
+    """
+)
+
+IN_NAMESPACE = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+    from avfs_git.policy.pathsource import POLICY_PATHS
+    from avfs_git.ops import mounts, warmstart
+    def stat(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            return None
+    def ended(pid):  # its pid gone: collected by someone, not a zombie of PID 1
+        deadline = time.monotonic() + 30
+        while stat(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return stat(pid) is None
+    home = Home(sys.argv[1], mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+    vault = home.vault("v")
+    first = mounts.mount(home, vault, "f1")
+    while not (warmstart.current() and warmstart.current().ready()):
+        time.sleep(0.02)
+    zygote = warmstart.current().pid
+    second = mounts.mount(home, vault, "f2")
+    with open(f"/proc/{second.pid}/cmdline", "rb") as fh:
+        forked = fh.read().rstrip(b"\\0").endswith(b"--forked")
+    parent = stat(second.pid)[1]
+    mounts.unmount(home, vault, "f2")
+    unmounted = ended(second.pid)
+    third = mounts.mount(home, vault, "f3")
+    os.kill(third.pid, signal.SIGKILL)
+    killed = ended(third.pid)
+    listed = sorted(m.fork for m in mounts.list_mounts(home))
+    again = mounts.mount(home, vault, "f3")
+    again_ok = open(os.path.join(again.mountpoint, "a.txt")).read() == "one\\n"
+    for fork in ("f1", "f3"):
+        mounts.unmount(home, vault, fork)
+    home.close()
+    print(forked, int(parent) == zygote, unmounted, killed, listed, again_ok)
+    """
+)
+
+
+def test_forked_daemons_that_end_are_collected_under_a_pid_1_that_collects_none(
+    home: Home,
+    forks: Vault,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """In a PID namespace whose PID 1 waits for its own child alone: a forked daemon is its
+    zygote's child (not PID 1's), and once it ends, unmounted or killed, it is collected
+    (before, each stayed a zombie of PID 1 for good); the killed one's mount is not listed
+    and mounts again at its place."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        skip_outside_ci("needs root and unshare(1) for a PID namespace", "CI runs as root with util-linux")
+    proc = subprocess.run(
+        [*UNSHARE, sys.executable, "-c", INIT, sys.executable, "-c", IN_NAMESPACE, home.path],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True", "True", "['f1']", "True"], (
+        proc.stdout + proc.stderr
+    )
