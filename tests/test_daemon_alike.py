@@ -11,17 +11,23 @@ collects a spawned one. Real mounts, real processes."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
+from avfs_git.core.settings import Settings
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
+from avfs_git.ops.mounts import MountInfo
+from avfs_git.policy.pathsource import POLICY_PATHS
 
 from .conftest import skip_outside_ci
 from .test_zygote import _argv, _forked, _mount, _ppid, _ready, forks, fresh  # noqa: F401
@@ -52,6 +58,93 @@ def _open(pid: int) -> set[str]:
         except OSError:
             continue
     return out
+
+
+def test_a_spawned_and_a_forked_daemon_start_alike(
+    fresh: None,  # noqa: F811
+    home: Home,
+    forks: Vault,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """After its zygote started, the caller ignores SIGUSR2, sets another umask, fewer
+    files, a higher ``oom_score_adj`` (as root), leaves a file inheritable and stands in its
+    first mount; a thread of it raises its nice, keeps to one CPU and blocks SIGUSR1, and
+    mounts twice: forked (its zygote) and spawned (``zygote=False``). Both daemons are
+    alike in all of it: the caller's nice, CPUs, score, umask and limits (what a spawn
+    inherits, given to the forked one), no signal blocked or ignored, cwd ``/`` and not the
+    caller's file (what a fork is made, made by the spawned one: its starter's working
+    directory kept the first mount busy, its unmount refused, while it served)."""
+    import resource
+
+    first = _mount(home, forks, "f1")
+    _ready()
+    off = Home(
+        forks.home.path,
+        mounts=MOUNT_SIDE,
+        paths=POLICY_PATHS,
+        settings=Settings(forks.home.path, zygote=False),
+    )
+    old_umask = os.umask(0o027)
+    old_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(old_nofile[0], 1000) - 3, old_nofile[1]))
+    old_usr2 = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    oom_path = Path("/proc/self/oom_score_adj")
+    old_oom = int(oom_path.read_text())
+    if os.geteuid() == 0:
+        oom_path.write_text(str(min(old_oom + 100, 1000)))
+    mine = tmp_path / "the-caller-s-file"
+    fd = os.open(mine, os.O_RDWR | os.O_CREAT, 0o600)
+    os.set_inheritable(fd, True)
+    cwd = os.getcwd()
+    os.chdir(first.mountpoint)
+    cpus = sorted(os.sched_getaffinity(0))
+    got: dict[str, MountInfo] = {}
+    failed: list[BaseException] = []
+
+    def caller_thread() -> None:
+        # per thread on Linux: what a spawn from this thread inherits
+        try:
+            os.nice(3)
+            if len(cpus) > 1:
+                os.sched_setaffinity(0, cpus[-1:])
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+            got["forked"] = _mount(home, forks, "f2")
+            got["spawned"] = _mount(off, off.vault("v"), "f3")
+        except BaseException as exc:  # (raised again below)
+            failed.append(exc)
+
+    try:
+        t = threading.Thread(target=caller_thread)
+        t.start()
+        t.join()
+    finally:
+        os.chdir(cwd)
+        os.umask(old_umask)
+        resource.setrlimit(resource.RLIMIT_NOFILE, old_nofile)
+        signal.signal(signal.SIGUSR2, old_usr2)
+        if os.geteuid() == 0:
+            oom_path.write_text(str(old_oom))
+        os.close(fd)
+    try:
+        assert not failed, failed
+        forked, spawned = got["forked"], got["spawned"]
+        assert _forked(forked) and not _forked(spawned)
+        a, b = _seen(spawned.pid), _seen(forked.pid)
+        assert a == b
+        assert b["nice"] == 3 and b["Umask"] == "0027" and b["cwd"] == "/"
+        assert int(b["SigBlk"], 16) == 0 and not int(b["SigIgn"], 16) & (1 << (signal.SIGUSR2 - 1))
+        assert b["Cpus_allowed_list"] == str(cpus[-1]) or len(cpus) == 1
+        assert re.search(rf"Max open files\s+{min(old_nofile[0], 1000) - 3}\s", b["limits"])
+        if os.geteuid() == 0:
+            assert b["oom_score_adj"] == min(old_oom + 100, 1000)
+        for pid in (spawned.pid, forked.pid):
+            assert str(mine) not in _open(pid), pid
+        # the mount the caller stood in is no daemon's working directory: it unmounts
+        mounts.unmount(home, forks, "f1")
+    finally:
+        for h, fork in ((home, "f2"), (off, "f3"), (home, "f1")):
+            mounts.unmount(h, h.vault("v"), fork)
+        off.close()
 
 
 def _cgroup_dir() -> Path:

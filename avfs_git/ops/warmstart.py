@@ -76,6 +76,17 @@ def start_vars(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(START_PREFIXES) or k in START_NAMES}
 
 
+def as_new() -> dict[str, Any]:
+    """``posix_spawn``'s arguments that start a process with the signal mask and
+    dispositions of one started anew, as fuse/forked.py makes a forked daemon's: none
+    blocked and none ignored (a spawn inherits the calling thread's mask and what its
+    process ignores: a caller that blocked SIGUSR1 in a thread, or ignored SIGUSR2, had a
+    spawned daemon that did too, and every command it ran)."""
+    import signal
+
+    return {"setsigmask": (), "setsigdef": signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}}
+
+
 def code_stamp() -> str:
     """The code this process runs: the interpreter (path and version) and the package's
     place (as cli/client.py's ``stamp`` says it for a CLI call)."""
@@ -278,6 +289,7 @@ def start(python: str, env: dict[str, str]) -> int | None:
                     (os.POSIX_SPAWN_DUP2, theirs.fileno(), ZYGOTE_FD),
                 ],
                 setsid=True,
+                **as_new(),
             )
         except OSError:
             mine.close()
