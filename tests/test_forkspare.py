@@ -542,3 +542,23 @@ def test_two_makers_in_one_process_name_one_spare(
     assert spare is not None and forkspare.spares(vault) == {"main": spare}
     assert set(layers.subvolumes(lhome.path)) == {vault.ws_dir("main"), spare}
     assert not os.listdir(os.path.join(vault.state_dir, forkspare.SPARES, forkspare.MAKING))
+
+
+def test_a_makers_mark_of_a_zombie_stops_no_spare(tmp_path: Path) -> None:
+    """A maker that ended but was not collected yet (a zombie: under a PID 1 that collects
+    no one's, for good) is no maker at work: its mark stops no spare."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        mark = tmp_path / "main"
+        mark.write_bytes(b"%d %s" % (pid, forkspare._started(pid) or b""))
+        assert not forkspare._maker(str(mark))
+        mark.write_bytes(b"%d %s" % (os.getppid(), forkspare._started(os.getppid()) or b""))
+        assert forkspare._maker(str(mark))  # (a live one is)
+    finally:
+        os.waitpid(pid, 0)

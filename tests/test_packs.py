@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -247,3 +249,25 @@ def test_one_consolidation_at_a_time_and_nobody_s_child(vault, ws):
     assert packwriter.pack_count(vault.path) <= 4
     assert ws.read("counter.txt") == b"5"
     assert git("--git-dir", vault.path, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_a_writer_that_is_a_zombie_is_gone(tmp_path):
+    """A temporary pack or a pack's keep whose writer has ended but was not collected yet (a
+    zombie: its parent, or a PID 1 that collects no one's, has not waited for it) is stale
+    at once, as a writer that is gone: not an hour later, by age."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pack = tmp_path / f"{packwriter.TMP_PREFIX}{pid}_x.pack"
+        pack.write_bytes(b"PACK")
+        keep = tmp_path / "pack-x.keep"
+        keep.write_bytes(packwriter.KEEP_MARK + b"%d\n" % pid)
+        assert "gone" in (packwriter.temp_file_stale(str(pack)) or "")
+        assert "gone" in (packwriter.keep_stale(str(keep)) or "")
+    finally:
+        os.waitpid(pid, 0)

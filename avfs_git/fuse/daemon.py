@@ -69,6 +69,8 @@ INDEX_JOIN_S = 5.0  # an index write in flight at unmount (mounts.STOP_TIMEOUT_S
 def main(argv: list[str] | None = None) -> int:
     """The daemon: its arguments, one :class:`Mount` set up, served, torn down (1: never ready)."""
     args = arguments(argv)
+    if args.ready_fd is not None and not args.foreground:
+        _detach(args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .libs import name_process, no_core_dumps, preset
 
@@ -82,6 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     mount.link_worktree()  # the mount a linked worktree of the vault; git's fsmonitor answers
     _say(args.ready_fd, b"L", last=False)  # linked (ops/daemonstart.py LINKED): see proxy/ahead.py
     return mount.serve()  # the index, libfuse's loop; then the teardown
+
+
+def _detach(args: SimpleNamespace) -> None:
+    """What a daemon started with exec makes itself before it opens anything, as a forked
+    one is made (fuse/forked.py): its working directory ``/``, where its starter's (a mount,
+    maybe) would stay busy for as long as it serves (that mount's unmount refused), and no
+    descriptor open but 0-2 and its readiness pipe (what the starter left inheritable: a
+    pipe whose reader waited for this daemon's end, another mount's file held open)."""
+    args.home, args.mountpoint = os.path.abspath(args.home), os.path.abspath(args.mountpoint)
+    os.chdir("/")
+    keep = args.ready_fd
+    if keep > 2:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 1 << 20)
 
 
 class Mount(MountIndex):

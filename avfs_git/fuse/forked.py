@@ -17,7 +17,9 @@ forked from the server, its command line (the server's): its process named
 session of its own, fd 0 on ``/dev/null``, 1 and 2 on its log, 3 its readiness pipe and
 nothing else open, the signal dispositions and mask of a new Python process, the
 environment the starter made (``ops/daemonstart._daemon_env``; libgit2's config search
-found anew from it), cwd ``/`` and the starter's umask. Forked from a zygote, whose command
+found anew from it), cwd ``/``, and the asking thread's umask, resource limits, nice, CPU
+affinity and ``oom_score_adj``, as a spawn inherits them (one this process may not give:
+spawned); a warm process in other control groups than the asker's declines. Forked from a zygote, whose command
 line keeps room for it (``ops/warmstart.ROOM``), its command line is a spawned daemon's
 (``python -P -m avfs_git.fuse.daemon --home H --vault V ...``) with ``--forked`` after
 (:func:`_retitle`): ``ps``, the registry and ``doctor`` see its home and vault as they see
@@ -115,9 +117,15 @@ def serve(
     limits = _limits(req.get("limits"))
     if why_not is None and limits is None:
         why_not = "limits"
+    cgroup = req.get("cgroup")
+    if why_not is None and cgroup is not None and cgroup != own_cgroup():
+        why_not = "cgroup"
+    state = _state(req)
+    if why_not is None and state is None:
+        why_not = "protocol"
     pid = None
     if why_not is None:
-        pid = _fork(list(args), dict(env), int(umask), fds[0], fds[1], retitle, limits)  # type: ignore[arg-type]
+        pid = _fork(list(args), dict(env), int(umask), fds[0], fds[1], retitle, limits, state)  # type: ignore[arg-type]
         if pid is None:
             why_not = "fork"
     return {"pid": pid} if pid is not None else {"fallback": why_not}
@@ -131,6 +139,7 @@ def _fork(
     log: int,
     retitle: bool,
     limits: dict[int, tuple[int, int]] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> int | None:
     """Fork the daemon (twice: the first child starts a session and exits); its pid once it
     has named itself, or None."""
@@ -151,7 +160,7 @@ def _fork(
             os.setsid()
             gc.collect()  # what the warm process dropped, freed here, not in the daemon
             if os.fork() == 0:
-                become(args, env, umask, ready, log, w, retitle, limits)  # never returns
+                become(args, env, umask, ready, log, w, retitle, limits, state)  # never returns
         finally:
             os._exit(0)
     os.close(w)
@@ -163,7 +172,10 @@ def _fork(
             data = os.read(r, 32)
     finally:
         os.close(r)
-        os.waitpid(first, 0)
+        try:
+            os.waitpid(first, 0)
+        except ChildProcessError:
+            pass  # (collected already: a zygote reaps its children as they end, fuse/zygote.py)
     try:
         return int(data) if data.endswith(b"\n") else None
     except ValueError:
@@ -196,6 +208,51 @@ def _limits(given: Any) -> dict[int, tuple[int, int]] | None:
             return None
         out[res] = (soft, hard)
     return out
+
+
+def own_cgroup() -> str | None:
+    """The control groups of the calling thread (``/proc/thread-self/cgroup``, as a spawn
+    from it inherits them), or None where there are none to read."""
+    try:
+        with open("/proc/thread-self/cgroup", encoding="utf-8", errors="surrogateescape") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _state(req: dict[str, Any]) -> dict[str, Any] | None:
+    """What else of the asker's a spawned daemon inherits and a forked one is given
+    (ops/warmstart.py ``process_state``): ``nice`` (the asking thread's), ``cpus`` (its
+    CPU affinity), ``oom`` (its process's ``oom_score_adj``), each as given when it is of
+    its kind (absent: this process's stays); None when one is not."""
+    out: dict[str, Any] = {}
+    for key in ("nice", "oom", "cpus"):
+        value = req.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list) and key == "cpus":
+            if not all(isinstance(c, int) for c in value):
+                return None
+        elif not isinstance(value, int) or key == "cpus":
+            return None
+        out[key] = value
+    return out
+
+
+def _take(state: dict[str, Any]) -> None:
+    """Take the asker's ``state`` (:func:`_state`) on: raises OSError where this process may
+    not (a nice below its own, unprivileged: the asker then spawns its daemon)."""
+    nice = state.get("nice")
+    if nice is not None and nice != os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    cpus = state.get("cpus")
+    if cpus and set(cpus) != os.sched_getaffinity(0):
+        os.sched_setaffinity(0, cpus)
+    oom = state.get("oom")
+    if oom is not None:
+        with open("/proc/self/oom_score_adj", "r+b", buffering=0) as fh:
+            if int(fh.read()) != oom:
+                fh.write(b"%d" % oom)
 
 
 def _args_area() -> tuple[int, int] | None:
@@ -290,6 +347,7 @@ def become(
     report: int,
     retitle: bool = False,
     limits: dict[int, tuple[int, int]] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> Any:
     """In the fork that is to be the daemon: name it (and ``retitle``: its command line
     too, :func:`_retitle`), tell the warm process its pid on ``report`` (a pipe), become a
@@ -298,6 +356,8 @@ def become(
     ``--ready-fd``: :data:`READY_FD` is added); never returns."""
     code = 70
     try:
+        if state:
+            _take(state)  # (before the pid is out: one that cannot is no daemon, it is spawned)
         name_process()  # before the pid is out: a starter may ask what it is at once
         if retitle:
             _retitle(argv)

@@ -4,11 +4,12 @@ when it ends, and how it is turned off).
 
 It watches its code (ops/codewatch.py) from before it imports the daemon's modules
 (fuse/forked.py :func:`~.forked.load`), then holds no home, no database, no lock and no
-thread, and says it is ready on its socket (fd 3). Each request there is answered as the
+thread, and says it is ready on its socket (fd 3). It is the reaper of the daemons it
+forks (:func:`_reaper`), as the process that started it is of those it spawns. Each request there is answered as the
 resident CLI server answers one (:func:`.forked.serve`: the daemon forked twice, its
 command line written into the room this process keeps in its own), but declined when the
-asker's code is not its own or its code changed on disk (it ends then: the next mount
-starts a new one), or when the request's environment would start Python or its libraries
+asker's code is not its own or its code changed on disk, or the asker is in other
+control groups (it ends then: the next mount starts a new one), or when the request's environment would start Python or its libraries
 otherwise than this process's started (ops/warmstart.py :func:`~..ops.warmstart.start_vars`:
 it stays, for the requests that fit). It ends at the end of file on its socket: the
 process that started it has ended.
@@ -25,7 +26,7 @@ from typing import Any
 
 from ..ops.codewatch import CodeWatch
 from ..ops.framed import recv_framed, send_framed
-from ..ops.warmstart import READY, ZYGOTE_FD, code_stamp, start_vars
+from ..ops.warmstart import ENDS_ON, READY, ZYGOTE_FD, code_stamp, start_vars
 from . import forked
 
 ZYGOTE_NAME = "avfs-zygote"  # its process's name (``/proc/PID/comm``)
@@ -56,6 +57,33 @@ def _name() -> None:
         ctypes.memmove(area[0], keep + b"\0" * (size - len(keep)), size)
 
 
+def _reaper() -> None:
+    """Make this process the reaper of the daemons it forks (``PR_SET_CHILD_SUBREAPER``:
+    each is handed to it, not to PID 1, as its first fork exits) and collect each as it
+    ends (SIGCHLD), as the caller collects a daemon it spawned: where PID 1 collects no
+    one's (a container's shell, ``tail -f /dev/null`` or Python), each forked daemon that
+    ended stayed a zombie for good, one per mount, in a long-lived caller's container."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return
+    signal.signal(signal.SIGCHLD, _collect)
+
+
+def _collect(signum: int = 0, frame: object = None) -> None:
+    """Collect every child of this process that has ended (its daemons, once handed to it)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def _why_not(req: dict[str, Any], start: dict[str, str], code: CodeWatch) -> str | None:
     """Why this zygote declines request ``req``, or None."""
     if req.get("v") != 1:
@@ -73,6 +101,7 @@ def main() -> int:
     os.chdir("/")  # never keep the starter's directory (a mount) busy
     os.closerange(ZYGOTE_FD + 1, 1 << 20)  # what the starter left inheritable is not ours
     _name()
+    _reaper()
     code = CodeWatch()  # before the imports: an edit made while they run is seen
     start = start_vars(dict(os.environ))
     fuse = forked.load(BELOW)
@@ -106,7 +135,7 @@ def main() -> int:
             send_framed(sock, answer)
         except OSError:
             return 0
-        if answer.get("fallback") == "another avfs":
+        if answer.get("fallback") in ENDS_ON:
             return 0
 
 

@@ -156,6 +156,8 @@ def reap_exited() -> None:
 def _spawn_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[int, int]:
     """Start the daemon ``cmd`` detached, its output appended to ``log_path``: (its pid,
     the read end of its readiness pipe, for :func:`_await_ready`), without waiting."""
+    from .warmstart import as_new  # (a mount's path only)
+
     reap_exited()
     r, w = os.pipe()
     os.set_inheritable(r, False)
@@ -176,6 +178,7 @@ def _spawn_daemon(cmd: list[str], env: dict[str, str], log_path: str) -> tuple[i
                 (os.POSIX_SPAWN_DUP2, logfd, 2),
             ],
             setsid=True,
+            **as_new(),  # (its working directory and descriptors: fuse/daemon.py ``_detach``)
         )
     except BaseException:
         os.close(r)

@@ -31,7 +31,8 @@ Python caller of the API, a test worker, ``avfs mcp``) its zygote:
 
 The wire (the server's and the zygote's): a request is a ``marshal``-encoded dict after its
 length in 8 ASCII digits, ``{"v": 1, "stamp": ..., "daemon": ARGS, "env": {...}, "umask":
-N, "limits": {RLIMIT: (SOFT, HARD)}}``, with two fds, the write end of the readiness pipe
+N, "limits": {RLIMIT: (SOFT, HARD)}, "nice": N, "cpus": [CPU...], "oom": N, "cgroup": TEXT}``
+(:func:`process_state`; each optional), with two fds, the write end of the readiness pipe
 and the log (opened here, as a spawn opens them); the answer ``{"pid": N}`` once the daemon has named itself, or
 ``{"fallback": REASON}``.
 """
@@ -53,6 +54,9 @@ ANSWER_WAIT_S = 15.0  # how long an asker waits for the answer
 ZYGOTE_MODULE = "avfs_git.fuse.zygote"
 ZYGOTE_FD = 3  # the zygote's end of its socket pair
 READY = b"Z"  # what the zygote says once its imports are done (anything else, or its end: failed)
+# what a zygote declines and then ends on: its code is not the asker's, or the asker's control
+# groups are not its own (the next mount starts another, in the asker's)
+ENDS_ON = ("another avfs", "cgroup")
 MAX_FAILURES = 3  # zygotes that end before they are ready, after which a process starts no more
 # the room the zygote's command line keeps for a forked daemon's (fuse/forked.py writes the
 # daemon's arguments there, so that ``ps``, ``doctor`` and the registry see which home,
@@ -70,6 +74,17 @@ def start_vars(env: dict[str, str]) -> dict[str, str]:
     """What of environment ``env`` acts as a process starts (:data:`START_PREFIXES`,
     :data:`START_NAMES`)."""
     return {k: v for k, v in env.items() if k.startswith(START_PREFIXES) or k in START_NAMES}
+
+
+def as_new() -> dict[str, Any]:
+    """``posix_spawn``'s arguments that start a process with the signal mask and
+    dispositions of one started anew, as fuse/forked.py makes a forked daemon's: none
+    blocked and none ignored (a spawn inherits the calling thread's mask and what its
+    process ignores: a caller that blocked SIGUSR1 in a thread, or ignored SIGUSR2, had a
+    spawned daemon that did too, and every command it ran)."""
+    import signal
+
+    return {"setsigmask": (), "setsigdef": signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}}
 
 
 def code_stamp() -> str:
@@ -98,6 +113,7 @@ def exchange(
     try:
         sock.settimeout(ANSWER_WAIT_S)
         req = {"v": 1, "stamp": stamp, "daemon": args, "env": env, "umask": umask(), "limits": limits()}
+        req.update(process_state())
         send_framed(sock, req, (w, logfd))
         got = recv_framed(sock, 0)
         answer = marshal.loads(got[0]) if got is not None else None
@@ -128,6 +144,28 @@ def limits() -> dict[int, tuple[int, int]]:
                 out[res] = resource.getrlimit(res)
             except (ValueError, OSError):
                 continue
+    return out
+
+
+def process_state() -> dict[str, Any]:
+    """What else of the asking thread a spawned daemon inherits and a forked one is given
+    (fuse/forked.py): ``nice``, ``cpus`` (its CPU affinity), ``oom`` (``oom_score_adj``),
+    and ``cgroup`` (its control groups, ``/proc/thread-self/cgroup``: a warm process in
+    others declines, and a zygote ends, so that the next one starts in the caller's); each
+    left out where it cannot be read."""
+    out: dict[str, Any] = {}
+    try:
+        out["nice"] = os.getpriority(os.PRIO_PROCESS, 0)  # (Linux: the calling thread's)
+        out["cpus"] = sorted(os.sched_getaffinity(0))
+    except (OSError, AttributeError):
+        pass
+    for key, path in (("oom", "/proc/self/oom_score_adj"), ("cgroup", "/proc/thread-self/cgroup")):
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+                text = fh.read()
+            out[key] = int(text) if key == "oom" else text
+        except (OSError, ValueError):
+            continue
     return out
 
 
@@ -185,7 +223,7 @@ class Zygote:
             if self.state != "ready":
                 return None
             got, why = exchange(self.sock, code_stamp(), args, env, log_path)
-            if got is None and why in (None, "another avfs"):
+            if got is None and why in (None, *ENDS_ON):
                 self._end("gone")
             return got
 
@@ -251,6 +289,7 @@ def start(python: str, env: dict[str, str]) -> int | None:
                     (os.POSIX_SPAWN_DUP2, theirs.fileno(), ZYGOTE_FD),
                 ],
                 setsid=True,
+                **as_new(),
             )
         except OSError:
             mine.close()

@@ -37,7 +37,7 @@ from typing import IO
 
 from ..errors import BusyError, from_oserror
 from .digests import sha1
-from .locks import flock_held
+from .locks import flock_held, pid_alive  # (a zombie writer is gone: it ended)
 from .safeopen import open_regular
 
 OBJ_COMMIT = 1
@@ -434,16 +434,6 @@ def index_v2(entries: dict[str, tuple[int, int]], pack_sum: bytes) -> bytes:
     return out + sha1(out).digest()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
 def temp_file_stale(path: str, *, now: float | None = None) -> str | None:
     """Why the temporary pack file ``path`` (``tmp_avfs_*``) was left by a writer that is
     gone, or None when a writer may still be writing it.
@@ -466,7 +456,7 @@ def temp_file_stale(path: str, *, now: float | None = None) -> str | None:
         return None
     head = name[len(TMP_PREFIX) :].split("_", 1)[0]
     pid = int(head) if head.isdigit() else None
-    if pid is not None and not _pid_alive(pid):
+    if pid is not None and not pid_alive(pid):
         return f"temporary pack file of process {pid}, which is gone (killed while writing)"
     if age > STALE_TMP_S:
         return f"temporary pack file nobody is writing, last written {int(age)} s ago"
@@ -485,7 +475,7 @@ def keep_stale(path: str, *, now: float | None = None) -> str | None:
     if not head.startswith(KEEP_MARK):
         return None  # a person's or git's: never avfs's to remove
     pid = head[len(KEEP_MARK) :].strip()
-    if pid.isdigit() and not _pid_alive(int(pid)):
+    if pid.isdigit() and not pid_alive(int(pid)):
         return f"a pack's keep of process {int(pid)}, which is gone (killed while it put the pack in place)"
     if age > STALE_TMP_S:
         return f"a pack's keep nobody is writing, made {int(age)} s ago"

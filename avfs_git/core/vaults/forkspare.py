@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import from_oserror
 from ..store import names
 from ..store.digests import sha256
+from ..store.locks import pid_alive
 from ..workspace import changelog
 from ..workspace.forkcapture import CACHE_FILE, source_key
 from . import layers, registry
@@ -398,12 +399,8 @@ def _maker(mark: str) -> bool:
     if got is None or got[0] == os.getpid():
         return False
     pid, started = got
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
+    if not pid_alive(pid):
+        return False  # (a zombie too: a maker that ended, not collected yet)
     if started is not None:
         now = _started(pid)
         if now is not None and now != started:
