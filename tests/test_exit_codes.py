@@ -288,3 +288,13 @@ def test_a_mistyped_option_names_the_close_ones(cli: Any, v: Vault) -> None:
         assert doc["error"]["message"] == "no such option: --timeout (did you mean --timeout-ms?)", doc
     doc = not_run(cli("--json", "--vault", "v", "proxy", "exec", "--zzz", "--", "true"), "usage")
     assert doc["error"]["message"] == "no such option: --zzz", doc
+
+
+def test_policy_check_without_dashdash_names_its_own_synopsis(cli: Any, v: Vault) -> None:
+    """`avfs policy check rm -rf /` (the `--` forgotten) was told the synopsis of `proxy
+    exec`: the hint gives `policy check`'s, --path included."""
+    r = cli("--json", "--vault", "v", "policy", "check", "rm", "-rf", "/")
+    assert r.code == 2
+    err = json.loads(r.out)["error"]
+    assert err["code"] == "usage" and err["message"] == "put `--` before the command"
+    assert err["hint"] == "avfs policy check [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING', --path PATH)"

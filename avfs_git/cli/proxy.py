@@ -15,11 +15,14 @@ from .execrender import render
 from .output import Output
 
 
-def _need_dashdash(app: App, argv: tuple[str, ...]) -> None:
+def _need_dashdash(app: App, argv: tuple[str, ...], usage: str = "proxy exec") -> None:
+    """``usage``: the command whose synopsis the hint gives (`policy check rm -rf /` was
+    told `avfs proxy exec [OPTIONS] -- CMD`)."""
     if argv and "--" not in app.output.argv:
+        more = ", --path PATH" if usage == "policy check" else ""
         raise UsageError(
             "put `--` before the command",
-            hint="avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')",
+            hint=f"avfs {usage} [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING'{more})",
         )
 
 
@@ -234,7 +237,7 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str, path
             raise UsageError("give either --path PATH or a command, not both")
         _check_paths(app, paths)
         return
-    _need_dashdash(app, argv)
+    _need_dashdash(app, argv, "policy check")
     if bool(argv) == (shell is not None):
         raise UsageError("give a command after `--`, --shell 'STRING' or --path PATH")
     pol, vault, fork = _policy_target(app)
