@@ -298,3 +298,17 @@ def test_policy_check_without_dashdash_names_its_own_synopsis(cli: Any, v: Vault
     err = json.loads(r.out)["error"]
     assert err["code"] == "usage" and err["message"] == "put `--` before the command"
     assert err["hint"] == "avfs policy check [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING', --path PATH)"
+
+
+def test_audit_shows_each_command_as_a_shell_takes_it_back(cli: Any, v: Vault) -> None:
+    """`avfs audit` joined a command's words with spaces: `rm -rf /my dir` (one path or
+    two?), `python3 -c from x import y; ...` (make demo's): now quoted as a shell reads them."""
+    import shlex
+
+    argv = ["rm", "-rf", "/my dir", "it's"]
+    assert cli("--vault", "v", "proxy", "exec", "--", *argv).code == 126  # denied, recorded
+    r = cli("--vault", "v", "audit")
+    assert r.code == 0, r.err
+    line = r.out.splitlines()[-1]
+    assert line.split("\t")[-1] == shlex.join(argv), line
+    assert shlex.split(line.split("\t")[-1]) == argv

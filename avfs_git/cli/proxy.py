@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -373,7 +374,8 @@ def audit_cmd(app: App, since: str | None, limit: int | None) -> None:
             app.output.info("no audit records")
         for r in records:
             req = r.get("request") or {}
-            cmd = req.get("shell") or " ".join(req.get("argv") or [])
+            # as a shell takes it back (`python3 -c from x import y; ...` lost its quotes)
+            cmd = req.get("shell") or shlex.join(req.get("argv") or [])
             dec = (r.get("decision") or {}).get("action", "-")
             o = app.output
             o.plain("{}\t{}\t{}\texit {}\t{}", r.get("time"), req.get("fork"), dec, r.get("exit_code"), cmd)
