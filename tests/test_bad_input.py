@@ -414,3 +414,30 @@ def test_a_restore_across_a_file_whose_name_is_not_utf8_is_done_and_said_to_be(c
     res = cli("--json", "--vault", "v", "undo")
     assert res.code == 0, res.out
     assert cli("--json", "--vault", "v", "status").json()["base"] == tip
+
+
+def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
+    """The README's "For an agent" (`avfs up ./proj`) then its "A taste" (`avfs vault create
+    proj --from ./proj`) met `vault 'proj' already exists` and no hint: the hint says `up`
+    made it from this directory, and what to do; any other vault of that name, the choices."""
+    import json
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "a.txt").write_text("a\n")
+    home.create_vault("proj", from_dir=str(proj)).set_config(origin={"dir": str(proj)})  # as `up` records it
+    r = cli("--json", "vault", "create", "proj", "--from", str(proj))
+    err = json.loads(r.out)["error"]
+    assert r.code == 1 and err["code"] == "already_exists", r.out
+    assert (
+        err["hint"]
+        == "`avfs up` made it from this directory: use it (`avfs vault fork proj NEW`), or give another name"
+    )
+    home.create_vault("other")
+    for args in (["vault", "create", "other"], ["vault", "create", "other", "--from", str(proj)]):
+        err = json.loads(cli("--json", *args).out)["error"]
+        assert err["code"] == "already_exists"
+        assert (
+            err["hint"]
+            == "use it as it is (`avfs vault info other`), give another name, or `avfs vault delete other` first"
+        )
