@@ -441,3 +441,14 @@ def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
             err["hint"]
             == "use it as it is (`avfs vault info other`), give another name, or `avfs vault delete other` first"
         )
+
+
+def test_a_fork_that_exists_is_refused_with_what_to_do(cli, vault):
+    """`vault fork v agent1` a second time said only "already has a fork" (hint null)."""
+    import json
+
+    assert cli("vault", "fork", "v", "agent1").code == 0
+    r = cli("--json", "vault", "fork", "v", "agent1")
+    err = json.loads(r.out)["error"]
+    assert r.code == 1 and err["code"] == "already_exists"
+    assert "`avfs vault delete v:agent1`" in err["hint"] and "`avfs --vault v:agent1 status`" in err["hint"]
