@@ -452,3 +452,15 @@ def test_a_fork_that_exists_is_refused_with_what_to_do(cli, vault):
     err = json.loads(r.out)["error"]
     assert r.code == 1 and err["code"] == "already_exists"
     assert "`avfs vault delete v:agent1`" in err["hint"] and "`avfs --vault v:agent1 status`" in err["hint"]
+
+
+def test_no_vault_selected_in_a_new_home_says_how_to_make_one(cli, tmp_path):
+    """A first `avfs status` in a new home was told to `avfs vault use VAULT`, of vaults it
+    has none of: it says the home has none, and how to make one."""
+    import json
+
+    r = cli("--json", "--home", str(tmp_path / "new-home"), "status")
+    err = json.loads(r.out)["error"]
+    assert r.code == 2 and err["code"] == "usage"
+    assert err["message"] == f"no vault selected: {tmp_path / 'new-home'} has no vaults yet"
+    assert err["hint"] == "make one: `avfs vault create NAME --from DIR`, or `avfs up DIR`"
