@@ -236,6 +236,9 @@ def test_refusals_are_126_and_say_which(cli_proc, v, home):
     r = cli_proc("--vault", "v", "proxy", "exec", *MAT, "--", "curl", "https://example.com")
     assert r.code == 126 and r.err.startswith("avfs: require_approval ("), r.err
     assert "not run: refused by the policy (exit 126)" in r.err and "approval required; token apv_" in r.err
+    # and what to do (the line gave the token alone; --json's hint said it)
+    token = r.err.split("approval required; token ", 1)[1].split()[0]
+    assert f"rerun it with --approve {token} once a person approves" in r.err, r.err
 
 
 def test_other_commands_keep_their_codes(cli_proc, v):
