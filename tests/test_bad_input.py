@@ -464,3 +464,35 @@ def test_no_vault_selected_in_a_new_home_says_how_to_make_one(cli, tmp_path):
     assert r.code == 2 and err["code"] == "usage"
     assert err["message"] == f"no vault selected: {tmp_path / 'new-home'} has no vaults yet"
     assert err["hint"] == "make one: `avfs vault create NAME --from DIR`, or `avfs up DIR`"
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "hint"),
+    [
+        (["status", "--json"], "--json", "avfs --json status"),
+        (["log", "-n", "1", "--vault=v:main", "--json"], "--vault", "avfs --vault=v:main --json log -n 1"),
+        (["--json", "status", "--home", "/h", "--short"], "--home", "avfs --json --home /h status --short"),
+    ],
+)
+def test_a_global_option_after_the_command_is_one_usage_document(cli, vault, args, option, hint):
+    """`avfs status --json` (flags anywhere, as git takes them) printed click's "No such
+    option '--json'. Did you mean '--short'?" on stderr, nothing on stdout, then "avfs:
+    error: exited 2 without a result": one usage document now, saying where it goes."""
+    import json
+
+    r = cli(*args)
+    assert r.code == 2
+    doc = json.loads(r.out)  # exactly one document: --json was given, if not first
+    assert doc["error"]["code"] == "usage"
+    assert doc["error"]["message"] == f"{option} is a global option: give it before the command"
+    assert doc["error"]["hint"] == hint
+    assert "without a result" not in r.err
+
+
+def test_a_global_option_after_the_command_without_json_says_where_it_goes(cli, vault):
+    r = cli("status", "--vault", "v:main")
+    assert r.code == 2 and r.out == ""
+    assert r.err.splitlines() == [
+        "avfs: error: --vault is a global option: give it before the command",
+        "  hint: avfs --vault v:main status",
+    ]
