@@ -84,6 +84,11 @@ def test_missing_vault_and_fork_give_an_envelope(cli_proc, v, home):
     [
         (["ls"], "put `--` before the command"),
         (["--bogus", "--", "true"], "no such option: --bogus"),
+        # a global option after the command (it named none of this: the newcomer's `--json`)
+        (
+            ["--json", "--", "true"],
+            "no such option: --json (--json is a global option: avfs --json ... proxy exec ...)",
+        ),
         (["--timeout-ms", "abc", "--", "true"], "--timeout-ms: 'abc' is not a whole number"),
         (["--mode", "bogus", "--", "true"], "--mode must be one of auto, fuse, materialized, not 'bogus'"),
         (["--checkpoint=never", "--", "true"], "--checkpoint must be one of auto, always, not 'never'"),
