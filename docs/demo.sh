@@ -40,7 +40,7 @@ def greet(name):
     return "hello " + name
 PY
 printf '# proj\n' > "$WORK/proj/README.md"
-printf '*.log\n' > "$WORK/proj/.gitignore"
+printf '*.log\n__pycache__/\n' > "$WORK/proj/.gitignore"  # (python's bytecode: not the project's)
 printf 'noise\n' > "$WORK/proj/debug.log"
 git -C "$WORK/proj" init -q -b main
 git -C "$WORK/proj" add -A
@@ -109,7 +109,7 @@ run "$AVFS" proxy exec -- python3 -c "from src.app import greet; open('GREETING.
 run "$AVFS" log --oneline -n 2
 run "$AVFS" policy check -- rm -rf /
 printf '%s$ %s%s\n' "$DIM" "$(quoted "$AVFS" --json proxy exec -- rm -rf /) | (its decision and exit code)" "$OFF"
-"$AVFS" --json proxy exec -- rm -rf / | python3 -c 'import json,sys; d=json.load(sys.stdin); print("denied:", d["decision"]["reason"], "| exit", d["exit_code"])' || true
+"$AVFS" --json proxy exec -- rm -rf / | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["decision"]["reason"], "| exit", d["exit_code"])' || true
 run "$AVFS" audit --limit 2
 run "$AVFS" unmount proj:agent1
 
@@ -141,9 +141,11 @@ run "$AVFS" --vault proj stats
 run "$AVFS" --vault proj gc
 
 say "One command for an agent: up mounts a fresh fork of a project, down merges it back"
+printf '%s$ %s%s\n' "$DIM" "$(quoted "$AVFS" --json up "$WORK/proj" --agent demo-agent) | (its vault and mount point)" "$OFF"
 UP=$("$AVFS" --json up "$WORK/proj" --agent demo-agent)
 UPV=$(printf '%s' "$UP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vault"])')
 AGENT_MNT=$(printf '%s' "$UP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mountpoint"])')
+# (a vault of its own: `up` finds again only the vaults it made, and `vault create` took proj)
 echo "vault $UPV, fork demo-agent mounted at $AGENT_MNT"
 run sh -c "cd '$AGENT_MNT' && printf 'written by the agent\n' > AGENT.txt"
 run "$AVFS" down --fork "$UPV:demo-agent" --keep

@@ -414,3 +414,85 @@ def test_a_restore_across_a_file_whose_name_is_not_utf8_is_done_and_said_to_be(c
     res = cli("--json", "--vault", "v", "undo")
     assert res.code == 0, res.out
     assert cli("--json", "--vault", "v", "status").json()["base"] == tip
+
+
+def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
+    """The README's "For an agent" (`avfs up ./proj`) then its "A taste" (`avfs vault create
+    proj --from ./proj`) met `vault 'proj' already exists` and no hint: the hint says `up`
+    made it from this directory, and what to do; any other vault of that name, the choices."""
+    import json
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "a.txt").write_text("a\n")
+    home.create_vault("proj", from_dir=str(proj)).set_config(origin={"dir": str(proj)})  # as `up` records it
+    r = cli("--json", "vault", "create", "proj", "--from", str(proj))
+    err = json.loads(r.out)["error"]
+    assert r.code == 1 and err["code"] == "already_exists", r.out
+    assert (
+        err["hint"]
+        == "`avfs up` made it from this directory: use it (`avfs vault fork proj NEW`), or give another name"
+    )
+    home.create_vault("other")
+    for args in (["vault", "create", "other"], ["vault", "create", "other", "--from", str(proj)]):
+        err = json.loads(cli("--json", *args).out)["error"]
+        assert err["code"] == "already_exists"
+        assert (
+            err["hint"]
+            == "use it as it is (`avfs vault info other`), give another name, or `avfs vault delete other` first"
+        )
+
+
+def test_a_fork_that_exists_is_refused_with_what_to_do(cli, vault):
+    """`vault fork v agent1` a second time said only "already has a fork" (hint null)."""
+    import json
+
+    assert cli("vault", "fork", "v", "agent1").code == 0
+    r = cli("--json", "vault", "fork", "v", "agent1")
+    err = json.loads(r.out)["error"]
+    assert r.code == 1 and err["code"] == "already_exists"
+    assert "`avfs vault delete v:agent1`" in err["hint"] and "`avfs --vault v:agent1 status`" in err["hint"]
+
+
+def test_no_vault_selected_in_a_new_home_says_how_to_make_one(cli, tmp_path):
+    """A first `avfs status` in a new home was told to `avfs vault use VAULT`, of vaults it
+    has none of: it says the home has none, and how to make one."""
+    import json
+
+    r = cli("--json", "--home", str(tmp_path / "new-home"), "status")
+    err = json.loads(r.out)["error"]
+    assert r.code == 2 and err["code"] == "usage"
+    assert err["message"] == f"no vault selected: {tmp_path / 'new-home'} has no vaults yet"
+    assert err["hint"] == "make one: `avfs vault create NAME --from DIR`, or `avfs up DIR`"
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "hint"),
+    [
+        (["status", "--json"], "--json", "avfs --json status"),
+        (["log", "-n", "1", "--vault=v:main", "--json"], "--vault", "avfs --vault=v:main --json log -n 1"),
+        (["--json", "status", "--home", "/h", "--short"], "--home", "avfs --json --home /h status --short"),
+    ],
+)
+def test_a_global_option_after_the_command_is_one_usage_document(cli, vault, args, option, hint):
+    """`avfs status --json` (flags anywhere, as git takes them) printed click's "No such
+    option '--json'. Did you mean '--short'?" on stderr, nothing on stdout, then "avfs:
+    error: exited 2 without a result": one usage document now, saying where it goes."""
+    import json
+
+    r = cli(*args)
+    assert r.code == 2
+    doc = json.loads(r.out)  # exactly one document: --json was given, if not first
+    assert doc["error"]["code"] == "usage"
+    assert doc["error"]["message"] == f"{option} is a global option: give it before the command"
+    assert doc["error"]["hint"] == hint
+    assert "without a result" not in r.err
+
+
+def test_a_global_option_after_the_command_without_json_says_where_it_goes(cli, vault):
+    r = cli("status", "--vault", "v:main")
+    assert r.code == 2 and r.out == ""
+    assert r.err.splitlines() == [
+        "avfs: error: --vault is a global option: give it before the command",
+        "  hint: avfs --vault v:main status",
+    ]

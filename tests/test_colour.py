@@ -107,3 +107,9 @@ def test_the_demo_script_piped_has_no_escape_bytes(tmp_path: Path) -> None:
     in_mount = [shlex.split(c) for c in shown if c.startswith("sh -c ")]
     assert in_mount and all(len(a) == 3 and a[2].startswith("cd ") for a in in_mount), in_mount
     assert any("proxy exec -- rm -rf /" in c for c in shown), shown
+    # what a newcomer met (the twenty-eighth round): `denied: denied: ...`, python's bytecode
+    # committed by the proxy exec ("2 changed path(s)", one a .pyc), and `up` run unshown
+    text = proc.stdout.decode() + proc.stderr.decode()
+    assert "denied: denied" not in text
+    assert "exit 0, 1 changed path(s)" in text and ".pyc" not in text
+    assert any(" up " in c and "--agent demo-agent" in c for c in shown), shown

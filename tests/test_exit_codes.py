@@ -84,6 +84,11 @@ def test_missing_vault_and_fork_give_an_envelope(cli_proc, v, home):
     [
         (["ls"], "put `--` before the command"),
         (["--bogus", "--", "true"], "no such option: --bogus"),
+        # a global option after the command (it named none of this: the newcomer's `--json`)
+        (
+            ["--json", "--", "true"],
+            "no such option: --json (--json is a global option: avfs --json ... proxy exec ...)",
+        ),
         (["--timeout-ms", "abc", "--", "true"], "--timeout-ms: 'abc' is not a whole number"),
         (["--mode", "bogus", "--", "true"], "--mode must be one of auto, fuse, materialized, not 'bogus'"),
         (["--checkpoint=never", "--", "true"], "--checkpoint must be one of auto, always, not 'never'"),
@@ -236,6 +241,9 @@ def test_refusals_are_126_and_say_which(cli_proc, v, home):
     r = cli_proc("--vault", "v", "proxy", "exec", *MAT, "--", "curl", "https://example.com")
     assert r.code == 126 and r.err.startswith("avfs: require_approval ("), r.err
     assert "not run: refused by the policy (exit 126)" in r.err and "approval required; token apv_" in r.err
+    # and what to do (the line gave the token alone; --json's hint said it)
+    token = r.err.split("approval required; token ", 1)[1].split()[0]
+    assert f"rerun it with --approve {token} once a person approves" in r.err, r.err
 
 
 def test_other_commands_keep_their_codes(cli_proc, v):
@@ -288,3 +296,27 @@ def test_a_mistyped_option_names_the_close_ones(cli: Any, v: Vault) -> None:
         assert doc["error"]["message"] == "no such option: --timeout (did you mean --timeout-ms?)", doc
     doc = not_run(cli("--json", "--vault", "v", "proxy", "exec", "--zzz", "--", "true"), "usage")
     assert doc["error"]["message"] == "no such option: --zzz", doc
+
+
+def test_policy_check_without_dashdash_names_its_own_synopsis(cli: Any, v: Vault) -> None:
+    """`avfs policy check rm -rf /` (the `--` forgotten) was told the synopsis of `proxy
+    exec`: the hint gives `policy check`'s, --path included."""
+    r = cli("--json", "--vault", "v", "policy", "check", "rm", "-rf", "/")
+    assert r.code == 2
+    err = json.loads(r.out)["error"]
+    assert err["code"] == "usage" and err["message"] == "put `--` before the command"
+    assert err["hint"] == "avfs policy check [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING', --path PATH)"
+
+
+def test_audit_shows_each_command_as_a_shell_takes_it_back(cli: Any, v: Vault) -> None:
+    """`avfs audit` joined a command's words with spaces: `rm -rf /my dir` (one path or
+    two?), `python3 -c from x import y; ...` (make demo's): now quoted as a shell reads them."""
+    import shlex
+
+    argv = ["rm", "-rf", "/my dir", "it's"]
+    assert cli("--vault", "v", "proxy", "exec", "--", *argv).code == 126  # denied, recorded
+    r = cli("--vault", "v", "audit")
+    assert r.code == 0, r.err
+    line = r.out.splitlines()[-1]
+    assert line.split("\t")[-1] == shlex.join(argv), line
+    assert shlex.split(line.split("\t")[-1]) == argv

@@ -974,3 +974,64 @@ def test_is_ours_matches_only_what_avfs_writes() -> None:
         None,
     ):
         assert not install._is_ours(cmd), cmd
+
+
+def test_a_served_install_names_this_avfs_never_a_file_of_the_project(tmp_path: Path) -> None:
+    """`avfs hooks install` as a person runs it: the console script, with the home's warm
+    server on (the default), so the second call is served, where ``sys.argv[0]`` is
+    ``avfs``. Made absolute from the working directory, it named the project's own file
+    ``avfs``: Claude Code then ran that file on every tool call (and, with none there, the
+    hooks got ``PYTHON -P -m avfs_git``, not this avfs as hooks.md says)."""
+    import socket
+
+    from avfs_git.cli import resident
+
+    home = tmp_path / "home"
+    project = tmp_path / "proj"
+    project.mkdir()
+    planted = project / "avfs"
+    planted.write_text("#!/bin/sh\necho planted\n")
+    planted.chmod(0o755)
+    env = {**os.environ, "AVFS_SERVER": "auto", "AVFS_HOME": str(home)}
+
+    def answers() -> bool:
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(resident.socket_path(str(home)))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def install_cmd() -> list[str]:
+        p = subprocess.run(
+            [AVFS, "--json", "hooks", "install", "--for", "claude"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert p.returncode == 0, p.stderr
+        return [e["command"] for e in json.loads(p.stdout)["entries"]]
+
+    try:
+        started = subprocess.run([AVFS, "server", "start"], env=env, capture_output=True, timeout=120)
+        assert started.returncode == 0 and answers(), started.stderr
+        for command in install_cmd():  # served
+            assert command.startswith(f"{AVFS} --home {home} hook claude "), command
+    finally:
+        subprocess.run([AVFS, "server", "stop"], env=env, capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("agent", ["claude", "codex"])
+def test_a_project_that_does_not_exist_is_refused_not_made(cli: Any, tmp_path: Path, agent: str) -> None:
+    """`--project DIR` with a typo made DIR (and DIR/.codex/config.toml in it): refused now,
+    with nothing written."""
+    missing = tmp_path / "no" / "such"
+    res = cli("--json", "hooks", "install", "--for", agent, "--project", str(missing))
+    assert res.code == 2, res.out
+    doc = json.loads(res.out)
+    assert doc["error"]["code"] == "usage" and "does not exist" in doc["error"]["message"]
+    assert not (tmp_path / "no").exists()

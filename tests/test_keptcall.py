@@ -432,3 +432,60 @@ def test_a_served_call_runs_with_its_caller_s_umask(
     rows = [line.split("|", 3) for line in log.read_text().splitlines()]
     assert [r[1] for r in rows] == ["0077", "0022", "0027"], rows
     assert len({r[0] for r in rows}) == 1, rows  # one kept process ran the three
+
+
+_SIGNALS_SEEN = """
+import os, signal
+def on(sig, _frame):
+    os.write(1, b"%d\\n" % sig)
+    if sig == signal.SIGTERM:
+        os._exit(0)
+signal.signal(signal.SIGHUP, on)
+signal.signal(signal.SIGTERM, on)
+os.write(1, b"ready\\n")
+while True:
+    signal.pause()
+"""
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_a_kept_call_whose_answer_beat_started_is_not_hung_up(home: Home, answered: bool) -> None:
+    """The kept process may answer its caller before the server has sent ``started`` (a
+    fast merge: the caller takes the first answer and ends), and sending ``started`` then
+    fails. The server hung the process up as a caller gone before any answer: the SIGHUP
+    waited, blocked, for the process's next call and killed it (`avfs --json merge nope`
+    exited 255 with nothing on stdout, 1 call in 3 after a merge). A kept call that has
+    not answered (a Ctrl-C before any answer) is still hung up. The process here says
+    which signals it got: SIGHUP, then our SIGTERM (a lower number, so first when both
+    wait)."""
+    import marshal
+    import socket
+
+    from avfs_git.cli import callproc, spare
+
+    server = resident.Server(home.path, 60)
+    proc = subprocess.Popen([sys.executable, "-c", _SIGNALS_SEEN], stdout=subprocess.PIPE)
+    ctl, proc_end = socket.socketpair()
+    conn, caller = socket.socketpair()
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        if answered:  # what callproc._answer says first, before its caller has the answer
+            data = marshal.dumps({"code": 1})
+            proc_end.sendall(b"%08d" % len(data) + data)
+        caller.close()  # the caller has its answer (or was interrupted) and is gone
+        server.kept = callproc.Kept(spare.Spare(proc.pid, pidfd, ctl))
+        assert server._started(conn, proc.pid, pidfd, ctl) == pidfd
+        assert server.children[pidfd].kept
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        seen = [int(n) for n in out.split()]
+        assert seen == ([signal.SIGTERM] if answered else [signal.SIGHUP, signal.SIGTERM]), seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+        os.close(pidfd)
+        for s in (ctl, proc_end, conn, caller):
+            s.close()
+        server.code.close()

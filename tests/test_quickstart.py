@@ -158,6 +158,10 @@ def test_up_of_a_different_directory_under_a_taken_name(qhome: Home, proj: Path,
     (other / "f").write_text("f\n")
     res = q.up(qhome, str(other), mount=False)
     assert res.vault == "proj-2"
+    # and says why (a newcomer's `vault create proj --from ./proj`, then `up ./proj`: proj-2)
+    assert res.warnings == (
+        "vault proj is taken (not made from this directory by `avfs up`): this directory's vault is proj-2",
+    )
     with pytest.raises(UsageError, match="was not made from"):
         q.up(qhome, str(other), vault_name="proj", mount=False)
 
@@ -614,3 +618,25 @@ def test_apply_never_writes_or_deletes_through_a_symlink_in_the_target(
     assert (elsewhere / "x").read_text() == "tracked\n"
     assert not (proj / "cache").is_symlink() and (proj / "cache" / "x").read_text() == "from the agent\n"
     assert (proj / "data").is_symlink()
+
+
+def test_up_from_url_under_a_taken_name_says_why(qhome: Home, tmp_path: Path) -> None:
+    """`avfs vault clone --lazy URL big` then `avfs up --from-url URL` made big-2 with no word
+    (only `up` finds its own vaults again): a warning says why."""
+    from avfs_git.ops.upremote import up_from_url
+
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(["git", "init", "-q", str(src)], check=True)
+    (src / "f").write_text("f\n")
+    subprocess.run(["git", "-C", str(src), "add", "f"], check=True)
+    subprocess.run(["git", "-C", str(src), "commit", "-qm", "f"], check=True)
+    bare = tmp_path / "big.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(bare)], check=True)
+    qhome.create_vault("big")  # made otherwise (`vault create`, `vault clone`)
+    res = up_from_url(qhome, str(bare), mount=False)
+    assert res.vault == "big-2"
+    assert res.warnings == (
+        "vault big is taken (not made from this URL by `avfs up`): this URL's vault is big-2",
+    )
+    assert up_from_url(qhome, str(bare), mount=False).warnings == ()  # found again: nothing to say

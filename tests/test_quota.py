@@ -585,3 +585,17 @@ def test_a_count_bound_for_one_fork_is_at_least_the_exact_one(vault: Vault) -> N
     assert {f.fork: f.overlay_bytes for f in bound.forks}["a"] == 8000 + PUBLISH_BYTES
     assert {f.fork: f.overlay_bytes for f in bound.forks}["b"] == 3000  # its own: exact
     assert vault.quota.usage(rescan=False) == exact
+
+
+def test_the_human_lines_read_as_sentences(vault: Vault, cli: Any) -> None:
+    """`quota set --files none` said `quota of v is now 500.0M and no limit files`, `quota
+    show` `0 uncheckpointed files of no limit`, and `doctor` `1 vaults checked`."""
+    res = cli("--vault", "v", "quota", "set", "500M", "--files", "none")
+    assert res.code == 0 and "quota of v is now 500.0M and no file limit (" in res.err + res.out, res
+    shown = cli("--vault", "v", "quota", "show").out
+    assert " of 500.0M (" in shown and shown.rstrip().endswith("uncheckpointed files, no file limit"), shown
+    res = cli("--vault", "v", "quota", "set", "--bytes", "none", "--files", "7")
+    assert "quota of v is now no byte limit and 7 files (" in res.err + res.out, res
+    shown = cli("--vault", "v", "quota", "show").out
+    assert ", no byte limit (" in shown and shown.rstrip().endswith("uncheckpointed files of 7"), shown
+    assert cli("doctor").out.startswith("1 vault checked: no problems"), cli("doctor").out

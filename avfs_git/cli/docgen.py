@@ -25,7 +25,9 @@ by hand (`tests/test_docs.py` checks that this page equals the generator's outpu
 `.venv/bin/python -m avfs_git.cli.docgen > docs/cli.md` after changing a command.
 
 Every command also takes `-h`/`--help`. The global options (`--home`, `--vault`, `--json`)
-go *before* the command: `avfs --json --vault proj:agent1 status`.
+go *before* the command: `avfs --json --vault proj:agent1 status`. One after it is a usage
+error whose hint is the line as it should be (`avfs status --json`: `avfs --json status`),
+one JSON document when `--json` was given anywhere.
 """
 
 

@@ -65,7 +65,12 @@ def render(json_mode: bool, document: str, quiet: bool = False) -> None:
         sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
     ap = doc.get("approval") or {}
     if ap.get("token") and not ap.get("used"):
-        sys.stderr.write(f"avfs: approval required; token {ap['token']} (expires {ap['expires_at']})\n")
+        # what to do, as --json's hint says it (the line gave the token alone)
+        tok = ap["token"]
+        sys.stderr.write(
+            f"avfs: approval required; token {tok} (expires {ap['expires_at']}):"
+            f" rerun it with --approve {tok} once a person approves\n"
+        )
     err = doc.get("error")
     if err is not None and err["code"] != "approval_required":
         sys.stderr.write(f"avfs: error: {shown(err['message'])}\n")

@@ -105,7 +105,16 @@ def fork(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
     else:
         raise UsageError("usage: avfs vault fork [VAULT[:FORK]] NEW")
     v, src = app.resolve_given(source_spec)
-    made = v.fork(src, new, ignored=not no_ignored)
+    from ..core.errors import AlreadyExistsError
+
+    try:
+        made = v.fork(src, new, ignored=not no_ignored)
+    except AlreadyExistsError as exc:  # (it said only "already has a fork", hint null)
+        if exc.hint is not None or exc.details.get("fork") != new:
+            raise
+        exc.hint = f"use it (`avfs --vault {v.name}:{new} status`), give another name, or"
+        exc.hint += f" `avfs vault delete {v.name}:{new}` first (undoable)"
+        raise
     info = made.fork
     if made.ignored.mode == "snapshot":
         # the source's next fork takes a snapshot made now, once this one's answer is out

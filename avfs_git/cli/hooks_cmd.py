@@ -117,12 +117,20 @@ def codex_cmd(app: App, event: str, payload: str | None) -> None:
 
 def _avfs_prefix(app: App, command: str | None) -> str:
     """The shell words that run this avfs: its absolute path (hooks run with the agent's
-    PATH, which may not hold a virtualenv's bin), plus `--home` when one was chosen."""
+    PATH, which may not hold a virtualenv's bin), plus `--home` when one was chosen.
+
+    Only an absolute path: a call the warm server runs has ``sys.argv[0]`` ``avfs``, and
+    made absolute from the working directory it named the project's own file ``avfs``
+    (which the hooks then ran on every tool call), or, with none there, fell back to
+    ``PYTHON -P -m avfs_git`` (the twenty-eighth round, newcomer1). The console script
+    beside this interpreter is this avfs's (a virtualenv's bin)."""
     if command:
         return command
-    exe = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "avfs" else shutil.which("avfs")
-    if exe and os.path.isfile(exe):
-        prefix = shlex.quote(os.path.abspath(exe))
+    beside = os.path.join(os.path.dirname(sys.executable), "avfs")
+    for exe in (sys.argv[0] if sys.argv else "", beside, shutil.which("avfs") or ""):
+        if os.path.basename(exe) == "avfs" and os.path.isabs(exe) and os.path.isfile(exe):
+            prefix = shlex.quote(exe)
+            break
     else:
         prefix = f"{shlex.quote(sys.executable)} -P -m avfs_git"  # (-P: no avfs_git from the cwd)
     if app.home_path:
@@ -171,8 +179,9 @@ def _options(func: click.decorators.FC) -> click.decorators.FC:
     func = click.option(
         "--project",
         metavar="DIR",
-        type=click.Path(file_okay=False),
-        help="claude: DIR/.claude/settings.json (default: the current directory); codex: DIR/.codex/config.toml.",
+        type=click.Path(file_okay=False, exists=True),  # (a typo made the directory)
+        help="claude: DIR/.claude/settings.local.json (settings.json with --shared; default: the current"
+        " directory); codex: DIR/.codex/config.toml. DIR must exist.",
     )(func)
     func = click.option(
         "--for",

@@ -287,6 +287,44 @@ def _interrupted(out: Output) -> int:
     return stop.exit_code
 
 
+GLOBAL_OPTIONS = ("--json", "--vault", "--home")
+
+
+def _global_option_after(out: Output, option: str) -> int:
+    """`avfs status --json` (git and most CLIs take flags anywhere): click said "No such
+    option '--json'. Did you mean '--short'?", on stderr with nothing on stdout, then "avfs:
+    error: exited 2 without a result". A usage error that says where the option goes, with
+    the line as it should be; a document on stdout when --json was given anywhere."""
+    import shlex
+
+    from ..core.errors import UsageError
+
+    args, front, rest, i = out.argv, [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        name = a.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            takes = name != "--json" and "=" not in a
+            front += args[i : i + 1 + takes]
+            i += 1 + takes
+            continue
+        rest.append(a)
+        i += 1
+    out.json = out.json or _wants_json(args)
+    render_error(
+        out,
+        UsageError(
+            f"{option} is a global option: give it before the command",
+            hint=shlex.join(["avfs", *front, *rest]),
+            details={"option": option},
+        ),
+    )
+    return EXIT_USAGE
+
+
 def _run(args: list[str], out: Output, opened: list[App] | None = None, kept: KeptHome | None = None) -> int:
     from ..core.errors import UsageError
 
@@ -317,6 +355,8 @@ def _run(args: list[str], out: Output, opened: list[App] | None = None, kept: Ke
             ctx_ = getattr(ex, "ctx", None)
             spec = ctx_.find_root().params.get("vault") if ctx_ is not None else None
             return exec_failed(out, spec, None, (), UsageError(ex.format_message()))
+        if isinstance(ex, click.NoSuchOption) and ex.option_name in GLOBAL_OPTIONS:
+            return _global_option_after(out, ex.option_name)
         no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)  # (click >= 8.2)
         if no_args is not None and isinstance(ex, no_args) and ex.ctx is not None:
             return _missing_command(out, ex.ctx)

@@ -169,7 +169,8 @@ def doctor_cmd(app: App, repair: bool) -> None:
 
     def human() -> None:
         if all(f.severity == "warning" for f in res.findings):
-            app.output.say("{} vaults checked: no problems", len(res.vaults))
+            n = len(res.vaults)
+            app.output.say("{} vault{} checked: no problems", n, "" if n == 1 else "s")
         for f in res.findings:
             state = (
                 "repaired"

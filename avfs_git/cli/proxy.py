@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,11 +16,14 @@ from .execrender import render
 from .output import Output
 
 
-def _need_dashdash(app: App, argv: tuple[str, ...]) -> None:
+def _need_dashdash(app: App, argv: tuple[str, ...], usage: str = "proxy exec") -> None:
+    """``usage``: the command whose synopsis the hint gives (`policy check rm -rf /` was
+    told `avfs proxy exec [OPTIONS] -- CMD`)."""
     if argv and "--" not in app.output.argv:
+        more = ", --path PATH" if usage == "policy check" else ""
         raise UsageError(
             "put `--` before the command",
-            hint="avfs proxy exec [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING')",
+            hint=f"avfs {usage} [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING'{more})",
         )
 
 
@@ -234,7 +238,7 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str, path
             raise UsageError("give either --path PATH or a command, not both")
         _check_paths(app, paths)
         return
-    _need_dashdash(app, argv)
+    _need_dashdash(app, argv, "policy check")
     if bool(argv) == (shell is not None):
         raise UsageError("give a command after `--`, --shell 'STRING' or --path PATH")
     pol, vault, fork = _policy_target(app)
@@ -370,7 +374,8 @@ def audit_cmd(app: App, since: str | None, limit: int | None) -> None:
             app.output.info("no audit records")
         for r in records:
             req = r.get("request") or {}
-            cmd = req.get("shell") or " ".join(req.get("argv") or [])
+            # as a shell takes it back (`python3 -c from x import y; ...` lost its quotes)
+            cmd = req.get("shell") or shlex.join(req.get("argv") or [])
             dec = (r.get("decision") or {}).get("action", "-")
             o = app.output
             o.plain("{}\t{}\t{}\texit {}\t{}", r.get("time"), req.get("fork"), dec, r.get("exit_code"), cmd)

@@ -21,8 +21,17 @@ if TYPE_CHECKING:
 def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_default: bool) -> None:
     """`avfs vault create`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     names.check_vault_name(name)
-    with app.output.progress(f"importing {from_dir}" if from_dir else "creating") as progress:
-        v = app.home.create_vault(name, from_dir=from_dir, progress=progress, use_gitignore=not no_ignore)
+    from ..core.errors import AlreadyExistsError
+
+    try:
+        with app.output.progress(f"importing {from_dir}" if from_dir else "creating") as progress:
+            v = app.home.create_vault(name, from_dir=from_dir, progress=progress, use_gitignore=not no_ignore)
+    except AlreadyExistsError as exc:
+        if exc.hint is None and exc.details.get("vault") == name:
+            raise AlreadyExistsError(
+                exc.message, hint=_exists_hint(app, name, from_dir), details=exc.details
+            ) from None
+        raise
     if from_dir is not None:
         import os
 
@@ -46,6 +55,25 @@ def create(app: App, name: str, from_dir: str | None, no_ignore: bool, make_defa
             info.default_fork,
             (info.head or "")[:12],
         ),
+    )
+
+
+def _exists_hint(app: App, name: str, from_dir: str | None) -> str:
+    """What to do about vault ``name`` being there: the README's `avfs up ./proj`, then
+    its `avfs vault create proj --from ./proj`, met "already exists" and nothing more."""
+    import os
+
+    from ..core.errors import AvfsError
+    from ..ops.origin import origin_dir
+
+    try:
+        made_from = origin_dir(app.home.vault(name))
+    except AvfsError:  # (a vault that cannot be read: the general hint)
+        made_from = None
+    if from_dir is not None and made_from == os.path.abspath(from_dir):
+        return f"`avfs up` made it from this directory: use it (`avfs vault fork {name} NEW`), or give another name"
+    return (
+        f"use it as it is (`avfs vault info {name}`), give another name, or `avfs vault delete {name}` first"
     )
 
 

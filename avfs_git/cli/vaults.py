@@ -297,25 +297,26 @@ def _usage_doc(u: QuotaUsage, fork: str) -> dict[str, object]:
 
 
 def _limit(n: int | None, size: bool) -> str:
+    """A limit as a sentence takes it: `500.0M`, `50000 files`, or which one is not set
+    (it read `500.0M and no limit files`, `0 uncheckpointed files of no limit`)."""
     if n is None:
-        return "no limit"
-    return human_size(n) if size else str(n)
+        return "no byte limit" if size else "no file limit"
+    return human_size(n) if size else f"{n} files"
 
 
 def _print_usage(app: App, u: QuotaUsage) -> None:
     o = app.output
+    used = human_size(u.used_bytes)
+    files = f"{u.used_files} uncheckpointed files"
     o.say(
-        "{}: {} of {} (git objects {}, uncheckpointed {}, caches {}, worktree git dirs {});"
-        " {} uncheckpointed files of {}",
+        "{}: {} (git objects {}, uncheckpointed {}, caches {}, worktree git dirs {}); {}",
         u.vault,
-        human_size(u.used_bytes),
-        _limit(u.quota_bytes, True),
+        f"{used} of {human_size(u.quota_bytes)}" if u.quota_bytes is not None else f"{used}, no byte limit",
         human_size(u.objects_bytes),
         human_size(u.overlay_bytes),
         human_size(u.caches_bytes),
         human_size(u.git_dirs_bytes),
-        u.used_files,
-        _limit(u.quota_files, False),
+        f"{files} of {u.quota_files}" if u.quota_files is not None else f"{files}, no file limit",
     )
     if u.layers_bytes is not None:
         o.say(
@@ -387,7 +388,7 @@ def quota_set(app: App, size: str | None, max_bytes: str | None, max_files: str 
         "quota",
         _usage_doc(u, fork),
         lambda: app.output.info(
-            "quota of {} is now {} and {} files ({} and {} files used)",
+            "quota of {} is now {} and {} ({} and {} files used)",
             v.name,
             _limit(u.quota_bytes, True),
             _limit(u.quota_files, False),

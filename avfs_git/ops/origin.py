@@ -80,9 +80,20 @@ def find_vault_for(home: Home, directory: str) -> str | None:
     return origin_vault(home.path, directory)
 
 
-def vault_name_for(home: Home, directory: str) -> str:
+def base_name(directory: str) -> str:
+    """The vault name a directory (or a URL's last part) is given when it is free."""
     base = "".join(c if c.isalnum() or c in "._+-" else "-" for c in os.path.basename(directory))
-    base = base.lstrip(".-+").removesuffix(".git")[:80] or "project"
+    return base.lstrip(".-+").removesuffix(".git")[:80] or "project"
+
+
+def taken_note(base: str, name: str, what: str) -> str:
+    """Why `up` made vault ``name`` where ``base`` was asked for: a newcomer's `vault
+    create proj --from ./proj` then `up ./proj` got proj-2, unexplained."""
+    return f"vault {base} is taken (not made from this {what} by `avfs up`): this {what}'s vault is {name}"
+
+
+def vault_name_for(home: Home, directory: str) -> str:
+    base = base_name(directory)
     name, n = base, 1
     while home.exists(name):
         n += 1

@@ -52,6 +52,7 @@ from .hostwrite import (
     replace_with_file,
 )
 from .origin import (
+    base_name,
     check_origin,
     check_source_dir,
     commit_tree,
@@ -61,6 +62,7 @@ from .origin import (
     origin_commit,
     origin_dir,
     set_origin,
+    taken_note,
     vault_name_for,
 )
 
@@ -218,6 +220,8 @@ def up(
         changed, refreshed, refresh_commit = check_origin(vault, src, refresh, warnings)
     else:
         name = name or vault_name_for(home, src)
+        if vault_name is None and name != base_name(src):
+            warnings.append(taken_note(base_name(src), name, "directory"))
         vault = home.create_vault(name, from_dir=src, progress=progress)
         vault.set_config(origin={"dir": src})
         set_origin(vault, make_origin(vault), None, f"up: import {src}")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import UsageError
 from ..core.store import names
-from .origin import vault_name_for
+from .origin import base_name, taken_note, vault_name_for
 from .quickstart import UpResult, fork_and_mount
 
 if TYPE_CHECKING:
@@ -67,7 +67,10 @@ def up_from_url(
                 details={"vault": name, "origin": known, "url": redact(clean)},
             )
     else:
-        name = name or vault_name_for(home, clean.rstrip("/").rsplit(":", 1)[-1])
+        last = clean.rstrip("/").rsplit(":", 1)[-1]
+        name = name or vault_name_for(home, last)
+        if vault_name is None and name != base_name(last):
+            warnings.append(taken_note(base_name(last), name, "URL"))
         vault = home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
         vault.set_config(origin={"url": clean})
         created = True

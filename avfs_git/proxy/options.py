@@ -162,6 +162,8 @@ def _did_you_mean(name: str, names: Iterable[str]) -> str:
     did you mean --timeout-ms?); loaded only for the mistake."""
     import difflib
 
+    if name in ("--json", "--vault", "--home"):  # (avfs's global options: before `proxy exec`)
+        return f" ({name} is a global option: avfs {name} ... proxy exec ...)"
     close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.75)
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 

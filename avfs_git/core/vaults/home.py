@@ -284,9 +284,15 @@ class Home:
         if not spec:
             spec = self.default_vault
             if not spec:
-                raise UsageError(
-                    "no vault selected",
-                    hint="pass --vault VAULT[:FORK], set AVFS_VAULT, or run `avfs vault use VAULT`",
+                try:
+                    none = not any(n.endswith(".git") for n in os.listdir(self.vaults_dir))
+                except OSError as exc:
+                    none = isinstance(exc, FileNotFoundError)
+                raise UsageError(  # (a first call in a new home was told `vault use VAULT`)
+                    "no vault selected" + (f": {self.path} has no vaults yet" if none else ""),
+                    hint="make one: `avfs vault create NAME --from DIR`, or `avfs up DIR`"
+                    if none
+                    else "pass --vault VAULT[:FORK], set AVFS_VAULT, or run `avfs vault use VAULT`",
                 )
         vault_name, fork = names.parse_address(spec)
         vault = self.vault(vault_name)
