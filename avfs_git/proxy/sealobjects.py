@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..core.store import deeptree, gitnames
 from ..core.store.gitrun import git_env, run
+from . import packcost
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -23,6 +24,9 @@ GITLINK = 0o160000
 # (git itself holds no larger one in memory: core.bigFileThreshold), and all of a run's
 MAX_OBJECT_BYTES = 512 << 20
 MAX_TOTAL_BYTES = 2 << 30
+# and what git inflates to read them, the bases of their deltas' chains each counted
+# (packcost: the twenty-eighth round)
+MAX_INFLATED = 2 * MAX_TOTAL_BYTES
 
 
 def clean_quarantine(od: str) -> None:
@@ -59,6 +63,9 @@ def import_objects(
     --strict`` (each object hashed anew and checked as ``git fsck --strict`` does). Returns
     why not, or None."""
     clean_quarantine(od)
+    why = packcost.refusal(od, MAX_OBJECT_BYTES, MAX_INFLATED)
+    if why is not None:
+        return why
     env = git_env()
     env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = od
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
