@@ -614,6 +614,12 @@ class GitStore(StoreWrites):
 
 
 def rfc3339(ts: int, offset_min: int = 0) -> str:
-    """A git timestamp as RFC 3339 in UTC."""
+    """A git timestamp as RFC 3339 in UTC; one past what the platform's time can show (a
+    commit's 9223372036854775807, which `git fsck` takes) as git shows it: the epoch. (A
+    confined command's commit of such a time failed every later `avfs log` and `avfs stats`
+    of the fork, the twenty-eighth round.)"""
     del offset_min
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "1970-01-01T00:00:00Z"
