@@ -224,7 +224,7 @@ def _count(
                     raise Refused(_too_big(kind.decode(), size, max_object))
                 break
             if size > max_object:
-                raise Refused(_too_big("delta chain holding an object", size, max_object))
+                raise Refused(_too_big("delta or a base of one", size, max_object))
             if at in counted:
                 break  # (its chain below is counted)
             counted.add(at)
@@ -238,4 +238,7 @@ def _count(
 
 
 def _too_big(what: str, size: int, bound: int) -> str:
-    return f"a {what} of {size} bytes: more than git is given to inflate from a run ({bound})"
+    return (
+        f"a {what} of {size} bytes once inflated is bigger than avfs takes from a run ({bound} bytes;"
+        " counted from its header, before any git reads it)"
+    )
