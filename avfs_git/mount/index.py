@@ -258,9 +258,6 @@ def index_bytes(
 
 
 _ENTRY = struct.Struct(">IIIIIIIIII20sH").pack  # one index entry's fixed part
-# git keeps 32 bits of a time's seconds (``(unsigned int)st_mtime``: a file's of 2107 or
-# 1969 wraps); packed whole, one such time failed the index write (the twenty-eighth round)
-_U32 = 0xFFFFFFFF
 _PAD = [b"\0" * (8 - (62 + n) % 8) for n in range(8)]  # NUL-terminated, to 8 bytes
 _PAD_EXT = [b"\0" * (8 - (64 + n) % 8) for n in range(8)]  # with extended flags
 
@@ -311,7 +308,7 @@ def _entries(
             continue
         ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
         add((raw, entry(
-            ctime // 10**9 & _U32, ctime % 10**9, mtime // 10**9 & _U32, mtime % 10**9, 0,
+            ctime // 10**9 & 0xFFFFFFFF, ctime % 10**9, mtime // 10**9 & 0xFFFFFFFF, mtime % 10**9, 0,  # (git: 32 bits)
             ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
             bytes.fromhex(oid), min(n, 0xFFF),
         ) + raw + pad[n % 8]))  # fmt: skip
