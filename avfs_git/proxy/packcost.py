@@ -10,12 +10,14 @@ host then made every copy, minutes of CPU for a pack of a megabyte), or a delta 
 whose base is gigabytes (inflated whole on the host). And `git rev-list` reads the
 commits and trees it walks whole, a loose one of gigabytes too.
 
-So every entry of the quarantine's packs is walked here (headers and the first bytes of
-each delta: nothing inflated), the chains of its listed objects followed (an entry met
-twice counted once, as git's delta base cache spares it), and the run's objects are
-refused when one entry inflates past :data:`.sealobjects.MAX_OBJECT_BYTES` or all of them
-past :data:`.sealobjects.MAX_INFLATED`; a loose commit, tree or tag is sized from its
-header. Malformed headers are refused too: git would refuse them later anyway."""
+So every object the quarantine's pack indexes list is looked at here (entry headers and
+the first bytes of each delta: nothing inflated): each delta's chain is followed to its
+full object, each entry counted once (as git's delta base cache spares it), and the run's
+objects are refused when one delta or base inflates past
+:data:`.sealobjects.MAX_OBJECT_BYTES` or all of them past :data:`.sealobjects.MAX_INFLATED`;
+a commit, tree or tag, packed whole or loose (its header), past the first bound too. A
+whole blob listed for itself is the size checks' (it is read only when it is taken).
+Malformed headers are refused: git would refuse them later anyway."""
 
 from __future__ import annotations
 
@@ -164,7 +166,7 @@ def _walk(od: str, max_object: int, max_total: int) -> None:
         for name in names:
             if not name.endswith(".idx") or name[:-4] + ".pack" not in names:
                 continue
-            with open(os.path.join(pdir, name), "rb") as fh:
+            with os.fdopen(os.open(os.path.join(pdir, name), os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
                 idx = fh.read()
             fd = os.open(os.path.join(pdir, name[:-4] + ".pack"), os.O_RDONLY | os.O_NOFOLLOW)
             try:
