@@ -308,7 +308,7 @@ def _entries(
             continue
         ctime, mtime, ino, uid, gid, size = stat_of(path, mode, oid)
         add((raw, entry(
-            ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0,
+            ctime // 10**9 & 0xFFFFFFFF, ctime % 10**9, mtime // 10**9 & 0xFFFFFFFF, mtime % 10**9, 0,  # (git: 32 bits)
             ino & 0xFFFFFFFF, mode, uid, gid, size & 0xFFFFFFFF,
             bytes.fromhex(oid), min(n, 0xFFF),
         ) + raw + pad[n % 8]))  # fmt: skip

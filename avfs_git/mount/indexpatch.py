@@ -22,6 +22,8 @@ from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
 
+_U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
+
 if TYPE_CHECKING:
     from .ewah import Ewah
 
@@ -72,7 +74,7 @@ def patched_index(
         ctime, mtime, ino, uid, gid, size = stat_of(path, new_mode, new_oid)
         n = len(raw)
         repl[raw] = (
-            entry(ctime // 10**9, ctime % 10**9, mtime // 10**9, mtime % 10**9, 0, ino & 0xFFFFFFFF,
+            entry(ctime // 10**9 & _U32, ctime % 10**9, mtime // 10**9 & _U32, mtime % 10**9, 0, ino & _U32,
                   new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(new_oid), min(n, 0xFFF))
             + raw + b"\0" * (8 - (62 + n) % 8)
         )  # fmt: skip

@@ -58,6 +58,8 @@ from .indexguard import create_lock, dropped_on_error
 from .indexpatch import fsmonitor_dirty
 from .ownfiles import MAX_INDEX, owner_record, read_bytes
 
+_U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
+
 if TYPE_CHECKING:
     from .ownfiles import MountedFork
 
@@ -153,7 +155,7 @@ def restated(ws: MountedFork, git_dir: str, index: bytes, uid: int, gid: int) ->
         assert hit is not None
         got = kept(name.decode("utf-8", "surrogateescape"))
         c, m = (got[2], got[1]) if got is not None and got[0] == hit[1].hex() else (t, t)
-        pack(out, off, c // 10**9, c % 10**9, m // 10**9, m % 10**9, 0)
+        pack(out, off, c // 10**9 & _U32, c % 10**9, m // 10**9 & _U32, m % 10**9, 0)
         pack_ids(out, off + 28, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
     for sig, data in extensions:
         if sig in _KEPT_EXTENSIONS:

@@ -57,9 +57,16 @@ MAKE_CHAR, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM, REFER = (
     1 << 13,
 )
 MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
-# argv: MADE REFER ENV_FD GATE_FD OUTER_FD PPOLL KEPT... -- PROTECTED... -- GRANT... --
-# COMMAND... OUTER_FD, PPOLL: see EXEC. ENV_FD
-# (-1: none) holds the command's environment as bwrap's --args reads it (confine.env_args),
+# what may be made in the fork: no FIFO (the twenty-eighth round, NAME=attack19): the
+# person's git in the mount opens `.gitignore`, `.gitattributes`, `.mailmap` in every
+# directory it reads and waits on a FIFO there for a writer, during the run too (the
+# record stage removes one only after it, proxy/gitfifos.py); the pure-FUSE mount makes
+# none either (its `mknod` answers EPERM)
+FORK_MADE = MADE & ~MAKE_FIFO
+# argv: MADE REFER ENV_FD GATE_FD OUTER_FD PPOLL FORK_MADE KEPT... -- PROTECTED... --
+# GRANT... -- FORK -- COMMAND... FORK (the fork's directory) is granted FORK_MADE|REFER the
+# way a GRANT is MADE|REFER, and kept out of a GRANT that holds it (as a KEPT one is).
+# OUTER_FD, PPOLL: see EXEC. ENV_FD (-1: none) holds the command's environment as bwrap's --args reads it (confine.env_args),
 # applied after the domain: the program starts with bwrap's own (a loader or Perl variable
 # asked for the command would run code in it before the domain). GATE_FD (-1: none): the
 # command is ``exec``ed only once one byte is read from it (a first call's sandbox set up
@@ -78,15 +85,16 @@ MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
 # landlock_create_ruleset 444, landlock_add_rule 445, landlock_restrict_self 446 (the same
 # numbers on every architecture); bwrap has set no_new_privs already.
 APPLY = r"""
-my ($m, $r, $ef, $gf, $of, $pp) = map { 0 + shift } 1 .. 6; my (@k, @p, @g);
+my ($m, $r, $ef, $gf, $of, $pp, $mf) = map { 0 + shift } 1 .. 7; my (@k, @p, @g, @f);
 while (@ARGV && $ARGV[0] ne "--") { push @k, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
+while (@ARGV && $ARGV[0] ne "--") { push @f, shift @ARGV } shift @ARGV;
 sub fail { print STDERR "avfs: cannot apply Landlock: $_[0]\n"; exit 125 }
 sub id { my @s = stat($_[0]); @s ? "$s[0]:$s[1]" : "" }
 my ($rs, %at, %above, %inside, %clean);
 for my $q (@p) { my $i = id($q); $inside{$i} = 1 if $i ne "" }
-for my $q (@k, @p) {  # (avfs's own paths: nothing of the command's has run yet)
+for my $q (@k, @p, @f) {  # (avfs's own paths: nothing of the command's has run yet)
   my $x = $q; my $i = id($x); my $p0 = $i;
   next if $i eq ""; $at{$i} = 1; my (@c, $top);
   for (1 .. 1000) { $x .= "/.."; my $u = id($x); last if $u eq "" || $u eq $i; $above{$u} = 1;
@@ -98,17 +106,17 @@ sub beneath { my ($x, $i) = @_;
   for (1 .. 1000) { return 1 if $inside{$i}; return !$clean{$i} if exists $clean{$i}; $x .= "/..";
     my $u = id($x); return 0 if $u eq "" || $u eq $i; $i = $u } 1 }
 sub grant {
-  my $d = shift;
+  my ($d, $mk, $own) = @_;
   sysopen(my $h, $d, 0) or return; my $x = "/proc/self/fd/" . fileno($h); my $i = id($x);
-  return if $i eq "" || $at{$i} || beneath($x, $i);
+  return if $i eq "" || ($at{$i} && !$own) || beneath($x, $i);
   unless ($above{$i}) {
-    syscall(445, $rs, 1, pack("Qi", $m | $r, fileno($h)), 0) < 0 and fail("$d: $!");
+    syscall(445, $rs, 1, pack("Qi", $mk | $r, fileno($h)), 0) < 0 and fail("$d: $!");
     return;
   }
   opendir(my $dh, $x) or return;
   for my $c (readdir $dh) {
     next if $c eq "." || $c eq "..";
-    grant("$x/$c") if -d "$x/$c" && ! -l "$x/$c";
+    grant("$x/$c", $mk) if -d "$x/$c" && ! -l "$x/$c";
   }
 }
 if (syscall(444, 0, 0, 1) >= 2) {
@@ -116,7 +124,8 @@ if (syscall(444, 0, 0, 1) >= 2) {
   fail($!) if $rs < 0;
   sysopen(my $root, "/", 0) or fail("/: $!");
   syscall(445, $rs, 1, pack("Qi", $r, fileno($root)), 0) < 0 and fail("/: $!");
-  grant($_) for @g;
+  grant($_, $m) for @g;
+  grant($_, $mf, 1) for @f;
   syscall(446, $rs, 0) < 0 and fail($!);
 }
 if ($ef >= 0) {
@@ -171,11 +180,11 @@ def available() -> bool:
 
 
 def grants(sb: Sandbox, home: str | None) -> list[str]:
-    """Where, in ``sb``, links and special files may be made: the fork and the sandbox's
-    own writable places (none of them holds the vault, nor is held by it: the caches are
+    """Where, in ``sb``, links and special files may be made (in the fork, all but FIFOs:
+    :data:`FORK_MADE`, granted on its own): the sandbox's own writable places (none of them holds the vault, nor is held by it: the caches are
     directories of their own below its masked state); ``home``: the sandbox's private
     ``$HOME``, when it has one (:func:`.confine.argv` decides)."""
-    out = ["/tmp", "/var/tmp", "/dev", sb.path]
+    out = ["/tmp", "/var/tmp", "/dev"]
     if home is not None:
         out.append(home)
     out += [d for _, d in sb.caches]
@@ -211,4 +220,5 @@ def wrap(
         program, args = APPLY + "{\n" + command[2] + "\n}\n", command[3:]
     outer = -1 if own else outer_fd
     head = [PERL, "-e", program, str(MADE), str(REFER), str(env_fd), str(gate_fd), str(outer), str(PPOLL)]
-    return [*head, *sb.keep, "--", *protected, "--", *grants(sb, home), "--", *args]
+    head.append(str(FORK_MADE))
+    return [*head, *sb.keep, "--", *protected, "--", *grants(sb, home), "--", sb.path, "--", *args]

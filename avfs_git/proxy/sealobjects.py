@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import tempfile
 from typing import TYPE_CHECKING
 
 from ..core.store import deeptree, gitnames
-from ..core.store.gitrun import git_env, run
+from ..core.store.gitrun import git_env, run, spawn
+from . import packcost
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -23,6 +26,9 @@ GITLINK = 0o160000
 # (git itself holds no larger one in memory: core.bigFileThreshold), and all of a run's
 MAX_OBJECT_BYTES = 512 << 20
 MAX_TOTAL_BYTES = 2 << 30
+# and what git inflates to read them, the bases of their deltas' chains each counted
+# (packcost: the twenty-eighth round)
+MAX_INFLATED = 2 * MAX_TOTAL_BYTES
 
 
 def clean_quarantine(od: str) -> None:
@@ -59,6 +65,9 @@ def import_objects(
     --strict`` (each object hashed anew and checked as ``git fsck --strict`` does). Returns
     why not, or None."""
     clean_quarantine(od)
+    why = packcost.refusal(od, MAX_OBJECT_BYTES, MAX_INFLATED)
+    if why is not None:
+        return why
     env = git_env()
     env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = od
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
@@ -172,16 +181,61 @@ def new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
         return "its history cannot be read"
     if not listed.stdout.strip():
         return None
-    diff = run(
-        ["diff-tree", "--stdin", "-r", "--root", "-m", "--no-renames", "--no-commit-id", "-z"],
-        git_dir=vault.path,
-        env=env,
-        input=listed.stdout,
-        check=False,
-    )
-    if diff.returncode != 0:
+    return _diff_refusal(vault, env, listed.stdout)
+
+
+# the diff of a run's new commits read at most (git's `diff-tree -m` makes one of each
+# commit against each of its parents: a commit of 200 parents, or commits going back and
+# forth between an empty tree and one of 100,000 files, make gigabytes of it from a few MB
+# of objects; the twenty-eighth round)
+MAX_DIFF_BYTES = 256 << 20
+
+
+def _diff_refusal(vault: Vault, env: dict[str, str], commits: bytes) -> str | None:
+    """:func:`new_commits_refusal`'s look at what ``commits`` change: read as git writes
+    it, at most :data:`MAX_DIFF_BYTES` (more: refused, git stopped)."""
+    with tempfile.TemporaryFile() as listed:
+        listed.write(commits)
+        listed.seek(0)
+        proc = spawn(
+            ["diff-tree", "--stdin", "-r", "--root", "-m", "--no-renames", "--no-commit-id", "-z"],
+            git_dir=vault.path,
+            env=env,
+            stdin=listed,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    assert proc.stdout is not None
+    seen, rest, why = 0, b"", None
+    try:
+        while why is None:
+            chunk = proc.stdout.read(1 << 20)
+            if not chunk:
+                break
+            seen += len(chunk)
+            if seen > MAX_DIFF_BYTES:
+                why = (
+                    f"its commits change more than avfs checks from a run ({MAX_DIFF_BYTES} bytes of"
+                    " `git diff-tree -m`, each commit against each of its parents)"
+                )
+                break
+            parts = (rest + chunk).split(b"\0")
+            why, used = _records_refusal(parts[:-1])
+            rest = b"\0".join(parts[used:])  # (a record cut by the chunk's end)
+    finally:
+        if why is not None:
+            proc.kill()
+        proc.stdout.close()
+        code = proc.wait()
+    if why is None and (code != 0 or rest):
         return "its commits cannot be read"
-    parts = diff.stdout.split(b"\0")
+    return why
+
+
+def _records_refusal(parts: list[bytes]) -> tuple[str | None, int]:
+    """Why one of ``diff-tree -z``'s records (head, path, head, path...) must not be
+    carried (a gitlink added, a name git refuses or avfs cannot hold), and how many of
+    ``parts`` were read (a head whose path is not there yet is left)."""
     i = 0
     while i + 1 < len(parts):
         head, path = parts[i], parts[i + 1]
@@ -195,11 +249,11 @@ def new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
         old_mode, new_mode = int(fields[0], 8), int(fields[1], 8)
         name = path.decode("utf-8", "surrogateescape")
         if new_mode == GITLINK and old_mode != GITLINK:
-            return f"a commit adds a gitlink (a nested repository) at {name}"
+            return f"a commit adds a gitlink (a nested repository) at {name}", i
         if new_mode and not _text_path(path):
-            return f"a commit records {path.decode('utf-8', 'replace')!r}: {NOT_TEXT}"
+            return f"a commit records {path.decode('utf-8', 'replace')!r}: {NOT_TEXT}", i
         if new_mode:
             got = gitnames.path_refusal(name, new_mode)
             if got is not None:
-                return f"a commit records {got.path}: {got.reason}"
-    return None
+                return f"a commit records {got.path}: {got.reason}", i
+    return None, i

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundE
 from ..types import MODE_COMMIT, MODE_TREE
 from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
 from .gitlib import git_error, git_errors
+from .gittime import rfc3339 as rfc3339  # (its home before; many import it from here)
 from .gitwrite import StoreWrites
 from .neighbours import Near, fetch_with
 from .objects import BlobStream, ObjectReadError
@@ -611,9 +611,3 @@ class GitStore(StoreWrites):
     def tree_patch(self, old_tree: str, new_tree: str) -> str:
         """The diff of two trees as a patch ``git apply`` takes (binary files included)."""
         return self._tree_diff(old_tree, new_tree, binary=True).patch or ""
-
-
-def rfc3339(ts: int, offset_min: int = 0) -> str:
-    """A git timestamp as RFC 3339 in UTC."""
-    del offset_min
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -18,6 +18,11 @@ from .overlayupper import UpperEntries
 FEW_KEPT = 256  # kept times asked one by one before :meth:`KeptTimes.kept_reader` reads them all
 
 
+def _sql_times(*ns: int) -> bool:
+    """Whether SQLite's INTEGER (64 bits) holds each of ``ns``."""
+    return all(-(1 << 63) <= n < 1 << 63 for n in ns)
+
+
 class KeptTimes(UpperEntries):
     """The kept times of one workspace's overlay (its database's ``kept_times`` table)."""
 
@@ -44,8 +49,10 @@ class KeptTimes(UpperEntries):
         if view is None:
             return  # (no file has shown a view time yet)
         # a name SQLite cannot take (not UTF-8: a git tree's, a restore rewrote it) keeps
-        # no time, as :meth:`kept_time` answers for it: it shows the view time
-        rows = [r for r in rows if sql_text(r[0])]
+        # no time, as :meth:`kept_time` answers for it: it shows the view time; so does a
+        # time past SQLite's 64 bits of ns (after 2262: a command's `touch -d 2300-01-01`
+        # failed every later checkpoint and `avfs status`, the twenty-eighth round)
+        rows = [r for r in rows if sql_text(r[0]) and _sql_times(r[2], r[3])]
         stale = [e for e in stale if sql_text(e.path)]
         # (two ranges of the view's index: `view != ?` read every row the session kept,
         # ~150 pages at 600 checkpoints, at every checkpoint)
