@@ -228,6 +228,17 @@ def pytest_configure(config: pytest.Config) -> None:
     cputime.register(config)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadfile`` hands out the longest files first (tests/filesched.py: a file of
+    a few long tests handed out last held one worker alone at the run's end)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from .filesched import scheduler
+
+    return scheduler(config, log)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Layers file systems of homes in module- or session-wide temp dirs (the function-wide
     ones go with their test), and the resident CLI servers of the suite's homes (tests that

@@ -224,6 +224,43 @@ class Kinds:
         return {k: round(v, 3) for k, v in cpu.items()}, count
 
 
+def memory_mib() -> tuple[int, int]:
+    """This process's resident memory and its high-water mark (``VmRSS``, ``VmHWM``), MiB:
+    a child's ``ru_maxrss`` starts at the high-water mark of the process that forked it
+    (docs/testing.md), so the report names the tests that raised a worker's."""
+    got = {"VmRSS": 0, "VmHWM": 0}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in got:
+                got[key] = int(value.split()[0]) // 1024
+    return got["VmRSS"], got["VmHWM"]
+
+
+def memory_rises(tests: list[dict[str, object]], top: int = 20) -> list[dict[str, object]]:
+    """The tests (each worker's lines in their order) after which the worker's high-water
+    mark stood highest above where it was before them, most first."""
+    rises: list[dict[str, object]] = []
+    last: dict[str, int] = {}
+    for rec in tests:
+        if "hwm_mib" not in rec:
+            continue
+        worker, hwm = str(rec["worker"]), int(rec["hwm_mib"])  # type: ignore[call-overload]
+        if worker in last and hwm > last[worker]:
+            rises.append(
+                {
+                    "test": rec["test"],
+                    "worker": worker,
+                    "rise_mib": hwm - last[worker],
+                    "hwm_mib": hwm,
+                    "rss_mib": rec["rss_mib"],
+                }
+            )
+        last[worker] = max(hwm, last.get(worker, 0))
+    rises.sort(key=lambda r: -int(r["rise_mib"]))  # type: ignore[call-overload]
+    return rises[:top]
+
+
 def _usage(group: str) -> float:
     with open(os.path.join(group, "cpuacct.usage")) as f:
         return int(f.read()) / 1e9
@@ -291,6 +328,7 @@ class CpuRecorder:
             "worker": self.worker,
             "outcome": self.outcome.pop(item.nodeid, "passed"),
         }
+        rec["rss_mib"], rec["hwm_mib"] = memory_mib()
         if self.kinds is not None:
             rec["kinds"], rec["counts"] = self.kinds.take()
         with open(self.lines, "a") as f:
@@ -354,6 +392,7 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
                     acc[1] += n
             else:
                 tests.append(rec)
+    rises = memory_rises(tests)
     files: dict[str, dict[str, float]] = {}
     for rec in tests:
         f = files.setdefault(
@@ -398,6 +437,7 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
         ],
         "tests": tests,
         "files": ranked,
+        "memory_rises": rises,
     }
     Path(out).write_text(json.dumps(doc, indent=1) + "\n")
     lines = [f"total over tests {doc['total_cpu']:.1f} s of CPU; workers (collection included) {workers}"]
@@ -425,6 +465,12 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
     lines += [
         f"not passed: {r['test']}: {r['outcome']}" for r in tests if r.get("outcome", "passed") != "passed"
     ]
+    if rises:
+        lines += ["", "the tests that raised their worker's memory high-water mark most (MiB):"]
+        lines += [
+            f"{r['rise_mib']:6d} to {r['hwm_mib']:6d} (rss after {r['rss_mib']})  {r['worker']}  {r['test']}"
+            for r in rises
+        ]
     lines += ["", f"{'cpu':>8} {'own':>7} {'waited':>7} {'other':>7} {'wall':>7}  test"]
     for rec in tests[:top]:
         lines.append(

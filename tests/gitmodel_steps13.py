@@ -30,6 +30,7 @@ from .gitmodel_attrs import ModelAttrs
 # a `git commit` whose editor kills it (git runs the editor as `sh -c 'EDITOR "$@"'`: its
 # parent is git), with `index.lock` held (`-a`: the index written under the lock first)
 KILLING_EDITOR = "kill -9 $PPID; :"
+LOCK_WAIT = 2  # seconds a checkpoint waits for the lock a killed git left (AVFS_LOCK_WAIT)
 RELEASES = ["22.2.0", "23.1.0", "23.2.0", "24.1.0"]  # attrs's, replayed by ``release``
 BINARY = b"\x89PNG\r\n\x1a\n\x00binary\x00" + bytes(range(256))
 
@@ -156,14 +157,17 @@ class ThirteenthRoundSteps(ModelAttrs):
         return path if os.path.isabs(path) else os.path.join(side.root, path)
 
     def refused_locked(self) -> None:
-        """`avfs checkpoint save` with git's `index.lock` left: busy (exit 75), the branch
-        where it was."""
+        """`avfs checkpoint save` with git's `index.lock` left: busy (exit 75) once the
+        caller's ``AVFS_LOCK_WAIT`` is out (:data:`LOCK_WAIT`: the default 10 s was
+        ~10 s of each every-command run's wall), the branch where it was."""
         self.note("avfs checkpoint save (refused: index.lock)")
         head = self.m.git("rev-parse", "HEAD").stdout
-        res = _avfs()(self.avfs_home, "--json", "checkpoint", "save", "-m", "x", cwd=self.mp, check=False)
+        argv = ("--json", "checkpoint", "save", "-m", "x")
+        res = _avfs()(self.avfs_home, *argv, cwd=self.mp, check=False, lock_wait=LOCK_WAIT)
         doc = json.loads(res.stdout)
         assert res.returncode == 75 and doc["error"]["code"] == "busy", res.stdout + res.stderr
         assert "index.lock" in doc["error"]["message"], doc
+        assert f"(waited {LOCK_WAIT} s)" in doc["error"]["message"], doc  # the caller's wait
         assert self.m.git("rev-parse", "HEAD").stdout == head
 
     def unlock(self) -> None:

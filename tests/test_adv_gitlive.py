@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -49,9 +50,10 @@ def live(request: Any, home: Any, vault: Any) -> Any:
         mounts.unmount(home, vault, "main", lazy=True)
 
 
-def _attack(victim: Path, victim_dir: Path, tag: str) -> str:
+def _attack(victim: Path, victim_dir: Path, tag: str, stay: str) -> str:
     """The confined command: plant links (and a FIFO, a socket) in its git dir, say what it
-    made in ``made-<tag>``, signal ``planted-<tag>``, and stay running."""
+    made in ``made-<tag>``, signal ``planted-<tag>``, and stay running (``sleep STAY``, 150 s
+    and a fraction of its own: :func:`_stop` ends it once the person is done)."""
     lines = ["G=$(git rev-parse --absolute-git-dir)", f": > made-{tag}"]
     for name in LINKED_FILES:
         lines.append(f'rm -f "$G/{name}"; ln -s {victim} "$G/{name}" && echo link:{name} >> made-{tag}')
@@ -59,8 +61,31 @@ def _attack(victim: Path, victim_dir: Path, tag: str) -> str:
         lines.append(f'rm -rf "$G/{name}"; ln -s {victim_dir} "$G/{name}" && echo dir:{name} >> made-{tag}')
     lines.append(f'mkfifo "$G/ORIG_HEAD.fifo" && echo fifo >> made-{tag}')
     lines.append(f"ln -s README link-{tag} && mkfifo /dev/shm/f-{tag} && echo links-elsewhere")
-    lines.append(f": > planted-{tag}; sleep 8; exit 0")
+    lines.append(f": > planted-{tag}; sleep {stay}; exit 0")
     return "\n".join(lines) + "\n"
+
+
+def _stop(stay: str) -> int:
+    """End the command's ``sleep STAY`` (its shell goes on to ``exit 0``) once the person is
+    done: it stayed running while the person's git ran (a sleep of 8 s was ~16 of each
+    test's ~17 s of wall, suitetime19). Waits for it to be there (its shell may not have
+    started it yet); how many it ended."""
+    want = b"sleep\0" + stay.encode() + b"\0"
+    deadline = time.monotonic() + 60
+    while True:
+        ended = 0
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if fh.read() != want:
+                        continue
+                os.kill(int(pid), signal.SIGTERM)
+                ended += 1
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        if ended or time.monotonic() > deadline:
+            return ended
+        time.sleep(0.05)
 
 
 def _person(mp: str, remote: Path) -> list[str]:
@@ -95,15 +120,20 @@ def test_links_the_running_command_plants_in_its_git_dir_are_never_followed(live
         ["git", "-C", str(src), "push", "-q", "origin", "HEAD:main"], check=True, capture_output=True
     )
     mp = live.mountpoint
+    # (the sleep's argument names this test's command: the machine may run other sleeps)
+    # (past the person's three gits' 30 s each: it runs until :func:`_stop` ends it)
+    stay = f"150.{os.getpid() % 1000:03d}{time.monotonic_ns() % 10**6:06d}"
+    stopped = 0
     for tag in ("warm", "ready"):  # the daemon's first command, then one in a sandbox it made ready
         if tag == "ready":
             assert _wait_for(lambda: _waiters(live.pid)), "no sandbox made ready after the first command"
         with open(os.path.join(mp, f"attack-{tag}.sh"), "w") as fh:
-            fh.write(_attack(victim, victim_dir, tag))
+            fh.write(_attack(victim, victim_dir, tag, stay))
         planted = os.path.join(mp, f"planted-{tag}")
         with running([*exec_argv("--"), "sh", f"attack-{tag}.sh"], planted) as proc:
             said = _person(mp, remote)
-            out, err = proc.communicate(timeout=120)
+            stopped += _stop(stay)
+            out, err = proc.communicate(timeout=200)
         doc = json.loads(out)
         assert doc["confinement"]["kind"] == "bwrap", doc["confinement"]
         assert doc["exit_code"] == 0, (doc["result"], err)
@@ -114,6 +144,7 @@ def test_links_the_running_command_plants_in_its_git_dir_are_never_followed(live
         with open(os.path.join(mp, f"made-{tag}")) as fh:
             assert fh.read() == "", f"the command planted in its git dir: {said}"
         time.sleep(0.1)
+    assert stopped == 2, f"the command's sleep found running after the person's git {stopped} times of 2"
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])

@@ -297,10 +297,16 @@ class Side:
         return out
 
 
-def _avfs(home: str, *args: str, cwd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _avfs(
+    home: str, *args: str, cwd: str, check: bool = True, lock_wait: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`avfs ARGS` as a process in ``cwd`` with ``home`` (the home's resident CLI server on);
+    ``lock_wait``: its ``AVFS_LOCK_WAIT`` (a call the model expects to find a lock held)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVFS_")}
     env["AVFS_HOME"] = home
     env["AVFS_LAYERS"] = os.environ.get("AVFS_LAYERS", "off")
+    if lock_wait is not None:
+        env["AVFS_LOCK_WAIT"] = str(lock_wait)
     proc = subprocess.run(
         [sys.executable, "-m", "avfs_git", *args],
         cwd=cwd,

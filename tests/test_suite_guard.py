@@ -5,6 +5,7 @@ fsck` of each vault a test leaves checks what git's own does."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -285,3 +286,34 @@ def test_a_fork_is_counted_as_what_it_execs_not_as_the_test_process(tmp_path: Pa
             with open(os.path.join(ROOT, "cgroup.procs"), "w") as f:
                 f.write(p)
         os.rmdir(group)
+
+
+def test_the_cpu_report_names_the_tests_that_raised_a_worker_s_memory(tmp_path: Path) -> None:
+    """Each test's line holds its worker's resident memory and high-water mark after it
+    (tests/cputime.py, ``AVFS_TEST_CPU``): 64 MiB touched here shows in the mark, and the
+    report ranks the tests by how far each raised its worker's mark (a worker grew to
+    ~600 MiB in a whole run, which a child's ``ru_maxrss`` starts at)."""
+    from .cputime import memory_mib, write_report
+
+    rss0, hwm0 = memory_mib()
+    assert 0 < rss0 <= hwm0, (rss0, hwm0)
+    block = bytearray(64 << 20)
+    block[::4096] = b"x" * len(block[::4096])  # (every page touched)
+    rss1, hwm1 = memory_mib()
+    assert rss1 >= rss0 + 60 and hwm1 >= rss1, (rss0, rss1, hwm1)
+    del block
+
+    def line(test: str, worker: str, hwm: int) -> str:
+        rec = {"test": test, "file": test.split("::")[0], "worker": worker, "outcome": "passed"}
+        rec.update(cpu=0.1, own=0.1, waited=0.0, other=0.0, wall=0.2, rss_mib=hwm - 10, hwm_mib=hwm)
+        return json.dumps(rec)
+
+    out = str(tmp_path / "cpu.json")
+    Path(f"{out}.gw0.jsonl").write_text(
+        "\n".join([line("t.py::a", "gw0", 100), line("t.py::big", "gw0", 600), line("t.py::b", "gw0", 600)])
+    )
+    Path(f"{out}.gw1.jsonl").write_text("\n".join([line("u.py::a", "gw1", 90), line("u.py::c", "gw1", 150)]))
+    doc = write_report(out)
+    rises = [(r["test"], r["rise_mib"], r["hwm_mib"]) for r in doc["memory_rises"]]  # type: ignore[attr-defined]
+    assert rises == [("t.py::big", 500, 600), ("u.py::c", 60, 150)], rises
+    assert "500 to    600 (rss after 590)  gw0  t.py::big" in Path(f"{out}.txt").read_text()
