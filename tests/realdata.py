@@ -92,8 +92,11 @@ def _sha256(path: Path) -> str:
 def pypi_sdist(project: str, version: str) -> Path:
     """The released sdist ``<project>-<version>.tar.gz`` (or .zip), downloaded once."""
     CACHE.mkdir(parents=True, exist_ok=True)
+    # (newer sdists are named by the normalized name, PEP 625: PyYAML's is pyyaml-6.0.2.tar.gz;
+    # asked by the project's own spelling alone, it was fetched again at every call)
+    spellings = dict.fromkeys((project, project.replace("-", "_"), project.lower().replace("-", "_")))
     for ext in (".tar.gz", ".zip"):
-        for stem in (f"{project}-{version}", f"{project.replace('-', '_')}-{version}"):
+        for stem in (f"{s}-{version}" for s in spellings):
             hit = CACHE / f"{stem}{ext}"
             if hit.exists():
                 return hit
@@ -104,9 +107,7 @@ def pypi_sdist(project: str, version: str) -> Path:
         )
         with urllib.request.urlopen(req, timeout=60) as resp:
             index = json.load(resp)
-        names = {
-            f"{s}-{version}{e}" for s in (project, project.replace("-", "_")) for e in (".tar.gz", ".zip")
-        }
+        names = {f"{s}-{version}{e}" for s in spellings for e in (".tar.gz", ".zip")}
         files = [f for f in index["files"] if f["filename"].lower() in {n.lower() for n in names}]
         if not files:
             pytest.fail(f"{project} {version} has no sdist on PyPI")

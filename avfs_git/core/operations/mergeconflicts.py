@@ -173,7 +173,7 @@ def show_conflicts(
     with vault.oplog.held("merge"):  # (before the view changes, as a merge's)
         if not held:
             mergeguard.refuse_changed(ws)
-        ws.set_base(ours, keep_view=False, view_tree=view_tree)
+        ws.set_base(ours, keep_view=False, view_tree=view_tree, same_view=True)
         release()  # (the fork lock stays held: no checkpoint comes between the view and the state)
         write_state(
             ws,

@@ -162,5 +162,5 @@ def move_target(
         keep_forms(ws, ws.base_tree, ws.store.commit_tree(new))
         move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True)
         rec = keep_recovery(ws, "written during a merge") if live else None
-        ws.set_base(new, keep_view=False, keep_forms=True)
+        ws.set_base(new, keep_view=False, keep_forms=True, same_view=True)
     return rec

@@ -4,6 +4,19 @@
 
 from __future__ import annotations
 
+import re
+
+# A hunk header's function context: git cuts the line to 80 bytes, then drops the cut's
+# trailing blanks (xdiff's def_ff); libgit2 drops them first and cuts after, so where the
+# 80th byte is a blank its header ends in one that git's has not (PyYAML 6.0.2's
+# ``_yaml.pyx``: ``... size_t size) except 0:`` cut to ``... except ``)
+_HUNK_TAIL = re.compile(r"(?m)^(@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@ [^\n]*?)[ \t\v\f\r]+$")
+
+
+def _git_headers(text: str) -> str:
+    return _HUNK_TAIL.sub(r"\1", text) if "@@ " in text else text
+
+
 # A name git recorded with bytes that are not UTF-8 arrives as lone surrogates (U+DC80 to
 # U+DCFF), which pygit2 cannot pass to libgit2. Each such byte B goes in as the private-use
 # character U+F700 + B, which libgit2 quotes as its three UTF-8 bytes; in the patch's header
@@ -37,15 +50,17 @@ def _not_utf8(path: str) -> bool:
 def blob_patch(old: bytes | None, new: bytes | None, old_path: str, new_path: str, context: int = 3) -> str:
     """The unified diff (git's format, libgit2's) of two blobs' contents (None: absent),
     labelled with the two paths; binary contents are named, not shown. Empty when equal.
+    Hunk headers end as git's do (:data:`_HUNK_TAIL`).
     A path holding bytes that are not UTF-8 (surrogate escapes) is labelled C-quoted with
     those bytes, as git labels it."""
     import pygit2
 
     if not (_not_utf8(old_path) or _not_utf8(new_path)):
-        return pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context).text or ""
+        text = pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context).text or ""
+        return _git_headers(text)
     a, b = _standins(old_path), _standins(new_path)
     text = pygit2.Patch.create_from(old, new, a, b, context_lines=context).text or ""
-    return _bytes_back(text)
+    return _git_headers(_bytes_back(text))
 
 
 def blob_line_stats(

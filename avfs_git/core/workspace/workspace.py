@@ -230,11 +230,19 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         return wsbase.sync_base(self)
 
     def set_base(
-        self, base: str, *, keep_view: bool, view_tree: str | None = None, keep_forms: bool = False
+        self,
+        base: str,
+        *,
+        keep_view: bool,
+        view_tree: str | None = None,
+        keep_forms: bool = False,
+        same_view: bool = False,
     ) -> None:
         """Point the workspace at a new base (call with the fork lock held); see
         :func:`.wsbase.set_base`."""
-        wsbase.set_base(self, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms)
+        wsbase.set_base(
+            self, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms, same_view=same_view
+        )
 
     @property
     def stale(self) -> bool:
@@ -247,7 +255,8 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         """The time unchanged files show as their mtime: when the workspace last changed
         what it shows wholesale (a restore, an undo, a pull of pushed commits). A checkpoint
         leaves it alone, and the files it commits keep their times (``Overlay.kept_times``);
-        a restore moves it forward (make sees restored files as new; those it rewrites show its time)."""
+        a restore moves it forward (make sees restored files as new; those it rewrites show its time);
+        a merge leaves it, and the files it writes show its time (``set_base(same_view=True)``)."""
         raw = self.overlay.get_meta("view_time")
         if raw is None:
             t = min(self.store.commit_time(self.base), settled_now())

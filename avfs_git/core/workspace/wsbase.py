@@ -327,7 +327,7 @@ def _recover_pending(ws: Based) -> None:
 
 
 def new_view(ov: Overlay) -> None:
-    """What the workspace shows changed wholesale (a restore, an undo, a merge, the ref
+    """What the workspace shows changed wholesale (a restore, an undo, the ref
     followed): a new view time (files unchanged since the base show it) and one more
     ``view_moves``, by which a pure-FUSE mount's watcher tells such a move from one that
     keeps the view (a checkpoint) when the view time, in whole seconds, cannot
@@ -344,7 +344,13 @@ def view_reset(ov: Overlay) -> None:
 
 
 def set_base(
-    ws: Based, base: str, *, keep_view: bool, view_tree: str | None = None, keep_forms: bool = False
+    ws: Based,
+    base: str,
+    *,
+    keep_view: bool,
+    view_tree: str | None = None,
+    keep_forms: bool = False,
+    same_view: bool = False,
 ) -> None:
     """Point the workspace at a new base (call with the fork lock held).
 
@@ -357,6 +363,12 @@ def set_base(
             changes were made to keep the bytes the mount showed (:func:`.wsforms.keep_forms`,
             recorded converted) and stay so; else (a restore, an undo: a fresh checkout)
             they are written in the new form.
+        same_view: a merge's move too: the files it leaves keep the times they showed (the
+            view time stays, as ``git merge`` leaves the files it does not write), and those
+            it writes show its time; else (a restore, an undo) every file shows a new view
+            time. On the pure-FUSE mount a merge showed every file at the merge's time:
+            every ``.pyc`` stale, every object ``make`` built older than its sources
+            (tests/test_realdata3.py).
     """
     keeping: AbstractContextManager[None] = nullcontext()
     if not keep_view:
@@ -377,7 +389,7 @@ def set_base(
             ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
             return
     with keeping:
-        _move(ws, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms)
+        _move(ws, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms, same_view=same_view)
     ws.base_moved(view_changed=not keep_view)
 
 
@@ -405,7 +417,15 @@ def _keeping_upper(
     return nullcontext()
 
 
-def _move(ws: Based, base: str, *, keep_view: bool, view_tree: str | None, keep_forms: bool = False) -> None:
+def _move(
+    ws: Based,
+    base: str,
+    *,
+    keep_view: bool,
+    view_tree: str | None,
+    keep_forms: bool = False,
+    same_view: bool = False,
+) -> None:
     """:func:`set_base` on the overlay's entries (no live mount)."""
     kept: list[Entry] = []
     same: list[Entry] = []  # (kept over the same blob in the new view: not a top below)
@@ -450,7 +470,8 @@ def _move(ws: Based, base: str, *, keep_view: bool, view_tree: str | None, keep_
                 ws.overlay.clear(db, "reset")
             if view_tree is not None and view_tree != ws.store.commit_tree(base):
                 ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
-            new_view(ws.overlay)
+            if not same_view:
+                new_view(ws.overlay)
             view_reset(ws.overlay)
             now = time.time_ns()
             ws.overlay.keep_times(db, [(p, oid, now, now) for p, oid in rewritten])
