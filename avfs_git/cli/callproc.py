@@ -96,7 +96,8 @@ def _become(req: dict[str, Any], enc: str, errs: str) -> None:
 
 def _run(req: dict[str, Any], kept: KeptHome | None = None) -> tuple[int, list[Any]]:
     """Run the click CLI on the call's arguments: (its code, the apps it opened); ``kept``:
-    the home a kept process keeps open from call to call (cli/homekeep.py)."""
+    the home a kept process keeps open from call to call (cli/homekeep.py), its calls'
+    arguments read without click where :func:`.fastcli.fast` takes them (a merge's)."""
     from .main import interrupted
     from .main import main as click_main
 
@@ -112,7 +113,12 @@ def _run(req: dict[str, Any], kept: KeptHome | None = None) -> tuple[int, list[A
             # answered as the command's own Ctrl-C is, not 130 with no word (with --json,
             # no document)
             return interrupted(list(req["argv"])), opened
-        code = click_main(list(req["argv"]), opened=opened, kept=kept)
+        got = None
+        if kept is not None:  # (a merge's arguments without click, as a cold process's)
+            from .fastcli import fast
+
+            got = fast(list(req["argv"]), opened=opened, kept=kept)
+        code = click_main(list(req["argv"]), opened=opened, kept=kept) if got is None else got
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
