@@ -321,11 +321,22 @@ def _clean(umask: int, kept: KeptHome) -> bool:
     """Whether the call left nothing behind in this process: no descriptor but the
     streams and the answer's (on /dev/null), the server's pair and the ones the ``kept`` home may hold
     (:meth:`.homekeep.KeptHome.holds`: its files, no lock of avfs's), one thread, the
-    same umask."""
+    same umask. Looked at first as the call left it, then, if something is left, again
+    after a collection of the cycles (what a call's cycles held is let go then): a full
+    collection every call was ~0.9 ms of a served merge's CPU after its answer, where
+    most calls leave no cycle that holds a descriptor (h-merge6)."""
+    if _left_nothing(umask, kept):
+        return True
     import gc
+
+    gc.collect()
+    return _left_nothing(umask, kept)
+
+
+def _left_nothing(umask: int, kept: KeptHome) -> bool:
+    """:func:`_clean`'s look, once."""
     import threading
 
-    gc.collect()  # (what a call's cycles held is let go before the descriptors are counted)
     try:
         listed = [int(x) for x in os.listdir("/proc/self/fd")]
         tasks = len(os.listdir("/proc/self/task"))
