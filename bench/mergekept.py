@@ -117,7 +117,7 @@ for line in sys.stdin:
     v.close_workspaces()
     print("ok", flush=True)
 '''
-prep = subprocess.Popen([sys.executable, "-c", PREP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+prep = subprocess.Popen([sys.executable, "-P", "-c", PREP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                         text=True, env={**os.environ, "AVFS_SERVER": "off"})
 def ask(*a):
     prep.stdin.write(json.dumps(a) + "\n"); prep.stdin.flush()
@@ -208,7 +208,9 @@ def run(
         )
         home = realproj7.avfs_side("side", realproj7.project(src), src / "node_modules")
         env = {**realproj7.env_for(home, before), "AVFS_PROGRESS": "never", "LC_ALL": "C.UTF-8"}
-        cmd = [py, "-c", CHILD, kind, str(merges), f"k{os.getpid()}"]
+        # (-P: not the working directory first on the path, where ``--before``'s tree
+        # would lose to the one this runs from; h-merge6 found both sides this tree's)
+        cmd = [py, "-P", "-c", CHILD, kind, str(merges), f"k{os.getpid()}"]
         raw = root / f"{kind}.spy"
         if spy:
             cmd = [spy, "record", "-r", str(rate), "-f", "raw", "-o", str(raw), "--", *cmd]
