@@ -4,8 +4,9 @@ h-merge4's section): ``python -m bench.mergereal --kept-profile N`` runs this.
 In a home of its own made as bench/mergereal.py makes its sides (minimist with its
 ignored ``node_modules`` written through an overlay mount, then unmounted), one process
 does what the resident server's kept process does for each served merge
-(cli/callproc.py ``keep``): the click CLI on ``--vault mm merge FORK --into main`` with
-the kept home (cli/homekeep.py), then, its answer given, what it runs after it (the apps'
+(cli/callproc.py ``keep``): its ``_run`` on ``--vault mm merge FORK --into main`` with
+the kept home (cli/homekeep.py: the arguments read by cli/fastcli.py's table since
+h-merge6, by the click CLI before), then, its answer given, what it runs after it (the apps'
 ``run_after``/``run_ahead``, the workspaces closed, the WALs written back, the check that
 the call left nothing). The server's imports are loaded and frozen first (cli/prewarm.py,
 ``gc.freeze()`` as the server does). Between two merges another process (untimed) makes
@@ -63,7 +64,13 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("after: workspaces closed", ("App.close (",)),
     (
         "click parse, App, home",
-        ("click/core.py", "avfs_git/cli/main.py", "(avfs_git/cli/app.py", "mergecmds.py"),
+        (
+            "click/core.py",
+            "avfs_git/cli/main.py",
+            "(avfs_git/cli/app.py",
+            "mergecmds.py",
+            "(avfs_git/cli/fastcli.py",
+        ),
     ),
     (
         "after: WALs written back, the clean check",
@@ -74,7 +81,14 @@ DEEP = frozenset(
     {"click parse, App, home", "sync_base, expect-head", "commit trees read",
      "overlay transaction (BEGIN, COMMIT)", "held objects' ref"}
 )  # fmt: skip
-CALL = ("main (avfs_git/cli/main.py", "_clean (avfs_git", "_write_back (", "App.close (", "run_after (")
+CALL = (
+    "main (avfs_git/cli/main.py",
+    "fast (avfs_git/cli/fastcli.py",
+    "_clean (avfs_git",
+    "_write_back (",
+    "App.close (",
+    "run_after (",
+)
 
 CHILD = r"""
 import gc, json, os, statistics, subprocess, sys, time
@@ -103,7 +117,7 @@ for line in sys.stdin:
     v.close_workspaces()
     print("ok", flush=True)
 '''
-prep = subprocess.Popen([sys.executable, "-c", PREP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+prep = subprocess.Popen([sys.executable, "-P", "-c", PREP], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                         text=True, env={**os.environ, "AVFS_SERVER": "off"})
 def ask(*a):
     prep.stdin.write(json.dumps(a) + "\n"); prep.stdin.flush()
@@ -116,7 +130,6 @@ from avfs_git.cli import callproc, prewarm
 prewarm.load()
 gc.collect(); gc.freeze()
 from avfs_git.cli.homekeep import KeptHome
-from avfs_git.cli.main import main as click_main
 kept = KeptHome()
 null = open(os.devnull, "w")
 answer, after, walls = [], [], []
@@ -126,8 +139,7 @@ for i in range(n):
     argv = ["--vault", "mm", "merge", name, "--into", "main"] + (["--write-conflicts"] if kind == "conflict" else [])
     out, sys.stdout = sys.stdout, null
     c0, w0 = time.process_time(), time.perf_counter()
-    opened = []
-    code = click_main(argv, opened=opened, kept=kept)
+    code, opened = callproc._run({"argv": argv}, kept)  # (the kept process's call: fastcli, else click)
     c1, w1 = time.process_time(), time.perf_counter()
     for app in opened: app.run_after()
     for app in opened: app.run_ahead()
@@ -196,7 +208,9 @@ def run(
         )
         home = realproj7.avfs_side("side", realproj7.project(src), src / "node_modules")
         env = {**realproj7.env_for(home, before), "AVFS_PROGRESS": "never", "LC_ALL": "C.UTF-8"}
-        cmd = [py, "-c", CHILD, kind, str(merges), f"k{os.getpid()}"]
+        # (-P: not the working directory first on the path, where ``--before``'s tree
+        # would lose to the one this runs from; h-merge6 found both sides this tree's)
+        cmd = [py, "-P", "-c", CHILD, kind, str(merges), f"k{os.getpid()}"]
         raw = root / f"{kind}.spy"
         if spy:
             cmd = [spy, "record", "-r", str(rate), "-f", "raw", "-o", str(raw), "--", *cmd]

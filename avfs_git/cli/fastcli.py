@@ -22,7 +22,8 @@ The table is data written from click's own definitions (the decorators in the co
 modules); ``tests/test_fastcli.py`` reads every command's parameters from click and checks
 the table against them, and parses a corpus of argument lists both ways. Imports go as in
 the rest of cli: ``execopts -> fastcli -> the body modules -> app, output``; no module
-imports this one but :mod:`.execopts` and :mod:`.gccmd` (the global options).
+imports this one but :mod:`.execopts`, :mod:`.gccmd` (the global options) and
+:mod:`.callproc` (a kept process's calls: a served merge).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .app import App
+    from .homekeep import KeptHome
 
 # A parameter: (dest, its names, kind, default, the names that turn a flag off).
 # kind: "flag"; "=VALUE" (a flag that sets its dest to VALUE: one of a feature-switch group);
@@ -353,11 +355,14 @@ def _params(table: tuple[Param, ...], rest: list[str], counts: bool) -> dict[str
     return None if positional else values
 
 
-def fast(args: list[str]) -> int | None:
+def fast(args: list[str], *, opened: list[App] | None = None, kept: KeptHome | None = None) -> int | None:
     """Run a command of :data:`COMMANDS` on ``args`` without click when :func:`parse` takes
     them (None: declined); the same output and exit code as the click CLI (:func:`.main.main`),
     exactly one JSON document with ``--json``, and what the command left for after its answer
-    run before returning, as there."""
+    run before returning, as there. ``opened`` and ``kept`` as :func:`.main.main`'s: the
+    :class:`App` left there for a caller that runs its after-work once the answer is out,
+    and the home a kept process keeps open (:func:`.callproc._run`: a served merge's
+    arguments, ~1-1.5 ms of click's parse a merge; h-merge6)."""
     parsed = parse(args)
     if parsed is None:
         return None
@@ -370,7 +375,9 @@ def fast(args: list[str]) -> int | None:
     json_mode = bool(glob["json"])
     out = Output(json_mode, stream=sys.stdout)
     out.argv = list(args)
-    app = App(glob["home"], glob["vault"], out)
+    app = App(glob["home"], glob["vault"], out, kept)
+    if opened is not None:
+        opened.append(app)
     mod, attr = COMMANDS[words][0].split(":")
     body = getattr(importlib.import_module(f"avfs_git.cli.{mod}"), attr)
     captured = io.StringIO()  # (as main: anything else bound for stdout is not the document)
@@ -388,7 +395,8 @@ def fast(args: list[str]) -> int | None:
             out,
             InternalError(f"exited {code} without a result", details={"output": captured.getvalue()[-2000:]}),
         )
-    app.run_after()
+    if opened is None:  # (else the caller runs it once its answer is out)
+        app.run_after()
     return code
 
 

@@ -45,6 +45,7 @@ from ..store.mergetrees import merge_trees
 from ..store.treediff import diff_trees
 from ..store.trivialmerge import _trivial_merge
 from ..types import Change, CommitId
+from ..workspace.ignore import globals_kept
 
 # an open merge's state and the questions about it live in .mergestate (the workspace, the
 # worktree and the vault ask them without importing this module); merge_state, open_merge
@@ -263,7 +264,8 @@ def merge(
     while True:
         attempts += 1
         try:
-            with vault.store.commit_trees_kept():  # (each commit's tree read once a try)
+            # (each commit's tree read once a try, and the ignore rules' globals)
+            with vault.store.commit_trees_kept(), globals_kept():
                 return _merge_once(
                     vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
                     write_conflicts=write_conflicts, allow_unrelated=allow_unrelated,

@@ -173,3 +173,64 @@ def revert_commit(store: GitStore, commit: str, ours: str, mainline: int, label:
     except git_errors() as exc:
         raise git_error(exc, f"cannot revert {label}", UsageError) from exc
     return MergedIndex(store, index)
+
+
+# a side this large (or larger) goes to git: libgit2 takes it for binary (and merges it
+# to nothing), git refuses it (both stop at 1,023 MiB: ``GIT_XDIFF_MAX_SIZE``, ``MAX_XDIFF_SIZE``)
+MERGE_FILE_MAX = 1 << 29
+
+
+def merge_file(
+    store: GitStore,
+    sides: tuple[tuple[str, bytes] | None, tuple[str, bytes], tuple[str, bytes]],
+    mode: int,
+    labels: tuple[str, str, str],
+) -> bytes | None:
+    """libgit2's three-way merge of one file's blobs (``git_merge_file_from_index``), in
+    process: the file with diff3-style conflict markers, labelled ``labels`` (ours, base,
+    theirs), as ``git merge-file -p --diff3 -L OURS -L BASE -L THEIRS`` prints it (the
+    same xdiff merge at the same level, ``XDL_MERGE_ZEALOUS_ALNUM``, capped by diff3 to
+    eager; held to git's output on real files by ``tests/test_mergefile.py``). ``sides``:
+    (ancestor or None, ours, theirs), each (blob id, its bytes), the blobs in the vault,
+    none with a NUL in its first 8,000 bytes (a binary conflict is not merged: libgit2's
+    test of it and git's are that one).
+
+    The bytes are taken as they come (pygit2's ``merge_file_from_index`` decodes them as
+    UTF-8, which breaks any other encoding). None, for the caller to ask git, where the two
+    differ: no ancestor, or an empty side (libgit2 leaves that side's label off its marker
+    line then: ``|||||||``, ``<<<<<<<``, where git writes ``||||||| base``), a side of :data:`MERGE_FILE_MAX` bytes or more, a mode that is
+    not a regular file's."""
+    anc = sides[0]
+    if mode not in (0o100644, 0o100755) or anc is None or not all(s[1] for s in (anc, *sides[1:])):
+        return None
+    if any(s is not None and len(s[1]) >= MERGE_FILE_MAX for s in sides):
+        return None
+    import pygit2
+    from pygit2.errors import check_error
+    from pygit2.ffi import C, ffi
+
+    repo = store._repo
+    keep: list[object] = []  # (the C strings the entries and options point into)
+
+    def entry(side: tuple[str, bytes]) -> object:
+        c, ref = pygit2.IndexEntry("f", pygit2.Oid(hex=side[0]), pygit2.enums.FileMode(mode))._to_c()
+        keep.append(ref)
+        return c
+
+    opts = ffi.new("git_merge_file_options *")
+    opts.version = 1
+    for field, label in zip(("our_label", "ancestor_label", "their_label"), labels, strict=True):
+        text = ffi.new("char[]", label.encode("utf-8", "surrogateescape"))
+        keep.append(text)
+        setattr(opts, field, text)
+    opts.flags = C.GIT_MERGE_FILE_STYLE_DIFF3 | C.GIT_MERGE_FILE_SIMPLIFY_ALNUM
+    out = ffi.new("git_merge_file_result *")
+    c_anc, c_ours, c_theirs = entry(anc), entry(sides[1]), entry(sides[2])
+    try:
+        check_error(C.git_merge_file_from_index(out, repo._repo, c_anc, c_ours, c_theirs, opts))
+    except git_errors(OSError) as exc:
+        raise git_error(exc, "cannot merge a conflicted file's sides", InternalError) from exc
+    try:
+        return bytes(ffi.buffer(out.ptr, out.len)) if out.len else b""
+    finally:
+        C.git_merge_file_result_free(out)
