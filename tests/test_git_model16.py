@@ -238,23 +238,7 @@ def test_a_clone_inside_the_work_tree_agrees_with_plain_git(backend: str) -> Non
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param(
-            "overlay",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="found in gitmodel16's last soak, not fixed: a new file `git add`ed,"
-                " checkpointed, undone (`avfs undo`), then `avfs checkpoint restore HEAD~1`:"
-                " the file is gone on both sides but avfs's status on the overlay backend"
-                " still lists it added (docs/fuse.md, gitmodel16)",
-            ),
-        ),
-        "fuse",
-    ],
-)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_a_staged_file_checkpointed_undone_and_restored_away_agrees_with_plain_git(backend: str) -> None:
     _require(backend)
     _diverging(backend, "undo-restore")
