@@ -183,13 +183,6 @@ def _diverging(backend: str, how: str) -> None:
         model.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="avfs follows no `core.fileMode false`: its status lists a file whose exec bit"
-    " alone changed as modified, and its checkpoint records the bit, where git's status and"
-    " `git add` leave the index's mode (docs/fuse.md, gitmodel16)",
-)
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_an_exec_bit_under_core_filemode_false_agrees_with_plain_git(backend: str) -> None:
