@@ -10,8 +10,9 @@ mount's guard refuses the switch: the stash stays); `git switch --orphan`; `git 
 `--autosquash`; a second worktree locked, moved, removed by hand and pruned; notes in a
 ref of their own (`notes --ref=review`, `copy`); `.gitattributes` made `-text`/`binary`
 and `git add --renormalize`; a submodule whose origin is a local bare repository, `deinit`
-and `update --init` of it. What git does that avfs does not (a replaced commit, a nested
-clone, `core.fileMode=false`) is in tests/test_git_model16.py as strict xfails.
+and `update --init` of it. What git did that avfs did not (a replaced commit, a nested
+clone, `core.fileMode=false`) was in tests/test_git_model16.py as strict xfails, until
+gitmodel17 (tests/test_git_model17.py).
 
 A mixin of :class:`tests.test_git_model.GitModel`, as :class:`.gitmodel_steps15.FifteenthRoundSteps`
 (its own class, :class:`tests.test_git_model16.GitModel16`, draws them). Each step's
