@@ -23,7 +23,6 @@ and joined again."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 
@@ -125,6 +124,8 @@ def merged(data: bytes, off: int, link: int, git_dir: str) -> bytes | None:
     ext = data[link + 8 : link + 8 + size]
     if len(ext) < _OID:
         return None
+    import hashlib  # (here: a status imports this module, and hashlib costs ~5 ms to load)
+
     oid = ext[:_OID]
     shared = read_bytes(os.path.join(git_dir, "sharedindex." + oid.hex()), MAX_INDEX)
     if (
