@@ -10,8 +10,9 @@ mount's guard refuses the switch: the stash stays); `git switch --orphan`; `git 
 `--autosquash`; a second worktree locked, moved, removed by hand and pruned; notes in a
 ref of their own (`notes --ref=review`, `copy`); `.gitattributes` made `-text`/`binary`
 and `git add --renormalize`; a submodule whose origin is a local bare repository, `deinit`
-and `update --init` of it. What git does that avfs does not (a replaced commit, a nested
-clone, `core.fileMode=false`) is in tests/test_git_model16.py as strict xfails.
+and `update --init` of it. What git did that avfs did not (a replaced commit, a nested
+clone, `core.fileMode=false`) was in tests/test_git_model16.py as strict xfails, until
+gitmodel17 (tests/test_git_model17.py).
 
 A mixin of :class:`tests.test_git_model.GitModel`, as :class:`.gitmodel_steps15.FifteenthRoundSteps`
 (its own class, :class:`tests.test_git_model16.GitModel16`, draws them). Each step's
@@ -100,20 +101,23 @@ class SixteenthRoundSteps(ModelAttrs):
             assert head == b"DIRC" + int(version).to_bytes(4, "big"), f"{side.root}'s index: {head!r}"
 
     @precondition(lambda self: self.busy() is None)
-    @rule()
-    def split_index(self) -> None:
-        """`git config core.splitIndex true` and a `git status`, a new file `git add`ed,
-        `git update-index --split-index` (git's entries moved to a shared index the index
-        then names by a `link` extension), `avfs checkpoint save`,
-        then the setting off (`git update-index --no-split-index`). Before gitmodel16 the
-        checkpoint patched the split index's few entries and dropped its link: git in the
-        mount saw every other file staged as removed. (What git staged that a checkpoint
-        does not record is dropped under a split index: tests/test_git_model16.py, a
-        strict xfail.)"""
+    @rule(how=st.sampled_from(["add", "rm-cached"]))
+    def split_index(self, how: str) -> None:
+        """`git config core.splitIndex true` and a `git status`, a new file `git add`ed
+        (``add``) or a tracked one `git rm --cached` and kept (``rm-cached``: staged, not in
+        the files), `git update-index --split-index` (git's entries moved to a shared index
+        the index then names by a `link` extension), `avfs checkpoint save`, then the
+        setting off (`git update-index --no-split-index`). Before gitmodel16 the checkpoint
+        patched the split index's few entries and dropped its link: git in the mount saw
+        every other file staged as removed; before gitmodel17 it wrote the index whole from
+        its commit: the staged removal was dropped (git's `commit --only` keeps it)."""
         self.both("config", "core.splitIndex", "true")
         self.both("status", "--porcelain")
         self.write_all({"docs/split-index.md": "written under a split index\n"})
-        self.both("add", "--", "docs/split-index.md")
+        if how == "add":
+            self.both("add", "--", "docs/split-index.md")
+        elif "tox.ini" in self.tracked() and os.path.isfile(os.path.join(self.p.root, "tox.ini")):
+            self.both("rm", "-q", "--cached", "--", "tox.ini")
         self.both("update-index", "--split-index")  # (split now, whatever git's heuristics)
         self.checkpoint(False)
         self.both("config", "--unset", "core.splitIndex")

@@ -280,3 +280,115 @@ def test_the_cache_tree_read_is_git_s(project: Path, tmp_path: Path) -> None:
         assert _git(work, "status", "--porcelain", "-uno") == b""
         assert _git(work, "write-tree").decode().strip() == root
     assert indexflags.cache_tree(b"\x000 1\n" + bytes(20)) is None  # (a subtree promised, none there)
+
+
+def test_a_split_index_merged_is_the_index_git_reads_and_writes_unsplit(
+    project: Path, tmp_path: Path
+) -> None:
+    """mount/indexsplit.py (gitmodel17: a checkpoint patches a split index whole, where it
+    wrote it from its commit and dropped what git had staged): each split index git writes
+    of the project's index after a change of every kind (a staged removal: a bit of the
+    link's delete bitmap; a change and an exec bit, skip-worktree and assume-unchanged
+    bits: of its replace bitmap; a new file and one `add -N`: entries of its own), at
+    versions 2 and 4 (its shared index then at 4 too), merged with the shared index it
+    names, is the index git lists (`ls-files -s`, `-v`) and has the entries of the index
+    git writes unsplit (`update-index --no-split-index`), byte for byte; one whose shared
+    index is gone or not the one named is not merged (the checkpoint then writes it whole,
+    as before)."""
+    import hashlib
+
+    from avfs_git.mount import indexsplit
+
+    work = tmp_path / "work"
+    subprocess.run(["cp", "-a", "--", str(project), str(work)], check=True)
+    git_dir = work / ".git"
+    index = git_dir / "index"
+    paths = [p.decode() for p in _git(work, "ls-tree", "-r", "--name-only", "-z", "HEAD").split(b"\0")[:-1]]
+    for version in ("2", "4"):
+        _git(work, "read-tree", "HEAD")
+        _git(work, "update-index", "--no-split-index")
+        _git(work, "update-index", "--index-version", version)
+        _git(work, "update-index", "--split-index")
+        assert b"link" in index.read_bytes()
+        _git(work, "rm", "-q", "--cached", "--", paths[11], paths[900])
+        (work / paths[20]).write_text("changed and staged\n")
+        _git(work, "add", "--", paths[20])
+        _git(work, "update-index", "--chmod=+x", "--", paths[30])
+        _git(work, "update-index", "--skip-worktree", "--", paths[40])
+        _git(work, "update-index", "--assume-unchanged", "--", paths[50])
+        (work / "aaa-new.txt").write_text("new\n")
+        (work / "django" / "zz-intended.txt").write_text("intended\n")
+        _git(work, "add", "--", "aaa-new.txt")
+        _git(work, "add", "-N", "--", "django/zz-intended.txt")
+        data = index.read_bytes()
+        assert data[4:8] == (b"\0\0\0\4" if version == "4" else b"\0\0\0\3")  # (extended entries: 3)
+        if version == "4":
+            from avfs_git.mount import indexv4
+
+            wide = indexv4.expanded(data)
+            assert wide is not None
+        else:
+            wide = data
+        walked = indexpatch._entry_offsets(wide, set(), {})
+        assert walked is not None
+        off = walked[2]
+        link = indexsplit.link_at(wide, off)
+        assert link is not None and int.from_bytes(wide[link + 4 : link + 8], "big") > 20, version
+        got = indexsplit.merged(wide, off, link, str(git_dir))
+        assert got is not None, version
+        body = got[:-20]
+        whole = body + hashlib.sha1(body).digest()
+        for args in (["-s"], ["-v"]):
+            assert _listed(work, whole, *args) == _listed(work, data, *args), (version, args)
+        listed = _listed(work, whole, "-s")
+        assert len(listed) == len(paths) - 2 + 2 and indexsplit.link_at(got, off_of(got)) is None, version
+        # git's own whole index of the same: the same entries, byte for byte
+        scratch = git_dir / "index.unsplit"
+        scratch.write_bytes(data)
+        _git(work, "update-index", "--no-split-index", GIT_INDEX_FILE=str(scratch))
+        _git(work, "update-index", "--index-version", "3", GIT_INDEX_FILE=str(scratch))
+        own = scratch.read_bytes()
+        scratch.unlink()
+        own_walk = indexpatch._entry_offsets(own, set(), {})
+        assert own_walk is not None
+        assert got[: off_of(got)] == own[: own_walk[2]], version
+        # the shared index not the one named, or gone: not merged
+        shared = git_dir / ("sharedindex." + wide[link + 8 : link + 28].hex())
+        kept = shared.read_bytes()
+        for at in (40, len(kept) - 1):  # (an entry's stat data; the checksum)
+            shared.write_bytes(kept[:at] + bytes([kept[at] ^ 1]) + kept[at + 1 :])
+            assert indexsplit.merged(wide, off, link, str(git_dir)) is None, at
+        shared.unlink()
+        assert indexsplit.merged(wide, off, link, str(git_dir)) is None
+        shared.write_bytes(kept)
+        _git(work, "reset", "-q")
+
+
+def off_of(index: bytes) -> int:
+    """Where the entries of ``index`` (version 2 or 3) end."""
+    walked = indexpatch._entry_offsets(index, set(), {})
+    assert walked is not None
+    return walked[2]
+
+
+def test_a_link_s_bitmaps_ask_for_no_position_past_the_shared_index() -> None:
+    """``indexsplit.ewah_bits`` reads git's EWAH bitmap (mount/ewah.py writes it as git
+    does) and refuses a position at or past the shared index's count, as git refuses such
+    a link; a run of ones 2^32 - 1 words long (what a confined command can write into the
+    mount's index) is refused before any position is listed, and a bitmap cut short too."""
+    import struct
+
+    from avfs_git.mount import indexsplit
+    from avfs_git.mount.ewah import Ewah
+
+    bm = Ewah()
+    for i in (0, 5, 64, 200, 1000):
+        bm.set(i)
+    raw = b"pre" + bm.serialized()
+    assert indexsplit.ewah_bits(raw, 3, 1001) == ([0, 5, 64, 200, 1000], len(raw))
+    assert indexsplit.ewah_bits(raw, 3, 1000) is None
+    assert indexsplit.ewah_bits(raw[:-1], 3, 1001) is None
+    ones = Ewah.ones(130).serialized()
+    assert indexsplit.ewah_bits(ones, 0, 130) == (list(range(130)), len(ones))
+    huge = struct.pack(">IIQI", 0xFFFFFFFF, 1, 1 | (0xFFFFFFFF << 1), 0)
+    assert indexsplit.ewah_bits(huge, 0, 10_000) is None

@@ -369,6 +369,36 @@ def test_a_file_made_checkpointed_then_removed_in_the_mount_stays_removed(home, 
         mounts.unmount(home, vault, "main")
 
 
+def test_a_file_made_checkpointed_undone_then_removed_in_the_mount_stays_removed(home, vault, tmp_path, cli):
+    """As above, with an undo of the checkpoint between: the base comes back to the one
+    before it, the lower layer now holding the checkpoint's tree (a root entry). The lower
+    layer's daemon kept the children it had listed at that base, before the checkpoint,
+    by the base alone: it told overlayfs the file was not below, overlayfs removed it
+    without a whiteout, and the lower layer's copy came back to a lookup and to `avfs
+    status` (gitmodel17: the model's `git add`, checkpoint, `avfs undo`, restore)."""
+    require_overlay()
+    vault.workspace("main").write("d/a.txt", b"a\n")
+    checkpoint.save(vault)
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        x = os.path.join(mp, "d", "x.txt")
+        assert os.listdir(os.path.dirname(x)) == ["a.txt"]  # (the lower layer's children of d, kept)
+        with open(x, "w") as fh:
+            fh.write("x\n")
+        checkpoint.save(vault, message="with x")
+        assert cli("--vault", "v", "undo").code == 0  # (the base before, x kept in the view)
+        got = [(c.path, c.status.value) for c in vault.workspace("main").status()]
+        assert got == [("d/x.txt", "added")]
+        os.unlink(x)
+        assert not os.path.lexists(x)
+        assert sorted(os.listdir(os.path.dirname(x))) == ["a.txt"]
+        assert vault.workspace("main").status() == []
+    finally:
+        mounts.unmount(home, vault, "main")
+
+
 def _move_ref_from_outside(vault: Any, tmp_path: Any, files: dict[str, str | None]) -> str:
     """Commit ``files`` (text, or None: removed) on main in a clone and move the vault's main
     to it from outside avfs; returns the new tip. git refuses a push to a branch checked out

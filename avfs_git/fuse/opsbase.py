@@ -188,6 +188,7 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._streams: OrderedDict[str, BlobStream] = OrderedDict()
         self._kids: OrderedDict[str, dict[str, Node]] = OrderedDict()  # see _ro_node
         self._kids_base: str | None = None  # the base commit the kept children are of
+        self._kids_mark: tuple[str | None, int] | None = None  # (that base, the journal's newest row)
         self._sizes: dict[str, int] = {}  # see _size
         # what git's checkout writes of a file served from git (core/workspace/wssmudge.py)
         self.forms = checkout_forms(ws)
@@ -263,17 +264,22 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
 
     def _ro_children(self, p: str) -> dict[str, Node] | None:
         # an overlay's lower layer follows the fork's base: a checkpoint of what the upper
-        # layer made adds names below (which overlayfs asks about before a removal)
-        # layer); kept children are of one base, and children worked out while the base
-        # moved are answered from again, never kept: a lookup that started before a
-        # checkpoint and ended after it would otherwise keep the old children for good, and
-        # overlayfs, told the name is not there, removes it without a whiteout
+        # layer made adds names below (which overlayfs asks about before a removal); kept
+        # children are of one base and its entries (the journal's newest row: an undo of a
+        # checkpoint comes back to the base before it with a root entry holding the
+        # checkpoint's tree, and children kept at that base before the checkpoint lacked
+        # what it recorded: overlayfs, told a file the upper layer made is not below,
+        # removed it without a whiteout at the restore that followed, and the base's copy
+        # came back; gitmodel17), and children worked out while either moved are answered
+        # from again, never kept: a lookup that started before a checkpoint and ended after
+        # it would otherwise keep the old children for good, with the same removal
         for _ in range(8):
-            base = self.ws.overlay.get_meta("base")
+            mark = self.ws.overlay.base_and_seq()
             with self._lock:
-                if base != self._kids_base:
+                if mark != self._kids_mark:
                     self._kids.clear()
-                    self._kids_base = base
+                    self._kids_mark = mark
+                    self._kids_base = mark[0]
                 kids = self._kids.get(p)
                 if kids is not None:
                     self._kids.move_to_end(p)
@@ -283,12 +289,12 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
             # before a checkpoint kept them under the new base)
             here = self._ro_node(p)
             kids = None if here is None or not here.is_dir else self.ws.node_children(here)
-            if self.ws.overlay.get_meta("base") != base:
+            if self.ws.overlay.base_and_seq() != mark:
                 continue
             if kids is None:
                 return None
             with self._lock:
-                if self._kids_base == base:
+                if self._kids_mark == mark:
                     self._kids[p] = kids
                     while len(self._kids) > CHILDREN_CACHE:
                         self._kids.popitem(last=False)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
+from .indexsplit import link_at, merged
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
 
 _U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
@@ -82,8 +83,16 @@ def patched_index(
     if walked is None:
         return None
     offs, hits, off = walked
-    if _split(data, off):
-        return None
+    link = link_at(data, off)
+    if link is not None:
+        # a split index: its few entries and the shared index it names, merged and
+        # patched whole (mount/indexsplit.py); written back unsplit
+        whole = merged(data, off, link, git_dir)
+        walked = None if whole is None else _entry_offsets(whole, {len(n) for n in repl}, repl)
+        if whole is None or walked is None:
+            return None
+        data = whole
+        offs, hits, off = walked
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
@@ -132,20 +141,6 @@ def patched_index(
 
         body = compressed(body)
     return body + hashlib.sha1(body).digest()
-
-
-def _split(data: bytes, off: int) -> bool:
-    """Whether index ``data`` (its extensions from ``off``) is a split index's (a ``link``
-    extension: `core.splitIndex`, `update-index --split-index`). Its entries are only
-    those changed since git wrote the shared index, which the link names: a patch that
-    keeps the entries and drops the link would leave git an index of those few (every
-    other file staged as removed: gitmodel16, both backends), so it is written whole."""
-    end = len(data) - 20
-    while off + 8 <= end:
-        if data[off : off + 4] == b"link":
-            return True
-        off += 8 + int.from_bytes(data[off + 4 : off + 8], "big")
-    return False
 
 
 def _dirty_after(

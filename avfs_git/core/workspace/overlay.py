@@ -388,6 +388,15 @@ class Overlay(KeptTimes):
         r = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
         return int(r[0])
 
+    def base_and_seq(self) -> tuple[str | None, int]:
+        """The base commit and the newest journal row, in one query: what the entries over
+        the base are of (a base can come back with other entries: an undo of a checkpoint
+        returns to the base before it, with a root entry holding what the view showed)."""
+        r = self.db.execute(
+            "SELECT (SELECT value FROM meta WHERE key='base'), (SELECT COALESCE(MAX(seq), 0) FROM journal)"
+        ).fetchone()
+        return (None if r[0] is None else str(r[0])), int(r[1])
+
     def journal_from(self) -> int:
         """The newest journal row no longer kept (0: all are); a position before it cannot
         say what changed since."""

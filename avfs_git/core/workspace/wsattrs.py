@@ -269,7 +269,8 @@ def compared(
     for c, e in todo:
         if e is not None:
             old = None if c.status is ChangeStatus.ADDED else (c.old_oid or "", c.old_mode or 0)
-            diff_entry(view.store, c.path, old, (oids[c.path], e.mode), out)
+            # (the mode the status found: git's, under core.fileMode false, core/store/filemode.py)
+            diff_entry(view.store, c.path, old, (oids[c.path], c.new_mode or e.mode), out)
         else:
             out.append(c)
 

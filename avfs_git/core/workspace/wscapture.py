@@ -15,6 +15,7 @@ from typing import Protocol
 
 from ..errors import CorruptStateError
 from ..store import names
+from ..store.filemode import recorded_mode, trusts_exec_bit
 from ..store.gitformat import tree_bytes
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
@@ -409,7 +410,8 @@ def build(
     command's directory 1,000 levels deep raised ``RecursionError`` in the exec's commit
     and in every checkpoint of the fork after it."""
     swapped = {} if swapped is None else swapped
-    frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv, swapped)]
+    trusted = trusts_exec_bit(ws.store.path)  # (git's core.fileMode: core/store/filemode.py)
+    frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv, swapped, trusted)]
     value: str | None = None
     while frames:
         try:
@@ -418,7 +420,9 @@ def build(
             frames.pop()
             value = done.value
             continue
-        frames.append(_build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused, conv, swapped))
+        frames.append(
+            _build(ws, child, sub_oid, by_parent, dirty, sub_dirty, pw, refused, conv, swapped, trusted)
+        )
         value = None
     return value
 
@@ -434,9 +438,11 @@ def _build(
     refused: set[str] | None,
     conv: Conversion | None = None,
     swapped: dict[str, Entry] | None = None,
+    trusted: bool = True,
 ) -> Generator[tuple[str, str | None], str | None, str | None]:
     """:func:`build` of one directory: yields (subdirectory, its old tree) for each changed
-    subdirectory and is sent its new tree."""
+    subdirectory and is sent its new tree. ``trusted``: git's ``core.fileMode`` (false: a
+    file keeps the mode the tree had at its path, :func:`.filemode.recorded_mode`)."""
     items = dict(ws.store.tree_items(under))
     subdirs: dict[str, str | None] = {}
     for e in by_parent.get(p, []):
@@ -467,21 +473,21 @@ def _build(
             if e.kind == FILE:
                 assert data is not None
                 blob = pw.add(OBJ_BLOB, data) if conv is None else conv.blob(pw, e.path, e.mode, data, None)
-                items[name] = (blob, e.mode)
+                items[name] = (blob, recorded_mode(e.mode, held, trusted))
             else:
                 assert e.oid is not None
-                items[name] = (e.oid, e.mode)
+                items[name] = (e.oid, recorded_mode(e.mode, held, trusted))
         elif e.kind == FILE:
             oid, now = _file_blob(ws, e, pw, conv)
             if now is not e and swapped is not None:
                 swapped[e.path] = now
-            items[name] = (oid, now.mode)
+            items[name] = (oid, recorded_mode(now.mode, items.get(name), trusted))
         elif e.mode == MODE_TREE:
             subdirs[name] = e.oid
             items.pop(name, None)
         else:
             assert e.oid is not None
-            items[name] = (e.oid, e.mode)
+            items[name] = (e.oid, recorded_mode(e.mode, items.get(name), trusted))
     # directories with changes below them but no entry of their own
     for name in sub_dirty.get(p, []):
         if name not in subdirs:

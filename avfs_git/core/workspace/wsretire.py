@@ -16,7 +16,7 @@ from typing import Any
 from ..store import names
 from ..store.gitstore import GitStore
 from ..store.treediff import diff_trees
-from ..types import MODE_TREE, Change
+from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change
 from . import origins, upper
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
 from .wsattrs import converted_paths
@@ -283,10 +283,17 @@ def retirable(ws: Fork, captured: list[Entry], tree: str, *, fresh: bool = False
     captured: the tree may hold an older one there). So does a file whose bytes git's
     clean conversion changed (a CRLF file under ``text=auto``: the tree holds the LF blob,
     the workspace keeps the file as it is, as git's work tree does): those the last
-    capture converted (``ws.captured_converted``), or with ``fresh`` those found now."""
+    capture converted (``ws.captured_converted``), or with ``fresh`` those found now. And
+    a file the tree holds with another mode (`core.fileMode false`: the commit keeps HEAD's
+    mode, the workspace the file's exec bit, as git's work tree does)."""
     kept = converted_paths(ws.view, captured) if fresh else ws.captured_converted
-    return [
-        e
-        for e in captured
-        if e.kind == DELETED or (e.path not in kept and ws.store.tree_lookup(tree, e.path) is not None)
-    ]
+    out: list[Entry] = []
+    for e in captured:
+        if e.kind != DELETED:
+            hit = None if e.path in kept else ws.store.tree_lookup(tree, e.path)
+            if hit is None or (
+                e.mode in (MODE_BLOB, MODE_EXEC) and hit[1] in (MODE_BLOB, MODE_EXEC) and hit[1] != e.mode
+            ):
+                continue
+        out.append(e)
+    return out

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from ..errors import AvfsError
 from ..store import gitnames, names
+from ..store.filemode import recorded_mode, trusts_exec_bit
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE
@@ -66,6 +67,7 @@ class Changes:
         self._staged_gitlinks = staged_gitlinks
         self._ignore_rules: IgnoreRules | None = None
         self.last_read: list[Entry] | None = None  # the entries the last status read
+        self._trusted = True  # git's core.fileMode, read at each status (core/store/filemode.py)
 
     def is_dirty(self) -> bool:
         """True when there are uncheckpointed changes: empty new directories and paths git
@@ -81,8 +83,8 @@ class Changes:
         # never looks there (a merge asks this 3 times: it read 15,000 entries each time)
         rest, frozen = self.pruned()
         added, tracked = self._added_paths(rest)
-        if tracked:
-            return True  # a deletion, or a change of a tracked path
+        if tracked:  # a deletion, or a change of a tracked path (an exec bit alone: core.fileMode)
+            return trusts_exec_bit(self.store.path) or bool(self.status())
         if added is None:
             changes = self._changes(rest, hash_files=False, skip=frozen)
             if any(c.status is not ChangeStatus.ADDED for c in changes):
@@ -366,6 +368,7 @@ class Changes:
             for e in entries:
                 if e.path:
                     kids.setdefault(names.parent_of(e.path), []).append(e)
+        self._trusted = trusts_exec_bit(self.store.path)
         self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip, kids)
         return out
 
@@ -441,17 +444,20 @@ class Changes:
                 elif bo is None or bo[1] == MODE_TREE:
                     if bo is not None:
                         diff_entry(self.store, child, bo, None, out)
-                    out.append(Change(child, ChangeStatus.ADDED, new_mode=n.mode))
+                    out.append(
+                        Change(child, ChangeStatus.ADDED, new_mode=recorded_mode(n.mode, None, self._trusted))
+                    )
                 else:  # a new path's content is not needed to know it is new
-                    how = ChangeStatus.TYPE_CHANGED if type_changed(bo[1], n.mode) else ChangeStatus.MODIFIED
-                    out.append(Change(child, how, old_mode=bo[1], new_mode=n.mode, old_oid=bo[0]))
+                    mode = recorded_mode(n.mode, bo, self._trusted)
+                    how = ChangeStatus.TYPE_CHANGED if type_changed(bo[1], mode) else ChangeStatus.MODIFIED
+                    out.append(Change(child, how, old_mode=bo[1], new_mode=mode, old_oid=bo[0]))
             else:
                 assert n.oid is not None
-                diff_entry(self.store, child, bo, (n.oid, n.mode), out)
+                diff_entry(self.store, child, bo, (n.oid, recorded_mode(n.mode, bo, self._trusted)), out)
 
     def _status_file(self, child: str, bo: tuple[str, int] | None, n: Node, out: list[Change]) -> None:
-        oid = self.view.entry_oid(n)
-        diff_entry(self.store, child, bo, (oid, n.mode), out)
+        oid = self.view.entry_oid(n)  # (the mode as git records it: core.fileMode)
+        diff_entry(self.store, child, bo, (oid, recorded_mode(n.mode, bo, self._trusted)), out)
 
     @property
     def ignore_rules(self) -> IgnoreRules:

@@ -1,0 +1,107 @@
+"""git's ``core.fileMode`` for a vault, and the mode a file is recorded with under it.
+
+``core.fileMode false`` tells git the exec bit of the working tree is not to be trusted:
+its status shows no change of the bit alone, and `git add` (so `git commit --only`, what
+a checkpoint is) keeps the mode the index's entry has, the one of HEAD for a path
+`commit --only` takes (100644 for a new path: git's ``ce_mode_from_stat``). A mount's
+worktree reads the vault's config (its common config), so `git config core.fileMode
+false` in the mount sets it for the vault, as for any linked worktree.
+
+Read from the files a person owns: git's system and global config
+(:func:`.gitrun.git_config_files`) and the vault's ``config``, which the sandbox shows a
+confined command read-only (docs/security.md, "Sealing the vault's git dir"): a command
+cannot make avfs drop or keep exec bits. Not the mount's ``config.worktree`` (git reads
+it where ``extensions.worktreeConfig`` is on, with ``git config --worktree``): not
+followed. Each file is read as :func:`.gitrun.config_text` keeps it (by its ``stat``):
+a status pays a few ``stat`` calls; a file that names ``filemode`` is parsed here, and
+where it cannot be (an include, a quoted value), git is asked (one ``git config``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..types import MODE_BLOB, MODE_EXEC
+from .gitrun import config_text, git_config_files
+
+__all__ = ["recorded_mode", "trusts_exec_bit"]
+
+_TRUE = (b"true", b"yes", b"on", b"1")
+_FALSE = (b"false", b"no", b"off", b"0", b"")
+
+
+def _filemode_in(text: bytes) -> tuple[bool, bool | None]:
+    """(read, the last ``core.filemode`` of config ``text`` (lower case) or None where it
+    sets none); read False where this cannot say: an include, a quoted or continued
+    value, a key after a section header on its line, a value that is no boolean."""
+    section = b""
+    found: bool | None = None
+    for raw in text.split(b"\n"):
+        line = raw.strip()
+        if not line or line[:1] in b"#;":
+            continue
+        if line[:1] == b"[":
+            end = line.find(b"]")
+            if end < 0:
+                return False, None
+            section = line[1:end].strip()
+            rest = line[end + 1 :].strip()
+            if section.startswith(b"include") or (rest and rest[:1] not in b"#;"):
+                return False, None
+            continue
+        if section != b"core":
+            continue
+        key, eq, value = line.partition(b"=")
+        if key.strip() != b"filemode":
+            continue
+        if not eq:
+            found = True  # (a key without a value is a true boolean)
+            continue
+        if b'"' in value or b"\\" in value:
+            return False, None
+        value = value.split(b"#", 1)[0].split(b";", 1)[0].strip()
+        if value in _TRUE:
+            found = True
+        elif value in _FALSE:
+            found = False
+        else:
+            return False, None
+    return True, found
+
+
+def trusts_exec_bit(store_path: str) -> bool:
+    """Whether git trusts the exec bit of the vault at ``store_path``'s working trees: its
+    ``core.fileMode``, true where no file the person owns sets it (git's default)."""
+    trusted = True
+    for path in (*git_config_files(), os.path.join(store_path, "config")):
+        text = config_text(path)
+        if text is None or (b"filemode" not in text and b"include" not in text):
+            continue
+        read, value = _filemode_in(text)
+        if not read:
+            return _asked(store_path)
+        if value is not None:
+            trusted = value
+    return trusted
+
+
+def _asked(store_path: str) -> bool:
+    """git's own answer (an include followed, a quoted value read): one ``git config``."""
+    from .gitrun import run
+
+    try:
+        proc = run(["config", "--type=bool", "--get", "core.filemode"], git_dir=store_path, check=False)
+    except Exception:  # (git cannot be run: git's default)
+        return True
+    return proc.returncode != 0 or proc.stdout.strip() != b"false"
+
+
+def recorded_mode(mode: int, held: tuple[str, int] | None, trusted: bool) -> int:
+    """The mode a file of the live tree with ``mode`` is recorded (and compared) with where
+    HEAD holds ``held`` (id, mode; None: nothing) at its path: its own where git trusts the
+    exec bit or it is no regular file, else HEAD's regular file's, else 100644."""
+    if trusted or mode not in (MODE_BLOB, MODE_EXEC):
+        return mode
+    if held is not None and held[1] in (MODE_BLOB, MODE_EXEC):
+        return held[1]
+    return MODE_BLOB
