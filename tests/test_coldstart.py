@@ -45,7 +45,8 @@ with open(out, "w") as fh:
 # policy load policy/gitglob.py (+1, realdata2: git's wildmatch brackets, ~0.3 ms). `restore`
 # +1 more: it held one module more in a fresh-clone run at load 40-50 (ci15; not found which:
 # five runs here hold 236 each). Every path that reads a commit +1 (attack19:
-# core/store/gittime.py, moved out of gitstore.py for its size).
+# core/store/gittime.py, moved out of gitstore.py for its size); every path that opens a
+# workspace +1 (gitmodel17: core/store/filemode.py, git's core.fileMode).
 LIBGIT2 = ("pygit2", "_pygit2")
 RICH = ("rich",)
 CLICK = ("click", "avfs_git.cli.main")  # the frequent commands' own path (cli/fastcli.py)
@@ -57,24 +58,24 @@ NO_COPY = ("shutil", "tempfile", "bz2", "lzma", "random", "hashlib", "_hashlib")
 OPENSSL = ("hashlib", "_hashlib")
 NO_PROC = (*NO_COPY, "subprocess", "selectors")
 COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
-    "status_json": (["--json", "--vault", "p:f1", "status"], 222, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status_json": (["--json", "--vault", "p:f1", "status"], 223, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # piped: no style
-    "status": (["--vault", "p:f1", "status"], 222, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
-    "status_upper": (["--json", "--vault", "p:u", "status"], 222, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status": (["--vault", "p:f1", "status"], 223, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status_upper": (["--json", "--vault", "p:u", "status"], 223, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # its patch: libgit2 (which imports shutil and subprocess itself)
-    "diff_json": (["--json", "--vault", "p:f1", "diff"], 274, RICH + CLICK),
-    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 274, RICH + CLICK),
-    "cat": (["--vault", "p:f1", "cat", "a.txt"], 217, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "diff_json": (["--json", "--vault", "p:f1", "diff"], 275, RICH + CLICK),
+    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 275, RICH + CLICK),
+    "cat": (["--vault", "p:f1", "cat", "a.txt"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
     "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 182, LIBGIT2 + RICH + CLICK + NO_PROC),
     "log": (["--vault", "p:f1", "log", "-n", "5"], 182, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 224, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 225, LIBGIT2 + RICH + CLICK + NO_PROC),
     # (their git processes: subprocess)
     "save_json": (
         ["--json", "--vault", "p:f1", "checkpoint", "save", "-m", "m"],
-        236,
+        237,
         LIBGIT2 + RICH + CLICK + NO_COPY,
     ),
-    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 225, LIBGIT2 + RICH + CLICK + NO_COPY),
+    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 226, LIBGIT2 + RICH + CLICK + NO_COPY),
     "unmount": (
         ["unmount", "p:f1"],
         192,
@@ -87,19 +88,19 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
         LIBGIT2 + RICH + CLICK + OPENSSL,
     ),  # piped: its markup without rich
     # the commands the suite's processes call most after those (twenty-second round's count)
-    "ls_json": (["--json", "--vault", "p:f1", "ls"], 217, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "stat_json": (["--json", "--vault", "p:f1", "stat", "a.txt"], 217, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "rm": (["--vault", "p:f1", "rm", "n.txt"], 224, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "list_json": (["--json", "--vault", "p:f1", "checkpoint", "list"], 205, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "ls_json": (["--json", "--vault", "p:f1", "ls"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "stat_json": (["--json", "--vault", "p:f1", "stat", "a.txt"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "rm": (["--vault", "p:f1", "rm", "n.txt"], 225, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "list_json": (["--json", "--vault", "p:f1", "checkpoint", "list"], 206, LIBGIT2 + RICH + CLICK + OPENSSL),
     "restore_json": (
         ["--json", "--vault", "p:f1", "checkpoint", "restore", "main"],
-        237,
+        238,
         LIBGIT2 + RICH + CLICK + OPENSSL,
     ),
-    "undo": (["--vault", "p:f1", "undo"], 232, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "undo": (["--vault", "p:f1", "undo"], 233, LIBGIT2 + RICH + CLICK + OPENSSL),
     "merge_json": (
         ["--json", "--vault", "p:main", "merge", "f2"],
-        288,
+        289,
         RICH + CLICK,
     ),  # (libgit2 merge; +wsforms)
     "vault_list_json": (["--json", "vault", "list"], 170, LIBGIT2 + RICH + CLICK + NO_PROC),

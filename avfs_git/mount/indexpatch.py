@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
-from .indexsplit import link_at, merged
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
 
 _U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
@@ -29,6 +28,17 @@ if TYPE_CHECKING:
     from .ewah import Ewah
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
+
+
+def link_at(data: bytes, off: int) -> int | None:
+    """The offset of index ``data``'s ``link`` extension (its extensions start at ``off``):
+    a split index's; None where it has none."""
+    end = len(data) - 20
+    while off + 8 <= end:
+        if data[off : off + 4] == b"link":
+            return off
+        off += 8 + int.from_bytes(data[off + 4 : off + 8], "big")
+    return None
 
 
 def patched_index(
@@ -87,6 +97,8 @@ def patched_index(
     if link is not None:
         # a split index: its few entries and the shared index it names, merged and
         # patched whole (mount/indexsplit.py); written back unsplit
+        from .indexsplit import merged  # (a split index only: not every status's path)
+
         whole = merged(data, off, link, git_dir)
         walked = None if whole is None else _entry_offsets(whole, {len(n) for n in repl}, repl)
         if whole is None or walked is None:
