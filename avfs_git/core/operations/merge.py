@@ -39,7 +39,7 @@ from ..errors import (
     UsageError,
 )
 from ..records import dataclass
-from ..store import names, refs
+from ..store import names, refs, unreadable
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.mergetrees import merge_trees
 from ..store.treediff import diff_trees
@@ -184,7 +184,7 @@ def _tips(
 
         raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
     assert ours is not None
-    base = vault.store.merge_base(ours, theirs)
+    base = unreadable.merge_base(vault.store, ours, theirs)  # (what libgit2 cannot read: named)
     if base is None and not allow_unrelated:
         what = (
             f"{source_ref.removeprefix(refs.REMOTES)} (a remote branch)" if source_ref else f"fork {source}"

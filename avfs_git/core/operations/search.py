@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from ..errors import PathNotFoundError, UsageError
+from ..errors import InternalError, PathNotFoundError, UsageError
 from ..records import dataclass
 from ..store import names
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, ChangeStatus, NodeKind, kind_of_mode
@@ -288,12 +288,17 @@ def grep(
         gone, extra, commit = set(), [], base
     committed = View.of_commit(ws.store, base)
     tree = ws.store.commit_tree(base)
-    files = _tree_files(store_path, tree, starts)
-    listed = [p for p, _ in files]
-    # a lazy vault fetches what the search reads in one batch first (git grep would fetch
-    # blob by blob, without avfs's credentials or timeout); nothing happens in a whole one
-    ws.store.prefetch({oid: p for p, oid in files if p not in gone and (flt is None or flt.match(p))})
-    cands = _tree_candidates(store_path, tree, pat, starts)
+    try:
+        files = _tree_files(store_path, tree, starts)
+        listed = [p for p, _ in files]
+        # a lazy vault fetches what the search reads in one batch first (git grep would fetch
+        # blob by blob, without avfs's credentials or timeout); nothing happens in a whole one
+        ws.store.prefetch({oid: p for p, oid in files if p not in gone and (flt is None or flt.match(p))})
+        cands = _tree_candidates(store_path, tree, pat, starts)
+    except InternalError as exc:  # git met an object it cannot read (a whole pack, to git): named
+        from ..store.unreadable import first_unreadable
+
+        raise first_unreadable(ws.store, [tree]) or exc from exc
     candidate = set(listed if cands is None else cands)
     todo: list[tuple[str, View]] = []
     searched = 0
