@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..errors import InternalError, ObjectUnreadableError
+from ..errors import ObjectUnreadableError
 from ..types import MODE_COMMIT, MODE_TREE
 from .gitstore import GitStore
 from .treelist import walk_tree
@@ -36,15 +36,6 @@ def first_unreadable(store: GitStore, trees: Iterable[str]) -> ObjectUnreadableE
     except ObjectUnreadableError as exc:
         return exc
     return None
-
-
-def merge_base(store: GitStore, a: str, b: str) -> str | None:
-    """:meth:`.gitstore.GitStore.merge_base` of commits ``a`` and ``b``; where libgit2 fails,
-    the object under their trees the store cannot read, named, when there is one."""
-    try:
-        return store.merge_base(a, b)
-    except InternalError as exc:
-        raise first_unreadable(store, [store.commit_tree(a), store.commit_tree(b)]) or exc from exc
 
 
 # what git says when it cannot read the vault's own objects (its pack-objects in a push)
