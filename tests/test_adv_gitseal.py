@@ -1464,11 +1464,19 @@ def test_a_rebase_the_person_starts_while_a_command_runs_is_kept_and_reported(li
     mp = live.mountpoint
     wt = worktree_dir(vault, "main")
     started = Path(mp) / "started"  # the sandbox's /tmp is its own
-    with running([*exec_argv("--"), "sh", "-c", "touch started; sleep 3"], started) as run:
+    # the command runs until the person's rebase has stopped at its break (a file written
+    # after it; at most 120 s), not for a fixed 3 s: under load (6 busy loops beside -n 2)
+    # the rebase took longer, the run's record stage moved the branch first, and git's
+    # rebase could not detach HEAD ("cannot lock ref 'HEAD'", 2 of 2 backends, flaky3)
+    wait = "touch started; i=0; while [ ! -e rebased ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done"
+    with running([*exec_argv("--"), "sh", "-c", wait], started) as run:
         env = dict(os.environ, GIT_SEQUENCE_EDITOR="sed -i 1ibreak")
-        proc = subprocess.run(
-            ["git", "rebase", "-i", "HEAD"], cwd=mp, env=env, capture_output=True, text=True
-        )
+        try:
+            proc = subprocess.run(
+                ["git", "rebase", "-i", "HEAD"], cwd=mp, env=env, capture_output=True, text=True
+            )
+        finally:
+            (Path(mp) / "rebased").touch()
         assert os.path.isdir(os.path.join(wt, "rebase-merge")), proc.stderr
         with open(os.path.join(wt, "rebase-merge", "git-rebase-todo")) as fh:
             todo = fh.read()

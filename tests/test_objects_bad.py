@@ -210,6 +210,102 @@ def test_a_damaged_delta_has_no_size(real_vault):
         _put(pack, good)
 
 
+def _damage_a_deltas_zlib_head(v) -> tuple[str, str, Path, bytes]:
+    """Flip the first byte of one deltified file's zlib stream (its header's first byte,
+    right after the entry's header and base offset): nothing of it inflates. (its path, its
+    id, the pack, the pack's good bytes)"""
+    info = _verify_pack(v)
+    pack = next(Path(v.path, "objects", "pack").glob("*.pack"))
+    good = pack.read_bytes()
+    path, oid = next((p, o) for p, o in _blobs_by_path(v).items() if info[o][2] > 0)
+    at = info[oid][1]
+    while good[at] & 0x80:  # the type and size
+        at += 1
+    at += 1
+    if (good[info[oid][1]] >> 4) & 7 == 6:  # OFS_DELTA: the base's offset
+        while good[at] & 0x80:
+            at += 1
+        at += 1
+    else:  # REF_DELTA: the base's id
+        at += 20
+    v.store.close()
+    bad = bytearray(good)
+    bad[at] ^= 0xFF
+    _put(pack, bytes(bad))
+    return path, oid, pack, good
+
+
+def _on_a_thread(call) -> object:
+    """``call()``'s result or exception, on a thread of its own (a fresh stack: libgit2 1.9's
+    made-up size is 0 there, anything on a used one)."""
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            got.append(call())
+        except Exception as exc:
+            got.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return got[0]
+
+
+@pytest.mark.parametrize("damage", ["data", "zlib-header"])
+def test_a_damaged_deltas_index_size_is_an_error(real_vault, damage):
+    """The sizes a mount's git index is written with (:func:`odbdirect.size_reader`, libgit2's
+    header reads: mount/index.py) took libgit2's word for a delta it cannot inflate: a size
+    it made up (on main: 0 on a fresh thread, 18-112 on used ones, each of three). Now the
+    store's checked read says: ``object_unreadable`` naming it (the mount's daemon then
+    writes the index by `git read-tree`, fuse/mountindex.py). A readable blob's size is
+    still libgit2's header (checked beside it)."""
+    from avfs_git.core.store.odbdirect import size_reader
+
+    v, src = real_vault
+    if damage == "data":
+        path, oid, pack, good, _blobs, _info = _damage_a_delta(v)
+    else:
+        path, oid, pack, good = _damage_a_deltas_zlib_head(v)
+    other, other_oid = next((p, o) for p, o in _blobs_by_path(v).items() if o != oid)
+    try:
+        for _ in range(3):
+            got = _on_a_thread(lambda: size_reader(v.store)(oid))
+            assert isinstance(got, ObjectUnreadableError) and got.details["oid"] == oid, (path, got)
+            # (the reader goes on: the next blob's size is its header's, on the same thread)
+            sizes = _on_a_thread(lambda: [size_reader(v.store)(o) for o in (other_oid, other_oid)])
+            assert sizes == [len((src / other).read_bytes())] * 2, sizes
+    finally:
+        v.store.close()
+        _put(pack, good)
+
+
+def test_a_damaged_delta_in_an_alternate_has_no_size(home, real_vault):
+    """A blob the pure reader does not find (the vault borrows it through
+    ``objects/info/alternates``, a layout it does not read) is sized by libgit2's header
+    read: a delta of the other store's that does not inflate had a made-up size there (on
+    main 280, 280 and 2 in three threads). Now ``object_unreadable`` naming it."""
+    from avfs_git.core.store.gitstore import GitStore
+
+    v, _src = real_vault
+    path, oid, pack, good, _blobs, _info = _damage_a_delta(v)
+    borrower = Path(home.path, "borrower.git")
+    git("init", "-q", "--bare", str(borrower))
+    (borrower / "objects" / "info" / "alternates").write_text(os.path.join(v.path, "objects") + "\n")
+    store = GitStore(str(borrower))
+    try:
+        import pygit2  # noqa: F401  (loaded: the store's fallback for what its reader does not find)
+
+        for _ in range(3):
+            got = _on_a_thread(lambda: store.blob_size(oid))
+            assert isinstance(got, ObjectUnreadableError) and got.details["oid"] == oid, (path, got)
+    finally:
+        store.close()
+        v.store.close()
+        _put(pack, good)
+        shutil.rmtree(borrower)
+
+
 def test_damaged_pack_is_eio_in_a_mount(home, real_vault, tmp_path):
     from avfs_git.ops import mounts
 

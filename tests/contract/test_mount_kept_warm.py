@@ -13,9 +13,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -25,6 +27,7 @@ from avfs_git.core.settings import Settings
 from avfs_git.core.vaults import registry
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
+from avfs_git.core.workspace.changelog import ChangeLog
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 
@@ -73,11 +76,56 @@ def _listed(home: Home, backend: str) -> list[dict[str, Any]]:
 
 
 def _daemon_pid(fork: Vault) -> int:
-    """The kept-warm mount's daemon, read from its record in process: listing it through the
-    CLI takes longer than the 1 s idle timeout under load, and the mount may be gone by then."""
-    data = registry.read_record(mounts.registry_path(fork, "main"))
-    assert data is not None and data.get("kept_warm"), data
-    return int(data["pid"])
+    """The kept-warm mount's daemon: the last one the fork's change log names (each writes
+    its pid there as it starts, fuse/daemon.py), so read after the 1 s idle timeout released
+    it too. Its record is gone by then: under load (6 busy loops beside `-n 2`) the CLI's
+    return alone took longer than the timeout, and the record read after it was None (flaky3)."""
+    with ChangeLog(fork.ws_dir("main")) as log:
+        daemons = log.daemons()
+    assert daemons, "no daemon named in the change log"
+    return max(daemons, key=lambda d: d[1])[0]
+
+
+T = TypeVar("T")
+
+
+def _exec_while(
+    home: Home, backend: str, fork: Vault, flag_dir: Path, then: Callable[[str], T], *args: str
+) -> tuple[dict[str, Any], T]:
+    """`proxy exec` (``args`` before its ``--``; the idle timeout SHORT) of a command that
+    waits until ``then(mountpoint)`` has run beside it: what must hold the mount, or act on
+    it before a release, is in place while the call still holds it. After the call, the
+    1 s timeout runs from its end, and under load the CLI's return alone took longer than
+    that: the holders started after it found the mount gone (flaky3: 4 of 9 such tests
+    failed at load ~30). The command runs on the host (``--host writable``) to see the flag."""
+    flag = flag_dir / f"go-{time.monotonic_ns()}"
+    wait = f'while [ ! -e "{flag}" ]; do sleep 0.02; done'
+    got: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            got["doc"] = _exec(home, backend, *args, "--host", "writable", "--", "sh", "-c", wait, idle=SHORT)
+        except BaseException as exc:  # (raised again below)
+            got["error"] = exc
+
+    call = threading.Thread(target=run)
+    call.start()
+    try:
+        path = mounts.registry_path(fork, "main")
+        assert _until(lambda: os.path.exists(path) or not call.is_alive(), 120) and os.path.exists(path), got
+        record = registry.read_record(path)
+        assert record is not None and record.get("kept_warm"), record
+        mp = str(record["mountpoint"])
+        # its files: the mount is up (the record is written before it is ready: a holder
+        # that opened a file at once found none, 2 of 2 runs)
+        assert _until(lambda: os.path.exists(os.path.join(mp, "README.md")) or not call.is_alive(), 120), got
+        out = then(mp)
+    finally:
+        flag.touch()
+        call.join()
+    if "error" in got:
+        raise got["error"]
+    return dict(got["doc"]), out
 
 
 def _until(what: Callable[[], bool], timeout_s: float = 30.0) -> bool:
@@ -191,14 +239,18 @@ def test_the_idle_timeout_releases_it_cleanly(backend: str, home: Home, fork: Va
     assert again["mount"]["reused"] is False and again["result"]["stdout"] == "x\n"
 
 
-def test_a_process_in_the_mount_keeps_it(backend: str, home: Home, fork: Vault, cleanup: Any) -> None:
-    doc = _exec(home, backend, "--", "true", idle=SHORT)
+def test_a_process_in_the_mount_keeps_it(
+    backend: str, home: Home, fork: Vault, cleanup: Any, tmp_path: Path
+) -> None:
+    def hold(mp: str) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+        # the holders while the call runs: after it, the 1 s timeout may pass before any
+        # step of this test (a whole CLI process returning, under load)
+        with open(os.path.join(mp, "README.md"), "rb") as fh:
+            open_file = subprocess.Popen(["sleep", "600"], stdin=fh)
+        return open_file, subprocess.Popen(["sleep", "600"], cwd=mp)
+
+    doc, (open_file, in_cwd) = _exec_while(home, backend, fork, tmp_path, hold)
     mp = doc["mount"]["mountpoint"]
-    # the holders first: listing is a whole CLI process, which under load takes longer than
-    # the 1 s timeout, so the mount could be released before anything held it
-    with open(os.path.join(mp, "README.md"), "rb") as fh:
-        open_file = subprocess.Popen(["sleep", "600"], stdin=fh)
-    in_cwd = subprocess.Popen(["sleep", "600"], cwd=mp)
     try:
         pid = _listed(home, backend)[0]["pid"]
         # well past the timeout (several of the daemon's looks at it): still mounted
@@ -220,14 +272,18 @@ def test_a_process_in_the_mount_keeps_it(backend: str, home: Home, fork: Vault, 
 
 
 def test_a_mount_whose_record_was_removed_still_goes(
-    backend: str, home: Home, fork: Vault, cleanup: Any
+    backend: str, home: Home, fork: Vault, cleanup: Any, tmp_path: Path
 ) -> None:
     # the record is the daemon's word that it is kept warm; without it (removed by hand, or
-    # with the vault) the daemon must not stay forever
-    doc = _exec(home, backend, "--", "true", idle=SHORT)
-    mp = doc["mount"]["mountpoint"]
+    # with the vault) the daemon must not stay forever. Removed while the call runs: after
+    # it, the timeout may have released the mount (and removed the record) already
+    def unlink(mp: str) -> str:
+        os.unlink(mounts.registry_path(fork, "main"))
+        return mp
+
+    # (the envelope's mount is null then: the call's end found no record to describe it)
+    _doc, mp = _exec_while(home, backend, fork, tmp_path, unlink)
     pid = _daemon_pid(fork)
-    os.unlink(mounts.registry_path(fork, "main"))
     try:
         assert _until(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
         assert not registry.mounted_at(mp)
@@ -261,12 +317,16 @@ def test_unmount_and_down_release_it(backend: str, home: Home, fork: Vault, clea
     _no_leftovers(fork, mp)
 
 
-def test_avfs_mount_and_keep_mount_make_it_stay(backend: str, home: Home, fork: Vault, cleanup: Any) -> None:
-    doc = _exec(home, backend, "--", "true", idle=SHORT)
+def test_avfs_mount_and_keep_mount_make_it_stay(
+    backend: str, home: Home, fork: Vault, cleanup: Any, tmp_path: Path
+) -> None:
+    # held from inside the call until `avfs mount` has started (a whole CLI process: under
+    # load longer than the 1 s timeout), so that it adopts this mount rather than finding
+    # it released
+    doc, holder = _exec_while(
+        home, backend, fork, tmp_path, lambda mp: subprocess.Popen(["sleep", "600"], cwd=mp)
+    )
     assert doc["mount"]["kept_warm"] is True
-    # held while `avfs mount` starts (a whole CLI process: under load longer than the 1 s
-    # timeout), so that it adopts this mount rather than finding it released
-    holder = subprocess.Popen(["sleep", "600"], cwd=doc["mount"]["mountpoint"])
     try:
         r = _avfs(home, backend, "--json", "mount", "v:main", idle=SHORT)
     finally:

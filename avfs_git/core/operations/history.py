@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import (
     AvfsError,
+    InternalError,
     InvalidPathError,
     IsDirectoryError,
     PathNotFoundError,
@@ -179,7 +180,15 @@ def split_range(spec: str) -> tuple[str, str, bool] | None:
 
 def merge_base(vault: Vault, a: str, b: str) -> str:
     """The best common ancestor of commits ``a`` and ``b`` (as ``git merge-base``)."""
-    base = vault.store.merge_base(a, b)
+    try:
+        base = vault.store.merge_base(a, b)
+    except InternalError as exc:  # (libgit2 takes a damaged pack as unusable whole: named)
+        from ..store.unreadable import first_unreadable
+
+        named = first_unreadable(vault.store, [vault.store.commit_tree(c) for c in (a, b)])
+        if named is None:
+            raise
+        raise named from exc
     if base is None:
         raise RevisionNotFoundError(f"{a[:12]} and {b[:12]} share no history", details={"old": a, "new": b})
     return base

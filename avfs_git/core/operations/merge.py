@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, overload
 from ..errors import (
     BusyError,
     ConflictError,
+    InternalError,
     MergeInProgressError,
     UnrelatedHistoriesError,
     UsageError,
@@ -185,7 +186,15 @@ def _tips(
 
         raise RevisionNotFoundError(f"{source_ref or source} does not exist", details={"ref": source_ref})
     assert ours is not None
-    base = vault.store.merge_base(ours, theirs)
+    try:
+        base = vault.store.merge_base(ours, theirs)
+    except InternalError as exc:  # (libgit2 takes a damaged pack as unusable whole: named)
+        from ..store.unreadable import first_unreadable  # (only here: a merge's modules)
+
+        named = first_unreadable(vault.store, [vault.store.commit_tree(c) for c in (ours, theirs)])
+        if named is None:
+            raise
+        raise named from exc
     if base is None and not allow_unrelated:
         what = (
             f"{source_ref.removeprefix(refs.REMOTES)} (a remote branch)" if source_ref else f"fork {source}"

@@ -323,6 +323,9 @@ def push(
         )
         _record(vault, "push", remote, updates, names_[0] if len(names_) == 1 else None)
         return TransferResult(vault.name, remote, updates, tuple(left), warnings)
+    from ..store.unreadable import damaged_push  # (git could not read what it sends: named)
+
+    damaged_push(vault.store, proc.stderr, local.values())
     _push_failed(vault, remote, proc, local, expected, atomic, creds, implicit)
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from ..errors import PathNotFoundError, UsageError
+from ..errors import InternalError, PathNotFoundError, UsageError
 from ..records import dataclass
 from ..store import names
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, ChangeStatus, NodeKind, kind_of_mode
@@ -217,6 +217,28 @@ def _tree_candidates(store_path: str, tree: str, pat: Pattern, starts: Sequence[
     ]
 
 
+def _git_lists(
+    ws: Workspace[Vault], tree: str, pat: Pattern, starts: Sequence[str], read: Callable[[str], bool]
+) -> tuple[list[str], list[str] | None]:
+    """The files of ``tree`` at or below ``starts`` and the candidates among them
+    (:func:`_tree_files`, :func:`_tree_candidates`), a lazy vault's blobs the search will
+    read (``read(path)``) fetched in one batch between (git grep would fetch blob by blob,
+    without avfs's credentials or timeout; nothing happens in a whole vault). Where git
+    fails on an object it cannot read (a pack cut short is unusable whole to git), the
+    object the store cannot read is the error, named."""
+    try:
+        files = _tree_files(ws.store.path, tree, starts)
+        ws.store.prefetch({oid: p for p, oid in files if read(p)})
+        return [p for p, _ in files], _tree_candidates(ws.store.path, tree, pat, starts)
+    except InternalError as exc:
+        from ..store.unreadable import first_unreadable
+
+        named = first_unreadable(ws.store, [tree])
+        if named is None:
+            raise
+        raise named from exc
+
+
 def grep(
     ws: Workspace[Vault],
     pattern: str,
@@ -263,7 +285,6 @@ def grep(
         ws.check_visible(names.norm_path(p), "grep")
     pat = compile_pattern(pattern, ignore_case=ignore_case, fixed=fixed, word=word)
     flt = _Globs(globs) if globs else None
-    store_path = ws.store.path
     # what to read here, in the order a walk of the view lists it: (path, view)
     if rev is None:
         changes, ignored = ws.status_ignored()
@@ -288,12 +309,9 @@ def grep(
         gone, extra, commit = set(), [], base
     committed = View.of_commit(ws.store, base)
     tree = ws.store.commit_tree(base)
-    files = _tree_files(store_path, tree, starts)
-    listed = [p for p, _ in files]
-    # a lazy vault fetches what the search reads in one batch first (git grep would fetch
-    # blob by blob, without avfs's credentials or timeout); nothing happens in a whole one
-    ws.store.prefetch({oid: p for p, oid in files if p not in gone and (flt is None or flt.match(p))})
-    cands = _tree_candidates(store_path, tree, pat, starts)
+    listed, cands = _git_lists(
+        ws, tree, pat, starts, lambda p: p not in gone and (flt is None or flt.match(p))
+    )
     candidate = set(listed if cands is None else cands)
     todo: list[tuple[str, View]] = []
     searched = 0

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
 from ..types import MODE_COMMIT, MODE_TREE
 from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
-from .gitlib import git_error, git_errors
+from .gitlib import git_error, git_errors, header_size
 from .gittime import rfc3339 as rfc3339  # (its home before; many import it from here)
 from .gitwrite import StoreWrites
 from .neighbours import Near, fetch_with
@@ -407,12 +407,11 @@ class GitStore(StoreWrites):
         if pure_error is not None:  # found, not readable: libgit2 (1.9) sizes a delta it cannot
             # inflate from a buffer it never filled (0 on a fresh thread): read whole, checked
             return len(self._libgit2_read(oid, "blob", pure_error)[1])
-        import pygit2
-
-        try:
-            return int(self._repo.odb.read_header(pygit2.Oid(hex=oid))[1])
+        try:  # (a layout the pure reader does not read: an alternate's)
+            n = header_size(self._repo.odb, oid)
         except git_errors() as exc:
             raise self._unreadable(oid, "blob", pure_error, exc) from exc
+        return len(self._libgit2_read(oid, "blob", None)[1]) if n is None else n
 
     def blob_data(self, oid: str, *, path: str | None = None, near: Near | None = None) -> bytes:
         """Blob ``oid``'s contents (``path``: the file, named if it cannot be read;

@@ -128,7 +128,9 @@ def unreadable_in_merge(
             store.check_object(oid)
     except ObjectUnreadableError as exc:
         return exc
-    return None
+    from .unreadable import first_unreadable  # (libgit2 took a pack as unusable whole: the damage)
+
+    return first_unreadable(store, [ancestor, ours, theirs])
 
 
 def merge_blobs(store: GitStore, ancestor: str, ours: str, theirs: str) -> dict[str, str]:
