@@ -30,15 +30,17 @@ if TYPE_CHECKING:
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
 
 
-def link_at(data: bytes, off: int) -> int | None:
-    """The offset of index ``data``'s ``link`` extension (its extensions start at ``off``):
-    a split index's; None where it has none."""
-    end = len(data) - 20
-    while off + 8 <= end:
-        if data[off : off + 4] == b"link":
-            return off
-        off += 8 + int.from_bytes(data[off + 4 : off + 8], "big")
-    return None
+def _whole(data: bytes, off: int, git_dir: str) -> bytes | None:
+    """Index ``data`` whole: itself, or where it is a split index (a ``link`` extension
+    among those from ``off``) its few entries and the shared index it names, merged
+    (mount/indexsplit.py, loaded only then: not every status's path); None where they
+    cannot be."""
+    if b"link" not in data[off:]:
+        return data
+    from .indexsplit import link_at, merged
+
+    link = link_at(data, off)
+    return data if link is None else merged(data, off, link, git_dir)
 
 
 def patched_index(
@@ -93,13 +95,9 @@ def patched_index(
     if walked is None:
         return None
     offs, hits, off = walked
-    link = link_at(data, off)
-    if link is not None:
-        # a split index: its few entries and the shared index it names, merged and
-        # patched whole (mount/indexsplit.py); written back unsplit
-        from .indexsplit import merged  # (a split index only: not every status's path)
-
-        whole = merged(data, off, link, git_dir)
+    whole = _whole(data, off, git_dir)
+    if whole is not data:
+        # a split index: patched whole (:func:`_whole`), written back unsplit
         walked = None if whole is None else _entry_offsets(whole, {len(n) for n in repl}, repl)
         if whole is None or walked is None:
             return None

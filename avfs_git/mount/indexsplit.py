@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import struct
 
-from .indexpatch import link_at as link_at  # (its home: every patch asks it)
 from .ownfiles import MAX_INDEX, read_bytes
 
 __all__ = ["link_at", "merged"]
@@ -35,6 +34,17 @@ _OID = 20  # (the vault's object ids: SHA-1, as the patch's entries)
 _EXTENDED = 0x4000
 _STAGE = 0x3000
 _FLAGS = struct.Struct(">H").unpack_from
+
+
+def link_at(data: bytes, off: int) -> int | None:
+    """The offset of index ``data``'s ``link`` extension (its extensions start at ``off``):
+    a split index's; None where it has none."""
+    end = len(data) - 20
+    while off + 8 <= end:
+        if data[off : off + 4] == b"link":
+            return off
+        off += 8 + int.from_bytes(data[off + 4 : off + 8], "big")
+    return None
 
 
 def ewah_bits(buf: bytes, at: int, limit: int) -> tuple[list[int], int] | None:
