@@ -326,13 +326,17 @@ def _recover_pending(ws: Based) -> None:
         return
 
 
-def new_view(ov: Overlay) -> None:
+def new_view(ov: Overlay, *, keep_time: bool = False) -> None:
     """What the workspace shows changed wholesale (a restore, an undo, the ref
     followed): a new view time (files unchanged since the base show it) and one more
     ``view_moves``, by which a pure-FUSE mount's watcher tells such a move from one that
     keeps the view (a checkpoint) when the view time, in whole seconds, cannot
-    (fuse/invalidate.py: it then has the kernel look every name up again)."""
-    ov.set_meta("view_time", repr(float(settled_now())))
+    (fuse/invalidate.py: it then has the kernel look every name up again).
+    ``keep_time``: a merge's, which adds and removes names but leaves the files it does
+    not write at their times: ``view_moves`` alone (without it a pure-FUSE mount kept the
+    kernel's entries of the old view: a file the merge added was not found, gitmodel)."""
+    if not keep_time:
+        ov.set_meta("view_time", repr(float(settled_now())))
     ov.set_meta("view_moves", str(int(ov.get_meta("view_moves") or 0) + 1))
 
 
@@ -470,8 +474,7 @@ def _move(
                 ws.overlay.clear(db, "reset")
             if view_tree is not None and view_tree != ws.store.commit_tree(base):
                 ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
-            if not same_view:
-                new_view(ws.overlay)
+            new_view(ws.overlay, keep_time=same_view)
             view_reset(ws.overlay)
             now = time.time_ns()
             ws.overlay.keep_times(db, [(p, oid, now, now) for p, oid in rewritten])
