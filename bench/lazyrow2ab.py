@@ -15,7 +15,8 @@ with other work the wall time is mostly waiting for a CPU.
 
 Run: ``.venv/bin/python -m bench.lazyrow2ab --served DIR --base /work/h-lazyrow2-base
 [--repeats N]`` (DIR as ``bench.lazycases --monorepo --served DIR`` keeps it). The result
-goes to ``bench/results/[PREFIX]lazyrow2ab-<time>.json`` and is printed.
+goes to ``bench/results/[PREFIX]lazyrow2ab-<time>.json`` and is printed. ``--setups today``
+(twenty-ninth round): one setup only.
 """
 
 from __future__ import annotations
@@ -104,14 +105,16 @@ def main() -> None:
     ap.add_argument("--served", required=True, help="the served repository's directory (big.git in it)")
     ap.add_argument("--base", required=True, help="a worktree of the code to compare with (its .venv)")
     ap.add_argument("--prefix", default="")
+    ap.add_argument("--setups", default=",".join(SETUPS), help=f"of {','.join(SETUPS)} (twenty-ninth round)")
     args = ap.parse_args()
+    setups = tuple(x for x in args.setups.split(",") if x in SETUPS)
     pythons = {
         "main": str(Path(args.base).resolve() / ".venv" / "bin" / "python"),
         "branch": str(ROOT / ".venv" / "bin" / "python"),
     }
     avfs = {code: [py, "-m", "avfs_git"] for code, py in pythons.items()}
     load = [os.getloadavg()[0]]
-    runs: dict[str, list[dict[str, float]]] = {f"{c}/{s}": [] for c in CODES for s in SETUPS}
+    runs: dict[str, list[dict[str, float]]] = {f"{c}/{s}": [] for c in CODES for s in setups}
     whole: list[float] = []
     bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="avfs-bench-row2ab-") as tmp:
@@ -138,7 +141,7 @@ def main() -> None:
                 subprocess.run(["git", "clone", "-q", "--bare", url, str(t / f"bare{i}.git")], check=True)
                 bare.append(time.perf_counter() - start)
                 shutil.rmtree(t / f"bare{i}.git")
-                order = [(c, s) for s in SETUPS for c in CODES]
+                order = [(c, s) for s in setups for c in CODES]
                 for code, setup in order if i % 2 == 0 else order[::-1]:
                     runs[f"{code}/{setup}"].append(
                         _round(avfs[code], env, url, f"{code}-{setup}-{i}", t, ref, setup)
@@ -167,7 +170,7 @@ def main() -> None:
             "status_times_whole": med["status_s"] / w,
             "row1_times_git_clone_bare": med["row1_s"] / statistics.median(bare),
         }
-    for setup in SETUPS:
+    for setup in setups:
         a, b = runs[f"main/{setup}"], runs[f"branch/{setup}"]
         ratios = {k: [y[k] / x[k] for x, y in zip(a, b, strict=True) if x[k] > 0] for k in a[0]}
         result[f"branch_over_main/{setup}"] = {k: statistics.median(v) for k, v in ratios.items() if v}

@@ -17,10 +17,12 @@ is done:
    without its attributes (:meth:`.fuse.view.ViewOps.plus_ok`);
 2. meanwhile the index and its untracked cache are made (the daemon's
    :meth:`write_index`, mount/index.py ``sync_index``) with the sizes not yet known left
-   0; once the sizes are in, they are filled in and the index is written. The sizes take
-   the base tree's blobs from one ``git ls-tree`` (core/store/treelist.py, read in bulk),
-   a fork's index is git's ``read-tree`` of it (mount/readtree.py), the first started
-   as the mount starts, the second once it is announced; the index's work on this
+   0; once the sizes are in, they are filled in and the index is written. A fork's index
+   is git's ``read-tree`` of the base tree (mount/readtree.py), started as the sizes are
+   first asked (:meth:`Settle._first`), and the sizes read the tree's blobs from that
+   index, so git lists the tree once (else, or for a revision's mount, from one ``git
+   ls-tree``, core/store/treelist.py, read in bulk; its ``read-tree`` then starts once the
+   mount is announced); the index's work on this
    interpreter starts once the whole tree's request has gone out (:data:`SENDING_S`); so libgit2 is not needed: it is loaded
    once the git commands that waited at the gate have ended (:meth:`Settle.wait` notes
    them; at most :data:`AFTER_GIT_S`), as are the exec server's warm-up and the index
@@ -30,10 +32,11 @@ is done:
    compares the contents of such an entry's file whenever it looks at it (``ie_modified``
    in git's read-cache.c), and a git run without the fsmonitor (``-c
    core.fsmonitor=false``) looks at every file, so it would read, and fetch, every blob.
-   The waits on git and on the server (the root's sizes, ``git ls-tree``) start at once;
-   the work that holds this interpreter (the listing's parse, the whole tree's request
-   and answer, the index) waits until the mount is announced (``stacked``), so the
-   caller's wait for the mount does not share the interpreter with it. This step and
+   The waits on git and on the server (git's listing, the root's sizes, and over
+   ``git://`` the whole tree's request, the server answering while the mount comes up)
+   start at once; the work that holds this interpreter for long (the whole tree's answer,
+   the index) waits until the mount is announced (``stacked``, :meth:`Settle._announced`),
+   so the caller's wait for the mount does not share the interpreter with it. This step and
    what follows it (the tree's ``.gitignore`` files fetched for the untracked
    cache, the index kept per base, the skeleton's removal, the lower layer's walk) wait
    while another process uses the mount (:meth:`Settle.asked_by`, told of every FUSE
@@ -117,6 +120,8 @@ class Settle:
         self._again = threading.Lock()  # one try again at a time (:meth:`wait`)
         self._once = threading.Lock()  # (:meth:`_ahead`)
         self._started = False  # git's index of the tree is started (:meth:`_ahead`)
+        self._tree: str | None = None  # the tree whose sizes are asked (:meth:`_listed`)
+        self._read_after = False  # :meth:`_announced` ran
         self.pin: Callable[[], None] | None = None  # the overlay backend's .git pin
         # set: the mount is announced (the overlay stacked, the caller told): the settling's
         # work on this interpreter waits for it, not to hold up the announcement
@@ -148,22 +153,54 @@ class Settle:
 
     def _sizes(self, asked: threading.Event) -> None:
         try:
-            self.ws.ask_sizes(asked.set, then=self._listed_then_wait, sending=self._sending.set)
+            self.ws.ask_sizes(
+                asked.set,
+                first=self._first,
+                then=self._listed,
+                sending=self._sending.set,
+                reading=self._announced,
+            )
         except Exception:
             logging.getLogger("avfs.fuse").exception("asking the sizes of the mount's files")
         finally:
             asked.set()
             self._sending.set()
 
-    def _listed_then_wait(self, tree: str) -> None:
-        """Between the root's sizes and the whole tree's: git's listing of ``tree`` made (not
-        parsed), then the wait for the mount's announcement."""
+    def _first(self, tree: str) -> None:
+        """Before the root's sizes are asked: a fork's git index of ``tree`` started
+        (mount/baselisting.py ``read_tree_first``), its process running while the root's
+        request waits on the server (the whole tree's request waits for its blob ids)."""
+        if self.beside and not self.stacked.is_set():
+            baselisting.read_tree_first(self.ws, tree)
+
+    def _listed(self, tree: str) -> None:
+        """Between the root's sizes and the whole tree's: git's listing of ``tree`` started
+        (for a fork, git's index of it, whose blob ids the sizes read: mount/baselisting.py
+        ``read_tree_first``). The whole tree's request then goes out, and its answer is read
+        once the mount is announced (:meth:`_announced`)."""
+        self._tree = tree
         if baselisting.await_kept(self.ws, tree):
+            self._tree = None
             return  # (made with its sizes by a process of its own: the mount's index patches it)
         if not self.stacked.is_set():
-            baselisting.prelist(self.ws, tree)
+            if self.beside:
+                baselisting.read_tree_first(self.ws, tree)
+            else:
+                baselisting.prelist(self.ws, tree)
+
+    def _announced(self) -> None:
+        """Before the whole tree's answer for sizes is read (or, none asked, before anything
+        else is done): the wait for the mount's announcement, then :meth:`_ahead`; once. The
+        request went out before it (the server answers while the mount comes up: the gate
+        had waited for that answer, 0.1-0.3 s after the announcement at load 14-20); its
+        answer's parse and the index wait for the announcement, as they did."""
+        if self._read_after:
+            return
+        self._read_after = True
+        if self._tree is None:
+            return
         self.stacked.wait(GATE_S)
-        self._ahead(tree)
+        self._ahead(self._tree)
 
     def _ahead(self, tree: str | None) -> None:
         """A fork's index: git's read-tree of the tree and the head of its untracked cache
@@ -173,14 +210,14 @@ class Settle:
         to be asked (where every size is known, git's read-tree had waited for the gate)."""
         if not self.beside:
             return
-        with self._once:
+        with self._once:  # (held while it starts: the index's maker then finds what it started)
             if self._started:
                 return
             self._started = True
-        try:
-            baselisting.read_tree_ahead(self.ws, tree if tree is not None else self.ws.view.base_tree)
-        except Exception:
-            logging.getLogger("avfs.fuse").exception("starting git's index of the mount's tree")
+            try:
+                baselisting.read_tree_ahead(self.ws, tree if tree is not None else self.ws.view.base_tree)
+            except Exception:
+                logging.getLogger("avfs.fuse").exception("starting git's index of the mount's tree")
 
     def _serial(self, sizes: threading.Thread) -> bool:
         sizes.join(GATE_S)

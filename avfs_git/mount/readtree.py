@@ -31,6 +31,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -114,6 +115,8 @@ class Ahead:
         env.update(GIT_INDEX_FILE=self._path, GIT_INDEX_VERSION="2")
         args = [x for c in CONFIG for x in ("-c", c)]
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # (the index read once, by whichever thread asks first)
+        self._read: tuple[bytes | None] | None = None  # (git's index, once read: None if it failed)
         try:
             self._proc = spawn(
                 [*args, "read-tree", tree],
@@ -135,17 +138,36 @@ class Ahead:
     ) -> GitIndex | None:
         """The index git made, read and filled in as :func:`made_by_git` says (waited for),
         or None; the scratch file removed."""
+        try:
+            data = self._index()
+        finally:
+            self._dropped()
+        return None if data is None else _filled(data, self.tree, token, t_ns, owner, size_of)
+
+    def blob_ids(self) -> list[str] | None:
+        """The blob id of every file of the tree (an id may repeat), read from the index git
+        made (waited for), or None where it made none this reads: a lazy mount's sizes
+        ask these (core/store/gitstore.py ``tree_blobs``), so the tree is listed by git
+        once, here, not by a ``git ls-tree`` of its own as well (fuse/settle.py)."""
+        data = self._index()
+        return None if data is None else _blob_ids(data)
+
+    def _index(self) -> bytes | None:
+        """git's index file as it wrote it (waited for, read once), or None."""
+        with self._lock:
+            if self._read is None:
+                self._read = (self._git_s(),)
+            return self._read[0]
+
+    def _git_s(self) -> bytes | None:
         proc = self._proc
         try:
             if proc is None or proc.wait() != 0:
                 return None
             with open(self._path, "rb") as fh:
-                data = fh.read()
+                return fh.read()
         except OSError:
             return None
-        finally:
-            self._dropped()
-        return _filled(data, self.tree, token, t_ns, owner, size_of)
 
     def drop(self) -> None:
         """Let it go unread (git stopped if it still runs), its scratch file removed, and
@@ -233,6 +255,34 @@ def _filled(
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     out += data[at:end] + b"FSMN" + struct.pack(">I", len(ext)) + ext
     return GitIndex(bytes(out) + hashlib.sha1(out).digest(), [*dirs, *ignores], sized_at)
+
+
+def _blob_ids(data: bytes) -> list[str] | None:
+    """The blob ids of the entries of git's version 2 index ``data`` (each file's and
+    symbolic link's, a submodule's left out), in its order; None where it is not one."""
+    if len(data) < 32 or data[:8] != b"DIRC\0\0\0\2":
+        return None
+    count = int.from_bytes(data[8:12], "big")
+    ids: list[bytes] = []
+    add = ids.append
+    off = 12
+    try:
+        for _ in range(count):
+            high = data[off + 60]
+            if high & 0x40:
+                return None  # (extended flags: not an index this reads)
+            nl = (high & 0x0F) << 8 | data[off + 61]
+            if nl == 0xFFF:
+                nl = data.index(b"\0", off + 62) - off - 62
+            if data[off + 24 : off + 28] != _GITLINK:
+                add(data[off + 40 : off + 60])
+            off += (70 + nl) & ~7
+    except (ValueError, IndexError):
+        return None
+    if off > len(data) - 20:
+        return None
+    digits = b"".join(ids).hex()
+    return [digits[i : i + 40] for i in range(0, len(digits), 40)]
 
 
 def _directories(cache_tree: bytes, tree: str) -> list[tuple[str, str | None]] | None:

@@ -230,7 +230,12 @@ class GitStore(StoreWrites):
 
     def tree_blobs(self, tree: str) -> list[str]:
         """The blob id of every file under ``tree`` (an id may repeat), from git's listing read
-        in bulk (:func:`.treelist.blob_ids`, kept for the next :meth:`tree_listing`), else walked."""
+        in bulk (:func:`.treelist.blob_ids`, kept for the next :meth:`tree_listing`), else walked;
+        or, where git's index of ``tree`` is being made for a mount, read from that index
+        (:meth:`.KeptListing.beside_ids`: the tree listed by git once, not twice)."""
+        ids = self.listed.beside_ids(tree)
+        if ids is not None:
+            return ids
         out = self.listed.raw(tree, lambda: git_listing(self.path, tree))
         if out is None:
             listing = self.tree_listing(tree, keep=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Protocol
 from urllib.parse import SplitResult, urlsplit
 
@@ -44,14 +45,21 @@ def remote_sizes(
     git_dir: str | None = None,
     remote: str | None = None,
     token: str | None = None,
+    reading: Callable[[], None] | None = None,
 ) -> dict[str, int] | None:
     """The sizes of ``oids`` on the server at ``url`` (``remote``: its name in the vault at
     ``git_dir``, which HTTP needs), within ``timeout`` seconds: those it has (one it does
     not have is left out); None when the server cannot say or cannot be reached. Local
-    paths and other transports are not asked (docs/lazy.md)."""
+    paths and other transports are not asked (docs/lazy.md). ``reading()``, when given, is
+    called before the answer is read: over ``git://`` once the request has gone out (the
+    server answers meanwhile; a lazy mount sends its tree's request before it is announced
+    and reads the answer after: fuse/settle.py), over the others before anything starts
+    (their processes are killed past ``timeout`` from their start)."""
     parts = urlsplit(url)
     if parts.scheme == "git" and parts.hostname:
-        return _over_git(parts, oids, timeout)
+        return _over_git(parts, oids, timeout, reading)
+    if reading is not None:
+        reading()
     if parts.scheme in ("http", "https") and git_dir is not None and remote is not None:
         return _over_http(parts.scheme, git_dir, remote, url, oids, timeout, token)
     if git_dir is not None and (where := _ssh_target(url)) is not None:
@@ -116,7 +124,9 @@ def _chunked(fh: IO[bytes]) -> _Stream:
     return fh
 
 
-def _over_git(parts: SplitResult, oids: list[str], timeout: float) -> dict[str, int] | None:
+def _over_git(
+    parts: SplitResult, oids: list[str], timeout: float, reading: Callable[[], None] | None = None
+) -> dict[str, int] | None:
     import socket
 
     assert parts.hostname is not None
@@ -131,6 +141,8 @@ def _over_git(parts: SplitResult, oids: list[str], timeout: float) -> dict[str, 
                 return None
             fh.write(_request(oids))
             fh.flush()
+            if reading is not None:
+                reading()  # (the server works on its answer meanwhile)
             return _answer(fh)
     except (OSError, ValueError, EOFError):
         return None

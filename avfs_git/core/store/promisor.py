@@ -168,12 +168,13 @@ class Promisor:
         sizes = self._sizes
         return sorted(set(oids).difference(sizes if sizes is not None else ()))
 
-    def learn_sizes(self, oids: Iterable[str]) -> bool:
+    def learn_sizes(self, oids: Iterable[str], reading: Callable[[], None] | None = None) -> bool:
         """Ask the promisor remote the sizes of ``oids`` (git's protocol v2 ``object-info``,
         one request) and keep them in the vault's size cache (``avfs/blob-sizes``). False
         when a size is still unknown: the server cannot say (it does not offer
         ``object-info``; ``git://`` and HTTP(S) URLs are asked: see :mod:`.objectinfo`),
-        cannot be reached, or does not have that blob."""
+        cannot be reached, or does not have that blob. ``reading``: see
+        :func:`.objectinfo.remote_sizes` (not called where nothing is asked)."""
         unknown = self.unknown(oids)
         if not unknown:
             return True
@@ -183,7 +184,13 @@ class Promisor:
         from .objectinfo import remote_sizes
 
         got = remote_sizes(
-            found[1], unknown, self.timeout(), git_dir=self.git_dir, remote=found[0], token=self.token
+            found[1],
+            unknown,
+            self.timeout(),
+            git_dir=self.git_dir,
+            remote=found[0],
+            token=self.token,
+            reading=reading,
         )
         if not got:
             return False

@@ -191,6 +191,18 @@ class KeptListing:
             return None
         return None if kept is None else kept[1]
 
+    def beside(self, tree: str) -> Droppable | None:
+        """What :meth:`keep_beside` keeps for ``tree`` (still kept), or None."""
+        kept = self._beside
+        return kept[1] if kept is not None and kept[0] == tree else None
+
+    def beside_ids(self, tree: str) -> list[str] | None:
+        """The blob ids of ``tree``'s files as what is kept beside it says them (a lazy
+        mount's index being made by git: mount/readtree.py ``Ahead.blob_ids``), or None
+        (nothing kept that can, or it cannot): the tree is then listed for them."""
+        ids = getattr(self.beside(tree), "blob_ids", None)
+        return ids() if callable(ids) else None
+
     def drop(self) -> None:
         """Keep nothing."""
         with self._lock:

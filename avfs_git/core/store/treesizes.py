@@ -28,13 +28,21 @@ class GitStore(Protocol):
 
 
 def ensure_sizes(
-    store: GitStore, tree: str, *, fetch: bool = True, sending: Callable[[], None] | None = None
+    store: GitStore,
+    tree: str,
+    *,
+    fetch: bool = True,
+    sending: Callable[[], None] | None = None,
+    reading: Callable[[], None] | None = None,
 ) -> None:
     """Make the sizes of ``tree``'s files known without reading them one by one (a mount
     reports every size): in a lazy vault, asked of the server in one request where it can
     say, else (``fetch``) the missing blobs fetched in one batch (a blob the vault holds,
     written here, is not asked). Nothing in a whole vault, or for a tree already sized.
-    ``sending()`` is called as the request goes out (its ids ready)."""
+    ``sending()`` is called as the request goes out (its ids ready); ``reading()`` before
+    its answer is read, or before anything else is done where no request goes out (not
+    where the tree is sized already: nothing is done; :func:`.objectinfo.remote_sizes`; it
+    must do nothing the second time it is called)."""
     promisor = store.promisor
     if promisor.remote() is None or promisor.sized(tree):
         return
@@ -45,7 +53,9 @@ def ensure_sizes(
     if sending is not None:
         sending()
     # the server sizes what it has; a blob it lacks is one written here (or lost there)
-    rest = promisor.unknown(blobs) if blobs and not promisor.learn_sizes(blobs) else []
+    rest = promisor.unknown(blobs) if blobs and not promisor.learn_sizes(blobs, reading) else []
+    if reading is not None:
+        reading()  # (no request went out, or the server could not say: before any fetch)
     rest = [o for o in rest if promisor.size(o) is None and not store.is_local(o)]
     if not rest:
         promisor.sized(tree, done=True)  # the next mount of this tree walks nothing
@@ -59,13 +69,16 @@ def ask(
     asking: Callable[[], None],
     then: Callable[[str], None] | None = None,
     sending: Callable[[], None] | None = None,
+    reading: Callable[[], None] | None = None,
+    first: Callable[[str], None] | None = None,
 ) -> None:
     """A mount's sizes: marked in flight (``asking()`` is called then), the root
     directory's files first in a small request of their own (overlayfs looks each of them
     up as it lists the root), then (after ``then(tree)``, when given: fuse/settle.py) the
     whole tree (:func:`ensure_sizes`; ``sending()`` is called as its request goes out, or
-    once none will). Meanwhile a size not known waits for these
-    (:meth:`.GitStore.blob_size`)."""
+    once none will; ``reading()`` before its answer is read: see :func:`ensure_sizes`;
+    ``first(tree)`` before the root's request, to start what the whole tree's waits for).
+    Meanwhile a size not known waits for these (:meth:`.GitStore.blob_size`)."""
     promisor = store.promisor
     try:
         with promisor.asking():
@@ -73,15 +86,19 @@ def ask(
             if promisor.remote() is None or promisor.sized(tree):
                 return
             promisor.claim_dir(tree)  # (a stat of a root file waits for this request, not one of its own)
+            if first is not None:
+                first(tree)
             root = [o for o, mode in store.tree_items(tree).values() if mode not in (MODE_TREE, MODE_COMMIT)]
             if root:
                 promisor.learn_sizes(root)
             if then is not None:
                 then(tree)
-            ensure_sizes(store, tree, sending=sending)
+            ensure_sizes(store, tree, sending=sending, reading=reading)
     finally:
         if sending is not None:
             sending()
+        if reading is not None:
+            reading()
 
 
 def ask_dir(store: GitStore, tree: str | None) -> None:

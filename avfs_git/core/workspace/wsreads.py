@@ -77,7 +77,8 @@ class ViewReads:
 
     def ask_sizes(self, asking: Callable[[], None], **hooks: Callable[..., None] | None) -> None:
         """A lazy fork's mount: the sizes of its base tree's files (:func:`.treesizes.ask`, which
-        takes ``hooks``: ``then``, ``sending``); ``asking()`` is called once they are in flight."""
+        takes ``hooks``: ``then``, ``sending``, ``reading``); ``asking()`` is called once they are in
+        flight."""
         from ..store.treesizes import ask
 
         ask(self.store, self.view.base_tree, asking, **hooks)
