@@ -431,7 +431,14 @@ def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
     assert r.code == 1 and err["code"] == "already_exists", r.out
     assert (
         err["hint"]
-        == "`avfs up` made it from this directory: use it (`avfs vault fork proj NEW`), or give another name"
+        == "it was made from this directory: use it (`avfs vault fork proj NEW`), or give another name"
+    )
+    # made by `vault create --from` too (its `imported` record): the general hint was given
+    home.create_vault("proj2", from_dir=str(proj))
+    err = json.loads(cli("--json", "vault", "create", "proj2", "--from", str(proj)).out)["error"]
+    assert (
+        err["hint"]
+        == "it was made from this directory: use it (`avfs vault fork proj2 NEW`), or give another name"
     )
     home.create_vault("other")
     for args in (["vault", "create", "other"], ["vault", "create", "other", "--from", str(proj)]):

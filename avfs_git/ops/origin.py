@@ -80,6 +80,40 @@ def find_vault_for(home: Home, directory: str) -> str | None:
     return origin_vault(home.path, directory)
 
 
+def imported_from(vault: Vault) -> str | None:
+    """The directory ``vault create --from`` imported the vault from (None for other vaults)."""
+    imported = vault.config.get("imported")
+    if isinstance(imported, dict) and isinstance(imported.get("dir"), str):
+        return str(imported["dir"])
+    return None
+
+
+def imported_vault(home: Home, directory: str) -> str | None:
+    """The vault ``vault create --from`` made of ``directory`` (a real path) that ``up`` has
+    not made its own yet: ``up`` adopts it (:func:`adopt`) rather than make ``proj-2``."""
+    for info in home.list_vaults():
+        vault = home.vault(info.name)
+        if origin_dir(vault) is None and imported_from(vault) == directory:
+            return info.name
+    return None
+
+
+def adopt(vault: Vault, directory: str) -> str:
+    """Make ``directory``, which the vault was imported from, its origin as ``up`` records
+    one: the config's ``origin.dir``, and :data:`ORIGIN_REF` at the imported commit (the
+    directory's files then; a checkout's uncommitted changes were not in it: ``up`` then
+    reports the directory changed rather than refresh over them). Returns what to tell."""
+    imported = vault.config.get("imported")
+    commit = imported.get("commit") if isinstance(imported, dict) else None
+    vault.set_config(origin={"dir": directory})
+    if isinstance(commit, str) and origin_commit(vault) is None and vault.store.has_object(commit):
+        set_origin(vault, commit, None, f"up: adopt the import of {directory}")
+    return (
+        f"vault {vault.name} was imported from this directory (`vault create --from`): "
+        f"`up` uses it from now on, and `avfs apply` brings work back here"
+    )
+
+
 def base_name(directory: str) -> str:
     """The vault name a directory (or a URL's last part) is given when it is free."""
     base = "".join(c if c.isalnum() or c in "._+-" else "-" for c in os.path.basename(directory))

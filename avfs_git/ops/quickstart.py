@@ -52,11 +52,14 @@ from .hostwrite import (
     replace_with_file,
 )
 from .origin import (
+    adopt,
     base_name,
     check_origin,
     check_source_dir,
     commit_tree,
     find_vault_for,
+    imported_from,
+    imported_vault,
     make_origin,
     nested_warning,
     origin_commit,
@@ -203,13 +206,17 @@ def up(
     if agent is not None:
         names.check_fork_name(agent)
     warnings: list[str] = []
-    name = vault_name or find_vault_for(home, src)
+    # (a vault `vault create --from DIR` made is DIR's too: `up` made `proj-2` beside it)
+    name = vault_name or find_vault_for(home, src) or imported_vault(home, src)
     created = False
     changed = refreshed = False
     refresh_commit: str | None = None
     if name is not None and home.exists(name):
         vault = home.vault(name)
         known = origin_dir(vault)
+        if known is None and imported_from(vault) == src:
+            warnings.append(adopt(vault, src))
+            known = src
         if known != src:
             raise UsageError(
                 f"vault {name} was not made from {src}"

@@ -17,12 +17,27 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
 
 
-def _url_vault(home: Home, url: str) -> str | None:
-    """The vault an earlier ``up --from-url`` made from ``url`` (its config's ``origin.url``)."""
+def _url_vault(home: Home, url: str, warnings: list[str]) -> str | None:
+    """The vault an earlier ``up --from-url`` made from ``url`` (its config's ``origin.url``),
+    else one ``vault clone`` made of it (its git remote ``origin`` is ``url``, and no ``up``
+    has made it its own): that one is adopted (``origin.url`` recorded; said in
+    ``warnings``) where ``up`` made ``big-2`` beside it."""
+    from ..core.store.vaultconfig import remotes
+
+    cloned = None
     for info in home.list_vaults():
-        origin = home.vault(info.name).config.get("origin")
+        vault = home.vault(info.name)
+        origin = vault.config.get("origin")
         if isinstance(origin, dict) and origin.get("url") == url:
             return info.name
+        if cloned is None and origin is None and ("origin", url) in remotes(vault.store):
+            cloned = vault
+    if cloned is not None:
+        cloned.set_config(origin={"url": url})
+        warnings.append(
+            f"vault {cloned.name} was cloned from this URL (`vault clone`): `up` uses it from now on"
+        )
+        return cloned.name
     return None
 
 
@@ -53,12 +68,14 @@ def up_from_url(
         names.check_fork_name(agent)
     clean = anchored(split_credentials(url)[0])  # (a relative path: as the clone stores it)
     warnings: list[str] = []
-    name = vault_name or _url_vault(home, clean)
+    name = vault_name or _url_vault(home, clean, warnings)
     created = False
     if name is not None and home.exists(name):
         vault = home.vault(name)
         origin = vault.config.get("origin")
         known = origin.get("url") if isinstance(origin, dict) else None
+        if known is None and _url_vault(home, clean, warnings) == name:
+            known = clean  # (a `vault clone` of it, adopted)
         if known != clean:
             raise UsageError(
                 f"vault {name} was not made from {redact(clean)}"
