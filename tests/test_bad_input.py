@@ -450,6 +450,18 @@ def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
         )
 
 
+def test_deleting_a_vault_that_is_not_there_says_where_and_what_to_do(cli, home):
+    """`vault delete nope` said `no vault named 'nope'` with no home and no hint, where every
+    other command names the home and points to `avfs vault list`."""
+    import json
+
+    r = cli("--json", "vault", "delete", "nope", "--force")
+    err = json.loads(r.out)["error"]
+    assert r.code == 1 and err["code"] == "vault_not_found"
+    assert err["message"] == f"no vault named 'nope' in {home.path}"
+    assert err["hint"] == "`avfs vault list` shows the vaults; `avfs vault create NAME` makes one"
+
+
 def test_a_fork_that_exists_is_refused_with_what_to_do(cli, vault):
     """`vault fork v agent1` a second time said only "already has a fork" (hint null)."""
     import json

@@ -535,8 +535,8 @@ class Home:
     def delete_vault(self, name: str, *, force: bool = False) -> str:
         """Move a vault to the home's trash (:meth:`restore_vault` brings it back)."""
         path = self.vault_path(name)
-        if not self.exists(name):
-            raise VaultNotFoundError(f"no vault named {name!r}", details={"vault": name})
+        if not self.exists(name):  # (as every other command says it: the home, a hint)
+            self.vault(name)
         if not force:
             raise UsageError(
                 f"refusing to delete vault {name!r} without --force",
