@@ -34,6 +34,7 @@ from ..store.refs import fork_ref
 from ..store.threads import ThreadSlots
 from ..types import Operation
 from ..workspace.sqlite import DEFAULT_WAIT_S, busy_error, close_conn, is_busy, open_db, set_wait
+from .heldint import interrupt_held
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops(
@@ -159,21 +160,22 @@ class OpLog:
             raise self._refused(exc, kind) from exc
         except (sqlite3.DatabaseError, CorruptStateError) as exc:
             raise self._refused(exc, kind) from exc
-        try:
-            yield
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        try:
-            db.execute("COMMIT")
-        except (sqlite3.DatabaseError, NoSpaceError) as exc:  # (the refs moved: done, not recorded)
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            err = self._not_recorded(exc, kind, kind, wait)
-            if err is exc:
+        with interrupt_held():  # (a Ctrl-C here moved the refs and rolled the record back)
+            try:
+                yield
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            raise err from exc
+            try:
+                db.execute("COMMIT")
+            except (sqlite3.DatabaseError, NoSpaceError) as exc:  # (the refs moved: done, not recorded)
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                err = self._not_recorded(exc, kind, kind, wait)
+                if err is exc:
+                    raise
+                raise err from exc
 
     def _refused(self, exc: Exception, kind: str) -> Exception:
         """The error for a log that cannot take an operation's record, met before the
