@@ -194,6 +194,51 @@ def test_up_adopts_the_vault_vault_create_from_made(qhome: Home, proj: Path, tmp
         q.up(qhome, str(proj), vault_name="oth", mount=False)
 
 
+def test_two_ups_at_once_make_one_vault_and_both_use_it(
+    qhome: Home, proj: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two agents started at once (`avfs up ./proj --agent x` and `--agent y` in a new home):
+    one failed "vault 'proj' already exists" (2 of 4 tries), or met the vault before its
+    origin was recorded and warned "no origin commit: not compared" (2 of 4). A second `up`
+    that comes while the first records the origin now waits for it, then uses the vault."""
+    import threading
+
+    from avfs_git.core.store import locks
+
+    second: dict[str, Any] = {}
+    waiting = threading.Event()
+    real_poll, real_set_origin = locks.next_poll, q.set_origin
+
+    def poll(*args: Any) -> float:
+        if threading.current_thread().name == "second-up":
+            waiting.set()  # the second `up` is waiting on a lock
+        return real_poll(*args)
+
+    def run_second() -> None:
+        try:
+            second["res"] = q.up(_fresh(qhome), str(proj), agent="y", mount=False)
+        except Exception as exc:
+            second["error"] = exc
+
+    def set_origin_meanwhile(*args: Any, **kwargs: Any) -> None:
+        t = threading.Thread(target=run_second, name="second-up")
+        t.start()
+        while t.is_alive() and not waiting.wait(0.01):  # done, or waiting for this one
+            pass
+        second["thread"] = t
+        real_set_origin(*args, **kwargs)
+
+    monkeypatch.setattr(locks, "next_poll", poll)
+    monkeypatch.setattr(q, "set_origin", set_origin_meanwhile)
+    first = q.up(qhome, str(proj), agent="x", mount=False)
+    second["thread"].join()
+    assert first.vault == "proj" and first.vault_created
+    assert "error" not in second, second.get("error")
+    res = second["res"]
+    assert (res.vault, res.vault_created, res.fork, res.warnings) == ("proj", False, "y", ())
+    assert [v.name for v in qhome.list_vaults()] == ["proj"]
+
+
 def test_up_refuses_unusable_directories(qhome: Home, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     with pytest.raises(PathNotFoundError):
         q.up(qhome, str(tmp_path / "missing"))

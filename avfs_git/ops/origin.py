@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from ..core.errors import AvfsError, PathNotFoundError, PermissionDeniedError, UsageError
@@ -112,6 +113,20 @@ def adopt(vault: Vault, directory: str) -> str:
         f"vault {vault.name} was imported from this directory (`vault create --from`): "
         f"`up` uses it from now on, and `avfs apply` brings work back here"
     )
+
+
+UP_WAIT_S = 600.0  # another `up`'s import of a large directory: waited for, not refused
+
+
+def up_lock(home: Home, what: str) -> AbstractContextManager[None]:
+    """The lock (``<home>/run/up.lock``) under which ``up`` finds, adopts or makes the
+    vault of a directory or URL and records its origin, so that a concurrent ``up`` sees
+    the vault whole or not at all."""
+    from ..core.store.locks import file_lock
+
+    run = os.path.join(home.path, "run")
+    os.makedirs(run, exist_ok=True)
+    return file_lock(os.path.join(run, "up.lock"), what=what, wait_s=UP_WAIT_S)
 
 
 def base_name(directory: str) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import UsageError
 from ..core.store import names
-from .origin import base_name, taken_note, vault_name_for
+from .origin import base_name, taken_note, up_lock, vault_name_for
 from .quickstart import UpResult, fork_and_mount
 
 if TYPE_CHECKING:
@@ -68,29 +68,30 @@ def up_from_url(
         names.check_fork_name(agent)
     clean = anchored(split_credentials(url)[0])  # (a relative path: as the clone stores it)
     warnings: list[str] = []
-    name = vault_name or _url_vault(home, clean, warnings)
-    created = False
-    if name is not None and home.exists(name):
-        vault = home.vault(name)
-        origin = vault.config.get("origin")
-        known = origin.get("url") if isinstance(origin, dict) else None
-        if known is None and _url_vault(home, clean, warnings) == name:
-            known = clean  # (a `vault clone` of it, adopted)
-        if known != clean:
-            raise UsageError(
-                f"vault {name} was not made from {redact(clean)}"
-                + (f" (its origin is {redact(str(known))})" if known else " by `avfs up --from-url`"),
-                hint="omit --vault to use or make the vault of this URL, or pick another name",
-                details={"vault": name, "origin": known, "url": redact(clean)},
-            )
-    else:
-        last = clean.rstrip("/").rsplit(":", 1)[-1]
-        name = name or vault_name_for(home, last)
-        if vault_name is None and name != base_name(last):
-            warnings.append(taken_note(base_name(last), name, "URL"))
-        vault = home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
-        vault.set_config(origin={"url": clean})
-        created = True
+    with up_lock(home, f"the vault of {redact(clean)}"):  # (as `up DIR`: two at once cloned it twice)
+        name = vault_name or _url_vault(home, clean, warnings)
+        created = False
+        if name is not None and home.exists(name):
+            vault = home.vault(name)
+            origin = vault.config.get("origin")
+            known = origin.get("url") if isinstance(origin, dict) else None
+            if known is None and _url_vault(home, clean, warnings) == name:
+                known = clean  # (a `vault clone` of it, adopted)
+            if known != clean:
+                raise UsageError(
+                    f"vault {name} was not made from {redact(clean)}"
+                    + (f" (its origin is {redact(str(known))})" if known else " by `avfs up --from-url`"),
+                    hint="omit --vault to use or make the vault of this URL, or pick another name",
+                    details={"vault": name, "origin": known, "url": redact(clean)},
+                )
+        else:
+            last = clean.rstrip("/").rsplit(":", 1)[-1]
+            name = name or vault_name_for(home, last)
+            if vault_name is None and name != base_name(last):
+                warnings.append(taken_note(base_name(last), name, "URL"))
+            vault = home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
+            vault.set_config(origin={"url": clean})
+            created = True
     fork, fork_created, mp, reused = fork_and_mount(home, vault, agent, mountpoint, mount)
     return UpResult(
         vault=vault.name,
