@@ -431,7 +431,14 @@ def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
     assert r.code == 1 and err["code"] == "already_exists", r.out
     assert (
         err["hint"]
-        == "`avfs up` made it from this directory: use it (`avfs vault fork proj NEW`), or give another name"
+        == "it was made from this directory: use it (`avfs vault fork proj NEW`), or give another name"
+    )
+    # made by `vault create --from` too (its `imported` record): the general hint was given
+    home.create_vault("proj2", from_dir=str(proj))
+    err = json.loads(cli("--json", "vault", "create", "proj2", "--from", str(proj)).out)["error"]
+    assert (
+        err["hint"]
+        == "it was made from this directory: use it (`avfs vault fork proj2 NEW`), or give another name"
     )
     home.create_vault("other")
     for args in (["vault", "create", "other"], ["vault", "create", "other", "--from", str(proj)]):
@@ -441,6 +448,18 @@ def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
             err["hint"]
             == "use it as it is (`avfs vault info other`), give another name, or `avfs vault delete other` first"
         )
+
+
+def test_deleting_a_vault_that_is_not_there_says_where_and_what_to_do(cli, home):
+    """`vault delete nope` said `no vault named 'nope'` with no home and no hint, where every
+    other command names the home and points to `avfs vault list`."""
+    import json
+
+    r = cli("--json", "vault", "delete", "nope", "--force")
+    err = json.loads(r.out)["error"]
+    assert r.code == 1 and err["code"] == "vault_not_found"
+    assert err["message"] == f"no vault named 'nope' in {home.path}"
+    assert err["hint"] == "`avfs vault list` shows the vaults; `avfs vault create NAME` makes one"
 
 
 def test_a_fork_that_exists_is_refused_with_what_to_do(cli, vault):

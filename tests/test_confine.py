@@ -421,6 +421,26 @@ def test_missing_program_and_exit_codes_pass_through(home, fork):
     assert res.exit_code == 7
 
 
+def test_a_program_the_sandbox_does_not_show_says_where_it_is_on_the_host(home, fork, tmp_path):
+    """proxy.md's `exec_in(ws, ["pytest", "-q"])` with pytest in the venv of avfs's own
+    checkout (on PATH, outside /usr): "pytest: No such file or directory", exit 127, and no
+    word that the sandbox does not show it. The host's path is named, and what to do."""
+    bindir = tmp_path / "venv-bin"
+    bindir.mkdir()
+    tool = bindir / "avfs-test-only-here"
+    tool.write_text("#!/bin/sh\necho ran\n")
+    tool.chmod(0o755)
+    path = f"{bindir}:{os.environ.get('PATH', os.defpath)}"
+    res = _exec(home, fork, ("avfs-test-only-here",), env=(("PATH", path),))
+    assert res.result is not None and res.result.exit_code == 127, res.to_dict()
+    err = res.result.spawn_error or ""
+    assert err.startswith("avfs-test-only-here: No such file or directory"), err
+    assert f"on the host it is {tool}, which the sandbox does not show" in err
+    assert "--host writable" in err
+    res = _exec(home, fork, ("no-such-program-x",), env=(("PATH", path),))  # nowhere: as before
+    assert res.result is not None and res.result.spawn_error == "no-such-program-x: No such file or directory"
+
+
 def test_isolate_at_the_project_path_is_confined_too(home, fork, tmp_path):
     proj = Path(tempfile.mkdtemp(prefix="avfs-proj-", dir="/var/tmp"))
     try:

@@ -1,7 +1,8 @@
 """More of the docs run as written (tests/test_docs.py has getting-started, api.md's example,
 agents.md's Python steps and the README's Python block): the README's shell blocks, the
 Python of mcp.md, watch.md's three commands. A newcomer ran each of these (the
-twenty-eighth round); these keep them true."""
+twenty-eighth round); these keep them true. The twenty-ninth round's newcomer added the
+Python of proxy.md and policy.md."""
 
 from __future__ import annotations
 
@@ -139,3 +140,59 @@ def test_watch_commands_run_as_written(tmp_path: Path) -> None:
     docs = [json.loads(ln) for ln in ran[-1][1].splitlines()]
     assert [d["kind"] for d in docs] == ["watch_event", "watch_cursor"], docs
     assert (docs[0]["event"]["kind"], docs[0]["event"]["path"]) == ("created", "w.txt")
+
+
+def _home_with_proj(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """$AVFS_HOME (what `open_home()` in the docs' blocks opens) holding proj:agent1."""
+    import avfs_git
+
+    home_path = str(tmp_path / "docs-home")
+    monkeypatch.setenv("AVFS_HOME", home_path)
+    home = avfs_git.open_home(home_path)
+    home.create_vault("proj").create_fork("main", "agent1")
+    home.close()
+    return home_path
+
+
+def test_proxy_python_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """proxy.md's Python: `exec_in(ws, ["pytest", "-q"])` on proj:agent1. Run by a newcomer,
+    whose pytest was the one in avfs's own .venv (outside what the sandbox shows): exit
+    127, "No such file or directory", no word why; now `spawn_error` says where it is."""
+    import shutil
+
+    import avfs_git
+    from avfs_git.ops import mounts
+
+    home_path = _home_with_proj(tmp_path, monkeypatch)
+    block = next(body for lang, body in _blocks("proxy.md") if lang == "python" and "exec_in" in body)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, "proxy.md", "exec"), {})
+    finally:
+        home = avfs_git.open_home(home_path)
+        for m in mounts.list_mounts(home):
+            mounts.unmount(home, home.vault(m.vault), m.fork, lazy=True)
+        home.close()
+    lines = out.getvalue().splitlines()
+    doc = eval(lines[-1], {})  # print(res.to_dict()): the envelope, as a dict's repr
+    assert doc["request"]["argv"] == ["pytest", "-q"] and doc["decision"]["action"] == "allow"
+    result = doc["result"]
+    where = shutil.which("pytest")
+    if result["exit_code"] == 127:  # not in the sandbox: then said why, when the host has one
+        shown = where is None or where.startswith(("/usr/", "/bin/", "/opt/"))
+        assert shown or f"on the host it is {where}" in result["spawn_error"], result
+    else:  # ran: pytest's own code (5: no tests collected in the empty fork)
+        assert result["spawn_error"] is None and result["exit_code"] in (0, 5), result
+
+
+def test_policy_python_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """policy.md's Python named `home_dir, vault_dir`, defined nowhere (a NameError as
+    written); it opens the home and its vault now, and says what it classified."""
+    _home_with_proj(tmp_path, monkeypatch)
+    block = next(body for lang, body in _blocks("policy.md") if lang == "python")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "policy.md", "exec"), {})
+    first, second, third = out.getvalue().splitlines()
+    assert first.startswith("True ") and "git" in second and third.split()[0]

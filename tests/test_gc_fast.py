@@ -525,3 +525,29 @@ def test_a_direct_human_gc_prints_what_rich_printed_without_importing_it(vault: 
     assert p.returncode == 0, p.stderr
     assert p.stdout.decode().startswith("v: would expire "), p.stdout
     assert p.stderr.decode() == "[]"
+
+
+def test_gc_names_its_own_keep_commit_that_the_count_after_includes(vault: Vault, cli: Any) -> None:
+    """A newcomer's `avfs gc` of a new vault after the README's taste said `5 objects ->
+    7`, more after than before and no word why: the 2 are gc's own keep commit and its
+    tree, which hold what undo needs while git runs and are packed with it. The result
+    names that commit and the line says so."""
+    ws = vault.workspace("main")
+    ws.write("notes.md", b"plan\n")
+    checkpoint.save(vault, "main", name="before")
+    ws.write("notes.md", b"other\n")  # uncheckpointed: the restore keeps it (a tree undo needs)
+    checkpoint.restore(vault, "main", "before")
+    git(
+        "--git-dir", vault.path, "repack", "-a", "-d", "-q"
+    )  # every object in one pack: before == after less gc's own
+    before = _git_totals(vault)[0]
+    res = maintenance.gc(vault, grace_days=14)
+    assert res.kept_roots >= 1 and res.keep_commit is not None
+    assert res.objects_after == before + 2  # the keep commit and its tree
+    held = git("--git-dir", vault.path, "cat-file", "-p", res.keep_commit)
+    assert held.startswith("tree ") and "avfs gc: objects undo still needs" in held
+    home = str(Path(vault.path).parent.parent)
+    r = cli("--home", home, "--vault", "v", "gc")
+    assert r.code == 0 and "with gc's record of what undo needs: a commit and its tree" in r.out, r.out
+    doc = json.loads(cli("--home", home, "--json", "--vault", "v", "gc").out)
+    assert doc["vaults"][0]["keep_commit"] == res.keep_commit  # the same commit each time (time 0)

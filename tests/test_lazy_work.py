@@ -370,13 +370,13 @@ def test_a_mount_of_an_older_fork_after_a_checkpoint_fetches_nothing(lazy, serve
         mounts.unmount(lazy, v, "old", lazy=True)
 
 
-def test_up_from_url_lazy_clones_forks_and_mounts_without_fetching_files(lazy, server):
+def test_up_from_url_lazy_clones_forks_and_mounts_without_fetching_files(home, server):
     """`avfs up --from-url URL --lazy`: a lazy vault, an agent's fork of it mounted, nothing
-    fetched until a file is read; a second `up` of the same URL reuses the vault."""
+    fetched until a file is read; a second `up` of the same URL reuses the vault. (A home
+    without a `vault clone` of the URL: `up` would adopt that one.)"""
     require_fuse()
     from .test_json_schemas import validate
 
-    home = lazy
     url = server.url("proj.git")
     code, doc = _avfs(home, "up", "--from-url", url, "--lazy")
     assert code == 0, doc
@@ -410,8 +410,10 @@ def test_up_refuses_lazy_without_a_url_and_a_dir_with_a_url(lazy, server, tmp_pa
     for args in (("--lazy", str(tmp_path)), (str(tmp_path), "--from-url", url), ()):
         code, doc = _avfs(lazy, "up", *args)
         assert code == 2 and doc["error"]["code"] == "usage", doc
-    # a vault made otherwise is not taken for the URL's
-    code, doc = _avfs(lazy, "up", "--from-url", url, "--vault", "p")
+    # a vault made otherwise is not taken for the URL's (`p`, a `vault clone` of it, would be)
+    lazy.create_vault("q")
+    vaults.append("q.git")
+    code, doc = _avfs(lazy, "up", "--from-url", url, "--vault", "q")
     assert code == 2 and "was not made from" in doc["error"]["message"], doc
     assert sorted(os.listdir(os.path.join(lazy.path, "vaults"))) == vaults  # nothing made
 

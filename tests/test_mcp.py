@@ -502,6 +502,19 @@ def test_bad_requests_are_tool_errors_and_the_server_keeps_serving(vault: Vault,
     serve(home, body)
 
 
+def test_a_new_home_s_no_vault_selected_says_to_make_one(home: Home) -> None:
+    """An agent's first call on a new home was told "run `avfs vault use VAULT`", of vaults
+    there are none of (and the server has no tool that makes one): it says to make one."""
+
+    async def body(s: ClientSession) -> None:
+        err = await fails(s, "status", {}, "usage")
+        assert err["message"] == f"no vault selected: {home.path} has no vaults yet"
+        assert "`avfs vault create NAME --from DIR`" in err["hint"] and "vault use" not in err["hint"]
+        assert (await ok(s, "vault_list"))["vaults"] == []
+
+    serve(home, body)
+
+
 def test_malformed_protocol_messages_do_not_stop_the_server(vault: Vault, home: Home) -> None:
     """Below the tools: a line that is not JSON, and tools/call params the protocol refuses
     (no tool name, arguments not an object), get no result, and the next call is served."""

@@ -238,6 +238,26 @@ def test_the_cli_refuses_with_one_code_and_hides(fork: Vault, cli) -> None:  # t
     assert grep["files"] == [] and grep["matches"] == 0
 
 
+def test_the_cli_appends_to_an_append_only_file(fork: Vault, cli) -> None:  # type: ignore[no-untyped-def]
+    """`avfs write --append`: an append_only log took no CLI write but old bytes plus new
+    (a `cat`, then a `write` of both, racing any other writer); now one flag, written only
+    onto what it read."""
+    home = str(Path(fork.path).parent.parent)
+    run = lambda *a: cli("--home", home, "--json", "--vault", "v:main", *a)  # noqa: E731
+    old = fork.workspace("main").read("logs/app.log")
+    r = run("write", "--append", "logs/app.log", "more\n")
+    assert r.code == 0, (r.out, r.err)
+    assert r.json()["stat"]["size"] == len(old) + 5
+    assert fork.workspace("main").read("logs/app.log") == old + b"more\n"
+    r = run("write", "--append", "logs/new.log", "first\n")  # made when missing
+    assert r.code == 0 and fork.workspace("main").read("logs/new.log") == b"first\n"
+    r = run("write", "--append", "--expect", "absent", "logs/app.log", "x")
+    assert r.code == 2 and r.json()["error"]["code"] == "usage"
+    assert fork.workspace("main").read("logs/app.log") == old + b"more\n"
+    r = cli("--home", home, "--vault", "v:main", "write", "--append", "logs/app.log", "again\n")
+    assert r.code == 0 and "appended 6 bytes to logs/app.log" in r.out + r.err
+
+
 def test_mcp_tools_refuse_and_hide(fork: Vault, home: Home) -> None:
     from avfs_git.mcp.tools import AvfsTools
 

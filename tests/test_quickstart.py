@@ -166,6 +166,79 @@ def test_up_of_a_different_directory_under_a_taken_name(qhome: Home, proj: Path,
         q.up(qhome, str(other), vault_name="proj", mount=False)
 
 
+def test_up_adopts_the_vault_vault_create_from_made(qhome: Home, proj: Path, tmp_path: Path) -> None:
+    """The README's taste (`vault create proj --from ./proj`), then its `avfs up ./proj`: `up`
+    made vault proj-2, a second copy of the project, beside the one the person made (only
+    `up` found its own vaults again). The import is recorded now and `up` adopts it."""
+    made = qhome.create_vault("proj", from_dir=str(proj))
+    imported = made.workspace("main").base
+    res = q.up(qhome, str(proj), mount=False)
+    assert (res.vault, res.vault_created, res.origin_changed) == ("proj", False, False)
+    assert res.warnings == (
+        "vault proj was imported from this directory (`vault create --from`): "
+        "`up` uses it from now on, and `avfs apply` brings work back here",
+    )
+    assert [v.name for v in qhome.list_vaults()] == ["proj"]
+    assert q.origin_commit(qhome.vault("proj")) == imported
+    assert q.up(qhome, str(proj), mount=False).warnings == ()  # its own now: nothing to say
+    (proj / "a.txt").write_text("edited by a person\n")  # and refreshed like any of up's
+    again = q.up(qhome, str(proj), mount=False)
+    assert again.vault == "proj" and again.refreshed
+    # named with --vault, the same; a vault imported from elsewhere is still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "f").write_text("f\n")
+    qhome.create_vault("oth", from_dir=str(other))
+    assert q.up(qhome, str(other), vault_name="oth", mount=False).vault == "oth"
+    with pytest.raises(UsageError, match="was not made from"):
+        q.up(qhome, str(proj), vault_name="oth", mount=False)
+
+
+def test_two_ups_at_once_make_one_vault_and_both_use_it(
+    qhome: Home, proj: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two agents started at once (`avfs up ./proj --agent x` and `--agent y` in a new home):
+    one failed "vault 'proj' already exists" (2 of 4 tries), or met the vault before its
+    origin was recorded and warned "no origin commit: not compared" (2 of 4). A second `up`
+    that comes while the first records the origin now waits for it, then uses the vault."""
+    import threading
+
+    from avfs_git.core.store import locks
+
+    second: dict[str, Any] = {}
+    waiting = threading.Event()
+    real_poll, real_set_origin = locks.next_poll, q.set_origin
+
+    def poll(*args: Any) -> float:
+        if threading.current_thread().name == "second-up":
+            waiting.set()  # the second `up` is waiting on a lock
+        return real_poll(*args)
+
+    def run_second() -> None:
+        try:
+            second["res"] = q.up(_fresh(qhome), str(proj), agent="y", mount=False)
+        except Exception as exc:
+            second["error"] = exc
+
+    def set_origin_meanwhile(*args: Any, **kwargs: Any) -> None:
+        t = threading.Thread(target=run_second, name="second-up")
+        t.start()
+        while t.is_alive() and not waiting.wait(0.01):  # done, or waiting for this one
+            pass
+        second["thread"] = t
+        real_set_origin(*args, **kwargs)
+
+    monkeypatch.setattr(locks, "next_poll", poll)
+    monkeypatch.setattr(q, "set_origin", set_origin_meanwhile)
+    first = q.up(qhome, str(proj), agent="x", mount=False)
+    second["thread"].join()
+    assert first.vault == "proj" and first.vault_created
+    assert "error" not in second, second.get("error")
+    res = second["res"]
+    assert (res.vault, res.vault_created, res.fork, res.warnings) == ("proj", False, "y", ())
+    assert [v.name for v in qhome.list_vaults()] == ["proj"]
+
+
 def test_up_refuses_unusable_directories(qhome: Home, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     with pytest.raises(PathNotFoundError):
         q.up(qhome, str(tmp_path / "missing"))
@@ -640,3 +713,24 @@ def test_up_from_url_under_a_taken_name_says_why(qhome: Home, tmp_path: Path) ->
         "vault big is taken (not made from this URL by `avfs up`): this URL's vault is big-2",
     )
     assert up_from_url(qhome, str(bare), mount=False).warnings == ()  # found again: nothing to say
+
+
+def test_up_from_url_adopts_the_vault_vault_clone_made(qhome: Home, tmp_path: Path) -> None:
+    """`avfs vault clone URL big`, then `avfs up --from-url URL`: big-2 was a second clone;
+    the vault whose remote `origin` is that URL is adopted now."""
+    from avfs_git.ops.upremote import up_from_url
+
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(["git", "init", "-q", str(src)], check=True)
+    (src / "f").write_text("f\n")
+    subprocess.run(["git", "-C", str(src), "add", "f"], check=True)
+    subprocess.run(["git", "-C", str(src), "commit", "-qm", "f"], check=True)
+    bare = tmp_path / "big.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(bare)], check=True)
+    qhome.clone_vault(str(bare), "big")
+    res = up_from_url(qhome, str(bare), mount=False)
+    assert (res.vault, res.vault_created) == ("big", False)
+    assert res.warnings == ("vault big was cloned from this URL (`vault clone`): `up` uses it from now on",)
+    assert [v.name for v in qhome.list_vaults()] == ["big"]
+    assert up_from_url(qhome, str(bare), mount=False).warnings == ()

@@ -93,6 +93,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
             ("mode", ("--mode",), "str", None, ()),
             ("no_parents", ("--no-parents",), "flag", False, ()),
             ("expect", ("--expect",), "str", None, ()),
+            ("append", ("--append",), "flag", False, ()),
         ),
     ),
     ("ls",): (

@@ -85,6 +85,7 @@ def write(
     mode: str | None,
     no_parents: bool,
     expect: str | None,
+    append: bool = False,
 ) -> None:
     """`avfs write`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     sources = sum(
@@ -93,9 +94,33 @@ def write(
     )
     if sources != 1:
         raise UsageError("give exactly one of CONTENT, --file F or --stdin")
+    if append and expect is not None:
+        raise UsageError(
+            "give --append or --expect, not both",
+            hint="--append writes only onto the bytes it read (else exit 1, expect_mismatch; nothing done)",
+        )
     ws = app.workspace()
     fmode = mode_opt(mode)
-    if src_file is not None:
+    added = 0
+    if append:
+        # the old bytes and the new, written only if PATH still holds what was read: an
+        # `append_only` file (docs/policy.md) takes it, and a concurrent writer's bytes are
+        # never lost (it was: `cat` the file, then `write` old + new)
+        if src_file is not None:
+            with open(src_file, "rb") as fh:
+                data = fh.read()
+        elif from_stdin or content == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            assert content is not None
+            data = content.encode("utf-8", "surrogateescape")
+        from ..core.workspace.wschecks import EXPECT_ABSENT
+
+        was = ws.blob_of(path)
+        added = len(data)
+        data = (ws.read(path) if was is not None else b"") + data
+        st, blob = ws.write_blob(path, data, mode=fmode, parents=not no_parents, expect=was or EXPECT_ABSENT)
+    elif src_file is not None:
         with open(src_file, "rb") as fh:
             st, blob = ws.write_blob(path, fh, mode=fmode, parents=not no_parents, expect=expect)
     elif from_stdin or content == "-":
@@ -107,7 +132,11 @@ def write(
     app.output.result(
         "file_write",
         {**ws_ref(app), "stat": st, "blob": blob},
-        lambda: app.output.info("wrote {} ({} bytes)", st.path, st.size),
+        lambda: (
+            app.output.info("appended {} bytes to {} ({} bytes)", added, st.path, st.size)
+            if append
+            else app.output.info("wrote {} ({} bytes)", st.path, st.size)
+        ),
     )
 
 

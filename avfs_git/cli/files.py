@@ -51,6 +51,12 @@ def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
     help="Only if PATH holds this blob id now (`stat --json`'s `blob`), or nothing with 'absent'"
     " (else exit 1, expect_mismatch; nothing done).",
 )
+@click.option(
+    "--append",
+    is_flag=True,
+    help="Add the bytes at the end of PATH (made when missing): only onto what was read"
+    " (else exit 1, expect_mismatch; nothing done); an append_only path takes it.",
+)
 @pass_app
 def write_cmd(
     app: App,
@@ -61,9 +67,10 @@ def write_cmd(
     mode: str | None,
     no_parents: bool,
     expect: str | None,
+    append: bool,
 ) -> None:
     """Write a file: from CONTENT, --file F, or --stdin (binary safe)."""
-    write(app, path, content, src_file, from_stdin, mode, no_parents, expect)
+    write(app, path, content, src_file, from_stdin, mode, no_parents, expect, append)
 
 
 @click.command("cp")

@@ -49,7 +49,11 @@ def run(app: App, grace: float | None, dry_run: bool, all_vaults: bool) -> None:
                 ""
                 if r.objects_after is None
                 else app.output.text(
-                    " -> {} ({}) in {} ms", r.objects_after, human_size(r.bytes_after), r.duration_ms
+                    " -> {} ({}{}) in {} ms",
+                    r.objects_after,
+                    human_size(r.bytes_after),
+                    ", with gc's record of what undo needs: a commit and its tree" if r.keep_commit else "",
+                    r.duration_ms,
                 )
             )
             p(

@@ -41,7 +41,9 @@ def server() -> None:
     """The warm CLI server: later calls run at about Python's own start-up.
 
     A call that finds no server runs directly and starts one for the home (AVFS_SERVER=off:
-    never; `server status` and `server stop` start none); it ends after AVFS_SERVER_IDLE seconds (900) without a call. Only a server of
+    never; `server status` and `server stop` start none; nor does a call while the home's
+    directory does not exist: `hooks install` and the hooks' own `avfs hook` calls, never
+    served, make none: the first call after a `vault create` or `up` made it starts one); it ends after AVFS_SERVER_IDLE seconds (900) without a call. Only a server of
     the caller's own user is sent a call. An answer the caller cannot read (cut short,
     garbled) ends the call with exit 70: the command may have run, so it is not run again.
     """

@@ -64,14 +64,15 @@ def _exists_hint(app: App, name: str, from_dir: str | None) -> str:
     import os
 
     from ..core.errors import AvfsError
-    from ..ops.origin import origin_dir
+    from ..ops.origin import imported_from, origin_dir
 
     try:
-        made_from = origin_dir(app.home.vault(name))
+        vault = app.home.vault(name)
+        made_from = origin_dir(vault) or imported_from(vault)
     except AvfsError:  # (a vault that cannot be read: the general hint)
         made_from = None
-    if from_dir is not None and made_from == os.path.abspath(from_dir):
-        return f"`avfs up` made it from this directory: use it (`avfs vault fork {name} NEW`), or give another name"
+    if from_dir is not None and made_from == os.path.realpath(from_dir):
+        return f"it was made from this directory: use it (`avfs vault fork {name} NEW`), or give another name"
     return (
         f"use it as it is (`avfs vault info {name}`), give another name, or `avfs vault delete {name}` first"
     )

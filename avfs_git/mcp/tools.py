@@ -140,6 +140,12 @@ class AvfsTools:
         if vault_arg is None:
             vault_name = default_vault or self.home.default_vault
             if vault_name is None:
+                if not self.home.list_vaults():  # (a new home was told `vault use VAULT` of none)
+                    raise UsageError(
+                        f"no vault selected: {self.home.path} has no vaults yet",
+                        hint="make one with the CLI (this server has no tool that makes vaults):"
+                        " `avfs vault create NAME --from DIR`, then pass `vault`",
+                    )
                 raise UsageError(
                     "no vault selected",
                     hint="pass `vault`, start the server with --vault VAULT[:FORK], or run `avfs vault use VAULT`",

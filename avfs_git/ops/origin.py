@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from ..core.errors import AvfsError, PathNotFoundError, PermissionDeniedError, UsageError
@@ -78,6 +79,54 @@ def find_vault_for(home: Home, directory: str) -> str | None:
     from ..core.vaults.registry import origin_vault
 
     return origin_vault(home.path, directory)
+
+
+def imported_from(vault: Vault) -> str | None:
+    """The directory ``vault create --from`` imported the vault from (None for other vaults)."""
+    imported = vault.config.get("imported")
+    if isinstance(imported, dict) and isinstance(imported.get("dir"), str):
+        return str(imported["dir"])
+    return None
+
+
+def imported_vault(home: Home, directory: str) -> str | None:
+    """The vault ``vault create --from`` made of ``directory`` (a real path) that ``up`` has
+    not made its own yet: ``up`` adopts it (:func:`adopt`) rather than make ``proj-2``."""
+    for info in home.list_vaults():
+        vault = home.vault(info.name)
+        if origin_dir(vault) is None and imported_from(vault) == directory:
+            return info.name
+    return None
+
+
+def adopt(vault: Vault, directory: str) -> str:
+    """Make ``directory``, which the vault was imported from, its origin as ``up`` records
+    one: the config's ``origin.dir``, and :data:`ORIGIN_REF` at the imported commit (the
+    directory's files then; a checkout's uncommitted changes were not in it: ``up`` then
+    reports the directory changed rather than refresh over them). Returns what to tell."""
+    imported = vault.config.get("imported")
+    commit = imported.get("commit") if isinstance(imported, dict) else None
+    vault.set_config(origin={"dir": directory})
+    if isinstance(commit, str) and origin_commit(vault) is None and vault.store.has_object(commit):
+        set_origin(vault, commit, None, f"up: adopt the import of {directory}")
+    return (
+        f"vault {vault.name} was imported from this directory (`vault create --from`): "
+        f"`up` uses it from now on, and `avfs apply` brings work back here"
+    )
+
+
+UP_WAIT_S = 600.0  # another `up`'s import of a large directory: waited for, not refused
+
+
+def up_lock(home: Home, what: str) -> AbstractContextManager[None]:
+    """The lock (``<home>/run/up.lock``) under which ``up`` finds, adopts or makes the
+    vault of a directory or URL and records its origin, so that a concurrent ``up`` sees
+    the vault whole or not at all."""
+    from ..core.store.locks import file_lock
+
+    run = os.path.join(home.path, "run")
+    os.makedirs(run, exist_ok=True)
+    return file_lock(os.path.join(run, "up.lock"), what=what, wait_s=UP_WAIT_S)
 
 
 def base_name(directory: str) -> str:

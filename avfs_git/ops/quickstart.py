@@ -52,17 +52,21 @@ from .hostwrite import (
     replace_with_file,
 )
 from .origin import (
+    adopt,
     base_name,
     check_origin,
     check_source_dir,
     commit_tree,
     find_vault_for,
+    imported_from,
+    imported_vault,
     make_origin,
     nested_warning,
     origin_commit,
     origin_dir,
     set_origin,
     taken_note,
+    up_lock,
     vault_name_for,
 )
 
@@ -203,32 +207,40 @@ def up(
     if agent is not None:
         names.check_fork_name(agent)
     warnings: list[str] = []
-    name = vault_name or find_vault_for(home, src)
-    created = False
-    changed = refreshed = False
-    refresh_commit: str | None = None
-    if name is not None and home.exists(name):
-        vault = home.vault(name)
-        known = origin_dir(vault)
-        if known != src:
-            raise UsageError(
-                f"vault {name} was not made from {src}"
-                + (f" (its origin is {known})" if known else " by `avfs up`"),
-                hint="omit --vault to use or make the vault of this directory, or pick another name",
-                details={"vault": name, "origin": known, "dir": src},
-            )
-        changed, refreshed, refresh_commit = check_origin(vault, src, refresh, warnings)
-    else:
-        name = name or vault_name_for(home, src)
-        if vault_name is None and name != base_name(src):
-            warnings.append(taken_note(base_name(src), name, "directory"))
-        vault = home.create_vault(name, from_dir=src, progress=progress)
-        vault.set_config(origin={"dir": src})
-        set_origin(vault, make_origin(vault), None, f"up: import {src}")
-        created = True
-        nested = nested_warning(vault, src)
-        if nested is not None:
-            warnings.append(nested)
+    # one `up` of a home at a time finds or makes its vault: two agents started at once
+    # made it twice (one failed "vault 'proj' already exists"), or one met it before its
+    # origin was recorded ("no origin commit: not compared")
+    with up_lock(home, f"the vault of {src}"):
+        # (a vault `vault create --from DIR` made is DIR's too: `up` made `proj-2` beside it)
+        name = vault_name or find_vault_for(home, src) or imported_vault(home, src)
+        created = False
+        changed = refreshed = False
+        refresh_commit: str | None = None
+        if name is not None and home.exists(name):
+            vault = home.vault(name)
+            known = origin_dir(vault)
+            if known is None and imported_from(vault) == src:
+                warnings.append(adopt(vault, src))
+                known = src
+            if known != src:
+                raise UsageError(
+                    f"vault {name} was not made from {src}"
+                    + (f" (its origin is {known})" if known else " by `avfs up`"),
+                    hint="omit --vault to use or make the vault of this directory, or pick another name",
+                    details={"vault": name, "origin": known, "dir": src},
+                )
+            changed, refreshed, refresh_commit = check_origin(vault, src, refresh, warnings)
+        else:
+            name = name or vault_name_for(home, src)
+            if vault_name is None and name != base_name(src):
+                warnings.append(taken_note(base_name(src), name, "directory"))
+            vault = home.create_vault(name, from_dir=src, progress=progress)
+            vault.set_config(origin={"dir": src})
+            set_origin(vault, make_origin(vault), None, f"up: import {src}")
+            created = True
+            nested = nested_warning(vault, src)
+            if nested is not None:
+                warnings.append(nested)
     fork, fork_created, mp, reused = fork_and_mount(home, vault, agent, mountpoint, mount)
     return UpResult(
         vault=vault.name,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import UsageError
 from ..core.store import names
-from .origin import base_name, taken_note, vault_name_for
+from .origin import base_name, taken_note, up_lock, vault_name_for
 from .quickstart import UpResult, fork_and_mount
 
 if TYPE_CHECKING:
@@ -17,12 +17,27 @@ if TYPE_CHECKING:
     from ..core.vaults.home import Home
 
 
-def _url_vault(home: Home, url: str) -> str | None:
-    """The vault an earlier ``up --from-url`` made from ``url`` (its config's ``origin.url``)."""
+def _url_vault(home: Home, url: str, warnings: list[str]) -> str | None:
+    """The vault an earlier ``up --from-url`` made from ``url`` (its config's ``origin.url``),
+    else one ``vault clone`` made of it (its git remote ``origin`` is ``url``, and no ``up``
+    has made it its own): that one is adopted (``origin.url`` recorded; said in
+    ``warnings``) where ``up`` made ``big-2`` beside it."""
+    from ..core.store.vaultconfig import remotes
+
+    cloned = None
     for info in home.list_vaults():
-        origin = home.vault(info.name).config.get("origin")
+        vault = home.vault(info.name)
+        origin = vault.config.get("origin")
         if isinstance(origin, dict) and origin.get("url") == url:
             return info.name
+        if cloned is None and origin is None and ("origin", url) in remotes(vault.store):
+            cloned = vault
+    if cloned is not None:
+        cloned.set_config(origin={"url": url})
+        warnings.append(
+            f"vault {cloned.name} was cloned from this URL (`vault clone`): `up` uses it from now on"
+        )
+        return cloned.name
     return None
 
 
@@ -53,27 +68,30 @@ def up_from_url(
         names.check_fork_name(agent)
     clean = anchored(split_credentials(url)[0])  # (a relative path: as the clone stores it)
     warnings: list[str] = []
-    name = vault_name or _url_vault(home, clean)
-    created = False
-    if name is not None and home.exists(name):
-        vault = home.vault(name)
-        origin = vault.config.get("origin")
-        known = origin.get("url") if isinstance(origin, dict) else None
-        if known != clean:
-            raise UsageError(
-                f"vault {name} was not made from {redact(clean)}"
-                + (f" (its origin is {redact(str(known))})" if known else " by `avfs up --from-url`"),
-                hint="omit --vault to use or make the vault of this URL, or pick another name",
-                details={"vault": name, "origin": known, "url": redact(clean)},
-            )
-    else:
-        last = clean.rstrip("/").rsplit(":", 1)[-1]
-        name = name or vault_name_for(home, last)
-        if vault_name is None and name != base_name(last):
-            warnings.append(taken_note(base_name(last), name, "URL"))
-        vault = home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
-        vault.set_config(origin={"url": clean})
-        created = True
+    with up_lock(home, f"the vault of {redact(clean)}"):  # (as `up DIR`: two at once cloned it twice)
+        name = vault_name or _url_vault(home, clean, warnings)
+        created = False
+        if name is not None and home.exists(name):
+            vault = home.vault(name)
+            origin = vault.config.get("origin")
+            known = origin.get("url") if isinstance(origin, dict) else None
+            if known is None and _url_vault(home, clean, warnings) == name:
+                known = clean  # (a `vault clone` of it, adopted)
+            if known != clean:
+                raise UsageError(
+                    f"vault {name} was not made from {redact(clean)}"
+                    + (f" (its origin is {redact(str(known))})" if known else " by `avfs up --from-url`"),
+                    hint="omit --vault to use or make the vault of this URL, or pick another name",
+                    details={"vault": name, "origin": known, "url": redact(clean)},
+                )
+        else:
+            last = clean.rstrip("/").rsplit(":", 1)[-1]
+            name = name or vault_name_for(home, last)
+            if vault_name is None and name != base_name(last):
+                warnings.append(taken_note(base_name(last), name, "URL"))
+            vault = home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
+            vault.set_config(origin={"url": clean})
+            created = True
     fork, fork_created, mp, reused = fork_and_mount(home, vault, agent, mountpoint, mount)
     return UpResult(
         vault=vault.name,

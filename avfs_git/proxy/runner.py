@@ -392,11 +392,12 @@ def run(
                 from ..core.errors import SandboxFailed
 
                 raise SandboxFailed(f"Can't chdir to {sandbox.cwd if sandbox else '?'}: {msg}")
-            return _spawn_failed(start, argv[0], num, msg)
+            return _spawn_failed(start, argv[0], num, msg + _unshown(argv[0], num, env))
     if status_r >= 0:
         spawn_error = _sandbox_status(status_r, rc, drains[1])
         if spawn_error is not None:
             code, msg = spawn_error
+            msg += _unshown(argv[0], errno.ENOENT if code == 127 else None, env)
             return RunResult(
                 code, None, False, duration_ms, b"", msg.encode() + b"\n",
                 0, len(msg) + 1, False, False, spawn_error=msg,
@@ -543,6 +544,28 @@ def _spawn_failed(start: float, program: str, num: int | None, why: str) -> RunR
         code, None, False, (time.monotonic() - start) * 1000, b"", msg.encode() + b"\n",
         0, len(msg) + 1, False, False, spawn_error=msg,
     )  # fmt: skip
+
+
+# what the sandbox shows of the host (confine.py: read-only), where a program may be found
+_SHOWN = ("/usr/", "/bin/", "/sbin/", "/lib", "/opt/", "/etc/")
+
+
+def _unshown(program: str, num: int | None, env: dict[str, str]) -> str:
+    """Why a confined command was not found, when the caller's PATH finds it on the host
+    outside what the sandbox shows (a newcomer's `exec_in(ws, ["pytest"])` with pytest in
+    the venv of avfs's checkout said only "pytest: No such file or directory"); else ""."""
+    if num != errno.ENOENT or "/" in program:
+        return ""
+    import shutil
+
+    found = shutil.which(program, path=env.get("PATH"))
+    if found is None or found.startswith(_SHOWN):
+        return ""
+    return (
+        f" (on the host it is {found}, which the sandbox does not show: only /usr, /bin, /sbin,"
+        " /lib*, /opt, /etc and the fork are there; use one there, a venv in the fork, or"
+        " --host writable, the API's confine=False)"
+    )
 
 
 def _sandbox_status(status_r: int, rc: int, err: _Drain) -> tuple[int, str] | None:

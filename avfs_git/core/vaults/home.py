@@ -519,17 +519,14 @@ class Home:
         if pending is not None:
             fork, items = pending
             importer.apply_worktree_changes(vault.workspace(fork), from_dir or "", items)
+        tip = refs.read_ref(vault.store, refs.fork_ref(vault.default_fork))
+        if from_dir is not None:  # the directory and commit `avfs up DIR` adopts (ops/origin.py)
+            vault.set_config(imported={"dir": os.path.realpath(from_dir), "commit": tip})
         vault.oplog.record(
             "vault_create",
             f"create vault {name}" + (f" from {from_dir}" if from_dir else ""),
             fork=vault.default_fork,
-            refs=[
-                {
-                    "ref": refs.fork_ref(vault.default_fork),
-                    "old": None,
-                    "new": refs.read_ref(vault.store, refs.fork_ref(vault.default_fork)),
-                }
-            ],
+            refs=[{"ref": refs.fork_ref(vault.default_fork), "old": None, "new": tip}],
         )
         if self.default_vault is None:
             self.set_config(default_vault=name)
@@ -538,8 +535,8 @@ class Home:
     def delete_vault(self, name: str, *, force: bool = False) -> str:
         """Move a vault to the home's trash (:meth:`restore_vault` brings it back)."""
         path = self.vault_path(name)
-        if not self.exists(name):
-            raise VaultNotFoundError(f"no vault named {name!r}", details={"vault": name})
+        if not self.exists(name):  # (as every other command says it: the home, a hint)
+            self.vault(name)
         if not force:
             raise UsageError(
                 f"refusing to delete vault {name!r} without --force",

@@ -35,6 +35,35 @@ from ..store.threads import ThreadSlots
 from ..types import Operation
 from ..workspace.sqlite import DEFAULT_WAIT_S, busy_error, close_conn, is_busy, open_db, set_wait
 
+
+@contextmanager
+def interrupt_held() -> Iterator[None]:
+    """Hold off SIGINT (Python's ``KeyboardInterrupt``) for the block, then raise it if one
+    came: :meth:`OpLog.held` moves an operation's refs and commits its record as one block,
+    and a Ctrl-C between the two rolled the record back with the refs moved (an interrupted
+    ``avfs merge`` said "interrupted: rerun" with its target merged and no operation for
+    ``avfs undo``: 2 of 36 Ctrl-Cs into an 800-file merge). Only where Python's own handler
+    is installed (a program's own is left alone; nested, the outer holds it) and on the
+    main thread (elsewhere no handler can be set). ``_signal``: loaded at start-up, where
+    ``signal`` is a module more on a cold command's path."""
+    import _signal  # type: ignore[import-not-found]
+
+    came: list[int] = []
+    try:
+        if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
+            raise ValueError("not Python's own handler")
+        _signal.signal(_signal.SIGINT, lambda signum, frame: came.append(signum))
+    except ValueError:  # (another handler, or not the main thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    if came:
+        raise KeyboardInterrupt
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -159,21 +188,22 @@ class OpLog:
             raise self._refused(exc, kind) from exc
         except (sqlite3.DatabaseError, CorruptStateError) as exc:
             raise self._refused(exc, kind) from exc
-        try:
-            yield
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        try:
-            db.execute("COMMIT")
-        except (sqlite3.DatabaseError, NoSpaceError) as exc:  # (the refs moved: done, not recorded)
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            err = self._not_recorded(exc, kind, kind, wait)
-            if err is exc:
+        with interrupt_held():  # (a Ctrl-C here moved the refs and rolled the record back)
+            try:
+                yield
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            raise err from exc
+            try:
+                db.execute("COMMIT")
+            except (sqlite3.DatabaseError, NoSpaceError) as exc:  # (the refs moved: done, not recorded)
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                err = self._not_recorded(exc, kind, kind, wait)
+                if err is exc:
+                    raise
+                raise err from exc
 
     def _refused(self, exc: Exception, kind: str) -> Exception:
         """The error for a log that cannot take an operation's record, met before the

@@ -58,6 +58,9 @@ class GcResult:
     expired_recovery_refs: list[str]
     expired_operations: list[int]
     kept_roots: int  # objects held for undo within the retention (besides refs and reflog entries)
+    # gc's own commit (and its tree) that held kept_roots while git ran: packed with what
+    # they hold, so counted in objects_after (a new vault's gc of 5 objects reported 7)
+    keep_commit: str | None
     unreachable_loose: int  # loose unreachable objects older than the grace (dropped, or would be)
     objects_before: int
     objects_after: int | None
@@ -224,7 +227,11 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     before = object_totals(vault.path)  # (objects, bytes)
 
     def result(
-        kept: int, unreachable: int, after: tuple[int, int] | None, debris: list[tuple[str, int, str]]
+        kept: int,
+        unreachable: int,
+        after: tuple[int, int] | None,
+        debris: list[tuple[str, int, str]],
+        keep: str | None = None,
     ) -> GcResult:
         return GcResult(
             vault=vault.name,
@@ -233,6 +240,7 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
             expired_recovery_refs=expired_refs,
             expired_operations=expired_ops,
             kept_roots=kept,
+            keep_commit=keep,
             unreachable_loose=unreachable,
             objects_before=before[0],
             objects_after=None if after is None else after[0],
@@ -297,13 +305,13 @@ def _gc_locked(vault: Vault, ret: Retention, dry_run: bool, now: float, started:
     roots: list[str] = sorted(o for o in _keep_roots(vault, op_cutoff) if o not in held)
     clear_keep_refs(vault)
     try:
-        roots = _hold_roots(vault, roots)
+        keep, roots = _hold_roots(vault, roots)
         git(vault.path, "repack", "-d", "-A", "-q", f"--unpack-unreachable={grace}")
         pruned = git(vault.path, "prune", "-v", f"--expire={grace}").stdout.split()
     finally:
         clear_keep_refs(vault)
     vault.store.close()  # packs were replaced: this thread's libgit2 handle reopens them
-    return result(len(roots), len(pruned) // 2, object_totals(vault.path), debris)
+    return result(len(roots), len(pruned) // 2, object_totals(vault.path), debris, keep)
 
 
 def _reflogged(git_dir: str) -> set[str]:
@@ -361,18 +369,18 @@ def _git_stdin(vault_path: str, args: list[str], data: str) -> None:
     gitrun.run(args, git_dir=vault_path, input=data, text=True)
 
 
-def _hold_roots(vault: Vault, roots: list[str]) -> list[str]:
+def _hold_roots(vault: Vault, roots: list[str]) -> tuple[str | None, list[str]]:
     """Make ``roots`` reachable from one ref, :data:`KEEP`, for the length of a gc: a commit
     whose parents are the commits and whose tree names the trees and blobs (one ref, where a
-    ref per object cost ~1 ms each). Returns the roots that exist."""
+    ref per object cost ~1 ms each). Returns (that commit, the roots that exist)."""
     got = vault.store.keep_commit(
         roots, "avfs gc: objects undo still needs\n", ("avfs gc", "gc@avfs.invalid")
     )
     if got is None:
-        return []
+        return None, []
     commit, held = got
     _write_keep_ref(vault.path, commit)
-    return held
+    return commit, held
 
 
 def _write_keep_ref(git_dir: str, commit: str) -> None:
