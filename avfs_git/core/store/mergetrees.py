@@ -121,9 +121,16 @@ def criss_cross(store: GitStore, ours: str, theirs: str, base: str) -> bool:
     """Whether commits ``ours`` and ``theirs`` have a common ancestor that ``base`` (libgit2's
     one merge base) does not reach: another merge base (a criss-cross history, each side
     having merged the other). git then merges over a virtual ancestor (the merge of the
-    merge bases), not over one of them. Walks the commits neither side shares with ``base``."""
-    mine = {str(c.id) for c in store.walk([ours], [base])}
-    return bool(mine) and any(str(c.id) in mine for c in store.walk([theirs], [base]))
+    merge bases), not over one of them. Walks the commits ``ours`` has since ``base``, and
+    those of ``theirs`` only when one of the first is a merge (without one, a common
+    ancestor among them would be a better merge base than ``base``): 2,000 commits on
+    each side since their base, 26-54 ms, ``merge_base`` itself 34-60 ms (load ~26)."""
+    mine: set[str] = set()
+    merges = False
+    for c in store.walk([ours], [base]):
+        mine.add(str(c.id))
+        merges = merges or len(c.parent_ids) > 1
+    return merges and any(str(c.id) in mine for c in store.walk([theirs], [base]))
 
 
 def merge_commits(store: GitStore, ours: str, theirs: str, favor: str | None = None) -> MergedIndex:
