@@ -29,7 +29,6 @@ from ..store.gitstore import rfc3339
 from ..store.treediff import diff_trees, pair_renames
 from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo, TreeId
 from ..workspace.pathguard import Held, refusal
-from . import patchheads
 
 if TYPE_CHECKING:
     from ..store.gitstore import Commit
@@ -327,7 +326,9 @@ def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: 
     if mode is None:
         return None
     if mode == MODE_COMMIT and oid is not None:
-        return patchheads.gitlink_text(oid)  # (git's text of a submodule: never read as a blob)
+        from .patchheads import gitlink_text  # (not on the paths that print no patch)
+
+        return gitlink_text(oid)  # (git's text of a submodule: never read as a blob)
     if oid is not None and (ws is None or vault.store.has_object(oid)):
         return vault.store.blob_data(oid, path=path)  # (committed: a lazy vault fetches it)
     assert ws is not None
@@ -376,6 +377,8 @@ def patch_text(
     progress: Callable[[int, int | None, str], None] | None = None,
 ) -> str:
     """A unified diff (git's format) of ``result``; binary files are named, not shown."""
+    from . import patchheads  # (not on the paths that print no patch: `log`, `checkpoint`)
+
     ws = vault.workspace(fork) if result.new == "workspace" else None
     _prefetch(vault, result)
     parts: list[str] = []
@@ -390,6 +393,8 @@ def patch_text(
 
 def _file_patch(vault: Vault, ws: Workspace | None, c: Change, context: int) -> str:
     """One change's patch, headed as git heads it (:mod:`.patchheads`)."""
+    from . import patchheads
+
     old_path = c.old_path or c.path
     if _big(vault, None, old_path, c.old_oid, c.old_mode) or _big(vault, ws, c.path, c.new_oid, c.new_mode):
         return patchheads.fix_modes(patchheads.binary_patch(c, old_path), c)

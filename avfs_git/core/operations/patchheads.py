@@ -16,7 +16,6 @@ twenty-ninth round, NAME=realdata4; ``tests/test_diff_fixtures.py``):
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 
 from ..types import MODE_COMMIT, Change, ChangeStatus
@@ -162,6 +161,8 @@ def stat_name(old_path: str | None, path: str, quote: Callable[[str], str]) -> s
 
 def _width(text: str) -> int:
     """Columns ``text`` takes on a terminal (git's ``utf8_strwidth``: East Asian wide 2)."""
+    import unicodedata  # (only where a --stat is drawn)
+
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
