@@ -136,3 +136,22 @@ def test_avfs_diff_of_a_fixture_is_git_diff(
         # its trees hold `.git` names `git fsck --strict` refuses (the clone took them as
         # `git clone` does, without transfer.fsckObjects): not left for the teardown's fsck
         assert cli("vault", "delete", "fx", "--force").code == 0
+
+
+def test_a_patch_of_latin1_text_keeps_its_bytes(tmp_path: Path, home: Any, cli: Any) -> None:
+    """pygit2 1.15.1's ``encoding`` fixture (``iso-8859-1.txt``: ``H\\xf8gsberg``): `avfs
+    diff` printed U+FFFD's three bytes for the byte git prints as it is (pygit2's
+    ``Patch.text``); now the patch's bytes, git's."""
+    git_dir = next(d for d in realdata.pygit2_fixture_repos(tmp_path / "pg") if "encoding" in str(d))
+    assert cli("vault", "clone", str(git_dir), "enc").code == 0
+    tips = _git(git_dir, "rev-list", "--all").decode().split()
+    compared = 0
+    for tip in tips:
+        parents = _git(git_dir, "rev-list", "--parents", "-n", "1", tip).decode().split()[1:]
+        for parent in parents:
+            want = _git(git_dir, "diff", parent, tip)
+            got = cli("--vault", "enc", "diff", parent, tip)
+            assert got.code == 0, got.err
+            assert got.out_bytes == want, (parent, tip)
+            compared += b"\xf8" in want
+    assert compared >= 1
