@@ -361,7 +361,7 @@ def test_diff_stat_names_a_rename_as_git_does(cli):
     assert cli("--vault", "v", "mv", "README.md", "README.txt").code == 0
     assert cli("--vault", "v", "write", "new.txt", "n\n").code == 0
     want = [
-        " README.md => README.txt | 0 ",
+        " README.md => README.txt | 0",
         " new.txt                 | 1 +",
         " 2 files changed, 1 insertion(+)",
     ]

@@ -77,29 +77,30 @@ def commit_human(app: App, c: CommitInfo, oneline: bool, graph: bool) -> None:
     o.say(bar.rstrip())
 
 
-def print_stat(app: App, rows: list[tuple[str, int, int, bool]], changes: Sequence[Change]) -> None:
-    """git's --stat: a line per file (a rename as ``OLD => NEW``, as git names it; it showed
-    only the new name), then the totals. ``changes``: the diff's, in the order of ``rows``."""
+def print_stat(
+    app: App,
+    rows: list[tuple[str, int, int, bool]],
+    changes: Sequence[Change],
+    sizes: Callable[[Change], tuple[int, int]],
+) -> None:
+    """git's --stat (:func:`..core.operations.patchheads.stat_lines`): a line per file (a
+    rename as ``OLD => NEW``, as git names it; it showed only the new name), then the
+    totals. ``changes``: the diff's, in the order of ``rows``; ``sizes``: a binary file's
+    two sides' sizes."""
+    import shutil
+
+    from ..core.operations import patchheads
     from .output import shown
 
-    labels = [f"{c.old_path} => {p}" if c.old_path else p for c, (p, *_) in zip(changes, rows, strict=True)]
-    width = max((len(shown(label)) for label in labels), default=0)
-    ti = td = 0
-    for label, (_, i, d, b) in zip(labels, rows, strict=True):
-        ti += i
-        td += d
-        bar = "Bin" if b else f"{i + d} " + "+" * min(i, 40) + "-" * min(d, 40)
-        app.output.plain(" {:<{width}} | {}", label, bar, width=width)
-    # git's summary: singular for one, and a zero count left out (both, when only modes changed)
-    summary = " {} file changed" if len(rows) == 1 else " {} files changed"
-    args: list[int] = [len(rows)]
-    if ti:
-        summary += ", {} insertion(+)" if ti == 1 else ", {} insertions(+)"
-        args.append(ti)
-    if td:
-        summary += ", {} deletion(-)" if td == 1 else ", {} deletions(-)"
-        args.append(td)
-    app.output.plain(summary, *args)
+    lines = patchheads.stat_lines(
+        [
+            (patchheads.stat_name(c.old_path, p, shown), i, d, b, *(sizes(c) if b else (0, 0)))
+            for c, (p, i, d, b) in zip(changes, rows, strict=True)
+        ],
+        shutil.get_terminal_size((80, 24)).columns,  # (git's term_columns: COLUMNS, the tty, else 80)
+    )
+    for line in lines:
+        app.output.raw(line + "\n")
 
 
 def commit_patch(
@@ -111,7 +112,12 @@ def commit_patch(
 
     result = history.commit_diff(vault, commit, fork)
     if stat:
-        print_stat(app, history.diff_stat(vault, result), result.changes)
+        print_stat(
+            app,
+            history.diff_stat(vault, result),
+            result.changes,
+            lambda c: history.side_sizes(vault, result, None, c),
+        )
         return
     app.output.raw(history.patch_text(vault, result, None, context))
     sys.stdout.flush()
@@ -241,7 +247,7 @@ def diff(
 ) -> None:
     """`avfs diff`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     from ..core.errors import UsageError
-    from ..core.operations import history
+    from ..core.operations import history, patchheads
 
     del cached
     raw = app.output.argv
@@ -280,12 +286,19 @@ def diff(
     if name_status:
         for c in result.changes:
             letter = LETTER[c.status]
+            if patchheads.exact_rename(c):  # (git's score: 100, the content the same)
+                letter += "100"
             if c.old_path:
                 app.output.plain(letter + "\t{}\t{}", c.old_path, c.path)
             else:
                 app.output.plain(letter + "\t{}", c.path)
     elif stat:
-        print_stat(app, history.diff_stat(vault, result, fork), result.changes)
+        print_stat(
+            app,
+            history.diff_stat(vault, result, fork),
+            result.changes,
+            lambda c: history.side_sizes(vault, result, fork, c),
+        )
     else:
         with app.output.progress("diff") as progress:
             text = history.patch_text(vault, result, fork, context, progress)

@@ -325,6 +325,10 @@ def _without_hidden(vault: Vault, fork: str | None, result: DiffResult) -> DiffR
 def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bytes | None:
     if mode is None:
         return None
+    if mode == MODE_COMMIT and oid is not None:
+        from .patchheads import gitlink_text  # (not on the paths that print no patch)
+
+        return gitlink_text(oid)  # (git's text of a submodule: never read as a blob)
     if oid is not None and (ws is None or vault.store.has_object(oid)):
         return vault.store.blob_data(oid, path=path)  # (committed: a lazy vault fetches it)
     assert ws is not None
@@ -365,51 +369,6 @@ def _big(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: i
         return False
 
 
-def _binary_patch(c: Change, old_path: str) -> str:
-    """git's patch of a file past :data:`BIG_FILE` on either side: its header and "Binary
-    files ... differ" (the modes put right by :func:`_fix_modes`)."""
-    zero = "0" * 7
-    a = f"a/{old_path}" if c.old_mode is not None else "/dev/null"
-    b = f"b/{c.path}" if c.new_mode is not None else "/dev/null"
-    lines = [f"diff --git a/{old_path} b/{c.path}"]
-    if c.old_mode is None:
-        lines.append("new file mode 100644")
-    elif c.new_mode is None:
-        lines.append("deleted file mode 100644")
-    elif old_path != c.path:
-        lines += [f"rename from {old_path}", f"rename to {c.path}"]
-    lines.append(f"index {(c.old_oid or zero)[:7]}..{(c.new_oid or zero)[:7]}")
-    lines.append(f"Binary files {a} and {b} differ\n")
-    return "\n".join(lines)
-
-
-def _fix_modes(text: str, c: Change) -> str:
-    """Put the real file modes into a patch header (libgit2 assumes 100644 for buffers)."""
-    if not text:
-        return text
-    lines = text.split("\n")
-    out: list[str] = []
-    in_header = True
-    for i, line in enumerate(lines):
-        if in_header and (line.startswith(("--- ", "@@", "Binary files", "GIT binary patch"))):
-            in_header = False
-        if in_header and i > 0:
-            if line.startswith("new file mode ") and c.new_mode:
-                line = f"new file mode {c.new_mode:06o}"
-            elif line.startswith("deleted file mode ") and c.old_mode:
-                line = f"deleted file mode {c.old_mode:06o}"
-            elif line.startswith("index ") and c.old_mode and c.new_mode:
-                ids = line.split(" ")[1]
-                if c.old_mode == c.new_mode:
-                    line = f"index {ids} {c.new_mode:06o}"
-                else:
-                    out.append(f"old mode {c.old_mode:06o}")
-                    out.append(f"new mode {c.new_mode:06o}")
-                    line = f"index {ids}"
-        out.append(line)
-    return "\n".join(out)
-
-
 def patch_text(
     vault: Vault,
     result: DiffResult,
@@ -418,6 +377,8 @@ def patch_text(
     progress: Callable[[int, int | None, str], None] | None = None,
 ) -> str:
     """A unified diff (git's format) of ``result``; binary files are named, not shown."""
+    from . import patchheads  # (not on the paths that print no patch: `log`, `checkpoint`)
+
     ws = vault.workspace(fork) if result.new == "workspace" else None
     _prefetch(vault, result)
     parts: list[str] = []
@@ -425,22 +386,29 @@ def patch_text(
     for i, c in enumerate(result.changes):
         if progress is not None and (i % 50 == 0 or i + 1 == total):
             progress(i + 1, total, c.path)
-        old_path = c.old_path or c.path
-        if _big(vault, None, old_path, c.old_oid, c.old_mode) or _big(
-            vault, ws, c.path, c.new_oid, c.new_mode
-        ):
-            parts.append(_fix_modes(_binary_patch(c, old_path), c))
-            continue
-        a = _side(vault, None, old_path, c.old_oid, c.old_mode)
-        b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
-        text = _fix_modes(blob_patch(a, b, old_path, c.path, context), c)
-        if c.status is ChangeStatus.RENAMED and not text:
-            text = f"diff --git a/{old_path} b/{c.path}\nrename from {old_path}\nrename to {c.path}\n"
-        if c.old_mode and c.new_mode and c.old_mode != c.new_mode and "old mode" not in text:
-            text = text or f"diff --git a/{old_path} b/{c.path}\n"
-            text += f"old mode {c.old_mode:06o}\nnew mode {c.new_mode:06o}\n"
-        parts.append(text)
+        for one in patchheads.split_type_change(c) if patchheads.type_changed(c) else (c,):
+            parts.append(_file_patch(vault, ws, one, context))
     return "".join(parts)
+
+
+def _file_patch(vault: Vault, ws: Workspace | None, c: Change, context: int) -> str:
+    """One change's patch, headed as git heads it (:mod:`.patchheads`)."""
+    from . import patchheads
+
+    old_path = c.old_path or c.path
+    if _big(vault, None, old_path, c.old_oid, c.old_mode) or _big(vault, ws, c.path, c.new_oid, c.new_mode):
+        return patchheads.fix_modes(patchheads.binary_patch(c, old_path), c)
+    if patchheads.exact_rename(c):
+        return patchheads.rename_header(c, old_path)
+    a = _side(vault, None, old_path, c.old_oid, c.old_mode)
+    b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
+    text = patchheads.fix_modes(blob_patch(a, b, old_path, c.path, context), c)
+    if c.status is ChangeStatus.RENAMED and not text:
+        text = f"diff --git a/{old_path} b/{c.path}\nrename from {old_path}\nrename to {c.path}\n"
+    if c.old_mode and c.new_mode and c.old_mode != c.new_mode and "old mode" not in text:
+        text = text or f"diff --git a/{old_path} b/{c.path}\n"
+        text += f"old mode {c.old_mode:06o}\nnew mode {c.new_mode:06o}\n"
+    return text
 
 
 def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list[tuple[str, int, int, bool]]:
@@ -461,6 +429,21 @@ def diff_stat(vault: Vault, result: DiffResult, fork: str | None = None) -> list
         ins, dels, binary = blob_line_stats(a, b, _label(old_path), _label(c.path))
         out.append((c.path, ins, dels, binary))
     return out
+
+
+def side_sizes(vault: Vault, result: DiffResult, fork: str | None, c: Change) -> tuple[int, int]:
+    """A changed binary file's (old, new) sizes for git's ``--stat`` (``Bin 9 -> 0 bytes``):
+    (0, 0) when the content is the same, 0 for a side that is absent."""
+    if c.old_oid is not None and c.old_oid == c.new_oid:
+        return 0, 0
+    ws = vault.workspace(fork) if result.new == "workspace" else None
+    old = vault.store.blob_size(c.old_oid) if c.old_oid is not None and c.old_mode is not None else 0
+    if c.new_mode is None:
+        return old, 0
+    if c.new_oid is not None and (ws is None or vault.store.has_object(c.new_oid)):
+        return old, vault.store.blob_size(c.new_oid)
+    assert ws is not None
+    return old, ws.stat(c.path).size
 
 
 def _prefetch(vault: Vault, result: DiffResult) -> None:

@@ -42,7 +42,7 @@ from ..errors import (
 from ..records import dataclass
 from ..store import names, refs
 from ..store.gitstore import EMPTY_TREE, GitStore
-from ..store.mergetrees import merge_trees
+from ..store.mergetrees import MergedIndex, criss_cross, merge_commits, merge_trees
 from ..store.treediff import diff_trees
 from ..store.trivialmerge import _trivial_merge
 from ..types import Change, CommitId
@@ -377,12 +377,16 @@ def _merge_once(
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
         msg = message or f"avfs: merge {source} into {target}\n"
         trees = (anc_tree, ours_tree, theirs_tree)
-        fast = _fast_merge(vault, ws, trees, (ours, theirs), source, msg, dry_run, guarded) if base else None
+        whole = _over_all_bases(vault, ours, theirs, base, ours_dirty or theirs_dirty)
+        trivial = base is not None and not whole
+        fast = (
+            _fast_merge(vault, ws, trees, (ours, theirs), source, msg, dry_run, guarded) if trivial else None
+        )
         if fast is not None:
             commit, made, tree = fast
             changed = ChangedPaths(vault.store, ours_tree, tree)  # listed when first read
             return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
-        index = merge_trees(vault.store, anc_tree, ours_tree, theirs_tree, favor)
+        index = _merged_index(vault, trees, (ours, theirs), favor, whole)
         conflicts = _classify(vault.store, index, ours_tree, theirs_tree)
         if not conflicts:
             tree = index.write_tree()
@@ -397,6 +401,29 @@ def _merge_once(
             vault, ws, index, conflicts, source, (ours, theirs, base), msg, held.close, guarded
         )
         return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
+
+
+def _over_all_bases(vault: Vault, ours: str, theirs: str, base: str | None, dirty: bool) -> bool:
+    """Whether to merge the commits over all their merge bases (libgit2's recursion, git's
+    virtual ancestor) rather than the trees over ``base``: a criss-cross history
+    (:func:`..store.mergetrees.criss_cross`), both sides committed (not a dry run's
+    uncheckpointed trees), and the vault whole (not lazy: the other bases' blobs)."""
+    return (
+        base is not None
+        and not dirty
+        and vault.store.promisor.remote() is None
+        and criss_cross(vault.store, ours, theirs, base)
+    )
+
+
+def _merged_index(
+    vault: Vault, trees: tuple[str, str, str], tips: tuple[str, str], favor: str | None, whole: bool
+) -> MergedIndex:
+    """libgit2's merge: of the commits ``tips`` over all their merge bases when ``whole``
+    (:func:`_over_all_bases`), else of ``trees`` (ancestor's, ours, theirs)."""
+    if whole:
+        return merge_commits(vault.store, *tips, favor)
+    return merge_trees(vault.store, *trees, favor)
 
 
 def _fast_merge(

@@ -5,6 +5,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pygit2
 
 # A hunk header's function context: git cuts the line to 80 bytes, then drops the cut's
 # trailing blanks (xdiff's def_ff); libgit2 drops them first and cuts after, so where the
@@ -47,6 +51,13 @@ def _not_utf8(path: str) -> bool:
     return False
 
 
+def _text(patch: pygit2.Patch) -> str:
+    """The patch's bytes as text, a byte that is not UTF-8 kept as its surrogate escape (the
+    output writes it back as the byte: an ISO-8859-1 line shows as git shows it). pygit2's
+    ``Patch.text`` put U+FFFD there (pygit2's ``encoding`` fixture, realdata4)."""
+    return (patch.data or b"").decode("utf-8", "surrogateescape")
+
+
 def blob_patch(old: bytes | None, new: bytes | None, old_path: str, new_path: str, context: int = 3) -> str:
     """The unified diff (git's format, libgit2's) of two blobs' contents (None: absent),
     labelled with the two paths; binary contents are named, not shown. Empty when equal.
@@ -56,11 +67,11 @@ def blob_patch(old: bytes | None, new: bytes | None, old_path: str, new_path: st
     import pygit2
 
     if not (_not_utf8(old_path) or _not_utf8(new_path)):
-        text = pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context).text or ""
-        return _git_headers(text)
+        return _git_headers(
+            _text(pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context))
+        )
     a, b = _standins(old_path), _standins(new_path)
-    text = pygit2.Patch.create_from(old, new, a, b, context_lines=context).text or ""
-    return _git_headers(_bytes_back(text))
+    return _git_headers(_bytes_back(_text(pygit2.Patch.create_from(old, new, a, b, context_lines=context))))
 
 
 def blob_line_stats(

@@ -117,6 +117,40 @@ def merge_trees(
     return MergedIndex(store, index)
 
 
+def criss_cross(store: GitStore, ours: str, theirs: str, base: str) -> bool:
+    """Whether commits ``ours`` and ``theirs`` have a common ancestor that ``base`` (libgit2's
+    one merge base) does not reach: another merge base (a criss-cross history, each side
+    having merged the other). git then merges over a virtual ancestor (the merge of the
+    merge bases), not over one of them. Walks the commits ``ours`` has since ``base``, and
+    those of ``theirs`` only when one of the first is a merge (without one, a common
+    ancestor among them would be a better merge base than ``base``): 2,000 commits on
+    each side since their base, 26-54 ms, ``merge_base`` itself 34-60 ms (load ~26)."""
+    mine: set[str] = set()
+    merges = False
+    for c in store.walk([ours], [base]):
+        mine.add(str(c.id))
+        merges = merges or len(c.parent_ids) > 1
+    return merges and any(str(c.id) in mine for c in store.walk([theirs], [base]))
+
+
+def merge_commits(store: GitStore, ours: str, theirs: str, favor: str | None = None) -> MergedIndex:
+    """libgit2's merge of commits ``ours`` and ``theirs`` over all their merge bases (several:
+    their merge first, recursively, as git's ``ort`` makes its virtual ancestor): the merge
+    of a criss-cross history (:func:`criss_cross`), where :func:`merge_trees` over one base
+    conflicts where git does not (libgit2's ``testrepo.git``: ``br2`` and ``master`` each
+    merged the other; a line added on ``master`` conflicted with the base's first line).
+    Not in a lazy vault: libgit2 would read the other bases' blobs, not fetched (there the
+    merge is over one base, as before: docs/merge.md)."""
+    import pygit2
+
+    fv = getattr(pygit2.enums.MergeFavor, _FAVOR[favor])
+    try:
+        index = store._repo.merge_commits(ours, theirs, favor=fv)
+    except git_errors(OSError) as exc:
+        raise git_error(exc, f"cannot merge commit {theirs} into {ours}", InternalError) from exc
+    return MergedIndex(store, index)
+
+
 def unreadable_in_merge(
     store: GitStore, ancestor: str, ours: str, theirs: str
 ) -> ObjectUnreadableError | None:

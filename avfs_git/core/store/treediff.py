@@ -121,18 +121,24 @@ def _entry(
         out.append(Change(path, status, old_mode=old[1], new_mode=new[1], old_oid=old[0], new_oid=new[0]))
 
 
+def _kind(mode: int | None) -> int | None:
+    return None if mode is None else mode & 0o170000
+
+
 def pair_renames(changes: list[Change], hints: dict[str, str] | None = None) -> list[Change]:
     """Turn (deleted, added) pairs into renames.
 
     ``hints`` maps an added path to the path it was moved from (the overlay knows); other
-    pairs are matched when blob id and mode are equal. Returns the list sorted by path.
+    pairs are matched when blob id and kind of file are equal (the exec bit may differ, as
+    git pairs ``badmode`` 100755 and ``goodmode`` 100644 in libgit2's ``revert-rename.git``).
+    Returns the list sorted by path.
     """
     deleted = {c.path: c for c in changes if c.status is ChangeStatus.DELETED}
     if not deleted:
         return sorted(changes, key=lambda c: c.path)
     by_oid: dict[tuple[str | None, int | None], list[str]] = {}
     for c in deleted.values():
-        by_oid.setdefault((c.old_oid, c.old_mode), []).append(c.path)
+        by_oid.setdefault((c.old_oid, _kind(c.old_mode)), []).append(c.path)
     out: list[Change] = []
     used: set[str] = set()
     for c in changes:
@@ -141,7 +147,7 @@ def pair_renames(changes: list[Change], hints: dict[str, str] | None = None) -> 
         src = (hints or {}).get(c.path)
         if src is None or src not in deleted or src in used:
             src = None
-            for cand in by_oid.get((c.new_oid, c.new_mode), []) if c.new_oid else []:
+            for cand in by_oid.get((c.new_oid, _kind(c.new_mode)), []) if c.new_oid else []:
                 if cand not in used:
                     src = cand
                     break
