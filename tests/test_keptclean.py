@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 SCRIPT = r"""
 import gc, json, os, sys
@@ -70,4 +71,72 @@ def test_a_call_that_left_nothing_is_clean_without_a_collection() -> None:
         "cycle_collects": 1,
         "cycle_fd_closed": True,
         "left_clean": False,
+    }, got
+
+
+HELD = r"""
+import json, os, sys
+null = os.open("/dev/null", os.O_RDWR)
+for fd in (3, 4):
+    if fd != null:
+        os.dup2(null, fd)
+if null not in (3, 4):
+    os.close(null)
+from avfs_git.cli import callproc, homekeep
+from avfs_git.cli.homekeep import KeptHome
+from avfs_git.core.settings import Settings
+
+path = sys.argv[1]
+os.environ["AVFS_HOME"] = path
+looked = []
+real = homekeep._open_here
+def counted(p):
+    looked.append(p)
+    return real(p)
+homekeep._open_here = counted
+kept = KeptHome()
+home = kept.open(path, Settings.from_environ(os.environ, path))
+vault = home.vault("v")
+for fork in ("main", "a"):
+    vault.workspace(fork).is_dirty()  # (its overlay database open, as a merge leaves it)
+vault.oplog.recent(1)  # (and the op log's)
+umask = os.umask(0o022)
+os.umask(umask)
+dbs = [fd for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}")
+       and os.readlink(f"/proc/self/fd/{fd}").endswith(".db")]
+out = {"clean": callproc._clean(umask, kept), "looked": len(looked), "dbs": len(dbs)}
+import sqlite3
+c = sqlite3.connect(os.path.join(os.path.realpath(vault.state_dir), "t.db"), isolation_level=None)
+c.execute("CREATE TABLE t (x)")
+c.execute("INSERT INTO t VALUES (1), (2)")
+c.execute("BEGIN")
+c.execute("SELECT x FROM t").fetchone()  # (a read transaction left open: a lock on a rollback journal's database)
+out["read_txn_clean"] = callproc._clean(umask, kept)
+c.execute("COMMIT")
+out["after_commit_clean"] = callproc._clean(umask, kept)
+c.close()
+print(json.dumps(out))
+"""
+
+
+def test_the_check_reads_each_descriptor_s_name_once(vault: Any) -> None:
+    """A kept home holding three databases (two workspaces' overlays, the op log): the
+    check finds it clean without listing every descriptor again for each database's
+    ``-shm`` (main's code: ``_open_here`` once a database, each a listing and a
+    ``readlink`` of every descriptor, ~100 a served merge's check, h-merge7); a read
+    transaction left open is still not clean."""
+    vault.create_fork("main", "a")
+    vault.home.close()
+    p = subprocess.run(
+        [sys.executable, "-c", HELD, vault.home.path], capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert got["dbs"] >= 3, got
+    assert got == {
+        "clean": True,
+        "looked": 0,
+        "dbs": got["dbs"],
+        "read_txn_clean": False,
+        "after_commit_clean": True,
     }, got

@@ -261,6 +261,81 @@ def test_a_merge_asks_which_top_directories_stay_in_the_upper_layer_twice(
     assert main.changes.ignored().tops == frozenset({"node_modules"})
 
 
+def test_a_merge_asks_the_ignore_rules_for_the_kept_top_directories_once(
+    vault: Any, left: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of the two questions above, the second finds the upper layer, the database and the
+    base as the first left them (the writers held): it is answered from the first
+    (:func:`.wsfold.tops_kept`), the ignore rules not asked again (h-merge7: each ask
+    ~0.6 ms of a served fast-forward's ~8 on minimist; main's code asked twice)."""
+    from avfs_git.core.workspace import wsfold
+
+    _fork(vault, "a", "d/from-a.txt", b"from a\n")
+    _fork(vault, "b", "d/from-b.txt", b"from b\n")
+    # (the first merge folds the checkpointed CHANGELOG.md, so its second question finds
+    # the layer changed and asks again; the next one finds node_modules alone)
+    assert merge.merge(vault, "a", "main").status == "fast_forward"
+    asked: list[frozenset[str]] = []
+    ignore_asks: list[list[str]] = []
+    real = wsfold.kept_tops
+
+    def kept_tops(overlay: Any, ignored: Any) -> frozenset[str]:
+        def counted(tops: list[str]) -> set[str]:
+            ignore_asks.append(list(tops))
+            return ignored(tops)
+
+        got = real(overlay, counted)
+        asked.append(got)
+        return got
+
+    monkeypatch.setattr(wsfold, "kept_tops", kept_tops)
+    assert merge.merge(vault, "b", "main").status == "merged"
+    assert asked == [frozenset({"node_modules"})] * 2, asked
+    assert ignore_asks == [["node_modules"]], ignore_asks  # (main's code: two)
+    main = vault.workspace("main")
+    assert main.overlay.upper_active() and main.status() == []
+    assert main.read("d/from-a.txt") == b"from a\n" and main.read("d/from-b.txt") == b"from b\n"
+    assert main.changes.ignored().tops == frozenset({"node_modules"})
+
+
+def test_the_kept_top_directories_are_asked_again_when_what_decides_them_changed(
+    vault: Any, left: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """:func:`.wsfold.tops_kept` answers again only for the same state: a ``.gitignore``
+    written into the upper layer (as a mount writes it), a write through the API (which
+    folds the layer: the database's journal moves) and the end of the scope each ask
+    anew; outside it every question is asked."""
+    from avfs_git.core.workspace import wsfold
+    from avfs_git.core.workspace.wsstatus import Changes
+
+    ws = vault.workspace("main")
+    asks: list[list[str]] = []
+    real = Changes.prune_ignored
+
+    def counted(self: Changes, tops: list[str], found: list[Any]) -> set[str]:
+        asks.append(list(tops))
+        return real(self, tops, found)
+
+    monkeypatch.setattr(Changes, "prune_ignored", counted)
+    assert ws.upper_kept_tops() == ws.upper_kept_tops() == frozenset({"node_modules"})
+    assert len(asks) == 2, asks  # (outside the scope: each asked)
+    asks.clear()
+    with wsfold.tops_kept():
+        assert ws.upper_kept_tops() == frozenset({"node_modules"})
+        assert ws.upper_kept_tops() == frozenset({"node_modules"})
+        assert len(asks) == 1, asks
+        Path(ws.overlay.upper_dir, ".gitignore").write_bytes(b"other/\n")  # (in place)
+        assert ws.upper_kept_tops() == frozenset()  # not ignored any more
+        assert len(asks) == 2, asks
+        Path(ws.overlay.upper_dir, ".gitignore").write_bytes(b"node_modules/\n")
+        assert ws.upper_kept_tops() == frozenset({"node_modules"})
+        assert len(asks) == 3, asks
+        ws.write("d/b.txt", b"b\n")  # (folds the layer first)
+        assert ws.upper_kept_tops() == frozenset()
+        assert ws.read("node_modules/lodash/package.json")  # (folded, still shown)
+    assert wsfold._kept_answers.get() is None
+
+
 def test_a_merge_reads_each_commit_s_tree_once(vault: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A merge asks the same few commits' trees through every layer it calls (the tips,
     the base, the view, the ignore rules, the move): each is read from the vault once a

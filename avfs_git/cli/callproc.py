@@ -55,7 +55,7 @@ import sys
 from typing import Any
 
 from . import spare
-from .homekeep import KeptHome
+from .homekeep import KeptHome, open_paths
 
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 WAL_CLOSE_AT = 256 << 10  # a served command closes its databases when a WAL is past this
@@ -346,9 +346,11 @@ def _left_nothing(umask: int, kept: KeptHome) -> bool:
     now = os.umask(umask)
     os.umask(now)
     own = {0, 1, 2, ANSWER_FD, spare.REPORT_FD}  # (the answer's on /dev/null: _hold)
+    if not own <= fds:
+        return False
+    paths = open_paths(fds)  # (read once for every descriptor's check)
     return (
-        own <= fds
-        and all(kept.holds(fd) for fd in fds - own)
+        all(kept.holds(fd, paths) for fd in fds - own)
         and tasks == 1
         and threading.active_count() == 1
         and now == umask

@@ -48,6 +48,7 @@ calls of one kept process and requires the second call to see it (the kept works
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -124,18 +125,21 @@ class KeptHome:
         if home is not None:
             home.close()
 
-    def holds(self, fd: int) -> bool:
+    def holds(self, fd: int, paths: Mapping[int, str] | None = None) -> bool:
         """Whether descriptor ``fd`` is one the kept home may hold between calls: a file
         under the home's directory with no lock but the ones an idle SQLite connection
         keeps (a shared lock on its database, the "DMS" byte 128 of its ``-shm``): never
         a lock of avfs's (``flock``), a write lock or a read transaction's (a shared lock
-        on a database with no ``-shm`` open here: a rollback journal's)."""
+        on a database with no ``-shm`` open here: a rollback journal's). ``paths``: what
+        each descriptor of this process names, read once by a caller that asks of them
+        all (:func:`open_paths`; else each is read here, and every descriptor's for each
+        database: 26 descriptors and ~100 ``readlink`` a served merge's check, h-merge7)."""
         from ..core.store.names import is_within
 
         if not self._root:
             return False
         try:
-            path = os.readlink(f"/proc/self/fd/{fd}")
+            path = paths[fd] if paths is not None and fd in paths else os.readlink(f"/proc/self/fd/{fd}")
             with open(f"/proc/self/fdinfo/{fd}", encoding="ascii", errors="replace") as fh:
                 info = fh.read()
         except OSError:
@@ -152,12 +156,24 @@ class KeptHome:
             if path.endswith("-shm"):
                 if f[-2:] != ["128", "128"]:
                     return False
-            elif not _open_here(path + "-shm"):
+            elif not (path + "-shm" in paths.values() if paths is not None else _open_here(path + "-shm")):
                 # a shared lock on a database with a rollback journal: an open read
                 # transaction's (an idle connection to one holds none), which keeps
                 # every writer out; on a WAL database (its -shm open), the idle one's
                 return False
         return True
+
+
+def open_paths(fds: Iterable[int]) -> dict[int, str]:
+    """What each of ``fds`` names (``/proc/self/fd``'s links; one closed meanwhile left
+    out)."""
+    out: dict[int, str] = {}
+    for fd in fds:
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return out
 
 
 def _open_here(path: str) -> bool:

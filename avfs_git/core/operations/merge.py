@@ -56,6 +56,7 @@ from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.mergestate import unresolved, write_state
 from ..workspace.wscommit import keep_recovery, publish
+from ..workspace.wsfold import tops_kept
 from ..workspace.wsretire import retirable
 from . import mergeguard
 from .mergeconflicts import Conflict, _classify, show_conflicts
@@ -273,8 +274,9 @@ def merge(
     while True:
         attempts += 1
         try:
-            # (each commit's tree read once a try, and the ignore rules' globals)
-            with vault.store.commit_trees_kept(), globals_kept():
+            # (each commit's tree read once a try, the ignore rules' globals, and which of
+            # the target's upper layer's top directories stay: wsfold.tops_kept)
+            with vault.store.commit_trees_kept(), globals_kept(), tops_kept():
                 return _merge_once(
                     vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
                     write_conflicts=write_conflicts, allow_unrelated=allow_unrelated,
