@@ -406,10 +406,9 @@ def _merge_once(
 
 
 def _over_all_bases(vault: Vault, ours: str, theirs: str, base: str | None, dirty: bool) -> bool:
-    """Whether to merge the commits over all their merge bases (libgit2's recursion, git's
-    virtual ancestor) rather than the trees over ``base``: a criss-cross history
-    (:func:`..store.mergetrees.criss_cross`), both sides committed (not a dry run's
-    uncheckpointed trees), and the vault whole (not lazy: the other bases' blobs)."""
+    """Merge the commits over all their bases (git's virtual ancestor), not the trees over
+    ``base``: a criss-cross history (:func:`..store.mergetrees.criss_cross`), both sides
+    committed (not a dry run's uncheckpointed trees), the vault whole (not lazy)."""
     return (
         base is not None
         and not dirty
