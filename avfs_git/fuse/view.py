@@ -468,6 +468,8 @@ class ViewOps(NestedRepos, HandleTable):
         oid = node.oid
         if oid is None or node.is_dir:
             raise fuse.FuseOSError(errno.EISDIR)
+        if oid in self.unsettled:  # (the kernel may still hold a size that was not the blob's)
+            raise fuse.FuseOSError(errno.EIO)
         form = self._form(node)  # (kept by path and blob there)
         if form is not None:
             return form[offset : offset + size]

@@ -1,0 +1,134 @@
+"""A hostile remote (docs/security.md, "A hostile remote: what a lazy vault's server says"):
+a lazy vault cloned from a real `git daemon` (tests/test_lazy.py's history), then pointed at
+a server on 127.0.0.1 that lies (tests/hostileremote.py): sizes that are not the blobs',
+packs that inflate past what they say, an answer dripped a byte at a time. What a reader
+through the mount, the API, `avfs status` and a checkpoint then see: the true contents or
+a clear error (``blob_not_local``, ``EIO`` in a mount), in bounded memory and time, the
+vault holding nothing the server made up."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.errors import BlobNotLocalError
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.vaults.vault import Vault
+from avfs_git.ops import mounts
+
+from .conftest import git
+from .hostileremote import Hostile
+from .test_fuse import require_fuse
+from .test_lazy import blob_at
+from .test_lazy import server as server
+from .test_overlay import require_overlay
+
+SMALL = "NOTES.md"  # "notes\n"
+OTHER = "avfs_git/core/store/gitstore.py"
+
+
+def _hostile_vault(home: Home, server: Any, **settings: object) -> tuple[Vault, Hostile]:
+    """A lazy vault of the test history, its origin then a :class:`Hostile` server of it."""
+    v = home.clone_vault(server.url("proj.git"), "p", lazy=True)
+    h = Hostile(server.base / "proj.git")
+    git("--git-dir", v.path, "config", "remote.origin.url", h.url())
+    v.store.promisor.forget()  # (the clone's handle knew the first URL)
+    with open(os.path.join(v.path, "avfs", "config.json"), "w", encoding="utf-8") as fh:
+        json.dump({"read_neighbours": 0, "read_package_bytes": 0, **settings}, fh)
+    return v, h
+
+
+def _oid(server: Any, path: str) -> str:
+    return git("--git-dir", str(server.base / "proj.git"), "rev-parse", f"main:{path}").strip()
+
+
+def _read_past_eio(path: Path) -> bytes:
+    """``path``'s bytes, read again while the read is ``EIO`` (the read that found the
+    server's size wrong, and those until the kernel has forgotten it)."""
+    for _ in range(200):
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            assert exc.errno == errno.EIO, exc
+            threading.Event().wait(0.05)
+    raise AssertionError(f"{path} stays EIO")
+
+
+def _refs(v: Vault) -> str:
+    return git("--git-dir", v.path, "for-each-ref")
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_size_the_server_lies_about_never_cuts_a_file_in_the_mount(
+    home: Home, server: Any, tmp_path: Path, backend: str
+) -> None:
+    """The server's ``object-info`` says 3 bytes for a 6-byte file and 100,000 more than a
+    source file holds. Before, the size cache kept the lie for good (a size is looked up
+    there before the packs): the mount reported it, `cat` read ``not`` for ``notes\\n``,
+    and on the overlay backend an append copied up the 3 bytes and committed them."""
+    require_overlay() if backend == "overlay" else require_fuse()
+    v, h = _hostile_vault(home, server)
+    src = server.base / "proj.git"
+    small, other = _oid(server, SMALL), _oid(server, OTHER)
+    true_small, true_other = blob_at(src, "main", SMALL), blob_at(src, "main", OTHER)
+    h.sizes = {small: 3, other: len(true_other) + 100_000, "f" * 40: 7}  # ("f"*40: never asked)
+    refs = _refs(v)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, v, "main", str(mp), backend=backend)
+    try:
+        assert os.stat(mp / SMALL).st_size == 3  # (what the server said: nothing else to go by yet)
+        for rel, true in ((SMALL, true_small), (OTHER, true_other)):
+            got = _read_past_eio(mp / rel)
+            assert got == true, rel  # never cut to the size said, never padded
+            assert os.stat(mp / rel).st_size == len(true)
+        with open(mp / SMALL, "ab") as fh:
+            fh.write(b"more\n")
+        assert (mp / SMALL).read_bytes() == true_small + b"more\n"
+        done = checkpoint.save(v, "main", name="after")
+        assert git("--git-dir", v.path, "cat-file", "blob", f"{done.checkpoint.commit}:{SMALL}").encode() == (
+            true_small + b"more\n"
+        )
+        assert [c.path for c in v.workspace("main").status()] == []
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=mp, capture_output=True, check=True)
+        assert status.stdout == b""
+    finally:
+        mounts.unmount(home, v, "main", lazy=True)
+    assert "fetch" in h.commands and "object-info" in h.commands  # (the lies were asked)
+    h.close()
+    promisor = home.vault("p").store.promisor
+    assert promisor.size(small) == len(true_small) and promisor.size("f" * 40) is None
+    before = dict(line.split(" commit\t")[::-1] for line in refs.splitlines())
+    after = dict(line.split(" commit\t")[::-1] for line in _refs(v).splitlines())
+    assert (
+        after.pop("refs/avfs/checkpoints/main/-/after") == after["refs/heads/main"] == done.checkpoint.commit
+    )
+    assert (
+        after.keys() == before.keys()
+        and after["refs/remotes/origin/main"] == before["refs/remotes/origin/main"]
+    )
+
+
+def test_a_size_the_server_lies_about_is_a_clear_error_once_through_the_api(home: Home, server: Any) -> None:
+    v, h = _hostile_vault(home, server)
+    small = _oid(server, SMALL)
+    h.sizes = {small: 1 << 64, _oid(server, OTHER): 5}  # (past what the size cache holds: not taken)
+    ws = v.workspace("main")
+    try:
+        assert ws.stat(SMALL).size == 6  # the size said was none: it was fetched to be measured
+        with pytest.raises(BlobNotLocalError) as exc:
+            ws.read(OTHER)
+        assert exc.value.details["size_said"] == 5 and exc.value.details["path"] == OTHER
+        assert "said blob" in exc.value.message
+        assert ws.read(OTHER) == blob_at(server.base / "proj.git", "main", OTHER)
+        assert ws.stat(OTHER).size == len(blob_at(server.base / "proj.git", "main", OTHER))
+    finally:
+        h.close()
