@@ -73,8 +73,8 @@ def pack(entries: list[bytes]) -> bytes:
     return body + hashlib.sha1(body).digest()
 
 
-def blob_entry(data: bytes, *, declared: int | None = None) -> bytes:
-    return header(3, len(data) if declared is None else declared) + zlib.compress(data, 9)
+def blob_entry(data: bytes, *, level: int = 9) -> bytes:
+    return header(3, len(data)) + zlib.compress(data, level)
 
 
 def ref_delta_entry(base_oid: str, delta: bytes) -> bytes:
@@ -233,3 +233,27 @@ def _request(fh: object) -> list[bytes] | None:
             lines.append(b"0001")
             continue
         lines.append(bytes(fh.read(n - 4)))  # type: ignore[attr-defined]
+
+
+def inflating(n_mib: int) -> bytes:
+    """A zlib stream of ``n_mib`` MiB of zero bytes in about ``n_mib`` KiB, made without
+    compressing them: one MiB compressed and fully flushed (the compressor's state reset, so
+    each copy of it is the same bytes and a valid continuation), repeated, then an empty
+    final block and the Adler-32 of the whole."""
+    z = zlib.compressobj(9)
+    mib = bytes(1 << 20)
+    first = z.compress(mib) + z.flush(zlib.Z_FULL_FLUSH)
+    again = z.compress(mib) + z.flush(zlib.Z_FULL_FLUSH)
+    adler = 1
+    for _ in range(n_mib):
+        adler = zlib.adler32(mib, adler)
+    return first + again * (n_mib - 1) + b"\x03\x00" + struct.pack(">I", adler)
+
+
+def copying(base_size: int, total: int) -> bytes:
+    """A delta (of a base of ``base_size`` bytes) that says it makes 1 byte and copies the
+    base's first 64 KiB (or all of it) over and over, ``total`` bytes in all: 4 bytes of
+    delta a copy."""
+    step = min(base_size, 0xFFFF)
+    op = bytes([0x80 | 0x10 | 0x20, step & 0xFF, step >> 8])
+    return varint(base_size) + varint(1) + op * (total // step)

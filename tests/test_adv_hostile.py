@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
 from .conftest import git
-from .hostileremote import Hostile
+from .hostileremote import Hostile, blob_entry, copying, header, inflating, pack, ref_delta_entry
 from .test_fuse import require_fuse
 from .test_lazy import blob_at
 from .test_lazy import server as server
@@ -132,3 +133,71 @@ def test_a_size_the_server_lies_about_is_a_clear_error_once_through_the_api(home
         assert ws.stat(OTHER).size == len(blob_at(server.base / "proj.git", "main", OTHER))
     finally:
         h.close()
+
+
+# a read of OTHER in a process of its own whose address space is bounded: a reader that
+# holds what a bomb inflates to dies of MemoryError (exit 1, no JSON)
+_READER = """
+import json, resource, sys
+from avfs_git.core.errors import AvfsError
+from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
+home = Home(sys.argv[1], mounts=MOUNT_SIDE)
+ws = home.vault("p").workspace("main")
+ws.stat(sys.argv[2])  # (the tree's sizes, honestly answered)
+with open("/proc/self/status") as fh:
+    vm = next(int(line.split()[1]) for line in fh if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (768 << 20), vm + (768 << 20)))
+try:
+    data = ws.read(sys.argv[2])
+except AvfsError as exc:
+    print(json.dumps({"code": exc.code, "message": exc.message}))
+else:
+    print(json.dumps({"read": len(data)}))
+"""
+
+
+@pytest.mark.parametrize("bomb", ["inflate", "delta", "wire", "extra"])
+def test_a_pack_that_inflates_to_gigabytes_is_refused_in_bounded_memory(
+    home: Home, server: Any, tmp_path: Path, bomb: str
+) -> None:
+    """The server answers the fetch of one 30 KB file with the file and a bomb: a blob whose
+    header says 10 bytes and whose zlib stream inflates to 2 GiB (2 MiB sent), a delta of
+    that file that says it makes 1 byte and copies it 2 GiB over (128 KiB sent), or the
+    file and 96 MiB of blobs nobody asked for (or one small one). Before, the pack reader
+    (core/store/blobwire.py) inflated each entry and applied each delta whole before it
+    looked at a size, and held the whole answer: the reader died of MemoryError in 768 MiB,
+    and the blobs nobody asked for were written into the vault."""
+    v, h = _hostile_vault(home, server)
+    src = server.base / "proj.git"
+    other = _oid(server, OTHER)
+    true = blob_at(src, "main", OTHER)
+    before = sorted(os.listdir(os.path.join(v.path, "objects", "pack")))
+
+    def answer(wants: list[str]) -> bytes:
+        assert wants == [other]
+        if bomb == "inflate":
+            extra = [header(3, 10) + inflating(2048)]
+        elif bomb == "delta":
+            extra = [ref_delta_entry(other, copying(len(true), 2 << 30))]
+        elif bomb == "wire":
+            extra = [blob_entry(os.urandom((1 << 20) - i), level=0) for i in range(1, 97)]
+        else:  # one small blob nobody asked for: the pack is refused all the same
+            extra = [blob_entry(b"not asked for\n")]
+        return pack([blob_entry(true), *extra])
+
+    h.fetch_answer = answer
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _READER, home.path, OTHER],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        h.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got.get("code") == "blob_not_local", got
+    assert sorted(os.listdir(os.path.join(v.path, "objects", "pack"))) == before  # nothing written

@@ -420,7 +420,7 @@ class Promisor:
         from .blobwire import WireError, store
 
         try:
-            got = wire.fetch(wanted, self.timeout())
+            got = wire.fetch(wanted, self.timeout(), WIRE_MAX_BYTES)
         except WireError as exc:
             raise self._failed(name, url, wanted, path, str(exc)) from None
         if got is None:
