@@ -93,7 +93,8 @@ class Hostile:
     - ``drip``: seconds between the bytes of every answer (0: all at once);
     - ``silent``: accept and never answer.
 
-    ``commands`` lists the commands asked (``object-info``, ``fetch``, ``ls-refs``)."""
+    ``commands`` lists the commands asked (``object-info``, ``fetch``, ``ls-refs``);
+    ``abandoned`` counts the answers the client went away from before their end."""
 
     def __init__(self, repo: Path) -> None:
         self.repo = repo
@@ -102,6 +103,7 @@ class Hostile:
         self.drip = 0.0
         self.silent = False
         self.commands: list[str] = []
+        self.abandoned = 0  # answers the client left before their end
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -138,14 +140,18 @@ class Hostile:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _send(self, conn: socket.socket, data: bytes) -> None:
-        if not self.drip:
-            conn.sendall(data)
-            return
-        for i in range(len(data)):
-            if self._stop.is_set():
+        try:
+            if not self.drip:
+                conn.sendall(data)
                 return
-            conn.sendall(data[i : i + 1])
-            time.sleep(self.drip)
+            for i in range(len(data)):
+                if self._stop.is_set():
+                    return
+                conn.sendall(data[i : i + 1])
+                time.sleep(self.drip)
+        except OSError:
+            self.abandoned += 1  # the client went away before the answer's end
+            raise
 
     def _serve(self, conn: socket.socket) -> None:
         fh = conn.makefile("rb")

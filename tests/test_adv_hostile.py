@@ -201,3 +201,27 @@ def test_a_pack_that_inflates_to_gigabytes_is_refused_in_bounded_memory(
     got = json.loads(proc.stdout)
     assert got.get("code") == "blob_not_local", got
     assert sorted(os.listdir(os.path.join(v.path, "objects", "pack"))) == before  # nothing written
+
+
+def test_a_server_that_drips_its_sizes_is_given_up_at_the_timeout(home: Home, server: Any) -> None:
+    """A byte every 0.1 s, with a timeout of 0.5 s: each read of the socket waited less
+    than the timeout, which was all `object-info` over ``git://`` bounded (the socket's
+    timeout is for one read), so asking the sizes took the ~20 s the server chose (with a
+    byte a second, minutes; a mount's start and every stat waited on it). Now the timeout
+    is the whole conversation's; the fetch over the kept connection had a deadline
+    already, and so did HTTP and ssh (their processes killed)."""
+    v, h = _hostile_vault(home, server, fetch_timeout_s=0.5)
+    h.drip = 0.1
+    try:
+        assert v.store.promisor.learn_sizes([_oid(server, SMALL)]) is False
+        for _ in range(200):  # (the server learns it at its next byte or two)
+            if h.abandoned:
+                break
+            threading.Event().wait(0.05)
+        assert h.abandoned == 1 and h.commands in ([], ["object-info"])
+        assert v.store.promisor.size(_oid(server, SMALL)) is None
+        with pytest.raises(BlobNotLocalError) as exc:  # (its size unknown: one git fetch, killed)
+            v.workspace("main").read(SMALL)
+        assert "timed out" in exc.value.message
+    finally:
+        h.close()
