@@ -263,3 +263,61 @@ def copying(base_size: int, total: int) -> bytes:
     step = min(base_size, 0xFFFF)
     op = bytes([0x80 | 0x10 | 0x20, step & 0xFF, step >> 8])
     return varint(base_size) + varint(1) + op * (total // step)
+
+
+def hostile_tree(repo: Path, canary: Path) -> str:
+    """A bare repository at ``repo`` whose one commit's tree no ``git checkout`` takes
+    (trees written as bytes, past ``git mktree``'s checks): entries named ``..``,
+    ``a/b``, 300 bytes long, a ``.GIT`` directory and a ``sub/.git`` holding a
+    ``config`` whose ``core.fsmonitor`` would touch ``canary``; beside them what git does
+    check out: a file, a link to ``/etc``, a gitlink, ``sub/f.txt``. The commit's id."""
+
+    def g(*args: str, data: bytes | None = None) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(repo), *args], input=data, capture_output=True, check=True
+        ).stdout.decode()
+
+    def blob(data: bytes) -> str:
+        return g("hash-object", "-w", "--stdin", data=data).strip()
+
+    def tree(entries: list[tuple[str, bytes, str]]) -> str:
+        def key(e: tuple[str, bytes, str]) -> bytes:
+            return e[1] + (b"/" if e[0] == "40000" else b"")
+
+        raw = b"".join(
+            m.encode() + b" " + n + b"\0" + bytes.fromhex(o) for m, n, o in sorted(entries, key=key)
+        )
+        return g("hash-object", "-w", "--literally", "-t", "tree", "--stdin", data=raw).strip()
+
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    config = blob(
+        f"[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tfsmonitor = touch {canary}\n".encode()
+    )
+    x = blob(b"x\n")
+    dotgit = tree(
+        [
+            ("100644", b"config", config),
+            ("100644", b"HEAD", blob(b"ref: refs/heads/main\n")),
+            ("40000", b"objects", tree([("100644", b"x", x)])),
+            ("40000", b"refs", tree([("100644", b"x", x)])),
+        ]
+    )
+    sub = tree([("40000", b".git", dotgit), ("100644", b"f.txt", blob(b"hello\n"))])
+    top = tree(
+        [
+            ("40000", b"sub", sub),
+            ("100644", b"README", blob(b"readme\n")),
+            ("120000", b"etc", blob(b"/etc")),
+            ("100644", b"a/b", blob(b"slash\n")),
+            ("100644", b"..", blob(b"dotdot\n")),
+            ("100644", b"n" * 300, blob(b"long\n")),
+            ("40000", b".GIT", dotgit),
+            ("160000", b"mod", "1" * 40),
+        ]
+    )
+    commit = g("commit-tree", top, "-m", "a tree git does not check out").strip()
+    g("update-ref", "refs/heads/main", commit)
+    g("symbolic-ref", "HEAD", "refs/heads/main")
+    g("config", "uploadpack.allowFilter", "true")
+    g("config", "uploadpack.allowAnySHA1InWant", "true")
+    return commit

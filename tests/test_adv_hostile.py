@@ -26,11 +26,21 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
 from .conftest import git
-from .hostileremote import Hostile, blob_entry, copying, header, inflating, pack, ref_delta_entry
+from .hostileremote import (
+    Hostile,
+    blob_entry,
+    copying,
+    header,
+    hostile_tree,
+    inflating,
+    pack,
+    ref_delta_entry,
+)
 from .test_fuse import require_fuse
 from .test_lazy import blob_at
 from .test_lazy import server as server
 from .test_overlay import require_overlay
+from .test_remotes import _free_port, _start_daemon, _stop_daemon
 
 SMALL = "NOTES.md"  # "notes\n"
 OTHER = "avfs_git/core/store/gitstore.py"
@@ -225,3 +235,51 @@ def test_a_server_that_drips_its_sizes_is_given_up_at_the_timeout(home: Home, se
         assert "timed out" in exc.value.message
     finally:
         h.close()
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_tree_git_would_not_check_out_lists_the_rest_in_the_mount(
+    home: Home, tmp_path: Path, backend: str
+) -> None:
+    """A remote's tree with entries named ``..``, ``a/b``, 300 bytes long, ``.GIT`` and
+    ``sub/.git`` (git's checkout refuses them all). Before, the mount listed them: the
+    kernel failed the listing of the whole directory (``EIO``: at ``a/b`` on pure FUSE,
+    which had listed ``..`` twice; from the first entry with overlayfs, which looks each
+    one up), so ``ls`` of the root showed nothing or half; ``.git`` directories showed as
+    ``d?????????``. Now they are left out of listings, as git's checkout leaves them out;
+    the rest reads, git there runs nothing of ``sub/.git``, and a checkpoint keeps the
+    remote's entries as they were."""
+    require_overlay() if backend == "overlay" else require_fuse()
+    srv = tmp_path / "srv"
+    canary = tmp_path / "ran"
+    hostile_tree(srv / "evil.git", canary)
+    port = _free_port()
+    daemon = _start_daemon(srv, port)
+    try:
+        v = home.clone_vault(f"git://127.0.0.1:{port}/evil.git", "e", lazy=True)
+        mp = tmp_path / "mnt"
+        mp.mkdir()
+        mounts.mount(home, v, "main", str(mp), backend=backend)
+        try:
+            assert sorted(os.listdir(mp)) == [".git", "README", "etc", "mod", "sub"]
+            assert os.listdir(mp / "sub") == ["f.txt"]
+            for name in os.listdir(mp):
+                os.lstat(mp / name)  # each listed name is there
+            assert (mp / "README").read_bytes() == b"readme\n" and os.readlink(mp / "etc") == "/etc"
+            env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
+            for cwd in (mp, mp / "sub"):
+                subprocess.run(
+                    ["git", "status", "--porcelain"], cwd=cwd, env=env, capture_output=True, check=False
+                )
+            assert not canary.exists()
+            (mp / "new.txt").write_bytes(b"mine\n")
+            assert [c.path for c in v.workspace("main").status()] == ["new.txt"]
+            done = checkpoint.save(v, "main", name="c1")
+        finally:
+            mounts.unmount(home, v, "main", lazy=True)
+    finally:
+        _stop_daemon(daemon)
+    listed = git("--git-dir", v.path, "ls-tree", "--name-only", done.checkpoint.commit).split("\n")
+    assert set(listed) >= {"..", "a/b", ".GIT", "new.txt", "sub"}  # (the remote's, as it was)
+    assert not canary.exists()
+    home.delete_vault("e", force=True)  # (git fsck --strict refuses the remote's trees: the suite's check)

@@ -38,6 +38,23 @@ LISTING_CACHE = 64  # read-only view: directory listings being handed out in chu
 SIZE_CACHE = 1 << 20  # read-only view: blob sizes kept (then forgotten all at once)
 
 
+def _unlistable(name: str) -> bool:
+    """A name a tree from git may hold (a remote's, made by hand) that no directory on
+    Linux can: empty, ``.``, ``..``, holding ``/`` or NUL, longer than 255 bytes; or one
+    git refuses to check out and avfs to look up (``.git`` in any case: ``EINVAL``; the
+    mount's own ``.git`` and a nested repository's are listed apart). One such entry in
+    a listing made the kernel fail the whole directory's (``EIO``: FUSE refuses a name with
+    ``/``, overlayfs the lookup of each entry); a listing leaves them out, as git's
+    checkout does (docs/security.md, "A hostile remote")."""
+    return (
+        name in ("", ".", "..")
+        or "/" in name
+        or "\0" in name
+        or (len(name) == 4 and name.lower() == ".git")
+        or (len(name) > 63 and len(name.encode("utf-8", "surrogateescape")) > 255)
+    )
+
+
 def _dots(p: str) -> list[Any]:
     """``.`` and ``..`` of directory ``p``, with inode numbers: with use_ino, an entry
     without one reaches the kernel as inode 0 and glibc drops it (``ls -a`` showed neither)."""
@@ -209,6 +226,8 @@ class ViewOps(NestedRepos, HandleTable):
         # for a nested repository's .git made there)
         kids = self.ws.node_children(node) if node.is_dir else {}
         for name, child in sorted(kids.items()):
+            if _unlistable(name):
+                continue
             cp = names.join(p, name)
             if hides and self._hidden(cp, child.is_dir):
                 continue  # the path policy's: not there
@@ -243,7 +262,8 @@ class ViewOps(NestedRepos, HandleTable):
         out += [
             (name, names.join(p, name), child)
             for name, child in sorted(kids.items())
-            if self.guard.empty or not self._hidden(names.join(p, name), child.is_dir)
+            if not _unlistable(name)
+            and (self.guard.empty or not self._hidden(names.join(p, name), child.is_dir))
         ]
         with self._lock:
             self._listings[path] = out
