@@ -283,3 +283,47 @@ def test_a_tree_git_would_not_check_out_lists_the_rest_in_the_mount(
     assert set(listed) >= {"..", "a/b", ".GIT", "new.txt", "sub"}  # (the remote's, as it was)
     assert not canary.exists()
     home.delete_vault("e", force=True)  # (git fsck --strict refuses the remote's trees: the suite's check)
+
+
+def test_a_remote_with_many_branches_is_listed_without_a_workspace_for_each(
+    home: Home, tmp_path: Path, cli: Any
+) -> None:
+    """Every branch of a remote is a fork of its clone (as `git clone --bare` keeps them).
+    `vault info` opened each fork's workspace to list it, making its state dir and overlay
+    database and keeping it open: with 20,000 branches it took 240 s and failed, exit 70,
+    "Too many open files". Now a fork with no state dir is listed from its branch, and a
+    workspace the listing opens is closed after it."""
+    srv = tmp_path / "srv"
+    repo = srv / "many.git"
+    git("init", "-q", "--bare", str(repo))
+    commit = git(
+        "--git-dir",
+        str(repo),
+        "commit-tree",
+        git("hash-object", "-t", "tree", "/dev/null").strip(),
+        "-m",
+        "x",
+    )
+    refs = "".join(f"create refs/heads/b{i:04d} {commit.strip()}\n" for i in range(600))
+    subprocess.run(["git", "--git-dir", str(repo), "update-ref", "--stdin"], input=refs.encode(), check=True)
+    git("--git-dir", str(repo), "update-ref", "refs/heads/main", commit.strip())
+    git("--git-dir", str(repo), "symbolic-ref", "HEAD", "refs/heads/main")
+    port = _free_port()
+    daemon = _start_daemon(srv, port)
+    try:
+        v = home.clone_vault(f"git://127.0.0.1:{port}/many.git", "m")
+    finally:
+        _stop_daemon(daemon)
+    v.workspace("b0007").write("mine.txt", b"mine\n")
+    ws_dir = os.path.join(v.path, "avfs", "ws")
+    made = sorted(os.listdir(ws_dir))
+    open_before = list(v._ws)  # (the workspaces this handle holds open)
+    forks = {f.name: f for f in v.forks()}
+    assert len(forks) == 601 and forks["b0007"].dirty and not forks["b0008"].dirty
+    assert {f.head for f in forks.values()} == {commit.strip()} and forks["main"].is_default
+    assert sorted(os.listdir(ws_dir)) == made  # no fork's state made to list it
+    assert list(v._ws) == open_before
+    r = cli("--json", "--home", home.path, "vault", "info", "m")
+    assert r.code == 0, r.err
+    assert len(json.loads(r.out_bytes)["forks"]) == 601
+    assert sorted(os.listdir(ws_dir)) == made
