@@ -12,7 +12,7 @@ listing had to open is closed after it, unless it was open before.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..errors import (
     AvfsError,
@@ -26,8 +26,28 @@ from ..errors import (
 from ..store import names, refs
 from ..types import CommitId, ForkInfo
 
-if TYPE_CHECKING:
-    from .vault import Vault
+
+class _Store(Protocol):
+    def is_local(self, oid: str) -> bool: ...
+
+
+class Vault(Protocol):
+    """What of a :class:`.vault.Vault` the listing reads (it imports no vault: the vault
+    calls it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def default_fork(self) -> str: ...
+    @property
+    def store(self) -> _Store: ...
+    def fork_names(self) -> list[str]: ...
+    def ws_link(self, fork: str) -> str: ...
+    def fork_info(self, fork: str) -> ForkInfo: ...
+    def open_forks(self) -> list[str]: ...
+    def close_workspace(self, fork: str) -> None: ...
 
 
 def forks(vault: Vault) -> list[ForkInfo]:
