@@ -42,17 +42,30 @@ ANSWER = (
 )
 
 
+ASKED = ["a" * 40, "b" * 40, "c" * 40, "d" * 40]
+
+
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 7, 45, 1 << 16])
 def test_the_answer_read_in_chunks_is_every_size_the_server_gave(n: int) -> None:
     """However the reads cut the packets, the sizes are the server's (one without a size
     left out), up to the flush and not past it."""
-    got = objectinfo._answer(io.BufferedReader(Trickle(ANSWER, n), buffer_size=max(n, 8)))
+    got = objectinfo._answer(io.BufferedReader(Trickle(ANSWER, n), buffer_size=max(n, 8)), ASKED)
     assert got == {"a" * 40: 12, "c" * 40: 7, "d" * 40: 1234567890123}
 
 
 def test_an_answer_cut_short_is_an_eof() -> None:
     with pytest.raises(EOFError):
-        objectinfo._answer(io.BufferedReader(Trickle(ANSWER[:60], 7)))
+        objectinfo._answer(io.BufferedReader(Trickle(ANSWER[:60], 7)), ASKED)
+
+
+def test_an_answer_that_does_not_end_is_refused() -> None:
+    """A server that sends lines for ever (ids not asked for, the same one again) is
+    refused once it has sent more than a line per id asked could be, not read on until
+    the timeout with every line kept (tests/test_adv_hostile.py: a hostile remote)."""
+    endless = _pkt(b"size") + _pkt(b"e" * 40 + b" 1") * 10_000 + b"0000"
+    with pytest.raises(ValueError, match="longer than"):
+        objectinfo._answer(io.BufferedReader(Trickle(endless, 1 << 16)), ASKED)
+    assert objectinfo._answer(io.BufferedReader(Trickle(endless, 1 << 16)), ["e" * 40] * 10_000)
 
 
 def test_the_request_made_in_one_join_is_a_packet_per_id() -> None:

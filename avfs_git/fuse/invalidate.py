@@ -63,8 +63,19 @@ class Invalidation(HandleTable):
             return
         if now:
             self.invalidate(p)
+        elif isinstance(oid, str):
+            # until the kernel has forgotten the size, a read of the blob would be cut to it
+            # (a size a lazy vault's server said wrong: promisor.check_size): EIO meanwhile
+            self.unsettled.add(oid)
+            threading.Thread(target=self._forget, args=(p, oid), name="avfs-forget", daemon=True).start()
         else:
             threading.Thread(target=self.invalidate, args=(p,), name="avfs-forget", daemon=True).start()
+
+    def _forget(self, path: str, oid: str) -> None:
+        try:
+            self.invalidate(path)
+        finally:
+            self.unsettled.discard(oid)
 
     def _start_watcher(self) -> None:
         """Start the watcher from what the workspace is now: read here, in FUSE's init,

@@ -53,7 +53,9 @@ def translated(func: F) -> F:
         except AvfsError as exc:
             if isinstance(exc, BlobNotLocalError) and args:
                 _say_why(args[0], exc)
-            if isinstance(exc, ObjectUnreadableError) and len(args) > 1 and isinstance(args[1], str):
+            # (a size the server said that was not its blob's, corrected: promisor.check_size)
+            wrong = isinstance(exc, ObjectUnreadableError) or "size_said" in exc.details
+            if wrong and len(args) > 1 and isinstance(args[1], str):
                 forget = getattr(args[0], "forget_unread", None)
                 if forget is not None:  # (at OPEN the kernel holds no page of it: at once)
                     forget(args[1], exc.details.get("oid"), now=func.__name__ == "open")
@@ -163,6 +165,7 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._stop = threading.Event()
         self._fuse_ptr: Any = None
         self._inval: Any = None
+        self.unsettled: set[str] = set()  # blobs whose size the kernel is being told to forget
         # makes the kernel look a name up again (fuse/entries.py), set at FUSE's init when
         # the kernel can expire names: the watcher's answer to a path that changed kind
         self.expire_entry: Callable[[str], None] | None = None

@@ -38,6 +38,38 @@ LISTING_CACHE = 64  # read-only view: directory listings being handed out in chu
 SIZE_CACHE = 1 << 20  # read-only view: blob sizes kept (then forgotten all at once)
 
 
+_DOTS = frozenset(("", ".", ".."))
+
+
+def _listable(kids: dict[str, Node]) -> dict[str, Node]:
+    """``kids`` less the names a tree from git may hold (a remote's, made by hand) that no
+    directory on Linux can: empty, ``.``, ``..``, holding ``/``, longer than 255 bytes; or
+    one git refuses to check out and avfs to look up (``.git`` in any case: ``EINVAL``; the
+    mount's own ``.git`` and a nested repository's are listed apart). One such entry in a
+    listing made the kernel fail the whole directory's (``EIO``: FUSE refuses a name with
+    ``/``, overlayfs the lookup of each entry); a listing leaves them out, as git's checkout
+    does (docs/security.md, "A hostile remote")."""
+    if not kids:
+        return kids
+    joined = "\0" + "\0".join(kids) + "\0"  # (a test of C each: a name at a time cost 1 us)
+    if (
+        "/" not in joined
+        and "\0.git\0" not in joined.lower()
+        and not _DOTS & kids.keys()
+        and max(map(len, kids)) < 64  # (at most 4 bytes a character: 255 bytes at most)
+    ):
+        return kids
+    return {
+        name: child
+        for name, child in kids.items()
+        if name not in ("", ".", "..")
+        and "/" not in name
+        and "\0" not in name
+        and name.lower() != ".git"
+        and len(name.encode("utf-8", "surrogateescape")) <= 255
+    }
+
+
 def _dots(p: str) -> list[Any]:
     """``.`` and ``..`` of directory ``p``, with inode numbers: with use_ino, an entry
     without one reaches the kernel as inode 0 and glibc drops it (``ls -a`` showed neither)."""
@@ -207,7 +239,7 @@ class ViewOps(NestedRepos, HandleTable):
         hides = not self.guard.empty
         # (a submodule's directory is empty, as git leaves one it has not checked out, but
         # for a nested repository's .git made there)
-        kids = self.ws.node_children(node) if node.is_dir else {}
+        kids = _listable(self.ws.node_children(node)) if node.is_dir else {}
         for name, child in sorted(kids.items()):
             cp = names.join(p, name)
             if hides and self._hidden(cp, child.is_dir):
@@ -239,7 +271,7 @@ class ViewOps(NestedRepos, HandleTable):
         out: list[tuple[str, str, Node | None]] = [(".", p, None), ("..", names.parent_of(p), None)]
         if not p and self.gitfile is not None:
             out.append((".git", ".git", None))
-        kids = (self._ro_children(p) or {}) if node.is_dir else {}  # (a submodule's: empty)
+        kids = _listable(self._ro_children(p) or {}) if node.is_dir else {}  # (a submodule's: empty)
         out += [
             (name, names.join(p, name), child)
             for name, child in sorted(kids.items())
@@ -468,6 +500,8 @@ class ViewOps(NestedRepos, HandleTable):
         oid = node.oid
         if oid is None or node.is_dir:
             raise fuse.FuseOSError(errno.EISDIR)
+        if oid in self.unsettled:  # (the kernel may still hold a size that was not the blob's)
+            raise fuse.FuseOSError(errno.EIO)
         form = self._form(node)  # (kept by path and blob there)
         if form is not None:
             return form[offset : offset + size]

@@ -37,6 +37,8 @@ from .objectinfo import _pkt
 from .threads import reset_at_fork
 
 IDLE_S = 10.0  # a connection nobody fetched over for this long is closed
+MOST = 32 << 20  # what a fetch's blobs may add up to, by default (promisor.WIRE_MAX_BYTES)
+HANDSHAKE_MAX = 1 << 16  # the server's capabilities: a few hundred bytes from git
 OBJ_OFS_DELTA = 6
 OBJ_REF_DELTA = 7
 _NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
@@ -101,14 +103,16 @@ class Connection:
             self._sock = None
         self._pid = os.getpid()
 
-    def fetch(self, oids: list[str], timeout: float) -> Received | None:
+    def fetch(self, oids: list[str], timeout: float, most: int = MOST) -> Received | None:
         """The pack of the blobs ``oids`` from the server, checked, within ``timeout``
-        seconds; None when the server does not speak protocol v2 ``fetch``.
+        seconds; None when the server does not speak protocol v2 ``fetch``. ``most``: the
+        bytes the blobs may add up to (the pack, their contents), whatever their sizes said.
 
         Raises:
             WireError: the server could not be reached, answered an error (``not our
                 ref``: it does not have one of them), was cut off, or sent a pack that
-                does not hold them all or does not check.
+                does not hold them all, holds anything else, is larger than ``most``
+                allows, or does not check.
         """
         if self.unsupported:
             return None
@@ -122,7 +126,7 @@ class Connection:
                         sock = self._open(deadline)
                         if sock is None:
                             return None
-                        return self._ask(sock, oids, deadline)
+                        return self._ask(sock, oids, deadline, most)
                     except _Gone:
                         self._close()
                         if fresh or attempt:
@@ -155,7 +159,7 @@ class Connection:
             sock.sendall(
                 _pkt(b"git-upload-pack " + self.path.encode() + b"\0host=" + host + b"\0\0version=2\0")
             )
-            reader = _Reader(sock, deadline)
+            reader = _Reader(sock, deadline, HANDSHAKE_MAX)
             caps = []
             while (line := reader.pkt()) is not None:
                 caps.append(line.strip())
@@ -174,7 +178,7 @@ class Connection:
         self.opened += 1
         return sock
 
-    def _ask(self, sock: socket.socket, oids: list[str], deadline: float) -> Received:
+    def _ask(self, sock: socket.socket, oids: list[str], deadline: float, most: int) -> Received:
         request = [_pkt(b"command=fetch\n"), b"0001", _pkt(b"no-progress\n"), _pkt(b"ofs-delta\n")]
         request += [_pkt(b"want " + o.encode() + b"\n") for o in oids]
         request += [_pkt(b"done\n"), b"0000"]
@@ -183,7 +187,7 @@ class Connection:
             sock.sendall(b"".join(request))
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _Gone(_os_reason(exc)) from None
-        reader = _Reader(sock, deadline)
+        reader = _Reader(sock, deadline, _wire_bound(most, len(oids)))
         try:
             first = reader.pkt()
         except (EOFError, ConnectionResetError) as exc:
@@ -206,7 +210,7 @@ class Connection:
             elif band == b"\x03":
                 raise WireError(data.decode(errors="replace").strip())
         data = bytes(pack)
-        blobs, index = _parse(data)
+        blobs, index = _parse(data, set(oids), most)
         missing = [o for o in oids if o not in blobs]
         if missing:
             raise WireError(f"the server's pack lacks {missing[0]}")
@@ -243,13 +247,16 @@ class Connection:
 class _Reader:
     """pkt-lines from a socket, each read within the conversation's deadline."""
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: float, limit: int) -> None:
         self.sock = sock
         self.deadline = deadline
+        self.limit = limit  # the most this answer may be (a server may send for ever)
         self.buf = bytearray()
         self.received = 0  # bytes read from the socket
 
     def _exactly(self, n: int) -> bytes:
+        if self.received - len(self.buf) + n > self.limit:
+            raise WireError(f"the server's answer is larger than the {self.limit} bytes asked for")
         while len(self.buf) < n:
             self.sock.settimeout(_left(self.deadline))
             if hasattr(socket, "TCP_QUICKACK"):  # ack at once: the server's next small write is not held back
@@ -291,27 +298,42 @@ def _os_reason(exc: BaseException, timeout: float | None = None) -> str:
 
 
 # -- reading a pack -------------------------------------------------------------------------
-def read_pack(pack: bytes) -> dict[str, bytes]:
+def _wire_bound(most: int, count: int) -> int:
+    """The most bytes an answer holding ``count`` blobs of ``most`` bytes in all may take:
+    zlib's worst case (incompressible data: 5 bytes a 16 KiB block, 11 a stream), an
+    entry's header, the pkt-lines and side-band bytes, the pack's own header and trailer."""
+    return most + most // 1024 + 64 * count + (1 << 16)
+
+
+def read_pack(pack: bytes, wanted: set[str] | None = None, most: int = MOST) -> dict[str, bytes]:
     """The blobs of a pack (git's pack v2, as Documentation/gitformat-pack.txt describes;
     deltas resolved against objects of the same pack), keyed by their ids, computed here.
+    ``wanted``: the blobs asked for, the only objects the pack may hold; ``most``: what
+    they may add up to, inflated (each entry stops inflating past its header's size).
 
     Raises:
-        WireError: the pack is cut short, its checksum does not match, or a delta's base
-            is not in it (a thin pack: never asked for).
+        WireError: the pack is cut short, its checksum does not match, a delta's base
+            is not in it (a thin pack: never asked for), or it holds more than asked.
     """
-    return _parse(pack)[0]
+    return _parse(pack, wanted, most)[0]
 
 
-def _parse(pack: bytes) -> tuple[dict[str, bytes], dict[str, tuple[int, int]]]:
+def _parse(
+    pack: bytes, wanted: set[str] | None = None, most: int = MOST
+) -> tuple[dict[str, bytes], dict[str, tuple[int, int]]]:
     """(the blobs, the index entries of every object) of ``pack`` (see :func:`read_pack`)."""
     if len(pack) < 32 or pack[:4] != b"PACK" or struct.unpack(">I", pack[4:8])[0] not in (2, 3):
         raise WireError("the server's pack is not one")
     if hashlib.sha1(pack[:-20]).digest() != pack[-20:]:
         raise WireError("the server's pack does not match its checksum (cut short?)")
     count = struct.unpack(">I", pack[8:12])[0]
+    if wanted is not None and count > len(wanted):
+        raise WireError(f"the server's pack holds {count} objects where {len(wanted)} were asked for")
+    left = most  # what the objects may still inflate to, together
     pos = 12
     end = len(pack) - 20
     by_offset: dict[int, tuple[int, bytes]] = {}  # offset -> (type, contents), resolved
+    oid_at: dict[int, str] = {}  # offset -> the id of what is there, resolved
     by_id: dict[str, tuple[int, bytes]] = {}
     index: dict[str, tuple[int, int]] = {}
     crcs: dict[int, int] = {}  # offset -> crc32 of the entry's bytes
@@ -328,32 +350,42 @@ def _parse(pack: bytes) -> tuple[dict[str, bytes], dict[str, tuple[int, int]]]:
                 raise WireError("the server's pack is cut short")
             base = pack[pos : pos + 20].hex()
             pos += 20
+        if size > left:
+            raise WireError(f"the server's pack holds more than the {most} bytes asked for")
         data, pos = _inflate(pack, pos, end, size)
+        left -= size
         crcs[start] = zlib.crc32(pack[start:pos])
         if base is None:
             if kind not in _NAMES:
                 raise WireError(f"the server's pack holds an object of unknown type {kind}")
             by_offset[start] = (kind, data)
-            oid = _oid(kind, data)
+            oid = oid_at[start] = _oid(kind, data)
             by_id[oid] = (kind, data)
             index[oid] = (start, crcs[start])
         else:
             pending.append((start, kind, base, data))
-    while pending:  # a delta's base may itself be a delta: resolve until none is left
-        left = []
-        for start, kind, base, delta in pending:
-            found = by_offset.get(base) if isinstance(base, int) else by_id.get(str(base))
-            if found is None:
-                left.append((start, kind, base, delta))
-                continue
-            data = apply_delta(found[1], delta)
-            by_offset[start] = (found[0], data)
-            oid = _oid(found[0], data)
-            by_id[oid] = (found[0], data)
-            index[oid] = (start, crcs[start])
-        if len(left) == len(pending):
-            raise WireError("the server's pack holds a delta whose base is not in it")
-        pending = left
+    # each delta after its base (a base may itself be a delta): the deltas waiting on each
+    # base, taken as their base is made, so a chain is resolved once, in any order
+    waiting: dict[object, list[tuple[int, bytes]]] = {}
+    for start, _kind, base, delta in pending:
+        waiting.setdefault(base, []).append((start, delta))
+    made = list(oid_at)
+    while made:
+        start = made.pop()
+        kind, contents = by_offset[start]
+        for key in (start, oid_at[start]):
+            for at, delta in waiting.pop(key, ()):
+                data = apply_delta(contents, delta, left)
+                left -= len(data)
+                by_offset[at] = (kind, data)
+                got = oid_at[at] = _oid(kind, data)
+                by_id[got] = (kind, data)
+                index[got] = (at, crcs[at])
+                made.append(at)
+    if waiting:
+        raise WireError("the server's pack holds a delta whose base is not in it")
+    if wanted is not None and (extra := [o for o, (k, _d) in by_id.items() if k != 3 or o not in wanted]):
+        raise WireError(f"the server's pack holds {extra[0]}, which was not asked for")
     return {oid: data for oid, (kind, data) in by_id.items() if kind == 3}, index
 
 
@@ -395,18 +427,27 @@ def _ofs(pack: bytes, pos: int, end: int) -> tuple[int, int]:
 
 
 def _inflate(pack: bytes, pos: int, end: int, size: int) -> tuple[bytes, int]:
+    """The ``size`` bytes the zlib stream at ``pos`` inflates to (never more: a stream that
+    goes on is refused as it passes them), and where the stream ends."""
     d = zlib.decompressobj()
     view = memoryview(pack)
     out = []
+    got = 0
     while not d.eof:
         if pos >= end:
             raise WireError("the server's pack is cut short")
         chunk = view[pos : min(end, pos + 65536)]
         try:
-            out.append(d.decompress(chunk))
+            part = d.decompress(chunk, size + 1 - got)
         except zlib.error as exc:
             raise WireError(f"the server's pack does not inflate: {exc}") from None
-        pos += len(chunk) - len(d.unused_data)
+        got += len(part)
+        if got > size:
+            break
+        out.append(part)
+        # what the stream did not take: past its end (unused_data), or beyond the bound
+        # given (unconsumed_tail, which the next round reads again from pos)
+        pos += len(chunk) - len(d.unused_data) - len(d.unconsumed_tail)
     data = b"".join(out)
     if len(data) != size:
         raise WireError("the server's pack holds an object of the wrong size")
@@ -424,13 +465,17 @@ def _varint(delta: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def apply_delta(base: bytes, delta: bytes) -> bytes:
-    """``base`` with git's delta ``delta`` applied (copy and insert instructions)."""
+def apply_delta(base: bytes, delta: bytes, most: int | None = None) -> bytes:
+    """``base`` with git's delta ``delta`` applied (copy and insert instructions); one
+    that says it makes more than ``most`` bytes, or makes more than it says, is refused
+    before it is made."""
     try:
         src_size, pos = _varint(delta, 0)
         out_size, pos = _varint(delta, pos)
         if src_size != len(base):
             raise WireError("a delta in the server's pack does not fit its base")
+        if most is not None and out_size > most:
+            raise WireError(f"a delta in the server's pack makes more than the {most} bytes asked for")
         out = bytearray()
         n = len(delta)
         while pos < n:
@@ -449,8 +494,12 @@ def apply_delta(base: bytes, delta: bytes) -> bytes:
                 size = size or 0x10000
                 if offset + size > len(base):
                     raise WireError("a delta in the server's pack reads past its base")
+                if len(out) + size > out_size:
+                    raise WireError("a delta in the server's pack makes more than it says")
                 out += base[offset : offset + size]
             elif op:  # insert the next op bytes
+                if len(out) + op > out_size:
+                    raise WireError("a delta in the server's pack makes more than it says")
                 out += delta[pos : pos + op]
                 pos += op
             else:

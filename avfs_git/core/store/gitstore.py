@@ -162,12 +162,15 @@ class GitStore(StoreWrites):
         libgit2 fails (it takes a pack it cannot open for absent). An object neither can read raises
         :class:`ObjectUnreadableError` (``what``: the kind wanted)."""
         try:
-            return self._read_local(oid, what, before_fetch=True)
+            got = self._read_local(oid, what, before_fetch=True)
         except ObjectUnreadableError as exc:
             if what != "blob" or not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
-        fetch_with(self, oid, path, near)
-        return self._read_local(oid, what)
+            fetch_with(self, oid, path, near)
+            got = self._read_local(oid, what)
+        if what == "blob" and self.promisor.remote() is not None:  # the size the server said
+            self.promisor.check_size(oid, len(got[1]), path)
+        return got
 
     def _read_local(self, oid: str, what: str, *, before_fetch: bool = False) -> tuple[str, bytes]:
         """:meth:`read_object` of what the vault holds: a blob a lazy vault's fetch brought
@@ -435,6 +438,8 @@ class GitStore(StoreWrites):
             got = self._reader.header(oid)
             if got is None or got[1] < STREAM_MIN:
                 return None
+            if self.promisor.remote() is not None:
+                self.promisor.check_size(oid, got[1])
             return self._reader.stream(oid)
         except ObjectReadError:
             return None  # blob_data reads it (through libgit2) or names it

@@ -19,13 +19,15 @@ protocol v0, or cannot be reached gives None: the caller falls back to fetching.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 if TYPE_CHECKING:
+    import socket
     import threading
 
 
@@ -79,22 +81,30 @@ def _request(oids: list[str]) -> bytes:
     return body + "".join([f"{len(o) + 9:04x}oid {o}\n" for o in oids]).encode("ascii") + b"0000"
 
 
+CAPABILITIES_MAX = 256  # lines of a server's capabilities (git sends about ten)
+
+
 def _capabilities(fh: _Reader) -> list[bytes]:
     caps = []
     while (line := _read_pkt(fh)) is not None:
         caps.append(line.strip())
+        if len(caps) > CAPABILITIES_MAX:
+            raise ValueError("the server's capabilities do not end")
     return caps
 
 
-def _answer(fh: _Stream) -> dict[str, int]:
+def _answer(fh: _Stream, asked: list[str]) -> dict[str, int]:
     """The sizes the server gave (``oid SP size``; an object it does not have comes back
     with no size and is left out), up to the flush that ends them. Read in large chunks
     and walked packet by packet in memory: two reads of the stream per packet, as a
     whole tree's answer was read before, were most of the 0.05-0.1 s of the mount's
-    interpreter that its 20,538 lines took (docs/benchmarks.md, the ninth round)."""
+    interpreter that its 20,538 lines took (docs/benchmarks.md, the ninth round). An
+    answer longer than a line per id ``asked`` (with room for a long size) is refused
+    (ValueError): a server may send for ever."""
     out: dict[str, int] = {}
     buf = b""
     at = 0
+    left = 64 * len(asked) + (1 << 16)
     while True:
         end = len(buf)
         while at + 4 <= end:
@@ -112,6 +122,9 @@ def _answer(fh: _Stream) -> dict[str, int]:
         chunk = fh.read1(1 << 16)
         if not chunk:
             raise EOFError("the server closed the connection")
+        left -= len(chunk)
+        if left < 0:
+            raise ValueError("the server's answer is longer than what was asked")
         buf = buf[at:] + chunk
         at = 0
 
@@ -132,7 +145,10 @@ def _over_git(
     assert parts.hostname is not None
     port = parts.port or 9418
     try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+        with (
+            socket.create_connection((parts.hostname, port), timeout=timeout) as sock,
+            _deadline(sock, timeout),
+        ):
             fh = sock.makefile("rwb")
             host = f"{parts.hostname}:{port}".encode()
             fh.write(_pkt(b"git-upload-pack " + parts.path.encode() + b"\0host=" + host + b"\0\0version=2\0"))
@@ -143,9 +159,34 @@ def _over_git(
             fh.flush()
             if reading is not None:
                 reading()  # (the server works on its answer meanwhile)
-            return _answer(fh)
+            return _answer(fh, oids)
     except (OSError, ValueError, EOFError):
         return None
+
+
+@contextlib.contextmanager
+def _deadline(sock: socket.socket, timeout: float) -> Iterator[None]:
+    """``timeout`` seconds for the whole conversation on ``sock``, not for each read of it
+    (a server that sends a byte now and then would hold each under the socket's timeout):
+    past it the socket is shut down, so a read ends (EOF) and the sizes are unknown."""
+    import threading
+
+    timer = threading.Timer(timeout, _shut, (sock,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    import socket
+
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _over_http(
@@ -183,7 +224,7 @@ def _over_http(
             return None
         proc.stdin.write(_request(oids))
         proc.stdin.close()
-        return _answer(_chunked(proc.stdout))
+        return _answer(_chunked(proc.stdout), oids)
     except (OSError, ValueError, EOFError):
         return None
     finally:
@@ -290,7 +331,7 @@ def _over_ssh(
             return None  # v0's ref advertisement: the server did not take GIT_PROTOCOL
         proc.stdin.write(_request(oids))
         proc.stdin.flush()
-        got = _answer(_chunked(proc.stdout))
+        got = _answer(_chunked(proc.stdout), oids)
         proc.stdin.write(b"0000")  # the end of the conversation
         proc.stdin.close()
         return got

@@ -54,6 +54,8 @@ PACKAGE_BYTES = 8 << 20  # their total size
 # a fetch over the kept connection (blobwire.py) holds its blobs in memory: bigger ones, or
 # blobs whose size is not known, go through git fetch
 WIRE_MAX_BYTES = 32 << 20
+# the largest size the size cache takes from a server (its records hold 64 bits unsigned)
+SIZE_MAX = (1 << 63) - 1
 
 
 def unconfigure(git_dir: str, remote: str) -> None:
@@ -192,6 +194,9 @@ class Promisor:
             token=self.token,
             reading=reading,
         )
+        if got:  # only what was asked, as a size can be (a server may answer anything)
+            asked = set(unknown)
+            got = {o: n for o, n in got.items() if o in asked and n <= SIZE_MAX}
         if not got:
             return False
         with self._learned:
@@ -201,6 +206,41 @@ class Promisor:
             self._learned.notify_all()
         _append_sizes(self._sizes_path, got)
         return len(got) == len(unknown)
+
+    def check_size(self, oid: str, actual: int, path: str | None = None) -> None:
+        """Blob ``oid`` read whole (or its header) is ``actual`` bytes: where the size cache
+        said otherwise, the server's ``object-info`` answer was wrong (its contents are
+        checked by their id, its size never was). The cache then takes the true size and
+        the read fails, once: a mount that had reported the false size would hand out its
+        contents cut to that size (and overlayfs copy them up so, into a commit); the
+        mount's kernel forgets the size with the failed read (``fuse/opsbase.py``).
+
+        Raises:
+            BlobNotLocalError: the size the server said was not the blob's
+                (``details.size_said``, ``details.size``).
+        """
+        said = self.size(oid)
+        if said is None or said == actual:
+            return
+        with self._learned:
+            if self._sizes is not None:
+                self._sizes[oid] = actual
+        _append_sizes(self._sizes_path, {oid: actual})  # (a later record wins: _read_sizes)
+        found = self.remote() or ("", "")
+        raise BlobNotLocalError(
+            f"remote {found[0]} ({redact(found[1])}) said blob {oid}{_of(path)} is {said} bytes;"
+            f" the blob it gave is {actual}: the size is corrected, read the file again",
+            hint="the server's answers disagree (its size of the blob is not the blob's): if this repeats, ask the server's owner",
+            details={
+                "oid": oid,
+                "path": path,
+                "remote": found[0] or None,
+                "url": redact(found[1]),
+                "count": 1,
+                "size_said": said,
+                "size": actual,
+            },
+        )
 
     def reread_sizes(self) -> None:
         """Read the size cache and its record of sized trees again at their next use:
@@ -387,7 +427,7 @@ class Promisor:
         from .blobwire import WireError, store
 
         try:
-            got = wire.fetch(wanted, self.timeout())
+            got = wire.fetch(wanted, self.timeout(), WIRE_MAX_BYTES)
         except WireError as exc:
             raise self._failed(name, url, wanted, path, str(exc)) from None
         if got is None:

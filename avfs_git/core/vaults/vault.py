@@ -24,15 +24,9 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
     AlreadyExistsError,
-    AvfsError,
     BusyError,
-    CorruptStateError,
-    ForkNotFoundError,
     InvalidNameError,
     NoSpaceError,
-    NotFoundError,
-    ObjectUnreadableError,
-    RevisionNotFoundError,
     UsageError,
     from_oserror,
     is_no_space,
@@ -403,60 +397,22 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         )
 
     def forks(self) -> list[ForkInfo]:
-        """Every branch of the vault. One whose name git takes and a fork's may not have
-        (``-dash``, ``fix#1``, ``é``: made by git in the vault, or pushed) is listed as its
-        ref says, with no workspace (none can be addressed): it failed the whole listing
-        (``vault info``: ``invalid_name``)."""
-        out = []
-        for f in self.fork_names():
-            try:
-                names.check_fork_name(f)
-            except InvalidNameError:
-                head = refs.read_ref_file(self.path, refs.HEADS + f)
-                if head is not None:
-                    oid = CommitId(head)
-                    out.append(ForkInfo(self.name, f, oid, oid, dirty=False, is_default=False))
-                continue
-            try:
-                info = self.fork_info(f)
-                if not self.store.is_local(info.head):  # (a workspace open on its old base reads none)
-                    raise RevisionNotFoundError(f"commit {info.head} not found in the vault")
-                out.append(info)
-            except ForkNotFoundError:
-                continue  # (deleted since it was listed)
-            except (CorruptStateError, NotFoundError) as exc:
-                # one fork that cannot be read failed the whole listing: now it is listed
-                # with its error, the others around it (git: "ignoring broken ref")
-                out.append(self._unreadable_fork(f, exc))
-        return out
+        """Every branch of the vault, each fork's state (:func:`.forklist.forks`)."""
+        from .forklist import forks
 
-    def _unreadable_fork(self, fork: str, exc: AvfsError) -> ForkInfo:
-        """A listing's entry for ``fork``, which :meth:`fork_info` could not read: its head as
-        its branch file says (None when that holds no commit id) and the error, one whose
-        commit is missing named as such (it was "commit ... not found in the vault")."""
-        ref = refs.fork_ref(fork)
-        try:
-            head = refs.read_ref_file(self.path, ref)
-        except CorruptStateError:
-            head = None
-        if isinstance(exc, NotFoundError) and head is not None:
-            exc = ObjectUnreadableError(
-                f"fork {fork!r} cannot be read: its branch {ref} names commit {head}, which the vault"
-                f" cannot read ({exc.message})",
-                hint="`avfs doctor` names every unreadable object: restore it from a clone or remote,"
-                f" or move the branch back (`git --git-dir {self.path} reflog {ref}`)",
-                details={"fork": fork, "oid": head},
-            )
-        oid = CommitId(head or "")
-        return ForkInfo(
-            self.name,
-            fork,
-            None if head is None else oid,  # type: ignore[arg-type]
-            None if head is None else oid,  # type: ignore[arg-type]
-            dirty=False,
-            is_default=fork == self.default_fork,
-            error=exc.to_dict(),
-        )
+        return forks(self)
+
+    def open_forks(self) -> list[str]:
+        """The forks whose workspaces this handle holds open."""
+        with self._ws_lock:
+            return list(self._ws)
+
+    def close_workspace(self, fork: str) -> None:
+        """Close and forget ``fork``'s workspace, if this handle holds one open."""
+        with self._ws_lock:
+            ws = self._ws.pop(fork, None)
+        if ws is not None:
+            ws.overlay.close()
 
     def create_fork(self, source: str | None, new: str, *, ignored: bool = True) -> ForkInfo:
         """:meth:`fork`, returning only the new fork's info."""
