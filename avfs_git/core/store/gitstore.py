@@ -168,7 +168,7 @@ class GitStore(StoreWrites):
                 raise
             fetch_with(self, oid, path, near)
             got = self._read_local(oid, what)
-        if what == "blob" and self.promisor.remote() is not None:  # the size the server said
+        if what == "blob" and self.promisor.remote() is not None:  # the server's size: check_size
             self.promisor.check_size(oid, len(got[1]), path)
         return got
 
@@ -232,10 +232,9 @@ class GitStore(StoreWrites):
         return self.listed.get(tree, keep, lambda out: list_tree(self.path, tree, self.tree_items, out))
 
     def tree_blobs(self, tree: str) -> list[str]:
-        """The blob id of every file under ``tree`` (an id may repeat), from git's listing read
-        in bulk (:func:`.treelist.blob_ids`, kept for the next :meth:`tree_listing`), else walked;
-        or, where git's index of ``tree`` is being made for a mount, read from that index
-        (:meth:`.KeptListing.beside_ids`: the tree listed by git once, not twice)."""
+        """The blob id of every file under ``tree`` (an id may repeat): from git's index of it made
+        for a mount (:meth:`.KeptListing.beside_ids`: git lists the tree once), else git's listing
+        in bulk (:func:`.treelist.blob_ids`, kept for :meth:`tree_listing`), else walked."""
         ids = self.listed.beside_ids(tree)
         if ids is not None:
             return ids
@@ -430,10 +429,9 @@ class GitStore(StoreWrites):
         return data
 
     def blob_stream(self, oid: str) -> BlobStream | None:
-        """A stream of a big blob (at least ``STREAM_MIN`` bytes, stored whole), so it is
-        never held in memory; None for the rest: read those with :meth:`blob_data`. Its
-        reads raise :class:`~.objects.ObjectReadError` (an :class:`ObjectUnreadableError`)
-        on corrupt data."""
+        """A stream of a big blob (at least ``STREAM_MIN`` bytes, stored whole), never held in
+        memory; None for the rest (:meth:`blob_data`). Its reads raise
+        :class:`~.objects.ObjectReadError` (an :class:`ObjectUnreadableError`) on corrupt data."""
         try:
             got = self._reader.header(oid)
             if got is None or got[1] < STREAM_MIN:
