@@ -14,6 +14,12 @@ PYTEST_ARGS ?=
 # cores four took 0.56-0.79x the time of two (docs/testing.md). One file's tests stay in one
 # process (--dist loadfile). TEST_JOBS=0: one process.
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n * 2)); [ $$n -gt 4 ] && n=4; echo $$n)
+# the run's temporary files (pytest's --basetemp): a directory of this checkout's own, the
+# last run's removed before pytest starts (tests/basetemp.py), emptied as --basetemp is:
+# pytest's default (/tmp/pytest-of-USER, shared) removes all but three earlier runs (~6 GB
+# each) as the session ends, minutes counted in the run's own time (docs/testing.md); the
+# name no longer than pytest's own (/tmp/pytest-of-root/pytest-N): paths in it have limits
+TEST_TMP ?= $(or $(TMPDIR),/tmp)/avfs-test-$(shell id -u)-$(shell printf '%s' '$(CURDIR)' | cksum | cut -d' ' -f1)
 
 .PHONY: install sysdeps compile test lint typecheck check bench demo clean
 
@@ -52,7 +58,8 @@ install: sysdeps $(STAMP)
 
 # pytest exit code 5 means "no tests ran": that is a failure here, never a pass.
 test: install
-	@$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m tests.basetemp '$(TEST_TMP)'
+	@$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --basetemp '$(TEST_TMP)' $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install

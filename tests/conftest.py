@@ -30,6 +30,8 @@ from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.policy.pathsource import POLICY_PATHS
 
 from . import cputime, hangwatch
+from .basetemp import drop_layers as _drop_layers
+from .basetemp import unpin_gitfiles as _unpin_gitfiles
 
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -256,37 +258,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             _unpin_gitfiles(str(factory.getbasetemp()))
 
 
-def _unpin_gitfiles(top: str) -> None:
-    """Clear the immutable flag of every ``upper/.git`` under ``top`` (same file system only,
-    never into a mount): a mount daemon a test killed leaves its worktree link pinned
-    (fuse/stacking._pin_gitfile), and pytest, unable to remove the session's temp dir when it
-    rotates it out, renames it ``garbage-*`` and keeps it for good."""
-    try:
-        dev = os.lstat(top).st_dev
-    except OSError:
-        return
-    pinned: list[str] = []
-    stack = [top]
-    while stack:
-        d = stack.pop()
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                if not e.is_dir(follow_symlinks=False) or e.stat(follow_symlinks=False).st_dev != dev:
-                    continue
-            except OSError:
-                continue
-            if e.name == "upper" and os.path.isfile(os.path.join(e.path, ".git")):
-                pinned.append(os.path.join(e.path, ".git"))
-            if e.name != "objects":  # a git object store never holds a workspace
-                stack.append(e.path)
-    if pinned:
-        subprocess.run(["chattr", "-i", *pinned], capture_output=True, check=False)
-
-
 def _stop_servers(tmp_path: Path) -> None:
     """SIGTERM every resident CLI server whose home is under ``tmp_path`` (found in /proc,
     not by walking the temp dir: some tests leave paths longer than PATH_MAX there)."""
@@ -304,19 +275,6 @@ def _stop_servers(tmp_path: Path) -> None:
             if home.startswith(root):
                 with contextlib.suppress(OSError):
                     os.kill(int(d), signal.SIGTERM)
-
-
-def _drop_layers(tmp_path: Path) -> None:
-    """Unmount the layers file systems (core/vaults/layers.py) the test's homes made, and remove
-    their images: each is a loop device and a few MB of metadata."""
-    root = str(tmp_path) + "/"
-    with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
-        points = [ln.split()[1].replace("\\040", " ") for ln in fh if ln.split()[2:3] == ["btrfs"]]
-    for mp in points:
-        if mp.startswith(root) and os.path.basename(mp) == layers.MOUNT:
-            home = os.path.dirname(mp)
-            layers.unmount(home)
-            Path(home, layers.IMAGE).unlink(missing_ok=True)
 
 
 # what `git fsck` hands to a `git commit-graph verify` and a `git multi-pack-index verify`

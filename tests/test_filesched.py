@@ -45,17 +45,17 @@ def _collection(counts: dict[str, int]) -> list[str]:
 
 def test_a_long_file_of_few_tests_is_handed_out_before_files_of_many(pytestconfig: pytest.Config) -> None:
     """The hook pytest calls (the suite's conftest first) makes the scheduler; with the
-    times tests/filetimes.json holds, test_git_model.py (4 tests, the longest file) goes
-    first and test_git_model16.py (14) second, ahead of files of 30 and 40 tests (xdist's
-    own order: most tests first, the git model last)."""
+    times tests/filetimes.json holds, test_git_model_every_fuse.py (1 test, one of the
+    longest files) goes first and test_git_model16.py (14) second, ahead of files of 30 and
+    40 tests (xdist's own order: most tests first, the git model last)."""
     counts = {
         "tests/test_a_many.py": 40,
         "tests/test_b_many.py": 30,
         "tests/test_git_model16.py": 14,
-        "tests/test_git_model.py": 4,
+        "tests/test_git_model_every_fuse.py": 1,
     }
     times, _ = filesched.load()
-    assert times["tests/test_git_model.py"] > times["tests/test_git_model16.py"], times
+    assert times["tests/test_git_model_every_fuse.py"] > times["tests/test_git_model16.py"], times
     sched = pytestconfig.pluginmanager.hook.pytest_xdist_make_scheduler(config=_config(), log=None)
     assert type(sched).__name__ == "LongestFirst", type(sched)
     coll = _collection(counts)
@@ -65,7 +65,7 @@ def test_a_long_file_of_few_tests_is_handed_out_before_files_of_many(pytestconfi
     for n in nodes:
         sched.add_node_collection(n, coll)
     sched.schedule()
-    assert nodes[0].sent[0] == "tests/test_git_model.py", [n.sent for n in nodes]
+    assert nodes[0].sent[0] == "tests/test_git_model_every_fuse.py", [n.sent for n in nodes]
     assert nodes[1].sent[0] == "tests/test_git_model16.py", [n.sent for n in nodes]
 
 
@@ -111,3 +111,32 @@ def test_every_file_the_times_name_is_a_test_file() -> None:
     assert len(times) > 200 and 0 < per_test < 10, (len(times), per_test)
     gone = sorted(f for f in times if not (ROOT / f).is_file())
     assert not gone, gone
+
+
+def test_the_git_model_s_every_command_runs_are_files_of_their_own() -> None:
+    """The git model's every-command run on each backend (ci21: 106 s and 73 s of wall) is
+    the one test of a file of its own: ``--dist loadfile`` gives a file to one worker, and
+    the two runs and the random runs in tests/test_git_model.py held one for 202 s while
+    the others took the rest (suitetime20). Between them the two files run both backends,
+    each its whole run (``_every_command_once``, as the parametrized test did)."""
+    import ast
+
+    backends: dict[str, str] = {}
+    for path in sorted((ROOT / "tests").glob("test_git_model*.py")):
+        mod = ast.parse(path.read_text())
+        tests = [n for n in mod.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+        runs = [t for t in tests if t.name == "test_every_command_once_agrees_with_plain_git"]
+        if not runs:
+            continue
+        assert len(tests) == 1, (path.name, [t.name for t in tests])
+        calls = [
+            c
+            for c in ast.walk(runs[0])
+            if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "_every_command_once"
+        ]
+        assert len(calls) == 1 and isinstance(calls[0].args[0], ast.Constant), ast.dump(runs[0])
+        assert not runs[0].decorator_list or all(
+            "parametrize" not in ast.dump(d) for d in runs[0].decorator_list
+        )
+        backends[path.name] = str(calls[0].args[0].value)
+    assert sorted(backends.values()) == ["fuse", "overlay"], backends

@@ -15,7 +15,9 @@ tags, and `avfs --json status` against what the plain clone differs from the for
 On a real project's files (attrs 24.2.0, tests/realdata.py), both backends. CI runs a small,
 derandomized number of examples; scale it by hand (docs/testing.md):
 ``AVFS_MODEL_EXAMPLES=30 AVFS_MODEL_STEPS=80 pytest tests/test_git_model.py``; replay a
-logged failure with ``python -m tests.replay_gitmodel BACKEND LOG``.
+logged failure with ``python -m tests.replay_gitmodel BACKEND LOG``. The run of every
+command once (:func:`_every_command_once`) is the test of a file of its own per backend,
+tests/test_git_model_every_overlay.py and tests/test_git_model_every_fuse.py (suitetime20).
 """
 
 from __future__ import annotations
@@ -1562,7 +1564,11 @@ class _Unchecked:
 
 def _every_command_once(backend: str) -> None:
     """Each git command and avfs operation of the model at least once, in an order where
-    each does something, checked after every step (the random runs may miss some)."""
+    each does something, checked after every step (the random runs may miss some).
+
+    Run by a file of its own for each backend (tests/test_git_model_every_overlay.py,
+    tests/test_git_model_every_fuse.py): ``--dist loadfile`` gives a file to one worker,
+    and the two runs in this file held one for 179 s of a whole run's (suitetime20)."""
     global BACKEND
     BACKEND = backend
     model = GitModel()
@@ -1832,16 +1838,6 @@ def _every_command_once(backend: str) -> None:
         model.check()
     finally:
         model.teardown()
-
-
-@pytest.mark.timeout(900)  # ~150 steps, each checked: 5 minutes at a load of 28 on 2 cores
-@pytest.mark.parametrize("backend", ["overlay", "fuse"])
-def test_every_command_once_agrees_with_plain_git(backend: str) -> None:
-    if backend == "overlay":
-        require_overlay()
-    else:
-        require_fuse()
-    _every_command_once(backend)
 
 
 def _machine() -> type[GitModel]:
