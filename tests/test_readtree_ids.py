@@ -160,9 +160,9 @@ def test_over_git_the_sizes_answer_is_read_after_reading_returns(
     seen: list[str] = []
     answer = objectinfo._answer
 
-    def read_answer(fh: objectinfo._Stream) -> dict[str, int]:
+    def read_answer(fh: objectinfo._Stream, oids: list[str]) -> dict[str, int]:
         seen.append("answer")
-        return answer(fh)
+        return answer(fh, oids)
 
     monkeypatch.setattr(objectinfo, "_answer", read_answer)  # (where _over_git looks it up)
     got = objectinfo.remote_sizes(
