@@ -335,3 +335,63 @@ def test_forked_daemons_that_end_are_collected_under_a_pid_1_that_collects_none(
     assert proc.stdout.split() == ["True", "True", "True", "True", "['f1']", "True"], (
         proc.stdout + proc.stderr
     )
+
+
+CLI_IN_NAMESPACE = textwrap.dedent(
+    """
+    import json, os, signal, subprocess, sys, time
+    home = sys.argv[1]
+    env = {**os.environ, "AVFS_HOME": home, "AVFS_SERVER": "auto"}
+    def avfs(*args, check=True):
+        p = subprocess.run(
+            [sys.executable, "-m", "avfs_git", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert p.returncode == 0 or not check, (args, p.stdout, p.stderr)
+        return p.stdout
+    def stat(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            return None
+    def ended(pid):  # its pid gone: collected by someone, not a zombie of PID 1
+        deadline = time.monotonic() + 30
+        while stat(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return stat(pid) is None
+    avfs("server", "start")
+    with open(os.path.join(home, "run", "cli.pid")) as fh:
+        server = int(fh.read())
+    first = json.loads(avfs("--json", "--vault", "v:f1", "mount"))["mount"]["pid"]
+    parent = int(stat(first)[1])
+    avfs("--vault", "v:f1", "unmount")
+    unmounted = ended(first)
+    second = json.loads(avfs("--json", "--vault", "v:f2", "mount"))["mount"]["pid"]
+    os.kill(second, signal.SIGKILL)
+    killed = ended(second)
+    avfs("--vault", "v:f2", "unmount", check=False)
+    avfs("server", "stop")
+    print(parent == server, parent != 1, unmounted, killed)
+    """
+)
+
+
+def test_cli_mounts_daemons_are_collected_under_a_pid_1_that_collects_none(
+    home: Home,
+    forks: Vault,  # noqa: F811
+) -> None:
+    """`avfs mount` from the CLI, served by the home's warm server: its daemon was forked
+    twice and handed to PID 1, and in a PID namespace whose PID 1 waits for its own child
+    alone each daemon that ended, unmounted or killed, stayed a zombie for good. The server
+    is now the reaper of its descendants (cli/adopted.py): the daemon is its child and is
+    collected once it ends."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        skip_outside_ci("needs root and unshare(1) for a PID namespace", "CI runs as root with util-linux")
+    proc = subprocess.run(
+        [*UNSHARE, sys.executable, "-c", INIT, sys.executable, "-c", CLI_IN_NAMESPACE, home.path],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True", "True"], proc.stdout + proc.stderr

@@ -114,9 +114,10 @@ def test_a_served_mount_gets_a_clean_daemon_forked_from_the_server(
     assert b"avfs_git.fuse.daemon" not in _cmdline(pid)
     assert Path(f"/proc/{pid}/comm").read_text().strip() == DAEMON_NAME
     assert os.readlink(f"/proc/{pid}/exe") == os.readlink(f"/proc/{spid}/exe")
-    # a process of its own: a session neither the server's nor the caller's, no parent but init
+    # a process of its own: a session neither the server's nor the caller's; its parent the
+    # server, the reaper of its descendants (cli/adopted.py), not init: collected when it ends
     assert os.getsid(pid) not in (os.getsid(spid), os.getsid(0), spid)
-    assert _status(pid)["PPid"] == "1"
+    assert _status(pid)["PPid"] == str(spid)
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
     spawned = _mount({**off, "AVFS_VAULT": "v:f2"})  # (started with exec, to compare)
     assert b"avfs_git.fuse.daemon" in _cmdline(spawned["pid"])

@@ -47,6 +47,7 @@ process has ended (closing its databases and tearing down its memory take a few 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gc
 import marshal
@@ -61,7 +62,7 @@ from typing import Any
 
 from ..ops.codewatch import CodeWatch
 from ..ops.framed import recv_framed
-from . import callproc, prewarm, serverprobes, spare
+from . import adopted, callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
 
@@ -251,9 +252,16 @@ class Server:
             k = self.kept  # (a push or fetch that waited for it may have read its word)
             if k is not None and k.done is not None and k.proc.pidfd in self.children:
                 self._kept_done(w, self.children[k.proc.pidfd])
+            adopted.collect(self._own())  # (the daemons it forked, once handed to it, ended)
             if not self.children and (time.monotonic() - self.last > self.idle_s or not self.still_mine()):
                 break
         self.leave()
+
+    def _own(self) -> set[int]:
+        """The children this server waits for itself: the calls', the spare, the kept process."""
+        own = {call.pid for call in self.children.values()}
+        own.update(p.pid for p in (self.spare, self.kept.proc if self.kept else None) if p is not None)
+        return own
 
     def leave(self) -> None:
         """End the spare, let the calls' processes finish (what a command does after its
@@ -575,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--idle" in args:
         idle = float(args[args.index("--idle") + 1])
     os.chdir("/")  # never keep the caller's directory (a mount) busy
+    adopted.become_reaper()
     # before the server is there to find: its children are then its calls' and spares' alone
     serverprobes.probe_sandbox()
     serverprobes.probe_git()
@@ -599,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         server.serve(lsock)
     except SystemExit:  # SIGTERM (avfs server stop)
         server.leave()
+        return 0
+    with contextlib.suppress(SystemExit):  # (SIGTERM ends the wait)
+        adopted.linger()  # left when idle: the daemons it collects end first
     return 0
 
 
