@@ -372,13 +372,24 @@ def _reader(home: str, pipe: str) -> int | None:
 
 
 def _children(pid: int | None) -> list[int]:
+    """The server's live children: an ended one it has not collected yet is none of them (the
+    server reaps its descendants' orphans, e.g. its start's sandbox probe's inner bubblewrap,
+    at its loop's next round: cli/adopted.py)."""
     if pid is None:
         return []
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:
         return []
-    return [int(x) for x in text.split()]
+    return [int(x) for x in text.split() if not _zombie(int(x))]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:  # (collected meanwhile: ESRCH or ENOENT)
+        return True
 
 
 def _gone(pid: int) -> bool:
