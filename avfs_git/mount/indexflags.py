@@ -246,12 +246,6 @@ def cache_tree_ids(data: bytes) -> list[int] | None:
     return []
 
 
-def extensions_at(data: bytes) -> list[tuple[bytes, int, int]] | None:
-    """Each extension of index ``data`` (:func:`whole`) as (signature, start, end); None
-    where it is not whole."""
-    return _extensions(data)
-
-
 def _extensions(data: bytes) -> list[tuple[bytes, int, int]] | None:
     """:func:`whole`'s walk: each extension's (signature, start, end), None where not whole."""
     if len(data) < 32 or data[:4] != b"DIRC":
@@ -477,7 +471,8 @@ def with_flags(data: bytes, kept: Flagged) -> bytes:
 def whole_entries(git_dir: str, index: bytes) -> bytes | None:
     """``index`` (the worktree ``git_dir``'s) with every entry it stands for: a split
     index (`core.splitIndex`, `update-index --split-index`) merged with the shared index
-    its ``link`` names (mount/indexsplit.py :func:`.indexsplit.unsplit`), else itself;
+    its ``link`` names (mount/indexsplit.py :func:`.indexsplit.merged`; version 4
+    expanded first), in the layout of version 2 or 3 with a checksum of zeros, else itself;
     None where a split index cannot be merged. Before gitmodel18 the readers here took a
     split index's own entries alone: a skip-worktree or assume-unchanged bit on an entry
     of the shared index (set before `git update-index --split-index`, or an entry git
@@ -486,9 +481,21 @@ def whole_entries(git_dir: str, index: bytes) -> bytes | None:
     index holding them is walked."""
     if b"link" not in index:
         return index
-    from .indexsplit import unsplit
+    exts = _extensions(index)
+    if not exts or not any(sig == b"link" for sig, _s, _e in exts):
+        return index
+    from .indexsplit import merged  # (a split index only: not every status's path)
 
-    return unsplit(index, git_dir)
+    if index[4:8] == b"\0\0\0\4":
+        from .indexv4 import expanded
+
+        got = expanded(index)
+        exts = None if got is None else _extensions(got)
+        if got is None or not exts:
+            return None
+        index = got
+    link = next(start for sig, start, _e in exts if sig == b"link")
+    return merged(index, exts[0][1], link, git_dir)
 
 
 def carried(git_dir: str, data: bytes) -> bytes:

@@ -28,7 +28,7 @@ import struct
 
 from .ownfiles import MAX_INDEX, read_bytes
 
-__all__ = ["link_at", "merged", "unsplit"]
+__all__ = ["link_at", "merged"]
 
 _OID = 20  # (the vault's object ids: SHA-1, as the patch's entries)
 _EXTENDED = 0x4000
@@ -181,29 +181,3 @@ def merged(data: bytes, off: int, link: int, git_dir: str) -> bytes | None:
     exts = data[off:link] + data[link + 8 + size : len(data) - 20]
     version = b"\0\0\0\3" if extended else b"\0\0\0\2"
     return b"DIRC" + version + len(rows).to_bytes(4, "big") + body + exts + b"\0" * 20
-
-
-def unsplit(data: bytes, git_dir: str) -> bytes | None:
-    """Index ``data`` of the worktree ``git_dir`` whole, for a reader of its entries: a
-    split index merged with its shared index (:func:`merged`; version 4 expanded first),
-    in the layout of version 2 or 3, its checksum zeros; ``data`` itself where it is not
-    split; None where it is split and cannot be merged. Its readers (mount/indexflags.py's
-    bits a whole rewrite keeps, the gitlinks a status takes) saw the split index's own
-    few entries only, the replaced ones without their names (gitmodel18)."""
-    from .indexflags import extensions_at
-
-    exts = extensions_at(data)
-    if not exts or not any(sig == b"link" for sig, _s, _e in exts):
-        return data
-    if data[4:8] == b"\0\0\0\4":
-        from .indexv4 import expanded
-
-        got = expanded(data)
-        if got is None:
-            return None
-        data = got
-        exts = extensions_at(data)
-        if not exts:
-            return None
-    link = next(s for sig, s, _e in exts if sig == b"link")
-    return merged(data, exts[0][1], link, git_dir)
