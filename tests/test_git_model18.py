@@ -34,6 +34,7 @@ RULES = [
     "amend_then_undo",
     "stash_across_restore",
     "mv_dir_undone",
+    "worktree_moves_fork",  # (split_bits_moved's move: unmasked)
     "index_version",
     "write",
     "add",
