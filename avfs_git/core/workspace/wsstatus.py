@@ -36,7 +36,6 @@ from .overlayentry import (
 )
 from .wsattrs import compared
 from .wsgitrules import content_check, fsck_read, staged_submodules
-from .wsshown import Shown
 from .wsview import RACE_TRIES, Node, Raced, View, dirty_dirs
 
 # what a status reports of a materialized file before reading it (its id then found)
@@ -160,6 +159,8 @@ class Changes:
     def prune_ignored(self, tops: list[str], found: list[Entry]) -> set[str]:
         """Which of the upper layer's new top directories ``tops`` git ignores (``found``:
         the upper layer's entries read so far, whose .gitignore files count)."""
+        from .wsshown import Shown  # (a path with new top directories only: not every command's)
+
         by_path = Shown(self.overlay, found)
         base = self.view.base
         skip = self.ignore_rules.ignored(
