@@ -110,3 +110,40 @@ def test_an_exec_bit_alone_is_no_change_and_a_checkpoint_keeps_head_s_mode(vault
         ("new.sh", "modified"),
         ("run.sh", "modified"),
     }
+
+
+def test_the_mount_s_worktree_config_decides_last_where_git_reads_it(vault: Any) -> None:
+    """gitmodel18: `git config --worktree core.fileMode false` in a mount writes the
+    worktree's ``config.worktree`` (`<vault>/worktrees/avfs-<fork>/`), which git reads
+    after the vault's config where ``extensions.worktreeConfig`` is on; before, avfs read
+    the vault's alone: a `chmod +x` was listed modified and recorded where git's status
+    and `git add` keep the mode (the brief's item 2). Without the extension git ignores
+    the file, and so does avfs; git's own answer agrees each time."""
+    ws = vault.workspace("main")
+    ws.write("a.txt", b"a\n")
+    checkpoint.save(vault)
+    wt = Path(vault.path) / "worktrees" / "avfs-main"
+    wt.mkdir(parents=True)
+    (wt / "commondir").write_text("../..\n")
+    (wt / "HEAD").write_text("ref: refs/heads/main\n")
+    (wt / "gitdir").write_text(str(wt / "nowhere" / ".git") + "\n")
+    (wt / "config.worktree").write_text("[core]\n\tfileMode = false\n")
+
+    def agrees(want: bool) -> None:
+        asked = subprocess.run(
+            ["git", "--git-dir", str(wt), "config", "--type=bool", "--get", "core.filemode"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+        assert filemode.trusts_exec_bit(vault.path, str(wt)) is want and asked in ("", str(want).lower())
+        assert vault.workspace("main").changes.exec_bit_trusted() is want
+
+    agrees(True)  # (extensions.worktreeConfig off: git does not read config.worktree)
+    _git("--git-dir", vault.path, "config", "extensions.worktreeConfig", "true")
+    agrees(False)
+    ws = vault.workspace("main")
+    ws.chmod("a.txt", True)
+    assert ws.status() == []
+    (wt / "config.worktree").write_text("[core]\n\tfileMode = true\n")
+    _git("--git-dir", vault.path, "config", "core.fileMode", "false")
+    agrees(True)  # (the worktree's is read last)
+    assert {(c.path, c.status.value) for c in vault.workspace("main").status()} == {("a.txt", "modified")}

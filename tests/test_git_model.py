@@ -1237,10 +1237,19 @@ class GitModel(
     @precondition(lambda self: self.last_checkpoint)
     @rule()
     def undo(self) -> None:
-        """`avfs undo` of a checkpoint = `git reset --mixed HEAD~1` (the view stays)."""
+        """`avfs undo` of a checkpoint = `git reset --soft HEAD~1`, then the paths the
+        checkpoint recorded unstaged (`git reset -q HEAD -- PATHS`): the inverse of the
+        checkpoint's `git commit --only`, the view staying. What git staged that the
+        checkpoint never touched stays staged, as it was before the checkpoint (decided in
+        gitmodel18, seed 1702: the model said `git reset --mixed HEAD~1`, which drops all
+        of it; docs/fuse.md "gitmodel18")."""
         self.note("avfs undo")
         _avfs(self.avfs_home, "undo", cwd=self.mp)
-        self.p.git("reset", "-q", "--mixed", "HEAD~1")
+        out = self.p.git("diff", "--no-renames", "--name-only", "-z", "HEAD~1", "HEAD").stdout
+        self.p.git("reset", "-q", "--soft", "HEAD~1")
+        paths = [p for p in out.split("\0") if p]
+        if paths:
+            self.p.git("reset", "-q", "HEAD", "--", *paths)
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None and self.has_parent())
@@ -1261,15 +1270,24 @@ class GitModel(
         ignored = self.p.git("ls-files", "-z", "-o", "-i", "--exclude-standard", "--directory")
         keep = [a for q in ignored.stdout.split("\0") if q for a in ("-e", "/" + q)]
         _avfs(self.avfs_home, "checkpoint", "restore", target, cwd=self.mp)
+        # (git's skip-worktree and assume-unchanged bits kept, as avfs keeps them in the
+        # mount's index; a skip-worktree file written too: `reset --hard` and `rm --cached`
+        # leave one as it is, a local change and all, or refuse where the commit changes
+        # it, where avfs's restore shows the commit's, the change kept in the recovery
+        # ref: decided in gitmodel18, docs/fuse.md "gitmodel18")
+        rows = [ln for ln in self.p.git("ls-files", "-v", "-z").stdout.split("\0") if ln]
+        skipped = [ln[2:] for ln in rows if ln[0] in "Ss"]
+        if skipped:
+            self.p.git("update-index", "--no-skip-worktree", "--", *skipped)
         self.p.git("reset", "-q", "--hard", "HEAD~1")
         self.p.git("clean", "-qfd", *keep)
-        # (a fresh checkout: the index made again from HEAD, every file written; git's
-        # skip-worktree and assume-unchanged bits kept, as avfs keeps them in the mount's)
         rows = [ln for ln in self.p.git("ls-files", "-v", "-z").stdout.split("\0") if ln]
+        held = {ln[2:] for ln in rows}
+        # (a fresh checkout: the index made again from HEAD, every file written)
         self.p.git("rm", "-r", "-q", "--cached", "--", ".")
         self.p.git("reset", "-q", "--hard")
         for flag, marked in (
-            ("--skip-worktree", [ln[2:] for ln in rows if ln[0] in "Ss"]),
+            ("--skip-worktree", [p for p in skipped if p in held]),
             ("--assume-unchanged", [ln[2:] for ln in rows if ln[0].islower()]),
         ):
             if marked:

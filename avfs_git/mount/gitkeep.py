@@ -45,8 +45,8 @@ and before the mount answers) moves it back:
 data: before the move, whatever is neither a regular file nor a directory goes at any depth
 (:func:`.ownfiles.scrub_dir`, no link followed), and only git's own names are kept
 (:data:`ALWAYS`, :data:`AT_SAME_COMMIT`; ``info/`` only its ``sparse-checkout``): never
-``config.worktree`` (written anew at mount; only the two sparse-checkout booleans and a
-boolean ``core.fsmonitor``, the person's ``false``, are read from it, by ``git config
+``config.worktree`` (written anew at mount; only the two sparse-checkout booleans, a
+boolean ``core.fsmonitor``, the person's ``false``, and ``core.fileMode`` are read from it, by ``git config
 --no-includes --type=bool``: a hook's path is code, never kept), ``modules/`` (submodule git dirs, whose
 hooks and config git would run: ``git submodule update`` makes them again), hooks or a
 lock file. HEAD comes back only as the fork's branch or a commit id the vault holds.
@@ -109,8 +109,10 @@ AT_SAME_COMMIT = frozenset(
 _SPARSE_KEYS = ("core.sparseCheckout", "core.sparseCheckoutCone")
 # the booleans of ``config.worktree`` kept: sparse-checkout's, and the person's own
 # fsmonitor setting (`git config --worktree core.fsmonitor false`: git looks at every file
-# in this worktree; a hook's path is code, never kept, see :func:`_kept_setting`)
-_KEPT_KEYS = (*_SPARSE_KEYS, "core.fsmonitor")
+# in this worktree; a hook's path is code, never kept, see :func:`_kept_setting`) and
+# (gitmodel18) `git config --worktree core.fileMode false`, which avfs's status and
+# checkpoint follow (core/store/filemode.py)
+_KEPT_KEYS = (*_SPARSE_KEYS, "core.fsmonitor", "core.fileMode")
 _BOOL_FSMONITOR = re.compile(
     r"^\s*fsmonitor\s*=\s*\"?(true|false|yes|no|on|off|1|0)\"?\s*$", re.IGNORECASE | re.MULTILINE
 )
@@ -132,7 +134,8 @@ def _kept_setting(git_dir: str) -> dict[str, bool]:
     hook, avfs's own or anything else, is no boolean and is not kept)."""
     path = os.path.join(git_dir, "config.worktree")
     text = read_text(path)  # (regular files only, never through a link)
-    if text is None or ("sparse" not in text.lower() and not _BOOL_FSMONITOR.search(text)):
+    low = "" if text is None else text.lower()
+    if text is None or ("sparse" not in low and "filemode" not in low and not _BOOL_FSMONITOR.search(text)):
         return {}  # (no git to ask: the usual unmount)
     out: dict[str, bool] = {}
     for key in _KEPT_KEYS:

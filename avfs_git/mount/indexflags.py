@@ -335,7 +335,7 @@ def flagged(index: bytes) -> Flagged:
     out: Flagged = {}
     for off, flags, ext, name in (_walk_named(index) if index[4:8] != b"\0\0\0\4" else _named(index)) or ():
         bits = (flags & ASSUME_VALID) | ((ext & SKIP_WORKTREE) << 16)
-        if bits and not flags & _STAGE:
+        if bits and name and not flags & _STAGE:  # (no name: a split index's replaced entry)
             mode = int.from_bytes(index[off + 24 : off + 28], "big")
             out[name] = (mode, index[off + 40 : off + 60], bits)
     return out
@@ -418,8 +418,9 @@ def staged_gitlinks(ws: Any, paths: list[str]) -> dict[str, str]:
             wanted.add(p.encode("utf-8", "surrogateescape"))
     if not wanted:
         return {}
-    data = read_bytes(os.path.join(worktree_dir(ws.vault, ws.fork), "index"), MAX_INDEX)
-    found = gitlinks(data or b"", wanted)
+    git_dir = worktree_dir(ws.vault, ws.fork)
+    data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
+    found = gitlinks(whole_entries(git_dir, data or b"") or b"", wanted)
     return {n.decode("utf-8", "surrogateescape"): o.hex() for n, o in found.items()}
 
 
@@ -467,11 +468,41 @@ def with_flags(data: bytes, kept: Flagged) -> bytes:
     return body + hashlib.sha1(body).digest()
 
 
+def whole_entries(git_dir: str, index: bytes) -> bytes | None:
+    """``index`` (the worktree ``git_dir``'s) with every entry it stands for: a split
+    index (`core.splitIndex`, `update-index --split-index`) merged with the shared index
+    its ``link`` names (mount/indexsplit.py :func:`.indexsplit.merged`; version 4
+    expanded first), in the layout of version 2 or 3 with a checksum of zeros, else itself;
+    None where a split index cannot be merged. Before gitmodel18 the readers here took a
+    split index's own entries alone: a skip-worktree or assume-unchanged bit on an entry
+    of the shared index (set before `git update-index --split-index`, or an entry git
+    wrote there since) was dropped by avfs's whole rewrite at a restore or an undo, and a
+    gitlink there was not seen. The search for the signature's bytes is C speed; only an
+    index holding them is walked."""
+    if b"link" not in index:
+        return index
+    exts = _extensions(index)
+    if not exts or not any(sig == b"link" for sig, _s, _e in exts):
+        return index
+    from .indexsplit import merged  # (a split index only: not every status's path)
+
+    if index[4:8] == b"\0\0\0\4":
+        from .indexv4 import expanded
+
+        got = expanded(index)
+        exts = None if got is None else _extensions(got)
+        if got is None or not exts:
+            return None
+        index = got
+    link = next(start for sig, start, _e in exts if sig == b"link")
+    return merged(index, exts[0][1], link, git_dir)
+
+
 def carried(git_dir: str, data: bytes) -> bytes:
     """``data``, the index about to replace ``git_dir``'s, with the bits git's own
     ``update-index`` set in that one kept (:func:`with_flags`)."""
     old = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
     if old is None:
         return data
-    kept = flagged(old)
+    kept = flagged(whole_entries(git_dir, old) or old)
     return with_flags(data, kept) if kept else data

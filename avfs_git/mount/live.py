@@ -314,7 +314,7 @@ def _git_marked(ws: MountedFork, git_dir: str, tip: str) -> bool:
     from ..core.errors import AvfsError
     from ..core.store.treediff import diff_trees
     from ..core.types import Change
-    from .indexflags import staged
+    from .indexflags import staged, whole_entries
     from .ownfiles import MAX_INDEX, read_bytes
 
     orig = (read_git_file(os.path.join(git_dir, "ORIG_HEAD"), limit=128) or b"").strip()
@@ -332,6 +332,7 @@ def _git_marked(ws: MountedFork, git_dir: str, tip: str) -> bool:
         return False
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
     names = {c.path.encode("utf-8", "surrogateescape"): c for c in changed}
+    data = whole_entries(git_dir, data) if data else None  # (a split index: with its shared one)
     got = staged(data, names) if data else None
     if got is None:
         return False

@@ -8,6 +8,7 @@ a command that never opens a workspace (`avfs gc`) does not load it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
@@ -73,6 +74,12 @@ class WorktreeSide:
         if found and live.live_git_dir(ws) is None:
             return {}  # (a killed mount's leftover index: nobody runs git there)
         return found
+
+    def worktree_git_dir(self, ws: MountedFork) -> str | None:
+        from .ownfiles import worktree_dir
+
+        d = worktree_dir(ws.vault, ws.fork)
+        return d if os.path.isdir(d) else None
 
     def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live

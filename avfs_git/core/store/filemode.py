@@ -8,13 +8,16 @@ worktree reads the vault's config (its common config), so `git config core.fileM
 false` in the mount sets it for the vault, as for any linked worktree.
 
 Read from the files a person owns: git's system and global config
-(:func:`.gitrun.git_config_files`) and the vault's ``config``, which the sandbox shows a
-confined command read-only (docs/security.md, "Sealing the vault's git dir"): a command
-cannot make avfs drop or keep exec bits. Not the mount's ``config.worktree`` (git reads
-it where ``extensions.worktreeConfig`` is on, with ``git config --worktree``): not
-followed. Each file is read as :func:`.gitrun.config_text` keeps it (by its ``stat``):
-a status pays a few ``stat`` calls; a file that names ``filemode`` is parsed here, and
-where it cannot be (an include, a quoted value), git is asked (one ``git config``).
+(:func:`.gitrun.git_config_files`), the vault's ``config``, which the sandbox shows a
+confined command read-only (docs/security.md, "Sealing the vault's git dir"), and since
+gitmodel18 the fork's mount's ``config.worktree`` (`git config --worktree core.fileMode
+false` in the mount), which git reads last where the vault's config turns
+``extensions.worktreeConfig`` on (every mount does): the sandbox binds it read-only over
+itself and puts it back after a run where it was replaced (proxy/gitstate.py
+``PINNED``), so a command cannot make avfs drop or keep exec bits. Each file is read as
+:func:`.gitrun.config_text` keeps it (by its ``stat``): a status pays a few ``stat``
+calls; a file that names ``filemode`` is parsed here, and where it cannot be (an
+include, a quoted value), git is asked (one ``git config``).
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ _TRUE = (b"true", b"yes", b"on", b"1")
 _FALSE = (b"false", b"no", b"off", b"0", b"")
 
 
-def _filemode_in(text: bytes) -> tuple[bool, bool | None]:
-    """(read, the last ``core.filemode`` of config ``text`` (lower case) or None where it
-    sets none); read False where this cannot say: an include, a quoted or continued
-    value, a key after a section header on its line, a value that is no boolean."""
+def _filemode_in(text: bytes, want: tuple[bytes, bytes] = (b"core", b"filemode")) -> tuple[bool, bool | None]:
+    """(read, the last ``core.filemode`` (``want``: another section and key, lower case)
+    of config ``text`` (lower case) or None where it sets none); read False where this
+    cannot say: an include, a quoted or continued value, a key after a section header on
+    its line, a value that is no boolean."""
     section = b""
     found: bool | None = None
     for raw in text.split(b"\n"):
@@ -49,10 +53,10 @@ def _filemode_in(text: bytes) -> tuple[bool, bool | None]:
             if section.startswith(b"include") or (rest and rest[:1] not in b"#;"):
                 return False, None
             continue
-        if section != b"core":
+        if section.lower() != want[0]:
             continue
         key, eq, value = line.partition(b"=")
-        if key.strip() != b"filemode":
+        if key.strip().lower() != want[1]:
             continue
         if not eq:
             found = True  # (a key without a value is a true boolean)
@@ -69,28 +73,63 @@ def _filemode_in(text: bytes) -> tuple[bool, bool | None]:
     return True, found
 
 
-def trusts_exec_bit(store_path: str) -> bool:
-    """Whether git trusts the exec bit of the vault at ``store_path``'s working trees: its
-    ``core.fileMode``, true where no file the person owns sets it (git's default)."""
+def trusts_exec_bit(store_path: str, worktree_git_dir: str | None = None) -> bool:
+    """Whether git trusts the exec bit of the vault at ``store_path``'s working trees (with
+    ``worktree_git_dir``: of that worktree, the fork's mount's, whose ``config.worktree``
+    git reads last where ``extensions.worktreeConfig`` is on): its ``core.fileMode``, true
+    where no file the person owns sets it (git's default)."""
     trusted = True
-    for path in (*git_config_files(), os.path.join(store_path, "config")):
+    vault_config = os.path.join(store_path, "config")
+    for path in (*git_config_files(), vault_config):
         text = config_text(path)
         if text is None or (b"filemode" not in text and b"include" not in text):
             continue
         read, value = _filemode_in(text)
         if not read:
-            return _asked(store_path)
+            return _asked(store_path, worktree_git_dir)
         if value is not None:
             trusted = value
-    return trusted
+    if worktree_git_dir is None:
+        return trusted
+    text = config_text(os.path.join(worktree_git_dir, "config.worktree"))
+    if text is None or (b"filemode" not in text and b"include" not in text):
+        return trusted
+    read, value = _filemode_in(text)
+    if not read:
+        return _asked(store_path, worktree_git_dir)
+    if value is None or not _worktree_config_on(vault_config):
+        return trusted
+    return value
 
 
-def _asked(store_path: str) -> bool:
-    """git's own answer (an include followed, a quoted value read): one ``git config``."""
+def _worktree_config_on(vault_config: str) -> bool:
+    """Whether the vault's config turns ``extensions.worktreeConfig`` on (git reads a
+    worktree's ``config.worktree`` only then); asked of git where it cannot be read here."""
+    text = config_text(vault_config) or b""
+    read, value = _filemode_in(text, (b"extensions", b"worktreeconfig"))
+    if read:
+        return bool(value)
     from .gitrun import run
 
     try:
-        proc = run(["config", "--type=bool", "--get", "core.filemode"], git_dir=store_path, check=False)
+        proc = run(
+            ["config", "--type=bool", "--get", "extensions.worktreeConfig"],
+            git_dir=os.path.dirname(vault_config),
+            check=False,
+        )
+    except Exception:
+        return False
+    return proc.returncode == 0 and proc.stdout.strip() == b"true"
+
+
+def _asked(store_path: str, worktree_git_dir: str | None = None) -> bool:
+    """git's own answer (an include followed, a quoted value read): one ``git config``, in
+    the worktree ``worktree_git_dir`` where one is given (its ``config.worktree`` read)."""
+    from .gitrun import run
+
+    try:
+        git_dir = store_path if worktree_git_dir is None else worktree_git_dir
+        proc = run(["config", "--type=bool", "--get", "core.filemode"], git_dir=git_dir, check=False)
     except Exception:  # (git cannot be run: git's default)
         return True
     return proc.returncode != 0 or proc.stdout.strip() != b"false"

@@ -57,13 +57,14 @@ MAX_TOPS = 100_000  # more than this is not remembered: the next status reads ev
 class Pending:
     """What a status started from, remembered once it is done (:func:`remember`)."""
 
-    __slots__ = ("base", "instance", "seq", "view_time")
+    __slots__ = ("base", "instance", "seq", "trusted", "view_time")
 
-    def __init__(self, instance: str, seq: int, base: str, view_time: float) -> None:
+    def __init__(self, instance: str, seq: int, base: str, view_time: float, trusted: bool = True) -> None:
         self.instance = instance
         self.seq = seq
         self.base = base
         self.view_time = view_time
+        self.trusted = trusted  # git's core.fileMode the status compared under
 
 
 def _stored(overlay: Overlay) -> dict[str, object] | None:
@@ -87,6 +88,7 @@ def entries(
     git_dir: str | None,
     base_diff: Callable[[str, str], list[str] | None],
     pin_diff: Callable[[str, str], list[str] | None] | None = None,
+    trusted: bool = True,
 ) -> tuple[list[Entry], Pending | None, bool]:
     """(the entries a status reads: :meth:`.Overlay.all`'s, or as many of them as can
     differ from ``base``; what to :func:`remember` once the status is done, None when no
@@ -94,7 +96,10 @@ def entries(
     them is in shows the base unchanged, whatever the upper layer holds there).
     ``git_dir``: the mount's worktree (its daemon's socket); ``base_diff(old, new)``: the
     paths where two base commits differ (None: unknown); ``pin_diff(tree, base)``: the
-    paths where a tree differs from the base commit's (None: unknown).
+    paths where a tree differs from the base commit's (None: unknown). ``trusted``: git's
+    ``core.fileMode`` now; a mark made under the other value is not taken (gitmodel18: an
+    exec bit changed alone under ``false`` is no change, so no top, and the setting turned
+    back on left it unread: the status missed it).
 
     An entry at the root naming a tree other than the base's (a fork's seed, or the old
     base kept in view when a ``git commit`` in the mount was adopted, core/workspace/wsbase.py) is
@@ -114,8 +119,13 @@ def entries(
     if got is None:
         return overlay.all(), None, False
     instance, seq, paths = got
-    pending = Pending(instance, seq, base, view_time)
-    if stored is None or paths is None or stored.get("view_time") != view_time:
+    pending = Pending(instance, seq, base, view_time, trusted)
+    if (
+        stored is None
+        or paths is None
+        or stored.get("view_time") != view_time
+        or stored.get("trusted", True) != trusted
+    ):
         return overlay.all(), pending, False
     tops = stored.get("tops")
     old_base = stored.get("base")
@@ -208,6 +218,7 @@ def _remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -
         "seq": pending.seq,
         "base": pending.base,
         "view_time": pending.view_time,
+        "trusted": pending.trusted,
         "tops": sorted(tops),
     }
     overlay.set_meta(MARK_KEY, json.dumps(mark, separators=(",", ":")))
@@ -249,4 +260,4 @@ def remember_commit(
         elif e.kind == OBJECT and e.oid != EMPTY_TREE_ID and e.mode == 0o040000:
             paths.append(e.path)  # a renamed directory: as a status keeps it
     paths += held_deletions(overlay, deletions, store, base)
-    remember(overlay, Pending(pending.instance, pending.seq, base, pending.view_time), paths)
+    remember(overlay, Pending(pending.instance, pending.seq, base, pending.view_time, pending.trusted), paths)

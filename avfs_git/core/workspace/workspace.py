@@ -104,6 +104,10 @@ class MountSide(Protocol):
         commit id."""
         ...
 
+    def worktree_git_dir(self, ws: Workspace[Any]) -> str | None:
+        """The worktree git dir of the fork's mount, where it exists."""
+        ...
+
     def stamp_current(self, ws: Workspace[Any], *, held: bool = False) -> None:
         """git in the mount made the commit that became the base: its index is current."""
         ...
@@ -165,6 +169,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
             view_time=lambda: self.view_time,
             mount_git_dir=self.mount_git_dir,
             staged_gitlinks=self.staged_gitlinks,
+            worktree_git_dir=self.worktree_git_dir,
         )
         self.since = Since(self)  # what changed since a mark (proxy exec's before and after)
         self.quota = vault.quota
@@ -300,6 +305,10 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         if self.pinned is not None:
             return {}
         return self.vault.mounts.staged_gitlinks(self, paths)
+
+    def worktree_git_dir(self) -> str | None:
+        """The fork's mount's worktree git dir, where one is (its ``config.worktree``: ``core.fileMode``)."""
+        return None if self.pinned is not None else self.vault.mounts.worktree_git_dir(self)
 
     def moved_here(self, commit: str, *, off_branch: bool = False) -> bool:
         """Whether git in the live mount moved HEAD to ``commit``: mount/live.py ``moved_here``."""

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..errors import CorruptStateError
 from ..store import names
-from ..store.filemode import recorded_mode, trusts_exec_bit
+from ..store.filemode import recorded_mode
 from ..store.gitformat import tree_bytes
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
@@ -410,7 +410,7 @@ def build(
     command's directory 1,000 levels deep raised ``RecursionError`` in the exec's commit
     and in every checkpoint of the fork after it."""
     swapped = {} if swapped is None else swapped
-    trusted = trusts_exec_bit(ws.store.path)  # (git's core.fileMode: core/store/filemode.py)
+    trusted = ws.changes.exec_bit_trusted()  # (git's core.fileMode: core/store/filemode.py)
     frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv, swapped, trusted)]
     value: str | None = None
     while frames:

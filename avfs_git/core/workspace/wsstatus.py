@@ -53,21 +53,31 @@ class Changes:
         view_time: Callable[[], float] | None = None,
         mount_git_dir: Callable[[], str | None] | None = None,
         staged_gitlinks: Callable[[list[str]], dict[str, str]] | None = None,
+        worktree_git_dir: Callable[[], str | None] | None = None,
     ) -> None:
         """``view_time`` and ``mount_git_dir`` (the git dir of the fork's overlay mount,
         where its daemon answers for the upper layer's journal): a live fork's, for a
         status that reads only what changed (:mod:`.upperjournal`). ``staged_gitlinks``:
         of the directories it is given, those git's index in the fork's mount holds as
-        gitlinks (:func:`staged_submodules`)."""
+        gitlinks (:func:`staged_submodules`). ``worktree_git_dir``: the worktree git dir
+        of the fork's mount, whose ``config.worktree`` may set ``core.fileMode``
+        (:meth:`exec_bit_trusted`)."""
         self.view = view
         self.store = view.store
         self.overlay = overlay
         self._view_time = view_time
         self._mount_git_dir = mount_git_dir
         self._staged_gitlinks = staged_gitlinks
+        self._worktree_git_dir = worktree_git_dir
         self._ignore_rules: IgnoreRules | None = None
         self.last_read: list[Entry] | None = None  # the entries the last status read
         self._trusted = True  # git's core.fileMode, read at each status (core/store/filemode.py)
+
+    def exec_bit_trusted(self) -> bool:
+        """git's ``core.fileMode`` for this fork (core/store/filemode.py): the person's
+        config, and its mount's ``config.worktree`` where the fork has a mount's worktree."""
+        wt = None if self._worktree_git_dir is None else self._worktree_git_dir()
+        return trusts_exec_bit(self.store.path, wt)
 
     def is_dirty(self) -> bool:
         """True when there are uncheckpointed changes: empty new directories and paths git
@@ -84,7 +94,7 @@ class Changes:
         rest, frozen = self.pruned()
         added, tracked = self._added_paths(rest)
         if tracked:  # a deletion, or a change of a tracked path (an exec bit alone: core.fileMode)
-            return trusts_exec_bit(self.store.path) or bool(self.status())
+            return self.exec_bit_trusted() or bool(self.status())
         if added is None:
             changes = self._changes(rest, hash_files=False, skip=frozen)
             if any(c.status is not ChangeStatus.ADDED for c in changes):
@@ -149,7 +159,9 @@ class Changes:
     def prune_ignored(self, tops: list[str], found: list[Entry]) -> set[str]:
         """Which of the upper layer's new top directories ``tops`` git ignores (``found``:
         the upper layer's entries read so far, whose .gitignore files count)."""
-        by_path = _Shown(self.overlay, found)
+        from .wsshown import Shown  # (a path with new top directories only: not every command's)
+
+        by_path = Shown(self.overlay, found)
         base = self.view.base
         skip = self.ignore_rules.ignored(
             (), lambda d: self._gitignore_source(by_path, base, d), dirs=set(tops)
@@ -184,6 +196,7 @@ class Changes:
             git_dir=self._mount_git_dir(),
             base_diff=self.base_diff,
             pin_diff=self._pin_diff,
+            trusted=self.exec_bit_trusted(),
         )
 
     def base_diff(self, old: str, new: str) -> list[str] | None:
@@ -368,7 +381,7 @@ class Changes:
             for e in entries:
                 if e.path:
                     kids.setdefault(names.parent_of(e.path), []).append(e)
-        self._trusted = trusts_exec_bit(self.store.path)
+        self._trusted = self.exec_bit_trusted()
         self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip, kids)
         return out
 
@@ -587,32 +600,3 @@ class Changes:
         files = [p for p in added if p in hit]
         tops |= {p for p in files if not any(a in ign_dirs for a in names.ancestors(p))}
         return Ignored(tuple(sorted(files + under)), frozenset(tops | skip))
-
-
-class _Shown(Mapping[str, Entry]):
-    """The overlay's entries as the mount shows them, for :meth:`WorkspaceStatus.prune_ignored`'s
-    ``.gitignore`` lookups: those of the upper layer read so far (``found``), else the
-    overlay's own answer at the path (the upper layer first: a database entry that an
-    opaque directory or a whiteout of the upper layer hides is not shown). Before, every
-    database entry counted where ``found`` held nothing: the old ``sub/.gitignore`` that
-    the adoption of a ``git rm sub/.gitignore`` commit keeps in the database under the
-    mount's opaque ``sub`` still ignored ``sub/build``, and a status, once its rule was
-    gone, never read below it (gitmodel14)."""
-
-    def __init__(self, overlay: Overlay, found: list[Entry]) -> None:
-        self._overlay = overlay
-        self._found = {e.path: e for e in found}
-
-    def __getitem__(self, path: str) -> Entry:
-        got = self._found.get(path)
-        if got is None:
-            got = self._overlay.get(path)
-        if got is None:
-            raise KeyError(path)
-        return got
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._found)
-
-    def __len__(self) -> int:
-        return len(self._found)
