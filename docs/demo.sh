@@ -141,16 +141,19 @@ run "$AVFS" --vault proj stats
 run "$AVFS" --vault proj gc
 
 say "One command for an agent: up mounts a fresh fork of a project, down merges it back"
-printf '%s$ %s%s\n' "$DIM" "$(quoted "$AVFS" --json up "$WORK/proj" --agent demo-agent) | (its vault and mount point)" "$OFF"
-UP=$("$AVFS" --json up "$WORK/proj" --agent demo-agent)
+# (a checkout of its own: `up` of $WORK/proj would take the vault `vault create --from` made
+# of it, whose main the merge above moved, and `apply` would then refuse to overwrite
+# README.md, changed in that directory too)
+run git clone -q "$WORK/proj" "$WORK/app"
+printf '%s$ %s%s\n' "$DIM" "$(quoted "$AVFS" --json up "$WORK/app" --agent demo-agent) | (its vault and mount point)" "$OFF"
+UP=$("$AVFS" --json up "$WORK/app" --agent demo-agent)
 UPV=$(printf '%s' "$UP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vault"])')
 AGENT_MNT=$(printf '%s' "$UP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["mountpoint"])')
-# (a vault of its own: `up` finds again only the vaults it made, and `vault create` took proj)
 echo "vault $UPV, fork demo-agent mounted at $AGENT_MNT"
 run sh -c "cd '$AGENT_MNT' && printf 'written by the agent\n' > AGENT.txt"
 run "$AVFS" down --fork "$UPV:demo-agent" --keep
 run "$AVFS" --vault "$UPV:main" cat AGENT.txt
 run "$AVFS" --vault "$UPV" apply
-run cat "$WORK/proj/AGENT.txt"
+run cat "$WORK/app/AGENT.txt"
 
 say "Done. Everything above ran on $AVFS_HOME (removed on exit)."
