@@ -131,7 +131,10 @@ def test_a_writer_in_the_mount_shows_in_a_running_watch_then_replays_after_a_rem
         if after:
             break
         time.sleep(0.05)
-    assert after == [("created", "after.txt", None, "mount")]
+    # (its bytes may come as an event of their own: the watcher can look between the open
+    # that made the file and the write; ci22 saw created + modified at load ~5)
+    assert after[0] == ("created", "after.txt", None, "mount"), after
+    assert set(after[1:]) <= {("modified", "after.txt", None, "mount")}, after
 
 
 def test_once_prints_what_happened_and_the_new_cursor(vault: Any, cli: Any) -> None:

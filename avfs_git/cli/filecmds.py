@@ -97,7 +97,7 @@ def write(
     if append and expect is not None:
         raise UsageError(
             "give --append or --expect, not both",
-            hint="--append writes only onto the bytes it read (else exit 1, expect_mismatch; nothing done)",
+            hint="--append writes only onto the bytes it read (else it exits 1 and writes nothing)",
         )
     ws = app.workspace()
     fmode = mode_opt(mode)

@@ -47,14 +47,17 @@ class Invalidation(HandleTable):
             return  # (no watcher; a file whose read failed is forgotten: forget_unread)
         self._start_watcher()
 
-    def forget_unread(self, path: str, oid: object, *, now: bool) -> None:
+    def forget_unread(self, path: str, oid: object, *, now: bool, said: bool = False) -> None:
         """A file served from git whose blob could not be read (``EIO``): the size this
         daemon and the kernel keep of it may be another object's (an `.idx` giving the blob
         another's offset: its header was read there), and the kernel keeps a read-only
         view's attributes for good. Both forget it, so that once the vault is put right
         the running mount reads the whole file, not up to that size. ``now`` at ``OPEN``;
         from a ``READ`` another thread does it (the kernel holds the page being read
-        locked until this request is answered, and the invalidation waits for it)."""
+        locked until this request is answered, and the invalidation waits for it). ``said``:
+        the size was a lazy vault's server's, not the blob's: its reads are EIO until the
+        kernel has forgotten it (an unreadable object's are EIO anyway, and each failed read
+        asks the kernel to forget again: a lookup between may have cached the size anew)."""
         if isinstance(oid, str):
             with self._lock:
                 self._sizes.pop(oid, None)
@@ -63,7 +66,7 @@ class Invalidation(HandleTable):
             return
         if now:
             self.invalidate(p)
-        elif isinstance(oid, str):
+        elif said and isinstance(oid, str):
             # until the kernel has forgotten the size, a read of the blob would be cut to it
             # (a size a lazy vault's server said wrong: promisor.check_size): EIO meanwhile
             self.unsettled.add(oid)

@@ -58,7 +58,8 @@ def translated(func: F) -> F:
             if wrong and len(args) > 1 and isinstance(args[1], str):
                 forget = getattr(args[0], "forget_unread", None)
                 if forget is not None:  # (at OPEN the kernel holds no page of it: at once)
-                    forget(args[1], exc.details.get("oid"), now=func.__name__ == "open")
+                    said = "size_said" in exc.details
+                    forget(args[1], exc.details.get("oid"), now=func.__name__ == "open", said=said)
             raise fuse.FuseOSError(exc.errno) from exc
         except fuse.FuseOSError:
             raise  # an errno chosen on purpose (EDQUOT past the quota...)

@@ -206,6 +206,9 @@ def up(
     src = check_source_dir(directory)
     if agent is not None:
         names.check_fork_name(agent)
+    from ..core.vaults.importer import check_not_holding_home
+
+    check_not_holding_home(home.path, src)  # (before the lock below: a refusal leaves nothing)
     warnings: list[str] = []
     # one `up` of a home at a time finds or makes its vault: two agents started at once
     # made it twice (one failed "vault 'proj' already exists"), or one met it before its
