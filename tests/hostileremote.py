@@ -24,6 +24,11 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from .packbomb import _header, _varint
+
+header = _header  # a pack entry's type-and-size header (as the pack bomb writes it)
+varint = _varint  # a delta's size, as git encodes it
+
 CAPS = (
     b"version 2",
     b"agent=git/2.39.5",
@@ -43,28 +48,6 @@ def sideband(data: bytes, band: int = 1) -> bytes:
     """``data`` as side-band-64k packets of band ``band``."""
     step = 65515
     return b"".join(pkt(bytes([band]) + data[i : i + step]) for i in range(0, len(data), step))
-
-
-def header(kind: int, size: int) -> bytes:
-    """A pack entry's type-and-size header."""
-    out = bytearray()
-    byte = (kind << 4) | (size & 15)
-    size >>= 4
-    while size:
-        out.append(byte | 0x80)
-        byte, size = size & 0x7F, size >> 7
-    out.append(byte)
-    return bytes(out)
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        if not n:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 def pack(entries: list[bytes]) -> bytes:
