@@ -281,6 +281,8 @@ def test_commands_run_both_ways_answer_alike(small: str, capsys: Any, monkeypatc
         ["--vault", "p:f1", "status", "-h"],
         ["--vault", "p:f1", "cat"],
         ["--json", "--vault", "p:f1", "log", "-n", "x"],
+        ["--json", "--vault", "p", "op", "log", "--max-count", "1"],  # as `log`'s (-n alone before)
+        ["--vault", "p:f1", "checkpoint", "list", "--max-count=1", "--all"],
         # merges that change nothing: a dry run, conflicts (exit 3), refusals
         ["--vault", "p:main", "merge", "f1", "--dry-run"],
         ["--json", "--vault", "p", "merge", "--dry-run", "f1", "--no-ff", "--into", "main"],
@@ -300,6 +302,10 @@ def test_commands_run_both_ways_answer_alike(small: str, capsys: Any, monkeypatc
         assert got == want, args
         if "--json" in args:
             json.loads(got[1])  # exactly one document
+    code, out, _ = _answer(
+        execopts.main, [*h, "--json", "--vault", "p", "op", "log", "--max-count", "1"], capsys
+    )
+    assert code == 0 and len(json.loads(out)["operations"]) == 1  # taken, not refused alike
     assert sum(fastcli.parse([*h, *a]) is not None for a in cases) >= 43
 
 

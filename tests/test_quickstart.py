@@ -110,6 +110,34 @@ def test_up_human_output_prints_the_mountpoint_and_the_hint(
     assert _fresh(qhome).vault("proj").has_fork("claude")
 
 
+def test_up_no_mount_forks_and_says_how_to_mount(
+    qhome: Home, proj: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    """`avfs up DIR --no-mount` (the API's ``mount=False``; a newcomer without FUSE, or one
+    who runs commands through `proxy exec` only): the vault and the fork, nothing mounted,
+    no `None` printed as a mount point, and the next step names the fork to mount."""
+    res = cli("up", str(proj), "--agent", "claude", "--no-mount")
+    assert res.code == 0, res.err
+    assert res.out == ""  # no mount point (it printed "None")
+    assert "next: avfs mount proj:claude" in res.err
+    assert mounts.list_mounts(qhome) == []
+    assert _fresh(qhome).vault("proj").has_fork("claude")
+    doc = check(cli("--json", "up", str(proj), "--agent", "claude", "--no-mount"))
+    assert (doc["mountpoint"], doc["hint"], doc["vault_created"]) == (None, "avfs mount proj:claude", False)
+    # the hint works as printed
+    mounted = cli("mount", "proj:claude")
+    assert mounted.code == 0, mounted.err
+    assert mounts.mounted_at(mounted.out.strip())
+    # --mountpoint and --no-mount contradict each other: refused, nothing made
+    before = sorted(os.listdir(qhome.path))
+    bad = check(
+        cli("--json", "up", str(proj), "--agent", "other", "--no-mount", "--mountpoint", str(tmp_path / "m"))
+    )
+    assert bad["error"]["code"] == "usage"
+    assert not _fresh(qhome).vault("proj").has_fork("other") and not (tmp_path / "m").exists()
+    assert sorted(os.listdir(qhome.path)) == before
+
+
 def test_down_discard_is_undoable(qhome: Home, proj: Path) -> None:
     up = q.up(qhome, str(proj), agent="a1")
     assert up.mountpoint is not None

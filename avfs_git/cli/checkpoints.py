@@ -41,7 +41,7 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool, expe
 
 @checkpoint.command("list")
 @click.option("--all", "all_commits", is_flag=True, help="Every commit of the fork, named or not.")
-@click.option("-n", "limit", type=int, default=100, help="At most N.")
+@click.option("-n", "--max-count", "limit", type=int, default=100, help="At most N.")
 @pass_app
 def list_cmd(app: App, all_commits: bool, limit: int) -> None:
     """List the fork's named checkpoints (newest first)."""
@@ -75,7 +75,7 @@ def op() -> None:
 
 
 @op.command("log")
-@click.option("-n", "limit", type=int, default=50, help="At most N operations.")
+@click.option("-n", "--max-count", "limit", type=int, default=50, help="At most N operations.")
 @pass_app
 def op_log_cmd(app: App, limit: int) -> None:
     """List the vault's operations, newest first.

@@ -156,7 +156,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         "opcmds:list_checkpoints",
         (
             ("all_commits", ("--all",), "flag", False, ()),
-            ("limit", ("-n",), "int", 100, ()),
+            ("limit", ("-n", "--max-count"), "int", 100, ()),
         ),
     ),
     ("checkpoint", "restore"): (
@@ -167,7 +167,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         ),
     ),
     ("checkpoint", "delete"): ("opcmds:delete", (("name", ("name",), "arg", None, ()),)),
-    ("op", "log"): ("opcmds:op_log", (("limit", ("-n",), "int", 50, ()),)),
+    ("op", "log"): ("opcmds:op_log", (("limit", ("-n", "--max-count"), "int", 50, ()),)),
     ("undo",): ("opcmds:undo", (("op_id", ("--op",), "int", None, ()),)),
     ("redo",): ("opcmds:redo", ()),
     ("merge",): (

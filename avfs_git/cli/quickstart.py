@@ -68,6 +68,12 @@ def _fork_target(app: App, spec: str | None) -> tuple[Vault[Home], str]:
 )
 @click.option("--mountpoint", metavar="PATH", help="Where to mount (default: under the avfs home).")
 @click.option(
+    "--no-mount",
+    is_flag=True,
+    help="Import (or clone) and fork only; mount later with `avfs mount VAULT:FORK` (or run"
+    " commands with `avfs proxy exec`, which mounts as it needs).",
+)
+@click.option(
     "--no-refresh",
     is_flag=True,
     help="When DIR changed since the vault last saw it, do not bring the changes into its default fork.",
@@ -81,6 +87,7 @@ def up_cmd(
     agent: str | None,
     vault_name: str | None,
     mountpoint: str | None,
+    no_mount: bool,
     no_refresh: bool,
 ) -> None:
     """Import DIR (or clone URL) into a vault, fork it for an agent, and mount the fork.
@@ -102,13 +109,15 @@ def up_cmd(
         )
     if lazy and url is None:
         raise UsageError("--lazy goes with --from-url URL", hint="avfs up --from-url URL --lazy")
+    if no_mount and mountpoint is not None:
+        raise UsageError("--mountpoint and --no-mount: give one of them", hint="avfs up DIR --no-mount")
     if url is not None:
         from ..ops.upremote import up_from_url
 
         with app.output.git_progress() as git_progress:
             res = up_from_url(
                 app.home, url, lazy=lazy, agent=agent, vault_name=vault_name, mountpoint=mountpoint,
-                progress=git_progress,
+                mount=not no_mount, progress=git_progress,
             )  # fmt: skip
     else:
         assert directory is not None
@@ -119,6 +128,7 @@ def up_cmd(
                 agent=agent,
                 vault_name=vault_name,
                 mountpoint=mountpoint,
+                mount=not no_mount,
                 refresh=not no_refresh,
                 progress=progress,
             )
@@ -136,7 +146,8 @@ def up_cmd(
         if res.refreshed and res.refresh_commit:
             default = app.home.vault(res.vault).default_fork
             app.output.info("brought the directory's changes into {}: {}", default, res.refresh_commit[:12])
-        app.output.plain("{}", res.mountpoint)
+        if res.mountpoint is not None:
+            app.output.plain("{}", res.mountpoint)
         if res.hint:
             app.output.info("next: {}", res.hint)
 

@@ -250,7 +250,7 @@ def up(
         fork=fork,
         origin=src,
         mountpoint=mp,
-        hint=f"cd {shlex.quote(mp)} && claude" if mp else None,
+        hint=next_hint(vault.name, fork, mp),
         vault_created=created,
         fork_created=fork_created,
         mount_reused=reused,
@@ -259,6 +259,14 @@ def up(
         refresh_commit=CommitId(refresh_commit) if refresh_commit else None,
         warnings=tuple(warnings),
     )
+
+
+def next_hint(vault: str, fork: str, mountpoint: str | None) -> str:
+    """What a person does after ``up``: start an agent in the mount, or (``--no-mount``)
+    mount the fork first."""
+    if mountpoint is not None:
+        return f"cd {shlex.quote(mountpoint)} && claude"
+    return f"avfs mount {shlex.quote(vault + ':' + fork)}"
 
 
 def fork_and_mount(

@@ -4,13 +4,12 @@ project directory (:mod:`.quickstart`)."""
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING
 
 from ..core.errors import UsageError
 from ..core.store import names
 from .origin import base_name, taken_note, up_lock, vault_name_for
-from .quickstart import UpResult, fork_and_mount
+from .quickstart import UpResult, fork_and_mount, next_hint
 
 if TYPE_CHECKING:
     from ..core.store.transport import ProgressFn
@@ -98,7 +97,7 @@ def up_from_url(
         fork=fork,
         origin=redact(clean),
         mountpoint=mp,
-        hint=f"cd {shlex.quote(mp)} && claude" if mp else None,
+        hint=next_hint(vault.name, fork, mp),
         vault_created=created,
         fork_created=fork_created,
         mount_reused=reused,
