@@ -104,9 +104,9 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "undo": (["--vault", "p:f1", "undo"], 233, LIBGIT2 + RICH + CLICK + OPENSSL),
     "merge_json": (
         ["--json", "--vault", "p:main", "merge", "f2"],
-        289,
+        290,
         RICH + CLICK,
-    ),  # (libgit2 merge; +wsforms)
+    ),  # (libgit2 merge; +wsforms; +mergeresult, split from merge.py at 620 lines)
     "vault_list_json": (["--json", "vault", "list"], 170, LIBGIT2 + RICH + CLICK + NO_PROC),
 }
 

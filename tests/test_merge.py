@@ -344,6 +344,26 @@ def test_cli_merge_json_and_exit_codes(cli, forks):
     assert r.code == 2
 
 
+def test_a_merge_result_to_json_is_the_clis_result(cli, forks):
+    """``MergeResult.to_json()`` (every other result had one; a harness built the dict by
+    hand) is the CLI's ``results`` entry: JSON-ready, ``changed`` listed, conflicts as
+    dicts of their sides."""
+    v = forks
+    _conflicting(v)
+    res = merge.merge(v, "b", "main", dry_run=True)
+    doc = json.loads(cli("--json", "--vault", "v:main", "merge", "b", "--dry-run").out_bytes)
+    got = res.to_json()
+    assert json.loads(json.dumps(got)) == got
+    assert got == doc["results"][0]
+    assert got["status"] == "would_conflict" and {c["kind"] for c in got["conflicts"]} >= {
+        "content",
+        "binary",
+    }
+    v.workspace("a").write("only-a.txt", b"a\n")
+    clean = merge.merge(v, "a", "main").to_json()
+    assert "only-a.txt" in clean["changed"] and isinstance(clean["changed"], list)
+
+
 def test_a_dry_run_previews_the_merge_commit(forks):
     from avfs_git.core.operations import history
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 from ..errors import (
     BusyError,
@@ -39,13 +39,11 @@ from ..errors import (
     UnrelatedHistoriesError,
     UsageError,
 )
-from ..records import dataclass
 from ..store import names, refs
-from ..store.gitstore import EMPTY_TREE, GitStore
+from ..store.gitstore import EMPTY_TREE
 from ..store.mergetrees import MergedIndex, criss_cross, merge_commits, merge_trees
-from ..store.treediff import diff_trees
 from ..store.trivialmerge import _trivial_merge
-from ..types import Change, CommitId
+from ..types import CommitId
 from ..workspace.ignore import globals_kept
 
 # an open merge's state and the questions about it live in .mergestate (the workspace, the
@@ -60,6 +58,7 @@ from ..workspace.wsfold import tops_kept
 from ..workspace.wsretire import retirable
 from . import mergeguard
 from .mergeconflicts import Conflict, _classify, show_conflicts
+from .mergeresult import ChangedPaths, MergeResult, _changed
 
 if TYPE_CHECKING:
     from ..store.packwriter import PackWriter
@@ -67,72 +66,6 @@ if TYPE_CHECKING:
     from ..workspace.workspace import Workspace
 
 MARKERS = (b"<<<<<<< ", b"\n=======\n", b">>>>>>> ")
-
-
-@dataclass(frozen=True, slots=True)
-class MergeResult:
-    """``status``: up_to_date, fast_forward, merged, conflicts (nothing moved),
-    conflicts_written (the target's workspace holds them), aborted; ``would_*`` for a
-    dry run (fast_forward, merge, conflict). ``commit`` of a dry run that would merge is
-    a preview: the merge commit it would make, referenced by nothing (`avfs diff TARGET
-    PREVIEW` shows what the merge brings; gc removes it)."""
-
-    vault: str
-    source: str
-    target: str
-    status: str
-    ours: CommitId
-    theirs: CommitId
-    base: CommitId | None
-    commit: CommitId | None  # the target's tip afterwards (the merge commit when one was made)
-    conflicts: tuple[Conflict, ...]
-    changed: Sequence[str]  # paths the merge changes in the target (ChangedPaths: listed when read)
-    captured: tuple[dict[str, str], ...]  # checkpoints taken of uncheckpointed changes first
-    op_id: int | None
-    dry_run: bool = False
-
-
-class ChangedPaths(Sequence[str]):
-    """The paths a merge changes in the target, found when first read (a diff of the
-    target's tree and the merged one, as ``git diff --name-only``). The merge itself does
-    not need them: at 100k files listing them is a third of the trees a merge reads."""
-
-    __slots__ = ("_paths", "_store", "_trees")
-
-    def __init__(self, store: GitStore, old_tree: str, new_tree: str) -> None:
-        self._store = store
-        self._trees = (old_tree, new_tree)
-        self._paths: tuple[str, ...] | None = None
-
-    def _get(self) -> tuple[str, ...]:
-        if self._paths is None:
-            self._paths = _changed(self._store, *self._trees)
-        return self._paths
-
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[str]: ...
-    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
-        return self._get()[i]
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and not isinstance(other, str) and self._get() == tuple(other)
-
-    def __hash__(self) -> int:
-        return hash(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get())
-
-
-def _changed(store: GitStore, old_tree: str, new_tree: str) -> tuple[str, ...]:
-    out: list[Change] = []
-    diff_trees(store, old_tree, new_tree, "", out)
-    return tuple(sorted(c.path for c in out))
 
 
 def remote_branch(vault: Vault, source: str) -> str | None:
