@@ -236,3 +236,26 @@ def test_over_http_and_ssh_the_sizes_request_goes_out_before_reading_and_its_ans
     assert v.store.promisor.learn_sizes(sorted(sizes), reading=lambda: seen.append("reading"))
     assert seen == ["request", "reading", "answer"]
     assert {o: v.store.promisor.size(o) for o in sizes} == sizes
+
+
+@pytest.mark.parametrize("served", ["git"], indirect=True)
+def test_index_at_clone_false_in_the_home_s_config_keeps_none(
+    cli: object, home: Home, served: Served
+) -> None:
+    """``"index_at_clone": false`` in the home's ``config.json``: the clone asks no sizes and
+    keeps no index (row 1 of issue 30 without the index's work); ``"yes"`` is refused
+    (``usage``) before anything is cloned."""
+    import json
+
+    os.makedirs(home.path, exist_ok=True)
+    with open(os.path.join(home.path, "config.json"), "w", encoding="utf-8") as fh:
+        json.dump({"index_at_clone": False}, fh)
+    v = _clone(cli, home, served)
+    assert not os.path.exists(os.path.join(v.state_dir, "kept-index"))  # type: ignore[attr-defined]
+    assert not os.path.exists(os.path.join(v.state_dir, "blob-sizes"))  # type: ignore[attr-defined]
+    with open(os.path.join(home.path, "config.json"), "w", encoding="utf-8") as fh:
+        json.dump({"index_at_clone": "yes"}, fh)
+    r = cli("--home", home.path, "--json", "vault", "clone", "--lazy", served.url, "q")  # type: ignore[operator]
+    assert r.code == 2 and json.loads(r.out)["error"]["code"] == "usage", r.out
+    assert "index_at_clone" in r.out
+    assert not os.path.exists(os.path.join(home.path, "vaults", "q.git"))

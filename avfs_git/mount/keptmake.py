@@ -43,7 +43,6 @@ def make(vault: Vault, commit: str) -> bool:
     over ``git ls-tree``'s listing: ~0.25-0.3 s of CPU at 20,538 files, where git's
     ``read-tree`` is ~0.05 s of its own process and the pass over its entries ~0.04 s.)"""
     from . import keptindex, untracked
-    from .index import sizes_of
     from .readtree import Ahead, sizes_filled
 
     store = vault.store
@@ -81,7 +80,13 @@ def make(vault: Vault, commit: str) -> bool:
         store.listed.drop()
     if ext is None or not promisor.sized(tree):
         return False  # (a server that cannot say sizes: a mount fetches them its own way)
-    data = sizes_filled(untracked.with_extension(made.data, ext), made.sized_at, sizes_of(store))
+    known = promisor.size  # (every one known: the tree is sized; not mount/index.py's sizes_of,
+    # whose import, the workspace's smudge filters with it, a clone has no other use for)
+    data = sizes_filled(
+        untracked.with_extension(made.data, ext),
+        made.sized_at,
+        lambda oid: n if (n := known(oid)) is not None else store.blob_size(oid),
+    )
     return keptindex.keep(state, tree, data)
 
 
