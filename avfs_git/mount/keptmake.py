@@ -53,7 +53,9 @@ def make(vault: Vault, commit: str) -> bool:
     state = vault.state_dir
     if keptindex.load(state, tree) is not None:
         return True
-    ahead = Ahead(store.path, tree, state)  # git's read-tree, started now
+    # git's read-tree and the untracked cache's head (a status on an empty tree), started
+    # now, two processes of git's while the sizes wait on it and on the server
+    ahead = Ahead(store.path, tree, state, untracked.HeadAhead(vault.path, state))
     store.listed.keep_beside(tree, ahead)  # (the sizes read their blob ids from it)
     asked = threading.Event()
 
@@ -67,18 +69,44 @@ def make(vault: Vault, commit: str) -> bool:
 
     sizes = threading.Thread(target=ask, name="avfs-kept-sizes", daemon=True)
     sizes.start()
+    failed: list[BaseException] = []
+    fetching: threading.Thread | None = None
     try:
         asked.wait()
+        head, ahead.head = ahead.head, None
         made = ahead.made(TOKEN, 0, (os.getuid(), os.getgid()), promisor.size)
         if made is None:
+            if head is not None:
+                head.drop()
             return False  # (git made none this reads: a mount makes its index as before)
+
+        def fetch() -> None:
+            try:
+                untracked.fetch_gitignores(store, made.skeleton)  # (git's first status reads them)
+            except BaseException as exc:
+                failed.append(exc)
+
+        # the tree's .gitignore files fetched while the untracked cache is written (each a
+        # wait on the server, where the cache is this interpreter's work)
+        fetching = threading.Thread(target=fetch, name="avfs-kept-gitignores", daemon=True)
+        fetching.start()
         ext = untracked.extension(
-            store, made.skeleton, made.data, vault.path, vault.path, None, scratch=state
+            store,
+            made.skeleton,
+            made.data,
+            vault.path,
+            vault.path,
+            None,
+            scratch=state,
+            fetched=True,
+            head_ahead=head if isinstance(head, untracked.HeadAhead) else None,
         )
     finally:
+        if fetching is not None:
+            fetching.join()
         sizes.join()
         store.listed.drop()
-    if ext is None or not promisor.sized(tree):
+    if ext is None or failed or not promisor.sized(tree):
         return False  # (a server that cannot say sizes: a mount fetches them its own way)
     known = promisor.size  # (every one known: the tree is sized; not mount/index.py's sizes_of,
     # whose import, the workspace's smudge filters with it, a clone has no other use for)
