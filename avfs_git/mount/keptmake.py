@@ -1,9 +1,10 @@
-"""The kept index of a lazy vault's default fork (mount/keptindex.py), made by a process of
-its own that a `vault clone --lazy` the resident server ran starts once its caller has the
-answer (:func:`spawn`, cli/vaults.py), so that a mount of the fresh clone made later
-patches it instead of making it.
+"""The kept index of a lazy vault's default fork (mount/keptindex.py), so that the first
+mount of the fresh clone patches it instead of making it: made by `vault clone --lazy`
+itself before it answers (:func:`at_clone`, cli/vaults.py; unless the home's
+``index_at_clone`` is false), or, where that made none, by a process of its own that a
+clone the resident server ran starts once its caller has the answer (:func:`spawn`).
 
-It waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
+That process waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
 scheduling class, and makes nothing when a mount of the vault came first (that mount makes
 its index, and keeps it); :func:`spawn` says why. It holds the kept index's lock while it works, with its pid
 in it (:func:`.keptindex.making`), so a mount that starts meanwhile waits for it rather
