@@ -56,6 +56,7 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
     tags and named checkpoints come along, and `origin` is set (without credentials). An
     empty repository gives fork `main` from an empty commit, which a push makes its first."""
     warnings: list[str] = []
+    index = lazy and _index_at_clone(app)  # (a bad setting refused before anything is made)
     with app.output.git_progress() as progress:
         v = app.home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
     for w in warnings:
@@ -68,7 +69,8 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
         data["warnings"] = warnings
     if lazy:
         data["lazy"] = v.lazy
-        if v.lazy and info.head:  # a later mount's index, made once a served call answered
+        if v.lazy and info.head and not (index and _index_now(v, str(info.head))):
+            # (not made now: turned off, the server did not say sizes, another process makes it)
             app.ahead.append(lambda: _keep_index(app, v, str(info.head)))
     app.output.result(
         "vault_create",
@@ -77,6 +79,23 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
             "cloned vault [bold]{}[/] at {} (forks: {})", name, v.path, ", ".join(v.fork_names())
         ),
     )
+
+
+def _index_at_clone(app: App) -> bool:
+    """The home's ``index_at_clone`` (docs/lazy.md "Settings")."""
+    from ..core.vaults.lazyconfig import index_at_clone
+
+    return index_at_clone(app.home.path)
+
+
+def _index_now(v: Vault[Home], commit: str) -> bool:
+    """The index a mount of ``commit`` patches, made and kept before the clone answers
+    (mount/keptmake.py ``at_clone``; docs/lazy.md "The index kept per base"): the first
+    mount's first `git status` then finds it, also in a mount made the moment the clone
+    answered. Whether it is kept (a failure leaves the clone as it was)."""
+    from ..mount.keptmake import at_clone
+
+    return at_clone(v, commit)
 
 
 def _keep_index(app: App, v: Vault[Home], commit: str) -> None:

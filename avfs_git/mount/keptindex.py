@@ -18,7 +18,8 @@ waited for. Of all that, only this depends on the mount rather than on the tree:
   itself and, changed, rescans for) is the tree's.
 
 So the index is kept, in ``<vault>/avfs/kept-index/<tree id>`` (:func:`kept_path`), made
-once: by a process started after ``vault clone --lazy`` answers (mount/keptmake.py), or by
+once: by ``vault clone --lazy`` for its default fork's tip (mount/keptmake.py: before it
+answers, or by a process started after a served one answers), or by
 the first mount of that base that made its index whole (:func:`keep`). A mount patches it
 (:func:`patched`): those fields written in place, the two extensions replaced, the SHA-1
 recomputed: no listing, no sizes' request, no git, no blob read.

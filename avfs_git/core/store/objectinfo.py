@@ -53,19 +53,22 @@ def remote_sizes(
     ``git_dir``, which HTTP needs), within ``timeout`` seconds: those it has (one it does
     not have is left out); None when the server cannot say or cannot be reached. Local
     paths and other transports are not asked (docs/lazy.md). ``reading()``, when given, is
-    called before the answer is read: over ``git://`` once the request has gone out (the
-    server answers meanwhile; a lazy mount sends its tree's request before it is announced
-    and reads the answer after: fuse/settle.py), over the others before anything starts
-    (their processes are killed past ``timeout`` from their start)."""
+    called before the answer is read, once the request has gone out (the server answers
+    meanwhile; a lazy mount sends its tree's request before it is announced and reads the
+    answer after: fuse/settle.py), over every transport (not called where none went out:
+    the caller's to call then; called at once for a transport not asked). Over HTTP(S) and ssh the conversation's
+    processes are killed past ``timeout`` from their start, the wait in ``reading()``
+    included (a mount is announced within a second or so; past the timeout its sizes are
+    not known, as with a server that did not answer)."""
     parts = urlsplit(url)
     if parts.scheme == "git" and parts.hostname:
         return _over_git(parts, oids, timeout, reading)
-    if reading is not None:
-        reading()
     if parts.scheme in ("http", "https") and git_dir is not None and remote is not None:
-        return _over_http(parts.scheme, git_dir, remote, url, oids, timeout, token)
+        return _over_http(parts.scheme, git_dir, remote, url, oids, timeout, token, reading)
     if git_dir is not None and (where := _ssh_target(url)) is not None:
-        return _over_ssh(git_dir, *where, oids, timeout)
+        return _over_ssh(git_dir, *where, oids, timeout, reading)
+    if reading is not None:
+        reading()  # (nothing asked)
     return None
 
 
@@ -190,7 +193,14 @@ def _shut(sock: socket.socket) -> None:
 
 
 def _over_http(
-    scheme: str, git_dir: str, remote: str, url: str, oids: list[str], timeout: float, token: str | None
+    scheme: str,
+    git_dir: str,
+    remote: str,
+    url: str,
+    oids: list[str],
+    timeout: float,
+    token: str | None,
+    reading: Callable[[], None] | None = None,
 ) -> dict[str, int] | None:
     """Through ``git remote-http(s)``'s ``stateless-connect`` (gitremote-helpers): it
     answers an empty line and relays the server's v2 capabilities, then sends each request
@@ -223,7 +233,9 @@ def _over_http(
         if b"object-info" not in _capabilities(proc.stdout):
             return None
         proc.stdin.write(_request(oids))
-        proc.stdin.close()
+        proc.stdin.close()  # (the helper POSTs it: the server answers meanwhile)
+        if reading is not None:
+            reading()
         return _answer(_chunked(proc.stdout), oids)
     except (OSError, ValueError, EOFError):
         return None
@@ -279,7 +291,13 @@ def _ssh_target(url: str) -> tuple[str, int | None, str] | None:
 
 
 def _over_ssh(
-    git_dir: str, host: str, port: int | None, path: str, oids: list[str], timeout: float
+    git_dir: str,
+    host: str,
+    port: int | None,
+    path: str,
+    oids: list[str],
+    timeout: float,
+    reading: Callable[[], None] | None = None,
 ) -> dict[str, int] | None:
     """``git-upload-pack`` over ssh as git starts it (``GIT_SSH_COMMAND``, ``GIT_SSH``,
     ``core.sshCommand`` or ``ssh``; OpenSSH's options only), asking protocol v2 through
@@ -331,6 +349,8 @@ def _over_ssh(
             return None  # v0's ref advertisement: the server did not take GIT_PROTOCOL
         proc.stdin.write(_request(oids))
         proc.stdin.flush()
+        if reading is not None:
+            reading()  # (the server answers meanwhile)
         got = _answer(_chunked(proc.stdout), oids)
         proc.stdin.write(b"0000")  # the end of the conversation
         proc.stdin.close()

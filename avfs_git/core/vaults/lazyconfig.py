@@ -41,6 +41,10 @@ MAX_NEIGHBOURS = 10_000
 # other sources (core/store/neighbours.py): their total size at most; 0: nothing more
 PACKAGE_BYTES_KEY = "read_package_bytes"
 KEEP_CONNECTION_KEY = "keep_connection"
+# whether `vault clone --lazy` makes the index kept for its default fork's tip before it
+# answers (mount/keptmake.py ``at_clone``): the first mount's first `git status` then
+# patches it, for O(files) more work in the clone (docs/lazy.md)
+INDEX_AT_CLONE_KEY = "index_at_clone"
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -166,6 +170,24 @@ class KeepConnection:
                 f"{found[1]}: {found[0]!r} is not true or false", hint='e.g. "keep_connection": false'
             )
         return found[0]
+
+
+def index_at_clone(home_path: str) -> bool:
+    """Whether `vault clone --lazy` makes the index kept for the new vault's default fork:
+    the home's ``index_at_clone`` (a vault being cloned has no config of its own yet), else
+    true.
+
+    Raises:
+        UsageError: a value that is not true or false (the file and the key named).
+    """
+    found = lookup(os.path.join(home_path, "config.json"), None, INDEX_AT_CLONE_KEY)
+    if found is None:
+        return True
+    if not isinstance(found[0], bool):
+        raise UsageError(
+            f"{found[1]}: {found[0]!r} is not true or false", hint='e.g. "index_at_clone": false'
+        )
+    return found[0]
 
 
 def _whole(found: tuple[Any, str], high: float, unit: str) -> int:
