@@ -58,7 +58,8 @@ from ..workspace.wsfold import tops_kept
 from ..workspace.wsretire import retirable
 from . import mergeguard
 from .mergeconflicts import Conflict, _classify, show_conflicts
-from .mergeresult import ChangedPaths, MergeResult, _changed
+from .mergeresult import ChangedPaths, _changed
+from .mergeresult import MergeResult as MergeResult  # (this module's public API: docs/api.md)
 
 if TYPE_CHECKING:
     from ..store.packwriter import PackWriter
