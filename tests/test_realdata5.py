@@ -1,0 +1,170 @@
+"""What git does with libgit2's own test repositories (``realdata.libgit2_resources``) that
+avfs did not, found in the twenty-ninth round (realdata4) and taken up in the thirtieth
+(realdata5): each held to git on the same repository.
+
+- ``shallow.git`` (a shallow clone: its ``shallow`` file names ``be3563a``, whose parents
+  it does not hold) cloned with `git clone` and not with `avfs vault clone` (git's fetch
+  into the vault refused it: "did not send all necessary objects"). Now the vault is a
+  shallow clone, as git's is: the same ``shallow`` file, `log` stops at the boundary, the
+  boundary commit's diff is its whole tree (``git log -p``'s), a checkpoint and a merge on
+  top pass `git fsck`.
+- A merge in a lazy vault of a criss-cross history (``merge-recursive``: every pair of
+  branches has several merge bases) went over libgit2's one merge base, where the whole
+  vault merges over all of them (``merge_commits``, git's virtual ancestor): 14 of the 26
+  merges conflicted where `git merge-tree` is clean. Now the lazy vault fetches what
+  ``merge_commits`` reads first (one fetch) and merges as the whole vault does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.operations import merge as mergeop
+from avfs_git.core.store import mergetrees
+
+from . import realdata
+from .test_merge_fixtures import _git_merge
+from .test_remotes import _free_port, _start_daemon, _stop_daemon
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Path]:
+    return {str(p).split("/tests/resources/", 1)[1]: p for p in realdata.libgit2_resources()}
+
+
+def _git(git_dir: Path | str, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(git_dir), *args], capture_output=True, check=True, text=True, timeout=120
+    ).stdout
+
+
+def test_a_shallow_repository_clones_as_a_shallow_vault(
+    resources: dict[str, Path], home: Any, cli: Any, tmp_path: Path
+) -> None:
+    src = resources["shallow.git"]
+    plain = tmp_path / "plain"
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(plain)], check=True)
+    r = cli("vault", "clone", str(src), "sh")
+    assert r.code == 0, r.err
+    vault = Path(home.vault_path("sh"))
+    assert (
+        (vault / "shallow").read_text()
+        == (plain / "shallow").read_text()
+        == "be3563ae3f795b2b4353bcce3a527ad0a4f7f644\n"
+    )
+    log = cli("--vault", "sh", "--json", "log")
+    assert log.code == 0, log.err
+    assert [c["id"] for c in log.json()["commits"]] == _git(
+        plain, "rev-list", "--first-parent", "HEAD"
+    ).split()
+    # the boundary commit's diff: its whole tree, as `git log -p` (and `git show`) print it
+    boundary = "be3563ae3f795b2b4353bcce3a527ad0a4f7f644"
+    shown = cli("--vault", "sh", "show", boundary)
+    assert shown.code == 0, shown.err
+    want = _git(plain, "show", "--format=", boundary)
+    assert shown.out.endswith(want.lstrip("\n")), shown.out
+    for path in _git(plain, "ls-tree", "-r", "--name-only", "HEAD").split():
+        got = cli("--vault", "sh", "cat", path)
+        assert (
+            got.out_bytes
+            == subprocess.run(
+                ["git", "--git-dir", str(plain), "cat-file", "blob", f"HEAD:{path}"],
+                capture_output=True,
+                check=True,
+            ).stdout
+        )
+    # work on top of the boundary: a checkpoint, a fork, a merge, all git's objects
+    assert cli("--vault", "sh", "write", "x.txt", "one\n").code == 0
+    assert cli("--vault", "sh", "checkpoint", "save", "one").code == 0
+    assert cli("--vault", "sh", "vault", "fork", "side").code == 0
+    assert cli("--vault", "sh:side", "write", "y.txt", "side\n").code == 0
+    assert cli("--vault", "sh:side", "checkpoint", "save").code == 0
+    assert cli("--vault", "sh", "write", "z.txt", "main\n").code == 0
+    assert cli("--vault", "sh", "checkpoint", "save").code == 0
+    merged = cli("--vault", "sh", "merge", "side")
+    assert merged.code == 0, merged.err
+    _git(vault, "fsck", "--strict")
+    assert _git(vault, "rev-list", "--count", "HEAD").strip() == "6"  # (2 cloned, 3 checkpoints, the merge)
+
+
+@pytest.fixture
+def served(resources: dict[str, Path], tmp_path: Path) -> Iterator[str]:
+    """``merge-recursive`` served by `git daemon` on 127.0.0.1, filters allowed: its URL."""
+    base = tmp_path / "daemon"
+    base.mkdir()
+    subprocess.run(
+        [
+            "git",
+            "clone",
+            "-q",
+            "--bare",
+            "--mirror",
+            str(resources["merge-recursive/.gitted"]),
+            str(base / "mr.git"),
+        ],
+        check=True,
+    )
+    _git(base / "mr.git", "config", "uploadpack.allowFilter", "true")
+    _git(base / "mr.git", "config", "uploadpack.allowAnySHA1InWant", "true")
+    port = _free_port()
+    proc = _start_daemon(base, port)
+    try:
+        yield f"git://127.0.0.1:{port}/mr.git"
+    finally:
+        _stop_daemon(proc)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_lazy_vault_merges_a_criss_cross_history_as_the_whole_vault_does(
+    served: str, resources: dict[str, Path], home: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    git_dir = resources["merge-recursive/.gitted"]
+    vault = home.clone_vault(served, "mr", lazy=True)
+    assert vault.store.promisor.remote() is not None
+    before = int(_git(vault.path, "count-objects", "-v").split("in-pack: ")[1].split()[0])
+    recursed: list[str] = []
+    real = mergetrees.merge_commits
+
+    def spied(store: Any, ours: str, theirs: str, favor: str | None = None) -> Any:
+        recursed.append(theirs)
+        return real(store, ours, theirs, favor)
+
+    monkeypatch.setattr(mergeop, "merge_commits", spied)  # (looked up in merge.py)
+    fetched: list[int] = []
+    wanted = mergetrees.commits_merge_blobs
+
+    def listed(store: Any, ours: str, theirs: str) -> dict[str, str]:
+        blobs = wanted(store, ours, theirs)
+        fetched.append(len(blobs))
+        return blobs
+
+    monkeypatch.setattr(mergetrees, "commits_merge_blobs", listed)  # (looked up in mergetrees.py)
+    heads = _git(git_dir, "for-each-ref", "--format=%(refname:short)", "refs/heads").split()
+    pairs = [(a, b) for a, b in itertools.permutations(heads, 2) if a.split("-")[0] == b.split("-")[0]]
+    assert len(pairs) == 26
+    clean = 0
+    for ours, theirs in pairs:
+        want = _git_merge(git_dir, ours, theirs)
+        assert want is not None
+        want_clean, want_tree, want_paths = want
+        got = mergeop.merge(vault, theirs, ours, dry_run=True)
+        if want_clean:
+            assert got.status == "would_merge", (ours, theirs, got.conflicts)
+            assert got.commit is not None
+            assert vault.store.commit_tree(got.commit) == want_tree, (ours, theirs)
+            clean += 1
+        else:
+            assert got.status == "would_conflict", (ours, theirs, got.status)
+            assert {c.path for c in got.conflicts} == want_paths, (ours, theirs)
+    assert clean >= 14
+    assert len(recursed) == len(fetched) == 26
+    assert sum(fetched) > 0
+    after = int(_git(vault.path, "count-objects", "-v").split("in-pack: ")[1].split()[0])
+    assert before < after  # (the blobs it read were fetched)
