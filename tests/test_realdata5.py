@@ -168,3 +168,56 @@ def test_a_lazy_vault_merges_a_criss_cross_history_as_the_whole_vault_does(
     assert sum(fetched) > 0
     after = int(_git(vault.path, "count-objects", "-v").split("in-pack: ")[1].split()[0])
     assert before < after  # (the blobs it read were fetched)
+
+
+def _moved_and_edited(work: Path) -> None:
+    """A repository at ``work``: git's ``t/t4013`` (200 files of git's expected diff
+    outputs, much alike) committed, then every fifth moved into ``moved/`` with a growing
+    share of its lines rewritten (1 in 9 ... 1 in 2: some stay 50 % similar, some not),
+    every seventh deleted, and git's ``t/t4034`` word-diff inputs added."""
+    src = realdata.git_source_dir("t/t4013")
+    env_git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    shutil.copytree(src, work / "t4013")
+    subprocess.run([*env_git, "add", "-A"], check=True)
+    subprocess.run([*env_git, "commit", "-q", "-m", "t4013"], check=True)
+    files = sorted(p.name for p in (work / "t4013").iterdir())
+    (work / "moved").mkdir()
+    for i, name in enumerate(files[::5]):
+        lines = (work / "t4013" / name).read_bytes().splitlines(keepends=True)
+        every = 2 + i % 8
+        lines = [b"rewritten %d\n" % j if j % every == 0 else ln for j, ln in enumerate(lines)]
+        (work / "moved" / name).write_bytes(b"".join(lines))
+        (work / "t4013" / name).unlink()
+    for name in files[3::7]:
+        (work / "t4013" / name).unlink(missing_ok=True)
+    shutil.copytree(realdata.git_source_dir("t/t4034"), work / "t4034")
+    subprocess.run([*env_git, "add", "-A"], check=True)
+    subprocess.run([*env_git, "commit", "-q", "-m", "moved"], check=True)
+
+
+def test_renames_of_similar_content_in_git_s_own_test_data_are_git_s(
+    tmp_path: Path, home: Any, cli: Any
+) -> None:
+    """`avfs diff` of files moved and edited pairs them as `git diff` does (``R085``,
+    ``similarity index 85%``, ``old => new`` in `--stat`), byte for byte: before, avfs
+    paired only the same content and printed each as a deletion and an addition."""
+    work = tmp_path / "w"
+    _moved_and_edited(work)
+    assert cli("vault", "clone", str(work / ".git"), "t4013").code == 0
+    status = _git(work / ".git", "diff", "--name-status", "HEAD~1", "HEAD")
+    similar = [ln for ln in status.splitlines() if ln.startswith("R") and not ln.startswith("R100")]
+    assert len(similar) >= 20, status  # (renames git finds by similar content)
+    assert any(ln.startswith("D\tt4013/") for ln in status.splitlines())  # (and some it does not)
+    for flags in ([], ["--stat"], ["--name-status"]):
+        want = subprocess.run(
+            ["git", "--git-dir", str(work / ".git"), "diff", "--no-color", *flags, "HEAD~1", "HEAD"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        got = cli("--vault", "t4013", "diff", *flags, "HEAD~1", "HEAD")
+        assert got.code == 0, got.err
+        assert got.out_bytes == want, flags
+    shown = cli("--vault", "t4013", "show", "HEAD")
+    assert shown.code == 0, shown.err
+    assert shown.out.endswith(_git(work / ".git", "show", "--format=", "HEAD").lstrip("\n"))

@@ -288,6 +288,8 @@ def diff(
             letter = LETTER[c.status]
             if patchheads.exact_rename(c):  # (git's score: 100, the content the same)
                 letter += "100"
+            elif c.path in result.similarity:  # (git's score of similar content: R085)
+                letter += f"{result.similarity[c.path]:03d}"
             if c.old_path:
                 app.output.plain(letter + "\t{}\t{}", c.old_path, c.path)
             else:

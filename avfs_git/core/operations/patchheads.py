@@ -9,7 +9,9 @@ twenty-ninth round, NAME=realdata4; ``tests/test_diff_fixtures.py``):
   commits (``submodules``, ``typechanges``: `avfs diff` stopped at "blob ... is missing");
 - a path whose type changed (a file made a symlink or a submodule) is a deletion and an
   addition, two patches (``unsymlinked.git``: libgit2's one patch said ``old mode 120000``);
-- an exact rename says ``similarity index 100%`` after the mode lines (``renames``);
+- an exact rename says ``similarity index 100%`` after the mode lines (``renames``), and
+  one of similar content (git's own pairing and score: :mod:`..store.similar`) its own
+  percentage, before the ``index`` line (:func:`similar_rename`);
 - a patch without hunks (an empty file added or deleted) has no ``---``/``+++`` lines
   (``twowaymerge.git``).
 """
@@ -121,6 +123,23 @@ def rename_header(c: Change, old_path: str) -> str:
     return (
         text + f"similarity index 100%\nrename from {git_quoted(old_path)}\nrename to {git_quoted(c.path)}\n"
     )
+
+
+def similar_rename(text: str, c: Change, similar: int | None) -> str:
+    """A patch of a rename by similar content (``similar``: percent; None leaves ``text``
+    as it is) headed as git heads it: ``similarity index N%``, ``rename from``, ``rename
+    to`` after the mode lines, before ``index``."""
+    if similar is None or not text:
+        return text
+    lines = [ln for ln in text.split("\n") if not ln.startswith(("rename from ", "rename to "))]
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("index ")), 1)
+    old_path = c.old_path or c.path
+    lines[at:at] = [
+        f"similarity index {similar}%",
+        f"rename from {git_quoted(old_path)}",
+        f"rename to {git_quoted(c.path)}",
+    ]
+    return "\n".join(lines)
 
 
 def exact_rename(c: Change) -> bool:
