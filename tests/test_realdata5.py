@@ -221,3 +221,28 @@ def test_renames_of_similar_content_in_git_s_own_test_data_are_git_s(
     shown = cli("--vault", "t4013", "show", "HEAD")
     assert shown.code == 0, shown.err
     assert shown.out.endswith(_git(work / ".git", "show", "--format=", "HEAD").lstrip("\n"))
+
+
+def test_grep_lists_files_in_git_s_path_order(tmp_path: Path, home: Any, cli: Any) -> None:
+    """`avfs grep` of git's own test data (the tree above, and a file at the top written in
+    the fork) lists what `git grep -I` lists, in its order: before, a directory's files came
+    before its subdirectories (``zz.txt`` first; git's path order puts it last)."""
+    work = tmp_path / "w"
+    _moved_and_edited(work)
+    assert cli("vault", "clone", str(work / ".git"), "t4013").code == 0
+    git_grep = ["git", "-C", str(work), "grep", "-I", "-n", "--no-color"]
+    for pattern in ("rewritten 1", "^diff --git", "index [0-9a-f]"):
+        want = subprocess.run([*git_grep, "-e", pattern, "HEAD"], capture_output=True, check=True).stdout
+        got = cli("--vault", "t4013", "grep", "-n", pattern, "--rev", "HEAD")
+        assert got.code == 0, got.err
+        assert got.out_bytes == want.replace(b"HEAD:", b""), pattern
+    (work / "zz.txt").write_bytes(b"diff --git a/zz b/zz\n")
+    subprocess.run(["git", "-C", str(work), "add", "zz.txt"], check=True)
+    assert cli("--vault", "t4013", "write", "zz.txt", "diff --git a/zz b/zz\n").code == 0
+    for paths in ([], ["t4013", "moved"], ["zz.txt", "t4034"]):
+        want = subprocess.run(
+            [*git_grep, "-e", "^diff --git", "--", *paths], capture_output=True, check=True
+        ).stdout
+        got = cli("--vault", "t4013", "grep", "-n", "^diff --git", *paths)
+        assert got.code == 0, got.err
+        assert got.out_bytes == want, paths
