@@ -146,7 +146,8 @@ def diff_cmd(
 
     Renames are paired as `git diff` pairs them: the same content, and with a REV, a
     deleted and an added file of 50 % similar content or more (git's own pairing and
-    score, `R085`, `similarity index 85%`)."""
+    score, `R085`, `similarity index 85%`). `--stat` and `--name-status` quote names as
+    git does (`core.quotePath`: on unless the vault's or your git config sets it false)."""
     diff(app, revs, stat, name_status, paths, context, cached)
 
 

@@ -19,8 +19,12 @@ twenty-ninth round, NAME=realdata4; ``tests/test_diff_fixtures.py``):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..types import MODE_COMMIT, Change, ChangeStatus
+
+if TYPE_CHECKING:
+    from ..store.gitstore import GitStore
 
 _ZERO = "0" * 7
 _TYPE = 0o170000
@@ -101,17 +105,52 @@ def fix_modes(text: str, c: Change) -> str:
 _NAMED = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r", 34: '"', 92: "\\"}
 
 
-def git_quoted(name: str) -> str:
+def git_quoted(name: str, fully: bool = True) -> str:
     """``name`` as git's header lines print it (``quote_c_style``, ``core.quotePath`` on): in
     double quotes with C escapes when it holds a control byte, ``"``, ``\\`` or a byte past
-    ASCII (``".\\\\.GIT\\\\foobar"`` in libgit2's ``nasty``), else as it is."""
+    ASCII (``".\\\\.GIT\\\\foobar"`` in libgit2's ``nasty``), else as it is. ``fully``
+    False: ``core.quotePath`` off, UTF-8 past ASCII left as it is (a byte that is not
+    UTF-8 still escaped: never raw to a terminal)."""
     raw = name.encode("utf-8", "surrogateescape")
-    if not any(b < 0x20 or b >= 0x7F or b in (34, 92) for b in raw):
+    if fully:
+        bad = [b < 0x20 or b >= 0x7F or b in (34, 92) for b in raw]
+    else:
+        bad = [b < 0x20 or b == 0x7F or b in (34, 92) for b in raw]
+        for ch in name:
+            if "\udc80" <= ch <= "\udcff":  # (a byte that is not UTF-8)
+                return git_quoted(name, True)
+    if not any(bad):
         return name
+    if not fully:
+        return (
+            '"'
+            + "".join(
+                "\\" + _NAMED[ord(c)]
+                if ord(c) in _NAMED
+                else f"\\{ord(c):03o}"
+                if ord(c) < 0x20 or ord(c) == 0x7F
+                else c
+                for c in name
+            )
+            + '"'
+        )
     out = "".join(
         "\\" + _NAMED[b] if b in _NAMED else f"\\{b:03o}" if b < 0x20 or b >= 0x7F else chr(b) for b in raw
     )
     return f'"{out}"'
+
+
+def path_quoting(store: GitStore) -> Callable[[str], str]:
+    """How `--stat` and `--name-status` name a path: git's quoting (:func:`git_quoted`) as
+    the vault's and the person's ``core.quotePath`` says (on unless set false). They
+    showed names by avfs's own rule (UTF-8 and backslashes as they are), where git quotes
+    them (libgit2's ``nasty``: ``".\\\\.GIT\\\\foobar"``; ``testrepo``'s names of U+53D7)."""
+    from ..store.configtext import is_true
+    from ..store.vaultconfig import config_values
+
+    values = config_values(store, "core.quotepath")
+    fully = not values or is_true(values[-1])
+    return lambda name: git_quoted(name, fully)
 
 
 def rename_header(c: Change, old_path: str) -> str:
@@ -150,8 +189,8 @@ def exact_rename(c: Change) -> bool:
 def stat_name(old_path: str | None, path: str, quote: Callable[[str], str]) -> str:
     """A ``--stat`` line's name as git prints it: a rename as ``OLD => NEW`` with the
     common leading directories and trailing part in braces (``dir/{a => b}/f``; git's
-    ``pprint_rename``), each name through ``quote`` (avfs's terminal rule, :func:`..cli.text.shown`,
-    where git's ``core.quotePath`` would quote a backslash or a byte past ASCII too)."""
+    ``pprint_rename``), each name through ``quote`` (git's, :func:`git_quoted`, as
+    ``core.quotePath`` says)."""
     if old_path is None or old_path == path:
         return quote(path)
     qa, qb = quote(old_path), quote(path)
