@@ -17,6 +17,7 @@ avfs did not, found in the twenty-ninth round (realdata4) and taken up in the th
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import subprocess
@@ -94,32 +95,28 @@ def test_a_shallow_repository_clones_as_a_shallow_vault(
     assert _git(vault, "rev-list", "--count", "HEAD").strip() == "6"  # (2 cloned, 3 checkpoints, the merge)
 
 
-@pytest.fixture
-def served(resources: dict[str, Path], tmp_path: Path) -> Iterator[str]:
-    """``merge-recursive`` served by `git daemon` on 127.0.0.1, filters allowed: its URL."""
-    base = tmp_path / "daemon"
+@contextlib.contextmanager
+def _serving(repo: Path, base: Path) -> Iterator[str]:
+    """``repo`` served by `git daemon` on 127.0.0.1 (a mirror under ``base``), filters
+    allowed: its URL."""
     base.mkdir()
-    subprocess.run(
-        [
-            "git",
-            "clone",
-            "-q",
-            "--bare",
-            "--mirror",
-            str(resources["merge-recursive/.gitted"]),
-            str(base / "mr.git"),
-        ],
-        check=True,
-    )
-    _git(base / "mr.git", "config", "uploadpack.allowFilter", "true")
-    _git(base / "mr.git", "config", "uploadpack.allowAnySHA1InWant", "true")
+    subprocess.run(["git", "clone", "-q", "--bare", "--mirror", str(repo), str(base / "r.git")], check=True)
+    _git(base / "r.git", "config", "uploadpack.allowFilter", "true")
+    _git(base / "r.git", "config", "uploadpack.allowAnySHA1InWant", "true")
     port = _free_port()
     proc = _start_daemon(base, port)
     try:
-        yield f"git://127.0.0.1:{port}/mr.git"
+        yield f"git://127.0.0.1:{port}/r.git"
     finally:
         _stop_daemon(proc)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def served(resources: dict[str, Path], tmp_path: Path) -> Iterator[str]:
+    """``merge-recursive`` served by `git daemon` on 127.0.0.1, filters allowed: its URL."""
+    with _serving(resources["merge-recursive/.gitted"], tmp_path / "daemon") as url:
+        yield url
 
 
 def test_a_lazy_vault_merges_a_criss_cross_history_as_the_whole_vault_does(
@@ -246,3 +243,31 @@ def test_grep_lists_files_in_git_s_path_order(tmp_path: Path, home: Any, cli: An
         got = cli("--vault", "t4013", "grep", "-n", "^diff --git", *paths)
         assert got.code == 0, got.err
         assert got.out_bytes == want, paths
+
+
+def test_a_lazy_vault_pairs_similar_renames_fetching_their_blobs_in_one_batch(
+    tmp_path: Path, home: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a lazy vault the blobs git compares for renames by similar content are fetched
+    first, in one batch (:func:`avfs_git.core.store.similar.pair_similar`), and
+    `--name-status` is git's."""
+    from avfs_git.core.store import gitstore
+
+    work = tmp_path / "w"
+    _moved_and_edited(work)
+    batches: list[int] = []
+    real = gitstore.GitStore.prefetch
+
+    def counted(self: Any, oids: Any) -> int:
+        n = real(self, oids)
+        batches.append(n)
+        return n
+
+    monkeypatch.setattr(gitstore.GitStore, "prefetch", counted)  # (a method: looked up on the class)
+    with _serving(work / ".git", tmp_path / "daemon") as url:
+        vault = home.clone_vault(url, "lz", lazy=True)
+        assert vault.store.promisor.remote() is not None
+        got = cli("--vault", "lz", "diff", "--name-status", "HEAD~1", "HEAD")
+    assert got.code == 0, got.err
+    assert got.out == _git(work / ".git", "diff", "--name-status", "HEAD~1", "HEAD")
+    assert len(batches) == 1 and batches[0] > 100  # (the 63 deleted and 97 added blobs, one fetch)

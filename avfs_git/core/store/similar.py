@@ -10,8 +10,8 @@ renames among the fixtures' diffs, 6 had another (``cherrypick``'s R085 was R086
 ``diff_format_email``'s R064/R054 were R072/R066, ``renames``' R096 was R100: libgit2's
 signature skips whitespace). So git itself answers, and only where it can matter: a
 diff with a deleted and an added file left unpaired after the exact pairing (one
-``git diff-tree`` process; a lazy vault's git fetches the blobs it compares, as its own
-diff does).
+``git diff-tree`` process; a lazy vault fetches the blobs it compares first, in one
+batch).
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ def pair_similar(
     gone, made = _unpaired(changes)
     if old_tree is None or not gone or not made:
         return changes, {}
+    # a lazy vault: what git compares fetched in one batch first (git's own lazy fetches
+    # would go one by one, and offline fail inside git with its message, not avfs's)
+    wanted = {c.old_oid: p for p, c in gone.items() if c.old_oid} | {
+        c.new_oid: p for p, c in made.items() if c.new_oid
+    }
+    store.prefetch(wanted)
     pairs = [(o, n, s) for o, n, s in git_renames(store, old_tree, new_tree) if o in gone and n in made]
     if not pairs:
         return changes, {}
