@@ -321,6 +321,30 @@ def git_source_file(path: str) -> Path:
     return done
 
 
+@_locked
+def git_source_dir(path: str) -> Path:
+    """A directory of git 2.39.5's source (``path`` below its top directory, e.g.
+    ``t/t4013``: the expected outputs of git's diff tests), every file below it, unpacked
+    once into the cache (beside it and renamed into place); callers copy what they change."""
+    done = CACHE / "unpacked" / "git-2.39.5-dirs" / path
+    if not done.is_dir():
+        archive = debian_orig(*_GIT_ORIG)
+        part = done.with_name(done.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        top = f"git-2.39.5/{path}/"
+        with tarfile.open(archive) as tf:
+            for m in tf:
+                if m.isfile() and m.name.startswith(top):
+                    data = tf.extractfile(m)
+                    assert data is not None, m.name
+                    dest = part / m.name[len(top) :]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(data.read())
+        part.rename(done)
+    return done
+
+
 def pygit2_fixture_repos(root: Path) -> list[Path]:
     """The git directories of the fixture repositories in pygit2 1.15.1's sdist (libgit2's
     own test repositories: merges, a signed commit, a non-UTF-8 message...), unpacked

@@ -61,7 +61,7 @@ def test_every_human_path_shows_a_backslash_before_a_bracket(cli: Cli, rich: boo
     for args, want in [
         (("status",), NAME),
         (("status", "-s"), NAME),
-        (("diff", "--stat"), NAME),
+        (("diff", "--stat"), '"' + NAME.replace("\\", "\\\\") + '"'),  # (git's core.quotePath quoting)
         (("ls",), NAME),
         (("ls",), TAGGED),
         (("tree",), NAME),

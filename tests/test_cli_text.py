@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from avfs_git.core.operations.patchheads import git_quoted
+
 from .conftest import CliResult, git
 
 # names the CLI accepts: each must come out exactly as it is
@@ -123,7 +125,10 @@ def test_written_names_and_messages_come_out_as_they_are(t, cli):
 
     # diff of the two checkpoints
     a, b = commits[1]["id"], commits[0]["id"]
-    assert t("diff", "--name-status", commits[1]["parents"][0], a).out == "".join(f"A\t{p}\n" for p in paths)
+    # (names as git's core.quotePath quotes them: a backslash quoted, realdata5)
+    assert t("diff", "--name-status", commits[1]["parents"][0], a).out == "".join(
+        f"A\t{git_quoted(p)}\n" for p in paths
+    )
     stat = t("diff", "--stat", a, b).out
     assert stat == " more.txt | 1 +\n 1 file changed, 1 insertion(+)\n"
 

@@ -50,7 +50,8 @@ with open(out, "w") as fh:
 # `diff --stat` +2 (realdata4: core/operations/patchheads.py, git's patch headers and
 # --stat; unicodedata for the names' widths); `diff` +1 more (gitmodel18: mount/ownfiles.py,
 # which names the fork's mount's worktree git dir, whose config.worktree may set
-# core.fileMode; the other paths loaded it already).
+# core.fileMode; the other paths loaded it already). `diff --stat` +1 more (realdata5:
+# core/store/vaultconfig.py, git's core.quotePath for the names, read through libgit2).
 LIBGIT2 = ("pygit2", "_pygit2")
 RICH = ("rich",)
 CLICK = ("click", "avfs_git.cli.main")  # the frequent commands' own path (cli/fastcli.py)
@@ -68,7 +69,7 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "status_upper": (["--json", "--vault", "p:u", "status"], 223, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # its patch: libgit2 (which imports shutil and subprocess itself)
     "diff_json": (["--json", "--vault", "p:f1", "diff"], 277, RICH + CLICK),
-    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 278, RICH + CLICK),
+    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 279, RICH + CLICK),
     "cat": (["--vault", "p:f1", "cat", "a.txt"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
     "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 182, LIBGIT2 + RICH + CLICK + NO_PROC),
     "log": (["--vault", "p:f1", "log", "-n", "5"], 182, LIBGIT2 + RICH + CLICK + NO_PROC),

@@ -82,19 +82,20 @@ def print_stat(
     rows: list[tuple[str, int, int, bool]],
     changes: Sequence[Change],
     sizes: Callable[[Change], tuple[int, int]],
+    quote: Callable[[str], str],
 ) -> None:
     """git's --stat (:func:`..core.operations.patchheads.stat_lines`): a line per file (a
     rename as ``OLD => NEW``, as git names it; it showed only the new name), then the
     totals. ``changes``: the diff's, in the order of ``rows``; ``sizes``: a binary file's
-    two sides' sizes."""
+    two sides' sizes; ``quote``: how a name is shown (git's ``core.quotePath``:
+    :func:`..core.operations.patchheads.path_quoting`)."""
     import shutil
 
     from ..core.operations import patchheads
-    from .output import shown
 
     lines = patchheads.stat_lines(
         [
-            (patchheads.stat_name(c.old_path, p, shown), i, d, b, *(sizes(c) if b else (0, 0)))
+            (patchheads.stat_name(c.old_path, p, quote), i, d, b, *(sizes(c) if b else (0, 0)))
             for c, (p, i, d, b) in zip(changes, rows, strict=True)
         ],
         shutil.get_terminal_size((80, 24)).columns,  # (git's term_columns: COLUMNS, the tty, else 80)
@@ -108,7 +109,7 @@ def commit_patch(
 ) -> None:
     """What ``commit`` changed against its first parent: a patch, or with ``stat`` git's
     --stat lines."""
-    from ..core.operations import history
+    from ..core.operations import history, patchheads
 
     result = history.commit_diff(vault, commit, fork)
     if stat:
@@ -117,6 +118,7 @@ def commit_patch(
             history.diff_stat(vault, result),
             result.changes,
             lambda c: history.side_sizes(vault, result, None, c),
+            patchheads.path_quoting(vault.store),
         )
         return
     app.output.raw(history.patch_text(vault, result, None, context))
@@ -284,20 +286,23 @@ def diff(
         app.output.document("diff", data)
         return
     if name_status:
+        quote = patchheads.path_quoting(vault.store)
         for c in result.changes:
             letter = LETTER[c.status]
             if patchheads.exact_rename(c):  # (git's score: 100, the content the same)
                 letter += "100"
-            if c.old_path:
-                app.output.plain(letter + "\t{}\t{}", c.old_path, c.path)
-            else:
-                app.output.plain(letter + "\t{}", c.path)
+            elif c.path in result.similarity:  # (git's score of similar content: R085)
+                letter += f"{result.similarity[c.path]:03d}"
+            # (names as git quotes them: control bytes escaped, so raw is safe to print)
+            names = (c.old_path, c.path) if c.old_path else (c.path,)
+            app.output.raw("\t".join([letter, *map(quote, names)]) + "\n")
     elif stat:
         print_stat(
             app,
             history.diff_stat(vault, result, fork),
             result.changes,
             lambda c: history.side_sizes(vault, result, fork, c),
+            patchheads.path_quoting(vault.store),
         )
     else:
         with app.output.progress("diff") as progress:

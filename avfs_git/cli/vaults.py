@@ -54,7 +54,8 @@ def create_cmd(app: App, name: str, from_dir: str | None, no_ignore: bool, make_
 def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None:
     """Create vault NAME from the git repository at URL: its branches become forks, its
     tags and named checkpoints come along, and `origin` is set (without credentials). An
-    empty repository gives fork `main` from an empty commit, which a push makes its first."""
+    empty repository gives fork `main` from an empty commit, which a push makes its first.
+    A shallow repository gives a shallow vault, as `git clone` does (history ends where its does)."""
     warnings: list[str] = []
     index = lazy and _index_at_clone(app)  # (a bad setting refused before anything is made)
     with app.output.git_progress() as progress:

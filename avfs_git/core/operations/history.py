@@ -7,6 +7,7 @@ anything ``git rev-parse`` accepts (a full or abbreviated id, ``main~2``, a tag.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable
@@ -254,6 +255,19 @@ class DiffResult:
     old: str  # a commit id, or "workspace"
     new: str
     changes: list[Change]
+    # a rename by similar content's similarity in percent, by its new path (git's ``R085``:
+    # :mod:`..store.similar`); an exact rename is not here (100)
+    similarity: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _renamed(
+    vault: Vault, old_tree: str | None, new_tree: str, out: list[Change]
+) -> tuple[list[Change], dict[str, int]]:
+    """``out`` with its renames paired: the same content (:func:`..store.treediff.pair_renames`),
+    then similar content as git pairs it (:func:`..store.similar.pair_similar`)."""
+    from ..store.similar import pair_similar
+
+    return pair_similar(vault.store, old_tree, new_tree, pair_renames(out))
 
 
 def diff(
@@ -281,13 +295,13 @@ def diff(
         tree, _ = ws.capture() if ws.is_dirty() else (ws.base_tree, [])
         out: list[Change] = []
         diff_trees(store, store.commit_tree(a), tree, "", out)
-        result = DiffResult(a, "workspace", pair_renames(out))
+        result = DiffResult(a, "workspace", *_renamed(vault, store.commit_tree(a), tree, out))
     else:
         a = resolve(vault, old or "HEAD", fork)
         b = resolve(vault, new, fork)
         out = []
         diff_trees(store, store.commit_tree(a), store.commit_tree(b), "", out)
-        result = DiffResult(a, b, pair_renames(out))
+        result = DiffResult(a, b, *_renamed(vault, store.commit_tree(a), store.commit_tree(b), out))
     if wanted:
         keep = [
             c
@@ -296,7 +310,7 @@ def diff(
                 names.is_within(c.path, w) or (c.old_path and names.is_within(c.old_path, w)) for w in wanted
             )
         ]
-        result = DiffResult(result.old, result.new, keep)
+        result = DiffResult(result.old, result.new, keep, result.similarity)
     return _without_hidden(vault, fork, result)
 
 
@@ -319,7 +333,7 @@ def _without_hidden(vault: Vault, fork: str | None, result: DiffResult) -> DiffR
     if hiding is None:
         return result
     keep = [c for c in result.changes if not hiding(c.path) and not (c.old_path and hiding(c.old_path))]
-    return DiffResult(result.old, result.new, keep)
+    return DiffResult(result.old, result.new, keep, result.similarity)
 
 
 def _side(vault: Vault, ws: Workspace | None, path: str, oid: str | None, mode: int | None) -> bytes | None:
@@ -387,22 +401,29 @@ def patch_text(
         if progress is not None and (i % 50 == 0 or i + 1 == total):
             progress(i + 1, total, c.path)
         for one in patchheads.split_type_change(c) if patchheads.type_changed(c) else (c,):
-            parts.append(_file_patch(vault, ws, one, context))
+            parts.append(_file_patch(vault, ws, one, context, result.similarity.get(one.path)))
     return "".join(parts)
 
 
-def _file_patch(vault: Vault, ws: Workspace | None, c: Change, context: int) -> str:
-    """One change's patch, headed as git heads it (:mod:`.patchheads`)."""
+def _file_patch(
+    vault: Vault, ws: Workspace | None, c: Change, context: int, similar: int | None = None
+) -> str:
+    """One change's patch, headed as git heads it (:mod:`.patchheads`); ``similar``: a
+    rename by similar content's similarity (percent)."""
     from . import patchheads
 
     old_path = c.old_path or c.path
     if _big(vault, None, old_path, c.old_oid, c.old_mode) or _big(vault, ws, c.path, c.new_oid, c.new_mode):
-        return patchheads.fix_modes(patchheads.binary_patch(c, old_path), c)
+        return patchheads.similar_rename(
+            patchheads.fix_modes(patchheads.binary_patch(c, old_path), c), c, similar
+        )
     if patchheads.exact_rename(c):
         return patchheads.rename_header(c, old_path)
     a = _side(vault, None, old_path, c.old_oid, c.old_mode)
     b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
     text = patchheads.fix_modes(blob_patch(a, b, old_path, c.path, context), c)
+    if similar is not None:
+        return patchheads.similar_rename(text, c, similar)
     if c.status is ChangeStatus.RENAMED and not text:
         text = f"diff --git a/{old_path} b/{c.path}\nrename from {old_path}\nrename to {c.path}\n"
     if c.old_mode and c.new_mode and c.old_mode != c.new_mode and "old mode" not in text:
@@ -495,5 +516,8 @@ def commit_diff(vault: Vault, commit: str, fork: str | None = None) -> DiffResul
     c = store.commit(commit)
     parent = str(c.parent_ids[0]) if c.parent_ids else None
     out: list[Change] = []
-    diff_trees(store, store.commit_tree(parent) if parent else None, str(c.tree_id), "", out)
-    return _without_hidden(vault, fork, DiffResult(parent or "", commit, pair_renames(out)))
+    old_tree = store.commit_tree(parent) if parent else None
+    diff_trees(store, old_tree, str(c.tree_id), "", out)
+    return _without_hidden(
+        vault, fork, DiffResult(parent or "", commit, *_renamed(vault, old_tree, str(c.tree_id), out))
+    )

@@ -342,13 +342,9 @@ def _merge_once(
 def _over_all_bases(vault: Vault, ours: str, theirs: str, base: str | None, dirty: bool) -> bool:
     """Merge the commits over all their bases (git's virtual ancestor), not the trees over
     ``base``: a criss-cross history (:func:`..store.mergetrees.criss_cross`), both sides
-    committed (not a dry run's uncheckpointed trees), the vault whole (not lazy)."""
-    return (
-        base is not None
-        and not dirty
-        and vault.store.promisor.remote() is None
-        and criss_cross(vault.store, ours, theirs, base)
-    )
+    committed (not a dry run's uncheckpointed trees); in a lazy vault too, what it reads
+    fetched first (:func:`..store.mergetrees.commits_merge_blobs`)."""
+    return base is not None and not dirty and criss_cross(vault.store, ours, theirs, base)
 
 
 def _merged_index(

@@ -9,7 +9,9 @@ twenty-ninth round, NAME=realdata4; ``tests/test_diff_fixtures.py``):
   commits (``submodules``, ``typechanges``: `avfs diff` stopped at "blob ... is missing");
 - a path whose type changed (a file made a symlink or a submodule) is a deletion and an
   addition, two patches (``unsymlinked.git``: libgit2's one patch said ``old mode 120000``);
-- an exact rename says ``similarity index 100%`` after the mode lines (``renames``);
+- an exact rename says ``similarity index 100%`` after the mode lines (``renames``), and
+  one of similar content (git's own pairing and score: :mod:`..store.similar`) its own
+  percentage, before the ``index`` line (:func:`similar_rename`);
 - a patch without hunks (an empty file added or deleted) has no ``---``/``+++`` lines
   (``twowaymerge.git``).
 """
@@ -17,8 +19,12 @@ twenty-ninth round, NAME=realdata4; ``tests/test_diff_fixtures.py``):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..types import MODE_COMMIT, Change, ChangeStatus
+
+if TYPE_CHECKING:
+    from ..store.gitstore import GitStore
 
 _ZERO = "0" * 7
 _TYPE = 0o170000
@@ -99,17 +105,52 @@ def fix_modes(text: str, c: Change) -> str:
 _NAMED = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r", 34: '"', 92: "\\"}
 
 
-def git_quoted(name: str) -> str:
+def git_quoted(name: str, fully: bool = True) -> str:
     """``name`` as git's header lines print it (``quote_c_style``, ``core.quotePath`` on): in
     double quotes with C escapes when it holds a control byte, ``"``, ``\\`` or a byte past
-    ASCII (``".\\\\.GIT\\\\foobar"`` in libgit2's ``nasty``), else as it is."""
+    ASCII (``".\\\\.GIT\\\\foobar"`` in libgit2's ``nasty``), else as it is. ``fully``
+    False: ``core.quotePath`` off, UTF-8 past ASCII left as it is (a byte that is not
+    UTF-8 still escaped: never raw to a terminal)."""
     raw = name.encode("utf-8", "surrogateescape")
-    if not any(b < 0x20 or b >= 0x7F or b in (34, 92) for b in raw):
+    if fully:
+        bad = [b < 0x20 or b >= 0x7F or b in (34, 92) for b in raw]
+    else:
+        bad = [b < 0x20 or b == 0x7F or b in (34, 92) for b in raw]
+        for ch in name:
+            if "\udc80" <= ch <= "\udcff":  # (a byte that is not UTF-8)
+                return git_quoted(name, True)
+    if not any(bad):
         return name
+    if not fully:
+        return (
+            '"'
+            + "".join(
+                "\\" + _NAMED[ord(c)]
+                if ord(c) in _NAMED
+                else f"\\{ord(c):03o}"
+                if ord(c) < 0x20 or ord(c) == 0x7F
+                else c
+                for c in name
+            )
+            + '"'
+        )
     out = "".join(
         "\\" + _NAMED[b] if b in _NAMED else f"\\{b:03o}" if b < 0x20 or b >= 0x7F else chr(b) for b in raw
     )
     return f'"{out}"'
+
+
+def path_quoting(store: GitStore) -> Callable[[str], str]:
+    """How `--stat` and `--name-status` name a path: git's quoting (:func:`git_quoted`) as
+    the vault's and the person's ``core.quotePath`` says (on unless set false). They
+    showed names by avfs's own rule (UTF-8 and backslashes as they are), where git quotes
+    them (libgit2's ``nasty``: ``".\\\\.GIT\\\\foobar"``; ``testrepo``'s names of U+53D7)."""
+    from ..store.configtext import is_true
+    from ..store.vaultconfig import config_values
+
+    values = config_values(store, "core.quotepath")
+    fully = not values or is_true(values[-1])
+    return lambda name: git_quoted(name, fully)
 
 
 def rename_header(c: Change, old_path: str) -> str:
@@ -123,6 +164,23 @@ def rename_header(c: Change, old_path: str) -> str:
     )
 
 
+def similar_rename(text: str, c: Change, similar: int | None) -> str:
+    """A patch of a rename by similar content (``similar``: percent; None leaves ``text``
+    as it is) headed as git heads it: ``similarity index N%``, ``rename from``, ``rename
+    to`` after the mode lines, before ``index``."""
+    if similar is None or not text:
+        return text
+    lines = [ln for ln in text.split("\n") if not ln.startswith(("rename from ", "rename to "))]
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("index ")), 1)
+    old_path = c.old_path or c.path
+    lines[at:at] = [
+        f"similarity index {similar}%",
+        f"rename from {git_quoted(old_path)}",
+        f"rename to {git_quoted(c.path)}",
+    ]
+    return "\n".join(lines)
+
+
 def exact_rename(c: Change) -> bool:
     """Whether ``c`` is a rename of the same content (git's ``R100``)."""
     return c.status is ChangeStatus.RENAMED and c.old_oid is not None and c.old_oid == c.new_oid
@@ -131,8 +189,8 @@ def exact_rename(c: Change) -> bool:
 def stat_name(old_path: str | None, path: str, quote: Callable[[str], str]) -> str:
     """A ``--stat`` line's name as git prints it: a rename as ``OLD => NEW`` with the
     common leading directories and trailing part in braces (``dir/{a => b}/f``; git's
-    ``pprint_rename``), each name through ``quote`` (avfs's terminal rule, :func:`..cli.text.shown`,
-    where git's ``core.quotePath`` would quote a backslash or a byte past ASCII too)."""
+    ``pprint_rename``), each name through ``quote`` (git's, :func:`git_quoted`, as
+    ``core.quotePath`` says)."""
     if old_path is None or old_path == path:
         return quote(path)
     qa, qb = quote(old_path), quote(path)

@@ -157,11 +157,10 @@ class _Globs:
 
 
 # -- grep ------------------------------------------------------------------------------------
-def _walk_key(path: str) -> list[tuple[int, str]]:
-    """The order :meth:`.wsview.View.files` walks in (a directory's files by name, then its
-    subdirectories, depth first), as a sort key of a path."""
-    parts = path.split("/")
-    return [(1, p) for p in parts[:-1]] + [(0, parts[-1])]
+def _git_key(path: str) -> bytes:
+    """git's order of paths (its index's: the whole path's bytes compared, so ``dir/b``
+    comes before ``dir.txt`` and ``dira``), as a sort key."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 def _within(path: str, start: str) -> bool:
@@ -275,7 +274,10 @@ def grep(
         include_ignored: search the paths git ignores too (`git grep --no-exclude-standard`).
         match_timeout_s: time budget of one file's match (None: unbounded).
 
-    Binary files (a NUL in the first 8000 bytes) are skipped, as are symlinks and submodules.
+    Files come in git's path order (:func:`_git_key`), each once. Binary files (a NUL in
+    the first 8000 bytes) are skipped (`git grep -I`'s choice, not its default ``Binary file
+    X matches``: a document of matched lines has none to give), as are symlinks and
+    submodules.
 
     Raises:
         UsageError: an invalid or refused pattern, or a file over the time budget.
@@ -327,11 +329,13 @@ def grep(
             if node is not None and node.mode in (MODE_BLOB, MODE_EXEC):
                 searched += 1
                 todo.append((p, v))
-    # per start in the order given, a walk's order below it (as before: a path under two
-    # starts is searched under each)
-    ordered: list[tuple[str, View]] = []
-    for st in starts:
-        ordered += sorted((t for t in todo if _within(t[0], st)), key=lambda t: _walk_key(t[0]))
+    # in git's path order, each path once whatever the starts' order, as `git grep` lists
+    # them (it listed a directory's files before its subdirectories, start by start:
+    # libgit2's ``diff_format_email`` had `dir/renamed.txt` last, git first)
+    ordered = sorted(
+        {t[0]: t for t in todo if any(_within(t[0], st) for st in starts)}.values(),
+        key=lambda t: _git_key(t[0]),
+    )
     shown = ws.visible_filter()
     if shown is not None:  # the fork's hidden paths are never read, nor counted
         kept = [t for t in ordered if shown(t[0], NodeKind.FILE)]

@@ -565,8 +565,11 @@ def clone_into(
     # git gets the URL without it and the pair through the environment
     clean, creds = split_credentials(url)
     source, extra = (clean, ()) if not lazy else ("origin", (f"--filter={promisor.FILTER}",))
+    # --update-shallow: a shallow repository (libgit2's ``shallow.git``) gives a shallow
+    # vault, its ``shallow`` file written, as `git clone` makes one; without it git's fetch
+    # refused ("did not send all necessary objects") and the clone failed
     transport(
-        git_dir, "fetch", "--no-auto-gc", "--progress" if progress else "-q", *extra, source,
+        git_dir, "fetch", "--no-auto-gc", "--update-shallow", "--progress" if progress else "-q", *extra, source,
         f"+{refs.HEADS}*:{refs.HEADS}*", f"+{refs.TAGS}*:{refs.TAGS}*",
         f"+{refs.CHECKPOINTS}*:{refs.CHECKPOINTS}*",
         f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*",  # origin's tracking refs (a later lease checks them)
