@@ -35,6 +35,7 @@ PROCESS_STATE = {
     "ops/daemonstart.py:_SPAWNED": "the daemons this process spawned (its children) and has not collected yet",
     "ops/warmstart.py:_ZYGOTE": "the process's zygote is its child, on a socket pair only it holds: a forked child forgets it",
     "ops/warmstart.py:_WANTED": "a zygote this process's mount wants started once that mount's daemon is ready (the process's, as the zygote)",
+    "ops/warmstart.py:_USERS": "who the process's zygote is kept for (its homes, a test session): the last to let go ends it; a forked child has none",
     "ops/warmstart.py:_STARTING": "one zygote started at a time in a process; made anew in a forked child (a thread of the parent may have held it)",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
     "proxy/sealpack.py:_tidied": "the lstat of the sandbox's top directory (and the vault's) when avfs last tidied it, per process: a mount's daemon serves the fork's execs one at a time (the exec lock), and another process only tidies once more",

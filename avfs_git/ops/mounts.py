@@ -392,7 +392,7 @@ def _start_locked(
     env = _daemon_env(home)
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
-    pid, ready_fd = _launch(cmd, env, log_path, home.settings.zygote)  # forked warm, else spawned
+    pid, ready_fd = _launch(cmd, env, log_path, home.settings.zygote, home)  # forked warm, else spawned
     _placeholder(registry_path(vault, key), vault.name, fork, commit, mountpoint, pid, idle_timeout_s)
     return Starting(
         home, vault, fork, key, mountpoint, backend, because, idle_timeout_s, log_path, pid, ready_fd
