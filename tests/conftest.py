@@ -22,6 +22,7 @@ import pygit2
 import pytest
 
 import avfs_git
+from avfs_git.core.store.locks import signal_process
 from avfs_git.core.vaults import layers
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
@@ -287,9 +288,16 @@ def _stop_servers(tmp_path: Path) -> None:
             continue
         if b"avfs_git.cli.resident" in argv and b"--home" in argv:
             home = argv[argv.index(b"--home") + 1].decode(errors="replace")
-            if home.startswith(root):
-                with contextlib.suppress(OSError):
-                    os.kill(int(d), signal.SIGTERM)
+            if home.startswith(root):  # (still that server: it may have ended since, its pid another's)
+                signal_process(int(d), signal.SIGTERM, is_it=lambda p, argv=argv: _argv(p) == argv)
+
+
+def _argv(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().split(b"\0")
+    except OSError:
+        return None
 
 
 # what `git fsck` hands to a `git commit-graph verify` and a `git multi-pack-index verify`
