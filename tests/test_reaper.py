@@ -6,7 +6,10 @@ sessions: a scan of the caller's session would not see them). Real mounts, real 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from avfs_git.core.store.locks import signal_process
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
+from .conftest import skip_outside_ci
 from .test_daemon_alike import _new_group, _rmdir
 from .test_zygote import forks  # noqa: F401
 
@@ -94,8 +99,10 @@ def group() -> Iterator[Path]:
     """A control group of the test's own for a caller to move into; emptied and removed after."""
     made = _new_group()
     yield made
-    for pid in (made / "cgroup.procs").read_text().split():
-        os.kill(int(pid), 9)  # (a leftover here is the test's failure, already reported)
+    for pid in (made / "cgroup.procs").read_text().split():  # (a leftover: the test's failure, reported)
+        signal_process(
+            int(pid), signal.SIGKILL, is_it=lambda p: str(p) in (made / "cgroup.procs").read_text().split()
+        )
     _rmdir(made)
 
 
@@ -171,3 +178,78 @@ def test_a_python_process_that_mounts_and_ends_leaves_nothing_running(
         assert _emptied(group) == []
     finally:
         _unmount_all(home, forks)
+
+
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]  # (a PID namespace, its /proc)
+# a PID 1 that collects no one's children but its own (a container's ``python`` or ``tail -f
+# /dev/null``): it runs the caller and waits for it alone
+INIT = "import subprocess, sys\nsys.exit(subprocess.run(sys.argv[1:]).returncode)\n"
+
+CLI_CALLS = textwrap.dedent(
+    """
+    import json, os, subprocess, sys, time
+    home = sys.argv[1]
+    env = {**os.environ, "AVFS_HOME": home, "AVFS_SERVER": "auto"}
+    def avfs(*args, server="auto"):
+        p = subprocess.run(
+            [sys.executable, "-m", "avfs_git", *args], env={**env, "AVFS_SERVER": server},
+            capture_output=True, text=True, timeout=120,
+        )
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+        return p.stdout
+    def processes():  # pid -> (state, ppid, name), this one and PID 1 aside
+        out = {}
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(d) not in (1, os.getpid()):
+                out[int(d)] = (fields[0], int(fields[1]), stat[stat.index("(") + 1 : stat.rindex(")")])
+        return out
+    avfs("--json", "mount", "--list")  # direct: it starts the home's server
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(home, "run", "cli.sock")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(os.path.join(home, "run", "cli.pid")) as fh:
+        server = int(fh.read())
+    avfs("--vault", "v:f1", "mount")
+    avfs("--vault", "v:f1", "unmount")
+    for _ in range(2):  # a mount kept warm, then its reuse
+        avfs("--vault", "v:f2", "proxy", "exec", "--", "true")
+    avfs("--vault", "v:f2", "unmount")
+    avfs("--vault", "v:f3", "mount")
+    avfs("server", "stop")  # while f3's daemon, the server's, serves
+    avfs("--vault", "v:f3", "unmount", server="off")
+    deadline = time.monotonic() + 60  # (until nothing runs: each ended, collected or not)
+    while any(s != "Z" for s, _, _ in processes().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = processes()
+    print(json.dumps({"server": server, "left": {str(p): list(v) for p, v in left.items()}}))
+    """
+)
+
+
+def test_cli_calls_leave_no_zombie_under_a_pid_1_that_collects_none(
+    home: Home,
+    forks: Vault,  # noqa: F811
+) -> None:
+    """In a PID namespace whose PID 1 waits for its own child alone, CLI calls served by the
+    home's server (mounts, unmounts, `proxy exec` twice, a mount left serving as `server
+    stop` runs, then unmounted by a direct call): once everything has ended, nothing is
+    left but the server itself, a zombie of PID 1 (its starter, a call, ended long before:
+    nothing of avfs is left to collect it). Before, `server stop`'s own call process and
+    the daemon the stopped server had forked were PID 1's too, each a zombie for good."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        skip_outside_ci("needs root and unshare(1) for a PID namespace", "CI runs as root with util-linux")
+    proc = subprocess.run(
+        [*UNSHARE, sys.executable, "-c", INIT, sys.executable, "-c", CLI_CALLS, home.path],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    said = json.loads(proc.stdout)
+    assert said["left"] == {str(said["server"]): ["Z", 1, "python"]}, said
