@@ -22,11 +22,13 @@ import pygit2
 import pytest
 
 import avfs_git
+from avfs_git.core.store.locks import signal_process
 from avfs_git.core.vaults import layers
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.core.workspace.workspace import Workspace
 from avfs_git.mount.side import MOUNT_SIDE
+from avfs_git.ops import daemonstart, warmstart
 from avfs_git.policy.pathsource import POLICY_PATHS
 
 from . import cputime, hangwatch
@@ -157,7 +159,17 @@ def _guard_tracebacks() -> None:
 _guard_tracebacks()
 
 
+class _Session:
+    """What holds this test process's zygote (ops/warmstart.py) from its first mount to the
+    session's end: a test's home closing would end it (the last home it was kept for), and
+    the next test's first mount would spawn its daemon and start another (~0.3 s of CPU)."""
+
+
+_ZYGOTE_HOLD = _Session()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    warmstart.use(_ZYGOTE_HOLD)
     given = session.config.option.basetemp
     if given:
         # pytest empties it first: a killed session's layers file systems in it are
@@ -246,6 +258,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     ones go with their test), and the resident CLI servers of the suite's homes (tests that
     run the CLI with an environment of their own, the real projects' and the git model's,
     use one: it would wait for its idle time)."""
+    # this process's zygote, ended and collected: it was left running to the process's end
+    # (one a worker: tests/cputime.py named each, "left running in a worker's cgroup")
+    warmstart.release(_ZYGOTE_HOLD)
+    daemonstart.end_zygote()
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         try:
@@ -272,9 +288,16 @@ def _stop_servers(tmp_path: Path) -> None:
             continue
         if b"avfs_git.cli.resident" in argv and b"--home" in argv:
             home = argv[argv.index(b"--home") + 1].decode(errors="replace")
-            if home.startswith(root):
-                with contextlib.suppress(OSError):
-                    os.kill(int(d), signal.SIGTERM)
+            if home.startswith(root):  # (still that server: it may have ended since, its pid another's)
+                signal_process(int(d), signal.SIGTERM, is_it=lambda p, argv=argv: _argv(p) == argv)
+
+
+def _argv(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().split(b"\0")
+    except OSError:
+        return None
 
 
 # what `git fsck` hands to a `git commit-graph verify` and a `git multi-pack-index verify`

@@ -143,3 +143,18 @@ def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)
+
+
+def server_of(pid: int, home: str) -> bool:
+    """Whether ``pid`` is the resident CLI server of ``home`` (by its command line: ``python
+    -m avfs_git.cli.resident --home HOME``): what a test asks before it signals a server's
+    pid found earlier, which may be another process's by then
+    (:func:`~avfs_git.core.store.locks.signal_process`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    if b"avfs_git.cli.resident" not in argv or b"--home" not in argv[:-1]:
+        return False
+    return os.path.realpath(argv[argv.index(b"--home") + 1]) == os.path.realpath(home.encode())

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from avfs_git.core.store.locks import signal_process
+
 GRACE_S = 45.0  # past pytest-timeout's own limit: a test it can end never gets here
 STEP_S = 20.0  # between the steps that end what holds a test
 POLL_S = 5.0
@@ -43,8 +45,10 @@ def _read(path: str) -> str:
         return f"<{exc.strerror}>"
 
 
-def descendants(root: int) -> list[int]:
-    """The processes under ``root`` (children first found by each one's parent in /proc)."""
+def descendants(root: int, started: dict[int, int] | None = None) -> list[int]:
+    """The processes under ``root`` (children first found by each one's parent in /proc);
+    ``started``, when given, gets each one's start tick (field 22 of its stat: with its
+    pid, what names it, for :func:`~avfs_git.core.store.locks.signal_process`)."""
     parent: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -54,6 +58,8 @@ def descendants(root: int) -> list[int]:
         fields = stat[close + 2 :].split()
         if len(fields) > 1 and fields[1].isdigit():
             parent[int(entry)] = int(fields[1])
+            if started is not None and len(fields) > 19 and fields[19].isdigit():
+                started[int(entry)] = int(fields[19])
     found: list[int] = []
     todo = [root]
     while todo:
@@ -210,10 +216,12 @@ class HangWatch:
         time.sleep(STEP_S)
         if not self._still(nodeid):
             return
-        for pid in descendants(os.getpid()):
+        started: dict[int, int] = {}
+        for pid in descendants(os.getpid(), started):
+            # (the process found: one that ended since may have its pid given to another)
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                self._say(f"killed {pid}")
+                if signal_process(pid, signal.SIGKILL, ticks=started.get(pid, -1)):
+                    self._say(f"killed {pid}")
         time.sleep(STEP_S)
         if not self._still(nodeid):
             return

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.operations import checkpoint
+from avfs_git.core.store.locks import signal_process
 from avfs_git.ops import mounts
 
 from .contract.test_proxy_exec_warm import _wait_for, _waiters
@@ -65,6 +66,14 @@ def _attack(victim: Path, victim_dir: Path, tag: str, stay: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _argv(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
 def _stop(stay: str) -> int:
     """End the command's ``sleep STAY`` (its shell goes on to ``exit 0``) once the person is
     done: it stayed running while the person's git ran (a sleep of 8 s was ~16 of each
@@ -79,8 +88,8 @@ def _stop(stay: str) -> int:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     if fh.read() != want:
                         continue
-                os.kill(int(pid), signal.SIGTERM)
-                ended += 1
+                # (still that sleep: it may have ended since, its pid given to another)
+                ended += signal_process(int(pid), signal.SIGTERM, is_it=lambda p: _argv(p) == want)
             except (FileNotFoundError, ProcessLookupError):
                 continue
         if ended or time.monotonic() > deadline:

@@ -22,10 +22,12 @@ import pytest
 
 from avfs_git.cli import callproc
 from avfs_git.cli import resident as warm
+from avfs_git.core.store.locks import signal_process
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
+from .daemons import server_of
 from .test_confine import _need_bwrap
 from .test_overlay import require_overlay
 
@@ -54,11 +56,8 @@ def _server_pid(home: str) -> int | None:
 def _stop_server(home: str) -> None:
     """SIGTERM the home's resident server, if one runs, and wait until it answers no more."""
     pid = _server_pid(home)
-    if pid is not None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    if pid is not None:  # (still the server: a pid file left by a killed one names another's)
+        signal_process(pid, signal.SIGTERM, is_it=lambda p: server_of(p, home))
         _wait_for(lambda: not _answers(home))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from avfs_git.core.settings import Settings
+from avfs_git.core.store.locks import signal_process
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.mount.side import MOUNT_SIDE
@@ -241,8 +242,12 @@ def test_a_caller_in_other_cgroups_gets_its_daemon_there(
                 stream.close()
         for fork in ("f1", "f2", "f3"):
             mounts.unmount(home, forks, fork)
-        for pid in (group / "cgroup.procs").read_text().split():
-            os.kill(int(pid), signal.SIGKILL)  # (none left: a leftover daemon would keep the group)
+        for pid in (group / "cgroup.procs").read_text().split():  # (none left: a leftover would keep it)
+            signal_process(
+                int(pid),
+                signal.SIGKILL,
+                is_it=lambda p: str(p) in (group / "cgroup.procs").read_text().split(),
+            )
         _rmdir(group)
 
 

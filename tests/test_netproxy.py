@@ -25,6 +25,7 @@ import pytest
 
 from avfs_git.core.errors import PolicyError
 from avfs_git.core.operations import checkpoint
+from avfs_git.core.store.locks import signal_process
 from avfs_git.ops import mounts
 from avfs_git.policy import Policy
 from avfs_git.proxy import confine, netproxy
@@ -266,6 +267,20 @@ def test_the_proxy_stops_with_the_command(home, fork, echo, monkeypatch):
         shutil.rmtree(own, ignore_errors=True)
 
 
+def _kill_marked(pid: int, marker: str) -> bool:
+    """SIGKILL ``pid``, found by :func:`_alive_with`, while its command line still holds
+    ``marker`` (it may have ended since, its pid given to another process)."""
+
+    def marked(p: int) -> bool:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                return marker.encode() in f.read()
+        except OSError:
+            return False
+
+    return signal_process(pid, signal.SIGKILL, is_it=marked)
+
+
 def _alive_with(marker: str) -> list[int]:
     """Live processes (zombies aside) whose command line holds ``marker``."""
     out = []
@@ -334,8 +349,7 @@ def test_the_sandbox_ends_with_its_command_when_the_outer_bwrap_was_killed():
         finally:
             os.close(gate_w)
             for pid in _alive_with(marker):  # (only when the assertion failed)
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+                _kill_marked(pid, marker)
 
 
 def _outer_killed_in_the_set_up(tmp_path: Any, kill: bool) -> tuple[bool, list[int]]:
@@ -382,8 +396,7 @@ def _outer_killed_in_the_set_up(tmp_path: Any, kill: bool) -> tuple[bool, list[i
         os.close(gate_w)
         os.close(status_r)
         for pid in _alive_with(marker):  # (only when the test fails)
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+            _kill_marked(pid, marker)
 
 
 def test_a_command_does_not_start_once_its_outer_bwrap_was_killed_in_the_set_up(tmp_path):
@@ -409,8 +422,7 @@ def _none_left(marker: str, within_s: float = 15.0) -> None:
     while (left := _alive_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in left:  # (only when the assertion below fails)
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+        _kill_marked(pid, marker)
     assert not left, f"still alive: {left}"
 
 
@@ -511,7 +523,7 @@ def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fo
         daemons = [p for p in _alive_with("avfs_git.fuse.daemon") if p in _alive_with(home.path)]
         assert daemons
         for pid in daemons:
-            os.kill(pid, signal.SIGKILL)
+            assert _kill_marked(pid, home.path)
         _release(proc)
         proc.wait(timeout=60)
     finally:

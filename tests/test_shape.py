@@ -35,9 +35,11 @@ PROCESS_STATE = {
     "ops/daemonstart.py:_SPAWNED": "the daemons this process spawned (its children) and has not collected yet",
     "ops/warmstart.py:_ZYGOTE": "the process's zygote is its child, on a socket pair only it holds: a forked child forgets it",
     "ops/warmstart.py:_WANTED": "a zygote this process's mount wants started once that mount's daemon is ready (the process's, as the zygote)",
+    "ops/warmstart.py:_USERS": "who the process's zygote is kept for (its homes, a test session): the last to let go ends it; a forked child has none",
     "ops/warmstart.py:_STARTING": "one zygote started at a time in a process; made anew in a forked child (a thread of the parent may have held it)",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
     "proxy/sealpack.py:_tidied": "the lstat of the sandbox's top directory (and the vault's) when avfs last tidied it, per process: a mount's daemon serves the fork's execs one at a time (the exec lock), and another process only tidies once more",
+    "proxy/reaping.py:_WANTED": "whether this process is a CLI call's own, to make itself the reaper of its sandboxes once it runs one: the process's",
     "proxy/standby.py:_api": "a sandbox kept ready for exec_in belongs to the process: its thread made it, and it dies with it",
     "policy/config.py:_SHIPPED": "the shipped policy's rules: package data, the same for every home; made once by the CLI server before it forks",
 }

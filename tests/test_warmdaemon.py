@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from avfs_git.cli import resident as warm
+from avfs_git.core.store.locks import signal_process, start_ticks
 from avfs_git.core.vaults import registry
 from avfs_git.core.vaults.daemonproc import DAEMON_NAME
 from avfs_git.core.vaults.home import Home
@@ -44,15 +45,13 @@ def server(home: Home, vault: Vault) -> Any:
     _wait_for(lambda: _answers(home.path))
     pid = _server_pid(home.path)
     assert pid is not None
+    ticks = start_ticks(pid)  # (the server found: by the end it may have ended, its pid another's)
     try:
         yield on, off, pid
     finally:
         for fork in ("main", "f2"):
             _run("unmount", "--lazy", env={**off, "AVFS_VAULT": f"v:{fork}"})
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        signal_process(pid, signal.SIGTERM, ticks=ticks)
         _wait_for(lambda: not _answers(home.path))
 
 

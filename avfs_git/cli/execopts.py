@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     it ends at once (``os._exit``, see :func:`fast_main`)."""
     own = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
+    if own:  # its sandboxes' first processes, collected (proxy/reaping.py)
+        from ..proxy.reaping import want_reaper
+
+        want_reaper()
     code = fast_main(args, exit_now=own)
     if code is not None:
         return code

@@ -566,6 +566,8 @@ def _gave_up(conn: socket.socket) -> bool:
 
 
 def _kill(pid: int, sig: int) -> None:
+    """(A call's process: our child, not collected while its call is noted, so its pid is
+    not another's: ``os.kill`` is safe.)"""
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -606,11 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         server.serve(lsock)
-    except SystemExit:  # SIGTERM (avfs server stop)
+    except SystemExit:  # SIGTERM (avfs server stop): it leaves, and stays as when idle
         server.leave()
-        return 0
     with contextlib.suppress(SystemExit):  # (SIGTERM ends the wait)
-        adopted.linger()  # left when idle: the daemons it collects end first
+        adopted.linger()  # left: its daemons and `server stop`'s own process end first
     return 0
 
 

@@ -9,6 +9,7 @@ import time
 
 import click
 
+from ..core.store.locks import signal_process
 from .app import App, pass_app
 
 
@@ -93,10 +94,8 @@ def stop_cmd(app: App) -> None:
     st = _state(home)
     pid = st["pid"]
     if isinstance(pid, int):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        # still the server listening there (it may have ended since, its pid given again)
+        signal_process(pid, signal.SIGTERM, is_it=lambda p: _state(home)["pid"] == p)
         deadline = time.monotonic() + 30
         while _state(home)["running"] and time.monotonic() < deadline:
             time.sleep(0.05)

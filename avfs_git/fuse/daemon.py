@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     core_dumps = no_core_dumps()
     name_process()  # what says it is a mount daemon, whatever its command line
+    from ..proxy.reaping import become_reaper
+
+    become_reaper()  # its sandboxes' first processes: collected here (proxy/reaping.py)
     preset(os.environ)  # libfuse and libc by their sonames, before mfusepy loads (fuse/ops.py)
     # no libgit2 here (~90-110 ms of CPU before the mount could answer): what needs it imports
     # it, objects read as fast without it (docs/benchmarks.md, "The cold CLI's imports and the

@@ -140,4 +140,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # (no interpreter shutdown: what it imported is never torn down module by module; the
+    # process that let go of it may be waiting for it to end: ops/daemonstart.end_zygote)
+    os._exit(main())

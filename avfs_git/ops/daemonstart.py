@@ -109,18 +109,23 @@ def next_byte(pid: int, r: int) -> bytes:
     return b""
 
 
-def _launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = True) -> tuple[int, int]:
+def _launch(
+    cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = True, home: Home | None = None
+) -> tuple[int, int]:
     """Start the daemon ``cmd`` (``python -m avfs_git.fuse.daemon ARGS``) as
     :func:`_spawn_daemon` does: forked by the warm :data:`STARTER` where there is one and
     it starts it, else (``zygote``: the home's ``Settings.zygote``) by this process's
     zygote when it is ready and starts it, else spawned; a spawn wants the zygote started
-    once this daemon is ready (in the background: no mount waits for it) when there is none."""
+    once this daemon is ready (in the background: no mount waits for it) when there is none.
+    The zygote is then kept for ``home`` until it closes (:func:`_home_closed`)."""
     from . import warmstart  # (a mount's path only: not every command that imports this)
 
     reap_exited()  # (a forked start too: a daemon spawned before and ended since is collected)
     starter: Starter | None = STARTER
     at = len(DAEMON_MODULE) + 1
     ours = zygote and starter is None and cmd[1:at] == DAEMON_MODULE
+    if ours and home is not None and warmstart.use(home):
+        home.on_close(_home_closed)
     if ours:
         z = warmstart.starter(cmd[0], env)
         starter = z.ask if z is not None else None
@@ -134,6 +139,41 @@ def _launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = T
     if ours:
         warmstart.want(cmd[0], env)  # (started once this daemon is ready: _await_ready)
     return _spawn_daemon(cmd, env, log_path)
+
+
+ZYGOTE_END_S = 5.0  # how long :func:`end_zygote` waits for it to end on its end of file
+
+
+def _home_closed(home: Home) -> None:
+    """``home``, for which this process's zygote was kept, has closed: the zygote ended
+    and collected when it was the last home (or holder) it was kept for."""
+    from . import warmstart
+
+    if warmstart.release(home):
+        end_zygote()
+
+
+def end_zygote() -> int | None:
+    """End this process's zygote and collect it (its daemons still serving are then
+    PID 1's, as when this process ends): our end of its socket closed, it ends on that;
+    one that has not ended after :data:`ZYGOTE_END_S` (stopped) is killed. Its pid, or None
+    (none here). The next mount spawns its daemon and starts another."""
+    import signal
+
+    from . import warmstart
+
+    z = warmstart.current()
+    loading = z is not None and not z.ready() and z.state == "starting"  # (it forked nothing)
+    pid = warmstart.stop()
+    if pid is None:
+        return None
+    if loading or not wait_gone(pid, ZYGOTE_END_S):
+        try:
+            os.kill(pid, signal.SIGKILL)  # (our child, not collected: its pid is not given again)
+        except ProcessLookupError:
+            pass
+        _reap(pid, block=True)
+    return pid
 
 
 # the daemons this process spawned (and its zygote) and has not collected: one that ends by

@@ -38,7 +38,7 @@ from ..core.errors import (
 )
 from ..core.records import dataclass
 from ..core.store import names
-from ..core.store.locks import file_lock, mount_lock_path, pid_alive
+from ..core.store.locks import file_lock, mount_lock_path, pid_alive, signal_process, start_ticks
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import (
@@ -140,30 +140,27 @@ def detach(mountpoint: str, fs_type: str | None = None) -> None:
             and (fs_type is None or parts[2] == fs_type)
         ):
             if parts[2].startswith("fuse"):
-                for pid in _helpers_of(target):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                for pid in _helpers_of(target):  # (still that helper: its pid may be another's by now)
+                    signal_process(pid, signal.SIGKILL, is_it=lambda p: _helps(p, target))
             subprocess.run(["umount", "-l", target], capture_output=True, check=False)
             return
 
 
 def _helpers_of(target: str) -> list[int]:
     """The pids of ``fusermount3`` processes serving mount point ``target`` (auto_unmount)."""
-    out: list[int] = []
-    want = target.encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"fusermount3") and want in argv:
-            out.append(int(pid))
-    return out
+    return [
+        int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and _helps(p, target)
+    ]
+
+
+def _helps(pid: int | str, target: str) -> bool:
+    """Whether process ``pid`` is a ``fusermount3`` serving mount point ``target``."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"fusermount3") and target.encode() in argv
 
 
 def _info(
@@ -392,7 +389,7 @@ def _start_locked(
     env = _daemon_env(home)
     if foreground:
         os.execvpe(cmd[0], [*cmd, "--foreground"], env)
-    pid, ready_fd = _launch(cmd, env, log_path, home.settings.zygote)  # forked warm, else spawned
+    pid, ready_fd = _launch(cmd, env, log_path, home.settings.zygote, home)  # forked warm, else spawned
     _placeholder(registry_path(vault, key), vault.name, fork, commit, mountpoint, pid, idle_timeout_s)
     return Starting(
         home, vault, fork, key, mountpoint, backend, because, idle_timeout_s, log_path, pid, ready_fd
@@ -458,8 +455,7 @@ class Starting:
             )
         if not ready:
             tail = _tail(log_path)
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            if signal_process(pid, signal.SIGKILL, is_it=registry.is_mount_daemon):  # (forked: not our child)
                 _reap(pid, block=True)
             force_unmount(self.mountpoint)
             raise MountError(
@@ -557,6 +553,7 @@ def unmount(
     info = check(vault, key)
     if info is None:
         return None
+    ticks = start_ticks(info.pid)  # (the daemon check found alive: its kill below is to it alone)
     path = registry_path(vault, key)
     data = registry.read_record(path) or {}
     data["state"] = "unmounting"
@@ -604,11 +601,7 @@ def unmount(
             )
         raise MountError(f"cannot unmount {info.mountpoint}: {msg}")
     wait_gone(info.pid, STOP_TIMEOUT_S)  # on its pidfd (ops/daemonstart.py), not a poll
-    if pid_alive(info.pid):
-        try:
-            os.kill(info.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    if signal_process(info.pid, signal.SIGKILL, ticks=ticks):  # (its pid may be another's by now)
         _reap(info.pid)
     try:
         os.unlink(path)

@@ -23,7 +23,9 @@ Python caller of the API, a test worker, ``avfs mcp``) its zygote:
   server; a forked child closes its copy, :func:`_forget`, and starts a zygote of its own
   if it mounts).
 - **Its end**: end of file on its socket, when this process has ended (or was killed:
-  the kernel closes our end); its code changed on disk (it declines the request that
+  the kernel closes our end), or when the last of its users here has let go (:func:`use`,
+  :func:`release`: each home a mount asked it for, closed; ops/daemonstart.py
+  :func:`~.daemonstart.end_zygote` ends it and collects it); its code changed on disk (it declines the request that
   finds it so, "another avfs", and exits: the next mount starts a new one); a request
   whose environment would start Python or its libraries otherwise than the zygote's did
   (:func:`start_vars`) is declined, and it stays for the others.
@@ -45,6 +47,7 @@ import select
 import socket
 import sys
 import threading
+import weakref
 from typing import Any
 
 from .codewatch import package_dir
@@ -314,6 +317,29 @@ def start_wanted() -> int | None:
     return start(wanted[0], wanted[1]) if wanted is not None else None
 
 
+# who this process's zygote is kept for: the homes its mounts were started for (ops/mounts.py,
+# through daemonstart), and whatever else holds it (a test session); it is let go of when the
+# last of them lets go (:func:`release`), or when this process ends
+_USERS: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def use(user: object) -> bool:
+    """Keep this process's zygote for ``user`` (a home, or any object that holds it) until
+    :func:`release`; True when ``user`` was not one already."""
+    with _STARTING:
+        new = user not in _USERS
+        _USERS.add(user)
+    return new
+
+
+def release(user: object) -> bool:
+    """``user`` lets go of this process's zygote: True when it was the last (the caller
+    ends it: :func:`stop`)."""
+    with _STARTING:
+        _USERS.discard(user)
+        return not _USERS
+
+
 def current() -> Zygote | None:
     """This process's zygote, whatever its state."""
     return _ZYGOTE
@@ -339,6 +365,7 @@ def _forget() -> None:
     global _ZYGOTE, _STARTING, _WANTED
     z, _ZYGOTE, _WANTED = _ZYGOTE, None, None
     _STARTING = threading.Lock()
+    _USERS.clear()
     if z is not None:
         try:
             z.sock.close()

@@ -156,8 +156,10 @@ class Blocked:
     def _spawn(self, argv: list[str], fds: tuple[int, ...], passed: tuple[int, ...]) -> None:
         """bubblewrap started with ``passed``; ``fds``, bubblewrap's alone, closed here."""
         from . import confine
+        from .reaping import reaper_if_wanted
         from .runner import _spawn
 
+        reaper_if_wanted()  # (a CLI call's own process: proxy/reaping.py)
         try:
             self.proc = _spawn(argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, passed)
         except OSError:
@@ -203,16 +205,12 @@ class Blocked:
         thread let go (once the command has ended, when it went)."""
         self.spawned.wait()
         if not self.started:
-            import signal
+            from .reaping import end_sandbox
 
             self.started = True
             proc = self.proc
             if proc is not None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
+                end_sandbox(proc)  # (its inner bubblewrap too: collected, not PID 1's)
                 for pipe in (proc.stdout, proc.stderr):
                     if pipe is not None:
                         pipe.close()

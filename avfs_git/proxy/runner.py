@@ -429,7 +429,9 @@ def _start(
         return standby.proc, standby.status_r, standby
     if sandbox is not None:
         from . import confine
+        from .reaping import reaper_if_wanted
 
+        reaper_if_wanted()  # (a CLI call's own process: proxy/reaping.py)
         # bwrap runs on the host before anything is confined: it gets an environment of
         # avfs's, and applies the command's (read from env_r) only as it starts the command
         env_r = confine.env_fd(env)
@@ -587,6 +589,9 @@ def _sandbox_status(status_r: int, rc: int, err: _Drain) -> tuple[int, str] | No
             chunks.append(data)
     finally:
         os.close(status_r)
+    from .reaping import collect_sandbox
+
+    collect_sandbox(b"".join(chunks))
     ran = b'"exit-code"' in b"".join(chunks)
     if rc < 0 or (ran and rc not in (126, 127)):
         return None

@@ -147,11 +147,9 @@ class Standby:
     def discard(self) -> None:
         """End it unused."""
         self.close_table()
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
+        from .reaping import end_sandbox
+
+        end_sandbox(self.proc)
         for fd in (self.go_w, self.report_r, self.status_r):
             if fd >= 0:
                 os.close(fd)

@@ -182,7 +182,9 @@ def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
         api_home.close()
     assert res.success and res.result is not None, res.to_dict()
     assert len(made) == 1 and not made[0].went  # set up, never let go
-    assert made[0].proc is not None and made[0].proc.returncode == -signal.SIGKILL
+    # killed: its sandbox first (bubblewrap then ends saying so, 128 + 9: proxy/standby.py
+    # end_sandbox), or bubblewrap itself where the sandbox had not started
+    assert made[0].proc is not None and made[0].proc.returncode in (128 + signal.SIGKILL, -signal.SIGKILL)
     assert res.result.stdout == "own\n" and res.confinement.kind == "bwrap"
     assert fork.workspace("main").read("who.txt") == b"own\n"
 

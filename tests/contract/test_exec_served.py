@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 
 from avfs_git.cli import resident
+from avfs_git.core.store.locks import signal_process, start_ticks
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 from avfs_git.proxy import standby
 
 from ..conftest import skip_outside_ci
+from ..daemons import server_of
 from .backends import MOUNTS
 from .test_exec_premount import _daemons, _pending, _untouched
 from .test_mount_kept_warm import LONG, _env, _listed, _no_leftovers, _until, cleanup, fork
@@ -96,13 +98,11 @@ def server(backend: str, home: Home, fork: Vault, cleanup: Any) -> Iterator[int]
     assert _until(lambda: _answers(home)), "no server"
     pid = _server_pid(home)
     assert pid is not None
+    ticks = start_ticks(pid)  # (the server found: by the end it may have ended, its pid another's)
     try:
         yield pid
     finally:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        signal_process(pid, signal.SIGTERM, ticks=ticks)
         assert _until(lambda: not _answers(home))
 
 
@@ -234,6 +234,6 @@ def test_the_homes_first_call_runs_itself_and_starts_a_server_after_it(
         assert _until(lambda: _answers(home)), "no server after the call"
     finally:
         pid = _server_pid(home)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
+        if pid is not None:  # (still the server: a stale pid file's pid may be another's)
+            signal_process(pid, signal.SIGTERM, is_it=lambda p: server_of(p, home.path))
             assert _until(lambda: not _answers(home))

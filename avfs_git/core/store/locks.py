@@ -243,6 +243,53 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks after boot (``/proc/PID/stat`` field 22):
+    with its pid, what names one process (the kernel gives a pid again, never at the same
+    tick); None when it cannot be read (gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def signal_process(
+    pid: int, sig: int, *, ticks: int | None = None, is_it: Callable[[int], bool] | None = None
+) -> bool:
+    """Send ``sig`` to process ``pid``, found earlier, only if it is still that process: the
+    one that started at ``ticks`` (:func:`start_ticks` when it was found), and of which
+    ``is_it(pid)`` says so (its command line, say). A pid found earlier may have been given
+    to another process since (the one found ended and was collected): the check is made
+    after a pidfd is opened on the pid (Linux 5.3) and the signal sent on that pidfd, so what
+    was checked is what gets it; without pidfds, checked and sent by pid (a moment's window).
+    True when sent; False when the process is gone or is another. Never for a child of ours
+    not yet collected (its pid is not given again): ``os.kill`` is right there."""
+    import signal as _signal
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (OSError, AttributeError):  # no pidfd here
+        fd = -1
+    try:
+        if ticks is not None and start_ticks(pid) != ticks:
+            return False
+        if is_it is not None and not is_it(pid):
+            return False
+        if fd >= 0:
+            _signal.pidfd_send_signal(fd, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def flock_held(path: str) -> bool:
     """True when some process holds a flock on ``path`` (or it cannot be told); False when
     the file is gone or free. Used to tell a live writer's files from a killed one's."""

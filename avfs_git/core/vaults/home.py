@@ -118,6 +118,7 @@ class Home:
         self._author = author
         self.identity = identity  # GIT_AUTHOR_* and friends (see :mod:`.identity`)
         self.layers_attempts = Attempts()  # a failed mount of the layers file system (see layers.py)
+        self._on_close: list[Callable[[Home], None]] = []  # (:meth:`on_close`)
 
     def __enter__(self) -> Home:
         return self
@@ -129,10 +130,17 @@ class Home:
         """Release the git and SQLite handles of every open vault (see :meth:`Vault.close`;
         a vault still held stays usable and reopens what it needs on next use)."""
         with self._lock:
-            vaults = list(self._vaults.values())
+            vaults, closing, self._on_close = list(self._vaults.values()), self._on_close, []
             self._recent.clear()
         for v in vaults:
             v.close()
+        for fn in closing:
+            fn(self)
+
+    def on_close(self, fn: Callable[[Home], None]) -> None:
+        """Have ``fn(home)`` called at the next :meth:`close` (ops: a process's zygote)."""
+        with self._lock:
+            self._on_close.append(fn)
 
     def __repr__(self) -> str:
         return f"Home({self.path!r})"
