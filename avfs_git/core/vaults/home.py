@@ -410,17 +410,17 @@ class Home:
         from ..errors import RemoteError
         from ..store.redact import redact, split_credentials
         from ..store.transport import anchored
-        from . import importer
+        from . import cloning, importer
 
         url = anchored(want_path(url, "url"))  # a local repository may be a Path; stored absolute
         names.check_vault_name(name)
-        if any(ord(c) < 32 for c in url) or importer.not_text(url):
+        if any(ord(c) < 32 for c in url) or cloning.not_text(url):
             raise UsageError(f"{url!r} is no URL: it holds a control character or is not UTF-8 text")
         tmp, final = self._new_vault_dir(name)
         try:
             os.makedirs(tmp)
             # ``origin`` and the worktree config a mount needs, in the new config's one write
-            importer.init_vault(tmp, config=importer.origin_config(url, lazy=lazy), worktree_config=True)
+            importer.init_vault(tmp, config=cloning.origin_config(url, lazy=lazy), worktree_config=True)
 
             def first_commit() -> None:  # (an empty repository: fork main's, as a new vault's)
                 ident = Identity.of(*self._author) if self._author is not None else self.identity
@@ -433,7 +433,7 @@ class Home:
                 else None
             )
             try:
-                default, lazily = importer.clone_into(
+                default, lazily = cloning.clone_into(
                     tmp,
                     url,
                     progress,
