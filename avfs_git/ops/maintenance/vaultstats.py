@@ -181,11 +181,12 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
     # the packed branches read once, the checkpoints counted once: a clone packs every
     # branch, and one search of packed-refs a fork was 20,000 of them (docs/benchmarks.md)
     packed = packedrefs.under(vault.path, refs.HEADS)
+    cloned = vault.oplog.created()
     per_fork = Counter(c[len(refs.CHECKPOINTS) :].partition(refs.SEP)[0] for c in cps)
     for f in forks:
         n, size, _ts = overlay_usage(vault.ws_dir(f))
         total_overlay += size
-        last = last_change(vault, f)
+        last = last_change(vault, f, cloned)
         error = None
         try:
             head = refs.read_ref_file(vault.path, refs.fork_ref(f), packed)
