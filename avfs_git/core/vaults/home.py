@@ -25,6 +25,7 @@ from ..errors import (
     AlreadyExistsError,
     AvfsError,
     CorruptStateError,
+    NoSpaceError,
     UnusablePathError,
     UsageError,
     VaultNotFoundError,
@@ -464,10 +465,17 @@ class Home:
             vault.store.promisor.configured("origin", split_credentials(url)[0])
         # no sizes asked here: they grow with the files, and a mount asks them once it
         # answers (fuse/settle.py; docs/lazy.md)
-        how = "lazily " if lazily else ""
-        vault.oplog.record(
-            "vault_create", f"clone vault {name} {how}from {redact(url)}", fork=vault.default_fork
-        )
+        summary = f"clone vault {name} {'lazily ' if lazily else ''}from {redact(url)}"
+        try:  # (all or nothing: this record is what prune dates the clone's branches by)
+            vault.oplog.record("vault_create", summary, fork=vault.default_fork)
+        except NoSpaceError:
+            from ..store.deeptree import rmtree
+
+            self._vaults.pop(name, None)
+            vault.close()
+            os.rename(final, tmp)
+            rmtree(tmp, ignore_errors=True)
+            raise no_space(self.path) from None
         if self.default_vault is None:
             self.set_config(default_vault=name)
         return vault
