@@ -113,18 +113,20 @@ def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, s
     proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", url, "p")
     assert proc.returncode == 0, proc.stderr
     commands = [line.split() for line in log.read_text().splitlines()]
-    # the fetch alone: the repository made as `git init` makes it (core/store/initbare.py),
-    # no `git config` writes, no `git remote add`; the branches read from the files the
-    # fetch wrote, the promisor known as the clone wrote it. Then the index kept for the
-    # default fork's tip (mount/keptmake.py ``at_clone``): git's read-tree of the tree into
-    # a scratch file, with the settings its reader needs, the untracked cache's head (a
-    # status on an empty tree), the tree's .gitignore files fetched; no config written
+    # the clone alone (`git clone` beside the vault, its packs and packed-refs moved in:
+    # core/vaults/cloning.py): the repository made as `git init` makes it
+    # (core/store/initbare.py), no `git config` writes, no `git remote add`; the branches
+    # read from the files the clone wrote, the promisor known as the clone wrote it. Then
+    # the index kept for the default fork's tip (mount/keptmake.py ``at_clone``): git's
+    # read-tree of the tree into a scratch file, with the settings its reader needs, the
+    # untracked cache's head (a status on an empty tree), the tree's .gitignore files
+    # fetched; no config written
     kept = next((i for i, c in enumerate(commands) if "read-tree" in c or "status" in c), len(commands))
     verbs = [
-        next(w for w in c if w in ("init", "fetch", "for-each-ref", "config", "remote"))
+        next(w for w in c if w in ("init", "clone", "fetch", "for-each-ref", "config", "remote"))
         for c in commands[:kept]
     ]
-    assert verbs == ["fetch"], commands
+    assert verbs == ["clone"], commands
     assert not any("remote" in c and "add" in c for c in commands)
     made = commands[kept:]
     reads = [c for c in made if "read-tree" in c]

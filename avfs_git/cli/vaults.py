@@ -77,7 +77,7 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
         "vault_create",
         data,
         lambda: app.output.say(
-            "cloned vault [bold]{}[/] at {} (forks: {})", name, v.path, ", ".join(v.fork_names())
+            "cloned vault [bold]{}[/] at {} (forks: {})", name, v.path, ", ".join(info.forks)
         ),
     )
 

@@ -567,11 +567,8 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
     creds, warnings = _clean_stored(vault, remote)
     prefix = refs.remote_prefix(remote)
 
-    def tracking() -> dict[str, str]:  # (read from git's files: a fetch needs no pygit2)
-        found = {
-            r: refs.read_ref_file(vault.path, r) for r in refs.list_refs_file(vault.path, prefix.rstrip("/"))
-        }
-        return {r: oid for r, oid in found.items() if oid is not None}
+    def tracking() -> dict[str, str]:  # (git's files, packed-refs read once: no pygit2)
+        return refs.read_refs_file(vault.path, prefix)
 
     extra = ["--progress"] if progress else []
     with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):

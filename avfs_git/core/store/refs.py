@@ -25,9 +25,11 @@ import os
 import re
 import stat
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, AvfsError, CorruptStateError, InternalError, RefMovedError, want_str
+from . import packedrefs
 from .gitlib import git_error, git_errors, libgit2_loaded
 from .gitrun import run
 
@@ -113,12 +115,13 @@ def tracking_ref(remote: str, branch: str) -> str:
     return remote_prefix(remote) + branch
 
 
-def read_ref_file(git_dir: str, name: str) -> str | None:
+def read_ref_file(git_dir: str, name: str, packed: Mapping[str, str] | None = None) -> str | None:
     """Read a direct ref from the files git keeps (loose, then packed-refs), without libgit2.
 
     The hot read paths (a workspace checking its fork's tip) use this so that a command
     that never touches objects never imports pygit2 (~85 ms). Writers replace loose refs
-    by rename, so a read sees the old or the new value, never a torn one.
+    by rename, so a read sees the old or the new value, never a torn one. ``packed``: the
+    packed refs read once already (:func:`.packedrefs.under`), for a caller reading many.
     """
     if "\x00" in name or not _utf8(name):
         return None  # names no ref, and is no path to open (open() raises on a NUL)
@@ -135,11 +138,11 @@ def read_ref_file(git_dir: str, name: str) -> str | None:
     except OSError as exc:  # a component longer than a file name may be: no loose ref
         if exc.errno != errno.ENAMETOOLONG:
             raise
-    target = b" " + name.encode()
-    for line in packed_lines(git_dir):
-        if line.endswith(target) and not line.startswith((b"#", b"^")):
-            return line[:40].decode("ascii")
-    return None
+    if packed is not None and name in packed:
+        return packed[name]
+    # (a binary search of the sorted file; also for a name ``packed`` lacks: a `git
+    # pack-refs` since it was read moved the loose ref there)
+    return packedrefs.lookup(git_dir, name)
 
 
 def packed_lines(git_dir: str) -> list[bytes]:
@@ -150,31 +153,8 @@ def packed_lines(git_dir: str) -> list[bytes]:
     Raises:
         CorruptStateError: something other than a regular file is there.
     """
-    path = os.path.join(git_dir, "packed-refs")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    except OSError as exc:
-        if exc.errno != errno.ENXIO:  # (a socket)
-            raise
-        fd = -1
-    try:
-        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CorruptStateError(
-                f"the vault's packed-refs {path} is not a file (a directory, a FIFO or a socket),"
-                " so its refs cannot be listed; nothing was changed",
-                hint="move it aside (`git for-each-ref` in the vault cannot read it either): the"
-                " vault's loose refs are read then",
-                details={"path": path},
-            )
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    return b"".join(chunks).split(b"\n")
+    data = packedrefs.read(git_dir)
+    return data.split(b"\n") if data else []
 
 
 _OID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -223,13 +203,28 @@ def list_refs_file(git_dir: str, prefix: str) -> list[str]:
         for fn in files:
             if not fn.endswith(".lock"):
                 found.add(f"{rel}/{fn}")
-    for line in packed_lines(git_dir):
-        if line.startswith((b"#", b"^")):
-            continue
-        parts = line.split(b" ", 1)
-        if len(parts) == 2 and parts[1].startswith(prefix.encode()):
-            found.add(parts[1].decode("utf-8", "replace"))
+    found.update(packedrefs.under(git_dir, prefix))
     return sorted(found)
+
+
+def read_refs_file(git_dir: str, prefix: str) -> dict[str, str]:
+    """The refs under ``prefix`` (a directory of refs) -> the ids they name, as
+    :func:`read_ref_file` reads each, in one read of ``packed-refs`` (its range of names):
+    what a listing of many refs reads (a fetch's remote-tracking refs, `vault info`'s
+    branches), not the file once a ref."""
+    out = packedrefs.under(git_dir, prefix)
+    root = os.path.join(git_dir, prefix)
+    for dirpath, _dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, git_dir).replace(os.sep, "/")
+        for fn in files:
+            if not fn.endswith(".lock"):
+                name = f"{rel}/{fn}"
+                oid = read_ref_file(git_dir, name)  # (a loose ref is the ref; a packed one was)
+                if oid is None:
+                    out.pop(name, None)
+                else:
+                    out[name] = oid
+    return out
 
 
 def has_refs_under(git_dir: str, prefix: str) -> bool:

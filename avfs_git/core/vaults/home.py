@@ -25,6 +25,7 @@ from ..errors import (
     AlreadyExistsError,
     AvfsError,
     CorruptStateError,
+    NoSpaceError,
     UnusablePathError,
     UsageError,
     VaultNotFoundError,
@@ -418,17 +419,17 @@ class Home:
         from ..errors import RemoteError
         from ..store.redact import redact, split_credentials
         from ..store.transport import anchored
-        from . import importer
+        from . import cloning, importer
 
         url = anchored(want_path(url, "url"))  # a local repository may be a Path; stored absolute
         names.check_vault_name(name)
-        if any(ord(c) < 32 for c in url) or importer.not_text(url):
+        if any(ord(c) < 32 for c in url) or cloning.not_text(url):
             raise UsageError(f"{url!r} is no URL: it holds a control character or is not UTF-8 text")
         tmp, final = self._new_vault_dir(name)
         try:
             os.makedirs(tmp)
             # ``origin`` and the worktree config a mount needs, in the new config's one write
-            importer.init_vault(tmp, config=importer.origin_config(url, lazy=lazy), worktree_config=True)
+            importer.init_vault(tmp, config=cloning.origin_config(url, lazy=lazy), worktree_config=True)
 
             def first_commit() -> None:  # (an empty repository: fork main's, as a new vault's)
                 ident = Identity.of(*self._author) if self._author is not None else self.identity
@@ -441,7 +442,7 @@ class Home:
                 else None
             )
             try:
-                default, lazily = importer.clone_into(
+                default, lazily = cloning.clone_into(
                     tmp,
                     url,
                     progress,
@@ -472,10 +473,17 @@ class Home:
             vault.store.promisor.configured("origin", split_credentials(url)[0])
         # no sizes asked here: they grow with the files, and a mount asks them once it
         # answers (fuse/settle.py; docs/lazy.md)
-        how = "lazily " if lazily else ""
-        vault.oplog.record(
-            "vault_create", f"clone vault {name} {how}from {redact(url)}", fork=vault.default_fork
-        )
+        summary = f"clone vault {name} {'lazily ' if lazily else ''}from {redact(url)}"
+        try:  # (all or nothing: this record is what prune dates the clone's branches by)
+            vault.oplog.record("vault_create", summary, fork=vault.default_fork)
+        except NoSpaceError:
+            from ..store.deeptree import rmtree
+
+            self._vaults.pop(name, None)
+            vault.close()
+            os.rename(final, tmp)
+            rmtree(tmp, ignore_errors=True)
+            raise no_space(self.path) from None
         if self.default_vault is None:
             self.set_config(default_vault=name)
         return vault

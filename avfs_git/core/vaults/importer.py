@@ -36,7 +36,6 @@ from ..store.odbdirect import write_empty_tree
 from ..workspace import ignore
 
 if TYPE_CHECKING:
-    from ..store.transport import ProgressFn
     from ..types import Stat
 
 Progress = Callable[[int, int | None, str], None]
@@ -458,27 +457,6 @@ def _refuse_names_not_text(items: list[tuple[str, str]]) -> None:
             ) from None
 
 
-def _filtered(git_dir: str, commit: str | None) -> bool:
-    """Whether a lazy clone's server honoured the filter: some blob of the tree of
-    ``commit`` (a branch's) is missing (a server that ignores ``--filter`` sends every
-    blob: git only warns). True when there is no branch or it holds no blob at all
-    (nothing to tell apart)."""
-    if commit is None:
-        return True
-    store = GitStore(git_dir)
-    try:  # the first blob found, looking at trees only (depth first, a directory at a time)
-        stack = [store.commit_tree(commit)]
-        while stack:
-            items = store.tree_items(stack.pop())
-            for oid, mode in items.values():
-                if mode & 0o170000 == 0o100000:
-                    return not store.is_local(oid)
-            stack += [oid for oid, mode in items.values() if mode == 0o040000]
-        return True
-    finally:
-        store.close()
-
-
 def set_default_fork(git_dir: str, fork: str) -> None:
     """Record a new vault's default fork in its config, and point the bare repository's
     ``HEAD`` at it (what a `git clone` of the vault checks out)."""
@@ -515,101 +493,3 @@ def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -
             ws.write_from_file(rel, full, mode=mode)
         elif not os.path.lexists(full) and ws.exists(rel):
             ws.remove(rel, recursive=True)
-
-
-def origin_config(url: str, *, lazy: bool) -> str:
-    """The new vault's ``origin`` section for a clone of ``url`` (its userinfo left out),
-    the promisor remote of a lazy vault (git's lazy fetches name it: see :mod:`.promisor`),
-    as `git remote add` and `git clone --filter` write it."""
-    from ..store import configtext, promisor
-    from ..store.redact import split_credentials
-
-    clean, _creds = split_credentials(url)
-    # what `git remote add origin` records
-    fetch = f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*"
-    return configtext.origin_section(clean, fetch, promisor_filter=promisor.FILTER if lazy else None)
-
-
-def clone_into(
-    git_dir: str,
-    url: str,
-    progress: ProgressFn | None = None,
-    *,
-    token: str | None = None,
-    lazy: bool = False,
-    warnings: list[str] | None = None,
-    on_empty: Callable[[], object] | None = None,
-) -> tuple[str | None, bool]:
-    """Fill the new vault ``git_dir`` (made by :func:`init_vault` with
-    :func:`origin_config`) from the remote at ``url``: its branches become forks, its tags
-    and named checkpoints (``refs/avfs/checkpoints/``) come along, and ``origin`` is set
-    (without credentials). Returns the default fork when it is not ``main`` (else None),
-    and whether the vault is lazy (asked for, and the server filtered). The server is
-    reached as for every remote (:func:`.transport.transport`: ssh settings, credential
-    helpers, ``token``: the settings' ``AVFS_GIT_TOKEN``); ``progress`` gets git's progress.
-
-    ``lazy``: a partial clone (``--filter=blob:none``, ``origin`` the promisor remote: see
-    :mod:`.promisor`), commits and trees only. A server that does not filter
-    (``uploadpack.allowFilter`` unset) sends everything: the vault is then a whole one,
-    and a sentence saying so is appended to ``warnings``.
-
-    A repository with no branch yet (a project just made on a hosting service): with
-    ``on_empty``, which makes fork ``main``'s first commit (an empty one, as `avfs vault
-    create`'s: :func:`initial_commit`), a vault whose push of ``main`` makes the remote's
-    first commit, and ``warnings`` says so; without, a UsageError."""
-    from ..store import promisor
-    from ..store.redact import redact, split_credentials
-    from ..store.transport import transport
-
-    # a URL's userinfo never goes on git's command line (world-readable in /proc/*/cmdline):
-    # git gets the URL without it and the pair through the environment
-    clean, creds = split_credentials(url)
-    source, extra = (clean, ()) if not lazy else ("origin", (f"--filter={promisor.FILTER}",))
-    # --update-shallow: a shallow repository (libgit2's ``shallow.git``) gives a shallow
-    # vault, its ``shallow`` file written, as `git clone` makes one; without it git's fetch
-    # refused ("did not send all necessary objects") and the clone failed
-    transport(
-        git_dir, "fetch", "--no-auto-gc", "--update-shallow", "--progress" if progress else "-q", *extra, source,
-        f"+{refs.HEADS}*:{refs.HEADS}*", f"+{refs.TAGS}*:{refs.TAGS}*",
-        f"+{refs.CHECKPOINTS}*:{refs.CHECKPOINTS}*",
-        f"+{refs.HEADS}*:{refs.remote_prefix('origin')}*",  # origin's tracking refs (a later lease checks them)
-        progress=progress, credentials=creds, token=token,
-    )  # fmt: skip
-    # the branches as the fetch wrote them, in `git for-each-ref`'s order (by name), read
-    # from git's files: neither libgit2 (its import: init_vault) nor a git process
-    listed = refs.list_refs_file(git_dir, refs.HEADS)
-    heads = [name[len(refs.HEADS) :] for name in listed]
-    held = lazy and _filtered(git_dir, refs.read_ref_file(git_dir, listed[0]) if listed else None)
-    if lazy and not held:
-        promisor.unconfigure(git_dir, "origin")
-        if warnings is not None:
-            warnings.append(
-                f"{redact(url)} does not filter objects (its git server has no"
-                " uploadpack.allowFilter): the vault was cloned whole, not lazily"
-            )
-    if not heads:
-        if on_empty is None:
-            raise UsageError(f"{redact(url)} has no branches to clone")
-        on_empty()
-        if warnings is not None:
-            warnings.append(
-                f"{redact(url)} is an empty repository: fork main starts from an empty commit"
-                " (`avfs push` makes it the remote's first)"
-            )
-        return None, held
-    if "main" in heads:
-        return None, held
-    # the remote's HEAD branch (or its first branch) becomes the default fork
-    out = transport(git_dir, "ls-remote", "--symref", clean, "HEAD", credentials=creds, token=token).stdout
-    head = next((ln.split()[1][len(refs.HEADS) :] for ln in out.splitlines() if ln.startswith("ref:")), None)
-    default = head if head in heads else sorted(heads)[0]
-    names.check_fork_name(default)
-    return default, held
-
-
-def not_text(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False

@@ -374,6 +374,14 @@ class OpLog:
             if fork is None or touches(op, fork):
                 yield op
 
+    def created(self) -> float:
+        """When the vault was cloned (its ``vault_create`` entry's time; 0.0 when there is
+        none: a vault made here, or the entry expired by gc). A clone's branches come
+        packed, with no reflog (docs/benchmarks.md, "Clone, fetch and push with 20,000
+        branches"): this time is what their reflog entries said of them."""
+        r = self.db.execute("SELECT ts FROM ops WHERE kind='vault_create' ORDER BY id LIMIT 1").fetchone()
+        return float(r[0]) if r is not None else 0.0
+
     def get(self, op_id: int) -> Operation | None:
         if not -(2**63) <= op_id < 2**63:
             return None  # no row has it (SQLite's integers are 64-bit: binding it overflows)

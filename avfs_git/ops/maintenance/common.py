@@ -194,10 +194,11 @@ def live_mounts(vault: Vault) -> list[RegisteredMount]:
     return [m for m in registered_mounts(vault) if m.alive]
 
 
-def last_change(vault: Vault, fork: str) -> float:
+def last_change(vault: Vault, fork: str, since: float = 0.0) -> float:
     """When fork ``fork`` last changed: its ref's newest reflog entry, its tip's commit
-    time, its overlay journal, whichever is newest."""
-    newest = refs.last_moved(vault.store, refs.fork_ref(fork))
+    time, its overlay journal, ``since`` (the vault's clone, :meth:`.OpLog.created`: a
+    cloned branch has no reflog entry of its arrival), whichever is newest."""
+    newest = max(since, refs.last_moved(vault.store, refs.fork_ref(fork)))
     _n, _b, ts = overlay_usage(vault.ws_dir(fork))
     if ts is not None:
         newest = max(newest, float(ts))

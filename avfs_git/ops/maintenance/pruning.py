@@ -88,10 +88,11 @@ def prune(
     mounted = {m.fork: m for m in mounts if m.alive}
     default = vault.default_fork
     default_tip = refs.read_ref_file(vault.path, refs.fork_ref(default))
+    cloned = vault.oplog.created()
     for fork in vault.fork_names():
         if fork == default:
             continue
-        last = last_change(vault, fork)
+        last = last_change(vault, fork, cloned)
         merged = _is_merged(vault, fork, default_tip) and overlay_usage(vault.ws_dir(fork))[0] == 0
         abandoned = last < now - days * DAY_S
         if not (merged or abandoned):

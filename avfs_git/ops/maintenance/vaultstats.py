@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import CorruptStateError, UsageError
 from ...core.operations.hydrate import ForkLocality, forks_locality
 from ...core.records import dataclass
-from ...core.store import names, refs
+from ...core.store import names, packedrefs, refs
 from ...core.store.gitstore import rfc3339
 from ...core.store.prefetch import read_status, status_file
 from ...core.store.redact import redact
@@ -177,13 +178,18 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
     mounted = {m.fork for m in mounts if m.alive and "@" not in m.key}
     fstats = []
     total_overlay = 0
+    # the packed branches read once, the checkpoints counted once: a clone packs every
+    # branch, and one search of packed-refs a fork was 20,000 of them (docs/benchmarks.md)
+    packed = packedrefs.under(vault.path, refs.HEADS)
+    cloned = vault.oplog.created()
+    per_fork = Counter(c[len(refs.CHECKPOINTS) :].partition(refs.SEP)[0] for c in cps)
     for f in forks:
         n, size, _ts = overlay_usage(vault.ws_dir(f))
         total_overlay += size
-        last = last_change(vault, f)
+        last = last_change(vault, f, cloned)
         error = None
         try:
-            head = refs.read_ref_file(vault.path, refs.fork_ref(f))
+            head = refs.read_ref_file(vault.path, refs.fork_ref(f), packed)
         except CorruptStateError as exc:
             head, error = None, exc.to_dict()
         fstats.append(
@@ -192,7 +198,7 @@ def stats(vault: Vault, *, operations: int = 10, paths: list[str] | None = None)
                 head=head,
                 error=error,
                 is_default=f == vault.default_fork,
-                checkpoints=sum(1 for c in cps if c.startswith(refs.checkpoint_prefix(f))),
+                checkpoints=per_fork[f],
                 overlay_entries=n,
                 overlay_bytes=size,
                 mounted=f in mounted,
