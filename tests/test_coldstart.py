@@ -52,6 +52,8 @@ with open(out, "w") as fh:
 # which names the fork's mount's worktree git dir, whose config.worktree may set
 # core.fileMode; the other paths loaded it already). `diff --stat` +1 more (realdata5:
 # core/store/vaultconfig.py, git's core.quotePath for the names, read through libgit2).
+# Every command +1 (clone1: core/store/packedrefs.py, a ref looked up in packed-refs by a
+# binary search rather than a scan: a clone now writes its refs there, as git's does).
 LIBGIT2 = ("pygit2", "_pygit2")
 RICH = ("rich",)
 CLICK = ("click", "avfs_git.cli.main")  # the frequent commands' own path (cli/fastcli.py)
@@ -63,52 +65,52 @@ NO_COPY = ("shutil", "tempfile", "bz2", "lzma", "random", "hashlib", "_hashlib")
 OPENSSL = ("hashlib", "_hashlib")
 NO_PROC = (*NO_COPY, "subprocess", "selectors")
 COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
-    "status_json": (["--json", "--vault", "p:f1", "status"], 223, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status_json": (["--json", "--vault", "p:f1", "status"], 224, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # piped: no style
-    "status": (["--vault", "p:f1", "status"], 223, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
-    "status_upper": (["--json", "--vault", "p:u", "status"], 223, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status": (["--vault", "p:f1", "status"], 224, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
+    "status_upper": (["--json", "--vault", "p:u", "status"], 224, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # its patch: libgit2 (which imports shutil and subprocess itself)
-    "diff_json": (["--json", "--vault", "p:f1", "diff"], 277, RICH + CLICK),
-    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 279, RICH + CLICK),
-    "cat": (["--vault", "p:f1", "cat", "a.txt"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 182, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "log": (["--vault", "p:f1", "log", "-n", "5"], 182, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 225, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "diff_json": (["--json", "--vault", "p:f1", "diff"], 278, RICH + CLICK),
+    "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 280, RICH + CLICK),
+    "cat": (["--vault", "p:f1", "cat", "a.txt"], 219, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 183, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "log": (["--vault", "p:f1", "log", "-n", "5"], 183, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "write": (["--vault", "p:f1", "write", "w.txt", "text"], 226, LIBGIT2 + RICH + CLICK + NO_PROC),
     # (their git processes: subprocess)
     "save_json": (
         ["--json", "--vault", "p:f1", "checkpoint", "save", "-m", "m"],
-        237,
+        238,
         LIBGIT2 + RICH + CLICK + NO_COPY,
     ),
-    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 226, LIBGIT2 + RICH + CLICK + NO_COPY),
+    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 227, LIBGIT2 + RICH + CLICK + NO_COPY),
     "unmount": (
         ["unmount", "p:f1"],
-        192,
+        193,
         LIBGIT2 + RICH + CLICK + NO_COPY,
     ),  # (not mounted: its answer all the same)
-    "create_json": (["--json", "vault", "create", "q"], 252, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "create_json": (["--json", "vault", "create", "q"], 253, LIBGIT2 + RICH + CLICK + OPENSSL),
     "create": (
         ["vault", "create", "r"],
-        252,
+        253,
         LIBGIT2 + RICH + CLICK + OPENSSL,
     ),  # piped: its markup without rich
     # the commands the suite's processes call most after those (twenty-second round's count)
-    "ls_json": (["--json", "--vault", "p:f1", "ls"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "stat_json": (["--json", "--vault", "p:f1", "stat", "a.txt"], 218, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "rm": (["--vault", "p:f1", "rm", "n.txt"], 225, LIBGIT2 + RICH + CLICK + NO_PROC),
-    "list_json": (["--json", "--vault", "p:f1", "checkpoint", "list"], 206, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "ls_json": (["--json", "--vault", "p:f1", "ls"], 219, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "stat_json": (["--json", "--vault", "p:f1", "stat", "a.txt"], 219, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "rm": (["--vault", "p:f1", "rm", "n.txt"], 226, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "list_json": (["--json", "--vault", "p:f1", "checkpoint", "list"], 207, LIBGIT2 + RICH + CLICK + OPENSSL),
     "restore_json": (
         ["--json", "--vault", "p:f1", "checkpoint", "restore", "main"],
-        238,
+        239,
         LIBGIT2 + RICH + CLICK + OPENSSL,
     ),
-    "undo": (["--vault", "p:f1", "undo"], 233, LIBGIT2 + RICH + CLICK + OPENSSL),
+    "undo": (["--vault", "p:f1", "undo"], 234, LIBGIT2 + RICH + CLICK + OPENSSL),
     "merge_json": (
         ["--json", "--vault", "p:main", "merge", "f2"],
-        290,
+        291,
         RICH + CLICK,
     ),  # (libgit2 merge; +wsforms; +mergeresult, split from merge.py at 620 lines)
-    "vault_list_json": (["--json", "vault", "list"], 170, LIBGIT2 + RICH + CLICK + NO_PROC),
+    "vault_list_json": (["--json", "vault", "list"], 171, LIBGIT2 + RICH + CLICK + NO_PROC),
 }
 
 

@@ -136,6 +136,67 @@ def clone_into(
     return default, held
 
 
+def fill_vault(
+    tmp: str,
+    final: str,
+    url: str,
+    name: str,
+    *,
+    progress: ProgressFn | None,
+    lazy: bool,
+    warnings: list[str] | None,
+    token: str | None,
+    home_path: str,
+    template_ahead: bool,
+    first_commit: Callable[[], object],
+) -> bool:
+    """Make the new vault ``name`` at ``tmp`` (:meth:`.home.Home._new_vault_dir`) from a
+    clone of ``url`` and move it into place at ``final``: :meth:`.home.Home.clone_vault`'s
+    work up to the vault's first open. Returns whether the vault is lazy. Nothing is kept
+    on failure (``tmp`` removed). ``token``: the settings' ``AVFS_GIT_TOKEN``;
+    ``template_ahead``: make the overlay's template while the clone waits (layers off);
+    ``first_commit``: fork main's first commit in an empty repository's vault."""
+    from ..errors import AvfsError, RemoteError, is_no_space, no_space
+    from ..store.redact import redact
+    from . import importer
+
+    try:
+        os.makedirs(tmp)
+        # ``origin`` and the worktree config a mount needs, in the new config's one write
+        importer.init_vault(tmp, config=origin_config(url, lazy=lazy), worktree_config=True)
+
+        # what the first mount would make, made while the fetch waits on the server
+        ahead = importer.overlay_template_ahead(os.path.join(tmp, "avfs")) if template_ahead else None
+        try:
+            default, lazily = clone_into(
+                tmp,
+                url,
+                progress,
+                token=token,
+                lazy=lazy,
+                warnings=warnings,
+                on_empty=first_commit,
+            )
+        except AvfsError as exc:
+            if isinstance(exc, UsageError):
+                raise
+            if is_no_space(exc):  # git could not write here (the home's disk), not the remote's fault
+                raise no_space(home_path) from None
+            raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
+        finally:
+            if ahead is not None:
+                ahead.join()
+        if default is not None:
+            importer.set_default_fork(tmp, default)
+        importer.move_into_place(tmp, final, name)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return lazily
+
+
 _SIDE = "clone.tmp"  # where the clone is made, inside the new vault (its failure removes both)
 
 

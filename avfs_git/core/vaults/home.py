@@ -30,7 +30,6 @@ from ..errors import (
     UsageError,
     VaultNotFoundError,
     from_oserror,
-    is_no_space,
     no_space,
     want_path,
 )
@@ -416,7 +415,6 @@ class Home:
         ``lazy``: a partial clone, commits and trees only; blobs come from ``origin`` as
         they are read (docs/lazy.md). A server that cannot filter gives a whole vault and
         a sentence in ``warnings``."""
-        from ..errors import RemoteError
         from ..store.redact import redact, split_credentials
         from ..store.transport import anchored
         from . import cloning, importer
@@ -426,48 +424,16 @@ class Home:
         if any(ord(c) < 32 for c in url) or cloning.not_text(url):
             raise UsageError(f"{url!r} is no URL: it holds a control character or is not UTF-8 text")
         tmp, final = self._new_vault_dir(name)
-        try:
-            os.makedirs(tmp)
-            # ``origin`` and the worktree config a mount needs, in the new config's one write
-            importer.init_vault(tmp, config=cloning.origin_config(url, lazy=lazy), worktree_config=True)
 
-            def first_commit() -> None:  # (an empty repository: fork main's, as a new vault's)
-                ident = Identity.of(*self._author) if self._author is not None else self.identity
-                importer.initial_commit(tmp, name, GitStore(tmp).signature(ident, self.author()))
+        def first_commit() -> None:  # (an empty repository: fork main's, as a new vault's)
+            ident = Identity.of(*self._author) if self._author is not None else self.identity
+            importer.initial_commit(tmp, name, GitStore(tmp).signature(ident, self.author()))
 
-            # what the first mount would make, made while the fetch waits on the server
-            ahead = (
-                importer.overlay_template_ahead(os.path.join(tmp, "avfs"))
-                if self.layers_mode == "off"
-                else None
-            )
-            try:
-                default, lazily = cloning.clone_into(
-                    tmp,
-                    url,
-                    progress,
-                    token=self.settings.git_token,
-                    lazy=lazy,
-                    warnings=warnings,
-                    on_empty=first_commit,
-                )
-            except AvfsError as exc:
-                if isinstance(exc, UsageError):
-                    raise
-                if is_no_space(exc):  # git could not write here (the home's disk), not the remote's fault
-                    raise no_space(self.path) from None
-                raise RemoteError(f"cannot clone {redact(url)}: {redact(exc.message)}") from None
-            finally:
-                if ahead is not None:
-                    ahead.join()
-            if default is not None:
-                importer.set_default_fork(tmp, default)
-            importer.move_into_place(tmp, final, name)
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        lazily = cloning.fill_vault(
+            tmp, final, url, name, progress=progress, lazy=lazy, warnings=warnings,
+            token=self.settings.git_token, home_path=self.path, template_ahead=self.layers_mode == "off",
+            first_commit=first_commit,
+        )  # fmt: skip
         vault = self.vault(name)
         if lazily:  # (its promisor as the clone wrote it: no git process to read it back)
             vault.store.promisor.configured("origin", split_credentials(url)[0])
