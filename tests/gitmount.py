@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from avfs_git.ops import mounts
+
 from .conftest import run_in_process
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
@@ -50,6 +52,38 @@ _OWN = object()  # mount_fork's ``made`` by default: the process' fork home (tes
 
 
 @contextlib.contextmanager
+def warm_daemons() -> Iterator[list[bool]]:
+    """The mount daemons that commands run in this process (``run_in_process``) start are
+    forked by this process's zygote (ops/warmstart.py), as the suite's API mounts are, not
+    spawned: the CLI turns the zygote off for its call (cli/app.py: one command, whose
+    process ends with it), which a test's process is not; a spawned daemon's start is ~0.3 s
+    of CPU in Python's start and its imports, at every mount of every test (suitetime21).
+    The daemon runs the same code either way; what the zygote would have said at each mount
+    (False: the CLI's) is appended to the list given, so a caller can check it ran."""
+    asked: list[bool] = []
+    real = mounts._launch
+
+    def launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = True) -> Any:
+        asked.append(zygote)
+        return real(cmd, env, log_path, True)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mounts, "_launch", launch)
+        yield asked
+
+
+def warm(cli: Any) -> Any:
+    """``cli`` (conftest's in-process one) with the daemons of the mounts it makes forked
+    warm (:func:`warm_daemons`)."""
+
+    def run(*args: str, **kw: Any) -> Any:
+        with warm_daemons():
+            return cli(*args, **kw)
+
+    return run
+
+
+@contextlib.contextmanager
 def mount_fork(
     cli_proc: Any, tmp_path: Path, backend: str, made: Any = _OWN, in_process: bool = False
 ) -> Iterator[tuple[Path, Any]]:
@@ -63,7 +97,8 @@ def mount_fork(
     mount as its directory), not as a process of its own (~0.2 s of CPU each): for tests
     that check what a command does, not its process; so do the mount and the unmount (the
     daemon is a process of its own either way, started detached in a session of its own;
-    the unmount in process waits for it and collects it)."""
+    the unmount in process waits for it and collects it; in process, the daemon is forked
+    by the process's zygote: :func:`warm_daemons`)."""
     if made is _OWN:
         from .forkhome import process_fork_home
 
@@ -79,14 +114,21 @@ def mount_fork(
     mp.mkdir()
 
     def outside(*args: str) -> Any:  # the mount and the unmount: the daemon is a process either way
-        return run_in_process(list(args)) if in_process else cli_proc(*args)
+        if not in_process:
+            return cli_proc(*args)
+        with warm_daemons() as asked:
+            res = run_in_process(list(args))
+        if args[2:3] == ("mount",):
+            assert asked == [False], asked  # (the mount's daemon forked warm: warm_daemons)
+        return res
 
     res = outside("--vault", "v:f", "mount", "--backend", backend, str(mp))
     assert res.code == 0, res.err
 
     def avfs(*args: str) -> Any:
         if in_process:
-            return run_in_process(list(args), cwd=str(mp))
+            with warm_daemons():  # (a remount too)
+                return run_in_process(list(args), cwd=str(mp))
         return cli_proc(*args, cwd=str(mp))
 
     try:

@@ -30,6 +30,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from hypothesis.stateful import (
 )
 
 from . import realdata
-from .conftest import remove_home, run_in_process, scratch_home
+from .conftest import LAYERS, remove_home, run_in_process, scratch_home
 from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
 from .gitmodel_steps12 import TwelfthRoundSteps
 from .gitmodel_steps13 import ThirteenthRoundSteps
@@ -300,15 +301,23 @@ class Side:
 
 
 def _avfs(
-    home: str, *args: str, cwd: str, check: bool = True, lock_wait: int | None = None
+    home: str,
+    *args: str,
+    cwd: str,
+    check: bool = True,
+    lock_wait: int | None = None,
+    server: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`avfs ARGS` as a process in ``cwd`` with ``home`` (the home's resident CLI server on);
-    ``lock_wait``: its ``AVFS_LOCK_WAIT`` (a call the model expects to find a lock held)."""
+    """`avfs ARGS` as a process in ``cwd`` with ``home`` (the home's resident CLI server on,
+    unless ``server`` is False); ``lock_wait``: its ``AVFS_LOCK_WAIT`` (a call the model
+    expects to find a lock held)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVFS_")}
     env["AVFS_HOME"] = home
     env["AVFS_LAYERS"] = os.environ.get("AVFS_LAYERS", "off")
     if lock_wait is not None:
         env["AVFS_LOCK_WAIT"] = str(lock_wait)
+    if not server:
+        env["AVFS_SERVER"] = "off"
     proc = subprocess.run(
         [sys.executable, "-m", "avfs_git", *args],
         cwd=cwd,
@@ -342,6 +351,86 @@ def _source(root: Path) -> Path:
     g("commit", "-qm", "side")
     g("checkout", "-q", "main")
     return src
+
+
+_MADE: dict[str, Any] = {}  # "top": the source and the home made once a process, "print": them then
+
+
+def _print(top: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Every entry under ``top``: mode, size, change time, inode (any write changes one)."""
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            st = os.lstat(os.path.join(d, n))
+            out[os.path.relpath(os.path.join(d, n), top)] = (
+                st.st_mode,
+                st.st_size,
+                st.st_ctime_ns,
+                st.st_ino,
+            )
+    return out
+
+
+def _made() -> Path | None:
+    """The source (:func:`_source`, under ``unpacked/``) and the avfs home (``avfs/``:
+    vault ``v`` made by ``avfs vault create v --from SRC``, its fork ``f`` by ``avfs vault
+    fork``) that every :class:`GitModel` starts from, made once a process (the first model
+    asks) and copied by each (suitetime21: the three as each model's own were ~0.7 s of
+    CPU of its ~1.9 s set-up, ~50 models a run); checked unchanged at every copy (a model
+    writes to its copy only). Made by the CLI as a model made them, the home's resident
+    CLI server off (a server of a home no command runs in after); a copy is the same home
+    only where nothing in it names where it is (checked once). None with
+    ``AVFS_TEST_LAYERS=1`` (a fork's state is in the home's file system image, which a copy
+    does not carry): each model makes its own then."""
+    if LAYERS:
+        return None
+    if "top" not in _MADE:
+        top = Path(scratch_home("gitmodel-made-"))
+        src = _MADE["src"] = _source(top)
+        home = str(top / "avfs")
+        _avfs(home, "vault", "create", "v", "--from", str(src), cwd=str(top), server=False)
+        _avfs(home, "vault", "fork", "v:main", "f", cwd=str(top), server=False)
+        # a copy is the same home where nothing in it names where it is but the vault's
+        # record of the directory it was imported from (set to the copy's own source at each
+        # copy: _imported_from) and words (git's FETCH_HEAD and reflogs of the fetch, the op
+        # log's message of the create)
+        named = subprocess.run(
+            ["grep", "-rlaF", str(top), home], capture_output=True, text=True
+        ).stdout.split()
+        words = {"FETCH_HEAD", "logs", "oplog.db"}
+        left = [p for p in named if not words & set(Path(p).relative_to(home).parts)]
+        assert left == [str(_config_json(home))], f"the model's home names where it is: {left}"
+        assert json.loads(_config_json(home).read_text())["imported"]["dir"] == str(src)
+        _MADE["top"], _MADE["print"] = top, _print(top)
+    top = _MADE["top"]
+    assert _print(top) == _MADE["print"], f"the model's made source and home {top} were changed"
+    return Path(top)
+
+
+def _config_json(home: str) -> Path:
+    """Vault ``v``'s own config (ops/origin.py reads where it was imported from there)."""
+    return Path(home, "vaults", "v.git", "avfs", "config.json")
+
+
+def _imported_from(home: str, src: Path) -> None:
+    """Vault ``v`` of ``home`` (a copy of :func:`_made`'s) imported from ``src``: what
+    ``vault create --from SRC`` writes, the copy's own source (no model asks it so far)."""
+    doc = json.loads(_config_json(home).read_text())
+    doc["imported"]["dir"] = str(src)
+    _config_json(home).write_text(json.dumps(doc, indent=2, sort_keys=True))  # (as the vault writes it)
+
+
+def _listening(home: str, wait_s: float = 30.0) -> bool:
+    """Whether the resident CLI server of ``home`` listens on its socket (cli/resident.py
+    binds it before its imports: a call then is its child), waited for up to ``wait_s``
+    (a server that never comes costs nothing but the warm start: the call runs itself)."""
+    sock = os.path.join(home, "run", "cli.sock")
+    deadline = time.monotonic() + wait_s
+    while not os.path.exists(sock):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _topic(src: Path) -> None:
@@ -383,15 +472,18 @@ class GitModel(
         root = Path(self.home)
         avfs_home = str(root / "avfs")
         self.avfs_home = avfs_home
-        src = self.src = _source(root)
-        _avfs(avfs_home, "vault", "create", "v", "--from", str(src), cwd=self.home)
-        _avfs(avfs_home, "vault", "fork", "v:main", "f", cwd=self.home)
+        made = _made()
+        if made is None:
+            src = self.src = _source(root)
+            _avfs(avfs_home, "vault", "create", "v", "--from", str(src), cwd=self.home)
+            _avfs(avfs_home, "vault", "fork", "v:main", "f", cwd=self.home)
+        else:  # (the same source and home, made once: _made)
+            shutil.copytree(made / "unpacked", root / "unpacked", symlinks=True)
+            shutil.copytree(made / "avfs", avfs_home, symlinks=True)
+            src = self.src = root / "unpacked" / os.path.relpath(_MADE["src"], made / "unpacked")
+            _imported_from(avfs_home, src)
+        # (the home's first command: its resident CLI server starts as it ends)
         vault = _avfs(avfs_home, "--vault", "v", "vault", "path", cwd=self.home).stdout.strip()
-        mp = str(root / "m")
-        os.mkdir(mp)
-        _avfs(avfs_home, "--vault", "v:f", "mount", "--backend", BACKEND, mp, cwd=self.home)
-        self.mounted = True
-        self.mp = mp
         self.vault = vault
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         env.update(
@@ -413,6 +505,8 @@ class GitModel(
         # object on both sides (a conflict marker names a commit by its id)
         with open(os.path.join(plain, ".git", "objects", "info", "alternates"), "w") as fh:
             fh.write(os.path.join(vault, "objects") + "\n")
+        mp = str(root / "m")
+        os.mkdir(mp)
         self.m = Side(mp, env)
         self.p = Side(plain, env)
         # the plain clone's git has an fsmonitor hook, as the mount's has avfs's: git with one
@@ -433,6 +527,13 @@ class GitModel(
         self.p.git("config", "core.fsmonitor", hook)
         self.p.git("config", "core.fsmonitorHookVersion", "2")
         self.p.git("branch", "side", "origin/side")
+        # the mount: by the home's server once it listens (its child forks the mount's daemon
+        # warm, as every later remount of the model's; made before the plain clone, the mount
+        # found no server yet and spawned its daemon: ~0.3 s of CPU, suitetime21)
+        _listening(avfs_home)
+        _avfs(avfs_home, "--vault", "v:f", "mount", "--backend", BACKEND, mp, cwd=self.home)
+        self.mounted = True
+        self.mp = mp
         # a local remote `up` on both sides (the source, a branch `topic` one commit ahead
         # of main, made after the vault: only a fetch brings it): `git fetch up` in the
         # mount fetches into the vault

@@ -7,11 +7,24 @@ the upper layer's entries). Each case runs the command through the CLI, on the w
 (the mount's daemon answers) and as the first call (the fork not mounted), on both mount
 backends, and checks the fork's commit with git and `avfs status`. Real mounts, real
 bwrap, real CLI processes for the calls (`avfs status` and `avfs rm` in the test's process:
-``conftest.run_in_process``)."""
+``conftest.run_in_process``).
+
+The tests share one avfs home (:func:`home`), each with a vault of its own in it, and that
+home's resident CLI server, on as the product has it: a call that mounts is then the
+server's child, which forks the mount's daemon warm (the module's first call runs itself
+and starts the server), where a home of each test's own, the server off (the suite's
+default), spawned each daemon anew, ~0.3 s of CPU in its imports, ~90 times in the file
+(suitetime21). A call to a mount kept warm goes to its daemon either way."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +34,14 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.core.settings import Settings
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
+from avfs_git.policy.pathsource import POLICY_PATHS
 
-from ..conftest import CliResult, git, run_in_process
+from ..conftest import AUTHOR, CliResult, _stop_servers, git, run_in_process, scratch_home
 from ..test_confine import _need_bwrap
 from .backends import MOUNTS
-from .test_mount_kept_warm import LONG, _env, _exec
+from .test_mount_kept_warm import LONG, _env
 
 pytestmark = pytest.mark.backends(*MOUNTS)
 
@@ -38,6 +53,70 @@ def path(request: pytest.FixtureRequest) -> str:
     """``warm``: the mount stays up between calls (the mount's daemon answers the next);
     ``first``: the fork is unmounted before each call (the call mounts it)."""
     return str(request.param)
+
+
+_NAMES = itertools.count(1)  # each test's vault: v1, v2, ...
+
+
+@pytest.fixture(scope="module")
+def shared_home() -> Iterator[str]:
+    """The home the module's tests share (under the session's base temp dir), its resident
+    CLI server stopped at the module's end (it would wait for its idle time)."""
+    top = scratch_home("exec-deletes-")
+    yield os.path.join(top, "avfs-home")
+    _stop_servers(Path(top))
+
+
+@pytest.fixture
+def home(shared_home: str) -> Iterator[Home]:
+    """The shared home (conftest's ``home`` fixture's settings), opened for this test."""
+    h = Home(shared_home, author=AUTHOR, mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def vault(home: Home) -> Iterator[Vault]:
+    """A vault of this test's own in the shared home, which must pass `git fsck --strict` as
+    it ends (as conftest checks every vault a test's own home holds)."""
+    v = home.create_vault(f"v{next(_NAMES)}")
+    yield v
+    proc = subprocess.run(
+        ["git", "--git-dir", v.path, "fsck", "--strict", "--no-dangling", "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and not proc.stdout.strip(), f"git fsck {v.path}: {proc.stdout}{proc.stderr}"
+
+
+CALL = ("--json", "proxy", "exec")
+
+
+def _exec(home: Home, backend: str, vault: Vault, *args: str) -> dict[str, Any]:
+    """`avfs proxy exec ARGS` on ``vault``'s fork main as a process of its own, the home's
+    resident CLI server on (test_mount_kept_warm's ``_exec`` otherwise)."""
+    env = _env(backend, LONG)
+    env.pop("AVFS_SERVER", None)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--home",
+            home.path,
+            "--vault",
+            f"{vault.name}:main",
+            *CALL,
+            *args,
+        ],
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    doc = json.loads(r.stdout)
+    assert r.returncode == doc["exit_code"], (r.returncode, doc, r.stderr)
+    return dict(doc)
 
 
 @pytest.fixture
@@ -59,7 +138,7 @@ class Run:
     def __call__(self, script: str, *opts: str) -> dict[str, Any]:
         if self.path == "first":
             mounts.unmount(self.home, self.vault, "main")
-        doc = _exec(self.home, self.backend, *opts, "--", "sh", "-c", script)
+        doc = _exec(self.home, self.backend, self.vault, *opts, "--", "sh", "-c", script)
         assert doc["success"], doc
         assert doc["mount"]["reused"] == (self.path == "warm"), doc["mount"]
         self.agrees(doc)
@@ -84,7 +163,7 @@ class Run:
         """`avfs --json status`'s changes, the command run in this process (suitetime14:
         a process of its own after each case was ~1/4 of the file's CPU; the calls these
         tests are about, `proxy exec`, stay real processes)."""
-        r = _cli(self.home, self.backend, "--vault", "v:main", "--json", "status")
+        r = _cli(self.home, self.backend, "--vault", f"{self.vault.name}:main", "--json", "status")
         assert r.code == 0, r.err
         return list(r.json()["changes"])
 
@@ -105,7 +184,7 @@ def _cli(home: Home, backend: str, *args: str) -> CliResult:
 @pytest.fixture
 def run(backend: str, home: Home, fork: Vault, path: str) -> Run:
     if path == "warm":  # the mount is up, kept warm by a first call
-        assert _exec(home, backend, "--", "true")["success"]
+        assert _exec(home, backend, fork, "--", "true")["success"]
     return Run(home, fork, backend, path)
 
 
@@ -189,7 +268,7 @@ def test_a_file_removed_by_avfs_rm_made_again_then_deleted_by_a_call_is_committe
     """A path of the fork's commit removed outside a command (``avfs rm``: through the mount
     when it is up, into the overlay's entries when not), made again as it was by one call,
     then deleted by the next: the last deletion is the commit's."""
-    r = _cli(run.home, run.backend, "--vault", "v:main", "rm", "README.md")
+    r = _cli(run.home, run.backend, "--vault", f"{run.vault.name}:main", "rm", "README.md")
     assert r.code == 0, r.err
     again = run("echo '# hello' > README.md", "--no-commit")
     assert again["state"]["uncheckpointed_changes"] == 0, again
@@ -204,7 +283,7 @@ def test_that_deletion_is_listed_by_a_call_that_does_not_commit_in_a_fork_with_o
     """As above, with ``--no-commit`` in a fork that has other uncheckpointed changes: its
     ``changes`` are the paths the command wrote (filtered from a status), the root's
     removal among them."""
-    r = _cli(run.home, run.backend, "--vault", "v:main", "rm", "README.md")
+    r = _cli(run.home, run.backend, "--vault", f"{run.vault.name}:main", "rm", "README.md")
     assert r.code == 0, r.err
     run("echo '# hello' > README.md && echo o > other.txt", "--no-commit")
     gone = run("rm README.md", "--no-commit")
@@ -238,7 +317,7 @@ def test_exec_in_reports_and_commits_the_same_deletions(backend: str, home: Home
     """The in-process API's door (``exec_in``: its record runs in this process, which keeps
     no journal of the upper layer): the same commits and changes as the CLI's."""
     api_home = avfs_git.open_home(home.path, settings=Settings.from_environ(_env(backend, LONG), home.path))
-    ws = api_home.vault("v").workspace("main")
+    ws = api_home.vault(fork.name).workspace("main")
     r = Run(home, fork, backend, "warm")
 
     def run(script: str, commit: bool = True) -> dict[str, Any]:
@@ -258,7 +337,7 @@ def test_exec_in_reports_and_commits_the_same_deletions(backend: str, home: Home
     r.holds(BASE)
     # a path of the commit removed while not mounted, made again in the mount, then deleted
     mounts.unmount(home, fork, "main")
-    assert _cli(home, backend, "--vault", "v:main", "rm", "README.md").code == 0
+    assert _cli(home, backend, "--vault", f"{fork.name}:main", "rm", "README.md").code == 0
     assert run("echo '# hello' > README.md", commit=False)["state"]["uncheckpointed_changes"] == 0
     gone = run("rm README.md")
     assert _changes(gone) == {("README.md", "deleted")} and gone["commit"], gone

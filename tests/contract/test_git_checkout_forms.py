@@ -27,7 +27,7 @@ import pytest
 
 from .. import realdata
 from ..conftest import AUTHOR
-from ..gitmount import _git, _status
+from ..gitmount import _git, _status, warm
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)
@@ -158,9 +158,10 @@ def forms(
     backend, everywhere else in the test's process (``conftest.run_in_process``: the same
     environment, directory and config read at each call; the mount's daemon a process
     either way): ~15 processes a case, ~0.25 s of CPU each, were most of the module's CPU
-    (suitetime17: the pure-FUSE case's processes too, the one of the file kept)."""
+    (suitetime17: the pure-FUSE case's processes too, the one of the file kept); there the
+    mounts' daemons are forked by the test process's zygote (tests/gitmount.py ``warm``)."""
     where = getattr(request, "param", "attributes")
-    run = cli_proc if where == "attributes" and backend == "overlay" else cli
+    run = cli_proc if where == "attributes" and backend == "overlay" else warm(cli)
     autocrlf = where in ("vault", "global", "xdg")
     if where == "config-global":  # core.autocrlf in the config $GIT_CONFIG_GLOBAL names (gitmodel11:
         # libgit2 read ~/.gitconfig, which git then does not, and the mount showed LF)
