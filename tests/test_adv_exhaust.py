@@ -9,9 +9,16 @@ call's timeout (the helpers' 120 s), which no correct run comes near."""
 from __future__ import annotations
 
 import os
+import subprocess
+
+from avfs_git.core.operations import checkpoint
+from avfs_git.ops import mounts
+from avfs_git.proxy import gitfifos, gitlinks
 
 from .test_adv_gitseal import _avfs, _exec, _git, _script
 from .test_adv_gitseal import live as live  # the fixture: both backends
+from .test_confine import _need_bwrap
+from .test_overlay import require_overlay
 
 DEPTH = 600
 
@@ -45,6 +52,55 @@ def test_a_directory_hundreds_of_levels_deep_keeps_exec_status_and_checkpoint_qu
     assert _avfs("checkpoint", "save").returncode == 0
     assert "y = 2" in _git("--git-dir", vault.path, "show", "main:lib.py")
     assert _git("status", "--short", cwd=mp) == ""
+
+
+def test_a_tree_past_the_recursion_limit_is_committed_by_its_exec(home, vault):
+    """Found in the thirtieth round (NAME=attack21): a command's `mkdir x && cd x` until
+    the path reaches ``PATH_MAX`` (~2,000 levels; 600, above, stay under Python's
+    recursion limit) failed its own exec's record with ``internal: RecursionError``,
+    nothing committed, on the overlay backend, in a run whose journal named only the
+    tree's top (seen by hand through the CLI's resident server; the suite's runs get an
+    exact journal, so the walk is asked below as such a run asks it): the look for FIFOs at git's names below what the command wrote
+    (``proxy/gitfifos.py``) and the look below a submodule's path (``proxy/gitlinks.py``)
+    walked with ``os.fwalk``, one Python call and one descriptor a level. The exec here
+    commits what it wrote, the next exec and the person's `avfs status` answer, and both
+    walks answer over the whole tree. (Overlay only: the
+    FIFO look is the overlay backend's, a pure-FUSE mount holds no FIFO.)"""
+    require_overlay()
+    _need_bwrap()
+    vault.workspace("main").write("README", b"the original\n")
+    checkpoint.save(vault, name="base")
+    info = mounts.mount(home, vault, "main", None, backend="overlay")
+    try:
+        with open(os.path.join(info.mountpoint, "deep.sh"), "w") as fh:
+            fh.write(
+                "echo beside > beside.txt; mkdir d; cd d; i=0; while [ $i -lt 3000 ]; do"
+                ' mkdir x && cd x || break; i=$((i+1)); done; echo "depth $i"\n'
+            )
+        doc = _exec("sh", "deep.sh")
+        # (the shell's `cd` stops as the path reaches PATH_MAX: ~2,000 levels)
+        assert int(doc["result"]["stdout"].split()[-1]) > 1_500, doc["result"]
+        assert doc["error"] is None, doc["error"]
+        assert doc["commit"] is not None, doc
+        assert "beside.txt" in {c["path"] for c in doc["changes"]}, doc["changes"]
+        assert _git("--git-dir", vault.path, "show", "main:beside.txt") == "beside\n"
+        # the record's look below what the command wrote when the journal names only a
+        # directory (a journal that cannot say more: the daemon's, asked over its socket
+        # by another process, or past an overflow): this run's was exact, the walk is not
+        # reached; asked of the whole tree as such a run asks it
+        assert gitfifos.remove(info.mountpoint, ["d"], 0) == []
+        fd = os.open(os.path.join(info.mountpoint, "d"), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert gitlinks._wrote_below(fd, 0)
+        finally:
+            os.close(fd)
+        assert _exec("true")["exit_code"] == 0
+        assert _avfs("status").returncode == 0
+    finally:
+        # (the tree goes as the person would remove it: pytest's clean-up of a later run's
+        # base directory walks by recursion, and would fail on it)
+        subprocess.run(["rm", "-rf", "d"], cwd=info.mountpoint, check=False, timeout=120)
+        mounts.unmount(home, vault, "main", lazy=True)
 
 
 def test_a_sparse_file_s_holes_are_counted_before_its_blob_is_written(live, vault):

@@ -24,7 +24,7 @@ import os
 import stat
 from collections.abc import Iterable
 
-from ..core.store import gitnames
+from ..core.store import deeptree, gitnames
 from .gitlinks import open_dir_below
 
 # the names git opens wherever it reads a directory, and those only at the top
@@ -72,16 +72,30 @@ def _removed(dfd: int, name: str, since_ns: int) -> bool:
 
 def _below(fd: int, top: str, since_ns: int, out: list[gitnames.NotRecorded]) -> None:
     """Every FIFO at a name git opens below directory ``fd`` (the work tree's ``top``),
-    made since ``since_ns``: removed and said. ``.git`` directories are not entered."""
-    for where, dirs, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
-        rel = where[2:] if where.startswith("./") else ""
+    made since ``since_ns``: removed and said. ``.git`` directories are not entered. By a
+    loop, a few descriptors held whatever the depth (:func:`.deeptree.by_descriptors`):
+    ``os.fwalk`` went one Python call deeper and held one more descriptor a level, and a
+    command's ``mkdir d && cd d`` 1,000 times over failed its own exec's record with
+    ``internal: RecursionError`` (the thirtieth round, NAME=attack21)."""
+
+    def visit(dfd: int, rel: str, entries: list[os.DirEntry[str]]) -> list[str]:
         prefix = f"{top}/{rel}".strip("/")
-        if ".git" in dirs:
-            dirs.remove(".git")
-        for name in files:
-            path = f"{prefix}/{name}" if prefix else name
-            if _opened_by_git(path) and _removed(dfd, name, since_ns):
+        into = []
+        for e in entries:
+            if e.name == ".git":
+                continue
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    into.append(e.name)
+                    continue
+            except OSError:
+                continue
+            path = f"{prefix}/{e.name}" if prefix else e.name
+            if _opened_by_git(path) and _removed(dfd, e.name, since_ns):
                 out.append(gitnames.NotRecorded(path, _KIND, _WHY))
+        return into
+
+    deeptree.by_descriptors(os.dup(fd), visit)
 
 
 def remove(mountpoint: str, written: Iterable[str], since_ns: int) -> list[gitnames.NotRecorded]:

@@ -127,19 +127,29 @@ def _made_dotgit(fd: int, since_ns: int) -> bool:
 def _wrote_below(fd: int, since_ns: int) -> bool:
     """Whether anything below directory ``fd`` (its ``.git`` aside) changed at or after
     ``since_ns``: a submodule's directory is empty in the mount but for what is written
-    there (git leaves a submodule it has not checked out so)."""
-    for _root, dirs, files, dfd in os.fwalk(".", dir_fd=fd, follow_symlinks=False):
-        for name in (*dirs, *files):
-            if name == ".git":
+    there (git leaves a submodule it has not checked out so). By a loop, a few descriptors
+    held whatever the depth (:func:`.deeptree.by_descriptors`; ``os.fwalk`` raised
+    ``RecursionError`` past ~1,000 levels, the thirtieth round)."""
+    found = False
+
+    def visit(dfd: int, rel: str, entries: list[os.DirEntry[str]]) -> list[str]:
+        nonlocal found
+        into = []
+        for e in entries:
+            if found:
+                return []
+            if e.name == ".git":
                 continue
             try:
-                if os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ctime_ns >= since_ns:
-                    return True
-            except FileNotFoundError:
+                found = os.stat(e.name, dir_fd=dfd, follow_symlinks=False).st_ctime_ns >= since_ns
+                if e.is_dir(follow_symlinks=False):
+                    into.append(e.name)
+            except OSError:
                 continue
-        if ".git" in dirs:
-            dirs.remove(".git")
-    return False
+        return [] if found else into
+
+    deeptree.by_descriptors(os.dup(fd), visit)
+    return found
 
 
 def drop_gitlinks(vault: Vault, sealed: Sealed, git_dir: str) -> list[gitnames.NotRecorded]:

@@ -61,6 +61,7 @@ from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
 from . import bisectrefs, gitstate, heldlock, refwatch, sealobjects, sealpack, sealremotes, sealstaged
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync, vault_loose
+from .sealpaths import branch_refusal
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -403,7 +404,9 @@ def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carr
         refused += sealremotes.fetch_head_back(vault, sealed.git_dir, sealed.fetch_head)
     if sealed.git_dir is not None and _index_stat(os.path.join(sealed.git_dir, "index")) != sealed.index:
         # the blobs the command's `git add` wrote: into the vault (checked), or out of the index
-        refused += sealstaged.keep_staged(vault, sealed.git_dir, os.path.join(sealed.dir, "objects"))
+        refused += sealstaged.keep_staged(
+            vault, sealed.git_dir, os.path.join(sealed.dir, "objects"), sealed.fork
+        )
     if network not in (None, "none"):
         # git's reflog lines of a pull name the command's arguments as given, a URL with a
         # token among them (a fetch's are anonymized): the scratch's copies go now, not at
@@ -515,6 +518,7 @@ def _carry_refs(
         else:
             why = sealobjects.import_objects(vault, os.path.join(sealed.dir, "objects"), value)
             why = why or sealobjects.new_commits_refusal(vault, sealed.before, value)
+            why = why or branch_refusal(vault, sealed.fork, sealed.before, value)
             if why is None:
                 try:
                     message = f"avfs proxy exec: {sealed.fork} moved by the command's git"

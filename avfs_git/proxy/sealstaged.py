@@ -21,7 +21,7 @@ from ..core.store.gitrun import git_env, run
 from ..core.workspace.untrusted import read_file
 from ..mount.indexflags import without
 from ..mount.indexguard import create_lock
-from . import sealobjects
+from . import sealobjects, sealpaths
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -31,10 +31,12 @@ _CFG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
 _SHOWN = 10  # paths named in the report
 
 
-def keep_staged(vault: Vault, git_dir: str, od: str) -> list[dict[str, Any]]:
+def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) -> list[dict[str, Any]]:
     """Take the blobs the index of ``git_dir`` stages that the vault lacks from the
-    quarantine ``od``; put back the entries whose blob is still not there. Returns the
-    ``refs_refused`` entries that say so (none when every staged blob is the vault's)."""
+    quarantine ``od``; put back the entries whose blob is still not there, and (``fork``:
+    its path rules) those staging a change a rule holds (:func:`.sealpaths.staged_held`).
+    Returns the ``refs_refused`` entries that say so (none when every staged blob is the
+    vault's and no staged change is protected)."""
     forget_cache_tree(git_dir)  # (the command's: diff-index below would trust it)
     env = git_env()
     env["GIT_DIR"] = git_dir
@@ -45,16 +47,22 @@ def keep_staged(vault: Vault, git_dir: str, od: str) -> list[dict[str, Any]]:
     if diff.returncode != 0:
         return []  # no HEAD to compare with (an unborn branch): nothing avfs can put back
     staged: dict[str, tuple[str, str, str]] = {}  # path -> (HEAD's mode, HEAD's id, staged id)
+    changed: dict[str, tuple[str, str, str, str]] = {}  # path -> (HEAD's mode, id, the index's)
     unmerged = False
     parts = diff.stdout.split(b"\0")
     for head, path in zip(parts[::2], parts[1::2], strict=False):
         f = head[1:].decode("ascii", "replace").split(" ")
-        if len(f) < 5 or f[1] in ("000000", "160000"):
+        if len(f) < 5:
+            continue
+        name = path.decode("utf-8", "surrogateescape")
+        if f[4] != "U" and "160000" not in f[:2] and (f[1] == "000000" or f[3] != _NULL):
+            changed[name] = (f[0], f[2], f[1], f[3])  # (a removal from the index too)
+        if f[1] in ("000000", "160000"):
             continue  # taken out, or a gitlink (:mod:`.gitlinks`)
         if f[4] == "U":
             unmerged = True
         elif f[3] != _NULL:
-            staged[path.decode("utf-8", "surrogateescape")] = (f[0], f[2], f[3])
+            staged[name] = (f[0], f[2], f[3])
     ids = {new for _m, _o, new in staged.values()}
     if unmerged:  # a conflict's stages: their blobs are kept too (they are never put back)
         listed = run([*_CFG, "ls-files", "-u", "-z"], env=env, check=False)
@@ -64,29 +72,53 @@ def keep_staged(vault: Vault, git_dir: str, od: str) -> list[dict[str, Any]]:
             if r.count(b" ") >= 2
         )
     lacking = _absent(vault, sorted(ids), None) if ids else set()
-    if not lacking:
-        return []
-    held = sorted(lacking - _absent(vault, sorted(lacking), od))
-    why = sealobjects.import_objects(vault, od, None, held) if held else None
-    gone = _absent(vault, sorted(lacking), None)
-    paths = sorted(p for p, (_m, _o, new) in staged.items() if new in gone)
+    why, paths = None, []
+    if lacking:
+        held = sorted(lacking - _absent(vault, sorted(lacking), od))
+        why = sealobjects.import_objects(vault, od, None, held) if held else None
+        gone = _absent(vault, sorted(lacking), None)
+        paths = sorted(p for p, (_m, _o, new) in staged.items() if new in gone)
+    protected = sealpaths.staged_held(vault, fork, changed) if fork is not None and changed else []
+    out = _put_back(env, changed, sorted({*paths, *protected}))
+    if paths:
+        out.append({"ref": "index", "old": None, "new": None, "reason": _lacking(paths, why)})
+    if protected:
+        named = ", ".join(protected[:_SHOWN]) + (
+            f" and {len(protected) - _SHOWN} more" if len(protected) > _SHOWN else ""
+        )
+        reason = (
+            f"{len(protected)} staged change(s) to paths the fork's policy holds: put back to HEAD's"
+            f" in git's index (the person's next `git commit` would have recorded them): {named}"
+        )
+        out.append({"ref": "index", "old": None, "new": None, "reason": reason})
+    return out
+
+
+def _put_back(
+    env: dict[str, str], changed: dict[str, tuple[str, str, str, str]], paths: list[str]
+) -> list[dict[str, Any]]:
+    """Set the index entries of ``paths`` to what ``HEAD`` holds (out of the index where it
+    holds nothing). Returns an empty list for the caller's report."""
     if not paths:
         return []
     lines = []
     for p in paths:
-        mode, old, _new = staged[p]
+        mode, old, _nm, _new = changed[p]
         name = p.encode("utf-8", "surrogateescape")
         lines.append(b"0 " + _NULL.encode() + b"\t" + name + b"\0")
         if mode != "000000":
             lines.append(f"{mode} {old}\t".encode() + name + b"\0")
     run([*_CFG, "update-index", "-z", "--index-info"], env=env, input=b"".join(lines), check=False)
+    return []
+
+
+def _lacking(paths: list[str], why: str | None) -> str:
     named = ", ".join(paths[:_SHOWN]) + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
-    reason = (
+    return (
         f"{len(paths)} staged file(s) whose content the vault does not hold"
         f" ({why or 'the command wrote no such object'}): put back to HEAD's in git's index"
         f" (the work tree keeps what it has): {named}"
     )
-    return [{"ref": "index", "old": None, "new": None, "reason": reason}]
 
 
 def _absent(vault: Vault, ids: list[str], od: str | None) -> set[str]:
