@@ -1,0 +1,87 @@
+"""The git model's nineteenth round (gitmodel19): what last round left, each a fixed
+sequence beside a plain clone, and the steps of tests/gitmodel_steps19.py on a mount and a
+plain clone, checked after every step as tests/test_git_model.py checks.
+
+- A `git commit` in the mount that records a `.gitattributes` converting on checkout
+  (`* text=auto eol=crlf`): the files it leaves alone keep their bytes, as git's work
+  tree keeps them. The every-command run's overlay failure at load ~25
+  (`src/attrs/validators.py` CRLF in the mount, suitetime20): avfs took git's commit as
+  the base (wstip.take_tip) without keeping the old forms (a checkpoint's and a merge's
+  move did: wsforms.keep_forms), so the lower layer showed the new form under the size the
+  kernel held, read once memory pressure dropped the file's pages (here
+  `POSIX_FADV_DONTNEED`: deterministic). On pure FUSE every such file showed its CRLF form
+  at once (gitmodel10's open entry)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .gitmount import _git, _require, mount_fork
+
+LONG = b"".join(b"line %d of a text file\n" % i for i in range(2000))
+ATTRS = b"* text=auto eol=crlf\n"
+
+
+def _dropped(path: Path) -> bytes:
+    """``path``'s bytes read after the kernel's pages of it were dropped."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return path.read_bytes()
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` but git's own, read with its pages dropped."""
+    out: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            if name != ".git":
+                p = Path(dirpath) / name
+                out[p.relative_to(root).as_posix()] = _dropped(p)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+@pytest.mark.parametrize("how", ["commit", "amend", "commit-then-revert"])
+def test_git_s_commit_of_attributes_leaves_the_other_files_as_they_were(
+    backend: str, how: str, cli_proc: Any, tmp_path: Path
+) -> None:
+    """`.gitattributes` of `* text=auto eol=crlf` written, `git add -A` and `git commit`
+    (or `--amend`, or a commit and then its `git revert`) in the mount and in a plain clone
+    beside it, `avfs status` (avfs takes git's commit as the base): every file, its pages
+    dropped, is the plain clone's; git's status is clean on both sides and avfs's too.
+    Both backends failed before (overlay: `a.txt` read `one\\r`; pure FUSE: every file
+    CRLF)."""
+    _require(backend)
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
+        (mp / "long.txt").write_bytes(LONG)
+        assert avfs("checkpoint", "save", "-m", "a long text file").code == 0
+        vault = Path(os.environ["AVFS_HOME"]) / "vaults" / "v.git"
+        plain = tmp_path / "plain"
+        _git(tmp_path, "clone", "-q", "-b", "f", str(vault), str(plain))
+        assert _files(mp) == _files(plain)  # (the kernel holds each file's size and pages)
+        for root in (mp, plain):
+            (root / ".gitattributes").write_bytes(ATTRS)
+            _git(root, "add", "-A")
+            if how == "amend":
+                _git(root, "commit", "-q", "--amend", "-m", "a long text file, attributes")
+            else:
+                _git(root, "commit", "-q", "-m", "attributes")
+        res = avfs("--json", "status")
+        assert res.code == 0, res.err
+        assert res.json()["base"] == _git(mp, "rev-parse", "HEAD").stdout.strip()  # (taken)
+        if how == "commit-then-revert":
+            for root in (mp, plain):
+                _git(root, "revert", "--no-edit", "HEAD")
+            assert avfs("status").code == 0
+        assert _files(mp) == _files(plain)
+        assert _git(mp, "status", "--porcelain").stdout == _git(plain, "status", "--porcelain").stdout == ""
+        doc = avfs("--json", "status").json()
+        assert doc["clean"], doc
