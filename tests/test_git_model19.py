@@ -85,3 +85,41 @@ def test_git_s_commit_of_attributes_leaves_the_other_files_as_they_were(
         assert _git(mp, "status", "--porcelain").stdout == _git(plain, "status", "--porcelain").stdout == ""
         doc = avfs("--json", "status").json()
         assert doc["clean"], doc
+
+
+def _changes(res: Any) -> set[tuple[str, str]]:
+    assert res.code == 0, res.err
+    return {(c["path"], c["status"]) for c in res.json()["changes"]}
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_an_unmounted_fork_keeps_the_worktree_s_file_mode_setting(
+    backend: str, cli_proc: Any, tmp_path: Path
+) -> None:
+    """`git config --worktree core.fileMode false` in the mount, `chmod +x a.txt` (git:
+    no change), unmount: the fork's status and checkpoint, unmounted, follow the setting
+    the unmount kept (mount/gitkeep.py), as git does at the next mount, where it comes
+    back: no change listed, the checkpoint of another file records a.txt 100644, and git's
+    status after the remount is clean. Before (gitmodel18's note), the unmounted fork read
+    the vault's config alone: a.txt modified, recorded 100755 (both backends)."""
+    from .conftest import run_in_process
+
+    _require(backend)
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
+        _git(mp, "config", "--worktree", "core.fileMode", "false")
+        os.chmod(mp / "a.txt", 0o755)
+        (mp / "new.txt").write_text("new\n")
+        assert _git(mp, "status", "--porcelain").stdout == "?? new.txt\n"
+        assert _changes(avfs("--json", "status")) == {("new.txt", "added")}
+        assert run_in_process(["--vault", "v:f", "unmount", str(mp)]).code == 0
+        outside = ["--vault", "v:f"]
+        assert _changes(run_in_process([*outside, "--json", "status"])) == {("new.txt", "added")}
+        assert run_in_process([*outside, "checkpoint", "save", "-m", "unmounted"]).code == 0
+        vault = Path(os.environ["AVFS_HOME"]) / "vaults" / "v.git"
+        tree = _git(vault, "ls-tree", "f").stdout
+        assert "100755" not in tree, tree
+        assert run_in_process([*outside, "mount", "--backend", backend, str(mp)]).code == 0
+        assert _git(mp, "config", "--worktree", "--get", "core.fileMode").stdout.strip() == "false"
+        assert _git(mp, "status", "--porcelain").stdout == ""
+        assert _changes(avfs("--json", "status")) == set()
+        assert os.stat(mp / "a.txt").st_mode & 0o111

@@ -105,7 +105,7 @@ class MountSide(Protocol):
         ...
 
     def worktree_git_dir(self, ws: Workspace[Any]) -> str | None:
-        """The worktree git dir of the fork's mount, where it exists."""
+        """The worktree git dir of the fork's mount, where it exists, else the one its unmount kept."""
         ...
 
     def stamp_current(self, ws: Workspace[Any], *, held: bool = False) -> None:
@@ -307,7 +307,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         return self.vault.mounts.staged_gitlinks(self, paths)
 
     def worktree_git_dir(self) -> str | None:
-        """The fork's mount's worktree git dir, where one is (its ``config.worktree``: ``core.fileMode``)."""
+        """The fork's mount's worktree git dir, or the one its unmount kept (its ``config.worktree``: ``core.fileMode``)."""
         return None if self.pinned is not None else self.vault.mounts.worktree_git_dir(self)
 
     def moved_here(self, commit: str, *, off_branch: bool = False) -> bool:
