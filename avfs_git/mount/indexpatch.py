@@ -44,12 +44,23 @@ def _whole(data: bytes, off: int, git_dir: str) -> bytes | None:
 
 
 def patched_index(
-    ws: MountedFork, git_dir: str, old_base: str, new_base: str, stat_of: StatFn, token: str
+    ws: MountedFork,
+    git_dir: str,
+    old_base: str,
+    new_base: str,
+    stat_of: StatFn,
+    token: str,
+    *,
+    keep: frozenset[str] = frozenset(),
+    staged: set[str] | None = None,
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
     token; None when it is not an index this can patch (another version, unmerged
-    entries, unreadable): then it is written whole."""
+    entries, unreadable): then it is written whole. ``keep``: paths left as the index has
+    them (what git staged that an undo keeps staged, mount/indexahead.py); ``staged``:
+    filled with the paths whose entry the index already held as ``new_base`` has it (or
+    lacked, where ``new_base`` has none): what git had staged as the move records it."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -69,13 +80,16 @@ def patched_index(
         diff_trees(store, old_tree, new_tree, "", changes)
     except Exception:  # the old base is gone (gc): write it whole
         return None
-    moved: list[tuple[str, int | None, str | None]] = [(c.path, c.new_mode, c.new_oid) for c in changes]
+    moved: list[tuple[str, int | None, str | None]] = [
+        (c.path, c.new_mode, c.new_oid) for c in changes if c.path not in keep
+    ]
+    changed = {m[0].encode("utf-8", "surrogateescape") for m in moved}
     # a file whose blob stayed but whose checkout form a changed .gitattributes made other
     # bytes: the mount shows the new form, and git trusts an index size that is not the
     # file's for a change without reading it (core/workspace/wssmudge.py)
     for p in reformed(store, old_tree, new_tree, (c.path for c in changes)):
         hit = store.tree_lookup(new_tree, p)
-        if hit is not None:
+        if hit is not None and p not in keep:
             moved.append((p, hit[1], hit[0]))
     entry = struct.Struct(">IIIIIIIIII20sH").pack
     repl: dict[bytes, bytes | None] = {}
@@ -103,6 +117,8 @@ def patched_index(
             return None
         data = whole
         offs, hits, off = walked
+    if staged is not None:
+        staged.update(_already(data, hits, repl, changed))
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
@@ -151,6 +167,28 @@ def patched_index(
 
         body = compressed(body)
     return body + hashlib.sha1(body).digest()
+
+
+def _already(
+    data: bytes,
+    hits: Mapping[bytes, tuple[int, int]],
+    repl: Mapping[bytes, bytes | None],
+    changed: set[bytes],
+) -> list[str]:
+    """The paths of ``changed`` whose entry in index ``data`` (``hits``: by name) already
+    has the mode and object of its replacement in ``repl`` (None: the index holds none)."""
+    out: list[str] = []
+    for name in changed:
+        new, hit = repl.get(name), hits.get(name)
+        if new is None:
+            same = hit is None
+        else:
+            same = hit is not None and data[hit[0] + 24 : hit[0] + 28] + data[hit[0] + 40 : hit[0] + 60] == (
+                new[24:28] + new[40:60]
+            )
+        if same:
+            out.append(name.decode("utf-8", "surrogateescape"))
+    return out
 
 
 def _dirty_after(
