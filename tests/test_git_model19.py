@@ -1,6 +1,7 @@
 """The git model's nineteenth round (gitmodel19): what last round left, each a fixed
 sequence beside a plain clone, and the steps of tests/gitmodel_steps19.py on a mount and a
-plain clone, checked after every step as tests/test_git_model.py checks.
+plain clone, checked after every step as tests/test_git_model.py checks (each once, and a
+seeded random run of them among the steps they meet most).
 
 - A `git commit` in the mount that records a `.gitattributes` converting on checkout
   (`* text=auto eol=crlf`): the files it leaves alone keep their bytes, as git's work
@@ -10,7 +11,14 @@ plain clone, checked after every step as tests/test_git_model.py checks.
   move did: wsforms.keep_forms), so the lower layer showed the new form under the size the
   kernel held, read once memory pressure dropped the file's pages (here
   `POSIX_FADV_DONTNEED`: deterministic). On pure FUSE every such file showed its CRLF form
-  at once (gitmodel10's open entry)."""
+  at once (gitmodel10's open entry).
+- An unmounted fork follows the `core.fileMode` its mount's `config.worktree` set
+  (gitmodel18's note).
+- `avfs undo` of a checkpoint keeps staged what git had staged as the checkpoint recorded
+  it, as git's `reset --soft HEAD~1` does (gitmodel18's note).
+
+Scale the random run by hand: ``AVFS_MODEL19_EXAMPLES=3 AVFS_MODEL19_STEPS=30
+AVFS_MODEL19_SEED=1902 pytest tests/test_git_model19.py -k random``."""
 
 from __future__ import annotations
 
@@ -20,7 +28,32 @@ from typing import Any
 
 import pytest
 
+from . import test_git_model as tgm
+from .gitmodel_steps19 import NineteenthRoundSteps
 from .gitmount import _git, _require, mount_fork
+
+EXAMPLES = int(os.environ.get("AVFS_MODEL19_EXAMPLES", "1"))
+STEPS = int(os.environ.get("AVFS_MODEL19_STEPS", "12"))
+SEED = int(os.environ.get("AVFS_MODEL19_SEED", "1901"))
+# the rules the random run draws: this round's, and the older ones they meet most
+RULES = [
+    "crlf_commit",
+    "stash_across_checkpoint",
+    "rebase_undo_between",
+    "reset_then_restore",
+    "write",
+    "add",
+    "commit",
+    "checkpoint",
+    "undo",
+    "restore",
+    "remount_anywhere",
+]
+
+
+class GitModel19(NineteenthRoundSteps, tgm.GitModel):
+    """The model with this round's steps."""
+
 
 LONG = b"".join(b"line %d of a text file\n" % i for i in range(2000))
 ATTRS = b"* text=auto eol=crlf\n"
@@ -157,3 +190,87 @@ def test_what_git_staged_as_the_checkpoint_recorded_it_stays_staged_after_its_un
         assert _git(mp, "status", "--porcelain").stdout == before
         assert avfs("checkpoint", "save", "-m", "again").code == 0  # (the next checkpoint: as ever)
         assert _git(mp, "status", "--porcelain").stdout == ""
+
+
+# -- the new steps on the model ------------------------------------------------------------
+
+
+def _each_step_once(backend: str) -> None:
+    tgm.BACKEND = backend
+    model = GitModel19()
+    try:
+        steps: list[Any] = [
+            lambda: model.crlf_commit(False),
+            lambda: model.both("rm", "-q", ".gitattributes"),
+            lambda: model.both("commit", "-q", "-m", "the attributes out"),
+            lambda: model.crlf_commit(True),
+            lambda: model.stash_across_checkpoint(True),
+            lambda: model.both("add", "-A"),
+            lambda: model.both("commit", "-q", "-m", "what the first stash brought back"),
+            lambda: model.both("rm", "-q", "--", "docs/stashed-over-a-checkpoint.md"),
+            lambda: model.both("rm", "-q", "--", "docs/checkpointed-under-a-stash.md"),
+            lambda: model.both("commit", "-q", "-m", "taken out again"),
+            lambda: model.stash_across_checkpoint(False),
+            lambda: model.both("commit", "-q", "-a", "-m", "what the second stash brought back"),
+            lambda: model.rebase_undo_between("abort"),
+            lambda: model.rebase_undo_between("continue"),
+            model.reset_then_restore,
+        ]
+        model.check()
+        for step in steps:
+            step()
+            model.check()
+        model.kept.clear()
+        model.check()
+    finally:
+        model.teardown()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_each_new_step_once_agrees_with_plain_git(backend: str) -> None:
+    _require(backend)
+    _each_step_once(backend)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_random_runs_of_the_new_steps_agree_with_plain_git(backend: str) -> None:
+    _require(backend)
+    tgm.run_masked(GitModel19, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+@pytest.mark.parametrize("then", ["abort", "continue"])
+def test_an_undo_waits_for_git_s_rebase_to_end(
+    backend: str, then: str, cli_proc: Any, tmp_path: Path
+) -> None:
+    """A checkpoint, then `git rebase -i` stopped at an `edit` in the mount, then `avfs
+    undo`: refused (`git_in_progress`, exit 75, naming `git rebase --continue`), the
+    fork's branch where it was. Before (gitmodel19's ``rebase_undo_between``), the undo
+    moved the branch under git's open rebase and `git rebase --abort` moved it back: the
+    undo said done and was lost. Once the rebase is given up the undo works; once it is
+    continued with the checkpoint's commit reworded at its stop, it is refused as after
+    `--amend` (`ref_moved`)."""
+    _require(backend)
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
+        (mp / "new.txt").write_text("checkpointed\n")
+        assert avfs("checkpoint", "save", "-m", "before a rebase").code == 0
+        tip = _git(mp, "rev-parse", "HEAD").stdout
+        edit = "sequence.editor=sed -i -e '1s/^pick/edit/'"
+        _git(mp, "-c", edit, "rebase", "-q", "-i", "HEAD~1")
+        res = avfs("--json", "undo")
+        assert res.code == 75, res.out
+        err = res.json()["error"]
+        assert err["code"] == "git_in_progress" and "rebase --continue" in err["hint"], err
+        assert _git(mp, "rev-parse", "refs/heads/f").stdout == tip
+        if then == "continue":
+            _git(mp, "commit", "-q", "--amend", "-m", "reworded in the rebase")
+        _git(mp, "rebase", f"--{then}")
+        res = avfs("--json", "undo")
+        if then == "abort":
+            assert res.code == 0, res.out
+            assert _git(mp, "rev-parse", "refs/heads/f").stdout != tip
+            assert _git(mp, "status", "--porcelain").stdout == "?? new.txt\n"
+        else:
+            assert res.code != 0 and res.json()["error"]["code"] == "ref_moved", res.out
