@@ -79,6 +79,7 @@ def write_ahead(
     old_stamp = read_text(stamp_path)
     if view.base is None or view.merging is not None or old_stamp != view.stamp:
         return None
+    base = view.base
     index = os.path.join(git_dir, "index")
     before = read_bytes(index, MAX_INDEX)
     seq = view.token.rsplit(":", 1)[1]  # (the journal's position now: the hook answers no less)
@@ -108,7 +109,7 @@ def write_ahead(
     def land(moved: bool) -> None:
         if moved and not view_changed:
             write_file(own, STAMP_FILE, f"{commit} {view.view_time} -".encode())
-            _note_staging(own, view.base, commit, staged)
+            _note_staging(own, base, commit, staged)
         elif moved:
             pass  # (the view's new stat data: the move writes the index whole after it)
         else:
