@@ -72,7 +72,7 @@ class NineteenthRoundSteps(ModelAttrs):
     def crlf_commit(self, drop: bool) -> None:
         """`.gitattributes` of `* text=auto eol=crlf`, `git add -A`, `git commit` (and,
         ``drop``, `git rm .gitattributes` and `git commit`), on both backends."""
-        if ".gitattributes" in self.tracked() or not self.clean():
+        if ".gitattributes" in self.tracked():
             return
         self.write_all({".gitattributes": CRLF_ATTRS})
         self.both("add", "-A")
@@ -109,7 +109,7 @@ class NineteenthRoundSteps(ModelAttrs):
         self.last_checkpoint = False
 
     # -- avfs undo while git's rebase is open --------------------------------------------------
-    @precondition(lambda self: self.busy() is None and self.has("HEAD~2"))
+    @precondition(lambda self: self.busy() is None)
     @rule(then=st.sampled_from(["continue", "abort"]))
     def rebase_undo_between(self, then: str) -> None:
         """A file written and checkpointed, `git rebase -i HEAD~2` stopped at an `edit`,
@@ -118,10 +118,10 @@ class NineteenthRoundSteps(ModelAttrs):
         is where the checkpoint left it), after `--continue` refused where the rebase
         rewrote the checkpoint's commit (`ref_moved`, as after `--amend`)."""
         if not self.clean():
-            return
+            self.both("commit", "-q", "-a", "-m", "before a rebase")  # (the random run's writes)
         self.write_all({"docs/before-a-rebase.md": f"checkpointed before a rebase {self.clock}\n"})
         self.checkpoint(False)
-        if not self.last_checkpoint:
+        if not self.last_checkpoint or not self.has("HEAD~2"):
             return
         editor = f"sequence.editor={EDIT_FIRST}"
         self.both("-c", editor, "rebase", "-q", "-i", "HEAD~2")
@@ -144,15 +144,19 @@ class NineteenthRoundSteps(ModelAttrs):
             self.undo()
 
     # -- git's reset to an older commit, then avfs's restore of the one git left ---------------
-    @precondition(lambda self: self.busy() is None and self.has("HEAD~2"))
+    @precondition(lambda self: self.busy() is None)
     @rule()
     def reset_then_restore(self) -> None:
         """`git reset --hard HEAD~2`, then `avfs checkpoint restore ORIG_HEAD's commit`: the
         plain side `git reset --hard` to it, `git clean -fd` (ignored paths kept) and every
         tracked file written again (the model's ``restore``, to that commit)."""
         rows = [ln for ln in self.p.git("ls-files", "-v", "-z").stdout.split("\0") if ln]
-        if not self.clean() or any(ln[0] != "H" for ln in rows):
+        if any(ln[0] != "H" for ln in rows):
             return  # (entries marked by the older rounds' steps: the model's own restore's)
+        if not self.clean():
+            self.both("commit", "-q", "-a", "-m", "before a reset")  # (the random run's writes)
+        if not self.clean() or not self.has("HEAD~2"):
+            return
         tip = self.p.git("rev-parse", "HEAD").stdout.strip()
         if not self.both("reset", "-q", "--hard", "HEAD~2"):
             return
