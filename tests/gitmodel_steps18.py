@@ -24,8 +24,8 @@ runs them):
   -u`), `avfs checkpoint restore HEAD~1`, then `git stash pop` (undone alike where it
   conflicts).
 - ``mv_dir_undone``: `git mv` of a directory, a checkpoint, `avfs undo`: the rename's
-  paths unstaged alike (the old directory's files staged as present, the new ones
-  untracked).
+  paths alike on both sides (unstaged in gitmodel18; since gitmodel19 staged again, as
+  git's `mv` had staged them as the checkpoint recorded them: the model's ``undo``).
 
 A mixin of :class:`tests.test_git_model.GitModel`, as the earlier rounds' (its own class,
 :class:`tests.test_git_model18.GitModel18`, draws them)."""
@@ -192,7 +192,7 @@ class EighteenthRoundSteps(ModelAttrs):
     @rule()
     def mv_dir_undone(self) -> None:
         """`git mv -k changelog.d moved-changelog.d` (or docs), `avfs checkpoint save`,
-        `avfs undo`: the rename's paths unstaged alike."""
+        `avfs undo`: the rename's paths alike (staged as `git mv` left them, gitmodel19)."""
         tracked = self.tracked()
         src = next((d for d in ("changelog.d", "docs") if any(t.startswith(d + "/") for t in tracked)), None)
         if src is None:

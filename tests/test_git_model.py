@@ -466,6 +466,7 @@ class GitModel(
         self.clock = 1700000100
         self.forks = 0
         self.last_checkpoint = False  # the last step was a checkpoint that made a commit
+        self.undo_staged: set[str] = set()  # its paths git had staged as it records them
         self.backend = BACKEND
         self.kept: dict[str, tuple[Any, Any]] = {}  # the mount's files as the last check read them
         self.checks = 0
@@ -656,6 +657,11 @@ class GitModel(
                 f"avfs's commit {commit} is {got}, the plain side's {tree} on {head}"
             )
             new = commit
+        # the paths git had staged as the commit records them: an undo of it leaves them
+        # staged, as `reset --soft` does (avfs notes them in the mount's own directory,
+        # mount/indexahead.py; gitmodel19), the others unstaged
+        differ = self.p.git("diff", "--cached", "--no-renames", "--name-only", "-z", new, "--", *paths).stdout
+        self.undo_staged = set(paths) - {p for p in differ.split("\0") if p}
         self.p.git("update-ref", "-m", "checkpoint", "HEAD", new, head)
         self.p.git("reset", "-q", new, "--", *paths)
         return True
@@ -1343,12 +1349,14 @@ class GitModel(
         checkpoint's `git commit --only`, the view staying. What git staged that the
         checkpoint never touched stays staged, as it was before the checkpoint (decided in
         gitmodel18, seed 1702: the model said `git reset --mixed HEAD~1`, which drops all
-        of it; docs/fuse.md "gitmodel18")."""
+        of it; docs/fuse.md "gitmodel18"), and so does what git had staged as the
+        checkpoint recorded it (gitmodel19: ``undo_staged``; not across a remount or for a
+        checkpoint made unmounted, where avfs has no note of it)."""
         self.note("avfs undo")
         _avfs(self.avfs_home, "undo", cwd=self.mp)
         out = self.p.git("diff", "--no-renames", "--name-only", "-z", "HEAD~1", "HEAD").stdout
         self.p.git("reset", "-q", "--soft", "HEAD~1")
-        paths = [p for p in out.split("\0") if p]
+        paths = [p for p in out.split("\0") if p and p not in self.undo_staged]
         if paths:
             self.p.git("reset", "-q", "HEAD", "--", *paths)
         self.last_checkpoint = False

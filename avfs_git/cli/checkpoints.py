@@ -94,7 +94,10 @@ def undo_cmd(app: App, op_id: int | None) -> None:
     Inside a fork's mount (or with --vault VAULT:FORK) the last operation that touched that
     fork; with --vault VAULT, the vault's last operation. A second undo walks one operation
     further back. `avfs redo` undoes the last undo (as does `avfs undo --op ID` of the undo's
-    ID, shown by `avfs op log`)."""
+    ID, shown by `avfs op log`). While git in a mount of the fork has a rebase, merge,
+    cherry-pick, revert or bisect open (or its HEAD off the fork's branch), the undo
+    refuses (`git_in_progress`, exit 75), as a checkpoint does: finish it or give it up
+    first. The undo of a checkpoint leaves staged what git had staged as it recorded it."""
     undo(app, op_id)
 
 

@@ -186,6 +186,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
         if not all(whole):
             _log().warning("fork %s: git's state not kept (more than the scrub walks)", ws.fork)
             return False
+        _keep_file_mode(git_dir, sparse.get("core.fileMode"))
         meta = {
             "stamp": _stamp(reg),
             "marker": read_text(os.path.join(reg.files, MERGE_MARKER)),
@@ -203,6 +204,22 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
         _log().exception("keeping git's state of the mount of fork %s", ws.fork)
         deeptree.rmtree(new, ignore_errors=True)
         return False
+
+
+WORKTREE_CONFIG = "config.worktree"
+
+
+def _keep_file_mode(git_dir: str, value: bool | None) -> None:
+    """Where the person set `git config --worktree core.fileMode` (``value``), a
+    ``config.worktree`` holding that one line stays in the kept git dir, for an unmounted
+    fork's status and checkpoint to follow as git does at the next mount
+    (mount/side.py ``worktree_git_dir``, core/store/filemode.py; before gitmodel19 they read the vault's
+    config alone: an exec bit changed under ``false`` was listed and recorded). Never
+    brought back (not a kept name: the next mount writes its own, :func:`_put_sparse`)."""
+    if value is not None:
+        write_file(
+            git_dir, WORKTREE_CONFIG, f"[core]\n\tfileMode = {'true' if value else 'false'}\n".encode()
+        )
 
 
 class _Left(NamedTuple):

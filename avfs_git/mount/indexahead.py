@@ -31,6 +31,7 @@ committed the old tree on the restored commit (tests/contract/test_git_in_mount.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from typing import Protocol
@@ -78,6 +79,7 @@ def write_ahead(
     old_stamp = read_text(stamp_path)
     if view.base is None or view.merging is not None or old_stamp != view.stamp:
         return None
+    base = view.base
     index = os.path.join(git_dir, "index")
     before = read_bytes(index, MAX_INDEX)
     seq = view.token.rsplit(":", 1)[1]  # (the journal's position now: the hook answers no less)
@@ -89,8 +91,10 @@ def write_ahead(
         stat_of = _recorded_first(
             index_stat(ws, uid, gid, view._replace(base=commit)), written_stat(ws, uid, gid)
         )
+        keep = frozenset() if view_changed else _undone_staging(own, view.base, commit)
+        staged: set[str] = set()
         with ws.overlay.remembering():  # (written_stat's reads of the recorded paths share their ancestors)
-            data = patched_index(ws, git_dir, view.base, commit, stat_of, token)
+            data = patched_index(ws, git_dir, view.base, commit, stat_of, token, keep=keep, staged=staged)
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
         return None
     if data is None or before is None:
@@ -105,6 +109,7 @@ def write_ahead(
     def land(moved: bool) -> None:
         if moved and not view_changed:
             write_file(own, STAMP_FILE, f"{commit} {view.view_time} -".encode())
+            _note_staging(own, base, commit, staged)
         elif moved:
             pass  # (the view's new stat data: the move writes the index whole after it)
         else:
@@ -112,6 +117,40 @@ def write_ahead(
             write_file(own, STAMP_FILE, old_stamp.encode())
 
     return land
+
+
+STAGED_FILE = "avfs-staged"  # in the mount's own directory: see _note_staging
+
+
+def _note_staging(own: str, base: str, commit: str, staged: set[str]) -> None:
+    """After a move that keeps the view from ``base`` to ``commit`` (a checkpoint, an
+    exec's record): the paths it recorded that git had staged as it recorded them
+    (``staged``: `git add` of the file, then the checkpoint), kept in the mount's own
+    directory (no confined command writes it) for the undo of that very move
+    (:func:`_undone_staging`). Before (gitmodel19), the undo put every path the
+    checkpoint recorded back to the old commit's entry: a file `git add`ed and then
+    checkpointed came back unstaged, where git's `reset --soft HEAD~1` keeps it staged."""
+    if not staged:  # (the usual checkpoint: no file written, an old note dropped)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(own, STAGED_FILE))
+        return
+    doc = {"from": base, "to": commit, "paths": sorted(staged)}
+    write_file(own, STAGED_FILE, json.dumps(doc).encode())
+
+
+def _undone_staging(own: str, base: str, commit: str) -> frozenset[str]:
+    """The paths :func:`_note_staging` noted for the move from ``commit`` to ``base`` that
+    the move from ``base`` back to ``commit`` undoes (an `avfs undo` of that checkpoint):
+    their entries stay as git's index has them, staged, as `git reset --soft` leaves them."""
+    raw = read_text(os.path.join(own, STAGED_FILE))
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        return frozenset()
+    if not isinstance(doc, dict) or doc.get("from") != commit or doc.get("to") != base:
+        return frozenset()
+    paths = doc.get("paths")
+    return frozenset(p for p in paths if isinstance(p, str)) if isinstance(paths, list) else frozenset()
 
 
 def _recorded_first(stat_of: StatFn, written: Callable[[str], Stat | None]) -> StatFn:

@@ -44,12 +44,23 @@ def _whole(data: bytes, off: int, git_dir: str) -> bytes | None:
 
 
 def patched_index(
-    ws: MountedFork, git_dir: str, old_base: str, new_base: str, stat_of: StatFn, token: str
+    ws: MountedFork,
+    git_dir: str,
+    old_base: str,
+    new_base: str,
+    stat_of: StatFn,
+    token: str,
+    *,
+    keep: frozenset[str] = frozenset(),
+    staged: set[str] | None = None,
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
     token; None when it is not an index this can patch (another version, unmerged
-    entries, unreadable): then it is written whole."""
+    entries, unreadable): then it is written whole. ``keep``: paths left as the index has
+    them (what git staged that an undo keeps staged, mount/indexahead.py); ``staged``:
+    filled with the paths whose entry the index already held as ``new_base`` has it (or
+    lacked, where ``new_base`` has none): what git had staged as the move records it."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -62,35 +73,11 @@ def patched_index(
         v4, data = True, expanded(data)
     if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
         return None
-    store = ws.store
-    changes: list[Change] = []
-    try:
-        old_tree, new_tree = store.commit_tree(old_base), store.commit_tree(new_base)
-        diff_trees(store, old_tree, new_tree, "", changes)
-    except Exception:  # the old base is gone (gc): write it whole
+    moved = _moved(ws, old_base, new_base, keep)
+    if moved is None:  # the old base is gone (gc): write it whole
         return None
-    moved: list[tuple[str, int | None, str | None]] = [(c.path, c.new_mode, c.new_oid) for c in changes]
-    # a file whose blob stayed but whose checkout form a changed .gitattributes made other
-    # bytes: the mount shows the new form, and git trusts an index size that is not the
-    # file's for a change without reading it (core/workspace/wssmudge.py)
-    for p in reformed(store, old_tree, new_tree, (c.path for c in changes)):
-        hit = store.tree_lookup(new_tree, p)
-        if hit is not None:
-            moved.append((p, hit[1], hit[0]))
-    entry = struct.Struct(">IIIIIIIIII20sH").pack
-    repl: dict[bytes, bytes | None] = {}
-    for path, new_mode, new_oid in moved:
-        raw = path.encode("utf-8", "surrogateescape")
-        if new_oid is None or new_mode is None:
-            repl.setdefault(raw, None)
-            continue
-        ctime, mtime, ino, uid, gid, size = stat_of(path, new_mode, new_oid)
-        n = len(raw)
-        repl[raw] = (
-            entry(ctime // 10**9 & _U32, ctime % 10**9, mtime // 10**9 & _U32, mtime % 10**9, 0, ino & _U32,
-                  new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(new_oid), min(n, 0xFFF))
-            + raw + b"\0" * (8 - (62 + n) % 8)
-        )  # fmt: skip
+    changed = {m[0].encode("utf-8", "surrogateescape") for m in moved if not m[3]}
+    repl = _new_entries(moved, stat_of)
     walked = _entry_offsets(data, {len(n) for n in repl}, repl)
     if walked is None:
         return None
@@ -103,6 +90,8 @@ def patched_index(
             return None
         data = whole
         offs, hits, off = walked
+    if staged is not None:
+        staged.update(_already(data, hits, repl, changed))
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
@@ -151,6 +140,75 @@ def patched_index(
 
         body = compressed(body)
     return body + hashlib.sha1(body).digest()
+
+
+def _moved(
+    ws: MountedFork, old_base: str, new_base: str, keep: frozenset[str]
+) -> list[tuple[str, int | None, str | None, bool]] | None:
+    """(path, mode, object, reformed) of each path where ``new_base`` differs from
+    ``old_base`` but ``keep``'s (mode and object None: gone), and each file whose checkout
+    form alone changed (``reformed``); None when the old base is gone (gc)."""
+    store = ws.store
+    changes: list[Change] = []
+    try:
+        old_tree, new_tree = store.commit_tree(old_base), store.commit_tree(new_base)
+        diff_trees(store, old_tree, new_tree, "", changes)
+    except Exception:
+        return None
+    moved: list[tuple[str, int | None, str | None, bool]] = [
+        (c.path, c.new_mode, c.new_oid, False) for c in changes if c.path not in keep
+    ]
+    # a file whose blob stayed but whose checkout form a changed .gitattributes made other
+    # bytes: the mount shows the new form, and git trusts an index size that is not the
+    # file's for a change without reading it (core/workspace/wssmudge.py)
+    for p in reformed(store, old_tree, new_tree, (c.path for c in changes)):
+        hit = store.tree_lookup(new_tree, p)
+        if hit is not None and p not in keep:
+            moved.append((p, hit[1], hit[0], True))
+    return moved
+
+
+def _new_entries(
+    moved: list[tuple[str, int | None, str | None, bool]], stat_of: StatFn
+) -> dict[bytes, bytes | None]:
+    """The index entry of each of ``moved`` (:func:`_moved`), by name: None for a path gone."""
+    entry = struct.Struct(">IIIIIIIIII20sH").pack
+    repl: dict[bytes, bytes | None] = {}
+    for path, new_mode, new_oid, _ in moved:
+        raw = path.encode("utf-8", "surrogateescape")
+        if new_oid is None or new_mode is None:
+            repl.setdefault(raw, None)
+            continue
+        ctime, mtime, ino, uid, gid, size = stat_of(path, new_mode, new_oid)
+        n = len(raw)
+        repl[raw] = (
+            entry(ctime // 10**9 & _U32, ctime % 10**9, mtime // 10**9 & _U32, mtime % 10**9, 0, ino & _U32,
+                  new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(new_oid), min(n, 0xFFF))
+            + raw + b"\0" * (8 - (62 + n) % 8)
+        )  # fmt: skip
+    return repl
+
+
+def _already(
+    data: bytes,
+    hits: Mapping[bytes, tuple[int, int]],
+    repl: Mapping[bytes, bytes | None],
+    changed: set[bytes],
+) -> list[str]:
+    """The paths of ``changed`` whose entry in index ``data`` (``hits``: by name) already
+    has the mode and object of its replacement in ``repl`` (None: the index holds none)."""
+    out: list[str] = []
+    for name in changed:
+        new, hit = repl.get(name), hits.get(name)
+        if new is None:
+            same = hit is None
+        else:
+            same = hit is not None and data[hit[0] + 24 : hit[0] + 28] + data[hit[0] + 40 : hit[0] + 60] == (
+                new[24:28] + new[40:60]
+            )
+        if same:
+            out.append(name.decode("utf-8", "surrogateescape"))
+    return out
 
 
 def _dirty_after(

@@ -79,7 +79,14 @@ class WorktreeSide:
         from .ownfiles import worktree_dir
 
         d = worktree_dir(ws.vault, ws.fork)
-        return d if os.path.isdir(d) else None
+        if os.path.isdir(d):
+            return d
+        # unmounted: the git dir its unmount kept, whose config.worktree names the person's
+        # core.fileMode where they set one (mount/gitkeep.py ``_keep_file_mode``, gitmodel19)
+        from ..core.vaults.registry import gitkept_dir
+
+        kept = os.path.join(gitkept_dir(ws.vault.state_dir, ws.fork), "git")  # (gitkeep.GIT)
+        return kept if os.path.isdir(kept) and not os.path.islink(kept) else None
 
     def stamp_current(self, ws: MountedFork, *, held: bool = False) -> None:
         from . import live

@@ -51,6 +51,11 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
         recovered: str | None = None
         rec_refs: list[dict[str, str | None]] = []
         held = {w["fork"]: vault.workspace(w["fork"]) for w in wss if vault.has_fork(w["fork"])}
+        for ws in held.values():
+            # git's rebase, merge, bisect... open in the fork's mount (or its HEAD off the
+            # branch): its end moves the branch again (`rebase --abort` put it back, and the
+            # undo was lost: gitmodel19), so nothing moves under it, as no checkpoint does
+            ws.refuse_if_git_busy("an undo", would="move the branch of")
         with contextlib.ExitStack() as guards:
             # the op log's lock first, the record made in it: held by another process, the
             # undo is refused before anything moves (it moved the refs, then said "not

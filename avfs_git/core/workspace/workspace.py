@@ -105,7 +105,7 @@ class MountSide(Protocol):
         ...
 
     def worktree_git_dir(self, ws: Workspace[Any]) -> str | None:
-        """The worktree git dir of the fork's mount, where it exists."""
+        """The worktree git dir of the fork's mount, where it exists, else the one its unmount kept."""
         ...
 
     def stamp_current(self, ws: Workspace[Any], *, held: bool = False) -> None:
@@ -307,7 +307,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         return self.vault.mounts.staged_gitlinks(self, paths)
 
     def worktree_git_dir(self) -> str | None:
-        """The fork's mount's worktree git dir, where one is (its ``config.worktree``: ``core.fileMode``)."""
+        """The fork's mount's worktree git dir, or the one its unmount kept (its ``config.worktree``: ``core.fileMode``)."""
         return None if self.pinned is not None else self.vault.mounts.worktree_git_dir(self)
 
     def moved_here(self, commit: str, *, off_branch: bool = False) -> bool:
@@ -320,9 +320,9 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
             return None
         return self.vault.mounts.git_state(self)
 
-    def refuse_if_git_busy(self, action: str) -> None:
+    def refuse_if_git_busy(self, action: str, would: str = "record it on") -> None:
         """Raise :class:`.errors.GitInProgressError` when git in the fork's mount is off its
-        branch or mid-operation: ``action`` would record git's half-done work on the fork."""
+        branch or mid-operation: ``action`` ``would`` (record git's half-done work on) the fork."""
         st = self.git_state()
         if st is None:
             return
@@ -342,7 +342,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
             what = f"git's HEAD in the mount is on {st['head']}, not on the fork's branch {branch}"
             hint = f"`{back}` in the mount goes back to the fork; mount the other fork to work on it"
         raise GitInProgressError(
-            f"{what}: {action} would record it on fork {self.fork}",
+            f"{what}: {action} would {would} fork {self.fork}",
             hint=hint,
             details={"fork": self.fork, **st},
         )

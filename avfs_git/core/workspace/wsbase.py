@@ -140,6 +140,7 @@ def follow_git(ws: Based, *, wait_s: float | None = 0, git_moved: bool = False) 
         # the index guard held from the move to its stamp: a pure-FUSE daemon's refresh of
         # the index (on seeing the base move) finds it stamped, and leaves what git staged
         with ws.fork_lock(wait_s=wait_s), ws.index_guard():
+            _keep_git_forms(ws, git_moved)
             with ov.txn() as db:
                 base, tip = ov.get_meta("base"), ws.tip()
                 if base is None or tip is None or base == tip:
@@ -152,6 +153,27 @@ def follow_git(ws: Based, *, wait_s: float | None = 0, git_moved: bool = False) 
     except BusyError:
         return False
     return True
+
+
+def _keep_git_forms(ws: Based, git_moved: bool) -> None:
+    """Before :func:`follow_git` takes git's commit as the base (the fork lock held, outside
+    the overlay's transactions): where the commit changed a ``.gitattributes``, the files
+    it left alone keep the bytes the mount shows, as git's work tree keeps them after its
+    own `commit`, `merge` or `reset` (:func:`.wsforms.keep_forms`, as a checkpoint's move
+    does). Before (gitmodel19), the new base's form showed: on pure FUSE at once, on the
+    overlay backend once the kernel dropped a file's pages, cut to the old form's size
+    (`one\\r` for `one\\n`): the every-command run's `src/attrs/validators.py`."""
+    ov = ws.overlay
+    base, tip = ov.get_meta("base"), ws.tip()
+    if base is None or tip is None or base == tip or ov.get_meta("pending") is not None:
+        return
+    from .wsforms import keep_forms, moved_paths
+    from .wssmudge import attribute_dirs
+
+    old_tree, new_tree = ws.store.commit_tree(base), ws.store.commit_tree(tip)
+    moved = moved_paths(ws, old_tree, new_tree)  # (O(changes): the trees' differing paths)
+    if attribute_dirs(moved) and (git_moved or ws.moved_here(tip)):
+        keep_forms(ws, old_tree, new_tree, moved)
 
 
 def changed_since_base(ws: Based) -> bool:

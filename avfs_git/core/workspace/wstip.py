@@ -104,8 +104,27 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
             if node is not None and node.entry == e and ws.view.entry_oid(node) == now[0]:
                 same.append(e)
     same = [e for e in same if _shown_without(ws, e.path, new_tree) == store.tree_lookup(new_tree, e.path)]
+    kept = _converted(ws, same)
+    if kept:
+        same = [e for e in same if e.path not in kept]
     if same:
         ws.overlay.retire(db, same, wsretire.oid_in(ws.store, new_tree))
+
+
+def _converted(ws: Based, same: list[Entry]) -> frozenset[str]:
+    """The files of ``same`` (entries git's commit holds as they are) whose checkout under
+    the new base writes other bytes (an LF file git committed with `* text=auto eol=crlf`,
+    a CRLF one under `text=auto`): they stay, recorded converted, as a checkpoint keeps
+    them (:func:`.wsretire.retirable`), and the file keeps its bytes, as in git's work tree.
+    Retired, a pure-FUSE mount showed the new base's form (gitmodel19: the
+    `.gitattributes` git committed read `* text=auto eol=crlf\\r\\n`)."""
+    from .wsattrs import converted_paths
+    from .wsforms import add_converted
+
+    kept = converted_paths(ws.view, [e for e in same if e.kind == FILE])
+    if kept:
+        add_converted(ws, kept)
+    return kept
 
 
 def _shown_without(ws: Based, path: str, new_tree: str) -> Any:
