@@ -7,7 +7,7 @@ such a tree `git status` (with and without the fsmonitor) says what a plain clon
 from __future__ import annotations
 
 import hashlib
-import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -157,33 +157,6 @@ def _both(bare: Path, commit: str, mp: Path) -> tuple[dict[str, object], dict[st
 SDISTS = [("ansible-core", "2.17.5"), ("twisted", "24.10.0"), ("Django", "5.1.4")]
 
 
-@pytest.fixture(scope="module")
-def ansible_ignoring(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """ansible-core 2.17.5's sdist with :data:`IGNORING` as its root .gitignore: ``_repo``'s
-    bare repository, checkout and commit, made once for the module (the two tests that read
-    it: the sdist unpacked, copied, added and cloned was ~2 s of CPU a test). Each test
-    takes its own copy of the bare repository (:func:`_own_bare`); the checkout is only read
-    (``git check-ignore --no-index``). Made as the hermetic fixture would make it: its git
-    reads no configuration of the machine's or the user's."""
-    top = tmp_path_factory.mktemp("ansible-ignoring")
-    user = top / "userhome"
-    user.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("GIT_")]:
-            mp.delenv(key)
-        mp.setenv("HOME", str(user))
-        mp.setenv("XDG_CONFIG_HOME", str(user / ".config"))
-        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        tree = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), top / "sdist")
-        return _repo(top, tree, IGNORING)
-
-
-def _own_bare(made: tuple[Path, Path, str], dest: Path) -> Path:
-    """A copy of the module's bare repository at ``dest`` (this test's own to change)."""
-    subprocess.run(["cp", "-a", "--no-preserve=ownership", "--", str(made[0]), str(dest)], check=True)
-    return dest
-
-
 @pytest.mark.parametrize(("project", "version"), SDISTS)
 def test_the_untracked_cache_made_from_the_tree_is_git_s(tmp_path: Path, project: str, version: str) -> None:
     """No tracked directory ignored (the sdists as released, their own .gitignore files
@@ -208,16 +181,14 @@ def test_the_untracked_cache_made_from_the_tree_is_git_s(tmp_path: Path, project
         assert any(p.endswith("library") for p in by_git["dirs"])  # type: ignore[attr-defined]
 
 
-def test_a_tracked_directory_ignored_is_the_only_difference_from_git_s(
-    tmp_path: Path, ansible_ignoring: tuple[Path, Path, str]
-) -> None:
+def test_a_tracked_directory_ignored_is_the_only_difference_from_git_s(tmp_path: Path) -> None:
     """A root .gitignore whose rules match tracked directories (``*.egg-info``, ``docs/``,
     a glob of task directories): git does not enter those, so its record lacks each of
     them and what is under it; every other directory's record is the same, and `git
     check-ignore` in a checkout of the tree says each directory only ours holds is, or is
     under, an ignored one."""
-    _, work, commit = ansible_ignoring
-    bare = _own_bare(ansible_ignoring, tmp_path / "bare.git")
+    tree = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp_path / "sdist")
+    bare, work, commit = _repo(tmp_path, tree, IGNORING)
     mp = tmp_path / "mnt"
     mp.mkdir()
     by_git, ours, _, _ = _both(bare, commit, mp)
@@ -270,15 +241,17 @@ def _untracked_everywhere(root: Path) -> None:
 
 
 def test_git_status_in_a_lazy_mount_of_a_tree_with_ignored_tracked_directories_is_a_plain_clone_s(
-    home: Home, tmp_path: Path, ansible_ignoring: tuple[Path, Path, str]
+    home: Home, tmp_path: Path
 ) -> None:
     """The mount's first `git status` (its index's untracked cache made from the tree,
     holding the ignored tracked directories git would not) and a later one, after untracked
     files appear in and out of those directories, say what a plain clone's say, with the
     fsmonitor and without it, and fetch no blob."""
+    tree = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp_path / "sdist")
     base = tmp_path / "daemon"
     base.mkdir()
-    _own_bare(ansible_ignoring, base / "proj.git")
+    _, _, _ = _repo(tmp_path, tree, IGNORING)
+    shutil.move(str(tmp_path / "bare.git"), str(base / "proj.git"))
     for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
         git("--git-dir", str(base / "proj.git"), "config", key, "true")
     with Server.serving(base) as server:
