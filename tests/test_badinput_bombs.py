@@ -33,10 +33,14 @@ BOMBS = {
 
 
 @pytest.mark.parametrize("case", sorted(BOMBS))
-def test_a_file_nested_past_the_stack_is_named_and_nothing_changes(cli_proc: Cli, case: str) -> None:
-    cli = cli_proc
+def test_a_file_nested_past_the_stack_is_named_and_nothing_changes(
+    cli: Cli, cli_proc: Cli, case: str
+) -> None:
+    """The set-up in the test's process (``conftest.run_in_process``), each call after the
+    damage a real process."""
     assert cli("vault", "create", "v").code == 0
     assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    cli = cli_proc
     home = os.environ["AVFS_HOME"]
     rel, text, code = BOMBS[case]
     path = Path(home, rel)

@@ -74,13 +74,14 @@ SETTINGS_FILES = {
 
 @pytest.mark.parametrize("kind", ["fifo", "dir"])
 @pytest.mark.parametrize("which", sorted(SETTINGS_FILES))
-def test_a_settings_file_that_is_a_fifo_or_a_directory_is_named(cli_proc: Cli, which: str, kind: str) -> None:
+def test_a_settings_file_that_is_a_fifo_or_a_directory_is_named(cli: Cli, which: str, kind: str) -> None:
     """A FIFO where a settings file belongs held every command for ever (nothing writes
     to it: `open` waits for a writer); a vault's `config.json` that is a directory was exit
     70 (IsADirectoryError). Now each is `unusable_path` naming the file, nothing read from
-    it, nothing changed (run as real processes, each with a deadline: on main they hang)."""
-    assert cli_proc("vault", "create", "v").code == 0
-    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
+    it, nothing changed (run as real processes, each with a deadline: on main they hang;
+    the set-up before the damage in the test's process, ``conftest.run_in_process``)."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
     home = os.environ["AVFS_HOME"]
     rel, args = SETTINGS_FILES[which]
     path = os.path.join(home, rel)

@@ -64,11 +64,13 @@ def _busy(r: CliResult, db: str, pid: int) -> dict[str, object]:
 
 
 def test_a_locked_overlay_database_waits_as_the_setting_says_and_names_its_holder(
-    cli_proc: Cli, monkeypatch
+    cli: Cli, cli_proc: Cli, monkeypatch
 ) -> None:
-    cli = cli_proc
+    """The set-up in the test's process (``conftest.run_in_process``), each call after it
+    a real process (as in the tests below)."""
     assert cli("vault", "create", "v").code == 0
     assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    cli = cli_proc
     home = os.environ["AVFS_HOME"]
     db = _ws_db(home, "overlay.db")
     monkeypatch.setenv("AVFS_LOCK_WAIT", "0.5")
@@ -95,18 +97,20 @@ def test_a_locked_overlay_database_waits_as_the_setting_says_and_names_its_holde
     assert cli("--vault", "v", "write", "b.txt", "b").code == 0  # (the holder gone)
 
 
-def test_a_locked_op_log_refuses_the_checkpoint_before_the_branch_moves(cli_proc: Cli, monkeypatch) -> None:
+def test_a_locked_op_log_refuses_the_checkpoint_before_the_branch_moves(
+    cli: Cli, cli_proc: Cli, monkeypatch
+) -> None:
     """The op log held by another process past the lock wait: the checkpoint moved the
     branch, then said "done, not recorded" (badinput8), and `avfs undo` then undid the
     operation before it (the fork's `write`... here its first checkpoint), leaving this one
     where it was. Now the checkpoint takes the log's lock before the branch moves: busy,
     nothing changed (the change still uncheckpointed); with the holder gone it is saved and
     recorded, and `undo` undoes it."""
-    cli = cli_proc
     assert cli("vault", "create", "v").code == 0
     assert cli("--vault", "v", "write", "a.txt", "a").code == 0
     assert cli("--vault", "v", "checkpoint", "save", "-m", "first").code == 0
     assert cli("--vault", "v", "write", "b.txt", "b").code == 0
+    cli = cli_proc
     home = os.environ["AVFS_HOME"]
     db = os.path.join(home, "vaults", "v.git", "avfs", "oplog.db")
     ops = len(cli("--vault", "v", "--json", "op", "log").json()["operations"])
@@ -138,19 +142,19 @@ def test_a_locked_op_log_refuses_the_checkpoint_before_the_branch_moves(cli_proc
     assert log["commits"][0]["message"].strip() == "first", log
 
 
-def test_a_locked_op_log_refuses_an_undo_before_anything_moves(cli_proc: Cli, monkeypatch) -> None:
+def test_a_locked_op_log_refuses_an_undo_before_anything_moves(cli: Cli, cli_proc: Cli, monkeypatch) -> None:
     """An undo with the op log held: it moved the fork back, then said "done, not
     recorded": the undone operation was not marked (a second undo tried it again, `redo`
     had nothing); a restore moved the fork and left its recovery ref unrecorded; a fork
     was taken back and said it was made ("do not repeat it"). Now each is refused with
     nothing changed; with the holder gone the undo is recorded and
     `redo` brings the checkpoint back."""
-    cli = cli_proc
     assert cli("vault", "create", "v").code == 0
     assert cli("--vault", "v", "write", "a.txt", "a").code == 0
     assert cli("--vault", "v", "checkpoint", "save", "-m", "first").code == 0
     assert cli("--vault", "v", "write", "b.txt", "b").code == 0
     assert cli("--vault", "v", "checkpoint", "save", "-m", "second").code == 0
+    cli = cli_proc
     home = os.environ["AVFS_HOME"]
     db = os.path.join(home, "vaults", "v.git", "avfs", "oplog.db")
     before = _home_state(home)
@@ -169,12 +173,12 @@ def test_a_locked_op_log_refuses_an_undo_before_anything_moves(cli_proc: Cli, mo
     assert cli("--vault", "v", "--json", "log").json()["commits"][0]["message"].strip() == "second"
 
 
-def test_a_locked_search_index_names_its_holder(cli_proc: Cli, monkeypatch) -> None:
-    cli = cli_proc
+def test_a_locked_search_index_names_its_holder(cli: Cli, cli_proc: Cli, monkeypatch) -> None:
     assert cli("vault", "create", "v").code == 0
     assert cli("--vault", "v", "write", "a.txt", "hello").code == 0
     assert cli("--vault", "v", "search", "hello").code == 0
     assert cli("--vault", "v", "write", "b.txt", "hello again").code == 0  # (a catch-up to make)
+    cli = cli_proc
     home = os.environ["AVFS_HOME"]
     db = _ws_db(home, "search.db")
     monkeypatch.setenv("AVFS_LOCK_WAIT", "0.5")

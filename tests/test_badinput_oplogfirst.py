@@ -84,12 +84,13 @@ def _done_and_undone(cli: Cli, args: tuple[str, ...], heads: dict[str, str]) -> 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_locked_op_log_refuses_a_merge_revert_or_delete_before_anything_moves(
-    cli_proc: Cli, monkeypatch, case: str
+    cli: Cli, cli_proc: Cli, monkeypatch, case: str
 ) -> None:
     """Was: the branch moved (the ref deleted), then busy "done, not recorded"; `undo`
-    then undid the checkpoint before it."""
-    cli = cli_proc
+    then undid the checkpoint before it. The set-up in the test's process
+    (``conftest.run_in_process``), each call after it a real process."""
     heads = _setup(cli)
+    cli = cli_proc
     home = os.environ["AVFS_HOME"]
     db = os.path.join(home, "vaults", "v.git", "avfs", "oplog.db")
     before = _home_state(home)
@@ -128,12 +129,12 @@ def test_a_damaged_op_log_refuses_a_ref_move_before_anything_moves(cli: Cli, cas
 
 
 def test_a_locked_op_log_refuses_a_conflicted_merge_continue_abort_and_checkout(
-    cli_proc: Cli, monkeypatch
+    cli: Cli, cli_proc: Cli, monkeypatch
 ) -> None:
     """`merge --write-conflicts`, `merge --continue`, `merge --abort` and `checkout REV
     PATH` changed the fork's view, then recorded: with the log held, each is refused with
-    nothing changed; with it free, each goes."""
-    cli = cli_proc
+    nothing changed; with it free, each goes. The set-up in the test's process, each call
+    after it a real process."""
     assert cli("vault", "create", "v").code == 0
     assert cli("--vault", "v", "write", "a.txt", "a\n").code == 0
     assert cli("--vault", "v", "checkpoint", "save", "one").code == 0
@@ -142,6 +143,7 @@ def test_a_locked_op_log_refuses_a_conflicted_merge_continue_abort_and_checkout(
     assert cli("--vault", "v:side", "checkpoint", "save").code == 0
     assert cli("--vault", "v", "write", "a.txt", "main\n").code == 0
     assert cli("--vault", "v", "checkpoint", "save").code == 0
+    cli = cli_proc
     home = os.environ["AVFS_HOME"]
     db = os.path.join(home, "vaults", "v.git", "avfs", "oplog.db")
 

@@ -117,16 +117,15 @@ def _run(args: tuple[str, ...], libgit2: bool) -> CliResult:
 
 @pytest.mark.parametrize("libgit2", [False, True], ids=["files", "libgit2"])
 @pytest.mark.parametrize("kind", ["fifo", "dir"])
-def test_a_packed_refs_that_is_a_fifo_or_a_directory_is_named(
-    cli_proc: Cli, kind: str, libgit2: bool
-) -> None:
+def test_a_packed_refs_that_is_a_fifo_or_a_directory_is_named(cli: Cli, kind: str, libgit2: bool) -> None:
     """A FIFO as the vault's ``packed-refs`` held every command that lists refs for ever
     (`log`, `checkpoint list`, `vault info`, `gc`: avfs, or libgit2, opened it to read); a
     directory was exit 70 (IsADirectoryError). Now each says the file is not one, in words,
-    one JSON document, nothing changed (processes with a deadline: on main they hang)."""
-    assert cli_proc("vault", "create", "v").code == 0
-    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
-    assert cli_proc("--vault", "v", "checkpoint", "save", "c1").code == 0
+    one JSON document, nothing changed (processes with a deadline: on main they hang; the
+    set-up in the test's process, ``conftest.run_in_process``)."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "c1").code == 0
     home = os.environ["AVFS_HOME"]
     packed = os.path.join(home, "vaults", "v.git", "packed-refs")
     if os.path.exists(packed):
@@ -149,14 +148,15 @@ def test_a_packed_refs_that_is_a_fifo_or_a_directory_is_named(
 
 @pytest.mark.parametrize("libgit2", [False, True], ids=["files", "libgit2"])
 @pytest.mark.parametrize("kind", ["fifo", "empty", "garbage"])
-def test_a_branch_file_that_holds_no_commit_id_is_named(cli_proc: Cli, kind: str, libgit2: bool) -> None:
+def test_a_branch_file_that_holds_no_commit_id_is_named(cli: Cli, kind: str, libgit2: bool) -> None:
     """A fork's loose ref file a FIFO held every command of the fork for ever (avfs's read
     of it, libgit2's); emptied, it was "no fork 'main': its branch was deleted outside
     avfs"; other bytes were read as a commit id ("'ascii' codec can't encode ..."). Now
     each names the ref, its file and what it holds, with the git command that puts it
-    back; nothing changed."""
-    assert cli_proc("vault", "create", "v").code == 0
-    assert cli_proc("--vault", "v", "write", "a.txt", "a").code == 0
+    back; nothing changed (the set-up in the test's process, each call after the damage
+    a process of its own with a deadline)."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
     home = os.environ["AVFS_HOME"]
     ref = os.path.join(home, "vaults", "v.git", "refs", "heads", "main")
     good = Path(ref).read_bytes()
