@@ -63,9 +63,9 @@ def warm_daemons() -> Iterator[list[bool]]:
     asked: list[bool] = []
     real = mounts._launch
 
-    def launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = True) -> Any:
+    def launch(cmd: list[str], env: dict[str, str], log_path: str, zygote: bool = True, *rest: Any) -> Any:
         asked.append(zygote)
-        return real(cmd, env, log_path, True)
+        return real(cmd, env, log_path, True, *rest)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mounts, "_launch", launch)
