@@ -274,3 +274,36 @@ def test_an_undo_waits_for_git_s_rebase_to_end(
             assert _git(mp, "status", "--porcelain").stdout == "?? new.txt\n"
         else:
             assert res.code != 0 and res.json()["error"]["code"] == "ref_moved", res.out
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_restore_waits_for_git_s_rebase_to_end(backend: str, cli_proc: Any, tmp_path: Path) -> None:
+    """Two checkpoints, then `git rebase -i` stopped at an `edit` in the mount, then `avfs
+    checkpoint restore` of the first: refused (`git_in_progress`, exit 75, naming `git
+    rebase --continue`), the branch and the files where they were. Before (gitmodel19 left
+    it), the restore moved the branch under git's open rebase and `git rebase --abort` moved
+    it back: the restore said done and was lost. Once the rebase is given up the restore
+    works; a HEAD merely detached (`git checkout --detach`) does not stop it."""
+    _require(backend)
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
+        first = _git(mp, "rev-parse", "HEAD").stdout.strip()
+        (mp / "new.txt").write_text("checkpointed\n")
+        assert avfs("checkpoint", "save", "-m", "one").code == 0
+        (mp / "more.txt").write_text("more\n")
+        assert avfs("checkpoint", "save", "-m", "two").code == 0
+        tip = _git(mp, "rev-parse", "HEAD").stdout
+        edit = "sequence.editor=sed -i -e '1s/^pick/edit/'"
+        _git(mp, "-c", edit, "rebase", "-q", "-i", "HEAD~1")
+        res = avfs("--json", "checkpoint", "restore", first)
+        assert res.code == 75, res.out
+        err = res.json()["error"]
+        assert err["code"] == "git_in_progress" and "rebase --continue" in err["hint"], err
+        assert _git(mp, "rev-parse", "refs/heads/f").stdout == tip
+        assert (mp / "new.txt").exists() and (mp / "more.txt").exists()
+        _git(mp, "rebase", "--abort")
+        _git(mp, "checkout", "-q", "--detach")
+        res = avfs("--json", "checkpoint", "restore", first)
+        assert res.code == 0, res.out
+        assert _git(mp, "rev-parse", "refs/heads/f").stdout.strip() == first
+        _git(mp, "switch", "-q", "f")
+        assert not (mp / "new.txt").exists() and not (mp / "more.txt").exists()

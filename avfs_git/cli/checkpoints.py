@@ -57,7 +57,11 @@ def list_cmd(app: App, all_commits: bool, limit: int) -> None:
 )
 @pass_app
 def restore_cmd(app: App, rev: str, expect_head: str | None) -> None:
-    """Move the fork back to REV. Nothing is lost: `avfs undo` brings the state back."""
+    """Move the fork back to REV. Nothing is lost: `avfs undo` brings the state back.
+
+    While git in a mount of the fork has a rebase, merge, cherry-pick, revert or bisect
+    open, the restore refuses (`git_in_progress`, exit 75): its end would move the branch
+    again. A HEAD only detached does not stop it."""
     restore(app, rev, expect_head)
 
 

@@ -388,6 +388,13 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
     with vault.lock(fork):
         ws.sync_base()
         check_head(vault, fork, expect_head)
+        st = ws.git_state()
+        if st is not None and st["in_progress"] is not None:
+            # git's rebase, merge, cherry-pick... open in the fork's mount: its end moves the
+            # branch again (`rebase --abort` puts it back: the restore said done and was
+            # lost), so the restore waits for it, as an undo does (gitmodel19); a HEAD merely
+            # detached is git's own, and the branch moves under it as before
+            ws.refuse_if_git_busy("a restore", would="move the branch of")
         target = resolve(vault, rev, fork)
         tip = ws.tip()
         before = {"base": ws.base, "tree": None}
