@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 
 from . import realdata
 from .conftest import LAYERS, remove_home, run_in_process, scratch_home
+from .forkhome import _print  # (every entry under a tree: mode, size, ctime, inode)
 from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
 from .gitmodel_steps12 import TwelfthRoundSteps
 from .gitmodel_steps13 import ThirteenthRoundSteps
@@ -354,21 +355,6 @@ def _source(root: Path) -> Path:
 
 
 _MADE: dict[str, Any] = {}  # "top": the source and the home made once a process, "print": them then
-
-
-def _print(top: Path) -> dict[str, tuple[int, int, int, int]]:
-    """Every entry under ``top``: mode, size, change time, inode (any write changes one)."""
-    out = {}
-    for d, dirs, files in os.walk(top):
-        for n in dirs + files:
-            st = os.lstat(os.path.join(d, n))
-            out[os.path.relpath(os.path.join(d, n), top)] = (
-                st.st_mode,
-                st.st_size,
-                st.st_ctime_ns,
-                st.st_ino,
-            )
-    return out
 
 
 def _made() -> Path | None:
