@@ -60,20 +60,24 @@ def test_an_overlay_unmount_scans_no_process_unless_the_kernel_says_busy(
     assert vault.workspace("f1").read("a.txt") == b"a\n"
 
 
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_a_young_daemons_own_hold_is_waited_out_and_the_unmount_tried_again(
-    home: Home, vault: Any, monkeypatch: pytest.MonkeyPatch
+    home: Home, vault: Any, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     # The kernel says busy while the only holder is the daemon itself (right after the mount
-    # answered, it lists merged directories through it): held() waits that out and the
-    # unmount is tried again; here the first try is made to fail as such a hold makes it.
+    # answered, it lists merged directories through it) or a process that ended before the
+    # scan (a confined command's, exiting): held() waits that out and the unmount is tried
+    # again; here the first try is made to fail as such a hold makes it. (A pure-FUSE mount
+    # was not tried again: CI's one failure, busy with no holder named, after a proxy exec.)
     vault.fork("main", "f2")
-    info = mounts.mount(home, vault, "f2", backend="overlay")
+    info = mounts.mount(home, vault, "f2", backend=backend)
     seen = _scans(monkeypatch)
     real_run = subprocess.run
     tries: list[list[str]] = []
+    tool = "umount" if backend == "overlay" else "fusermount3"
 
     def run(cmd: Any, *a: Any, **kw: Any) -> Any:
-        if isinstance(cmd, list) and cmd[:1] == ["umount"] and info.mountpoint in cmd:
+        if isinstance(cmd, list) and cmd[:1] == [tool] and info.mountpoint in cmd:
             tries.append(cmd)
             if len(tries) == 1:
                 return subprocess.CompletedProcess(
