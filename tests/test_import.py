@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -169,3 +170,66 @@ def test_create_vault_twice(home):
     home.create_vault("a")
     with pytest.raises(AlreadyExistsError):
         home.create_vault("a")
+
+
+def _refs(git_dir):
+    """Every branch and tag of a repository, as `git for-each-ref` lists them (name, id)."""
+    out = git(
+        "--git-dir",
+        str(git_dir),
+        "for-each-ref",
+        "--format=%(refname) %(objectname)",
+        "refs/heads",
+        "refs/tags",
+    )
+    return out.splitlines()
+
+
+def test_import_checkout_of_many_branches_and_tags_packs_them(home, tmp_path):
+    # a checkout's branches and tags come as git clone writes them, in packed-refs: a fetch
+    # wrote each as a loose file with a reflog (5,000 + 5,000: 20,000 files, 37 s against
+    # git clone's 1 s here; every later read of the vault's refs paid for them). A commit
+    # on no branch (the detached HEAD's) comes too, as its own fork.
+    src = tmp_path / "repo"
+    _real_history_on(src, "master", tmp_path)
+    head = git("-C", str(src), "rev-parse", "HEAD").strip()
+    lines = [f"create refs/heads/b{i:03d} {head}\n" for i in range(300)]
+    lines += [f"create refs/tags/t{i:03d} {head}\n" for i in range(300)]
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=src, input="".join(lines), text=True, check=True)
+    git("tag", "-a", "-m", "release", "v1", "HEAD~1", cwd=src)  # annotated: its object comes along
+    git("checkout", "-q", "--detach", cwd=src)
+    (src / "DETACHED.txt").write_text("on no branch\n")
+    git("add", "DETACHED.txt", cwd=src)
+    git("commit", "-qm", "on no branch", cwd=src)
+    detached = git("-C", str(src), "rev-parse", "HEAD").strip()
+    v = home.create_vault("many", from_dir=str(src))
+    theirs = _refs(src / ".git")
+    ours = [r for r in _refs(v.path) if not r.startswith("refs/heads/main ")]
+    assert ours == theirs and len(theirs) == 1 + 300 + 300 + 1
+    loose = [os.path.join(d, f) for d, _ds, fs in os.walk(os.path.join(v.path, "refs")) for f in fs]
+    assert [os.path.relpath(p, v.path) for p in loose] == ["refs/heads/main"], (
+        loose
+    )  # the detached HEAD's fork
+    assert not os.path.exists(os.path.join(v.path, "logs", "refs", "heads", "b000"))
+    assert not os.path.exists(os.path.join(v.path, "clone.tmp"))
+    assert v.default_fork == "main" and v.workspace().base == detached
+    assert v.workspace().read("DETACHED.txt") == b"on no branch\n"
+    assert git("--git-dir", v.path, "cat-file", "-t", "v1").strip() == "tag"
+    git("--git-dir", v.path, "fsck", "--strict", "--no-dangling")
+
+
+def test_import_of_a_shallow_checkout(home, tmp_path):
+    # a shallow clone (CI's `--depth 1` checkout) imports as a shallow vault, as git clone of
+    # it is: its one commit, the boundary in `shallow`, fsck clean
+    full = tmp_path / "repo"
+    _real_history_on(full, "master", tmp_path)
+    src = tmp_path / "shallow"
+    git("clone", "-q", "--depth", "1", f"file://{full}", str(src))
+    (src / "WIP.txt").write_text("uncommitted\n")
+    v = home.create_vault("sh", from_dir=str(src))
+    tip = git("-C", str(src), "rev-parse", "HEAD").strip()
+    assert v.default_fork == "master" and v.workspace().base == tip
+    with open(os.path.join(v.path, "shallow"), encoding="ascii") as fh:
+        assert fh.read().split() == [tip]
+    assert {(c.path, c.status.value) for c in v.workspace().status()} == {("WIP.txt", "added")}
+    git("--git-dir", v.path, "fsck", "--no-dangling")

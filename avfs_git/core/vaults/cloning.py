@@ -85,7 +85,9 @@ def clone_into(
     # git gets the URL without it and the pair through the environment
     clean, creds = split_credentials(url)
     extra = (f"--filter={promisor.FILTER}",) if lazy else ()
-    side = os.path.join(git_dir, _SIDE)
+    from .importer import SIDE, take_clone
+
+    side = os.path.join(git_dir, SIDE)
     # `git clone`, not a fetch: a clone writes every ref into packed-refs, one file, where a
     # fetch writes each as a loose file with its reflog (a remote of 20,000 branches and
     # 20,000 tags: 120,000 files, 34 s here against git clone's 2 s; every later fetch and
@@ -103,7 +105,7 @@ def clone_into(
                 f"remote.origin.fetch=+{refs.CHECKPOINTS}*:{refs.CHECKPOINTS}*"),
         progress=progress, credentials=creds, token=token,
     )  # fmt: skip
-    remote_head = _take_clone(side, git_dir)
+    remote_head = take_clone(side, git_dir)
     # the branches as the clone wrote them, in `git for-each-ref`'s order (by name), read
     # from git's files: neither libgit2 (its import: init_vault) nor a git process
     listed = refs.list_refs_file(git_dir, refs.HEADS)
@@ -195,41 +197,6 @@ def fill_vault(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return lazily
-
-
-_SIDE = "clone.tmp"  # where the clone is made, inside the new vault (its failure removes both)
-
-
-def _take_clone(side: str, git_dir: str) -> str | None:
-    """Move what `git clone` made at ``side`` into the new vault ``git_dir`` (which has
-    none of it yet): its objects (packs and their ``.promisor`` marks, anything else under
-    ``objects/``), ``packed-refs``, ``shallow`` and any loose ref, then remove ``side``. Returns the ref
-    the clone's ``HEAD`` names (the remote's HEAD branch; None when detached)."""
-    import shutil
-
-    try:
-        with open(os.path.join(side, "HEAD"), encoding="utf-8") as fh:
-            head = fh.read().strip()
-    except OSError:
-        head = ""
-    objects = os.path.join(side, "objects")
-    for entry in os.listdir(objects):
-        src, dst = os.path.join(objects, entry), os.path.join(git_dir, "objects", entry)
-        if os.path.isdir(dst):  # (pack/, info/: their files; the vault's are empty)
-            for fn in os.listdir(src):
-                os.rename(os.path.join(src, fn), os.path.join(dst, fn))
-        else:
-            os.rename(src, dst)
-    for fn in ("packed-refs", "shallow"):  # (shallow: a shallow remote's clone is shallow, as git's)
-        if os.path.exists(os.path.join(side, fn)):
-            os.rename(os.path.join(side, fn), os.path.join(git_dir, fn))
-    for dirpath, _dirs, files in os.walk(os.path.join(side, "refs")):  # (a clone writes none)
-        for fn in files:
-            rel = os.path.relpath(os.path.join(dirpath, fn), side)
-            os.makedirs(os.path.dirname(os.path.join(git_dir, rel)), exist_ok=True)
-            os.rename(os.path.join(dirpath, fn), os.path.join(git_dir, rel))
-    shutil.rmtree(side)
-    return head[5:] if head.startswith("ref: ") else None
 
 
 def not_text(text: str) -> bool:

@@ -6,7 +6,8 @@ this one reads files, so both cores work. ``.gitignore`` rules are honoured (git
 ``ls-files --exclude-standard`` decides which files count, through :mod:`.ignore`, the one
 place avfs asks git about ignore rules), unless asked not to.
 
-A git checkout brings its history (a local fetch of its branches and tags); what is not
+A git checkout brings its history (a `git clone --bare` of its branches and tags, moved in:
+refs packed, a shallow checkout's boundary kept, as :mod:`.cloning`); what is not
 committed there (modified, deleted and untracked-not-ignored files) becomes uncheckpointed
 changes of the fork that matches its checked-out branch.
 """
@@ -298,6 +299,41 @@ def bare_repository(src: str) -> bool:
     )
 
 
+SIDE = "clone.tmp"  # where the clone is made, inside the new vault (its failure removes both)
+
+
+def take_clone(side: str, git_dir: str) -> str | None:
+    """Move what `git clone` made at ``side`` into the new vault ``git_dir`` (which has
+    none of it yet): its objects (packs and their ``.promisor`` marks, anything else under
+    ``objects/``), ``packed-refs``, ``shallow`` and any loose ref, then remove ``side``. Returns the ref
+    the clone's ``HEAD`` names (the remote's HEAD branch; None when detached)."""
+    import shutil
+
+    try:
+        with open(os.path.join(side, "HEAD"), encoding="utf-8") as fh:
+            head = fh.read().strip()
+    except OSError:
+        head = ""
+    objects = os.path.join(side, "objects")
+    for entry in os.listdir(objects):
+        src, dst = os.path.join(objects, entry), os.path.join(git_dir, "objects", entry)
+        if os.path.isdir(dst):  # (pack/, info/: their files; the vault's are empty)
+            for fn in os.listdir(src):
+                os.rename(os.path.join(src, fn), os.path.join(dst, fn))
+        else:
+            os.rename(src, dst)
+    for fn in ("packed-refs", "shallow"):  # (shallow: a shallow remote's clone is shallow, as git's)
+        if os.path.exists(os.path.join(side, fn)):
+            os.rename(os.path.join(side, fn), os.path.join(git_dir, fn))
+    for dirpath, _dirs, files in os.walk(os.path.join(side, "refs")):  # (a clone writes none)
+        for fn in files:
+            rel = os.path.relpath(os.path.join(dirpath, fn), side)
+            os.makedirs(os.path.dirname(os.path.join(git_dir, rel)), exist_ok=True)
+            os.rename(os.path.join(dirpath, fn), os.path.join(git_dir, rel))
+    shutil.rmtree(side)
+    return head[5:] if head.startswith("ref: ") else None
+
+
 def import_dir(
     git_dir: str,
     src: str,
@@ -378,21 +414,18 @@ def _import_checkout(
 ) -> tuple[str, list[tuple[str, str]]] | None:
     """The checkout's (or, ``worktree=False``, a bare repository's) branches, tags and HEAD;
     a checkout's uncommitted changes are returned to apply once the vault is in place."""
-    run_git(
-        [
-            "--git-dir",
-            git_dir,
-            "fetch",
-            "-q",
-            "--no-auto-gc",
-            src,
-            f"+{refs.HEADS}*:{refs.HEADS}*",
-            f"+{refs.TAGS}*:{refs.TAGS}*",
-            "HEAD",  # a detached HEAD's commits, on no branch (the fork made at HEAD below)
-        ]
-    )
+    # its branches and tags by `git clone`, not a fetch: a clone writes every ref into one
+    # packed-refs file where a fetch wrote each as a loose file with its reflog (a checkout
+    # of 5,000 branches and 5,000 tags: 20,000 files, 37 s here against git clone's 1 s,
+    # and every later read of the vault's refs paid for them: as cloning.clone_into does).
+    # --no-local: read through upload-pack (no hard links into the person's repository).
+    side = os.path.join(git_dir, SIDE)
+    run_git(["clone", "-q", "--bare", "--no-local", "--template=", src, side])
+    take_clone(side, git_dir)
     head = run_git(["-C", src, "rev-parse", "HEAD"]).strip()
     branch = run_git(["-C", src, "rev-parse", "--abbrev-ref", "HEAD"]).strip()
+    if branch == "HEAD":  # a detached HEAD's commits, on no branch (the fork made at HEAD below)
+        run_git(["--git-dir", git_dir, "fetch", "-q", "--no-auto-gc", "--no-write-fetch-head", src, "HEAD"])
     store = GitStore(git_dir)
     # the checked-out branch is the default fork (the person's `master` or feature branch,
     # with the uncommitted changes on it); no `main` is made beside it. A detached HEAD (or
