@@ -44,8 +44,7 @@ def clear(path: str) -> bool:
     if not os.path.lexists(top):
         return False
     drop_layers(Path(top))
-    for mp in _mounts_under(top):
-        subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+    drop_mounts(top)
     left = _mounts_under(top)
     if left:
         raise SystemExit(f"tests.basetemp: {top} still has mounts below it: {left}")
@@ -57,6 +56,17 @@ def clear(path: str) -> bool:
     finally:
         sys.setrecursionlimit(old)
     return True
+
+
+def drop_mounts(top: str) -> list[str]:
+    """Detach (``umount -l``) every mount below ``top``, deepest first; the mount points.
+    A fork's mount a failed test could not unmount (busy) outlived its session otherwise:
+    CI's clean clone has a temp dir of its own, which no later run clears (ci27's, found
+    mounted at the next session's start)."""
+    points = _mounts_under(top)
+    for mp in points:
+        subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+    return points
 
 
 def unpin_gitfiles(top: str) -> None:

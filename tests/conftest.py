@@ -33,6 +33,7 @@ from avfs_git.policy.pathsource import POLICY_PATHS
 
 from . import cputime, hangwatch
 from .basetemp import drop_layers as _drop_layers
+from .basetemp import drop_mounts as _drop_mounts
 from .basetemp import unpin_gitfiles as _unpin_gitfiles
 
 AUTHOR = ("Test Author", "test@example.invalid")
@@ -264,6 +265,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     daemonstart.end_zygote()
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
+        # mounts a failed test left (its unmount refused busy): detached, and named on stderr
+        with contextlib.suppress(OSError):
+            for mp in _drop_mounts(str(factory.getbasetemp())):
+                print(f"\nleft mounted by a test, detached at the session's end: {mp}", file=sys.stderr)
         try:
             _drop_layers(factory.getbasetemp())
         except OSError:
