@@ -96,8 +96,9 @@ def wait_turning_away(pidfds: set[int], lsock: socket.socket, answer: bytes, tim
     ending = select.poll()
     for pidfd in pidfds:
         ending.register(pidfd, select.POLLIN)
-    ending.register(lsock.fileno(), select.POLLIN)
-    lsock.setblocking(False)
+    if lsock.fileno() >= 0:  # (closed already: a leave that a second SIGTERM cut short)
+        ending.register(lsock.fileno(), select.POLLIN)
+        lsock.setblocking(False)
     pending = set(pidfds)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
