@@ -651,8 +651,7 @@ def test_ctrl_c_before_the_command_started_runs_nothing(home: Home, vault: Vault
             assert text in out + err, (out, err)
         assert not vault.workspace("main").exists("x.txt")
     finally:
-        lsock.close()
-        server.leave()
+        server.leave(lsock)  # (closes it)
 
 
 def select_ready(conn: socket.socket) -> list[Any]:

@@ -11,12 +11,23 @@ among them is handed to it, not to PID 1) and collects each of them that has end
 own children (the calls' processes, the spare, the kept process) it waits for itself, and
 they are left to those waits. When it leaves it stays, listening no more, until the
 daemons it holds have ended (:func:`linger`), unless it was stopped (``avfs server stop``).
+
+Leaving, it first waits for the calls' processes still running (:func:`wait_turning_away`):
+a caller that connects meanwhile is answered at once that nothing ran (it runs the call
+itself), and the listening socket is closed before the linger (a caller still queued then
+sees its connection reset: nothing ran). Kept open, as it was before the thirty-first
+round (attack22), a caller that connected while the server left waited in its backlog,
+its request never read, for as long as the server lingered: as long as a mount it had
+forked lived (an `avfs status` held for ever; docs/security.md).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
+import time
 
 PR_SET_CHILD_SUBREAPER = 36
 LOOK_S = 1.0  # how often a lingering server looks for its children's ends (besides SIGCHLD)
@@ -75,3 +86,41 @@ def linger() -> None:
             signal.sigtimedwait([signal.SIGCHLD], LOOK_S)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def wait_turning_away(pidfds: set[int], lsock: socket.socket, answer: bytes, timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, until every process of ``pidfds`` (a leaving
+    server's calls) has ended; a caller that connects to ``lsock`` meanwhile is sent
+    ``answer`` (a ``fallback``: nothing ran, it runs the call itself) and let go, never left
+    queued with its request unread."""
+    ending = select.poll()
+    for pidfd in pidfds:
+        ending.register(pidfd, select.POLLIN)
+    if lsock.fileno() >= 0:  # (closed already: a leave that a second SIGTERM cut short)
+        ending.register(lsock.fileno(), select.POLLIN)
+        lsock.setblocking(False)
+    pending = set(pidfds)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for fd, _ in ending.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            if fd == lsock.fileno():
+                turn_away(lsock, answer)
+            else:
+                ending.unregister(fd)
+                pending.discard(fd)
+
+
+def turn_away(lsock: socket.socket, answer: bytes) -> None:
+    """Send ``answer`` to every caller queued at ``lsock`` (non-blocking) and close each."""
+    while True:
+        try:
+            conn, _ = lsock.accept()
+        except OSError:  # (none left: EAGAIN; or the caller went)
+            return
+        try:
+            conn.settimeout(1.0)
+            conn.sendall(answer)
+        except OSError:
+            pass
+        finally:
+            conn.close()

@@ -255,7 +255,7 @@ class Server:
             adopted.collect(self._own())  # (the daemons it forked, once handed to it, ended)
             if not self.children and (time.monotonic() - self.last > self.idle_s or not self.still_mine()):
                 break
-        self.leave()
+        self.leave(lsock)
 
     def _own(self) -> set[int]:
         """The children this server waits for itself: the calls', the spare, the kept process."""
@@ -263,11 +263,12 @@ class Server:
         own.update(p.pid for p in (self.spare, self.kept.proc if self.kept else None) if p is not None)
         return own
 
-    def leave(self) -> None:
+    def leave(self, lsock: socket.socket) -> None:
         """End the spare, let the calls' processes finish (what a command does after its
-        answer included: a fork's next snapshot, a WAL written back; at most 30 s), then
-        remove the socket and the pid file, when they are still this server's: `avfs server
-        stop` returns once nothing of the server holds the home."""
+        answer included: a fork's next snapshot, a WAL written back; at most 30 s; a call
+        made meanwhile is told to run itself), then remove the socket and the pid file, when
+        they are still this server's (`avfs server stop` returns once nothing of the server
+        holds the home), and close ``lsock``."""
         if self.spare is not None:
             self.spare.discard()
             self.spare = None
@@ -282,17 +283,11 @@ class Server:
                 self.kept = None
             else:
                 self.kept.proc.ctl.close()  # its call's report then fails: it ends (waited for below)
-        ending = select.poll()
         # their pidfds, readable once the process has ended (not `avfs server stop`'s own,
-        # which waits for this server to be gone)
+        # which waits for this server to be gone); a call made meanwhile is run by its caller
         pending = {pidfd for pidfd, call in self.children.items() if not call.server}
-        for pidfd in pending:
-            ending.register(pidfd, select.POLLIN)
-        deadline = time.monotonic() + 30.0
-        while pending and time.monotonic() < deadline:
-            for pidfd, _ in ending.poll(max(0.0, deadline - time.monotonic()) * 1000):
-                ending.unregister(pidfd)
-                pending.discard(pidfd)
+        leaving = marshal.dumps({"fallback": "leaving"})
+        adopted.wait_turning_away(pending, lsock, b"%08d" % len(leaving) + leaving, 30.0)
         self.code.close()
         if self.still_mine():
             for name in (self.path, os.path.join(os.path.dirname(self.path), PID_FILE)):
@@ -300,6 +295,7 @@ class Server:
                     os.unlink(name)
                 except OSError:
                     pass
+        lsock.close()  # (a caller still queued is reset: nothing ran, it runs the call itself)
 
     def log(self, line: str) -> None:
         """A line in ``<home>/run/cli.log`` (kept under 1 MiB: the old half dropped)."""
@@ -609,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve(lsock)
     except SystemExit:  # SIGTERM (avfs server stop): it leaves, and stays as when idle
-        server.leave()
+        server.leave(lsock)
     with contextlib.suppress(SystemExit):  # (SIGTERM ends the wait)
         adopted.linger()  # left: its daemons and `server stop`'s own process end first
     return 0

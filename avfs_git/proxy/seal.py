@@ -61,7 +61,7 @@ from ..core.vaults import keptstate
 from ..core.workspace.untrusted import read_file
 from . import bisectrefs, gitstate, heldlock, refwatch, sealobjects, sealpack, sealremotes, sealstaged
 from .sealcache import LOG, QUARANTINE, SCRATCH, VAULT, RefCache, below, sync, vault_loose
-from .sealpaths import branch_refusal
+from .sealpaths import move_refusal
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -516,9 +516,7 @@ def _carry_refs(
         elif value == sealed.before:
             continue
         else:
-            why = sealobjects.import_objects(vault, os.path.join(sealed.dir, "objects"), value)
-            why = why or sealobjects.new_commits_refusal(vault, sealed.before, value)
-            why = why or branch_refusal(vault, sealed.fork, sealed.before, value)
+            why = move_refusal(vault, sealed.fork, sealed.before, value, os.path.join(sealed.dir, "objects"))
             if why is None:
                 try:
                     message = f"avfs proxy exec: {sealed.fork} moved by the command's git"
@@ -578,8 +576,9 @@ def _head_before(vault: Vault, sealed: Sealed) -> bytes | None:
 def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | None:
     """The worktree's ``HEAD`` the command left (``now``; put back meanwhile by
     :func:`_head_before`): on the fork's branch, or detached at a commit (its objects
-    carried into the vault, checked as the branch's are: ``avfs status`` then names the
-    detached HEAD, checkpoints refuse until `git switch FORK`), it is set again; anything
+    carried into the vault, checked as the branch's are, the fork's rules too: ``avfs
+    status`` then names the detached HEAD, checkpoints refuse until `git switch FORK`),
+    it is set again; anything
     else (another fork's branch, which the person's next `git commit` would move; a link;
     not git's) stays put back, and is reported (None: nothing to say)."""
     from ..core.vaults.registry import mount_key
@@ -593,8 +592,8 @@ def _settle_head(vault: Vault, sealed: Sealed, now: bytes) -> dict[str, Any] | N
     value = now.decode("ascii", "replace")
     if _HEX.fullmatch(value.rstrip("\n")) and value.count("\n") <= 1:
         commit = value.strip()
-        why = sealobjects.import_objects(vault, os.path.join(sealed.dir, "objects"), commit)
-        why = why or sealobjects.new_commits_refusal(vault, sealed.before, commit)
+        # (checked as the branch's move is: the fork's rules hold a detached HEAD's commits too)
+        why = move_refusal(vault, sealed.fork, sealed.before, commit, os.path.join(sealed.dir, "objects"))
         if why is None:
             put_head(vault, key, f"{commit}\n".encode())
             return None

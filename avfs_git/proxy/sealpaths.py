@@ -54,6 +54,20 @@ def held_change(
     return held
 
 
+def move_refusal(vault: Vault, fork: str, old: str | None, new: str, quarantine: str) -> str | None:
+    """Why the command's commit ``new`` may be neither ``fork``'s branch (moved from
+    ``old``, its value before the run) nor the mount's detached ``HEAD``: its objects (from
+    ``quarantine`` into the vault, checked), its new commits (:mod:`.sealobjects`), or a
+    path the fork's rules hold (:func:`branch_refusal`). Until the thirty-first round
+    (attack22) a detached ``HEAD`` was set without the last: a command's `git checkout
+    --detach` and commit of a read-only file's rewrite left it for the person's git."""
+    from . import sealobjects
+
+    why = sealobjects.import_objects(vault, quarantine, new)
+    why = why or sealobjects.new_commits_refusal(vault, old, new)
+    return why or branch_refusal(vault, fork, old, new)
+
+
 def branch_refusal(vault: Vault, fork: str, old: str | None, new: str) -> str | None:
     """Why the command's move of ``fork``'s branch from ``old`` to ``new`` (its commits
     already in the vault, checked) must not be carried: it changes a path the fork's rules
