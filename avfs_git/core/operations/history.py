@@ -397,19 +397,26 @@ def patch_text(
     _prefetch(vault, result)
     parts: list[str] = []
     total = len(result.changes)
+    indent = patchheads.indent_heuristic(vault.store) if result.changes else True
     for i, c in enumerate(result.changes):
         if progress is not None and (i % 50 == 0 or i + 1 == total):
             progress(i + 1, total, c.path)
         for one in patchheads.split_type_change(c) if patchheads.type_changed(c) else (c,):
-            parts.append(_file_patch(vault, ws, one, context, result.similarity.get(one.path)))
+            parts.append(_file_patch(vault, ws, one, context, result.similarity.get(one.path), indent))
     return "".join(parts)
 
 
 def _file_patch(
-    vault: Vault, ws: Workspace | None, c: Change, context: int, similar: int | None = None
+    vault: Vault,
+    ws: Workspace | None,
+    c: Change,
+    context: int,
+    similar: int | None = None,
+    indent: bool = True,
 ) -> str:
     """One change's patch, headed as git heads it (:mod:`.patchheads`); ``similar``: a
-    rename by similar content's similarity (percent)."""
+    rename by similar content's similarity (percent); ``indent``: git's
+    ``diff.indentHeuristic`` (:func:`.patchheads.indent_heuristic`)."""
     from . import patchheads
 
     old_path = c.old_path or c.path
@@ -421,7 +428,7 @@ def _file_patch(
         return patchheads.rename_header(c, old_path)
     a = _side(vault, None, old_path, c.old_oid, c.old_mode)
     b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
-    text = patchheads.fix_modes(blob_patch(a, b, old_path, c.path, context), c)
+    text = patchheads.fix_modes(blob_patch(a, b, old_path, c.path, context, indent_heuristic=indent), c)
     if similar is not None:
         return patchheads.similar_rename(text, c, similar)
     if c.status is ChangeStatus.RENAMED and not text:
