@@ -86,3 +86,87 @@ def test_patches_place_a_block_where_git_s_indent_heuristic_does(attrs: Path, ho
     got = cli("--vault", "at", "diff", "v23.2.0", "v24.1.0")
     assert got.code == 0, got.err
     assert got.out_bytes == plain
+
+
+def _git_refs(git_dir: Path) -> tuple[dict[str, str], set[str]] | None:
+    """`git for-each-ref`'s refs of ``git_dir`` (name -> id) and the refs it warns it
+    ignores as broken; None where git cannot list them at all."""
+    p = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "for-each-ref", "--format=%(objectname) %(refname)"],
+        capture_output=True,
+        timeout=60,
+    )
+    if p.returncode:
+        return None
+    listed = {}
+    for line in p.stdout.decode("utf-8", "surrogateescape").splitlines():
+        oid, _, name = line.partition(" ")
+        listed[name] = oid
+    broken = {ln.rsplit(" ", 1)[1] for ln in p.stderr.decode().splitlines() if "ignoring broken ref" in ln}
+    return listed, broken
+
+
+def test_every_fixture_s_refs_list_as_git_lists_them() -> None:
+    """The refs of each of libgit2's test repositories, read from git's files
+    (``refs.read_refs_file``, ``list_refs_file``, ``read_ref_file``: loose files, then
+    ``packed-refs`` by its binary search), are `git for-each-ref`'s. On main the four
+    that keep a ``refs/.gitkeep`` (``redundant.git``, ``revwalk.git``, ``shallow.git``,
+    ``splitindex``) listed it as a ref and stopped on it as a damaged one; git never
+    reads a name that starts with ``.`` as a ref. A ref git ignores as broken (an empty
+    file) stops avfs's listing, naming it (avfs's choice: docs/benchmarks.md)."""
+    from avfs_git.core.errors import CorruptStateError
+    from avfs_git.core.store import packedrefs, refs
+
+    compared = dotted = packed = broken_seen = 0
+    for git_dir in realdata.libgit2_resources():
+        got_git = _git_refs(git_dir)
+        if got_git is None:  # (bad_tag.git's packed-refs; submodules' dirs without their worktree)
+            continue
+        want, broken = got_git
+        gd = str(git_dir)
+        dotted += any(p.name.startswith(".") for p in (git_dir / "refs").rglob("*"))
+        names = refs.list_refs_file(gd, "refs/")
+        assert set(names) == set(want) | broken, git_dir
+        if broken:
+            with pytest.raises(CorruptStateError) as exc:
+                refs.read_refs_file(gd, "refs/")
+            assert exc.value.details["ref"] in broken
+            broken_seen += 1
+            continue
+        assert refs.read_refs_file(gd, "refs/") == want, git_dir
+        for name, oid in want.items():
+            assert refs.read_ref_file(gd, name) == oid, (git_dir, name)
+        on_file = packedrefs.under(gd, "refs/")
+        for name, oid in on_file.items():
+            assert packedrefs.lookup(gd, name) == oid, (git_dir, name)
+            assert packedrefs.lookup(gd, name + "x") is None
+        packed += len(on_file)
+        compared += 1
+    assert compared >= 65 and dotted >= 4 and broken_seen >= 3 and packed >= 60, (
+        compared,
+        dotted,
+        broken_seen,
+        packed,
+    )
+
+
+def test_a_dot_file_in_a_vault_s_refs_is_no_fork(home: Any, cli: Any) -> None:
+    """A ``.DS_Store`` (Finder's, in a directory it showed) and libgit2's ``refs/.gitkeep``
+    in a vault: `vault list` and `vault info` name the forks git names (`git for-each-ref`),
+    `gc` runs. On main ``.DS_Store`` was a fork, and `vault info` and `gc` stopped: "the
+    ref refs/heads/.DS_Store is damaged"."""
+    assert cli("vault", "create", "dv").code == 0
+    assert cli("--vault", "dv", "write", "a.txt", "a\n").code == 0
+    assert cli("--vault", "dv", "checkpoint", "save", "-m", "one").code == 0
+    vault = Path(home.vault_path("dv"))
+    (vault / "refs" / "heads" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1\0")
+    (vault / "refs" / ".gitkeep").write_bytes(b"")
+    listed = _git_refs(vault)
+    assert listed is not None and set(listed[0]) == {"refs/heads/main"} and not listed[1]
+    got = cli("--json", "vault", "list")
+    assert got.code == 0, got.err
+    assert [f for v in got.json()["vaults"] for f in v["forks"]] == ["main"], got.out
+    info = cli("--json", "vault", "info", "dv")
+    assert info.code == 0, info.err
+    assert [f["name"] for f in info.json()["forks"]] == ["main"], info.out
+    assert cli("--vault", "dv", "gc").code == 0
