@@ -170,3 +170,60 @@ def test_a_dot_file_in_a_vault_s_refs_is_no_fork(home: Any, cli: Any) -> None:
     assert info.code == 0, info.err
     assert [f["name"] for f in info.json()["forks"]] == ["main"], info.out
     assert cli("--vault", "dv", "gc").code == 0
+
+
+def test_the_workspace_diff_pairs_renames_as_git_does_and_status_as_avfs_saw_them(
+    attrs: Path, home: Any, cli: Any, tmp_path: Path
+) -> None:
+    """attrs 24.1.0 in a fork and in a clone, changed alike: ``_make.py`` moved and
+    edited a little, ``CHANGELOG.md`` moved and rewritten, ``README.md`` removed and an
+    edited copy written as ``README2.md``. `avfs diff` (the workspace against its base:
+    `--name-status`, `--stat`, the patch) is `git diff --cached` after `git add -A`
+    (``D``, ``A``, ``R068``, ``R098``); on main it said ``R CHANGELOG.md NEWS.md``, ``D``,
+    ``A``, ``R _make.py make2.py``. `avfs status` stays as it was by design: the moves
+    avfs saw and the same content paired, no similarity scored (no git process, no
+    capture of the workspace on each status)."""
+    assert cli("vault", "clone", str(attrs / ".git"), "ws").code == 0
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(attrs), str(clone)], check=True)
+
+    def both(*steps: tuple[str, ...]) -> None:
+        for step in steps:
+            if step[0] == "mv":
+                assert cli("--vault", "ws", "mv", step[1], step[2]).code == 0
+                _git(clone, "mv", step[1], step[2])
+            elif step[0] == "rm":
+                assert cli("--vault", "ws", "rm", step[1]).code == 0
+                _git(clone, "rm", "-q", step[1])
+            else:
+                assert cli("--vault", "ws", "write", step[1], step[2]).code == 0
+                (clone / step[1]).write_text(step[2])
+
+    made = (clone / "src/attr/_make.py").read_text().replace("_make", "_made")
+    readme = (clone / "README.md").read_text().replace("attrs", "ATTRS")
+    both(
+        ("mv", "src/attr/_make.py", "src/attr/make2.py"),
+        ("write", "src/attr/make2.py", made),
+        ("mv", "CHANGELOG.md", "NEWS.md"),
+        ("write", "NEWS.md", "nothing alike\n"),
+        ("rm", "README.md"),
+        ("write", "README2.md", readme),
+    )
+    _git(clone, "add", "-A")
+    names = _git(clone, "diff", "--cached", "--name-status").decode().splitlines()
+    assert [ln.split("\t")[0][:1] for ln in names] == ["D", "A", "R", "R"], names  # (the case)
+    assert not any(ln.startswith("R100") for ln in names), names
+    for flags in (["--name-status"], ["--stat"], []):
+        want = _git(clone, "diff", "--cached", "--no-color", *flags)
+        got = cli("--vault", "ws", "diff", *flags)
+        assert got.code == 0, got.err
+        assert got.out_bytes == want, flags
+    status = cli("--json", "--vault", "ws", "status")
+    assert status.code == 0, status.err
+    said = {(c["status"], c["path"], c.get("old_path")) for c in status.json()["changes"]}
+    assert said == {
+        ("renamed", "NEWS.md", "CHANGELOG.md"),
+        ("deleted", "README.md", None),
+        ("added", "README2.md", None),
+        ("renamed", "src/attr/make2.py", "src/attr/_make.py"),
+    }, said

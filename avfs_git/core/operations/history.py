@@ -270,6 +270,18 @@ def _renamed(
     return pair_similar(vault.store, old_tree, new_tree, pair_renames(out))
 
 
+def _to_pair(changes: list[Change]) -> bool:
+    """Whether a workspace's status holds what git pairs by its own rule: a rename (the
+    status pairs a move the overlay saw whatever its content, and names no similarity) or
+    a deleted and an added file. `avfs diff` of attrs 23.2.0's workspace with
+    ``CHANGELOG.md`` moved and rewritten, ``README.md`` removed and a copy edited written
+    said ``R CHANGELOG.md NEWS.md``, ``D README.md``, ``A README2.md``, ``R _make.py
+    make2.py`` where `git diff --cached` (all added) says ``D``, ``A``, ``R074``,
+    ``R098``, as `avfs diff HEAD` did."""
+    kinds = {c.status for c in changes}
+    return ChangeStatus.RENAMED in kinds or {ChangeStatus.ADDED, ChangeStatus.DELETED} <= kinds
+
+
 def diff(
     vault: Vault,
     fork: str | None = None,
@@ -288,12 +300,17 @@ def diff(
         ws = vault.workspace(fork)
         changes = ws.status()
         result = DiffResult(ws.base, "workspace", changes)
+        if _to_pair(changes):  # (as `diff HEAD`: git's renames, not the status's)
+            tree, _ = ws.capture()
+            out: list[Change] = []
+            diff_trees(store, ws.base_tree, tree, "", out)
+            result = DiffResult(ws.base, "workspace", *_renamed(vault, ws.base_tree, tree, out))
     elif new is None:
         assert old is not None
         ws = vault.workspace(fork)
         a = resolve(vault, old, fork)
         tree, _ = ws.capture() if ws.is_dirty() else (ws.base_tree, [])
-        out: list[Change] = []
+        out = []
         diff_trees(store, store.commit_tree(a), tree, "", out)
         result = DiffResult(a, "workspace", *_renamed(vault, store.commit_tree(a), tree, out))
     else:
