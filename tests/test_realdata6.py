@@ -227,3 +227,83 @@ def test_the_workspace_diff_pairs_renames_as_git_does_and_status_as_avfs_saw_the
         ("added", "README2.md", None),
         ("renamed", "src/attr/make2.py", "src/attr/_make.py"),
     }, said
+
+
+def _t4013_repo(work: Path) -> Path:
+    """The repository git's ``t/t4013-diff-various.sh`` builds, by its own setup block (run
+    with ``sh``: ``test_write_lines`` as test-lib defines it, ``test-tool chmtime`` left
+    out: it dates an untracked file), as test-lib's environment makes it: its commits are
+    the ids git's expected outputs name (``side`` is ``c7a2ab9``)."""
+    script = realdata.git_source_file("t/t4013-diff-various.sh").read_text()
+    start = script.index("test_expect_success setup '\n") + len("test_expect_success setup '\n")
+    body = script[start : script.index("\n'\n", start)].replace("test-tool chmtime +1 dir3/sub", "true")
+    shim = "LF='\n'\ntest_write_lines () { printf '%s\\n' \"$@\"; }\n"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_AUTHOR_NAME": "A U Thor",
+        "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "C O Mitter",
+        "GIT_COMMITTER_EMAIL": "committer@example.com",
+        "EDITOR": ":",
+        "GIT_MERGE_AUTOEDIT": "no",
+    }
+    work.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "master", str(work)], check=True, env=env)
+    subprocess.run(
+        ["sh", "-c", shim + body],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert _git(work, "rev-parse", "side").decode().strip() == "c7a2ab9e8eac7b117442a607d5a9b3950ae34d5a"
+    return work
+
+
+def _expected(name: str) -> str:
+    """What git's ``t/t4013/diff.NAME`` says the command prints (its ``$ git ...`` line
+    and closing ``$`` off)."""
+    text = (realdata.git_source_dir("t/t4013") / f"diff.{name}").read_text()
+    assert text.startswith("$ git ") and text.endswith("\n$\n"), name
+    return text.split("\n", 1)[1][: -len("$\n")]
+
+
+def _patches(text: str) -> list[str]:
+    """Each commit's patch in a log's text (what follows its first ``diff --git``)."""
+    return [c[c.index("diff --git") :].rstrip("\n") for c in text.split("\ncommit ") if "diff --git" in c]
+
+
+def test_git_s_t4013_expected_diffs_are_avfs_s(tmp_path: Path, home: Any, cli: Any) -> None:
+    """git's own expected outputs (``t/t4013``) of the diffs avfs has a form for, on the
+    repository git's script builds: `diff A..B` (3 and 1 and 2 lines of context),
+    `--stat`, `show`'s patch and stat, `log -p`'s patches (first parents, the root's
+    aside: the script sets ``log.showroot`` false). Nothing differed; kept as a test.
+    Where avfs's format is its own by design: the ``Date:`` line (RFC 3339, and the
+    committer's time, where git prints the author's: the amended merge's 00:05 for git's
+    00:04), a merge's patch (against its first parent, git's ``show`` prints ``--cc``),
+    a root commit's (its whole tree, whatever ``log.showroot`` says)."""
+    work = _t4013_repo(tmp_path / "t4013")
+    assert cli("vault", "clone", str(work / ".git"), "t4013").code == 0
+    for name, args in (
+        ("diff_initial..side", ["initial..side"]),
+        ("diff_-U1_initial..side", ["-U1", "initial..side"]),
+        ("diff_-U2_initial..side", ["-U2", "initial..side"]),
+        ("diff_--stat_initial..side", ["--stat", "initial..side"]),
+    ):
+        got = cli("--vault", "t4013", "diff", *args)
+        assert got.code == 0, got.err
+        assert got.out == _expected(name), name
+    shown = cli("--vault", "t4013", "show", "side")
+    assert shown.code == 0, shown.err
+    assert _patches(shown.out) == _patches(_expected("show_side")) != []
+    stat = cli("--vault", "t4013", "show", "--stat", "side")
+    assert stat.code == 0, stat.err
+    assert stat.out.split("\n\n", 2)[2] == _expected("show_--stat_side").split("\n\n", 2)[2]
+    logged = cli("--vault", "t4013", "log", "-p", "master")
+    assert logged.code == 0, logged.err
+    want = _patches(_expected("log_-p_--first-parent_master"))
+    assert len(want) == 3 and _patches(logged.out)[:-1] == want  # (avfs's last: the root's)
