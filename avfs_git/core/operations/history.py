@@ -25,7 +25,7 @@ from ..errors import (
 from ..records import dataclass
 from ..store import names, refs
 from ..store.gitformat import parse_commit, plain_author
-from ..store.gitpatch import blob_line_stats, blob_patch
+from ..store.gitpatch import blob_line_stats, blob_patch, indent_heuristic
 from ..store.gitstore import rfc3339
 from ..store.treediff import diff_trees, pair_renames
 from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo, TreeId
@@ -414,7 +414,7 @@ def patch_text(
     _prefetch(vault, result)
     parts: list[str] = []
     total = len(result.changes)
-    indent = patchheads.indent_heuristic(vault.store) if result.changes else True
+    indent = indent_heuristic(vault.store) if result.changes else True
     for i, c in enumerate(result.changes):
         if progress is not None and (i % 50 == 0 or i + 1 == total):
             progress(i + 1, total, c.path)
@@ -433,7 +433,7 @@ def _file_patch(
 ) -> str:
     """One change's patch, headed as git heads it (:mod:`.patchheads`); ``similar``: a
     rename by similar content's similarity (percent); ``indent``: git's
-    ``diff.indentHeuristic`` (:func:`.patchheads.indent_heuristic`)."""
+    ``diff.indentHeuristic`` (:func:`..store.gitpatch.indent_heuristic`)."""
     from . import patchheads
 
     old_path = c.old_path or c.path

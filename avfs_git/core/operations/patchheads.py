@@ -153,20 +153,6 @@ def path_quoting(store: GitStore) -> Callable[[str], str]:
     return lambda name: git_quoted(name, fully)
 
 
-def indent_heuristic(store: GitStore) -> bool:
-    """Whether patches slide an added or removed block as git's indent heuristic does:
-    git's ``diff.indentHeuristic`` in the vault's and the person's config (on unless set
-    false, as in git since 2.14). Asked once a patch, through libgit2, which makes the
-    patch's files anyway (loaded first: else ``config_values`` starts a git process)."""
-    import pygit2  # noqa: F401
-
-    from ..store.configtext import is_true
-    from ..store.vaultconfig import config_values
-
-    values = config_values(store, "diff.indentheuristic")
-    return not values or is_true(values[-1])
-
-
 def rename_header(c: Change, old_path: str) -> str:
     """git's header of a rename whose content is the same: modes, 100 % similar, names."""
     a, b = git_quoted("a/" + old_path), git_quoted("b/" + c.path)

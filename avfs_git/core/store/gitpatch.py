@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pygit2
 
+    from .gitstore import GitStore
+
 # A hunk header's function context: git cuts the line to 80 bytes, then drops the cut's
 # trailing blanks (xdiff's def_ff); libgit2 drops them first and cuts after, so where the
 # 80th byte is a blank its header ends in one that git's has not (PyYAML 6.0.2's
@@ -88,6 +90,21 @@ def blob_patch(
             _bytes_back(_text(pygit2.Patch.create_from(old, new, a, b, flag=flag, context_lines=context)))
         )
     return _git_headers(_text(pygit2.Patch.create_from(old, new, a, b, flag=flag, context_lines=context)))
+
+
+def indent_heuristic(store: GitStore) -> bool:
+    """Whether patches slide an added or removed block as git's indent heuristic does
+    (:func:`blob_patch`): git's ``diff.indentHeuristic`` in the vault's and the person's
+    config (on unless set false, as in git since 2.14). Asked once a patch, through
+    libgit2, which makes the patch's files anyway (loaded first: else ``config_values``
+    starts a git process)."""
+    import pygit2  # noqa: F401
+
+    from .configtext import is_true
+    from .vaultconfig import config_values
+
+    values = config_values(store, "diff.indentheuristic")
+    return not values or is_true(values[-1])
 
 
 def blob_line_stats(
