@@ -54,6 +54,7 @@ with open(out, "w") as fh:
 # core/store/vaultconfig.py, git's core.quotePath for the names, read through libgit2).
 # Every command +1 (clone1: core/store/packedrefs.py, a ref looked up in packed-refs by a
 # binary search rather than a scan: a clone now writes its refs there, as git's does).
+# `diff` +1 (realdata6: core/store/vaultconfig.py, git's diff.indentHeuristic for the patch).
 LIBGIT2 = ("pygit2", "_pygit2")
 RICH = ("rich",)
 CLICK = ("click", "avfs_git.cli.main")  # the frequent commands' own path (cli/fastcli.py)
@@ -70,7 +71,7 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "status": (["--vault", "p:f1", "status"], 224, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     "status_upper": (["--json", "--vault", "p:u", "status"], 224, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # its patch: libgit2 (which imports shutil and subprocess itself)
-    "diff_json": (["--json", "--vault", "p:f1", "diff"], 278, RICH + CLICK),
+    "diff_json": (["--json", "--vault", "p:f1", "diff"], 279, RICH + CLICK),
     "diff_stat": (["--vault", "p:f1", "diff", "--stat"], 280, RICH + CLICK),
     "cat": (["--vault", "p:f1", "cat", "a.txt"], 219, LIBGIT2 + RICH + CLICK + NO_PROC),
     "log_json": (["--json", "--vault", "p:f1", "log", "-n", "5"], 183, LIBGIT2 + RICH + CLICK + NO_PROC),

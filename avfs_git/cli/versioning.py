@@ -144,9 +144,11 @@ def diff_cmd(
     paths after `--` (`avfs diff HEAD~1 -- src/`). --cached/--staged change nothing: every
     change is in the next checkpoint, so they show what `avfs diff` shows.
 
-    Renames are paired as `git diff` pairs them: the same content, and with a REV, a
-    deleted and an added file of 50 % similar content or more (git's own pairing and
-    score, `R085`, `similarity index 85%`). `--stat` and `--name-status` quote names as
+    Renames are paired as `git diff` pairs them (the workspace as `git diff --cached`
+    after `git add -A`): the same content, and a deleted and an added file of 50 %
+    similar content or more (git's own pairing and score, `R085`, `similarity index
+    85%`); `avfs status` pairs only the same content and the moves avfs saw, without
+    scores. `--stat` and `--name-status` quote names as
     git does (`core.quotePath`: on unless the vault's or your git config sets it false)."""
     diff(app, revs, stat, name_status, paths, context, cached)
 

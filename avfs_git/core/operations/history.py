@@ -25,7 +25,7 @@ from ..errors import (
 from ..records import dataclass
 from ..store import names, refs
 from ..store.gitformat import parse_commit, plain_author
-from ..store.gitpatch import blob_line_stats, blob_patch
+from ..store.gitpatch import blob_line_stats, blob_patch, indent_heuristic
 from ..store.gitstore import rfc3339
 from ..store.treediff import diff_trees, pair_renames
 from ..types import MODE_COMMIT, MODE_LINK, MODE_TREE, Change, ChangeStatus, CommitId, CommitInfo, TreeId
@@ -270,6 +270,18 @@ def _renamed(
     return pair_similar(vault.store, old_tree, new_tree, pair_renames(out))
 
 
+def _to_pair(changes: list[Change]) -> bool:
+    """Whether a workspace's status holds what git pairs by its own rule: a rename (the
+    status pairs a move the overlay saw whatever its content, and names no similarity) or
+    a deleted and an added file. `avfs diff` of attrs 23.2.0's workspace with
+    ``CHANGELOG.md`` moved and rewritten, ``README.md`` removed and a copy edited written
+    said ``R CHANGELOG.md NEWS.md``, ``D README.md``, ``A README2.md``, ``R _make.py
+    make2.py`` where `git diff --cached` (all added) says ``D``, ``A``, ``R074``,
+    ``R098``, as `avfs diff HEAD` did."""
+    kinds = {c.status for c in changes}
+    return ChangeStatus.RENAMED in kinds or {ChangeStatus.ADDED, ChangeStatus.DELETED} <= kinds
+
+
 def diff(
     vault: Vault,
     fork: str | None = None,
@@ -288,12 +300,17 @@ def diff(
         ws = vault.workspace(fork)
         changes = ws.status()
         result = DiffResult(ws.base, "workspace", changes)
+        if _to_pair(changes):  # (as `diff HEAD`: git's renames, not the status's)
+            tree, _ = ws.capture()
+            out: list[Change] = []
+            diff_trees(store, ws.base_tree, tree, "", out)
+            result = DiffResult(ws.base, "workspace", *_renamed(vault, ws.base_tree, tree, out))
     elif new is None:
         assert old is not None
         ws = vault.workspace(fork)
         a = resolve(vault, old, fork)
         tree, _ = ws.capture() if ws.is_dirty() else (ws.base_tree, [])
-        out: list[Change] = []
+        out = []
         diff_trees(store, store.commit_tree(a), tree, "", out)
         result = DiffResult(a, "workspace", *_renamed(vault, store.commit_tree(a), tree, out))
     else:
@@ -397,19 +414,26 @@ def patch_text(
     _prefetch(vault, result)
     parts: list[str] = []
     total = len(result.changes)
+    indent = indent_heuristic(vault.store) if result.changes else True
     for i, c in enumerate(result.changes):
         if progress is not None and (i % 50 == 0 or i + 1 == total):
             progress(i + 1, total, c.path)
         for one in patchheads.split_type_change(c) if patchheads.type_changed(c) else (c,):
-            parts.append(_file_patch(vault, ws, one, context, result.similarity.get(one.path)))
+            parts.append(_file_patch(vault, ws, one, context, result.similarity.get(one.path), indent))
     return "".join(parts)
 
 
 def _file_patch(
-    vault: Vault, ws: Workspace | None, c: Change, context: int, similar: int | None = None
+    vault: Vault,
+    ws: Workspace | None,
+    c: Change,
+    context: int,
+    similar: int | None = None,
+    indent: bool = True,
 ) -> str:
     """One change's patch, headed as git heads it (:mod:`.patchheads`); ``similar``: a
-    rename by similar content's similarity (percent)."""
+    rename by similar content's similarity (percent); ``indent``: git's
+    ``diff.indentHeuristic`` (:func:`..store.gitpatch.indent_heuristic`)."""
     from . import patchheads
 
     old_path = c.old_path or c.path
@@ -421,7 +445,7 @@ def _file_patch(
         return patchheads.rename_header(c, old_path)
     a = _side(vault, None, old_path, c.old_oid, c.old_mode)
     b = _side(vault, ws, c.path, c.new_oid, c.new_mode)
-    text = patchheads.fix_modes(blob_patch(a, b, old_path, c.path, context), c)
+    text = patchheads.fix_modes(blob_patch(a, b, old_path, c.path, context, indent_heuristic=indent), c)
     if similar is not None:
         return patchheads.similar_rename(text, c, similar)
     if c.status is ChangeStatus.RENAMED and not text:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pygit2
 
+    from .gitstore import GitStore
+
 # A hunk header's function context: git cuts the line to 80 bytes, then drops the cut's
 # trailing blanks (xdiff's def_ff); libgit2 drops them first and cuts after, so where the
 # 80th byte is a blank its header ends in one that git's has not (PyYAML 6.0.2's
@@ -58,20 +60,51 @@ def _text(patch: pygit2.Patch) -> str:
     return (patch.data or b"").decode("utf-8", "surrogateescape")
 
 
-def blob_patch(old: bytes | None, new: bytes | None, old_path: str, new_path: str, context: int = 3) -> str:
+def blob_patch(
+    old: bytes | None,
+    new: bytes | None,
+    old_path: str,
+    new_path: str,
+    context: int = 3,
+    *,
+    indent_heuristic: bool = True,
+) -> str:
     """The unified diff (git's format, libgit2's) of two blobs' contents (None: absent),
     labelled with the two paths; binary contents are named, not shown. Empty when equal.
     Hunk headers end as git's do (:data:`_HUNK_TAIL`).
     A path holding bytes that are not UTF-8 (surrogate escapes) is labelled C-quoted with
-    those bytes, as git labels it."""
+    those bytes, as git labels it.
+
+    ``indent_heuristic``: where an added or removed block could sit at several places
+    (a decorator line above a new function, the same above the next), put it where git
+    does by default (``diff.indentHeuristic``, on since git 2.14; libgit2's
+    ``GIT_DIFF_INDENT_HEURISTIC``, off unless asked). Without it 9 of attrs 23.2.0 ->
+    24.1.0's hunks started a line apart from git's (``@@ -695,6`` for ``@@ -694,6``)."""
     import pygit2
 
-    if not (_not_utf8(old_path) or _not_utf8(new_path)):
+    flag = pygit2.enums.DiffOption.INDENT_HEURISTIC if indent_heuristic else pygit2.enums.DiffOption.NORMAL
+    a, b = old_path, new_path
+    if _not_utf8(old_path) or _not_utf8(new_path):
+        a, b = _standins(old_path), _standins(new_path)
         return _git_headers(
-            _text(pygit2.Patch.create_from(old, new, old_path, new_path, context_lines=context))
+            _bytes_back(_text(pygit2.Patch.create_from(old, new, a, b, flag=flag, context_lines=context)))
         )
-    a, b = _standins(old_path), _standins(new_path)
-    return _git_headers(_bytes_back(_text(pygit2.Patch.create_from(old, new, a, b, context_lines=context))))
+    return _git_headers(_text(pygit2.Patch.create_from(old, new, a, b, flag=flag, context_lines=context)))
+
+
+def indent_heuristic(store: GitStore) -> bool:
+    """Whether patches slide an added or removed block as git's indent heuristic does
+    (:func:`blob_patch`): git's ``diff.indentHeuristic`` in the vault's and the person's
+    config (on unless set false, as in git since 2.14). Asked once a patch, through
+    libgit2, which makes the patch's files anyway (loaded first: else ``config_values``
+    starts a git process)."""
+    import pygit2  # noqa: F401
+
+    from .configtext import is_true
+    from .vaultconfig import config_values
+
+    values = config_values(store, "diff.indentheuristic")
+    return not values or is_true(values[-1])
 
 
 def blob_line_stats(

@@ -612,8 +612,8 @@ class GitStore(StoreWrites):
         repo = self._repo
         a, b = repo[old_tree], repo[new_tree]
         assert isinstance(a, pygit2.Tree) and isinstance(b, pygit2.Tree)
-        flags = pygit2.enums.DiffOption.SHOW_BINARY if binary else pygit2.enums.DiffOption.NORMAL
-        return a.diff_to_tree(b, flags=flags)
+        flags = pygit2.enums.DiffOption.INDENT_HEURISTIC  # (git's default: gitpatch.blob_patch)
+        return a.diff_to_tree(b, flags=flags | (pygit2.enums.DiffOption.SHOW_BINARY if binary else 0))
 
     def tree_patch(self, old_tree: str, new_tree: str) -> str:
         """The diff of two trees as a patch ``git apply`` takes (binary files included)."""

@@ -25,7 +25,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, AvfsError, CorruptStateError, InternalError, RefMovedError, want_str
@@ -194,15 +194,24 @@ def _read_loose(path: str) -> bytes:
         os.close(fd)
 
 
-def list_refs_file(git_dir: str, prefix: str) -> list[str]:
-    """Names of the refs under ``prefix`` (loose and packed), without libgit2."""
-    found: set[str] = set()
-    root = os.path.join(git_dir, prefix)
-    for dirpath, _dirs, files in os.walk(root):
+def _loose_names(git_dir: str, prefix: str) -> Iterator[str]:
+    """The names of the loose ref files under directory ``prefix``, as git lists them
+    (files-backend.c ``loose_fill_ref_dir``, libgit2 alike): a file or directory whose
+    name starts with ``.`` is no ref, nor is a ``.lock``. libgit2's own test repositories
+    keep a ``refs/.gitkeep`` (``revwalk.git``, ``shallow.git``...), and Finder leaves a
+    ``.DS_Store`` in a directory it shows: avfs listed it as a ref (a fork named
+    ``.DS_Store``; `vault info`, `gc` and `checkup` stopped on it as on a damaged ref)."""
+    for dirpath, dirs, files in os.walk(os.path.join(git_dir, prefix)):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         rel = os.path.relpath(dirpath, git_dir).replace(os.sep, "/")
         for fn in files:
-            if not fn.endswith(".lock"):
-                found.add(f"{rel}/{fn}")
+            if not fn.startswith(".") and not fn.endswith(".lock"):
+                yield f"{rel}/{fn}"
+
+
+def list_refs_file(git_dir: str, prefix: str) -> list[str]:
+    """Names of the refs under ``prefix`` (loose and packed), without libgit2."""
+    found = set(_loose_names(git_dir, prefix))
     found.update(packedrefs.under(git_dir, prefix))
     return sorted(found)
 
@@ -213,27 +222,19 @@ def read_refs_file(git_dir: str, prefix: str) -> dict[str, str]:
     what a listing of many refs reads (a fetch's remote-tracking refs, `vault info`'s
     branches), not the file once a ref."""
     out = packedrefs.under(git_dir, prefix)
-    root = os.path.join(git_dir, prefix)
-    for dirpath, _dirs, files in os.walk(root):
-        rel = os.path.relpath(dirpath, git_dir).replace(os.sep, "/")
-        for fn in files:
-            if not fn.endswith(".lock"):
-                name = f"{rel}/{fn}"
-                oid = read_ref_file(git_dir, name)  # (a loose ref is the ref; a packed one was)
-                if oid is None:
-                    out.pop(name, None)
-                else:
-                    out[name] = oid
+    for name in _loose_names(git_dir, prefix):
+        oid = read_ref_file(git_dir, name)  # (a loose ref is the ref; a packed one was)
+        if oid is None:
+            out.pop(name, None)
+        else:
+            out[name] = oid
     return out
 
 
 def has_refs_under(git_dir: str, prefix: str) -> bool:
     """True when some ref's name starts with ``prefix`` + '/' (loose or packed)."""
-    path = os.path.join(git_dir, prefix)
-    if os.path.isdir(path):
-        for _root, _dirs, files in os.walk(path):
-            if any(not f.endswith(".lock") for f in files):
-                return True
+    if next(_loose_names(git_dir, prefix), None) is not None:
+        return True
     needle = b" " + prefix.encode() + b"/"
     return any(needle in line for line in packed_lines(git_dir) if not line.startswith((b"#", b"^")))
 

@@ -125,12 +125,39 @@ def _kind(mode: int | None) -> int | None:
     return None if mode is None else mode & 0o170000
 
 
+def _basename(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+def _same_content(cands: list[str], path: str, used: set[str]) -> str | None:
+    """Which deleted file of the same content (``cands``, in path order) an added file at
+    ``path`` was moved from, as git picks it (diffcore-rename.c ``find_identical_files``):
+    the first not paired yet whose name (the part after the last ``/``) is ``path``'s, else
+    the first not paired yet, among the first 100 not paired yet. The first alone paired
+    packaging 21.3's ``packaging/py.typed`` with ``docs/_static/.empty`` (both empty)
+    where git moves it to ``src/packaging/py.typed`` (23.0's move into ``src/``)."""
+    first = None
+    name = _basename(path)
+    left = 100
+    for cand in cands:
+        if cand in used:
+            continue
+        if _basename(cand) == name:
+            return cand
+        first = first or cand
+        left -= 1
+        if not left:
+            break
+    return first
+
+
 def pair_renames(changes: list[Change], hints: dict[str, str] | None = None) -> list[Change]:
     """Turn (deleted, added) pairs into renames.
 
     ``hints`` maps an added path to the path it was moved from (the overlay knows); other
     pairs are matched when blob id and kind of file are equal (the exec bit may differ, as
-    git pairs ``badmode`` 100755 and ``goodmode`` 100644 in libgit2's ``revert-rename.git``).
+    git pairs ``badmode`` 100755 and ``goodmode`` 100644 in libgit2's ``revert-rename.git``),
+    among several of the same content the one git picks (:func:`_same_content`).
     Returns the list sorted by path.
     """
     deleted = {c.path: c for c in changes if c.status is ChangeStatus.DELETED}
@@ -146,11 +173,9 @@ def pair_renames(changes: list[Change], hints: dict[str, str] | None = None) -> 
             continue
         src = (hints or {}).get(c.path)
         if src is None or src not in deleted or src in used:
-            src = None
-            for cand in by_oid.get((c.new_oid, _kind(c.new_mode)), []) if c.new_oid else []:
-                if cand not in used:
-                    src = cand
-                    break
+            src = _same_content(
+                by_oid.get((c.new_oid, _kind(c.new_mode)), []) if c.new_oid else [], c.path, used
+            )
         if src is not None:
             used.add(src)
             d = deleted[src]
