@@ -287,12 +287,14 @@ def test_a_maker_waited_for_leaves_the_idle_class_only_once_git_wants_the_index(
 
 
 def test_index_at_clone_after_is_read_and_anything_else_refused(home: Home) -> None:
-    """The setting's three values: true ("before"), "after", false (""); "yes" a usage error."""
+    """The setting's three values: true ("before"), "after", false ("", the default since
+    the thirty-first round); "yes" a usage error."""
     from avfs_git.core.errors import UsageError
     from avfs_git.core.vaults.lazyconfig import index_at_clone
 
     os.makedirs(home.path, exist_ok=True)
     path = os.path.join(home.path, "config.json")
+    assert index_at_clone(home.path) == ""  # (the default: none at the clone)
     for value, want in ((True, "before"), ("after", "after"), (False, "")):
         with open(path, "w", encoding="utf-8") as fh:
             json.dump({"index_at_clone": value}, fh)

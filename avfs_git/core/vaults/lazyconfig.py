@@ -45,7 +45,10 @@ KEEP_CONNECTION_KEY = "keep_connection"
 # answers (mount/keptmake.py ``at_clone``): the first mount's first `git status` then
 # patches it, for O(files) more work in the clone (docs/lazy.md)
 INDEX_AT_CLONE_KEY = "index_at_clone"
-INDEX_AT_CLONE_DEFAULT = "before"
+# the default: not at the clone (docs/benchmarks.md, the thirty-first round, h-lazyrow8: made
+# before the answer, row 1 of issue 30 went 0.08x -> 0.21-0.26x `git clone --bare` while
+# the clone through its first mount's first `git status` took 1.2x the wall and CPU)
+INDEX_AT_CLONE_DEFAULT = ""
 
 
 def _load(path: str) -> dict[str, Any]:
