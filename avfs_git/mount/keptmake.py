@@ -1,8 +1,10 @@
 """The kept index of a lazy vault's default fork (mount/keptindex.py), so that the first
 mount of the fresh clone patches it instead of making it: made by `vault clone --lazy`
-itself before it answers (:func:`at_clone`, cli/vaults.py; unless the home's
-``index_at_clone`` is false), or, where that made none, by a process of its own that a
-clone the resident server ran starts once its caller has the answer (:func:`spawn`).
+itself before it answers (:func:`at_clone`, cli/vaults.py; where the home's
+``index_at_clone`` is true), by a process of its own the clone starts at once as it
+answers, the lock taken before (:func:`hold`, :func:`start_now`; ``"after"``), or, where
+neither made one (false, the default), by a process of its own that a clone the resident
+server ran starts once its caller has the answer, after a wait (:func:`spawn`).
 
 That process waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
 scheduling class, and makes nothing when a mount of the vault came first (that mount makes

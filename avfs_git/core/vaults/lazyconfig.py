@@ -42,8 +42,9 @@ MAX_NEIGHBOURS = 10_000
 PACKAGE_BYTES_KEY = "read_package_bytes"
 KEEP_CONNECTION_KEY = "keep_connection"
 # whether `vault clone --lazy` makes the index kept for its default fork's tip before it
-# answers (mount/keptmake.py ``at_clone``): the first mount's first `git status` then
-# patches it, for O(files) more work in the clone (docs/lazy.md)
+# answers (true: mount/keptmake.py ``at_clone``), by a process of its own started as it
+# answers ("after": ``start_now``) or not at all (false): the first mount's first `git
+# status` then patches it, for O(files) more work in the clone (docs/lazy.md)
 INDEX_AT_CLONE_KEY = "index_at_clone"
 # the default: not at the clone (docs/benchmarks.md, the thirty-first round, h-lazyrow8: made
 # before the answer, row 1 of issue 30 went 0.08x -> 0.21-0.26x `git clone --bare` while
