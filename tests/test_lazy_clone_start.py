@@ -110,6 +110,9 @@ def test_a_clone_writes_its_config_in_one_go_and_a_mount_leaves_it_alone(home, s
     for var, value in env.items():
         monkeypatch.setenv(var, value)
     url = server.url("proj.git")
+    os.makedirs(home.path, exist_ok=True)
+    with open(os.path.join(home.path, "config.json"), "w", encoding="utf-8") as fh:
+        fh.write('{"index_at_clone": true}\n')  # (the default is false: the index made here)
     proc = _avfs_without_pygit2(home.path, "--json", "vault", "clone", "--lazy", url, "p")
     assert proc.returncode == 0, proc.stderr
     commands = [line.split() for line in log.read_text().splitlines()]

@@ -57,7 +57,7 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
     empty repository gives fork `main` from an empty commit, which a push makes its first.
     A shallow repository gives a shallow vault, as `git clone` does (history ends where its does)."""
     warnings: list[str] = []
-    index = lazy and _index_at_clone(app)  # (a bad setting refused before anything is made)
+    index = _index_at_clone(app) if lazy else ""  # (a bad setting refused before anything is made)
     with app.output.git_progress() as progress:
         v = app.home.clone_vault(url, name, progress=progress, lazy=lazy, warnings=warnings)
     for w in warnings:
@@ -70,7 +70,12 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
         data["warnings"] = warnings
     if lazy:
         data["lazy"] = v.lazy
-        if v.lazy and info.head and not (index and _index_now(v, str(info.head))):
+        held = _hold(v, str(info.head)) if v.lazy and info.head and index == "after" else None
+        if held is not None:
+            # (the lock taken now, the maker started once the caller has the answer: a served
+            # call's child after it, a process of the caller's own as it exits)
+            app.after.append(lambda: _index_after(app, v, str(info.head), held))
+        elif v.lazy and info.head and not (index and _index_now(v, str(info.head))):
             # (not made now: turned off, the server did not say sizes, another process makes it)
             app.ahead.append(lambda: _keep_index(app, v, str(info.head)))
     app.output.result(
@@ -82,8 +87,8 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
     )
 
 
-def _index_at_clone(app: App) -> bool:
-    """The home's ``index_at_clone`` (docs/lazy.md "Settings")."""
+def _index_at_clone(app: App) -> str:
+    """The home's ``index_at_clone`` (docs/lazy.md "Settings"): "before", "after" or ""."""
     from ..core.vaults.lazyconfig import index_at_clone
 
     return index_at_clone(app.home.path)
@@ -97,6 +102,25 @@ def _index_now(v: Vault[Home], commit: str) -> bool:
     from ..mount.keptmake import at_clone
 
     return at_clone(v, commit)
+
+
+def _hold(v: Vault[Home], commit: str) -> int | None:
+    """The lock of the index kept for ``commit``, taken before the clone answers
+    (mount/keptmake.py ``hold``): a mount made the moment the clone answered finds it held."""
+    from ..mount.keptmake import hold
+
+    return hold(v, commit)
+
+
+def _index_after(app: App, v: Vault[Home], commit: str, fd: int) -> None:
+    """Start the process that makes the index a mount of ``commit`` patches, at once, with
+    the lock ``fd`` (mount/keptmake.py ``start_now``): a mount made the moment the clone
+    answered waits for it at its first `git status` instead of making it beside it."""
+    import os
+
+    from ..mount.keptmake import start_now
+
+    start_now(app.home.path, v, commit, dict(os.environ), fd)
 
 
 def _keep_index(app: App, v: Vault[Home], commit: str) -> None:

@@ -12,6 +12,8 @@ from ..core.store.treelist import git_listing
 from . import keptindex
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..core.workspace.workspace import Workspace
     from .ownfiles import MountedFork
     from .readtree import Ahead
@@ -80,11 +82,12 @@ def drop(ws: Workspace) -> None:
     ws.store.listed.drop()
 
 
-def await_kept(ws: Workspace, tree: str) -> bool:
+def await_kept(ws: Workspace, tree: str, wanted: Callable[[], bool] | None = None) -> bool:
     """Wait while a process makes the kept index of ``tree`` (mount/keptmake.py: it asks
     the tree's sizes too), then read the size cache again: the mount's own request for
-    them is then not needed. Whether one was making it."""
-    if not keptindex.await_maker(ws.vault.state_dir, tree):
+    them is then not needed. Whether one was making it. ``wanted``: once it says true (git
+    waits at the mount's gate), the maker is moved out of the idle scheduling class."""
+    if not keptindex.await_maker(ws.vault.state_dir, tree, wanted=wanted):
         return False
     ws.store.promisor.reread_sizes()
     return True

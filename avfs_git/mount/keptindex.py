@@ -241,15 +241,25 @@ def made(state_dir: str, tree: str, fd: int) -> None:
     os.close(fd)
 
 
-def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S, *, boosted: bool = False) -> bool:
+def await_maker(
+    state_dir: str,
+    tree: str,
+    wait_s: float = MAKER_WAIT_S,
+    *,
+    boosted: bool = False,
+    wanted: Callable[[], bool] | None = None,
+) -> bool:
     """Wait (at most ``wait_s``) while a process makes the kept index of ``tree``: a mount
     that starts right after ``vault clone --lazy`` answered finds it being made, and
     patches it once it is there rather than doing the same work beside it. Whether one
     was making it. ``boosted``: the maker is moved to the normal scheduling class first
-    (:func:`boost`): what it makes is now what a mount's git waits for."""
+    (:func:`boost`): what it makes is now what a mount's git waits for; ``wanted``: so
+    moved once that says true (a git command at the mount's gate), not before (until then
+    the maker in the idle class leaves the CPUs to the mount's start and its first `ls`)."""
     path = kept_path(state_dir, tree) + LOCK
     deadline = time.monotonic() + wait_s
     waited = False
+    moved = False
     while time.monotonic() < deadline:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -260,8 +270,9 @@ def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S, *, boos
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 return waited  # free: its maker is done (or died)
             except OSError:
-                if boosted and not waited:
+                if not moved and (boosted or (wanted is not None and wanted())):
                     boost(os.pread(fd, 32, 0))
+                    moved = True
                 waited = True
         finally:
             os.close(fd)

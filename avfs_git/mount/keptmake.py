@@ -1,8 +1,10 @@
 """The kept index of a lazy vault's default fork (mount/keptindex.py), so that the first
 mount of the fresh clone patches it instead of making it: made by `vault clone --lazy`
-itself before it answers (:func:`at_clone`, cli/vaults.py; unless the home's
-``index_at_clone`` is false), or, where that made none, by a process of its own that a
-clone the resident server ran starts once its caller has the answer (:func:`spawn`).
+itself before it answers (:func:`at_clone`, cli/vaults.py; where the home's
+``index_at_clone`` is true), by a process of its own the clone starts at once as it
+answers, the lock taken before (:func:`hold`, :func:`start_now`; ``"after"``), or, where
+neither made one (false, the default), by a process of its own that a clone the resident
+server ran starts once its caller has the answer, after a wait (:func:`spawn`).
 
 That process waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
 scheduling class, and makes nothing when a mount of the vault came first (that mount makes
@@ -228,6 +230,61 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
         return None
 
 
+def hold(vault: Vault, commit: str) -> int | None:
+    """The lock of the kept index of ``commit``'s tree in ``vault`` (:func:`.keptindex.making`),
+    taken before the clone answers, for :func:`start_now`; None when another process holds
+    it (or it cannot be taken)."""
+    from . import keptindex
+
+    try:
+        return keptindex.making(vault.state_dir, vault.store.commit_tree(commit))
+    except Exception:
+        return None
+
+
+def start_now(home: str, vault: Vault, commit: str, env: dict[str, str], fd: int) -> bool:
+    """Start :func:`main` detached at once for ``commit`` (the default fork's tip) of lazy
+    ``vault``, handing it the kept index's lock ``fd`` (:func:`hold`, taken before the clone
+    answered; ``"index_at_clone": "after"``, cli/vaults.py: called once the clone's caller
+    has its answer, or as a process of the caller's own exits): a mount started the moment
+    the clone answered finds the lock held, whether or not the maker's interpreter is up
+    yet, and waits for it (:func:`.keptindex.await_maker`) rather than making the same
+    index beside it; the maker runs in Linux's idle scheduling class (:data:`BOOT`) until a
+    git command at that mount's gate wants the index (then :func:`.keptindex.boost`). A
+    maker killed midway lets go of the lock with its last descriptor: the mount then makes
+    its own index, and nothing half made is kept (:func:`.keptindex.keep` renames a whole
+    file in). Whether one started (if not, the lock is let go)."""
+    from . import keptindex
+
+    cmd = [sys.executable, "-P", "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
+    try:
+        os.set_inheritable(fd, True)  # (the lock goes with the descriptor: flock's is the open file's)
+        pid = os.posix_spawn(
+            cmd[0],
+            [*cmd, "--lock-fd", str(fd)],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+            setsid=True,
+        )
+    except Exception:
+        try:
+            keptindex.made(vault.state_dir, vault.store.commit_tree(commit), fd)
+        except Exception:
+            os.close(fd)
+        return False
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % pid, 0)  # (for a mount that waits: keptindex.boost)
+    except OSError:
+        pass
+    os.close(fd)  # (the maker holds the lock now)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -c BOOT --home H --vault V --commit C`` (:data:`BOOT`, after :data:`WAIT`): the kept index made
     unless one is, its lock is held, or the vault has a mount (which makes its own)."""
@@ -237,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", required=True)
     ap.add_argument("--vault", required=True)
     ap.add_argument("--commit", required=True)
+    # the kept index's lock, taken and handed over by :func:`start_now` (a mount may be up
+    # already: it waits for this process)
+    ap.add_argument("--lock-fd", type=int)
     args = ap.parse_args(argv)
     from ..core.vaults import registry
     from . import keptindex
@@ -244,14 +304,15 @@ def main(argv: list[str] | None = None) -> int:
 
     vault = open_home(args.home).vault(args.vault)
     tree = vault.store.commit_tree(args.commit)
-    fd = keptindex.making(vault.state_dir, tree)
+    fd = keptindex.making(vault.state_dir, tree) if args.lock_fd is None else args.lock_fd
     if fd is None:
         return 1
     try:
-        if registry.records(vault.state_dir):
-            return 1  # a mount came first: it makes the index, and keeps it
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that waits: keptindex.boost)
+        if args.lock_fd is None:
+            if registry.records(vault.state_dir):
+                return 1  # a mount came first: it makes the index, and keeps it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that waits: keptindex.boost)
         return 0 if make(vault, args.commit) else 1
     finally:
         keptindex.made(vault.state_dir, tree, fd)

@@ -42,9 +42,14 @@ MAX_NEIGHBOURS = 10_000
 PACKAGE_BYTES_KEY = "read_package_bytes"
 KEEP_CONNECTION_KEY = "keep_connection"
 # whether `vault clone --lazy` makes the index kept for its default fork's tip before it
-# answers (mount/keptmake.py ``at_clone``): the first mount's first `git status` then
-# patches it, for O(files) more work in the clone (docs/lazy.md)
+# answers (true: mount/keptmake.py ``at_clone``), by a process of its own started as it
+# answers ("after": ``start_now``) or not at all (false): the first mount's first `git
+# status` then patches it, for O(files) more work in the clone (docs/lazy.md)
 INDEX_AT_CLONE_KEY = "index_at_clone"
+# the default: not at the clone (docs/benchmarks.md, the thirty-first round, h-lazyrow8: made
+# before the answer, row 1 of issue 30 went 0.08x -> 0.21-0.26x `git clone --bare` while
+# the clone through its first mount's first `git status` took 1.2x the wall and CPU)
+INDEX_AT_CLONE_DEFAULT = ""
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -172,22 +177,26 @@ class KeepConnection:
         return found[0]
 
 
-def index_at_clone(home_path: str) -> bool:
-    """Whether `vault clone --lazy` makes the index kept for the new vault's default fork:
-    the home's ``index_at_clone`` (a vault being cloned has no config of its own yet), else
-    true.
+def index_at_clone(home_path: str) -> str:
+    """When `vault clone --lazy` makes the index kept for the new vault's default fork, from
+    the home's ``index_at_clone`` (a vault being cloned has no config of its own yet):
+    ``"before"`` (true: before the clone answers), ``"after"`` (``"after"``: by a process
+    of its own started as it answers) or ``""`` (false: not at the clone); else
+    :data:`INDEX_AT_CLONE_DEFAULT`.
 
     Raises:
-        UsageError: a value that is not true or false (the file and the key named).
+        UsageError: a value that is not true, false or "after" (the file and the key named).
     """
     found = lookup(os.path.join(home_path, "config.json"), None, INDEX_AT_CLONE_KEY)
     if found is None:
-        return True
+        return INDEX_AT_CLONE_DEFAULT
+    if found[0] == "after":
+        return "after"
     if not isinstance(found[0], bool):
         raise UsageError(
-            f"{found[1]}: {found[0]!r} is not true or false", hint='e.g. "index_at_clone": false'
+            f'{found[1]}: {found[0]!r} is not true, false or "after"', hint='e.g. "index_at_clone": false'
         )
-    return found[0]
+    return "before" if found[0] else ""
 
 
 def _whole(found: tuple[Any, str], high: float, unit: str) -> int:
