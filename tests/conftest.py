@@ -114,10 +114,12 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _release_kept_warm(tmp_path: Path, started: tuple[int, int]) -> None:
-    """Unmount the mounts `proxy exec` made and kept warm (fuse/idle.py) for a test's homes:
-    each would otherwise wait for its idle timeout (their daemons' homes under ``tmp_path``:
-    tests/daemons.py; started after ``started``, a :func:`.daemons.pid_mark` taken as the
-    test began, the directory being the test's own)."""
+    """Unmount (lazily) the mounts still there for a test's homes: those `proxy exec` made
+    and kept warm (fuse/idle.py), each would otherwise wait for its idle timeout, and any a
+    test left, its own unmount refused or never reached (CI's `test_submodules` [fuse]
+    failure left its mount and daemon to the session's end, flaky1). Their daemons' homes
+    are under ``tmp_path`` (tests/daemons.py; started after ``started``, a
+    :func:`.daemons.pid_mark` taken as the test began, the directory being the test's own)."""
     from avfs_git.ops import mounts
 
     from .daemons import home_of, running
@@ -129,8 +131,7 @@ def _release_kept_warm(tmp_path: Path, started: tuple[int, int]) -> None:
             h = Home(home, mounts=MOUNT_SIDE)
             try:
                 for m in mounts.list_mounts(h):
-                    if m.kept_warm:
-                        mounts.unmount(h, h.vault(m.vault), m.fork, lazy=True)
+                    mounts.unmount(h, h.vault(m.vault), m.fork, revision=m.revision, lazy=True)
             finally:
                 h.close()
 

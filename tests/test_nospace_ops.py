@@ -2,7 +2,8 @@
 `vault fork`, `merge`, `push` (its remote on the same full disk), `vault clone` and `gc`.
 Each fails with `no_space` (exit 1, one JSON document) or, where git on the far side of a
 push is the one that could not write, `remote_failed` (exit 5); nothing changes (refs, the
-overlay's files, packs, loose objects, status, the op log); the vault passes `git fsck
+overlay's files, status, the op log; no pack nor loose object goes, and what the call wrote
+before the disk filled stays only as objects no ref names); the vault passes `git fsck
 --full`; the same call works once the space is back.
 
 One small tmpfs for the module (root only: mount(2)), unmounted at its end.
@@ -128,7 +129,14 @@ def test_a_full_home_fails_clearly_changes_nothing_and_the_call_works_after(
         assert doc["kind"] == "error" and doc["error"]["code"] in codes, doc
         assert res.returncode == (1 if doc["error"]["code"] == "no_space" else 5), doc
         assert "Traceback" not in res.stderr
-        assert _state(full_home) == before, (what, doc)
+        after = _state(full_home)
+        # what it wrote before the disk filled may stay, as objects no ref names (the refs
+        # are as before: gc expires them, as a refused merge's: test_badinput_oplogfirst.py);
+        # none is lost
+        for kind in ("packs", "loose"):
+            gone = set(before.pop(kind)) - set(after.pop(kind))  # type: ignore[call-overload]
+            assert not gone, (what, kind, gone, doc)
+        assert after == before, (what, doc)
         _fsck(full_home)
         res = run("--json", *args)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -146,3 +154,43 @@ def test_a_full_home_fails_clearly_changes_nothing_and_the_call_works_after(
             ["git", "--git-dir", str(full_home / "remote.git"), "update-ref", "-d", "refs/heads/main"],
             check=True,
         )
+
+
+def test_a_fork_whose_record_finds_the_disk_full_leaves_no_held_ref(vault) -> None:  # type: ignore[no-untyped-def]
+    """A fork of a fork with uncheckpointed changes holds its seed tree by a ref of its own
+    (core/store/heldref.py) before it is recorded; the record failing (a full disk) took
+    the fork's branch back but left that ref, naming a fork that was not there: the
+    `[vault fork-64000]` case above, under load, when the disk filled at the record
+    (flaky1). Now the fork goes whole (every ref as before); the same fork works once
+    there is room."""
+    import errno
+
+    from avfs_git.core.errors import NoSpaceError
+    from avfs_git.core.store import refs
+    from avfs_git.core.vaults.oplog import OpLog
+
+    def refs_now() -> str:
+        return subprocess.run(
+            ["git", "--git-dir", vault.path, "for-each-ref", "--format=%(refname) %(objectname)"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    vault.workspace("main").write("dirty.txt", b"not saved\n")
+    real, calls = OpLog.record, []
+
+    def full(self, kind, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kind)
+        if kind == "fork":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, kind, *args, **kwargs)
+
+    before = refs_now()
+    with pytest.MonkeyPatch.context() as patch:  # (on the class: the vault calls self.oplog.record)
+        patch.setattr(OpLog, "record", full)
+        with pytest.raises(NoSpaceError):
+            vault.fork("main", "new")
+    assert calls == ["fork"]
+    assert not vault.has_fork("new")
+    assert refs_now() == before
+    vault.fork("main", "new")
+    assert refs.read_ref_file(vault.path, refs.held_ref("new")) is not None

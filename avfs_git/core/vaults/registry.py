@@ -434,12 +434,37 @@ def kept_table() -> Any:
     return _KEPT[0]
 
 
+def resolved_mountpoint(mountpoint: str, _links: int = 40) -> str:
+    """``mountpoint`` made absolute with its directories' links resolved, without a
+    ``stat`` of the mount point itself: ``os.path.realpath`` calls ``lstat`` on every component,
+    the last one too, which on a live FUSE mount is a request to its daemon whenever the
+    kernel's attributes of the root have expired or were invalidated (a write, a commit
+    that moved the view): the mount is busy for ``umount`` while it is answered, and a
+    daemon that does not answer hangs the caller. The last component is asked only
+    ``readlink`` (answered by the kernel alone: never a request to the file system), so
+    a link to a mount point is still followed."""
+    path = mountpoint if os.path.isabs(mountpoint) else os.path.join(os.getcwd(), mountpoint)
+    path = path.rstrip("/")  # (not normalised: a ".." is realpath's, after the links before it)
+    head, tail = os.path.split(path)
+    if tail in ("", ".", ".."):  # "/", or a name realpath resolves without a stat of it
+        return os.path.realpath(mountpoint)
+    path = os.path.join(os.path.realpath(head), tail)
+    try:
+        link = os.readlink(path)
+    except OSError:  # not a link (EINVAL), or not there
+        return path
+    if _links <= 0:  # a loop (ELOOP): as realpath leaves it
+        return path
+    return resolved_mountpoint(os.path.join(os.path.dirname(path), link), _links - 1)
+
+
 def mounted_at(mountpoint: str) -> bool:
     """Whether something is mounted at ``mountpoint`` now (/proc/self/mounts, searched as
     bytes for the mount point as the kernel escapes it, as a line's second field; the mount
-    point itself is never touched, so a dead FUSE mount cannot hang the question). Read
-    again only when it changed where this process keeps it open (:mod:`.mounttable`)."""
-    target = os.fsencode(os.path.realpath(mountpoint))
+    point itself is never given to ``stat`` (:func:`resolved_mountpoint`), so a dead or slow FUSE
+    mount cannot hang the question, nor a live one be made busy by it). Read again only
+    when it changed where this process keeps it open (:mod:`.mounttable`)."""
+    target = os.fsencode(resolved_mountpoint(mountpoint))
     for raw, esc in ((b"\\", b"\\134"), (b" ", b"\\040"), (b"\t", b"\\011"), (b"\n", b"\\012")):
         target = target.replace(raw, esc)
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..errors import (
@@ -34,7 +35,7 @@ from ..errors import (
     want_str,
 )
 from ..settings import DEFAULT_LOCK_WAIT_S, Settings
-from ..store import names, refs
+from ..store import heldref, names, refs
 from ..store.gitstore import GitStore
 from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
@@ -507,22 +508,37 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
                 if os.path.lexists(link):
                     layers.remove_state_dir(self.home_dir, link)
                 raise
-            from ..workspace import wsheld
 
-            wsheld.hold_new_fork(self.store, source, new, snap is not None, tree)
-            if kept:
-                keep_source_bytes(self.workspace(new), kept)
-            self._record_fork(source, new, base, tree, carry)
+            def hold() -> None:  # (taken back with the fork when it or the record fails)
+                from ..workspace import wsheld
+
+                wsheld.hold_new_fork(self.store, source, new, snap is not None, tree)
+                if kept:
+                    keep_source_bytes(self.workspace(new), kept)
+
+            self._record_fork(source, new, base, tree, carry, hold)
         at = CommitId(base)
         info = ForkInfo(
             vault=self.name, name=new, head=at, base=at, dirty=dirty, is_default=new == self.default_fork
         )
         return ForkCreated(info, carry)
 
-    def _record_fork(self, source: str, new: str, base: str, tree: str | None, carry: IgnoredCarry) -> None:
-        """Record the fork just made (under its lock); when that fails (a full disk), the fork
-        goes again: no fork without its operation, as its error says."""
+    def _record_fork(
+        self,
+        source: str,
+        new: str,
+        base: str,
+        tree: str | None,
+        carry: IgnoredCarry,
+        hold: Callable[[], None],
+    ) -> None:
+        """Hold what the fork just made names by id (``hold``) and record it (under its lock);
+        when either fails (a full disk), the fork goes again, its held ref too: no fork without
+        its operation, and nothing of it left, as its error says ("nothing was changed"; the
+        held ref stayed, naming a fork that was not there, flaky1). What it wrote before stays
+        as objects no ref names, as a refused merge's (gc expires them)."""
         try:
+            hold()
             self.oplog.record(
                 "fork",
                 f"fork {source} -> {new}",
@@ -535,6 +551,7 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
             )
         except BaseException as exc:
             refs.cas_update(self.store, refs.fork_ref(new), None, base, f"avfs: fork {new} not recorded")
+            heldref.drop(self.store, new)
             self.discard_workspace(new)
             if isinstance(exc, NoSpaceError) or is_no_space(exc):  # (its error said the fork was made)
                 raise no_space(self.oplog.path) from exc
