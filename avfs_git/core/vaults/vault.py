@@ -35,7 +35,7 @@ from ..errors import (
     want_str,
 )
 from ..settings import DEFAULT_LOCK_WAIT_S, Settings
-from ..store import heldref, names, refs
+from ..store import names, refs
 from ..store.gitstore import GitStore
 from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
@@ -551,6 +551,8 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
             )
         except BaseException as exc:
             refs.cas_update(self.store, refs.fork_ref(new), None, base, f"avfs: fork {new} not recorded")
+            from ..store import heldref  # (a failed fork's only: off every command's imports)
+
             heldref.drop(self.store, new)
             self.discard_workspace(new)
             if isinstance(exc, NoSpaceError) or is_no_space(exc):  # (its error said the fork was made)
