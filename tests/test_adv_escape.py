@@ -158,6 +158,18 @@ def _avfs(
     )
 
 
+def _person(*args: str) -> subprocess.CompletedProcess[str]:
+    """`avfs ARGS` as the person runs it, in the test's process (``run_in_process``: the
+    same CLI, ~0.15 s of a cold process's CPU less a call, suitetime25): the host-side
+    steps after the attempts (status, checkpoint, cat, export, apply, down). The attempts
+    themselves, the long command line and the set-up (`up`, `vault create`: a vault the
+    test's process made keeps its databases open, and their files change later, inside a
+    directory the host's snapshot compares) run as processes of their own (:func:`_avfs`,
+    :func:`_exec`)."""
+    r = run_in_process(list(args))
+    return subprocess.CompletedProcess(list(args), r.code, r.out, r.err)
+
+
 def _exec(fork: str, *argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     r = _avfs("--vault", f"proj:{fork}", "--json", "proxy", "exec", "--", *argv, env=env)
     docs = [line for line in r.stdout.splitlines() if line.strip()]
@@ -815,20 +827,20 @@ def _host_side(w: dict[str, Any], c: dict[str, str], before: dict[str, Any]) -> 
         opts = [ln.split()[5] for ln in fh if ln.split()[4] == os.path.realpath(m1)]
     assert opts and "nosuid" in opts[-1].split(","), opts
     for args in (["status"], ["checkpoint", "save", "-m", "after the agent"]):
-        r = _avfs(*vf, "--json", *args)
+        r = _person(*vf, "--json", *args)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
     links = "esc/w/plant-links/links"
     for name in ("secret", "etc", "rel"):
         blob = _git(w["V"], "cat-file", "-p", f"agent-1:{links}/{name}")
         assert secret not in blob and blob.startswith(("/", "../")), (name, blob)
-        r = _avfs(*vf, "cat", f"{links}/{name}")
+        r = _person(*vf, "cat", f"{links}/{name}")
         assert secret not in r.stdout, f"avfs cat {links}/{name} printed a host file"
-        r = _avfs(*vf, "cat", f"{links}/home/.ssh/id_secret")
+        r = _person(*vf, "cat", f"{links}/home/.ssh/id_secret")
         assert secret not in r.stdout, "avfs cat followed a planted directory link"
     _same_outside(before, w, c, "after checkpoint and cat")
     # export into a new directory, then into the person's project: links stay links
     out = Path(w["tmp"], "export")
-    r = _avfs("--json", "export", "proj:agent-1", str(out))
+    r = _person("--json", "export", "proj:agent-1", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     for p in out.rglob("*"):
         if p.is_file() and not p.is_symlink():
@@ -837,17 +849,17 @@ def _host_side(w: dict[str, Any], c: dict[str, str], before: dict[str, Any]) -> 
     _same_outside(before, w, c, "after export")
     # apply, twice: first the links land in the project, then the agent turns them into a
     # file and a directory whose content would go through them
-    r = _avfs("--json", "apply", "proj:agent-1")
+    r = _person("--json", "apply", "proj:agent-1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert os.path.islink(Path(w["PROJ"], "esc/w/plant-stage1/bashrc"))
     stage2 = "rm bashrc dothome && echo PWNED > bashrc && mkdir -p dothome/.ssh && echo PWNED > dothome/.bashrc && echo PWNED > dothome/.ssh/authorized_keys"
     doc = _exec("agent-1", "sh", "-c", f"cd esc/w/plant-stage1 && {stage2}")
     assert doc["exit_code"] == 0, doc
-    r = _avfs("--json", "apply", "proj:agent-1")
+    r = _person("--json", "apply", "proj:agent-1")
     assert r.returncode in (0, 3), r.stdout + r.stderr
     _same_outside(before, w, c, "after apply", mine=(w["PROJ"],))
     # down --keep merges into the default fork; nothing else changes
-    r = _avfs("--json", "down", "--fork", "proj:agent-1", "--keep", "-y")
+    r = _person("--json", "down", "--fork", "proj:agent-1", "--keep", "-y")
     assert r.returncode == 0, r.stdout + r.stderr
     before["heads"].pop("refs/heads/main", None)
     after_heads = _heads(w)

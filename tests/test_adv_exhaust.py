@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
@@ -21,6 +22,11 @@ from .test_confine import _need_bwrap
 from .test_overlay import require_overlay
 
 DEPTH = 600
+# past Python's recursion limit (1,000) by a margin: ``os.fwalk`` went one call deeper a
+# level and raised ``RecursionError`` from ~1,000 levels (the attack went on to PATH_MAX,
+# ~2,030 levels; sized so here, the test's tree was 1.7 times this one and its CPU ~14 s
+# of ci26's: suitetime25)
+PAST_RECURSION = 1_200
 
 
 def test_a_directory_hundreds_of_levels_deep_keeps_exec_status_and_checkpoint_quick(live, vault):
@@ -62,8 +68,9 @@ def test_a_tree_past_the_recursion_limit_is_committed_by_its_exec(home, vault):
     tree's top (seen by hand through the CLI's resident server; the suite's runs get an
     exact journal, so the walk is asked below as such a run asks it): the look for FIFOs at git's names below what the command wrote
     (``proxy/gitfifos.py``) and the look below a submodule's path (``proxy/gitlinks.py``)
-    walked with ``os.fwalk``, one Python call and one descriptor a level. The exec here
-    commits what it wrote, the next exec and the person's `avfs status` answer, and both
+    walked with ``os.fwalk``, one Python call and one descriptor a level. The command
+    here stops at 1,200 levels (past the recursion limit, which is what failed; the
+    path's length was not), the exec commits what it wrote, the next exec and the person's `avfs status` answer, and both
     walks answer over the whole tree. (Overlay only: the
     FIFO look is the overlay backend's, a pure-FUSE mount holds no FIFO.)"""
     require_overlay()
@@ -74,12 +81,11 @@ def test_a_tree_past_the_recursion_limit_is_committed_by_its_exec(home, vault):
     try:
         with open(os.path.join(info.mountpoint, "deep.sh"), "w") as fh:
             fh.write(
-                "echo beside > beside.txt; mkdir d; cd d; i=0; while [ $i -lt 3000 ]; do"
+                f"echo beside > beside.txt; mkdir d; cd d; i=0; while [ $i -lt {PAST_RECURSION} ]; do"
                 ' mkdir x && cd x || break; i=$((i+1)); done; echo "depth $i"\n'
             )
         doc = _exec("sh", "deep.sh")
-        # (the shell's `cd` stops as the path reaches PATH_MAX: ~2,000 levels)
-        assert int(doc["result"]["stdout"].split()[-1]) > 1_500, doc["result"]
+        assert doc["result"]["stdout"].split()[-1] == str(PAST_RECURSION), doc["result"]
         assert doc["error"] is None, doc["error"]
         assert doc["commit"] is not None, doc
         assert "beside.txt" in {c["path"] for c in doc["changes"]}, doc["changes"]
@@ -91,7 +97,10 @@ def test_a_tree_past_the_recursion_limit_is_committed_by_its_exec(home, vault):
         assert gitfifos.remove(info.mountpoint, ["d"], 0) == []
         fd = os.open(os.path.join(info.mountpoint, "d"), os.O_RDONLY | os.O_DIRECTORY)
         try:
-            assert gitlinks._wrote_below(fd, 0)
+            assert gitlinks._wrote_below(fd, 0)  # (its first entry answers: no walk)
+            # nothing below written after the run: the look walks the whole tree to say so
+            # (suitetime25: the line above passed on os.fwalk too, at any depth)
+            assert not gitlinks._wrote_below(fd, time.time_ns() + 3600 * 10**9)
         finally:
             os.close(fd)
         assert _exec("true")["exit_code"] == 0

@@ -146,6 +146,15 @@ def _parsed(source: str, filename: str = "<unknown>") -> ast.Module:
     return ast.parse(source, filename)
 
 
+@functools.cache
+def _walked(source: str, filename: str = "<unknown>") -> tuple[ast.AST, ...]:
+    """Every node of ``source``'s tree in ``ast.walk``'s order, walked once a source in a
+    process: the checks here walk each module ~14 times (the import graph alone seven),
+    and ``ast.walk`` (``iter_child_nodes`` a node) was ~2/3 of this file's CPU
+    (suitetime25: 13.2 s in ci26)."""
+    return tuple(ast.walk(_parsed(source, filename)))
+
+
 def module_name(path: Path) -> str:
     rel = path.relative_to(PKG.parent).with_suffix("")
     parts = list(rel.parts)
@@ -162,8 +171,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> Iterator[str]:
     """Every avfs_git module ``name`` imports, wherever the import statement is."""
     is_pkg = path.name == "__init__.py"
     package = name if is_pkg else name.rpartition(".")[0]
-    tree = _parsed(path.read_text(), str(path))
-    for node in ast.walk(tree):
+    for node in _walked(path.read_text(), str(path)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "avfs_git":
@@ -350,7 +358,7 @@ def test_policy_uses_only_the_errors_of_core() -> None:
 
 
 def _reads_environment(path: Path) -> bool:
-    for node in ast.walk(_parsed(path.read_text(), str(path))):
+    for node in _walked(path.read_text(), str(path)):
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "expanduser"):
             return True
     return False
@@ -366,7 +374,7 @@ def test_the_environment_is_read_at_the_edges() -> None:
 
 
 def _calls_from_environ(path: Path) -> bool:
-    for node in ast.walk(_parsed(path.read_text(), str(path))):
+    for node in _walked(path.read_text(), str(path)):
         if isinstance(node, ast.Call):
             f = node.func
             if (isinstance(f, ast.Attribute) and f.attr == "from_environ") or (
@@ -386,7 +394,7 @@ def test_settings_are_read_by_the_front_ends() -> None:
 
 
 def _imports_pygit2(path: Path) -> bool:
-    for node in ast.walk(_parsed(path.read_text(), str(path))):
+    for node in _walked(path.read_text(), str(path)):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "pygit2" for a in node.names):
             return True
         if (
@@ -405,8 +413,10 @@ def test_pygit2_is_reached_through_the_store() -> None:
 
 
 def _reaches_the_repository(path: Path) -> bool:
-    tree = _parsed(path.read_text(), str(path))
-    return any(isinstance(node, ast.Attribute) and node.attr == "_repo" for node in ast.walk(tree))
+    return any(
+        isinstance(node, ast.Attribute) and node.attr == "_repo"
+        for node in _walked(path.read_text(), str(path))
+    )
 
 
 def test_the_repository_stays_in_the_store() -> None:
@@ -464,11 +474,11 @@ def _names_git(node: ast.AST, bound: dict[str, list[ast.AST]], seen: frozenset[s
 def git_process_calls(source: str) -> list[int]:
     """The lines of ``source`` that start a process running git (any scope: a name bound
     anywhere in the module counts where it is used)."""
-    tree = _parsed(source)
+    nodes = _walked(source)
     modules_as: dict[str, str] = {}  # local name -> module (import subprocess as sp)
     functions_as: dict[str, str] = {}  # local name -> module (from subprocess import run)
     bound: dict[str, list[ast.AST]] = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name in _PROCESS_FUNCTIONS:
@@ -484,7 +494,7 @@ def git_process_calls(source: str) -> list[int]:
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
             bound.setdefault(node.target.id, []).append(node.value)
     lines = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if not isinstance(node, ast.Call):
             continue
         f = node.func
@@ -541,15 +551,15 @@ _REF_STARTS = ("refs/", "+refs/", "ref: refs/")
 def ref_literals(source: str) -> list[tuple[int, str]]:
     """The string literals of ``source`` (docstrings aside; an f-string by its first part)
     that begin with a ref name, a refspec or a symbolic ref's ``ref: refs/``."""
-    tree = _parsed(source)
+    nodes = _walked(source)
     docstrings = {
         id(n.value)
-        for n in ast.walk(tree)
+        for n in nodes
         if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
     }
-    in_fstring = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    in_fstring = {id(v) for n in nodes if isinstance(n, ast.JoinedStr) for v in n.values}
     found = []
-    for node in ast.walk(tree):
+    for node in nodes:
         text = None
         if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
             text = node.values[0].value
@@ -589,7 +599,7 @@ def test_the_fuse_operations_ask_the_workspace_never_the_store() -> None:
     reads = [
         f"{path.relative_to(PKG)}:{node.lineno}"
         for path in sorted((PKG / "fuse").glob("*.py"))
-        for node in ast.walk(_parsed(path.read_text(), str(path)))
+        for node in _walked(path.read_text(), str(path))
         if isinstance(node, ast.Attribute) and node.attr in ("store", "_repo")
     ]
     assert reads == [], "a module of fuse/ reaches the object store itself"
