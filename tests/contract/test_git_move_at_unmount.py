@@ -28,9 +28,7 @@ def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path,
 
 
 @pytest.mark.parametrize("how", ["reset --hard", "commit"])
-def test_git_s_move_just_before_an_unmount_is_the_fork_s(
-    mounted: Any, backend: str, how: str
-) -> None:
+def test_git_s_move_just_before_an_unmount_is_the_fork_s(mounted: Any, backend: str, how: str) -> None:
     mp, avfs = mounted
     (mp / "n.txt").write_text("n\n")
     assert avfs("checkpoint", "save", "-m", "c1").code == 0
