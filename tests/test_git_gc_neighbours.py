@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from avfs_git.core.vaults.vault import Vault
 from avfs_git.core.workspace.overlayentry import OBJECT, Entry
 from avfs_git.ops import mounts
 
-from .conftest import git
+from .conftest import git, run_in_process
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -96,13 +95,11 @@ FORMS: dict[str, Callable[[Path], None]] = {
 
 
 def _avfs(home: Home, *args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "avfs_git", "--home", home.path, "--vault", "v:main", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    """`avfs ARGS` on fork main, run in the test's process as the console script runs it
+    (conftest's ``run_in_process``): what the tests check is what the status and the
+    checkpoint see and record (suitetime24: as processes, two a test were ~0.5 s of CPU)."""
+    res = run_in_process(["--home", home.path, "--vault", "v:main", *args])
+    assert res.code == 0, res.out + res.err
 
 
 def _same(mp: Path, plain: Path) -> None:

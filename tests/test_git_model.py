@@ -30,7 +30,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ from .gitmodel_steps import EleventhRoundSteps, TenthRoundSteps
 from .gitmodel_steps12 import TwelfthRoundSteps
 from .gitmodel_steps13 import ThirteenthRoundSteps
 from .gitmodel_steps14 import FourteenthRoundSteps
+from .gitmount import warm_daemons
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
@@ -176,9 +176,10 @@ class _Git:
 class Side:
     """One side: a directory where git runs (the mount, or the plain clone)."""
 
-    def __init__(self, root: str, env: dict[str, str]) -> None:
+    def __init__(self, root: str, env: dict[str, str], refs_dir: str) -> None:
         self.root = root
         self.env = env
+        self.refs_dir = refs_dir  # git's common dir: where the tags and notes are (labels)
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -229,7 +230,7 @@ class Side:
             if os.path.exists(idx):
                 os.unlink(idx)
 
-    def stat_index(self, g: Any, rev: str, flagged: bool = True) -> None:
+    def stat_index(self, g: Any, rev: str, flagged: bool = True, at_rev: bool = False) -> None:
         """The index ``g`` writes (``GIT_INDEX_FILE``) made ``rev``'s, with the stat data
         of git's own index where an entry stays and no skip-worktree or assume-unchanged
         bit: `git add -A` then reads only the files changed since git last looked, as a
@@ -238,9 +239,14 @@ class Side:
         committed with a CR, binaries included, for a change, as `git add --renormalize`).
         ``flagged``: False when the caller read git's index just now and found no entry
         marked (:meth:`flags`): a reset of its copy marks none (git marks skip-worktree on
-        a reset only under sparse-checkout, off here), so no `ls-files` is asked."""
+        a reset only under sparse-checkout, off here), so no `ls-files` is asked.
+        ``at_rev``: True when the caller read git's status just now and git's index held
+        ``rev``'s tree there (nothing staged, no intent-to-add, nothing unmerged): the
+        reset would leave the copy as it is, so none is run (suitetime24: one git of the
+        check's eleven)."""
         shutil.copyfile(os.path.join(self.root, ".git", "index"), g.index)
-        g("reset", "-q", rev, "--", ".")
+        if not at_rev:
+            g("reset", "-q", rev, "--", ".")
         if not flagged:
             return
         rows = [ln for ln in g("ls-files", "-v", "-z").split("\0") if ln]
@@ -257,16 +263,31 @@ class Side:
         assume-unchanged lower case, unmerged ``M``): what porcelain does not show."""
         return sorted(ln for ln in self.git("ls-files", "-v").stdout.splitlines() if not ln.startswith("H "))
 
-    def labels(self) -> dict[str, str]:
+    def labels(self, kept: dict[str, Any] | None = None) -> dict[str, str]:
         """Each tag's name -> its commit's tree (a light tag's commit's, or the commit an
         annotated one names), and each notes ref's -> its tree (the notes: each note's blob
         by the id of the commit it annotates, as `git notes list` lists them), in one
-        `for-each-ref` (was a `rev-parse` a tag and a `git notes list`)."""
+        `for-each-ref` (was a `rev-parse` a tag and a `git notes list`).
+
+        ``kept``: what an earlier call read, with the `lstat` then of every file the refs
+        are in (:func:`_ref_files` of :attr:`refs_dir`, git's common dir); where all are the
+        same now, that is the answer, as :func:`_tree` takes a file whose `lstat` is the
+        same as read then (git writes a ref file or `packed-refs` anew, renamed over the
+        old: a new inode). The check asks so, and again every :data:`FULL_READ_EVERY`-th
+        time (suitetime24: the `for-each-ref` of both sides was ~2.5 % of a model's CPU)."""
+        seen = _ref_files(self.refs_dir) if kept is not None else None
+        if kept is not None and kept.get("files") == seen:
+            return dict(kept["labels"])
         fmt = "--format=%(refname) %(tree)%(*tree)"
         rows = self.git("for-each-ref", fmt, "refs/tags", "refs/notes").stdout
-        return dict(ln.split() for ln in rows.splitlines() if ln)
+        out = dict(ln.split() for ln in rows.splitlines() if ln)
+        if kept is not None:
+            kept.update(files=seen, labels=dict(out))
+        return out
 
-    def changes(self, rev: str = "HEAD", refresh: bool = True, flagged: bool = True) -> set[tuple[str, str]]:
+    def changes(
+        self, rev: str = "HEAD", refresh: bool = True, flagged: bool = True, at_rev: bool = False
+    ) -> set[tuple[str, str]]:
         """What the working tree differs from ``rev``: (path, added|modified|deleted), the
         untracked files git does not ignore included (what `avfs status` lists).
 
@@ -274,7 +295,7 @@ class Side:
         `add -A` below reads only files whose stat changed; the check passes False, its
         `git status` just did that (the fsmonitor hook: git writes its index at every
         status). Either way the answer is the same: a stale entry is read again.
-        ``flagged``: as :meth:`stat_index`'s."""
+        ``flagged``, ``at_rev``: as :meth:`stat_index`'s."""
         out: set[tuple[str, str]] = set()
         if refresh:
             self.git("update-index", "-q", "--refresh", check=False)
@@ -282,7 +303,7 @@ class Side:
         env = {**self.env, "GIT_INDEX_FILE": tmp_index}
         try:
             g = _Git(self.root, env, tmp_index)
-            self.stat_index(g, rev, flagged)
+            self.stat_index(g, rev, flagged, at_rev)
             g("add", "-A")
             diff = subprocess.run(
                 ["git", "diff", "--cached", "--no-renames", "--name-status", "-z", rev],
@@ -301,32 +322,47 @@ class Side:
         return out
 
 
+def _ref_files(git_dir: str) -> list[tuple[str, int, int, int, int]]:
+    """(path, inode, size, mtime and ctime in ns) of `packed-refs` and of every file below
+    `refs/tags` and `refs/notes` of ``git_dir``: where the tags and notes are."""
+    out = []
+    for top in ("packed-refs", "refs/tags", "refs/notes"):
+        for d, dirs, files in os.walk(os.path.join(git_dir, top)):
+            dirs.sort()
+            for name in sorted(files):
+                p = os.path.join(d, name)
+                s = os.lstat(p)
+                out.append((p, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns))
+        if top == "packed-refs" and os.path.lexists(os.path.join(git_dir, top)):
+            s = os.lstat(os.path.join(git_dir, top))
+            out.append((top, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns))
+    return out
+
+
 def _avfs(
     home: str,
     *args: str,
     cwd: str,
     check: bool = True,
     lock_wait: int | None = None,
-    server: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`avfs ARGS` as a process in ``cwd`` with ``home`` (the home's resident CLI server on,
-    unless ``server`` is False); ``lock_wait``: its ``AVFS_LOCK_WAIT`` (a call the model
-    expects to find a lock held)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AVFS_")}
-    env["AVFS_HOME"] = home
-    env["AVFS_LAYERS"] = os.environ.get("AVFS_LAYERS", "off")
+    """`avfs ARGS` in ``cwd`` with ``home``, run in the test's process as the console script
+    runs it (conftest's ``run_in_process``, the environment a process of the model had:
+    ``AVFS_HOME``, ``AVFS_LAYERS``); a mount's daemon forked by the process's zygote
+    (tests/gitmount.py ``warm_daemons``), a process of its own as ever. ``lock_wait``: its
+    ``AVFS_LOCK_WAIT`` (a call the model expects to find a lock held). Each call was a
+    process, the home's resident CLI server's child (suitetime21), the server started by a
+    model's first command: ~0.75 s of CPU a model in the server's start and the `vault
+    path` that started it, ~50 models a run, and ~25 ms a call in its client (suitetime24);
+    what the model checks is what each command does, not its process (the CLI's processes
+    and its server are the CLI tests')."""
+    env = {"AVFS_HOME": home, "AVFS_LAYERS": os.environ.get("AVFS_LAYERS", "off")}
     if lock_wait is not None:
         env["AVFS_LOCK_WAIT"] = str(lock_wait)
-    if not server:
-        env["AVFS_SERVER"] = "off"
-    proc = subprocess.run(
-        [sys.executable, "-m", "avfs_git", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    with warm_daemons() as asked:
+        res = run_in_process(list(args), cwd=cwd, env=env)
+    assert all(a is False for a in asked), asked  # (each mount's daemon forked warm)
+    proc = subprocess.CompletedProcess(["avfs", *args], res.code, res.out, res.err)
     if check and proc.returncode != 0:
         raise AssertionError(f"avfs {' '.join(args)}: {proc.stdout}{proc.stderr}")
     return proc
@@ -363,8 +399,8 @@ def _made() -> Path | None:
     fork``) that every :class:`GitModel` starts from, made once a process (the first model
     asks) and copied by each (suitetime21: the three as each model's own were ~0.7 s of
     CPU of its ~1.9 s set-up, ~50 models a run); checked unchanged at every copy (a model
-    writes to its copy only). Made by the CLI as a model made them, the home's resident
-    CLI server off (a server of a home no command runs in after); a copy is the same home
+    writes to its copy only). Made by the CLI's processes, the home's resident CLI server
+    off; a copy is the same home
     only where nothing in it names where it is (checked once). None with
     ``AVFS_TEST_LAYERS=1`` (a fork's state is in the home's file system image, which a copy
     does not carry): each model makes its own then."""
@@ -374,8 +410,14 @@ def _made() -> Path | None:
         top = Path(scratch_home("gitmodel-made-"))
         src = _MADE["src"] = _source(top)
         home = str(top / "avfs")
-        _avfs(home, "vault", "create", "v", "--from", str(src), cwd=str(top), server=False)
-        _avfs(home, "vault", "fork", "v:main", "f", cwd=str(top), server=False)
+        for argv in (("vault", "create", "v", "--from", str(src)), ("vault", "fork", "v:main", "f")):
+            # (processes: one in this process leaves the op log's `-wal` beside it, a copy's)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AVFS_")}
+            env.update(AVFS_HOME=home, AVFS_LAYERS=os.environ.get("AVFS_LAYERS", "off"), AVFS_SERVER="off")
+            proc = subprocess.run(
+                [sys.executable, "-m", "avfs_git", *argv], cwd=top, env=env, capture_output=True, text=True
+            )
+            assert proc.returncode == 0, f"avfs {' '.join(argv)}: {proc.stdout}{proc.stderr}"
         # a copy is the same home where nothing in it names where it is but the vault's
         # record of the directory it was imported from (set to the copy's own source at each
         # copy: _imported_from) and words (git's FETCH_HEAD and reflogs of the fetch, the op
@@ -404,19 +446,6 @@ def _imported_from(home: str, src: Path) -> None:
     doc = json.loads(_config_json(home).read_text())
     doc["imported"]["dir"] = str(src)
     _config_json(home).write_text(json.dumps(doc, indent=2, sort_keys=True))  # (as the vault writes it)
-
-
-def _listening(home: str, wait_s: float = 30.0) -> bool:
-    """Whether the resident CLI server of ``home`` listens on its socket (cli/resident.py
-    binds it before its imports: a call then is its child), waited for up to ``wait_s``
-    (a server that never comes costs nothing but the warm start: the call runs itself)."""
-    sock = os.path.join(home, "run", "cli.sock")
-    deadline = time.monotonic() + wait_s
-    while not os.path.exists(sock):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _topic(src: Path) -> None:
@@ -455,6 +484,7 @@ class GitModel(
         self.undo_staged: set[str] = set()  # its paths git had staged as it records them
         self.backend = BACKEND
         self.kept: dict[str, tuple[Any, Any]] = {}  # the mount's files as the last check read them
+        self.kept_labels: tuple[dict[str, Any], dict[str, Any]] = ({}, {})  # (mount, plain): Side.labels
         self.checks = 0
         root = Path(self.home)
         avfs_home = str(root / "avfs")
@@ -469,7 +499,6 @@ class GitModel(
             shutil.copytree(made / "avfs", avfs_home, symlinks=True)
             src = self.src = root / "unpacked" / os.path.relpath(_MADE["src"], made / "unpacked")
             _imported_from(avfs_home, src)
-        # (the home's first command: its resident CLI server starts as it ends)
         vault = _avfs(avfs_home, "--vault", "v", "vault", "path", cwd=self.home).stdout.strip()
         self.vault = vault
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
@@ -494,8 +523,8 @@ class GitModel(
             fh.write(os.path.join(vault, "objects") + "\n")
         mp = str(root / "m")
         os.mkdir(mp)
-        self.m = Side(mp, env)
-        self.p = Side(plain, env)
+        self.m = Side(mp, env, vault)  # (the mount's tags and notes are the vault's: checked below)
+        self.p = Side(plain, env, os.path.join(plain, ".git"))
         # the plain clone's git has an fsmonitor hook, as the mount's has avfs's: git with one
         # writes its index at every status (the hook's new token), so what git changes in
         # memory when it reads the index is kept at once on both sides (under sparse-checkout,
@@ -514,12 +543,11 @@ class GitModel(
         self.p.git("config", "core.fsmonitor", hook)
         self.p.git("config", "core.fsmonitorHookVersion", "2")
         self.p.git("branch", "side", "origin/side")
-        # the mount: by the home's server once it listens (its child forks the mount's daemon
-        # warm, as every later remount of the model's; made before the plain clone, the mount
-        # found no server yet and spawned its daemon: ~0.3 s of CPU, suitetime21)
-        _listening(avfs_home)
+        # the mount (its daemon forked warm by this process's zygote, as every remount's: _avfs)
         _avfs(avfs_home, "--vault", "v:f", "mount", "--backend", BACKEND, mp, cwd=self.home)
         self.mounted = True
+        common = self.m.git("rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()
+        assert os.path.samefile(common, vault), (common, vault)
         self.mp = mp
         # a local remote `up` on both sides (the source, a branch `topic` one commit ahead
         # of main, made after the vault: only a fetch brings it): `git fetch up` in the
@@ -1523,7 +1551,8 @@ class GitModel(
         """`avfs --json status` in the mount, run in this process as the console script
         runs it (``run_in_process``), with :func:`_avfs`'s environment: it was a real
         process after every step, ~1/6 of the check's CPU (a process, and the warm
-        server's child that ran the call: suitetime11)."""
+        server's child that ran the call: suitetime11); every avfs command of the model
+        runs so since suitetime24."""
         env = {"AVFS_HOME": self.avfs_home, "AVFS_LAYERS": os.environ.get("AVFS_LAYERS", "off")}
         res = run_in_process(["--json", "status"], cwd=self.mp, env=env)
         assert res.code == 0, f"avfs --json status: {res.out}{res.err}"
@@ -1537,17 +1566,20 @@ class GitModel(
         self.checks += 1
         if self.checks % FULL_READ_EVERY == 0:
             self.kept.clear()  # every file read again, whatever its stat says
+        if not self.kept:  # (so too where a step or the last check cleared it)
+            for kept in self.kept_labels:
+                kept.clear()  # the tags and notes read again too
         assert _tree(self.m.root, self.kept) == _tree(self.p.root), f"files differ {where}"
-        assert self.m.porcelain() == self.p.porcelain(), (
-            f"git status differs {where}\nmount: {self.m.porcelain()}\nplain: {self.p.porcelain()}"
-        )
+        m_status, p_status = self.m.porcelain(), self.p.porcelain()
+        assert m_status == p_status, f"git status differs {where}\nmount: {m_status}\nplain: {p_status}"
         p_flags = self.p.flags()
         assert self.m.flags() == p_flags, f"index bits differ {where}"
         (m_head, m_history), (p_head, p_history) = self.m.log(), self.p.log()
         assert m_history == p_history, f"history differs {where}"
         # (the same objects, avfs's own commits included: see __init__)
         assert m_head == p_head, where
-        assert self.m.labels() == self.p.labels(), f"tags or notes differ {where}"
+        m_labels, p_labels = self.m.labels(self.kept_labels[0]), self.p.labels(self.kept_labels[1])
+        assert m_labels == p_labels, f"tags or notes differ {where}"
         op = self.busy()
         if op is not None:  # the fork's branch is where git left it (a rebase moves HEAD only)
             assert self.m.history("refs/heads/f") == self.p.history("refs/heads/f"), f"branch differs {where}"
@@ -1574,7 +1606,10 @@ class GitModel(
         # (p.porcelain() refreshed the index; p_flags read it after: no ls-files of its copy
         # when it marks nothing, as most checks)
         flagged = any(ln[:1] in ("S", "s") or ln[:1].islower() for ln in p_flags)
-        want = self.p.changes("refs/heads/f", refresh=False, flagged=flagged)
+        # (git's index is the branch's tree where HEAD is the branch and its status shows
+        # nothing staged, intent-to-add or unmerged: porcelain v2's X of every entry `.`)
+        at_rev = op is None and all((ln[:3] == "1 ." and ln[3] != "A") or ln[:2] == "? " for ln in p_status)
+        want = self.p.changes("refs/heads/f", refresh=False, flagged=flagged, at_rev=at_rev)
         assert got == want, f"avfs status differs from git {where}\navfs: {sorted(got)}\ngit: {sorted(want)}"
 
 

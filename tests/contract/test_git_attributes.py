@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ..gitmount import _git, _status, mount_fork
+from ..remount import remount
 from ..test_confine import _need_bwrap
 from .backends import MOUNTS
 
@@ -65,7 +66,7 @@ def _agrees(mp: Path, avfs: Any) -> None:
 
 
 def test_a_checkpoint_records_what_git_add_does_and_git_sees_nothing_changed(
-    mounted: Any, backend: str, cli_proc: Any
+    mounted: Any, backend: str
 ) -> None:
     mp, avfs = mounted
     (mp / ".gitattributes").write_bytes(ATTRS)
@@ -86,8 +87,7 @@ def test_a_checkpoint_records_what_git_add_does_and_git_sees_nothing_changed(
         assert (mp / p).read_bytes() == data, p  # (the files as they were written)
     _agrees(mp, avfs)
     # a remount writes the index whole: it must not vouch for the blob's size either
-    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
-    assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
+    remount(mp, backend)  # (in process: tests/remount.py)
     assert _git(mp, "rev-parse", "HEAD").stdout.strip() == head
     _agrees(mp, avfs)
     assert (mp / "n.txt").read_bytes() == FILES["n.txt"]

@@ -17,6 +17,7 @@ import pytest
 
 from ..forkhome import make_fork_home, mount_copied_fork
 from ..gitmount import _git
+from ..remount import remount
 from ..test_confine import _need_bwrap
 from .backends import MOUNTS
 
@@ -43,7 +44,7 @@ def _changes(avfs: Any) -> set[tuple[str, str]]:
 
 
 def test_the_worktree_s_file_mode_setting_is_followed_kept_and_not_a_command_s(
-    mounted: Any, cli_proc: Any, backend: str
+    mounted: Any, backend: str
 ) -> None:
     mp, avfs = mounted
     _git(mp, "config", "--worktree", "core.fileMode", "false")
@@ -56,8 +57,7 @@ def test_the_worktree_s_file_mode_setting_is_followed_kept_and_not_a_command_s(
     tree = _git(mp, "ls-tree", "HEAD").stdout
     assert "100644 blob" in tree and "100755" not in tree, tree  # (main: both 100755)
     assert not _git(mp, "status", "--porcelain").stdout
-    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
-    assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
+    remount(mp, backend)  # (in process: tests/remount.py)
     assert _git(mp, "config", "--worktree", "--get", "core.fileMode").stdout.strip() == "false"
     assert _changes(avfs) == set()
     _need_bwrap()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..gitmount import _git, mount_fork
+from ..remount import remount
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)
@@ -25,32 +26,23 @@ def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path,
         yield m
 
 
-def _remount(mp: Path, backend: str, cli_proc: Any) -> None:
-    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
-    assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
-
-
 def _setting(mp: Path) -> list[str]:
     return _git(mp, "config", "--worktree", "--get-all", "core.fsmonitor", check=False).stdout.splitlines()
 
 
 @pytest.mark.parametrize("value", ["false", "true"])
-def test_the_person_s_fsmonitor_boolean_outlives_a_remount(
-    mounted: Any, backend: str, cli_proc: Any, value: str
-) -> None:
+def test_the_person_s_fsmonitor_boolean_outlives_a_remount(mounted: Any, backend: str, value: str) -> None:
     mp, _ = mounted
     _git(mp, "config", "--worktree", "core.fsmonitor", value)
     (mp / "new.txt").write_text("new\n")
-    _remount(mp, backend, cli_proc)
+    remount(mp, backend)  # (in process: tests/remount.py)
     assert _setting(mp) == [value]
     # (one value: the person's next setting replaces it, as in a plain worktree)
     _git(mp, "config", "--worktree", "core.fsmonitor", "false")
     assert _git(mp, "status", "--porcelain").stdout == "?? new.txt\n"
 
 
-def test_a_hook_the_person_names_is_not_kept(
-    mounted: Any, backend: str, cli_proc: Any, tmp_path: Path
-) -> None:
+def test_a_hook_the_person_names_is_not_kept(mounted: Any, backend: str, tmp_path: Path) -> None:
     mp, _ = mounted
     ran = tmp_path / "ran"
     hook = tmp_path / "hook.sh"
@@ -58,7 +50,7 @@ def test_a_hook_the_person_names_is_not_kept(
     hook.chmod(0o755)
     own = _setting(mp)
     _git(mp, "config", "--worktree", "core.fsmonitor", str(hook))
-    _remount(mp, backend, cli_proc)
+    remount(mp, backend)  # (in process: tests/remount.py)
     assert _setting(mp) == own and own != [str(hook)]
     _git(mp, "status", "--porcelain")
     assert not ran.exists()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ..gitmount import _git, _status, mount_fork
+from ..remount import remount
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)
@@ -27,9 +28,7 @@ def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path,
 
 
 @pytest.mark.parametrize("how", ["reset --hard", "commit"])
-def test_git_s_move_just_before_an_unmount_is_the_fork_s(
-    mounted: Any, backend: str, cli_proc: Any, how: str
-) -> None:
+def test_git_s_move_just_before_an_unmount_is_the_fork_s(mounted: Any, backend: str, how: str) -> None:
     mp, avfs = mounted
     (mp / "n.txt").write_text("n\n")
     assert avfs("checkpoint", "save", "-m", "c1").code == 0
@@ -43,8 +42,7 @@ def test_git_s_move_just_before_an_unmount_is_the_fork_s(
     moved = _git(mp, "rev-parse", "HEAD").stdout.strip()
     files = sorted(p.name for p in mp.iterdir() if p.name != ".git")
     # (no avfs command in between: the unmount is the first to see the fork again)
-    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
-    assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
+    remount(mp, backend)  # (in process: tests/remount.py)
     doc = _status(avfs)
     assert doc["head"] == moved and doc["base"] == moved and not doc["stale"], doc
     assert doc["changes"] == [], doc
@@ -53,7 +51,7 @@ def test_git_s_move_just_before_an_unmount_is_the_fork_s(
 
 
 @pytest.mark.parametrize("what", ["staged", "open merge"])
-def test_git_s_own_state_outlives_a_remount(mounted: Any, backend: str, cli_proc: Any, what: str) -> None:
+def test_git_s_own_state_outlives_a_remount(mounted: Any, backend: str, what: str) -> None:
     """What git keeps per worktree and a plain work tree keeps as long as it exists: its
     index (staged changes, a path staged removed, the index's exec bit, a skip-worktree
     bit) and an open merge, across `avfs unmount` and `avfs mount` of the fork, with the
@@ -80,7 +78,6 @@ def test_git_s_own_state_outlives_a_remount(mounted: Any, backend: str, cli_proc
         _git(mp, "worktree", "remove", "--force", str(wt))
         assert _git(mp, "merge", "-q", "other", check=False).returncode == 1
     before = _git(mp, "status", "--porcelain=v2").stdout, _git(mp, "ls-files", "-s", "-v").stdout
-    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
-    assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
+    remount(mp, backend)  # (in process: tests/remount.py)
     after = _git(mp, "status", "--porcelain=v2").stdout, _git(mp, "ls-files", "-s", "-v").stdout
     assert after == before

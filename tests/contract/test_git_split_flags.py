@@ -19,6 +19,7 @@ import pytest
 
 from ..forkhome import make_fork_home, mount_copied_fork
 from ..gitmount import _git
+from ..remount import remount
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)  # git runs in a mount; the API has no git
@@ -141,7 +142,7 @@ def test_bits_of_a_split_index_s_entries_survive_another_hand_s_move(
 
 
 @pytest.mark.parametrize("when", ["before-split", "after-split"])
-def test_a_split_index_outlives_a_remount(mounted: Any, when: str, cli_proc: Any, backend: str) -> None:
+def test_a_split_index_outlives_a_remount(mounted: Any, when: str, backend: str) -> None:
     """`avfs unmount` keeps git's index (mount/gitkeep.py), a split one with the shared
     index it names: git in the mount after the next mount reads it, bits and what was
     staged included."""
@@ -150,7 +151,6 @@ def test_a_split_index_outlives_a_remount(mounted: Any, when: str, cli_proc: Any
     (mp / "staged.txt").write_text("staged\n")
     _git(mp, "add", "staged.txt")
     before = _git(mp, "status", "--porcelain").stdout
-    assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
-    assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
+    remount(mp, backend)  # (in process: tests/remount.py)
     assert _git(mp, "status", "--porcelain").stdout == before
     _after(mp)

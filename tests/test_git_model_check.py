@@ -1,0 +1,67 @@
+"""The git model's check (tests/test_git_model.py ``GitModel.check``) where it takes what it
+read before as read again (suitetime24): the tags and notes of a side whose ref files'
+`lstat` is what it was, and git's index as the branch's tree where the plain side's status
+shows nothing staged. Each still fails the check where one side changed, and each shortcut
+is checked to have been taken; the model's avfs commands run in this process, each mount's
+daemon forked warm (tests/test_git_model.py ``_avfs``)."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+
+from . import test_git_model as tgm
+from .test_overlay import require_overlay
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """Every git command a :class:`tgm.Side` or a temporary index of one runs, by its words
+    (``Side.git`` and ``_Git.__call__``: where the model's git is called)."""
+    seen: list[tuple[str, ...]] = []
+    side_git, index_git = tgm.Side.git, tgm._Git.__call__
+
+    def git(self: Any, *args: str, **kw: Any) -> Any:
+        seen.append(args)
+        return side_git(self, *args, **kw)
+
+    def in_index(self: Any, *args: str) -> str:
+        seen.append(args)
+        return index_git(self, *args)
+
+    monkeypatch.setattr(tgm.Side, "git", git)
+    monkeypatch.setattr(tgm._Git, "__call__", in_index)
+    return seen
+
+
+def test_the_check_reads_tags_again_where_their_files_changed_and_fails_on_a_difference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_overlay()
+    tgm.BACKEND = "overlay"
+    model = tgm.GitModel()
+    try:
+        seen = _counted(monkeypatch)
+        model.check()  # (the first: every file and ref read)
+        assert sum(a[0] == "for-each-ref" for a in seen) == 2
+        del seen[:]
+        model.check()  # nothing changed: the tags and notes as read, no reset of the index copy
+        assert not [a for a in seen if a[0] == "for-each-ref"], seen
+        assert not [a for a in seen if a[:2] == ("reset", "-q")], seen
+        # something staged on both sides: the index copy is reset to the branch's tree again
+        model.write_all({"README.md": "staged on both sides\n"})
+        model.both("add", "README.md")
+        del seen[:]
+        model.check()
+        assert [a for a in seen if a[:2] == ("reset", "-q")], seen
+        model.both("reset", "-q")
+        model.check()
+        # a tag made in the vault only (the mount's side: its tags are the vault's)
+        subprocess.run(["git", "--git-dir", model.vault, "tag", "only-in-the-vault", "f"], check=True)
+        del seen[:]
+        with pytest.raises(AssertionError, match="tags or notes differ"):
+            model.check()
+        assert sum(a[0] == "for-each-ref" for a in seen) == 1  # (the mount's read again)
+    finally:
+        model.teardown()
