@@ -94,7 +94,7 @@ def sync_base(ws: Based) -> bool:
                     # once the move is committed: a stamp naming a base other processes
                     # cannot see yet makes the mount's daemon, reading the old base,
                     # rewrite the index git just committed for that old base
-                    ws.stamp_index()  # git's index is right: it made the commit
+                    ws.stamp_index()  # (git's index kept where git made it, else patched)
         except BusyError:
             pass
         return True
