@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,9 @@ def test_what_git_staged_as_the_checkpoint_recorded_it_stays_staged_after_a_remo
 
 
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
-@pytest.mark.parametrize("how", ["git-dir", "worktree"])
+@pytest.mark.parametrize("how", ["git-dir", "worktree", "daemon-first"])
 def test_another_hand_s_commit_adopted_under_changes_keeps_what_git_staged(
-    backend: str, how: str, cli_proc: Any, tmp_path: Path
+    backend: str, how: str, cli_proc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In the mount a.txt written, new.txt `git add`ed, d/c.txt written; another hand
     commits a.txt as the mount shows it onto the fork's branch (`git --git-dir=VAULT`
@@ -102,8 +103,26 @@ def test_another_hand_s_commit_adopted_under_changes_keeps_what_git_staged(
     commit records only what the mount shows). git's status is a plain worktree's after
     `git update-ref HEAD` and `git reset -q NEW -- a.txt`: `A  new.txt` (still staged),
     ` M d/c.txt`. Before, the index was written whole for the commit: `?? new.txt` (both
-    backends). A checkpoint then and its undo keep it staged."""
+    backends). A checkpoint then and its undo keep it staged.
+
+    ``daemon-first``: the adopting process waits 1.5 s between the move and the index's
+    patch (``Workspace.stamp_index``, where wsbase calls it), so a pure-FUSE daemon's
+    refresh of the index on seeing the base move comes first: unless the move and the
+    patch hold the index guard together, it wrote the index whole (`?? new.txt`; the
+    model's each-once run on pure FUSE at load ~35 met it)."""
+    from avfs_git.core.workspace.workspace import Workspace
+
     _require(backend)
+    delayed: list[bool] = []
+    if how == "daemon-first":
+        stamp = Workspace.stamp_index
+
+        def slow_stamp(self: Workspace[Any], *, held: bool = False) -> None:
+            delayed.append(held)
+            time.sleep(1.5)
+            stamp(self, held=held)
+
+        monkeypatch.setattr(Workspace, "stamp_index", slow_stamp)
     with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
         vault = Path(os.environ["AVFS_HOME"]) / "vaults" / "v.git"
         (mp / "a.txt").write_text("by the mount\n")
@@ -111,7 +130,7 @@ def test_another_hand_s_commit_adopted_under_changes_keeps_what_git_staged(
         _git(mp, "add", "new.txt")
         (mp / "d" / "c.txt").write_text("not staged\n")
         old = _git(vault, "rev-parse", "refs/heads/f").stdout.strip()
-        if how == "git-dir":
+        if how != "worktree":
             env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "other-index")}
 
             def g(*args: str, stdin: str | None = None) -> str:
@@ -139,6 +158,7 @@ def test_another_hand_s_commit_adopted_under_changes_keeps_what_git_staged(
             _git(mp, "worktree", "remove", "--force", str(other))
         res = avfs("--json", "status")
         assert res.code == 0 and res.json()["base"] == new, res.out
+        assert delayed == ([False] if how == "daemon-first" else []), delayed  # (the adoption's stamp ran)
         assert _git(mp, "rev-parse", "HEAD").stdout.strip() == new
         assert _git(mp, "status", "--porcelain").stdout == " M d/c.txt\nA  new.txt\n"
         assert avfs("checkpoint", "save", "-m", "after another hand").code == 0

@@ -470,8 +470,11 @@ def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
     """The base moved to a commit that already recorded what the workspace shows. Made by
     ``git commit`` in the mount, git's index is right (and may hold what was staged since):
     it is marked current, so nothing rewrites it; made elsewhere, the index is patched
-    where the old base and the new differ, what git staged elsewhere kept (unless ``held``: the caller holds :func:`index_guard`; git, which has moved HEAD since,
-    wrote its index itself).
+    where the old base and the new differ, what git staged elsewhere kept (unless
+    ``held``: the caller holds :func:`index_guard`; git, which has moved HEAD since, wrote
+    its index itself). An adoption of another hand's commit holds the guard and calls
+    without ``held``: the patch is made under the caller's guard (``sync_index`` takes
+    the slot this thread holds).
 
     Why ``held``: a pure-FUSE mount's daemon rewrites the index whole when it sees the
     base move (fuse/daemon.py ``refresh_index``) unless it finds it stamped for the new
