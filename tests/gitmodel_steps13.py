@@ -70,7 +70,7 @@ class ThirteenthRoundSteps(ModelAttrs):
         avfs(self.avfs_home, "--vault", "v:f", "unmount", self.mp, cwd=self.home)
         avfs(self.avfs_home, "--vault", "v:f", "mount", "--backend", self.backend, self.mp, cwd=self.home)
         self.kept.clear()  # (every file of the new mount read again)
-        self.undo_staged: set[str] = set()  # (avfs's note of what git staged goes with the mount)
+        # (avfs's note of what git staged outlives the remount since gitmodel20: kept with git's state)
 
     # -- submodules: avfs's checkpoint before git's commit ---------------------------------
     @precondition(lambda self: self.busy() is None)

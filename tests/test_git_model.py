@@ -1364,8 +1364,8 @@ class GitModel(
         checkpoint never touched stays staged, as it was before the checkpoint (decided in
         gitmodel18, seed 1702: the model said `git reset --mixed HEAD~1`, which drops all
         of it; docs/fuse.md "gitmodel18"), and so does what git had staged as the
-        checkpoint recorded it (gitmodel19: ``undo_staged``; not across a remount or for a
-        checkpoint made unmounted, where avfs has no note of it)."""
+        checkpoint recorded it (gitmodel19: ``undo_staged``; across a remount since gitmodel20;
+        not for a checkpoint made unmounted, where avfs has no note of it)."""
         self.note("avfs undo")
         _avfs(self.avfs_home, "undo", cwd=self.mp)
         out = self.p.git("diff", "--no-renames", "--name-only", "-z", "HEAD~1", "HEAD").stdout

@@ -14,8 +14,9 @@ an agent that had staged files or had a merge open and paused.
 :func:`keep` (at unmount, after git's last move of the branch was taken) moves the
 directory whole to :func:`.registry.gitkept_dir` (``<vault>/avfs/gitkept/<fork>``, which
 the sandbox never sees), with what it was written for beside it (``kept.json``: the
-index's stamp, the open avfs merge's marker, the branch's commit, the sparse-checkout
-setting). :func:`bring_back` (at the next mount of the fork, before the index is written
+index's stamp, the open avfs merge's marker, the undo's note of what git had staged as the
+last checkpoint recorded it (mount/indexahead.py; since gitmodel20), the branch's commit,
+the sparse-checkout setting). :func:`bring_back` (at the next mount of the fork, before the index is written
 and before the mount answers) moves it back:
 
 - **the fork where it was** (the branch at the same commit, the workspace's base, view
@@ -67,7 +68,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from ..core.store import deeptree
 from ..core.store.gitrun import git_env, run
 from ..core.vaults.registry import gitkept_dir
-from .ownfiles import MERGE_MARKER, STAMP_FILE, read_text, scrub_dir, write_file
+from .ownfiles import MERGE_MARKER, STAGED_FILE, STAMP_FILE, read_text, scrub_dir, write_file
 
 if TYPE_CHECKING:
     from .ownfiles import MountedFork
@@ -190,6 +191,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
         meta = {
             "stamp": _stamp(reg),
             "marker": read_text(os.path.join(reg.files, MERGE_MARKER)),
+            "staged": read_text(os.path.join(reg.files, STAGED_FILE)),
             "tip": ws.tip(),
             "sparse": sparse,
         }
@@ -420,6 +422,12 @@ def bring_back(ws: MountedFork, reg: Registered, *, journal: bool = True) -> Bro
             marker = meta.get("marker")
             if isinstance(marker, str) and _HEX.fullmatch(marker):
                 write_file(reg.files, MERGE_MARKER, marker.encode())
+        staged = meta.get("staged")
+        if same and isinstance(staged, str):
+            # (the undo's note of what git had staged as the last checkpoint recorded it:
+            # its undo after the remount leaves them staged, as `reset --soft` does;
+            # mount/indexahead.py reads it as data, for that one move only)
+            write_file(reg.files, STAGED_FILE, staged.encode())
         if same:
             _restate(ws, reg, journal, now)
         sparse = meta.get("sparse")

@@ -40,7 +40,7 @@ from .heldstat import Stat, written_stat
 from .index import index_stat, read_view
 from .indexguard import held
 from .indexpatch import StatFn, patched_index
-from .ownfiles import MAX_INDEX, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
+from .ownfiles import MAX_INDEX, STAGED_FILE, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
 
 AHEAD = "index.avfs-ahead"  # in the worktree's git dir: the index written before its rename
 Land = Callable[[bool], None]  # called with whether the branch moved
@@ -119,9 +119,6 @@ def write_ahead(
     return land
 
 
-STAGED_FILE = "avfs-staged"  # in the mount's own directory: see _note_staging
-
-
 def _note_staging(own: str, base: str, commit: str, staged: set[str]) -> None:
     """After a move that keeps the view from ``base`` to ``commit`` (a checkpoint, an
     exec's record): the paths it recorded that git had staged as it recorded them
@@ -129,7 +126,9 @@ def _note_staging(own: str, base: str, commit: str, staged: set[str]) -> None:
     directory (no confined command writes it) for the undo of that very move
     (:func:`_undone_staging`). Before (gitmodel19), the undo put every path the
     checkpoint recorded back to the old commit's entry: a file `git add`ed and then
-    checkpointed came back unstaged, where git's `reset --soft HEAD~1` keeps it staged."""
+    checkpointed came back unstaged, where git's `reset --soft HEAD~1` keeps it staged.
+    The note outlives a remount of the fork where its branch did not move meanwhile
+    (mount/gitkeep.py keeps it with git's state; lost at the unmount until gitmodel20)."""
     if not staged:  # (the usual checkpoint: no file written, an old note dropped)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(own, STAGED_FILE))

@@ -469,9 +469,12 @@ def index_guard(ws: MountedFork, *, git: bool = False) -> Iterator[Callable[[str
 def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
     """The base moved to a commit that already recorded what the workspace shows. Made by
     ``git commit`` in the mount, git's index is right (and may hold what was staged since):
-    it is marked current, so nothing rewrites it; made elsewhere, the index is rewritten
-    (unless ``held``: the caller holds :func:`index_guard`; git, which has moved HEAD since,
-    wrote its index itself).
+    it is marked current, so nothing rewrites it; made elsewhere, the index is patched
+    where the old base and the new differ, what git staged elsewhere kept (unless
+    ``held``: the caller holds :func:`index_guard`; git, which has moved HEAD since, wrote
+    its index itself). An adoption of another hand's commit holds the guard and calls
+    without ``held``: the patch is made under the caller's guard (``sync_index`` takes
+    the slot this thread holds).
 
     Why ``held``: a pure-FUSE mount's daemon rewrites the index whole when it sees the
     base move (fuse/daemon.py ``refresh_index``) unless it finds it stamped for the new
@@ -485,7 +488,10 @@ def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
     # tells: its index is its HEAD's, never made the base's behind its back, gitmodel12)
     if not _git_made(live.git_dir, live.files, ws.base) and not moved_here(ws, ws.base, off_branch=True):
         if not held:
-            sync_index(ws, live.git_dir, live.uid, live.gid)
+            # (another hand's commit adopted under an unchanged view: the index patched
+            # where the two commits differ, as after a checkpoint; written whole, it lost
+            # what git had staged elsewhere, gitmodel20)
+            sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=False)
         return
     try:
         guard = None if held or guard_held(live.files) else open_guard(live.files)

@@ -63,6 +63,7 @@ ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old c
 ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
 MERGE_MARKER = "avfs-merge-head"  # the MERGE_HEAD avfs wrote for an open merge
 STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME MERGE": what the index was last written for
+STAGED_FILE = "avfs-staged"  # what git had staged as a checkpoint recorded it (mount/indexahead.py)
 LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
 HOOK_FILE = "fsmonitor-hook"  # git's fsmonitor hook (config.worktree names it by its path)
 # "OLD NEW": the last move of the fork's branch git in the mount's own worktree made (written

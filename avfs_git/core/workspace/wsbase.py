@@ -79,7 +79,11 @@ def sync_base(ws: Based) -> bool:
         from ..errors import BusyError
 
         try:
-            with ws.fork_lock(wait_s=0):
+            # the index guard held from the move to the index's patch: a pure-FUSE
+            # daemon's refresh of the index (on seeing the base move) then finds it
+            # written for the new base (before, it could come first and write it whole,
+            # what git had staged lost: gitmodel20), as follow_git holds it
+            with ws.fork_lock(wait_s=0), ws.index_guard():
                 with ov.txn() as db:
                     base = ov.get_meta("base")
                     tip = ws.tip()
@@ -94,7 +98,7 @@ def sync_base(ws: Based) -> bool:
                     # once the move is committed: a stamp naming a base other processes
                     # cannot see yet makes the mount's daemon, reading the old base,
                     # rewrite the index git just committed for that old base
-                    ws.stamp_index()  # git's index is right: it made the commit
+                    ws.stamp_index()  # (git's index kept where git made it, else patched)
         except BusyError:
             pass
         return True
