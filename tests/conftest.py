@@ -31,7 +31,7 @@ from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import daemonstart, warmstart
 from avfs_git.policy.pathsource import POLICY_PATHS
 
-from . import cputime, hangwatch
+from . import cputime, hangwatch, mcpwarm
 from .basetemp import drop_layers as _drop_layers
 from .basetemp import drop_mounts as _drop_mounts
 from .basetemp import unpin_gitfiles as _unpin_gitfiles
@@ -264,6 +264,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # (one a worker: tests/cputime.py named each, "left running in a worker's cgroup")
     warmstart.release(_ZYGOTE_HOLD)
     daemonstart.end_zygote()
+    mcpwarm.end()  # and its warm MCP process (tests/mcpwarm.py), if a test started one
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is not None:
         # mounts a failed test left (its unmount refused busy): detached, and named on stderr

@@ -23,6 +23,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
+from . import mcpwarm
 from .conftest import snapshot
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
@@ -220,7 +221,8 @@ _WRITER = textwrap.dedent(
     async def by_mcp(writer):
         from mcp import ClientSession, StdioServerParameters
         from mcp.client.stdio import stdio_client
-        params = StdioServerParameters(command=sys.executable, args=["-m", "avfs_git", "mcp"], env=dict(os.environ))
+        command, *args = json.loads(sys.argv[5])  # the test's warm `avfs mcp` (tests/mcpwarm.py)
+        params = StdioServerParameters(command=command, args=args, env=dict(os.environ))
         async with stdio_client(params, errlog=sys.stderr) as (r, w), ClientSession(r, w) as s:
             await s.initialize()
             for k in range(rounds):
@@ -249,8 +251,12 @@ def test_racing_writers_one_winner_per_version(where: str, vault: Vault, tmp_pat
     rounds = 6
     # six writers: two of each door; the two MCP writers are two servers (two sessions) of
     # one client process (the MCP SDK's import is ~2 s of CPU a process, client and server
-    # alike: four such imports were half the test's CPU; suitetime17)
+    # alike: four such imports were half the test's CPU; suitetime17), each server a fork
+    # of the test process's warm `avfs mcp` (tests/mcpwarm.py: `python -m avfs_git mcp` run
+    # in a process that has the SDK imported; suitetime23)
     writers = [("cli", "c1"), ("cli", "c2"), ("api", "a1"), ("api", "a2"), ("mcp", "m1+m2")]
+    server = json.dumps(mcpwarm.command("mcp"))
+    forks = mcpwarm.forks()
     procs = []
     for how, name in writers:
         out = tmp_path / f"{name}.json"
@@ -258,13 +264,14 @@ def test_racing_writers_one_winner_per_version(where: str, vault: Vault, tmp_pat
             (
                 out,
                 subprocess.Popen(
-                    [sys.executable, "-c", _WRITER, how, name, str(rounds), str(out)],
+                    [sys.executable, "-c", _WRITER, how, name, str(rounds), str(out), server],
                     env=dict(os.environ),
                 ),
             )
         )
     for _, p in procs:
         assert p.wait(timeout=600) == 0
+    assert mcpwarm.forks() == forks + 2  # the two MCP writers' servers
     wins: list[tuple[str, str]] = []
     losses: list[str | None] = []
     for out, _ in procs:

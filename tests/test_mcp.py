@@ -22,6 +22,8 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.vault import Vault
 from avfs_git.mcp.toolspecs import TOOLS
 
+from . import mcpwarm
+
 if TYPE_CHECKING:
     from mcp import ClientSession
     from mcp.types import CallToolResult
@@ -66,11 +68,10 @@ def _server_env() -> dict[str, str]:
 async def _session(home: Home, *extra: str) -> AsyncIterator[ClientSession]:
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "avfs_git", "mcp", "--home", home.path, *extra],
-        env=_server_env(),
-    )
+    # a fork of this process's warm process (tests/mcpwarm.py: the SDK imported once a
+    # process), running `python -m avfs_git mcp ...` as that command does
+    command, *args = mcpwarm.command("mcp", "--home", home.path, *extra)
+    params = StdioServerParameters(command=command, args=args, env=_server_env())
     # errlog named: its default is the sys.stderr of the moment mcp was first imported in
     # this process, which may have been a CLI call run in process (its BytesIO: a
     # fresh-clone run's `io.UnsupportedOperation: fileno` in test_confine)
@@ -89,7 +90,9 @@ def serve(home: Home, body: Callable[[ClientSession], Awaitable[None]], *extra: 
         async with _session(home, *extra) as session:
             await asyncio.wait_for(body(session), timeout=120)
 
+    before = mcpwarm.forks()
     asyncio.run(main())
+    assert mcpwarm.forks() == before + 1  # (its server was a fork of the warm process)
 
 
 def _doc(result: CallToolResult) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from avfs_git.mcp.toolspecs import TOOLS
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.policy.pathsource import POLICY_PATHS
 
+from . import mcpwarm
 from .conftest import AUTHOR, LAYERS, _fsck_every_vault, layers_switch, remove_home
 from .test_json_everypath import Seen, _changed, _home_state
 from .test_mcp import _server_env
@@ -66,9 +67,13 @@ BASE: dict[str, dict[str, Any]] = {
 class Wire:
     """A running `avfs mcp`, spoken to in raw lines; every answer within a minute."""
 
-    def __init__(self, home: Home, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Home, env: dict[str, str] | None = None, real: bool = False) -> None:
+        """``real``: `python -m avfs_git mcp` as a process of its own; else a fork of this
+        process's warm process running that command (tests/mcpwarm.py: the SDK imported once)."""
+        args = ("mcp", "--home", home.path, "--vault", "v")
+        before = mcpwarm.forks()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "avfs_git", "mcp", "--home", home.path, "--vault", "v"],
+            [sys.executable, "-m", "avfs_git", *args] if real else mcpwarm.command(*args),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -86,6 +91,7 @@ class Wire:
         client = {"name": "raw", "version": "0"}
         init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}
         assert self.request({"method": "initialize", "params": init})["result"]["serverInfo"]
+        assert mcpwarm.forks() == before + (not real)  # (a warm server was the warm process's fork)
         self.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
 
     @staticmethod
@@ -347,7 +353,7 @@ def test_a_name_that_is_not_utf8_comes_back_in_a_result(home: Home, tmp_path: Pa
     subprocess.run([*git, "commit", "-qm", "names"], check=True)
     vault = home.create_vault("v", from_dir=str(src))
     vault.workspace(vault.default_fork).write("ok", b"changed")
-    wire = Wire(home)
+    wire = Wire(home, real=True)  # the file's real `avfs mcp` process: its own exit status
     try:
         for tool, args in (
             ("list_files", {}),

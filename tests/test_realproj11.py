@@ -17,6 +17,7 @@ The trials found no disagreement; this keeps the path from coming apart unseen.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from . import realdata
 from .conftest import IN_CI, git
 from .lazyrelay import Relay
 from .test_fuse import require_fuse
+from .test_realprojects import git_run, make_env
 from .test_remotes import http_git as http_git
 
 pytestmark = pytest.mark.slow
@@ -80,10 +82,43 @@ def _holding(root: str, secret: bytes) -> list[str]:
     return found
 
 
+@dataclasses.dataclass
+class Oracle:
+    history: Path  # the releases as a history (a work tree and its .git)
+    want: str  # the project's tests' summary in a plain clone
+    want_tree: str  # git's tree of the agents' and the person's work done with branches
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Oracle:
+    """The history and git's side of the work, made once a module (they are the same for
+    both backends; a test's were ~2 s of CPU: the history's commits, the project's tests in
+    the plain clone, the branches and their merge): a plain clone of the history, its tests'
+    summary, and the same work done with branches and merged."""
+    root = tmp_path_factory.mktemp("realproj11")
+    env = make_env(root)  # (the hermetic fixture is a test's, not yet active)
+    history = realdata.history("more-itertools", VERSIONS, root / "data", aggressive=False)
+    plain = root / "plain"
+    git_run("clone", "-q", str(history), str(plain), env=env)
+    want = _summary(_sh(" ".join(TESTS), plain, env).stdout)
+    for branch, line in (("a", A_EDIT), ("b", B_EDIT)):
+        git_run("switch", "-q", "-c", branch, "main", cwd=plain, env=env)
+        assert _sh(f"{line} && git add -A && git commit -qm {branch}", plain, env).returncode == 0
+    git_run("switch", "-q", "main", cwd=plain, env=env)
+    assert _sh(f"{PERSON_EDIT} && git commit -qam person", plain, env).returncode == 0
+    git_run("merge", "-q", "--no-edit", "a", "b", cwd=plain, env=env)
+    return Oracle(history, want, git_run("rev-parse", "main^{tree}", cwd=plain, env=env).strip())
+
+
 @pytest.mark.timeout(900)  # ~200 s a backend at a load of 27 on 2 cores (the suite's 300 s is close)
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_a_real_history_over_basic_auth_lazily_through_agents_a_push_and_a_dead_server(
-    home: Any, http_git: tuple[str, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+    home: Any,
+    http_git: tuple[str, Path, str],
+    oracle: Oracle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
 ) -> None:
     require_fuse()
     if backend == "overlay" and (why := mounts.overlay_available()) is not None:
@@ -91,27 +126,16 @@ def test_a_real_history_over_basic_auth_lazily_through_agents_a_push_and_a_dead_
             pytest.fail(f"overlayfs must be available in CI: {why}")
         pytest.skip(f"requires overlayfs: {why}")
     url, served, password = http_git
-    history = realdata.history("more-itertools", VERSIONS, tmp_path / "data", aggressive=False)
-    git("--git-dir", str(served), "fetch", "-q", str(history), "+refs/heads/*:refs/heads/*")
+    git("--git-dir", str(served), "fetch", "-q", str(oracle.history), "+refs/heads/*:refs/heads/*")
     for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
         git("--git-dir", str(served), "config", key, "true")
     relay = Relay(int(url.split("127.0.0.1:", 1)[1].split("/", 1)[0]))
     url = relay.url(url)
     monkeypatch.setenv("AVFS_GIT_TOKEN", password)
     monkeypatch.setenv("AVFS_GIT_USERNAME", "agent")
-    # git's side: a plain clone and the same work done with branches (credentials in the URL
-    # for this one process only)
-    plain = tmp_path / "plain"
-    authed = url.replace("http://", f"http://agent:{password}@")
-    git("clone", "-q", authed, str(plain))
-    want = _summary(_sh(" ".join(TESTS), plain).stdout)
-    for branch, line in (("a", A_EDIT), ("b", B_EDIT)):
-        git("switch", "-q", "-c", branch, "main", cwd=plain)
-        assert _sh(f"{line} && git add -A && git commit -qm {branch}", plain).returncode == 0
-    git("switch", "-q", "main", cwd=plain)
-    assert _sh(f"{PERSON_EDIT} && git commit -qam person", plain).returncode == 0
-    git("merge", "-q", "--no-edit", "a", "b", cwd=plain)
-    want_tree = git("rev-parse", "main^{tree}", cwd=plain).strip()
+    # git's side (a plain clone and the same work done with branches): the module's oracle,
+    # the served history's own (the clone over HTTP is avfs's, below)
+    want, want_tree = oracle.want, oracle.want_tree
 
     r = _avfs("--json", "vault", "clone", "--lazy", url, "p")
     assert r.returncode == 0, r.stderr

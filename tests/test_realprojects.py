@@ -46,7 +46,7 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
 
-from . import realdata
+from . import mcpwarm, realdata
 from .conftest import AUTHOR, IN_CI, LAYERS
 
 pytestmark = pytest.mark.slow
@@ -692,9 +692,9 @@ def check_mcp(proj: Project, fork: str, tree: Tree) -> Problems:
                 problems.append(f"{d or '/'}: list_files differs")
 
     async def main() -> None:
-        params = StdioServerParameters(
-            command=sys.executable, args=["-m", "avfs_git", "mcp", "--home", proj.home], env=proj.env
-        )
+        # a fork of this process's warm process running `python -m avfs_git mcp` (tests/mcpwarm.py)
+        command, *args = mcpwarm.command("mcp", "--home", proj.home)
+        params = StdioServerParameters(command=command, args=args, env=proj.env)
         async with (
             stdio_client(params, errlog=sys.stderr) as (read, write),
             ClientSession(read, write) as session,
