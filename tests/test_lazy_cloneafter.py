@@ -25,7 +25,7 @@ from avfs_git.mount import keptindex, keptmake
 from avfs_git.ops import mounts
 
 from .conftest import git
-from .test_lazy_cloneindex import _clone, _entries, _status
+from .test_lazy_cloneindex import _a_new_file_as_git_sees_it, _clone, _entries, _status
 from .test_lazy_transports import Served, _require_backend
 from .test_lazy_transports import served as served
 from .test_remotes import http_git as http_git
@@ -142,18 +142,7 @@ def test_the_index_made_after_the_clone_answers_is_git_s_and_the_first_mount_wai
             ).stdout
         )
 
-        (mp / "new.txt").write_text("new\n")
-        (full / "new.txt").write_text("new\n")
-        want = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=all"],
-            cwd=full,
-            capture_output=True,
-            text=True,
-        ).stdout
-        assert want == "?? new.txt\n"
-        assert _status(mp).stdout == want
-        plain = _status(mp, "core.fsmonitor=false")
-        assert plain.returncode == 0 and plain.stdout == want, plain
+        _a_new_file_as_git_sees_it(mp, full)
     finally:
         mounts.unmount(home, v, "main", lazy=True)  # type: ignore[arg-type]
 

@@ -72,6 +72,20 @@ def _status(mp: Path, *config: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=mp, capture_output=True, text=True, timeout=120)
 
 
+def _a_new_file_as_git_sees_it(mp: Path, full: Path) -> None:
+    """A new file written in the mount and in the full clone: the mount's `git status` (with
+    its fsmonitor and without) says what the full clone's says, `?? new.txt`."""
+    (mp / "new.txt").write_text("new\n")
+    (full / "new.txt").write_text("new\n")
+    want = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=full, capture_output=True, text=True
+    ).stdout
+    assert want == "?? new.txt\n"
+    assert _status(mp).stdout == want
+    plain = _status(mp, "core.fsmonitor=false")
+    assert plain.returncode == 0 and plain.stdout == want, plain
+
+
 @pytest.mark.parametrize("served", TRANSPORTS, indirect=True)
 def test_a_lazy_clone_keeps_the_index_git_makes_and_its_first_mount_needs_no_server(
     cli: object, home: Home, served: Served, tmp_path: Path
@@ -118,18 +132,7 @@ def test_a_lazy_clone_keeps_the_index_git_makes_and_its_first_mount_needs_no_ser
     try:
         first = _status(mp)
         assert first.returncode == 0 and first.stdout == "", first
-        (mp / "new.txt").write_text("new\n")
-        (full / "new.txt").write_text("new\n")
-        want = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=all"],
-            cwd=full,
-            capture_output=True,
-            text=True,
-        ).stdout
-        assert want == "?? new.txt\n"
-        assert _status(mp).stdout == want
-        plain = _status(mp, "core.fsmonitor=false")
-        assert plain.returncode == 0 and plain.stdout == want, plain
+        _a_new_file_as_git_sees_it(mp, full)
         assert objects(v.path) == before  # type: ignore[attr-defined]
     finally:
         mounts.unmount(home, v, "main", lazy=True)  # type: ignore[arg-type]
