@@ -1,0 +1,273 @@
+"""`avfs log` and `show` beside git on real histories (the thirty-second round, realdata7;
+docs/testing.md, "git's and libgit2's fixtures through avfs's read paths"): libgit2
+1.5.1's test repositories (``redundant.git``: 810 commits of libgit2's own history, 142
+merges, 50 rebased or amended ones whose author's and committer's times differ;
+``merge-recursive``: 27 merges, conflicts resolved by hand among them) and git 2.39.5's
+``t/t4013`` repository with its expected outputs. What differed on main:
+
+- `log` and `show` printed ``Date:`` as the committer's time, git the author's (t4013's
+  amended merge: 00:05 for git's 00:04; 50 of redundant.git's commits); ``--json`` had
+  no author's time.
+- `show` of a merge printed its diff against its first parent, git its dense combined
+  diff (``--cc``: nothing where the merge took each file from one side); `log -p` and
+  `log --stat` of a walk through every parent (``--all``, ``A..B``) printed it too, git
+  nothing (a fork's own first-parent log is git's ``--first-parent``: against the first
+  parent, as before).
+- a root commit's diff was printed whatever ``log.showroot`` says (t4013 sets it false:
+  `git show initial` prints the header alone).
+- ``bad_tag.git``'s ``packed-refs`` ends without its newline: git refuses every ref read
+  there ("fatal: unexpected line"), avfs read its refs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import realdata
+from .test_realdata6 import _expected, _patches, _t4013_repo
+
+pytestmark = pytest.mark.slow
+
+
+def _git(git_dir: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(git_dir), "-c", "core.pager=cat", *args],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout.decode("utf-8", "surrogateescape")
+
+
+def _rfc3339(ts: str) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ts)))
+
+
+def _fixture(name: str) -> Path:
+    """The git directory of libgit2's test repository ``name`` (``merge-recursive``'s is
+    its ``.gitted``)."""
+    for git_dir in realdata.libgit2_resources():
+        top = git_dir.parent if git_dir.name == ".gitted" else git_dir
+        if top.name == name and top.parent.name == "resources":
+            return git_dir
+    raise AssertionError(name)
+
+
+@pytest.fixture(scope="module")
+def t4013(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _t4013_repo(tmp_path_factory.mktemp("t4013") / "t4013") / ".git"
+
+
+def _clone(cli: Any, git_dir: Path, name: str) -> None:
+    got = cli("vault", "clone", str(git_dir), name)
+    assert got.code == 0, got.err
+
+
+def _blocks(text: str) -> list[str]:
+    """A log's text cut at each ``commit`` line (one block a commit)."""
+    return ["commit " + b for b in ("\n" + text).split("\ncommit ")[1:]]
+
+
+def _patch(block: str) -> str:
+    """What a commit's block shows after its header and message: from its first ``diff``
+    line (the message's lines are indented), or nothing."""
+    at = block.find("\ndiff --")
+    return "" if at < 0 else block[at + 1 :]
+
+
+def test_log_and_show_print_the_author_s_date_and_json_has_both(t4013: Path, home: Any, cli: Any) -> None:
+    """``Date:`` is the author's time, as git prints it (RFC 3339 in UTC, avfs's form),
+    in `log` read by the pure reader (a fork's own line), by libgit2 (``--all``) and in
+    `show`; ``--json``'s commits carry ``author_time`` beside ``time`` (the committer's).
+    On main the committer's: 00:05 for t4013's merge, where git prints 00:04."""
+    differ = 0
+    for name, git_dir in (
+        ("t4013", t4013),
+        ("redundant", _fixture("redundant.git")),
+        ("mres", _fixture("merge-resolve")),
+        ("email", _fixture("diff_format_email")),
+    ):
+        _clone(cli, git_dir, name)
+        dates = {}
+        for line in _git(git_dir, "log", "--all", "--format=%H %at %ct").splitlines():
+            oid, at, ct = line.split()
+            dates[oid] = (_rfc3339(at), _rfc3339(ct))
+        for args in (["log"], ["log", "--all"]):
+            doc = cli("--json", "--vault", name, *args)
+            assert doc.code == 0, doc.err
+            commits = doc.json()["commits"]
+            assert commits
+            for c in commits:
+                assert (c["author_time"], c["time"]) == dates[c["id"]], (name, c["id"])
+            human = cli("--vault", name, *args)
+            assert human.code == 0, human.err
+            shown = [ln[len("Date:   ") :] for ln in human.out.splitlines() if ln.startswith("Date:   ")]
+            assert shown == [c["author_time"] for c in commits], name
+            if args == ["log", "--all"]:
+                differ += sum(c["author_time"] != c["time"] for c in commits)
+                moved = [c for c in commits if c["author_time"] != c["time"]][:3]
+                for c in moved:
+                    one = cli("--vault", name, "show", "--stat", c["id"])
+                    assert one.code == 0, one.err
+                    assert f"\nDate:   {c['author_time']}\n" in one.out
+    assert differ >= 55, differ
+    merge = cli("--vault", "t4013", "show", "master")
+    assert "\nDate:   2006-06-26T00:04:00Z\n" in merge.out  # (git: Mon Jun 26 00:04:00 2006 +0000)
+
+
+def test_show_of_a_merge_prints_git_s_combined_diff(t4013: Path, home: Any, cli: Any) -> None:
+    """`show` of a merge prints what `git show` does (its ``--cc``), byte for byte: t4013's
+    expected ``show master``, and every merge of ``merge-recursive`` and of
+    ``redundant.git`` (the first 60 of its 142) beside `git show`, those whose result took
+    each file from one side (git prints no diff) among them; `show --stat` of a merge
+    counts against the first parent, as git's does. On main: the first-parent patch."""
+    _clone(cli, t4013, "t4013")
+    shown = cli("--vault", "t4013", "show", "master")
+    assert shown.code == 0, shown.err
+    want = _expected("show_master")
+    assert _patch(shown.out) == _patch(want) != ""
+    compared = cleanly = 0
+    for name, git_dir, most in (
+        ("mr", _fixture("merge-recursive"), 40),
+        ("rd", _fixture("redundant.git"), 60),
+        ("tw", _fixture("twowaymerge.git"), 40),
+    ):
+        _clone(cli, git_dir, name)
+        merges = _git(git_dir, "rev-list", "--all", "--merges").split()[:most]
+        for m in merges:
+            want = _git(git_dir, "show", "--no-color", "--format=", m)
+            got = cli("--vault", name, "show", m)
+            assert got.code == 0, got.err
+            assert _patch(got.out) == want.lstrip("\n"), (name, m)
+            cleanly += want.strip() == ""
+            compared += 1
+        for m in merges[:5]:
+            want = _git(git_dir, "show", "--no-color", "--stat", "--format=", m)
+            got = cli("--vault", name, "show", "--stat", m)
+            assert got.code == 0, got.err
+            assert got.out.endswith(want.lstrip("\n")), (name, m)
+    assert compared >= 89 and cleanly >= 60 and compared - cleanly >= 20, (compared, cleanly)
+
+
+def test_log_patches_show_a_merge_as_git_log_does(home: Any, cli: Any) -> None:
+    """`log -p` and `log --stat` through every parent (``--all``, ``A..B``) print no diff
+    for a merge, as `git log -p` does; a fork's own log is git's ``--first-parent``, where
+    git shows a merge against its first parent, and so does avfs. On main each merge of
+    ``merge-recursive`` printed its first-parent patch under ``--all``."""
+    git_dir = _fixture("merge-recursive")
+    _clone(cli, git_dir, "mr")
+    merges = set(_git(git_dir, "rev-list", "--all", "--merges").split())
+    tip = _git(git_dir, "rev-parse", "HEAD").strip()
+    for args in (["-p", "--all"], ["--stat", "--all"], ["-p", f"{tip}~5..{tip}"]):
+        got = cli("--vault", "mr", "log", *args)
+        assert got.code == 0, got.err
+        seen = 0
+        for block in _blocks(got.out):
+            oid = block.split("\n", 1)[0].split()[1]
+            if oid in merges:
+                seen += 1
+                assert _patch(block) == "" and " changed, " not in block, (args, oid)
+        assert seen >= 1, args
+    # the first-parent line: git's `log -p --first-parent`, merges against their first parent
+    got = cli("--vault", "mr", "log", "-p", "-n", "12", tip)
+    want = _git(git_dir, "log", "-p", "--first-parent", "--no-color", "-n", "12", tip)
+    assert _patches(got.out) == _patches(want) != []
+    assert any(b.split("\n", 1)[0].split()[1] in merges and _patch(b) for b in _blocks(got.out))
+
+
+def test_a_root_commit_s_diff_follows_log_showroot(t4013: Path, home: Any, cli: Any) -> None:
+    """A root commit's diff is shown while ``log.showroot`` is on (git's default: t4013's
+    ``show --root initial``), and not when the vault's config sets it false (t4013's own
+    setting: ``show initial`` prints the header alone, ``log -p --first-parent master``
+    no patch for it). On main the root's whole tree whatever the setting."""
+    _clone(cli, t4013, "t4013")
+    shown = cli("--vault", "t4013", "show", "initial")
+    assert shown.code == 0, shown.err
+    assert _patch(shown.out) == _patch(_expected("show_--root_initial")) != ""
+    vault = Path(home.path) / "vaults" / "t4013.git"
+    subprocess.run(["git", "--git-dir", str(vault), "config", "log.showroot", "false"], check=True)
+    for args in (["show", "initial"], ["show", "--stat", "initial"]):
+        got = cli("--vault", "t4013", *args)
+        assert got.code == 0, got.err
+        assert got.out.endswith("\n    Initial\n\n") and _patch(got.out) == "", args
+    logged = cli("--vault", "t4013", "log", "-p", "master")
+    assert logged.code == 0, logged.err
+    assert _patches(logged.out) == _patches(_expected("log_-p_--first-parent_master")) != []
+    assert _blocks(logged.out)[-1].endswith("    Initial\n\n")
+
+
+def _git_refuses_refs(git_dir: Path) -> str | None:
+    """git's message where it refuses to list ``git_dir``'s refs for its ``packed-refs``."""
+    p = subprocess.run(["git", "--git-dir", str(git_dir), "for-each-ref"], capture_output=True, timeout=60)
+    err = p.stderr.decode(errors="replace")
+    return err if p.returncode and "packed-refs" in err else None
+
+
+def test_a_packed_refs_git_refuses_avfs_refuses(
+    t4013: Path, home: Any, cli: Any, cli_proc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libgit2's ``bad_tag.git`` (its ``packed-refs`` ends without a newline): git refuses
+    every read of a packed ref there ("unexpected line", packed-backend.c
+    ``verify_buffer_safe``), and so does avfs, naming the file and the record: its
+    listings from the files, a ref's lookup, and where libgit2 reads the refs (which
+    reads the file). A vault's file cut so: `log` (its fork's ref is packed) fails as
+    ``corrupt_state``, one JSON document, cold and in a process with libgit2 loaded, the
+    file and the refs as they were. On main avfs read the refs."""
+    import pygit2
+
+    from avfs_git.core.errors import CorruptStateError
+    from avfs_git.core.store import packedrefs, refs
+    from avfs_git.core.store.gitstore import GitStore
+
+    refused = 0
+    for git_dir in realdata.libgit2_resources():
+        said = _git_refuses_refs(git_dir)
+        if said is None:
+            continue
+        refused += 1
+        assert "unexpected line" in said, said
+        gd = str(git_dir)
+        for read, arg in (
+            (refs.read_refs_file, "refs/"),
+            (refs.list_refs_file, "refs/"),
+            (packedrefs.lookup, "refs/tags/hello"),
+        ):
+            with pytest.raises(CorruptStateError) as exc:
+                read(gd, arg)
+            assert "packed-refs" in str(exc.value) and "nothing was changed" in str(exc.value)
+        assert (
+            pygit2.Repository(str(git_dir)).references.get("refs/tags/hello") is not None
+        )  # (libgit2 reads it)
+        store = GitStore(str(git_dir))
+        with pytest.raises(CorruptStateError):
+            refs.ref_names(store, "refs/tags/")
+        with pytest.raises(CorruptStateError):
+            refs.read_ref(store, "refs/tags/hello")
+    assert refused >= 1
+
+    _clone(cli, t4013, "cut")
+    vault = Path(home.path) / "vaults" / "cut.git"
+    subprocess.run(["git", "--git-dir", str(vault), "pack-refs", "--all"], check=True)
+    packed = vault / "packed-refs"
+    packed.write_bytes(packed.read_bytes().rstrip(b"\n"))
+    assert _git_refuses_refs(vault) is not None
+    before = packed.read_bytes()
+    listing = sorted(p.relative_to(vault).as_posix() for p in (vault / "refs").rglob("*"))
+    monkeypatch.setenv("AVFS_HOME", home.path)
+    monkeypatch.setenv("AVFS_SERVER", "off")
+    for run in (cli, cli_proc):  # (in this process libgit2 is loaded; a cold one reads the files)
+        got = run("--json", "--vault", "cut", "log")
+        doc = json.loads(got.out)
+        assert got.code != 0 and doc["error"]["code"] == "corrupt_state", got.out
+        assert "packed-refs" in doc["error"]["message"]
+    assert packed.read_bytes() == before
+    assert sorted(p.relative_to(vault).as_posix() for p in (vault / "refs").rglob("*")) == listing
+    packed.write_bytes(before + b"\n")  # (the newline back: read again, by git and avfs)
+    assert _git_refuses_refs(vault) is None
+    got = cli("--json", "--vault", "cut", "log")
+    assert got.code == 0 and got.json()["commits"][0]["id"] == _git(t4013, "rev-parse", "master").strip()
