@@ -27,6 +27,7 @@ git's output goes through :func:`.redact.redact`.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from typing import TYPE_CHECKING, NoReturn
@@ -571,6 +572,8 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
         return refs.read_refs_file(vault.path, prefix)
 
     extra = ["--progress"] if progress else []
+    # a shallow vault takes the remote's new shallow roots, as its clone did (git's warning: "rejected")
+    extra += ["--update-shallow"] if os.path.exists(os.path.join(vault.path, "shallow")) else []
     with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):
         warnings += _taken_back(taken)
         before = tracking()
