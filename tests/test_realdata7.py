@@ -22,6 +22,7 @@ merges, 50 rebased or amended ones whose author's and committer's times differ;
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -271,3 +272,128 @@ def test_a_packed_refs_git_refuses_avfs_refuses(
     assert _git_refuses_refs(vault) is None
     got = cli("--json", "--vault", "cut", "log")
     assert got.code == 0 and got.json()["commits"][0]["id"] == _git(t4013, "rev-parse", "master").strip()
+
+
+def _t0022_repo(work: Path, script: bytes) -> Path:
+    """git's ``t/t0022-crlf-rename.sh`` setup, replayed with plain git: the script itself
+    committed as ``sample``, then its lines with CR added (test-lib's ``append_cr``) as
+    ``elpmas`` and ``sample`` removed."""
+    env = {**os.environ, "GIT_AUTHOR_DATE": "1112911993 -0700", "GIT_COMMITTER_DATE": "1112911993 -0700"}
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True, env=env)
+
+    git("init", "-q", "-b", "main")
+    (work / "sample").write_bytes(script)
+    git("add", "sample")
+    git("commit", "-q", "-m", "Initial")
+    (work / "elpmas").write_bytes(script.replace(b"\n", b"\r\n"))
+    git("add", "elpmas")
+    (work / "sample").unlink()
+    git("commit", "-q", "-a", "-m", "Second")
+    return work
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_git_s_t0022_crlf_rename_through_the_mount(backend: str, home: Any, cli: Any, tmp_path: Path) -> None:
+    """git's ``t/t0022-crlf-rename.sh`` (a file renamed while each line gained a CR: git's
+    similarity ignores the CR, ``R<score> sample elpmas``) done in a mount: the file
+    written, checkpointed, the CRLF copy written and the file removed, checkpointed.
+    The workspace's diff before the checkpoint, `avfs diff` of the two checkpoints and
+    `git diff-tree -M` in the mount all say what git says of the script's own history,
+    and the trees are its trees. Nothing differed; kept as a test."""
+    from .gitmount import _git as git_in
+    from .gitmount import _require
+
+    _require(backend)
+    script = realdata.git_source_file("t/t0022-crlf-rename.sh").read_bytes()
+    (tmp_path / "plain").mkdir()
+    plain = _t0022_repo(tmp_path / "plain", script)
+    want = _git(plain / ".git", "diff-tree", "-M", "-r", "--name-status", "HEAD^", "HEAD")
+    assert want.startswith("R") and want.endswith("\tsample\telpmas\n"), want  # (the script's expect)
+    assert cli("vault", "create", "crlf").code == 0
+    mp = tmp_path / "m"
+    mp.mkdir()
+    got = cli("--vault", "crlf", "mount", "--backend", backend, str(mp))
+    assert got.code == 0, got.err
+    try:
+        (mp / "sample").write_bytes(script)
+        assert cli("checkpoint", "save", "-m", "Initial", cwd=str(mp)).code == 0
+        (mp / "elpmas").write_bytes(script.replace(b"\n", b"\r\n"))
+        (mp / "sample").unlink()
+        ws = cli("diff", "--name-status", cwd=str(mp))
+        assert ws.code == 0, ws.err
+        assert ws.out == want  # (the workspace as `git diff --cached` after `git add -A`)
+        assert cli("checkpoint", "save", "-m", "Second", cwd=str(mp)).code == 0
+        between = cli("diff", "--name-status", "HEAD~1", "HEAD", cwd=str(mp))
+        assert between.code == 0, between.err
+        assert between.out == want
+        in_mount = git_in(mp, "diff-tree", "-M", "-r", "--name-status", "HEAD^", "HEAD")
+        assert in_mount.stdout == want
+        for rev in ("HEAD^", "HEAD"):
+            tree = git_in(mp, "rev-parse", f"{rev}^{{tree}}").stdout
+            assert tree == _git(plain / ".git", "rev-parse", f"{rev}^{{tree}}")
+    finally:
+        cli("--vault", "crlf", "unmount", str(mp))
+
+
+def test_a_shallow_vault_fetches_a_moved_boundary_as_git_fetch_update_shallow(
+    home: Any, cli: Any, tmp_path: Path
+) -> None:
+    """A vault cloned from a shallow repository (attrs' releases, the source cloned
+    ``--depth 1`` at 23.2.0) is shallow, as git's clone is; the source then fetched
+    24.2.0 ``--depth 1`` (a new shallow root: 24.1.0 is in neither). `git fetch` in a
+    clone of the source refuses the branch with a warning and exits 0 ("shallow roots
+    are not allowed to be updated"); with ``--update-shallow`` it takes it. avfs's vault
+    is shallow already (its clone took the source's boundary), so its fetch takes it as
+    ``--update-shallow`` does: the same remote-tracking ref and ``shallow`` file, `git
+    fsck` clean (the fixture's teardown). On main `avfs fetch` said nothing had moved."""
+    up = realdata.history("attrs", ["23.2.0", "24.1.0", "24.2.0"], tmp_path / "up", aggressive=False)
+    src = tmp_path / "src.git"
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=120).stderr
+
+    git("clone", "-q", "--bare", "--depth", "1", "--branch", "v23.2.0", f"file://{up}", str(src))
+    git("--git-dir", str(src), "update-ref", "refs/heads/main", "HEAD")
+    git("--git-dir", str(src), "symbolic-ref", "HEAD", "refs/heads/main")
+    got = cli("vault", "clone", f"file://{src}", "sh")
+    assert got.code == 0, got.err
+    vault = Path(home.path) / "vaults" / "sh.git"
+    refs_ = {}
+    for name in ("plain", "updating"):
+        refs_[name] = tmp_path / f"{name}.git"
+        git("clone", "-q", "--bare", f"file://{src}", str(refs_[name]))
+    assert (vault / "shallow").read_text() == (refs_["plain"] / "shallow").read_text()
+    git(
+        "--git-dir", str(src), "fetch", "-q", "--depth", "1", "--update-head-ok", f"file://{up}", "+main:main"
+    )
+    tip = _git(src, "rev-parse", "main").strip()
+    spec = "+refs/heads/*:refs/remotes/origin/*"
+    said = git("--git-dir", str(refs_["plain"]), "fetch", "origin", spec)
+    assert "shallow roots are not allowed to be updated" in said  # (git's default: refused, exit 0)
+    git("--git-dir", str(refs_["updating"]), "fetch", "--update-shallow", "origin", spec)
+    want = _git(refs_["updating"], "rev-parse", "refs/remotes/origin/main").strip()
+    assert want == tip
+    got = cli("--json", "--vault", "sh", "fetch")
+    assert got.code == 0, got.err
+    assert [u["ref"] for u in got.json()["result"]["updates"]] == ["refs/remotes/origin/main"]
+    assert _git(vault, "rev-parse", "refs/remotes/origin/main").strip() == tip
+    shallow = sorted((vault / "shallow").read_text().split())
+    assert shallow == sorted((refs_["updating"] / "shallow").read_text().split()) and len(shallow) == 2
+    logged = cli("--json", "--vault", "sh", "log", "origin/main")
+    assert logged.code == 0 and [c["id"] for c in logged.json()["commits"]] == [tip]
+
+
+def test_a_merge_s_combined_diff_leaves_out_what_the_fork_hides(t4013: Path, home: Any, cli: Any) -> None:
+    """The combined diff is git's, less the paths the fork hides (``[paths] hidden``): a
+    path hidden now is hidden in every revision, `show` of a merge included (t4013's
+    merge: ``dir/sub`` and ``file0`` both changed on both sides; ``file0`` hidden)."""
+    _clone(cli, t4013, "hid")
+    whole = _patch(cli("--vault", "hid", "show", "master").out)
+    assert "diff --cc dir/sub\n" in whole and "diff --cc file0\n" in whole
+    vault = Path(home.path) / "vaults" / "hid.git"
+    (vault / "avfs" / "policy.toml").write_text('version = 1\n[paths]\nhidden = ["file0"]\n')
+    shown = cli("--vault", "hid", "show", "master")
+    assert shown.code == 0, shown.err
+    assert _patch(shown.out) == whole[: whole.index("diff --cc file0\n")] != ""
