@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -383,6 +384,28 @@ def test_a_shallow_vault_fetches_a_moved_boundary_as_git_fetch_update_shallow(
     assert shallow == sorted((refs_["updating"] / "shallow").read_text().split()) and len(shallow) == 2
     logged = cli("--json", "--vault", "sh", "log", "origin/main")
     assert logged.code == 0 and [c["id"] for c in logged.json()["commits"]] == [tip]
+    # a vault that is not shallow (23.2.0's whole history) fetching from the shallow source:
+    # git leaves the branch out with its warning, exit 0; avfs passes the warning on (on
+    # main: nothing said), the vault stays whole
+    early = tmp_path / "early.git"
+    git("init", "-q", "--bare", str(early))
+    git("--git-dir", str(early), "fetch", "-q", f"file://{up}", "v23.2.0:refs/heads/main")
+    got = cli("vault", "clone", f"file://{early}", "whole")
+    assert got.code == 0, got.err
+    whole = Path(home.path) / "vaults" / "whole.git"
+    assert cli("--vault", "whole", "remote", "add", "sh", f"file://{src}").code == 0
+    said = git("--git-dir", str(early), "fetch", f"file://{src}", "+refs/heads/*:refs/remotes/sh/*")
+    assert "rejected refs/remotes/sh/main because shallow roots are not allowed" in said
+    got = cli("--json", "--vault", "whole", "fetch", "sh")
+    assert got.code == 0, got.err
+    result = got.json()["result"]
+    refused = set(re.findall(r"rejected (\S+) because shallow roots", said))  # (its tag too: followed)
+    assert result["updates"] == [] and "refs/remotes/sh/main" in refused, (result, said)
+    assert {w.split(" ", 1)[0] for w in result["warnings"]} == refused, result
+    assert all(" was not updated: the remote is shallow" in w for w in result["warnings"])
+    assert not (whole / "shallow").exists()
+    human = cli("--vault", "whole", "fetch", "sh")
+    assert human.code == 0 and "refs/remotes/sh/main was not updated" in human.out + human.err
 
 
 def test_a_merge_s_combined_diff_leaves_out_what_the_fork_hides(t4013: Path, home: Any, cli: Any) -> None:
