@@ -25,6 +25,7 @@ PROCESS_STATE = {
     "core/store/gitrun.py:_includes_kept": "the files git's config files include, as _config_kept: read again only when their stat moves",
     "core/store/heldref.py:_held": "what a held-objects commit names, by (vault, commit): a commit never changes, so the cache is right for every thread (bounded)",
     "core/workspace/wsheld.py:_trees": "a commit's tree by (vault, commit): a commit never changes, so the cache is right for every thread (bounded)",
+    "core/store/packedrefs.py:_checked": "a packed-refs file found to end as git requires, by vault and the file's stat data: a new version is checked again, the same in every thread",
     "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
     "core/workspace/upperwatch.py:_live": "the inotify watch belongs to the daemon process; workspaces find it by directory",
     "proxy/refwatch.py:_live": "the inotify watch of a vault's branches belongs to the daemon serving proxy exec; seal finds it by path",

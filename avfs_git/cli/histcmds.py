@@ -70,7 +70,7 @@ def commit_human(app: App, c: CommitInfo, oneline: bool, graph: bool) -> None:
     if len(c.parents) > 1:
         o.say(bar + "Merge: {}", " ".join(p[:12] for p in c.parents))
     o.say(bar + "Author: {} <{}>", c.author, c.author_email)
-    o.say(bar + "Date:   {}", c.time)
+    o.say(bar + "Date:   {}", c.author_time or c.time)  # (git's: the author's)
     o.say(bar.rstrip())
     for line in c.message.rstrip("\n").split("\n"):
         o.say(bar + "    {}", line)
@@ -105,24 +105,44 @@ def print_stat(
 
 
 def commit_patch(
-    app: App, vault: Vault, fork: str | None, commit: str, context: int, stat: bool = False
-) -> None:
-    """What ``commit`` changed against its first parent: a patch, or with ``stat`` git's
-    --stat lines."""
-    from ..core.operations import history, patchheads
+    app: App,
+    vault: Vault,
+    fork: str | None,
+    c: CommitInfo,
+    context: int,
+    stat: bool = False,
+    merges: str = "",
+) -> bool:
+    """What commit ``c`` changed, as git shows it (:mod:`..core.operations.showdiff`): a
+    patch, or with ``stat`` git's --stat lines, against its first parent; a root commit's
+    only while ``log.showroot`` is on; a merge's as ``merges`` says (git's --cc,
+    against its first parent, or nothing). Whether it printed anything."""
+    from ..core.operations import history, patchheads, showdiff
 
-    result = history.commit_diff(vault, commit, fork)
+    if not c.parents and not showdiff.show_root(vault.store):
+        return False
+    if len(c.parents) > 1:
+        if merges == showdiff.NONE:
+            return False
+        if merges == showdiff.COMBINED and not stat:  # (git's show --stat: the first parent's)
+            text = showdiff.combined_patch(vault, c.id, fork)
+            app.output.raw(text)
+            sys.stdout.flush()
+            return bool(text)
+    result = history.commit_diff(vault, c.id, fork)
     if stat:
         print_stat(
             app,
             history.diff_stat(vault, result),
             result.changes,
-            lambda c: history.side_sizes(vault, result, None, c),
+            lambda x: history.side_sizes(vault, result, None, x),
             patchheads.path_quoting(vault.store),
         )
-        return
-    app.output.raw(history.patch_text(vault, result, None, context))
+        return bool(result.changes)
+    text = history.patch_text(vault, result, None, context)
+    app.output.raw(text)
     sys.stdout.flush()
+    return bool(text)
 
 
 def status(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
@@ -226,14 +246,18 @@ def log(
         )
     vault, fork = app.target()
     commits = history.log(vault, fork, all_forks=all_forks, limit=limit, rev=rev)
+    # a merge's diff: against its first parent in a fork's first-parent line (git's log
+    # --first-parent), none in a walk through every parent (git's log -p)
+    merges = "first-parent" if not all_forks and (rev is None or history.split_range(rev) is None) else "none"
 
     def human() -> None:
         for c in commits:
             commit_human(app, c, oneline, graph)
-            if patch or stat:
-                commit_patch(app, vault, fork, c.id, 3, stat=stat and not patch)
-                if not oneline:
-                    app.output.say()
+            shown = (patch or stat) and commit_patch(
+                app, vault, fork, c, 3, stat=stat and not patch, merges=merges
+            )
+            if shown and not oneline:  # (git's: a blank line after a diff, none where there is none)
+                app.output.say()
 
     app.output.result("log", {"vault": vault.name, "fork": fork, "all": all_forks, "commits": commits}, human)
 

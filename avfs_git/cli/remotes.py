@@ -155,7 +155,12 @@ def push_cmd(
 @click.argument("remote_name", required=False, default="origin", metavar="[REMOTE]")
 @pass_app
 def fetch_cmd(app: App, remote_name: str) -> None:
-    """Fetch the remote's branches into refs/remotes/REMOTE/ (forks do not move)."""
+    """Fetch the remote's branches into refs/remotes/REMOTE/ (forks do not move).
+
+    A shallow vault (cloned from a shallow repository) takes the remote's new shallow
+    boundary, as `git fetch --update-shallow` does (plain `git fetch` leaves such a branch
+    out with a warning); a vault that is not shallow stays whole, as git leaves it, and
+    each branch left out is a warning."""
     from ..core.operations import remote as r
 
     vault, _ = app.target()

@@ -54,7 +54,9 @@ class _GitCountCommand(click.Command):
 )
 @click.option("-n", "--max-count", "limit", type=int, default=None, help="Show at most N commits (or -N).")
 @click.option("--oneline", is_flag=True, help="One line per commit.")
-@click.option("-p", "--patch", "patch", is_flag=True, help="Each commit's diff against its first parent.")
+@click.option(
+    "-p", "--patch", "patch", is_flag=True, help="Each commit's diff (against its first parent: below)."
+)
 @click.option("--graph", is_flag=True, help="Draw the fork's first-parent line (`*` per commit).")
 @click.option("--stat", "stat", is_flag=True, help="Each commit's per-file line counts.")
 @click.argument("rev", required=False)
@@ -73,8 +75,12 @@ def log_cmd(
 
     REV starts the walk there (`HEAD~3`, a checkpoint, a fork); `A..B` lists the commits
     B has and A has not, `A...B` those either has and not both, as `git log` does.
-    -p and --graph shape the human output; --json lists the commits (`avfs diff` gives
-    their patches)."""
+    `Date:` is the author's time, as git's (--json: `author_time`, and `time` the
+    committer's). -p and --stat show each commit against its first parent, as `git log
+    -p --first-parent` (a fork's own line is its first parents); a walk through every
+    parent (--all, A..B) shows a merge's diff not at all, as `git log -p`; a root commit
+    shows its whole tree unless `log.showroot` is false (git's setting). -p and --graph
+    shape the human output; --json lists the commits (`avfs diff` gives their patches)."""
     log(app, all_forks, limit, oneline, patch, graph, stat, rev)
 
 
@@ -84,7 +90,12 @@ def log_cmd(
 @pass_app
 def show_cmd(app: App, spec: str, stat: bool) -> None:
     """A commit with its patch (REV, default HEAD), or a file as it was (REV:PATH), as
-    `git show` does. --json: the commit as a `log` document, or the file as `file_content`."""
+    `git show` does. --json: the commit as a `log` document, or the file as `file_content`.
+
+    A merge shows git's combined diff (`--cc`: the files and hunks whose result differs
+    from every parent; nothing when it took each file from one side), --stat its counts
+    against its first parent; a root commit its whole tree, unless `log.showroot` is
+    false. `Date:` is the author's time, as git's."""
     from ..core.errors import RevisionNotFoundError
     from ..core.operations import history
 
@@ -110,7 +121,7 @@ def show_cmd(app: App, spec: str, stat: bool) -> None:
 
     def human() -> None:
         commit_human(app, info, False, False)
-        commit_patch(app, vault, fork, commit, 3, stat=stat)
+        commit_patch(app, vault, fork, info, 3, stat=stat, merges="combined")
 
     app.output.result("log", {"vault": vault.name, "fork": fork, "all": False, "commits": [info]}, human)
 

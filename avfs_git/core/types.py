@@ -122,9 +122,10 @@ class CommitInfo:
     tree: TreeId
     author: str
     author_email: str
-    time: str  # RFC 3339 UTC
+    time: str  # the committer's, RFC 3339 UTC
     message: str
     checkpoints: list[str] = dataclasses.field(default_factory=list)
+    author_time: str = ""  # the author's (git log's ``Date:``), RFC 3339 UTC
 
 
 @dataclass(frozen=True, slots=True)

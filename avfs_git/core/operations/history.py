@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..records import dataclass
 from ..store import names, refs
-from ..store.gitformat import parse_commit, plain_author
+from ..store.gitformat import parse_commit, plain_author_when
 from ..store.gitpatch import blob_line_stats, blob_patch, indent_heuristic
 from ..store.gitstore import rfc3339
 from ..store.treediff import diff_trees, pair_renames
@@ -132,6 +132,7 @@ def commit_info(c: Commit, cps: dict[str, list[str]] | None = None) -> CommitInf
         time=rfc3339(c.commit_time),
         message=c.message,
         checkpoints=sorted((cps or {}).get(str(c.id), [])),
+        author_time=rfc3339(c.author.time),
     )
 
 
@@ -140,7 +141,7 @@ def first_parents(
 ) -> list[CommitInfo] | None:
     """A fork's log (first parents from ``tip``, at most ``limit``) read by the pure reader,
     as libgit2's walk gives it: a cold `avfs log` does not load libgit2 (~90-110 ms of CPU).
-    None where libgit2's reading may differ: a commit :func:`.gitformat.plain_author`
+    None where libgit2's reading may differ: a commit :func:`.gitformat.plain_author_when`
     does not read, a shallow or grafted history."""
     store = vault.store
     if any(os.path.exists(os.path.join(store.path, p)) for p in ("shallow", "info/grafts")):
@@ -149,7 +150,7 @@ def first_parents(
     oid: str | None = tip
     while oid is not None and (limit is None or len(out) < limit):
         kind, data = store.read_object(oid, "commit")
-        author = plain_author(data) if kind == "commit" else None
+        author = plain_author_when(data) if kind == "commit" else None
         if author is None:
             return None
         fields = parse_commit(data)
@@ -163,6 +164,7 @@ def first_parents(
                 time=rfc3339(fields.commit_time),
                 message=fields.message,
                 checkpoints=sorted(cps.get(oid, [])),
+                author_time=rfc3339(author[2]),
             )
         )
         oid = fields.parents[0] if fields.parents else None

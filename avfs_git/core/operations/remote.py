@@ -27,6 +27,7 @@ git's output goes through :func:`.redact.redact`.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from typing import TYPE_CHECKING, NoReturn
@@ -570,14 +571,16 @@ def fetch(vault: Vault, remote: str, *, progress: ProgressFn | None = None) -> T
     def tracking() -> dict[str, str]:  # (git's files, packed-refs read once: no pygit2)
         return refs.read_refs_file(vault.path, prefix)
 
-    extra = ["--progress"] if progress else []
+    # a shallow vault takes the remote's new shallow roots, as its clone did (git: a warning, "rejected")
+    extra = ["--progress"] * bool(progress) + ["--update-shallow"] * os.path.exists(f"{vault.path}/shallow")
     with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):
         warnings += _taken_back(taken)
         before = tracking()
-        _git(
+        done = _git(
             vault, "fetch", "--prune", *extra, remote, f"+{refs.HEADS}*:{prefix}*",
             progress=progress, credentials=creds, hold=held,
         )  # fmt: skip
+    warnings += remotecause.shallow_rejected(done.stderr)  # (a full vault: a ref git left out)
     after = tracking()
     updates = tuple(
         RefUpdate(r, before.get(r), after.get(r))

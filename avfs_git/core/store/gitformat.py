@@ -135,7 +135,7 @@ def parse_commit(data: bytes) -> CommitFields:
 
 # an author line git, libgit2 and plain_author read alike: a name and an email without
 # angle brackets, a time and a zone
-_PLAIN_AUTHOR = re.compile(rb"author ([^<>\n]*)<([^<>\n]*)> \d+ [+-]\d{4}")
+_PLAIN_AUTHOR = re.compile(rb"author ([^<>\n]*)<([^<>\n]*)> (\d+) [+-]\d{4}")
 
 
 # what libgit2 trims from both ends of a signature's name and email (signature.c
@@ -149,6 +149,13 @@ def plain_author(data: bytes) -> tuple[str, str] | None:
     ``Commit.author``: the first ``author`` header, each part trimmed of :data:`_CRUD`), where
     that reading is plain: a well-formed line, UTF-8, no ``encoding`` header. None
     otherwise (the caller asks libgit2)."""
+    signed = plain_author_when(data)
+    return None if signed is None else signed[:2]
+
+
+def plain_author_when(data: bytes) -> tuple[str, str, int] | None:
+    """:func:`plain_author`'s name and email, and the author's time (seconds since the
+    epoch: pygit2's ``Commit.author.time``, what ``git log`` prints as ``Date:``)."""
     end = data.find(b"\n\n")
     head = data if end < 0 else data[: end + 1]
     if b"\nencoding " in head:
@@ -161,9 +168,12 @@ def plain_author(data: bytes) -> tuple[str, str] | None:
     if m is None:
         return None
     try:
-        return m.group(1).strip(_CRUD).decode("utf-8"), m.group(2).strip(_CRUD).decode("utf-8")
+        name, email = m.group(1).strip(_CRUD).decode("utf-8"), m.group(2).strip(_CRUD).decode("utf-8")
     except UnicodeDecodeError:
         return None
+    when = int(m.group(3)) if len(m.group(3)) < 30 else 1 << 63
+    # (past what a 64-bit time holds: libgit2's own reading answers)
+    return (name, email, when) if when < 1 << 63 else None
 
 
 _KIND_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}

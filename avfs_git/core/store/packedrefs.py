@@ -120,6 +120,48 @@ def _body(data: bytes | mmap.mmap) -> tuple[int, bool]:
     return end, b" sorted " in bytes(data[:end]).rstrip(b"\n") + b" "
 
 
+def _check_end(git_dir: str, data: bytes | mmap.mmap, start: int) -> None:
+    """Raise unless the records (from ``start``) end as git requires before it reads any
+    (packed-backend.c ``verify_buffer_safe``): with a newline, the last record (a ref's
+    line and its peeled lines) at least an id, a space and a name long. libgit2's
+    ``bad_tag.git`` ends without its newline: git refuses every ref read there ("fatal:
+    unexpected line"); avfs read it."""
+    size = len(data)
+    if start >= size:
+        return
+    last = _record_start(data, start, size - 1)
+    if data[size - 1 : size] == b"\n" and size - last >= 42:
+        return
+    path = os.path.join(git_dir, "packed-refs")
+    line = bytes(data[last : min(_line_end(data, last), last + 80)])
+    why = "is too short to name a ref" if data[size - 1 : size] == b"\n" else "has no newline at its end"
+    raise CorruptStateError(
+        f"the vault's packed-refs {path} is damaged: its last ref's record (line {line!r})"
+        f" {why} (a write cut short?); nothing was changed",
+        hint=f"git cannot read it either (`git --git-dir {git_dir} for-each-ref`: unexpected"
+        " line): end the file with a newline if that line is whole, else remove the line",
+        details={"path": path, "line": line.decode("utf-8", "replace")},
+    )
+
+
+_checked: dict[str, tuple[int, int, int]] = {}  # git dir -> the packed-refs found sound, by its stat
+
+
+def check_end(git_dir: str) -> None:
+    """:func:`_check_end` of ``git_dir``'s ``packed-refs`` where libgit2 reads it (libgit2
+    reads a file git refuses); once a version of the file (a stat a call after)."""
+    try:
+        st = os.stat(os.path.join(git_dir, "packed-refs"))
+    except OSError:
+        return
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    if not stat.S_ISREG(st.st_mode) or _checked.get(git_dir) == key:
+        return
+    with mapped(git_dir) as data:
+        _check_end(git_dir, data, _body(data)[0])
+    _checked[git_dir] = key
+
+
 def _record_start(data: bytes | mmap.mmap, lo: int, pos: int) -> int:
     """The start of the record (a ref's line) that holds ``pos``, never before ``lo`` (a
     record's start): back to its line's start, and back over peeled (``^``) lines."""
@@ -192,6 +234,7 @@ def lookup(git_dir: str, name: str) -> str | None:
     target = name.encode()
     with mapped(git_dir) as data:
         start, is_sorted = _body(data)
+        _check_end(git_dir, data, start)
         if is_sorted:
             rec = _seek(data, start, target)
             line = bytes(data[rec : _line_end(data, rec)])
@@ -220,6 +263,7 @@ def under(git_dir: str, prefix: str) -> dict[str, str]:
     want = prefix.encode()
     with mapped(git_dir) as data:
         start, is_sorted = _body(data)
+        _check_end(git_dir, data, start)
         if is_sorted:
             lo = _seek(data, start, want)
             after = _after(want)

@@ -246,6 +246,7 @@ def ref_names(store: GitStore, prefix: str = "") -> list[str]:
     libgit2 to name its checkpoints."""
     if (not libgit2_loaded() and prefix.endswith("/")) or _fifo(store.path, "packed-refs"):
         return list_refs_file(store.path, prefix)
+    packedrefs.check_end(store.path)  # (libgit2 reads a file git refuses: refused as git does)
     try:
         return [r for r in store._repo.references if r.startswith(prefix)]
     except git_errors() as exc:
@@ -291,6 +292,7 @@ def check_packed_refs(git_dir: str) -> None:
     peeled ``^<id>`` after one): git (``fatal: unexpected line``) and libgit2 ("corrupted
     packed references file") then refuse every listing and some ref writes, and a
     checkpoint named after its branch had moved failed (exit 70, no op log entry)."""
+    packedrefs.check_end(git_dir)
     lines = packed_lines(git_dir)
     hexdigits = frozenset(b"0123456789abcdef")
     for number, line in enumerate(lines, 1):
@@ -336,6 +338,8 @@ def read_ref(store: GitStore, name: str) -> str | None:
         return read_ref_file(store.path, name)
     if _fifo(store.path, name, "packed-refs"):
         return read_ref_file(store.path, name)  # (it names the damage, waiting on nothing)
+    if not os.path.lexists(os.path.join(store.path, name)):  # (git reads packed-refs then only)
+        packedrefs.check_end(store.path)  # (libgit2 reads a file git refuses)
     try:
         ref = store._repo.references.get(name)
     except git_errors() as exc:  # a malformed name, a corrupt ref file

@@ -130,3 +130,18 @@ def push_dropped(doing: str, url: str, why: str, exit_code: int, **details: obje
         hint="check the server's free space and its log, then push again; nothing changed here",
         details={**details, "url": url, "reason": "dropped", "exit": exit_code},
     )
+
+
+_SHALLOW_REJECTED = re.compile(r"rejected (\S+) because shallow roots are not allowed to be updated")
+
+
+def shallow_rejected(stderr: str) -> tuple[str, ...]:
+    """git fetch's branches left out for a shallow remote (a warning; git exits 0): their
+    history there starts at a shallow root the vault does not have. In avfs's words, one
+    warning a ref, once (git says it more than once; a fetch said nothing had moved)."""
+    return tuple(
+        f"{ref} was not updated: the remote is shallow and its history there starts at a"
+        " commit this vault does not have (git fetch refuses such a ref; `git --git-dir VAULT"
+        " fetch --update-shallow REMOTE` would take it and make the vault shallow)"
+        for ref in dict.fromkeys(m.group(1) for m in _SHALLOW_REJECTED.finditer(stderr))
+    )

@@ -1,0 +1,90 @@
+"""Which diff `avfs show` and `avfs log -p`/`--stat` print for a commit, as git decides it.
+
+A commit with one parent shows its diff against it (:func:`.history.commit_diff`). Two
+cases are git's own rules, read in git 2.39's ``builtin/log.c`` and ``diff-merges.c`` and
+held against git on real histories (tests/test_realdata7.py):
+
+- A root commit shows its whole tree as added only while ``log.showroot`` is on (git's
+  default; git's t4013 sets it false, and `git show` of its root commit prints the header
+  alone): :func:`show_root`.
+- A merge: `git show` prints its dense combined diff (``--cc``: only the files whose
+  result differs from every parent, only the hunks that differ from every parent; nothing
+  when the merge took each file from one side); `git log -p` and `--stat` print nothing
+  for it, unless the walk is ``--first-parent`` (avfs's `log` of one fork is: git then
+  shows it against its first parent, as avfs does); `show --stat` counts it against the
+  first parent. The combined diff is git's own (:func:`combined_patch`: one `git
+  diff-tree --cc` process, with the config git's plumbing reads: the indent heuristic,
+  ``core.quotePath``), never textconv or an external diff, as avfs's own patches.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..store.gitrun import run
+
+if TYPE_CHECKING:
+    from ..store.gitstore import GitStore
+    from ..vaults.vault import Vault
+
+# what a merge's diff is in each way avfs prints commits
+COMBINED = "combined"  # `show`: git's --cc
+FIRST_PARENT = "first-parent"  # `log -p` of a fork's first-parent line, `show --stat`
+NONE = "none"  # `log -p`/`--stat` of a walk through every parent (`--all`, `A..B`)
+
+
+def show_root(store: GitStore) -> bool:
+    """git's ``log.showroot`` in the vault's and the person's config: whether a root
+    commit's diff is shown (on unless set false). Asked only for a root commit."""
+    from ..store.configtext import is_true
+    from ..store.vaultconfig import config_values
+
+    values = config_values(store, "log.showroot")
+    return not values or is_true(values[-1])
+
+
+def combined_patch(vault: Vault, commit: str, fork: str | None = None) -> str:
+    """Merge ``commit``'s dense combined diff, as `git show` prints it (empty when the
+    merge took each file from one of its parents); the paths ``fork`` hides left out."""
+    from ..store.treediff import diff_trees
+    from ..types import Change
+    from . import history
+
+    store = vault.store
+    c = store.commit(commit)
+    changed: list[Change] = []  # (every path --cc shows differs from the first parent)
+    diff_trees(store, store.commit_tree(str(c.parent_ids[0])), str(c.tree_id), "", changed)
+    hiding = history._hidden(vault, fork)
+    hidden = sorted(x.path for x in changed if hiding is not None and hiding(x.path))
+    if store.promisor.remote() is not None:  # a lazy vault: what git compares, fetched in one batch
+        _prefetch_sides(vault, commit, [x.path for x in changed])
+    spec = [f":(exclude,literal){p}" for p in hidden]
+    out = run(
+        [
+            "diff-tree",
+            "--cc",
+            "-p",
+            "--no-commit-id",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            commit,
+            "--",
+            *spec,
+        ],
+        git_dir=store.path,
+    ).stdout
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _prefetch_sides(vault: Vault, commit: str, paths: list[str]) -> None:
+    """In a lazy vault, the blobs at ``paths`` in ``commit`` and each of its parents."""
+    store = vault.store
+    c = store.commit(commit)
+    wanted: dict[str, str] = {}
+    for tree in [str(c.tree_id), *(store.commit_tree(str(p)) for p in c.parent_ids)]:
+        for p in paths:
+            hit = store.tree_lookup(tree, p)
+            if hit is not None and hit[1] & 0o170000 in (0o100000, 0o120000):
+                wanted.setdefault(hit[0], p)
+    store.prefetch(wanted)
