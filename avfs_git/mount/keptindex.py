@@ -50,7 +50,7 @@ from .ownfiles import MAX_INDEX, read_bytes, write_file
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
 
-MAKER_WAIT_S = 20.0  # how long a mount waits for the process making its base's kept index
+MAKER_WAIT_S = 20.0  # how long :func:`await_maker` waits by default (no mount waits: take_over)
 LOCK = ".lock"  # <tree>.lock: held (flock) by the process making that tree's kept index
 
 
@@ -304,7 +304,8 @@ def _unlink_same(path: str, fd: int) -> None:
 
 
 def boost(pid_text: bytes) -> bool:
-    """Move the maker (its pid as written in its lock file: mount/keptmake.py ``spawn``)
+    """Move the maker (its pid as written in its lock file: mount/keptmake.py ``spawn``,
+    ``start_now``; :func:`stop` does so before it ends it)
     from Linux's idle scheduling class to the normal one, every thread of it and of the
     processes it started (git). Nothing else is touched: only a thread found in the idle
     class. False when one could not be moved: an unprivileged process cannot move its own
