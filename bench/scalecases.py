@@ -262,6 +262,8 @@ def main() -> None:
                     " (warm_task_s: the mount's own cost, nothing left to fetch)")  # fmt: skip
     ap.add_argument("--settled", action="store_true", help="a lazy run per repeat whose task"
                     " starts once the mount settled (after a git status in it)")  # fmt: skip
+    ap.add_argument("--served", metavar="DIR", help="the served monorepo kept in DIR/big.git (built"
+                    " there when missing) instead of built in the run")  # fmt: skip
     ap.add_argument("--baseline", metavar="SRC", help="another avfs source tree, its lazy runs"
                     " (and settled ones) interleaved with this one's (prefix base_)")  # fmt: skip
     args = ap.parse_args()
@@ -273,10 +275,16 @@ def main() -> None:
         # not in the checkout: `python -m avfs_git` (the baseline, the mount daemons) would
         # import this tree's package from the working directory, ahead of PYTHONPATH
         os.chdir(t)
-        (t / "served").mkdir()
-        tip = _build(t / "served", t)
+        served = Path(args.served).resolve() if args.served else t / "served"
+        served.mkdir(parents=True, exist_ok=True)
+        if (served / "big.git").exists():
+            listing = _git("--git-dir", str(served / "big.git"), "ls-tree", "-r", "-l", "main")
+            sizes = [int(x) for x in re.findall(r"blob [0-9a-f]+ +(\d+)\t", listing)]
+            tip = {"files": len(sizes), "bytes": sum(sizes)}
+        else:
+            tip = _build(served, t)
         deps = [_unpack(rd, p, v, t / "deps" / p) for p, v in DEPS]
-        daemon, base = _daemon(t / "served")
+        daemon, base = _daemon(served)
         relay = Relay(int(base.rsplit(":", 1)[1]))
         url = f"git://127.0.0.1:{relay.port}/big.git"
         home = t / "home"

@@ -309,9 +309,10 @@ def test_gc_drops_the_kept_indexes_of_trees_no_fork_has(home: Home, server: Serv
 
 
 def test_a_mount_that_waits_for_the_maker_moves_it_out_of_the_idle_class() -> None:
-    """The maker runs in Linux's idle scheduling class (mount/keptmake.py); a mount whose
-    index waits for it moves every thread of it, and of what it started, to the normal
-    class (:func:`.keptindex.boost`)."""
+    """The maker runs in Linux's idle scheduling class (mount/keptmake.py); a mount that
+    takes over from it (:func:`.keptindex.take_over`) first moves every thread of it, and of
+    what it started, to the normal class (:func:`.keptindex.boost`), so that it ends without
+    waiting for a free CPU."""
     import sys
 
     code = (

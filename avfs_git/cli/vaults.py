@@ -115,7 +115,7 @@ def _hold(v: Vault[Home], commit: str) -> int | None:
 def _index_after(app: App, v: Vault[Home], commit: str, fd: int) -> None:
     """Start the process that makes the index a mount of ``commit`` patches, at once, with
     the lock ``fd`` (mount/keptmake.py ``start_now``): a mount made the moment the clone
-    answered waits for it at its first `git status` instead of making it beside it."""
+    answered patches what it kept, or takes over from it (mount/keptindex.py ``take_over``)."""
     import os
 
     from ..mount.keptmake import start_now

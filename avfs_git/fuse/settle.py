@@ -179,7 +179,7 @@ class Settle:
         ``read_tree_first``). The whole tree's request then goes out, and its answer is read
         once the mount is announced (:meth:`_announced`)."""
         self._tree = tree
-        if baselisting.await_kept(self.ws, tree, self._wanted.is_set):
+        if baselisting.kept_now(self.ws, tree):
             self._tree = None
             return  # (made with its sizes by a process of its own: the mount's index patches it)
         if not self.stacked.is_set():

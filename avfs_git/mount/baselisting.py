@@ -9,11 +9,8 @@ import os
 from typing import TYPE_CHECKING
 
 from ..core.store.treelist import git_listing
-from . import keptindex
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..core.workspace.workspace import Workspace
     from .ownfiles import MountedFork
     from .readtree import Ahead
@@ -36,8 +33,7 @@ def read_tree_ahead(ws: MountedFork, tree: str) -> None:
     from .readtree import Ahead
     from .untracked import HeadAhead, scratch_parent
 
-    kept = kept_path(ws.vault.state_dir, tree)
-    if os.path.exists(kept) or os.path.exists(kept + keptindex.LOCK):
+    if os.path.exists(kept_path(ws.vault.state_dir, tree)):
         return
     store = ws.store
     scratch = scratch_parent(files_dir(ws.vault, ws.fork))
@@ -61,8 +57,7 @@ def read_tree_first(ws: MountedFork, tree: str) -> None:
     from .readtree import Ahead
     from .untracked import scratch_parent
 
-    kept = kept_path(ws.vault.state_dir, tree)
-    if os.path.exists(kept) or os.path.exists(kept + keptindex.LOCK):
+    if os.path.exists(kept_path(ws.vault.state_dir, tree)):
         return
     store = ws.store
     if store.listed.beside(tree) is None:
@@ -82,12 +77,16 @@ def drop(ws: Workspace) -> None:
     ws.store.listed.drop()
 
 
-def await_kept(ws: Workspace, tree: str, wanted: Callable[[], bool] | None = None) -> bool:
-    """Wait while a process makes the kept index of ``tree`` (mount/keptmake.py: it asks
-    the tree's sizes too), then read the size cache again: the mount's own request for
-    them is then not needed. Whether one was making it. ``wanted``: once it says true (git
-    waits at the mount's gate), the maker is moved out of the idle scheduling class."""
-    if not keptindex.await_maker(ws.vault.state_dir, tree, wanted=wanted):
+def kept_now(ws: Workspace, tree: str) -> bool:
+    """Whether the kept index of ``tree`` is there now (made by the clone, by a process of
+    its own, mount/keptmake.py, or by an earlier mount), the size cache then read again:
+    the mount asks no sizes and makes no index of its own. A process still making it is
+    not waited for (the mount comes up as without one: its sizes asked, git's index
+    started; the index is patched from the kept one if that is there by the time the
+    mount makes its index, keptindex.py ``from_kept``, else the maker is stopped)."""
+    from ..core.vaults.keptindexes import kept_path
+
+    if not os.path.exists(kept_path(ws.vault.state_dir, tree)):
         return False
     ws.store.promisor.reread_sizes()
     return True

@@ -50,7 +50,7 @@ from .ownfiles import MAX_INDEX, read_bytes, write_file
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
 
-MAKER_WAIT_S = 20.0  # how long a mount waits for the process making its base's kept index
+MAKER_WAIT_S = 20.0  # how long :func:`await_maker` waits by default (no mount waits: take_over)
 LOCK = ".lock"  # <tree>.lock: held (flock) by the process making that tree's kept index
 
 
@@ -241,25 +241,14 @@ def made(state_dir: str, tree: str, fd: int) -> None:
     os.close(fd)
 
 
-def await_maker(
-    state_dir: str,
-    tree: str,
-    wait_s: float = MAKER_WAIT_S,
-    *,
-    boosted: bool = False,
-    wanted: Callable[[], bool] | None = None,
-) -> bool:
-    """Wait (at most ``wait_s``) while a process makes the kept index of ``tree``: a mount
-    that starts right after ``vault clone --lazy`` answered finds it being made, and
-    patches it once it is there rather than doing the same work beside it. Whether one
-    was making it. ``boosted``: the maker is moved to the normal scheduling class first
-    (:func:`boost`): what it makes is now what a mount's git waits for; ``wanted``: so
-    moved once that says true (a git command at the mount's gate), not before (until then
-    the maker in the idle class leaves the CPUs to the mount's start and its first `ls`)."""
+def await_maker(state_dir: str, tree: str, wait_s: float = MAKER_WAIT_S) -> bool:
+    """Wait (at most ``wait_s``) while a process makes the kept index of ``tree`` (its lock
+    held); whether one was. A mount no longer waits here (:func:`take_over`: before, a
+    mount made as the clone answered waited for the maker, moving it out of the idle class
+    once git asked, and on busy cores the maker had done nothing by then)."""
     path = kept_path(state_dir, tree) + LOCK
     deadline = time.monotonic() + wait_s
     waited = False
-    moved = False
     while time.monotonic() < deadline:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -270,9 +259,6 @@ def await_maker(
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 return waited  # free: its maker is done (or died)
             except OSError:
-                if not moved and (boosted or (wanted is not None and wanted())):
-                    boost(os.pread(fd, 32, 0))
-                    moved = True
                 waited = True
         finally:
             os.close(fd)
@@ -280,18 +266,59 @@ def await_maker(
     return waited
 
 
-def boost(pid_text: bytes) -> None:
-    """Move the maker (its pid as written in its lock file: mount/keptmake.py ``spawn``)
+def take_over(state_dir: str, tree: str) -> bool:
+    """A mount makes its own index of ``tree`` now (a git command waits for it, or the
+    mount is quiet) where none is kept: a process still making the kept one (its lock held:
+    mount/keptmake.py, in the idle class, which on busy cores has not run) is stopped
+    (:func:`stop`) rather than waited for; the mount's own (its sizes asked and git's index
+    started as it came up, as where no maker runs) is further on than a maker raised then
+    would be in a fresh interpreter, and the mount keeps its index for later mounts.
+    Whether one was stopped."""
+    path = kept_path(state_dir, tree) + LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False  # (nobody holds it)
+        except OSError:
+            pass
+        if not stop(os.pread(fd, 32, 0)):
+            return False
+        _unlink_same(path, fd)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _unlink_same(path: str, fd: int) -> None:
+    """Remove the lock file ``path`` if it is still the one open as ``fd`` (a stopped maker's:
+    the mount's own index and its keeping then find no maker at work)."""
+    try:
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def boost(pid_text: bytes) -> bool:
+    """Move the maker (its pid as written in its lock file: mount/keptmake.py ``spawn``,
+    ``start_now``; :func:`stop` does so before it ends it)
     from Linux's idle scheduling class to the normal one, every thread of it and of the
-    processes it started (git): an unprivileged process may do so for its own user's
-    processes (the kernel's ``can_nice`` at nice 0). Nothing else is touched: only a
-    thread found in the idle class."""
+    processes it started (git). Nothing else is touched: only a thread found in the idle
+    class. False when one could not be moved: an unprivileged process cannot move its own
+    processes out of the idle class (the kernel's ``user_check_sched_setscheduler``: only
+    with ``CAP_SYS_NICE`` or an ``RLIMIT_NICE`` of 20 or more, measured: ``EPERM`` for a
+    user with the default limit of 0)."""
     try:
         pid = int(pid_text.strip() or b"0")
     except ValueError:
-        return
+        return True
     todo = [pid] if pid > 1 else []
     seen = 0
+    moved = True
     while todo and seen < 64:
         p = todo.pop()
         seen += 1
@@ -303,10 +330,41 @@ def boost(pid_text: bytes) -> None:
             try:
                 if os.sched_getscheduler(int(tid)) == os.SCHED_IDLE:
                     os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+            except PermissionError:
+                moved = False
+            except (OSError, ValueError):
+                pass
+            try:
                 with open(f"/proc/{p}/task/{tid}/children", "rb") as fh:
                     todo.extend(int(c) for c in fh.read().split())
             except (OSError, ValueError):
                 continue
+    return moved
+
+
+MAKER_MARK = b"avfs_git.mount.keptmake"  # in a maker's command line (mount/keptmake.py BOOT)
+
+
+def stop(pid_text: bytes) -> bool:
+    """Stop the maker whose pid its lock file holds (``SIGTERM`` to its process group: it is
+    a session's leader, its git processes with it), only when that process is a maker
+    (its command line names mount/keptmake.py) leading its own group. Whether it was
+    signalled. A maker stopped keeps nothing (its index is renamed in whole or not at all:
+    :func:`keep`) and lets go of the lock with its last descriptor."""
+    import signal
+
+    try:
+        pid = int(pid_text.strip() or b"0")
+        if pid <= 1 or os.getpgid(pid) != pid:
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if MAKER_MARK not in fh.read():
+                return False
+        boost(pid_text)  # (where it may be: an idle process's exit waits for a free CPU too)
+        os.killpg(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class BaseDirs:
@@ -347,8 +405,8 @@ def from_kept(
     if not worktree:
         return None
     found = _load(state_dir, tree)
-    if found is None and await_maker(state_dir, tree, boosted=True):
-        found = _load(state_dir, tree)
+    if found is None:
+        take_over(state_dir, tree)
     if found is None or ignores_now():
         return None
     return _patch(*found, t_ns, uid, gid, token, os.path.realpath(worktree))

@@ -9,9 +9,10 @@ server ran starts once its caller has the answer, after a wait (:func:`spawn`).
 That process waits a moment first (:data:`DELAY_S`, in a shell: :data:`WAIT`), runs in Linux's idle
 scheduling class, and makes nothing when a mount of the vault came first (that mount makes
 its index, and keeps it); :func:`spawn` says why. It holds the kept index's lock while it works, with its pid
-in it (:func:`.keptindex.making`), so a mount that starts meanwhile waits for it rather
-than doing the same work beside it (:func:`.keptindex.await_maker`, which moves it back to
-the normal class). What is made here is what a mount makes (mount/index.py), with no
+in it (:func:`.keptindex.making`): a mount that starts meanwhile does not wait for it; it
+patches the kept index if it is there by the time the mount makes its index, and otherwise
+takes over (:func:`.keptindex.take_over`: the maker raised where the mount may, then
+ended), its own index being further on by then. What is made here is what a mount makes (mount/index.py), with no
 mount: the tree's sizes asked of the server in one request (kept in the size cache, where
 a mount finds them) beside the entries (times 0: a mount writes its own) and git's
 untracked cache, written from the tree (mount/untracked.py) with the vault as ``GIT_DIR``. No blob is
@@ -140,7 +141,7 @@ def at_clone(vault: Vault, commit: str) -> bool:
         return False
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that waits: keptindex.boost)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that takes over: keptindex.stop)
         return make(vault, commit)
     except Exception:
         return False
@@ -160,7 +161,8 @@ WAIT = (
     'shift 4; exec "$@"'
 )
 # the maker's first statements, before its imports: Linux's idle scheduling class (it runs
-# only on a CPU nothing else wants), then the module's main
+# only on a CPU nothing else wants; already so where it was started through ``chrt``:
+# :func:`idle_cmd`), then the module's main
 BOOT = (
     "import os\n"
     "try:\n"
@@ -170,6 +172,32 @@ BOOT = (
     "from avfs_git.mount.keptmake import main\n"
     "raise SystemExit(main())\n"
 )
+
+
+CHRT = ("/usr/bin/chrt", "/bin/chrt")  # util-linux's: a command's scheduling class set before its exec
+
+
+def idle_cmd(cmd: list[str]) -> list[str]:
+    """``cmd`` run in Linux's idle scheduling class from its ``exec`` on, the interpreter's
+    start included: through util-linux's ``chrt --idle 0`` where there is one (glibc's
+    ``posix_spawn`` takes no class but OTHER, FIFO and RR: ``os.posix_spawn(...,
+    scheduler=(os.SCHED_IDLE, ...))`` fails ``EINVAL``), else as it is (:func:`to_idle` moves
+    it as soon as it runs, :data:`BOOT` in its first statements). Before, the maker's
+    interpreter started in the normal class and entered the idle one in its first
+    statements: ~0.05-0.1 s of CPU at normal priority beside a mount's start."""
+    for chrt in CHRT:
+        if os.access(chrt, os.X_OK):
+            return [chrt, "--idle", "0", *cmd]
+    return cmd
+
+
+def to_idle(pid: int) -> None:
+    """Move the process ``pid`` just started (every thread it has: one) to the idle class,
+    where :func:`idle_cmd` found no ``chrt`` (there it is a no-op)."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
 
 
 def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | None:
@@ -185,8 +213,7 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
     slower (at normal priority and in the idle class alike) on a machine whose two cores
     were busy, and the two together no faster: the settling's work was moved in front of
     `ls`, not saved (docs/benchmarks.md). A mount that starts later than the delay finds the
-    kept index made (or being made: it waits for it, and moves the maker back to the
-    normal class, :func:`.keptindex.boost`)."""
+    kept index made, or being made: it takes over then (:func:`.keptindex.take_over`)."""
     from ..core.vaults import registry
 
     # (no object read here: the clone's caller waits for this process's exit; a new
@@ -214,8 +241,9 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
         "--commit",
         commit,
     ]
+    cmd = idle_cmd(cmd)  # (the shell's wait and the maker after it: idle from the start)
     try:
-        return os.posix_spawn(
+        pid = os.posix_spawn(
             cmd[0],
             cmd,
             env,
@@ -228,6 +256,8 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
         )
     except OSError:
         return None
+    to_idle(pid)
+    return pid
 
 
 def hold(vault: Vault, commit: str) -> int | None:
@@ -248,20 +278,21 @@ def start_now(home: str, vault: Vault, commit: str, env: dict[str, str], fd: int
     answered; ``"index_at_clone": "after"``, cli/vaults.py: called once the clone's caller
     has its answer, or as a process of the caller's own exits): a mount started the moment
     the clone answered finds the lock held, whether or not the maker's interpreter is up
-    yet, and waits for it (:func:`.keptindex.await_maker`) rather than making the same
-    index beside it; the maker runs in Linux's idle scheduling class (:data:`BOOT`) until a
-    git command at that mount's gate wants the index (then :func:`.keptindex.boost`). A
+    yet; the maker runs in Linux's idle scheduling class from its ``exec`` (:func:`idle_cmd`),
+    and the mount, coming up as with no maker, patches what it kept if that is there when
+    the mount makes its index, or else takes over (:func:`.keptindex.take_over`). A
     maker killed midway lets go of the lock with its last descriptor: the mount then makes
     its own index, and nothing half made is kept (:func:`.keptindex.keep` renames a whole
     file in). Whether one started (if not, the lock is let go)."""
     from . import keptindex
 
     cmd = [sys.executable, "-P", "-c", BOOT, "--home", home, "--vault", vault.name, "--commit", commit]
+    cmd = idle_cmd([*cmd, "--lock-fd", str(fd)])  # (idle from its exec: the interpreter's start too)
     try:
         os.set_inheritable(fd, True)  # (the lock goes with the descriptor: flock's is the open file's)
         pid = os.posix_spawn(
             cmd[0],
-            [*cmd, "--lock-fd", str(fd)],
+            cmd,
             env,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -276,9 +307,10 @@ def start_now(home: str, vault: Vault, commit: str, env: dict[str, str], fd: int
         except Exception:
             os.close(fd)
         return False
+    to_idle(pid)
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, b"%d\n" % pid, 0)  # (for a mount that waits: keptindex.boost)
+        os.pwrite(fd, b"%d\n" % pid, 0)  # (for a mount that takes over: keptindex.stop)
     except OSError:
         pass
     os.close(fd)  # (the maker holds the lock now)
@@ -312,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             if registry.records(vault.state_dir):
                 return 1  # a mount came first: it makes the index, and keeps it
             os.ftruncate(fd, 0)
-            os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that waits: keptindex.boost)
+            os.pwrite(fd, b"%d\n" % os.getpid(), 0)  # (for a mount that takes over: keptindex.stop)
         return 0 if make(vault, args.commit) else 1
     finally:
         keptindex.made(vault.state_dir, tree, fd)
