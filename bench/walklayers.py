@@ -21,7 +21,8 @@ as wall clock. Sides:
   overlay backend, the project extracted into it and checkpointed in process;
 - with ``--options``: ``kernel_overlay_<variant>``, stock overlayfs with one option changed
   (``xino=off``, ``xino=on``, ``index=on``, ``metacopy=on``, ``uuid=off``, ``noatime``);
-- with ``--owner``: ``native_own`` and ``kernel_overlay_own``, the project extracted with
+- with ``--owner``: ``native_own``, ``kernel_overlay_own``, ``avfs_plain_own`` and
+  ``avfs_own`` (a second copy in the same mount, checkpointed with it), the project extracted with
   ``--no-same-owner`` (owned by the walker, as an agent's own files are; the sdist's files
   are uid 1001's, and root's walk of another's files checks their ACLs).
 
@@ -181,6 +182,8 @@ def sides(base: Path, tarball: Path, options: bool, owner: bool) -> Iterator[dic
             (base / f"mnt-{name}").mkdir()
             m = stack.enter_context(mounted(home, vault, "main", base / f"mnt-{name}", "overlay"))
             out[name] = extract(m.path)
+            if owner:
+                out[f"{name}_own"] = extract(m.path / "own", "--no-same-owner")
             checkpoint.save(vault, message="sdist")
             if name == "avfs_plain":  # avfs's FUSE lower under a stock overlay of its own
                 mp = _stock(base / "kov-fuse", f"{AVFS_OPTS},lower={_lowerdir(m.path)}")
