@@ -20,8 +20,10 @@ call that made the change returns, so a change made before git ran is in the ans
 the answer cannot be complete it is ``/`` (everything may have changed; git then looks at
 every file): a token from another daemon (a remount, a daemon killed with -9 and started
 again), a token older than an event-queue overflow or than what the journal still holds,
-a base moved under an index nobody rewrote, a watch the kernel refused. The hook answers
-``/`` itself when the daemon does not answer at all (killed).
+a base moved under an index nobody rewrote, a watch or an instance the kernel refused or
+the mount's budget of watches passed (until the whole upper layer is watched again:
+:meth:`UpperWatch._give_up`). The hook answers ``/`` itself when the daemon does not answer
+at all (killed).
 
 Tokens (git stores the last one in the index's ``FSMN`` extension):
 
