@@ -5,7 +5,8 @@ event, as ``event``) or a ``watch_cursor`` (where the stream stands: first when 
 when ``--once`` ends); an error is one ``error`` document, the last line.
 
 Following reads the journals again when one of their files changes (inotify on their
-directories), after :data:`SETTLE_S` so that a burst is read at once; it holds no
+directories; every :data:`IDLE_S` where the user has no inotify instance left), after
+:data:`SETTLE_S` so that a burst is read at once; it holds no
 database transaction while it writes, so a reader that stops reading blocks only this
 process, never a writer.
 """
@@ -84,12 +85,18 @@ def _follow(app: App, vault: Vault[Home], fork: str | None, cursor: str) -> None
 
     from ..core.vaults.changes import changes_since, wake_paths
 
-    ino = INotify()
+    # the user's inotify instances used up (``max_user_instances``, shared by every program
+    # of theirs, a confined command's own while it runs among them): read again every
+    # IDLE_S instead (found in the thirty-second round, NAME=attack23: exit 70 before)
+    try:
+        ino: INotify | None = INotify()
+    except OSError:
+        ino = None
     watched: set[str] = set()
     try:
         while True:
-            for d in wake_paths(vault, fork):
-                if d not in watched and os.path.isdir(d):
+            for d in wake_paths(vault, fork) if ino is not None else ():
+                if d not in watched and os.path.isdir(d) and ino is not None:
                     try:
                         ino.add_watch(d, _MASK)
                         watched.add(d)
@@ -100,12 +107,13 @@ def _follow(app: App, vault: Vault[Home], fork: str | None, cursor: str) -> None
             cursor = ch.cursor
             if ch.more:
                 continue
-            ready, _, _ = select.select([ino.fileno()], [], [], IDLE_S)
-            if ready:
+            ready, _, _ = select.select([ino.fileno()] if ino is not None else [], [], [], IDLE_S)
+            if ready and ino is not None:
                 select.select([], [], [], SETTLE_S)
                 ino.read(timeout=0)
     finally:
-        ino.close()
+        if ino is not None:
+            ino.close()
 
 
 def _cursor(app: App, vault: Vault[Home], fork: str | None, cursor: str) -> None:

@@ -100,10 +100,17 @@ def upper_watch(ws: Any, lower: Any, upper_dir: str, entry_paths: Any, view: Any
     (found in the sixteenth round, NAME=suitetime: a confined command's ``mkdir`` 1,200
     levels deep, one level at a time, kept the watcher, and the exec's record that waits
     for it, busy for minutes: O(depth^2) ``listxattr`` calls on paths O(depth) long)."""
-    from ..core.workspace.upperwatch import UpperWatch
+    from ..core.workspace.upperwatch import BUDGET_KEY, UpperWatch, watch_budget
 
     known: dict[str, str | None] = {}
-    watch = UpperWatch(upper_dir, lambda p: _lower_kind(ws, lower, p, known), entry_paths, view, known)
+    vault: Any = getattr(ws, "vault", None)  # (the watches it may hold: its config, else the home's)
+    cfg = vault.fresh_config() if vault is not None else {}
+    if BUDGET_KEY not in cfg and vault is not None and vault.home is not None:
+        cfg = vault.home.config()
+    budget = watch_budget(cfg.get(BUDGET_KEY))
+    watch = UpperWatch(
+        upper_dir, lambda p: _lower_kind(ws, lower, p, known), entry_paths, view, known, budget
+    )
     watch.lower_mode = lambda p: _lower_mode(ws, lower, p, known)
     return watch
 

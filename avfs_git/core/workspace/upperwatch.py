@@ -20,8 +20,10 @@ call that made the change returns, so a change made before git ran is in the ans
 the answer cannot be complete it is ``/`` (everything may have changed; git then looks at
 every file): a token from another daemon (a remount, a daemon killed with -9 and started
 again), a token older than an event-queue overflow or than what the journal still holds,
-a base moved under an index nobody rewrote, a watch the kernel refused. The hook answers
-``/`` itself when the daemon does not answer at all (killed).
+a base moved under an index nobody rewrote, a watch or an instance the kernel refused or
+the mount's budget of watches passed (until the whole upper layer is watched again:
+:meth:`UpperWatch._give_up`). The hook answers ``/`` itself when the daemon does not answer
+at all (killed).
 
 Tokens (git stores the last one in the index's ``FSMN`` extension):
 
@@ -45,8 +47,10 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import upper as up
+from .upperclassify import ChangeClassifier
 
 log = logging.getLogger("avfs.upperwatch")
 
@@ -56,6 +60,10 @@ INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
 EVERYTHING = "/"
 MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
 MAX_LOWER_PATHS = 200_000  # lower paths kept (UpperWatch.lower_paths) before they are all forgotten
+# the watches one mount may hold (a watch a directory of its upper layer): the vault's or the
+# home's config.json key, else half the user's limit (they share it with every program of theirs)
+BUDGET_KEY = "mount_watches"
+RETRY_S = (1.0, 60.0)  # a journal given up watches again after this long, doubled each time
 
 # inotify (linux/inotify.h)
 BATCH_S = 0.02  # how long the watcher lets events gather before it reads them
@@ -80,6 +88,8 @@ WATCH_MASK = (
 _GONE = IN_DELETE | IN_MOVED_FROM
 _CAME = IN_CREATE | IN_MOVED_TO
 
+UNMOUNTED = "the upper layer's file system was unmounted"
+
 LowerKind = Callable[[str], "str | None"]  # what the lower layer has at a path: None, "dir", "other"
 EntryPaths = Callable[[], Iterable[tuple[str, bool]]]  # the overlay's entries: (path, is a file or link)
 ViewFn = Callable[[], str]  # "BASE:VIEW_TIME" of the workspace now
@@ -95,13 +105,25 @@ ViewFn = Callable[[], str]  # "BASE:VIEW_TIME" of the workspace now
 _live: dict[str, UpperWatch] = {}
 
 
+def watch_budget(value: object) -> int:
+    """The watches a mount may hold: ``value`` (:data:`BUDGET_KEY` of a config, when a whole
+    number from 1), else half the user's ``max_user_watches`` (at least 1,024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches", "rb") as f:
+            return max(1024, int(f.read()) // 2)
+    except (OSError, ValueError):
+        return 65_536
+
+
 def live(upper_dir: str) -> UpperWatch | None:
     """The watch this process keeps on ``upper_dir`` (the mount daemon's, asked by ``proxy
     exec``'s warm server running in it), None elsewhere."""
     return _live.get(os.path.realpath(upper_dir))
 
 
-class UpperWatch:
+class UpperWatch(ChangeClassifier):
     """The journal of an overlay mount's upper layer (see the module's docstring).
 
     ``start()`` before the overlay is stacked (it watches every directory the upper layer
@@ -115,9 +137,8 @@ class UpperWatch:
         entry_paths: EntryPaths,
         view: ViewFn,
         lower_paths: dict[str, str | None] | None = None,
+        budget: int = 0,
     ) -> None:
-        from inotify_simple import INotify
-
         self.upper_dir = upper_dir
         self._lower_kind = lower_kind
         # the lower paths ``lower_kind`` found and keeps (fuse/stacking.upper_watch): what
@@ -127,12 +148,14 @@ class UpperWatch:
         self._entry_paths = entry_paths
         self._view = view
         self.instance = os.urandom(6).hex()
-        self._ino = INotify(nonblocking=True)
+        self.budget = budget or watch_budget(None)
+        self._ino: Any = None  # (None: given up, :meth:`_give_up`)
         self._wds: dict[int, str] = {}  # watch descriptor -> the directory's path ("" = root)
         self._journal: list[str] = []
         self._first = 0  # the sequence number of _journal[0]
         self._valid_from = 0  # a token before this sequence number answers "/" (overflow)
-        self._broken = ""  # why no answer can be complete any more (a watch refused)
+        self._broken = ""  # why no answer can be complete now (a watch refused: given up)
+        self._lapsed = False  # given up since the last watch of the whole upper layer
         self._answered = 0  # the sequence number the last answer's token holds
         self._lock = threading.RLock()  # (re-entered: a status in an answer asks the journal)
         self._stop = threading.Event()
@@ -158,7 +181,7 @@ class UpperWatch:
         """Watch every directory of the upper layer, then keep reading the kernel's events
         in a thread (so its queue does not overflow between two hooks)."""
         with self._lock:
-            self._watch_tree("", self.upper_dir, record=False)
+            self._rewatch()
         self._thread = threading.Thread(target=self._run, name="avfs-upperwatch", daemon=True)
         self._thread.start()
         _live[os.path.realpath(self.upper_dir)] = self
@@ -173,26 +196,85 @@ class UpperWatch:
         if self._thread is not None:
             self._thread.join(5.0)
         with self._lock:
-            self._ino.close()
+            if self._ino is not None:
+                self._ino.close()
             for fd in wake:
                 os.close(fd)
 
     def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._ino.fileno(), select.POLLIN)
-        poller.register(self._wake[0], select.POLLIN)
         behind = False  # the last drain left events queued (a flood: read on at once)
+        retry = RETRY_S[0]
         while not self._stop.is_set():
-            if poller.poll(500) and not self._stop.is_set():
-                # let a burst gather first: one read of many events, not a wake-up for each
-                # (an unlink of 10,000 files cost the daemon 2x the CPU woken per event).
-                # Answers drain first, so nothing is missed; the kernel's queue holds 16,384.
-                # Behind a flood, a millisecond only: an answer waiting takes the lock then
-                self._stop.wait(0.001 if behind else BATCH_S)
+            if self._ino is None:  # given up: every answer is "everything" until watched again
+                if self._broken.startswith(UNMOUNTED) or self._stop.wait(retry):
+                    return
                 with self._lock:
-                    behind = not self._drain()
-            if self._broken:
-                return  # every answer is "everything" now: nothing more to read
+                    self._rewatch()
+                retry = min(retry * 2, RETRY_S[1])
+                continue
+            retry = RETRY_S[0]
+            poller = select.poll()  # (of this instance: a journal watched again has another)
+            poller.register(self._ino.fileno(), select.POLLIN)
+            poller.register(self._wake[0], select.POLLIN)
+            while self._ino is not None and not self._stop.is_set():
+                if poller.poll(500) and not self._stop.is_set():
+                    # let a burst gather first: one read of many events, not a wake-up for
+                    # each (an unlink of 10,000 files cost the daemon 2x the CPU woken per
+                    # event). Answers drain first, so nothing is missed; the kernel's queue
+                    # holds 16,384. Behind a flood, a millisecond only: an answer waiting
+                    # takes the lock then
+                    self._stop.wait(0.001 if behind else BATCH_S)
+                    with self._lock:
+                        behind = not self._drain()
+                if self._broken and self._ino is not None:
+                    with self._lock:
+                        self._give_up(self._broken)
+
+    def _rewatch(self) -> None:
+        """Watch every directory of the upper layer in a new inotify instance (the caller
+        holds the lock). A token from before answers "everything" (what changed while
+        nothing watched is unknown), and readers of the change log are told to resync."""
+        from inotify_simple import INotify
+
+        try:
+            self._ino = INotify(nonblocking=True)
+        except OSError as exc:  # the user's instances used up (max_user_instances)
+            self._give_up(f"inotify refused an instance: {exc.strerror}")
+            return
+        self._broken, self._wds = "", {}
+        self.lower_paths.clear()
+        self._watch_tree("", self.upper_dir, record=False)
+        if self._broken:
+            self._give_up(self._broken)
+            return
+        if self._lapsed:  # (given up before: what changed meanwhile is unknown)
+            self._lapsed = False
+            self._valid_from = self.seq + 1
+            self._record("")
+            self._overflowed()
+
+    def _give_up(self, why: str) -> None:
+        """Stop watching (the caller holds the lock): every watch goes back to the user at
+        once (a journal holding them all until unmount denied every other program of the
+        user inotify); answers are "everything" until :meth:`_run` watches again. Found in
+        the thirty-second round (NAME=attack23): a refused watch (the user's watches used
+        up, by a confined command's own for one) ended the journal for good, and the change
+        log heard nothing more from the mount, with no ``resync_required``."""
+        if self._ino is not None:
+            self._ino.close()
+            self._ino = None
+        self._broken = why or "the upper layer's watch was given up"
+        self._lapsed = True
+        self._wds, self._moved = {}, {}
+        self.lower_paths.clear()
+        if not why.startswith(UNMOUNTED):
+            log.warning("%s: git's fsmonitor answers 'everything' until it is watched again", why)
+        self._overflowed()
+
+    def _overflowed(self) -> None:
+        """Tell the change log's readers that what happened meanwhile is not in it."""
+        self._batch.append((time.time(), "overflow", "", None))
+        self._flush()
 
     def _record(self, path: str) -> None:
         if self._journal and self._journal[-1] == path and self.seq > self._answered:
@@ -204,13 +286,17 @@ class UpperWatch:
             self._first += drop
 
     def _watch(self, path: str, real: str) -> bool:
+        if self._broken or self._ino is None:
+            return False
+        if len(self._wds) >= self.budget:
+            self._broken = f"the mount's upper layer holds more than {self.budget} directories ({BUDGET_KEY})"
+            return False
         try:
             wd = self._ino.add_watch(real, WATCH_MASK)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 return False  # gone already: its parent's event says so
             self._broken = f"inotify refused a watch on {real}: {exc.strerror}"
-            log.warning("%s: git's fsmonitor answers 'everything' from now on", self._broken)
             return False
         self._wds[wd] = path
         return True
@@ -224,7 +310,7 @@ class UpperWatch:
         del real
         pid = os.getpid()
         stack: list[tuple[str, up.Ident | None]] = [(path, None)]
-        while stack:
+        while stack and not self._broken:
             p, ident = stack.pop()
             fd = up.open_listed(self.upper_dir, p, ident)
             if fd is None:
@@ -272,7 +358,7 @@ class UpperWatch:
         not journaled would be a change no answer names: after any failure here every
         answer is "everything". Whether it left none queued."""
         started = time.monotonic()
-        while not self._broken and time.monotonic() - started <= BATCH_S:
+        while not self._broken and self._ino is not None and time.monotonic() - started <= BATCH_S:
             try:
                 events = self._ino.read(timeout=0)
                 if not events:
@@ -327,8 +413,10 @@ class UpperWatch:
             self._wds.pop(wd, None)
             return
         if mask & IN_UNMOUNT:
-            self._broken = "the upper layer's file system was unmounted"
+            self._broken = UNMOUNTED
             return
+        if self._broken:
+            return  # (given up in this read: what follows is not journaled)
         parent = self._wds.get(wd)
         if parent is None or not name:
             return  # a directory's own attributes: git keeps none
@@ -351,134 +439,6 @@ class UpperWatch:
             st = up.lstat(real)
             if st is None or up.classify(real, st) == up.GONE:
                 self._record(path + "/")  # a whiteout: a directory may be gone
-
-    # -- the durable log's events ------------------------------------------------------------
-    def _classify(self, wd: int, mask: int, name: str, cookie: int, final: bool) -> None:
-        """One kernel event as a change a person would name (created, modified, deleted,
-        renamed, mode), added to the batch. overlayfs's own steps are not changes: a copy-up
-        (the lower file moved in from the work directory, unchanged) is followed by the
-        write or chmod that caused it, and a whiteout is a deletion. ``final``: the path's
-        newest event in this read (what the upper layer holds now is its doing)."""
-        now = time.time()
-        if mask & IN_Q_OVERFLOW:
-            self._batch.append((now, "overflow", "", None))
-            return
-        parent = self._wds.get(wd)
-        if parent is None or not name or (not parent and name == ".git"):
-            return
-        path = f"{parent}/{name}" if parent else name
-        is_dir = bool(mask & IN_ISDIR)
-        if mask & IN_MOVED_FROM:
-            self._moved[cookie] = path
-            return
-        if mask & _CAME:
-            real = os.path.join(self.upper_dir, path)
-            st = up.lstat(real) if final else None
-            if st is not None and up.classify(real, st) == up.GONE:
-                self._batch.append((now, "deleted", path, None))
-                return
-            if st is not None:
-                self._modes[path] = st.st_mode
-            if not is_dir and self.lower_mode is not None and self._lower_kind(path) is not None:
-                was = self.lower_mode(path)  # a copy-up: the mode before any chmod that caused it
-                if was is not None:
-                    self._modes[path] = was
-            old = self._moved.pop(cookie, None) if mask & IN_MOVED_TO and cookie else None
-            if old is not None:
-                self._batch.append((now, "renamed", path, old))
-            elif self._lower_kind(path) is None:
-                self._batch.append((now, "created", path, None))
-            elif not is_dir:
-                self._batch.append((now, "copied_up", path, None))  # settled in _flush
-            return
-        if is_dir:
-            if mask & IN_DELETE:
-                self._batch.append((now, "deleted", path, None))
-            return
-        if mask & IN_DELETE:
-            self._batch.append((now, "deleted", path, None))
-            self._modes.pop(path, None)
-        elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
-            self._batch.append((now, "modified", path, None))
-        elif mask & IN_ATTRIB:
-            st = up.lstat(os.path.join(self.upper_dir, path))
-            if st is None:
-                return
-            was = self._modes.get(path)
-            self._modes[path] = st.st_mode
-            if was is None or stat.S_IMODE(was) != stat.S_IMODE(st.st_mode):
-                self._batch.append((now, "mode", path, None))
-        if len(self._modes) > 100_000:
-            self._modes.clear()
-
-    def _found(self, path: str, real: str, st: os.stat_result) -> None:
-        """A file found in a directory that appeared in the upper layer (copied up, or
-        made, before its watch existed): what it is, against the lower layer."""
-        now = time.time()
-        if up.classify(real, st) == up.GONE:
-            self._batch.append((now, "deleted", path, None))
-            return
-        self._modes[path] = st.st_mode
-        if self._lower_kind(path) is None:
-            self._batch.append((now, "created", path, None))
-            return
-        was = self.lower_mode(path) if self.lower_mode is not None else None
-        changed_mode = was is not None and stat.S_IMODE(was) != stat.S_IMODE(st.st_mode)
-        self._batch.append((now, "mode" if changed_mode else "copied_up", path, None))
-
-    def _flush(self) -> None:
-        """Hand the batch to ``on_events``, coalesced: per path, a run of one kind is one
-        event, a creation absorbs the writes after it, a rename absorbs the whiteout left
-        where it came from, and a copy-up is a modification only when nothing else
-        happened to the path in the batch."""
-        for cookie, gone in self._moved.items():  # left the tree: a removal
-            del cookie
-            self._batch.append((time.time(), "deleted", gone, None))
-        self._moved.clear()
-        if not self._batch or self.on_events is None:
-            self._batch = []
-            return
-        out: list[tuple[float, str, str, str | None]] = []
-        last: dict[str, int] = {}  # path -> index in out of its newest event
-        renamed_from: set[str] = set()
-        for ev in self._batch:
-            t, kind, path, old = ev
-            if kind == "overflow":
-                out.append(ev)
-                last.clear()
-                continue
-            if kind == "renamed" and old is not None:
-                renamed_from.add(old)
-            if kind == "deleted" and path in renamed_from:
-                renamed_from.discard(path)
-                continue  # the whiteout overlayfs leaves where a renamed file was
-            if kind != "deleted":
-                renamed_from.discard(path)  # made again: a removal after this is one
-            i = last.get(path)
-            prev = out[i][1] if i is not None else None
-            if prev is not None and (
-                prev == kind
-                or (prev in ("created", "renamed") and kind in ("modified", "copied_up", "mode"))
-                or (prev == "copied_up" and kind in ("modified", "mode"))
-            ):
-                if prev == "copied_up":
-                    out[i] = (t, kind, path, old)  # type: ignore[index]
-                continue
-            last[path] = len(out)
-            out.append(ev)
-        self._batch = []
-        batch = [(t, "modified" if k == "copied_up" else k, p, o) for t, k, p, o in out]
-        if self._unlogged:  # a batch before was lost (its write failed): readers must resync
-            batch.insert(0, (time.time(), "overflow", "", None))
-        try:
-            self.on_events(batch)
-        except Exception:
-            # a full quota (the rollback journal cannot grow) or a damaged log: the batch is
-            # lost, and the next one that lands says so (an overflow: `resync_required`)
-            log.exception("writing the change log")
-            self._unlogged = True
-        else:
-            self._unlogged = False
 
     def _dir_came(self, path: str, real: str) -> None:
         """Journal a directory that appeared in the upper layer. git takes a path it has no

@@ -48,7 +48,14 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         if node is None:
             if not parents:
                 raise PathNotFoundError(f"{parent}: no such directory", details={"path": parent})
-            self.mkdir(parent, parents=True, exist_ok=True)
+            # the missing directories from the top, each into one there by then: not one
+            # call deeper a level (a write 1,200 levels deep was exit 70, RecursionError,
+            # through `avfs write`, MCP `write_file` and the API: the thirty-second round)
+            missing = [parent]
+            while (up := names.parent_of(missing[-1])) and self.view.resolve_path(up, True) is None:
+                missing.append(up)
+            for d in reversed(missing):
+                self.mkdir(d, parents=True, exist_ok=True)
             node = self.view.dir_node(parent)
         if not node.is_dir:
             raise NotDirectoryError.at(node.path, submodule=node.mode == MODE_COMMIT)

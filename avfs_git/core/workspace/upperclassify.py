@@ -1,0 +1,169 @@
+"""The change log's side of an overlay mount's journal (:mod:`.upperwatch`): each kernel
+event as a change a person would name (created, modified, deleted, renamed, mode),
+coalesced into batches for the durable log (:mod:`.changelog`), which feeds the change
+stream (``avfs watch``, ``changes_since``). ``overflow``: what happened meanwhile is not in
+the log (its readers get ``resync_required``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+
+from . import upper as up
+
+log = logging.getLogger("avfs.upperwatch")
+
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_Q_OVERFLOW = 0x4000
+IN_ISDIR = 0x40000000
+_CAME = IN_CREATE | IN_MOVED_TO
+
+
+class ChangeClassifier:
+    """What :class:`.upperwatch.UpperWatch` hands its ``on_events`` (its attributes, set there)."""
+
+    upper_dir: str
+    _lower_kind: Callable[[str], str | None]
+    lower_mode: Callable[[str], int | None] | None
+    on_events: Callable[[list[tuple[float, str, str, str | None]]], None] | None
+    _wds: dict[int, str]
+    _batch: list[tuple[float, str, str, str | None]]
+    _unlogged: bool
+    _moved: dict[int, str]
+    _modes: dict[str, int]
+
+    def _classify(self, wd: int, mask: int, name: str, cookie: int, final: bool) -> None:
+        """One kernel event as a change a person would name (created, modified, deleted,
+        renamed, mode), added to the batch. overlayfs's own steps are not changes: a copy-up
+        (the lower file moved in from the work directory, unchanged) is followed by the
+        write or chmod that caused it, and a whiteout is a deletion. ``final``: the path's
+        newest event in this read (what the upper layer holds now is its doing)."""
+        now = time.time()
+        if mask & IN_Q_OVERFLOW:
+            self._batch.append((now, "overflow", "", None))
+            return
+        parent = self._wds.get(wd)
+        if parent is None or not name or (not parent and name == ".git"):
+            return
+        path = f"{parent}/{name}" if parent else name
+        is_dir = bool(mask & IN_ISDIR)
+        if mask & IN_MOVED_FROM:
+            self._moved[cookie] = path
+            return
+        if mask & _CAME:
+            real = os.path.join(self.upper_dir, path)
+            st = up.lstat(real) if final else None
+            if st is not None and up.classify(real, st) == up.GONE:
+                self._batch.append((now, "deleted", path, None))
+                return
+            if st is not None:
+                self._modes[path] = st.st_mode
+            if not is_dir and self.lower_mode is not None and self._lower_kind(path) is not None:
+                was = self.lower_mode(path)  # a copy-up: the mode before any chmod that caused it
+                if was is not None:
+                    self._modes[path] = was
+            old = self._moved.pop(cookie, None) if mask & IN_MOVED_TO and cookie else None
+            if old is not None:
+                self._batch.append((now, "renamed", path, old))
+            elif self._lower_kind(path) is None:
+                self._batch.append((now, "created", path, None))
+            elif not is_dir:
+                self._batch.append((now, "copied_up", path, None))  # settled in _flush
+            return
+        if is_dir:
+            if mask & IN_DELETE:
+                self._batch.append((now, "deleted", path, None))
+            return
+        if mask & IN_DELETE:
+            self._batch.append((now, "deleted", path, None))
+            self._modes.pop(path, None)
+        elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
+            self._batch.append((now, "modified", path, None))
+        elif mask & IN_ATTRIB:
+            st = up.lstat(os.path.join(self.upper_dir, path))
+            if st is None:
+                return
+            was = self._modes.get(path)
+            self._modes[path] = st.st_mode
+            if was is None or stat.S_IMODE(was) != stat.S_IMODE(st.st_mode):
+                self._batch.append((now, "mode", path, None))
+        if len(self._modes) > 100_000:
+            self._modes.clear()
+
+    def _found(self, path: str, real: str, st: os.stat_result) -> None:
+        """A file found in a directory that appeared in the upper layer (copied up, or
+        made, before its watch existed): what it is, against the lower layer."""
+        now = time.time()
+        if up.classify(real, st) == up.GONE:
+            self._batch.append((now, "deleted", path, None))
+            return
+        self._modes[path] = st.st_mode
+        if self._lower_kind(path) is None:
+            self._batch.append((now, "created", path, None))
+            return
+        was = self.lower_mode(path) if self.lower_mode is not None else None
+        changed_mode = was is not None and stat.S_IMODE(was) != stat.S_IMODE(st.st_mode)
+        self._batch.append((now, "mode" if changed_mode else "copied_up", path, None))
+
+    def _flush(self) -> None:
+        """Hand the batch to ``on_events``, coalesced: per path, a run of one kind is one
+        event, a creation absorbs the writes after it, a rename absorbs the whiteout left
+        where it came from, and a copy-up is a modification only when nothing else
+        happened to the path in the batch."""
+        for cookie, gone in self._moved.items():  # left the tree: a removal
+            del cookie
+            self._batch.append((time.time(), "deleted", gone, None))
+        self._moved.clear()
+        if not self._batch or self.on_events is None:
+            self._batch = []
+            return
+        out: list[tuple[float, str, str, str | None]] = []
+        last: dict[str, int] = {}  # path -> index in out of its newest event
+        renamed_from: set[str] = set()
+        for ev in self._batch:
+            t, kind, path, old = ev
+            if kind == "overflow":
+                out.append(ev)
+                last.clear()
+                continue
+            if kind == "renamed" and old is not None:
+                renamed_from.add(old)
+            if kind == "deleted" and path in renamed_from:
+                renamed_from.discard(path)
+                continue  # the whiteout overlayfs leaves where a renamed file was
+            if kind != "deleted":
+                renamed_from.discard(path)  # made again: a removal after this is one
+            i = last.get(path)
+            prev = out[i][1] if i is not None else None
+            if prev is not None and (
+                prev == kind
+                or (prev in ("created", "renamed") and kind in ("modified", "copied_up", "mode"))
+                or (prev == "copied_up" and kind in ("modified", "mode"))
+            ):
+                if prev == "copied_up":
+                    out[i] = (t, kind, path, old)  # type: ignore[index]
+                continue
+            last[path] = len(out)
+            out.append(ev)
+        self._batch = []
+        batch = [(t, "modified" if k == "copied_up" else k, p, o) for t, k, p, o in out]
+        if self._unlogged:  # a batch before was lost (its write failed): readers must resync
+            batch.insert(0, (time.time(), "overflow", "", None))
+        try:
+            self.on_events(batch)
+        except Exception:
+            # a full quota (the rollback journal cannot grow) or a damaged log: the batch is
+            # lost, and the next one that lands says so (an overflow: `resync_required`)
+            log.exception("writing the change log")
+            self._unlogged = True
+        else:
+            self._unlogged = False
