@@ -126,7 +126,10 @@ def test_a_tree_past_path_max_in_the_git_dir_wedges_no_exec_and_is_counted(scene
     scene.person_acts("git-dir")
 
 
-SCRATCH_DEEP = """
+# past Python's recursion limit from any stack (tests/test_adv_deep.py's DEPTH: a chain of
+# 1,000 raises from a bare script's top level); 1,200 until the thirty-second round
+PAST_RECURSION = 1_050
+SCRATCH_DEEP = f"""
 G="$(git rev-parse --git-dir)"; C="$(git rev-parse --git-common-dir)"
 O="$(git rev-parse --git-path objects)"
 python3 - "$G/logs" "$G/refs" "$C/refs" "$C/logs" "$O" <<'PY'
@@ -135,7 +138,7 @@ for top in sys.argv[1:]:
     os.chdir(top)
     os.mkdir("deep")
     os.chdir("deep")
-    for _ in range(1200):
+    for _ in range({PAST_RECURSION}):
         os.mkdir("d")
         os.chdir("d")
     print("made", len(os.getcwd()))
@@ -146,7 +149,7 @@ import os, sys
 os.chdir(sys.argv[1])
 os.mkdir("index")
 os.chdir("index")
-for _ in range(1200):
+for _ in range({PAST_RECURSION}):
     os.mkdir("d")
     os.chdir("d")
 print("made", len(os.getcwd()))
@@ -155,7 +158,7 @@ PY
 
 
 def test_a_tree_past_python_s_recursion_limit_in_the_run_s_scratch_wedges_no_exec(scene: Scene) -> None:
-    """1,200 levels of directories in each place of the seal's scratch the sandbox writes
+    """Past 1,000 levels of directories in each place of the seal's scratch the sandbox writes
     (the worktree's `logs/` and `refs/`, the vault's `refs/` and `logs/` as it sees them,
     the object quarantine), and the worktree's `index` made a directory as deep. Found in
     the nineteenth round (NAME=attack10): the carry-back's walk of the scratch (Python
@@ -177,11 +180,11 @@ def test_a_tree_past_python_s_recursion_limit_in_the_run_s_scratch_wedges_no_exe
             deeptree.rmtree(os.path.join(scene.git_dir, "index"), ignore_errors=True)
 
 
-DEEP_DOTGIT = """rm -rf lib/sub && python3 - <<'PY'
+DEEP_DOTGIT = f"""rm -rf lib/sub && python3 - <<'PY'
 import os
 os.makedirs("lib/sub/.git")
 os.chdir("lib/sub/.git")
-for _ in range(1200):
+for _ in range({PAST_RECURSION}):
     os.mkdir("d")
     os.chdir("d")
 print("made")
@@ -190,7 +193,7 @@ PY
 
 
 def test_a_deep_git_dir_at_a_submodule_s_path_fails_no_run(home: Any, vault: Any, tmp_path: Path) -> None:
-    """A `.git` directory 1,200 levels deep made at a submodule's path (a gitlink of the
+    """A `.git` directory past 1,000 levels deep made at a submodule's path (a gitlink of the
     fork's commit), which the carry-back removes (git would take a repository there for the
     submodule's). Found in the nineteenth round (NAME=attack10): its removal
     (`shutil.rmtree`, one call deeper a level) raised `RecursionError` and the run's

@@ -584,8 +584,8 @@ def test_delete_fork_whose_branch_moved_meanwhile_changes_nothing(vault, monkeyp
     main_tip = vault.workspace("main").tip()
     real = wscommit.keep_recovery
 
-    def kept_then_pushed(ws, reason):  # type: ignore[no-untyped-def]
-        got = real(ws, reason)
+    def kept_then_pushed(ws, reason, **kw):  # type: ignore[no-untyped-def]
+        got = real(ws, reason, **kw)
         git("--git-dir", vault.path, "update-ref", "refs/heads/f", main_tip)  # a push into the vault
         return got
 
@@ -618,8 +618,8 @@ def test_restore_whose_branch_moved_meanwhile_leaves_no_recovery_ref(vault, monk
     main_tip = vault.workspace("main").tip()
     real = wscommit.keep_recovery
 
-    def kept_then_pushed(ws, reason):  # type: ignore[no-untyped-def]
-        got = real(ws, reason)
+    def kept_then_pushed(ws, reason, **kw):  # type: ignore[no-untyped-def]
+        got = real(ws, reason, **kw)
         git("--git-dir", vault.path, "update-ref", "refs/heads/f", main_tip)  # a push into the vault
         return got
 

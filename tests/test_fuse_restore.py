@@ -6,6 +6,7 @@ old tree, undoing the restore). Real mounts, real git, back to back, no sleeps."
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -30,23 +31,24 @@ def _git_in(mp: str, *args: str, check: bool = True) -> subprocess.CompletedProc
     return proc
 
 
+_TREES: dict[tuple[str, str], dict[str, str]] = {}
+
+
 def _files(vault: Any, rev: str) -> dict[str, str]:
-    """path -> blob id of every file of ``rev``'s tree."""
-    out = git("--git-dir", vault.path, "ls-tree", "-r", rev)
-    return {line.split("\t", 1)[1]: line.split()[2] for line in out.splitlines()}
+    """path -> blob id of every file of commit ``rev``'s tree, by `git ls-tree`; asked once
+    a commit (``rev`` is an id: what its tree holds never changes; a round's expected base
+    is one of a few, asked again every round)."""
+    key = (vault.path, rev)
+    if key not in _TREES:
+        out = git("--git-dir", vault.path, "ls-tree", "-r", rev)
+        _TREES[key] = {line.split("\t", 1)[1]: line.split()[2] for line in out.splitlines()}
+    return dict(_TREES[key])
 
 
-def _blob(vault: Any, data: bytes) -> str:
-    return (
-        subprocess.run(
-            ["git", "--git-dir", vault.path, "hash-object", "--stdin"],
-            input=data,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .strip()
-    )
+def _blob(data: bytes) -> str:
+    """The id git gives a blob of ``data`` (``git hash-object``: the SHA-1 of its header
+    and bytes), computed here rather than by a process a round."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _commit_a_new_file(vault: Any, mp: str, name: str, expected_base: str) -> None:
@@ -61,9 +63,9 @@ def _commit_a_new_file(vault: Any, mp: str, name: str, expected_base: str) -> No
         fh.write(data)
     _git_in(mp, "add", name)
     _git_in(mp, "commit", "-qm", f"add {name}")
-    head = _git_in(mp, "rev-parse", "HEAD").stdout.strip()
-    assert _git_in(mp, "rev-parse", "HEAD^").stdout.strip() == expected_base
-    assert _files(vault, head) == {**_files(vault, expected_base), name: _blob(vault, data)}
+    head, parent = _git_in(mp, "rev-parse", "HEAD", "HEAD^").stdout.split()
+    assert parent == expected_base
+    assert _files(vault, head) == {**_files(vault, expected_base), name: _blob(data)}
 
 
 @pytest.fixture
@@ -204,7 +206,7 @@ def test_a_git_add_made_right_after_a_restore_is_not_undone_by_the_daemon(
         _git_in(mp, "commit", "-qm", name)
         assert _files(vault, _git_in(mp, "rev-parse", "HEAD").stdout.strip()) == {
             **_files(vault, target),
-            name: _blob(vault, b"staged\n"),
+            name: _blob(b"staged\n"),
         }
 
 

@@ -69,7 +69,7 @@ class VaultForkRemoval:
             tip = ws.tip()
             before = ws_state(ws)
             changed: list[dict[str, str | None]] = []
-            rec = keep_recovery(ws, "delete fork")
+            rec = keep_recovery(ws, "delete fork", dirty=before["tree"] is not None)  # (one status)
             if rec is not None:
                 changed.append({"ref": rec[0], "old": None, "new": rec[1]})
             try:  # the branch first: one moved meanwhile (a push) changes nothing, no ref made

@@ -183,11 +183,13 @@ def keep_ref(ws: Fork, commit: str, tag: str, reason: str) -> str:
     return ref
 
 
-def keep_recovery(ws: Fork, reason: str) -> tuple[str, str] | None:
+def keep_recovery(ws: Fork, reason: str, dirty: bool | None = None) -> tuple[str, str] | None:
     """Keep the uncheckpointed overlay as a commit under a recovery ref
     (``refs/avfs/recovery/<fork>/-/<id>``, parent: the base) before ``reason`` discards
-    it; (ref, commit), or None when there is nothing to keep."""
-    if not ws.changes.is_dirty():
+    it; (ref, commit), or None when there is nothing to keep. ``dirty``: what
+    ``ws.changes.is_dirty()`` answered just before, where nothing can write the fork
+    meanwhile (its lock held, no mount): a status not asked twice (a fork's deletion)."""
+    if not (ws.changes.is_dirty() if dirty is None else dirty):
         return None
     pack = ws.store.pack_writer()
     try:
