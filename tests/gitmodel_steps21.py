@@ -79,8 +79,11 @@ class TwentyFirstRoundSteps(TwentiethRoundSteps):
         self.both("add", "README.md")
 
     def _other_hand(self, files: dict[str, str]) -> tuple[str, str]:
-        """Another hand's commit of ``files`` onto the fork's branch (`git --git-dir=VAULT`
-        with an index of its own); (old, new)."""
+        """`avfs status` (avfs follows what git committed in the mount: a commit of
+        another hand's on top of one avfs has not followed yet is not adopted, test_git_model21.py),
+        then another hand's commit of ``files`` onto the fork's branch (`git
+        --git-dir=VAULT` with an index of its own), adopted; (old, new)."""
+        assert self._avfs_json("status")[0] == 0
         self._tick()
         self.note(f"another hand: git --git-dir=VAULT commit-tree of {sorted(files)}, update-ref")
         env = {**self.p.env, "GIT_INDEX_FILE": os.path.join(self.home, "other-hand-index")}

@@ -39,6 +39,26 @@ def _changed(ws: Based, base: str, tip: str) -> list[Change] | None:
     return changed
 
 
+def _shown(ws: Based, changed: list[Change], follow: frozenset[str]) -> bool:
+    """Whether the workspace shows what ``changed`` made each path but ``follow``'s."""
+    files: list[tuple[str, Entry]] = []  # (compared as `git add` stores them: wsattrs)
+    for c in changed:
+        if c.path in follow:
+            continue
+        node = ws.view.lookup(c.path)
+        if c.new_oid is None:
+            if node is not None and not node.is_dir:
+                return False
+        elif node is None or node.is_dir or node.mode != c.new_mode:
+            return False
+        elif node.materialized and node.entry is not None:
+            files.append((c.path, node.entry))
+        elif ws.view.entry_oid(node) != c.new_oid:
+            return False
+    got = file_oids(ws.view, files, None) if files else {}
+    return not any(got[c.path] != c.new_oid for c in changed if c.path in got)
+
+
 def followed(ws: Based, base: str, tip: str) -> frozenset[str]:
     """The paths ``tip`` changed that the workspace shows as ``base`` has them, untouched
     by the person (no change of theirs at the path, above it or below it, no entry of the
@@ -63,21 +83,25 @@ def followed(ws: Based, base: str, tip: str) -> frozenset[str]:
         p = c.path
         if p in touched or p in under or any(a in touched for a in names.ancestors(p)):
             continue
+        # (the status says the person left it as the base has it, an overlay mount's copy
+        # of an earlier adopted commit's file too: the kind and mode must agree)
         node = ws.view.lookup(p)
         was = ws.store.tree_lookup(base_tree, p)
         if was is None:
             shows_base = node is None
         else:
-            shows_base = (
-                node is not None
-                and not node.is_dir
-                and node.entry is None
-                and not node.materialized
-                and node.mode == was[1]
-                and ws.view.entry_oid(node) == was[0]
-            )
+            shows_base = node is not None and not node.is_dir and node.mode == was[1]
+        if shows_base and live is None:
+            with ws.overlay.without_upper():  # (an entry above it: not followed)
+                above, _, _ = ws.overlay.lookup(names.ancestors(p))
+            shows_base = not above
         if shows_base:
             out.add(p)
+    if out and not _shown(ws, changed, frozenset(out)):
+        # (the commit changed something else the workspace shows otherwise: not adopted,
+        # so nothing is written; a file written through the mount for a commit then not
+        # adopted showed as the person's change, found by the model's random run)
+        return frozenset()
     if out and live is not None:
         # (the kernel caches the lower layer: the commit's files go through the mount,
         # before the base moves, as a checkpoint's rebase writes them)
@@ -94,24 +118,7 @@ def adopt(ws: Based, db: Any, base: str, tip: str, follow: frozenset[str] = froz
     from . import wsretire
 
     changed = _changed(ws, base, tip)
-    if changed is None:
-        return False
-    files: list[tuple[str, Entry]] = []  # (compared as `git add` stores them: wsattrs)
-    for c in changed:
-        if c.path in follow:
-            continue
-        node = ws.view.lookup(c.path)
-        if c.new_oid is None:
-            if node is not None and not node.is_dir:
-                return False
-        elif node is None or node.is_dir or node.mode != c.new_mode:
-            return False
-        elif node.materialized and node.entry is not None:
-            files.append((c.path, node.entry))
-        elif ws.view.entry_oid(node) != c.new_oid:
-            return False
-    got = file_oids(ws.view, files, None) if files else {}
-    if any(got[c.path] != c.new_oid for c in changed if c.path in got):
+    if changed is None or not _shown(ws, changed, follow):
         return False
     # (never a root entry holding the old base's tree: the changes would then be measured
     # against it, and a status reading only what changed re-applied the old files)

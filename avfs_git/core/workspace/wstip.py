@@ -66,8 +66,12 @@ def take_tip(ws: Based, db: Any, base: str, tip: str, *, follow: frozenset[str] 
         # the next rename onto it failed with ESTALE)
         with ws.overlay.without_upper():
             got, _, _ = ws.overlay.lookup(chain)
-        if got or p in follow:
-            continue  # an entry at or above it shows what the view has there (or it follows)
+        if p in follow:
+            if p in got:  # (the person's entry there shows the old base's: it goes)
+                ws.overlay.remove(db, p, "git")
+            continue
+        if got:
+            continue  # an entry at or above it shows what the view has there
         was = store.tree_lookup(old_tree, p)
         if (was is None or was[1] == MODE_COMMIT) and _gitlink_in(store, new_tree, p):
             # a submodule git moved to another commit (`git add sub` of its checkout, then a
