@@ -65,7 +65,14 @@ class MountIndex:
         # mounted, mount/gitkeep.py; once)
         patch, self.patch_first = getattr(self, "patch_first", False), False
         return sync_index(
-            self.ws, self.wt, os.getuid(), os.getgid(), sizes=sizes, kept_after=after, view_changed=not patch
+            self.ws,
+            self.wt,
+            os.getuid(),
+            os.getgid(),
+            sizes=sizes,
+            kept_after=after,
+            view_changed=not patch,
+            note=patch,  # (what git staged as that move recorded it noted for its undo: gitmodel21)
         )
 
     def on_view(self, view: tuple[str | None, str | None], moved: bool, seq: int) -> None:

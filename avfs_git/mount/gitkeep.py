@@ -423,10 +423,12 @@ def bring_back(ws: MountedFork, reg: Registered, *, journal: bool = True) -> Bro
             if isinstance(marker, str) and _HEX.fullmatch(marker):
                 write_file(reg.files, MERGE_MARKER, marker.encode())
         staged = meta.get("staged")
-        if same and isinstance(staged, str):
+        if (same or patch) and isinstance(staged, str):
             # (the undo's note of what git had staged as the last checkpoint recorded it:
             # its undo after the remount leaves them staged, as `reset --soft` does;
-            # mount/indexahead.py reads it as data, for that one move only)
+            # mount/stagednote.py reads it as data, for that one move only; where the
+            # branch moved unmounted, the first write's patch reads it for that move, an
+            # undo of the noted one made unmounted, and notes the move anew: gitmodel21)
             write_file(reg.files, STAGED_FILE, staged.encode())
         if same:
             _restate(ws, reg, journal, now)

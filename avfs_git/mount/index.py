@@ -22,14 +22,14 @@ from ..core.workspace.wssmudge import checkout_sizes
 from . import indexflags
 from .heldstat import held_stat, inode_of
 from .indexguard import create_lock, dropped_on_error, held, open_guard, take_lock
-from .indexpatch import StatFn, patched_index, with_converted, with_sizes
+from .indexpatch import StatFn, noted_after, patched_for, with_converted, with_sizes
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
-    MERGE_MARKER,
     STAMP_FILE,
     MountedFork,
     MountedVault,
     files_dir,
+    merge_head,
     owner_record,
     read_text,
     write_file,
@@ -347,6 +347,8 @@ def sync_index(
     wait_s: float = INDEX_LOCK_WAIT_S,
     sizes: Callable[[], object] | None = None,
     kept_after: Callable[[], object] | None = None,
+    note: bool = False,
+    keep_staged: bool = False,
 ) -> bool:
     """Make the index of ``git_dir`` (a mount of ``ws``'s fork) hold ``ws``'s current base,
     with the stat data and fsmonitor token the mount answers with; left alone when it was
@@ -364,7 +366,8 @@ def sync_index(
     differ, O(index entries) in bytes, not a pass over the tree with an object lookup per
     file; what ``git add`` staged elsewhere stays staged, as after a commit.
     ``kept_after``: what the index kept per base waits for before it is written (a
-    mount's: the git commands that waited for this index to end, fuse/settle.py)."""
+    mount's: the git commands that waited for this index to end, fuse/settle.py).
+    ``note``, ``keep_staged``: how a patch is made (mount/indexpatch.py ``patched_for``)."""
     ws.view_time  # noqa: B018 - set when missing: no write to the database under the guard
     own = files_dir(ws.vault, ws.fork)
     slot = held(own)  # (this thread moved the base under the guard: mount/indexguard.py)
@@ -395,8 +398,7 @@ def sync_index(
                 sizes()
             stat_of = index_stat(ws, uid, gid, view, unknown_zero=later)
             old = (read_text(stamp_path) or "").split(" ")
-            data = None
-            shown = ws.visible_filter()
+            data, noted, shown = None, None, ws.visible_filter()
             hidden = None if shown is None else (lambda p: not shown(p, NodeKind.FILE))
             if (
                 hidden is None
@@ -405,7 +407,8 @@ def sync_index(
                 and len(old) == 3
                 and old[1:] == stamp.split(" ")[1:]
             ):
-                data = patched_index(ws, git_dir, old[0], base, stat_of, view.token)
+                how = (note, keep_staged)
+                data, noted = patched_for(ws, git_dir, own, old[0], base, stat_of, view.token, *how)
             keeps, lazy, patched = False, ws.store.promisor.remote() is not None, data is not None
             fetching: Callable[[], None] | None = None
             if data is None and lazy and hidden is None and merging is None:
@@ -435,6 +438,7 @@ def sync_index(
         # (git's skip-worktree and assume-unchanged bits: kept where the index is made anew)
         write_locked(git_dir, fd, data if patched else indexflags.carried(git_dir, data))
         write_file(own, STAMP_FILE, stamp.encode())
+        noted_after(own, noted)
         if keeps:  # for the next mount of this base, off git's way (mount/keptindex.py)
             _keep_later(ws, base, data, kept_after)
         return True
@@ -594,27 +598,3 @@ def _with_untracked_cache(
         ws.store, skeleton, data, mountpoint, git_dir, ignores, scratch=own, fetched=fetched, head_ahead=head
     )
     return data if ext is None else untracked.with_extension(data, ext)
-
-
-def merge_head(git_dir: str, own: str, merging: dict[str, Any] | None) -> None:
-    """An open avfs merge is git's merge in the mount: ``MERGE_HEAD`` (so ``git commit``
-    there makes the two-parent commit, once ``git add`` resolved the unmerged paths) and
-    ``MERGE_MSG``; removed when it ends (only those avfs wrote: the marker file in the
-    mount's own directory ``own`` says)."""
-    marker = os.path.join(own, MERGE_MARKER)
-    head = os.path.join(git_dir, "MERGE_HEAD")
-    if merging is not None:
-        write_file(git_dir, "MERGE_MSG", str(merging.get("message") or "").encode(), via=own)
-        write_file(git_dir, "MERGE_HEAD", f"{merging['theirs']}\n".encode(), via=own)
-        write_file(own, MERGE_MARKER, str(merging["theirs"]).encode())
-        return
-    ours = read_text(marker)
-    if ours is None:
-        return
-    if read_text(head) == f"{ours}\n":
-        for name in ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"):
-            try:
-                os.unlink(os.path.join(git_dir, name))
-            except FileNotFoundError:
-                pass
-    os.unlink(marker)

@@ -31,7 +31,6 @@ committed the old tree on the restored commit (tests/contract/test_git_in_mount.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable
 from typing import Protocol
@@ -40,7 +39,7 @@ from .heldstat import Stat, written_stat
 from .index import index_stat, read_view
 from .indexguard import held
 from .indexpatch import StatFn, patched_index
-from .ownfiles import MAX_INDEX, STAGED_FILE, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
+from .ownfiles import MAX_INDEX, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
 
 AHEAD = "index.avfs-ahead"  # in the worktree's git dir: the index written before its rename
 Land = Callable[[bool], None]  # called with whether the branch moved
@@ -71,6 +70,8 @@ def write_ahead(
     left unstamped for the move's own write; False: put back as it was); None when nothing
     was written (no lock held, an open merge, hidden paths, an index not written for the
     current base: the move's own write does it, as before)."""
+    from .stagednote import note, undone  # (a checkpoint's: not every status's modules)
+
     slot = held(own)
     if slot is None or slot.git_dir != git_dir or slot.fd is None or ws.visible_filter() is not None:
         return None
@@ -91,7 +92,7 @@ def write_ahead(
         stat_of = _recorded_first(
             index_stat(ws, uid, gid, view._replace(base=commit)), written_stat(ws, uid, gid)
         )
-        keep = frozenset() if view_changed else _undone_staging(own, view.base, commit)
+        keep = frozenset() if view_changed else undone(own, view.base, commit)
         staged: set[str] = set()
         with ws.overlay.remembering():  # (written_stat's reads of the recorded paths share their ancestors)
             data = patched_index(ws, git_dir, view.base, commit, stat_of, token, keep=keep, staged=staged)
@@ -109,7 +110,7 @@ def write_ahead(
     def land(moved: bool) -> None:
         if moved and not view_changed:
             write_file(own, STAMP_FILE, f"{commit} {view.view_time} -".encode())
-            _note_staging(own, base, commit, staged)
+            note(own, base, commit, staged)
         elif moved:
             pass  # (the view's new stat data: the move writes the index whole after it)
         else:
@@ -117,39 +118,6 @@ def write_ahead(
             write_file(own, STAMP_FILE, old_stamp.encode())
 
     return land
-
-
-def _note_staging(own: str, base: str, commit: str, staged: set[str]) -> None:
-    """After a move that keeps the view from ``base`` to ``commit`` (a checkpoint, an
-    exec's record): the paths it recorded that git had staged as it recorded them
-    (``staged``: `git add` of the file, then the checkpoint), kept in the mount's own
-    directory (no confined command writes it) for the undo of that very move
-    (:func:`_undone_staging`). Before (gitmodel19), the undo put every path the
-    checkpoint recorded back to the old commit's entry: a file `git add`ed and then
-    checkpointed came back unstaged, where git's `reset --soft HEAD~1` keeps it staged.
-    The note outlives a remount of the fork where its branch did not move meanwhile
-    (mount/gitkeep.py keeps it with git's state; lost at the unmount until gitmodel20)."""
-    if not staged:  # (the usual checkpoint: no file written, an old note dropped)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(own, STAGED_FILE))
-        return
-    doc = {"from": base, "to": commit, "paths": sorted(staged)}
-    write_file(own, STAGED_FILE, json.dumps(doc).encode())
-
-
-def _undone_staging(own: str, base: str, commit: str) -> frozenset[str]:
-    """The paths :func:`_note_staging` noted for the move from ``commit`` to ``base`` that
-    the move from ``base`` back to ``commit`` undoes (an `avfs undo` of that checkpoint):
-    their entries stay as git's index has them, staged, as `git reset --soft` leaves them."""
-    raw = read_text(os.path.join(own, STAGED_FILE))
-    try:
-        doc = json.loads(raw) if raw else None
-    except ValueError:
-        return frozenset()
-    if not isinstance(doc, dict) or doc.get("from") != commit or doc.get("to") != base:
-        return frozenset()
-    paths = doc.get("paths")
-    return frozenset(p for p in paths if isinstance(p, str)) if isinstance(paths, list) else frozenset()
 
 
 def _recorded_first(stat_of: StatFn, written: Callable[[str], Stat | None]) -> StatFn:

@@ -53,6 +53,7 @@ def patched_index(
     *,
     keep: frozenset[str] = frozenset(),
     staged: set[str] | None = None,
+    keep_staged: bool = False,
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
@@ -60,7 +61,11 @@ def patched_index(
     entries, unreadable): then it is written whole. ``keep``: paths left as the index has
     them (what git staged that an undo keeps staged, mount/indexahead.py); ``staged``:
     filled with the paths whose entry the index already held as ``new_base`` has it (or
-    lacked, where ``new_base`` has none): what git had staged as the move records it."""
+    lacked, where ``new_base`` has none): what git had staged as the move records it.
+    ``keep_staged`` (another hand's commit adopted, gitmodel21): a path whose entry git
+    staged (neither ``old_base``'s nor ``new_base``'s) stays as git has it, as a plain
+    worktree keeps its whole index when another hand moves its branch (`MM`: staged,
+    changed again, then committed by another hand as the file shows it)."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -90,6 +95,8 @@ def patched_index(
             return None
         data = whole
         offs, hits, off = walked
+    if keep_staged:
+        _drop_staged(ws, data, old_base, hits, repl)
     if staged is not None:
         staged.update(_already(data, hits, repl, changed))
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
@@ -140,6 +147,27 @@ def patched_index(
 
         body = compressed(body)
     return body + hashlib.sha1(body).digest()
+
+
+def _drop_staged(
+    ws: MountedFork,
+    data: bytes,
+    old_base: str,
+    hits: dict[bytes, tuple[int, int]],
+    repl: dict[bytes, bytes | None],
+) -> None:
+    """:func:`patched_index`'s ``keep_staged``: out of ``repl`` (and ``hits``) each path
+    whose entry in index ``data`` is neither ``old_base``'s nor its replacement (what git
+    staged there, an added file or a removal `git rm --cached` made included)."""
+    old_tree = ws.store.commit_tree(old_base)
+    for name in list(repl):
+        new, hit = repl[name], hits.get(name)
+        have = None if hit is None else data[hit[0] + 24 : hit[0] + 28] + data[hit[0] + 40 : hit[0] + 60]
+        was = ws.store.tree_lookup(old_tree, name.decode("utf-8", "surrogateescape"))
+        old = None if was is None else struct.pack(">I", was[1]) + bytes.fromhex(was[0])
+        if have != old and have != (None if new is None else new[24:28] + new[40:60]):
+            del repl[name]
+            hits.pop(name, None)
 
 
 def _moved(
@@ -444,3 +472,39 @@ def with_converted(ws: MountedFork, base: str, data: bytes) -> bytes:
         return data
     body = bytes(out[:-20])
     return body + hashlib.sha1(body).digest()
+
+
+def patched_for(
+    ws: MountedFork,
+    git_dir: str,
+    own: str,
+    old: str,
+    base: str,
+    stat_of: StatFn,
+    token: str,
+    note: bool,
+    keep_staged: bool,
+) -> tuple[bytes | None, tuple[str, str, set[str]] | None]:
+    """:func:`.index.sync_index`'s patch of the index written for ``old`` (mount/indexpatch.py),
+    and what to note once it is written. ``note`` (the first write of a mount whose kept
+    index a move made unmounted patches, mount/gitkeep.py): the patch keeps what avfs's
+    note says an undo keeps staged, and what git had staged as the move recorded it is
+    noted, as for one made mounted (gitmodel21: mount/stagednote.py). ``keep_staged``:
+    another hand's commit adopted (mount/indexpatch.py)."""
+    keep, staged = frozenset[str](), set[str]()
+    if note:
+        from .stagednote import undone  # (only at a mount's first write after a move unmounted)
+
+        keep = undone(own, old, base)
+    data = patched_index(
+        ws, git_dir, old, base, stat_of, token, keep=keep, staged=staged, keep_staged=keep_staged
+    )
+    return data, ((old, base, staged) if note and data is not None else None)
+
+
+def noted_after(own: str, what: tuple[str, str, set[str]] | None) -> None:
+    """:func:`.stagednote.note` of what :func:`patched_for` gave, once the index is written (None: nothing)."""
+    if what is not None:
+        from .stagednote import note
+
+        note(own, *what)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .indexahead import Land
-from .index import merge_head, read_view, sync_index
+from .index import read_view, sync_index
 from .indexguard import guarded, open_guard
 from .indexguard import held as guard_held
 from .ownfiles import (
@@ -32,6 +32,7 @@ from .ownfiles import (
     MountedVault,
     daemon_serves,
     files_dir,
+    merge_head,
     owner_record,
     read_git_file,
     read_text,
@@ -418,7 +419,7 @@ def live_git_dir(ws: MountedFork) -> str | None:
 def merge_given_up(ws: MountedFork, theirs: str) -> bool:
     """Whether git in the live mount of ``ws``'s fork ended avfs's open merge of ``theirs``
     (core/workspace/mergestate.py) itself: ``git merge --abort`` or ``--quit``, ``git
-    reset`` there remove the ``MERGE_HEAD`` avfs wrote (mount/index.py ``merge_head``: its
+    reset`` there remove the ``MERGE_HEAD`` avfs wrote (mount/ownfiles.py ``merge_head``: its
     marker in the mount's own files, which git never touches, says it did). Written
     ``MERGE_HEAD`` first, marker after: a merge being opened is never taken for one given up."""
     live = _live_mount(ws)
@@ -491,7 +492,9 @@ def stamp_current(ws: MountedFork, *, held: bool = False) -> None:
             # (another hand's commit adopted under an unchanged view: the index patched
             # where the two commits differ, as after a checkpoint; written whole, it lost
             # what git had staged elsewhere, gitmodel20)
-            sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=False)
+            # (and where git had staged something else at one of its paths, that entry
+            # stays: a plain worktree's `MM` after another hand's commit, gitmodel21)
+            sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=False, keep_staged=True)
         return
     try:
         guard = None if held or guard_held(live.files) else open_guard(live.files)

@@ -249,3 +249,27 @@ def scrub_dir(git_dir: str, *, whole: list[bool] | None = None) -> list[str]:
     if whole is not None:
         whole.append(seen <= SCRUB_MAX)
     return removed
+
+
+def merge_head(git_dir: str, own: str, merging: dict[str, Any] | None) -> None:
+    """An open avfs merge is git's merge in the mount: ``MERGE_HEAD`` (so ``git commit``
+    there makes the two-parent commit, once ``git add`` resolved the unmerged paths) and
+    ``MERGE_MSG``; removed when it ends (only those avfs wrote: the marker file in the
+    mount's own directory ``own`` says)."""
+    marker = os.path.join(own, MERGE_MARKER)
+    head = os.path.join(git_dir, "MERGE_HEAD")
+    if merging is not None:
+        write_file(git_dir, "MERGE_MSG", str(merging.get("message") or "").encode(), via=own)
+        write_file(git_dir, "MERGE_HEAD", f"{merging['theirs']}\n".encode(), via=own)
+        write_file(own, MERGE_MARKER, str(merging["theirs"]).encode())
+        return
+    ours = read_text(marker)
+    if ours is None:
+        return
+    if read_text(head) == f"{ours}\n":
+        for name in ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE"):
+            try:
+                os.unlink(os.path.join(git_dir, name))
+            except FileNotFoundError:
+                pass
+    os.unlink(marker)

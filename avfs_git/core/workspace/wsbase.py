@@ -13,7 +13,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptStateError, InternalError
+from ..errors import CorruptStateError
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
@@ -39,8 +39,10 @@ def sync_base(ws: Based) -> bool:
       into the vault is picked up: there is nothing to lose);
     - with a non-empty overlay and a moved ref: when the new commits only recorded
       what the workspace already shows (``git commit`` inside the mount), the new tip
-      becomes the base and the view is kept; otherwise the base stays, and the next
-      checkpoint stops with :class:`RefMovedError`.
+      becomes the base and the view is kept; where the fork is mounted, paths the
+      commits changed and the person did not follow them (:mod:`.wsadopt`, gitmodel21);
+      otherwise the base stays, and the next checkpoint rebases the changes onto the
+      new tip or (``rebase=False``) stops with :class:`RefMovedError`.
 
     Returns False when the fork's ref is gone (the fork was deleted), else True.
     """
@@ -77,28 +79,39 @@ def sync_base(ws: Based) -> bool:
         # never while a checkpoint of this fork runs (it holds the fork lock, and its
         # ref move is not finished until it retired what it captured)
         from ..errors import BusyError
+        from . import wsadopt  # (only where another hand moved the ref: not every command's)
 
         try:
             # the index guard held from the move to the index's patch: a pure-FUSE
             # daemon's refresh of the index (on seeing the base move) then finds it
             # written for the new base (before, it could come first and write it whole,
             # what git had staged lost: gitmodel20), as follow_git holds it
-            with ws.fork_lock(wait_s=0), ws.index_guard():
-                with ov.txn() as db:
-                    base = ov.get_meta("base")
-                    tip = ws.tip()
-                    adopted = (
-                        ov.get_meta("pending") is None
-                        and base is not None
-                        and tip is not None
-                        and base != tip
-                        and _adopt(ws, db, base, tip)
-                    )
-                if adopted:
-                    # once the move is committed: a stamp naming a base other processes
-                    # cannot see yet makes the mount's daemon, reading the old base,
-                    # rewrite the index git just committed for that old base
-                    ws.stamp_index()  # (git's index kept where git made it, else patched)
+            with ws.fork_lock(wait_s=0):
+                # the paths the commit changed that the person did not (gitmodel21): they
+                # follow it, written through a live overlay mount first (wsadopt.py)
+                seen = (ov.get_meta("base"), ws.tip())
+                was, now = seen
+                follow = wsadopt.followed(ws, was, now) if was and now and was != now else frozenset()
+                with ws.index_guard():
+                    with ov.txn() as db:
+                        base = ov.get_meta("base")
+                        tip = ws.tip()
+                        adopted = (
+                            ov.get_meta("pending") is None
+                            and base is not None
+                            and tip is not None
+                            and base != tip
+                            and wsadopt.adopt(
+                                ws, db, base, tip, follow if (base, tip) == seen else frozenset()
+                            )
+                        )
+                    if adopted:
+                        # once the move is committed: a stamp naming a base other processes
+                        # cannot see yet makes the mount's daemon, reading the old base,
+                        # rewrite the index git just committed for that old base
+                        ws.stamp_index()  # (git's index kept where git made it, else patched)
+                if adopted and follow:
+                    ws.base_moved(view_changed=False)  # (a pure-FUSE daemon drops its caches)
         except BusyError:
             pass
         return True
@@ -248,45 +261,6 @@ def _follow_ref_live(ws: Based) -> bool:
     if changed_since_base(ws):
         return True  # uncheckpointed changes: the base stays (sync_base's rule)
     set_base(ws, tip, keep_view=False)
-    return True
-
-
-def _adopt(ws: Based, db: Any, base: str, tip: str) -> bool:
-    """Take ``tip`` as the base, keeping the view, when its commits (descending from the
-    base) changed nothing the workspace does not already show; True when it did (the
-    caller then stamps the mount's index, the transaction committed)."""
-    try:
-        if not ws.store.descendant_of(tip, base):
-            return False
-    except InternalError:  # libgit2 cannot tell (an id missing or malformed)
-        return False
-    base_tree = ws.store.commit_tree(base)
-    tip_tree = ws.store.commit_tree(tip)
-    changed: list[Change] = []
-    diff_trees(ws.store, base_tree, tip_tree, "", changed)
-    files: list[tuple[str, Entry]] = []  # (compared as `git add` stores them: wsattrs)
-    for c in changed:
-        node = ws.view.lookup(c.path)
-        if c.new_oid is None:
-            if node is not None and not node.is_dir:
-                return False
-        elif node is None or node.is_dir or node.mode != c.new_mode:
-            return False
-        elif node.materialized and node.entry is not None:
-            files.append((c.path, node.entry))
-        elif ws.view.entry_oid(node) != c.new_oid:
-            return False
-    got = file_oids(ws.view, files, None) if files else {}
-    if any(got[c.path] != c.new_oid for c in changed if c.path in got):
-        return False
-    # (never a root entry holding the old base's tree: the changes would then be measured
-    # against it, and a status reading only what changed re-applied the old files)
-    take_tip(ws, db, base, tip)
-    if not ws.changes.status():
-        # everything uncheckpointed is now in the tip: the overlay has nothing left but
-        # what git does not hold (paths it ignores, empty directories)
-        entries = ws.overlay.all()
-        wsretire.retire_onto(ws, db, wsretire.retirable(ws, entries, tip_tree, fresh=True), tip, seen=entries)
     return True
 
 

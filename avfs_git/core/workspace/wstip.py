@@ -41,14 +41,16 @@ class Based(Fork, Protocol):
     def moved_here(self, commit: str, *, off_branch: bool = False) -> bool: ...
 
 
-def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
+def take_tip(ws: Based, db: Any, base: str, tip: str, *, follow: frozenset[str] = frozenset()) -> None:
     """In the overlay's transaction ``db``: make ``tip`` the base while the workspace
     keeps showing what it shows. Where the two commits differ and no entry (the
     database's or the upper layer's) covers the path, the view showed the old base
     there: an entry now holds that (a blob or tree of the old base, or a deletion), so
     the new base changes nothing anyone sees, the lower layer of an overlay mount
     included. Entries that now show exactly the new base go. Nothing of the old base
-    is put back as a whole: the entries are what the view differs from the new base."""
+    is put back as a whole: the entries are what the view differs from the new base.
+    ``follow``: paths that show the new base from now on (another hand's commit's, which
+    the person did not touch: :mod:`.wsadopt`), held by no entry."""
     store = ws.store
     old_tree = store.commit_tree(base)
     new_tree = store.commit_tree(tip)
@@ -64,6 +66,10 @@ def take_tip(ws: Based, db: Any, base: str, tip: str) -> None:
         # the next rename onto it failed with ESTALE)
         with ws.overlay.without_upper():
             got, _, _ = ws.overlay.lookup(chain)
+        if p in follow:
+            if p in got:  # (the person's entry there shows the old base's: it goes)
+                ws.overlay.remove(db, p, "git")
+            continue
         if got:
             continue  # an entry at or above it shows what the view has there
         was = store.tree_lookup(old_tree, p)
