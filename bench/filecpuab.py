@@ -41,7 +41,7 @@ def _run(tree: str, name: str, files: list[str], tag: str) -> dict[str, float]:
                 "no:cacheprovider",
                 "-q",
                 "-x",
-                f"--basetemp=/tmp/{tag}-ab-{name}",
+                f"--basetemp=/tmp/{tag}-ab-{name}-{os.getpid()}",
                 *files,
             ],
             cwd=tree,

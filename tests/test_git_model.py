@@ -63,6 +63,7 @@ BACKEND = "overlay"  # set per test below (a state machine class per backend)
 # the check after every step reads again only the mount's files whose stat changed, and all
 # of them at every FULL_READ_EVERY-th check (see _tree)
 FULL_READ_EVERY = 8
+VERBOSE = os.environ.get("AVFS_MODEL_VERBOSE")  # (read here too: run_seeded's rules printed)
 LOG = os.environ.get("AVFS_MODEL_LOG")  # every step appended as it runs (read here: the tests drop AVFS_*)
 RULES = [r for r in os.environ.get("AVFS_MODEL_RULES", "").split(",") if r]  # (see _machine)
 
@@ -2202,7 +2203,7 @@ def run_seeded(
             exc.add_note(f"run_seeded: seed {seed_ + n} on {backend}, rules: {' | '.join(done)}")
             raise
         finally:
-            if os.environ.get("AVFS_MODEL_VERBOSE"):
+            if VERBOSE:
                 print(f"\nrun_seeded seed {seed_ + n}: " + " | ".join(done), file=sys.stderr)
             machine.teardown()
 
