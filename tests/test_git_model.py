@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -62,6 +63,7 @@ BACKEND = "overlay"  # set per test below (a state machine class per backend)
 # the check after every step reads again only the mount's files whose stat changed, and all
 # of them at every FULL_READ_EVERY-th check (see _tree)
 FULL_READ_EVERY = 8
+VERBOSE = os.environ.get("AVFS_MODEL_VERBOSE")  # (read here too: run_seeded's rules printed)
 LOG = os.environ.get("AVFS_MODEL_LOG")  # every step appended as it runs (read here: the tests drop AVFS_*)
 RULES = [r for r in os.environ.get("AVFS_MODEL_RULES", "").split(",") if r]  # (see _machine)
 
@@ -208,6 +210,16 @@ class Side:
     def porcelain(self) -> list[str]:
         return sorted(self.git("status", "--porcelain=v2", "--untracked-files=all").stdout.splitlines())
 
+    def porcelain_head(self) -> tuple[str, list[str]]:
+        """(HEAD's commit id as git's status names it, :meth:`porcelain`), from one `git
+        status --branch`: its ``# branch.oid`` line, the ``# branch.*`` header lines out of
+        the rows (the check's: HEAD was a `git log` of each side's, suitetime27)."""
+        out = self.git(
+            "status", "--porcelain=v2", "--branch", "--no-ahead-behind", "--untracked-files=all"
+        ).stdout.splitlines()
+        head = next(ln.split()[2] for ln in out if ln.startswith("# branch.oid "))
+        return head, sorted(ln for ln in out if not ln.startswith("# branch."))
+
     def worktree_tree(self, paths: list[str] | None = None) -> str:
         """The tree of the files as `git add -A` over HEAD sees them (in another index),
         or of HEAD with only ``paths`` taken from the files."""
@@ -257,6 +269,16 @@ class Side:
         ):
             if marked:
                 g("update-index", flag, "--", *marked)
+
+    def index_path(self) -> str:
+        """git's index of this side: ``.git/index``, or the mount's gitfile's directory's
+        (``gitdir: <vault>/worktrees/<id>``, mount/worktree.py)."""
+        dot = os.path.join(self.root, ".git")
+        if os.path.isdir(dot):
+            return os.path.join(dot, "index")
+        with open(dot) as fh:
+            gitdir = fh.read().removeprefix("gitdir: ").strip()
+        return os.path.join(self.root, gitdir, "index")  # (an absolute gitdir stays as it is)
 
     def flags(self) -> list[str]:
         """`git ls-files -v` of the entries git marked (skip-worktree ``S``/``s``,
@@ -320,6 +342,39 @@ class Side:
         for i in range(0, len(diff) - 1, 2):
             out.add((diff[i + 1], words[diff[i][0]]))
         return out
+
+
+def _unflagged(index: str) -> bool:
+    """Whether git's ``index`` file marks no entry, read as git's documentation of the format
+    says (gitformat-index(5)): a version-2 index (skip-worktree needs version 3's extended
+    flags) none of whose entries has the assume-valid bit or a stage (unmerged), and no
+    split index (its ``link`` extension: the entries are another file's). Then `git ls-files
+    -v` lists every entry ``H``: :meth:`Side.flags` is empty. False where any of that is
+    not so, or the file is not there: ask git (two git processes of the check's eight,
+    suitetime27)."""
+    try:
+        with open(index, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    if len(data) < 32 or data[:4] != b"DIRC" or int.from_bytes(data[4:8], "big") != 2:
+        return False
+    at, end = 12, len(data) - 20
+    for _ in range(int.from_bytes(data[8:12], "big")):
+        flags = int.from_bytes(data[at + 60 : at + 62], "big")
+        if flags & 0xF000:  # (assume-valid 0x8000, extended 0x4000, the stage 0x3000)
+            return False
+        size = flags & 0xFFF
+        if size == 0xFFF:
+            size = data.index(b"\0", at + 62) - (at + 62)
+        at += (62 + size + 8) & ~7
+        if at > end:
+            return False
+    while at < end:  # the extensions: a signature and a size each
+        if data[at : at + 4] == b"link":
+            return False
+        at += 8 + int.from_bytes(data[at + 4 : at + 8], "big")
+    return at == end
 
 
 def _ref_files(git_dir: str) -> list[tuple[str, int, int, int, int]]:
@@ -429,6 +484,9 @@ def _made() -> Path | None:
         left = [p for p in named if not words & set(Path(p).relative_to(home).parts)]
         assert left == [str(_config_json(home))], f"the model's home names where it is: {left}"
         assert json.loads(_config_json(home).read_text())["imported"]["dir"] == str(src)
+        # the source's branch `topic`, made after the vault (only a fetch brings it): made
+        # here once, not in each model's copy (four git processes a model, suitetime27)
+        _topic(src)
         _MADE["top"], _MADE["print"] = top, _print(top)
     top = _MADE["top"]
     assert _print(top) == _MADE["print"], f"the model's made source and home {top} were changed"
@@ -552,7 +610,8 @@ class GitModel(
         # a local remote `up` on both sides (the source, a branch `topic` one commit ahead
         # of main, made after the vault: only a fetch brings it): `git fetch up` in the
         # mount fetches into the vault
-        _topic(src)
+        if made is None:  # (else in the made source already: _made)
+            _topic(src)
         for side in (self.m, self.p):
             side.git("remote", "add", "up", str(src))
         self.steps: list[str] = []
@@ -1570,14 +1629,22 @@ class GitModel(
             for kept in self.kept_labels:
                 kept.clear()  # the tags and notes read again too
         assert _tree(self.m.root, self.kept) == _tree(self.p.root), f"files differ {where}"
-        m_status, p_status = self.m.porcelain(), self.p.porcelain()
+        (m_head, m_status), (p_head, p_status) = self.m.porcelain_head(), self.p.porcelain_head()
         assert m_status == p_status, f"git status differs {where}\nmount: {m_status}\nplain: {p_status}"
-        p_flags = self.p.flags()
-        assert self.m.flags() == p_flags, f"index bits differ {where}"
-        (m_head, m_history), (p_head, p_history) = self.m.log(), self.p.log()
-        assert m_history == p_history, f"history differs {where}"
-        # (the same objects, avfs's own commits included: see __init__)
-        assert m_head == p_head, where
+        # (`ls-files -v` of each side where either index may mark an entry: _unflagged)
+        if _unflagged(self.p.index_path()) and _unflagged(self.m.index_path()):
+            p_flags = []
+        else:
+            p_flags = self.p.flags()
+            assert self.m.flags() == p_flags, f"index bits differ {where}"
+        # the history: HEAD the same commit on both sides (the same objects, avfs's own
+        # commits included: see __init__), which names its history, every parent and tree
+        # (a commit's id is its hash); each side's `git log` is read only to say how they
+        # differ (it was read at every check: two git processes of its eight, suitetime27)
+        if m_head != p_head:
+            m_history, p_history = self.m.history(), self.p.history()
+            assert m_history == p_history, f"history differs {where}"
+            raise AssertionError(f"HEAD differs {where}: mount {m_head}, plain {p_head}")
         m_labels, p_labels = self.m.labels(self.kept_labels[0]), self.p.labels(self.kept_labels[1])
         assert m_labels == p_labels, f"tags or notes differ {where}"
         op = self.busy()
@@ -1609,8 +1676,37 @@ class GitModel(
         # (git's index is the branch's tree where HEAD is the branch and its status shows
         # nothing staged, intent-to-add or unmerged: porcelain v2's X of every entry `.`)
         at_rev = op is None and all((ln[:3] == "1 ." and ln[3] != "A") or ln[:2] == "? " for ln in p_status)
-        want = self.p.changes("refs/heads/f", refresh=False, flagged=flagged, at_rev=at_rev)
+        want = _status_changes(p_status) if at_rev and not flagged else None
+        if want is None:
+            want = self.p.changes("refs/heads/f", refresh=False, flagged=flagged, at_rev=at_rev)
         assert got == want, f"avfs status differs from git {where}\navfs: {sorted(got)}\ngit: {sorted(want)}"
+
+
+def _status_changes(rows: list[str]) -> set[tuple[str, str]] | None:
+    """What the plain side's working tree differs from the branch, read from its `git status
+    --porcelain=v2 --untracked-files=all` ``rows`` where git's index is the branch's tree
+    and marks no entry (the check's ``at_rev`` and not ``flagged``): each unstaged change
+    (``1 .M``, ``.T``: modified; ``.D``: deleted) and each untracked file (added), as
+    :meth:`Side.changes` finds them with `add -A` and `diff --cached` of a copy of the
+    same index (two git processes of the check's: suitetime27). None (ask
+    :meth:`Side.changes`) where a row is anything else: a submodule's, a quoted path, an
+    untracked directory (a repository inside: `add -A` records a gitlink)."""
+    words = {"M": "modified", "T": "modified", "D": "deleted"}
+    out: set[tuple[str, str]] = set()
+    for ln in rows:
+        if ln.startswith("? "):
+            path = ln[2:]
+            if path.startswith('"') or path.endswith("/"):
+                return None
+            out.add((path, "added"))
+            continue
+        fields = ln.split(" ", 8)
+        if len(fields) != 9 or fields[0] != "1" or fields[1][0] != "." or fields[2] != "N...":
+            return None
+        if fields[1][1] not in words or fields[8].startswith('"'):
+            return None
+        out.add((fields[8], words[fields[1][1]]))
+    return out
 
 
 _SPARSE = re.compile(r"^\s*sparsecheckout\s*=\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
@@ -2037,6 +2133,79 @@ def run_masked(model: type, keep: list[str], backend: str, *, seed_: int, steps:
             phases=[Phase.explicit, Phase.generate],
         ),
     )
+
+
+class _Seeded:
+    """``st.data()``'s object for :func:`run_seeded`: each draw made by ``rng``."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def draw(self, strategy: Any) -> Any:
+        return _seeded_draw(self.rng, strategy)
+
+
+def _seeded_draw(rng: random.Random, strategy: Any) -> Any:
+    """A value of ``strategy`` chosen by ``rng``, for the strategies the model's rules take:
+    `sampled_from` (untransformed), `booleans` and `data`; any other is an error here."""
+    from hypothesis.strategies._internal.core import DataStrategy
+    from hypothesis.strategies._internal.misc import BooleansStrategy
+    from hypothesis.strategies._internal.strategies import SampledFromStrategy
+
+    s = getattr(strategy, "wrapped_strategy", strategy)  # (a LazyStrategy: st.booleans())
+    if isinstance(s, SampledFromStrategy) and not s._transformations:
+        return rng.choice(list(s.elements))
+    if isinstance(s, BooleansStrategy):
+        return rng.random() < 0.5
+    if isinstance(s, DataStrategy):
+        return _Seeded(rng)
+    raise TypeError(f"run_seeded draws no {strategy!r}")
+
+
+def run_seeded(
+    model: type, keep: list[str], backend: str, *, seed_: int, steps: int, examples: int = 1
+) -> None:
+    """``examples`` random runs of ``model`` on ``backend`` of ``steps`` steps each, the rules
+    ``keep`` only, each step a rule whose preconditions hold and its arguments chosen by
+    `random.Random(seed_ + n)` for the n-th run, the model checked (its invariant, ``check``)
+    after the set-up and after every step, as hypothesis runs a state machine.
+
+    :func:`run_masked` with one example (what CI ran) runs hypothesis's simplest example
+    only, the first rule by hypothesis's order with every argument its simplest, every
+    step: `test_git_model19`'s random run was `remount_anywhere` twelve times. A seeded run
+    draws each step among the rules (suitetime27); a failure names its seed and steps
+    (replayed by ``python -m tests.replay_gitmodel``, the steps logged with
+    ``AVFS_MODEL_LOG``). Scale it by hand with more ``examples`` or steps, or run
+    :func:`run_masked` for hypothesis's own search and shrinking."""
+    global BACKEND
+    BACKEND = backend
+    found = {
+        n: f.hypothesis_stateful_rule
+        for n, f in vars_of(model).items()
+        if hasattr(f, "hypothesis_stateful_rule")
+    }
+    assert set(keep) <= set(found), sorted(set(keep) - set(found))
+    rules = [found[n] for n in keep]
+    for n in range(examples):
+        rng = random.Random(seed_ + n)
+        machine = model()
+        done: list[str] = []
+        try:
+            machine.check()
+            for _ in range(steps):
+                can = [r for r in rules if all(pre(machine) for pre in r.preconditions)]
+                rule = rng.choice(can)
+                args = {k: _seeded_draw(rng, v) for k, v in sorted(rule.arguments_strategies.items())}
+                done.append(rule.function.__name__ + str({k: v for k, v in args.items() if k != "data"}))
+                rule.function(machine, **args)
+                machine.check()
+        except BaseException as exc:
+            exc.add_note(f"run_seeded: seed {seed_ + n} on {backend}, rules: {' | '.join(done)}")
+            raise
+        finally:
+            if VERBOSE:
+                print(f"\nrun_seeded seed {seed_ + n}: " + " | ".join(done), file=sys.stderr)
+            machine.teardown()
 
 
 def _run(backend: str) -> None:

@@ -157,7 +157,7 @@ def test_names_like_git_s_own_in_another_case_are_made_in_a_pure_fuse_mount(
 
 
 def _random(backend: str) -> None:
-    tgm.run_masked(GitModel15, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
+    tgm.run_seeded(GitModel15, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
 
 
 @pytest.mark.timeout(900)

@@ -200,7 +200,7 @@ def test_a_staged_file_checkpointed_undone_and_restored_away_agrees_with_plain_g
 
 
 def _random(backend: str) -> None:
-    tgm.run_masked(GitModel16, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
+    tgm.run_seeded(GitModel16, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
 
 
 @pytest.mark.timeout(900)

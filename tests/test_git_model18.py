@@ -100,7 +100,7 @@ def test_each_new_step_once_agrees_with_plain_git(backend: str) -> None:
 
 
 def _random(backend: str) -> None:
-    tgm.run_masked(GitModel18, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
+    tgm.run_seeded(GitModel18, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
 
 
 @pytest.mark.timeout(900)

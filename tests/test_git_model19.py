@@ -237,7 +237,7 @@ def test_each_new_step_once_agrees_with_plain_git(backend: str) -> None:
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_random_runs_of_the_new_steps_agree_with_plain_git(backend: str) -> None:
     _require(backend)
-    tgm.run_masked(GitModel19, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
+    tgm.run_seeded(GitModel19, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
 
 
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])

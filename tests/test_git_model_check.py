@@ -65,3 +65,37 @@ def test_the_check_reads_tags_again_where_their_files_changed_and_fails_on_a_dif
         assert sum(a[0] == "for-each-ref" for a in seen) == 1  # (the mount's read again)
     finally:
         model.teardown()
+
+
+def test_the_check_asks_git_status_alone_where_nothing_is_staged_or_marked_and_fails_on_a_difference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """suitetime27: where neither index marks an entry (tgm._unflagged) and the plain side's
+    status shows nothing staged, the check asks each side's `git status` only: HEAD from its
+    ``# branch.oid``, no `git log`, no `ls-files -v`, what the working tree differs from the
+    branch from the plain side's status (no `add -A` and `diff --cached` of an index copy).
+    A commit on one side alone, an entry marked on one side alone, still fail it."""
+    require_overlay()
+    tgm.BACKEND = "overlay"
+    model = tgm.GitModel()
+    try:
+        seen = _counted(monkeypatch)
+        model.check()
+        model.write_all({"README.md": "changed on both sides\n", "new.txt": "new on both\n"})
+        del seen[:]
+        model.check()  # a change and an untracked file: git's status of each side, no more
+        assert sorted(a[0] for a in seen) == ["status", "status"], seen
+        # an entry marked on one side: `ls-files -v` of both, and the check fails
+        model.m.git("update-index", "--assume-unchanged", "LICENSE")
+        del seen[:]
+        with pytest.raises(AssertionError, match="index bits differ"):
+            model.check()
+        assert sum(a[:2] == ("ls-files", "-v") for a in seen) == 2, seen
+        model.m.git("update-index", "--no-assume-unchanged", "LICENSE")
+        model.check()
+        # a commit on one side alone: its history differs
+        model.m.git("commit", "-q", "--allow-empty", "-m", "the mount's alone")
+        with pytest.raises(AssertionError, match="history differs"):
+            model.check()
+    finally:
+        model.teardown()

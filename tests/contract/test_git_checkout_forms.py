@@ -44,9 +44,18 @@ CRAFTED = {
 }
 
 
+def sdist_tree(project: str, version: str) -> Path:
+    """``project``'s released sdist as tests/realdata.py unpacked it once (its cache), for
+    a test that only reads its files: `realdata.extract` copies it first (`cp -a` of
+    ansible-core's 4,855 files, ~0.4 s of CPU a call, suitetime27)."""
+    top = realdata._unpacked(realdata.pypi_sdist(project, version))
+    tops = list(top.iterdir())
+    return tops[0] if len(tops) == 1 and tops[0].is_dir() else top
+
+
 def _ansible_files(tmp: Path) -> dict[str, bytes]:
     """ansible-core's CRLF files and a slice of its others, by their paths in the sources."""
-    src = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp / "sdist")
+    src = sdist_tree("ansible-core", "2.17.5")
     every = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
     picked = [p for p in every if p.suffix in (".ps1", ".csv", ".txt") and b"\r" in p.read_bytes()]
     assert len(picked) >= 4, picked

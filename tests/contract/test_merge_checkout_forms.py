@@ -219,10 +219,10 @@ def test_a_real_project_s_files_keep_their_bytes_through_merges_that_bring_attri
     brings attrs 24.2.0's real ``.gitattributes`` (`* text=auto eol=lf`, from its sdist) in
     its place. After each, every file in the mount, its pages dropped, is what a plain git
     work tree that did the same merges holds, and git's status in the mount is empty."""
-    from .. import realdata
+    from .test_git_checkout_forms import sdist_tree
 
     mp, avfs = mounted
-    src = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp_path / "sdist")
+    src = sdist_tree("ansible-core", "2.17.5")  # (read only)
     every = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
     with_cr = [p for p in every if b"\r" in p.read_bytes()]
     assert len(with_cr) >= 5, with_cr  # (the sdist's own CRLF files: the point of taking it)
@@ -235,7 +235,7 @@ def test_a_real_project_s_files_keep_their_bytes_through_merges_that_bring_attri
     vault = Path(os.environ["AVFS_HOME"]) / "vaults" / "v.git"
     _git(tmp_path, "clone", "-q", "-b", "f", str(vault), str(plain))
     assert _files(mp) == _files(plain)
-    attrs_sdist = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "attrs")
+    attrs_sdist = sdist_tree("attrs", "24.2.0")
     real_attributes = next(attrs_sdist.rglob(".gitattributes")).read_text()
     assert "text=auto eol=lf" in real_attributes
     for n, (text, ff) in enumerate([(ATTRS.decode(), False), (real_attributes, True)]):
