@@ -59,7 +59,6 @@ class FourteenthRoundSteps(ModelAttrs):
         made = self.plain_checkpoint("checkpoint", commit=after if after != before else None)
         assert made == (before != after), f"checkpoint made a commit: mount {before != after}, plain {made}"
         self.last_checkpoint = made
-        self.undo_staged: set[str] = set()  # (a checkpoint made unmounted: avfs notes nothing)
 
     # -- a directory an ignore rule hid, shown again -------------------------------------------
     @precondition(lambda self: self.busy() is None)
