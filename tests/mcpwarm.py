@@ -15,7 +15,9 @@ drive it as they drive the server itself.
 Each test file that uses it still starts one server as a real ``python -m avfs_git mcp``
 process (test_mcp.py: the malformed-message and ``--json`` tests; test_mcp_badinput.py: the
 exec-output test), and :func:`forks` says how many servers the warm process made, for a
-test to check its server was one (suitetime23)."""
+test to check its server was one (suitetime23). :func:`script` runs ``python -c CODE ARGS``
+there the same way: an MCP client whose SDK import the warm process already holds
+(test_expect's MCP writers, suitetime26)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,14 @@ def command(*args: str) -> list[str]:
     """The command line that runs ``python -m avfs_git ARGS`` as a fork of this process's
     warm process (started here, once, the first time)."""
     return [sys.executable, "-I", "-S", os.path.abspath(__file__), "launch", _socket(), *args]
+
+
+def script(code: str, *args: str) -> list[str]:
+    """The command line that runs ``python -c CODE ARGS`` as a fork of this process's warm
+    process: an MCP client (the SDK's client modules are the server's, imported there),
+    whose ``sys.argv``, environment, working directory and stdio are the caller's, as in a
+    process of its own (test_expect's MCP writers: suitetime26)."""
+    return [sys.executable, "-I", "-S", os.path.abspath(__file__), "launch-code", _socket(), code, *args]
 
 
 def forks() -> int:
@@ -192,8 +202,12 @@ def _serve(request: dict[str, object], fds: list[int]) -> None:
         os.chdir(str(request["cwd"]))
         argv = list(request["argv"])  # type: ignore[call-overload]
         sys.argv = [argv[0], *argv[1:]]
-        sys.path[0:0] = [str(request["cwd"])]  # as `python -m` puts its directory first
-        runpy.run_module("avfs_git", run_name="__main__", alter_sys=True)
+        if request.get("code") is not None:  # `python -c CODE ARGS`: its directory first, as ''
+            sys.path[0:0] = [""]
+            exec(compile(str(request["code"]), "<string>", "exec"), {"__name__": "__main__"})
+        else:
+            sys.path[0:0] = [str(request["cwd"])]  # as `python -m` puts its directory first
+            runpy.run_module("avfs_git", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -213,18 +227,24 @@ def _serve(request: dict[str, object], fds: list[int]) -> None:
 
 
 # -- the launcher the client spawns ----------------------------------------------------------
-def _launch(path: str, args: list[str]) -> int:
+def _launch(path: str, args: list[str], code: str | None = None) -> int:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(path)
     main = os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "avfs_git", "__main__.py"
     )
-    request = {"argv": [main, *args], "env": dict(os.environ), "cwd": os.getcwd()}
+    request = {
+        "argv": [main if code is None else "-c", *args],
+        "code": code,
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+    }
     socket.send_fds(s, [json.dumps(request).encode()], [0, 1, 2])
     answer = _recv_line(s)
     if answer == "fallback":  # (another PYTHONPATH or PYTHONHOME: the command, as it is run)
         s.close()
-        os.execv(sys.executable, [sys.executable, "-m", "avfs_git", *args])
+        run = ["-m", "avfs_git"] if code is None else ["-c", code]
+        os.execv(sys.executable, [sys.executable, *run, *args])
     pid = int(answer)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)  # the server holds the pipes now: our copies would hide their ends
@@ -245,5 +265,7 @@ def _launch(path: str, args: list[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1] == "zygote":
         _zygote_main(sys.argv[2])
+    elif sys.argv[1] == "launch-code":
+        sys.exit(_launch(sys.argv[2], sys.argv[4:], code=sys.argv[3]))
     else:
         sys.exit(_launch(sys.argv[2], sys.argv[3:]))

@@ -172,6 +172,54 @@ def extract(archive: Path, dest: Path) -> Path:
     return tops[0] if len(tops) == 1 and tops[0].is_dir() else dest
 
 
+def unpacked_top(archive: Path) -> Path:
+    """The archive's single top directory in its one unpacked copy under the cache (or that
+    copy itself when it has several): to copy from, never to change."""
+    src = _unpacked(archive)
+    tops = list(src.iterdir())
+    return tops[0] if len(tops) == 1 and tops[0].is_dir() else src
+
+
+def owned_copy(archive: Path, dest: Path) -> Path:
+    """The archive's top directory (:func:`unpacked_top`) copied to ``dest`` (which must
+    not exist) owned by this process, modes, times and links kept: what git accepts as a
+    work tree (the unpacked files' owners are the archive's). One ``cp -a`` where tests
+    took :func:`extract`'s copy and copied that again (``shutil.copytree``: ~0.3-0.5 s of
+    CPU for a thousand files)."""
+    src = unpacked_top(archive)
+    subprocess.run(
+        ["cp", "-a", "--no-preserve=ownership", "--", str(src), str(dest)], check=True, capture_output=True
+    )
+    return dest
+
+
+def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A directory made once a session by ``build(dir)`` and handed to every test of every
+    worker that asks for ``name``: read-only to them (a test that changes what it holds
+    copies it first). It lives under the session's base temporary directory (pytest-xdist's
+    workers' parent: what pytest empties as the session starts), made beside and renamed
+    into place under a lock of its own, so two workers never build one together and none
+    reads one half made."""
+    base = factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "realdata-shared"
+    root.mkdir(parents=True, exist_ok=True)
+    done = root / name
+    if done.is_dir():
+        return done
+    with open(root / f".{name}.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if not done.is_dir():
+                part = root / f".{name}.part"
+                shutil.rmtree(part, ignore_errors=True)
+                part.mkdir()
+                build(part)
+                part.rename(done)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    return done
+
+
 @_locked
 def _unpacked(archive: Path) -> Path:
     """``archive`` unpacked under ``CACHE/unpacked`` (made once, beside it and renamed into

@@ -254,24 +254,21 @@ def test_racing_writers_one_winner_per_version(where: str, vault: Vault, tmp_pat
     # alike: four such imports were half the test's CPU; suitetime17), each server a fork
     # of the test process's warm `avfs mcp` (tests/mcpwarm.py: `python -m avfs_git mcp` run
     # in a process that has the SDK imported; suitetime23)
+    # The MCP writers' client process is a fork of that warm process too (`python -c`
+    # run there, tests/mcpwarm.py `script`: the SDK's client modules already imported, its
+    # ~1.3 s import a case saved; suitetime26)
     writers = [("cli", "c1"), ("cli", "c2"), ("api", "a1"), ("api", "a2"), ("mcp", "m1+m2")]
     server = json.dumps(mcpwarm.command("mcp"))
     forks = mcpwarm.forks()
     procs = []
     for how, name in writers:
         out = tmp_path / f"{name}.json"
-        procs.append(
-            (
-                out,
-                subprocess.Popen(
-                    [sys.executable, "-c", _WRITER, how, name, str(rounds), str(out), server],
-                    env=dict(os.environ),
-                ),
-            )
-        )
+        args = (how, name, str(rounds), str(out), server)
+        argv = mcpwarm.script(_WRITER, *args) if how == "mcp" else [sys.executable, "-c", _WRITER, *args]
+        procs.append((out, subprocess.Popen(argv, env=dict(os.environ))))
     for _, p in procs:
         assert p.wait(timeout=600) == 0
-    assert mcpwarm.forks() == forks + 2  # the two MCP writers' servers
+    assert mcpwarm.forks() == forks + 3  # the MCP writers' client and its two servers
     wins: list[tuple[str, str]] = []
     losses: list[str | None] = []
     for out, _ in procs:

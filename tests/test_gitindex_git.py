@@ -35,15 +35,24 @@ def _git(repo: Path, *args: str, **kw: str) -> bytes:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkout of the project's release, committed (git's own index of it)."""
     tmp = tmp_path_factory.mktemp("gitindex")
-    tree = realdata.extract(realdata.pypi_sdist(*PROJECT), tmp / "sdist")
-    work = tmp / "work"
-    subprocess.run(["cp", "-a", "--no-preserve=ownership", "--", str(tree), str(work)], check=True)
+    work = realdata.owned_copy(realdata.pypi_sdist(*PROJECT), tmp / "work")
     _git(work, "init", "-q", "-b", "main")
     # no `gc --auto`: the commit's ~7,000 loose objects start one, detached, which packs and
     # prunes them while a test copies the repository (`cp: cannot stat .git/objects/..`)
     _git(work, "config", "gc.auto", "0")
     _git(work, "add", "-A", "-f")
     _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "release")
+    return work
+
+
+def _index_of(project: Path, work: Path) -> Path:
+    """A repository of the project's commit to change the index of: its git directory a
+    clone sharing the project's objects (``--shared``: no copy of its ~7,000 loose
+    objects), no checkout (what these tests run reads the index, not the files; a `cp -a`
+    of the project was ~3-4 s of CPU a test); its index git's ``read-tree HEAD``."""
+    clone = ["git", "clone", "-q", "--shared", "--no-checkout", str(project), str(work)]
+    subprocess.run(clone, check=True, capture_output=True)
+    _git(work, "read-tree", "HEAD")
     return work
 
 
@@ -206,9 +215,7 @@ def test_gitlinks_and_flagged_entries_are_read_as_git_reads_them_in_every_versio
     its files, in versions 2, 3 (skip-worktree entries) and 4 (compressed names). Before the
     twenty-fifth round (NAME=attack16) both read nothing of a version 4 index: a person's
     `feature.manyFiles` index had its submodules' directories recorded as files."""
-    work = tmp_path / "work"
-    subprocess.run(["cp", "-a", "--", str(project), str(work)], check=True)
-    _git(work, "read-tree", "HEAD")  # (the index as a checkout writes it: the test above flagged it)
+    work = _index_of(project, tmp_path / "work")  # (unflagged: the test above flagged the project's)
     _git(work, "update-index", "--index-version", "2")
     head = _git(work, "rev-parse", "HEAD").decode().strip()
     paths = _git(work, "ls-files", "-z").split(b"\0")[:-1]
@@ -254,9 +261,7 @@ def test_the_cache_tree_read_is_git_s(project: Path, tmp_path: Path) -> None:
     same tree again."""
     from avfs_git.proxy.sealstaged import void_cache_tree
 
-    work = tmp_path / "work"
-    subprocess.run(["cp", "-a", "--", str(project), str(work)], check=True)
-    _git(work, "read-tree", "HEAD")
+    work = _index_of(project, tmp_path / "work")
     root = _git(work, "write-tree").decode().strip()
     trees = {b"": root}
     for rec in _git(work, "ls-tree", "-r", "-d", "-z", root).split(b"\0")[:-1]:
@@ -277,7 +282,9 @@ def test_the_cache_tree_read_is_git_s(project: Path, tmp_path: Path) -> None:
         void_cache_tree(str(index))
         voided = indexflags.cache_tree(indexflags.extension(index.read_bytes(), b"TREE") or b"")
         assert voided is not None and set(voided.values()) == {bytes(20)}, version
-        assert _git(work, "status", "--porcelain", "-uno") == b""
+        # (the project's files, the commit's, as the work tree: git reads them, never writes)
+        worktree = {"GIT_DIR": str(work / ".git"), "GIT_WORK_TREE": str(project)}
+        assert _git(project, "status", "--porcelain", "-uno", **worktree) == b""
         assert _git(work, "write-tree").decode().strip() == root
     assert indexflags.cache_tree(b"\x000 1\n" + bytes(20)) is None  # (a subtree promised, none there)
 
@@ -299,11 +306,12 @@ def test_a_split_index_merged_is_the_index_git_reads_and_writes_unsplit(
 
     from avfs_git.mount import indexsplit
 
-    work = tmp_path / "work"
-    subprocess.run(["cp", "-a", "--", str(project), str(work)], check=True)
+    # (its work tree holds only the files the test writes and the one git reads)
+    work = _index_of(project, tmp_path / "work")
     git_dir = work / ".git"
     index = git_dir / "index"
     paths = [p.decode() for p in _git(work, "ls-tree", "-r", "--name-only", "-z", "HEAD").split(b"\0")[:-1]]
+    _git(work, "checkout", "HEAD", "--", paths[30])  # (the one file git reads: `--chmod` below)
     for version in ("2", "4"):
         _git(work, "read-tree", "HEAD")
         _git(work, "update-index", "--no-split-index")
@@ -311,12 +319,14 @@ def test_a_split_index_merged_is_the_index_git_reads_and_writes_unsplit(
         _git(work, "update-index", "--split-index")
         assert b"link" in index.read_bytes()
         _git(work, "rm", "-q", "--cached", "--", paths[11], paths[900])
+        (work / paths[20]).parent.mkdir(parents=True, exist_ok=True)
         (work / paths[20]).write_text("changed and staged\n")
         _git(work, "add", "--", paths[20])
         _git(work, "update-index", "--chmod=+x", "--", paths[30])
         _git(work, "update-index", "--skip-worktree", "--", paths[40])
         _git(work, "update-index", "--assume-unchanged", "--", paths[50])
         (work / "aaa-new.txt").write_text("new\n")
+        (work / "django").mkdir(exist_ok=True)
         (work / "django" / "zz-intended.txt").write_text("intended\n")
         _git(work, "add", "--", "aaa-new.txt")
         _git(work, "add", "-N", "--", "django/zz-intended.txt")

@@ -23,12 +23,11 @@ from avfs_git.mount.heldstat import inode_of
 from avfs_git.mount.index import index_bytes
 from avfs_git.ops import mounts
 
-from . import realdata
 from .conftest import git
 from .test_fuse import require_fuse
 from .test_lazy import Server, objects
 from .test_lazy import server as server
-from .test_untracked_tree import SDISTS, _repo
+from .test_untracked_tree import SDISTS, shared_repo
 
 T_NS = 1_700_000_123_456_789_012  # a view time: seconds and nanoseconds both non-zero
 OWNER = (1234, 5678)
@@ -152,14 +151,13 @@ def _same(bare: Path, commit: str, tmp: Path) -> tuple[readtree.GitIndex, str]:
 
 @pytest.mark.parametrize(("project", "version"), SDISTS)
 def test_git_s_index_filled_in_is_the_one_built_entry_by_entry(
-    tmp_path: Path, project: str, version: str
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, project: str, version: str
 ) -> None:
     """On a released project's tree, git's index with the mount's stat data and the sizes
     filled in holds the entries ``index_bytes`` builds, byte for byte, and git reads from
     it what the mount reports of every file: the view time, the path's inode number, the
     owner, the blob's size as git says."""
-    tree = realdata.extract(realdata.pypi_sdist(project, version), tmp_path / "sdist")
-    bare, _, commit = _repo(tmp_path, tree, None)
+    bare, _, commit = shared_repo(tmp_path_factory, project, version)
     _, read = _same(bare, commit, tmp_path)
     sizes = {}
     for line in git(
@@ -332,13 +330,14 @@ def test_a_fresh_lazy_mount_s_index_is_git_s_own_with_the_mount_s_stat_data(
         mounts.unmount(home, v, "main", lazy=True)
 
 
-def test_the_sizes_known_as_git_s_entries_are_filled_in_are_written_in_that_pass(tmp_path: Path) -> None:
+def test_the_sizes_known_as_git_s_entries_are_filled_in_are_written_in_that_pass(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Sizes the size cache knows go into git's entries with the stat data (the pass leaves
     only the others to :func:`~.readtree.sizes_filled`): on a released project's tree with
     none, half and every size known, the index filled in at last is the same, byte for
     byte, and the offsets left are exactly the unknown sizes'."""
-    tree = realdata.extract(realdata.pypi_sdist("networkx", "3.4.2"), tmp_path / "sdist")
-    bare, _, commit = _repo(tmp_path, tree, None)
+    bare, _, commit = shared_repo(tmp_path_factory, "networkx", "3.4.2")
     sizes = _git_sizes(bare)
     tree_id = git("--git-dir", str(bare), "rev-parse", f"{commit}^{{tree}}").strip()
     made = readtree.made_by_git(str(bare), tree_id, "token", T_NS, OWNER, str(tmp_path))
@@ -382,7 +381,9 @@ def _entries(index: bytes) -> dict[bytes, dict[str, object]]:
     return out
 
 
-def test_a_fresh_lazy_mount_s_index_is_what_git_s_refresh_writes_in_it(home: Home, tmp_path: Path) -> None:
+def test_a_fresh_lazy_mount_s_index_is_what_git_s_refresh_writes_in_it(
+    home: Home, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Differential, on a released project served lazily: the index a fresh lazy mount makes
     (git's read-tree, the mount's stat data and the sizes filled in by avfs) holds, entry
     for entry, what git itself writes there from scratch (``git read-tree`` of the same
@@ -391,8 +392,7 @@ def test_a_fresh_lazy_mount_s_index_is_what_git_s_refresh_writes_in_it(home: Hom
     the mount starts, once with every size known before it (the pass writes them), the
     index kept by the first mount removed so the second makes it again."""
     require_fuse()
-    tree = realdata.extract(realdata.pypi_sdist("networkx", "3.4.2"), tmp_path / "sdist")
-    bare, _, commit = _repo(tmp_path, tree, None)
+    bare, _, commit = shared_repo(tmp_path_factory, "networkx", "3.4.2")
     base = tmp_path / "daemon"
     base.mkdir()
     git("clone", "-q", "--bare", str(bare), str(base / "proj.git"))

@@ -24,13 +24,12 @@ from avfs_git.core.vaults.home import Home
 from avfs_git.mount import readtree
 from avfs_git.ops import mounts
 
-from . import realdata
 from .conftest import git
 from .test_fuse import require_fuse
 from .test_lazy import Server, objects
 from .test_lazy import server as server
 from .test_readtree import _edge_tree
-from .test_untracked_tree import SDISTS, _repo
+from .test_untracked_tree import SDISTS, shared_repo
 
 
 def _ids_both(bare: Path, tree: str, tmp: Path) -> tuple[list[str] | None, list[str]]:
@@ -47,12 +46,11 @@ def _ids_both(bare: Path, tree: str, tmp: Path) -> tuple[list[str] | None, list[
 
 @pytest.mark.parametrize(("project", "version"), SDISTS)
 def test_the_blob_ids_read_from_git_s_index_are_git_s_listing_s(
-    tmp_path: Path, project: str, version: str
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, project: str, version: str
 ) -> None:
     """On a released project's tree, the ids read from git's index are those of git's
     ``ls-tree`` listing, in the same order, one per file (an id repeated where files share it)."""
-    tree_dir = realdata.extract(realdata.pypi_sdist(project, version), tmp_path / "sdist")
-    bare, _, commit = _repo(tmp_path, tree_dir, None)
+    bare, _, commit = shared_repo(tmp_path_factory, project, version)
     tree = git("--git-dir", str(bare), "rev-parse", f"{commit}^{{tree}}").strip()
     ids, listed = _ids_both(bare, tree, tmp_path)
     assert ids == listed

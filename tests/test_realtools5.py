@@ -15,7 +15,6 @@ directory held, which ``git reset --hard`` leaves beside the files it writes.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def _project(tmp_path: Path, name: str) -> Project:
     spec = Spec(name, lambda: realdata.pypi_sdist("docutils", "0.16"), "a released project")
     env = make_env(tmp_path)
     src = tmp_path / "src"  # a copy: the sdist's owner is not this user, git refuses its files
-    shutil.copytree(realdata.extract(spec.fetch(), tmp_path / "sdist"), src, symlinks=True)
+    realdata.owned_copy(spec.fetch(), src)
     (src / ".gitignore").write_text(f"__pycache__/\n{OUT}/\n")
     for args in (["init", "-q", "-b", "main"], ["add", "-A", "-f"], ["commit", "-q", "-m", "docutils 0.16"]):
         subprocess.run(["git", *args], cwd=src, env=env, check=True, capture_output=True)

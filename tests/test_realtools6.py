@@ -11,7 +11,6 @@ and ignored: the numbers of another vault, as if they were asked for.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,7 +27,7 @@ def _project(tmp_path: Path, name: str) -> Project:
     spec = Spec(name, lambda: realdata.pypi_sdist("msgpack", "1.1.0"), "a released C extension")
     env = make_env(tmp_path)
     src = tmp_path / "src"  # a copy: the sdist's owner is not this user, git refuses its files
-    shutil.copytree(realdata.extract(spec.fetch(), tmp_path / "sdist"), src, symlinks=True)
+    realdata.owned_copy(spec.fetch(), src)
     (src / ".gitignore").write_text("build/\n*.so\n__pycache__/\n.venv/\n*.egg-info/\n")
     for args in (["init", "-q", "-b", "main"], ["add", "-A", "-f"], ["commit", "-q", "-m", "msgpack 1.1.0"]):
         subprocess.run(["git", *args], cwd=src, env=env, check=True, capture_output=True)

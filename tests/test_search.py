@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -453,6 +453,63 @@ def lodash(home: Any, tmp_path: Any) -> tuple[Workspace, Any]:
     """A real project (lodash's npm package) as a git checkout and as a fork, the same
     uncommitted changes in both (a modification, a deletion, a new file, a rename), and an
     ignored `node_modules` (a copy of part of the package) in both."""
+    return _make_lodash(home, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def lodash_read(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, Any]]:
+    """:func:`lodash` made once a module, in a home of its own, for the tests that only read
+    it (the `git grep` comparisons: seven cases, each ~1.2 s of CPU making its own;
+    suitetime26); made in the environment the hermetic fixture gives a test (it is not
+    active yet), and its vaults checked by `git fsck` at the end as a test's are."""
+    import pygit2
+    from pygit2.enums import ConfigLevel
+
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+
+    from .conftest import AUTHOR, POLICY_PATHS, _fsck_every_vault, layers_switch, remove_home
+
+    top = tmp_path_factory.mktemp("lodash")
+    user = top / "userhome"
+    user.mkdir()
+    (user / ".gitconfig").write_text(
+        f"[user]\n\tname = {AUTHOR[0]}\n\temail = {AUTHOR[1]}\n[init]\n\tdefaultBranch = main\n"
+    )
+    sp = pygit2.settings.search_path
+    paths = {
+        ConfigLevel.GLOBAL: str(user),
+        ConfigLevel.XDG: str(user / ".config" / "git"),
+        ConfigLevel.SYSTEM: str(top / "nosystem"),
+    }
+    saved = {level: sp[level] for level in paths}
+    try:
+        with pytest.MonkeyPatch.context() as mp:  # as the hermetic fixture sets a test's
+            for key in [k for k in os.environ if k.startswith(("GIT_", "AVFS_"))]:
+                mp.delenv(key)
+            layers_switch(mp)
+            env = {"HOME": str(user), "XDG_CONFIG_HOME": str(user / ".config"), "AVFS_SERVER": "off"}
+            env.update(GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME=AUTHOR[0], GIT_AUTHOR_EMAIL=AUTHOR[1])
+            env.update(GIT_COMMITTER_NAME=AUTHOR[0], GIT_COMMITTER_EMAIL=AUTHOR[1])
+            for key, value in env.items():
+                mp.setenv(key, value)
+            for level, where in paths.items():
+                sp[level] = where
+            home = Home(str(top / "avfs-home"), author=AUTHOR, mounts=MOUNT_SIDE, paths=POLICY_PATHS)
+            made = _make_lodash(home, top)
+    finally:
+        for level, where in saved.items():
+            sp[level] = where
+    try:
+        yield made
+    finally:
+        home.close()
+        _fsck_every_vault(top / "avfs-home" / "vaults")
+        remove_home(home.path)
+
+
+def _make_lodash(home: Any, tmp_path: Any) -> tuple[Workspace, Any]:
+    """:func:`lodash`'s checkout (under ``tmp_path``) and fork (in ``home``)."""
     import shutil
     import subprocess
 
@@ -524,12 +581,12 @@ def _git_grep_counts(checkout: Any, *args: str) -> dict[str, int]:
     ],
 )
 def test_grep_counts_what_git_grep_counts(
-    lodash: Any, pattern: str, flags: dict[str, bool], git_args: list[str]
+    lodash_read: Any, pattern: str, flags: dict[str, bool], git_args: list[str]
 ) -> None:
     """`avfs grep` of a fork == `git grep --untracked` in a checkout with the same changes:
     the same files, the same line counts, `node_modules` skipped as git skips it, and with
     `include_ignored` searched as `git grep --no-exclude-standard` searches it."""
-    ws, checkout = lodash
+    ws, checkout = lodash_read
     got = search.grep(ws, pattern, count_only=True, **flags)
     want = _git_grep_counts(checkout, *git_args, "-e", pattern)
     assert {f.path: f.count for f in got.files} == want

@@ -7,7 +7,6 @@ such a tree `git status` (with and without the fsmonitor) says what a plain clon
 from __future__ import annotations
 
 import hashlib
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -125,21 +124,47 @@ def _parse(ext: bytes) -> dict[str, object]:
     }
 
 
-def _repo(tmp_path: Path, tree: Path, gitignore: str | None) -> tuple[Path, Path, str]:
-    """A bare repository of ``tree`` (a root ``.gitignore`` added when given), its checkout,
-    and its commit."""
-    work = tmp_path / "work"
-    # (shutil's copytree took 3 s on Django; owned by this process, as copytree's copy:
-    # git refuses a repository another user owns)
-    subprocess.run(["cp", "-a", "--no-preserve=ownership", "--", str(tree), str(work)], check=True)
-    if gitignore is not None:
-        (work / ".gitignore").write_text(gitignore)
-    git("init", "-q", "-b", "main", str(work))
-    git("-C", str(work), "add", "-A", "-f")
-    git("-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "release")
-    bare = tmp_path / "bare.git"
-    git("clone", "-q", "--bare", str(work), str(bare))
-    return bare, work, git("--git-dir", str(bare), "rev-parse", "HEAD").strip()
+def shared_repo(
+    factory: pytest.TempPathFactory, project: str, version: str, gitignore: str | None = None
+) -> tuple[Path, Path, str]:
+    """A bare repository of the released sdist ``project`` ``version`` (copied from its one
+    unpacked copy, a root ``.gitignore`` added when given), its checkout, and its one
+    commit, made once a session (``realdata.shared``: this file's, test_readtree's
+    and test_readtree_ids' tests read the same ones; each was 1.5-3.5 s of CPU a test, with
+    the detached ``gc --auto`` Django's ~7,000 loose objects started). Read-only: a test
+    that changes the repository clones it first."""
+    tag = "" if gitignore is None else "-" + hashlib.sha256(gitignore.encode()).hexdigest()[:12]
+
+    def build(into: Path) -> None:
+        work = realdata.owned_copy(realdata.pypi_sdist(project, version), into / "work")
+        if gitignore is not None:
+            (work / ".gitignore").write_text(gitignore)
+        git("init", "-q", "-b", "main", str(work))
+        git("-C", str(work), "add", "-A", "-f")
+        commit = ("-c", "user.name=t", "-c", "user.email=t@t", "-c", "gc.auto=0", "commit", "-q")
+        git("-C", str(work), *commit, "-m", "release")
+        git("clone", "-q", "--bare", str(work), str(into / "bare.git"))
+
+    done = realdata.shared(factory, f"repo-{project}-{version}{tag}", build)
+    bare = done / "bare.git"
+    seen = _SHARED.setdefault(str(done), _print(done))
+    assert _print(done) == seen, f"the shared repository {done} was changed by a test"
+    return bare, done / "work", git("--git-dir", str(bare), "rev-parse", "HEAD").strip()
+
+
+_SHARED: dict[str, list[tuple[str, int, int]]] = {}  # each shared repository as this process first saw it
+
+
+def _print(done: Path) -> list[tuple[str, int, int]]:
+    """What a change to a shared repository shows in (its refs, config, index, the work
+    tree's top): each such file's size and modification time."""
+    tops = [done / "bare.git", done / "bare.git" / "refs" / "heads", done / "work", done / "work" / ".git"]
+    return sorted(
+        (str(p), st.st_size, st.st_mtime_ns)
+        for d in tops
+        for p in d.iterdir()
+        if (st := p.lstat()) is not None
+    )
 
 
 def _both(bare: Path, commit: str, mp: Path) -> tuple[dict[str, object], dict[str, object], bytes, bytes]:
@@ -158,12 +183,13 @@ SDISTS = [("ansible-core", "2.17.5"), ("twisted", "24.10.0"), ("Django", "5.1.4"
 
 
 @pytest.mark.parametrize(("project", "version"), SDISTS)
-def test_the_untracked_cache_made_from_the_tree_is_git_s(tmp_path: Path, project: str, version: str) -> None:
+def test_the_untracked_cache_made_from_the_tree_is_git_s(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, project: str, version: str
+) -> None:
     """No tracked directory ignored (the sdists as released, their own .gitignore files
     in leaf and inner directories): git's extension byte for byte, but the directories'
     stat data (git's are the skeleton's scratch directories', ours 0)."""
-    tree = realdata.extract(realdata.pypi_sdist(project, version), tmp_path / "sdist")
-    bare, _, commit = _repo(tmp_path, tree, None)
+    bare, _, commit = shared_repo(tmp_path_factory, project, version)
     mp = tmp_path / "mnt"
     mp.mkdir()
     by_git, ours, raw_git, raw_ours = _both(bare, commit, mp)
@@ -181,14 +207,15 @@ def test_the_untracked_cache_made_from_the_tree_is_git_s(tmp_path: Path, project
         assert any(p.endswith("library") for p in by_git["dirs"])  # type: ignore[attr-defined]
 
 
-def test_a_tracked_directory_ignored_is_the_only_difference_from_git_s(tmp_path: Path) -> None:
+def test_a_tracked_directory_ignored_is_the_only_difference_from_git_s(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """A root .gitignore whose rules match tracked directories (``*.egg-info``, ``docs/``,
     a glob of task directories): git does not enter those, so its record lacks each of
     them and what is under it; every other directory's record is the same, and `git
     check-ignore` in a checkout of the tree says each directory only ours holds is, or is
     under, an ignored one."""
-    tree = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp_path / "sdist")
-    bare, work, commit = _repo(tmp_path, tree, IGNORING)
+    bare, work, commit = shared_repo(tmp_path_factory, "ansible-core", "2.17.5", IGNORING)
     mp = tmp_path / "mnt"
     mp.mkdir()
     by_git, ours, _, _ = _both(bare, commit, mp)
@@ -241,17 +268,16 @@ def _untracked_everywhere(root: Path) -> None:
 
 
 def test_git_status_in_a_lazy_mount_of_a_tree_with_ignored_tracked_directories_is_a_plain_clone_s(
-    home: Home, tmp_path: Path
+    home: Home, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The mount's first `git status` (its index's untracked cache made from the tree,
     holding the ignored tracked directories git would not) and a later one, after untracked
     files appear in and out of those directories, say what a plain clone's say, with the
     fsmonitor and without it, and fetch no blob."""
-    tree = realdata.extract(realdata.pypi_sdist("ansible-core", "2.17.5"), tmp_path / "sdist")
     base = tmp_path / "daemon"
     base.mkdir()
-    _, _, _ = _repo(tmp_path, tree, IGNORING)
-    shutil.move(str(tmp_path / "bare.git"), str(base / "proj.git"))
+    shared, _, _ = shared_repo(tmp_path_factory, "ansible-core", "2.17.5", IGNORING)
+    git("clone", "-q", "--bare", str(shared), str(base / "proj.git"))  # (served: its config set)
     for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant", "transfer.advertiseObjectInfo"):
         git("--git-dir", str(base / "proj.git"), "config", key, "true")
     with Server.serving(base) as server:
