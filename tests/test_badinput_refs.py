@@ -32,8 +32,11 @@ def test_a_packed_refs_line_git_cannot_read_is_named_and_nothing_changes(cli: Cl
     git("--git-dir", vault, "pack-refs", "--all")
     packed = Path(vault, "packed-refs")
     good = packed.read_bytes()
-    packed.write_bytes(good + b"garbage line here\n")
-    assert cli("--vault", "v", "write", "b.txt", "b").code == 0  # (the overlay: no ref read)
+    # (as long as a ref's record: a shorter last record is refused at every packed read, as
+    # git's verify_buffer_safe refuses it, tests/test_realdata7.py; this one only by a read
+    # of the whole file, as git's own)
+    packed.write_bytes(good + b"garbage line here, as long as a ref's record would be\n")
+    assert cli("--vault", "v", "write", "b.txt", "b").code == 0  # (the overlay: no whole read)
     try:
         before = _home_state(os.environ["AVFS_HOME"])
         for args in (("checkpoint", "save", "c2"), ("checkpoint", "list"), ("log",)):
@@ -53,6 +56,32 @@ def test_a_packed_refs_line_git_cannot_read_is_named_and_nothing_changes(cli: Cl
     assert [c["path"] for c in st["changes"]] == ["b.txt"], st
     assert cli("--vault", "v", "checkpoint", "save", "c2").code == 0  # the line fixed: it goes on
     assert git("--git-dir", vault, "rev-parse", "refs/avfs/checkpoints/main/-/c2") != ""
+
+
+def test_a_packed_refs_ending_in_a_record_git_refuses_refuses_even_a_write(cli: Cli) -> None:
+    """A last record shorter than a ref's (git's verify_buffer_safe: "unexpected line" at
+    every packed read, so git refuses even `rev-parse`): avfs's write, which reads the
+    fork's ref there, is a corrupt_state naming the file, nothing changed; mended, it goes on."""
+    assert cli("vault", "create", "v").code == 0
+    assert cli("--vault", "v", "write", "a.txt", "a").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "c1").code == 0
+    vault = os.path.join(os.environ["AVFS_HOME"], "vaults", "v.git")
+    git("--git-dir", vault, "pack-refs", "--all")
+    packed = Path(vault, "packed-refs")
+    good = packed.read_bytes()
+    packed.write_bytes(good + b"garbage line here\n")
+    try:
+        before = _home_state(os.environ["AVFS_HOME"])
+        r = cli("--vault", "v", "--json", "write", "b.txt", "b")
+        assert r.code != 0 and r.out.count("\n") == 1, (r.code, r.out)
+        err = r.json()["error"]
+        assert err["code"] == "corrupt_state" and "garbage line here" in err["message"], err
+        assert "packed-refs" in err["message"] and "remove the line" in err["hint"], err
+        assert _changed(before, _home_state(os.environ["AVFS_HOME"])) == []
+    finally:
+        packed.write_bytes(good)
+    assert cli("--vault", "v", "write", "b.txt", "b").code == 0
+    assert cli("--vault", "v", "checkpoint", "save", "c2").code == 0
 
 
 def test_a_head_naming_no_branch_wedges_nothing(cli: Cli) -> None:
