@@ -114,7 +114,15 @@ def test_the_packs_git_writes_are_walked_whole_and_taken(tmp_path, form):
     for i in range(60):
         (repo / "f.txt").write_text(text + f"version {i}\n" * (i + 1))
         _git("-C", str(repo), "add", "f.txt")
-        _git("-C", str(repo), "-c", "user.name=a", "-c", "user.email=a@x", "commit", "-qm", f"v{i}")
+        # (fixed dates: the same ids each run, and so the same order in the pack's index,
+        # which the walk follows: with the clock's, a delta sorted before every commit in
+        # some runs and the small bound named it, not a commit: ci31)
+        at = {
+            "GIT_AUTHOR_DATE": f"@{1_700_000_000 + i} +0000",
+            "GIT_COMMITTER_DATE": f"@{1_700_000_000 + i} +0000",
+        }
+        cmd = ["git", "-C", str(repo), "-c", "user.name=a", "-c", "user.email=a@x", "commit", "-qm", f"v{i}"]
+        subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, **at})
     opts = {"ofs": [], "ref": ["-c", "repack.useDeltaBaseOffset=false"], "v1": ["-c", "pack.indexVersion=1"]}
     _git("-C", str(repo), *opts[form], "repack", "-adfq", "--depth=50", "--window=60")
     od = str(repo / ".git" / "objects")
