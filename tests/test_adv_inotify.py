@@ -36,6 +36,7 @@ from avfs_git import changes_since
 from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
+from .conftest import skip_outside_ci
 from .test_adv_gitseal import _avfs, _script
 from .test_confine import _need_bwrap
 from .test_overlay import require_overlay
@@ -194,7 +195,7 @@ def test_a_refused_watch_is_a_resync_and_the_journal_watches_again(tmp_path: Pat
     log heard nothing more, with no overflow to tell its readers. Now it is an overflow,
     and once the directories are gone the journal watches again and answers exactly."""
     if shutil.which("unshare") is None:
-        pytest.skip("no unshare(1)")
+        skip_outside_ci("no unshare(1)")
     top = tmp_path / "upper"
     top.mkdir()
     got = subprocess.run(
@@ -204,7 +205,7 @@ def test_a_refused_watch_is_a_resync_and_the_journal_watches_again(tmp_path: Pat
         timeout=180,
     )
     if got.returncode != 0 and "unshare failed" in got.stderr:
-        pytest.skip(f"no user namespace here: {got.stderr}")
+        skip_outside_ci(f"no user namespace here: {got.stderr}")
     assert got.returncode == 0, got.stderr
     out = json.loads(got.stdout)
     assert out["refused"], out  # the journal cannot say: "everything"
@@ -248,7 +249,7 @@ def test_a_journal_refused_an_instance_at_its_start_watches_once_one_is_free(tmp
     its change log never heard of the mount. Now it starts given up and watches once an
     instance is free."""
     if shutil.which("unshare") is None:
-        pytest.skip("no unshare(1)")
+        skip_outside_ci("no unshare(1)")
     top = tmp_path / "upper"
     top.mkdir()
     got = subprocess.run(
@@ -258,7 +259,7 @@ def test_a_journal_refused_an_instance_at_its_start_watches_once_one_is_free(tmp
         timeout=180,
     )
     if got.returncode != 0 and "unshare failed" in got.stderr:
-        pytest.skip(f"no user namespace here: {got.stderr}")
+        skip_outside_ci(f"no user namespace here: {got.stderr}")
     assert got.returncode == 0, got.stderr
     out = json.loads(got.stdout)
     assert out == {"refused": True, "overflow": True, "again": ["after"]}, out
@@ -270,7 +271,7 @@ def test_avfs_watch_follows_without_an_inotify_instance(home: Any, vault: Any) -
     error: OSError: [Errno 24] Too many open files"; now it follows by reading again every
     second. Run in a user namespace of its own whose limit of instances is 0."""
     if shutil.which("unshare") is None:
-        pytest.skip("no unshare(1)")
+        skip_outside_ci("no unshare(1)")
     vault.workspace("main").write("README", b"the original\n")
     script = 'echo 0 > /proc/sys/user/max_inotify_instances && exec "$@"'
     argv = [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "watch"]
@@ -285,7 +286,7 @@ def test_avfs_watch_follows_without_an_inotify_instance(home: Any, vault: Any) -
     try:
         first = json.loads(proc.stdout.readline() or b"null")
         if first is None and b"unshare failed" in proc.communicate(timeout=10)[1]:
-            pytest.skip("no user namespace here")
+            skip_outside_ci("no user namespace here")
         assert first["kind"] == "watch_cursor", first
         vault.workspace("main").write("later.txt", b"written while it follows\n")
         doc = json.loads(proc.stdout.readline() or b"null")  # (the test's timeout bounds it)
@@ -295,3 +296,38 @@ def test_avfs_watch_follows_without_an_inotify_instance(home: Any, vault: Any) -
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_a_layer_that_stays_past_the_budget_tells_the_stream_to_resync_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal given up retries (after 1 s, doubling): while the layer still holds more
+    directories than its budget, each failed retry gave up again, and each give-up wrote
+    an overflow and a warning: every reader of the change stream was told to resync again
+    and again (up to once a minute, for as long as the layer stayed big). Now the first
+    give-up tells them; a retry that fails too says nothing more, and the one that
+    watches the layer again tells them once more (what changed meanwhile is unknown)."""
+    from avfs_git.core.workspace import upperwatch
+
+    monkeypatch.setattr(upperwatch, "RETRY_S", (0.1, 0.2))
+    top = tmp_path / "upper"
+    top.mkdir()
+    events: list[str] = []
+    w = upperwatch.UpperWatch(str(top), lambda p: None, lambda: [], lambda: "base:0", budget=5)
+    w.on_events = lambda batch: events.extend(k for _t, k, _p, _o in batch)
+    w.start()
+    try:
+        seq, _ = w.changed_since(None)
+        for i in range(8):  # past the budget of 5
+            (top / f"d{i}").mkdir()
+        _until(lambda: w.changed_since(seq)[1] is None, "the journal never gave up")
+        time.sleep(2.0)  # ~10 retries, each failing: the layer is still past the budget
+        assert events.count("overflow") == 1, events
+        for i in range(8):
+            (top / f"d{i}").rmdir()
+        _until(lambda: events.count("overflow") == 2, "the journal never watched again")
+        seq, _ = w.changed_since(None)
+        (top / "after.txt").write_text("made after\n")
+        _until(lambda: w.changed_since(seq)[1] == ["after.txt"], "no exact answer once watched again", 30)
+    finally:
+        w.close()

@@ -263,10 +263,13 @@ class UpperWatch(ChangeClassifier):
         if self._ino is not None:
             self._ino.close()
             self._ino = None
+        again = self._lapsed  # (a retry that failed too: said once, at the first give-up)
         self._broken = why or "the upper layer's watch was given up"
         self._lapsed = True
         self._wds, self._moved = {}, {}
         self.lower_paths.clear()
+        if again:
+            return
         if not why.startswith(UNMOUNTED):
             log.warning("%s: git's fsmonitor answers 'everything' until it is watched again", why)
         self._overflowed()
@@ -288,15 +291,21 @@ class UpperWatch(ChangeClassifier):
     def _watch(self, path: str, real: str) -> bool:
         if self._broken or self._ino is None:
             return False
-        if len(self._wds) >= self.budget:
-            self._broken = f"the mount's upper layer holds more than {self.budget} directories ({BUDGET_KEY})"
-            return False
         try:
             wd = self._ino.add_watch(real, WATCH_MASK)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 return False  # gone already: its parent's event says so
             self._broken = f"inotify refused a watch on {real}: {exc.strerror}"
+            return False
+        if wd not in self._wds and len(self._wds) >= self.budget:
+            # (counted once the kernel answers: a directory watched already, walked again
+            # after a queue overflow, has its old descriptor and takes no more)
+            try:
+                self._ino.rm_watch(wd)
+            except OSError:
+                pass  # (the instance is let go whole just after: the give-up closes it)
+            self._broken = f"the mount's upper layer holds more than {self.budget} directories ({BUDGET_KEY})"
             return False
         self._wds[wd] = path
         return True
