@@ -43,6 +43,11 @@ TRIM_STEP = 16_384
 JOURNAL_FROM = "journal_from"
 # A lookup's chain longer than this reads its last paths first (Overlay._db_lookup)
 LOOKUP_TAIL = 8
+# ... and one longer than this reads the paths above those by a range of the index, not
+# named one by one: the range reads every entry that sorts between the chain's first name
+# and its path (a fork with many changes there: thousands of rows), so only where naming
+# each would cost more (a tree hundreds of levels deep)
+DEEP_CHAIN = 64
 
 
 class Overlay(KeptTimes):
@@ -277,7 +282,7 @@ class Overlay(KeptTimes):
             got, kids, base = self._db_lookup_once(tail, children_of)
             if any(p in got for p in tail[:-1]):
                 return got, kids, base
-            if sql_text(tail[0]):
+            if len(chain) > DEEP_CHAIN and sql_text(tail[0]):
                 # the paths above the tail by one range of the index, not each named: a
                 # committed tree 1,200 levels deep (no entry on the chain) had every lookup
                 # and getattr below it ask ~1.4 MB of paths, ~10 ms each, and the person's
