@@ -225,6 +225,9 @@ def making(state_dir: str, tree: str) -> int | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # a maker killed before it let go left its pid here: gone before a mount's
+        # take_over could read it (a reused pid stopped), until this maker writes its own
+        os.ftruncate(fd, 0)
     except OSError:
         os.close(fd)
         return None
@@ -398,15 +401,15 @@ def from_kept(
     worktree: str | None,
     ignores_now: Callable[[], dict[str, bytes | None]],
 ) -> bytes | None:
-    """A mount's index from the one kept for its base tree ``tree`` (waiting for the
-    process making it, if one is), patched for the mount (:func:`patched`), or None: none
-    kept, it does not check, no mount point to locate the untracked cache in, or the fork
-    shows a ``.gitignore`` the base does not (``ignores_now()`` not empty)."""
+    """A mount's index from the one kept for its base tree ``tree`` (a process still making
+    it stopped, not waited for: :func:`take_over`), patched for the mount (:func:`patched`),
+    or None: none kept, it does not check, no mount point to locate the untracked cache in,
+    or the fork shows a ``.gitignore`` the base does not (``ignores_now()`` not empty)."""
     if not worktree:
         return None
     found = _load(state_dir, tree)
-    if found is None:
-        take_over(state_dir, tree)
+    if found is None and take_over(state_dir, tree):
+        found = _load(state_dir, tree)  # (the maker may have put its index in place by then)
     if found is None or ignores_now():
         return None
     return _patch(*found, t_ns, uid, gid, token, os.path.realpath(worktree))
