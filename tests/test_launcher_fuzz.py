@@ -129,6 +129,7 @@ class Replayer:
         self.cases = cases
         self.env_key = env_key
         self.served: set[int] = set()
+        self.stray = 0
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(address)
         self.sock.listen(64)
@@ -150,7 +151,14 @@ class Replayer:
                 return
             for fd in got[1]:
                 os.close(fd)
-            n = int(marshal.loads(got[0])["env"][self.env_key])
+            case = marshal.loads(got[0]).get("env", {}).get(self.env_key)
+            if case is None:
+                # (a request no case of this test sent: an earlier test's detached process
+                # late at its socket (ci33: KeyError in a thread, reported at a later test's
+                # teardown); left unanswered, counted nowhere)
+                self.stray += 1
+                return
+            n = int(case)
             self.served.add(n)
             conn.sendall(self.cases[n])
 
@@ -492,7 +500,8 @@ def test_a_daemons_replies_whole_cut_short_and_mutated(
         outcomes = _in_parallel(one, len(cases), cases)
     finally:
         daemon.close()
-    assert daemon.served == set(range(len(cases)))
+    missing = sorted(set(range(len(cases))) - daemon.served)  # (ci33: one such, cause unknown)
+    assert not missing, [(n, cases[n][:40], outcomes[n]) for n in missing[:5]]
     wrong = []
     for n, (wire, got) in enumerate(zip(cases, outcomes, strict=True)):
         want = _read_daemon(wire)
