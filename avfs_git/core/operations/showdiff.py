@@ -15,6 +15,8 @@ held against git on real histories (tests/test_realdata7.py):
   first parent. The combined diff is git's own (:func:`combined_patch`: one `git
   diff-tree --cc` process, with the config git's plumbing reads: the indent heuristic,
   ``core.quotePath``), never textconv or an external diff, as avfs's own patches.
+
+Which of these a printer wants is a :class:`~..types.MergeDiff`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,6 @@ from ..store.gitrun import run
 if TYPE_CHECKING:
     from ..store.gitstore import GitStore
     from ..vaults.vault import Vault
-
-# what a merge's diff is in each way avfs prints commits
-COMBINED = "combined"  # `show`: git's --cc
-FIRST_PARENT = "first-parent"  # `log -p` of a fork's first-parent line, `show --stat`
-NONE = "none"  # `log -p`/`--stat` of a walk through every parent (`--all`, `A..B`)
 
 
 def show_root(store: GitStore) -> bool:
