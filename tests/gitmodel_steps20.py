@@ -285,8 +285,17 @@ class TwentiethRoundSteps(ModelAttrs):
         text = f"written in the mount, committed by another hand {self.clock}\n"
         self.write_all({OTHER_HAND: text, "docs/staged-beside.md": "staged beside\n"})
         self.both("add", "docs/staged-beside.md")
+        old, new = self.other_hand_commit({OTHER_HAND: text})
+        self.p.git("update-ref", "HEAD", new, old)
+        self.p.git("reset", "-q", new, "--", OTHER_HAND)
+        self.last_checkpoint = False
+        self.then(then)
+
+    def other_hand_commit(self, files: dict[str, str]) -> tuple[str, str]:
+        """Another hand's commit of ``files`` onto the fork's branch (`git --git-dir=VAULT`
+        with an index of its own), then `avfs status`, which adopts it; (old, new)."""
         self._tick()
-        self.note(f"another hand: git --git-dir=VAULT commit-tree of {OTHER_HAND}, update-ref")
+        self.note(f"another hand: git --git-dir=VAULT commit-tree of {sorted(files)}, update-ref")
         env = {**self.p.env, "GIT_INDEX_FILE": os.path.join(self.home, "other-hand-index")}
 
         def g(*args: str, stdin: str | None = None) -> str:
@@ -301,15 +310,13 @@ class TwentiethRoundSteps(ModelAttrs):
 
         old = g("rev-parse", "refs/heads/f")
         g("read-tree", old)
-        blob = g("hash-object", "-w", "--stdin", stdin=text)
-        g("update-index", "--add", "--cacheinfo", f"100644,{blob},{OTHER_HAND}")
+        for path, text in files.items():
+            blob = g("hash-object", "-w", "--stdin", stdin=text)
+            g("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
         new = g("commit-tree", g("write-tree"), "-p", old, "-m", "by another hand")
         g("update-ref", "refs/heads/f", new, old)
         os.unlink(env["GIT_INDEX_FILE"])
         self.note("avfs status (adopts it)")
         code, doc = self._avfs_json("status")
-        assert code == 0 and doc["base"] == new, doc
-        self.p.git("update-ref", "HEAD", new, old)
-        self.p.git("reset", "-q", new, "--", OTHER_HAND)
-        self.last_checkpoint = False
-        self.then(then)
+        assert code == 0 and doc["base"] == new and not doc["stale"], doc
+        return old, new

@@ -33,7 +33,6 @@ A mixin of :class:`tests.test_git_model.GitModel` on gitmodel20's (its own class
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any
 
 from hypothesis import strategies as st
@@ -81,35 +80,9 @@ class TwentyFirstRoundSteps(TwentiethRoundSteps):
     def _other_hand(self, files: dict[str, str]) -> tuple[str, str]:
         """`avfs status` (avfs follows what git committed in the mount: a commit of
         another hand's on top of one avfs has not followed yet is not adopted, test_git_model21.py),
-        then another hand's commit of ``files`` onto the fork's branch (`git
-        --git-dir=VAULT` with an index of its own), adopted; (old, new)."""
+        then :meth:`other_hand_commit` of ``files``; (old, new)."""
         assert self._avfs_json("status")[0] == 0
-        self._tick()
-        self.note(f"another hand: git --git-dir=VAULT commit-tree of {sorted(files)}, update-ref")
-        env = {**self.p.env, "GIT_INDEX_FILE": os.path.join(self.home, "other-hand-index")}
-
-        def g(*args: str, stdin: str | None = None) -> str:
-            return subprocess.run(
-                ["git", "--git-dir", self.vault, *args],
-                env=env,
-                input=stdin,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-
-        old = g("rev-parse", "refs/heads/f")
-        g("read-tree", old)
-        for path, text in files.items():
-            blob = g("hash-object", "-w", "--stdin", stdin=text)
-            g("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-        new = g("commit-tree", g("write-tree"), "-p", old, "-m", "by another hand")
-        g("update-ref", "refs/heads/f", new, old)
-        os.unlink(env["GIT_INDEX_FILE"])
-        self.note("avfs status (adopts it)")
-        code, doc = self._avfs_json("status")
-        assert code == 0 and doc["base"] == new and not doc["stale"], doc
-        return old, new
+        return self.other_hand_commit(files)
 
     # -- what gitmodel20 left ---------------------------------------------------------------
     @precondition(lambda self: self.busy() is None)

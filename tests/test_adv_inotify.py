@@ -22,10 +22,12 @@ keeps no watch: its journal is the daemon's own writes), then the person's `git 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -330,4 +332,75 @@ def test_a_layer_that_stays_past_the_budget_tells_the_stream_to_resync_once(
         (top / "after.txt").write_text("made after\n")
         _until(lambda: w.changed_since(seq)[1] == ["after.txt"], "no exact answer once watched again", 30)
     finally:
+        w.close()
+
+
+class _WalkMarks(logging.Handler):
+    """The journal's walk of its upper layer, as its log says it (``watching the upper
+    layer``, then ``... is watched``): the marks in order, beside the test's own; the walk
+    held at its start until the test has had its answer (or 30 s), so that the answer is
+    asked while the walk is in progress, never after it by chance."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.marks: list[str] = []
+        self.walking = threading.Event()
+        self.answered = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith("watching the upper layer"):
+            self.marks.append("walk started")
+            self.walking.set()
+            self.answered.wait(30.0)
+        elif " is watched: " in text:
+            self.marks.append("walk ended")
+
+
+def test_an_answer_does_not_wait_for_a_retry_s_walk_of_a_big_upper_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal given up (past its budget here; a refused watch alike) watches the whole
+    upper layer again on its retry: the walk ran under the lock every answer takes, so
+    git's fsmonitor hook in the mount (`git status`) and `avfs status` waited for as long
+    as it took to walk the layer (tidy2, from the thirty-second round's review). Now the
+    walk holds no lock: an answer asked while it runs comes before its end ("everything":
+    nothing is watched yet), and once the layer is watched an answer is exact again."""
+    from avfs_git.core.workspace import upperwatch
+
+    monkeypatch.setattr(upperwatch, "RETRY_S", (0.1, 0.2))
+    top = tmp_path / "upper"
+    top.mkdir()
+    for d in range(200):  # 200 directories of 100 files: 20,000 entries to walk
+        (top / f"d{d}").mkdir()
+        for f in range(100):
+            (top / f"d{d}" / f"f{f}").write_bytes(b"")
+    w = upperwatch.UpperWatch(str(top), lambda p: None, lambda: [], lambda: "base:0", budget=201)
+    marks = _WalkMarks()
+    logger = logging.getLogger("avfs.upperwatch")
+    was = logger.level
+    w.start()  # (the root and its 200 directories: the budget)
+    try:
+        seq, _ = w.changed_since(None)
+        (top / "past").mkdir()  # one more: past the budget, given up
+        _until(lambda: w.changed_since(seq)[1] is None, "the journal never gave up")
+        token = w.answer("avfs-ovl:x:base:0:0")[0]
+        logger.addHandler(marks)
+        logger.setLevel(logging.DEBUG)
+        (top / "past").rmdir()  # the layer fits again: the next retry walks all of it
+        assert marks.walking.wait(60.0), "no retry walked the layer"
+        got = w.answer(token)  # git's fsmonitor hook, asked while the walk is in progress
+        paths = w.changed_since(seq)[1]  # avfs's own question
+        marks.marks.append("answered")
+        marks.answered.set()
+        assert got[1:] == [upperwatch.EVERYTHING] and paths is None, (got, paths)
+        _until(lambda: "walk ended" in marks.marks, "the retry's walk never ended")
+        assert marks.marks[:3] == ["walk started", "answered", "walk ended"], marks.marks
+        token = w.answer(token)[0]
+        (top / "d7" / "after.txt").write_text("made after\n")
+        assert w.answer(token)[1:] == ["d7/after.txt"]
+    finally:
+        marks.answered.set()
+        logger.removeHandler(marks)
+        logger.setLevel(was)
         w.close()

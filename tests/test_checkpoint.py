@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from avfs_git.core.errors import (
@@ -164,6 +166,49 @@ def test_delete_fork_and_undo(vault, ws):
     f = vault.workspace("f")
     assert f.read("x") == b"1" and f.read("y") == b"uncheckpointed"
     assert [c.name for c in checkpoint.list_checkpoints(vault, "f")] == ["cp"]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_fork_s_delete_captures_it_once_and_its_recovery_keeps_its_bytes(vault, ws, monkeypatch, crlf):
+    """A fork's deletion captured the fork twice, once for the operation's record of its
+    state and once for its recovery ref (tidy2, from the thirty-second round's review):
+    now once, the record's tree the recovery's, unless git's conversions changed a file's
+    bytes in it (a CRLF file under ``text=auto``), which the recovery keeps as they were
+    (captured again, as they are). Either way the recovery holds the bytes written and an
+    undo brings them back."""
+    from avfs_git.core.workspace import wscommit
+
+    ws.write(".gitattributes", b"*.txt text=auto\n")
+    checkpoint.save(vault, "main", name="attrs")
+    vault.create_fork("main", "f")
+    f = vault.workspace("f")
+    body = b"one\r\ntwo\r\n" if crlf else b"one\ntwo\n"
+    f.write("a.txt", body)
+    f.write("d/b.bin", b"\0bytes")
+    captures = []
+    real = wscommit.capture
+
+    def counted(*args, **kw):  # type: ignore[no-untyped-def]
+        captures.append(kw.get("convert", True))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(wscommit, "capture", counted)  # (the real capture, counted)
+    op = vault.delete_fork("f")
+    assert captures == ([True, False] if crlf else [True]), captures
+    (rec,) = [r for r in op.refs if str(r["ref"]).startswith(refs.RECOVERY)]
+    kept = subprocess.run(
+        ["git", "--git-dir", vault.path, "cat-file", "blob", f"{rec['new']}:a.txt"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert kept == body
+    (state,) = vault.oplog.workspaces(op.id)
+    recorded = git("--git-dir", vault.path, "rev-parse", f"{rec['new']}^{{tree}}").strip()
+    assert (state["before"]["tree"] == recorded) != crlf
+    checkpoint.undo(vault, op.id)
+    f = vault.workspace("f")
+    assert f.read("d/b.bin") == b"\0bytes"
+    assert f.read("a.txt").replace(b"\r\n", b"\n") == b"one\ntwo\n"
 
 
 def test_default_fork_cannot_be_deleted(vault):

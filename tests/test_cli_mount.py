@@ -8,10 +8,12 @@ mounts live refuses and lists them. Real processes (`python -m avfs_git`), real 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,3 +253,89 @@ def test_a_command_inside_a_mounted_fork_acts_on_that_fork(two, tmp_path):
     rev.mkdir()
     assert _avfs("mount", "work:agent-1@main", str(rev)).code == 0
     assert where(cwd=str(rev)) == ("attrs", "main")  # a revision is not a fork to act on
+
+
+def _has_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` has ``path`` open (a lock file it holds or waits for)."""
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == path for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def _holds(pid: int, path: str) -> bool:
+    """Whether process ``pid`` holds the ``flock`` of ``path`` (``/proc/locks``)."""
+    ino = os.stat(path).st_ino
+    with open("/proc/locks") as fh:
+        for line in fh:
+            f = line.split()
+            if "->" not in f and f[1] == "FLOCK" and f[4] == str(pid) and f[5].endswith(f":{ino}"):
+                return True
+    return False
+
+
+def _until(what: Any, why: str, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while not what():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.02)
+
+
+def test_a_mount_starting_as_its_fork_is_deleted_is_refused_or_fails_never_outlives_it(two, tmp_path):
+    """`vault delete VAULT:FORK` checked the fork's mounts before it took any lock, then
+    waited for the fork's lock (a checkpoint holding it): an `avfs mount` of the fork made
+    in that wait came up, and the delete went on and deleted the fork under the mount
+    (tidy2, from the thirty-second round's review). Now the delete takes the fork's mount
+    lock (which a mount's start holds until its record is written) and the fork's lock,
+    then checks; a mount's start checks the fork again under its lock. The processes are
+    ordered by the locks they hold and wait for, seen in ``/proc``: the test holds the
+    fork's lock, the delete reaches it, the mount comes up or waits, the test lets go."""
+    from avfs_git.core.store.locks import mount_lock_path
+
+    vault = two.vault("work")
+    vault.workspace("agent-1").write("dirty.txt", b"not checkpointed\n")
+    fork_lock = os.path.join(vault.state_dir, "locks", "agent-1.lock")
+    mount_lock = mount_lock_path(vault.state_dir, "agent-1")
+    os.makedirs(os.path.dirname(fork_lock), exist_ok=True)
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    env = {**os.environ, "AVFS_LOCK_WAIT": "120"}  # (the delete waits for the test, not 10 s)
+    argv = [sys.executable, "-m", "avfs_git", "--json"]
+    held = os.open(fork_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a checkpoint of the fork holds it
+    try:
+        delete = subprocess.Popen(
+            [*argv, "vault", "delete", "work:agent-1", "--force"], env=env, stdout=subprocess.PIPE
+        )
+        _until(
+            lambda: _has_open(delete.pid, fork_lock) or delete.poll() is not None,
+            "the delete never reached the fork's lock",
+        )
+        mount = subprocess.Popen([*argv, "mount", "work:agent-1", str(mp)], stdout=subprocess.PIPE)
+        # the mount is up, or waits for the mount lock the delete holds
+        _until(
+            lambda: (
+                mount.poll() is not None
+                or (
+                    os.path.exists(mount_lock)
+                    and _has_open(mount.pid, mount_lock)
+                    and _holds(delete.pid, mount_lock)
+                )
+            ),
+            "the mount neither came up nor waited",
+        )
+    finally:
+        os.close(held)
+    d = json.loads(delete.communicate(timeout=120)[0])
+    m = json.loads(mount.communicate(timeout=120)[0])
+    deleted, mounted = not vault.has_fork("agent-1"), _live(two) != []
+    assert not (deleted and mounted), (d, m)  # (main: both, the mount's fork gone under it)
+    if deleted:  # the delete went first: the mount fails, naming the fork
+        assert d["kind"] == "vault_delete" and delete.returncode == 0, d
+        assert m["kind"] == "error" and m["error"]["code"] == "fork_not_found", m
+        assert mount.returncode == 1 and "no fork 'agent-1'" in m["error"]["message"], m
+        assert not mounts.mounted_at(str(mp))
+    else:  # the mount went first: the delete is refused, nothing changed
+        assert d["kind"] == "error" and d["error"]["code"] == "fork_mounted", d
+        assert m["kind"] == "mount", m
+        assert (mp / "dirty.txt").read_bytes() == b"not checkpointed\n"

@@ -420,3 +420,85 @@ def test_a_merge_s_combined_diff_leaves_out_what_the_fork_hides(t4013: Path, hom
     shown = cli("--vault", "hid", "show", "master")
     assert shown.code == 0, shown.err
     assert _patch(shown.out) == whole[: whole.index("diff --cc file0\n")] != ""
+
+
+def _tree(git_dir: Path, files: dict[str, str]) -> str:
+    """A tree of ``files`` (path -> text) written into ``git_dir`` by git's plumbing, in one
+    process a step (an index of its own)."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(git_dir / "tidy2-index")}
+    blobs: dict[str, str] = {}
+    texts = sorted(set(files.values()))
+    for text in texts:
+        blobs[text] = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "hash-object", "-w", "--stdin"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    info = "".join(f"100644 {blobs[t]}\t{p}\n" for p, t in files.items())
+    subprocess.run(["git", "--git-dir", str(git_dir), "read-tree", "--empty"], env=env, check=True)
+    subprocess.run(
+        ["git", "--git-dir", str(git_dir), "update-index", "--index-info"],
+        input=info,
+        text=True,
+        env=env,
+        check=True,
+    )
+    tree = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "write-tree"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    os.unlink(env["GIT_INDEX_FILE"])
+    return tree
+
+
+def test_show_of_a_merge_bringing_in_100_000_hidden_files_is_git_s_less_them(
+    tmp_path: Path, home: Any, cli: Any
+) -> None:
+    """`show` of a merge left each hidden path out of git's combined diff by a pathspec of
+    its own: a merge that brought in 100,000 hidden files (``*.secret``, beside files the
+    fork shows in each of their directories) needed ~3.5 MB of arguments, past ARG_MAX:
+    exit 70, "Argument list too long" (tidy2, from the thirty-second round's review). Now
+    what is shown is git's own combined diff of the paths the fork shows; a hidden
+    ``node_modules`` is one pathspec, and a hidden file the merge changed from both sides
+    (whose combined diff git prints) is not in it either."""
+    git_dir = tmp_path / "big.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+    base = {"README": "read me\n", "src/a.txt": "base\n", "node_modules/pkg/index.js": "base\n"}
+    ours = {**base, "src/a.txt": "ours\n", "node_modules/pkg/index.js": "ours\n"}
+    theirs = {**base, "src/a.txt": "theirs\n", "node_modules/pkg/index.js": "theirs\n"}
+    for i in range(100_000):  # a directory a hundred hidden files, and one the fork shows
+        theirs[f"d{i // 100}/f{i}.secret"] = "a secret\n"
+        theirs[f"d{i // 100}/shown.txt"] = "shown\n"
+    theirs["zz/last.secret"] = theirs["zz/shown.txt"] = "theirs\n"
+    merged = {
+        **theirs,
+        "src/a.txt": "merged\n",
+        "node_modules/pkg/index.js": "merged\n",
+        "d7/shown.txt": "merged\n",
+        "zz/last.secret": "merged, hidden\n",  # (past what the pathspecs leave out)
+    }
+    ids = {}
+    for name, files, parents in (("base", base, []), ("ours", ours, ["base"]), ("theirs", theirs, ["base"])):
+        argv = [x for p in parents for x in ("-p", ids[p])]
+        ids[name] = _git(git_dir, "commit-tree", _tree(git_dir, files), *argv, "-m", name).strip()
+    top = _tree(git_dir, merged)
+    ids["merge"] = _git(
+        git_dir, "commit-tree", top, "-p", ids["ours"], "-p", ids["theirs"], "-m", "merge"
+    ).strip()
+    _git(git_dir, "update-ref", "refs/heads/main", ids["merge"])
+    _git(git_dir, "symbolic-ref", "HEAD", "refs/heads/main")
+    _clone(cli, git_dir, "big")
+    vault = Path(home.path) / "vaults" / "big.git"
+    (vault / "avfs" / "policy.toml").write_text(
+        'version = 1\n[paths]\nhidden = ["*.secret", "node_modules/"]\n'
+    )
+    shown = cli("--vault", "big", "show", "main")
+    assert shown.code == 0, shown.err
+    # git's own: the combined diff of the paths the fork shows, named one by one
+    visible = ["README", "src/a.txt", "zz/shown.txt", *sorted({p for p in theirs if p.endswith("shown.txt")})]
+    want = _git(vault, "diff-tree", "--cc", "-p", "--no-commit-id", ids["merge"], "--", *visible)
+    assert "diff --cc src/a.txt\n" in want and "diff --cc d7/shown.txt\n" in want
+    assert _patch(shown.out) == want
+    whole = _git(vault, "diff-tree", "--cc", "-p", "--no-commit-id", ids["merge"])
+    assert "diff --cc zz/last.secret\n" in whole and "diff --cc node_modules/pkg/index.js\n" in whole

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..core.types import Change, ChangeStatus, CommitInfo
+from ..core.types import Change, ChangeStatus, CommitInfo, MergeDiff
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -111,7 +111,7 @@ def commit_patch(
     c: CommitInfo,
     context: int,
     stat: bool = False,
-    merges: str = "",
+    merges: MergeDiff = MergeDiff.FIRST_PARENT,
 ) -> bool:
     """What commit ``c`` changed, as git shows it (:mod:`..core.operations.showdiff`): a
     patch, or with ``stat`` git's --stat lines, against its first parent; a root commit's
@@ -122,9 +122,9 @@ def commit_patch(
     if not c.parents and not showdiff.show_root(vault.store):
         return False
     if len(c.parents) > 1:
-        if merges == showdiff.NONE:
+        if merges == MergeDiff.NONE:
             return False
-        if merges == showdiff.COMBINED and not stat:  # (git's show --stat: the first parent's)
+        if merges == MergeDiff.COMBINED and not stat:  # (git's show --stat: the first parent's)
             text = showdiff.combined_patch(vault, c.id, fork)
             app.output.raw(text)
             sys.stdout.flush()
@@ -248,7 +248,8 @@ def log(
     commits = history.log(vault, fork, all_forks=all_forks, limit=limit, rev=rev)
     # a merge's diff: against its first parent in a fork's first-parent line (git's log
     # --first-parent), none in a walk through every parent (git's log -p)
-    merges = "first-parent" if not all_forks and (rev is None or history.split_range(rev) is None) else "none"
+    line = not all_forks and (rev is None or history.split_range(rev) is None)
+    merges = MergeDiff.FIRST_PARENT if line else MergeDiff.NONE
 
     def human() -> None:
         for c in commits:

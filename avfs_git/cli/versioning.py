@@ -98,6 +98,7 @@ def show_cmd(app: App, spec: str, stat: bool) -> None:
     false. `Date:` is the author's time, as git's."""
     from ..core.errors import RevisionNotFoundError
     from ..core.operations import history
+    from ..core.types import MergeDiff
 
     vault, fork = app.target()
     try:
@@ -121,7 +122,7 @@ def show_cmd(app: App, spec: str, stat: bool) -> None:
 
     def human() -> None:
         commit_human(app, info, False, False)
-        commit_patch(app, vault, fork, info, 3, stat=stat, merges="combined")
+        commit_patch(app, vault, fork, info, 3, stat=stat, merges=MergeDiff.COMBINED)
 
     app.output.result("log", {"vault": vault.name, "fork": fork, "all": False, "commits": [info]}, human)
 

@@ -161,6 +161,16 @@ class IgnoredMode(enum.StrEnum):
     NONE = "none"  # left out (``--no-ignored``): a clean fork
 
 
+class MergeDiff(enum.StrEnum):
+    """What a merge's diff is in each way avfs prints commits (git's rules:
+    core/operations/showdiff.py). Here, where `log` finds them without loading the git
+    runner that module imports (tests/test_coldstart.py)."""
+
+    COMBINED = "combined"  # `show`: git's --cc
+    FIRST_PARENT = "first-parent"  # `log -p` of a fork's first-parent line, `show --stat`
+    NONE = "none"  # `log -p`/`--stat` of a walk through every parent (`--all`, `A..B`)
+
+
 @dataclass(frozen=True, slots=True)
 class IgnoredCarry:
     mode: IgnoredMode

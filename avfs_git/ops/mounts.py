@@ -361,6 +361,9 @@ def _start_locked(
     idle_timeout_s: float | None,
 ) -> MountInfo | Starting:
     """:func:`start` under the fork's mount lock."""
+    # again under the lock: a fork's deletion holds it from its check of the fork's mounts
+    # to its end (core/vaults/forkremoval.py), so a fork deleted meanwhile is not mounted
+    vault.require_fork(fork)
     existing = _settled(vault, key)
     if existing is not None:
         if mountpoint is None or os.path.realpath(mountpoint) == os.path.realpath(existing.mountpoint):

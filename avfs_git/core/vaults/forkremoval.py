@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MountedError, UsageError
 from ..store import names, refs
 from ..store.gitstore import GitStore
-from ..store.locks import FileLocks, exec_lock_path, remove_unused, write_lock_path
+from ..store.locks import FileLocks, exec_lock_path, mount_lock_path, remove_unused, write_lock_path
 from ..types import Operation
 from . import forkspare, keptstate, registry
 from .oplog import OpLog
@@ -46,6 +46,8 @@ class VaultForkRemoval:
         def config(self) -> dict[str, Any]: ...
         def has_fork(self, fork: str) -> bool: ...
         def require_fork(self, fork: str) -> None: ...
+        @property
+        def lock_wait_s(self) -> float: ...
         def lock(self, *forks: str, wait_s: float | None = None) -> FileLocks: ...
         def workspace(self, fork: str | None = None) -> Workspace[Any]: ...
         def discard_workspace(self, fork: str) -> None: ...
@@ -61,15 +63,22 @@ class VaultForkRemoval:
                 f"fork {fork!r} is the vault's default fork",
                 hint="make another fork the default first (`avfs vault use VAULT:FORK`)",
             )
-        self.refuse_if_mounted(fork)
-        from ..workspace.wscommit import keep_recovery, ws_state
+        self.refuse_if_mounted(fork)  # (a mount kept warm asked to go: before any lock, see below)
+        from ..workspace.wscommit import state_and_kept
 
-        with self.lock(fork):
+        # the fork's mount lock, which a mount's start holds until its record is written, then
+        # the fork's (the order a mount daemon releasing takes them), and the check again under
+        # them: a mount started since the first is refused here, one starting later waits and
+        # finds no fork (ops/mounts.py). Found in the thirty-third round (tidy2, from the
+        # review): the check ran before any lock, and a mount made while the delete waited
+        # for the fork's lock stayed mounted on a fork deleted under it
+        mount_lock = (mount_lock_path(self.state_dir, fork), f"the mount of {self.name}:{fork}")
+        with FileLocks((mount_lock,), self.lock_wait_s), self.lock(fork):
+            self.refuse_if_mounted(fork, release=False)
             ws = self.workspace(fork)
             tip = ws.tip()
-            before = ws_state(ws)
+            before, rec = state_and_kept(ws, "delete fork")  # (one status, one capture)
             changed: list[dict[str, str | None]] = []
-            rec = keep_recovery(ws, "delete fork", dirty=before["tree"] is not None)  # (one status)
             if rec is not None:
                 changed.append({"ref": rec[0], "old": None, "new": rec[1]})
             try:  # the branch first: one moved meanwhile (a push) changes nothing, no ref made
@@ -106,17 +115,24 @@ class VaultForkRemoval:
     def drop_fork_locks(self, fork: str) -> None:
         """Unlink the lock files of ``fork``, gone (deleted, its creation undone): no orphans."""
         fork_lock = os.path.join(self.state_dir, "locks", names.fs_name(fork) + ".lock")
-        for lock in (fork_lock, exec_lock_path(self.state_dir, fork), write_lock_path(self.state_dir, fork)):
+        for lock in (
+            fork_lock,
+            exec_lock_path(self.state_dir, fork),
+            write_lock_path(self.state_dir, fork),
+            mount_lock_path(self.state_dir, fork),
+        ):
             remove_unused(lock, lambda: refs.read_ref_file(self.path, refs.fork_ref(fork)) is None)
 
-    def refuse_if_mounted(self, fork: str | None = None) -> None:
+    def refuse_if_mounted(self, fork: str | None = None, *, release: bool = True) -> None:
         """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:
         deleting what a mount serves would pull its upper layer and state from under the
         processes working in it (as git refuses to delete a branch checked out somewhere).
         A mount kept warm for ``proxy exec`` (nobody asked for it) is asked to go first
-        (:mod:`.warmrelease`); it stays, and so refuses, while a command runs in it."""
+        (:mod:`.warmrelease`); it stays, and so refuses, while a command runs in it.
+        ``release`` False: none is asked (a caller holding the fork's locks, which the
+        daemon's release waits for, asked before it took them)."""
         live = registry.live_mountpoints(self.state_dir, fork)
-        if live:
+        if live and release:
             release_kept_warm(self.state_dir, fork)
             live = registry.live_mountpoints(self.state_dir, fork)
         if not live:

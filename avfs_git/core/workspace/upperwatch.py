@@ -154,7 +154,8 @@ class UpperWatch(ChangeClassifier):
         self._journal: list[str] = []
         self._first = 0  # the sequence number of _journal[0]
         self._valid_from = 0  # a token before this sequence number answers "/" (overflow)
-        self._broken = ""  # why no answer can be complete now (a watch refused: given up)
+        # why no answer can be complete now (a watch refused: given up; not watched yet)
+        self._broken = "the upper layer is not watched yet"
         self._lapsed = False  # given up since the last watch of the whole upper layer
         self._answered = 0  # the sequence number the last answer's token holds
         self._lock = threading.RLock()  # (re-entered: a status in an answer asks the journal)
@@ -180,8 +181,7 @@ class UpperWatch(ChangeClassifier):
     def start(self) -> None:
         """Watch every directory of the upper layer, then keep reading the kernel's events
         in a thread (so its queue does not overflow between two hooks)."""
-        with self._lock:
-            self._rewatch()
+        self._rewatch()
         self._thread = threading.Thread(target=self._run, name="avfs-upperwatch", daemon=True)
         self._thread.start()
         _live[os.path.realpath(self.upper_dir)] = self
@@ -208,8 +208,7 @@ class UpperWatch(ChangeClassifier):
             if self._ino is None:  # given up: every answer is "everything" until watched again
                 if self._broken.startswith(UNMOUNTED) or self._stop.wait(retry):
                     return
-                with self._lock:
-                    self._rewatch()
+                self._rewatch()
                 retry = min(retry * 2, RETRY_S[1])
                 continue
             retry = RETRY_S[0]
@@ -231,27 +230,41 @@ class UpperWatch(ChangeClassifier):
                         self._give_up(self._broken)
 
     def _rewatch(self) -> None:
-        """Watch every directory of the upper layer in a new inotify instance (the caller
-        holds the lock). A token from before answers "everything" (what changed while
-        nothing watched is unknown), and readers of the change log are told to resync."""
+        """Watch every directory of the upper layer in a new inotify instance, then make it
+        the journal's. A token from before answers "everything" (what changed while nothing
+        watched is unknown), and readers of the change log are told to resync.
+
+        The walk holds no lock: answers meanwhile are "everything", at once (the journal is
+        given up until the new instance is taken); what changes during the walk is queued
+        in the new instance from the moment its directory is watched, and read as any other
+        event once it is taken. Found in the thirty-third round (tidy2, from the review): a
+        retry walked a big upper layer under the lock an answer waits on, and git's
+        fsmonitor hook in the mount (so `git status`) waited out the walk."""
         from inotify_simple import INotify
 
+        log.debug("watching the upper layer %s", self.upper_dir)
         try:
-            self._ino = INotify(nonblocking=True)
+            ino = INotify(nonblocking=True)
         except OSError as exc:  # the user's instances used up (max_user_instances)
-            self._give_up(f"inotify refused an instance: {exc.strerror}")
+            with self._lock:
+                self._give_up(f"inotify refused an instance: {exc.strerror}")
             return
-        self._broken, self._wds = "", {}
-        self.lower_paths.clear()
-        self._watch_tree("", self.upper_dir, record=False)
-        if self._broken:
-            self._give_up(self._broken)
-            return
-        if self._lapsed:  # (given up before: what changed meanwhile is unknown)
-            self._lapsed = False
-            self._valid_from = self.seq + 1
-            self._record("")
-            self._overflowed()
+        wds: dict[int, str] = {}
+        why = self._walk(ino, wds, "", record=False)
+        with self._lock:
+            if why or self._stop.is_set():
+                ino.close()
+                if why:
+                    self._give_up(why)
+                return
+            self._ino, self._wds, self._broken, self._moved = ino, wds, "", {}
+            self.lower_paths.clear()
+            if self._lapsed:  # (given up before: what changed meanwhile is unknown)
+                self._lapsed = False
+                self._valid_from = self.seq + 1
+                self._record("")
+                self._overflowed()
+        log.debug("the upper layer %s is watched: %d directories", self.upper_dir, len(wds))
 
     def _give_up(self, why: str) -> None:
         """Stop watching (the caller holds the lock): every watch goes back to the user at
@@ -288,38 +301,47 @@ class UpperWatch(ChangeClassifier):
             del self._journal[:drop]
             self._first += drop
 
-    def _watch(self, path: str, real: str) -> bool:
-        if self._broken or self._ino is None:
-            return False
+    def _watch(self, ino: Any, wds: dict[int, str], path: str, real: str) -> str | None:
+        """Watch directory ``path`` (reached as ``real``) in ``ino``, its descriptor kept in
+        ``wds``: None when watched, "" when gone already (its parent's event says so), else
+        why the watch was refused (the journal is given up)."""
         try:
-            wd = self._ino.add_watch(real, WATCH_MASK)
+            wd = ino.add_watch(real, WATCH_MASK)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return False  # gone already: its parent's event says so
-            self._broken = f"inotify refused a watch on {real}: {exc.strerror}"
-            return False
-        if wd not in self._wds and len(self._wds) >= self.budget:
+                return ""
+            return f"inotify refused a watch on {real}: {exc.strerror}"
+        if wd not in wds and len(wds) >= self.budget:
             # (counted once the kernel answers: a directory watched already, walked again
             # after a queue overflow, has its old descriptor and takes no more)
             try:
-                self._ino.rm_watch(wd)
+                ino.rm_watch(wd)
             except OSError:
                 pass  # (the instance is let go whole just after: the give-up closes it)
-            self._broken = f"the mount's upper layer holds more than {self.budget} directories ({BUDGET_KEY})"
-            return False
-        self._wds[wd] = path
-        return True
+            return f"the mount's upper layer holds more than {self.budget} directories ({BUDGET_KEY})"
+        wds[wd] = path
+        return None
 
     def _watch_tree(self, path: str, real: str, *, record: bool) -> None:
-        """Watch directory ``path`` and every directory below it; with ``record``, journal
-        everything found there (a directory that just appeared: what was made in it before
-        its watch existed is known only from this listing). ``real``: its path (unused:
+        """:meth:`_walk` from directory ``path`` in the journal's own instance (the caller
+        holds the lock); a watch refused breaks the journal. ``real``: its path (unused:
         each directory is reached from the layer's root, or as its parent's listing named
         it, never through a link: :func:`.upper.open_listed`)."""
         del real
+        if self._broken or self._ino is None:
+            return
+        why = self._walk(self._ino, self._wds, path, record=record)
+        if why:
+            self._broken = why
+
+    def _walk(self, ino: Any, wds: dict[int, str], path: str, *, record: bool) -> str:
+        """Watch directory ``path`` and every directory below it in ``ino``; with
+        ``record`` (the journal's instance, under the lock), journal everything found there
+        (a directory that just appeared: what was made in it before its watch existed is
+        known only from this listing). Why a watch was refused ("" when none was)."""
         pid = os.getpid()
         stack: list[tuple[str, up.Ident | None]] = [(path, None)]
-        while stack and not self._broken:
+        while stack:
             p, ident = stack.pop()
             fd = up.open_listed(self.upper_dir, p, ident)
             if fd is None:
@@ -327,7 +349,10 @@ class UpperWatch(ChangeClassifier):
             try:
                 # the very directory listed (its descriptor; "." so that the watch is of the
                 # directory, IN_DONT_FOLLOW and all)
-                if not self._watch(p, f"/proc/{pid}/fd/{fd}/."):
+                why = self._watch(ino, wds, p, f"/proc/{pid}/fd/{fd}/.")
+                if why:
+                    return why
+                if why is not None:
                     continue
                 with os.scandir(fd) as it:
                     for de in it:
@@ -355,6 +380,7 @@ class UpperWatch(ChangeClassifier):
                 continue
             finally:
                 os.close(fd)
+        return ""
 
     def _drain(self) -> bool:
         """Journal the events the kernel has queued (the caller holds the lock): all of

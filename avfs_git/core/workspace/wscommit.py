@@ -183,18 +183,25 @@ def keep_ref(ws: Fork, commit: str, tag: str, reason: str) -> str:
     return ref
 
 
-def keep_recovery(ws: Fork, reason: str, dirty: bool | None = None) -> tuple[str, str] | None:
+def keep_recovery(
+    ws: Fork, reason: str, dirty: bool | None = None, tree: str | None = None
+) -> tuple[str, str] | None:
     """Keep the uncheckpointed overlay as a commit under a recovery ref
     (``refs/avfs/recovery/<fork>/-/<id>``, parent: the base) before ``reason`` discards
     it; (ref, commit), or None when there is nothing to keep. ``dirty``: what
-    ``ws.changes.is_dirty()`` answered just before, where nothing can write the fork
-    meanwhile (its lock held, no mount): a status not asked twice (a fork's deletion)."""
+    ``ws.changes.is_dirty()`` answered just before, and ``tree``: a capture of the
+    workspace made just before whose bytes are the files' own (no conversion changed
+    one), where nothing can write the fork meanwhile (its lock held, no mount): neither
+    asked again (:func:`state_and_kept`)."""
     if not (ws.changes.is_dirty() if dirty is None else dirty):
         return None
+    msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
+    if tree is not None:
+        commit = ws.store.create_commit(tree, [ws.base], msg, ws.author())
+        return keep_ref(ws, commit, "", f"keep before {reason}"), commit
     pack = ws.store.pack_writer()
     try:
         tree, _ = capture(ws, pack, convert=False)  # (the bytes as they are)
-        msg = f"avfs: uncheckpointed changes of {ws.fork}, kept before {reason}\n"
         commit = ws.store.create_commit(tree, [ws.base], msg, ws.author(), pack=pack)
         pack.finish()
     except BaseException:
@@ -221,6 +228,20 @@ def ws_state(ws: Fork) -> dict[str, str | None]:
     """The workspace's state for the op log: its base and, when dirty, its tree."""
     tree = capture(ws)[0] if ws.changes.is_dirty() else None
     return {"base": ws.base, "tree": tree}
+
+
+def state_and_kept(ws: Fork, reason: str) -> tuple[dict[str, str | None], tuple[str, str] | None]:
+    """:func:`ws_state` and :func:`keep_recovery` (``reason``) from one status and one
+    capture, where nothing can write the fork between them (its lock held, no mount: a
+    fork's deletion): the state's tree is the recovery's unless git's conversions changed
+    a file's bytes in it (a CRLF file under ``text=auto``), which the recovery keeps as
+    they are (captured again). Found in the thirty-third round (tidy2, from the review):
+    each captured the fork, a delete's whole overlay twice."""
+    state = ws_state(ws)
+    if state["tree"] is None:
+        return state, None
+    same = None if ws.captured_converted else state["tree"]
+    return state, keep_recovery(ws, reason, dirty=True, tree=same)
 
 
 def move_ref(
