@@ -61,9 +61,13 @@ def _waits_for_flock(pid: int, path: Path) -> bool:
     with open("/proc/locks", encoding="ascii") as fh:
         for line in fh:
             f = line.split()
-            if len(f) > 6 and f[1] == "->" and f[2] == "FLOCK" and f[5] == str(pid):
-                if int(f[6].rsplit(":", 1)[1]) == ino:
-                    return True
+            if (
+                len(f) > 6
+                and f[1:3] == ["->", "FLOCK"]
+                and f[5] == str(pid)
+                and int(f[6].rsplit(":", 1)[1]) == ino
+            ):
+                return True
     return False
 
 
@@ -80,7 +84,9 @@ def _flock(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _db_write_lock() -> Iterator[None]:
     """Fork f's overlay database's write lock, held by a connection of the test's."""
-    con = sqlite3.connect(str(_vault() / "avfs" / "ws" / "f" / "overlay.db"), isolation_level=None, timeout=WAIT_S)
+    con = sqlite3.connect(
+        str(_vault() / "avfs" / "ws" / "f" / "overlay.db"), isolation_level=None, timeout=WAIT_S
+    )
     try:
         con.execute("BEGIN IMMEDIATE")
         yield
@@ -190,7 +196,10 @@ def test_a_written_file_the_person_writes_again_before_the_move_stays_theirs(
         def person(go: Callable[[], None]) -> None:
             with _db_write_lock():
                 go()
-                _until(lambda: _text(mp / "b.txt") == "theirs b\n" and _text(mp / "a.txt") == "theirs\n", "written")
+                _until(
+                    lambda: _text(mp / "b.txt") == "theirs b\n" and _text(mp / "a.txt") == "theirs\n",
+                    "written",
+                )
                 (mp / "a.txt").write_bytes(mine)
 
         doc = _status_paused(mp, person)
@@ -227,7 +236,10 @@ def test_a_tip_moved_again_before_the_move_puts_back_what_was_written(
         def other_hand(go: Callable[[], None]) -> None:
             with _db_write_lock():
                 go()
-                _until(lambda: _text(mp / "b.txt") == "theirs b\n" and _text(mp / "a.txt") == "theirs\n", "written")
+                _until(
+                    lambda: _text(mp / "b.txt") == "theirs b\n" and _text(mp / "a.txt") == "theirs\n",
+                    "written",
+                )
                 second.append(_other_hand(_vault(), tmp_path / "other-index", {"a.txt": "theirs 2\n"})[1])
 
         doc = _status_paused(mp, other_hand)
