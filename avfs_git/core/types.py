@@ -116,6 +116,16 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """Another hand's commit a mounted fork did not adopt for paths both changed
+    (core/workspace/wsadopt.py; `avfs status`'s ``unadopted``): ``head`` the commit,
+    ``conflicts`` those paths."""
+
+    head: str
+    conflicts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CommitInfo:
     id: CommitId
     parents: list[str]

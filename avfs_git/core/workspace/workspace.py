@@ -32,7 +32,7 @@ from ..store.gitnames import NotRecorded
 from ..store.gitstore import GitStore
 from ..store.identity import Signatures
 from ..store.packwriter import PackWriter
-from ..types import MERGE_STATE_FILE, Change, NodeKind
+from ..types import MERGE_STATE_FILE, Change, NodeKind, Refused
 from . import localcopy, wsbase, wscapture, wscommit, wsfold
 from .ignore import IgnoreRules
 from .livedir import LiveDir
@@ -152,6 +152,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
     """The workspace of fork ``fork`` of ``vault``. Get one with ``Vault.workspace()``."""
 
     vault: V_co
+    unadopted: Refused | None = None  # the last sync_base's refusal of the tip (wsadopt.py)
 
     def __init__(self, vault: V_co, fork: str, state_dir: str, *, pinned: str | None = None) -> None:
         """``pinned``: a read-only view of that commit (``state_dir`` then only holds an
@@ -537,11 +538,9 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         (:func:`.mergestate.open_merge`, or None), the changes, and how many paths git ignores
         (``ignored``; listed in ``ignored_paths`` with ``list_ignored``), and what no
         checkpoint records (``not_recorded``: a tree past ``PATH_MAX`` a command made, a fifo,
-        a name git refuses; a clean status said nothing of them). ``changes`` and
-        ``ignored``: :meth:`status_ignored` already taken."""
-        merging: dict[str, object] | None = None
-        if os.path.exists(os.path.join(self.state_dir, MERGE_STATE_FILE)):
-            merging = open_merge(self)
+        a name git refuses), and ``unadopted`` (:mod:`.wsadopt`'s refusal of the tip, for
+        paths both changed). ``changes``, ``ignored``: :meth:`status_ignored` taken."""
+        merging = open_merge(self) if os.path.exists(os.path.join(self.state_dir, MERGE_STATE_FILE)) else None
         if changes is None or ignored is None:
             changes, ignored = self.changes.status_ignored()
         read, self.changes.last_read = self.changes.last_read, None  # (what that status read)
@@ -566,6 +565,8 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         }
         if list_ignored:
             out["ignored_paths"] = list(ignored.files)
+        if (no := self.unadopted) is not None and no.head == tip != self.base:
+            out["unadopted"] = {"head": no.head, "conflicts": list(no.conflicts)}
         return out
 
     # -- checkpoint (see .wscommit) -------------------------------------------------------

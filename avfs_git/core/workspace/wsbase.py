@@ -74,7 +74,8 @@ def sync_base(ws: Based) -> bool:
         # and its index entries; gitmodel12); its index is not stamped (not the base's)
         follow_git(ws, git_moved=True)
         return True
-    if base is not None and ov.has_changes() and changed_since_base(ws):
+    status = dirty_status(ws) if base is not None and ov.has_changes() else None
+    if base is not None and status:
         # the ref moved under uncheckpointed changes: adopt it when that is safe, and
         # never while a checkpoint of this fork runs (it holds the fork lock, and its
         # ref move is not finished until it retired what it captured)
@@ -82,36 +83,14 @@ def sync_base(ws: Based) -> bool:
         from . import wsadopt  # (only where another hand moved the ref: not every command's)
 
         try:
-            # the index guard held from the move to the index's patch: a pure-FUSE
-            # daemon's refresh of the index (on seeing the base move) then finds it
-            # written for the new base (before, it could come first and write it whole,
-            # what git had staged lost: gitmodel20), as follow_git holds it
             with ws.fork_lock(wait_s=0):
-                # the paths the commit changed that the person did not (gitmodel21): they
-                # follow it, written through a live overlay mount first (wsadopt.py)
-                seen = (ov.get_meta("base"), ws.tip())
-                was, now = seen
-                follow = wsadopt.followed(ws, was, now) if was and now and was != now else frozenset()
-                with ws.index_guard():
-                    with ov.txn() as db:
-                        base = ov.get_meta("base")
-                        tip = ws.tip()
-                        adopted = (
-                            ov.get_meta("pending") is None
-                            and base is not None
-                            and tip is not None
-                            and base != tip
-                            and wsadopt.adopt(
-                                ws, db, base, tip, follow if (base, tip) == seen else frozenset()
-                            )
-                        )
-                    if adopted:
-                        # once the move is committed: a stamp naming a base other processes
-                        # cannot see yet makes the mount's daemon, reading the old base,
-                        # rewrite the index git just committed for that old base
-                        ws.stamp_index()  # (git's index kept where git made it, else patched)
-                if adopted and follow:
-                    ws.base_moved(view_changed=False)  # (a pure-FUSE daemon drops its caches)
+                # the status just read, passed on (adopt2: it was read again, and what the
+                # commit changed compared twice, by each step of the adoption)
+                was, now = ov.get_meta("base"), ws.tip()
+                if was != base and was is not None:  # (a checkpoint's move came first)
+                    status = ws.changes.status()
+                plan = wsadopt.plan(ws, was, now, status) if was and now and was != now else None
+                ws.unadopted = None if plan is None else wsadopt.settle(ws, plan)
         except BusyError:
             pass
         return True
@@ -200,9 +179,20 @@ def changed_since_base(ws: Based) -> bool:
     compares them. A move of the ref by another hand is followed where there is none
     (found in gitmodel13: on pure FUSE such a file kept the base, the mount showed the old
     commit and git's index staged the new commit's files deleted)."""
+    return dirty_status(ws) is not None
+
+
+def dirty_status(ws: Based) -> list[Change] | None:
+    """The workspace's status where it holds a change git would see (as
+    :func:`changed_since_base` tells), else None: read once where the status is read at
+    all, and passed on to an adoption (:mod:`.wsadopt`), which reads it."""
+    if ws.overlay.upper_active():
+        # (the upper layer keeps what checkpoints recorded while it was mounted: the status
+        # decides, as Changes.is_dirty's would)
+        return ws.changes.status() or None
     if not ws.changes.is_dirty():
-        return False
-    return ws.overlay.upper_active() or bool(ws.changes.status())
+        return None
+    return ws.changes.status() or None
 
 
 def _follow_ref(ws: Based) -> None:

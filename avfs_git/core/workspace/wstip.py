@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from ..store import names
 from ..store.gitstore import EMPTY_TREE
 from ..store.treediff import diff_trees
-from ..types import MODE_COMMIT, MODE_TREE, Change
+from ..types import MODE_COMMIT, MODE_TREE, Change, Refused
 from . import wsretire
 from .livedir import LiveDir
 from .overlayentry import DELETED, FILE, OBJECT, Entry
@@ -28,6 +28,7 @@ class Based(Fork, Protocol):
 
     state_dir: str
     pinned: str | None
+    unadopted: Refused | None  # another hand's commit last refused for paths both changed
 
     def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]: ...
     def live_dir(self) -> LiveDir | None: ...
