@@ -34,7 +34,9 @@ at all, and none of the host's abstract Unix sockets, avfs's exec sockets among 
 unless the policy gives the command the host's network (:func:`network_for`); a
 ``filtered`` network keeps that namespace and reaches only the policy's hosts, through
 the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
-(the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal).
+(the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal);
+a seccomp filter (:mod:`.seccomp`, ``--seccomp``) refuses the kernel's keyrings, which no
+namespace separates (the person's keys were readable).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
 remount its way out). The command runs under a Landlock domain (:mod:`.landlock`, applied
 inside by bwrap's command) that lets it make links and special files only beneath the fork
@@ -236,9 +238,21 @@ def env_fd(env: Mapping[str, str]) -> int:
     """A descriptor (not inheritable; the caller passes it on and closes it) that bwrap's
     ``--args`` reads :func:`env_args` from: an anonymous file in memory, so the values are
     on no command line (``/proc/PID/cmdline`` is readable by every user) and in no file."""
-    data = env_args(env)
+    return _anonymous(env_args(env), "avfs-env")
+
+
+def seccomp_fd() -> int:
+    """A descriptor (as :func:`env_fd`'s) that bwrap's ``--seccomp`` reads the sandbox's
+    filter from (:mod:`.seccomp`: the keyrings refused); -1 where there is none."""
+    from .seccomp import program
+
+    data = program()
+    return -1 if data is None else _anonymous(data, "avfs-seccomp")
+
+
+def _anonymous(data: bytes, name: str) -> int:
     try:
-        fd = os.memfd_create("avfs-env", os.MFD_CLOEXEC)
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
     except (AttributeError, OSError):  # no memfd here: an unlinked temporary file
         import tempfile
 
@@ -502,6 +516,7 @@ def argv(
     *,
     own: bool = False,
     outer_fd: int = -1,
+    seccomp_from: int = -1,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
@@ -511,9 +526,12 @@ def argv(
     Landlock program once it has applied the domain (:mod:`.landlock`), so that its start
     is done by then too; where there is none, bubblewrap's ``--block-fd``. ``own``:
     ``command`` is a Perl program of avfs's own, run by the Perl that applies the Landlock
-    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s."""
+    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s. ``seccomp_from``:
+    :func:`seccomp_fd`'s (-1: none; left out of a ready sandbox's key, the same filter)."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if seccomp_from >= 0:
+        args += ["--seccomp", str(seccomp_from)]
     if sb.network != "host":
         args.append("--unshare-net")
     if sb.root:

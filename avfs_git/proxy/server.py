@@ -267,6 +267,9 @@ class ExecServer:
             from . import confine
 
             confine.unavailable()  # its probe of bubblewrap, made once per process (~17 ms)
+            from .seccomp import program
+
+            program()  # the sandbox's filter, made once per process (~2-15 ms)
             from ..core.store.locks import exec_lock_path, file_lock
 
             # once the call that mounted the fork has ended (it holds the fork's exec lock)
