@@ -38,7 +38,8 @@ the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
 a seccomp filter (:mod:`.seccomp`, ``--seccomp``) refuses the kernel's keyrings, which no
 namespace separates (the person's keys were readable).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
-remount its way out). The command runs under a Landlock domain (:mod:`.landlock`, applied
+remount its way out; with the host's network, no ``CAP_NET_RAW`` either: it would read the
+host's traffic). The command runs under a Landlock domain (:mod:`.landlock`, applied
 inside by bwrap's command) that lets it make links and special files only beneath the fork
 and the sandbox's own writable places: never in the vault (the worktree's git dir, which
 the person's git in the mount uses while the command runs, and the seal's scratch).
@@ -81,6 +82,10 @@ KEPT_CAPS = (
     "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
     "CAP_AUDIT_WRITE",
 )  # fmt: skip
+# dropped too where the command shares the host's network: raw and packet sockets there
+# read every frame of the host's interfaces, its loopback's too (the thirty-third round,
+# NAME=attack24: a root command sniffed a token another process sent to 127.0.0.1)
+HOST_NETWORK_DROPS = frozenset(("CAP_NET_RAW",))
 # kept read-only (those that exist; a symlink is recreated as a symlink)
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
 # in /etc: files shown empty, directories shown empty (globs)
@@ -537,7 +542,8 @@ def argv(
     if sb.root:
         args += ["--cap-drop", "ALL"]
         for cap in KEPT_CAPS:
-            args += ["--cap-add", cap]
+            if sb.network != "host" or cap not in HOST_NETWORK_DROPS:
+                args += ["--cap-add", cap]
     args += _system()
     args += ["--proc", "/proc"]
     for d in PROC_HOST_WIDE:  # after --proc: what it would show writable, read-only
