@@ -35,8 +35,9 @@ unless the policy gives the command the host's network (:func:`network_for`); a
 ``filtered`` network keeps that namespace and reaches only the policy's hosts, through
 the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
 (the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal);
-a seccomp filter (:mod:`.seccomp`, ``--seccomp``) refuses the kernel's keyrings, which no
-namespace separates (the person's keys were readable).
+a seccomp filter (:mod:`.seccomp`, ``--seccomp``) refuses the kernel's keyrings and audit
+socket, which no namespace separates (the person's keys were readable; the host's audit
+log took records).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
 remount its way out; with the host's network, no ``CAP_NET_RAW`` either: it would read the
 host's traffic). The command runs under a Landlock domain (:mod:`.landlock`, applied
@@ -75,12 +76,11 @@ from typing import Final
 from ..core.errors import SandboxUnavailableError
 from ..core.records import dataclass
 
-# what a root command keeps (the same set as :data:`.isolate.KEPT_CAPS`: Docker's default
-# without MKNOD and SETFCAP)
+# what a root command keeps (:data:`.isolate.KEPT_CAPS` and NET_RAW: Docker's default
+# without MKNOD, SETFCAP and AUDIT_WRITE, which wrote the host's audit log: :mod:`.seccomp`)
 KEPT_CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
-    "CAP_AUDIT_WRITE",
 )  # fmt: skip
 # dropped too where the command shares the host's network: raw and packet sockets there
 # read every frame of the host's interfaces, its loopback's too (the thirty-third round,

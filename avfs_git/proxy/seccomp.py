@@ -1,4 +1,4 @@
-"""The system calls a confined command is refused: the kernel's keyrings.
+"""The system calls a confined command is refused: the kernel's keyrings and audit log.
 
 The kernel keeps a user's keys by user and by session, not by any namespace bubblewrap
 makes: a command in the sandbox (the same user; for root, the same user namespace too)
@@ -7,7 +7,16 @@ in a ``KEYRING:`` cache, tokens put there with ``keyctl add user ... @u``) and a
 its own for the person's later programs to find (the thirty-third round, NAME=attack24).
 So bubblewrap loads a seccomp filter (``--seccomp FD``, :func:`.confine.argv`) that answers
 ``add_key``, ``keyctl`` and ``request_key`` with ``ENOSYS``, as flatpak's does (docker's
-default profile refuses them too); every other call is allowed.
+default profile refuses them too).
+
+The kernel's audit log is the host's alone too: a root command (``CAP_AUDIT_WRITE``, which
+Docker's default set keeps for ``login`` and ``su``) sent user records through a
+``NETLINK_AUDIT`` socket, and the host's audit trail (its kernel log, where no ``auditd``
+runs) took them, with the host's pid and any text: a forged login line. The filter
+answers that socket with ``EPROTONOSUPPORT``, what a kernel without audit answers (PAM and
+libaudit then go on without it), and the capability is dropped too (:data:`.confine.KEPT_CAPS`:
+a 32-bit program's ``socketcall`` is past what a filter can read). Every other call is
+allowed.
 
 The filter is made by `libseccomp <https://github.com/seccomp/libseccomp>`_ (the library
 flatpak and systemd make theirs with; ``libseccomp.so.2``, which apt and systemd need on
@@ -27,6 +36,16 @@ from collections.abc import Iterator
 __all__ = ["REFUSED", "program"]
 
 REFUSED = ("add_key", "keyctl", "request_key")
+# socket(AF_NETLINK, *, NETLINK_AUDIT): refused as a kernel without audit refuses it
+_AF_NETLINK, _NETLINK_AUDIT = 16, 9
+_CMP_EQ = 4  # SCMP_CMP_EQ
+
+
+class _ArgCmp(ctypes.Structure):
+    """libseccomp's ``struct scmp_arg_cmp``."""
+
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
 
 _ALLOW = 0x7FFF0000  # SCMP_ACT_ALLOW
 _ERRNO = 0x00050000  # SCMP_ACT_ERRNO(0)
@@ -58,6 +77,9 @@ def _library() -> ctypes.CDLL | None:
         lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+        lib.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
+        ]  # fmt: skip
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         return lib
     return None
@@ -83,6 +105,10 @@ def program() -> bytes | None:
             nr = lib.seccomp_syscall_resolve_name(name.encode())
             if nr < 0 or lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
                 return None
+        audit = (_ArgCmp * 2)(_ArgCmp(0, _CMP_EQ, _AF_NETLINK, 0), _ArgCmp(2, _CMP_EQ, _NETLINK_AUDIT, 0))
+        nr = lib.seccomp_syscall_resolve_name(b"socket")
+        if nr < 0 or lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, audit) != 0:
+            return None
         fd = os.memfd_create("avfs-seccomp", os.MFD_CLOEXEC)
         if lib.seccomp_export_bpf(ctx, fd) != 0:
             return None
