@@ -7,7 +7,7 @@
 - the fork (its mount, or its materialized copy) read-write at ``path``: where the fork is
   mounted, or the project's own path (``--isolate --at PATH``);
 - ``/usr``, ``/etc``, ``/bin``, ``/sbin``, ``/lib*``, ``/opt`` read-only (symlinks stay
-  symlinks), with the secrets of ``/etc`` (:data:`ETC_SECRETS`: shadow files, SSH host keys,
+  symlinks), with the secrets of ``/etc`` (:mod:`.sysview`: shadow files, SSH host keys,
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
@@ -65,7 +65,6 @@ network), runs it, and the envelope's ``confinement`` says so, and why.
 from __future__ import annotations
 
 import functools
-import glob
 import os
 import shutil
 import subprocess
@@ -75,6 +74,7 @@ from typing import Final
 
 from ..core.errors import SandboxUnavailableError
 from ..core.records import dataclass
+from .sysview import PROC_HOST_WIDE, SYSTEM_DIRS, system_args
 
 # what a root command keeps (:data:`.isolate.KEPT_CAPS` and NET_RAW: Docker's default
 # without MKNOD, SETFCAP and AUDIT_WRITE, which wrote the host's audit log: :mod:`.seccomp`)
@@ -86,17 +86,6 @@ KEPT_CAPS = (
 # read every frame of the host's interfaces, its loopback's too (the thirty-third round,
 # NAME=attack24: a root command sniffed a token another process sent to 127.0.0.1)
 HOST_NETWORK_DROPS = frozenset(("CAP_NET_RAW",))
-# kept read-only (those that exist; a symlink is recreated as a symlink)
-SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
-# in /etc: files shown empty, directories shown empty (globs)
-ETC_SECRETS = (
-    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
-    "/etc/ssh/*_key", "/etc/security/opasswd", "/etc/krb5.keytab", "/etc/ppp/*-secrets",
-)  # fmt: skip
-ETC_SECRET_DIRS = (
-    "/etc/sudoers.d", "/etc/ssl/private", "/etc/NetworkManager/system-connections",
-    "/etc/wireguard", "/etc/docker", "/etc/containers/auth.json",
-)  # fmt: skip
 # variables never passed into the sandbox: what they point at is not there, and a path
 # they name is a way out (an agent socket)
 DROPPED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST",
@@ -386,45 +375,6 @@ def environment(env: dict[str, str], sb: Sandbox) -> dict[str, str]:
     return out
 
 
-@functools.cache
-def _system() -> tuple[str, ...]:
-    """The system directories and the masked secrets (looked up once per process: a mount
-    daemon serves many commands, and the layout of /etc does not change under it)."""
-    args: list[str] = []
-    for d in SYSTEM_DIRS:
-        if os.path.islink(d):
-            args += ["--symlink", os.readlink(d), d]
-        elif os.path.isdir(d):
-            args += ["--ro-bind", d, d]
-    for pattern in ETC_SECRETS:
-        for f in sorted(glob.glob(pattern)):
-            if os.path.isfile(f) and not os.path.islink(f):
-                args += ["--ro-bind", "/dev/null", f]
-    for d in ETC_SECRET_DIRS:
-        if os.path.isdir(d) and not os.path.islink(d):
-            args += ["--perms", "0755", "--tmpfs", d, "--remount-ro", d]
-        elif os.path.isfile(d) and not os.path.islink(d):
-            args += ["--ro-bind", "/dev/null", d]
-    return tuple(args)
-
-
-# The kernel's machine-wide settings under a fresh /proc: bwrap covers them itself only
-# when its own write check fails, and as root with CAP_DAC_OVERRIDE dropped that check says
-# "already read-only" while the command, uid 0 with the file's own mode, can write them
-# (`echo '|/fork/x' > /proc/sys/kernel/core_pattern` ran a fork's file as the host's root at
-# the next crash). Shown from the host's /proc, read-only (`--ro-bind-try`: absent ones, as
-# /proc/sysrq-trigger without CONFIG_MAGIC_SYSRQ, are skipped).
-PROC_HOST_WIDE = (
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-    "/proc/irq",
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/scsi",
-    "/proc/acpi",
-)
-
-
 def _resolver() -> list[str]:
     """Where ``/etc/resolv.conf`` is a symlink out of ``/etc`` (systemd-resolved's stub in
     ``/run``, which the sandbox does not show), the file it names, read-only: so names
@@ -544,7 +494,7 @@ def argv(
         for cap in KEPT_CAPS:
             if sb.network != "host" or cap not in HOST_NETWORK_DROPS:
                 args += ["--cap-add", cap]
-    args += _system()
+    args += system_args()
     args += ["--proc", "/proc"]
     for d in PROC_HOST_WIDE:  # after --proc: what it would show writable, read-only
         args += ["--ro-bind-try", d, d]
