@@ -1,6 +1,6 @@
 """What the resident CLI server (:mod:`.resident`) asks once as it starts, before it is
 there to find, so that the processes it forks find the answers made: bubblewrap's probe
-and the git version a mount's hooks depend on."""
+(and the sandbox's seccomp filter and view of /etc) and the git version a mount's hooks depend on."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ def probe_sandbox() -> None:
     finds the answer made; one whose caller's ``PATH`` finds another ``bwrap`` (or none)
     looks for itself (:func:`..proxy.confine.bwrap_path`)."""
     try:
-        from ..proxy import confine
+        from ..proxy import confine, seccomp, sysview
 
         confine.unavailable()
+        seccomp.program()  # the sandbox's seccomp filter, made once too
+        sysview.system_args()  # and what of /etc it hides (a walk of /etc)
     except Exception:
         pass  # the call's process probes, as without this
 

@@ -1,11 +1,14 @@
 """How a user-supplied string (a path, a fork or checkpoint name, a message, an error) is
 shown to a person: exactly as it is, unless the terminal would act on it.
 
-Control characters (newline, carriage return, ESC, DEL, C1 controls) and bytes that are not
-UTF-8 (file names arrive with them as lone surrogates) never reach the terminal raw: such a
-string is shown C-quoted in double quotes, as git shows a path under ``core.quotePath``
-(``"a\\nb"``, ``"\\033[31m"``, ``"caf\\303"``). A string that starts with a double quote is
-quoted too, so a quoted form is never mistaken for a name that only looks like one.
+Control characters (newline, carriage return, ESC, DEL, C1 controls), bytes that are not
+UTF-8 (file names arrive with them as lone surrogates), and the characters that reorder or
+hide text without being control characters (Unicode's bidirectional overrides, isolates and
+marks, zero-width and invisible ones, line and paragraph separators) never reach the
+terminal raw: such a string is shown C-quoted in double quotes, as git shows a path under
+``core.quotePath`` (``"a\\nb"``, ``"\\033[31m"``, ``"caf\\303"``, ``"x\\342\\200\\256y"``). A
+string that starts with a double quote is quoted too, so a quoted form is never mistaken
+for a name that only looks like one.
 Everything else, brackets and backslashes included, is shown unchanged.
 
 rich markup is a separate concern, handled once where rich renders (:mod:`.output`).
@@ -18,7 +21,14 @@ import re
 
 __all__ = ["escaped", "shown"]
 
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# control characters, lone surrogates (bytes that are not UTF-8), and what acts on a line
+# without being a control character: the bidirectional overrides, embeddings, isolates and
+# marks (U+202E shows "invoice<RLO>gnp.sh" as "invoicehs.png"), and the characters that
+# show nothing or end a line where they stand (a "README<ZWSP>" looked like "README")
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+)
 _NAMED = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
 
 

@@ -134,13 +134,17 @@ class Blocked:
         try:
             env_r = confine.env_fd(dict(p.env))
             opened.append(env_r)
+            sc = confine.seccomp_fd()
+            opened += [sc] if sc >= 0 else []
             status_r, status_w = os.pipe()
             opened += [status_r, status_w]
             self.status_r = status_r
             outer = confine.outer_fd(status_r)
-            argv = confine.argv(p.sandbox, list(p.argv), env_from=env_r, block_fd=block_r, outer_fd=outer)
+            argv = confine.argv(
+                p.sandbox, list(p.argv), env_from=env_r, block_fd=block_r, outer_fd=outer, seccomp_from=sc
+            )
             argv[1:1] = ["--json-status-fd", str(status_w)]
-            fds = (status_w, env_r, block_r)
+            fds = (status_w, env_r, block_r, *([sc] if sc >= 0 else []))
             passed = (*fds, outer) if outer >= 0 else fds  # (status_r: kept here too)
             threading.Thread(
                 target=self._spawn, args=(argv, fds, passed), name="avfs-exec-ahead", daemon=True

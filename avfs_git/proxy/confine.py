@@ -7,7 +7,7 @@
 - the fork (its mount, or its materialized copy) read-write at ``path``: where the fork is
   mounted, or the project's own path (``--isolate --at PATH``);
 - ``/usr``, ``/etc``, ``/bin``, ``/sbin``, ``/lib*``, ``/opt`` read-only (symlinks stay
-  symlinks), with the secrets of ``/etc`` (:data:`ETC_SECRETS`: shadow files, SSH host keys,
+  symlinks), with the secrets of ``/etc`` (:mod:`.sysview`: shadow files, SSH host keys,
   sudoers, TLS private keys...) replaced by empty ones;
 - a fresh ``/proc`` of a PID namespace of its own, a minimal ``/dev``, a private ``/tmp``
   and a private, empty ``$HOME``;
@@ -34,9 +34,13 @@ at all, and none of the host's abstract Unix sockets, avfs's exec sockets among 
 unless the policy gives the command the host's network (:func:`network_for`); a
 ``filtered`` network keeps that namespace and reaches only the policy's hosts, through
 the forwarder and filtering proxy of :mod:`.netproxy`. ``--die-with-parent``
-(the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal).
+(the sandbox goes when avfs does) and ``--new-session`` (no ``TIOCSTI`` into a terminal);
+a seccomp filter (:mod:`.seccomp`, ``--seccomp``) refuses the kernel's keyrings and audit
+socket, which no namespace separates (the person's keys were readable; the host's audit
+log took records).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
-remount its way out). The command runs under a Landlock domain (:mod:`.landlock`, applied
+remount its way out; with the host's network, no ``CAP_NET_RAW`` either: it would read the
+host's traffic). The command runs under a Landlock domain (:mod:`.landlock`, applied
 inside by bwrap's command) that lets it make links and special files only beneath the fork
 and the sandbox's own writable places: never in the vault (the worktree's git dir, which
 the person's git in the mount uses while the command runs, and the seal's scratch).
@@ -61,7 +65,6 @@ network), runs it, and the envelope's ``confinement`` says so, and why.
 from __future__ import annotations
 
 import functools
-import glob
 import os
 import shutil
 import subprocess
@@ -71,25 +74,18 @@ from typing import Final
 
 from ..core.errors import SandboxUnavailableError
 from ..core.records import dataclass
+from .sysview import PROC_HOST_WIDE, SYSTEM_DIRS, system_args
 
-# what a root command keeps (the same set as :data:`.isolate.KEPT_CAPS`: Docker's default
-# without MKNOD and SETFCAP)
+# what a root command keeps (:data:`.isolate.KEPT_CAPS` and NET_RAW: Docker's default
+# without MKNOD, SETFCAP and AUDIT_WRITE, which wrote the host's audit log: :mod:`.seccomp`)
 KEPT_CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SYS_CHROOT",
-    "CAP_AUDIT_WRITE",
 )  # fmt: skip
-# kept read-only (those that exist; a symlink is recreated as a symlink)
-SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
-# in /etc: files shown empty, directories shown empty (globs)
-ETC_SECRETS = (
-    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
-    "/etc/ssh/*_key", "/etc/security/opasswd", "/etc/krb5.keytab", "/etc/ppp/*-secrets",
-)  # fmt: skip
-ETC_SECRET_DIRS = (
-    "/etc/sudoers.d", "/etc/ssl/private", "/etc/NetworkManager/system-connections",
-    "/etc/wireguard", "/etc/docker", "/etc/containers/auth.json",
-)  # fmt: skip
+# dropped too where the command shares the host's network: raw and packet sockets there
+# read every frame of the host's interfaces, its loopback's too (the thirty-third round,
+# NAME=attack24: a root command sniffed a token another process sent to 127.0.0.1)
+HOST_NETWORK_DROPS = frozenset(("CAP_NET_RAW",))
 # variables never passed into the sandbox: what they point at is not there, and a path
 # they name is a way out (an agent socket)
 DROPPED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST",
@@ -236,9 +232,21 @@ def env_fd(env: Mapping[str, str]) -> int:
     """A descriptor (not inheritable; the caller passes it on and closes it) that bwrap's
     ``--args`` reads :func:`env_args` from: an anonymous file in memory, so the values are
     on no command line (``/proc/PID/cmdline`` is readable by every user) and in no file."""
-    data = env_args(env)
+    return _anonymous(env_args(env), "avfs-env")
+
+
+def seccomp_fd() -> int:
+    """A descriptor (as :func:`env_fd`'s) that bwrap's ``--seccomp`` reads the sandbox's
+    filter from (:mod:`.seccomp`: the keyrings refused); -1 where there is none."""
+    from .seccomp import program
+
+    data = program()
+    return -1 if data is None else _anonymous(data, "avfs-seccomp")
+
+
+def _anonymous(data: bytes, name: str) -> int:
     try:
-        fd = os.memfd_create("avfs-env", os.MFD_CLOEXEC)
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
     except (AttributeError, OSError):  # no memfd here: an unlinked temporary file
         import tempfile
 
@@ -367,45 +375,6 @@ def environment(env: dict[str, str], sb: Sandbox) -> dict[str, str]:
     return out
 
 
-@functools.cache
-def _system() -> tuple[str, ...]:
-    """The system directories and the masked secrets (looked up once per process: a mount
-    daemon serves many commands, and the layout of /etc does not change under it)."""
-    args: list[str] = []
-    for d in SYSTEM_DIRS:
-        if os.path.islink(d):
-            args += ["--symlink", os.readlink(d), d]
-        elif os.path.isdir(d):
-            args += ["--ro-bind", d, d]
-    for pattern in ETC_SECRETS:
-        for f in sorted(glob.glob(pattern)):
-            if os.path.isfile(f) and not os.path.islink(f):
-                args += ["--ro-bind", "/dev/null", f]
-    for d in ETC_SECRET_DIRS:
-        if os.path.isdir(d) and not os.path.islink(d):
-            args += ["--perms", "0755", "--tmpfs", d, "--remount-ro", d]
-        elif os.path.isfile(d) and not os.path.islink(d):
-            args += ["--ro-bind", "/dev/null", d]
-    return tuple(args)
-
-
-# The kernel's machine-wide settings under a fresh /proc: bwrap covers them itself only
-# when its own write check fails, and as root with CAP_DAC_OVERRIDE dropped that check says
-# "already read-only" while the command, uid 0 with the file's own mode, can write them
-# (`echo '|/fork/x' > /proc/sys/kernel/core_pattern` ran a fork's file as the host's root at
-# the next crash). Shown from the host's /proc, read-only (`--ro-bind-try`: absent ones, as
-# /proc/sysrq-trigger without CONFIG_MAGIC_SYSRQ, are skipped).
-PROC_HOST_WIDE = (
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-    "/proc/irq",
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/scsi",
-    "/proc/acpi",
-)
-
-
 def _resolver() -> list[str]:
     """Where ``/etc/resolv.conf`` is a symlink out of ``/etc`` (systemd-resolved's stub in
     ``/run``, which the sandbox does not show), the file it names, read-only: so names
@@ -502,6 +471,7 @@ def argv(
     *,
     own: bool = False,
     outer_fd: int = -1,
+    seccomp_from: int = -1,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
@@ -511,16 +481,20 @@ def argv(
     Landlock program once it has applied the domain (:mod:`.landlock`), so that its start
     is done by then too; where there is none, bubblewrap's ``--block-fd``. ``own``:
     ``command`` is a Perl program of avfs's own, run by the Perl that applies the Landlock
-    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s."""
+    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s. ``seccomp_from``:
+    :func:`seccomp_fd`'s (-1: none; left out of a ready sandbox's key, the same filter)."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if seccomp_from >= 0:
+        args += ["--seccomp", str(seccomp_from)]
     if sb.network != "host":
         args.append("--unshare-net")
     if sb.root:
         args += ["--cap-drop", "ALL"]
         for cap in KEPT_CAPS:
-            args += ["--cap-add", cap]
-    args += _system()
+            if sb.network != "host" or cap not in HOST_NETWORK_DROPS:
+                args += ["--cap-add", cap]
+    args += system_args()
     args += ["--proc", "/proc"]
     for d in PROC_HOST_WIDE:  # after --proc: what it would show writable, read-only
         args += ["--ro-bind-try", d, d]

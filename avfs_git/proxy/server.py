@@ -267,6 +267,11 @@ class ExecServer:
             from . import confine
 
             confine.unavailable()  # its probe of bubblewrap, made once per process (~17 ms)
+            from .seccomp import program
+            from .sysview import system_args
+
+            program()  # the sandbox's filter, made once per process (~2-15 ms)
+            system_args()  # and what of /etc it hides (a walk of /etc, ~5-20 ms)
             from ..core.store.locks import exec_lock_path, file_lock
 
             # once the call that mounted the fork has ended (it holds the fork's exec lock)

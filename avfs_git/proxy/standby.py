@@ -289,8 +289,12 @@ class Standbys:
         status_r, status_w = os.pipe()
         for fd in (go_w, report_r, status_r):
             os.set_inheritable(fd, False)
+        sc = confine.seccomp_fd()
+        own = (go_r, report_w, status_w, *([sc] if sc >= 0 else []))
         # (own: the Perl that applies the Landlock domain runs the waiter: one Perl start)
-        args = confine.argv(_at_root(sb), [PERL, "-e", WAITER, str(go_r), str(report_w)], own=True)
+        args = confine.argv(
+            _at_root(sb), [PERL, "-e", WAITER, str(go_r), str(report_w)], own=True, seccomp_from=sc
+        )
         args[1:1] = ["--json-status-fd", str(status_w)]
         try:
             proc = subprocess.Popen(
@@ -302,14 +306,14 @@ class Standbys:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=(go_r, report_w, status_w),
+                pass_fds=own,
             )
         except OSError:
             for fd in (go_w, report_r, status_r, *((table,) if table >= 0 else ())):
                 os.close(fd)
             return
         finally:
-            for fd in (go_r, report_w, status_w):
+            for fd in own:
                 os.close(fd)
         new = Standby(key, proc, go_w, report_r, status_r, table)
         with self._lock:
