@@ -1,0 +1,153 @@
+"""`avfs grep` and `avfs export` beside git on real files with real ``.gitattributes`` (the
+thirty-third round, realdata8; docs/testing.md, "git's and libgit2's fixtures through avfs's
+read paths"): git 2.39.5's own source (Debian's tarball, ``realdata.git_source_dir``), its
+root ``.gitattributes`` (``*.bat eol=crlf``, ``conflict-marker-size=32`` ...) and
+``t/.gitattributes`` (``/t0110/url-* binary``: text files git is told are binary), with
+``compat/vcbuild``'s batch files, ``t/t0110`` (with its script) and ``t/t3900`` (files in ISO-8859-1, EUC-JP,
+ISO-2022-JP, UTF-16 beside UTF-8 ones). What differed on main:
+
+- `avfs grep` searched ``t/t0110/url-*``, which `git grep -I` skips: git judges a file
+  binary by the ``diff`` attribute first (``-diff``, the ``binary`` macro; a file with
+  ``diff`` set is text whatever its bytes), by a NUL in its first 8000 bytes only where the
+  attribute says nothing (``grep.c`` ``grep_source_is_binary``).
+- `avfs grep` printed the matched lines of ``t/t3900``'s ISO-8859-1 and EUC-JP files with
+  U+FFFD for each byte that is not UTF-8, where `git grep` prints the line's bytes (its
+  help says the line is printed "as it is in the file, like `cat`"); ``--json`` keeps
+  U+FFFD (JSON is text).
+- `avfs export` wrote ``compat/vcbuild/*.bat`` as their blobs (LF) where `git archive`
+  and `git checkout` write them with CRLF (``eol=crlf``), as the mount shows them.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import realdata
+
+pytestmark = pytest.mark.slow
+
+DIRS = ["t/t0110", "t/t3900", "compat/vcbuild"]
+
+
+def _git(work: Path, *args: str) -> bytes:
+    return subprocess.run(
+        ["git", "-C", str(work), "-c", "core.pager=cat", *args], capture_output=True, check=True, timeout=120
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def gitsrc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkout of a part of git 2.39.5's source as its tarball has it (``git archive``'s
+    output: the batch files with CRLF), committed once."""
+    work = tmp_path_factory.mktemp("gitsrc") / "w"
+    for d in DIRS:
+        shutil.copytree(realdata.git_source_dir(d), work / d)
+    for f in (".gitattributes", "t/.gitattributes", "t/t0110-urlmatch-normalization.sh"):
+        shutil.copy(realdata.git_source_file(f), work / f)
+    _git(work, "init", "-q", "-b", "main")
+    _git(work, "add", "-A")
+    _git(work, "-c", "user.name=r", "-c", "user.email=r@example.org", "commit", "-qm", "git 2.39.5, in part")
+    assert b"\r\n" in (work / "compat/vcbuild/vcpkg_install.bat").read_bytes()  # (the case)
+    return work
+
+
+def _git_grep(work: Path, *args: str) -> bytes:
+    proc = subprocess.run(
+        ["git", "-C", str(work), "grep", "-I", "--no-color", *args],
+        capture_output=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(work)},
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.stdout
+
+
+# (pattern, avfs's flags, git's): each printed by both, byte for byte
+SWEEP = [
+    ("x://", ["-c"], ["-c", "-F"]),  # t0110/url-*: `binary` in t/.gitattributes
+    ("x://q", ["-l"], ["-l", "-F"]),
+    (r"[^\x00-\x7f]", ["-n"], ["-n", "-P"]),  # t3900's ISO-8859-1, EUC-JP lines as bytes
+    ("url", ["-n", "-w"], ["-n", "-w", "-F"]),
+    ("rem", ["-c", "-i"], ["-c", "-i", "-F"]),
+    ("^$", ["-c"], ["-c"]),
+]
+
+
+def test_grep_of_real_files_with_real_attributes_prints_what_git_grep_prints(
+    gitsrc: Path, home: Any, cli: Any
+) -> None:
+    """`avfs grep --rev HEAD` and of the workspace == `git grep -I HEAD` (the blobs: avfs
+    reads what `avfs cat` shows, not the checkout's CRLF), every pattern of :data:`SWEEP`;
+    before, ``t/t0110/url-*`` (``binary``) were searched and t3900's lines not UTF-8 came
+    out with U+FFFD."""
+    assert cli("vault", "clone", str(gitsrc / ".git"), "g").code == 0
+    for pattern, ours, theirs in SWEEP:
+        want = _git_grep(gitsrc, *theirs, "-e", pattern, "HEAD").replace(b"HEAD:", b"")
+        assert want, pattern
+        for where in (["--rev", "HEAD"], []):
+            got = cli("--vault", "g", "grep", *ours, pattern, *where)
+            assert got.code == 0, got.err
+            assert got.out_bytes == want, (pattern, where)
+    doc = cli("--json", "--vault", "g", "grep", "-n", "ISO", "t/t3900/ISO8859-1.txt").json()
+    assert doc["files"] == [], doc  # (the pattern is not in it; the next one is)
+    doc = cli("--json", "--vault", "g", "grep", "-n", "fg$", "t/t3900/ISO8859-1.txt").json()
+    assert doc["files"][0]["lines"][0]["text"] == "\ufffdb\ufffdd\ufffdfg"  # (JSON: text, U+FFFD)
+    assert doc["binary_skipped"] == 0
+
+
+def test_grep_judges_binary_by_the_diff_attribute_as_git_grep(
+    gitsrc: Path, home: Any, tmp_path: Path
+) -> None:
+    """The workspace's own `.gitattributes` (uncheckpointed) decides, as a checkout's work
+    tree does for `git grep`: ``-diff`` skips text files, ``diff`` searches a file with
+    NULs, ``diff=NAME`` follows ``diff.NAME.binary``."""
+    from avfs_git.core.operations import search
+
+    work = tmp_path / "w"
+    shutil.copytree(gitsrc, work, symlinks=True)
+    vault = home.clone_vault(str(gitsrc / ".git"), "g")
+    ws = vault.workspace()
+    edits = {
+        "t/.gitattributes": (gitsrc / "t/.gitattributes").read_bytes()
+        + b"/t3900/1-UTF-8.txt -diff\n/t3900/2-UTF-8.txt diff=latin\n/t0110/nul diff\n",
+        "t/t0110/nul": b"x://with a NUL\0 after it\n",
+    }
+    for rel, data in edits.items():
+        ws.write(rel, data)
+        (work / rel).write_bytes(data)
+    for binary in ("true", "false"):
+        _git(work, "config", "diff.latin.binary", binary)
+        subprocess.run(["git", "--git-dir", vault.path, "config", "diff.latin.binary", binary], check=True)
+        for pattern in ("x://", "[^\\x00-\\x7f]"):
+            want = _git_grep(work, "--untracked", "-c", "-P", "-e", pattern, "--", "t").decode()
+            got = search.grep(ws, pattern, ["t"], count_only=True)
+            assert "".join(f"{f.path}:{f.count}\n" for f in got.files) == want, (binary, pattern)
+    assert "t/t0110/nul" in [f.path for f in search.grep(ws, "x://", count_only=True).files]
+
+
+def test_export_writes_what_git_archive_writes(gitsrc: Path, home: Any, cli: Any, tmp_path: Path) -> None:
+    """`avfs export` of a fork of the tree == `git archive HEAD` unpacked (and so `git
+    checkout`): the batch files with CRLF by ``*.bat eol=crlf``; a file the fork wrote is
+    exported as it was written."""
+    assert cli("vault", "clone", str(gitsrc / ".git"), "g").code == 0
+    out = tmp_path / "exported"
+    assert cli("export", "g:main", str(out)).code == 0
+    archive = _git(gitsrc, "archive", "--format=tar", "HEAD")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tf:
+        want = {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    got = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got.keys() == want.keys()
+    assert [p for p in want if got[p] != want[p]] == []
+    assert b"\r\n" in got["compat/vcbuild/vcpkg_install.bat"]
+    assert cli("--vault", "g", "write", "compat/vcbuild/vcpkg_install.bat", "@ECHO OFF\n").code == 0
+    again = tmp_path / "again"
+    assert cli("export", "g:main", str(again)).code == 0
+    assert (again / "compat/vcbuild/vcpkg_install.bat").read_bytes() == b"@ECHO OFF\n"
+    assert (again / "compat/vcbuild/find_vs_env.bat").read_bytes() == want["compat/vcbuild/find_vs_env.bat"]
