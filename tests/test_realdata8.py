@@ -16,6 +16,10 @@ ISO-2022-JP, UTF-16 beside UTF-8 ones). What differed on main:
   U+FFFD (JSON is text).
 - `avfs export` wrote ``compat/vcbuild/*.bat`` as their blobs (LF) where `git archive`
   and `git checkout` write them with CRLF (``eol=crlf``), as the mount shows them.
+- `avfs merge --write-conflicts` wrote 7-long markers into ``Documentation/git-merge.txt``
+  where `git merge` writes 32-long ones (``conflict-marker-size=32``: the page shows
+  7-long markers as examples), and `merge --continue` took the page's examples for
+  markers left: the conflict, resolved, could not be committed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from . import realdata
 pytestmark = pytest.mark.slow
 
 DIRS = ["t/t0110", "t/t3900", "compat/vcbuild"]
+MERGE_DOC = "Documentation/git-merge.txt"  # conflict-marker-size=32; shows 7-long markers
 
 
 def _git(work: Path, *args: str) -> bytes:
@@ -49,7 +54,8 @@ def gitsrc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("gitsrc") / "w"
     for d in DIRS:
         shutil.copytree(realdata.git_source_dir(d), work / d)
-    for f in (".gitattributes", "t/.gitattributes", "t/t0110-urlmatch-normalization.sh"):
+    for f in (".gitattributes", "t/.gitattributes", "t/t0110-urlmatch-normalization.sh", MERGE_DOC):
+        (work / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(realdata.git_source_file(f), work / f)
     _git(work, "init", "-q", "-b", "main")
     _git(work, "add", "-A")
@@ -151,3 +157,51 @@ def test_export_writes_what_git_archive_writes(gitsrc: Path, home: Any, cli: Any
     assert cli("export", "g:main", str(again)).code == 0
     assert (again / "compat/vcbuild/vcpkg_install.bat").read_bytes() == b"@ECHO OFF\n"
     assert (again / "compat/vcbuild/find_vs_env.bat").read_bytes() == want["compat/vcbuild/find_vs_env.bat"]
+
+
+def _labels_off(data: bytes) -> bytes:
+    """``data`` with the labels of its conflict markers' lines taken off (avfs labels the
+    sides ``ours``/``base``/SOURCE, git ``HEAD``/the base's id/the branch)."""
+    out = []
+    for line in data.split(b"\n"):
+        head = line.split(b" ", 1)[0]
+        if len(head) >= 7 and len(set(head)) == 1 and head[:1] in b"<|>":
+            line = head
+        out.append(line)
+    return b"\n".join(out)
+
+
+def test_a_conflict_s_markers_are_as_long_as_the_attribute_says(
+    gitsrc: Path, home: Any, cli: Any, tmp_path: Path
+) -> None:
+    """Both sides edit the same line of git's ``Documentation/git-merge.txt``: `avfs merge
+    --write-conflicts` writes what `git -c merge.conflictStyle=diff3 merge` writes (markers
+    32 long, labels aside), and once the conflict is resolved by hand (the page's own
+    7-long example markers kept) `merge --continue` commits it."""
+    work = tmp_path / "w"
+    shutil.copytree(gitsrc, work, symlinks=True)
+    who = ["-c", "user.name=r", "-c", "user.email=r@example.org"]
+    page = (work / MERGE_DOC).read_bytes()
+    lines = page.split(b"\n")
+    assert b"\n<<<<<<< yours:sample.txt\n" in page and lines[2] == b""
+    for branch, text in (("ours", b"# ours"), ("theirs", b"# theirs")):
+        _git(work, "checkout", "-q", "-B", branch, "main")
+        (work / MERGE_DOC).write_bytes(b"\n".join([*lines[:2], text, *lines[3:]]))
+        _git(work, *who, "commit", "-qam", branch)
+    _git(work, "checkout", "-q", "ours")
+    assert cli("vault", "clone", str(work / ".git"), "g").code == 0
+    proc = subprocess.run(
+        ["git", "-C", str(work), *who, "-c", "merge.conflictStyle=diff3", "merge", "-q", "theirs"],
+        capture_output=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    want = (work / MERGE_DOC).read_bytes()
+    assert b"\n" + b"<" * 32 + b" HEAD\n" in want
+    r = cli("--vault", "g:ours", "merge", "theirs", "--write-conflicts")
+    assert r.code == 3, r.err
+    got = cli("--vault", "g:ours", "cat", MERGE_DOC).out_bytes
+    assert _labels_off(got) == _labels_off(want)
+    assert cli("--vault", "g:ours", "write", MERGE_DOC, "--stdin", stdin=page).code == 0
+    r = cli("--vault", "g:ours", "merge", "--continue")
+    assert r.code == 0, r.out + r.err
+    assert cli("--vault", "g:ours", "cat", MERGE_DOC).out_bytes == page
