@@ -19,7 +19,9 @@ ISO-2022-JP, UTF-16 beside UTF-8 ones). What differed on main:
 - `avfs merge --write-conflicts` wrote 7-long markers into ``Documentation/git-merge.txt``
   where `git merge` writes 32-long ones (``conflict-marker-size=32``: the page shows
   7-long markers as examples), and `merge --continue` took the page's examples for
-  markers left: the conflict, resolved, could not be committed.
+  markers left: the conflict, resolved, could not be committed. And it wrote markers into
+  ``t/t0110/url-1`` (``binary``: git does not merge it, keeps the target's version and
+  reports the conflict).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ pytestmark = pytest.mark.slow
 
 DIRS = ["t/t0110", "t/t3900", "compat/vcbuild"]
 MERGE_DOC = "Documentation/git-merge.txt"  # conflict-marker-size=32; shows 7-long markers
+URL = "t/t0110/url-1"  # text, `binary` in t/.gitattributes
 
 
 def _git(work: Path, *args: str) -> bytes:
@@ -171,13 +174,15 @@ def _labels_off(data: bytes) -> bytes:
     return b"\n".join(out)
 
 
-def test_a_conflict_s_markers_are_as_long_as_the_attribute_says(
+def test_a_merge_s_conflicts_are_written_as_the_attributes_say(
     gitsrc: Path, home: Any, cli: Any, tmp_path: Path
 ) -> None:
-    """Both sides edit the same line of git's ``Documentation/git-merge.txt``: `avfs merge
-    --write-conflicts` writes what `git -c merge.conflictStyle=diff3 merge` writes (markers
-    32 long, labels aside), and once the conflict is resolved by hand (the page's own
-    7-long example markers kept) `merge --continue` commits it."""
+    """Both sides edit the same line of git's ``Documentation/git-merge.txt`` and of
+    ``t/t0110/url-1``: `avfs merge --write-conflicts` writes what `git -c
+    merge.conflictStyle=diff3 merge` writes in the page (markers 32 long, labels aside)
+    and keeps the target's ``url-1`` (a binary conflict: git's "Cannot merge binary
+    files"), and once both are resolved by hand (the page's own 7-long example markers
+    kept) `merge --continue` commits the merge."""
     work = tmp_path / "w"
     shutil.copytree(gitsrc, work, symlinks=True)
     who = ["-c", "user.name=r", "-c", "user.email=r@example.org"]
@@ -187,6 +192,7 @@ def test_a_conflict_s_markers_are_as_long_as_the_attribute_says(
     for branch, text in (("ours", b"# ours"), ("theirs", b"# theirs")):
         _git(work, "checkout", "-q", "-B", branch, "main")
         (work / MERGE_DOC).write_bytes(b"\n".join([*lines[:2], text, *lines[3:]]))
+        (work / URL).write_bytes(b"x://" + branch.encode() + b"/\n")
         _git(work, *who, "commit", "-qam", branch)
     _git(work, "checkout", "-q", "ours")
     assert cli("vault", "clone", str(work / ".git"), "g").code == 0
@@ -197,10 +203,17 @@ def test_a_conflict_s_markers_are_as_long_as_the_attribute_says(
     assert proc.returncode == 1, proc.stderr
     want = (work / MERGE_DOC).read_bytes()
     assert b"\n" + b"<" * 32 + b" HEAD\n" in want
-    r = cli("--vault", "g:ours", "merge", "theirs", "--write-conflicts")
+    assert b"Cannot merge binary files: " + URL.encode() in proc.stdout + proc.stderr
+    assert (work / URL).read_bytes() == b"x://ours/\n"  # (git keeps the target's: no markers)
+    r = cli("--json", "--vault", "g:ours", "merge", "theirs", "--write-conflicts")
     assert r.code == 3, r.err
+    kinds = {c["path"]: c["kind"] for c in r.json()["results"][0]["conflicts"]}
+    assert kinds == {MERGE_DOC: "content", URL: "binary"}
     got = cli("--vault", "g:ours", "cat", MERGE_DOC).out_bytes
     assert _labels_off(got) == _labels_off(want)
+    assert cli("--vault", "g:ours", "cat", URL).out_bytes == b"x://ours/\n"
+    assert cli("--vault", "g:ours", "cat", URL + "~theirs").out_bytes == b"x://theirs/\n"
+    assert cli("--vault", "g:ours", "rm", URL + "~ours", URL + "~theirs").code == 0
     assert cli("--vault", "g:ours", "write", MERGE_DOC, "--stdin", stdin=page).code == 0
     r = cli("--vault", "g:ours", "merge", "--continue")
     assert r.code == 0, r.out + r.err

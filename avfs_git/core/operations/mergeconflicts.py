@@ -61,7 +61,37 @@ def _tree_has_dir(store: GitStore, tree: str, path: str) -> bool:
     return hit is not None and hit[1] == MODE_TREE
 
 
-def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str) -> list[Conflict]:
+def _classify(
+    store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str, ours_commit: str | None = None
+) -> list[Conflict]:
+    """Each conflicted path's kind; a text file the ``merge`` attribute of ``ours_commit``'s
+    tree says git does not merge (``-merge``, ``binary``, ``merge=binary``: git 2.39.5's
+    own ``t/t0110/url-*``) is a binary conflict, as `git merge` in its checkout keeps
+    the target's version and writes no markers."""
+    from ..workspace.viewattrs import ViewAttributes
+    from ..workspace.wsview import View
+
+    attrs = None
+    if ours_commit is not None and index.conflicts:
+        attrs = ViewAttributes(store.path, View.of_commit(store, ours_commit), (b"merge", b"binary"))
+    try:
+        return _kinds(store, index, ours_tree, theirs_tree, attrs)
+    finally:
+        if attrs is not None:
+            attrs.close()
+
+
+def _unmerged(attrs: ViewAttributes | None, path: str) -> bool:
+    """Whether git's merge takes ``path`` for binary by its ``merge`` attribute."""
+    if attrs is None:
+        return False
+    value = attrs.get(path, "merge")
+    return value is False or value == "binary"
+
+
+def _kinds(
+    store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str, attrs: ViewAttributes | None
+) -> list[Conflict]:
     out: dict[str, Conflict] = {}
     for anc_e, ours_e, theirs_e in index.conflicts:
         anc, ours, theirs = _side(anc_e), _side(ours_e), _side(theirs_e)
@@ -76,12 +106,18 @@ def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: 
         ):
             kind = "file_directory"
         elif anc is None and ours is not None and theirs is not None:
-            kind = "binary" if _is_binary(store, ours) or _is_binary(store, theirs) else "add_add"
+            binary = _is_binary(store, ours) or _is_binary(store, theirs) or _unmerged(attrs, path)
+            kind = "binary" if binary else "add_add"
         elif ours is None or theirs is None:
             kind = "modify_delete"
         elif ours.oid == theirs.oid and ours.mode != theirs.mode:
             kind = "mode"
-        elif _is_binary(store, ours) or _is_binary(store, theirs) or _is_binary(store, anc):
+        elif (
+            _is_binary(store, ours)
+            or _is_binary(store, theirs)
+            or _is_binary(store, anc)
+            or _unmerged(attrs, path)
+        ):
             kind = "binary"
         else:
             kind = "content"
