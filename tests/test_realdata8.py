@@ -14,6 +14,8 @@ ISO-2022-JP, UTF-16 beside UTF-8 ones). What differed on main:
   U+FFFD for each byte that is not UTF-8, where `git grep` prints the line's bytes (its
   help says the line is printed "as it is in the file, like `cat`"); ``--json`` keeps
   U+FFFD (JSON is text).
+- `avfs grep '[[:digit:]]+'` read the POSIX class as Python's ``re`` does (a set
+  ``[:digt`` then ``]+``, with a FutureWarning) and matched nothing git matches.
 - `avfs export` wrote ``compat/vcbuild/*.bat`` as their blobs (LF) where `git archive`
   and `git checkout` write them with CRLF (``eol=crlf``), as the mount shows them.
 - `avfs merge --write-conflicts` wrote 7-long markers into ``Documentation/git-merge.txt``
@@ -86,6 +88,8 @@ SWEEP = [
     ("url", ["-n", "-w"], ["-n", "-w", "-F"]),
     ("rem", ["-c", "-i"], ["-c", "-i", "-F"]),
     ("^$", ["-c"], ["-c"]),
+    ("[[:digit:]]+[[:space:]]", ["-c"], ["-c", "-P"]),  # POSIX classes: git's, not Python's
+    ("[^[:alnum:][:space:]]{3}", ["-n"], ["-n", "-P"]),
 ]
 
 

@@ -57,6 +57,7 @@ def grep_cmd(
 ) -> None:
     """Print lines matching PATTERN (Python `re` syntax) in the fork's files, or at --rev.
 
+    POSIX classes in brackets (`[[:digit:]]`, `[^[:space:]]`) are read as git reads them.
     Paths git ignores (a venv, node_modules) are skipped, as `git grep` skips them, unless
     --ignored. The committed files are searched with `git grep` in the vault, the fork's
     changes through its view. Files come in git's path order. Binary files (`-diff` or
