@@ -57,11 +57,13 @@ def grep_cmd(
 ) -> None:
     """Print lines matching PATTERN (Python `re` syntax) in the fork's files, or at --rev.
 
+    POSIX classes in brackets (`[[:digit:]]`, `[^[:space:]]`) are read as git reads them.
     Paths git ignores (a venv, node_modules) are skipped, as `git grep` skips them, unless
     --ignored. The committed files are searched with `git grep` in the vault, the fork's
-    changes through its view. Files come in git's path order. Binary files (a NUL byte in
-    the first 8000) are skipped, as `git grep -I` skips them (git's default prints `Binary
-    file X matches`; `--json`'s `binary_skipped` counts them), symlinks are not followed.
+    changes through its view. Files come in git's path order. Binary files (`-diff` or
+    `binary` in .gitattributes, else a NUL byte in the first 8000) are skipped, as `git grep
+    -I` skips them (git's default prints `Binary file X matches`; `--json`'s
+    `binary_skipped` counts them), symlinks are not followed.
     Exits 0 when something matched, 1 when nothing did, 2 on a usage error.
     """
     from ..core.operations import search
@@ -80,6 +82,7 @@ def grep_cmd(
         files_only=files_only,
         count_only=count_only,
         include_ignored=include_ignored,
+        as_bytes=not app.output.json,  # (printed as they are, as `git grep` prints them)
     )
     mode = "files" if files_only else "count" if count_only else "lines"
     data: dict[str, Any] = {

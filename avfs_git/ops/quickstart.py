@@ -21,6 +21,7 @@ Mounting goes through :mod:`avfs_git.ops.mounts`, imported lazily (like
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shlex
 import shutil
@@ -403,6 +404,11 @@ def _is_text(path: str) -> bool:
     return True
 
 
+def _kept(read: list[bytes], view: Any, n: Any) -> bytes:
+    read.append(bytes(view.read_node(n)))
+    return read[-1]
+
+
 def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) -> ExportResult:
     """Write the fork's current state (base + uncheckpointed changes) into ``dest``.
 
@@ -410,6 +416,8 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     unless ``force``: then what the fork holds replaces what ``dest`` holds at the same
     paths, and everything else in ``dest`` stays. Paths git ignores (a venv, caches) are
     left out, as a checkpoint leaves them out: the export is what a checkpoint would hold.
+    A file served from git is written as `git checkout` (and the mount) writes it: its
+    ``.gitattributes`` conversions (``eol=crlf``, ``ident``, ``working-tree-encoding``).
     """
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
@@ -423,11 +431,14 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     dirty = ws.is_dirty()
     ignored = ws.ignored()
     made = not os.path.lexists(dest)
+    from ..core.workspace.wssmudge import CheckoutForms
+
+    forms = CheckoutForms(ws.store)
     try:
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
         # it would write through a symlink already there)
-        view = ws.view
+        view, tree = ws.view, ws.base_tree
         for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path)):
             if ignored.covers(n.path):  # (not into a node_modules: realproj9)
                 continue
@@ -442,12 +453,19 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
                 replace_with_file(full, os.fsencode(view.link_target(n)), MODE_LINK)
                 links += 1
             elif kind is NodeKind.FILE:
-                if _is_text(n.path):
+                # a file served from git as `git checkout` (and the mount) writes it
+                oid, read = None if n.materialized else n.oid, [b""]
+                kept = functools.partial(_kept, read, view, n)
+                form = None if oid is None else forms.form(tree, n.path, oid, n.mode, kept)
+                if form is not None or read[1:]:  # (the blob read for it: not read again)
+                    replace_with_file(full, read[-1] if form is None else form, n.mode)
+                elif _is_text(n.path):
                     replace_with_file(full, ws.read(n.path), ws.stat(n.path).mode)
                 else:
                     replace_with_file(full, view.read_node(n), n.mode)
                 files += 1
     except BaseException as exc:
+        forms.close()
         if not force:  # it was missing or empty, and is again: not half written (an unreadable object)
             for name in [] if made else os.listdir(dest):
                 full = os.path.join(dest, name)
@@ -459,6 +477,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
                 f"cannot export into {dest}: {exc.strerror or exc}", details={"dir": dest}
             ) from exc
         raise
+    forms.close()
     return ExportResult(
         vault=vault.name,
         fork=fork,

@@ -281,7 +281,13 @@ class MatchHelper:
                     pass
 
 
-def decode_line(line: Any) -> str:
+def decode_line(line: Any, errors: str = "replace") -> str:
+    """A matched line as text: bytes that are not UTF-8 as U+FFFD (``errors="replace"``),
+    or kept as surrogates (``"surrogateescape"``: to print the bytes as they are)."""
     if isinstance(line, str):
-        return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return bytes(line).decode("utf-8", "replace")
+        return (
+            line
+            if errors == "surrogateescape"
+            else line.encode("utf-8", "surrogateescape").decode("utf-8", errors)
+        )
+    return bytes(line).decode("utf-8", errors)

@@ -323,7 +323,7 @@ def _merge_once(
             changed = ChangedPaths(vault.store, ours_tree, tree)  # listed when first read
             return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         index = _merged_index(vault, trees, (ours, theirs), favor, whole)
-        conflicts = _classify(vault.store, index, ours_tree, theirs_tree)
+        conflicts = _classify(vault.store, index, ours_tree, theirs_tree, ours)
         if not conflicts:
             tree = index.write_tree()
             commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run, held=guarded)

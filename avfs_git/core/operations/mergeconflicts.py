@@ -23,6 +23,7 @@ from . import mergeguard
 
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
+    from ..workspace.viewattrs import ViewAttributes
     from ..workspace.workspace import Workspace
 
 
@@ -60,7 +61,37 @@ def _tree_has_dir(store: GitStore, tree: str, path: str) -> bool:
     return hit is not None and hit[1] == MODE_TREE
 
 
-def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str) -> list[Conflict]:
+def _classify(
+    store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str, ours_commit: str | None = None
+) -> list[Conflict]:
+    """Each conflicted path's kind; a text file the ``merge`` attribute of ``ours_commit``'s
+    tree says git does not merge (``-merge``, ``binary``, ``merge=binary``: git 2.39.5's
+    own ``t/t0110/url-*``) is a binary conflict, as `git merge` in its checkout keeps
+    the target's version and writes no markers."""
+    from ..workspace.viewattrs import ViewAttributes
+    from ..workspace.wsview import View
+
+    attrs = None
+    if ours_commit is not None and index.conflicts:
+        attrs = ViewAttributes(store.path, View.of_commit(store, ours_commit), (b"merge", b"binary"))
+    try:
+        return _kinds(store, index, ours_tree, theirs_tree, attrs)
+    finally:
+        if attrs is not None:
+            attrs.close()
+
+
+def _unmerged(attrs: ViewAttributes | None, path: str) -> bool:
+    """Whether git's merge takes ``path`` for binary by its ``merge`` attribute."""
+    if attrs is None:
+        return False
+    value = attrs.get(path, "merge")
+    return value is False or value == "binary"
+
+
+def _kinds(
+    store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: str, attrs: ViewAttributes | None
+) -> list[Conflict]:
     out: dict[str, Conflict] = {}
     for anc_e, ours_e, theirs_e in index.conflicts:
         anc, ours, theirs = _side(anc_e), _side(ours_e), _side(theirs_e)
@@ -75,12 +106,18 @@ def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: 
         ):
             kind = "file_directory"
         elif anc is None and ours is not None and theirs is not None:
-            kind = "binary" if _is_binary(store, ours) or _is_binary(store, theirs) else "add_add"
+            binary = _is_binary(store, ours) or _is_binary(store, theirs) or _unmerged(attrs, path)
+            kind = "binary" if binary else "add_add"
         elif ours is None or theirs is None:
             kind = "modify_delete"
         elif ours.oid == theirs.oid and ours.mode != theirs.mode:
             kind = "mode"
-        elif _is_binary(store, ours) or _is_binary(store, theirs) or _is_binary(store, anc):
+        elif (
+            _is_binary(store, ours)
+            or _is_binary(store, theirs)
+            or _is_binary(store, anc)
+            or _unmerged(attrs, path)
+        ):
             kind = "binary"
         else:
             kind = "content"
@@ -88,17 +125,61 @@ def _classify(store: GitStore, index: MergedIndex, ours_tree: str, theirs_tree: 
     return [out[p] for p in sorted(out)]
 
 
+# git writes a conflict's markers of the length its ``conflict-marker-size`` attribute
+# names (git's own Documentation/git-merge.txt and t/t????-*.sh: 32); libgit2 takes an
+# unsigned short, and markers longer than this are no one's (a confined command writes
+# the attributes): a larger size is this one
+MAX_MARKER_SIZE = 1024
+
+
+def marker_size(value: object) -> int:
+    """The marker length git takes from a ``conflict-marker-size`` value (``atoi`` of it,
+    7 where that is not positive: ``ll_merge_marker_size``), at most :data:`MAX_MARKER_SIZE`."""
+    import re
+
+    m = re.match(r"\s*([+-]?\d+)", value) if isinstance(value, str) else None
+    n = int(m.group(1)) if m else 0
+    return min(n, MAX_MARKER_SIZE) if n > 0 else 7
+
+
 def _conflict_tree(
-    store: GitStore, index: MergedIndex, conflicts: list[Conflict], source: str
-) -> tuple[str, list[str]]:
-    """The merged tree with conflicts resolved into markers (or both versions)."""
-    written: list[str] = []
+    store: GitStore, index: MergedIndex, conflicts: list[Conflict], source: str, ours: str | None = None
+) -> tuple[str, list[str], dict[str, int]]:
+    """The merged tree with conflicts resolved into markers (or both versions), the paths
+    written, and the marker length of each file whose markers are not 7 long: as long as
+    the ``conflict-marker-size`` attribute of ``ours``'s tree says (what `git merge` in a
+    checkout of ``ours`` reads)."""
+    from ..workspace.viewattrs import ViewAttributes
+    from ..workspace.wsview import View
+
     index.clear_conflicts()
+    sizes: dict[str, int] = {}
+    attrs = None if ours is None else ViewAttributes(store.path, View.of_commit(store, ours), (b"marker",))
+    try:
+        written = _write_conflicts(store, index, conflicts, source, attrs, sizes)
+    finally:
+        if attrs is not None:
+            attrs.close()
+    return index.write_tree(), written, sizes
+
+
+def _write_conflicts(
+    store: GitStore,
+    index: MergedIndex,
+    conflicts: list[Conflict],
+    source: str,
+    attrs: ViewAttributes | None,
+    sizes: dict[str, int],
+) -> list[str]:
+    written: list[str] = []
     for c in conflicts:
         for p in {s.path for s in (c.ancestor, c.ours, c.theirs) if s is not None}:
             index.discard(p)
         if c.kind in ("content", "add_add") and c.ours is not None and c.theirs is not None:
-            data = _diff3(store, c, source)
+            size = 7 if attrs is None else marker_size(attrs.get(c.path, "conflict-marker-size"))
+            if size != 7:
+                sizes[c.path] = size
+            data = _diff3(store, c, source, size)
             index.add(c.path, store.blob_from_bytes(data), c.ours.mode)
             written.append(c.path)
         elif c.kind in ("binary", "mode", "rename_rename") and c.ours is not None and c.theirs is not None:
@@ -111,10 +192,10 @@ def _conflict_tree(
             keep = c.ours or c.theirs
             if keep is not None:
                 index.add(keep.path, keep.oid, keep.mode)
-    return index.write_tree(), written
+    return written
 
 
-def _diff3(store: GitStore, c: Conflict, source: str) -> bytes:
+def _diff3(store: GitStore, c: Conflict, source: str, size: int = 7) -> bytes:
     """The conflicted file with diff3-style markers, as bytes: libgit2's merge of the file
     in process (:func:`..store.mergetrees.merge_file`, its bytes as they are), or `git
     merge-file --diff3` where libgit2 would take a side for binary and git would not.
@@ -125,13 +206,15 @@ def _diff3(store: GitStore, c: Conflict, source: str) -> bytes:
     assert ours is not None and theirs is not None  # (a content or add/add conflict)
     regular = all(s is None or s.mode in (0o100644, 0o100755) for s in (c.ancestor, c.ours, c.theirs))
     assert c.ours is not None
-    got = merge_file(store, (anc, ours, theirs), c.ours.mode if regular else 0, ("ours", "base", source))
+    got = merge_file(
+        store, (anc, ours, theirs), c.ours.mode if regular else 0, ("ours", "base", source), size
+    )
     if got is not None:
         return got
-    return _diff3_git(c.path, [b"" if s is None else s[1] for s in (ours, anc, theirs)], source)
+    return _diff3_git(c.path, [b"" if s is None else s[1] for s in (ours, anc, theirs)], source, size)
 
 
-def _diff3_git(path: str, data: list[bytes], source: str) -> bytes:
+def _diff3_git(path: str, data: list[bytes], source: str, size: int = 7) -> bytes:
     """`git merge-file -p --diff3` of ``data`` (ours, base, theirs): libgit2's merge_file
     result comes back decoded as UTF-8 through pygit2, which any other encoding breaks
     (hypothesis found it), and libgit2 takes some text for binary that git merges."""
@@ -148,7 +231,20 @@ def _diff3_git(path: str, data: list[bytes], source: str) -> bytes:
             files.append(file)
         # its exit status is the number of conflicts (up to 127): not a failure
         proc = run(
-            ["merge-file", "-p", "--diff3", "-L", "ours", "-L", "base", "-L", source, *files], check=False
+            [
+                "merge-file",
+                "-p",
+                "--diff3",
+                f"--marker-size={size}",
+                "-L",
+                "ours",
+                "-L",
+                "base",
+                "-L",
+                source,
+                *files,
+            ],
+            check=False,
         )
     if proc.returncode < 0 or proc.returncode > 127:
         raise InternalError(f"git merge-file failed on {path}: {proc.stderr.decode(errors='replace')}")
@@ -186,7 +282,7 @@ def show_conflicts(
         for n, e in enumerate(sides, 1)
         if e is not None
     ]
-    view_tree, written = _conflict_tree(vault.store, index, conflicts, source)
+    view_tree, written, sizes = _conflict_tree(vault.store, index, conflicts, source, ours)
     with vault.oplog.held("merge"):  # (before the view changes, as a merge's)
         if not held:
             mergeguard.refuse_changed(ws)
@@ -202,6 +298,7 @@ def show_conflicts(
                 "message": msg,
                 "conflicts": [c.path for c in conflicts],
                 "written": written,
+                "marker_sizes": sizes,  # (the markers not 7 long: `unresolved` looks for these)
                 "started": time.time(),
                 "view_tree": view_tree,
                 "stages": stages,

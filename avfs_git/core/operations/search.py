@@ -29,6 +29,7 @@ from ..store import names
 from ..types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_TREE, ChangeStatus, NodeKind, kind_of_mode
 from ..workspace.wssnapshot import Snapshot
 from ..workspace.wsview import Node, View
+from .grepbinary import BinaryRule
 from .grepmatch import Budget, MatchHelper, MatchTimeout, decode_line, match_lines
 from .greppattern import Pattern, compile_pattern
 
@@ -56,7 +57,8 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class GrepLine:
     line: int  # 1-based
-    text: str  # the line without its newline (bytes that are not UTF-8 shown as U+FFFD)
+    text: str  # the line without its newline (bytes that are not UTF-8 shown as U+FFFD, or
+    # kept as surrogates where the search was asked ``as_bytes``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +254,7 @@ def grep(
     count_only: bool = False,
     include_ignored: bool = False,
     match_timeout_s: float | None = DEFAULT_MATCH_TIMEOUT_S,
+    as_bytes: bool = False,
 ) -> GrepResult:
     """Search the files of ``ws`` (or of revision ``rev``: a checkpoint, fork or commit)
     for lines matching ``pattern``.
@@ -273,11 +276,12 @@ def grep(
         count_only: count matching lines, do not collect them (``grep -c``).
         include_ignored: search the paths git ignores too (`git grep --no-exclude-standard`).
         match_timeout_s: time budget of one file's match (None: unbounded).
+        as_bytes: keep bytes that are not UTF-8 as surrogates, to print as `git grep` does.
 
-    Files come in git's path order (:func:`_git_key`), each once. Binary files (a NUL in
-    the first 8000 bytes) are skipped (`git grep -I`'s choice, not its default ``Binary file
-    X matches``: a document of matched lines has none to give), as are symlinks and
-    submodules.
+    Files come in git's path order (:func:`_git_key`), each once. Binary files (git's rule,
+    :mod:`.grepbinary`: by the ``diff`` attribute, else a NUL in the first 8000 bytes) are
+    skipped (`git grep -I`'s choice, not its default ``Binary file X matches``: a document
+    of matched lines has none to give), as are symlinks and submodules.
 
     Raises:
         UsageError: an invalid or refused pattern, or a file over the time budget.
@@ -341,7 +345,10 @@ def grep(
         kept = [t for t in ordered if shown(t[0], NodeKind.FILE)]
         searched -= len(ordered) - len(kept)
         ordered = kept
-    found, binary = _match_files(pat, pattern, ordered, files_only, count_only, match_timeout_s)
+    rule = BinaryRule(ws.store.path, live if rev is None else committed)  # (closed there)
+    found, binary = _match_files(
+        pat, pattern, ordered, files_only, count_only, match_timeout_s, rule, as_bytes
+    )
     return GrepResult(commit, found, searched, binary)
 
 
@@ -352,10 +359,14 @@ def _match_files(
     files_only: bool,
     count_only: bool,
     match_timeout_s: float | None,
+    rule: BinaryRule,
+    as_bytes: bool = False,
 ) -> tuple[list[GrepFile], int]:
     """Match each of ``todo`` (path, the view to read it from): (the files that matched,
-    how many were skipped as binary)."""
+    how many were skipped as binary: by ``rule``, git's attributes, else by their bytes;
+    ``rule`` is closed here)."""
     want_lines = not (files_only or count_only)
+    errors = "surrogateescape" if as_bytes else "replace"
     budget = Budget(None if pat.literal is not None else match_timeout_s)
     found: list[GrepFile] = []
     binary = 0
@@ -371,8 +382,12 @@ def _match_files(
                 node = view.lookup(path)
                 if node is None or node.mode not in (MODE_BLOB, MODE_EXEC):
                     continue
+                forced = rule.binary(path)
+                if forced:
+                    binary += 1
+                    continue
                 data: Any = view.read_node(node)
-                if data.find(b"\0", 0, BINARY_PROBE) >= 0:
+                if forced is None and data.find(b"\0", 0, BINARY_PROBE) >= 0:
                     binary += 1
                     continue
                 if literal is not None:
@@ -399,7 +414,7 @@ def _match_files(
                         found.append(GrepFile(path, None, []))
                     continue
                 if n:
-                    found.append(GrepFile(path, n, [GrepLine(no, decode_line(t)) for no, t in lines]))
+                    found.append(GrepFile(path, n, [GrepLine(no, decode_line(t, errors)) for no, t in lines]))
     except MatchTimeout:
         raise UsageError(
             f"pattern {pattern!r} took more than {match_timeout_s:g} s of CPU time on {path}; stopped",
@@ -408,6 +423,7 @@ def _match_files(
             details={"pattern": pattern, "path": path, "timeout_s": match_timeout_s},
         ) from None
     finally:
+        rule.close()
         if helper is not None:
             helper.close()
     return found, binary

@@ -338,6 +338,22 @@ class Smudger:
             out = to_worktree(out, enc) or out
         return None if out == data else out
 
+    def attribute(self, path: str, name: str) -> object:
+        """The value of attribute ``name`` at ``path`` by the attribute files given (True
+        set, False unset, a string, None unspecified; None where libgit2 cannot tell)."""
+        try:
+            return self._repo.get_attr(path, name)
+        except git_errors():
+            return None
+
+    def config_bool(self, key: str) -> bool | None:
+        """The vault's (and git's global and system) boolean ``key``; None where unset or
+        not a boolean."""
+        try:
+            return bool(self._repo.config.get_bool(key))
+        except git_errors():
+            return None
+
     def close(self) -> None:
         self._done()
 

@@ -256,6 +256,7 @@ def merge_file(
     sides: tuple[tuple[str, bytes] | None, tuple[str, bytes], tuple[str, bytes]],
     mode: int,
     labels: tuple[str, str, str],
+    marker_size: int = 7,
 ) -> bytes | None:
     """libgit2's three-way merge of one file's blobs (``git_merge_file_from_index``), in
     process: the file with diff3-style conflict markers, labelled ``labels`` (ours, base,
@@ -295,6 +296,7 @@ def merge_file(
         keep.append(text)
         setattr(opts, field, text)
     opts.flags = C.GIT_MERGE_FILE_STYLE_DIFF3 | C.GIT_MERGE_FILE_SIMPLIFY_ALNUM
+    opts.marker_size = marker_size  # (git's ``--marker-size``: the ``conflict-marker-size`` attribute)
     out = ffi.new("git_merge_file_result *")
     c_anc, c_ours, c_theirs = entry(anc), entry(sides[1]), entry(sides[2])
     try:

@@ -103,19 +103,24 @@ def merge_state(ws: Merging) -> dict[str, Any] | None:
     return data
 
 
-def has_markers(data: bytes) -> bool:
-    """Whether ``data`` holds a conflict marker at the start of a line."""
-    return data.startswith(b"<<<<<<< ") or b"\n<<<<<<< " in data or b"\n>>>>>>> " in data
+def has_markers(data: bytes, size: int = 7) -> bool:
+    """Whether ``data`` holds a conflict marker at the start of a line: ``size`` times ``<``
+    (or ``>``, not at the start) and a blank, as the merge wrote it (its length the
+    ``conflict-marker-size`` attribute's: git's own Documentation/git-merge.txt shows
+    7-long markers as examples and has its own written 32 long)."""
+    lt, gt = b"<" * size + b" ", b">" * size + b" "
+    return data.startswith(lt) or b"\n" + lt in data or b"\n" + gt in data
 
 
 def unresolved(ws: Merging, state: dict[str, Any]) -> list[str]:
     """The paths of an open merge that still need a hand: conflicted files that hold
     markers, and ``PATH~ours``/``PATH~theirs`` files that are still there (sorted)."""
     left = []
+    sizes = state.get("marker_sizes") or {}
     for p in state["conflicts"]:
         if ws.exists(p) and ws.stat(p).kind.value != "dir":
             try:
-                if has_markers(ws.read(p)):
+                if has_markers(ws.read(p), sizes.get(p, 7)):
                     left.append(p)
             except AvfsError:
                 pass
