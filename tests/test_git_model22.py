@@ -32,7 +32,8 @@ from .test_git_model21 import _inout
 EXAMPLES = int(os.environ.get("AVFS_MODEL22_EXAMPLES", "1"))
 STEPS = int(os.environ.get("AVFS_MODEL22_STEPS", "8"))
 SEED = int(os.environ.get("AVFS_MODEL22_SEED", "2201"))
-# the rules the random run draws: this round's, and the older ones they meet most
+# the rules the random run draws: this round's, and the older ones they meet most (and
+# those this round's steps call: a masked rule refuses to run)
 RULES = [
     "cherry_pick_conflict_then",
     "checkout_conflict_then",
@@ -55,6 +56,7 @@ RULES = [
     "remount_anywhere",
     "refused_while_busy",
     "settle",
+    "diverge",
 ]
 
 
