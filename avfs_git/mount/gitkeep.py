@@ -13,7 +13,8 @@ an agent that had staged files or had a merge open and paused.
 
 :func:`keep` (at unmount, after git's last move of the branch was taken) moves the
 directory whole to :func:`.registry.gitkept_dir` (``<vault>/avfs/gitkept/<fork>``, which
-the sandbox never sees), with what it was written for beside it (``kept.json``: the
+the sandbox never sees; what it names held for git's gc meanwhile: mount/gitkepthold.py),
+with what it was written for beside it (``kept.json``: the
 index's stamp, the open avfs merge's marker, the undo's note of what git had staged as the
 last checkpoint recorded it (mount/indexahead.py; since gitmodel20), the branch's commit,
 the sparse-checkout setting). :func:`bring_back` (at the next mount of the fork, before the index is written
@@ -68,6 +69,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from ..core.store import deeptree
 from ..core.store.gitrun import git_env, run
 from ..core.vaults.registry import gitkept_dir
+from . import gitkepthold
 from .ownfiles import MERGE_MARKER, STAGED_FILE, STAMP_FILE, read_text, scrub_dir, write_file
 
 if TYPE_CHECKING:
@@ -174,6 +176,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
     new = f"{dest}.{os.getpid()}.new"
     try:
         sparse = _kept_setting(git_dir)
+        held = gitkepthold.kept_index_ids(git_dir)  # (before its shared part goes: a split index)
         for name in os.listdir(git_dir):
             if not _kept_name(name):
                 _remove(os.path.join(git_dir, name))
@@ -201,6 +204,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
         write_file(new, META, json.dumps(meta).encode())
         deeptree.rmtree(dest, ignore_errors=True)
         os.rename(new, dest)
+        gitkepthold.hold(ws, os.path.join(dest, GIT), held)  # (for git's gc meanwhile: gitmodel22)
         return True
     except OSError:
         _log().exception("keeping git's state of the mount of fork %s", ws.fork)
@@ -454,6 +458,7 @@ def bring_back(ws: MountedFork, reg: Registered, *, journal: bool = True) -> Bro
         return Brought(aside, False)
     finally:
         deeptree.rmtree(taking, ignore_errors=True)
+        gitkepthold.release(ws)  # (what came back is in the worktree git dir, git's gc reads it)
 
 
 def _restate(ws: MountedFork, reg: Registered, journal: bool, stamp: str) -> None:

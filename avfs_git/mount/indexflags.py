@@ -354,6 +354,18 @@ def staged(index: bytes, wanted: Collection[bytes]) -> dict[bytes, tuple[int, st
     return out
 
 
+def named_entries(index: bytes) -> list[tuple[bytes, int, str]] | None:
+    """Every entry of ``index`` (:func:`whole`, each stage's): (name, mode, object id in
+    hex); None when the index is not whole (mount/gitkepthold.py holds what they name)."""
+    named = _named(index)
+    if named is None:
+        return None
+    return [
+        (name, int.from_bytes(index[off + 24 : off + 28], "big"), index[off + 40 : off + 60].hex())
+        for off, _flags, _ext, name in named
+    ]
+
+
 def _walk_named(index: bytes) -> list[tuple[int, int, int, bytes]]:
     """:func:`_walk`'s entries of a version 2 or 3 index, each with its name read only where
     it is flagged (the common case reads none)."""

@@ -31,6 +31,12 @@ on an unmounted fork writes no ref), the mount's end removes it (:func:`drop_bas
 ref write, no object, no reflog line. A daemon killed with -9 leaves it: the fork's next
 mount makes it its own, doctor's repair, gc and prune remove it where the branch holds
 what it names (ops/maintenance/leftovers.py; gitgc4).
+
+While the fork is not mounted, what git's state of its last mount names (kept for the next
+mount outside the worktree git dirs git's gc reads: the index's staged blobs, an open
+rebase's commits) is held by a third ref (:func:`.refs.held_git_ref`,
+``refs/avfs/held/<fork>/-/git``: :func:`hold_git` at the unmount, :func:`drop_git` when
+the next mount brought it back; mount/gitkepthold.py says what it names; gitmodel22).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # (needs no holding)
 _MODES = {"tree": 0o040000, "blob": 0o100644}
 _WHO = "avfs <avfs@avfs.invalid> 0 +0000"
 MESSAGE = "avfs: the objects the fork's overlay names by id, held for git's gc"
+GIT_MESSAGE = "avfs: what git's state of the fork's last mount names, held for git's gc\n"
 TRIES = 50  # compare-and-swap attempts against other writers of the same ref
 
 # (vault path, commit) -> what the commit holds: its root tree's entries (fan-out -> tree id)
@@ -158,6 +165,30 @@ def drop(store: GitStore, fork: str) -> None:
     """Remove fork ``fork``'s held refs (the fork and its workspace went)."""
     _drop(store, refs.held_ref(fork))
     drop_base(store, fork)
+    drop_git(store, fork)
+
+
+def hold_git(store: GitStore, fork: str, oids: Iterable[str]) -> str | None:
+    """Make fork ``fork``'s held git ref (:func:`.refs.held_git_ref`) name exactly those of
+    ``oids`` the vault holds: the commits as its commit's parents, the trees and blobs in
+    its tree (:meth:`.GitStore.keep_commit`); none: the ref goes. Returns the commit.
+    The last writer wins (one unmount of the fork keeps git's state at a time). Raises
+    :class:`BusyError` when other writers kept moving it."""
+    got = store.keep_commit(sorted(_wanted(oids)), GIT_MESSAGE, ("avfs", "avfs@avfs.invalid"))
+    new = None if got is None else got[0]
+    name = refs.held_git_ref(fork)
+    for attempt in range(TRIES):
+        cur = refs.read_ref_file(store.path, name)
+        if cur == new or refs.set_unlogged(store.path, name, new, cur):
+            return new
+        _pause(attempt)
+    raise BusyError(f"{name} kept moving: could not hold what git's state of fork {fork} names")
+
+
+def drop_git(store: GitStore, fork: str) -> None:
+    """Remove fork ``fork``'s held git ref (git's state is back in a worktree git dir,
+    whose index, HEAD, refs and reflog git's gc reads itself, or it went)."""
+    _drop(store, refs.held_git_ref(fork))
 
 
 def hold_base(store: GitStore, fork: str, base: str, *, create: bool = False) -> bool:

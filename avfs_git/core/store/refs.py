@@ -101,6 +101,14 @@ def held_base_ref(fork: str) -> str:
     return f"{HELD}{fork}{SEP}base"
 
 
+def held_git_ref(fork: str) -> str:
+    """The ref that keeps what git's state of fork ``fork``'s last mount names by id
+    reachable from its unmount to its next mount (the index's staged blobs, a detached
+    HEAD, an open rebase's commits: mount/gitkeep.py keeps them outside the worktree git
+    dirs git's gc reads; :mod:`.heldref`)."""
+    return f"{HELD}{fork}{SEP}git"
+
+
 def checkpoint_tag_ref(fork: str, name: str) -> str:
     """The tag a named checkpoint pushes as when pushed as tags (``avfs/<fork>/<name>``)."""
     return f"{TAGS}avfs/{fork}/{name}"
