@@ -19,7 +19,10 @@ the merges after the first). With ``py-spy`` installed the process is recorded a
 ``--spy-rate`` Hz (``py-spy record -f raw``), and each sample is put in one stage of
 :data:`STAGES` (the outermost stage on its stack, but for the stages in :data:`DEEP`,
 which yield to a stage below them); the stages' shares of the call's samples, times the
-merge's CPU, are its ms a stage.
+merge's CPU, are its ms a stage. With ``trace`` (``--strace``) the process runs under
+``strace -f`` instead and :func:`syscalls` counts each merge's system calls between the
+markers the merging process stats (``MERGEKEPT_MARK``); with ``MERGEKEPT_CPROFILE=FILE`` in
+its environment it writes a cProfile in thread CPU time of the merges after the first.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -132,22 +136,38 @@ gc.collect(); gc.freeze()
 from avfs_git.cli.homekeep import KeptHome
 kept = KeptHome()
 null = open(os.devnull, "w")
+mark = os.environ.get("MERGEKEPT_MARK")  # (strace's markers: a stat of a path that is not)
+def marked(what, i):
+    if mark:
+        try: os.stat(f"/.mergekept-{what}-{i}")
+        except OSError: pass
 answer, after, walls = [], [], []
+prof_to = os.environ.get("MERGEKEPT_CPROFILE")  # (cProfile in thread CPU time, merges after the first)
+if prof_to:
+    import cProfile
+    prof = cProfile.Profile(time.thread_time)
 for i in range(n):
     name = f"{tag}{kind}{i}"
     ask("prep", name, writes(name))
     argv = ["--vault", "mm", "merge", name, "--into", "main"] + (["--write-conflicts"] if kind == "conflict" else [])
     out, sys.stdout = sys.stdout, null
+    marked("start", i)
+    if prof_to and i: prof.enable()
     c0, w0 = time.process_time(), time.perf_counter()
     code, opened = callproc._run({"argv": argv}, kept)  # (the kept process's call: fastcli, else click)
     c1, w1 = time.process_time(), time.perf_counter()
+    marked("answer", i)
     for app in opened: app.run_after()
     for app in opened: app.run_ahead()
     for app in opened: app.close()
     callproc._forget_derived()
-    callproc._write_back(callproc._wal_grown())
-    callproc._clean(0o022, kept)
+    links = callproc._fd_links() if hasattr(callproc, "_fd_links") else None  # (as keep does since h-merge8)
+    grown = callproc._wal_grown(links) if links is not None else callproc._wal_grown()
+    callproc._write_back(grown)
+    callproc._clean(0o022, kept, None if grown else links) if links is not None else callproc._clean(0o022, kept)
     c2, w2 = time.process_time(), time.perf_counter()
+    if prof_to and i: prof.disable()
+    marked("end", i)
     sys.stdout = out
     assert code == (3 if kind == "conflict" else 0), code
     answer.append((c1 - c0) * 1000); after.append((c2 - c1) * 1000)
@@ -155,6 +175,7 @@ for i in range(n):
     if kind == "conflict":
         ask("abort", name, None)
 kept.close()
+if prof_to: prof.dump_stats(prof_to)
 print(json.dumps({"answer_ms": statistics.median(answer[1:]), "after_ms": statistics.median(after[1:]),
                   "answer_wall_ms": statistics.median(w[0] for w in walls[1:]),
                   "after_wall_ms": statistics.median(w[1] for w in walls[1:]),
@@ -183,12 +204,73 @@ def stages(raw: Path, cpu_ms: float) -> dict[str, float]:
     return {k: round(v / total * cpu_ms, 2) for k, v in counts.most_common()} if total else {}
 
 
+_CALL = re.compile(r"^(\d+)\s+(\w+)\((.*)")
+_MARK = re.compile(r'"/\.mergekept-(start|answer|end)-(\d+)"')
+
+
+def syscalls(trace: Path, top: int = 25) -> dict[str, Any]:
+    """From ``strace -f -o`` of the merging process (its markers: :data:`CHILD`'s
+    ``marked``), per merge after the first the system calls of its main thread up to the
+    answer and after it: the medians of their count by call, and (``paths``) the paths
+    the call named most, summed over those merges."""
+    import statistics
+
+    merges: dict[tuple[int, str], collections.Counter[str]] = {}
+    paths: dict[str, collections.Counter[str]] = {
+        "answer": collections.Counter(),
+        "after": collections.Counter(),
+    }
+    pid, cur = None, None
+    for line in trace.read_text(errors="replace").splitlines():
+        m = _CALL.match(line)
+        if m is None:
+            continue
+        if pid is None and _MARK.search(line):
+            pid = m.group(1)
+        if m.group(1) != pid:
+            continue
+        mk = _MARK.search(line)
+        if mk:
+            i = int(mk.group(2))
+            cur = (
+                None
+                if mk.group(1) == "end" or i == 0
+                else (i, "answer" if mk.group(1) == "start" else "after")
+            )
+            continue
+        if cur is None:
+            continue
+        merges.setdefault(cur, collections.Counter())[m.group(2)] += 1
+        q = re.search(r'"([^"]*)"', m.group(3))
+        if q:
+            paths[cur[1]][f"{m.group(2)} {q.group(1)}"] += 1
+    out: dict[str, Any] = {"merges": len({i for i, _ in merges})}
+    for part in ("answer", "after"):
+        got = [c for (i, p), c in merges.items() if p == part]
+        names = set().union(*got) if got else set()
+        counts = {k: statistics.median(c[k] for c in got) for k in names}
+        out[part] = {
+            "total": statistics.median(sum(c.values()) for c in got) if got else 0,
+            "by_call": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+            "paths": dict(paths[part].most_common(top)),
+        }
+    return out
+
+
 def run(
-    merges: int, kinds: list[str], src: Path, root: Path, rate: int, before: Path | None = None
+    merges: int,
+    kinds: list[str],
+    src: Path,
+    root: Path,
+    rate: int,
+    before: Path | None = None,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """Each kind in a home of its own (``root/<kind>``), ``merges`` merges each; ``before``: a
     directory holding another ``avfs_git`` that the merging process (and the one making
-    the forks) imports instead, through ``PYTHONPATH`` (the home is made by this tree's)."""
+    the forks) imports instead, through ``PYTHONPATH`` (the home is made by this tree's).
+    ``trace``: under ``strace -f`` instead of py-spy, the system calls counted
+    (:func:`syscalls`)."""
     from . import realproj7
 
     py = sys.executable
@@ -212,12 +294,19 @@ def run(
         # would lose to the one this runs from; h-merge6 found both sides this tree's)
         cmd = [py, "-P", "-c", CHILD, kind, str(merges), f"k{os.getpid()}"]
         raw = root / f"{kind}.spy"
-        if spy:
+        if trace:
+            env["MERGEKEPT_MARK"] = "1"
+            cmd = ["strace", "-f", "-qq", "-o", str(root / f"{kind}.strace"), "--", *cmd]
+        elif spy:
             cmd = [spy, "record", "-r", str(rate), "-f", "raw", "-o", str(raw), "--", *cmd]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         got = json.loads([x for x in p.stdout.splitlines() if x.startswith("{")][-1])  # (py-spy's lines too)
         cpu = got["answer_ms"] + got["after_ms"]
-        got["stages_ms"] = stages(raw, cpu) if spy and raw.exists() else None
+        got["stages_ms"] = stages(raw, cpu) if spy and not trace and raw.exists() else None
+        if trace:
+            got["syscalls"] = syscalls(root / f"{kind}.strace")
         out["kinds"][kind] = got
-        print(kind, json.dumps({k: v for k, v in got.items() if not k.endswith("_all")}), flush=True)
+        print(kind, json.dumps({k: v for k, v in got.items() if not k.endswith("_all") and k != "syscalls"}))
+        if trace:
+            print(kind, "syscalls", json.dumps(got["syscalls"], indent=1), flush=True)
     return out

@@ -38,7 +38,7 @@ minimist; its vault made from the tree directly.
 
 ``python -m bench.mergereal [--rounds N] [--before DIR] [--modes cold,served,native]
 [--kinds ff,root,dirs,conflict,wide] [--mounted [--backend fuse]] [--tree minimist|10k]
-[--src DIR] [--name NAME] [--kept-profile N [--spy-rate HZ]]`` as root (the mounts, the
+[--src DIR] [--name NAME] [--kept-profile N [--spy-rate HZ] [--strace]]`` as root (the mounts, the
 cgroups); ``--before DIR``: a directory holding another ``avfs_git`` (``git archive main``),
 a side ``before`` run from it through ``PYTHONPATH``. Results in
 ``bench/results/NAME-<UTC>.json`` (``mergereal2``: h-merge2's runs; ``merge3``: h-merge3's;
@@ -48,7 +48,8 @@ the twenty-first round's are ``mergereal-*``). Round 0's merges are each side's 
 ``--kept-profile N``: no A/B; N merges of each kind in one process as the resident
 server's kept process runs them, their CPU up to the answer and after it, and with
 ``py-spy`` installed each stage's share (bench/mergekept.py; ``NAME-kept-<UTC>.json``; with
-``--before DIR`` that code merges: ``NAME-kept-before-<UTC>.json``).
+``--before DIR`` that code merges: ``NAME-kept-before-<UTC>.json``); with ``--strace``, under
+``strace -f`` instead, each merge's system calls counted (``…-strace-<UTC>.json``).
 """
 
 from __future__ import annotations
@@ -382,13 +383,18 @@ def main() -> None:
         help="N merges per kind in one process as the kept process runs them, profiled (bench/mergekept.py); no A/B",
     )
     ap.add_argument("--spy-rate", type=int, default=1000, help="py-spy's samples a second (--kept-profile)")
+    ap.add_argument(
+        "--strace", action="store_true", help="--kept-profile under strace -f: the system calls counted"
+    )
     args = ap.parse_args()
     if args.kept_profile:
         from . import mergekept
 
         root = Path(os.environ.get("MERGEREAL_ROOT", "/tmp/mergereal")) / "kept"
-        prof = mergekept.run(args.kept_profile, args.kinds, args.src, root, args.spy_rate, args.before)
-        name = args.name + ("-kept-before" if args.before else "-kept")
+        prof = mergekept.run(
+            args.kept_profile, args.kinds, args.src, root, args.spy_rate, args.before, args.strace
+        )
+        name = args.name + ("-kept-before" if args.before else "-kept") + ("-strace" if args.strace else "")
         ab.write_json(ab.stamped(name), {**prof, "load": ab.load()}, indent=1, announce=True)
         return
     res = run(args)

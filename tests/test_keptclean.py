@@ -140,3 +140,50 @@ def test_the_check_reads_each_descriptor_s_name_once(vault: Any) -> None:
         "read_txn_clean": False,
         "after_commit_clean": True,
     }, got
+
+
+ONCE = HELD.replace(
+    'out = {"clean": callproc._clean(umask, kept), "looked": len(looked), "dbs": len(dbs)}',
+    """reads = []
+real_readlink = os.readlink
+def readlink(p, *a, **k):
+    reads.append(p)
+    return real_readlink(p, *a, **k)
+os.readlink = readlink
+links = callproc._fd_links()  # (as keep reads them after a call: once)
+n = len(reads)
+grown = callproc._wal_grown(links)
+out = {"clean": callproc._clean(umask, kept, links), "looked": len(looked), "dbs": len(dbs),
+       "links": n >= len(dbs), "read_again": len(reads) - n, "grown": grown}""",
+).replace(
+    "print(json.dumps(out))",
+    'out["txn_links_clean"] = callproc._clean(umask, kept, callproc._fd_links())\nprint(json.dumps(out))',
+)
+
+
+def test_the_wals_look_and_the_check_share_one_reading_of_the_descriptors(vault: Any) -> None:
+    """After a call the kept process looks for grown WALs and then checks that the call
+    left nothing (cli/callproc.py ``keep``): both now take one reading of the descriptors'
+    links (:func:`.callproc._fd_links`), where main's code listed ``/proc/self/fd`` and read
+    every link for each (~26 ``readlink`` a served merge's, h-merge8). The verdicts are
+    the same: clean with the kept home's databases, not clean with a read transaction
+    left open, clean again after it."""
+    vault.create_fork("main", "a")
+    vault.home.close()
+    p = subprocess.run(
+        [sys.executable, "-c", ONCE, vault.home.path], capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert got["dbs"] >= 3, got
+    assert got == {
+        "clean": True,
+        "looked": 0,
+        "dbs": got["dbs"],
+        "links": True,
+        "read_again": 0,
+        "grown": [],
+        "read_txn_clean": False,
+        "after_commit_clean": True,
+        "txn_links_clean": True,
+    }, got

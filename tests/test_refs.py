@@ -193,3 +193,35 @@ def test_vault_fork_does_not_load_libgit2(vault: Vault) -> None:
     assert vault.workspace("child").read("dirty.txt") == b"uncheckpointed"
     again = _fresh(vault.home.path, "vault", "fork", "v:main", "child")
     assert again["code"] != 0 and json.loads(str(again["out"]))["error"]["code"] == "already_exists", again
+
+
+def test_a_loose_ref_is_read_by_its_file(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With libgit2 loaded, a loose ref as git writes one (its id, a newline) is read from
+    its file alone (h-merge8: three such reads a merge, one a compare-and-swap): no
+    libgit2 lookup, nor the FIFO check before it (main: both, every read). Whatever else
+    the file holds is read as before, and every answer is libgit2's own."""
+    import pygit2
+
+    a, b = _commits(vault)
+    s = vault.store
+    asked: list[tuple[str, ...]] = []
+    fifo = refs._fifo
+    monkeypatch.setattr(refs, "_fifo", lambda d, *n: asked.append(n) or fifo(d, *n))
+    monkeypatch.setattr(refs, "libgit2_loaded", lambda: True)
+    assert refs.read_ref(s, refs.HEADS + "main") == b
+    assert asked == []  # (main: [("refs/heads/main", "packed-refs")])
+    path = Path(vault.path, "refs/heads/other")
+
+    def libgit2s(name: str) -> object:
+        try:
+            ref = s._repo.references.get(name)
+            return None if ref is None else str(ref.resolve().target)
+        except (pygit2.GitError, ValueError, KeyError) as exc:
+            return type(exc).__name__
+
+    for text in (f"{a}\n", a, f"{a}\r\n", f"{a} x\n", f"{a}\n\n", "ref: refs/heads/main\n", "x" * 40 + "\n"):
+        path.write_text(text)
+        want = libgit2s(refs.HEADS + "other")
+        got = _outcome(lambda: refs.read_ref(s, refs.HEADS + "other"))
+        assert got == ("ok", want) or (got[0] == "error" and want not in (a, None)), (text, got, want)
+    path.unlink()  # (git fsck, after the test, names a damaged ref)

@@ -223,8 +223,11 @@ def keep(
         _set_environ(server_env)
         _forget_derived()
         _hold(ANSWER_FD)
-        _write_back(_wal_grown())  # (the kept home's databases: their WALs stay small)
-        again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask, kept)
+        links = _fd_links()  # (read once: the WALs' look and the clean check's, h-merge8)
+        grown = _wal_grown(links)
+        _write_back(grown)  # (the kept home's databases: their WALs stay small)
+        # (a write-back opened and closed descriptors: the clean check reads them anew)
+        again = calls < KEPT_CALLS and code in KEPT_CODES and _clean(umask, kept, None if grown else links)
         os.umask(server_umask)  # (the next call sets its own)
         if not again:
             kept.close()
@@ -317,15 +320,17 @@ def _install(conn_fd: int, fds: list[int]) -> None:
         os.close(fd)
 
 
-def _clean(umask: int, kept: KeptHome) -> bool:
+def _clean(umask: int, kept: KeptHome, links: dict[int, str] | None = None) -> bool:
     """Whether the call left nothing behind in this process: no descriptor but the
     streams and the answer's (on /dev/null), the server's pair and the ones the ``kept`` home may hold
     (:meth:`.homekeep.KeptHome.holds`: its files, no lock of avfs's), one thread, the
     same umask. Looked at first as the call left it, then, if something is left, again
     after a collection of the cycles (what a call's cycles held is let go then): a full
     collection every call was ~0.9 ms of a served merge's CPU after its answer, where
-    most calls leave no cycle that holds a descriptor (h-merge6)."""
-    if _left_nothing(umask, kept):
+    most calls leave no cycle that holds a descriptor (h-merge6). ``links``: each open
+    descriptor's link (:func:`_fd_links`) as read since the call's last change of them,
+    for the first look (the second reads them anew)."""
+    if _left_nothing(umask, kept, links):
         return True
     import gc
 
@@ -333,12 +338,12 @@ def _clean(umask: int, kept: KeptHome) -> bool:
     return _left_nothing(umask, kept)
 
 
-def _left_nothing(umask: int, kept: KeptHome) -> bool:
-    """:func:`_clean`'s look, once."""
+def _left_nothing(umask: int, kept: KeptHome, links: dict[int, str] | None = None) -> bool:
+    """:func:`_clean`'s look, once (``links``: :func:`_clean`'s)."""
     import threading
 
     try:
-        listed = [int(x) for x in os.listdir("/proc/self/fd")]
+        listed = list(links) if links is not None else [int(x) for x in os.listdir("/proc/self/fd")]
         tasks = len(os.listdir("/proc/self/task"))
     except OSError:
         return False
@@ -348,7 +353,8 @@ def _left_nothing(umask: int, kept: KeptHome) -> bool:
     own = {0, 1, 2, ANSWER_FD, spare.REPORT_FD}  # (the answer's on /dev/null: _hold)
     if not own <= fds:
         return False
-    paths = open_paths(fds)  # (read once for every descriptor's check)
+    # (read once for every descriptor's check)
+    paths = {fd: links[fd] for fd in fds if fd in links} if links is not None else open_paths(fds)
     return (
         all(kept.holds(fd, paths) for fd in fds - own)
         and tasks == 1
@@ -490,7 +496,16 @@ def _write_back(dbs: list[str]) -> None:
             pass  # busy: the next command's turn
 
 
-def _wal_grown() -> list[str]:
+def _fd_links() -> dict[int, str]:
+    """This process's open descriptors and what each names (``/proc/self/fd``; the
+    listing's own, closed by then, left out)."""
+    try:
+        return open_paths(int(x) for x in os.listdir("/proc/self/fd"))
+    except OSError:
+        return {}
+
+
+def _wal_grown(links: dict[int, str] | None = None) -> list[str]:
     """The databases this process has open whose WAL is past :data:`WAL_CLOSE_AT`: their
     command writes those back once its answer is out (nobody waits; :func:`_write_back`).
 
@@ -500,15 +515,11 @@ def _wal_grown() -> list[str]:
     to rebuild the index: status 10.5 -> 24 ms with a 1.9 MB overlay WAL (in the server's
     child, load ~9). Closing after every command would cost the next write of each database
     a sync of its new WAL's header instead (SQLite's ``synchronous=NORMAL``, 0.2-6 ms on a
-    busy disk); past a quarter of a MiB, that is one sync per ~60 pages written."""
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return []
+    busy disk); past a quarter of a MiB, that is one sync per ~60 pages written.
+    ``links``: :func:`_fd_links`'s (read here when not given)."""
     grown: set[str] = set()
-    for fd in fds:
+    for path in (_fd_links() if links is None else links).values():
         try:
-            path = os.readlink(f"/proc/self/fd/{fd}")
             if path.endswith("-wal") and os.stat(path).st_size > WAL_CLOSE_AT:
                 grown.add(path.removesuffix("-wal"))
         except OSError:

@@ -344,6 +344,9 @@ def read_ref(store: GitStore, name: str) -> str | None:
         # (a component past NAME_MAX is no loose ref; libgit2 fails on its path, git's
         # files are read as they are: packed-refs may still hold it)
         return read_ref_file(store.path, name)
+    loose = _loose_id(store.path, name)
+    if loose is not None:
+        return loose
     if _fifo(store.path, name, "packed-refs"):
         return read_ref_file(store.path, name)  # (it names the damage, waiting on nothing)
     if not os.path.lexists(os.path.join(store.path, name)):  # (git reads packed-refs then only)
@@ -358,6 +361,21 @@ def read_ref(store: GitStore, name: str) -> str | None:
         return None
     target = ref.resolve().target
     return str(target)
+
+
+def _loose_id(git_dir: str, name: str) -> str | None:
+    """The commit id a loose ref file of ``name`` holds as git writes one (the id, then a
+    newline), read by the descriptor alone; None for anything else (no such file, a
+    directory, a FIFO, a symbolic ref, damaged bytes: :func:`read_ref` asks libgit2 then,
+    as before). A loose ref is the ref whatever ``packed-refs`` says, so the answer is
+    libgit2's: without the two ``lstat``, the ``lexists``, and libgit2's own open, read and
+    ``packed-refs`` stat (~0.07 ms a read; three a merge, one a ref's compare-and-swap)."""
+    try:
+        raw = _read_loose(os.path.join(git_dir, name))
+    except (OSError, ValueError):
+        return None
+    oid = raw[:-1] if raw.endswith(b"\n") else b""
+    return oid.decode("ascii") if _OID.fullmatch(oid) else None
 
 
 def _fifo(git_dir: str, *names: str) -> bool:

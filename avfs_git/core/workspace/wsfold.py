@@ -165,6 +165,24 @@ def tops_kept() -> Iterator[None]:
         _kept_answers.reset(token)
 
 
+def holds_only_kept(overlay: Overlay) -> bool:
+    """Whether the upper layer holds nothing but the top directories :func:`kept_tops`
+    answered for it in this state while :func:`tops_kept` is entered (never asked here:
+    False when it was not). Each is a new directory git ignores with nothing of the
+    database or the lower layer at or below it, so the view's changes are the database's
+    alone: a merge's capture of its target looked for them with a status walking the
+    layer (~0.5 ms of a served fast-forward on minimist, h-merge8)."""
+    memo = _kept_answers.get()
+    got = None if memo is None else memo.get(overlay.upper_dir)
+    if got is None or not got[1]:
+        return False
+    try:
+        names = sorted(os.listdir(overlay.upper_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return set(names) <= got[1] and got[0] == _state(overlay, names)
+
+
 def _state(overlay: Overlay, names: list[str]) -> object:
     """What :func:`kept_tops`'s answer is made of, cheaply: the base and the journal's newest
     row (every entry of the database put or removed moves it; the view's ``.gitignore`` files

@@ -84,6 +84,11 @@ class Changes:
         ignores (a venv, caches) don't count. Content is not compared: a file rewritten with
         the same bytes counts."""
         if self.overlay.upper_active():
+            from .wsfold import holds_only_kept
+
+            if holds_only_kept(self.overlay):  # (new directories git ignores: never changes)
+                with self.overlay.without_upper():
+                    return self.is_dirty()
             # the upper layer keeps what checkpoints recorded while it was mounted (a status
             # walks it once; has_changes would walk it first for nothing)
             return bool(self.status())
