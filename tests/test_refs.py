@@ -224,4 +224,14 @@ def test_a_loose_ref_is_read_by_its_file(vault: Vault, monkeypatch: pytest.Monke
         want = libgit2s(refs.HEADS + "other")
         got = _outcome(lambda: refs.read_ref(s, refs.HEADS + "other"))
         assert got == ("ok", want) or (got[0] == "error" and want not in (a, None)), (text, got, want)
+    path.unlink()
+    # a link is never followed by the shortcut (a link to /dev/zero or a device would be
+    # read there): libgit2 answers for it as before
+    outside = Path(vault.path, "..", "outside-ref")
+    outside.write_text(f"{a}\n")
+    path.symlink_to(os.path.abspath(outside))
+    asked.clear()
+    want = libgit2s(refs.HEADS + "other")
+    assert _outcome(lambda: refs.read_ref(s, refs.HEADS + "other")) == ("ok", want) and want == a
+    assert asked, "a linked ref took the shortcut"
     path.unlink()  # (git fsck, after the test, names a damaged ref)
