@@ -38,7 +38,10 @@ __all__ = ["REFUSED", "program"]
 REFUSED = ("add_key", "keyctl", "request_key")
 # socket(AF_NETLINK, *, NETLINK_AUDIT): refused as a kernel without audit refuses it
 _AF_NETLINK, _NETLINK_AUDIT = 16, 9
-_CMP_EQ = 4  # SCMP_CMP_EQ
+# SCMP_CMP_MASKED_EQ on the low 32 bits (libseccomp's SCMP_A0_32): the kernel reads only
+# the low half of socket()'s int arguments, so a plain SCMP_CMP_EQ of the whole register
+# let `syscall(41, 0x1_00000010, SOCK_RAW, 9)` through (the thirty-third round's review)
+_CMP_MASKED_EQ, _LOW32 = 7, 0xFFFFFFFF
 
 
 class _ArgCmp(ctypes.Structure):
@@ -53,6 +56,9 @@ _ERRNO = 0x00050000  # SCMP_ACT_ERRNO(0)
 _X86_64, _X86, _X32 = 0xC000003E, 0x40000003, 0x4000003E
 _AARCH64, _ARM = 0xC00000B7, 0x40000028
 _ALSO = {_X86_64: (_X86, _X32), _AARCH64: (_ARM,)}
+# where socket() is also socketcall(2)'s first argument, whose own arguments are behind a
+# pointer no filter reads: no argument test there (it read a register socket() never set)
+_MULTIPLEXED = (_X86,)
 
 
 def _names() -> Iterator[str]:
@@ -75,6 +81,8 @@ def _library() -> ctypes.CDLL | None:
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
         lib.seccomp_arch_native.restype = ctypes.c_uint32
         lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        lib.seccomp_arch_remove.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        lib.seccomp_merge.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
         lib.seccomp_rule_add_array.argtypes = [
@@ -99,16 +107,23 @@ def program() -> bytes | None:
         return None
     fd = -1
     try:
-        for arch in _ALSO.get(lib.seccomp_arch_native(), ()):
-            lib.seccomp_arch_add(ctx, arch)  # (-EEXIST where it is already the native one)
-        for name in REFUSED:
-            nr = lib.seccomp_syscall_resolve_name(name.encode())
-            if nr < 0 or lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
-                return None
-        audit = (_ArgCmp * 2)(_ArgCmp(0, _CMP_EQ, _AF_NETLINK, 0), _ArgCmp(2, _CMP_EQ, _NETLINK_AUDIT, 0))
-        nr = lib.seccomp_syscall_resolve_name(b"socket")
-        if nr < 0 or lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, audit) != 0:
+        native = lib.seccomp_arch_native()
+        if not _rules(lib, ctx, audit=True):
             return None
+        for arch in _ALSO.get(native, ()):
+            # each 32-bit architecture its own context, merged in (the socket rule only
+            # where socket() is a call of its own)
+            other = lib.seccomp_init(_ALLOW)
+            if not other:
+                return None
+            if (
+                lib.seccomp_arch_add(other, arch) != 0
+                or lib.seccomp_arch_remove(other, native) != 0
+                or not _rules(lib, other, audit=arch not in _MULTIPLEXED)
+                or lib.seccomp_merge(ctx, other) != 0  # (merged, ``other`` is released)
+            ):
+                lib.seccomp_release(other)
+                return None
         fd = os.memfd_create("avfs-seccomp", os.MFD_CLOEXEC)
         if lib.seccomp_export_bpf(ctx, fd) != 0:
             return None
@@ -120,3 +135,19 @@ def program() -> bytes | None:
         if fd >= 0:
             os.close(fd)
         lib.seccomp_release(ctx)
+
+
+def _rules(lib: ctypes.CDLL, ctx: int, *, audit: bool) -> bool:
+    """The keyring calls refused in ``ctx``, and (``audit``) ``socket(AF_NETLINK, *,
+    NETLINK_AUDIT)``, each argument compared on its low 32 bits; False where one fails."""
+    for name in REFUSED:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0 or lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
+            return False
+    if not audit:
+        return True
+    cmp = (_ArgCmp * 2)(
+        _ArgCmp(0, _CMP_MASKED_EQ, _LOW32, _AF_NETLINK), _ArgCmp(2, _CMP_MASKED_EQ, _LOW32, _NETLINK_AUDIT)
+    )
+    nr = lib.seccomp_syscall_resolve_name(b"socket")
+    return nr >= 0 and lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, cmp) == 0
