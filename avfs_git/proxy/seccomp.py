@@ -150,4 +150,4 @@ def _rules(lib: ctypes.CDLL, ctx: int, *, audit: bool) -> bool:
         _ArgCmp(0, _CMP_MASKED_EQ, _LOW32, _AF_NETLINK), _ArgCmp(2, _CMP_MASKED_EQ, _LOW32, _NETLINK_AUDIT)
     )
     nr = lib.seccomp_syscall_resolve_name(b"socket")
-    return nr >= 0 and lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, cmp) == 0
+    return bool(nr >= 0 and lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, cmp) == 0)
