@@ -87,3 +87,30 @@ def test_a_root_command_reads_nothing_in_etc_another_user_cannot(
     out = res.result.stdout
     assert f"ROOT-ONLY-{tag}" not in out and f"IN-A-ROOT-ONLY-DIR-{tag}" not in out, out
     assert f"READ {planted['public']} public-{tag}" in out, out  # the rest of /etc as it is
+
+
+def test_a_masked_file_deeper_in_etc_removed_leaves_every_command_running(home: Any, fork: Any) -> None:
+    """A root-only file in a directory of /etc, shown empty to a command, is removed (its
+    directory changes, not /etc): the next command of the same serving process runs (the
+    round's review: the view kept its bind of the gone file, bubblewrap could not make its
+    mount point in the read-only /etc, and every later command failed)."""
+    _root()
+    tag = uuid.uuid4().hex[:12]
+    top = f"/etc/avfs-test-{tag}.deep"
+    secret = os.path.join(top, "secret.conf")
+    os.mkdir(top, 0o755)
+    try:
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, f"ROOT-ONLY-{tag}\n".encode())
+        os.close(fd)
+        fork.workspace("main").write("read.py", READ.encode())
+        first = execute(home, fork, "main", ExecRequest(argv=("python3", "read.py", secret), commit=False))
+        assert first.result is not None and first.result.exit_code == 0, first.to_dict()
+        assert f"ROOT-ONLY-{tag}" not in first.result.stdout, first.result.stdout
+        os.unlink(secret)
+        again = execute(home, fork, "main", ExecRequest(argv=("python3", "read.py", secret), commit=False))
+        assert again.confinement.kind == "bwrap", again.confinement
+        assert again.result is not None and again.result.exit_code == 0, again.to_dict()
+        assert f"DENIED {secret}" in again.result.stdout, again.result.stdout
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -37,7 +37,32 @@ def system_args() -> tuple[str, ...]:
         st = os.stat("/etc")
     except OSError:
         return _system_at((0, 0))
-    return _system_at((st.st_ino, st.st_mtime_ns))
+    key = (st.st_ino, st.st_mtime_ns)
+    args = _system_at(key)
+    if not _still_there(args):
+        # a masked file or directory deeper in /etc went since (its own directory changed,
+        # not /etc's): bubblewrap cannot make its mount point in a read-only /etc, and every
+        # command of this process failed (the round's review: a cluster's dropped config)
+        _system_at.cache_clear()
+        args = _system_at(key)
+    return args
+
+
+def _still_there(args: tuple[str, ...]) -> bool:
+    """Whether every path ``args`` shows empty is still there, of the same kind."""
+    for i, arg in enumerate(args):
+        if arg == "--ro-bind" and args[i + 1] == "/dev/null":
+            path, want = args[i + 2], stat.S_ISREG
+        elif arg == "--tmpfs":
+            path, want = args[i + 1], stat.S_ISDIR
+        else:
+            continue
+        try:
+            if not want(os.lstat(path).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=2)
