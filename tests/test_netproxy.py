@@ -511,6 +511,38 @@ def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork, tmp_pat
     _none_left(marker)
 
 
+def test_a_killed_calls_proxy_directory_is_swept_by_the_next_filtered_call(home, fork, tmp_path, monkeypatch):
+    """SIGKILL of ``avfs proxy exec`` while its filtered command runs: its filtering
+    proxy's directory stays (``FilterProxy.stop`` never ran: the test above left one
+    ``/tmp/avfs-net-*`` a suite run). The next filtered call removes it, and leaves nothing
+    of its own; a proxy still serving (this process') is left alone. Under a ``TMPDIR`` of
+    this test's own: sessions beside it make theirs in /tmp."""
+    own = tempfile.mkdtemp(prefix="avfs-k-", dir="/tmp")  # (short: the socket's path is bounded)
+    monkeypatch.setenv("TMPDIR", own)
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        proc = _filtered_cli(home, marker, tmp_path)
+        left = os.listdir(own)
+        proc.kill()
+        proc.wait()
+        _release(proc)
+        _none_left(marker)
+        assert len(left) == 1 and left[0].startswith("avfs-net-"), left
+        assert os.listdir(own) == left  # (what the kill leaves: the test's premise)
+        with netproxy.FilterProxy(()) as live:
+            again = subprocess.run(
+                [*exec_argv(home=home.path, vault="v"), "--", "sh", "-c", "echo $HTTP_PROXY"],
+                capture_output=True,
+                timeout=120,
+            )
+            assert again.returncode == 0 and b"3128" in again.stdout, again
+            assert os.listdir(own) == [os.path.basename(live.dir)]
+            assert os.path.exists(live.path)
+        assert os.listdir(own) == []
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+
+
 def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fork, tmp_path):
     """SIGKILL of the mount's daemon while a filtered command runs (the CLI runs it, not the
     daemon): the command runs to its end, then nothing of its sandbox stays."""
