@@ -130,6 +130,10 @@ class Replayer:
         self.env_key = env_key
         self.served: set[int] = set()
         self.stray = 0
+        # who connected and sent no request, or one without a case: the peer's pid and
+        # command line, and the request's arguments and names (ci33's one mutant never
+        # served, and a request with no case, came with nothing to say who sent them)
+        self.odd: list[str] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(address)
         self.sock.listen(64)
@@ -145,18 +149,23 @@ class Replayer:
 
     def _one(self, conn: socket.socket) -> None:
         with conn:
+            peer = _peer(conn)
             conn.settimeout(CASE_TIMEOUT)
             got = spare.recv_framed(conn, 16)
             if got is None:
+                self.odd.append(f"no request from {peer}")
                 return
             for fd in got[1]:
                 os.close(fd)
-            case = marshal.loads(got[0]).get("env", {}).get(self.env_key)
+            req = marshal.loads(got[0])
+            case = req.get("env", {}).get(self.env_key)
             if case is None:
                 # (a request no case of this test sent: an earlier test's detached process
                 # late at its socket (ci33: KeyError in a thread, reported at a later test's
                 # teardown); left unanswered, counted nowhere)
                 self.stray += 1
+                names = sorted(map(repr, req.get("env", {})))[:40]
+                self.odd.append(f"no case from {peer}: {req.get('argv', req.get('args'))!r} env {names}")
                 return
             n = int(case)
             self.served.add(n)
@@ -164,6 +173,16 @@ class Replayer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _peer(conn: socket.socket) -> str:
+    """The process at the other end of ``conn``: its pid and command line (as it is now)."""
+    pid = int.from_bytes(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[:4], sys.byteorder)
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return f"{pid} {fh.read()[:200]!r}"
+    except OSError:
+        return f"{pid} (gone)"
 
 
 def _mutants(valid: list[bytes], seed: int, flips: int, cuts: int = 1 << 30) -> list[bytes]:
@@ -355,7 +374,7 @@ def test_the_servers_answers_whole_cut_short_and_mutated(built: str, home: Home,
         outcomes = _in_parallel(one, len(cases), cases)
     finally:
         server.close()
-    assert server.served == set(range(len(cases)))
+    assert server.served == set(range(len(cases))), server.odd[:5]
     wrong = []
     for n, (wire, got) in enumerate(zip(cases, outcomes, strict=True)):
         want = _read_server(wire)
@@ -501,7 +520,7 @@ def test_a_daemons_replies_whole_cut_short_and_mutated(
     finally:
         daemon.close()
     missing = sorted(set(range(len(cases))) - daemon.served)  # (ci33: one such, cause unknown)
-    assert not missing, [(n, cases[n][:40], outcomes[n]) for n in missing[:5]]
+    assert not missing, ([(n, cases[n][:40], outcomes[n]) for n in missing[:5]], daemon.odd[:5])
     wrong = []
     for n, (wire, got) in enumerate(zip(cases, outcomes, strict=True)):
         want = _read_daemon(wire)

@@ -78,7 +78,7 @@ ENVIRONMENT_READS = {
     "core/store/gitrun.py": "the environment a git process is given: the caller's, without GIT_* but for where git's config is",
     "core/store/transport.py": "the user's ssh settings (GIT_SSH*) for the git process that reaches a remote",
     "proxy/placement.py": "the environment a command inherits when the request carries none",
-    "proxy/netproxy.py": "TMPDIR: where the network forwarder's socket directory is made",
+    "proxy/netdir.py": "TMPDIR: where the network forwarder's socket directory is made",
     "proxy/confine.py": "PATH: where bwrap is, looked up per PATH (a call the resident server forks runs with its caller's)",
     "ops/mounts.py": "PATH: is fusermount3 there",
     "ops/daemonstart.py": "the environment the mount daemon is started with",

@@ -417,6 +417,63 @@ def test_a_command_does_not_start_once_its_outer_bwrap_was_killed_in_the_set_up(
     assert not left, f"still alive: {left}"
 
 
+def test_a_sandbox_set_up_ahead_ends_when_its_call_dies_before_bwrap_armed_its_signal(tmp_path):
+    """A first call's sandbox, set up ahead and waiting at its gate (proxy/ahead.py), whose
+    call is killed before bubblewrap armed ``--die-with-parent`` (the outer arms it after
+    its clone, the init after the set-up: a call SIGKILLed in those milliseconds, as the
+    suite kills calls, or its outer bwrap killed by its own signal while the init was still
+    setting up, as here): the init goes on, parent 1. The gate was a writer of its own pipe
+    (for bubblewrap's ``--block-fd``, which goes on at the end of the file), so the sandbox
+    waited for its byte for good: a ``bwrap --die-with-parent`` with parent 1 after a suite
+    run. Where the Landlock program reads the gate (it runs nothing at the end of the
+    file), the call's death ends it: nothing of it stays, the command never ran."""
+    _need_bwrap()
+    from avfs_git.proxy import ahead, landlock
+
+    if not landlock.available() or landlock.PPOLL <= 0:
+        skip_outside_ci(f"no {landlock.PERL}, or no ppoll number known for this machine")
+    src = tmp_path / "fork"
+    src.mkdir()
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    sb = confine.Sandbox(source=str(src), path=str(src), cwd=str(src), network="none", root=os.geteuid() == 0)
+    status_r, status_w = os.pipe()
+    gate, byte_w = ahead._gate(guarded=landlock.available())  # as a Blocked makes it
+    hold_r, hold_w = os.pipe()  # (bubblewrap's set-up held here, before the init armed)
+    outer_fd = confine.outer_fd(status_r)
+    argv = confine.argv(sb, ["sh", "-c", "touch ran", marker], block_fd=gate, outer_fd=outer_fd)
+    argv[1:1] = ["--json-status-fd", str(status_w), "--block-fd", str(hold_r)]
+    fds = (status_w, gate, hold_r, *([outer_fd] if outer_fd >= 0 else []))
+    outer = subprocess.Popen(
+        argv,
+        pass_fds=fds,
+        env=confine.BWRAP_ENV,
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for fd in (status_w, gate):  # (a Blocked closes its copies once bubblewrap has them)
+        os.close(fd)
+    try:
+        _wait_at_block_fd(marker, outer.pid, hold_r)
+        os.close(hold_r)
+        outer.send_signal(signal.SIGKILL)  # (its parent's death, armed: the init not yet)
+        outer.wait(timeout=60)
+        os.write(hold_w, b"x")  # the set-up goes on: the init, parent 1, and its gate
+        os.close(byte_w)  # the call dies before its byte
+        byte_w = -1
+        deadline = time.monotonic() + 15
+        while (left := _alive_with(marker)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"still alive once its call died: {_described(left)}"
+        assert not (src / "ran").exists()
+    finally:
+        for fd in (hold_w, byte_w, status_r):
+            if fd >= 0:
+                os.close(fd)
+        for pid in _alive_with(marker):  # (only when the test fails)
+            _kill_marked(pid, marker)
+
+
 def _none_left(marker: str, within_s: float = 15.0) -> None:
     deadline = time.monotonic() + within_s
     while (left := _alive_with(marker)) and time.monotonic() < deadline:
@@ -509,6 +566,38 @@ def test_a_killed_cli_leaves_nothing_of_its_filtered_sandbox(home, fork, tmp_pat
     proc.wait()
     _release(proc)
     _none_left(marker)
+
+
+def test_a_killed_calls_proxy_directory_is_swept_by_the_next_filtered_call(home, fork, tmp_path, monkeypatch):
+    """SIGKILL of ``avfs proxy exec`` while its filtered command runs: its filtering
+    proxy's directory stays (``FilterProxy.stop`` never ran: the test above left one
+    ``/tmp/avfs-net-*`` a suite run). The next filtered call removes it, and leaves nothing
+    of its own; a proxy still serving (this process') is left alone. Under a ``TMPDIR`` of
+    this test's own: sessions beside it make theirs in /tmp."""
+    own = tempfile.mkdtemp(prefix="avfs-k-", dir="/tmp")  # (short: the socket's path is bounded)
+    monkeypatch.setenv("TMPDIR", own)
+    marker = f"avfs-orphan-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        proc = _filtered_cli(home, marker, tmp_path)
+        left = os.listdir(own)
+        proc.kill()
+        proc.wait()
+        _release(proc)
+        _none_left(marker)
+        assert len(left) == 1 and left[0].startswith("avfs-net-"), left
+        assert os.listdir(own) == left  # (what the kill leaves: the test's premise)
+        with netproxy.FilterProxy(()) as live:
+            again = subprocess.run(
+                [*exec_argv(home=home.path, vault="v"), "--", "sh", "-c", "echo $HTTP_PROXY"],
+                capture_output=True,
+                timeout=120,
+            )
+            assert again.returncode == 0 and b"3128" in again.stdout, again
+            assert os.listdir(own) == [os.path.basename(live.dir)]
+            assert os.path.exists(live.path)
+        assert os.listdir(own) == []
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def test_a_killed_daemon_leaves_nothing_once_the_filtered_command_ended(home, fork, tmp_path):

@@ -251,6 +251,9 @@ def served(args: "list[str]", *, start: bool = True) -> "int | None":
             sock.sendmsg([b"%08d" % len(req) + req], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             first = recv_msg(sock, buf)
         except KeyboardInterrupt:  # before the command started (the server still loading)
+            first = _already(sock, buf)
+            if first is not None and "started" in first:  # as it came: the started command's
+                return _wait(sock, buf, first["started"], _signal_int())
             sock.close()  # the server sees the caller gone and does not start it
             from .execopts import interrupted
 
@@ -347,6 +350,21 @@ def _signal_int() -> int:
     import _signal  # type: ignore[import-not-found]
 
     return int(_signal.SIGINT)
+
+
+def _already(sock: "Any", buf: bytearray) -> "dict[str, Any] | None":
+    """The answer that came already when a Ctrl-C broke the wait for it, else None. A
+    signal pending as the wait wakes makes the kernel's recv answer EINTR, not the data:
+    a Ctrl-C as "started" came (the caller not run yet, at load) was taken for one before
+    the start, the caller said "interrupted" and the command was hung up rather than
+    interrupted (the native program's ``next_answer`` reads the same way)."""
+    sock.setblocking(False)
+    try:
+        return recv_msg(sock, buf)
+    except (OSError, NotAnswer):  # (nothing more now, or not whole: not started, to this reading)
+        return None
+    finally:
+        sock.setblocking(True)
 
 
 def _wait(sock: "Any", buf: bytearray, started: "Any", pending: int = 0) -> int:

@@ -343,8 +343,15 @@ static int next_answer(int sock, buf_t *in, answer_t *a, int stop_on_interrupt) 
                 return ok ? 1 : -1;
             }
         }
-        if (stop_on_interrupt && interrupted) return -2;
         char chunk[4096];
+        if (stop_on_interrupt && interrupted) {
+            /* what came already is read first: a Ctrl-C that broke the wait as "started" came
+             * (the kernel's recv answers EINTR, not the data, when a signal is pending as it
+             * wakes) is the started command's, not one before its start */
+            ssize_t ready = recv(sock, chunk, sizeof chunk, MSG_DONTWAIT);
+            if (ready > 0 && put(in, chunk, (size_t)ready) == 0) continue;
+            return -2;
+        }
         ssize_t got = recv(sock, chunk, sizeof chunk, 0);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) return in->len == 0 ? 0 : -1;

@@ -116,7 +116,7 @@ class Blocked:
     it (``--die-with-parent``)."""
 
     def __init__(self, p: Planned) -> None:
-        from . import confine
+        from . import confine, landlock
         from .standby import _key
 
         self.key = _key(p.sandbox)
@@ -129,7 +129,7 @@ class Blocked:
         self.spawned = threading.Event()
         self.over = threading.Event()
         self.block_w = self.status_r = -1
-        block_r, self.block_w = _gate()
+        block_r, self.block_w = _gate(guarded=landlock.available())
         opened = [block_r, self.block_w]
         try:
             env_r = confine.env_fd(dict(p.env))
@@ -225,16 +225,26 @@ class Blocked:
         self.over.set()
 
 
-def _gate() -> tuple[int, int]:
-    """The pipe the command waits on in its sandbox (the Landlock program reads one byte
-    and runs nothing at the end of the file; bubblewrap's ``--block-fd``, where there is no
-    Perl, goes on at the end of the file too): (its end for the sandbox, the end this
-    process writes the byte to). The sandbox's end is the pipe opened anew for reading and
-    writing, so that it is a writer of its own pipe: if this process dies before its byte,
-    the pipe never ends and the sandbox waits until its parent's death kills it
-    (``--die-with-parent``), the command never run. It is closed before the command starts. (OSError where the pipe
-    cannot be opened so: nothing is set up ahead.)"""
+def _gate(guarded: bool) -> tuple[int, int]:
+    """The pipe the command waits on in its sandbox: (its end for the sandbox, the end this
+    process writes the byte to). It is closed before the command starts.
+
+    ``guarded``: the Landlock program waits there (:mod:`.landlock`), which runs nothing at
+    the end of the file. The sandbox gets the plain read end: when this process ends
+    before its byte (killed: the kernel closes its end), the sandbox ends at once. Its
+    own ``--die-with-parent`` cannot be relied on for that: bubblewrap arms the outer's
+    only after its clone, and the init's only after the set-up (bubblewrap.c,
+    ``handle_die_with_parent``), so a call killed in the first milliseconds after it
+    started bubblewrap left it unarmed, parent 1, waiting for its byte for good (a
+    writer of its own pipe: one ``bwrap --die-with-parent`` with parent 1 after a suite
+    run). Where there is no such program, bubblewrap's ``--block-fd`` waits, and goes on
+    at the end of the file too (it would run the command): there the sandbox's end is the
+    pipe opened anew for reading and writing, a writer of its own pipe, so that the pipe
+    never ends and the sandbox waits until its parent's death kills it. (OSError where
+    the pipe cannot be opened so: nothing is set up ahead.)"""
     r, w = os.pipe()
+    if guarded:
+        return r, w
     try:
         rw = os.open(f"/proc/self/fd/{r}", os.O_RDWR | os.O_CLOEXEC)
     except OSError:

@@ -23,14 +23,13 @@ import contextlib
 import ipaddress
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from typing import Any, Final, TypeAlias
 
 from ..policy.hostpattern import host_pattern
+from . import netdir
 
 log = logging.getLogger("avfs.proxy.network")
 
@@ -214,6 +213,7 @@ class FilterProxy:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._held = -1  # its directory, open and locked (proxy/netdir.py)
 
     def __enter__(self) -> FilterProxy:
         self.start()
@@ -223,18 +223,18 @@ class FilterProxy:
         self.stop()
 
     def start(self) -> None:
-        base = os.environ.get("TMPDIR", "/tmp")
-        if len(base) > 60 or not os.path.isdir(base):
-            base = "/tmp"  # a Unix socket's path is at most 107 bytes
-        self.dir = tempfile.mkdtemp(prefix="avfs-net-", dir=base)
-        self.path = os.path.join(self.dir, "proxy.sock")
+        # a private directory (proxy/netdir.py: held locked, so that one a killed call
+        # left is swept by the next start)
+        self.dir, self._held = netdir.make(netdir.base_dir())
+        self.path = os.path.join(self.dir, netdir.SOCKET)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(self.path)
             sock.listen(128)
         except OSError:
             sock.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            netdir.release(self.dir, self._held)
+            self.dir, self._held = "", -1
             raise
         self._sock = sock
         self._thread = threading.Thread(target=self._run, name="avfs-netproxy", daemon=True)
@@ -254,8 +254,8 @@ class FilterProxy:
             self._sock.close()
             self._sock = None
         if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = ""
+            netdir.release(self.dir, self._held)
+            self.dir, self._held = "", -1
 
     # -- the loop
 

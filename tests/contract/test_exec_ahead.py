@@ -190,11 +190,14 @@ def test_a_sandbox_set_up_ahead_for_another_command_is_killed_unused(
 
 
 def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
-    """The sandbox's end of the gate (read by the Landlock program; by bubblewrap's
-    ``--block-fd``, which goes on at the end of the file too, where there is no Perl) is a
-    writer of its own pipe, so that the pipe never ends when the call dies before its byte
-    (the command then never runs: --die-with-parent kills it)."""
-    rw, w = ahead._gate()
+    """Where bubblewrap's ``--block-fd`` reads the gate (no Perl: it goes on at the end of
+    the file too), the sandbox's end is a writer of its own pipe, so that the pipe never
+    ends when the call dies before its byte (the command then never runs:
+    --die-with-parent kills it). Where the Landlock program reads it (it runs nothing at
+    the end of the file), the call's death ends it: the end of the file, at once (a
+    sandbox whose bubblewrap had not armed --die-with-parent yet waited for good;
+    tests/test_netproxy.py)."""
+    rw, w = ahead._gate(guarded=False)
     try:
         os.close(w)  # the call gone
         assert select.select([rw], [], [], 0) == ([], [], [])  # no end of file: still blocked
@@ -202,6 +205,12 @@ def test_a_sandbox_set_up_ahead_never_goes_on_by_itself() -> None:
         assert select.select([rw], [], [], 0)[0] == [rw] and os.read(rw, 1) == b"g"
     finally:
         os.close(rw)
+    r, w = ahead._gate(guarded=True)
+    try:
+        os.close(w)  # the call gone
+        assert select.select([r], [], [], 0)[0] == [r] and os.read(r, 1) == b""
+    finally:
+        os.close(r)
 
 
 def _in_sandbox(pid: int) -> list[int]:
