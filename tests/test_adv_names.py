@@ -26,7 +26,8 @@ from .test_adv_review import scene as scene  # a mounted fork, real bwrap
 # what must never reach the terminal raw: the overrides, embeddings, isolates and marks,
 # and the characters that show nothing (or end a line) where they stand
 HIDDEN = re.compile(
-    "[\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+    "[\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\u3164\ufe00-\ufe0f\U000e0000-\U000e007f]"
 )
 
 # the names, as the shell makes them (printf's octal escapes of their UTF-8)
@@ -34,6 +35,8 @@ NAMES = {
     "invoice\u202egnp.sh": "invoice\\342\\200\\256gnp.sh",  # shown "invoicehs.png"
     "README\u200b": "README\\342\\200\\213",  # shown "README"
     "a\u2066b\u2069.txt": "a\\342\\201\\246b\\342\\201\\251.txt",
+    # Unicode's tag characters, shown as nothing ("ASCII smuggling"; the round's review)
+    "NOTES\U000e0041\U000e0042": "NOTES\\363\\240\\201\\201\\363\\240\\201\\202",
     "caf\u00e9.txt": "caf\\303\\251.txt",  # text: shown as it is
 }
 
@@ -58,6 +61,7 @@ def test_names_that_hide_or_reorder_text_are_shown_quoted(scene: Scene) -> None:
         _plain(out.out + out.err)
     out = scene.cli(*spec, "status").out
     assert '"invoice\\342\\200\\256gnp.sh"' in out and '"README\\342\\200\\213"' in out, out
+    assert '"NOTES\\363\\240\\201\\201\\363\\240\\201\\202"' in out, out
     assert "caf\u00e9.txt" in out, out
     out = scene.cli(*spec, "checkpoint", "save", "by-the-agent")
     assert out.code == 0, out.err

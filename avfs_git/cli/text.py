@@ -25,9 +25,16 @@ __all__ = ["escaped", "shown"]
 # without being a control character: the bidirectional overrides, embeddings, isolates and
 # marks (U+202E shows "invoice<RLO>gnp.sh" as "invoicehs.png"), and the characters that
 # show nothing or end a line where they stand (a "README<ZWSP>" looked like "README")
+# (the round's review: also the invisible fillers and selectors git's quoting catches as
+# any byte past ASCII: Unicode's tag characters, a "README" followed by U+E0041 U+E0042
+# showed as "README", the trick that smuggles text past a reader; variation selectors, the
+# Hangul and Khmer fillers, the combining grapheme joiner, Mongolian's free variation
+# selectors, the braille blank, the musical symbols' invisible formatting)
 _UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
-    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5"
+    "\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\u2800\u3164"
+    "\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U0001d173-\U0001d17a\U000e0000-\U000e007f"
+    "\U000e0100-\U000e01ef]"
 )
 _NAMED = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
 
