@@ -122,8 +122,8 @@ def hold(ws: MountedFork, git_dir: str, named: dict[str, str]) -> None:
     """Hold what the kept git dir ``git_dir`` names, with ``named`` (its index's, read
     before the keep took its shared part: :func:`index_ids`), for git's gc (the module's
     docstring), but what the fork's branch holds plainly: its tip, the tip's tree, what
-    that tree holds at the index's path, every commit the branch's reflog names (an
-    unmount with nothing staged and no commit of git's off the branch writes no ref). A
+    that tree holds at the index's path, every commit the branch's reflog names that
+    its tip reaches (an unmount with nothing staged and no commit of git's off the branch writes no ref). A
     failure is logged: the unmount goes on."""
     from ..core.store import heldref, refs  # (an unmount's, a mount's: not at the top)
 
@@ -136,9 +136,17 @@ def hold(ws: MountedFork, git_dir: str, named: dict[str, str]) -> None:
             tree = store.commit_tree(tip)
             ids.difference_update((tip, tree))
             ids.difference_update(_in_tree(store, tree, {o: p for o, p in named.items() if o in ids}))
-        if ids:
+        if ids and tip is not None:
+            # of the commits the branch's reflog names, those its tip reaches (the reflog
+            # alone is no hold: avfs's gc expires it, and `git reflog expire --expire=now`
+            # then `git gc --prune=now` empties it at once: a kept ORIG_HEAD or detached
+            # HEAD that was once the tip went; the round's review)
             logged = read_bytes(refs.reflog_path(ws.vault.path, refs.fork_ref(ws.fork)), _FILE_MAX)
-            ids.difference_update(m.decode("ascii") for m in _ID.findall(logged or b""))
+            named_there = {m.decode("ascii") for m in _ID.findall(logged or b"")} & ids
+            there = sorted(i for i in named_there if store.has_object(i))
+            if there:
+                off = {str(c.id) for c in store.walk(there, (tip,))}
+                ids.difference_update(i for i in there if i not in off)
         if ids:
             heldref.hold_git(store, ws.fork, ids)
         else:
