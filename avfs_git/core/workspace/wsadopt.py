@@ -26,7 +26,9 @@ hold what was written, made the old base's again). Before, the files were writte
 anything was confirmed and left where the adoption then failed (the person wrote one of
 them meanwhile, or the tip moved again): they showed as the person's own changes, which
 the next checkpoint committed as theirs; and a file the person wrote between the status
-and the write was overwritten, or on pure FUSE its entry dropped by the move."""
+and the write was overwritten, or on pure FUSE its entry dropped by the move. Left: a write
+landing between one file's compare and its write (or its put back) is lost (the round's
+review; a swap by ``renameat2(RENAME_EXCHANGE)`` and a check of what it swapped out would close it)."""
 
 from __future__ import annotations
 
