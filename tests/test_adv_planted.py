@@ -180,13 +180,6 @@ def test_a_bare_looking_directory_planted_in_a_materialized_copy_is_set_aside_be
     )
     res = execute(home, vault, "main", ExecRequest(shell=script, mode="materialized"))
     assert res.result is not None and res.result.exit_code == 0, res.to_dict()
-    assert res.mount is not None and res.mount.mode == "materialized", res.to_dict()
-    doc = _envelope(res)
-    assert [(p["path"], p["moved_to"]) for p in doc["planted_git_dirs"]] == [
-        ("src/config", "src/config.avfs-planted")
-    ]
-    ws = vault.workspace("main")
-    assert b"fsmonitor" not in ws.read("src/config") and b"fsmonitor" in ws.read("src/config.avfs-planted")
     mp = tmp_path / "mnt"
     mp.mkdir()
     mounts.mount(home, vault, "main", str(mp), backend="overlay")
@@ -198,3 +191,29 @@ def test_a_bare_looking_directory_planted_in_a_materialized_copy_is_set_aside_be
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    assert res.mount is not None and res.mount.mode == "materialized", res.to_dict()
+    doc = _envelope(res)
+    assert [(p["path"], p["moved_to"]) for p in doc["planted_git_dirs"]] == [
+        ("src/config", "src/config.avfs-planted")
+    ]
+    ws = vault.workspace("main")
+    assert b"fsmonitor" not in ws.read("src/config") and b"fsmonitor" in ws.read("src/config.avfs-planted")
+
+
+def test_a_config_planted_one_run_before_head_is_set_aside_by_the_run_that_adds_head(scene: Scene) -> None:
+    """The bare-looking form split over two runs: the first writes ``config`` (with a
+    ``core.fsmonitor``), ``objects/`` and ``refs/`` (no ``HEAD``: not a git dir yet, nothing
+    set aside), the second only ``HEAD``; that run looks at the whole git dir it made and
+    sets the config aside."""
+    marker = scene.ran / "split-fsmonitor"
+    first = scene.attack(
+        "mkdir -p src/objects/info src/refs/heads && : > src/objects/info/packs && : > src/refs/heads/.keep\n"
+        f"printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = touch {marker}; false\\n' > src/config\n"
+    )
+    assert first.result is not None and first.result.exit_code == 0, first.to_dict()
+    second = scene.attack("printf 'ref: refs/heads/main\\n' > src/HEAD\n")
+    assert second.result is not None and second.result.exit_code == 0, second.to_dict()
+    _person_in(scene, "src")
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    assert _envelope(first)["planted_git_dirs"] == []
+    assert [p["path"] for p in _envelope(second)["planted_git_dirs"]] == ["src/config"]
