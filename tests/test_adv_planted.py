@@ -217,3 +217,24 @@ def test_a_config_planted_one_run_before_head_is_set_aside_by_the_run_that_adds_
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
     assert _envelope(first)["planted_git_dirs"] == []
     assert [p["path"] for p in _envelope(second)["planted_git_dirs"]] == ["src/config"]
+
+
+def test_a_key_past_a_fuse_read_s_size_is_read(scene: Scene) -> None:
+    """A planted config 300 KB long, its ``core.fsmonitor`` at the end, is read to its end
+    (a read of a FUSE file may return less than asked; here the kernel returned it whole,
+    so this guards the loop in ``plantedgit._read_small`` rather than showing a short read)."""
+    marker = scene.ran / "long-fsmonitor"
+    res = scene.attack(
+        "mkdir -p src/objects/info src/refs/heads && : > src/objects/info/packs && : > src/refs/heads/.keep\n"
+        "printf 'ref: refs/heads/main\\n' > src/HEAD\n"
+        "printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n' > src/config\n"
+        "i=0; while [ $i -lt 3000 ]; do echo '# padding padding padding padding padding padding padding padding padding'; i=$((i+1)); done >> src/config\n"
+        f"printf '[core]\\n\\tfsmonitor = touch {marker}; false\\n' >> src/config\n"
+    )
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    assert (scene.mp / "src/config").stat().st_size > 200_000 or (
+        scene.mp / "src/config.avfs-planted"
+    ).exists()
+    _person_in(scene, "src")
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    assert [p["path"] for p in _envelope(res)["planted_git_dirs"]] == ["src/config"]

@@ -139,7 +139,16 @@ def _read_small(dfd: int, name: str, limit: int) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        return os.read(fd, limit + 1)[:limit]
+        # to its end: one read of a FUSE file returns at most its max_read (128 KiB), and a
+        # key past a short read would be kept unread
+        chunks, n = [], 0
+        while n <= limit:
+            chunk = os.read(fd, limit + 1 - n)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            n += len(chunk)
+        return None if n > limit else b"".join(chunks)
     finally:
         os.close(fd)
 
