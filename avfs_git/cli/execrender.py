@@ -61,6 +61,10 @@ def render(json_mode: bool, document: str, quiet: bool = False) -> None:
         bits.append(
             f"{len(doc['refs_refused'])} ref change(s) not kept: {', '.join(shown(x['ref']) for x in doc['refs_refused'][:3])}"
         )
+    if doc.get("planted_git_dirs"):  # what of a planted repository could run a program: renamed
+        bits.append(
+            f"{len(doc['planted_git_dirs'])} planted git file(s) set aside: {', '.join(shown(x['path']) for x in doc['planted_git_dirs'][:3])}"
+        )
     if bits:  # nothing decided, nothing ran (avfs failed first): the error alone says it
         sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
     ap = doc.get("approval") or {}

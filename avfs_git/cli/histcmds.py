@@ -8,11 +8,12 @@ This module imports no click.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..core.types import Change, ChangeStatus, CommitInfo, MergeDiff
+from ..core.types import PLANTED_FILE, Change, ChangeStatus, CommitInfo, MergeDiff
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
@@ -155,6 +156,10 @@ def status(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
         "fork": fork,
         **ws.status_report(changes, ignored, list_ignored=list_ignored),
     }
+    if os.path.exists(os.path.join(ws.state_dir, PLANTED_FILE)):  # (no import while there is none)
+        from ..core.workspace import planted
+
+        data.update(planted.report(ws.state_dir))  # what proxy exec set aside of planted repositories
     tip = data["head"]
     ws_left: list[dict[str, str]] = data["not_recorded"]  # type: ignore[assignment]
 
@@ -221,6 +226,9 @@ def status(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
             o.say("{} ignored path(s) (`avfs status --ignored` lists them)", data["ignored"])
         for nr in ws_left:
             o.say("[yellow]not recorded: {}[/] ({})", nr["path"], nr["reason"])
+        planted_list: list[dict[str, str]] = data.get("planted_git_dirs", [])  # type: ignore[assignment]
+        for pg in planted_list:
+            o.say("[yellow]set aside: {} -> {}[/] ({})", pg["path"], pg["moved_to"], pg["found"])
 
     app.output.result("status", data, human_short if short else human)
 

@@ -18,6 +18,8 @@ BlobId = NewType("BlobId", str)
 MODE_TREE = 0o040000
 # a workspace's open merge (conflicts written), in its state dir: see mergestate.merge_state
 MERGE_STATE_FILE = "merge.json"
+# what proxy exec set aside of repositories planted in the fork, in its state dir (.planted)
+PLANTED_FILE = "planted-git.json"
 # the overlay's count of views set wholesale (wsbase.set_base without keep_view: a restore,
 # an undo, a merge's conflicts written, an abort): an open merge ends at the next one
 VIEW_RESETS = "view_resets"

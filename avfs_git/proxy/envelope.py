@@ -302,6 +302,17 @@ class RefFetched(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class PlantedGitDir(_Record):
+    """What of a repository the command planted below the fork's root could run a program
+    in the person's git, set aside by a rename in place (``planted_git_dirs``, .plantedgit)."""
+
+    git_dir: str
+    found: str
+    path: str
+    moved_to: str
+
+
+@dataclass(frozen=True, slots=True)
 class OpenMerge(_Record):
     """A merge with written conflicts open in the fork (``state.merge``)."""
 
@@ -346,6 +357,8 @@ class ExecResult(_Record):
     refs_refused: tuple[RefRefused, ...] = ()
     # remote-tracking refs the command's git fetch moved, kept in the vault (proxy/sealremotes.py)
     refs_fetched: tuple[RefFetched, ...] = ()
+    # what of a repository the command planted below the root was set aside (proxy/plantedgit.py)
+    planted_git_dirs: tuple[PlantedGitDir, ...] = ()
     state: State | None = None
     error: AvfsError | None = None
     exit_code: int = 0

@@ -29,6 +29,7 @@ from .envelope import (
     Mount,
     NotRecorded,
     OpenMerge,
+    PlantedGitDir,
     RefFetched,
     RefRefused,
     State,
@@ -267,6 +268,11 @@ def record(
     command landing under it."""
     ws, req = plan.ws, plan.req
     refused, gitlinks, fetched = carried
+    from . import plantedgit
+
+    planted: list[PlantedGitDir] = []
+    if placed.copy is not None:  # (before the copy is written back into the fork)
+        planted = plantedgit.set_aside(placed.root, [""], placed.at)
     mount, error = _after_run(vault, fork, ws, before, placed, ran.mount_unmoved)
     # the command moved the fork's branch itself (a `git commit` inside): the workspace
     # adopts git's commit, and the record taken before the command stays beside the branch
@@ -292,6 +298,12 @@ def record(
         # a FIFO the command left at a name git opens (`.gitignore`): the person's git waits on it
         made_ns = before.start.t_ns - since.CTIME_SLACK_NS
         gitlinks += _not_recorded(gitfifos.remove(placed.root, ws.since.paths(before.start), made_ns))
+    if placed.copy is None and not untouched:
+        # a repository the command planted below the root: what of it could run a program in
+        # the person's later plain git (its config, hooks, a gitdir out of the fork) set aside
+        planted = plantedgit.set_aside(placed.root, ws.since.paths(before.start), placed.at)
+    if planted:
+        plantedgit.remember(ws.state_dir, planted)
     changes, roots, untracked, ignored = _what_changed(ws, before, untouched, moved, tip1)
     _caches_readable(vault, placed)
     over = over_quota(vault, before.outside0, changes, fork)
@@ -342,6 +354,7 @@ def record(
         not_recorded=not_recorded,
         refs_refused=refused,
         refs_fetched=fetched,
+        planted_git_dirs=tuple(planted),
         mount=mount,
         state=fork_state(ws, 0 if untouched and not before.dirty_before else None),
         error=error,

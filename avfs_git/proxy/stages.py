@@ -30,6 +30,7 @@ from .envelope import (
     Isolation,
     Mount,
     NotRecorded,
+    PlantedGitDir,
     RefFetched,
     RefRefused,
     Request,
@@ -147,6 +148,8 @@ class Recorded:
     mount: Mount
     state: State
     error: AvfsError | None = None
+    # what of a repository the command planted below the root was set aside (.plantedgit)
+    planted_git_dirs: tuple[PlantedGitDir, ...] = ()
 
 
 def envelope(
@@ -211,6 +214,7 @@ def envelope(
         not_recorded=recorded.not_recorded if recorded is not None else carried[1],
         refs_refused=recorded.refs_refused if recorded is not None else carried[0],
         refs_fetched=recorded.refs_fetched if recorded is not None else carried[2],
+        planted_git_dirs=recorded.planted_git_dirs if recorded is not None else (),
         state=recorded.state if recorded is not None else state,
         error=error,
         exit_code=exit_code,
