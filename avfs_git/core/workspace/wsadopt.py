@@ -16,7 +16,7 @@ stops on a conflict), as `git merge` refuses to overwrite local changes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InternalError
 from ..store import names
@@ -25,6 +25,9 @@ from ..types import Change
 from .overlayentry import Entry
 from .wsattrs import file_oids
 from .wstip import Based, take_tip
+
+if TYPE_CHECKING:
+    from .livedir import LiveDir
 
 
 def _changed(ws: Based, base: str, tip: str) -> list[Change] | None:
@@ -105,9 +108,33 @@ def followed(ws: Based, base: str, tip: str) -> frozenset[str]:
     if out and live is not None:
         # (the kernel caches the lower layer: the commit's files go through the mount,
         # before the base moves, as a checkpoint's rebase writes them)
-        live.reset(out, ws.store.commit_tree(tip))
+        _write_through(live, out, ws.store.commit_tree(tip), base_tree)
         return frozenset()
     return frozenset(out)
+
+
+def _write_through(live: LiveDir, paths: set[str], tip_tree: str, base_tree: str) -> None:
+    """Write ``paths`` as ``tip_tree`` has them through the live mount ``live``. Where the
+    fork's state has no room for them (its quota as the kernel counts it, a full disk:
+    :mod:`.noroom`), what was written is put back as ``base_tree`` has it, as far as that
+    goes (a removal of a file the commit added always does), and nothing is followed: the
+    view then does not show the commit, which is not adopted (:func:`adopt`); the base
+    stays, `avfs status` says the fork moved, and the next command with room adopts it
+    (or the next checkpoint rebases onto it). So a read of a full fork answers; before, the
+    failed write failed every command that opened the fork (`quota_exceeded`)."""
+    from .noroom import cannot_write
+
+    wrote: list[str] = []
+    try:
+        live.reset(paths, tip_tree, wrote)
+    except Exception as exc:
+        if not cannot_write(exc):
+            raise
+        try:
+            live.reset(wrote, base_tree)
+        except Exception as again:
+            if not cannot_write(again):
+                raise
 
 
 def adopt(ws: Based, db: Any, base: str, tip: str, follow: frozenset[str] = frozenset()) -> bool:
