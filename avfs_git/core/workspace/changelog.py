@@ -47,6 +47,9 @@ MAX_EVENTS = 200_000  # events kept; past it the older half goes
 # spare as :func:`carry_claim` does a fork's): whichever fork takes the spare (``:`` cannot
 # occur in a fork's name)
 SPARE_FORK = ":spare"
+# the start of an identity kept nowhere (ChangeLog._unclaimed: the claim had no room); a
+# claimed log's id is hex
+UNCLAIMED = "~"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -107,20 +110,57 @@ class ChangeLog:
         journals empty then: its history starts at their beginning); one that names another
         fork is a snapshot's copy nobody claimed (:func:`claim_new_fork`), whose history
         starts at ``overlay_seq`` and the upper log's end."""
-        db = self.db
-        got = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('id', 'fork', 'start')").fetchall())
-        if got.get("fork") == fork and got.get("id") and got.get("start"):
-            a, _, b = str(got["start"]).partition(":")
-            return str(got["id"]), int(a), int(b)
-        if not got.get("fork"):
-            return self.claim(fork, 0, fresh=True)
-        if got.get("fork") == SPARE_FORK and got.get("id") and got.get("start"):
-            # a spare's log, made with its history's start for whichever fork claims it
-            # (core/vaults/forkspare.py): this fork's, named now
-            db.execute("UPDATE meta SET value=? WHERE key='fork' AND value=?", (fork, SPARE_FORK))
-            a, _, b = str(got["start"]).partition(":")
-            return str(got["id"]), int(a), int(b)
-        return self.claim(fork, overlay_seq)
+        got: dict[str, str] = {}
+        try:
+            db = self.db
+            got = dict(
+                db.execute("SELECT key, value FROM meta WHERE key IN ('id', 'fork', 'start')").fetchall()
+            )
+            if got.get("fork") == fork and got.get("id") and got.get("start"):
+                a, _, b = str(got["start"]).partition(":")
+                return str(got["id"]), int(a), int(b)
+            if not got.get("fork"):
+                return self.claim(fork, 0, fresh=True)
+            if got.get("fork") == SPARE_FORK and got.get("id") and got.get("start"):
+                # a spare's log, made with its history's start for whichever fork claims it
+                # (core/vaults/forkspare.py): this fork's, named now
+                db.execute("UPDATE meta SET value=? WHERE key='fork' AND value=?", (fork, SPARE_FORK))
+                a, _, b = str(got["start"]).partition(":")
+                return str(got["id"]), int(a), int(b)
+            return self.claim(fork, overlay_seq)
+        except Exception as exc:
+            from .noroom import cannot_write  # (only where the claim failed)
+
+            if not cannot_write(exc):
+                raise
+            return self._unclaimed(fork, overlay_seq, fresh=not got.get("fork"))
+
+    def _unclaimed(self, fork: str, overlay_seq: int, *, fresh: bool) -> tuple[str, int, int]:
+        """:meth:`identity` where the claim cannot be written (the fork's state has no room:
+        its quota as the kernel counts it, a full disk, :mod:`.noroom`): an identity kept
+        nowhere, :data:`UNCLAIMED` and a digest of the log's file and the fork, the same
+        at each ask until the claim is written. A cursor made with it reads on exactly
+        while it lasts; once a later ask has room and claims the log, such a cursor gets
+        one ``resync_required`` (never a silent gap)."""
+        import hashlib
+
+        try:
+            st = os.stat(self.path)
+            made = f"{st.st_dev}:{st.st_ino}"
+        except OSError:
+            made = "none"  # (not even the file could be made: the log is empty)
+        key = f"{os.path.realpath(self.state_dir)}\0{made}\0{fork}"
+        ident = UNCLAIMED + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        if fresh:
+            return ident, 0, 0
+        try:
+            return ident, overlay_seq, self.last_seq()
+        except Exception as exc:
+            from .noroom import cannot_write
+
+            if not cannot_write(exc):
+                raise
+            return ident, overlay_seq, 0
 
     def claim(self, fork: str, overlay_seq: int, *, fresh: bool = False) -> tuple[str, int, int]:
         """Make this log ``fork``'s, its history starting now (at ``overlay_seq`` of the

@@ -289,20 +289,22 @@ class LiveDir:
                 if made is not None:
                     os.close(made[1])
 
-    def reset(self, paths: Iterable[str], tree: str) -> None:
+    def reset(self, paths: Iterable[str], tree: str, wrote: list[str] | None = None) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has
-        nothing); shallow paths first, so a directory replaced by a file goes whole."""
+        nothing); shallow paths first, so a directory replaced by a file goes whole.
+        ``wrote``: each path is added to it once it is written (what a reset that failed
+        part way changed)."""
         with self._room():
             done: list[str] = []
             for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
                 if any(p.startswith(d + "/") for d in done):
                     continue  # written out with a directory above it
                 hit = self.store.tree_lookup(tree, p)
-                if hit is not None and hit[1] == MODE_TREE:
-                    self.put(p, hit, tree)
-                    done.append(p)
-                    continue
                 self.put(p, hit, tree)
+                if wrote is not None:
+                    wrote.append(p)
+                if hit is not None and hit[1] == MODE_TREE:
+                    done.append(p)
             self._prune_empty(paths, tree)
 
     def _prune_empty(self, paths: Iterable[str], tree: str) -> None:

@@ -561,11 +561,20 @@ class UpperEntries(OverlayDB):
         if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
             # not while the file may still be written within its timestamp's granularity;
             # and not kept in the database from inside a read snapshot of the caller's
-            # (mount.index.read_view: no write transaction can start in one), only here
+            # (mount.index.read_view: no write transaction can start in one), only here; nor
+            # where the state dir has no room for it (a status of a full fork answers, and
+            # the next one hashes the file again: :mod:`.noroom`)
             if not self.in_read_snapshot():
-                with self.txn() as db:
-                    db.execute(
-                        "INSERT OR REPLACE INTO upper_oids(path, sig, oid) VALUES(?, ?, ?)", (rel, sig, oid)
-                    )
+                try:
+                    with self.txn() as db:
+                        db.execute(
+                            "INSERT OR REPLACE INTO upper_oids(path, sig, oid) VALUES(?, ?, ?)",
+                            (rel, sig, oid),
+                        )
+                except Exception as exc:
+                    from .noroom import cannot_write
+
+                    if not cannot_write(exc):
+                        raise
             self._oid_memo[rel] = (sig, oid)
         return oid

@@ -185,15 +185,18 @@ def held_deletions(
 
 def remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -> None:
     """Remember what a status found (``paths``: every path it found different from the
-    base, ignored ones included) as of ``pending``. On a full disk nothing is remembered:
-    the mark is a shortcut, the status is read all the same (``proxy exec`` names what its
-    command left in a fork it could not commit), and the old mark stays right for what it says."""
-    from ..errors import is_no_space
-
+    base, ignored ones included) as of ``pending``. Where the state dir has no room for it
+    (a full disk; the vault's quota as the kernel counts it, avfs's own room taken:
+    :mod:`.noroom`) nothing is remembered: the mark is a shortcut, the status answers all
+    the same (``proxy exec`` names what its command left in a fork it could not commit),
+    and the old mark stays right for what it says (the next status reads what changed
+    since it: a little more)."""
     try:
         _remember(overlay, pending, paths)
     except Exception as exc:
-        if not is_no_space(exc):
+        from .noroom import cannot_write  # (not every status's module)
+
+        if not cannot_write(exc):
             raise
 
 

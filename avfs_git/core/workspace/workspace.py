@@ -45,7 +45,7 @@ from .upperjournal import Pending
 from .wschecks import VaultQuota
 from .wsreads import ViewReads
 from .wsstatus import Changes
-from .wsview import Node, View, dirty_dirs, norm_read, settled_now
+from .wsview import Node, View, dirty_dirs, norm_read
 from .wswrite import Mutations
 
 __all__ = ["NO_IGNORED", "Ignored", "Node", "Workspace", "WsVault"]
@@ -264,11 +264,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         a restore moves it forward (make sees restored files as new; those it rewrites show its time);
         a merge leaves it, and the files it writes show its time (``set_base(same_view=True)``)."""
         raw = self.overlay.get_meta("view_time")
-        if raw is None:
-            t = min(self.store.commit_time(self.base), settled_now())
-            self.overlay.set_meta("view_time", repr(float(t)))
-            return float(t)
-        return float(raw)
+        return wsbase.first_view_time(self) if raw is None else float(raw)
 
     # -- what the parts need of the fork: its vault, lock and mounts ------------------------
     def author(self) -> Signatures:

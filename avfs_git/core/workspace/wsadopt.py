@@ -189,9 +189,16 @@ def put_back(ws: Based, p: Plan, written: frozenset[str]) -> None:
         return
     tip_tree, base_tree = ws.store.commit_tree(p.tip), ws.store.commit_tree(p.base)
     changed = set(differing(ws, {q: ws.store.tree_lookup(tip_tree, q) for q in written}))
-    back = [q for q in written if q not in changed]
-    if back:
-        live.reset(back, base_tree)
+    from .noroom import cannot_write
+
+    for q in sorted((q for q in written if q not in changed), key=lambda q: (q.count("/"), q)):
+        # (each alone: where the fork's state has no room for one, as a full quota refused
+        # the write put back here, the others still go back; :mod:`.noroom`)
+        try:
+            live.reset([q], base_tree)
+        except Exception as exc:
+            if not cannot_write(exc):
+                raise
 
 
 def adopt(ws: Based, db: Any, p: Plan, written: frozenset[str]) -> tuple[str, ...] | None:

@@ -64,7 +64,10 @@ def sync_base(ws: Based) -> bool:
         # git in the fork's mount moved its branch (commit, amend, reset, rebase, merge...):
         # the mount's files are the working tree, the ref is what is committed; the base
         # becomes the ref, the view stays, whatever the two commits' relation
-        follow_git(ws)
+        try:
+            follow_git(ws)
+        except Exception as exc:
+            _unless_no_room(exc)
         return True
     if base is not None and ws.moved_here(tip, off_branch=True):
         # the same, where git has left the branch since (`git rebase -i` stopped before
@@ -72,7 +75,10 @@ def sync_base(ws: Based) -> bool:
         # the branch's): git's files and index are its HEAD's, not the branch's, and stay
         # so (a view made the branch's wrote the branch's files under git's open rebase,
         # and its index entries; gitmodel12); its index is not stamped (not the base's)
-        follow_git(ws, git_moved=True)
+        try:
+            follow_git(ws, git_moved=True)
+        except Exception as exc:
+            _unless_no_room(exc)
         return True
     status = dirty_status(ws) if base is not None and ov.has_changes() else None
     if base is not None and status:
@@ -93,6 +99,10 @@ def sync_base(ws: Based) -> bool:
                 ws.unadopted = None if plan is None else wsadopt.settle(ws, plan)
         except BusyError:
             pass
+        except Exception as exc:
+            # no room in the fork's state for the move (a full quota or disk: a read of a
+            # full fork must answer): the base stays, as while another hand holds the lock
+            _unless_no_room(exc)
         return True
     from ..errors import BusyError as _Busy
 
@@ -106,7 +116,34 @@ def sync_base(ws: Based) -> bool:
             _follow_ref(ws)
     except _Busy:
         pass
+    except Exception as exc:
+        _unless_no_room(exc)  # (the same: the next command with room follows the ref)
     return True
+
+
+def first_view_time(ws: Based) -> float:
+    """A workspace's first view time (``Workspace.view_time``): its base commit's time, or
+    now if that is later, kept in the overlay. Where the fork's state has no room to keep
+    it (:mod:`.noroom`) it is worked out again at the next ask, the same (a read of a full
+    fork answers)."""
+    t = float(min(ws.store.commit_time(ws.base), settled_now()))
+    try:
+        ws.overlay.set_meta("view_time", repr(t))
+    except Exception as exc:
+        _unless_no_room(exc)
+    return t
+
+
+def _unless_no_room(exc: Exception) -> None:
+    """Raise ``exc`` again unless it is a write the fork's state had no room for
+    (:mod:`.noroom`). A base move :func:`sync_base` could not write is left to the next
+    command that opens the fork with room: meanwhile the base stays where it was, `avfs
+    status` says the fork moved since (``stale``), and a checkpoint rebases onto the ref,
+    as where another hand held the fork's lock; nothing the fork shows is lost."""
+    from .noroom import cannot_write
+
+    if not cannot_write(exc):
+        raise exc
 
 
 # the journal's operations of a base move that keeps the view (take_tip and what it calls):
