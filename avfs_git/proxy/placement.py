@@ -456,7 +456,7 @@ def before(
         dirty = None
     tip0 = ws.tip()
     if dirty is None:
-        from ..core.workspace.ignore import IgnoreTooSlowError
+        from ..core.errors import IgnoreTooSlowError
 
         mark = ws.since.mark()
         try:

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import errno
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
-from ..errors import AvfsError, InternalError
+from ..errors import IgnoreTooSlowError, InternalError
 from ..store.digests import sha1
 from ..store.names import ancestors_of_all, join, parent_of
 from .ignorekept import KeptAnswers, config_key, content_key, question_base, question_key
@@ -51,23 +50,12 @@ _CACHE_MAX = 500_000
 # how long one git asked about ignored paths may take is bounded (``$AVFS_IGNORE_WAIT``,
 # settings.ignore_wait_s, 30 s by default): git's wildmatch backtracks over every way a
 # pattern's ``**/`` segments can share a deep path's directories (2.39 here; 2.41's fix,
-# 1f2e05f0b7, leaves ``**/`` x30 past a minute on a path 30 deep), so a confined command's one-line ``.gitignore`` held the exec's
-# commit 234 s, the fork's exec lock with it (attack24). Past the bound git is killed and
-# :class:`IgnoreTooSlowError` names the line.
+# 1f2e05f0b7, leaves ``**/`` x30 past a minute on a path 30 deep), so a confined command's
+# one-line ``.gitignore`` held the exec's commit 234 s, the fork's exec lock with it
+# (attack24). Past the bound git is killed and :class:`IgnoreTooSlowError` names the line.
 # a question that timed out is answered by the same error, without git, for this long (the
 # exec's record, its report of what stays and the fork's state ask it again in one call)
 _SLOW_KEPT_S = 60.0
-
-
-class IgnoreTooSlowError(AvfsError):
-    """git took longer than ``$AVFS_IGNORE_WAIT`` to say which paths the ignore rules
-    ignore (its matcher backtracks exponentially over a pattern of many ``**/`` against a
-    deep path, docs/security.md): what asked stopped, nothing was recorded."""
-
-    code = "ignore_too_slow"
-    errno = errno.ETIMEDOUT
-
-
 _slow: dict[tuple[object, ...], tuple[float, IgnoreTooSlowError]] = {}
 _slow_lock = threading.Lock()
 # while :func:`globals_kept` is entered: the vault's -> (git's environment, the globals' key,
