@@ -1,14 +1,13 @@
 """The one error hierarchy of avfs.
 
-Every failure a user can cause or meet is an :class:`AvfsError` subclass with a stable
-``code`` (for JSON and scripts), an ``exit_code`` (for the CLI) and an ``errno`` (for the
-FUSE layer), and every one is defined here, whichever layer raises it (mounts, remotes,
-policy files, approvals, isolation, merges, hook events): one list of codes, which
-``common.schema.json``'s ``error_code`` mirrors (a test compares them). The errors a
-``proxy exec`` envelope reports beside a result (:class:`EnvelopeError`: denied, awaiting
-approval, the mount died, a write-back left paths behind) are here too, rendered by the same
-:meth:`AvfsError.to_dict`. The modules that touch pygit2 translate its exceptions into
-these; nothing above ``core`` catches pygit2 errors.
+Every failure a user can cause or meet is an :class:`AvfsError` subclass with a stable ``code`` (for
+JSON and scripts), an ``exit_code`` (for the CLI) and an ``errno`` (for the FUSE layer), and every one
+is defined here, whichever layer raises it (mounts, remotes, policy files, approvals, isolation, merges,
+hook events): one list of codes, which ``common.schema.json``'s ``error_code`` mirrors (a test compares
+them). The errors a ``proxy exec`` envelope reports beside a result (:class:`EnvelopeError`: denied,
+awaiting approval, the mount died, a write-back left paths behind) are here too, rendered by the same
+:meth:`AvfsError.to_dict`. The modules that touch pygit2 translate its exceptions into these; nothing
+above ``core`` catches pygit2 errors.
 """
 
 from __future__ import annotations
@@ -117,8 +116,7 @@ class NotDirectoryError(AvfsError):
 
     @classmethod
     def at(cls, path: str, *, submodule: bool = False) -> NotDirectoryError:
-        """``path`` used as a directory, which it is not; a submodule (a gitlink, which a
-        mount shows as an empty directory) says so: its files are not the fork's."""
+        """``path`` used as a directory, which it is not; a submodule (a gitlink) says its files aren't the fork's."""
         if submodule:
             return cls(
                 f"{path}: a submodule, not a directory of the fork",
@@ -153,6 +151,11 @@ class SymlinkLoopError(AvfsError):
 class QuotaExceededError(AvfsError):
     code = "quota_exceeded"
     errno = _errno.EDQUOT
+
+
+class IgnoreTooSlowError(AvfsError):  # git's matcher past $AVFS_IGNORE_WAIT (core/workspace/ignore.py)
+    code = "ignore_too_slow"
+    errno = _errno.ETIMEDOUT
 
 
 class CorruptStateError(AvfsError):
@@ -209,9 +212,8 @@ class PathReadOnlyError(PathProtectedError):
 
 
 class PathHiddenError(PathProtectedError):
-    """A path a ``hidden`` rule hides: it does not exist for the fork's users (reads answer
-    it; a create there is refused). The mount answers ``ENOENT`` to lookups and
-    ``EACCES`` to a create of the name."""
+    """A path a ``hidden`` rule hides: it does not exist for the fork's users (reads answer it; a
+    create there is refused). The mount answers ``ENOENT`` to lookups and ``EACCES`` to a create."""
 
     code = "path_hidden"
     errno = _errno.ENOENT

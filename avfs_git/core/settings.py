@@ -54,6 +54,12 @@ TOKEN_ENV = "AVFS_GIT_TOKEN"  # an HTTP(S) password or token for every remote
 _served_lock_wait: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "avfs_served_lock_wait", default=None
 )
+_served_ignore_wait: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "avfs_served_ignore_wait", default=None
+)
+# how long git may take to say which paths are ignored (``$AVFS_IGNORE_WAIT``, seconds):
+# its matcher can take hours over one `.gitignore` line (core/workspace/ignore.py)
+DEFAULT_IGNORE_WAIT_S = 30.0
 
 
 def user_home(environ: Mapping[str, str]) -> str:
@@ -175,22 +181,53 @@ class Settings:
             ) from None
 
 
+def ignore_wait_s() -> float:
+    """How long one git asked which paths are ignored may take (seconds): the caller's
+    ``$AVFS_IGNORE_WAIT`` (a served call's, as :meth:`Settings.lock_wait_s`), else 30
+    (core/workspace/ignore.py, docs/security.md).
+
+    Raises:
+        UsageError: it is not a positive number.
+    """
+    served = _served_ignore_wait.get()
+    given = os.environ.get("AVFS_IGNORE_WAIT", "") if served is None else served
+    if not given:
+        return DEFAULT_IGNORE_WAIT_S
+    try:
+        wait = float(given)
+    except ValueError:
+        wait = -1.0
+    if not wait > 0:
+        from .errors import UsageError
+
+        raise UsageError(
+            f"AVFS_IGNORE_WAIT={given!r} is not a positive number of seconds", hint="e.g. AVFS_IGNORE_WAIT=30"
+        )
+    return wait
+
+
 class served_for:  # noqa: N801 - a context manager, named as the functions that make one
     """In the ``with`` block, on this thread: the call is served for a process whose
     environment is ``environ`` (a ``proxy exec`` request's), and waits for locks as that
     environment's ``AVFS_LOCK_WAIT`` says (unset: the default), whatever this process's
     says. A class, not ``contextlib.contextmanager``: this module is on the fast path."""
 
-    __slots__ = ("_lock_wait", "_token")
+    __slots__ = ("_ignore_token", "_ignore_wait", "_lock_wait", "_token")
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._lock_wait = environ.get("AVFS_LOCK_WAIT", "")
+        self._ignore_wait = environ.get("AVFS_IGNORE_WAIT", "")
         self._token: contextvars.Token[str | None] | None = None
+        self._ignore_token: contextvars.Token[str | None] | None = None
 
     def __enter__(self) -> None:
         self._token = _served_lock_wait.set(self._lock_wait)
+        self._ignore_token = _served_ignore_wait.set(self._ignore_wait)
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
             _served_lock_wait.reset(self._token)
             self._token = None
+        if self._ignore_token is not None:
+            _served_ignore_wait.reset(self._ignore_token)
+            self._ignore_token = None

@@ -48,7 +48,8 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING
 
-from ..core.errors import InternalError
+from ..core.errors import InternalError, UsageError
+from ..core.settings import DEFAULT_IGNORE_WAIT_S, ignore_wait_s
 from ..core.store.gitrun import git_env, run, spawn
 from ..core.store.refs import UNBORN
 from ..core.workspace.ignore import MAX_PATTERN_FILE
@@ -232,7 +233,10 @@ def on_skeleton(
             "-c", "core.untrackedCache=true", "-c", "status.showUntrackedFiles=normal",
             "status", "--porcelain",
         ]  # fmt: skip
-        proc = run(args, cwd=root, env=env, check=False)
+        try:  # (bounded: git's matcher can take hours over a `.gitignore` line, ignore.py)
+            proc = run(args, cwd=root, env=env, check=False, timeout=_wait())
+        except subprocess.TimeoutExpired:
+            return None  # no extension: git lists every directory itself, as before
         new = {f"?? {p}".encode("utf-8", "surrogateescape") for p, c in shown.items() if c is not None}
         if proc.returncode != 0 or not set(proc.stdout.splitlines()) <= new:
             return None  # the skeleton showed something else: not the tree it should be
@@ -246,6 +250,14 @@ def on_skeleton(
         return None
     finally:
         _remove_aside(tmp)
+
+
+def _wait() -> float:
+    """How long git's ``status`` may take here: as a ``check-ignore`` (ignore.py)."""
+    try:
+        return ignore_wait_s()
+    except UsageError:  # (said by every status and checkpoint: not the mount's to refuse)
+        return DEFAULT_IGNORE_WAIT_S
 
 
 def _from_tree(
@@ -394,7 +406,12 @@ class HeadAhead:
         try:
             if proc is None:
                 return None
-            out, _ = proc.communicate()
+            try:
+                out, _ = proc.communicate(timeout=_wait())
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                return None
             if proc.returncode != 0 or out:
                 return None
             with open(os.path.join(tmp, "index"), "rb") as fh:

@@ -456,8 +456,15 @@ def before(
         dirty = None
     tip0 = ws.tip()
     if dirty is None:
+        from ..core.errors import IgnoreTooSlowError
+
         mark = ws.since.mark()
-        dirty = ws.since.dirty()
+        try:
+            dirty = ws.since.dirty()
+        except IgnoreTooSlowError:
+            # (a `.gitignore` line git's matcher takes hours over: a command that commits
+            # nothing still runs, to mend it; what it changed is read since it started)
+            dirty = True
     # what the quota counts outside the forks (cheap), when there is a bytes quota
     outside0 = vault.quota.outside_bytes() if vault.quota.limits()[0] is not None else None
     start = ws.since.mark()  # the command's changes are those made since

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
-from ..errors import InternalError
+from ..errors import IgnoreTooSlowError, InternalError
 from ..store.digests import sha1
 from ..store.names import ancestors_of_all, join, parent_of
 from .ignorekept import KeptAnswers, config_key, content_key, question_base, question_key
@@ -47,6 +47,17 @@ Source = Callable[[str], tuple[str, Callable[[], bytes]] | None]
 # copy in memory per reader; the bytes quota, 10 GiB by default, was the only bound)
 MAX_PATTERN_FILE = 100 << 20
 _CACHE_MAX = 500_000
+# how long one git asked about ignored paths may take is bounded (``$AVFS_IGNORE_WAIT``,
+# settings.ignore_wait_s, 30 s by default): git's wildmatch backtracks over every way a
+# pattern's ``**/`` segments can share a deep path's directories (2.39 here; 2.41's fix,
+# 1f2e05f0b7, leaves ``**/`` x30 past a minute on a path 30 deep), so a confined command's
+# one-line ``.gitignore`` held the exec's commit 234 s, the fork's exec lock with it
+# (attack24). Past the bound git is killed and :class:`IgnoreTooSlowError` names the line.
+# a question that timed out is answered by the same error, without git, for this long (the
+# exec's record, its report of what stays and the fork's state ask it again in one call)
+_SLOW_KEPT_S = 60.0
+_slow: dict[tuple[object, ...], tuple[float, IgnoreTooSlowError]] = {}
+_slow_lock = threading.Lock()
 # while :func:`globals_kept` is entered: the vault's -> (git's environment, the globals' key,
 # whether they hold a pattern), each vault's asked once (per thread and task: a context's own)
 _kept_globals: contextvars.ContextVar[dict[str, tuple[dict[str, str], str, bool]] | None] = (
@@ -257,7 +268,7 @@ class IgnoreRules:
             todo = [t for t in todo if t[2] not in known]
             got: set[str] = set()
             if todo:
-                got = self._ask_git(todo, gitignores, env)
+                got = self._ask_git(todo, gitignores, env, gkey)
                 if asked:
                     assert self._kept is not None
                     self._kept.keep({asked[k]: p in got for p, _is_dir, k in todo if k in asked})
@@ -305,13 +316,30 @@ class IgnoreRules:
         todo: list[tuple[str, bool, tuple[object, ...]]],
         gitignores: dict[str, tuple[str, Callable[[], bytes]]],
         env: dict[str, str],
+        gkey: str = "",
     ) -> set[str]:
         """One ``git check-ignore`` over ``todo`` in a scratch work tree holding the
         ``.gitignore`` files and the asked directories, nothing else: git reads the
         ``.gitignore`` files of the paths' directories; a missing path is no directory, as a
-        file is not."""
-        import tempfile
+        file is not.
 
+        Raises:
+            IgnoreTooSlowError: git took more than :func:`ignore_wait_s` (killed then), or
+                did for the same rules less than :data:`_SLOW_KEPT_S` ago (not asked again).
+        """
+        import subprocess
+        import tempfile
+        import time
+
+        needed = ancestors_of_all(p for p, _, _ in todo)
+        slow_key = (self.git_dir, gkey, frozenset((d, gitignores[d][0]) for d in needed if d in gitignores))
+        with _slow_lock:
+            seen = _slow.get(slow_key)
+            if seen is not None and time.monotonic() - seen[0] < _SLOW_KEPT_S:
+                raise seen[1]
+        from ..settings import ignore_wait_s
+
+        wait = ignore_wait_s()
         scratch = tempfile.mkdtemp(prefix="avfs-ignore-")
         try:
             made: set[str] = {""}
@@ -325,7 +353,6 @@ class IgnoreRules:
                     os.mkdir(_fs(scratch, x))
                     made.add(x)
 
-            needed = ancestors_of_all(p for p, _, _ in todo)
             for p, is_dir, _ in todo:
                 if is_dir:
                     mkdirs(p)
@@ -339,28 +366,49 @@ class IgnoreRules:
             stdin = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p, _, _ in todo)
             from ..store.gitrun import run
 
-            proc = run(
-                [
-                    "--work-tree",
-                    scratch,
-                    "check-ignore",
-                    "--no-index",
-                    "--stdin",
-                    "-z",
-                    # every path answered with the pattern that decided it: a path whose
-                    # last match is a negation is not ignored (git before 2.27 printed
-                    # it among the ignored ones without --verbose)
-                    "--verbose",
-                    "--non-matching",
-                ],
-                git_dir=self.git_dir,
-                input=stdin,
-                cwd=scratch,
-                env=env,
-                ok=(0, 1),  # 1: none of them is ignored
-                details={"git_dir": self.git_dir},
-            )
+            base = ["--work-tree", scratch, "check-ignore", "--no-index", "--stdin", "-z"]
+            # every path answered with the pattern that decided it: a path whose last match
+            # is a negation is not ignored (git before 2.27 printed it among the ignored
+            # ones without --verbose)
+            verbose = ["--verbose", "--non-matching"]
+            try:
+                proc = run(
+                    base + verbose,
+                    git_dir=self.git_dir,
+                    input=stdin,
+                    cwd=scratch,
+                    env=env,
+                    check=False,
+                    timeout=wait,
+                )
+                if proc.returncode < 0:
+                    # git 2.39's --verbose dies of SIGSEGV on a matched path 24 directories
+                    # deep or more (a `*.pyc` in a deep tree failed every status, internal):
+                    # its plain answer lists exactly the ignored ones (git 2.27+)
+                    proc = run(
+                        base,
+                        git_dir=self.git_dir,
+                        input=stdin,
+                        cwd=scratch,
+                        env=env,
+                        check=False,
+                        timeout=wait,
+                    )
+                    verbose = []
+            except subprocess.TimeoutExpired:
+                error = _too_slow(wait, len(todo), self._sources(gitignores, needed, env))
+                with _slow_lock:
+                    for gone in [q for q, v in _slow.items() if time.monotonic() - v[0] >= _SLOW_KEPT_S]:
+                        del _slow[gone]
+                    _slow[slow_key] = (time.monotonic(), error)
+                raise error from None
+            if proc.returncode not in (0, 1):  # 1: none of them is ignored
+                from ..store.gitrun import failed
+
+                raise failed(base + verbose, proc.stderr.decode(errors="replace"), {"git_dir": self.git_dir})
             fields = proc.stdout.split(b"\0")
+            if not verbose:
+                return {f.decode("utf-8", "surrogateescape") for f in fields if f}
             out: set[str] = set()
             for k in range(0, len(fields) - 3, 4):
                 source, _line, pattern, path = fields[k : k + 4]
@@ -369,6 +417,48 @@ class IgnoreRules:
             return out
         finally:
             _remove_tree(scratch)
+
+    def _sources(
+        self,
+        gitignores: dict[str, tuple[str, Callable[[], bytes]]],
+        needed: Iterable[str],
+        env: dict[str, str],
+    ) -> list[tuple[str, bytes]]:
+        """(a name the person knows, the bytes) of every pattern file git read."""
+        out = [(join(d, GITIGNORE), gitignores[d][1]()) for d in sorted(needed) if d in gitignores]
+        for path in (
+            os.path.join(self.git_dir, "info", "exclude"),
+            user_excludes_file(self._excludes_setting(), env),
+        ):
+            data = _read(path) if path is not None else None
+            if data:
+                out.append((path or "", data))
+        return out
+
+
+def _too_slow(wait: float, asked: int, sources: list[tuple[str, bytes]]) -> IgnoreTooSlowError:
+    """The error of a ``git check-ignore`` killed past ``wait`` seconds, naming the pattern
+    line of ``sources`` with the most ``**`` (what git's matcher backtracks over)."""
+    best: tuple[int, str, int, str] | None = None
+    for name, data in sources:
+        for n, raw in enumerate(data.splitlines(), 1):
+            line = raw.strip()
+            stars = line.count(b"**")
+            if stars and not line.startswith(b"#") and (best is None or stars > best[0]):
+                best = (stars, name, n, raw.decode("utf-8", "replace")[:200])
+    details: dict[str, object] = {"seconds": wait, "paths": asked}
+    if best is None:
+        where = "the ignore rules on their directories (" + ", ".join(n for n, _ in sources[:5]) + ")"
+    else:
+        where = f"line {best[2]} of {best[1]} ({best[3]!r}: {best[0]} `**`)"
+        details.update(file=best[1], line=best[2], pattern=best[3])
+    return IgnoreTooSlowError(
+        f"git took more than {wait:g} s to say which of {asked} path(s) are ignored, and was stopped:"
+        f" its matcher backtracks exponentially over {where} against deep paths; nothing was recorded",
+        hint="the paths stay in the fork, uncheckpointed: edit or remove that line (in the fork's mount, or"
+        " `avfs proxy exec --no-commit`), then retry; AVFS_IGNORE_WAIT sets the bound (seconds)",
+        details=details,
+    )
 
 
 def _once(load: Callable[[], bytes]) -> Callable[[], bytes]:
