@@ -1,0 +1,109 @@
+"""What a three-way merge's ``.gitattributes`` say about merging, given to libgit2 as
+`git merge` in a checkout of the target reads them.
+
+git's merge (``merge-ort``'s ``ll_merge``) takes each path's ``merge`` attribute from the
+work tree's attribute files (a checkout of *ours*, the target: attr.c's ``GIT_ATTR_CHECKIN``,
+work tree first; merge-ort's own attribute index is empty unless ``merge.renormalize``),
+the vault's ``info/attributes`` and git's global and system files (git 2.39.5; from 2.42 a
+bare repository's ``git merge-tree`` reads ``HEAD``'s, ``attr.tree``/``--attr-source``
+another tree's: a merge of forks follows the checkout). So a ``.gitattributes`` that
+*theirs* changes does not count for this merge, one the target changed does. Then, for a
+path both sides changed:
+
+- ``merge`` unspecified or set, ``merge=text``: the 3-way text merge (a NUL in the first
+  8,000 bytes of a side still makes it a binary conflict, in git as in libgit2);
+- ``-merge``, ``binary``, ``merge=binary``: not merged: a conflict, the target's version kept;
+- ``merge=union``: both sides' lines, no conflict;
+- ``merge=NAME`` of no driver git's config defines: the text merge (git's fallback);
+- ``merge=NAME`` of a driver the config defines (``merge.NAME.driver``): git runs that
+  program. avfs runs none (the attribute is the fork's to write, the program the vault's
+  or the person's config's to name: a merge must not run it on a fork's say), and leaves
+  the path a conflict for a person to resolve (:func:`runs_driver`).
+
+A vault is bare, so libgit2's own merge reads none of a tree's attribute files: before the
+thirty-third round (mergeattr1) a ``merge=union`` file both sides changed conflicted where
+git merges it, and a ``-merge`` file changed in two places merged where git conflicts.
+:func:`merge_attributes` finds the attribute files that matter (those above the paths both
+sides changed, in *ours*' tree), and :func:`.mergetrees.merge_trees` hands them to libgit2
+in a handle whose work tree holds them (:func:`.gitsmudge.attributes_handle`).
+
+What it costs: where no attribute file above a path both changed (nor ``info/attributes``,
+nor git's own) holds ``merge`` or ``binary``, two diffs of the trees (O(changes)) and one
+lookup per directory of those paths; the merge is then libgit2's on the vault, as before.
+``conflict-marker-size`` changes no merged tree (the markers avfs writes follow it:
+:mod:`..operations.mergeconflicts`); ``text``/``eol`` change none either (git converts a
+merged file's ends only with ``merge.renormalize``, which avfs does not set).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from ..types import MODE_BLOB, MODE_EXEC, Change
+from .gitattrfiles import outer_attributes
+from .gitstore import GitStore
+from .names import ancestors_of_all
+
+ATTRIBUTES = ".gitattributes"
+# the words an attribute file must hold to change a merge: the attribute's name, and the
+# built-in macro that unsets it (a macro of one's own is defined in a file that names it)
+WORDS = (b"merge", b"binary")
+# the drivers git and libgit2 both have built in
+BUILTIN = frozenset({"text", "union", "binary"})
+
+
+def both_changed(store: GitStore, ancestor: str, ours: str, theirs: str) -> tuple[set[str], set[str]]:
+    """(the paths both sides changed, every path a side changed where a side both added and
+    deleted files: libgit2 may pair them as renames and merge a file under either name)."""
+    from .treediff import diff_trees
+
+    sides: list[list[Change]] = [[], []]
+    diff_trees(store, ancestor, ours, "", sides[0])
+    diff_trees(store, ancestor, theirs, "", sides[1])
+    paths = [{c.path for c in side} | {c.old_path for c in side if c.old_path} for side in sides]
+    moved = any(
+        any(c.old_oid is None for c in side) and any(c.new_oid is None for c in side) for side in sides
+    )
+    return paths[0] & paths[1], (paths[0] | paths[1]) if moved else set()
+
+
+class MergeAttributes(NamedTuple):
+    """What a merge hands libgit2: the attribute files (bytes by directory, "" the root) and
+    the paths both sides changed (those a driver may be named for)."""
+
+    files: dict[str, bytes]
+    both: frozenset[str]
+    trees: tuple[str, str, str]  # (ancestor, ours, theirs) they were found for
+
+
+def merge_attributes(store: GitStore, ancestor: str, ours: str, theirs: str) -> MergeAttributes | None:
+    """The ``.gitattributes`` of ``ours``' tree above the paths libgit2 may merge the
+    contents of, when one of them, the vault's ``info/attributes`` or git's global and
+    system files names :data:`WORDS`; None where none does (libgit2's merge on the vault
+    answers as git's then)."""
+    both, moved = both_changed(store, ancestor, ours, theirs)
+    if not both and not moved:
+        return None
+    files: dict[str, bytes] = {}
+    for d in sorted(ancestors_of_all(both | moved)):
+        hit = store.tree_lookup(ours, f"{d}/{ATTRIBUTES}" if d else ATTRIBUTES)
+        if hit is not None and hit[1] in (MODE_BLOB, MODE_EXEC):  # (never through a link)
+            files[d] = store.blob_data(hit[0])
+    try:
+        with open(os.path.join(store.path, "info", "attributes"), "rb") as fh:
+            info = fh.read()
+    except OSError:
+        info = b""
+    texts: Iterable[bytes] = (info, outer_attributes(store.path), *files.values())
+    if not any(w in t for t in texts for w in WORDS):
+        return None
+    return MergeAttributes(files, frozenset(both), (ancestor, ours, theirs))
+
+
+def runs_driver(value: object, config: Callable[[str], str | None]) -> bool:
+    """Whether git's merge runs a program for a path of ``merge`` attribute ``value``: a
+    driver that is not built in and that git's config (``config(key)``) gives a
+    ``merge.NAME.driver``. avfs then leaves the path a conflict (see the module's text)."""
+    return isinstance(value, str) and value not in BUILTIN and bool(config(f"merge.{value}.driver"))
