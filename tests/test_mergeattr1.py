@@ -234,3 +234,33 @@ def test_git_s_own_binary_test_files_conflict_as_in_git(tmp_path: Path, home: An
     got = _same_as_git(work, tmp_path, home)
     assert {c.path: c.kind for c in got.conflicts} == {"t/t0110/url-1": "binary"}
     assert os.path.exists(tmp_path / "c" / "t/t0110/url-1")
+
+
+def test_a_file_renamed_by_one_side_merges_by_its_new_directory_s_attributes(
+    tmp_path: Path, home: Any
+) -> None:
+    """Theirs moves ``d/u.txt`` to ``e/u.txt`` and appends a line, ours appends another: git
+    pairs the rename and merges the file under its new name, by ``e/.gitattributes``'s
+    ``merge=union`` (no conflict), as avfs now does (on main: a conflict)."""
+    base = {"d/u.txt": LINES, "e/.gitattributes": b"u.txt merge=union\n", "e/x": b"x\n"}
+    ours = {"d/u.txt": LINES + b"ours\n"}
+    theirs = {"d/u.txt": None, "e/u.txt": LINES + b"theirs\n"}
+    got = _same_as_git(_repo(tmp_path, base, ours, theirs), tmp_path, home)
+    assert got.status == "merged"
+
+
+def test_a_favoured_side_takes_a_file_git_does_not_merge_as_git_merge_x_does(
+    tmp_path: Path, home: Any
+) -> None:
+    """`merge --ours` (favor) of a ``-merge`` file both sides changed apart: that side's
+    version, no conflict, as `git merge -X ours` (git's binary merge with a favoured side)."""
+    base = {".gitattributes": b"n.txt -merge\n", "n.txt": LINES}
+    ours = {"n.txt": LINES.replace(b"line 2\n", b"ours\n")}
+    theirs = {"n.txt": LINES.replace(b"line 11\n", b"theirs\n")}
+    work = _repo(tmp_path, base, ours, theirs)
+    vault = home.clone_vault(str(work / ".git"), "g")
+    _git(work, "merge", "--no-edit", "-X", "ours", "theirs")
+    got = mergeop.merge(vault, "theirs", "ours", favor="ours")
+    assert got.status == "merged" and got.commit is not None
+    assert vault.store.commit_tree(got.commit) == _git(work, "rev-parse", "HEAD^{tree}").strip()
+    assert (work / "n.txt").read_bytes() == LINES.replace(b"line 2\n", b"ours\n")

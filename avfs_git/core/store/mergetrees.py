@@ -122,7 +122,7 @@ def merge_trees(
     try:
         with _merging_repo(store, attrs) as repo:
             index = repo.merge_trees(ancestor, ours, theirs, favor=fv)
-            _hold_driven(store, repo, index, attrs)
+            _by_attributes(store, repo, index, attrs, favor)
     except git_errors(OSError) as exc:
         named = unreadable_in_merge(store, ancestor, ours, theirs)  # (libgit2 may not name it)
         raise named or git_error(exc, f"cannot merge tree {theirs} into {ours}", InternalError) from exc
@@ -148,12 +148,19 @@ def _merging_repo(store: GitStore, attrs: MergeAttributes | None) -> Iterator[py
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _hold_driven(
-    store: GitStore, repo: pygit2.Repository, index: pygit2.Index, attrs: MergeAttributes | None
+def _by_attributes(
+    store: GitStore,
+    repo: pygit2.Repository,
+    index: pygit2.Index,
+    attrs: MergeAttributes | None,
+    favor: str | None,
 ) -> None:
-    """Each path both sides changed whose ``merge`` attribute names a driver git's config
-    defines (git would run its program: :func:`.mergeattrs.runs_driver`) made a conflict
-    of its three sides where libgit2 merged it as text."""
+    """Where libgit2's merge of a path both sides changed is not git's by its ``merge``
+    attribute: a driver git's config defines (git runs its program:
+    :func:`.mergeattrs.runs_driver`) makes the path a conflict of its three sides (libgit2
+    merged it as text); with a favoured side, a path git does not merge (``-merge``,
+    ``binary``) takes that side's version, as git's binary merge with ``-X ours`` does
+    (libgit2 merges it as text then, the favour deciding only the conflicting hunks)."""
     if attrs is None:
         return
     import pygit2
@@ -169,7 +176,9 @@ def _hold_driven(
     found = index.conflicts
     held = set() if found is None else {str((o or t or a).path) for a, o, t in found}
     for path in sorted(attrs.both - held):
-        if not runs_driver(repo.get_attr(path, "merge"), config):
+        value = repo.get_attr(path, "merge")
+        driven = runs_driver(value, config)
+        if not driven and (favor is None or value not in (False, "binary")):
             continue
         sides = [store.tree_lookup(tree, path) for tree in attrs.trees]
         anc, ours, theirs = (
@@ -178,8 +187,12 @@ def _hold_driven(
             else pygit2.IndexEntry(path, pygit2.Oid(hex=s[0]), pygit2.enums.FileMode(s[1]))
             for s in sides
         )
-        if ours is not None and theirs is not None:  # (its stage 0, libgit2's text merge, goes)
+        if ours is None or theirs is None:
+            continue
+        if driven:  # (its stage 0, libgit2's text merge, goes)
             index.add_conflict(anc, ours, theirs)  # type: ignore[arg-type]  # (pygit2 takes None)
+        else:
+            index.add(ours if favor == "ours" else theirs)
 
 
 def criss_cross(store: GitStore, ours: str, theirs: str, base: str) -> bool:
@@ -216,7 +229,7 @@ def merge_commits(
     try:
         with _merging_repo(store, attrs) as repo:
             index = repo.merge_commits(ours, theirs, favor=fv)
-            _hold_driven(store, repo, index, attrs)
+            _by_attributes(store, repo, index, attrs, favor)
     except git_errors(OSError) as exc:
         raise git_error(exc, f"cannot merge commit {theirs} into {ours}", InternalError) from exc
     return MergedIndex(store, index)
