@@ -29,8 +29,8 @@ in a handle whose work tree holds them (:func:`.gitsmudge.attributes_handle`).
 
 What it costs: where no attribute file above a path both changed (nor ``info/attributes``,
 nor git's own) holds ``merge`` or ``binary``, a walk of the directories both sides changed
-(:func:`both_changed`) and one lookup per directory of those paths; the merge is then
-libgit2's on the vault, as before.
+(:func:`both_changed`, which finds their ``.gitattributes`` on the way); the merge is
+then libgit2's on the vault, as before.
 ``conflict-marker-size`` changes no merged tree (the markers avfs writes follow it:
 :mod:`..operations.mergeconflicts`); ``text``/``eol`` change none either (git converts a
 merged file's ends only with ``merge.renormalize``, which avfs does not set).
@@ -40,14 +40,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import ne
 from typing import NamedTuple
 
-from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change
+from ..types import MODE_BLOB, MODE_EXEC, Change
 from .gitattrfiles import outer_attributes
 from .gitstore import GitStore
 from .names import ancestors_of_all
 
 ATTRIBUTES = ".gitattributes"
+_TREE = b"40000 "  # how a directory's raw entry starts
+_KEY = b" .gitattributes\0"  # (in a raw tree: an entry of that name)
 # the words an attribute file must hold to change a merge: the attribute's name, and the
 # built-in macro that unsets it (a macro of one's own is defined in a file that names it)
 WORDS = (b"merge", b"binary")
@@ -55,32 +59,83 @@ WORDS = (b"merge", b"binary")
 BUILTIN = frozenset({"text", "union", "binary"})
 
 
-def both_changed(store: GitStore, ancestor: str, ours: str, theirs: str) -> tuple[set[str], bool]:
+def both_changed(
+    store: GitStore, ancestor: str, ours: str, theirs: str, files: dict[str, bytes] | None = None
+) -> tuple[set[str], bool]:
     """(the paths both sides changed, and differently; whether one side deleted a file of
     them: libgit2 may find it renamed there, and merge it under its new name). Walks only
-    the directories both sides changed, as the trivial merge does: O(those directories),
-    not O(the changes) (a side's 500 changes of its own in the 10k tree cost no read)."""
+    the directories both sides changed, as the trivial merge does (:mod:`.trivialmerge`:
+    trees as raw entries, read through the packs' own readers, compared by position): O(those
+    directories), not O(the changes). ``files``: where to put the ``.gitattributes`` of
+    ours' directories walked (every directory above a path both changed), by directory."""
+    from .gitformat import RAW_ENTRY
+    from .odbdirect import raw_reader
+
+    readers = [raw_reader(store, "tree", lane) for lane in range(3)]
+    findall = RAW_ENTRY.findall
     both: set[str] = set()
     deleted = False
-    todo: list[tuple[str, str | None, str, str]] = [("", ancestor, ours, theirs)]
+    todo: list[tuple[str, bytes | None, bytes, bytes]] = [
+        ("", bytes.fromhex(ancestor), bytes.fromhex(ours), bytes.fromhex(theirs))
+    ]
     while todo:
         prefix, a, o, t = todo.pop()
-        a_items, o_items, t_items = store.tree_items(a), store.tree_items(o), store.tree_items(t)
-        for name, o_e in o_items.items():
-            a_e, t_e = a_items.get(name), t_items.get(name)
-            if o_e in (a_e, t_e) or t_e == a_e:
-                continue  # (one side left it, or both changed it alike)
-            path = f"{prefix}{name}"
-            if t_e is not None and o_e[1] == t_e[1] == MODE_TREE:
-                todo.append((path + "/", a_e[0] if a_e and a_e[1] == MODE_TREE else None, o_e[0], t_e[0]))
+        raw_o = readers[1](o.hex())
+        lb = findall(readers[0](a.hex())) if a else []
+        lo, lt = findall(raw_o), findall(readers[2](t.hex()))
+        if files is not None and _KEY in raw_o:  # (a C search: most directories have none)
+            _attributes_of(store, lo, prefix, files)
+        for vb, vo, vt in _differing(lb, lo, lt):
+            if vb in (vo, vt):
+                continue  # (one side left it)
+            name = _name(vo if vo is not None else vt)  # type: ignore[arg-type]  # (one is there)
+            path = f"{prefix}{name.decode('utf-8', 'surrogateescape')}"
+            if vo is not None and vt is not None and vo.startswith(_TREE) and vt.startswith(_TREE):
+                anc = vb[-20:] if vb is not None and vb.startswith(_TREE) else None
+                todo.append((path + "/", anc, vo[-20:], vt[-20:]))
             else:
                 both.add(path)
-                deleted = deleted or t_e is None
-        for name, a_e in a_items.items():  # (ours deleted it, theirs changed it)
-            if name not in o_items and t_items.get(name, a_e) != a_e:
-                both.add(f"{prefix}{name}")
-                deleted = True
+                deleted = deleted or vo is None or vt is None
     return both, deleted
+
+
+def _name(e: bytes) -> bytes:
+    return e[e.index(b" ") + 1 : -21]
+
+
+def _differing(
+    lb: list[bytes], lo: list[bytes], lt: list[bytes]
+) -> Iterable[tuple[bytes | None, bytes | None, bytes | None]]:
+    """(base, ours, theirs) raw entries of each name where ours and theirs differ (None:
+    absent). Three trees of the same names in the same order (most directories both
+    sides changed files in) are compared by position, in C, as the trivial merge does;
+    others by set operations."""
+    n = len(lo)
+    out: list[tuple[bytes | None, bytes | None, bytes | None]]
+    if len(lt) == n == len(lb):
+        differ = list(compress(range(n), map(ne, lo, lt)))
+        # (the same "<mode> <name>\0" on all three, most often: no name cut out)
+        if all(
+            lo[i][:-20] == lt[i][:-20] == lb[i][:-20] or _name(lo[i]) == _name(lt[i]) == _name(lb[i])
+            for i in differ
+        ):
+            out = [(lb[i], lo[i], lt[i]) for i in differ]
+            return out
+    so, st = frozenset(lo), frozenset(lt)
+    oo = {_name(e): e for e in so - st}
+    tt = {_name(e): e for e in st - so}
+    bb = {k: e for e in frozenset(lb) - (so & st) if (k := _name(e)) in oo or k in tt}
+    out = [(bb.get(k), oo.get(k), tt.get(k)) for k in oo.keys() | tt.keys()]
+    return out
+
+
+def _attributes_of(store: GitStore, entries: list[bytes], prefix: str, files: dict[str, bytes]) -> None:
+    """The ``.gitattributes`` among a directory's raw ``entries`` (a file, never a link)
+    into ``files`` under the directory's path."""
+    for e in entries:
+        if e.startswith((b"100644 ", b"100755 ")) and _name(e) == ATTRIBUTES.encode():
+            files[prefix[:-1]] = store.blob_data(e[-20:].hex())
+            return
 
 
 def _moved(store: GitStore, ancestor: str, ours: str, theirs: str) -> set[str]:
@@ -109,12 +164,12 @@ def merge_attributes(store: GitStore, ancestor: str, ours: str, theirs: str) -> 
     contents of, when one of them, the vault's ``info/attributes`` or git's global and
     system files names :data:`WORDS`; None where none does (libgit2's merge on the vault
     answers as git's then)."""
-    both, deleted = both_changed(store, ancestor, ours, theirs)
+    files: dict[str, bytes] = {}
+    both, deleted = both_changed(store, ancestor, ours, theirs, files)
     if not both:
         return None
     moved = _moved(store, ancestor, ours, theirs) if deleted else set()
-    files: dict[str, bytes] = {}
-    for d in sorted(ancestors_of_all(both | moved)):
+    for d in sorted(ancestors_of_all(moved) - files.keys()):
         hit = store.tree_lookup(ours, f"{d}/{ATTRIBUTES}" if d else ATTRIBUTES)
         if hit is not None and hit[1] in (MODE_BLOB, MODE_EXEC):  # (never through a link)
             files[d] = store.blob_data(hit[0])
