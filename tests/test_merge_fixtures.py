@@ -82,9 +82,9 @@ def test_a_merge_of_two_fixture_branches_is_git_s(
     recursed: list[str] = []
     real = mergetrees.merge_commits
 
-    def spied(store: Any, ours: str, theirs: str, favor: str | None = None) -> Any:
+    def spied(store: Any, ours: str, theirs: str, favor: str | None = None, attrs: Any = None) -> Any:
         recursed.append(theirs)
-        return real(store, ours, theirs, favor)
+        return real(store, ours, theirs, favor, attrs)
 
     monkeypatch.setattr(mergeop, "merge_commits", spied)  # (looked up in merge.py)
     pairs = _pairs(git_dir, repo)

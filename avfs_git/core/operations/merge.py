@@ -351,10 +351,15 @@ def _merged_index(
     vault: Vault, trees: tuple[str, str, str], tips: tuple[str, str], favor: str | None, whole: bool
 ) -> MergedIndex:
     """libgit2's merge: of the commits ``tips`` over all their merge bases when ``whole``
-    (:func:`_over_all_bases`), else of ``trees`` (ancestor's, ours, theirs)."""
+    (:func:`_over_all_bases`), else of ``trees`` (ancestor's, ours, theirs); the ``merge``
+    attributes of ours' tree honoured as `git merge` in its checkout does
+    (:mod:`..store.mergeattrs`)."""
+    from ..store.mergeattrs import merge_attributes  # (only a merge that reaches libgit2 reads them)
+
+    attrs = merge_attributes(vault.store, *trees)
     if whole:
-        return merge_commits(vault.store, *tips, favor)
-    return merge_trees(vault.store, *trees, favor)
+        return merge_commits(vault.store, *tips, favor, attrs)
+    return merge_trees(vault.store, *trees, favor, attrs)
 
 
 def _fast_merge(

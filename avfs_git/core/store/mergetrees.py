@@ -9,9 +9,12 @@ becomes an :class:`~.errors.AvfsError` here (:func:`.gitlib.git_error`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import InternalError, ObjectUnreadableError, UsageError
+from ..types import MODE_TREE
 from .gitlib import git_error, git_errors
 from .gitstore import GitStore
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     import pygit2
 
     from ..types import Change
+    from .mergeattrs import MergeAttributes
 
 
 class IndexSide(NamedTuple):
@@ -95,11 +99,17 @@ _FAVOR = {None: "NORMAL", "ours": "OURS", "theirs": "THEIRS"}
 
 
 def merge_trees(
-    store: GitStore, ancestor: str, ours: str, theirs: str, favor: str | None = None
+    store: GitStore,
+    ancestor: str,
+    ours: str,
+    theirs: str,
+    favor: str | None = None,
+    attrs: MergeAttributes | None = None,
 ) -> MergedIndex:
     """libgit2's three-way merge of trees ``ours`` and ``theirs`` over ``ancestor``
     (renames found; nothing checked out). ``favor``: None (conflicts are kept), ``ours`` or
-    ``theirs`` (a conflicting hunk is taken from that side).
+    ``theirs`` (a conflicting hunk is taken from that side). ``attrs``: the attribute files
+    that say how paths merge (:func:`.mergeattrs.merge_attributes`), honoured as git does.
 
     Raises:
         InternalError: libgit2 cannot merge them (an id missing or malformed).
@@ -110,11 +120,79 @@ def merge_trees(
         store.prefetch(merge_blobs(store, ancestor, ours, theirs))
     fv = getattr(pygit2.enums.MergeFavor, _FAVOR[favor])
     try:
-        index = store._repo.merge_trees(ancestor, ours, theirs, favor=fv)
+        with _merging_repo(store, attrs) as repo:
+            index = repo.merge_trees(ancestor, ours, theirs, favor=fv)
+            _by_attributes(store, repo, index, attrs, favor)
     except git_errors(OSError) as exc:
         named = unreadable_in_merge(store, ancestor, ours, theirs)  # (libgit2 may not name it)
         raise named or git_error(exc, f"cannot merge tree {theirs} into {ours}", InternalError) from exc
     return MergedIndex(store, index)
+
+
+@contextlib.contextmanager
+def _merging_repo(store: GitStore, attrs: MergeAttributes | None) -> Iterator[pygit2.Repository]:
+    """The vault's handle, or where ``attrs`` has attribute files, a handle whose work tree
+    holds them (libgit2 reads a path's ``merge`` attribute there), freed after."""
+    if attrs is None:
+        yield store._repo
+        return
+    import shutil
+
+    from .gitsmudge import attributes_handle
+
+    repo, scratch = attributes_handle(store.path, attrs.files)
+    try:
+        yield repo
+    finally:
+        repo.free()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _by_attributes(
+    store: GitStore,
+    repo: pygit2.Repository,
+    index: pygit2.Index,
+    attrs: MergeAttributes | None,
+    favor: str | None,
+) -> None:
+    """Where libgit2's merge of a path both sides changed is not git's by its ``merge``
+    attribute: a driver git's config defines (git runs its program:
+    :func:`.mergeattrs.runs_driver`) makes the path a conflict of its three sides (libgit2
+    merged it as text); with a favoured side, a path git does not merge (``-merge``,
+    ``binary``) takes that side's version, as git's binary merge with ``-X ours`` does
+    (libgit2 merges it as text then, the favour deciding only the conflicting hunks)."""
+    if attrs is None:
+        return
+    import pygit2
+
+    from .mergeattrs import runs_driver
+
+    def config(key: str) -> str | None:
+        try:
+            return str(repo.config[key])
+        except git_errors():
+            return None
+
+    found = index.conflicts
+    held = set() if found is None else {str((o or t or a).path) for a, o, t in found}
+    for path in sorted(attrs.both - held):
+        value = repo.get_attr(path, "merge")
+        driven = runs_driver(value, config)
+        if not driven and (favor is None or value not in (False, "binary")):
+            continue
+        sides = [store.tree_lookup(tree, path) for tree in attrs.trees]
+        anc, ours, theirs = (
+            None
+            if s is None or s[1] == MODE_TREE
+            else pygit2.IndexEntry(path, pygit2.Oid(hex=s[0]), pygit2.enums.FileMode(s[1]))
+            for s in sides
+        )
+        if ours is None or theirs is None:
+            continue
+        if driven:  # (its stage 0, libgit2's text merge, goes)
+            index.add_conflict(anc, ours, theirs)  # type: ignore[arg-type]  # (pygit2 takes None)
+        else:
+            index.add(ours if favor == "ours" else theirs)
 
 
 def criss_cross(store: GitStore, ours: str, theirs: str, base: str) -> bool:
@@ -133,20 +211,25 @@ def criss_cross(store: GitStore, ours: str, theirs: str, base: str) -> bool:
     return merges and any(str(c.id) in mine for c in store.walk([theirs], [base]))
 
 
-def merge_commits(store: GitStore, ours: str, theirs: str, favor: str | None = None) -> MergedIndex:
+def merge_commits(
+    store: GitStore, ours: str, theirs: str, favor: str | None = None, attrs: MergeAttributes | None = None
+) -> MergedIndex:
     """libgit2's merge of commits ``ours`` and ``theirs`` over all their merge bases (several:
     their merge first, recursively, as git's ``ort`` makes its virtual ancestor): the merge
     of a criss-cross history (:func:`criss_cross`), where :func:`merge_trees` over one base
     conflicts where git does not (libgit2's ``testrepo.git``: ``br2`` and ``master`` each
     merged the other; a line added on ``master`` conflicted with the base's first line).
-    In a lazy vault what it reads is fetched first, in one batch (:func:`commits_merge_blobs`)."""
+    In a lazy vault what it reads is fetched first, in one batch (:func:`commits_merge_blobs`).
+    ``attrs``: as :func:`merge_trees`'s (the bases' own merge follows them too, as git's)."""
     import pygit2
 
     if store.promisor.remote() is not None:  # a lazy vault: what libgit2 will read, in one fetch
         store.prefetch(commits_merge_blobs(store, ours, theirs))
     fv = getattr(pygit2.enums.MergeFavor, _FAVOR[favor])
     try:
-        index = store._repo.merge_commits(ours, theirs, favor=fv)
+        with _merging_repo(store, attrs) as repo:
+            index = repo.merge_commits(ours, theirs, favor=fv)
+            _by_attributes(store, repo, index, attrs, favor)
     except git_errors(OSError) as exc:
         raise git_error(exc, f"cannot merge commit {theirs} into {ours}", InternalError) from exc
     return MergedIndex(store, index)
