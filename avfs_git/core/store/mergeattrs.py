@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 from ..types import MODE_BLOB, MODE_EXEC, Change
 from .gitattrfiles import outer_attributes
-from .gitstore import GitStore
+from .gitstore import EMPTY_TREE, GitStore
 from .names import ancestors_of_all
 
 ATTRIBUTES = ".gitattributes"
@@ -71,7 +71,13 @@ def both_changed(
     from .gitformat import RAW_ENTRY
     from .odbdirect import raw_reader
 
-    readers = [raw_reader(store, "tree", lane) for lane in range(3)]
+    def reader(lane: int) -> Callable[[str], bytes]:
+        # (git's empty tree is every repository's without being stored: the ancestor of
+        # unrelated histories, `pull --allow-unrelated`'s, or a side that removed everything)
+        read = raw_reader(store, "tree", lane)
+        return lambda oid: b"" if oid == EMPTY_TREE else read(oid)
+
+    readers = [reader(lane) for lane in range(3)]
     findall = RAW_ENTRY.findall
     both: set[str] = set()
     deleted = False
