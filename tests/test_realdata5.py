@@ -129,9 +129,9 @@ def test_a_lazy_vault_merges_a_criss_cross_history_as_the_whole_vault_does(
     recursed: list[str] = []
     real = mergetrees.merge_commits
 
-    def spied(store: Any, ours: str, theirs: str, favor: str | None = None) -> Any:
+    def spied(store: Any, ours: str, theirs: str, *rest: Any, **kw: Any) -> Any:
         recursed.append(theirs)
-        return real(store, ours, theirs, favor)
+        return real(store, ours, theirs, *rest, **kw)
 
     monkeypatch.setattr(mergeop, "merge_commits", spied)  # (looked up in merge.py)
     fetched: list[int] = []
