@@ -95,6 +95,10 @@ def traffic() -> Iterator[None]:
         yield
     finally:
         done.set()
+        try:
+            srv.shutdown(socket.SHUT_RDWR)  # (wakes the accept: a close alone does not, 10 s a test)
+        except OSError:
+            pass
         srv.close()
         for t in threads:
             t.join(timeout=10)
