@@ -56,6 +56,8 @@ _CACHE_MAX = 500_000
 # a question that timed out is answered by the same error, without git, for this long (the
 # exec's record, its report of what stays and the fork's state ask it again in one call)
 _SLOW_KEPT_S = 60.0
+# paths this deep or deeper are asked without --verbose (git 2.39's crash is at 24)
+_VERBOSE_DEPTH = 16
 _slow: dict[tuple[object, ...], tuple[float, IgnoreTooSlowError]] = {}
 _slow_lock = threading.Lock()
 # while :func:`globals_kept` is entered: the vault's -> (git's environment, the globals' key,
@@ -370,7 +372,11 @@ class IgnoreRules:
             # every path answered with the pattern that decided it: a path whose last match
             # is a negation is not ignored (git before 2.27 printed it among the ignored
             # ones without --verbose)
-            verbose = ["--verbose", "--non-matching"]
+            # git 2.39's --verbose dies of SIGSEGV on a matched path 24 directories deep or
+            # more: where a path is that deep the plain form is asked at once (a crash left a
+            # general protection line in the kernel's log at every ask; the lead, ci39)
+            deep = any(p.count("/") >= _VERBOSE_DEPTH for p, _, _ in todo)
+            verbose = [] if deep else ["--verbose", "--non-matching"]
             try:
                 proc = run(
                     base + verbose,
@@ -381,7 +387,7 @@ class IgnoreRules:
                     check=False,
                     timeout=wait,
                 )
-                if proc.returncode < 0:
+                if proc.returncode < 0 and verbose:
                     # git 2.39's --verbose dies of SIGSEGV on a matched path 24 directories
                     # deep or more (a `*.pyc` in a deep tree failed every status, internal):
                     # its plain answer lists exactly the ignored ones (git 2.27+)
