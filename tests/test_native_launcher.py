@@ -410,6 +410,9 @@ def test_a_ctrl_c_as_started_comes_reaches_the_command(
 
     def answer(conn: socket.socket, _req: dict[str, Any], _i: int) -> None:
         pid = int.from_bytes(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[:4], sys.byteorder)
+        # (its Ctrl-C handler is installed once the request is sent: stopped before it, the
+        # pending Ctrl-C ended the caller at SIGCONT, as a Ctrl-C that early does; ci41)
+        _until(lambda: _catches(pid, signal.SIGINT))
         os.kill(pid, signal.SIGSTOP)
         _until(lambda: _state(pid) == "T")
         warm._send(conn, {"started": victim.pid})
