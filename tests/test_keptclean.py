@@ -119,20 +119,27 @@ print(json.dumps(out))
 """
 
 
+def _kept_home_check(vault: Any, script: str) -> dict[str, Any]:
+    """``script`` run on a kept home of three databases or more (a fork made, the home
+    closed): its JSON answer."""
+    vault.create_fork("main", "a")
+    vault.home.close()
+    p = subprocess.run(
+        [sys.executable, "-c", script, vault.home.path], capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    got: dict[str, Any] = json.loads(p.stdout)
+    assert got["dbs"] >= 3, got
+    return got
+
+
 def test_the_check_reads_each_descriptor_s_name_once(vault: Any) -> None:
     """A kept home holding three databases (two workspaces' overlays, the op log): the
     check finds it clean without listing every descriptor again for each database's
     ``-shm`` (main's code: ``_open_here`` once a database, each a listing and a
     ``readlink`` of every descriptor, ~100 a served merge's check, h-merge7); a read
     transaction left open is still not clean."""
-    vault.create_fork("main", "a")
-    vault.home.close()
-    p = subprocess.run(
-        [sys.executable, "-c", HELD, vault.home.path], capture_output=True, text=True, timeout=120
-    )
-    assert p.returncode == 0, p.stderr
-    got = json.loads(p.stdout)
-    assert got["dbs"] >= 3, got
+    got = _kept_home_check(vault, HELD)
     assert got == {
         "clean": True,
         "looked": 0,
@@ -168,14 +175,7 @@ def test_the_wals_look_and_the_check_share_one_reading_of_the_descriptors(vault:
     every link for each (~26 ``readlink`` a served merge's, h-merge8). The verdicts are
     the same: clean with the kept home's databases, not clean with a read transaction
     left open, clean again after it."""
-    vault.create_fork("main", "a")
-    vault.home.close()
-    p = subprocess.run(
-        [sys.executable, "-c", ONCE, vault.home.path], capture_output=True, text=True, timeout=120
-    )
-    assert p.returncode == 0, p.stderr
-    got = json.loads(p.stdout)
-    assert got["dbs"] >= 3, got
+    got = _kept_home_check(vault, ONCE)
     assert got == {
         "clean": True,
         "looked": 0,
