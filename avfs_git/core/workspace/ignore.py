@@ -377,30 +377,19 @@ class IgnoreRules:
             # general protection line in the kernel's log at every ask; the lead, ci39)
             deep = any(p.count("/") >= _VERBOSE_DEPTH for p, _, _ in todo)
             verbose = [] if deep else ["--verbose", "--non-matching"]
-            try:
-                proc = run(
-                    base + verbose,
-                    git_dir=self.git_dir,
-                    input=stdin,
-                    cwd=scratch,
-                    env=env,
-                    check=False,
-                    timeout=wait,
+
+            def ask(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+                return run(
+                    args, git_dir=self.git_dir, input=stdin, cwd=scratch, env=env, check=False, timeout=wait
                 )
+
+            try:
+                proc = ask(base + verbose)
                 if proc.returncode < 0 and verbose:
                     # git 2.39's --verbose dies of SIGSEGV on a matched path 24 directories
                     # deep or more (a `*.pyc` in a deep tree failed every status, internal):
                     # its plain answer lists exactly the ignored ones (git 2.27+)
-                    proc = run(
-                        base,
-                        git_dir=self.git_dir,
-                        input=stdin,
-                        cwd=scratch,
-                        env=env,
-                        check=False,
-                        timeout=wait,
-                    )
-                    verbose = []
+                    proc, verbose = ask(base), []
             except subprocess.TimeoutExpired:
                 error = _too_slow(wait, len(todo), self._sources(gitignores, needed, env))
                 with _slow_lock:
