@@ -18,6 +18,7 @@ avfs. Read so were ``core.quotePath`` (`avfs diff --stat`'s names), ``log.showro
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -175,3 +176,154 @@ def test_every_real_repository_s_object_totals_are_git_count_objects(resources: 
             wrong.append((str(gitdir), object_totals(str(gitdir)), want))
     assert not wrong, wrong
     assert compared > 70, compared
+
+
+_VALUES = {"set": True, "unset": False, "unspecified": None}
+
+
+def _check_attr(work: Path, paths: list[str], attrs: list[str]) -> dict[tuple[str, str], object]:
+    """``git check-attr`` of every path and attribute (True set, False unset, None
+    unspecified, else the value)."""
+    out = subprocess.run(
+        ["git", "-C", str(work), "check-attr", "-z", "--stdin", *attrs],
+        input=b"".join(p.encode() + b"\0" for p in paths),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout.decode()
+    fields = out.split("\0")
+    return {
+        (fields[i], fields[i + 1]): _VALUES.get(fields[i + 2], fields[i + 2])
+        for i in range(0, len(fields) - 1, 3)
+    }
+
+
+def _view_attrs(work: Path, paths: list[str], attrs: list[str]) -> dict[tuple[str, str], object]:
+    """The same asked of avfs (``viewattrs.ViewAttributes``: grep's ``diff``, a merge's
+    ``conflict-marker-size``) over the committed tree, as `avfs grep --rev` reads it."""
+    from avfs_git.core.workspace.viewattrs import ViewAttributes
+    from avfs_git.core.workspace.wsview import View
+
+    store = GitStore(str(work / ".git"))
+    head = subprocess.run(
+        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    va = ViewAttributes(store.path, View.of_commit(store, head.stdout.strip()), [a.encode() for a in attrs])
+    try:
+        return {(p, a): va.get(p, a) for p in paths for a in attrs}
+    finally:
+        va.close()
+
+
+def _commit_all(work: Path) -> list[str]:
+    def git(*args: str) -> bytes:
+        return subprocess.run(
+            ["git", "-C", str(work), *args], capture_output=True, check=True, timeout=120
+        ).stdout
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A", "-f")
+    git("-c", "user.name=r", "-c", "user.email=r@example.org", "commit", "-qm", "as released")
+    return [p.decode() for p in git("ls-files", "-z").split(b"\0")[:-1]]
+
+
+def _differences(
+    want: dict[tuple[str, str], object], got: dict[tuple[str, str], object]
+) -> set[tuple[str, str]]:
+    return {
+        k
+        for k, v in want.items()
+        if got[k] != v
+        # libgit2's `binary` macro is `-diff -merge -text -crlf`, git's has no -crlf: the same
+        # conversions (-text); and check-attr prints a value "unspecified" as unspecified
+        and not (k[1] == "crlf" and v is None and got[k] is False)
+        and not (v is None and got[k] == "unspecified")
+    }
+
+
+GIT_ATTRS = [
+    "diff",
+    "eol",
+    "text",
+    "binary",
+    "whitespace",
+    "conflict-marker-size",
+    "merge",
+    "crlf",
+    "export-ignore",
+]
+
+
+def test_git_s_own_source_tree_s_attributes_are_git_check_attr_s(tmp_path: Path) -> None:
+    """Every file of git 2.39.5's source (4,334, 16 ``.gitattributes``: ``*.bat
+    eol=crlf``, ``/t0110/url-* binary``, ``t/t5100``'s ``-whitespace``, cvsroots' ``-crlf``
+    ...) and every attribute they name: avfs == ``git check-attr``."""
+    work = realdata.owned_copy(realdata.debian_orig(*realdata._GIT_ORIG), tmp_path / "git")
+    paths = _commit_all(work)
+    assert len(paths) > 4000, len(paths)
+    want = _check_attr(work, paths, GIT_ATTRS)
+    assert _differences(want, _view_attrs(work, paths, GIT_ATTRS)) == set()
+    assert sum(v is not None for v in want.values()) > 3000  # (the case: attributes set)
+
+
+# what libgit2 reads otherwise than git in its own fixture, left as it is (docs/testing.md):
+# `pat8\ with\ spaces attr8` (git: no escape, the pattern is `pat8\`), `empty=` (git: the
+# empty string; libgit2: set), and a macro that names itself through two others
+LEFT = {
+    ("a1/pat8 with spaces", "attr8"),
+    ("a2/pat5", "empty"),
+    ("a2/pat8", "again"),
+    ("macro_bad", "firstmacro"),
+    ("sub/macro_bad", "firstmacro"),
+    ("deep/macro_bad", "firstmacro"),
+}
+
+
+def test_libgit2_s_attribute_fixtures_are_read_as_git_check_attr_reads_them(
+    resources: list[Path], tmp_path: Path
+) -> None:
+    """libgit2's ``attr`` repository (its root ``gitattributes``, ``sub/``, ``sub/sub/``,
+    ``info/attributes``: macros, ``!attr``, ``-attr``, values) and its attribute test
+    files ``attr0``..``attr4`` each as a directory's ``.gitattributes``, asked of every path
+    its patterns name (and below them) and every attribute they set: avfs == ``git
+    check-attr`` but :data:`LEFT`. Before, ``!pat1 attr1`` (a negative pattern, which git
+    ignores) set ``attr1`` on every other path of its directory."""
+    fixture = next(p for p in resources if p.parent.name == "attr").parent
+    work = tmp_path / "attr"
+    shutil.copytree(fixture, work, ignore=shutil.ignore_patterns(".gitted"))
+    (work / "gitattributes").rename(work / ".gitattributes")
+    for n in range(5):
+        (work / f"a{n}").mkdir()
+        shutil.copy(work / f"attr{n}", work / f"a{n}" / ".gitattributes")
+    files = _commit_all(work)
+    (work / ".git" / "info").mkdir(exist_ok=True)
+    shutil.copy(fixture / ".gitted" / "info" / "attributes", work / ".git" / "info" / "attributes")
+    rules = [(f.rpartition("/")[0], (work / f).read_text()) for f in files if f.endswith(".gitattributes")]
+    rules.append(("", (work / ".git/info/attributes").read_text()))
+    paths, attrs = set(files), set()
+    for d, text in rules:
+        for line in text.splitlines():
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            for w in words[1:]:
+                if w.startswith("#"):
+                    break
+                attrs.add(w.lstrip("-!").partition("=")[0])
+            if words[0].startswith("[attr]"):
+                attrs.add(words[0][6:])
+                continue
+            name = line.strip().partition(" attr")[0] if "\\ " in line else words[0]
+            name = (
+                re.sub(r"\[[^]]*\]", "a", name.lstrip("!").replace("\\", ""))
+                .replace("*", "x")
+                .replace("?", "q")
+            )
+            for top in {d, "sub", "deep", ""}:
+                at = f"{top}/{name.strip('/')}".lstrip("/")
+                paths |= {at, f"{at}/file"}
+    attr_names = sorted(a for a in attrs if re.fullmatch(r"[A-Za-z0-9_.][-A-Za-z0-9_.]*", a))
+    asked = sorted(p for p in paths if p and not p.startswith(".git/"))
+    want = _check_attr(work, asked, attr_names)
+    assert _differences(want, _view_attrs(work, asked, attr_names)) == LEFT
+    assert len(asked) > 150 and len(attr_names) > 40, (len(asked), len(attr_names))
