@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -327,3 +328,129 @@ def test_libgit2_s_attribute_fixtures_are_read_as_git_check_attr_reads_them(
     want = _check_attr(work, asked, attr_names)
     assert _differences(want, _view_attrs(work, asked, attr_names)) == LEFT
     assert len(asked) > 150 and len(attr_names) > 40, (len(asked), len(attr_names))
+
+
+def test_git_s_listing_of_every_real_tree_is_the_store_s_walk(resources: list[Path]) -> None:
+    """``treelist.list_tree`` (git's ``ls-tree -r -t -z`` read: a lazy mount's sizes and
+    index) and its ``blob_ids`` == the store's own walk (``walk_tree`` over
+    ``GitStore.tree_items``) for the tree of every ref of every repository of libgit2's
+    resources: a 2005 tree's modes, submodules, names of control bytes and quotes, a
+    shallow clone's. Its test held generated trees only."""
+    from avfs_git.core.store import treelist
+
+    trees = entries = 0
+    wrong = []
+    for gitdir in resources:
+        proc = subprocess.run(
+            ["git", "--git-dir", str(gitdir), "for-each-ref", "--format=%(objectname)^{tree}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        tips = sorted(set(proc.stdout.split())) if proc.returncode == 0 else []
+        if not tips:
+            continue
+        peeled = subprocess.run(
+            ["git", "--git-dir", str(gitdir), "rev-parse", *tips], capture_output=True, text=True, check=False
+        )
+        store = GitStore(str(gitdir))
+        for tree in sorted(set(peeled.stdout.split())):
+            out = treelist.git_listing(str(gitdir), tree)
+            if out is None:
+                continue  # (git cannot read it: a tree whose objects the fixture lacks)
+            try:
+                walked = treelist.walk_tree(tree, store.tree_items)
+            except Exception as exc:  # (a tree the store cannot read is a difference)
+                wrong.append((str(gitdir), tree, repr(exc)))
+                continue
+            listed = treelist.list_tree(str(gitdir), tree, store.tree_items, out)
+            blobs = [oid for _, mode, oid in walked if mode not in (0o040000, 0o160000)]
+            if listed != walked or treelist.blob_ids(out) != blobs:
+                wrong.append((str(gitdir), tree, [x for x in listed if x not in walked][:3]))
+            trees += 1
+            entries += len(listed)
+    assert not wrong, wrong
+    assert trees > 200 and entries > 1500, (trees, entries)
+
+
+def test_every_real_reflog_line_reads_as_git_reads_it(resources: list[Path]) -> None:
+    """``refs.reflog_entry`` (the change stream's ``ref_moved`` events) == ``git reflog``
+    (new id, time, message) for every line of every reflog of libgit2's resources."""
+    from avfs_git.core.store import refs
+
+    lines = 0
+    wrong = []
+    for gitdir in resources:
+        for log in sorted((gitdir / "logs").rglob("*")) if (gitdir / "logs").is_dir() else []:
+            if not log.is_file():
+                continue
+            name = log.relative_to(gitdir / "logs").as_posix()
+            argv = ["git", "--git-dir", str(gitdir), "reflog", "show", "--no-abbrev", "--date=unix", name]
+            proc = subprocess.run(
+                [*argv, "--format=%H%x00%gD%x00%gs", "--"],
+                capture_output=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                continue  # (a ref git does not resolve: a reflog of a ref since deleted)
+            want = [r.decode("utf-8", "replace").split("\0") for r in proc.stdout.splitlines()]
+            got = [refs.reflog_entry(x.decode("utf-8", "replace")) for x in log.read_bytes().splitlines()]
+            mine = [(e[1], f"{name}@{{{int(e[2])}}}", e[3]) for e in reversed(got) if e is not None]
+            have = subprocess.run(  # (git's walk leaves out an entry whose commit is missing)
+                ["git", "--git-dir", str(gitdir), "cat-file", "--batch-check=%(objectname)"],
+                input="".join(m[0] + "\n" for m in mine),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.splitlines()
+            mine = [m for m in mine if m[0] in have]  # ("<id> missing" is not an id)
+            if [tuple(w) for w in want] != mine:
+                wrong.append(
+                    (
+                        str(log),
+                        [x for x in want if tuple(x) not in mine][:2],
+                        [x for x in mine if list(x) not in want][:2],
+                    )
+                )
+            lines += len(want)
+    assert not wrong, wrong
+    assert lines > 200, lines
+
+
+def test_a_move_by_a_committer_git_names_with_a_tab_is_in_the_change_stream(vault: Any) -> None:
+    """git writes a committer's name as it is given, a tab within it too (``fmt_ident``
+    trims only its ends): a move of the fork's branch by such a person's `git update-ref`
+    is a ``ref_moved`` event with git's message. Before, the line was split at that tab,
+    read as no entry, and the move was missing from `avfs watch`."""
+    from avfs_git.core.vaults.changes import changes_since
+
+    cursor = changes_since(vault, "main", None).cursor
+    tip = subprocess.run(
+        ["git", "--git-dir", vault.path, "rev-parse", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = subprocess.run(
+        ["git", "--git-dir", vault.path, "rev-parse", f"{tip}^{{tree}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    env = {**os.environ, "GIT_COMMITTER_NAME": "Ada\tLovelace", "GIT_AUTHOR_NAME": "Ada\tLovelace"}
+    new = subprocess.run(
+        ["git", "--git-dir", vault.path, "commit-tree", tree, "-p", tip, "-m", "by hand"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.strip()
+    subprocess.run(
+        ["git", "--git-dir", vault.path, "update-ref", "-m", "moved by git", "refs/heads/main", new, tip],
+        check=True,
+        env=env,
+    )
+    log = (Path(vault.path) / "logs" / "refs" / "heads" / "main").read_bytes()
+    assert b"Ada\tLovelace <" in log.splitlines()[-1]  # (the case: git kept the tab)
+    moved = [e for e in changes_since(vault, "main", cursor).events if e.kind == "ref_moved"]
+    assert [(e.old, e.new, e.summary, e.source) for e in moved] == [(tip, new, "moved by git", "git")]
