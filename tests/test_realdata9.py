@@ -454,3 +454,36 @@ def test_a_move_by_a_committer_git_names_with_a_tab_is_in_the_change_stream(vaul
     assert b"Ada\tLovelace <" in log.splitlines()[-1]  # (the case: git kept the tab)
     moved = [e for e in changes_since(vault, "main", cursor).events if e.kind == "ref_moved"]
     assert [(e.old, e.new, e.summary, e.source) for e in moved] == [(tip, new, "moved by git", "git")]
+
+
+def test_every_real_config_s_filemode_is_the_one_git_reads(resources: list[Path], tmp_path: Path) -> None:
+    """``filemode.trusts_exec_bit`` (whether a checkpoint and the mount's index take the
+    exec bit: avfs reads ``core.fileMode`` itself where it can, asks git where it
+    cannot) == ``git config --type=bool core.fileMode`` (true where unset), each of
+    libgit2's config files as a vault's config; the files git refuses (``config7``: text
+    after a section's closing quote) are left out, as git reads nothing of them. Nothing
+    found: kept as the reader's test on real files."""
+    from avfs_git.core.store.filemode import trusts_exec_bit
+
+    template = tmp_path / "template.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(template)], check=True)
+    wrong = []
+    compared = 0
+    for n, path in enumerate(_config_files(resources)):
+        vault = tmp_path / f"v{n}.git"
+        shutil.copytree(template, vault)
+        shutil.copy(path, vault / "config")
+        proc = subprocess.run(
+            ["git", "--git-dir", str(vault), "config", "--type=bool", "--get", "core.filemode"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode not in (0, 1):
+            continue  # (git refuses the file, or its value)
+        want = proc.returncode == 1 or proc.stdout.strip() == "true"
+        compared += 1
+        if trusts_exec_bit(str(vault)) != want:
+            wrong.append((str(path), want))
+    assert not wrong, wrong
+    assert compared > 80, compared
