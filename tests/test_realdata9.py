@@ -487,3 +487,33 @@ def test_every_real_config_s_filemode_is_the_one_git_reads(resources: list[Path]
             wrong.append((str(path), want))
     assert not wrong, wrong
     assert compared > 80, compared
+
+
+def test_every_real_config_s_includes_are_among_those_avfs_follows(resources: list[Path]) -> None:
+    """``gitrun.config_includes`` (the files a config includes, a superset of what git
+    reads, followed where avfs looks for ``core.autocrlf`` itself) holds every file ``git
+    config --list --show-origin --includes`` took a value from, or says it cannot read the
+    file (None: libgit2 or git decide), for each of libgit2's config files
+    (``config-include`` includes ``config-included``). Nothing found."""
+    from avfs_git.core.store.gitrun import config_includes
+
+    wrong = []
+    included = 0
+    for path in _config_files(resources):
+        proc = subprocess.run(
+            ["git", "config", "--file", str(path), "--list", "--show-origin", "--includes", "-z"],
+            capture_output=True,
+            check=False,
+            cwd=path.parent,
+        )
+        if proc.returncode != 0:
+            continue
+        items = proc.stdout.split(b"\0")
+        origins = {os.path.realpath(items[i].decode()[5:]) for i in range(0, len(items) - 1, 2)}  # (absolute)
+        origins.discard(os.path.realpath(path))
+        got = config_includes(str(path))
+        if got is not None and not origins <= {os.path.realpath(g) for g in got}:
+            wrong.append((str(path), origins, got))
+        included += len(origins)
+    assert not wrong, wrong
+    assert included >= 1, included
