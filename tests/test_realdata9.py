@@ -127,27 +127,80 @@ def test_every_real_config_value_is_the_boolean_git_reads(
     assert booleans > 20, booleans  # (the numbers, true, false, yes, no, on, off, empty...)
 
 
-def test_autocrlf_of_every_real_boolean_value_is_git_s(values: dict[str | None, str], tmp_path: Path) -> None:
-    """``core.autocrlf`` set to each value of libgit2's files git takes as a boolean (and
-    ``input``), read by avfs (``wsattrs.autocrlf``: whether the mount shows and a
-    checkpoint stores CRLF-converted files) as git reads it: ``input``, else its boolean."""
+def _vaults_set_to(values: dict[str | None, str], tmp_path: Path, key: str) -> list[tuple[str | None, Path]]:
+    """A bare repository for each value of libgit2's files git takes as a boolean (None:
+    the key written without ``=``), its config setting ``core.<key>`` to it."""
     template = tmp_path / "template.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(template)], check=True)
+    if not template.exists():
+        subprocess.run(["git", "init", "-q", "--bare", str(template)], check=True)
     config = (template / "config").read_text(encoding="utf-8")
-    wrong = []
+    out = []
     for n, value in enumerate([*values, "input", "INPUT"]):
-        if value is None or "\0" in value or "\n" in value:
+        if value is not None and ("\0" in value or "\n" in value):
             continue
-        is_bool = _git_bool(value, tmp_path)
-        if is_bool is None and value.lower() != "input":
+        if _git_bool(value, tmp_path) is None and value not in ("input", "INPUT"):
             continue
-        vault = tmp_path / f"v{n}.git"
+        vault = tmp_path / f"{key}{n}.git"
         shutil.copytree(template, vault)
-        (vault / "config").write_text(config + f"\tautocrlf = {_quoted(value)}\n", encoding="utf-8")
-        want = "input" if value.lower() == "input" else ("true" if is_bool else None)
-        got = autocrlf(GitStore(str(vault)))
-        if got != want:
-            wrong.append((value, values.get(value), got, want))
+        line = f"\t{key}\n" if value is None else f"\t{key} = {_quoted(value)}\n"
+        (vault / "config").write_text(config + line, encoding="utf-8")
+        out.append((value, vault))
+    return out
+
+
+def test_autocrlf_of_every_real_boolean_value_is_git_s(
+    values: dict[str | None, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``core.autocrlf`` set to each value of libgit2's files git takes as a boolean (and
+    ``input``; and written without ``=``), read by avfs (``wsattrs.autocrlf``: whether the
+    mount shows and a checkpoint stores CRLF-converted files) as git reads it: ``input``,
+    else its boolean; through libgit2, and through git where the environment names a
+    config file (``lineconfig``). Before, ``2``, ``1k``... and the key alone were false."""
+    wrong = []
+    vaults = _vaults_set_to(values, tmp_path, "autocrlf")
+    for via in ("libgit2", "git"):
+        if via == "git":
+            (tmp_path / "global").write_text("")
+            monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "global"))
+        for value, vault in vaults:
+            is_bool = _git_bool(value, tmp_path)
+            want = "input" if value in ("input", "INPUT") else ("true" if is_bool else None)
+            got = autocrlf(GitStore(str(vault)))
+            if got != want:
+                wrong.append((via, value, values.get(value), got, want))
+    assert not wrong, wrong
+    assert len(vaults) > 20, len(vaults)
+
+
+def test_every_real_boolean_value_of_a_diff_setting_is_git_s(
+    values: dict[str | None, str], tmp_path: Path
+) -> None:
+    """``log.showroot``, ``core.quotePath`` and ``diff.indentHeuristic`` (on unless set
+    false) set to each value of libgit2's files git takes as a boolean, or written
+    without ``=``: avfs's reading (``vaultconfig.config_bool``) == git's. Before, the key
+    alone was false (read as ``""`` through git, ``"None"`` through libgit2) where git
+    reads it true, and so were ``2``, ``1k``..."""
+    from avfs_git.core.operations.patchheads import path_quoting
+    from avfs_git.core.operations.showdiff import show_root
+    from avfs_git.core.store.gitpatch import indent_heuristic
+
+    wrong = []
+    readers = {
+        "showroot": show_root,
+        "quotepath": lambda store: path_quoting(store)("\u53d7") != "\u53d7",
+        "indentheuristic": indent_heuristic,
+    }
+    for key, reader in readers.items():
+        for value, vault in _vaults_set_to(values, tmp_path, key):
+            want = _git_bool(value, tmp_path)
+            if want is None:
+                continue
+            section = {"showroot": "log", "quotepath": "core", "indentheuristic": "diff"}[key]
+            text = (vault / "config").read_text(encoding="utf-8")
+            (vault / "config").write_text(text.replace(f"\t{key}", f"[{section}]\n\t{key}"), encoding="utf-8")
+            got = reader(GitStore(str(vault)))
+            if got != want:
+                wrong.append((key, value, got, want))
     assert not wrong, wrong
 
 
@@ -517,3 +570,55 @@ def test_every_real_config_s_includes_are_among_those_avfs_follows(resources: li
         included += len(origins)
     assert not wrong, wrong
     assert included >= 1, included
+
+
+def _tree_names(gitdir: Path) -> set[bytes]:
+    """Every name of every tree stored in ``gitdir`` (git's ``cat-file --batch``)."""
+    listed = subprocess.run(
+        [
+            "git",
+            "--git-dir",
+            str(gitdir),
+            "cat-file",
+            "--batch-all-objects",
+            "--batch-check=%(objectname) %(objecttype)",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    trees = "".join(line.split()[0] + "\n" for line in listed if line.endswith(" tree"))
+    out = subprocess.run(
+        ["git", "--git-dir", str(gitdir), "cat-file", "--batch"],
+        input=trees.encode(),
+        capture_output=True,
+        check=False,
+    ).stdout
+    names: set[bytes] = set()
+    i = 0
+    while i < len(out):
+        nl = out.index(b"\n", i)
+        size = int(out[i:nl].split()[2])
+        body, i = out[nl + 1 : nl + 1 + size], nl + 2 + size
+        j = 0
+        while j < len(body):
+            zero = body.index(b"\0", j)
+            names.add(body[body.index(b" ", j) + 1 : zero])
+            j = zero + 21
+    return names
+
+
+def test_every_real_tree_entry_name_is_refused_as_git_fsck_refuses_it(
+    resources: list[Path], tmp_path: Path
+) -> None:
+    """``gitnames.refusal`` (what a checkpoint leaves out: ``.git`` and its NTFS and HFS+
+    synonyms, ``.gitmodules`` links...) == ``git fsck --strict`` for every name of every
+    tree of libgit2's resources (899: ``nasty``'s ``.git``, ``.GIT``, ``git~1``...), each
+    as a file, a link and a directory (``test_gitnames._differential``). Its test held
+    git's rules and generated names. Nothing found."""
+    from .test_gitnames import _differential
+
+    names = set().union(*(_tree_names(g) for g in resources))
+    names -= {b"", b".", b".."}
+    assert len(names) > 800 and b".git" in {n.lower() for n in names}, len(names)
+    assert _differential(tmp_path, sorted(n for n in names if b"/" not in n)) > 2400

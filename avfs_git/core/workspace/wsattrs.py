@@ -116,10 +116,15 @@ def autocrlf(store: GitStore) -> str | None:
     elif not _named(store, b"autocrlf"):
         return None
     else:
-        val = (store.config_value("core.autocrlf") or "").lower()
+        from ..store.vaultconfig import config_bool
+
+        if (store.config_value("core.autocrlf") or "").lower() == "input":
+            return "input"
+        # (git's boolean: "2" and "1k" are true too, and a key without "=")
+        return "true" if config_bool(store, "core.autocrlf", False) else None
     if val == "input":
         return "input"
-    return "true" if git_bool(val) else None  # (git's boolean: "2" and "1k" are true too)
+    return "true" if git_bool(val) else None
 
 
 def eol_crlf(store: GitStore) -> bool:
