@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .configtext import git_bool
 from .gitlib import git_errors
 from .gitsmudge import ENCODING, attributes_handle, encoding_of, ident_to_git, to_git
 
@@ -52,7 +53,7 @@ class Cleaner:
         self._base = dict(index)
         self._drivers_set: dict[str, bool] = {}
         auto = self._config("core.autocrlf")
-        self._autocrlf = auto is not None and auto.lower() in ("true", "yes", "on", "1", "input")
+        self._autocrlf = auto is not None and (auto.lower() == "input" or bool(git_bool(auto)))
 
     def clean(self, path: str, data: bytes) -> bytes | None:
         """What ``git add`` stores for ``data`` at ``path``; None when no conversion

@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from ..store import names
+from ..store.configtext import git_bool
 from ..store.gitattrfiles import outer_attributes
 from ..store.gitclean import ATTRIBUTES, Cleaner
 from ..store.gitrun import config_includes, config_text, git_config_files
@@ -115,10 +116,15 @@ def autocrlf(store: GitStore) -> str | None:
     elif not _named(store, b"autocrlf"):
         return None
     else:
-        val = (store.config_value("core.autocrlf") or "").lower()
-    if val in ("true", "yes", "on", "1"):
-        return "true"
-    return "input" if val == "input" else None
+        from ..store.vaultconfig import config_bool
+
+        if (store.config_value("core.autocrlf") or "").lower() == "input":
+            return "input"
+        # (git's boolean: "2" and "1k" are true too, and a key without "=")
+        return "true" if config_bool(store, "core.autocrlf", False) else None
+    if val == "input":
+        return "input"
+    return "true" if git_bool(val) else None
 
 
 def eol_crlf(store: GitStore) -> bool:
