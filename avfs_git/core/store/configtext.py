@@ -103,7 +103,7 @@ def git_bool(val: str | None) -> bool | None:
     except ValueError:
         return None
     total = -n * _UNITS[unit] if sign == "-" else n * _UNITS[unit]
-    if not -(1 << 31) <= total < (1 << 31):
+    if not -(1 << 31) < total < (1 << 31):  # (git's bound: -INT_MAX, not INT_MIN)
         return None  # (git reads it as a C int: out of range is refused)
     return total != 0
 
