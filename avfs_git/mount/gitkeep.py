@@ -121,6 +121,15 @@ _BOOL_FSMONITOR = re.compile(
 )
 _OWN_FSMONITOR = re.compile(r"^\tfsmonitor = .*$", re.MULTILINE)  # (the line mount/worktree.py writes)
 _HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+# the person's own worktree-local settings kept too (`git config --worktree user.email X`;
+# lost at every remount before gitmodel23): of sections git never runs as code, nor
+# reads a path or a program from (a confined command can write ``config.worktree``: a
+# hook's, an editor's, a filter's or a pager's key is code, never kept), bounded
+_KEPT_SECTIONS = frozenset({"user", "author", "committer", "color", "advice", "i18n", "column"})
+_OTHER_SECTION = re.compile(r"^\s*\[(?!\s*core\s*\])", re.IGNORECASE | re.MULTILINE)
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+_CONFIG_MAX = 64  # keys
+_VALUE_MAX = 4096  # characters of each
 
 
 def _log() -> logging.Logger:
@@ -154,6 +163,63 @@ def _kept_setting(git_dir: str) -> dict[str, bool]:
     return out
 
 
+def _kept_config(git_dir: str) -> list[list[str]]:
+    """The person's own settings of :data:`_KEPT_SECTIONS` in the worktree's
+    ``config.worktree`` (key, value), read by git as data (no include followed); none,
+    and no git run, where it holds no section but ``[core]`` (the usual unmount)."""
+    path = os.path.join(git_dir, "config.worktree")
+    text = read_text(path)  # (regular files only, never through a link)
+    if text is None or not _OTHER_SECTION.search(text):
+        return []
+    from ..core.store.configtext import parse_listing
+
+    proc = run(["config", "--no-includes", "--file", path, "--list", "-z"], env=git_env(), check=False)
+    out_ = proc.stdout
+    listing = out_.decode("utf-8", "replace") if isinstance(out_, bytes) else str(out_)
+    if proc.returncode != 0:
+        return []
+    kept = [
+        [key, val]
+        for key, val in parse_listing(listing)
+        if val is not None
+        and key.split(".", 1)[0] in _KEPT_SECTIONS
+        and len(val) <= _VALUE_MAX
+        and "\0" not in val
+        and _NAME.fullmatch(key.rsplit(".", 1)[-1]) is not None
+        and "\n" not in key
+    ]
+    return kept[:_CONFIG_MAX]
+
+
+def _config_text(pairs: Any) -> str:
+    """:func:`_kept_config`'s pairs (read back from ``kept.json``, as untrusted data) as
+    ``config.worktree`` sections git reads back whole; anything else is left out."""
+    from ..core.store.configtext import value
+
+    out = []
+    for pair in pairs if isinstance(pairs, list) else ():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            continue
+        key, val = pair
+        section, _, rest = key.partition(".")
+        sub, _, name = rest.rpartition(".")
+        if (
+            section not in _KEPT_SECTIONS
+            or not _NAME.fullmatch(name)
+            or len(val) > _VALUE_MAX
+            or any(c in key + val for c in "\0\r")
+            or "\n" in sub
+        ):
+            continue
+        head = (
+            f'[{section} "{sub.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"]'
+            if sub
+            else f"[{section}]"
+        )
+        out.append(f"{head}\n\t{name} = {value(val)}\n")
+    return "".join(out[:_CONFIG_MAX])
+
+
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         deeptree.rmtree(path, ignore_errors=True)  # (a command's comb of any depth too)
@@ -176,6 +242,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
     new = f"{dest}.{os.getpid()}.new"
     try:
         sparse = _kept_setting(git_dir)
+        config = _kept_config(git_dir)
         held = gitkepthold.kept_index_ids(git_dir)  # (before its shared part goes: a split index)
         for name in os.listdir(git_dir):
             if not _kept_name(name):
@@ -197,6 +264,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
             "staged": read_text(os.path.join(reg.files, STAGED_FILE)),
             "tip": ws.tip(),
             "sparse": sparse,
+            "config": config,
         }
         deeptree.rmtree(new, ignore_errors=True)
         os.makedirs(new)
@@ -334,6 +402,7 @@ def clean_stale(ws: MountedFork) -> list[str]:
             else:
                 deeptree.rmtree(dest + SET_ASIDE, ignore_errors=True)
                 os.rename(path, dest + SET_ASIDE)
+                gitkepthold.hold_aside(ws, dest + SET_ASIDE)
                 _log().warning(
                     "fork %s: git's state a killed process was moving (%s) set aside in %s",
                     ws.fork,
@@ -441,11 +510,16 @@ def bring_back(ws: MountedFork, reg: Registered, *, journal: bool = True) -> Bro
             _put_sparse(
                 d, reg.files, {k: v for k, v in sparse.items() if k in _KEPT_KEYS and isinstance(v, bool)}
             )
+        own_config = _config_text(meta.get("config"))
+        if own_config:  # (whatever moved the branch: it names no HEAD)
+            text = read_text(os.path.join(d, "config.worktree")) or ""
+            write_file(d, "config.worktree", (text + own_config).encode(), via=reg.files)
         if aside:
             where = src + SET_ASIDE
             deeptree.rmtree(where, ignore_errors=True)
             deeptree.rmtree(kept, ignore_errors=True)  # (what was brought back: nothing)
             os.rename(taking, where)
+            gitkepthold.hold_aside(ws, where)  # (for git's gc: gitmodel23)
             _log().warning(
                 "fork %s: its branch moved since the last unmount; git's %s set aside in %s",
                 ws.fork,

@@ -20,8 +20,10 @@ names them already, those nodes' trees, and every full object id in its other fi
 objects the vault does not hold are left out. :func:`release` (at
 :func:`.gitkeep.bring_back`, once what is brought back is in the worktree git dir again,
 which git's gc reads) removes it; so does the fork's deletion
-(:func:`.heldref.drop`). What a bring back sets aside (``<fork>.set-aside``) is not
-held: git has moved on from it. The kept files are read as untrusted data (regular files
+(:func:`.heldref.drop`). What a bring back sets aside (``<fork>.set-aside``: the
+branch moved since the unmount; the last one, kept until the fork goes) is held by a ref
+of its own, :func:`.refs.held_aside_ref` (:func:`hold_aside`; before gitmodel23 it was
+not, and git's gc pruned what only its index or detached HEAD named). The kept files are read as untrusted data (regular files
 only, bounded; an id is a token of 40 hex digits).
 """
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
     from .ownfiles import MountedFork
 
-__all__ = ["hold", "index_ids", "kept_index_ids", "release", "state_ids"]
+__all__ = ["hold", "hold_aside", "index_ids", "kept_index_ids", "release", "state_ids"]
 
 _ID = re.compile(rb"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 _GITLINK = 0o160000
@@ -153,6 +155,21 @@ def hold(ws: MountedFork, git_dir: str, named: dict[str, str]) -> None:
             heldref.drop_git(store, ws.fork)
     except (AvfsError, OSError, ValueError):
         _log().exception("fork %s: what git's kept state names not held for git's gc", ws.fork)
+
+
+def hold_aside(ws: MountedFork, where: str) -> None:
+    """Hold what the set-aside git state at ``where`` (``<fork>.set-aside``: its index, a
+    detached HEAD, an open operation's files, ``kept.json``) names, in full: it is rare,
+    and nothing of git's reads it, so the branch holding some of it is no reason to leave
+    it out (a later move of the branch would not hold it again). A failure is logged."""
+    from ..core.store import heldref, refs
+
+    try:
+        ids = set(kept_index_ids(where)) | state_ids(where)
+        ids.discard(refs.ZERO_ID)
+        heldref.hold_git(ws.vault.store, ws.fork, ids, aside=True)
+    except (AvfsError, OSError, ValueError):
+        _log().exception("fork %s: what git's set-aside state names not held for git's gc", ws.fork)
 
 
 def release(ws: MountedFork) -> None:
