@@ -34,14 +34,16 @@ and before the mount answers) moves it back:
 - **the branch moved since** (a checkpoint, restore, undo or merge made while unmounted, a
   push from another machine): as git does with what does not depend on HEAD, and as a
   live mount does when the branch moves under it: HEAD's reflog, ``ORIG_HEAD``,
-  ``FETCH_HEAD``, ``COMMIT_EDITMSG``, the sparse-checkout setting and the person's own
-  boolean ``core.fsmonitor`` come back, and the
+  ``FETCH_HEAD``, ``COMMIT_EDITMSG``, the sparse-checkout setting, the person's own
+  boolean ``core.fsmonitor`` and worktree-local settings of the sections git runs no
+  code from (mount/gitkeptconfig.py; gitmodel23) come back, and the
   index is written anew for the new commit keeping its skip-worktree and
   assume-unchanged bits (mount/indexflags.py); what named the old commit (what was
   staged, an open merge, cherry-pick, rebase or bisect, a detached HEAD) is not brought
   back into a worktree whose HEAD moved (git's status would show it as staged reversions
   of the new commit) but set aside whole at ``<fork>.set-aside`` beside (the last one;
-  the daemon's log says so), never removed.
+  the daemon's log says so), never removed, what it names held for git's gc
+  (``refs/avfs/held/<fork>/-/aside``: mount/gitkepthold.py ``hold_aside``; gitmodel23).
 
 **Nothing here trusts the git dir.** A confined command can write it, so what is kept is
 data: before the move, whatever is neither a regular file nor a directory goes at any depth
@@ -69,7 +71,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from ..core.store import deeptree
 from ..core.store.gitrun import git_env, run
 from ..core.vaults.registry import gitkept_dir
-from . import gitkepthold
+from . import gitkeptconfig, gitkepthold
 from .ownfiles import MERGE_MARKER, STAGED_FILE, STAMP_FILE, read_text, scrub_dir, write_file
 
 if TYPE_CHECKING:
@@ -121,15 +123,6 @@ _BOOL_FSMONITOR = re.compile(
 )
 _OWN_FSMONITOR = re.compile(r"^\tfsmonitor = .*$", re.MULTILINE)  # (the line mount/worktree.py writes)
 _HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-# the person's own worktree-local settings kept too (`git config --worktree user.email X`;
-# lost at every remount before gitmodel23): of sections git never runs as code, nor
-# reads a path or a program from (a confined command can write ``config.worktree``: a
-# hook's, an editor's, a filter's or a pager's key is code, never kept), bounded
-_KEPT_SECTIONS = frozenset({"user", "author", "committer", "color", "advice", "i18n", "column"})
-_OTHER_SECTION = re.compile(r"^\s*\[(?!\s*core\s*\])", re.IGNORECASE | re.MULTILINE)
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
-_CONFIG_MAX = 64  # keys
-_VALUE_MAX = 4096  # characters of each
 
 
 def _log() -> logging.Logger:
@@ -163,63 +156,6 @@ def _kept_setting(git_dir: str) -> dict[str, bool]:
     return out
 
 
-def _kept_config(git_dir: str) -> list[list[str]]:
-    """The person's own settings of :data:`_KEPT_SECTIONS` in the worktree's
-    ``config.worktree`` (key, value), read by git as data (no include followed); none,
-    and no git run, where it holds no section but ``[core]`` (the usual unmount)."""
-    path = os.path.join(git_dir, "config.worktree")
-    text = read_text(path)  # (regular files only, never through a link)
-    if text is None or not _OTHER_SECTION.search(text):
-        return []
-    from ..core.store.configtext import parse_listing
-
-    proc = run(["config", "--no-includes", "--file", path, "--list", "-z"], env=git_env(), check=False)
-    out_ = proc.stdout
-    listing = out_.decode("utf-8", "replace") if isinstance(out_, bytes) else str(out_)
-    if proc.returncode != 0:
-        return []
-    kept = [
-        [key, val]
-        for key, val in parse_listing(listing)
-        if val is not None
-        and key.split(".", 1)[0] in _KEPT_SECTIONS
-        and len(val) <= _VALUE_MAX
-        and "\0" not in val
-        and _NAME.fullmatch(key.rsplit(".", 1)[-1]) is not None
-        and "\n" not in key
-    ]
-    return kept[:_CONFIG_MAX]
-
-
-def _config_text(pairs: Any) -> str:
-    """:func:`_kept_config`'s pairs (read back from ``kept.json``, as untrusted data) as
-    ``config.worktree`` sections git reads back whole; anything else is left out."""
-    from ..core.store.configtext import value
-
-    out = []
-    for pair in pairs if isinstance(pairs, list) else ():
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-            continue
-        key, val = pair
-        section, _, rest = key.partition(".")
-        sub, _, name = rest.rpartition(".")
-        if (
-            section not in _KEPT_SECTIONS
-            or not _NAME.fullmatch(name)
-            or len(val) > _VALUE_MAX
-            or any(c in key + val for c in "\0\r")
-            or "\n" in sub
-        ):
-            continue
-        head = (
-            f'[{section} "{sub.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"]'
-            if sub
-            else f"[{section}]"
-        )
-        out.append(f"{head}\n\t{name} = {value(val)}\n")
-    return "".join(out[:_CONFIG_MAX])
-
-
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         deeptree.rmtree(path, ignore_errors=True)  # (a command's comb of any depth too)
@@ -242,7 +178,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
     new = f"{dest}.{os.getpid()}.new"
     try:
         sparse = _kept_setting(git_dir)
-        config = _kept_config(git_dir)
+        config = gitkeptconfig.kept(git_dir)
         held = gitkepthold.kept_index_ids(git_dir)  # (before its shared part goes: a split index)
         for name in os.listdir(git_dir):
             if not _kept_name(name):
@@ -510,7 +446,7 @@ def bring_back(ws: MountedFork, reg: Registered, *, journal: bool = True) -> Bro
             _put_sparse(
                 d, reg.files, {k: v for k, v in sparse.items() if k in _KEPT_KEYS and isinstance(v, bool)}
             )
-        own_config = _config_text(meta.get("config"))
+        own_config = gitkeptconfig.text(meta.get("config"))
         if own_config:  # (whatever moved the branch: it names no HEAD)
             text = read_text(os.path.join(d, "config.worktree")) or ""
             write_file(d, "config.worktree", (text + own_config).encode(), via=reg.files)
