@@ -98,12 +98,15 @@ class TwentyThirdRoundSteps:
         """git's ``first`` on both sides, where it can run (else nothing)."""
         idle = self.busy() is None
         if first.startswith("detach-") and idle:
-            # (two commits no avfs command saw, as a person makes them: the unmount is the
-            # first to find the branch moved; with the check's `avfs status` between, the
-            # moves were taken already and main kept the detached HEAD)
+            # (two commits no avfs command saw, as a person makes them, each of a file of
+            # its own: the unmount is the first to find the branch moved, and the next
+            # mount adopts the first commit as another hand's, the overlay holding its file
+            # as it is; with the check's `avfs status` between, or a file the later steps
+            # change again, main kept the detached HEAD)
             for n in (1, 2):
-                self._write(STAGED, f"commit {n} before a detach {self.clock}\n")
-                self.both("add", "--", STAGED)
+                path = f"docs/detach-{n}-{self.clock}.md"
+                self._write(path, f"commit {n} before a detach\n")
+                self.both("add", "--", path)
                 self.both("commit", "-q", "-m", f"commit {n} before a detach")
             self.both("checkout", "-q", "--detach")
             if first == "detach-branch-f":
@@ -149,23 +152,25 @@ class TwentyThirdRoundSteps:
             "config": side.git("config", "--get", CONFIG_KEY, check=False).stdout,
         }
 
-    def reflogs(self, branch: bool = True) -> str:
-        """The mount's HEAD reflog and (``branch``) its branch's (a remount changes neither in
-        a plain worktree; git's gc of the vault expires the branch's entries older than
-        `gc.reflogExpire`, as the model's dates are: not the remount's doing)."""
-        refs = ("HEAD", "refs/heads/f") if branch else ("HEAD",)
+    def reflogs(self, vault_gc: bool = False) -> str:
+        """The mount's HEAD reflog and its branch's (a remount changes neither in a plain
+        worktree); none where git's gc of the vault runs: it expires the entries older than
+        `gc.reflogExpire` (the model's dates are 2023's: every one) of the branch and of
+        every worktree it sees, in a plain repository too (and it sees the mount's where a
+        loaded machine's unmount killed its daemon at 10 s, before it kept git's state)."""
+        refs = () if vault_gc else ("HEAD", "refs/heads/f")
         return "".join(
             self.m.git("reflog", "show", "--format=%H %gs", ref, check=False).stdout for ref in refs
         )
 
-    def deep_check(self, reflogs: str, branch: bool = True) -> None:
+    def deep_check(self, reflogs: str, vault_gc: bool = False) -> None:
         """Right after the remount: :meth:`shown` the same on both sides, the mount's reflogs
-        ``reflogs`` as before the unmount, and `git fsck` in the mount finds nothing (but
+        ``reflogs`` as before the unmount (:meth:`reflogs`), and `git fsck` in the mount finds nothing (but
         gitmodel22's accepted line of ORIG_HEAD's log)."""
         where = " | ".join(self.steps[-4:])  # type: ignore[attr-defined]
         m, p = self.shown(self.m), self.shown(self.p)
         assert m == p, f"git shows another state after a remount, after: {where}\nmount: {m}\nplain: {p}"
-        now = self.reflogs(branch)
+        now = self.reflogs(vault_gc)
         assert now == reflogs, (
             f"the mount's reflogs changed at a remount, after: {where}\nbefore: {reflogs}\nafter: {now}"
         )
@@ -182,7 +187,7 @@ class TwentyThirdRoundSteps:
         """git's ``first``, `avfs unmount`, (``vault_gc``) `git gc --prune=now` of the vault,
         `avfs mount`, :meth:`deep_check`, git's ``second``."""
         self.first_step(first)
-        reflogs = self.reflogs(not vault_gc)
+        reflogs = self.reflogs(vault_gc)
         self._tick()
         self.note(
             "avfs unmount" + ("; git --git-dir=VAULT gc --prune=now" if vault_gc else "") + "; avfs mount"
@@ -199,7 +204,7 @@ class TwentyThirdRoundSteps:
         finally:
             self._avfs("mount", "--backend", self.backend, self.mp)
         self.kept.clear()  # (every file of the new mount read again)
-        self.deep_check(reflogs, not vault_gc)
+        self.deep_check(reflogs, vault_gc)
         if second == "status":
             self.both("status", "-s")
         elif second == "commit":

@@ -44,7 +44,6 @@ RULES = [
     "add",
     "commit",
     "checkpoint",
-    "detach",
     "stash",
     "settle",
     "remount_anywhere",
