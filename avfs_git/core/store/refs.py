@@ -109,6 +109,13 @@ def held_git_ref(fork: str) -> str:
     return f"{HELD}{fork}{SEP}git"
 
 
+def held_aside_ref(fork: str) -> str:
+    """The ref that keeps what the git state a mount of fork ``fork`` set aside names by id
+    reachable (``<vault>/avfs/gitkept/<fork>.set-aside``, kept until the fork goes: the
+    branch had moved since the unmount; :mod:`.heldref`, gitmodel23)."""
+    return f"{HELD}{fork}{SEP}aside"
+
+
 def checkpoint_tag_ref(fork: str, name: str) -> str:
     """The tag a named checkpoint pushes as when pushed as tags (``avfs/<fork>/<name>``)."""
     return f"{TAGS}avfs/{fork}/{name}"
