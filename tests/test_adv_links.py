@@ -5,7 +5,7 @@ A confined command may link one file under many names (ext4 allows 65,000 a file
 bytes count once against its quota, but avfs's host side read the file once for every
 name, twice over (the run's status hashed each name, then the commit's pack writer
 hashed each again). Found: 4,000 links to one 16 MiB file had the mount's daemon hash
-128 GiB after a 12 s command, six minutes of its CPU with the fork's exec lock held; a
+125 GiB after a 12 s command, six minutes of its CPU with the fork's exec lock held; a
 100 MiB file 65,000 times over would be hours. Now one pass reads a file of several names
 once (while its size and times stay): the status (``wsview.once_a_file``) and the pack
 (``PackWriter.add_file``). Measured here by what the daemon read (``rchar``), not by time.

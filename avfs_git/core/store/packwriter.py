@@ -302,7 +302,7 @@ class PackWriter:
         under the hash of the bytes stored (the first pass's id gave a file a mount's writer
         rewrote in place between the two a blob whose id is not its bytes' hash: raced1). A
         file of several names is read once a pack while its size and times stay (attack25:
-        4,000 links to one 16 MiB file had an exec's commit hash 64 GiB; docs/security.md)."""
+        4,000 links to one 16 MiB file had an exec's commit hash 62 GiB; docs/security.md)."""
         with os.fdopen(open_regular(path, root), "rb") as fh:
             st = os.fstat(fh.fileno())
             if st.st_nlink < 2:

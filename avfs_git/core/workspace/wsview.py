@@ -116,7 +116,7 @@ def once_a_file() -> Callable[[str], str]:
     """:func:`_fd_blob_id` for one pass over many paths: a file of several names (hard
     links) is hashed once while its size and times stay (the thirty-fourth round,
     NAME=attack25: a confined command's 4,000 links to one 16 MiB file, 16 MiB of its
-    quota, had the exec's status hash 64 GiB; ext4 allows 65,000 links a file). Within one
+    quota, had the exec's status hash 62 GiB; ext4 allows 65,000 links a file). Within one
     pass only: each name then shows the file as it was at one moment of that pass."""
     seen: dict[tuple[int, int, int, int, int], str] = {}
 
