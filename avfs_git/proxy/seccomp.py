@@ -23,7 +23,18 @@ flatpak and systemd make theirs with; ``libseccomp.so.2``, which apt and systemd
 the hosts avfs runs on), through ``ctypes``, for the machine's own architecture and its
 32-bit ones (a 32-bit call reaches the same keyrings). Where the library is missing the
 command runs without the filter (:func:`program` is None), as before; docs/security.md
-says so."""
+says so.
+
+Set-id bits too (the thirty-fourth round, NAME=attack25): a confined command writes some
+host directories directly, not through the ``nosuid`` mount (the worktree's git dir, the
+caches a policy shares), and as root, or as the person owning its files, ``chmod 4755``
+there made a setuid program another local user ran as the person (as root where avfs runs
+as root). So the filter answers ``EPERM`` to every call that would set ``S_ISUID`` or
+``S_ISGID`` (:data:`SET_ID_CALLS`: the chmod family, and the creating calls whose mode
+keeps them: ``open``, ``openat``, ``creat``, ``mknod``, ``mknodat``), ``ENOSYS`` to
+``openat2``, whose mode is behind a pointer no filter reads (C libraries fall back to
+``openat``), and ``ENOSYS`` to io_uring, whose ``OPENAT`` carries its mode in shared memory
+(docker's default profile refuses io_uring too; libuv falls back)."""
 
 from __future__ import annotations
 
@@ -33,9 +44,18 @@ import functools
 import os
 from collections.abc import Iterator
 
-__all__ = ["REFUSED", "program"]
+__all__ = ["REFUSED", "SET_ID_CALLS", "UNREAD", "program"]
 
 REFUSED = ("add_key", "keyctl", "request_key")
+# calls refused with ENOSYS where they exist: what they would do is behind a pointer
+UNREAD = ("openat2", "io_uring_setup", "io_uring_enter", "io_uring_register")
+# (call, which argument is its mode): refused with EPERM when the mode sets S_ISUID or
+# S_ISGID (a mode without O_CREAT is 0 from every C library; one given anyway is refused)
+SET_ID_CALLS = (
+    ("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2),
+    ("open", 2), ("openat", 3), ("creat", 1), ("mknod", 1), ("mknodat", 2),
+)  # fmt: skip
+_SET_ID = (0o4000, 0o2000)  # S_ISUID, S_ISGID
 # socket(AF_NETLINK, *, NETLINK_AUDIT): refused as a kernel without audit refuses it
 _AF_NETLINK, _NETLINK_AUDIT = 16, 9
 # SCMP_CMP_MASKED_EQ on the low 32 bits (libseccomp's SCMP_A0_32): the kernel reads only
@@ -138,12 +158,25 @@ def program() -> bytes | None:
 
 
 def _rules(lib: ctypes.CDLL, ctx: int, *, audit: bool) -> bool:
-    """The keyring calls refused in ``ctx``, and (``audit``) ``socket(AF_NETLINK, *,
+    """The keyring calls refused in ``ctx``, the calls that set a set-id bit and those
+    whose arguments no filter reads, and (``audit``) ``socket(AF_NETLINK, *,
     NETLINK_AUDIT)``, each argument compared on its low 32 bits; False where one fails."""
     for name in REFUSED:
         nr = lib.seccomp_syscall_resolve_name(name.encode())
         if nr < 0 or lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
             return False
+    for name in UNREAD:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr >= 0 and lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
+            return False
+    for name, arg in SET_ID_CALLS:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0:  # (not a call of this machine's: aarch64 has no open, chmod, creat, mknod)
+            continue
+        for bit in _SET_ID:  # (two rules: either bit refuses the call)
+            one = (_ArgCmp * 1)(_ArgCmp(arg, _CMP_MASKED_EQ, bit, bit))
+            if lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPERM, nr, 1, one) != 0:
+                return False
     if not audit:
         return True
     cmp = (_ArgCmp * 2)(

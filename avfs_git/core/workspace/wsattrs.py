@@ -39,7 +39,7 @@ from ..store.treediff import diff_entry
 from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay
 from .overlayentry import FILE, Entry
-from .wsview import Node, View
+from .wsview import Node, View, once_a_file
 
 TEXT = (MODE_BLOB, MODE_EXEC)  # the modes conversions apply to (not links, not gitlinks)
 # A file larger is recorded as it is, never read whole to be converted. git's clean
@@ -249,6 +249,7 @@ def file_oids(
     its entry) in the view made of ``entries``: its bytes hashed, converted first where
     the view's attributes say so (``entries`` None: the view as it is now)."""
     conv = conversions_for(view, view.base_tree, entries, [p for p, e in files if e.mode in TEXT])
+    hashed = once_a_file()  # (hard links: one file, hashed once)
     try:
         out: dict[str, str] = {}
         for p, e in files:
@@ -258,7 +259,7 @@ def file_oids(
                 cleaned = conv.clean(p, data)
                 out[p] = blob_id(data if cleaned is None else cleaned)
                 continue
-            out[p] = view.entry_oid(n)  # (unreadable: it says why)
+            out[p] = view.entry_oid(n, hashed)  # (unreadable: it says why)
         return out
     finally:
         if conv is not None:
