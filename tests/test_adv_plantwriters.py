@@ -167,3 +167,46 @@ def test_a_planted_repository_the_agent_s_git_commits_never_reaches_the_fork_s_h
     assert got.returncode != 0 or agents not in scene.git("rev-list", "--all").stdout
     assert any("src/config" in r["reason"] for r in doc["refs_refused"]), doc["refs_refused"]
     assert scene.vault.workspace("main").exists("src/config.avfs-planted")
+
+
+SPELLINGS = [".git", ".GIT", "git~1", "GIT~1", ".git ", ".git.", ".g\u200cit"]
+
+
+def test_git_s_own_names_in_a_commit_of_the_agent_s_git_never_reach_the_fork(
+    scene: Scene, tmp_path: Path
+) -> None:
+    """Held (a check of git's own boundary, fsck's ``hasDotgit``): the agent's git builds, by
+    ``git mktree``, a commit holding ``NAME/config`` (a ``core.fsmonitor``) for each of
+    ``.git`` and its NTFS and HFS+ spellings, and moves its branch there. Each is refused
+    by the carry-back (``refs_refused``); the vault passes ``git fsck --strict``, a clone
+    with ``transfer.fsckObjects`` takes it, and the person's checkout of every commit in it
+    runs nothing."""
+    marker = scene.ran / "dotgit-fsmonitor"
+    for name in SPELLINGS:
+        quoted = "".join(chr(b) if b < 128 else f"\\{b:03o}" for b in name.encode())  # (dash's printf)
+        res = scene.attack(
+            f"B=$(printf '[core]\\n\\trepositoryformatversion = 0\\n\\tfsmonitor = touch {marker}; false\\n' | git hash-object -w --stdin)\n"
+            "T=$(printf '100644 blob %s\\tconfig\\n' $B | git mktree)\n"
+            f"N=$(printf '{quoted}')\n"
+            '{ git ls-tree HEAD; printf "040000 tree %s\\t%s\\n" $T "$N"; } | git mktree > /tmp/top\n'
+            "C=$(git commit-tree -p HEAD -m planted $(cat /tmp/top)) && git update-ref HEAD $C && echo moved\n"
+        )
+        assert res.result is not None and "moved" in res.result.stdout, (name, res.to_dict())
+        refused = res.to_dict()["refs_refused"]
+        # (index-pack --strict's fsck says hasDotgit first; gitnames' rule the same names)
+        assert any("hasDotgit" in r["reason"] or f"records {name}" in r["reason"] for r in refused), (
+            name,
+            refused,
+        )
+    tree = subprocess.run(
+        ["git", "--git-dir", scene.vault.path, "ls-tree", "-r", "--name-only", "-z", "main"],
+        capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    assert not [p for p in tree if p.split("/")[0] in SPELLINGS], tree
+    subprocess.run(["git", "--git-dir", scene.vault.path, "fsck", "--strict", "--no-dangling"], check=True)
+    clone = tmp_path / "fsck-clone"
+    subprocess.run(
+        [*GIT, "-c", "transfer.fsckObjects=true", "clone", "-q", scene.vault.path, str(clone)], check=True
+    )
+    _clone_and_check_out_everything(scene, tmp_path)
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
