@@ -210,23 +210,27 @@ def refuse(
     pending: dict[str, tuple[str, bytes | None]] = {}
     if src is not None:  # a move or a copy: what it takes there, a directory's names too
         kind = DIR if src.is_dir else LINK if src.is_link else FILE
-        if kind == FILE:
-            data = view.read_node(src)
-        elif kind == DIR:
+        if kind == DIR:
             for e in view.listdir(src.path):
                 pending[f"{p}/{e.name}"] = (DIR if e.kind == "dir" else FILE, None)
+    pending[p] = (kind, None)
+    base = of_view(view)
+    if not is_git_dir(with_pending(base, pending), d):
+        return data  # (most writes of these names: no repository there, no bytes read)
     raw: bytes | None = None
-    if kind == FILE and data is not None:
+    if kind == FILE and src is not None:
+        raw = view.read_node(src)
+    elif kind == FILE and data is not None:
         raw = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read()
         data = raw
     pending[p] = (kind, raw)
-    found = why(with_pending(of_view(view), pending), d)
+    found = why(with_pending(base, pending), d)
     if found is not None:
         raise InvalidPathError(
             f"{p}: refused, it would make {d} a git repository that runs a program in the"
             f" person's git there ({found})",
-            hint="git runs a repository's config and hooks wherever it finds one: write"
-            " its files under another name, or as a `.git` directory's in a `proxy exec`",
+            hint="git runs the config and hooks of a repository wherever it finds one: keep"
+            " such files under other names",
             details={"path": p, "git_dir": d, "found": found},
         )
     return data
