@@ -210,3 +210,36 @@ def test_git_s_own_names_in_a_commit_of_the_agent_s_git_never_reach_the_fork(
     )
     _clone_and_check_out_everything(scene, tmp_path)
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+
+
+def test_a_repository_an_agent_s_file_tool_writes_in_the_mount_is_set_aside_after_it(scene: Scene) -> None:
+    """An agent CLI's own Write tool writes in the mount (the kernel's write: avfs's
+    check of its own writes never sees it): ``HEAD``, ``objects/``, ``refs/``, then a
+    ``config`` naming ``core.fsmonitor``. Its PostToolUse hook (``avfs hook claude
+    post-tool-use``, which checkpoints) now sets the config aside first, as after a ``proxy
+    exec``: the person's ``git status`` in ``MOUNT/src`` runs nothing, and the checkpoint
+    holds the set-aside file."""
+    marker = scene.ran / "tool-fsmonitor"
+    for path, data in _plain_parts().items():
+        (scene.mp / path).parent.mkdir(parents=True, exist_ok=True)
+        (scene.mp / path).write_bytes(data)
+    (scene.mp / "src/config").write_bytes(_config(marker))
+    event = {
+        "session_id": "s", "transcript_path": "/tmp/s.jsonl", "cwd": str(scene.mp), "permission_mode": "default",
+        "hook_event_name": "PostToolUse", "tool_name": "Write", "tool_use_id": "t",
+        "tool_input": {"file_path": str(scene.mp / "src/config"), "content": _config(marker).decode()},
+        "tool_response": {"filePath": str(scene.mp / "src/config"), "success": True},
+    }  # fmt: skip
+    got = scene.cli(
+        "--home", scene.home.path, "hook", "claude", "post-tool-use", stdin=json.dumps(event).encode()
+    )
+    _person_in(scene, "src")
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    assert got.code == 0, got
+    assert "planted git file(s) set aside: src/config" in json.loads(got.out)["systemMessage"], got.out
+    assert (scene.mp / "src/config.avfs-planted").exists()
+    tree = subprocess.run(
+        ["git", "--git-dir", scene.vault.path, "ls-tree", "-r", "--name-only", "main"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert "src/config.avfs-planted" in tree and "src/HEAD" in tree, tree
