@@ -243,3 +243,37 @@ def test_a_repository_an_agent_s_file_tool_writes_in_the_mount_is_set_aside_afte
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert "src/config.avfs-planted" in tree and "src/HEAD" in tree, tree
+
+
+@pytest.mark.parametrize("how", ["mcp-restore", "cli-checkout"])
+def test_the_agent_s_refused_commit_is_not_brought_back_by_a_restore_or_a_checkout(
+    scene: Scene, how: str
+) -> None:
+    """The carry-back refuses the agent's commit of the bare-looking ``src/``, but its
+    objects are in the vault (they were taken in to be checked) and the agent knows its id:
+    MCP ``checkpoint_restore`` to it, or ``avfs checkout ID -- src``, made it the fork's
+    tree, and the person's ``git status`` in ``MOUNT/src`` ran the config. A commit no ref
+    of the vault reaches is now looked at by the same rule first, and refused."""
+    marker = scene.ran / f"{how}-fsmonitor"
+    res = scene.attack(
+        "mkdir -p src/objects/info src/refs/heads && : > src/objects/info/packs && : > src/refs/heads/.keep\n"
+        "printf 'ref: refs/heads/main\\n' > src/HEAD\n"
+        f"printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = touch {marker}; false\\n' > src/config\n"
+        "git add src && git commit -qm 'a library' && git log --format=%H -1\n"
+    )
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    agents = res.result.stdout.strip()
+    code = None
+    if how == "mcp-restore":
+        from avfs_git.mcp.tools import AvfsTools
+
+        try:
+            AvfsTools(scene.home.path, "v:main").call("checkpoint_restore", {"rev": agents})
+        except AvfsError as exc:
+            code = exc.code
+    else:
+        got = scene.cli(*_spec(scene), "checkout", agents, "--", "src")
+        code = None if got.code == 0 else json.loads(got.out)["error"]["code"]
+    _person_in(scene, "src")
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    assert code == "invalid_path", code

@@ -272,7 +272,7 @@ def _records_refusal(parts: list[bytes], dirs: set[str]) -> tuple[str | None, in
     carried (a gitlink added, a name git refuses or avfs cannot hold), and how many of
     ``parts`` were read (a head whose path is not there yet is left); the directories a
     name of git's own state was written in are added to ``dirs``."""
-    from ..core.store.names import git_dir_of
+    from ..core.workspace.plantedrule import dirs_of
 
     i = 0
     while i + 1 < len(parts):
@@ -294,11 +294,5 @@ def _records_refusal(parts: list[bytes], dirs: set[str]) -> tuple[str | None, in
             got = gitnames.path_refusal(name, new_mode)
             if got is not None:
                 return f"a commit records {got.path}: {got.reason}", i
-            d = git_dir_of(name)
-            if d is not None:
-                dirs.add(d)
-            comps = name.split("/")
-            dirs.update(
-                "/".join(comps[:k]) for k in range(1, len(comps) - 1) if comps[k] in ("objects", "refs")
-            )
+            dirs.update(dirs_of((name,)))
     return None, i

@@ -22,11 +22,12 @@ submodule init`` write (nothing there runs a program): the same list the record 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from ..errors import InvalidPathError
 from ..records import dataclass
+from ..store.gitstore import EMPTY_TREE
 from ..store.names import git_dir_of
 
 MAX_CONFIG = 1 << 20
@@ -234,3 +235,64 @@ def refuse(
             details={"path": p, "git_dir": d, "found": found},
         )
     return data
+
+
+def dirs_of(paths: Iterable[str]) -> set[str]:
+    """The directories a change of ``paths`` could complete a repository in: each one's
+    :func:`.names.git_dir_of`, and the directory above an ``objects`` or ``refs`` on its way."""
+    out: set[str] = set()
+    for name in paths:
+        d = git_dir_of(name)
+        if d is not None:
+            out.add(d)
+        comps = name.split("/")
+        out.update("/".join(comps[:k]) for k in range(1, len(comps) - 1) if comps[k] in ("objects", "refs"))
+    return out
+
+
+# the directories a commit brought in is looked at in, at most (more: refused)
+MAX_LOOKS = 4096
+
+
+def refuse_unreached(
+    store: Any, git_dir: str, rev: str, commit: str, old_tree: str | None, under: str = ""
+) -> None:
+    """Refuse bringing ``commit`` (named ``rev``) into a fork whose tree is ``old_tree`` (a
+    restore; a checkout of path ``under`` from it) where no ref of the vault reaches it and
+    it holds such a repository at a directory it changes. A commit the carry-back refused
+    has its objects in the vault (they were taken in to be checked) and the agent knows
+    its id (found in the thirty-fourth round, NAME=plant2: MCP ``checkpoint_restore`` to it
+    made it the fork's tree). A revision named by a ref (a fork, a checkpoint, ``~N`` of
+    one) is history, which the carry-back keeps such commits out of: not looked at."""
+    import re
+
+    from ..store import gitrun
+
+    base = re.split(r"[~^@]", rev, maxsplit=1)[0]
+    if not re.fullmatch(r"[0-9a-fA-F]{4,64}", base):
+        return
+    env = gitrun.git_env()
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    out = gitrun.run(["rev-list", "-n", "1", commit, "--not", "--all"], git_dir=git_dir, env=env, check=False)
+    if out.returncode == 0 and not out.stdout.strip():
+        return  # reached by a ref
+    new_tree = store.commit_tree(commit)
+    args = ["diff-tree", "-r", "-z", "--name-only", "--no-renames", old_tree or EMPTY_TREE, new_tree]
+    diff = gitrun.run([*args, "--", under] if under else args, git_dir=git_dir, env=env, check=False)
+    names = [n.decode("utf-8", "surrogateescape") for n in diff.stdout.split(b"\0") if n]
+    dirs = dirs_of(names) if diff.returncode == 0 else {under}
+    found = None
+    if len(dirs) > MAX_LOOKS:
+        found = f"it changes git's own state names in {len(dirs)} directories"
+    else:
+        from .wsview import View
+
+        reader = of_view(View.of_commit(store, commit))
+        found = next((f for d in sorted(dirs) if (f := why(reader, d)) is not None), None)
+    if found is not None:
+        raise InvalidPathError(
+            f"{rev}: refused, a commit no fork or checkpoint holds that would bring a git repository"
+            f" running a program in the person's git there ({found})",
+            hint="a commit a `proxy exec` made and avfs refused to carry back: restore a checkpoint instead",
+            details={"revision": rev, "found": found},
+        )
