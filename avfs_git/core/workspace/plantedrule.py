@@ -11,10 +11,15 @@ names never get here: every avfs write refuses them (``names.norm_path``) and ev
 avfs writes or carries leaves them out or refuses them (``gitnames``: git's ``hasDotgit``,
 its NTFS and HFS+ spellings).
 
-:func:`.names.git_dir_of` names the directory a write of a path could complete such a repository
-in (cheap: a look at the path's last two names); :func:`why` reads that directory through a
-:class:`Reader` (the workspace's view as a write would leave it, a commit's tree) and says
-what of it would run. The config is read by git itself (``git config --file - -l``), and
+:func:`.names.git_dir_of` names the directory a write of a path could complete such a
+repository in (cheap: a look at the path's last two names); :func:`why` reads that
+directory through a :class:`Reader` (the workspace's view as a write would leave it, a
+commit's tree) and says what of it would run. Where it applies: :func:`refuse`, every
+workspace write (``wswrite.py``); ``proxy/sealobjects.py``, the commits a run's own git
+brings; :func:`refuse_unreached`, a restore or checkout of a commit no ref reaches. Writes
+avfs does not make (the kernel's, in an overlay mount) are looked at after them by
+``proxy/plantedgit.py``: after a ``proxy exec``, and after an agent CLI's file tool
+(``hooks/events.py``). The config is read by git itself (``git config --file - -l``), and
 judged by an allow-list of what ``git init``, ``git clone``, ``git remote add`` and ``git
 submodule init`` write (nothing there runs a program): the same list the record of a
 ``proxy exec`` uses (``proxy/plantedgit.py``) to set aside what a confined command planted.
