@@ -134,3 +134,61 @@ def test_a_root_command_in_a_hand_made_view_reads_none_of_the_host_s_traffic(
     res = execute(home, forks, "a", req)
     assert res.result is not None and res.result.exit_code == 0, res.to_dict()
     _saw(res.result.stdout)
+
+
+# what the command runs: bind the host's free port below 1024 the test found
+BIND = """import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen(1)
+except OSError as e:
+    print("REFUSED", e.strerror)
+else:
+    print("BOUND", sys.argv[1])
+"""
+
+
+def _free_low_port() -> int:
+    """A port below 1024 nothing of the host listens on (the test runs as root)."""
+    for port in range(1023, 600, -1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below 1024")
+
+
+def test_a_root_command_with_the_host_s_network_takes_none_of_its_low_ports(home: Any, fork: Any) -> None:
+    """bubblewrap, ``network = "host"``: a root command kept ``CAP_NET_BIND_SERVICE`` and
+    took a free port below 1024 of the host for its run (a client of the host's service
+    there reached the command); now the capability goes with the host's network."""
+    _root()
+    port = _free_low_port()
+    fork.workspace("main").write("bind.py", BIND.encode())
+    pol = Policy.from_text('version = 1\n[defaults]\nnetwork = "host"\n')
+    req = ExecRequest(argv=("python3", "bind.py", str(port)), commit=False)
+    res = execute(home, fork, "main", req, policy=pol)
+    assert res.confinement.kind == "bwrap" and res.confinement.network == "host", res.confinement
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    assert res.result.stdout.startswith("REFUSED"), res.result.stdout
+    # in a network namespace of its own the port is its own: it keeps the capability there
+    res = execute(home, fork, "main", req)
+    assert res.result is not None and res.result.stdout == f"BOUND {port}\n", res.to_dict()
+
+
+def test_a_root_command_in_a_hand_made_view_takes_none_of_the_host_s_low_ports(
+    home: Any, forks: Any, proj: Path
+) -> None:
+    """The hand-made view shares the host's network always."""
+    _root()
+    port = _free_low_port()
+    forks.workspace("a").write("bind.py", BIND.encode())
+    req = ExecRequest(
+        argv=("python3", "bind.py", str(port)), isolate="readonly", isolate_at=str(proj), commit=False
+    )
+    res = execute(home, forks, "a", req)
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    assert res.result.stdout.startswith("REFUSED"), res.result.stdout

@@ -142,3 +142,16 @@ def test_an_unmounted_fork_s_command_reads_and_plants_no_key(
     assert doc["confinement"]["kind"] == "bwrap", doc["confinement"]
     assert doc["exit_code"] == 0, doc
     _holds(doc["result"]["stdout"], secret)
+
+
+def test_the_names_of_the_person_s_keys_are_not_listed(live: Any, secret: tuple[str, str, str]) -> None:
+    """``/proc/keys`` (and ``/proc/key-users``) in the sandbox listed every key the user may
+    view by its description (a Kerberos cache's principal, a tool's token's name), the
+    keyctl calls refused or not; now both are shown empty, as docker masks them."""
+    _script(live, "names.sh", "cat /proc/keys; echo; cat /proc/key-users; echo END\n")
+    doc = _exec("sh", "names.sh")
+    assert doc["exit_code"] == 0, doc["result"]
+    assert secret[0] not in doc["result"]["stdout"], doc["result"]["stdout"]
+    assert doc["result"]["stdout"].strip() == "END", doc["result"]
+    with open("/proc/keys", encoding="utf-8") as fh:
+        assert secret[0] in fh.read()  # (the host lists it: the test's key is there)

@@ -461,6 +461,7 @@ def _after(settings: Settings, event: HookEvent) -> HookAnswer:
         msg = f"avfs: {where.vault}:{where.fork} is mounted read-only; nothing to checkpoint"
         return HookAnswer({"systemMessage": msg, "suppressOutput": True})
     what = f"after {event.tool_name}" if event.event == "PostToolUse" else "at the end of a turn"
+    aside = _set_aside(settings, where, event)
     try:
         commit, created = _checkpoint(settings, where, f"avfs hook: {what}")
     except AvfsError as exc:
@@ -469,7 +470,34 @@ def _after(settings: Settings, event: HookEvent) -> HookAnswer:
         msg = f"avfs: checkpoint {commit[:12]} of {where.vault}:{where.fork} ({what})"
     else:
         msg = f"avfs: {where.vault}:{where.fork} unchanged since checkpoint {commit[:12]}"
+    if aside:
+        msg += f"; {len(aside)} planted git file(s) set aside: {', '.join(aside[:3])}"
     return HookAnswer({"systemMessage": msg, "suppressOutput": True})
+
+
+# the file tools whose ``tool_input.file_path`` the agent wrote in the mount (Claude Code)
+_FILE_TOOLS: Final = frozenset(("Write", "Edit", "MultiEdit", "NotebookEdit"))
+
+
+def _set_aside(settings: Settings, where: registry.MountedFork, event: HookEvent) -> list[str]:
+    """After an agent's file tool wrote in the mount (the kernel's write, which avfs's own
+    writes' check never sees): what of a repository there would run a program in the
+    person's git is set aside as after a ``proxy exec`` (``proxy/plantedgit.py``, the
+    thirty-fourth round, NAME=plant2); the paths set aside."""
+    path = (event.tool_input or {}).get("file_path")
+    if event.event != "PostToolUse" or event.tool_name not in _FILE_TOOLS or not isinstance(path, str):
+        return []
+    rel = os.path.relpath(os.path.join(event.cwd, path), where.mountpoint)
+    if rel == "." or rel == ".." or rel.startswith("../") or rel.split("/", 1)[0] == ".git":
+        return []
+    from ..mount.side import open_home
+    from ..proxy import plantedgit
+
+    planted = plantedgit.set_aside(where.mountpoint, [rel])
+    if planted:
+        ws = open_home(settings=settings).vault(where.vault).workspace(where.fork)
+        plantedgit.remember(ws.state_dir, planted)
+    return [p.path for p in planted]
 
 
 def answer(

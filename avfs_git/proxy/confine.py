@@ -40,7 +40,7 @@ socket, which no namespace separates (the person's keys were readable; the host'
 log took records).
 A command running as root keeps only :data:`KEPT_CAPS` (no ``CAP_SYS_ADMIN``: it cannot
 remount its way out; with the host's network, no ``CAP_NET_RAW`` either: it would read the
-host's traffic). The command runs under a Landlock domain (:mod:`.landlock`, applied
+host's traffic; nor ``CAP_NET_BIND_SERVICE``: the host's ports below 1024). The command runs under a Landlock domain (:mod:`.landlock`, applied
 inside by bwrap's command) that lets it make links and special files only beneath the fork
 and the sandbox's own writable places: never in the vault (the worktree's git dir, which
 the person's git in the mount uses while the command runs, and the seal's scratch).
@@ -84,8 +84,14 @@ KEPT_CAPS = (
 )  # fmt: skip
 # dropped too where the command shares the host's network: raw and packet sockets there
 # read every frame of the host's interfaces, its loopback's too (the thirty-third round,
-# NAME=attack24: a root command sniffed a token another process sent to 127.0.0.1)
-HOST_NETWORK_DROPS = frozenset(("CAP_NET_RAW",))
+# NAME=attack24: a root command sniffed a token another process sent to 127.0.0.1); a port
+# below 1024 there is the host's (a root command took a free one, its service's name to
+# clients, for its run: the thirty-fourth round, NAME=plant2)
+HOST_NETWORK_DROPS = frozenset(("CAP_NET_RAW", "CAP_NET_BIND_SERVICE"))
+# files of the new /proc shown empty: `/proc/keys` lists the description of every key the
+# user may view (its session's, its user keyring's: a Kerberos cache's principal, a tool's
+# token's name), `/proc/key-users` their counts; the keyctl calls are refused (:mod:`.seccomp`)
+PROC_MASKED = ("/proc/keys", "/proc/key-users")
 # variables never passed into the sandbox: what they point at is not there, and a path
 # they name is a way out (an agent socket)
 DROPPED_ENV = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION_BUS_ADDRESS", "DOCKER_HOST",
@@ -498,6 +504,8 @@ def argv(
     args += ["--proc", "/proc"]
     for d in PROC_HOST_WIDE:  # after --proc: what it would show writable, read-only
         args += ["--ro-bind-try", d, d]
+    for f in PROC_MASKED:  # the user's keys by name (docker masks them so)
+        args += ["--ro-bind-try", "/dev/null", f]
     args += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--perms", "1777", "--tmpfs", "/var/tmp"]
     if sb.network == "host":

@@ -73,14 +73,15 @@ HOSTS = ("writable", "readonly", "hidden")
 
 # what a root command keeps in a readonly or hidden view, from the bounding and inheritable
 # sets (Docker's default set without CAP_MKNOD and CAP_SETFCAP): CHOWN, DAC_OVERRIDE, FOWNER,
-# FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT.
+# FSETID, KILL, SETGID, SETUID, SETPCAP, SYS_CHROOT.
 # Gone among others: SYS_ADMIN (mount), MKNOD, SYS_PTRACE, DAC_READ_SEARCH (open_by_handle_at
 # reaches any file of a file system the view shows a part of), SYS_RAWIO, SYS_MODULE, SYS_BOOT,
 # SYS_TIME, NET_ADMIN, BPF, PERFMON, SYSLOG, LINUX_IMMUTABLE, MAC_ADMIN, SYS_RESOURCE; and
 # NET_RAW, which bwrap's sandbox keeps in a network namespace of its own: a view shares the
 # host's network, where raw and packet sockets read the host's traffic; and AUDIT_WRITE,
-# with which a command wrote records into the host's audit log (NAME=attack24).
-KEPT_CAPS = frozenset((0, 1, 3, 4, 5, 6, 7, 8, 10, 18))
+# with which a command wrote records into the host's audit log (NAME=attack24); and
+# NET_BIND_SERVICE: a port below 1024 of the host's network is the host's (NAME=plant2).
+KEPT_CAPS = frozenset((0, 1, 3, 4, 5, 6, 7, 8, 18))
 # what the view's init forwards to the command (and the process outside ignores)
 FORWARDED = frozenset(
     (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)

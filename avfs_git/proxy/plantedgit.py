@@ -16,8 +16,9 @@ bare-looking one, one a ``gitdir:`` file or ``commondir`` inside the fork names)
 
 - its ``config`` and ``config.worktree``: read by git (``git config --file - -l -z
   --no-includes``, from bytes avfs read ``O_NOFOLLOW``); a key that is not on the short
-  list a real ``git clone``, ``git init`` or ``git remote add`` writes (:data:`_PLAIN`,
-  :data:`_PLAIN_SUB`: nothing there runs a program) has the file renamed beside itself to
+  list a real ``git clone``, ``git init`` or ``git remote add`` writes
+  (:mod:`..core.workspace.plantedrule`, the rule every avfs write is checked by: nothing
+  there runs a program) has the file renamed beside itself to
   ``config.avfs-planted`` and a config of the listed keys written in its place (the
   clone's remote and branches keep working); a link, a file git cannot parse or one past
   1 MiB is renamed and none written;
@@ -46,6 +47,8 @@ from collections.abc import Iterable
 
 from ..core.store import deeptree
 from ..core.store.configtext import value
+from ..core.workspace.plantedrule import entries as _entries
+from ..core.workspace.plantedrule import unsafe as _unsafe
 from .envelope import PlantedGitDir as Planted
 from .gitlinks import open_dir_below
 
@@ -55,27 +58,6 @@ _MAX_GITFILE = 4096
 # config files read through git in one run (a process each: a command that made 100,000
 # git dirs would hold the fork's exec lock for minutes); past it each is set aside unread
 _MAX_PARSED = 256
-
-# config keys a real `git clone`/`git init`/`git remote add`/`git submodule init` writes,
-# none of which has git run a program (section.key, no subsection)
-_PLAIN = frozenset({
-    "core.repositoryformatversion", "core.filemode", "core.bare", "core.logallrefupdates",
-    "core.ignorecase", "core.precomposeunicode", "core.symlinks", "core.sparsecheckout",
-    "core.sparsecheckoutcone", "core.autocrlf", "core.eol", "core.safecrlf", "core.checkstat",
-    "core.trustctime", "core.untrackedcache", "core.splitindex", "index.version",
-    "init.defaultbranch", "extensions.objectformat", "extensions.worktreeconfig",
-    "extensions.partialclone", "extensions.preciousobjects", "lfs.repositoryformatversion",
-    "user.name", "user.email", "pull.rebase", "pull.ff", "push.default", "fetch.prune",
-})  # fmt: skip
-# (section, key) with any subsection: a remote's and a branch's, a submodule's url
-# (``submodule.NAME.update`` can be ``!command``: not listed)
-_PLAIN_SUB = frozenset({
-    ("remote", "url"), ("remote", "pushurl"), ("remote", "fetch"), ("remote", "push"),
-    ("remote", "promisor"), ("remote", "partialclonefilter"), ("remote", "tagopt"),
-    ("remote", "mirror"), ("remote", "prune"), ("branch", "remote"), ("branch", "merge"),
-    ("branch", "rebase"), ("branch", "pushremote"), ("branch", "description"),
-    ("submodule", "url"), ("submodule", "active"), ("submodule", "branch"),
-})  # fmt: skip
 
 
 def _join(*parts: str) -> str:
@@ -151,36 +133,6 @@ def _read_small(dfd: int, name: str, limit: int) -> bytes | None:
         return None if n > limit else b"".join(chunks)
     finally:
         os.close(fd)
-
-
-def _entries(text: bytes) -> list[tuple[str, str | None]] | None:
-    """The config's entries as git reads them (key lower-cased but its subsection), None
-    when git refuses the file."""
-    from ..core.store import gitrun
-
-    done = gitrun.run(
-        ["config", "--file", "-", "--no-includes", "-l", "-z"], input=text, check=False, cwd="/"
-    )
-    if done.returncode != 0:
-        return None
-    out: list[tuple[str, str | None]] = []
-    for item in done.stdout.split(b"\0"):
-        if not item:
-            continue
-        key, nl, val = item.decode("utf-8", "surrogateescape").partition("\n")
-        out.append((key, val if nl else None))
-    return out
-
-
-def _unsafe(key: str, val: str | None) -> bool:
-    section, _, rest = key.partition(".")
-    sub, _, name = rest.rpartition(".")
-    if not sub:
-        return key.lower() not in _PLAIN
-    if (section.lower(), name.lower()) not in _PLAIN_SUB:
-        return True
-    # a remote's `ext::` URL runs its command at the person's next fetch
-    return name.lower() in ("url", "pushurl") and (val or "").lower().startswith(("ext::", "fd::"))
 
 
 def _config_text(entries: list[tuple[str, str | None]]) -> str:

@@ -181,7 +181,42 @@ def new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
         return "its history cannot be read"
     if not listed.stdout.strip():
         return None
-    return _diff_refusal(vault, env, listed.stdout)
+    dirs: set[str] = set()
+    return _diff_refusal(vault, env, listed.stdout, dirs) or _planted_refusal(vault, listed.stdout, dirs)
+
+
+# the new commits a run's candidate repositories are looked at in, at most (each a look
+# at a few paths of its tree; more: refused)
+MAX_PLANTED_LOOKS = 4096
+
+
+def _planted_refusal(vault: Vault, commits: bytes, dirs: set[str]) -> str | None:
+    """Why the new ``commits`` must not be carried: one of them holds, at a directory
+    ``dirs`` names (where their diff wrote a name of git's own state), a repository whose
+    config or hooks would run a program in the person's git there, once they check that
+    commit out (:mod:`..core.workspace.plantedrule`; found in the thirty-fourth round,
+    NAME=plant2). None when none does."""
+    if not dirs:
+        return None
+    from ..core.workspace import plantedrule
+    from ..core.workspace.wsview import View
+
+    ids = commits.split()
+    if len(ids) * len(dirs) > MAX_PLANTED_LOOKS:
+        return (
+            f"its commits write git's own state names (HEAD, config, hooks...) in more places than"
+            f" avfs checks from a run ({len(ids)} commits, {len(dirs)} directories)"
+        )
+    for commit in ids:
+        reader = plantedrule.of_view(View.of_commit(vault.store, commit.decode()))
+        for d in sorted(dirs):
+            found = plantedrule.why(reader, d)
+            if found is not None:
+                return (
+                    f"a commit records a repository at {d} that runs a program in the person's git"
+                    f" there once checked out ({found})"
+                )
+    return None
 
 
 # the diff of a run's new commits read at most (git's `diff-tree -m` makes one of each
@@ -191,7 +226,7 @@ def new_commits_refusal(vault: Vault, old: str | None, new: str) -> str | None:
 MAX_DIFF_BYTES = 256 << 20
 
 
-def _diff_refusal(vault: Vault, env: dict[str, str], commits: bytes) -> str | None:
+def _diff_refusal(vault: Vault, env: dict[str, str], commits: bytes, dirs: set[str]) -> str | None:
     """:func:`new_commits_refusal`'s look at what ``commits`` change: read as git writes
     it, at most :data:`MAX_DIFF_BYTES` (more: refused, git stopped)."""
     with tempfile.TemporaryFile() as listed:
@@ -220,7 +255,7 @@ def _diff_refusal(vault: Vault, env: dict[str, str], commits: bytes) -> str | No
                 )
                 break
             parts = (rest + chunk).split(b"\0")
-            why, used = _records_refusal(parts[:-1])
+            why, used = _records_refusal(parts[:-1], dirs)
             rest = b"\0".join(parts[used:])  # (a record cut by the chunk's end)
     finally:
         if why is not None:
@@ -232,10 +267,13 @@ def _diff_refusal(vault: Vault, env: dict[str, str], commits: bytes) -> str | No
     return why
 
 
-def _records_refusal(parts: list[bytes]) -> tuple[str | None, int]:
+def _records_refusal(parts: list[bytes], dirs: set[str]) -> tuple[str | None, int]:
     """Why one of ``diff-tree -z``'s records (head, path, head, path...) must not be
     carried (a gitlink added, a name git refuses or avfs cannot hold), and how many of
-    ``parts`` were read (a head whose path is not there yet is left)."""
+    ``parts`` were read (a head whose path is not there yet is left); the directories a
+    name of git's own state was written in are added to ``dirs``."""
+    from ..core.workspace.plantedrule import dirs_of
+
     i = 0
     while i + 1 < len(parts):
         head, path = parts[i], parts[i + 1]
@@ -256,4 +294,5 @@ def _records_refusal(parts: list[bytes]) -> tuple[str | None, int]:
             got = gitnames.path_refusal(name, new_mode)
             if got is not None:
                 return f"a commit records {got.path}: {got.reason}", i
+            dirs.update(dirs_of((name,)))
     return None, i

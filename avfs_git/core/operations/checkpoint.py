@@ -397,6 +397,7 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
             ws.refuse_if_git_busy("a restore", would="move the branch of")
         target = resolve(vault, rev, fork)
         tip = ws.tip()
+        _planted(vault, rev, target, tip)
         before = {"base": ws.base, "tree": None}
         changed: list[dict[str, str | None]] = []
         # the op log's lock first, the record made in it (as a checkpoint's, `OpLog.held`):
@@ -501,6 +502,7 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     with vault.lock(fork):
         tree = vault.store.commit_tree(commit := resolve(vault, rev, fork))
         ws.checkout_check(p, tree)  # refused before ws_state writes the dirty tree's objects
+        _planted(vault, rev, commit, ws.tip(), p)
         before = ws_state(ws)
         with vault.oplog.held("checkout"):  # (before the view changes, as a restore's)
             ws.checkout_path(p, tree)
@@ -554,3 +556,16 @@ def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
             hint="`avfs op log` lists the operations; a redo follows an `avfs undo`",
         )
     return undo_operation(vault, op)
+
+
+def _planted(vault: Vault, rev: str, commit: str, tip: str | None, under: str = "") -> None:
+    """:func:`.plantedrule.refuse_unreached` (loaded only for a revision given as an id:
+    one a ref names is history)."""
+    if not rev[:1].isalnum() or not all(
+        c in "0123456789abcdefABCDEF" for c in rev.split("~")[0].split("^")[0]
+    ):
+        return
+    from ..workspace import plantedrule
+
+    tree = vault.store.commit_tree(tip) if tip else None
+    plantedrule.refuse_unreached(vault.store, vault.path, rev, commit, tree, under)

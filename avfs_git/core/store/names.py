@@ -205,3 +205,21 @@ def from_fs_name(fs: str) -> str:
     import re
 
     return re.sub(r"%(25|2F|40)", lambda m: _FS_ESCAPES[m.group(1)], fs)  # compiled on first use
+
+
+# the names in a git dir that make it one, or name what it runs (core/workspace/plantedrule.py)
+GIT_STATE_NAMES = frozenset({"HEAD", "config", "config.worktree", "commondir", "objects", "refs", "hooks"})
+
+
+def git_dir_of(path: str) -> str | None:
+    """The directory a write (or a directory made) at ``path`` could complete a repository
+    in, or make one run a program: its parent for ``HEAD``, ``config``, ``objects``...,
+    its grandparent for ``hooks/NAME``; None for every other path (most), and at the top
+    (the fork's root: its own ``.git``, the mount's or a clone's, is found first)."""
+    parent, _, name = path.rpartition("/")
+    if name in GIT_STATE_NAMES:
+        return parent or None
+    up, _, dirname = parent.rpartition("/")
+    if dirname == "hooks" and parent:
+        return up or None
+    return None

@@ -111,6 +111,8 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                 self._check_expect(path, expect)
                 return self.write(path, data, mode=mode, parents=parents)
         p = norm(path)
+        if names.git_dir_of(p) is not None:  # (a name of git's own state: HEAD, config, hooks/...)
+            data = _planted(self.view, p, "file", data) or b""
         guard = self.guard
         if not guard.empty:
             data = self._guard_write(p, data, mode, guard)
@@ -249,6 +251,8 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             raise IsDirectoryError("the workspace root is a directory")
         real = names.join(parent.path, names.basename(p))
         self.guard_change(real, "symlink")
+        if names.git_dir_of(real) is not None:
+            _planted(self.view, real, "link")
         if self.view.lookup(real) is not None:
             raise AlreadyExistsError(f"{real}: already exists", details={"path": real})
         live = self.live_dir()
@@ -278,6 +282,8 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
                 return
             raise AlreadyExistsError(f"{p}: already exists", details={"path": p})
         self.guard_change(p, "mkdir", is_dir=True, append=True)
+        if names.git_dir_of(p) is not None:
+            _planted(self.view, p, "dir")
         pnode = self._parent_dir(p, parents)
         real = names.join(pnode.path, names.basename(p))
         self.guard_change(real, "mkdir", is_dir=True, append=True)
@@ -378,6 +384,8 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             return d
         op = "copy" if copy else "rename"
         self._move_checks(node, d, op)
+        if names.git_dir_of(d) is not None:
+            _planted(self.view, d, "file", src=node)
         live = self.live_dir()
         if live is not None:
             if copy:
@@ -598,3 +606,10 @@ def _known_size(data: bytes | IO[bytes]) -> int | None:
         return max(st.st_size - data.tell(), 0)
     except (OSError, AttributeError, ValueError):
         return None
+
+
+def _planted(view: Any, p: str, kind: str, data: Any = None, src: Node | None = None) -> Any:
+    """:func:`.plantedrule.refuse` (loaded only for a name of git's own state)."""
+    from . import plantedrule
+
+    return plantedrule.refuse(view, p, kind, data, src)
