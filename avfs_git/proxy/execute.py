@@ -97,6 +97,9 @@ def execute(
     done = _Done()
     cleanup: list[Any] = []
     try:
+        from .sysview import keep_in
+
+        keep_in(home.path + "/run")  # the sandbox's filter and view of /etc, made once for the home
         with _callers(req):
             if premount is None and (standbys is None or not standbys.daemon):  # (a daemon: its own mount)
                 premount = begin(home, vault, fork, req)
