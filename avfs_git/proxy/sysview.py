@@ -105,8 +105,9 @@ def view() -> View:
 def token() -> str:
     """What tells one view from another (:func:`.standby._key`): a sandbox made ready
     before ``/etc`` changed is not taken, even where the arguments are the same (a masked
-    file replaced by a rename loses its mask in a sandbox made before)."""
-    v = view()
+    file replaced by a rename loses its mask in a sandbox made before). The view the last
+    :func:`system_args` checked (the key's arguments are that view's), else checked now."""
+    v = _last[0] if _last else view()
     return f"etc-view:{hash(v.stamp)}" if v.keep else f"etc-view:racy:{id(v)}"
 
 
@@ -188,7 +189,7 @@ def _write(v: View) -> None:
     try:
         os.makedirs(where, mode=0o700, exist_ok=True)
         path = os.path.join(where, VIEW_FILE)
-        tmp = f"{path}.{os.getpid()}.{id(v)}.tmp"
+        tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
