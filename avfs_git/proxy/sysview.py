@@ -5,7 +5,10 @@ machine-wide settings under the sandbox's fresh ``/proc`` read-only.
 The secrets of ``/etc`` are those named (:data:`ETC_SECRETS`, :data:`ETC_SECRET_DIRS`) and,
 since the thirty-third round (NAME=attack24), whatever there another user cannot read
 (:func:`unreadable`): a root command is those files' owner, and read every one the list
-did not name."""
+did not name. The view is made once and kept (in the process and in the avfs home), and
+checked before every sandbox against the stamp of every directory of ``/etc``
+(:class:`View`; the thirty-fourth round, NAME=first9: a root-only file made later deeper
+in ``/etc`` was shown by a process that kept its view)."""
 
 from __future__ import annotations
 
@@ -102,12 +105,13 @@ def view() -> View:
     return made
 
 
-def token() -> str:
+def token(*, fresh: bool = False) -> str:
     """What tells one view from another (:func:`.standby._key`): a sandbox made ready
     before ``/etc`` changed is not taken, even where the arguments are the same (a masked
     file replaced by a rename loses its mask in a sandbox made before). The view the last
-    :func:`system_args` checked (the key's arguments are that view's), else checked now."""
-    v = _last[0] if _last else view()
+    :func:`system_args` checked (the key's arguments are that view's), else (or
+    ``fresh``) checked now."""
+    v = _last[0] if _last and not fresh else view()
     return f"etc-view:{hash(v.stamp)}" if v.keep else f"etc-view:racy:{id(v)}"
 
 
@@ -162,7 +166,7 @@ def _make() -> View:
 
 def _read() -> View | None:
     """The view :func:`_write` left in :func:`kept_in` (None: none, or not one of this
-    format). The file is in the avfs home, which no sandbox shows: trusted as avfs's own
+    format and this module's code). The file is in the avfs home, which no sandbox shows: trusted as avfs's own
     records there are; it is used only where every directory's stamp still matches."""
     where = kept_in()
     if where is None or _last:
@@ -172,12 +176,22 @@ def _read() -> View | None:
     try:
         with open(os.path.join(where, VIEW_FILE), "rb") as fh:
             got = marshal.load(fh)
-        fmt, dirs, stamp, args = got
+        fmt, code, dirs, stamp, args = got
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if fmt != _FORMAT or not all(isinstance(x, tuple) for x in (dirs, stamp, args)):
+    if (fmt, code) != (_FORMAT, _code()) or not all(isinstance(x, tuple) for x in (dirs, stamp, args)):
         return None
     return View(dirs, stamp, args, keep=True)
+
+
+def _code() -> tuple[int, int]:
+    """This module's file as it is on disk (size, mtime): a kept view made by other code
+    (another list of named secrets) is not used."""
+    try:
+        st = os.stat(__file__)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def _write(v: View) -> None:
@@ -193,7 +207,7 @@ def _write(v: View) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
-                marshal.dump((_FORMAT, v.dirs, v.stamp, v.args), fh)
+                marshal.dump((_FORMAT, _code(), v.dirs, v.stamp, v.args), fh)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
