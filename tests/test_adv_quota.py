@@ -433,14 +433,15 @@ def test_commands_in_a_loop_cannot_ratchet_the_quota_up(qhome: Path, tmp_path: P
 
 @pytest.mark.parametrize("qhome", ["layers"], indirect=True)  # (the plain home has no such mount)
 def test_the_layers_file_system_honours_no_setuid_bit_a_command_made(qhome: Path, tmp_path: Path) -> None:
-    """A setuid copy made in the fork by a confined command lands in the upper layer; on the
+    """A setuid copy made in the fork lands in the upper layer; on the
     layers file system (a loop-mounted btrfs under the avfs home) that mount is ``nosuid``
     and ``nodev`` too (defence in depth beside the state dir's 0700, see docs/security.md)."""
     mp, _ = setup_vault(qhome, tmp_path)
     assert os.path.ismount(layers.mount_path(str(qhome))), "the forks' state is not in the layers file system"
-    (mp / "suid.sh").write_text("cp /bin/sh rootsh && chmod 4755 rootsh\n")
-    r = avfs("--vault", "v", "proxy", "exec", "--", "sh", "suid.sh", cwd=mp)
-    assert r.returncode == 0, r.stdout + r.stderr
+    # (made through the mount: the sandbox refuses the chmod since the thirty-fourth round,
+    # tests/test_adv_setid.py; a command where libseccomp is missing, an unconfined one)
+    (mp / "rootsh").write_bytes(Path("/bin/sh").read_bytes())
+    os.chmod(mp / "rootsh", 0o4755)
     assert os.stat(mp / "rootsh").st_mode & stat.S_ISUID  # the fork keeps what it was given
     target = os.path.realpath(layers.mount_path(str(qhome)))
     with open("/proc/self/mounts", encoding="utf-8") as fh:

@@ -339,3 +339,72 @@ def test_a_mount_starting_as_its_fork_is_deleted_is_refused_or_fails_never_outli
         assert d["kind"] == "error" and d["error"]["code"] == "fork_mounted", d
         assert m["kind"] == "mount", m
         assert (mp / "dirty.txt").read_bytes() == b"not checkpointed\n"
+
+
+def test_a_vault_s_delete_waits_for_a_mount_being_started_and_then_sees_it(two, tmp_path):
+    """`vault delete VAULT --force` checked the vault's mounts with no lock: a mount whose
+    start was under way (the fork's mount lock held from its check of the fork to its
+    daemon's record, its daemon being launched) was not seen, the vault went to the trash
+    and the mount came up on it (the thirty-fourth round). Now the delete takes every
+    fork's mount lock and checks again under them. The test holds the lock as a mount's
+    start does: the delete waits (here past a one-second bound: busy, nothing changed),
+    then, the lock let go, goes on; a mount made meanwhile is seen and refuses it."""
+    from avfs_git.core.store.locks import mount_lock_path
+
+    vault = two.vault("work")
+    before = sorted(vault.fork_names())
+    mount_lock = mount_lock_path(vault.state_dir, "agent-1")
+    os.makedirs(os.path.dirname(mount_lock), exist_ok=True)
+    held = os.open(mount_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a mount's start holds it
+    try:
+        r = _avfs("--json", "vault", "delete", "work", "--force", env={"AVFS_LOCK_WAIT": "1"})
+    finally:
+        os.close(held)
+    err = _error(r, "busy", 75)  # (main: deleted, a mount of it being started)
+    assert err["details"]["lock"] == mount_lock and "the mount of work:agent-1" in err["message"], err
+    assert two.exists("work") and sorted(two.vault("work").fork_names()) == before
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    assert _avfs("mount", "work:agent-1", str(mp)).code == 0
+    _error(_avfs("--json", "vault", "delete", "work", "--force"), "fork_mounted")
+    assert two.exists("work") and mounts.mounted_at(str(mp))
+    assert _avfs("unmount", str(mp)).code == 0
+    assert _avfs("--json", "vault", "delete", "work", "--force").code == 0
+    assert not two.exists("work")
+
+
+def test_a_mount_that_waited_for_a_deleted_vault_s_lock_says_the_vault_was_deleted(two, tmp_path):
+    """A mount whose start waited for its mount lock while the vault's delete held it (and
+    moved it, with the vault, to the trash) said `unusable_path` of the lock file, with a
+    hint about AVFS_HOME. Now: `vault_not_found`, naming the vault and how to restore it.
+    The test holds the lock as the delete does and moves the vault to the trash as it does."""
+    from avfs_git.core.store.locks import mount_lock_path
+
+    vault = two.vault("work")
+    mount_lock = mount_lock_path(vault.state_dir, "agent-1")
+    os.makedirs(os.path.dirname(mount_lock), exist_ok=True)
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    held = os.open(mount_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        argv = [sys.executable, "-m", "avfs_git", "--json", "mount", "work:agent-1", str(mp)]
+        mount = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        _until(lambda: _held_or_waited(mount_lock) or mount.poll() is not None, "the mount never asked")
+        os.makedirs(two.trash_dir, exist_ok=True)
+        os.rename(vault.path, os.path.join(two.trash_dir, "work.20261128T000000.000000.git"))
+    finally:
+        os.close(held)
+    err = json.loads(mount.communicate(timeout=120)[0])["error"]
+    assert err["code"] == "vault_not_found" and "was deleted" in err["message"], err
+    assert not mounts.mounted_at(str(mp)) and not os.path.exists(vault.path)
+
+
+def _held_or_waited(path: str) -> bool:
+    """Whether a process other than this one has the lock file ``path`` open (a mount's
+    start, served by whichever process, waiting for it)."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid() and _has_open(int(pid), path):
+            return True
+    return False

@@ -83,7 +83,7 @@ COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
         238,
         LIBGIT2 + RICH + CLICK + NO_COPY,
     ),
-    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 227, LIBGIT2 + RICH + CLICK + NO_COPY),
+    "fork_json": (["--json", "vault", "fork", "p:f1", "f2"], 222, LIBGIT2 + RICH + CLICK + NO_COPY),
     "unmount": (
         ["unmount", "p:f1"],
         193,

@@ -191,8 +191,8 @@ def test_a_detached_head_the_branch_left_outlives_git_s_gc_while_the_fork_is_unm
     alone, which `git reflog expire --expire=now --all` empties; `avfs unmount`, git's gc
     of the vault, `avfs mount`: the commit is there still, `git fsck` finds nothing (the
     review: the hold left out every commit the branch's reflog named; git keeps a live
-    worktree's detached HEAD). (The mount comes back on the branch, not detached: left
-    for the next round, docs/fuse.md's gitmodel22 note.)"""
+    worktree's detached HEAD). (It comes back detached since gitmodel23:
+    tests/test_git_model23.py.)"""
     _require(backend)
     with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, _avfs):
         for n in (1, 2):

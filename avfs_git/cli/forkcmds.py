@@ -34,21 +34,23 @@ def shared_outputs(v: Vault, src: str) -> list[str]:
     """Warnings for build outputs the new fork shares with a live ``src`` that name its
     mount point (built on the host there, not through `proxy exec`): in the new fork they
     would run ``src``'s files."""
-    from ..ops import mounts
+    from ..core.vaults import registry
 
-    live = mounts.check(v, src)
-    if live is None:
+    # (the registry read alone, not ops.mounts' check, which also clears a dead mount's
+    # leftovers: a fork's cold start loads none of the mount lifecycle's modules)
+    mountpoint = registry.live_mountpoints(v.state_dir, src).get(src)
+    if mountpoint is None:
         return []  # (a source not mounted, the usual fork: no walk, no sandbox's paths imported)
     from ..ops import outputs
     from ..proxy.confine import stable_path
 
-    found = outputs.naming(str(live.mountpoint))
+    found = outputs.naming(mountpoint)
     if not found:
         return []
     more = ", ..." if len(found) >= 20 else ""
     return [
         f"{len(found)}{'+' if more else ''} build output(s) shared with {v.name}:{src} name its mount point"
-        f" {live.mountpoint} ({', '.join(found[:5])}{more}): in the new fork they run {src}'s files;"
+        f" {mountpoint} ({', '.join(found[:5])}{more}): in the new fork they run {src}'s files;"
         " rebuild them there, or build through `avfs proxy exec`, which runs every fork of a vault"
         f" at one path ({stable_path(v.name)})"
     ]

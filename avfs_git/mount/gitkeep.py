@@ -34,14 +34,16 @@ and before the mount answers) moves it back:
 - **the branch moved since** (a checkpoint, restore, undo or merge made while unmounted, a
   push from another machine): as git does with what does not depend on HEAD, and as a
   live mount does when the branch moves under it: HEAD's reflog, ``ORIG_HEAD``,
-  ``FETCH_HEAD``, ``COMMIT_EDITMSG``, the sparse-checkout setting and the person's own
-  boolean ``core.fsmonitor`` come back, and the
+  ``FETCH_HEAD``, ``COMMIT_EDITMSG``, the sparse-checkout setting, the person's own
+  boolean ``core.fsmonitor`` and worktree-local settings of the sections git runs no
+  code from (mount/gitkeptconfig.py; gitmodel23) come back, and the
   index is written anew for the new commit keeping its skip-worktree and
   assume-unchanged bits (mount/indexflags.py); what named the old commit (what was
   staged, an open merge, cherry-pick, rebase or bisect, a detached HEAD) is not brought
   back into a worktree whose HEAD moved (git's status would show it as staged reversions
   of the new commit) but set aside whole at ``<fork>.set-aside`` beside (the last one;
-  the daemon's log says so), never removed.
+  the daemon's log says so), never removed, what it names held for git's gc
+  (``refs/avfs/held/<fork>/-/aside``: mount/gitkepthold.py ``hold_aside``; gitmodel23).
 
 **Nothing here trusts the git dir.** A confined command can write it, so what is kept is
 data: before the move, whatever is neither a regular file nor a directory goes at any depth
@@ -69,7 +71,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from ..core.store import deeptree
 from ..core.store.gitrun import git_env, run
 from ..core.vaults.registry import gitkept_dir
-from . import gitkepthold
+from . import gitkeptconfig, gitkepthold
 from .ownfiles import MERGE_MARKER, STAGED_FILE, STAMP_FILE, read_text, scrub_dir, write_file
 
 if TYPE_CHECKING:
@@ -176,6 +178,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
     new = f"{dest}.{os.getpid()}.new"
     try:
         sparse = _kept_setting(git_dir)
+        config = gitkeptconfig.kept(git_dir)
         held = gitkepthold.kept_index_ids(git_dir)  # (before its shared part goes: a split index)
         for name in os.listdir(git_dir):
             if not _kept_name(name):
@@ -197,6 +200,7 @@ def keep(ws: MountedFork, reg: Registered) -> bool:
             "staged": read_text(os.path.join(reg.files, STAGED_FILE)),
             "tip": ws.tip(),
             "sparse": sparse,
+            "config": config,
         }
         deeptree.rmtree(new, ignore_errors=True)
         os.makedirs(new)
@@ -334,6 +338,7 @@ def clean_stale(ws: MountedFork) -> list[str]:
             else:
                 deeptree.rmtree(dest + SET_ASIDE, ignore_errors=True)
                 os.rename(path, dest + SET_ASIDE)
+                gitkepthold.hold_aside(ws, dest + SET_ASIDE)
                 _log().warning(
                     "fork %s: git's state a killed process was moving (%s) set aside in %s",
                     ws.fork,
@@ -441,11 +446,16 @@ def bring_back(ws: MountedFork, reg: Registered, *, journal: bool = True) -> Bro
             _put_sparse(
                 d, reg.files, {k: v for k, v in sparse.items() if k in _KEPT_KEYS and isinstance(v, bool)}
             )
+        own_config = gitkeptconfig.text(meta.get("config"))
+        if own_config:  # (whatever moved the branch: it names no HEAD)
+            text = read_text(os.path.join(d, "config.worktree")) or ""
+            write_file(d, "config.worktree", (text + own_config).encode(), via=reg.files)
         if aside:
             where = src + SET_ASIDE
             deeptree.rmtree(where, ignore_errors=True)
             deeptree.rmtree(kept, ignore_errors=True)  # (what was brought back: nothing)
             os.rename(taking, where)
+            gitkepthold.hold_aside(ws, where)  # (for git's gc: gitmodel23)
             _log().warning(
                 "fork %s: its branch moved since the last unmount; git's %s set aside in %s",
                 ws.fork,

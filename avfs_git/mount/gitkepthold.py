@@ -20,8 +20,10 @@ names them already, those nodes' trees, and every full object id in its other fi
 objects the vault does not hold are left out. :func:`release` (at
 :func:`.gitkeep.bring_back`, once what is brought back is in the worktree git dir again,
 which git's gc reads) removes it; so does the fork's deletion
-(:func:`.heldref.drop`). What a bring back sets aside (``<fork>.set-aside``) is not
-held: git has moved on from it. The kept files are read as untrusted data (regular files
+(:func:`.heldref.drop`). What a bring back sets aside (``<fork>.set-aside``: the
+branch moved since the unmount; the last one, kept until the fork goes) is held by a ref
+of its own, :func:`.refs.held_aside_ref` (:func:`hold_aside`; before gitmodel23 it was
+not, and git's gc pruned what only its index or detached HEAD named). The kept files are read as untrusted data (regular files
 only, bounded; an id is a token of 40 hex digits).
 """
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
     from .ownfiles import MountedFork
 
-__all__ = ["hold", "index_ids", "kept_index_ids", "release", "state_ids"]
+__all__ = ["hold", "hold_aside", "index_ids", "kept_index_ids", "release", "state_ids", "uncovered"]
 
 _ID = re.compile(rb"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 _GITLINK = 0o160000
@@ -55,23 +57,76 @@ def index_ids(git_dir: str, index: bytes) -> dict[str, str]:
     """What git's ``index`` (of ``git_dir``: a split index's shared part is there) names, by
     path: the trees of its cache tree's valid nodes (a directory's path, ``""`` the top),
     and every entry's object (but a gitlink's) that no such node covers (none where the top
-    is valid: it names every entry); an object at several paths is named by one."""
+    is valid: it names every entry); an object at several paths is named by one. The
+    entries a valid node covers are stepped over by its entry count, their names unread
+    (:func:`uncovered`; gitmodel23)."""
     from .indexflags import cache_tree, extension, named_entries, whole_entries
 
     data = whole_entries(git_dir, index) or index
     ext = extension(data, b"TREE")
-    nodes = (cache_tree(ext) if ext is not None else None) or {}
+    counts: dict[bytes, int] = {}
+    nodes = (cache_tree(ext, counts) if ext is not None else None) or {}
     valid = {path: oid.hex() for path, oid in nodes.items() if oid is not None}
     if b"" in valid:
         return {valid[b""]: ""}
     out = {oid: path.decode("utf-8", "surrogateescape") for path, oid in valid.items()}
-    for name, mode, oid in named_entries(data) or ():
-        if mode == _GITLINK:
-            continue
-        parts = name.split(b"/")[:-1]
-        if not any(b"/".join(parts[: i + 1]) in valid for i in range(len(parts))):
+    v2 = ext is not None and data[4:8] in (b"\0\0\0\2", b"\0\0\0\3")  # (whole: its extension found)
+    entries = uncovered(data, counts) if v2 else None
+    if entries is None:  # (version 4's names are compressed: every entry read, as before)
+        entries = [
+            (name, mode, oid)
+            for name, mode, oid in named_entries(data) or ()
+            if not any(name[:i] in valid for i in range(len(name)) if name[i : i + 1] == b"/")
+        ]
+    for name, mode, oid in entries:
+        if mode != _GITLINK:
             out[oid] = name.decode("utf-8", "surrogateescape")
     return out
+
+
+def uncovered(data: bytes, counts: dict[bytes, int]) -> list[tuple[bytes, int, str]] | None:
+    """The entries of version 2 or 3 index ``data`` (whole: checked by the caller's
+    extension walk) that no valid cache-tree node covers: (name, mode, object id in hex).
+    ``counts``: each valid node's path -> its entry count. Where an entry's shallowest
+    directory with a valid node starts, that many entries in a row are its (git keeps a
+    directory's entries together, its unpack-trees skips them by that count): stepped
+    over by their lengths alone, no name read; an unmount with one file staged in a
+    100,000-entry index reads a few hundred names, where every name was read and split
+    (423 ms: gitmodel22's measure). None where the walk leaves the entries (not whole)."""
+    from .indexflags import EXTENDED
+
+    count = int.from_bytes(data[8:12], "big")
+    end = len(data) - 20
+    find = data.find
+    get = counts.get
+    off = 12
+    skip = 0
+    out: list[tuple[bytes, int, str]] = []
+    try:
+        for _ in range(count):
+            flags = data[off + 60] << 8 | data[off + 61]
+            head = off + (64 if flags & EXTENDED else 62)
+            nl = flags & 0xFFF
+            if nl == 0xFFF:
+                nl = find(b"\0", head, end) - head
+            if skip:
+                skip -= 1
+            else:
+                name = data[head : head + nl]
+                slash = name.find(b"/")
+                while slash >= 0:
+                    n = get(name[:slash])
+                    if n is not None and n > 0:
+                        skip = n - 1  # (this entry is the first it covers)
+                        break
+                    slash = name.find(b"/", slash + 1)
+                else:
+                    mode = int.from_bytes(data[off + 24 : off + 28], "big")
+                    out.append((name, mode, data[off + 40 : off + 60].hex()))
+            off += (head - off + nl + 8) & ~7
+    except IndexError:
+        return None
+    return out if off <= end else None
 
 
 def _in_tree(store: GitStore, tree: str, named: dict[str, str]) -> set[str]:
@@ -153,6 +208,21 @@ def hold(ws: MountedFork, git_dir: str, named: dict[str, str]) -> None:
             heldref.drop_git(store, ws.fork)
     except (AvfsError, OSError, ValueError):
         _log().exception("fork %s: what git's kept state names not held for git's gc", ws.fork)
+
+
+def hold_aside(ws: MountedFork, where: str) -> None:
+    """Hold what the set-aside git state at ``where`` (``<fork>.set-aside``: its index, a
+    detached HEAD, an open operation's files, ``kept.json``) names, in full: it is rare,
+    and nothing of git's reads it, so the branch holding some of it is no reason to leave
+    it out (a later move of the branch would not hold it again). A failure is logged."""
+    from ..core.store import heldref, refs
+
+    try:
+        ids = set(kept_index_ids(where)) | state_ids(where)
+        ids.discard(refs.ZERO_ID)
+        heldref.hold_git(ws.vault.store, ws.fork, ids, aside=True)
+    except (AvfsError, OSError, ValueError):
+        _log().exception("fork %s: what git's set-aside state names not held for git's gc", ws.fork)
 
 
 def release(ws: MountedFork) -> None:

@@ -183,11 +183,13 @@ def extension(data: bytes, sig: bytes) -> bytes | None:
     return None
 
 
-def cache_tree(ext: bytes) -> dict[bytes, bytes | None] | None:
+def cache_tree(ext: bytes, counts: dict[bytes, int] | None = None) -> dict[bytes, bytes | None] | None:
     """git's cache tree (the body of an index's ``TREE`` extension): each directory's path
     (``b""`` the top) -> the tree id it says (20 bytes), None where it says it is not valid
     (an entry count of -1); None when it is not one git writes. Read without recursion (a
-    command can nest it past Python's limit: the twenty-fourth round)."""
+    command can nest it past Python's limit: the twenty-fourth round). ``counts``: filled
+    with each valid node's entry count (how many index entries in a row it covers, which
+    git's unpack-trees steps over by it)."""
     out: dict[bytes, bytes | None] = {}
     stack: list[list[Any]] = []  # [the directory's path, its subtrees still to read]
     pos = 0
@@ -208,6 +210,8 @@ def cache_tree(ext: bytes) -> dict[bytes, bytes | None] | None:
                 pos += 20
                 if len(oid) != 20:
                     return None
+                if counts is not None:
+                    counts[stack[-1][0] + b"/" + name if stack and stack[-1][0] else name] = count
             if stack:
                 stack[-1][1] -= 1
                 path = stack[-1][0] + b"/" + name if stack[-1][0] else name

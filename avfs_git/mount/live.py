@@ -347,7 +347,11 @@ def follow_at_unmount(ws: Any, git_dir: str, files: str) -> None:
     git made in the mount that avfs has not taken yet (nothing asked avfs between git's
     `reset --hard` and the unmount) is taken now, as the next avfs command in the mount
     would have (the base follows, the view stays): once the worktree is gone, nothing says
-    git made it, and the fork's state would stay on the old base, "moved since"."""
+    git made it, and the fork's state would stay on the old base, "moved since". So too
+    where git has left the branch since (a detached HEAD whose branch git moved back:
+    `git branch -f`, `update-ref`; :func:`moved_here` ``off_branch``): it was left on the
+    old base, and the next mount set git's detached HEAD and its index aside as "the
+    branch moved since", the mount on the branch again (gitmodel23)."""
     from ..core.errors import AvfsError
     from ..core.store.refs import fork_ref
     from ..core.workspace.wsbase import follow_git
@@ -357,7 +361,8 @@ def follow_at_unmount(ws: Any, git_dir: str, files: str) -> None:
         if tip is None or ws.overlay.get_meta("base") in (None, tip):
             return
         head = read_git_file(os.path.join(git_dir, "HEAD"), limit=1024)
-        if head == f"ref: {fork_ref(ws.fork)}\n".encode() and _git_made(git_dir, files, tip):
+        on = head == f"ref: {fork_ref(ws.fork)}\n".encode()
+        if _git_made(git_dir, files, tip, any_move=not on):
             follow_git(ws, wait_s=5.0, git_moved=True)
     except AvfsError:
         pass  # (the next command says the fork moved, as before)

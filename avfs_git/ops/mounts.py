@@ -25,20 +25,23 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import (
     AlreadyExistsError,
+    AvfsError,
     BusyError,
     FuseUnavailableError,
     InternalError,
     MountError,
     UsageError,
+    VaultNotFoundError,
 )
 from ..core.records import dataclass
 from ..core.store import names
-from ..core.store.locks import file_lock, mount_lock_path, pid_alive, signal_process, start_ticks
+from ..core.store.locks import FileLocks, file_lock, mount_lock_path, pid_alive, signal_process, start_ticks
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import (
@@ -55,6 +58,8 @@ from .daemonstart import (
     reap_exited,
     wait_gone,
 )
+from .detaching import detach as detach  # re-exported: the daemon's callers ask mounts
+from .detaching import force_unmount as force_unmount
 from .holders import held
 from .holders import mount_holders as mount_holders  # re-exported: its callers ask mounts
 from .mountbackend import choose_backend
@@ -104,63 +109,6 @@ def fuse_available() -> str | None:
 
 
 BACKENDS = ("auto", "overlay", "fuse")
-
-
-def force_unmount(mountpoint: str) -> None:
-    """Detach a mount point now (lazily): for dead mounts and cleanup paths."""
-    for cmd in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
-        try:
-            if subprocess.run(cmd, capture_output=True, check=False).returncode == 0:
-                return
-        except FileNotFoundError:
-            continue
-
-
-def detach(mountpoint: str, fs_type: str | None = None) -> None:
-    """Lazily unmount what is mounted at ``mountpoint`` (of ``fs_type`` when given).
-
-    A killed overlay daemon's lower mount can still have a live FUSE connection: libfuse's
-    ``auto_unmount`` helper (``fusermount3``) holds the device and could not unmount it
-    while the overlay used it, and every request there then waits forever (a ``stat`` of it
-    hung the next daemon). That helper is ended first, which aborts the connection; the
-    mount point itself is never looked at (realpath of its parent only)."""
-    import signal
-    import subprocess
-
-    target = os.path.join(os.path.realpath(os.path.dirname(mountpoint)), os.path.basename(mountpoint))
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
-            hits = [ln.split() for ln in fh]
-    except OSError:
-        return
-    for parts in hits:
-        if (
-            len(parts) > 2
-            and parts[1].replace("\\040", " ") == target
-            and (fs_type is None or parts[2] == fs_type)
-        ):
-            if parts[2].startswith("fuse"):
-                for pid in _helpers_of(target):  # (still that helper: its pid may be another's by now)
-                    signal_process(pid, signal.SIGKILL, is_it=lambda p: _helps(p, target))
-            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-            return
-
-
-def _helpers_of(target: str) -> list[int]:
-    """The pids of ``fusermount3`` processes serving mount point ``target`` (auto_unmount)."""
-    return [
-        int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and _helps(p, target)
-    ]
-
-
-def _helps(pid: int | str, target: str) -> bool:
-    """Whether process ``pid`` is a ``fusermount3`` serving mount point ``target``."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = fh.read().split(b"\0")
-    except OSError:
-        return False
-    return bool(argv) and argv[0].endswith(b"fusermount3") and target.encode() in argv
 
 
 def _info(
@@ -341,12 +289,26 @@ def start(
         return _start_locked(home, vault, fork, key, commit, mountpoint, foreground, backend, idle_timeout_s)
 
 
-def _mount_lock(vault: Vault, fork: str) -> AbstractContextManager[None]:
+@contextmanager
+def _mount_lock(vault: Vault, fork: str) -> Iterator[None]:
     """The fork's mount lock (also taken by :func:`adopt` and by a daemon releasing an idle
-    mount), waited for as long as a mount being started or stopped may take."""
+    mount), waited for as long as a mount being started or stopped may take. A vault
+    deleted meanwhile (its delete holds every fork's mount lock, which goes to the trash
+    with it: core/vaults/home.py) is said as such, not as an unusable lock path."""
     path = mount_lock_path(vault.state_dir, fork)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return file_lock(path, what=f"the mount of {vault.name}:{fork}", wait_s=READY_TIMEOUT_S + STOP_TIMEOUT_S)
+    locks = FileLocks(((path, f"the mount of {vault.name}:{fork}"),), READY_TIMEOUT_S + STOP_TIMEOUT_S)
+    try:
+        locks.__enter__()
+    except AvfsError:
+        if os.path.isdir(vault.path):
+            raise
+        msg = f"vault {vault.name!r} was deleted while its fork {fork!r} was being mounted"
+        raise VaultNotFoundError(msg, hint=f"`avfs vault restore {vault.name}` brings it back") from None
+    try:
+        yield
+    finally:
+        locks.__exit__()
 
 
 def _start_locked(

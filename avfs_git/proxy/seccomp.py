@@ -22,13 +22,23 @@ The filter is made by `libseccomp <https://github.com/seccomp/libseccomp>`_ (the
 flatpak and systemd make theirs with; ``libseccomp.so.2``, which apt and systemd need on
 the hosts avfs runs on), through ``ctypes``, for the machine's own architecture and its
 32-bit ones (a 32-bit call reaches the same keyrings). The program is a pure function of
-the machine and the rules here: made once, it is kept in the avfs home
+the machine, libseccomp's tables and the rules here: made once, it is kept in the avfs home
 (:func:`.sysview.kept_in`, ``seccomp-filter``) with what it was made from, and a later
-process reads those bytes instead of loading ``ctypes`` and libseccomp (~5-20 ms of a cold
-call; the thirty-fourth round, NAME=first9). Where the library is missing (and no kept
-program), :func:`program` is None and no confined command runs
-(:func:`.confine.unavailable`: fail closed, as where bubblewrap is missing); docs/security.md
-says so."""
+process reads those bytes instead of loading libseccomp (~5-20 ms of a cold call; the
+thirty-fourth round, NAME=first9). Where the library is missing (and no kept program),
+:func:`program` is None and no confined command runs (:func:`.confine.unavailable`: fail
+closed, as where bubblewrap is missing); docs/security.md says so.
+
+Set-id bits too (the thirty-fourth round, NAME=attack25): a confined command writes some
+host directories directly, not through the ``nosuid`` mount (the worktree's git dir, the
+caches a policy shares), and as root, or as the person owning its files, ``chmod 4755``
+there made a setuid program another local user ran as the person (as root where avfs runs
+as root). So the filter answers ``EPERM`` to every call that would set ``S_ISUID`` or
+``S_ISGID`` (:data:`SET_ID_CALLS`: the chmod family, and the creating calls whose mode
+keeps them: ``open``, ``openat``, ``creat``, ``mknod``, ``mknodat``), ``ENOSYS`` to
+``openat2``, whose mode is behind a pointer no filter reads (C libraries fall back to
+``openat``), and ``ENOSYS`` to io_uring, whose ``OPENAT`` carries its mode in shared memory
+(docker's default profile refuses io_uring too; libuv falls back)."""
 
 from __future__ import annotations
 
@@ -38,9 +48,18 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FILTER_FILE", "REFUSED", "build", "program", "recipe"]
+__all__ = ["FILTER_FILE", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "program", "recipe"]
 
 REFUSED = ("add_key", "keyctl", "request_key")
+# calls refused with ENOSYS where they exist: what they would do is behind a pointer
+UNREAD = ("openat2", "io_uring_setup", "io_uring_enter", "io_uring_register")
+# (call, which argument is its mode): refused with EPERM when the mode sets S_ISUID or
+# S_ISGID (a mode without O_CREAT is 0 from every C library; one given anyway is refused)
+SET_ID_CALLS = (
+    ("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2),
+    ("open", 2), ("openat", 3), ("creat", 1), ("mknod", 1), ("mknodat", 2),
+)  # fmt: skip
+_SET_ID = (0o4000, 0o2000)  # S_ISUID, S_ISGID
 # socket(AF_NETLINK, *, NETLINK_AUDIT): refused as a kernel without audit refuses it
 _AF_NETLINK, _NETLINK_AUDIT = 16, 9
 # SCMP_CMP_MASKED_EQ on the low 32 bits (libseccomp's SCMP_A0_32): the kernel reads only
@@ -120,8 +139,9 @@ _made: list[bytes | None] = []  # this process's (one element once asked)
 
 def recipe() -> str:
     """What the program is made from: the rules here (and this module's file, as it is on
-    disk: an edit of how they are made makes another recipe), the machine (its own
-    architecture and the 32-bit ones of :data:`_ALSO`) and the byte order. A kept program
+    disk: an edit of how they are made makes another recipe), the loader's cache
+    (:func:`_libraries`: libseccomp upgraded), the machine (its own architecture and the
+    32-bit ones of :data:`_ALSO`) and the byte order. A kept program
     is used only where this is the same."""
     import sys
 
@@ -132,10 +152,23 @@ def recipe() -> str:
         code = (-1, -1)
 
     rules = (
-        _FORMAT, REFUSED, _AF_NETLINK, _NETLINK_AUDIT, _CMP_MASKED_EQ, _LOW32, _ALLOW, _ERRNO,
-        errno.ENOSYS, errno.EPROTONOSUPPORT, sorted(_ALSO.items()), _MULTIPLEXED,
+        _FORMAT, REFUSED, UNREAD, SET_ID_CALLS, _SET_ID, _AF_NETLINK, _NETLINK_AUDIT, _CMP_MASKED_EQ,
+        _LOW32, _ALLOW, _ERRNO, errno.ENOSYS, errno.EPERM, errno.EPROTONOSUPPORT, sorted(_ALSO.items()),
+        _MULTIPLEXED,
     )  # fmt: skip
-    return f"{rules!r} {code} {os.uname().machine} {sys.byteorder}"
+    return f"{rules!r} {code} {_libraries()} {os.uname().machine} {sys.byteorder}"
+
+
+def _libraries() -> tuple[int, int]:
+    """The dynamic loader's cache as it is (size, mtime): ``ldconfig`` writes it again
+    whenever a library is installed or upgraded, libseccomp among them, whose tables say
+    which calls it knows (a call an older one did not, as ``fchmodat2``, is left out of
+    the rules there: a kept program made by it is made again after the upgrade)."""
+    try:
+        st = os.stat("/etc/ld.so.cache")
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def program() -> bytes | None:
@@ -246,12 +279,25 @@ def build() -> bytes | None:
 
 
 def _rules(lib: Any, ctx: int, *, audit: bool) -> bool:
-    """The keyring calls refused in ``ctx``, and (``audit``) ``socket(AF_NETLINK, *,
+    """The keyring calls refused in ``ctx``, the calls that set a set-id bit and those
+    whose arguments no filter reads, and (``audit``) ``socket(AF_NETLINK, *,
     NETLINK_AUDIT)``, each argument compared on its low 32 bits; False where one fails."""
     for name in REFUSED:
         nr = lib.seccomp_syscall_resolve_name(name.encode())
         if nr < 0 or lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
             return False
+    for name in UNREAD:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr >= 0 and lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
+            return False
+    for name, arg in SET_ID_CALLS:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0:  # (not a call of this machine's: aarch64 has no open, chmod, creat, mknod)
+            continue
+        for bit in _SET_ID:  # (two rules: either bit refuses the call)
+            one = (_arg_cmp() * 1)(_arg_cmp()(arg, _CMP_MASKED_EQ, bit, bit))
+            if lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPERM, nr, 1, one) != 0:
+                return False
     if not audit:
         return True
     arg_cmp = _arg_cmp()

@@ -145,11 +145,9 @@ def path_quoting(store: GitStore) -> Callable[[str], str]:
     the vault's and the person's ``core.quotePath`` says (on unless set false). They
     showed names by avfs's own rule (UTF-8 and backslashes as they are), where git quotes
     them (libgit2's ``nasty``: ``".\\\\.GIT\\\\foobar"``; ``testrepo``'s names of U+53D7)."""
-    from ..store.configtext import is_true
-    from ..store.vaultconfig import config_values
+    from ..store.vaultconfig import config_bool
 
-    values = config_values(store, "core.quotepath")
-    fully = not values or is_true(values[-1])
+    fully = config_bool(store, "core.quotepath", True)
     return lambda name: git_quoted(name, fully)
 
 

@@ -33,11 +33,9 @@ if TYPE_CHECKING:
 def show_root(store: GitStore) -> bool:
     """git's ``log.showroot`` in the vault's and the person's config: whether a root
     commit's diff is shown (on unless set false). Asked only for a root commit."""
-    from ..store.configtext import is_true
-    from ..store.vaultconfig import config_values
+    from ..store.vaultconfig import config_bool
 
-    values = config_values(store, "log.showroot")
-    return not values or is_true(values[-1])
+    return config_bool(store, "log.showroot", True)
 
 
 # the most of git's argv the paths left out of a combined diff take (its arguments and

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .configtext import git_bool
 from .gitlib import git_errors
 from .gitsmudge import ENCODING, attributes_handle, encoding_of, ident_to_git, to_git
 
@@ -51,8 +52,9 @@ class Cleaner:
         self._repo = repo
         self._base = dict(index)
         self._drivers_set: dict[str, bool] = {}
-        auto = self._config("core.autocrlf")
-        self._autocrlf = auto is not None and auto.lower() in ("true", "yes", "on", "1", "input")
+        present, auto = self._config("core.autocrlf")
+        # (a bare `autocrlf` line, no `=`: pygit2 gives None, which git reads as true)
+        self._autocrlf = present and ((auto or "").lower() == "input" or bool(git_bool(auto)))
 
     def clean(self, path: str, data: bytes) -> bytes | None:
         """What ``git add`` stores for ``data`` at ``path``; None when no conversion
@@ -88,12 +90,16 @@ class Cleaner:
         finally:
             C.git_buf_dispose(buf)
 
-    def _config(self, key: str) -> str | None:
+    def _config(self, key: str) -> tuple[bool, str | None]:
+        """(whether ``key`` is set, its value: None for a key with no ``=``)."""
         try:
             cfg = self._repo.config
-            return str(cfg[key]) if key in cfg else None
+            if key not in cfg:
+                return False, None
+            val = cfg[key]
         except git_errors():
-            return None
+            return False, None
+        return True, None if val is None else str(val)
 
     def _auto(self, path: str) -> bool:
         """Whether git's conversion of ``path`` is an automatic one (``convert.c``

@@ -100,11 +100,9 @@ def indent_heuristic(store: GitStore) -> bool:
     starts a git process)."""
     import pygit2  # noqa: F401
 
-    from .configtext import is_true
-    from .vaultconfig import config_values
+    from .vaultconfig import config_bool
 
-    values = config_values(store, "diff.indentheuristic")
-    return not values or is_true(values[-1])
+    return config_bool(store, "diff.indentheuristic", True)
 
 
 def blob_line_stats(

@@ -193,7 +193,9 @@ def git_user_path(name: str) -> str:
 
 def git_attr_nosystem() -> bool:
     """Whether ``$GIT_ATTR_NOSYSTEM`` tells git not to read its system attribute file."""
-    return os.environ.get("GIT_ATTR_NOSYSTEM", "").lower() in ("1", "true", "yes", "on")
+    from .configtext import git_bool  # (git_env_bool: a number is true unless 0)
+
+    return bool(git_bool(os.environ.get("GIT_ATTR_NOSYSTEM", "")))
 
 
 def _argv(args: Sequence[str], git_dir: str | None) -> list[str]:

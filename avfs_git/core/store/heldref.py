@@ -37,6 +37,10 @@ mount outside the worktree git dirs git's gc reads: the index's staged blobs, an
 rebase's commits) is held by a third ref (:func:`.refs.held_git_ref`,
 ``refs/avfs/held/<fork>/-/git``: :func:`hold_git` at the unmount, :func:`drop_git` when
 the next mount brought it back; mount/gitkepthold.py says what it names; gitmodel22).
+What a mount set aside of it (``<fork>.set-aside``: the branch had moved since the
+unmount) is held the same way by a fourth (:func:`.refs.held_aside_ref`,
+``refs/avfs/held/<fork>/-/aside``, ``aside`` of :func:`hold_git`), for as long as it is
+kept: until the fork goes (gitmodel23).
 """
 
 from __future__ import annotations
@@ -166,17 +170,19 @@ def drop(store: GitStore, fork: str) -> None:
     _drop(store, refs.held_ref(fork))
     drop_base(store, fork)
     drop_git(store, fork)
+    drop_git(store, fork, aside=True)
 
 
-def hold_git(store: GitStore, fork: str, oids: Iterable[str]) -> str | None:
-    """Make fork ``fork``'s held git ref (:func:`.refs.held_git_ref`) name exactly those of
+def hold_git(store: GitStore, fork: str, oids: Iterable[str], *, aside: bool = False) -> str | None:
+    """Make fork ``fork``'s held git ref (:func:`.refs.held_git_ref`; ``aside``: the one of
+    what a mount set aside, :func:`.refs.held_aside_ref`) name exactly those of
     ``oids`` the vault holds: the commits as its commit's parents, the trees and blobs in
     its tree (:meth:`.GitStore.keep_commit`); none: the ref goes. Returns the commit.
     The last writer wins (one unmount of the fork keeps git's state at a time). Raises
     :class:`BusyError` when other writers kept moving it."""
     got = store.keep_commit(sorted(_wanted(oids)), GIT_MESSAGE, ("avfs", "avfs@avfs.invalid"))
     new = None if got is None else got[0]
-    name = refs.held_git_ref(fork)
+    name = refs.held_aside_ref(fork) if aside else refs.held_git_ref(fork)
     for attempt in range(TRIES):
         cur = refs.read_ref_file(store.path, name)
         if cur == new or refs.set_unlogged(store.path, name, new, cur):
@@ -185,10 +191,11 @@ def hold_git(store: GitStore, fork: str, oids: Iterable[str]) -> str | None:
     raise BusyError(f"{name} kept moving: could not hold what git's state of fork {fork} names")
 
 
-def drop_git(store: GitStore, fork: str) -> None:
+def drop_git(store: GitStore, fork: str, *, aside: bool = False) -> None:
     """Remove fork ``fork``'s held git ref (git's state is back in a worktree git dir,
-    whose index, HEAD, refs and reflog git's gc reads itself, or it went)."""
-    _drop(store, refs.held_git_ref(fork))
+    whose index, HEAD, refs and reflog git's gc reads itself, or it went; ``aside``: the
+    one of what a mount set aside)."""
+    _drop(store, refs.held_aside_ref(fork) if aside else refs.held_git_ref(fork))
 
 
 def hold_base(store: GitStore, fork: str, base: str, *, create: bool = False) -> bool:

@@ -59,9 +59,10 @@ def line_endings(store_path: str) -> dict[str, str] | None:
     values: dict[str, str] = {}
     if proc.returncode == 0:  # (1: neither is set)
         for item in proc.stdout.split(b"\0"):
-            name, _, value = item.partition(b"\n")
+            name, nl, value = item.partition(b"\n")
             if name.decode("ascii", "replace").lower() in KEYS:  # (git's order: the last wins)
-                values[name.decode("ascii").lower()] = value.decode("utf-8", "replace")
+                # (a key without "=" is a true boolean: no newline after its name)
+                values[name.decode("ascii").lower()] = value.decode("utf-8", "replace") if nl else "true"
     # (a file changed within the last second may change again unseen by its stamp)
     now = time.time_ns()
     if all(s is None or now - s[3] > CONFIG_RECENT_NS for s in stamps):

@@ -109,6 +109,13 @@ def held_git_ref(fork: str) -> str:
     return f"{HELD}{fork}{SEP}git"
 
 
+def held_aside_ref(fork: str) -> str:
+    """The ref that keeps what the git state a mount of fork ``fork`` set aside names by id
+    reachable (``<vault>/avfs/gitkept/<fork>.set-aside``, kept until the fork goes: the
+    branch had moved since the unmount; :mod:`.heldref`, gitmodel23)."""
+    return f"{HELD}{fork}{SEP}aside"
+
+
 def checkpoint_tag_ref(fork: str, name: str) -> str:
     """The tag a named checkpoint pushes as when pushed as tags (``avfs/<fork>/<name>``)."""
     return f"{TAGS}avfs/{fork}/{name}"
@@ -579,3 +586,24 @@ def reflog_path(git_dir: str, name: str) -> str:
     """Where git keeps the reflog of ref ``name`` (``core.logAllRefUpdates=always``: every
     move of a fork's branch, by avfs or by git, is a line there)."""
     return os.path.join(git_dir, "logs", *name.split("/"))
+
+
+def reflog_entry(line: str) -> tuple[str, str, float, str] | None:
+    """(old id, new id, time, message) of one reflog line, read as git reads it
+    (``refs/files-backend.c`` ``show_one_reflog_ent``): the identity ends at the first
+    ``>``, the message after the tab that follows the zone; None where git finds no entry.
+    (Split at the first tab, a committer named with one, which git writes as it is, was
+    no entry: found in the thirty-fourth round, realdata9.)"""
+    old, _, rest = line.partition(" ")
+    new, sp, rest = rest.partition(" ")
+    gt = rest.find(">")
+    if not sp or gt < 0 or rest[gt + 1 : gt + 2] != " ":
+        return None
+    stamp, _, zone = rest[gt + 2 :].partition(" ")
+    if zone[:1] not in ("+", "-") or not zone[1:2].isdigit():
+        return None
+    try:
+        t = float(stamp)
+    except ValueError:
+        t = 0.0
+    return old, new, t, zone[6:] if zone[5:6] == "\t" else zone[5:]

@@ -49,6 +49,25 @@ def config_values(store: GitStore, key: str) -> list[str]:
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
+def config_bool(store: GitStore, key: str, default: bool) -> bool:
+    """Boolean ``key`` of the vault's config and the global ones as git reads it (its
+    last value, :func:`.configtext.git_bool`; ``default`` where it is unset or git refuses
+    it), through libgit2 or git as :func:`config_values`. A key written without ``=`` is
+    true: :func:`config_values` gives it as ``""`` through git and ``"None"`` through
+    libgit2, both false to a reader of its strings (found in the thirty-fourth round,
+    realdata9: ``[log] showroot`` alone, a line of libgit2's own config files' kind)."""
+    if "pygit2" in sys.modules:
+        try:
+            values = list(store._repo.config.get_multivar(key))
+        except git_errors() as exc:
+            raise git_error(exc, f"cannot read {key} in {store.path}") from exc
+        got = configtext.git_bool(None if values[-1] is None else str(values[-1])) if values else None
+    else:
+        proc = run(["config", "--type=bool", "--get", key], git_dir=store.path, check=False, text=True)
+        got = proc.stdout.strip() == "true" if proc.returncode == 0 else None  # (1: unset; 128: refused)
+    return default if got is None else got
+
+
 def add_remote(store: GitStore, name: str, url: str) -> None:
     """Add remote ``name`` at ``url`` with git's default fetch refspec, as ``git remote
     add`` writes it, in process (a new vault's ``origin``: no git process for one entry)."""

@@ -503,16 +503,11 @@ class _Reader:
             if not line.endswith(b"\n"):
                 self._end.forks[fork].reflog = start
                 break
-            head, _, message = line.decode("utf-8", "replace").rstrip("\n").partition("\t")
-            parts = head.split(" ")
-            if len(parts) < 4:
+            entry = refs.reflog_entry(line.decode("utf-8", "replace").rstrip("\n"))
+            if entry is None:
                 self.items.append((0.0, 3, {}, ("r", fork, off)))
                 continue
-            old, new = parts[0], parts[1]
-            try:
-                t = float(parts[-2])
-            except ValueError:
-                t = 0.0
+            old, new, t, message = entry
             zero = "0" * len(old)
             source = "api" if message.startswith("avfs") else "git"
             if message.startswith("avfs: avfs proxy exec:"):

@@ -38,6 +38,7 @@ from ..store import names, refs
 from ..store.gitrun import git_env, run_git
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Identity
+from ..store.locks import FileLocks, mount_lock_path
 from ..store.safeopen import read_settings
 from ..types import VaultInfo
 from .layers import Attempts
@@ -524,22 +525,36 @@ class Home:
                 f"refusing to delete vault {name!r} without --force",
                 hint=f"`avfs vault delete {name} --force` (`avfs vault restore {name}` brings it back)",
             )
-        self.vault(name).refuse_if_mounted()
-        with self._lock:
-            v = self._vaults.pop(name, None)
-            self._recent.pop(name, None)
-        if v is not None:
-            v.close()
+        vault = self.vault(name)
+        vault.refuse_if_mounted()  # (mounts kept warm asked to go: before any lock, as a fork's delete)
         self._refuse_other_file_system(name, path)
-        try:
-            os.makedirs(self.trash_dir, exist_ok=True)
-            dest = os.path.join(
-                self.trash_dir,
-                f"{name}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.{time.monotonic_ns() % 10**6:06d}.git",
-            )
-            os.rename(path, dest)
-        except OSError as exc:
-            raise from_oserror(exc, path) from exc
+        # every fork's mount lock, which a mount's start holds until its record is written,
+        # and the check again under them: a mount started since the first check is refused
+        # here, one starting later waits and then finds no vault (its lock file gone with
+        # it). Found in the thirty-fourth round: the check ran with no lock, and a mount
+        # whose start was under way (its daemon not yet recorded) came up on a vault moved
+        # to the trash beneath it. (A fork made and mounted during the delete is not seen.)
+        os.makedirs(os.path.join(vault.state_dir, "locks"), exist_ok=True)
+        mount_locks = tuple(
+            (mount_lock_path(vault.state_dir, fork), f"the mount of {name}:{fork}")
+            for fork in vault.fork_names()
+        )
+        with FileLocks(mount_locks, vault.lock_wait_s):
+            vault.refuse_if_mounted(release=False)
+            with self._lock:
+                v = self._vaults.pop(name, None)
+                self._recent.pop(name, None)
+            if v is not None:
+                v.close()
+            try:
+                os.makedirs(self.trash_dir, exist_ok=True)
+                dest = os.path.join(
+                    self.trash_dir,
+                    f"{name}.{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.{time.monotonic_ns() % 10**6:06d}.git",
+                )
+                os.rename(path, dest)
+            except OSError as exc:
+                raise from_oserror(exc, path) from exc
         if self.default_vault == name:
             self.set_config(default_vault=None)
         return dest

@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from ..store import names
+from ..store.configtext import git_bool
 from ..store.gitattrfiles import outer_attributes
 from ..store.gitclean import ATTRIBUTES, Cleaner
 from ..store.gitrun import config_includes, config_text, git_config_files
@@ -38,7 +39,7 @@ from ..store.treediff import diff_entry
 from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay
 from .overlayentry import FILE, Entry
-from .wsview import Node, View
+from .wsview import Node, View, once_a_file
 
 TEXT = (MODE_BLOB, MODE_EXEC)  # the modes conversions apply to (not links, not gitlinks)
 # A file larger is recorded as it is, never read whole to be converted. git's clean
@@ -115,10 +116,15 @@ def autocrlf(store: GitStore) -> str | None:
     elif not _named(store, b"autocrlf"):
         return None
     else:
-        val = (store.config_value("core.autocrlf") or "").lower()
-    if val in ("true", "yes", "on", "1"):
-        return "true"
-    return "input" if val == "input" else None
+        from ..store.vaultconfig import config_bool
+
+        if (store.config_value("core.autocrlf") or "").lower() == "input":
+            return "input"
+        # (git's boolean: "2" and "1k" are true too, and a key without "=")
+        return "true" if config_bool(store, "core.autocrlf", False) else None
+    if val == "input":
+        return "input"
+    return "true" if git_bool(val) else None
 
 
 def eol_crlf(store: GitStore) -> bool:
@@ -243,6 +249,7 @@ def file_oids(
     its entry) in the view made of ``entries``: its bytes hashed, converted first where
     the view's attributes say so (``entries`` None: the view as it is now)."""
     conv = conversions_for(view, view.base_tree, entries, [p for p, e in files if e.mode in TEXT])
+    hashed = once_a_file()  # (hard links: one file, hashed once)
     try:
         out: dict[str, str] = {}
         for p, e in files:
@@ -252,7 +259,7 @@ def file_oids(
                 cleaned = conv.clean(p, data)
                 out[p] = blob_id(data if cleaned is None else cleaned)
                 continue
-            out[p] = view.entry_oid(n)  # (unreadable: it says why)
+            out[p] = view.entry_oid(n, hashed)  # (unreadable: it says why)
         return out
     finally:
         if conv is not None:
