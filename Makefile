@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS := git fuse3 rsync openssh-server bubblewrap btrfs-progs perl-base
+# libseccomp2: the sandbox's seccomp filter (avfs_git/proxy/seccomp.py); without it no confined command runs
+DEBS := git fuse3 rsync openssh-server bubblewrap libseccomp2 btrfs-progs perl-base
 # tools the tests drive, installed from Debian only when the command is missing (a node
 # installed another way must not be replaced): command:package
 TOOLS := gcc:gcc make:make npm:npm tar:tar

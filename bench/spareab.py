@@ -34,7 +34,9 @@ from pathlib import Path
 from . import abkit as ab
 from .pushab import _bump
 
-CGROUPS = Path("/sys/fs/cgroup/cpuacct")
+# the run's groups are made here ($AVFS_BENCH_CGROUP: a parent of the runner's own, made
+# if missing, so that helpers sharing the machine keep theirs apart)
+CGROUPS = Path(os.environ.get("AVFS_BENCH_CGROUP") or "/sys/fs/cgroup/cpuacct")
 
 
 class Group:
@@ -42,7 +44,7 @@ class Group:
 
     def __init__(self, name: str) -> None:
         self.path = CGROUPS / f"avfs-spareab-{os.getpid()}-{name}"
-        self.path.mkdir()
+        self.path.mkdir(parents=True)
 
     def usage_ms(self) -> float:
         return int((self.path / "cpuacct.usage").read_text()) / 1e6

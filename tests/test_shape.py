@@ -42,6 +42,9 @@ PROCESS_STATE = {
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
     "proxy/sealpack.py:_tidied": "the lstat of the sandbox's top directory (and the vault's) when avfs last tidied it, per process: a mount's daemon serves the fork's execs one at a time (the exec lock), and another process only tidies once more",
     "proxy/reaping.py:_WANTED": "whether this process is a CLI call's own, to make itself the reaper of its sandboxes once it runs one: the process's",
+    "proxy/seccomp.py:_made": "the sandbox's seccomp filter: a pure function of the machine and avfs's rules, the same for every sandbox of the process (kept in the home too)",
+    "proxy/sysview.py:_last": "the view of the host's /etc every sandbox shows, checked against every directory's stamp before each use: the machine's, the same in every thread",
+    "proxy/sysview.py:_where": "the home's run/ where the filter and the view are kept between processes: set once by the process that serves that home",
     "proxy/standby.py:_api": "a sandbox kept ready for exec_in belongs to the process: its thread made it, and it dies with it",
     "policy/config.py:_SHIPPED": "the shipped policy's rules: package data, the same for every home; made once by the CLI server before it forks",
 }

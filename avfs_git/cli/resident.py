@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir("/")  # never keep the caller's directory (a mount) busy
     adopted.become_reaper()
     # before the server is there to find: its children are then its calls' and spares' alone
-    serverprobes.probe_sandbox()
+    serverprobes.probe_sandbox(os.path.abspath(home))
     serverprobes.probe_git()
     server = Server(os.path.abspath(home), idle)
     lsock = server.bind()

@@ -152,15 +152,25 @@ def stable_path(vault: str) -> str:
 BWRAP_ENV: Final = types.MappingProxyType({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"})
 NOT_INSTALLED: Final = "bubblewrap is not installed (the `bwrap` program; Debian package `bubblewrap`)"
 INSTALL_HINT: Final = "install bubblewrap (`apt-get install bubblewrap`; `dnf install bubblewrap`)"
+# no filter of the kernel's keyrings and audit socket (:mod:`.seccomp`) can be made: refused
+# as where bwrap is missing (it ran unfiltered, silently, until the thirty-fourth round)
+NO_SECCOMP: Final = (
+    "libseccomp is not installed (`libseccomp.so.2`; Debian package `libseccomp2`): the sandbox's"
+    " filter of the kernel's keyrings and audit socket cannot be made"
+)
+SECCOMP_HINT: Final = "install libseccomp (`apt-get install libseccomp2`; `dnf install libseccomp`)"
 
 
 def no_sandbox(why: str) -> SandboxUnavailableError:
     """The error of a confined command refused because no sandbox can be made (fail closed):
     what is missing and how to install it, or the weaker view a policy may accept instead."""
     missing = why.startswith(NOT_INSTALLED)
+    no_filter = why.startswith(NO_SECCOMP)
     how = (
         INSTALL_HINT
         if missing
+        else SECCOMP_HINT
+        if no_filter
         else "let bubblewrap make user namespaces here (see docs/proxy.md, Confinement)"
     )
     return SandboxUnavailableError(
@@ -169,7 +179,11 @@ def no_sandbox(why: str) -> SandboxUnavailableError:
             f'{how}; or accept a weaker hand-made view with confine = "namespace" under [defaults]'
             " in the policy (docs/policy.md), or run it unconfined with --host writable"
         ),
-        details={"missing": "bwrap" if missing else None, "package": "bubblewrap", "reason": why},
+        details={
+            "missing": "bwrap" if missing else "libseccomp" if no_filter else None,
+            "package": "libseccomp2" if no_filter else "bubblewrap",
+            "reason": why,
+        },
     )
 
 
@@ -208,10 +222,17 @@ def _probe_at(bwrap: str) -> str | None:
 
 def unavailable() -> str | None:
     """Why no bwrap sandbox can be made here (None: it can). Probed once per process and
-    ``bwrap`` found on the ``PATH``."""
+    ``bwrap`` found on the ``PATH``; and no sandbox without its seccomp filter
+    (:data:`NO_SECCOMP`: the kernel's keyrings and audit socket would be the command's)."""
     if bwrap_path() is None:
         return NOT_INSTALLED
-    return _probe()
+    why = _probe()
+    if why is None:
+        from .seccomp import program
+
+        if program() is None:
+            return NO_SECCOMP
+    return why
 
 
 def can_alias(sb: Sandbox, alias: str) -> bool:

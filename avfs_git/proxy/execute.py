@@ -97,6 +97,9 @@ def execute(
     done = _Done()
     cleanup: list[Any] = []
     try:
+        from .sysview import keep_in
+
+        keep_in(home.path + "/run")  # the sandbox's filter and view of /etc, made once for the home
         with _callers(req):
             if premount is None and (standbys is None or not standbys.daemon):  # (a daemon: its own mount)
                 premount = begin(home, vault, fork, req)
@@ -307,7 +310,8 @@ def run(
         ):
             ready = ahead
         with _interruptible(cancel, signals) as stop:
-            result = runner.run(
+            run = functools.partial(
+                runner.run,
                 list(placed.argv),
                 cwd=placed.cwd,
                 env=dict(placed.env),
@@ -318,8 +322,18 @@ def run(
                 cancel=stop,
                 view=placed.view,
                 sandbox=sandbox,
-                standby=ready,
             )
+            try:
+                result = run(standby=ready)
+            except SandboxFailed:
+                from .sysview import token
+
+                # a file or directory of /etc shown empty went between the view's check and
+                # bubblewrap's mount over it (no mount point can be made in the read-only
+                # /etc); nothing ran: once more in a sandbox of the view made again
+                if sandbox is None or token() == token(fresh=True):
+                    raise
+                result = run(standby=None)
         unmoved = ready is not None and ready.unmoved()  # asked once the command has ended
     except (SandboxFailed, IsolationFailed) as exc:
         return _not_started(exc, placed, conf, iso)

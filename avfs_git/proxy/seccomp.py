@@ -21,9 +21,13 @@ allowed.
 The filter is made by `libseccomp <https://github.com/seccomp/libseccomp>`_ (the library
 flatpak and systemd make theirs with; ``libseccomp.so.2``, which apt and systemd need on
 the hosts avfs runs on), through ``ctypes``, for the machine's own architecture and its
-32-bit ones (a 32-bit call reaches the same keyrings). Where the library is missing the
-command runs without the filter (:func:`program` is None), as before; docs/security.md
-says so.
+32-bit ones (a 32-bit call reaches the same keyrings). The program is a pure function of
+the machine, libseccomp's tables and the rules here: made once, it is kept in the avfs home
+(:func:`.sysview.kept_in`, ``seccomp-filter``) with what it was made from, and a later
+process reads those bytes instead of loading libseccomp (~5-20 ms of a cold call; the
+thirty-fourth round, NAME=first9). Where the library is missing (and no kept program),
+:func:`program` is None and no confined command runs (:func:`.confine.unavailable`: fail
+closed, as where bubblewrap is missing); docs/security.md says so.
 
 Set-id bits too (the thirty-fourth round, NAME=attack25): a confined command writes some
 host directories directly, not through the ``nosuid`` mount (the worktree's git dir, the
@@ -38,13 +42,13 @@ keeps them: ``open``, ``openat``, ``creat``, ``mknod``, ``mknodat``), ``ENOSYS``
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import os
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["REFUSED", "SET_ID_CALLS", "UNREAD", "program"]
+__all__ = ["FILTER_FILE", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "program", "recipe"]
 
 REFUSED = ("add_key", "keyctl", "request_key")
 # calls refused with ENOSYS where they exist: what they would do is behind a pointer
@@ -64,10 +68,21 @@ _AF_NETLINK, _NETLINK_AUDIT = 16, 9
 _CMP_MASKED_EQ, _LOW32 = 7, 0xFFFFFFFF
 
 
-class _ArgCmp(ctypes.Structure):
-    """libseccomp's ``struct scmp_arg_cmp``."""
+@functools.cache
+def _arg_cmp() -> Any:
+    """libseccomp's ``struct scmp_arg_cmp`` (made where a program is built: ``ctypes`` is
+    not loaded where the kept one is read)."""
+    import ctypes
 
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+    class ArgCmp(ctypes.Structure):
+        _fields_ = [
+            ("arg", ctypes.c_uint),
+            ("op", ctypes.c_int),
+            ("a", ctypes.c_uint64),
+            ("b", ctypes.c_uint64),
+        ]
+
+    return ArgCmp
 
 
 _ALLOW = 0x7FFF0000  # SCMP_ACT_ALLOW
@@ -90,7 +105,9 @@ def _names() -> Iterator[str]:
         yield name
 
 
-def _library() -> ctypes.CDLL | None:
+def _library() -> Any:
+    import ctypes
+
     for name in _names():
         try:
             lib = ctypes.CDLL(name, use_errno=True)
@@ -106,19 +123,123 @@ def _library() -> ctypes.CDLL | None:
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
         lib.seccomp_rule_add_array.argtypes = [
-            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
+            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_arg_cmp()),
         ]  # fmt: skip
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         return lib
     return None
 
 
-@functools.cache
+FILTER_FILE = "seccomp-filter"
+_FORMAT = 1
+# the program's longest (BPF_MAXINSNS instructions of 8 bytes): a kept file past it is not one
+_MAX_BYTES = 4096 * 8
+_made: list[bytes | None] = []  # this process's (one element once asked)
+
+
+def recipe() -> str:
+    """What the program is made from: the rules here (and this module's file, as it is on
+    disk: an edit of how they are made makes another recipe), the loader's cache
+    (:func:`_libraries`: libseccomp upgraded), the machine (its own architecture and the
+    32-bit ones of :data:`_ALSO`) and the byte order. A kept program
+    is used only where this is the same."""
+    import sys
+
+    try:
+        st = os.stat(__file__)
+        code = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        code = (-1, -1)
+
+    rules = (
+        _FORMAT, REFUSED, UNREAD, SET_ID_CALLS, _SET_ID, _AF_NETLINK, _NETLINK_AUDIT, _CMP_MASKED_EQ,
+        _LOW32, _ALLOW, _ERRNO, errno.ENOSYS, errno.EPERM, errno.EPROTONOSUPPORT, sorted(_ALSO.items()),
+        _MULTIPLEXED,
+    )  # fmt: skip
+    return f"{rules!r} {code} {_libraries()} {os.uname().machine} {sys.byteorder}"
+
+
+def _libraries() -> tuple[int, int]:
+    """The dynamic loader's cache as it is (size, mtime): ``ldconfig`` writes it again
+    whenever a library is installed or upgraded, libseccomp among them, whose tables say
+    which calls it knows (a call an older one did not, as ``fchmodat2``, is left out of
+    the rules there: a kept program made by it is made again after the upgrade)."""
+    try:
+        st = os.stat("/etc/ld.so.cache")
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
 def program() -> bytes | None:
     """The filter as bubblewrap's ``--seccomp`` reads it (classic BPF, the host's byte
-    order), made once per process (~2 ms, ~15 with libseccomp's loading; made ahead by the
-    mount's exec server and the resident CLI server, whose forks find it made); None
+    order): this process's, else the one kept in the avfs home (:func:`.sysview.kept_in`)
+    when it was made from the same :func:`recipe`, else made (:func:`build`: ~2 ms, ~15
+    with libseccomp's loading) and kept there; asked once per process (the mount's exec
+    server and the resident CLI server ask as they start, so their forks find it). None
     where libseccomp is not there or fails."""
+    if not _made:
+        data = _read()
+        if data is None:
+            data = build()
+            if data is not None:
+                _write(data)
+        _made[:] = [data]
+    return _made[0]
+
+
+def _read() -> bytes | None:
+    """The kept program (None: none, or not of this :func:`recipe`). The file is in the
+    avfs home's ``run/``, which no sandbox shows (written whole, by a rename)."""
+    from .sysview import kept_in
+
+    where = kept_in()
+    if where is None:
+        return None
+    import marshal
+
+    try:
+        with open(os.path.join(where, FILTER_FILE), "rb") as fh:
+            made_from, data = marshal.load(fh)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if (
+        made_from != recipe()
+        or not isinstance(data, bytes)
+        or not data
+        or len(data) % 8
+        or len(data) > _MAX_BYTES
+    ):
+        return None
+    return data
+
+
+def _write(data: bytes) -> None:
+    from .sysview import kept_in
+
+    where = kept_in()
+    if where is None:
+        return
+    import marshal
+
+    path = os.path.join(where, FILTER_FILE)
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            marshal.dump((recipe(), data), fh)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # not kept: the next process makes its own
+
+
+def build() -> bytes | None:
+    """The program made now by libseccomp (what :func:`program` keeps); None where the
+    library is not there or fails."""
     lib = _library()
     if lib is None:
         return None
@@ -157,7 +278,7 @@ def program() -> bytes | None:
         lib.seccomp_release(ctx)
 
 
-def _rules(lib: ctypes.CDLL, ctx: int, *, audit: bool) -> bool:
+def _rules(lib: Any, ctx: int, *, audit: bool) -> bool:
     """The keyring calls refused in ``ctx``, the calls that set a set-id bit and those
     whose arguments no filter reads, and (``audit``) ``socket(AF_NETLINK, *,
     NETLINK_AUDIT)``, each argument compared on its low 32 bits; False where one fails."""
@@ -174,13 +295,14 @@ def _rules(lib: ctypes.CDLL, ctx: int, *, audit: bool) -> bool:
         if nr < 0:  # (not a call of this machine's: aarch64 has no open, chmod, creat, mknod)
             continue
         for bit in _SET_ID:  # (two rules: either bit refuses the call)
-            one = (_ArgCmp * 1)(_ArgCmp(arg, _CMP_MASKED_EQ, bit, bit))
+            one = (_arg_cmp() * 1)(_arg_cmp()(arg, _CMP_MASKED_EQ, bit, bit))
             if lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPERM, nr, 1, one) != 0:
                 return False
     if not audit:
         return True
-    cmp = (_ArgCmp * 2)(
-        _ArgCmp(0, _CMP_MASKED_EQ, _LOW32, _AF_NETLINK), _ArgCmp(2, _CMP_MASKED_EQ, _LOW32, _NETLINK_AUDIT)
+    arg_cmp = _arg_cmp()
+    cmp = (arg_cmp * 2)(
+        arg_cmp(0, _CMP_MASKED_EQ, _LOW32, _AF_NETLINK), arg_cmp(2, _CMP_MASKED_EQ, _LOW32, _NETLINK_AUDIT)
     )
     nr = lib.seccomp_syscall_resolve_name(b"socket")
     return bool(nr >= 0 and lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, cmp) == 0)

@@ -93,6 +93,9 @@ class ExecServer:
         self.home = home
         self.vault = vault
         self.fork = fork
+        from .sysview import keep_in
+
+        keep_in(os.path.join(home.path, "run"))  # the sandbox's filter and view of /etc
         self.name = socket_name()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind("\0" + self.name)
@@ -270,8 +273,9 @@ class ExecServer:
             from .seccomp import program
             from .sysview import system_args
 
-            program()  # the sandbox's filter, made once per process (~2-15 ms)
-            system_args()  # and what of /etc it hides (a walk of /etc, ~5-20 ms)
+            # (both kept in the home's run/, :func:`.sysview.keep_in`: read there where made before)
+            program()  # the sandbox's filter, made once (~2-15 ms)
+            system_args()  # and what of /etc it hides (a walk of /etc, ~5-20 ms; then checked)
             from ..core.store.locks import exec_lock_path, file_lock
 
             # once the call that mounted the fork has ended (it holds the fork's exec lock)

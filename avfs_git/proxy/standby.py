@@ -336,12 +336,14 @@ def _key(sb: Sandbox) -> tuple[str, ...]:
     now, so a file that appeared or went since makes a different key), and the vault's
     files they bind by inode (:func:`.confine.kept_files`: one replaced since makes another
     key), and so what is bound read-only in the worktree's git dir
-    (:func:`.confine.bound_in_writable`). Its last element is the fork's mount (``--bind SOURCE PATH --chdir PATH --``: see
+    (:func:`.confine.bound_in_writable`), and the view of ``/etc`` it was made with
+    (:func:`.sysview.token`: any change below ``/etc`` makes another key). Its last element is the fork's mount (``--bind SOURCE PATH --chdir PATH --``: see
     :func:`.confine.argv`)."""
-    from . import confine
+    from . import confine, sysview
 
     args = confine.argv(_at_root(sb), [])
-    return (*args, *confine.kept_files(sb.keep), *confine.bound_in_writable(sb), sb.source)
+    view = sysview.token()  # (a masked file of /etc replaced since: its mask is gone in a made one)
+    return (*args, *confine.kept_files(sb.keep), *confine.bound_in_writable(sb), view, sb.source)
 
 
 def _mounted(path: str) -> bool:

@@ -5,16 +5,24 @@ machine-wide settings under the sandbox's fresh ``/proc`` read-only.
 The secrets of ``/etc`` are those named (:data:`ETC_SECRETS`, :data:`ETC_SECRET_DIRS`) and,
 since the thirty-third round (NAME=attack24), whatever there another user cannot read
 (:func:`unreadable`): a root command is those files' owner, and read every one the list
-did not name."""
+did not name. The view is made once and kept (in the process and in the avfs home), and
+checked before every sandbox against the stamp of every directory of ``/etc``
+(:class:`View`; the thirty-fourth round, NAME=first9: a root-only file made later deeper
+in ``/etc`` was shown by a process that kept its view)."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import glob
 import os
 import stat
 
-__all__ = ["ETC_SECRETS", "ETC_SECRET_DIRS", "PROC_HOST_WIDE", "SYSTEM_DIRS", "system_args", "unreadable"]
+from ..core.records import dataclass
+
+__all__ = [
+    "ETC_SECRETS", "ETC_SECRET_DIRS", "PROC_HOST_WIDE", "SYSTEM_DIRS", "View",
+    "keep_in", "kept_in", "system_args", "token", "unreadable", "view",
+]  # fmt: skip
 
 # kept read-only (those that exist; a symlink is recreated as a symlink)
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
@@ -29,44 +37,102 @@ ETC_SECRET_DIRS = (
 )  # fmt: skip
 
 
+def keep_in(directory: str | None) -> None:
+    """Where this process keeps, between processes, what every sandbox needs made once:
+    the view of ``/etc`` (:func:`system_args`) and the seccomp filter (:mod:`.seccomp`):
+    the avfs home's ``run/`` (``<home>/run``, 0700), which no sandbox shows. None: nowhere
+    (each process makes its own). Set by :func:`.execute.execute`, the mount's exec server
+    and the resident CLI server (the caller's home)."""
+    _where[:] = [] if directory is None else [directory]
+
+
+def kept_in() -> str | None:
+    """The directory of :func:`keep_in` (None: none)."""
+    return _where[0] if _where else None
+
+
+_where: list[str] = []
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The host's system as every sandbox shows it (:func:`system_args`): ``args``, and the
+    directories of ``/etc`` it was made from (and ``/``) with their stamp as the walk
+    found them: each one's inode and change time (``ctime``: an entry made, removed or
+    renamed in it, or its own mode or owner changed, moves it), so that any change below
+    ``/etc`` that could make a file root-only, or show one again, is seen by one
+    ``lstat`` of each directory (~150 here, ~0.3 ms), not a walk of every entry
+    (~1,200: 3-20 ms)."""
+
+    dirs: tuple[str, ...]
+    stamp: tuple[int, ...]
+    args: tuple[str, ...]
+    keep: bool  # False: a directory changed as the walk read it (its next change may keep its ctime)
+
+
+# the last view this process made or read (a forked process checks it as its parent would)
+_last: list[View] = []
+VIEW_FILE = "etc-view"
+_FORMAT = 1
+# a directory changed less than this before the walk read it may change again within the
+# same tick of the kernel's coarse clock and keep its ctime (git's "racy" index entries):
+# such a view serves its own call but is neither kept nor written
+_RACY_NS = 1_000_000_000
+
+
 def system_args() -> tuple[str, ...]:
-    """The system directories and the masked secrets (looked up once per process and state
-    of ``/etc``'s own entries: a mount daemon serves many commands, and the layout of
-    /etc seldom changes under it)."""
-    try:
-        st = os.stat("/etc")
-    except OSError:
-        return _system_at((0, 0))
-    key = (st.st_ino, st.st_mtime_ns)
-    args = _system_at(key)
-    if not _still_there(args):
-        # a masked file or directory deeper in /etc went since (its own directory changed,
-        # not /etc's): bubblewrap cannot make its mount point in a read-only /etc, and every
-        # command of this process failed (the round's review: a cluster's dropped config)
-        _system_at.cache_clear()
-        args = _system_at(key)
-    return args
+    """The system directories and the masked secrets, as bubblewrap arguments. Made once
+    and kept (in this process, and in :func:`kept_in`'s file for the next process), and
+    checked before every sandbox against the stamp of every directory of ``/etc``: a
+    root-only file made anywhere below ``/etc`` since, a directory made root-only, a masked
+    file replaced or gone, each makes it again (the thirty-fourth round, NAME=first9:
+    the view was kept while ``/etc``'s own entries stayed, and a command read a root-only
+    file made later in a directory of it)."""
+    return view().args
 
 
-def _still_there(args: tuple[str, ...]) -> bool:
-    """Whether every path ``args`` shows empty is still there, of the same kind."""
-    for i, arg in enumerate(args):
-        if arg == "--ro-bind" and args[i + 1] == "/dev/null":
-            path, want = args[i + 2], stat.S_ISREG
-        elif arg == "--tmpfs":
-            path, want = args[i + 1], stat.S_ISDIR
-        else:
-            continue
+def view() -> View:
+    """The current :class:`View` (see :func:`system_args`)."""
+    for got in (*_last, _read()):
+        if got is not None and got.keep and _stamp(got.dirs) == got.stamp:
+            if not _last or _last[0] is not got:
+                _last[:] = [got]
+            return got
+    made = _make()
+    _last[:] = [made] if made.keep else []
+    if made.keep:
+        _write(made)
+    return made
+
+
+def token(*, fresh: bool = False) -> str:
+    """What tells one view from another (:func:`.standby._key`): a sandbox made ready
+    before ``/etc`` changed is not taken, even where the arguments are the same (a masked
+    file replaced by a rename loses its mask in a sandbox made before). The view the last
+    :func:`system_args` checked (the key's arguments are that view's), else (or
+    ``fresh``) checked now."""
+    v = _last[0] if _last and not fresh else view()
+    return f"etc-view:{hash(v.stamp)}" if v.keep else f"etc-view:racy:{id(v)}"
+
+
+def _stamp(dirs: tuple[str, ...]) -> tuple[int, ...]:
+    out: list[int] = []
+    for d in dirs:
         try:
-            if not want(os.lstat(path).st_mode):
-                return False
+            st = os.lstat(d)
         except OSError:
-            return False
-    return True
+            out += (-1, -1)
+            continue
+        out += (st.st_ino, st.st_ctime_ns)
+    return tuple(out)
 
 
-@functools.lru_cache(maxsize=2)
-def _system_at(_etc: tuple[int, int]) -> tuple[str, ...]:
+def _make() -> View:
+    import time
+
+    t0 = time.time_ns()
+    dirs: list[str] = ["/"]
+    stamp = list(_stamp(("/",)))
     args: list[str] = []
     for d in SYSTEM_DIRS:
         if os.path.islink(d):
@@ -84,20 +150,80 @@ def _system_at(_etc: tuple[int, int]) -> tuple[str, ...]:
             args += ["--perms", "0755", "--tmpfs", d, "--remount-ro", d]
         elif os.path.isfile(d) and not os.path.islink(d):
             args += ["--ro-bind", "/dev/null", d]
-    for path, is_dir in unreadable("/etc", skip=(*ETC_SECRET_DIRS, *named)):
+    seen: list[tuple[str, int, int]] = []
+    for path, is_dir in unreadable("/etc", skip=(*ETC_SECRET_DIRS, *named), seen=seen):
         args += (
             ["--perms", "0755", "--tmpfs", path, "--remount-ro", path]
             if is_dir
             else ["--ro-bind", "/dev/null", path]
         )
-    return tuple(args)
+    for d, ino, ctime in seen:
+        dirs.append(d)
+        stamp += (ino, ctime)
+    racy = any(c >= t0 - _RACY_NS for c in stamp[1::2])
+    return View(tuple(dirs), tuple(stamp), tuple(args), keep=not racy)
+
+
+def _read() -> View | None:
+    """The view :func:`_write` left in :func:`kept_in` (None: none, or not one of this
+    format and this module's code). The file is in the avfs home, which no sandbox shows: trusted as avfs's own
+    records there are; it is used only where every directory's stamp still matches."""
+    where = kept_in()
+    if where is None or _last:
+        return None
+    import marshal
+
+    try:
+        with open(os.path.join(where, VIEW_FILE), "rb") as fh:
+            got = marshal.load(fh)
+        fmt, code, dirs, stamp, args = got
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if (fmt, code) != (_FORMAT, _code()) or not all(isinstance(x, tuple) for x in (dirs, stamp, args)):
+        return None
+    return View(dirs, stamp, args, keep=True)
+
+
+def _code() -> tuple[int, int]:
+    """This module's file as it is on disk (size, mtime): a kept view made by other code
+    (another list of named secrets) is not used."""
+    try:
+        st = os.stat(__file__)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _write(v: View) -> None:
+    where = kept_in()
+    if where is None:
+        return
+    import marshal
+
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        path = os.path.join(where, VIEW_FILE)
+        tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                marshal.dump((_FORMAT, _code(), v.dirs, v.stamp, v.args), fh)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError:
+        pass  # not kept: the next process walks /etc itself
 
 
 # how many entries of /etc :func:`unreadable` looks at, at most (a host's holds ~2,000)
 ETC_WALK_MAX = 50_000
 
 
-def unreadable(top: str, skip: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
+def unreadable(
+    top: str, skip: tuple[str, ...] = (), seen: list[tuple[str, int, int]] | None = None
+) -> list[tuple[str, bool]]:
     """What under ``top`` another user cannot read, as (path, is a directory): a regular
     file without the others' read bit, a directory without their read and search bits
     (nothing below it is looked at). A root command (uid 0, the owner of such files) read
@@ -105,18 +231,26 @@ def unreadable(top: str, skip: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
     NAME=attack24: a database's root password in ``/etc/mysql/debian.cnf``, an apt
     repository's credentials in ``/etc/apt/auth.conf.d/``, a cluster's ``admin.conf``);
     now the sandbox shows them empty, as a command of any other user finds them. No link
-    is followed; ``skip`` (masked already) is not entered."""
+    is followed; ``skip`` (masked already) is not entered. ``seen``: each directory looked
+    into, and each one found unreadable, is added to it with its inode and change time as
+    they were before it was read (:class:`View`'s stamp)."""
     out: list[tuple[str, bool]] = []
-    todo, seen = [top], 0
-    while todo and seen < ETC_WALK_MAX:
+    todo, looked = [top], 0
+    while todo and looked < ETC_WALK_MAX:
         d = todo.pop()
+        if seen is not None:
+            try:
+                st = os.lstat(d)
+            except OSError:
+                continue
+            seen.append((d, st.st_ino, st.st_ctime_ns))
         try:
             with os.scandir(d) as it:
                 entries = list(it)
         except OSError:
             continue
         for e in entries:
-            seen += 1
+            looked += 1
             if e.path in skip:
                 continue
             try:
@@ -126,6 +260,9 @@ def unreadable(top: str, skip: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
             if stat.S_ISDIR(mode):
                 if mode & 0o005 != 0o005:
                     out.append((e.path, True))
+                    if seen is not None:  # (its own mode made readable again shows it)
+                        st = e.stat(follow_symlinks=False)
+                        seen.append((e.path, st.st_ino, st.st_ctime_ns))
                 else:
                     todo.append(e.path)
             elif stat.S_ISREG(mode) and not mode & 0o004:
