@@ -343,26 +343,26 @@ def test_a_mount_starting_as_its_fork_is_deleted_is_refused_or_fails_never_outli
 
 def test_a_vault_s_delete_waits_for_a_mount_being_started_and_then_sees_it(two, tmp_path):
     """`vault delete VAULT --force` checked the vault's mounts with no lock: a mount whose
-    start was under way (the fork's mount lock held from its check of the fork to its
-    daemon's record, its daemon being launched) was not seen, the vault went to the trash
-    and the mount came up on it (the thirty-fourth round). Now the delete takes every
-    fork's mount lock and checks again under them. The test holds the lock as a mount's
-    start does: the delete waits (here past a one-second bound: busy, nothing changed),
-    then, the lock let go, goes on; a mount made meanwhile is seen and refuses it."""
-    from avfs_git.core.store.locks import mount_lock_path
+    start was under way (its daemon being launched, not yet recorded) was not seen, the
+    vault went to the trash and the mount came up on it (the thirty-fourth round). Now every
+    mount's start holds the vault's mount gate shared until its daemon is recorded, and the
+    delete takes it alone and checks again. The test holds the gate as a start does: the
+    delete waits (here past a one-second bound: busy, nothing changed), then, the gate let
+    go, goes on; a mount made meanwhile is seen and refuses it."""
+    from avfs_git.core.store.locks import mount_gate_path
 
     vault = two.vault("work")
     before = sorted(vault.fork_names())
-    mount_lock = mount_lock_path(vault.state_dir, "agent-1")
-    os.makedirs(os.path.dirname(mount_lock), exist_ok=True)
-    held = os.open(mount_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    fcntl.flock(held, fcntl.LOCK_EX)  # as a mount's start holds it
+    gate = mount_gate_path(vault.state_dir)
+    os.makedirs(os.path.dirname(gate), exist_ok=True)
+    held = os.open(gate, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(held, fcntl.LOCK_SH)  # as a mount's start holds it
     try:
         r = _avfs("--json", "vault", "delete", "work", "--force", env={"AVFS_LOCK_WAIT": "1"})
     finally:
         os.close(held)
     err = _error(r, "busy", 75)  # (main: deleted, a mount of it being started)
-    assert err["details"]["lock"] == mount_lock and "the mount of work:agent-1" in err["message"], err
+    assert err["details"]["lock"] == gate and "the mounts of vault work" in err["message"], err
     assert two.exists("work") and sorted(two.vault("work").fork_names()) == before
     mp = tmp_path / "mp"
     mp.mkdir()
@@ -374,24 +374,54 @@ def test_a_vault_s_delete_waits_for_a_mount_being_started_and_then_sees_it(two, 
     assert not two.exists("work")
 
 
-def test_a_mount_that_waited_for_a_deleted_vault_s_lock_says_the_vault_was_deleted(two, tmp_path):
-    """A mount whose start waited for its mount lock while the vault's delete held it (and
-    moved it, with the vault, to the trash) said `unusable_path` of the lock file, with a
-    hint about AVFS_HOME. Now: `vault_not_found`, naming the vault and how to restore it.
-    The test holds the lock as the delete does and moves the vault to the trash as it does."""
-    from avfs_git.core.store.locks import mount_lock_path
+def test_a_vault_of_many_branches_is_deleted_with_few_descriptors(two):
+    """The first form of the fix above took every fork's mount lock at once, a descriptor
+    each: a vault of 1,500 branches was `internal` ("Too many open files", exit 70) under
+    `ulimit -n 1024` (the review of the thirty-fourth round). One gate, one descriptor."""
+    import resource
 
     vault = two.vault("work")
-    mount_lock = mount_lock_path(vault.state_dir, "agent-1")
-    os.makedirs(os.path.dirname(mount_lock), exist_ok=True)
+    tip = subprocess.run(
+        ["git", "-C", vault.path, "rev-parse", "refs/heads/main"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    lines = "".join(f"create refs/heads/b{n} {tip}\n" for n in range(1500))
+    subprocess.run(["git", "-C", vault.path, "update-ref", "--stdin"], input=lines, text=True, check=True)
+    subprocess.run(["git", "-C", vault.path, "pack-refs", "--all"], check=True)
+
+    def few() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "vault", "delete", "work", "--force"],
+        capture_output=True,
+        env={**os.environ, "AVFS_SERVER": "off"},
+        preexec_fn=few,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and json.loads(proc.stdout)["kind"] == "vault_delete", proc
+    assert not two.exists("work")
+
+
+def test_a_mount_that_waited_for_a_deleted_vault_s_lock_says_the_vault_was_deleted(two, tmp_path):
+    """A mount whose start waited for its vault's mount gate while the vault's delete held
+    it (and moved it, with the vault, to the trash) said `unusable_path` of the lock file,
+    with a hint about AVFS_HOME, and one a moment later made the vault's locks directory
+    again: a vault that `vault restore` could not bring back (`Directory not empty`) nor
+    `vault create` make. Now: `vault_not_found`, naming the vault and how to restore it,
+    and nothing made. The test holds the gate and moves the vault as the delete does."""
+    from avfs_git.core.store.locks import mount_gate_path
+
+    vault = two.vault("work")
+    gate = mount_gate_path(vault.state_dir)
+    os.makedirs(os.path.dirname(gate), exist_ok=True)
     mp = tmp_path / "mp"
     mp.mkdir()
-    held = os.open(mount_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    held = os.open(gate, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
         argv = [sys.executable, "-m", "avfs_git", "--json", "mount", "work:agent-1", str(mp)]
         mount = subprocess.Popen(argv, stdout=subprocess.PIPE)
-        _until(lambda: _held_or_waited(mount_lock) or mount.poll() is not None, "the mount never asked")
+        _until(lambda: _held_or_waited(gate) or mount.poll() is not None, "the mount never asked")
         os.makedirs(two.trash_dir, exist_ok=True)
         os.rename(vault.path, os.path.join(two.trash_dir, "work.20261128T000000.000000.git"))
     finally:
@@ -399,6 +429,9 @@ def test_a_mount_that_waited_for_a_deleted_vault_s_lock_says_the_vault_was_delet
     err = json.loads(mount.communicate(timeout=120)[0])["error"]
     assert err["code"] == "vault_not_found" and "was deleted" in err["message"], err
     assert not mounts.mounted_at(str(mp)) and not os.path.exists(vault.path)
+    r = _avfs("--json", "mount", "work:agent-1", str(mp))  # (a mount after: nothing made either)
+    assert r.json()["error"]["code"] == "vault_not_found" and not os.path.exists(vault.path), r
+    assert _avfs("--json", "vault", "restore", "work").code == 0 and two.exists("work")
 
 
 def _held_or_waited(path: str) -> bool:

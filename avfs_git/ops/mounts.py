@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import (
@@ -41,7 +41,15 @@ from ..core.errors import (
 )
 from ..core.records import dataclass
 from ..core.store import names
-from ..core.store.locks import FileLocks, file_lock, mount_lock_path, pid_alive, signal_process, start_ticks
+from ..core.store.locks import (
+    FileLocks,
+    file_lock,
+    mount_gate_path,
+    mount_lock_path,
+    pid_alive,
+    signal_process,
+    start_ticks,
+)
 from ..core.vaults import registry
 from ..core.vaults.registry import mount_key, mounted_at
 from .daemonstart import (
@@ -285,30 +293,39 @@ def start(
     # one starter of a fork's mounts at a time, until its daemon is in the registry: two
     # `avfs mount`s (or one and a first `proxy exec`) at once would otherwise both start a
     # daemon, the second over the first's mount point
-    with _mount_lock(vault, fork):
+    with _mount_lock(vault, fork, gate=True):
         return _start_locked(home, vault, fork, key, commit, mountpoint, foreground, backend, idle_timeout_s)
 
 
 @contextmanager
-def _mount_lock(vault: Vault, fork: str) -> Iterator[None]:
+def _mount_lock(vault: Vault, fork: str, *, gate: bool = False) -> Iterator[None]:
     """The fork's mount lock (also taken by :func:`adopt` and by a daemon releasing an idle
-    mount), waited for as long as a mount being started or stopped may take. A vault
-    deleted meanwhile (its delete holds every fork's mount lock, which goes to the trash
-    with it: core/vaults/home.py) is said as such, not as an unusable lock path."""
-    path = mount_lock_path(vault.state_dir, fork)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    locks = FileLocks(((path, f"the mount of {vault.name}:{fork}"),), READY_TIMEOUT_S + STOP_TIMEOUT_S)
-    try:
-        locks.__enter__()
-    except AvfsError:
-        if os.path.isdir(vault.path):
-            raise
-        msg = f"vault {vault.name!r} was deleted while its fork {fork!r} was being mounted"
-        raise VaultNotFoundError(msg, hint=f"`avfs vault restore {vault.name}` brings it back") from None
-    try:
+    mount), waited for as long as a mount being started or stopped may take; ``gate``: the
+    vault's mount gate first, shared (a start's: a vault's delete takes it alone). A vault
+    deleted meanwhile (the locks go to the trash with it: core/vaults/home.py) is said as
+    such, not as an unusable lock path, and its directories are not made again."""
+    wait_s = READY_TIMEOUT_S + STOP_TIMEOUT_S
+    items = [(mount_lock_path(vault.state_dir, fork), f"the mount of {vault.name}:{fork}", False)]
+    if gate:
+        items.insert(0, (mount_gate_path(vault.state_dir), f"the mounts of vault {vault.name}", True))
+    with ExitStack() as stack:
+        try:
+            try:
+                os.mkdir(os.path.dirname(items[0][0]))  # (not makedirs: see above)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                if not os.path.isdir(vault.path):
+                    raise
+                os.makedirs(os.path.dirname(items[0][0]), exist_ok=True)  # (no state dir yet)
+            for path, what, shared in items:
+                stack.enter_context(FileLocks(((path, what),), wait_s, shared=shared))
+        except (OSError, AvfsError):
+            if os.path.isdir(vault.path):
+                raise
+            msg = f"vault {vault.name!r} was deleted while its fork {fork!r} was being mounted"
+            raise VaultNotFoundError(msg, hint=f"`avfs vault restore {vault.name}` brings it back") from None
         yield
-    finally:
-        locks.__exit__()
 
 
 def _start_locked(

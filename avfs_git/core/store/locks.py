@@ -48,13 +48,20 @@ class FileLocks:
     Re-entrant per thread as :func:`file_lock` is (a path this thread holds is counted,
     not locked again). Not re-entrant itself: one ``with`` an instance."""
 
-    __slots__ = ("_held", "_items", "_taken", "_wait_s")
+    __slots__ = ("_held", "_items", "_shared", "_taken", "_wait_s")
 
     def __init__(
-        self, items: tuple[tuple[str, str], ...] | list[tuple[str, str]], wait_s: float | None
+        self,
+        items: tuple[tuple[str, str], ...] | list[tuple[str, str]],
+        wait_s: float | None,
+        *,
+        shared: bool = False,
     ) -> None:
+        """``shared``: each taken shared (``LOCK_SH``: many holders at once, none while
+        one holds it exclusively), as every mount's start takes its vault's mount gate."""
         self._items = items
         self._wait_s = DEFAULT_WAIT_S if wait_s is None else wait_s
+        self._shared = shared
         self._taken: list[tuple[str, int | None]] = []
         self._held: dict[str, int] = {}
 
@@ -69,7 +76,7 @@ class FileLocks:
                     held[path] += 1
                     self._taken.append((path, None))
                     continue
-                fd = _lock_fd(path, what, self._wait_s, time.monotonic() + self._wait_s)
+                fd = _lock_fd(path, what, self._wait_s, time.monotonic() + self._wait_s, self._shared)
                 held[path] = 1
                 self._taken.append((path, fd))
         except BaseException:
@@ -112,7 +119,7 @@ def next_poll(delay: float, left_s: float, wait_s: float) -> float:
     return min(delay * 2, SLOW_POLL_S)
 
 
-def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:
+def _lock_fd(path: str, what: str, wait_s: float, deadline: float, shared: bool = False) -> int:
     """Open ``path`` and flock it (waiting until ``deadline``); the fd holding the lock.
 
     The lock counts only when ``path`` still names the file locked: a lock file unlinked
@@ -129,7 +136,7 @@ def _lock_fd(path: str, what: str, wait_s: float, deadline: float) -> int:
         try:
             while True:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                     break
                 except OSError as exc:
                     if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
@@ -225,6 +232,13 @@ def mount_lock_path(state_dir: str, fork: str) -> str:
     ``proxy exec``) and a process adopting that mount as one to keep (``avfs mount``,
     ``--keep-mount``): held for moments, never while a command runs."""
     return os.path.join(state_dir, "locks", ".mount-" + fs_name(fork) + ".lock")
+
+
+def mount_gate_path(state_dir: str) -> str:
+    """The vault's mount gate: every mount's start holds it shared until its daemon is
+    recorded, a vault's delete holds it alone while it checks the mounts and moves the
+    vault to the trash (one descriptor, however many forks the vault has)."""
+    return os.path.join(state_dir, "locks", ".mounts.lock")
 
 
 def pid_alive(pid: int) -> bool:

@@ -38,7 +38,7 @@ from ..store import names, refs
 from ..store.gitrun import git_env, run_git
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Identity
-from ..store.locks import FileLocks, mount_lock_path
+from ..store.locks import FileLocks, mount_gate_path
 from ..store.safeopen import read_settings
 from ..types import VaultInfo
 from .layers import Attempts
@@ -528,18 +528,15 @@ class Home:
         vault = self.vault(name)
         vault.refuse_if_mounted()  # (mounts kept warm asked to go: before any lock, as a fork's delete)
         self._refuse_other_file_system(name, path)
-        # every fork's mount lock, which a mount's start holds until its record is written,
-        # and the check again under them: a mount started since the first check is refused
-        # here, one starting later waits and then finds no vault (its lock file gone with
-        # it). Found in the thirty-fourth round: the check ran with no lock, and a mount
-        # whose start was under way (its daemon not yet recorded) came up on a vault moved
-        # to the trash beneath it. (A fork made and mounted during the delete is not seen.)
+        # the vault's mount gate, which every mount's start holds (shared) until its daemon
+        # is recorded, and the check again under it: a mount started since the first check
+        # is refused here, one starting later waits and then finds no vault (the gate goes
+        # to the trash with it: ops/mounts.py). Found in the thirty-fourth round: the check
+        # ran with no lock, and a mount whose start was under way (its daemon not yet
+        # recorded) came up on a vault moved to the trash beneath it
         os.makedirs(os.path.join(vault.state_dir, "locks"), exist_ok=True)
-        mount_locks = tuple(
-            (mount_lock_path(vault.state_dir, fork), f"the mount of {name}:{fork}")
-            for fork in vault.fork_names()
-        )
-        with FileLocks(mount_locks, vault.lock_wait_s):
+        gate = ((mount_gate_path(vault.state_dir), f"the mounts of vault {name}"),)
+        with FileLocks(gate, vault.lock_wait_s):
             vault.refuse_if_mounted(release=False)
             with self._lock:
                 v = self._vaults.pop(name, None)
