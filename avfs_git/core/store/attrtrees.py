@@ -1,0 +1,175 @@
+"""Which trees hold an attribute file that may change a merge: for a tree id, whether a
+``.gitattributes`` (a regular file) at or below it names ``merge`` or ``binary``
+(:data:`.mergeattrs.WORDS`), found once per tree and kept.
+
+A merge asks it of the target's tree before it looks for the paths both sides changed
+(:func:`.mergeattrs.merge_attributes`): where the answer is no (most repositories: none
+of their attribute files says how to merge), the merge is libgit2's on the vault, as
+before the thirty-third round, without the walk of the directories both sides changed.
+
+Trees are immutable, so an answer never changes. A tree's is its own attribute file's
+or any subtree's, so the answers of subtrees are kept too and shared: a tree a
+checkpoint or merge made is answered by reading only its new directories (those it does
+not share with a tree answered before), the rest known. The answers live in memory for
+the store's life and in the vault's ``avfs/attrtrees`` (one line a tree: its id, ``1``
+or ``0``), read at the first ask of a process and appended to (one ``write`` of the new
+lines, ``O_APPEND``: other processes' lines never interleave within a line; a torn or
+foreign line is skipped). Past :data:`MAX_BYTES` the file starts over with the new lines.
+Not a security boundary: the file is the vault's, which only avfs writes; a wrong "no"
+would merge a path as text where git would not, as every merge did before mergeattr1.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .gitstore import GitStore
+
+FILE = "attrtrees"  # under the vault's avfs/
+MAX_BYTES = 1 << 18  # ~6,000 trees' lines: read in ~1 ms
+_TREE = b"40000 "  # how a directory's raw entry starts
+_KEY = b" .gitattributes\0"  # (in a raw tree: an entry of that name)
+_LINE = 42  # 40 hex digits, the answer, a newline
+
+
+class AttrTrees:
+    """The answers of one vault (``path``), for its store's life (:func:`of_store`)."""
+
+    def __init__(self, path: str) -> None:
+        self._file = os.path.join(path, "avfs", FILE)
+        self._known: dict[bytes, bool] | None = None
+        self._full = False  # the file was past MAX_BYTES when read: start it over
+        self._lock = threading.Lock()  # (the file's reading and writing; answers are facts)
+
+    def names_merging(self, store: GitStore, tree: str, words: tuple[bytes, ...]) -> bool:
+        """Whether a ``.gitattributes`` (regular file) at or below tree ``tree`` holds one of
+        ``words``."""
+        known = self._load()
+        root = bytes.fromhex(tree)
+        hit = known.get(root)
+        if hit is not None:
+            return hit
+        new: dict[bytes, bool] = {}
+        answer = _answer(store, root, known, new, words)
+        self._save(new)
+        return answer
+
+    def _load(self) -> dict[bytes, bool]:
+        known = self._known
+        if known is not None:
+            return known
+        with self._lock:
+            if self._known is not None:
+                return self._known
+            try:
+                with open(self._file, "rb") as fh:
+                    data = fh.read(MAX_BYTES + 1)
+            except OSError:
+                data = b""
+            known = {}
+            if len(data) > MAX_BYTES:
+                self._full = True
+            else:
+                for line in data.split(b"\n"):
+                    if len(line) == _LINE - 1 and line[40:] in (b"0", b"1"):
+                        try:
+                            known[bytes.fromhex(line[:40].decode("ascii"))] = line[40:] == b"1"
+                        except ValueError:
+                            continue  # (not an id: skipped)
+            self._known = known
+            return known
+
+    def _save(self, new: dict[bytes, bool]) -> None:
+        if not new:
+            return
+        text = b"".join(b"%s%s\n" % (oid.hex().encode(), b"1" if v else b"0") for oid, v in new.items())
+        with self._lock:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+            flags |= os.O_TRUNC if self._full else os.O_APPEND
+            try:
+                fd = os.open(self._file, flags, 0o644)
+            except OSError:
+                return  # (a vault avfs cannot write here: the answers stay in memory)
+            try:
+                os.write(fd, text)
+                self._full = False
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+# each store's answers, as long as the store lives (one object a vault handle: not global state
+# that outlives it; the lock makes the one per store)
+_OF_STORE: weakref.WeakKeyDictionary[GitStore, AttrTrees] = weakref.WeakKeyDictionary()
+_OF_STORE_LOCK = threading.Lock()
+
+
+def of_store(store: GitStore) -> AttrTrees:
+    """``store``'s answers (made at its first ask)."""
+    got = _OF_STORE.get(store)
+    if got is None:
+        with _OF_STORE_LOCK:
+            got = _OF_STORE.get(store)
+            if got is None:
+                got = _OF_STORE[store] = AttrTrees(store.path)
+    return got
+
+
+def _answer(
+    store: GitStore, root: bytes, known: dict[bytes, bool], new: dict[bytes, bool], words: tuple[bytes, ...]
+) -> bool:
+    """Tree ``root``'s answer, found by reading the trees below it not in ``known`` (each
+    answer found goes into both ``known`` and ``new``); a tree whose own attribute file
+    names a word, or one of whose subtrees does, is not read further. Iterative: a tree
+    as deep as a vault holds (thousands of levels) is no recursion."""
+    from .gitformat import RAW_ENTRY
+    from .gitstore import EMPTY_TREE
+    from .odbdirect import raw_reader
+
+    read_raw = raw_reader(store, "tree", 0)
+    read: Callable[[bytes], bytes] = lambda oid: b"" if oid.hex() == EMPTY_TREE else read_raw(oid.hex())  # noqa: E731
+    findall = RAW_ENTRY.findall
+    # (tree, its subtrees once read): a tree is answered when its subtrees all are
+    stack: list[tuple[bytes, list[bytes] | None]] = [(root, None)]
+    while stack:
+        oid, subs = stack[-1]
+        if oid in known:
+            stack.pop()
+            continue
+        if subs is None:
+            raw = read(oid)
+            entries = findall(raw)
+            if _KEY in raw and _own_names(store, entries, words):
+                known[oid] = new[oid] = True
+                stack.pop()
+                continue
+            subs = [e[-20:] for e in entries if e.startswith(_TREE)]
+            if any(known.get(s) for s in subs):
+                known[oid] = new[oid] = True
+                stack.pop()
+                continue
+            todo = [s for s in subs if s not in known]
+            if todo:
+                stack[-1] = (oid, subs)
+                stack.extend((s, None) for s in todo)
+                continue
+        answer = any(known[s] for s in subs)
+        known[oid] = new[oid] = answer
+        stack.pop()
+    return known[root]
+
+
+def _own_names(store: GitStore, entries: list[bytes], words: tuple[bytes, ...]) -> bool:
+    """Whether the directory of raw ``entries`` has a ``.gitattributes`` (a file, never a
+    link: git reads none through one) that holds one of ``words``."""
+    for e in entries:
+        if e.startswith((b"100644 ", b"100755 ")) and e[e.index(b" ") + 1 : -21] == b".gitattributes":
+            data = store.blob_data(e[-20:].hex())
+            return any(w in data for w in words)
+    return False
