@@ -215,3 +215,55 @@ def test_git_s_own_binary_test_files_in_a_revert_and_a_rebase(tmp_path: Path, ho
     assert _revert_as_git(tmp_path / "r", home, base, first, last) == (None, {"t/t0110/url-1"})
     got = _rebase_as_git(tmp_path / "b", home, base, {"t/t0110/url-1": old + b"x://t/\n"}, first)
     assert got == (None, {"t/t0110/url-1"})
+
+
+def _brute(work: Path, commit: str) -> bool:
+    """git's answer: a ``.gitattributes`` blob (a regular file) of the commit's tree holds
+    ``merge`` or ``binary``."""
+    for line in _git(work, "ls-tree", "-r", "--full-tree", commit).splitlines():
+        meta, path = line.split("\t", 1)
+        mode, _, oid = meta.split()
+        if path.rsplit("/", 1)[-1] == ".gitattributes" and mode in ("100644", "100755"):
+            data = subprocess.run(
+                ["git", "-C", str(work), "cat-file", "blob", oid], capture_output=True
+            ).stdout
+            if b"merge" in data or b"binary" in data:
+                return True
+    return False
+
+
+def test_the_answer_kept_per_tree_is_what_git_s_attribute_files_say(tmp_path: Path, home: Any) -> None:
+    """:mod:`avfs_git.core.store.attrtrees` (a merge asks it before any walk) against git's
+    own listing of each commit's ``.gitattributes`` blobs: deep files added, changed to
+    ``text`` only, removed, a link named ``.gitattributes`` (git reads none through it), a
+    macro; and a fresh handle of the vault, reading the kept file (a torn and a foreign line
+    in it skipped), answers the same."""
+    from avfs_git.core.store import attrtrees
+    from avfs_git.core.store.gitstore import GitStore
+    from avfs_git.core.store.mergeattrs import WORDS
+
+    work, commits = _history(
+        tmp_path,
+        {"a/b/c/x.txt": b"x\n", "y.txt": b"y\n", "l/t": b"x merge=union\n"},
+        {"a/b/.gitattributes": b"*.txt text eol=lf\n"},
+        {"a/b/c/.gitattributes": b"x.txt merge=union\n"},
+        {"a/b/c/.gitattributes": None, "e/f/g/h/i.txt": b"i\n"},
+        {"e/f/g/h/.gitattributes": b"[attr]k binary\ni.txt k\n"},
+        {"e/f/g/h/.gitattributes": None},
+    )
+    (work / "l" / ".gitattributes").symlink_to("t")
+    commits.append(_commit(work, {}, "a link"))
+    want = [_brute(work, c) for c in commits]
+    assert want == [False, False, True, False, True, False, False]
+    vault = home.clone_vault(str(work / ".git"), "g")
+    trees = [vault.store.commit_tree(c) for c in commits]
+    assert [attrtrees.of_store(vault.store).names_merging(vault.store, t, WORDS) for t in trees] == want
+    kept = Path(vault.path, "avfs", attrtrees.FILE)
+    lines = kept.read_bytes().splitlines()
+    assert len(lines) == len(set(lines)) and {ln[:40].decode() for ln in lines} >= set(trees)
+    with open(kept, "ab") as fh:
+        fh.write(b"not a tree 1\n" + trees[2].encode()[:20])
+    size = kept.stat().st_size
+    fresh = GitStore(vault.path)  # (another process's handle: the kept file read, nothing walked)
+    assert [attrtrees.of_store(fresh).names_merging(fresh, t, WORDS) for t in trees] == want
+    assert kept.stat().st_size == size
