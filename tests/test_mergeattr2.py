@@ -236,8 +236,8 @@ def test_the_answer_kept_per_tree_is_what_git_s_attribute_files_say(tmp_path: Pa
     """:mod:`avfs_git.core.store.attrtrees` (a merge asks it before any walk) against git's
     own listing of each commit's ``.gitattributes`` blobs: deep files added, changed to
     ``text`` only, removed, a link named ``.gitattributes`` (git reads none through it), a
-    macro; and a fresh handle of the vault, reading the kept file (a torn and a foreign line
-    in it skipped), answers the same."""
+    macro; and a fresh handle of the vault, reading the kept file (a torn record
+    at its end skipped; records out of step start it over), answers the same."""
     from avfs_git.core.store import attrtrees
     from avfs_git.core.store.gitstore import GitStore
     from avfs_git.core.store.mergeattrs import WORDS
@@ -259,11 +259,17 @@ def test_the_answer_kept_per_tree_is_what_git_s_attribute_files_say(tmp_path: Pa
     trees = [vault.store.commit_tree(c) for c in commits]
     assert [attrtrees.of_store(vault.store).names_merging(vault.store, t, WORDS) for t in trees] == want
     kept = Path(vault.path, "avfs", attrtrees.FILE)
-    lines = kept.read_bytes().splitlines()
-    assert len(lines) == len(set(lines)) and {ln[:40].decode() for ln in lines} >= set(trees)
+    data = kept.read_bytes()
+    records = {data[i : i + 20].hex(): data[i + 20 : i + 21] for i in range(0, len(data), 21)}
+    assert len(data) == 21 * len(records) and set(records) >= set(trees)
+    assert [records[t] == b"1" for t in trees] == want
     with open(kept, "ab") as fh:
-        fh.write(b"not a tree 1\n" + trees[2].encode()[:20])
+        fh.write(b"torn")
     size = kept.stat().st_size
     fresh = GitStore(vault.path)  # (another process's handle: the kept file read, nothing walked)
     assert [attrtrees.of_store(fresh).names_merging(fresh, t, WORDS) for t in trees] == want
     assert kept.stat().st_size == size
+    kept.write_bytes(b"x" * 20 + b"?" + data)  # (out of step: started over, answered anew)
+    fresh = GitStore(vault.path)
+    assert [attrtrees.of_store(fresh).names_merging(fresh, t, WORDS) for t in trees] == want
+    assert len(kept.read_bytes()) < len(data) + 21
