@@ -21,6 +21,11 @@ process ``--reps`` runs of ``git merge-tree --write-tree ours theirs`` in the re
 ``python -m bench.mergeattr2ab --side main=/work/h-mergeattr2-base --side
 pre=/work/h-mergeattr2-pre [--rounds 7] [--reps 5] [--trees 10k,minimist]``; results in
 ``bench/results/mergeattr2-<UTC>.json``.
+
+``--incremental``: this tree's code alone, on the 10k ``content`` repository: the CPU of
+the kept answer for ``main``'s tree with nothing kept (every directory read), then, in a
+fresh store (another process), for ``ours``' (main's kept: only the directories ours
+changed read), then ``ours``' again in a fresh store (the kept file read, nothing walked).
 """
 
 from __future__ import annotations
@@ -81,6 +86,42 @@ def _git_merge_tree(repo: Path, reps: int) -> list[float]:
         )  # fmt: skip
         out.append(time.perf_counter() - w0)
     return out
+
+
+def incremental(reps: int) -> dict[str, Any]:
+    """See the module's text (``--incremental``)."""
+    from avfs_git.core.store import attrtrees
+    from avfs_git.core.store.gitstore import GitStore
+    from avfs_git.core.store.mergeattrs import WORDS
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+
+    from .mergeattrab import _make, _source
+
+    root = Path(tempfile.mkdtemp(prefix="h-mergeattr2-inc-"))
+    try:
+        repo = _make(_source("10k", root), "content", root / "repo")
+        home = Home(str(root / "home"), author=("b", "b@example.org"), mounts=MOUNT_SIDE, layers="off")
+        vault = home.clone_vault(str(repo / ".git"), "v")
+        main_t, ours_t = (vault.store.commit_tree(str(vault.store.rev_parse(b))) for b in ("main", "ours"))
+        kept = Path(vault.path, "avfs", attrtrees.FILE)
+        times: dict[str, list[float]] = {"main, nothing kept": [], "ours, main kept": [], "ours, kept": []}
+        for _ in range(reps):
+            kept.unlink(missing_ok=True)
+            for what, tree in zip(times, (main_t, ours_t, ours_t), strict=True):
+                store = GitStore(vault.path)
+                t0 = time.process_time()
+                attrtrees.of_store(store).names_merging(store, tree, WORDS)
+                times[what].append(time.process_time() - t0)
+        out: dict[str, Any] = {k: round(1000 * statistics.median(v), 2) for k, v in times.items()}
+        return {
+            "cpu_median_ms": out,
+            "reps": reps,
+            "records": kept.stat().st_size // 21,
+            "load": os.getloadavg()[0],
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,15 +195,21 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--trees", type=lambda s: s.split(","), default=["10k", "minimist"])
     ap.add_argument("--out", default="")
+    ap.add_argument("--incremental", action="store_true")
     args = ap.parse_args()
     if args.worker:
         h, repo, name, reps, cold = args.worker
         worker(h, repo, name, int(reps), cold == "1")
         return
-    assert args.side, "--side NAME=DIR: another tree's code"
-    res = run(args)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(args.out) if args.out else REPO / "bench" / "results" / f"mergeattr2-{stamp}.json"
+    if args.incremental:
+        got = incremental(max(args.reps, 9))
+        out.write_text(json.dumps(got, indent=1) + "\n")
+        print(json.dumps(got, indent=1))
+        return
+    assert args.side, "--side NAME=DIR: another tree's code"
+    res = run(args)
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res["cases"], indent=1))
     print(out)
