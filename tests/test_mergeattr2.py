@@ -236,7 +236,7 @@ def test_the_answer_kept_per_tree_is_what_git_s_attribute_files_say(tmp_path: Pa
     """:mod:`avfs_git.core.store.attrtrees` (a merge asks it before any walk) against git's
     own listing of each commit's ``.gitattributes`` blobs: deep files added, changed to
     ``text`` only, removed, a link named ``.gitattributes`` (git reads none through it), a
-    macro; and a fresh handle of the vault, reading the kept file (a torn record
+    macro, two directories of one tree id; and a fresh handle of the vault, reading the kept file (a torn record
     at its end skipped; records out of step start it over), answers the same."""
     from avfs_git.core.store import attrtrees
     from avfs_git.core.store.gitstore import GitStore
@@ -253,8 +253,10 @@ def test_the_answer_kept_per_tree_is_what_git_s_attribute_files_say(tmp_path: Pa
     )
     (work / "l" / ".gitattributes").symlink_to("t")
     commits.append(_commit(work, {}, "a link"))
+    same = {"x": b"x\n", ".gitattributes": b"x merge=union\n"}  # (two directories, one tree id)
+    commits.append(_commit(work, {f"{d}/q/{k}": v for d in ("p", "r/s") for k, v in same.items()}, "twins"))
     want = [_brute(work, c) for c in commits]
-    assert want == [False, False, True, False, True, False, False]
+    assert want == [False, False, True, False, True, False, False, True]
     vault = home.clone_vault(str(work / ".git"), "g")
     trees = [vault.store.commit_tree(c) for c in commits]
     assert [attrtrees.of_store(vault.store).names_merging(vault.store, t, WORDS) for t in trees] == want
@@ -273,3 +275,36 @@ def test_the_answer_kept_per_tree_is_what_git_s_attribute_files_say(tmp_path: Pa
     fresh = GitStore(vault.path)
     assert [attrtrees.of_store(fresh).names_merging(fresh, t, WORDS) for t in trees] == want
     assert len(kept.read_bytes()) < len(data) + 21
+
+
+def test_a_lazy_vault_fetches_the_attribute_files_asked_in_one_batch(tmp_path: Path, home: Any) -> None:
+    """A lazy vault (cloned over `git daemon` on 127.0.0.1 with a blob filter) holds none of
+    the tree's ``.gitattributes`` blobs: the kept answer fetches the six it reads in one
+    request, not one each (the walk reads every directory's)."""
+    from avfs_git.core.store import attrtrees
+    from avfs_git.core.store.mergeattrs import WORDS
+
+    from .test_lazy import Server
+
+    files: Files = {f"d{i}/.gitattributes": b"*.c text\n# %d\n" % i for i in range(6)}
+    work, commits = _history(tmp_path, files | {f"d{i}/f.c": b"int x;\n" for i in range(6)})
+    served = tmp_path / "served"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "proj.git")], check=True)
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        _git(served / "proj.git", "config", key, "true")
+    wanted = {_git(work, "rev-parse", f"HEAD:{p}").strip() for p in files}
+    with Server.serving(served) as srv:
+        vault = home.clone_vault(srv.url("proj.git"), "z", lazy=True)
+        store = vault.store
+        assert not any(store.is_local(o) for o in wanted)
+        asked: list[set[str]] = []
+        fetch = store.promisor.fetch
+
+        def counted(oids: Any, **kw: Any) -> None:  # (a spy: the real fetch runs)
+            oids = list(oids)
+            asked.append(set(oids))
+            fetch(oids, **kw)
+
+        store.promisor.fetch = counted  # type: ignore[method-assign]
+        assert not attrtrees.of_store(store).names_merging(store, store.commit_tree(commits[0]), WORDS)
+    assert len(wanted) == 6 and asked == [wanted]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,6 +36,7 @@ _RECORD = 21  # a tree's 20-byte id, then its answer: ``1`` or ``0``
 MAX_BYTES = _RECORD * 8192  # 8,192 trees' answers: read in ~1 ms
 _TREE = b"40000 "  # how a directory's raw entry starts
 _KEY = b" .gitattributes\0"  # (in a raw tree: an entry of that name)
+ATTRIBUTES = ".gitattributes"
 
 
 class AttrTrees:
@@ -124,51 +124,57 @@ def _answer(
     store: GitStore, root: bytes, known: dict[bytes, bool], new: dict[bytes, bool], words: tuple[bytes, ...]
 ) -> bool:
     """Tree ``root``'s answer, found by reading the trees below it not in ``known`` (each
-    answer found goes into both ``known`` and ``new``); a tree whose own attribute file
-    names a word, or one of whose subtrees does, is not read further. Iterative: a tree
-    as deep as a vault holds (thousands of levels) is no recursion."""
+    answer found goes into both ``known`` and ``new``). The trees first (iterative: a tree
+    as deep as a vault holds, thousands of levels, is no recursion), then their attribute
+    files' blobs (in a lazy vault those it does not hold fetched in one batch, not one by
+    one), then each tree's answer after its subtrees'. Every tree not known is read, a
+    "yes" below stopping nothing: where the answer is no (the case that must be cheap)
+    all are read anyway."""
     from .gitformat import RAW_ENTRY
     from .gitstore import EMPTY_TREE
     from .odbdirect import raw_reader
 
     read_raw = raw_reader(store, "tree", 0)
-    read: Callable[[bytes], bytes] = lambda oid: b"" if oid.hex() == EMPTY_TREE else read_raw(oid.hex())  # noqa: E731
+    empty = bytes.fromhex(EMPTY_TREE)
     findall = RAW_ENTRY.findall
-    # (tree, its subtrees once read): a tree is answered when its subtrees all are
-    stack: list[tuple[bytes, list[bytes] | None]] = [(root, None)]
+    # each tree not known: (its attribute file's blob id or None, its subtrees), in the
+    # order read (a tree before the trees below it)
+    read: dict[bytes, tuple[bytes | None, list[bytes]]] = {}
+    todo = [root]
+    while todo:
+        oid = todo.pop()
+        if oid in known or oid in read:
+            continue
+        raw = b"" if oid == empty else read_raw(oid.hex())
+        entries = findall(raw)
+        subs = [e[-20:] for e in entries if e.startswith(_TREE)]
+        read[oid] = (_own_file(entries) if _KEY in raw else None, subs)
+        todo += subs
+    blobs = {b.hex(): ATTRIBUTES for b, _ in read.values() if b is not None}
+    if blobs:
+        store.prefetch(blobs)  # (a whole vault: nothing, at no cost)
+    stack = [root]  # (each tree answered after those below it; a directory twice in a tree is one id)
     while stack:
-        oid, subs = stack[-1]
+        oid = stack[-1]
         if oid in known:
             stack.pop()
             continue
-        if subs is None:
-            raw = read(oid)
-            entries = findall(raw)
-            if _KEY in raw and _own_names(store, entries, words):
-                known[oid] = new[oid] = True
-                stack.pop()
-                continue
-            subs = [e[-20:] for e in entries if e.startswith(_TREE)]
-            if any(known.get(s) for s in subs):
-                known[oid] = new[oid] = True
-                stack.pop()
-                continue
-            todo = [s for s in subs if s not in known]
-            if todo:
-                stack[-1] = (oid, subs)
-                stack.extend((s, None) for s in todo)
-                continue
-        answer = any(known[s] for s in subs)
-        known[oid] = new[oid] = answer
+        blob, subs = read[oid]
+        pending = [t for t in subs if t not in known]
+        if pending:
+            stack += pending
+            continue
+        known[oid] = new[oid] = any(known[t] for t in subs) or (
+            blob is not None and any(w in store.blob_data(blob.hex(), path=ATTRIBUTES) for w in words)
+        )
         stack.pop()
     return known[root]
 
 
-def _own_names(store: GitStore, entries: list[bytes], words: tuple[bytes, ...]) -> bool:
-    """Whether the directory of raw ``entries`` has a ``.gitattributes`` (a file, never a
-    link: git reads none through one) that holds one of ``words``."""
+def _own_file(entries: list[bytes]) -> bytes | None:
+    """The blob id of the ``.gitattributes`` among a directory's raw ``entries`` (a file,
+    never a link: git reads none through one), or None."""
     for e in entries:
         if e.startswith((b"100644 ", b"100755 ")) and e[e.index(b" ") + 1 : -21] == b".gitattributes":
-            data = store.blob_data(e[-20:].hex())
-            return any(w in data for w in words)
-    return False
+            return e[-20:]
+    return None
