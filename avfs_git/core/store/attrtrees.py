@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 FILE = "attrtrees"  # under the vault's avfs/
 _RECORD = 21  # a tree's 20-byte id, then its answer: ``1`` or ``0``
 MAX_BYTES = _RECORD * 8192  # 8,192 trees' answers: read in ~1 ms
+MEMORY_MAX = 8 * 8192  # answers held in memory (~100 bytes each) before they are let go
 _TREE = b"40000 "  # how a directory's raw entry starts
 _KEY = b" .gitattributes\0"  # (in a raw tree: an entry of that name)
 ATTRIBUTES = ".gitattributes"
@@ -59,6 +60,8 @@ class AttrTrees:
         new: dict[bytes, bool] = {}
         answer = _answer(store, root, known, new, words)
         self._save(new)
+        if len(known) > MEMORY_MAX:  # (a long-lived process, the kept server's: read again at the next ask)
+            self._known = None
         return answer
 
     def _load(self) -> dict[bytes, bool]:
