@@ -32,7 +32,7 @@ from ..records import dataclass
 from ..store import locks, names, packwriter, refs
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import prefer_libgit2, rfc3339
-from ..store.mergetrees import revert_commit
+from ..store.mergetrees import revert_commit, revert_trees
 from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
 from ..workspace import wscommit
 from ..workspace.overlayentry import ignored_count
@@ -458,7 +458,11 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         tip = ws.tip()
         assert tip is not None
         mainline = 1 if len(target.parent_ids) > 1 else 0
-        index = revert_commit(vault.store, str(target.id), tip, mainline, rev)
+        # (the tip's attribute files say how its paths merge, as in git's checkout of it)
+        from ..store.mergeattrs import merge_attributes
+
+        attrs = merge_attributes(vault.store, *revert_trees(vault.store, str(target.id), tip, mainline))
+        index = revert_commit(vault.store, str(target.id), tip, mainline, rev, attrs)
         conflicts = index.conflicts
         if conflicts:
             paths = sorted({(c[1] or c[2] or c[0]).path for c in conflicts if any(c)})  # type: ignore[union-attr]

@@ -27,10 +27,15 @@ git merges it, and a ``-merge`` file changed in two places merged where git conf
 sides changed, in *ours*' tree), and :func:`.mergetrees.merge_trees` hands them to libgit2
 in a handle whose work tree holds them (:func:`.gitsmudge.attributes_handle`).
 
-What it costs: where no attribute file above a path both changed (nor ``info/attributes``,
-nor git's own) holds ``merge`` or ``binary``, a walk of the directories both sides changed
-(:func:`both_changed`, which finds their ``.gitattributes`` on the way); the merge is
-then libgit2's on the vault, as before.
+What it costs: first, whether any attribute file of *ours*' tree (or ``info/attributes``,
+or git's own) holds ``merge`` or ``binary`` at all: a tree's answer is found once and kept
+in the vault, by tree id, its subtrees' too (:mod:`.attrtrees`: a lookup, or a read of the
+directories ours has that no tree answered before had). Where none does (most repositories),
+nothing more: the merge is libgit2's on the vault, as before the thirty-third round
+(mergeattr1 walked the directories both sides changed on every such merge, +1-6 ms). Else
+a walk of the directories both sides changed (:func:`both_changed`, which finds their
+``.gitattributes`` on the way), and a handle only where one above a path both changed
+names them.
 ``conflict-marker-size`` changes no merged tree (the markers avfs writes follow it:
 :mod:`..operations.mergeconflicts`); ``text``/``eol`` change none either (git converts a
 merged file's ends only with ``merge.renormalize``, which avfs does not set).
@@ -170,6 +175,14 @@ def merge_attributes(store: GitStore, ancestor: str, ours: str, theirs: str) -> 
     contents of, when one of them, the vault's ``info/attributes`` or git's global and
     system files names :data:`WORDS`; None where none does (libgit2's merge on the vault
     answers as git's then)."""
+    try:
+        with open(os.path.join(store.path, "info", "attributes"), "rb") as fh:
+            info = fh.read()
+    except OSError:
+        info = b""
+    outer = outer_attributes(store.path)
+    if not any(w in t for t in (info, outer) for w in WORDS) and not names_merging(store, ours):
+        return None  # (no attribute file of ours' names merging: no walk)
     files: dict[str, bytes] = {}
     both, deleted = both_changed(store, ancestor, ours, theirs, files)
     if not both:
@@ -179,15 +192,18 @@ def merge_attributes(store: GitStore, ancestor: str, ours: str, theirs: str) -> 
         hit = store.tree_lookup(ours, f"{d}/{ATTRIBUTES}" if d else ATTRIBUTES)
         if hit is not None and hit[1] in (MODE_BLOB, MODE_EXEC):  # (never through a link)
             files[d] = store.blob_data(hit[0])
-    try:
-        with open(os.path.join(store.path, "info", "attributes"), "rb") as fh:
-            info = fh.read()
-    except OSError:
-        info = b""
-    texts: Iterable[bytes] = (info, outer_attributes(store.path), *files.values())
+    texts: Iterable[bytes] = (info, outer, *files.values())
     if not any(w in t for t in texts for w in WORDS):
         return None
     return MergeAttributes(files, frozenset(both), (ancestor, ours, theirs))
+
+
+def names_merging(store: GitStore, tree: str) -> bool:
+    """Whether an attribute file of ``tree`` (anywhere in it) names :data:`WORDS`: asked of
+    the store's answers by tree (:mod:`.attrtrees`), found once per tree."""
+    from .attrtrees import of_store
+
+    return of_store(store).names_merging(store, tree, WORDS)
 
 
 def runs_driver(value: object, config: Callable[[str], str | None]) -> bool:

@@ -313,20 +313,42 @@ def merge_blobs(store: GitStore, ancestor: str, ours: str, theirs: str) -> dict[
     return {o: p for o, p in want.items() if kinds.get(o) not in (None, 0o040000, 0o160000)}
 
 
-def revert_commit(store: GitStore, commit: str, ours: str, mainline: int, label: str) -> MergedIndex:
+def revert_commit(
+    store: GitStore, commit: str, ours: str, mainline: int, label: str, attrs: MergeAttributes | None = None
+) -> MergedIndex:
     """libgit2's revert of commit ``commit`` onto commit ``ours`` (``mainline``: the parent,
     from 1, a merge commit is reverted against; 0 for another commit). ``label`` names the
-    reverted revision in the error.
+    reverted revision in the error. ``attrs``: the attribute files that say how its paths
+    merge (:func:`.mergeattrs.merge_attributes` of :func:`revert_trees`), honoured as `git
+    revert` in a checkout of ``ours`` does: the revert is then libgit2's merge of those
+    trees (what ``git_revert_commit`` merges) in a handle that reads them.
 
     Raises:
         UsageError: libgit2 cannot revert it (``cannot revert LABEL: ...``).
     """
+    if attrs is not None:
+        return merge_trees(store, *attrs.trees, None, attrs)
     target, onto = store.commit(commit), store.commit(ours)
     try:
         index = store._repo.revert_commit(target, onto, mainline)
     except git_errors() as exc:
         raise git_error(exc, f"cannot revert {label}", UsageError) from exc
     return MergedIndex(store, index)
+
+
+def revert_trees(store: GitStore, commit: str, ours: str, mainline: int) -> tuple[str, str, str]:
+    """The trees a revert of ``commit`` onto ``ours`` merges (``git_revert_commit``'s):
+    (``commit``'s, ``ours``', its parent's: ``mainline``'s, else its one parent's, git's
+    empty tree for a root commit)."""
+    from .gitstore import EMPTY_TREE
+
+    parents = store.commit(commit).parent_ids
+    parent = str(parents[mainline - 1]) if mainline else (str(parents[0]) if parents else None)
+    return (
+        store.commit_tree(commit),
+        store.commit_tree(ours),
+        store.commit_tree(parent) if parent else EMPTY_TREE,
+    )
 
 
 # a side this large (or larger) goes to git: libgit2 takes it for binary (and merges it

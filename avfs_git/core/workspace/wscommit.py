@@ -372,7 +372,12 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
         pack.abort()
         raise
     tip_tree = ws.store.commit_tree(tip)
-    index = merge_trees(ws.store, ws.base_tree, tip_tree, tree)
+    # the moved fork's attribute files say how paths merge: `git rebase` replays onto its
+    # checkout (:mod:`..store.mergeattrs`)
+    from ..store.mergeattrs import merge_attributes
+
+    attrs = merge_attributes(ws.store, ws.base_tree, tip_tree, tree)
+    index = merge_trees(ws.store, ws.base_tree, tip_tree, tree, None, attrs)
     conflicts = index.conflicts
     if conflicts:
         paths = sorted({(a or o or t).path for a, o, t in conflicts})  # type: ignore[union-attr]
