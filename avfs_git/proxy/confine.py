@@ -263,6 +263,31 @@ def _anonymous(data: bytes, name: str) -> int:
     return fd
 
 
+def status_pipe() -> tuple[int, int]:
+    """The pipe of bwrap's ``--json-status-fd``: (its read end, kept here; the end bwrap
+    writes its status to, that pipe opened anew for reading and writing).
+
+    bwrap writes the sandbox's ``child-pid`` there after its clone and only then lets the
+    sandbox's first process go on (bubblewrap.c: that process waits on an eventfd the
+    outer bwrap alone writes). When the process that started bwrap was killed first, the
+    pipe had no reader left: the write failed (``SIGPIPE``), the outer bwrap died, and
+    the first process, not yet armed to die with it, waited for good (parent 1, holding a
+    copy of the host's mounts, the fork's among them: the mount daemon's ready sandbox in
+    ci41). Opened for reading too, bwrap's own end is a reader: the write goes into the
+    pipe, bwrap goes on, and what ends the sandbox then (the waiter's or the gate's end of
+    the file, the checks of :data:`.landlock.EXEC`) does. bwrap closes that end in the
+    sandbox before anything runs there; it stays a writer, so the end of the file here
+    still says bwrap has ended. Where the pipe cannot be opened so, a plain pipe, as
+    before."""
+    r, w = os.pipe()
+    try:
+        rw = os.open(f"/proc/self/fd/{w}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return r, w
+    os.close(w)
+    return r, rw
+
+
 def outer_fd(status_r: int) -> int:
     """``status_r``, the read end of the pipe of bwrap's ``--json-status-fd`` (whose write
     end only the outer bwrap keeps), to be passed into the sandbox: the Landlock program

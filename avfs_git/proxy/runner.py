@@ -435,7 +435,7 @@ def _start(
         # bwrap runs on the host before anything is confined: it gets an environment of
         # avfs's, and applies the command's (read from env_r) only as it starts the command
         env_r, sc = confine.env_fd(env), confine.seccomp_fd()
-        status_r, status_w = os.pipe()
+        status_r, status_w = confine.status_pipe()
         outer = confine.outer_fd(status_r)
         argv = confine.argv(sandbox, argv, env_from=env_r, outer_fd=outer, seccomp_from=sc)
         argv[1:1] = ["--json-status-fd", str(status_w)]

@@ -286,7 +286,7 @@ class Standbys:
         key = _key(sb)
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe()
-        status_r, status_w = os.pipe()
+        status_r, status_w = confine.status_pipe()  # (bwrap's end a reader: it never sees EPIPE)
         for fd in (go_w, report_r, status_r):
             os.set_inheritable(fd, False)
         sc = confine.seccomp_fd()
