@@ -300,6 +300,22 @@ def outer_fd(status_r: int) -> int:
     return status_r if landlock.available() and landlock.PPOLL > 0 else -1
 
 
+def life_fd() -> int:
+    """A pidfd of this process, to be passed into the sandbox: the Landlock program starts
+    the command only while this process is there (:data:`.landlock.EXEC`: killed before the
+    outer bwrap armed ``--die-with-parent``'s signal, nothing would end the command nor time
+    it out). -1 where no such program runs, or the kernel has no pidfds (the caller closes
+    it once bwrap is started)."""
+    from . import landlock
+
+    if not (landlock.available() and landlock.PPOLL > 0):
+        return -1
+    try:
+        return os.pidfd_open(os.getpid())
+    except (AttributeError, OSError):
+        return -1
+
+
 def check_path(path: str) -> str | None:
     """Why ``path`` cannot be where the fork appears in a sandbox (None: it can)."""
     if not os.path.isabs(path):
@@ -497,6 +513,7 @@ def argv(
     own: bool = False,
     outer_fd: int = -1,
     seccomp_from: int = -1,
+    life_fd: int = -1,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
@@ -506,7 +523,8 @@ def argv(
     Landlock program once it has applied the domain (:mod:`.landlock`), so that its start
     is done by then too; where there is none, bubblewrap's ``--block-fd``. ``own``:
     ``command`` is a Perl program of avfs's own, run by the Perl that applies the Landlock
-    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s. ``seccomp_from``:
+    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s; ``life_fd``:
+    :func:`life_fd`'s. ``seccomp_from``:
     :func:`seccomp_fd`'s (-1: none; left out of a ready sandbox's key, the same filter)."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
@@ -569,7 +587,9 @@ def argv(
     from . import landlock
 
     # no link nor special file made in the vault
-    wrapped = landlock.wrap(sb, command, env_from, private_home, block_fd, own=own, outer_fd=outer_fd)
+    wrapped = landlock.wrap(
+        sb, command, env_from, private_home, block_fd, own=own, outer_fd=outer_fd, life_fd=life_fd
+    )
     if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
         args[1:1] = ["--args", str(env_from)]
     if block_fd >= 0 and wrapped is command:  # (no Perl: bwrap waits, before it execs the command)
