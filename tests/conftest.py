@@ -360,6 +360,28 @@ def vault(home: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vaul
         yield home.create_vault("v")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_sandbox_outlives_its_owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Under CI=true, the session fails where a ``bwrap`` of its own tests is left with
+    parent 1 at its end: a sandbox that outlived the process that made it (ci41: a mount
+    daemon's ready sandbox, its daemon killed by the test). Ours are told by this worker's
+    base temp dir in their command line (every sandbox binds a fork and a vault under a
+    test's ``tmp_path``); another worktree's or helper's are never looked at, nor killed.
+    Those found are ended once reported."""
+    yield
+    if not IN_CI:
+        return
+    from .sandboxes import orphaned_bwraps
+
+    base = os.fsencode(str(tmp_path_factory.getbasetemp()))
+    left = orphaned_bwraps(base)
+    if left:
+        for pid, _ in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"sandboxes left with parent 1 by this session's tests: {left}")
+
+
 @pytest.fixture
 def ws(vault: Vault) -> Workspace:
     return vault.workspace("main")

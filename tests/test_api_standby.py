@@ -103,6 +103,31 @@ def test_an_unmount_ends_the_ready_sandbox(home: Home, mounted: Vault) -> None:
     assert mounts.check(mounted, "main") is None
 
 
+def test_a_command_in_a_ready_sandbox_outlives_the_unmount_of_its_fork(home: Home, mounted: Vault) -> None:
+    """The API's ready sandboxes are made by a thread that ends once its fork's mount goes,
+    and a sandbox dies with the thread that started it (``--die-with-parent``: the parent
+    thread's death): a command running in one when the fork was unmounted (lazily) was
+    killed (137). Its thread now waits for it; the command ends as it would have in a
+    sandbox of its own (its bind of the mount stays until then)."""
+    ws = mounted.workspace("main")
+    assert avfs_git.exec_in(ws, ["true"]).success
+    _until(lambda: len(_ready_pids()) == 1)
+    got = {}
+
+    def run() -> None:
+        got["r"] = avfs_git.exec_in(ws, ["sh", "-c", "echo started > started.txt; sleep 3; echo done"])
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        _until(lambda: ws.exists("started.txt"))
+        mounts.unmount(home, mounted, "main", lazy=True)
+    finally:
+        t.join()
+    r = got["r"]
+    assert (r.exit_code, r.result.stdout if r.result else None) == (0, "done\n"), r
+
+
 def _standby_threads() -> int:
     return sum(t.name == "avfs-exec-standby" for t in threading.enumerate())
 

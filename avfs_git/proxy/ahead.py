@@ -136,7 +136,7 @@ class Blocked:
             opened.append(env_r)
             sc = confine.seccomp_fd()
             opened += [sc] if sc >= 0 else []
-            status_r, status_w = os.pipe()
+            status_r, status_w = confine.status_pipe()
             opened += [status_r, status_w]
             self.status_r = status_r
             outer = confine.outer_fd(status_r)

@@ -290,6 +290,31 @@ def _anonymous(data: bytes, name: str) -> int:
     return fd
 
 
+def status_pipe() -> tuple[int, int]:
+    """The pipe of bwrap's ``--json-status-fd``: (its read end, kept here; the end bwrap
+    writes its status to, that pipe opened anew for reading and writing).
+
+    bwrap writes the sandbox's ``child-pid`` there after its clone and only then lets the
+    sandbox's first process go on (bubblewrap.c: that process waits on an eventfd the
+    outer bwrap alone writes). When the process that started bwrap was killed first, the
+    pipe had no reader left: the write failed (``SIGPIPE``), the outer bwrap died, and
+    the first process, not yet armed to die with it, waited for good (parent 1, holding a
+    copy of the host's mounts, the fork's among them: the mount daemon's ready sandbox in
+    ci41). Opened for reading too, bwrap's own end is a reader: the write goes into the
+    pipe, bwrap goes on, and what ends the sandbox then (the waiter's or the gate's end of
+    the file, the checks of :data:`.landlock.EXEC`) does. bwrap closes that end in the
+    sandbox before anything runs there; it stays a writer, so the end of the file here
+    still says bwrap has ended. Where the pipe cannot be opened so, a plain pipe, as
+    before."""
+    r, w = os.pipe()
+    try:
+        rw = os.open(f"/proc/self/fd/{w}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return r, w
+    os.close(w)
+    return r, rw
+
+
 def outer_fd(status_r: int) -> int:
     """``status_r``, the read end of the pipe of bwrap's ``--json-status-fd`` (whose write
     end only the outer bwrap keeps), to be passed into the sandbox: the Landlock program
@@ -300,6 +325,22 @@ def outer_fd(status_r: int) -> int:
     from . import landlock
 
     return status_r if landlock.available() and landlock.PPOLL > 0 else -1
+
+
+def life_fd() -> int:
+    """A pidfd of this process, to be passed into the sandbox: the Landlock program starts
+    the command only while this process is there (:data:`.landlock.EXEC`: killed before the
+    outer bwrap armed ``--die-with-parent``'s signal, nothing would end the command nor time
+    it out). -1 where no such program runs, or the kernel has no pidfds (the caller closes
+    it once bwrap is started)."""
+    from . import landlock
+
+    if not (landlock.available() and landlock.PPOLL > 0):
+        return -1
+    try:
+        return os.pidfd_open(os.getpid())
+    except (AttributeError, OSError):
+        return -1
 
 
 def check_path(path: str) -> str | None:
@@ -499,6 +540,7 @@ def argv(
     own: bool = False,
     outer_fd: int = -1,
     seccomp_from: int = -1,
+    life_fd: int = -1,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in ``sb``, with the environment
     read from ``env_from`` (:func:`env_fd`; -1: bwrap's own, as a ready sandbox's waiter
@@ -508,7 +550,8 @@ def argv(
     Landlock program once it has applied the domain (:mod:`.landlock`), so that its start
     is done by then too; where there is none, bubblewrap's ``--block-fd``. ``own``:
     ``command`` is a Perl program of avfs's own, run by the Perl that applies the Landlock
-    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s. ``seccomp_from``:
+    domain (:func:`.landlock.wrap`). ``outer_fd``: :func:`outer_fd`'s; ``life_fd``:
+    :func:`life_fd`'s. ``seccomp_from``:
     :func:`seccomp_fd`'s (-1: none; left out of a ready sandbox's key, the same filter)."""
     args = [bwrap or bwrap_path() or "bwrap"]
     args += ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
@@ -573,7 +616,9 @@ def argv(
     from . import landlock
 
     # no link nor special file made in the vault
-    wrapped = landlock.wrap(sb, command, env_from, private_home, block_fd, own=own, outer_fd=outer_fd)
+    wrapped = landlock.wrap(
+        sb, command, env_from, private_home, block_fd, own=own, outer_fd=outer_fd, life_fd=life_fd
+    )
     if env_from >= 0 and wrapped is command:  # (no Perl: bwrap applies the environment)
         args[1:1] = ["--args", str(env_from)]
     if block_fd >= 0 and wrapped is command:  # (no Perl: bwrap waits, before it execs the command)

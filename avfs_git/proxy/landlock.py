@@ -63,7 +63,7 @@ MADE = MAKE_CHAR | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
 # record stage removes one only after it, proxy/gitfifos.py); the pure-FUSE mount makes
 # none either (its `mknod` answers EPERM)
 FORK_MADE = MADE & ~MAKE_FIFO
-# argv: MADE REFER ENV_FD GATE_FD OUTER_FD PPOLL FORK_MADE KEPT... -- PROTECTED... --
+# argv: MADE REFER ENV_FD GATE_FD OUTER_FD PPOLL FORK_MADE LIFE_FD KEPT... -- PROTECTED... --
 # GRANT... -- FORK -- COMMAND... FORK (the fork's directory) is granted FORK_MADE|REFER the
 # way a GRANT is MADE|REFER, and kept out of a GRANT that holds it (as a KEPT one is).
 # OUTER_FD, PPOLL: see EXEC. ENV_FD (-1: none) holds the command's environment as bwrap's --args reads it (confine.env_args),
@@ -85,7 +85,7 @@ FORK_MADE = MADE & ~MAKE_FIFO
 # landlock_create_ruleset 444, landlock_add_rule 445, landlock_restrict_self 446 (the same
 # numbers on every architecture); bwrap has set no_new_privs already.
 APPLY = r"""
-my ($m, $r, $ef, $gf, $of, $pp, $mf) = map { 0 + shift } 1 .. 7; my (@k, @p, @g, @f);
+my ($m, $r, $ef, $gf, $of, $pp, $mf, $lf) = map { 0 + shift } 1 .. 8; my (@k, @p, @g, @f);
 while (@ARGV && $ARGV[0] ne "--") { push @k, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @p, shift @ARGV } shift @ARGV;
 while (@ARGV && $ARGV[0] ne "--") { push @g, shift @ARGV } shift @ARGV;
@@ -147,6 +147,13 @@ if ($ef >= 0) {
 # init (pid 1 here) sleeps in its wait for children, which it starts only after that
 # signal is set: gone then, it was gone before, and there after, its death ends the
 # sandbox. The descriptor is closed before the command starts.
+# LIFE_FD (-1: none): a pidfd of the process that started bwrap (it holds no end of any
+# pipe of the sandbox's): asked at the same point, readable and that process has ended. It
+# ended before the outer bwrap armed --die-with-parent's signal (the outer's parent was then
+# PID 1 already: nothing would ever end the command, nor time it out), or after (the outer
+# and the init die with it): either way the command does not run (exit 125). There at that
+# point, it was there when the outer armed the signal (before it let the set-up go on), so
+# its death ends the sandbox. Closed before the command starts.
 # Like APPLY, it loads no module (`$!{EINTR}` loads Errno: 1 ms of CPU; see .standby.WAITER).
 EXEC = r"""
 if ($gf >= 0) {
@@ -164,7 +171,13 @@ if ($of >= 0 && $pp > 0) {
   my $rev = syscall($pp, $fds, 1, $now, 0, 8) >= 0 ? (unpack("iss", $fds))[2] : 0;
   if ($rev & 0x10) { print STDERR "avfs: the sandbox's bwrap is gone: the command does not run\n"; exit 125 }
 }
+if ($lf >= 0 && $pp > 0) {  # LIFE_FD: the process that started bwrap, ended (its pidfd readable)?
+  my ($fds, $now) = (pack("iss", $lf, 1, 0), pack("qq", 0, 0));
+  my $rev = syscall($pp, $fds, 1, $now, 0, 8) >= 0 ? (unpack("iss", $fds))[2] : 0;
+  if ($rev & 0x11) { print STDERR "avfs: the process that started the sandbox is gone: the command does not run\n"; exit 125 }
+}
 if ($of >= 0) { open(my $oh, "<&=", $of) and close $oh }
+if ($lf >= 0) { open(my $lh, "<&=", $lf) and close $lh }
 exec { $ARGV[0] } @ARGV;
 my $e = $! + 0; print STDERR "bwrap: execvp $ARGV[0]: $!\n"; exit($e == 2 || $e == 20 ? 127 : 126);
 """
@@ -200,12 +213,14 @@ def wrap(
     *,
     own: bool = False,
     outer_fd: int = -1,
+    life_fd: int = -1,
 ) -> list[str]:
     """``command`` run under the domain, with the environment read from ``env_fd`` (as it
     is where no Perl is there); ``home``: the sandbox's private ``$HOME`` (:func:`grants`);
     ``gate_fd``: the command starts once a byte is read there; ``outer_fd``: the read end
     of the outer bwrap's status pipe, the command starts only while that bwrap is there
-    (:data:`EXEC`).
+    (:data:`EXEC`); ``life_fd``: a pidfd of this process, the command starts only while it
+    is there (:data:`EXEC`).
     ``own``: ``command`` may be a Perl program of avfs's own (``PERL -e CODE ARGS...``: a
     ready sandbox's waiter, :mod:`.standby`, which has its own gate), then run by the same
     Perl once the domain is applied, with ``ARGS`` as its ``@ARGV``, instead of a second
@@ -218,7 +233,7 @@ def wrap(
     program, args = APPLY + EXEC, command
     if own and len(command) >= 3 and command[:2] == [PERL, "-e"]:
         program, args = APPLY + "{\n" + command[2] + "\n}\n", command[3:]
-    outer = -1 if own else outer_fd
+    outer, life = (-1, -1) if own else (outer_fd, life_fd)
     head = [PERL, "-e", program, str(MADE), str(REFER), str(env_fd), str(gate_fd), str(outer), str(PPOLL)]
-    head.append(str(FORK_MADE))
+    head += [str(FORK_MADE), str(life)]
     return [*head, *sb.keep, "--", *protected, "--", *grants(sb, home), "--", sb.path, "--", *args]

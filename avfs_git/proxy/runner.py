@@ -418,7 +418,7 @@ def _start(
     """The command started (in the standby sandbox, under bwrap, in a view, or as it is):
     (its process, the read end of bwrap's status pipe or -1, the standby it started in),
     or the result of a command that could not be started."""
-    status_r = status_w = env_r = outer = sc = -1
+    status_r = status_w = env_r = outer = sc = life = -1
     if sandbox is not None and standby is not None:
         try:
             standby.start(argv, sandbox.cwd, env)
@@ -435,18 +435,18 @@ def _start(
         # bwrap runs on the host before anything is confined: it gets an environment of
         # avfs's, and applies the command's (read from env_r) only as it starts the command
         env_r, sc = confine.env_fd(env), confine.seccomp_fd()
-        status_r, status_w = os.pipe()
-        outer = confine.outer_fd(status_r)
-        argv = confine.argv(sandbox, argv, env_from=env_r, outer_fd=outer, seccomp_from=sc)
+        status_r, status_w = confine.status_pipe()
+        outer, life = confine.outer_fd(status_r), confine.life_fd()
+        argv = confine.argv(sandbox, argv, env_from=env_r, outer_fd=outer, seccomp_from=sc, life_fd=life)
         argv[1:1] = ["--json-status-fd", str(status_w)]
         env = dict(confine.BWRAP_ENV)
         cwd = "/"
     try:
         try:
-            fds = tuple(fd for fd in (status_w, env_r, outer, sc) if fd >= 0)
+            fds = tuple(fd for fd in (status_w, env_r, outer, sc, life) if fd >= 0)
             proc = _spawn(argv, cwd, env, stdin, view, fds)
         finally:
-            for fd in (status_w, env_r, sc):
+            for fd in (status_w, env_r, sc, life):
                 if fd >= 0:
                     os.close(fd)
     except OSError as exc:

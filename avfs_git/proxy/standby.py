@@ -161,7 +161,8 @@ class Standby:
 class Standbys:
     """At most one sandbox kept ready for a mount's next command. Its thread makes them (a
     sandbox dies with the thread that started it: ``--die-with-parent``) and ends a ready
-    one when its mount is unmounted; the API's (:func:`for_api`) then ends itself too."""
+    one when its mount is unmounted; the API's (:func:`for_api`) then ends itself too, once
+    every sandbox it made has ended (a command may still run in one)."""
 
     def __init__(self, *, daemon: bool = True) -> None:
         # a mount's daemon serving its own live mount (else the API's, for a fork mounted by
@@ -174,6 +175,9 @@ class Standbys:
         self._source: str | None = None  # the fork's mount (the last sandbox asked for)
         self._wake_r = self._wake_w = -1  # made with the thread (an unused one holds nothing)
         self._thread: threading.Thread | None = None
+        # a pidfd of each bwrap this thread started that may still run: its thread waits for
+        # them before it ends (see :meth:`_outlived`)
+        self._started: list[int] = []
 
     @property
     def closed(self) -> bool:
@@ -259,6 +263,21 @@ class Standbys:
             os.close(self._wake_w)
         if not self.daemon:
             _forget(self)
+        self._outlived(wait=True)
+
+    def _outlived(self, *, wait: bool) -> None:
+        """Forget the sandboxes this thread started that have ended; ``wait``: wait for the
+        others first. bubblewrap's ``--die-with-parent`` is about the thread that started
+        it (``PR_SET_PDEATHSIG``), so a command running in a ready sandbox this thread made
+        was killed (137) when the thread ended: the API's, once its fork's mount went (an
+        unmount while ``exec_in``'s command ran)."""
+        while self._started:
+            ready, _, _ = select.select(self._started, [], [], None if wait else 0)
+            for fd in ready:
+                self._started.remove(fd)
+                os.close(fd)
+            if not wait:
+                return
 
     def _mount_changed(self) -> None:
         """After a change of the mount table: a ready sandbox whose mount went is ended; the
@@ -286,7 +305,7 @@ class Standbys:
         key = _key(sb)
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe()
-        status_r, status_w = os.pipe()
+        status_r, status_w = confine.status_pipe()  # (bwrap's end a reader: it never sees EPIPE)
         for fd in (go_w, report_r, status_r):
             os.set_inheritable(fd, False)
         sc = confine.seccomp_fd()
@@ -315,6 +334,11 @@ class Standbys:
         finally:
             for fd in own:
                 os.close(fd)
+        self._outlived(wait=False)
+        try:
+            self._started.append(os.pidfd_open(proc.pid))  # (our child, not collected yet)
+        except (AttributeError, OSError):
+            pass
         new = Standby(key, proc, go_w, report_r, status_r, table)
         with self._lock:
             old, self._ready = self._ready, (None if self._closed else new)
