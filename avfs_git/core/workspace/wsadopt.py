@@ -32,14 +32,17 @@ review; a swap by ``renameat2(RENAME_EXCHANGE)`` and a check of what it swapped 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InternalError
 from ..store import names
+from ..store.gitstore import blob_id
 from ..store.treediff import diff_trees
-from ..types import Change, Refused
-from .overlayentry import Entry
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, Change, Refused
+from .livedir import LiveDir
+from .overlayentry import FILE, Entry
 from .wsattrs import file_oids
 from .wstip import Based, take_tip
 
@@ -153,52 +156,112 @@ def plan(ws: Based, base: str, tip: str, status: list[Change]) -> Plan | None:
     )
 
 
+def _order(paths: Iterable[str], tree: str, ws: Based) -> list[str]:
+    """``paths`` in the order to change them towards ``tree``: those it removes first,
+    deepest first (a directory the commit replaces by a file is emptied before the file
+    comes), then the others, shallowest first."""
+    gone = [q for q in paths if ws.store.tree_lookup(tree, q) is None]
+    rest = [q for q in paths if q not in set(gone)]
+    return sorted(gone, key=lambda q: (-q.count("/"), q)) + sorted(rest, key=lambda q: (q.count("/"), q))
+
+
+def _swapped(ws: Based, live: LiveDir, path: str, old: str, new: str) -> str | None:
+    """``path`` of the live mount made commit ``new``'s in one step if it still holds
+    commit ``old``'s (:func:`.liveswap.swap`): None when done, "" when it holds something
+    else (left as it is), a side file's path when something was kept there."""
+    from .liveswap import IN_HANDS, Found, swap
+
+    old_tree, new_tree = ws.store.commit_tree(old), ws.store.commit_tree(new)
+    was, now = ws.store.tree_lookup(old_tree, path), ws.store.tree_lookup(new_tree, path)
+    if any(h is not None and h[1] not in (MODE_BLOB, MODE_EXEC, MODE_LINK) for h in (was, now)):
+        # (a directory or a submodule where the other has a file: as adopt2 wrote them)
+        if differing(ws, {path: was}):
+            return ""
+        live.reset([path], new_tree)
+        return None
+
+    def found(tree: str, held: Held) -> Found:
+        if held is None:
+            return None
+        if held[1] == MODE_LINK:
+            return MODE_LINK, ws.store.blob_data(held[0])
+        return held[1], live.form(tree, path, *held)
+
+    def expect(got: Found) -> bool:
+        if was is None or got is None or got == IN_HANDS:
+            return got is None and was is None
+        if got[0] != was[1]:
+            return False
+        # the blob's own bytes (what a person's `git checkout` writes without conversions)
+        # or what avfs's checkout writes there; an equivalent other form is the person's
+        return blob_id(got[1]) == was[0] or got == found(old_tree, was)
+
+    with live.room():
+        return swap(live, path, found(new_tree, now), expect, was is None)
+
+
 def place(ws: Based, p: Plan) -> tuple[frozenset[str], tuple[str, ...]]:
-    """On a live overlay mount (``p.live``), ``p.follow``'s paths written through the mount
-    as ``p.tip`` has them (the kernel caches the lower layer: before the base moves, as a
-    checkpoint's rebase writes them), each only after what the mount shows there was
-    found the old base's, content and mode: (the paths written, the path found changed).
-    Where the person wrote one since the status, it is left alone, nothing more is
-    written, and what was written is put back (:func:`put_back`)."""
+    """On a live overlay mount (``p.live``), ``p.follow``'s paths made what ``p.tip`` has
+    there through the mount (the kernel caches the lower layer: before the base moves, as
+    a checkpoint's rebase writes them), each swapped in only if what it swapped out was
+    the old base's, content and mode, and no process held it open for writing
+    (:func:`.liveswap.swap`, adopt3): (the paths written, the paths found changed). Where
+    the person wrote one since the status, or writes it still, it is theirs and stays,
+    nothing more is written, and what was written is put back (:func:`put_back`)."""
     if not p.live:
         return frozenset(), ()
     live = ws.live_mount()
     if live is None:  # (unmounted meanwhile: nothing written, nothing adopted)
         return frozenset(), ("",)
-    base_tree, tip_tree = ws.store.commit_tree(p.base), ws.store.commit_tree(p.tip)
+    tip_tree = ws.store.commit_tree(p.tip)
     written: list[str] = []
     try:
-        for path in sorted(p.follow, key=lambda q: (q.count("/"), q)):
-            if differing(ws, {path: ws.store.tree_lookup(base_tree, path)}):
-                put_back(ws, p, frozenset(written))
-                return frozenset(), (path,)
-            written.append(path)  # (before the write: one half written is put back too)
-            live.reset([path], tip_tree)
+        pruned = False
+        for path in [*_order(p.follow, tip_tree, ws), None]:
+            if not pruned and (path is None or ws.store.tree_lookup(tip_tree, path) is not None):
+                # (the removals came first: the directories they left empty go before
+                # anything is made where one of them was)
+                live.prune_empty(written, tip_tree)
+                pruned = True
+            if path is None:
+                break
+            written.append(path)  # (before the swap: one failing half way is put back too)
+            got = _swapped(ws, live, path, p.base, p.tip)
+            if got is not None:
+                written.pop()
+                kept = put_back(ws, p, frozenset(written))
+                return frozenset(), (path, *([got] if got else []), *kept)
     except BaseException:
         put_back(ws, p, frozenset(written))
         raise
     return frozenset(written), ()
 
 
-def put_back(ws: Based, p: Plan, written: frozenset[str]) -> None:
+def put_back(ws: Based, p: Plan, written: frozenset[str]) -> tuple[str, ...]:
     """``written`` (:func:`place`'s, for an adoption then refused) made the old base's
-    again where the mount still shows what was written; a file the person wrote since is
-    theirs and stays."""
+    again, each in one step where the mount still shows what was written; a file the
+    person wrote since is theirs and stays. The side files left holding what the put back
+    could not tell from the person's (:func:`.liveswap.swap`: nothing is lost), by path."""
     live = ws.live_mount()
     if not written or live is None:
-        return
-    tip_tree, base_tree = ws.store.commit_tree(p.tip), ws.store.commit_tree(p.base)
-    changed = set(differing(ws, {q: ws.store.tree_lookup(tip_tree, q) for q in written}))
+        return ()
     from .noroom import cannot_write
 
-    for q in sorted((q for q in written if q not in changed), key=lambda q: (q.count("/"), q)):
+    base_tree = ws.store.commit_tree(p.base)
+    kept: list[str] = []
+    for q in _order(written, base_tree, ws):
         # (each alone: where the fork's state has no room for one, as a full quota refused
         # the write put back here, the others still go back; :mod:`.noroom`)
         try:
-            live.reset([q], base_tree)
+            got = _swapped(ws, live, q, p.tip, p.base)
         except Exception as exc:
             if not cannot_write(exc):
                 raise
+            continue
+        if got:
+            kept.append(got)
+    live.prune_empty([q for q in written if ws.store.tree_lookup(base_tree, q) is None], base_tree)
+    return tuple(kept)
 
 
 def adopt(ws: Based, db: Any, p: Plan, written: frozenset[str]) -> tuple[str, ...] | None:
@@ -227,6 +290,21 @@ def adopt(ws: Based, db: Any, p: Plan, written: frozenset[str]) -> tuple[str, ..
         again = differing(ws, {q: ws.store.tree_lookup(base_tree, q) for q in p.follow})
     if again:
         return tuple(again)
+    if not p.live and p.follow:
+        # a file a program of the person's holds open for writing through a pure-FUSE
+        # mount (its daemon's handle holds the overlay file's shared flock) is theirs while
+        # open, whatever its bytes now: the move would drop the entry its writes go to
+        # (adopt3); the others' files are claimed until the transaction ends, so a handle
+        # opened meanwhile waits, then finds the entry gone and opens the new base's
+        with ws.overlay.without_upper():
+            held = ws.overlay.get_many(sorted(p.follow))
+        busy = [
+            q
+            for q, e in sorted(held.items())
+            if e.kind == FILE and e.fileid and not ws.overlay.claim(e.fileid)
+        ]
+        if busy:
+            return tuple(busy)
     # (never a root entry holding the old base's tree: the changes would then be measured
     # against it, and a status reading only what changed re-applied the old files)
     take_tip(ws, db, p.base, p.tip, follow=frozenset() if p.live else p.follow)
@@ -266,7 +344,8 @@ def settle(ws: Based, p: Plan) -> Refused | None:
                 # git just committed for that old base
                 ws.stamp_index()  # (git's index kept where git made it, else patched)
             else:
-                put_back(ws, p, written)
+                kept = put_back(ws, p, written)
+                refused = (*refused, *kept) if refused or kept else refused
     if refused is None:
         if p.follow and not p.live:
             ws.base_moved(view_changed=False)  # (a pure-FUSE daemon drops its caches)

@@ -1,0 +1,123 @@
+"""Another hand's commit adopted in a live mount beside a writer of the person's: nothing
+the writer writes is replaced or lost (adopt3, the thirty-fourth round;
+core/workspace/wsadopt.py, core/workspace/liveswap.py).
+
+adopt2 compared each file the adoption follows with the old base's just before writing it
+through the mount. What that compare cannot see is a writer: a program of the person's
+holding the file open for writing (an editor, a database, a log, a build step rewriting
+its output) whose bytes are the base's at the compare and change just after. On the
+overlay backend the adoption's write replaced the file (unlinked, then created anew), and
+every byte the writer wrote after went to a file no name shows; on pure FUSE the move
+dropped the entry of the file the writer held (its later writes went to an overlay file
+the workspace no longer showed). Both lost the writer's bytes, and `avfs status` showed
+the commit's instead.
+
+The writer here is a real process in a loop: it opens the file through the mount, writes
+the base's bytes again and again (the file still shows the base: the adoption follows it),
+says so once, and goes on until told to stop; then it writes its own bytes through the
+same descriptor and closes. The order is made by real waits on its pipes (the adoption, an
+`avfs status` process of its own, runs to its end between the first write and the stop),
+not by sleeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .gitmount import _git, _require, mount_fork
+from .test_adopt2 import WAIT_S, _logs_agree, _start, _text
+from .test_json_schemas import validate
+
+# the writer: opens argv[1] for writing (no truncation: the bytes stay the base's), writes
+# argv[2] at offset 0 in a loop, says "ready" after the first, and once a line comes on its
+# stdin writes argv[3] the same way and closes
+_WRITER = r"""
+import os, select, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CLOEXEC)
+same, mine = sys.argv[2].encode(), sys.argv[3].encode()
+os.pwrite(fd, same, 0)
+print("ready", flush=True)
+while not select.select([sys.stdin], [], [], 0)[0]:
+    os.pwrite(fd, same, 0)
+sys.stdin.readline()
+os.pwrite(fd, mine, 0)
+os.close(fd)
+print("done", flush=True)
+"""
+
+
+def _status(mp: Path) -> dict[str, Any]:
+    """`avfs --json status` in the mount, a process of its own, to its end."""
+    import json
+
+    env = {**os.environ, "AVFS_SERVER": "off", "AVFS_LOCK_WAIT": str(WAIT_S)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "status"],
+        cwd=mp,
+        env=env,
+        capture_output=True,
+        timeout=WAIT_S,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    validate(doc)
+    return doc
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_file_a_writer_holds_open_in_a_loop_keeps_every_byte_it_writes(
+    backend: str, cli_proc: Any, tmp_path: Path
+) -> None:
+    """Another hand commits a.txt and a new b.txt while the person's d/c.txt is
+    uncheckpointed and a writer of theirs holds a.txt open, writing the base's bytes in a
+    loop. The adoption (an `avfs status`) does not take a.txt from under the writer: it
+    is the person's while open for writing, the commit is not adopted (`unadopted`
+    naming a.txt), b.txt is not left written. The writer's own bytes, written after, are
+    what a.txt shows, byte for byte; the next status names a.txt changed by both, and
+    the checkpoint's rebase stops on it with nothing changed. Before: on the overlay
+    backend the adoption unlinked a.txt and wrote the commit's anew (the writer's bytes
+    went to the unlinked file); on pure FUSE the move dropped the entry the writer held.
+    Either way a.txt showed the commit's, and the writer's bytes were gone."""
+    _require(backend)
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
+        new = _start(mp, tmp_path)
+        mine = "the writer's a\n"
+        with subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(mp / "a.txt"), "one\n", mine],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as writer:
+            try:
+                assert writer.stdout is not None and writer.stdin is not None
+                assert writer.stdout.readline() == "ready\n"
+                doc = _status(mp)
+                writer.stdin.write("stop\n")
+                writer.stdin.flush()
+                assert writer.stdout.readline() == "done\n"
+            finally:
+                if writer.poll() is None and writer.stdin is not None and not writer.stdin.closed:
+                    writer.stdin.close()  # (its loop sees the end of its input and ends)
+                writer.wait(timeout=WAIT_S)
+        assert writer.returncode == 0
+        assert (mp / "a.txt").read_text() == mine
+        assert not (mp / "b.txt").exists() and _text(mp / "d" / "c.txt") == "mine\n"
+        assert doc["stale"] and doc["head"] == new, doc
+        assert doc["unadopted"] == {"head": new, "conflicts": ["a.txt"]}, doc
+        assert doc["changes"] == [{"path": "d/c.txt", "status": "modified"}], doc
+        assert not [n for n in os.listdir(mp) if n.startswith(".avfs-")]  # (no side file left)
+        doc = avfs("--json", "status").json()
+        assert doc["unadopted"] == {"head": new, "conflicts": ["a.txt"]}, doc
+        assert doc["changes"] == [
+            {"path": "a.txt", "status": "modified"},
+            {"path": "d/c.txt", "status": "modified"},
+        ], doc
+        _logs_agree(mp, avfs)
+        assert avfs("checkpoint", "save", "-m", "rebased").code == 3  # (a.txt changed by both)
+        assert (mp / "a.txt").read_text() == mine and not (mp / "b.txt").exists()
+        assert _git(mp, "rev-parse", "HEAD").stdout.strip() == new
