@@ -21,16 +21,18 @@ not by sleeps."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .gitmount import _git, _require, mount_fork
-from .test_adopt2 import WAIT_S, _logs_agree, _start, _text
+from .test_adopt2 import WAIT_S, _db_write_lock, _logs_agree, _start, _status_paused, _text, _until
 from .test_json_schemas import validate
 
 # the writer: opens argv[1] for writing (no truncation: the bytes stay the base's), writes
@@ -49,6 +51,34 @@ os.pwrite(fd, mine, 0)
 os.close(fd)
 print("done", flush=True)
 """
+
+
+@contextlib.contextmanager
+def _writer(path: Path, same: str, mine: str) -> Iterator[Callable[[], None]]:
+    """The writer (``_WRITER``) on ``path``, in its loop once this is entered; the function
+    given stops it (it then writes ``mine`` and closes), and must be called."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), same, mine],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        assert writer.stdout is not None and writer.stdin is not None
+        out, into = writer.stdout, writer.stdin
+
+        def stop() -> None:
+            into.write("stop\n")
+            into.flush()
+            assert out.readline() == "done\n"
+            assert writer.wait(timeout=WAIT_S) == 0
+
+        try:
+            assert out.readline() == "ready\n"
+            yield stop
+        finally:
+            if writer.poll() is None:
+                into.close()  # (its loop sees the end of its input and ends)
+                writer.wait(timeout=WAIT_S)
 
 
 def _status(mp: Path) -> dict[str, Any]:
@@ -87,24 +117,9 @@ def test_a_file_a_writer_holds_open_in_a_loop_keeps_every_byte_it_writes(
     with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
         new = _start(mp, tmp_path)
         mine = "the writer's a\n"
-        with subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(mp / "a.txt"), "one\n", mine],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        ) as writer:
-            try:
-                assert writer.stdout is not None and writer.stdin is not None
-                assert writer.stdout.readline() == "ready\n"
-                doc = _status(mp)
-                writer.stdin.write("stop\n")
-                writer.stdin.flush()
-                assert writer.stdout.readline() == "done\n"
-            finally:
-                if writer.poll() is None and writer.stdin is not None and not writer.stdin.closed:
-                    writer.stdin.close()  # (its loop sees the end of its input and ends)
-                writer.wait(timeout=WAIT_S)
-        assert writer.returncode == 0
+        with _writer(mp / "a.txt", "one\n", mine) as stop:
+            doc = _status(mp)
+            stop()
         assert (mp / "a.txt").read_text() == mine
         assert not (mp / "b.txt").exists() and _text(mp / "d" / "c.txt") == "mine\n"
         assert doc["stale"] and doc["head"] == new, doc
@@ -121,3 +136,47 @@ def test_a_file_a_writer_holds_open_in_a_loop_keeps_every_byte_it_writes(
         assert avfs("checkpoint", "save", "-m", "rebased").code == 3  # (a.txt changed by both)
         assert (mp / "a.txt").read_text() == mine and not (mp / "b.txt").exists()
         assert _git(mp, "rev-parse", "HEAD").stdout.strip() == new
+
+
+def test_a_written_file_a_writer_opened_stays_theirs_when_the_adoption_is_refused(
+    cli_proc: Any, tmp_path: Path
+) -> None:
+    """On the overlay backend the adoption has written the commit's a.txt and new b.txt
+    through the mount (its move held at the overlay database's write lock); a writer of
+    the person's then opens b.txt and writes in a loop (the commit's bytes again), and
+    the person writes a.txt: the adoption is refused (`unadopted` naming a.txt) and puts
+    back what it wrote, but b.txt, open for writing, is the person's now: it stays, and
+    the writer's bytes written after the refusal are what it shows, byte for byte (a
+    new file of theirs). Before: the put back unlinked b.txt (it still held what was
+    written), and every byte the writer wrote after went to the unlinked file."""
+    _require("overlay")
+    with mount_fork(cli_proc, tmp_path, "overlay", in_process=True) as (mp, avfs):
+        new = _start(mp, tmp_path)
+        stack = contextlib.ExitStack()
+        stops: list[Callable[[], None]] = []
+
+        def person(go: Callable[[], None]) -> None:
+            with _db_write_lock():
+                go()
+                _until(
+                    lambda: _text(mp / "b.txt") == "theirs b\n" and _text(mp / "a.txt") == "theirs\n",
+                    "written",
+                )
+                stops.append(stack.enter_context(_writer(mp / "b.txt", "theirs b\n", "the writer's b\n")))
+                (mp / "a.txt").write_text("person's a\n")
+
+        with stack:
+            doc = _status_paused(mp, person)
+            stops[0]()
+        assert (mp / "b.txt").read_text() == "the writer's b\n"
+        assert (mp / "a.txt").read_text() == "person's a\n" and _text(mp / "d" / "c.txt") == "mine\n"
+        assert doc["stale"] and doc["unadopted"] == {"head": new, "conflicts": ["a.txt"]}, doc
+        assert not [n for n in os.listdir(mp) if n.startswith(".avfs-")]
+        doc = avfs("--json", "status").json()
+        assert doc["changes"] == [
+            {"path": "a.txt", "status": "modified"},
+            {"path": "b.txt", "status": "added"},
+            {"path": "d/c.txt", "status": "modified"},
+        ], doc
+        assert doc["unadopted"]["conflicts"] == ["a.txt", "b.txt"], doc
+        _logs_agree(mp, avfs)
