@@ -22,6 +22,7 @@ not by sleeps."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -179,4 +180,92 @@ def test_a_written_file_a_writer_opened_stays_theirs_when_the_adoption_is_refuse
             {"path": "d/c.txt", "status": "modified"},
         ], doc
         assert doc["unadopted"]["conflicts"] == ["a.txt", "b.txt"], doc
+        _logs_agree(mp, avfs)
+
+
+def _commit_modes(vault: Path, index: Path, entries: dict[str, tuple[str, str] | None]) -> str:
+    """Another hand's commit onto fork f of ``entries``: path -> (mode, bytes) or None
+    (removed); its id."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
+
+    def g(*args: str, stdin: str | None = None) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(vault), *args],
+            env=env,
+            input=stdin,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    old = g("rev-parse", "refs/heads/f")
+    g("read-tree", old)
+    for path, held in entries.items():
+        if held is None:
+            g("update-index", "--index-info", stdin=f"0 {'0' * 40}\t{path}\n")
+        else:
+            blob = g("hash-object", "-w", "--stdin", stdin=held[1])
+            g("update-index", "--add", "--cacheinfo", f"{held[0]},{blob},{path}")
+    new = g("commit-tree", g("write-tree"), "-p", old, "-m", "another hand")
+    g("update-ref", "refs/heads/f", new, old)
+    index.unlink()
+    return new
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_commit_of_every_kind_of_change_is_adopted_with_no_side_file_left(
+    backend: str, cli_proc: Any, tmp_path: Path
+) -> None:
+    """What the swap does for each kind of change another hand's commit can make (the
+    person's new mine.txt uncheckpointed): a file removed, a file made executable, a new
+    symbolic link, a file in new nested directories; then back (the file again, the link
+    and the directories gone). Each commit is adopted at the next status: the mount
+    shows it exactly, only mine.txt is the person's change, no side file is left
+    anywhere. A commit that makes a file a directory is not followed at all (below)."""
+    _require(backend)
+    from .test_adopt2 import _vault
+
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as (mp, avfs):
+        (mp / "mine.txt").write_text("mine\n")
+        idx = tmp_path / "other-index"
+        commits = [
+            {
+                "a.txt": None,
+                "d/c.txt": ("100755", "c\n"),
+                "l": ("120000", "d/c.txt"),
+                "e/f/g.txt": ("100644", "g\n"),
+            },
+            {"a.txt": ("100644", "one again\n"), "l": None, "e/f/g.txt": None},
+        ]
+        for entries in commits:
+            new = _commit_modes(_vault(), idx, entries)
+            doc = avfs("--json", "status").json()
+            assert doc.get("base") == new and not doc["stale"], json.dumps(doc)
+            assert doc["changes"] == [{"path": "mine.txt", "status": "added"}], doc
+            assert _git(mp, "status", "--porcelain").stdout == "?? mine.txt\n"
+            for line in _git(mp, "ls-tree", "-r", "HEAD").stdout.splitlines():
+                meta, path = line.split("\t")
+                mode, _, oid = meta.split()
+                p = mp / path
+                if mode == "120000":
+                    assert os.readlink(p) == _git(mp, "cat-file", "blob", oid).stdout
+                else:
+                    assert p.read_text() == _git(mp, "cat-file", "blob", oid).stdout, path
+                    assert bool(p.stat().st_mode & 0o100) == (mode == "100755"), path
+            left = [str(p) for p in mp.rglob(".avfs-*")]
+            assert not left, left
+        assert not (mp / "l").exists() and not [q for q in mp.rglob("e/**/*") if not q.is_dir()]
+        # a file the commit makes a directory: not followed, nothing written, the commit
+        # not adopted (stale; the next checkpoint rebases). Before, on the overlay backend,
+        # the adoption wrote both, was refused, and its put back left a.txt deleted and
+        # a.txt/x added, listed as the person's changes
+        was = new
+        new = _commit_modes(_vault(), idx, {"a.txt": None, "a.txt/x": ("100644", "x\n")})
+        doc = avfs("--json", "status").json()
+        assert doc["base"] == was and doc["stale"] and "unadopted" not in doc, doc
+        assert doc["changes"] == [{"path": "mine.txt", "status": "added"}], doc
+        assert (mp / "a.txt").read_text() == "one again\n" and not list(mp.rglob(".avfs-*"))
+        assert avfs("checkpoint", "save", "-m", "rebased").code == 0
+        assert _git(mp, "show", "HEAD:a.txt/x").stdout == "x\n" and (mp / "mine.txt").read_text() == "mine\n"
+        assert _git(mp, "rev-parse", "HEAD~1").stdout.strip() == new
         _logs_agree(mp, avfs)

@@ -32,7 +32,7 @@ review; a swap by ``renameat2(RENAME_EXCHANGE)`` and a check of what it swapped 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,10 +120,17 @@ def plan(ws: Based, base: str, tip: str, status: list[Change]) -> Plan | None:
     base_tree = ws.store.commit_tree(base)
     out: set[str] = set()
     theirs: set[str] = set()  # what the person changed too
+    paths = {c.path for c in changed}
+    dirs = names.ancestors_of_all(paths)  # (a file the commit made a directory, or back)
     for c in changed:
         p = c.path
         if p in touched or p in under or any(a in touched for a in names.ancestors(p)):
             theirs.add(p)
+            continue
+        if p in dirs or any(a in paths for a in names.ancestors(p)):
+            # a file replaced by a directory or back: not followed (nothing written for
+            # it: adopt3 found an overlay mount's put back left such a commit's paths as
+            # the person's changes); the commit is then adopted only once shown
             continue
         if not mounted:
             # (a fork not mounted: its next checkpoint rebases the changes onto the commit,
@@ -165,20 +172,22 @@ def _order(paths: Iterable[str], tree: str, ws: Based) -> list[str]:
     return sorted(gone, key=lambda q: (-q.count("/"), q)) + sorted(rest, key=lambda q: (q.count("/"), q))
 
 
-def _swapped(ws: Based, live: LiveDir, path: str, old: str, new: str) -> str | None:
-    """``path`` of the live mount made commit ``new``'s in one step if it still holds
-    commit ``old``'s (:func:`.liveswap.swap`): None when done, "" when it holds something
-    else (left as it is), a side file's path when something was kept there."""
+Job = Callable[[], "str | None"]  # one path's swap: None done, "" refused, else a side file kept
+
+
+def _job(ws: Based, live: LiveDir, path: str, old: str, new: str) -> tuple[Job, bool]:
+    """``path`` of the live mount to make commit ``new``'s in one step if it still holds
+    commit ``old``'s (:func:`.liveswap.swap`): the call doing it (None when done, "" when
+    the path holds something else, left as it is, a side file's path when something was
+    kept there), and whether it may run on a thread of its own (it then makes system
+    calls only: the bytes, read from the store here, are in it)."""
     from .liveswap import IN_HANDS, Found, swap
 
     old_tree, new_tree = ws.store.commit_tree(old), ws.store.commit_tree(new)
     was, now = ws.store.tree_lookup(old_tree, path), ws.store.tree_lookup(new_tree, path)
     if any(h is not None and h[1] not in (MODE_BLOB, MODE_EXEC, MODE_LINK) for h in (was, now)):
-        # (a directory or a submodule where the other has a file: as adopt2 wrote them)
-        if differing(ws, {path: was}):
-            return ""
-        live.reset([path], new_tree)
-        return None
+        # (a directory or a submodule: never followed, :func:`plan`; a put back leaves it)
+        return (lambda: ""), False
 
     def found(tree: str, held: Held) -> Found:
         if held is None:
@@ -187,17 +196,50 @@ def _swapped(ws: Based, live: LiveDir, path: str, old: str, new: str) -> str | N
             return MODE_LINK, ws.store.blob_data(held[0])
         return held[1], live.form(tree, path, *held)
 
+    want, shown = found(new_tree, now), found(old_tree, was)
+
     def expect(got: Found) -> bool:
         if was is None or got is None or got == IN_HANDS:
             return got is None and was is None
-        if got[0] != was[1]:
-            return False
-        # the blob's own bytes (what a person's `git checkout` writes without conversions)
-        # or what avfs's checkout writes there; an equivalent other form is the person's
-        return blob_id(got[1]) == was[0] or got == found(old_tree, was)
+        # what avfs's checkout writes there, or the blob's own bytes (a person's `git
+        # checkout` without conversions); an equivalent other form is the person's
+        return got == shown or (got[0] == was[1] and blob_id(got[1]) == was[0])
 
-    with live.room():
-        return swap(live, path, found(new_tree, now), expect, was is None)
+    return (lambda: swap(live, path, want, expect, was is None)), True
+
+
+_THREADS = 8  # swaps at once: each copy-up through overlayfs ends in an fsync (adopt3's A/B)
+_BATCH = 64  # paths whose bytes are read before their swaps run (memory bounded)
+
+
+def _swap_all(
+    ws: Based, live: LiveDir, paths: list[str], old: str, new: str, written: list[str]
+) -> tuple[str, ...]:
+    """Each of ``paths`` swapped from commit ``old``'s to ``new``'s (:func:`_job`), up to
+    :data:`_THREADS` at once; ``written`` gets each path before its swap (one failing half
+    way is put back too) and loses those not swapped. Stops after the batch where one was
+    refused: (the paths refused, then the side files kept), else ()."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    refused: list[str] = []
+    kept: list[str] = []
+    with live.room(), ThreadPoolExecutor(min(_THREADS, max(1, len(paths)))) as pool:
+        for i in range(0, len(paths), _BATCH):
+            batch = paths[i : i + _BATCH]
+            jobs = [(q, *_job(ws, live, q, old, new)) for q in batch]
+            written.extend(batch)
+            futures = {q: pool.submit(job) for q, job, threaded in jobs if threaded}
+            got = {q: job() for q, job, threaded in jobs if not threaded}
+            got.update((q, f.result()) for q, f in futures.items())
+            for q in batch:
+                if got[q] is not None:
+                    written.remove(q)
+                    refused.append(q)
+                    if got[q]:
+                        kept.append(str(got[q]))
+            if refused:
+                break
+    return (*sorted(refused), *kept)
 
 
 def place(ws: Based, p: Plan) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -214,23 +256,19 @@ def place(ws: Based, p: Plan) -> tuple[frozenset[str], tuple[str, ...]]:
     if live is None:  # (unmounted meanwhile: nothing written, nothing adopted)
         return frozenset(), ("",)
     tip_tree = ws.store.commit_tree(p.tip)
+    order = _order(p.follow, tip_tree, ws)
+    gone = [q for q in order if ws.store.tree_lookup(tip_tree, q) is None]
     written: list[str] = []
     try:
-        pruned = False
-        for path in [*_order(p.follow, tip_tree, ws), None]:
-            if not pruned and (path is None or ws.store.tree_lookup(tip_tree, path) is not None):
-                # (the removals came first: the directories they left empty go before
-                # anything is made where one of them was)
-                live.prune_empty(written, tip_tree)
-                pruned = True
-            if path is None:
-                break
-            written.append(path)  # (before the swap: one failing half way is put back too)
-            got = _swapped(ws, live, path, p.base, p.tip)
-            if got is not None:
-                written.pop()
-                kept = put_back(ws, p, frozenset(written))
-                return frozenset(), (path, *([got] if got else []), *kept)
+        found = _swap_all(ws, live, gone, p.base, p.tip, written)
+        if not found:
+            # (the removals first: the directories they left empty go before anything is
+            # made where one of them was)
+            live.prune_empty(written, tip_tree)
+            found = _swap_all(ws, live, order[len(gone) :], p.base, p.tip, written)
+        if found:
+            kept = put_back(ws, p, frozenset(written))
+            return frozenset(), (*found, *kept)
     except BaseException:
         put_back(ws, p, frozenset(written))
         raise
@@ -253,7 +291,8 @@ def put_back(ws: Based, p: Plan, written: frozenset[str]) -> tuple[str, ...]:
         # (each alone: where the fork's state has no room for one, as a full quota refused
         # the write put back here, the others still go back; :mod:`.noroom`)
         try:
-            got = _swapped(ws, live, q, p.tip, p.base)
+            with live.room():
+                got = _job(ws, live, q, p.tip, p.base)[0]()
         except Exception as exc:
             if not cannot_write(exc):
                 raise
