@@ -255,17 +255,22 @@ def test_a_commit_of_every_kind_of_change_is_adopted_with_no_side_file_left(
             left = [str(p) for p in mp.rglob(".avfs-*")]
             assert not left, left
         assert not (mp / "l").exists() and not [q for q in mp.rglob("e/**/*") if not q.is_dir()]
-        # a file the commit makes a directory: not followed, nothing written, the commit
-        # not adopted (stale; the next checkpoint rebases). Before, on the overlay backend,
-        # the adoption wrote both, was refused, and its put back left a.txt deleted and
-        # a.txt/x added, listed as the person's changes
+        # a file the commit makes a directory: on an overlay mount not followed, nothing
+        # written, the commit not adopted (stale; the next checkpoint rebases); before, the
+        # adoption wrote both, was refused, and its put back left a.txt deleted and a.txt/x
+        # added, listed as the person's changes. Pure FUSE follows it by the move
         was = new
         new = _commit_modes(_vault(), idx, {"a.txt": None, "a.txt/x": ("100644", "x\n")})
         doc = avfs("--json", "status").json()
-        assert doc["base"] == was and doc["stale"] and "unadopted" not in doc, doc
         assert doc["changes"] == [{"path": "mine.txt", "status": "added"}], doc
-        assert (mp / "a.txt").read_text() == "one again\n" and not list(mp.rglob(".avfs-*"))
-        assert avfs("checkpoint", "save", "-m", "rebased").code == 0
+        if backend == "fuse":
+            # (what the mount shows there is not looked at: the kernel keeps a.txt a file
+            # until its entry's time runs out, main's as well; docs/benchmarks.md, adopt3)
+            assert doc["base"] == new and not doc["stale"], doc
+        else:
+            assert doc["base"] == was and doc["stale"] and "unadopted" not in doc, doc
+            assert (mp / "a.txt").read_text() == "one again\n" and not list(mp.rglob(".avfs-*"))
+            assert avfs("checkpoint", "save", "-m", "rebased").code == 0
+            assert _git(mp, "rev-parse", "HEAD~1").stdout.strip() == new
         assert _git(mp, "show", "HEAD:a.txt/x").stdout == "x\n" and (mp / "mine.txt").read_text() == "mine\n"
-        assert _git(mp, "rev-parse", "HEAD~1").stdout.strip() == new
         _logs_agree(mp, avfs)

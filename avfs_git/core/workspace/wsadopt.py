@@ -26,9 +26,12 @@ hold what was written, made the old base's again). Before, the files were writte
 anything was confirmed and left where the adoption then failed (the person wrote one of
 them meanwhile, or the tip moved again): they showed as the person's own changes, which
 the next checkpoint committed as theirs; and a file the person wrote between the status
-and the write was overwritten, or on pure FUSE its entry dropped by the move. Left: a write
-landing between one file's compare and its write (or its put back) is lost (the round's
-review; a swap by ``renameat2(RENAME_EXCHANGE)`` and a check of what it swapped out would close it)."""
+and the write was overwritten, or on pure FUSE its entry dropped by the move. adopt3 (the
+thirty-fourth round) closed what adopt2 left: each file is swapped in with the path in one
+step and what came out checked (:mod:`.liveswap`; the swaps 8 at once: each copy-up through
+overlayfs ends in an fsync), and a file a program of the person's holds open for writing is
+theirs while open, on both backends (before, its later writes went to a file no name
+showed). A file the commit makes a directory, or back, is not followed."""
 
 from __future__ import annotations
 
@@ -127,10 +130,11 @@ def plan(ws: Based, base: str, tip: str, status: list[Change]) -> Plan | None:
         if p in touched or p in under or any(a in touched for a in names.ancestors(p)):
             theirs.add(p)
             continue
-        if p in dirs or any(a in paths for a in names.ancestors(p)):
-            # a file replaced by a directory or back: not followed (nothing written for
-            # it: adopt3 found an overlay mount's put back left such a commit's paths as
-            # the person's changes); the commit is then adopted only once shown
+        if live is not None and (p in dirs or any(a in paths for a in names.ancestors(p))):
+            # a file replaced by a directory or back, on a live overlay mount: not followed
+            # (no swap of a file makes a directory: adopt3 found such a commit written,
+            # refused, and its put back leaving the paths as the person's changes); the
+            # commit is then adopted once shown (pure FUSE follows it by the move)
             continue
         if not mounted:
             # (a fork not mounted: its next checkpoint rebases the changes onto the commit,
