@@ -213,7 +213,26 @@ def _job(ws: Based, live: LiveDir, path: str, old: str, new: str) -> tuple[Job, 
 
 
 _THREADS = 8  # swaps at once: each copy-up through overlayfs ends in an fsync (adopt3's A/B)
-_BATCH = 64  # paths whose bytes are read before their swaps run (memory bounded)
+_BATCH = 64  # paths whose bytes are read before their swaps run (memory bounded)...
+_BATCH_BYTES = 256 << 20  # ...and bytes (both commits' blobs at each path)
+
+
+def _batches(ws: Based, paths: list[str], old: str, new: str) -> list[list[str]]:
+    """``paths`` in batches of at most :data:`_BATCH` paths and :data:`_BATCH_BYTES`
+    of the two commits' blobs there (one path alone may pass it)."""
+    trees = ws.store.commit_tree(old), ws.store.commit_tree(new)
+    out: list[list[str]] = []
+    cur: list[str] = []
+    size = 0
+    for q in paths:
+        held = [ws.store.tree_lookup(t, q) for t in trees]
+        n = sum(ws.store.blob_size(h[0]) for h in held if h is not None and h[1] in (MODE_BLOB, MODE_EXEC))
+        if cur and (len(cur) >= _BATCH or size + n > _BATCH_BYTES):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(q)
+        size += n
+    return [*out, cur] if cur else out
 
 
 def _swap_all(
@@ -228,8 +247,7 @@ def _swap_all(
     refused: list[str] = []
     kept: list[str] = []
     with live.room(), ThreadPoolExecutor(min(_THREADS, max(1, len(paths)))) as pool:
-        for i in range(0, len(paths), _BATCH):
-            batch = paths[i : i + _BATCH]
+        for batch in _batches(ws, paths, old, new):
             jobs = [(q, *_job(ws, live, q, old, new)) for q in batch]
             written.extend(batch)
             futures = {q: pool.submit(job) for q, job, threaded in jobs if threaded}
