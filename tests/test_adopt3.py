@@ -264,8 +264,9 @@ def test_a_commit_of_every_kind_of_change_is_adopted_with_no_side_file_left(
         doc = avfs("--json", "status").json()
         assert doc["changes"] == [{"path": "mine.txt", "status": "added"}], doc
         if backend == "fuse":
-            # (what the mount shows there is not looked at: the kernel keeps a.txt a file
-            # until its entry's time runs out, main's as well; docs/benchmarks.md, adopt3)
+            # (what the mount shows there is not looked at: the kernel keeps a.txt, read
+            # above, a file until its entry's time runs out, ~60 s, on main as well;
+            # docs/benchmarks.md, adopt3's "Noticed")
             assert doc["base"] == new and not doc["stale"], doc
         else:
             assert doc["base"] == was and doc["stale"] and "unadopted" not in doc, doc
