@@ -305,9 +305,21 @@ class LiveDir:
                     wrote.append(p)
                 if hit is not None and hit[1] == MODE_TREE:
                     done.append(p)
-            self._prune_empty(paths, tree)
+            self.prune_empty(paths, tree)
 
-    def _prune_empty(self, paths: Iterable[str], tree: str) -> None:
+    def room(self) -> AbstractContextManager[None]:
+        """Room for a change while the kernel's quota of the upper layer is full (see
+        ``__init__``)."""
+        return self._room()
+
+    def form(self, tree: str, path: str, oid: str, mode: int) -> bytes:
+        """The bytes ``git checkout`` of ``tree`` writes at ``path`` for blob ``oid`` of
+        ``mode`` (its ``.gitattributes`` conversions applied), as :meth:`put` writes them."""
+        read = functools.partial(self.store.blob_data, oid)
+        out = self._forms.form(tree, path, oid, mode, read)
+        return read() if out is None else out
+
+    def prune_empty(self, paths: Iterable[str], tree: str) -> None:
         """Remove directories left empty by removals that ``tree`` does not hold."""
         for p in sorted({os.path.dirname(q) for q in paths if "/" in q}, key=lambda q: -q.count("/")):
             while p:

@@ -469,6 +469,10 @@ class OverlayDB:
             self._local.ns().setdefault("claims", []).append(fd)
         return True
 
+    def claim(self, fileid: str) -> bool:
+        """:meth:`_claim`, for a move that drops the entry (another hand's commit adopted)."""
+        return self._claim(fileid)
+
     def note_read(self, fileid: str) -> None:
         """Before a capture reads overlay file ``fileid``: its stat, which :meth:`_claim`
         compares when the checkpoint retires the entry. A pure-FUSE mount records a closed

@@ -26,20 +26,26 @@ hold what was written, made the old base's again). Before, the files were writte
 anything was confirmed and left where the adoption then failed (the person wrote one of
 them meanwhile, or the tip moved again): they showed as the person's own changes, which
 the next checkpoint committed as theirs; and a file the person wrote between the status
-and the write was overwritten, or on pure FUSE its entry dropped by the move. Left: a write
-landing between one file's compare and its write (or its put back) is lost (the round's
-review; a swap by ``renameat2(RENAME_EXCHANGE)`` and a check of what it swapped out would close it)."""
+and the write was overwritten, or on pure FUSE its entry dropped by the move. adopt3 (the
+thirty-fourth round) closed what adopt2 left: each file is swapped in with the path in one
+step and what came out checked (:mod:`.liveswap`; the swaps 8 at once: each copy-up through
+overlayfs ends in an fsync), and a file a program of the person's holds open for writing is
+theirs while open, on both backends (before, its later writes went to a file no name
+showed). A file the commit makes a directory, or back, is not followed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InternalError
 from ..store import names
+from ..store.gitstore import blob_id
 from ..store.treediff import diff_trees
-from ..types import Change, Refused
-from .overlayentry import Entry
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, Change, Refused
+from .livedir import LiveDir
+from .overlayentry import FILE, Entry
 from .wsattrs import file_oids
 from .wstip import Based, take_tip
 
@@ -117,10 +123,18 @@ def plan(ws: Based, base: str, tip: str, status: list[Change]) -> Plan | None:
     base_tree = ws.store.commit_tree(base)
     out: set[str] = set()
     theirs: set[str] = set()  # what the person changed too
+    paths = {c.path for c in changed}
+    dirs = names.ancestors_of_all(paths)  # (a file the commit made a directory, or back)
     for c in changed:
         p = c.path
         if p in touched or p in under or any(a in touched for a in names.ancestors(p)):
             theirs.add(p)
+            continue
+        if live is not None and (p in dirs or any(a in paths for a in names.ancestors(p))):
+            # a file replaced by a directory or back, on a live overlay mount: not followed
+            # (no swap of a file makes a directory: adopt3 found such a commit written,
+            # refused, and its put back leaving the paths as the person's changes); the
+            # commit is then adopted once shown (pure FUSE follows it by the move)
             continue
         if not mounted:
             # (a fork not mounted: its next checkpoint rebases the changes onto the commit,
@@ -153,52 +167,162 @@ def plan(ws: Based, base: str, tip: str, status: list[Change]) -> Plan | None:
     )
 
 
+def _order(paths: Iterable[str], tree: str, ws: Based) -> list[str]:
+    """``paths`` in the order to change them towards ``tree``: those it removes first,
+    deepest first (a directory the commit replaces by a file is emptied before the file
+    comes), then the others, shallowest first."""
+    gone = [q for q in paths if ws.store.tree_lookup(tree, q) is None]
+    rest = [q for q in paths if q not in set(gone)]
+    return sorted(gone, key=lambda q: (-q.count("/"), q)) + sorted(rest, key=lambda q: (q.count("/"), q))
+
+
+Job = Callable[[], "str | None"]  # one path's swap: None done, "" refused, else a side file kept
+
+
+def _job(ws: Based, live: LiveDir, path: str, old: str, new: str) -> tuple[Job, bool]:
+    """``path`` of the live mount to make commit ``new``'s in one step if it still holds
+    commit ``old``'s (:func:`.liveswap.swap`): the call doing it (None when done, "" when
+    the path holds something else, left as it is, a side file's path when something was
+    kept there), and whether it may run on a thread of its own (it then makes system
+    calls only: the bytes, read from the store here, are in it)."""
+    from .liveswap import IN_HANDS, Found, swap
+
+    old_tree, new_tree = ws.store.commit_tree(old), ws.store.commit_tree(new)
+    was, now = ws.store.tree_lookup(old_tree, path), ws.store.tree_lookup(new_tree, path)
+    if any(h is not None and h[1] not in (MODE_BLOB, MODE_EXEC, MODE_LINK) for h in (was, now)):
+        # (a directory or a submodule: never followed, :func:`plan`; a put back leaves it)
+        return (lambda: ""), False
+
+    def found(tree: str, held: Held) -> Found:
+        if held is None:
+            return None
+        if held[1] == MODE_LINK:
+            return MODE_LINK, ws.store.blob_data(held[0])
+        return held[1], live.form(tree, path, *held)
+
+    want, shown = found(new_tree, now), found(old_tree, was)
+
+    def expect(got: Found) -> bool:
+        if was is None or got is None or got == IN_HANDS:
+            return got is None and was is None
+        # what avfs's checkout writes there, or the blob's own bytes (a person's `git
+        # checkout` without conversions); an equivalent other form is the person's
+        return got == shown or (got[0] == was[1] and blob_id(got[1]) == was[0])
+
+    return (lambda: swap(live, path, want, expect, was is None)), True
+
+
+_THREADS = 8  # swaps at once: each copy-up through overlayfs ends in an fsync (adopt3's A/B)
+_BATCH = 64  # paths whose bytes are read before their swaps run (memory bounded)...
+_BATCH_BYTES = 256 << 20  # ...and bytes (both commits' blobs at each path)
+
+
+def _batches(ws: Based, paths: list[str], old: str, new: str) -> list[list[str]]:
+    """``paths`` in batches of at most :data:`_BATCH` paths and :data:`_BATCH_BYTES`
+    of the two commits' blobs there (one path alone may pass it)."""
+    trees = ws.store.commit_tree(old), ws.store.commit_tree(new)
+    out: list[list[str]] = []
+    cur: list[str] = []
+    size = 0
+    for q in paths:
+        held = [ws.store.tree_lookup(t, q) for t in trees]
+        n = sum(ws.store.blob_size(h[0]) for h in held if h is not None and h[1] in (MODE_BLOB, MODE_EXEC))
+        if cur and (len(cur) >= _BATCH or size + n > _BATCH_BYTES):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(q)
+        size += n
+    return [*out, cur] if cur else out
+
+
+def _swap_all(
+    ws: Based, live: LiveDir, paths: list[str], old: str, new: str, written: list[str]
+) -> tuple[str, ...]:
+    """Each of ``paths`` swapped from commit ``old``'s to ``new``'s (:func:`_job`), up to
+    :data:`_THREADS` at once; ``written`` gets each path before its swap (one failing half
+    way is put back too) and loses those not swapped. Stops after the batch where one was
+    refused: (the paths refused, then the side files kept), else ()."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    refused: list[str] = []
+    kept: list[str] = []
+    with live.room(), ThreadPoolExecutor(min(_THREADS, max(1, len(paths)))) as pool:
+        for batch in _batches(ws, paths, old, new):
+            jobs = [(q, *_job(ws, live, q, old, new)) for q in batch]
+            written.extend(batch)
+            futures = {q: pool.submit(job) for q, job, threaded in jobs if threaded}
+            got = {q: job() for q, job, threaded in jobs if not threaded}
+            got.update((q, f.result()) for q, f in futures.items())
+            for q in batch:
+                if got[q] is not None:
+                    written.remove(q)
+                    refused.append(q)
+                    if got[q]:
+                        kept.append(str(got[q]))
+            if refused:
+                break
+    return (*sorted(refused), *kept)
+
+
 def place(ws: Based, p: Plan) -> tuple[frozenset[str], tuple[str, ...]]:
-    """On a live overlay mount (``p.live``), ``p.follow``'s paths written through the mount
-    as ``p.tip`` has them (the kernel caches the lower layer: before the base moves, as a
-    checkpoint's rebase writes them), each only after what the mount shows there was
-    found the old base's, content and mode: (the paths written, the path found changed).
-    Where the person wrote one since the status, it is left alone, nothing more is
-    written, and what was written is put back (:func:`put_back`)."""
+    """On a live overlay mount (``p.live``), ``p.follow``'s paths made what ``p.tip`` has
+    there through the mount (the kernel caches the lower layer: before the base moves, as
+    a checkpoint's rebase writes them), each swapped in only if what it swapped out was
+    the old base's, content and mode, and no process held it open for writing
+    (:func:`.liveswap.swap`, adopt3): (the paths written, the paths found changed). Where
+    the person wrote one since the status, or writes it still, it is theirs and stays,
+    nothing more is written, and what was written is put back (:func:`put_back`)."""
     if not p.live:
         return frozenset(), ()
     live = ws.live_mount()
     if live is None:  # (unmounted meanwhile: nothing written, nothing adopted)
         return frozenset(), ("",)
-    base_tree, tip_tree = ws.store.commit_tree(p.base), ws.store.commit_tree(p.tip)
+    tip_tree = ws.store.commit_tree(p.tip)
+    order = _order(p.follow, tip_tree, ws)
+    gone = [q for q in order if ws.store.tree_lookup(tip_tree, q) is None]
     written: list[str] = []
     try:
-        for path in sorted(p.follow, key=lambda q: (q.count("/"), q)):
-            if differing(ws, {path: ws.store.tree_lookup(base_tree, path)}):
-                put_back(ws, p, frozenset(written))
-                return frozenset(), (path,)
-            written.append(path)  # (before the write: one half written is put back too)
-            live.reset([path], tip_tree)
+        found = _swap_all(ws, live, gone, p.base, p.tip, written)
+        if not found:
+            # (the removals first: the directories they left empty go before anything is
+            # made where one of them was)
+            live.prune_empty(written, tip_tree)
+            found = _swap_all(ws, live, order[len(gone) :], p.base, p.tip, written)
+        if found:
+            kept = put_back(ws, p, frozenset(written))
+            return frozenset(), (*found, *kept)
     except BaseException:
         put_back(ws, p, frozenset(written))
         raise
     return frozenset(written), ()
 
 
-def put_back(ws: Based, p: Plan, written: frozenset[str]) -> None:
+def put_back(ws: Based, p: Plan, written: frozenset[str]) -> tuple[str, ...]:
     """``written`` (:func:`place`'s, for an adoption then refused) made the old base's
-    again where the mount still shows what was written; a file the person wrote since is
-    theirs and stays."""
+    again, each in one step where the mount still shows what was written; a file the
+    person wrote since is theirs and stays. The side files left holding what the put back
+    could not tell from the person's (:func:`.liveswap.swap`: nothing is lost), by path."""
     live = ws.live_mount()
     if not written or live is None:
-        return
-    tip_tree, base_tree = ws.store.commit_tree(p.tip), ws.store.commit_tree(p.base)
-    changed = set(differing(ws, {q: ws.store.tree_lookup(tip_tree, q) for q in written}))
+        return ()
     from .noroom import cannot_write
 
-    for q in sorted((q for q in written if q not in changed), key=lambda q: (q.count("/"), q)):
+    base_tree = ws.store.commit_tree(p.base)
+    kept: list[str] = []
+    for q in _order(written, base_tree, ws):
         # (each alone: where the fork's state has no room for one, as a full quota refused
         # the write put back here, the others still go back; :mod:`.noroom`)
         try:
-            live.reset([q], base_tree)
+            with live.room():
+                got = _job(ws, live, q, p.tip, p.base)[0]()
         except Exception as exc:
             if not cannot_write(exc):
                 raise
+            continue
+        if got:
+            kept.append(got)
+    live.prune_empty([q for q in written if ws.store.tree_lookup(base_tree, q) is None], base_tree)
+    return tuple(kept)
 
 
 def adopt(ws: Based, db: Any, p: Plan, written: frozenset[str]) -> tuple[str, ...] | None:
@@ -227,6 +351,21 @@ def adopt(ws: Based, db: Any, p: Plan, written: frozenset[str]) -> tuple[str, ..
         again = differing(ws, {q: ws.store.tree_lookup(base_tree, q) for q in p.follow})
     if again:
         return tuple(again)
+    if not p.live and p.follow:
+        # a file a program of the person's holds open for writing through a pure-FUSE
+        # mount (its daemon's handle holds the overlay file's shared flock) is theirs while
+        # open, whatever its bytes now: the move would drop the entry its writes go to
+        # (adopt3); the others' files are claimed until the transaction ends, so a handle
+        # opened meanwhile waits, then finds the entry gone and opens the new base's
+        with ws.overlay.without_upper():
+            held = ws.overlay.get_many(sorted(p.follow))
+        busy = [
+            q
+            for q, e in sorted(held.items())
+            if e.kind == FILE and e.fileid and not ws.overlay.claim(e.fileid)
+        ]
+        if busy:
+            return tuple(busy)
     # (never a root entry holding the old base's tree: the changes would then be measured
     # against it, and a status reading only what changed re-applied the old files)
     take_tip(ws, db, p.base, p.tip, follow=frozenset() if p.live else p.follow)
@@ -266,7 +405,8 @@ def settle(ws: Based, p: Plan) -> Refused | None:
                 # git just committed for that old base
                 ws.stamp_index()  # (git's index kept where git made it, else patched)
             else:
-                put_back(ws, p, written)
+                kept = put_back(ws, p, written)
+                refused = (*refused, *kept) if refused or kept else refused
     if refused is None:
         if p.follow and not p.live:
             ws.base_moved(view_changed=False)  # (a pure-FUSE daemon drops its caches)
