@@ -338,11 +338,11 @@ def _merge_once(
         index = _merged_index(vault, trees, (ours, theirs), favor, whole)
         conflicts = _classify(vault.store, index, ours_tree, theirs_tree, ours)
         if not conflicts:
-            tree, dirs = _written(vault, index, ours_tree)
+            tree, paths = _written(vault, index, ours_tree)
             commit, made = _commit_merge(
-                vault, ws, tree, ours, theirs, source, msg, dry_run, None, guarded, dirs
+                vault, ws, tree, ours, theirs, source, msg, dry_run, None, guarded, _state_dirs(paths)
             )
-            changed = ChangedPaths(vault.store, ours_tree, tree)
+            changed = ChangedPaths(vault.store, ours_tree, tree, paths)
             return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         if dry_run:
             return result("would_conflict", None, conflicts)
@@ -407,15 +407,20 @@ def _fast_merge(
     return commit, made, fast[0]
 
 
-def _written(vault: Vault, index: MergedIndex, ours_tree: str) -> tuple[str, set[str]]:
-    """libgit2's merged tree, written, and where it may join a name of git's own state to
-    ours' (the trivial merge finds them as it walks): :func:`.plantedrule.dirs_of` of the
-    paths the merge brought into ours' tree (a diff, O(its changes); libgit2's merge read
-    every tree)."""
+def _written(vault: Vault, index: MergedIndex, ours_tree: str) -> tuple[str, tuple[str, ...]]:
+    """libgit2's merged tree, written, and the paths it changes in ours' (what the result
+    lists as ``changed``, and where :func:`_state_dirs` looks)."""
+    tree = index.write_tree()
+    return tree, _changed(vault.store, ours_tree, tree)
+
+
+def _state_dirs(paths: tuple[str, ...]) -> set[str]:
+    """Where libgit2's merge may join a name of git's own state to ours' (the trivial
+    merge finds them as it walks): :func:`.plantedrule.dirs_of` of the paths it brought
+    (listed once: the result's ``changed`` too)."""
     from ..workspace.plantedrule import dirs_of
 
-    tree = index.write_tree()
-    return tree, dirs_of(_changed(vault.store, ours_tree, tree))
+    return dirs_of(paths)
 
 
 def _source_names(vault: Vault, ws: Workspace, ref: str) -> frozenset[str] | None:

@@ -207,12 +207,15 @@ class _Merger:
         out: list[bytes | None] | None = None
         moved = False
         list_changed = self.list_changed
+        # (the look of :meth:`note`, inlined: below a `hooks/` every name counts)
+        look = self.state_dirs is not None
+        hooks = look and prefix.endswith(b"/hooks/")
         for i in differ:
             eo, et, eb = lo[i], lt[i], lb[i]
             new: bytes | None
             if eb == eo and not list_changed:  # only theirs changed it (merged(), inlined)
                 new = et
-                if self.state_dirs is not None:
+                if look and (hooks or eo[eo.index(b" ") + 1 : -21] in _STATE):
                     self.note(eo[eo.index(b" ") + 1 : -21], prefix)
             elif eb == et:  # only ours changed it
                 continue
@@ -235,7 +238,9 @@ class _Merger:
         """The merged entry of ``name`` from its base, ours and theirs (raw; None: absent),
         the three not all equal: :data:`_KEEP` for ours' (ours changed it), None when it is
         gone. Raises :class:`_NeedsMerge`."""
-        if self.state_dirs is not None and vb != vt:  # (theirs' entry, or one made of it)
+        if (  # theirs' entry, or one made of it, of a name of git's own state (:meth:`note`)
+            self.state_dirs is not None and vb != vt and (name in _STATE or prefix.endswith(b"/hooks/"))
+        ):
             self.note(name, prefix)
         if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
             if self.list_changed:
