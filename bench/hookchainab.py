@@ -7,7 +7,7 @@ reference-transaction guard), the person having no hooks, interleaved between av
 
 Each side has a home of its own, a fork ``p:f1`` of 50 files mounted once. Each round, per
 side: a file changed, `git status --porcelain` timed, then `git commit -q -a` timed. Written
-to ``bench/results/hookchainab-<time>.json`` (the gitmodel24 round: the person's hooks
+to ``bench/results/hookchainab-h-gitmodel24-<time>.json`` (the gitmodel24 round: the person's hooks
 directory looked up when git runs each hook, where the mount's links had named it as the
 mount found it).
 """

@@ -10,8 +10,8 @@ short seeded random run of them among the older steps.
   to the person's hooks directory as the mount found it (the vault's `hooks/`), so the
   person's pre-commit, commit-msg and post-commit hooks did not run until the next mount
   (a commit the hooks would have changed or refused was made as it was). Each name
-  there now looks the person's directory up when git runs it (mount/hookscripts.py
-  ``_PERSONS``).
+  there now leads through one link the mount's daemon points again as git's fsmonitor
+  hook asks, where a config file changed since (mount/personhooks.py).
 
 Scale the random run by hand: ``AVFS_MODEL24_EXAMPLES=3 AVFS_MODEL24_STEPS=30
 AVFS_MODEL24_SEED=2402 pytest tests/test_git_model24.py -k random``."""
