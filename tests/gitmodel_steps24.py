@@ -11,8 +11,9 @@ them in a plain worktree.
   installers do; in the mount that is the mount's own hooks directory). ``kind``:
   ``stage`` (a pre-commit hook that writes and stages a file, a prepare-commit-msg and a
   commit-msg hook that add lines to the message, a post-commit hook that writes an
-  untracked file) or ``reject`` (a pre-commit hook that exits 1: the commit fails alike,
-  then is made with `--no-verify`).
+  untracked file), ``reject`` (a pre-commit hook that exits 1: the commit fails alike,
+  then is made with `--no-verify`) or ``rewrite`` (a post-rewrite hook that writes what
+  `git commit --amend`, made after the commit, rewrote to an untracked file).
 
 A mixin of :class:`tests.test_git_model.GitModel`."""
 
@@ -25,9 +26,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 WHERES = ("relative", "absolute", "git-path")
-KINDS = ("stage", "reject")
+KINDS = ("stage", "reject", "rewrite")
 STAGED_BY_HOOK = "docs/hooked-24.md"
 POST_COMMIT_MARK = "hooked-post-commit-24.txt"
+POST_REWRITE_MARK = "hooked-post-rewrite-24.txt"
 HOOKS = {
     "stage": {
         "pre-commit": f"printf 'pre-commit %s\\n' \"$(git write-tree)\" >> {STAGED_BY_HOOK}\n"
@@ -37,6 +39,7 @@ HOOKS = {
         "post-commit": f"git rev-parse HEAD > {POST_COMMIT_MARK}\n",
     },
     "reject": {"pre-commit": "echo 'pre-commit: refused by the person' >&2\nexit 1\n"},
+    "rewrite": {"post-rewrite": f'{{ echo "$1"; cat; }} > {POST_REWRITE_MARK}\n'},
 }
 
 
@@ -51,6 +54,7 @@ class TwentyFourthRoundSteps:
     last_checkpoint: bool
     both: Any
     busy: Any
+    check: Any
     note: Any
 
     def _hook_files(self, where: str, kind: str) -> None:
@@ -67,6 +71,9 @@ class TwentyFourthRoundSteps:
         self.note(f"hooks {kind} at {where}")
         for d in dirs:
             os.makedirs(d, exist_ok=True)
+            if where == "relative":  # (the tree's hooks of another kind, from an earlier step)
+                for name in set(os.listdir(d)) - set(HOOKS[kind]):
+                    os.unlink(os.path.join(d, name))
             for name, body in HOOKS[kind].items():
                 path = os.path.join(d, name)
                 with open(path, "w") as fh:  # (over what is there, as `cp` writes: a link followed)
@@ -79,8 +86,10 @@ class TwentyFourthRoundSteps:
             for side in (self.p, self.m):
                 d = side.git("rev-parse", "--path-format=absolute", "--git-path", "hooks").stdout.strip()
                 for name in HOOKS[kind]:
+                    # (the hook itself: in the mount that path is a link of avfs's to it,
+                    # whose removal leaves the hook to come back at the next mount)
                     self.note(f"rm {name} hook")
-                    os.unlink(os.path.join(d, name))
+                    os.unlink(os.path.realpath(os.path.join(d, name)))
         else:
             self.both("config", "--unset", "core.hooksPath")
 
@@ -107,11 +116,16 @@ class TwentyFourthRoundSteps:
         assert ran == (kind != "reject"), f"the person's {kind} hooks at {where}: commit ran={ran}"
         if not ran:
             self.both("commit", "-q", "-a", "--no-verify", "-m", "past a refusing hook")
+        if kind == "rewrite":
+            self._change("amended")
+            self.both("commit", "-q", "-a", "--amend", "--no-edit")
+            self.check()  # (the post-rewrite hook's mark)
         self._hooks_gone(where, kind)
         self._change("no hooks")
         self.both("commit", "-q", "-a", "-m", "a commit no hook sees")
-        for side in (self.p, self.m):  # (the post-commit hook's mark, on both sides alike)
-            mark = os.path.join(side.root, POST_COMMIT_MARK)
-            if os.path.exists(mark):
-                os.unlink(mark)
+        for side in (self.p, self.m):  # (the hooks' marks, on both sides alike)
+            for name in (POST_COMMIT_MARK, POST_REWRITE_MARK):
+                mark = os.path.join(side.root, name)
+                if os.path.exists(mark):
+                    os.unlink(mark)
         self.last_checkpoint = False
