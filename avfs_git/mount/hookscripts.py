@@ -15,6 +15,7 @@ from ..core.store.gitrun import git_env, git_identity, run
 if TYPE_CHECKING:
     pass
 from .ownfiles import MOVED_FILE, MountedVault, write_file
+from .personhooks import PERSONS_FILE, PERSONS_LINK, point
 
 # git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
 # Unix socket in the mount's own directory and prints the answer (mount/hooksocket.py), which the
@@ -316,7 +317,8 @@ if [ "$3" = 1 ] && [ "$(git rev-parse --absolute-git-dir 2>/dev/null)" = {git_di
         exit 1
     fi
 fi
-hook={chain_sh}/post-checkout
+{persons}persons_hooks
+hook=$chain/post-checkout
 if [ -f "$hook" ] && [ -x "$hook" ]; then
     exec "$hook" "$@"
 fi
@@ -415,12 +417,41 @@ if [ -n "$hit" ] && [ "$1" = aborted ]; then
         mv "$logs/.tmp-renamed-log" "$logs/heads/$fork" 2>/dev/null
     fi
 fi
-hook={chain_sh}/reference-transaction
+{persons}persons_hooks
+hook=$chain/reference-transaction
 if [ -f "$hook" ] && [ -x "$hook" ]; then
     printf %s "$input" | "$hook" "$@"
     exit
 fi
 exit 0
+"""
+
+# the person's own hooks directory, as the guards chain to it: the one mount/personhooks.py
+# last pointed the link at (its file's first line), while that file is newer than each config
+# file git reads it from (the shell's own tests, no process); else looked up (that file is
+# written anew by the daemon at git's next fsmonitor question)
+_PERSONS = """persons_hooks() {{
+    stamp={stamp_sh}
+    chain=
+    for f in {vault_config_sh} "${{GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}}" \\
+        "${{XDG_CONFIG_HOME:-$HOME/.config}}/git/config" "${{GIT_CONFIG_SYSTEM:-/etc/gitconfig}}"; do
+        if [ -e "$f" ] && ! [ "$stamp" -nt "$f" ]; then
+            stamp=
+            break
+        fi
+    done
+    if [ -n "$stamp" ]; then
+        {{ read -r chain < "$stamp"; }} 2>/dev/null || chain=
+    fi
+    if [ -z "$chain" ]; then
+        chain=$(GIT_DIR={vault_sh} git config --path --get core.hooksPath 2>/dev/null) || chain=
+        case $chain in
+        "") chain={vault_hooks_sh} ;;
+        /*) ;;
+        *) chain={mountpoint_sh}/$chain ;;
+        esac
+    fi
+}}
 """
 
 
@@ -430,18 +461,6 @@ def _sh(text: str) -> str:
     return shlex.quote(text)
 
 
-def _persons_hooks(vault: MountedVault, mountpoint: str) -> str:
-    """The hooks directory git would use in this mount without avfs's: ``core.hooksPath``
-    of the person's config (system, global, the vault's), else the vault's ``hooks/``."""
-    env = git_env()
-    env["GIT_DIR"] = vault.path
-    proc = run(["config", "--path", "--get", "core.hooksPath"], env=env, check=False)
-    got = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
-    if not got:
-        return os.path.join(vault.path, "hooks")
-    return got if os.path.isabs(got) else os.path.join(mountpoint, got)  # git runs hooks there
-
-
 def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, fork: str) -> str:
     """Make the mount's hooks directory in its own directory ``own`` (its
     ``core.hooksPath``): the branch-switch guard as ``post-checkout``, the fork's branch
@@ -449,15 +468,23 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
     every other name. Returns its path."""
     d = os.path.join(own, HOOKS_DIR)
     os.makedirs(d, mode=0o755)
-    chain = _persons_hooks(vault, mountpoint)
+    persons = _PERSONS.format(
+        stamp_sh=_sh(os.path.join(d, PERSONS_FILE)),
+        vault_config_sh=_sh(os.path.join(vault.path, "config")),
+        vault_sh=_sh(vault.path),
+        vault_hooks_sh=_sh(os.path.join(vault.path, "hooks")),
+        mountpoint_sh=_sh(mountpoint),
+    )
+    point(d, vault.path, mountpoint)
     for name in GIT_HOOKS:
-        os.symlink(os.path.join(chain, name), os.path.join(d, name))
+        if name not in ("post-checkout", "reference-transaction"):
+            os.symlink(os.path.join(PERSONS_LINK, name), os.path.join(d, name))
     guard = _GUARD.format(
         fork_q=fork,
         vault_q=vault.name,
         fork_sh=_sh(fork),
         vault_sh=_sh(vault.name),
-        chain_sh=_sh(chain),
+        persons=persons,
         git_dir_sh=_sh(os.path.realpath(git_dir)),
     )
     write_file(d, "post-checkout", guard.encode(), mode=0o755)
@@ -466,7 +493,7 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
         vault_q=vault.name,
         fork_sh=_sh(fork),
         vault_sh=_sh(vault.name),
-        chain_sh=_sh(chain),
+        persons=persons,
         logs_sh=_sh(os.path.join(vault.path, "logs", "refs")),
         git_dir_sh=_sh(git_dir),
         git_dir_real_sh=_sh(os.path.realpath(git_dir)),

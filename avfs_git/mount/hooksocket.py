@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 
 from ..core.workspace.hookwire import SOCKET_NAME, Answerer, frame
+from . import personhooks
 
 log = logging.getLogger("avfs.hooksocket")
 
@@ -73,6 +74,7 @@ class HookServer:
     def __init__(self, git_dir: str, answerer: Answerer, on_ask: Callable[[], None] | None = None) -> None:
         self.answerer = answerer
         self.on_ask = on_ask
+        self.own = git_dir
         self.path = os.path.join(git_dir, SOCKET_NAME)
         # bound through the directory's descriptor: a socket's path is limited to 107 bytes
         dirfd = os.open(git_dir, os.O_PATH | os.O_CLOEXEC)
@@ -175,6 +177,7 @@ class HookServer:
                 token = c.got.decode("utf-8", "replace").strip()
                 if self.on_ask is not None:
                     self.on_ask()
+                self._persons()
                 c.out = frame(self.answerer.answer(token))  # the hook checks it got all of it
             sent = c.sock.send(c.out)
             c.out = c.out[sent:]
@@ -187,6 +190,14 @@ class HookServer:
         except Exception:
             log.exception("answering git's fsmonitor hook")  # the hook then answers "/"
         return 0
+
+    def _persons(self) -> None:
+        """The person's hooks directory pointed at again where git's config changed since
+        (mount/personhooks.py): git asks before it runs a commit's hooks."""
+        try:
+            personhooks.refresh(self.own)
+        except Exception:
+            log.exception("pointing the mount's hooks at the person's")
 
     def _drop(self, sel: selectors.BaseSelector, conns: dict[int, _Conn], c: _Conn) -> None:
         conns.pop(c.sock.fileno(), None)

@@ -279,7 +279,8 @@ class _Scan:
                 else:
                     self.gitfile(rel, dotgit.is_symlink())
         if "HEAD" in entries and (
-            "commondir" in entries or all(_is_dir(entries.get(n)) for n in ("objects", "refs"))
+            # (any entry of those names: git's access(X_OK) follows a link, takes an executable file)
+            "commondir" in entries or all(n in entries for n in ("objects", "refs"))
         ):
             self.git_dir(rel)
 

@@ -272,8 +272,12 @@ class Standbys:
         was killed (137) when the thread ended: the API's, once its fork's mount went (an
         unmount while ``exec_in``'s command ran)."""
         while self._started:
-            ready, _, _ = select.select(self._started, [], [], None if wait else 0)
-            for fd in ready:
+            # (poll, not select: a pidfd numbered past 1024, as in a pure-FUSE daemon holding
+            # a descriptor per open file, made select raise and the thread end: the review)
+            poller = select.poll()
+            for fd in self._started:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(None if wait else 0):
                 self._started.remove(fd)
                 os.close(fd)
             if not wait:

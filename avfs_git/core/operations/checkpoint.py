@@ -475,6 +475,9 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         summary = target.message.splitlines()[0] if target.message else str(target.id)[:12]
         msg = message or f'Revert "{summary}"\n\nThis reverts commit {target.id}.\n'
         commit = vault.store.create_commit(tree, [tip], msg, vault.author())
+        # a commit the carry-back refused, reverted by its id, brings back what its parent
+        # held as a restore to it would (the review of the thirty-fourth round)
+        _planted(vault, rev, commit, tip)
         with vault.oplog.held("revert"):  # (before the branch moves, as a checkpoint's)
             with ws.index_guard(git=True) as ahead:  # (as restore's)
                 wscommit.move_ref(

@@ -251,9 +251,10 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
     try:
         repo = pygit2.Repository(store_path)
         try:
-            no_own_global(
-                repo, scratch, handle_config(store_path)
-            )  # (libgit2's idea of the global file is not git's)
+            cfg = repo.config  # (a key without "=": there, None)
+            eol = str(cfg["core.eol"] or "") if "core.eol" in cfg else None
+            # (libgit2's idea of the global file is not git's, nor of every core.eol)
+            no_own_global(repo, scratch, handle_config(store_path, eol))
             for d, data in files.items():
                 at = os.path.join(scratch, *d.split("/")) if d else scratch
                 os.makedirs(at, exist_ok=True)

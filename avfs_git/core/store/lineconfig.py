@@ -24,6 +24,7 @@ import time
 from .gitrun import CONFIG_RECENT_NS, git_config_env, git_config_files, git_env, run
 
 KEYS = ("core.autocrlf", "core.eol")
+EOLS = ("lf", "crlf", "native")  # the values of core.eol git reads (else: unset)
 
 # (vault, config environment, the files' stamps) -> the values git read
 _kept: dict[tuple[object, ...], dict[str, str]] = {}
@@ -72,15 +73,23 @@ def line_endings(store_path: str) -> dict[str, str] | None:
     return values
 
 
-def handle_config(store_path: str) -> str:
+def handle_config(store_path: str, libgit2_eol: str | None = None) -> str:
     """The lines of a libgit2 handle's own config (its highest level) that make its filters
     convert as git would: git's values where :func:`line_endings` has them (git's
     defaults, ``false`` and ``native``, where it finds a key unset, so that a value only
-    libgit2 reads is not taken), else nothing."""
+    libgit2 reads is not taken), else nothing but ``eol = native`` where the handle's own
+    reading (``libgit2_eol``: ``core.eol`` as it read it, ``""`` for a key without
+    ``=``) is a value git takes for unset.
+
+    ``core.eol`` git reads as ``lf``, ``crlf`` or ``native`` (any case), and anything else
+    (a key without ``=``, a word) as unset, which converts as ``native``
+    (``config.c``: ``EOL_UNSET``); libgit2 converted a file with such a value to CRLF, the
+    key alone read through git was ``true`` here: the mount showed CRLF where git's
+    checkout writes LF (changes2, thirty-fourth round; git 2.39)."""
     values = line_endings(store_path)
     if values is None:
+        if libgit2_eol is not None and libgit2_eol.lower() not in EOLS:
+            return "\teol = native\n"
         return ""
-    return "".join(
-        f"\t{k.split('.')[1]} = {values.get(k, default)}\n"
-        for k, default in (("core.autocrlf", "false"), ("core.eol", "native"))
-    )
+    eol = values.get("core.eol", "native")
+    return f"\tautocrlf = {values.get('core.autocrlf', 'false')}\n\teol = {eol if eol.lower() in EOLS else 'native'}\n"

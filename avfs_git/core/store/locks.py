@@ -234,11 +234,14 @@ def mount_lock_path(state_dir: str, fork: str) -> str:
     return os.path.join(state_dir, "locks", ".mount-" + fs_name(fork) + ".lock")
 
 
+MOUNT_GATE = ".mounts"  # (a vault-wide lock's name: no fork name starts with ".")
+
+
 def mount_gate_path(state_dir: str) -> str:
     """The vault's mount gate: every mount's start holds it shared until its daemon is
     recorded, a vault's delete holds it alone while it checks the mounts and moves the
     vault to the trash (one descriptor, however many forks the vault has)."""
-    return os.path.join(state_dir, "locks", ".mounts.lock")
+    return os.path.join(state_dir, "locks", MOUNT_GATE + ".lock")
 
 
 def pid_alive(pid: int) -> bool:

@@ -588,22 +588,9 @@ def reflog_path(git_dir: str, name: str) -> str:
     return os.path.join(git_dir, "logs", *name.split("/"))
 
 
-def reflog_entry(line: str) -> tuple[str, str, float, str] | None:
-    """(old id, new id, time, message) of one reflog line, read as git reads it
-    (``refs/files-backend.c`` ``show_one_reflog_ent``): the identity ends at the first
-    ``>``, the message after the tab that follows the zone; None where git finds no entry.
-    (Split at the first tab, a committer named with one, which git writes as it is, was
-    no entry: found in the thirty-fourth round, realdata9.)"""
-    old, _, rest = line.partition(" ")
-    new, sp, rest = rest.partition(" ")
-    gt = rest.find(">")
-    if not sp or gt < 0 or rest[gt + 1 : gt + 2] != " ":
-        return None
-    stamp, _, zone = rest[gt + 2 :].partition(" ")
-    if zone[:1] not in ("+", "-") or not zone[1:2].isdigit():
-        return None
-    try:
-        t = float(stamp)
-    except ValueError:
-        t = 0.0
-    return old, new, t, zone[6:] if zone[5:6] == "\t" else zone[5:]
+def reflog_entry(line: str, hexsz: int | None = None) -> tuple[str, str, float, str] | None:
+    """One reflog line as git reads it: :func:`.refloglines.reflog_entry` (loaded only
+    by what reads a reflog)."""
+    from .refloglines import reflog_entry as read
+
+    return read(line, hexsz)

@@ -49,7 +49,7 @@ from ..workspace.changelog import overlay_last as _overlay_last
 from ..workspace.execspans import ExecSpan
 from ..workspace.execspans import spans as exec_spans
 from ..workspace.overlay import JOURNAL_FROM
-from . import audit
+from . import audit, reflogevents
 from .cursor import ForkPos, Pos, decode, invalid
 from .cursor import stream_id as _stream_id
 
@@ -232,7 +232,10 @@ class _Reader:
         self.items: list[tuple[float, int, dict[str, Any], tuple[str, str, int] | tuple[str, int]]] = []
         self._daemons: dict[str, list[tuple[int, float, float | None]]] = {}
         self.cut: float | None = None
-        self._op_times: dict[tuple[str, str], list[float]] = {}  # (fork, new commit) -> its operations' times
+        # (fork, old, new) of a move the op log names -> its operations' (time, source);
+        # of a move an exec's audit record names (its carry-back) -> the record's offset
+        self._op_moves: dict[tuple[str, str | None, str | None], list[tuple[float, str]]] = {}
+        self._exec_moves: dict[tuple[str, str | None, str | None], int] = {}
 
     def _cut(self, t: float) -> None:
         self.cut = t if self.cut is None else min(self.cut, t)
@@ -314,9 +317,14 @@ class _Reader:
             moved = [r for r in json.loads(ref_json) if r.get("ref") == refs.fork_ref(fork)] if fork else []
             if moved:
                 fields["old"], fields["new"] = moved[0].get("old"), moved[0].get("new")
-                self._op_times.setdefault((str(fork), str(fields["new"])), []).append(float(ts))
                 if ev_kind == "checkpoint" and fields["new"] and self._by_exec(str(fields["new"])):
                     fields["source"] = "exec"  # the one commit of what a proxy exec changed
+            for r in json.loads(ref_json):  # each fork's branch it moved: its reflog line's
+                name = str(r.get("ref") or "")
+                if name.startswith(refs.HEADS):
+                    key = (name[len(refs.HEADS) :], r.get("old"), r.get("new"))
+                    src = "exec" if fields["source"] == "exec" and name == refs.fork_ref(fork) else "api"
+                    self._op_moves.setdefault(key, []).append((float(ts), src))
             self.items.append((float(ts), 0, fields, ("op", int(op_id))))
 
     def _by_exec(self, commit: str) -> bool:
@@ -348,6 +356,9 @@ class _Reader:
             if not isinstance(rec, dict) or (self.fork is not None and fork != self.fork):
                 self.items.append((t, 1, {}, ("audit", off)))
                 continue
+            moved = rec.get("branch_moved")
+            if isinstance(moved, dict):  # the command's git moved the branch: avfs's line says so
+                self._exec_moves[(str(fork), moved.get("from"), moved.get("to"))] = start
             fields = {
                 "kind": "exec",
                 "fork": fork,
@@ -491,43 +502,13 @@ class _Reader:
             self.items.append((ts, 2, fields, mark))
 
     def _reflog(self, fork: str, path: str, after: int) -> None:
-        size = self._end.forks[fork].reflog
-        if size <= after:
-            return
-        with open(path, "rb") as fh:
-            fh.seek(after)
-            data = fh.read(size - after)
-        off = after
-        for line in data.splitlines(keepends=True):
-            start, off = off, off + len(line)
-            if not line.endswith(b"\n"):
-                self._end.forks[fork].reflog = start
-                break
-            entry = refs.reflog_entry(line.decode("utf-8", "replace").rstrip("\n"))
-            if entry is None:
-                self.items.append((0.0, 3, {}, ("r", fork, off)))
-                continue
-            old, new, t, message = entry
-            zero = "0" * len(old)
-            source = "api" if message.startswith("avfs") else "git"
-            if message.startswith("avfs: avfs proxy exec:"):
-                source = "exec"  # the commit of what a proxy exec changed
-            times = self._op_times.get((fork, new))
-            if times and message.startswith("avfs"):
-                t = times.pop(0)  # an operation's move: right by it (git's clock is seconds)
-            elif message.startswith("avfs") and time.time() - t < OP_WAIT_S:
-                self._end.forks[fork].reflog = start  # its operation is not recorded yet
-                break
-            fields = {
-                "kind": "ref_moved",
-                "fork": fork,
-                "ref": refs.fork_ref(fork),
-                "old": None if old == zero else old,
-                "new": None if new == zero else new,
-                "source": source,
-                "summary": message or None,
-            }
-            self.items.append((t, 3, fields, ("r", fork, off)))
+        end = self._end.forks[fork]
+        items, stop = reflogevents.items(
+            fork, path, after, end.reflog, self._op_moves, self._exec_moves, OP_WAIT_S
+        )
+        self.items += items
+        if stop is not None:
+            end.reflog = stop
 
     def _coalesce(self, fork: str, tag: str) -> None:
         """A run of one kind at one path, journaled within a write's few calls (a FUSE

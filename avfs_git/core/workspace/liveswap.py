@@ -54,6 +54,7 @@ from .livedir import LiveDir
 
 Found = tuple[int, bytes] | None  # what a path holds: (mode, bytes or a link's target), or nothing
 Check = Callable[[Found], bool]
+MAX_HELD = 512 << 20  # the most of a file looked at whole (more: the person's, left in place)
 IN_HANDS = (0, b"")  # a directory, a special file, or a file open for writing: the person's
 
 _F_SETLEASE = 1024
@@ -115,12 +116,19 @@ def _held(path: str) -> Iterator[tuple[Found, tuple[int, int] | None]]:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         s = os.fstat(fd)
-        if not _leased(fd):
+        # (a FIFO or a device renamed in since the lstat, or a file past MAX_HELD, a sparse
+        # 100 GB one costing no quota: the person's, never read whole into memory here)
+        if not st_.S_ISREG(s.st_mode) or s.st_size > MAX_HELD or not _leased(fd):
             yield IN_HANDS, (s.st_dev, s.st_ino)
             return
         chunks: list[bytes] = []
-        while chunk := os.read(fd, 1 << 20):
+        left = MAX_HELD + 1
+        while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
             chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:  # (grew past it while read)
+            yield IN_HANDS, (s.st_dev, s.st_ino)
+            return
         mode = MODE_EXEC if s.st_mode & 0o100 else MODE_BLOB
         yield (mode, b"".join(chunks)), (s.st_dev, s.st_ino)
     finally:

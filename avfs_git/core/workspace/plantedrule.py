@@ -108,12 +108,15 @@ def unsafe(key: str, val: str | None) -> bool:
 
 def is_git_dir(r: Reader, d: str) -> bool:
     """``d`` is a repository to git's discovery (``is_git_directory``; ``commondir``'s
-    target is not followed: its ``HEAD`` alone with one is taken as a repository)."""
+    target is not followed: its ``HEAD`` alone with one is taken as a repository). git
+    asks ``access(objects, X_OK)`` and ``access(refs, X_OK)``, which follow a link and take
+    an executable file: any entry of those names counts (the review of the thirty-fourth
+    round: an executable file `objects` and a link `refs -> .` made one past the check)."""
     if r.kind(_join(d, "HEAD")) not in (FILE, LINK):
         return False
     if r.kind(_join(d, "commondir")) is not None:
         return True
-    return r.kind(_join(d, "objects")) == DIR and r.kind(_join(d, "refs")) == DIR
+    return r.kind(_join(d, "objects")) is not None and r.kind(_join(d, "refs")) is not None
 
 
 def why(r: Reader, d: str) -> str | None:

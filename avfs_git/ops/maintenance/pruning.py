@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.errors import BusyError, CorruptStateError, InvalidNameError, UsageError
 from ...core.records import dataclass
 from ...core.store import refs, transferlock
-from ...core.store.locks import flock_held
+from ...core.store.locks import MOUNT_GATE, flock_held
 from ...core.store.names import check_fork_name, from_fs_name
 from ...core.types import to_json
 from .common import (
@@ -172,7 +172,7 @@ def _lock_owner_gone(path: str) -> bool:
     if not fn.endswith(".lock"):
         return False
     name = fn[: -len(".lock")]
-    if name in (MAINTENANCE_LOCK, REPACK_LOCK, transferlock.LOCK_NAME):
+    if name in (MAINTENANCE_LOCK, REPACK_LOCK, MOUNT_GATE, transferlock.LOCK_NAME):
         return False
     git_dir = os.path.dirname(os.path.dirname(os.path.dirname(path)))
     for fork in _lock_forks(name):

@@ -1,0 +1,107 @@
+"""git's hooks in a mount, A/B: the wall time of `git status` (git writes its index at every
+status in a mount: the fsmonitor token, so `post-index-change` runs) and of a `git commit`
+(pre-commit, prepare-commit-msg, commit-msg, post-commit, post-index-change and the
+reference-transaction guard), the person having no hooks, interleaved between avfs checkouts.
+
+    python -m bench.hookchainab --rounds 30 [--backend overlay] main=/work/main new=/work/h-x
+
+Each side has a home of its own, a fork ``p:f1`` of 50 files mounted once. Each round, per
+side: a file changed, `git status --porcelain` timed, then `git commit -q -a` timed. Written
+to ``bench/results/hookchainab-h-gitmodel24-<time>.json`` (the gitmodel24 round: the person's hooks
+directory looked up when git runs each hook, where the mount's links had named it as the
+mount found it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from .abkit import (
+    avfs_bin,
+    load,
+    median_of_ratios,
+    order,
+    print_loads,
+    scratch,
+    seed_tree,
+    stamped,
+    worktrees,
+    write_json,
+)
+from .coldab import _env
+
+
+def _timed(cmd: list[str], cwd: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--backend", default="overlay")
+    ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
+    args = ap.parse_args()
+    trees = worktrees(args.sides)
+    got: dict[str, dict[str, list[float]]] = {s: {"status_ms": [], "commit_ms": []} for s in trees}
+    loads: list[float] = []
+    with scratch("avfs-hookchainab-") as tmp:
+        src = Path(seed_tree(tmp / "src", files=50, dirs=5))
+        envs, mps = {}, {}
+        for side, tree in trees.items():
+            env = envs[side] = _env(tmp / f"home-{side}")
+            for argv in (["vault", "create", "p", "--from", str(src)], ["vault", "fork", "p:main", "f1"]):
+                subprocess.run([avfs_bin(tree), *argv], env=env, check=True, capture_output=True)
+            mps[side] = subprocess.run(
+                [avfs_bin(tree), "--vault", "p:f1", "mount", "--backend", args.backend],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout.strip().splitlines()[-1]  # fmt: skip
+        try:
+            for i in range(args.rounds + 1):  # round 0 warms the caches, untimed
+                loads.append(load())
+                for side in order(list(trees), i):
+                    mp = mps[side]
+                    Path(mp, "d0", "f0.txt").write_text(f"round {i}\n")
+                    st = _timed(["git", "status", "--porcelain"], mp)
+                    co = _timed(
+                        [
+                            "git",
+                            "-c",
+                            "user.name=b",
+                            "-c",
+                            "user.email=b@x",
+                            "commit",
+                            "-q",
+                            "-a",
+                            "-m",
+                            f"r{i}",
+                        ],
+                        mp,
+                    )
+                    if i:
+                        got[side]["status_ms"].append(st)
+                        got[side]["commit_ms"].append(co)
+            loads.append(load())
+        finally:
+            for side, tree in trees.items():
+                subprocess.run([avfs_bin(tree), "unmount", "p:f1"], env=envs[side], capture_output=True)
+    rows = {s: {k: round(statistics.median(v), 1) for k, v in xs.items()} for s, xs in got.items()}
+    names = list(trees)
+    for s, r in rows.items():
+        print(f"{s:8s} git status {r['status_ms']:6.1f} ms, git commit {r['commit_ms']:6.1f} ms (medians)")
+    ratios = {}
+    if len(names) == 2:
+        a, b = names[1], names[0]
+        ratios = {k: round(median_of_ratios(got[a][k], got[b][k]), 3) for k in ("status_ms", "commit_ms")}
+        print(f"{a}/{b} median of per-round ratios: {ratios}")
+    print_loads(loads)
+    write_json(stamped("hookchainab-h-gitmodel24"), {"rounds": args.rounds, "backend": args.backend, "sides": trees, "loads": loads, "rows": rows, "ratios": ratios, "samples": got}, announce=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
