@@ -212,3 +212,59 @@ def test_a_first_call_hides_what_was_made_root_only_after_the_view(
     finally:
         if server == "auto":
             _stop_server(home.path)
+
+
+def _made_secret_in_place(p: dict[str, str]) -> str:
+    """The person (root) makes a file every user read root-only in place (``chmod 600``:
+    no directory's change time moves) and writes a secret in it; the secret."""
+    secret = f"INPLACE-{p['tag']}"
+    os.chmod(p["old"], 0o600)
+    with open(p["old"], "w") as fh:
+        fh.write(secret + "\n")
+    return secret
+
+
+def test_a_file_made_root_only_in_place_is_hidden_from_the_mount_s_next_command(
+    live: Any, etcdir: dict[str, str]
+) -> None:
+    """The mount's exec server read ``old.conf`` (every user's) into its view; the person
+    then ``chmod 600``s it and writes a secret in it: the next command reads it empty (on
+    main, in full: the view's check looked at directories only; the thirty-fourth round,
+    NAME=attack26)."""
+    tag = etcdir["tag"]
+    _script(live, "read.py", READ)
+    first = _exec(*_args(etcdir))
+    assert f"READ {etcdir['old']} OLD-{tag}" in first["result"]["stdout"], first["result"]
+    secret = _made_secret_in_place(etcdir)
+    again = _exec(*_args(etcdir))
+    assert again["exit_code"] == 0, again["result"]
+    assert secret not in again["result"]["stdout"], (
+        f"a file made root-only in place was read: {again['result']}"
+    )
+    assert f"READ {etcdir['inner']} INNER-{tag}" in again["result"]["stdout"], again["result"]
+
+
+def test_a_file_made_root_only_in_place_is_hidden_from_a_cold_call(
+    home: Any, vault: Any, etcdir: dict[str, str]
+) -> None:
+    """The same with no server: the second call's process reads the view the first left
+    in the home, and checks it (on main: read in full)."""
+    import json
+
+    _need_bwrap()
+    vault.workspace("main").write("read.py", READ.encode())
+    env = {**os.environ, "AVFS_SERVER": "off"}
+
+    def call() -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--vault", "v:main", "--json", "proxy", "exec", "--", *_args(etcdir)],
+            capture_output=True, timeout=300, check=False, env=env,
+        )  # fmt: skip
+        doc = json.loads(r.stdout)
+        assert doc["confinement"]["kind"] == "bwrap" and doc["exit_code"] == 0, doc
+        return str(doc["result"]["stdout"])
+
+    assert f"OLD-{etcdir['tag']}" in call()
+    assert os.path.exists(os.path.join(home.path, "run", sysview.VIEW_FILE))
+    secret = _made_secret_in_place(etcdir)
+    assert secret not in call(), "a file made root-only in place was read"

@@ -62,18 +62,29 @@ class View:
     renamed in it, or its own mode or owner changed, moves it), so that any change below
     ``/etc`` that could make a file root-only, or show one again, is seen by one
     ``lstat`` of each directory (~150 here, ~0.3 ms), not a walk of every entry
-    (~1,200: 3-20 ms)."""
+    (~1,200: 3-20 ms). And ``files``, each regular file it shows in full, with its
+    ``modes`` as the walk found them: a file's own mode changed in place (``chmod 600``
+    of one every user read, its secret written in it after) moves no directory's ctime
+    (the thirty-fourth round, NAME=attack26), so each is ``lstat``-ed too (~310 here,
+    ~0.5 ms; its ctime is not compared: a write of its content, which shows nothing
+    new, would make the view again)."""
 
     dirs: tuple[str, ...]
     stamp: tuple[int, ...]
     args: tuple[str, ...]
     keep: bool  # False: a directory changed as the walk read it (its next change may keep its ctime)
+    files: tuple[str, ...] = ()
+    modes: tuple[int, ...] = ()
+
+    def current(self) -> bool:
+        """Every directory's stamp and every shown file's mode as the walk found them."""
+        return _stamp(self.dirs) == self.stamp and _modes(self.files) == self.modes
 
 
 # the last view this process made or read (a forked process checks it as its parent would)
 _last: list[View] = []
 VIEW_FILE = "etc-view"
-_FORMAT = 1
+_FORMAT = 2
 # a directory changed less than this before the walk read it may change again within the
 # same tick of the kernel's coarse clock and keep its ctime (git's "racy" index entries):
 # such a view serves its own call but is neither kept nor written
@@ -94,7 +105,7 @@ def system_args() -> tuple[str, ...]:
 def view() -> View:
     """The current :class:`View` (see :func:`system_args`)."""
     for got in (*_last, _read()):
-        if got is not None and got.keep and _stamp(got.dirs) == got.stamp:
+        if got is not None and got.keep and got.current():
             if not _last or _last[0] is not got:
                 _last[:] = [got]
             return got
@@ -112,7 +123,7 @@ def token(*, fresh: bool = False) -> str:
     :func:`system_args` checked (the key's arguments are that view's), else (or
     ``fresh``) checked now."""
     v = _last[0] if _last and not fresh else view()
-    return f"etc-view:{hash(v.stamp)}" if v.keep else f"etc-view:racy:{id(v)}"
+    return f"etc-view:{hash((v.stamp, v.modes))}" if v.keep else f"etc-view:racy:{id(v)}"
 
 
 def _stamp(dirs: tuple[str, ...]) -> tuple[int, ...]:
@@ -124,6 +135,16 @@ def _stamp(dirs: tuple[str, ...]) -> tuple[int, ...]:
             out += (-1, -1)
             continue
         out += (st.st_ino, st.st_ctime_ns)
+    return tuple(out)
+
+
+def _modes(files: tuple[str, ...]) -> tuple[int, ...]:
+    out: list[int] = []
+    for f in files:
+        try:
+            out.append(os.lstat(f).st_mode)
+        except OSError:
+            out.append(-1)
     return tuple(out)
 
 
@@ -151,7 +172,8 @@ def _make() -> View:
         elif os.path.isfile(d) and not os.path.islink(d):
             args += ["--ro-bind", "/dev/null", d]
     seen: list[tuple[str, int, int]] = []
-    for path, is_dir in unreadable("/etc", skip=(*ETC_SECRET_DIRS, *named), seen=seen):
+    shown: list[tuple[str, int]] = []
+    for path, is_dir in unreadable("/etc", skip=(*ETC_SECRET_DIRS, *named), seen=seen, shown=shown):
         args += (
             ["--perms", "0755", "--tmpfs", path, "--remount-ro", path]
             if is_dir
@@ -161,7 +183,8 @@ def _make() -> View:
         dirs.append(d)
         stamp += (ino, ctime)
     racy = any(c >= t0 - _RACY_NS for c in stamp[1::2])
-    return View(tuple(dirs), tuple(stamp), tuple(args), keep=not racy)
+    files = tuple(f for f, _ in shown)
+    return View(tuple(dirs), tuple(stamp), tuple(args), not racy, files, tuple(m for _, m in shown))
 
 
 def _read() -> View | None:
@@ -176,12 +199,14 @@ def _read() -> View | None:
     try:
         with open(os.path.join(where, VIEW_FILE), "rb") as fh:
             got = marshal.load(fh)
-        fmt, code, dirs, stamp, args = got
+        fmt, code, dirs, stamp, args, files, modes = got
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if (fmt, code) != (_FORMAT, _code()) or not all(isinstance(x, tuple) for x in (dirs, stamp, args)):
+    if (fmt, code) != (_FORMAT, _code()) or not all(
+        isinstance(x, tuple) for x in (dirs, stamp, args, files, modes)
+    ):
         return None
-    return View(dirs, stamp, args, keep=True)
+    return View(dirs, stamp, args, True, files, modes)
 
 
 def _code() -> tuple[int, int]:
@@ -207,7 +232,7 @@ def _write(v: View) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
-                marshal.dump((_FORMAT, _code(), v.dirs, v.stamp, v.args), fh)
+                marshal.dump((_FORMAT, _code(), v.dirs, v.stamp, v.args, v.files, v.modes), fh)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -222,7 +247,10 @@ ETC_WALK_MAX = 50_000
 
 
 def unreadable(
-    top: str, skip: tuple[str, ...] = (), seen: list[tuple[str, int, int]] | None = None
+    top: str,
+    skip: tuple[str, ...] = (),
+    seen: list[tuple[str, int, int]] | None = None,
+    shown: list[tuple[str, int]] | None = None,
 ) -> list[tuple[str, bool]]:
     """What under ``top`` another user cannot read, as (path, is a directory): a regular
     file without the others' read bit, a directory without their read and search bits
@@ -233,7 +261,8 @@ def unreadable(
     now the sandbox shows them empty, as a command of any other user finds them. No link
     is followed; ``skip`` (masked already) is not entered. ``seen``: each directory looked
     into, and each one found unreadable, is added to it with its inode and change time as
-    they were before it was read (:class:`View`'s stamp)."""
+    they were before it was read (:class:`View`'s stamp); ``shown``: each regular file
+    another user can read, with its mode."""
     out: list[tuple[str, bool]] = []
     todo, looked = [top], 0
     while todo and looked < ETC_WALK_MAX:
@@ -265,8 +294,11 @@ def unreadable(
                         seen.append((e.path, st.st_ino, st.st_ctime_ns))
                 else:
                     todo.append(e.path)
-            elif stat.S_ISREG(mode) and not mode & 0o004:
-                out.append((e.path, False))
+            elif stat.S_ISREG(mode):
+                if not mode & 0o004:
+                    out.append((e.path, False))
+                elif shown is not None:
+                    shown.append((e.path, mode))
     return sorted(out)
 
 

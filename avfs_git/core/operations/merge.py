@@ -153,14 +153,27 @@ def _commit_merge(
     dry_run: bool,
     pack: PackWriter | None = None,
     held: bool = False,
+    state_dirs: set[str] | None = None,
 ) -> tuple[str, int | None]:
     """The merge commit of ``tree`` (parents ours and theirs); unless ``dry_run`` (then it
     is a preview: see MergeResult), the target moved to it and the operation recorded.
     ``pack``: the one holding the merged trees; the commit joins them there, and the pack
-    is finished before any ref moves. Returns (commit, operation id)."""
+    is finished before any ref moves. ``state_dirs``: where the merge joined a name of git's
+    own state of theirs to ours' (:func:`_state_dirs`), looked at before anything moves
+    (:func:`.plantedrule.refuse_merged`). Returns (commit, operation id)."""
     commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author(), pack)
     if pack is not None:
         pack.finish()
+    if state_dirs:
+        from ..workspace.plantedrule import refuse_merged  # (only a merge that joins such names)
+
+        refuse_merged(
+            vault.store,
+            commit,
+            state_dirs,
+            f"merge of {source} into {ws.fork}",
+            {"source": source, "target": ws.fork},
+        )
     if dry_run:
         return commit, None
     # the op log's lock before the target moves, the record made in it (as a checkpoint's,
@@ -325,9 +338,11 @@ def _merge_once(
         index = _merged_index(vault, trees, (ours, theirs), favor, whole)
         conflicts = _classify(vault.store, index, ours_tree, theirs_tree, ours)
         if not conflicts:
-            tree = index.write_tree()
-            commit, made = _commit_merge(vault, ws, tree, ours, theirs, source, msg, dry_run, held=guarded)
-            changed = ChangedPaths(vault.store, ours_tree, tree)
+            tree, paths = _written(vault, index, ours_tree)
+            commit, made = _commit_merge(
+                vault, ws, tree, ours, theirs, source, msg, dry_run, None, guarded, _state_dirs(paths)
+            )
+            changed = ChangedPaths(vault.store, ours_tree, tree, paths)
             return result("would_merge" if dry_run else "merged", commit, changed=changed, op=made)
         if dry_run:
             return result("would_conflict", None, conflicts)
@@ -378,15 +393,34 @@ def _fast_merge(
     needs libgit2's merge (nothing written then)."""
     pack = vault.store.pack_writer()
     try:
-        fast = _trivial_merge(vault.store, *trees, list_changed=False, pack=pack)
+        dirs: set[str] = set()
+        fast = _trivial_merge(vault.store, *trees, list_changed=False, pack=pack, state_dirs=dirs)
         if fast is None:
             pack.abort()
             return None
-        commit, made = _commit_merge(vault, ws, fast[0], tips[0], tips[1], source, msg, dry_run, pack, held)
+        commit, made = _commit_merge(
+            vault, ws, fast[0], tips[0], tips[1], source, msg, dry_run, pack, held, state_dirs=dirs
+        )
     except BaseException:
         pack.abort()
         raise
     return commit, made, fast[0]
+
+
+def _written(vault: Vault, index: MergedIndex, ours_tree: str) -> tuple[str, tuple[str, ...]]:
+    """libgit2's merged tree, written, and the paths it changes in ours' (what the result
+    lists as ``changed``, and where :func:`_state_dirs` looks)."""
+    tree = index.write_tree()
+    return tree, _changed(vault.store, ours_tree, tree)
+
+
+def _state_dirs(paths: tuple[str, ...]) -> set[str]:
+    """Where libgit2's merge may join a name of git's own state to ours' (the trivial
+    merge finds them as it walks): :func:`.plantedrule.dirs_of` of the paths it brought
+    (listed once: the result's ``changed`` too)."""
+    from ..workspace.plantedrule import dirs_of
+
+    return dirs_of(paths)
 
 
 def _source_names(vault: Vault, ws: Workspace, ref: str) -> frozenset[str] | None:

@@ -48,10 +48,12 @@ class ChangedPaths(Sequence[str]):
 
     __slots__ = ("_paths", "_store", "_trees")
 
-    def __init__(self, store: GitStore, old_tree: str, new_tree: str) -> None:
+    def __init__(
+        self, store: GitStore, old_tree: str, new_tree: str, paths: tuple[str, ...] | None = None
+    ) -> None:
         self._store = store
         self._trees = (old_tree, new_tree)
-        self._paths: tuple[str, ...] | None = None
+        self._paths = paths  # (listed already: the merge's own look at them)
 
     def _get(self) -> tuple[str, ...]:
         if self._paths is None:

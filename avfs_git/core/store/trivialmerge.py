@@ -14,6 +14,7 @@ from operator import ne
 from ..types import Change, ChangeStatus
 from .gitformat import RAW_ENTRY, split_entry
 from .gitstore import GitStore
+from .names import GIT_STATE_NAMES
 from .odbdirect import raw_reader
 from .packwriter import OBJ_TREE, PackWriter
 from .treediff import diff_entry
@@ -22,6 +23,7 @@ _TREE = b"40000 "  # how a directory's raw entry starts
 # markers, told apart by identity (`is`) from any entry or id the walk makes:
 _UNALIGNED = b"\0unaligned"  # _Merger.aligned: the names differ, the general walk decides
 _KEEP = b"\0keep"  # _Merger.merged: ours' entry stays
+_STATE = frozenset(n.encode() for n in GIT_STATE_NAMES)
 
 
 _RawEntry = tuple[bytes, bytes]  # (octal mode as in the tree, 20-byte id)
@@ -59,6 +61,7 @@ def _trivial_merge(
     *,
     list_changed: bool = True,
     pack: PackWriter | None = None,
+    state_dirs: set[str] | None = None,
 ) -> tuple[str, tuple[str, ...]] | None:
     """The merged tree when no path was changed differently by both sides: git's trivial
     three-way merge, decided per tree entry from the top, descending only into directories
@@ -72,8 +75,14 @@ def _trivial_merge(
     100k files); this costs O(directories both sides touched).
 
     ``pack``: write the trees there, and leave finishing it (or, on None, aborting it) to
-    the caller, who adds the merge commit to the same pack: one pack per merge."""
-    merger = _Merger(store, list_changed, pack)
+    the caller, who adds the merge commit to the same pack: one pack per merge.
+
+    ``state_dirs``: filled with each directory where theirs' entry of a name of git's own
+    state (``HEAD``, ``config``, ``objects``, ``hooks``...: ``names.GIT_STATE_NAMES``), or a
+    file below a ``hooks`` directory, joins ours' (the only places the merge can complete a
+    repository neither side held: :func:`..workspace.plantedrule.refuse_merged`); one set
+    lookup for each name the walk takes from theirs."""
+    merger = _Merger(store, list_changed, pack, state_dirs)
     pw = merger.pw
     try:
         root = merger.walk(bytes.fromhex(base), bytes.fromhex(ours), bytes.fromhex(theirs), b"")
@@ -98,9 +107,12 @@ class _Merger:
     found by one regex in C): whole entries are compared by set operations, and only the
     few where the sides differ are split into their name, mode and id."""
 
-    def __init__(self, store: GitStore, list_changed: bool, pack: PackWriter | None) -> None:
+    def __init__(
+        self, store: GitStore, list_changed: bool, pack: PackWriter | None, state_dirs: set[str] | None = None
+    ) -> None:
         self.store = store
         self.list_changed = list_changed
+        self.state_dirs = state_dirs
         findall = RAW_ENTRY.findall
 
         def reader(lane: int) -> Callable[[bytes], list[bytes]]:
@@ -195,11 +207,16 @@ class _Merger:
         out: list[bytes | None] | None = None
         moved = False
         list_changed = self.list_changed
+        # (the look of :meth:`note`, inlined: below a `hooks/` every name counts)
+        look = self.state_dirs is not None
+        hooks = look and prefix.endswith(b"/hooks/")
         for i in differ:
             eo, et, eb = lo[i], lt[i], lb[i]
             new: bytes | None
             if eb == eo and not list_changed:  # only theirs changed it (merged(), inlined)
                 new = et
+                if look and (hooks or eo[eo.index(b" ") + 1 : -21] in _STATE):
+                    self.note(eo[eo.index(b" ") + 1 : -21], prefix)
             elif eb == et:  # only ours changed it
                 continue
             else:
@@ -221,6 +238,10 @@ class _Merger:
         """The merged entry of ``name`` from its base, ours and theirs (raw; None: absent),
         the three not all equal: :data:`_KEEP` for ours' (ours changed it), None when it is
         gone. Raises :class:`_NeedsMerge`."""
+        if (  # theirs' entry, or one made of it, of a name of git's own state (:meth:`note`)
+            self.state_dirs is not None and vb != vt and (name in _STATE or prefix.endswith(b"/hooks/"))
+        ):
+            self.note(name, prefix)
         if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
             if self.list_changed:
                 self.changed.update(c.path for c in _diff(self.store, _pair(vo), _pair(vt), prefix + name))
@@ -245,6 +266,20 @@ class _Merger:
             new = _TREE + name + b"\0" + sub if sub is not None else None
             return _KEEP if new == vo else new
         raise _NeedsMerge  # a file both changed, or changed on one side, gone on the other
+
+    def note(self, name: bytes, prefix: bytes) -> None:
+        """Add to :attr:`state_dirs` the directory a name of git's own state at ``prefix``
+        (from theirs) could complete a repository in (not the root: its ``.git`` is found
+        first)."""
+        assert self.state_dirs is not None
+        if name in _STATE:
+            d = prefix[:-1]
+        elif prefix.endswith(b"/hooks/"):
+            d = prefix[: -len(b"/hooks/")]
+        else:
+            return
+        if d:
+            self.state_dirs.add(d.decode("utf-8", "surrogateescape"))
 
     def refuse_same_change(self, e: bytes, name: bytes, ours_new: frozenset[bytes], prefix: bytes) -> None:
         """Raise :class:`_NeedsMerge` where base entry ``e`` (``name``) is gone from both

@@ -304,3 +304,33 @@ def refuse_unreached(
             hint="a commit a `proxy exec` made and avfs refused to carry back: restore a checkpoint instead",
             details={"revision": rev, "found": found},
         )
+
+
+def refuse_merged(store: Any, commit: str, dirs: Iterable[str], what: str, details: dict[str, Any]) -> None:
+    """Refuse a merge result ``commit`` (not yet on any ref: a merge of forks, a pull, a checkpoint rebased onto
+    its moved fork) holding, at one of ``dirs`` (where the merge joined a name of git's own
+    state from one side to the other's: :func:`dirs_of` of the paths it brought, or the
+    trivial merge's ``state_dirs``), a repository that runs a program in the person's git.
+    Two forks each holding half of one (a bare ``HEAD``/``objects``/``refs``, and a
+    ``config`` naming ``core.fsmonitor``: neither a repository, each write let through)
+    made it in the merged tree (found in the thirty-fourth round, NAME=attack26).
+    ``what`` names the merge in the message; nothing has moved when this raises."""
+    dirs = sorted(set(dirs))
+    if not dirs:
+        return
+    from .wsview import View
+
+    found = None
+    if len(dirs) > MAX_LOOKS:
+        found = f"it joins git's own state names in {len(dirs)} directories"
+    else:
+        reader = of_view(View.of_commit(store, commit))
+        found = next((f for d in dirs if (f := why(reader, d)) is not None), None)
+    if found is not None:
+        raise InvalidPathError(
+            f"{what}: refused, the merged tree would hold a git repository that runs a program"
+            f" in the person's git there ({found}); nothing moved",
+            hint="git runs the config and hooks of a repository wherever it finds one: rename or"
+            " remove one side's files of it (HEAD, config, objects/, refs/, hooks/) and merge again",
+            details={**details, "found": found},
+        )

@@ -407,6 +407,8 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
             )
     if merged == tip_tree and not captured:
         return None, captured
+    commit = ws.store.create_commit(merged, [tip], message, ws.author())
+    _refuse_planted(ws, commit, seen, tip)
     live = ws.live_mount()
     if live is not None:
         # the lower layer becomes the merged commit, which the kernel would not see where
@@ -415,6 +417,26 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
         out: list[Change] = []
         diff_trees(ws.store, ws.base_tree, tip_tree, "", out)
         live.reset({p for c in out for p in (c.path, c.old_path) if p}, merged)
-    commit = ws.store.create_commit(merged, [tip], message, ws.author())
     publish(ws, commit, tip, captured, f"avfs: {message.splitlines()[0]} (rebased)", seen=seen)
     return commit, captured
+
+
+def _refuse_planted(ws: Fork, commit: str, seen: list[Entry], tip: str) -> None:
+    """A rebased ``commit`` whose overlay's changes (``seen``) join a name of git's own
+    state to the moved fork's (half of a repository in each: the config here, ``HEAD``,
+    ``objects/``, ``refs/`` there) is refused before anything moves, the changes kept
+    (:func:`.plantedrule.refuse_merged`; the rule loaded only where one is a name of git's
+    own state)."""
+    from ..store.names import GIT_STATE_NAMES
+
+    if not any(p in GIT_STATE_NAMES or p == "hooks" for e in seen for p in e.path.split("/")[1:]):
+        return
+    from .plantedrule import dirs_of, refuse_merged
+
+    refuse_merged(
+        ws.store,
+        commit,
+        dirs_of(e.path for e in seen),
+        f"checkpoint of fork {ws.fork} rebased onto {tip}",
+        {"fork": ws.fork, "current": tip},
+    )
