@@ -24,7 +24,7 @@ from typing import Protocol
 from ..errors import from_oserror
 from ..store import deeptree
 from ..store.gitstore import GitStore
-from ..types import MODE_EXEC, MODE_LINK, MODE_TREE
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE
 from .wssmudge import CheckoutForms
 
 
@@ -59,6 +59,9 @@ class LiveDir:
         self._room = room or nullcontext
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
         self._forms = CheckoutForms(store)
+        # the paths a write left as they were, a process holding the file open for writing
+        # (:meth:`_exchanged`), and any file kept beside one
+        self.kept: list[str] = []
 
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
@@ -244,6 +247,10 @@ class LiveDir:
         or nothing (None); its files as ``git checkout`` of ``tree`` writes them (its
         ``.gitattributes`` conversions: core/workspace/wssmudge.py; None: as the blobs are)."""
         with self._room():
+            if (hit is None or hit[1] in (MODE_BLOB, MODE_EXEC, MODE_LINK)) and self._exchanged(
+                path, hit, tree
+            ):
+                return
             self.remove(path)
             if hit is None:
                 return
@@ -288,6 +295,48 @@ class LiveDir:
             finally:
                 if made is not None:
                     os.close(made[1])
+
+    def _exchanged(self, path: str, hit: tuple[str, int] | None, tree: str | None) -> bool:
+        """Where ``path`` is a regular file: made ``hit`` (a file, a link, or nothing) in
+        one step, unless a process holds it open for writing (:func:`.liveswap.replace`:
+        it is then left where it is, named in :attr:`kept` and in a warning). False where
+        it is something else (or nothing): the caller writes as before.
+
+        Found in the thirty-fourth round (livewrite1): a restore, an undo, a merge's or a
+        checkpoint's rebase's move and ``avfs checkout REV -- PATH`` removed the file,
+        then wrote a new one: an editor's or a long-running program's descriptor went on
+        writing into a file no name showed, its bytes lost."""
+        try:
+            with self.pinned(path) as dest:
+                if not st_.S_ISREG(os.lstat(dest).st_mode):
+                    return False
+            from .liveswap import replace
+
+            want = None
+            if hit is not None:
+                oid, mode = hit
+                data = self.form(tree, path, oid, mode) if tree is not None and mode != MODE_LINK else None
+                want = (mode, self.store.blob_data(oid) if data is None else data)
+            got = replace(self, path, want)
+            if got is None:
+                return True
+            with self.pinned(path) as dest:
+                if got == "" and not os.path.lexists(dest):
+                    return False  # (removed meanwhile: written as before)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # (nothing there, or a parent not a directory: written as before)
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+        self.kept.append(path)
+        if got:
+            self.kept.append(got)
+        import logging  # (only when a file is kept: logging is not on the cold commands' path)
+
+        logging.getLogger("avfs.livedir").warning(
+            "%s is open for writing: kept as it is, not replaced (close it, then check it out again)",
+            path if not got else f"{path} (and {got})",
+        )
+        return True
 
     def reset(self, paths: Iterable[str], tree: str, wrote: list[str] | None = None) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has

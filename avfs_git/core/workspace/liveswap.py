@@ -46,11 +46,20 @@ import secrets
 import signal
 import stat as st_
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Protocol
 
 from ..store.exchange import exchange
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
-from .livedir import LiveDir
+
+
+class LiveDir(Protocol):
+    """What a swap needs of a live mount (:class:`.livedir.LiveDir`, which calls
+    :func:`replace`): a path's parent held open, a directory made."""
+
+    def pinned(self, path: str) -> AbstractContextManager[str]: ...
+    def mkdir(self, path: str) -> None: ...
+
 
 Found = tuple[int, bytes] | None  # what a path holds: (mode, bytes or a link's target), or nothing
 Check = Callable[[Found], bool]
@@ -98,9 +107,10 @@ def _leased(fd: int) -> bool:
 
 
 @contextmanager
-def _held(path: str) -> Iterator[tuple[Found, tuple[int, int] | None]]:
+def _held(path: str, read: bool = True) -> Iterator[tuple[Found, tuple[int, int] | None]]:
     """What ``path`` holds, and its (device, inode), a regular file's under a read lease
-    held until the block ends (:data:`IN_HANDS` when open for writing elsewhere)."""
+    held until the block ends (:data:`IN_HANDS` when open for writing elsewhere; ``read``
+    False: a file's bytes not read, ``b""``)."""
     try:
         s = os.lstat(path)
     except FileNotFoundError:
@@ -119,7 +129,7 @@ def _held(path: str) -> Iterator[tuple[Found, tuple[int, int] | None]]:
             yield IN_HANDS, (s.st_dev, s.st_ino)
             return
         chunks: list[bytes] = []
-        while chunk := os.read(fd, 1 << 20):
+        while read and (chunk := os.read(fd, 1 << 20)):
             chunks.append(chunk)
         mode = MODE_EXEC if s.st_mode & 0o100 else MODE_BLOB
         yield (mode, b"".join(chunks)), (s.st_dev, s.st_ino)
@@ -146,13 +156,16 @@ def _make(side: str, want: tuple[int, bytes]) -> tuple[int, int]:
         os.close(fd)
 
 
-def swap(live: LiveDir, path: str, want: Found, expect: Check, was_nothing: bool) -> str | None:
+def swap(
+    live: LiveDir, path: str, want: Found, expect: Check, was_nothing: bool, *, look: bool = True
+) -> str | None:
     """Make ``path`` of the mount hold ``want`` (None: nothing) if what it holds is what
     ``expect`` accepts (``was_nothing``: the expected is nothing there), in one step (see
     the module's docstring). None when done; "" when the path held something else (left
     as it was: nothing changed); a side file's path (relative to the mount) when what the
     put back brought out was neither the expected nor this call's own (kept there, for the
-    caller to name)."""
+    caller to name). ``look`` False: ``expect`` is given what came out without a file's
+    bytes (``b""``: not read)."""
     with ExitStack() as stack:
         try:
             dest = stack.enter_context(live.pinned(path))
@@ -177,7 +190,7 @@ def swap(live: LiveDir, path: str, want: Found, expect: Check, was_nothing: bool
                         return _replace(side, dest, expect)
                 except FileNotFoundError:
                     return ""  # (the person removed it: theirs)
-            with _held(side) as (found, _):
+            with _held(side, look) as (found, _):
                 if expect(found):
                     os.unlink(side)  # (under the lease: no writer has it, none can start)
                     mine = None
@@ -204,6 +217,17 @@ def swap(live: LiveDir, path: str, want: Found, expect: Check, was_nothing: bool
                         os.unlink(side)
                 except FileNotFoundError:
                     pass
+
+
+def replace(live: LiveDir, path: str, want: Found) -> str | None:
+    """A restore's, a merge's or a checkout's write of ``path`` of the mount, a regular file
+    now, made to hold ``want`` (None: nothing) by :func:`swap` (livewrite1, the thirty-fourth
+    round): whatever the file holds is replaced (the operation discards it, kept where it
+    keeps it: a recovery ref, a commit), but not a file a process holds open for writing:
+    "" then, the file left at the path (the writer's later bytes land where the path shows
+    them; before, the write unlinked it and made a new one: they went to a file no name
+    showed); None when done; a side file's path as :func:`swap`'s."""
+    return swap(live, path, want, lambda got: got != IN_HANDS, False, look=False)
 
 
 def _replace(side: str, dest: str, expect: Check) -> str | None:
