@@ -24,15 +24,12 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from .abkit import call, load, order, print_loads, scratch, seed_tree, stamped, worktrees, write_json
+from . import abkit as ab
 
-_INPROC = """
-import sys, time
-from avfs_git.core.vaults.home import Home
-from avfs_git.mount.side import MOUNT_SIDE
+_INPROC = (
+    ab.VAULT_P
+    + """
 from avfs_git.core.operations import checkpoint, merge
-home = Home(sys.argv[1], mounts=MOUNT_SIDE)
-v = home.vault("p")
 t0, c0 = time.perf_counter(), time.process_time()
 if sys.argv[2] == "restore":
     checkpoint.restore(v, "f1", "HEAD~1")
@@ -41,6 +38,7 @@ else:
 t1, c1 = time.perf_counter(), time.process_time()
 print((t1 - t0) * 1000, (c1 - c0) * 1000)
 """
+)
 
 
 def main() -> None:
@@ -51,43 +49,31 @@ def main() -> None:
     ap.add_argument("--changed", type=int, default=100)
     ap.add_argument("--backends", default="overlay,fuse")
     a = ap.parse_args()
-    trees = worktrees(a.sides)
+    trees = ab.worktrees(a.sides)
     loads: list[float] = []
     out: dict[str, object] = {"files": a.files, "changed": a.changed, "rounds": a.rounds, "sides": trees}
     results: dict[str, object] = {}
-    with scratch("livewrite100ab-") as tmp:
-        src = Path(seed_tree(tmp / "src", a.files, 20))
+    with ab.scratch("livewrite100ab-") as tmp:
+        src = Path(ab.seed_tree(tmp / "src", a.files, 20))
         every = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
         changed = every[1 : 1 + a.changed]
         for backend in a.backends.split(","):
-            envs: dict[str, dict[str, str]] = {}
-            avfs: dict[str, list[str]] = {}
-            mps: dict[str, Path] = {}
-            for side, tree in trees.items():
-                home = tmp / f"home-{backend}-{side}"
-                env = {**os.environ, "AVFS_HOME": str(home), "AVFS_SERVER": "off", "AVFS_PROGRESS": "never",
-                       "PYTHONPATH": tree}  # fmt: skip
-                envs[side] = env
-                avfs[side] = [str(Path(tree, ".venv", "bin", "python")), "-m", "avfs_git"]
-                call(avfs[side], env, "vault", "create", "p", "--from", str(src))
-                call(avfs[side], env, "vault", "fork", "p:main", "f1")
-                mp = tmp / f"mp-{backend}-{side}"
-                mp.mkdir()
-                call(avfs[side], env, "--vault", "p:f1", "mount", "--backend", backend, str(mp))
-                mps[side] = mp
+            envs, avfs, mps = ab.mounted_sides(tmp, trees, backend, src)
             t: dict[str, dict[str, list[float]]] = {
                 f"{op}_{k}": {s: [] for s in trees} for op in ("restore", "merge") for k in ("wall", "cpu")
             }
             try:
                 for i in range(a.rounds + 1):
-                    loads.append(load())
-                    for side in order(list(trees), i):
+                    loads.append(ab.load())
+                    for side in ab.order(list(trees), i):
                         home = tmp / f"home-{backend}-{side}"
                         py = [str(Path(trees[side], ".venv", "bin", "python")), "-c", _INPROC, str(home)]
                         for p in changed:
                             (mps[side] / p).write_text(f"mine {i} {p}\n")
-                        call(avfs[side], envs[side], "--vault", "p:f1", "checkpoint", "save", "-m", f"r{i}")
-                        got = call(py, envs[side], "restore").split()
+                        ab.call(
+                            avfs[side], envs[side], "--vault", "p:f1", "checkpoint", "save", "-m", f"r{i}"
+                        )
+                        got = ab.call(py, envs[side], "restore").split()
                         assert (mps[side] / changed[0]).read_text() != f"mine {i} {changed[0]}\n"
                         if i:
                             t["restore_wall"][side].append(float(got[0]))
@@ -99,7 +85,7 @@ def main() -> None:
                             ["git", "--git-dir", vault, "update-ref", "refs/heads/f2", tip], check=True
                         )
                         _other_hand_on(vault, changed, f"theirs {i}", tmp)
-                        got = call(py, envs[side], "merge").split()
+                        got = ab.call(py, envs[side], "merge").split()
                         assert (mps[side] / changed[0]).read_text() == f"theirs {i} {changed[0]}\n"
                         if i:
                             t["merge_wall"][side].append(float(got[0]))
@@ -124,8 +110,8 @@ def main() -> None:
             print(backend, {s: {k: v for k, v in r.items() if k != "raw"} for s, r in res.items()})
     out["results"] = results
     out["loads"] = loads
-    print_loads(loads)
-    write_json(stamped("livewrite100ab-h-livewrite1"), out, announce=True)
+    ab.print_loads(loads)
+    ab.write_json(ab.stamped("livewrite100ab-h-livewrite1"), out, announce=True)
 
 
 def _other_hand_on(vault: str, paths: list[str], text: str, tmp: Path) -> None:

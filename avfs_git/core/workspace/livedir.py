@@ -33,6 +33,8 @@ class Readable(Protocol):
 
 
 _CHUNK = 1 << 20
+_THREADS = 8  # files swapped at once by a reset (as core/workspace/wsadopt.py's: each a copy-up's fsync)
+_BATCH = 64  # files whose bytes are read before their swaps run (memory bounded)
 
 
 @contextmanager
@@ -306,30 +308,52 @@ class LiveDir:
         checkpoint's rebase's move and ``avfs checkout REV -- PATH`` removed the file,
         then wrote a new one: an editor's or a long-running program's descriptor went on
         writing into a file no name showed, its bytes lost."""
+        return self._regular(path) and self._settle(path, self._swapped(path, self._want(path, hit, tree)))
+
+    def _regular(self, path: str) -> bool:
         try:
             with self.pinned(path) as dest:
-                if not st_.S_ISREG(os.lstat(dest).st_mode):
-                    return False
-            from .liveswap import replace
-
-            want = None
-            if hit is not None:
-                oid, mode = hit
-                data = self.form(tree, path, oid, mode) if tree is not None and mode != MODE_LINK else None
-                want = (mode, self.store.blob_data(oid) if data is None else data)
-            got = replace(self, path, want)
-            if got is None:
-                return True
-            with self.pinned(path) as dest:
-                if got == "" and not os.path.lexists(dest):
-                    return False  # (removed meanwhile: written as before)
+                return st_.S_ISREG(os.lstat(dest).st_mode)
         except (FileNotFoundError, NotADirectoryError):
-            return False  # (nothing there, or a parent not a directory: written as before)
+            return False
         except OSError as exc:
             raise from_oserror(exc, path) from exc
+
+    def _want(self, path: str, hit: tuple[str, int] | None, tree: str | None) -> tuple[int, bytes] | None:
+        """What ``path`` is to hold (mode, bytes or a link's target), read from the store
+        (on the caller's thread: libgit2's handle is not shared)."""
+        if hit is None:
+            return None
+        oid, mode = hit
+        if tree is not None and mode != MODE_LINK:
+            return mode, self.form(tree, path, oid, mode)
+        return mode, self.store.blob_data(oid)
+
+    def _swapped(self, path: str, want: tuple[int, bytes] | None) -> str | bool | None:
+        """:func:`.liveswap.replace` of ``path`` (system calls only: any thread): None
+        done, False gone meanwhile (to write as before), else what it kept ("" the file
+        itself, or a side file's path)."""
+        from .liveswap import replace
+
+        try:
+            got = replace(self, path, want)
+            if got == "":
+                with self.pinned(path) as dest:
+                    return False if not os.path.lexists(dest) else got
+            return got
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+
+    def _settle(self, path: str, got: str | bool | None) -> bool:
+        """:meth:`_swapped`'s ``got`` for ``path``: whether it was handled (a kept file
+        named in :attr:`kept` and in a warning)."""
+        if got is None or got is False:
+            return got is None
         self.kept.append(path)
         if got:
-            self.kept.append(got)
+            self.kept.append(str(got))
         import logging  # (only when a file is kept: logging is not on the cold commands' path)
 
         logging.getLogger("avfs.livedir").warning(
@@ -338,6 +362,32 @@ class LiveDir:
         )
         return True
 
+    def _swap_files(self, paths: list[str], tree: str) -> set[str]:
+        """Those of ``paths`` that are regular files and stay files, links or nothing in
+        ``tree``, replaced as :meth:`_exchanged` does, up to :data:`_THREADS` at once (the
+        bytes read here first, :data:`_BATCH` paths at a time); the paths handled."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = [
+            (p, hit)
+            for p in paths
+            if (
+                (hit := self.store.tree_lookup(tree, p)) is None
+                or hit[1] in (MODE_BLOB, MODE_EXEC, MODE_LINK)
+            )
+            and self._regular(p)
+        ]
+        done: set[str] = set()
+        if not todo:
+            return done
+        with ThreadPoolExecutor(min(_THREADS, len(todo))) as pool:
+            for at in range(0, len(todo), _BATCH):
+                batch = [(p, self._want(p, hit, tree)) for p, hit in todo[at : at + _BATCH]]
+                for (p, _), got in zip(batch, pool.map(lambda j: self._swapped(*j), batch), strict=True):
+                    if self._settle(p, got):
+                        done.add(p)
+        return done
+
     def reset(self, paths: Iterable[str], tree: str, wrote: list[str] | None = None) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has
         nothing); shallow paths first, so a directory replaced by a file goes whole.
@@ -345,7 +395,14 @@ class LiveDir:
         part way changed)."""
         with self._room():
             done: list[str] = []
-            for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
+            order = sorted(set(paths), key=lambda q: (q.count("/"), q))
+            # files that stay files first, several at once (each a swap: livewrite1)
+            swapped = self._swap_files(order, tree)
+            for p in order:
+                if p in swapped:
+                    if wrote is not None:
+                        wrote.append(p)
+                    continue
                 if any(p.startswith(d + "/") for d in done):
                     continue  # written out with a directory above it
                 hit = self.store.tree_lookup(tree, p)
