@@ -24,7 +24,7 @@ from typing import Protocol
 from ..errors import from_oserror
 from ..store import deeptree
 from ..store.gitstore import GitStore
-from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE
+from ..types import MODE_EXEC, MODE_LINK, MODE_TREE
 from .wssmudge import CheckoutForms
 
 
@@ -33,8 +33,6 @@ class Readable(Protocol):
 
 
 _CHUNK = 1 << 20
-_THREADS = 8  # files swapped at once by a reset (as core/workspace/wsadopt.py's: each a copy-up's fsync)
-_BATCH = 64  # files whose bytes are read before their swaps run (memory bounded)
 
 
 @contextmanager
@@ -62,7 +60,7 @@ class LiveDir:
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
         self._forms = CheckoutForms(store)
         # the paths a write left as they were, a process holding the file open for writing
-        # (:meth:`_exchanged`), and any file kept beside one
+        # (:meth:`_held_open`)
         self.kept: list[str] = []
 
     @contextmanager
@@ -249,9 +247,7 @@ class LiveDir:
         or nothing (None); its files as ``git checkout`` of ``tree`` writes them (its
         ``.gitattributes`` conversions: core/workspace/wssmudge.py; None: as the blobs are)."""
         with self._room():
-            if (hit is None or hit[1] in (MODE_BLOB, MODE_EXEC, MODE_LINK)) and self._exchanged(
-                path, hit, tree
-            ):
+            if self._held_open(path):
                 return
             self.remove(path)
             if hit is None:
@@ -298,95 +294,33 @@ class LiveDir:
                 if made is not None:
                     os.close(made[1])
 
-    def _exchanged(self, path: str, hit: tuple[str, int] | None, tree: str | None) -> bool:
-        """Where ``path`` is a regular file: made ``hit`` (a file, a link, or nothing) in
-        one step, unless a process holds it open for writing (:func:`.liveswap.replace`:
-        it is then left where it is, named in :attr:`kept` and in a warning). False where
-        it is something else (or nothing): the caller writes as before.
+    def _held_open(self, path: str) -> bool:
+        """Whether ``path`` is a regular file a process holds open for writing: then left
+        as it is, named in :attr:`kept` and in a warning; else, a regular file, unlinked
+        under a read lease (:func:`.liveswap.unlinked_unheld`: no opening for writing can
+        start meanwhile), the caller then writing what the path is to hold.
 
         Found in the thirty-fourth round (livewrite1): a restore, an undo, a merge's or a
-        checkpoint's rebase's move and ``avfs checkout REV -- PATH`` removed the file,
-        then wrote a new one: an editor's or a long-running program's descriptor went on
-        writing into a file no name showed, its bytes lost."""
-        return self._regular(path) and self._settle(path, self._swapped(path, self._want(path, hit, tree)))
+        checkpoint's rebase's move, a revert and ``avfs checkout REV -- PATH`` removed the
+        file, then wrote a new one: an editor's or a long-running program's descriptor
+        went on writing into a file no name showed, every byte after lost."""
+        from .liveswap import unlinked_unheld
 
-    def _regular(self, path: str) -> bool:
         try:
             with self.pinned(path) as dest:
-                return st_.S_ISREG(os.lstat(dest).st_mode)
+                if unlinked_unheld(dest) is not False:
+                    return False
         except (FileNotFoundError, NotADirectoryError):
-            return False
+            return False  # (nothing there, or below a file: as before)
         except OSError as exc:
             raise from_oserror(exc, path) from exc
-
-    def _want(self, path: str, hit: tuple[str, int] | None, tree: str | None) -> tuple[int, bytes] | None:
-        """What ``path`` is to hold (mode, bytes or a link's target), read from the store
-        (on the caller's thread: libgit2's handle is not shared)."""
-        if hit is None:
-            return None
-        oid, mode = hit
-        if tree is not None and mode != MODE_LINK:
-            return mode, self.form(tree, path, oid, mode)
-        return mode, self.store.blob_data(oid)
-
-    def _swapped(self, path: str, want: tuple[int, bytes] | None) -> str | bool | None:
-        """:func:`.liveswap.replace` of ``path`` (system calls only: any thread): None
-        done, False gone meanwhile (to write as before), else what it kept ("" the file
-        itself, or a side file's path)."""
-        from .liveswap import replace
-
-        try:
-            got = replace(self, path, want)
-            if got == "":
-                with self.pinned(path) as dest:
-                    return False if not os.path.lexists(dest) else got
-            return got
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as exc:
-            raise from_oserror(exc, path) from exc
-
-    def _settle(self, path: str, got: str | bool | None) -> bool:
-        """:meth:`_swapped`'s ``got`` for ``path``: whether it was handled (a kept file
-        named in :attr:`kept` and in a warning)."""
-        if got is None or got is False:
-            return got is None
         self.kept.append(path)
-        if got:
-            self.kept.append(str(got))
         import logging  # (only when a file is kept: logging is not on the cold commands' path)
 
         logging.getLogger("avfs.livedir").warning(
-            "%s is open for writing: kept as it is, not replaced (close it, then check it out again)",
-            path if not got else f"{path} (and {got})",
+            "%s is open for writing: kept as it is, not replaced (close it, then check it out again)", path
         )
         return True
-
-    def _swap_files(self, paths: list[str], tree: str) -> set[str]:
-        """Those of ``paths`` that are regular files and stay files, links or nothing in
-        ``tree``, replaced as :meth:`_exchanged` does, up to :data:`_THREADS` at once (the
-        bytes read here first, :data:`_BATCH` paths at a time); the paths handled."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        todo = [
-            (p, hit)
-            for p in paths
-            if (
-                (hit := self.store.tree_lookup(tree, p)) is None
-                or hit[1] in (MODE_BLOB, MODE_EXEC, MODE_LINK)
-            )
-            and self._regular(p)
-        ]
-        done: set[str] = set()
-        if not todo:
-            return done
-        with ThreadPoolExecutor(min(_THREADS, len(todo))) as pool:
-            for at in range(0, len(todo), _BATCH):
-                batch = [(p, self._want(p, hit, tree)) for p, hit in todo[at : at + _BATCH]]
-                for (p, _), got in zip(batch, pool.map(lambda j: self._swapped(*j), batch), strict=True):
-                    if self._settle(p, got):
-                        done.add(p)
-        return done
 
     def reset(self, paths: Iterable[str], tree: str, wrote: list[str] | None = None) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has
@@ -395,14 +329,7 @@ class LiveDir:
         part way changed)."""
         with self._room():
             done: list[str] = []
-            order = sorted(set(paths), key=lambda q: (q.count("/"), q))
-            # files that stay files first, several at once (each a swap: livewrite1)
-            swapped = self._swap_files(order, tree)
-            for p in order:
-                if p in swapped:
-                    if wrote is not None:
-                        wrote.append(p)
-                    continue
+            for p in sorted(set(paths), key=lambda q: (q.count("/"), q)):
                 if any(p.startswith(d + "/") for d in done):
                     continue  # written out with a directory above it
                 hit = self.store.tree_lookup(tree, p)

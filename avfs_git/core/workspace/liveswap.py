@@ -54,8 +54,8 @@ from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
 
 
 class LiveDir(Protocol):
-    """What a swap needs of a live mount (:class:`.livedir.LiveDir`, which calls
-    :func:`replace`): a path's parent held open, a directory made."""
+    """What a swap needs of a live mount (:class:`.livedir.LiveDir`): a path's parent held
+    open, a directory made."""
 
     def pinned(self, path: str) -> AbstractContextManager[str]: ...
     def mkdir(self, path: str) -> None: ...
@@ -156,16 +156,13 @@ def _make(side: str, want: tuple[int, bytes]) -> tuple[int, int]:
         os.close(fd)
 
 
-def swap(
-    live: LiveDir, path: str, want: Found, expect: Check, was_nothing: bool, *, look: bool = True
-) -> str | None:
+def swap(live: LiveDir, path: str, want: Found, expect: Check, was_nothing: bool) -> str | None:
     """Make ``path`` of the mount hold ``want`` (None: nothing) if what it holds is what
     ``expect`` accepts (``was_nothing``: the expected is nothing there), in one step (see
     the module's docstring). None when done; "" when the path held something else (left
     as it was: nothing changed); a side file's path (relative to the mount) when what the
     put back brought out was neither the expected nor this call's own (kept there, for the
-    caller to name). ``look`` False: ``expect`` is given what came out without a file's
-    bytes (``b""``: not read)."""
+    caller to name)."""
     with ExitStack() as stack:
         try:
             dest = stack.enter_context(live.pinned(path))
@@ -190,7 +187,7 @@ def swap(
                         return _replace(side, dest, expect)
                 except FileNotFoundError:
                     return ""  # (the person removed it: theirs)
-            with _held(side, look) as (found, _):
+            with _held(side) as (found, _):
                 if expect(found):
                     os.unlink(side)  # (under the lease: no writer has it, none can start)
                     mine = None
@@ -219,15 +216,20 @@ def swap(
                     pass
 
 
-def replace(live: LiveDir, path: str, want: Found) -> str | None:
-    """A restore's, a merge's or a checkout's write of ``path`` of the mount, a regular file
-    now, made to hold ``want`` (None: nothing) by :func:`swap` (livewrite1, the thirty-fourth
-    round): whatever the file holds is replaced (the operation discards it, kept where it
-    keeps it: a recovery ref, a commit), but not a file a process holds open for writing:
-    "" then, the file left at the path (the writer's later bytes land where the path shows
-    them; before, the write unlinked it and made a new one: they went to a file no name
-    showed); None when done; a side file's path as :func:`swap`'s."""
-    return swap(live, path, want, lambda got: got != IN_HANDS, False, look=False)
+def unlinked_unheld(path: str) -> bool | None:
+    """``path`` unlinked if it is a regular file no process holds open for writing, under a
+    read lease (:func:`_leased`: while it is held, an opening for writing waits), for a
+    restore's, an undo's, a merge's or a checkout's write through the mount (livewrite1,
+    the thirty-fourth round): True when unlinked; False when a writer holds it (left as it
+    is: its later bytes land where the path shows them); None when it is not a regular
+    file (nothing done)."""
+    with _held(path, read=False) as (found, _):
+        if found is None or found[0] == MODE_LINK:
+            return None
+        if found == IN_HANDS:
+            return None if not st_.S_ISREG(os.lstat(path).st_mode) else False
+        os.unlink(path)
+        return True
 
 
 def _replace(side: str, dest: str, expect: Check) -> str | None:
