@@ -92,6 +92,19 @@ v = Home(sys.argv[1], mounts=MOUNT_SIDE).vault("p")
 """
 
 
+def changed_files_args() -> argparse.Namespace:
+    """The arguments of an A/B over a mounted fork where ``--changed`` of ``--files`` files
+    change each round (bench/adopt100ab.py, bench/livewrite100ab.py): the sides
+    (NAME=WORKTREE), ``--rounds``, ``--files``, ``--changed``, ``--backends``."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--changed", type=int, default=100)
+    ap.add_argument("--backends", default="overlay,fuse")
+    return ap.parse_args()
+
+
 def mounted_sides(
     tmp: Path, trees: dict[str, str], backend: str, src: Path
 ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], dict[str, Path]]:

@@ -20,7 +20,6 @@ the mount's daemon still at the round before's) is timed all the same, counted i
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -81,13 +80,7 @@ def _other_hand(vault: str, paths: list[str], text: str, tmp: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
-    ap.add_argument("--rounds", type=int, default=11)
-    ap.add_argument("--files", type=int, default=2000)
-    ap.add_argument("--changed", type=int, default=100)
-    ap.add_argument("--backends", default="overlay,fuse")
-    a = ap.parse_args()
+    a = abkit.changed_files_args()
     trees = worktrees(a.sides)
     loads: list[float] = []
     out: dict[str, object] = {"files": a.files, "changed": a.changed, "rounds": a.rounds, "sides": trees}

@@ -1,8 +1,8 @@
 """A 100-file restore and a 100-file merge written through a live mount, A/B (livewrite1,
-the thirty-fourth round): on the overlay backend each regular file such a move changes is
-now written beside itself and swapped in (``renameat2(RENAME_EXCHANGE)``), what came out
-looked at under a read lease and unlinked, where before it was unlinked and written anew;
-on pure FUSE a restore first asks the mount's daemon which files it holds open.
+the thirty-fourth round): on the overlay backend each regular file such a move rewrites is
+now unlinked under a read lease (refused, and the file kept, while a process holds it open
+for writing), where before it was unlinked at once; on pure FUSE a restore first asks the
+mount's daemon which files it holds open.
 
     python -m bench.livewrite100ab --rounds 11 [--files 2000] [--changed 100] main=/work/main new=/work/h-x
 
@@ -18,7 +18,6 @@ Wall time and the CPU of that process. Written to
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -42,13 +41,7 @@ print((t1 - t0) * 1000, (c1 - c0) * 1000)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
-    ap.add_argument("--rounds", type=int, default=11)
-    ap.add_argument("--files", type=int, default=2000)
-    ap.add_argument("--changed", type=int, default=100)
-    ap.add_argument("--backends", default="overlay,fuse")
-    a = ap.parse_args()
+    a = ab.changed_files_args()
     trees = ab.worktrees(a.sides)
     loads: list[float] = []
     out: dict[str, object] = {"files": a.files, "changed": a.changed, "rounds": a.rounds, "sides": trees}

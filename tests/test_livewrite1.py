@@ -1,7 +1,7 @@
 """A restore, a checkout of a path or a merge written through a live mount beside a
 program of the person's holding a file open for writing: nothing it writes is lost
-(livewrite1, the thirty-fourth round; core/workspace/livedir.py ``_exchanged``,
-core/workspace/liveswap.py ``replace``).
+(livewrite1, the thirty-fourth round; core/workspace/livedir.py ``_held_open``,
+core/workspace/liveswap.py ``unlinked_unheld``, core/operations/openwriters.py).
 
 On the overlay backend such an operation wrote its new view through the mount by removing
 each file it changes, then writing a new one. A program holding one of them open for
@@ -11,9 +11,11 @@ every byte it wrote after was lost, and the path showed the operation's bytes. g
 the same in a plain worktree (``git checkout -- a.txt`` and ``git merge`` unlink and
 rename; their refusal of dirty files does not see an open writer: tests/test_livewrite1.py
 ``test_git_in_a_plain_worktree_replaces_the_file_a_writer_holds``). Now the file is
-replaced in one step (``renameat2(RENAME_EXCHANGE)``) unless a process holds it open for
-writing (a read lease refused): then it is the person's, left at the path (the writer's
-bytes land where the path shows them), named in a warning; everything else is done.
+unlinked only under a read lease, which the kernel refuses while a process holds it open
+for writing: then it is the person's, left at the path (the writer's bytes land where the
+path shows them), named in a warning; everything else is done. On pure FUSE (the move
+dropped the entry the daemon's write handle held) a restore, an undo and a checkout are
+refused busy before anything moves, as a merge was.
 
 The writer is tests/test_adopt3.py's, a real process in a loop; the order is made by real
 waits on its pipes, not by sleeps."""

@@ -401,7 +401,7 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         before = {"base": ws.base, "tree": None}
         # a file a pure-FUSE mount holds open for writing: the move would drop the entry its
         # writes go to, busy before anything moves (an overlay mount's is left at its path,
-        # core/workspace/livedir.py ``_exchanged``; livewrite1)
+        # core/workspace/livedir.py ``_held_open``; livewrite1)
         if ws.mounted_without_upper():
             from .openwriters import refuse_open_files
 

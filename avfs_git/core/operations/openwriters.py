@@ -3,7 +3,7 @@ anything moves (:func:`refuse_open_files`): a merge's (core/operations/mergeguar
 restore's, an undo's and a checkout's (livewrite1, the thirty-fourth round: their moves
 dropped the entry a writer's handle held, its later bytes lost). An overlay mount's kernel
 writes its upper layer, which avfs never opens: a file open there is left at its path by
-the write through the mount (core/workspace/livedir.py ``_exchanged``)."""
+the write through the mount (core/workspace/livedir.py ``_held_open``)."""
 
 from __future__ import annotations
 
