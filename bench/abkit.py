@@ -82,6 +82,52 @@ def side_envs(tmp: Path, trees: dict[str, str], **extra: str) -> dict[str, dict[
     }  # fmt: skip
 
 
+# the start of a side's timed in-process script: vault ``p`` of the home ``sys.argv[1]``
+# names, opened as a process with the mount side does (``v``)
+VAULT_P = """
+import sys, time
+from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
+v = Home(sys.argv[1], mounts=MOUNT_SIDE).vault("p")
+"""
+
+
+def changed_files_args() -> argparse.Namespace:
+    """The arguments of an A/B over a mounted fork where ``--changed`` of ``--files`` files
+    change each round (bench/adopt100ab.py, bench/livewrite100ab.py): the sides
+    (NAME=WORKTREE), ``--rounds``, ``--files``, ``--changed``, ``--backends``."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--changed", type=int, default=100)
+    ap.add_argument("--backends", default="overlay,fuse")
+    return ap.parse_args()
+
+
+def mounted_sides(
+    tmp: Path, trees: dict[str, str], backend: str, src: Path
+) -> tuple[dict[str, dict[str, str]], dict[str, list[str]], dict[str, Path]]:
+    """For each side, a home of its own under ``tmp`` (no server, no progress bars, its tree's
+    package first): vault ``p`` made from ``src``, fork ``p:f1`` mounted on ``backend``
+    at ``tmp/mp-BACKEND-SIDE``; (environments, avfs command heads, mount points), by side.
+    The caller unmounts them."""
+    envs: dict[str, dict[str, str]] = {}
+    avfs: dict[str, list[str]] = {}
+    mps: dict[str, Path] = {}
+    for side, tree in trees.items():
+        env = {**os.environ, "AVFS_HOME": str(tmp / f"home-{backend}-{side}"), "AVFS_SERVER": "off",
+               "AVFS_PROGRESS": "never", "PYTHONPATH": tree}  # fmt: skip
+        envs[side] = env
+        avfs[side] = [str(Path(tree, ".venv", "bin", "python")), "-m", "avfs_git"]
+        call(avfs[side], env, "vault", "create", "p", "--from", str(src))
+        call(avfs[side], env, "vault", "fork", "p:main", "f1")
+        mps[side] = tmp / f"mp-{backend}-{side}"
+        mps[side].mkdir()
+        call(avfs[side], env, "--vault", "p:f1", "mount", "--backend", backend, str(mps[side]))
+    return envs, avfs, mps
+
+
 def call(head: list[str], env: dict[str, str], *args: str) -> str:
     """``head + args`` run to its end (CalledProcessError when it fails); its stdout."""
     return subprocess.run([*head, *args], env=env, check=True, capture_output=True, text=True).stdout

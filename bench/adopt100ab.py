@@ -20,12 +20,12 @@ the mount's daemon still at the round before's) is timed all the same, counted i
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 from pathlib import Path
 
+from . import abkit
 from .abkit import call, load, order, print_loads, scratch, seed_tree, stamped, worktrees, write_json
 
 _INPROC = """
@@ -80,13 +80,7 @@ def _other_hand(vault: str, paths: list[str], text: str, tmp: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
-    ap.add_argument("--rounds", type=int, default=11)
-    ap.add_argument("--files", type=int, default=2000)
-    ap.add_argument("--changed", type=int, default=100)
-    ap.add_argument("--backends", default="overlay,fuse")
-    a = ap.parse_args()
+    a = abkit.changed_files_args()
     trees = worktrees(a.sides)
     loads: list[float] = []
     out: dict[str, object] = {"files": a.files, "changed": a.changed, "rounds": a.rounds, "sides": trees}
@@ -97,22 +91,9 @@ def main() -> None:
         mine = every[0]
         changed = every[1 : 1 + a.changed]
         for backend in a.backends.split(","):
-            envs: dict[str, dict[str, str]] = {}
-            avfs: dict[str, list[str]] = {}
-            mps: dict[str, Path] = {}
-            for side, tree in trees.items():
-                home = tmp / f"home-{backend}-{side}"
-                env = {**os.environ, "AVFS_HOME": str(home), "AVFS_SERVER": "off", "AVFS_PROGRESS": "never",
-                       "PYTHONPATH": tree}  # fmt: skip
-                envs[side] = env
-                avfs[side] = [str(Path(tree, ".venv", "bin", "python")), "-m", "avfs_git"]
-                call(avfs[side], env, "vault", "create", "p", "--from", str(src))
-                call(avfs[side], env, "vault", "fork", "p:main", "f1")
-                mp = tmp / f"mp-{backend}-{side}"
-                mp.mkdir()
-                call(avfs[side], env, "--vault", "p:f1", "mount", "--backend", backend, str(mp))
-                mps[side] = mp
-                (mp / mine).write_text("the person's\n")
+            envs, avfs, mps = abkit.mounted_sides(tmp, trees, backend, src)
+            for side in trees:
+                (mps[side] / mine).write_text("the person's\n")
             wall: dict[str, list[float]] = {s: [] for s in trees}
             cpu: dict[str, list[float]] = {s: [] for s in trees}
             late = dict.fromkeys(trees, 0)  # rounds whose first open did not adopt (timed all the same)

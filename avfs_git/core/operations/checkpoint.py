@@ -399,6 +399,13 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         tip = ws.tip()
         _planted(vault, rev, target, tip)
         before = {"base": ws.base, "tree": None}
+        # a file a pure-FUSE mount holds open for writing: the move would drop the entry its
+        # writes go to, busy before anything moves (an overlay mount's is left at its path,
+        # core/workspace/livedir.py ``_held_open``; livewrite1)
+        if ws.mounted_without_upper():
+            from .openwriters import refuse_open_files
+
+            refuse_open_files(ws, fork, None, "restore")
         changed: list[dict[str, str | None]] = []
         # the op log's lock first, the record made in it (as a checkpoint's, `OpLog.held`):
         # held by another process, the restore is refused before anything moves
@@ -509,6 +516,10 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     with vault.lock(fork):
         tree = vault.store.commit_tree(commit := resolve(vault, rev, fork))
         ws.checkout_check(p, tree)  # refused before ws_state writes the dirty tree's objects
+        if ws.mounted_without_upper():  # (livewrite1: as a restore's)
+            from .openwriters import refuse_open_files
+
+            refuse_open_files(ws, fork, frozenset((p,)), "check it out")
         _planted(vault, rev, commit, ws.tip(), p)
         before = ws_state(ws)
         with vault.oplog.held("checkout"):  # (before the view changes, as a restore's)

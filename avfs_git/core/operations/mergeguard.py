@@ -7,11 +7,9 @@ files its mount holds open for writing refusing the merge before anything is cap
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
 from ..errors import BusyError, UsageError
-from ..workspace.overlayentry import FILE
 from ..workspace.wscommit import keep_recovery, move_ref
 
 if TYPE_CHECKING:
@@ -85,48 +83,12 @@ def refuse_changed(ws: Workspace) -> None:
 
 
 def refuse_open_files(ws: Workspace, target: str) -> None:
-    """A merge points the target's workspace at a new commit; a file a mount holds open for
-    writing would then keep writing into a file the workspace no longer shows.
+    """Files the target's pure-FUSE mount holds open for writing refuse the merge, busy,
+    before anything is captured (:func:`.openwriters.refuse_open_files`; loaded only then)."""
+    if ws.mounted_without_upper():
+        from .openwriters import refuse_open_files
 
-    Only a pure-FUSE mount holds the overlay's files open (its write handles' shared
-    flocks, fuse/handles.py; the overlay backend's kernel writes its upper layer, which
-    avfs never opens): without one, nothing is asked. The mount's daemon is asked which
-    files its write handles hold, in one request (:func:`_held_by_mount`), and those are
-    probed; a daemon that does not answer (gone, or of an older avfs) has every overlay
-    file probed: a fork whose ignored ``node_modules`` made 15,000 overlay files had each
-    probed twice a merge (~370 ms on minimist)."""
-    if not ws.mounted_without_upper():
-        return
-    listed = _held_by_mount(ws)
-    entries = ws.overlay.all() if listed is None else ws.overlay.with_fileids(listed)
-    open_ = [e for e in entries if e.kind == FILE and e.fileid and ws.overlay.in_use(e.fileid)]
-    # a file closed a moment ago: the kernel tells the mount after close() returned
-    deadline = time.monotonic() + 1.0
-    while open_ and time.monotonic() < deadline:
-        time.sleep(0.01)
-        open_ = [e for e in open_ if e.fileid and ws.overlay.in_use(e.fileid)]
-    busy = [e.path for e in open_]
-    if busy:
-        raise BusyError(
-            f"{len(busy)} file(s) of {target} are open for writing in its mount",
-            hint="close them (or let the command writing them finish), then merge",
-            details={"fork": target, "paths": sorted(busy)[:20]},
-        )
-
-
-def _held_by_mount(ws: Workspace) -> list[str] | None:
-    """The file ids of the overlay files the fork's pure-FUSE mount holds open for writing,
-    as its daemon says (:data:`.hookwire.WRITERS`, over its socket in the mount's own
-    directory); None when it does not say."""
-    from ..workspace.hookwire import WRITERS, ask
-
-    got = ask(ws.vault.mounts.files_dir(ws), WRITERS, timeout_s=ASK_WAIT_S)
-    if not got or got[0] != WRITERS:
-        return None
-    return got[1:]
-
-
-ASK_WAIT_S = 2.0  # how long a merge waits for a pure-FUSE mount's daemon to say what it holds open
+        refuse_open_files(ws, target)
 
 
 def move_target(

@@ -65,6 +65,11 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
             # refs made inside, so that a guard that fails busy leaves no ref without its operation)
             ahead = {ws.ref: (ws, guards.enter_context(ws.index_guard(git=True))) for ws in held.values()}
             changes = {w["fork"]: bool(w["view_changed"]) for w in wss}
+            for w in wss:  # (as a restore's: a pure-FUSE mount's open file, busy; livewrite1)
+                if w["fork"] in held and w["view_changed"] and held[w["fork"]].mounted_without_upper():
+                    from .openwriters import refuse_open_files
+
+                    refuse_open_files(held[w["fork"]], w["fork"], None, "undo")
             for w in wss:
                 fork = w["fork"]
                 cur_state: dict[str, str | None] | None = None

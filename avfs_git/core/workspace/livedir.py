@@ -59,6 +59,9 @@ class LiveDir:
         self._room = room or nullcontext
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
         self._forms = CheckoutForms(store)
+        # the paths a write left as they were, a process holding the file open for writing
+        # (:meth:`_held_open`)
+        self.kept: list[str] = []
 
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
@@ -244,6 +247,8 @@ class LiveDir:
         or nothing (None); its files as ``git checkout`` of ``tree`` writes them (its
         ``.gitattributes`` conversions: core/workspace/wssmudge.py; None: as the blobs are)."""
         with self._room():
+            if self._held_open(path):
+                return
             self.remove(path)
             if hit is None:
                 return
@@ -288,6 +293,34 @@ class LiveDir:
             finally:
                 if made is not None:
                     os.close(made[1])
+
+    def _held_open(self, path: str) -> bool:
+        """Whether ``path`` is a regular file a process holds open for writing: then left
+        as it is, named in :attr:`kept` and in a warning; else, a regular file, unlinked
+        under a read lease (:func:`.liveswap.unlinked_unheld`: no opening for writing can
+        start meanwhile), the caller then writing what the path is to hold.
+
+        Found in the thirty-fourth round (livewrite1): a restore, an undo, a merge's or a
+        checkpoint's rebase's move, a revert and ``avfs checkout REV -- PATH`` removed the
+        file, then wrote a new one: an editor's or a long-running program's descriptor
+        went on writing into a file no name showed, every byte after lost."""
+        from .liveswap import unlinked_unheld
+
+        try:
+            with self.pinned(path) as dest:
+                if unlinked_unheld(dest) is not False:
+                    return False
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # (nothing there, or below a file: as before)
+        except OSError as exc:
+            raise from_oserror(exc, path) from exc
+        self.kept.append(path)
+        import logging  # (only when a file is kept: logging is not on the cold commands' path)
+
+        logging.getLogger("avfs.livedir").warning(
+            "%s is open for writing: kept as it is, not replaced (close it, then check it out again)", path
+        )
+        return True
 
     def reset(self, paths: Iterable[str], tree: str, wrote: list[str] | None = None) -> None:
         """Make each of ``paths`` what it is in ``tree`` (removed where ``tree`` has

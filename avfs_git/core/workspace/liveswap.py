@@ -46,11 +46,20 @@ import secrets
 import signal
 import stat as st_
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Protocol
 
 from ..store.exchange import exchange
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
-from .livedir import LiveDir
+
+
+class LiveDir(Protocol):
+    """What a swap needs of a live mount (:class:`.livedir.LiveDir`): a path's parent held
+    open, a directory made."""
+
+    def pinned(self, path: str) -> AbstractContextManager[str]: ...
+    def mkdir(self, path: str) -> None: ...
+
 
 Found = tuple[int, bytes] | None  # what a path holds: (mode, bytes or a link's target), or nothing
 Check = Callable[[Found], bool]
@@ -99,9 +108,10 @@ def _leased(fd: int) -> bool:
 
 
 @contextmanager
-def _held(path: str) -> Iterator[tuple[Found, tuple[int, int] | None]]:
+def _held(path: str, read: bool = True) -> Iterator[tuple[Found, tuple[int, int] | None]]:
     """What ``path`` holds, and its (device, inode), a regular file's under a read lease
-    held until the block ends (:data:`IN_HANDS` when open for writing elsewhere)."""
+    held until the block ends (:data:`IN_HANDS` when open for writing elsewhere; ``read``
+    False: a file's bytes not read, ``b""``)."""
     try:
         s = os.lstat(path)
     except FileNotFoundError:
@@ -118,12 +128,12 @@ def _held(path: str) -> Iterator[tuple[Found, tuple[int, int] | None]]:
         s = os.fstat(fd)
         # (a FIFO or a device renamed in since the lstat, or a file past MAX_HELD, a sparse
         # 100 GB one costing no quota: the person's, never read whole into memory here)
-        if not st_.S_ISREG(s.st_mode) or s.st_size > MAX_HELD or not _leased(fd):
+        if not st_.S_ISREG(s.st_mode) or (read and s.st_size > MAX_HELD) or not _leased(fd):
             yield IN_HANDS, (s.st_dev, s.st_ino)
             return
         chunks: list[bytes] = []
         left = MAX_HELD + 1
-        while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
+        while read and left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
             chunks.append(chunk)
             left -= len(chunk)
         if left <= 0:  # (grew past it while read)
@@ -212,6 +222,22 @@ def swap(live: LiveDir, path: str, want: Found, expect: Check, was_nothing: bool
                         os.unlink(side)
                 except FileNotFoundError:
                     pass
+
+
+def unlinked_unheld(path: str) -> bool | None:
+    """``path`` unlinked if it is a regular file no process holds open for writing, under a
+    read lease (:func:`_leased`: while it is held, an opening for writing waits), for a
+    restore's, an undo's, a merge's or a checkout's write through the mount (livewrite1,
+    the thirty-fourth round): True when unlinked; False when a writer holds it (left as it
+    is: its later bytes land where the path shows them); None when it is not a regular
+    file (nothing done)."""
+    with _held(path, read=False) as (found, _):
+        if found is None or found[0] == MODE_LINK:
+            return None
+        if found == IN_HANDS:
+            return None if not st_.S_ISREG(os.lstat(path).st_mode) else False
+        os.unlink(path)
+        return True
 
 
 def _replace(side: str, dest: str, expect: Check) -> str | None:
