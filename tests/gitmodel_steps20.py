@@ -296,27 +296,46 @@ class TwentiethRoundSteps(ModelAttrs):
         with an index of its own), then `avfs status`, which adopts it; (old, new)."""
         self._tick()
         self.note(f"another hand: git --git-dir=VAULT commit-tree of {sorted(files)}, update-ref")
-        env = {**self.p.env, "GIT_INDEX_FILE": os.path.join(self.home, "other-hand-index")}
-
-        def g(*args: str, stdin: str | None = None) -> str:
-            return subprocess.run(
-                ["git", "--git-dir", self.vault, *args],
-                env=env,
-                input=stdin,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-
-        old = g("rev-parse", "refs/heads/f")
-        g("read-tree", old)
-        for path, text in files.items():
-            blob = g("hash-object", "-w", "--stdin", stdin=text)
-            g("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-        new = g("commit-tree", g("write-tree"), "-p", old, "-m", "by another hand")
-        g("update-ref", "refs/heads/f", new, old)
-        os.unlink(env["GIT_INDEX_FILE"])
+        index = os.path.join(self.home, "other-hand-index")
+        entries = {path: ("100644", text) for path, text in files.items()}
+        old, new = other_hand_onto(self.vault, index, entries, "by another hand", self.p.env)
         self.note("avfs status (adopts it)")
         code, doc = self._avfs_json("status")
         assert code == 0 and doc["base"] == new and not doc["stale"], doc
         return old, new
+
+
+def other_hand_onto(
+    vault: str | os.PathLike[str],
+    index: str | os.PathLike[str],
+    entries: dict[str, tuple[str, str] | None],
+    message: str = "another hand",
+    env: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """A commit of ``entries`` (path -> (mode, text), None: removed) onto fork f's branch
+    by another hand: `git --git-dir=VAULT` with an index of its own (``index``, removed
+    after), `commit-tree`, `update-ref`; (old, new). The one form of the tests that adopt."""
+    genv = {**(os.environ if env is None else env), "GIT_INDEX_FILE": os.fspath(index)}
+
+    def g(*args: str, stdin: str | None = None) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", os.fspath(vault), *args],
+            env=genv,
+            input=stdin,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    old = g("rev-parse", "refs/heads/f")
+    g("read-tree", old)
+    for path, held in entries.items():
+        if held is None:
+            g("update-index", "--index-info", stdin=f"0 {'0' * 40}\t{path}\n")
+        else:
+            blob = g("hash-object", "-w", "--stdin", stdin=held[1])
+            g("update-index", "--add", "--cacheinfo", f"{held[0]},{blob},{path}")
+    new = g("commit-tree", g("write-tree"), "-p", old, "-m", message)
+    g("update-ref", "refs/heads/f", new, old)
+    os.unlink(index)
+    return old, new

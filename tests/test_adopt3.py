@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from .gitmodel_steps20 import other_hand_onto
 from .gitmount import _git, _require, mount_fork
 from .test_adopt2 import WAIT_S, _db_write_lock, _logs_agree, _start, _status_paused, _text, _until
 from .test_json_schemas import validate
@@ -186,30 +187,7 @@ def test_a_written_file_a_writer_opened_stays_theirs_when_the_adoption_is_refuse
 def _commit_modes(vault: Path, index: Path, entries: dict[str, tuple[str, str] | None]) -> str:
     """Another hand's commit onto fork f of ``entries``: path -> (mode, bytes) or None
     (removed); its id."""
-    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
-
-    def g(*args: str, stdin: str | None = None) -> str:
-        return subprocess.run(
-            ["git", "--git-dir", str(vault), *args],
-            env=env,
-            input=stdin,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    old = g("rev-parse", "refs/heads/f")
-    g("read-tree", old)
-    for path, held in entries.items():
-        if held is None:
-            g("update-index", "--index-info", stdin=f"0 {'0' * 40}\t{path}\n")
-        else:
-            blob = g("hash-object", "-w", "--stdin", stdin=held[1])
-            g("update-index", "--add", "--cacheinfo", f"{held[0]},{blob},{path}")
-    new = g("commit-tree", g("write-tree"), "-p", old, "-m", "another hand")
-    g("update-ref", "refs/heads/f", new, old)
-    index.unlink()
-    return new
+    return other_hand_onto(vault, index, entries)[1]
 
 
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])

@@ -86,3 +86,20 @@ def test_config_booleans_at_the_edges_of_git_s_int_are_git_s() -> None:
         if git_bool(value) != want:
             wrong.append((value, git_bool(value), want))
     assert not wrong, wrong
+
+
+def test_a_core_eol_that_is_not_utf8_reads_as_unset_as_git_reads_it(home: Home) -> None:
+    """``core.eol = \\xff`` in the vault's config: pygit2 raised `UnicodeDecodeError` from
+    the attributes handle (the review of the thirty-fourth round); git reads it as unset."""
+    from avfs_git.core.store.gitsmudge import attributes_handle
+
+    vault = home.create_vault("u")
+    with open(Path(vault.path) / "config", "ab") as fh:
+        fh.write(b"[core]\n\teol = \xff\n")
+    repo, scratch = attributes_handle(vault.path, {"": b"* text\n"})
+    try:
+        assert repo.workdir is not None
+    finally:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from . import test_git_model as tgm
+from .gitmodel_steps20 import other_hand_onto
 from .gitmodel_steps21 import TwentyFirstRoundSteps
 from .gitmount import _git, _require, mount_fork
 
@@ -132,32 +133,10 @@ def test_an_undo_made_unmounted_keeps_what_git_staged(
 
 
 def _other_hand(vault: Path, index: Path, files: dict[str, str | None]) -> tuple[str, str]:
-    """A commit of ``files`` (None: removed) onto fork f's branch by another hand: `git
-    --git-dir=VAULT` with an index of its own, `commit-tree`, `update-ref`; (old, new)."""
-    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
-
-    def g(*args: str, stdin: str | None = None) -> str:
-        return subprocess.run(
-            ["git", "--git-dir", str(vault), *args],
-            env=env,
-            input=stdin,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    old = g("rev-parse", "refs/heads/f")
-    g("read-tree", old)
-    for path, text in files.items():
-        if text is None:
-            g("update-index", "--index-info", stdin=f"0 {'0' * 40}\t{path}\n")
-        else:
-            blob = g("hash-object", "-w", "--stdin", stdin=text)
-            g("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-    new = g("commit-tree", g("write-tree"), "-p", old, "-m", "another hand")
-    g("update-ref", "refs/heads/f", new, old)
-    index.unlink()
-    return old, new
+    """A commit of ``files`` (None: removed) onto fork f's branch by another hand
+    (:func:`.gitmodel_steps20.other_hand_onto`); (old, new)."""
+    entries = {p: None if t is None else ("100644", t) for p, t in files.items()}
+    return other_hand_onto(vault, index, entries)
 
 
 def _plain(vault: Path, where: Path) -> Path:

@@ -183,3 +183,37 @@ def test_a_time_past_the_platform_s_clock_fails_no_read(vault: Any) -> None:
     evs = changes_since(vault, "main", c).events
     assert [(e.summary, e.source) for e in evs] == [("far", "git")]
     assert evs[0].time <= changes._rfc(time.time())
+
+
+def test_a_push_of_a_fork_leaves_git_s_own_move_of_it_git_s(vault: Any, tmp_path: Any) -> None:
+    """A push's refs are the remote's (`refs/heads/main` there), and the stream took them
+    for the fork's own move: the person's `git commit` of the branch, pushed after, came
+    out as `api`, at the push's time (the review of the thirty-fourth round)."""
+    from avfs_git.core.operations import remote
+    from avfs_git.core.store.vaultconfig import add_remote
+
+    server = tmp_path / "server.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(server)], check=True)
+    add_remote(vault.store, "origin", str(server))
+    remote.push(vault, "origin", ["main"])  # (the server has the tip: the next push moves it on)
+    c0 = changes_since(vault, "main", None).cursor
+    tip = _git(vault, "rev-parse", "refs/heads/main")
+    tree = _git(vault, "rev-parse", f"{tip}^{{tree}}")
+    made = _git(
+        vault,
+        "commit-tree",
+        tree,
+        "-p",
+        tip,
+        "-m",
+        "by git",
+        GIT_AUTHOR_NAME="p",
+        GIT_AUTHOR_EMAIL="p@p",
+        GIT_COMMITTER_NAME="p",
+        GIT_COMMITTER_EMAIL="p@p",
+    )
+    _git(vault, "update-ref", "-m", "commit: by git", "refs/heads/main", made, tip)
+    vault.workspace("main").sync_base()
+    remote.push(vault, "origin", ["main"])
+    moved = _moved(changes_since(vault, "main", c0).events)
+    assert (tip, made, "git", "commit: by git") in moved, moved  # (main: api)

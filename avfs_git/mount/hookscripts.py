@@ -451,6 +451,12 @@ _PERSONS = """persons_hooks() {{
         *) chain={mountpoint_sh}/$chain ;;
         esac
     fi
+    # (a mount's own hooks directory named as the person's: the guard chained to itself,
+    # a fork bomb; avfs's directories are never the person's hooks: the vault's are)
+    case $chain in
+    {vault_sh}/avfs/*) chain={vault_hooks_sh} ;;
+    esac
+    if [ "$chain" -ef "${{0%/*}}" ]; then chain={vault_hooks_sh}; fi
 }}
 """
 

@@ -41,7 +41,14 @@ def persons_dir(vault_path: str, mountpoint: str) -> str:
     got = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
     if not got:
         return os.path.join(vault_path, "hooks")
-    return got if os.path.isabs(got) else os.path.join(mountpoint, got)  # git runs hooks there
+    chain = got if os.path.isabs(got) else os.path.join(mountpoint, got)  # git runs hooks there
+    # a mount's own hooks directory named as the person's (`git config core.hooksPath
+    # "$(git rev-parse --git-path hooks)"` in a mount): its guards chained to themselves, a
+    # fork bomb (the review of the thirty-fourth round); git's own hooks are the vault's
+    own = os.path.realpath(os.path.join(vault_path, "avfs"))
+    if os.path.realpath(chain).startswith(own + os.sep):
+        return os.path.join(vault_path, "hooks")
+    return chain
 
 
 def _replace_link(target: str, path: str) -> None:
@@ -58,12 +65,19 @@ def _replace_link(target: str, path: str) -> None:
 def point(hooks_dir: str, vault_path: str, mountpoint: str) -> str:
     """Point ``hooks_dir``'s :data:`PERSONS_LINK` at :func:`persons_dir` and write
     :data:`PERSONS_FILE` after it; the directory."""
+    import time
+
+    # (the file's time is the lookup's start: a config changed during the lookup is newer,
+    # so looked up again; its own write's time hid it until the next change: the review)
+    began = time.time_ns()
     chain = persons_dir(vault_path, mountpoint)
     _replace_link(chain, os.path.join(hooks_dir, PERSONS_LINK))
     lines = [chain, vault_path, mountpoint]
     if not any("\n" in ln for ln in lines):  # (else none: the guards look up at each run)
         text = "".join(ln + "\n" for ln in lines)
         write_file(hooks_dir, PERSONS_FILE, text.encode("utf-8", "surrogateescape"))
+        with contextlib.suppress(OSError):
+            os.utime(os.path.join(hooks_dir, PERSONS_FILE), ns=(began, began))
     return chain
 
 

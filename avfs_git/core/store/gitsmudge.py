@@ -252,7 +252,10 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
         repo = pygit2.Repository(store_path)
         try:
             cfg = repo.config  # (a key without "=": there, None)
-            eol = str(cfg["core.eol"] or "") if "core.eol" in cfg else None
+            try:
+                eol = str(cfg["core.eol"] or "") if "core.eol" in cfg else None
+            except UnicodeDecodeError:  # (not UTF-8: no value git knows, read as unset)
+                eol = ""
             # (libgit2's idea of the global file is not git's, nor of every core.eol)
             no_own_global(repo, scratch, handle_config(store_path, eol))
             for d, data in files.items():

@@ -52,6 +52,7 @@ from ..workspace.overlay import JOURNAL_FROM
 from . import audit, reflogevents
 from .cursor import ForkPos, Pos, decode, invalid
 from .cursor import stream_id as _stream_id
+from .oplog import RECORDED_ONLY
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -321,7 +322,9 @@ class _Reader:
                     fields["source"] = "exec"  # the one commit of what a proxy exec changed
             for r in json.loads(ref_json):  # each fork's branch it moved: its reflog line's
                 name = str(r.get("ref") or "")
-                if name.startswith(refs.HEADS):
+                # (a push's or fetch's refs are a remote's, never a fork's move: a push of
+                # fork a1 took the person's own `git commit` line there as its: the review)
+                if name.startswith(refs.HEADS) and str(kind) not in RECORDED_ONLY:
                     key = (name[len(refs.HEADS) :], r.get("old"), r.get("new"))
                     src = "exec" if fields["source"] == "exec" and name == refs.fork_ref(fork) else "api"
                     self._op_moves.setdefault(key, []).append((float(ts), src))
