@@ -28,8 +28,14 @@ Cli = Callable[..., CliResult]
 
 # what a refused operation may leave: the objects it wrote before it met the log
 # (unreachable: gc expires them, as any refused merge's), the usage cache that counted
-# them, its lock files
-_MAY_CHANGE = ("/vaults/v.git/objects/", "/vaults/v.git/avfs/usage/", "/vaults/v.git/avfs/locks/")
+# them, its lock files, and what the merge learned of those trees (avfs/attrtrees: whether a
+# tree's attribute files name merging, by tree id, as objects are: mergeattr2)
+_MAY_CHANGE = (
+    "/vaults/v.git/objects/",
+    "/vaults/v.git/avfs/usage/",
+    "/vaults/v.git/avfs/locks/",
+    "/vaults/v.git/avfs/attrtrees",
+)
 
 
 def _setup(cli: Cli) -> dict[str, str]:
