@@ -25,6 +25,7 @@ import pytest
 from avfs_git.proxy.envelope import ExecRequest
 from avfs_git.proxy.execute import execute
 
+from .etclock import held as etc_held
 from .test_adv_hostnet import _root
 from .test_confine import fork as fork  # a fork to run in (real bwrap, a real mount)
 
@@ -36,6 +37,13 @@ for p in sys.argv[1:]:
     except OSError as e:
         print("DENIED", p, e.strerror)
 """
+
+
+@pytest.fixture(autouse=True)
+def _etc_changed() -> Iterator[None]:
+    """This module's tests change /etc: alone (tests/etclock.py)."""
+    with etc_held(alone=True):
+        yield
 
 
 @pytest.fixture

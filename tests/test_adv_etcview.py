@@ -29,12 +29,20 @@ from avfs_git.proxy import standby, sysview
 
 from .contract.test_proxy_exec_warm import _wait_for as _wait_for_ready
 from .contract.test_proxy_exec_warm import _waiters
+from .etclock import held as etc_held
 from .test_adv_etcsecrets import READ
 from .test_adv_gitseal import _exec, _script
 from .test_adv_gitseal import live as live  # the fixture: a mounted fork, both backends
 from .test_adv_hostnet import _root
 from .test_cliserver import _answers, _stop_server, _wait_for
 from .test_confine import _need_bwrap
+
+
+@pytest.fixture(autouse=True)
+def _etc_changed() -> Iterator[None]:
+    """This module's tests change /etc: alone (tests/etclock.py)."""
+    with etc_held(alone=True):
+        yield
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ from .waitingexec import exec_argv
 _PLANT = """set -e
 git init -q --bare up.git
 for h in pre-receive update post-receive post-update; do
-    printf '#!/bin/sh\\ntouch {canary}-%s\\n' "$h" > "up.git/hooks/$h"
-    chmod +x "up.git/hooks/$h"
+    # (refused at the write since plant2 on pure FUSE, set aside after the run on the overlay)
+    {{ printf '#!/bin/sh\\ntouch {canary}-%s\\n' "$h" > "up.git/hooks/$h" && chmod +x "up.git/hooks/$h"; }} || true
 done
 git init -q decoy && git -C decoy -c user.name=a -c user.email=a@x commit -q --allow-empty -m planted
 git -C decoy push -q ../up.git HEAD:refs/heads/planted

@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,11 +26,19 @@ from avfs_git.ops.daemonstart import LINKED, STACKED
 from avfs_git.proxy import ahead, confine
 
 from ..conftest import skip_outside_ci
+from ..etclock import held as etc_held
 from .backends import MOUNTS
 from .test_mount_kept_warm import LONG, _env, cleanup, fork
 
 pytestmark = pytest.mark.backends(*MOUNTS)
 __all__ = ["cleanup", "fork"]  # fixtures
+
+
+@pytest.fixture(autouse=True)
+def _etc_still() -> Iterator[None]:
+    """This module's first calls need /etc still: shared (tests/etclock.py)."""
+    with etc_held(alone=False):
+        yield
 
 
 def test_the_daemon_says_how_far_it_got_before_it_is_ready(
