@@ -341,3 +341,36 @@ class Worker:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def other_hand(vault: str, fork: str, files: dict[str, str], tmp: Path) -> None:
+    """Another hand's commit of ``files`` (path -> text) onto ``fork``'s branch of the bare
+    ``vault``: `git --git-dir` with an index of its own in ``tmp`` (removed after), the
+    blobs written in one `hash-object --stdin-paths`, `commit-tree`, `update-ref`."""
+    index = tmp / "other-hand-index"
+    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
+
+    def g(*args: str, stdin: str | None = None) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", vault, *args],
+            env=env,
+            input=stdin,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    old = g("rev-parse", f"refs/heads/{fork}")
+    g("read-tree", old)
+    paths = list(files)
+    texts = []
+    for i, p in enumerate(paths):
+        f = tmp / f"other-hand-{i}"
+        f.write_text(files[p])
+        texts.append(str(f))
+    oids = g("hash-object", "-w", "--stdin-paths", stdin="\n".join(texts) + "\n").split()
+    info = "".join(f"100644 {o}\t{p}\n" for o, p in zip(oids, paths, strict=True))
+    g("update-index", "--index-info", stdin=info)
+    new = g("commit-tree", g("write-tree"), "-p", old, "-m", "another hand")
+    g("update-ref", f"refs/heads/{fork}", new, old)
+    index.unlink()

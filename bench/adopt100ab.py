@@ -20,7 +20,6 @@ the mount's daemon still at the round before's) is timed all the same, counted i
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 from pathlib import Path
@@ -48,37 +47,6 @@ print((t1 - t0) * 1000, (c1 - c0) * 1000, int(first))
 """
 
 
-def _other_hand(vault: str, paths: list[str], text: str, tmp: Path) -> None:
-    env = {**os.environ, "GIT_INDEX_FILE": str(tmp / "idx")}
-
-    def g(*args: str, stdin: str | None = None) -> str:
-        return subprocess.run(
-            ["git", "--git-dir", vault, *args],
-            env=env,
-            input=stdin,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    old = g("rev-parse", "refs/heads/f1")
-    g("read-tree", old)
-    files = []
-    for i, p in enumerate(paths):
-        f = tmp / f"new{i}"
-        f.write_text(f"{text} {p}\n")
-        files.append(str(f))
-    oids = g("hash-object", "-w", "--stdin-paths", stdin="\n".join(files) + "\n").split()
-    g(
-        "update-index",
-        "--index-info",
-        stdin="".join(f"100644 {o}\t{p}\n" for o, p in zip(oids, paths, strict=True)),
-    )
-    new = g("commit-tree", g("write-tree"), "-p", old, "-m", "another hand")
-    g("update-ref", "refs/heads/f1", new, old)
-    os.unlink(tmp / "idx")
-
-
 def main() -> None:
     a = abkit.changed_files_args()
     trees = worktrees(a.sides)
@@ -102,7 +70,12 @@ def main() -> None:
                     loads.append(load())
                     for side in order(list(trees), i):
                         home = tmp / f"home-{backend}-{side}"
-                        _other_hand(str(home / "vaults" / "p.git"), changed, f"round {i}", tmp)
+                        abkit.other_hand(
+                            str(home / "vaults" / "p.git"),
+                            "f1",
+                            {p: f"round {i} {p}\n" for p in changed},
+                            tmp,
+                        )
                         got = call(
                             [str(Path(trees[side], ".venv", "bin", "python")), "-c", _INPROC],
                             envs[side],

@@ -28,6 +28,7 @@ from .abkit import (
     children_cpu_s,
     load,
     order,
+    other_hand,
     print_loads,
     scratch,
     seed_tree,
@@ -54,29 +55,6 @@ for _ in range(n):
 t2 = time.process_time()
 print((t1 - t0) / n * 1000, (t2 - t1) / n * 1000)
 """
-
-
-def _other_hand(vault: str, path: str, text: str, index: str) -> None:
-    env = {**os.environ, "GIT_INDEX_FILE": index}
-
-    def g(*args: str, stdin: str | None = None) -> str:
-        return subprocess.run(
-            ["git", "--git-dir", vault, *args],
-            env=env,
-            input=stdin,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    old = g("rev-parse", "refs/heads/f1")
-    g("read-tree", old)
-    for p in (path, "other.txt"):
-        blob = g("hash-object", "-w", "--stdin", stdin=f"{text} {p}\n")
-        g("update-index", "--add", "--cacheinfo", f"100644,{blob},{p}")
-    new = g("commit-tree", g("write-tree"), "-p", old, "-m", "another hand")
-    g("update-ref", "refs/heads/f1", new, old)
-    os.unlink(index)
 
 
 def main() -> None:
@@ -110,7 +88,12 @@ def main() -> None:
                 call(avfs[side], env, "--vault", "p:f1", "mount", "--backend", backend, str(mp))
                 mps[side] = mp
                 (mp / "d7" / "f7.txt").write_text("the person's\n")
-                _other_hand(str(home / "vaults" / "p.git"), "d7/f7.txt", "theirs", str(tmp / "idx"))
+                other_hand(
+                    str(home / "vaults" / "p.git"),
+                    "f1",
+                    {p: f"theirs {p}\n" for p in ("d7/f7.txt", "other.txt")},
+                    tmp,
+                )
             cli: dict[str, list[float]] = {s: [] for s in trees}
             opened: dict[str, list[float]] = {s: [] for s in trees}
             reported: dict[str, list[float]] = {s: [] for s in trees}
