@@ -24,7 +24,7 @@ from avfs_git.core.workspace import liveswap
 from .test_adv_mountfiles import Scene
 from .test_adv_mountfiles import scene as scene
 from .test_adv_planted import _person_in
-from .test_adv_plantwriters import _clone_and_check_out_everything
+from .test_adv_plantwriters import _clone_and_check_out_everything, bare_plant
 
 
 def _config(marker: Path) -> bytes:
@@ -79,12 +79,9 @@ def test_a_revert_of_a_refused_commit_brings_no_planted_config_back(scene: Scene
     marker = scene.ran / "revert-fsmonitor"
     plain = "[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n"
     res = scene.attack(
-        "mkdir -p src/objects/info src/refs/heads && : > src/objects/info/packs && : > src/refs/heads/.keep\n"
-        "printf 'ref: refs/heads/main\\n' > src/HEAD\n"
-        "printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n"
-        f"\\tfsmonitor = touch {marker}; false\\n' > src/config\n"
-        "git add src && git commit -qm 'r1'\n"
-        f"printf '{plain}' > src/config && git add src && git commit -qm 'r2' && git log --format=%H -1\n"
+        bare_plant(marker)
+        + "git add src && git commit -qm 'r1'\n"
+        + f"printf '{plain}' > src/config && git add src && git commit -qm 'r2' && git log --format=%H -1\n"
     )
     assert res.result is not None and res.result.exit_code == 0, res.to_dict()
     assert res.to_dict()["refs_refused"], res.to_dict()  # (the carry-back refused both)

@@ -122,6 +122,16 @@ def test_head_or_a_hook_written_last_is_refused_too(scene: Scene, writer: str) -
     assert not list(scene.ran.iterdir())
 
 
+def bare_plant(marker: Path) -> str:
+    """A confined command's script making `src/` a bare-looking repository whose config
+    names ``core.fsmonitor`` (touching ``marker``): what its tests commit or write."""
+    return (
+        "mkdir -p src/objects/info src/refs/heads && : > src/objects/info/packs && : > src/refs/heads/.keep\n"
+        "printf 'ref: refs/heads/main\\n' > src/HEAD\n"
+        f"printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = touch {marker}; false\\n' > src/config\n"
+    )
+
+
 def _clone_and_check_out_everything(scene: Scene, tmp_path: Path) -> None:
     """The person clones the vault and checks out every commit of it, then runs ``git
     status`` in ``src`` of each."""
@@ -148,10 +158,7 @@ def test_a_planted_repository_the_agent_s_git_commits_never_reaches_the_fork_s_h
     aside."""
     marker = scene.ran / "history-fsmonitor"
     res = scene.attack(
-        "mkdir -p src/objects/info src/refs/heads && : > src/objects/info/packs && : > src/refs/heads/.keep\n"
-        "printf 'ref: refs/heads/main\\n' > src/HEAD\n"
-        f"printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = touch {marker}; false\\n' > src/config\n"
-        "git add src && git commit -qm 'a library' && git log --format=%H -1\n"
+        bare_plant(marker) + "git add src && git commit -qm 'a library' && git log --format=%H -1\n"
     )
     assert res.result is not None and res.result.exit_code == 0, res.to_dict()
     agents = res.result.stdout.strip()
@@ -256,10 +263,7 @@ def test_the_agent_s_refused_commit_is_not_brought_back_by_a_restore_or_a_checko
     of the vault reaches is now looked at by the same rule first, and refused."""
     marker = scene.ran / f"{how}-fsmonitor"
     res = scene.attack(
-        "mkdir -p src/objects/info src/refs/heads && : > src/objects/info/packs && : > src/refs/heads/.keep\n"
-        "printf 'ref: refs/heads/main\\n' > src/HEAD\n"
-        f"printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = touch {marker}; false\\n' > src/config\n"
-        "git add src && git commit -qm 'a library' && git log --format=%H -1\n"
+        bare_plant(marker) + "git add src && git commit -qm 'a library' && git log --format=%H -1\n"
     )
     assert res.result is not None and res.result.exit_code == 0, res.to_dict()
     agents = res.result.stdout.strip()
