@@ -53,7 +53,7 @@ def kept(git_dir: str) -> list[list[str]]:
 
     # git reads the very bytes checked, on its stdin: given the path, it opened the file
     # again, and a confined command's rename between (a link to a host file, a FIFO) had
-    # git read what the check never saw (the review of the thirty-fourth round, NAME=review35)
+    # git read what the check never saw (the review of the thirty-fourth round, review35)
     proc = run(
         ["config", "--no-includes", "--file", "-", "--list", "-z"],
         input=data,

@@ -21,7 +21,11 @@ allowed.
 The filter is made by `libseccomp <https://github.com/seccomp/libseccomp>`_ (the library
 flatpak and systemd make theirs with; ``libseccomp.so.2``, which apt and systemd need on
 the hosts avfs runs on), through ``ctypes``, for the machine's own architecture and its
-32-bit ones (a 32-bit call reaches the same keyrings). The program is a pure function of
+32-bit ones (a 32-bit call reaches the same keyrings: an x86_64 kernel runs the i386 table
+for a 64-bit command's ``int $0x80``, tried in the thirty-fifth round, attack27), each
+architecture's rules from libseccomp's table of it; a few checks libseccomp cannot write
+(i386's own ``socket``, whose rule it writes for ``socketcall`` too; a call newer than the
+library) are avfs's own instructions before its program (:func:`_assemble`). The program is a pure function of
 the machine, libseccomp's tables and the rules here: made once, it is kept in the avfs home
 (:func:`.sysview.kept_in`, ``seccomp-filter``) with what it was made from, and a later
 process reads those bytes instead of loading libseccomp (~5-20 ms of a cold call; the
@@ -374,7 +378,7 @@ def _number(
     native numbering, a pseudo number where the host has no such call: libseccomp turns
     it into ``arch``'s own by name), or None: ``arch`` has no such call (aarch64 has no
     ``open``, ``chmod``, ``creat``, ``mknod``; its 32-bit ARM has: the thirty-fourth
-    round's review, NAME=review35, found them skipped by the host's numbering), or this
+    round's review, review35, found them skipped by the host's numbering), or this
     libseccomp is older than the call (one of :data:`_COMMON`: added to ``own``)."""
     here = lib.seccomp_syscall_resolve_name_arch(arch, name.encode())
     if here == _UNKNOWN and name in _COMMON:

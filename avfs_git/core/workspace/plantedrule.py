@@ -272,7 +272,7 @@ class _Again:
 def _head(data: IO[bytes]) -> tuple[bytes, bytes | IO[bytes]]:
     """The first ``MAX_CONFIG + 1`` bytes of stream ``data`` (enough to know a config is
     past the bound; a writer of stdin, a pipe, had every byte read into memory before,
-    the review of the thirty-fourth round, NAME=review35) and what to write from: ``data``
+    the review of the thirty-fourth round, review35) and what to write from: ``data``
     itself, put back where it was, where it can seek (a local file: its size still known
     to the quota's check); its bytes, where that was all of it; else a stream giving
     those bytes first, then the rest (:class:`_Again`)."""
