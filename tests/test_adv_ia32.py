@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from .conftest import skip_outside_ci
@@ -180,7 +181,7 @@ def _holds(stdout: str, home: str, where: str, secret: tuple[str, str, str], mar
 
 
 def test_a_mounted_fork_s_32_bit_calls_are_filtered_as_its_own(
-    live: Any, home: Any, vault: Any, secret: tuple[str, str, str]
+    live: Any, home: Any, vault: Any, tmp_path: Path, secret: tuple[str, str, str]
 ) -> None:
     """The mount's daemon runs the command (warm): every attack through the i386 table (and
     x32's) is refused as the 64-bit one is; the person finds no set-id file, no planted
@@ -191,6 +192,11 @@ def test_a_mounted_fork_s_32_bit_calls_are_filtered_as_its_own(
     doc = _exec("python3", "ia32.py", secret[0], secret[2], marker)
     assert doc["exit_code"] == 0, doc["result"]
     _holds(doc["result"]["stdout"], home.path, live.mountpoint, secret, marker)
+    # the run's commit, in a clone the person makes: nothing set-id checked out either
+    assert doc["commit"] is not None, doc
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", vault.path, str(clone)], check=True, capture_output=True)
+    assert (clone / "rootsh").exists() and _set_id_files(str(clone)) == []
 
 
 def test_an_unmounted_fork_s_32_bit_calls_are_filtered_as_its_own(

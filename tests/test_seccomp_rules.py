@@ -16,7 +16,6 @@ loaded into a real process's filter here and tried."""
 from __future__ import annotations
 
 import errno
-import os
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 from avfs_git.proxy import seccomp
 
 from .conftest import skip_outside_ci
+from .test_adv_ia32 import _need_ia32
 
 _MACHINES = {"x86_64": seccomp._X86_64, "aarch64": seccomp._AARCH64}
 _NAMES = {seccomp._X86_64: "x86_64", seccomp._X86: "x86", seccomp._X32: "x32", seccomp._AARCH64: "aarch64", seccomp._ARM: "arm"}  # fmt: skip
@@ -156,8 +156,7 @@ def test_avfs_s_own_instructions_hold_in_the_kernel(tmp_path: object) -> None:
     process: i386's socket of ``NETLINK_AUDIT`` refused, of another protocol made; an
     x86_64 ``fchmodat2`` check as a libseccomp older than the call would need it refuses
     either set-id bit, a plain mode goes through."""
-    if os.uname().machine != "x86_64":
-        skip_outside_ci("the check is of x86_64's and i386's numbers", "CI runs on x86_64")
+    _need_ia32()  # (x86_64's and i386's numbers, i386's through `int $0x80`)
     done = subprocess.run(
         [sys.executable, "-c", _TRY, str(tmp_path)], capture_output=True, text=True, check=False
     )
