@@ -52,7 +52,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FILTER_FILE", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "program", "recipe"]
+__all__ = ["FILTER_FILE", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "program", "recipe", "rules_text"]
 
 REFUSED = ("add_key", "keyctl", "request_key")
 # calls refused with ENOSYS where they exist: what they would do is behind a pointer
@@ -101,12 +101,12 @@ _MULTIPLEXED = (_X86,)
 # ...but i386's own socket() (359, Linux 4.3+) has its arguments in registers, and an
 # `int $0x80` from a 64-bit command made a NETLINK_AUDIT socket past the filter (the
 # thirty-fifth round, attack27): libseccomp writes every i386 socket rule for socketcall
-# too, so that one is avfs's own (:func:`_own`); socketcall's is left to the dropped
+# too, so that one is avfs's own (:func:`_assemble`); socketcall's is left to the dropped
 # CAP_AUDIT_WRITE
 _X86_SOCKET = 359
 # calls added since Linux 5.1 have one number on every architecture (x32: with its bit):
 # where libseccomp is older than the call it knows no name for it, and the call is
-# refused by avfs's own instructions before libseccomp's program (:func:`_own`)
+# refused by avfs's own instructions before libseccomp's program (:func:`_number`)
 _COMMON = {
     "io_uring_setup": 425,
     "io_uring_enter": 426,
