@@ -145,3 +145,23 @@ def test_the_kept_settings_are_the_bytes_checked(tmp_path: Path) -> None:
         os.close(fd)
     assert kept == [["user.email", "person@example.invalid"]]
     assert opened == 1, f"config.worktree opened {opened} times (main: 2, the check's and git's)"
+
+
+def test_the_kept_booleans_are_the_bytes_checked(tmp_path: Path) -> None:
+    """The same for the booleans an unmount keeps (``gitkeep._kept_setting``: sparse
+    checkout's, ``core.fsmonitor``, ``core.fileMode``): asked of git once a key, by the
+    path each time before (a FIFO swapped in would have held the unmount)."""
+    from avfs_git.mount import gitkeep
+
+    git_dir = tmp_path / "wt"
+    git_dir.mkdir()
+    conf = git_dir / "config.worktree"
+    conf.write_text("[core]\n\tsparseCheckout = true\n\tfileMode = false\n\tfsmonitor = false\n")
+    fd, count = _opens(conf)
+    try:
+        kept = gitkeep._kept_setting(str(git_dir))
+        opened = count()
+    finally:
+        os.close(fd)
+    assert kept == {"core.sparseCheckout": True, "core.fsmonitor": False, "core.fileMode": False}
+    assert opened == 1, f"config.worktree opened {opened} times (main: 5, the check's and git's four)"
