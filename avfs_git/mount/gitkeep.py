@@ -143,10 +143,14 @@ def _kept_setting(git_dir: str) -> dict[str, bool]:
     if text is None or ("sparse" not in low and "filemode" not in low and not _BOOL_FSMONITOR.search(text)):
         return {}  # (no git to ask: the usual unmount)
     out: dict[str, bool] = {}
+    data = text.encode()  # (git reads the bytes checked, never the path again: a rename
+    # between, a FIFO or a link to a host file, reached git; attack27, as gitkeptconfig)
     for key in _KEPT_KEYS:
         proc = run(
-            ["config", "--no-includes", "--file", path, "--type=bool", "--get", key],
+            ["config", "--no-includes", "--file", "-", "--type=bool", "--get", key],
+            input=data,
             env=git_env(),
+            cwd="/",
             check=False,
         )
         out_ = proc.stdout

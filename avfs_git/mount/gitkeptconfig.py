@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from ..core.store.gitrun import git_env, run
-from .ownfiles import read_text
+from .ownfiles import read_bytes
 
 __all__ = ["SECTIONS", "kept", "text"]
 
@@ -42,12 +42,25 @@ def kept(git_dir: str) -> list[list[str]]:
     ``config.worktree`` (key, value), read by git as data (no include followed); none,
     and no git run, where it holds no section but ``[core]`` (the usual unmount)."""
     path = os.path.join(git_dir, "config.worktree")
-    raw = read_text(path)  # (regular files only, never through a link)
-    if raw is None or not _OTHER_SECTION.search(raw):
+    data = read_bytes(path)  # (regular files only, never through a link, bounded)
+    try:
+        raw = None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError:
+        raw = None
+    if data is None or raw is None or not _OTHER_SECTION.search(raw):
         return []
     from ..core.store.configtext import parse_listing
 
-    proc = run(["config", "--no-includes", "--file", path, "--list", "-z"], env=git_env(), check=False)
+    # git reads the very bytes checked, on its stdin: given the path, it opened the file
+    # again, and a confined command's rename between (a link to a host file, a FIFO) had
+    # git read what the check never saw (the review of the thirty-fourth round, review35)
+    proc = run(
+        ["config", "--no-includes", "--file", "-", "--list", "-z"],
+        input=data,
+        env=git_env(),
+        cwd="/",
+        check=False,
+    )
     out_ = proc.stdout
     listing = out_.decode("utf-8", "replace") if isinstance(out_, bytes) else str(out_)
     if proc.returncode != 0:

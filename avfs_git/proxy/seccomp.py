@@ -21,7 +21,11 @@ allowed.
 The filter is made by `libseccomp <https://github.com/seccomp/libseccomp>`_ (the library
 flatpak and systemd make theirs with; ``libseccomp.so.2``, which apt and systemd need on
 the hosts avfs runs on), through ``ctypes``, for the machine's own architecture and its
-32-bit ones (a 32-bit call reaches the same keyrings). The program is a pure function of
+32-bit ones (a 32-bit call reaches the same keyrings: an x86_64 kernel runs the i386 table
+for a 64-bit command's ``int $0x80``, tried in the thirty-fifth round, attack27), each
+architecture's rules from libseccomp's table of it; a few checks libseccomp cannot write
+(i386's own ``socket``, whose rule it writes for ``socketcall`` too; a call newer than the
+library) are avfs's own instructions before its program (:func:`_assemble`). The program is a pure function of
 the machine, libseccomp's tables and the rules here: made once, it is kept in the avfs home
 (:func:`.sysview.kept_in`, ``seccomp-filter``) with what it was made from, and a later
 process reads those bytes instead of loading libseccomp (~5-20 ms of a cold call; the
@@ -48,7 +52,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FILTER_FILE", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "program", "recipe"]
+__all__ = ["FILTER_FILE", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "program", "recipe", "rules_text"]
 
 REFUSED = ("add_key", "keyctl", "request_key")
 # calls refused with ENOSYS where they exist: what they would do is behind a pointer
@@ -94,6 +98,24 @@ _ALSO = {_X86_64: (_X86, _X32), _AARCH64: (_ARM,)}
 # where socket() is also socketcall(2)'s first argument, whose own arguments are behind a
 # pointer no filter reads: no argument test there (it read a register socket() never set)
 _MULTIPLEXED = (_X86,)
+# ...but i386's own socket() (359, Linux 4.3+) has its arguments in registers, and an
+# `int $0x80` from a 64-bit command made a NETLINK_AUDIT socket past the filter (the
+# thirty-fifth round, attack27): libseccomp writes every i386 socket rule for socketcall
+# too, so that one is avfs's own (:func:`_assemble`); socketcall's is left to the dropped
+# CAP_AUDIT_WRITE
+_X86_SOCKET = 359
+# calls added since Linux 5.1 have one number on every architecture (x32: with its bit):
+# where libseccomp is older than the call it knows no name for it, and the call is
+# refused by avfs's own instructions before libseccomp's program (:func:`_number`)
+_COMMON = {
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "openat2": 437,
+    "fchmodat2": 452,
+}
+_X32_BIT = 0x40000000
+_UNKNOWN = -1  # libseccomp's __NR_SCMP_ERROR: a name its tables do not have
 
 
 def _names() -> Iterator[str]:
@@ -121,11 +143,13 @@ def _library() -> Any:
         lib.seccomp_arch_remove.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
         lib.seccomp_merge.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
         lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
         lib.seccomp_rule_add_array.argtypes = [
             ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_arg_cmp()),
         ]  # fmt: skip
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.seccomp_export_pfc.argtypes = [ctypes.c_void_p, ctypes.c_int]
         return lib
     return None
 
@@ -154,7 +178,7 @@ def recipe() -> str:
     rules = (
         _FORMAT, REFUSED, UNREAD, SET_ID_CALLS, _SET_ID, _AF_NETLINK, _NETLINK_AUDIT, _CMP_MASKED_EQ,
         _LOW32, _ALLOW, _ERRNO, errno.ENOSYS, errno.EPERM, errno.EPROTONOSUPPORT, sorted(_ALSO.items()),
-        _MULTIPLEXED,
+        _MULTIPLEXED, _X86_SOCKET, sorted(_COMMON.items()), _X32_BIT,
     )  # fmt: skip
     return f"{rules!r} {code} {_libraries()} {os.uname().machine} {sys.byteorder}"
 
@@ -237,39 +261,26 @@ def _write(data: bytes) -> None:
             pass  # not kept: the next process makes its own
 
 
-def build() -> bytes | None:
-    """The program made now by libseccomp (what :func:`program` keeps); None where the
-    library is not there or fails."""
+def build(native: int | None = None) -> bytes | None:
+    """The program made now (what :func:`program` keeps): avfs's own instructions
+    (:func:`_assemble`) before libseccomp's; None where the library is not there or
+    fails. ``native``: another machine's ``AUDIT_ARCH_*`` (what a test reads of an
+    aarch64 host's program here)."""
     lib = _library()
     if lib is None:
         return None
-    ctx = lib.seccomp_init(_ALLOW)
+    own: list[_Check] = []
+    ctx = _context(lib, native, own)
     if not ctx:
         return None
     fd = -1
     try:
-        native = lib.seccomp_arch_native()
-        if not _rules(lib, ctx, audit=True):
-            return None
-        for arch in _ALSO.get(native, ()):
-            # each 32-bit architecture its own context, merged in (the socket rule only
-            # where socket() is a call of its own)
-            other = lib.seccomp_init(_ALLOW)
-            if not other:
-                return None
-            if (
-                lib.seccomp_arch_add(other, arch) != 0
-                or lib.seccomp_arch_remove(other, native) != 0
-                or not _rules(lib, other, audit=arch not in _MULTIPLEXED)
-                or lib.seccomp_merge(ctx, other) != 0  # (merged, ``other`` is released)
-            ):
-                lib.seccomp_release(other)
-                return None
         fd = os.memfd_create("avfs-seccomp", os.MFD_CLOEXEC)
         if lib.seccomp_export_bpf(ctx, fd) != 0:
             return None
         size = os.lseek(fd, 0, os.SEEK_CUR)
-        return os.pread(fd, size, 0) or None
+        data = os.pread(fd, size, 0)
+        return _assemble(own) + data if data else None
     except (AttributeError, OSError):  # (no memfd here)
         return None
     finally:
@@ -278,31 +289,138 @@ def build() -> bytes | None:
         lib.seccomp_release(ctx)
 
 
-def _rules(lib: Any, ctx: int, *, audit: bool) -> bool:
-    """The keyring calls refused in ``ctx``, the calls that set a set-id bit and those
-    whose arguments no filter reads, and (``audit``) ``socket(AF_NETLINK, *,
-    NETLINK_AUDIT)``, each argument compared on its low 32 bits; False where one fails."""
+def rules_text(native: int | None = None) -> tuple[str, list[_Check]] | None:
+    """What :func:`build` makes, readable: libseccomp's pseudo filter code of its rules
+    (each architecture's calls and argument tests) and avfs's own checks; None where
+    libseccomp is not there or fails."""
+    lib = _library()
+    if lib is None:
+        return None
+    own: list[_Check] = []
+    ctx = _context(lib, native, own)
+    if not ctx:
+        return None
+    try:
+        fd = os.memfd_create("avfs-seccomp-pfc", os.MFD_CLOEXEC)
+        try:
+            if lib.seccomp_export_pfc(ctx, fd) != 0:
+                return None
+            return os.pread(fd, os.lseek(fd, 0, os.SEEK_CUR), 0).decode(), own
+        finally:
+            os.close(fd)
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def _context(lib: Any, native: int | None, own: list[_Check]) -> Any:
+    """libseccomp's context of every rule for ``native`` (the host's when None) and its
+    32-bit architectures (:data:`_ALSO`); :func:`_rules` adds to ``own`` what libseccomp
+    cannot write. None where one fails."""
+    host = lib.seccomp_arch_native()
+    native = host if native is None else native
+    ctx = lib.seccomp_init(_ALLOW)
+    if not ctx:
+        return None
+    ok = (
+        native == host or (lib.seccomp_arch_add(ctx, native) == 0 and lib.seccomp_arch_remove(ctx, host) == 0)
+    ) and _rules(lib, ctx, native, own, audit=True)
+    for arch in _ALSO.get(native, ()) if ok else ():
+        # each 32-bit architecture its own context, merged in (the socket rule only where
+        # socket() is a call of its own)
+        other = lib.seccomp_init(_ALLOW)
+        if not other:
+            ok = False
+            break
+        if (
+            lib.seccomp_arch_add(other, arch) != 0
+            or lib.seccomp_arch_remove(other, host) != 0
+            or not _rules(lib, other, arch, own, audit=arch not in _MULTIPLEXED)
+            or lib.seccomp_merge(ctx, other) != 0  # (merged, ``other`` is released)
+        ):
+            lib.seccomp_release(other)
+            ok = False
+            break
+    if not ok:
+        lib.seccomp_release(ctx)
+        return None
+    return ctx
+
+
+# one of avfs's own checks: (AUDIT_ARCH_*, call number, ((argument, BPF jump, k), ...), errno)
+_Check = tuple[int, int, tuple[tuple[int, int, int], ...], int]
+_LD_ABS, _JEQ, _JSET, _RET = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, ...|JSET|K, BPF_RET|K
+
+
+def _assemble(checks: list[_Check]) -> bytes:
+    """Classic BPF for ``checks``, run before libseccomp's program (which starts by
+    loading the architecture again: what falls through reaches it as if first): for each,
+    the architecture, the call, each argument's low 32 bits equal to ``k`` (``_JEQ``) or
+    holding a bit of it (``_JSET``); all of them answer ``errno``, any other goes on."""
+    import struct
+    import sys
+
+    low = 0 if sys.byteorder == "little" else 4  # (seccomp_data's u64 arguments, host order)
+    out = []
+    for arch, nr, tests, err in checks:
+        body = [(_LD_ABS, 4), (_JEQ, arch), (_LD_ABS, 0), (_JEQ, nr)]
+        for arg, op, k in tests:
+            body += [(_LD_ABS, 16 + 8 * arg + low), (op, k)]
+        body.append((_RET, _ERRNO | err))
+        for i, (code, k) in enumerate(body):  # (a failed test jumps past this check's return)
+            out.append(struct.pack("=HBBI", code, 0, len(body) - i - 1 if code in (_JEQ, _JSET) else 0, k))
+    return b"".join(out)
+
+
+def _number(
+    lib: Any, arch: int, name: str, own: list[_Check], tests: tuple[tuple[int, int, int], ...], err: int
+) -> int | None:
+    """The number a rule for call ``name`` of ``arch`` is written with (libseccomp's
+    native numbering, a pseudo number where the host has no such call: libseccomp turns
+    it into ``arch``'s own by name), or None: ``arch`` has no such call (aarch64 has no
+    ``open``, ``chmod``, ``creat``, ``mknod``; its 32-bit ARM has: the thirty-fourth
+    round's review, review35, found them skipped by the host's numbering), or this
+    libseccomp is older than the call (one of :data:`_COMMON`: added to ``own``)."""
+    here = lib.seccomp_syscall_resolve_name_arch(arch, name.encode())
+    if here == _UNKNOWN and name in _COMMON:
+        x32 = arch == _X32  # (x32's calls are x86_64's, the number holding its bit)
+        own.append((_X86_64 if x32 else arch, _COMMON[name] | (_X32_BIT if x32 else 0), tests, err))
+        return None
+    if here < 0:
+        return None
+    return int(lib.seccomp_syscall_resolve_name(name.encode()))
+
+
+def _rules(lib: Any, ctx: int, arch: int, own: list[_Check], *, audit: bool) -> bool:
+    """The keyring calls refused in ``ctx`` (of architecture ``arch``), the calls that set
+    a set-id bit and those whose arguments no filter reads, and (``audit``) ``socket(AF_NETLINK, *,
+    NETLINK_AUDIT)``, each argument compared on its low 32 bits; False where one fails.
+    (i386's direct socket is in ``own``: :data:`_X86_SOCKET`.)"""
     for name in REFUSED:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr < 0 or lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
+        nr = _number(lib, arch, name, own, (), errno.ENOSYS)
+        if nr is None or lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
             return False
     for name in UNREAD:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr >= 0 and lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
+        nr = _number(lib, arch, name, own, (), errno.ENOSYS)
+        if nr is not None and lib.seccomp_rule_add(ctx, _ERRNO | errno.ENOSYS, nr, 0) != 0:
             return False
     for name, arg in SET_ID_CALLS:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr < 0:  # (not a call of this machine's: aarch64 has no open, chmod, creat, mknod)
+        nr = _number(lib, arch, name, own, ((arg, _JSET, _SET_ID[0] | _SET_ID[1]),), errno.EPERM)
+        if nr is None:
             continue
         for bit in _SET_ID:  # (two rules: either bit refuses the call)
             one = (_arg_cmp() * 1)(_arg_cmp()(arg, _CMP_MASKED_EQ, bit, bit))
             if lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPERM, nr, 1, one) != 0:
                 return False
+    socket_in = ((0, _JEQ, _AF_NETLINK), (2, _JEQ, _NETLINK_AUDIT))
+    if arch in _MULTIPLEXED:
+        own.append((arch, _X86_SOCKET, socket_in, errno.EPROTONOSUPPORT))
     if not audit:
         return True
     arg_cmp = _arg_cmp()
     cmp = (arg_cmp * 2)(
         arg_cmp(0, _CMP_MASKED_EQ, _LOW32, _AF_NETLINK), arg_cmp(2, _CMP_MASKED_EQ, _LOW32, _NETLINK_AUDIT)
     )
-    nr = lib.seccomp_syscall_resolve_name(b"socket")
-    return bool(nr >= 0 and lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, cmp) == 0)
+    nr = _number(lib, arch, "socket", own, socket_in, errno.EPROTONOSUPPORT)
+    return bool(
+        nr is not None and lib.seccomp_rule_add_array(ctx, _ERRNO | errno.EPROTONOSUPPORT, nr, 2, cmp) == 0
+    )

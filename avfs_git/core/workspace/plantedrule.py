@@ -191,8 +191,8 @@ def of_view(view: Any) -> Reader:
 
     def read(path: str, limit: int) -> bytes | None:
         node = view.lookup(path)
-        if node is None or node.is_dir or node.is_link:
-            return None
+        if node is None or node.is_dir or node.is_link or view.size(node) > limit:
+            return None  # (its size first: a 10 GB file moved to a config is not read)
         data: bytes = view.read_node(node)
         return data if len(data) <= limit else None
 
@@ -212,7 +212,10 @@ def refuse(
     ``details`` name the ``git_dir`` and what was ``found``).
 
     ``p``: of ``kind``, a file's ``data``, ``src`` the node a move or copy takes there.
-    Returns ``data`` (a stream read whole where its bytes had to be looked at)."""
+    Returns ``data``: a stream whose bytes had to be looked at gives the same bytes again
+    (:func:`_head`: at most ``MAX_CONFIG + 1`` of it read here; a ``config`` past that in
+    a repository is refused, as one git could not be asked about, and a hook is refused
+    whatever its size: only ``config`` and ``config.worktree`` are read)."""
     d = git_dir_of(p)
     if d is None:
         return data
@@ -228,11 +231,13 @@ def refuse(
         return data  # (most writes of these names: no repository there, no bytes read)
     raw: bytes | None = None
     if kind == FILE and src is not None:
-        raw = view.read_node(src)
+        raw = view.read_node(src) if view.size(src) <= MAX_CONFIG else None
     elif kind == FILE and data is not None:
-        raw = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data.read()
-        data = raw
-    pending[p] = (kind, raw)
+        if isinstance(data, bytes | bytearray | memoryview):
+            raw = bytes(data)
+        else:
+            raw, data = _head(data)
+    pending[p] = (kind, raw if raw is None or len(raw) <= MAX_CONFIG else None)
     found = why(with_pending(base, pending), d)
     if found is not None:
         raise InvalidPathError(
@@ -243,6 +248,52 @@ def refuse(
             details={"path": p, "git_dir": d, "found": found},
         )
     return data
+
+
+class _Again:
+    """A stream's bytes again (what :func:`refuse` hands on): those read to look at, then
+    the rest of the stream."""
+
+    __slots__ = ("head", "rest")
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(n)
+        if n is None or n < 0:
+            out, self.head = self.head + self.rest.read(), b""
+        else:
+            out, self.head = self.head[:n], self.head[n:]
+        return out
+
+
+def _head(data: IO[bytes]) -> tuple[bytes, bytes | IO[bytes]]:
+    """The first ``MAX_CONFIG + 1`` bytes of stream ``data`` (enough to know a config is
+    past the bound; a writer of stdin, a pipe, had every byte read into memory before,
+    the review of the thirty-fourth round, review35) and what to write from: ``data``
+    itself, put back where it was, where it can seek (a local file: its size still known
+    to the quota's check); its bytes, where that was all of it; else a stream giving
+    those bytes first, then the rest (:class:`_Again`)."""
+    try:
+        at = data.tell() if data.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        at = None
+    parts: list[bytes] = []
+    got = 0
+    while got <= MAX_CONFIG and (chunk := data.read(MAX_CONFIG + 1 - got)):
+        parts.append(chunk)  # (a raw stream's read may give less than asked: not its end)
+        got += len(chunk)
+    head = b"".join(parts)
+    if at is not None:
+        data.seek(at)
+        return head, data
+    if got <= MAX_CONFIG:
+        return head, head
+    from typing import cast
+
+    return head, cast("IO[bytes]", _Again(head, data))
 
 
 def dirs_of(paths: Iterable[str]) -> set[str]:
