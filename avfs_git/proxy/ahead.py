@@ -159,13 +159,14 @@ class Blocked:
 
     def _spawn(self, argv: list[str], fds: tuple[int, ...], passed: tuple[int, ...]) -> None:
         """bubblewrap started with ``passed``; ``fds``, bubblewrap's alone, closed here."""
-        from . import confine
+        from . import confine, keeper
         from .reaping import reaper_if_wanted
         from .runner import _spawn
 
         reaper_if_wanted()  # (a CLI call's own process: proxy/reaping.py)
         try:
-            self.proc = _spawn(argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, passed)
+            env = keeper.bwrap_env(dict(confine.BWRAP_ENV))  # (marked: proxy/keeper.py)
+            self.proc = _spawn(argv, "/", env, subprocess.DEVNULL, None, passed)
         except OSError:
             log.debug("a first call's sandbox, ahead", exc_info=True)
         finally:
