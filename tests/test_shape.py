@@ -41,6 +41,8 @@ PROCESS_STATE = {
     "ops/warmstart.py:_STARTING": "one zygote started at a time in a process; made anew in a forked child (a thread of the parent may have held it)",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
     "proxy/sealpack.py:_tidied": "the lstat of the sandbox's top directory (and the vault's) when avfs last tidied it, per process: a mount's daemon serves the fork's execs one at a time (the exec lock), and another process only tidies once more",
+    "proxy/keeper.py:_kept": "the keeper of this process's sandboxes ends them once the process has ended: one per process (a forked child's own)",
+    "proxy/keeper.py:_lock": "one start of the process's keeper at a time (made anew in a forked child: a thread of the parent may have held it)",
     "proxy/reaping.py:_WANTED": "whether this process is a CLI call's own, to make itself the reaper of its sandboxes once it runs one: the process's",
     "proxy/seccomp.py:_made": "the sandbox's seccomp filter: a pure function of the machine and avfs's rules, the same for every sandbox of the process (kept in the home too)",
     "proxy/sysview.py:_last": "the view of the host's /etc every sandbox shows, checked against every directory's stamp before each use: the machine's, the same in every thread",

@@ -159,13 +159,14 @@ class Blocked:
 
     def _spawn(self, argv: list[str], fds: tuple[int, ...], passed: tuple[int, ...]) -> None:
         """bubblewrap started with ``passed``; ``fds``, bubblewrap's alone, closed here."""
-        from . import confine
+        from . import confine, keeper
         from .reaping import reaper_if_wanted
         from .runner import _spawn
 
         reaper_if_wanted()  # (a CLI call's own process: proxy/reaping.py)
         try:
-            self.proc = _spawn(argv, "/", dict(confine.BWRAP_ENV), subprocess.DEVNULL, None, passed)
+            env = keeper.bwrap_env(dict(confine.BWRAP_ENV))  # (marked: proxy/keeper.py)
+            self.proc = _spawn(argv, "/", env, subprocess.DEVNULL, None, passed)
         except OSError:
             log.debug("a first call's sandbox, ahead", exc_info=True)
         finally:
@@ -240,8 +241,11 @@ def _gate(guarded: bool) -> tuple[int, int]:
     run). Where there is no such program, bubblewrap's ``--block-fd`` waits, and goes on
     at the end of the file too (it would run the command): there the sandbox's end is the
     pipe opened anew for reading and writing, a writer of its own pipe, so that the pipe
-    never ends and the sandbox waits until its parent's death kills it. (OSError where
-    the pipe cannot be opened so: nothing is set up ahead.)"""
+    never ends. The sandbox's first process waits there armed to die with no one
+    (bubblewrap arms the init only after its fork, past the gate): a call killed
+    meanwhile left it waiting for good, parent 1 (flaky4); the call's keeper ends it
+    (:mod:`.keeper`). (OSError where the pipe cannot be opened so: nothing is set up
+    ahead.)"""
     r, w = os.pipe()
     if guarded:
         return r, w

@@ -428,7 +428,7 @@ def _start(
     if standby is not None:
         return standby.proc, standby.status_r, standby
     if sandbox is not None:
-        from . import confine
+        from . import confine, keeper
         from .reaping import reaper_if_wanted
 
         reaper_if_wanted()  # (a CLI call's own process: proxy/reaping.py)
@@ -439,7 +439,7 @@ def _start(
         outer, life = confine.outer_fd(status_r), confine.life_fd()
         argv = confine.argv(sandbox, argv, env_from=env_r, outer_fd=outer, seccomp_from=sc, life_fd=life)
         argv[1:1] = ["--json-status-fd", str(status_w)]
-        env = dict(confine.BWRAP_ENV)
+        env = keeper.bwrap_env(dict(confine.BWRAP_ENV))  # (marked: proxy/keeper.py)
         cwd = "/"
     try:
         try:

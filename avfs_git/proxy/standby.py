@@ -304,7 +304,7 @@ class Standbys:
     def _make(self, sb: Sandbox, table: int = -1) -> None:
         """Set up a sandbox like ``sb``; ``table``: the open mount table it keeps (closed
         here when none is made)."""
-        from . import confine
+        from . import confine, keeper
 
         key = _key(sb)
         go_r, go_w = os.pipe()
@@ -323,7 +323,9 @@ class Standbys:
             proc = subprocess.Popen(
                 args,
                 cwd="/",
-                env=dict(confine.BWRAP_ENV),  # nothing of the caller's: the waiter sets the command's own
+                # nothing of the caller's (the waiter sets the command's own); marked as its
+                # daemon's (proxy/keeper.py)
+                env=keeper.bwrap_env(dict(confine.BWRAP_ENV)),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
