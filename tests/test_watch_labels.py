@@ -127,7 +127,9 @@ def test_a_carried_back_move_read_before_the_exec_s_record_is_the_exec_s(mounted
             nonlocal docs
             docs += w.docs(1, timeout=0.5)
             evs = [d["event"] for d in docs if d["kind"] == "watch_event"]
-            return any(e.get("new") == want and e["kind"] == "ref_moved" for e in evs)
+            return any(e.get("new") == want and e["kind"] == "ref_moved" for e in evs) and any(
+                e["kind"] == "exec" for e in evs
+            )
 
         _until(came)
     finally:
@@ -148,7 +150,13 @@ def test_a_carried_back_move_read_before_the_exec_s_record_is_the_exec_s(mounted
 
 
 def _labels(evs: Any) -> list[tuple[Any, ...]]:
-    return [(e.kind, e.fork, e.old, e.new, e.source, e.exec_id, e.op, e.path) for e in evs]
+    """The vault's events and ref moves with their labels, in order, and which source wrote
+    each path (a path's run of writes read in two batches may come as two events: the
+    journal's own batch, not a label)."""
+    evs = list(evs)
+    moves = [(e.kind, e.fork, e.old, e.new, e.source, e.exec_id, e.op) for e in evs if e.path is None]
+    paths = sorted({(e.fork, e.path, e.source, e.exec_id) for e in evs if e.path is not None})
+    return [*moves, *paths]
 
 
 def test_a_batch_boundary_never_changes_a_label(mounted: tuple[Any, str]) -> None:
@@ -176,13 +184,62 @@ def test_a_batch_boundary_never_changes_a_label(mounted: tuple[Any, str]) -> Non
     want = _labels(whole.events)
     moved = [w for w in want if w[0] == "ref_moved"]
     assert sorted({m[4] for m in moved}) == ["api", "exec"], moved  # (none git's)
-    for limit in range(1, len(want) + 2):
+    vault_events = sum(e.path is None for e in whole.events)
+    for limit in range(1, len(whole.events) + 2):
         got: list[Any] = []
         cursor = c0
         end = time.time() + 30
-        while len(got) < len(want) and time.time() < end:
+        while time.time() < end:  # (a move waits for its operation on main, then comes)
             ch = changes_since(vault, None, cursor, limit=limit)
-            assert len(ch.events) <= max(limit, 2), (limit, ch.events)
+            # (more only where the batch begins with an operation: its lines come with it)
+            assert len(ch.events) <= limit or ch.events[0].op is not None, (limit, ch.events)
             got += ch.events
             cursor = ch.cursor
+            if not ch.more and sum(e.path is None for e in got) >= vault_events:
+                break
         assert _labels(got) == want, (limit, _labels(got), want)
+
+
+def test_git_in_the_mount_passes_no_move_of_its_own_for_an_exec_s(mounted: tuple[Any, str]) -> None:
+    """The attacker's side: after a real confined `proxy exec` whose command's commit avfs
+    carried back (A to B), git in the mount, which nothing confines, moves the branch back
+    to A and then A to B again with the carry-back's own message. Replayed from before the
+    call (`avfs watch --since --once`), the carried move is the exec's and the second A to B
+    is `git`'s (a running `avfs watch --since`). On main both were `exec`: the audit record
+    named a move by its ids."""
+    vault, mp = mounted
+    c0 = changes_since(vault, "main", None).cursor
+    proc = _exec(mp)
+    _until(lambda: os.path.exists(os.path.join(mp, "ready")) or proc.poll() is not None)
+    with open(os.path.join(mp, "go"), "w"):
+        pass
+    out, _ = proc.communicate(timeout=120)
+    moved = json.loads(out)["branch_moved"]
+    a, b = moved["from"], moved["to"]
+    tip = vault.workspace("main").tip()
+    for args in ([a, tip], [b, a]):
+        message = CARRIED.strip() if args[0] == b else "back"
+        subprocess.run(["git", "update-ref", "-m", message, "refs/heads/main", *args], cwd=mp, check=True)
+    w = _Watch("v:main", "--since", c0)  # (a line saying `avfs...` dated now waits for an operation)
+    docs: list[dict[str, Any]] = []
+    try:
+
+        def both() -> bool:
+            nonlocal docs
+            docs += w.docs(1, timeout=0.5)
+            return (
+                sum((d["event"].get("old"), d["event"].get("new")) == (a, b) for d in docs if "event" in d)
+                >= 2
+            )
+
+        _until(both)
+    finally:
+        w.stop()
+    evs = [d["event"] for d in docs if d["kind"] == "watch_event"]
+    exec_ids = {e["exec_id"] for e in evs if e["kind"] == "exec"}
+    again = [
+        (e["source"], e.get("exec_id"))
+        for e in evs
+        if e["kind"] == "ref_moved" and (e.get("old"), e.get("new")) == (a, b)
+    ]
+    assert again == [("exec", *exec_ids), ("git", None)], (again, evs)

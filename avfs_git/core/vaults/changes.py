@@ -513,7 +513,16 @@ class _Reader:
         conn = _overlay_db(state)
         carried = reflogevents.carried(conn, fork, after, self._exec_moves)
         items, stop = reflogevents.items(
-            fork, path, after, end.reflog, self._op_moves, self._exec_moves, OP_WAIT_S, carried, self._pairs
+            fork,
+            path,
+            after,
+            end.reflog,
+            self._op_moves,
+            self._exec_moves,
+            OP_WAIT_S,
+            carried,
+            self._pairs,
+            self._end.audit,
         )
         self.items += items
         if stop is not None:

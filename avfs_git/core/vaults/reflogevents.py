@@ -55,8 +55,9 @@ def items(
     op_moves: dict[MoveKey, list[tuple[float, str, int]]],
     exec_moves: dict[MoveKey, tuple[int, int]],
     wait_s: float,
-    carried: list[CarriedMove],
+    carried: tuple[list[CarriedMove], set[int]],
     pairs: list[tuple[Mark, Mark]],
+    audit_end: int,
 ) -> tuple[list[tuple[float, int, dict[str, Any], tuple[str, str, int]]], int | None]:
     """The stream's items of the reflog at ``path`` from byte ``after`` to ``size``, and
     where to stop (a line being written, or one waiting for its operation or its exec's
@@ -64,10 +65,14 @@ def items(
     first line naming it); ``exec_moves``: the audit records' (their start and end
     offsets), of calls whose span kept no move (``carried``: the fork's calls' moves
     carried back, :mod:`..workspace.execspans`). Each line an operation or audit record
-    read names is added to ``pairs`` (the record's mark, the line's): a batch keeps both."""
+    read names is added to ``pairs`` (the record's mark, the line's): a batch keeps both.
+    ``carried``: :func:`carried`'s (the moves, the calls' processes that had ended);
+    ``audit_end``: where this read's audit log ends (a line its call's record names comes
+    in the read that has the record, which names the call's commit too)."""
     out: list[tuple[float, int, dict[str, Any], tuple[str, str, int]]] = []
     if size <= after:
         return out, None
+    moves, dead = carried
     with open(path, "rb") as fh:
         ino = os.fstat(fh.fileno()).st_ino
         fh.seek(after)
@@ -84,12 +89,14 @@ def items(
         old, new, t, message = entry
         zero = "0" * len(old)
         key = (fork, None if old == zero else old, None if new == zero else new)
-        mine = next((m for m in carried if m.at == start and m.ino == ino and _key(fork, m) == key), None)
+        mine = next((m for m in moves if m.at == start and m.ino == ino and _key(fork, m) == key), None)
         ops, by_exec = op_moves.get(key), exec_moves.get(key)
         source, exec_id = "git", None
         if mine is not None:  # a proxy exec's carried-back move, by where avfs wrote its line
-            if mine.exec_id is None and _alive(mine.pid) and now - t < EXEC_WAIT_S:
+            if mine.exec_id is None and mine.pid not in dead and now - t < EXEC_WAIT_S:
                 return out, start  # its audit record is being written
+            if mine.exec_id is not None and _record_at(mine.exec_id) >= audit_end:
+                return out, start  # named by a record this read's audit log ends before: with it
             source, exec_id = "exec", mine.exec_id
             exec_moves.pop(key, None)
         elif ops:
@@ -98,8 +105,13 @@ def items(
         elif by_exec is not None:
             source, exec_id = "exec", f"audit:{by_exec[0]}"
             pairs.append((("audit", exec_moves.pop(key)[1]), ("r", fork, off)))
-        elif any(m.at is None and m.ino in (0, ino) and start >= m.start and _alive(m.pid) for m in carried):
-            return out, start  # a proxy exec is moving the branch: its line may be this one
+        elif any(
+            m.at is None and m.open and m.ino in (0, ino) and start >= m.start and m.pid not in dead
+            for m in moves
+        ):
+            # a proxy exec is moving the branch: its line may be this one (until the call
+            # notes where it is, or, where it could not, closes its span)
+            return out, start
         elif message.startswith("avfs") and 0 <= now - t < wait_s:
             return out, start  # its operation may not be recorded yet
         last = max(last, min(t, now))
@@ -120,21 +132,35 @@ def items(
 
 def carried(
     conn: sqlite3.Connection | None, fork: str, after: int, exec_moves: dict[MoveKey, tuple[int, int]]
-) -> list[CarriedMove]:
+) -> tuple[list[CarriedMove], set[int]]:
     """The fork's proxy execs' carried-back moves whose line is at or after ``after`` (or
-    under way), from its ``overlay.db`` (``conn``, closed here); an audit record of
-    ``exec_moves`` whose call's span kept its move is taken out (the span says which line)."""
+    under way), from its ``overlay.db`` (``conn``, closed here), and which of their calls'
+    processes had ended before they were read (a call names its record, then ends: read
+    before, its record was not named yet); an audit record of ``exec_moves`` whose call's
+    span kept its move is taken out (the span says which line)."""
     if conn is None:
-        return []
+        return [], set()
     try:
         mine = {k: v for k, v in exec_moves.items() if k[0] == fork}
         kept = execspans.carried_ids(conn, [f"audit:{v[0]}" for v in mine.values()])
         for k, v in mine.items():
             if f"audit:{v[0]}" in kept:
                 del exec_moves[k]
-        return execspans.carried_moves(conn, after)
+        moves = execspans.carried_moves(conn, after)
+        waiting = {m.pid for m in moves if m.exec_id is None}
+        if not waiting:
+            return moves, set()
+        dead = {pid for pid in waiting if not _alive(pid)}
+        return (execspans.carried_moves(conn, after) if dead else moves), dead
     finally:
         conn.close()
+
+
+def _record_at(exec_id: str) -> int:
+    try:
+        return int(exec_id.removeprefix("audit:"))
+    except ValueError:
+        return -1
 
 
 def _key(fork: str, m: CarriedMove) -> MoveKey:

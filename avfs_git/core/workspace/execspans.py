@@ -139,7 +139,8 @@ def spans(db: sqlite3.Connection, overlay_after: int, upper_after: int) -> list[
 class CarriedMove:
     """A span's carried-back move: ``at`` None while it is under way (its line, if any, at
     or after ``start`` in the reflog of inode ``ino``); ``exec_id`` None until the call's
-    audit record is written; ``pid`` the call's process."""
+    audit record is written; ``pid`` the call's process; ``open``: its span is (the call
+    has not recorded what its command changed)."""
 
     ino: int
     start: int
@@ -148,6 +149,7 @@ class CarriedMove:
     new: str | None
     pid: int
     exec_id: str | None
+    open: bool
 
 
 def moving(db: sqlite3.Connection, row: int, ino: int, start: int, old: str | None, new: str) -> None:
@@ -173,13 +175,18 @@ def carried_moves(db: sqlite3.Connection, after: int) -> list[CarriedMove]:
     ([]: a database from before they were kept)."""
     try:
         rows = db.execute(
-            "SELECT m.ino, m.start, m.at, m.old, m.new, e.pid, e.exec_id FROM execmoves m"
+            "SELECT m.ino, m.start, m.at, m.old, m.new, e.pid, e.exec_id, e.oseq_to IS NULL FROM execmoves m"
             " JOIN execs e ON e.id = m.span WHERE m.at IS NULL OR m.at >= ? ORDER BY m.span",
             (after,),
         ).fetchall()
     except sqlite3.OperationalError:
         return []
-    return [CarriedMove(*r) for r in rows]
+    return [
+        CarriedMove(
+            ino=r[0], start=r[1], at=r[2], old=r[3], new=r[4], pid=r[5], exec_id=r[6], open=bool(r[7])
+        )
+        for r in rows
+    ]
 
 
 def carried_ids(db: sqlite3.Connection, exec_ids: list[str]) -> set[str]:
