@@ -102,3 +102,63 @@ def name_span(ws: Any, row: int | None, exec_id: str) -> None:
             execspans.named(db, row, exec_id)
     except Exception as exc:
         _warn("name", exc)
+
+
+class Carrying:
+    """The span's note of the fork's branch moved by the call's carry-back
+    (:func:`.seal.carry_back`): :meth:`moving` right before the move (the change stream
+    then holds the reflog's lines from there back until the call's record is written),
+    :meth:`done` after it (where the move's line is, if it was made)."""
+
+    def __init__(self, ws: Any, row: int, reflog: str) -> None:
+        self.ws, self.row, self.reflog = ws, row, reflog
+        self.start = 0
+        self.move: tuple[str, str, str] | None = None  # (old, new, message) once noted
+
+    def moving(self, old: str | None, new: str, message: str) -> None:
+        from ..core.store import refs
+        from ..core.workspace import execspans
+
+        try:
+            st = os.stat(self.reflog)
+            ino, self.start = st.st_ino, st.st_size
+        except FileNotFoundError:
+            ino, self.start = 0, 0
+        try:
+            with self.ws.overlay.txn() as db:
+                execspans.moving(db, self.row, ino, self.start, old, new)
+            self.move = (old or refs.ZERO_ID, new, message)
+        except Exception as exc:
+            _warn("note the carried move in", exc)
+
+    def done(self) -> None:
+        if self.move is None:
+            return
+        from ..core.workspace import execspans
+
+        try:
+            ino, at = self._line(self.move)
+        except OSError:
+            ino, at = None, None
+        try:
+            with self.ws.overlay.txn() as db:
+                execspans.moved(db, self.row, ino, at)
+        except Exception as exc:
+            _warn("note the carried move in", exc)
+
+    def _line(self, move: tuple[str, str, str]) -> tuple[int | None, int | None]:
+        """(the reflog's inode, the offset of the move's line: the first from where the
+        reflog ended before it naming this move with avfs's message); (None, None): none."""
+        from ..core.store import refs
+
+        with open(self.reflog, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            start = self.start if self.start <= st.st_size else 0
+            fh.seek(start)
+            off = start
+            for line in fh:
+                at, off = off, off + len(line)
+                entry = refs.reflog_entry(line.decode("utf-8", "replace").rstrip("\n"), len(refs.ZERO_ID))
+                if entry is not None and line.endswith(b"\n") and (entry[0], entry[1], entry[3]) == move:
+                    return st.st_ino, at
+        return None, None

@@ -224,7 +224,9 @@ def _stages(
     # what it refused and removed is in the envelope even when the record stage then fails
     try:
         network = ran.confinement.network  # (a remote-tracking ref moves only by a fetch)
-        done.carried = carried = recording.carry_back(vault, fork, placed.sealed, network)
+        done.carried = carried = recording.carry_back(
+            vault, fork, placed.sealed, network, plan.ws, before.span
+        )
         done.recorded = recording.record(vault, fork, plan, before, placed, ran, carried)
     except BaseException:
         # (the record's own scrub may not have come: what the command planted for the

@@ -223,16 +223,21 @@ def _caches_readable(vault: Vault, placed: Placed) -> None:
         writable_again(d)
 
 
-def carry_back(vault: Vault, fork: str, sealed: Any, network: str | None = None) -> CarriedBack:
+def carry_back(
+    vault: Vault, fork: str, sealed: Any, network: str | None = None, ws: Any = None, span: int | None = None
+) -> CarriedBack:
     """Right after the command exits (before its changes are read): carry the fork's branch
     and the remote-tracking refs a fetch moved out of the sandbox's scratch refs
     (:func:`.seal.carry_back`; every other ref change is returned, refused), and drop from
     the mount's index the gitlinks the command added (returned, for ``not_recorded``).
-    ``network``: the sandbox's (none | host | filtered)."""
+    ``network``: the sandbox's (none | host | filtered). ``span``: the call's span in
+    ``ws``'s journals, which notes the branch's move before it is made (:class:`.execspan.Carrying`)."""
     if sealed is None:
         return (), (), ()
+    from ..core.store import refs
     from ..core.store.deeptree import writable_again
     from . import seal
+    from .execspan import Carrying
     from .gitlinks import drop_gitlinks
 
     # what the command could write, its directories writable by their owner again before
@@ -241,8 +246,15 @@ def carry_back(vault: Vault, fork: str, sealed: Any, network: str | None = None)
     for top in (sealed.git_dir, sealed.dir):
         if top is not None:
             writable_again(top)
+    note = None
+    if span is not None and ws is not None:
+        note = Carrying(ws, span, refs.reflog_path(vault.path, refs.fork_ref(fork)))
     try:
-        done = seal.carry_back(vault, sealed, network)
+        try:
+            done = seal.carry_back(vault, sealed, network, note.moving if note is not None else None)
+        finally:
+            if note is not None:
+                note.done()  # (where the move's line is: found even when the carry-back then failed)
         refused = tuple(RefRefused(**r) for r in done.refused)
         fetched = tuple(RefFetched(**r) for r in done.fetched)
     finally:

@@ -350,9 +350,8 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
             p = f"{dirpath}/{fn}"
             rel = below(p, root)
             # (the key sync gave the same file before the run)
-            data = (
-                _read_small(p) if sealed.cache is None else sealed.cache.read(SCRATCH + rel, p, _read_small)
-            )
+            cache = sealed.cache
+            data = _read_small(p) if cache is None else cache.read(SCRATCH + rel, p, _read_small)
             out[refs.REFS + rel] = b"" if data is None else data
     if sealed.cache is not None:
         sealed.cache.save((SCRATCH,))
@@ -362,18 +361,17 @@ def _scratch_refs(sealed: Sealed) -> dict[str, bytes]:
 def _show(value: bytes | None) -> str | None:
     if value is None:
         return None
-    text = value[:200].decode("utf-8", "replace").strip()
-    return text
+    return value[:200].decode("utf-8", "replace").strip()
 
 
-def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carried:
+def carry_back(vault: Vault, sealed: Sealed, network: str | None = None, moving: Any = None) -> Carried:
     """After the command: move the fork's branch as the command moved it in the scratch
     (validated, by compare-and-swap from its value before the run), report every other ref
     change without applying it, and empty the quarantine. git's state the person's git
     would run programs from is taken out whatever became of the refs (found in the
     thirteenth round, NAME=attack4: a step that raised left it there). ``network``: the
     sandbox's (none | host | filtered): a remote-tracking ref is kept only from a run that
-    had one (:mod:`.sealremotes`)."""
+    had one (:mod:`.sealremotes`). ``moving(old, new, message)``: called right before the branch moves."""
     # the worktree's HEAD as it was, while objects are carried: git's `--all` counts every
     # worktree's HEAD as reached, and one the command detached at its new commit would make
     # that commit's objects look present already (:func:`_settle_head` then sets it)
@@ -381,7 +379,7 @@ def carry_back(vault: Vault, sealed: Sealed, network: str | None = None) -> Carr
     refused: list[dict[str, Any]] = []
     fetched: list[dict[str, Any]] = []
     try:
-        moved = _carry_refs(vault, sealed, refused, fetched, network)
+        moved = _carry_refs(vault, sealed, refused, fetched, network, moving)
     finally:
         if sealed.git_dir is not None:
             # a rebase, cherry-pick, am the command left unfinished, submodule git dirs it
@@ -465,6 +463,7 @@ def _carry_refs(
     refused: list[dict[str, Any]],
     fetched: list[dict[str, Any]],
     network: str | None,
+    moving: Any = None,
 ) -> tuple[str | None, str] | None:
     """:func:`carry_back`'s refs: the fork's branch moved (old, new) or None; what was not
     applied appended to ``refused``, the remote-tracking refs kept to ``fetched``."""
@@ -520,6 +519,8 @@ def _carry_refs(
             if why is None:
                 try:
                     message = f"avfs proxy exec: {sealed.fork} moved by the command's git"
+                    if moving is not None:
+                        moving(sealed.before, value, message)
                     refs.cas_update(vault.store, fork_ref, value, sealed.before, message)
                     moved = (sealed.before, value)
                     if sealed.git_dir is not None:

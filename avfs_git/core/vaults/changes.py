@@ -233,10 +233,11 @@ class _Reader:
         self.items: list[tuple[float, int, dict[str, Any], tuple[str, str, int] | tuple[str, int]]] = []
         self._daemons: dict[str, list[tuple[int, float, float | None]]] = {}
         self.cut: float | None = None
-        # (fork, old, new) of a move the op log names -> its operations' (time, source);
-        # of a move an exec's audit record names (its carry-back) -> the record's offset
-        self._op_moves: dict[tuple[str, str | None, str | None], list[tuple[float, str]]] = {}
-        self._exec_moves: dict[tuple[str, str | None, str | None], int] = {}
+        # (fork, old, new) of a move the op log names -> its operations' (time, source, id);
+        # of a move an exec's audit record names (its carry-back) -> the record's offsets
+        self._op_moves: dict[reflogevents.MoveKey, list[tuple[float, str, int]]] = {}
+        self._exec_moves: dict[reflogevents.MoveKey, tuple[int, int]] = {}
+        self._pairs: list[tuple[reflogevents.Mark, reflogevents.Mark]] = []  # (record, its line)
 
     def _cut(self, t: float) -> None:
         self.cut = t if self.cut is None else min(self.cut, t)
@@ -269,11 +270,12 @@ class _Reader:
                 and fields.get("new") in by_commit
             ):
                 fields["exec_id"] = by_commit[fields["new"]]
-        items = self.items
+        items = [it for it in self.items if it[3][0] != "op" or int(it[3][1]) <= self._end.op]
         if self.cut is not None:  # a journal had more than one batch: up to its last row read
             items = [it for it in items if it[0] <= self.cut]
-        more = self.cut is not None or len(items) > self.limit
-        items = items[: self.limit]
+        n = reflogevents.batch_end(items, self.limit, self._pairs)
+        more = self.cut is not None or len(items) > n
+        items = items[:n]
         pos = self.pos.copy()
         events: list[ChangeEvent] = []
         for t, _, fields, mark in items:
@@ -327,7 +329,7 @@ class _Reader:
                 if name.startswith(refs.HEADS) and str(kind) not in RECORDED_ONLY:
                     key = (name[len(refs.HEADS) :], r.get("old"), r.get("new"))
                     src = "exec" if fields["source"] == "exec" and name == refs.fork_ref(fork) else "api"
-                    self._op_moves.setdefault(key, []).append((float(ts), src))
+                    self._op_moves.setdefault(key, []).append((float(ts), src, int(op_id)))
             self.items.append((float(ts), 0, fields, ("op", int(op_id))))
 
     def _by_exec(self, commit: str) -> bool:
@@ -361,7 +363,7 @@ class _Reader:
                 continue
             moved = rec.get("branch_moved")
             if isinstance(moved, dict):  # the command's git moved the branch: avfs's line says so
-                self._exec_moves[(str(fork), moved.get("from"), moved.get("to"))] = start
+                self._exec_moves[(str(fork), moved.get("from"), moved.get("to"))] = (start, off)
             fields = {
                 "kind": "exec",
                 "fork": fork,
@@ -410,7 +412,7 @@ class _Reader:
         spans = self._spans(state, have.oseq, have.useq)
         self._journal(fork, state, have.oseq, o_last, spans)
         self._upper(fork, log, have.useq, u_last, spans)
-        self._reflog(fork, reflog, have.reflog)
+        self._reflog(fork, state, reflog, have.reflog)
 
     def _made_after_cursor(self, fork: str) -> bool:
         rows = self.vault.oplog.db.execute(
@@ -504,14 +506,32 @@ class _Reader:
                 fields.update(source="exec", exec_id=span.exec_id)
             self.items.append((ts, 2, fields, mark))
 
-    def _reflog(self, fork: str, path: str, after: int) -> None:
+    def _reflog(self, fork: str, state: str, path: str, after: int) -> None:
         end = self._end.forks[fork]
+        if end.reflog <= after:
+            return
+        conn = _overlay_db(state)
+        carried = reflogevents.carried(conn, fork, after, self._exec_moves)
         items, stop = reflogevents.items(
-            fork, path, after, end.reflog, self._op_moves, self._exec_moves, OP_WAIT_S
+            fork,
+            path,
+            after,
+            end.reflog,
+            self._op_moves,
+            self._exec_moves,
+            OP_WAIT_S,
+            carried,
+            self._pairs,
+            self._end.audit,
         )
         self.items += items
         if stop is not None:
             end.reflog = stop
+            # an operation whose line is past the one held back waits with it (emitted now,
+            # its line would come later with no operation to name it)
+            left = [op for key, moves in self._op_moves.items() if key[0] == fork for _, _, op in moves]
+            if left:
+                self._end.op = min(self._end.op, min(left) - 1)
 
     def _coalesce(self, fork: str, tag: str) -> None:
         """A run of one kind at one path, journaled within a write's few calls (a FUSE
