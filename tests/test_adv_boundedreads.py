@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import io
 import os
 import struct
 import threading
@@ -165,3 +166,61 @@ def test_the_kept_booleans_are_the_bytes_checked(tmp_path: Path) -> None:
         os.close(fd)
     assert kept == {"core.sparseCheckout": True, "core.fsmonitor": False, "core.fileMode": False}
     assert opened == 1, f"config.worktree opened {opened} times (main: 5, the check's and git's four)"
+
+
+GOOD = b"[core]\n\tbare = false\n" + b"#" * 64 + b"\n"
+BAD = b"[core]\n\tfsmonitor = touch /tmp/avfs-review37-planted\n"
+BAD = BAD + b"#" * (len(GOOD) - len(BAD) - 1) + b"\n"
+
+
+class _Rewritten(io.FileIO):
+    """A real file another writer rewrites in place once it has been read (here, as the
+    check seeks back): a file of a mount a running command writes, given to ``avfs write
+    --from``."""
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        fd = os.open(self.name, os.O_WRONLY)
+        try:
+            os.pwrite(fd, BAD, 0)
+        finally:
+            os.close(fd)
+        return super().seek(pos, whence)
+
+
+def test_a_config_written_from_a_file_is_the_bytes_checked_not_the_file_read_again(
+    home: Any, vault: Any, tmp_path: Path
+) -> None:
+    """The review of the thirty-fifth round (review37): a stream that can seek was put back
+    and read again by the write, after the check of its first bytes: a file rewritten
+    between them planted the fsmonitor config the check never saw."""
+    ws = vault.workspace("main")
+    _repository(ws)
+    with pytest.raises(InvalidPathError):
+        ws.write("src/config", BAD)  # (the config is one the check refuses)
+    src = tmp_path / "cfg"
+    src.write_bytes(GOOD)
+    with _Rewritten(str(src), "r") as fh:
+        ws.write("src/config", fh)
+    assert ws.read("src/config") == GOOD
+
+
+def test_a_file_grown_after_its_size_was_read_is_read_no_further_than_the_bound(
+    home: Any, vault: Any
+) -> None:
+    """The review of the thirty-fifth round (review37): the check read its size, then the
+    whole file: one a mount's writer grows in between was read into memory whole. The
+    overlay's file grown under the entry (as a writer through a mount does), then read
+    with the bound: no more than the bound comes back, and the check refuses it."""
+    ws = vault.workspace("main")
+    ws.write("big", b"x" * 10)
+    view = ws.view
+    node = view.lookup("big")
+    assert node is not None and node.entry is not None
+    fd = view.source.open_file(node.entry.fileid)
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    os.close(fd)
+    with open(path, "ab") as fh:
+        fh.write(b"y" * (4 * plantedrule.MAX_CONFIG))
+    assert len(view.read_node(node, plantedrule.MAX_CONFIG + 1)) == plantedrule.MAX_CONFIG + 1
+    assert plantedrule.of_view(view).read("big", plantedrule.MAX_CONFIG) is None
+    assert len(view.read_node(node)) == 10 + 4 * plantedrule.MAX_CONFIG  # (unbounded: all of it)

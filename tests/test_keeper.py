@@ -84,7 +84,7 @@ def test_an_owner_killed_has_its_marked_processes_killed_and_its_forked_childs_k
     proc, got, child = _owner("wait", tmp_path)
     try:
         (mine, mark), (childs, child_mark) = got["parent"], got["child"]
-        assert mark == keeper.mark_of(proc.pid) and child_mark == keeper.mark_of(child) != mark
+        assert mark.startswith(f"{proc.pid}.") and child_mark.startswith(f"{child}.") and child_mark != mark
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert _until(lambda: _reap_gone(mine)), "the killed owner's marked process outlived it"

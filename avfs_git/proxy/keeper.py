@@ -15,7 +15,7 @@ avfs's, and the owner, the one process that knew them, is gone.
 
 So every ``bwrap`` avfs starts carries, in its environment (which its children inherit up
 to the command, whose own environment is set anew: ``--clearenv``), a mark naming the
-process that started it (``AVFS_SANDBOX_OWNER=<pid>.<start time>.``), and that process
+process that started it (``AVFS_SANDBOX_OWNER=<pid>.<start time>.<token>.``), and that process
 keeps one small keeper (``/bin/sh``, started once, in a session of its own, holding the
 read end of a pipe whose write end only the owner holds): at the end of that pipe (the
 owner has ended, however) it kills every process whose environment holds the owner's mark,
@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import os
 import threading
+
+from ..core.store import locks
 
 NAME = "AVFS_SANDBOX_OWNER"
 # the keeper: wait for the end of the owner's pipe on stdin, then kill every process whose
@@ -63,13 +65,13 @@ def bwrap_env(base: dict[str, str]) -> dict[str, str]:
 
 
 def mark_of(pid: int) -> str | None:
-    """The mark of process ``pid``'s sandboxes (None: it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            start = fh.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-    return f"{pid}.{start}."
+    """The mark of process ``pid``'s sandboxes (None: it is gone): its pid, its start time
+    and a token of its keeper's own. A process that ``exec``s keeps its pid and start
+    time but not its keeper's pipe (the old keeper then looks for its mark while the new
+    program may start sandboxes of its own): the token keeps those out of the old keeper's
+    looks (the review of the thirty-fifth round, review37)."""
+    ticks = locks.start_ticks(pid)
+    return None if ticks is None else f"{pid}.{ticks}.{os.urandom(6).hex()}."
 
 
 def _ensure() -> str | None:

@@ -193,7 +193,7 @@ def of_view(view: Any) -> Reader:
         node = view.lookup(path)
         if node is None or node.is_dir or node.is_link or view.size(node) > limit:
             return None  # (its size first: a 10 GB file moved to a config is not read)
-        data: bytes = view.read_node(node)
+        data: bytes = view.read_node(node, limit + 1)  # (a file a mount's writer grows: bounded)
         return data if len(data) <= limit else None
 
     def names(path: str) -> list[str]:
@@ -231,7 +231,7 @@ def refuse(
         return data  # (most writes of these names: no repository there, no bytes read)
     raw: bytes | None = None
     if kind == FILE and src is not None:
-        raw = view.read_node(src) if view.size(src) <= MAX_CONFIG else None
+        raw = view.read_node(src, MAX_CONFIG + 1) if view.size(src) <= MAX_CONFIG else None
     elif kind == FILE and data is not None:
         if isinstance(data, bytes | bytearray | memoryview):
             raw = bytes(data)
@@ -272,10 +272,10 @@ class _Again:
 def _head(data: IO[bytes]) -> tuple[bytes, bytes | IO[bytes]]:
     """The first ``MAX_CONFIG + 1`` bytes of stream ``data`` (enough to know a config is
     past the bound; a writer of stdin, a pipe, had every byte read into memory before,
-    the review of the thirty-fourth round, review35) and what to write from: ``data``
-    itself, put back where it was, where it can seek (a local file: its size still known
-    to the quota's check); its bytes, where that was all of it; else a stream giving
-    those bytes first, then the rest (:class:`_Again`)."""
+    the review of the thirty-fourth round, review35) and what to write from: its bytes,
+    where that was all of it (never the stream read again); else ``data`` itself, put back
+    where it was, where it can seek (a local file: its size still known to the quota's
+    check), or a stream giving those bytes first, then the rest (:class:`_Again`)."""
     try:
         at = data.tell() if data.seekable() else None
     except (AttributeError, OSError, ValueError):
@@ -286,11 +286,14 @@ def _head(data: IO[bytes]) -> tuple[bytes, bytes | IO[bytes]]:
         parts.append(chunk)  # (a raw stream's read may give less than asked: not its end)
         got += len(chunk)
     head = b"".join(parts)
-    if at is not None:
+    if got <= MAX_CONFIG:
+        # the bytes looked at, even from a file that can seek: read again, the file (one a
+        # running command writes) could give others than those checked (the review of the
+        # thirty-fifth round, review37: a config swapped for an fsmonitor one between them)
+        return head, head
+    if at is not None:  # (past the bound: never judged, refused as a config or a hook)
         data.seek(at)
         return head, data
-    if got <= MAX_CONFIG:
-        return head, head
     from typing import cast
 
     return head, cast("IO[bytes]", _Again(head, data))
