@@ -175,10 +175,14 @@ class HookServer:
                 if chunk and not c.got.endswith(b"\n") and len(c.got) < MAX_QUESTION:
                     return selectors.EVENT_READ
                 token = c.got.decode("utf-8", "replace").strip()
-                if self.on_ask is not None:
-                    self.on_ask()
-                self._persons()
-                c.out = frame(self.answerer.answer(token))  # the hook checks it got all of it
+                if token == personhooks.QUESTION:  # a gate's (personhooks.GATES): no git status
+                    self._persons()
+                    c.out = frame([token])
+                else:
+                    if self.on_ask is not None:
+                        self.on_ask()
+                    self._persons()
+                    c.out = frame(self.answerer.answer(token))  # the hook checks it got all of it
             sent = c.sock.send(c.out)
             c.out = c.out[sent:]
             if c.out:
@@ -193,7 +197,8 @@ class HookServer:
 
     def _persons(self) -> None:
         """The person's hooks directory pointed at again where git's config changed since
-        (mount/personhooks.py): git asks before it runs a commit's hooks."""
+        (mount/personhooks.py): git asks before it runs a commit's hooks, and a gate asks
+        (``personhooks.QUESTION``) where git's fsmonitor is off for the worktree."""
         try:
             personhooks.refresh(self.own)
         except Exception:

@@ -15,30 +15,61 @@ was not followed: the person's hooks did not run until the next mount (gitmodel2
 ``persons`` is pointed again (:func:`refresh`) where a config file git reads it from
 changed since :data:`PERSONS_FILE` was written: by the mount's daemon as git's fsmonitor
 hook asks (mount/hooksocket.py; git asks before it runs a commit's hooks), and the guards
-read that file, or look up again while it is older than a config file. A file a config
-includes is not watched."""
+read that file, or look up again while it is older than a config file.
+
+Since gitmodel25 the files a config includes (``[include]``, ``[includeIf]``: every
+``path`` whatever its condition, followed as git resolves them) are watched too: their
+names are in :data:`PERSONS_FILE` after its first four lines (``+PATH`` a file there at the
+lookup, ``-PATH`` one not, ``*`` an include not read here: look up every time), and a
+change of any, or one made or removed, is a change (before, a ``core.hooksPath`` set in an
+included file was missed until a remount). The value is looked up as git in the mount's
+worktree reads it (``GIT_DIR`` its git dir: ``includeIf "onbranch:FORK"`` and
+``gitdir:`` match there as in the mount), the worktree's own ``config.worktree`` (avfs's
+``core.hooksPath``) left out. And where nothing asks the daemon (the person's
+``core.fsmonitor false`` for the worktree), the hooks that start a command's chain
+(:data:`GATES`: ``pre-commit``, ``pre-merge-commit``, ``pre-push``) are small scripts that
+make the same test and, where the file is older than a change, ask the daemon to point
+the link again (:data:`QUESTION` over its socket) before they run the person's hook: the
+rest of the chain (``prepare-commit-msg``, ``commit-msg``, ``post-commit``) then follows
+the new link."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 
-from ..core.store.gitrun import git_config_files, git_env, run
+from ..core.store.gitrun import config_includes, git_config_files, git_env, run
 from .ownfiles import write_file
 
 PERSONS_LINK = "persons"  # in the mount's hooks directory: a link to the person's hooks directory
 # beside it: the directory it names, the vault and the mount point, a line each; its time
 # says when the link was last pointed
 PERSONS_FILE = ".persons"
+# what a gate (mount/hookscripts.py) sends the daemon's socket in place of git's token:
+# point the link again where it is out of date, answer nothing (mount/hooksocket.py)
+QUESTION = "avfs-persons"
+# the hooks that start a command's chain, scripts where every other name is a link: one
+# ``sh`` a commit, a merge's commit or a push (bench/hookchainab.py measures it)
+GATES = ("pre-commit", "pre-merge-commit", "pre-push")
+WATCHED_MAX = 32  # config files followed through includes (git: 10 levels deep)
 
 
-def persons_dir(vault_path: str, mountpoint: str) -> str:
+def persons_dir(vault_path: str, mountpoint: str, git_dir: str | None = None) -> str:
     """The hooks directory git would use in this mount without avfs's: ``core.hooksPath``
-    of the person's config (system, global, the vault's), else the vault's ``hooks/``."""
+    of the person's config (system, global, the vault's, and the files they include), else
+    the vault's ``hooks/``. Read as git in the mount's worktree reads it (``GIT_DIR``
+    ``git_dir``, else the vault), the worktree's own config (avfs's value) left out."""
     env = git_env()
-    env["GIT_DIR"] = vault_path
-    proc = run(["config", "--path", "--get", "core.hooksPath"], env=env, check=False)
-    got = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
+    env["GIT_DIR"] = git_dir if git_dir and os.path.isdir(git_dir) else vault_path
+    proc = run(
+        ["config", "-z", "--get-all", "--show-scope", "--path", "core.hooksPath"], env=env, check=False
+    )
+    got = ""
+    if proc.returncode == 0:
+        parts = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+        for scope, value in zip(parts[0::2], parts[1::2], strict=False):
+            if scope not in ("worktree", "command"):  # (git's order: the last wins)
+                got = value
     if not got:
         return os.path.join(vault_path, "hooks")
     chain = got if os.path.isabs(got) else os.path.join(mountpoint, got)  # git runs hooks there
@@ -49,6 +80,53 @@ def persons_dir(vault_path: str, mountpoint: str) -> str:
     if os.path.realpath(chain).startswith(own + os.sep):
         return os.path.join(vault_path, "hooks")
     return chain
+
+
+def watched(vault_path: str) -> list[str]:
+    """The config files the lookup read, as :data:`PERSONS_FILE` lists them: ``+PATH``
+    (there) or ``-PATH`` (not there) for the vault's config, git's global and system ones
+    and every file they include (:func:`.gitrun.config_includes`, a superset of what git
+    reads), and ``*`` where an include is not read here."""
+    todo = [os.path.join(vault_path, "config"), *git_config_files()]
+    out: list[str] = []
+    seen: set[str] = set()
+    while todo:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        if len(seen) >= WATCHED_MAX or "\n" in path:
+            out.append("*")
+            break
+        seen.add(path)
+        if not os.path.exists(path):
+            out.append("-" + path)
+            continue
+        out.append("+" + path)
+        more = config_includes(path)
+        if more is None:
+            out.append("*")
+            break
+        todo += more
+    return out
+
+
+def stale(at: int, lines: list[str]) -> bool:
+    """Whether a lookup made at ``at`` (ns) of :data:`PERSONS_FILE`'s ``lines`` (what
+    :func:`watched` listed) is out of date: a file listed there changed since (as new or
+    newer), is gone, or has come."""
+    for line in lines:
+        if line == "*":
+            return True
+        path = line[1:]
+        try:
+            st = os.stat(path)
+        except OSError:
+            if line[:1] == "+":
+                return True
+            continue
+        if line[:1] == "-" or st.st_mtime_ns >= at:
+            return True
+    return False
 
 
 def _replace_link(target: str, path: str) -> None:
@@ -62,7 +140,7 @@ def _replace_link(target: str, path: str) -> None:
         raise
 
 
-def point(hooks_dir: str, vault_path: str, mountpoint: str) -> str:
+def point(hooks_dir: str, vault_path: str, mountpoint: str, git_dir: str | None = None) -> str:
     """Point ``hooks_dir``'s :data:`PERSONS_LINK` at :func:`persons_dir` and write
     :data:`PERSONS_FILE` after it; the directory."""
     import time
@@ -70,9 +148,10 @@ def point(hooks_dir: str, vault_path: str, mountpoint: str) -> str:
     # (the file's time is the lookup's start: a config changed during the lookup is newer,
     # so looked up again; its own write's time hid it until the next change: the review)
     began = time.time_ns()
-    chain = persons_dir(vault_path, mountpoint)
+    files = watched(vault_path)  # (before the lookup: an include made during it is seen)
+    chain = persons_dir(vault_path, mountpoint, git_dir)
     _replace_link(chain, os.path.join(hooks_dir, PERSONS_LINK))
-    lines = [chain, vault_path, mountpoint]
+    lines = [chain, vault_path, mountpoint, git_dir or "", *files]
     if not any("\n" in ln for ln in lines):  # (else none: the guards look up at each run)
         text = "".join(ln + "\n" for ln in lines)
         write_file(hooks_dir, PERSONS_FILE, text.encode("utf-8", "surrogateescape"))
@@ -83,8 +162,9 @@ def point(hooks_dir: str, vault_path: str, mountpoint: str) -> str:
 
 def refresh(own: str) -> bool:
     """Point the link of the mount whose own directory is ``own`` again where a config
-    file git reads the person's hooks directory from is as new as :data:`PERSONS_FILE` or
-    newer (a few ``stat`` calls when none is). True where it was pointed again."""
+    file git reads the person's hooks directory from, or one it includes, changed since
+    :data:`PERSONS_FILE` was written (:func:`stale`: a few ``stat`` calls when none did).
+    True where it was pointed again."""
     hooks_dir = os.path.join(own, "hooks")
     stamp = os.path.join(hooks_dir, PERSONS_FILE)
     try:
@@ -96,13 +176,16 @@ def refresh(own: str) -> bool:
     if len(lines) < 3:
         return False
     vault_path, mountpoint = lines[1], lines[2]
-    for path in (os.path.join(vault_path, "config"), *git_config_files()):
-        try:
-            if os.stat(path).st_mtime_ns >= at:
-                break
-        except OSError:
-            continue
-    else:
+    git_dir = lines[3] if len(lines) > 3 else ""
+    files = [ln for ln in lines[4:] if ln]
+    # (the files git reads by this process's environment too: the daemon's, as ever)
+    known = {ln[1:] for ln in files}
+    extra = [
+        ("+" if os.path.exists(p) else "-") + p
+        for p in (os.path.join(vault_path, "config"), *git_config_files())
+        if p not in known
+    ]
+    if not stale(at, files + extra):
         return False
-    point(hooks_dir, vault_path, mountpoint)
+    point(hooks_dir, vault_path, mountpoint, git_dir or None)
     return True
