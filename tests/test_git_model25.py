@@ -11,8 +11,10 @@ run of them among the older steps.
   longer set it, still ran). The files a config includes are watched now, and the value
   is read as git in the mount's worktree reads it (mount/personhooks.py).
 - With `git config --worktree core.fsmonitor false` in the mount, a new `core.hooksPath`
-  was followed only at the next mount (nothing asked the daemon). The hooks that start a
-  command's chain are small scripts now that ask it where the config changed.
+  was followed only at the next mount (nothing asked the daemon). While git's fsmonitor is
+  off for the worktree, the hooks that start a command's chain are small scripts now that
+  ask the daemon where the config changed (it makes them so as git rewrites the
+  worktree's `config.worktree`).
 
 Scale the random run by hand: ``AVFS_MODEL25_EXAMPLES=3 AVFS_MODEL25_STEPS=30
 AVFS_MODEL25_SEED=2502 pytest tests/test_git_model25.py -k random``."""

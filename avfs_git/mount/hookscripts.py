@@ -15,7 +15,7 @@ from ..core.store.gitrun import git_env, git_identity, run
 if TYPE_CHECKING:
     pass
 from .ownfiles import HOOK_FILE, MOVED_FILE, MountedVault, write_file
-from .personhooks import GATES, PERSONS_FILE, PERSONS_LINK, QUESTION, point
+from .personhooks import GATES, GATES_DIR, PERSONS_FILE, PERSONS_LINK, QUESTION, point
 
 # git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
 # Unix socket in the mount's own directory and prints the answer (mount/hooksocket.py), which the
@@ -488,9 +488,9 @@ EOF
 }}
 """
 
-# the hooks that start a command's chain (personhooks.GATES): the person's hook of that name,
-# run once the link to the person's hooks directory is current (the rest of the chain, a
-# link each, follows it)
+# the hooks that start a command's chain (personhooks.GATES) while git's fsmonitor is off for
+# the worktree: the person's hook of that name, run once the link to the person's hooks
+# directory is current (the rest of the chain, a link each, follows it)
 _GATE = """#!/bin/sh
 # avfs: the {name} hook of the mount of fork {fork_q} (vault {vault_q}): the person's own,
 # once the link to the person's hooks directory is current; made by every mount, in the
@@ -528,11 +528,13 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
         question_sh=_sh(QUESTION),
     )
     point(d, vault.path, mountpoint, git_dir)
-    for name in GIT_HOOKS:
-        if name in GATES:
-            gate = _GATE.format(name=name, fork_q=fork, vault_q=vault.name, persons=persons)
-            write_file(d, name, gate.encode(), mode=0o755)
-        elif name not in ("post-checkout", "reference-transaction"):
+    gates = os.path.join(own, GATES_DIR)
+    os.makedirs(gates, mode=0o755)
+    for name in GATES:
+        text = _GATE.format(name=name, fork_q=fork, vault_q=vault.name, persons=persons)
+        write_file(gates, name, text.encode(), mode=0o755)
+    for name in GIT_HOOKS:  # (the gates' links pointed by the daemon: mount/hooksocket.py)
+        if name not in ("post-checkout", "reference-transaction"):
             os.symlink(os.path.join(PERSONS_LINK, name), os.path.join(d, name))
     guard = _GUARD.format(
         fork_q=fork,

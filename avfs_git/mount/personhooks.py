@@ -25,18 +25,25 @@ change of any, or one made or removed, is a change (before, a ``core.hooksPath``
 included file was missed until a remount). The value is looked up as git in the mount's
 worktree reads it (``GIT_DIR`` its git dir: ``includeIf "onbranch:FORK"`` and
 ``gitdir:`` match there as in the mount), the worktree's own ``config.worktree`` (avfs's
-``core.hooksPath``) left out. And where nothing asks the daemon (the person's
-``core.fsmonitor false`` for the worktree), the hooks that start a command's chain
-(:data:`GATES`: ``pre-commit``, ``pre-merge-commit``, ``pre-push``) are small scripts that
-make the same test and, where the file is older than a change, ask the daemon to point
-the link again (:data:`QUESTION` over its socket) before they run the person's hook: the
-rest of the chain (``prepare-commit-msg``, ``commit-msg``, ``post-commit``) then follows
-the new link."""
+``core.hooksPath``) left out.
+
+And where nothing asks the daemon (the person's ``core.fsmonitor false`` for the worktree,
+``git config --worktree``), the hooks that start a command's chain (:data:`GATES`:
+``pre-commit``, ``pre-merge-commit``, ``pre-push``) are links to small scripts of the
+mount's (:data:`GATES_DIR`) that make the same test and, where the file is older than a
+change, ask the daemon to point the link again (:data:`QUESTION` over its socket) before
+they run the person's hook: the rest of the chain (``prepare-commit-msg``, ``commit-msg``,
+``post-commit``) then follows the new link. The daemon makes them so, and back, as git
+rewrites the worktree's ``config.worktree`` (an inotify watch of its git dir,
+mount/hooksocket.py; :func:`fsmonitor_off`); while git asks the daemon they are links to the
+person's hooks as every other name (a script there costs git a second read of the index
+and of fsmonitor's answer in every commit: 1.2x a commit's time)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 
 from ..core.store.gitrun import config_includes, git_config_files, git_env, run
 from .ownfiles import write_file
@@ -48,9 +55,12 @@ PERSONS_FILE = ".persons"
 # what a gate (mount/hookscripts.py) sends the daemon's socket in place of git's token:
 # point the link again where it is out of date, answer nothing (mount/hooksocket.py)
 QUESTION = "avfs-persons"
-# the hooks that start a command's chain, scripts where every other name is a link: one
-# ``sh`` a commit, a merge's commit or a push (bench/hookchainab.py measures it)
+# the hooks that start a command's chain: while git's fsmonitor is off for the worktree, a
+# link each to a script in GATES_DIR (beside the hooks directory), else to the person's hook
+# as every other name (a hook of that name costs git a second read of the index, and of
+# fsmonitor's answer, in every commit: 1.2x a commit's time, bench/hookchainab.py)
 GATES = ("pre-commit", "pre-merge-commit", "pre-push")
+GATES_DIR = "gates"
 WATCHED_MAX = 32  # config files followed through includes (git: 10 levels deep)
 
 
@@ -189,3 +199,86 @@ def refresh(own: str) -> bool:
         return False
     point(hooks_dir, vault_path, mountpoint, git_dir or None)
     return True
+
+
+def _wanted(gated: bool, name: str) -> str:
+    return os.path.join("..", GATES_DIR, name) if gated else os.path.join(PERSONS_LINK, name)
+
+
+def gate(own: str, gated: bool) -> None:
+    """The :data:`GATES` of the mount whose own directory is ``own`` made links to its gate
+    scripts (``gated``) or to the person's hooks, each replaced only where it names the other."""
+    hooks_dir = os.path.join(own, "hooks")
+    if not os.path.isdir(os.path.join(own, GATES_DIR)):
+        return  # (a revision's mount: no hooks of its own)
+    for name in GATES:
+        path = os.path.join(hooks_dir, name)
+        want = _wanted(gated, name)
+        try:
+            if os.readlink(path) == want:
+                continue
+        except OSError:
+            pass
+        _replace_link(want, path)
+
+
+def worktree_of(own: str) -> str | None:
+    """The worktree git dir of the mount whose own directory is ``own`` (the fourth line of
+    its :data:`PERSONS_FILE`), None for a mount without one (a revision's)."""
+    try:
+        with open(os.path.join(own, "hooks", PERSONS_FILE), "rb") as fh:
+            lines = fh.read(1 << 16).decode("utf-8", "surrogateescape").split("\n")
+    except OSError:
+        return None
+    return lines[3] if len(lines) > 3 and lines[3] else None
+
+
+def fsmonitor_off(own: str) -> bool:
+    """Whether git's fsmonitor is off for the worktree of the mount whose own directory is
+    ``own``: its ``config.worktree`` (the stamp's fourth line names its git dir) names
+    another ``core.fsmonitor`` than the mount's hook, or none (`git config --worktree
+    core.fsmonitor false`, ``--unset``). Read by git as data (``--no-includes``): a
+    confined command can write that file, and what it says chooses only between avfs's
+    own scripts."""
+    git_dir = worktree_of(own)
+    if git_dir is None:
+        return False
+    ours = os.path.join(own, "fsmonitor-hook")  # (ownfiles.HOOK_FILE, as worktree.py names it)
+    try:
+        with open(os.path.join(git_dir, "config.worktree"), "rb", opener=_nofollow) as fh:
+            text = fh.read(1 << 20).decode("utf-8", "surrogateescape")
+    except OSError:
+        return True
+    # (no git asked where the file says it plainly, as the mount and `git config` write it:
+    # the daemon's watch answers as the next git command starts; git asked where it does not)
+    named: list[str] = _FSMONITOR.findall(text)
+    if "include" not in text.lower() and len(named) <= 1:
+        if not named:
+            return True  # (unset for the worktree: avfs's hook is not git's)
+        value = str(named[0]).partition("=")[2].strip()
+        if not any(c in value for c in "\"'\\#;"):
+            return value != ours
+    env = git_env()
+    proc = run(
+        [
+            "config",
+            "--file",
+            os.path.join(git_dir, "config.worktree"),
+            "--no-includes",
+            "--get",
+            "core.fsmonitor",
+        ],
+        env=env,
+        check=False,
+    )
+    value = proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
+    return value not in (ours, "'" + ours + "'")
+
+
+# a line of a config file that sets ``fsmonitor`` (of any section: git is asked where it is
+# not the one line the mount wrote)
+_FSMONITOR = re.compile(r"^[ \t]*fsmonitor[ \t]*(?:=.*)?$", re.IGNORECASE | re.MULTILINE)
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
