@@ -7,8 +7,7 @@ config includes and with git's fsmonitor off for the worktree, as in a plain wor
   branch, checked out on both sides) on both sides, FILE empty; then a setting written
   into FILE alone (the including config unchanged, as a person's dotfiles change), and
   what it changes done on both sides: ``hooksPath`` (the person's hooks directory: a
-  `git push` whose pre-push hook refuses, the first command after the change, then a
-  commit that runs the others), ``autocrlf`` (``core.autocrlf true``: a CRLF file recorded by a
+  commit that runs them), ``autocrlf`` (``core.autocrlf true``: a CRLF file recorded by a
   checkpoint as `git add` stores it, in a directory whose `.gitattributes` leaves `text`
   unset: attrs's own say `* text=auto eol=lf`), ``attributesFile`` (``core.attributesFile``
   naming ``ident`` for a file: its `$Id: ...$` recorded as `$Id$`), ``excludesFile`` (``core.excludesFile`` naming a pattern: a
@@ -96,30 +95,9 @@ class TwentyFifthRoundSteps:
             if os.path.exists(mark):
                 os.unlink(mark)
 
-    def _push(self, refused: bool) -> None:
-        """`git push` of HEAD to a bare repository of each side's own, the first command
-        after the setting changed: the person's pre-push hook (it refuses) ran or not."""
-        for side in (self.p, self.m):
-            bare = os.path.join(self.home, f"pushed-25-{os.path.basename(side.root)}.git")
-            if not os.path.isdir(bare):
-                side.git("init", "-q", "--bare", bare)
-        self.note("git push (to each side's own bare repository)")
-        self._tick()
-        ran = [
-            side.git(
-                "push", "-q", os.path.join(self.home, f"pushed-25-{os.path.basename(side.root)}.git"),
-                f"HEAD:refs/heads/pushed-{self.clock}", check=False,
-            ).returncode == 0
-            for side in (self.p, self.m)
-        ]  # fmt: skip
-        assert ran == [not refused] * 2, (
-            f"push ran (plain, mount) {ran}, the pre-push hook refusing={refused}"
-        )
-
     def _exercise(self, setting: str, on: bool) -> None:
         """What ``setting`` changes, done on both sides and checked (``on``: it is set)."""
         if setting == "hooksPath":
-            self._push(on)
             self._change_and_commit("hooked-25" if on else "unhooked-25", on)
             self.last_checkpoint = False
         elif setting == "excludesFile":
@@ -143,9 +121,6 @@ class TwentyFifthRoundSteps:
         if setting == "hooksPath":
             d = os.path.join(self.home, "hooks-25")
             self._stage_hooks(d)
-            with open(os.path.join(d, "pre-push"), "w") as fh:
-                fh.write("#!/bin/sh\necho 'pre-push: refused by the person' >&2\nexit 1\n")
-            os.chmod(os.path.join(d, "pre-push"), 0o755)
             return f"[core]\n\thooksPath = {d}\n"
         if setting == "autocrlf":
             return "[core]\n\tautocrlf = true\n"

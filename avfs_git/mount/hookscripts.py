@@ -15,7 +15,7 @@ from ..core.store.gitrun import git_env, git_identity, run
 if TYPE_CHECKING:
     pass
 from .ownfiles import HOOK_FILE, MOVED_FILE, MountedVault, write_file
-from .personhooks import GATES, GATES_DIR, PERSONS_FILE, PERSONS_LINK, QUESTION, SWITCHED, point
+from .personhooks import GATES, GATES_DIR, PERSONS_FILE, PERSONS_LINK, QUESTION, point
 
 # git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
 # Unix socket in the mount's own directory and prints the answer (mount/hooksocket.py), which the
@@ -534,9 +534,7 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
         text = _GATE.format(name=name, fork_q=fork, vault_q=vault.name, persons=persons)
         write_file(gates, name, text.encode(), mode=0o755)
     for name in GIT_HOOKS:  # (the gates' links pointed by the daemon: mount/hooksocket.py)
-        if name in GATES and name not in SWITCHED:
-            os.symlink(os.path.join("..", GATES_DIR, name), os.path.join(d, name))
-        elif name not in ("post-checkout", "reference-transaction"):
+        if name not in ("post-checkout", "reference-transaction"):
             os.symlink(os.path.join(PERSONS_LINK, name), os.path.join(d, name))
     guard = _GUARD.format(
         fork_q=fork,

@@ -29,8 +29,7 @@ worktree reads it (``GIT_DIR`` its git dir: ``includeIf "onbranch:FORK"`` and
 
 And where nothing asks the daemon (the person's ``core.fsmonitor false`` for the worktree,
 ``git config --worktree``), the hooks that start a command's chain (:data:`GATES`:
-``pre-commit``, ``pre-merge-commit``, and ``pre-push`` always: a push runs it before
-anything asks) are links to small scripts of the
+``pre-commit``, ``pre-merge-commit``, ``pre-push``) are links to small scripts of the
 mount's (:data:`GATES_DIR`) that make the same test and, where the file is older than a
 change, ask the daemon to point the link again (:data:`QUESTION` over its socket) before
 they run the person's hook: the rest of the chain (``prepare-commit-msg``, ``commit-msg``,
@@ -62,9 +61,6 @@ QUESTION = "avfs-persons"
 # fsmonitor's answer, in every commit: 1.2x a commit's time, bench/hookchainab.py)
 GATES = ("pre-commit", "pre-merge-commit", "pre-push")
 GATES_DIR = "gates"
-# the gates that are links to the person's hooks while git asks the daemon: `pre-push` is
-# its gate always (a push runs it before anything asks; git reads no index after it)
-SWITCHED = ("pre-commit", "pre-merge-commit")
 WATCHED_MAX = 32  # config files followed through includes (git: 10 levels deep)
 
 
@@ -210,15 +206,14 @@ def _wanted(gated: bool, name: str) -> str:
 
 
 def gate(own: str, gated: bool) -> None:
-    """The :data:`SWITCHED` gates of the mount whose own directory is ``own`` made links to
-    its gate scripts (``gated``) or to the person's hooks, the others to their scripts; each
-    replaced only where it names another."""
+    """The :data:`GATES` of the mount whose own directory is ``own`` made links to its gate
+    scripts (``gated``) or to the person's hooks, each replaced only where it names the other."""
     hooks_dir = os.path.join(own, "hooks")
     if not os.path.isdir(os.path.join(own, GATES_DIR)):
         return  # (a revision's mount: no hooks of its own)
     for name in GATES:
         path = os.path.join(hooks_dir, name)
-        want = _wanted(gated or name not in SWITCHED, name)
+        want = _wanted(gated, name)
         try:
             if os.readlink(path) == want:
                 continue
