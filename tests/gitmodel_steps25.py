@@ -18,6 +18,8 @@ config includes and with git's fsmonitor off for the worktree, as in a plain wor
   (``relative``: a committed ``.githooks/`` and ``core.hooksPath .githooks``;
   ``included``: ``core.hooksPath`` in a file an include names), a commit that runs them,
   the set-up undone, a commit no hook sees, and each side's fsmonitor setting put back.
+- ``fsmonitor_off_exec()``: the same off, the person's hooks in git's own hooks directory,
+  and a `git commit` made through `avfs proxy exec` (the sandbox must show avfs's gate).
 
 A mixin of :class:`tests.test_git_model.GitModel`."""
 
@@ -57,7 +59,9 @@ class TwentyFifthRoundSteps:
     busy: Any
     check: Any
     checkpoint: Any
+    exec_script: Any
     note: Any
+    vault: str
 
     def _write(self, path: str, text: str) -> None:
         self.note(f"write {path} {text!r}")
@@ -183,6 +187,45 @@ class TwentyFifthRoundSteps:
         self._change_and_commit("unhooked-25 fsmonitor off", False)
         if where == "included":
             self.both("config", "--unset", "include.path")
+        for side, value in zip((self.p, self.m), kept, strict=True):
+            self.note(f"git config --worktree core.fsmonitor {value!r} ({side.root})")
+            if value:
+                side.git("config", "--worktree", "core.fsmonitor", value)
+            else:
+                side.git("config", "--worktree", "--unset", "core.fsmonitor")
+        self.last_checkpoint = False
+        self.check()
+
+    @rule()
+    def fsmonitor_off_exec(self) -> None:
+        """With git's fsmonitor off for the worktree, the person's hooks in git's own hooks
+        directory (the vault's `hooks/`; the plain clone's `.git/hooks`) run for a commit
+        made by `git commit` through `avfs proxy exec`: in the mount `pre-commit` is then a
+        link to avfs's gate script, which the sandbox must show."""
+        if self.busy() is not None:
+            return
+        kept = [
+            side.git("config", "--worktree", "--get", "core.fsmonitor", check=False).stdout.strip()
+            for side in (self.p, self.m)
+        ]
+        self.both("config", "--worktree", "core.fsmonitor", "false")
+        dirs = [os.path.join(self.p.root, ".git", "hooks"), os.path.join(self.vault, "hooks")]
+        for d in dirs:
+            self.note(f"stage hooks in {d}")
+            os.makedirs(d, exist_ok=True)
+            for name, body in HOOKS["stage"].items():
+                with open(os.path.join(d, name), "w") as fh:
+                    fh.write("#!/bin/sh\n" + body)
+                os.chmod(os.path.join(d, name), 0o755)
+        self.exec_script(f"printf 'in exec {self.clock}\\n' >> README.md && git commit -q -a -m 'in exec'")
+        self.check()
+        for d in dirs:
+            for name in HOOKS["stage"]:
+                os.unlink(os.path.join(d, name))
+        for side in (self.p, self.m):
+            mark = os.path.join(side.root, POST_COMMIT_MARK)
+            if os.path.exists(mark):
+                os.unlink(mark)
         for side, value in zip((self.p, self.m), kept, strict=True):
             self.note(f"git config --worktree core.fsmonitor {value!r} ({side.root})")
             if value:

@@ -37,6 +37,7 @@ SEED = int(os.environ.get("AVFS_MODEL25_SEED", "2501"))
 RULES = [
     "included",
     "fsmonitor_off_hooks",
+    "fsmonitor_off_exec",
     "person_hooks",
     "write",
     "add",
@@ -83,7 +84,7 @@ def test_settings_in_an_included_file_are_read_in_the_mount_as_in_a_plain_clone(
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_the_persons_hooks_are_followed_with_fsmonitor_off(backend: str) -> None:
     """:meth:`.gitmodel_steps25.TwentyFifthRoundSteps.fsmonitor_off_hooks` each way
-    (:data:`.gitmodel_steps25.WHERES`), beside a plain clone."""
+    (:data:`.gitmodel_steps25.WHERES`), then ``fsmonitor_off_exec``, beside a plain clone."""
     _require(backend)
     tgm.BACKEND = backend
     model = GitModel25()
@@ -93,6 +94,8 @@ def test_the_persons_hooks_are_followed_with_fsmonitor_off(backend: str) -> None
             model.fsmonitor_off_hooks(where)
             model.check()
             _after(model, n)
+        model.fsmonitor_off_exec()
+        model.check()
     finally:
         model.teardown()
 

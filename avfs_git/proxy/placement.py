@@ -249,6 +249,7 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
     from ..core.workspace.hookwire import SOCKET_NAME
     from ..mount.hookscripts import HOOKS_DIR
     from ..mount.ownfiles import HOOK_FILE, files_dir
+    from ..mount.personhooks import GATES_DIR
 
     own = files_dir(vault, mount_key(fork, None))
     hook, sock = os.path.join(own, HOOK_FILE), os.path.join(own, SOCKET_NAME)
@@ -258,6 +259,9 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
         out.append((hook, _fsmonitor_hook(hook)))
     if os.path.isdir(hooks) and not os.path.islink(hooks):
         out.append((hooks, hooks))  # git's hooks there: the branch-switch guard, the person's
+    gates = os.path.join(own, GATES_DIR)  # (what pre-commit leads to while fsmonitor is off)
+    if os.path.isdir(gates) and not os.path.islink(gates):
+        out.append((gates, gates))
     if os.path.exists(sock) and not os.path.islink(sock):
         out.append((sock, sock))
     return out
