@@ -7,14 +7,16 @@ reference-transaction guard), the person having no hooks, interleaved between av
 
 Each side has a home of its own, a fork ``p:f1`` of 50 files mounted once. Each round, per
 side: a file changed, `git status --porcelain` timed, then `git commit -q -a` timed. Written
-to ``bench/results/hookchainab-h-gitmodel24-<time>.json`` (the gitmodel24 round: the person's hooks
+to ``bench/results/hookchainab-<--branch>-<time>.json`` (the gitmodel24 round: the person's hooks
 directory looked up when git runs each hook, where the mount's links had named it as the
-mount found it).
+mount found it; gitmodel25: pre-commit, pre-merge-commit and pre-push a script each, which
+asks the daemon where a config file changed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import time
@@ -35,20 +37,28 @@ from .abkit import (
 from .coldab import _env
 
 
-def _timed(cmd: list[str], cwd: str) -> float:
+def _timed(cmd: list[str], cwd: str) -> tuple[float, float]:
+    """(wall ms, CPU ms) of ``cmd``: the CPU its process and every one it waited for used
+    (git waits for its hooks: theirs is in git's, git's in ours), read by ``wait4``."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
-    return (time.perf_counter() - t0) * 1000
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = (time.perf_counter() - t0) * 1000
+    if status != 0:
+        raise subprocess.CalledProcessError(status, cmd)
+    return wall, (ru.ru_utime + ru.ru_stime) * 1000
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--backend", default="overlay")
+    ap.add_argument("--branch", default="h-gitmodel25", help="the branch the results file is named by")
     ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
     args = ap.parse_args()
     trees = worktrees(args.sides)
-    got: dict[str, dict[str, list[float]]] = {s: {"status_ms": [], "commit_ms": []} for s in trees}
+    keys = ("status_ms", "commit_ms", "status_cpu_ms", "commit_cpu_ms")
+    got: dict[str, dict[str, list[float]]] = {s: {k: [] for k in keys} for s in trees}
     loads: list[float] = []
     with scratch("avfs-hookchainab-") as tmp:
         src = Path(seed_tree(tmp / "src", files=50, dirs=5))
@@ -84,8 +94,8 @@ def main() -> None:
                         mp,
                     )
                     if i:
-                        got[side]["status_ms"].append(st)
-                        got[side]["commit_ms"].append(co)
+                        for key, value in zip(keys, (*st[:1], *co[:1], *st[1:], *co[1:]), strict=True):
+                            got[side][key].append(value)
             loads.append(load())
         finally:
             for side, tree in trees.items():
@@ -93,14 +103,17 @@ def main() -> None:
     rows = {s: {k: round(statistics.median(v), 1) for k, v in xs.items()} for s, xs in got.items()}
     names = list(trees)
     for s, r in rows.items():
-        print(f"{s:8s} git status {r['status_ms']:6.1f} ms, git commit {r['commit_ms']:6.1f} ms (medians)")
+        print(
+            f"{s:8s} git status {r['status_ms']:6.1f} ms ({r['status_cpu_ms']:5.1f} CPU),"
+            f" git commit {r['commit_ms']:6.1f} ms ({r['commit_cpu_ms']:5.1f} CPU) (medians)"
+        )
     ratios = {}
     if len(names) == 2:
         a, b = names[1], names[0]
-        ratios = {k: round(median_of_ratios(got[a][k], got[b][k]), 3) for k in ("status_ms", "commit_ms")}
+        ratios = {k: round(median_of_ratios(got[a][k], got[b][k]), 3) for k in keys}
         print(f"{a}/{b} median of per-round ratios: {ratios}")
     print_loads(loads)
-    write_json(stamped("hookchainab-h-gitmodel24"), {"rounds": args.rounds, "backend": args.backend, "sides": trees, "loads": loads, "rows": rows, "ratios": ratios, "samples": got}, announce=True)  # fmt: skip
+    write_json(stamped(f"hookchainab-{args.branch}"), {"rounds": args.rounds, "backend": args.backend, "sides": trees, "loads": loads, "rows": rows, "ratios": ratios, "samples": got}, announce=True)  # fmt: skip
 
 
 if __name__ == "__main__":

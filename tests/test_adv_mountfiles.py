@@ -36,6 +36,7 @@ from avfs_git.core.workspace.hookwire import SOCKET_NAME
 from avfs_git.hooks.events import self_command
 from avfs_git.mount.hookscripts import HOOKS_DIR, socket_hook
 from avfs_git.mount.ownfiles import HOOK_FILE, STAMP_FILE, worktree_dir
+from avfs_git.mount.personhooks import GATES_DIR
 from avfs_git.ops import mounts
 from avfs_git.proxy import confine
 from avfs_git.proxy.envelope import ExecRequest, ExecResult
@@ -251,17 +252,20 @@ def test_symlinks_planted_for_every_file_avfs_writes(scene: Scene) -> None:
 
 
 def test_the_mount_files_are_out_of_reach(scene: Scene) -> None:
-    """From inside, the mount's own directory shows the fsmonitor hook, the socket and the
+    """From inside, the mount's own directory shows the fsmonitor hook, the socket, the
     hooks directory (git's hooks of the mount: the branch-switch guard, links to the
-    person's) only, all read-only: none can be replaced, nothing can be added; the daemon's
-    other files are not there at all."""
+    person's) and the gate scripts (gitmodel25: pre-commit's while git's fsmonitor is off)
+    only, all read-only: none can be replaced, nothing can be added; the daemon's other
+    files are not there at all."""
     own = scene.own
     before = scene.host_state()
     hook_before = Path(own, HOOK_FILE).read_bytes()
     guard_before = Path(own, HOOKS_DIR, "post-checkout").read_bytes()
+    gate_before = Path(own, GATES_DIR, "pre-commit").read_bytes()
     res = scene.attack(
         f'ls -A "{own}"\n'
-        f"for f in {HOOK_FILE} {SOCKET_NAME} {STAMP_FILE} x {HOOKS_DIR}/post-checkout {HOOKS_DIR}/x; do\n"
+        f"for f in {HOOK_FILE} {SOCKET_NAME} {STAMP_FILE} x {HOOKS_DIR}/post-checkout {HOOKS_DIR}/x"
+        f" {GATES_DIR}/pre-commit {GATES_DIR}/x; do\n"
         f'  (echo evil > "{own}/$f") 2>/dev/null && echo "WROTE $f"\n'
         f'  (rm -f "{own}/$f" && ln -s /etc/passwd "{own}/$f") 2>/dev/null && echo "LINKED $f"\n'
         "done\n"
@@ -270,9 +274,10 @@ def test_the_mount_files_are_out_of_reach(scene: Scene) -> None:
     )
     assert res.result is not None and res.result.exit_code == 0, res.result
     out = res.result.stdout.split()
-    assert out == [*sorted([SOCKET_NAME, HOOK_FILE, HOOKS_DIR]), "done"], res.result
+    assert out == [*sorted([SOCKET_NAME, HOOK_FILE, HOOKS_DIR, GATES_DIR]), "done"], res.result
     assert Path(own, HOOK_FILE).read_bytes() == hook_before
     assert Path(own, HOOKS_DIR, "post-checkout").read_bytes() == guard_before
+    assert Path(own, GATES_DIR, "pre-commit").read_bytes() == gate_before
     scene.person_acts("own")
     scene.check(before, {"README": b"a project\n", "a.txt": b"the fork's a\n"})
 

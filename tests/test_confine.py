@@ -190,14 +190,14 @@ def test_git_works_in_the_confined_fork(home, fork):
     # avfs's own state in the vault (mount registry, exec sockets' names, audit) is not shown
     state = fork.state_dir
     assert os.listdir(os.path.join(state, "mounts"))  # the host has it
-    # but for the mount's fsmonitor hook, socket and git hooks, shown read-only at their paths
+    # but for the mount's fsmonitor hook, socket, git hooks and gates, shown read-only at their paths
     res = _exec(
         home, fork, shell=f"ls -A {state}/mounts {state}/mounts/main.d; ls {os.path.dirname(fork.path)}"
     )
     lines = _out(res).split()
     assert lines == [
         f"{state}/mounts:", "main.d", f"{state}/mounts/main.d:", "avfs-fsmonitor.sock", "fsmonitor-hook",
-        "hooks", os.path.basename(fork.path),
+        "gates", "hooks", os.path.basename(fork.path),
     ], lines  # fmt: skip
 
 

@@ -14,8 +14,8 @@ from ..core.store.gitrun import git_env, git_identity, run
 
 if TYPE_CHECKING:
     pass
-from .ownfiles import MOVED_FILE, MountedVault, write_file
-from .personhooks import PERSONS_FILE, PERSONS_LINK, point
+from .ownfiles import HOOK_FILE, MOVED_FILE, MountedVault, write_file
+from .personhooks import GATES, GATES_DIR, PERSONS_FILE, PERSONS_LINK, QUESTION, point
 
 # git's fsmonitor hook of a fork's mount: it relays git's token to the mount's daemon over a
 # Unix socket in the mount's own directory and prints the answer (mount/hooksocket.py), which the
@@ -426,25 +426,53 @@ fi
 exit 0
 """
 
-# the person's own hooks directory, as the guards chain to it: the one mount/personhooks.py
-# last pointed the link at (its file's first line), while that file is newer than each config
-# file git reads it from (the shell's own tests, no process); else looked up (that file is
-# written anew by the daemon at git's next fsmonitor question)
-_PERSONS = """persons_hooks() {{
-    stamp={stamp_sh}
-    chain=
+# the person's own hooks directory, as the guards and gates chain to it: the one
+# mount/personhooks.py last pointed the link at (its file's first line), while that file is
+# newer than each config file git reads it from and those they include (its lines after the
+# fourth: personhooks.watched), by the shell's own tests, no process; else the daemon is
+# asked to point it again (the fsmonitor hook with personhooks.QUESTION: where git's
+# fsmonitor is off for the worktree nothing else asks), and looked up here only where that
+# did not make it current (the daemon gone; a config file only this git's environment names)
+_PERSONS = """persons_read() {{
+    n=0
     for f in {vault_config_sh} "${{GIT_CONFIG_GLOBAL:-$HOME/.gitconfig}}" \\
         "${{XDG_CONFIG_HOME:-$HOME/.config}}/git/config" "${{GIT_CONFIG_SYSTEM:-/etc/gitconfig}}"; do
-        if [ -e "$f" ] && ! [ "$stamp" -nt "$f" ]; then
-            stamp=
-            break
+        if [ -e "$f" ] && ! [ {stamp_sh} -nt "$f" ]; then
+            return 1
         fi
     done
-    if [ -n "$stamp" ]; then
-        {{ read -r chain < "$stamp"; }} 2>/dev/null || chain=
+    while IFS= read -r line; do
+        n=$((n + 1))
+        case $n in
+        1) chain=$line ;;
+        2|3|4) ;;
+        *)
+            case $line in
+            "*") return 1 ;;
+            +*) if ! [ -e "${{line#+}}" ] || ! [ {stamp_sh} -nt "${{line#+}}" ]; then return 1; fi ;;
+            -*) if [ -e "${{line#-}}" ]; then return 1; fi ;;
+            esac
+            ;;
+        esac
+    done 2>/dev/null < {stamp_sh}
+    [ -n "$chain" ]
+}}
+persons_hooks() {{
+    chain=
+    if ! persons_read; then
+        chain=
+        if [ -x {ask_sh} ]; then
+            {ask_sh} 2 {question_sh} >/dev/null 2>&1
+        fi
+        persons_read || chain=
     fi
     if [ -z "$chain" ]; then
-        chain=$(GIT_DIR={vault_sh} git config --path --get core.hooksPath 2>/dev/null) || chain=
+        # (as git in this worktree reads it, its own config.worktree, avfs's value, left out)
+        while IFS='	' read -r scope value; do
+            case $scope in worktree|command) ;; *) chain=$value ;; esac
+        done <<EOF
+$(GIT_DIR={git_dir_sh} git config --get-all --show-scope --path core.hooksPath 2>/dev/null)
+EOF
         case $chain in
         "") chain={vault_hooks_sh} ;;
         /*) ;;
@@ -458,6 +486,21 @@ _PERSONS = """persons_hooks() {{
     esac
     if [ "$chain" -ef "${{0%/*}}" ]; then chain={vault_hooks_sh}; fi
 }}
+"""
+
+# the hooks that start a command's chain (personhooks.GATES) while git's fsmonitor is off for
+# the worktree: the person's hook of that name, run once the link to the person's hooks
+# directory is current (the rest of the chain, a link each, follows it)
+_GATE = """#!/bin/sh
+# avfs: the {name} hook of the mount of fork {fork_q} (vault {vault_q}): the person's own,
+# once the link to the person's hooks directory is current; made by every mount, in the
+# mount's own directory (a confined command cannot write it)
+{persons}persons_hooks
+hook=$chain/{name}
+if [ -f "$hook" ] && [ -x "$hook" ]; then
+    exec "$hook" "$@"
+fi
+exit 0
 """
 
 
@@ -480,9 +523,17 @@ def make_hooks(vault: MountedVault, own: str, git_dir: str, mountpoint: str, for
         vault_sh=_sh(vault.path),
         vault_hooks_sh=_sh(os.path.join(vault.path, "hooks")),
         mountpoint_sh=_sh(mountpoint),
+        git_dir_sh=_sh(git_dir),
+        ask_sh=_sh(os.path.join(own, HOOK_FILE)),
+        question_sh=_sh(QUESTION),
     )
-    point(d, vault.path, mountpoint)
-    for name in GIT_HOOKS:
+    point(d, vault.path, mountpoint, git_dir)
+    gates = os.path.join(own, GATES_DIR)
+    os.makedirs(gates, mode=0o755)
+    for name in GATES:
+        text = _GATE.format(name=name, fork_q=fork, vault_q=vault.name, persons=persons)
+        write_file(gates, name, text.encode(), mode=0o755)
+    for name in GIT_HOOKS:  # (the gates' links pointed by the daemon: mount/hooksocket.py)
         if name not in ("post-checkout", "reference-transaction"):
             os.symlink(os.path.join(PERSONS_LINK, name), os.path.join(d, name))
     guard = _GUARD.format(

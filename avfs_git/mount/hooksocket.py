@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..core.workspace.hookwire import SOCKET_NAME, Answerer, frame
 from . import personhooks
@@ -89,7 +90,38 @@ class HookServer:
         self._sock.setblocking(False)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._closing = False
+        self._gates: Any = None  # an inotify of the worktree's git dir (see _watch_gates)
+        self._watch_gates()
         self._thread = threading.Thread(target=self._serve, name="avfs-fsmonitor", daemon=True)
+
+    def _watch_gates(self) -> None:
+        """Watch the worktree's git dir for its ``config.worktree`` (git writes it anew by a
+        rename), and make the gates of the mount's hooks (personhooks.GATES) links to its
+        gate scripts while git's fsmonitor is off for the worktree, to the person's hooks
+        else: a `git config --worktree core.fsmonitor false` in the mount is followed as the
+        next git command starts, and a commit pays for no gate while git asks this daemon."""
+        git_dir = personhooks.worktree_of(self.own)
+        if git_dir is None:
+            return
+        try:
+            from inotify_simple import INotify, flags
+
+            ino = INotify()
+            try:
+                ino.add_watch(git_dir, flags.MOVED_TO | flags.CLOSE_WRITE | flags.DELETE)
+            except OSError:
+                ino.close()
+                raise
+            self._gates = ino
+            self._regate()
+        except Exception:
+            log.exception("watching the mount's worktree config")
+
+    def _regate(self) -> None:
+        try:
+            personhooks.gate(self.own, personhooks.fsmonitor_off(self.own))
+        except Exception:
+            log.exception("pointing the mount's gates")
 
     def start(self) -> None:
         self._thread.start()
@@ -108,11 +140,16 @@ class HookServer:
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if self._gates is not None:
+            with contextlib.suppress(OSError):
+                self._gates.close()
 
     def _serve(self) -> None:
         sel = selectors.DefaultSelector()
         sel.register(self._sock, selectors.EVENT_READ, None)
         sel.register(self._wake_r, selectors.EVENT_READ, None)
+        if self._gates is not None:
+            sel.register(self._gates.fileno(), selectors.EVENT_READ, None)
         conns: dict[int, _Conn] = {}  # (in the order accepted: the oldest first)
         try:
             while not self._closing:
@@ -126,6 +163,10 @@ class HookServer:
                 for key, _mask in events:
                     if key.fileobj is self._sock:
                         accept = True
+                    elif self._gates is not None and key.fileobj == self._gates.fileno():
+                        # (git writes its index here at every status: only its config counts)
+                        if any(e.name == "config.worktree" for e in self._gates.read(timeout=0)):
+                            self._regate()
                     elif key.data is not None:
                         want = self._step(key.data)
                         if not want:
@@ -175,10 +216,14 @@ class HookServer:
                 if chunk and not c.got.endswith(b"\n") and len(c.got) < MAX_QUESTION:
                     return selectors.EVENT_READ
                 token = c.got.decode("utf-8", "replace").strip()
-                if self.on_ask is not None:
-                    self.on_ask()
-                self._persons()
-                c.out = frame(self.answerer.answer(token))  # the hook checks it got all of it
+                if token == personhooks.QUESTION:  # a gate's (personhooks.GATES): no git status
+                    self._persons()
+                    c.out = frame([token])
+                else:
+                    if self.on_ask is not None:
+                        self.on_ask()
+                    self._persons()
+                    c.out = frame(self.answerer.answer(token))  # the hook checks it got all of it
             sent = c.sock.send(c.out)
             c.out = c.out[sent:]
             if c.out:
@@ -193,7 +238,8 @@ class HookServer:
 
     def _persons(self) -> None:
         """The person's hooks directory pointed at again where git's config changed since
-        (mount/personhooks.py): git asks before it runs a commit's hooks."""
+        (mount/personhooks.py): git asks before it runs a commit's hooks, and a gate asks
+        (``personhooks.QUESTION``) where git's fsmonitor is off for the worktree."""
         try:
             personhooks.refresh(self.own)
         except Exception:

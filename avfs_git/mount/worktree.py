@@ -64,7 +64,7 @@ from ..core.store.gitrun import git_env, run
 
 if TYPE_CHECKING:
     pass
-from .hookscripts import git_trusts_fsmonitor_in_diff, make_hooks, shell_word, socket_hook
+from .hookscripts import HOOKS_DIR, git_trusts_fsmonitor_in_diff, make_hooks, shell_word, socket_hook
 from .ownfiles import (
     HOOK_FILE,
     INDEX_ERROR,
@@ -137,8 +137,8 @@ def register(
             write_file(own, HOOK_FILE, socket_hook(own, perl, only_status=only_status).encode(), mode=0o755)
             hook_kind = "python" if perl is None else "perl"
             hooks = ""
-            if head.startswith(HEADS):
-                hooks = f"\thooksPath = {configtext.value(make_hooks(vault, own, d, mountpoint, head[len(HEADS) :]))}\n"
+            if head.startswith(HEADS):  # (made below, once git can read this worktree)
+                hooks = f"\thooksPath = {configtext.value(os.path.join(own, HOOKS_DIR))}\n"
             files["config.worktree"] = (
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
@@ -154,6 +154,8 @@ def register(
             os.mkfifo(os.path.join(own, WAKE_FIFO), 0o600)
         if fsmonitor:
             enable_worktree_config(vault)
+            if head.startswith(HEADS):  # (the person's hooks looked up as git here reads them)
+                make_hooks(vault, own, d, mountpoint, head[len(HEADS) :])
     except OSError as exc:
         raise from_oserror(exc, d) from exc
     if index_commit is not None:

@@ -249,15 +249,14 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
     from ..core.workspace.hookwire import SOCKET_NAME
     from ..mount.hookscripts import HOOKS_DIR
     from ..mount.ownfiles import HOOK_FILE, files_dir
+    from ..mount.personhooks import GATES_DIR
 
     own = files_dir(vault, mount_key(fork, None))
     hook, sock = os.path.join(own, HOOK_FILE), os.path.join(own, SOCKET_NAME)
-    hooks = os.path.join(own, HOOKS_DIR)
-    out = []
-    if os.path.isfile(hook) and not os.path.islink(hook):
-        out.append((hook, _fsmonitor_hook(hook)))
-    if os.path.isdir(hooks) and not os.path.islink(hooks):
-        out.append((hooks, hooks))  # git's hooks there: the branch-switch guard, the person's
+    out = [(hook, _fsmonitor_hook(hook))] if os.path.isfile(hook) and not os.path.islink(hook) else []
+    # git's hooks there (the branch-switch guard, the person's), the gates pre-commit leads to
+    dirs = (os.path.join(own, HOOKS_DIR), os.path.join(own, GATES_DIR))
+    out += [(d, d) for d in dirs if os.path.isdir(d) and not os.path.islink(d)]
     if os.path.exists(sock) and not os.path.islink(sock):
         out.append((sock, sock))
     return out
