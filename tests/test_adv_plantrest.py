@@ -19,15 +19,20 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.home import Home
+from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import mounts
+from avfs_git.ops import quickstart as q
 from avfs_git.proxy.envelope import ExecRequest
 from avfs_git.proxy.execute import execute
 
-from .test_adv_mountfiles import IDENTITY, Scene
+from .conftest import AUTHOR
+from .test_adv_mountfiles import IDENTITY, Scene, _need_bwrap
 from .test_adv_mountfiles import scene as scene  # a mounted fork, both backends, real bwrap
 from .test_adv_planted import _person_in
 from .test_adv_plantmerge import BARE_HALF, _agent_in, _avfs, _config_half, _refused
@@ -222,3 +227,51 @@ def _status_in_a_mount_of(scene: Scene, fork: str, mp: Path) -> None:
         subprocess.run(["git", "status"], cwd=mp, capture_output=True, timeout=120, check=True)
     finally:
         mounts.unmount(scene.home, scene.vault, fork, lazy=True)
+
+
+def test_apply_into_the_person_s_checkout_holding_the_other_half(tmp_path: Path, cli: Any) -> None:
+    """``avfs up`` of the person's checkout; the person then keeps a bare-looking ``src/``
+    of their own (``HEAD``, ``objects/``, ``refs/``: a fixture, no config) that the fork
+    never saw; the agent's confined exec in its fork writes ``src/config`` naming
+    ``core.fsmonitor`` (no repository in the fork: let through). The person's ``avfs apply``
+    (or ``--patch``, then ``git apply``) wrote it beside their fixture, and their ``git
+    status`` in ``proj/src`` ran it (main). Now refused before anything is written, and a
+    plain change still applies."""
+    _need_bwrap()
+    marker = tmp_path / "ran" / "apply-fsmonitor"
+    marker.parent.mkdir()
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "README").write_text("a project\n")
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
+    for args in (
+        ["init", "-q"],
+        ["add", "README"],
+        ["-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "p"],
+    ):
+        subprocess.run(["git", *args], cwd=proj, env=env, check=True, capture_output=True)
+    home = Home(os.environ["AVFS_HOME"], author=AUTHOR, mounts=MOUNT_SIDE)
+    q.up(home, str(proj), agent="a", mount=False)
+    vault = home.vault("proj")
+    res = execute(
+        home, vault, "a", ExecRequest(shell=IDENTITY + _config_half(marker) + "echo more >> README\n")
+    )
+    assert res.result is not None and res.result.exit_code == 0 and res.commit is not None, res.to_dict()
+    subprocess.run(["sh", "-c", BARE_HALF], cwd=proj, check=True)  # the person's fixture
+    patch = tmp_path / "a.patch"
+    got = [cli("--json", "apply", "proj:a", "--patch", str(patch)), cli("--json", "apply", "proj:a")]
+    if patch.exists():  # (main: the person applies the patch they asked for)
+        subprocess.run(["git", "apply", str(patch)], cwd=proj, env=env, capture_output=True)
+    subprocess.run(["git", "status"], cwd=proj / "src", env=env, capture_output=True, timeout=120)
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    for one in got:
+        doc = json.loads(one.out)
+        assert one.code == 1 and doc["error"]["code"] == "invalid_path", doc
+        assert "src/config" in doc["error"]["details"]["found"], doc
+    assert not (proj / "src/config").exists() and not patch.exists()
+    assert (proj / "README").read_text() == "a project\n"
+    # the same fork without the config applies
+    assert execute(home, vault, "a", ExecRequest(shell="rm src/config")).commit is not None
+    done = cli("--json", "apply", "proj:a")
+    assert done.code == 0, done.out
+    assert (proj / "README").read_text() == "a project\nmore\n"

@@ -49,6 +49,7 @@ from .hostwrite import (
     copy_changes,
     fork_changes,
     is_empty_dir,
+    refuse_planted,
     refuse_unsafe_paths,
     replace_with_file,
 )
@@ -526,6 +527,7 @@ def apply(
     base = store.merge_base(commit, origin) or origin
     changes = fork_changes(store, commit_tree(vault, base), commit_tree(vault, commit))
     refuse_unsafe_paths(vault, fork, base, changes)
+    refuse_planted(store, target, fork, changes)
     todo, done, conflicts = compare_with_directory(target, changes)
     if conflicts and not force:
         _refuse_conflicts(target, fork, base, conflicts)
