@@ -275,3 +275,28 @@ def test_apply_into_the_person_s_checkout_holding_the_other_half(tmp_path: Path,
     done = cli("--json", "apply", "proj:a")
     assert done.code == 0, done.out
     assert (proj / "README").read_text() == "a project\nmore\n"
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_a_planted_config_the_agent_stages_never_reaches_the_person_s_commit(
+    scene: Scene, tmp_path: Path, commit: bool
+) -> None:
+    """The agent's command writes the whole ``src/`` and stages it (``git add src``) in
+    the mount; with ``--no-commit`` too (the index then is the person's next commit). The
+    work tree's config is set aside after the run, and the index follows it: the person's
+    plain ``git commit`` in the mount commits nothing planted. Held on main where the run
+    commits (the index follows its commit); with ``--no-commit`` the staged config stayed,
+    the person's commit recorded it, and a clone's checkout of it ran the program."""
+    marker = scene.ran / f"staged-{commit}-fsmonitor"
+    res = scene.attack(bare_plant(marker) + "git add src\n", commit=commit)
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    doc = res.to_dict()
+    assert doc["planted_git_dirs"], doc
+    if not commit:  # the index's entries put back, and said
+        said = [r["reason"] for r in doc["refs_refused"] if r["ref"] == "index"]
+        assert said and "src/config" in said[0], doc
+    assert "src/config" not in scene.git("diff", "--cached", "--name-only").stdout
+    scene.git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "the person's", check=False)
+    _person_in(scene, "src")
+    _clone_and_check_out_everything(scene, tmp_path)
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
