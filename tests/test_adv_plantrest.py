@@ -300,3 +300,43 @@ def test_a_planted_config_the_agent_stages_never_reaches_the_person_s_commit(
     _person_in(scene, "src")
     _clone_and_check_out_everything(scene, tmp_path)
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+
+
+@pytest.mark.parametrize("form", ["command", "argv"])
+def test_a_repository_codex_s_apply_patch_writes_in_the_mount_is_set_aside_after_it(
+    scene: Scene, form: str
+) -> None:
+    """Codex's ``apply_patch`` writes in the mount (the kernel's write) and names its
+    paths only inside the patch: its PostToolUse hook (``avfs hook codex post-tool-use``)
+    checkpointed the planted ``src/`` as it was (main), and the person's ``git status`` in
+    ``MOUNT/src`` ran the config. Now the patch's ``*** Add File:`` paths are looked at as
+    Claude Code's ``Write`` path is, the patch given as one string or as an argument vector."""
+    marker = scene.ran / f"patch-{form}-fsmonitor"
+    files = {
+        "src/HEAD": "ref: refs/heads/main\n",
+        "src/objects/info/packs": "",
+        "src/refs/heads/.keep": "",
+        "src/config": f"[core]\n\trepositoryformatversion = 0\n\tworktree = .\n\tfsmonitor = touch {marker}; false\n",
+    }
+    patch = "*** Begin Patch\n"
+    for path, text in files.items():
+        (scene.mp / path).parent.mkdir(parents=True, exist_ok=True)
+        (scene.mp / path).write_text(text)  # (what the tool wrote)
+        patch += f"*** Add File: {path}\n" + "".join(f"+{line}\n" for line in text.splitlines())
+    patch += "*** End Patch\n"
+    command: object = patch if form == "command" else ["apply_patch", patch]
+    event = {
+        "session_id": "s", "transcript_path": "/tmp/s.jsonl", "cwd": str(scene.mp), "permission_mode": "default",
+        "hook_event_name": "PostToolUse", "tool_name": "apply_patch", "tool_use_id": "t", "turn_id": "u",
+        "tool_input": {"command": command}, "tool_response": "Success. Updated the following files: ...",
+    }  # fmt: skip
+    got = scene.cli(
+        "--home", scene.home.path, "hook", "codex", "post-tool-use", stdin=json.dumps(event).encode()
+    )
+    _person_in(scene, "src")
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    assert got.code == 0, got
+    assert "planted git file(s) set aside: src/config" in got.out, got.out
+    tree = _vault_git(scene, "ls-tree", "-r", "--name-only", "main").split()
+    assert "src/config.avfs-planted" in tree, tree
+    assert "fsmonitor" not in _vault_git(scene, "show", "main:src/config")  # (the plain keys kept)
