@@ -340,3 +340,27 @@ def test_a_repository_codex_s_apply_patch_writes_in_the_mount_is_set_aside_after
     tree = _vault_git(scene, "ls-tree", "-r", "--name-only", "main").split()
     assert "src/config.avfs-planted" in tree, tree
     assert "fsmonitor" not in _vault_git(scene, "show", "main:src/config")  # (the plain keys kept)
+
+
+def test_an_export_over_a_directory_holding_the_other_half(scene: Scene, tmp_path: Path) -> None:
+    """The agent's fork holds the config half; the person's directory a bare-looking
+    ``src/`` of their own. ``avfs export v:a DIR --force`` (the fork's files replace the
+    directory's, the rest stays) wrote the config beside it and the person's ``git
+    status`` in ``DIR/src`` ran it (main). Now refused before anything is written; into a
+    new directory the same fork exports as before."""
+    marker = scene.ran / "export-fsmonitor"
+    scene.vault.fork("main", "a")
+    _agent_in(scene, "a", _config_half(marker))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    subprocess.run(["sh", "-c", BARE_HALF], cwd=dest, check=True)
+    got = scene.cli("--home", scene.home.path, "--json", "export", "v:a", str(dest), "--force")
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
+    subprocess.run(["git", "status"], cwd=dest / "src", env=env, capture_output=True, timeout=120)
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    doc = json.loads(got.out)
+    assert got.code == 1 and doc["error"]["code"] == "invalid_path", doc
+    assert "src/config" in doc["error"]["details"]["found"], doc
+    assert sorted(p.name for p in dest.iterdir()) == ["src"] and not (dest / "src/config").exists()
+    got = scene.cli("--home", scene.home.path, "--json", "export", "v:a", str(tmp_path / "new"))
+    assert got.code == 0 and (tmp_path / "new/src/config").exists(), got.out

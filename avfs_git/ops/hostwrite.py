@@ -191,6 +191,40 @@ def refuse_planted(
         )
 
 
+def refuse_planted_over(view: Any, target: str, fork: str, paths: list[str]) -> None:
+    """Refuse (before anything is written) an export of ``view`` (``paths``: what it
+    writes) over the non-empty directory ``target`` (``--force``), where the two would
+    make together a repository that runs a program in the person's git (the fork's files
+    replace the directory's at the same paths, the rest of the directory stays): as
+    :func:`refuse_planted` for an apply."""
+    from ..core.workspace import plantedrule as rule
+
+    dirs = rule.dirs_of(paths)
+    if not dirs:
+        return
+    top, below = rule.of_view(view), _directory_reader(target)
+
+    def kind(path: str) -> str | None:
+        return top.kind(path) or below.kind(path)
+
+    def read(path: str, limit: int) -> bytes | None:
+        return top.read(path, limit) if top.kind(path) is not None else below.read(path, limit)
+
+    def names(path: str) -> list[str]:
+        return sorted({*(top.names(path) if top.kind(path) == rule.DIR else ()), *below.names(path)})
+
+    both = rule.Reader(kind, read, names)
+    found = next((f for d in sorted(dirs) if (f := rule.why(both, d)) is not None), None)
+    if found is not None:
+        raise InvalidPathError(
+            f"fork {fork}: refused, writing it over {target} would make a git repository there"
+            f" that runs a program in the person's git ({found}); nothing was written",
+            hint="export into a new or empty directory, or remove the directory's files of that"
+            " repository (HEAD, config, objects/, refs/, hooks/) first",
+            details={"fork": fork, "dir": target, "found": found},
+        )
+
+
 def _directory_reader(root: str) -> Any:
     """A :class:`.plantedrule.Reader` of the host directory ``root`` (no link followed at
     the path's last name; a config read at most ``limit`` bytes)."""

@@ -50,6 +50,7 @@ from .hostwrite import (
     fork_changes,
     is_empty_dir,
     refuse_planted,
+    refuse_planted_over,
     refuse_unsafe_paths,
     replace_with_file,
 )
@@ -434,12 +435,15 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     made = not os.path.lexists(dest)
     from ..core.workspace.wssmudge import CheckoutForms
 
+    view, tree = ws.view, ws.base_tree
+    if force and not made and not is_empty_dir(dest):  # (what the fork holds was checked at its writes)
+        out = [n.path for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path))]
+        refuse_planted_over(view, dest, fork, out)
     forms = CheckoutForms(ws.store)
     try:
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
         # it would write through a symlink already there)
-        view, tree = ws.view, ws.base_tree
         for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path)):
             if ignored.covers(n.path):  # (not into a node_modules: realproj9)
                 continue
