@@ -159,7 +159,7 @@ _WAIT = "i=0; while [ ! -e go.flag ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1
 
 
 @pytest.mark.parametrize("scene", ["overlay"], indirect=True)
-@pytest.mark.parametrize("act", ["fork", "continue"])
+@pytest.mark.parametrize("act", ["fork", "continue", "undo"])
 def test_a_fork_or_a_merge_continue_while_the_agent_s_command_still_runs(
     scene: Scene, tmp_path: Path, act: str
 ) -> None:
@@ -169,7 +169,10 @@ def test_a_fork_or_a_merge_continue_while_the_agent_s_command_still_runs(
     source's state, uncheckpointed changes included) or ``avfs merge --continue`` of a
     merge whose conflicts were written (the workspace captured as the merge commit): on
     main each took the planted repository in, unlooked at, and the new fork's mount (or a
-    clone's checkout of the merge commit) ran it. Now each waits for the run, as a
+    clone's checkout of the merge commit) ran it. ``avfs undo`` went ahead too (it moved
+    the fork back under the running command; here its recovery kept nothing, and nothing
+    planted came back by ``avfs redo``: it fails on main only by not waiting). Now each
+    waits for the run, as a
     checkpoint does (here, with no wait: ``busy``), and after the run the planted
     config is set aside in the fork, the new fork and the merge commit alike."""
     marker = scene.ran / f"{act}-fsmonitor"
@@ -190,6 +193,8 @@ def test_a_fork_or_a_merge_continue_while_the_agent_s_command_still_runs(
         assert (scene.mp / "src/config").exists()
         if act == "fork":
             got = scene.cli("--home", scene.home.path, "--json", "vault", "fork", "v:main", "x", env=nowait)
+        elif act == "undo":
+            got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "undo", env=nowait)
         else:
             got = scene.cli(
                 "--home", scene.home.path, "--vault", "v:main", "--json", "merge", "--continue", env=nowait
@@ -202,6 +207,10 @@ def test_a_fork_or_a_merge_continue_while_the_agent_s_command_still_runs(
     if got.code == 0:  # (main: taken in during the run; what the person does next)
         if act == "fork":
             _status_in_a_mount_of(scene, "x", tmp_path / "x")
+        if act == "undo":
+            scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "redo")
+            if (scene.mp / "src").is_dir():
+                _person_in(scene, "src")
         _clone_and_check_out_everything(scene, tmp_path)
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
     assert got.code == 75 and doc["error"]["code"] == "busy", doc
@@ -209,6 +218,11 @@ def test_a_fork_or_a_merge_continue_while_the_agent_s_command_still_runs(
     # after the run: the fork (and the merge) go ahead, and hold nothing planted
     if act == "fork":
         got = scene.cli("--home", scene.home.path, "--json", "vault", "fork", "v:main", "x")
+    elif act == "undo":
+        got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "undo")
+        assert got.code == 0, got.out
+        got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "redo")
+        _person_in(scene, "src")
     else:
         got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "merge", "--continue")
     assert got.code == 0, got.out
