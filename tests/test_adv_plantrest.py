@@ -95,6 +95,29 @@ def test_a_fast_forward_pull_of_a_branch_the_agent_pushed(scene: Scene, tmp_path
     pull of a plain change still fast-forwards, and so does ``avfs merge origin/agent``
     of it (the same check, a remote-tracking branch named as the source)."""
     marker = scene.ran / "pull-ff-fsmonitor"
+    tip, remote = _pushed_by_the_agent(scene, tmp_path, marker)
+    code, doc = _avfs(scene, "pull", "origin", "agent")
+    if (scene.mp / "src").is_dir():  # (main: the fast-forward brought it)
+        _person_in(scene, "src")
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    _refused(code, doc)
+    assert scene.git("rev-parse", "HEAD").stdout.strip() == tip
+    assert not (scene.mp / "src").exists()
+    code, doc = _avfs(scene, "merge", "origin/agent")
+    _refused(code, doc)
+    # a plain change pushed the same way still fast-forwards
+    plain = _vault_git(scene, "commit-tree", "-p", tip, "-m", "plain", _plain_tree(scene, tip))
+    _vault_git(scene, "push", "-q", "-f", str(remote), f"{plain}:refs/heads/agent")
+    code, doc = _avfs(scene, "pull", "origin", "agent")
+    assert code == 0 and doc["merge"]["status"] == "fast_forward", doc
+    assert (scene.mp / "src/HEAD").read_bytes() == b"ref: refs/heads/main\n"
+
+
+def _pushed_by_the_agent(scene: Scene, tmp_path: Path, marker: Path) -> tuple[str, Path]:
+    """The agent's commit of the planted ``src/`` in fork ``a`` (refused by the carry-back,
+    its objects in the vault), pushed to the vault's remote ``origin`` as branch ``agent``
+    (the agent's own ``git push`` from a run with a network, here made from the vault).
+    Returns (``main``'s tip, the remote)."""
     scene.vault.fork("main", "a")
     script = (
         IDENTITY
@@ -111,21 +134,32 @@ def test_a_fast_forward_pull_of_a_branch_the_agent_pushed(scene: Scene, tmp_path
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     assert _avfs(scene, "remote", "add", "origin", str(remote))[0] == 0
     _vault_git(scene, "push", "-q", str(remote), f"{agents}:refs/heads/agent")
-    code, doc = _avfs(scene, "pull", "origin", "agent")
-    if (scene.mp / "src").is_dir():  # (main: the fast-forward brought it)
+    return tip, remote
+
+
+@pytest.mark.parametrize("how", ["checkout", "restore"])
+def test_a_checkout_or_a_restore_of_a_remote_branch_the_agent_pushed(
+    scene: Scene, tmp_path: Path, how: str
+) -> None:
+    """The same pushed commit, fetched (``avfs fetch origin``), then named through its
+    remote-tracking ref: ``avfs checkout src --from origin/agent`` or ``avfs checkpoint
+    restore origin/agent``. A name was taken for history and not looked at (main: the
+    mount held the repository, the person's ``git status`` in ``MOUNT/src`` ran it); a
+    remote-tracking ref now reaches nothing for the rule (``refuse_unreached``)."""
+    marker = scene.ran / f"remote-{how}-fsmonitor"
+    tip, _remote = _pushed_by_the_agent(scene, tmp_path, marker)
+    assert _avfs(scene, "fetch", "origin")[0] == 0
+    args = (
+        ["checkout", "src", "--from", "origin/agent"]
+        if how == "checkout"
+        else ["checkpoint", "restore", "origin/agent"]
+    )
+    code, doc = _avfs(scene, *args)
+    if (scene.mp / "src").is_dir():  # (main: it brought it)
         _person_in(scene, "src")
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
     _refused(code, doc)
     assert scene.git("rev-parse", "HEAD").stdout.strip() == tip
-    assert not (scene.mp / "src").exists()
-    code, doc = _avfs(scene, "merge", "origin/agent")
-    _refused(code, doc)
-    # a plain change pushed the same way still fast-forwards
-    plain = _vault_git(scene, "commit-tree", "-p", tip, "-m", "plain", _plain_tree(scene, tip))
-    _vault_git(scene, "push", "-q", "-f", str(remote), f"{plain}:refs/heads/agent")
-    code, doc = _avfs(scene, "pull", "origin", "agent")
-    assert code == 0 and doc["merge"]["status"] == "fast_forward", doc
-    assert (scene.mp / "src/HEAD").read_bytes() == b"ref: refs/heads/main\n"
 
 
 def _plain_tree(scene: Scene, tip: str) -> str:
