@@ -16,7 +16,12 @@ repository in (cheap: a look at the path's last two names); :func:`why` reads th
 directory through a :class:`Reader` (the workspace's view as a write would leave it, a
 commit's tree) and says what of it would run. Where it applies: :func:`refuse`, every
 workspace write (``wswrite.py``); ``proxy/sealobjects.py``, the commits a run's own git
-brings; :func:`refuse_unreached`, a restore or checkout of a commit no ref reaches. Writes
+brings; :func:`refuse_unreached`, a restore or checkout of a commit no ref reaches (a
+remote-tracking ref reaches nothing); :func:`refuse_merged`, a merge's result (and
+``operations/mergeplanted.py``: conflicts written, ``--continue``, a remote's branch);
+``proxy/sealstaged.py``, what a run leaves staged; ``ops/hostwrite.py``, ``avfs apply``
+and ``export --force`` into a person's directory (docs/security.md, "Every writer of a
+fork's tree, and where it is checked"). Writes
 avfs does not make (the kernel's, in an overlay mount) are looked at after them by
 ``proxy/plantedgit.py``: after a ``proxy exec``, and after an agent CLI's file tool
 (``hooks/events.py``). The config is read by git itself (``git config --file - -l``), and
