@@ -477,23 +477,55 @@ def _after(settings: Settings, event: HookEvent) -> HookAnswer:
 
 # the file tools whose ``tool_input.file_path`` the agent wrote in the mount (Claude Code)
 _FILE_TOOLS: Final = frozenset(("Write", "Edit", "MultiEdit", "NotebookEdit"))
+# Codex's patch tool: the paths it wrote are named only in the patch, on these lines
+_PATCH_HEADS: Final = ("*** Add File: ", "*** Update File: ", "*** Move to: ")
+
+
+def _patched_paths(value: object) -> list[str]:
+    """The paths a Codex ``apply_patch`` wrote: its patch's ``*** Add File:``, ``***
+    Update File:`` and ``*** Move to:`` lines, in whichever string of the tool's input
+    holds the patch (its ``command``, as a string or an argument vector, or ``input``)."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _patched_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _patched_paths(v)]
+    if not isinstance(value, str) or "*** " not in value:
+        return []
+    return [
+        line[len(head) :].strip()
+        for line in value.splitlines()
+        for head in _PATCH_HEADS
+        if line.startswith(head) and line[len(head) :].strip()
+    ]
 
 
 def _set_aside(settings: Settings, where: registry.MountedFork, event: HookEvent) -> list[str]:
     """After an agent's file tool wrote in the mount (the kernel's write, which avfs's own
     writes' check never sees): what of a repository there would run a program in the
     person's git is set aside as after a ``proxy exec`` (``proxy/plantedgit.py``, the
-    thirty-fourth round, NAME=plant2); the paths set aside."""
-    path = (event.tool_input or {}).get("file_path")
-    if event.event != "PostToolUse" or event.tool_name not in _FILE_TOOLS or not isinstance(path, str):
+    thirty-fourth round, NAME=plant2); the paths set aside. Codex's ``apply_patch`` names
+    its paths only inside its patch (:func:`_patched_paths`; the thirty-fifth round, plant3:
+    it planted ``src/`` for the person's ``git status`` as Claude Code's ``Write`` did)."""
+    if event.event != "PostToolUse":
         return []
-    rel = os.path.relpath(os.path.join(event.cwd, path), where.mountpoint)
-    if rel == "." or rel == ".." or rel.startswith("../") or rel.split("/", 1)[0] == ".git":
+    path = (event.tool_input or {}).get("file_path")
+    if event.tool_name in _FILE_TOOLS and isinstance(path, str):
+        paths = [path]
+    elif event.tool_name == "apply_patch":
+        paths = _patched_paths(event.tool_input or {})
+    else:
+        return []
+    rels = []
+    for path in paths:
+        rel = os.path.relpath(os.path.join(event.cwd, path), where.mountpoint)
+        if not (rel == "." or rel == ".." or rel.startswith("../") or rel.split("/", 1)[0] == ".git"):
+            rels.append(rel)
+    if not rels:
         return []
     from ..mount.side import open_home
     from ..proxy import plantedgit
 
-    planted = plantedgit.set_aside(where.mountpoint, [rel])
+    planted = plantedgit.set_aside(where.mountpoint, rels)
     if planted:
         ws = open_home(settings=settings).vault(where.vault).workspace(where.fork)
         plantedgit.remember(ws.state_dir, planted)

@@ -11,7 +11,7 @@ import os
 import stat
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.errors import AvfsError, InvalidPathError
 from ..core.records import dataclass
@@ -155,6 +155,108 @@ def refuse_unsafe_paths(vault: Vault, fork: str, base: str, paths: Iterable[str]
             " a clone of an untrusted remote): rewrite the fork's commits without them",
             details={"fork": fork, "base": base, "paths": bad},
         )
+
+
+def refuse_planted(
+    store: GitStore, target: str, fork: str, changes: dict[str, tuple[Entry | None, Entry | None]]
+) -> None:
+    """Refuse (before anything is written) changes that would complete, in ``target`` as
+    it is now, a repository that runs a program in the person's git there (the rule of
+    every avfs write, :mod:`..core.workspace.plantedrule`), looked at only where a changed
+    path names git's own state. The fork holds half of one at most (its writes are
+    checked), but the directory may hold the other: a bare-looking fixture of the
+    person's (``HEAD``, ``objects/``, ``refs/``) made after the import, and the agent's
+    ``src/config`` naming ``core.fsmonitor`` beside it ran at the person's next ``git
+    status`` there (found in the thirty-fifth round, plant3). A deletion is not taken
+    away from the directory's side (it refuses at most what git would not run)."""
+    from ..core.workspace import plantedrule as rule
+
+    written = {p: n for p, (_o, n) in changes.items() if n is not None}
+    dirs = rule.dirs_of(written)
+    if not dirs:
+        return
+    pending: dict[str, tuple[str, bytes | None]] = {}
+    for path, (oid, mode) in written.items():
+        data = store.blob_data(oid) if path.rpartition("/")[2] in ("config", "config.worktree") else None
+        pending[path] = (rule.LINK if mode == MODE_LINK else rule.FILE, data)
+    reader = rule.with_pending(_directory_reader(target), pending)
+    found = next((f for d in sorted(dirs) if (f := rule.why(reader, d)) is not None), None)
+    if found is not None:
+        raise InvalidPathError(
+            f"fork {fork}: refused, writing its changes into {target} would make a git repository"
+            f" there that runs a program in the person's git ({found}); nothing was applied",
+            hint="git runs the config and hooks of a repository wherever it finds one: rename or"
+            " remove the fork's files of it, or the directory's (HEAD, config, objects/, refs/, hooks/)",
+            details={"fork": fork, "dir": target, "found": found},
+        )
+
+
+def refuse_planted_over(view: Any, target: str, fork: str, paths: list[str]) -> None:
+    """Refuse (before anything is written) an export of ``view`` (``paths``: what it
+    writes) over the non-empty directory ``target`` (``--force``), where the two would
+    make together a repository that runs a program in the person's git (the fork's files
+    replace the directory's at the same paths, the rest of the directory stays): as
+    :func:`refuse_planted` for an apply."""
+    from ..core.workspace import plantedrule as rule
+
+    dirs = rule.dirs_of(paths)
+    if not dirs:
+        return
+    top, below = rule.of_view(view), _directory_reader(target)
+
+    def kind(path: str) -> str | None:
+        return top.kind(path) or below.kind(path)
+
+    def read(path: str, limit: int) -> bytes | None:
+        return top.read(path, limit) if top.kind(path) is not None else below.read(path, limit)
+
+    def names(path: str) -> list[str]:
+        return sorted({*(top.names(path) if top.kind(path) == rule.DIR else ()), *below.names(path)})
+
+    both = rule.Reader(kind, read, names)
+    found = next((f for d in sorted(dirs) if (f := rule.why(both, d)) is not None), None)
+    if found is not None:
+        raise InvalidPathError(
+            f"fork {fork}: refused, writing it over {target} would make a git repository there"
+            f" that runs a program in the person's git ({found}); nothing was written",
+            hint="export into a new or empty directory, or remove the directory's files of that"
+            " repository (HEAD, config, objects/, refs/, hooks/) first",
+            details={"fork": fork, "dir": target, "found": found},
+        )
+
+
+def _directory_reader(root: str) -> Any:
+    """A :class:`.plantedrule.Reader` of the host directory ``root`` (no link followed at
+    the path's last name; a config read at most ``limit`` bytes)."""
+    from ..core.workspace import plantedrule as rule
+
+    def kind(path: str) -> str | None:
+        try:
+            st = os.lstat(os.path.join(root, path))
+        except OSError:
+            return None
+        return rule.DIR if stat.S_ISDIR(st.st_mode) else rule.LINK if stat.S_ISLNK(st.st_mode) else rule.FILE
+
+    def read(path: str, limit: int) -> bytes | None:
+        try:
+            fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+        return data if len(data) <= limit else None
+
+    def names(path: str) -> list[str]:
+        try:
+            return os.listdir(os.path.join(root, path))
+        except OSError:
+            return []
+
+    return rule.Reader(kind, read, names)
 
 
 def parent_problem(target: str, path: str, deleted: set[str]) -> tuple[str | None, bool]:

@@ -49,6 +49,8 @@ from .hostwrite import (
     copy_changes,
     fork_changes,
     is_empty_dir,
+    refuse_planted,
+    refuse_planted_over,
     refuse_unsafe_paths,
     replace_with_file,
 )
@@ -433,12 +435,15 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     made = not os.path.lexists(dest)
     from ..core.workspace.wssmudge import CheckoutForms
 
+    view, tree = ws.view, ws.base_tree
+    if force and not made and not is_empty_dir(dest):  # (what the fork holds was checked at its writes)
+        out = [n.path for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path))]
+        refuse_planted_over(view, dest, fork, out)
     forms = CheckoutForms(ws.store)
     try:
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
         # it would write through a symlink already there)
-        view, tree = ws.view, ws.base_tree
         for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path)):
             if ignored.covers(n.path):  # (not into a node_modules: realproj9)
                 continue
@@ -526,6 +531,7 @@ def apply(
     base = store.merge_base(commit, origin) or origin
     changes = fork_changes(store, commit_tree(vault, base), commit_tree(vault, commit))
     refuse_unsafe_paths(vault, fork, base, changes)
+    refuse_planted(store, target, fork, changes)
     todo, done, conflicts = compare_with_directory(target, changes)
     if conflicts and not force:
         _refuse_conflicts(target, fork, base, conflicts)

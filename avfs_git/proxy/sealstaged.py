@@ -79,7 +79,8 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
         gone = _absent(vault, sorted(lacking), None)
         paths = sorted(p for p, (_m, _o, new) in staged.items() if new in gone)
     protected = sealpaths.staged_held(vault, fork, changed) if fork is not None and changed else []
-    out = _put_back(env, changed, sorted({*paths, *protected}))
+    planted, found = _planted(vault, env, changed, {*paths, *protected})
+    out = _put_back(env, changed, sorted({*paths, *protected, *planted}))
     if paths:
         out.append({"ref": "index", "old": None, "new": None, "reason": _lacking(paths, why)})
     if protected:
@@ -91,7 +92,50 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
             f" in git's index (the person's next `git commit` would have recorded them): {named}"
         )
         out.append({"ref": "index", "old": None, "new": None, "reason": reason})
+    if planted:
+        reason = (
+            f"{len(planted)} staged file(s) that make a git repository running a program in the"
+            f" person's git ({found}): put back to HEAD's in git's index (the person's next"
+            f" `git commit` would have recorded them): {', '.join(planted[:_SHOWN])}"
+        )
+        out.append({"ref": "index", "old": None, "new": None, "reason": reason})
     return out
+
+
+def _planted(
+    vault: Vault, env: dict[str, str], changed: dict[str, tuple[str, str, str, str]], gone: set[str]
+) -> tuple[list[str], str | None]:
+    """The staged paths (not already put back: ``gone``) that complete, in the tree the
+    index would commit, a repository that runs a program in the person's git
+    (:mod:`..core.workspace.plantedrule`), and what was found: a command's ``git add`` of
+    a planted ``src/`` survived its work tree's setting aside (:mod:`.plantedgit`) in a
+    run with ``--no-commit``, and the person's next ``git commit`` in the mount recorded
+    it, where a clone's checkout ran it (found in the thirty-fifth round, plant3). Looked
+    at only where a staged path names git's own state; a removal from the index is not
+    taken away (it refuses at most what git would not run)."""
+    from ..core.workspace import plantedrule as rule
+    from ..core.workspace.wsview import View
+
+    live = {p: v for p, v in changed.items() if p not in gone and v[2] != "000000"}
+    dirs = rule.dirs_of(live)
+    if not dirs:
+        return [], None
+    head = run([*_CFG, "rev-parse", "-q", "--verify", "HEAD^{commit}"], env=env, check=False)
+    tip = head.stdout.decode("ascii", "replace").strip()
+    if head.returncode != 0 or not tip:
+        return [], None
+    configs = ("config", "config.worktree")
+    pending = {
+        p: (
+            rule.LINK if mode == "120000" else rule.FILE,
+            vault.store.blob_data(oid) if p.rpartition("/")[2] in configs else None,
+        )
+        for p, (_m, _o, mode, oid) in live.items()
+    }
+    reader = rule.with_pending(rule.of_view(View.of_commit(vault.store, tip)), pending)
+    bad = {d: f for d in sorted(dirs) if (f := rule.why(reader, d)) is not None}
+    out = sorted(p for p in live if any(p.startswith(f"{d}/") for d in bad))
+    return out, next(iter(bad.values()), None)
 
 
 def _put_back(

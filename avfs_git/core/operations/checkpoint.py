@@ -577,13 +577,15 @@ def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
 
 
 def _planted(vault: Vault, rev: str, commit: str, tip: str | None, under: str = "") -> None:
-    """:func:`.plantedrule.refuse_unreached` (loaded only for a revision given as an id:
-    one a ref names is history)."""
-    if not rev[:1].isalnum() or not all(
-        c in "0123456789abcdefABCDEF" for c in rev.split("~")[0].split("^")[0]
-    ):
-        return
+    """:func:`.plantedrule.refuse_unreached` (loaded only for a revision given as an id, or
+    through a remote-tracking ref: one a fork's or a checkpoint's ref names is history; a
+    remote's branch came from anyone who can push there, plant3)."""
+    base = rev.split("~")[0].split("^")[0]
+    if not rev[:1].isalnum() or not all(c in "0123456789abcdefABCDEF" for c in base):
+        tracking = refs.REMOTES + base.removeprefix(refs.REMOTES)
+        if "/" not in base or refs.read_ref(vault.store, tracking) is None:
+            return
     from ..workspace import plantedrule
 
     tree = vault.store.commit_tree(tip) if tip else None
-    plantedrule.refuse_unreached(vault.store, vault.path, rev, commit, tree, under)
+    plantedrule.refuse_unreached(vault.store, vault.path, rev, commit, tree, under, remote=True)

@@ -57,8 +57,8 @@ from ..workspace.wscommit import keep_recovery, publish
 from ..workspace.wsfold import tops_kept
 from ..workspace.wsretire import retirable
 from . import mergeguard
-from .mergeconflicts import Conflict, _classify, show_conflicts
-from .mergeresult import ChangedPaths, _changed
+from .mergeconflicts import Conflict, _changed, _classify, show_conflicts
+from .mergeresult import ChangedPaths
 from .mergeresult import MergeResult as MergeResult  # (this module's public API: docs/api.md)
 
 if TYPE_CHECKING:
@@ -312,6 +312,7 @@ def _merge_once(
         )
         if (theirs == ours or base == theirs) and not theirs_dirty:
             return result("up_to_date", ours)
+        _refuse_remote(vault, source_ref, theirs, (ours_tree, theirs_tree), (source, target))
         if base == ours and not no_ff and not ours_dirty:
             changed = ChangedPaths(vault.store, ours_tree, theirs_tree)  # listed when first read
             if dry_run:
@@ -348,10 +349,20 @@ def _merge_once(
             return result("would_conflict", None, conflicts)
         if not write_conflicts:
             return result("conflicts", ours, conflicts)
-        view_tree, op = show_conflicts(
-            vault, ws, index, conflicts, source, (ours, theirs, base), msg, held.close, guarded
-        )
-        return result("conflicts_written", ours, conflicts, _changed(vault.store, ours_tree, view_tree), op)
+        sides = (ours, theirs, base)
+        shown = show_conflicts(vault, ws, index, conflicts, source, sides, msg, held.close, guarded)
+        return result("conflicts_written", ours, conflicts, *shown)
+
+
+def _refuse_remote(
+    vault: Vault, source_ref: str | None, theirs: str, trees: tuple[str, str], names: tuple[str, str]
+) -> None:
+    """A remote's branch (``source_ref``; None: a fork): its trees never came through
+    avfs's writes, looked at where they differ from ours' (:func:`.mergeplanted.refuse_remote`)."""
+    if source_ref is not None:
+        from .mergeplanted import refuse_remote
+
+        refuse_remote(vault, theirs, _changed(vault.store, *trees), *names)
 
 
 def _over_all_bases(vault: Vault, ours: str, theirs: str, base: str | None, dirty: bool) -> bool:
@@ -512,7 +523,11 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             hint=hint,
             details={"paths": left, "protected": [p for p, _ in held]},
         )
-    with vault.lock(target):
+    from . import checkpoint
+
+    # a `proxy exec` running on the target first, as a merge and a checkpoint wait for one:
+    # the workspace is committed, and the command's writes are looked at as it ends (plant3)
+    with checkpoint.no_exec_running(vault, target), vault.lock(target):
         ours, theirs = st["ours"], st["theirs"]
         tip = ws.tip()
         if tip != ours:
@@ -531,6 +546,11 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         except BaseException:
             pack.abort()
             raise
+        # the result looked at as a merge's (what the merge wrote and the resolution; plant3)
+        changed = _changed(vault.store, vault.store.commit_tree(ours), tree)
+        from .mergeplanted import refuse_result
+
+        refuse_result(vault, commit, changed, st["source"], target)
         with vault.oplog.held("merge"):  # (before the target moves, as a merge's)
             # published as a checkpoint is (.wscommit.publish): the ref moves by CAS, what the
             # commit holds retires (a crash in between is finished by the next sync_base), an
@@ -551,8 +571,7 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
             )
     return MergeResult(
         vault.name, st["source"], target, "merged", CommitId(ours), CommitId(theirs),
-        CommitId(st["base"]) if st["base"] else None, CommitId(commit), (),
-        _changed(vault.store, vault.store.commit_tree(ours), tree), (), op,
+        CommitId(st["base"]) if st["base"] else None, CommitId(commit), (), changed, (), op,
     )  # fmt: skip
 
 
@@ -563,7 +582,13 @@ def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
     st = merge_state(ws)
     if st is None:
         raise UsageError(f"no merge into {target} is in progress")
-    with vault.lock(target), vault.oplog.held("merge abort"):  # (before the view changes, as a restore's)
+    from . import checkpoint
+
+    with (
+        checkpoint.no_exec_running(vault, target),
+        vault.lock(target),
+        vault.oplog.held("merge abort"),
+    ):  # (before the view changes, as a restore's)
         # what the merge wrote and any resolution work so far: kept, undoable
         rec = keep_recovery(ws, f"abort of the merge of {st['source']}")
         before_tree = vault.store.commit_tree(rec[1]) if rec else None

@@ -17,7 +17,8 @@ from ..errors import InternalError
 from ..records import dataclass
 from ..store.gitstore import GitStore
 from ..store.mergetrees import IndexSide, MergedIndex, merge_file
-from ..types import MODE_LINK, MODE_TREE, VIEW_RESETS
+from ..store.treediff import diff_trees
+from ..types import MODE_LINK, MODE_TREE, VIEW_RESETS, Change
 from ..workspace.mergestate import write_state
 from . import mergeguard
 
@@ -44,6 +45,13 @@ class Conflict:
     ancestor: ConflictSide | None
     ours: ConflictSide | None
     theirs: ConflictSide | None
+
+
+def _changed(store: GitStore, old_tree: str, new_tree: str) -> tuple[str, ...]:
+    """The paths ``new_tree`` changes in ``old_tree``, sorted (a merge result's ``changed``)."""
+    out: list[Change] = []
+    diff_trees(store, old_tree, new_tree, "", out)
+    return tuple(sorted(c.path for c in out))
 
 
 def _side(e: IndexSide | None) -> ConflictSide | None:
@@ -261,7 +269,7 @@ def show_conflicts(
     msg: str,
     release: Callable[[], None],
     held: bool = False,
-) -> tuple[str, int]:
+) -> tuple[tuple[str, ...], int]:
     """Show the merge in the target's workspace with the conflicts written into it
     (:func:`_conflict_tree`), record the merge state and the operation. ``sides``: (ours,
     theirs, base). ``release`` lets the target's writers go (commits the transaction that
@@ -272,7 +280,9 @@ def show_conflicts(
     ``held``: the merge has held the target's writers off since its capture, so nothing
     changed it: not checked again (as :func:`.mergeguard.move_target`'s; a status of
     the target, ~1.5 ms of a served conflict's ~28 on minimist; h-merge4).
-    Returns (the tree the workspace shows, operation id)."""
+    The tree is looked at first where it brings a name of git's own state
+    (:func:`.mergeplanted.refuse_shown`). Returns (the paths the tree the workspace shows
+    changes in ours', operation id)."""
     ours, theirs, base = sides
     target = ws.fork
     # git's unmerged index entries (stage 1 ancestor, 2 ours, 3 theirs), for the mount
@@ -283,6 +293,10 @@ def show_conflicts(
         if e is not None
     ]
     view_tree, written, sizes = _conflict_tree(vault.store, index, conflicts, source, ours)
+    changed = _changed(vault.store, vault.store.commit_tree(ours), view_tree)
+    from .mergeplanted import refuse_shown  # (loaded only by a merge whose conflicts are written)
+
+    refuse_shown(vault, view_tree, (ours, theirs), changed, msg, (source, target))
     with vault.oplog.held("merge"):  # (before the view changes, as a merge's)
         if not held:
             mergeguard.refuse_changed(ws)
@@ -320,4 +334,4 @@ def show_conflicts(
             ],
             details={"source": source, "conflicts": [c.path for c in conflicts]},
         )
-    return view_tree, op
+    return changed, op

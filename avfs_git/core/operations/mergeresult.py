@@ -9,9 +9,8 @@ from typing import Any, overload
 
 from ..records import dataclass
 from ..store.gitstore import GitStore
-from ..store.treediff import diff_trees
-from ..types import Change, CommitId, to_json
-from .mergeconflicts import Conflict
+from ..types import CommitId, to_json
+from .mergeconflicts import Conflict, _changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +77,3 @@ class ChangedPaths(Sequence[str]):
 
     def __repr__(self) -> str:
         return repr(self._get())
-
-
-def _changed(store: GitStore, old_tree: str, new_tree: str) -> tuple[str, ...]:
-    out: list[Change] = []
-    diff_trees(store, old_tree, new_tree, "", out)
-    return tuple(sorted(c.path for c in out))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import RefMovedError, UsageError
 from ..records import dataclass
 from ..store import refs
+from ..store.locks import FileLocks, exec_lock_path
 from ..types import Operation
 from ..vaults import keptstate
 from ..vaults.oplog import RECORDED_ONLY
@@ -44,7 +45,13 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
         )
     wss = vault.oplog.workspaces(op.id)
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
-    with vault.lock(*forks):
+    held_forks = vault.lock(*forks)  # (made first: it makes the locks directory)
+    # a `proxy exec` running on one of them first, as a restore waits for one: the view is
+    # kept as a recovery commit and replaced, where the command's writes are looked at only
+    # as it ends (a repository it planted set aside; plant3: it moved the fork mid-run)
+    what = f"vault {vault.name} (a `proxy exec` runs on a fork the undo changes)"
+    runs = FileLocks([(exec_lock_path(vault.state_dir, f), what) for f in sorted(forks)], vault.lock_wait_s)
+    with runs, held_forks:
         moves = [r for r in op.refs if not str(r["ref"]).startswith(refs.RECOVERY)]
         _check_undoable(vault, op, wss, moves)
         new_wss: list[dict[str, Any]] = []

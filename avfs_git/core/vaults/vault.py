@@ -39,7 +39,7 @@ from ..store import names, refs
 from ..store.gitstore import GitStore
 from ..store.identity import Identity, Signatures
 from ..store.identity import current as current_identity
-from ..store.locks import FileLocks
+from ..store.locks import FileLocks, exec_lock_path, file_lock
 from ..store.safeopen import read_settings
 from ..types import CommitId, ForkCreated, ForkInfo, IgnoredCarry, IgnoredMode
 from ..workspace.changelog import claim_new_fork
@@ -452,7 +452,12 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
                 hint="pick a name that is not a path prefix of another fork's",
                 details={"fork": new, "clashes_with": clash},
             )
-        with self.lock(source, new):
+        held = self.lock(source, new)  # (made first: it makes the locks directory)
+        # a `proxy exec` running on the source first, as a checkpoint waits for one: its
+        # command's writes are looked at as it ends (a repository it planted set aside,
+        # proxy/plantedgit.py), and a fork meanwhile took them in unlooked at (plant3)
+        ran = f"fork {source} of vault {self.name} (a `proxy exec` runs there)"
+        with file_lock(exec_lock_path(self.state_dir, source), what=ran, wait_s=self.lock_wait_s), held:
             # looked for under the lock: a fork of this name made while this call waited
             # for it would otherwise lose its state below, before this one's ref failed
             if self.has_fork(new):

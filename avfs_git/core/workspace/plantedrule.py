@@ -16,7 +16,12 @@ repository in (cheap: a look at the path's last two names); :func:`why` reads th
 directory through a :class:`Reader` (the workspace's view as a write would leave it, a
 commit's tree) and says what of it would run. Where it applies: :func:`refuse`, every
 workspace write (``wswrite.py``); ``proxy/sealobjects.py``, the commits a run's own git
-brings; :func:`refuse_unreached`, a restore or checkout of a commit no ref reaches. Writes
+brings; :func:`refuse_unreached`, a restore or checkout of a commit no ref reaches (a
+remote-tracking ref reaches nothing); :func:`refuse_merged`, a merge's result (and
+``operations/mergeplanted.py``: conflicts written, ``--continue``, a remote's branch);
+``proxy/sealstaged.py``, what a run leaves staged; ``ops/hostwrite.py``, ``avfs apply``
+and ``export --force`` into a person's directory (docs/security.md, "Every writer of a
+fork's tree, and where it is checked"). Writes
 avfs does not make (the kernel's, in an overlay mount) are looked at after them by
 ``proxy/plantedgit.py``: after a ``proxy exec``, and after an agent CLI's file tool
 (``hooks/events.py``). The config is read by git itself (``git config --file - -l``), and
@@ -317,7 +322,14 @@ MAX_LOOKS = 4096
 
 
 def refuse_unreached(
-    store: Any, git_dir: str, rev: str, commit: str, old_tree: str | None, under: str = ""
+    store: Any,
+    git_dir: str,
+    rev: str,
+    commit: str,
+    old_tree: str | None,
+    under: str = "",
+    *,
+    remote: bool = False,
 ) -> None:
     """Refuse bringing ``commit`` (named ``rev``) into a fork whose tree is ``old_tree`` (a
     restore; a checkout of path ``under`` from it) where no ref of the vault reaches it and
@@ -325,17 +337,21 @@ def refuse_unreached(
     has its objects in the vault (they were taken in to be checked) and the agent knows
     its id (found in the thirty-fourth round, NAME=plant2: MCP ``checkpoint_restore`` to it
     made it the fork's tree). A revision named by a ref (a fork, a checkpoint, ``~N`` of
-    one) is history, which the carry-back keeps such commits out of: not looked at."""
+    one) is history, which the carry-back keeps such commits out of: not looked at. A
+    remote-tracking ref (``refs/remotes/*``, ``avfs fetch``'s) reaches nothing here: a
+    remote's branch came from anyone who can push there, the agent's own ``git push``
+    included (the thirty-fifth round, plant3); ``remote``: ``rev`` may name one."""
     import re
 
     from ..store import gitrun
 
     base = re.split(r"[~^@]", rev, maxsplit=1)[0]
-    if not re.fullmatch(r"[0-9a-fA-F]{4,64}", base):
+    if not remote and not re.fullmatch(r"[0-9a-fA-F]{4,64}", base):
         return
     env = gitrun.git_env()
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
-    out = gitrun.run(["rev-list", "-n", "1", commit, "--not", "--all"], git_dir=git_dir, env=env, check=False)
+    reach = ["rev-list", "-n", "1", commit, "--not", "--exclude=refs/remotes/*", "--all"]
+    out = gitrun.run(reach, git_dir=git_dir, env=env, check=False)
     if out.returncode == 0 and not out.stdout.strip():
         return  # reached by a ref
     new_tree = store.commit_tree(commit)
