@@ -209,7 +209,7 @@ def plan(
     )
     if action is Outcome.DENY:
         denied = PolicyDeniedError(
-            f"denied by policy: {verdict.reason}",
+            f"denied by policy: {verdict.reason.removeprefix('denied: ')}",
             hint="see `avfs policy check -- CMD` for why",
             details={"rule": verdict.rule},
         )
@@ -236,7 +236,7 @@ def plan(
             stdin_sha256=stdin_sha,
         )
         required = ApprovalRequiredError(
-            f"this command needs approval: {verdict.reason}",
+            f"this command needs approval: {verdict.reason.removeprefix('needs approval: ')}",
             hint=(
                 f"a person approves it with `avfs proxy approve {token.token}` in a terminal;"
                 " then call exec again with the same arguments plus approve: TOKEN"

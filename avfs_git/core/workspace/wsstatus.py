@@ -260,11 +260,14 @@ class Changes:
             todo.append((c, e if e is not None and e.kind == FILE and c.status in _UNHASHED else None))
         compared(self.view, todo, by_path, out)  # (each file hashed as `git add` would store it)
         hints: dict[str, str] = {}
-        for c in out:
-            if c.status is ChangeStatus.ADDED:
-                o = self.view.origin(c.path)
-                if o is not None and o != c.path:
-                    hints[c.path] = o
+        # each added path's origin reads its ancestors' upper entries: read once for all of
+        # them (trial1: a venv's 2,459 new files read each ancestor again, 7 of 22 s)
+        with self.overlay.remembering():
+            for c in out:
+                if c.status is ChangeStatus.ADDED:
+                    o = self.view.origin(c.path)
+                    if o is not None and o != c.path:
+                        hints[c.path] = o
         found = [p for c in out for p in (c.path, c.old_path) if p]  # compared: what differs
         found += upperjournal.held_deletions(self.overlay, entries, self.store, self.view.base)  # fifos, pins
         # renamed directories (their tree is the lower layer's at their source): kept in
