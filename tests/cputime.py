@@ -92,6 +92,22 @@ def shape(argv: list[bytes], words: int = 6, width: int = 160) -> str:
     return " ".join(out)[:width]
 
 
+def reference_ms() -> float:
+    """The CPU (ms) of a fixed piece of pure Python (arithmetic, a dict, a sort): how fast
+    this machine runs the interpreter now. The same tests took more CPU in one fresh-clone
+    run than in another with no change to them or to the code they run (ci45 against ci42:
+    the 54 tests whose CPU is their process's own alone, >0.2 s, median 1.15x;
+    test_policy_budget 1.29x, neither it nor avfs_git/policy changed; suitetime1): the
+    report gives each run's figure, so that runs are compared at the same speed."""
+    t = time.process_time()
+    acc = 0
+    for i in range(800_000):
+        acc = (acc * 31 + i) & 0xFFFFFFFF
+    d = {str(i): i * acc % 97 for i in range(120_000)}
+    sorted(d, key=d.__getitem__)
+    return round((time.process_time() - t) * 1000, 1)
+
+
 def _argv(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -289,6 +305,7 @@ class CpuRecorder:
         with open(os.path.join(self.group, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
         self.start = _usage(self.group)
+        self.reference = [reference_ms()]  # (and again as the session ends)
         self.outcome: dict[str, str] = {}
         self.kinds = Kinds(self.group) if os.environ.get(KINDS_ENV) == "1" else None
         if self.kinds is not None:
@@ -350,7 +367,13 @@ class CpuRecorder:
                     left.append(f"{pid} " + f.read().replace(b"\0", b" ").decode("utf-8", "replace")[:200])
             if not pids:
                 os.rmdir(self.group)
-        rec = {"worker_total": round(total, 3), "worker": self.worker, "left": left}
+        self.reference.append(reference_ms())
+        rec = {
+            "worker_total": round(total, 3),
+            "worker": self.worker,
+            "left": left,
+            "reference_ms": self.reference,
+        }
         if self.kinds is not None:
             rec["argv"] = {k: [a.decode("utf-8", "replace") for a in v] for k, v in self.kinds.argv.items()}
             with self.kinds.lock:
@@ -377,6 +400,7 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
     tests: list[dict[str, object]] = []
     workers: dict[str, float] = {}
     left: list[str] = []
+    refs: list[float] = []  # reference_ms() of each worker's start and end
     argvs: dict[str, list[str]] = {}
     by_line: dict[tuple[str, str], list[float]] = {}
     for path in sorted(glob.glob(f"{glob.escape(out)}.*.jsonl")):
@@ -385,6 +409,7 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
             if "worker_total" in rec:
                 workers[rec["worker"]] = workers.get(rec["worker"], 0.0) + rec["worker_total"]
                 left += rec.get("left", [])
+                refs += rec.get("reference_ms", [])
                 argvs.update(rec.get("argv", {}))
                 for k, line_, c, n in rec.get("lines", []):
                     acc = by_line.setdefault((k, line_), [0.0, 0])
@@ -428,6 +453,7 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
         },
         "total_cpu": round(sum(float(r["cpu"]) for r in tests), 3),  # type: ignore[arg-type]
         "workers_cpu": workers,
+        "reference_ms": sorted(refs)[len(refs) // 2] if refs else None,  # the median
         "left_running": left,
         "kind_examples": argvs,
         # each kind's command lines (shortened: tests.cputime.shape) by the CPU seen in them
@@ -441,6 +467,7 @@ def write_report(out: str, top: int = 60) -> dict[str, object]:
     }
     Path(out).write_text(json.dumps(doc, indent=1) + "\n")
     lines = [f"total over tests {doc['total_cpu']:.1f} s of CPU; workers (collection included) {workers}"]
+    lines.append(f"the machine's speed: reference_ms {doc['reference_ms']} (the workers' {sorted(refs)})")
     lines += [f"left running in a worker's cgroup at its end: {p}" for p in left] + [""]
     if kinds:
         lines.append(f"{'cpu':>8} {'count':>7} {'each ms':>8}  kind")

@@ -30,6 +30,7 @@ import pytest
 from avfs_git.core.vaults import layers
 
 from .conftest import run_in_process, skip_outside_ci
+from .gitmount import warm_daemons
 from .test_fuse import require_fuse
 
 MIB = 1 << 20
@@ -89,16 +90,22 @@ def qhome(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def avfs(*args: str, cwd: Path | str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
+    """``avfs ARGS`` (the confined `proxy exec` these tests are about) run in this process as
+    the console script runs it (``conftest.run_in_process``): the command runs in the mount
+    daemon's sandbox either way, the CLI being the daemon's client (as in
+    tests/test_adv_gitseal.py); a process of its own was ~0.1-0.15 s of CPU in its Python's
+    start, ~60 a run of this file (suitetime1)."""
+    r = run_in_process(list(args), cwd=cwd)
+    return subprocess.CompletedProcess(["avfs", *args], r.code, r.out, r.err)
 
 
 def ok(*args: str, cwd: Path | str | None = None) -> str:
     """``avfs ARGS`` run in this process (``conftest.run_in_process``, suitetime14: the
-    set-up and the person's commands; what these tests are about, the confined command,
-    runs as a real `proxy exec` process, :func:`run`), exit 0; its stdout."""
-    r = run_in_process(list(args), cwd=cwd)
+    set-up and the person's commands), exit 0; its stdout. A mount's daemon is forked by
+    this process's zygote (tests/gitmount.py ``warm_daemons``), not spawned as the CLI's
+    own process would (~0.3 s of CPU in a new Python's start and imports)."""
+    with warm_daemons():
+        r = run_in_process(list(args), cwd=cwd)
     assert r.code == 0, f"avfs {args}: exit {r.code}\n{r.out}{r.err}"
     return r.out
 

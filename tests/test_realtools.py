@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 
 from . import realdata
-from .conftest import skip_outside_ci
+from .conftest import run_in_process, skip_outside_ci
+from .gitmount import warm_daemons
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .test_fuse_tools import require_tool
@@ -55,6 +56,28 @@ HISTORY_TOOLS = [
 ]
 
 
+class _Project(Project):
+    """A :class:`Project` whose ``avfs`` calls run in this process (``conftest.run_in_process``,
+    its environment the project's for the call), not as processes: what these tests check is
+    what real tools do in a mount and through ``proxy exec`` (the mount daemon's, in its
+    sandbox, either way: the CLI is its client), not the CLI's process; a mount's daemon is
+    forked by this process's zygote (tests/gitmount.py ``warm_daemons``). Each call was a
+    process the home's resident CLI server served (~120 of them a run of this file, ~0.1 s
+    of CPU each with the server's share, and a daemon spawned cold at each mount: suitetime1).
+    The module's history is imported by a process (:func:`history`: before any test's
+    hermetic set-up, which an in-process call would need)."""
+
+    def avfs(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[bytes]:
+        with warm_daemons():
+            r = run_in_process(["--home", self.home, *args], env=self.env)
+        proc = subprocess.CompletedProcess(["avfs", *args], r.code, r.out_bytes, r.err.encode())
+        if check:
+            assert r.code == 0, f"avfs {' '.join(args[:6])}… exited {r.code}: {r.err}{r.out[:2000]}"
+        return proc
+
+
 def _require(backend: str) -> None:
     require_overlay() if backend == "overlay" else require_fuse()
 
@@ -70,9 +93,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     ``avfs vault create hist --from`` (the history comes along)."""
     root = tmp_path_factory.mktemp("realtools-hist")
     spec = Spec("hist", lambda: root, "MarkupSafe's releases as a history")
-    proj = Project(spec, root, root, make_env(root), {}, "", {}, root)
+    proj = _Project(spec, root, root, make_env(root), {}, "", {}, root)
     work = realdata.history("MarkupSafe", RELEASES, root, window=10)
-    proj.avfs("vault", "create", "hist", "--from", str(work))
+    Project.avfs(proj, "vault", "create", "hist", "--from", str(work))  # (a process: no test's set-up yet)
     yield proj
 
 
@@ -318,7 +341,7 @@ def test_a_c_extension_builds_and_its_tests_pass_through_proxy_exec(
     src, after, changed = built_release
     spec, build = _MS_SPEC, _MS_BUILD
     env = make_env(tmp_path)
-    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj = _Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
     proj.avfs("vault", "create", "markupsafe", "--from", str(src))
     mp = tmp_path / "mnt"
     doc, in_mount = _build_through_exec(proj, "markupsafe", backend, mp, build)
@@ -348,7 +371,7 @@ def test_touch_m_of_a_source_makes_a_real_build_rebuild(backend: str, tmp_path: 
     spec = Spec("mstouch", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
     env = {k: v for k, v in make_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
     src = realdata.extract(spec.fetch(), tmp_path / "src")
-    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj = _Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
     proj.avfs("vault", "create", "mstouch", "--from", str(src))
     mp = tmp_path / "mnt"
     mp.mkdir()
@@ -390,7 +413,7 @@ def test_an_edit_a_checkpoint_recorded_stays_an_edit_to_make_and_python(backend:
     spec = Spec("msedit", lambda: realdata.pypi_sdist("MarkupSafe", "2.1.5"), "a C extension")
     env = {k: v for k, v in make_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
     src = realdata.extract(spec.fetch(), tmp_path / "src")
-    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj = _Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
     proj.avfs("vault", "create", "msedit", "--from", str(src))
     mp = tmp_path / "mnt"
     mp.mkdir()
@@ -457,7 +480,7 @@ def test_a_restore_right_after_a_build_makes_make_build_again(backend: str, tmp_
     include = sysconfig.get_paths()["include"]
     (src / "Makefile").write_text(_MAKEFILE.format(include=include))
     (src / ".gitignore").write_text("*.o\n")
-    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj = _Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
     proj.avfs("vault", "create", "msmake", "--from", str(src))
     mp = tmp_path / "mnt"
     mp.mkdir()
@@ -523,7 +546,7 @@ def test_a_sqlite_reader_opened_first_sees_another_processs_writes(backend: str,
     db.executemany("INSERT INTO files VALUES (?, ?)", rows)
     db.commit()
     db.close()
-    proj = Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
+    proj = _Project(spec, tmp_path, src, env, {}, "", {}, tmp_path)
     proj.avfs("vault", "create", "sqlreal", "--from", str(src))
     mp = tmp_path / "mnt"
     mp.mkdir()
@@ -620,7 +643,7 @@ def test_a_build_and_its_tests_over_a_cold_lazy_mount_through_proxy_exec(
     work, after, changed = built_plain
     spec = Spec("lazyms", lambda: tmp_path, "MarkupSafe's releases, lazily cloned")
     env = make_env(tmp_path)
-    proj = Project(spec, tmp_path, tmp_path, env, {}, "", {}, tmp_path)
+    proj = _Project(spec, tmp_path, tmp_path, env, {}, "", {}, tmp_path)
     base = tmp_path / "daemon"
     base.mkdir()
     git_run("clone", "-q", "--bare", str(work), str(base / "ms.git"), env=env)
