@@ -210,6 +210,48 @@ def test_a_merge_of_forks_holding_an_ignored_tree_starts_no_git_once_asked(
     assert target.status() == [] and set(target.changes.ignored().tops) == {"node_modules"}
 
 
+def test_a_new_fork_asks_nothing_another_fork_was_answered_in_this_process(
+    vault: Any, asks: list[list[str]]
+) -> None:
+    """Each merge's source, a new fork holding the installed ``node_modules`` its fork of
+    ``main`` carried, asked the same paths of ``node_modules`` anew in the kept process that
+    had answered them for the last source (the kept answers' file read: ~0.5 ms of a served
+    merge on minimist; merge10): an answer whose ``.gitignore`` files are all committed
+    blobs is every fork's. Not one whose ``.gitignore`` is a fork's own uncheckpointed
+    file, nor another blob's: each of those is asked, and git's answer given."""
+    ws = vault.workspace("main")
+    ws.write(".gitignore", b"node_modules/\n")
+    checkpoint.save(vault)
+    for k in range(5):
+        ws.write(f"node_modules/pkg{k}/index.js", b"module.exports = 1;\n", parents=True)
+    assert not ws.is_dirty()
+    kept = Path(vault.path) / "avfs" / ignorekept.NAME
+    vault.create_fork("main", "a")
+    assert not vault.workspace("a").is_dirty()
+    kept.unlink()  # (no earlier process's answers: only this one's)
+    asks.clear()
+    vault.create_fork("main", "a2")
+    assert not vault.workspace("a2").is_dirty()
+    assert asks == []  # answered by fork a's answers, not by git
+    # its own .gitignore, not checkpointed: asked, and git's answer given
+    vault.create_fork("main", "b")
+    b = vault.workspace("b")
+    b.write(".gitignore", b"*.log\n")
+    assert b.is_dirty() and {c.path for c in b.status()} >= {".gitignore", "node_modules/pkg0/index.js"}
+    assert len(asks) >= 1
+    checkpoint.save(vault, "b")  # (node_modules/ is not ignored there: recorded)
+    assert "node_modules/pkg0/index.js" in git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", "b")
+    # another committed .gitignore (another blob) that ignores it too: asked again
+    vault.create_fork("main", "c")
+    c = vault.workspace("c")
+    c.write(".gitignore", b"node_modules/\n*.tmp\n")
+    checkpoint.save(vault, "c")
+    kept.unlink()
+    asks.clear()
+    c.write("x.tmp", b"x")
+    assert c.is_dirty() is False and len(asks) >= 1
+
+
 def test_a_gitignore_written_while_git_is_asked_keeps_no_answer_for_its_old_bytes(
     vault: Any, tmp_path: Path
 ) -> None:

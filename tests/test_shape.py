@@ -27,6 +27,7 @@ PROCESS_STATE = {
     "core/workspace/wsheld.py:_trees": "a commit's tree by (vault, commit): a commit never changes, so the cache is right for every thread (bounded)",
     "core/store/packedrefs.py:_checked": "a packed-refs file found to end as git requires, by vault and the file's stat data: a new version is checked again, the same in every thread",
     "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
+    "core/workspace/ignore.py:_shared": "git's ignore answers whose .gitignore files are committed blobs, by vault and a key of the rules' contents: the same question for every fork of the vault (a merge's new source asked what the last one was answered); bounded as each workspace's own",
     "core/workspace/ignore.py:_slow": "a git check-ignore killed at the bound, by vault and the rules' contents: one call of the process asks again through several workspaces (an exec's record, its report, the fork's state) and must not wait the bound each time; kept 60 s",
     "core/workspace/upperwatch.py:_live": "the inotify watch belongs to the daemon process; workspaces find it by directory",
     "proxy/refwatch.py:_live": "the inotify watch of a vault's branches belongs to the daemon serving proxy exec; seal finds it by path",

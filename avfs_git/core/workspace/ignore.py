@@ -17,7 +17,8 @@ neither exclude file has a pattern; otherwise one ``git`` process per question (
 workspace asks about new top directories, then about the files outside the ignored ones)
 for the paths not already answered. Answers are kept per (``.gitignore`` contents on the path's
 directories, global excludes, path), so a venv's thousands of ignored files are asked
-about once per process, and on disk in the vault's state (:mod:`.ignorekept`, under a key
+about once per process (one fork's answer is every fork's of the vault where the
+``.gitignore`` files are committed blobs: ``_shared``), and on disk in the vault's state (:mod:`.ignorekept`, under a key
 of everything git's answer depends on), so a later process does not ask them again.
 """
 
@@ -60,6 +61,21 @@ _SLOW_KEPT_S = 60.0
 _VERBOSE_DEPTH = 16
 _slow: dict[tuple[object, ...], tuple[float, IgnoreTooSlowError]] = {}
 _slow_lock = threading.Lock()
+# answers whose ``.gitignore`` files are all named by their blob's id (their bytes), per
+# vault: the same question for every fork of it, so one fork's answer is another's (a
+# merge's source, a new fork holding the installed ``node_modules`` its source had, asked
+# ``node_modules/`` anew through the kept answers' file: ~0.5 ms of a served merge; merge10).
+# An overlay file's key names a file of one fork's overlay, not bytes: never shared
+_shared: dict[str, dict[tuple[object, ...], bool]] = {}
+_shared_lock = threading.Lock()
+_HEX = frozenset("0123456789abcdef")
+
+
+def _by_content(chain: tuple[object, ...]) -> bool:
+    """Whether each ``.gitignore`` key of ``chain`` (dir, key, dir, key...) is a blob's id."""
+    return all(isinstance(k, str) and len(k) in (40, 64) and _HEX.issuperset(k) for k in chain[1::2])
+
+
 # while :func:`globals_kept` is entered: the vault's -> (git's environment, the globals' key,
 # whether they hold a pattern), each vault's asked once (per thread and task: a context's own)
 _kept_globals: contextvars.ContextVar[dict[str, tuple[dict[str, str], str, bool]] | None] = (
@@ -256,10 +272,13 @@ class IgnoreRules:
             return set()
         out: set[str] = set()
         todo: list[tuple[str, bool, tuple[object, ...]]] = []
-        with self._lock:
+        with self._lock, _shared_lock:
+            shared = _shared.get(self.git_dir)
             for p, is_dir, ch in keyed:
                 key = (gkey, ch, p, is_dir)
                 hit = self._cache.get(key)
+                if hit is None and shared is not None and _by_content(ch):
+                    hit = shared.get(key)
                 if hit is None:
                     todo.append((p, is_dir, key))
                 elif hit:
@@ -280,8 +299,22 @@ class IgnoreRules:
                 for p, _is_dir, k in todo:
                     self._cache[k] = p in got
                 self._cache.update(known)
+            self._share({k: p in got for p, _is_dir, k in todo}, known)
             out |= got
         return out
+
+    def _share(self, *answers: dict[tuple[object, ...], bool]) -> None:
+        """Keep ``answers`` for every fork of the vault where their key names each
+        ``.gitignore`` by its bytes (see ``_shared``)."""
+        with _shared_lock:
+            shared = _shared.setdefault(self.git_dir, {})
+            for got in answers:
+                for k, hit in got.items():
+                    ch = k[1]
+                    if isinstance(ch, tuple) and _by_content(ch):
+                        if len(shared) >= _CACHE_MAX:
+                            shared.clear()
+                        shared[k] = hit
 
     def _from_kept(
         self,
