@@ -253,6 +253,11 @@ def revert_cmd(app: App, rev: str, message: str | None) -> None:
     res = cp.revert(vault, fork, rev, message)
     app.output.result(
         "checkpoint",
-        {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id},
+        {
+            "checkpoint": res.checkpoint,
+            "created": res.created,
+            "op_id": res.op_id,
+            "kept_open": res.kept_open,
+        },
         lambda: app.output.say("reverted {}: new checkpoint {}", rev, res.checkpoint.commit[:12]),
     )

@@ -49,7 +49,11 @@ class LiveDir:
     """The mount point ``root`` of a fork, as a directory to change."""
 
     def __init__(
-        self, root: str, store: GitStore, room: Callable[[], AbstractContextManager[None]] | None = None
+        self,
+        root: str,
+        store: GitStore,
+        room: Callable[[], AbstractContextManager[None]] | None = None,
+        kept: list[str] | None = None,
     ) -> None:
         self.root = root
         self.store = store
@@ -60,8 +64,9 @@ class LiveDir:
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
         self._forms = CheckoutForms(store)
         # the paths a write left as they were, a process holding the file open for writing
-        # (:meth:`_held_open`)
-        self.kept: list[str] = []
+        # (:meth:`_held_open`): the workspace's ``kept_open``, which the operation's result
+        # names (core/vaults/oplog.py ``kept_paths``; livewrite2)
+        self.kept: list[str] = [] if kept is None else kept
 
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
