@@ -173,3 +173,96 @@ def test_the_mcp_answer_names_the_file_a_writer_held(op: str, cli_proc: Any, tmp
         validate(doc)
         assert _kept(op, doc) == ["a.txt"], doc
         assert (mp / "a.txt").read_text() == MINE
+
+
+# a process of its own doing what a restore does to one file through the mount (core/
+# workspace/liveswap.py ``unlinked_unheld``, as LiveDir.put calls it for a file of the upper
+# layer): its first renameat2 or unlink is the one right after the read lease
+_UNLINK = """
+import sys
+from avfs_git.core.workspace.liveswap import unlinked_unheld
+print(unlinked_unheld(sys.argv[1]), flush=True)
+"""
+
+# a writer that opens the file for writing (no truncation), writes its bytes over it, and
+# says so once the bytes are written and the file closed
+_OPENER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CLOEXEC)
+os.pwrite(fd, sys.argv[2].encode(), 0)
+os.ftruncate(fd, len(sys.argv[2]))
+os.close(fd)
+print("done", flush=True)
+"""
+
+
+def _waits_for_lease(pid: int) -> bool:
+    """Whether process ``pid`` sleeps in the kernel waiting for a lease's break."""
+    try:
+        with open(f"/proc/{pid}/stack", encoding="ascii") as fh:
+            return "break_lease" in fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_a_writer_opening_between_the_lease_and_the_unlink_keeps_its_bytes(
+    cli_proc: Any, tmp_path: Path
+) -> None:
+    """The instant livewrite1 and adopt3 left: a program opens a.txt for writing after the
+    restore's read lease was taken and before the file is unlinked. The kernel makes its
+    open wait for the lease (it looked the path up already); the restore's process (held
+    there by strace, then let go) goes on, and the program's open then completes. Before:
+    it completed on the unlinked file, and every byte it wrote was in no file at all
+    (a.txt gone, the restore writing its own). Now the file was renamed aside first and
+    looked at again: an opening waits for the lease, so the file goes back to its path, the
+    writer's (the call says False: kept), and the writer's bytes are what a.txt shows."""
+    _require("overlay")
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import skip_outside_ci
+    from .test_adopt2 import WAIT_S, _until
+    from .test_swapleft import CALLS, _child, _ended, _held_at
+
+    strace = shutil.which("strace")
+    if strace is None or CALLS is None:
+        skip_outside_ci("strace is not installed (it holds the process between the lease and the unlink)")
+    with mount_fork(cli_proc, tmp_path, "overlay", in_process=True) as (mp, _avfs):
+        (mp / "a.txt").write_text("two\n")  # (written in the mount: a file of the upper layer)
+        calls = "unlink,unlinkat,renameat2"
+        argv = [strace, "-f", "-qq", "-o", os.devnull, "-e", f"trace={calls}"]
+        argv += [
+            "-e",
+            f"inject={calls}:delay_enter=3600s:when=1",
+            sys.executable,
+            "-c",
+            _UNLINK,
+            str(mp / "a.txt"),
+        ]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+            opener = None
+            try:
+                _until(lambda: _child(proc.pid) is not None, "the process started")
+                child = _child(proc.pid)
+                assert child is not None
+                _until(
+                    lambda: _held_at(child, "unlink") or _held_at(child, "renameat2"), "held after the lease"
+                )
+                opener = subprocess.Popen([sys.executable, "-c", _OPENER, str(mp / "a.txt"), MINE])
+                _until(lambda o=opener: _waits_for_lease(o.pid), "the opening waiting for the lease")
+                # strace ended: its tracee is let go, and goes on from where it was held
+                os.kill(proc.pid, signal.SIGKILL)
+                assert proc.stdout is not None
+                said = proc.stdout.read().strip()
+                assert opener.wait(timeout=WAIT_S) == 0
+                _until(lambda: _ended(child), "the process ended")
+            finally:
+                if opener is not None:
+                    if opener.poll() is None:
+                        opener.kill()
+                    opener.wait()
+        assert (mp / "a.txt").read_text() == MINE, said  # (the writer's bytes, at its path)
+        assert said == "False"  # (kept: the writer's)
+        assert not [n for n in os.listdir(mp) if n.startswith(".avfs-")]

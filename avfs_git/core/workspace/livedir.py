@@ -54,6 +54,7 @@ class LiveDir:
         store: GitStore,
         room: Callable[[], AbstractContextManager[None]] | None = None,
         kept: list[str] | None = None,
+        upper: str | None = None,
     ) -> None:
         self.root = root
         self.store = store
@@ -67,6 +68,7 @@ class LiveDir:
         # (:meth:`_held_open`): the workspace's ``kept_open``, which the operation's result
         # names (core/vaults/oplog.py ``kept_paths``; livewrite2)
         self.kept: list[str] = [] if kept is None else kept
+        self.upper = upper  # the mount's upper layer: is a file there (:meth:`_held_open`)
 
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
@@ -313,7 +315,10 @@ class LiveDir:
 
         try:
             with self.pinned(path) as dest:
-                if unlinked_unheld(dest) is not False:
+                # (a file of the upper layer renamed aside, looked at again, then unlinked:
+                # livewrite2; the layer read, never written, while the kernel owns it)
+                aside = self.upper is not None and os.path.lexists(os.path.join(self.upper, path))
+                if unlinked_unheld(dest, aside) is not False:
                     return False
         except (FileNotFoundError, NotADirectoryError):
             return False  # (nothing there, or below a file: as before)
