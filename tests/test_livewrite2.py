@@ -177,7 +177,7 @@ def test_the_mcp_answer_names_the_file_a_writer_held(op: str, cli_proc: Any, tmp
 
 # a process of its own doing what a restore does to one file through the mount (core/
 # workspace/liveswap.py ``unlinked_unheld``, as LiveDir.put calls it for a file of the upper
-# layer): its first renameat2 or unlink is the one right after the read lease
+# layer): its first unlink (or renameat2) is the one right after the read lease
 _UNLINK = """
 import sys
 from avfs_git.core.workspace.liveswap import unlinked_unheld
@@ -213,9 +213,10 @@ def test_a_writer_opening_between_the_lease_and_the_unlink_keeps_its_bytes(
     open wait for the lease (it looked the path up already); the restore's process (held
     there by strace, then let go) goes on, and the program's open then completes. Before:
     it completed on the unlinked file, and every byte it wrote was in no file at all
-    (a.txt gone, the restore writing its own). Now the file was renamed aside first and
-    looked at again: an opening waits for the lease, so the file goes back to its path, the
-    writer's (the call says False: kept), and the writer's bytes are what a.txt shows."""
+    (a.txt gone, the restore writing its own). Now the file is linked to a side name first,
+    unlinked, and looked at again: an opening waits for the lease, so the file goes back to
+    its path, the writer's (the call says False: kept), and the writer's bytes are what
+    a.txt shows."""
     _require("overlay")
     import shutil
     import signal

@@ -315,7 +315,7 @@ class LiveDir:
 
         try:
             with self.pinned(path) as dest:
-                # (a file of the upper layer renamed aside, looked at again, then unlinked:
+                # (a file of the upper layer linked aside, unlinked, looked at again:
                 # livewrite2; the layer read, never written, while the kernel owns it)
                 aside = self.upper is not None and os.path.lexists(os.path.join(self.upper, path))
                 if unlinked_unheld(dest, aside) is not False:
