@@ -61,7 +61,9 @@ def restore_cmd(app: App, rev: str, expect_head: str | None) -> None:
 
     While git in a mount of the fork has a rebase, merge, cherry-pick, revert or bisect
     open, the restore refuses (`git_in_progress`, exit 75): its end would move the branch
-    again. A HEAD only detached does not stop it."""
+    again. A HEAD only detached does not stop it. A file a program holds open for writing
+    in the fork's overlay mount is left as it is, the program's (named on stderr and, with
+    --json, in `kept_open`)."""
     restore(app, rev, expect_head)
 
 
@@ -101,7 +103,9 @@ def undo_cmd(app: App, op_id: int | None) -> None:
     ID, shown by `avfs op log`). While git in a mount of the fork has a rebase, merge,
     cherry-pick, revert or bisect open (or its HEAD off the fork's branch), the undo
     refuses (`git_in_progress`, exit 75), as a checkpoint does: finish it or give it up
-    first. The undo of a checkpoint leaves staged what git had staged as it recorded it."""
+    first. The undo of a checkpoint leaves staged what git had staged as it recorded it. A
+    file a program holds open for writing in the fork's overlay mount is left as it is
+    (--json: `kept_open`)."""
     undo(app, op_id)
 
 

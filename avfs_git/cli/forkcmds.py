@@ -85,6 +85,7 @@ def save(app: App, name: str | None, message: str | None, rebase: bool, expect_h
         "op_id": res.op_id,
         "not_recorded": res.not_recorded,
         "ignored": res.ignored,
+        "kept_open": res.kept_open,
     }
     app.output.result("checkpoint", doc, human)
 

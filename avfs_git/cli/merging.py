@@ -62,7 +62,9 @@ def merge_cmd(
     kind and the ancestor/ours/theirs ids (or, with --write-conflicts, the target's workspace
     gets conflict markers to resolve, then `merge --continue`). Several sources merge one
     after the other, stopping at the first conflict. A SOURCE is a fork, or a fetched
-    remote branch (`origin/agent2`). Undo with `avfs undo`.
+    remote branch (`origin/agent2`). Undo with `avfs undo`. A file a program holds open for
+    writing in the target's overlay mount is left as it is (--json: each result's
+    `kept_open`).
     """
     code = merge(
         app,

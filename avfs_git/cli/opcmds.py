@@ -92,7 +92,14 @@ def _render_undo(app: App, res: UndoResult, verb: str) -> None:
             app.output.info("uncheckpointed changes kept at {}", res.recovery_ref)
 
     app.output.result(
-        "undo", {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}, human
+        "undo",
+        {
+            "undone": res.undone,
+            "op_id": res.op_id,
+            "recovery_ref": res.recovery_ref,
+            "kept_open": res.kept_open,
+        },
+        human,
     )
 
 

@@ -176,7 +176,8 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
     `avfs checkout FORK` makes FORK the selected fork (as `avfs vault use VAULT:FORK`);
     `-b NEW` forks the selected fork first. `avfs checkout REV -- PATH` (REV defaults to
     HEAD: drop the path's uncheckpointed changes) and `avfs checkout PATH --from REV`
-    bring PATH back as it was at REV."""
+    bring PATH back as it was at REV; a file a program holds open for writing in the fork's
+    overlay mount is left as it is (--json: the operation's `kept_open`)."""
     from ..core.errors import UsageError
     from ..core.operations import checkpoint as cp
 
@@ -246,13 +247,21 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
 @click.option("-m", "--message", help="Commit message.")
 @pass_app
 def revert_cmd(app: App, rev: str, message: str | None) -> None:
-    """Make a new checkpoint that undoes the changes REV made."""
+    """Make a new checkpoint that undoes the changes REV made.
+
+    A file a program holds open for writing in the fork's overlay mount is left as it is
+    (--json: `kept_open`)."""
     from ..core.operations import checkpoint as cp
 
     vault, fork = app.target()
     res = cp.revert(vault, fork, rev, message)
     app.output.result(
         "checkpoint",
-        {"checkpoint": res.checkpoint, "created": res.created, "op_id": res.op_id},
+        {
+            "checkpoint": res.checkpoint,
+            "created": res.created,
+            "op_id": res.op_id,
+            "kept_open": res.kept_open,
+        },
         lambda: app.output.say("reverted {}: new checkpoint {}", rev, res.checkpoint.commit[:12]),
     )

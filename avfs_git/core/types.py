@@ -221,3 +221,6 @@ class Operation:
     refs: list[dict[str, str | None]]
     undone_by: int | None
     undoes: int | None
+    # files of a live overlay mount the operation left at their path, a process holding them
+    # open for writing (its details' ``kept_open``; livewrite2): not what it made them
+    kept_open: tuple[str, ...] = ()

@@ -315,6 +315,7 @@ class AvfsTools:
             "created": res.created,
             "op_id": res.op_id,
             "not_recorded": res.not_recorded,
+            "kept_open": res.kept_open,
         }
 
     def _t_checkpoint_list(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +338,12 @@ class AvfsTools:
 
         vault, _ = self._target({"vault": args.get("vault")})
         res = checkpoint.undo(vault, args.get("op_id"))
-        return {"undone": res.undone, "op_id": res.op_id, "recovery_ref": res.recovery_ref}
+        return {
+            "undone": res.undone,
+            "op_id": res.op_id,
+            "recovery_ref": res.recovery_ref,
+            "kept_open": res.kept_open,
+        }
 
     def _t_log(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.operations import history

@@ -448,7 +448,22 @@ class Starting:
         info = check(vault, key)
         if info is None:
             raise InternalError(f"mount of {vault.name}:{key} is ready but not registered")
+        _swaps_left(vault, self.fork)
         return _note_backend(vault, key, info, self.because)
+
+
+def _swaps_left(vault: Vault, fork: str) -> None:
+    """What an adoption killed during its swaps left in the fork's upper layer
+    (core/workspace/swapleft.py, livewrite2), put right through the mount now up (one
+    file looked for at every mount)."""
+    from ..core.workspace import swapleft
+
+    if swapleft.pending(vault.ws_dir(fork)) is None:
+        return
+    with vault.lock(fork):
+        ws = vault.workspace(fork)  # (opening it adopts, which does it)
+        if swapleft.pending(ws.state_dir) is not None:
+            swapleft.recover(ws)
 
 
 def _settled(vault: Vault, key: str) -> MountInfo | None:

@@ -34,6 +34,7 @@ from ..store.gitnames import NotRecorded
 from ..store.gitstore import prefer_libgit2, rfc3339
 from ..store.mergetrees import revert_commit, revert_trees
 from ..types import MODE_TREE, Change, CheckpointInfo, CommitId, Operation
+from ..vaults.oplog import kept_detail, kept_paths
 from ..workspace import wscommit
 from ..workspace.overlayentry import ignored_count
 from ..workspace.wscommit import ws_state
@@ -58,6 +59,7 @@ class CheckpointResult:
     # of the commit, kept in the workspace (see :mod:`.gitnames`)
     not_recorded: tuple[NotRecorded, ...] = ()
     ignored: int = 0  # paths git ignores, left out of the commit (they stay in the workspace)
+    kept_open: tuple[str, ...] = ()  # files left as they were, open for writing (see RestoreResult)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,9 @@ class RestoreResult:
     previous: CommitId | None
     recovery_ref: str | None
     op_id: int
+    # files of a live overlay mount left at their path, a process holding them open for
+    # writing: not restored (docs/concepts.md "A file a program holds open for writing")
+    kept_open: tuple[str, ...] = ()
 
 
 def _info(vault: Vault, fork: str, commit: str, name: str | None) -> CheckpointInfo:
@@ -132,16 +137,18 @@ def save(
         prefer_libgit2()
     ws = vault.workspace(fork)
     with no_exec_running(vault, fork), vault.lock(fork):
+        ws.kept_open.clear()  # (a rebase's new view written through a live mount: kept_open)
         commit, target, op_id, captured, ignored = save_locked(
             vault, ws, name, message, rebase=rebase, on=on, expect_head=expect_head, only=only
         )
+        kept = kept_paths(ws.kept_open)
     if commit is not None:
         packwriter.maybe_consolidate(vault.path)
     info = _info(vault, fork, target, name)
     count = _changes_saved(vault, ws, commit, captured) if commit is not None else 0
     info = dataclasses.replace(info, changes=count)
     left = ws.not_recorded()
-    return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored)
+    return CheckpointResult(info, commit is not None, op_id, tuple(left), ignored, kept)
 
 
 def save_locked(
@@ -386,6 +393,7 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
     fork = fork or vault.default_fork
     ws = vault.workspace(fork)
     with vault.lock(fork):
+        ws.kept_open.clear()
         ws.sync_base()
         check_head(vault, fork, expect_head)
         st = ws.git_state()
@@ -430,6 +438,7 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
                     )
                     changed.append({"ref": ws.ref, "old": tip, "new": target})
                 ws.set_base(target, keep_view=False)
+            kept = kept_paths(ws.kept_open)
             op_id = vault.oplog.record(
                 "restore",
                 f"restore {fork} to {rev} ({target[:12]})",
@@ -443,10 +452,16 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
                         "view_changed": True,
                     }
                 ],
-                details={"revision": rev},
+                details={"revision": rev, **kept_detail(kept)},
             )
     return RestoreResult(
-        vault.name, fork, CommitId(target), CommitId(tip) if tip else None, rec[0] if rec else None, op_id
+        vault.name,
+        fork,
+        CommitId(target),
+        CommitId(tip) if tip else None,
+        rec[0] if rec else None,
+        op_id,
+        kept,
     )
 
 
@@ -455,6 +470,7 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
     message = None if message is None else want_str(message, "message")  # (bytes: a commit of its repr)
     ws = vault.workspace(fork := fork or vault.default_fork)
     with vault.lock(fork):
+        ws.kept_open.clear()
         ws.sync_base()
         if ws.is_dirty():
             raise DirtyWorkspaceError(
@@ -491,6 +507,7 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
                     vault.store, ws.ref, commit, tip, f"avfs: revert {rev}", (ws, ahead), view_changed=True
                 )
                 ws.set_base(commit, keep_view=False)
+            kept = kept_paths(ws.kept_open)
             op_id = vault.oplog.record(
                 "revert",
                 f"revert {str(target.id)[:12]} on {fork}",
@@ -504,8 +521,9 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
                         "view_changed": True,
                     }
                 ],
+                details=kept_detail(kept),
             )
-    return CheckpointResult(_info(vault, fork, commit, None), True, op_id)
+    return CheckpointResult(_info(vault, fork, commit, None), True, op_id, kept_open=kept)
 
 
 def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
@@ -514,6 +532,7 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     ws = vault.workspace(fork)
     p = names.norm_path(path)
     with vault.lock(fork):
+        ws.kept_open.clear()
         tree = vault.store.commit_tree(commit := resolve(vault, rev, fork))
         ws.checkout_check(p, tree)  # refused before ws_state writes the dirty tree's objects
         if ws.mounted_without_upper():  # (livewrite1: as a restore's)
@@ -524,6 +543,7 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
         before = ws_state(ws)
         with vault.oplog.held("checkout"):  # (before the view changes, as a restore's)
             ws.checkout_path(p, tree)
+            kept = kept_paths(ws.kept_open)
             op_id = vault.oplog.record(
                 "checkout",
                 f"checkout {p or '/'} from {rev} on {fork}",
@@ -536,7 +556,7 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
                         "view_changed": True,
                     }
                 ],
-                details={"path": p, "revision": rev, "commit": commit},
+                details={"path": p, "revision": rev, "commit": commit, **kept_detail(kept)},
             )
     op = vault.oplog.get(op_id)
     assert op is not None

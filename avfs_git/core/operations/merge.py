@@ -27,6 +27,7 @@ a merge: this module never touches pygit2.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -44,6 +45,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.mergetrees import MergedIndex, criss_cross, merge_commits, merge_trees
 from ..store.trivialmerge import _trivial_merge
 from ..types import CommitId
+from ..vaults.oplog import kept_detail, kept_paths
 from ..workspace.ignore import globals_kept
 
 # an open merge's state and the questions about it live in .mergestate (the workspace, the
@@ -181,7 +183,10 @@ def _commit_merge(
     # where it moved the target and said "not recorded" (`undo` could not take it back)
     with vault.oplog.held("merge"):
         rec = mergeguard.move_target(ws, commit, ours, f"avfs: merge {source}", held=held)
-        op = _record(vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref, rec)
+        kept = kept_paths(ws.kept_open)
+        op = _record(
+            vault, "merge", f"merge {source} into {ws.fork}", ws.fork, ours, commit, ws.ref, rec, kept
+        )
     return commit, op
 
 
@@ -279,6 +284,7 @@ def _merge_once(
     held = contextlib.ExitStack()  # the target's writers, held until its new view is set
     avoid = _source_names(vault, ws, source_ref or refs.fork_ref(source))
     with exec_lock, vault.lock(target), held:
+        ws.kept_open.clear()
         guarded = held.enter_context(mergeguard.writers_held(ws, dry_run, avoid or frozenset())) is not None
         ws.sync_base()
         checkpoint.check_head(vault, target, expect_head)
@@ -289,18 +295,7 @@ def _merge_once(
         if avoid is not None and not dry_run:
             _refuse_moved_source(vault, ws, theirs, avoid)
 
-        def result(
-            status: str,
-            commit: str | None,
-            conflicts: tuple[Conflict, ...] | list[Conflict] = (),
-            changed: Sequence[str] = (),
-            op: int | None = None,
-        ) -> MergeResult:
-            return MergeResult(
-                vault.name, source, target, status, CommitId(ours), CommitId(theirs),
-                CommitId(base) if base else None, CommitId(commit) if commit else None,
-                tuple(conflicts), changed, tuple(captured), op, dry_run,
-            )  # fmt: skip
+        result = functools.partial(_result, vault, ws, source, (ours, theirs, base), captured, dry_run)
 
         # a dry run sees the workspaces as a real merge would after capturing them: their
         # trees with uncheckpointed changes (objects written, unreferenced; no ref moves)
@@ -322,7 +317,9 @@ def _merge_once(
                     ws, theirs, ours, f"avfs: merge {source} (fast-forward)", held=guarded
                 )
                 what = f"merge {source} into {target} (fast-forward)"
-                op = _record(vault, "merge", what, target, ours, theirs, ws.ref, rec)
+                op = _record(
+                    vault, "merge", what, target, ours, theirs, ws.ref, rec, kept_paths(ws.kept_open)
+                )
             return result("fast_forward", theirs, changed=changed, op=op)
         anc_tree = vault.store.commit_tree(base) if base else EMPTY_TREE
         msg = message or f"avfs: merge {source} into {target}\n"
@@ -363,6 +360,29 @@ def _refuse_remote(
         from .mergeplanted import refuse_remote
 
         refuse_remote(vault, theirs, _changed(vault.store, *trees), *names)
+
+
+def _result(
+    vault: Vault,
+    ws: Workspace,
+    source: str,
+    tips: tuple[str, str, str | None],
+    captured: list[dict[str, str]],
+    dry_run: bool,
+    status: str,
+    commit: str | None,
+    conflicts: tuple[Conflict, ...] | list[Conflict] = (),
+    changed: Sequence[str] = (),
+    op: int | None = None,
+) -> MergeResult:
+    """What :func:`_merge_once` answers (``tips``: ours, theirs, their base); the files its
+    move left, open for writing, from the target's workspace (livewrite2)."""
+    ours, theirs, base = tips
+    return MergeResult(
+        vault.name, source, ws.fork, status, CommitId(ours), CommitId(theirs),
+        CommitId(base) if base else None, CommitId(commit) if commit else None,
+        tuple(conflicts), changed, tuple(captured), op, dry_run, kept_paths(ws.kept_open),
+    )  # fmt: skip
 
 
 def _over_all_bases(vault: Vault, ours: str, theirs: str, base: str | None, dirty: bool) -> bool:
@@ -481,9 +501,11 @@ def _record(
     new: str,
     ref: str,
     rec: tuple[str, str] | None = None,
+    kept_open: tuple[str, ...] = (),
 ) -> int:
     """The merge's operation; ``rec``: the recovery ref of what was written through the
-    mount as the target moved (its undo brings that back too, as a restore's does)."""
+    mount as the target moved (its undo brings that back too, as a restore's does);
+    ``kept_open``: files its move left, open for writing (in its details)."""
     kept = [] if rec is None else [{"ref": rec[0], "old": None, "new": rec[1]}]
     return vault.oplog.record(
         kind,
@@ -498,6 +520,7 @@ def _record(
                 "view_changed": True,
             }
         ],
+        details=kept_detail(kept_open),
     )
 
 
@@ -589,11 +612,13 @@ def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
         vault.lock(target),
         vault.oplog.held("merge abort"),
     ):  # (before the view changes, as a restore's)
+        ws.kept_open.clear()
         # what the merge wrote and any resolution work so far: kept, undoable
         rec = keep_recovery(ws, f"abort of the merge of {st['source']}")
         before_tree = vault.store.commit_tree(rec[1]) if rec else None
         ws.set_base(st["ours"], keep_view=False)
         write_state(ws, None)
+        kept = kept_paths(ws.kept_open)
         op = vault.oplog.record(
             "merge_abort",
             f"abort the merge of {st['source']} into {target}",
@@ -607,8 +632,9 @@ def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
                     "view_changed": True,
                 }
             ],
+            details=kept_detail(kept),
         )
     return MergeResult(
         vault.name, st["source"], target, "aborted", CommitId(st["ours"]), CommitId(st["theirs"]),
-        CommitId(st["base"]) if st["base"] else None, CommitId(st["ours"]), (), (), (), op,
+        CommitId(st["base"]) if st["base"] else None, CommitId(st["ours"]), (), (), (), op, False, kept,
     )  # fmt: skip

@@ -34,6 +34,9 @@ class MergeResult:
     captured: tuple[dict[str, str], ...]  # checkpoints taken of uncheckpointed changes first
     op_id: int | None
     dry_run: bool = False
+    # files of the target's live overlay mount left at their path, a process holding them
+    # open for writing: not what the merge made them (livewrite2)
+    kept_open: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The result as `avfs --json merge` shows it in ``results`` (``changed`` listed)."""

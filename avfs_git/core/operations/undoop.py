@@ -13,7 +13,7 @@ from ..store import refs
 from ..store.locks import FileLocks, exec_lock_path
 from ..types import Operation
 from ..vaults import keptstate
-from ..vaults.oplog import RECORDED_ONLY
+from ..vaults.oplog import RECORDED_ONLY, kept_detail, kept_paths
 from ..workspace import wscommit
 from ..workspace.wscommit import keep_recovery, ws_state
 
@@ -26,6 +26,9 @@ class UndoResult:
     undone: Operation
     op_id: int
     recovery_ref: str | None
+    # files of a live overlay mount left at their path, a process holding them open for
+    # writing: not put back (:attr:`.checkpoint.RestoreResult.kept_open`; livewrite2)
+    kept_open: tuple[str, ...] = ()
 
 
 def undo_operation(vault: Vault, op: Operation) -> UndoResult:
@@ -58,6 +61,7 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
         recovered: str | None = None
         rec_refs: list[dict[str, str | None]] = []
         held = {w["fork"]: vault.workspace(w["fork"]) for w in wss if vault.has_fork(w["fork"])}
+        kept: list[str] = []  # (each workspace's kept_open, emptied before its view is set)
         for ws in held.values():
             # git's rebase, merge, bisect... open in the fork's mount (or its HEAD off the
             # branch): its end moves the branch again (`rebase --abort` put it back, and the
@@ -112,10 +116,12 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
                 # the handle taken before the refs moved: vault.workspace() would first let the
                 # workspace follow its moved ref (dropping the view this undo is to keep)
                 ws = held.get(fork) or vault.workspace(fork)
+                ws.kept_open.clear()
                 if w["view_changed"]:
                     ws.set_base(before["base"], keep_view=False, view_tree=before["tree"])
                 else:
                     ws.set_base(before["base"], keep_view=True)
+                kept += kept_paths(ws.kept_open)
             new_id = vault.oplog.record(
                 "undo",
                 f"undo operation {op.id} ({op.summary})",
@@ -123,6 +129,7 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
                 refs=[{"ref": r["ref"], "old": r["new"], "new": r["old"]} for r in moves] + rec_refs,
                 workspaces=new_wss,
                 undoes=op.id,
+                details=kept_detail(kept_open := tuple(sorted(set(kept)))),
             )
         for w in wss:  # git's state commands left, kept aside (core/vaults/keptstate.py): with its fork
             if w["before"] is None:  # this undo takes the fork away
@@ -133,7 +140,7 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
         vault.drop_fork_locks(gone)
     undone = vault.oplog.get(op.id)
     assert undone is not None
-    return UndoResult(undone, new_id, recovered)
+    return UndoResult(undone, new_id, recovered, kept_open)
 
 
 def _check_undoable(

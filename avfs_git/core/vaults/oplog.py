@@ -339,6 +339,7 @@ class OpLog:
                 refs=refs,
                 undone_by=r[6],
                 undoes=r[7],
+                kept_open=_kept_open(r[8]) if "kept_open" in r[8] else (),
             )
         except (TypeError, ValueError) as exc:  # a row avfs did not write: cut short, edited
             raise CorruptStateError(
@@ -347,7 +348,7 @@ class OpLog:
                 details={"path": self.path, "op_id": r[0]},
             ) from None
 
-    _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes"
+    _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes, details"
 
     def recent(self, limit: int = 50, *, fork: str | None = None) -> list[Operation]:
         """The newest ``limit`` operations; with ``fork``, those that touched that fork
@@ -433,3 +434,26 @@ def touches(op: Operation, fork: str) -> bool:
         return True
     ref = fork_ref(fork)
     return any(r.get("ref") == ref for r in op.refs)
+
+
+def _kept_open(details: str) -> tuple[str, ...]:
+    """The ``kept_open`` paths an operation's details name (:func:`kept_detail`)."""
+    got = json.loads(details)
+    got = got.get("kept_open") if isinstance(got, dict) else None
+    return tuple(str(p) for p in got) if isinstance(got, list) else ()
+
+
+def kept_paths(kept: list[str]) -> tuple[str, ...]:
+    """The paths in ``kept`` (a workspace's ``kept_open``: files a restore, an undo, a
+    merge, a revert or a checkout left at their path, a process holding them open for
+    writing), sorted, each once. An operation empties it as it starts (the fork's lock
+    held) and reads it as it ends, for its result's and its record's ``kept_open``
+    (livewrite2: the warning on stderr alone reached no agent reading ``--json``, the API
+    or MCP)."""
+    return tuple(sorted(set(kept)))
+
+
+def kept_detail(kept: tuple[str, ...]) -> dict[str, list[str]]:
+    """``kept`` (:func:`kept_paths`) as the operation log's record keeps it in its details
+    (``kept_open``, read back as :attr:`..types.Operation.kept_open`); nothing when empty."""
+    return {"kept_open": list(kept)} if kept else {}

@@ -49,7 +49,12 @@ class LiveDir:
     """The mount point ``root`` of a fork, as a directory to change."""
 
     def __init__(
-        self, root: str, store: GitStore, room: Callable[[], AbstractContextManager[None]] | None = None
+        self,
+        root: str,
+        store: GitStore,
+        room: Callable[[], AbstractContextManager[None]] | None = None,
+        kept: list[str] | None = None,
+        upper: str | None = None,
     ) -> None:
         self.root = root
         self.store = store
@@ -60,8 +65,10 @@ class LiveDir:
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
         self._forms = CheckoutForms(store)
         # the paths a write left as they were, a process holding the file open for writing
-        # (:meth:`_held_open`)
-        self.kept: list[str] = []
+        # (:meth:`_held_open`): the workspace's ``kept_open``, which the operation's result
+        # names (core/vaults/oplog.py ``kept_paths``; livewrite2)
+        self.kept: list[str] = [] if kept is None else kept
+        self.upper = upper  # the mount's upper layer: is a file there (:meth:`_held_open`)
 
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
@@ -308,7 +315,10 @@ class LiveDir:
 
         try:
             with self.pinned(path) as dest:
-                if unlinked_unheld(dest) is not False:
+                # (a file of the upper layer linked aside, unlinked, looked at again:
+                # livewrite2; the layer read, never written, while the kernel owns it)
+                aside = self.upper is not None and os.path.lexists(os.path.join(self.upper, path))
+                if unlinked_unheld(dest, aside) is not False:
                     return False
         except (FileNotFoundError, NotADirectoryError):
             return False  # (nothing there, or below a file: as before)

@@ -182,6 +182,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         self.captured_ignored: Ignored = NO_IGNORED
         self.captured_converted: frozenset[str] = frozenset()  # and converted (wsattrs)
         self.captured_read: tuple[Pending, list[Entry]] | None = None  # and what it read
+        self.kept_open: list[str] = []  # files the mount's writes left, open for writing (livedir.py)
         self.overlay.lower_mode = self._lower_mode
         self.overlay.lower_tree = self._lower_tree
         if pinned is not None:
@@ -350,7 +351,9 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         if self.pinned is not None or not self.overlay.with_upper:
             return None  # the mount's own lower view follows the base; it never writes
         mp = self.vault.mounts.overlay_mountpoint(self)
-        return None if mp is None else LiveDir(mp, self.store, self.vault.quota.room)
+        if mp is None:
+            return None
+        return LiveDir(mp, self.store, self.vault.quota.room, self.kept_open, self.overlay.upper_dir)
 
     def live_dir(self) -> LiveDir | None:
         """The mount point of this fork's live overlay mount, as a directory that changes go

@@ -179,13 +179,14 @@ def _order(paths: Iterable[str], tree: str, ws: Based) -> list[str]:
 Job = Callable[[], "str | None"]  # one path's swap: None done, "" refused, else a side file kept
 
 
-def _job(ws: Based, live: LiveDir, path: str, old: str, new: str) -> tuple[Job, bool]:
+def _job(ws: Based, live: LiveDir, path: str, old: str, new: str, sides: Sides) -> tuple[Job, bool]:
     """``path`` of the live mount to make commit ``new``'s in one step if it still holds
     commit ``old``'s (:func:`.liveswap.swap`): the call doing it (None when done, "" when
     the path holds something else, left as it is, a side file's path when something was
     kept there), and whether it may run on a thread of its own (it then makes system
-    calls only: the bytes, read from the store here, are in it)."""
-    from .liveswap import IN_HANDS, Found, swap
+    calls only: the bytes, read from the store here, are in it). ``sides`` gets the
+    path and its side file's name, for :func:`_noted` (:mod:`.swapleft`)."""
+    from .liveswap import IN_HANDS, Found, side_name, swap
 
     old_tree, new_tree = ws.store.commit_tree(old), ws.store.commit_tree(new)
     was, now = ws.store.tree_lookup(old_tree, path), ws.store.tree_lookup(new_tree, path)
@@ -209,7 +210,21 @@ def _job(ws: Based, live: LiveDir, path: str, old: str, new: str) -> tuple[Job, 
         # checkout` without conversions); an equivalent other form is the person's
         return got == shown or (got[0] == was[1] and blob_id(got[1]) == was[0])
 
-    return (lambda: swap(live, path, want, expect, was is None)), True
+    name = side_name()
+    sides.append((path, name))
+    return (lambda: swap(live, path, want, expect, was is None, name)), True
+
+
+Sides = list[tuple[str, str]]  # the swaps noted: (path, its side file's name)
+
+
+def _noted(ws: Based, old: str, new: str, sides: Sides) -> None:
+    """The swaps about to run noted in the workspace's state (:func:`.swapleft.note`): a
+    process killed between a swap's steps leaves side files the next one puts right
+    (livewrite2); :func:`settle` removes the note once they are all settled."""
+    from . import swapleft
+
+    swapleft.note(ws.state_dir, old, new, sides)
 
 
 _THREADS = 8  # swaps at once: each copy-up through overlayfs ends in an fsync (adopt3's A/B)
@@ -236,7 +251,7 @@ def _batches(ws: Based, paths: list[str], old: str, new: str) -> list[list[str]]
 
 
 def _swap_all(
-    ws: Based, live: LiveDir, paths: list[str], old: str, new: str, written: list[str]
+    ws: Based, live: LiveDir, paths: list[str], old: str, new: str, written: list[str], sides: Sides
 ) -> tuple[str, ...]:
     """Each of ``paths`` swapped from commit ``old``'s to ``new``'s (:func:`_job`), up to
     :data:`_THREADS` at once; ``written`` gets each path before its swap (one failing half
@@ -248,7 +263,8 @@ def _swap_all(
     kept: list[str] = []
     with live.room(), ThreadPoolExecutor(min(_THREADS, max(1, len(paths)))) as pool:
         for batch in _batches(ws, paths, old, new):
-            jobs = [(q, *_job(ws, live, q, old, new)) for q in batch]
+            jobs = [(q, *_job(ws, live, q, old, new, sides)) for q in batch]
+            _noted(ws, old, new, sides)
             written.extend(batch)
             futures = {q: pool.submit(job) for q, job, threaded in jobs if threaded}
             got = {q: job() for q, job, threaded in jobs if not threaded}
@@ -281,13 +297,14 @@ def place(ws: Based, p: Plan) -> tuple[frozenset[str], tuple[str, ...]]:
     order = _order(p.follow, tip_tree, ws)
     gone = [q for q in order if ws.store.tree_lookup(tip_tree, q) is None]
     written: list[str] = []
+    sides: Sides = []
     try:
-        found = _swap_all(ws, live, gone, p.base, p.tip, written)
+        found = _swap_all(ws, live, gone, p.base, p.tip, written, sides)
         if not found:
             # (the removals first: the directories they left empty go before anything is
             # made where one of them was)
             live.prune_empty(written, tip_tree)
-            found = _swap_all(ws, live, order[len(gone) :], p.base, p.tip, written)
+            found = _swap_all(ws, live, order[len(gone) :], p.base, p.tip, written, sides)
         if found:
             kept = put_back(ws, p, frozenset(written))
             return frozenset(), (*found, *kept)
@@ -309,12 +326,15 @@ def put_back(ws: Based, p: Plan, written: frozenset[str]) -> tuple[str, ...]:
 
     base_tree = ws.store.commit_tree(p.base)
     kept: list[str] = []
+    sides: Sides = []
     for q in _order(written, base_tree, ws):
         # (each alone: where the fork's state has no room for one, as a full quota refused
         # the write put back here, the others still go back; :mod:`.noroom`)
         try:
             with live.room():
-                got = _job(ws, live, q, p.tip, p.base)[0]()
+                job = _job(ws, live, q, p.tip, p.base, sides)[0]
+                _noted(ws, p.tip, p.base, sides)
+                got = job()
         except Exception as exc:
             if not cannot_write(exc):
                 raise
@@ -380,6 +400,17 @@ def adopt(ws: Based, db: Any, p: Plan, written: frozenset[str]) -> tuple[str, ..
     return None
 
 
+def left_behind(ws: Based) -> bool:
+    """Whether an adoption killed between a swap's steps left a note (:mod:`.swapleft`):
+    then put right (the fork lock held), before the status the plan reads."""
+    from . import swapleft
+
+    if swapleft.pending(ws.state_dir) is None:
+        return False
+    swapleft.recover(ws)
+    return True
+
+
 def settle(ws: Based, p: Plan) -> Refused | None:
     """Adopt ``p`` (the fork lock held): :func:`place`, :func:`adopt` in one transaction,
     the mount's index stamped, or :func:`put_back` when refused; a :class:`Refused`
@@ -407,6 +438,10 @@ def settle(ws: Based, p: Plan) -> Refused | None:
             else:
                 kept = put_back(ws, p, written)
                 refused = (*refused, *kept) if refused or kept else refused
+        if p.live:
+            from . import swapleft
+
+            swapleft.done(ws.state_dir)  # (every swap settled: none left to put right)
     if refused is None:
         if p.follow and not p.live:
             ws.base_moved(view_changed=False)  # (a pure-FUSE daemon drops its caches)

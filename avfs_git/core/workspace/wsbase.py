@@ -93,8 +93,8 @@ def sync_base(ws: Based) -> bool:
                 # the status just read, passed on (adopt2: it was read again, and what the
                 # commit changed compared twice, by each step of the adoption)
                 was, now = ov.get_meta("base"), ws.tip()
-                if was != base and was is not None:  # (a checkpoint's move came first)
-                    status = ws.changes.status()
+                if wsadopt.left_behind(ws) or (was != base and was is not None):
+                    status = ws.changes.status()  # (a checkpoint's move came first, or a killed swap's)
                 plan = wsadopt.plan(ws, was, now, status) if was and now and was != now else None
                 ws.unadopted = None if plan is None else wsadopt.settle(ws, plan)
         except BusyError:

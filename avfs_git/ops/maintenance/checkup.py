@@ -96,6 +96,7 @@ def _doctor_vault(vault: Vault, repair: bool, now: float) -> Iterable[Finding]:
             yield _orphan_state_dir(vault, fork, ws_dir, repair, now)
             continue
         yield from _check_overlay(vault, fork, ws_dir, repair, now)
+        yield from _adoption_sides(vault, fork, ws_dir, repair)
     for fork, sub in forkspare.spares(vault).items():
         if fork not in forks:  # (a fork deleted with plain git, or killed while deleted)
             yield finding(
@@ -323,6 +324,39 @@ def _orphan_state_dir(vault: Vault, fork: str, ws_dir: str, repair: bool, now: f
         fix=keep,
         repair=repair,
         hint=f"--repair moves it to {os.path.dirname(dest)}/ (nothing is deleted)",
+    )
+
+
+def _adoption_sides(vault: Vault, fork: str, ws_dir: str, repair: bool) -> Iterable[Finding]:
+    """An adoption's swaps a killed process left unsettled in the fork's overlay mount
+    (core/workspace/swapleft.py, livewrite2): its side files put right through the mount
+    by the repair; while the fork is not mounted, the next mount does it."""
+    from ...core.workspace import swapleft
+
+    mark = swapleft.pending(ws_dir)
+    if mark is None:
+        return
+    n = len(mark.get("sides") or ())
+
+    def fix() -> None:
+        with vault.lock(fork):
+            ws = vault.workspace(fork)
+            if swapleft.pending(ws.state_dir) is not None:  # (opening it may have done it)
+                swapleft.recover(ws)
+
+    from ...core.vaults import registry  # (not the workspace: opening it adopts, which puts them right)
+
+    mounted = bool(registry.live_mountpoints(vault.state_dir, fork))
+    yield finding(
+        vault,
+        "overlays",
+        "adoption_side_files",
+        f"an adoption into fork {fork!r} was killed during its swaps: up to {n} side file(s)"
+        " (.avfs-adopt-*) may be left in its mount",
+        os.path.join(ws_dir, swapleft.MARK),
+        fix=fix if mounted else None,
+        repair=repair,
+        hint=None if mounted else f"mount fork {fork!r} (its next mount puts them right)",
     )
 
 
