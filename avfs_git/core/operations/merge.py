@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 
 from ..errors import (
     BusyError,
-    ConflictError,
     InternalError,
     MergeInProgressError,
     UnrelatedHistoriesError,
@@ -45,7 +44,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.mergetrees import MergedIndex, criss_cross, merge_commits, merge_trees
 from ..store.trivialmerge import _trivial_merge
 from ..types import CommitId
-from ..vaults.oplog import kept_detail, kept_paths
+from ..vaults.oplog import kept_paths
 from ..workspace.ignore import globals_kept
 
 # an open merge's state and the questions about it live in .mergestate (the workspace, the
@@ -54,12 +53,9 @@ from ..workspace.ignore import globals_kept
 from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
-from ..workspace.mergestate import unresolved, write_state
-from ..workspace.wscommit import keep_recovery, publish
 from ..workspace.wsfold import tops_kept
-from ..workspace.wsretire import retirable
 from . import mergeguard
-from .mergeconflicts import Conflict, _changed, _classify, show_conflicts
+from .mergeconflicts import Conflict, _changed, _classify, _record, show_conflicts
 from .mergeresult import ChangedPaths
 from .mergeresult import MergeResult as MergeResult  # (this module's public API: docs/api.md)
 
@@ -492,149 +488,17 @@ def _current_tree(ws: Workspace) -> str:
     return tree
 
 
-def _record(
-    vault: Vault,
-    kind: str,
-    summary: str,
-    fork: str,
-    old: str,
-    new: str,
-    ref: str,
-    rec: tuple[str, str] | None = None,
-    kept_open: tuple[str, ...] = (),
-) -> int:
-    """The merge's operation; ``rec``: the recovery ref of what was written through the
-    mount as the target moved (its undo brings that back too, as a restore's does);
-    ``kept_open``: files its move left, open for writing (in its details)."""
-    kept = [] if rec is None else [{"ref": rec[0], "old": None, "new": rec[1]}]
-    return vault.oplog.record(
-        kind,
-        summary,
-        fork=fork,
-        refs=[{"ref": ref, "old": old, "new": new}, *kept],
-        workspaces=[
-            {
-                "fork": fork,
-                "before": {"base": old, "tree": None if rec is None else vault.store.commit_tree(rec[1])},
-                "after": {"base": new, "tree": None},
-                "view_changed": True,
-            }
-        ],
-        details=kept_detail(kept_open),
-    )
-
-
 def merge_continue(vault: Vault, target: str | None = None, *, message: str | None = None) -> MergeResult:
-    """Make the merge commit of a merge whose conflicts were written and resolved."""
-    target = target or vault.default_fork
-    ws = vault.workspace(target)
-    st = merge_state(ws)
-    if st is None:
-        raise UsageError(f"no merge into {target} is in progress")
-    left = unresolved(ws, st)
-    if left:
-        hint = "edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue"
-        held = [(p, h) for p in left if (h := ws.guard.match(p, is_dir=False)) is not None]
-        if held:  # the fork cannot write them: resolved only by a merge from outside
-            p, h = held[0]
-            hint = (
-                f"{p} is {h.kind} in this fork ({h.describe()}) and cannot be resolved by hand:"
-                " `avfs merge --abort`, then merge again with --ours or --theirs"
-            )
-        raise ConflictError(
-            f"{len(left)} path(s) still hold conflict markers or both versions",
-            hint=hint,
-            details={"paths": left, "protected": [p for p, _ in held]},
-        )
-    from . import checkpoint
+    """Make the merge commit of a merge whose conflicts were written and resolved
+    (:func:`.mergeend.merge_continue`)."""
+    from .mergeend import merge_continue as run
 
-    # a `proxy exec` running on the target first, as a merge and a checkpoint wait for one:
-    # the workspace is committed, and the command's writes are looked at as it ends (plant3)
-    with checkpoint.no_exec_running(vault, target), vault.lock(target):
-        ours, theirs = st["ours"], st["theirs"]
-        tip = ws.tip()
-        if tip != ours:
-            from ..errors import RefMovedError
-
-            raise RefMovedError(
-                f"fork {target} moved since the merge started", details={"expected": ours, "current": tip}
-            )
-        pack = ws.store.pack_writer()
-        try:
-            tree, captured = ws.capture(pack)
-            commit = ws.store.create_commit(
-                tree, [ours, theirs], message or st["message"], vault.author(), pack=pack
-            )
-            pack.finish()
-        except BaseException:
-            pack.abort()
-            raise
-        # the result looked at as a merge's (what the merge wrote and the resolution; plant3)
-        changed = _changed(vault.store, vault.store.commit_tree(ours), tree)
-        from .mergeplanted import refuse_result
-
-        refuse_result(vault, commit, changed, st["source"], target)
-        with vault.oplog.held("merge"):  # (before the target moves, as a merge's)
-            # published as a checkpoint is (.wscommit.publish): the ref moves by CAS, what the
-            # commit holds retires (a crash in between is finished by the next sync_base), an
-            # entry written since (its seq moved) stays on top of the merge commit, and a
-            # mount's index follows
-            publish(
-                ws, commit, ours, retirable(ws, captured, tree), f"avfs: merge {st['source']}", seen=captured
-            )
-            write_state(ws, None)
-            op = _record(
-                vault,
-                "merge",
-                f"merge {st['source']} into {target} (conflicts resolved)",
-                target,
-                ours,
-                commit,
-                ws.ref,
-            )
-    return MergeResult(
-        vault.name, st["source"], target, "merged", CommitId(ours), CommitId(theirs),
-        CommitId(st["base"]) if st["base"] else None, CommitId(commit), (), changed, (), op,
-    )  # fmt: skip
+    return run(vault, target, message=message)
 
 
 def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
-    """Give up a merge whose conflicts were written: the exact pre-merge state comes back."""
-    target = target or vault.default_fork
-    ws = vault.workspace(target)
-    st = merge_state(ws)
-    if st is None:
-        raise UsageError(f"no merge into {target} is in progress")
-    from . import checkpoint
+    """Give up a merge whose conflicts were written: the exact pre-merge state comes back
+    (:func:`.mergeend.merge_abort`)."""
+    from .mergeend import merge_abort as run
 
-    with (
-        checkpoint.no_exec_running(vault, target),
-        vault.lock(target),
-        vault.oplog.held("merge abort"),
-    ):  # (before the view changes, as a restore's)
-        ws.kept_open.clear()
-        # what the merge wrote and any resolution work so far: kept, undoable
-        rec = keep_recovery(ws, f"abort of the merge of {st['source']}")
-        before_tree = vault.store.commit_tree(rec[1]) if rec else None
-        ws.set_base(st["ours"], keep_view=False)
-        write_state(ws, None)
-        kept = kept_paths(ws.kept_open)
-        op = vault.oplog.record(
-            "merge_abort",
-            f"abort the merge of {st['source']} into {target}",
-            fork=target,
-            refs=[{"ref": rec[0], "old": None, "new": rec[1]}] if rec else [],
-            workspaces=[
-                {
-                    "fork": target,
-                    "before": {"base": st["ours"], "tree": before_tree},
-                    "after": {"base": st["ours"], "tree": None},
-                    "view_changed": True,
-                }
-            ],
-            details=kept_detail(kept),
-        )
-    return MergeResult(
-        vault.name, st["source"], target, "aborted", CommitId(st["ours"]), CommitId(st["theirs"]),
-        CommitId(st["base"]) if st["base"] else None, CommitId(st["ours"]), (), (), (), op, False, kept,
-    )  # fmt: skip
+    return run(vault, target)

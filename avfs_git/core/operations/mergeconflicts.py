@@ -19,6 +19,7 @@ from ..store.gitstore import GitStore
 from ..store.mergetrees import IndexSide, MergedIndex, merge_file
 from ..store.treediff import diff_trees
 from ..types import MODE_LINK, MODE_TREE, VIEW_RESETS, Change
+from ..vaults.oplog import kept_detail
 from ..workspace.mergestate import write_state
 from . import mergeguard
 
@@ -335,3 +336,35 @@ def show_conflicts(
             details={"source": source, "conflicts": [c.path for c in conflicts]},
         )
     return changed, op
+
+
+def _record(
+    vault: Vault,
+    kind: str,
+    summary: str,
+    fork: str,
+    old: str,
+    new: str,
+    ref: str,
+    rec: tuple[str, str] | None = None,
+    kept_open: tuple[str, ...] = (),
+) -> int:
+    """The merge's operation; ``rec``: the recovery ref of what was written through the
+    mount as the target moved (its undo brings that back too, as a restore's does);
+    ``kept_open``: files its move left, open for writing (in its details)."""
+    kept = [] if rec is None else [{"ref": rec[0], "old": None, "new": rec[1]}]
+    return vault.oplog.record(
+        kind,
+        summary,
+        fork=fork,
+        refs=[{"ref": ref, "old": old, "new": new}, *kept],
+        workspaces=[
+            {
+                "fork": fork,
+                "before": {"base": old, "tree": None if rec is None else vault.store.commit_tree(rec[1])},
+                "after": {"base": new, "tree": None},
+                "view_changed": True,
+            }
+        ],
+        details=kept_detail(kept_open),
+    )
