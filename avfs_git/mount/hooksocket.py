@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.workspace.hookwire import SOCKET_NAME, Answerer, frame
+from ..core.workspace.hookwire import SOCKET_NAME, Answerer, frame, own_reply
 from . import personhooks
 
 log = logging.getLogger("avfs.hooksocket")
@@ -218,7 +218,7 @@ class HookServer:
                 token = c.got.decode("utf-8", "replace").strip()
                 if token == personhooks.QUESTION:  # a gate's (personhooks.GATES): no git status
                     self._persons()
-                    c.out = frame([token])
+                    c.out = frame(own_reply(token, []))  # (git may ask it too: review38)
                 else:
                     if self.on_ask is not None:
                         self.on_ask()

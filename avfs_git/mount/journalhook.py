@@ -26,7 +26,8 @@ answered: git then looked at every file, at a moment this journal cannot place) 
 own question to that daemon (``avfs-since:...``) answer ``/``.
 
 And one is not git's: avfs's question ``avfs-writers`` (:data:`.hookwire.WRITERS`) is
-answered with itself, then the file ids of the overlay files the mount's write handles hold
+answered as :func:`.hookwire.own_reply` says (a token of no state and ``/``, which git
+reads as "everything", then the question), then the file ids of the overlay files the mount's write handles hold
 open (:attr:`JournalAnswerer.writers`: the daemon's handle table, set once it is made; until
 then the question is answered as a token of another form, and the asker probes every file).
 A merge into the mount asks it before it moves the fork (core/operations/mergeguard.py
@@ -39,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..core.workspace.hookwire import WRITERS
+from ..core.workspace.hookwire import WRITERS, own_reply
 
 if TYPE_CHECKING:
     from ..core.workspace.overlay import Overlay
@@ -63,7 +64,7 @@ class JournalAnswerer:
     def answer(self, token: str) -> list[str]:
         writers = self.writers
         if token == WRITERS and writers is not None:
-            return [WRITERS, *writers()]
+            return own_reply(WRITERS, writers())
         ov = self._overlay
         db = ov.db
         own = not db.in_transaction
@@ -72,7 +73,8 @@ class JournalAnswerer:
         try:
             meta = ov.get_metas("base", "view_time", "journal_from")
             state = f"{meta.get('base')}:{meta.get('view_time')}"
-            out = [f"{TOKEN_PREFIX}:{state}:{ov.last_seq()}"]
+            last = ov.last_seq()
+            out = [f"{TOKEN_PREFIX}:{state}:{last}"]
             old = token.split(":")
             if old[0] in _NOT_OURS:
                 return [*out, EVERYTHING]
@@ -90,6 +92,8 @@ class JournalAnswerer:
             dropped = int(meta.get("journal_from") or 0)
             if dropped and since < dropped:
                 return [*out, EVERYTHING]  # older than the journal keeps
+            if since > last:  # dated past the journal's end: a token the agent wrote (review38)
+                return [*out, EVERYTHING]
             rows = db.execute("SELECT DISTINCT path FROM journal WHERE seq > ?", (since,))
             return [*out, *_with_parents(str(r[0]) for r in rows)]
         finally:

@@ -59,12 +59,9 @@ def _held_by_mount(ws: Workspace) -> list[str] | None:
     """The file ids of the overlay files the fork's pure-FUSE mount holds open for writing,
     as its daemon says (:data:`.hookwire.WRITERS`, over its socket in the mount's own
     directory); None when it does not say."""
-    from ..workspace.hookwire import WRITERS, ask
+    from ..workspace.hookwire import WRITERS, ask, own_answer
 
-    got = ask(ws.vault.mounts.files_dir(ws), WRITERS, timeout_s=ASK_WAIT_S)
-    if not got or got[0] != WRITERS:
-        return None
-    return got[1:]
+    return own_answer(ask(ws.vault.mounts.files_dir(ws), WRITERS, timeout_s=ASK_WAIT_S), WRITERS)
 
 
 ASK_WAIT_S = 2.0  # how long a merge waits for a pure-FUSE mount's daemon to say what it holds open

@@ -19,6 +19,27 @@ SOCKET_NAME = "avfs-fsmonitor.sock"  # in the mount's own directory (registry.mo
 # daemon that does not know the question answers something else: then every file is
 # probed, core/operations/mergeguard.py ``refuse_open_files``)
 WRITERS = "avfs-writers"
+# the token of no known state (the hook's own where no daemon answered: every answerer
+# answers it with "everything"). An answer to a question of avfs's own starts with it and
+# "/" (:func:`own_reply`): the question can come from git too, its token being whatever the
+# index holds, and a command in a sandbox writes that index: git must read such an answer as
+# "everything may have changed", never as "nothing but these" (the review of the
+# thirty-fifth round, review38: `avfs-persons` answered with itself hid every later change
+# from the person's `git status`, echoed at each status after)
+UNKNOWN = "avfs-ovl:none"
+EVERYTHING = "/"
+
+
+def own_reply(question: str, parts: list[str]) -> list[str]:
+    """The answer to avfs's own ``question`` (``parts``: what it says), safe for git to read."""
+    return [UNKNOWN, EVERYTHING, question, *parts]
+
+
+def own_answer(got: list[str] | None, question: str) -> list[str] | None:
+    """What :func:`own_reply` to ``question`` said in ``got`` (None: not such an answer)."""
+    if got is None or len(got) < 3 or got[:3] != [UNKNOWN, EVERYTHING, question]:
+        return None
+    return got[3:]
 
 
 class Answerer(Protocol):
