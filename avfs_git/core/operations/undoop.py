@@ -48,6 +48,15 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
         )
     wss = vault.oplog.workspaces(op.id)
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
+    # a fork the undo takes away, kept warm for `proxy exec` (nobody asked for its mount), is
+    # asked to go before the exec locks below are taken: its daemon's release takes the
+    # fork's exec lock without waiting, and was refused while the undo held it (fork_mounted)
+    for r in op.refs:
+        ref = str(r["ref"])
+        if r["old"] is None and ref.startswith(refs.HEADS):
+            from ..vaults.warmrelease import release_kept_warm
+
+            release_kept_warm(vault.state_dir, ref[len(refs.HEADS) :])
     held_forks = vault.lock(*forks)  # (made first: it makes the locks directory)
     # a `proxy exec` running on one of them first, as a restore waits for one: the view is
     # kept as a recovery commit and replaced, where the command's writes are looked at only
