@@ -39,12 +39,20 @@ def _stamp(path: str) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def line_endings(store_path: str) -> dict[str, str] | None:
+def line_endings(store_path: str, branch: str | None = None) -> dict[str, str] | None:
     """git's ``core.autocrlf`` and ``core.eol`` for the vault at ``store_path`` (each key
     of :data:`KEYS` that git finds set, by its last value), where this process's
-    environment names config libgit2 does not read; None where it names none. A file an
-    included one names is not watched: a change there is seen when one of the config
-    files, or the environment, changes."""
+    environment names config libgit2 does not read, or (``branch``: the fork's) a config
+    file holds an ``includeIf`` (:func:`.forkconfig.settings`: git in the fork's worktree
+    matches ``onbranch:`` against the fork's branch, libgit2 on the vault against its
+    HEAD); None where neither. A file an included one names is not watched here: a
+    change there is seen when one of the config files, or the environment, changes (the
+    fork's reader watches them all)."""
+    from .forkconfig import settings
+
+    fork = settings(store_path, branch)
+    if fork is not None:
+        return {k: fork[k] for k in KEYS if k in fork}
     env_cfg = git_config_env()
     if not (env_cfg.keys() - {"GIT_CONFIG_NOSYSTEM"}):
         return None
@@ -73,7 +81,7 @@ def line_endings(store_path: str) -> dict[str, str] | None:
     return values
 
 
-def handle_config(store_path: str, libgit2_eol: str | None = None) -> str:
+def handle_config(store_path: str, libgit2_eol: str | None = None, branch: str | None = None) -> str:
     """The lines of a libgit2 handle's own config (its highest level) that make its filters
     convert as git would: git's values where :func:`line_endings` has them (git's
     defaults, ``false`` and ``native``, where it finds a key unset, so that a value only
@@ -86,7 +94,7 @@ def handle_config(store_path: str, libgit2_eol: str | None = None) -> str:
     (``config.c``: ``EOL_UNSET``); libgit2 converted a file with such a value to CRLF, the
     key alone read through git was ``true`` here: the mount showed CRLF where git's
     checkout writes LF (changes2, thirty-fourth round; git 2.39)."""
-    values = line_endings(store_path)
+    values = line_endings(store_path, branch)
     if values is None:
         if libgit2_eol is not None and libgit2_eol.lower() not in EOLS:
             return "\teol = native\n"

@@ -170,12 +170,20 @@ class IgnoreRules:
         git_dir: the vault (its ``info/exclude`` and config apply).
         excludes_setting: reads ``core.excludesFile`` as git would see it (vault config,
             then the user's); None when unset.
+        branch: the fork's, whose config git in its worktree reads (``includeIf
+            "onbranch:"``: git is run through :func:`.forkconfig.fork_git_dir` where a
+            config holds one; before gitmodel26 a fork's own excludes file went unread).
     """
 
     def __init__(
-        self, git_dir: str, excludes_setting: Callable[[], str | None], kept: str | None = None
+        self,
+        git_dir: str,
+        excludes_setting: Callable[[], str | None],
+        kept: str | None = None,
+        branch: str | None = None,
     ) -> None:
         self.git_dir = git_dir
+        self.branch = branch
         self._excludes_setting = excludes_setting
         self._cache: dict[tuple[object, ...], bool] = {}
         self._lock = threading.Lock()
@@ -378,9 +386,16 @@ class IgnoreRules:
             deep = any(p.count("/") >= _VERBOSE_DEPTH for p, _, _ in todo)
             verbose = [] if deep else ["--verbose", "--non-matching"]
 
+            from ..store.forkconfig import fork_git_dir, settings
+
+            run_dir = self.git_dir
+            if settings(self.git_dir, self.branch) is not None:
+                assert self.branch is not None
+                run_dir = fork_git_dir(self.git_dir, self.branch)  # (its info/exclude: the vault's)
+
             def ask(args: list[str]) -> subprocess.CompletedProcess[bytes]:
                 return run(
-                    args, git_dir=self.git_dir, input=stdin, cwd=scratch, env=env, check=False, timeout=wait
+                    args, git_dir=run_dir, input=stdin, cwd=scratch, env=env, check=False, timeout=wait
                 )
 
             try:

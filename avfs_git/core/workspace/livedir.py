@@ -49,7 +49,11 @@ class LiveDir:
     """The mount point ``root`` of a fork, as a directory to change."""
 
     def __init__(
-        self, root: str, store: GitStore, room: Callable[[], AbstractContextManager[None]] | None = None
+        self,
+        root: str,
+        store: GitStore,
+        room: Callable[[], AbstractContextManager[None]] | None = None,
+        branch: str | None = None,
     ) -> None:
         self.root = root
         self.store = store
@@ -58,7 +62,7 @@ class LiveDir:
         # (Vault.own_room); a write that adds bytes was checked against the quota first
         self._room = room or nullcontext
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
-        self._forms = CheckoutForms(store)
+        self._forms = CheckoutForms(store, branch)  # (branch: the fork's config)
         # the paths a write left as they were, a process holding the file open for writing
         # (:meth:`_held_open`)
         self.kept: list[str] = []

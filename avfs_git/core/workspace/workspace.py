@@ -164,6 +164,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         # its database's writes wait for another process's lock as the vault's locks do
         self.overlay.lock_wait = lambda: vault.lock_wait_s
         self.view = View(self.store, self.overlay)
+        self.view.branch = fork  # (its config as git in the fork's worktree reads it)
         self.changes = Changes(
             self.view,
             self.overlay,
@@ -350,7 +351,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         if self.pinned is not None or not self.overlay.with_upper:
             return None  # the mount's own lower view follows the base; it never writes
         mp = self.vault.mounts.overlay_mountpoint(self)
-        return None if mp is None else LiveDir(mp, self.store, self.vault.quota.room)
+        return None if mp is None else LiveDir(mp, self.store, self.vault.quota.room, self.fork)
 
     def live_dir(self) -> LiveDir | None:
         """The mount point of this fork's live overlay mount, as a directory that changes go

@@ -485,10 +485,16 @@ class Changes:
         rules = self._ignore_rules
         if rules is None:
             kept = os.path.join(self.store.path, "avfs", KEPT_NAME)  # (the vault's state dir)
-            rules = self._ignore_rules = IgnoreRules(self.store.path, self._excludes_setting, kept)
+            rules = IgnoreRules(self.store.path, self._excludes_setting, kept, self.view.branch)
+            self._ignore_rules = rules
         return rules
 
     def _excludes_setting(self) -> str | None:
+        from ..store.forkconfig import settings
+
+        fork = settings(self.store.path, self.view.branch)  # (an includeIf: the fork's reading)
+        if fork is not None:
+            return fork.get("core.excludesfile") or None
         if not libgit2_loaded():
             # read-only commands (status, ls, cat) never import pygit2 (~85 ms): git itself
             # answers, with its own config rules (vault, global, includes), in ~2 ms
