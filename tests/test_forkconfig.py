@@ -1,6 +1,6 @@
 """A fork's own config (gitmodel26): ``[includeIf "onbranch:f"]`` in the vault's config
-names a file that sets ``core.autocrlf``, ``core.attributesFile`` and
-``core.excludesFile`` for fork ``f`` alone. git in f's mount reads them (its HEAD is f's
+names a file that sets ``core.autocrlf``, ``core.attributesFile``, ``core.excludesFile``
+and ``user.name``/``user.email`` for fork ``f`` alone. git in f's mount reads them (its HEAD is f's
 branch), and so does a plain worktree on branch f; the vault's own reading (HEAD on
 ``main``) does not. What avfs records and reports for f (a checkpoint, an exec's commit,
 ``avfs status``) must be git's answer in the mount, and the plain worktree's.
@@ -8,7 +8,8 @@ branch), and so does a plain worktree on branch f; the vault's own reading (HEAD
 Found by gitmodel25: avfs's readers (``wsattrs.autocrlf``, libgit2's filters, the global
 attribute file, the status's excludes file) matched ``onbranch:`` against the vault's HEAD:
 a checkpoint stored CRLF where ``git add`` in the mount stores LF, ``$Id: ...$`` where it
-stores ``$Id$``, and the status listed a file git ignores and one git calls unchanged.
+stores ``$Id$``, the status listed a file git ignores, and a checkpoint's author was the
+vault's person, not the fork's.
 
 Real data: attrs 24.2.0's README.md, written with CRLF line ends as a Windows editor
 leaves it (no cached sdist holds a CRLF text file).
@@ -43,7 +44,10 @@ def _included(tmp_path: Path) -> Path:
     ignore = tmp_path / "person-ignore"
     ignore.write_text("*.log\n")
     inc = tmp_path / "f-only.gitconfig"
-    inc.write_text(f"[core]\n\tautocrlf = true\n\tattributesFile = {attrs}\n\texcludesFile = {ignore}\n")
+    inc.write_text(
+        f"[core]\n\tautocrlf = true\n\tattributesFile = {attrs}\n\texcludesFile = {ignore}\n"
+        "[user]\n\tname = Fork Person\n\temail = fork.person@example.org\n"
+    )
     return inc
 
 
@@ -91,9 +95,12 @@ def _status_paths(avfs: Any) -> set[str]:
 
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_a_forks_onbranch_settings_are_read_as_git_in_its_mount_reads_them(
-    cli_proc: Any, tmp_path: Path, backend: str, readme_crlf: bytes
+    cli_proc: Any, tmp_path: Path, backend: str, readme_crlf: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _require(backend)
+    for role in ("AUTHOR", "COMMITTER"):  # (the suite's identity: config's is what is asked)
+        for what in ("NAME", "EMAIL"):
+            monkeypatch.delenv(f"GIT_{role}_{what}", raising=False)
     inc = _included(tmp_path)
     with mount_fork(cli_proc, tmp_path, backend) as (mp, avfs):
         vault = _git(mp, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()
@@ -125,6 +132,13 @@ def test_a_forks_onbranch_settings_are_read_as_git_in_its_mount_reads_them(
         assert res.code == 0, res.err
         got = {p: _rev(vault, f"refs/heads/f:{p}") for p in PATHS}
         assert got == said
+        # by the person git in the mount names (its user.name and user.email)
+        ident = _git(mp, "var", "GIT_AUTHOR_IDENT").stdout.rsplit(">", 1)[0] + ">"
+        assert ident == "Fork Person <fork.person@example.org>"
+        assert (
+            _git(mp, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "refs/heads/f").stdout.strip()
+            == f"{ident}|{ident}"
+        )
         assert _rev(vault, "refs/heads/f:a.txt") == _rev(vault, "refs/heads/main:a.txt")
         listed = subprocess.run(
             ["git", "--git-dir", vault, "ls-tree", "-r", "--name-only", "refs/heads/f"],
@@ -147,4 +161,5 @@ def test_a_forks_onbranch_settings_are_read_as_git_in_its_mount_reads_them(
             check=True,
         ).stdout
         assert stored == b"x\ny\n"
+        assert _git(mp, "log", "-1", "--format=%an <%ae>", "refs/heads/f").stdout.strip() == ident
     assert os.path.exists(inc)

@@ -41,6 +41,7 @@ from .gitrun import (
     git_xdg_file,
     run,
 )
+from .lineconfig import fork_settings
 
 SYSTEM = "/etc/gitattributes"  # (git's ETC_GITATTRIBUTES for its prefix /usr)
 MAX_FILE = 100 << 20  # git ignores a larger attributes file (attr.c ATTR_MAX_FILE_SIZE)
@@ -103,10 +104,8 @@ def global_file(store_path: str, branch: str | None = None) -> str | None:
     config``'s answer is kept while the config files, those they include and the
     variables stay the same (a status or a base move asks each time; ``git config`` is
     ~1 ms of CPU). ``branch``: as git in a worktree on the fork's branch reads it
-    (:func:`.forkconfig.settings`: an ``includeIf "onbranch:"`` for that fork)."""
-    from .forkconfig import settings
-
-    fork = settings(store_path, branch)
+    (:func:`.lineconfig.fork_settings`: an ``includeIf "onbranch:"`` for that fork)."""
+    fork = fork_settings(store_path, branch)
     if fork is not None:
         named = fork.get("core.attributesfile", "")
         return git_user_path(named) if named else git_xdg_file("attributes")

@@ -51,7 +51,7 @@ class Cleaner:
     ) -> None:
         """``files``: each ``.gitattributes`` of the view by its directory ("" for the
         root) and its bytes; ``index``: (blob id, mode) of what paths held before;
-        ``branch``: the fork's, whose config git in its worktree reads (:mod:`.forkconfig`)."""
+        ``branch``: the fork's, whose config git in its worktree reads (:func:`.lineconfig.fork_settings`)."""
         self.drivers: set[str] = set()
         repo, self._dir = attributes_handle(store_path, files, branch)
         self._repo = repo

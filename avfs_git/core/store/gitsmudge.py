@@ -241,7 +241,7 @@ def attributes_handle(
     handle and removes the directory. git's system and global attribute files
     (:mod:`.gitattrfiles`) are the first lines of the root's, and libgit2 reads no global
     file of its own (:func:`no_own_global`). ``branch``: the fork's, whose config git in
-    its worktree reads (``includeIf "onbranch:"``: :mod:`.forkconfig`)."""
+    its worktree reads (``includeIf "onbranch:"``: :func:`.lineconfig.fork_settings`)."""
     import shutil  # (not at the top: a cold status, cat or log never runs it)
     import tempfile
 

@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from ..errors import IgnoreTooSlowError, InternalError
 from ..store.digests import sha1
+from ..store.lineconfig import fork_git_dir, fork_settings
 from ..store.names import ancestors_of_all, join, parent_of
 from .ignorekept import KeptAnswers, config_key, content_key, question_base, question_key
 
@@ -171,7 +172,7 @@ class IgnoreRules:
         excludes_setting: reads ``core.excludesFile`` as git would see it (vault config,
             then the user's); None when unset.
         branch: the fork's, whose config git in its worktree reads (``includeIf
-            "onbranch:"``: git is run through :func:`.forkconfig.fork_git_dir` where a
+            "onbranch:"``: git is run through :func:`.lineconfig.fork_git_dir` where a
             config holds one; before gitmodel26 a fork's own excludes file went unread).
     """
 
@@ -386,10 +387,8 @@ class IgnoreRules:
             deep = any(p.count("/") >= _VERBOSE_DEPTH for p, _, _ in todo)
             verbose = [] if deep else ["--verbose", "--non-matching"]
 
-            from ..store.forkconfig import fork_git_dir, settings
-
             run_dir = self.git_dir
-            if settings(self.git_dir, self.branch) is not None:
+            if fork_settings(self.git_dir, self.branch) is not None:
                 assert self.branch is not None
                 run_dir = fork_git_dir(self.git_dir, self.branch)  # (its info/exclude: the vault's)
 

@@ -110,7 +110,7 @@ def autocrlf(store: GitStore, branch: str | None = None) -> str | None:
     """``core.autocrlf`` when it converts ("true" or "input"), else None: the vault's
     config, then git's global and system ones, as the person's git in the mount (and
     ``git checkout`` of a plain clone) reads it; ``branch``: in the mount of that fork
-    (an ``includeIf "onbranch:"``: :mod:`~..store.forkconfig`)."""
+    (an ``includeIf "onbranch:"``: :func:`~..store.lineconfig.fork_settings`)."""
     told = line_endings(store.path, branch)  # (git's reading, where libgit2 would read other files)
     if told is not None:
         val = told.get("core.autocrlf", "").lower()
@@ -159,7 +159,7 @@ class Conversions:
         branch: str | None = None,
     ) -> None:
         self._args = (store_path, files, index)
-        self._branch = branch  # (the fork's: its config, :mod:`~..store.forkconfig`)
+        self._branch = branch  # (the fork's: its config, :func:`~..store.lineconfig.fork_settings`)
         self._cleaner: Cleaner | None = None
         self._encodings = encodings  # (any bytes may be in another encoding: all are asked)
         self._smudges = smudges  # (a checkout may convert: see checkout_differs)

@@ -16,6 +16,7 @@ from ..store.filemode import recorded_mode, trusts_exec_bit
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE
+from ..store.lineconfig import fork_settings
 from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_COMMIT, MODE_TREE, Change, ChangeStatus
 from . import overlayentry, upperjournal
@@ -490,9 +491,7 @@ class Changes:
         return rules
 
     def _excludes_setting(self) -> str | None:
-        from ..store.forkconfig import settings
-
-        fork = settings(self.store.path, self.view.branch)  # (an includeIf: the fork's reading)
+        fork = fork_settings(self.store.path, self.view.branch)  # (an includeIf: the fork's reading)
         if fork is not None:
             return fork.get("core.excludesfile") or None
         if not libgit2_loaded():

@@ -145,7 +145,7 @@ class View:
         self.source = source
         self.scan = scan
         # the fork's branch, whose config git in its worktree reads (``includeIf
-        # "onbranch:"``: core/store/forkconfig.py); None: the vault's reading
+        # "onbranch:"``: core/store/lineconfig.py, fork_settings); None: the vault's reading
         self.branch: str | None = None
         self._blob_reader: Callable[[str], bytes] | None = None
         self._base_tree_cache: tuple[str, str] | None = None
