@@ -216,12 +216,14 @@ class IgnoreRules:
         """(git's environment, :meth:`_globals`), read once while :func:`globals_kept` is
         entered."""
         kept = _kept_globals.get()
-        got = None if kept is None else kept.get(self.git_dir)
+        # (each fork's: its excludes file may be its own, an includeIf onbranch)
+        where = self.git_dir if self.branch is None else f"{self.git_dir}\0{self.branch}"
+        got = None if kept is None else kept.get(where)
         if got is None:
             env = git_env()
             got = (env, *self._globals(env))
             if kept is not None:
-                kept[self.git_dir] = got
+                kept[where] = got
         return got
 
     def ignored(self, files: Iterable[str], source: Source, dirs: Iterable[str] = ()) -> set[str]:
