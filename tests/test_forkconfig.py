@@ -162,4 +162,13 @@ def test_a_forks_onbranch_settings_are_read_as_git_in_its_mount_reads_them(
         ).stdout
         assert stored == b"x\ny\n"
         assert _git(mp, "log", "-1", "--format=%an <%ae>", "refs/heads/f").stdout.strip() == ident
+
+        # a merge into f (another fork's checkpoint): by the same person
+        assert avfs("vault", "fork", "v:main", "g").code == 0
+        assert avfs("--vault", "v:g", "write", "g.txt", "from g\n").code == 0
+        assert avfs("--vault", "v:g", "checkpoint", "save").code == 0
+        res = avfs("--json", "merge", "g")
+        assert res.code == 0, res.err
+        merged = _git(mp, "log", "-1", "--format=%p|%an <%ae>|%cn <%ce>", "refs/heads/f").stdout.strip()
+        assert len(merged.split("|")[0].split()) == 2 and merged.endswith(f"|{ident}|{ident}"), merged
     assert os.path.exists(inc)
