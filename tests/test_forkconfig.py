@@ -127,6 +127,17 @@ def test_a_forks_onbranch_settings_are_read_as_git_in_its_mount_reads_them(
         # left out of the comparison, as its diff is empty)
         assert _status_paths(avfs) - {"a.txt"} == {"win/README.md", "release.ver"}
 
+        # avfs diff: a.txt unchanged (`git diff` is empty), build.log ignored (the patch's
+        # bytes are the workspace's as they are, with or without a fork's config: left)
+        diff = avfs("--json", "diff").json()
+        assert {c["path"] for c in diff["changes"]} == {"win/README.md", "release.ver"}, diff["changes"]
+
+        # avfs grep skips what git grep --untracked skips: build.log, by f's excludes file
+        assert _git(mp, "grep", "--untracked", "-l", "ignored by", check=False).returncode == 1
+        res = avfs("--json", "grep", "ignored by")
+        assert res.code == 1 and res.json()["files"] == [], res.out
+        assert avfs("--json", "grep", "--ignored", "-l", "ignored by").json()["files_matched"] == 1
+
         # a checkpoint: the blobs git stores
         res = avfs("--json", "checkpoint", "save", "-m", "fork's config")
         assert res.code == 0, res.err
