@@ -106,7 +106,7 @@ def index_stat(
     size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
     held = held_stat(ws, uid, gid)  # (a file a checkpoint converted: its own stat)
     # git's checkout conversions: the converted file's size (git takes another for a change)
-    converted = checkout_sizes(ws.store, view.base if view is not None else ws.base)
+    converted = checkout_sizes(ws.store, view.base if view is not None else ws.base, ws.fork)
 
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         if (got := held(path)) is not None:

@@ -445,9 +445,9 @@ def with_converted(ws: MountedFork, base: str, data: bytes) -> bytes:
     ``core.autocrlf=true``, no ``info/attributes``): one search of the bytes."""
     import hashlib
 
-    if not converts_anywhere(ws.store, b".gitattributes\0" in data):
+    if not converts_anywhere(ws.store, b".gitattributes\0" in data, ws.fork):
         return data
-    size_of = checkout_sizes(ws.store, base)
+    size_of = checkout_sizes(ws.store, base, ws.fork)
     if size_of is None:
         return data
     out = bytearray(data)

@@ -439,7 +439,7 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     if force and not made and not is_empty_dir(dest):  # (what the fork holds was checked at its writes)
         out = [n.path for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path))]
         refuse_planted_over(view, dest, fork, out)
-    forms = CheckoutForms(ws.store)
+    forms = CheckoutForms(ws.store, ws.fork)
     try:
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:

@@ -159,7 +159,7 @@ def _commit_merge(
     is finished before any ref moves. ``state_dirs``: where the merge joined a name of git's
     own state of theirs to ours' (:func:`_state_dirs`), looked at before anything moves
     (:func:`.plantedrule.refuse_merged`). Returns (commit, operation id)."""
-    commit = vault.store.create_commit(tree, [ours, theirs], msg, vault.author(), pack)
+    commit = vault.store.create_commit(tree, [ours, theirs], msg, ws.author(), pack)
     if pack is not None:
         pack.finish()
     if state_dirs:

@@ -58,7 +58,7 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
         try:
             tree, captured = ws.capture(pack)
             commit = ws.store.create_commit(
-                tree, [ours, theirs], message or st["message"], vault.author(), pack=pack
+                tree, [ours, theirs], message or st["message"], ws.author(), pack=pack
             )
             pack.finish()
         except BaseException:

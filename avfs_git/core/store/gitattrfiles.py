@@ -37,9 +37,11 @@ from .gitrun import (
     git_config_env,
     git_config_files,
     git_env,
+    git_user_path,
     git_xdg_file,
     run,
 )
+from .lineconfig import fork_settings
 
 SYSTEM = "/etc/gitattributes"  # (git's ETC_GITATTRIBUTES for its prefix /usr)
 MAX_FILE = 100 << 20  # git ignores a larger attributes file (attr.c ATTR_MAX_FILE_SIZE)
@@ -97,11 +99,16 @@ def _config_key(store_path: str) -> tuple[object, ...] | None:
     return tuple(key)
 
 
-def global_file(store_path: str) -> str | None:
+def global_file(store_path: str, branch: str | None = None) -> str | None:
     """The global attributes file git reads for the vault at ``store_path``: ``git
     config``'s answer is kept while the config files, those they include and the
     variables stay the same (a status or a base move asks each time; ``git config`` is
-    ~1 ms of CPU)."""
+    ~1 ms of CPU). ``branch``: as git in a worktree on the fork's branch reads it
+    (:func:`.lineconfig.fork_settings`: an ``includeIf "onbranch:"`` for that fork)."""
+    fork = fork_settings(store_path, branch)
+    if fork is not None:
+        named = fork.get("core.attributesfile", "")
+        return git_user_path(named) if named else git_xdg_file("attributes")
     key = _config_key(store_path)
     value = None if key is None else _ASKED.get(key)
     if value is None:
@@ -130,12 +137,13 @@ def _ask(store_path: str) -> str:
     return ""
 
 
-def outer_attributes(store_path: str) -> bytes:
+def outer_attributes(store_path: str, branch: str | None = None) -> bytes:
     """The text of git's system and global attribute files, in git's order (the global's
-    rules after the system's: they rank above them), empty when there are none."""
+    rules after the system's: they rank above them), empty when there are none
+    (``branch``: the fork's, :func:`global_file`)."""
     out = b""
     paths = [] if git_attr_nosystem() else [SYSTEM]
-    found = global_file(store_path)
+    found = global_file(store_path, branch)
     if found is not None:
         paths.append(found)
     for path in paths:

@@ -43,12 +43,17 @@ class Cleaner:
     """The clean conversions of one view (see the module's text)."""
 
     def __init__(
-        self, store_path: str, files: Mapping[str, bytes], index: Mapping[str, tuple[str, int]]
+        self,
+        store_path: str,
+        files: Mapping[str, bytes],
+        index: Mapping[str, tuple[str, int]],
+        branch: str | None = None,
     ) -> None:
         """``files``: each ``.gitattributes`` of the view by its directory ("" for the
-        root) and its bytes; ``index``: (blob id, mode) of what paths held before."""
+        root) and its bytes; ``index``: (blob id, mode) of what paths held before;
+        ``branch``: the fork's, whose config git in its worktree reads (:func:`.lineconfig.fork_settings`)."""
         self.drivers: set[str] = set()
-        repo, self._dir = attributes_handle(store_path, files)
+        repo, self._dir = attributes_handle(store_path, files, branch)
         self._repo = repo
         self._base = dict(index)
         self._drivers_set: dict[str, bool] = {}

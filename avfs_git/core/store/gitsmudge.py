@@ -232,19 +232,22 @@ def git_rules(data: bytes) -> bytes:
     return b"\n".join(lines)
 
 
-def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygit2.Repository, str]:
+def attributes_handle(
+    store_path: str, files: Mapping[str, bytes], branch: str | None = None
+) -> tuple[pygit2.Repository, str]:
     """A libgit2 handle of the vault whose work tree is a new scratch directory (mode
     0700) holding ``files`` (the bytes of each ``.gitattributes`` by its directory, ""
     the root), its index empty (in memory only), and that directory: the caller frees the
     handle and removes the directory. git's system and global attribute files
     (:mod:`.gitattrfiles`) are the first lines of the root's, and libgit2 reads no global
-    file of its own (:func:`no_own_global`)."""
+    file of its own (:func:`no_own_global`). ``branch``: the fork's, whose config git in
+    its worktree reads (``includeIf "onbranch:"``: :func:`.lineconfig.fork_settings`)."""
     import shutil  # (not at the top: a cold status, cat or log never runs it)
     import tempfile
 
     import pygit2
 
-    outer = outer_attributes(store_path)  # (git's global and system ones: its root's first lines)
+    outer = outer_attributes(store_path, branch)  # (git's global and system ones: its root's first lines)
     if outer:
         files = {**files, "": outer + files.get("", b"")}
     scratch = tempfile.mkdtemp(prefix="avfs-attrs-")
@@ -257,7 +260,7 @@ def attributes_handle(store_path: str, files: Mapping[str, bytes]) -> tuple[pygi
             except UnicodeDecodeError:  # (not UTF-8: no value git knows, read as unset)
                 eol = ""
             # (libgit2's idea of the global file is not git's, nor of every core.eol)
-            no_own_global(repo, scratch, handle_config(store_path, eol))
+            no_own_global(repo, scratch, handle_config(store_path, eol, branch))
             for d, data in files.items():
                 at = os.path.join(scratch, *d.split("/")) if d else scratch
                 os.makedirs(at, exist_ok=True)
@@ -310,9 +313,9 @@ class Smudger:
     """The smudge conversions of one tree's files (see the module's text); :meth:`close`
     when done. Not thread-safe: its caller holds a lock."""
 
-    def __init__(self, store_path: str) -> None:
-        self._outer = outer_attributes(store_path)
-        self._repo, self._dir = attributes_handle(store_path, {})
+    def __init__(self, store_path: str, branch: str | None = None) -> None:
+        self._outer = outer_attributes(store_path, branch)
+        self._repo, self._dir = attributes_handle(store_path, {}, branch)
         # (one left unclosed frees its handle and removes its scratch when collected)
         self._done = weakref.finalize(self, _dispose, self._repo, self._dir)
 

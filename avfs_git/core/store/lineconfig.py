@@ -14,6 +14,29 @@ person's git with that environment checks out and stores (gitmodel11; before, a
 (None here: nothing asked). The mount's daemon reads by the environment it started in,
 as for git's attribute files (:mod:`.gitattrfiles`): a ``git -c`` of one command in the
 mount reaches git alone.
+
+**A fork's own settings** (:func:`fork_settings`: the one reader every setting of a fork
+is asked of where they can differ from the vault's; the end-of-line pair here, the global
+attribute file, the excludes file, who a commit is by). git matches ``[includeIf
+"onbranch:PATTERN"]`` against the branch of the worktree it runs in: in a fork's mount
+(and in a plain worktree on that branch) the fork's branch, where avfs's own readers ran
+git (or libgit2) on the vault, whose HEAD is another branch: a setting included for one
+fork only was missed (a checkpoint stored CRLF and ``$Id: ...$`` where ``git add`` in the
+mount stores LF and ``$Id$``, the status listed a file the fork's excludes file ignores,
+a checkpoint's author was not the one git names; found by gitmodel25, closed by
+gitmodel26).
+
+:func:`fork_settings` asks git once (``git config --list``) with ``GIT_DIR`` a small directory
+of this process's that names the fork's branch as its ``HEAD`` and the vault as its
+``commondir`` (a linked worktree's git dir, without its ``config.worktree``: what avfs
+writes there is avfs's, as for the person's hooks), and keeps the answer by the stamps of
+every config file git reads and of every file they include, and the environment's
+``GIT_CONFIG_*``. Where no config file holds an ``includeIf`` at all (most homes) it
+answers None at the cost of a few ``stat`` calls (:func:`.gitrun.config_text`): the
+vault's reading is the fork's, and the callers read as before.
+
+``gitdir:`` conditions are matched by git against the directory given, here this
+process's own, not the mount's worktree's git dir (left: docs/git.md).
 """
 
 from __future__ import annotations
@@ -21,7 +44,15 @@ from __future__ import annotations
 import os
 import time
 
-from .gitrun import CONFIG_RECENT_NS, git_config_env, git_config_files, git_env, run
+from .gitrun import (
+    CONFIG_RECENT_NS,
+    config_includes,
+    config_text,
+    git_config_env,
+    git_config_files,
+    git_env,
+    run,
+)
 
 KEYS = ("core.autocrlf", "core.eol")
 EOLS = ("lf", "crlf", "native")  # the values of core.eol git reads (else: unset)
@@ -39,12 +70,18 @@ def _stamp(path: str) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def line_endings(store_path: str) -> dict[str, str] | None:
+def line_endings(store_path: str, branch: str | None = None) -> dict[str, str] | None:
     """git's ``core.autocrlf`` and ``core.eol`` for the vault at ``store_path`` (each key
     of :data:`KEYS` that git finds set, by its last value), where this process's
-    environment names config libgit2 does not read; None where it names none. A file an
-    included one names is not watched: a change there is seen when one of the config
-    files, or the environment, changes."""
+    environment names config libgit2 does not read, or (``branch``: the fork's) a config
+    file holds an ``includeIf`` (:func:`fork_settings`: git in the fork's worktree
+    matches ``onbranch:`` against the fork's branch, libgit2 on the vault against its
+    HEAD); None where neither. A file an included one names is not watched here: a
+    change there is seen when one of the config files, or the environment, changes (the
+    fork's reader watches them all)."""
+    fork = fork_settings(store_path, branch)
+    if fork is not None:
+        return {k: fork[k] for k in KEYS if k in fork}
     env_cfg = git_config_env()
     if not (env_cfg.keys() - {"GIT_CONFIG_NOSYSTEM"}):
         return None
@@ -73,7 +110,7 @@ def line_endings(store_path: str) -> dict[str, str] | None:
     return values
 
 
-def handle_config(store_path: str, libgit2_eol: str | None = None) -> str:
+def handle_config(store_path: str, libgit2_eol: str | None = None, branch: str | None = None) -> str:
     """The lines of a libgit2 handle's own config (its highest level) that make its filters
     convert as git would: git's values where :func:`line_endings` has them (git's
     defaults, ``false`` and ``native``, where it finds a key unset, so that a value only
@@ -86,10 +123,115 @@ def handle_config(store_path: str, libgit2_eol: str | None = None) -> str:
     (``config.c``: ``EOL_UNSET``); libgit2 converted a file with such a value to CRLF, the
     key alone read through git was ``true`` here: the mount showed CRLF where git's
     checkout writes LF (changes2, thirty-fourth round; git 2.39)."""
-    values = line_endings(store_path)
+    values = line_endings(store_path, branch)
     if values is None:
         if libgit2_eol is not None and libgit2_eol.lower() not in EOLS:
             return "\teol = native\n"
         return ""
     eol = values.get("core.eol", "native")
     return f"\tautocrlf = {values.get('core.autocrlf', 'false')}\n\teol = {eol if eol.lower() in EOLS else 'native'}\n"
+
+
+# -- a fork's settings (see the module's text) --------------------------------------------
+FOLLOWED_MAX = 32  # config files followed through includes (git: 10 levels deep)
+
+# (vault, branch, environment, every file's stamp) -> git's settings, names lower-cased
+_fork_kept: dict[tuple[object, ...], dict[str, str]] = {}
+# (vault, branch) -> the directory git is pointed at
+_dirs: dict[tuple[str, str], str] = {}
+
+
+def _files(store_path: str) -> tuple[list[str], bool]:
+    """The config files git reads for the vault and every file they include (a superset:
+    :func:`.gitrun.config_includes`), and whether one of them holds an ``includeIf`` (or
+    an include was not followed here: git is asked then)."""
+    todo = [os.path.join(store_path, "config"), *git_config_files()]
+    seen: list[str] = []
+    conditional = False
+    while todo:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        if len(seen) >= FOLLOWED_MAX:
+            return seen, True
+        seen.append(path)
+        text = config_text(path)
+        if text is None or b"include" not in text:
+            continue
+        conditional = conditional or b"includeif" in text
+        more = config_includes(path)
+        if more is None:
+            return seen, True
+        todo += more
+    return seen, conditional
+
+
+def fork_git_dir(store_path: str, branch: str) -> str:
+    """A git dir of this process's whose ``HEAD`` is ``branch`` and whose ``commondir`` is
+    the vault: what git reads config through as in a worktree on that branch."""
+    import shutil  # (only where a config holds an includeIf: a cold status never runs it)
+    import tempfile
+
+    key = (store_path, branch)
+    got = _dirs.get(key)
+    if got is not None and os.path.isdir(got):
+        return got
+    from .refs import fork_ref
+
+    d = tempfile.mkdtemp(prefix="avfs-forkconfig-")
+    with open(os.path.join(d, "HEAD"), "w") as fh:
+        fh.write(f"ref: {fork_ref(branch)}\n")
+    with open(os.path.join(d, "commondir"), "w") as fh:
+        fh.write(os.path.abspath(store_path) + "\n")
+    if len(_dirs) >= _KEPT_MAX:
+        for old in _dirs.values():
+            shutil.rmtree(old, ignore_errors=True)
+        _dirs.clear()
+    _dirs[key] = d
+    if len(_dirs) == 1:
+        import atexit
+
+        atexit.register(_remove_dirs)
+    return d
+
+
+def _remove_dirs() -> None:
+    import shutil
+
+    for d in _dirs.values():
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def fork_settings(store_path: str, branch: str | None) -> dict[str, str] | None:
+    """Every setting git in a worktree of the vault at ``store_path`` on ``branch`` reads
+    (its name lower-cased -> its last value; a key without ``=`` is ``"true"``, as git's
+    boolean reads it), where a config file holds an ``includeIf`` (its answer may be the
+    fork's own); None where none does, or ``branch`` is None: the vault's reading holds."""
+    if branch is None:
+        return None
+    files, conditional = _files(store_path)
+    if not conditional:
+        return None
+    env_cfg = git_config_env()
+    stamps = tuple((p, _stamp(p)) for p in files)
+    key = (store_path, branch, tuple(sorted(env_cfg.items())), stamps)
+    hit = _fork_kept.get(key)
+    if hit is not None:
+        return hit
+    env = {**git_env(), **env_cfg, "GIT_DIR": fork_git_dir(store_path, branch)}
+    proc = run(["config", "-z", "--list"], env=env, check=False)
+    values: dict[str, str] = {}
+    if proc.returncode == 0:
+        for item in proc.stdout.split(b"\0"):
+            name, nl, value = item.partition(b"\n")
+            if name:  # (git's order: the last wins)
+                values[name.decode("utf-8", "replace").lower()] = (
+                    value.decode("utf-8", "surrogateescape") if nl else "true"
+                )
+    # (a file changed within the last second may change again unseen by its stamp)
+    now = time.time_ns()
+    if all(s is None or now - max(s[2], s[3]) >= CONFIG_RECENT_NS for _, s in stamps):
+        if len(_fork_kept) >= _KEPT_MAX:
+            _fork_kept.clear()
+        _fork_kept[key] = values
+    return values

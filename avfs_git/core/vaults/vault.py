@@ -37,7 +37,7 @@ from ..errors import (
 from ..settings import DEFAULT_LOCK_WAIT_S, Settings
 from ..store import names, refs
 from ..store.gitstore import GitStore
-from ..store.identity import Identity, Signatures
+from ..store.identity import Identity, Signatures, resolve
 from ..store.identity import current as current_identity
 from ..store.locks import FileLocks, exec_lock_path, file_lock
 from ..store.safeopen import read_settings
@@ -241,13 +241,20 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
     def default_fork(self) -> str:
         return str(self.config.get("default_fork", "main"))
 
-    def author(self) -> Signatures:
+    def author(self, branch: str | None = None) -> Signatures:
         """Author and committer of this vault's next commit (git's order, :mod:`.identity`;
-        an identity set with :func:`.identity.using` comes first)."""
+        an identity set with :func:`.identity.using` comes first); ``branch``: a commit on
+        that fork, whose config git in its worktree reads (:func:`.lineconfig.fork_settings`, since
+        gitmodel26: before, the vault's reading named another person)."""
         ident = self._identity
         over = current_identity()
         if over is not None:
             ident = over.over(ident)
+        from ..store.lineconfig import fork_settings  # (only where a commit is made)
+
+        fork = fork_settings(self.store.path, branch)  # (an includeIf: the fork's own reading)
+        if fork is not None:
+            return resolve(ident, fork.get, self._fallback_author)
         return self.store.signature(ident, self._fallback_author)
 
     # -- locks ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 from ..errors import IgnoreTooSlowError, InternalError
 from ..store.digests import sha1
+from ..store.lineconfig import fork_git_dir, fork_settings
 from ..store.names import ancestors_of_all, join, parent_of
 from .ignorekept import KeptAnswers, config_key, content_key, question_base, question_key
 
@@ -186,12 +187,20 @@ class IgnoreRules:
         git_dir: the vault (its ``info/exclude`` and config apply).
         excludes_setting: reads ``core.excludesFile`` as git would see it (vault config,
             then the user's); None when unset.
+        branch: the fork's, whose config git in its worktree reads (``includeIf
+            "onbranch:"``: git is run through :func:`.lineconfig.fork_git_dir` where a
+            config holds one; before gitmodel26 a fork's own excludes file went unread).
     """
 
     def __init__(
-        self, git_dir: str, excludes_setting: Callable[[], str | None], kept: str | None = None
+        self,
+        git_dir: str,
+        excludes_setting: Callable[[], str | None],
+        kept: str | None = None,
+        branch: str | None = None,
     ) -> None:
         self.git_dir = git_dir
+        self.branch = branch
         self._excludes_setting = excludes_setting
         self._cache: dict[tuple[object, ...], bool] = {}
         self._lock = threading.Lock()
@@ -223,12 +232,14 @@ class IgnoreRules:
         """(git's environment, :meth:`_globals`), read once while :func:`globals_kept` is
         entered."""
         kept = _kept_globals.get()
-        got = None if kept is None else kept.get(self.git_dir)
+        # (each fork's: its excludes file may be its own, an includeIf onbranch)
+        where = self.git_dir if self.branch is None else f"{self.git_dir}\0{self.branch}"
+        got = None if kept is None else kept.get(where)
         if got is None:
             env = git_env()
             got = (env, *self._globals(env))
             if kept is not None:
-                kept[self.git_dir] = got
+                kept[where] = got
         return got
 
     def ignored(self, files: Iterable[str], source: Source, dirs: Iterable[str] = ()) -> set[str]:
@@ -411,9 +422,14 @@ class IgnoreRules:
             deep = any(p.count("/") >= _VERBOSE_DEPTH for p, _, _ in todo)
             verbose = [] if deep else ["--verbose", "--non-matching"]
 
+            run_dir = self.git_dir
+            if fork_settings(self.git_dir, self.branch) is not None:
+                assert self.branch is not None
+                run_dir = fork_git_dir(self.git_dir, self.branch)  # (its info/exclude: the vault's)
+
             def ask(args: list[str]) -> subprocess.CompletedProcess[bytes]:
                 return run(
-                    args, git_dir=self.git_dir, input=stdin, cwd=scratch, env=env, check=False, timeout=wait
+                    args, git_dir=run_dir, input=stdin, cwd=scratch, env=env, check=False, timeout=wait
                 )
 
             try:

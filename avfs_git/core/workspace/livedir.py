@@ -55,6 +55,7 @@ class LiveDir:
         room: Callable[[], AbstractContextManager[None]] | None = None,
         kept: list[str] | None = None,
         upper: str | None = None,
+        branch: str | None = None,
     ) -> None:
         self.root = root
         self.store = store
@@ -63,7 +64,7 @@ class LiveDir:
         # (Vault.own_room); a write that adds bytes was checked against the quota first
         self._room = room or nullcontext
         # (libgit2 loaded only where attributes convert; its scratch removed when collected)
-        self._forms = CheckoutForms(store)
+        self._forms = CheckoutForms(store, branch)  # (branch: the fork's config)
         # the paths a write left as they were, a process holding the file open for writing
         # (:meth:`_held_open`): the workspace's ``kept_open``, which the operation's result
         # names (core/vaults/oplog.py ``kept_paths``; livewrite2)

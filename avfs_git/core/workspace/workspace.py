@@ -132,7 +132,7 @@ class WsVault(Protocol):
     def lock_wait_s(self) -> float: ...
     @property
     def quota(self) -> WsQuota: ...
-    def author(self) -> Signatures: ...
+    def author(self, branch: str | None = None) -> Signatures: ...
     def lock(self, *forks: str, wait_s: float | None = None) -> AbstractContextManager[None]: ...
     def path_guard(self, fork: str) -> PathGuard: ...
 
@@ -164,6 +164,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         # its database's writes wait for another process's lock as the vault's locks do
         self.overlay.lock_wait = lambda: vault.lock_wait_s
         self.view = View(self.store, self.overlay)
+        self.view.branch = fork  # (its config as git in the fork's worktree reads it)
         self.changes = Changes(
             self.view,
             self.overlay,
@@ -270,7 +271,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
     # -- what the parts need of the fork: its vault, lock and mounts ------------------------
     def author(self) -> Signatures:
         """Author and committer of the fork's next commit (the vault's)."""
-        return self.vault.author()
+        return self.vault.author(self.fork)  # (the fork's config: an includeIf onbranch)
 
     def fork_lock(self, *, wait_s: float | None = None) -> AbstractContextManager[None]:
         """The fork's lock (:meth:`.vault.Vault.lock`)."""
@@ -353,7 +354,9 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         mp = self.vault.mounts.overlay_mountpoint(self)
         if mp is None:
             return None
-        return LiveDir(mp, self.store, self.vault.quota.room, self.kept_open, self.overlay.upper_dir)
+        return LiveDir(
+            mp, self.store, self.vault.quota.room, self.kept_open, self.overlay.upper_dir, self.fork
+        )
 
     def live_dir(self) -> LiveDir | None:
         """The mount point of this fork's live overlay mount, as a directory that changes go

@@ -106,11 +106,12 @@ def _named(store: GitStore, word: bytes) -> bool:
     return False
 
 
-def autocrlf(store: GitStore) -> str | None:
+def autocrlf(store: GitStore, branch: str | None = None) -> str | None:
     """``core.autocrlf`` when it converts ("true" or "input"), else None: the vault's
     config, then git's global and system ones, as the person's git in the mount (and
-    ``git checkout`` of a plain clone) reads it."""
-    told = line_endings(store.path)  # (git's reading, where libgit2 would read other files)
+    ``git checkout`` of a plain clone) reads it; ``branch``: in the mount of that fork
+    (an ``includeIf "onbranch:"``: :func:`~..store.lineconfig.fork_settings`)."""
+    told = line_endings(store.path, branch)  # (git's reading, where libgit2 would read other files)
     if told is not None:
         val = told.get("core.autocrlf", "").lower()
     elif not _named(store, b"autocrlf"):
@@ -127,9 +128,9 @@ def autocrlf(store: GitStore) -> str | None:
     return "true" if git_bool(val) else None
 
 
-def eol_crlf(store: GitStore) -> bool:
+def eol_crlf(store: GitStore, branch: str | None = None) -> bool:
     """Whether ``core.eol=crlf`` is set (read as :func:`autocrlf`)."""
-    told = line_endings(store.path)
+    told = line_endings(store.path, branch)
     if told is not None:
         return told.get("core.eol", "").lower() == "crlf"
     if not _named(store, b"eol"):
@@ -155,8 +156,10 @@ class Conversions:
         *,
         encodings: bool,
         smudges: bool,
+        branch: str | None = None,
     ) -> None:
         self._args = (store_path, files, index)
+        self._branch = branch  # (the fork's: its config, :func:`~..store.lineconfig.fork_settings`)
         self._cleaner: Cleaner | None = None
         self._encodings = encodings  # (any bytes may be in another encoding: all are asked)
         self._smudges = smudges  # (a checkout may convert: see checkout_differs)
@@ -167,7 +170,7 @@ class Conversions:
         if not self._encodings and not may_change(data):
             return None
         if self._cleaner is None:
-            self._cleaner = Cleaner(*self._args)
+            self._cleaner = Cleaner(*self._args, self._branch)
         return self._cleaner.clean(path, data)
 
     def checkout_differs(self, path: str, stored: bytes, data: bytes) -> bool:
@@ -178,7 +181,7 @@ class Conversions:
         if not self._smudges:
             return False
         if self._smudger is None:
-            self._smudger = Smudger(self._args[0])
+            self._smudger = Smudger(self._args[0], self._branch)
             for d, text in self._args[1].items():
                 self._smudger.add_attributes(d, text)
         out = self._smudger.smudge(path, stored)
@@ -223,8 +226,9 @@ def conversions_for(
         if len(data) <= MAX_ATTRIBUTES:  # (git ignores a larger one)
             files[d] = data
     info = os.path.join(store.path, "info", "attributes")
-    outer = outer_attributes(store.path)  # (git's global and system attribute files)
-    if not files and not os.path.exists(info) and not outer and autocrlf(store) is None:
+    branch = view.branch  # (the fork's config, as git in its worktree reads it)
+    outer = outer_attributes(store.path, branch)  # (git's global and system attribute files)
+    if not files and not os.path.exists(info) and not outer and autocrlf(store, branch) is None:
         return None
     index: dict[str, tuple[str, int]] = {}
     for p in paths:
@@ -238,8 +242,8 @@ def conversions_for(
         extra = b""
     texts = (*files.values(), extra, outer)
     encodings = any(ENCODING.encode() in f for f in texts)
-    smudges = autocrlf(store) == "true" or may_smudge(texts, eol_crlf=eol_crlf(store))
-    return Conversions(store.path, files, index, encodings=encodings, smudges=smudges)
+    smudges = autocrlf(store, branch) == "true" or may_smudge(texts, eol_crlf=eol_crlf(store, branch))
+    return Conversions(store.path, files, index, encodings=encodings, smudges=smudges, branch=branch)
 
 
 def file_oids(

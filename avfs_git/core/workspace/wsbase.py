@@ -312,7 +312,7 @@ def _converted_kept(ws: Based, entries: list[Entry], target: str, *, keep_forms:
         changes: list[Change] = []
         diff_trees(ws.store, ws.base_tree, target, "", changes)
         moved = {q for c in changes for q in (c.path, c.old_path) if q}
-        anew = set(reformed(ws.store, ws.base_tree, target, moved))
+        anew = set(reformed(ws.store, ws.base_tree, target, moved, ws.fork))
         files = [(p, e) for p, e in files if p not in anew]
     got = file_oids(ws.view, files, None) if files else {}
     return [e for p, e in files if (got[p], e.mode) == ws.store.tree_lookup(target, p)]
@@ -601,6 +601,6 @@ def _live_reset(ws: Based, live: LiveDir, target_tree: str, *, keep_forms: bool 
     # and the files a changed .gitattributes shows in another form (their blobs the same),
     # but where a merge keeps them as they are (written through the mount already)
     if not keep_forms:
-        paths.update(reformed(ws.store, ws.base_tree, target_tree, paths))
+        paths.update(reformed(ws.store, ws.base_tree, target_tree, paths, ws.fork))
     live.reset(paths, target_tree)
     return paths

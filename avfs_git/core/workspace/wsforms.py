@@ -62,7 +62,7 @@ def keep_forms(ws: Fork, old_tree: str, new_tree: str, moved: Iterable[str] | No
         return []
     paths: list[str] = []
     held: list[tuple[str, Entry]] = []
-    for p in reformed(ws.store, old_tree, new_tree, moved):
+    for p in reformed(ws.store, old_tree, new_tree, moved, ws.fork):
         e = ws.overlay.get(p)
         if e is None:
             paths.append(p)
@@ -107,7 +107,7 @@ def _unchanged(ws: Fork, held: list[tuple[str, Entry]], tree: str) -> list[str]:
 def _forms(ws: Fork, tree: str, paths: list[str]) -> Iterator[tuple[str, int, bytes]]:
     """(path, mode, what ``git checkout`` of ``tree`` writes there) for each file of
     ``paths`` in ``tree``."""
-    forms = CheckoutForms(ws.store)
+    forms = CheckoutForms(ws.store, ws.fork)
     try:
         for p in paths:
             hit = ws.store.tree_lookup(tree, p)

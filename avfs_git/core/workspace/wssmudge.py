@@ -47,8 +47,9 @@ class CheckoutForms:
     """The working-tree form of files of one store's trees (see the module's text),
     thread-safe; :meth:`close` when done."""
 
-    def __init__(self, store: GitStore) -> None:
+    def __init__(self, store: GitStore, branch: str | None = None) -> None:
         self.store = store
+        self.branch = branch  # the fork's: its config as git in its worktree reads it
         self._lock = threading.Lock()
         self._tree: str | None = None
         self._commit: tuple[str, str] | None = None  # (commit, its tree): see tree_of
@@ -110,10 +111,10 @@ class CheckoutForms:
         self._tree, self._smudger = tree, None
         self._files, self._trees, self._under, self._given = {}, {}, {}, set()
         self._forms, self._bytes = OrderedDict(), 0
-        self._everywhere = autocrlf(self.store) == "true"
-        self._eol_crlf = not self._everywhere and eol_crlf(self.store)
+        self._everywhere = autocrlf(self.store, self.branch) == "true"
+        self._eol_crlf = not self._everywhere and eol_crlf(self.store, self.branch)
         info = self._info()
-        outer = outer_attributes(self.store.path)  # (git's global and system attribute files)
+        outer = outer_attributes(self.store.path, self.branch)  # (git's global and system attribute files)
         if may_smudge([info or b"", outer], eol_crlf=self._eol_crlf):
             self._everywhere = True
 
@@ -167,7 +168,7 @@ class CheckoutForms:
 
     def _smudger_for(self, path: str) -> Smudger:
         if self._smudger is None:
-            self._smudger = Smudger(self.store.path)
+            self._smudger = Smudger(self.store.path, self.branch)
         for d in names.ancestors(path):
             if d in self._given:
                 continue
@@ -196,26 +197,31 @@ class _HasStore(Protocol):
     @property
     def store(self) -> GitStore: ...
 
+    @property
+    def fork(self) -> str: ...
+
 
 def checkout_forms(ws: _HasStore) -> CheckoutForms:
     """The checkout forms of workspace ``ws``'s files (a mount's views: fuse/ asks the
     workspace, never its store)."""
-    return CheckoutForms(ws.store)
+    return CheckoutForms(ws.store, ws.fork)
 
 
-def converts_anywhere(store: GitStore, attributes: bool) -> bool:
+def converts_anywhere(store: GitStore, attributes: bool, branch: str | None = None) -> bool:
     """Whether a checkout of a tree may convert any file: it holds a ``.gitattributes``
     (``attributes``), or the vault has ``info/attributes`` or ``core.autocrlf=true``, or
     git has a global or system attribute file."""
     return (
         attributes
         or os.path.exists(os.path.join(store.path, "info", "attributes"))
-        or autocrlf(store) == "true"
-        or bool(outer_attributes(store.path))
+        or autocrlf(store, branch) == "true"
+        or bool(outer_attributes(store.path, branch))
     )
 
 
-def checkout_sizes(store: GitStore, base: str | None) -> Callable[[str, int, str], int | None] | None:
+def checkout_sizes(
+    store: GitStore, base: str | None, branch: str | None = None
+) -> Callable[[str, int, str], int | None] | None:
     """``size(path, mode, oid)``: the size of what ``git checkout`` of commit ``base``
     writes at ``path`` where a conversion changes the blob, else None (what a mount's git
     index must hold: git takes a size other than the file's for a change). In a lazy vault
@@ -224,7 +230,7 @@ def checkout_sizes(store: GitStore, base: str | None) -> Callable[[str, int, str
     ``read-tree``) where it would take the blob's size for a change."""
     if base is None:
         return None
-    forms = CheckoutForms(store)
+    forms = CheckoutForms(store, branch)
     tree = store.commit_tree(base)
     lazy = store.promisor.remote() is not None
 
@@ -259,7 +265,9 @@ def attribute_dirs(moved: Iterable[str]) -> list[str]:
     return tops
 
 
-def reformed(store: GitStore, old: str, new: str, moved: Iterable[str]) -> list[str]:
+def reformed(
+    store: GitStore, old: str, new: str, moved: Iterable[str], branch: str | None = None
+) -> list[str]:
     """The files of tree ``new`` holding the same blob as in tree ``old`` that ``git
     checkout`` writes as other bytes under one tree's attributes than under the other's
     (a ``.gitattributes`` among ``moved``, the paths where the trees differ, changed):
@@ -268,7 +276,7 @@ def reformed(store: GitStore, old: str, new: str, moved: Iterable[str]) -> list[
     tops = attribute_dirs(moved)
     if not tops:
         return []
-    before, after = CheckoutForms(store), CheckoutForms(store)
+    before, after = CheckoutForms(store, branch), CheckoutForms(store, branch)
     out: list[str] = []
     try:
         for top in tops:

@@ -16,6 +16,7 @@ from ..store.filemode import recorded_mode, trusts_exec_bit
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE
+from ..store.lineconfig import fork_settings
 from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
 from ..types import MODE_COMMIT, MODE_TREE, Change, ChangeStatus
 from . import overlayentry, upperjournal
@@ -485,10 +486,14 @@ class Changes:
         rules = self._ignore_rules
         if rules is None:
             kept = os.path.join(self.store.path, "avfs", KEPT_NAME)  # (the vault's state dir)
-            rules = self._ignore_rules = IgnoreRules(self.store.path, self._excludes_setting, kept)
+            rules = IgnoreRules(self.store.path, self._excludes_setting, kept, self.view.branch)
+            self._ignore_rules = rules
         return rules
 
     def _excludes_setting(self) -> str | None:
+        fork = fork_settings(self.store.path, self.view.branch)  # (an includeIf: the fork's reading)
+        if fork is not None:
+            return fork.get("core.excludesfile") or None
         if not libgit2_loaded():
             # read-only commands (status, ls, cat) never import pygit2 (~85 ms): git itself
             # answers, with its own config rules (vault, global, includes), in ~2 ms

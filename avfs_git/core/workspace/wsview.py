@@ -144,6 +144,9 @@ class View:
         self.store = store
         self.source = source
         self.scan = scan
+        # the fork's branch, whose config git in its worktree reads (``includeIf
+        # "onbranch:"``: core/store/lineconfig.py, fork_settings); None: the vault's reading
+        self.branch: str | None = None
         self._blob_reader: Callable[[str], bytes] | None = None
         self._base_tree_cache: tuple[str, str] | None = None
         self._sizes_asked: str | None = None  # the base tree whose sizes were asked (learn_sizes)
