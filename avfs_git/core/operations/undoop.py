@@ -48,19 +48,10 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
         )
     wss = vault.oplog.workspaces(op.id)
     forks = {w["fork"] for w in wss} | {op.fork} if op.fork else {w["fork"] for w in wss}
-    # a fork the undo takes away, kept warm for `proxy exec` (nobody asked for its mount), is
-    # asked to go before the exec locks below are taken: its daemon's release takes the
-    # fork's exec lock without waiting, and was refused while the undo held it (fork_mounted)
-    for r in op.refs:
-        ref = str(r["ref"])
-        if r["old"] is None and ref.startswith(refs.HEADS):
-            from ..vaults.warmrelease import release_kept_warm
-
-            release_kept_warm(vault.state_dir, ref[len(refs.HEADS) :])
+    _release_taken_away(vault, op)
     held_forks = vault.lock(*forks)  # (made first: it makes the locks directory)
-    # a `proxy exec` running on one of them first, as a restore waits for one: the view is
-    # kept as a recovery commit and replaced, where the command's writes are looked at only
-    # as it ends (a repository it planted set aside; plant3: it moved the fork mid-run)
+    # a `proxy exec` running on one of them first, as a restore waits for one (plant3: it moved
+    # the fork mid-run, its writes, looked at only as it ends, kept in a recovery commit)
     what = f"vault {vault.name} (a `proxy exec` runs on a fork the undo changes)"
     runs = FileLocks([(exec_lock_path(vault.state_dir, f), what) for f in sorted(forks)], vault.lock_wait_s)
     with runs, held_forks:
@@ -150,6 +141,19 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
     undone = vault.oplog.get(op.id)
     assert undone is not None
     return UndoResult(undone, new_id, recovered, kept_open)
+
+
+def _release_taken_away(vault: Vault, op: Operation) -> None:
+    """Ask each fork the undo of ``op`` takes away, kept warm for `proxy exec` (nobody asked
+    for its mount), to go before the undo takes the forks' exec locks: its daemon's release
+    takes the fork's exec lock without waiting, and was refused while the undo held it
+    (fork_mounted; ci46)."""
+    for r in op.refs:
+        ref = str(r["ref"])
+        if r["old"] is None and ref.startswith(refs.HEADS):
+            from ..vaults.warmrelease import release_kept_warm
+
+            release_kept_warm(vault.state_dir, ref[len(refs.HEADS) :])
 
 
 def _check_undoable(

@@ -351,12 +351,10 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         layer left behind is not folded: for callers in the middle of a commit)."""
         if self.pinned is not None or not self.overlay.with_upper:
             return None  # the mount's own lower view follows the base; it never writes
-        mp = self.vault.mounts.overlay_mountpoint(self)
-        if mp is None:
+        if (mp := self.vault.mounts.overlay_mountpoint(self)) is None:
             return None
-        return LiveDir(
-            mp, self.store, self.vault.quota.room, self.kept_open, self.overlay.upper_dir, self.fork
-        )
+        up = self.overlay.upper_dir
+        return LiveDir(mp, self.store, self.vault.quota.room, self.kept_open, up, self.fork)
 
     def live_dir(self) -> LiveDir | None:
         """The mount point of this fork's live overlay mount, as a directory that changes go
