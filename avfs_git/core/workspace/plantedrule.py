@@ -304,6 +304,19 @@ def _head(data: IO[bytes]) -> tuple[bytes, bytes | IO[bytes]]:
     return head, cast("IO[bytes]", _Again(head, data))
 
 
+def config_bytes(store: Any, path: str, oid: str) -> bytes | None:
+    """The bytes of blob ``oid`` written at ``path`` as :func:`with_pending` wants them: a
+    ``config``'s (None past :data:`MAX_CONFIG`, its size asked first: a 10 GB blob staged
+    at ``src/config`` is not loaded, the review of the thirty-fifth round), None for any
+    other name (:func:`why` reads no other file)."""
+    if path.rpartition("/")[2] not in ("config", "config.worktree"):
+        return None
+    if store.blob_size(oid) > MAX_CONFIG:
+        return None
+    data: bytes = store.blob_data(oid)
+    return data
+
+
 def dirs_of(paths: Iterable[str]) -> set[str]:
     """The directories a change of ``paths`` could complete a repository in: each one's
     :func:`.names.git_dir_of`, and the directory above an ``objects`` or ``refs`` on its way."""
