@@ -177,8 +177,7 @@ def refuse_planted(
         return
     pending: dict[str, tuple[str, bytes | None]] = {}
     for path, (oid, mode) in written.items():
-        data = store.blob_data(oid) if path.rpartition("/")[2] in ("config", "config.worktree") else None
-        pending[path] = (rule.LINK if mode == MODE_LINK else rule.FILE, data)
+        pending[path] = (rule.LINK if mode == MODE_LINK else rule.FILE, rule.config_bytes(store, path, oid))
     reader = rule.with_pending(_directory_reader(target), pending)
     found = next((f for d in sorted(dirs) if (f := rule.why(reader, d)) is not None), None)
     if found is not None:

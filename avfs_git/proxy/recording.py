@@ -5,6 +5,7 @@ record before it landed with the commit after it), the quota counted, the audit 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -357,6 +358,7 @@ def record(
         not_recorded = _merged(_not_recorded(ws.not_recorded()), gitlinks)
     if not not_recorded:
         not_recorded = gitlinks
+    refused = (*refused, *_staged_over(vault, ws, placed.sealed, before, untouched))
     return Recorded(
         changes=tuple(Changed(path=c.path, status=str(c.status), old_path=c.old_path) for c in changes),
         ignored=ignored,
@@ -371,6 +373,26 @@ def record(
         state=fork_state(ws, 0 if untouched and not before.dirty_before else None),
         error=error,
     )
+
+
+def _staged_over(
+    vault: Vault, ws: Workspace, sealed: Any, before: Before, untouched: bool
+) -> list[RefRefused]:
+    """:func:`.sealstaged.keep_staged_over` once the record is made (``sealed``: the run's
+    mount git dir, if any), where the index changed in the run or the run wrote a name of
+    git's own state (a half of a repository the index's other half completes: either may
+    come from an earlier run)."""
+    from ..core.workspace.plantedrule import dirs_of
+    from . import sealstaged
+    from .seal import _index_stat
+
+    if sealed is None or sealed.git_dir is None:
+        return []
+    if _index_stat(os.path.join(sealed.git_dir, "index")) == sealed.index and (
+        untouched or not dirs_of(ws.since.paths(before.start))
+    ):
+        return []
+    return [RefRefused(**r) for r in sealstaged.keep_staged_over(vault, sealed.git_dir, ws.view)]
 
 
 def after_failure(

@@ -41,28 +41,10 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
     env = git_env()
     env["GIT_DIR"] = git_dir
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
-    # only what differs from HEAD (what HEAD names is the vault's): the index's cache-tree
-    # makes this ~40 ms at 100,000 files, where asking about every entry took seconds
-    diff = run([*_CFG, "diff-index", "--cached", "-z", "--no-renames", "HEAD"], env=env, check=False)
-    if diff.returncode != 0:
+    got = _diff(env)
+    if got is None:
         return []  # no HEAD to compare with (an unborn branch): nothing avfs can put back
-    staged: dict[str, tuple[str, str, str]] = {}  # path -> (HEAD's mode, HEAD's id, staged id)
-    changed: dict[str, tuple[str, str, str, str]] = {}  # path -> (HEAD's mode, id, the index's)
-    unmerged = False
-    parts = diff.stdout.split(b"\0")
-    for head, path in zip(parts[::2], parts[1::2], strict=False):
-        f = head[1:].decode("ascii", "replace").split(" ")
-        if len(f) < 5:
-            continue
-        name = path.decode("utf-8", "surrogateescape")
-        if f[4] != "U" and "160000" not in f[:2] and (f[1] == "000000" or f[3] != _NULL):
-            changed[name] = (f[0], f[2], f[1], f[3])  # (a removal from the index too)
-        if f[1] in ("000000", "160000"):
-            continue  # taken out, or a gitlink (:mod:`.gitlinks`)
-        if f[4] == "U":
-            unmerged = True
-        elif f[3] != _NULL:
-            staged[name] = (f[0], f[2], f[3])
+    staged, changed, unmerged = got
     ids = {new for _m, _o, new in staged.values()}
     if unmerged:  # a conflict's stages: their blobs are kept too (they are never put back)
         listed = run([*_CFG, "ls-files", "-u", "-z"], env=env, check=False)
@@ -93,17 +75,78 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
         )
         out.append({"ref": "index", "old": None, "new": None, "reason": reason})
     if planted:
-        reason = (
-            f"{len(planted)} staged file(s) that make a git repository running a program in the"
-            f" person's git ({found}): put back to HEAD's in git's index (the person's next"
-            f" `git commit` would have recorded them): {', '.join(planted[:_SHOWN])}"
-        )
-        out.append({"ref": "index", "old": None, "new": None, "reason": reason})
+        out.append(_planted_reason(planted, found))
     return out
 
 
+def keep_staged_over(vault: Vault, git_dir: str, view: Any) -> list[dict[str, Any]]:
+    """After the run's record: put back the staged paths of the index of ``git_dir`` that
+    complete, over the fork's tree as it is now (``view``: the workspace's, what the record
+    committed and what the person's next checkpoint or ``git commit -a`` takes), a
+    repository running a program in the person's git. :func:`keep_staged` looked at them
+    over ``HEAD`` before the record: a staged ``src/config`` with ``src/HEAD``,
+    ``src/objects/``, ``src/refs/`` in the work tree (neither half a repository) passed,
+    the record committed the work tree's half and the person's plain ``git commit`` the
+    index's (found in the thirty-fifth round's review38; plant4). Returns the
+    ``refs_refused`` entry that says so, if any."""
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    got = _diff(env)
+    if got is None:
+        return []
+    changed = got[1]
+    planted, found = _planted(vault, env, changed, set(), view)
+    _put_back(env, changed, planted)
+    return [_planted_reason(planted, found)] if planted else []
+
+
+def _diff(
+    env: dict[str, str],
+) -> tuple[dict[str, tuple[str, str, str]], dict[str, tuple[str, str, str, str]], bool] | None:
+    """The index against ``HEAD``: the staged blobs (path -> HEAD's mode, HEAD's id, the
+    staged id), every changed entry (path -> HEAD's mode, id, the index's), whether a
+    conflict's stages are there; None without a ``HEAD`` (an unborn branch)."""
+    # only what differs from HEAD (what HEAD names is the vault's): the index's cache-tree
+    # makes this ~40 ms at 100,000 files, where asking about every entry took seconds
+    diff = run([*_CFG, "diff-index", "--cached", "-z", "--no-renames", "HEAD"], env=env, check=False)
+    if diff.returncode != 0:
+        return None
+    staged: dict[str, tuple[str, str, str]] = {}
+    changed: dict[str, tuple[str, str, str, str]] = {}
+    unmerged = False
+    parts = diff.stdout.split(b"\0")
+    for head, path in zip(parts[::2], parts[1::2], strict=False):
+        f = head[1:].decode("ascii", "replace").split(" ")
+        if len(f) < 5:
+            continue
+        name = path.decode("utf-8", "surrogateescape")
+        if f[4] != "U" and "160000" not in f[:2] and (f[1] == "000000" or f[3] != _NULL):
+            changed[name] = (f[0], f[2], f[1], f[3])  # (a removal from the index too)
+        if f[1] in ("000000", "160000"):
+            continue  # taken out, or a gitlink (:mod:`.gitlinks`)
+        if f[4] == "U":
+            unmerged = True
+        elif f[3] != _NULL:
+            staged[name] = (f[0], f[2], f[3])
+    return staged, changed, unmerged
+
+
+def _planted_reason(planted: list[str], found: str | None) -> dict[str, Any]:
+    reason = (
+        f"{len(planted)} staged file(s) that make a git repository running a program in the"
+        f" person's git ({found}): put back to HEAD's in git's index (the person's next"
+        f" `git commit` would have recorded them): {', '.join(planted[:_SHOWN])}"
+    )
+    return {"ref": "index", "old": None, "new": None, "reason": reason}
+
+
 def _planted(
-    vault: Vault, env: dict[str, str], changed: dict[str, tuple[str, str, str, str]], gone: set[str]
+    vault: Vault,
+    env: dict[str, str],
+    changed: dict[str, tuple[str, str, str, str]],
+    gone: set[str],
+    view: Any = None,
 ) -> tuple[list[str], str | None]:
     """The staged paths (not already put back: ``gone``) that complete, in the tree the
     index would commit, a repository that runs a program in the person's git
@@ -120,19 +163,17 @@ def _planted(
     dirs = rule.dirs_of(live)
     if not dirs:
         return [], None
-    head = run([*_CFG, "rev-parse", "-q", "--verify", "HEAD^{commit}"], env=env, check=False)
-    tip = head.stdout.decode("ascii", "replace").strip()
-    if head.returncode != 0 or not tip:
-        return [], None
-    configs = ("config", "config.worktree")
+    if view is None:
+        head = run([*_CFG, "rev-parse", "-q", "--verify", "HEAD^{commit}"], env=env, check=False)
+        tip = head.stdout.decode("ascii", "replace").strip()
+        if head.returncode != 0 or not tip:
+            return [], None
+        view = View.of_commit(vault.store, tip)
     pending = {
-        p: (
-            rule.LINK if mode == "120000" else rule.FILE,
-            vault.store.blob_data(oid) if p.rpartition("/")[2] in configs else None,
-        )
+        p: (rule.LINK if mode == "120000" else rule.FILE, rule.config_bytes(vault.store, p, oid))
         for p, (_m, _o, mode, oid) in live.items()
     }
-    reader = rule.with_pending(rule.of_view(View.of_commit(vault.store, tip)), pending)
+    reader = rule.with_pending(rule.of_view(view), pending)
     bad = {d: f for d in sorted(dirs) if (f := rule.why(reader, d)) is not None}
     out = sorted(p for p in live if any(p.startswith(f"{d}/") for d in bad))
     return out, next(iter(bad.values()), None)

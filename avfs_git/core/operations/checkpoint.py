@@ -38,7 +38,7 @@ from ..vaults.oplog import kept_detail, kept_paths
 from ..workspace import wscommit
 from ..workspace.overlayentry import ignored_count
 from ..workspace.wscommit import ws_state
-from .history import checkpoint_names, resolve
+from .history import checkpoint_names, names_history, resolve
 from .undoop import UndoResult as UndoResult  # (the result of undo and redo, as before)
 from .undoop import undo_operation
 
@@ -405,7 +405,7 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
             ws.refuse_if_git_busy("a restore", would="move the branch of")
         target = resolve(vault, rev, fork)
         tip = ws.tip()
-        _planted(vault, rev, target, tip)
+        _planted(vault, fork, rev, target, tip)
         before = {"base": ws.base, "tree": None}
         # a file a pure-FUSE mount holds open for writing: the move would drop the entry its
         # writes go to, busy before anything moves (an overlay mount's is left at its path,
@@ -500,7 +500,7 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
         commit = vault.store.create_commit(tree, [tip], msg, vault.author())
         # a commit the carry-back refused, reverted by its id, brings back what its parent
         # held as a restore to it would (the review of the thirty-fourth round)
-        _planted(vault, rev, commit, tip)
+        _planted(vault, fork, rev, commit, tip)
         with vault.oplog.held("revert"):  # (before the branch moves, as a checkpoint's)
             with ws.index_guard(git=True) as ahead:  # (as restore's)
                 wscommit.move_ref(
@@ -539,7 +539,7 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
             from .openwriters import refuse_open_files
 
             refuse_open_files(ws, fork, frozenset((p,)), "check it out")
-        _planted(vault, rev, commit, ws.tip(), p)
+        _planted(vault, fork, rev, commit, ws.tip(), p)
         before = ws_state(ws)
         with vault.oplog.held("checkout"):  # (before the view changes, as a restore's)
             ws.checkout_path(p, tree)
@@ -596,16 +596,13 @@ def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
     return undo_operation(vault, op)
 
 
-def _planted(vault: Vault, rev: str, commit: str, tip: str | None, under: str = "") -> None:
-    """:func:`.plantedrule.refuse_unreached` (loaded only for a revision given as an id, or
-    through a remote-tracking ref: one a fork's or a checkpoint's ref names is history; a
-    remote's branch came from anyone who can push there, plant3)."""
-    base = rev.split("~")[0].split("^")[0]
-    if not rev[:1].isalnum() or not all(c in "0123456789abcdefABCDEF" for c in base):
-        tracking = refs.REMOTES + base.removeprefix(refs.REMOTES)
-        if "/" not in base or refs.read_ref(vault.store, tracking) is None:
-            return
+def _planted(vault: Vault, fork: str, rev: str, commit: str, tip: str | None, under: str = "") -> None:
+    """:func:`.plantedrule.refuse_unreached` for a revision no fork's or checkpoint's ref
+    names (:func:`.history.names_history`: those are history; an id, a tag, a remote's
+    branch by any name are not, plant3 and plant4)."""
+    if names_history(vault, rev, fork):
+        return
     from ..workspace import plantedrule
 
     tree = vault.store.commit_tree(tip) if tip else None
-    plantedrule.refuse_unreached(vault.store, vault.path, rev, commit, tree, under, remote=True)
+    plantedrule.refuse_unreached(vault.store, vault.path, rev, commit, tree, under)

@@ -56,6 +56,37 @@ def _parse(vault: Vault, ref_or_id: str, suffix: str) -> str | None:
     return vault.store.rev_parse(ref_or_id + suffix)
 
 
+def names_history(vault: Vault, rev: str, fork: str | None = None) -> bool:
+    """Whether :func:`resolve` finds ``rev`` through a fork's or a checkpoint's ref (``HEAD``,
+    ``@{N}``, ``FORK:NAME``, a checkpoint or a fork by name, ``~N``/``^N`` of one): history,
+    which the carry-back keeps a planted repository out of. Anything else git's rev-parse
+    takes (an id, a tag, ``remotes/origin/agent``, ``origin``, ``:/text``) is not: a tag
+    ``avfs fetch`` brought, or ``remotes/...`` (not ``refs/remotes/remotes/...``), let
+    a commit the agent pushed to a remote be restored unchecked (review38; plant4)."""
+    fork = fork or vault.default_fork
+    if _HEAD_RE.match(rev):
+        return True
+    m = re.match(r"^([^~^]+)([~^].*)?$", rev)
+    base = m.group(1) if m else rev
+    if ":" in base:
+        other, _, name = base.partition(":")
+        return refs.read_ref_file(vault.path, refs.checkpoint_ref(other, name)) is not None
+    if any(
+        refs.read_ref_file(vault.path, r) is not None
+        for r in (refs.checkpoint_ref(fork, base), refs.fork_ref(base))
+    ):
+        return True
+    if vault.store.rev_parse(base) is not None:
+        return False  # (resolve takes git's answer before another fork's checkpoint's)
+    mine = refs.checkpoint_ref(fork, base)
+    others = [
+        r
+        for r in refs.list_refs_file(vault.path, refs.CHECKPOINTS)
+        if r.endswith(refs.SEP + base) and r != mine
+    ]
+    return len(others) == 1
+
+
 def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
     """The commit id ``rev`` names, in the context of ``fork``.
 

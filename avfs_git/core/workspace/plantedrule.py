@@ -304,6 +304,19 @@ def _head(data: IO[bytes]) -> tuple[bytes, bytes | IO[bytes]]:
     return head, cast("IO[bytes]", _Again(head, data))
 
 
+def config_bytes(store: Any, path: str, oid: str) -> bytes | None:
+    """The bytes of blob ``oid`` written at ``path`` as :func:`with_pending` wants them: a
+    ``config``'s (None past :data:`MAX_CONFIG`, its size asked first: a 10 GB blob staged
+    at ``src/config`` is not loaded, the review of the thirty-fifth round), None for any
+    other name (:func:`why` reads no other file)."""
+    if path.rpartition("/")[2] not in ("config", "config.worktree"):
+        return None
+    if store.blob_size(oid) > MAX_CONFIG:
+        return None
+    data: bytes = store.blob_data(oid)
+    return data
+
+
 def dirs_of(paths: Iterable[str]) -> set[str]:
     """The directories a change of ``paths`` could complete a repository in: each one's
     :func:`.names.git_dir_of`, and the directory above an ``objects`` or ``refs`` on its way."""
@@ -322,38 +335,28 @@ MAX_LOOKS = 4096
 
 
 def refuse_unreached(
-    store: Any,
-    git_dir: str,
-    rev: str,
-    commit: str,
-    old_tree: str | None,
-    under: str = "",
-    *,
-    remote: bool = False,
+    store: Any, git_dir: str, rev: str, commit: str, old_tree: str | None, under: str = ""
 ) -> None:
     """Refuse bringing ``commit`` (named ``rev``) into a fork whose tree is ``old_tree`` (a
-    restore; a checkout of path ``under`` from it) where no ref of the vault reaches it and
-    it holds such a repository at a directory it changes. A commit the carry-back refused
-    has its objects in the vault (they were taken in to be checked) and the agent knows
-    its id (found in the thirty-fourth round, NAME=plant2: MCP ``checkpoint_restore`` to it
-    made it the fork's tree). A revision named by a ref (a fork, a checkpoint, ``~N`` of
-    one) is history, which the carry-back keeps such commits out of: not looked at. A
-    remote-tracking ref (``refs/remotes/*``, ``avfs fetch``'s) reaches nothing here: a
-    remote's branch came from anyone who can push there, the agent's own ``git push``
-    included (the thirty-fifth round, plant3); ``remote``: ``rev`` may name one."""
-    import re
+    restore; a checkout of path ``under`` from it) where no fork or checkpoint reaches it
+    and it holds such a repository at a directory it changes. A commit the carry-back
+    refused has its objects in the vault (they were taken in to be checked) and the agent
+    knows its id (found in the thirty-fourth round, NAME=plant2: MCP ``checkpoint_restore``
+    to it made it the fork's tree). The caller asks only for a revision no fork's or
+    checkpoint's ref names (those are history, which the carry-back keeps such commits
+    out of). Only the forks (``refs/heads/*``) and the checkpoints reach: a remote's branch
+    or tag came from anyone who can push there, the agent's own ``git push`` included (the
+    thirty-fifth round, plant3; a tag ``avfs fetch`` brought with the fetched history, and
+    ``remotes/origin/agent``, in its review38), and avfs's other refs (``refs/avfs/held``)
+    hold what nobody checked either."""
+    from ..store import gitrun, refs
 
-    from ..store import gitrun
-
-    base = re.split(r"[~^@]", rev, maxsplit=1)[0]
-    if not remote and not re.fullmatch(r"[0-9a-fA-F]{4,64}", base):
-        return
     env = gitrun.git_env()
     env["GIT_NO_REPLACE_OBJECTS"] = "1"
-    reach = ["rev-list", "-n", "1", commit, "--not", "--exclude=refs/remotes/*", "--all"]
+    reach = ["rev-list", "-n", "1", commit, "--not", "--branches", f"--glob={refs.CHECKPOINTS}*"]
     out = gitrun.run(reach, git_dir=git_dir, env=env, check=False)
     if out.returncode == 0 and not out.stdout.strip():
-        return  # reached by a ref
+        return  # reached by a fork or a checkpoint
     new_tree = store.commit_tree(commit)
     args = ["diff-tree", "-r", "-z", "--name-only", "--no-renames", old_tree or EMPTY_TREE, new_tree]
     diff = gitrun.run([*args, "--", under] if under else args, git_dir=git_dir, env=env, check=False)
