@@ -221,3 +221,4 @@ class Operation:
     refs: list[dict[str, str | None]]
     undone_by: int | None
     undoes: int | None
+    exec_id: str | None = None  # an ``exec``'s call (``audit:OFFSET``, as `avfs audit` names it)
