@@ -102,7 +102,7 @@ def test_vault_info_stats_and_doctor_name_the_damaged_fork_and_list_the_rest(cli
         assert fstats["main"]["error"] is None, fstats
         hs = cli("--vault", "bad", "stats")
         assert hs.code == 0 and "f2" in hs.out, (hs.out, hs.err)
-        d = cli("--json", "doctor")
+        d = cli("--json", "doctor", "--full")
         assert d.code == 1 and d.out.count("\n") == 1, (d.code, d.out)  # (was corrupt_state, 70)
         validate(d.json())
         if damage == "junk":
@@ -181,7 +181,7 @@ def test_search_and_doctor_in_a_read_only_home_answer_and_write_nothing(
         ):
             r = cli("--vault", "v", "--json", *args)
             assert r.code == 0 and r.out.count("\n") == 1, (args, r.code, r.out)
-        d = cli("--json", "doctor")
+        d = cli("--json", "doctor", "--full")
         assert d.code == 0 and d.json()["findings"] == [], d.out  # (was overlay_unreadable, oplog_unreadable)
     finally:
         subprocess.run(["umount", ro], check=True)

@@ -508,9 +508,10 @@ def test_gc_keeps_the_promisor_setup_and_doctor_does_not_call_promised_blobs_dam
     rel = "avfs_git/cli/main.py"
     want = v.workspace("main").read(rel)
     before, promised = objects(v.path), missing(v.path)
-    report = maintenance.doctor(lazy)
-    assert not [f for f in report.findings if f.vault == "p"], report.findings
-    assert objects(v.path) == before  # doctor fetched nothing
+    for full in (False, True):  # (git fsck --connectivity-only, and every object read)
+        report = maintenance.doctor(lazy, full=full)
+        assert not [f for f in report.findings if f.vault == "p"], (full, report.findings)
+        assert objects(v.path) == before  # doctor fetched nothing
     maintenance.gc(v)
     pack_dir = os.path.join(v.path, "objects", "pack")
     assert any(n.endswith(".promisor") for n in os.listdir(pack_dir))

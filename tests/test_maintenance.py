@@ -1048,13 +1048,13 @@ def test_doctor_warns_of_an_upstream_commit_with_a_bad_time_zone(
     assert v.workspace("master").base == bad
     strict = subprocess.run(["git", "--git-dir", v.path, "fsck", "--strict"], capture_output=True, text=True)
     assert "badTimezone" in strict.stderr  # git's own verdict: the history is as upstream made it
-    res = cli("--json", "doctor")
+    res = cli("--json", "doctor", "--full")
     doc = _doc(res, "doctor")
     assert res.code == 0 and doc["ok"]
     (f,) = doc["findings"]
     assert f["severity"] == "warning" and f["code"] == "fsck_upstream_format" and f["check"] == "fsck"
     assert bad[:12] in f["problem"] and "badTimezone" in f["problem"] and "restore" not in (f["hint"] or "")
-    human = cli("doctor")
+    human = cli("doctor", "--full")
     assert human.code == 0 and "warning:" in human.err + human.out
     home.close()
     shutil.rmtree(v.path)  # (the suite fscks --strict every vault a test leaves)

@@ -101,7 +101,7 @@ def _expect_unreadable(result, oid: str | None = None) -> dict:
 
 
 def _doctor_names(home, oid: str) -> None:
-    found = [f for f in doctor(home).findings if f.check == "objects"]
+    found = [f for f in doctor(home, full=True).findings if f.check == "objects"]
     assert any(oid in f.problem for f in found), found
 
 
@@ -154,7 +154,7 @@ def test_damaged_pack_gives_a_clear_error_and_changes_nothing(home, real_vault, 
         v.store.close()
         _put(pack, good)
     assert cli_proc("--vault", "bad", "cat", path).out_bytes == (src / path).read_bytes()
-    assert not [f for f in doctor(home).findings if f.check == "objects"]
+    assert not [f for f in doctor(home, full=True).findings if f.check == "objects"]
 
 
 def _damage_a_delta(v) -> tuple[str, str, Path, bytes, dict[str, str], dict]:
@@ -472,7 +472,7 @@ def test_corrupt_loose_object(home, real_vault, cli, cli_proc):
         assert cli_proc("--vault", "bad", "cat", path).out_bytes == data
         assert cli("--vault", "bad", "cat", path).out_bytes == data
         assert cli_proc("--json", "--vault", "bad", "stat", path).json()["stat"]["size"] == len(data)
-        assert not [f for f in doctor(home).findings if f.check == "objects"]
+        assert not [f for f in doctor(home, full=True).findings if f.check == "objects"]
     finally:
         loose.unlink()
     # 2. only loose (the pack exploded) and corrupt: unreadable, named
@@ -613,7 +613,7 @@ def test_doctor_json_names_unreadable_objects(home, real_vault, cli):
         bad[i] ^= 0x5A
     pack.write_bytes(bytes(bad))
     try:
-        res = cli("--json", "doctor")
+        res = cli("--json", "doctor", "--full")
         assert res.code == 1
         doc = res.json()
         problems = [f["problem"] for f in doc["findings"] if f["check"] == "objects"]
@@ -622,7 +622,7 @@ def test_doctor_json_names_unreadable_objects(home, real_vault, cli):
     finally:
         pack.write_bytes(good)
         os.chmod(pack, 0o444)
-    assert json.loads(cli("--json", "doctor").out)["ok"]
+    assert json.loads(cli("--json", "doctor", "--full").out)["ok"]
 
 
 def test_truncated_pack_index(home, real_vault, cli, cli_proc):

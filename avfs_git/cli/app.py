@@ -23,6 +23,25 @@ if TYPE_CHECKING:
     from .homekeep import KeptHome
 
 
+# A count's names: git's (`-n`, `--max-count`) and the one the MCP tools and the API take
+# (`limit`: `avfs log --limit 3` was click's bare "No such option", trial1), for `log`,
+# `checkpoint list` and `op log` (fastcli's table spells them out).
+COUNT_OPTS = ("-n", "--max-count", "--limit")
+
+
+def check_count(limit: int | None, what: str) -> None:
+    """Refuse a negative count (`-n -1`: git's "no limit", click's "'--max-count=1' is not a
+    valid integer" here before; leave the option out for all)."""
+    if limit is not None and limit < 0:
+        from ..core.errors import UsageError
+
+        raise UsageError(
+            f"-n/--max-count/--limit takes a number of {what}, 0 or more: got {limit}",
+            hint="leave it out for the default: `log` shows every commit, `checkpoint list` 100, `op log` 50",
+            details={"limit": limit},
+        )
+
+
 class App:
     """What every command needs: the home, the selected vault/fork, the output."""
 

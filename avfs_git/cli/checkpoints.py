@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .app import App, pass_app
+from .app import COUNT_OPTS, App, pass_app
 from .forkcmds import save
 from .opcmds import delete, list_checkpoints, op_log, redo, restore, undo
 
@@ -41,7 +41,7 @@ def save_cmd(app: App, name: str | None, message: str | None, rebase: bool, expe
 
 @checkpoint.command("list")
 @click.option("--all", "all_commits", is_flag=True, help="Every commit of the fork, named or not.")
-@click.option("-n", "--max-count", "limit", type=int, default=100, help="At most N.")
+@click.option(*COUNT_OPTS, "limit", type=int, default=100, help="At most N.")
 @pass_app
 def list_cmd(app: App, all_commits: bool, limit: int) -> None:
     """List the fork's named checkpoints (newest first)."""
@@ -81,7 +81,7 @@ def op() -> None:
 
 
 @op.command("log")
-@click.option("-n", "--max-count", "limit", type=int, default=50, help="At most N operations.")
+@click.option(*COUNT_OPTS, "limit", type=int, default=50, help="At most N operations.")
 @pass_app
 def op_log_cmd(app: App, limit: int) -> None:
     """List the vault's operations, newest first.
@@ -92,7 +92,9 @@ def op_log_cmd(app: App, limit: int) -> None:
 
 
 @click.command("undo")
-@click.option("--op", "op_id", type=int, default=None, help="Undo this operation (default: the last one).")
+@click.option(
+    "--op", "--op-id", "op_id", type=int, default=None, help="Undo this operation (default: the last one)."
+)
 @pass_app
 def undo_cmd(app: App, op_id: int | None) -> None:
     """Undo the last operation (or --op ID); undo is an operation too.

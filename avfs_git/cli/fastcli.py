@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 # "args+" (nargs=-1, required).
 Param = tuple[str, tuple[str, ...], str, object, tuple[str, ...]]
 
+# a count's names (:data:`.app.COUNT_OPTS`, as the click commands of `log`, `checkpoint
+# list` and `op log` declare them; not imported: this table is read before any body module)
+COUNT_OPTS = ("-n", "--max-count", "--limit")
+
 # command words -> (the body, "module:function" in avfs_git.cli; its parameters in click's order)
 COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
     ("status",): (
@@ -63,7 +67,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         "histcmds:log",
         (
             ("all_forks", ("--all",), "flag", False, ()),
-            ("limit", ("-n", "--max-count"), "int", None, ()),
+            ("limit", COUNT_OPTS, "int", None, ()),
             ("oneline", ("--oneline",), "flag", False, ()),
             ("patch", ("-p", "--patch"), "flag", False, ()),
             ("graph", ("--graph",), "flag", False, ()),
@@ -156,7 +160,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         "opcmds:list_checkpoints",
         (
             ("all_commits", ("--all",), "flag", False, ()),
-            ("limit", ("-n", "--max-count"), "int", 100, ()),
+            ("limit", COUNT_OPTS, "int", 100, ()),
         ),
     ),
     ("checkpoint", "restore"): (
@@ -167,8 +171,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         ),
     ),
     ("checkpoint", "delete"): ("opcmds:delete", (("name", ("name",), "arg", None, ()),)),
-    ("op", "log"): ("opcmds:op_log", (("limit", ("-n", "--max-count"), "int", 50, ()),)),
-    ("undo",): ("opcmds:undo", (("op_id", ("--op",), "int", None, ()),)),
+    ("op", "log"): ("opcmds:op_log", (("limit", COUNT_OPTS, "int", 50, ()),)),
+    ("undo",): ("opcmds:undo", (("op_id", ("--op", "--op-id"), "int", None, ()),)),
     ("redo",): ("opcmds:redo", ()),
     ("merge",): (
         "mergecmds:merge",

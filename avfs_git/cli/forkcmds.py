@@ -17,17 +17,20 @@ if TYPE_CHECKING:
     from .app import App
 
 
-def carried(ignored: IgnoredCarry) -> str:
-    """How the fork got what git ignores, in words (it said `ignored paths: snapshot`)."""
+def carried(ignored: IgnoredCarry, dirty: bool) -> str:
+    """What the fork's line adds about how it got the source's state, "" when nothing worth
+    saying. A snapshot is the source as it stands, ignored paths and all: nothing to add (it
+    said `what git ignores came along copy-on-write` of every fork, also of a source with
+    nothing ignored). A copy says so only when there was something to copy (``dirty``); why
+    it was not a snapshot (a snapshot for the source's next fork under way, a state dir made
+    before the layers file system) is the machinery's, kept in `--json`'s ``ignored.reason``
+    (it said `a snapshot of fork main was being taken for its next fork` of a clean main:
+    trial1). ``--no-ignored`` is confirmed, as asked."""
     if ignored.mode == "snapshot":
-        return "what git ignores came along copy-on-write"
+        return ""
     if ignored.mode == "copied":
-        return (
-            f"what git ignores was copied: {ignored.reason}"
-            if ignored.reason
-            else "what git ignores was copied"
-        )
-    return "what git ignores was left out"
+        return " (its uncheckpointed changes were copied, what git ignores included)" if dirty else ""
+    return " (what git ignores was left out)"
 
 
 def shared_outputs(v: Vault, src: str) -> list[str]:
@@ -135,6 +138,11 @@ def fork(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
         "fork_create",
         {"fork": info, "source": src, "ignored": made.ignored, "warnings": warnings},
         lambda: app.output.say(
-            "forked {v}:{} -> {v}:{} at {} ({})", src, new, info.base[:12], carried(made.ignored), v=v.name
+            "forked {v}:{} -> {v}:{} at {}{}",
+            src,
+            new,
+            info.base[:12],
+            carried(made.ignored, info.dirty),
+            v=v.name,
         ),
     )

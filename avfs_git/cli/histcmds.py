@@ -252,6 +252,9 @@ def log(
             "--graph draws one fork's line; --all has branches avfs does not draw",
             hint='git --git-dir "$(avfs vault path)" log --graph --all --oneline',
         )
+    from .app import check_count
+
+    check_count(limit, "commits")
     vault, fork = app.target()
     commits = history.log(vault, fork, all_forks=all_forks, limit=limit, rev=rev)
     # a merge's diff: against its first parent in a fork's first-parent line (git's log

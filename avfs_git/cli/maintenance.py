@@ -160,12 +160,19 @@ def prune_cmd(app: App, older_than: float | None, dry_run: bool) -> None:
 
 @click.command("doctor")
 @click.option("--repair", is_flag=True, help="Fix what is safe to fix (nothing with changes is deleted).")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every object (git fsck --strict, and avfs' own reads hashed against their ids): finds a"
+    " corrupt blob; time grows with the vaults' bytes.",
+)
 @pass_app
-def doctor_cmd(app: App, repair: bool) -> None:
-    """Check every vault of the home: git fsck, overlays vs journals, dead mounts and what
-    a crashed mount daemon left (registry entries, exec files, worktrees, dead or orphan
+def doctor_cmd(app: App, repair: bool, full: bool) -> None:
+    """Check every vault of the home: git fsck (--connectivity-only: every object a ref
+    reaches is there; --full reads them all), overlays vs journals, dead mounts and what a
+    crashed mount daemon left (registry entries, exec files, worktrees, dead or orphan
     mounts), orphan state dirs, stale locks, the layers file system. Exit 1 when a problem is left."""
-    res = mnt.doctor(app.home, repair=repair)
+    res = mnt.doctor(app.home, repair=repair, full=full)
 
     def human() -> None:
         if all(f.severity == "warning" for f in res.findings):

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 def list_checkpoints(app: App, all_commits: bool, limit: int) -> None:
     """`avfs checkpoint list`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     from ..core.operations import checkpoint as cp
+    from .app import check_count
 
+    check_count(limit, "checkpoints")
     vault, fork = app.target()
     items = cp.list_checkpoints(vault, fork, all_commits=all_commits, limit=limit)
 
@@ -74,6 +76,9 @@ def scope(app: App) -> str | None:
 
 def op_log(app: App, limit: int) -> None:
     """`avfs op log`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
+    from .app import check_count
+
+    check_count(limit, "operations")
     vault, _ = app.target()
     ops = vault.oplog.recent(limit, fork=scope(app))
 

@@ -107,7 +107,12 @@ def _transfer_human(app: App, res: object, verb: str) -> None:
 @click.option(
     "--checkpoints", is_flag=True, help="Also push the forks' named checkpoints (refs/avfs/checkpoints/...)."
 )
-@click.option("--tags", is_flag=True, help="With --checkpoints: push them as tags avfs/FORK/NAME instead.")
+@click.option(
+    "--tags",
+    is_flag=True,
+    help="Also push the vault's tags, as `git push --tags` (never moved there); with --checkpoints,"
+    " the checkpoints go as tags avfs/FORK/NAME.",
+)
 @click.option(
     "--checkpoint", "checkpoint_first", is_flag=True, help="Checkpoint uncheckpointed changes first."
 )

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .app import App, pass_app
+from .app import COUNT_OPTS, App, pass_app
 from .histcmds import commit_human, commit_patch, diff, log, status
 
 
@@ -44,7 +44,8 @@ class _GitCountCommand(click.Command):
             if a == "--":
                 out.extend(args[i:])
                 break
-            out.append(f"--max-count={a[1:]}" if re.fullmatch(r"-[0-9]+", a) else a)
+            value = i > 0 and args[i - 1] in COUNT_OPTS  # (`-n -1`: the option's value, its own error)
+            out.append(f"--max-count={a[1:]}" if not value and re.fullmatch(r"-[0-9]+", a) else a)
         return super().parse_args(ctx, out)
 
 
@@ -52,7 +53,7 @@ class _GitCountCommand(click.Command):
 @click.option(
     "--all", "all_forks", is_flag=True, help="Every fork's commits, not only this fork's first-parent line."
 )
-@click.option("-n", "--max-count", "limit", type=int, default=None, help="Show at most N commits (or -N).")
+@click.option(*COUNT_OPTS, "limit", type=int, default=None, help="Show at most N commits (or -N).")
 @click.option("--oneline", is_flag=True, help="One line per commit.")
 @click.option(
     "-p", "--patch", "patch", is_flag=True, help="Each commit's diff (against its first parent: below)."

@@ -35,7 +35,11 @@ _MASK = 0x2 | 0x8 | 0x80 | 0x100 | 0x200  # IN_MODIFY | IN_CLOSE_WRITE | IN_MOVE
 @click.argument("target", required=False, metavar="[VAULT[:FORK]]")
 @click.option("--vault", "whole", metavar="VAULT", help="Every fork of VAULT, and its vault events.")
 @click.option(
-    "--since", metavar="CURSOR", help="Start after this cursor (from an earlier watch or changes_since)."
+    "--since",
+    "--cursor",  # (the MCP tool changes_since's name for it)
+    "since",
+    metavar="CURSOR",
+    help="Start after this cursor (from an earlier watch or changes_since).",
 )
 @click.option(
     "--once", is_flag=True, help="Print what happened since the cursor and the new cursor, then exit."

@@ -169,7 +169,7 @@ class CorruptStateError(AvfsError):
 class ObjectUnreadableError(CorruptStateError):
     """A git object of the vault that neither avfs' reader nor libgit2 can read (a truncated
     or corrupt pack or loose object, a missing delta base). ``details["oid"]`` names it;
-    ``avfs doctor`` lists every such object."""
+    ``avfs doctor --full`` lists every such object."""
 
     code = "object_unreadable"
     exit_code = EXIT_USER

@@ -224,3 +224,4 @@ class Operation:
     # files of a live overlay mount the operation left at their path, a process holding them
     # open for writing (its details' ``kept_open``; livewrite2): not what it made them
     kept_open: tuple[str, ...] = ()
+    exec_id: str | None = None  # an ``exec``'s call (``audit:OFFSET``, as `avfs audit` names it)

@@ -143,6 +143,8 @@ def execute(
     at = write_audit(vault, res, sync=after is None)
     if at is not None and done.before is not None and done.plan is not None:
         execspan.name_span(done.plan.ws, done.before.span, f"audit:{at}")
+    if at is not None and done.recorded is not None and done.recorded.op_id is not None:
+        vault.oplog.name_exec(done.recorded.op_id, f"audit:{at}")  # (the call named, now audited)
     if at is not None and after is not None:
         after.append(functools.partial(audit.sync, vault.state_dir))
     return res

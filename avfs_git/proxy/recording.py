@@ -182,20 +182,24 @@ class _Landed:
     commit: Commit | None = None
     not_recorded: tuple[NotRecorded, ...] = ()
     landed: bool = False
+    op_id: int | None = None
 
 
-def land(vault: Vault, fork: str, cp: Checkpoint, record: str, message: str, keep: bool) -> _Landed:
+def land(
+    vault: Vault, fork: str, cp: Checkpoint, record: str, message: str, keep: bool, command: str
+) -> _Landed:
     """Land the record of the fork before the command (a :func:`~..core.checkpoint.snapshot`)
     on the fork's branch, with the commit of what the command changed on top of it (none
     when it changed nothing). With ``keep`` (the command moved the branch itself, or
     ``--no-commit``), or when the fork moved meanwhile, it is kept beside the branch under
-    a recovery ref instead (``checkpoint.ref``)."""
+    a recovery ref instead (``checkpoint.ref``). The op log records it as the ``exec`` of
+    ``command``."""
     from ..core.errors import RefMovedError
     from ..core.operations import checkpoint
 
     if not keep:
         try:
-            saved = checkpoint.save(vault, fork, message=message, on=record)
+            saved = checkpoint.save(vault, fork, message=message, on=record, exec_of=command)
         except RefMovedError:
             pass
         else:
@@ -204,6 +208,7 @@ def land(vault: Vault, fork: str, cp: Checkpoint, record: str, message: str, kee
                 commit=_commit_of(saved) if saved.checkpoint.commit != record else None,
                 not_recorded=_not_recorded(saved.not_recorded),
                 landed=True,
+                op_id=saved.op_id,
             )
     return _Landed(checkpoint=dataclasses.replace(cp, ref=checkpoint.keep_snapshot(vault, fork, record)))
 
@@ -324,18 +329,19 @@ def record(
         # what the command wrote stays (uncheckpointed in the fork; in the caches and the
         # vault as it left them): the person reads, checks out and removes what they choose
         error = over
-    message = f"avfs proxy exec: {short(req.command_text())}"
+    message = f"avfs proxy exec: {(command := short(req.command_text()))}"
     # the record stays beside the branch
     keep_record = moved or not req.commit or over is not None or before.git_busy
     checkpoint_, commit = before.checkpoint, None
     not_recorded: tuple[NotRecorded, ...] = ()
-    landed = None
+    landed, op_id = None, None  # (op_id: the op log's record of the commit, an ``exec``)
     if before.record is not None and before.checkpoint is not None:
-        landed = land(vault, fork, before.checkpoint, before.record, message, keep_record)
+        landed = land(vault, fork, before.checkpoint, before.record, message, keep_record, command)
         checkpoint_ = landed.checkpoint
     if landed is not None and landed.landed:
         untouched = False  # the record landed with the commit of what the command changed
         commit, not_recorded = landed.commit, _merged(landed.not_recorded, gitlinks)
+        op_id = landed.op_id
         # what the command changed is that commit, on the record: not the workspace against
         # the base before the record (a file left uncheckpointed and deleted by the command
         # is no change from there, but the commit deletes it)
@@ -348,7 +354,8 @@ def record(
                 return False
             return under_any(path, roots) or any(under_any(r, {path}) for r in roots)
 
-        cp = checkpoint.save(vault, fork, message=message, only=only if moved else None)
+        cp = checkpoint.save(vault, fork, message=message, only=only if moved else None, exec_of=command)
+        op_id = cp.op_id
         not_recorded = _merged(_not_recorded(cp.not_recorded), gitlinks)
         commit = _commit_of(cp) if cp.created else None
     elif changes:  # nothing committed (--no-commit, over the quota, in a merge): what a
@@ -372,6 +379,7 @@ def record(
         mount=mount,
         state=fork_state(ws, 0 if untouched and not before.dirty_before else None),
         error=error,
+        op_id=op_id,
     )
 
 

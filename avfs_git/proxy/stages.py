@@ -150,6 +150,7 @@ class Recorded:
     error: AvfsError | None = None
     # what of a repository the command planted below the root was set aside (.plantedgit)
     planted_git_dirs: tuple[PlantedGitDir, ...] = ()
+    op_id: int | None = None  # the op log's ``exec`` of the commit, named by exec_id once audited
 
 
 def envelope(

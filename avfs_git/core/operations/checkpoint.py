@@ -99,6 +99,7 @@ def save(
     on: str | None = None,
     expect_head: str | None = None,
     only: Callable[[str], bool] | None = None,
+    exec_of: str | None = None,
 ) -> CheckpointResult:
     """Commit the workspace's overlay as a checkpoint (O(changed paths x depth)).
 
@@ -109,6 +110,10 @@ def save(
     ``only``: the paths to record (``proxy exec`` after its command's own `git commit`:
     what the command changed, not what the view keeps of the paths git left out); the rest
     stays uncheckpointed.
+
+    ``exec_of``: the command of the ``proxy exec`` whose changes this commits: the op log
+    records an ``exec`` naming it, not a checkpoint (its ``exec_id`` added once the audit
+    log holds the call: :meth:`.OpLog.name_exec`).
 
     ``expect_head``: only if the fork's branch is at that revision now (fork-level
     compare-and-swap): else ExpectMismatchError, nothing saved.
@@ -139,7 +144,15 @@ def save(
     with no_exec_running(vault, fork), vault.lock(fork):
         ws.kept_open.clear()  # (a rebase's new view written through a live mount: kept_open)
         commit, target, op_id, captured, ignored = save_locked(
-            vault, ws, name, message, rebase=rebase, on=on, expect_head=expect_head, only=only
+            vault,
+            ws,
+            name,
+            message,
+            rebase=rebase,
+            on=on,
+            expect_head=expect_head,
+            only=only,
+            exec_of=exec_of,
         )
         kept = kept_paths(ws.kept_open)
     if commit is not None:
@@ -161,6 +174,7 @@ def save_locked(
     on: str | None = None,
     expect_head: str | None = None,
     only: Callable[[str], bool] | None = None,
+    exec_of: str | None = None,
 ) -> tuple[str | None, str, int | None, list[Entry], int]:
     """:func:`save`'s work, for a caller that holds the fork's exec and fork locks (``save``
     itself, and a merge capturing its target under the locks it merges with). Returns the
@@ -191,7 +205,9 @@ def save_locked(
         # (the op log's lock taken before the branch moves, its record made in it: held
         # by another process, the checkpoint is refused with nothing changed, where it
         # moved the branch and then said "not recorded", and `undo` undid the one before)
-        return _save_held(vault, ws, name_ref, name, msg, base, tip, rebase=rebase, on=on, only=only)
+        return _save_held(
+            vault, ws, name_ref, name, msg, base, tip, rebase=rebase, on=on, only=only, exec_of=exec_of
+        )
 
 
 def _save_held(
@@ -206,6 +222,7 @@ def _save_held(
     rebase: bool,
     on: str | None,
     only: Callable[[str], bool] | None,
+    exec_of: str | None = None,
 ) -> tuple[str | None, str, int | None, list[Entry], int]:
     """:func:`save_locked`'s commit, ref moves and record, under the op log's lock."""
     fork = ws.fork
@@ -226,7 +243,9 @@ def _save_held(
     op_id = None
     if changed:
         before = tip or base  # undoing a rebased checkpoint leaves its changes on the new tip
-        op_id = _record_save(vault, fork, name, changed, before, target, commit is not None, len(captured))
+        op_id = _record_save(
+            vault, fork, name, changed, before, target, commit is not None, len(captured), exec_of
+        )
     return commit, target, op_id, captured, ignored
 
 
@@ -239,14 +258,23 @@ def _record_save(
     target: str,
     created: bool,
     captured: int,
+    exec_of: str | None = None,
 ) -> int:
     """The operation of a checkpoint: the refs it moved (``changed``), the fork's base
     ``before`` and after (``target``); with the tree of the new commit when it made one
-    (``created``), which undo shows again on the old base."""
+    (``created``), which undo shows again on the old base. A ``proxy exec``'s commit
+    (``exec_of``: its command) is an ``exec`` (it said `checkpoint <id> on <fork>`: trial1)."""
     tree = vault.store.commit_tree(target)
+    details: dict[str, Any] = {"name": name, "captured": captured}
+    kind, summary = "checkpoint", f"checkpoint {name or target[:12]} on {fork}"
+    if exec_of is not None:
+        from ..vaults.oplog import exec_summary  # (an exec's only: `checkpoint list` loads no more)
+
+        details.update(command=exec_of, exec_id=None)
+        kind, summary = "exec", exec_summary(fork, exec_of, target)
     return vault.oplog.record(
-        "checkpoint",
-        f"checkpoint {name or target[:12]} on {fork}",
+        kind,
+        summary,
         fork=fork,
         refs=changed,
         workspaces=[
@@ -257,7 +285,7 @@ def _record_save(
                 "view_changed": False,
             }
         ],
-        details={"name": name, "captured": captured},
+        details=details,
     )
 
 

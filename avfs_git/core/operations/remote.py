@@ -48,8 +48,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def strip_credentials(url: str) -> tuple[str, bool]:
-    """(url without its secret userinfo, whether something was removed); see
-    :func:`.redact.split_credentials`."""
+    """(url without its secret userinfo, whether something was removed): :func:`.redact.split_credentials`."""
     clean, creds = split_credentials(url)
     return clean, creds is not None
 
@@ -246,8 +245,9 @@ def push(
     force_with_lease: bool = False,
     progress: ProgressFn | None = None,
 ) -> TransferResult:
-    """Push forks (as branches) and, with ``checkpoints``, their named checkpoints (under
-    ``refs/avfs/checkpoints/``, or as tags ``avfs/<fork>/<name>`` with ``tags``).
+    """Push forks (as branches); with ``checkpoints``, their named checkpoints (under
+    ``refs/avfs/checkpoints/``, as tags ``avfs/<fork>/<name>`` with ``tags``); ``tags``:
+    every tag of the vault too, as ``git push --tags`` (an imported history's).
 
     Uncheckpointed changes are not pushed: the result says which forks left some behind,
     or ``checkpoint_first`` checkpoints them first. Never forces: a non-fast-forward is
@@ -259,8 +259,6 @@ def push(
     names_ = vault.fork_names() if all_forks or not forks else list(forks)
     if forks and all_forks:
         raise UsageError("give forks or --all, not both")
-    if tags and not checkpoints:
-        raise UsageError("--tags says how checkpoints are pushed: give --checkpoints too")
     for f in names_:
         names.check_fork_name(f)
         vault.require_fork(f)
@@ -305,6 +303,10 @@ def push(
                     dest = refs.checkpoint_tag_ref(f, r[len(prefix) :]) if tags else r
                     local[dest] = target
                     specs.append(f"{r}:{dest}")
+    if tags:  # git's --tags (refused without --checkpoints before: trial1); never forced, as git's
+        got = refs.read_refs_file(vault.path, refs.TAGS.rstrip("/"))
+        specs += [f"{r}:{r}" for r in got if r not in local]
+        local.update({r: t for r, t in got.items() if r not in local})
     with transferlock.holding(vault.path, vault.state_dir, remote) as (held, taken):
         warnings += _taken_back(taken)
         proc, atomic = _run_push(vault, remote, specs, leases, progress, creds, held)
@@ -480,9 +482,7 @@ def _push_failed(
         reason = "stale_lease" if ref in expected and ref not in implicit else "non_fast_forward"
         why = f"moved while {local[ref]} was being pushed (another push won the race)"
         hint = "fetch and merge (`avfs pull`), then push again"
-    if (
-        reason == "stale_lease" and ref in implicit
-    ):  # a plain push: the remote moved (the note above _contains)
+    if reason == "stale_lease" and ref in implicit:  # a plain push: the remote moved (above _contains)
         reason, why, hint = "non_fast_forward", REFUSALS[1][2].format(local=local[ref]), REFUSALS[1][3]
     if reason == "declined" and (full := remotecause.remote_full(detail)):  # not a hook: the server's disk
         reason, why, hint = (

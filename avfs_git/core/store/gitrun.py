@@ -376,7 +376,7 @@ def failed(args: Sequence[str], err: str, details: Mapping[str, Any] | None = No
         oid = hit.group(1).lower()
         return ObjectUnreadableError(
             f"object {oid} cannot be read: git {_subcommand(args)}: {err.strip()}",
-            hint="run `avfs doctor` to list every unreadable object; restore them from a clone or remote",
+            hint="run `avfs doctor --full` to list every unreadable object; restore them from a clone or remote",
             details={"oid": oid, **facts},
         )
     return InternalError(f"git {_subcommand(args)} failed: {err.strip()}", details=facts)

@@ -345,7 +345,7 @@ class GitStore(StoreWrites):
             missing = False  # not for certain
         return ObjectUnreadableError(
             f"{what} {oid} cannot be read: {why}",
-            hint="run `avfs doctor` to list every unreadable object; restore them from a clone or remote",
+            hint="run `avfs doctor --full` to list every unreadable object; restore them from a clone or remote",
             details={"oid": oid, "missing": missing, "libgit2": str(exc).strip("'\"")},
         )
 

@@ -374,7 +374,7 @@ class Promisor:
         if found is None:
             raise BlobNotLocalError(
                 f"blob {wanted[0]}{_of(path)} is not in the vault and the vault has no promisor remote",
-                hint="run `avfs doctor`; restore the object from a clone or remote",
+                hint="run `avfs doctor --full`; restore the object from a clone or remote",
                 details={
                     "oid": wanted[0],
                     "path": _path_of(wanted, path, paths),

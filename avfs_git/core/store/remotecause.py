@@ -104,7 +104,8 @@ REFUSALS = (
     ("fetch first", "non_fast_forward", "which {local} does not contain (non-fast-forward)",
      "fetch and merge (`avfs pull`), then push again"),
     ("already exists", "already_exists", "and a tag is never moved",
-     "the checkpoint's tag exists there with another commit: rename the checkpoint or delete the tag"),
+     "the tag exists there at another commit (a push never moves a tag, as git's): delete it there,"
+     " or rename it here (a checkpoint pushed as a tag: rename the checkpoint)"),
     ("[remote rejected]", "declined", "and the server declined the update",
      "the server refused it (a hook or branch protection): see its message; pulling will not help"),
 )  # fmt: skip

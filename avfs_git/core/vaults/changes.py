@@ -78,6 +78,7 @@ _OP_KINDS: dict[str, tuple[str, str]] = {
     "fork": ("fork_created", "api"),
     "fork_delete": ("fork_deleted", "api"),
     "checkpoint": ("checkpoint", "api"),
+    "exec": ("checkpoint", "exec"),  # a `proxy exec`'s commit
     "checkpoint_delete": ("checkpoint_deleted", "api"),
     "restore": ("restore", "restore"),
     "revert": ("revert", "api"),

@@ -115,7 +115,7 @@ def unreadable_fork(vault: Vault, fork: str, exc: AvfsError) -> ForkInfo:
         exc = ObjectUnreadableError(
             f"fork {fork!r} cannot be read: its branch {ref} names commit {head}, which the vault"
             f" cannot read ({exc.message})",
-            hint="`avfs doctor` names every unreadable object: restore it from a clone or remote,"
+            hint="`avfs doctor --full` names every unreadable object: restore it from a clone or remote,"
             f" or move the branch back (`git --git-dir {vault.path} reflog {ref}`)",
             details={"fork": fork, "oid": head},
         )

@@ -90,6 +90,12 @@ _RECORDED_ONLY = ", ".join(f"'{k}'" for k in RECORDED_ONLY)
 COLUMNS = "id, ts, kind, fork, summary, refs, workspaces, details, undone_by, undoes"
 
 
+def exec_summary(fork: str, command: str, commit: str, exec_id: str | None = None) -> str:
+    """The op log's line of a ``proxy exec``'s commit: the call (by its ``exec_id`` once
+    known), the fork, the command and the commit."""
+    return f"exec{' ' + exec_id if exec_id else ''} on {fork}: {command} (commit {commit[:12]})"
+
+
 def write_log(path: str, rows: list[tuple[Any, ...]]) -> None:
     """A new op log at ``path`` holding ``rows`` (:data:`COLUMNS`, ids kept), its id
     sequence past the last: what doctor keeps of a damaged log."""
@@ -252,6 +258,26 @@ class OpLog:
                 raise
             raise err from exc
 
+    def name_exec(self, op_id: int, exec_id: str) -> None:
+        """Name the ``proxy exec`` that operation ``op_id`` (an ``exec``) recorded by its
+        ``exec_id`` (``audit:OFFSET``, known once its audit record is written, after the
+        commit was recorded), its line saying it too. Best effort: a log busy or damaged
+        now keeps the operation as recorded, without the id."""
+        try:
+            row = self.db.execute("SELECT fork, refs, details FROM ops WHERE id=? AND kind='exec'", (op_id,))
+            got = row.fetchone()
+            if got is None:
+                return
+            moved = [r.get("new") for r in json.loads(got[1]) if r.get("new")]
+            command = str(json.loads(got[2]).get("command") or "")
+            line = exec_summary(str(got[0]), command, str(moved[0]) if moved else "", exec_id)
+            self.db.execute(
+                "UPDATE ops SET summary=?, details=json_set(details, '$.exec_id', ?) WHERE id=?",
+                (line, exec_id, op_id),
+            )
+        except sqlite3.DatabaseError:
+            pass  # (the envelope and the audit log name the call; the op log says exec)
+
     def _not_recorded(self, exc: Exception, kind: str, summary: str, wait: float) -> Exception:
         """The error for a record that failed after its operation was done, saying so."""
         if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
@@ -339,7 +365,8 @@ class OpLog:
                 refs=refs,
                 undone_by=r[6],
                 undoes=r[7],
-                kept_open=_kept_open(r[8]) if "kept_open" in r[8] else (),
+                kept_open=_kept_open(r[8]) if isinstance(r[8], str) and "kept_open" in r[8] else (),
+                exec_id=None if r[9] is None else str(r[9]),
             )
         except (TypeError, ValueError) as exc:  # a row avfs did not write: cut short, edited
             raise CorruptStateError(
@@ -348,7 +375,11 @@ class OpLog:
                 details={"path": self.path, "op_id": r[0]},
             ) from None
 
-    _COLS = "id, ts, kind, fork, summary, refs, undone_by, undoes, details"
+    # (an exec's id read where the row says it: a damaged details column fails no listing)
+    _COLS = (
+        "id, ts, kind, fork, summary, refs, undone_by, undoes, details,"
+        " CASE WHEN kind = 'exec' AND json_valid(details) THEN json_extract(details, '$.exec_id') END"
+    )
 
     def recent(self, limit: int = 50, *, fork: str | None = None) -> list[Operation]:
         """The newest ``limit`` operations; with ``fork``, those that touched that fork
