@@ -100,10 +100,10 @@ def test_an_adoption_never_reads_a_huge_sparse_file_or_a_fifo_swapped_in(tmp_pat
     big = tmp_path / "big"
     with open(big, "wb") as fh:
         fh.truncate(liveswap.MAX_HELD + 1)
-    with liveswap._held(str(big)) as (found, _):
+    with liveswap._held(str(big)) as (found, _, _lease):
         assert found == liveswap.IN_HANDS  # (main: 512 MiB of zeros read)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    with liveswap._held(str(fifo)) as (found, _):
+    with liveswap._held(str(fifo)) as (found, _, _lease):
         assert found == liveswap.IN_HANDS
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

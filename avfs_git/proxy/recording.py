@@ -363,8 +363,7 @@ def record(
         # taken: a tree past PATH_MAX the command made, which `changes` cannot read, was in no
         # part of the envelope)
         not_recorded = _merged(_not_recorded(ws.not_recorded()), gitlinks)
-    if not not_recorded:
-        not_recorded = gitlinks
+    not_recorded = not_recorded or gitlinks
     refused = (*refused, *_staged_over(vault, ws, placed.sealed, before, untouched))
     return Recorded(
         changes=tuple(Changed(path=c.path, status=str(c.status), old_path=c.old_path) for c in changes),

@@ -21,7 +21,6 @@ from ..errors import (
     ConflictError,
     DirtyWorkspaceError,
     ExpectMismatchError,
-    NothingToUndoError,
     RevisionNotFoundError,
     UsageError,
     from_oserror,
@@ -40,7 +39,8 @@ from ..workspace.overlayentry import ignored_count
 from ..workspace.wscommit import ws_state
 from .history import checkpoint_names, names_history, resolve
 from .undoop import UndoResult as UndoResult  # (the result of undo and redo, as before)
-from .undoop import undo_operation
+from .undoop import redo as redo  # (this module's API, as before: docs/api.md)
+from .undoop import undo as undo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -589,39 +589,6 @@ def checkout(vault: Vault, fork: str | None, path: str, rev: str) -> Operation:
     op = vault.oplog.get(op_id)
     assert op is not None
     return op
-
-
-def undo(vault: Vault, op_id: int | None = None, *, fork: str | None = None) -> UndoResult:
-    """Revert operation ``op_id`` (the newest undoable one when None; with ``fork``, the
-    newest undoable one that touched that fork: ``undo`` inside a fork's mount).
-
-    Refuses with :class:`RefMovedError` when a ref the operation moved has moved again
-    since; keeps any uncheckpointed changes it would hide under a recovery ref.
-    """
-    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable(fork)
-    if op is None:
-        raise NothingToUndoError(
-            (
-                f"no operation {op_id} in vault {vault.name}"
-                if op_id is not None
-                else "nothing to undo" + (f" on fork {fork}" if fork else "")
-            ),
-            hint="`avfs op log` lists the operations",
-        )
-    return undo_operation(vault, op)
-
-
-def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
-    """Undo the newest undo still in effect (with ``fork``: of that fork's operations),
-    bringing back what it had undone; successive redos walk forward again as successive
-    undos walked back. A redo is an undo of an undo (``undoes`` names the undo)."""
-    op = vault.oplog.last_redoable(fork)
-    if op is None:
-        raise NothingToUndoError(
-            "nothing to redo" + (f" on fork {fork}" if fork else ""),
-            hint="`avfs op log` lists the operations; a redo follows an `avfs undo`",
-        )
-    return undo_operation(vault, op)
 
 
 def _planted(vault: Vault, fork: str, rev: str, commit: str, tip: str | None, under: str = "") -> None:

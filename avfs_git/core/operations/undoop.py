@@ -1,13 +1,13 @@
 """The work of an undo (and of a redo, an undo of an undo): put back the refs and the
 workspace states an operation recorded, keeping what that would hide under a recovery ref
-(:func:`.checkpoint.undo` and :func:`.checkpoint.redo` find the operation)."""
+(:func:`undo` and :func:`redo` find the operation; :mod:`.checkpoint` names them too)."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RefMovedError, UsageError
+from ..errors import NothingToUndoError, RefMovedError, UsageError
 from ..records import dataclass
 from ..store import refs
 from ..store.locks import FileLocks, exec_lock_path
@@ -184,3 +184,36 @@ def _check_undoable(
                 hint="something changed it since; restore a checkpoint instead",
                 details={"ref": r["ref"], "expected": r["new"], "current": cur},
             )
+
+
+def undo(vault: Vault, op_id: int | None = None, *, fork: str | None = None) -> UndoResult:
+    """Revert operation ``op_id`` (the newest undoable one when None; with ``fork``, the
+    newest undoable one that touched that fork: ``undo`` inside a fork's mount).
+
+    Refuses with :class:`RefMovedError` when a ref the operation moved has moved again
+    since; keeps any uncheckpointed changes it would hide under a recovery ref.
+    """
+    op = vault.oplog.get(op_id) if op_id is not None else vault.oplog.last_undoable(fork)
+    if op is None:
+        raise NothingToUndoError(
+            (
+                f"no operation {op_id} in vault {vault.name}"
+                if op_id is not None
+                else "nothing to undo" + (f" on fork {fork}" if fork else "")
+            ),
+            hint="`avfs op log` lists the operations",
+        )
+    return undo_operation(vault, op)
+
+
+def redo(vault: Vault, *, fork: str | None = None) -> UndoResult:
+    """Undo the newest undo still in effect (with ``fork``: of that fork's operations),
+    bringing back what it had undone; successive redos walk forward again as successive
+    undos walked back. A redo is an undo of an undo (``undoes`` names the undo)."""
+    op = vault.oplog.last_redoable(fork)
+    if op is None:
+        raise NothingToUndoError(
+            "nothing to redo" + (f" on fork {fork}" if fork else ""),
+            hint="`avfs op log` lists the operations; a redo follows an `avfs undo`",
+        )
+    return undo_operation(vault, op)
