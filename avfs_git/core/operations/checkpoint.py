@@ -128,7 +128,9 @@ def save(
         RefMovedError: the fork moved and ``rebase`` is False (nothing changed).
         AlreadyExistsError: a checkpoint of that name exists on the fork.
     """
-    want_strs(message=message, on=on, expect_head=expect_head)  # (bytes: a commit of its repr)
+    want_strs(
+        message=message, on=on, expect_head=expect_head, exec_of=exec_of
+    )  # (bytes: a commit of its repr)
     fork = fork or vault.default_fork
     if name is not None:
         names.check_fork_name(name, "checkpoint")
