@@ -232,8 +232,14 @@ class IgnoreRules:
         """(git's environment, :meth:`_globals`), read once while :func:`globals_kept` is
         entered."""
         kept = _kept_globals.get()
-        # (each fork's: its excludes file may be its own, an includeIf onbranch)
-        where = self.git_dir if self.branch is None else f"{self.git_dir}\0{self.branch}"
+        # (each fork's where a config holds an includeIf: its excludes file may be its own,
+        # an includeIf onbranch; else the vault's, read once for every fork of a merge)
+        where = self.git_dir
+        if self.branch is not None:
+            from ..store.lineconfig import fork_settings
+
+            if fork_settings(self.git_dir, self.branch) is not None:
+                where = f"{self.git_dir}\0{self.branch}"
         got = None if kept is None else kept.get(where)
         if got is None:
             env = git_env()
