@@ -78,9 +78,16 @@ def written_stat(ws: MountedFork, uid: int, gid: int) -> Callable[[str], Stat | 
     each file recorded again (``GIT_TRACE2_PERF``'s ``refresh/sum_scan``; gitmodel15)."""
 
     def stat_of(path: str) -> Stat | None:
+        # an overlay mount's file the capture read is its upper layer's file at ``path``:
+        # unchanged since (the same inode, size and times), it is the entry there, with no
+        # read of the path's entry again (record2: each new file's upper entry was read a
+        # third time here, after the status and the capture)
+        s = ws.overlay.unchanged_since_read(UPPER_FILE + path)
+        if s is not None:
+            return _shown(ws, path, UPPER_FILE + path, s, uid, gid)
         e = ws.overlay.get(path)
-        if e is None or e.kind != FILE or not e.fileid:
-            return None
+        if e is None or e.kind != FILE or not e.fileid or e.fileid.startswith(UPPER_FILE):
+            return None  # (an upper file: not read by the capture, or changed since)
         s = ws.overlay.unchanged_since_read(e.fileid)
         return None if s is None else _shown(ws, path, e.fileid, s, uid, gid)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from ..store import names
 from ..store.configtext import git_bool
@@ -256,18 +256,29 @@ def file_oids(
     hashed = once_a_file()  # (hard links: one file, hashed once)
     try:
         out: dict[str, str] = {}
-        for p, e in files:
-            n = Node(p, e.mode, None, e)
-            data = small_bytes(view, n) if conv is not None and e.mode in TEXT else None
-            if data is not None and conv is not None:
-                cleaned = conv.clean(p, data)
-                out[p] = blob_id(data if cleaned is None else cleaned)
-                continue
-            out[p] = view.entry_oid(n, hashed)  # (unreadable: it says why)
+        with view.source.keeping_oids():  # (the ids hashed kept in one transaction)
+            _oids_into(view, files, conv, hashed, out)
         return out
     finally:
         if conv is not None:
             conv.close()
+
+
+def _oids_into(
+    view: View,
+    files: list[tuple[str, Entry]],
+    conv: Conversions | None,
+    hashed: Callable[[str], str],
+    out: dict[str, str],
+) -> None:
+    for p, e in files:
+        n = Node(p, e.mode, None, e)
+        data = small_bytes(view, n) if conv is not None and e.mode in TEXT else None
+        if data is not None and conv is not None:
+            cleaned = conv.clean(p, data)
+            out[p] = blob_id(data if cleaned is None else cleaned)
+            continue
+        out[p] = view.entry_oid(n, hashed)  # (unreadable: it says why)
 
 
 def compared(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from ..errors import CorruptStateError
@@ -30,6 +31,7 @@ class Entries(Protocol):
     def open_regular(self, fileid: str) -> int: ...
     def file_stat(self, fileid: str) -> os.stat_result: ...
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str: ...
+    def keeping_oids(self) -> AbstractContextManager[None]: ...
 
 
 class Snapshot:
@@ -87,3 +89,6 @@ class Snapshot:
 
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         return self._files().upper_oid(fileid, hash_file)
+
+    def keeping_oids(self) -> AbstractContextManager[None]:
+        return nullcontext() if self.overlay is None else self.overlay.keeping_oids()
