@@ -131,19 +131,26 @@ def _opens(path: Path) -> tuple[int, Any]:
     return fd, count
 
 
-def test_the_kept_settings_are_the_bytes_checked(tmp_path: Path) -> None:
-    """``config.worktree`` is opened once (the check's read), and git reads those bytes:
-    a rename after the check reaches nothing."""
+def _read_by(tmp_path: Path, text: str, read: Any) -> tuple[Any, int]:
+    """What ``read(git_dir)`` answers of a worktree git dir whose ``config.worktree`` holds
+    ``text``, and how often that file was opened meanwhile."""
     git_dir = tmp_path / "wt"
     git_dir.mkdir()
     conf = git_dir / "config.worktree"
-    conf.write_text("[core]\n\tbare = false\n[user]\n\temail = person@example.invalid\n")
+    conf.write_text(text)
     fd, count = _opens(conf)
     try:
-        kept = gitkeptconfig.kept(str(git_dir))
-        opened = count()
+        got = read(str(git_dir))
+        return got, count()
     finally:
         os.close(fd)
+
+
+def test_the_kept_settings_are_the_bytes_checked(tmp_path: Path) -> None:
+    """``config.worktree`` is opened once (the check's read), and git reads those bytes:
+    a rename after the check reaches nothing."""
+    text = "[core]\n\tbare = false\n[user]\n\temail = person@example.invalid\n"
+    kept, opened = _read_by(tmp_path, text, gitkeptconfig.kept)
     assert kept == [["user.email", "person@example.invalid"]]
     assert opened == 1, f"config.worktree opened {opened} times (main: 2, the check's and git's)"
 
@@ -154,16 +161,8 @@ def test_the_kept_booleans_are_the_bytes_checked(tmp_path: Path) -> None:
     path each time before (a FIFO swapped in would have held the unmount)."""
     from avfs_git.mount import gitkeep
 
-    git_dir = tmp_path / "wt"
-    git_dir.mkdir()
-    conf = git_dir / "config.worktree"
-    conf.write_text("[core]\n\tsparseCheckout = true\n\tfileMode = false\n\tfsmonitor = false\n")
-    fd, count = _opens(conf)
-    try:
-        kept = gitkeep._kept_setting(str(git_dir))
-        opened = count()
-    finally:
-        os.close(fd)
+    text = "[core]\n\tsparseCheckout = true\n\tfileMode = false\n\tfsmonitor = false\n"
+    kept, opened = _read_by(tmp_path, text, gitkeep._kept_setting)
     assert kept == {"core.sparseCheckout": True, "core.fsmonitor": False, "core.fileMode": False}
     assert opened == 1, f"config.worktree opened {opened} times (main: 5, the check's and git's four)"
 
