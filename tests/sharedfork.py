@@ -30,6 +30,7 @@ mount of the fork) keep a mount of their own (:func:`tests.gitmount.mount_fork`)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -40,6 +41,7 @@ from typing import Any
 
 import pytest
 
+from avfs_git.core.store.locks import start_ticks
 from avfs_git.core.vaults.registry import mounted_at
 
 from .conftest import AUTHOR, run_in_process
@@ -106,7 +108,10 @@ class SharedFork:
         self.mp: Path | None = None
         self.home: Path | None = None
         self.known: dict[str, Any] = {}
-        self.pid: int | None = None
+        self.pid: int | None = None  # the mount's daemon, and its start (a pid given anew)
+        self.ticks: int | None = None
+        self.head = ""  # the fork's first commit
+        self.git_dir = top
         self.user = top / "userhome"
         self.user.mkdir(exist_ok=True)
         (self.user / ".gitconfig").write_text(
@@ -140,52 +145,55 @@ class SharedFork:
             )
         assert res.code == 0, res.err
         assert asked == [False], asked
-        self.pid = self._daemon()
+        self.git_dir = Path(_git(self.mp, "rev-parse", "--absolute-git-dir").stdout.strip())
         self.known = self._state()
+        assert len(self.known["mounts"]) == 1, self.known["mounts"]
+        self.pid = int(self.known["mounts"][0][1])
+        self.ticks = start_ticks(self.pid)
+        self.head = _git(self.mp, "rev-parse", "HEAD").stdout.strip()
 
     def _state(self) -> dict[str, Any]:
-        """What the reset checks is as it was at the mount (see the module's docstring)."""
-        mp = self.mp
-        assert mp is not None and self.home is not None
-        vault = self.home / "vaults" / "v.git"
+        """What the reset checks is as it was at the mount (see the module's docstring):
+        three git processes, the rest read in this process."""
+        mp, home = self.mp, self.home
+        assert mp is not None and home is not None
+        vault = home / "vaults" / "v.git"
         refs = _git(mp, "--git-dir", str(vault), "for-each-ref", "--format=%(refname) %(objectname)").stdout
-        git_dir = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip())
         st = self._avfs("--json", "status")
         assert st.code == 0, st.err
         doc = st.json()
         return {
-            "head": _git(mp, "rev-parse", "HEAD").stdout.strip(),
-            "branch": _git(mp, "symbolic-ref", "-q", "HEAD", check=False).stdout.strip(),
-            "status": _git(mp, "status", "--porcelain", "--ignored", "--untracked-files=all").stdout,
+            # HEAD, its branch and every change git sees, untracked and ignored files too
+            "status": _git(
+                mp, "status", "--porcelain=v2", "--branch", "--ignored", "--untracked-files=all"
+            ).stdout,
             "avfs": (doc["clean"], doc["stale"], doc["head"], doc["base"], doc.get("changes")),
-            "entries": _git(mp, "ls-files", "-s", "-v").stdout,
+            "entries": _git(mp, "ls-files", "-s", "-v").stdout,  # (with the skip-worktree bits)
             "files": _files(mp),
-            "gitdir": _gitdir_files(git_dir),
+            "gitdir": _gitdir_files(self.git_dir),
             "refs": sorted(ln for ln in refs.splitlines() if not ln.split(" ")[0].startswith(_MOVABLE_REFS)),
+            "mounts": self._records(),
         }
 
-    def _daemon(self) -> int | None:
-        """The pid of the daemon registered for the mount, if it is the home's only mount,
-        mounted at its mount point on its backend and alive; else None."""
-        from avfs_git.core.store.locks import pid_alive
-        from avfs_git.core.vaults.home import Home
-        from avfs_git.mount.side import MOUNT_SIDE
-        from avfs_git.ops import mounts
-
-        if self.mp is None or not mounted_at(str(self.mp)):
-            return None
-        h = Home(str(self.home), mounts=MOUNT_SIDE)
-        try:
-            ms = mounts.list_mounts(h)
-        finally:
-            h.close()
-        if len(ms) != 1 or ms[0].mountpoint != str(self.mp) or ms[0].backend != self.backend:
-            return None
-        return ms[0].pid if ms[0].state == "mounted" and pid_alive(ms[0].pid) else None
+    def _records(self) -> list[tuple[str, Any, Any, Any]]:
+        """The home's mount records (the vault's only): key, daemon, mount point, backend."""
+        assert self.home is not None
+        d = self.home / "vaults" / "v.git" / "avfs" / "mounts"
+        out = []
+        for n in sorted(os.listdir(d)):
+            if n.endswith(".json"):
+                rec = json.loads((d / n).read_text())
+                out.append((n, rec.get("pid"), rec.get("mountpoint"), rec.get("backend")))
+        return out
 
     def _alive(self) -> bool:
-        """Still the mount made (not unmounted, remounted, moved or killed)."""
-        return self.pid is not None and self._daemon() == self.pid
+        """Still the mount made: mounted, its daemon (the same process) running."""
+        return (
+            self.mp is not None
+            and self.pid is not None
+            and mounted_at(str(self.mp))
+            and start_ticks(self.pid) == self.ticks
+        )
 
     def reset(self) -> bool:
         """The fork back at its first commit and checked to be the state it was mounted in;
@@ -194,24 +202,24 @@ class SharedFork:
         assert mp is not None and home is not None
         try:
             if not self._alive():
-                return False  # unmounted, remounted, moved, killed, another mount of the home
-            git_dir = Path(_git(mp, "rev-parse", "--absolute-git-dir").stdout.strip())
-            if _gitdir_files(git_dir) != self.known["gitdir"]:
-                return False  # git's own state (a rebase, a sparse checkout, a config, hooks)
-            if _git(mp, "symbolic-ref", "-q", "HEAD", check=False).stdout.strip() != self.known["branch"]:
-                return False  # off the fork's branch
-            head = _git(mp, "rev-parse", "HEAD").stdout.strip()
-            dirty = _git(mp, "status", "--porcelain", "--ignored", "--untracked-files=all").stdout
-            moved = head != self.known["head"] or dirty or _files(mp) != self.known["files"]
-            if moved and self._avfs("checkpoint", "restore", self.known["head"]).code != 0:
-                return False
-            # the recovery refs the restores made (none at the start)
+                return False  # unmounted, killed
+            now = self._state()
+            if now == self.known:
+                return True
+            if any(now[k] != self.known[k] for k in ("gitdir", "mounts")):
+                return False  # git's own state (a rebase, a sparse checkout, a config), a remount
+            if now["status"].split("\n")[1] != self.known["status"].split("\n")[1]:
+                return False  # off the fork's branch ("# branch.head")
+            # git moves the branch back, as a person would (the mount follows it), and takes
+            # what is not tracked away; the restores' recovery refs (none at the start) go
+            _git(mp, "reset", "-q", "--hard", self.head)
+            _git(mp, "clean", "-q", "-f", "-d", "-x")
             vault = str(home / "vaults" / "v.git")
             made = _git(mp, "--git-dir", vault, "for-each-ref", "--format=%(refname)", _RECOVERY).stdout
             for ref in made.split():
                 _git(mp, "--git-dir", vault, "update-ref", "-d", ref)
             return bool(self._state() == self.known)
-        except (OSError, AssertionError, subprocess.SubprocessError):
+        except (OSError, ValueError, AssertionError, subprocess.SubprocessError):
             return False
 
     def drop(self) -> None:
