@@ -240,8 +240,6 @@ class _DeepCleanUp:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_DeepCleanUp(), "avfs-deep-clean-up")
-    # a test that keeps a mount of its own where its file shares one (tests/sharedfork.py)
-    config.addinivalue_line("markers", "own_mount: the test mounts its fork alone (tests/sharedfork.py)")
     # each test's CPU, every process it starts counted (opt-in: AVFS_TEST_CPU=FILE)
     cputime.register(config)
 

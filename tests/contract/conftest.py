@@ -12,16 +12,12 @@ overlayfs) skips outside CI and fails under CI=true.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from avfs_git.core.operations import checkpoint
 
-from ..forkhome import process_fork_home
-from ..gitmount import mount_fork
-from ..sharedfork import SharedFork
 from ..test_fuse import _mounted, require_fuse
 from ..test_overlay import require_overlay
 from .backends import ALL, ApiFS, MountFS
@@ -65,40 +61,3 @@ def fs(backend: str, home: Any, vault: Any, tmp_path: Any) -> Iterator[Any]:
         return
     with _mounted(home, vault, tmp_path, backend) as m:
         yield MountFS(m[1], vault.workspace("main"))
-
-
-@pytest.fixture(scope="module")
-def shared_fork(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedFork | None]:
-    """The module's mount of tests/gitmount.py's fork ``f`` on ``backend``, shared by its
-    tests with a checked reset between them (tests/sharedfork.py); None on the API backend
-    and where each test makes its vault anew (``AVFS_TEST_LAYERS=1``)."""
-    made = process_fork_home() if backend != "api" else None
-    if made is None:
-        yield None
-        return
-    shared = SharedFork(tmp_path_factory.mktemp(f"shared-{backend}"), backend, made)
-    try:
-        yield shared
-    finally:
-        shared.drop()
-
-
-@pytest.fixture
-def shared_mounted(
-    backend: str,
-    shared_fork: SharedFork | None,
-    cli_proc: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
-) -> Iterator[tuple[Path, Any]]:
-    """Fork ``f`` mounted on ``backend``, (mount point, run avfs there in the test's
-    process): the module's shared mount (:func:`shared_fork`), or, for a test marked
-    ``own_mount`` (its history is its point), a mount of its own
-    (tests/gitmount.py's ``mount_fork(..., in_process=True)``)."""
-    if shared_fork is None or request.node.get_closest_marker("own_mount"):
-        with mount_fork(cli_proc, tmp_path, backend, in_process=True) as m:
-            yield m
-        return
-    with shared_fork.use(monkeypatch) as m:
-        yield m

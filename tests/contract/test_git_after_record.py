@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,16 @@ import pytest
 
 from avfs_git.mount import indexahead
 
-from ..gitmount import _git
+from ..gitmount import _git, mount_fork
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)
 
 
 @pytest.fixture
-def mounted(shared_mounted: tuple[Path, Any]) -> tuple[Path, Any]:
-    """Fork `f` mounted on each mount backend: the module's mount, reset and checked after
-    each test (tests/sharedfork.py; a test marked ``own_mount`` mounts its own)."""
-    return shared_mounted
+def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as m:
+        yield m
 
 
 def _status_hashed(mp: Path, tmp_path: Path) -> tuple[str, int]:

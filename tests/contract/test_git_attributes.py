@@ -12,12 +12,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..gitmount import _git, _status
+from ..gitmount import _git, _status, mount_fork
 from ..remount import remount
 from ..test_confine import _need_bwrap
 from .backends import MOUNTS
@@ -35,10 +36,9 @@ FILES = {
 
 
 @pytest.fixture
-def mounted(shared_mounted: tuple[Path, Any]) -> tuple[Path, Any]:
-    """Fork `f` mounted on each mount backend: the module's mount, reset and checked after
-    each test (tests/sharedfork.py; a test marked ``own_mount`` mounts its own)."""
-    return shared_mounted
+def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as m:
+        yield m
 
 
 def _added_tree(mp: Path, rev: str) -> str:

@@ -9,11 +9,13 @@ confined command cannot change it (the sandbox pins ``config.worktree``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..forkhome import make_fork_home, mount_copied_fork
 from ..gitmount import _git
 from ..remount import remount
 from ..test_confine import _need_bwrap
@@ -22,11 +24,17 @@ from .backends import MOUNTS
 pytestmark = pytest.mark.backends(*MOUNTS)  # git runs in a mount; the API has no git
 
 
+@pytest.fixture(scope="module")
+def fork_home(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    return make_fork_home(tmp_path_factory.mktemp("fork-home"))
+
+
 @pytest.fixture
-def mounted(shared_mounted: tuple[Path, Any]) -> tuple[Path, Any]:
-    """Fork `f` mounted on each mount backend: the module's mount, reset and checked after
-    each test (tests/sharedfork.py; a test marked ``own_mount`` mounts its own)."""
-    return shared_mounted
+def mounted(
+    backend: str, cli_proc: Any, tmp_path: Path, fork_home: Path | None
+) -> Iterator[tuple[Path, Any]]:
+    with mount_copied_fork(fork_home, cli_proc, tmp_path, backend, in_process=True) as m:
+        yield m
 
 
 def _changes(avfs: Any) -> set[tuple[str, str]]:

@@ -28,6 +28,7 @@ import pytest
 from inotify_simple import INotify, flags
 
 from ..conftest import run_in_process
+from ..forkhome import make_fork_home, mount_copied_fork
 from ..gitmount import _clean_everywhere, _git, _status
 from ..test_confine import _need_bwrap
 from ..test_json_schemas import _validator
@@ -36,14 +37,22 @@ from .backends import MOUNTS
 pytestmark = pytest.mark.backends(*MOUNTS)  # git runs in a mount; the API has no git
 
 
+@pytest.fixture(scope="module")
+def fork_home(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Vault `v` and its fork `f`, made once (tests/forkhome.py) and copied for each test."""
+    return make_fork_home(tmp_path_factory.mktemp("fork-home"))
+
+
 @pytest.fixture
-def mounted(shared_mounted: tuple[Path, Any]) -> tuple[Path, Any]:
-    """Fork `f` of vault `v` mounted by the CLI on each mount backend: the module's mount,
-    reset and checked after each test (tests/sharedfork.py; a test marked ``own_mount``
-    mounts its own); the avfs commands the tests check the mount with run in the test's
-    process (the race tests run the move they race with git as a process of its own:
-    :func:`_racer`)."""
-    return shared_mounted
+def mounted(
+    backend: str, cli_proc: Any, tmp_path: Path, fork_home: Path | None
+) -> Iterator[tuple[Path, Any]]:
+    """Fork `f` of vault `v` mounted by the CLI on each mount backend (tests/gitmount.py's
+    `mount_fork`, its home a copy of the module's); the avfs commands the tests check the
+    mount with run in the test's process (the race tests run the move they race with git
+    as a process of its own: :func:`_racer`)."""
+    with mount_copied_fork(fork_home, cli_proc, tmp_path, backend, in_process=True) as m:
+        yield m
 
 
 def _racer(mp: Path, cli_proc: Any) -> Any:

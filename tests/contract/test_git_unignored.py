@@ -6,22 +6,26 @@ without the run's `.gitignore`; a checkpoint then recorded a tree other than `gi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..gitmount import _git, _status
+from ..gitmount import _git, _status, mount_fork
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)
 
 
 @pytest.fixture
-def mounted(shared_mounted: tuple[Path, Any]) -> tuple[Path, Any]:
-    """Fork `f` mounted on each mount backend: the module's mount, reset and checked after
-    each test (tests/sharedfork.py; a test marked ``own_mount`` mounts its own)."""
-    return shared_mounted
+def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    """Fork `f` mounted by the CLI (tests/gitmount.py), every avfs command of the test
+    (the mount, its status and checkpoints, the unmount) run in the test's process: what
+    the tests check is what avfs lists and records, not its process (suitetime24: they
+    were ~8 CLI processes a test, ~0.2 s of CPU each)."""
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as m:
+        yield m
 
 
 def _listed(mp: Path) -> list[str]:

@@ -13,23 +13,23 @@ outside the mount by a process of its own (``merge_cli_outside``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..conftest import run_in_process
-from ..gitmount import _git
+from ..gitmount import _git, mount_fork
 from .backends import MOUNTS
 
 pytestmark = pytest.mark.backends(*MOUNTS)
 
 
 @pytest.fixture
-def mounted(shared_mounted: tuple[Path, Any]) -> tuple[Path, Any]:
-    """Fork `f` mounted on each mount backend: the module's mount, reset and checked after
-    each test (tests/sharedfork.py; a test marked ``own_mount`` mounts its own)."""
-    return shared_mounted
+def mounted(backend: str, cli_proc: Any, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    with mount_fork(cli_proc, tmp_path, backend, in_process=True) as m:
+        yield m
 
 
 def _avfs(*args: str) -> Any:
