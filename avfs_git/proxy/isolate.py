@@ -37,8 +37,11 @@ status; when init ends, the kernel kills whatever is left in the namespace. A co
 running as root keeps only a few capabilities (:data:`KEPT_CAPS`: no ``CAP_SYS_ADMIN``,
 so it cannot remount its way out, nor ``CAP_MKNOD``, ``CAP_SYS_PTRACE``,
 ``CAP_DAC_READ_SEARCH``, ``CAP_SYS_RAWIO``, ``CAP_SYS_MODULE``, ...); in a user namespace it
-has no capabilities at all. This is a guard against accidents, not a sandbox against a
-hostile command: there is no network or IPC namespace (see docs/proxy.md).
+has no capabilities at all. The sandbox's seccomp filter (:mod:`.seccomp`: the person's
+keyrings, set-id bits, the audit socket, io_uring) is loaded as the view is made, by init
+too, with ``no_new_privs`` (until the thirty-sixth round, attack28, a view ran unfiltered).
+This is a guard against accidents, not a sandbox against a hostile command: there is no
+network or IPC namespace (see docs/proxy.md).
 
 Where namespaces are unavailable (:func:`unavailable` says why, from a probe made once
 per process), ``proxy exec`` runs the command on the plain mount and says so.
@@ -107,6 +110,9 @@ class View:
     sealed: tuple[tuple[str, str, bool], ...] = ()
     home: str | None = None  # hidden: a private, empty $HOME here
     userns: bool = False  # not root: a user namespace first
+    # the sandbox's seccomp program (:mod:`.seccomp`), loaded as the view is made: None
+    # where libseccomp is missing (and none is kept)
+    seccomp: bytes | None = None
 
     @property
     def pid_ns(self) -> bool:
@@ -150,7 +156,21 @@ def plan(
         sealed=sealed,
         home=home if host == "hidden" else None,
         userns=_use_userns(),
+        seccomp=_program(),
     )
+
+
+def _program() -> bytes | None:
+    from .seccomp import program
+
+    return program()
+
+
+def unfiltered() -> bool:
+    """Whether a view here runs without the sandbox's seccomp filter (no libseccomp, and no
+    program kept): a confined command's fallback to the view is refused then, as bwrap's
+    sandbox is (an explicit ``--readonly-host``/``--hide-host`` still runs)."""
+    return _program() is None
 
 
 def check_path(path: str, host: str) -> str | None:
@@ -373,6 +393,8 @@ def _enter(s: _Sys, v: View) -> None:
     os.close(fd)
     if v.host != "writable" and not v.userns:
         s.drop_caps(KEPT_CAPS)  # a root command cannot remount, mknod, ptrace its way out
+    if v.seccomp:  # the sandbox's filter: the person's keyrings, set-id bits, the audit socket
+        s.load_filter(v.seccomp)  # (by init too, where there is one: nothing of the view runs without it)
     os.chdir(v.cwd)
 
 

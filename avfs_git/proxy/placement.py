@@ -135,6 +135,8 @@ def confinement(req: ExecRequest, iso: Isolation | None, fallback: str = "bwrap"
     from . import isolate
 
     also = isolate.unavailable()
+    if also is None and isolate.unfiltered():  # (a view loads the sandbox's filter where it can)
+        also = f"the hand-made view has no seccomp filter either: {confine.NO_SECCOMP}"
     if also is None:
         return dataclasses.replace(
             out,
