@@ -12,13 +12,19 @@ the view loads the same program as it is made (by its init too), with ``no_new_p
 
 Each from inside a real `proxy exec` with a view: a mounted fork (the mount's daemon
 serves it, both backends), and a fork with no mount (the CLI makes the view itself).
-Then the person looks: their keyring, set-id files under the home and the mount."""
+Then the person looks: their keyring, set-id files under the home and the mount.
+
+And the CLI server (``<home>/run/cli.sock``), which a read-only view shows: a command there
+ran avfs through it, outside the view."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +95,54 @@ def test_an_unmounted_fork_s_view_is_filtered_as_the_sandbox_is(
 
     doc = _in_view(run, "--hide-host", at, secret)
     _holds(doc, secret, home.path, str(tmp_path))
+
+
+# what the command in the read-only view runs: avfs itself, whose call finds the home's CLI
+# server at the socket the view shows (read-only, but a socket is connected to, not
+# written); the server's child wrote the vault and ran a command on the host, unconfined
+_SERVED = """import subprocess, sys
+avfs, home, canary = sys.argv[1:4]
+def call(*a):
+    r = subprocess.run([avfs, "--home", home, "--vault", "v:other", *a], capture_output=True, text=True)
+    print(a[0], r.returncode, r.stderr.strip()[-200:].replace("\\n", " "))
+call("write", "p.py", f"open({canary!r}, 'w').write('ran')")
+call("proxy", "exec", "--host", "writable", "--", "python3", "p.py")
+"""
+
+
+def test_a_read_only_view_s_command_has_no_call_run_by_the_cli_server(tmp_path: Path) -> None:
+    """``--readonly-host`` shows the avfs home (read-only); the CLI server listening in it
+    ran whatever its user's process asked: the command's `avfs write` wrote the vault, its
+    `avfs proxy exec --host writable` ran a program on the host (main: both). Now the
+    server answers "fall back" to a peer of another PID or mount namespace, and the call
+    runs where it was made, in the view: read-only."""
+    _need_namespaces()
+    # (a home outside /tmp: the view's /tmp is its own)
+    top = Path(tempfile.mkdtemp(prefix="avfs-attack28-", dir="/var/tmp"))
+    home, canary = top / "home", top / "canary"
+    env = {**os.environ, "AVFS_HOME": str(home), "AVFS_SERVER": "auto"}
+
+    def avfs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True,
+                              env=env, timeout=300, check=False)  # fmt: skip
+
+    try:
+        assert avfs("vault", "create", "v").returncode == 0
+        assert avfs("vault", "fork", "v:main", "other").returncode == 0
+        assert avfs("--vault", "v:main", "write", "served.py", _SERVED).returncode == 0
+        assert avfs("server", "start").returncode == 0
+        (top / "project").mkdir()
+        r = avfs("--vault", "v:main", "--json", "proxy", "exec", "--readonly-host", "--at", str(top / "project"),
+                 "--", "python3", "served.py", str(Path(sys.executable).parent / "avfs"), str(home), str(canary))  # fmt: skip
+        doc = json.loads(r.stdout)
+        assert doc["confinement"]["kind"] == "namespace" and doc["exit_code"] == 0, doc
+        out = doc["result"]["stdout"]
+        assert not canary.exists(), f"the server ran the command's program on the host: {out}"
+        listed = avfs("--vault", "v:other", "--json", "ls").stdout
+        assert "p.py" not in listed, f"the server wrote the vault for the command: {out}"
+        assert "write 0" not in out and "proxy 0" not in out, out
+    finally:
+        for fork in ("v:main", "v:other"):  # (the mounts the calls made, then their server)
+            avfs("unmount", "--lazy", fork)
+        avfs("server", "stop")
+        shutil.rmtree(top, ignore_errors=True)
