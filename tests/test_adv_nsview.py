@@ -146,3 +146,29 @@ def test_a_read_only_view_s_command_has_no_call_run_by_the_cli_server(tmp_path: 
             avfs("unmount", "--lazy", fork)
         avfs("server", "stop")
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_the_fallback_view_for_a_confined_command_needs_the_filter(
+    home: Any, vault: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where libseccomp is missing (simulated: no program), bwrap's sandbox refuses a
+    confined command, and so does the policy's ``confine = "namespace"`` fallback now (on
+    main it ran the command in the view, unfiltered, saying nothing of it); a view the
+    person asks for (``--hide-host``) still runs, as the guard against accidents it is."""
+    from avfs_git.policy import Policy
+    from avfs_git.proxy import seccomp
+    from avfs_git.proxy.envelope import ExecRequest
+    from avfs_git.proxy.execute import execute
+
+    _need_namespaces()
+    monkeypatch.setattr(seccomp, "program", lambda: None)
+    pol = Policy.from_text('version = 1\n[defaults]\nconfine = "namespace"\n')
+    res = execute(home, vault, "main", ExecRequest(argv=("true",), commit=False), policy=pol)
+    conf = res.to_dict()["confinement"]
+    assert conf is not None and conf["kind"] == "none", conf
+    assert "no seccomp filter" in conf["reason"] and res.exit_code == 125 and res.result is None, conf
+    at = tmp_path / "project"
+    at.mkdir()
+    asked = ExecRequest(argv=("true",), commit=False, isolate="hidden", isolate_at=str(at), confine=False)
+    res = execute(home, vault, "main", asked, policy=pol)
+    assert res.to_dict()["confinement"]["kind"] == "namespace" and res.exit_code == 0, res.to_dict()
