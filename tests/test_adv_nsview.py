@@ -172,3 +172,45 @@ def test_the_fallback_view_for_a_confined_command_needs_the_filter(
     asked = ExecRequest(argv=("true",), commit=False, isolate="hidden", isolate_at=str(at), confine=False)
     res = execute(home, vault, "main", asked, policy=pol)
     assert res.to_dict()["confinement"]["kind"] == "namespace" and res.exit_code == 0, res.to_dict()
+
+
+# what of avfs's state of the vault the command sees, and a lock of another fork it holds
+_STATE = """import fcntl, os, sys
+state = sys.argv[1]
+print("listed", sorted(os.listdir(state)))
+for name in ("audit.ndjson", "oplog.db", "config.json", "locks/other.lock"):
+    try:
+        with open(os.path.join(state, name), "rb") as fh:
+            if name.endswith(".lock"):
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            print("read", name, len(fh.read(1 << 16)))
+    except OSError as e:
+        print("refused", name, e.strerror)
+"""
+
+
+@pytest.mark.parametrize("flag", ["--hide-host", "--readonly-host"])
+def test_a_view_shows_none_of_avfs_s_state_of_the_vault(
+    live: Any, vault: Any, tmp_path: Path, flag: str
+) -> None:
+    """bwrap's sandbox shows ``<vault>/avfs`` empty (the audit and operation logs, the
+    locks, other forks' scratch) but for the mount's fsmonitor hook and socket; a view
+    showed it whole, read-only (main: the audit log of every command read, another fork's
+    lock held for the run). Now masked the same way; git still works there."""
+    _need_namespaces()
+    _avfs("--vault", "v:other", "write", "o.txt", "other")
+    _script(live, "state.py", _STATE)
+    at = tmp_path / "project"
+    at.mkdir()
+    r = _avfs("--json", "proxy", "exec", flag, "--at", str(at), "--shell",
+              f"python3 state.py {vault.state_dir}; git status --short; echo v > v.txt;"
+              " git add v.txt && git -c user.name=a -c user.email=a@b commit -qm in-view && echo COMMITTED")  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert doc["confinement"]["kind"] == "namespace" and doc["exit_code"] == 0, doc
+    out = doc["result"]["stdout"]
+    assert "listed ['mounts', 'seal']" in out.splitlines(), out
+    assert "read " not in out, out
+    assert "COMMITTED" in out, out
+    subjects = subprocess.run(["git", "--git-dir", vault.path, "log", "--format=%s", "main"],
+                              capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
+    assert "in-view" in subjects, subjects  # (the command's commit, carried back)

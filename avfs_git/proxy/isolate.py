@@ -53,6 +53,7 @@ import errno
 import os
 import resource
 import signal
+import stat
 from collections.abc import Sequence
 
 from ..core.errors import IsolationFailed
@@ -106,8 +107,12 @@ class View:
     keep: tuple[str, ...] = ()  # host directories kept visible, read-only (the vault)
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[str, ...] = ()  # in those: files kept read-only (code and config git runs)
-    # the vault's refs/, logs/, objects/ as git gets them (.seal): (source, target, writable)
+    # the vault's refs/, logs/, objects/ as git gets them (.seal): (source, target, writable);
+    # and, read-only, what of the mount's own directory git runs (the fsmonitor hook, its socket)
     sealed: tuple[tuple[str, str, bool], ...] = ()
+    # in keep: directories shown empty but for what ``sealed`` binds into them (avfs's state
+    # of the vault: other forks' scratch, the audit and operation logs, the locks; as bwrap's)
+    masked: tuple[str, ...] = ()
     home: str | None = None  # hidden: a private, empty $HOME here
     userns: bool = False  # not root: a user namespace first
     # the sandbox's seccomp program (:mod:`.seccomp`), loaded as the view is made: None
@@ -141,6 +146,7 @@ def plan(
     writable: tuple[str, ...] = (),
     pinned: tuple[str, ...] = (),
     sealed: tuple[tuple[str, str, bool], ...] = (),
+    masked: tuple[str, ...] = (),
 ) -> View:
     """The view for one command (``cwd_rel``: its working directory in the fork). ``keep``:
     host directories shown read-only (the vault); ``writable``: paths in them left writable;
@@ -154,6 +160,7 @@ def plan(
         writable=tuple(w for w in writable if w),
         pinned=tuple(p for p in pinned if p),
         sealed=sealed,
+        masked=masked if keep else (),
         home=home if host == "hidden" else None,
         userns=_use_userns(),
         seccomp=_program(),
@@ -409,9 +416,36 @@ def _open_sealed(v: View) -> list[tuple[int, str, bool]]:
     for src, dst, rw in v.sealed:
         if os.path.isdir(src):
             out.append((os.open(src, os.O_PATH | os.O_DIRECTORY), dst, rw))
-        elif os.path.isfile(src) and not os.path.islink(src):
+        elif (os.path.isfile(src) or _is_socket(src)) and not os.path.islink(src):
             out.append((os.open(src, os.O_PATH | os.O_NOFOLLOW), dst, rw))
     return out
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _mask(s: _Sys, root: str, v: View, sealed: Sequence[tuple[int, str, bool]]) -> None:
+    """An empty read-only tmpfs over each of ``v.masked`` (under ``root``), holding the
+    mount points of what ``sealed`` binds into it."""
+    for m in v.masked:
+        t = root + m
+        if not os.path.isdir(t) or os.path.islink(t):
+            continue
+        s.mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        for fd, target, _rw in sealed:
+            if not target.startswith(m + "/"):
+                continue
+            point = root + target
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.makedirs(point, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(point), exist_ok=True)
+                os.close(os.open(point, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        s.readonly(t, recursive=False)
 
 
 def _bind_kept(
@@ -433,9 +467,10 @@ def _bind_kept(
         if os.path.isdir(root + path) and not os.path.islink(root + path):
             s.mount(root + path, root + path, None, MS_BIND)
             s.readonly(root + path, recursive=False, clear=True)
+    _mask(s, root, v, sealed)
     for fd, target, rw in sealed:
         t = root + target
-        if (os.path.isdir(t) or os.path.isfile(t)) and not os.path.islink(t):
+        if (os.path.isdir(t) or os.path.isfile(t) or _is_socket(t)) and not os.path.islink(t):
             s.mount(f"/proc/self/fd/{fd}", root + target, None, MS_BIND)
             s.readonly(root + target, recursive=False, clear=rw)
         os.close(fd)

@@ -545,9 +545,13 @@ def place(
             binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
             if sealed.shown_packed is not None:  # (the vault's top is not the view's own here)
                 binds += ((*sealed.shown_packed, False),)
+            # avfs's state masked as in the sandbox (attack28: the audit and operation logs,
+            # the locks, other forks' scratch were there to read and hold), but for what git runs
+            binds += tuple((src, path, False) for path, src in _mount_files_shown(vault, fork))
         view = isolate.plan(
-            root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds
-        )
+            root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds,
+            masked=(vault.state_dir,),
+        )  # fmt: skip
         return placed(cwd=view.cwd, env=tuple(env.items()), confinement=conf, view=view, sealed=sealed)
     env = command_env(req, vault.name, fork, root, abs_cwd)
     return placed(cwd=abs_cwd, env=tuple(env.items()), confinement=conf)
