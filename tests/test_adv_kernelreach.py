@@ -91,7 +91,9 @@ def _run(flag: tuple[str, ...], tmp: Path, *argv: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("flag", [(), ("--hide-host",)], ids=["sandbox", "view"])
-def test_kernel_interfaces_reach_nothing_past_the_confinement(live: Any, tmp_path: Path, flag: tuple[str, ...]) -> None:
+def test_kernel_interfaces_reach_nothing_past_the_confinement(
+    live: Any, tmp_path: Path, flag: tuple[str, ...]
+) -> None:
     if flag:
         _need_namespaces()
     _script(live, "probe.py", _PROBE)

@@ -525,7 +525,8 @@ def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
             assert lines[:2] == ["fork", "65534"], (host, out[host])
             assert "Permission denied" in lines[2] or "Read-only" in lines[2], (host, out[host])
         assert "work" in out["readonly"].split() and "work" not in out["hidden"].split()
-        assert all("Seccomp:\t2" in out[h].splitlines() for h in isolate.HOSTS), out  # (in a user namespace too)
+        # the sandbox's filter, in a user namespace too
+        assert all("Seccomp:\t2" in out[h].splitlines() for h in isolate.HOSTS), out
         assert (src / "new.txt").read_text() == "n\n"
         assert sorted(os.listdir(at)) == ["host.txt"]
     finally:

@@ -281,7 +281,10 @@ def test_socketcall_s_sockets_are_refused_where_no_32_bit_program_runs(userland:
     _lib()
     _need_ia32()
     done = subprocess.run(
-        [sys.executable, "-c", _SOCKETCALL, "1" if userland else "0"], capture_output=True, text=True, check=False
+        [sys.executable, "-c", _SOCKETCALL, "1" if userland else "0"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     made = "0" if userland else str(-errno.ENOSYS)

@@ -192,7 +192,9 @@ class _Sys:
         import struct
 
         code = ctypes.create_string_buffer(program, len(program))
-        fprog = ctypes.create_string_buffer(struct.pack("=HxxxxxxQ", len(program) // 8, ctypes.addressof(code)))
+        fprog = ctypes.create_string_buffer(
+            struct.pack("=HxxxxxxQ", len(program) // 8, ctypes.addressof(code))
+        )
         self.prctl(PR_SET_NO_NEW_PRIVS, 1)
         rc = self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
         self._check(rc, "prctl(PR_SET_SECCOMP)")

@@ -53,7 +53,18 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FILTER_FILE", "IA32_LOADERS", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "ia32_userland", "program", "recipe", "rules_text"]
+__all__ = [
+    "FILTER_FILE",
+    "IA32_LOADERS",
+    "REFUSED",
+    "SET_ID_CALLS",
+    "UNREAD",
+    "build",
+    "ia32_userland",
+    "program",
+    "recipe",
+    "rules_text",
+]
 
 REFUSED = ("add_key", "keyctl", "request_key")
 # calls refused with ENOSYS where they exist: what they would do is behind a pointer
