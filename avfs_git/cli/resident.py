@@ -12,10 +12,8 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
 
 - **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
   and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
-  sees the avfs home, so it cannot reach it; one in a hand-made view that shows the home
-  read-only (``--readonly-host``) can, and is answered "fall back" (its PID or mount
-  namespace is not the server's: :func:`..ops.framed.same_namespaces`), so its call runs
-  where it is, in the view.
+  sees the avfs home; one in a view showing it read-only (``--readonly-host``) is answered
+  "fall back" (another PID or mount namespace: ``ops.framed.same_namespaces``; attack28).
 - **Which code**: the caller sends a stamp of the avfs it would run (the interpreter and
   the package's directory); a server whose own differs, or whose package files changed
   since it started watching them (inotify, set up before it imports them:
@@ -365,10 +363,7 @@ class Server:
             conn.settimeout(10)
             req, fds = _recv_request(conn)
             conn.settimeout(None)
-            if not same_namespaces(pid):
-                # a command in a view that shows the home read-only (`proxy exec
-                # --readonly-host`) ran avfs, unconfined, through this server (attack28):
-                # it runs its call itself, where it is
+            if not same_namespaces(pid):  # (a view's command: its call runs there, not here)
                 _send(conn, {"fallback": "another namespace"})
                 return None
             if "daemon" in req and req.get("v") == 1:  # a mount daemon to fork (warmdaemon.py)
