@@ -1,5 +1,5 @@
 """Kernel interfaces a confined command might reach past its sandbox (the thirty-sixth
-round, attack28; docs/security.md, "The hand-made view's filter, the CLI server, and
+round, attack28; docs/security.md, "The hand-made view, the CLI server, socketcall and
 kernel interfaces"). Each held, on main too; kept here as the record that they were tried:
 
 - ``ptrace`` (attach) of every process the command sees (bubblewrap's own first process,

@@ -1,7 +1,7 @@
 """The hand-made namespace view (``proxy exec --readonly-host``/``--hide-host``, and a
 confined command's fallback where a policy says ``confine = "namespace"``) under the
 attacks the sandbox's seccomp filter stops (the thirty-sixth round, attack28;
-docs/security.md, "The hand-made view's filter, and socketcall").
+docs/security.md, "The hand-made view, the CLI server, socketcall and kernel interfaces").
 
 bubblewrap loads the filter (``--seccomp``); the view avfs makes itself
 (``proxy/isolate.py``: unshare, binds, pivot_root, the capabilities dropped) loaded none.
