@@ -214,3 +214,23 @@ def test_a_view_shows_none_of_avfs_s_state_of_the_vault(
     subjects = subprocess.run(["git", "--git-dir", vault.path, "log", "--format=%s", "main"],
                               capture_output=True, text=True, check=True).stdout.split("\n")  # fmt: skip
     assert "in-view" in subjects, subjects  # (the command's commit, carried back)
+
+
+@pytest.mark.parametrize("flag", ["--hide-host", "--readonly-host"])
+def test_a_view_lists_none_of_the_person_s_keys(
+    live: Any, tmp_path: Path, secret: tuple[str, str, str], flag: str
+) -> None:
+    """The view's fresh ``/proc`` listed in ``keys`` every key the user may view, by its
+    description, as the sandbox's did before it masked it (attack24): main listed the
+    person's key. Now ``keys`` and ``key-users`` are the view's ``/dev/null``."""
+    _need_namespaces()
+    at = tmp_path / "project"
+    at.mkdir()
+    r = _avfs("--json", "proxy", "exec", flag, "--at", str(at), "--shell",
+              "cat /proc/keys /proc/key-users; echo END")  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert doc["confinement"]["kind"] == "namespace" and doc["exit_code"] == 0, doc
+    assert secret[0] not in doc["result"]["stdout"], doc["result"]["stdout"]
+    assert doc["result"]["stdout"].strip() == "END", doc["result"]
+    with open("/proc/keys", encoding="utf-8") as fh:
+        assert secret[0] in fh.read()  # (the host lists it: the test's key is there)

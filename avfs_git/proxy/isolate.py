@@ -394,7 +394,7 @@ def _enter(s: _Sys, v: View) -> None:
         # the bind copies the (now read-only) flags of the fork's mount: clear them on it
         s.mount(src, v.path, None, MS_BIND)
         s.readonly(v.path, recursive=False, clear=True)
-        _mount_proc(s, "/proc")
+        _mount_proc(s, "/proc", "/dev/null")
     else:
         _hide(s, v, src)
     os.close(fd)
@@ -480,9 +480,15 @@ def _bind_kept(
             s.readonly(root + path, recursive=False)
 
 
-def _mount_proc(s: _Sys, target: str) -> None:
-    """A procfs of the PID namespace we are in (init's): read-only (no /proc/sys writes)."""
+def _mount_proc(s: _Sys, target: str, null: str) -> None:
+    """A procfs of the PID namespace we are in (init's): read-only (no /proc/sys writes);
+    ``keys`` and ``key-users`` shown empty (``null``: the view's /dev/null), as in the
+    sandbox: the kernel lists there every key the user may view, by its description (a
+    Kerberos principal, a token's name), whatever the namespace (attack28)."""
     s.mount("proc", target, "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name in ("keys", "key-users"):
+        if os.path.exists(f"{target}/{name}") and os.path.exists(null):
+            s.mount(null, f"{target}/{name}", None, MS_BIND)
 
 
 def _dev_sources() -> dict[str, int]:
@@ -534,7 +540,7 @@ def _hide(s: _Sys, v: View, src: str) -> None:
     os.mkdir(new + "/dev")
     _make_dev(s, new + "/dev", devs)
     os.mkdir(new + "/proc")
-    _mount_proc(s, new + "/proc")
+    _mount_proc(s, new + "/proc", new + "/dev/null")
     os.mkdir(new + "/tmp")
     s.mount("tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     if v.home and os.path.isabs(v.home) and not os.path.lexists(new + v.home):
