@@ -504,12 +504,14 @@ def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
         code = (
             "import json, os, sys\n"
             "from avfs_git.proxy import isolate, linuxns, runner\n"
-            "linuxns._sys()\n"
+            "linuxns._sys(); isolate._program()  # (nobody cannot import from root's Python)\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
             "out = {'why': linuxns._probe(), 'method': isolate.method()}\n"
             "for host in isolate.HOSTS:\n"
             f"    v = isolate.plan({str(src)!r}, {str(at)!r}, host, '', (), '/home/nobody')\n"
-            "    r = runner.run(['/bin/sh', '-c', 'cat f.txt; id -u; echo n > new.txt; touch /etc/x 2>&1; ls /'],\n"
+            "    assert v.seccomp, 'the view loads the sandbox filter'\n"
+            "    r = runner.run(['/bin/sh', '-c', 'cat f.txt; id -u; echo n > new.txt; touch /etc/x 2>&1; ls /;'\n"
+            "                    ' grep Seccomp: /proc/self/status'],\n"
             "                   cwd=v.cwd, env={'PATH': '/usr/bin:/bin'}, timeout_ms=20000, max_output=1 << 16, view=v)\n"
             "    out[host] = r.stdout.decode()\n"
             "print(json.dumps(out))\n"
@@ -523,6 +525,8 @@ def test_the_probe_and_a_user_namespace_for_non_root(tmp_path):
             assert lines[:2] == ["fork", "65534"], (host, out[host])
             assert "Permission denied" in lines[2] or "Read-only" in lines[2], (host, out[host])
         assert "work" in out["readonly"].split() and "work" not in out["hidden"].split()
+        # the sandbox's filter, in a user namespace too
+        assert all("Seccomp:\t2" in out[h].splitlines() for h in isolate.HOSTS), out
         assert (src / "new.txt").read_text() == "n\n"
         assert sorted(os.listdir(at)) == ["host.txt"]
     finally:

@@ -111,7 +111,14 @@ def test_every_architecture_s_rules_hold_every_call_it_has(machine: str) -> None
     ]
     # the rest: calls this libseccomp has no name for (none where it is as new as the kernel)
     unknown = {n for n in seccomp._COMMON if lib.seccomp_syscall_resolve_name(n.encode()) == seccomp._UNKNOWN}  # type: ignore[attr-defined]
-    assert {c[1] & ~seccomp._X32_BIT for c in own if c not in socket} == {seccomp._COMMON[n] for n in unknown}
+    # socketcall(SYS_SOCKET) whole, where the host runs no 32-bit program (attack28)
+    call = [c for c in own if c[1] == seccomp._X86_SOCKETCALL]
+    assert call == [
+        (seccomp._X86, 102, ((0, seccomp._JEQ, 1),), errno.ENOSYS)
+        for _ in range(machine == "x86_64" and not seccomp.ia32_userland())
+    ]
+    rest = {c[1] & ~seccomp._X32_BIT for c in own if c not in socket and c not in call}
+    assert rest == {seccomp._COMMON[n] for n in unknown}
 
 
 # a process of its own that loads avfs's own instructions (then "allow") and tries calls:
@@ -230,3 +237,55 @@ def test_a_call_libseccomp_has_no_name_for_is_refused_at_its_number(monkeypatch:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"-1 {errno.ENOSYS}", f"-1 {errno.EPERM}", "True"], done.stdout
+
+
+# a process of its own that loads the whole program made as for a host with (argv[1] "1")
+# or without a 32-bit x86 loader, and asks i386's socketcall for sockets
+_SOCKETCALL = """import ctypes, os, struct, sys
+from avfs_git.proxy import seccomp
+seccomp.ia32_userland = lambda: sys.argv[1] == "1"
+prog = seccomp.build()
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(prog)
+fbuf = ctypes.create_string_buffer(struct.pack("=HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf)))
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.syscall(317, 1, 0, fbuf) == 0, os.strerror(ctypes.get_errno())
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+code = libc.mmap(None, 4096, 7, 0x22 | 0x40, -1, 0)
+data = libc.mmap(None, 4096, 3, 0x22 | 0x40, -1, 0)
+CODE = bytes.fromhex("5355578b078b5f048b4f088b570c8b77108b6f188b7f14cd805f89075d5bc3")
+ctypes.memmove(code, CODE, len(CODE))
+regs = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32))
+def i386(nr, *a):
+    for i, v in enumerate([nr, *a, 0, 0, 0, 0, 0, 0][:7]):
+        regs[i] = v & 0xFFFFFFFF
+    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(code)(data)
+    return ctypes.c_int32(regs[0]).value
+args = data + 256
+for name, call, words in (("audit", 1, (16, 3, 9)), ("inet", 1, (2, 1, 0)), ("pair", 8, (1, 1, 0, data + 512))):
+    ctypes.memmove(args, struct.pack("=" + "I" * len(words), *words), 4 * len(words))
+    r = i386(102, call, args)
+    print(name, min(r, 0))
+print("direct", min(i386(359, 2, 1, 0), 0))
+"""
+
+
+@pytest.mark.parametrize("userland", [False, True])
+def test_socketcall_s_sockets_are_refused_where_no_32_bit_program_runs(userland: bool) -> None:
+    """i386's ``socketcall(SYS_SOCKET)`` carries its socket's family behind a pointer: the
+    whole program, loaded into a real process, refuses every socket of that call where the
+    host has no 32-bit x86 loader (attack28: an audit socket was made), and refuses none
+    where it has one (every 32-bit program's sockets go that way); ``socketpair`` through
+    the same call, and i386's own ``socket`` of another protocol, are made either way."""
+    _lib()
+    _need_ia32()
+    done = subprocess.run(
+        [sys.executable, "-c", _SOCKETCALL, "1" if userland else "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    made = "0" if userland else str(-errno.ENOSYS)
+    assert done.stdout.splitlines() == [f"audit {made}", f"inet {made}", "pair 0", "direct 0"], done.stdout

@@ -12,7 +12,8 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
 
 - **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
   and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
-  sees the avfs home, so it cannot reach it.
+  sees the avfs home; one in a view showing it read-only (``--readonly-host``) is answered
+  "fall back" (another PID or mount namespace: ``ops.framed.same_namespaces``; attack28).
 - **Which code**: the caller sends a stamp of the avfs it would run (the interpreter and
   the package's directory); a server whose own differs, or whose package files changed
   since it started watching them (inotify, set up before it imports them:
@@ -61,7 +62,7 @@ import time
 from typing import Any
 
 from ..ops.codewatch import CodeWatch
-from ..ops.framed import recv_framed
+from ..ops.framed import recv_framed, same_namespaces
 from . import adopted, callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
@@ -356,12 +357,15 @@ class Server:
         fds: list[int] = []
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
+            pid, uid, _gid = struct.unpack("3i", creds)
             if uid != os.getuid():
                 return None
             conn.settimeout(10)
             req, fds = _recv_request(conn)
             conn.settimeout(None)
+            if not same_namespaces(pid):  # (a view's command: its call runs there, not here)
+                _send(conn, {"fallback": "another namespace"})
+                return None
             if "daemon" in req and req.get("v") == 1:  # a mount daemon to fork (warmdaemon.py)
                 self._daemon(conn, req, fds)
                 return None

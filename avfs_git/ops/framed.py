@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import marshal
+import os
 import socket
 import struct
 from typing import Any
@@ -46,3 +47,18 @@ def send_framed(sock: socket.socket, msg: dict[str, Any], fds: tuple[int, ...] =
     data = marshal.dumps(msg)
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     sock.sendmsg([b"%08d" % len(data) + data], anc)
+
+
+def same_namespaces(pid: int) -> bool:
+    """Whether process ``pid`` (a peer, by ``SO_PEERCRED``) shares this process's PID and
+    mount namespaces. A command in a sandbox or a hand-made view has its own of both (the
+    kernel gives its PID as seen from here): one that reaches a socket of avfs's host side
+    (an abstract name, where it shares the host's network; a path a read-only view shows)
+    must not have avfs act outside its confinement for it. Unknown (the process is gone)
+    counts as not."""
+    try:
+        return all(
+            os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "mnt")
+        )
+    except OSError:
+        return False

@@ -37,8 +37,11 @@ status; when init ends, the kernel kills whatever is left in the namespace. A co
 running as root keeps only a few capabilities (:data:`KEPT_CAPS`: no ``CAP_SYS_ADMIN``,
 so it cannot remount its way out, nor ``CAP_MKNOD``, ``CAP_SYS_PTRACE``,
 ``CAP_DAC_READ_SEARCH``, ``CAP_SYS_RAWIO``, ``CAP_SYS_MODULE``, ...); in a user namespace it
-has no capabilities at all. This is a guard against accidents, not a sandbox against a
-hostile command: there is no network or IPC namespace (see docs/proxy.md).
+has no capabilities at all. The sandbox's seccomp filter (:mod:`.seccomp`: the person's
+keyrings, set-id bits, the audit socket, io_uring) is loaded as the view is made, by init
+too, with ``no_new_privs`` (until the thirty-sixth round, attack28, a view ran unfiltered).
+This is a guard against accidents, not a sandbox against a hostile command: there is no
+network or IPC namespace (see docs/proxy.md).
 
 Where namespaces are unavailable (:func:`unavailable` says why, from a probe made once
 per process), ``proxy exec`` runs the command on the plain mount and says so.
@@ -50,6 +53,7 @@ import errno
 import os
 import resource
 import signal
+import stat
 from collections.abc import Sequence
 
 from ..core.errors import IsolationFailed
@@ -103,10 +107,17 @@ class View:
     keep: tuple[str, ...] = ()  # host directories kept visible, read-only (the vault)
     writable: tuple[str, ...] = ()  # in them: what stays writable (what git needs)
     pinned: tuple[str, ...] = ()  # in those: files kept read-only (code and config git runs)
-    # the vault's refs/, logs/, objects/ as git gets them (.seal): (source, target, writable)
+    # the vault's refs/, logs/, objects/ as git gets them (.seal): (source, target, writable);
+    # and, read-only, what of the mount's own directory git runs (the fsmonitor hook, its socket)
     sealed: tuple[tuple[str, str, bool], ...] = ()
+    # in keep: directories shown empty but for what ``sealed`` binds into them (avfs's state
+    # of the vault: other forks' scratch, the audit and operation logs, the locks; as bwrap's)
+    masked: tuple[str, ...] = ()
     home: str | None = None  # hidden: a private, empty $HOME here
     userns: bool = False  # not root: a user namespace first
+    # the sandbox's seccomp program (:mod:`.seccomp`), loaded as the view is made: None
+    # where libseccomp is missing (and none is kept)
+    seccomp: bytes | None = None
 
     @property
     def pid_ns(self) -> bool:
@@ -135,6 +146,7 @@ def plan(
     writable: tuple[str, ...] = (),
     pinned: tuple[str, ...] = (),
     sealed: tuple[tuple[str, str, bool], ...] = (),
+    masked: tuple[str, ...] = (),
 ) -> View:
     """The view for one command (``cwd_rel``: its working directory in the fork). ``keep``:
     host directories shown read-only (the vault); ``writable``: paths in them left writable;
@@ -148,9 +160,24 @@ def plan(
         writable=tuple(w for w in writable if w),
         pinned=tuple(p for p in pinned if p),
         sealed=sealed,
+        masked=masked if keep else (),
         home=home if host == "hidden" else None,
         userns=_use_userns(),
+        seccomp=_program(),
     )
+
+
+def _program() -> bytes | None:
+    from .seccomp import program
+
+    return program()
+
+
+def unfiltered() -> bool:
+    """Whether a view here runs without the sandbox's seccomp filter (no libseccomp, and no
+    program kept): a confined command's fallback to the view is refused then, as bwrap's
+    sandbox is (an explicit ``--readonly-host``/``--hide-host`` still runs)."""
+    return _program() is None
 
 
 def check_path(path: str, host: str) -> str | None:
@@ -367,12 +394,14 @@ def _enter(s: _Sys, v: View) -> None:
         # the bind copies the (now read-only) flags of the fork's mount: clear them on it
         s.mount(src, v.path, None, MS_BIND)
         s.readonly(v.path, recursive=False, clear=True)
-        _mount_proc(s, "/proc")
+        _mount_proc(s, "/proc", "/dev/null")
     else:
         _hide(s, v, src)
     os.close(fd)
     if v.host != "writable" and not v.userns:
         s.drop_caps(KEPT_CAPS)  # a root command cannot remount, mknod, ptrace its way out
+    if v.seccomp:  # the sandbox's filter: the person's keyrings, set-id bits, the audit socket
+        s.load_filter(v.seccomp)  # (by init too, where there is one: nothing of the view runs without it)
     os.chdir(v.cwd)
 
 
@@ -387,9 +416,36 @@ def _open_sealed(v: View) -> list[tuple[int, str, bool]]:
     for src, dst, rw in v.sealed:
         if os.path.isdir(src):
             out.append((os.open(src, os.O_PATH | os.O_DIRECTORY), dst, rw))
-        elif os.path.isfile(src) and not os.path.islink(src):
+        elif (os.path.isfile(src) or _is_socket(src)) and not os.path.islink(src):
             out.append((os.open(src, os.O_PATH | os.O_NOFOLLOW), dst, rw))
     return out
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _mask(s: _Sys, root: str, v: View, sealed: Sequence[tuple[int, str, bool]]) -> None:
+    """An empty read-only tmpfs over each of ``v.masked`` (under ``root``), holding the
+    mount points of what ``sealed`` binds into it."""
+    for m in v.masked:
+        t = root + m
+        if not os.path.isdir(t) or os.path.islink(t):
+            continue
+        s.mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        for fd, target, _rw in sealed:
+            if not target.startswith(m + "/"):
+                continue
+            point = root + target
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.makedirs(point, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(point), exist_ok=True)
+                os.close(os.open(point, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        s.readonly(t, recursive=False)
 
 
 def _bind_kept(
@@ -411,9 +467,10 @@ def _bind_kept(
         if os.path.isdir(root + path) and not os.path.islink(root + path):
             s.mount(root + path, root + path, None, MS_BIND)
             s.readonly(root + path, recursive=False, clear=True)
+    _mask(s, root, v, sealed)
     for fd, target, rw in sealed:
         t = root + target
-        if (os.path.isdir(t) or os.path.isfile(t)) and not os.path.islink(t):
+        if (os.path.isdir(t) or os.path.isfile(t) or _is_socket(t)) and not os.path.islink(t):
             s.mount(f"/proc/self/fd/{fd}", root + target, None, MS_BIND)
             s.readonly(root + target, recursive=False, clear=rw)
         os.close(fd)
@@ -423,9 +480,15 @@ def _bind_kept(
             s.readonly(root + path, recursive=False)
 
 
-def _mount_proc(s: _Sys, target: str) -> None:
-    """A procfs of the PID namespace we are in (init's): read-only (no /proc/sys writes)."""
+def _mount_proc(s: _Sys, target: str, null: str) -> None:
+    """A procfs of the PID namespace we are in (init's): read-only (no /proc/sys writes);
+    ``keys`` and ``key-users`` shown empty (``null``: the view's /dev/null), as in the
+    sandbox: the kernel lists there every key the user may view, by its description (a
+    Kerberos principal, a token's name), whatever the namespace (attack28)."""
     s.mount("proc", target, "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name in ("keys", "key-users"):
+        if os.path.exists(f"{target}/{name}") and os.path.exists(null):
+            s.mount(null, f"{target}/{name}", None, MS_BIND)
 
 
 def _dev_sources() -> dict[str, int]:
@@ -477,7 +540,7 @@ def _hide(s: _Sys, v: View, src: str) -> None:
     os.mkdir(new + "/dev")
     _make_dev(s, new + "/dev", devs)
     os.mkdir(new + "/proc")
-    _mount_proc(s, new + "/proc")
+    _mount_proc(s, new + "/proc", new + "/dev/null")
     os.mkdir(new + "/tmp")
     s.mount("tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     if v.home and os.path.isabs(v.home) and not os.path.lexists(new + v.home):

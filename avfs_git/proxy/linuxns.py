@@ -61,6 +61,12 @@ PR_CAPBSET_DROP = 24
 PR_SET_DUMPABLE = 4
 
 
+PR_SET_NO_NEW_PRIVS = 38
+
+
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
 PR_CAP_AMBIENT = 47
 
 
@@ -178,6 +184,20 @@ class _Sys:
 
     def prctl(self, option: int, arg: int) -> None:
         self._check(self._prctl(option, arg, 0, 0, 0), f"prctl({option}, {arg})")
+
+    def load_filter(self, program: bytes) -> None:
+        """Load the seccomp ``program`` (classic BPF, :mod:`.seccomp`'s) for this process
+        and what it execs, with ``no_new_privs`` (which a filter needs without
+        ``CAP_SYS_ADMIN``, and which bubblewrap sets too: no set-id program gains rights)."""
+        import struct
+
+        code = ctypes.create_string_buffer(program, len(program))
+        fprog = ctypes.create_string_buffer(
+            struct.pack("=HxxxxxxQ", len(program) // 8, ctypes.addressof(code))
+        )
+        self.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        rc = self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
+        self._check(rc, "prctl(PR_SET_SECCOMP)")
 
     def readonly(self, path: str, *, recursive: bool, clear: bool = False) -> None:
         """Set (or with ``clear``, remove) the read-only flag of the mount(s) at ``path``

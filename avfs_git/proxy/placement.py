@@ -135,6 +135,8 @@ def confinement(req: ExecRequest, iso: Isolation | None, fallback: str = "bwrap"
     from . import isolate
 
     also = isolate.unavailable()
+    if also is None and isolate.unfiltered():  # (a view loads the sandbox's filter where it can)
+        also = f"the hand-made view has no seccomp filter either: {confine.NO_SECCOMP}"
     if also is None:
         return dataclasses.replace(
             out,
@@ -146,12 +148,10 @@ def confinement(req: ExecRequest, iso: Isolation | None, fallback: str = "bwrap"
 
 
 def _fsmonitor_hook(hook: str) -> str:
-    """The fork's fsmonitor hook (``hook``, in the mount's own directory) as the sandbox
-    runs it: its interpreter (the Python avfs runs on, maybe under a home directory the
-    sandbox hides; or a Perl found on ``PATH``) replaced by the system's ``/usr/bin/python3``
-    or ``/usr/bin/perl``, which the sandbox shows, with the same flags. Written beside it,
-    in the mount's own directory (which no confined command can write), and shown
-    read-only at the hook's path inside the sandbox."""
+    """The fork's fsmonitor hook (``hook``, in the mount's own directory) as the sandbox runs
+    it: its interpreter (avfs's Python, maybe under a home the sandbox hides; a Perl on ``PATH``)
+    replaced by the system's ``/usr/bin/python3`` or ``/usr/bin/perl`` with the same flags,
+    written beside it (no confined command writes there), shown read-only at the hook's path."""
     try:
         with open(hook, encoding="utf-8") as fh:
             text = fh.read()
@@ -265,12 +265,10 @@ def _mount_files_shown(vault: Vault, fork: str) -> list[tuple[str, str]]:
 def git_writable(vault: Vault, fork: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """What of the vault a sandbox or a readonly or hidden view leaves writable in place, so
     that `git status` works in the mounted fork: the fork's worktree directory (its index,
-    reflog, locks), with the files of :data:`_PINNED` in it read-only (pinned). Everything
-    else (``objects/``, ``refs/``, ``logs/``, ``hooks/``, ``config``, ``info/``, ``avfs/``,
-    other forks' worktrees) stays read-only: nothing the command writes there runs or is
-    trusted on the host later. The sandbox and a hand-made view get scratch ``refs/``,
-    ``logs/`` and an object quarantine on top (:mod:`.seal`), so `git commit` works there
-    too, and only the fork's branch is carried back."""
+    reflog, locks), with the files of :data:`_PINNED` in it read-only (pinned). The rest
+    (``objects/``, ``refs/``, ``logs/``, ``hooks/``, ``config``, ``info/``, other worktrees)
+    stays read-only, ``avfs/`` masked; scratch ``refs/``, ``logs/`` and an object quarantine
+    on top (:mod:`.seal`) let `git commit` work there, and only the fork's branch comes back."""
     writable: list[str] = []
     wt = worktree(vault, fork)
     pinned = tuple(os.path.join(wt, name) for name in _PINNED)
@@ -543,9 +541,12 @@ def place(
             binds = sealed.binds + tuple((src, dst, False) for src, dst in sealed.state_binds)
             if sealed.shown_packed is not None:  # (the vault's top is not the view's own here)
                 binds += ((*sealed.shown_packed, False),)
+            # avfs's state masked as in the sandbox but for what git runs (attack28: logs, locks)
+            binds += tuple((src, path, False) for path, src in _mount_files_shown(vault, fork))
         view = isolate.plan(
-            root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds
-        )
+            root, at, host, cwd, keep, env.get("HOME"), writable=writable, pinned=pinned, sealed=binds,
+            masked=(vault.state_dir,),
+        )  # fmt: skip
         return placed(cwd=view.cwd, env=tuple(env.items()), confinement=conf, view=view, sealed=sealed)
     env = command_env(req, vault.name, fork, root, abs_cwd)
     return placed(cwd=abs_cwd, env=tuple(env.items()), confinement=conf)

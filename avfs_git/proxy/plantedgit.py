@@ -43,7 +43,7 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from ..core.store import deeptree
 from ..core.store.configtext import value
@@ -71,10 +71,17 @@ def _lstat(dfd: int, name: str) -> os.stat_result | None:
         return None
 
 
+def _free_names(name: str) -> Iterator[str]:
+    yield f"{name}{SUFFIX}"
+    yield from (f"{name}{SUFFIX}-{n}" for n in range(2, 1000))
+    # every one taken (by the command, which made all 999 to keep its file in place:
+    # attack28): one it cannot have guessed; the run is over, nothing takes it meanwhile
+    yield f"{name}{SUFFIX}-{os.urandom(8).hex()}"
+
+
 def _aside(dfd: int, name: str) -> str | None:
     """Rename ``name`` in ``dfd`` to a free ``name.avfs-planted[-N]``; its new name."""
-    for n in range(1, 1000):
-        new = f"{name}{SUFFIX}" if n == 1 else f"{name}{SUFFIX}-{n}"
+    for new in _free_names(name):
         if _lstat(dfd, new) is not None:
             continue
         try:

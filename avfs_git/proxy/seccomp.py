@@ -15,8 +15,9 @@ Docker's default set keeps for ``login`` and ``su``) sent user records through a
 runs) took them, with the host's pid and any text: a forged login line. The filter
 answers that socket with ``EPROTONOSUPPORT``, what a kernel without audit answers (PAM and
 libaudit then go on without it), and the capability is dropped too (:data:`.confine.KEPT_CAPS`:
-a 32-bit program's ``socketcall`` is past what a filter can read). Every other call is
-allowed.
+the socket a 32-bit x86 program asks for through ``socketcall`` is behind a pointer a filter
+cannot read; that call's sockets are refused whole where the host runs no 32-bit program of
+its own, :func:`ia32_userland`). Every other call is allowed.
 
 The filter is made by `libseccomp <https://github.com/seccomp/libseccomp>`_ (the library
 flatpak and systemd make theirs with; ``libseccomp.so.2``, which apt and systemd need on
@@ -52,7 +53,18 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FILTER_FILE", "REFUSED", "SET_ID_CALLS", "UNREAD", "build", "program", "recipe", "rules_text"]
+__all__ = [
+    "FILTER_FILE",
+    "IA32_LOADERS",
+    "REFUSED",
+    "SET_ID_CALLS",
+    "UNREAD",
+    "build",
+    "ia32_userland",
+    "program",
+    "recipe",
+    "rules_text",
+]
 
 REFUSED = ("add_key", "keyctl", "request_key")
 # calls refused with ENOSYS where they exist: what they would do is behind a pointer
@@ -101,9 +113,19 @@ _MULTIPLEXED = (_X86,)
 # ...but i386's own socket() (359, Linux 4.3+) has its arguments in registers, and an
 # `int $0x80` from a 64-bit command made a NETLINK_AUDIT socket past the filter (the
 # thirty-fifth round, attack27): libseccomp writes every i386 socket rule for socketcall
-# too, so that one is avfs's own (:func:`_assemble`); socketcall's is left to the dropped
-# CAP_AUDIT_WRITE
+# too, so that one is avfs's own (:func:`_assemble`)
 _X86_SOCKET = 359
+# socketcall(SYS_SOCKET, args): the first argument is a register, the socket's own three
+# are behind the pointer. Ruled by the first alone, it is every socket a 32-bit program
+# makes (glibc built for kernels before 4.3, Debian's and Fedora's, musl and Go's 386 port
+# make theirs only this way): refused (ENOSYS, as the calls of UNREAD) where the host has
+# no 32-bit x86 loader (:func:`ia32_userland`), so no 32-bit program of the system's
+# runs, and left to the dropped CAP_AUDIT_WRITE where it has one (the thirty-sixth
+# round, attack28)
+_X86_SOCKETCALL, _SYS_SOCKET = 102, 1
+# the program interpreters of 32-bit x86 programs (glibc's, musl's): a host with neither
+# runs none of its own; the sandbox shows the host's /lib, never another
+IA32_LOADERS = ("/lib/ld-linux.so.2", "/lib/ld-musl-i386.so.1")
 # calls added since Linux 5.1 have one number on every architecture (x32: with its bit):
 # where libseccomp is older than the call it knows no name for it, and the call is
 # refused by avfs's own instructions before libseccomp's program (:func:`_number`)
@@ -178,9 +200,17 @@ def recipe() -> str:
     rules = (
         _FORMAT, REFUSED, UNREAD, SET_ID_CALLS, _SET_ID, _AF_NETLINK, _NETLINK_AUDIT, _CMP_MASKED_EQ,
         _LOW32, _ALLOW, _ERRNO, errno.ENOSYS, errno.EPERM, errno.EPROTONOSUPPORT, sorted(_ALSO.items()),
-        _MULTIPLEXED, _X86_SOCKET, sorted(_COMMON.items()), _X32_BIT,
+        _MULTIPLEXED, _X86_SOCKET, sorted(_COMMON.items()), _X32_BIT, _X86_SOCKETCALL, _SYS_SOCKET,
+        ia32_userland(),
     )  # fmt: skip
     return f"{rules!r} {code} {_libraries()} {os.uname().machine} {sys.byteorder}"
+
+
+def ia32_userland() -> bool:
+    """Whether the host can run a 32-bit x86 program of its own (one of
+    :data:`IA32_LOADERS` is there: ``libc6:i386``, a multilib glibc, musl's i386 port).
+    Part of the :func:`recipe`: installing one makes the program again."""
+    return any(os.path.exists(p) for p in IA32_LOADERS)
 
 
 def _libraries() -> tuple[int, int]:
@@ -414,6 +444,8 @@ def _rules(lib: Any, ctx: int, arch: int, own: list[_Check], *, audit: bool) -> 
     socket_in = ((0, _JEQ, _AF_NETLINK), (2, _JEQ, _NETLINK_AUDIT))
     if arch in _MULTIPLEXED:
         own.append((arch, _X86_SOCKET, socket_in, errno.EPROTONOSUPPORT))
+        if not ia32_userland():  # (only the command's own code makes this call here)
+            own.append((arch, _X86_SOCKETCALL, ((0, _JEQ, _SYS_SOCKET),), errno.ENOSYS))
     if not audit:
         return True
     arg_cmp = _arg_cmp()

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from .runner import Stop
 
+from ..ops.framed import same_namespaces
 from .offer import STANDBY_PROTOCOL
 
 log = logging.getLogger("avfs.proxy")
@@ -173,7 +174,7 @@ class ExecServer:
                 if uid != os.getuid():
                     log.warning("refused a proxy exec request from uid %d", uid)
                     return
-                if not _same_namespaces(pid):
+                if not same_namespaces(pid):
                     # a confined command (sharing the host's network, so it can reach this
                     # abstract socket) must not run commands outside its sandbox
                     log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
@@ -372,18 +373,6 @@ class ExecServer:
                 watch.close()
         if self.standbys is not None:
             self.standbys.close()
-
-
-def _same_namespaces(pid: int) -> bool:
-    """Whether process ``pid`` (a client) shares this daemon's PID and mount namespaces:
-    a command confined by proxy exec has its own of both (and the kernel gives its PID as
-    seen from here). Unknown (the process is gone) counts as not."""
-    try:
-        return all(
-            os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "mnt")
-        )
-    except OSError:
-        return False
 
 
 # what a client sends while its command runs: one byte, the signal that interrupted it
