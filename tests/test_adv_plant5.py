@@ -160,3 +160,66 @@ def test_a_hooks_directory_the_person_left_runs_nothing_the_agent_planted_there(
     ran = sorted(os.listdir(scene.ran))
     assert not [n for n in ran if n.startswith("planted-")], f"the agent's hook ran on the host: {ran}"
     assert f"person-{hook}" in ran, ran
+
+
+# -- a token dated a few events ahead (item 5) ----------------------------------------------
+
+# the agent's script: its git writes a token into the index, which it then dates LEAD events
+# ahead (``since``: as avfs's own question on the overlay backend, ``avfs-since:INSTANCE:SEQ``)
+_AHEAD = r"""
+import hashlib, struct, subprocess, sys
+gd = subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True, text=True).stdout.strip()
+subprocess.run(["git", "status", "--porcelain"], capture_output=True)  # (a token written)
+path = gd + "/index"
+with open(path, "rb") as fh:
+    data = fh.read()[:-20]
+at = data.rfind(b"FSMN")
+size = struct.unpack(">I", data[at + 4 : at + 8])[0]
+body = data[at + 8 : at + 8 + size]
+end = body.index(b"\0", 4)
+old = body[4:end].decode().split(":")
+lead = int(sys.argv[2])
+if sys.argv[1] == "since":
+    new = "avfs-since:%s:%d" % (old[1], int(old[-1]) + lead)
+else:
+    new = ":".join(old[:-1] + [str(int(old[-1]) + lead)])
+nb = body[:4] + new.encode() + b"\0" + body[end + 1 :]
+data = data[:at] + b"FSMN" + struct.pack(">I", len(nb)) + nb + data[at + 8 + size :]
+with open(path, "wb") as fh:
+    fh.write(data + hashlib.sha1(data).digest())
+print("planted", ":".join(old), "->", new)
+"""
+
+
+@pytest.mark.parametrize(
+    "scene,form,lead",
+    [("overlay", "own", 2), ("overlay", "since", 2), ("fuse", "own", 4), ("fuse", "own", 8)],
+    indirect=["scene"],
+)
+def test_a_token_dated_a_few_events_ahead_hides_none_of_the_person_s_next_edits(
+    scene: Scene, form: str, lead: int
+) -> None:
+    """review38 fixed a token dated past the journal's end as the person's `git status`
+    asks (a pure-FUSE mount's): one dated a few events ahead is not past it by then. The
+    agent's confined command writes such a token into the mount's index (its own daemon's
+    form, or, on the overlay backend, avfs's own question ``avfs-since``); the person then
+    edits four files and runs plain `git status`: on main the first edits (those whose
+    events the lead covered) were not listed, nor committed by `git commit -a`. Now a token
+    dated past every token handed out is answered "everything may have changed"; the
+    answers after it come from the journal again."""
+    scene.vault.workspace("main").write("ahead.py", _AHEAD.encode())
+    checkpoint.save(scene.vault, "main", message="the agent's script")  # (the run changes nothing)
+    scene.git("status", "--porcelain")
+    res = execute(scene.home, scene.vault, "main", ExecRequest(argv=("python3", "ahead.py", form, str(lead))))
+    assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+    assert "planted" in res.result.stdout, res.to_dict()
+    (scene.mp / "a.txt").write_text("the person's first edit\n")
+    (scene.mp / "README").write_text("the person's second edit\n")
+    (scene.mp / "new1").write_text("new\n")
+    (scene.mp / "new2").write_text("new\n")
+    got = scene.git("status", "--porcelain").stdout
+    for line in (" M a.txt", " M README", "?? new1", "?? new2"):
+        assert line in got, got
+    scene.git("commit", "-q", "-a", "-m", "the person's edits")
+    assert scene.git("status", "--porcelain").stdout == "?? new1\n?? new2\n"
+    scene.hook_answers()  # (and answered from the journal again)
