@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from avfs_git.proxy.execute import execute
 
 from .test_adv_mountfiles import Scene
 from .test_adv_mountfiles import scene as scene
+from .test_adv_plantmerge import _agent_in, _avfs
+from .test_adv_plantrest import LINES
 
 
 def _locks(vault: Any) -> list[str]:
@@ -223,3 +226,44 @@ def test_a_token_dated_a_few_events_ahead_hides_none_of_the_person_s_next_edits(
     scene.git("commit", "-q", "-a", "-m", "the person's edits")
     assert scene.git("status", "--porcelain").stdout == "?? new1\n?? new2\n"
     scene.hook_answers()  # (and answered from the journal again)
+
+
+# -- a merge's conflicts written: the result looked at without a commit (item 2) -----------
+
+
+def _dangling_commits(vault: Any) -> set[str]:
+    out = subprocess.run(
+        ["git", "--git-dir", vault.path, "fsck", "--no-reflogs", "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {ln.split()[2] for ln in out.splitlines() if ln.startswith("dangling commit ")}
+
+
+@pytest.mark.parametrize("scene", ["overlay"], indirect=True)
+def test_conflicts_written_with_a_name_of_git_s_own_state_leave_no_dangling_commit(scene: Scene) -> None:
+    """The agent's fork ``c`` changes a line the person changed too and writes ``src/HEAD``
+    (a name of git's own state: the merge's shown tree is looked at before it is written,
+    plant3). The person's ``avfs merge c --write-conflicts``: on main the look made a commit
+    of the shown tree (the one ``merge --continue`` would make) and left it unreferenced,
+    one each such merge: a dangling commit in the person's ``git fsck`` of the vault, the
+    agent's tree in it, kept until a ``gc`` pruned it. Now the tree itself is read; the
+    conflicts are still written, and ``merge --continue`` commits the resolution."""
+    scene.vault.workspace("main").write("lines.txt", LINES)
+    checkpoint.save(scene.vault, "main", message="lines")
+    scene.vault.fork("main", "c")
+    _agent_in(scene, "c", "sed -i 5s/4/four-c/ lines.txt\nmkdir -p src && printf 'ref: refs/heads/c\\n' > src/HEAD\n")
+    scene.vault.workspace("main").write("lines.txt", LINES.replace(b"4\n", b"four-main\n"))
+    checkpoint.save(scene.vault, "main", message="the person's line")
+    before = _dangling_commits(scene.vault)
+    code, doc = _avfs(scene, "merge", "c", "--write-conflicts")
+    assert code == 3, doc
+    assert b"<<<<<<<" in (scene.mp / "lines.txt").read_bytes()
+    assert (scene.mp / "src/HEAD").read_text() == "ref: refs/heads/c\n"
+    assert _dangling_commits(scene.vault) == before, "the conflicted merge left a dangling commit"
+    (scene.mp / "lines.txt").write_bytes(LINES)  # resolved by hand
+    code, doc = _avfs(scene, "merge", "--continue")
+    assert code == 0, doc
+    assert _dangling_commits(scene.vault) == before
+    assert scene.git("status", "--porcelain").stdout == ""
