@@ -21,20 +21,24 @@ import pytest
 from avfs_git.core.operations import checkpoint
 from avfs_git.mount.hookscripts import GIT_HOOKS, HOOKS_DIR
 from avfs_git.mount.personhooks import GATES_DIR
+from avfs_git.ops import quickstart as q
 from avfs_git.proxy.envelope import ExecRequest
 from avfs_git.proxy.execute import execute
 
-from .test_adv_mountfiles import Scene
+from .test_adv_mountfiles import IDENTITY, Scene
 from .test_adv_mountfiles import scene as scene
-from .test_adv_plantmerge import _agent_in, _avfs
+from .test_adv_plantmerge import BARE_HALF, _agent_in, _avfs, _config_half
 from .test_adv_plantrest import LINES
+from .waitingexec import exec_argv, running
 
 
 def _locks(vault: Any) -> list[str]:
     return sorted(os.listdir(os.path.join(vault.state_dir, "locks")))
 
 
-def test_a_refused_undo_of_a_deleted_fork_s_operation_leaves_no_lock_files(home: Any, vault: Any, cli: Any) -> None:
+def test_a_refused_undo_of_a_deleted_fork_s_operation_leaves_no_lock_files(
+    home: Any, vault: Any, cli: Any
+) -> None:
     """An agent's fork ``x`` ran a command (its exec lock made), then was deleted (its lock
     files go). The person's (or the agent's, over MCP) ``avfs undo --op`` of an operation
     of ``x`` is refused, its ref being gone; on main the refusal left ``.exec-x.lock`` and
@@ -118,7 +122,9 @@ def _wait_for(what: str, ok: Any) -> None:
     [("overlay", c) for c in FIRST_HOOKS] + [("fuse", "commit -n")],
     indirect=["scene"],
 )
-def test_a_hooks_directory_the_person_left_runs_nothing_the_agent_planted_there(scene: Scene, command: str) -> None:
+def test_a_hooks_directory_the_person_left_runs_nothing_the_agent_planted_there(
+    scene: Scene, command: str
+) -> None:
     """The person's project had ``core.hooksPath .githooks`` (husky's kind: the work tree's
     own hooks) and the person runs git's fsmonitor off for the mount's worktree (``git
     config --worktree core.fsmonitor false``). The agent's confined command writes a hook
@@ -253,7 +259,11 @@ def test_conflicts_written_with_a_name_of_git_s_own_state_leave_no_dangling_comm
     scene.vault.workspace("main").write("lines.txt", LINES)
     checkpoint.save(scene.vault, "main", message="lines")
     scene.vault.fork("main", "c")
-    _agent_in(scene, "c", "sed -i 5s/4/four-c/ lines.txt\nmkdir -p src && printf 'ref: refs/heads/c\\n' > src/HEAD\n")
+    _agent_in(
+        scene,
+        "c",
+        "sed -i 5s/4/four-c/ lines.txt\nmkdir -p src && printf 'ref: refs/heads/c\\n' > src/HEAD\n",
+    )
     scene.vault.workspace("main").write("lines.txt", LINES.replace(b"4\n", b"four-main\n"))
     checkpoint.save(scene.vault, "main", message="the person's line")
     before = _dangling_commits(scene.vault)
@@ -267,3 +277,52 @@ def test_conflicts_written_with_a_name_of_git_s_own_state_leave_no_dangling_comm
     assert code == 0, doc
     assert _dangling_commits(scene.vault) == before
     assert scene.git("status", "--porcelain").stdout == ""
+
+
+# -- export --force: what is written is what was checked (item 4) --------------------------
+
+
+@pytest.mark.parametrize("scene", ["overlay", "fuse"], indirect=True)
+def test_a_config_the_running_command_writes_during_an_export_never_reaches_the_directory(
+    scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The person's directory holds a bare-looking ``src/`` of their own (a fixture); the
+    person exports the mounted fork over it (``export --force``) while the agent's command
+    still runs in the mount. The export looked at the fork's files over the directory's
+    (plant3), then walked the view again to write: the command's ``src/config`` naming
+    ``core.fsmonitor``, written between the two walks (here exactly there: the test lets
+    the command go once the look has returned, and waits for its write), went out
+    unlooked at, and the person's ``git status`` in ``DIR/src`` ran it (main). Now the
+    export writes the nodes and the bytes it looked at, walked once."""
+    marker = scene.ran / "export-race-fsmonitor"
+    dest = tmp_path / "out"
+    dest.mkdir()
+    subprocess.run(["sh", "-c", BARE_HALF], cwd=dest, check=True)
+    script = (
+        IDENTITY
+        + ": > started.flag\n"
+        + "i=0; while [ ! -e go.flag ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done\n"
+        + _config_half(marker)
+        + ": > done.flag\n"
+        + "i=0; while [ ! -e end.flag ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done\n"
+    )
+    looked = q.refuse_planted_over
+
+    def look_then_let_the_command_write(*args: Any, **kw: Any) -> Any:
+        got = looked(*args, **kw)
+        (scene.mp / "go.flag").write_bytes(b"")
+        _wait_for("the command's write", (scene.mp / "done.flag").exists)
+        return got
+
+    monkeypatch.setattr(q, "refuse_planted_over", look_then_let_the_command_write)
+    argv = [*exec_argv(home=scene.home.path), "--", "sh", "-c", script]
+    with running(argv, scene.mp / "started.flag") as run:
+        q.export(scene.vault, "main", str(dest), force=True)
+        (scene.mp / "end.flag").write_bytes(b"")
+        out, err = run.communicate(timeout=180)
+    assert json.loads(out)["result"]["exit_code"] == 0, err
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
+    subprocess.run(["git", "status"], cwd=dest / "src", env=env, capture_output=True, timeout=120)
+    assert not marker.exists(), "the planted core.fsmonitor ran on the host"
+    assert not (dest / "src/config").exists()
+    assert (dest / "started.flag").exists() and (dest / "a.txt").read_text() == "the fork's a\n"
