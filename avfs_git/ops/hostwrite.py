@@ -21,6 +21,7 @@ from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
+    from ..core.workspace.plantedrule import Reader
 
 
 Entry = tuple[str, int]  # (blob id, git mode) of one file or symlink
@@ -230,7 +231,7 @@ def refuse_planted_over(view: Any, target: str, fork: str, nodes: list[Any]) -> 
     return pinned
 
 
-def _nodes_reader(view: Any, nodes: list[Any]) -> tuple[Any, dict[str, bytes]]:
+def _nodes_reader(view: Any, nodes: list[Any]) -> tuple[Reader, dict[str, bytes]]:
     """A :class:`.plantedrule.Reader` of the fork's side as ``nodes`` (of ``view``, walked
     once) hold it, and the bytes it reads of each overlay file (filled as it reads)."""
     from ..core.workspace import plantedrule as rule
