@@ -326,3 +326,35 @@ def test_a_config_the_running_command_writes_during_an_export_never_reaches_the_
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
     assert not (dest / "src/config").exists()
     assert (dest / "started.flag").exists() and (dest / "a.txt").read_text() == "the fork's a\n"
+
+
+@pytest.mark.parametrize("scene", ["overlay"], indirect=True)
+@pytest.mark.parametrize("act", ["restore", "merge"])
+def test_an_avfs_since_token_sees_the_view_s_moves_through_the_index_avfs_writes(
+    scene: Scene, act: str
+) -> None:
+    """review38's question: an ``avfs-since:INSTANCE:SEQ`` token the agent plants in the
+    index (its own daemon's instance, the journal's present) is answered from the upper
+    layer's journal alone, with no check of the view (base, view time) it was made over.
+    No gap, pinned here (it holds on main too): every avfs step that changes the view
+    outside the upper layer rewrites the mount's index and its token (here a restore of
+    the fork to an older checkpoint, and a merge of another fork into it), so the
+    person's `git status` after it says what a full look says."""
+    v = scene.vault
+    v.workspace("main").write("ahead.py", _AHEAD.encode())
+    checkpoint.save(v, "main", message="the agent's script")
+    v.fork("main", "other")
+    v.workspace("other").write("a.txt", b"other's a\n")
+    checkpoint.save(v, "other", message="other's a")
+    scene.git("status", "--porcelain")
+    res = execute(scene.home, v, "main", ExecRequest(argv=("python3", "ahead.py", "since", "0")))
+    assert res.result is not None and "avfs-since:" in res.result.stdout, res.to_dict()
+    if act == "restore":
+        checkpoint.restore(v, "main", "base")
+    else:
+        code, doc = _avfs(scene, "merge", "other")
+        assert code == 0, doc
+    got = scene.git("status", "--porcelain").stdout
+    full = scene.git("-c", "core.fsmonitor=false", "status", "--porcelain").stdout
+    assert got == full, (got, full)
+    assert scene.git("diff", "HEAD", "--stat").stdout == ""  # (the mount shows the fork's commit)
