@@ -10,7 +10,10 @@ side: a file changed, `git status --porcelain` timed, then `git commit -q -a` ti
 to ``bench/results/hookchainab-<--branch>-<time>.json`` (the gitmodel24 round: the person's hooks
 directory looked up when git runs each hook, where the mount's links had named it as the
 mount found it; gitmodel25: pre-commit, pre-merge-commit and pre-push a script each, which
-asks the daemon where a config file changed).
+asks the daemon where a config file changed). ``--fsmonitor-off``: each mount's worktree
+with `git config --worktree core.fsmonitor false` first (plant5: the first hook of each
+of git's commands, prepare-commit-msg and post-index-change among them, a gate script
+then), timed once its daemon has made pre-commit a gate.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--backend", default="overlay")
     ap.add_argument("--branch", default="h-gitmodel25", help="the branch the results file is named by")
+    ap.add_argument(
+        "--fsmonitor-off", action="store_true", help="git's fsmonitor off for each mount's worktree"
+    )
     ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
     args = ap.parse_args()
     trees = worktrees(args.sides)
@@ -71,6 +77,8 @@ def main() -> None:
                 [avfs_bin(tree), "--vault", "p:f1", "mount", "--backend", args.backend],
                 env=env, capture_output=True, text=True, check=True,
             ).stdout.strip().splitlines()[-1]  # fmt: skip
+            if args.fsmonitor_off:
+                _fsmonitor_off(mps[side])
         try:
             for i in range(args.rounds + 1):  # round 0 warms the caches, untimed
                 loads.append(load())
@@ -113,7 +121,21 @@ def main() -> None:
         ratios = {k: round(median_of_ratios(got[a][k], got[b][k]), 3) for k in keys}
         print(f"{a}/{b} median of per-round ratios: {ratios}")
     print_loads(loads)
-    write_json(stamped(f"hookchainab-{args.branch}"), {"rounds": args.rounds, "backend": args.backend, "sides": trees, "loads": loads, "rows": rows, "ratios": ratios, "samples": got}, announce=True)  # fmt: skip
+    write_json(stamped(f"hookchainab-{args.branch}"), {"rounds": args.rounds, "backend": args.backend, "fsmonitor_off": args.fsmonitor_off, "sides": trees, "loads": loads, "rows": rows, "ratios": ratios, "samples": got}, announce=True)  # fmt: skip
+
+
+def _fsmonitor_off(mp: str) -> None:
+    """git's fsmonitor off for the mount's worktree, and its daemon's switch of pre-commit to
+    a gate waited for (an inotify watch of its own)."""
+    subprocess.run(["git", "config", "--worktree", "core.fsmonitor", "false"], cwd=mp, check=True)
+    hooks = subprocess.run(
+        ["git", "rev-parse", "--git-path", "hooks"], cwd=mp, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    deadline = time.monotonic() + 60
+    while not os.readlink(os.path.join(mp, hooks, "pre-commit")).startswith(os.path.join("..", "gates")):
+        if time.monotonic() > deadline:
+            raise SystemExit("the mount's daemon never made pre-commit a gate")
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ class JournalAnswerer:
 
     def __init__(self, overlay: Overlay) -> None:
         self._overlay = overlay
+        # the highest journal sequence number a token handed to git held; tokens handed out
+        # before this answerer began hold no more than the journal's end then (a remount)
+        self._issued = overlay.last_seq()
         # the file ids the mount's write handles hold open (fuse/handles.py), once it serves
         self.writers: Callable[[], list[str]] | None = None
 
@@ -75,6 +78,7 @@ class JournalAnswerer:
             state = f"{meta.get('base')}:{meta.get('view_time')}"
             last = ov.last_seq()
             out = [f"{TOKEN_PREFIX}:{state}:{last}"]
+            issued, self._issued = self._issued, max(self._issued, last)
             old = token.split(":")
             if old[0] in _NOT_OURS:
                 return [*out, EVERYTHING]
@@ -94,11 +98,25 @@ class JournalAnswerer:
                 return [*out, EVERYTHING]  # older than the journal keeps
             if since > last:  # dated past the journal's end: a token the agent wrote (review38)
                 return [*out, EVERYTHING]
+            if since > issued and since > _index_seq(db, last):
+                # dated past every token handed out and the one avfs writes into an index (the
+                # oldest entry's, less one): the agent's, a few events ahead, had the person's
+                # next edits left out of their `git status` (plant5)
+                return [*out, EVERYTHING]
             rows = db.execute("SELECT DISTINCT path FROM journal WHERE seq > ?", (since,))
             return [*out, *_with_parents(str(r[0]) for r in rows)]
         finally:
             if own:
                 db.execute("COMMIT")
+
+
+def _index_seq(db: Any, last: int) -> int:
+    """The sequence number of the token avfs writes into an index it builds now
+    (:func:`.index.read_view`): the oldest overlay entry's, less one, else the journal's end.
+    One written earlier over the same base and view time held no more (entries only come
+    with newer numbers)."""
+    row = db.execute("SELECT MIN(seq) FROM entries").fetchone()
+    return int(row[0]) - 1 if row and row[0] is not None else last
 
 
 def _with_parents(paths: Iterable[str]) -> list[str]:

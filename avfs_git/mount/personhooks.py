@@ -29,10 +29,11 @@ worktree reads it (``GIT_DIR`` its git dir: ``includeIf "onbranch:FORK"`` and
 
 And where nothing asks the daemon (the person's ``core.fsmonitor false`` for the worktree,
 ``git config --worktree``), the hooks that start a command's chain (:data:`GATES`:
-``pre-commit``, ``pre-merge-commit``, ``pre-push``) are links to small scripts of the
-mount's (:data:`GATES_DIR`) that make the same test and, where the file is older than a
-change, ask the daemon to point the link again (:data:`QUESTION` over its socket) before
-they run the person's hook: the rest of the chain (``prepare-commit-msg``, ``commit-msg``,
+``pre-commit``, ``pre-merge-commit``, ``pre-push``, and since plant5 the first hook of
+each of git's other commands: ``prepare-commit-msg``, ``post-index-change``...) are links
+to small scripts of the mount's (:data:`GATES_DIR`) that make the same test and, where the
+file is older than a change, ask the daemon to point the link again (:data:`QUESTION` over
+its socket) before they run the person's hook: the rest of the chain (``commit-msg``,
 ``post-commit``) then follows the new link. The daemon makes them so, and back, as git
 rewrites the worktree's ``config.worktree`` (an inotify watch of its git dir,
 mount/hooksocket.py; :func:`fsmonitor_off`); while git asks the daemon they are links to the
@@ -58,8 +59,32 @@ QUESTION = "avfs-persons"
 # the hooks that start a command's chain: while git's fsmonitor is off for the worktree, a
 # link each to a script in GATES_DIR (beside the hooks directory), else to the person's hook
 # as every other name (a hook of that name costs git a second read of the index, and of
-# fsmonitor's answer, in every commit: 1.2x a commit's time, bench/hookchainab.py)
-GATES = ("pre-commit", "pre-merge-commit", "pre-push")
+# fsmonitor's answer, in every commit: 1.2x a commit's time, bench/hookchainab.py). Each is
+# the first hook of one of git's commands that git runs before avfs's guards (a ref's move:
+# the reference-transaction guard looks up itself), or the first where an option skips
+# another: `git commit -n` skips pre-commit (then prepare-commit-msg), `git commit -a`, `git
+# add`, `git reset`... write the index first (post-index-change), `git rebase` runs
+# pre-rebase, `git am` sets ORIG_HEAD (a guard) before applypatch-msg, `git gc --auto`,
+# `git push` (pre-push), `git send-email`, `git p4`, a push into the mount (pre-receive).
+# Until plant5 only pre-commit, pre-merge-commit and pre-push were: with fsmonitor off the
+# rest ran the person's old hooks directory, a `.githooks/` of the work tree the agent had
+# written into after the person took that setting away (review38)
+GATES = (
+    "pre-commit",
+    "pre-merge-commit",
+    "pre-push",
+    "prepare-commit-msg",
+    "post-index-change",
+    "pre-rebase",
+    "applypatch-msg",
+    "pre-auto-gc",
+    "pre-receive",
+    "sendemail-validate",
+    "p4-changelist",
+    "p4-prepare-changelist",
+    "p4-post-changelist",
+    "p4-pre-submit",
+)
 GATES_DIR = "gates"
 WATCHED_MAX = 32  # config files followed through includes (git: 10 levels deep)
 
@@ -213,7 +238,9 @@ def gate(own: str, gated: bool) -> None:
         return  # (a revision's mount: no hooks of its own)
     for name in GATES:
         path = os.path.join(hooks_dir, name)
-        want = _wanted(gated, name)
+        # (a mount made before a name was a gate has no script for it: a link to the person's)
+        gated_here = gated and os.path.exists(os.path.join(own, GATES_DIR, name))
+        want = _wanted(gated_here, name)
         try:
             if os.readlink(path) == want:
                 continue

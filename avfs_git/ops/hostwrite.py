@@ -17,10 +17,11 @@ from ..core.errors import AvfsError, InvalidPathError
 from ..core.records import dataclass
 from ..core.store import deeptree, names
 from ..core.store.gitstore import GitStore, blob_id, file_blob_id
-from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE
+from ..core.types import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, MODE_TREE, NodeKind, kind_of_mode
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
+    from ..core.workspace.plantedrule import Reader
 
 
 Entry = tuple[str, int]  # (blob id, git mode) of one file or symlink
@@ -190,18 +191,23 @@ def refuse_planted(
         )
 
 
-def refuse_planted_over(view: Any, target: str, fork: str, paths: list[str]) -> None:
-    """Refuse (before anything is written) an export of ``view`` (``paths``: what it
-    writes) over the non-empty directory ``target`` (``--force``), where the two would
-    make together a repository that runs a program in the person's git (the fork's files
-    replace the directory's at the same paths, the rest of the directory stays): as
-    :func:`refuse_planted` for an apply."""
+def refuse_planted_over(view: Any, target: str, fork: str, nodes: list[Any]) -> dict[str, bytes]:
+    """Refuse (before anything is written) an export of ``view`` over the non-empty
+    directory ``target`` (``--force``), where the two would make together a repository
+    that runs a program in the person's git (the fork's files replace the directory's at
+    the same paths, the rest of the directory stays): as :func:`refuse_planted` for an
+    apply. ``nodes``: what the export writes, walked once; the fork's side is read from
+    them, and the bytes read of its overlay files are returned, for the export to write as
+    they were looked at (:func:`write_node`): it walked the view again to write, and a
+    running command's ``src/config`` written between the walks went out unlooked at
+    (review38, plant5)."""
     from ..core.workspace import plantedrule as rule
 
-    dirs = rule.dirs_of(paths)
+    dirs = rule.dirs_of([n.path for n in nodes])
     if not dirs:
-        return
-    top, below = rule.of_view(view), _directory_reader(target)
+        return {}
+    top, pinned = _nodes_reader(view, nodes)
+    below = _directory_reader(target)
 
     def kind(path: str) -> str | None:
         return top.kind(path) or below.kind(path)
@@ -222,6 +228,97 @@ def refuse_planted_over(view: Any, target: str, fork: str, paths: list[str]) -> 
             " repository (HEAD, config, objects/, refs/, hooks/) first",
             details={"fork": fork, "dir": target, "found": found},
         )
+    return pinned
+
+
+def _nodes_reader(view: Any, nodes: list[Any]) -> tuple[Reader, dict[str, bytes]]:
+    """A :class:`.plantedrule.Reader` of the fork's side as ``nodes`` (of ``view``, walked
+    once) hold it, and the bytes it reads of each overlay file (filled as it reads)."""
+    from ..core.workspace import plantedrule as rule
+
+    by_path = {n.path: n for n in nodes}
+    kids: dict[str, list[str]] = {}
+    for p in by_path:
+        parent, _, name = p.rpartition("/")
+        kids.setdefault(parent, []).append(name)
+    pinned: dict[str, bytes] = {}
+
+    def kind(path: str) -> str | None:
+        n = by_path.get(path)
+        if n is None:
+            return rule.DIR if not path else None
+        return rule.DIR if n.mode == MODE_TREE else rule.LINK if n.mode == MODE_LINK else rule.FILE
+
+    def read(path: str, limit: int) -> bytes | None:
+        n = by_path.get(path)
+        if n is None or n.mode in (MODE_TREE, MODE_LINK, MODE_COMMIT) or view.size(n) > limit:
+            return None  # (its size first: a 10 GB file moved to a config is not read)
+        data = bytes(view.read_node(n, limit + 1))
+        if len(data) > limit:
+            return None
+        if n.materialized:  # (a blob is the same bytes when read again)
+            pinned[path] = data
+        return data
+
+    def names(path: str) -> list[str]:
+        return list(kids.get(path, ()))
+
+    return rule.Reader(kind, read, names), pinned
+
+
+def _is_text(path: str) -> bool:
+    """Whether ``path`` is UTF-8 text: a name git recorded with bytes that are not (an
+    imported history's) is no avfs path, so ``Workspace.read`` refuses it; the export reads
+    it by its node and writes it under those bytes, as git checks it out."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def write_node(
+    ws: Any, view: Any, forms: Any, tree: str, n: Any, full: str, pinned: dict[str, bytes] | None
+) -> NodeKind | None:
+    """Write node ``n`` of the fork's ``view`` (of workspace ``ws``, base tree ``tree``) at
+    ``full``, for an export: a directory made (a link or a file there replaced), a symlink,
+    a file served from git as `git checkout` (and the mount) writes it (``forms``), an
+    overlay file as it is now. ``pinned`` (an export over a non-empty directory,
+    :func:`refuse_planted_over`): an overlay file looked at is written with the bytes
+    looked at, and one no longer of its node's kind (a running command's change since the
+    walk) is not written. The kind written, None for none."""
+    import functools
+
+    kind = kind_of_mode(n.mode)
+    if kind is NodeKind.DIR:
+        if os.path.lexists(full) and (os.path.islink(full) or not os.path.isdir(full)):
+            os.unlink(full)
+        os.makedirs(full, exist_ok=True)
+    elif kind is NodeKind.SYMLINK:
+        replace_with_file(full, os.fsencode(view.link_target(n)), MODE_LINK)
+    elif kind is NodeKind.FILE:
+        oid, read = None if n.materialized else n.oid, [b""]
+        kept = functools.partial(_kept, read, view, n)
+        form = None if oid is None else forms.form(tree, n.path, oid, n.mode, kept)
+        if form is not None or read[1:]:  # (the blob read for it: not read again)
+            replace_with_file(full, read[-1] if form is None else form, n.mode)
+        elif pinned is not None and n.path in pinned:
+            replace_with_file(full, pinned[n.path], n.mode)
+        elif _is_text(n.path):
+            mode = ws.stat(n.path).mode
+            if pinned is not None and kind_of_mode(mode) is not kind:
+                return None
+            replace_with_file(full, ws.read(n.path), mode)
+        else:
+            replace_with_file(full, view.read_node(n), n.mode)
+    else:
+        return None
+    return kind
+
+
+def _kept(read: list[bytes], view: Any, n: Any) -> bytes:
+    read.append(bytes(view.read_node(n)))
+    return read[-1]
 
 
 def _directory_reader(root: str) -> Any:

@@ -21,11 +21,10 @@ Mounting goes through :mod:`avfs_git.ops.mounts`, imported lazily (like
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import shlex
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.errors import (
@@ -39,7 +38,7 @@ from ..core.operations import checkpoint
 from ..core.operations.merge import MergeResult, merge
 from ..core.records import dataclass
 from ..core.store import names
-from ..core.types import MODE_LINK, CommitId, NodeKind, kind_of_mode, to_json
+from ..core.types import CommitId, NodeKind, to_json
 from ..core.workspace.overlayentry import ignored_count
 from .hostwrite import (
     ApplyChange,
@@ -52,7 +51,7 @@ from .hostwrite import (
     refuse_planted,
     refuse_planted_over,
     refuse_unsafe_paths,
-    replace_with_file,
+    write_node,
 )
 from .origin import (
     adopt,
@@ -395,22 +394,6 @@ def down(home: Home, vault: Vault, fork: str, *, action: Action = "leave") -> Do
 # -- export ----------------------------------------------------------------------------------
 
 
-def _is_text(path: str) -> bool:
-    """Whether ``path`` is UTF-8 text: a name git recorded with bytes that are not (an
-    imported history's) is no avfs path, so ``Workspace.read`` refuses it; the export reads
-    it by its node and writes it under those bytes, as git checks it out."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _kept(read: list[bytes], view: Any, n: Any) -> bytes:
-    read.append(bytes(view.read_node(n)))
-    return read[-1]
-
-
 def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) -> ExportResult:
     """Write the fork's current state (base + uncheckpointed changes) into ``dest``.
 
@@ -436,39 +419,24 @@ def export(vault: Vault, fork: str | None, dest: str, *, force: bool = False) ->
     from ..core.workspace.wssmudge import CheckoutForms
 
     view, tree = ws.view, ws.base_tree
+    nodes: Iterable[Any] = view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path))
+    nodes = (n for n in nodes if not ignored.covers(n.path))  # (not into a node_modules: realproj9)
+    pinned: dict[str, bytes] | None = None  # the overlay files' bytes looked at
     if force and not made and not is_empty_dir(dest):  # (what the fork holds was checked at its writes)
-        out = [n.path for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path))]
-        refuse_planted_over(view, dest, fork, out)
+        # walked once: what is written is what was looked at (a running command's writes
+        # between a look and a second walk went out unlooked at: plant5)
+        nodes = list(nodes)
+        pinned = refuse_planted_over(view, dest, fork, nodes)
     forms = CheckoutForms(ws.store, ws.fork)
     try:
         os.makedirs(dest, exist_ok=True)
         # one walk for both cases (Workspace.materialize_to assumes an empty directory:
         # it would write through a symlink already there)
-        for n in view.nodes_below(view.dir_node(""), prune=lambda d: ignored.covers(d.path)):
-            if ignored.covers(n.path):  # (not into a node_modules: realproj9)
-                continue
-            full = os.path.join(dest, n.path)
-            kind = kind_of_mode(n.mode)
-            if kind is NodeKind.DIR:
-                if os.path.lexists(full) and (os.path.islink(full) or not os.path.isdir(full)):
-                    os.unlink(full)
-                os.makedirs(full, exist_ok=True)
-                dirs += 1
-            elif kind is NodeKind.SYMLINK:
-                replace_with_file(full, os.fsencode(view.link_target(n)), MODE_LINK)
-                links += 1
-            elif kind is NodeKind.FILE:
-                # a file served from git as `git checkout` (and the mount) writes it
-                oid, read = None if n.materialized else n.oid, [b""]
-                kept = functools.partial(_kept, read, view, n)
-                form = None if oid is None else forms.form(tree, n.path, oid, n.mode, kept)
-                if form is not None or read[1:]:  # (the blob read for it: not read again)
-                    replace_with_file(full, read[-1] if form is None else form, n.mode)
-                elif _is_text(n.path):
-                    replace_with_file(full, ws.read(n.path), ws.stat(n.path).mode)
-                else:
-                    replace_with_file(full, view.read_node(n), n.mode)
-                files += 1
+        for n in nodes:
+            kind = write_node(ws, view, forms, tree, n, os.path.join(dest, n.path), pinned)
+            files += kind is NodeKind.FILE
+            links += kind is NodeKind.SYMLINK
+            dirs += kind is NodeKind.DIR
     except BaseException as exc:
         forms.close()
         if not force:  # it was missing or empty, and is again: not half written (an unreadable object)

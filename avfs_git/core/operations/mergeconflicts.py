@@ -297,7 +297,7 @@ def show_conflicts(
     changed = _changed(vault.store, vault.store.commit_tree(ours), view_tree)
     from .mergeplanted import refuse_shown  # (loaded only by a merge whose conflicts are written)
 
-    refuse_shown(vault, view_tree, (ours, theirs), changed, msg, (source, target))
+    refuse_shown(vault, view_tree, changed, (source, target))
     with vault.oplog.held("merge"):  # (before the view changes, as a merge's)
         if not held:
             mergeguard.refuse_changed(ws)

@@ -44,16 +44,17 @@ def refuse_remote(vault: Vault, theirs: str, changed: tuple[str, ...], source: s
     refuse_result(vault, theirs, changed, source, target)
 
 
-def refuse_shown(
-    vault: Vault, tree: str, tips: tuple[str, str], changed: tuple[str, ...], msg: str, names: tuple[str, str]
-) -> None:
+def refuse_shown(vault: Vault, tree: str, changed: tuple[str, ...], names: tuple[str, str]) -> None:
     """The ``tree`` a merge shows with its conflicts written (``changed``: what it changes
     in ours'), before anything is written: the clean part of the merge brings theirs'
     files as a merge commit would (found in the thirty-fifth round, plant3: the bare half
     in ours, theirs' ``src/config`` naming ``core.fsmonitor`` written into the person's
     mount beside a conflict elsewhere), and a conflicted hook holds theirs' lines. The rule
-    reads a commit: the one ``merge --continue`` would make of it, left unreferenced.
-    ``tips``: (ours, theirs); ``names``: (source, target)."""
-    if dirs_of(changed):
-        commit = vault.store.create_commit(tree, list(tips), msg, vault.author())
-        refuse_result(vault, commit, changed, *names)
+    reads the tree itself: a commit made of it (as ``merge --continue`` would) was left
+    unreferenced, one a merge, a dangling commit in the person's ``git fsck`` (review38,
+    plant5). ``names``: (source, target)."""
+    dirs = dirs_of(changed)
+    if dirs:
+        source, target = names
+        what = f"merge of {source} into {target}"
+        refuse_merged(vault.store, tree, dirs, what, {"source": source, "target": target}, tree=True)

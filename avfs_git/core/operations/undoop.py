@@ -32,7 +32,21 @@ class UndoResult:
 
 
 def undo_operation(vault: Vault, op: Operation) -> UndoResult:
-    """Revert operation ``op`` (see :func:`.checkpoint.undo` and :func:`.checkpoint.redo`)."""
+    """Revert operation ``op`` (see :func:`.checkpoint.undo` and :func:`.checkpoint.redo`).
+
+    The lock files it takes of forks that are gone when it ends go with it, refused or
+    not: an undo of an operation of a deleted fork made that fork's exec lock and fork
+    lock, then refused (the fork's ref is gone), and left them for `avfs prune` (review38,
+    plant5)."""
+    forks = {w["fork"] for w in vault.oplog.workspaces(op.id)} | ({op.fork} if op.fork else set())
+    try:
+        return _undo_operation(vault, op)
+    finally:
+        for gone in sorted(f for f in forks if not vault.has_fork(f)):
+            vault.drop_fork_locks(gone)
+
+
+def _undo_operation(vault: Vault, op: Operation) -> UndoResult:
     if op.undone_by is not None:
         raise UsageError(
             f"operation {op.id} was already undone by operation {op.undone_by}",
@@ -136,8 +150,6 @@ def undo_operation(vault: Vault, op: Operation) -> UndoResult:
                 keptstate.set_aside(vault.state_dir, w["fork"], new_id)
             elif w["after"] is None:  # it brings back a fork the operation had taken away
                 keptstate.bring_back(vault.state_dir, w["fork"], op.id)
-    for gone in (w["fork"] for w in wss if w["before"] is None):  # its lock files go, as a delete's
-        vault.drop_fork_locks(gone)
     undone = vault.oplog.get(op.id)
     assert undone is not None
     return UndoResult(undone, new_id, recovered, kept_open)

@@ -379,7 +379,9 @@ def refuse_unreached(
         )
 
 
-def refuse_merged(store: Any, commit: str, dirs: Iterable[str], what: str, details: dict[str, Any]) -> None:
+def refuse_merged(
+    store: Any, commit: str, dirs: Iterable[str], what: str, details: dict[str, Any], *, tree: bool = False
+) -> None:
     """Refuse a merge result ``commit`` (not yet on any ref: a merge of forks, a pull, a checkpoint rebased onto
     its moved fork) holding, at one of ``dirs`` (where the merge joined a name of git's own
     state from one side to the other's: :func:`dirs_of` of the paths it brought, or the
@@ -387,7 +389,8 @@ def refuse_merged(store: Any, commit: str, dirs: Iterable[str], what: str, detai
     Two forks each holding half of one (a bare ``HEAD``/``objects``/``refs``, and a
     ``config`` naming ``core.fsmonitor``: neither a repository, each write let through)
     made it in the merged tree (found in the thirty-fourth round, NAME=attack26).
-    ``what`` names the merge in the message; nothing has moved when this raises."""
+    ``what`` names the merge in the message; nothing has moved when this raises.
+    ``tree``: ``commit`` is the result's tree id (no commit made for it)."""
     dirs = sorted(set(dirs))
     if not dirs:
         return
@@ -397,7 +400,7 @@ def refuse_merged(store: Any, commit: str, dirs: Iterable[str], what: str, detai
     if len(dirs) > MAX_LOOKS:
         found = f"it joins git's own state names in {len(dirs)} directories"
     else:
-        reader = of_view(View.of_commit(store, commit))
+        reader = of_view(View.of_tree(store, commit) if tree else View.of_commit(store, commit))
         found = next((f for d in dirs if (f := why(reader, d)) is not None), None)
     if found is not None:
         raise InvalidPathError(

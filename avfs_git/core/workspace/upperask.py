@@ -4,7 +4,7 @@ mount's worktree git dir (:func:`.hookwire.ask`)."""
 
 from __future__ import annotations
 
-from .hookwire import ask
+from .hookwire import UNKNOWN, ask
 from .upperwatch import EVERYTHING, SINCE_PREFIX, live
 
 
@@ -24,6 +24,8 @@ def journal(
     if git_dir is None:
         return None
     got = ask(git_dir, f"{SINCE_PREFIX}:{mark[0]}:{mark[1]}" if mark is not None else f"{SINCE_PREFIX}:-:0")
+    if got is not None and got[:2] == [UNKNOWN, EVERYTHING] and len(got) > 2:
+        got = got[2:]  # (framed as an answer to avfs's own question since plant5)
     if not got:
         return None
     head = got[0].split(":")

@@ -28,7 +28,11 @@ at all (killed).
 Tokens (git stores the last one in the index's ``FSMN`` extension):
 
 - ``avfs-ovl:INSTANCE:BASE:VIEW_TIME:SEQ``, handed out here: the journal of daemon INSTANCE
-  up to SEQ, over base BASE shown at VIEW_TIME;
+  up to SEQ, over base BASE shown at VIEW_TIME. A SEQ past the last this journal handed
+  out is no token of its own: a confined command writes the index, and one dated a few
+  events ahead had the person's next edits (the journal's first events after the run)
+  left out of their `git status` and `git commit -a` (review38's leftover, plant5): it
+  answers ``/``;
 - ``avfs:BASE:VIEW_TIME:N``, the token avfs writes into an index it builds
   (:func:`.index.sync_index`: the base's entries with the stat data the mount reports for
   an unchanged file). What may differ from such an index is what the lower layer holds over
@@ -50,6 +54,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import upper as up
+from .hookwire import own_reply
 from .upperclassify import ChangeClassifier
 
 log = logging.getLogger("avfs.upperwatch")
@@ -158,6 +163,7 @@ class UpperWatch(ChangeClassifier):
         self._broken = "the upper layer is not watched yet"
         self._lapsed = False  # given up since the last watch of the whole upper layer
         self._answered = 0  # the sequence number the last answer's token holds
+        self._issued = -1  # the highest a token handed to git held (a higher one is forged)
         self._lock = threading.RLock()  # (re-entered: a status in an answer asks the journal)
         self._stop = threading.Event()
         # written by close(): the thread's poll ends at once, not at its next 0.5 s timeout
@@ -520,8 +526,11 @@ class UpperWatch(ChangeClassifier):
                 self._answered = self.seq
                 now, paths = self._changed_since(int(parts[2]) if mine else None)
                 reply = f"{SINCE_PREFIX}:{self.instance}:{now}"
-                return [reply, EVERYTHING] if paths is None else [reply, *paths]
-            seq = self._answered = self.seq
+                # (as an answer to avfs's own question: git, asking with such a token planted
+                # in the index, reads "everything", never a journal it did not ask; plant5)
+                return own_reply(reply, [EVERYTHING] if paths is None else paths)
+            issued, seq = self._issued, self.seq
+            self._answered = self._issued = seq
             new = f"{TOKEN_PREFIX}:{self.instance}:{view}:{seq}"
             if self._broken:
                 return [new, EVERYTHING]
@@ -529,8 +538,8 @@ class UpperWatch(ChangeClassifier):
                 if f"{parts[2]}:{parts[3]}" != view or not parts[4].isdigit():
                     return [new, EVERYTHING]  # the base moved and nobody rewrote the index
                 since = int(parts[4])
-                if since < max(self._first, self._valid_from) or since > seq:
-                    return [new, EVERYTHING]
+                if since < max(self._first, self._valid_from) or since > issued:
+                    return [new, EVERYTHING]  # (past the last token handed out: forged)
                 changed = self._journal[since - self._first :]
                 if "" in changed:
                     return [new, EVERYTHING]

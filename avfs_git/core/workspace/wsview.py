@@ -169,6 +169,14 @@ class View:
         """The tree of ``commit``, nothing on top."""
         return cls(store, Snapshot(commit), scan=scan)
 
+    @classmethod
+    def of_tree(cls, store: GitStore, tree: str) -> View:
+        """Tree ``tree`` itself, nothing on top, no commit made for it (its ``base`` is the
+        tree's id: a merge's result looked at before it is one, mergeplanted.refuse_shown)."""
+        view = cls(store, Snapshot(tree))
+        view._base_tree_cache = (tree, tree)
+        return view
+
     @property
     def commit(self) -> str | None:
         """The revision a view of one shows (:meth:`of_commit`), else None."""
