@@ -93,7 +93,16 @@ def main() -> None:
                     before_git = len(logs[n].read_text().splitlines())
                     c0, d0 = children_cpu_s(), _tree_cpu(home)
                     for k in range(a.calls):
-                        cmd = [*heads[n], "--json", "proxy", "exec", "--", "sh", "-c", f"echo {i}-{k} > w.txt"]
+                        cmd = [
+                            *heads[n],
+                            "--json",
+                            "proxy",
+                            "exec",
+                            "--",
+                            "sh",
+                            "-c",
+                            f"echo {i}-{k} > w.txt",
+                        ]
                         subprocess.run(cmd, env=envs[n], check=True, capture_output=True)
                     spent = children_cpu_s() - c0 + _tree_cpu(home) - d0
                     if i:  # (round 0 warms the caches)
@@ -104,7 +113,13 @@ def main() -> None:
             for n in trees:
                 if n in heads:
                     subprocess.run([*heads[n], "unmount"], env=envs[n], capture_output=True)
-    doc: dict[str, Any] = {"files": a.files, "calls": a.calls, "rounds": a.rounds, "loads": loads, "sides": {}}
+    doc: dict[str, Any] = {
+        "files": a.files,
+        "calls": a.calls,
+        "rounds": a.rounds,
+        "loads": loads,
+        "sides": {},
+    }
     for n in names:
         doc["sides"][n] = {"tree": trees[n], "cpu_ms_per_call": cpu[n], "median_cpu_ms": statistics.median(cpu[n]),
                            "git_per_round": gits[n]}  # fmt: skip

@@ -63,7 +63,10 @@ def steps(mp: Path, remote: Path) -> list[tuple[str, list[str] | str]]:
         ("diff (mounted)", ["--vault", "p:f1", "diff"]),
         ("proxy exec first", ["--vault", "p:f1", "--json", "proxy", "exec", "--", "true"]),
         ("proxy exec warm", ["--vault", "p:f1", "--json", "proxy", "exec", "--", "true"]),
-        ("proxy exec warm writes", ["--vault", "p:f1", "--json", "proxy", "exec", "--", "sh", "-c", "echo y > w.txt"]),
+        (
+            "proxy exec warm writes",
+            ["--vault", "p:f1", "--json", "proxy", "exec", "--", "sh", "-c", "echo y > w.txt"],
+        ),
         ("checkpoint save (mounted)", ["--vault", "p:f1", "checkpoint", "save", "-m", "two"]),
         ("unmount", ["--vault", "p:f1", "unmount"]),
         ("vault fork f2", ["vault", "fork", "p:main", "f2"]),
@@ -121,7 +124,7 @@ def run_tree(tree: str, tmp: Path, src: Path, server: str) -> dict[str, Any]:
 
 
 def _short(line: str, tmp: Path, tree: str) -> dict[str, str]:
-    step, parent, argv = (line.split("\t") + ["", ""])[:3]
+    step, parent, argv = [*line.split("\t"), "", ""][:3]
     for long, short in ((str(tmp), "TMP"), (tree, "TREE")):
         parent, argv = parent.replace(long, short), argv.replace(long, short)
     return {"step": step, "parent": parent.strip(), "argv": argv}

@@ -36,12 +36,14 @@ def _logged(self, args, *a, **kw):
         if prog == "git" or (prog in ("sh", "bash") and "git " in " ".join(map(str, argv[1:]))[:200]):
             ours, theirs = _frames()
             words = " ".join(os.fsdecode(x) if isinstance(x, bytes) else str(x) for x in argv[1:])
-            line = "\t".join((
-                os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
-                " < ".join(ours) or "-",
-                theirs or "-",
-                words.replace("\n", " ")[:240],
-            ))
+            line = "\t".join(
+                (
+                    os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                    " < ".join(ours) or "-",
+                    theirs or "-",
+                    words.replace("\n", " ")[:240],
+                )
+            )
             fd = os.open(_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, (line + "\n").encode("utf-8", "replace"))

@@ -141,7 +141,7 @@ _fork_kept: dict[tuple[object, ...], dict[str, str]] = {}
 _dirs: dict[tuple[str, str], str] = {}
 
 
-def _files(store_path: str) -> tuple[list[str], bool]:
+def config_files(store_path: str) -> tuple[list[str], bool]:
     """The config files git reads for the vault and every file they include (a superset:
     :func:`.gitrun.config_includes`), and whether one of them holds an ``includeIf`` (or
     an include was not followed here: git is asked then)."""
@@ -209,7 +209,7 @@ def fork_settings(store_path: str, branch: str | None) -> dict[str, str] | None:
     fork's own); None where none does, or ``branch`` is None: the vault's reading holds."""
     if branch is None:
         return None
-    files, conditional = _files(store_path)
+    files, conditional = config_files(store_path)
     if not conditional:
         return None
     env_cfg = git_config_env()
@@ -235,3 +235,86 @@ def fork_settings(store_path: str, branch: str | None) -> dict[str, str] | None:
             _fork_kept.clear()
         _fork_kept[key] = values
     return values
+
+
+# -- who a commit is by, kept for the next process ----------------------------------------
+# Who a commit is by, as git's config last said it, kept beside the vault for the next
+# process: ``<vault>/avfs/identity-config`` (:data:`IDENTITY_FILE`).
+#
+# A process that has not loaded libgit2 (a cold ``avfs checkpoint save``, ``vault create``,
+# a first ``proxy exec`` that mounts) asks git for the identity keys of the vault's config
+# (``git config --get-regexp``: git's own reading, the right one where libgit2's differs,
+# :meth:`.gitwrite.StoreWrites._identity_config`); the answer was kept by that process
+# alone, and every such command started a git of its own for it (h-gitspawn1). Kept here
+# by the stamps (inode, size, mtime, ctime) of every file git reads for it -- the vault's
+# config and ``config.worktree``, the system and global files, and every file they
+# include, followed as :func:`config_files` follows them (a superset) -- and
+# the environment's ``GIT_CONFIG_*``: a later process whose stamps are the same takes the
+# answer; any other difference asks git again. Not kept where a file holds an
+# ``includeIf`` or an include is not followed here (the answer may then depend on more:
+# the fork's branch, :func:`fork_settings`), nor while a file's last change is
+# under :data:`.gitrun.CONFIG_RECENT_NS` old (a second write within its clock's tick would
+# leave its stamp unchanged). The file is avfs's own (the vault's ``avfs/`` directory, which
+# no confined command can write); anything in it that is not what was written is a miss.
+
+IDENTITY_FILE = "identity-config"  # in the vault's avfs/ directory
+_IDENTITY_READ_MAX = 1 << 16
+
+
+def identity_stamps(store_path: str) -> list[list[str | int]] | None:
+    """The key the identity of the vault at ``store_path`` is kept by, or None where it is
+    not kept (an ``includeIf``, an include not followed)."""
+    files, conditional = config_files(store_path)
+    if conditional:
+        return None
+    out: list[list[str | int]] = []
+    for path in [*files, os.path.join(store_path, "config.worktree")]:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append([path])
+            continue
+        out.append([path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    out += [[f"{k}={v}"] for k, v in sorted(git_config_env().items())]
+    return out
+
+
+def kept_identity(store_path: str, key: list[list[str | int]]) -> dict[str, str] | None:
+    """The identity kept under ``key``, or None (none kept, another key, unreadable)."""
+    import json  # (only where a commit is made: a status loads this module too)
+
+    try:
+        with open(os.path.join(store_path, "avfs", IDENTITY_FILE), "rb") as fh:
+            doc = json.loads(fh.read(_IDENTITY_READ_MAX))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != key:
+        return None
+    values = doc.get("values")
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        return None
+    return {str(k): v for k, v in values.items()}
+
+
+def keep_identity(store_path: str, key: list[list[str | int]], values: dict[str, str]) -> None:
+    """Keep ``values`` under ``key`` (replaced whole by a rename; nothing where the vault
+    has no ``avfs/`` directory yet, or a file changed too recently)."""
+    import json
+
+    now = time.time_ns()
+    if any(len(k) == 5 and now - max(int(k[3]), int(k[4])) < CONFIG_RECENT_NS for k in key):
+        return
+    where = os.path.join(store_path, "avfs")
+    tmp = os.path.join(where, f".{IDENTITY_FILE}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, json.dumps({"key": key, "values": values}).encode("ascii"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(where, IDENTITY_FILE))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -1,0 +1,114 @@
+"""Who a cold commit is by, kept beside the vault for the next process
+(``core/store/lineconfig.py`` ``kept_identity``, h-gitspawn1): a process without libgit2 took git's answer
+from a ``git config`` of its own at every commit. Held to git's own answer after each kind
+of change the key must see (the vault's config, a global file, a file one includes, the
+environment's ``GIT_CONFIG_*``); not kept where an ``includeIf`` may make it the fork's;
+a file that is not what avfs wrote is a miss. Each ``GitStore`` here is a new process's
+view (its own cache empty), libgit2 taken for not loaded as in a cold CLI process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from avfs_git.core.store import gitwrite, identity, lineconfig
+from avfs_git.core.store.gitstore import GitStore
+
+
+@pytest.fixture
+def cold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bare vault with avfs's ``avfs/`` directory; libgit2 taken for not loaded; a
+    file's change kept at once (the test's files change within the same second)."""
+    for k in identity._ENV.values():
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(gitwrite, "libgit2_loaded", lambda: False)
+    monkeypatch.setattr(lineconfig, "CONFIG_RECENT_NS", 0)
+    vault = str(tmp_path / "v.git")
+    subprocess.run(["git", "init", "-q", "--bare", vault], check=True)
+    os.mkdir(os.path.join(vault, "avfs"))
+    return vault
+
+
+def _who(vault: str) -> tuple[str, str]:
+    store = GitStore(vault)
+    try:
+        sig = store.signature()
+    finally:
+        store.close()
+    return sig.author.name, sig.author.email
+
+
+def _gits(vault: str) -> tuple[str, str]:
+    def get(key: str) -> str:
+        proc = subprocess.run(["git", "--git-dir", vault, "config", key], capture_output=True, text=True)
+        return proc.stdout.strip()
+
+    return get("user.name"), get("user.email")
+
+
+def _replace(path: Path, text: str) -> None:
+    """``path``'s text replaced by a rename (a new inode: its stamp moves whatever the size)."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_a_later_process_takes_the_kept_answer_and_every_change_asks_git_again(
+    cold: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = Path(os.environ["HOME"])
+    (home / ".gitconfig").write_text("[include]\n\tpath = more.cfg\n")
+    more = home / "more.cfg"
+    more.write_text("[user]\n\tname = Included\n\temail = inc@x.invalid\n")
+    assert _who(cold) == _gits(cold) == ("Included", "inc@x.invalid")
+    kept = Path(cold, "avfs", lineconfig.IDENTITY_FILE)
+    doc = json.loads(kept.read_bytes())
+    assert doc["values"] == {"user.name": "Included", "user.email": "inc@x.invalid"}
+    # what the file holds under the stamps of today's files is what a later process takes
+    doc["values"]["user.name"] = "Kept"
+    kept.write_text(json.dumps(doc))
+    assert _who(cold) == ("Kept", "inc@x.invalid")
+    # the included file changed: git is asked again
+    _replace(more, "[user]\n\tname = Included again\n\temail = inc@x.invalid\n")
+    assert _who(cold) == _gits(cold) == ("Included again", "inc@x.invalid")
+    # the vault's own config
+    subprocess.run(["git", "--git-dir", cold, "config", "user.name", "Vault"], check=True)
+    assert _who(cold) == _gits(cold) == ("Vault", "inc@x.invalid")
+    # the environment names another global file, then gives a setting (git -c)
+    other = tmp_path / "other.cfg"
+    other.write_text("[user]\n\temail = other@x.invalid\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(other))
+    assert _who(cold) == _gits(cold) == ("Vault", "other@x.invalid")
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.email")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "dash@x.invalid")
+    assert _who(cold) == _gits(cold) == ("Vault", "dash@x.invalid")
+    monkeypatch.delenv("GIT_CONFIG_COUNT")
+    assert _who(cold) == ("Vault", "other@x.invalid")
+
+
+def test_an_includeif_is_not_kept_and_a_foreign_file_is_a_miss(cold: str) -> None:
+    home = Path(os.environ["HOME"])
+    (home / ".gitconfig").write_text(f'[includeIf "gitdir:{cold}"]\n\tpath = v.cfg\n')
+    (home / "v.cfg").write_text("[user]\n\tname = Only Here\n\temail = if@x.invalid\n")
+    kept = Path(cold, "avfs", lineconfig.IDENTITY_FILE)
+    assert _who(cold) == _gits(cold) == ("Only Here", "if@x.invalid")
+    assert not kept.exists()
+    (home / ".gitconfig").write_text("[user]\n\tname = Plain\n\temail = p@x.invalid\n")
+    for junk in (
+        b"",
+        b"not json",
+        b'{"key": 1}',
+        b"[]",
+        json.dumps({"key": None, "values": {"a": 1}}).encode(),
+    ):
+        kept.write_bytes(junk)
+        assert _who(cold) == _gits(cold) == ("Plain", "p@x.invalid")
+    key = lineconfig.identity_stamps(cold)
+    assert key is not None
+    kept.write_text(json.dumps({"key": key, "values": {"user.name": 7}}))  # (not what avfs writes)
+    assert _who(cold) == ("Plain", "p@x.invalid")
