@@ -1,5 +1,5 @@
 """Who a cold commit is by, kept beside the vault for the next process
-(``core/store/lineconfig.py`` ``kept_identity``, h-gitspawn1): a process without libgit2 took git's answer
+(``core/store/lineconfig.py`` ``kept_config``, h-gitspawn1): a process without libgit2 took git's answer
 from a ``git config`` of its own at every commit. Held to git's own answer after each kind
 of change the key must see (the vault's config, a global file, a file one includes, the
 environment's ``GIT_CONFIG_*``); not kept where an ``includeIf`` may make it the fork's;
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,55 @@ def test_an_includeif_is_not_kept_and_a_foreign_file_is_a_miss(cold: str) -> Non
     ):
         kept.write_bytes(junk)
         assert _who(cold) == _gits(cold) == ("Plain", "p@x.invalid")
-    key = lineconfig.identity_stamps(cold)
+    key = lineconfig.config_stamps(cold)
     assert key is not None
     kept.write_text(json.dumps({"key": key, "values": {"user.name": 7}}))  # (not what avfs writes)
     assert _who(cold) == ("Plain", "p@x.invalid")
+
+
+_COLD = """
+import sys
+from avfs_git.core.store import lineconfig, vaultconfig
+from avfs_git.core.store.gitstore import GitStore
+lineconfig.CONFIG_RECENT_NS = 0  # (the test's files change within the same second)
+print(vaultconfig.worktree_config_enabled(GitStore(sys.argv[1])), "pygit2" in sys.modules)
+"""
+
+
+def _cold_enabled(vault: str) -> bool:
+    """``worktree_config_enabled`` in a process of its own without libgit2 (a cold daemon's)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD, vault], capture_output=True, text=True, check=True
+    ).stdout
+    enabled, libgit2 = out.split()
+    assert libgit2 == "False"
+    return enabled == "True"
+
+
+def test_a_cold_daemon_takes_the_kept_worktree_config_answer_until_a_config_changes(tmp_path: Path) -> None:
+    """Whether the vault turns on ``extensions.worktreeConfig``, as a mount's daemon started
+    cold asks it (h-gitspawn1: a ``git config`` at every mount before): kept by the config
+    files' stamps; the vault's config or a global file changed, git is asked again."""
+    vault = str(tmp_path / "v.git")
+    subprocess.run(["git", "init", "-q", "--bare", vault], check=True)
+    os.mkdir(os.path.join(vault, "avfs"))
+    kept = Path(vault, "avfs", lineconfig.WORKTREE_CONFIG_FILE)
+    assert _cold_enabled(vault) is False
+    for k, v in (("core.repositoryformatversion", "1"), ("extensions.worktreeConfig", "true")):
+        subprocess.run(["git", "--git-dir", vault, "config", k, v], check=True)
+    assert _cold_enabled(vault) is True
+    doc = json.loads(kept.read_bytes())
+    assert doc["values"] == {"core.repositoryformatversion": "1", "extensions.worktreeconfig": "true"}
+    doc["values"]["extensions.worktreeconfig"] = "false"  # what a later process takes, as kept
+    kept.write_text(json.dumps(doc))
+    assert _cold_enabled(vault) is False
+    subprocess.run(["git", "--git-dir", vault, "config", "extensions.worktreeConfig", "true"], check=True)
+    assert _cold_enabled(vault) is True  # (the vault's config changed: asked)
+    subprocess.run(["git", "--git-dir", vault, "config", "--unset", "extensions.worktreeConfig"], check=True)
+    assert _cold_enabled(vault) is False
+    gitconfig = Path(os.environ["HOME"]) / ".gitconfig"
+    with gitconfig.open("a") as fh:  # (git's listing reads the global files too)
+        fh.write("[extensions]\n\tworktreeConfig = true\n")
+    assert _cold_enabled(vault) is True
+    kept.unlink()
+    assert _cold_enabled(vault) is True  # git's own answer, asked afresh

@@ -72,7 +72,7 @@ class StoreWrites:
 
         Through libgit2 when this process has loaded it, else through ``git config`` (so
         that ``avfs checkpoint save`` does not import pygit2; its answer kept for the next
-        process by the files' stamps, :func:`.lineconfig.kept_identity`): git's own answer, the right
+        process by the files' stamps, :func:`.lineconfig.kept_config`): git's own answer, the right
         one where the two differ (the vault is git's). ``tests/test_identity.py`` compares
         them: they agree on the vault's and the global files, includes and conditional
         includes; libgit2 does not read ``$GIT_CONFIG_GLOBAL``, ``$GIT_CONFIG_SYSTEM`` nor
@@ -98,17 +98,22 @@ class StoreWrites:
 
     def _identity_git_kept(self) -> dict[str, str]:
         """:meth:`_identity_git`, or its answer to an earlier process whose config files
-        were the same (:func:`.lineconfig.kept_identity`: a cold commit starts no ``git config``)."""
-        from .lineconfig import identity_stamps, keep_identity, kept_identity  # (where a commit is made)
+        were the same (:func:`.lineconfig.kept_config`: a cold commit starts no ``git config``)."""
+        from .lineconfig import (
+            IDENTITY_FILE,
+            config_stamps,
+            keep_config,
+            kept_config,
+        )  # (where a commit is made)
 
-        key = identity_stamps(self.path)
+        key = config_stamps(self.path)
         if key is not None:
-            kept = kept_identity(self.path, key)
+            kept = kept_config(self.path, IDENTITY_FILE, key)
             if kept is not None:
-                return kept
+                return {k: v for k, v in kept.items() if v is not None}
         values = self._identity_git()
         if key is not None:
-            keep_identity(self.path, key, values)
+            keep_config(self.path, IDENTITY_FILE, key, values)
         return values
 
     def _identity_files(self, use_libgit2: bool) -> list[str]:

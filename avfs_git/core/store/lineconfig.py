@@ -237,33 +237,32 @@ def fork_settings(store_path: str, branch: str | None) -> dict[str, str] | None:
     return values
 
 
-# -- who a commit is by, kept for the next process ----------------------------------------
-# Who a commit is by, as git's config last said it, kept beside the vault for the next
-# process: ``<vault>/avfs/identity-config`` (:data:`IDENTITY_FILE`).
-#
-# A process that has not loaded libgit2 (a cold ``avfs checkpoint save``, ``vault create``,
-# a first ``proxy exec`` that mounts) asks git for the identity keys of the vault's config
-# (``git config --get-regexp``: git's own reading, the right one where libgit2's differs,
-# :meth:`.gitwrite.StoreWrites._identity_config`); the answer was kept by that process
-# alone, and every such command started a git of its own for it (h-gitspawn1). Kept here
-# by the stamps (inode, size, mtime, ctime) of every file git reads for it -- the vault's
-# config and ``config.worktree``, the system and global files, and every file they
-# include, followed as :func:`config_files` follows them (a superset) -- and
-# the environment's ``GIT_CONFIG_*``: a later process whose stamps are the same takes the
-# answer; any other difference asks git again. Not kept where a file holds an
-# ``includeIf`` or an include is not followed here (the answer may then depend on more:
-# the fork's branch, :func:`fork_settings`), nor while a file's last change is
-# under :data:`.gitrun.CONFIG_RECENT_NS` old (a second write within its clock's tick would
-# leave its stamp unchanged). The file is avfs's own (the vault's ``avfs/`` directory, which
-# no confined command can write); anything in it that is not what was written is a miss.
+# -- git's config answers kept for the next process --------------------------------------
+# What a process that has not loaded libgit2 asked ``git config`` of the vault, kept beside
+# the vault for the next process (h-gitspawn1): who a commit is by (:data:`IDENTITY_FILE`:
+# a cold ``avfs checkpoint save``, ``vault create``, a first ``proxy exec`` that mounts,
+# :meth:`.gitwrite.StoreWrites._identity_config`), and whether the vault turns on
+# ``extensions.worktreeConfig`` (:data:`WORKTREE_CONFIG_FILE`: a mount's daemon started
+# cold, :func:`.vaultconfig.worktree_config_enabled`). Each such command started a git of
+# its own for it. Kept in ``<vault>/avfs/`` by the stamps (inode, size, mtime, ctime) of
+# every file git reads for it -- the vault's config and ``config.worktree``, the system and
+# global files, and every file they include, followed as :func:`config_files` follows them
+# (a superset) -- and the environment's ``GIT_CONFIG_*``: a later process whose stamps are
+# the same takes the answer; any other difference asks git again. Not kept where a file
+# holds an ``includeIf`` or an include is not followed here (the answer may then depend on
+# more: the fork's branch, :func:`fork_settings`), nor while a file's last change is under
+# :data:`.gitrun.CONFIG_RECENT_NS` old (a second write within its clock's tick would leave
+# its stamp unchanged). The files are avfs's own (the vault's ``avfs/`` directory, which no
+# confined command can write); anything in one that is not what was written is a miss.
 
-IDENTITY_FILE = "identity-config"  # in the vault's avfs/ directory
-_IDENTITY_READ_MAX = 1 << 16
+IDENTITY_FILE = "identity-config"
+WORKTREE_CONFIG_FILE = "worktree-config"
+_KEPT_READ_MAX = 1 << 16
 
 
-def identity_stamps(store_path: str) -> list[list[str | int]] | None:
-    """The key the identity of the vault at ``store_path`` is kept by, or None where it is
-    not kept (an ``includeIf``, an include not followed)."""
+def config_stamps(store_path: str) -> list[list[str | int]] | None:
+    """The key an answer of git's config for the vault at ``store_path`` is kept by, or
+    None where none is kept (an ``includeIf``, an include not followed)."""
     files, conditional = config_files(store_path)
     if conditional:
         return None
@@ -279,40 +278,43 @@ def identity_stamps(store_path: str) -> list[list[str | int]] | None:
     return out
 
 
-def kept_identity(store_path: str, key: list[list[str | int]]) -> dict[str, str] | None:
-    """The identity kept under ``key``, or None (none kept, another key, unreadable)."""
-    import json  # (only where a commit is made: a status loads this module too)
+def kept_config(store_path: str, name: str, key: list[list[str | int]]) -> dict[str, str | None] | None:
+    """The answer kept as ``name`` under ``key``, or None (none kept, another key,
+    unreadable, not what avfs writes)."""
+    import json  # (only where one is asked: a status loads this module too)
 
     try:
-        with open(os.path.join(store_path, "avfs", IDENTITY_FILE), "rb") as fh:
-            doc = json.loads(fh.read(_IDENTITY_READ_MAX))
+        with open(os.path.join(store_path, "avfs", name), "rb") as fh:
+            doc = json.loads(fh.read(_KEPT_READ_MAX))
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("key") != key:
         return None
     values = doc.get("values")
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+    if not isinstance(values, dict) or not all(v is None or isinstance(v, str) for v in values.values()):
         return None
     return {str(k): v for k, v in values.items()}
 
 
-def keep_identity(store_path: str, key: list[list[str | int]], values: dict[str, str]) -> None:
-    """Keep ``values`` under ``key`` (replaced whole by a rename; nothing where the vault
-    has no ``avfs/`` directory yet, or a file changed too recently)."""
+def keep_config(
+    store_path: str, name: str, key: list[list[str | int]], values: dict[str, str] | dict[str, str | None]
+) -> None:
+    """Keep ``values`` as ``name`` under ``key`` (replaced whole by a rename; nothing where
+    the vault has no ``avfs/`` directory yet, or a file changed too recently)."""
     import json
 
     now = time.time_ns()
     if any(len(k) == 5 and now - max(int(k[3]), int(k[4])) < CONFIG_RECENT_NS for k in key):
         return
     where = os.path.join(store_path, "avfs")
-    tmp = os.path.join(where, f".{IDENTITY_FILE}.{os.getpid()}.tmp")
+    tmp = os.path.join(where, f".{name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             os.write(fd, json.dumps({"key": key, "values": values}).encode("ascii"))
         finally:
             os.close(fd)
-        os.replace(tmp, os.path.join(where, IDENTITY_FILE))
+        os.replace(tmp, os.path.join(where, name))
     except OSError:
         try:
             os.unlink(tmp)
