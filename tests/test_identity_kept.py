@@ -1,5 +1,5 @@
 """Who a cold commit is by, kept beside the vault for the next process
-(``core/store/lineconfig.py`` ``kept_config``, h-gitspawn1): a process without libgit2 took git's answer
+(``core/store/gitrun.py`` ``kept_config``, h-gitspawn1): a process without libgit2 took git's answer
 from a ``git config`` of its own at every commit. Held to git's own answer after each kind
 of change the key must see (the vault's config, a global file, a file one includes, the
 environment's ``GIT_CONFIG_*``); not kept where an ``includeIf`` may make it the fork's;
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from avfs_git.core.store import gitwrite, identity, lineconfig
+from avfs_git.core.store import gitrun, gitwrite, identity
 from avfs_git.core.store.gitstore import GitStore
 
 
@@ -27,7 +27,7 @@ def cold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     for k in identity._ENV.values():
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setattr(gitwrite, "libgit2_loaded", lambda: False)
-    monkeypatch.setattr(lineconfig, "CONFIG_RECENT_NS", 0)
+    monkeypatch.setattr(gitrun, "CONFIG_RECENT_NS", 0)
     vault = str(tmp_path / "v.git")
     subprocess.run(["git", "init", "-q", "--bare", vault], check=True)
     os.mkdir(os.path.join(vault, "avfs"))
@@ -66,7 +66,7 @@ def test_a_later_process_takes_the_kept_answer_and_every_change_asks_git_again(
     more = home / "more.cfg"
     more.write_text("[user]\n\tname = Included\n\temail = inc@x.invalid\n")
     assert _who(cold) == _gits(cold) == ("Included", "inc@x.invalid")
-    kept = Path(cold, "avfs", lineconfig.IDENTITY_FILE)
+    kept = Path(cold, "avfs", gitrun.IDENTITY_FILE)
     doc = json.loads(kept.read_bytes())
     assert doc["values"] == {"user.name": "Included", "user.email": "inc@x.invalid"}
     # what the file holds under the stamps of today's files is what a later process takes
@@ -96,7 +96,7 @@ def test_an_includeif_is_not_kept_and_a_foreign_file_is_a_miss(cold: str) -> Non
     home = Path(os.environ["HOME"])
     (home / ".gitconfig").write_text(f'[includeIf "gitdir:{cold}"]\n\tpath = v.cfg\n')
     (home / "v.cfg").write_text("[user]\n\tname = Only Here\n\temail = if@x.invalid\n")
-    kept = Path(cold, "avfs", lineconfig.IDENTITY_FILE)
+    kept = Path(cold, "avfs", gitrun.IDENTITY_FILE)
     assert _who(cold) == _gits(cold) == ("Only Here", "if@x.invalid")
     assert not kept.exists()
     (home / ".gitconfig").write_text("[user]\n\tname = Plain\n\temail = p@x.invalid\n")
@@ -109,7 +109,7 @@ def test_an_includeif_is_not_kept_and_a_foreign_file_is_a_miss(cold: str) -> Non
     ):
         kept.write_bytes(junk)
         assert _who(cold) == _gits(cold) == ("Plain", "p@x.invalid")
-    key = lineconfig.config_stamps(cold)
+    key = gitrun.config_stamps(cold)
     assert key is not None
     kept.write_text(json.dumps({"key": key, "values": {"user.name": 7}}))  # (not what avfs writes)
     assert _who(cold) == ("Plain", "p@x.invalid")
@@ -117,9 +117,9 @@ def test_an_includeif_is_not_kept_and_a_foreign_file_is_a_miss(cold: str) -> Non
 
 _COLD = """
 import sys
-from avfs_git.core.store import lineconfig, vaultconfig
+from avfs_git.core.store import gitrun, vaultconfig
 from avfs_git.core.store.gitstore import GitStore
-lineconfig.CONFIG_RECENT_NS = 0  # (the test's files change within the same second)
+gitrun.CONFIG_RECENT_NS = 0  # (the test's files change within the same second)
 print(vaultconfig.worktree_config_enabled(GitStore(sys.argv[1])), "pygit2" in sys.modules)
 """
 
@@ -141,7 +141,7 @@ def test_a_cold_daemon_takes_the_kept_worktree_config_answer_until_a_config_chan
     vault = str(tmp_path / "v.git")
     subprocess.run(["git", "init", "-q", "--bare", vault], check=True)
     os.mkdir(os.path.join(vault, "avfs"))
-    kept = Path(vault, "avfs", lineconfig.WORKTREE_CONFIG_FILE)
+    kept = Path(vault, "avfs", gitrun.WORKTREE_CONFIG_FILE)
     assert _cold_enabled(vault) is False
     for k, v in (("core.repositoryformatversion", "1"), ("extensions.worktreeConfig", "true")):
         subprocess.run(["git", "--git-dir", vault, "config", k, v], check=True)

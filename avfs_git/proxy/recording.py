@@ -284,9 +284,8 @@ def record(
     what the command changed (read from the workspace's journals since ``before.start``),
     the quota counted, and one commit of those changes, with the record taken before the
     command landing under it."""
-    ws, req = plan.ws, plan.req
+    ws, req, index_ran = plan.ws, plan.req, _index_of(placed.sealed)  # (index_ran: before the record)
     refused, gitlinks, fetched = carried
-    index_ran = _index_of(placed.sealed)  # (as the run left it: the record may write it next)
     from . import plantedgit
 
     planted: list[PlantedGitDir] = []

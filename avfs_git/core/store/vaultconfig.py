@@ -14,7 +14,7 @@ from typing import NamedTuple
 from ..errors import CorruptStateError
 from . import configtext
 from .gitlib import git_error, git_errors
-from .gitrun import run
+from .gitrun import WORKTREE_CONFIG_FILE, config_stamps, keep_config, kept_config, run
 from .gitstore import GitStore
 
 
@@ -83,8 +83,6 @@ def worktree_config_enabled(store: GitStore) -> bool:
     libgit2 where this process has it loaded, else ``git config`` (:func:`config_values`:
     a lazy fork's mount daemon loads libgit2 only after it answers, fuse/settle.py)."""
     if "pygit2" not in sys.modules:  # both keys in one git process (a mount's start waits)
-        from .lineconfig import WORKTREE_CONFIG_FILE, config_stamps, keep_config, kept_config
-
         key = config_stamps(store.path)  # (git's answer kept for the next daemon: h-gitspawn1)
         last = kept_config(store.path, WORKTREE_CONFIG_FILE, key) if key is not None else None
         if last is None:
