@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     adopted.become_reaper()
     # before the server is there to find: its children are then its calls' and spares' alone
     serverprobes.probe_sandbox(os.path.abspath(home))
-    serverprobes.probe_git()
+    serverprobes.probe_git(os.path.abspath(home))
     server = Server(os.path.abspath(home), idle)
     lsock = server.bind()
     if lsock is None:

@@ -27,13 +27,14 @@ def probe_sandbox(home: str | None = None) -> None:
         pass  # the call's process probes, as without this
 
 
-def probe_git() -> None:
+def probe_git(home: str | None = None) -> None:
     """The git on this server's ``PATH`` asked its version once (mount/hookscripts.py): a
     mount daemon forked from this server finds the answer and starts no ``git --version``
-    on its way to the mount's answer."""
+    on its way to the mount's answer. Kept in ``home``'s ``run/`` for the next server
+    (the same git: its path and stamp)."""
     try:
         from ..mount import hookscripts
 
-        hookscripts.git_trusts_fsmonitor_in_diff()
+        hookscripts.git_trusts_fsmonitor_in_diff(os.path.join(home, "run") if home else None)
     except Exception:
         pass  # the daemon asks, as without this

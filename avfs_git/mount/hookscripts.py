@@ -198,20 +198,30 @@ FIXED_GIT = (2, 42, 1)
 # (cli/warmdaemon.py) finds the server's answer (asked once as it starts) and starts no
 # `git --version` on its way to the mount's answer
 _FOUND: dict[bytes, bool] = {}
+# the file (in the ``keep`` directory a caller names: a vault's avfs/, a home's run/) that
+# keeps the answer for the next process: the identity, a newline, "1" or "0"
+KEPT_FILE = "git-fsmonitor-in-diff"
 
 
-def git_trusts_fsmonitor_in_diff() -> bool:
+def git_trusts_fsmonitor_in_diff(keep: str | None = None) -> bool:
     """Whether the git on this machine's PATH is :data:`FIXED_GIT` or later. An older git's
     ``check_removed`` skips the ``lstat`` of an entry fsmonitor marked valid and then reads
     the ``struct stat`` it never filled: where that stack garbage looks like a directory
     (about one run in five, with ASLR) ``git diff REV`` (diff-index) takes every such file
     for a deleted one, shows the whole tree removed, and in a lazy mount reads (so fetches)
     every blob of REV. False also where git's version cannot be read. Asked of a git binary
-    once per process (a changed or another binary is asked again)."""
+    once per process (a changed or another binary is asked again); ``keep``: a directory
+    no sandbox can write (the vault's ``avfs/``) where the answer is kept for the next
+    process by the same identity (:data:`KEPT_FILE`: a mount's daemon started cold asked
+    git at every mount, h-gitspawn1)."""
     env = git_env()
     key = git_identity(env)
     if key is not None and key in _FOUND:
         return _FOUND[key]
+    kept = _kept(keep, key)
+    if kept is not None and key is not None:
+        _FOUND[key] = kept
+        return kept
     try:
         out = run(["--version"], env=env, check=False, text=True).stdout
     except Exception:  # no git at all: the mount's hook is never run by one
@@ -220,7 +230,41 @@ def git_trusts_fsmonitor_in_diff() -> bool:
     found = m is not None and (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) >= FIXED_GIT
     if key is not None:
         _FOUND[key] = found
+        if keep is not None and m is not None:
+            _keep(keep, key, found)
     return found
+
+
+def _kept(keep: str | None, key: bytes | None) -> bool | None:
+    """The answer :func:`_keep` kept in ``keep`` for the git ``key`` names, or None."""
+    if keep is None or key is None:
+        return None
+    try:
+        with open(os.path.join(keep, KEPT_FILE), "rb") as fh:
+            ident, _, answer = fh.read(len(key) + 8).rpartition(b"\n")
+    except OSError:
+        return None
+    if ident != key or answer not in (b"0", b"1"):
+        return None
+    return answer == b"1"
+
+
+def _keep(keep: str, key: bytes, found: bool) -> None:
+    """Keep ``found`` for the git ``key`` names in ``keep`` (replaced whole by a rename;
+    nothing where ``keep`` is not there)."""
+    tmp = os.path.join(keep, f".{KEPT_FILE}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, key + b"\n" + (b"1" if found else b"0"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(keep, KEPT_FILE))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def socket_hook(files: str, perl: str | None, timeout_s: int = 60, *, only_status: bool = False) -> str:

@@ -133,7 +133,7 @@ def register(
             if perl is not None:
                 perl = os.path.abspath(perl)
             hook = os.path.join(own, HOOK_FILE)
-            only_status = not git_trusts_fsmonitor_in_diff()  # (hookscripts.FIXED_GIT)
+            only_status = not git_trusts_fsmonitor_in_diff(vault.state_dir)  # (hookscripts.FIXED_GIT)
             write_file(own, HOOK_FILE, socket_hook(own, perl, only_status=only_status).encode(), mode=0o755)
             hook_kind = "python" if perl is None else "perl"
             hooks = ""

@@ -284,7 +284,7 @@ def record(
     what the command changed (read from the workspace's journals since ``before.start``),
     the quota counted, and one commit of those changes, with the record taken before the
     command landing under it."""
-    ws, req = plan.ws, plan.req
+    ws, req, index_ran = plan.ws, plan.req, _index_of(placed.sealed)  # (index_ran: before the record)
     refused, gitlinks, fetched = carried
     from . import plantedgit
 
@@ -364,7 +364,7 @@ def record(
         # part of the envelope)
         not_recorded = _merged(_not_recorded(ws.not_recorded()), gitlinks)
     not_recorded = not_recorded or gitlinks
-    refused = (*refused, *_staged_over(vault, ws, placed.sealed, before, untouched))
+    refused = (*refused, *_staged_over(vault, ws, placed.sealed, before, untouched, index_ran))
     return Recorded(
         changes=tuple(Changed(path=c.path, status=str(c.status), old_path=c.old_path) for c in changes),
         ignored=ignored,
@@ -382,22 +382,32 @@ def record(
     )
 
 
+def _index_of(sealed: Any) -> tuple[int, int, int, int] | None:
+    """The stat data of the mount's index now (None without a mount's git dir)."""
+    from .seal import _index_stat
+
+    if sealed is None or sealed.git_dir is None:
+        return None
+    return _index_stat(os.path.join(sealed.git_dir, "index"))
+
+
 def _staged_over(
-    vault: Vault, ws: Workspace, sealed: Any, before: Before, untouched: bool
+    vault: Vault, ws: Workspace, sealed: Any, before: Before, untouched: bool, index_ran: Any
 ) -> list[RefRefused]:
     """:func:`.sealstaged.keep_staged_over` once the record is made (``sealed``: the run's
     mount git dir, if any), where the index changed in the run or the run wrote a name of
     git's own state (a half of a repository the index's other half completes: either may
-    come from an earlier run)."""
+    come from an earlier run). ``index_ran``: the index's stat data as the run (and the
+    carry-back) left it, before the record: a record that moves the branch rewrites the
+    index itself (the mount's index follows the fork's new commit, keeping what is
+    staged), which stages nothing and is no reason to look (h-gitspawn1: a ``git
+    diff-index`` of every recorded run before)."""
     from ..core.workspace.plantedrule import dirs_of
     from . import sealstaged
-    from .seal import _index_stat
 
     if sealed is None or sealed.git_dir is None:
         return []
-    if _index_stat(os.path.join(sealed.git_dir, "index")) == sealed.index and (
-        untouched or not dirs_of(ws.since.paths(before.start))
-    ):
+    if index_ran == sealed.index and (untouched or not dirs_of(ws.since.paths(before.start))):
         return []
     return [RefRefused(**r) for r in sealstaged.keep_staged_over(vault, sealed.git_dir, ws.view)]
 

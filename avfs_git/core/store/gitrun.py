@@ -28,11 +28,15 @@ if TYPE_CHECKING:
     import subprocess  # imported where git runs: `avfs status` never starts git
 
 __all__ = [
+    "config_files",
     "config_includes",
+    "config_stamps",
     "config_text",
     "git_config_env",
     "git_config_files",
     "git_env",
+    "keep_config",
+    "kept_config",
     "run",
     "run_git",
     "spawn",
@@ -441,3 +445,116 @@ def git_identity(env: dict[str, str]) -> bytes | None:
         return None
     stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     return f"{real}\0{stamp}".encode("utf-8", "surrogateescape")
+
+
+FOLLOWED_MAX = 32  # config files followed through includes (git: 10 levels deep)
+
+
+def config_files(store_path: str) -> tuple[list[str], bool]:
+    """The config files git reads for the vault and every file they include (a superset:
+    :func:`config_includes`), and whether one of them holds an ``includeIf`` (or
+    an include was not followed here: git is asked then)."""
+    todo = [os.path.join(store_path, "config"), *git_config_files()]
+    seen: list[str] = []
+    conditional = False
+    while todo:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        if len(seen) >= FOLLOWED_MAX:
+            return seen, True
+        seen.append(path)
+        text = config_text(path)
+        if text is None or b"include" not in text:
+            continue
+        conditional = conditional or b"includeif" in text
+        more = config_includes(path)
+        if more is None:
+            return seen, True
+        todo += more
+    return seen, conditional
+
+
+# -- git's config answers kept for the next process --------------------------------------
+# What a process that has not loaded libgit2 asked ``git config`` of the vault, kept beside
+# the vault for the next process (h-gitspawn1): who a commit is by (:data:`IDENTITY_FILE`:
+# a cold ``avfs checkpoint save``, ``vault create``, a first ``proxy exec`` that mounts,
+# :meth:`.gitwrite.StoreWrites._identity_config`), and whether the vault turns on
+# ``extensions.worktreeConfig`` (:data:`WORKTREE_CONFIG_FILE`: a mount's daemon started
+# cold, :func:`.vaultconfig.worktree_config_enabled`). Each such command started a git of
+# its own for it. Kept in ``<vault>/avfs/`` by the stamps (inode, size, mtime, ctime) of
+# every file git reads for it -- the vault's config and ``config.worktree``, the system and
+# global files, and every file they include, followed as :func:`config_files` follows them
+# (a superset) -- and the environment's ``GIT_CONFIG_*``: a later process whose stamps are
+# the same takes the answer; any other difference asks git again. Not kept where a file
+# holds an ``includeIf`` or an include is not followed here (the answer may then depend on
+# more: the fork's branch, :func:`.lineconfig.fork_settings`), nor while a file's last change is under
+# :data:`CONFIG_RECENT_NS` old (a second write within its clock's tick would leave
+# its stamp unchanged). The files are avfs's own (the vault's ``avfs/`` directory, which no
+# confined command can write); anything in one that is not what was written is a miss.
+
+IDENTITY_FILE = "identity-config"
+WORKTREE_CONFIG_FILE = "worktree-config"
+_KEPT_READ_MAX = 1 << 16
+
+
+def config_stamps(store_path: str) -> list[list[str | int]] | None:
+    """The key an answer of git's config for the vault at ``store_path`` is kept by, or
+    None where none is kept (an ``includeIf``, an include not followed)."""
+    files, conditional = config_files(store_path)
+    if conditional:
+        return None
+    out: list[list[str | int]] = []
+    for path in [*files, os.path.join(store_path, "config.worktree")]:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append([path])
+            continue
+        out.append([path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    out += [[f"{k}={v}"] for k, v in sorted(git_config_env().items())]
+    return out
+
+
+def kept_config(store_path: str, name: str, key: list[list[str | int]]) -> dict[str, str | None] | None:
+    """The answer kept as ``name`` under ``key``, or None (none kept, another key,
+    unreadable, not what avfs writes)."""
+    import json  # (only where one is asked: a status loads this module too)
+
+    try:
+        with open(os.path.join(store_path, "avfs", name), "rb") as fh:
+            doc = json.loads(fh.read(_KEPT_READ_MAX))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != key:
+        return None
+    values = doc.get("values")
+    if not isinstance(values, dict) or not all(v is None or isinstance(v, str) for v in values.values()):
+        return None
+    return {str(k): v for k, v in values.items()}
+
+
+def keep_config(
+    store_path: str, name: str, key: list[list[str | int]], values: dict[str, str] | dict[str, str | None]
+) -> None:
+    """Keep ``values`` as ``name`` under ``key`` (replaced whole by a rename; nothing where
+    the vault has no ``avfs/`` directory yet, or a file changed too recently)."""
+    import json
+
+    now = time.time_ns()
+    if any(len(k) == 5 and now - max(int(k[3]), int(k[4])) < CONFIG_RECENT_NS for k in key):
+        return
+    where = os.path.join(store_path, "avfs")
+    tmp = os.path.join(where, f".{name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, json.dumps({"key": key, "values": values}).encode("ascii"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(where, name))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

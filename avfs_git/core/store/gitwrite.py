@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 
 from ..errors import CorruptStateError, UsageError
 from .gitlib import git_error, git_errors, libgit2_loaded
-from .gitrun import git_config_env, git_config_files, git_env, run
+from .gitrun import (
+    IDENTITY_FILE,
+    config_stamps,
+    git_config_env,
+    git_config_files,
+    git_env,
+    keep_config,
+    kept_config,
+    run,
+)
 from .identity import Identity, Signatures, resolve
 from .objects import ObjectReadError
 
@@ -71,7 +80,8 @@ class StoreWrites:
         include are not watched.
 
         Through libgit2 when this process has loaded it, else through ``git config`` (so
-        that ``avfs checkpoint save`` does not import pygit2): git's own answer, the right
+        that ``avfs checkpoint save`` does not import pygit2; its answer kept for the next
+        process by the files' stamps, :func:`.gitrun.kept_config`): git's own answer, the right
         one where the two differ (the vault is git's). ``tests/test_identity.py`` compares
         them: they agree on the vault's and the global files, includes and conditional
         includes; libgit2 does not read ``$GIT_CONFIG_GLOBAL``, ``$GIT_CONFIG_SYSTEM`` nor
@@ -91,8 +101,21 @@ class StoreWrites:
         hit: tuple[list[tuple[str, int, int]], dict[str, str]] | None = getattr(self, "_ident_cfg", None)
         if hit is not None and hit[0] == key:
             return hit[1]
-        values = self._identity_libgit2() if use_libgit2 else self._identity_git()
+        values = self._identity_libgit2() if use_libgit2 else self._identity_git_kept()
         self._ident_cfg = (key, values)
+        return values
+
+    def _identity_git_kept(self) -> dict[str, str]:
+        """:meth:`_identity_git`, or its answer to an earlier process whose config files
+        were the same (:func:`.gitrun.kept_config`: a cold commit starts no ``git config``)."""
+        key = config_stamps(self.path)
+        if key is not None:
+            kept = kept_config(self.path, IDENTITY_FILE, key)
+            if kept is not None:
+                return {k: v for k, v in kept.items() if v is not None}
+        values = self._identity_git()
+        if key is not None:
+            keep_config(self.path, IDENTITY_FILE, key, values)
         return values
 
     def _identity_files(self, use_libgit2: bool) -> list[str]:

@@ -46,8 +46,7 @@ import time
 
 from .gitrun import (
     CONFIG_RECENT_NS,
-    config_includes,
-    config_text,
+    config_files,
     git_config_env,
     git_config_files,
     git_env,
@@ -133,37 +132,11 @@ def handle_config(store_path: str, libgit2_eol: str | None = None, branch: str |
 
 
 # -- a fork's settings (see the module's text) --------------------------------------------
-FOLLOWED_MAX = 32  # config files followed through includes (git: 10 levels deep)
 
 # (vault, branch, environment, every file's stamp) -> git's settings, names lower-cased
 _fork_kept: dict[tuple[object, ...], dict[str, str]] = {}
 # (vault, branch) -> the directory git is pointed at
 _dirs: dict[tuple[str, str], str] = {}
-
-
-def _files(store_path: str) -> tuple[list[str], bool]:
-    """The config files git reads for the vault and every file they include (a superset:
-    :func:`.gitrun.config_includes`), and whether one of them holds an ``includeIf`` (or
-    an include was not followed here: git is asked then)."""
-    todo = [os.path.join(store_path, "config"), *git_config_files()]
-    seen: list[str] = []
-    conditional = False
-    while todo:
-        path = todo.pop(0)
-        if path in seen:
-            continue
-        if len(seen) >= FOLLOWED_MAX:
-            return seen, True
-        seen.append(path)
-        text = config_text(path)
-        if text is None or b"include" not in text:
-            continue
-        conditional = conditional or b"includeif" in text
-        more = config_includes(path)
-        if more is None:
-            return seen, True
-        todo += more
-    return seen, conditional
 
 
 def fork_git_dir(store_path: str, branch: str) -> str:
@@ -209,7 +182,7 @@ def fork_settings(store_path: str, branch: str | None) -> dict[str, str] | None:
     fork's own); None where none does, or ``branch`` is None: the vault's reading holds."""
     if branch is None:
         return None
-    files, conditional = _files(store_path)
+    files, conditional = config_files(store_path)
     if not conditional:
         return None
     env_cfg = git_config_env()

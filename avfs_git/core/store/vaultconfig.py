@@ -14,7 +14,7 @@ from typing import NamedTuple
 from ..errors import CorruptStateError
 from . import configtext
 from .gitlib import git_error, git_errors
-from .gitrun import run
+from .gitrun import WORKTREE_CONFIG_FILE, config_stamps, keep_config, kept_config, run
 from .gitstore import GitStore
 
 
@@ -83,15 +83,12 @@ def worktree_config_enabled(store: GitStore) -> bool:
     libgit2 where this process has it loaded, else ``git config`` (:func:`config_values`:
     a lazy fork's mount daemon loads libgit2 only after it answers, fuse/settle.py)."""
     if "pygit2" not in sys.modules:  # both keys in one git process (a mount's start waits)
-        proc = run(
-            ["config", "-z", "--get-regexp", r"^(core\.repositoryformatversion|extensions\.worktreeconfig)$"],
-            git_dir=store.path,
-            check=False,
-            text=True,
-        )
-        if proc.returncode not in (0, 1):  # 1: neither is set
-            raise CorruptStateError(f"cannot read the config of {store.path}: {proc.stderr.strip()}")
-        last = dict(configtext.parse_listing(proc.stdout))  # git's order: the last value wins
+        key = config_stamps(store.path)  # (git's answer kept for the next daemon: h-gitspawn1)
+        last = kept_config(store.path, WORKTREE_CONFIG_FILE, key) if key is not None else None
+        if last is None:
+            last = _worktree_keys(store)
+            if key is not None:
+                keep_config(store.path, WORKTREE_CONFIG_FILE, key, last)
         version = last.get("core.repositoryformatversion", "0")
         if version is None or version.strip() == "0":
             return False
@@ -106,6 +103,20 @@ def worktree_config_enabled(store: GitStore) -> bool:
             return False
     except git_errors() as exc:
         raise git_error(exc, f"cannot read the config of {store.path}") from exc
+
+
+def _worktree_keys(store: GitStore) -> dict[str, str | None]:
+    """``core.repositoryformatversion`` and ``extensions.worktreeconfig`` as ``git config``
+    lists them (the last value of each)."""
+    proc = run(
+        ["config", "-z", "--get-regexp", r"^(core\.repositoryformatversion|extensions\.worktreeconfig)$"],
+        git_dir=store.path,
+        check=False,
+        text=True,
+    )
+    if proc.returncode not in (0, 1):  # 1: neither is set
+        raise CorruptStateError(f"cannot read the config of {store.path}: {proc.stderr.strip()}")
+    return dict(configtext.parse_listing(proc.stdout))  # git's order: the last value wins
 
 
 def enable_worktree_config(store: GitStore) -> None:
