@@ -166,9 +166,38 @@ def _files(store_path: str) -> tuple[list[str], bool]:
     return seen, conditional
 
 
+def live_git_dir(store_path: str, branch: str) -> str | None:
+    """The worktree git dir of the fork's mount (``<vault>/worktrees/avfs-<fork>``: what
+    git in the mount names with ``rev-parse --git-dir``) where it is there and its ``HEAD``
+    names the fork's branch; else None."""
+    from .names import fs_name
+    from .refs import fork_ref
+
+    d = os.path.join(store_path, "worktrees", "avfs-" + fs_name(branch, at=True))
+    try:
+        fd = os.open(os.path.join(d, "HEAD"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    return d if head == f"ref: {fork_ref(branch)}\n".encode() else None
+
+
 def fork_git_dir(store_path: str, branch: str) -> str:
-    """A git dir of this process's whose ``HEAD`` is ``branch`` and whose ``commondir`` is
-    the vault: what git reads config through as in a worktree on that branch."""
+    """The git dir git reads the fork's config through as in a worktree on ``branch``: the
+    fork's mount's own (:func:`live_git_dir`) while it is mounted on its branch, where git
+    matches an ``includeIf "gitdir:"`` against the directory git in the mount matches it
+    against (gitmodel27; its ``config.worktree`` read as git there reads it: the sandbox
+    pins that file, its ``commondir`` and ``gitdir``, proxy/gitstate.py ``PINNED``); else a
+    git dir of this process's whose ``HEAD`` is ``branch`` and whose ``commondir`` is the
+    vault."""
+    live = live_git_dir(store_path, branch)
+    return live if live is not None else _own_git_dir(store_path, branch)
+
+
+def _own_git_dir(store_path: str, branch: str) -> str:
     import shutil  # (only where a config holds an includeIf: a cold status never runs it)
     import tempfile
 
@@ -213,12 +242,16 @@ def fork_settings(store_path: str, branch: str | None) -> dict[str, str] | None:
     if not conditional:
         return None
     env_cfg = git_config_env()
+    live = live_git_dir(store_path, branch)
+    git_dir = live if live is not None else _own_git_dir(store_path, branch)
+    if live is not None:  # (the mount's: git reads its config.worktree; HEAD may move off the fork)
+        files = [*files, os.path.join(live, "HEAD"), os.path.join(live, "config.worktree")]
     stamps = tuple((p, _stamp(p)) for p in files)
-    key = (store_path, branch, tuple(sorted(env_cfg.items())), stamps)
+    key = (store_path, branch, git_dir, tuple(sorted(env_cfg.items())), stamps)
     hit = _fork_kept.get(key)
     if hit is not None:
         return hit
-    env = {**git_env(), **env_cfg, "GIT_DIR": fork_git_dir(store_path, branch)}
+    env = {**git_env(), **env_cfg, "GIT_DIR": git_dir}
     proc = run(["config", "-z", "--list"], env=env, check=False)
     values: dict[str, str] = {}
     if proc.returncode == 0:
