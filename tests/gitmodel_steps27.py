@@ -1,0 +1,164 @@
+"""The git model's steps of its twenty-seventh round (gitmodel27, tests/test_git_model27.py
+runs them): a fork's own settings as git in its mount reads them, where the condition
+that includes them is the git dir (`includeIf "gitdir:"`, `"gitdir/i:"`) or the settings
+are the ones that decide how the working tree is read (`core.fileMode`, `core.ignoreCase`,
+`core.symlinks`), beside a plain worktree.
+
+- ``gitdir_included(pair)``: :meth:`.gitmodel_steps25.TwentyFifthRoundSteps.included_setting`
+  with the include's condition each side's own git dir, as ``git rev-parse
+  --absolute-git-dir`` names it (the mount's: ``<vault>/worktrees/avfs-f``; the plain
+  clone's ``.git``; for ``gitdir/i`` in upper case): git in the mount reads the file, and
+  what avfs records and lists must be what it reads (autocrlf, an attributes file, an
+  excludes file).
+- ``fork_core(setting)``: `includeIf "onbranch:f"` on both sides naming a file that sets
+  ``core.fileMode false`` (a tracked file made executable: no change, a checkpoint records
+  none), ``core.ignoreCase true`` (a `.gitignore` pattern in upper case: the file in lower
+  case ignored) or ``core.symlinks false`` (a committed symlink replaced by a regular file
+  holding its target: git takes it for the link unchanged); the same done again once the
+  file no longer sets it; the include unset.
+
+A mixin of :class:`tests.test_git_model.GitModel` beside
+:class:`.gitmodel_steps25.TwentyFifthRoundSteps` (its helpers)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+
+GITDIR_SETTINGS = ("autocrlf", "attributesFile", "excludesFile")
+GITDIR_CONDS = ("gitdir", "gitdir/i")
+GITDIR_PAIRS = tuple((s, c) for s in GITDIR_SETTINGS for c in GITDIR_CONDS)
+CORE_SETTINGS = ("fileMode", "ignoreCase", "symlinks")
+IGNORE_DIR = "ignorecase-27"
+LINK = "link-27"
+
+
+class TwentySeventhRoundSteps:
+    """The steps; see the module's docstring."""
+
+    # what else the model has (annotations only: the model's own are used)
+    m: Any
+    p: Any
+    home: str
+    clock: int
+    last_checkpoint: bool
+    both: Any
+    busy: Any
+    check: Any
+    checkpoint: Any
+    note: Any
+    _write: Any
+    _both_files: Any
+    _exercise: Any
+    _setting_text: Any
+
+    def _gitdir_keys(self, cond: str) -> list[str]:
+        """Each side's (plain, mount) ``includeIf`` key naming its own git dir."""
+        keys = []
+        for side in (self.p, self.m):
+            gd = side.git("rev-parse", "--absolute-git-dir").stdout.strip()
+            keys.append(f"includeIf.{cond}:{gd.upper() if cond.endswith('/i') else gd}.path")
+        return keys
+
+    def _each(self, keys: list[str], value: str | None) -> None:
+        """`git config KEY VALUE` (None: `--unset KEY`) on each side with its own key
+        (plain, mount)."""
+        self.note(f"git config {keys[1]} {value} (plain: {keys[0]})")
+        for side, key in zip((self.p, self.m), keys, strict=True):
+            side.git("config", key, value) if value is not None else side.git("config", "--unset", key)
+
+    @rule(pair=st.sampled_from(GITDIR_PAIRS))
+    def gitdir_included(self, pair: tuple[str, str]) -> None:
+        """See the module's docstring."""
+        if self.busy() is not None:
+            return
+        setting, cond = pair
+        included = os.path.join(self.home, f"included-27-{setting}.conf")
+        self._write(included, "")
+        keys = self._gitdir_keys(cond)
+        self._each(keys, included)
+        self.check()
+        self._write(included, self._setting_text(setting))
+        for side in (self.p, self.m):  # (git itself reads it on both sides)
+            got = side.git(
+                "config", "--show-origin", "--get-regexp", f"core\\.{setting.lower()}", check=False
+            )
+            assert included in got.stdout, f"{side.root}: {keys}: {got.stdout!r}"
+        self._exercise(setting, True)
+        self._write(included, "# nothing set here now\n")
+        self._exercise(setting, False)
+        self._each(keys, None)
+        self._tidy()
+
+    def _tidy(self) -> None:
+        made = [p for p in ("crlf-25", "ident-25.txt") if os.path.lexists(os.path.join(self.p.root, p))]
+        if made:
+            self.both("rm", "-q", "-r", "--", *made)
+            self.both("commit", "-q", "--no-verify", "-m", "the converted files gone")
+            self.last_checkpoint = False
+
+    @rule(setting=st.sampled_from(CORE_SETTINGS))
+    def fork_core(self, setting: str) -> None:
+        """See the module's docstring."""
+        if self.busy() is not None:
+            return
+        included = os.path.join(self.home, f"included-27-{setting}.conf")
+        self._write(included, "")
+        self.both("config", "includeIf.onbranch:f.path", included)
+        if setting == "symlinks":  # (a committed link, made while git trusts links)
+            for side in (self.p, self.m):
+                if os.path.lexists(os.path.join(side.root, LINK)):
+                    os.unlink(os.path.join(side.root, LINK))
+                os.symlink("README.md", os.path.join(side.root, LINK))
+            self.both("add", "--", LINK)
+            self.both("commit", "-q", "--no-verify", "-m", "a link")
+            self.last_checkpoint = False
+        self.check()
+        self._write(included, f"[core]\n\t{setting} = {'true' if setting == 'ignoreCase' else 'false'}\n")
+        self._core_exercise(setting)
+        self._write(included, "# nothing set here now\n")
+        self._core_exercise(setting)
+        self.both("config", "--unset", "includeIf.onbranch:f.path")
+        if setting == "symlinks":
+            self.both("rm", "-q", "--", LINK)
+            self.both("commit", "-q", "--no-verify", "-m", "the link gone")
+            self.last_checkpoint = False
+        self.check()
+
+    def _core_exercise(self, setting: str) -> None:
+        """What ``setting`` changes, done on both sides, checked, a checkpoint, put back."""
+        if setting == "fileMode":
+            for side in (self.p, self.m):
+                os.chmod(os.path.join(side.root, "README.md"), 0o755)
+            self.note("chmod +x README.md")
+            self.check()
+            self.checkpoint(False)
+            self.check()
+            for side in (self.p, self.m):
+                os.chmod(os.path.join(side.root, "README.md"), 0o644)
+            self.note("chmod -x README.md")
+        elif setting == "ignoreCase":
+            for side in (self.p, self.m):
+                os.makedirs(os.path.join(side.root, IGNORE_DIR), exist_ok=True)
+            self._both_files(f"{IGNORE_DIR}/.gitignore", b"*.IGN27\n")
+            self._both_files(f"{IGNORE_DIR}/scratch.ign27", b"scratch %d\n" % self.clock)
+            self.check()
+            for side in (self.p, self.m):
+                os.unlink(os.path.join(side.root, IGNORE_DIR, "scratch.ign27"))
+                os.unlink(os.path.join(side.root, IGNORE_DIR, ".gitignore"))
+                os.rmdir(os.path.join(side.root, IGNORE_DIR))
+        else:  # symlinks: the link replaced by a file holding its target
+            for side in (self.p, self.m):
+                os.unlink(os.path.join(side.root, LINK))
+            self._both_files(LINK, b"README.md")
+            self.check()
+            self.checkpoint(False)
+            self.check()
+            for side in (self.p, self.m):
+                os.unlink(os.path.join(side.root, LINK))
+                os.symlink("README.md", os.path.join(side.root, LINK))
+            self.note(f"ln -s README.md {LINK}")
+        self.check()
