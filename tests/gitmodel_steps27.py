@@ -16,6 +16,13 @@ are the ones that decide how the working tree is read (`core.fileMode`, `core.ig
   case ignored) or ``core.symlinks false`` (a committed symlink replaced by a regular file
   holding its target: git takes it for the link unchanged); the same done again once the
   file no longer sets it; the include unset.
+- ``fsmonitor_bypass(how)``: a new ``core.hooksPath`` (the person's stage hooks) on both
+  sides, then a commit that does not ask git's fsmonitor (``dash_c``: ``git -c
+  core.fsmonitor=false commit``, after a `git status`: decided, docs/fuse.md "gitmodel27")
+  or, with git's fsmonitor off for the worktree, does not run ``pre-commit``
+  (``no_verify``: ``git commit --no-verify``, which still runs ``prepare-commit-msg`` and
+  ``post-commit``): the hooks git runs are the new directory's on both sides; the setting
+  unset and the same again (no hook runs).
 
 A mixin of :class:`tests.test_git_model.GitModel` beside
 :class:`.gitmodel_steps25.TwentyFifthRoundSteps` (its helpers)."""
@@ -28,10 +35,13 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
+from .gitmodel_steps24 import POST_COMMIT_MARK, STAGED_BY_HOOK
+
 GITDIR_SETTINGS = ("autocrlf", "attributesFile", "excludesFile")
 GITDIR_CONDS = ("gitdir", "gitdir/i")
 GITDIR_PAIRS = tuple((s, c) for s in GITDIR_SETTINGS for c in GITDIR_CONDS)
 CORE_SETTINGS = ("fileMode", "ignoreCase", "symlinks")
+BYPASSES = ("dash_c", "no_verify")
 IGNORE_DIR = "ignorecase-27"
 LINK = "link-27"
 
@@ -54,6 +64,7 @@ class TwentySeventhRoundSteps:
     _both_files: Any
     _exercise: Any
     _setting_text: Any
+    _stage_hooks: Any
 
     def _gitdir_keys(self, cond: str) -> list[str]:
         """Each side's (plain, mount) ``includeIf`` key naming its own git dir."""
@@ -162,3 +173,53 @@ class TwentySeventhRoundSteps:
                 os.symlink("README.md", os.path.join(side.root, LINK))
             self.note(f"ln -s README.md {LINK}")
         self.check()
+
+    @rule(how=st.sampled_from(BYPASSES))
+    def fsmonitor_bypass(self, how: str) -> None:
+        """See the module's docstring."""
+        if self.busy() is not None:
+            return
+        kept = [
+            side.git("config", "--worktree", "--get", "core.fsmonitor", check=False).stdout.strip()
+            for side in (self.p, self.m)
+        ]
+        if how == "no_verify":
+            self.both("config", "--worktree", "core.fsmonitor", "false")
+        hooks = os.path.join(self.home, "hooks-27")
+        self._stage_hooks(hooks)
+        self.both("config", "core.hooksPath", hooks)
+        self._bypass_commit(how, True)
+        self.both("config", "--unset", "core.hooksPath")
+        self._bypass_commit(how, False)
+        for side, value in zip((self.p, self.m), kept, strict=True):
+            self.note(f"git config --worktree core.fsmonitor {value!r} ({side.root})")
+            if value:
+                side.git("config", "--worktree", "core.fsmonitor", value)
+            else:
+                side.git("config", "--worktree", "--unset", "core.fsmonitor")
+        self.check()
+
+    def _bypass_commit(self, how: str, hooked: bool) -> None:
+        word = f"{how} {'hooked' if hooked else 'unhooked'}-27"
+        self.note(f"write README.md {word!r}")
+        for side in (self.p, self.m):
+            with open(os.path.join(side.root, "README.md"), "a") as fh:
+                fh.write(f"{word} {self.clock}\n")
+        if how == "dash_c":  # (a command that asks fsmonitor first: docs/fuse.md "gitmodel27")
+            self.both("status", "--porcelain")
+            assert self.both("-c", "core.fsmonitor=false", "commit", "-q", "-a", "-m", word)
+        else:
+            assert self.both("commit", "--no-verify", "-q", "-a", "-m", word)
+        self.last_checkpoint = False
+        for side in (self.p, self.m):
+            files = side.git("show", "--name-only", "--format=", "HEAD").stdout.split()
+            ran = os.path.exists(os.path.join(side.root, POST_COMMIT_MARK))
+            staged = STAGED_BY_HOOK in files
+            assert ran == hooked and staged == (hooked and how == "dash_c"), (
+                f"{side.root}: {how}: post-commit ran={ran}, pre-commit staged={staged}, set={hooked}"
+            )
+        self.check()
+        for side in (self.p, self.m):
+            mark = os.path.join(side.root, POST_COMMIT_MARK)
+            if os.path.exists(mark):
+                os.unlink(mark)

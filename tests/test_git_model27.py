@@ -18,7 +18,7 @@ import pytest
 
 from . import test_git_model as tgm
 from .gitmodel_steps25 import TwentyFifthRoundSteps
-from .gitmodel_steps27 import CORE_SETTINGS, GITDIR_PAIRS, TwentySeventhRoundSteps
+from .gitmodel_steps27 import BYPASSES, CORE_SETTINGS, GITDIR_PAIRS, TwentySeventhRoundSteps
 from .gitmount import _require
 
 
@@ -62,6 +62,22 @@ def test_a_forks_own_filemode_ignorecase_and_symlinks_are_read_as_git_reads_them
         model.check()
         for n, setting in enumerate(CORE_SETTINGS):
             model.fork_core(setting)
+            _after(model, n)
+    finally:
+        model.teardown()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_the_persons_new_hooks_run_in_a_commit_that_does_not_ask_fsmonitor(backend: str) -> None:
+    """Each of :data:`.gitmodel_steps27.BYPASSES` beside a plain clone."""
+    _require(backend)
+    tgm.BACKEND = backend
+    model = GitModel27()
+    try:
+        model.check()
+        for n, how in enumerate(BYPASSES):
+            model.fsmonitor_bypass(how)
             _after(model, n)
     finally:
         model.teardown()

@@ -29,11 +29,12 @@ worktree reads it (``GIT_DIR`` its git dir: ``includeIf "onbranch:FORK"`` and
 
 And where nothing asks the daemon (the person's ``core.fsmonitor false`` for the worktree,
 ``git config --worktree``), the hooks that start a command's chain (:data:`GATES`:
-``pre-commit``, ``pre-merge-commit``, ``pre-push``) are links to small scripts of the
+``pre-commit``, ``pre-merge-commit``, ``prepare-commit-msg`` (the first of a `commit
+--no-verify`'s, since gitmodel27), ``pre-push``) are links to small scripts of the
 mount's (:data:`GATES_DIR`) that make the same test and, where the file is older than a
 change, ask the daemon to point the link again (:data:`QUESTION` over its socket) before
-they run the person's hook: the rest of the chain (``prepare-commit-msg``, ``commit-msg``,
-``post-commit``) then follows the new link. The daemon makes them so, and back, as git
+they run the person's hook: the rest of the chain (``commit-msg``, ``post-commit``) then
+follows the new link. The daemon makes them so, and back, as git
 rewrites the worktree's ``config.worktree`` (an inotify watch of its git dir,
 mount/hooksocket.py; :func:`fsmonitor_off`); while git asks the daemon they are links to the
 person's hooks as every other name (a script there costs git a second read of the index
@@ -59,7 +60,10 @@ QUESTION = "avfs-persons"
 # link each to a script in GATES_DIR (beside the hooks directory), else to the person's hook
 # as every other name (a hook of that name costs git a second read of the index, and of
 # fsmonitor's answer, in every commit: 1.2x a commit's time, bench/hookchainab.py)
-GATES = ("pre-commit", "pre-merge-commit", "pre-push")
+# (and ``prepare-commit-msg``: `git commit --no-verify` runs no pre-commit, and then ran the
+# old directory's prepare-commit-msg; a hook git runs without reading the index again after:
+# gitmodel27)
+GATES = ("pre-commit", "pre-merge-commit", "prepare-commit-msg", "pre-push")
 GATES_DIR = "gates"
 WATCHED_MAX = 32  # config files followed through includes (git: 10 levels deep)
 
