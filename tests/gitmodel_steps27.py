@@ -14,8 +14,9 @@ are the ones that decide how the working tree is read (`core.fileMode`, `core.ig
   ``core.fileMode false`` (a tracked file made executable: no change, a checkpoint records
   none), ``core.ignoreCase true`` (a `.gitignore` pattern in upper case: the file in lower
   case ignored) or ``core.symlinks false`` (a committed symlink replaced by a regular file
-  holding its target: git takes it for the link unchanged); the same done again once the
-  file no longer sets it; the include unset.
+  holding its target: git takes it for the link unchanged), a checkpoint made while the
+  fork is not mounted; the same done again once the file no longer sets it (a checkpoint
+  in the mount); the include unset.
 - ``fsmonitor_bypass(how)``: a new ``core.hooksPath`` (the person's stage hooks) on both
   sides, then a commit that does not ask git's fsmonitor (``dash_c``: ``git -c
   core.fsmonitor=false commit``, after a `git status`: decided, docs/fuse.md "gitmodel27")
@@ -59,6 +60,7 @@ class TwentySeventhRoundSteps:
     busy: Any
     check: Any
     checkpoint: Any
+    checkpoint_unmounted: Any
     note: Any
     _write: Any
     _both_files: Any
@@ -79,7 +81,7 @@ class TwentySeventhRoundSteps:
         (plain, mount)."""
         self.note(f"git config {keys[1]} {value} (plain: {keys[0]})")
         for side, key in zip((self.p, self.m), keys, strict=True):
-            side.git("config", key, value) if value is not None else side.git("config", "--unset", key)
+            side.git("config", *((key, value) if value is not None else ("--unset", key)))
 
     @rule(pair=st.sampled_from(GITDIR_PAIRS))
     def gitdir_included(self, pair: tuple[str, str]) -> None:
@@ -129,9 +131,9 @@ class TwentySeventhRoundSteps:
             self.last_checkpoint = False
         self.check()
         self._write(included, f"[core]\n\t{setting} = {'true' if setting == 'ignoreCase' else 'false'}\n")
-        self._core_exercise(setting)
+        self._core_exercise(setting, unmounted=True)
         self._write(included, "# nothing set here now\n")
-        self._core_exercise(setting)
+        self._core_exercise(setting, unmounted=False)
         self.both("config", "--unset", "includeIf.onbranch:f.path")
         if setting == "symlinks":
             self.both("rm", "-q", "--", LINK)
@@ -139,14 +141,21 @@ class TwentySeventhRoundSteps:
             self.last_checkpoint = False
         self.check()
 
-    def _core_exercise(self, setting: str) -> None:
-        """What ``setting`` changes, done on both sides, checked, a checkpoint, put back."""
+    def _checkpoint(self, unmounted: bool) -> None:
+        if unmounted:
+            self.checkpoint_unmounted()
+        else:
+            self.checkpoint(False)
+
+    def _core_exercise(self, setting: str, unmounted: bool) -> None:
+        """What ``setting`` changes, done on both sides, checked, a checkpoint (``unmounted``:
+        made while the fork is not mounted), put back."""
         if setting == "fileMode":
             for side in (self.p, self.m):
                 os.chmod(os.path.join(side.root, "README.md"), 0o755)
             self.note("chmod +x README.md")
             self.check()
-            self.checkpoint(False)
+            self._checkpoint(unmounted)
             self.check()
             for side in (self.p, self.m):
                 os.chmod(os.path.join(side.root, "README.md"), 0o644)
@@ -166,7 +175,7 @@ class TwentySeventhRoundSteps:
                 os.unlink(os.path.join(side.root, LINK))
             self._both_files(LINK, b"README.md")
             self.check()
-            self.checkpoint(False)
+            self._checkpoint(unmounted)
             self.check()
             for side in (self.p, self.m):
                 os.unlink(os.path.join(side.root, LINK))

@@ -73,22 +73,23 @@ def _filemode_in(text: bytes, want: tuple[bytes, bytes] = (b"core", b"filemode")
     return True, found
 
 
-def trusts_exec_bit(store_path: str, worktree_git_dir: str | None = None) -> bool:
+def trusts_exec_bit(store_path: str, worktree_git_dir: str | None = None, branch: str | None = None) -> bool:
     """Whether git trusts the exec bit of the vault at ``store_path``'s working trees (with
     ``worktree_git_dir``: of that worktree, the fork's mount's, whose ``config.worktree``
     git reads last where ``extensions.worktreeConfig`` is on): its ``core.fileMode``, true
-    where no file the person owns sets it (git's default)."""
-    return _trusts(store_path, worktree_git_dir, b"filemode")
+    where no file the person owns sets it (git's default). ``branch``: the fork's, where a
+    config includes a file (:func:`_asked`)."""
+    return _trusts(store_path, worktree_git_dir, b"filemode", branch)
 
 
-def trusts_symlinks(store_path: str, worktree_git_dir: str | None = None) -> bool:
+def trusts_symlinks(store_path: str, worktree_git_dir: str | None = None, branch: str | None = None) -> bool:
     """:func:`trusts_exec_bit` for git's ``core.symlinks`` (gitmodel27): false, git takes a
     regular file at a path its index holds as a symbolic link for that link, its bytes the
     link's target (``read-cache.c``: ``ce_mode_from_stat``), as :func:`recorded_mode` does."""
-    return _trusts(store_path, worktree_git_dir, b"symlinks")
+    return _trusts(store_path, worktree_git_dir, b"symlinks", branch)
 
 
-def _trusts(store_path: str, worktree_git_dir: str | None, key: bytes) -> bool:
+def _trusts(store_path: str, worktree_git_dir: str | None, key: bytes, branch: str | None) -> bool:
     trusted = True
     vault_config = os.path.join(store_path, "config")
     for path in (*git_config_files(), vault_config):
@@ -97,7 +98,10 @@ def _trusts(store_path: str, worktree_git_dir: str | None, key: bytes) -> bool:
             continue
         read, value = _filemode_in(text, (b"core", key))
         if not read:
-            return _asked(store_path, worktree_git_dir, key)
+            trusted = _asked(store_path, worktree_git_dir, key, branch)
+            if worktree_git_dir is None or _linked(worktree_git_dir):
+                return trusted  # (git read the worktree's config.worktree too)
+            break  # (an unmounted fork's kept git dir: its config.worktree below)
         if value is not None:
             trusted = value
     if worktree_git_dir is None:
@@ -133,13 +137,34 @@ def _worktree_config_on(vault_config: str) -> bool:
     return proc.returncode == 0 and proc.stdout.strip() == b"true"
 
 
-def _asked(store_path: str, worktree_git_dir: str | None = None, key: bytes = b"filemode") -> bool:
+def _linked(git_dir: str) -> bool:
+    """Whether ``git_dir`` is a linked worktree's git dir (a mount's: its ``commondir``
+    names the vault), not the git dir an unmount kept (no ``commondir``: git takes it for
+    no repository)."""
+    return os.path.isfile(os.path.join(git_dir, "commondir"))
+
+
+def _asked(
+    store_path: str, worktree_git_dir: str | None = None, key: bytes = b"filemode", branch: str | None = None
+) -> bool:
     """git's own answer (an include followed, a quoted value read): one ``git config``, in
-    the worktree ``worktree_git_dir`` where one is given (its ``config.worktree`` read)."""
+    the worktree ``worktree_git_dir`` where it is a mount's (its ``config.worktree`` read),
+    else where ``branch`` is given as in a worktree on the fork's branch
+    (:func:`.lineconfig.fork_git_dir`: ``includeIf "onbranch:"`` matched as there; an
+    unmounted fork's ``core.fileMode false`` in a file its config includes for it was
+    read as the vault's HEAD's, or, through the kept git dir, as no repository's:
+    gitmodel27), else on the vault."""
     from .gitrun import run
 
     try:
-        git_dir = store_path if worktree_git_dir is None else worktree_git_dir
+        if worktree_git_dir is not None and _linked(worktree_git_dir):
+            git_dir = worktree_git_dir
+        elif branch is not None:
+            from .lineconfig import fork_git_dir
+
+            git_dir = fork_git_dir(store_path, branch)
+        else:
+            git_dir = store_path
         proc = run(["config", "--type=bool", "--get", "core." + key.decode()], git_dir=git_dir, check=False)
     except Exception:  # (git cannot be run: git's default)
         return True

@@ -79,13 +79,13 @@ class Changes:
         """git's ``core.fileMode`` for this fork (core/store/filemode.py): the person's
         config, and its mount's ``config.worktree`` where the fork has a mount's worktree."""
         wt = None if self._worktree_git_dir is None else self._worktree_git_dir()
-        return trusts_exec_bit(self.store.path, wt)
+        return trusts_exec_bit(self.store.path, wt, self.view.branch)
 
     def links_trusted(self) -> bool:
         """git's ``core.symlinks`` for this fork, read as :meth:`exec_bit_trusted` reads
         ``core.fileMode`` (gitmodel27: core/store/filemode.py ``recorded_mode``)."""
         wt = None if self._worktree_git_dir is None else self._worktree_git_dir()
-        return trusts_symlinks(self.store.path, wt)
+        return trusts_symlinks(self.store.path, wt, self.view.branch)
 
     def modes_trusted(self) -> bool:
         """Whether git takes every file's mode as the live tree has it (``core.fileMode``
