@@ -411,7 +411,7 @@ def build(
     and in every checkpoint of the fork after it."""
     swapped = {} if swapped is None else swapped
     # (git's core.fileMode and core.symlinks: core/store/filemode.py)
-    trusted = (ws.changes.exec_bit_trusted(), ws.changes.links_trusted())
+    trusted = ws.changes.modes_trusted()
     frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv, swapped, trusted)]
     value: str | None = None
     while frames:
