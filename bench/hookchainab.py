@@ -10,7 +10,9 @@ side: a file changed, `git status --porcelain` timed, then `git commit -q -a` ti
 to ``bench/results/hookchainab-<--branch>-<time>.json`` (the gitmodel24 round: the person's hooks
 directory looked up when git runs each hook, where the mount's links had named it as the
 mount found it; gitmodel25: pre-commit, pre-merge-commit and pre-push a script each, which
-asks the daemon where a config file changed).
+asks the daemon where a config file changed; ``--fsmonitor-off``, gitmodel27: with git's
+fsmonitor off for the worktree, where those scripts are the hooks, and prepare-commit-msg
+one too).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--backend", default="overlay")
     ap.add_argument("--branch", default="h-gitmodel25", help="the branch the results file is named by")
+    ap.add_argument(
+        "--fsmonitor-off",
+        action="store_true",
+        help="`git config --worktree core.fsmonitor false` in each mount (gitmodel25's gates; gitmodel27's prepare-commit-msg)",
+    )
     ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
     args = ap.parse_args()
     trees = worktrees(args.sides)
@@ -71,6 +78,10 @@ def main() -> None:
                 [avfs_bin(tree), "--vault", "p:f1", "mount", "--backend", args.backend],
                 env=env, capture_output=True, text=True, check=True,
             ).stdout.strip().splitlines()[-1]  # fmt: skip
+            if args.fsmonitor_off:
+                subprocess.run(
+                    ["git", "config", "--worktree", "core.fsmonitor", "false"], cwd=mps[side], check=True
+                )
         try:
             for i in range(args.rounds + 1):  # round 0 warms the caches, untimed
                 loads.append(load())
@@ -113,7 +124,7 @@ def main() -> None:
         ratios = {k: round(median_of_ratios(got[a][k], got[b][k]), 3) for k in keys}
         print(f"{a}/{b} median of per-round ratios: {ratios}")
     print_loads(loads)
-    write_json(stamped(f"hookchainab-{args.branch}"), {"rounds": args.rounds, "backend": args.backend, "sides": trees, "loads": loads, "rows": rows, "ratios": ratios, "samples": got}, announce=True)  # fmt: skip
+    write_json(stamped(f"hookchainab-{args.branch}"), {"rounds": args.rounds, "backend": args.backend, "fsmonitor_off": args.fsmonitor_off, "sides": trees, "loads": loads, "rows": rows, "ratios": ratios, "samples": got}, announce=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ are the ones that decide how the working tree is read (`core.fileMode`, `core.ig
   --absolute-git-dir`` names it (the mount's: ``<vault>/worktrees/avfs-f``; the plain
   clone's ``.git``; for ``gitdir/i`` in upper case): git in the mount reads the file, and
   what avfs records and lists must be what it reads (autocrlf, an attributes file, an
-  excludes file).
+  excludes file); ``vault``: ``gitdir:<vault>/`` (the clone's: its own directory), the
+  checkpoints made while the fork is not mounted.
 - ``fork_core(setting)``: `includeIf "onbranch:f"` on both sides naming a file that sets
   ``core.fileMode false`` (a tracked file made executable: no change, a checkpoint records
   none), ``core.ignoreCase true`` (a `.gitignore` pattern in upper case: the file in lower
@@ -40,7 +41,13 @@ from .gitmodel_steps24 import POST_COMMIT_MARK, STAGED_BY_HOOK
 
 GITDIR_SETTINGS = ("autocrlf", "attributesFile", "excludesFile")
 GITDIR_CONDS = ("gitdir", "gitdir/i")
-GITDIR_PAIRS = tuple((s, c) for s in GITDIR_SETTINGS for c in GITDIR_CONDS)
+# and `vault`: `gitdir:<vault>/` (the plain clone's: `gitdir:<clone>/`), its checkpoints made
+# while the fork is not mounted
+GITDIR_PAIRS = (
+    *((s, c) for s in GITDIR_SETTINGS for c in GITDIR_CONDS),
+    ("autocrlf", "vault"),
+    ("attributesFile", "vault"),
+)
 CORE_SETTINGS = ("fileMode", "ignoreCase", "symlinks")
 BYPASSES = ("dash_c", "no_verify")
 IGNORE_DIR = "ignorecase-27"
@@ -62,6 +69,7 @@ class TwentySeventhRoundSteps:
     checkpoint: Any
     checkpoint_unmounted: Any
     note: Any
+    vault: str
     _write: Any
     _both_files: Any
     _exercise: Any
@@ -69,7 +77,10 @@ class TwentySeventhRoundSteps:
     _stage_hooks: Any
 
     def _gitdir_keys(self, cond: str) -> list[str]:
-        """Each side's (plain, mount) ``includeIf`` key naming its own git dir."""
+        """Each side's (plain, mount) ``includeIf`` key naming its own git dir (``vault``:
+        the directory of the vault, of the plain clone)."""
+        if cond == "vault":
+            return [f"includeIf.gitdir:{self.p.root}/.path", f"includeIf.gitdir:{self.vault}/.path"]
         keys = []
         for side in (self.p, self.m):
             gd = side.git("rev-parse", "--absolute-git-dir").stdout.strip()
@@ -100,9 +111,14 @@ class TwentySeventhRoundSteps:
                 "config", "--show-origin", "--get-regexp", f"core\\.{setting.lower()}", check=False
             )
             assert included in got.stdout, f"{side.root}: {keys}: {got.stdout!r}"
-        self._exercise(setting, True)
-        self._write(included, "# nothing set here now\n")
-        self._exercise(setting, False)
+        if cond == "vault":  # (the exercise's checkpoints made while the fork is not mounted)
+            self.__dict__["checkpoint"] = lambda _name_it: self.checkpoint_unmounted()
+        try:
+            self._exercise(setting, True)
+            self._write(included, "# nothing set here now\n")
+            self._exercise(setting, False)
+        finally:
+            self.__dict__.pop("checkpoint", None)
         self._each(keys, None)
         self._tidy()
 
