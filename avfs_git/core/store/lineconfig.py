@@ -146,7 +146,6 @@ _fork_kept: dict[tuple[object, ...], dict[str, str]] = {}
 # (vault, branch) -> the directory git is pointed at (not the mount's); the temp dir's made
 _dirs: dict[tuple[str, str], str] = {}
 _tmp_dirs: list[str] = []
-_registered: list[bool] = []  # their removal at exit
 
 
 def _files(store_path: str) -> tuple[list[str], bool]:
@@ -252,13 +251,12 @@ def _own_git_dir(store_path: str, branch: str) -> str:
         for old in _tmp_dirs:
             shutil.rmtree(old, ignore_errors=True)
         _tmp_dirs.clear()
-    _tmp_dirs.append(d)
-    _dirs[key] = d
-    if not _registered:
+    if not _tmp_dirs:
         import atexit
 
-        atexit.register(_remove_dirs)
-        _registered.append(True)  # (once a process)
+        atexit.register(_remove_dirs)  # (again after a clear: removing twice is harmless)
+    _tmp_dirs.append(d)
+    _dirs[key] = d
     return d
 
 
