@@ -28,10 +28,10 @@ from .gitmount import _require
 # AVFS_MODEL27_ALL=1)
 ALL = bool(os.environ.get("AVFS_MODEL27_ALL"))
 GITDIR_RUNS = {
-    "overlay": [("autocrlf", "gitdir"), ("excludesFile", "gitdir/i"), ("attributesFile", "vault")],
-    "fuse": [("attributesFile", "gitdir/i"), ("autocrlf", "vault")],
+    "overlay": [("autocrlf", "gitdir"), ("attributesFile", "vault")],
+    "fuse": [("excludesFile", "gitdir/i")],
 }
-CORE_RUNS = {"overlay": list(CORE_SETTINGS), "fuse": ["symlinks", "fileMode"]}
+CORE_RUNS = {"overlay": list(CORE_SETTINGS), "fuse": ["symlinks"]}  # (pure FUSE: the retired file)
 BYPASS_RUNS = {"overlay": list(BYPASSES), "fuse": ["no_verify"]}
 
 
