@@ -67,6 +67,7 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     baseline_args(ap, 15)
+    ap.add_argument("--branch", default="h-gitmodel26", help="the branch the results file is named by")
     args = ap.parse_args()
     trees = this_and_baseline(args.baseline)
     loads: list[float] = []
@@ -104,7 +105,7 @@ def main() -> None:
                 "wall": median_of_ratios(wall[a], wall[b]),
                 "cpu": median_of_ratios(cpu[a], cpu[b]),
             }
-    write_json(stamped("forkconfigab-h-gitmodel26"), doc, announce=True)
+    write_json(stamped(f"forkconfigab-{args.branch}"), doc, announce=True)
     print_json(doc)
 
 

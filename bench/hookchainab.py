@@ -13,7 +13,7 @@ mount found it; gitmodel25: pre-commit, pre-merge-commit and pre-push a script e
 asks the daemon where a config file changed). ``--fsmonitor-off``: each mount's worktree
 with `git config --worktree core.fsmonitor false` first (plant5: the first hook of each
 of git's commands, prepare-commit-msg and post-index-change among them, a gate script
-then), timed once its daemon has made pre-commit a gate.
+then; gitmodel27 measured the same option), timed once its daemon has made pre-commit a gate.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def test_the_mount_s_worktree_config_decides_last_where_git_reads_it(vault: Any)
             capture_output=True, text=True, check=False,
         ).stdout.strip()  # fmt: skip
         assert filemode.trusts_exec_bit(vault.path, str(wt)) is want and asked in ("", str(want).lower())
-        assert vault.workspace("main").changes.exec_bit_trusted() is want
+        assert vault.workspace("main").changes.modes_trusted()[0] is want
 
     agrees(True)  # (extensions.worktreeConfig off: git does not read config.worktree)
     _git("--git-dir", vault.path, "config", "extensions.worktreeConfig", "true")

@@ -30,7 +30,8 @@ worktree reads it (``GIT_DIR`` its git dir: ``includeIf "onbranch:FORK"`` and
 And where nothing asks the daemon (the person's ``core.fsmonitor false`` for the worktree,
 ``git config --worktree``), the hooks that start a command's chain (:data:`GATES`:
 ``pre-commit``, ``pre-merge-commit``, ``pre-push``, and since plant5 the first hook of
-each of git's other commands: ``prepare-commit-msg``, ``post-index-change``...) are links
+each of git's other commands: ``prepare-commit-msg`` (the first of a `commit --no-verify`'s:
+gitmodel27 too), ``post-index-change``...) are links
 to small scripts of the mount's (:data:`GATES_DIR`) that make the same test and, where the
 file is older than a change, ask the daemon to point the link again (:data:`QUESTION` over
 its socket) before they run the person's hook: the rest of the chain (``commit-msg``,

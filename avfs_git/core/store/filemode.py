@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 
-from ..types import MODE_BLOB, MODE_EXEC
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
 from .gitrun import config_text, git_config_files
 
-__all__ = ["recorded_mode", "trusts_exec_bit"]
+__all__ = ["recorded_mode", "trusts_exec_bit", "trusts_symlinks"]
 
 _TRUE = (b"true", b"yes", b"on", b"1")
 _FALSE = (b"false", b"no", b"off", b"0", b"")
@@ -73,30 +73,45 @@ def _filemode_in(text: bytes, want: tuple[bytes, bytes] = (b"core", b"filemode")
     return True, found
 
 
-def trusts_exec_bit(store_path: str, worktree_git_dir: str | None = None) -> bool:
+def trusts_exec_bit(store_path: str, worktree_git_dir: str | None = None, branch: str | None = None) -> bool:
     """Whether git trusts the exec bit of the vault at ``store_path``'s working trees (with
     ``worktree_git_dir``: of that worktree, the fork's mount's, whose ``config.worktree``
     git reads last where ``extensions.worktreeConfig`` is on): its ``core.fileMode``, true
-    where no file the person owns sets it (git's default)."""
+    where no file the person owns sets it (git's default). ``branch``: the fork's, where a
+    config includes a file (:func:`_asked`)."""
+    return _trusts(store_path, worktree_git_dir, b"filemode", branch)
+
+
+def trusts_symlinks(store_path: str, worktree_git_dir: str | None = None, branch: str | None = None) -> bool:
+    """:func:`trusts_exec_bit` for git's ``core.symlinks`` (gitmodel27): false, git takes a
+    regular file at a path its index holds as a symbolic link for that link, its bytes the
+    link's target (``read-cache.c``: ``ce_mode_from_stat``), as :func:`recorded_mode` does."""
+    return _trusts(store_path, worktree_git_dir, b"symlinks", branch)
+
+
+def _trusts(store_path: str, worktree_git_dir: str | None, key: bytes, branch: str | None) -> bool:
     trusted = True
     vault_config = os.path.join(store_path, "config")
     for path in (*git_config_files(), vault_config):
         text = config_text(path)
-        if text is None or (b"filemode" not in text and b"include" not in text):
+        if text is None or (key not in text and b"include" not in text):
             continue
-        read, value = _filemode_in(text)
+        read, value = _filemode_in(text, (b"core", key))
         if not read:
-            return _asked(store_path, worktree_git_dir)
+            trusted = _asked(store_path, worktree_git_dir, key, branch)
+            if worktree_git_dir is None or _linked(worktree_git_dir):
+                return trusted  # (git read the worktree's config.worktree too)
+            break  # (an unmounted fork's kept git dir: its config.worktree below)
         if value is not None:
             trusted = value
     if worktree_git_dir is None:
         return trusted
     text = config_text(os.path.join(worktree_git_dir, "config.worktree"))
-    if text is None or (b"filemode" not in text and b"include" not in text):
+    if text is None or (key not in text and b"include" not in text):
         return trusted
-    read, value = _filemode_in(text)
+    read, value = _filemode_in(text, (b"core", key))
     if not read:
-        return _asked(store_path, worktree_git_dir)
+        return _asked(store_path, worktree_git_dir, key)
     if value is None or not _worktree_config_on(vault_config):
         return trusted
     return value
@@ -122,23 +137,48 @@ def _worktree_config_on(vault_config: str) -> bool:
     return proc.returncode == 0 and proc.stdout.strip() == b"true"
 
 
-def _asked(store_path: str, worktree_git_dir: str | None = None) -> bool:
+def _linked(git_dir: str) -> bool:
+    """Whether ``git_dir`` is a linked worktree's git dir (a mount's: its ``commondir``
+    names the vault), not the git dir an unmount kept (no ``commondir``: git takes it for
+    no repository)."""
+    return os.path.isfile(os.path.join(git_dir, "commondir"))
+
+
+def _asked(
+    store_path: str, worktree_git_dir: str | None = None, key: bytes = b"filemode", branch: str | None = None
+) -> bool:
     """git's own answer (an include followed, a quoted value read): one ``git config``, in
-    the worktree ``worktree_git_dir`` where one is given (its ``config.worktree`` read)."""
+    the worktree ``worktree_git_dir`` where it is a mount's (its ``config.worktree`` read),
+    else where ``branch`` is given as in a worktree on the fork's branch
+    (:func:`.lineconfig.fork_git_dir`: ``includeIf "onbranch:"`` matched as there; an
+    unmounted fork's ``core.fileMode false`` in a file its config includes for it was
+    read as the vault's HEAD's, or, through the kept git dir, as no repository's:
+    gitmodel27), else on the vault."""
     from .gitrun import run
 
     try:
-        git_dir = store_path if worktree_git_dir is None else worktree_git_dir
-        proc = run(["config", "--type=bool", "--get", "core.filemode"], git_dir=git_dir, check=False)
+        if worktree_git_dir is not None and _linked(worktree_git_dir):
+            git_dir = worktree_git_dir
+        elif branch is not None:
+            from .lineconfig import fork_git_dir
+
+            git_dir = fork_git_dir(store_path, branch)
+        else:
+            git_dir = store_path
+        proc = run(["config", "--type=bool", "--get", "core." + key.decode()], git_dir=git_dir, check=False)
     except Exception:  # (git cannot be run: git's default)
         return True
     return proc.returncode != 0 or proc.stdout.strip() != b"false"
 
 
-def recorded_mode(mode: int, held: tuple[str, int] | None, trusted: bool) -> int:
+def recorded_mode(mode: int, held: tuple[str, int] | None, trusted: bool, links: bool = True) -> int:
     """The mode a file of the live tree with ``mode`` is recorded (and compared) with where
     HEAD holds ``held`` (id, mode; None: nothing) at its path: its own where git trusts the
-    exec bit or it is no regular file, else HEAD's regular file's, else 100644."""
+    exec bit or it is no regular file, else HEAD's regular file's, else 100644. Where git
+    does not trust symbolic links (``links``: ``core.symlinks``) a regular file at HEAD's
+    link is that link (:func:`trusts_symlinks`)."""
+    if not links and mode in (MODE_BLOB, MODE_EXEC) and held is not None and held[1] == MODE_LINK:
+        return MODE_LINK
     if trusted or mode not in (MODE_BLOB, MODE_EXEC):
         return mode
     if held is not None and held[1] in (MODE_BLOB, MODE_EXEC):

@@ -26,17 +26,23 @@ mount stores LF and ``$Id$``, the status listed a file the fork's excludes file 
 a checkpoint's author was not the one git names; found by gitmodel25, closed by
 gitmodel26).
 
-:func:`fork_settings` asks git once (``git config --list``) with ``GIT_DIR`` a small directory
-of this process's that names the fork's branch as its ``HEAD`` and the vault as its
-``commondir`` (a linked worktree's git dir, without its ``config.worktree``: what avfs
-writes there is avfs's, as for the person's hooks), and keeps the answer by the stamps of
-every config file git reads and of every file they include, and the environment's
-``GIT_CONFIG_*``. Where no config file holds an ``includeIf`` at all (most homes) it
-answers None at the cost of a few ``stat`` calls (:func:`.gitrun.config_text`): the
-vault's reading is the fork's, and the callers read as before.
+:func:`fork_settings` asks git once (``git config --list``) with ``GIT_DIR`` a git dir
+that names the fork's branch as its ``HEAD`` and the vault as its ``commondir``: the
+fork's mount's own worktree git dir while the fork is mounted on its branch
+(``<vault>/worktrees/avfs-<fork>``, its ``config.worktree`` read as git there reads it),
+else ``<vault>/avfs/forkconfig/worktrees/avfs-<fork>`` (avfs's, two files), and keeps the
+answer by the stamps of every config file git reads and of every file they include, and
+the environment's ``GIT_CONFIG_*``. Where no config file holds an ``includeIf`` at all
+(most homes) it answers None at the cost of a few ``stat`` calls
+(:func:`.gitrun.config_text`): the vault's reading is the fork's, and the callers read as
+before.
 
-``gitdir:`` conditions are matched by git against the directory given, here this
-process's own, not the mount's worktree's git dir (left: docs/git.md).
+``gitdir:`` and ``gitdir/i:`` conditions are matched by git against that directory
+(gitmodel27; before, against a directory of this process's under ``/tmp``): in the mount's
+own while mounted, as git in the mount matches them; unmounted, a condition naming the
+vault or a directory above it (``gitdir:~/.avfs/``, ``gitdir:<vault>/``), or the
+worktree's name (``gitdir:**/avfs-<fork>``), is met as in the mount, one naming the
+mount's ``worktrees/`` directory itself is not (docs/fuse.md "gitmodel27").
 """
 
 from __future__ import annotations
@@ -135,13 +141,52 @@ def handle_config(store_path: str, libgit2_eol: str | None = None, branch: str |
 
 # (vault, branch, environment, every file's stamp) -> git's settings, names lower-cased
 _fork_kept: dict[tuple[object, ...], dict[str, str]] = {}
-# (vault, branch) -> the directory git is pointed at
+# (vault, branch) -> the directory git is pointed at (not the mount's); the temp dir's made
 _dirs: dict[tuple[str, str], str] = {}
+_tmp_dirs: list[str] = []
+
+
+def live_git_dir(store_path: str, branch: str) -> str | None:
+    """The worktree git dir of the fork's mount (``<vault>/worktrees/avfs-<fork>``: what
+    git in the mount names with ``rev-parse --git-dir``) where it is there and its ``HEAD``
+    names the fork's branch; else None."""
+    from .names import fs_name
+    from .refs import fork_ref
+
+    d = os.path.join(store_path, "worktrees", "avfs-" + fs_name(branch, at=True))
+    try:
+        fd = os.open(os.path.join(d, "HEAD"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    return d if head == f"ref: {fork_ref(branch)}\n".encode() else None
 
 
 def fork_git_dir(store_path: str, branch: str) -> str:
-    """A git dir of this process's whose ``HEAD`` is ``branch`` and whose ``commondir`` is
-    the vault: what git reads config through as in a worktree on that branch."""
+    """The git dir git reads the fork's config through as in a worktree on ``branch``: the
+    fork's mount's own (:func:`live_git_dir`) while it is mounted on its branch, where git
+    matches an ``includeIf "gitdir:"`` against the directory git in the mount matches it
+    against (gitmodel27; its ``config.worktree`` read as git there reads it: the sandbox
+    pins that file, its ``commondir`` and ``gitdir``, proxy/gitstate.py ``PINNED``); else a
+    git dir of this process's whose ``HEAD`` is ``branch`` and whose ``commondir`` is the
+    vault."""
+    live = live_git_dir(store_path, branch)
+    return live if live is not None else _own_git_dir(store_path, branch)
+
+
+OWN_DIR = ("avfs", "forkconfig", "worktrees")  # under the vault: the forks' own git dirs
+
+
+def _own_git_dir(store_path: str, branch: str) -> str:
+    """A git dir whose ``HEAD`` is ``branch`` and whose ``commondir`` is the vault, at
+    ``<vault>/avfs/forkconfig/worktrees/avfs-<fork>`` (avfs's state, shared by every process:
+    its two files are the same for all), so that a ``gitdir:`` condition naming the vault
+    (``gitdir:~/.avfs/``, ``gitdir:<vault>/``) or the worktree's name (``**/avfs-<fork>``)
+    is met for an unmounted fork as in its mount (gitmodel27); one of this process's under
+    the temp dir where the vault's cannot be made."""
     import shutil  # (only where a config holds an includeIf: a cold status never runs it)
     import tempfile
 
@@ -149,29 +194,70 @@ def fork_git_dir(store_path: str, branch: str) -> str:
     got = _dirs.get(key)
     if got is not None and os.path.isdir(got):
         return got
+    from .names import fs_name
     from .refs import fork_ref
 
+    want = {"HEAD": f"ref: {fork_ref(branch)}\n", "commondir": os.path.abspath(store_path) + "\n"}
+    parent = os.path.join(store_path, *OWN_DIR)
+    d = os.path.join(parent, "avfs-" + fs_name(branch, at=True))
+    try:
+        if not _holds(d, want):
+            os.makedirs(parent, exist_ok=True)
+            new = tempfile.mkdtemp(prefix=".new-", dir=parent)
+            _fill(new, want)
+            shutil.rmtree(d, ignore_errors=True)  # (another's, older: the vault moved)
+            try:
+                os.rename(new, d)
+            except OSError:  # (another process's came first)
+                shutil.rmtree(new, ignore_errors=True)
+            if not _holds(d, want):
+                raise OSError("not made")
+        if len(_dirs) >= _KEPT_MAX:
+            _dirs.clear()
+        _dirs[key] = d
+        return d
+    except OSError:
+        pass
     d = tempfile.mkdtemp(prefix="avfs-forkconfig-")
-    with open(os.path.join(d, "HEAD"), "w") as fh:
-        fh.write(f"ref: {fork_ref(branch)}\n")
-    with open(os.path.join(d, "commondir"), "w") as fh:
-        fh.write(os.path.abspath(store_path) + "\n")
-    if len(_dirs) >= _KEPT_MAX:
-        for old in _dirs.values():
+    _fill(d, want)
+    if len(_tmp_dirs) >= _KEPT_MAX:
+        for old in _tmp_dirs:
             shutil.rmtree(old, ignore_errors=True)
-        _dirs.clear()
-    _dirs[key] = d
-    if len(_dirs) == 1:
+        _tmp_dirs.clear()
+    if not _tmp_dirs:
         import atexit
 
-        atexit.register(_remove_dirs)
+        atexit.register(_remove_dirs)  # (again after a clear: removing twice is harmless)
+    _tmp_dirs.append(d)
+    _dirs[key] = d
     return d
+
+
+def _fill(d: str, want: dict[str, str]) -> None:
+    for name, text in want.items():
+        with open(os.path.join(d, name), "w") as fh:
+            fh.write(text)
+
+
+def _holds(d: str, want: dict[str, str]) -> bool:
+    """Whether the directory ``d`` holds the files ``want`` names, each as it says."""
+    for name, text in want.items():
+        try:
+            fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            if os.read(fd, 4097) != text.encode("utf-8", "surrogateescape"):
+                return False
+        finally:
+            os.close(fd)
+    return True
 
 
 def _remove_dirs() -> None:
     import shutil
 
-    for d in _dirs.values():
+    for d in _tmp_dirs:
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -186,12 +272,16 @@ def fork_settings(store_path: str, branch: str | None) -> dict[str, str] | None:
     if not conditional:
         return None
     env_cfg = git_config_env()
+    live = live_git_dir(store_path, branch)
+    git_dir = live if live is not None else _own_git_dir(store_path, branch)
+    if live is not None:  # (the mount's: git reads its config.worktree; HEAD may move off the fork)
+        files = [*files, os.path.join(live, "HEAD"), os.path.join(live, "config.worktree")]
     stamps = tuple((p, _stamp(p)) for p in files)
-    key = (store_path, branch, tuple(sorted(env_cfg.items())), stamps)
+    key = (store_path, branch, git_dir, tuple(sorted(env_cfg.items())), stamps)
     hit = _fork_kept.get(key)
     if hit is not None:
         return hit
-    env = {**git_env(), **env_cfg, "GIT_DIR": fork_git_dir(store_path, branch)}
+    env = {**git_env(), **env_cfg, "GIT_DIR": git_dir}
     proc = run(["config", "-z", "--list"], env=env, check=False)
     values: dict[str, str] = {}
     if proc.returncode == 0:

@@ -410,7 +410,8 @@ def build(
     command's directory 1,000 levels deep raised ``RecursionError`` in the exec's commit
     and in every checkpoint of the fork after it."""
     swapped = {} if swapped is None else swapped
-    trusted = ws.changes.exec_bit_trusted()  # (git's core.fileMode: core/store/filemode.py)
+    # (git's core.fileMode and core.symlinks: core/store/filemode.py)
+    trusted = ws.changes.modes_trusted()
     frames = [_build(ws, p, under, by_parent, dirty, sub_dirty, pw, refused, conv, swapped, trusted)]
     value: str | None = None
     while frames:
@@ -438,11 +439,12 @@ def _build(
     refused: set[str] | None,
     conv: Conversion | None = None,
     swapped: dict[str, Entry] | None = None,
-    trusted: bool = True,
+    trusted: tuple[bool, bool] = (True, True),
 ) -> Generator[tuple[str, str | None], str | None, str | None]:
     """:func:`build` of one directory: yields (subdirectory, its old tree) for each changed
     subdirectory and is sent its new tree. ``trusted``: git's ``core.fileMode`` (false: a
-    file keeps the mode the tree had at its path, :func:`.filemode.recorded_mode`)."""
+    file keeps the mode the tree had at its path, :func:`.filemode.recorded_mode`) and
+    ``core.symlinks`` (false: a file at a link's path is that link)."""
     items = dict(ws.store.tree_items(under))
     subdirs: dict[str, str | None] = {}
     for e in by_parent.get(p, []):
@@ -473,21 +475,21 @@ def _build(
             if e.kind == FILE:
                 assert data is not None
                 blob = pw.add(OBJ_BLOB, data) if conv is None else conv.blob(pw, e.path, e.mode, data, None)
-                items[name] = (blob, recorded_mode(e.mode, held, trusted))
+                items[name] = (blob, recorded_mode(e.mode, held, *trusted))
             else:
                 assert e.oid is not None
-                items[name] = (e.oid, recorded_mode(e.mode, held, trusted))
+                items[name] = (e.oid, recorded_mode(e.mode, held, *trusted))
         elif e.kind == FILE:
             oid, now = _file_blob(ws, e, pw, conv)
             if now is not e and swapped is not None:
                 swapped[e.path] = now
-            items[name] = (oid, recorded_mode(now.mode, items.get(name), trusted))
+            items[name] = (oid, recorded_mode(now.mode, items.get(name), *trusted))
         elif e.mode == MODE_TREE:
             subdirs[name] = e.oid
             items.pop(name, None)
         else:
             assert e.oid is not None
-            items[name] = (e.oid, recorded_mode(e.mode, items.get(name), trusted))
+            items[name] = (e.oid, recorded_mode(e.mode, items.get(name), *trusted))
     # directories with changes below them but no entry of their own
     for name in sub_dirty.get(p, []):
         if name not in subdirs:

@@ -16,7 +16,7 @@ from typing import Any
 from ..store import names
 from ..store.gitstore import GitStore
 from ..store.treediff import diff_trees
-from ..types import MODE_BLOB, MODE_EXEC, MODE_TREE, Change
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Change
 from . import origins, upper
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
 from .wsattrs import converted_paths
@@ -285,14 +285,17 @@ def retirable(ws: Fork, captured: list[Entry], tree: str, *, fresh: bool = False
     the workspace keeps the file as it is, as git's work tree does): those the last
     capture converted (``ws.captured_converted``), or with ``fresh`` those found now. And
     a file the tree holds with another mode (`core.fileMode false`: the commit keeps HEAD's
-    mode, the workspace the file's exec bit, as git's work tree does)."""
+    mode, the workspace the file's exec bit, as git's work tree does), or as a link
+    (`core.symlinks false`: a file at HEAD's link is recorded as that link, gitmodel27)."""
     kept = converted_paths(ws.view, captured) if fresh else ws.captured_converted
     out: list[Entry] = []
     for e in captured:
         if e.kind != DELETED:
             hit = None if e.path in kept else ws.store.tree_lookup(tree, e.path)
             if hit is None or (
-                e.mode in (MODE_BLOB, MODE_EXEC) and hit[1] in (MODE_BLOB, MODE_EXEC) and hit[1] != e.mode
+                e.mode in (MODE_BLOB, MODE_EXEC)
+                and hit[1] in (MODE_BLOB, MODE_EXEC, MODE_LINK)
+                and hit[1] != e.mode
             ):
                 continue
         out.append(e)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from ..errors import AvfsError
 from ..store import gitnames, names
-from ..store.filemode import recorded_mode, trusts_exec_bit
+from ..store.filemode import recorded_mode, trusts_exec_bit, trusts_symlinks
 from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE
@@ -62,7 +62,7 @@ class Changes:
         of the directories it is given, those git's index in the fork's mount holds as
         gitlinks (:func:`staged_submodules`). ``worktree_git_dir``: the worktree git dir
         of the fork's mount, whose ``config.worktree`` may set ``core.fileMode``
-        (:meth:`exec_bit_trusted`)."""
+        (:meth:`modes_trusted`)."""
         self.view = view
         self.store = view.store
         self.overlay = overlay
@@ -72,13 +72,14 @@ class Changes:
         self._worktree_git_dir = worktree_git_dir
         self._ignore_rules: IgnoreRules | None = None
         self.last_read: list[Entry] | None = None  # the entries the last status read
-        self._trusted = True  # git's core.fileMode, read at each status (core/store/filemode.py)
+        self._modes = (True, True)  # git's core.fileMode and core.symlinks, read at each status
 
-    def exec_bit_trusted(self) -> bool:
-        """git's ``core.fileMode`` for this fork (core/store/filemode.py): the person's
-        config, and its mount's ``config.worktree`` where the fork has a mount's worktree."""
-        wt = None if self._worktree_git_dir is None else self._worktree_git_dir()
-        return trusts_exec_bit(self.store.path, wt)
+    def modes_trusted(self) -> tuple[bool, bool]:
+        """git's ``core.fileMode`` and (gitmodel27) ``core.symlinks`` for this fork
+        (core/store/filemode.py): the person's config, and its mount's ``config.worktree``
+        where the fork has a mount's worktree."""
+        wt, branch = None if self._worktree_git_dir is None else self._worktree_git_dir(), self.view.branch
+        return trusts_exec_bit(self.store.path, wt, branch), trusts_symlinks(self.store.path, wt, branch)
 
     def is_dirty(self) -> bool:
         """True when there are uncheckpointed changes: empty new directories and paths git
@@ -100,7 +101,7 @@ class Changes:
         rest, frozen = self.pruned()
         added, tracked = self._added_paths(rest)
         if tracked:  # a deletion, or a change of a tracked path (an exec bit alone: core.fileMode)
-            return self.exec_bit_trusted() or bool(self.status())
+            return all(self.modes_trusted()) or bool(self.status())
         if added is None:
             changes = self._changes(rest, hash_files=False, skip=frozen)
             if any(c.status is not ChangeStatus.ADDED for c in changes):
@@ -202,7 +203,7 @@ class Changes:
             git_dir=self._mount_git_dir(),
             base_diff=self.base_diff,
             pin_diff=self._pin_diff,
-            trusted=self.exec_bit_trusted(),
+            trusted=all(self.modes_trusted()),
         )
 
     def base_diff(self, old: str, new: str) -> list[str] | None:
@@ -390,7 +391,7 @@ class Changes:
             for e in entries:
                 if e.path:
                     kids.setdefault(names.parent_of(e.path), []).append(e)
-        self._trusted = self.exec_bit_trusted()
+        self._modes = self.modes_trusted()
         self._status_dir("", self.view.base_tree, root, dirty, out, hash_files, skip, kids)
         return out
 
@@ -467,19 +468,23 @@ class Changes:
                     if bo is not None:
                         diff_entry(self.store, child, bo, None, out)
                     out.append(
-                        Change(child, ChangeStatus.ADDED, new_mode=recorded_mode(n.mode, None, self._trusted))
+                        Change(
+                            child,
+                            ChangeStatus.ADDED,
+                            new_mode=recorded_mode(n.mode, None, *self._modes),
+                        )
                     )
                 else:  # a new path's content is not needed to know it is new
-                    mode = recorded_mode(n.mode, bo, self._trusted)
+                    mode = recorded_mode(n.mode, bo, *self._modes)
                     how = ChangeStatus.TYPE_CHANGED if type_changed(bo[1], mode) else ChangeStatus.MODIFIED
                     out.append(Change(child, how, old_mode=bo[1], new_mode=mode, old_oid=bo[0]))
             else:
                 assert n.oid is not None
-                diff_entry(self.store, child, bo, (n.oid, recorded_mode(n.mode, bo, self._trusted)), out)
+                diff_entry(self.store, child, bo, (n.oid, recorded_mode(n.mode, bo, *self._modes)), out)
 
     def _status_file(self, child: str, bo: tuple[str, int] | None, n: Node, out: list[Change]) -> None:
         oid = self.view.entry_oid(n)  # (the mode as git records it: core.fileMode)
-        diff_entry(self.store, child, bo, (oid, recorded_mode(n.mode, bo, self._trusted)), out)
+        diff_entry(self.store, child, bo, (oid, recorded_mode(n.mode, bo, *self._modes)), out)
 
     @property
     def ignore_rules(self) -> IgnoreRules:
