@@ -67,7 +67,9 @@ def main() -> None:
     ap.add_argument("--backends", default="overlay,fuse")
     ap.add_argument("--files", type=int, default=10000, help="the fork's seeded files, in 100 directories")
     ap.add_argument("--sdist", help="a release archive (.tar.gz) whose files are the vault's instead")
-    ap.add_argument("--idle", type=float, default=6.0, help="seconds between the mount's answer and the unmount")
+    ap.add_argument(
+        "--idle", type=float, default=6.0, help="seconds between the mount's answer and the unmount"
+    )
     ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
     args = ap.parse_args()
     trees = worktrees(args.sides)
@@ -112,7 +114,8 @@ def main() -> None:
             xs = got[b][side]
             r = rows[b][side] = {k: round(statistics.median(x[k] for x in xs), 1) for k in KEYS}
             r["cpu_vs_first"] = round(
-                statistics.median(x["cpu_ms"] / y["cpu_ms"] for x, y in zip(xs, got[b][first], strict=True)), 3
+                statistics.median(x["cpu_ms"] / y["cpu_ms"] for x, y in zip(xs, got[b][first], strict=True)),
+                3,
             )
             print(
                 f"{b:8s} {side:8s} life {r['cpu_ms']:7.1f} ms ({r['cpu_vs_first']:.2f}x): mount {r['mount_cpu_ms']:.1f} "

@@ -268,7 +268,9 @@ def test_an_overlay_mount_walks_nothing_unless_asked(home, vault, tmp_path):
             time.sleep(0.02)
         listed = [line for line in trace.read_text().splitlines() if line.startswith("readdir /d")]
         assert listed == [], listed[:10]
-        found = subprocess.run(["find", str(mp), "-name", "f.txt"], capture_output=True, text=True, check=True)
+        found = subprocess.run(
+            ["find", str(mp), "-name", "f.txt"], capture_output=True, text=True, check=True
+        )
         assert len(found.stdout.split()) == ndirs
     finally:
         mounts.unmount(home, vault, info.fork, lazy=True)
