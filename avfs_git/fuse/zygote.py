@@ -100,8 +100,8 @@ def _shipped_policy() -> None:
     """The shipped policy's layer made here, from the package's own file, and its
     programs' patterns compiled, as the resident CLI server makes them (cli/prewarm.py):
     every daemon's exec server loads the default policy as it warms up (proxy/server.py
-    ``warm_up``), and each forked daemon validated the shipped file anew (~5-8 ms of its
-    CPU, a tenth of a small fork's mount's life). A daemon whose shipped file differs from
+    ``warm_up``), and each forked daemon validated the shipped file anew (~2-3 ms of its
+    CPU, of a small fork's ~90 ms life: docs/benchmarks.md, h-mountcost1's section). A daemon whose shipped file differs from
     this one's makes its own (policy/config.py keys the layer by the file's text)."""
     from ..policy.config import load_shipped
 
