@@ -1,5 +1,5 @@
-"""The background walk of an overlay mount's lower layer (fuse/warm.py): it lists every
-directory once, stands aside while git's fsmonitor hook is being asked (a ``git status``
+"""The background walk of an overlay mount's lower layer (fuse/warm.py), made only where
+``$AVFS_MOUNT_WALK=on`` asks for it: it lists every directory once, stands aside while git's fsmonitor hook is being asked (a ``git status``
 has begun) and while any other process uses the mount, and ends with the daemon. Counted,
 never timed: the walk prints how many directories it listed, and a real mount's trace
 (``AVFS_FUSE_TRACE``) says which calls the daemon served in which order."""
@@ -187,6 +187,7 @@ def test_a_mount_s_walk_waits_while_another_process_uses_the_mount(home, vault, 
     trace = tmp_path / "trace"
     trace.write_text("")
     monkeypatch.setattr(home.settings, "fuse_trace", str(trace))  # $AVFS_FUSE_TRACE, as read
+    monkeypatch.setattr(home.settings, "mount_walk", True)  # $AVFS_MOUNT_WALK=on: off by default
     mp = tmp_path / "mnt"
     mp.mkdir()
     info = mounts.mount(home, vault, "main", str(mp), backend="overlay")
@@ -221,5 +222,55 @@ def test_a_mount_s_walk_waits_while_another_process_uses_the_mount(home, vault, 
             line.split(" ", 1)[1] for line in trace.read_text().splitlines() if line.startswith("readdir ")
         }
         assert {f"/d{i % 10}/e{i}" for i in range(ndirs)} <= listed
+    finally:
+        mounts.unmount(home, vault, info.fork, lazy=True)
+
+
+def test_an_overlay_mount_walks_nothing_unless_asked(home, vault, tmp_path):
+    """By default (no ``$AVFS_MOUNT_WALK``) an overlay mount's daemon starts no walk of its
+    lower layer: once its exec server has warmed up (the step the walk followed) no walk
+    process comes, and no directory of the lower layer is listed but the root, which
+    nothing but the walk lists here (the walk was O(tree) of the daemon's CPU on every
+    mount, docs/benchmarks.md, h-mountcost1's section); a ``find`` in the mount then finds
+    every file, listed as it asks."""
+    from avfs_git.core.operations import checkpoint
+    from avfs_git.core.vaults import registry
+    from avfs_git.ops import mounts
+
+    from .test_fuse_teardown import require_fuse
+    from .test_lazy_settle import _heads_watched
+
+    require_fuse()
+    assert not home.settings.mount_walk
+    ws = vault.workspace("main")
+    ndirs = 300
+    for i in range(ndirs):
+        ws.write(f"d{i % 10}/e{i}/f.txt", b"x\n")
+    checkpoint.save(vault, name="base")
+    trace = tmp_path / "trace"
+    trace.write_text("")
+    home.settings.fuse_trace = str(trace)  # $AVFS_FUSE_TRACE, as read (this test's home)
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    info = mounts.mount(home, vault, "main", str(mp), backend="overlay")
+    try:
+        record = registry.read_record(registry.record_path(vault.state_dir, "main"))
+        assert record is not None
+        daemon = int(record["pid"])
+        # the walk came right after the exec server's warm-up (the bound is a hang's)
+        deadline = time.monotonic() + 240
+        while not _heads_watched(daemon, vault.path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _heads_watched(daemon, vault.path), "the exec server never warmed up"
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            assert _walks(daemon) == [], "an overlay mount walked its lower layer unasked"
+            time.sleep(0.02)
+        listed = [line for line in trace.read_text().splitlines() if line.startswith("readdir /d")]
+        assert listed == [], listed[:10]
+        found = subprocess.run(
+            ["find", str(mp), "-name", "f.txt"], capture_output=True, text=True, check=True
+        )
+        assert len(found.stdout.split()) == ndirs
     finally:
         mounts.unmount(home, vault, info.fork, lazy=True)

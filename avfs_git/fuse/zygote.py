@@ -96,6 +96,22 @@ def _why_not(req: dict[str, Any], start: dict[str, str], code: CodeWatch) -> str
     return None
 
 
+def _shipped_policy() -> None:
+    """The shipped policy's layer made here, from the package's own file, and its
+    programs' patterns compiled, as the resident CLI server makes them (cli/prewarm.py):
+    every daemon's exec server loads the default policy as it warms up (proxy/server.py
+    ``warm_up``), and each forked daemon validated the shipped file anew (~2-3 ms of its
+    CPU, of a small fork's ~90 ms life: docs/benchmarks.md, h-mountcost1's section). A daemon whose shipped file differs from
+    this one's makes its own (policy/config.py keys the layer by the file's text)."""
+    from ..policy.config import load_shipped
+
+    try:
+        for rule in load_shipped().rules:
+            rule.matches_program("")
+    except Exception:  # (the daemon's own warm-up says what is wrong, as without a zygote)
+        pass
+
+
 def main() -> int:
     """Load, say so, serve requests until the end of file (or a change of code)."""
     os.chdir("/")  # never keep the starter's directory (a mount) busy
@@ -108,6 +124,7 @@ def main() -> int:
     sock = socket.socket(fileno=ZYGOTE_FD)
     if fuse is None:
         return 1  # (its end of file, before READY: the starter spawns, and starts none again)
+    _shipped_policy()
     # the imported objects stay where they are: a collection in a daemon would otherwise
     # walk (and so copy, page by page) the whole heap it shares with this process
     gc.collect()
