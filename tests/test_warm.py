@@ -1,5 +1,5 @@
-"""The background walk of an overlay mount's lower layer (fuse/warm.py), made only where
-``$AVFS_MOUNT_WALK=on`` asks for it: it lists every directory once, stands aside while git's fsmonitor hook is being asked (a ``git status``
+"""The background walk of an overlay mount's lower layer (fuse/warm.py), made unless
+``$AVFS_MOUNT_WALK=off`` says no: it lists every directory once, stands aside while git's fsmonitor hook is being asked (a ``git status``
 has begun) and while any other process uses the mount, and ends with the daemon. Counted,
 never timed: the walk prints how many directories it listed, and a real mount's trace
 (``AVFS_FUSE_TRACE``) says which calls the daemon served in which order."""
@@ -187,7 +187,7 @@ def test_a_mount_s_walk_waits_while_another_process_uses_the_mount(home, vault, 
     trace = tmp_path / "trace"
     trace.write_text("")
     monkeypatch.setattr(home.settings, "fuse_trace", str(trace))  # $AVFS_FUSE_TRACE, as read
-    monkeypatch.setattr(home.settings, "mount_walk", True)  # $AVFS_MOUNT_WALK=on: off by default
+    monkeypatch.setattr(home.settings, "mount_walk", True)  # (the default; $AVFS_MOUNT_WALK=off: False)
     mp = tmp_path / "mnt"
     mp.mkdir()
     info = mounts.mount(home, vault, "main", str(mp), backend="overlay")
@@ -226,11 +226,11 @@ def test_a_mount_s_walk_waits_while_another_process_uses_the_mount(home, vault, 
         mounts.unmount(home, vault, info.fork, lazy=True)
 
 
-def test_an_overlay_mount_walks_nothing_unless_asked(home, vault, tmp_path):
-    """By default (no ``$AVFS_MOUNT_WALK``) an overlay mount's daemon starts no walk of its
+def test_an_overlay_mount_told_not_to_walks_nothing(home, vault, tmp_path):
+    """With ``$AVFS_MOUNT_WALK=off`` an overlay mount's daemon starts no walk of its
     lower layer: once its exec server has warmed up (the step the walk followed) no walk
     process comes, and no directory of the lower layer is listed but the root, which
-    nothing but the walk lists here (the walk was O(tree) of the daemon's CPU on every
+    nothing but the walk lists here (the walk is O(tree) of the daemon's CPU on every
     mount, docs/benchmarks.md, h-mountcost1's section); a ``find`` in the mount then finds
     every file, listed as it asks."""
     from avfs_git.core.operations import checkpoint
@@ -241,7 +241,8 @@ def test_an_overlay_mount_walks_nothing_unless_asked(home, vault, tmp_path):
     from .test_lazy_settle import _heads_watched
 
     require_fuse()
-    assert not home.settings.mount_walk
+    assert home.settings.mount_walk  # the default
+    home.settings.mount_walk = False  # $AVFS_MOUNT_WALK=off, as read (this test's home)
     ws = vault.workspace("main")
     ndirs = 300
     for i in range(ndirs):

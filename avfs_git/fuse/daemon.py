@@ -128,9 +128,9 @@ class Mount(MountIndex):
         self.open_views()  # the workspace, what FUSE serves of it, and where
         self.warm = Warm(self.fuse_at)  # an overlay's lower layer, walked once it is ready (fuse/warm.py)
         if not self.home.settings.mount_walk:
-            # no walk ($AVFS_MOUNT_WALK=on walks): O(tree) of this daemon's CPU on every mount
-            # (10k files ~0.45 s, as much again for a later `find`'s cold listings without it)
-            # for listings the kernel makes as it is asked; nothing pauses or starts it now
+            # no walk ($AVFS_MOUNT_WALK=off): the walk is O(tree) of this daemon's CPU on every
+            # mount (10k files ~0.45 s; a later `find`'s cold listings cost as much without it,
+            # in its wall); nothing pauses or starts it now
             self.warm.close()
         self.register(core_dumps)  # the registry record: "mounting"
         self.exec_server()  # proxy exec served warm by this daemon (a fork's mount)

@@ -62,7 +62,7 @@ def _daemon_env(home: Home) -> dict[str, str]:
         ("AVFS_FUSE_TRACE", settings.fuse_trace),
         ("AVFS_LAYERS", home.layers_mode),
         (TOKEN_ENV, settings.git_token),
-        ("AVFS_MOUNT_WALK", "on" if settings.mount_walk else None),
+        ("AVFS_MOUNT_WALK", None if settings.mount_walk else "off"),
     ):
         if value:
             env[var] = value

@@ -81,7 +81,7 @@ def test_the_daemon_finds_its_libraries_without_ldconfig(
 def test_the_walk_waits_for_the_call_that_holds_the_fork(
     backend: str, home: Home, fork: Vault, unmounted: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(home.settings, "mount_walk", True)  # $AVFS_MOUNT_WALK=on: off by default
+    monkeypatch.setattr(home.settings, "mount_walk", True)  # (the default; $AVFS_MOUNT_WALK=off: False)
     lock = exec_lock_path(fork.state_dir, "main")
     os.makedirs(os.path.dirname(lock), exist_ok=True)
     with contextlib.ExitStack() as held:
