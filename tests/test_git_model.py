@@ -31,6 +31,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,36 @@ EXEC_COMMANDS = {
 }
 
 
+def _entries(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(path below ``root``, its full path, its `lstat`) of every file below ``root`` (.git
+    out), as `os.walk` lists them: a directory that cannot be listed is passed over, a link
+    to a directory is neither entered nor listed. One `scandir` a directory, the relative
+    path built as the walk goes (`os.walk` and a `relpath` a file were ~1/4 of the check's
+    own CPU, suitetime3)."""
+    todo = [("", root)]
+    while todo:
+        rel_dir, d = todo.pop()
+        try:
+            with os.scandir(d) as it:
+                listed = list(it)
+        except OSError:
+            continue
+        for e in listed:
+            # (a nested `.git` too: a submodule's gitfile names its git dir, the vault's worktree
+            # dir in the mount and the clone's own on the plain side; gitmodel13)
+            if e.name == ".git":
+                continue
+            try:
+                is_dir = e.is_dir()  # (follows a link, as os.walk's)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not e.is_symlink():
+                    todo.append((rel_dir + e.name + "/", e.path))
+                continue
+            yield rel_dir + e.name, e.path, os.lstat(e.path)
+
+
 def _tree(root: str, kept: dict[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
     """path -> (bytes, exec) | ("link", target) of the files below ``root`` (.git out).
 
@@ -125,30 +156,22 @@ def _tree(root: str, kept: dict[str, tuple[Any, Any]] | None = None) -> dict[str
     the reads were the model's longest check: every file opened, read and released
     through the daemon after every step, 56 of 160 s of the every-command run.) What
     this could miss for a while is a file whose bytes changed with none of those six
-    values: every :data:`FULL_READ_EVERY`-th check, and the last, read every file again."""
+    values: every :data:`FULL_READ_EVERY`-th check, and the last, read every file again
+    (the check passes a ``kept`` of each side's: the plain side's too since suitetime3)."""
     out: dict[str, Any] = {}
-    for d, dirs, files in os.walk(root):
-        # (a nested `.git` too: a submodule's gitfile names its git dir, the vault's worktree
-        # dir in the mount and the clone's own on the plain side; gitmodel13)
-        dirs[:] = sorted(x for x in dirs if x != ".git")
-        for name in files:
-            if name == ".git":
-                continue
-            p = os.path.join(d, name)
-            rel = os.path.relpath(p, root)
-            s = os.lstat(p)
-            key = (s.st_ino, s.st_size, s.st_mode, s.st_nlink, s.st_mtime_ns, s.st_ctime_ns)
-            got = kept.get(rel) if kept is not None else None
-            if got is not None and got[0] == key:
-                out[rel] = got[1]
-                continue
-            if stat.S_ISLNK(s.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            else:
-                with open(p, "rb") as fh:
-                    out[rel] = (fh.read(), bool(s.st_mode & 0o100))
-            if kept is not None:
-                kept[rel] = (key, out[rel])
+    for rel, p, s in _entries(root):
+        key = (s.st_ino, s.st_size, s.st_mode, s.st_nlink, s.st_mtime_ns, s.st_ctime_ns)
+        got = kept.get(rel) if kept is not None else None
+        if got is not None and got[0] == key:
+            out[rel] = got[1]
+            continue
+        if stat.S_ISLNK(s.st_mode):
+            out[rel] = ("link", os.readlink(p))
+        else:
+            with open(p, "rb") as fh:
+                out[rel] = (fh.read(), bool(s.st_mode & 0o100))
+        if kept is not None:
+            kept[rel] = (key, out[rel])
     if kept is not None:
         for rel in set(kept) - set(out):
             del kept[rel]
@@ -542,6 +565,10 @@ class GitModel(
         self.undo_staged: set[str] = set()  # its paths git had staged as it records them
         self.backend = BACKEND
         self.kept: dict[str, tuple[Any, Any]] = {}  # the mount's files as the last check read them
+        self.kept_plain: dict[str, tuple[Any, Any]] = {}  # the plain side's (cleared with kept)
+        # run_seeded's answers of `has` while it asks every rule's preconditions (nothing moves
+        # between them: one `rev-parse` a revision a step, not one a rule; suitetime3)
+        self.has_memo: dict[str, bool] | None = None
         self.kept_labels: tuple[dict[str, Any], dict[str, Any]] = ({}, {})  # (mount, plain): Side.labels
         self.checks = 0
         root = Path(self.home)
@@ -660,7 +687,8 @@ class GitModel(
         return sorted(self.p.git("ls-files").stdout.splitlines())
 
     def files(self) -> list[str]:
-        return sorted(_tree(self.p.root))
+        """The plain side's files' paths (:func:`_tree`'s, none read)."""
+        return sorted(rel for rel, _, _ in _entries(self.p.root))
 
     def pick(self, data: st.DataObject, paths: list[str]) -> str | None:
         if not paths:
@@ -674,7 +702,13 @@ class GitModel(
         return self.has("HEAD~1")
 
     def has(self, rev: str) -> bool:
-        return self.p.git("rev-parse", "-q", "--verify", rev, check=False).returncode == 0
+        memo = self.has_memo
+        if memo is not None and rev in memo:
+            return memo[rev]
+        got = self.p.git("rev-parse", "-q", "--verify", rev, check=False).returncode == 0
+        if memo is not None:
+            memo[rev] = got
+        return got
 
     def busy(self) -> str | None:
         """What git has open on the plain side: ``merge``, ``cherry-pick``, ``revert``,
@@ -1626,9 +1660,10 @@ class GitModel(
         if self.checks % FULL_READ_EVERY == 0:
             self.kept.clear()  # every file read again, whatever its stat says
         if not self.kept:  # (so too where a step or the last check cleared it)
+            self.kept_plain.clear()  # the plain side's files read again too
             for kept in self.kept_labels:
                 kept.clear()  # the tags and notes read again too
-        assert _tree(self.m.root, self.kept) == _tree(self.p.root), f"files differ {where}"
+        assert _tree(self.m.root, self.kept) == _tree(self.p.root, self.kept_plain), f"files differ {where}"
         (m_head, m_status), (p_head, p_status) = self.m.porcelain_head(), self.p.porcelain_head()
         assert m_status == p_status, f"git status differs {where}\nmount: {m_status}\nplain: {p_status}"
         # (`ls-files -v` of each side where either index may mark an entry: _unflagged)
@@ -2193,7 +2228,9 @@ def run_seeded(
         try:
             machine.check()
             for _ in range(steps):
+                machine.has_memo = {}
                 can = [r for r in rules if all(pre(machine) for pre in r.preconditions)]
+                machine.has_memo = None
                 rule = rng.choice(can)
                 args = {k: _seeded_draw(rng, v) for k, v in sorted(rule.arguments_strategies.items())}
                 done.append(rule.function.__name__ + str({k: v for k, v in args.items() if k != "data"}))
