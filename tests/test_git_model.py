@@ -146,9 +146,7 @@ def _entries(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
             yield rel_dir + e.name, e.path, os.lstat(e.path)
 
 
-def _tree(
-    root: str, kept: dict[str, tuple[Any, Any, int]] | None = None, now: int = 0
-) -> dict[str, Any]:
+def _tree(root: str, kept: dict[str, tuple[Any, Any, int]] | None = None, now: int = 0) -> dict[str, Any]:
     """path -> (bytes, exec) | ("link", target) of the files below ``root`` (.git out).
 
     ``kept``: what earlier calls read, by path, with the file's `lstat` then (inode, size,
