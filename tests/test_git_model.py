@@ -31,6 +31,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ EXAMPLES = int(os.environ.get("AVFS_MODEL_EXAMPLES", "2"))  # the first is hypot
 SEED = int(os.environ.get("AVFS_MODEL_SEED", "27"))  # the same sequences on every run
 STEPS = int(os.environ.get("AVFS_MODEL_STEPS", "10"))
 BACKEND = "overlay"  # set per test below (a state machine class per backend)
-# the check after every step reads again only the mount's files whose stat changed, and all
-# of them at every FULL_READ_EVERY-th check (see _tree)
+# the check after every step reads again only the files whose stat changed, and each file
+# at least every FULL_READ_EVERY-th check (see _tree)
 FULL_READ_EVERY = 8
 VERBOSE = os.environ.get("AVFS_MODEL_VERBOSE")  # (read here too: run_seeded's rules printed)
 LOG = os.environ.get("AVFS_MODEL_LOG")  # every step appended as it runs (read here: the tests drop AVFS_*)
@@ -115,40 +116,67 @@ EXEC_COMMANDS = {
 }
 
 
-def _tree(root: str, kept: dict[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
+def _entries(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(path below ``root``, its full path, its `lstat`) of every file below ``root`` (.git
+    out), as `os.walk` lists them: a directory that cannot be listed is passed over, a link
+    to a directory is neither entered nor listed. One `scandir` a directory, the relative
+    path built as the walk goes (`os.walk` and a `relpath` a file were ~1/4 of the check's
+    own CPU, suitetime3)."""
+    todo = [("", root)]
+    while todo:
+        rel_dir, d = todo.pop()
+        try:
+            with os.scandir(d) as it:
+                listed = list(it)
+        except OSError:
+            continue
+        for e in listed:
+            # (a nested `.git` too: a submodule's gitfile names its git dir, the vault's worktree
+            # dir in the mount and the clone's own on the plain side; gitmodel13)
+            if e.name == ".git":
+                continue
+            try:
+                is_dir = e.is_dir()  # (follows a link, as os.walk's)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not e.is_symlink():
+                    todo.append((rel_dir + e.name + "/", e.path))
+                continue
+            yield rel_dir + e.name, e.path, os.lstat(e.path)
+
+
+def _tree(root: str, kept: dict[str, tuple[Any, Any, int]] | None = None, now: int = 0) -> dict[str, Any]:
     """path -> (bytes, exec) | ("link", target) of the files below ``root`` (.git out).
 
-    ``kept``: what an earlier call read, by path, with the file's `lstat` then (inode,
-    size, mode, link count, mtime and ctime in ns); a file whose `lstat` is the same now is
-    taken as read then, as git's own status trusts stat data, and ``kept`` is updated.
-    Every path is still listed and stat'ed, every new or changed one read. (On pure FUSE
-    the reads were the model's longest check: every file opened, read and released
-    through the daemon after every step, 56 of 160 s of the every-command run.) What
-    this could miss for a while is a file whose bytes changed with none of those six
-    values: every :data:`FULL_READ_EVERY`-th check, and the last, read every file again."""
+    ``kept``: what earlier calls read, by path, with the file's `lstat` then (inode, size,
+    mode, link count, mtime and ctime in ns) and ``now`` then (the check's number); a file
+    whose `lstat` is the same now is taken as read then, as git's own status trusts stat
+    data, unless it was read :data:`FULL_READ_EVERY` or more checks ago; ``kept`` is
+    updated. Every path is still listed and stat'ed, every new or changed one read. (On
+    pure FUSE the reads were the model's longest check: every file opened, read and
+    released through the daemon after every step, 56 of 160 s of the every-command run.)
+    What this could miss for a while is a file whose bytes changed with none of those six
+    values: no file goes unread for :data:`FULL_READ_EVERY` checks, and the last check
+    reads every file again. (Every file was read again at every eighth check until
+    suitetime3, whatever read it just before: a remount's check, or one after a move of
+    the branch that gave every file of a pure-FUSE mount new stat data, read them all, and
+    the eighth a few checks later all again. The plain side's files are kept so too since
+    suitetime3: they were read whole at every check.)"""
     out: dict[str, Any] = {}
-    for d, dirs, files in os.walk(root):
-        # (a nested `.git` too: a submodule's gitfile names its git dir, the vault's worktree
-        # dir in the mount and the clone's own on the plain side; gitmodel13)
-        dirs[:] = sorted(x for x in dirs if x != ".git")
-        for name in files:
-            if name == ".git":
-                continue
-            p = os.path.join(d, name)
-            rel = os.path.relpath(p, root)
-            s = os.lstat(p)
-            key = (s.st_ino, s.st_size, s.st_mode, s.st_nlink, s.st_mtime_ns, s.st_ctime_ns)
-            got = kept.get(rel) if kept is not None else None
-            if got is not None and got[0] == key:
-                out[rel] = got[1]
-                continue
-            if stat.S_ISLNK(s.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            else:
-                with open(p, "rb") as fh:
-                    out[rel] = (fh.read(), bool(s.st_mode & 0o100))
-            if kept is not None:
-                kept[rel] = (key, out[rel])
+    for rel, p, s in _entries(root):
+        key = (s.st_ino, s.st_size, s.st_mode, s.st_nlink, s.st_mtime_ns, s.st_ctime_ns)
+        got = kept.get(rel) if kept is not None else None
+        if got is not None and got[0] == key and now - got[2] < FULL_READ_EVERY:
+            out[rel] = got[1]
+            continue
+        if stat.S_ISLNK(s.st_mode):
+            out[rel] = ("link", os.readlink(p))
+        else:
+            with open(p, "rb") as fh:
+                out[rel] = (fh.read(), bool(s.st_mode & 0o100))
+        if kept is not None:
+            kept[rel] = (key, out[rel], now)
     if kept is not None:
         for rel in set(kept) - set(out):
             del kept[rel]
@@ -541,7 +569,11 @@ class GitModel(
         self.last_checkpoint = False  # the last step was a checkpoint that made a commit
         self.undo_staged: set[str] = set()  # its paths git had staged as it records them
         self.backend = BACKEND
-        self.kept: dict[str, tuple[Any, Any]] = {}  # the mount's files as the last check read them
+        self.kept: dict[str, tuple[Any, Any, int]] = {}  # the mount's files as the checks read them
+        self.kept_plain: dict[str, tuple[Any, Any, int]] = {}  # the plain side's (cleared with kept)
+        # run_seeded's answers of `has` while it asks every rule's preconditions (nothing moves
+        # between them: one `rev-parse` a revision a step, not one a rule; suitetime3)
+        self.has_memo: dict[str, bool] | None = None
         self.kept_labels: tuple[dict[str, Any], dict[str, Any]] = ({}, {})  # (mount, plain): Side.labels
         self.checks = 0
         root = Path(self.home)
@@ -660,7 +692,8 @@ class GitModel(
         return sorted(self.p.git("ls-files").stdout.splitlines())
 
     def files(self) -> list[str]:
-        return sorted(_tree(self.p.root))
+        """The plain side's files' paths (:func:`_tree`'s, none read)."""
+        return sorted(rel for rel, _, _ in _entries(self.p.root))
 
     def pick(self, data: st.DataObject, paths: list[str]) -> str | None:
         if not paths:
@@ -674,7 +707,13 @@ class GitModel(
         return self.has("HEAD~1")
 
     def has(self, rev: str) -> bool:
-        return self.p.git("rev-parse", "-q", "--verify", rev, check=False).returncode == 0
+        memo = self.has_memo
+        if memo is not None and rev in memo:
+            return memo[rev]
+        got = self.p.git("rev-parse", "-q", "--verify", rev, check=False).returncode == 0
+        if memo is not None:
+            memo[rev] = got
+        return got
 
     def busy(self) -> str | None:
         """What git has open on the plain side: ``merge``, ``cherry-pick``, ``revert``,
@@ -1623,12 +1662,14 @@ class GitModel(
     def check(self) -> None:
         where = "after: " + " | ".join(self.steps[-4:])
         self.checks += 1
-        if self.checks % FULL_READ_EVERY == 0:
-            self.kept.clear()  # every file read again, whatever its stat says
-        if not self.kept:  # (so too where a step or the last check cleared it)
+        # (a file read FULL_READ_EVERY checks ago is read again, whatever its stat says: _tree)
+        if not self.kept:  # (where a step or the last check cleared it)
+            self.kept_plain.clear()  # the plain side's files read again too
+        if not self.kept or self.checks % FULL_READ_EVERY == 0:
             for kept in self.kept_labels:
                 kept.clear()  # the tags and notes read again too
-        assert _tree(self.m.root, self.kept) == _tree(self.p.root), f"files differ {where}"
+        m_tree = _tree(self.m.root, self.kept, self.checks)
+        assert m_tree == _tree(self.p.root, self.kept_plain, self.checks), f"files differ {where}"
         (m_head, m_status), (p_head, p_status) = self.m.porcelain_head(), self.p.porcelain_head()
         assert m_status == p_status, f"git status differs {where}\nmount: {m_status}\nplain: {p_status}"
         # (`ls-files -v` of each side where either index may mark an entry: _unflagged)
@@ -2193,7 +2234,9 @@ def run_seeded(
         try:
             machine.check()
             for _ in range(steps):
+                machine.has_memo = {}
                 can = [r for r in rules if all(pre(machine) for pre in r.preconditions)]
+                machine.has_memo = None
                 rule = rng.choice(can)
                 args = {k: _seeded_draw(rng, v) for k, v in sorted(rule.arguments_strategies.items())}
                 done.append(rule.function.__name__ + str({k: v for k, v in args.items() if k != "data"}))

@@ -7,6 +7,7 @@ daemon forked warm (tests/test_git_model.py ``_avfs``)."""
 
 from __future__ import annotations
 
+import builtins
 import subprocess
 from typing import Any
 
@@ -97,5 +98,54 @@ def test_the_check_asks_git_status_alone_where_nothing_is_staged_or_marked_and_f
         model.m.git("commit", "-q", "--allow-empty", "-m", "the mount's alone")
         with pytest.raises(AssertionError, match="history differs"):
             model.check()
+    finally:
+        model.teardown()
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch, roots: tuple[str, ...]) -> list[str]:
+    """Every file below ``roots`` (their `.git` out) that tests/test_git_model.py opens, by
+    its path: what ``_tree`` reads (the module's ``open``, counted, then the builtin's)."""
+    seen: list[str] = []
+
+    def counted(path: Any, *args: Any, **kw: Any) -> Any:
+        p = str(path)
+        if p.startswith(roots) and "/.git" not in p:
+            seen.append(p)
+        return builtins.open(path, *args, **kw)
+
+    monkeypatch.setattr(tgm, "open", counted, raising=False)
+    return seen
+
+
+def test_the_check_reads_a_file_where_its_stat_changed_and_every_file_within_eight_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """suitetime3: each side's files are read only where their `lstat` changed since a check
+    read them (the plain side's were read whole at every check), and each at least every
+    ``FULL_READ_EVERY`` checks whatever its stat says. A file changed on the plain side
+    alone, with its size kept, still fails the check at once."""
+    require_overlay()
+    tgm.BACKEND = "overlay"
+    model = tgm.GitModel()
+    try:
+        m, p = model.m.root + "/", model.p.root + "/"
+        seen = _reads(monkeypatch, (m, p))
+        model.check()  # (the first: every file of both sides)
+        files = {x[len(p) :] for x in seen if x.startswith(p)}
+        assert len(files) > 100 and files == {x[len(m) :] for x in seen if x.startswith(m)}
+        model.write_all({"README.md": "changed on both sides\n"})
+        del seen[:]
+        model.check()
+        assert sorted(seen) == [m + "README.md", p + "README.md"], seen
+        with open(p + "README.md", "w") as fh:
+            fh.write("changed on the p side\n")  # (the size kept: 22 bytes, as both sides')
+        with pytest.raises(AssertionError, match="files differ"):
+            model.check()
+        model.write_all({"README.md": "changed on both sides\n"})
+        del seen[:]
+        for _ in range(tgm.FULL_READ_EVERY):
+            model.check()
+        for root in (m, p):
+            assert {x[len(root) :] for x in seen if x.startswith(root)} == files, root
     finally:
         model.teardown()
