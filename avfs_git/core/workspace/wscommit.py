@@ -41,6 +41,7 @@ from ..store.treediff import diff_trees
 from ..types import MODE_TREE, Change
 from . import wsretire
 from .overlayentry import DELETED, FILE, OBJECT, Entry
+from .recordblobs import taken_pack
 from .upperjournal import remember_commit
 from .wsattrs import keep_converted
 from .wscapture import Fork, capture
@@ -94,7 +95,7 @@ def commit_overlay(
             details={"fork": ws.fork, "expected": base, "current": tip},
         )
     # blobs, trees and the commit go into one pack (two files, whatever the count)
-    pack = ws.store.pack_writer()
+    pack = taken_pack(ws.overlay) or ws.store.pack_writer()  # (a record's: recordblobs)
     try:
         tree, captured = capture(ws, pack, only=only)
         if tree == ws.base_tree and not allow_empty:
@@ -133,7 +134,7 @@ def _remember(ws: Fork, commit: str, committed: list[Entry]) -> None:
 def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, list[Entry]]:
     """:func:`commit_overlay` with ``on`` (a commit on ``base``) between the base and the
     commit of the workspace; ``on`` alone when the workspace shows its tree."""
-    pack = ws.store.pack_writer()
+    pack = taken_pack(ws.overlay) or ws.store.pack_writer()  # (a record's: recordblobs)
     try:
         tree, captured = capture(ws, pack)
         if tree == ws.store.commit_tree(on):
@@ -364,7 +365,7 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
     (a rebase: history stays linear). Conflicts change nothing and are raised."""
     from ..errors import BusyError, ConflictError
 
-    pack = ws.store.pack_writer()
+    pack = taken_pack(ws.overlay) or ws.store.pack_writer()  # (a record's: recordblobs)
     try:
         tree, captured = capture(ws, pack)
         pack.finish()  # libgit2 reads these objects; unreferenced if we stop here
