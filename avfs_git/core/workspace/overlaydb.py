@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from ..errors import AvfsError, BusyError, CorruptStateError, from_oserror
-from ..store.safeopen import NotRegular, beneath, open_regular
+from ..store.safeopen import NotRegular, lstat_beneath, open_regular
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
@@ -67,7 +67,7 @@ class OverlayDB:
         self.lower_mode: Callable[[str], int | None] | None = None
         self.lower_tree: Callable[[str], str | None] | None = None
         self._no_upper = threading.local()
-        self.recording = threading.local()  # .sink: a record's in this thread (recordblobs)
+        self.recording = threading.local()  # .sink, .dirs: a record's in this thread (recordblobs)
         # upper_oids' rows this process has read or written, by path: (sig, oid). A status
         # in a mount's daemon (proxy exec's, before every command) asks for every upper file
         # each time; a dict answers in a microsecond where the query costs ~20
@@ -573,8 +573,9 @@ class OverlayDB:
         if not fileid.startswith(UPPER_FILE):
             return os.stat(self.file_path(fileid))
         try:
-            with beneath(self.upper_dir, fileid[len(UPPER_FILE) :]) as at:
-                st = os.lstat(at)
+            st = lstat_beneath(
+                self.upper_dir, fileid[len(UPPER_FILE) :], getattr(self.recording, "dirs", None)
+            )
         except NotADirectoryError:  # (a link on the way)
             raise NotRegular(errno.ENOENT, "not a regular file", self.file_path(fileid)) from None
         if not stat.S_ISREG(st.st_mode):
@@ -583,7 +584,9 @@ class OverlayDB:
 
     def open_regular(self, fileid: str) -> int:
         """:func:`.safeopen.open_regular` of the file of ``fileid``, from its root."""
-        return open_regular(self.file_path(fileid), self.file_root(fileid))
+        return open_regular(
+            self.file_path(fileid), self.file_root(fileid), getattr(self.recording, "dirs", None)
+        )
 
     def open_file(self, fileid: str) -> int:
         """A descriptor of the overlay file ``fileid`` (a regular file: an upper layer's may

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..store.packwriter import OBJ_BLOB, PackWriter
+from ..store.safeopen import HeldDirs
 
 if TYPE_CHECKING:
     from ..store.gitstore import GitStore
@@ -137,16 +138,19 @@ def read_all(fd: int, size: int) -> bytes:
 def one_read(overlay: OverlayDB, store: GitStore, on: bool = True) -> Iterator[BlobSink | None]:
     """Within the block, in this thread: a status of ``overlay`` writes the blobs it
     hashes into a pack (:class:`BlobSink`, kept in ``overlay.recording``: the thread's)
-    that a commit of it takes (:func:`taken_pack`). ``on`` false: nothing (a record that
-    commits nothing). The pack is removed at the end unless a commit finished it."""
+    that a commit of it takes (:func:`taken_pack`), and its files are reached through
+    directories held open (:class:`.safeopen.HeldDirs`). ``on`` false: nothing (a record
+    that commits nothing). The pack is removed at the end unless a commit finished it."""
     if not on or getattr(overlay.recording, "sink", None) is not None:
         yield None
         return
     sink = overlay.recording.sink = BlobSink(store)
+    held = overlay.recording.dirs = HeldDirs()  # (each directory reached from the root once)
     try:
         yield sink
     finally:
-        overlay.recording.sink = None
+        overlay.recording.sink = overlay.recording.dirs = None
+        held.close()
         if not sink.taken_by_commit and sink._pack is not None:
             sink._pack.abort()
 
