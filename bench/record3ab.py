@@ -81,6 +81,8 @@ def main() -> None:
     wall: dict[str, list[float]] = {n: [] for n in trees}
     cpu: dict[str, list[float]] = {n: [] for n in trees}
     git_ms: list[float] = []
+    git_cpu: list[float] = []  # (git add + commit's own CPU: its processes, reaped)
+    make_cpu: list[float] = []  # (make.py's on git's side: what the command itself costs)
     with scratch("record3ab-") as tmp:
         src = tmp / "src"
         src.mkdir()
@@ -108,9 +110,12 @@ def main() -> None:
         try:
             for i, n in warm_rounds([*trees, "git"], args.rounds, loads):
                 if n == "git":
-                    ms = _git_round(repo, i)
+                    c0 = children_cpu_s()
+                    ms, make_s = _git_round(repo, i)
                     if i:
                         git_ms.append(ms)
+                        git_cpu.append((children_cpu_s() - c0 - make_s) * 1000)
+                        make_cpu.append(make_s * 1000)
                     continue
                 t0, c0 = time.perf_counter(), children_cpu_s() + proc_cpu_s(daemons[n], reaped=False)
                 p = subprocess.run(
@@ -139,7 +144,14 @@ def main() -> None:
         "wall_ms": wall,
         "cpu_ms": cpu,
         "git_ms": git_ms,
-        "summary": {"git": {"git_ms_median": statistics.median(git_ms)}},
+        "git_cpu_ms": git_cpu,
+        "make_cpu_ms": make_cpu,
+        "summary": {
+            "git": {
+                "git_ms_median": statistics.median(git_ms),
+                "git_cpu_ms_median": statistics.median(git_cpu),
+            }
+        },
     }
     for n in trees:
         doc["summary"][n] = {
@@ -150,6 +162,10 @@ def main() -> None:
             f"wall_vs_{first}": median_of_ratios(wall[n], wall[first]),
             f"cpu_vs_{first}": median_of_ratios(cpu[n], cpu[first]),
             "around_vs_git": median_of_ratios(over[n], git_ms),
+            # the call's CPU less the command's own (make.py's on git's side, the same round)
+            "cpu_less_command_vs_git_cpu": median_of_ratios(
+                [c - m for c, m in zip(cpu[n], make_cpu, strict=True)], git_cpu
+            ),
         }
         print(n, json.dumps(doc["summary"][n]))
     print_loads(loads)
@@ -167,15 +183,18 @@ def _git_repo(src: Path, repo: Path) -> None:
         subprocess.run(["git", *a], cwd=repo, check=True)
 
 
-def _git_round(repo: Path, i: int) -> float:
-    """``make.py copyN N`` untimed, then ``git add -A && git commit`` timed (ms)."""
+def _git_round(repo: Path, i: int) -> tuple[float, float]:
+    """``make.py copyN N`` untimed, then ``git add -A && git commit`` timed: (its ms, the
+    CPU seconds ``make.py`` took, which the caller takes out of the round's)."""
+    c0 = children_cpu_s()
     subprocess.run(["python3", "make.py", f"copy{i}", str(i)], cwd=repo, check=True)
+    make_s = children_cpu_s() - c0
     t0 = time.perf_counter()
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", *_ID, "commit", "-qm", f"copy{i}"], cwd=repo, check=True)
     ms = (time.perf_counter() - t0) * 1000
     print(i, "git", f"{ms:.0f} ms", flush=True)
-    return ms
+    return ms, make_s
 
 
 if __name__ == "__main__":

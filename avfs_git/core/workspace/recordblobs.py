@@ -149,7 +149,7 @@ def one_read(overlay: OverlayDB, store: GitStore, on: bool = True) -> Iterator[B
     try:
         yield sink
     finally:
-        overlay.recording.sink = overlay.recording.dirs = None
+        overlay.recording.sink = overlay.recording.dirs = overlay.recording.read = None
         held.close()
         if not sink.taken_by_commit and sink._pack is not None:
             sink._pack.abort()

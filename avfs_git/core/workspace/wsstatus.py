@@ -186,16 +186,16 @@ class Changes:
 
     def read_entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
         """(:meth:`entries`, the journal's position they were read at: None when no
-        journal answered, whether they are only those that may differ from the base), for
-        a capture whose commit then remembers what it recorded
-        (:func:`.upperjournal.remember_commit`)."""
+        journal answered, whether they are only those that may differ from the base), for a
+        capture whose commit then remembers what it recorded (upperjournal.remember_commit)."""
         return self._entries()
 
     def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
         """The overlay's entries a status reads (see :func:`.upperjournal.entries`)."""
         if self._view_time is None or self._mount_git_dir is None or not self.overlay.upper_active():
             return self.overlay.all(), None, False
-        return upperjournal.entries(
+        rec = self.overlay.recording  # (a record's: its status's read taken again by its capture)
+        got = upperjournal.entries(
             self.overlay,
             base=self.view.base,
             view_time=self._view_time(),
@@ -203,7 +203,11 @@ class Changes:
             base_diff=self.base_diff,
             pin_diff=self._pin_diff,
             trusted=self.exec_bit_trusted(),
+            last=getattr(rec, "read", None),
         )
+        if getattr(rec, "sink", None) is not None:
+            rec.read = got
+        return got
 
     def base_diff(self, old: str, new: str) -> list[str] | None:
         """The paths where two commits' trees differ (None when one is not there)."""
@@ -261,9 +265,8 @@ class Changes:
             todo.append((c, e if e is not None and e.kind == FILE and c.status in _UNHASHED else None))
         compared(self.view, todo, by_path, out)  # (each file hashed as `git add` would store it)
         hints: dict[str, str] = {}
-        # each added path's origin reads its ancestors' upper entries: read once for all of
-        # them (trial1: 7 of 22 s); a path with an entry read above has its origin (the
-        # deepest of its chain: View.origin_in), not read again (record3: a fifth of a record)
+        # each added path's origin: its own entry's, read above (View.origin_in: record3), else
+        # its ancestors' upper entries, read once for all of them (trial1: 7 of 22 s)
         with self.overlay.remembering():
             for c in out:
                 if c.status is ChangeStatus.ADDED:
