@@ -323,12 +323,12 @@ class PackWriter:
             return oid
         for _ in range(8):
             fh.seek(0)
-            if (got := self._add_stream(fh, size)) is not None:
+            if (got := self.add_stream(fh, size)) is not None:
                 return got
             size = os.fstat(fh.fileno()).st_size
         raise BusyError(f"{path} kept shrinking while it was being stored", hint="try again")
 
-    def _add_stream(self, fh: IO[bytes], size: int) -> str | None:
+    def add_stream(self, fh: IO[bytes], size: int) -> str | None:
         """Store the first ``size`` bytes of ``fh`` as a blob, hashed as they are written;
         its id (a known object taken back out), or None if ``fh`` ended first (read again)."""
         start = self._offset

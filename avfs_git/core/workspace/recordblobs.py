@@ -74,9 +74,13 @@ class BlobSink:
         link = (st.st_dev, *noted) if st.st_nlink > 1 else None
         if link is not None and link in self._linked:
             oid, plain = self._linked[link]
-        elif st.st_size > SMALL:
+        elif st.st_size > SMALL:  # (streamed, hashed as it is deflated: one read, not add_open's two)
             with os.fdopen(os.dup(fd), "rb") as fh:
-                oid, plain = self.pack.add_open(fh, st.st_size, f"/proc/self/fd/{fd}"), None
+                got = self.pack.add_stream(fh, st.st_size)
+                if got is None:  # (it shrank while read: as add_file stores it)
+                    fh.seek(0)
+                    got = self.pack.add_open(fh, os.fstat(fh.fileno()).st_size, f"/proc/self/fd/{fd}")
+                oid, plain = got, None
         else:
             data = read_all(fd, st.st_size)
             oid, plain = self.pack.add(OBJ_BLOB, data), as_is(data)
