@@ -3,13 +3,14 @@ the status hashes each new file and writes its blob from the same bytes into the
 commit then takes, and the capture does not read it again (core/workspace/recordblobs.py).
 
 The files are es-abstract 1.24.2's (its npm tarball, 2,480 files, 2.8 MB) and a 48 MiB file
-of random bytes, which a ``proxy exec -- sh -c "tar xzf …; head -c 48M /dev/urandom > …"``
-writes into a mounted fork, on each mount backend. What the mount's daemon (which records)
+of zeros, which a ``proxy exec -- sh -c "tar xzf …; fallocate -l 48M …"`` writes into a
+mounted fork, on each mount backend. What the mount's daemon (which records)
 read meanwhile is its ``/proc/PID/io`` ``rchar``: every byte its ``read`` calls returned.
-On overlay, the command's own reads through the mount's view (the 235 KB tarball) and the
-record's small ones (the overlay's database, trees, the mount's index) are a few MB; each
-full read of the new files is another ~51 MB. Before record3 the status and the capture
-read each file (two full reads, and a file over 1 MiB twice more to be stored); now one.
+On overlay, the command's own reads (the 235 KB tarball; a reaped child's count is its
+parent's) and the record's small ones (the overlay's database, trees, the mount's index,
+the pack read back for its checksum) are a few MB; each full read of the new files is
+another ~51 MB. Before record3 the status and the capture read each file (and a file over
+1 MiB twice in the capture: hashed, then stored); now once.
 On both backends the commit holds the tree git's ``add -A`` makes of the same files, and
 nothing is left to record after.
 """
@@ -64,7 +65,7 @@ def test_an_exec_s_new_files_are_each_read_once_to_be_recorded(tmp_path: Path, b
     mp, daemon = mounted["mountpoint"], int(mounted["pid"])
     try:
         before = _rchar(daemon)
-        made = "tar xzf es.tgz && head -c 48M /dev/urandom > package/big.bin"
+        made = "tar xzf es.tgz && fallocate -l 48M package/big.bin"  # (48 MiB of zeros, none read)
         doc = json.loads(avfs("--json", "--vault", "p:f1", "proxy", "exec", "--", "sh", "-c", made).stdout)
         read = _rchar(daemon) - before
         assert doc["success"] and doc["mount"]["backend"] == backend, doc["error"]
@@ -72,9 +73,12 @@ def test_an_exec_s_new_files_are_each_read_once_to_be_recorded(tmp_path: Path, b
         new_bytes = sum(p.stat().st_size for p in Path(mp, "package").rglob("*") if p.is_file())
         assert new_bytes > 50 << 20
         if backend == "overlay":
-            # one full read of the new files (two before record3); the rest is a few MB.
-            # (A pure-FUSE daemon reads the command's writes from /dev/fuse and its overlay
-            # database's pages again and again while the command runs: hundreds of MB.)
+            # one full read of the new files (three of the large one before record3: the
+            # status's, the capture's hash, its store); the rest is a few MB (the command's
+            # own, counted once the daemon reaped it: the tarball; the pack read back for its
+            # checksum, the zeros deflated to nothing). A pure-FUSE daemon reads the
+            # command's writes from /dev/fuse and its database's pages again and again while
+            # the command runs: hundreds of MB, not asked here.
             assert read < 1.5 * new_bytes, (read, new_bytes)
 
         # the commit is git's `add -A` of the same files, whole and sound
