@@ -7,8 +7,8 @@ it (for the envelope's changes and their renames), then the checkpoint's capture
 again to deflate it into its pack; git's ``add -A`` reads each once. Inside
 :func:`one_read`, a status of the overlay in this thread hands each file it hashes to a
 :class:`BlobSink`, which hashes and deflates the same bytes into a pack not yet in place;
-the commit takes that pack as its own (:func:`taken_pack`), and its capture takes a file's
-blob id from the sink (:meth:`BlobSink.taken`) only when the file's ``stat`` before the
+the commit takes that pack as its own (:meth:`BlobSink.take_pack`), and its capture takes a
+file's blob id from the sink (:meth:`BlobSink.taken`) only when the file's ``stat`` before the
 capture's read (size, times, inode: :meth:`.overlaydb.OverlayDB.note_read`) is the one
 taken before the status read it. Any write since changes its ctime or its size (the
 reasoning the capture's retire already rests on), so such a file is read again, as before.
@@ -55,6 +55,14 @@ class BlobSink:
     def pack(self) -> PackWriter:
         if self._pack is None:
             self._pack = self._store.pack_writer()
+        return self._pack
+
+    def take_pack(self) -> PackWriter | None:
+        """The pack, for the record's commit to finish (once); None when there is none (no
+        blob written: the commit makes its own) or it was taken."""
+        if self.taken_by_commit or self._pack is None or self._pack.done:
+            return None
+        self.taken_by_commit = True
         return self._pack
 
     def owns(self, pack: PackWriter) -> bool:
@@ -142,7 +150,7 @@ def read_all(fd: int, size: int) -> bytes:
 def one_read(overlay: OverlayDB, store: GitStore, on: bool = True) -> Iterator[BlobSink | None]:
     """Within the block, in this thread: a status of ``overlay`` writes the blobs it
     hashes into a pack (:class:`BlobSink`, kept in ``overlay.recording``: the thread's)
-    that a commit of it takes (:func:`taken_pack`), and its files are reached through
+    that a commit of it takes (:meth:`BlobSink.take_pack`), and its files are reached through
     directories held open (:class:`.safeopen.HeldDirs`). ``on`` false: nothing (a record
     that commits nothing). The pack is removed at the end unless a commit finished it."""
     if not on or getattr(overlay.recording, "sink", None) is not None:
@@ -161,16 +169,8 @@ def one_read(overlay: OverlayDB, store: GitStore, on: bool = True) -> Iterator[B
 
 def sink_of(overlay: object) -> BlobSink | None:
     """The sink of this thread's record of ``overlay`` while its pack takes blobs (a
-    snapshot's view or another source has none)."""
+    snapshot's view or another source has none). Its callers (a status, a capture, a
+    commit) ask ``overlay.recording`` themselves: this module loads with the record stage
+    only, on no cold command's path."""
     sink: BlobSink | None = getattr(getattr(overlay, "recording", None), "sink", None)
     return sink if sink is not None and sink.writable else None
-
-
-def taken_pack(overlay: OverlayDB) -> PackWriter | None:
-    """The pack of this thread's record of ``overlay``, for its commit to finish (once);
-    None when there is none (the commit makes its own)."""
-    sink = sink_of(overlay)
-    if sink is None or sink.taken_by_commit or sink._pack is None:
-        return None
-    sink.taken_by_commit = True
-    return sink.pack

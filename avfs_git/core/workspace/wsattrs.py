@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from ..store import names
 from ..store.configtext import git_bool
@@ -39,8 +40,10 @@ from ..store.treediff import diff_entry
 from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
 from .overlay import Overlay
 from .overlayentry import FILE, LINK_FILE, UPPER_FILE, Entry
-from .recordblobs import BlobSink, sink_of
 from .wsview import Node, View, once_a_file
+
+if TYPE_CHECKING:
+    from .recordblobs import BlobSink
 
 TEXT = (MODE_BLOB, MODE_EXEC)  # the modes conversions apply to (not links, not gitlinks)
 # A file larger is recorded as it is, never read whole to be converted. git's clean
@@ -282,7 +285,7 @@ def file_oids(
     try:
         out: dict[str, str] = {}
         with view.source.keeping_oids():  # (the ids hashed kept in one transaction)
-            _oids_into(view, files, conv, hashed, out, sink_of(view.source))
+            _oids_into(view, files, conv, hashed, out, _sink(view))
         return out
     finally:
         if conv is not None:
@@ -312,6 +315,13 @@ def _oids_into(
             out[p] = oid
         else:
             out[p] = view.entry_oid(n, hashed)  # (unreadable: it says why)
+
+
+def _sink(view: View) -> BlobSink | None:
+    """A record's sink of the view's overlay in this thread, while it takes blobs
+    (core/workspace/recordblobs.py; not imported: it loads with the record stage only)."""
+    sink: BlobSink | None = getattr(getattr(view.source, "recording", None), "sink", None)
+    return sink if sink is not None and sink.writable else None
 
 
 def _as_is(data: bytes) -> bool:

@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import CorruptStateError
 from ..store import names
@@ -28,12 +28,14 @@ from .livedir import LiveDir
 from .overlay import Overlay
 from .overlayentry import DELETED, FILE, NO_IGNORED, OBJECT, UPPER_FILE, Entry, Ignored, covered
 from .pathguard import PathGuard, protected_entries
-from .recordblobs import Noted, sink_of
 from .upperjournal import Pending
 from .wsattrs import TEXT, Conversions, conversions_for
 from .wsgitrules import content_check, fsck_read, staged_submodules
 from .wsstatus import Changes
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
+
+if TYPE_CHECKING:
+    from .recordblobs import BlobSink, Noted
 
 # what a live mount's index guard gives its holder (mount/indexahead.py): the mount's index
 # written for a commit before the branch moves to it; then called with whether it moved
@@ -563,7 +565,7 @@ def _from_status(
 ) -> str | None:
     """The blob id of ``e``'s file as the record's status wrote it into ``pw``
     (:mod:`.recordblobs`), when that is what this capture stores for it; None: read it."""
-    sink = sink_of(ws.overlay)
+    sink: BlobSink | None = getattr(ws.overlay.recording, "sink", None)  # (recordblobs: not imported)
     if sink is None or not sink.owns(pw) or noted is None or not e.fileid:
         return None
     converts = conv is not None and e.mode in TEXT and e.path in conv.files
