@@ -33,7 +33,11 @@ if TYPE_CHECKING:
     from ..store.gitstore import GitStore
     from .overlaydb import OverlayDB
 
-SMALL = 1 << 20  # read whole (PackWriter streams a larger file, hashing it first)
+# read whole, hashed, and deflated only if the pack lacks it (one read; a larger file is
+# hashed first, then streamed: a copy the pack holds is never written again, attack25's
+# names of one file written back as copies included; test_adv_links)
+WHOLE = 64 << 20
+SMALL = 1 << 20  # (the read of a file grown since: in steps of this)
 
 Noted = tuple[int, int, int, int]  # (size, mtime_ns, ctime_ns, inode): a stat before a read
 
@@ -82,13 +86,9 @@ class BlobSink:
         link = (st.st_dev, *noted) if st.st_nlink > 1 else None
         if link is not None and link in self._linked:
             oid, plain = self._linked[link]
-        elif st.st_size > SMALL:  # (streamed, hashed as it is deflated: one read, not add_open's two)
+        elif st.st_size > WHOLE:  # (hashed, then stored if new: add_file's two reads, no copy written twice)
             with os.fdopen(os.dup(fd), "rb") as fh:
-                got = self.pack.add_stream(fh, st.st_size)
-                if got is None:  # (it shrank while read: as add_file stores it)
-                    fh.seek(0)
-                    got = self.pack.add_open(fh, os.fstat(fh.fileno()).st_size, f"/proc/self/fd/{fd}")
-                oid, plain = got, None
+                oid, plain = self.pack.add_open(fh, st.st_size, f"/proc/self/fd/{fd}"), None
         else:
             data = read_all(fd, st.st_size)
             oid, plain = self.pack.add(OBJ_BLOB, data), as_is(data)
