@@ -279,6 +279,24 @@ def record(
     ran: Ran,
     carried: CarriedBack,
 ) -> Recorded:
+    """:func:`_record`, each file the command wrote read once when it is committed: the
+    blobs its status hashes written into the pack the commit takes (record3:
+    core/workspace/recordblobs.py)."""
+    from ..core.workspace.recordblobs import one_read
+
+    with one_read(plan.ws.overlay, plan.ws.store, on=plan.req.commit):
+        return _record(vault, fork, plan, before, placed, ran, carried)
+
+
+def _record(
+    vault: Vault,
+    fork: str,
+    plan: Plan,
+    before: Before,
+    placed: Placed,
+    ran: Ran,
+    carried: CarriedBack,
+) -> Recorded:
     """The fifth stage, after the command ran and :func:`carry_back` (``carried``: what it
     refused and the gitlinks it dropped): the mount settled (or the copy written back),
     what the command changed (read from the workspace's journals since ``before.start``),

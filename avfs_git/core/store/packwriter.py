@@ -212,9 +212,8 @@ def _header(kind: int, size: int) -> bytes:
 
 
 def _mkstemp(prefix: str, directory: str) -> tuple[int, str]:
-    """``tempfile.mkstemp(prefix=prefix, dir=directory)``: a new file of mode 0600 opened
-    ``O_EXCL`` (close-on-exec) under a name no one had, without importing tempfile (its
-    shutil, bz2, lzma and random: ~10 ms of a cold `vault fork` or `checkpoint save`)."""
+    """``tempfile.mkstemp(prefix=prefix, dir=directory)`` (a new 0600 file, ``O_EXCL``) without importing
+    tempfile (its shutil, bz2, lzma, random: ~10 ms of a cold `vault fork` or `checkpoint save`)."""
     for _ in range(100):
         path = os.path.join(directory, prefix + os.urandom(6).hex())
         try:
@@ -247,7 +246,7 @@ class PackWriter:
         self._sha = sha1()
         self._offset = 0
         self._write(b"PACK" + struct.pack(">II", 2, 0))  # count patched in finish()
-        self._done = False
+        self.done = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -256,11 +255,12 @@ class PackWriter:
         self._fh.write(data)
         self._offset += len(data)
 
+    def holds(self, oid: str) -> bool:
+        """Whether ``oid`` was written into this pack."""
+        return oid in self._entries
+
     def _known(self, oid: str) -> bool:
-        if oid in self._entries:
-            return True
-        check = self._exists
-        return bool(check(oid)) if callable(check) else False
+        return oid in self._entries or (callable(check := self._exists) and bool(check(oid)))
 
     def add(self, kind: int, data: bytes) -> str:
         """Add an object held in memory; returns its id."""
@@ -306,13 +306,13 @@ class PackWriter:
         with os.fdopen(open_regular(path, root), "rb") as fh:
             st = os.fstat(fh.fileno())
             if st.st_nlink < 2:
-                return self._add_open(fh, st.st_size, path)
+                return self.add_open(fh, st.st_size, path)
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if (known := self._linked.get(key)) is None:
-                known = self._linked[key] = self._add_open(fh, st.st_size, path)
+                known = self._linked[key] = self.add_open(fh, st.st_size, path)
             return known
 
-    def _add_open(self, fh: IO[bytes], size: int, path: str) -> str:
+    def add_open(self, fh: IO[bytes], size: int, path: str) -> str:
         """:meth:`add_file` of the file open as ``fh`` (``size`` bytes as opened)."""
         if size <= _CHUNK:
             return self.add(OBJ_BLOB, fh.read())
@@ -323,12 +323,12 @@ class PackWriter:
             return oid
         for _ in range(8):
             fh.seek(0)
-            if (got := self._add_stream(fh, size)) is not None:
+            if (got := self.add_stream(fh, size)) is not None:
                 return got
             size = os.fstat(fh.fileno()).st_size
         raise BusyError(f"{path} kept shrinking while it was being stored", hint="try again")
 
-    def _add_stream(self, fh: IO[bytes], size: int) -> str | None:
+    def add_stream(self, fh: IO[bytes], size: int) -> str | None:
         """Store the first ``size`` bytes of ``fh`` as a blob, hashed as they are written;
         its id (a known object taken back out), or None if ``fh`` ended first (read again)."""
         start = self._offset
@@ -354,8 +354,8 @@ class PackWriter:
         return oid
 
     def abort(self) -> None:
-        if not self._done:
-            self._done = True
+        if not self.done:
+            self.done = True
             try:
                 self._fh.close()  # flushes: fails on a full disk, and the files must go all the same
             except OSError:
@@ -374,7 +374,7 @@ class PackWriter:
 
     def finish(self) -> str | None:
         """Write the pack and its index into place; returns the pack name (None if empty)."""
-        if self._done:
+        if self.done:
             return None
         if not self._entries:
             self.abort()
@@ -391,7 +391,7 @@ class PackWriter:
             fh.seek(0, os.SEEK_END)
             fh.write(pack_sum)
             fh.close()
-            self._done = True
+            self.done = True
             name = f"pack-{pack_sum.hex()}"
             base = os.path.join(self.pack_dir, name)
             idx_tmp = tmp_index(self._tmp)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from ..errors import AvfsError, BusyError, CorruptStateError, from_oserror
-from ..store.safeopen import NotRegular, beneath, open_regular
+from ..store.safeopen import NotRegular, lstat_beneath, open_regular
 from ..store.threads import ThreadSlots
 from . import execspans
 from .overlayentry import LINK_FILE, UPPER_FILE, Entry
@@ -67,6 +67,7 @@ class OverlayDB:
         self.lower_mode: Callable[[str], int | None] | None = None
         self.lower_tree: Callable[[str], str | None] | None = None
         self._no_upper = threading.local()
+        self.recording = threading.local()  # .sink, .dirs: a record's in this thread (recordblobs)
         # upper_oids' rows this process has read or written, by path: (sig, oid). A status
         # in a mount's daemon (proxy exec's, before every command) asks for every upper file
         # each time; a dict answers in a microsecond where the query costs ~20
@@ -473,7 +474,7 @@ class OverlayDB:
         """:meth:`_claim`, for a move that drops the entry (another hand's commit adopted)."""
         return self._claim(fileid)
 
-    def note_read(self, fileid: str) -> None:
+    def note_read(self, fileid: str) -> tuple[int, int, int, int] | None:
         """Before a capture reads overlay file ``fileid``: its stat, which :meth:`_claim`
         compares when the checkpoint retires the entry. A pure-FUSE mount records a closed
         handle's size a moment after the close (fuse/writes.py ``release``: no new journal
@@ -486,14 +487,16 @@ class OverlayDB:
         makes the next change's time a fine-grained one) or its size.
 
         An upper layer's file (the kernel's, never claimed: see :meth:`_exclusive`) is
-        noted too, for :meth:`unchanged_since_read` alone (gitmodel15)."""
+        noted too, for :meth:`unchanged_since_read` alone (gitmodel15). Returns what it
+        noted (size, mtime, ctime, inode; None: nothing, a link's or a file gone)."""
         if fileid.startswith(LINK_FILE):
-            return
+            return None
         try:
             st = self.file_stat(fileid)  # (an upper layer's: no link followed)
         except OSError:
-            return
-        self._read_stats[fileid] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            return None
+        got = self._read_stats[fileid] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return got
 
     def unchanged_since_read(self, fileid: str) -> os.stat_result | None:
         """The file's ``stat`` now when it is the one :meth:`note_read` took before this
@@ -570,8 +573,9 @@ class OverlayDB:
         if not fileid.startswith(UPPER_FILE):
             return os.stat(self.file_path(fileid))
         try:
-            with beneath(self.upper_dir, fileid[len(UPPER_FILE) :]) as at:
-                st = os.lstat(at)
+            st = lstat_beneath(
+                self.upper_dir, fileid[len(UPPER_FILE) :], getattr(self.recording, "dirs", None)
+            )
         except NotADirectoryError:  # (a link on the way)
             raise NotRegular(errno.ENOENT, "not a regular file", self.file_path(fileid)) from None
         if not stat.S_ISREG(st.st_mode):
@@ -580,7 +584,9 @@ class OverlayDB:
 
     def open_regular(self, fileid: str) -> int:
         """:func:`.safeopen.open_regular` of the file of ``fileid``, from its root."""
-        return open_regular(self.file_path(fileid), self.file_root(fileid))
+        return open_regular(
+            self.file_path(fileid), self.file_root(fileid), getattr(self.recording, "dirs", None)
+        )
 
     def open_file(self, fileid: str) -> int:
         """A descriptor of the overlay file ``fileid`` (a regular file: an upper layer's may

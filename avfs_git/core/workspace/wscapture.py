@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import CorruptStateError
 from ..store import names
@@ -33,6 +33,9 @@ from .wsattrs import TEXT, Conversions, conversions_for
 from .wsgitrules import content_check, fsck_read, staged_submodules
 from .wsstatus import Changes
 from .wsview import RACE_TRIES, Raced, View, dirty_dirs
+
+if TYPE_CHECKING:
+    from .recordblobs import BlobSink, Noted
 
 # what a live mount's index guard gives its holder (mount/indexahead.py): the mount's index
 # written for a commit before the branch moves to it; then called with whether it moved
@@ -449,8 +452,9 @@ def _build(
     subdirs: dict[str, str | None] = {}
     for e in by_parent.get(p, []):
         name = names.basename(e.path)
+        noted = None
         if e.kind == FILE and e.fileid:
-            ws.overlay.note_read(e.fileid)  # (a write after it keeps the entry: OverlayDB._claim)
+            noted = ws.overlay.note_read(e.fileid)  # (a write after it keeps the entry: OverlayDB._claim)
         if e.kind == DELETED:
             items.pop(name, None)
         elif refusal(name, e.mode) is not None:
@@ -480,7 +484,7 @@ def _build(
                 assert e.oid is not None
                 items[name] = (e.oid, recorded_mode(e.mode, held, *trusted))
         elif e.kind == FILE:
-            oid, now = _file_blob(ws, e, pw, conv)
+            oid, now = _file_blob(ws, e, pw, conv, noted)
             if now is not e and swapped is not None:
                 swapped[e.path] = now
             items[name] = (oid, recorded_mode(now.mode, items.get(name), *trusted))
@@ -512,10 +516,14 @@ def _build(
     return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
 
 
-def _file_blob(ws: Fork, e: Entry, pw: PackWriter, conv: Conversion | None) -> tuple[str, Entry]:
+def _file_blob(
+    ws: Fork, e: Entry, pw: PackWriter, conv: Conversion | None, noted: Noted | None = None
+) -> tuple[str, Entry]:
     """The blob of file entry ``e``'s bytes, and the entry they are of: ``e``, or, when a
     write replaced the file since the entries were read (its old bytes unlinked before
-    they were hashed), the path's entry now, if it is a file still.
+    they were hashed), the path's entry now, if it is a file still. A file the record's
+    status wrote into ``pw`` unchanged since (``noted``: its stat before this read,
+    :meth:`.overlaydb.OverlayDB.note_read`) is not read again (:mod:`.recordblobs`).
 
     Only what raced is read again: a capture read every entry and hashed every file again
     after each such miss, and under writes to one file that came faster than a whole
@@ -527,6 +535,8 @@ def _file_blob(ws: Fork, e: Entry, pw: PackWriter, conv: Conversion | None) -> t
     the path's copy (fuse/handles.py ``_behind``). A path that stops being a file (removed,
     a directory now) is :class:`.wsview.Raced` as before: the capture reads everything
     again."""
+    if (oid := _from_status(ws, e, pw, conv, noted)) is not None:
+        return oid, e
     first = e
     for _ in range(RACE_TRIES):
         assert e.fileid is not None
@@ -550,6 +560,20 @@ def _file_blob(ws: Fork, e: Entry, pw: PackWriter, conv: Conversion | None) -> t
         ws.overlay.note_read(now.fileid)  # (as for every file the capture reads: OverlayDB._claim)
         e = now
     raise Raced(f"{e.path} was replaced while being captured", details={"path": e.path})
+
+
+def _from_status(
+    ws: Fork, e: Entry, pw: PackWriter, conv: Conversion | None, noted: Noted | None
+) -> str | None:
+    """The blob id of ``e``'s file as the record's status wrote it into ``pw``
+    (:mod:`.recordblobs`), when that is what this capture stores for it; None: read it."""
+    sink: BlobSink | None = getattr(ws.overlay.recording, "sink", None)  # (recordblobs: not imported)
+    if sink is None or not sink.owns(pw) or noted is None or not e.fileid:
+        return None
+    converts = conv is not None and e.mode in TEXT and e.path in conv.files
+    if converts and conv is not None and not conv.conv.keeps_plain():
+        return None
+    return sink.taken(e.fileid, noted, converts=converts)
 
 
 def _missing(ws: Fork, e: Entry, exc: FileNotFoundError) -> Exception:

@@ -31,7 +31,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RefMovedError
 from ..store import refs
@@ -45,6 +45,10 @@ from .upperjournal import remember_commit
 from .wsattrs import keep_converted
 from .wscapture import Fork, capture
 from .wsretire import oid_in, retirable, retire_onto
+
+if TYPE_CHECKING:
+    from ..store.packwriter import PackWriter
+    from .recordblobs import BlobSink
 
 
 def commit_overlay(
@@ -94,7 +98,7 @@ def commit_overlay(
             details={"fork": ws.fork, "expected": base, "current": tip},
         )
     # blobs, trees and the commit go into one pack (two files, whatever the count)
-    pack = ws.store.pack_writer()
+    pack = _record_pack(ws) or ws.store.pack_writer()
     try:
         tree, captured = capture(ws, pack, only=only)
         if tree == ws.base_tree and not allow_empty:
@@ -119,6 +123,13 @@ def commit_overlay(
     return commit, captured
 
 
+def _record_pack(ws: Fork) -> PackWriter | None:
+    """The pack a record's status wrote its blobs into, for this commit to finish
+    (core/workspace/recordblobs.py; not imported: it loads with the record stage only)."""
+    sink: BlobSink | None = getattr(ws.overlay.recording, "sink", None)
+    return sink.take_pack() if sink is not None else None
+
+
 def _remember(ws: Fork, commit: str, committed: list[Entry]) -> None:
     """Once ``commit`` is the base: what the capture read of an overlay mount's upper
     layer and the commit holds is remembered as showing the base (the next status and
@@ -133,7 +144,7 @@ def _remember(ws: Fork, commit: str, committed: list[Entry]) -> None:
 def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, list[Entry]]:
     """:func:`commit_overlay` with ``on`` (a commit on ``base``) between the base and the
     commit of the workspace; ``on`` alone when the workspace shows its tree."""
-    pack = ws.store.pack_writer()
+    pack = _record_pack(ws) or ws.store.pack_writer()
     try:
         tree, captured = capture(ws, pack)
         if tree == ws.store.commit_tree(on):
@@ -364,7 +375,7 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
     (a rebase: history stays linear). Conflicts change nothing and are raised."""
     from ..errors import BusyError, ConflictError
 
-    pack = ws.store.pack_writer()
+    pack = _record_pack(ws) or ws.store.pack_writer()
     try:
         tree, captured = capture(ws, pack)
         pack.finish()  # libgit2 reads these objects; unreferenced if we stop here

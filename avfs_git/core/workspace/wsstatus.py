@@ -187,16 +187,16 @@ class Changes:
 
     def read_entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
         """(:meth:`entries`, the journal's position they were read at: None when no
-        journal answered, whether they are only those that may differ from the base), for
-        a capture whose commit then remembers what it recorded
-        (:func:`.upperjournal.remember_commit`)."""
+        journal answered, whether they are only those that may differ from the base), for a
+        capture whose commit then remembers what it recorded (upperjournal.remember_commit)."""
         return self._entries()
 
     def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
         """The overlay's entries a status reads (see :func:`.upperjournal.entries`)."""
         if self._view_time is None or self._mount_git_dir is None or not self.overlay.upper_active():
             return self.overlay.all(), None, False
-        return upperjournal.entries(
+        rec = self.overlay.recording  # (a record's: its status's read taken again by its capture)
+        got = upperjournal.entries(
             self.overlay,
             base=self.view.base,
             view_time=self._view_time(),
@@ -204,7 +204,11 @@ class Changes:
             base_diff=self.base_diff,
             pin_diff=self._pin_diff,
             trusted=all(self.modes_trusted()),
+            last=getattr(rec, "read", None),
         )
+        if getattr(rec, "sink", None) is not None:
+            rec.read = got
+        return got
 
     def base_diff(self, old: str, new: str) -> list[str] | None:
         """The paths where two commits' trees differ (None when one is not there)."""
@@ -262,12 +266,13 @@ class Changes:
             todo.append((c, e if e is not None and e.kind == FILE and c.status in _UNHASHED else None))
         compared(self.view, todo, by_path, out)  # (each file hashed as `git add` would store it)
         hints: dict[str, str] = {}
-        # each added path's origin reads its ancestors' upper entries: read once for all of
-        # them (trial1: a venv's 2,459 new files read each ancestor again, 7 of 22 s)
+        # each added path's origin: its own entry's, read above (View.origin_in: record3), else
+        # its ancestors' upper entries, read once for all of them (trial1: 7 of 22 s)
         with self.overlay.remembering():
             for c in out:
                 if c.status is ChangeStatus.ADDED:
-                    o = self.view.origin(c.path)
+                    own = by_path.get(c.path)
+                    o = own.origin if own is not None and own.kind != DELETED else self.view.origin(c.path)
                     if o is not None and o != c.path:
                         hints[c.path] = o
         found = [p for c in out for p in (c.path, c.old_path) if p]  # compared: what differs
