@@ -61,6 +61,19 @@ def diff_trees(store: Trees, old: str | None, new: str | None, prefix: str, out:
     _run(store, [(_TREES, old, new, prefix)], out)
 
 
+def paths_between(store: Trees, a: str, b: str) -> list[str] | None:
+    """The paths where trees ``a`` and ``b`` differ, a rename's old path too (None: a tree
+    could not be read)."""
+    from ..errors import AvfsError
+
+    out: list[Change] = []
+    try:
+        diff_trees(store, a, b, "", out)
+    except AvfsError:
+        return None
+    return [p for c in out for p in (c.path, c.old_path) if p]
+
+
 def _run(store: Trees, todo: list[_Task], out: list[Change]) -> None:
     """Do the tasks of ``todo`` (the last first), each appending its changes to ``out`` in
     the order a depth-first walk by name gives, or leaving more tasks."""

@@ -17,7 +17,7 @@ from ..store.gitlib import libgit2_loaded
 from ..store.gitnames import NotRecorded
 from ..store.gitstore import EMPTY_TREE
 from ..store.lineconfig import fork_settings
-from ..store.treediff import diff_entry, diff_trees, pair_renames, type_changed
+from ..store.treediff import diff_entry, diff_trees, pair_renames, paths_between, type_changed
 from ..types import MODE_COMMIT, MODE_TREE, Change, ChangeStatus
 from . import overlayentry, upperjournal
 from .ignore import GITIGNORE, MAX_PATTERN_FILE, IgnoreRules, bounded_pattern_file
@@ -216,9 +216,7 @@ class Changes:
             a, b = self.store.commit_tree(old), self.store.commit_tree(new)
         except AvfsError:
             return None
-        out: list[Change] = []
-        diff_trees(self.store, a, b, "", out)
-        return [p for c in out for p in (c.path, c.old_path) if p]
+        return paths_between(self.store, a, b)
 
     def _pin_diff(self, tree: str, base: str) -> list[str] | None:
         """The paths where ``tree`` differs from commit ``base``'s tree (None: unknown)."""
@@ -226,14 +224,7 @@ class Changes:
             b = self.store.commit_tree(base)
         except AvfsError:
             return None
-        if tree == b:
-            return []
-        out: list[Change] = []
-        try:
-            diff_trees(self.store, tree, b, "", out)
-        except AvfsError:
-            return None
-        return [p for c in out for p in (c.path, c.old_path) if p]
+        return [] if tree == b else paths_between(self.store, tree, b)
 
     def _status_ignored(self) -> tuple[list[Change], Ignored]:
         with self.overlay.pruning(self.prune_ignored):
