@@ -584,6 +584,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         rebase: bool = True,
         on: str | None = None,
         only: Callable[[str], bool] | None = None,
+        keep_staged: bool = False,
     ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
         See :func:`.wscommit.commit_overlay`."""
@@ -599,7 +600,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
             wsbase.follow_git(self, wait_s=None)
             try:
                 return wscommit.commit_overlay(
-                    self, message, allow_empty=allow_empty, rebase=rebase, on=on, only=only
+                    self, message, allow_empty=allow_empty, rebase=rebase, on=on, only=only, keep_staged=keep_staged
                 )
             except RefMovedError:
                 tip = self.tip()
