@@ -77,3 +77,21 @@ def test_a_checkpoint_is_gits_commit_only_of_the_files(scene: Scene) -> None:
     assert scene.git("show", ":b.txt").stdout == "b staged\n"
     assert scene.git("diff", "--cached", "--name-only").stdout.split() == ["b.txt"]
     scene.hook_answers()
+
+
+def test_the_undo_of_a_run_keeps_the_staged_version(scene: Scene) -> None:
+    """`avfs undo` of that run (the fork back before it, as `git reset --soft` back):
+    the person's version is still the one staged."""
+    (scene.mp / "a.txt").write_text("staged by the person\n")
+    scene.git("add", "a.txt")
+    (scene.mp / "a.txt").write_text("the fork's a\n")
+    before = scene.git("rev-parse", "HEAD").stdout.strip()
+    res = scene.attack("echo by the agent > a.txt\n")
+    assert res.success and res.to_dict()["commit"] is not None, res.to_dict()
+    spec = ["--home", scene.home.path, "--vault", "v:main"]
+    got = scene.cli(*spec, "--json", "undo")
+    assert got.code == 0, got.out
+    assert scene.git("rev-parse", "HEAD").stdout.strip() == before
+    assert scene.git("show", ":a.txt").stdout == "staged by the person\n"
+    assert scene.git("diff", "--cached", "--name-only").stdout.split() == ["a.txt"]
+    scene.hook_answers()

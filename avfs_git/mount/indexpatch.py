@@ -98,6 +98,8 @@ def patched_index(
     kept = _drop_staged(ws, data, old_base, hits, repl) if keep_staged else []
     if staged is not None:
         staged.update(_already(data, hits, repl, changed))
+        # (kept staged over the move: an undo of it keeps them as git's index has them too)
+        staged.update(name.decode("utf-8", "surrogateescape") for name, _at in kept)
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
@@ -125,7 +127,7 @@ def patched_index(
             edits.append((at, 0, at, new))
             count += 1
     edits.sort(key=lambda e: (e[0], e[1]))
-    dirty = _dirty_after(data, off, offs, edits, kept)
+    dirty = _dirty_after(data, off, offs, edits, [at for _n, at in kept if at is not None])
     out: list[bytes] = []
     pos = 12
     for start, _, stop, new in edits:
@@ -154,16 +156,16 @@ def _drop_staged(
     old_base: str,
     hits: dict[bytes, tuple[int, int]],
     repl: dict[bytes, bytes | None],
-) -> list[int]:
+) -> list[tuple[bytes, int | None]]:
     """:func:`patched_index`'s ``keep_staged``: out of ``repl`` (and ``hits``) each path
     whose entry in index ``data`` is neither ``old_base``'s nor its replacement (what git
     staged there, an added file or a removal `git rm --cached` made included). Returns
-    the offsets of the entries so kept: git looks at their files again (their stat data
-    is the person's `git add`'s, and avfs's token answers only what the files differ from
-    the new base in: the file now the new commit's would read as the staged one, `M `
-    where a plain worktree shows `MM`; h-staged1)."""
+    the names and offsets (None: a removal) of the entries so kept: git looks at their
+    files again (their stat data is the person's `git add`'s, and avfs's token answers
+    only what the files differ from the new base in: the file now the new commit's could
+    read as the staged one, `M ` where a plain worktree shows `MM`; h-staged1)."""
     old_tree = ws.store.commit_tree(old_base)
-    kept: list[int] = []
+    kept: list[tuple[bytes, int | None]] = []
     for name in list(repl):
         new, hit = repl[name], hits.get(name)
         have = None if hit is None else data[hit[0] + 24 : hit[0] + 28] + data[hit[0] + 40 : hit[0] + 60]
@@ -171,8 +173,7 @@ def _drop_staged(
         old = None if was is None else struct.pack(">I", was[1]) + bytes.fromhex(was[0])
         if have != old and have != (None if new is None else new[24:28] + new[40:60]):
             del repl[name]
-            if hit is not None:
-                kept.append(hit[0])
+            kept.append((name, None if hit is None else hit[0]))
             hits.pop(name, None)
     return kept
 
