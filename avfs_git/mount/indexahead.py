@@ -48,14 +48,18 @@ Land = Callable[[bool], None]  # called with whether the branch moved
 class Ahead(Protocol):
     """:func:`write_ahead` for one mount, given to the caller holding its guard."""
 
-    def __call__(self, commit: str, *, view_changed: bool = False, keep_staged: bool = False) -> Land | None: ...
+    def __call__(
+        self, commit: str, *, view_changed: bool = False, keep_staged: bool = False
+    ) -> Land | None: ...
 
 
 def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int) -> Ahead:
     """What :func:`write_ahead` does for this mount, for the caller holding its guard."""
 
     def call(commit: str, *, view_changed: bool = False, keep_staged: bool = False) -> Land | None:
-        return write_ahead(ws, git_dir, own, uid, gid, commit, view_changed=view_changed, keep_staged=keep_staged)
+        return write_ahead(
+            ws, git_dir, own, uid, gid, commit, view_changed=view_changed, keep_staged=keep_staged
+        )
 
     return call
 
@@ -107,7 +111,15 @@ def write_ahead(
         staged: set[str] = set()
         with ws.overlay.remembering():  # (written_stat's reads of the recorded paths share their ancestors)
             data = patched_index(
-                ws, git_dir, view.base, commit, stat_of, token, keep=keep, staged=staged, keep_staged=keep_staged
+                ws,
+                git_dir,
+                view.base,
+                commit,
+                stat_of,
+                token,
+                keep=keep,
+                staged=staged,
+                keep_staged=keep_staged,
             )
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
         return None

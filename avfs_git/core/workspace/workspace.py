@@ -600,7 +600,13 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
             wsbase.follow_git(self, wait_s=None)
             try:
                 return wscommit.commit_overlay(
-                    self, message, allow_empty=allow_empty, rebase=rebase, on=on, only=only, keep_staged=keep_staged
+                    self,
+                    message,
+                    allow_empty=allow_empty,
+                    rebase=rebase,
+                    on=on,
+                    only=only,
+                    keep_staged=keep_staged,
                 )
             except RefMovedError:
                 tip = self.tip()

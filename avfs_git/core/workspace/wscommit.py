@@ -121,7 +121,9 @@ def commit_overlay(
     # workspace still shows them (git semantics: an untracked empty directory)
     seen = captured
     captured = retirable(ws, captured, tree)
-    publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen, keep_staged=keep_staged)
+    publish(
+        ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen, keep_staged=keep_staged
+    )
     _remember(ws, commit, captured)
     return commit, captured
 
@@ -137,7 +139,9 @@ def _remember(ws: Fork, commit: str, committed: list[Entry]) -> None:
     remember_commit(ws.overlay, pending, commit, read, committed, ws.captured_ignored.tops, ws.store)
 
 
-def _commit_on(ws: Fork, message: str, base: str, on: str, keep_staged: bool) -> tuple[str | None, list[Entry]]:
+def _commit_on(
+    ws: Fork, message: str, base: str, on: str, keep_staged: bool
+) -> tuple[str | None, list[Entry]]:
     """:func:`commit_overlay` with ``on`` (a commit on ``base``) between the base and the
     commit of the workspace; ``on`` alone when the workspace shows its tree."""
     pack = ws.store.pack_writer()
@@ -154,7 +158,9 @@ def _commit_on(ws: Fork, message: str, base: str, on: str, keep_staged: bool) ->
         raise
     seen = captured
     captured = retirable(ws, captured, tree)
-    publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen, keep_staged=keep_staged)
+    publish(
+        ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen, keep_staged=keep_staged
+    )
     _remember(ws, commit, captured)
     return commit, captured
 
@@ -308,7 +314,14 @@ def publish(
             keep_converted(ws.overlay, captured, ws.captured_converted)
         try:
             move_ref(
-                ws.store, ws.ref, commit, expected, reason, (ws, ahead), view_changed=False, keep_staged=keep_staged
+                ws.store,
+                ws.ref,
+                commit,
+                expected,
+                reason,
+                (ws, ahead),
+                view_changed=False,
+                keep_staged=keep_staged,
             )
         except BaseException:
             with ws.overlay.txn():
