@@ -229,9 +229,7 @@ def _save_held(
     """:func:`save_locked`'s commit, ref moves and record, under the op log's lock."""
     fork = ws.fork
     # (an exec's record is another writer's commit: what the person staged stays staged)
-    commit, captured = ws.commit_overlay(
-        msg, rebase=rebase, on=on, only=only, keep_staged=exec_of is not None
-    )
+    commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only, exec_of=exec_of)
     if commit is not None and on is None:
         # what the ref moved from: a `git commit` in the mount may have landed since the
         # tip was read (the checkpoint then went on top of it): undo goes back to that

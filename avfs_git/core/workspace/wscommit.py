@@ -55,7 +55,7 @@ def commit_overlay(
     rebase: bool = True,
     on: str | None = None,
     only: Callable[[str], bool] | None = None,
-    keep_staged: bool = False,
+    exec_of: str | None = None,
 ) -> tuple[str | None, list[Entry]]:
     """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
 
@@ -75,14 +75,15 @@ def commit_overlay(
     on top of the commit; a fork that moved since the base is then :class:`RefMovedError`,
     never rebased.
 
-    ``keep_staged`` (a ``proxy exec``'s record: another writer's commit on the person's
-    branch): what git staged in the mount at a path the commit records (neither the old
+    ``exec_of`` (the command of a ``proxy exec`` whose record this is: another writer's
+    commit on the person's branch): what git staged in the mount at a path the commit records (neither the old
     base's entry nor the commit's) stays staged, as a plain worktree's index stays when
     another hand commits on its branch; a checkpoint (the person's `git commit --only`
     of the files) sets those entries to the commit's, as git's does (h-staged1).
     """
     base = ws.base
     tip = ws.tip()
+    keep_staged = exec_of is not None
     if on is not None:
         if tip != base:
             raise RefMovedError(
