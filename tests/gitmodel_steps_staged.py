@@ -1,6 +1,7 @@
-"""The git model's steps of its twenty-sixth round (gitmodel26, tests/test_git_model26.py
-runs them): a version of a tracked file the person staged in the mount (`git add`, then
-the file edited again or not), then another writer of that same path.
+"""The git model's steps of the staged-then-written round (h-staged1, the thirty-sixth
+round; tests/test_git_model_staged.py runs them): a version of a tracked file the person
+staged in the mount (`git add`, then the file edited again or not), then another writer
+of that same path.
 
 - ``staged_then(data, again, then)``: ``then`` ``exec``: `avfs proxy exec -- sh -c 'printf
   ... > PATH'`, a run whose record commits the path (:meth:`GitModel.exec_script`: the
@@ -22,23 +23,16 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
+from .gitmodel_attrs import ModelAttrs
+
 THENS = ("exec", "checkpoint", "write")
 
 
-class TwentySixthRoundSteps:
+class StagedThenSteps(ModelAttrs):
     """The steps; see the module's docstring."""
 
-    # what the model has (annotations only: the model's own are used)
-    m: Any
-    p: Any
-    home: str
-    avfs_home: str
-    mp: Any
+    # what else the model has (annotations only: the model's own are used)
     clock: int
-    last_checkpoint: bool
-    both: Any
-    busy: Any
-    note: Any
     pick: Any
     tracked: Any
     checkpoint: Any
