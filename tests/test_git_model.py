@@ -748,14 +748,19 @@ class GitModel(
             self.both("fetch", "-q", "up")
 
     def plain_checkpoint(
-        self, message: str, only: list[str] | None = None, commit: str | None = None
+        self,
+        message: str,
+        only: list[str] | None = None,
+        commit: str | None = None,
+        keep: frozenset[str] = frozenset(),
     ) -> bool:
         """A checkpoint on the plain side: the paths the working tree differs from HEAD in
         (or ``only`` those), committed as they are, and the index's entries of those paths
         set to the commit's (as `git commit --only` does, and avfs patches the mount's
         index): what git staged elsewhere stays staged (avfs has no index of its own: a
         checkpoint records the files). ``commit``: the one avfs made (its tree and parent
-        must be these), taken as it is. True when it made a commit."""
+        must be these), taken as it is. ``keep``: paths whose index entry stays as git
+        staged it (an exec's record, :meth:`staged_apart`). True when it made a commit."""
         paths = sorted(p for p, _ in self.p.changes()) if only is None else only
         if not paths:
             return False
@@ -773,10 +778,26 @@ class GitModel(
         # staged, as `reset --soft` does (avfs notes them in the mount's own directory,
         # mount/indexahead.py; gitmodel19), the others unstaged
         differ = self.p.git("diff", "--cached", "--no-renames", "--name-only", "-z", new, "--", *paths).stdout
-        self.undo_staged = set(paths) - {p for p in differ.split("\0") if p}
+        self.undo_staged = set(paths) - {p for p in differ.split("\0") if p} | (keep & set(paths))
         self.p.git("update-ref", "-m", "checkpoint", "HEAD", new, head)
-        self.p.git("reset", "-q", new, "--", *paths)
+        if reset := [x for x in paths if x not in keep]:
+            self.p.git("reset", "-q", new, "--", *reset)
         return True
+
+    def staged_apart(self, old: str, new: str | None) -> frozenset[str]:
+        """The paths whose entry in the plain side's index is neither ``old``'s nor
+        ``new``'s: what git staged there, which a ``proxy exec``'s record (another writer's
+        commit on the branch, moving it from ``old`` to ``new``) leaves staged, as a
+        plain worktree's index stays when another hand commits on its branch
+        (h-staged1: before, the record's index took the new commit's entry)."""
+        if new is None or new == old:
+            return frozenset()
+
+        def apart(rev: str) -> set[str]:
+            out = self.p.git("diff", "--cached", "--no-renames", "--name-only", "-z", rev).stdout
+            return {x for x in out.split("\0") if x}
+
+        return frozenset(apart(old) & apart(new))
 
     def on_both(self, fn: Any) -> None:
         for side in (self.p, self.m):
@@ -1599,8 +1620,11 @@ class GitModel(
         assert (doc["branch_moved"] is not None) == (head1 != head0), (
             f"branch moved: plain {head0}->{head1}: {res.stdout}"
         )
+        made = doc["commit"] and doc["commit"]["commit"]
         if head1 == head0:
             rec = doc["checkpoint"]
+            landed = rec["commit"] if rec is not None and rec["on_branch"] else None
+            keep = self.staged_apart(head0, made or landed)
             if record != p.git("rev-parse", "HEAD^{tree}").stdout.strip():
                 assert rec is not None and rec["on_branch"], f"no record below the command: {res.stdout}"
                 assert p.git("log", "-1", "--format=%T %P", rec["commit"]).stdout.split() == [record, head0]
@@ -1608,13 +1632,14 @@ class GitModel(
                 diff = p.git("diff", "--name-only", "-z", "--no-renames", head0, rec["commit"]).stdout
                 gone = [x for x in diff.split("\0") if x]
                 p.git("update-ref", "refs/heads/f", rec["commit"], head0)
-                p.git("reset", "-q", rec["commit"], "--", *gone)  # the index follows the base there
-            self.plain_checkpoint("exec", commit=doc["commit"] and doc["commit"]["commit"])
+                if gone := [x for x in gone if x not in keep]:
+                    p.git("reset", "-q", rec["commit"], "--", *gone)  # the index follows the base there
+            self.plain_checkpoint("exec", commit=made, keep=keep)
         else:
             files1 = _tree(p.root)
             own = {f for f in set(files0) | set(files1) if files0.get(f) != files1.get(f)}
             left = sorted(path for path, _ in p.changes() if path in own)
-            self.plain_checkpoint("exec", left, commit=doc["commit"] and doc["commit"]["commit"])
+            self.plain_checkpoint("exec", left, commit=made, keep=self.staged_apart(head1, made))
         self.last_checkpoint = False
 
     @precondition(lambda self: self.busy() is None)

@@ -48,20 +48,32 @@ Land = Callable[[bool], None]  # called with whether the branch moved
 class Ahead(Protocol):
     """:func:`write_ahead` for one mount, given to the caller holding its guard."""
 
-    def __call__(self, commit: str, *, view_changed: bool = False) -> Land | None: ...
+    def __call__(
+        self, commit: str, *, view_changed: bool = False, keep_staged: bool = False
+    ) -> Land | None: ...
 
 
 def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int) -> Ahead:
     """What :func:`write_ahead` does for this mount, for the caller holding its guard."""
 
-    def call(commit: str, *, view_changed: bool = False) -> Land | None:
-        return write_ahead(ws, git_dir, own, uid, gid, commit, view_changed=view_changed)
+    def call(commit: str, *, view_changed: bool = False, keep_staged: bool = False) -> Land | None:
+        return write_ahead(
+            ws, git_dir, own, uid, gid, commit, view_changed=view_changed, keep_staged=keep_staged
+        )
 
     return call
 
 
 def write_ahead(
-    ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, commit: str, *, view_changed: bool = False
+    ws: MountedFork,
+    git_dir: str,
+    own: str,
+    uid: int,
+    gid: int,
+    commit: str,
+    *,
+    view_changed: bool = False,
+    keep_staged: bool = False,
 ) -> Land | None:
     """Write the mount's index for ``commit`` (the base about to be moved to it): the index
     written for the current base, patched, renamed over the index; the caller holds the
@@ -69,7 +81,10 @@ def write_ahead(
     moved or failed to (True: the index is stamped for ``commit``, or, ``view_changed``,
     left unstamped for the move's own write; False: put back as it was); None when nothing
     was written (no lock held, an open merge, hidden paths, an index not written for the
-    current base: the move's own write does it, as before)."""
+    current base: the move's own write does it, as before). ``keep_staged`` (an exec's
+    record: another writer's commit): an entry git staged at a path the move changes,
+    neither the current base's nor ``commit``'s, stays (mount/indexpatch.py); without
+    it, a checkpoint's (`git commit --only`), the entry becomes ``commit``'s."""
     from .stagednote import note, undone  # (a checkpoint's: not every status's modules)
 
     slot = held(own)
@@ -95,7 +110,17 @@ def write_ahead(
         keep = frozenset() if view_changed else undone(own, view.base, commit)
         staged: set[str] = set()
         with ws.overlay.remembering():  # (written_stat's reads of the recorded paths share their ancestors)
-            data = patched_index(ws, git_dir, view.base, commit, stat_of, token, keep=keep, staged=staged)
+            data = patched_index(
+                ws,
+                git_dir,
+                view.base,
+                commit,
+                stat_of,
+                token,
+                keep=keep,
+                staged=staged,
+                keep_staged=keep_staged,
+            )
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
         return None
     if data is None or before is None:

@@ -95,10 +95,11 @@ def patched_index(
             return None
         data = whole
         offs, hits, off = walked
-    if keep_staged:
-        _drop_staged(ws, data, old_base, hits, repl)
+    kept = _drop_staged(ws, data, old_base, hits, repl) if keep_staged else []
     if staged is not None:
         staged.update(_already(data, hits, repl, changed))
+        # (kept staged over the move: an undo of it keeps them as git's index has them too)
+        staged.update(name.decode("utf-8", "surrogateescape") for name, _at in kept)
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
@@ -126,7 +127,7 @@ def patched_index(
             edits.append((at, 0, at, new))
             count += 1
     edits.sort(key=lambda e: (e[0], e[1]))
-    dirty = _dirty_after(data, off, offs, edits)
+    dirty = _dirty_after(data, off, offs, edits, [at for _n, at in kept if at is not None])
     out: list[bytes] = []
     pos = 12
     for start, _, stop, new in edits:
@@ -155,11 +156,16 @@ def _drop_staged(
     old_base: str,
     hits: dict[bytes, tuple[int, int]],
     repl: dict[bytes, bytes | None],
-) -> None:
+) -> list[tuple[bytes, int | None]]:
     """:func:`patched_index`'s ``keep_staged``: out of ``repl`` (and ``hits``) each path
     whose entry in index ``data`` is neither ``old_base``'s nor its replacement (what git
-    staged there, an added file or a removal `git rm --cached` made included)."""
+    staged there, an added file or a removal `git rm --cached` made included). Returns
+    the names and offsets (None: a removal) of the entries so kept: git looks at their
+    files again (their stat data is the person's `git add`'s, and avfs's token answers
+    only what the files differ from the new base in: the file now the new commit's could
+    read as the staged one, `M ` where a plain worktree shows `MM`; h-staged1)."""
     old_tree = ws.store.commit_tree(old_base)
+    kept: list[tuple[bytes, int | None]] = []
     for name in list(repl):
         new, hit = repl[name], hits.get(name)
         have = None if hit is None else data[hit[0] + 24 : hit[0] + 28] + data[hit[0] + 40 : hit[0] + 60]
@@ -167,7 +173,9 @@ def _drop_staged(
         old = None if was is None else struct.pack(">I", was[1]) + bytes.fromhex(was[0])
         if have != old and have != (None if new is None else new[24:28] + new[40:60]):
             del repl[name]
+            kept.append((name, None if hit is None else hit[0]))
             hits.pop(name, None)
+    return kept
 
 
 def _moved(
@@ -240,7 +248,7 @@ def _already(
 
 
 def _dirty_after(
-    data: bytes, off: int, offs: list[int], edits: list[tuple[int, int, int, bytes]]
+    data: bytes, off: int, offs: list[int], edits: list[tuple[int, int, int, bytes]], kept: Sequence[int] = ()
 ) -> Ewah | None:
     """git's fsmonitor dirty bits of index ``data`` (its ``FSMN`` extension: the entries git
     last found differing from their file, or changed since it looked: an exec bit
@@ -249,8 +257,12 @@ def _dirty_after(
     replaced takes the new commit's stat data and is clean under avfs's token). Kept, git
     looks at those files again; dropped (an empty bitmap, as before gitmodel14), avfs's
     token, whose answer names only what the files differ from the base in, had git trust
-    such an entry without looking: `MM` read `M ` after a checkpoint."""
+    such an entry without looking: `MM` read `M ` after a checkpoint. ``kept``: offsets of
+    entries git staged that the patch kept (:func:`_drop_staged`), made dirty too."""
     old = fsmonitor_dirty(data, off, len(offs))
+    if kept:
+        index_of = {at: j for j, at in enumerate(offs)}
+        old = sorted({*old, *(index_of[at] for at in kept if at in index_of)})
     if not old:
         return None
     from .ewah import Ewah  # (only where git left dirty bits: a checkpoint's import count)

@@ -228,7 +228,8 @@ def _save_held(
 ) -> tuple[str | None, str, int | None, list[Entry], int]:
     """:func:`save_locked`'s commit, ref moves and record, under the op log's lock."""
     fork = ws.fork
-    commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only)
+    # (an exec's record is another writer's commit: what the person staged stays staged)
+    commit, captured = ws.commit_overlay(msg, rebase=rebase, on=on, only=only, exec_of=exec_of)
     if commit is not None and on is None:
         # what the ref moved from: a `git commit` in the mount may have landed since the
         # tip was read (the checkpoint then went on top of it): undo goes back to that

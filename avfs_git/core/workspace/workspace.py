@@ -100,8 +100,7 @@ class MountSide(Protocol):
         ...
 
     def staged_gitlinks(self, ws: Workspace[Any], paths: list[str]) -> dict[str, str]:
-        """Of ``paths``, those git's index in the fork's mount holds as gitlinks: path ->
-        commit id."""
+        """Of ``paths``, those git's index in the fork's mount holds as gitlinks (path -> commit)."""
         ...
 
     def worktree_git_dir(self, ws: Workspace[Any]) -> str | None:
@@ -584,6 +583,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         rebase: bool = True,
         on: str | None = None,
         only: Callable[[str], bool] | None = None,
+        exec_of: str | None = None,
     ) -> tuple[str | None, list[Entry]]:
         """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
         See :func:`.wscommit.commit_overlay`."""
@@ -599,7 +599,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
             wsbase.follow_git(self, wait_s=None)
             try:
                 return wscommit.commit_overlay(
-                    self, message, allow_empty=allow_empty, rebase=rebase, on=on, only=only
+                    self, message, allow_empty=allow_empty, rebase=rebase, on=on, only=only, exec_of=exec_of
                 )
             except RefMovedError:
                 tip = self.tip()

@@ -59,6 +59,7 @@ def commit_overlay(
     rebase: bool = True,
     on: str | None = None,
     only: Callable[[str], bool] | None = None,
+    exec_of: str | None = None,
 ) -> tuple[str | None, list[Entry]]:
     """Commit the overlay on the base and move the ref by CAS; returns (commit, captured).
 
@@ -77,18 +78,25 @@ def commit_overlay(
     ``only``: commit the entries of those paths alone (:func:`capture`), the rest staying
     on top of the commit; a fork that moved since the base is then :class:`RefMovedError`,
     never rebased.
+
+    ``exec_of`` (the command of a ``proxy exec`` whose record this is: another writer's
+    commit on the person's branch): what git staged in the mount at a path the commit records (neither the old
+    base's entry nor the commit's) stays staged, as a plain worktree's index stays when
+    another hand commits on its branch; a checkpoint (the person's `git commit --only`
+    of the files) sets those entries to the commit's, as git's does (h-staged1).
     """
     base = ws.base
     tip = ws.tip()
+    keep_staged = exec_of is not None
     if on is not None:
         if tip != base:
             raise RefMovedError(
                 f"fork {ws.fork} moved to {tip} since this workspace was based on {base}",
                 details={"fork": ws.fork, "expected": base, "current": tip},
             )
-        return _commit_on(ws, message, base, on)
+        return _commit_on(ws, message, base, on, keep_staged)
     if tip is not None and tip != base and ws.overlay.has_changes() and rebase and only is None:
-        return _rebase_commit(ws, message, base, tip)
+        return _rebase_commit(ws, message, base, tip, keep_staged)
     if tip != base and ws.overlay.has_changes():
         raise RefMovedError(
             f"fork {ws.fork} moved to {tip} since this workspace was based on {base};"
@@ -118,7 +126,9 @@ def commit_overlay(
     # workspace still shows them (git semantics: an untracked empty directory)
     seen = captured
     captured = retirable(ws, captured, tree)
-    publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
+    publish(
+        ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen, keep_staged=keep_staged
+    )
     _remember(ws, commit, captured)
     return commit, captured
 
@@ -141,7 +151,9 @@ def _remember(ws: Fork, commit: str, committed: list[Entry]) -> None:
     remember_commit(ws.overlay, pending, commit, read, committed, ws.captured_ignored.tops, ws.store)
 
 
-def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, list[Entry]]:
+def _commit_on(
+    ws: Fork, message: str, base: str, on: str, keep_staged: bool
+) -> tuple[str | None, list[Entry]]:
     """:func:`commit_overlay` with ``on`` (a commit on ``base``) between the base and the
     commit of the workspace; ``on`` alone when the workspace shows its tree."""
     pack = _record_pack(ws) or ws.store.pack_writer()
@@ -158,7 +170,9 @@ def _commit_on(ws: Fork, message: str, base: str, on: str) -> tuple[str | None, 
         raise
     seen = captured
     captured = retirable(ws, captured, tree)
-    publish(ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen)
+    publish(
+        ws, commit, base, captured, f"avfs: {message.splitlines()[0]}", seen=seen, keep_staged=keep_staged
+    )
     _remember(ws, commit, captured)
     return commit, captured
 
@@ -264,6 +278,7 @@ def move_ref(
     held: tuple[Fork, Any] | None = None,
     *,
     view_changed: bool,
+    keep_staged: bool = False,
 ) -> None:
     """Move ``ref`` from ``old`` to ``new`` (CAS). ``held``: (a workspace, what its mount's
     index guard gave, held with git's ``index.lock``); when ``ref`` is its branch, the
@@ -271,10 +286,11 @@ def move_ref(
     a `git commit` in the mount that reads the new HEAD reads the new index, one that read
     the old HEAD fails its own compare-and-swap. ``view_changed``: the move changes what
     the workspace shows (a restore, an undo of one, a revert), whose own write of the
-    index follows."""
+    index follows. ``keep_staged``: what git staged at a path the move changes stays
+    (:func:`commit_overlay`'s)."""
     land = None
     if held is not None and held[1] is not None and new and ref == held[0].ref:
-        land = held[1](new, view_changed=view_changed)
+        land = held[1](new, view_changed=view_changed, keep_staged=keep_staged)
     try:
         refs.cas_update(store, ref, new, old, reason)
     except BaseException:
@@ -293,11 +309,12 @@ def publish(
     reason: str,
     *,
     seen: list[Entry] | None = None,
+    keep_staged: bool = False,
 ) -> None:
     """Move the fork's ref from ``expected`` to ``commit`` (CAS) and retire what the
     commit holds, with a pending record so that a crash between the two is finished by
     the next :func:`.wsbase.sync_base`. Entries the commit did not retire (in use, or written
-    since) stay, on top of the new base."""
+    since) stay, on top of the new base. ``keep_staged``: :func:`commit_overlay`'s."""
     upto = max((e.seq for e in captured), default=0)
     _keep_forms(ws, commit, expected, captured if seen is None else [*captured, *seen])
     # the index guard and git's index.lock held from the ref's move to the index's: git in
@@ -308,7 +325,16 @@ def publish(
             ws.overlay.set_meta("pending_seq", str(upto))
             keep_converted(ws.overlay, captured, ws.captured_converted)
         try:
-            move_ref(ws.store, ws.ref, commit, expected, reason, (ws, ahead), view_changed=False)
+            move_ref(
+                ws.store,
+                ws.ref,
+                commit,
+                expected,
+                reason,
+                (ws, ahead),
+                view_changed=False,
+                keep_staged=keep_staged,
+            )
         except BaseException:
             with ws.overlay.txn():
                 ws.overlay.set_meta("pending", None)
@@ -369,7 +395,9 @@ def _retire(ws: Fork, commit: str, captured: list[Entry], seen: list[Entry] | No
         ws.overlay.set_meta("pending_seq", None)
 
 
-def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | None, list[Entry]]:
+def _rebase_commit(
+    ws: Fork, message: str, base: str, tip: str, keep_staged: bool = False
+) -> tuple[str | None, list[Entry]]:
     """Commit the overlay's changes on top of ``tip`` (the fork moved under them):
     libgit2 merges base -> overlay into base -> tip; the commit's one parent is ``tip``
     (a rebase: history stays linear). Conflicts change nothing and are raised."""
@@ -428,7 +456,8 @@ def _rebase_commit(ws: Fork, message: str, base: str, tip: str) -> tuple[str | N
         out: list[Change] = []
         diff_trees(ws.store, ws.base_tree, tip_tree, "", out)
         live.reset({p for c in out for p in (c.path, c.old_path) if p}, merged)
-    publish(ws, commit, tip, captured, f"avfs: {message.splitlines()[0]} (rebased)", seen=seen)
+    reason = f"avfs: {message.splitlines()[0]} (rebased)"
+    publish(ws, commit, tip, captured, reason, seen=seen, keep_staged=keep_staged)
     return commit, captured
 
 
