@@ -13,8 +13,7 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
 - **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
   and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
   sees the avfs home; one in a view showing it read-only (``--readonly-host``) is answered
-  "fall back" (another PID or mount namespace, asked as the call is accepted:
-  ``ops.framed.peer_shares_namespaces``; attack28, review39).
+  "fall back" (another PID or mount namespace, asked as it is accepted: attack28, review39).
 - **Which code**: the caller sends a stamp of the avfs it would run (the interpreter and
   the package's directory); a server whose own differs, or whose package files changed
   since it started watching them (inotify, set up before it imports them:
@@ -85,11 +84,8 @@ def _send(conn: socket.socket, msg: dict[str, Any]) -> None:
     conn.sendall(b"%08d" % len(data) + data)
 
 
-REQUEST_S = 10.0  # the whole request's (one server serves every call: none may hold it longer)
-
-
 def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    end = time.monotonic() + REQUEST_S
+    end = time.monotonic() + 10  # the whole request's: one server serves every call (review39)
     got = recv_framed(conn, 16, until=lambda: end - time.monotonic())
     if got is None:
         raise ConnectionError("the caller went away, or its request is too large")
