@@ -21,6 +21,7 @@ import pytest
 from avfs_git.core.operations import checkpoint
 from avfs_git.mount.hookscripts import GIT_HOOKS, HOOKS_DIR
 from avfs_git.mount.personhooks import GATES_DIR
+from avfs_git.ops import mounts
 from avfs_git.ops import quickstart as q
 from avfs_git.proxy.envelope import ExecRequest
 from avfs_git.proxy.execute import execute
@@ -232,6 +233,33 @@ def test_a_token_dated_a_few_events_ahead_hides_none_of_the_person_s_next_edits(
     scene.git("commit", "-q", "-a", "-m", "the person's edits")
     assert scene.git("status", "--porcelain").stdout == "?? new1\n?? new2\n"
     scene.hook_answers()  # (and answered from the journal again)
+
+
+@pytest.mark.parametrize("scene", ["fuse", "overlay"], indirect=True)
+def test_a_token_dated_ahead_is_not_trusted_after_the_mount_is_remounted(scene: Scene, request: Any) -> None:
+    """review39: the rule above held only while the daemon that handed the tokens out ran.
+    The pure-FUSE daemon began with every token up to the journal's end taken as handed
+    out, so a token planted four events ahead, once the person's four edits moved the
+    journal past it and the mount was remounted (a reboot, `avfs unmount` then `avfs
+    mount`), was trusted: on main ` M a.txt` (the first edit) was missing from the person's
+    `git status`. Now a new daemon trusts no token it did not hand out (the first answer
+    after a remount is "everything"; the next come from the journal again)."""
+    scene.vault.workspace("main").write("ahead.py", _AHEAD.encode())
+    checkpoint.save(scene.vault, "main", message="the agent's script")
+    scene.git("status", "--porcelain")
+    res = execute(scene.home, scene.vault, "main", ExecRequest(argv=("python3", "ahead.py", "own", "4")))
+    assert res.result is not None and "planted" in res.result.stdout, res.to_dict()
+    (scene.mp / "a.txt").write_text("the person's first edit\n")
+    (scene.mp / "README").write_text("the person's second edit\n")
+    (scene.mp / "new1").write_text("new\n")
+    (scene.mp / "new2").write_text("new\n")
+    backend = request.node.callspec.params["scene"]
+    mounts.unmount(scene.home, scene.vault, "main")
+    mounts.mount(scene.home, scene.vault, "main", str(scene.mp), backend=backend)
+    got = scene.git("status", "--porcelain").stdout
+    for line in (" M a.txt", " M README", "?? new1", "?? new2"):
+        assert line in got, got
+    scene.hook_answers()  # (the token that status wrote: answered from the journal)
 
 
 # -- a merge's conflicts written: the result looked at without a commit (item 2) -----------

@@ -13,7 +13,7 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
 - **Where**: a Unix socket ``<home>/run/cli.sock`` (the directory 0700, the socket 0600,
   and the peer's uid checked with ``SO_PEERCRED``). A confined ``proxy exec`` command never
   sees the avfs home; one in a view showing it read-only (``--readonly-host``) is answered
-  "fall back" (another PID or mount namespace: ``ops.framed.same_namespaces``; attack28).
+  "fall back" (another PID or mount namespace, asked as it is accepted: attack28, review39).
 - **Which code**: the caller sends a stamp of the avfs it would run (the interpreter and
   the package's directory); a server whose own differs, or whose package files changed
   since it started watching them (inotify, set up before it imports them:
@@ -62,7 +62,7 @@ import time
 from typing import Any
 
 from ..ops.codewatch import CodeWatch
-from ..ops.framed import recv_framed, same_namespaces
+from ..ops.framed import peer_shares_namespaces, recv_framed
 from . import adopted, callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
@@ -85,7 +85,8 @@ def _send(conn: socket.socket, msg: dict[str, Any]) -> None:
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    got = recv_framed(conn, 16)
+    end = time.monotonic() + 10  # the whole request's: one server serves every call (review39)
+    got = recv_framed(conn, 16, until=lambda: end - time.monotonic())
     if got is None:
         raise ConnectionError("the caller went away, or its request is too large")
     msg = marshal.loads(got[0])
@@ -357,15 +358,14 @@ class Server:
         fds: list[int] = []
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            pid, uid, _gid = struct.unpack("3i", creds)
+            _pid, uid, _gid = struct.unpack("3i", creds)
             if uid != os.getuid():
                 return None
-            conn.settimeout(10)
-            req, fds = _recv_request(conn)
-            conn.settimeout(None)
-            if not same_namespaces(pid):  # (a view's command: its call runs there, not here)
+            if not peer_shares_namespaces(conn):  # (a view's command: its call runs there, not here)
                 _send(conn, {"fallback": "another namespace"})
                 return None
+            req, fds = _recv_request(conn)
+            conn.settimeout(None)
             if "daemon" in req and req.get("v") == 1:  # a mount daemon to fork (warmdaemon.py)
                 self._daemon(conn, req, fds)
                 return None

@@ -58,9 +58,12 @@ class JournalAnswerer:
 
     def __init__(self, overlay: Overlay) -> None:
         self._overlay = overlay
-        # the highest journal sequence number a token handed to git held; tokens handed out
-        # before this answerer began hold no more than the journal's end then (a remount)
-        self._issued = overlay.last_seq()
+        # the highest journal sequence number a token handed to git held: none yet. A token
+        # an earlier daemon handed out (before a remount) is trusted only as far as the one
+        # avfs writes into an index; another costs one "everything" answer. Starting at the
+        # journal's end trusted one the agent planted ahead once the person's edits had moved
+        # the journal past it (review39)
+        self._issued = -1
         # the file ids the mount's write handles hold open (fuse/handles.py), once it serves
         self.writers: Callable[[], list[str]] | None = None
 

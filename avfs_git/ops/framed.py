@@ -14,18 +14,25 @@ import struct
 from typing import Any
 
 MAX_MESSAGE = 8 << 20
+SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)  # (Linux 6.5+; Python 3.11 does not name it)
 
 
 def recv_framed(
-    sock: socket.socket, max_fds: int, max_size: int = MAX_MESSAGE
+    sock: socket.socket, max_fds: int, max_size: int = MAX_MESSAGE, until: Any = None
 ) -> tuple[bytes, list[int]] | None:
     """One length-prefixed message (8 ASCII digits, then at most ``max_size`` bytes) and
     the fds that came with it; None when the peer closed first or the length is too
-    large."""
+    large. ``until``: a callable giving the seconds left for the whole message (each
+    receive waits no longer; none left: ``TimeoutError``)."""
     fds: list[int] = []
     buf = b""
     want = 8
     while len(buf) < want:
+        if until is not None:
+            left = until()
+            if left <= 0:
+                raise TimeoutError("the request took too long")
+            sock.settimeout(left)
         data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4) if max_fds else 0)
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -62,3 +69,30 @@ def same_namespaces(pid: int) -> bool:
         )
     except OSError:
         return False
+
+
+def peer_shares_namespaces(conn: socket.socket) -> bool:
+    """Whether the process that connected ``conn`` shares this process's PID and mount
+    namespaces (:func:`same_namespaces`), asked as it is accepted, before anything is read.
+
+    By the peer's pidfd (``SO_PEERPIDFD``): its namespaces are read by its pid, and the
+    answer holds only if the pidfd's process still runs after the reads (while it runs, no
+    other process can hold its pid). By the pid alone a peer that had exited was judged by
+    whichever process held its pid then: a sandboxed command that connected, handed the
+    socket to a child and exited, passed once a host process reused its pid (review39).
+    Where the kernel has no ``SO_PEERPIDFD`` (before 6.5): by the pid."""
+    pid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    try:
+        pidfd = conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
+    except OSError as exc:
+        if exc.errno == 92:  # ENOPROTOOPT: a kernel without it
+            return same_namespaces(pid)
+        return False  # (ESRCH: the peer is gone)
+    try:
+        if not same_namespaces(pid):
+            return False
+        import select  # (not on a fork's path: only the servers ask)
+
+        return not select.select([pidfd], [], [], 0)[0]  # readable: it has exited
+    finally:
+        os.close(pidfd)

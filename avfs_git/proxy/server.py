@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from .runner import Stop
 
-from ..ops.framed import same_namespaces
+from ..ops.framed import peer_shares_namespaces
 from .offer import STANDBY_PROTOCOL
 
 log = logging.getLogger("avfs.proxy")
@@ -174,7 +174,7 @@ class ExecServer:
                 if uid != os.getuid():
                     log.warning("refused a proxy exec request from uid %d", uid)
                     return
-                if not same_namespaces(pid):
+                if not peer_shares_namespaces(conn):
                     # a confined command (sharing the host's network, so it can reach this
                     # abstract socket) must not run commands outside its sandbox
                     log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
