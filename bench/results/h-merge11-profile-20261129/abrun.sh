@@ -2,7 +2,7 @@
 # interleaved A/B: per-process CPU (schedstat) of the resident server and its kept process, N native merges a kind
 ROUNDS=${ROUNDS:-3}; N=${N:-8}; OUT=${OUT:-/tmp/h-merge11/ab.jsonl}
 for r in $(seq $ROUNDS); do for kind in ${KINDS:-ff root}; do
-  if [ $((r % 2)) = 1 ]; then order="this base"; else order="base this"; fi
+  if [ $(((r + ${SHIFT:-0}) % 2)) = 1 ]; then order="this base"; else order="base this"; fi
   for side in $order; do
     if [ $side = this ]; then T=/work/h-merge11; R=/tmp/h-merge11/st2; else T=/work/h-merge11-base; R=/tmp/h-merge11/sb2; fi
     load=$(cut -d' ' -f1 /proc/loadavg)
