@@ -53,11 +53,24 @@ def children() -> set[int]:
         return out
     for tid in tids:
         try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as fh:
-                out.update(int(p) for p in fh.read().split())
+            out.update(int(p) for p in _read(f"/proc/self/task/{tid}/children").split())
         except (OSError, ValueError):
             continue
     return out
+
+
+def _read(path: str) -> bytes:
+    """A ``/proc`` file's bytes through a descriptor of its own (an open, a read or two and
+    a close: a file object was nine system calls, after every event of the server's loop,
+    ~3 a served call; h-merge11)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, 1 << 16)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 16))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def collect(own: set[int]) -> set[int]:

@@ -347,7 +347,9 @@ def _left_nothing(umask: int, kept: KeptHome, links: dict[int, str] | None = Non
         tasks = len(os.listdir("/proc/self/task"))
     except OSError:
         return False
-    fds = {fd for fd in listed if _open(fd)}  # (not listdir's own, closed by now)
+    # (not listdir's own, closed by now; ``links`` were read after it closed: each one
+    # read is open, nothing closed since, h-merge11)
+    fds = set(listed) if links is not None else {fd for fd in listed if _open(fd)}
     now = os.umask(umask)
     os.umask(now)
     own = {0, 1, 2, ANSWER_FD, spare.REPORT_FD}  # (the answer's on /dev/null: _hold)

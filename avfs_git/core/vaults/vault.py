@@ -168,18 +168,22 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         self.store.close()
         self.quota.close()
 
-    def close_workspaces(self, *, forget: bool = True, keep: int = 0) -> None:
+    def close_workspaces(self, *, forget: bool = True, keep: int = 0, check: bool = True) -> None:
         """Close the workspaces opened through this handle and (``forget``) forget them: the
         next :meth:`workspace` opens its own. ``keep``: not the ``keep`` used last while the
         fork's state dir holds the overlay database each opened (not a fork deleted, or made
-        again, by another process); a handle kept from call to call (cli/homekeep.py)."""
+        again, by another process); a handle kept from call to call (cli/homekeep.py).
+        ``check=False``: those ``keep`` kept without that look (a caller that looks before
+        their next use)."""
         with self._ws_lock:
             wss = list(self._ws.items())
             last = [(f, w) for f, w in wss[max(0, len(wss) - keep) :] if keep and forget]
-            if last:  # (a process that opened no workspace, a gc's, loads no workspace module)
+            if last and check:  # (a process that opened no workspace, a gc's, loads no workspace module)
                 from ..workspace.overlaydb import file_id  # (through the link: its state dir now)
             kept = {
-                f: w for f, w in last if w.overlay.opened_on() == file_id(self.ws_link(f) + "/overlay.db")
+                f: w
+                for f, w in last
+                if not check or w.overlay.opened_on() == file_id(self.ws_link(f) + "/overlay.db")
             }
             self._ws = kept if forget else self._ws
         for f, ws in wss:
