@@ -10,7 +10,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from ..core.store.gitrun import git_env, git_identity, run
+from ..core.store.gitrun import git_env, git_identity, keep_file, run
 
 if TYPE_CHECKING:
     pass
@@ -252,19 +252,7 @@ def _kept(keep: str | None, key: bytes | None) -> bool | None:
 def _keep(keep: str, key: bytes, found: bool) -> None:
     """Keep ``found`` for the git ``key`` names in ``keep`` (replaced whole by a rename;
     nothing where ``keep`` is not there)."""
-    tmp = os.path.join(keep, f".{KEPT_FILE}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, key + b"\n" + (b"1" if found else b"0"))
-        finally:
-            os.close(fd)
-        os.replace(tmp, os.path.join(keep, KEPT_FILE))
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    keep_file(keep, KEPT_FILE, key + b"\n" + (b"1" if found else b"0"))
 
 
 def socket_hook(files: str, perl: str | None, timeout_s: int = 60, *, only_status: bool = False) -> str:

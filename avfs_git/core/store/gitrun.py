@@ -544,12 +544,19 @@ def keep_config(
     now = time.time_ns()
     if any(len(k) == 5 and now - max(int(k[3]), int(k[4])) < CONFIG_RECENT_NS for k in key):
         return
-    where = os.path.join(store_path, "avfs")
+    keep_file(
+        os.path.join(store_path, "avfs"), name, json.dumps({"key": key, "values": values}).encode("ascii")
+    )
+
+
+def keep_file(where: str, name: str, data: bytes) -> None:
+    """Put ``data`` at ``where/name``, replaced whole by a rename (a reader finds the old
+    file or the new one), as a kept answer: nothing where it cannot be written."""
     tmp = os.path.join(where, f".{name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
-            os.write(fd, json.dumps({"key": key, "values": values}).encode("ascii"))
+            os.write(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, os.path.join(where, name))
