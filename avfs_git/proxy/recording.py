@@ -394,7 +394,7 @@ def _index_of(sealed: Any) -> tuple[int, int, int, int] | None:
 def _staged_over(
     vault: Vault, ws: Workspace, sealed: Any, before: Before, untouched: bool, index_ran: Any
 ) -> list[RefRefused]:
-    """:func:`.sealstaged.keep_staged_over` once the record is made (``sealed``: the run's
+    """:func:`..mount.stagedplant.keep_staged_over` once the record is made (``sealed``: the run's
     mount git dir, if any), where the index changed in the run or the run wrote a name of
     git's own state (a half of a repository the index's other half completes: either may
     come from an earlier run). ``index_ran``: the index's stat data as the run (and the
@@ -403,13 +403,13 @@ def _staged_over(
     staged), which stages nothing and is no reason to look (h-gitspawn1: a ``git
     diff-index`` of every recorded run before)."""
     from ..core.workspace.plantedrule import dirs_of
-    from . import sealstaged
+    from ..mount.stagedplant import keep_staged_over
 
     if sealed is None or sealed.git_dir is None:
         return []
     if index_ran == sealed.index and (untouched or not dirs_of(ws.since.paths(before.start))):
         return []
-    return [RefRefused(**r) for r in sealstaged.keep_staged_over(vault, sealed.git_dir, ws.view)]
+    return [RefRefused(**r) for r in keep_staged_over(vault.store, sealed.git_dir, ws.view)]
 
 
 def after_failure(
