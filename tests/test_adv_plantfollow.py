@@ -13,6 +13,7 @@ later ``git status`` in ``src/`` ran the planted program on the host. Both backe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,13 @@ def _person_commits_and_looks(scene: Scene, tmp_path: Path, marker: Path) -> Non
     assert not ("src/config" in held and "src/HEAD" in held), held
 
 
+def _put_back_said(res: Any) -> bool:
+    """The run's envelope says the staged config was put back (``refs_refused``)."""
+    return any(
+        r["ref"] == "index" and "src/config" in r["reason"] for r in res.to_dict().get("refs_refused") or ()
+    )
+
+
 def _stage_config_half(scene: Scene, marker: Path, tail: str = "") -> None:
     one = scene.attack(_config_half(marker) + "git add src/config && rm src/config\n" + tail)
     assert one.result is not None and one.result.exit_code == 0, one.to_dict()
@@ -47,6 +55,7 @@ def test_a_renamed_directory_completes_a_staged_half(scene: Scene, tmp_path: Pat
     _stage_config_half(scene, marker, "rmdir src || true\n")
     three = scene.attack("mv x src\n")
     assert three.result is not None and three.result.exit_code == 0, three.to_dict()
+    assert _put_back_said(three), three.to_dict()
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
     _person_commits_and_looks(scene, tmp_path, marker)
 
@@ -65,9 +74,9 @@ def test_avfs_write_completes_a_staged_half(scene: Scene, tmp_path: Path, then: 
     if then == "run":  # (a run that touches neither the index nor a name of git's)
         two = scene.attack("echo x > x.txt\n")
         assert two.result is not None and two.result.exit_code == 0, two.to_dict()
+        assert _put_back_said(two), two.to_dict()
     else:
         code, doc = _avfs(scene, "checkpoint", "save", "-m", "agent")
         assert code == 0, doc
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
     _person_commits_and_looks(scene, tmp_path, marker)
-

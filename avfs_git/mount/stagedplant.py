@@ -25,6 +25,9 @@ from ..core.store.gitrun import git_env, run
 NULL = "0" * 40
 CFG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
 SHOWN = 10  # paths named in the report
+# what :func:`over_move` put back in this process, by git dir: the paths and what was found
+# (a run's record reports it: proxy/recording.py, which clears it before the record)
+PUT_BACK: dict[str, tuple[list[str], str | None]] = {}
 
 
 def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]]:
@@ -70,10 +73,11 @@ def over_move(store: Any, git_dir: str, data: bytes, commit: str, paths: Iterabl
         if got is None:
             return data
         changed = got[1]
-        found_paths, _found = planted(store, env, changed, set(), View.of_commit(store, commit))
+        found_paths, found = planted(store, env, changed, set(), View.of_commit(store, commit))
         if not found_paths:
             return data
         put_back(env, changed, found_paths)
+        PUT_BACK[git_dir] = (sorted({*PUT_BACK.get(git_dir, ([], None))[0], *found_paths}), found)
         with open(tmp, "rb") as f:
             return f.read()
     finally:
