@@ -21,7 +21,6 @@ from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
 from .ownfiles import MAX_INDEX, MountedFork, read_bytes
-from .stagedplant import over_move
 
 _U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
 
@@ -147,7 +146,8 @@ def patched_index(
         from .indexv4 import compressed
 
         body = compressed(body)
-    # a staged half an earlier run left and the half this commit brings (review39)
+    from .stagedplant import over_move  # a staged half an earlier run left, this commit's half (review39)
+
     return over_move(ws.store, git_dir, body + hashlib.sha1(body).digest(), new_base, (m[0] for m in moved))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -63,6 +62,8 @@ def over_move(store: Any, git_dir: str, data: bytes, commit: str, paths: Iterabl
 
     if not dirs_of(paths):
         return data
+    import tempfile  # (only here: a status or a daemon that imports this module starts none)
+
     fd, tmp = tempfile.mkstemp(prefix="avfs-staged-", dir=git_dir)  # (O_EXCL: no planted name)
     try:
         with os.fdopen(fd, "wb") as f:
