@@ -161,3 +161,24 @@ def test_a_cold_daemon_takes_the_kept_worktree_config_answer_until_a_config_chan
     assert _cold_enabled(vault) is True
     kept.unlink()
     assert _cold_enabled(vault) is True  # git's own answer, asked afresh
+
+
+@pytest.mark.parametrize("form", ["parameters", "count"])
+def test_an_include_the_environment_gives_is_not_kept(
+    cold: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, form: str
+) -> None:
+    """``GIT_CONFIG_PARAMETERS`` (``git -c include.path=...``) or ``GIT_CONFIG_KEY_n`` giving
+    an ``include.path``: the key held the variable's text, never the included file's
+    stamp, and a change of that file kept the old identity (review39)."""
+    inc = tmp_path / "inc.cfg"
+    inc.write_text("[user]\n\tname = First\n\temail = first@x.invalid\n")
+    if form == "parameters":
+        monkeypatch.setenv("GIT_CONFIG_PARAMETERS", f"'include.path'='{inc}'")
+    else:
+        monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+        monkeypatch.setenv("GIT_CONFIG_KEY_0", "include.path")
+        monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(inc))
+    assert _who(cold) == _gits(cold) == ("First", "first@x.invalid")
+    assert gitrun.config_stamps(cold) is None
+    _replace(inc, "[user]\n\tname = Second\n\temail = second@x.invalid\n")
+    assert _who(cold) == _gits(cold) == ("Second", "second@x.invalid")

@@ -20,6 +20,7 @@ PROCESS_STATE = {
     "core/store/lineconfig.py:_fork_kept": "a fork's settings as git read them, kept by every config file's stamp and the environment: the same in every thread (bounded)",
     "core/store/lineconfig.py:_dirs": "the git dir each fork's settings are asked through where the fork is not mounted (the vault's avfs/forkconfig, HEAD and commondir: the same for every thread)",
     "core/store/lineconfig.py:_tmp_dirs": "those of them made under the temp dir where the vault's could not be (removed at exit; bounded)",
+    "mount/stagedplant.py:PUT_BACK": "what an index's patch put back, by the mount's git dir, for the run's report: cleared before the record and taken after it, under the fork's exec lock",
     "core/store/gitattrfiles.py:_ASKED": "git config's answer for core.attributesFile, kept by the config files' stat data: the same in every thread",
     "core/store/locks.py:_held": "the locks this thread holds (fcntl locks are per process, re-entry per thread)",
     "core/store/threads.py:_FORKED": "fork() is process-wide: every object whose locks a forked child must make anew",

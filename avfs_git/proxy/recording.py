@@ -401,33 +401,42 @@ def _record(
 
 
 def _index_of(sealed: Any) -> tuple[int, int, int, int] | None:
-    """The stat data of the mount's index now (None without a mount's git dir)."""
+    """The stat data of the mount's index now (None without a mount's git dir); what an
+    index's patch put back before is forgotten (the record's own is reported)."""
+    from ..mount.stagedplant import PUT_BACK
     from .seal import _index_stat
 
     if sealed is None or sealed.git_dir is None:
         return None
+    PUT_BACK.pop(sealed.git_dir, None)
     return _index_stat(os.path.join(sealed.git_dir, "index"))
 
 
 def _staged_over(
     vault: Vault, ws: Workspace, sealed: Any, before: Before, untouched: bool, index_ran: Any
 ) -> list[RefRefused]:
-    """:func:`.sealstaged.keep_staged_over` once the record is made (``sealed``: the run's
+    """:func:`..mount.stagedplant.keep_staged_over` once the record is made (``sealed``: the run's
     mount git dir, if any), where the index changed in the run or the run wrote a name of
     git's own state (a half of a repository the index's other half completes: either may
     come from an earlier run). ``index_ran``: the index's stat data as the run (and the
     carry-back) left it, before the record: a record that moves the branch rewrites the
     index itself (the mount's index follows the fork's new commit, keeping what is
     staged), which stages nothing and is no reason to look (h-gitspawn1: a ``git
-    diff-index`` of every recorded run before)."""
+    diff-index`` of every recorded run before): that patch looks itself where a commit
+    changes a name of git's own state (mount/stagedplant.py ``over_move``: a directory
+    renamed into place, an ``avfs write`` before the run, review39), reported here."""
     from ..core.workspace.plantedrule import dirs_of
-    from . import sealstaged
+    from ..mount.stagedplant import PUT_BACK, keep_staged_over, planted_reason
 
     if sealed is None or sealed.git_dir is None:
         return []
+    # (the index's patch as it followed the record's commits: what it put back where they
+    # brought git's own names, the half a staged path waited for, review39)
+    early = PUT_BACK.pop(sealed.git_dir, None)
+    out = [] if early is None else [RefRefused(**planted_reason(*early))]
     if index_ran == sealed.index and (untouched or not dirs_of(ws.since.paths(before.start))):
-        return []
-    return [RefRefused(**r) for r in sealstaged.keep_staged_over(vault, sealed.git_dir, ws.view)]
+        return out
+    return [*out, *(RefRefused(**r) for r in keep_staged_over(vault.store, sealed.git_dir, ws.view))]
 
 
 def after_failure(

@@ -21,14 +21,16 @@ from ..core.store.gitrun import git_env, run
 from ..core.workspace.untrusted import read_file
 from ..mount.indexflags import without
 from ..mount.indexguard import create_lock
+from ..mount.stagedplant import CFG as _CFG
+from ..mount.stagedplant import SHOWN as _SHOWN
+from ..mount.stagedplant import planted as _planted_in
+from ..mount.stagedplant import planted_reason as _planted_reason
+from ..mount.stagedplant import put_back as _put_back
+from ..mount.stagedplant import staged_diff as _diff
 from . import sealobjects, sealpaths
 
 if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
-
-_NULL = "0" * 40
-_CFG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
-_SHOWN = 10  # paths named in the report
 
 
 def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) -> list[dict[str, Any]]:
@@ -61,7 +63,7 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
         gone = _absent(vault, sorted(lacking), None)
         paths = sorted(p for p, (_m, _o, new) in staged.items() if new in gone)
     protected = sealpaths.staged_held(vault, fork, changed) if fork is not None and changed else []
-    planted, found = _planted(vault, env, changed, {*paths, *protected})
+    planted, found = _planted_in(vault.store, env, changed, {*paths, *protected})
     out = _put_back(env, changed, sorted({*paths, *protected, *planted}))
     if paths:
         out.append({"ref": "index", "old": None, "new": None, "reason": _lacking(paths, why)})
@@ -77,124 +79,6 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
     if planted:
         out.append(_planted_reason(planted, found))
     return out
-
-
-def keep_staged_over(vault: Vault, git_dir: str, view: Any) -> list[dict[str, Any]]:
-    """After the run's record: put back the staged paths of the index of ``git_dir`` that
-    complete, over the fork's tree as it is now (``view``: the workspace's, what the record
-    committed and what the person's next checkpoint or ``git commit -a`` takes), a
-    repository running a program in the person's git. :func:`keep_staged` looked at them
-    over ``HEAD`` before the record: a staged ``src/config`` with ``src/HEAD``,
-    ``src/objects/``, ``src/refs/`` in the work tree (neither half a repository) passed,
-    the record committed the work tree's half and the person's plain ``git commit`` the
-    index's (found in the thirty-fifth round's review38; plant4). Returns the
-    ``refs_refused`` entry that says so, if any."""
-    env = git_env()
-    env["GIT_DIR"] = git_dir
-    env["GIT_NO_REPLACE_OBJECTS"] = "1"
-    got = _diff(env)
-    if got is None:
-        return []
-    changed = got[1]
-    planted, found = _planted(vault, env, changed, set(), view)
-    _put_back(env, changed, planted)
-    return [_planted_reason(planted, found)] if planted else []
-
-
-def _diff(
-    env: dict[str, str],
-) -> tuple[dict[str, tuple[str, str, str]], dict[str, tuple[str, str, str, str]], bool] | None:
-    """The index against ``HEAD``: the staged blobs (path -> HEAD's mode, HEAD's id, the
-    staged id), every changed entry (path -> HEAD's mode, id, the index's), whether a
-    conflict's stages are there; None without a ``HEAD`` (an unborn branch)."""
-    # only what differs from HEAD (what HEAD names is the vault's): the index's cache-tree
-    # makes this ~40 ms at 100,000 files, where asking about every entry took seconds
-    diff = run([*_CFG, "diff-index", "--cached", "-z", "--no-renames", "HEAD"], env=env, check=False)
-    if diff.returncode != 0:
-        return None
-    staged: dict[str, tuple[str, str, str]] = {}
-    changed: dict[str, tuple[str, str, str, str]] = {}
-    unmerged = False
-    parts = diff.stdout.split(b"\0")
-    for head, path in zip(parts[::2], parts[1::2], strict=False):
-        f = head[1:].decode("ascii", "replace").split(" ")
-        if len(f) < 5:
-            continue
-        name = path.decode("utf-8", "surrogateescape")
-        if f[4] != "U" and "160000" not in f[:2] and (f[1] == "000000" or f[3] != _NULL):
-            changed[name] = (f[0], f[2], f[1], f[3])  # (a removal from the index too)
-        if f[1] in ("000000", "160000"):
-            continue  # taken out, or a gitlink (:mod:`.gitlinks`)
-        if f[4] == "U":
-            unmerged = True
-        elif f[3] != _NULL:
-            staged[name] = (f[0], f[2], f[3])
-    return staged, changed, unmerged
-
-
-def _planted_reason(planted: list[str], found: str | None) -> dict[str, Any]:
-    reason = (
-        f"{len(planted)} staged file(s) that make a git repository running a program in the"
-        f" person's git ({found}): put back to HEAD's in git's index (the person's next"
-        f" `git commit` would have recorded them): {', '.join(planted[:_SHOWN])}"
-    )
-    return {"ref": "index", "old": None, "new": None, "reason": reason}
-
-
-def _planted(
-    vault: Vault,
-    env: dict[str, str],
-    changed: dict[str, tuple[str, str, str, str]],
-    gone: set[str],
-    view: Any = None,
-) -> tuple[list[str], str | None]:
-    """The staged paths (not already put back: ``gone``) that complete, in the tree the
-    index would commit, a repository that runs a program in the person's git
-    (:mod:`..core.workspace.plantedrule`), and what was found: a command's ``git add`` of
-    a planted ``src/`` survived its work tree's setting aside (:mod:`.plantedgit`) in a
-    run with ``--no-commit``, and the person's next ``git commit`` in the mount recorded
-    it, where a clone's checkout ran it (found in the thirty-fifth round, plant3). Looked
-    at only where a staged path names git's own state; a removal from the index is not
-    taken away (it refuses at most what git would not run)."""
-    from ..core.workspace import plantedrule as rule
-    from ..core.workspace.wsview import View
-
-    live = {p: v for p, v in changed.items() if p not in gone and v[2] != "000000"}
-    dirs = rule.dirs_of(live)
-    if not dirs:
-        return [], None
-    if view is None:
-        head = run([*_CFG, "rev-parse", "-q", "--verify", "HEAD^{commit}"], env=env, check=False)
-        tip = head.stdout.decode("ascii", "replace").strip()
-        if head.returncode != 0 or not tip:
-            return [], None
-        view = View.of_commit(vault.store, tip)
-    pending = {
-        p: (rule.LINK if mode == "120000" else rule.FILE, rule.config_bytes(vault.store, p, oid))
-        for p, (_m, _o, mode, oid) in live.items()
-    }
-    reader = rule.with_pending(rule.of_view(view), pending)
-    bad = {d: f for d in sorted(dirs) if (f := rule.why(reader, d)) is not None}
-    out = sorted(p for p in live if any(p.startswith(f"{d}/") for d in bad))
-    return out, next(iter(bad.values()), None)
-
-
-def _put_back(
-    env: dict[str, str], changed: dict[str, tuple[str, str, str, str]], paths: list[str]
-) -> list[dict[str, Any]]:
-    """Set the index entries of ``paths`` to what ``HEAD`` holds (out of the index where it
-    holds nothing). Returns an empty list for the caller's report."""
-    if not paths:
-        return []
-    lines = []
-    for p in paths:
-        mode, old, _nm, _new = changed[p]
-        name = p.encode("utf-8", "surrogateescape")
-        lines.append(b"0 " + _NULL.encode() + b"\t" + name + b"\0")
-        if mode != "000000":
-            lines.append(f"{mode} {old}\t".encode() + name + b"\0")
-    run([*_CFG, "update-index", "-z", "--index-info"], env=env, input=b"".join(lines), check=False)
-    return []
 
 
 def _lacking(paths: list[str], why: str | None) -> str:

@@ -500,9 +500,13 @@ _KEPT_READ_MAX = 1 << 16
 
 def config_stamps(store_path: str) -> list[list[str | int]] | None:
     """The key an answer of git's config for the vault at ``store_path`` is kept by, or
-    None where none is kept (an ``includeIf``, an include not followed)."""
+    None where none is kept (an ``includeIf``, an include not followed, one the
+    environment's ``GIT_CONFIG_*`` give)."""
     files, conditional = config_files(store_path)
-    if conditional:
+    env = git_config_env()
+    if conditional or any("include" in v.lower() for v in env.values()):
+        # (an include ``GIT_CONFIG_PARAMETERS`` or ``GIT_CONFIG_KEY_n`` give: the key would
+        # hold the variable, never the included file's stamp: review39)
         return None
     out: list[list[str | int]] = []
     for path in [*files, os.path.join(store_path, "config.worktree")]:
@@ -512,7 +516,7 @@ def config_stamps(store_path: str) -> list[list[str | int]] | None:
             out.append([path])
             continue
         out.append([path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
-    out += [[f"{k}={v}"] for k, v in sorted(git_config_env().items())]
+    out += [[f"{k}={v}"] for k, v in sorted(env.items())]
     return out
 
 

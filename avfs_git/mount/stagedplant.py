@@ -1,0 +1,182 @@
+"""Staged paths of a mount's index that complete a git repository running a program in the
+person's git (:mod:`..core.workspace.plantedrule`), put back to what the commit holds.
+
+A confined command's ``git add`` stages one half (``src/config`` with ``core.fsmonitor``),
+the fork's tree gets the other (``src/HEAD``, ``src/objects/``, ``src/refs/``), each
+alone no repository, and the person's plain ``git commit`` in the mount records both: a
+later ``git status`` in ``src/`` runs the program on the host. The run's carry-back looks
+at the index (proxy/sealstaged.py, proxy/recording.py); and wherever the mount's index
+follows a new commit keeping what git staged (:func:`.indexpatch.patched_index`: a
+checkpoint, a run's record, another hand's commit adopted) it is looked at again when the
+commit changes a name of git's own state (``dirs_of`` of its changed paths): the commit
+may bring the half an earlier run's index waits for (a directory renamed, an ``avfs
+write``, found in the thirty-sixth round's review39)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ..core.store.gitrun import git_env, run
+
+NULL = "0" * 40
+CFG = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
+SHOWN = 10  # paths named in the report
+# what :func:`over_move` put back in this process, by git dir: the paths and what was found
+# (a run's record reports it: proxy/recording.py, which clears it before the record)
+PUT_BACK: dict[str, tuple[list[str], str | None]] = {}
+
+
+def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]]:
+    """After the run's record: put back the staged paths of the index of ``git_dir`` that
+    complete, over the fork's tree as it is now (``view``: the workspace's, what the record
+    committed and what the person's next checkpoint or ``git commit -a`` takes), a
+    repository running a program in the person's git. proxy/sealstaged.py ``keep_staged``
+    looked at them over ``HEAD`` before the record: a staged ``src/config`` with
+    ``src/HEAD``, ``src/objects/``, ``src/refs/`` in the work tree (neither half a
+    repository) passed, the record committed the work tree's half and the person's plain
+    ``git commit`` the index's (found in the thirty-fifth round's review38; plant4).
+    Returns the ``refs_refused`` entry that says so, if any."""
+    env = git_env()
+    env["GIT_DIR"] = git_dir
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    got = staged_diff(env)
+    if got is None:
+        return []
+    changed = got[1]
+    found_paths, found = planted(store, env, changed, set(), view)
+    put_back(env, changed, found_paths)
+    return [planted_reason(found_paths, found)] if found_paths else []
+
+
+def over_move(store: Any, git_dir: str, data: bytes, commit: str, paths: Iterable[str]) -> bytes:
+    """Index bytes ``data`` (the mount's, made to follow ``commit``, what git staged kept),
+    with the staged paths that complete such a repository over ``commit``'s tree put back
+    to its entries; looked at only where a changed path of the move (``paths``) names git's
+    own state. Returns ``data`` itself where nothing is put back (the usual case: no
+    process runs where no such name changed)."""
+    from ..core.workspace.plantedrule import dirs_of
+    from ..core.workspace.wsview import View
+
+    if not dirs_of(paths):
+        return data
+    import tempfile  # (only here: a status or a daemon that imports this module starts none)
+
+    fd, tmp = tempfile.mkstemp(prefix="avfs-staged-", dir=git_dir)  # (O_EXCL: no planted name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        env = git_env()
+        env.update(GIT_DIR=git_dir, GIT_INDEX_FILE=tmp, GIT_NO_REPLACE_OBJECTS="1")
+        got = staged_diff(env, commit)
+        if got is None:
+            return data
+        changed = got[1]
+        found_paths, found = planted(store, env, changed, set(), View.of_commit(store, commit))
+        if not found_paths:
+            return data
+        put_back(env, changed, found_paths)
+        PUT_BACK[git_dir] = (sorted({*PUT_BACK.get(git_dir, ([], None))[0], *found_paths}), found)
+        with open(tmp, "rb") as f:
+            return f.read()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def staged_diff(
+    env: dict[str, str], tree: str = "HEAD"
+) -> tuple[dict[str, tuple[str, str, str]], dict[str, tuple[str, str, str, str]], bool] | None:
+    """The index against ``tree``: the staged blobs (path -> its mode, its id, the staged
+    id), every changed entry (path -> its mode, id, the index's), whether a conflict's
+    stages are there; None without it (an unborn branch)."""
+    # only what differs from HEAD (what HEAD names is the vault's): the index's cache-tree
+    # makes this ~40 ms at 100,000 files, where asking about every entry took seconds
+    diff = run([*CFG, "diff-index", "--cached", "-z", "--no-renames", tree], env=env, check=False)
+    if diff.returncode != 0:
+        return None
+    staged: dict[str, tuple[str, str, str]] = {}
+    changed: dict[str, tuple[str, str, str, str]] = {}
+    unmerged = False
+    parts = diff.stdout.split(b"\0")
+    for head, path in zip(parts[::2], parts[1::2], strict=False):
+        f = head[1:].decode("ascii", "replace").split(" ")
+        if len(f) < 5:
+            continue
+        name = path.decode("utf-8", "surrogateescape")
+        if f[4] != "U" and "160000" not in f[:2] and (f[1] == "000000" or f[3] != NULL):
+            changed[name] = (f[0], f[2], f[1], f[3])  # (a removal from the index too)
+        if f[1] in ("000000", "160000"):
+            continue  # taken out, or a gitlink (proxy/gitlinks.py)
+        if f[4] == "U":
+            unmerged = True
+        elif f[3] != NULL:
+            staged[name] = (f[0], f[2], f[3])
+    return staged, changed, unmerged
+
+
+def planted_reason(paths: list[str], found: str | None) -> dict[str, Any]:
+    reason = (
+        f"{len(paths)} staged file(s) that make a git repository running a program in the"
+        f" person's git ({found}): put back to HEAD's in git's index (the person's next"
+        f" `git commit` would have recorded them): {', '.join(paths[:SHOWN])}"
+    )
+    return {"ref": "index", "old": None, "new": None, "reason": reason}
+
+
+def planted(
+    store: Any,
+    env: dict[str, str],
+    changed: dict[str, tuple[str, str, str, str]],
+    gone: set[str],
+    view: Any = None,
+) -> tuple[list[str], str | None]:
+    """The staged paths (not already put back: ``gone``) that complete, in the tree the
+    index would commit, a repository that runs a program in the person's git
+    (:mod:`..core.workspace.plantedrule`), and what was found: a command's ``git add`` of
+    a planted ``src/`` survived its work tree's setting aside (proxy/plantedgit.py) in a
+    run with ``--no-commit``, and the person's next ``git commit`` in the mount recorded
+    it, where a clone's checkout ran it (found in the thirty-fifth round, plant3). Looked
+    at only where a staged path names git's own state; a removal from the index is not
+    taken away (it refuses at most what git would not run)."""
+    from ..core.workspace import plantedrule as rule
+    from ..core.workspace.wsview import View
+
+    live = {p: v for p, v in changed.items() if p not in gone and v[2] != "000000"}
+    dirs = rule.dirs_of(live)
+    if not dirs:
+        return [], None
+    if view is None:
+        head = run([*CFG, "rev-parse", "-q", "--verify", "HEAD^{commit}"], env=env, check=False)
+        tip = head.stdout.decode("ascii", "replace").strip()
+        if head.returncode != 0 or not tip:
+            return [], None
+        view = View.of_commit(store, tip)
+    pending = {
+        p: (rule.LINK if mode == "120000" else rule.FILE, rule.config_bytes(store, p, oid))
+        for p, (_m, _o, mode, oid) in live.items()
+    }
+    reader = rule.with_pending(rule.of_view(view), pending)
+    bad = {d: f for d in sorted(dirs) if (f := rule.why(reader, d)) is not None}
+    out = sorted(p for p in live if any(p.startswith(f"{d}/") for d in bad))
+    return out, next(iter(bad.values()), None)
+
+
+def put_back(
+    env: dict[str, str], changed: dict[str, tuple[str, str, str, str]], paths: list[str]
+) -> list[dict[str, Any]]:
+    """Set the index entries of ``paths`` to what ``HEAD`` holds (out of the index where it
+    holds nothing). Returns an empty list for the caller's report."""
+    if not paths:
+        return []
+    lines = []
+    for p in paths:
+        mode, old, _nm, _new = changed[p]
+        name = p.encode("utf-8", "surrogateescape")
+        lines.append(b"0 " + NULL.encode() + b"\t" + name + b"\0")
+        if mode != "000000":
+            lines.append(f"{mode} {old}\t".encode() + name + b"\0")
+    run([*CFG, "update-index", "-z", "--index-info"], env=env, input=b"".join(lines), check=False)
+    return []

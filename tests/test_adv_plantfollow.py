@@ -1,0 +1,82 @@
+"""A staged planted half that a later commit completes (the thirty-sixth round's review39).
+
+A confined command stages one half of a repository running a program in the person's git
+(``src/config`` with ``core.fsmonitor``) and removes it from the work tree; the other half
+(``src/HEAD``, ``src/objects/``, ``src/refs/``) comes into the fork's tree later, by a path
+no run's look at the index saw: a directory renamed in a third run (its journal names only
+``x`` and ``src``), an ``avfs write`` between runs, then a run that does not touch the
+index or an ``avfs checkpoint save``. The mount's index followed each new commit keeping the
+staged config, and the person's plain ``git commit`` in the mount recorded both halves: a
+later ``git status`` in ``src/`` ran the planted program on the host. Both backends
+(``scene``'s overlay and pure FUSE)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .test_adv_mountfiles import Scene
+from .test_adv_mountfiles import scene as scene
+from .test_adv_planted import _person_in
+from .test_adv_plantmerge import BARE_HALF, _avfs, _config_half
+from .test_adv_plantwriters import _clone_and_check_out_everything
+
+
+def _person_commits_and_looks(scene: Scene, tmp_path: Path, marker: Path) -> None:
+    """The person's plain ``git commit`` in the mount, their git in ``src/``, a clone's
+    checkout: the planted program never runs and HEAD holds no whole repository."""
+    pc = scene.git("-c", "user.name=P", "-c", "user.email=p@example.com", "commit", "-qm", "p", check=False)
+    held = scene.git("ls-tree", "-r", "--name-only", "HEAD", "--", "src").stdout.split()
+    if (scene.mp / "src").is_dir():
+        _person_in(scene, "src")
+    _clone_and_check_out_everything(scene, tmp_path)
+    assert not marker.exists(), ("the planted core.fsmonitor ran on the host", pc.stderr)
+    assert not ("src/config" in held and "src/HEAD" in held), held
+
+
+def _put_back_said(res: Any) -> bool:
+    """The run's envelope says the staged config was put back (``refs_refused``)."""
+    return any(
+        r["ref"] == "index" and "src/config" in r["reason"] for r in res.to_dict().get("refs_refused") or ()
+    )
+
+
+def _stage_config_half(scene: Scene, marker: Path, tail: str = "") -> None:
+    one = scene.attack(_config_half(marker) + "git add src/config && rm src/config\n" + tail)
+    assert one.result is not None and one.result.exit_code == 0, one.to_dict()
+
+
+def test_a_renamed_directory_completes_a_staged_half(scene: Scene, tmp_path: Path) -> None:
+    marker = scene.ran / "mv-fsmonitor"
+    one = scene.attack(BARE_HALF.replace("src/", "x/"))
+    assert one.result is not None and one.result.exit_code == 0, one.to_dict()
+    _stage_config_half(scene, marker, "rmdir src || true\n")
+    three = scene.attack("mv x src\n")
+    assert three.result is not None and three.result.exit_code == 0, three.to_dict()
+    assert _put_back_said(three), three.to_dict()
+    assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
+    _person_commits_and_looks(scene, tmp_path, marker)
+
+
+@pytest.mark.parametrize("then", ["run", "checkpoint"])
+def test_avfs_write_completes_a_staged_half(scene: Scene, tmp_path: Path, then: str) -> None:
+    marker = scene.ran / f"w-{then}-fsmonitor"
+    _stage_config_half(scene, marker)
+    for p, body in (
+        ("src/HEAD", "ref: refs/heads/main\n"),
+        ("src/objects/info/packs", ""),
+        ("src/refs/heads/.keep", ""),
+    ):
+        code, doc = _avfs(scene, "write", p, body)
+        assert code == 0, doc
+    if then == "run":  # (a run that touches neither the index nor a name of git's)
+        two = scene.attack("echo x > x.txt\n")
+        assert two.result is not None and two.result.exit_code == 0, two.to_dict()
+        assert _put_back_said(two), two.to_dict()
+    else:
+        code, doc = _avfs(scene, "checkpoint", "save", "-m", "agent")
+        assert code == 0, doc
+    assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
+    _person_commits_and_looks(scene, tmp_path, marker)
