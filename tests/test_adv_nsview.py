@@ -135,7 +135,10 @@ def test_a_read_only_view_s_command_has_no_call_run_by_the_cli_server(tmp_path: 
         r = avfs("--vault", "v:main", "--json", "proxy", "exec", "--readonly-host", "--at", str(top / "project"),
                  "--", "python3", "served.py", str(Path(sys.executable).parent / "avfs"), str(home), str(canary))  # fmt: skip
         doc = json.loads(r.stdout)
-        assert doc["confinement"]["kind"] == "namespace" and doc["exit_code"] == 0, doc
+        assert doc["confinement"]["kind"] == "namespace" and doc["exit_code"] == 0, (
+            doc.get("error"),
+            doc.get("result"),
+        )
         out = doc["result"]["stdout"]
         assert not canary.exists(), f"the server ran the command's program on the host: {out}"
         listed = avfs("--vault", "v:other", "--json", "ls").stdout
