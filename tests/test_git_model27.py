@@ -15,6 +15,7 @@ a mount and a plain clone, checked after every step as tests/test_git_model.py c
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -47,50 +48,39 @@ def _after(model: GitModel27, n: int) -> None:
     model.check()
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("backend", ["overlay", "fuse"])
-def test_settings_a_gitdir_condition_includes_are_read_as_git_in_the_mount_reads_them(backend: str) -> None:
-    """:data:`GITDIR_RUNS` (of :data:`.gitmodel_steps27.GITDIR_PAIRS`) beside a plain clone."""
+def _steps(backend: str, step: str, each: Any, *, check_each: bool = False) -> None:
+    """The model's ``step`` with each of ``each`` on ``backend``, a remount or a checkpoint
+    and the check after each (``check_each``: the check right after the step too)."""
     _require(backend)
     tgm.BACKEND = backend
     model = GitModel27()
     try:
         model.check()
-        for n, pair in enumerate(GITDIR_PAIRS if ALL else GITDIR_RUNS[backend]):
-            model.gitdir_included(pair)
-            model.check()
+        for n, arg in enumerate(each):
+            getattr(model, step)(arg)
+            if check_each:
+                model.check()
             _after(model, n)
     finally:
         model.teardown()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_settings_a_gitdir_condition_includes_are_read_as_git_in_the_mount_reads_them(backend: str) -> None:
+    """:data:`GITDIR_RUNS` (of :data:`.gitmodel_steps27.GITDIR_PAIRS`) beside a plain clone."""
+    _steps(backend, "gitdir_included", GITDIR_PAIRS if ALL else GITDIR_RUNS[backend], check_each=True)
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_a_forks_own_filemode_ignorecase_and_symlinks_are_read_as_git_reads_them(backend: str) -> None:
     """:data:`CORE_RUNS` (of :data:`.gitmodel_steps27.CORE_SETTINGS`), each in an `includeIf "onbranch:f"`."""
-    _require(backend)
-    tgm.BACKEND = backend
-    model = GitModel27()
-    try:
-        model.check()
-        for n, setting in enumerate(CORE_SETTINGS if ALL else CORE_RUNS[backend]):
-            model.fork_core(setting)
-            _after(model, n)
-    finally:
-        model.teardown()
+    _steps(backend, "fork_core", CORE_SETTINGS if ALL else CORE_RUNS[backend])
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["overlay", "fuse"])
 def test_the_persons_new_hooks_run_in_a_commit_that_does_not_ask_fsmonitor(backend: str) -> None:
     """:data:`BYPASS_RUNS` (of :data:`.gitmodel_steps27.BYPASSES`) beside a plain clone."""
-    _require(backend)
-    tgm.BACKEND = backend
-    model = GitModel27()
-    try:
-        model.check()
-        for n, how in enumerate(BYPASSES if ALL else BYPASS_RUNS[backend]):
-            model.fsmonitor_bypass(how)
-            _after(model, n)
-    finally:
-        model.teardown()
+    _steps(backend, "fsmonitor_bypass", BYPASSES if ALL else BYPASS_RUNS[backend])
