@@ -110,6 +110,30 @@ call("proxy", "exec", "--host", "writable", "--", "python3", "p.py")
 """
 
 
+def _avfs_outside_tmp(top: Path) -> str:
+    """The avfs the view's command runs: the venv's, or, where the venv or the checkout is
+    under /tmp (a fresh clone in CI), which the view makes its own, a launcher in ``top``
+    over hard-linked copies of the package and its libraries (the interpreter's own
+    files are outside /tmp)."""
+    import avfs_git
+
+    pkg = Path(avfs_git.__file__).resolve().parent
+    if not any(str(p).startswith("/tmp/") for p in (Path(sys.prefix).resolve(), pkg)):
+        return str(Path(sys.executable).parent / "avfs")
+    site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+    for src, dst in ((site, top / "lib"), (str(pkg), top / "src" / "avfs_git")):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["cp", "-al", src, str(dst)], capture_output=True, check=False).returncode:
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst, symlinks=True)  # (another filesystem: copied)
+    launcher = top / "avfs"
+    python = os.path.realpath(sys.executable)
+    assert not python.startswith("/tmp/"), python
+    launcher.write_text(f'#!/bin/sh\nPYTHONPATH={top}/src:{top}/lib exec {python} -m avfs_git "$@"\n')
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
 def test_a_read_only_view_s_command_has_no_call_run_by_the_cli_server(tmp_path: Path) -> None:
     """``--readonly-host`` shows the avfs home (read-only); the CLI server listening in it
     ran whatever its user's process asked: the command's `avfs write` wrote the vault, its
@@ -133,7 +157,7 @@ def test_a_read_only_view_s_command_has_no_call_run_by_the_cli_server(tmp_path: 
         assert avfs("server", "start").returncode == 0
         (top / "project").mkdir()
         r = avfs("--vault", "v:main", "--json", "proxy", "exec", "--readonly-host", "--at", str(top / "project"),
-                 "--", "python3", "served.py", str(Path(sys.executable).parent / "avfs"), str(home), str(canary))  # fmt: skip
+                 "--", "python3", "served.py", _avfs_outside_tmp(top), str(home), str(canary))  # fmt: skip
         doc = json.loads(r.stdout)
         assert doc["confinement"]["kind"] == "namespace" and doc["exit_code"] == 0, (
             doc.get("error"),
