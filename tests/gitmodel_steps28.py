@@ -1,0 +1,220 @@
+"""The git model's steps of its twenty-eighth round (gitmodel28, tests/test_git_model28.py
+runs them): git's commands a person or an agent runs in a worktree that no earlier
+round's sequence ran, each followed by one of avfs's own (gitmodel22's ``then22``), then
+finished alike on both sides.
+
+- ``skip_then(op)``: a commit the next pick of `side` meets (:meth:`GitModel.diverge`),
+  then `git rebase side`, `git cherry-pick side` or (over a commit of the same line)
+  `git revert HEAD~1`, each stopped by the conflict and given up for that commit alone
+  with `--skip`; then.
+- ``strategy_then(how)``: the same commit, then `git merge -X ours side`, `-X theirs`,
+  `-s ours`, or `--ff-only` (refused alike: no fast-forward); then.
+- ``plumbing_then(how)``: git's plumbing as scripts use it: ``read-tree`` (`read-tree -m
+  -u HEAD HEAD~1`: the index and the files moved to HEAD~1's tree, HEAD not),
+  ``reset-tree`` (a file changed, a tracked one removed, `read-tree --reset -u HEAD`),
+  ``checkout-index`` (tracked files removed and one changed, `checkout-index -a -f`),
+  ``commit-tree`` (`hash-object -w`, `update-index --add --cacheinfo`, `write-tree`,
+  `commit-tree -p HEAD`, `update-ref HEAD`: a commit made without `git commit`),
+  ``really-refresh`` (a file's times changed, `update-index --really-refresh`),
+  ``reindex`` (`rm -r --cached .` then `add -A`: the whole index made again); then.
+- ``stash_store_then``: a local change, `git stash create` (the same commit on both
+  sides: its dates fixed), `git stash store`, `reset --hard`; then; `stash pop`.
+- ``mv_force_then``: `git mv -f A B` over another tracked file; then; a commit.
+- ``filter_branch_then``: `git filter-branch --index-filter` of the last two commits (a
+  file removed from them: the fork's branch rewritten, `refs/original/` kept); then.
+
+A mixin of :class:`tests.test_git_model.GitModel` on gitmodel22's (``then22``,
+``both_input``, ``_committed``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from .gitmodel_steps22 import THEN22, TwentySecondRoundSteps
+
+SKIPS = ("rebase", "cherry-pick", "revert")
+STRATEGIES = ("-X ours", "-X theirs", "-s ours", "--ff-only")
+PLUMBING = ("read-tree", "reset-tree", "checkout-index", "commit-tree", "really-refresh", "reindex")
+PLUMBED = "docs/plumbed-28.txt"
+FILTERED = "docs/filtered-28.txt"
+
+
+class TwentyEighthRoundSteps(TwentySecondRoundSteps):
+    """The steps; see the module's docstring."""
+
+    diverge: Any
+    write_all: Any
+    clock: int
+    _tick: Any
+
+    def _each(self, fn: Any) -> list[str]:
+        """``fn(side)`` on the plain side then the mount's (stdout stripped)."""
+        return [str(fn(side)).strip() for side in (self.p, self.m)]
+
+    def _files(self, n: int) -> list[str]:
+        """``n`` tracked regular files (not links) other than README.md, sorted."""
+        out = []
+        for f in self.tracked():
+            full = os.path.join(self.p.root, f)
+            if f != "README.md" and os.path.isfile(full) and not os.path.islink(full) and "/" in f:
+                out.append(f)
+            if len(out) == n:
+                break
+        return out
+
+    # -- a conflict given up for one commit -------------------------------------------------
+    @precondition(lambda self: self.busy() is None and self.has("side"))
+    @rule(op=st.sampled_from(SKIPS), then=st.sampled_from(THEN22))
+    def skip_then(self, op: str, then: str) -> None:
+        self._committed(f"before {op} --skip")
+        self.diverge()
+        if op == "rebase":
+            done = self.both("rebase", "-q", "side")
+        elif op == "cherry-pick":
+            done = self.both("cherry-pick", "side")
+        else:  # (HEAD changes the line HEAD~1 made: its revert conflicts)
+            self.write_all({"README.md": "a line over diverge's\n"})
+            self.both("commit", "-q", "-m", "over diverge", "--", "README.md")
+            done = self.both("revert", "--no-edit", "HEAD~1")
+        if not done and self.busy() is not None:
+            self.both(op, "--skip")
+        self.then22(then)
+        self.last_checkpoint = False
+
+    @precondition(lambda self: self.busy() is None and self.has("side"))
+    @rule(how=st.sampled_from(STRATEGIES), then=st.sampled_from(THEN22))
+    def strategy_then(self, how: str, then: str) -> None:
+        self._committed(f"before merge {how}")
+        self.diverge()
+        if not self.both("merge", "-q", "--no-edit", *how.split(), "side") and self.busy() == "merge":
+            self.both("merge", "--abort")
+        self.then22(then)
+        self.last_checkpoint = False
+
+    # -- git's plumbing ---------------------------------------------------------------------
+    @precondition(lambda self: self.busy() is None and self.has("HEAD~1"))
+    @rule(how=st.sampled_from(PLUMBING), then=st.sampled_from(THEN22))
+    def plumbing_then(self, how: str, then: str) -> None:
+        self._committed(f"before {how}")
+        getattr(self, "_plumb_" + how.replace("-", "_"))()
+        self.then22(then)
+        self.last_checkpoint = False
+
+    def _plumb_read_tree(self) -> None:
+        self.both("read-tree", "-m", "-u", "HEAD", "HEAD~1")
+
+    def _plumb_reset_tree(self) -> None:
+        files = self._files(2)
+        if len(files) < 2:
+            return
+        self.write_all({files[0]: f"changed before read-tree --reset {self.clock}\n"})
+        self.note(f"rm {files[1]}")
+        for side in (self.p, self.m):
+            os.unlink(os.path.join(side.root, files[1]))
+        self.both("read-tree", "--reset", "-u", "HEAD")
+
+    def _plumb_checkout_index(self) -> None:
+        files = self._files(3)
+        if len(files) < 3:
+            return
+        self.note(f"rm {files[:2]}")
+        for side in (self.p, self.m):
+            for f in files[:2]:
+                os.unlink(os.path.join(side.root, f))
+        self.write_all({files[2]: f"changed before checkout-index {self.clock}\n"})
+        self.both("checkout-index", "-a", "-f")
+
+    def _plumb_commit_tree(self) -> None:
+        self._tick()
+        self.note("hash-object -w, update-index --cacheinfo, write-tree, commit-tree, update-ref HEAD")
+        text = f"made by plumbing {self.clock}\n"
+        blobs = self._each(
+            lambda s: subprocess.run(
+                ["git", "hash-object", "-w", "--stdin"],
+                cwd=s.root,
+                env=s.env,
+                input=text,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert blobs[0] == blobs[1], blobs
+        self.both("update-index", "--add", "--cacheinfo", f"100644,{blobs[0]},{PLUMBED}")
+        trees = self._each(lambda s: s.git("write-tree").stdout)
+        assert trees[0] == trees[1], trees
+        commits = self._each(lambda s: s.git("commit-tree", trees[0], "-p", "HEAD", "-m", "plumbed").stdout)
+        assert commits[0] == commits[1], commits
+        self.both("update-ref", "-m", "plumbed", "HEAD", commits[0])
+        self.both("checkout-index", "-f", "--", PLUMBED)
+
+    def _plumb_really_refresh(self) -> None:
+        files = self._files(1)
+        if not files:
+            return
+        self.note(f"touch {files[0]}")
+        for side in (self.p, self.m):
+            os.utime(os.path.join(side.root, files[0]), (self.clock, self.clock))
+        self.both("update-index", "-q", "--really-refresh")
+
+    def _plumb_reindex(self) -> None:
+        self.both("rm", "-r", "-q", "--cached", ".")
+        self.both("add", "-A")
+
+    # -- a stash made by hand ---------------------------------------------------------------
+    @precondition(lambda self: self.busy() is None)
+    @rule(then=st.sampled_from(THEN22))
+    def stash_store_then(self, then: str) -> None:
+        self._committed("before stash create")
+        if not self._two_hunks("stash-created"):
+            return
+        self._tick()
+        self.note("git stash create; git stash store")
+        made = self._each(lambda s: s.git("stash", "create", "by hand").stdout)
+        assert made[0] == made[1] and made[0], made
+        self.both("stash", "store", "-m", "stored by hand", made[0])
+        self.both("reset", "-q", "--hard")
+        self.then22(then)
+        if self.busy() is None and not self.both("stash", "pop", "-q"):
+            self.both("reset", "-q", "--hard")
+            self.both("stash", "drop", "-q")
+        self.last_checkpoint = False
+
+    # -- a rename over a tracked file -------------------------------------------------------
+    @precondition(lambda self: self.busy() is None)
+    @rule(then=st.sampled_from(THEN22))
+    def mv_force_then(self, then: str) -> None:
+        self._committed("before mv -f")
+        files = self._files(2)
+        if len(files) < 2:
+            return
+        self.both("mv", "-f", files[0], files[1])
+        self.then22(then)
+        if self.busy() is None and not self.clean():
+            self.both("commit", "-q", "-m", "moved over another")
+        self.last_checkpoint = False
+
+    # -- history rewritten by filter-branch -------------------------------------------------
+    @precondition(lambda self: self.busy() is None)
+    @rule(then=st.sampled_from(THEN22))
+    def filter_branch_then(self, then: str) -> None:
+        self._committed("before filter-branch")
+        self.write_all({FILTERED: f"to be filtered out {self.clock}\n"})
+        self.both("add", "--", FILTERED)
+        self.both("commit", "-q", "-m", "a file filter-branch removes")
+        self.write_all({"README.md": f"after the filtered file {self.clock}\n"})
+        self.both("commit", "-q", "-a", "-m", "after it")
+        self.both(
+            "filter-branch",
+            "-f",
+            "--index-filter",
+            f"git rm -q --cached --ignore-unmatch {FILTERED}",
+            "HEAD~2..HEAD",
+        )
+        self.then22(then)
+        self.last_checkpoint = False
