@@ -183,3 +183,35 @@ def test_a_forks_onbranch_settings_are_read_as_git_in_its_mount_reads_them(
         merged = _git(mp, "log", "-1", "--format=%p|%an <%ae>|%cn <%ce>", "refs/heads/f").stdout.strip()
         assert len(merged.split("|")[0].split()) == 2 and merged.endswith(f"|{ident}|{ident}"), merged
     assert os.path.exists(inc)
+
+
+def test_a_deleted_forks_own_git_dir_goes_with_it(cli: Any, tmp_path: Path) -> None:
+    """The fork's own git dir (``<vault>/avfs/forkconfig/worktrees/avfs-<fork>``, where its
+    settings are read while it is not mounted: gitmodel27) is removed with the fork
+    (gitmodel27 left it; gitmodel28), and made again alike when the fork comes back."""
+    inc = _included(tmp_path)
+    assert cli("vault", "create", "v").code == 0
+    assert cli("vault", "fork", "v:main", "f").code == 0
+    vault = cli("--vault", "v", "vault", "path").out.strip()
+    subprocess.run(["git", "--git-dir", vault, "config", "includeIf.onbranch:f.path", str(inc)], check=True)
+    assert cli("--vault", "v:f", "write", "a.txt", "one\r\n").code == 0
+    res = cli("--json", "--vault", "v:f", "checkpoint", "save", "-m", "unmounted")
+    assert res.code == 0, res.err
+    own = Path(vault, "avfs", "forkconfig", "worktrees", "avfs-f")
+    assert (own / "HEAD").read_text() == "ref: refs/heads/f\n"
+    stored = subprocess.run(
+        ["git", "--git-dir", vault, "cat-file", "blob", "refs/heads/f:a.txt"], capture_output=True, check=True
+    ).stdout
+    assert stored == b"one\n"  # (the fork's own reading: its autocrlf)
+    res = cli("--json", "vault", "delete", "--force", "v:f")
+    assert res.code == 0, res.err
+    assert not own.exists() and os.listdir(own.parent) == []
+    res = cli("--json", "undo")  # (the fork back: its settings read as before)
+    assert res.code == 0, res.err
+    assert cli("--vault", "v:f", "write", "b.txt", "two\r\n").code == 0
+    assert cli("--vault", "v:f", "checkpoint", "save", "-m", "again").code == 0
+    assert (own / "HEAD").read_text() == "ref: refs/heads/f\n"
+    stored = subprocess.run(
+        ["git", "--git-dir", vault, "cat-file", "blob", "refs/heads/f:b.txt"], capture_output=True, check=True
+    ).stdout
+    assert stored == b"two\n"

@@ -233,6 +233,23 @@ def _own_git_dir(store_path: str, branch: str) -> str:
     return d
 
 
+def drop_own_git_dir(store_path: str, branch: str) -> None:
+    """Remove the fork's own git dir :func:`_own_git_dir` made under the vault (the fork is
+    gone: nothing reads it; made again alike if the fork comes back)."""
+    import shutil
+
+    d = os.path.join(store_path, *OWN_DIR, "avfs-" + _fs_name(branch))
+    if os.path.isdir(d) and not os.path.islink(d):
+        shutil.rmtree(d, ignore_errors=True)
+    _dirs.pop((store_path, branch), None)
+
+
+def _fs_name(branch: str) -> str:
+    from .names import fs_name
+
+    return fs_name(branch, at=True)
+
+
 def _fill(d: str, want: dict[str, str]) -> None:
     for name, text in want.items():
         with open(os.path.join(d, name), "w") as fh:
