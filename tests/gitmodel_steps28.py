@@ -134,15 +134,17 @@ class TwentyEighthRoundSteps(TwentySecondRoundSteps):
         self.note("hash-object -w, update-index --cacheinfo, write-tree, commit-tree, update-ref HEAD")
         text = f"made by plumbing {self.clock}\n"
         blobs = self._each(
-            lambda s: subprocess.run(
-                ["git", "hash-object", "-w", "--stdin"],
-                cwd=s.root,
-                env=s.env,
-                input=text,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            lambda s: (
+                subprocess.run(
+                    ["git", "hash-object", "-w", "--stdin"],
+                    cwd=s.root,
+                    env=s.env,
+                    input=text,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
         )
         assert blobs[0] == blobs[1], blobs
         self.both("update-index", "--add", "--cacheinfo", f"100644,{blobs[0]},{PLUMBED}")

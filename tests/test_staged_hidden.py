@@ -88,7 +88,9 @@ def test_a_checkpoint_keeps_what_git_staged_in_a_fork_with_hidden_paths(hidden_s
     new.txt committed, c.txt unchanged); b.txt's staged version, which no file shows, stays."""
     scene = hidden_scene
     _stage(scene)
-    res = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "checkpoint", "save", "-m", "cp")
+    res = scene.cli(
+        "--home", scene.home.path, "--vault", "v:main", "--json", "checkpoint", "save", "-m", "cp"
+    )
     assert res.code == 0, res.out
     assert scene.git("show", "HEAD:a.txt").stdout == "a edited again\n"
     assert scene.git("show", "HEAD:new.txt").stdout == "new, staged\n"

@@ -529,7 +529,16 @@ def patched_for(
 
         keep = undone(own, old, base)
     data = patched_index(
-        ws, git_dir, old, base, stat_of, token, keep=keep, staged=staged, keep_staged=keep_staged, hidden=hidden
+        ws,
+        git_dir,
+        old,
+        base,
+        stat_of,
+        token,
+        keep=keep,
+        staged=staged,
+        keep_staged=keep_staged,
+        hidden=hidden,
     )
     return data, ((old, base, staged) if note and data is not None else None)
 
