@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
-from .ownfiles import MAX_INDEX, MountedFork, read_bytes
+from .ownfiles import MAX_INDEX, MountedFork, files_dir, read_bytes
 
 _U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
 
@@ -156,7 +156,8 @@ def patched_index(
         body = compressed(body)
     from .stagedplant import over_move  # a staged half an earlier run left, this commit's half (review39)
 
-    return over_move(ws.store, git_dir, body + hashlib.sha1(body).digest(), new_base, (m[0] for m in moved))
+    data = body + hashlib.sha1(body).digest()
+    return over_move(ws.store, git_dir, data, new_base, (m[0] for m in moved), files_dir(ws.vault, ws.fork))
 
 
 def _drop_staged(
