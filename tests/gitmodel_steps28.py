@@ -39,7 +39,20 @@ from .gitmodel_steps22 import THEN22, TwentySecondRoundSteps
 
 SKIPS = ("rebase", "cherry-pick", "revert")
 STRATEGIES = ("-X ours", "-X theirs", "-s ours", "--ff-only")
-PLUMBING = ("read-tree", "reset-tree", "checkout-index", "commit-tree", "really-refresh", "reindex")
+PLUMBING = (
+    "read-tree",
+    "reset-tree",
+    "checkout-index",
+    "commit-tree",
+    "really-refresh",
+    "reindex",
+    "subtree",
+    "index-info",
+    "prefix-copy",
+    "add-chmod",
+    "apply-rename",
+)
+SUBTREE = "vendor-28/"
 PLUMBED = "docs/plumbed-28.txt"
 FILTERED = "docs/filtered-28.txt"
 
@@ -167,6 +180,63 @@ class TwentyEighthRoundSteps(TwentySecondRoundSteps):
     def _plumb_reindex(self) -> None:
         self.both("rm", "-r", "-q", "--cached", ".")
         self.both("add", "-A")
+
+    def _plumb_subtree(self) -> None:
+        """side's tree read in under a prefix, its files written out (what `git subtree
+        add` and a subtree merge do), committed, then removed by `git rm -r`."""
+        if os.path.lexists(os.path.join(self.p.root, SUBTREE)):
+            return
+        self.both("read-tree", f"--prefix={SUBTREE}", "-u", "side")
+        self.both("commit", "-q", "-m", "side vendored")
+        self.both("rm", "-r", "-q", SUBTREE.rstrip("/"))
+
+    def _plumb_index_info(self) -> None:
+        """Entries staged by `update-index --index-info` (a mode and a path moved, one
+        removed: what scripts feed it), the files then written from the index."""
+        files = self._files(3)
+        if len(files) < 3:
+            return
+        rows = self._each(lambda s: s.git("ls-files", "-s", "--", *files[:2]).stdout)
+        assert rows[0] == rows[1], rows
+        lines = []
+        for row in rows[0].splitlines():
+            meta, path = row.split("\t", 1)
+            _mode, oid, _stage = meta.split()
+            lines.append(f"100755 {oid}\t{path}-moved-28\n")
+            lines.append(f"0 {'0' * 40}\t{path}\n")
+        self.both_input("".join(lines), "update-index", "--index-info")
+        self.both("checkout-index", "-f", "--", *(f"{f}-moved-28" for f in files[:2]))
+        self.both("update-index", "--force-remove", "--", files[2])
+
+    def _plumb_prefix_copy(self) -> None:
+        """`checkout-index -a --prefix=DIR/`: every tracked file written again below a new
+        directory (untracked there), then `git clean` of it."""
+        self.both("checkout-index", "-a", "-f", "--prefix=copy-28/")
+        self.both("clean", "-q", "-fd", "--", "copy-28")
+
+    def _plumb_add_chmod(self) -> None:
+        """A new file added executable by `add --chmod=+x` (its file not), one tracked file
+        made executable in the index alone."""
+        files = self._files(1)
+        self.write_all({"docs/chmod-28.sh": f"echo {self.clock}\n"})
+        self.both("add", "--chmod=+x", "--", "docs/chmod-28.sh", *files)
+
+    def _plumb_apply_rename(self) -> None:
+        """A commit that renames a file and flips its exec bit, as a patch (`format-patch
+        -M`), the commit taken back (`reset --hard HEAD~1`), then `apply --index` of it."""
+        files = self._files(1)
+        if not files:
+            return
+        src, dst = files[0], f"{files[0]}-renamed-28"
+        self.both("mv", src, dst)
+        self.both("update-index", "--chmod=+x", "--", dst)
+        self.both("commit", "-q", "-m", "renamed and executable")
+        self.note("format-patch -M -1 HEAD")
+        path = os.path.join(self.home, "rename-28.patch")
+        with open(path, "w") as fh:
+            fh.write(self.p.git("format-patch", "-M", "-1", "--stdout", "HEAD").stdout)
+        self.both("reset", "-q", "--hard", "HEAD~1")
+        self.both("apply", "--index", path)
 
     # -- a stash made by hand ---------------------------------------------------------------
     @precondition(lambda self: self.busy() is None)
