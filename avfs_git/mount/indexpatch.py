@@ -156,8 +156,8 @@ def patched_index(
         body = compressed(body)
     from .stagedplant import over_move  # a staged half an earlier run left, this commit's half (review39)
 
-    data = body + hashlib.sha1(body).digest()
-    return over_move(ws.store, git_dir, data, new_base, (m[0] for m in moved), files_dir(ws.vault, ws.fork))
+    made = body + hashlib.sha1(body).digest()
+    return over_move(ws.store, git_dir, made, new_base, (m[0] for m in moved), files_dir(ws.vault, ws.fork))
 
 
 def _drop_staged(
