@@ -67,9 +67,7 @@ def patched_index(
     staged (neither ``old_base``'s nor ``new_base``'s) stays as git has it, as a plain
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
     changed again, then committed by another hand as the file shows it). ``hidden``: the
-    paths the fork's path policy hides, their new entries skip-worktree
-    (:func:`_new_entries`; until gitmodel28 such a fork's index was written whole at every
-    move, and what git had staged anywhere was lost)."""
+    paths the fork's policy hides, their new entries skip-worktree (:func:`_new_entries`)."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -138,10 +136,7 @@ def patched_index(
         out += (data[pos:start], new)
         pos = stop
     out.append(data[pos:off])
-    version = data[4:8]
-    if version == b"\0\0\0\2" and any(new[60] & 0x40 for _s, _k, _e, new in edits if new):
-        version = b"\0\0\0\3"  # (a hidden path's entry is extended: mount/index.py's version too)
-    body = b"DIRC" + version + struct.pack(">I", count) + b"".join(out)
+    body = b"DIRC" + _version(data, edits) + struct.pack(">I", count) + b"".join(out)
     # git's cache tree, which git status never rebuilds: kept, but for the directories on
     # the changed paths (the untracked cache is left out: git lists every directory once)
     cache_tree = _cache_tree_without(data, off, [m[0] for m in moved])
@@ -156,8 +151,16 @@ def patched_index(
         body = compressed(body)
     from .stagedplant import over_move  # a staged half an earlier run left, this commit's half (review39)
 
-    made = body + hashlib.sha1(body).digest()
-    return over_move(ws.store, git_dir, made, new_base, (m[0] for m in moved), files_dir(ws.vault, ws.fork))
+    made, own = body + hashlib.sha1(body).digest(), files_dir(ws.vault, ws.fork)
+    return over_move(ws.store, git_dir, made, new_base, (m[0] for m in moved), own)
+
+
+def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:
+    """The patched index's version: ``data``'s, but 3 where it was 2 and an edit's entry is
+    extended (a hidden path's, skip-worktree: mount/index.py writes such an index at 3 too)."""
+    if data[4:8] == b"\0\0\0\2" and any(new and new[60] & 0x40 for _s, _k, _e, new in edits):
+        return b"\0\0\0\3"
+    return data[4:8]
 
 
 def _drop_staged(
