@@ -53,6 +53,8 @@ PLUMBING = (
     "apply-rename",
 )
 SUBTREE = "vendor-28/"
+FORCED = ("changed", "removed", "beside")
+FORCED_FILE = "docs/forced-28.gen"
 PLUMBED = "docs/plumbed-28.txt"
 FILTERED = "docs/filtered-28.txt"
 
@@ -269,6 +271,33 @@ class TwentyEighthRoundSteps(TwentySecondRoundSteps):
         self.then22(then)
         if self.busy() is None and not self.clean():
             self.both("commit", "-q", "-m", "moved over another")
+        self.last_checkpoint = False
+
+    # -- a tracked file its ignore rule names ------------------------------------------------
+    @precondition(lambda self: self.busy() is None)
+    @rule(how=st.sampled_from(FORCED), then=st.sampled_from(THEN22))
+    def force_added_then(self, how: str, then: str) -> None:
+        """A rule of a new `.gitignore` naming ``*.gen``, a file it names `git add -f`ed and
+        committed (tracked: git's rules no longer apply to it), then the file ``changed``
+        or ``removed`` (git lists both: `M`, `D`), or another file it names ``beside``
+        (ignored: listed by nobody); then; `git commit -a` of what is left."""
+        self._committed("before add -f")
+        if not os.path.exists(os.path.join(self.p.root, FORCED_FILE)):
+            self.write_all({"docs/.gitignore": "*.gen\n", FORCED_FILE: f"generated {self.clock}\n"})
+            self.both("add", "--", "docs/.gitignore")
+            self.both("add", "-f", "--", FORCED_FILE)
+            self.both("commit", "-q", "-m", "a generated file kept")
+        if how == "changed":
+            self.write_all({FORCED_FILE: f"generated again {self.clock}\n"})
+        elif how == "removed":
+            self.note(f"rm {FORCED_FILE}")
+            for side in (self.p, self.m):
+                os.unlink(os.path.join(side.root, FORCED_FILE))
+        else:
+            self.write_all({"docs/beside-28.gen": f"ignored {self.clock}\n"})
+        self.then22(then)
+        if self.busy() is None and not self.clean():
+            self.both("commit", "-q", "-a", "-m", "after add -f")
         self.last_checkpoint = False
 
     # -- history rewritten by filter-branch -------------------------------------------------
