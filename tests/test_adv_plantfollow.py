@@ -80,3 +80,61 @@ def test_avfs_write_completes_a_staged_half(scene: Scene, tmp_path: Path, then: 
         assert code == 0, doc
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
     _person_commits_and_looks(scene, tmp_path, marker)
+
+
+def _created_in(directory: str) -> Any:
+    """An inotify watch of the names created in ``directory``: call the result for them."""
+    import ctypes
+    import os
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert fd >= 0, ctypes.get_errno()
+    assert libc.inotify_add_watch(fd, directory.encode(), 0x100 | 0x80) >= 0  # (IN_CREATE, IN_MOVED_TO)
+
+    def names() -> list[str]:
+        out: list[str] = []
+        while True:
+            try:
+                buf = os.read(fd, 65536)
+            except BlockingIOError:
+                return out
+            at = 0
+            while at < len(buf):
+                _wd, _mask, _cookie, n = struct.unpack_from("iIII", buf, at)
+                out.append(buf[at + 16 : at + 16 + n].rstrip(b"\0").decode())
+                at += 16 + n
+
+    names.close = lambda: os.close(fd)  # type: ignore[attr-defined]
+    return names
+
+
+@pytest.mark.parametrize("then", ["run", "checkpoint"])
+def test_the_look_at_a_moves_staged_paths_makes_no_file_in_the_git_dir(scene: Scene, then: str) -> None:
+    """A commit that changes a name of git's own state (a project's directory named
+    ``objects``) has the index's staged paths looked at over it (mount/stagedplant.py
+    ``over_move``) through a temporary index: made in the mount's own directory, not in
+    the worktree's git dir, which a confined command can write during a run (fix39a's
+    leftover, gitmodel28: the bytes of a put-back index were the command's to change)."""
+    (scene.mp / "a.txt").write_text("staged by the person\n")
+    scene.git("add", "a.txt")
+    (scene.mp / "a.txt").write_text("the fork's a\n")  # (as HEAD has it: nothing to record)
+    created = _created_in(scene.git_dir)
+    try:
+        if then == "run":
+            res = scene.attack("mkdir -p lib/objects && echo x > lib/objects/x.py\n")
+            assert res.result is not None and res.result.exit_code == 0, res.to_dict()
+        else:
+            code, doc = _avfs(scene, "write", "lib/objects/x.py", "x = 1\n")
+            assert code == 0, doc
+            code, doc = _avfs(scene, "checkpoint", "save", "-m", "objects")
+            assert code == 0, doc
+        made = created()
+    finally:
+        created.close()
+    assert scene.git("ls-tree", "--name-only", "-r", "HEAD", "--", "lib").stdout.split() == [
+        "lib/objects/x.py"
+    ]
+    assert [n for n in made if n.startswith("avfs-staged-")] == [], made
+    assert scene.git("show", ":a.txt").stdout == "staged by the person\n"

@@ -18,7 +18,9 @@ leaves it (no cached sdist holds a CRLF text file).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +185,82 @@ def test_a_forks_onbranch_settings_are_read_as_git_in_its_mount_reads_them(
         merged = _git(mp, "log", "-1", "--format=%p|%an <%ae>|%cn <%ce>", "refs/heads/f").stdout.strip()
         assert len(merged.split("|")[0].split()) == 2 and merged.endswith(f"|{ident}|{ident}"), merged
     assert os.path.exists(inc)
+
+
+def test_a_deleted_forks_own_git_dir_goes_with_it(cli: Any, tmp_path: Path) -> None:
+    """The fork's own git dir (``<vault>/avfs/forkconfig/worktrees/avfs-<fork>``, where its
+    settings are read while it is not mounted: gitmodel27) is removed with the fork
+    (gitmodel27 left it; gitmodel28), and made again alike when the fork comes back."""
+    inc = _included(tmp_path)
+    assert cli("vault", "create", "v").code == 0
+    assert cli("vault", "fork", "v:main", "f").code == 0
+    vault = cli("--vault", "v", "vault", "path").out.strip()
+    subprocess.run(["git", "--git-dir", vault, "config", "includeIf.onbranch:f.path", str(inc)], check=True)
+    assert cli("--vault", "v:f", "write", "a.txt", "one\r\n").code == 0
+    res = cli("--json", "--vault", "v:f", "checkpoint", "save", "-m", "unmounted")
+    assert res.code == 0, res.err
+    own = Path(vault, "avfs", "forkconfig", "worktrees", "avfs-f")
+    assert (own / "HEAD").read_text() == "ref: refs/heads/f\n"
+    stored = subprocess.run(
+        ["git", "--git-dir", vault, "cat-file", "blob", "refs/heads/f:a.txt"], capture_output=True, check=True
+    ).stdout
+    assert stored == b"one\n"  # (the fork's own reading: its autocrlf)
+    res = cli("--json", "vault", "delete", "--force", "v:f")
+    assert res.code == 0, res.err
+    assert not own.exists() and os.listdir(own.parent) == []
+    res = cli("--json", "undo")  # (the fork back: its settings read as before)
+    assert res.code == 0, res.err
+    assert cli("--vault", "v:f", "write", "b.txt", "two\r\n").code == 0
+    assert cli("--vault", "v:f", "checkpoint", "save", "-m", "again").code == 0
+    assert (own / "HEAD").read_text() == "ref: refs/heads/f\n"
+    stored = subprocess.run(
+        ["git", "--git-dir", vault, "cat-file", "blob", "refs/heads/f:b.txt"], capture_output=True, check=True
+    ).stdout
+    assert stored == b"two\n"
+
+
+_READ_AND_DIE = """
+import os, signal, sys
+from avfs_git.core.store import lineconfig
+got = lineconfig.fork_settings(sys.argv[1], "f") or {}
+print(got.get("core.autocrlf"), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # (a killed daemon: no exit handler runs)
+"""
+
+
+def test_processes_killed_where_the_vault_is_not_writable_leave_one_forkconfig_dir(tmp_path: Path) -> None:
+    """Where ``<vault>/avfs/forkconfig`` cannot be made, a fork's settings are read through
+    a git dir under the temp dir: one for the user, vault and fork, which every process
+    uses (gitmodel28); each process made its own before and removed it at its exit, so a
+    killed one (a daemon's ``kill -9``) left it behind, one more at every kill. A directory
+    there that is not this user's alone (open to others) is not used."""
+    vault = tmp_path / "v.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(vault)], check=True)
+    inc = tmp_path / "f-only.gitconfig"
+    inc.write_text("[core]\n\tautocrlf = input\n")
+    subprocess.run(
+        ["git", "--git-dir", str(vault), "config", "includeIf.onbranch:f.path", str(inc)], check=True
+    )
+    (vault / "avfs").mkdir()
+    (vault / "avfs" / "forkconfig").write_text("not a directory\n")  # (the vault's cannot be made)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+
+    def read_and_die() -> str:
+        got = subprocess.run(
+            [sys.executable, "-c", _READ_AND_DIE, str(vault)], env=env, capture_output=True, text=True
+        )
+        assert got.returncode == -signal.SIGKILL, got.stderr
+        return got.stdout.strip()
+
+    for _ in range(3):
+        assert read_and_die() == "input"  # (the fork's own reading)
+    left = sorted(p.name for p in tmp.iterdir())
+    assert len(left) == 1 and left[0].startswith(f"avfs-forkconfig-{os.getuid()}-"), left
+    shared = tmp / left[0]
+    assert (shared.stat().st_mode & 0o777) == 0o700
+    assert (shared / "HEAD").read_text() == "ref: refs/heads/f\n"
+    shared.chmod(0o755)  # (open to others: not trusted, a directory of the process's own)
+    assert read_and_die() == "input"
+    assert len(list(tmp.iterdir())) == 2

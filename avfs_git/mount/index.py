@@ -400,14 +400,10 @@ def sync_index(
             old = (read_text(stamp_path) or "").split(" ")
             data, noted, shown = None, None, ws.visible_filter()
             hidden = None if shown is None else (lambda p: not shown(p, NodeKind.FILE))
-            if (
-                hidden is None
-                and not view_changed
-                and merging is None
-                and len(old) == 3
-                and old[1:] == stamp.split(" ")[1:]
-            ):
-                how = (note, keep_staged)
+            # (a fork with hidden paths too since gitmodel28: written whole, its index lost
+            # what git had staged at every checkpoint, at every run's record)
+            if not view_changed and merging is None and len(old) == 3 and old[1:] == stamp.split(" ")[1:]:
+                how = (note, keep_staged, hidden)
                 data, noted = patched_for(ws, git_dir, own, old[0], base, stat_of, view.token, *how)
             keeps, lazy, patched = False, ws.store.promisor.remote() is not None, data is not None
             fetching: Callable[[], None] | None = None

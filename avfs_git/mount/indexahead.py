@@ -35,6 +35,7 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
+from ..core.types import NodeKind
 from .heldstat import Stat, written_stat
 from .index import index_stat, read_view
 from .indexguard import held
@@ -80,16 +81,19 @@ def write_ahead(
     index guard with git's ``index.lock``. Returns what the caller calls once the branch
     moved or failed to (True: the index is stamped for ``commit``, or, ``view_changed``,
     left unstamped for the move's own write; False: put back as it was); None when nothing
-    was written (no lock held, an open merge, hidden paths, an index not written for the
-    current base: the move's own write does it, as before). ``keep_staged`` (an exec's
+    was written (no lock held, an open merge, an index not written for the current base:
+    the move's own write does it, as before; a fork's hidden paths are skip-worktree
+    entries in it since gitmodel28). ``keep_staged`` (an exec's
     record: another writer's commit): an entry git staged at a path the move changes,
     neither the current base's nor ``commit``'s, stays (mount/indexpatch.py); without
     it, a checkpoint's (`git commit --only`), the entry becomes ``commit``'s."""
     from .stagednote import note, undone  # (a checkpoint's: not every status's modules)
 
     slot = held(own)
-    if slot is None or slot.git_dir != git_dir or slot.fd is None or ws.visible_filter() is not None:
+    if slot is None or slot.git_dir != git_dir or slot.fd is None:
         return None
+    shown = ws.visible_filter()  # (a fork's hidden paths: skip-worktree, as written whole)
+    hidden = None if shown is None else (lambda p: not shown(p, NodeKind.FILE))
     view = read_view(ws)
     stamp_path = os.path.join(own, STAMP_FILE)
     old_stamp = read_text(stamp_path)
@@ -120,6 +124,7 @@ def write_ahead(
                 keep=keep,
                 staged=staged,
                 keep_staged=keep_staged,
+                hidden=hidden,
             )
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
         return None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
 from ..core.workspace.wssmudge import checkout_sizes, converts_anywhere, reformed
-from .ownfiles import MAX_INDEX, MountedFork, read_bytes
+from .ownfiles import MAX_INDEX, MountedFork, files_dir, read_bytes
 
 _U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
 
@@ -54,6 +54,7 @@ def patched_index(
     keep: frozenset[str] = frozenset(),
     staged: set[str] | None = None,
     keep_staged: bool = False,
+    hidden: Callable[[str], bool] | None = None,
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
@@ -65,7 +66,8 @@ def patched_index(
     ``keep_staged`` (another hand's commit adopted, gitmodel21): a path whose entry git
     staged (neither ``old_base``'s nor ``new_base``'s) stays as git has it, as a plain
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
-    changed again, then committed by another hand as the file shows it)."""
+    changed again, then committed by another hand as the file shows it). ``hidden``: the
+    paths the fork's policy hides, their new entries skip-worktree (:func:`_new_entries`)."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -82,7 +84,7 @@ def patched_index(
     if moved is None:  # the old base is gone (gc): write it whole
         return None
     changed = {m[0].encode("utf-8", "surrogateescape") for m in moved if not m[3]}
-    repl = _new_entries(moved, stat_of)
+    repl = _new_entries(moved, stat_of, hidden)
     walked = _entry_offsets(data, {len(n) for n in repl}, repl)
     if walked is None:
         return None
@@ -134,7 +136,7 @@ def patched_index(
         out += (data[pos:start], new)
         pos = stop
     out.append(data[pos:off])
-    body = b"DIRC" + data[4:8] + struct.pack(">I", count) + b"".join(out)
+    body = b"DIRC" + _version(data, edits) + struct.pack(">I", count) + b"".join(out)
     # git's cache tree, which git status never rebuilds: kept, but for the directories on
     # the changed paths (the untracked cache is left out: git lists every directory once)
     cache_tree = _cache_tree_without(data, off, [m[0] for m in moved])
@@ -149,7 +151,16 @@ def patched_index(
         body = compressed(body)
     from .stagedplant import over_move  # a staged half an earlier run left, this commit's half (review39)
 
-    return over_move(ws.store, git_dir, body + hashlib.sha1(body).digest(), new_base, (m[0] for m in moved))
+    made, own = body + hashlib.sha1(body).digest(), files_dir(ws.vault, ws.fork)
+    return over_move(ws.store, git_dir, made, new_base, (m[0] for m in moved), own)
+
+
+def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:
+    """The patched index's version: ``data``'s, but 3 where it was 2 and an edit's entry is
+    extended (a hidden path's, skip-worktree: mount/index.py writes such an index at 3 too)."""
+    if data[4:8] == b"\0\0\0\2" and any(new and new[60] & 0x40 for _s, _k, _e, new in edits):
+        return b"\0\0\0\3"
+    return data[4:8]
 
 
 def _drop_staged(
@@ -207,9 +218,13 @@ def _moved(
 
 
 def _new_entries(
-    moved: list[tuple[str, int | None, str | None, bool]], stat_of: StatFn
+    moved: list[tuple[str, int | None, str | None, bool]],
+    stat_of: StatFn,
+    hidden: Callable[[str], bool] | None = None,
 ) -> dict[bytes, bytes | None]:
-    """The index entry of each of ``moved`` (:func:`_moved`), by name: None for a path gone."""
+    """The index entry of each of ``moved`` (:func:`_moved`), by name: None for a path gone.
+    ``hidden``: the paths the fork's policy hides, each given git's skip-worktree bit and no
+    stat data, as mount/index.py writes them whole (extended: a version-3 entry)."""
     entry = struct.Struct(">IIIIIIIIII20sH").pack
     repl: dict[bytes, bytes | None] = {}
     for path, new_mode, new_oid, _ in moved:
@@ -217,8 +232,14 @@ def _new_entries(
         if new_oid is None or new_mode is None:
             repl.setdefault(raw, None)
             continue
-        ctime, mtime, ino, uid, gid, size = stat_of(path, new_mode, new_oid)
         n = len(raw)
+        if hidden is not None and hidden(path):
+            repl[raw] = (
+                entry(0, 0, 0, 0, 0, 0, new_mode, 0, 0, 0, bytes.fromhex(new_oid), 0x4000 | min(n, 0xFFF))
+                + b"\x40\x00" + raw + b"\0" * (8 - (64 + n) % 8)
+            )  # fmt: skip
+            continue
+        ctime, mtime, ino, uid, gid, size = stat_of(path, new_mode, new_oid)
         repl[raw] = (
             entry(ctime // 10**9 & _U32, ctime % 10**9, mtime // 10**9 & _U32, mtime % 10**9, 0, ino & _U32,
                   new_mode, uid, gid, size & 0xFFFFFFFF, bytes.fromhex(new_oid), min(n, 0xFFF))
@@ -498,20 +519,30 @@ def patched_for(
     token: str,
     note: bool,
     keep_staged: bool,
+    hidden: Callable[[str], bool] | None = None,
 ) -> tuple[bytes | None, tuple[str, str, set[str]] | None]:
     """:func:`.index.sync_index`'s patch of the index written for ``old`` (mount/indexpatch.py),
     and what to note once it is written. ``note`` (the first write of a mount whose kept
     index a move made unmounted patches, mount/gitkeep.py): the patch keeps what avfs's
     note says an undo keeps staged, and what git had staged as the move recorded it is
     noted, as for one made mounted (gitmodel21: mount/stagednote.py). ``keep_staged``:
-    another hand's commit adopted (mount/indexpatch.py)."""
+    another hand's commit adopted (mount/indexpatch.py); ``hidden``: :func:`patched_index`'s."""
     keep, staged = frozenset[str](), set[str]()
     if note:
         from .stagednote import undone  # (only at a mount's first write after a move unmounted)
 
         keep = undone(own, old, base)
     data = patched_index(
-        ws, git_dir, old, base, stat_of, token, keep=keep, staged=staged, keep_staged=keep_staged
+        ws,
+        git_dir,
+        old,
+        base,
+        stat_of,
+        token,
+        keep=keep,
+        staged=staged,
+        keep_staged=keep_staged,
+        hidden=hidden,
     )
     return data, ((old, base, staged) if note and data is not None else None)
 

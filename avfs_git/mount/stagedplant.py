@@ -51,12 +51,16 @@ def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]
     return [planted_reason(found_paths, found)] if found_paths else []
 
 
-def over_move(store: Any, git_dir: str, data: bytes, commit: str, paths: Iterable[str]) -> bytes:
+def over_move(
+    store: Any, git_dir: str, data: bytes, commit: str, paths: Iterable[str], scratch: str | None = None
+) -> bytes:
     """Index bytes ``data`` (the mount's, made to follow ``commit``, what git staged kept),
     with the staged paths that complete such a repository over ``commit``'s tree put back
     to its entries; looked at only where a changed path of the move (``paths``) names git's
     own state. Returns ``data`` itself where nothing is put back (the usual case: no
-    process runs where no such name changed)."""
+    process runs where no such name changed). The index git looks at is a temporary file
+    in ``scratch`` (the mount's own directory), else in the temp dir: never in the git dir,
+    which a confined command can write during a run (gitmodel28: fix39a's leftover)."""
     from ..core.workspace.plantedrule import dirs_of
     from ..core.workspace.wsview import View
 
@@ -64,7 +68,10 @@ def over_move(store: Any, git_dir: str, data: bytes, commit: str, paths: Iterabl
         return data
     import tempfile  # (only here: a status or a daemon that imports this module starts none)
 
-    fd, tmp = tempfile.mkstemp(prefix="avfs-staged-", dir=git_dir)  # (O_EXCL: no planted name)
+    try:  # (O_EXCL, 0600: a file of this process's)
+        fd, tmp = tempfile.mkstemp(prefix="avfs-staged-", dir=scratch)
+    except FileNotFoundError:  # (the mount's directory gone: unmounted meanwhile)
+        fd, tmp = tempfile.mkstemp(prefix="avfs-staged-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

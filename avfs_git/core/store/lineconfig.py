@@ -185,8 +185,9 @@ def _own_git_dir(store_path: str, branch: str) -> str:
     ``<vault>/avfs/forkconfig/worktrees/avfs-<fork>`` (avfs's state, shared by every process:
     its two files are the same for all), so that a ``gitdir:`` condition naming the vault
     (``gitdir:~/.avfs/``, ``gitdir:<vault>/``) or the worktree's name (``**/avfs-<fork>``)
-    is met for an unmounted fork as in its mount (gitmodel27); one of this process's under
-    the temp dir where the vault's cannot be made."""
+    is met for an unmounted fork as in its mount (gitmodel27); where the vault's cannot be
+    made, one under the temp dir for this user, vault and fork (:func:`_tmp_git_dir`,
+    gitmodel28), else one of this process's."""
     import shutil  # (only where a config holds an includeIf: a cold status never runs it)
     import tempfile
 
@@ -218,7 +219,11 @@ def _own_git_dir(store_path: str, branch: str) -> str:
         return d
     except OSError:
         pass
-    d = tempfile.mkdtemp(prefix="avfs-forkconfig-")
+    shared = _tmp_git_dir(store_path, branch, want)
+    if shared is not None:
+        _dirs[key] = shared
+        return shared
+    d = tempfile.mkdtemp(prefix="avfs-forkconfig-")  # (this process's alone, removed at its exit)
     _fill(d, want)
     if len(_tmp_dirs) >= _KEPT_MAX:
         for old in _tmp_dirs:
@@ -231,6 +236,62 @@ def _own_git_dir(store_path: str, branch: str) -> str:
     _tmp_dirs.append(d)
     _dirs[key] = d
     return d
+
+
+def drop_own_git_dir(store_path: str, branch: str) -> None:
+    """Remove the fork's own git dir :func:`_own_git_dir` made under the vault (the fork is
+    gone: nothing reads it; made again alike if the fork comes back)."""
+    import shutil
+
+    d = os.path.join(store_path, *OWN_DIR, "avfs-" + _fs_name(branch))
+    for one in (d, _tmp_name(store_path, branch)):
+        if os.path.isdir(one) and not os.path.islink(one):
+            shutil.rmtree(one, ignore_errors=True)
+    _dirs.pop((store_path, branch), None)
+
+
+def _fs_name(branch: str) -> str:
+    from .names import fs_name
+
+    return fs_name(branch, at=True)
+
+
+def _tmp_name(store_path: str, branch: str) -> str:
+    """Where :func:`_tmp_git_dir` makes the fork's git dir: one name for this user, vault and fork."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(f"{os.path.abspath(store_path)}\0{branch}".encode("utf-8", "surrogateescape"))
+    return os.path.join(tempfile.gettempdir(), f"avfs-forkconfig-{os.getuid()}-{key.hexdigest()[:20]}")
+
+
+def _tmp_git_dir(store_path: str, branch: str, want: dict[str, str]) -> str | None:
+    """The fork's git dir under the temp dir where the vault's cannot be made (a vault this
+    user cannot write): one for this user, vault and fork (:func:`_tmp_name`), made by the
+    first process and used by every later one, so that a process killed before its exit
+    leaves no new one (gitmodel28: each process made its own and removed it at its exit: a
+    killed daemon's stayed). None where that directory is not this user's alone (a
+    directory, not a link, owned by this user, mode 0700): the caller makes one of its own."""
+    import stat
+
+    d = _tmp_name(store_path, branch)
+    try:
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(d)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None
+        if not _holds(d, want):
+            for name, text in want.items():  # (whole files by a rename: another process reads them)
+                tmp = os.path.join(d, f".{name}.{os.getpid()}")
+                with open(tmp, "w") as fh:
+                    fh.write(text)
+                os.replace(tmp, os.path.join(d, name))
+        return d if _holds(d, want) else None
+    except OSError:
+        return None
 
 
 def _fill(d: str, want: dict[str, str]) -> None:

@@ -113,7 +113,9 @@ class VaultForkRemoval:
         return op
 
     def drop_fork_locks(self, fork: str) -> None:
-        """Unlink the lock files of ``fork``, gone (deleted, its creation undone): no orphans."""
+        """Unlink the lock files of ``fork``, gone (deleted, its creation undone), and the git
+        dir its settings were read through while unmounted (``<vault>/avfs/forkconfig/``,
+        gitmodel28): no orphans."""
         fork_lock = os.path.join(self.state_dir, "locks", names.fs_name(fork) + ".lock")
         for lock in (
             fork_lock,
@@ -122,6 +124,10 @@ class VaultForkRemoval:
             mount_lock_path(self.state_dir, fork),
         ):
             remove_unused(lock, lambda: refs.read_ref_file(self.path, refs.fork_ref(fork)) is None)
+        if refs.read_ref_file(self.path, refs.fork_ref(fork)) is None:
+            from ..store.lineconfig import drop_own_git_dir
+
+            drop_own_git_dir(self.store.path, fork)
 
     def refuse_if_mounted(self, fork: str | None = None, *, release: bool = True) -> None:
         """Raise :class:`MountedError` when ``fork`` (any fork, when None) has a live mount:
