@@ -31,7 +31,7 @@ from avfs_git.mount.side import MOUNT_SIDE
 from avfs_git.ops import daemonstart, warmstart
 from avfs_git.policy.pathsource import POLICY_PATHS
 
-from . import cputime, hangwatch, mcpwarm
+from . import bigdiff, cputime, hangwatch, mcpwarm
 from .basetemp import drop_layers as _drop_layers
 from .basetemp import drop_mounts as _drop_mounts
 from .basetemp import unpin_gitfiles as _unpin_gitfiles
@@ -236,6 +236,13 @@ class _DeepCleanUp:
             yield
         finally:
             sys.setrecursionlimit(old)
+
+
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
+    """A failed ``==`` of large values says what differs, not CI mode's full ndiff (bigdiff)."""
+    return bigdiff.explain(op, left, right)
 
 
 def pytest_configure(config: pytest.Config) -> None:
