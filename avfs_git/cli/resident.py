@@ -21,19 +21,18 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
   served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
   (:func:`.client.start`; ``AVFS_SERVER=off`` turns all of this off; ``avfs server stop``
-  ends one); a server
-  ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call, when its socket is
-  no longer its own, or when its home is gone.
+  ends one); a server ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call,
+  when its socket is no longer its own, when its home is gone, or, started in a mount
+  namespace now holding nothing else of its own, at another namespace's call (attack29).
 - **Signals**: Ctrl-C, SIGTERM and SIGHUP of the caller are relayed to the command's
   process (``S`` and the signal's number on the socket); a caller that goes away has its
   command stopped (SIGHUP, as a terminal's hang-up would).
 
 The protocol (one connection per call): the request is a ``marshal``-encoded dict preceded
 by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
-"argv": [...], "cwd": ..., "umask": N, "env": {bytes: bytes}}`` (the environment as ``posix.environ``
-holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are always the
-same code (the stamp), so the version has not moved with the protocol's details. The server answers length-prefixed marshal
-dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
+"argv": [...], "cwd": ..., "umask": N, "env": {bytes: bytes}}`` (the environment as
+``posix.environ`` holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are
+the same code (the stamp): the version has not moved. The server answers marshal dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
 ``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
 process as it ends, and again from the server when it has reaped it: the caller takes the
 first, which may come before ``started``). Nothing ran only when the connection ends before
@@ -62,7 +61,7 @@ import time
 from typing import Any
 
 from ..ops.codewatch import CodeWatch
-from ..ops.framed import peer_shares_namespaces, recv_framed
+from ..ops.framed import alone_in_mount_namespace, peer_shares_namespaces, recv_framed
 from . import adopted, callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
@@ -363,6 +362,8 @@ class Server:
                 return None
             if not peer_shares_namespaces(conn):  # (a view's command: its call runs there, not here)
                 _send(conn, {"fallback": "another namespace"})
+                if not self.children and alone_in_mount_namespace():  # (no caller of ours left)
+                    self.idle_s = 0  # the caller's next call starts a server there (attack29)
                 return None
             req, fds = _recv_request(conn)
             conn.settimeout(None)
