@@ -32,7 +32,8 @@ The protocol (one connection per call): the request is a ``marshal``-encoded dic
 by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
 "argv": [...], "cwd": ..., "umask": N, "env": {bytes: bytes}}`` (the environment as
 ``posix.environ`` holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are
-the same code (the stamp): the version has not moved. The server answers marshal dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
+the same code (the stamp). The server answers length-prefixed marshal dicts:
+``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
 ``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
 process as it ends, and again from the server when it has reaped it: the caller takes the
 first, which may come before ``started``). Nothing ran only when the connection ends before
@@ -104,7 +105,6 @@ class Server:
         self.code = CodeWatch()  # before anything of avfs beyond this module is imported
         self.path = socket_path(home)
         self.children: dict[int, _Call] = {}  # pidfd -> the call its process runs
-        self.served = 0
         self.last = time.monotonic()
         self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
         self.kept: callproc.Kept | None = None  # a push's or fetch's process, kept for the next
