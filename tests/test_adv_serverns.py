@@ -115,10 +115,11 @@ def test_the_host_s_server_stays_for_a_caller_of_another_mount_namespace(home: H
         ours = _server(home.path)
         assert ours is not None and _mnt(ours) == _mnt("self")
         for _ in range(2):
-            r = _avfs("--json", "vault", "list", env=env, prefix=("unshare", "-m", "--propagation", "private"))
+            r = _avfs(
+                "--json", "vault", "list", env=env, prefix=("unshare", "-m", "--propagation", "private")
+            )
             assert r.returncode == 0 and '"v"' in r.stdout, r.stderr
         time.sleep(1.5)  # (a server that leaves does so within its poll's second)
         assert _server(home.path) == ours
     finally:
         _stop(home.path, ours)
-
