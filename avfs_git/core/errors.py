@@ -496,7 +496,13 @@ def from_oserror(exc: OSError, what: str) -> AvfsError:
             f"permission denied: {what}", hint="check the permissions of the avfs home"
         )
     if exc.errno == _errno.EROFS:
-        return ReadOnlyError(f"read-only file system: {what}", hint="use a writable --home")
+        # (a command in a `--readonly-host` view sees the home so, its vault's state hidden:
+        # no --home of its choosing is writable there; attack29)
+        return ReadOnlyError(
+            f"read-only file system: {what}",
+            hint="use a writable --home; in a command `avfs proxy exec --readonly-host` runs, the"
+            " avfs home is read-only: run avfs outside that command",
+        )
     if exc.errno == _errno.ENOSPC:
         return no_space(what)
     if exc.errno == _errno.EDQUOT:
