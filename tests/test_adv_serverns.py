@@ -102,6 +102,39 @@ def test_a_server_left_alone_in_another_mount_namespace_gives_the_home_back(home
         _stop(home.path, foreign, ours)
 
 
+def test_a_container_s_server_gives_the_home_back_to_the_host(home: Home, vault: Any) -> None:
+    """A server started in PID and mount namespaces of their own (a container sharing the
+    home) whose namespace still holds a process of its own (here a ``sleep``, as a
+    container's shell): the host's calls, of the PID namespace above it (``SO_PEERCRED``
+    names them pid 0 there), were refused until it idled out (main: the wait ran out). Now
+    it leaves at the host's call; the host's next call starts the host's server."""
+    _need_unshare()
+    env = {**os.environ, "AVFS_SERVER": "auto"}
+    cmd = f"{sys.executable} -m avfs_git server start >/dev/null 2>&1; echo started; exec sleep 300"
+    box = subprocess.Popen(["unshare", "-p", "-f", "-m", "--mount-proc", "--propagation", "private", "sh", "-c", cmd],
+                           env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    foreign = None
+    ours = None
+    try:
+        assert box.stdout is not None and box.stdout.readline() == "started\n"
+        foreign = _server(home.path)
+        assert foreign is not None and _mnt(foreign) != _mnt("self"), "not a server of another namespace"
+        assert os.readlink(f"/proc/{foreign}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        r = _avfs("--json", "vault", "list", env=env)
+        assert r.returncode == 0 and '"v"' in r.stdout, r.stderr
+        _until(lambda: _server(home.path) != foreign, "the container's server still holds the home")
+        _avfs("--json", "status", env=env)
+        _until(lambda: _server(home.path) is not None, "no server started for the host")
+        ours = _server(home.path)
+        assert ours is not None and _mnt(ours) == _mnt("self")
+    finally:
+        box.kill()
+        box.wait()
+        if box.stdout is not None:
+            box.stdout.close()
+        _stop(home.path, foreign, ours)
+
+
 def test_the_host_s_server_stays_for_a_caller_of_another_mount_namespace(home: Home, vault: Any) -> None:
     """The other side: a call made in a mount namespace of its own (a view's command, the
     person's ``unshare -m`` shell) is answered "fall back" and runs there, and the host's

@@ -62,7 +62,7 @@ import time
 from typing import Any
 
 from ..ops.codewatch import CodeWatch
-from ..ops.framed import alone_in_mount_namespace, peer_shares_namespaces, recv_framed
+from ..ops.framed import gives_way_to, peer_shares_namespaces, recv_framed
 from . import adopted, callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
@@ -362,8 +362,8 @@ class Server:
                 return None
             if not peer_shares_namespaces(conn):  # (a view's command: its call runs there, not here)
                 _send(conn, {"fallback": "another namespace"})
-                if not self.children and alone_in_mount_namespace():  # (no caller of ours left)
-                    self.idle_s = 0  # the caller's next call starts a server there (attack29)
+                if not self.children and gives_way_to(_pid):  # (its next call starts its own)
+                    self.idle_s = 0
                 return None
             req, fds = _recv_request(conn)
             conn.settimeout(None)

@@ -98,6 +98,18 @@ def peer_shares_namespaces(conn: socket.socket) -> bool:
         os.close(pidfd)
 
 
+def gives_way_to(pid: int) -> bool:
+    """Whether a server of this process's namespaces that a caller of others reached
+    (``pid``: the caller's, as ``SO_PEERCRED`` names it) should leave, for that caller's
+    next call to start one of its own (attack29): where the caller is of a PID namespace
+    above this one (``0``: not visible here; the host, this server in a container's), or
+    nothing of this mount namespace is left but this process and what it started
+    (:func:`alone_in_mount_namespace`). A caller in a sandbox or a view (a PID or mount
+    namespace below the host's) never sends the host's server away: the host's namespace
+    holds the host's processes."""
+    return pid == 0 or alone_in_mount_namespace()
+
+
 def alone_in_mount_namespace() -> bool:
     """Whether every process of this process's mount namespace that it can see is itself or
     one of its descendants (through ``PPid``: the CLI server reaps the daemons it forks, so
