@@ -114,31 +114,37 @@ def alone_in_mount_namespace() -> bool:
     """Whether every process of this process's mount namespace that it can see is itself or
     one of its descendants (through ``PPid``: the CLI server reaps the daemons it forks, so
     they stay below it). A server started in a namespace that has ended but for it (the
-    person's ``unshare -m`` shell exited, a container's call) serves no one there any more,
-    and refuses every call of the host's (attack29). ~2 ms with a few hundred processes;
-    asked only of a call from another namespace."""
+    person's ``unshare -m`` shell exited) serves no one there any more, and refuses every
+    call of the host's (attack29). The first process found that is neither ends the look:
+    in the host's namespace that is one of the first few; asked only of a call from another
+    namespace."""
     me = os.getpid()
     try:
         mine = os.readlink("/proc/self/ns/mnt")
-        names = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+        names = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
     except OSError:
         return False
     parent: dict[int, int] = {}
-    here: list[int] = []
+
+    def parent_of(pid: int) -> int:
+        if pid not in parent:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    stat = fh.read()
+                parent[pid] = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            except (OSError, ValueError, IndexError):
+                parent[pid] = 0  # (gone: not below this process)
+        return parent[pid]
+
     for pid in names:
         try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                stat = fh.read()
-            parent[pid] = int(stat[stat.rindex(b")") + 2 :].split()[1])
-            if os.readlink(f"/proc/{pid}/ns/mnt") == mine:
-                here.append(pid)
-        except (OSError, ValueError, IndexError):
+            if os.readlink(f"/proc/{pid}/ns/mnt") != mine:
+                continue
+        except OSError:
             continue  # (gone, or not ours to look at: another user's, another user namespace's)
-    for pid in here:
-        seen = 0
-        while pid not in (me, 0) and seen < 4096:
-            pid = parent.get(pid, 0)
-            seen += 1
-        if pid != me:
+        up, seen = pid, 0
+        while up not in (me, 0) and seen < 4096:
+            up, seen = parent_of(up), seen + 1
+        if up != me:
             return False
     return True
