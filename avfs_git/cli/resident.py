@@ -20,10 +20,9 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
   ops/codewatch.py), answers "fall back" and exits, so an upgrade or an edit is never
   served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
-  (:func:`.client.start`; ``AVFS_SERVER=off`` turns all of this off; ``avfs server stop``
-  ends one); a server ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call,
-  when its socket is no longer its own, when its home is gone, or, started in a mount
-  namespace now holding nothing else of its own, at another namespace's call (attack29).
+  (:func:`.client.start`; ``AVFS_SERVER=off``: never; ``avfs server stop`` ends one); a
+  server ends after ``AVFS_SERVER_IDLE`` s (900) without a call, when its socket is not its
+  own or its home gone, or at a call it must give way to (:func:`~..ops.framed.gives_way_to`).
 - **Signals**: Ctrl-C, SIGTERM and SIGHUP of the caller are relayed to the command's
   process (``S`` and the signal's number on the socket); a caller that goes away has its
   command stopped (SIGHUP, as a terminal's hang-up would).
@@ -105,6 +104,7 @@ class Server:
         self.code = CodeWatch()  # before anything of avfs beyond this module is imported
         self.path = socket_path(home)
         self.children: dict[int, _Call] = {}  # pidfd -> the call its process runs
+        self.served = 0
         self.last = time.monotonic()
         self.spare: spare.Spare | None = None  # a child forked ahead, for the next call
         self.kept: callproc.Kept | None = None  # a push's or fetch's process, kept for the next
