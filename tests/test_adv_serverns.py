@@ -111,7 +111,7 @@ def test_a_container_s_server_gives_the_home_back_to_the_host(home: Home, vault:
     _need_unshare()
     env = {**os.environ, "AVFS_SERVER": "auto"}
     cmd = f"{sys.executable} -m avfs_git server start >/dev/null 2>&1; echo started; exec sleep 300"
-    box = subprocess.Popen(["unshare", "-p", "-f", "-m", "--mount-proc", "--propagation", "private", "sh", "-c", cmd],
+    box = subprocess.Popen(["unshare", "-p", "-f", "--kill-child", "-m", "--mount-proc", "--propagation", "private", "sh", "-c", cmd],
                            env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
     foreign = None
     ours = None
@@ -133,6 +133,33 @@ def test_a_container_s_server_gives_the_home_back_to_the_host(home: Home, vault:
         if box.stdout is not None:
             box.stdout.close()
         _stop(home.path, foreign, ours)
+
+
+def test_a_container_s_server_in_use_stays(home: Home, vault: Any) -> None:
+    """The other side of the one above: a container's server that has just served a call
+    of its own stays at the host's call (the host's runs directly), so a host and a
+    container both calling do not start a new server at every turn."""
+    _need_unshare()
+    env = {**os.environ, "AVFS_SERVER": "auto"}
+    avfs = f"{sys.executable} -m avfs_git"
+    cmd = f"{avfs} server start >/dev/null 2>&1; {avfs} --json vault list >/dev/null; echo started; exec sleep 300"
+    box = subprocess.Popen(["unshare", "-p", "-f", "--kill-child", "-m", "--mount-proc", "--propagation", "private", "sh", "-c", cmd],
+                           env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    foreign = None
+    try:
+        assert box.stdout is not None and box.stdout.readline() == "started\n"
+        foreign = _server(home.path)
+        assert foreign is not None and _mnt(foreign) != _mnt("self")
+        r = _avfs("--json", "vault", "list", env=env)
+        assert r.returncode == 0 and '"v"' in r.stdout, r.stderr
+        time.sleep(1.5)  # (a server that leaves does so within its poll's second)
+        assert _server(home.path) == foreign
+    finally:
+        box.kill()
+        box.wait()
+        if box.stdout is not None:
+            box.stdout.close()
+        _stop(home.path, foreign)
 
 
 def test_the_host_s_server_stays_for_a_caller_of_another_mount_namespace(home: Home, vault: Any) -> None:

@@ -362,7 +362,7 @@ class Server:
                 return None
             if not peer_shares_namespaces(conn):  # (a view's command: its call runs there, not here)
                 _send(conn, {"fallback": "another namespace"})
-                if not self.children and gives_way_to(_pid):  # (its next call starts its own)
+                if not self.children and gives_way_to(_pid, self.served, time.monotonic() - self.last):
                     self.idle_s = 0
                 return None
             req, fds = _recv_request(conn)

@@ -98,16 +98,21 @@ def peer_shares_namespaces(conn: socket.socket) -> bool:
         os.close(pidfd)
 
 
-def gives_way_to(pid: int) -> bool:
+QUIET_S = 60.0  # a server of a PID namespace below the caller's gives way once unused this long
+
+
+def gives_way_to(pid: int, served: int, since: float) -> bool:
     """Whether a server of this process's namespaces that a caller of others reached
     (``pid``: the caller's, as ``SO_PEERCRED`` names it) should leave, for that caller's
-    next call to start one of its own (attack29): where the caller is of a PID namespace
-    above this one (``0``: not visible here; the host, this server in a container's), or
-    nothing of this mount namespace is left but this process and what it started
-    (:func:`alone_in_mount_namespace`). A caller in a sandbox or a view (a PID or mount
-    namespace below the host's) never sends the host's server away: the host's namespace
-    holds the host's processes."""
-    return pid == 0 or alone_in_mount_namespace()
+    next call to start one of its own (attack29): where nothing of this mount namespace is
+    left but this process and what it started (:func:`alone_in_mount_namespace`), or the
+    caller is of a PID namespace above this one (``0``: not visible here; the host, this
+    server in a container's) and this server has served no call (``served``), or none for
+    :data:`QUIET_S` seconds (``since`` its last): a host and a container both calling keep
+    the one in use, not a new server at each turn. A caller in a sandbox or a view (PID
+    and mount namespaces below the host's) never sends the host's server away: the host's
+    namespace holds the host's processes."""
+    return (pid == 0 and (served == 0 or since >= QUIET_S)) or alone_in_mount_namespace()
 
 
 def alone_in_mount_namespace() -> bool:
