@@ -261,3 +261,50 @@ def test_a_view_lists_none_of_the_person_s_keys(
     assert doc["result"]["stdout"].strip() == "END", doc["result"]
     with open("/proc/keys", encoding="utf-8") as fh:
         assert secret[0] in fh.read()  # (the host lists it: the test's key is there)
+
+
+# the command's own avfs calls into the home the view shows read-only (attack29)
+_READ_ONLY = """import subprocess, sys
+avfs, home = sys.argv[1:3]
+for a in (["--json", "write", "p.py", "x"], ["--json", "status"], ["write", "p.py", "x"]):
+    r = subprocess.run([avfs, "--home", home, "--vault", "v:main", *a], capture_output=True, text=True)
+    print("CALL", r.returncode, (r.stdout.strip() or r.stderr.strip()).replace("\\n", " "))
+"""
+
+
+def test_a_read_only_view_s_avfs_call_says_the_home_is_read_only_there(tmp_path: Path) -> None:
+    """A command in a ``--readonly-host`` view running avfs on the home the view shows
+    (read-only, its vault's ``avfs/`` empty) was told "read-only file system ... use a
+    writable --home" (attack28 saw an internal error there): a home the person cannot
+    choose from inside the command. Now the hint says the home is read-only inside the
+    view and to run avfs outside the command; exit 1, ``read_only``, nothing written."""
+    _need_namespaces()
+    top = Path(tempfile.mkdtemp(prefix="avfs-attack29-", dir="/var/tmp"))  # (the view's /tmp is its own)
+    home = top / "home"
+    env = {**os.environ, "AVFS_HOME": str(home), "AVFS_SERVER": "off"}
+
+    def avfs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True,
+                              env=env, timeout=300, check=False)  # fmt: skip
+
+    try:
+        assert avfs("vault", "create", "v").returncode == 0
+        assert avfs("--vault", "v:main", "write", "ro.py", _READ_ONLY).returncode == 0
+        (top / "project").mkdir()
+        r = avfs("--vault", "v:main", "--json", "proxy", "exec", "--readonly-host", "--at", str(top / "project"),
+                 "--", "python3", "ro.py", _avfs_outside_tmp(top), str(home))  # fmt: skip
+        doc = json.loads(r.stdout)
+        assert doc["confinement"]["kind"] == "namespace" and doc["exit_code"] == 0, doc
+        calls = [line for line in doc["result"]["stdout"].splitlines() if line.startswith("CALL ")]
+        assert len(calls) == 3, doc["result"]
+        for line in calls[:2]:
+            err = json.loads(line.split(" ", 2)[2])["error"]
+            assert line.startswith("CALL 1 ") and err["code"] == "read_only", line
+            assert "--readonly-host" in err["hint"] and "outside" in err["hint"], err
+        assert calls[2].startswith("CALL 1 avfs: error: read-only") and "--readonly-host" in calls[2], calls[
+            2
+        ]
+        assert "p.py" not in avfs("--vault", "v:main", "--json", "ls").stdout  # (nothing written)
+    finally:
+        avfs("unmount", "--lazy", "v:main")
+        shutil.rmtree(top, ignore_errors=True)

@@ -20,20 +20,19 @@ or fetch: the one kept for them, :mod:`.callproc`); only the imports are shared.
   ops/codewatch.py), answers "fall back" and exits, so an upgrade or an edit is never
   served by old code.
 - **When**: a call that finds no server runs directly, then starts one in the background
-  (:func:`.client.start`; ``AVFS_SERVER=off`` turns all of this off; ``avfs server stop``
-  ends one); a server
-  ends after ``AVFS_SERVER_IDLE`` seconds (default 900) without a call, when its socket is
-  no longer its own, or when its home is gone.
+  (:func:`.client.start`; ``AVFS_SERVER=off``: never; ``avfs server stop`` ends one); a
+  server ends after ``AVFS_SERVER_IDLE`` s (900) without a call, when its socket is not its
+  own or its home gone, or at a call it must give way to (:func:`~..ops.framed.gives_way_to`).
 - **Signals**: Ctrl-C, SIGTERM and SIGHUP of the caller are relayed to the command's
   process (``S`` and the signal's number on the socket); a caller that goes away has its
   command stopped (SIGHUP, as a terminal's hang-up would).
 
 The protocol (one connection per call): the request is a ``marshal``-encoded dict preceded
 by its length as 8 ASCII digits, with the caller's fds 0, 1, 2: ``{"v": 1, "stamp": ...,
-"argv": [...], "cwd": ..., "umask": N, "env": {bytes: bytes}}`` (the environment as ``posix.environ``
-holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are always the
-same code (the stamp), so the version has not moved with the protocol's details. The server answers length-prefixed marshal
-dicts: ``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
+"argv": [...], "cwd": ..., "umask": N, "env": {bytes: bytes}}`` (the environment as
+``posix.environ`` holds it: the caller, :mod:`.client`, imports no :mod:`os`). Both ends are
+the same code (the stamp). The server answers length-prefixed marshal dicts:
+``{"fallback": REASON}`` (nothing ran: the caller runs the call itself), or
 ``{"started": PID}`` and, when the command ended, ``{"code": N}`` (from the command's
 process as it ends, and again from the server when it has reaped it: the caller takes the
 first, which may come before ``started``). Nothing ran only when the connection ends before
@@ -62,7 +61,7 @@ import time
 from typing import Any
 
 from ..ops.codewatch import CodeWatch
-from ..ops.framed import peer_shares_namespaces, recv_framed
+from ..ops.framed import gives_way_to, peer_shares_namespaces, recv_framed
 from . import adopted, callproc, prewarm, serverprobes, spare
 from .callproc import RELAYED
 from .codestamp import stamp
@@ -363,6 +362,8 @@ class Server:
                 return None
             if not peer_shares_namespaces(conn):  # (a view's command: its call runs there, not here)
                 _send(conn, {"fallback": "another namespace"})
+                if not self.children and gives_way_to(_pid, self.served, time.monotonic() - self.last):
+                    self.idle_s = 0
                 return None
             req, fds = _recv_request(conn)
             conn.settimeout(None)

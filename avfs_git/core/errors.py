@@ -7,8 +7,7 @@ hook events): one list of codes, which ``common.schema.json``'s ``error_code`` m
 them). The errors a ``proxy exec`` envelope reports beside a result (:class:`EnvelopeError`: denied,
 awaiting approval, the mount died, a write-back left paths behind) are here too, rendered by the same
 :meth:`AvfsError.to_dict`. The modules that touch pygit2 translate its exceptions into these; nothing
-above ``core`` catches pygit2 errors.
-"""
+above ``core`` catches pygit2 errors."""
 
 from __future__ import annotations
 
@@ -496,7 +495,8 @@ def from_oserror(exc: OSError, what: str) -> AvfsError:
             f"permission denied: {what}", hint="check the permissions of the avfs home"
         )
     if exc.errno == _errno.EROFS:
-        return ReadOnlyError(f"read-only file system: {what}", hint="use a writable --home")
+        why = "use a writable --home; a --readonly-host view's command sees it read-only: run avfs outside it"
+        return ReadOnlyError(f"read-only file system: {what}", hint=why)  # (attack29)
     if exc.errno == _errno.ENOSPC:
         return no_space(what)
     if exc.errno == _errno.EDQUOT:

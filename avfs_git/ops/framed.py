@@ -96,3 +96,60 @@ def peer_shares_namespaces(conn: socket.socket) -> bool:
         return not select.select([pidfd], [], [], 0)[0]  # readable: it has exited
     finally:
         os.close(pidfd)
+
+
+QUIET_S = 60.0  # a server of a PID namespace below the caller's gives way once unused this long
+
+
+def gives_way_to(pid: int, served: int, since: float) -> bool:
+    """Whether a server of this process's namespaces that a caller of others reached
+    (``pid``: the caller's, as ``SO_PEERCRED`` names it) should leave, for that caller's
+    next call to start one of its own (attack29): where nothing of this mount namespace is
+    left but this process and what it started (:func:`alone_in_mount_namespace`), or the
+    caller is of a PID namespace above this one (``0``: not visible here; the host, this
+    server in a container's) and this server has served no call (``served``), or none for
+    :data:`QUIET_S` seconds (``since`` its last): a host and a container both calling keep
+    the one in use, not a new server at each turn. A caller in a sandbox or a view (PID
+    and mount namespaces below the host's) never sends the host's server away: the host's
+    namespace holds the host's processes."""
+    return (pid == 0 and (served == 0 or since >= QUIET_S)) or alone_in_mount_namespace()
+
+
+def alone_in_mount_namespace() -> bool:
+    """Whether every process of this process's mount namespace that it can see is itself or
+    one of its descendants (through ``PPid``: the CLI server reaps the daemons it forks, so
+    they stay below it). A server started in a namespace that has ended but for it (the
+    person's ``unshare -m`` shell exited) serves no one there any more, and refuses every
+    call of the host's (attack29). The first process found that is neither ends the look:
+    in the host's namespace that is one of the first few; asked only of a call from another
+    namespace."""
+    me = os.getpid()
+    try:
+        mine = os.readlink("/proc/self/ns/mnt")
+        names = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+    except OSError:
+        return False
+    parent: dict[int, int] = {}
+
+    def parent_of(pid: int) -> int:
+        if pid not in parent:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    stat = fh.read()
+                parent[pid] = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            except (OSError, ValueError, IndexError):
+                parent[pid] = 0  # (gone: not below this process)
+        return parent[pid]
+
+    for pid in names:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/mnt") != mine:
+                continue
+        except OSError:
+            continue  # (gone, or not ours to look at: another user's, another user namespace's)
+        up, seen = pid, 0
+        while up not in (me, 0) and seen < 4096:
+            up, seen = parent_of(up), seen + 1
+        if up != me:
+            return False
+    return True

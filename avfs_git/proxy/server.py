@@ -38,6 +38,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,18 +54,29 @@ from .offer import STANDBY_PROTOCOL
 log = logging.getLogger("avfs.proxy")
 PROTOCOL = 1
 MAX_REQUEST = 8 << 20
+# a whole request's seconds: a peer that stops half way holds a thread no longer (attack29;
+# the CLI server's, review39); the client sends one in a single write
+REQUEST_S = 10.0
 
 
 def socket_name() -> str:
     return f"avfs-exec-{os.getpid()}-{os.urandom(8).hex()}"
 
 
-def recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """One length-prefixed marshal message and any file descriptors sent with it."""
+def recv_request(sock: socket.socket, within: float | None = None) -> tuple[dict[str, Any], list[int]]:
+    """One length-prefixed marshal message and any file descriptors sent with it;
+    ``within``: the seconds the whole message may take (each receive waits no longer; then
+    ``TimeoutError``), and the socket blocks again once it is read."""
     buf = bytearray()
     fds: list[int] = []
     want = 8
+    end = None if within is None else time.monotonic() + within
     while len(buf) < want:
+        if end is not None:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request took too long")
+            sock.settimeout(left)
         data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -80,6 +92,7 @@ def recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
             want = 8 + int(buf[:8])
             if want > MAX_REQUEST:
                 raise ValueError("request too large")
+    sock.settimeout(None)
     req = marshal.loads(bytes(buf[8:want]))
     if not isinstance(req, dict):
         raise ValueError("not a proxy exec request")
@@ -179,7 +192,7 @@ class ExecServer:
                     # abstract socket) must not run commands outside its sandbox
                     log.warning("refused a proxy exec request from a sandbox (pid %d)", pid)
                     return
-                req, fds = recv_request(conn)
+                req, fds = recv_request(conn, REQUEST_S)
                 if self.on_request is not None:
                     self.on_request()
                 gate = self.gate
