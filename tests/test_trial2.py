@@ -1,0 +1,118 @@
+"""An agent builder's day on a released project (more-itertools 10.7.0's sdist), what it
+found (trial2, the thirty-seventh round; the whole list: docs/testing.md, "A builder's day,
+again"), each through real `avfs` processes (or a real MCP server where the surface is the
+point):
+
+- on a fork not mounted yet (the call goes through click), `proxy exec -q -- sh -c ...`
+  ran a program `-q` (exit 127, a mount made for it), `proxy exec echo -- hi` ran
+  `echo -- hi`, and `policy check -q -- rm -rf /` answered "allowed" of a program `-q`:
+  click keeps what it does not know before the `--` as the command's first words, where a
+  mounted fork's call refused each as bad usage;
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import realdata
+
+pytestmark = pytest.mark.slow
+
+
+def _avfs(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def _ok(*args: str) -> subprocess.CompletedProcess[str]:
+    r = _avfs(*args)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
+@pytest.fixture
+def mi(tmp_path: Path) -> str:
+    """Vault ``mi`` made from more-itertools 10.7.0's sdist."""
+    src = realdata.extract(realdata.pypi_sdist("more-itertools", "10.7.0"), tmp_path / "src")
+    assert (src / "more_itertools" / "more.py").is_file()
+    _ok("vault", "create", "mi", "--from", str(src))
+    return "mi"
+
+
+def _state(spec: str) -> tuple[str, str, str]:
+    """What a refused call must leave as it was: the fork's tip, its status, its audit log."""
+    tip = json.loads(_ok("--json", "--vault", spec, "log", "-n", "1").stdout)["commits"][0]["id"]
+    status = _ok("--vault", spec, "status").stdout
+    return tip, status, _ok("--vault", spec, "audit").stdout
+
+
+@pytest.mark.parametrize("server", ["auto", "off"])
+def test_words_before_the_dashdash_are_refused_on_a_fork_not_mounted(
+    mi: str, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (a person's calls are served by the home's warm CLI server, through click: "auto", the
+    # default; the suite's own default is "off", where a call parses on the fast path)
+    monkeypatch.setenv("AVFS_SERVER", server)
+    cases = [
+        (["-q", "--", "sh", "-c", "echo 1 > w.txt"], "no such option: -q"),
+        (
+            ["--timout-ms", "5", "--", "sh", "-c", "echo 1 > w.txt"],
+            "no such option: --timout-ms (did you mean --timeout-ms?)",
+        ),
+        (["sh", "--", "-c", "echo 1 > w.txt"], "put `--` before the command"),
+    ]
+    for n, (args, said) in enumerate(cases):
+        fork = f"t{n}"
+        _ok("vault", "fork", mi, fork)  # (a new fork: nothing mounted, the call goes through click)
+        spec = f"{mi}:{fork}"
+        before = _state(spec)
+        r = _avfs("--json", "--vault", spec, "proxy", "exec", *args)
+        assert r.returncode == 125, (args, r.stdout, r.stderr)
+        env = json.loads(r.stdout)
+        assert env["kind"] == "proxy_exec_result" and env["result"] is None, env
+        assert env["error"]["code"] == "usage" and env["error"]["message"] == said, env["error"]
+        assert r.stderr == ""
+        r = _avfs("--vault", spec, "proxy", "exec", *args)
+        assert r.returncode == 125 and r.stdout == "", (args, r.stdout, r.stderr)
+        assert f"avfs: error: {said}\n" in r.stderr, r.stderr
+        assert _state(spec) == before  # nothing ran, nothing recorded
+        mounted = json.loads(_ok("--json", "mount", "--list").stdout)
+        assert spec not in json.dumps(mounted), mounted  # and nothing was mounted for it
+    # a command after the `--` keeps its own `--` and options
+    r = _ok(
+        "--vault",
+        f"{mi}:t0",
+        "proxy",
+        "exec",
+        "--quiet",
+        "--",
+        "sh",
+        "-c",
+        'echo "$@"',
+        "sh",
+        "-q",
+        "--",
+        "x",
+    )
+    assert r.stdout == "-q -- x\n", r.stdout
+
+
+def test_policy_check_refuses_an_unknown_option_rather_than_explain_it(
+    mi: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AVFS_SERVER", "auto")
+    r = _avfs("--vault", mi, "policy", "check", "-q", "--", "rm", "-rf", "/")
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.startswith("avfs: error: no such option: -q\n"), r.stderr
+    r = _avfs("--json", "--vault", mi, "policy", "check", "--cwdd", "src", "--", "rm", "-rf", "/")
+    assert r.returncode == 2 and r.stderr == ""
+    doc = json.loads(r.stdout)
+    assert doc["error"]["message"] == "no such option: --cwdd (did you mean --cwd?)", doc
+    r = _avfs("--vault", mi, "policy", "check", "--", "rm", "-rf", "/")
+    assert r.returncode == 0 and r.stdout.startswith("denied: `rm -rf /`"), r.stdout
