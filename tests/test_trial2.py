@@ -116,3 +116,38 @@ def test_policy_check_refuses_an_unknown_option_rather_than_explain_it(
     assert doc["error"]["message"] == "no such option: --cwdd (did you mean --cwd?)", doc
     r = _avfs("--vault", mi, "policy", "check", "--", "rm", "-rf", "/")
     assert r.returncode == 0 and r.stdout.startswith("denied: `rm -rf /`"), r.stdout
+
+
+def _quoted(hint: str, starting: str) -> list[str]:
+    """The command a hint quotes (between backticks) that starts with ``starting``, as argv."""
+    for part in hint.split("`")[1::2]:
+        if part.startswith(starting):
+            return part.split()[1:]  # (no quoting in these: names of vaults and forks)
+    raise AssertionError(f"no `{starting}...` in {hint!r}")
+
+
+def test_the_hints_that_name_vault_delete_name_a_command_that_deletes(mi: str) -> None:
+    _ok("vault", "fork", mi, "a1")
+    r = _avfs("--json", "vault", "fork", mi, "a1")
+    hint = json.loads(r.stdout)["error"]["hint"]
+    assert r.returncode == 1 and "`avfs vault delete mi:a1 --force` first (undoable)" in hint, hint
+    # the refusal without --force names the command that deletes, and leaves the fork
+    r = _avfs("--json", "vault", "delete", "mi:a1")
+    err = json.loads(r.stdout)["error"]
+    assert r.returncode == 2 and err["message"] == "refusing to delete fork mi:a1 without --force", err
+    assert (
+        err["hint"] == "`avfs vault delete mi:a1 --force` (it stays recoverable with `avfs --vault mi undo`)"
+    )
+    assert "a1" in _ok("--vault", mi, "vault", "info").stdout
+    r = _ok(*_quoted(err["hint"], "avfs vault delete"))
+    assert r.stderr.startswith("deleted fork mi:a1 (undo: ")
+    _ok(*_quoted(err["hint"], "avfs --vault mi undo"))  # and the undo it names brings it back
+    assert _ok("--vault", "mi:a1", "status").stdout.startswith("on mi:a1 at ")
+    # a vault that exists: its hint's command deletes it, `vault restore` brings it back
+    r = _avfs("--json", "vault", "create", mi)
+    hint = json.loads(r.stdout)["error"]["hint"]
+    assert r.returncode == 1 and "`avfs vault delete mi --force` first" in hint, hint
+    _ok(*_quoted(hint, "avfs vault delete"))
+    assert _avfs("--vault", mi, "status").returncode == 1
+    _ok(*_quoted(hint, "avfs vault restore"))
+    assert _ok("--vault", "mi:a1", "status").returncode == 0
