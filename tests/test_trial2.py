@@ -151,3 +151,47 @@ def test_the_hints_that_name_vault_delete_name_a_command_that_deletes(mi: str) -
     assert _avfs("--vault", mi, "status").returncode == 1
     _ok(*_quoted(hint, "avfs vault restore"))
     assert _ok("--vault", "mi:a1", "status").returncode == 0
+
+
+def _conflicting_merge(mi: str) -> None:
+    """Forks a1 and a2 set ``__version__`` two ways; a1 goes into main, a2's merge into main
+    leaves its conflicts written, open."""
+    for fork, version in (("a1", "10.7.1"), ("a2", "10.8.0")):
+        _ok("vault", "fork", mi, fork)
+        init = _ok("--vault", f"{mi}:{fork}", "cat", "more_itertools/__init__.py").stdout
+        assert "__version__ = '10.7.0'" in init
+        _ok("--vault", f"{mi}:{fork}", "write", "more_itertools/__init__.py", init.replace("10.7.0", version))
+        _ok("--vault", f"{mi}:{fork}", "checkpoint", "save", f"to-{version}")
+    _ok("--vault", mi, "merge", "a1")
+    r = _avfs("--vault", mi, "merge", "a2", "--write-conflicts")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+
+
+def test_status_of_a_merge_whose_conflicts_are_all_resolved_says_continue(mi: str) -> None:
+    _conflicting_merge(mi)
+    r = _ok("--vault", f"{mi}:main", "status")
+    assert "1 path(s) unresolved\n  unresolved: more_itertools/__init__.py\n" in r.stdout, r.stdout
+    assert "resolve them, then `avfs merge --continue` (or `avfs merge --abort`)\n" in r.stdout
+    text = _ok("--vault", f"{mi}:main", "cat", "more_itertools/__init__.py").stdout
+    assert "<<<<<<< ours" in text
+    resolved = text.split("<<<<<<<")[0] + "__version__ = '10.8.0'\n"
+    _ok("--vault", f"{mi}:main", "write", "more_itertools/__init__.py", resolved)
+    r = _ok("--vault", f"{mi}:main", "status")
+    assert "merging a2 (" in r.stdout and "0 path(s) unresolved\n" in r.stdout, r.stdout
+    assert "resolve them" not in r.stdout, r.stdout
+    assert (
+        "all resolved: `avfs merge --continue` makes the merge commit (or `avfs merge --abort`)\n" in r.stdout
+    )
+    # a checkpoint is still refused (the merge is open), and says what is left to do
+    tip = _state(f"{mi}:main")[0]
+    r = _avfs("--json", "--vault", f"{mi}:main", "checkpoint", "save")
+    err = json.loads(r.stdout)["error"]
+    assert r.returncode == 75 and err["code"] == "merge_in_progress", err
+    assert "(0 path(s) unresolved)" in err["message"]
+    assert err["hint"] == (
+        "every path is resolved: `avfs merge --continue` (the two-parent merge commit), or `avfs merge --abort`"
+    )
+    assert _state(f"{mi}:main")[0] == tip
+    _ok("--vault", mi, "merge", "--continue")
+    parents = json.loads(_ok("--json", "--vault", mi, "log", "-n", "1").stdout)["commits"][0]["parents"]
+    assert len(parents) == 2 and parents[0] == tip
