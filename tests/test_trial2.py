@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,3 +196,34 @@ def test_status_of_a_merge_whose_conflicts_are_all_resolved_says_continue(mi: st
     _ok("--vault", mi, "merge", "--continue")
     parents = json.loads(_ok("--json", "--vault", mi, "log", "-n", "1").stdout)["commits"][0]["parents"]
     assert len(parents) == 2 and parents[0] == tip
+
+
+def test_mcp_errors_hint_at_tools_not_at_cli_commands(mi: str) -> None:
+    """Through the SDK's client: an unknown fork, vault or revision was hinted with CLI
+    commands (`see \\`avfs --vault mi vault info\\` for its forks`) an agent with only the
+    server cannot run; the hint names the tool that lists them, and the tool works."""
+    import avfs_git
+
+    from .test_mcp import fails, ok, serve
+
+    home = avfs_git.open_home()
+
+    async def body(session: Any) -> None:
+        for tool, args in (
+            ("status", {"fork": "nosuch"}),
+            ("exec", {"argv": ["true"], "vault": "mi:nosuch"}),
+        ):
+            err = await fails(session, tool, args, "fork_not_found")
+            assert err["hint"] == "the fork_list tool lists the vault's forks; the fork tool makes one", err
+        assert [f["name"] for f in (await ok(session, "fork_list", vault="mi"))["forks"]] == ["main"]
+        err = await fails(session, "status", {"vault": "nosuch"}, "vault_not_found")
+        assert err["hint"].startswith("the vault_list tool lists the vaults (this server makes none:"), err
+        assert [v["name"] for v in (await ok(session, "vault_list"))["vaults"]] == ["mi"]
+        for tool in ("checkpoint_restore", "diff", "log"):
+            key = "old" if tool == "diff" else "rev"
+            err = await fails(session, tool, {"vault": "mi", key: "nosuch"}, "revision_not_found")
+            assert "avfs " not in err["hint"] and "checkpoint_list tool" in err["hint"], err
+        assert len((await ok(session, "log", vault="mi", all=True))["commits"]) == 1
+        assert (await ok(session, "status", vault="mi"))["clean"]  # (nothing changed by any)
+
+    serve(home, body)
