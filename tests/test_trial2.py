@@ -227,3 +227,20 @@ def test_mcp_errors_hint_at_tools_not_at_cli_commands(mi: str) -> None:
         assert (await ok(session, "status", vault="mi"))["clean"]  # (nothing changed by any)
 
     serve(home, body)
+
+
+def test_a_mistyped_command_is_told_the_close_ones(mi: str) -> None:
+    """`avfs statsu` was click's bare "No such command 'statsu'." where `avfs vault craete`
+    named `create`: click names close commands among those it holds, and avfs's top-level
+    ones are imported only when run."""
+    before = _state(mi)
+    r = _avfs("--vault", mi, "statsu")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "Error: No such command 'statsu'. (Did you mean one of: 'stat', 'stats', 'status'?)\n" in r.stderr
+    r = _avfs("--json", "--vault", mi, "cehckpoint", "save")
+    assert r.returncode == 2 and r.stderr == ""
+    err = json.loads(r.stdout)["error"]
+    assert err["message"] == "No such command 'cehckpoint'. (Did you mean one of: 'checkout', 'checkpoint'?)"
+    r = _avfs("--vault", mi, "xyzzy")  # (nothing close: nothing named)
+    assert r.returncode == 2 and "Error: No such command 'xyzzy'.\n" in r.stderr, r.stderr
+    assert _state(mi) == before
