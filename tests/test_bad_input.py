@@ -446,7 +446,8 @@ def test_a_vault_that_exists_is_refused_with_what_to_do(cli, home, tmp_path):
         assert err["code"] == "already_exists"
         assert (
             err["hint"]
-            == "use it as it is (`avfs vault info other`), give another name, or `avfs vault delete other` first"
+            == "use it as it is (`avfs vault info other`), give another name, or `avfs vault delete other --force`"
+            " first (`avfs vault restore other` brings it back)"
         )
 
 
@@ -470,7 +471,10 @@ def test_a_fork_that_exists_is_refused_with_what_to_do(cli, vault):
     r = cli("--json", "vault", "fork", "v", "agent1")
     err = json.loads(r.out)["error"]
     assert r.code == 1 and err["code"] == "already_exists"
-    assert "`avfs vault delete v:agent1`" in err["hint"] and "`avfs --vault v:agent1 status`" in err["hint"]
+    assert (
+        "`avfs vault delete v:agent1 --force`" in err["hint"]
+        and "`avfs --vault v:agent1 status`" in err["hint"]
+    )
 
 
 def test_no_vault_selected_in_a_new_home_says_how_to_make_one(cli, tmp_path):

@@ -119,7 +119,7 @@ def fork(app: App, args: tuple[str, ...], no_ignored: bool) -> None:
         if exc.hint is not None or exc.details.get("fork") != new:
             raise
         exc.hint = f"use it (`avfs --vault {v.name}:{new} status`), give another name, or"
-        exc.hint += f" `avfs vault delete {v.name}:{new}` first (undoable)"
+        exc.hint += f" `avfs vault delete {v.name}:{new} --force` first (undoable)"
         raise
     info = made.fork
     if made.ignored.mode == "snapshot":

@@ -209,7 +209,12 @@ def status(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
             o.say("merging {} ({}): {} path(s) unresolved", mg["source"], mg["theirs"][:12], len(left))
             for p in left:
                 o.say("  unresolved: {}", p)
-            o.say("resolve them, then `avfs merge --continue` (or `avfs merge --abort`)")
+            if left:
+                o.say("resolve them, then `avfs merge --continue` (or `avfs merge --abort`)")
+            else:  # (it said "0 path(s) unresolved", then "resolve them")
+                o.say(
+                    "all resolved: `avfs merge --continue` makes the merge commit (or `avfs merge --abort`)"
+                )
         if not changes:
             o.say("nothing changed since the last checkpoint")
         for c in changes:

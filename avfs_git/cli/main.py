@@ -138,7 +138,15 @@ class LazyGroup(click.Group):
                 hint="avfs --help lists the commands",
                 details={"command": name, "instead": instead},
             )
-        return super().resolve_command(ctx, args)
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            # click (>= 8.4) names the close commands among those it holds: avfs's are lazy,
+            # none held (`avfs statsu` had no "Did you mean", `avfs vault craete` had one)
+            no_such = getattr(click.exceptions, "NoSuchCommand", None)
+            if no_such is None or not isinstance(exc, no_such) or exc.possibilities:
+                raise
+            raise no_such(exc.command_name, possibilities=self.list_commands(ctx), ctx=ctx) from None
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

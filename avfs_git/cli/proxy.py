@@ -18,13 +18,32 @@ from .output import Output
 
 def _need_dashdash(app: App, argv: tuple[str, ...], usage: str = "proxy exec") -> None:
     """``usage``: the command whose synopsis the hint gives (`policy check rm -rf /` was
-    told `avfs proxy exec [OPTIONS] -- CMD`)."""
-    if argv and "--" not in app.output.argv:
-        more = ", --path PATH" if usage == "policy check" else ""
-        raise UsageError(
-            "put `--` before the command",
-            hint=f"avfs {usage} [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING'{more})",
-        )
+    told `avfs proxy exec [OPTIONS] -- CMD`).
+
+    click keeps what it does not know before the `--` (``ignore_unknown_options``) as the
+    command's first words: `proxy exec -q -- sh -c ...` ran `-q` (exit 127, and a mount made
+    for it), `policy check -q -- rm -rf /` said "allowed" of a program `-q`, and `proxy exec
+    echo -- hi` ran `echo -- hi`, where a mounted fork's call (:func:`.options.parse_args`)
+    refused each. Words before the `--` are refused here the same way."""
+    more = ", --path PATH" if usage == "policy check" else ""
+    hint = f"avfs {usage} [OPTIONS] -- CMD [ARGS...]  (or --shell 'STRING'{more})"
+    raw = app.output.argv
+    if argv and "--" not in raw:
+        raise UsageError("put `--` before the command", hint=hint)
+    if not argv:
+        return
+    before = argv[: len(argv) - len(raw) + raw.index("--") + 1]  # (the command: all after `--`)
+    if not before:
+        return
+    word = before[0]
+    if not word.startswith("-"):
+        raise UsageError("put `--` before the command", hint=hint)
+    import difflib
+
+    names = [o for p in click.get_current_context().command.params for o in p.opts if o.startswith("-")]
+    close = difflib.get_close_matches(word.partition("=")[0], names, n=3, cutoff=0.75)
+    maybe = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise UsageError(f"no such option: {word.partition('=')[0]}{maybe}", hint=hint)
 
 
 @click.group("proxy")

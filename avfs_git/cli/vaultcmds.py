@@ -74,7 +74,8 @@ def _exists_hint(app: App, name: str, from_dir: str | None) -> str:
     if from_dir is not None and made_from == os.path.realpath(from_dir):
         return f"it was made from this directory: use it (`avfs vault fork {name} NEW`), or give another name"
     return (
-        f"use it as it is (`avfs vault info {name}`), give another name, or `avfs vault delete {name}` first"
+        f"use it as it is (`avfs vault info {name}`), give another name, or `avfs vault delete {name} --force`"
+        f" first (`avfs vault restore {name}` brings it back)"
     )
 
 

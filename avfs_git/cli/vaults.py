@@ -251,7 +251,7 @@ def delete_cmd(app: App, spec: str, force: bool) -> None:
         if not force:
             raise UsageError(
                 f"refusing to delete fork {spec} without --force",
-                hint="it stays recoverable with `avfs undo`",
+                hint=f"`avfs vault delete {spec} --force` (it stays recoverable with `avfs --vault {vname} undo`)",
             )
         op = v.delete_fork(fork)
         app.output.result(

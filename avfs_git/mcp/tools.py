@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import InvalidPathError, UsageError
+from ..core.errors import AvfsError, InvalidPathError, UsageError
 from ..core.types import json_document
 from .toolspecs import (
     TOOLS,
@@ -39,6 +39,18 @@ if TYPE_CHECKING:
     from ..core.settings import Settings
     from ..core.vaults.home import Home
     from ..core.vaults.vault import Vault
+
+
+# The hints of the errors a tool meets most, in tools: the library's name CLI commands
+# ("see `avfs --vault V vault info` for its forks"), which an agent that has only this
+# server cannot run.
+_TOOL_HINTS = {
+    "fork_not_found": "the fork_list tool lists the vault's forks; the fork tool makes one",
+    "vault_not_found": "the vault_list tool lists the vaults (this server makes none:"
+    " `avfs vault create NAME --from DIR` in a terminal does)",
+    "revision_not_found": "use a checkpoint name (FORK:NAME for another fork's), a fork name or a"
+    " commit id: the checkpoint_list tool lists the checkpoints, log with `all: true` the commits",
+}
 
 
 # -- the tools (run on the avfs thread) -----------------------------------------------------
@@ -91,7 +103,11 @@ class AvfsTools:
         args = dict(arguments or {})
         self._validate(spec, args)
         handler: Callable[..., dict[str, Any]] = getattr(self, "_t_" + name)
-        data = handler(args, cancel) if name == "exec" else handler(args)
+        try:
+            data = handler(args, cancel) if name == "exec" else handler(args)
+        except AvfsError as err:
+            err.hint = _TOOL_HINTS.get(err.code, err.hint)
+            raise
         return json_document(spec.kind, data)
 
     def _validate(self, spec: ToolSpec, args: dict[str, Any]) -> None:

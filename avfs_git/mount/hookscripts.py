@@ -431,14 +431,14 @@ fi
 if [ -n "$held" ] && [ "$1" = prepared ]; then
     echo "avfs: refs/avfs/held/ is avfs's own: it keeps the commits and files the mounted" \
         "forks' views stand on from git's gc; git does not move or delete it here" >&2
-    echo "avfs: it goes with its fork (avfs vault delete "{vault_sh}":FORK), and names" \
+    echo "avfs: it goes with its fork (avfs vault delete "{vault_sh}":FORK --force), and names" \
         "nothing once the fork's changes are checkpointed and it is unmounted" >&2
     exit 1
 fi
 if [ -n "$hit" ] && [ "$1" = prepared ]; then
     echo "avfs: refs/heads/$fork is fork $fork of vault "{vault_sh}", mounted here:" \\
         "git does not delete or rename it (nor HEAD) here, as it keeps a checked-out branch" >&2
-    echo "avfs: to delete the fork: avfs vault delete "{vault_sh}":$fork (undoable);" \\
+    echo "avfs: to delete the fork: avfs vault delete "{vault_sh}":$fork --force (undoable);" \\
         "to keep its commit under another name: git branch NAME $fork" >&2
     exit 1
 fi

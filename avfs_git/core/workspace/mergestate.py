@@ -157,8 +157,12 @@ def refuse_if_merging(ws: Merging, action: str) -> None:
         f"fork {ws.fork} has a merge of {st['source']} in progress ({len(left)} path(s) unresolved);"
         f" {action} would record it as an ordinary commit: finish it with `avfs merge --continue`"
         " or give it up with `avfs merge --abort`",
-        hint="`avfs status` lists the unresolved paths; resolve them, then `avfs merge --continue`"
-        " (the two-parent merge commit), or `avfs merge --abort`",
+        hint=(
+            "`avfs status` lists the unresolved paths; resolve them, then `avfs merge --continue`"
+            if left
+            else "every path is resolved: `avfs merge --continue`"
+        )
+        + " (the two-parent merge commit), or `avfs merge --abort`",
         details={
             "fork": ws.fork,
             "source": st["source"],
