@@ -539,8 +539,8 @@ class UpperEntries(OverlayDB):
         # the file opened from the layer's root, no link followed (a directory above it a
         # running command swaps for a link to a host directory: the host's file was
         # hashed, and its id shown as the fork's in a status; twenty-third round,
-        # NAME=attack14), its stat data and bytes both of that descriptor
-        fd = open_regular(self.file_path(fileid), self.upper_dir)
+        # NAME=attack14), its stat and bytes of that descriptor; in a record via held directories
+        fd = open_regular(self.file_path(fileid), self.upper_dir, getattr(self.recording, "dirs", None))
         try:
             return self._upper_oid(rel, fd, hash_file)
         finally:
