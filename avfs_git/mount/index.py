@@ -99,6 +99,14 @@ def index_stat(
     ``ws`` (its daemon running as ``uid``/``gid``) reports for an unchanged file: what the index must hold
     for git to trust it without reading it (for ``view``'s view time when given, else the workspace's
     current one). ``unknown_zero``: a size the lazy vault's size cache does not have yet is 0."""
+    return index_stat_sized(ws, uid, gid, view, unknown_zero=unknown_zero)[0]
+
+
+def index_stat_sized(
+    ws: MountedFork, uid: int, gid: int, view: _View | None = None, *, unknown_zero: bool = False
+) -> tuple[StatFn, Callable[[str, int, str], int]]:
+    """:func:`index_stat`, and the size alone of what it gives (no inode, no kept times asked:
+    the index written ahead of a record's move asks only that of each file it read, record4)."""
     t = view.view_ns() if view is not None else view_ns(ws)
     # (one by one for a patch's few paths: the table holds every file the session retired)
     kept = ws.overlay.kept_reader(view.view_time if view is not None else None)
@@ -108,19 +116,26 @@ def index_stat(
     # git's checkout conversions: the converted file's size (git takes another for a change)
     converted = checkout_sizes(ws.store, view.base if view is not None else ws.base, ws.fork)
 
+    def shown(path: str, mode: int, oid: str) -> int:
+        # a submodule's entry names a commit, not a blob: git reads no stat data of it
+        n = 0 if mode == 0o160000 else size(oid)
+        if converted is not None and (got := converted(path, mode, oid)) is not None:
+            n = got
+        return n
+
     def stat_of(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
         if (got := held(path)) is not None:
             return got
-        # a submodule's entry names a commit, not a blob: git reads no stat data of it
-        n = 0 if mode == 0o160000 else size(oid)
-        if converted is not None and (shown := converted(path, mode, oid)) is not None:
-            n = shown
+        n = shown(path, mode, oid)
         hit = kept(path)
         if hit is not None and hit[0] == oid:  # a file a checkpoint retired keeps its times
             return hit[2], hit[1], inode_of(path), uid, gid, n
         return t, t, inode_of(path), uid, gid, n
 
-    return stat_of
+    def size_of(path: str, mode: int, oid: str) -> int:
+        return got[5] if (got := held(path)) is not None else shown(path, mode, oid)
+
+    return stat_of, size_of
 
 
 FEW_SIZES = 256  # read by the store's own reader; past that libgit2 is loaded to read them

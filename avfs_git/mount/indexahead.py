@@ -37,7 +37,7 @@ from typing import Protocol
 
 from ..core.types import NodeKind
 from .heldstat import Stat, written_stat
-from .index import index_stat, read_view
+from .index import index_stat_sized, read_view
 from .indexguard import held
 from .indexpatch import StatFn, patched_index
 from .ownfiles import MAX_INDEX, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
@@ -109,7 +109,7 @@ def write_ahead(
     try:
         # (the sizes of the commit's checkout forms: its attributes may convert otherwise)
         stat_of = _recorded_first(
-            index_stat(ws, uid, gid, view._replace(base=commit)), written_stat(ws, uid, gid)
+            *index_stat_sized(ws, uid, gid, view._replace(base=commit)), written_stat(ws, uid, gid)
         )
         keep = frozenset() if view_changed else undone(own, view.base, commit)
         staged: set[str] = set()
@@ -150,18 +150,20 @@ def write_ahead(
     return land
 
 
-def _recorded_first(stat_of: StatFn, written: Callable[[str], Stat | None]) -> StatFn:
+def _recorded_first(
+    stat_of: StatFn, size_of: Callable[[str, int, str], int], written: Callable[[str], Stat | None]
+) -> StatFn:
     """``stat_of``, but a file the checkpoint recorded (read by its capture, unchanged
     since) with the stat the mount shows for it (:func:`.heldstat.written_stat`): the
     view time ``stat_of`` gives such a file made git hash it again at its next status.
-    A converted file's own (``stat_of``'s ``held_stat``) comes first, as there."""
+    A converted file's own (``stat_of``'s ``held_stat``) comes first, as there. Such a
+    file's ``stat_of`` is not asked, only its size (``size_of``: ``stat_of``'s sixth)."""
 
     def call(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
-        got = stat_of(path, mode, oid)
         if mode == 0o160000:
-            return got
+            return stat_of(path, mode, oid)
         mine = written(path)
-        return got if mine is None or mine[5] != got[5] else mine
+        return stat_of(path, mode, oid) if mine is None or mine[5] != size_of(path, mode, oid) else mine
 
     return call
 

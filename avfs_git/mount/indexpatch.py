@@ -122,9 +122,11 @@ def patched_index(
             new += b"\x40\x00" + name + b"\0" * (8 - (64 + n) % 8)
         edits.append((at, 1, at + size, new or b""))
         count -= new is None
+    i = 0  # (each sorted name goes at or after the last one's place: searched only past it)
     for name, new in sorted(repl.items()):  # paths the index did not hold
         if new is not None:
-            i = bisect.bisect_left(range(len(offs)), name, key=lambda j: _name_at(data, offs[j]))
+            if i < len(offs) and name > _name_at(data, offs[i]):
+                i = bisect.bisect_left(range(len(offs)), name, lo=i, key=lambda j: _name_at(data, offs[j]))
             at = offs[i] if i < len(offs) else off
             edits.append((at, 0, at, new))
             count += 1

@@ -1,9 +1,8 @@
 """The vault's object store through pygit2: one Repository per thread.
 
 libgit2 only promises that the object database is safe to share between threads, so each thread that touches
-a vault opens its own ``Repository`` (0.1 ms) and keeps it: a warm one has its object caches filled (a first
-diff costs 44 ms cold, 9 ms warm). Ref updates are serialized by :mod:`.refs` (ref lock files) and the fork
-locks of :mod:`.locks`.
+a vault opens its own ``Repository`` (0.1 ms) and keeps it: a warm one has its object caches filled (a first diff
+costs 44 ms cold, 9 ms warm). Ref updates are serialized by :mod:`.refs` (ref lock files) and :mod:`.locks`.
 
 The modules that need libgit2 go through this one: objects, commits, the commit graph
 (:meth:`GitStore.descendant_of`, :meth:`GitStore.merge_base`, :meth:`GitStore.walk`), revisions, tree diffs,
@@ -21,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
-from ..types import MODE_COMMIT, MODE_TREE
+from ..types import MODE_COMMIT, MODE_TREE, Change
 from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
 from .gitlib import git_error, git_errors, header_size
 from .gittime import rfc3339 as rfc3339  # (its home before; many import it from here)
@@ -85,6 +84,7 @@ class GitStore(StoreWrites):
         self._local = ThreadSlots()
         self._trees: dict[str, dict[str, tuple[str, int]]] = {}
         self._commit_trees: dict[str, str] | None = None  # (:meth:`commit_trees_kept`)
+        self.diffs: dict[tuple[str, str], tuple[Change, ...]] = {}  # (treediff.diff_trees' last few)
         self.listed = KeptListing()  # the last tree_listing kept
         self.packs: PackSet | None = None  # which packs went (made on the way into libgit2)
         self._reader = ObjectReader(path, self._packset)  # (a pure reader long in use takes it too)

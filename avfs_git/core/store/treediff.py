@@ -57,8 +57,22 @@ def diff_entry(
 
 
 def diff_trees(store: Trees, old: str | None, new: str | None, prefix: str, out: list[Change]) -> None:
-    """Append the changes from tree ``old`` to tree ``new`` (either may be None) to ``out``."""
-    _run(store, [(_TREES, old, new, prefix)], out)
+    """Append the changes from tree ``old`` to tree ``new`` (either may be None) to ``out``.
+    A whole diff of two trees is kept on a store that keeps them (``diffs``: the last few;
+    trees do not change): a record's commit asked the same one four times (record4: the
+    capture's forms, its retire, the checkpoint's changes, the index written ahead)."""
+    memo: dict[tuple[str, str], tuple[Change, ...]] | None = getattr(store, "diffs", None)
+    if memo is None or prefix or not old or not new:
+        _run(store, [(_TREES, old, new, prefix)], out)
+        return
+    if (hit := memo.get((old, new))) is None:
+        start = len(out)
+        _run(store, [(_TREES, old, new, prefix)], out)
+        if len(memo) >= 4:
+            memo.clear()
+        memo[(old, new)] = tuple(out[start:])
+    else:
+        out += hit
 
 
 def paths_between(store: Trees, a: str, b: str) -> list[str] | None:

@@ -61,23 +61,19 @@ class OverlayDB:
         self.lower_dir = os.path.join(state_dir, "lower")
         self.links_dir = os.path.join(state_dir, "links")
         self.with_upper = True
-        # the git mode of what the view without the upper layer has at a path, None for
-        # nothing (set by the workspace: a directory of the upper layer is new or merges, by
-        # what is below; one at a submodule leaves the gitlink)
+        # the git mode of what the view without the upper layer has at a path, None for nothing (set by
+        # the workspace: an upper directory is new or merges, by what is below; at a submodule, the gitlink)
         self.lower_mode: Callable[[str], int | None] | None = None
         self.lower_tree: Callable[[str], str | None] | None = None
         self._no_upper = threading.local()
         self.recording = threading.local()  # .sink, .dirs: a record's in this thread (recordblobs)
-        # upper_oids' rows this process has read or written, by path: (sig, oid). A status
-        # in a mount's daemon (proxy exec's, before every command) asks for every upper file
-        # each time; a dict answers in a microsecond where the query costs ~20
+        # upper_oids' rows this process has read or written, by path: (sig, oid). A status in a mount's
+        # daemon (proxy exec's, before every command) asks for every upper file; a dict answers in 1 us
         self._oid_memo: dict[str, tuple[str, str]] = {}
-        # each overlay file's (size, mtime, ctime, inode) as a capture found it before reading
-        # it, by file id (:meth:`note_read`, :meth:`_claim`)
+        # each overlay file's (size, mtime, ctime, inode) as a capture found it before reading it (note_read)
         self._read_stats: dict[str, tuple[int, int, int, int]] = {}
         self.db_path = os.path.join(state_dir, "overlay.db")
-        # who writes through this handle, kept with each journal row when not the API
-        # itself (``mcp``: the MCP server's tools), for `avfs watch`'s ``source``
+        # who writes through this handle, kept with each journal row when not the API itself (mcp)
         self.writer: str | None = None
         self._local = ThreadSlots(on_drop=close_conn)
         self._write_lock = threading.Lock()
@@ -474,7 +470,7 @@ class OverlayDB:
         """:meth:`_claim`, for a move that drops the entry (another hand's commit adopted)."""
         return self._claim(fileid)
 
-    def note_read(self, fileid: str) -> tuple[int, int, int, int] | None:
+    def note_read(self, fileid: str, st: os.stat_result | None = None) -> tuple[int, int, int, int] | None:
         """Before a capture reads overlay file ``fileid``: its stat, which :meth:`_claim`
         compares when the checkpoint retires the entry. A pure-FUSE mount records a closed
         handle's size a moment after the close (fuse/writes.py ``release``: no new journal
@@ -488,15 +484,20 @@ class OverlayDB:
 
         An upper layer's file (the kernel's, never claimed: see :meth:`_exclusive`) is
         noted too, for :meth:`unchanged_since_read` alone (gitmodel15). Returns what it
-        noted (size, mtime, ctime, inode; None: nothing, a link's or a file gone)."""
+        noted (size, mtime, ctime, inode; None: nothing, a link's or a file gone); ``st``: its
+        stat, just taken (record4: the capture's holes check takes the one stat of it)."""
         if fileid.startswith(LINK_FILE):
             return None
         try:
-            st = self.file_stat(fileid)  # (an upper layer's: no link followed)
+            st = self.file_stat(fileid) if st is None else st  # (an upper layer's: no link followed)
         except OSError:
             return None
         got = self._read_stats[fileid] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         return got
+
+    def noted(self, fileid: str) -> tuple[int, int, int, int] | None:
+        """What :meth:`note_read` noted of ``fileid`` in this capture, if it did."""
+        return self._read_stats.get(fileid)
 
     def unchanged_since_read(self, fileid: str) -> os.stat_result | None:
         """The file's ``stat`` now when it is the one :meth:`note_read` took before this

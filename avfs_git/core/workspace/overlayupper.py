@@ -539,8 +539,8 @@ class UpperEntries(OverlayDB):
         # the file opened from the layer's root, no link followed (a directory above it a
         # running command swaps for a link to a host directory: the host's file was
         # hashed, and its id shown as the fork's in a status; twenty-third round,
-        # NAME=attack14), its stat data and bytes both of that descriptor
-        fd = open_regular(self.file_path(fileid), self.upper_dir)
+        # NAME=attack14), its stat and bytes of that descriptor; in a record via held directories
+        fd = open_regular(self.file_path(fileid), self.upper_dir, getattr(self.recording, "dirs", None))
         try:
             return self._upper_oid(rel, fd, hash_file)
         finally:
@@ -554,13 +554,14 @@ class UpperEntries(OverlayDB):
         if memo is not None and memo[0] == sig:
             return memo[1]
         if not sql_text(rel):
-            # a name that is not UTF-8 (a confined command's, in a directory it made: found
-            # in the fifteenth round, it failed every later status, checkpoint and exec of
-            # the fork) is hashed each time: SQLite's text is UTF-8
+            # a name not UTF-8 (a confined command's, in a directory it made: the fifteenth round,
+            # it failed every later status, checkpoint and exec) is hashed each time: SQLite's is
             oid = hash_file(path)
             self._oid_memo[rel] = (sig, oid)
             return oid
-        r = self.db.execute("SELECT oid FROM upper_oids WHERE path=? AND sig=?", (rel, sig)).fetchone()
+        r = None  # (a path keeping_oids' query found no row of: not asked again)
+        if rel not in (getattr(self._no_upper, "absent", None) or ()):
+            r = self.db.execute("SELECT oid FROM upper_oids WHERE path=? AND sig=?", (rel, sig)).fetchone()
         if r is not None:
             self._oid_memo[rel] = (sig, str(r[0]))
             return str(r[0])
@@ -576,22 +577,33 @@ class UpperEntries(OverlayDB):
         return oid
 
     @contextmanager
-    def keeping_oids(self) -> Iterator[None]:
-        """The blob ids :meth:`upper_oid` hashes in this thread, until the block ends, kept
-        in the database in one transaction at its end, not one each: a write transaction
-        (its quota count, its commit) per new file was 40 % of the status of an exec that
-        made 2,480 files (record2). Not kept when the block fails: hashed again next time."""
+    def keeping_oids(self, asking: Sequence[str] = ()) -> Iterator[None]:
+        """The blob ids :meth:`upper_oid` hashes in this thread, until the block ends, kept in the
+        database in one transaction at its end, not one each (a write transaction a new file was 40 %
+        of an exec's status: record2); not kept when it fails. ``asking``: the file ids it
+        hashes, their kept rows read 400 a query, not one each (record4)."""
         if getattr(self._no_upper, "oids", None) is not None:
             yield
             return
         pending: list[tuple[str, str, str]] = []
-        self._no_upper.oids = pending
+        self._no_upper.oids, self._no_upper.absent = pending, self._kept_oids(asking)
         try:
             yield
         finally:
-            self._no_upper.oids = None
+            self._no_upper.oids = self._no_upper.absent = None
         if pending and not self.in_read_snapshot():
             self._keep_oids(pending)
+
+    def _kept_oids(self, fileids: Sequence[str]) -> set[str]:
+        """The kept rows of the upper files of ``fileids`` into the memo; the paths with none."""
+        absent = set(todo := [r for f in fileids if (r := f[len(UPPER_FILE) :]) not in self._oid_memo
+                              and f.startswith(UPPER_FILE) and sql_text(r)])  # fmt: skip
+        ask = "SELECT path, sig, oid FROM upper_oids WHERE path IN ({})"
+        for part in (todo[i : i + 400] for i in range(0, len(todo), 400)):
+            for path, sig, oid in self.db.execute(ask.format(",".join("?" * len(part))), part):
+                self._oid_memo[path] = (sig, oid)
+                absent.discard(path)
+        return absent
 
     def _keep_oids(self, rows: list[tuple[str, str, str]]) -> None:
         # not from inside a read snapshot of the caller's (mount.index.read_view: no write

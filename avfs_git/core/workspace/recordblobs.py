@@ -98,7 +98,12 @@ class BlobSink:
         return oid
 
     def hash_path(self, fileid: str, path: str, as_is: Callable[[bytes], bool]) -> str:
-        """:meth:`hash_fd` of a ``/proc/PID/fd/N`` path (an open descriptor's own file)."""
+        """:meth:`hash_fd` of a ``/proc/PID/fd/N`` path (an open descriptor's own file): one of
+        this process's, just opened and not read (``upper_oid``'s), read as it is, not opened
+        again through ``/proc`` (record4)."""
+        own = f"/proc/{os.getpid()}/fd/"
+        if path.startswith(own) and path[len(own) :].isdigit():
+            return self.hash_fd(fileid, int(path[len(own) :]), as_is)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             return self.hash_fd(fileid, fd, as_is)

@@ -40,6 +40,7 @@ class ChangeClassifier:
     _unlogged: bool
     _moved: dict[int, str]
     _modes: dict[str, int]
+    came: tuple[str, os.stat_result | None] | None
 
     def _classify(self, wd: int, mask: int, name: str, cookie: int, final: bool) -> None:
         """One kernel event as a change a person would name (created, modified, deleted,
@@ -61,7 +62,8 @@ class ChangeClassifier:
             return
         if mask & _CAME:
             real = os.path.join(self.upper_dir, path)
-            st = up.lstat(real) if final else None
+            came = self.came  # (the journal's lstat of this event's file, just taken: UpperWatch._event)
+            st = None if not final else came[1] if came is not None and came[0] == path else up.lstat(real)
             if st is not None and up.classify(real, st) == up.GONE:
                 self._batch.append((now, "deleted", path, None))
                 return

@@ -177,6 +177,7 @@ class UpperWatch(ChangeClassifier):
         self._unlogged = False  # a batch of the change log was lost: the next says so
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
+        self.came: tuple[str, os.stat_result | None] | None = None  # (_event's lstat of a new file)
         self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
 
     # -- the journal ----------------------------------------------------------------------
@@ -442,6 +443,7 @@ class UpperWatch(ChangeClassifier):
             self.lower_paths.clear()
 
     def _event(self, wd: int, mask: int, name: str) -> None:
+        self.came = None
         self._forget_lower(wd, mask, name)
         if mask & IN_Q_OVERFLOW:
             # events were lost: no token from before is good, and directories made meanwhile
@@ -478,6 +480,7 @@ class UpperWatch(ChangeClassifier):
         if mask & _CAME:
             real = os.path.join(self.upper_dir, path)
             st = up.lstat(real)
+            self.came = (path, st)  # (the classifier's of the same event: one lstat, record4)
             if st is None or up.classify(real, st) == up.GONE:
                 self._record(path + "/")  # a whiteout: a directory may be gone
 

@@ -284,7 +284,8 @@ def file_oids(
     hashed = once_a_file()  # (hard links: one file, hashed once)
     try:
         out: dict[str, str] = {}
-        with view.source.keeping_oids():  # (the ids hashed kept in one transaction)
+        # (the ids hashed kept in one transaction, the kept ones read a few hundred a query)
+        with view.source.keeping_oids([e.fileid for _p, e in files if e.fileid]):
             _oids_into(view, files, conv, hashed, out, _sink(view))
         return out
     finally:

@@ -194,6 +194,7 @@ def _holes(ws: Fork, entries: list[Entry]) -> tuple[int, list[str]]:
             st = ws.overlay.file_stat(e.fileid)  # (from the layer's root, no link followed)
         except OSError:
             continue  # (gone: the capture's read of it says so)
+        ws.overlay.note_read(e.fileid, st)  # (its stat before the read: _build takes it, record4)
         hole = st.st_size - st.st_blocks * 512 if stat.S_ISREG(st.st_mode) else 0
         if hole > 0:
             total += hole
@@ -454,7 +455,8 @@ def _build(
         name = names.basename(e.path)
         noted = None
         if e.kind == FILE and e.fileid:
-            noted = ws.overlay.note_read(e.fileid)  # (a write after it keeps the entry: OverlayDB._claim)
+            # (a write after it keeps the entry: OverlayDB._claim; an upper file's noted by _holes)
+            noted = ws.overlay.noted(e.fileid) or ws.overlay.note_read(e.fileid)
         if e.kind == DELETED:
             items.pop(name, None)
         elif refusal(name, e.mode) is not None:

@@ -31,7 +31,7 @@ class Entries(Protocol):
     def open_regular(self, fileid: str) -> int: ...
     def file_stat(self, fileid: str) -> os.stat_result: ...
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str: ...
-    def keeping_oids(self) -> AbstractContextManager[None]: ...
+    def keeping_oids(self, asking: Sequence[str] = ()) -> AbstractContextManager[None]: ...
 
 
 class Snapshot:
@@ -90,5 +90,5 @@ class Snapshot:
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         return self._files().upper_oid(fileid, hash_file)
 
-    def keeping_oids(self) -> AbstractContextManager[None]:
-        return nullcontext() if self.overlay is None else self.overlay.keeping_oids()
+    def keeping_oids(self, asking: Sequence[str] = ()) -> AbstractContextManager[None]:
+        return nullcontext() if self.overlay is None else self.overlay.keeping_oids(asking)
