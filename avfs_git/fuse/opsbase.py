@@ -174,6 +174,11 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         # call is inside libfuse when the `struct fuse` is freed
         self._inval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
+        # the watcher's wake-ups (fuse/invalidate.py): an inotify of the state directory, an
+        # eventfd a close kicks (both None where it polls), the time of its last look
+        self._notify: Any = None
+        self._kick_fd: int | None = None
+        self._looked_at = 0.0
         self._view_time_ns: int | None = None
         # the times files a checkpoint retired keep (Overlay.kept_times), as this view asked
         # them by path (Overlay.kept_reader: the table holds every file the session retired)
