@@ -70,6 +70,7 @@ class Invalidation(HandleTable):
         if isinstance(oid, str):
             with self._lock:
                 self._sizes.pop(oid, None)
+                self._sizes_new = True  # (kept without it)
         p = path.lstrip("/")
         if not p or self._inval is None:
             return

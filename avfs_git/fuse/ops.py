@@ -91,4 +91,5 @@ class WorkspaceFS(Invalidation, WriteOps, ViewOps):
         for fh in list(self._handles):
             self.release("", fh)
         self._record_sizes()
+        self.keep_sizes()
         self.forms.close()

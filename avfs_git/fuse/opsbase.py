@@ -199,6 +199,8 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._kids_base: str | None = None  # the base commit the kept children are of
         self._kids_mark: tuple[str | None, int] | None = None  # (that base, the journal's newest row)
         self._sizes: dict[str, int] = {}  # see _size
+        self._sizes_kept: int | None = None  # how many the vault kept (None: not read yet)
+        self._sizes_new = False  # learned one, or forgot one, since: kept at the end (keep_sizes)
         # what git's checkout writes of a file served from git (core/workspace/wssmudge.py)
         self.forms = checkout_forms(ws)
         # the fork's path rules, as the mount started (docs/policy.md "Path policies"): what
