@@ -200,6 +200,7 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._kids_mark: tuple[str | None, int] | None = None  # (that base, the journal's newest row)
         self._sizes: dict[str, int] = {}  # see _size
         self._sizes_kept: int | None = None  # how many the vault kept (None: not read yet)
+        self._sizes_asked: bool | None = None  # a lazy vault's: sizes may be being asked (plus_ok)
         self._sizes_new = False  # learned one, or forgot one, since: kept at the end (keep_sizes)
         # what git's checkout writes of a file served from git (core/workspace/wssmudge.py)
         self.forms = checkout_forms(ws)

@@ -311,8 +311,11 @@ class ViewOps(NestedRepos, HandleTable):
         without waiting: not a file whose size a lazy fork's mount is still asking
         (fuse/settle.py); the kernel asks for those later, one by one, when something
         looks at them."""
+        if self._sizes_asked is None:  # (only a lazy vault's mount asks them: fuse/settle.py)
+            self._sizes_asked = self.ws.vault.lazy
         return (
-            node is None
+            not self._sizes_asked
+            or node is None
             or node.is_dir
             or node.oid is None
             or node.mode == MODE_COMMIT
