@@ -4,14 +4,16 @@ walk, fusermount) in a cpuacct cgroup of the side's own, interleaved between avf
 checkouts, per backend.
 
     python -m bench.mountlifeab --rounds 6 base=/work/base-x new=/work/h-x [--backends overlay,fuse]
-        [--files N | --sdist ARCHIVE] [--idle S]
+        [--files N | --sdist ARCHIVE] [--idle S] [--first "git status --porcelain"] [--tag NAME]
 
 Each side has a home of its own (a vault ``p`` of ``--files`` N seeded files in 100
 directories, or of a release archive's files with ``--sdist``; its fork ``f1`` with one
 change; no resident server, ``AVFS_SERVER=off``, as the test suite runs), and each round
 runs `avfs mount` of ``p:f1``, waits ``--idle`` seconds (what the daemon does once it
 answered: its exec server's warm-up, an overlay's walk of its lower layer where it walks),
-then `avfs unmount`, the cgroup's CPU read at each step and once its last process has
+then `avfs unmount`, the cgroup's CPU read at each step (with ``--first CMD``, a shell
+command run in the mount right after its answer, before the idle spell: its CPU and the
+daemon's while it ran are ``first_cpu_ms``) and once its last process has
 ended. Printed: per side and backend the median CPU of the life and of each step, the
 median walls, and the median of per-round CPU ratios against the first side. Needs cgroup
 v1's ``cpuacct`` writable (root). Written to ``bench/results/mountlifeab-<time>.json``.
@@ -30,16 +32,24 @@ from .coldab import _env
 from .mountcpuab import _cli_cpu_ms
 from .spareab import Group
 
-KEYS = ("cpu_ms", "mount_cpu_ms", "idle_cpu_ms", "unmount_cpu_ms", "mount_cli_cpu_ms", "unmount_cli_cpu_ms",
+KEYS = ("cpu_ms", "mount_cpu_ms", "first_cpu_ms", "idle_cpu_ms", "unmount_cpu_ms", "mount_cli_cpu_ms", "unmount_cli_cpu_ms",
         "mount_ms", "unmount_ms")  # fmt: skip
 
 
-def _life(avfs: str, env: dict[str, str], group: Group, backend: str, idle_s: float) -> dict[str, float]:
+def _life(
+    avfs: str, env: dict[str, str], group: Group, backend: str, idle_s: float, first: str | None
+) -> dict[str, float]:
     before = group.usage_ms()
     t0 = time.perf_counter()
     mount_cli = _cli_cpu_ms([avfs, "--vault", "p:f1", "mount", "--backend", backend], env, group)
     t1 = time.perf_counter()
     at_mount = group.usage_ms()
+    if first:
+        mp = Path(env["AVFS_HOME"], "mnt", "p", "f1")
+        subprocess.run(
+            ["sh", "-c", first], cwd=mp, env=env, check=True, capture_output=True, preexec_fn=group.enter
+        )
+    at_first = group.usage_ms()
     time.sleep(idle_s)
     at_idle = group.usage_ms()
     t2 = time.perf_counter()
@@ -52,7 +62,8 @@ def _life(avfs: str, env: dict[str, str], group: Group, backend: str, idle_s: fl
     return {
         "cpu_ms": after - before,
         "mount_cpu_ms": at_mount - before,
-        "idle_cpu_ms": at_idle - at_mount,
+        "first_cpu_ms": at_first - at_mount,
+        "idle_cpu_ms": at_idle - at_first,
         "unmount_cpu_ms": after - at_idle,
         "mount_cli_cpu_ms": mount_cli,
         "unmount_cli_cpu_ms": unmount_cli,
@@ -70,6 +81,10 @@ def main() -> None:
     ap.add_argument(
         "--idle", type=float, default=6.0, help="seconds between the mount's answer and the unmount"
     )
+    ap.add_argument(
+        "--first", help="a shell command run in the mount after its answer, before the idle spell"
+    )
+    ap.add_argument("--tag", default="h-mountcost2", help="the result file's name: mountlifeab-TAG-TIME.json")
     ap.add_argument("sides", nargs="+", help="NAME=WORKTREE")
     args = ap.parse_args()
     trees = worktrees(args.sides)
@@ -99,7 +114,7 @@ def main() -> None:
                 loads.append(load())
                 for b in backends:
                     for side in order(list(trees), i):
-                        r = _life(avfs_bin(trees[side]), envs[side], groups[side], b, args.idle)
+                        r = _life(avfs_bin(trees[side]), envs[side], groups[side], b, args.idle, args.first)
                         if i:
                             got[b][side].append(r)
             loads.append(load())
@@ -119,13 +134,15 @@ def main() -> None:
             )
             print(
                 f"{b:8s} {side:8s} life {r['cpu_ms']:7.1f} ms ({r['cpu_vs_first']:.2f}x): mount {r['mount_cpu_ms']:.1f} "
+                f"first {r['first_cpu_ms']:.1f}, "
                 f"(its CLI {r['mount_cli_cpu_ms']:.1f}), idle {r['idle_cpu_ms']:.1f}, unmount {r['unmount_cpu_ms']:.1f} "
                 f"(its CLI {r['unmount_cli_cpu_ms']:.1f}); wall mount {r['mount_ms']:.0f} ms, unmount {r['unmount_ms']:.0f} ms"
             )
     print_loads(loads)
     write_json(
-        stamped("mountlifeab-h-mountcost1"),
+        stamped(f"mountlifeab-{args.tag}"),
         {"rounds": args.rounds, "files": args.files, "sdist": args.sdist and Path(args.sdist).name,
+         "first": args.first,
          "idle_s": args.idle, "sides": trees, "loads": loads, "rows": rows, "samples": got},
         announce=True,
     )  # fmt: skip

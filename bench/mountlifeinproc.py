@@ -11,7 +11,7 @@ cgroup of its own: one mount and unmount (spawned: it starts the zygote), then `
 mount, ``--idle`` seconds, unmount, each forked by the zygote; per life the cgroup's CPU
 less the process's own (``RUSAGE_SELF``): the daemon, what it starts, the zygote's fork.
 Needs cgroup v1's ``cpuacct`` writable (root). Written to
-``bench/results/mountlifeinproc-h-mountcost1-<time>.json``.
+``bench/results/mountlifeinproc-h-mountcost2-<time>.json``.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def main() -> None:
             )
     print_loads(loads)
     write_json(
-        stamped("mountlifeinproc-h-mountcost1"),
+        stamped("mountlifeinproc-h-mountcost2"),
         {"rounds": args.rounds, "lives": args.lives, "idle_s": args.idle, "sides": trees, "loads": loads,
          "rows": rows, "samples": got},
         announce=True,

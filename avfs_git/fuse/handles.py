@@ -302,12 +302,21 @@ class HandleTable(OpsBase):
         if defer and self._inval is not None:
             with self._lock:
                 self._unsized.add(h.path)
+                kick = self._kick_fd
+                if kick is not None:
+                    os.eventfd_write(kick, 1)  # the watcher records it (within poll_s)
             return
         try:
             self.ws.note_written(h.path)
         except BaseException:
             h.dirty = True  # (not recorded: the handle's next flush or its release tries again)
             raise
+
+    def _kick_watcher(self) -> None:
+        """Wake the watcher (fuse/invalidate.py) out of its wait, where it waits on one."""
+        with self._lock:
+            if self._kick_fd is not None:
+                os.eventfd_write(self._kick_fd, 1)
 
     def _record_sizes(self) -> None:
         """Record the sizes :meth:`_note` left to record (the watcher's poll, an fsync, the

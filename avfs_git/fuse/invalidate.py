@@ -12,6 +12,8 @@ import logging
 import os
 import select
 import threading
+import time
+from typing import Any
 
 import mfusepy as fuse
 
@@ -25,7 +27,14 @@ log = logging.getLogger("avfs.fuse")
 class Invalidation(HandleTable):
     """The watcher thread of a writable view, started at FUSE's ``init``."""
 
-    poll_s = 0.02  # how often the journal is checked for changes made by other processes
+    # the least time between two looks at the journal for changes made by other processes (a
+    # busy mount's writes wake the watcher at each commit: it looks at most this often)
+    poll_s = 0.02
+    # where the state directory is watched (inotify: a commit to the overlay database by any
+    # process is a write of its WAL there, a close a kick of :meth:`_kick_watcher`), a look
+    # at least this often anyway; an idle mount polled 50 times a second, ~7 ms of CPU a
+    # second (docs/benchmarks.md, h-mountcost2's section)
+    idle_poll_s = 30.0
 
     def _setup_invalidation(self) -> None:
         """The kernel caches attributes and entries for a long time (the daemon sets 60 s);
@@ -61,6 +70,7 @@ class Invalidation(HandleTable):
         if isinstance(oid, str):
             with self._lock:
                 self._sizes.pop(oid, None)
+                self._sizes_new = True  # (kept without it)
         p = path.lstrip("/")
         if not p or self._inval is None:
             return
@@ -86,6 +96,10 @@ class Invalidation(HandleTable):
         after getattrs had read an older view: a restore or a write between the two became
         the watcher's start, and it never made the kernel or this daemon forget them)."""
         self._watch_from = self._look()
+        self._notify = _watch_state(os.path.dirname(self.ws.overlay.db_path))
+        if self._notify is not None:
+            with self._lock:
+                self._kick_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._watcher = threading.Thread(target=self._watch, name="avfs-invalidate", daemon=True)
         self._watcher.start()
 
@@ -147,6 +161,7 @@ class Invalidation(HandleTable):
         left alone). The watcher thread itself is joined, bounded: once it can no longer
         reach libfuse, a slow journal read there is harmless."""
         self._stop.set()
+        self._kick_watcher()  # (out of its wait: up to idle_poll_s)
         if not self._inval_lock.acquire(timeout=timeout):
             return False
         try:
@@ -158,19 +173,45 @@ class Invalidation(HandleTable):
         return True
 
     def _sleep(self) -> bool:
-        """Wait one poll interval, or less when a process that moved the base wakes the
-        watcher through ``wake_fd``; True once the mount is stopping."""
-        if self.wake_fd is None:
+        """Wait for something to look at: a write in the state directory (the overlay
+        database's commits, any process's), a close whose size is left to record
+        (:meth:`_kick_watcher`), a process that moved the base (``wake_fd``: at once), or
+        :attr:`idle_poll_s`; where nothing is watched, one poll interval. A wake that is not
+        a mover's comes at most every :attr:`poll_s` after the last look. True once the
+        mount is stopping."""
+        notify = self._notify
+        fds = [fd for fd in (self.wake_fd, self._kick_fd, notify and notify.fileno()) if fd is not None]
+        if not fds:
             return self._stop.wait(self.poll_s)
-        ready, _, _ = select.select([self.wake_fd], [], [], self.poll_s)
-        if ready:
+        timeout = self.poll_s if notify is None else self.idle_poll_s
+        ready, _, _ = select.select(fds, [], [], timeout)
+        for fd in ready:
             try:
-                os.read(self.wake_fd, 4096)
-            except BlockingIOError:
+                os.read(fd, 4096)  # (inotify's events, the eventfd's count, the fifo's bytes)
+            except (BlockingIOError, OSError):
                 pass
+        if ready and self.wake_fd not in ready:
+            rest = self._looked_at + self.poll_s - time.monotonic()
+            if rest > 0:
+                self._stop.wait(rest)
+        self._looked_at = time.monotonic()
         return self._stop.is_set()
 
     def _watch(self) -> None:
+        try:
+            self._watch_journal()
+        finally:
+            with self._lock:
+                kick, self._kick_fd = self._kick_fd, None
+            for closing in (kick, self._notify):
+                if closing is not None:
+                    try:
+                        os.close(closing) if isinstance(closing, int) else closing.close()
+                    except OSError:
+                        pass
+            self._notify = None
+
+    def _watch_journal(self) -> None:
         ov = self.ws.overlay
         seq, meta = self._watch_from if self._watch_from is not None else self._look()
         view = (meta.get("base"), meta.get("view_time"))
@@ -251,3 +292,21 @@ class Invalidation(HandleTable):
                     self.on_view(view, moved, seq)
             except Exception:
                 log.exception("invalidation watcher")
+
+
+def _watch_state(state_dir: str) -> Any:
+    """An inotify watch of ``state_dir`` (the overlay database, its WAL: a commit writes
+    it, whichever process makes it; a database put in place by a rename), None where it
+    cannot be made (the watcher polls then)."""
+    try:
+        from inotify_simple import INotify, flags
+
+        ino = INotify()
+    except Exception:  # (no inotify_simple, no inotify: the limit of instances)
+        return None
+    try:
+        ino.add_watch(state_dir, flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.DELETE)
+    except OSError:
+        ino.close()
+        return None
+    return ino

@@ -87,7 +87,9 @@ class WorkspaceFS(Invalidation, WriteOps, ViewOps):
 
     def destroy(self, path: str) -> None:
         self._stop.set()
+        self._kick_watcher()
         for fh in list(self._handles):
             self.release("", fh)
         self._record_sizes()
+        self.keep_sizes()
         self.forms.close()

@@ -174,6 +174,11 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         # call is inside libfuse when the `struct fuse` is freed
         self._inval_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
+        # the watcher's wake-ups (fuse/invalidate.py): an inotify of the state directory, an
+        # eventfd a close kicks (both None where it polls), the time of its last look
+        self._notify: Any = None
+        self._kick_fd: int | None = None
+        self._looked_at = 0.0
         self._view_time_ns: int | None = None
         # the times files a checkpoint retired keep (Overlay.kept_times), as this view asked
         # them by path (Overlay.kept_reader: the table holds every file the session retired)
@@ -194,6 +199,9 @@ class OpsBase(fuse.Operations):  # type: ignore[misc]
         self._kids_base: str | None = None  # the base commit the kept children are of
         self._kids_mark: tuple[str | None, int] | None = None  # (that base, the journal's newest row)
         self._sizes: dict[str, int] = {}  # see _size
+        self._sizes_kept: int | None = None  # how many the vault kept (None: not read yet)
+        self._sizes_asked: bool | None = None  # a lazy vault's: sizes may be being asked (plus_ok)
+        self._sizes_new = False  # learned one, or forgot one, since: kept at the end (keep_sizes)
         # what git's checkout writes of a file served from git (core/workspace/wssmudge.py)
         self.forms = checkout_forms(ws)
         # the fork's path rules, as the mount started (docs/policy.md "Path policies"): what

@@ -22,7 +22,7 @@ from typing import Any
 
 import mfusepy as fuse
 
-from ..core.store import names
+from ..core.store import keptsizes, names
 from ..core.types import MODE_COMMIT, MODE_EXEC
 from ..core.workspace.workspace import Node
 from ..mount.heldstat import inode_of
@@ -115,12 +115,31 @@ class ViewOps(NestedRepos, HandleTable):
         if not self.read_only or node.oid is None or node.entry is not None:
             return self.ws.node_size(node)
         size = self._sizes.get(node.oid)
+        if size is None and self._sizes_kept is None:
+            # the sizes the vault's last view learned, at the first miss (core/store/keptsizes.py)
+            self._sizes_kept = 0
+            if not self.ws.vault.lazy:  # (a lazy vault's are its promisor's)
+                kept = keptsizes.load(self.ws.vault.path)
+                self._sizes.update(kept)
+                self._sizes_kept = len(kept)
+            size = self._sizes.get(node.oid)
         if size is None:
             size = self.ws.node_size(node)
             if len(self._sizes) >= SIZE_CACHE:
                 self._sizes.clear()
             self._sizes[node.oid] = size
+            self._sizes_new = True
         return size
+
+    def keep_sizes(self) -> None:
+        """At a read-only view's end: the sizes it learned kept for the vault's next view
+        (core/store/keptsizes.py), where it learned any."""
+        if self.read_only and self._sizes_new and not self.ws.vault.lazy:
+            self._sizes_new = False
+            try:
+                keptsizes.save(self.ws.vault.path, dict(self._sizes))
+            except Exception:  # (a cache: the next view reads the headers again)
+                log.exception("keeping the view's blob sizes")
 
     def _view_ns(self) -> int:
         # read once, then kept current by the watcher (a SQL query per getattr otherwise)
@@ -292,8 +311,11 @@ class ViewOps(NestedRepos, HandleTable):
         without waiting: not a file whose size a lazy fork's mount is still asking
         (fuse/settle.py); the kernel asks for those later, one by one, when something
         looks at them."""
+        if self._sizes_asked is None:  # (only a lazy vault's mount asks them: fuse/settle.py)
+            self._sizes_asked = self.ws.vault.lazy
         return (
-            node is None
+            not self._sizes_asked
+            or node is None
             or node.is_dir
             or node.oid is None
             or node.mode == MODE_COMMIT

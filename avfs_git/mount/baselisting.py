@@ -39,9 +39,9 @@ def read_tree_ahead(ws: MountedFork, tree: str) -> None:
     scratch = scratch_parent(files_dir(ws.vault, ws.fork))
     ahead = store.listed.beside(tree)  # (git's read-tree started first: :func:`read_tree_first`)
     if isinstance(ahead, Ahead) and ahead.head is None:
-        ahead.head = HeadAhead(worktree_dir(ws.vault, ws.fork), scratch)
+        ahead.head = HeadAhead(worktree_dir(ws.vault, ws.fork), scratch, ws.vault.path)
         return
-    head = HeadAhead(worktree_dir(ws.vault, ws.fork), scratch)
+    head = HeadAhead(worktree_dir(ws.vault, ws.fork), scratch, ws.vault.path)
     store.listed.keep_beside(tree, Ahead(store.path, tree, scratch, head))
 
 

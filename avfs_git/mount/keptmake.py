@@ -59,7 +59,7 @@ def make(vault: Vault, commit: str) -> bool:
         return True
     # git's read-tree and the untracked cache's head (a status on an empty tree), started
     # now, two processes of git's while the sizes wait on it and on the server
-    ahead = Ahead(store.path, tree, state, untracked.HeadAhead(vault.path, state))
+    ahead = Ahead(store.path, tree, state, untracked.HeadAhead(vault.path, state, vault.path))
     store.listed.keep_beside(tree, ahead)  # (the sizes read their blob ids from it)
     asked = threading.Event()
 

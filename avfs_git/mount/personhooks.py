@@ -47,7 +47,16 @@ import contextlib
 import os
 import re
 
-from ..core.store.gitrun import config_includes, git_config_files, git_env, run
+from ..core.store.gitrun import (
+    CONFIG_READ_MAX,
+    config_includes,
+    config_text,
+    git_config_files,
+    git_env,
+    keep_config,
+    kept_config,
+    run,
+)
 from .ownfiles import write_file
 
 PERSONS_LINK = "persons"  # in the mount's hooks directory: a link to the person's hooks directory
@@ -97,15 +106,12 @@ def persons_dir(vault_path: str, mountpoint: str, git_dir: str | None = None) ->
     ``git_dir``, else the vault), the worktree's own config (avfs's value) left out."""
     env = git_env()
     env["GIT_DIR"] = git_dir if git_dir and os.path.isdir(git_dir) else vault_path
-    proc = run(
-        ["config", "-z", "--get-all", "--show-scope", "--path", "core.hooksPath"], env=env, check=False
-    )
-    got = ""
-    if proc.returncode == 0:
-        parts = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
-        for scope, value in zip(parts[0::2], parts[1::2], strict=False):
-            if scope not in ("worktree", "command"):  # (git's order: the last wins)
-                got = value
+    key = _kept_key(vault_path, env)
+    kept = kept_config(vault_path, HOOKS_PATH_FILE, key) if key is not None else None
+    if kept is not None and isinstance(kept.get(HOOKS_PATH), str):
+        got = str(kept[HOOKS_PATH])
+    else:
+        got = _asked(env, vault_path, key)
     if not got:
         return os.path.join(vault_path, "hooks")
     chain = got if os.path.isabs(got) else os.path.join(mountpoint, got)  # git runs hooks there
@@ -116,6 +122,54 @@ def persons_dir(vault_path: str, mountpoint: str, git_dir: str | None = None) ->
     if os.path.realpath(chain).startswith(own + os.sep):
         return os.path.join(vault_path, "hooks")
     return chain
+
+
+# git's answer for the person's ``core.hooksPath`` kept beside the vault (``avfs/``, as
+# gitrun's kept config answers: the first of each mount's git processes, ~2-3 ms of CPU),
+# by the stamps of the files git read it from, where none of them includes another
+HOOKS_PATH_FILE = "hookspath-config"
+HOOKS_PATH = "core.hooksPath"
+
+
+def _kept_key(vault_path: str, env: dict[str, str]) -> list[list[str | int]] | None:
+    """What the answer is kept by: the stamps (inode, size, mtime, ctime) of the files git
+    reads it from with ``env`` (the vault's config and ``config.worktree``, the global and
+    system ones) and ``$HOME`` (``--path`` expands ``~``); None where one of them includes
+    another (``include``, ``includeIf``: git is asked every time, as before)."""
+    out: list[list[str | int]] = []
+    for path in [
+        os.path.join(vault_path, "config"),
+        os.path.join(vault_path, "config.worktree"),
+        *git_config_files(env),
+    ]:
+        text = config_text(path)
+        if text is not None and (b"include" in text or len(text) >= CONFIG_READ_MAX):
+            return None  # (text: lower case; a file past what is read may include one further on)
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append([path])
+            continue
+        out.append([path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    out.append([f"HOME={env.get('HOME', '')}"])
+    return out
+
+
+def _asked(env: dict[str, str], vault_path: str, key: list[list[str | int]] | None) -> str:
+    """git's ``core.hooksPath`` of the person's scopes (the last wins), kept under ``key``."""
+    proc = run(
+        ["config", "-z", "--get-all", "--show-scope", "--path", "core.hooksPath"], env=env, check=False
+    )
+    got = ""
+    if proc.returncode == 0:
+        parts = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+        for scope, value in zip(parts[0::2], parts[1::2], strict=False):
+            if scope not in ("worktree", "command"):  # (git's order: the last wins)
+                got = value
+    if key is not None and proc.returncode in (0, 1):  # (1: not set; else an error: not kept)
+        with contextlib.suppress(OSError):
+            keep_config(vault_path, HOOKS_PATH_FILE, key, {HOOKS_PATH: got})
+    return got
 
 
 def watched(vault_path: str) -> list[str]:

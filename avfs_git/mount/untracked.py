@@ -123,7 +123,9 @@ def extension(
     if gitignores or not fetched:
         fetch_gitignores(store, skeleton, gitignores)
     if not gitignores:
-        return _from_tree(skeleton, worktree, git_dir, scratch=scratch, head_ahead=head_ahead)
+        return _from_tree(
+            skeleton, worktree, git_dir, scratch=scratch, head_ahead=head_ahead, vault_path=store.path
+        )
     if head_ahead is not None:
         head_ahead.drop()
     return on_skeleton(store, skeleton, index, worktree, git_dir, gitignores, scratch=scratch)
@@ -267,13 +269,14 @@ def _from_tree(
     *,
     scratch: str | None = None,
     head_ahead: HeadAhead | None = None,
+    vault_path: str | None = None,
 ) -> bytes | None:
     """:func:`extension` for a worktree that shows the tree's ``.gitignore`` files, made from
     the tree (the module's docstring): its head (up to the directories' count) is git's,
     from a ``status`` on an empty tree with the same settings as :func:`on_skeleton`'s
     (``head_ahead``'s, started before, when given); each directory's record follows it as
     git writes them (dir.c ``write_one_dir``, ``write_untracked_extension``)."""
-    head = head_ahead.made() if head_ahead is not None else _head(git_dir, scratch)
+    head = head_ahead.made() if head_ahead is not None else _head(git_dir, scratch, vault_path)
     if head is None:
         return None
     data, made_in = head
@@ -333,7 +336,7 @@ def _from_tree(
 _STAT_DATA = 36  # git's on-disk stat data: ctime and mtime (seconds, nanoseconds), dev, ino, uid, gid, size
 
 
-def _head(git_dir: str, scratch: str | None) -> tuple[bytes, str] | None:
+def _head(git_dir: str, scratch: str | None, vault_path: str | None = None) -> tuple[bytes, str] | None:
     """(the head of the ``UNTR`` extension git writes for a ``status`` of ``git_dir``'s
     repository on an empty tree, up to the directories' count; the tree's path, which its
     ``Location`` names), or None when git wrote none this can read.
@@ -342,7 +345,7 @@ def _head(git_dir: str, scratch: str | None) -> tuple[bytes, str] | None:
     (``.`` may not start a ref's name), so it compares nothing with a commit; everything
     else it reads is ``git_dir``'s: its common directory (``info/exclude``, the config)
     and its own config (``config.worktree``)."""
-    return HeadAhead(git_dir, scratch).made()
+    return HeadAhead(git_dir, scratch, vault_path).made()
 
 
 class HeadAhead:
@@ -355,8 +358,20 @@ class HeadAhead:
     ids and stat data against the head and, where they differ, lists the directories again
     (a cost, never a wrong answer)."""
 
-    def __init__(self, git_dir: str, scratch: str | None) -> None:
+    def __init__(self, git_dir: str, scratch: str | None, vault_path: str | None = None) -> None:
+        """``vault_path``: the vault's (the caller's own, never read from ``git_dir``): the
+        head git wrote for the same files is taken from there (mount/untrackedkept.py)."""
+        from . import untrackedkept
+
         self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp = ""
+        self._vault = vault_path
+        self._key = None if vault_path is None else untrackedkept.key(git_dir, vault_path)
+        self._kept = (
+            None if vault_path is None or self._key is None else untrackedkept.kept(vault_path, self._key)
+        )
+        if self._kept is not None:
+            return
         self._tmp = tempfile.mkdtemp(prefix="avfs-untracked-", dir=scratch_parent(scratch))
         try:
             self._start(git_dir)
@@ -400,7 +415,9 @@ class HeadAhead:
         )
 
     def made(self) -> tuple[bytes, str] | None:
-        """:func:`_head`'s answer (git waited for), or None; the scratch tree removed."""
+        """:func:`_head`'s answer (git waited for, or kept), or None; the scratch tree removed."""
+        if self._kept is not None:
+            return self._kept
         proc, self._proc = self._proc, None
         tmp = self._tmp
         try:
@@ -423,7 +440,12 @@ class HeadAhead:
             at = ext.index(b"\0", at) + 1  # the per-directory file's name (".gitignore")
             if _read_varint(ext, at)[0] != 1:  # (the root alone)
                 return None
-            return ext[:at], os.path.realpath(os.path.join(tmp, "tree"))
+            made = ext[:at], os.path.realpath(os.path.join(tmp, "tree"))
+            if self._vault is not None and self._key is not None:
+                from . import untrackedkept
+
+                untrackedkept.keep(self._vault, self._key, *made)
+            return made
         except (OSError, ValueError, IndexError):
             return None
         finally:
@@ -436,7 +458,8 @@ class HeadAhead:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def _remove_aside(tmp: str) -> None:

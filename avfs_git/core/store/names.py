@@ -125,7 +125,9 @@ def norm_path(path: str, *, text: bool = True) -> str:
             raise NameTooLongError(
                 f"invalid path {path!r}: a name is longer than {MAX_COMPONENT_BYTES} bytes"
             )
-        if any(ord(c) < 32 or ord(c) == 127 for c in comp):
+        # (a control character is never printable: the test of C first, each character's
+        # only where it fails; a read-only view normalises every directory it lists)
+        if not comp.isprintable() and any(ord(c) < 32 or ord(c) == 127 for c in comp):
             raise InvalidPathError(f"invalid path {path!r}: contains a control character")
         parts.append(comp)
     return "/".join(parts)
