@@ -122,7 +122,7 @@ def move_target(
         # the files whose blob the merge leaves keep the bytes the mount shows, as git's
         # work tree after `git merge` (a .gitattributes it brings would show them anew)
         keep_forms(ws, ws.base_tree, ws.store.commit_tree(new))
-        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True)
+        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True, merged=True)
         rec = keep_recovery(ws, "written during a merge") if live else None
         ws.set_base(new, keep_view=False, keep_forms=True, same_view=True)
     return rec
