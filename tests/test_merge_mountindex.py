@@ -133,7 +133,9 @@ def test_a_merge_into_a_mount_leaves_what_git_merge_leaves(
     assert res.status == {"ff": "fast_forward", "merge": "merged", "conflict": "conflicts_written"}[kind]
     assert _state(mounted) == _state(plain)
     if kind == "conflict":
-        assert any(ln.startswith("UU ") for ln in git("-C", str(mounted), "status", "--porcelain").splitlines())
+        assert any(
+            ln.startswith("UU ") for ln in git("-C", str(mounted), "status", "--porcelain").splitlines()
+        )
 
 
 def _whole_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
