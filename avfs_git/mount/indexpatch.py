@@ -139,14 +139,7 @@ def patched_index(
         pos = stop
     out.append(data[pos:off])
     body = b"DIRC" + data[4:8] + struct.pack(">I", count) + b"".join(out)
-    # git's cache tree, which git status never rebuilds: kept, but for the directories on
-    # the changed paths (the untracked cache is left out: git lists every directory once)
-    cache_tree = _cache_tree_without(data, off, [m[0] for m in moved])
-    if cache_tree is not None:
-        body += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
-    kept_untr = extension_at(data, off, b"UNTR") if untracked else None
-    if kept_untr is not None:
-        body += b"UNTR" + struct.pack(">I", len(kept_untr)) + kept_untr
+    body += _kept_extensions(data, off, [m[0] for m in moved], untracked)
     ewah = dirty.serialized() if dirty is not None and dirty.bits else struct.pack(">IIQI", 0, 1, 0, 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
@@ -369,6 +362,21 @@ def _entry_offsets(
     if off > end:
         return None
     return offs, hits, off
+
+
+def _kept_extensions(data: bytes, off: int, paths: list[str], untracked: bool) -> bytes:
+    """The extensions of index ``data`` (from ``off``) a patch keeps: git's cache tree,
+    which git status never rebuilds, but for the directories on the changed ``paths``;
+    the untracked cache only where ``untracked`` (:func:`patched_index`; else left out:
+    git lists every directory once)."""
+    out = b""
+    cache_tree = _cache_tree_without(data, off, paths)
+    if cache_tree is not None:
+        out += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
+    kept = extension_at(data, off, b"UNTR") if untracked else None
+    if kept is not None:
+        out += b"UNTR" + struct.pack(">I", len(kept)) + kept
+    return out
 
 
 def entry_offsets(data: bytes) -> tuple[list[int], int] | None:
