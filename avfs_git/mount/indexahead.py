@@ -50,17 +50,21 @@ class Ahead(Protocol):
     """:func:`write_ahead` for one mount, given to the caller holding its guard."""
 
     def __call__(
-        self, commit: str, *, view_changed: bool = False, keep_staged: bool = False
+        self, commit: str, *, view_changed: bool = False, keep_staged: bool = False, merged: bool = False
     ) -> Land | None: ...
 
 
-def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int) -> Ahead:
-    """What :func:`write_ahead` does for this mount, for the caller holding its guard."""
+def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, overlay: bool = False) -> Ahead:
+    """What :func:`write_ahead` does for this mount, for the caller holding its guard
+    (``overlay``: the mount is the overlay backend's, where a merge's index may be final)."""
 
-    def call(commit: str, *, view_changed: bool = False, keep_staged: bool = False) -> Land | None:
+    def call(
+        commit: str, *, view_changed: bool = False, keep_staged: bool = False, merged: bool = False
+    ) -> Land | None:
         return write_ahead(
-            ws, git_dir, own, uid, gid, commit, view_changed=view_changed, keep_staged=keep_staged
-        )
+            ws, git_dir, own, uid, gid, commit, view_changed=view_changed, keep_staged=keep_staged,
+            merged=merged and overlay and view_changed,
+        )  # fmt: skip
 
     return call
 
@@ -75,6 +79,7 @@ def write_ahead(
     *,
     view_changed: bool = False,
     keep_staged: bool = False,
+    merged: bool = False,
 ) -> Land | None:
     """Write the mount's index for ``commit`` (the base about to be moved to it): the index
     written for the current base, patched, renamed over the index; the caller holds the
@@ -86,7 +91,19 @@ def write_ahead(
     entries in it since gitmodel28). ``keep_staged`` (an exec's
     record: another writer's commit): an entry git staged at a path the move changes,
     neither the current base's nor ``commit``'s, stays (mount/indexpatch.py); without
-    it, a checkpoint's (`git commit --only`), the entry becomes ``commit``'s."""
+    it, a checkpoint's (`git commit --only`), the entry becomes ``commit``'s.
+
+    ``merged`` (a merge's move into an overlay mount, ``view_changed``): the merge keeps
+    the view time (core/workspace/wsbase.py ``same_view``) and writes what it changes
+    through the mount, so the index written here is the one the move's own write would
+    make (the same entries and stat data, its token the view's), but for what git had
+    staged, which that write dropped: where the patched index holds exactly ``commit``'s
+    tree (:func:`.indexexact.holds_exactly`), it is final, git's untracked cache kept
+    (mount/indexpatch.py ``untracked``), and stamped once the branch moved
+    (``_Slot.final``: :func:`.live.sync_mounted` then writes nothing); else as any move
+    that changes the view. Before, the move's own write made the index whole after every
+    merge (its tree walked, every file's stat data, a ``git status`` for the untracked
+    cache): ~100 ms of a ~130 ms merge into a mounted 10k-file fork."""
     from .stagednote import note, undone  # (a checkpoint's: not every status's modules)
 
     slot = held(own)
@@ -105,7 +122,7 @@ def write_ahead(
     seq = view.token.rsplit(":", 1)[1]  # (the journal's position now: the hook answers no less)
     # (a move that changes the view: a token of no view, for which the hook answers
     # "everything" until the move's own index replaces this one)
-    token = f"avfs:{commit}:{'-' if view_changed else view.view_time}:{seq}"
+    token = f"avfs:{commit}:{'-' if view_changed and not merged else view.view_time}:{seq}"
     try:
         # (the sizes of the commit's checkout forms: its attributes may convert otherwise)
         stat_of = _recorded_first(
@@ -125,7 +142,14 @@ def write_ahead(
                 staged=staged,
                 keep_staged=keep_staged,
                 hidden=hidden,
+                untracked=merged,
             )
+            if merged and data is not None and not _exact(ws, data, commit):
+                merged = False  # (what git staged: dropped by the move's own write, as before)
+                token = f"avfs:{commit}:-:{seq}"
+                data = patched_index(
+                    ws, git_dir, view.base, commit, stat_of, token, keep=keep, staged=staged, hidden=hidden
+                )
     except Exception:  # (a lazy vault's size not answered...): the move's own write does it
         return None
     if data is None or before is None:
@@ -141,6 +165,10 @@ def write_ahead(
         if moved and not view_changed:
             write_file(own, STAMP_FILE, f"{commit} {view.view_time} -".encode())
             note(own, base, commit, staged)
+        elif moved and merged:
+            final = f"{commit} {view.view_time} -"
+            write_file(own, STAMP_FILE, final.encode())
+            slot.final = final
         elif moved:
             pass  # (the view's new stat data: the move writes the index whole after it)
         else:
@@ -148,6 +176,13 @@ def write_ahead(
             write_file(own, STAMP_FILE, old_stamp.encode())
 
     return land
+
+
+def _exact(ws: MountedFork, data: bytes, commit: str) -> bool:
+    """Whether index ``data`` holds exactly ``commit``'s tree (:mod:`.indexexact`)."""
+    from .indexexact import holds_exactly  # (a merge's only)
+
+    return holds_exactly(ws.store, data, ws.store.commit_tree(commit))
 
 
 def _recorded_first(

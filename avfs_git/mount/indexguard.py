@@ -32,6 +32,9 @@ class _Slot:
     def __init__(self, git_dir: str | None, fd: int | None) -> None:
         self.git_dir = git_dir
         self.fd = fd
+        # the stamp of the index a merge's move wrote ahead as its final one
+        # (mount/indexahead.py ``merged``): the move's own write after it is not needed
+        self.final: str | None = None
 
     def take_lock(self, git_dir: str) -> int | None:
         """git's ``index.lock`` of ``git_dir``, held since the guard was taken: the caller

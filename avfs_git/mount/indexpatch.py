@@ -55,6 +55,7 @@ def patched_index(
     staged: set[str] | None = None,
     keep_staged: bool = False,
     hidden: Callable[[str], bool] | None = None,
+    untracked: bool = False,
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
@@ -67,7 +68,10 @@ def patched_index(
     staged (neither ``old_base``'s nor ``new_base``'s) stays as git has it, as a plain
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
     changed again, then committed by another hand as the file shows it). ``hidden``: the
-    paths the fork's policy hides, their new entries skip-worktree (:func:`_new_entries`)."""
+    paths the fork's policy hides, their new entries skip-worktree (:func:`_new_entries`).
+    ``untracked``: git's untracked cache (``UNTR``) kept as git left it (a merge's move into
+    an overlay mount: its token's answer names every path the upper layer holds, whose
+    directories git then lists again; mount/indexahead.py), else left out."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -139,11 +143,7 @@ def patched_index(
         pos = stop
     out.append(data[pos:off])
     body = b"DIRC" + _version(data, edits) + struct.pack(">I", count) + b"".join(out)
-    # git's cache tree, which git status never rebuilds: kept, but for the directories on
-    # the changed paths (the untracked cache is left out: git lists every directory once)
-    cache_tree = _cache_tree_without(data, off, [m[0] for m in moved])
-    if cache_tree is not None:
-        body += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
+    body += _kept_extensions(data, off, [m[0] for m in moved], untracked)
     ewah = dirty.serialized() if dirty is not None and dirty.bits else struct.pack(">IIQI", 0, 1, 0, 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
@@ -385,6 +385,39 @@ def _entry_offsets(
     if off > end:
         return None
     return offs, hits, off
+
+
+def _kept_extensions(data: bytes, off: int, paths: list[str], untracked: bool) -> bytes:
+    """The extensions of index ``data`` (from ``off``) a patch keeps: git's cache tree,
+    which git status never rebuilds, but for the directories on the changed ``paths``;
+    the untracked cache only where ``untracked`` (:func:`patched_index`; else left out:
+    git lists every directory once)."""
+    out = b""
+    cache_tree = _cache_tree_without(data, off, paths)
+    if cache_tree is not None:
+        out += b"TREE" + struct.pack(">I", len(cache_tree)) + cache_tree
+    kept = extension_at(data, off, b"UNTR") if untracked else None
+    if kept is not None:
+        out += b"UNTR" + struct.pack(">I", len(kept)) + kept
+    return out
+
+
+def entry_offsets(data: bytes) -> tuple[list[int], int] | None:
+    """(every entry's offset, where the entries end) of index ``data`` (version 2 or 3);
+    None where it cannot be read or holds unmerged entries (:func:`_entry_offsets`)."""
+    walked = _entry_offsets(data, set(), {})
+    return None if walked is None else (walked[0], walked[2])
+
+
+def extension_at(index: bytes, off: int, sig: bytes) -> bytes | None:
+    """The data of extension ``sig`` of ``index``, whose extensions start at ``off``."""
+    end = len(index) - 20
+    while off + 8 <= end:
+        size = int.from_bytes(index[off + 4 : off + 8], "big")
+        if index[off : off + 4] == sig:
+            return index[off + 8 : off + 8 + size]
+        off += 8 + size
+    return None
 
 
 def _name_at(data: bytes, off: int) -> bytes:

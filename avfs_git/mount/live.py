@@ -188,6 +188,12 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
     drop_caches = not live.overlay
     if drop_caches:
         _wake(live.files)  # the watcher drops the caches while the index is written
+    slot = guard_held(live.files)
+    final = None
+    if slot is not None:
+        final, slot.final = slot.final, None
+    if view_changed and not drop_caches and final is not None and final == read_view(ws).stamp:
+        return  # a merge's move, its index written ahead as the final one (mount/indexahead.py)
     if view_changed:
         # the index written whole whatever it was stamped for: an overlay mount's restore
         # onto the same base keeps its view time, and the stamp (base, view time) matched:
@@ -469,7 +475,7 @@ def index_guard(ws: MountedFork, *, git: bool = False) -> Iterator[Callable[[str
         else:
             from .indexahead import ahead
 
-            yield ahead(ws, live.git_dir, live.files, live.uid, live.gid)
+            yield ahead(ws, live.git_dir, live.files, live.uid, live.gid, live.overlay)
 
 
 def stamp_current(ws: MountedFork, *, held: bool = False) -> None:

@@ -122,7 +122,10 @@ def move_target(
         # the files whose blob the merge leaves keep the bytes the mount shows, as git's
         # work tree after `git merge` (a .gitattributes it brings would show them anew)
         keep_forms(ws, ws.base_tree, ws.store.commit_tree(new))
-        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True)
-        rec = keep_recovery(ws, "written during a merge") if live else None
-        ws.set_base(new, keep_view=False, keep_forms=True, same_view=True)
+        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True, merged=True)
+        # (one status for what is kept and what the move rewrites: it read one each, ~2.5
+        # ms of a ~28 ms merge into an overlay mount of minimist's installed tree)
+        now = ws.changes.status() if live else None
+        rec = keep_recovery(ws, "written during a merge", dirty=bool(now)) if live else None
+        ws.set_base(new, keep_view=False, keep_forms=True, same_view=True, changes=now)
     return rec

@@ -103,3 +103,19 @@ def config_search_from_environ() -> None:
     levels = pygit2.enums.ConfigLevel
     for level in (levels.GLOBAL, levels.XDG, levels.SYSTEM):
         pygit2.settings.search_path[level] = None  # type: ignore[assignment]  # (None: the default, found anew)
+
+
+PACK_FILES_OPEN = 32  # pack files libgit2 keeps open in a process (:func:`bound_open_packs`)
+
+
+def bound_open_packs() -> None:
+    """Bound the pack files libgit2 keeps open (libgit2's ``GIT_OPT_SET_MWINDOW_FILE_LIMIT``;
+    its default, 0, keeps every pack it opened): a process kept for many calls
+    (cli/callproc.py ``keep``) held one descriptor for each small pack a merge or checkpoint
+    wrote, and its check after each call read them all (57 after ~55 merges;
+    docs/benchmarks.md, h-merge11's and h-merge12's sections). Past the bound libgit2 closes
+    the least recently used pack and opens it again when it is read. Idempotent."""
+    import pygit2
+
+    if pygit2.settings.mwindow_file_limit != PACK_FILES_OPEN:
+        pygit2.settings.mwindow_file_limit = PACK_FILES_OPEN

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import CorruptStateError, ObjectUnreadableError, RevisionNotFoundError
 from ..types import MODE_COMMIT, MODE_TREE, Change
 from .gitformat import _KIND_NAMES, CommitFields, _object_id, parse_commit, parse_tree
-from .gitlib import git_error, git_errors, header_size
+from .gitlib import bound_open_packs, git_error, git_errors, header_size
 from .gittime import rfc3339 as rfc3339  # (its home before; many import it from here)
 from .gitwrite import StoreWrites
 from .neighbours import Near, fetch_with
@@ -68,12 +68,12 @@ def file_blob_id(path: str, *, follow: bool = False, root: str | None = None) ->
 
 def _configure() -> None:
     """Apply avfs' pygit2 settings (libgit2's, for the whole process) before a repository is opened:
-    idempotent and a few microseconds, so done at every open (once per thread and store). Object creation
-    is checked by avfs itself (names and modes are validated before they reach a tree); libgit2's extra
-    verification costs ~3 ms a checkpoint."""
+    idempotent and a few microseconds, so done at every open. Object creation is checked by avfs
+    (libgit2's extra verification: ~3 ms a checkpoint); the open packs bounded (:func:`bound_open_packs`)."""
     import pygit2
 
     pygit2.settings.enable_strict_object_creation(False)
+    bound_open_packs()
 
 
 class GitStore(StoreWrites):

@@ -244,12 +244,11 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         view_tree: str | None = None,
         keep_forms: bool = False,
         same_view: bool = False,
+        changes: list[Change] | None = None,
     ) -> None:
-        """Point the workspace at a new base (call with the fork lock held); see
-        :func:`.wsbase.set_base`."""
-        wsbase.set_base(
-            self, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms, same_view=same_view
-        )
+        """Point the workspace at a new base (the fork lock held): :func:`.wsbase.set_base`."""
+        wsbase.set_base(self, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms,
+                        same_view=same_view, changes=changes)  # fmt: skip
 
     @property
     def stale(self) -> bool:

@@ -382,6 +382,7 @@ def set_base(
     view_tree: str | None = None,
     keep_forms: bool = False,
     same_view: bool = False,
+    changes: list[Change] | None = None,
 ) -> None:
     """Point the workspace at a new base (call with the fork lock held).
 
@@ -400,6 +401,8 @@ def set_base(
             time. On the pure-FUSE mount a merge showed every file at the merge's time:
             every ``.pyc`` stale, every object ``make`` built older than its sources
             (tests/test_realdata3.py).
+        changes: the workspace's status the caller read just before, under the fork lock
+            (a merge's move into a live mount: its recovery's look), not read again.
     """
     keeping: AbstractContextManager[None] = nullcontext()
     if not keep_view:
@@ -410,7 +413,8 @@ def set_base(
             # the mount shows the new view by writes through it; the lower layer stays
             # what the kernel has of it: the upper layer's renamed directories keep the
             # lower trees they show (pinned where the new base differs)
-            reset = _live_reset(ws, live, view_tree or ws.store.commit_tree(base), keep_forms=keep_forms)
+            tree = view_tree or ws.store.commit_tree(base)
+            reset = _live_reset(ws, live, tree, keep_forms=keep_forms, changes=changes)
             with ws.overlay.txn() as db:
                 sources = wsretire.redirect_sources(ws, wsretire.seen_after(ws, reset))
                 vanishing, _ = wsretire.vanishing_dirs(ws, base)
@@ -582,13 +586,20 @@ def _yield_to_view(ws: Based, db: Any, top: str) -> None:
             _yield_to_view(ws, db, e.path)
 
 
-def _live_reset(ws: Based, live: LiveDir, target_tree: str, *, keep_forms: bool = False) -> set[str]:
+def _live_reset(
+    ws: Based,
+    live: LiveDir,
+    target_tree: str,
+    *,
+    keep_forms: bool = False,
+    changes: list[Change] | None = None,
+) -> set[str]:
     """Make the live mount show ``target_tree`` (paths git ignores stay, as git's
     checkout keeps them): the paths that differ from it now are rewritten through the
-    mount point; the lower layer is not touched. Returns those paths. ``keep_forms``: see
-    :func:`set_base` (the files it names are left as they are)."""
+    mount point; the lower layer is not touched. Returns those paths. ``keep_forms``,
+    ``changes`` (the status, read just before): see :func:`set_base`."""
     paths: set[str] = set()
-    for c in ws.changes.status():
+    for c in ws.changes.status() if changes is None else changes:
         paths.add(c.path)
         if c.old_path:
             paths.add(c.old_path)

@@ -279,6 +279,7 @@ def move_ref(
     *,
     view_changed: bool,
     keep_staged: bool = False,
+    merged: bool = False,
 ) -> None:
     """Move ``ref`` from ``old`` to ``new`` (CAS). ``held``: (a workspace, what its mount's
     index guard gave, held with git's ``index.lock``); when ``ref`` is its branch, the
@@ -287,10 +288,14 @@ def move_ref(
     the old HEAD fails its own compare-and-swap. ``view_changed``: the move changes what
     the workspace shows (a restore, an undo of one, a revert), whose own write of the
     index follows. ``keep_staged``: what git staged at a path the move changes stays
-    (:func:`commit_overlay`'s)."""
+    (:func:`commit_overlay`'s). ``merged``: a merge's move, whose index written ahead
+    may be its final one (mount/indexahead.py)."""
     land = None
     if held is not None and held[1] is not None and new and ref == held[0].ref:
-        land = held[1](new, view_changed=view_changed, keep_staged=keep_staged)
+        if merged:
+            land = held[1](new, view_changed=view_changed, keep_staged=keep_staged, merged=True)
+        else:
+            land = held[1](new, view_changed=view_changed, keep_staged=keep_staged)
     try:
         refs.cas_update(store, ref, new, old, reason)
     except BaseException:
