@@ -67,11 +67,9 @@ def patched_index(
     ``keep_staged`` (another hand's commit adopted, gitmodel21): a path whose entry git
     staged (neither ``old_base``'s nor ``new_base``'s) stays as git has it, as a plain
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
-    changed again, then committed by another hand as the file shows it). ``hidden``: the
-    paths the fork's policy hides, their new entries skip-worktree (:func:`_new_entries`).
-    ``untracked``: git's untracked cache (``UNTR``) kept as git left it (a merge's move into
-    an overlay mount: its token's answer names every path the upper layer holds, whose
-    directories git then lists again; mount/indexahead.py), else left out."""
+    changed again, then committed by another hand as the file shows it). ``hidden``: paths
+    the policy hides (:func:`_new_entries`: skip-worktree). ``untracked``: git's untracked
+    cache kept (a merge's move into an overlay mount, indexahead.py), else left out."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
