@@ -30,6 +30,17 @@ SHOWN = 10  # paths named in the report
 PUT_BACK: dict[str, tuple[list[str], str | None]] = {}
 
 
+def taken(git_dir: str) -> dict[str, Any] | None:
+    """What :func:`over_move` put back in this process in the index of ``git_dir`` since
+    it was last asked (the checkpoint's or merge's ``index_put_back``: paths, what was
+    found, the reason), None where nothing was; forgotten once asked. Before the
+    thirty-seventh round only a later run's record said it (review40)."""
+    got = PUT_BACK.pop(git_dir, None)
+    if got is None:
+        return None
+    return {"paths": got[0], "found": got[1], "reason": planted_reason(*got)["reason"]}
+
+
 def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]]:
     """After the run's record: put back the staged paths of the index of ``git_dir`` that
     complete, over the fork's tree as it is now (``view``: the workspace's, what the record
@@ -148,9 +159,7 @@ def unshown(
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
     marked = flagged(whole_entries(git_dir, data) or data) if data else {}
-    bits = sorted(
-        n.decode("utf-8", "surrogateescape") for n in marked if dirs_of((n.decode("utf-8", "surrogateescape"),))
-    )
+    bits = sorted(p for p in (n.decode("utf-8", "surrogateescape") for n in marked) if dirs_of((p,)))
     out = {p for p in bits if p not in gone}
     view = None
     for p, (_m, _o, mode, oid) in changed.items():

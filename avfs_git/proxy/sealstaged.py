@@ -18,6 +18,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..core.store.gitrun import git_env, run
+from ..core.workspace.plantedrule import dirs_of
 from ..core.workspace.untrusted import read_file
 from ..mount.indexflags import without
 from ..mount.indexguard import create_lock
@@ -66,8 +67,17 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
         paths = sorted(p for p, (_m, _o, new) in staged.items() if new in gone)
     protected = sealpaths.staged_held(vault, fork, changed) if fork is not None and changed else []
     planted, found = _planted_in(vault.store, env, changed, {*paths, *protected})
-    view_of = (lambda: vault.workspace(fork).view) if fork is not None else None
-    loose = _unshown(vault.store, env, git_dir, changed, {*paths, *protected, *planted}, view_of)
+    views: list[Any] = []  # (the work tree's view, made once where asked)
+
+    def view_of() -> Any:
+        if not views:
+            views.append(vault.workspace(fork).view)
+        return views[0]
+
+    if not planted and fork is not None and dirs_of(changed):  # (over the work tree too: what it completes)
+        planted, found = _planted_in(vault.store, env, changed, {*paths, *protected}, view_of())
+    gone = {*paths, *protected, *planted}
+    loose = _unshown(vault.store, env, git_dir, changed, gone, view_of if fork is not None else None)
     out = _put_back(env, changed, sorted({*paths, *protected, *planted, *(p for p in loose if p in changed)}))
     if paths:
         out.append({"ref": "index", "old": None, "new": None, "reason": _lacking(paths, why)})
