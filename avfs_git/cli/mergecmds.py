@@ -37,10 +37,11 @@ def merge(
     (:mod:`.fastcli`). Returns the exit code (3: conflicts; an error's code when a later
     source stopped the merges, what merged before it staying merged)."""
     from ..core.operations import merge as m
+    from .app import index_put_back
 
     vault, fork = app.target()
     fork = target or fork
-    put_back(vault, fork)  # (what an earlier call in this process left: not this merge's)
+    index_put_back(vault, fork)  # (what an earlier call in this process left: not this merge's)
     stopped: AvfsError | None = None
     if cont or abort:
         if sources or (cont and abort):
@@ -96,7 +97,7 @@ def merge(
         "results": results,
         "conflicted": conflicted,
         "error": stopped.to_dict() if stopped is not None else None,
-        "index_put_back": (said := put_back(vault, fork)),
+        "index_put_back": (said := index_put_back(vault, fork)),
     }
     if said is not None:
         app.output.warn("{}", said["reason"])
@@ -105,14 +106,3 @@ def merge(
         app.output.warn("stopped: {}", stopped.message)
         return stopped.exit_code
     return EXIT_CONFLICT if conflicted else 0
-
-
-def put_back(vault: Any, fork: str) -> dict[str, Any] | None:
-    """What the index patch of the mount of ``fork`` put back in this process since last
-    asked (mount/stagedplant.py ``taken``): the staged half of a repository running a
-    program that the move's commit completed (review40: said by the merge or checkpoint
-    that did it, not only by a later run's envelope)."""
-    from ..mount.ownfiles import worktree_dir
-    from ..mount.stagedplant import taken
-
-    return taken(worktree_dir(vault, fork))

@@ -41,6 +41,13 @@ def taken(git_dir: str) -> dict[str, Any] | None:
     return {"paths": got[0], "found": got[1], "reason": planted_reason(*got)["reason"]}
 
 
+def taken_for(vault: Any, fork: str) -> dict[str, Any] | None:
+    """:func:`taken` for the mount of ``fork`` of ``vault`` (its worktree git dir)."""
+    from .ownfiles import worktree_dir
+
+    return taken(worktree_dir(vault, fork))
+
+
 def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]]:
     """After the run's record: put back the staged paths of the index of ``git_dir`` that
     complete, over the fork's tree as it is now (``view``: the workspace's, what the record
