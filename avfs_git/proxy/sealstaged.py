@@ -77,7 +77,7 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
     if not planted and fork is not None and dirs_of(changed):  # (over the work tree too: what it completes)
         planted, found = _planted_in(vault.store, env, changed, {*paths, *protected}, view_of())
     gone = {*paths, *protected, *planted}
-    loose = _unshown(vault.store, env, git_dir, changed, gone, view_of if fork is not None else None)
+    loose = _unshown(vault.store, env, changed, gone, view_of if fork is not None else None)
     out = _put_back(env, changed, sorted({*paths, *protected, *planted, *(p for p in loose if p in changed)}))
     if paths:
         out.append({"ref": "index", "old": None, "new": None, "reason": _lacking(paths, why)})
