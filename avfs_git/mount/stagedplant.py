@@ -66,7 +66,9 @@ def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]
         return []
     changed = got[1]
     found_paths, found = planted(store, env, changed, set(), view)
-    loose = unshown(store, env, changed, set(found_paths), lambda: view)
+    # (no look for git's bits: only an index's change sets them, and the carry-back of
+    # every run that changed it cleared them at such names)
+    loose = unshown(store, env, changed, set(found_paths), lambda: view, bits=False)
     put_back(env, changed, sorted({*found_paths, *(p for p in loose if p in changed)}))
     out = [planted_reason(found_paths, found)] if found_paths else []
     return [*out, unshown_reason(loose)] if loose else out
@@ -144,6 +146,8 @@ def unshown(
     changed: dict[str, tuple[str, str, str, str]],
     gone: set[str],
     view_of: Callable[[], Any] | None,
+    *,
+    bits: bool = True,
 ) -> list[str]:
     """The index entries (``env``'s ``GIT_DIR``) at a name of git's own state (``dirs_of``: a
     ``HEAD``, a ``config``, a ``hooks/``, ``objects/`` or ``refs/`` file; not already put
@@ -158,11 +162,12 @@ def unshown(
     tree's plain repository), and the person's ``git add -A && git commit`` (which the bit
     keeps from staging the removal) recorded the whole one, run by a clone's ``git
     branch`` in ``src/`` (the thirty-seventh round's review40, F3). With this, what is
-    staged at such a name is what the work tree holds there, which its writers check."""
+    staged at such a name is what the work tree holds there, which its writers check.
+    ``bits``: look for the two bits (a git process where the index may name such a path)."""
     from ..core.workspace.plantedrule import dirs_of
 
-    bits = sorted(p for p in _flagged(env) if dirs_of((p,)))
-    out = {p for p in bits if p not in gone}
+    marked = sorted(p for p in _flagged(env) if dirs_of((p,))) if bits else []
+    out = {p for p in marked if p not in gone}
     view = None
     for p, (_m, _o, mode, oid) in changed.items():
         if p in gone or p in out or mode == "000000" or not dirs_of((p,)):
@@ -171,18 +176,31 @@ def unshown(
             view = view_of()  # (only here: most indexes stage nothing at such a name)
         if view is None or not _shows(store, view, p, int(mode, 8), oid):
             out.add(p)
-    if bits:  # (one bit a call: git's update-index takes the last of them)
-        names = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in bits)
+    if marked:  # (one bit a call: git's update-index takes the last of them)
+        names = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in marked)
         for flag in ("--no-skip-worktree", "--no-assume-unchanged"):
             run([*CFG, "update-index", flag, "-z", "--stdin"], env=env, input=names, check=False)
     return sorted(out)
+
+
+# what an index's entry at a name of git's state (``dirs_of``) holds in its name's bytes
+_NAMES = (b"/HEAD\0", b"/config\0", b"/config.worktree\0", b"/commondir\0", b"/objects", b"/refs", b"/hooks")
 
 
 def _flagged(env: dict[str, str]) -> list[str]:
     """The index's entries git marked ``skip-worktree`` or ``assume-unchanged``: `git
     ls-files -v` tags every other one ``H``. Counted first, at C speed (~7 ms for 100,000
     entries; a walk of the index's entries in Python took ~400 ms there): the names are
-    split out only where one is marked. (git reads a split or version 4 index itself.)"""
+    split out only where one is marked. No process where the index's bytes (a split
+    index's merged with its shared one) name no such path (:data:`_NAMES`, searched at C
+    speed; a version 4 index, whose names are compressed, is asked)."""
+    from .indexflags import whole_entries
+    from .ownfiles import MAX_INDEX, read_bytes
+
+    data = read_bytes(os.path.join(env["GIT_DIR"], "index"), MAX_INDEX)
+    whole = None if data is None else whole_entries(env["GIT_DIR"], data)
+    if whole is not None and whole[4:8] in (b"\0\0\0\2", b"\0\0\0\3") and not any(n in whole for n in _NAMES):
+        return []
     got = run([*CFG, "ls-files", "-v", "-z"], env=env, check=False)
     out = got.stdout
     if got.returncode != 0 or (b"\0" + out).count(b"\0H ") == out.count(b"\0"):
