@@ -4,12 +4,14 @@ process and its children, and the fork's mount daemon with the git processes it 
 and reaped, read from ``/proc``), interleaved, medians, the load.
 
     .venv/bin/python -m bench.gitspawnab NAME=WORKTREE NAME=WORKTREE [--rounds 7]
-        [--files 10000] [--calls 5]
+        [--files 10000] [--calls 5] [--add] [--tag h-gitspawn1]
 
 Each side: a home of its own, vault ``p`` of ``--files`` files, fork ``p:f1`` mounted
 (default backend), no CLI server (``AVFS_SERVER=off``: every call its own process, as the
 suite runs them). Each round runs ``--calls`` calls ``proxy exec -- sh -c 'echo N > w.txt'``
 (each a commit) on each side in turn. A ``git`` on PATH counts the git processes.
+``--add``: each call also runs ``git add w.txt`` (its index changed: the carry-back looks
+at what it stages, h-fix40a); ``--tag``: the result file's name.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--calls", type=int, default=5)
+    ap.add_argument("--add", action="store_true")
+    ap.add_argument("--tag", default="h-gitspawn1")
     a = ap.parse_args()
     trees = worktrees(a.sides)
     names = list(trees)
@@ -101,7 +105,7 @@ def main() -> None:
                             "--",
                             "sh",
                             "-c",
-                            f"echo {i}-{k} > w.txt",
+                            f"echo {i}-{k} > w.txt" + (" && git add w.txt" if a.add else ""),
                         ]
                         subprocess.run(cmd, env=envs[n], check=True, capture_output=True)
                     spent = children_cpu_s() - c0 + _tree_cpu(home) - d0
@@ -114,6 +118,7 @@ def main() -> None:
                 if n in heads:
                     subprocess.run([*heads[n], "unmount"], env=envs[n], capture_output=True)
     doc: dict[str, Any] = {
+        "add": a.add,
         "files": a.files,
         "calls": a.calls,
         "rounds": a.rounds,
@@ -130,7 +135,7 @@ def main() -> None:
         doc["ratio_median"] = ratio
         print(f"{x}/{y}: median of ratios {ratio:.3f}")
     print_loads(loads)
-    write_json(stamped("h-gitspawn1-proxyexec"), doc, announce=True)
+    write_json(stamped(f"{a.tag}-proxyexec{'-add' if a.add else ''}"), doc, announce=True)
 
 
 if __name__ == "__main__":

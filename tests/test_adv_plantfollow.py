@@ -43,19 +43,23 @@ def _put_back_said(res: Any) -> bool:
     )
 
 
-def _stage_config_half(scene: Scene, marker: Path, tail: str = "") -> None:
+def _stage_config_half(scene: Scene, marker: Path, tail: str = "") -> Any:
+    """The staging run; since the thirty-seventh round (review40 F3) its own carry-back puts
+    the staged config back (the work tree does not show it) and says so: the later
+    commit's look (``over_move``) finds nothing left, and a later run need not say it."""
     one = scene.attack(_config_half(marker) + "git add src/config && rm src/config\n" + tail)
     assert one.result is not None and one.result.exit_code == 0, one.to_dict()
+    return one
 
 
 def test_a_renamed_directory_completes_a_staged_half(scene: Scene, tmp_path: Path) -> None:
     marker = scene.ran / "mv-fsmonitor"
     one = scene.attack(BARE_HALF.replace("src/", "x/"))
     assert one.result is not None and one.result.exit_code == 0, one.to_dict()
-    _stage_config_half(scene, marker, "rmdir src || true\n")
+    two = _stage_config_half(scene, marker, "rmdir src || true\n")
     three = scene.attack("mv x src\n")
     assert three.result is not None and three.result.exit_code == 0, three.to_dict()
-    assert _put_back_said(three), three.to_dict()
+    assert _put_back_said(two) or _put_back_said(three), (two.to_dict(), three.to_dict())
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
     _person_commits_and_looks(scene, tmp_path, marker)
 
@@ -63,7 +67,7 @@ def test_a_renamed_directory_completes_a_staged_half(scene: Scene, tmp_path: Pat
 @pytest.mark.parametrize("then", ["run", "checkpoint"])
 def test_avfs_write_completes_a_staged_half(scene: Scene, tmp_path: Path, then: str) -> None:
     marker = scene.ran / f"w-{then}-fsmonitor"
-    _stage_config_half(scene, marker)
+    one = _stage_config_half(scene, marker)
     for p, body in (
         ("src/HEAD", "ref: refs/heads/main\n"),
         ("src/objects/info/packs", ""),
@@ -74,7 +78,7 @@ def test_avfs_write_completes_a_staged_half(scene: Scene, tmp_path: Path, then: 
     if then == "run":  # (a run that touches neither the index nor a name of git's)
         two = scene.attack("echo x > x.txt\n")
         assert two.result is not None and two.result.exit_code == 0, two.to_dict()
-        assert _put_back_said(two), two.to_dict()
+        assert _put_back_said(one) or _put_back_said(two), (one.to_dict(), two.to_dict())
     else:
         code, doc = _avfs(scene, "checkpoint", "save", "-m", "agent")
         assert code == 0, doc

@@ -127,5 +127,9 @@ def test_the_halves_from_two_runs(scene: Scene, tmp_path: Path, first: str) -> N
         _person_in(scene, "src")
     _clone_and_check_out_everything(scene, tmp_path)
     assert not marker.exists(), "the planted core.fsmonitor ran on the host"
-    reasons = [r.get("reason") or "" for r in res.to_dict().get("refs_refused") or []]
-    assert any("staged file(s) that make a git repository" in r for r in reasons), reasons
+    # (the config staged first and taken out of the work tree: the run that staged it puts
+    # it back, as the work tree does not show it, the thirty-seventh round's review40)
+    runs = (one, res) if first == "config" else (res,)
+    reasons = [r.get("reason") or "" for run in runs for r in run.to_dict().get("refs_refused") or []]
+    said = ("staged file(s) that make a git repository", "that the work tree does not show")
+    assert any(s in r for r in reasons for s in said[: 2 if first == "config" else 1]), reasons

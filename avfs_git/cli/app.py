@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import update_wrapper
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .output import Output
 
@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 # (`limit`: `avfs log --limit 3` was click's bare "No such option", trial1), for `log`,
 # `checkpoint list` and `op log` (fastcli's table spells them out).
 COUNT_OPTS = ("-n", "--max-count", "--limit")
+
+
+def index_put_back(vault: Vault, fork: str) -> dict[str, Any] | None:
+    """What the index patch of the mount of ``fork`` put back in this process since last
+    asked (mount/stagedplant.py ``taken``): a staged half of a repository running a program
+    that the move's commit completed, said by the merge or checkpoint that did it (review40;
+    before, only a later run's envelope said it). A process that never loaded that module
+    patched no index with it: nothing is imported for the answer."""
+    import sys
+
+    mod = sys.modules.get(__name__.rpartition(".cli.")[0] + ".mount.stagedplant")
+    return None if mod is None else mod.taken_for(vault, fork)  # type: ignore[no-any-return]
 
 
 def check_count(limit: int | None, what: str) -> None:

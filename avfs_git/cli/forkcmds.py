@@ -62,10 +62,13 @@ def shared_outputs(v: Vault, src: str) -> list[str]:
 def save(app: App, name: str | None, message: str | None, rebase: bool, expect_head: str | None) -> None:
     """`avfs checkpoint save`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     from ..core.operations import checkpoint as cp  # (not for `vault fork`, which vaults.py's commands share)
+    from .app import index_put_back
 
     vault, fork = app.target()
+    index_put_back(vault, fork)  # (what an earlier call in this process left: not this one's)
     res = cp.save(vault, fork, name, message, rebase=rebase, expect_head=expect_head)
     c = res.checkpoint
+    said = index_put_back(vault, fork)
 
     def human() -> None:
         if res.created:
@@ -89,7 +92,10 @@ def save(app: App, name: str | None, message: str | None, rebase: bool, expect_h
         "not_recorded": res.not_recorded,
         "ignored": res.ignored,
         "kept_open": res.kept_open,
+        "index_put_back": said,
     }
+    if said is not None:
+        app.output.warn("{}", said["reason"])
     app.output.result("checkpoint", doc, human)
 
 

@@ -37,9 +37,11 @@ def merge(
     (:mod:`.fastcli`). Returns the exit code (3: conflicts; an error's code when a later
     source stopped the merges, what merged before it staying merged)."""
     from ..core.operations import merge as m
+    from .app import index_put_back
 
     vault, fork = app.target()
     fork = target or fork
+    index_put_back(vault, fork)  # (what an earlier call in this process left: not this merge's)
     stopped: AvfsError | None = None
     if cont or abort:
         if sources or (cont and abort):
@@ -95,7 +97,10 @@ def merge(
         "results": results,
         "conflicted": conflicted,
         "error": stopped.to_dict() if stopped is not None else None,
+        "index_put_back": (said := index_put_back(vault, fork)),
     }
+    if said is not None:
+        app.output.warn("{}", said["reason"])
     app.output.result("merge", data, human)
     if stopped is not None:
         app.output.warn("stopped: {}", stopped.message)

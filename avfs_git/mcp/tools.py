@@ -321,8 +321,10 @@ class AvfsTools:
     # -- checkpoints and history -------------------------------------------------------------
     def _t_checkpoint_save(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.operations import checkpoint
+        from ..mount.stagedplant import taken_for  # (what the index patch put back, review40)
 
         vault, fork = self._target(args)
+        taken_for(vault, fork)  # (an earlier call's: not this one's)
         res = checkpoint.save(
             vault, fork, args.get("name"), args.get("message"), rebase=args.get("rebase", True)
         )
@@ -332,6 +334,7 @@ class AvfsTools:
             "op_id": res.op_id,
             "not_recorded": res.not_recorded,
             "kept_open": res.kept_open,
+            "index_put_back": taken_for(vault, fork),
         }
 
     def _t_checkpoint_list(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -395,9 +398,11 @@ class AvfsTools:
 
     def _t_merge(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.operations import merge
+        from ..mount.stagedplant import taken_for
 
         vault, target = self._target(args)
         source: str = args["source"]  # a fork, or a fetched remote branch (merge.remote_branch)
+        taken_for(vault, target)  # (an earlier call's: not this merge's)
         res = merge.merge(
             vault,
             source,
@@ -410,7 +415,7 @@ class AvfsTools:
             capture=args.get("capture", True),
             message=args.get("message"),
         )
-        return self._merge_document(vault.name, target, res)
+        return {**self._merge_document(vault.name, target, res), "index_put_back": taken_for(vault, target)}
 
     def _t_merge_continue(self, args: dict[str, Any]) -> dict[str, Any]:
         from ..core.operations import merge

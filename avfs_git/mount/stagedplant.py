@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..core.errors import AvfsError
 from ..core.store.gitrun import git_env, run
 
 NULL = "0" * 40
@@ -27,6 +28,24 @@ SHOWN = 10  # paths named in the report
 # what :func:`over_move` put back in this process, by git dir: the paths and what was found
 # (a run's record reports it: proxy/recording.py, which clears it before the record)
 PUT_BACK: dict[str, tuple[list[str], str | None]] = {}
+
+
+def taken(git_dir: str) -> dict[str, Any] | None:
+    """What :func:`over_move` put back in this process in the index of ``git_dir`` since
+    it was last asked (the checkpoint's or merge's ``index_put_back``: paths, what was
+    found, the reason), None where nothing was; forgotten once asked. Before the
+    thirty-seventh round only a later run's record said it (review40)."""
+    got = PUT_BACK.pop(git_dir, None)
+    if got is None:
+        return None
+    return {"paths": got[0], "found": got[1], "reason": planted_reason(*got)["reason"]}
+
+
+def taken_for(vault: Any, fork: str) -> dict[str, Any] | None:
+    """:func:`taken` for the mount of ``fork`` of ``vault`` (its worktree git dir)."""
+    from .ownfiles import worktree_dir
+
+    return taken(worktree_dir(vault, fork))
 
 
 def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]]:
@@ -47,8 +66,12 @@ def keep_staged_over(store: Any, git_dir: str, view: Any) -> list[dict[str, Any]
         return []
     changed = got[1]
     found_paths, found = planted(store, env, changed, set(), view)
-    put_back(env, changed, found_paths)
-    return [planted_reason(found_paths, found)] if found_paths else []
+    # (no look for git's bits: only an index's change sets them, and the carry-back of
+    # every run that changed it cleared them at such names)
+    loose = unshown(store, env, changed, set(found_paths), lambda: view, bits=False)
+    put_back(env, changed, sorted({*found_paths, *(p for p in loose if p in changed)}))
+    out = [planted_reason(found_paths, found)] if found_paths else []
+    return [*out, unshown_reason(loose)] if loose else out
 
 
 def over_move(
@@ -122,6 +145,88 @@ def staged_diff(
         elif f[3] != NULL:
             staged[name] = (f[0], f[2], f[3])
     return staged, changed, unmerged
+
+
+def unshown(
+    store: Any,
+    env: dict[str, str],
+    changed: dict[str, tuple[str, str, str, str]],
+    gone: set[str],
+    view_of: Callable[[], Any] | None,
+    *,
+    bits: bool = True,
+) -> list[str]:
+    """The index entries (``env``'s ``GIT_DIR``) at a name of git's own state (``dirs_of``: a
+    ``HEAD``, a ``config``, a ``hooks/``, ``objects/`` or ``refs/`` file; not already put
+    back: ``gone``) that the work tree (the view ``view_of`` gives; None: not known) does not show: a staged
+    one (``changed``) whose work-tree file is another or none, and any that carries git's
+    ``skip-worktree`` or ``assume-unchanged`` bit (their bits are cleared here; a staged
+    one is then put back by the caller's :func:`put_back`). Every writer of the work tree
+    checks it for a repository running a program (:mod:`..core.workspace.plantedrule`),
+    and the index's half of one was invisible to them: a command staged ``src/config``
+    (``core.pager``), marked it ``skip-worktree`` and removed it from the work tree;
+    ``avfs write`` then brought ``src/HEAD``, ``src/objects/``, ``src/refs/`` (the work
+    tree's plain repository), and the person's ``git add -A && git commit`` (which the bit
+    keeps from staging the removal) recorded the whole one, run by a clone's ``git
+    branch`` in ``src/`` (the thirty-seventh round's review40, F3). With this, what is
+    staged at such a name is what the work tree holds there, which its writers check.
+    ``bits``: look for the two bits (a git process where the index may name such a path)."""
+    from ..core.workspace.plantedrule import dirs_of
+
+    marked = sorted(p for p in _flagged(env) if dirs_of((p,))) if bits else []
+    out = {p for p in marked if p not in gone}
+    view = None
+    for p, (_m, _o, mode, oid) in changed.items():
+        if p in gone or p in out or mode == "000000" or not dirs_of((p,)):
+            continue
+        if view is None and view_of is not None:
+            view = view_of()  # (only here: most indexes stage nothing at such a name)
+        if view is None or not _shows(store, view, p, int(mode, 8), oid):
+            out.add(p)
+    if marked:  # (one bit a call: git's update-index takes the last of them)
+        names = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in marked)
+        for flag in ("--no-skip-worktree", "--no-assume-unchanged"):
+            run([*CFG, "update-index", flag, "-z", "--stdin"], env=env, input=names, check=False)
+    return sorted(out)
+
+
+def _flagged(env: dict[str, str]) -> list[str]:
+    """The index's entries git marked ``skip-worktree`` or ``assume-unchanged``: `git
+    ls-files -v` tags every other one ``H``. Counted first, at C speed (~7 ms for 100,000
+    entries; a walk of the index's entries in Python took ~400 ms there): the names are
+    split out only where one is marked (git reads a split or version 4 index itself). A
+    search of the index's own bytes for the names of git's state first cost more than
+    this process: ~40 ms at 100,000 entries, each name a pass over 8 MB."""
+    got = run([*CFG, "ls-files", "-v", "-z"], env=env, check=False)
+    out = got.stdout
+    if got.returncode != 0 or (b"\0" + out).count(b"\0H ") == out.count(b"\0"):
+        return []
+    return [r[2:].decode("utf-8", "surrogateescape") for r in out.split(b"\0") if r[:1] in (b"S", b"s", b"h")]
+
+
+def _shows(store: Any, view: Any, path: str, mode: int, oid: str) -> bool:
+    """Whether the work tree ``view`` holds at ``path`` what the index stages there."""
+    node = view.lookup(path)
+    if node is None or node.mode != mode:
+        return False
+    if not node.materialized:  # (git's object: no file read)
+        return bool(node.oid == oid)
+    try:
+        if view.size(node) != store.blob_size(oid):  # (a large file is not hashed to differ)
+            return False
+        return bool(view.entry_oid(node) == oid)
+    except (OSError, AvfsError):  # (replaced while read, a blob not there: not shown, put back)
+        return False
+
+
+def unshown_reason(paths: list[str]) -> dict[str, Any]:
+    reason = (
+        f"{len(paths)} staged file(s) at a name of git's own state that the work tree does not"
+        " show (another file or none there, or marked skip-worktree/assume-unchanged, which"
+        " `git add -A` and `git commit -a` pass over): put back to HEAD's in git's index"
+        f" (the work tree keeps what it has): {', '.join(paths[:SHOWN])}"
+    )
+    return {"ref": "index", "old": None, "new": None, "reason": reason}
 
 
 def planted_reason(paths: list[str], found: str | None) -> dict[str, Any]:

@@ -382,7 +382,7 @@ def _record(
         # part of the envelope)
         not_recorded = _merged(_not_recorded(ws.not_recorded()), gitlinks)
     not_recorded = not_recorded or gitlinks
-    refused = (*refused, *_staged_over(vault, ws, placed.sealed, before, untouched, index_ran))
+    refused = (*refused, *_staged_over(vault, ws, placed.sealed, before, untouched, index_ran, changes))
     return Recorded(
         changes=tuple(Changed(path=c.path, status=str(c.status), old_path=c.old_path) for c in changes),
         ignored=ignored,
@@ -413,7 +413,13 @@ def _index_of(sealed: Any) -> tuple[int, int, int, int] | None:
 
 
 def _staged_over(
-    vault: Vault, ws: Workspace, sealed: Any, before: Before, untouched: bool, index_ran: Any
+    vault: Vault,
+    ws: Workspace,
+    sealed: Any,
+    before: Before,
+    untouched: bool,
+    index_ran: Any,
+    changes: Iterable[Change],
 ) -> list[RefRefused]:
     """:func:`..mount.stagedplant.keep_staged_over` once the record is made (``sealed``: the run's
     mount git dir, if any), where the index changed in the run or the run wrote a name of
@@ -424,7 +430,12 @@ def _staged_over(
     staged), which stages nothing and is no reason to look (h-gitspawn1: a ``git
     diff-index`` of every recorded run before): that patch looks itself where a commit
     changes a name of git's own state (mount/stagedplant.py ``over_move``: a directory
-    renamed into place, an ``avfs write`` before the run, review39), reported here."""
+    renamed into place, an ``avfs write`` before the run, review39), reported here.
+
+    The run's names: its journal's and its ``changes``' (a directory renamed, replaced or
+    swapped for a link is one name in the journal, ``mv foo src``: ``foo``, ``src``; its
+    files are in ``changes``: ``src/HEAD``...). The journal's alone (review40 F4) let a
+    ``--no-commit`` run's rename bring a half under a staged ``src/config`` unlooked at."""
     from ..core.workspace.plantedrule import dirs_of
     from ..mount.stagedplant import PUT_BACK, keep_staged_over, planted_reason
 
@@ -434,7 +445,8 @@ def _staged_over(
     # brought git's own names, the half a staged path waited for, review39)
     early = PUT_BACK.pop(sealed.git_dir, None)
     out = [] if early is None else [RefRefused(**planted_reason(*early))]
-    if index_ran == sealed.index and (untouched or not dirs_of(ws.since.paths(before.start))):
+    named = [*ws.since.paths(before.start), *(p for c in changes for p in (c.path, c.old_path) if p)]
+    if index_ran == sealed.index and (untouched or not dirs_of(named)):
         return out
     return [*out, *(RefRefused(**r) for r in keep_staged_over(vault.store, sealed.git_dir, ws.view))]
 

@@ -18,6 +18,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..core.store.gitrun import git_env, run
+from ..core.workspace.plantedrule import dirs_of
 from ..core.workspace.untrusted import read_file
 from ..mount.indexflags import without
 from ..mount.indexguard import create_lock
@@ -27,6 +28,8 @@ from ..mount.stagedplant import planted as _planted_in
 from ..mount.stagedplant import planted_reason as _planted_reason
 from ..mount.stagedplant import put_back as _put_back
 from ..mount.stagedplant import staged_diff as _diff
+from ..mount.stagedplant import unshown as _unshown
+from ..mount.stagedplant import unshown_reason as _unshown_reason
 from . import sealobjects, sealpaths
 
 if TYPE_CHECKING:
@@ -64,7 +67,18 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
         paths = sorted(p for p, (_m, _o, new) in staged.items() if new in gone)
     protected = sealpaths.staged_held(vault, fork, changed) if fork is not None and changed else []
     planted, found = _planted_in(vault.store, env, changed, {*paths, *protected})
-    out = _put_back(env, changed, sorted({*paths, *protected, *planted}))
+    views: list[Any] = []  # (the work tree's view, made once where asked)
+
+    def view_of() -> Any:
+        if not views:
+            views.append(vault.workspace(fork).view)
+        return views[0]
+
+    if not planted and fork is not None and dirs_of(changed):  # (over the work tree too: what it completes)
+        planted, found = _planted_in(vault.store, env, changed, {*paths, *protected}, view_of())
+    gone = {*paths, *protected, *planted}
+    loose = _unshown(vault.store, env, changed, gone, view_of if fork is not None else None)
+    out = _put_back(env, changed, sorted({*paths, *protected, *planted, *(p for p in loose if p in changed)}))
     if paths:
         out.append({"ref": "index", "old": None, "new": None, "reason": _lacking(paths, why)})
     if protected:
@@ -78,6 +92,8 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
         out.append({"ref": "index", "old": None, "new": None, "reason": reason})
     if planted:
         out.append(_planted_reason(planted, found))
+    if loose:
+        out.append(_unshown_reason(loose))
     return out
 
 
