@@ -60,9 +60,19 @@ def socket_name() -> str:
 
 
 def recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """One length-prefixed marshal message and any file descriptors sent with it."""
-    buf = bytearray()
+    """One length-prefixed marshal message and any file descriptors sent with it; those of
+    a request it does not return (cut off, too large, not one) are closed (review40 F2)."""
     fds: list[int] = []
+    try:
+        return _read_request(sock, fds), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _read_request(sock: socket.socket, fds: list[int]) -> dict[str, Any]:
+    buf = bytearray()
     want = 8
     while len(buf) < want:
         data, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
@@ -83,7 +93,7 @@ def recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     req = marshal.loads(bytes(buf[8:want]))
     if not isinstance(req, dict):
         raise ValueError("not a proxy exec request")
-    return req, fds
+    return req
 
 
 class ExecServer:
