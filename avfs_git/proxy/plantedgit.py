@@ -47,7 +47,7 @@ from collections.abc import Iterable, Iterator
 
 from ..core.store import deeptree
 from ..core.store.configtext import value
-from ..core.store.names import git_state_name
+from ..core.store.names import git_state_names as _state
 from ..core.workspace.plantedrule import entries as _entries
 from ..core.workspace.plantedrule import unsafe as _unsafe
 from .envelope import PlantedGitDir as Planted
@@ -194,18 +194,6 @@ def _config(dfd: int, name: str, git_dir: str, out: list[Planted], parse: bool =
                 os.close(fd)
 
 
-def _state(names: Iterable[str]) -> dict[str, list[str]]:
-    """The names of git's own state among ``names`` (a directory's), by the name each is to
-    git on some file system (``names.git_state_name``: ``head`` is ``HEAD`` on a
-    case-insensitive clone), in the order of ``names``."""
-    out: dict[str, list[str]] = {}
-    for name in names:
-        got = git_state_name(name)
-        if got is not None:
-            out.setdefault(got, []).append(name)
-    return out
-
-
 def _hooks(dfd: int, git_dir: str, out: list[Planted], hooks: str = "hooks") -> None:
     try:
         hfd = os.open(hooks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
@@ -302,7 +290,8 @@ class _Scan:
                     self.git_dir(_join(rel, ".git"))
                 else:
                     self.gitfile(rel, dotgit.is_symlink())
-        state = _state(entries)  # (names as a case-insensitive clone takes them: `head`, `Refs`)
+        # (names as a case-insensitive clone takes them: `head`, `Refs`: names.git_state_name)
+        state = _state(entries)
         if "HEAD" in state and (
             # (any entry of those names: git's access(X_OK) follows a link, takes an executable file)
             "commondir" in state or ("objects" in state and "refs" in state)

@@ -211,6 +211,8 @@ def from_fs_name(fs: str) -> str:
 GIT_STATE_NAMES = frozenset({"HEAD", "config", "config.worktree", "commondir", "objects", "refs", "hooks"})
 _STATE_KEYS = {n.lower(): n for n in GIT_STATE_NAMES}
 _STATE_KEYS_B = {k.encode(): n for k, n in _STATE_KEYS.items()}
+_FIRST = frozenset("hHcCoOrR")  # (an ASCII name starting otherwise is none of them)
+_FIRST_B = frozenset(c.encode() for c in _FIRST)
 # code points HFS+ ignores in a name (git's utf8.c ``next_hfs_char``; gitnames.py has the same)
 _HFS_IGNORED = dict.fromkeys(
     (0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
@@ -237,8 +239,10 @@ def git_state_name(name: str) -> str | None:
       file). An 8.3 short name (``OBJECT~1``) is not one: git looks ``objects`` up, which
       reaches a file whose long name is ``objects``, never one named ``OBJECT~1``."""
     if name.isascii():
+        if name[:1] not in _FIRST:
+            return None  # (most names: no more work)
         if ":" not in name and not name.endswith((".", " ")):
-            return _STATE_KEYS.get(name.lower())  # (most names: no more work)
+            return _STATE_KEYS.get(name.lower())
         key = name
     else:
         import unicodedata
@@ -248,11 +252,28 @@ def git_state_name(name: str) -> str | None:
     return _STATE_KEYS.get(key.lower()) if key.isascii() else None
 
 
+def git_state_names(names: Iterable[str]) -> dict[str, list[str]]:
+    """The names of git's own state among ``names`` (a directory's entries), by the name
+    each is to git (:func:`git_state_name`: ``head`` and ``HEAD`` are both ``HEAD``), in
+    the order of ``names``."""
+    first = _FIRST
+    out: dict[str, list[str]] = {}
+    for name in names:
+        if name[:1] in first or not name.isascii():  # (inline: a directory of 100,000 names)
+            got = git_state_name(name)
+            if got is not None:
+                out.setdefault(got, []).append(name)
+    return out
+
+
 def git_state_name_b(name: bytes) -> str | None:
     """:func:`git_state_name` of a raw tree entry's name (a merge's walk of raw trees,
     core/store/trivialmerge.py)."""
-    if name.isascii() and b":" not in name and not name.endswith((b".", b" ")):
-        return _STATE_KEYS_B.get(name.lower())
+    if name.isascii():
+        if name[:1] not in _FIRST_B:
+            return None
+        if b":" not in name and not name.endswith((b".", b" ")):
+            return _STATE_KEYS_B.get(name.lower())
     return git_state_name(name.decode("utf-8", "surrogateescape"))
 
 
@@ -263,9 +284,10 @@ def git_dir_of(path: str) -> str | None:
     (the fork's root: its own ``.git``, the mount's or a clone's, is found first). The
     names as :func:`git_state_name` folds them (``src/head``, ``src/Hooks/x``)."""
     parent, _, name = path.rpartition("/")
-    if git_state_name(name) is not None:
+    # (the first letter looked at inline: a call each costs every write 1 µs more)
+    if (name[:1] in _FIRST or not name.isascii()) and git_state_name(name) is not None:
         return parent or None
     up, _, dirname = parent.rpartition("/")
-    if parent and git_state_name(dirname) == "hooks":
+    if parent and (dirname[:1] in "hH" or not dirname.isascii()) and git_state_name(dirname) == "hooks":
         return up or None
     return None

@@ -38,7 +38,7 @@ from typing import IO, Any
 from ..errors import InvalidPathError
 from ..records import dataclass
 from ..store.gitstore import EMPTY_TREE
-from ..store.names import git_dir_of, git_state_name
+from ..store.names import git_dir_of, git_state_name, git_state_names
 
 MAX_CONFIG = 1 << 20
 
@@ -113,16 +113,9 @@ def unsafe(key: str, val: str | None) -> bool:
 
 def state_names(r: Reader, d: str) -> dict[str, list[str]]:
     """The entries of directory ``d`` that are names of git's own state, by the name each
-    is to git on some file system (:func:`.names.git_state_name`: ``head`` and ``HEAD``
+    is to git on some file system (:func:`.names.git_state_names`: ``head`` and ``HEAD``
     are both ``HEAD``, a case-insensitive clone takes either): {state name: [entries]}."""
-    if r.kind(d) != DIR:
-        return {}
-    out: dict[str, list[str]] = {}
-    for name in r.names(d):
-        got = git_state_name(name)
-        if got is not None:
-            out.setdefault(got, []).append(name)
-    return out
+    return git_state_names(r.names(d)) if r.kind(d) == DIR else {}
 
 
 def is_git_dir(r: Reader, d: str, state: dict[str, list[str]] | None = None) -> bool:
@@ -199,7 +192,7 @@ def with_pending(r: Reader, pending: dict[str, tuple[str, bytes | None]]) -> Rea
         out = set(r.names(path)) if r.kind(path) == DIR else set()
         pre = f"{path}/"
         out.update(p[len(pre) :].partition("/")[0] for p in pending if p.startswith(pre))
-        return sorted(out)
+        return list(out)
 
     return Reader(kind, read, names)
 
@@ -223,7 +216,8 @@ def of_view(view: Any) -> Reader:
         return data if len(data) <= limit else None
 
     def names(path: str) -> list[str]:
-        return [e.name for e in view.listdir(path)]
+        node = view.lookup(path)  # (names only: a listing's entries cost 20x, 2,000 of them 5 ms)
+        return view.child_names(node) if node is not None and node.is_dir else []
 
     return Reader(kind, read, names)
 
