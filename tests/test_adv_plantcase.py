@@ -153,3 +153,17 @@ def test_the_api_refuses_a_hook_in_a_hooks_directory_in_another_case(scene: Scen
         ws.write(path, data)
     with pytest.raises(InvalidPathError, match="would make src a git repository"):
         ws.write("src/HOOKS/pre-commit", b"#!/bin/sh\ntouch /tmp/x\n", mode=0o100755)  # (main: written)
+
+
+def test_the_agent_s_own_commit_of_a_repository_in_another_case_is_refused(
+    scene: Scene, tmp_path: Path
+) -> None:
+    """The same four committed by the agent's own git in the run: the carry-back refuses
+    the commit (main: carried, the clone's checkout of it ran the program)."""
+    marker = scene.ran / "commit-fsmonitor"
+    script = _script(_plant(marker, "head", "Objects", "REFS", "Config"))
+    res = scene.attack(script + "git add src && git commit -qm 'a library' || true\n")
+    assert res.result is not None, res.to_dict()
+    assert res.to_dict()["refs_refused"], res.to_dict()  # (main: [])
+    _clone_and_run_git_there(scene, tmp_path)
+    assert not marker.exists(), "the planted core.fsmonitor ran on a case-insensitive clone"
