@@ -95,3 +95,28 @@ def test_the_undo_of_a_run_keeps_the_staged_version(scene: Scene) -> None:
     assert scene.git("show", ":a.txt").stdout == "staged by the person\n"
     assert scene.git("diff", "--cached", "--name-only").stdout.split() == ["a.txt"]
     scene.hook_answers()
+
+
+def test_the_redo_of_that_undo_keeps_the_staged_version_too(scene: Scene) -> None:
+    """`avfs redo` after that undo (the fork forward to the run's commit again, as `git
+    reset --soft` there): the person's version stays staged, as over the undo; on main
+    the redo set the index's entry to the run's commit's, `git status` clean, the
+    person's `git add` gone without a word (the review of the thirty-sixth round, review40
+    F1). Then a second undo and redo: the same."""
+    (scene.mp / "a.txt").write_text("staged by the person\n")
+    scene.git("add", "a.txt")
+    (scene.mp / "a.txt").write_text("the fork's a\n")
+    res = scene.attack("echo by the agent > a.txt\n")
+    assert res.success and res.to_dict()["commit"] is not None, res.to_dict()
+    after = scene.git("rev-parse", "HEAD").stdout.strip()
+    spec = ["--home", scene.home.path, "--vault", "v:main"]
+    for _ in range(2):
+        for what in ("undo", "redo"):
+            got = scene.cli(*spec, "--json", what)
+            assert got.code == 0, got.out
+            assert scene.git("show", ":a.txt").stdout == "staged by the person\n", what  # (main: the run's)
+            assert scene.git("diff", "--cached", "--name-only").stdout.split() == ["a.txt"], what
+        assert scene.git("rev-parse", "HEAD").stdout.strip() == after
+        assert scene.git("show", "HEAD:a.txt").stdout == "by the agent\n"
+        assert scene.git("status", "--porcelain", "--", "a.txt").stdout == "MM a.txt\n"
+    scene.hook_answers()

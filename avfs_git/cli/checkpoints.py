@@ -117,5 +117,6 @@ def redo_cmd(app: App) -> None:
     """Redo what the last `avfs undo` undid (an undo of that undo).
 
     Scoped as `avfs undo` is: inside a fork's mount, that fork's last undo. Successive redos
-    walk forward as successive undos walked back; a redo can itself be undone."""
+    walk forward as successive undos walked back; a redo can itself be undone. What the
+    undo left staged stays staged (as git's `reset --soft` there and back)."""
     redo(app)

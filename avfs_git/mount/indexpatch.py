@@ -63,7 +63,7 @@ def patched_index(
     entries, unreadable): then it is written whole. ``keep``: paths left as the index has
     them (what git staged that an undo keeps staged, mount/indexahead.py); ``staged``:
     filled with the paths whose entry the index already held as ``new_base`` has it (or
-    lacked, where ``new_base`` has none): what git had staged as the move records it.
+    lacked, where ``new_base`` has none), and ``keep``: what the move's undo keeps staged.
     ``keep_staged`` (another hand's commit adopted, gitmodel21): a path whose entry git
     staged (neither ``old_base``'s nor ``new_base``'s) stays as git has it, as a plain
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
@@ -101,7 +101,7 @@ def patched_index(
         offs, hits, off = walked
     kept = _drop_staged(ws, data, old_base, hits, repl) if keep_staged else []
     if staged is not None:
-        staged.update(_already(data, hits, repl, changed))
+        staged.update(_already(data, hits, repl, changed), keep)  # (keep: a redo keeps them, review40 F1)
         # (kept staged over the move: an undo of it keeps them as git's index has them too)
         staged.update(name.decode("utf-8", "surrogateescape") for name, _at in kept)
     # the edits, in the index's order: each changed entry replaced (or dropped), each new

@@ -47,6 +47,7 @@ from collections.abc import Iterable, Iterator
 
 from ..core.store import deeptree
 from ..core.store.configtext import value
+from ..core.store.names import git_state_names as _state
 from ..core.workspace.plantedrule import entries as _entries
 from ..core.workspace.plantedrule import unsafe as _unsafe
 from .envelope import PlantedGitDir as Planted
@@ -193,15 +194,15 @@ def _config(dfd: int, name: str, git_dir: str, out: list[Planted], parse: bool =
                 os.close(fd)
 
 
-def _hooks(dfd: int, git_dir: str, out: list[Planted]) -> None:
+def _hooks(dfd: int, git_dir: str, out: list[Planted], hooks: str = "hooks") -> None:
     try:
-        hfd = os.open("hooks", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        hfd = os.open(hooks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     except OSError:
-        st = _lstat(dfd, "hooks")
+        st = _lstat(dfd, hooks)
         if st is not None and stat.S_ISLNK(st.st_mode):  # a link to a directory of hooks elsewhere
-            new = _aside(dfd, "hooks")
+            new = _aside(dfd, hooks)
             if new is not None:
-                out.append(Planted(git_dir, "hooks: a link", _join(git_dir, "hooks"), _join(git_dir, new)))
+                out.append(Planted(git_dir, f"{hooks}: a link", _join(git_dir, hooks), _join(git_dir, new)))
         return
     try:
         for name in sorted(os.listdir(hfd)):
@@ -209,9 +210,7 @@ def _hooks(dfd: int, git_dir: str, out: list[Planted]) -> None:
                 continue
             new = _aside(hfd, name)
             if new is not None:
-                out.append(
-                    Planted(git_dir, "hook", _join(git_dir, "hooks", name), _join(git_dir, "hooks", new))
-                )
+                out.append(Planted(git_dir, "hook", _join(git_dir, hooks, name), _join(git_dir, hooks, new)))
     except OSError:
         pass
     finally:
@@ -252,27 +251,33 @@ class _Scan:
         if fd is None:
             return
         try:
-            for name in ("config", "config.worktree"):
-                if _lstat(fd, name) is not None:
-                    self.parsed += 1
-                    _config(fd, name, rel, self.out, parse=self.parsed <= _MAX_PARSED)
-            _hooks(fd, rel, self.out)
-            text = _read_small(fd, "commondir", _MAX_GITFILE)
-            if text is not None or _lstat(fd, "commondir") is not None:
-                target = text.decode("utf-8", "surrogateescape").strip() if text is not None else ""
-                common = self.inside(rel, target) if target else None
-                if common is None:
-                    new = _aside(fd, "commondir")
-                    if new is not None:
-                        self.out.append(
-                            Planted(
-                                rel, "commondir: outside the fork", _join(rel, "commondir"), _join(rel, new)
-                            )
-                        )
-                else:
-                    self.git_dir(common)
+            # every entry a clone could take for one of these names (`Config` beside `config`)
+            try:
+                state = _state(sorted(os.listdir(fd)))
+            except OSError:
+                state = {}
+            for name in (*state.get("config", ()), *state.get("config.worktree", ())):
+                self.parsed += 1
+                _config(fd, name, rel, self.out, parse=self.parsed <= _MAX_PARSED)
+            for name in state.get("hooks", ()):
+                _hooks(fd, rel, self.out, name)
+            for name in state.get("commondir", ()):
+                self.commondir(fd, rel, name)
         finally:
             os.close(fd)
+
+    def commondir(self, fd: int, rel: str, name: str) -> None:
+        """Follow git dir ``rel``'s ``commondir`` (entry ``name``) inside the fork, or set it
+        aside where it names a place outside."""
+        text = _read_small(fd, name, _MAX_GITFILE)
+        target = text.decode("utf-8", "surrogateescape").strip() if text is not None else ""
+        common = self.inside(rel, target) if target else None
+        if common is not None:
+            self.git_dir(common)
+            return
+        new = _aside(fd, name)
+        if new is not None:
+            self.out.append(Planted(rel, "commondir: outside the fork", _join(rel, name), _join(rel, new)))
 
     def directory(self, rel: str, entries: dict[str, os.DirEntry[str]]) -> None:
         """Look at directory ``rel`` (its ``entries``) as git's discovery would, there."""
@@ -285,9 +290,11 @@ class _Scan:
                     self.git_dir(_join(rel, ".git"))
                 else:
                     self.gitfile(rel, dotgit.is_symlink())
-        if "HEAD" in entries and (
+        # (names as a case-insensitive clone takes them: `head`, `Refs`: names.git_state_name)
+        state = _state(entries)
+        if "HEAD" in state and (
             # (any entry of those names: git's access(X_OK) follows a link, takes an executable file)
-            "commondir" in entries or all(n in entries for n in ("objects", "refs"))
+            "commondir" in state or ("objects" in state and "refs" in state)
         ):
             self.git_dir(rel)
 

@@ -66,9 +66,19 @@ def socket_name() -> str:
 def recv_request(sock: socket.socket, within: float | None = None) -> tuple[dict[str, Any], list[int]]:
     """One length-prefixed marshal message and any file descriptors sent with it;
     ``within``: the seconds the whole message may take (each receive waits no longer; then
-    ``TimeoutError``), and the socket blocks again once it is read."""
-    buf = bytearray()
+    ``TimeoutError``), and the socket blocks again once it is read. The descriptors of a
+    request it does not return (cut off, too large, not one) are closed (review40 F2)."""
     fds: list[int] = []
+    try:
+        return _read_request(sock, fds, within), fds
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _read_request(sock: socket.socket, fds: list[int], within: float | None) -> dict[str, Any]:
+    buf = bytearray()
     want = 8
     end = None if within is None else time.monotonic() + within
     while len(buf) < want:
@@ -96,7 +106,7 @@ def recv_request(sock: socket.socket, within: float | None = None) -> tuple[dict
     req = marshal.loads(bytes(buf[8:want]))
     if not isinstance(req, dict):
         raise ValueError("not a proxy exec request")
-    return req, fds
+    return req
 
 
 class ExecServer:

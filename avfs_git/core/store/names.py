@@ -211,17 +211,85 @@ def from_fs_name(fs: str) -> str:
 
 # the names in a git dir that make it one, or name what it runs (core/workspace/plantedrule.py)
 GIT_STATE_NAMES = frozenset({"HEAD", "config", "config.worktree", "commondir", "objects", "refs", "hooks"})
+_STATE_KEYS = {n.lower(): n for n in GIT_STATE_NAMES}
+_STATE_KEYS_B = {k.encode(): n for k, n in _STATE_KEYS.items()}
+_FIRST = frozenset("hHcCoOrR")  # (an ASCII name starting otherwise is none of them)
+_FIRST_B = frozenset(c.encode() for c in _FIRST)
+# code points HFS+ ignores in a name (git's utf8.c ``next_hfs_char``; gitnames.py has the same)
+_HFS_IGNORED = dict.fromkeys(
+    (0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
+     0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF)
+)  # fmt: skip
+
+
+def git_state_name(name: str) -> str | None:
+    """The name of git's own state (one of :data:`GIT_STATE_NAMES`) that file name ``name``
+    is to some file system a clone of the vault may be checked out on, or None (most
+    names). The one place the planted-repository rule (core/workspace/plantedrule.py,
+    proxy/plantedgit.py and every check built on them) matches these names: ``src/head``,
+    ``src/Config`` are ``HEAD`` and ``config`` to git on a case-insensitive file system
+    (macOS's APFS, Windows' NTFS by default; the review of the thirty-sixth round,
+    review40 F5), so they are folded as git folds ``.git`` (path.c ``is_ntfs_dotgit``,
+    utf8.c ``is_hfs_dotgit``, and :mod:`.gitnames`), whatever the platform:
+
+    - case, by Unicode's full case folding (APFS, NTFS's upcase table: ``ref`` and a long
+      s, U+017F; ``hoo``, a Kelvin sign U+212A, ``s``), after NFC (APFS and HFS+ take
+      either normal form);
+    - the code points HFS+ ignores (``HE``, U+200C, ``AD``);
+    - NTFS: trailing dots and spaces (``config.``, ``HEAD ``, gone from the name Windows
+      makes) and an alternate data stream (``HEAD::$DATA``, ``config:x``: a stream of that
+      file). An 8.3 short name (``OBJECT~1``) is not one: git looks ``objects`` up, which
+      reaches a file whose long name is ``objects``, never one named ``OBJECT~1``."""
+    if name.isascii():
+        if name[:1] not in _FIRST:
+            return None  # (most names: no more work)
+        if ":" not in name and not name.endswith((".", " ")):
+            return _STATE_KEYS.get(name.lower())
+        key = name
+    else:
+        import unicodedata
+
+        key = unicodedata.normalize("NFC", name.translate(_HFS_IGNORED)).casefold()
+    key = key.partition(":")[0].rstrip(". ")
+    return _STATE_KEYS.get(key.lower()) if key.isascii() else None
+
+
+def git_state_names(names: Iterable[str]) -> dict[str, list[str]]:
+    """The names of git's own state among ``names`` (a directory's entries), by the name
+    each is to git (:func:`git_state_name`: ``head`` and ``HEAD`` are both ``HEAD``), in
+    the order of ``names``."""
+    first = _FIRST
+    out: dict[str, list[str]] = {}
+    for name in names:
+        if name[:1] in first or not name.isascii():  # (inline: a directory of 100,000 names)
+            got = git_state_name(name)
+            if got is not None:
+                out.setdefault(got, []).append(name)
+    return out
+
+
+def git_state_name_b(name: bytes) -> str | None:
+    """:func:`git_state_name` of a raw tree entry's name (a merge's walk of raw trees,
+    core/store/trivialmerge.py)."""
+    if name.isascii():
+        if name[:1] not in _FIRST_B:
+            return None
+        if b":" not in name and not name.endswith((b".", b" ")):
+            return _STATE_KEYS_B.get(name.lower())
+    return git_state_name(name.decode("utf-8", "surrogateescape"))
 
 
 def git_dir_of(path: str) -> str | None:
     """The directory a write (or a directory made) at ``path`` could complete a repository
     in, or make one run a program: its parent for ``HEAD``, ``config``, ``objects``...,
     its grandparent for ``hooks/NAME``; None for every other path (most), and at the top
-    (the fork's root: its own ``.git``, the mount's or a clone's, is found first)."""
+    (the fork's root: its own ``.git``, the mount's or a clone's, is found first). The
+    names as :func:`git_state_name` folds them (``src/head``, ``src/Hooks/x``)."""
     parent, _, name = path.rpartition("/")
-    if name in GIT_STATE_NAMES:
+    # (the first letter looked at inline: a call each costs every write 1 µs more)
+    if (name[:1] in _FIRST or not name.isascii()) and git_state_name(name) is not None:
         return parent or None
     up, _, dirname = parent.rpartition("/")
-    if dirname == "hooks" and parent:
+    if parent and (dirname[:1] in "hH" or not dirname.isascii()) and git_state_name(dirname) == "hooks":
         return up or None
     return None

@@ -14,7 +14,7 @@ from operator import ne
 from ..types import Change, ChangeStatus
 from .gitformat import RAW_ENTRY, split_entry
 from .gitstore import GitStore
-from .names import GIT_STATE_NAMES
+from .names import git_state_name_b
 from .odbdirect import raw_reader
 from .packwriter import OBJ_TREE, PackWriter
 from .treediff import diff_entry
@@ -23,7 +23,13 @@ _TREE = b"40000 "  # how a directory's raw entry starts
 # markers, told apart by identity (`is`) from any entry or id the walk makes:
 _UNALIGNED = b"\0unaligned"  # _Merger.aligned: the names differ, the general walk decides
 _KEEP = b"\0keep"  # _Merger.merged: ours' entry stays
-_STATE = frozenset(n.encode() for n in GIT_STATE_NAMES)
+
+
+def _hooks_of(prefix: bytes) -> bytes | None:
+    """The directory above ``prefix`` (``a/b/hooks/``) where its last name is ``hooks`` to
+    some file system (``names.git_state_name``: ``Hooks`` too), not at the top; else None."""
+    up, _, name = prefix[:-1].rpartition(b"/")
+    return up if up and git_state_name_b(name) == "hooks" else None
 
 
 _RawEntry = tuple[bytes, bytes]  # (octal mode as in the tree, 20-byte id)
@@ -78,7 +84,7 @@ def _trivial_merge(
     the caller, who adds the merge commit to the same pack: one pack per merge.
 
     ``state_dirs``: filled with each directory where theirs' entry of a name of git's own
-    state (``HEAD``, ``config``, ``objects``, ``hooks``...: ``names.GIT_STATE_NAMES``), or a
+    state (``HEAD``, ``config``, ``objects``, ``hooks``...: ``names.git_state_name``, in any case), or a
     file below a ``hooks`` directory, joins ours' (the only places the merge can complete a
     repository neither side held: :func:`..workspace.plantedrule.refuse_merged`); one set
     lookup for each name the walk takes from theirs."""
@@ -209,13 +215,13 @@ class _Merger:
         list_changed = self.list_changed
         # (the look of :meth:`note`, inlined: below a `hooks/` every name counts)
         look = self.state_dirs is not None
-        hooks = look and prefix.endswith(b"/hooks/")
+        hooks = look and _hooks_of(prefix) is not None
         for i in differ:
             eo, et, eb = lo[i], lt[i], lb[i]
             new: bytes | None
             if eb == eo and not list_changed:  # only theirs changed it (merged(), inlined)
                 new = et
-                if look and (hooks or eo[eo.index(b" ") + 1 : -21] in _STATE):
+                if look and (hooks or git_state_name_b(eo[eo.index(b" ") + 1 : -21]) is not None):
                     self.note(eo[eo.index(b" ") + 1 : -21], prefix)
             elif eb == et:  # only ours changed it
                 continue
@@ -239,7 +245,9 @@ class _Merger:
         the three not all equal: :data:`_KEEP` for ours' (ours changed it), None when it is
         gone. Raises :class:`_NeedsMerge`."""
         if (  # theirs' entry, or one made of it, of a name of git's own state (:meth:`note`)
-            self.state_dirs is not None and vb != vt and (name in _STATE or prefix.endswith(b"/hooks/"))
+            self.state_dirs is not None
+            and vb != vt
+            and (git_state_name_b(name) is not None or _hooks_of(prefix) is not None)
         ):
             self.note(name, prefix)
         if vb == vo:  # only theirs changed it: theirs' entry replaces ours'
@@ -272,10 +280,10 @@ class _Merger:
         (from theirs) could complete a repository in (not the root: its ``.git`` is found
         first)."""
         assert self.state_dirs is not None
-        if name in _STATE:
+        if git_state_name_b(name) is not None:
             d = prefix[:-1]
-        elif prefix.endswith(b"/hooks/"):
-            d = prefix[: -len(b"/hooks/")]
+        elif (up := _hooks_of(prefix)) is not None:
+            d = up
         else:
             return
         if d:

@@ -472,9 +472,9 @@ def _refuse_planted(ws: Fork, commit: str, seen: list[Entry], tip: str) -> None:
     ``objects/``, ``refs/`` there) is refused before anything moves, the changes kept
     (:func:`.plantedrule.refuse_merged`; the rule loaded only where one is a name of git's
     own state)."""
-    from ..store.names import GIT_STATE_NAMES
+    from ..store.names import git_state_name
 
-    if not any(p in GIT_STATE_NAMES or p == "hooks" for e in seen for p in e.path.split("/")[1:]):
+    if not any(git_state_name(p) is not None for e in seen for p in e.path.split("/")[1:]):
         return
     from .plantedrule import dirs_of, refuse_merged
 
