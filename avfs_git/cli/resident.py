@@ -89,8 +89,7 @@ def _recv_request(conn: socket.socket, fds: list[int]) -> dict[str, Any]:
     if got is None:
         raise ConnectionError("the caller went away, or its request is too large")
     fds.extend(got[1])  # (the caller's to close, a request that is not one's too: review40 F2)
-    msg = marshal.loads(got[0])
-    if not isinstance(msg, dict):
+    if not isinstance(msg := marshal.loads(got[0]), dict):
         raise ConnectionError("not a request")
     return msg
 
