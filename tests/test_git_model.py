@@ -2201,6 +2201,21 @@ def vars_of(cls: type) -> dict[str, Any]:
     return out
 
 
+def each_once(model: GitModel, steps: list[Any]) -> None:
+    """The each-once runs' driver: the check before the first step, after every step, and
+    once more with the kept stats forgotten (it reads every file); the model torn down
+    however the run ends."""
+    try:
+        model.check()
+        for step in steps:
+            step()
+            model.check()
+        model.kept.clear()
+        model.check()
+    finally:
+        model.teardown()
+
+
 def run_masked(model: type, keep: list[str], backend: str, *, seed_: int, steps: int, examples: int) -> None:
     """A random run of ``model`` (a later round's model: a subclass of :class:`GitModel`) on
     ``backend`` taking only the rules ``keep`` (every other rule masked: a later round's

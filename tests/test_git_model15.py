@@ -63,40 +63,32 @@ def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel15()
     draw = tgm._Draw
-    try:
-        steps: list[Any] = [
-            lambda: model.stash_patch("first", False, True),
-            lambda: model.stash_patch("all-but-first", True, False),
-            lambda: model.stash_patch("every", False, False),
-            lambda: model.both("stash", "pop", "-q"),
-            lambda: model.both("commit", "-q", "-a", "-m", "after the stashes"),
-            lambda: model.rebase_i_env(draw(False), "squash"),
-            lambda: model.long_path("commit"),
-            lambda: model.rebase_i_env(draw(False), "reword"),
-            lambda: model.rebase_i_env(draw(False), "reorder"),
-            lambda: model.cherry_pick_x(draw(False)),
-            lambda: model.settle("theirs") if model.busy() is not None else None,
-            lambda: model.revert_merge(draw(False), "up/topic"),
-            lambda: model.settle("abort") if model.busy() is not None else None,
-            model.worktree_own_branch,
-            lambda: model.long_path("mv"),
-            lambda: model.both("commit", "-q", "-m", "moved a long path"),
-            lambda: model.long_path("checkpoint"),
-            lambda: model.dotgit_names("status"),
-            lambda: model.dotgit_names("add"),
-            lambda: model.dotgit_names("checkpoint"),
-            lambda: model.filter_driver("status"),
-            lambda: model.fsmonitor_setting("false"),
-            lambda: model.fsmonitor_setting("true"),
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.stash_patch("first", False, True),
+        lambda: model.stash_patch("all-but-first", True, False),
+        lambda: model.stash_patch("every", False, False),
+        lambda: model.both("stash", "pop", "-q"),
+        lambda: model.both("commit", "-q", "-a", "-m", "after the stashes"),
+        lambda: model.rebase_i_env(draw(False), "squash"),
+        lambda: model.long_path("commit"),
+        lambda: model.rebase_i_env(draw(False), "reword"),
+        lambda: model.rebase_i_env(draw(False), "reorder"),
+        lambda: model.cherry_pick_x(draw(False)),
+        lambda: model.settle("theirs") if model.busy() is not None else None,
+        lambda: model.revert_merge(draw(False), "up/topic"),
+        lambda: model.settle("abort") if model.busy() is not None else None,
+        model.worktree_own_branch,
+        lambda: model.long_path("mv"),
+        lambda: model.both("commit", "-q", "-m", "moved a long path"),
+        lambda: model.long_path("checkpoint"),
+        lambda: model.dotgit_names("status"),
+        lambda: model.dotgit_names("add"),
+        lambda: model.dotgit_names("checkpoint"),
+        lambda: model.filter_driver("status"),
+        lambda: model.fsmonitor_setting("false"),
+        lambda: model.fsmonitor_setting("true"),
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)

@@ -72,70 +72,62 @@ def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel16()
     draw = tgm._Draw
-    try:
-        steps: list[Any] = [
-            lambda: model.index_version("4", "rm-cached"),
-            lambda: model.both("add", "-A"),
-            lambda: model.both("commit", "-q", "-m", "after a version 4 index"),
-            lambda: model.index_version("4", "add-reverted"),
-            lambda: model.remount_anywhere(),  # (a version 4 index, something staged)
-            lambda: model.both("reset", "-q"),
-            lambda: model.index_version("2", "rm-cached"),
-            lambda: model.both("add", "-A"),
-            lambda: model.split_index("add"),
-            lambda: model.split_index("rm-cached"),
-            lambda: model.both("add", "-A"),
-            lambda: model.intent_to_add("status"),
-            lambda: model.intent_to_add("checkpoint"),
-            lambda: model.intent_to_add("commit"),
-            lambda: model.merge_no_commit(draw(False)),
-            lambda: model.both("reset", "-q", "--hard", "HEAD~1"),  # (the merge taken back)
-            model.rerere,
-            lambda: model.cherry_pick_n("checkpoint"),
-            lambda: model.both("reset", "-q", "--hard", "HEAD~1"),
-            lambda: model.cherry_pick_n("commit"),
-            model.revert_n,
-            lambda: model.hunks("add-p"),
-            lambda: model.both("commit", "-q", "-a", "-m", "the other hunk"),
-            lambda: model.hunks("reset-p"),
-            lambda: model.both("reset", "-q", "--hard"),
-            lambda: model.hunks("checkout-p"),
-            lambda: model.both("reset", "-q", "--hard"),
-            lambda: model.hunks("restore-staged-p"),
-            lambda: model.both("reset", "-q", "--hard"),
-            lambda: model.hunks("commit-p"),
-            lambda: model.both("reset", "-q", "--hard"),
-            model.stash_branch,
-            lambda: model.both("reset", "-q", "--hard"),
-            model.switch_orphan,
-            lambda: model.rebase_kind(draw(False), "rebase-merges"),
-            lambda: model.rebase_kind(draw(False), "update-refs"),
-            lambda: model.settle("theirs") if model.busy() is not None else None,
-            lambda: model.settle("abort") if model.busy() is not None else None,
-            lambda: model.rebase_kind(draw(False), "exec"),
-            lambda: model.rebase_kind(draw(False), "root"),
-            lambda: model.settle("theirs") if model.busy() is not None else None,
-            lambda: model.settle("abort") if model.busy() is not None else None,
-            lambda: model.fixup_kind(draw(False), "amend"),
-            lambda: model.fixup_kind(draw(False), "reword"),
-            model.worktree_life,
-            lambda: model.notes_ref("add"),
-            lambda: model.notes_ref("copy"),
-            lambda: model.notes_ref("remove"),
-            lambda: model.renormalize("-text"),
-            lambda: model.renormalize("auto"),
-            lambda: model.submodule_bare("deinit"),
-            lambda: model.submodule_bare("update"),
-            lambda: model.submodule_bare("checkpoint"),
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.index_version("4", "rm-cached"),
+        lambda: model.both("add", "-A"),
+        lambda: model.both("commit", "-q", "-m", "after a version 4 index"),
+        lambda: model.index_version("4", "add-reverted"),
+        lambda: model.remount_anywhere(),  # (a version 4 index, something staged)
+        lambda: model.both("reset", "-q"),
+        lambda: model.index_version("2", "rm-cached"),
+        lambda: model.both("add", "-A"),
+        lambda: model.split_index("add"),
+        lambda: model.split_index("rm-cached"),
+        lambda: model.both("add", "-A"),
+        lambda: model.intent_to_add("status"),
+        lambda: model.intent_to_add("checkpoint"),
+        lambda: model.intent_to_add("commit"),
+        lambda: model.merge_no_commit(draw(False)),
+        lambda: model.both("reset", "-q", "--hard", "HEAD~1"),  # (the merge taken back)
+        model.rerere,
+        lambda: model.cherry_pick_n("checkpoint"),
+        lambda: model.both("reset", "-q", "--hard", "HEAD~1"),
+        lambda: model.cherry_pick_n("commit"),
+        model.revert_n,
+        lambda: model.hunks("add-p"),
+        lambda: model.both("commit", "-q", "-a", "-m", "the other hunk"),
+        lambda: model.hunks("reset-p"),
+        lambda: model.both("reset", "-q", "--hard"),
+        lambda: model.hunks("checkout-p"),
+        lambda: model.both("reset", "-q", "--hard"),
+        lambda: model.hunks("restore-staged-p"),
+        lambda: model.both("reset", "-q", "--hard"),
+        lambda: model.hunks("commit-p"),
+        lambda: model.both("reset", "-q", "--hard"),
+        model.stash_branch,
+        lambda: model.both("reset", "-q", "--hard"),
+        model.switch_orphan,
+        lambda: model.rebase_kind(draw(False), "rebase-merges"),
+        lambda: model.rebase_kind(draw(False), "update-refs"),
+        lambda: model.settle("theirs") if model.busy() is not None else None,
+        lambda: model.settle("abort") if model.busy() is not None else None,
+        lambda: model.rebase_kind(draw(False), "exec"),
+        lambda: model.rebase_kind(draw(False), "root"),
+        lambda: model.settle("theirs") if model.busy() is not None else None,
+        lambda: model.settle("abort") if model.busy() is not None else None,
+        lambda: model.fixup_kind(draw(False), "amend"),
+        lambda: model.fixup_kind(draw(False), "reword"),
+        model.worktree_life,
+        lambda: model.notes_ref("add"),
+        lambda: model.notes_ref("copy"),
+        lambda: model.notes_ref("remove"),
+        lambda: model.renormalize("-text"),
+        lambda: model.renormalize("auto"),
+        lambda: model.submodule_bare("deinit"),
+        lambda: model.submodule_bare("update"),
+        lambda: model.submodule_bare("checkpoint"),
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)

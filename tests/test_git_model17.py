@@ -58,28 +58,20 @@ def _require(backend: str) -> None:
 def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel17()
-    try:
-        steps: list[Any] = [
-            lambda: model.file_mode("exec-alone", True),
-            lambda: model.file_mode("with-change", True),
-            lambda: model.file_mode("new-exec", True),
-            lambda: model.both("add", "-A"),
-            lambda: model.both("commit", "-q", "-m", "the exec bits, with core.fileMode true"),
-            lambda: model.file_mode("exec-alone", False),
-            lambda: model.checkpoint(False),  # (the bit recorded now: the setting is unset)
-            model.diverge,
-            model.staged_undone_restored,
-            lambda: model.split_index("rm-cached"),
-            lambda: model.both("add", "-A"),
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.file_mode("exec-alone", True),
+        lambda: model.file_mode("with-change", True),
+        lambda: model.file_mode("new-exec", True),
+        lambda: model.both("add", "-A"),
+        lambda: model.both("commit", "-q", "-m", "the exec bits, with core.fileMode true"),
+        lambda: model.file_mode("exec-alone", False),
+        lambda: model.checkpoint(False),  # (the bit recorded now: the setting is unset)
+        model.diverge,
+        model.staged_undone_restored,
+        lambda: model.split_index("rm-cached"),
+        lambda: model.both("add", "-A"),
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)

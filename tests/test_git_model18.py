@@ -62,34 +62,26 @@ def _require(backend: str) -> None:
 def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel18()
-    try:
-        steps: list[Any] = [
-            lambda: model.undo_keeps_staging("add-reverted"),
-            lambda: model.undo_keeps_staging("rm-cached"),
-            lambda: model.both("add", "-A"),
-            lambda: model.both("commit", "-q", "-m", "what the undone checkpoints left"),
-            lambda: model.worktree_file_mode("exec-alone", True),
-            lambda: model.worktree_file_mode("new-exec", False),
-            lambda: model.both("add", "-A"),
-            lambda: model.both("commit", "-q", "-m", "the exec bits, the setting unset"),
-            lambda: model.split_bits_moved("before-split"),
-            lambda: model.split_bits_moved("after-split"),
-            lambda: model.stash_staged(True),
-            lambda: model.checkpoint(False),
-            model.amend_then_undo,
-            model.stash_across_restore,
-            lambda: model.both("add", "-A"),
-            lambda: model.both("commit", "-q", "-m", "what the stash brought back"),
-            model.mv_dir_undone,
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.undo_keeps_staging("add-reverted"),
+        lambda: model.undo_keeps_staging("rm-cached"),
+        lambda: model.both("add", "-A"),
+        lambda: model.both("commit", "-q", "-m", "what the undone checkpoints left"),
+        lambda: model.worktree_file_mode("exec-alone", True),
+        lambda: model.worktree_file_mode("new-exec", False),
+        lambda: model.both("add", "-A"),
+        lambda: model.both("commit", "-q", "-m", "the exec bits, the setting unset"),
+        lambda: model.split_bits_moved("before-split"),
+        lambda: model.split_bits_moved("after-split"),
+        lambda: model.stash_staged(True),
+        lambda: model.checkpoint(False),
+        model.amend_then_undo,
+        model.stash_across_restore,
+        lambda: model.both("add", "-A"),
+        lambda: model.both("commit", "-q", "-m", "what the stash brought back"),
+        model.mv_dir_undone,
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)

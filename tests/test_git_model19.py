@@ -198,32 +198,24 @@ def test_what_git_staged_as_the_checkpoint_recorded_it_stays_staged_after_its_un
 def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel19()
-    try:
-        steps: list[Any] = [
-            lambda: model.crlf_commit(False),
-            lambda: model.both("rm", "-q", ".gitattributes"),
-            lambda: model.both("commit", "-q", "-m", "the attributes out"),
-            lambda: model.crlf_commit(True),
-            lambda: model.stash_across_checkpoint(True),
-            lambda: model.both("add", "-A"),
-            lambda: model.both("commit", "-q", "-m", "what the first stash brought back"),
-            lambda: model.both("rm", "-q", "--", "docs/stashed-over-a-checkpoint.md"),
-            lambda: model.both("rm", "-q", "--", "docs/checkpointed-under-a-stash.md"),
-            lambda: model.both("commit", "-q", "-m", "taken out again"),
-            lambda: model.stash_across_checkpoint(False),
-            lambda: model.both("commit", "-q", "-a", "-m", "what the second stash brought back"),
-            lambda: model.rebase_undo_between("abort"),
-            lambda: model.rebase_undo_between("continue"),
-            model.reset_then_restore,
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.crlf_commit(False),
+        lambda: model.both("rm", "-q", ".gitattributes"),
+        lambda: model.both("commit", "-q", "-m", "the attributes out"),
+        lambda: model.crlf_commit(True),
+        lambda: model.stash_across_checkpoint(True),
+        lambda: model.both("add", "-A"),
+        lambda: model.both("commit", "-q", "-m", "what the first stash brought back"),
+        lambda: model.both("rm", "-q", "--", "docs/stashed-over-a-checkpoint.md"),
+        lambda: model.both("rm", "-q", "--", "docs/checkpointed-under-a-stash.md"),
+        lambda: model.both("commit", "-q", "-m", "taken out again"),
+        lambda: model.stash_across_checkpoint(False),
+        lambda: model.both("commit", "-q", "-a", "-m", "what the second stash brought back"),
+        lambda: model.rebase_undo_between("abort"),
+        lambda: model.rebase_undo_between("continue"),
+        model.reset_then_restore,
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)

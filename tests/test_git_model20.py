@@ -173,46 +173,38 @@ def test_another_hand_s_commit_adopted_under_changes_keeps_what_git_staged(
 def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel20()
-    try:
-        steps: list[Any] = [
-            lambda: model.stash_staged_untracked(False, "checkpoint"),
-            lambda: model.stash_staged_untracked(True, "remount"),
-            lambda: model.both("commit", "-q", "-a", "-m", "what the stashes brought back"),
-            lambda: model.both("add", "-A"),
-            lambda: model.both("commit", "-q", "-m", "and the untracked file"),
-            lambda: model.notes_then("undo"),
-            lambda: model.notes_then("exec"),
-            lambda: model.bisect_by_hand(True, "checkpoint"),
-            lambda: model.bisect_by_hand(False, "remount"),
-            lambda: model.cherry_pick_n_conflict("exec"),
-            lambda: model.cherry_pick_n_conflict("remount"),
-            lambda: model.revert_conflict("abort", "remount"),
-            lambda: model.revert_conflict("continue", "checkpoint"),
-            lambda: model.patch_then("am", "undo"),
-            lambda: model.patch_then("apply-index", "checkpoint"),
-            lambda: model.sparse_then("exec"),
-            lambda: model.sparse_then("remount"),
-            lambda: model.clean_fdx_then("restore"),
-            lambda: model.clean_fdx_then("checkpoint"),
-            lambda: model.reset_older_then("undo"),
-            lambda: model.reset_older_then("restore"),
-            lambda: model.reset_older_then("remount"),
-            lambda: model.worktree_then("checkpoint"),
-            lambda: model.worktree_then("remount"),
-            lambda: model.other_hand_then("undo"),
-            lambda: model.both("commit", "-q", "-m", "what was staged beside"),
-            lambda: model.both("rm", "-q", "--", "docs/by-another-hand.md"),
-            lambda: model.both("commit", "-q", "-m", "taken out"),
-            lambda: model.other_hand_then("remount"),
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.stash_staged_untracked(False, "checkpoint"),
+        lambda: model.stash_staged_untracked(True, "remount"),
+        lambda: model.both("commit", "-q", "-a", "-m", "what the stashes brought back"),
+        lambda: model.both("add", "-A"),
+        lambda: model.both("commit", "-q", "-m", "and the untracked file"),
+        lambda: model.notes_then("undo"),
+        lambda: model.notes_then("exec"),
+        lambda: model.bisect_by_hand(True, "checkpoint"),
+        lambda: model.bisect_by_hand(False, "remount"),
+        lambda: model.cherry_pick_n_conflict("exec"),
+        lambda: model.cherry_pick_n_conflict("remount"),
+        lambda: model.revert_conflict("abort", "remount"),
+        lambda: model.revert_conflict("continue", "checkpoint"),
+        lambda: model.patch_then("am", "undo"),
+        lambda: model.patch_then("apply-index", "checkpoint"),
+        lambda: model.sparse_then("exec"),
+        lambda: model.sparse_then("remount"),
+        lambda: model.clean_fdx_then("restore"),
+        lambda: model.clean_fdx_then("checkpoint"),
+        lambda: model.reset_older_then("undo"),
+        lambda: model.reset_older_then("restore"),
+        lambda: model.reset_older_then("remount"),
+        lambda: model.worktree_then("checkpoint"),
+        lambda: model.worktree_then("remount"),
+        lambda: model.other_hand_then("undo"),
+        lambda: model.both("commit", "-q", "-m", "what was staged beside"),
+        lambda: model.both("rm", "-q", "--", "docs/by-another-hand.md"),
+        lambda: model.both("commit", "-q", "-m", "taken out"),
+        lambda: model.other_hand_then("remount"),
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(1200)

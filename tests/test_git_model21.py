@@ -250,28 +250,20 @@ def test_git_s_mm_stays_after_another_hand_s_commit(backend: str, cli_proc: Any,
 def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel21()
-    try:
-        steps: list[Any] = [
-            lambda: model.unmounted_then("checkpoint", "undo"),
-            lambda: model.unmounted_then("undo", "checkpoint"),
-            lambda: model.other_hand_unshown_then("remount"),
-            lambda: model.other_hand_mm_then("checkpoint"),
-            lambda: model.squash_then("exec"),
-            lambda: model.rm_cached_then("undo"),
-            lambda: model.mv_dir_then("restore"),
-            lambda: model.skip_worktree_then("skip-worktree", "checkpoint"),
-            lambda: model.reset_soft_then("remount"),
-            lambda: model.amend_then("undo"),
-            lambda: model.rebase_edit_then("checkpoint"),
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.unmounted_then("checkpoint", "undo"),
+        lambda: model.unmounted_then("undo", "checkpoint"),
+        lambda: model.other_hand_unshown_then("remount"),
+        lambda: model.other_hand_mm_then("checkpoint"),
+        lambda: model.squash_then("exec"),
+        lambda: model.rm_cached_then("undo"),
+        lambda: model.mv_dir_then("restore"),
+        lambda: model.skip_worktree_then("skip-worktree", "checkpoint"),
+        lambda: model.reset_soft_then("remount"),
+        lambda: model.amend_then("undo"),
+        lambda: model.rebase_edit_then("checkpoint"),
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)

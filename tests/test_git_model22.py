@@ -68,37 +68,29 @@ class GitModel22(TwentySecondRoundSteps, tgm.GitModel):
 def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel22()
-    try:
-        steps: list[Any] = [
-            lambda: model.cherry_pick_conflict_then("continue", "checkpoint"),
-            lambda: model.cherry_pick_conflict_then("abort", "remount"),
-            lambda: model.checkout_conflict_then("diff3", "exec-write"),
-            lambda: model.checkout_conflict_then("merge", "remount"),
-            lambda: model.revert_n_then("undo"),
-            lambda: model.restore_source_p_then("checkpoint"),
-            lambda: model.stash_p_then(True, "exec-write"),
-            lambda: model.stash_p_then(False, "restore"),
-            lambda: model.index_chmod_then("+x", "undo"),
-            lambda: model.index_chmod_then("-x", "remount"),
-            lambda: model.fixup_autosquash_then("checkpoint"),
-            lambda: model.reset_keep_then("--keep", "exec-write"),
-            lambda: model.reset_keep_then("--merge", "undo"),
-            lambda: model.replace_then("restore"),
-            lambda: model.worktree_outside_then("exec"),
-            lambda: model.housekeeping_then("gc -q --prune=now", "undo"),
-            lambda: model.housekeeping_then("repack -adq", "remount"),
-            lambda: model.housekeeping_then("maintenance run --quiet --task=gc", "restore"),
-            lambda: model.gc_unmounted_then("staged", "checkpoint"),
-            lambda: model.gc_unmounted_then("rebase", "remount"),
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.cherry_pick_conflict_then("continue", "checkpoint"),
+        lambda: model.cherry_pick_conflict_then("abort", "remount"),
+        lambda: model.checkout_conflict_then("diff3", "exec-write"),
+        lambda: model.checkout_conflict_then("merge", "remount"),
+        lambda: model.revert_n_then("undo"),
+        lambda: model.restore_source_p_then("checkpoint"),
+        lambda: model.stash_p_then(True, "exec-write"),
+        lambda: model.stash_p_then(False, "restore"),
+        lambda: model.index_chmod_then("+x", "undo"),
+        lambda: model.index_chmod_then("-x", "remount"),
+        lambda: model.fixup_autosquash_then("checkpoint"),
+        lambda: model.reset_keep_then("--keep", "exec-write"),
+        lambda: model.reset_keep_then("--merge", "undo"),
+        lambda: model.replace_then("restore"),
+        lambda: model.worktree_outside_then("exec"),
+        lambda: model.housekeeping_then("gc -q --prune=now", "undo"),
+        lambda: model.housekeeping_then("repack -adq", "remount"),
+        lambda: model.housekeeping_then("maintenance run --quiet --task=gc", "restore"),
+        lambda: model.gc_unmounted_then("staged", "checkpoint"),
+        lambda: model.gc_unmounted_then("rebase", "remount"),
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)

@@ -50,47 +50,39 @@ class GitModel28(TwentyEighthRoundSteps, tgm.GitModel):
 def _each_step_once(backend: str) -> None:
     tgm.BACKEND = backend
     model = GitModel28()
-    try:
-        steps: list[Any] = [
-            lambda: model.skip_then("rebase", "checkpoint"),
-            lambda: model.skip_then("cherry-pick", "remount"),
-            lambda: model.skip_then("revert", "exec-write"),
-            lambda: model.strategy_then("-X ours", "undo"),
-            lambda: model.strategy_then("-X theirs", "checkpoint"),
-            lambda: model.strategy_then("-s ours", "restore"),
-            lambda: model.strategy_then("--ff-only", "exec"),
-            lambda: model.plumbing_then("read-tree", "checkpoint"),
-            lambda: model.plumbing_then("reset-tree", "remount"),
-            lambda: model.plumbing_then("checkout-index", "exec-write"),
-            lambda: model.plumbing_then("commit-tree", "undo"),
-            lambda: model.plumbing_then("really-refresh", "checkpoint"),
-            lambda: model.plumbing_then("reindex", "restore"),
-            lambda: model.plumbing_then("subtree", "checkpoint"),
-            lambda: model.plumbing_then("index-info", "remount"),
-            lambda: model.plumbing_then("prefix-copy", "exec-write"),
-            lambda: model.plumbing_then("add-chmod", "undo"),
-            lambda: model.plumbing_then("apply-rename", "checkpoint"),
-            lambda: model.stash_store_then("remount"),
-            lambda: model.stash_store_then("checkpoint"),
-            lambda: model.mv_force_then("exec-write"),
-            lambda: model.mv_force_then("undo"),
-            lambda: model.force_added_then("changed", "checkpoint"),
-            lambda: model.force_added_then("removed", "exec-write"),
-            lambda: model.force_added_then("beside", "checkpoint"),
-            lambda: model.force_added_then("changed", "exec"),
-            lambda: model.force_added_then("changed", "undo"),
-            lambda: model.force_added_then("removed", "restore"),
-            lambda: model.filter_branch_then("checkpoint"),
-            lambda: model.filter_branch_then("remount"),
-        ]
-        model.check()
-        for step in steps:
-            step()
-            model.check()
-        model.kept.clear()
-        model.check()
-    finally:
-        model.teardown()
+    steps: list[Any] = [
+        lambda: model.skip_then("rebase", "checkpoint"),
+        lambda: model.skip_then("cherry-pick", "remount"),
+        lambda: model.skip_then("revert", "exec-write"),
+        lambda: model.strategy_then("-X ours", "undo"),
+        lambda: model.strategy_then("-X theirs", "checkpoint"),
+        lambda: model.strategy_then("-s ours", "restore"),
+        lambda: model.strategy_then("--ff-only", "exec"),
+        lambda: model.plumbing_then("read-tree", "checkpoint"),
+        lambda: model.plumbing_then("reset-tree", "remount"),
+        lambda: model.plumbing_then("checkout-index", "exec-write"),
+        lambda: model.plumbing_then("commit-tree", "undo"),
+        lambda: model.plumbing_then("really-refresh", "checkpoint"),
+        lambda: model.plumbing_then("reindex", "restore"),
+        lambda: model.plumbing_then("subtree", "checkpoint"),
+        lambda: model.plumbing_then("index-info", "remount"),
+        lambda: model.plumbing_then("prefix-copy", "exec-write"),
+        lambda: model.plumbing_then("add-chmod", "undo"),
+        lambda: model.plumbing_then("apply-rename", "checkpoint"),
+        lambda: model.stash_store_then("remount"),
+        lambda: model.stash_store_then("checkpoint"),
+        lambda: model.mv_force_then("exec-write"),
+        lambda: model.mv_force_then("undo"),
+        lambda: model.force_added_then("changed", "checkpoint"),
+        lambda: model.force_added_then("removed", "exec-write"),
+        lambda: model.force_added_then("beside", "checkpoint"),
+        lambda: model.force_added_then("changed", "exec"),
+        lambda: model.force_added_then("changed", "undo"),
+        lambda: model.force_added_then("removed", "restore"),
+        lambda: model.filter_branch_then("checkpoint"),
+        lambda: model.filter_branch_then("remount"),
+    ]
+    tgm.each_once(model, steps)
 
 
 @pytest.mark.timeout(900)
