@@ -128,6 +128,8 @@ def patched_index(
             at = offs[i] if i < len(offs) else off
             edits.append((at, 0, at, new))
             count += 1
+    if hidden is not None:  # every hidden path's entry skip-worktree, not only a moved one's (review41)
+        edits += _hidden_marked(data, offs, {e[0] for e in edits if e[1]}, hidden)
     edits.sort(key=lambda e: (e[0], e[1]))
     dirty = _dirty_after(data, off, offs, edits, [at for _n, at in kept if at is not None])
     out: list[bytes] = []
@@ -153,6 +155,37 @@ def patched_index(
 
     made, own = body + hashlib.sha1(body).digest(), files_dir(ws.vault, ws.fork)
     return over_move(ws.store, git_dir, made, new_base, (m[0] for m in moved), own)
+
+
+def _hidden_marked(
+    data: bytes, offs: Sequence[int], replaced: set[int], hidden: Callable[[str], bool]
+) -> list[tuple[int, int, int, bytes]]:
+    """:func:`patched_index`'s edits giving git's skip-worktree bit to each entry of index
+    ``data`` (at ``offs``; those at ``replaced`` already edited) that ``hidden`` holds and
+    that lacks it (extended: a version-3 entry): git's `update-index --no-skip-worktree` of
+    a hidden path, or a rule added since the entry was written, would otherwise stay, and
+    git outside the fsmonitor sees the file the mount hides as deleted (`commit -a` records
+    that: review41). Only an entry without the bit has its name read."""
+    out: list[tuple[int, int, int, bytes]] = []
+    for at in offs:
+        flags = int.from_bytes(data[at + 60 : at + 62], "big")
+        head = 64 if flags & 0x4000 else 62
+        if (head == 64 and data[at + 62] & 0x40) or at in replaced:
+            continue
+        nl = flags & 0xFFF
+        if nl == 0xFFF:
+            nl = data.index(b"\0", at + head) - at - head
+        name = data[at + head : at + head + nl]
+        if not hidden(name.decode("utf-8", "surrogateescape")):
+            continue
+        ext = (data[at + 62] if head == 64 else 0) | 0x40
+        new = (
+            data[at : at + 60]
+            + (flags | 0x4000).to_bytes(2, "big")
+            + bytes((ext, data[at + 63] if head == 64 else 0))
+        )
+        out.append((at, 1, at + ((head + 8 + nl) & ~7), new + name + b"\0" * (8 - (64 + nl) % 8)))
+    return out
 
 
 def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:
