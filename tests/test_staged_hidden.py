@@ -177,13 +177,16 @@ def test_an_agents_cleared_skip_worktree_on_a_hidden_path_is_set_again(
 def test_a_hidden_rule_added_then_remount_makes_the_entry_skip_worktree_at_the_next_write(
     hidden_scene: Scene,
 ) -> None:
-    """A rule hiding b.txt added, the fork mounted again: the next index write (a
-    checkpoint of a.txt) gives b.txt's entry the bit (review41), so git without the
-    fsmonitor hook neither lists it deleted nor lets `commit -a` remove it."""
+    """A rule hiding b.txt added, the fork mounted again: the index the remount brings
+    back and the next index write (a checkpoint of a.txt) give b.txt's entry the bit
+    (review41), so git without the fsmonitor hook neither lists it deleted nor lets
+    `commit -a` remove it."""
     scene = hidden_scene
     Path(scene.vault.path, "avfs", "policy.toml").write_text(POLICY.replace('"]', '", "b.txt"]'))
     mounts.unmount(scene.home, scene.vault, "main", lazy=True)
     mounts.mount(scene.home, scene.vault, "main", str(scene.mp), backend="fuse")
+    _hidden_kept(scene, ".env", "b.txt")  # (the index the remount brings back)
+    assert "b.txt" not in scene.git("-c", "core.fsmonitor=false", "status", "--porcelain").stdout
     (scene.mp / "a.txt").write_text("a by the person\n")
     checkpoint.save(scene.vault, "main", message="cp")
     _hidden_kept(scene, ".env", "b.txt")

@@ -188,6 +188,21 @@ def _hidden_marked(
     return out
 
 
+def with_hidden_marked(entries: bytes, offs: Sequence[int], hidden: Callable[[str], bool]) -> bytes:
+    """An index's header and ``entries`` (at ``offs``) with :func:`_hidden_marked`'s bits
+    (at version 3 where it was 2 and an entry gained them): the entries a remount brings
+    back (mount/indexrestate.py), a rule added since they were written included."""
+    edits = _hidden_marked(entries, offs, set(), hidden)
+    if not edits:
+        return entries
+    out, pos = [entries[:4], _version(entries, edits), entries[8:12]], 12
+    for start, _, stop, new in edits:
+        out += (entries[pos:start], new)
+        pos = stop
+    out.append(entries[pos:])
+    return b"".join(out)
+
+
 def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:
     """The patched index's version: ``data``'s, but 3 where it was 2 and an edit's entry is
     extended (a hidden path's, skip-worktree: mount/index.py writes such an index at 3 too)."""
