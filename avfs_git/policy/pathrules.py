@@ -158,12 +158,14 @@ class PathRules:
         ignore list); ``""`` (the root) is never held."""
         if not self._specs or not path or path == ".git" or path.startswith(".git/"):
             return None
+        if not self._any.match(gitglob.as_bytes(path) + "/"):
+            return None  # (no rule's pattern matches it or a directory above it)
         key = (path, is_dir)
         try:
             return self._memo[key]
         except KeyError:
             pass
-        got = self._match(path, is_dir) if self._any.match(gitglob.as_bytes(path) + "/") else None
+        got = self._match(path, is_dir)
         if len(self._memo) >= MEMO_SIZE:
             self._memo.clear()
         self._memo[key] = got
