@@ -12,7 +12,8 @@ alternate which side goes first. Reported: medians of the wall times, the median
 per-round ratios, whether the staged file was still staged after each checkpoint, the load.
 
 Run: ``.venv/bin/python -m bench.hiddenindexab --baseline SRC [--rounds N] [--files N]``;
-the result goes to ``bench/results/h-gitmodel28-hiddenindexab-<time>.json``.
+the result goes to ``bench/results/<--branch>-hiddenindexab-<time>.json`` (h-gitmodel28's
+first, h-fix41's since).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     baseline_args(ap, 9)
     ap.add_argument("--files", type=int, default=5000)
+    ap.add_argument("--branch", default="h-gitmodel28", help="the result file's prefix (the branch measured)")
     args = ap.parse_args()
     trees = this_and_baseline(args.baseline)
     names = list(trees)
@@ -82,7 +84,7 @@ def main() -> None:
                 run([avfs_bin(tree), "--vault", "v:f", "unmount", str(mps[side])], envs[side])
     median = {s: statistics.median(v) for s, v in wall.items()}
     baseline_result(
-        "h-gitmodel28-hiddenindexab",
+        f"{args.branch}-hiddenindexab",
         f"checkpoint save in a mounted {args.files}-file fork with hidden rules (pure FUSE), something staged",
         args,
         load_before,

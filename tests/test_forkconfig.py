@@ -264,3 +264,44 @@ def test_processes_killed_where_the_vault_is_not_writable_leave_one_forkconfig_d
     shared.chmod(0o755)  # (open to others: not trusted, a directory of the process's own)
     assert read_and_die() == "input"
     assert len(list(tmp.iterdir())) == 2
+
+
+def test_a_forkconfig_temp_dir_made_again_by_another_is_not_trusted_on_a_later_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork's git dir under the temp dir (the vault not writable) is checked (this
+    user's, 0700, not a link) at every use, not only at the process's first (review41):
+    removed (a fork's delete, a tmp cleaner) and made again by another (here open to
+    others, its ``commondir`` a repository of theirs), a long-lived process read that
+    repository's config as the fork's settings (the author of its commits, its excludes)."""
+    import shutil
+    import tempfile
+
+    from avfs_git.core.store import lineconfig
+
+    vault = tmp_path / "v.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(vault)], check=True)
+    inc = tmp_path / "f-only.gitconfig"
+    inc.write_text("[user]\n\tname = the owner\n")
+    subprocess.run(
+        ["git", "--git-dir", str(vault), "config", "includeIf.onbranch:f.path", str(inc)], check=True
+    )
+    (vault / "avfs").mkdir()
+    (vault / "avfs" / "forkconfig").write_text("not a directory\n")  # (the vault's cannot be made)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    assert (lineconfig.fork_settings(str(vault), "f") or {}).get("user.name") == "the owner"
+    (shared,) = tmp.iterdir()
+    theirs = tmp_path / "theirs.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(theirs)], check=True)
+    subprocess.run(["git", "--git-dir", str(theirs), "config", "user.name", "ATTACKER"], check=True)
+    shutil.rmtree(shared)
+    shared.mkdir(0o755)
+    shared.chmod(0o755)
+    (shared / "HEAD").write_text("ref: refs/heads/f\n")
+    (shared / "commondir").write_text(f"{theirs}\n")
+    inc.write_text("[user]\n\tname = the owner, again\n")  # (a new stamp: read again)
+    got = lineconfig.fork_settings(str(vault), "f") or {}
+    assert got.get("user.name") == "the owner, again", got.get("user.name")
+    assert (shared / "commondir").read_text() == f"{theirs}\n"  # (theirs left as it is)

@@ -151,3 +151,45 @@ def test_another_hands_commit_of_a_hidden_path_is_skip_worktree_and_staging_stay
     assert not (scene.mp / "secrets" / "key").exists()
     assert _status(scene) == sorted(["D  c.txt", "MM a.txt", "MM b.txt", "A  new.txt", "?? c.txt"])
     scene.hook_answers()
+
+
+@pytest.mark.parametrize("then", ["run", "checkpoint", "nochange"])
+def test_an_agents_cleared_skip_worktree_on_a_hidden_path_is_set_again(
+    hidden_scene: Scene, then: str
+) -> None:
+    """The agent's `git update-index --no-skip-worktree .env` in its run (with a change of
+    a.txt, or none): the run's record and a later checkpoint (each a patch of the index,
+    gitmodel28) set the bit again on every entry the hidden rules hold, not only a moved
+    one's (review41): else git sees the file the mount hides as deleted, and the person's
+    `git commit -a` removes .env from the branch."""
+    scene = hidden_scene
+    change = "" if then == "nochange" else "echo by the agent > a.txt\n"
+    res = scene.attack("git update-index --no-skip-worktree .env\n" + change)
+    assert res.success, res.to_dict()
+    if then == "checkpoint":
+        (scene.mp / "b.txt").write_text("b by the person\n")
+        checkpoint.save(scene.vault, "main", message="cp")
+    _hidden_kept(scene, ".env")
+    scene.git("commit", "-qam", "the person's edit", check=False)
+    assert scene.git("show", "HEAD:.env").stdout == "SECRET=1\n"
+
+
+def test_a_hidden_rule_added_then_remount_makes_the_entry_skip_worktree_at_the_next_write(
+    hidden_scene: Scene,
+) -> None:
+    """A rule hiding b.txt added, the fork mounted again: the index the remount brings
+    back and the next index write (a checkpoint of a.txt) give b.txt's entry the bit
+    (review41), so git without the fsmonitor hook neither lists it deleted nor lets
+    `commit -a` remove it."""
+    scene = hidden_scene
+    Path(scene.vault.path, "avfs", "policy.toml").write_text(POLICY.replace('"]', '", "b.txt"]'))
+    mounts.unmount(scene.home, scene.vault, "main", lazy=True)
+    mounts.mount(scene.home, scene.vault, "main", str(scene.mp), backend="fuse")
+    _hidden_kept(scene, ".env", "b.txt")  # (the index the remount brings back)
+    assert "b.txt" not in scene.git("-c", "core.fsmonitor=false", "status", "--porcelain").stdout
+    (scene.mp / "a.txt").write_text("a by the person\n")
+    checkpoint.save(scene.vault, "main", message="cp")
+    _hidden_kept(scene, ".env", "b.txt")
+    assert "b.txt" not in scene.git("-c", "core.fsmonitor=false", "status", "--porcelain").stdout
+    scene.git("-c", "core.fsmonitor=false", "commit", "-qam", "the person's", check=False)
+    assert scene.git("show", "HEAD:b.txt").stdout == "b\n"

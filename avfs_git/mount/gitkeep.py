@@ -488,8 +488,12 @@ def _restate(ws: MountedFork, reg: Registered, journal: bool, stamp: str) -> Non
     if data is None:
         return
     view = read_view(ws)
-    if view.stamp != stamp or indexrestate.answerable(indexrestate.token_of(data), view.token, journal):
+    if view.stamp != stamp:
         return
+    if indexrestate.answerable(
+        indexrestate.token_of(data), view.token, journal
+    ) and not indexrestate.unhidden(ws, data):
+        return  # (restated all the same where a hidden path's entry lacks skip-worktree: a rule added, review41)
     try:
         done = indexrestate.restate(ws, reg.git_dir, os.getuid(), os.getgid())
     except Exception:

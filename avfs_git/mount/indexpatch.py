@@ -68,8 +68,8 @@ def patched_index(
     staged (neither ``old_base``'s nor ``new_base``'s) stays as git has it, as a plain
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
     changed again, then committed by another hand as the file shows it). ``hidden``: paths
-    the policy hides (:func:`_new_entries`: skip-worktree). ``untracked``: git's untracked
-    cache kept (a merge's move into an overlay mount, indexahead.py), else left out."""
+    the policy hides, each entry skip-worktree (:func:`_new_entries`, :func:`_hidden_marked`).
+    ``untracked``: git's untracked cache kept (a merge into an overlay mount), else left out."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -132,7 +132,7 @@ def patched_index(
             at = offs[i] if i < len(offs) else off
             edits.append((at, 0, at, new))
             count += 1
-    edits.sort(key=lambda e: (e[0], e[1]))
+    _hidden_marked(data, offs, edits, hidden)  # (sorted: an edit a start, inserts before replacing)
     dirty = _dirty_after(data, off, offs, edits, [at for _n, at in kept if at is not None])
     out: list[bytes] = []
     pos = 12
@@ -153,6 +153,52 @@ def patched_index(
 
     made, own = body + hashlib.sha1(body).digest(), files_dir(ws.vault, ws.fork)
     return over_move(ws.store, git_dir, made, new_base, (m[0] for m in moved), own)
+
+
+def _hidden_marked(
+    data: bytes,
+    offs: Sequence[int],
+    edits: list[tuple[int, int, int, bytes]],
+    hidden: Callable[[str], bool] | None,
+) -> None:
+    """``edits`` (:func:`patched_index`'s) sorted, with one more giving git's skip-worktree
+    bit to each entry of index ``data`` (at ``offs``; but those ``edits`` replace) that
+    ``hidden`` holds and that lacks it (extended: a version-3 entry): git's `update-index
+    --no-skip-worktree` of a hidden path, or a rule added since the entry was written,
+    would otherwise stay, and git outside the fsmonitor sees the file the mount hides as
+    deleted (`commit -a` records that: review41). Only an entry without the bit has its
+    name read."""
+    replaced = {e[0] for e in edits if e[1]}
+    for at in offs if hidden is not None else ():
+        flags = int.from_bytes(data[at + 60 : at + 62], "big")
+        head = 64 if flags & 0x4000 else 62
+        if (head == 64 and data[at + 62] & 0x40) or at in replaced:
+            continue
+        nl = flags & 0xFFF
+        if nl == 0xFFF:
+            nl = data.index(b"\0", at + head) - at - head
+        name = data[at + head : at + head + nl]
+        if hidden is not None and hidden(name.decode("utf-8", "surrogateescape")):
+            ext = bytes(((data[at + 62] if head == 64 else 0) | 0x40, data[at + 63] if head == 64 else 0))
+            new = data[at : at + 60] + (flags | 0x4000).to_bytes(2, "big") + ext + name
+            edits.append((at, 1, at + ((head + 8 + nl) & ~7), new + b"\0" * (8 - (64 + nl) % 8)))
+    edits.sort(key=lambda e: (e[0], e[1]))
+
+
+def with_hidden_marked(entries: bytes, offs: Sequence[int], hidden: Callable[[str], bool]) -> bytes:
+    """An index's header and ``entries`` (at ``offs``) with :func:`_hidden_marked`'s bits
+    (at version 3 where it was 2 and an entry gained them): the entries a remount brings
+    back (mount/indexrestate.py), a rule added since they were written included."""
+    edits: list[tuple[int, int, int, bytes]] = []
+    _hidden_marked(entries, offs, edits, hidden)
+    if not edits:
+        return entries
+    out, pos = [entries[:4], _version(entries, edits), entries[8:12]], 12
+    for start, _, stop, new in edits:
+        out += (entries[pos:start], new)
+        pos = stop
+    out.append(entries[pos:])
+    return b"".join(out)
 
 
 def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:

@@ -51,11 +51,11 @@ import struct
 from typing import TYPE_CHECKING
 
 from ..core.store.treelist import walk_tree
-from ..core.types import MODE_TREE
+from ..core.types import MODE_TREE, NodeKind
 from .ewah import Ewah
 from .index import read_view, write_locked
 from .indexguard import create_lock, dropped_on_error
-from .indexpatch import fsmonitor_dirty
+from .indexpatch import fsmonitor_dirty, with_hidden_marked
 from .ownfiles import MAX_INDEX, owner_record, read_bytes
 
 _U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
@@ -63,7 +63,7 @@ _U32 = 0xFFFFFFFF  # (git keeps 32 bits of a time's seconds: `mount/index.py`)
 if TYPE_CHECKING:
     from .ownfiles import MountedFork
 
-__all__ = ["answerable", "restate", "restated"]
+__all__ = ["answerable", "restate", "restated", "unhidden"]
 
 _KEPT_EXTENSIONS = (b"TREE", b"REUC")  # valid as git wrote them: the entries' ids do not change
 _DROPPED = (b"UNTR", b"FSMN", b"EOIE", b"IEOT")  # made anew, or optional and about offsets
@@ -95,6 +95,19 @@ def answerable(token: str | None, view_token: str, journal: bool) -> bool:
         return False
     old, now = token.split(":"), view_token.split(":")
     return len(old) == 4 and old[0] == "avfs" and old[1:3] == now[1:3]
+
+
+def unhidden(ws: MountedFork, index: bytes) -> bool:
+    """Whether ``index`` holds an entry without git's skip-worktree bit at a path the fork's
+    rules hide (a rule added since it was written): :func:`restated` gives it the bit."""
+    shown = ws.visible_filter()
+    walked = None if shown is None else _walk(index)
+    if shown is None or walked is None:
+        return False
+    return any(
+        not extended & _SKIP_WORKTREE and not shown(name.decode("utf-8", "surrogateescape"), NodeKind.FILE)
+        for _off, name, _flags, extended in walked[0]
+    )
 
 
 def restate(ws: MountedFork, git_dir: str, uid: int, gid: int) -> bool:
@@ -157,6 +170,11 @@ def restated(ws: MountedFork, git_dir: str, index: bytes, uid: int, gid: int) ->
         c, m = (got[2], got[1]) if got is not None and got[0] == hit[1].hex() else (t, t)
         pack(out, off, c // 10**9 & _U32, c % 10**9, m // 10**9 & _U32, m % 10**9, 0)
         pack_ids(out, off + 28, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
+    shown = ws.visible_filter()
+    if shown is not None:  # (a rule added since: its paths' entries skip-worktree, review41)
+        out = bytearray(
+            with_hidden_marked(bytes(out), [e[0] for e in entries], lambda p: not shown(p, NodeKind.FILE))
+        )
     for sig, data in extensions:
         if sig in _KEPT_EXTENSIONS:
             out += sig + struct.pack(">I", len(data)) + data

@@ -193,8 +193,8 @@ def _own_git_dir(store_path: str, branch: str) -> str:
 
     key = (store_path, branch)
     got = _dirs.get(key)
-    if got is not None and os.path.isdir(got):
-        return got
+    if got is not None and (_mine(got) if got == _tmp_name(store_path, branch) else os.path.isdir(got)):
+        return got  # (the temp dir's checked again: removed, another user may have made it since, review41)
     from .names import fs_name
     from .refs import fork_ref
 
@@ -272,16 +272,13 @@ def _tmp_git_dir(store_path: str, branch: str, want: dict[str, str]) -> str | No
     leaves no new one (gitmodel28: each process made its own and removed it at its exit: a
     killed daemon's stayed). None where that directory is not this user's alone (a
     directory, not a link, owned by this user, mode 0700): the caller makes one of its own."""
-    import stat
-
     d = _tmp_name(store_path, branch)
     try:
         try:
             os.mkdir(d, 0o700)
         except FileExistsError:
             pass
-        st = os.lstat(d)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        if not _mine(d):
             return None
         if not _holds(d, want):
             for name, text in want.items():  # (whole files by a rename: another process reads them)
@@ -292,6 +289,17 @@ def _tmp_git_dir(store_path: str, branch: str, want: dict[str, str]) -> str | No
         return d if _holds(d, want) else None
     except OSError:
         return None
+
+
+def _mine(d: str) -> bool:
+    """Whether ``d`` is a directory (not a link) of this user's alone (mode 0700 or less)."""
+    import stat
+
+    try:
+        st = os.lstat(d)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 
 
 def _fill(d: str, want: dict[str, str]) -> None:
