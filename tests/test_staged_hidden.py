@@ -193,3 +193,36 @@ def test_a_hidden_rule_added_then_remount_makes_the_entry_skip_worktree_at_the_n
     assert "b.txt" not in scene.git("-c", "core.fsmonitor=false", "status", "--porcelain").stdout
     scene.git("-c", "core.fsmonitor=false", "commit", "-qam", "the person's", check=False)
     assert scene.git("show", "HEAD:b.txt").stdout == "b\n"
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_a_hidden_file_at_a_name_of_git_s_state_keeps_its_bit_through_a_run_that_stages(
+    home: Any, vault: Any, tmp_path: Path, cli: Any, commit: bool
+) -> None:
+    """A hidden `secrets/config` and `secrets/HEAD` (names of git's state): a run that
+    stages a change elsewhere (the carry-back looks at the index) leaves their skip-worktree
+    bit, avfs's own for what the mount hides, where fix40a clears a marked entry at such a
+    name (a planted half; a --no-commit run has no patch after to set it again): else git
+    lists both deleted and the person's `git commit -a` removes them from the branch."""
+    require_fuse()
+    _need_bwrap()
+    ws = vault.workspace("main")
+    for name, text in (("README", "a project\n"), ("a.txt", "a\n"), ("secrets/HEAD", "ref: refs/heads/x\n")):
+        ws.write(name, text.encode())
+    ws.write("secrets/config", b"[core]\n\tbare = true\n")
+    checkpoint.save(vault, name="base")
+    Path(vault.path, "avfs", "policy.toml").write_text(POLICY)
+    host, ran, mp = tmp_path / "host", tmp_path / "ran", tmp_path / "mnt"
+    for d in (host, ran, mp):
+        d.mkdir()
+    info = mounts.mount(home, vault, "main", str(mp), backend="fuse")
+    try:
+        scene = Scene(home, vault, mp, info.pid, host, ran, cli)
+        _hidden_kept(scene, "secrets/config", "secrets/HEAD")
+        res = scene.attack("echo by the agent > a.txt\ngit add a.txt\n", commit=commit)
+        assert res.success, res.to_dict()
+        _hidden_kept(scene, "secrets/config", "secrets/HEAD")
+        scene.git("commit", "-qam", "the person's edit", check=False)
+        assert scene.git("show", "HEAD:secrets/config").stdout == "[core]\n\tbare = true\n"
+    finally:
+        mounts.unmount(home, vault, "main", lazy=True)

@@ -148,10 +148,10 @@ def test_a_lazy_forks_index_made_before_its_sizes_and_filled_is_the_one_made_aft
     home: Home, server: Server
 ):
     """A lazy fork's mount makes its index while the sizes are asked (fuse/settle.py): the
-    sizes not known yet left 0, filled in afterwards (indexpatch.with_sizes). The result is
+    sizes not known yet left 0, filled in afterwards (indexsizes.with_sizes). The result is
     byte for byte the index made once the sizes are known, skip-worktree entries (index
     version 3) and empty files included."""
-    from avfs_git.mount.indexpatch import with_sizes
+    from avfs_git.mount.indexsizes import with_sizes
 
     lazy = home.clone_vault(server.url("proj.git"), "lz", lazy=True)
     ws = lazy.workspace("main")

@@ -22,7 +22,7 @@ from ..core.workspace.wssmudge import checkout_sizes
 from . import indexflags
 from .heldstat import held_stat, inode_of
 from .indexguard import create_lock, dropped_on_error, held, open_guard, take_lock
-from .indexpatch import StatFn, noted_after, patched_for, with_converted, with_sizes
+from .indexpatch import StatFn, noted_after, patched_for
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
     STAMP_FILE,
@@ -444,6 +444,8 @@ def sync_index(
             if fetching is not None:
                 fetching()  # git's first status reads them: fetched before it may run
         if lazy and not patched:  # (the blobs' sizes: git's checkout conversions' now)
+            from .indexsizes import with_converted  # (a lazy fork's only)
+
             data = with_converted(ws, base, data)
         merge_head(git_dir, own, merging)  # before the index: git sees both or neither
         # (git's skip-worktree and assume-unchanged bits: kept where the index is made anew)
@@ -569,6 +571,8 @@ def _sizes_in(ws: MountedFork, data: bytes, sized_at: list[tuple[int, str]] | No
     """:func:`_whole`'s ``data`` with its sizes in: every entry's (``sized_at`` None), else
     those at ``sized_at`` (git made it; none left where every size was known)."""
     if not sized_at:
+        from .indexsizes import with_sizes  # (a lazy fork's only)
+
         return data if sized_at is not None else with_sizes(data, sizes_of(ws.store))
     from .readtree import sizes_filled
 

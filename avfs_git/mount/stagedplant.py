@@ -155,6 +155,7 @@ def unshown(
     view_of: Callable[[], Any] | None,
     *,
     bits: bool = True,
+    hidden: Callable[[str], bool] | None = None,
 ) -> list[str]:
     """The index entries (``env``'s ``GIT_DIR``) at a name of git's own state (``dirs_of``: a
     ``HEAD``, a ``config``, a ``hooks/``, ``objects/`` or ``refs/`` file; not already put
@@ -170,10 +171,13 @@ def unshown(
     keeps from staging the removal) recorded the whole one, run by a clone's ``git
     branch`` in ``src/`` (the thirty-seventh round's review40, F3). With this, what is
     staged at such a name is what the work tree holds there, which its writers check.
-    ``bits``: look for the two bits (a git process where the index may name such a path)."""
+    ``bits``: look for the two bits (a git process where the index may name such a path).
+    ``hidden``: the paths the fork's policy hides, whose skip-worktree bit is avfs's own (the
+    work tree hides them by design; a staged change there is the policy's to put back):
+    left marked, else the person's `git commit -a` removed them from the branch."""
     from ..core.workspace.plantedrule import dirs_of
 
-    marked = sorted(p for p in _flagged(env) if dirs_of((p,))) if bits else []
+    marked = sorted(p for p in _flagged(env) if dirs_of((p,)) and not (hidden and hidden(p))) if bits else []
     out = {p for p in marked if p not in gone}
     view = None
     for p, (_m, _o, mode, oid) in changed.items():

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import PolicyError
 from ..core.store.gitrun import git_env, run
+from ..core.types import NodeKind
 from ..core.workspace.plantedrule import dirs_of
 from ..core.workspace.untrusted import read_file
 from ..mount.indexflags import without
@@ -77,7 +80,8 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
     if not planted and fork is not None and dirs_of(changed):  # (over the work tree too: what it completes)
         planted, found = _planted_in(vault.store, env, changed, {*paths, *protected}, view_of())
     gone = {*paths, *protected, *planted}
-    loose = _unshown(vault.store, env, changed, gone, view_of if fork is not None else None)
+    hidden = _hidden(vault, fork)
+    loose = _unshown(vault.store, env, changed, gone, view_of if fork is not None else None, hidden=hidden)
     out = _put_back(env, changed, sorted({*paths, *protected, *planted, *(p for p in loose if p in changed)}))
     if paths:
         out.append({"ref": "index", "old": None, "new": None, "reason": _lacking(paths, why)})
@@ -95,6 +99,18 @@ def keep_staged(vault: Vault, git_dir: str, od: str, fork: str | None = None) ->
     if loose:
         out.append(_unshown_reason(loose))
     return out
+
+
+def _hidden(vault: Vault, fork: str | None) -> Callable[[str], bool] | None:
+    """The paths ``fork``'s policy hides, as its mount's index marks them (None: none, or a
+    policy that does not read: then every marked entry at a name of git's state is cleared)."""
+    if fork is None:
+        return None
+    try:
+        shown = vault.workspace(fork).visible_filter()
+    except PolicyError:
+        return None
+    return None if shown is None else (lambda p: not shown(p, NodeKind.FILE))
 
 
 def _lacking(paths: list[str], why: str | None) -> str:
