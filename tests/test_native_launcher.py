@@ -87,7 +87,8 @@ class FakeServer:
                 return
             self.conn = conn
             with conn:
-                req, fds = warm._recv_request(conn)
+                fds: list[int] = []
+                req = warm._recv_request(conn, fds)
                 self.requests.append(req)
                 self.stdio.append([(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in fds])
                 for fd in fds:
