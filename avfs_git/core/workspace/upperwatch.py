@@ -56,6 +56,7 @@ from typing import Any
 from . import upper as up
 from .hookwire import own_reply
 from .upperclassify import ChangeClassifier
+from .upperlinks import LinkedNames
 
 log = logging.getLogger("avfs.upperwatch")
 
@@ -178,6 +179,7 @@ class UpperWatch(ChangeClassifier):
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
         self.came: tuple[str, os.stat_result | None] | None = None  # (_event's lstat of a new file)
+        self._links = LinkedNames()  # every name of a linked file: a write names one (review42)
         self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
 
     # -- the journal ----------------------------------------------------------------------
@@ -257,14 +259,15 @@ class UpperWatch(ChangeClassifier):
                 self._give_up(f"inotify refused an instance: {exc.strerror}")
             return
         wds: dict[int, str] = {}
-        why = self._walk(ino, wds, "", record=False)
+        links = LinkedNames()
+        why = self._walk(ino, wds, "", record=False, links=links)
         with self._lock:
             if why or self._stop.is_set():
                 ino.close()
                 if why:
                     self._give_up(why)
                 return
-            self._ino, self._wds, self._broken, self._moved = ino, wds, "", {}
+            self._ino, self._wds, self._broken, self._moved, self._links = ino, wds, "", {}, links
             self.lower_paths.clear()
             if self._lapsed:  # (given up before: what changed meanwhile is unknown)
                 self._lapsed = False
@@ -337,11 +340,11 @@ class UpperWatch(ChangeClassifier):
         del real
         if self._broken or self._ino is None:
             return
-        why = self._walk(self._ino, self._wds, path, record=record)
+        why = self._walk(self._ino, self._wds, path, record=record, links=self._links)
         if why:
             self._broken = why
 
-    def _walk(self, ino: Any, wds: dict[int, str], path: str, *, record: bool) -> str:
+    def _walk(self, ino: Any, wds: dict[int, str], path: str, *, record: bool, links: LinkedNames) -> str:
         """Watch directory ``path`` and every directory below it in ``ino``; with
         ``record`` (the journal's instance, under the lock), journal everything found there
         (a directory that just appeared: what was made in it before its watch existed is
@@ -377,7 +380,10 @@ class UpperWatch(ChangeClassifier):
                                 if self.on_events is not None and self._lower_kind(child) is None:
                                     self._batch.append((time.time(), "created", child, None))
                             stack.append((child, (st.st_dev, st.st_ino)))
-                        elif record:
+                            continue
+                        if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                            links.found(child, st)
+                        if record:
                             self._record(child)
                             if up.classify(at, st) == up.GONE:
                                 self._record(child + "/")
@@ -412,6 +418,8 @@ class UpperWatch(ChangeClassifier):
                     self._event(ev.wd, ev.mask, ev.name)
                     if self.on_events is not None:
                         self._classify(ev.wd, ev.mask, ev.name, ev.cookie, final[(ev.wd, ev.name)] == i)
+                for path in self._links.search(self.upper_dir):
+                    self._record(path)  # (names of a file linked anew: its other names changed)
                 self._flush()
             except Exception:
                 log.exception("reading the upper layer's events")
@@ -448,6 +456,7 @@ class UpperWatch(ChangeClassifier):
         if mask & IN_Q_OVERFLOW:
             # events were lost: no token from before is good, and directories made meanwhile
             # have no watch yet (every directory is watched again: the same inode keeps its wd)
+            self._links = LinkedNames()
             self._watch_tree("", self.upper_dir, record=False)
             self._valid_from = self.seq + 1
             self._record("")
@@ -470,6 +479,7 @@ class UpperWatch(ChangeClassifier):
             if mask & _GONE:
                 self._record(path)
                 self._record(path + "/")  # everything that was below it
+                self._links.gone_below(path + "/")
             elif mask & _CAME:
                 # made, copied up, or renamed here: watch it and what it holds
                 real = os.path.join(self.upper_dir, path)
@@ -483,6 +493,12 @@ class UpperWatch(ChangeClassifier):
             self.came = (path, st)  # (the classifier's of the same event: one lstat, record4)
             if st is None or up.classify(real, st) == up.GONE:
                 self._record(path + "/")  # a whiteout: a directory may be gone
+            self._links.found(path, st)
+        elif mask & _GONE:
+            self._links.gone(path)
+        else:  # written or chmod-ed: the kernel names one of a linked file's names
+            for other in self._links.others(path):
+                self._record(other)
 
     def _dir_came(self, path: str, real: str) -> None:
         """Journal a directory that appeared in the upper layer. git takes a path it has no

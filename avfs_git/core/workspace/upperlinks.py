@@ -1,0 +1,115 @@
+"""Every name of a hard-linked file in an overlay mount's upper layer, for the journal.
+
+overlayfs keeps one overlay inode for a file linked under several names, and writes go
+through the upper dentry of the name it first looked up: the kernel's ``inotify`` event for
+a write through ``b.txt`` may name ``a.txt`` (found by review42: an agent's ``ln Makefile
+cache.o`` in one run, a write to ``Makefile`` in the next; the kernel named the ignored
+``cache.o``, so the run's record, ``avfs status`` and git's fsmonitor answer all missed the
+changed ``Makefile``). :class:`LinkedNames` keeps, for each upper inode with more than one
+link, the names it is known by; the journal records all of them when any one changes.
+
+Names come from what the journal stats anyway (its walk of the upper layer, the ``lstat``
+of each new name): a name linked later to a file seen with one link is found by one
+listing of the upper layer (inode numbers from ``readdir``, no ``stat``), at most once per
+inode and link count.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+Key = tuple[int, int]  # (st_dev, st_ino)
+MAX_KEPT = 100_000  # linked names kept; past it they are found again by a listing
+
+
+class LinkedNames:
+    """The upper layer's linked files: inode -> names, name -> inode."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._names: dict[Key, set[str]] = {}
+        self._key: dict[str, Key] = {}
+        self._searched: dict[Key, int] = {}  # the link count a listing was made for
+        self._wanted: set[Key] = set()  # inodes with names not known yet
+        self._told: set[Key] = set()  # inodes whose names were given in this read of events
+
+    def found(self, path: str, st: os.stat_result | None) -> None:
+        """``path`` holds ``st`` now (a walk's or an event's ``lstat``)."""
+        self.gone(path)
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
+            return  # (a whiteout is a device overlayfs links to one shared inode: never one)
+        key = (st.st_dev, st.st_ino)
+        self._names.setdefault(key, set()).add(path)
+        self._key[path] = key
+        if len(self._names[key]) < st.st_nlink and self._searched.get(key) != st.st_nlink:
+            self._searched[key] = st.st_nlink
+            self._wanted.add(key)
+        if len(self._key) > MAX_KEPT:
+            self._reset()  # (forgotten whole: found again as they change)
+
+    def gone(self, path: str) -> None:
+        """No file at ``path`` any more (removed, renamed away, replaced)."""
+        key = self._key.pop(path, None)
+        if key is not None:
+            names = self._names.get(key)
+            if names is not None:
+                names.discard(path)
+                if not names:
+                    del self._names[key]
+                    self._searched.pop(key, None)
+
+    def gone_below(self, prefix: str) -> None:
+        """A directory ``prefix`` (ending in ``/``) removed or renamed away."""
+        for path in [p for p in self._key if p.startswith(prefix)]:
+            self.gone(path)
+
+    def others(self, path: str) -> list[str]:
+        """The other names of the file at ``path``, changed through it: none when it has
+        one, or when they were given already in this read of events (65,000 names of one
+        file written in a loop: each read journals them once)."""
+        key = self._key.get(path)
+        if key is None or key in self._told:
+            return []
+        self._told.add(key)
+        return [n for n in self._names.get(key, ()) if n != path]
+
+    def search(self, upper_dir: str) -> list[str]:
+        """Find the names of the inodes found with fewer names than links, by one listing
+        of the upper layer (``readdir``'s inode numbers; a match is checked with
+        ``lstat``); the names newly known (each a name of a file that changed). Ends a read
+        of events."""
+        self._told.clear()
+        if not self._wanted:
+            return []
+        wanted, self._wanted = self._wanted, set()
+        inos = {ino: (dev, ino) for dev, ino in wanted}
+        new: list[str] = []
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                it = os.scandir(os.path.join(upper_dir, rel) if rel else upper_dir)
+            except OSError:
+                continue
+            with it:
+                for de in it:
+                    path = f"{rel}/{de.name}" if rel else de.name
+                    try:
+                        if de.is_dir(follow_symlinks=False):
+                            if path != ".git":
+                                stack.append(path)
+                            continue
+                        key = inos.get(de.inode())
+                        if key is None or path in self._key or not de.is_file(follow_symlinks=False):
+                            continue
+                        st = de.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if (st.st_dev, st.st_ino) == key:
+                        self._names.setdefault(key, set()).add(path)
+                        self._key[path] = key
+                        new.append(path)
+        return new
