@@ -179,9 +179,9 @@ def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: 
     assert said is not None and "src/config" in said["paths"], out
 
 
-@pytest.mark.parametrize("who", ["agent", "person"])
+@pytest.mark.parametrize(("who", "how"), [("agent", "rm"), ("person", "rm"), ("agent", "mv")])
 def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_merge(
-    scene: Scene, tmp_path: Path, who: str
+    scene: Scene, tmp_path: Path, who: str, how: str
 ) -> None:
     """fix40a's residual (the thirty-eighth round, gitmodel29): the config half is staged
     while the work tree shows it (by the agent inside a ``--no-commit`` run, or by the
@@ -190,7 +190,7 @@ def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_mer
     by the person's own ``git merge --ff-only agent`` in the mount (no avfs commit sees
     git's merge). The person's plain ``git commit`` (no ``-a``) recorded both halves: the
     person's ref move is now checked over git's index as a run's carry-back is."""
-    marker = scene.ran / f"ffmerge-{who}-fsmonitor"
+    marker = scene.ran / f"ffmerge-{who}-{how}-fsmonitor"
     scene.vault.fork("main", "agent")
     _write_other_half(scene, "agent")
     got = scene.cli(
@@ -202,7 +202,7 @@ def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_mer
     assert not _put_back_said(one), one.to_dict()  # (the work tree shows it: it stays staged)
     if who == "person":
         scene.git("add", "src/config")
-    code, doc = _avfs(scene, "rm", "src/config")
+    code, doc = _avfs(scene, *(("rm", "src/config") if how == "rm" else ("mv", "src/config", "notes.txt")))
     assert code == 0, doc
     # (put back where the work tree stopped showing it: staged on main until the commit)
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout

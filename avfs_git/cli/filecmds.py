@@ -193,6 +193,13 @@ def index_shows(ws: Any, paths: list[str]) -> None:
         keep_shown(ws, paths)
 
 
+def checked_out(ws: Any, path: str) -> None:
+    """:func:`index_shows` after `avfs checkout REV -- PATH` (a file or a directory brought
+    back from a commit: what git staged there may be shown no more, gitmodel29)."""
+    p = names.norm_path(path)
+    index_shows(ws, [p] if not p or _git_state(p) or _is_dir(ws, p) else [])
+
+
 def into_dir(ws: object, src: str, dst: str) -> str:
     """coreutils semantics: an existing directory as destination receives the source."""
     from ..core.workspace.workspace import Workspace

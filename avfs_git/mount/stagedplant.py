@@ -313,7 +313,7 @@ def keep_shown(ws: Any, paths: Iterable[str]) -> list[str]:
     person's plain ``git commit`` recorded both halves and a clone's ``git status`` in
     ``src/`` ran the program. Checked here, where the work tree stops showing what is
     staged, the index's half is always one the writers see."""
-    want = [p for p in paths if p]
+    want = list(paths)  # ("": the whole tree, a checkout of the root)
     git_dir = ws.vault.mounts.worktree_git_dir(ws) if want else None
     if git_dir is None or not os.path.isfile(os.path.join(git_dir, "index")):
         return []
@@ -324,7 +324,7 @@ def keep_shown(ws: Any, paths: Iterable[str]) -> list[str]:
     if got is None:
         return []
     changed = got[1]
-    near = {p: v for p, v in changed.items() if any(p == q or p.startswith(q + "/") for q in want)}
+    near = {p: v for p, v in changed.items() if any(q in ("", p) or p.startswith(q + "/") for q in want)}
     if not near:
         return []
     loose = unshown(ws.store, env, near, set(), lambda: ws.view, bits=False)
