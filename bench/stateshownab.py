@@ -80,7 +80,7 @@ def main() -> None:
                         spent = 0.0
                         for k in range(a.calls):
                             body = f"[core]\n\tbare = false\n# {i}-{k}\n"
-                            call = [*heads[n], "write", "--parents", path, body] if case == "plain" else None
+                            call = [*heads[n], "write", path, body] if case == "plain" else None
                             if call is None:  # (staged in the mount's index first: the look has work)
                                 (mps[n] / "src").mkdir(exist_ok=True)
                                 (mps[n] / path).write_text(body)

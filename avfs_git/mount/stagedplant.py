@@ -318,9 +318,17 @@ def keep_shown(ws: Any, paths: Iterable[str]) -> list[str]:
     if git_dir is None or not os.path.isfile(os.path.join(git_dir, "index")):
         return []
     env = git_env()
-    # (the kept git dir of an unmounted fork names its common dir relative to where it was)
-    env.update(GIT_DIR=git_dir, GIT_COMMON_DIR=ws.vault.path, GIT_NO_REPLACE_OBJECTS="1")
-    got = staged_diff(env)
+    env.update(GIT_DIR=git_dir, GIT_NO_REPLACE_OBJECTS="1")
+    head = "HEAD"
+    if not os.path.isfile(os.path.join(git_dir, "commondir")):
+        # (the git dir an unmount kept: no `commondir`, git takes it for no repository and
+        # HEAD for no revision; its HEAD file names the fork's branch or a detached commit)
+        env["GIT_COMMON_DIR"] = ws.vault.path
+        named = (_read_head(git_dir) or "").strip()
+        head = named if len(named) == 40 and all(c in "0123456789abcdef" for c in named) else ws.tip()
+        if head is None:
+            return []
+    got = staged_diff(env, head)
     if got is None:
         return []
     changed = got[1]
@@ -330,3 +338,11 @@ def keep_shown(ws: Any, paths: Iterable[str]) -> list[str]:
     loose = unshown(ws.store, env, near, set(), lambda: ws.view, bits=False)
     put_back(env, changed, loose)
     return loose
+
+
+def _read_head(git_dir: str) -> str | None:
+    """The HEAD file of ``git_dir`` (a git dir an unmount kept: avfs's, out of every
+    sandbox's view), at most a line."""
+    from .ownfiles import read_text
+
+    return read_text(os.path.join(git_dir, "HEAD"))
