@@ -148,7 +148,8 @@ def test_the_person_merges_the_agents_fork_with_git(scene: Scene, tmp_path: Path
 @pytest.mark.parametrize("by", ["merge", "checkpoint"])
 def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: Path, by: str) -> None:
     """A staged config the work tree showed as its run ended (a ``--no-commit`` run wrote
-    it, the person staged it), then taken out of the work tree by the agent's ``avfs rm``:
+    it, the person staged it), then taken out of the work tree (in the mount: the agent's
+    ``avfs rm`` puts it back itself since gitmodel29):
     the commit that brings the other half (``avfs merge`` of the agent's fork, or ``avfs
     checkpoint save`` after ``avfs write``) puts the staged config back in the mount's
     index, and its ``--json`` document says so (``index_put_back``), not only a later run's."""
@@ -160,8 +161,9 @@ def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: 
         assert got.code == 0, got.out
     _ran(scene.attack(_config_half(marker), commit=False))
     scene.git("add", "src/config")  # the person stages what the agent wrote
-    code, doc = _avfs(scene, "rm", "src/config")
-    assert code == 0, doc
+    # (taken out of the work tree in the mount itself: since gitmodel29 the agent's `avfs
+    # rm` puts the staged entry back at once, test_a_staged_half_the_work_tree_showed...)
+    (scene.mp / "src" / "config").unlink()
     if by == "merge":
         got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "merge", "agent")
     else:
@@ -175,3 +177,34 @@ def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: 
     validate(out)
     said = out.get("index_put_back")
     assert said is not None and "src/config" in said["paths"], out
+
+
+@pytest.mark.parametrize(("who", "how"), [("agent", "rm"), ("person", "rm"), ("agent", "mv")])
+def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_merge(
+    scene: Scene, tmp_path: Path, who: str, how: str
+) -> None:
+    """fix40a's residual (the thirty-eighth round, gitmodel29): the config half is staged
+    while the work tree shows it (by the agent inside a ``--no-commit`` run, or by the
+    person's ``git add`` of what the agent wrote), so no run's carry-back puts it back; the
+    agent's ``avfs rm`` outside any run takes it out of the work tree; the other half comes
+    by the person's own ``git merge --ff-only agent`` in the mount (no avfs commit sees
+    git's merge). The person's plain ``git commit`` (no ``-a``) recorded both halves: the
+    person's ref move is now checked over git's index as a run's carry-back is."""
+    marker = scene.ran / f"ffmerge-{who}-{how}-fsmonitor"
+    scene.vault.fork("main", "agent")
+    _write_other_half(scene, "agent")
+    got = scene.cli(
+        "--home", scene.home.path, "--vault", "v:agent", "--json", "checkpoint", "save", "-m", "a"
+    )
+    assert got.code == 0, got.out
+    stage = "git add src/config\n" if who == "agent" else ""
+    one = _ran(scene.attack(_config_half(marker) + stage, commit=False))
+    assert not _put_back_said(one), one.to_dict()  # (the work tree shows it: it stays staged)
+    if who == "person":
+        scene.git("add", "src/config")
+    code, doc = _avfs(scene, *(("rm", "src/config") if how == "rm" else ("mv", "src/config", "notes.txt")))
+    assert code == 0, doc
+    # (put back where the work tree stopped showing it: staged on main until the commit)
+    assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
+    scene.git("merge", "--ff-only", "agent")
+    _person_commits_and_looks(scene, tmp_path, marker)

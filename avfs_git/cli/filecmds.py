@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import PathNotFoundError, UsageError
 from ..core.store import names
@@ -129,6 +129,7 @@ def write(
         assert content is not None
         data = content.encode("utf-8", "surrogateescape")
         st, blob = ws.write_blob(path, data, mode=fmode, parents=not no_parents, expect=expect)
+    index_shows(ws, [st.path] if _git_state(st.path) else [])
     app.output.result(
         "file_write",
         {**ws_ref(app), "stat": st, "blob": blob},
@@ -168,6 +169,35 @@ def file_op(app: App, op: str, paths: list[str], extra: dict[str, object] | None
 
 TWO_PATHS = {"rename": "renamed", "copy": "copied"}
 ONE_PATH = {"remove": "removed {}", "mkdir": "made directory {}"}
+
+
+def _git_state(path: str) -> bool:
+    """Whether a name on ``path`` is one of git's own state (``HEAD``, ``config``, ``hooks``,
+    ``objects``, ``refs``... as git folds them): a staged file there is looked at."""
+    return any(names.git_state_name(c) is not None for c in path.split("/"))
+
+
+def _is_dir(ws: Any, path: str) -> bool:
+    node = ws.view.lookup(names.norm_path(path))
+    return node is not None and bool(node.is_dir)
+
+
+def index_shows(ws: Any, paths: list[str]) -> None:
+    """What git's index in the fork's mount stages at a name of git's own state at or
+    under ``paths`` (changed by an avfs file command, outside any run) is what the work
+    tree shows there, else put back to HEAD's (mount/stagedplant.py ``keep_shown``;
+    gitmodel29, fix40a's residual). Nothing is loaded or run for other paths."""
+    if paths:
+        from ..mount.stagedplant import keep_shown
+
+        keep_shown(ws, paths)
+
+
+def checked_out(ws: Any, path: str) -> None:
+    """:func:`index_shows` after `avfs checkout REV -- PATH` (a file or a directory brought
+    back from a commit: what git staged there may be shown no more, gitmodel29)."""
+    p = names.norm_path(path)
+    index_shows(ws, [p] if not p or _git_state(p) or _is_dir(ws, p) else [])
 
 
 def into_dir(ws: object, src: str, dst: str) -> str:
@@ -222,13 +252,16 @@ def cp(app: App, src: str, dst: str, recursive: bool, expect: str | None) -> Non
     """`avfs cp`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     ws = app.workspace()
     out, blob = ws.copy_blob(src, into_dir(ws, src, dst), recursive=recursive, expect=expect)
+    index_shows(ws, [out] if recursive or _git_state(out) else [])
     file_op(app, "copy", [names.norm_path(src), out], {"blob": blob})
 
 
 def mv(app: App, src: str, dst: str, expect: str | None) -> None:
     """`avfs mv`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     ws = app.workspace()
+    was_dir = _is_dir(ws, src)
     out, blob = ws.rename_blob(src, into_dir(ws, src, dst), expect=expect)
+    index_shows(ws, [p for p in (names.norm_path(src), out) if was_dir or _git_state(p)])
     file_op(app, "rename", [names.norm_path(src), out], {"blob": blob})
 
 
@@ -239,14 +272,18 @@ def rm(app: App, paths: tuple[str, ...], recursive: bool, force: bool, expect: s
         names.norm_path(p)
     if expect is not None and len(paths) != 1:
         raise UsageError("--expect takes one PATH")
-    done = []
+    done, look = [], []
     for p in paths:
         try:
+            was_dir = recursive and _is_dir(ws, p)  # (a directory's staged files: looked at below)
             ws.remove(p, recursive=recursive, expect=expect)
             done.append(names.norm_path(p))
+            if was_dir or _git_state(done[-1]):
+                look.append(done[-1])
         except PathNotFoundError:
             if not force:
                 raise
+    index_shows(ws, look)
     file_op(app, "remove", done)
 
 

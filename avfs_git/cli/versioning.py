@@ -236,6 +236,9 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
         raise UsageError("give one path", hint="avfs checkout REV -- PATH")
     assert rev is not None
     op = cp.checkout(vault, fork, paths[0], rev)
+    from .filecmds import checked_out
+
+    checked_out(vault.workspace(fork), paths[0])
     app.output.result(
         "operation",
         {"vault": vault.name, "fork": fork, "operation": op},

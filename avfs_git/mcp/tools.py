@@ -264,6 +264,12 @@ class AvfsTools:
         mode = None if executable is None else (0o100755 if executable else 0o100644)
         ws = vault.workspace(fork)
         st, blob = ws.write_blob(args["path"], data, mode=mode, expect=args.get("expect"))
+        from ..core.store.names import git_state_name
+
+        if any(git_state_name(c) is not None for c in st.path.split("/")):
+            from ..mount.stagedplant import keep_shown  # (a staged file there: gitmodel29)
+
+            keep_shown(ws, [st.path])
         return {**self._workspace_ref(vault, fork), "stat": st, "blob": blob}
 
     def _t_list_files(self, args: dict[str, Any]) -> dict[str, Any]:

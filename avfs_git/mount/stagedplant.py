@@ -296,3 +296,53 @@ def put_back(
             lines.append(f"{mode} {old}\t".encode() + name + b"\0")
     run([*CFG, "update-index", "-z", "--index-info"], env=env, input=b"".join(lines), check=False)
     return []
+
+
+def keep_shown(ws: Any, paths: Iterable[str]) -> list[str]:
+    """After an avfs file command outside any run (``avfs rm``, ``mv``, ``write``, ``cp``;
+    MCP's alike) changed ``paths`` of ``ws``'s fork: the staged entries at or under them, at
+    a name of git's own state, that the work tree no longer shows there are put back to
+    ``HEAD``'s in git's index of the fork's mount (or the index its unmount kept), as a
+    run's carry-back puts them back (:func:`unshown`). Returns those paths.
+
+    Why (gitmodel29, fix40a's residual): a staged ``src/config`` the work tree showed as
+    its run ended (a ``--no-commit`` run, or the person's ``git add`` of what the agent
+    wrote) passed every check; the agent's ``avfs rm src/config`` then took it out of the
+    work tree, and the other half (``src/HEAD``, ``objects/``, ``refs/``) came by the
+    person's own ``git merge --ff-only`` of the agent's fork, which no avfs commit sees: the
+    person's plain ``git commit`` recorded both halves and a clone's ``git status`` in
+    ``src/`` ran the program. Checked here, where the work tree stops showing what is
+    staged, the index's half is always one the writers see."""
+    want = list(paths)  # ("": the whole tree, a checkout of the root)
+    git_dir = ws.vault.mounts.worktree_git_dir(ws) if want else None
+    if git_dir is None or not os.path.isfile(os.path.join(git_dir, "index")):
+        return []
+    env = git_env()
+    env.update(GIT_DIR=git_dir, GIT_NO_REPLACE_OBJECTS="1")
+    head = "HEAD"
+    if not os.path.isfile(os.path.join(git_dir, "commondir")):
+        # (the git dir an unmount kept: no `commondir`, git takes it for no repository and
+        # HEAD for no revision; its HEAD file names the fork's branch or a detached commit)
+        env["GIT_COMMON_DIR"] = ws.vault.path
+        named = (_read_head(git_dir) or "").strip()
+        head = named if len(named) == 40 and all(c in "0123456789abcdef" for c in named) else ws.tip()
+        if head is None:
+            return []
+    got = staged_diff(env, head)
+    if got is None:
+        return []
+    changed = got[1]
+    near = {p: v for p, v in changed.items() if any(q in ("", p) or p.startswith(q + "/") for q in want)}
+    if not near:
+        return []
+    loose = unshown(ws.store, env, near, set(), lambda: ws.view, bits=False)
+    put_back(env, changed, loose)
+    return loose
+
+
+def _read_head(git_dir: str) -> str | None:
+    """The HEAD file of ``git_dir`` (a git dir an unmount kept: avfs's, out of every
+    sandbox's view), at most a line."""
+    from .ownfiles import read_text
+
+    return read_text(os.path.join(git_dir, "HEAD"))
