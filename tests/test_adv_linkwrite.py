@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from avfs_git import changes_since
 from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
@@ -198,3 +199,37 @@ def test_the_journal_finds_a_name_linked_to_a_file_it_saw_with_one(tmp_path: Any
         assert _changed_after(w, seq, lambda: (top / "e" / "b").write_text("2\n")) == {"a", "e/b"}
     finally:
         w.close()
+
+
+def _stream_until_marker(vault: Any, mp: str, cursor: Any, marker: str) -> list[tuple[str, str]]:
+    """The change stream's events after ``cursor`` up to the person's own write of
+    ``marker`` in the mount (made after the command ended: every event before it is in)."""
+    with open(f"{mp}/{marker}", "w") as fh:
+        fh.write("the person's\n")
+    deadline = time.monotonic() + 30
+    while True:
+        got = [(e.kind, e.path) for e in changes_since(vault, "main", cursor, limit=1000).events]
+        if any(path == marker for _kind, path in got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def test_the_change_stream_names_every_name_of_a_file_written_through_a_link(
+    overlay: Any, vault: Any
+) -> None:
+    """A watcher of ``Makefile`` (``avfs watch``) hears that it changed when a command
+    rewrites it through a link: the kernel names ``cache.o``, the name overlayfs looked up
+    first (before, the stream said ``cache.o modified`` only), and a chmod likewise."""
+    mp = overlay.mountpoint
+    first = _exec("sh", "-c", "cp Makefile cache.o && rm Makefile && ln cache.o Makefile")
+    assert first["exit_code"] == 0, first["result"]
+    cursor = changes_since(vault, "main", None).cursor
+    second = _exec("sh", "-c", "printf 'all:\\n\\techo PWNED\\n' > Makefile")
+    assert second["exit_code"] == 0, second["result"]
+    got = _stream_until_marker(vault, mp, cursor, "done1.txt")
+    assert ("modified", "Makefile") in got and ("modified", "cache.o") in got, got
+    cursor = changes_since(vault, "main", None).cursor
+    third = _exec("chmod", "+x", "Makefile")
+    assert third["exit_code"] == 0, third["result"]
+    got = _stream_until_marker(vault, mp, cursor, "done2.txt")
+    assert ("mode", "Makefile") in got and ("mode", "cache.o") in got, got

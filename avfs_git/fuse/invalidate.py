@@ -35,6 +35,13 @@ class Invalidation(HandleTable):
     # at least this often anyway; an idle mount polled 50 times a second, ~7 ms of CPU a
     # second (docs/benchmarks.md, h-mountcost2's section)
     idle_poll_s = 30.0
+    # after a wake-up by a write of the state directory, looks again after poll_s, then
+    # twice as long each time while nothing new shows, up to this: SQLite writes a commit's
+    # WAL frames (the inotify event) before it publishes the commit in the ``-shm`` by mmap
+    # (no event), so the look the write woke may come too early (review42 F2: a writer
+    # paused between the two left the mount stale for idle_poll_s). A pause of t shows
+    # within ~2t; an idle mount has no events, so no looks
+    recheck_most_s = 5.0
 
     def _setup_invalidation(self) -> None:
         """The kernel caches attributes and entries for a long time (the daemon sets 60 s);
@@ -172,18 +179,18 @@ class Invalidation(HandleTable):
             self._watcher.join(timeout)
         return True
 
-    def _sleep(self) -> bool:
+    def _sleep(self, recheck: float | None = None) -> tuple[bool, bool]:
         """Wait for something to look at: a write in the state directory (the overlay
         database's commits, any process's), a close whose size is left to record
         (:meth:`_kick_watcher`), a process that moved the base (``wake_fd``: at once), or
-        :attr:`idle_poll_s`; where nothing is watched, one poll interval. A wake that is not
-        a mover's comes at most every :attr:`poll_s` after the last look. True once the
-        mount is stopping."""
+        ``recheck`` (else :attr:`idle_poll_s`); where nothing is watched, one poll
+        interval. A wake that is not a mover's comes at most every :attr:`poll_s` after
+        the last look. (Whether the mount is stopping, whether something woke it.)"""
         notify = self._notify
         fds = [fd for fd in (self.wake_fd, self._kick_fd, notify and notify.fileno()) if fd is not None]
         if not fds:
-            return self._stop.wait(self.poll_s)
-        timeout = self.poll_s if notify is None else self.idle_poll_s
+            return self._stop.wait(self.poll_s), False
+        timeout = self.poll_s if notify is None else self.idle_poll_s if recheck is None else recheck
         ready, _, _ = select.select(fds, [], [], timeout)
         for fd in ready:
             try:
@@ -195,7 +202,7 @@ class Invalidation(HandleTable):
             if rest > 0:
                 self._stop.wait(rest)
         self._looked_at = time.monotonic()
-        return self._stop.is_set()
+        return self._stop.is_set(), bool(ready)
 
     def _watch(self) -> None:
         try:
@@ -221,7 +228,12 @@ class Invalidation(HandleTable):
             self.on_view(view, False, seq)
         looked: tuple[object, int] | None = None  # (this thread's connection, its data_version)
         unrecorded = False  # (the last poll's record of sizes failed: logged once a streak)
-        while not self._sleep():
+        recheck: float | None = None  # (the next look without an event: recheck_most_s)
+        while True:
+            stopping, woke = self._sleep(recheck)
+            if stopping:
+                break
+            recheck = self.poll_s if woke else recheck
             try:
                 self._record_sizes()
                 unrecorded = False
@@ -241,8 +253,11 @@ class Invalidation(HandleTable):
                 conn = ov.db
                 version = int(conn.execute("PRAGMA data_version").fetchone()[0])
                 if looked == (conn, version) and not (self._kept is not None and self._kept_token != kept):
+                    if not woke and recheck is not None:  # (a look again: still nothing new)
+                        recheck = recheck * 2 if recheck * 2 <= self.recheck_most_s else None
                     continue
                 looked = (conn, version)
+                recheck = None if recheck is None else self.poll_s  # (one may follow it)
                 before = seq
                 seq, paths = ov.changes_by_others(seq)
                 meta = ov.get_metas("base", "view_time", "view_moves", "kept_times")

@@ -2,7 +2,8 @@
 event as a change a person would name (created, modified, deleted, renamed, mode),
 coalesced into batches for the durable log (:mod:`.changelog`), which feeds the change
 stream (``avfs watch``, ``changes_since``). ``overflow``: what happened meanwhile is not in
-the log (its readers get ``resync_required``)."""
+the log (its readers get ``resync_required``). And the lower layer's kinds the journal
+keeps (``lower_paths``), forgotten as events make them wrong."""
 
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ IN_MOVED_FROM = 0x40
 IN_MOVED_TO = 0x80
 IN_CREATE = 0x100
 IN_DELETE = 0x200
+IN_UNMOUNT = 0x2000
 IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
 IN_ISDIR = 0x40000000
 _CAME = IN_CREATE | IN_MOVED_TO
+MAX_LOWER_PATHS = 200_000  # lower paths kept (UpperWatch.lower_paths) before they are all forgotten
 
 
 class ChangeClassifier:
@@ -41,6 +45,32 @@ class ChangeClassifier:
     _moved: dict[int, str]
     _modes: dict[str, int]
     came: tuple[str, os.stat_result | None] | None
+    lower_paths: dict[str, str | None]
+    also: list[str]
+
+    def _forget_lower(self, wd: int, mask: int, name: str) -> None:
+        """Forget the lower paths kept that the event may make wrong. A directory's marks
+        (``overlay.redirect``, ``overlay.opaque``) are set as it is made, renamed (before
+        the rename: the kernel sets the redirect first) or later (``IN_ATTRIB``: overlayfs
+        marks a directory made in a merged one opaque after the ``mkdir``), and a path
+        holds another directory only after a removal or a rename: so all of them go at a
+        directory's rename, removal or change of attributes, an overflow, a lost watch;
+        a path's own at anything else that happens to it (a new name keeps no other's)."""
+        if not self.lower_paths:
+            return
+        if mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_UNMOUNT) or (mask & IN_ISDIR and not mask & IN_CREATE):
+            self.lower_paths.clear()
+            return
+        parent = self._wds.get(wd)
+        if parent is None:
+            return
+        if not name:
+            if mask & IN_ATTRIB:
+                self.lower_paths.clear()  # the directory's own attributes (its marks)
+            return
+        self.lower_paths.pop(f"{parent}/{name}" if parent else name, None)
+        if len(self.lower_paths) > MAX_LOWER_PATHS:
+            self.lower_paths.clear()
 
     def _classify(self, wd: int, mask: int, name: str, cookie: int, final: bool) -> None:
         """One kernel event as a change a person would name (created, modified, deleted,
@@ -89,15 +119,18 @@ class ChangeClassifier:
             self._batch.append((now, "deleted", path, None))
             self._modes.pop(path, None)
         elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
-            self._batch.append((now, "modified", path, None))
+            # a hard-linked file's other names changed with it: overlayfs names the one it
+            # looked up first, whichever the program wrote (``Makefile`` through ``cache.o``)
+            self._batch.extend((now, "modified", p, None) for p in (path, *self.also))
         elif mask & IN_ATTRIB:
-            st = up.lstat(os.path.join(self.upper_dir, path))
-            if st is None:
-                return
-            was = self._modes.get(path)
-            self._modes[path] = st.st_mode
-            if was is None or stat.S_IMODE(was) != stat.S_IMODE(st.st_mode):
-                self._batch.append((now, "mode", path, None))
+            for p in (path, *self.also):
+                st = up.lstat(os.path.join(self.upper_dir, p))
+                if st is None:
+                    continue
+                was = self._modes.get(p)
+                self._modes[p] = st.st_mode
+                if was is None or stat.S_IMODE(was) != stat.S_IMODE(st.st_mode):
+                    self._batch.append((now, "mode", p, None))
         if len(self._modes) > 100_000:
             self._modes.clear()
 

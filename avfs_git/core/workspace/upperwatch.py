@@ -65,7 +65,6 @@ SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (s
 INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
 EVERYTHING = "/"
 MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
-MAX_LOWER_PATHS = 200_000  # lower paths kept (UpperWatch.lower_paths) before they are all forgotten
 # the watches one mount may hold (a watch a directory of its upper layer): the vault's or the
 # home's config.json key, else half the user's limit (they share it with every program of theirs)
 BUDGET_KEY = "mount_watches"
@@ -179,6 +178,7 @@ class UpperWatch(ChangeClassifier):
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
         self.came: tuple[str, os.stat_result | None] | None = None  # (_event's lstat of a new file)
+        self.also: list[str] = []  # (_event's other names of the file an event names: the log's too)
         self._links = LinkedNames()  # every name of a linked file: a write names one (review42)
         self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
 
@@ -426,32 +426,8 @@ class UpperWatch(ChangeClassifier):
                 self._broken = "an event could not be journaled"
         return bool(self._broken)  # (broken: nothing more is read; else the time was up)
 
-    def _forget_lower(self, wd: int, mask: int, name: str) -> None:
-        """Forget the lower paths kept that the event may make wrong. A directory's marks
-        (``overlay.redirect``, ``overlay.opaque``) are set as it is made, renamed (before
-        the rename: the kernel sets the redirect first) or later (``IN_ATTRIB``: overlayfs
-        marks a directory made in a merged one opaque after the ``mkdir``), and a path
-        holds another directory only after a removal or a rename: so all of them go at a
-        directory's rename, removal or change of attributes, an overflow, a lost watch;
-        a path's own at anything else that happens to it (a new name keeps no other's)."""
-        if not self.lower_paths:
-            return
-        if mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_UNMOUNT) or (mask & IN_ISDIR and not mask & IN_CREATE):
-            self.lower_paths.clear()
-            return
-        parent = self._wds.get(wd)
-        if parent is None:
-            return
-        if not name:
-            if mask & IN_ATTRIB:
-                self.lower_paths.clear()  # the directory's own attributes (its marks)
-            return
-        self.lower_paths.pop(f"{parent}/{name}" if parent else name, None)
-        if len(self.lower_paths) > MAX_LOWER_PATHS:
-            self.lower_paths.clear()
-
     def _event(self, wd: int, mask: int, name: str) -> None:
-        self.came = None
+        self.came, self.also = None, []
         self._forget_lower(wd, mask, name)
         if mask & IN_Q_OVERFLOW:
             # events were lost: no token from before is good, and directories made meanwhile
@@ -497,7 +473,8 @@ class UpperWatch(ChangeClassifier):
         elif mask & _GONE:
             self._links.gone(path)
         else:  # written or chmod-ed: the kernel names one of a linked file's names
-            for other in self._links.others(path):
+            self.also = self._links.others(path)
+            for other in self.also:
                 self._record(other)
 
     def _dir_came(self, path: str, real: str) -> None:
