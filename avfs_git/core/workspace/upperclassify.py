@@ -12,6 +12,7 @@ import stat
 import time
 from collections.abc import Callable
 
+from ..types import is_swap_side
 from . import upper as up
 
 log = logging.getLogger("avfs.upperwatch")
@@ -41,13 +42,15 @@ class ChangeClassifier:
     _moved: dict[int, str]
     _modes: dict[str, int]
     came: tuple[str, os.stat_result | None] | None
+    _swapped_in: dict[str, int]  # a path a swap's side file moved to -> its event's index in _batch
 
     def _classify(self, wd: int, mask: int, name: str, cookie: int, final: bool) -> None:
         """One kernel event as a change a person would name (created, modified, deleted,
         renamed, mode), added to the batch. overlayfs's own steps are not changes: a copy-up
         (the lower file moved in from the work directory, unchanged) is followed by the
-        write or chmod that caused it, and a whiteout is a deletion. ``final``: the path's
-        newest event in this read (what the upper layer holds now is its doing)."""
+        write or chmod that caused it, and a whiteout is a deletion. Nor are avfs's own
+        swaps through the mount (:meth:`_swap`). ``final``: the path's newest event in this
+        read (what the upper layer holds now is its doing)."""
         now = time.time()
         if mask & IN_Q_OVERFLOW:
             self._batch.append((now, "overflow", "", None))
@@ -59,6 +62,8 @@ class ChangeClassifier:
         is_dir = bool(mask & IN_ISDIR)
         if mask & IN_MOVED_FROM:
             self._moved[cookie] = path
+            return
+        if not is_dir and self._swap(path, name, mask, cookie, now):
             return
         if mask & _CAME:
             real = os.path.join(self.upper_dir, path)
@@ -101,9 +106,45 @@ class ChangeClassifier:
         if len(self._modes) > 100_000:
             self._modes.clear()
 
+    def _swap(self, path: str, name: str, mask: int, cookie: int, now: float) -> bool:
+        """Whether the event is one of a swap's through the mount (:mod:`.liveswap`: a
+        restore's, an undo's, a merge's or an adoption's write), told by its side file's
+        name (:func:`~..types.is_swap_side`), and if so what it changed: nothing at the side
+        file itself (made, written, linked, unlinked: avfs's own, for an instant); the path
+        it moved to is ``created`` (a ``RENAME_NOREPLACE`` into an empty place), or
+        ``modified`` where what was there moved out to the side file in the same exchange
+        (``RENAME_EXCHANGE``: the kernel reports it as two renames); a path moved out to a
+        side file and not replaced is ``deleted``. Found in the thirty-eighth round (flaky4):
+        every restore through an overlay mount listed one ``.avfs-adopt-*`` file a path in
+        ``avfs watch`` and ``changes_since``, created then deleted."""
+        side = is_swap_side(name)
+        old = self._moved.get(cookie) if mask & IN_MOVED_TO and cookie else None
+        old_side = old is not None and is_swap_side(old.rsplit("/", 1)[-1])
+        if not side and not old_side:
+            return False
+        if old is not None:
+            del self._moved[cookie]
+        if side and old is not None and not old_side:  # the path's file moved out to the side
+            i = self._swapped_in.pop(old, None)
+            if i is not None and i < len(self._batch) and self._batch[i][2] == old:
+                self._batch[i] = (self._batch[i][0], "modified", old, None)  # (an exchange)
+            else:
+                there = up.lstat(os.path.join(self.upper_dir, old))
+                gone = there is None or up.classify(os.path.join(self.upper_dir, old), there) == up.GONE
+                self._batch.append((now, "deleted" if gone else "modified", old, None))
+        elif not side:  # a side file moved in at the path
+            st = up.lstat(os.path.join(self.upper_dir, path))
+            if st is not None:
+                self._modes[path] = st.st_mode
+            self._swapped_in[path] = len(self._batch)
+            self._batch.append((now, "created", path, None))
+        return True
+
     def _found(self, path: str, real: str, st: os.stat_result) -> None:
         """A file found in a directory that appeared in the upper layer (copied up, or
         made, before its watch existed): what it is, against the lower layer."""
+        if is_swap_side(path.rsplit("/", 1)[-1]):
+            return  # (avfs's own: :meth:`_swap`)
         now = time.time()
         if up.classify(real, st) == up.GONE:
             self._batch.append((now, "deleted", path, None))
@@ -123,8 +164,10 @@ class ChangeClassifier:
         happened to the path in the batch."""
         for cookie, gone in self._moved.items():  # left the tree: a removal
             del cookie
-            self._batch.append((time.time(), "deleted", gone, None))
+            if not is_swap_side(gone.rsplit("/", 1)[-1]):
+                self._batch.append((time.time(), "deleted", gone, None))
         self._moved.clear()
+        self._swapped_in.clear()  # (indexes into this batch)
         if not self._batch or self.on_events is None:
             self._batch = []
             return
