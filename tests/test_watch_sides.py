@@ -28,8 +28,8 @@ import pytest
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.types import is_swap_side
 from avfs_git.core.vaults.changes import changes_since
-from avfs_git.core.workspace.changelog import FILE
 from avfs_git.core.workspace import upperask
+from avfs_git.core.workspace.changelog import FILE
 
 from .test_fuse import _mounted
 
@@ -65,7 +65,12 @@ def _files(vault: Any, cursor: str) -> list[tuple[str, str, str | None]]:
 def _git(vault: Any, index: str, *args: str, stdin: str | None = None) -> str:
     env = {**os.environ, "GIT_INDEX_FILE": index}
     return subprocess.run(
-        ["git", "--git-dir", vault.path, *args], env=env, input=stdin, check=True, capture_output=True, text=True
+        ["git", "--git-dir", vault.path, *args],
+        env=env,
+        input=stdin,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -115,10 +120,15 @@ def test_a_restore_and_an_adoption_through_an_overlay_mount_list_no_side_file(
     adopted = _files(vault, c1)
     assert not [n for n in os.listdir(mp) if is_swap_side(n)]
     assert {p for _, p, _ in adopted} == {"a.txt", "b.txt", "new.txt"}, adopted
-    assert sorted(e for e in adopted if e[1] != "new.txt") == [("deleted", "b.txt", None), ("modified", "a.txt", None)]
+    assert sorted(e for e in adopted if e[1] != "new.txt") == [
+        ("deleted", "b.txt", None),
+        ("modified", "a.txt", None),
+    ]
 
 
-def test_a_read_between_a_restore_and_the_daemon_s_journal_misses_nothing(overlay_mount: tuple[Any, str]) -> None:
+def test_a_read_between_a_restore_and_the_daemon_s_journal_misses_nothing(
+    overlay_mount: tuple[Any, str],
+) -> None:
     """ci53's order, made on purpose: the change log's write lock held (as a reader's or a
     full disk's would hold up the daemon's append) across a restore through the mount and
     a first read. That read holds none of the restore's file changes (the daemon has not
