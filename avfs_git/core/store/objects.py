@@ -182,9 +182,9 @@ class _Pack:
             return False
         return True
 
-    def _sha(self, i: int, idx: mmap.mmap) -> bytes:
+    def _sha(self, i: int, idx: mmap.mmap | None = None) -> bytes:
         start = self._ids + (20 * i if self.version == 2 else 24 * i)
-        return idx[start : start + 20]
+        return (self.idx if idx is None else idx)[start : start + 20]
 
     def find(self, raw: bytes) -> int | None:
         try:
