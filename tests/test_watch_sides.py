@@ -77,13 +77,12 @@ def _git(vault: Any, index: str, *args: str, stdin: str | None = None) -> str:
 def test_a_restore_and_an_adoption_through_an_overlay_mount_list_no_side_file(
     overlay_mount: tuple[Any, str], tmp_path: Any
 ) -> None:
-    """A restore through the mount (a.txt rewritten, b.txt made again, c.txt removed: each
-    old file linked aside, unlinked, then written) and another hand's commit adopted
-    through it (a.txt exchanged with a side file, b.txt renamed out to one; new.txt
-    shown by the base's move): the stream names the paths a person would, with the kinds
-    they had (the exchange a modification, not a rename from the side file), and no
-    ``.avfs-adopt-*`` file. On main it named one side file for each path of the restore
-    and of the adoption."""
+    """A restore through the mount (a.txt rewritten, b.txt made again, c.txt removed) and
+    another hand's commit adopted through it (a.txt rewritten, b.txt removed, new.txt
+    shown by the base's move), each file of the upper layer linked aside to a side file,
+    unlinked, then written (:func:`.liveswap.unlinked_unheld`): the stream names the paths
+    a person would, and no ``.avfs-adopt-*`` file. On main it named one side file for
+    each path the restore and the adoption rewrote."""
     vault, mp = overlay_mount
     ws = vault.workspace("main")
     ws.write("a.txt", b"a1\n")
@@ -119,11 +118,70 @@ def test_a_restore_and_an_adoption_through_an_overlay_mount_list_no_side_file(
     assert os.path.exists(os.path.join(mp, "new.txt")) and not os.path.lexists(os.path.join(mp, "b.txt"))
     adopted = _files(vault, c1)
     assert not [n for n in os.listdir(mp) if is_swap_side(n)]
+    assert not [e for e in adopted if is_swap_side(e[1].rsplit("/", 1)[-1]) or e[2]], adopted
     assert {p for _, p, _ in adopted} == {"a.txt", "b.txt", "new.txt"}, adopted
-    assert sorted(e for e in adopted if e[1] != "new.txt") == [
-        ("deleted", "b.txt", None),
+    # (a.txt's old file unlinked, then a new one written: the kernel reports overlayfs's
+    # whiteout then the new file, one event or two as the daemon's reads fall)
+    assert ("deleted", "b.txt", None) in adopted and [k for k, p, _ in adopted if p == "a.txt"][
+        -1
+    ] != "deleted"
+
+
+def _swap_events(tmp_path: Any, store: Any, steps: Any) -> list[tuple[str, str, str | None]]:
+    """What the overlay mount's classifier (its daemon's :class:`.UpperWatch`, on a
+    directory of the test's: inotify works on any) makes of ``steps(live)``, run on a
+    :class:`.LiveDir` of that directory: the kernel's whole queue read at once after
+    them (no watcher thread: a read never falls between one call's events)."""
+    from avfs_git.core.workspace.livedir import LiveDir
+    from avfs_git.core.workspace.upperwatch import UpperWatch
+
+    d = tmp_path / "upper"
+    d.mkdir()
+    for name, text in (("a.txt", "old a\n"), ("r.txt", "r\n"), ("u.txt", "u\n")):
+        (d / name).write_text(text)
+    got: list[tuple[float, str, str, str | None]] = []
+    w = UpperWatch(str(d), lambda _p: None, lambda: [], lambda: "b:0")
+    w.on_events = got.extend
+    w._rewatch()  # (the watch of the directory, as start() makes it, without its thread)
+    try:
+        steps(LiveDir(str(d), store), str(d))
+        w.changed_since(None)  # (reads the kernel's queue, hands the batch over)
+    finally:
+        w.close()
+    return [(k, p, o) for _, k, p, o in got]
+
+
+def test_a_swap_s_side_file_is_no_event_and_the_swapped_path_says_what_it_became(
+    vault: Any, tmp_path: Any
+) -> None:
+    """Each way avfs swaps through a mount (:mod:`.liveswap`), on a real directory watched
+    by the mount daemon's classifier: a file exchanged with a side file holding the new
+    content is ``modified`` (the kernel reports two renames: on main, ``renamed`` from the
+    side file, and the side file created and deleted); a file moved in from a side file
+    where nothing was is ``created``; one moved out to a side file, then unlinked, is
+    ``deleted``; one linked aside, unlinked, then the side name unlinked is ``deleted``.
+    No side file is named."""
+    from avfs_git.core.types import MODE_BLOB
+    from avfs_git.core.workspace.liveswap import swap, unlinked_unheld
+
+    def steps(live: Any, d: str) -> None:
+        assert (
+            swap(live, "a.txt", (MODE_BLOB, b"new a\n"), lambda f: f == (MODE_BLOB, b"old a\n"), False)
+            is None
+        )
+        assert swap(live, "n.txt", (MODE_BLOB, b"n\n"), lambda f: f is None, True) is None
+        assert swap(live, "r.txt", None, lambda f: f == (MODE_BLOB, b"r\n"), False) is None
+        assert unlinked_unheld(os.path.join(d, "u.txt"), aside=True) is True
+
+    events = _swap_events(tmp_path, vault.store, steps)
+    assert sorted(events) == [
+        ("created", "n.txt", None),
+        ("deleted", "r.txt", None),
+        ("deleted", "u.txt", None),
         ("modified", "a.txt", None),
-    ]
+    ], events
+    assert (tmp_path / "upper" / "a.txt").read_text() == "new a\n"
+    assert sorted(os.listdir(tmp_path / "upper")) == ["a.txt", "n.txt"]
 
 
 def test_a_read_between_a_restore_and_the_daemon_s_journal_misses_nothing(

@@ -12,7 +12,7 @@ import stat
 import time
 from collections.abc import Callable
 
-from ..types import is_swap_side
+from ..types import SWAP_SIDE_PREFIX, is_swap_side
 from . import upper as up
 
 log = logging.getLogger("avfs.upperwatch")
@@ -117,8 +117,10 @@ class ChangeClassifier:
         side file and not replaced is ``deleted``. Found in the thirty-eighth round (flaky4):
         every restore through an overlay mount listed one ``.avfs-adopt-*`` file a path in
         ``avfs watch`` and ``changes_since``, created then deleted."""
-        side = is_swap_side(name)
-        old = self._moved.get(cookie) if mask & IN_MOVED_TO and cookie else None
+        side = name.startswith(SWAP_SIDE_PREFIX) and is_swap_side(name)
+        if not side and not (mask & IN_MOVED_TO and cookie):
+            return False  # (every other event: one look at its name)
+        old = self._moved.get(cookie)
         old_side = old is not None and is_swap_side(old.rsplit("/", 1)[-1])
         if not side and not old_side:
             return False
@@ -133,11 +135,12 @@ class ChangeClassifier:
                 gone = there is None or up.classify(os.path.join(self.upper_dir, old), there) == up.GONE
                 self._batch.append((now, "deleted" if gone else "modified", old, None))
         elif not side:  # a side file moved in at the path
+            was = path in self._modes or self._lower_kind(path) is not None  # (something was there)
             st = up.lstat(os.path.join(self.upper_dir, path))
             if st is not None:
                 self._modes[path] = st.st_mode
             self._swapped_in[path] = len(self._batch)
-            self._batch.append((now, "created", path, None))
+            self._batch.append((now, "modified" if was else "created", path, None))
         return True
 
     def _found(self, path: str, real: str, st: os.stat_result) -> None:
@@ -164,8 +167,15 @@ class ChangeClassifier:
         happened to the path in the batch."""
         for cookie, gone in self._moved.items():  # left the tree: a removal
             del cookie
-            if not is_swap_side(gone.rsplit("/", 1)[-1]):
-                self._batch.append((time.time(), "deleted", gone, None))
+            if is_swap_side(gone.rsplit("/", 1)[-1]):
+                continue
+            i = self._swapped_in.get(gone)
+            if i is not None and self._batch[i][2] == gone:
+                # an exchange's second half, its move to the side file in the next read (the
+                # kernel queues the four events one by one: a read may come between them)
+                self._batch[i] = (self._batch[i][0], "modified", gone, None)
+                continue
+            self._batch.append((time.time(), "deleted", gone, None))
         self._moved.clear()
         self._swapped_in.clear()  # (indexes into this batch)
         if not self._batch or self.on_events is None:
