@@ -448,8 +448,34 @@ while True:
 """
 
 
+def _closed_everywhere(conn: Any, holders: list[subprocess.Popen[bytes]]) -> None:
+    """Wait until every copy of the caller's end of ``conn``'s pair is closed (the kernel
+    says so: ``POLLHUP`` on ``conn``), each of ``holders`` let go of its copy first. The
+    test's own ``close()`` is not enough: a process forked meanwhile by any thread of this
+    process (a pytest worker runs other tests' threads) holds a copy until it execs or
+    ends, and ``started`` sent then goes into the pair as to a live caller (ci53's
+    `answer_beat_started[False]`: no SIGHUP). The server is right then: its poll loop
+    hangs the call up when its connection reads the end (`test_a_caller_killed_mid_push_
+    leaves_no_lock_for_the_next`); what this test checks is ``_started``'s own hang-up of
+    a caller already gone."""
+    import select
+
+    for h in holders:
+        assert h.stdin is not None
+        h.stdin.close()  # (it ends, and its copy with it)
+    p = select.poll()
+    p.register(conn, select.POLLHUP)
+    assert p.poll(60_000), "the caller's end is still open somewhere"
+
+
+# a process holding a copy of the caller's end (as one forked by another thread of the
+# test's process does between its fork and its exec) until its stdin ends
+_HOLDER = "import sys; sys.stdin.read()"
+
+
+@pytest.mark.parametrize("held", [False, True])
 @pytest.mark.parametrize("answered", [True, False])
-def test_a_kept_call_whose_answer_beat_started_is_not_hung_up(home: Home, answered: bool) -> None:
+def test_a_kept_call_whose_answer_beat_started_is_not_hung_up(home: Home, answered: bool, held: bool) -> None:
     """The kept process may answer its caller before the server has sent ``started`` (a
     fast merge: the caller takes the first answer and ends), and sending ``started`` then
     fails. The server hung the process up as a caller gone before any answer: the SIGHUP
@@ -457,7 +483,10 @@ def test_a_kept_call_whose_answer_beat_started_is_not_hung_up(home: Home, answer
     exited 255 with nothing on stdout, 1 call in 3 after a merge). A kept call that has
     not answered (a Ctrl-C before any answer) is still hung up. The process here says
     which signals it got: SIGHUP, then our SIGTERM (a lower number, so first when both
-    wait)."""
+    wait). ``held``: another process has a copy of the caller's end when the test closes
+    its own (ci53's failure, made here on purpose: the test now waits for every copy to
+    close, :func:`_closed_everywhere`; before, ``started`` went into the pair and nothing
+    hung the process up)."""
     import marshal
     import socket
 
@@ -468,12 +497,17 @@ def test_a_kept_call_whose_answer_beat_started_is_not_hung_up(home: Home, answer
     ctl, proc_end = socket.socketpair()
     conn, caller = socket.socketpair()
     pidfd = os.pidfd_open(proc.pid)
+    holders = [
+        subprocess.Popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE, pass_fds=(caller.fileno(),))
+        for _ in range(held)
+    ]
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         if answered:  # what callproc._answer says first, before its caller has the answer
             data = marshal.dumps({"code": 1})
             proc_end.sendall(b"%08d" % len(data) + data)
         caller.close()  # the caller has its answer (or was interrupted) and is gone
+        _closed_everywhere(conn, holders)
         server.kept = callproc.Kept(spare.Spare(proc.pid, pidfd, ctl))
         assert server._started(conn, proc.pid, pidfd, ctl) == pidfd
         assert server.children[pidfd].kept
@@ -485,6 +519,10 @@ def test_a_kept_call_whose_answer_beat_started_is_not_hung_up(home: Home, answer
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=60)
+        for h in holders:
+            if h.stdin is not None:
+                h.stdin.close()
+            h.wait(timeout=60)
         os.close(pidfd)
         for s in (ctl, proc_end, conn, caller):
             s.close()

@@ -29,6 +29,7 @@ PROCESS_STATE = {
     "core/store/gitrun.py:_includes_kept": "the files git's config files include, as _config_kept: read again only when their stat moves",
     "core/store/heldref.py:_held": "what a held-objects commit names, by (vault, commit): a commit never changes, so the cache is right for every thread (bounded)",
     "core/workspace/wsheld.py:_trees": "a commit's tree by (vault, commit): a commit never changes, so the cache is right for every thread (bounded)",
+    "core/store/objects.py:_mapped": "the packs whose files the pure reader has mapped, first mapped first, so that past MAPPED_PACKS the oldest let their maps go: one bound for the process, whatever the vaults and threads (weak: a pack collected leaves it)",
     "core/store/packedrefs.py:_checked": "a packed-refs file found to end as git requires, by vault and the file's stat data: a new version is checked again, the same in every thread",
     "core/store/packwriter.py:FINISH_HOOKS": "a pack lands in a vault whichever object wrote it; quota listens once",
     "core/workspace/ignore.py:_shared": "git's ignore answers whose .gitignore files are committed blobs, by vault and a key of the rules' contents: the same question for every fork of the vault (a merge's new source asked what the last one was answered); bounded as each workspace's own",

@@ -20,6 +20,20 @@ MODE_TREE = 0o040000
 MERGE_STATE_FILE = "merge.json"
 # what proxy exec set aside of repositories planted in the fork, in its state dir (.planted)
 PLANTED_FILE = "planted-git.json"
+# the side file a swap through a live overlay mount makes beside a path (core/workspace/
+# liveswap.py: ".avfs-adopt-" and 12 hex digits): avfs's own, for an instant, never a change
+SWAP_SIDE_PREFIX = ".avfs-adopt-"
+
+
+def is_swap_side(name: str) -> bool:
+    """Whether ``name`` (a file name, no directory) is a swap's side file's
+    (:data:`SWAP_SIDE_PREFIX` and 12 lowercase hex digits, as ``liveswap.side_name`` makes)."""
+    tail = name[len(SWAP_SIDE_PREFIX) :]
+    return (
+        name.startswith(SWAP_SIDE_PREFIX) and len(tail) == 12 and all(c in "0123456789abcdef" for c in tail)
+    )
+
+
 # the overlay's count of views set wholesale (wsbase.set_base without keep_view: a restore,
 # an undo, a merge's conflicts written, an abort): an open merge ends at the next one
 VIEW_RESETS = "view_resets"

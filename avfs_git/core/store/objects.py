@@ -20,8 +20,10 @@ import mmap
 import os
 import struct
 import threading
+import weakref
 import zlib
 from bisect import bisect_left
+from collections import OrderedDict
 
 from ..errors import ObjectUnreadableError
 
@@ -40,22 +42,71 @@ def _bad(why: str) -> ObjectReadError:
     return ObjectReadError(why)
 
 
+# the packs whose files a process keeps mapped, of every vault it has read (each map holds
+# a descriptor: Python's mmap keeps a duplicate of the file's; a pack maps its index and its
+# data, so twice this many at most). Past it, the packs mapped first let their maps go (a
+# read in progress keeps the one it holds until it ends), and map again at their next use.
+# Found in the thirty-eighth round (flaky4): a process kept every pack of every vault it had
+# read mapped while it held the vault (a home keeps the 64 used last, and a vault handle in
+# a reference cycle until a collection): a resident server's kept process serving many
+# vaults, ~2 descriptors a pack, toward the user's limit of open files.
+MAPPED_PACKS = 128
+_mapped: OrderedDict[int, weakref.ref[_Pack]] = OrderedDict()  # by id(), the first mapped first
+_mapped_lock = threading.RLock()  # (re-entered: a pack collected while it is held drops its entry)
+
+
+def _map(path: str, what: str) -> mmap.mmap:
+    with open(path, "rb") as fh:
+        try:
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError as exc:  # an empty file cannot be mapped
+            raise _bad(f"{path}: empty {what}") from exc
+
+
+def _note_mapped(pack: _Pack) -> None:
+    """``pack`` has a file mapped: the packs mapped first let theirs go past
+    :data:`MAPPED_PACKS` (see there)."""
+    key = id(pack)
+    let_go: list[_Pack] = []
+    with _mapped_lock:
+        if key not in _mapped:
+            _mapped[key] = weakref.ref(pack, lambda _r: _forget_mapped(key))
+        while len(_mapped) > MAPPED_PACKS:
+            _, ref = _mapped.popitem(last=False)
+            old = ref()
+            if old is not None and old is not pack:
+                let_go.append(old)
+    for old in let_go:  # (outside the registry's lock: each takes its own)
+        old.unmap()
+
+
+def _forget_mapped(key: int) -> None:
+    with _mapped_lock:
+        _mapped.pop(key, None)
+
+
+def mapped_packs() -> int:
+    """How many packs of this process have a file mapped now (each one or two descriptors)."""
+    with _mapped_lock:
+        refs = list(_mapped.values())
+    return sum(1 for ref in refs if (p := ref()) is not None and p.mapped())
+
+
 class _Pack:
     """One pack and its index (v1 or v2). Raises :class:`ObjectReadError` for an index it
-    does not understand (the caller skips that pack: libgit2 reads its objects)."""
+    does not understand (the caller skips that pack: libgit2 reads its objects). Its files
+    are mapped while in use, at most :data:`MAPPED_PACKS` packs a process."""
 
     def __init__(self, idx_path: str) -> None:
         self.idx_path = idx_path
         self.pack_path = idx_path[:-4] + ".pack"
-        with open(idx_path, "rb") as fh:
-            try:
-                self.idx = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            except ValueError as exc:  # an empty file cannot be mapped
-                raise _bad(f"{idx_path}: empty pack index") from exc
-        n = len(self.idx)
-        if self.idx[:4] == b"\xfftOc":
-            if self.idx[4:8] != b"\x00\x00\x00\x02":
-                raise _bad(f"{idx_path}: pack index version {self.idx[4:8].hex()} is not known here")
+        self._pack_lock = threading.Lock()
+        self._idx: mmap.mmap | None = _map(idx_path, "pack index")
+        idx = self._idx
+        n = len(idx)
+        if idx[:4] == b"\xfftOc":
+            if idx[4:8] != b"\x00\x00\x00\x02":
+                raise _bad(f"{idx_path}: pack index version {idx[4:8].hex()} is not known here")
             self.version = 2
             base = 8
         else:
@@ -63,7 +114,7 @@ class _Pack:
             base = 0
         if n < base + 1024 + 40:
             raise _bad(f"{idx_path}: truncated pack index")
-        self.fanout = struct.unpack_from(">256I", self.idx, base)
+        self.fanout = struct.unpack_from(">256I", idx, base)
         if any(self.fanout[i] > self.fanout[i + 1] for i in range(255)):
             raise _bad(f"{idx_path}: corrupt pack index (fan-out table)")
         self.count: int = int(self.fanout[255])
@@ -79,7 +130,24 @@ class _Pack:
             if n < 1024 + 24 * self.count + 40:
                 raise _bad(f"{idx_path}: truncated pack index")
         self._pack: mmap.mmap | None = None
-        self._pack_lock = threading.Lock()
+        self._size = n
+        _note_mapped(self)
+
+    @property
+    def idx(self) -> mmap.mmap:
+        """The index's map (mapped again after :meth:`unmap`; FileNotFoundError: its file
+        went since, a repack's: its objects are in another pack)."""
+        got = self._idx
+        if got is None:
+            with self._pack_lock:
+                if self._idx is None:
+                    m = _map(self.idx_path, "pack index")
+                    if len(m) != self._size:
+                        raise _bad(f"{self.idx_path}: the pack index changed")
+                    self._idx = m
+                got = self._idx
+            _note_mapped(self)
+        return got
 
     @property
     def pack(self) -> mmap.mmap:
@@ -87,16 +155,22 @@ class _Pack:
         if got is None:
             with self._pack_lock:
                 if self._pack is None:
-                    with open(self.pack_path, "rb") as fh:
-                        try:
-                            m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                        except ValueError as exc:
-                            raise _bad(f"{self.pack_path}: empty pack") from exc
+                    m = _map(self.pack_path, "pack")
                     if len(m) < 32 or m[:4] != b"PACK" or m[4:8] not in (b"\0\0\0\x02", b"\0\0\0\x03"):
                         raise _bad(f"{self.pack_path}: not a pack of version 2 or 3")
                     self._pack = m
                 got = self._pack
+            _note_mapped(self)
         return got
+
+    def unmap(self) -> None:
+        """Let the maps go (closed once no read in progress holds them); the next use maps
+        the files again."""
+        with self._pack_lock:
+            self._idx = self._pack = None
+
+    def mapped(self) -> bool:
+        return self._idx is not None or self._pack is not None
 
     def there(self) -> bool:
         """Whether the pack's data is mapped or can be: False once its file went (a repack
@@ -108,30 +182,34 @@ class _Pack:
             return False
         return True
 
-    def _sha(self, i: int) -> bytes:
+    def _sha(self, i: int, idx: mmap.mmap | None = None) -> bytes:
         start = self._ids + (20 * i if self.version == 2 else 24 * i)
-        return self.idx[start : start + 20]
+        return (self.idx if idx is None else idx)[start : start + 20]
 
     def find(self, raw: bytes) -> int | None:
+        try:
+            idx = self.idx  # (one map for the whole lookup)
+        except FileNotFoundError:
+            return None  # (gone since its maps went: a repack's, its objects in another pack)
         lo = self.fanout[raw[0] - 1] if raw[0] else 0
         hi = self.fanout[raw[0]]
         if self.version == 2 and len(raw) == 20:
-            i = self._find_v2(raw, lo, hi)
+            i = self._find_v2(raw, lo, hi, idx)
         else:
-            i = bisect_left(_ShaView(self), raw, lo, hi)
-        if i < hi and self._sha(i) == raw:
+            i = bisect_left(_ShaView(self, idx), raw, lo, hi)
+        if i < hi and self._sha(i, idx) == raw:
             if self.version == 1:
-                return int(struct.unpack_from(">I", self.idx, 1024 + 24 * i)[0])
-            off = struct.unpack_from(">I", self.idx, self._offs + 4 * i)[0]
+                return int(struct.unpack_from(">I", idx, 1024 + 24 * i)[0])
+            off = struct.unpack_from(">I", idx, self._offs + 4 * i)[0]
             if off & 0x80000000:
                 j = off & 0x7FFFFFFF
                 if j >= self._n_big:
                     raise _bad(f"{self.idx_path}: corrupt pack index (large offset {j})")
-                off = struct.unpack_from(">Q", self.idx, self._big + 8 * j)[0]
+                off = struct.unpack_from(">Q", idx, self._big + 8 * j)[0]
             return int(off)
         return None
 
-    def _find_v2(self, raw: bytes, lo: int, hi: int) -> int:
+    def _find_v2(self, raw: bytes, lo: int, hi: int, idx: mmap.mmap) -> int:
         """The position of id ``raw`` among ids ``lo``..``hi`` of a v2 index (``hi`` when
         absent): the table's bytes searched in C (``mmap.find``), where a bisect's steps
         were Python calls (~5 us a lookup, against ~1 at a few thousand objects a fan-out
@@ -140,7 +218,7 @@ class _Pack:
         base = self._ids
         start, end = base + 20 * lo, base + 20 * hi
         while True:
-            pos = self.idx.find(raw, start, end)
+            pos = idx.find(raw, start, end)
             if pos < 0:
                 return hi
             if not (pos - base) % 20:
@@ -151,14 +229,15 @@ class _Pack:
 class _ShaView:
     """The sorted id table of an index, as a sequence for bisect."""
 
-    def __init__(self, pack: _Pack) -> None:
+    def __init__(self, pack: _Pack, idx: mmap.mmap) -> None:
         self.p = pack
+        self.idx = idx
 
     def __len__(self) -> int:
         return self.p.count
 
     def __getitem__(self, i: int) -> bytes:
-        return self.p._sha(i)
+        return self.p._sha(i, self.idx)
 
 
 def _inflate(buf: mmap.mmap | bytes, start: int, size: int) -> bytes:

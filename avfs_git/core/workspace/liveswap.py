@@ -50,7 +50,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Protocol
 
 from ..store.exchange import exchange
-from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, SWAP_SIDE_PREFIX
 
 
 class LiveDir(Protocol):
@@ -70,7 +70,8 @@ _F_SETLEASE = 1024
 _F_GETLEASE = 1025
 _F_SETSIG = 10
 _RENAME_NOREPLACE = 1
-_SIDE = ".avfs-adopt-"  # (the side file's name starts so: tests look for leftovers by it)
+_SIDE = SWAP_SIDE_PREFIX  # (the side file's name starts so: tests look for leftovers by it;
+# the change stream passes over such names: core/types.is_swap_side)
 
 
 def _renamed(src: str, dst: str) -> bool:

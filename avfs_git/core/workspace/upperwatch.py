@@ -176,6 +176,7 @@ class UpperWatch(ChangeClassifier):
         self._batch: list[tuple[float, str, str, str | None]] = []
         self._unlogged = False  # a batch of the change log was lost: the next says so
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
+        self._swapped_in: dict[str, int] = {}  # (upperclassify's _swap, within one batch)
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
         self.came: tuple[str, os.stat_result | None] | None = None  # (_event's lstat of a new file)
         self.also: list[str] = []  # (_event's other names of the file an event names: the log's too)
