@@ -1,7 +1,8 @@
 """An exec that makes thousands of new files is recorded as git records them (record2, the
 thirty-fifth round): a ``proxy exec -- cp -a package copy`` of es-abstract 1.24.2's npm
-tarball (2,480 files) in a mounted fork, on each mount backend, commits the tree that
-``git add -A && git commit`` commits of the same files in a plain clone; afterwards avfs's
+tarball (2,480 files; 735 of them on pure FUSE: ``FUSE_PART``) in a mounted fork, on each
+mount backend, commits the tree that ``git add -A && git commit`` commits of the same files
+in a plain clone; afterwards avfs's
 own status and git's in the mount find nothing to record, and a second status of the same
 files, their blob ids now kept (in one transaction, no longer one each), says the same.
 
