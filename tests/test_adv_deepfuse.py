@@ -1,6 +1,6 @@
-"""A tree 1,200 levels deep on the pure-FUSE backend (the thirty-second round, NAME=attack23;
-the overlay's was the fifteenth round's and the thirtieth's: tests/test_adv_deep.py,
-tests/test_adv_exhaust.py).
+"""A tree 1,050 levels deep (1,200 until suitetime5) on the pure-FUSE backend (the
+thirty-second round, NAME=attack23; the overlay's was the fifteenth round's and the
+thirtieth's: tests/test_adv_deep.py, tests/test_adv_exhaust.py).
 
 Found: once a command's deep tree was committed (the exec's own commit: no overlay entry
 left on its chain), every lookup and getattr below it asked SQLite for the entries at each
@@ -26,7 +26,10 @@ from .test_adv_gitseal import _avfs, _script
 from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 
-DEPTH = 1200
+# past Python's recursion limit (1,000 calls) from any stack, with a margin, as
+# tests/test_adv_deep.py's 1,050 (suitetime28); 1,200 until suitetime5: a pure-FUSE lookup is
+# O(depth) in libfuse's paths, so the person's `git status` here is O(depth^2) (0.77x at 1,050)
+DEPTH = 1050
 DEEP = "/".join(["d"] * DEPTH) + "/f"
 
 
@@ -51,7 +54,7 @@ def _git(mp: str, *args: str) -> str:
     return got.stdout
 
 
-def test_a_command_s_tree_1200_levels_deep_on_pure_fuse_is_committed_and_git_reads_it(
+def test_a_command_s_tree_1050_levels_deep_on_pure_fuse_is_committed_and_git_reads_it(
     fuse_mount: Any, vault: Any, home: Any
 ) -> None:
     """The command makes it a level at a time inside a real confined exec; the exec commits
@@ -101,7 +104,7 @@ def _bottom(mp: str) -> bytes:
 
 
 def test_a_lookup_below_a_deep_committed_tree_asks_its_ancestors_by_one_range(vault: Any) -> None:
-    """What the daemon asks SQLite for a lookup 1,200 levels down in a committed tree: the
+    """What the daemon asks SQLite for a lookup 1,050 levels down in a committed tree: the
     statements' text with their parameters grows with the path, not with its square."""
     ws = vault.workspace("main")
     for i in range(1, DEPTH + 1):  # (a level at a time: not what the next test is about)
@@ -120,8 +123,8 @@ def test_a_lookup_below_a_deep_committed_tree_asks_its_ancestors_by_one_range(va
     assert size < 40 * len(DEEP), (size, len(DEEP))  # (before: ~1.4 MB, 600x the path)
 
 
-def test_avfs_write_1200_levels_deep_makes_its_parents(vault: Any) -> None:
-    """`avfs write` of a path 1,200 levels deep (what MCP `write_file` and the API's write
+def test_avfs_write_1050_levels_deep_makes_its_parents(vault: Any) -> None:
+    """`avfs write` of a path 1,050 levels deep (what MCP `write_file` and the API's write
     do): written, its parents made; exit 70 (``RecursionError``) before."""
     r = _avfs("--json", "write", DEEP, "bottom\n")
     assert r.returncode == 0, r.stdout[:500]

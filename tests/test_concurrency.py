@@ -186,33 +186,58 @@ def test_a_git_pusher_and_avfs_race_on_one_fork_and_both_survive(vault, tmp_path
     assert not ws.is_dirty()  # nothing of avfs's was left uncommitted
 
 
+# Each round's six racers forked by one process that imported avfs once (suitetime5: 72
+# processes each importing it were ~10 s of the test's CPU), let go together through a pipe
+# each waits on (its end closed by the parent): separate processes on the same
+# `config.lock`, started closer together than processes that each import first.
+RACERS = textwrap.dedent(
+    """
+    import os, sys
+    from avfs_git.core.vaults.home import Home
+    from avfs_git.mount.side import MOUNT_SIDE
+    from avfs_git.mount.worktree import enable_worktree_config
+    failed = 0
+    for home_path in sys.argv[1:]:
+        r, w = os.pipe()
+        pids = []
+        for _ in range(6):
+            pid = os.fork()
+            if pid == 0:
+                os.close(w)
+                os.read(r, 1)  # (end of file once the parent closes its end: all go at once)
+                try:
+                    enable_worktree_config(Home(home_path, mounts=MOUNT_SIDE).vault("v"))
+                except BaseException as exc:
+                    print(f"{home_path}: {exc!r}", file=sys.stderr, flush=True)
+                    os._exit(1)
+                os._exit(0)
+            pids.append(pid)
+        os.close(r)
+        os.close(w)
+        failed += sum(os.waitpid(pid, 0)[1] != 0 for pid in pids)
+    print(failed)
+    """
+)
+
+
 def test_first_mounts_racing_on_the_vault_config_all_succeed(tmp_path):
     """The first mount of a vault turns on extensions.worktreeConfig in its config. Mounts
     started at once all wrote it, and libgit2 refuses a write whose `config.lock` another
     holds: a `proxy exec` failed with 125 in CI (about 1 process in 36 here, before)."""
     from avfs_git.core.vaults.home import Home
 
-    script = textwrap.dedent(
-        """
-        import sys
-        from avfs_git.core.vaults.home import Home
-        from avfs_git.mount.side import MOUNT_SIDE
-        from avfs_git.mount.worktree import enable_worktree_config
-        enable_worktree_config(Home(sys.argv[1], mounts=MOUNT_SIDE).vault("v"))
-        """
-    )
-    failures = []
+    homes = []
     for i in range(12):
         home = Home(str(tmp_path / f"h{i}"), mounts=MOUNT_SIDE)
-        vault = home.create_vault("v")
-        procs = [
-            subprocess.Popen([sys.executable, "-c", script, home.path], stderr=subprocess.PIPE, text=True)
-            for _ in range(6)
-        ]
-        ran = [(p.communicate()[1], p.returncode) for p in procs]
-        failures += [err for err, code in ran if code != 0]
-        assert git("--git-dir", vault.path, "config", "--bool", "extensions.worktreeConfig").strip() == "true"
-    assert failures == []
+        home.create_vault("v")
+        homes.append(home)
+    proc = subprocess.run(
+        [sys.executable, "-c", RACERS, *(h.path for h in homes)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stdout + proc.stderr
+    for home in homes:
+        v = home.vault("v")
+        assert git("--git-dir", v.path, "config", "--bool", "extensions.worktreeConfig").strip() == "true"
 
 
 def test_a_write_opened_while_a_checkpoint_retires_the_file_is_kept(vault):
