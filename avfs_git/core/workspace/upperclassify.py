@@ -69,14 +69,16 @@ class ChangeClassifier:
                 return
             if st is not None:
                 self._modes[path] = st.st_mode
-            if not is_dir and self.lower_mode is not None and self._lower_kind(path) is not None:
+            asked = not is_dir and self.lower_mode is not None  # (then once: a new file's twice, record5)
+            lower = self._lower_kind(path) if asked else None
+            if asked and lower is not None:
                 was = self.lower_mode(path)  # a copy-up: the mode before any chmod that caused it
                 if was is not None:
                     self._modes[path] = was
             old = self._moved.pop(cookie, None) if mask & IN_MOVED_TO and cookie else None
             if old is not None:
                 self._batch.append((now, "renamed", path, old))
-            elif self._lower_kind(path) is None:
+            elif (lower if asked else self._lower_kind(path)) is None:
                 self._batch.append((now, "created", path, None))
             elif not is_dir:
                 self._batch.append((now, "copied_up", path, None))  # settled in _flush
