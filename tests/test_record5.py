@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults.changes import changes_since
 from avfs_git.core.workspace import upperwatch, wsretire
 
 from .conftest import git
 from .test_confine import _need_bwrap
-from .test_fuse import require_fuse
+from .test_fuse import _mounted, require_fuse
 from .test_overlay import require_overlay
 
 # the files rewritten with their own bytes (read whole first: ``open(.., "wb")`` empties it)
@@ -73,6 +74,37 @@ def test_the_retire_looks_for_vanishing_directories_only_where_the_base_held_som
     assert lookup(tree, "new/d3/f199.txt") is not None and lookup(tree, "old/gone") is None
     # what the base held, and its directories: not one of the 200 added files
     assert sorted(asked) == ["old", "old/gone", "old/gone/a.txt"], asked
+
+
+# in an overlay mount: a base directory renamed (a redirect to where the lower layer holds
+# it), one file there written (a copy-up through the redirect), one new there, one new in a
+# new directory
+MOVES = """
+import os, sys
+mp = sys.argv[1]
+os.rename(os.path.join(mp, "src"), os.path.join(mp, "moved"))
+with open(os.path.join(mp, "moved", "app.py"), "a") as f:
+    f.write("more\\n")
+open(os.path.join(mp, "moved", "new.py"), "w").write("new\\n")
+os.mkdir(os.path.join(mp, "fresh"))
+open(os.path.join(mp, "fresh", "x.txt"), "w").write("x\\n")
+"""
+
+
+def test_a_file_s_label_in_an_overlay_mount_follows_its_directory_s_redirect(
+    home, vault, tmp_path: Path
+) -> None:
+    # (the watch asks a file's directory, not the file's own marks: a file has none)
+    with _mounted(home, vault, tmp_path, "overlay") as (v, mp):
+        start = changes_since(v, "main", None).cursor
+        subprocess.run([sys.executable, "-c", MOVES, mp], check=True)
+        want = {"moved/app.py": "modified", "moved/new.py": "created", "fresh/x.txt": "created"}
+        got: dict[str, str] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and set(got) != set(want):
+            got = {e.path: e.kind for e in changes_since(v, "main", start).events if e.path in want}
+            time.sleep(0.05)
+        assert got == want
 
 
 def test_the_watch_asks_the_lower_layer_about_a_created_file_once(tmp_path: Path) -> None:

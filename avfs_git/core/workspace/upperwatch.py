@@ -179,6 +179,7 @@ class UpperWatch(ChangeClassifier):
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
         self.came: tuple[str, os.stat_result | None] | None = None  # (_event's lstat of a new file)
         self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
+        self.lower_file_kind: LowerKind | None = None  # (``lower_kind`` of a path that is no directory)
 
     # -- the journal ----------------------------------------------------------------------
     @property
