@@ -167,7 +167,9 @@ def test_an_exec_s_files_rewritten_with_their_base_s_bytes_are_not_stored_again(
     packs = vault_git / "objects" / "pack"
     try:
         before = set(packs.glob("*.idx"))
-        doc = json.loads(avfs("--json", "--vault", "p:f1", "proxy", "exec", "--", "python3", "rewrite.py").stdout)
+        doc = json.loads(
+            avfs("--json", "--vault", "p:f1", "proxy", "exec", "--", "python3", "rewrite.py").stdout
+        )
         assert doc["success"] and doc["mount"]["backend"] == backend, doc["error"]
         assert [c["path"] for c in doc["changes"]] == ["keep.txt"], doc["changes"]
         commit = doc["commit"]["commit"]

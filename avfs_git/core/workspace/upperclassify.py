@@ -71,9 +71,11 @@ class ChangeClassifier:
             if st is not None:
                 self._modes[path] = st.st_mode
             asked = not is_dir and self.lower_mode is not None  # (then once: a new file's twice, record5)
-            kind_of = self._lower_kind if is_dir or self.lower_file_kind is None else self.lower_file_kind
+            kind_of = self._lower_kind
+            if not is_dir and self.lower_file_kind is not None:
+                kind_of = self.lower_file_kind
             lower = kind_of(path) if asked else None
-            if asked and lower is not None:
+            if asked and lower is not None and self.lower_mode is not None:
                 was = self.lower_mode(path)  # a copy-up: the mode before any chmod that caused it
                 if was is not None:
                     self._modes[path] = was
