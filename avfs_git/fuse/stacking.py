@@ -15,11 +15,22 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _lower_kind(ws: Any, lower: Any, path: str, known: dict[str, str | None] | None = None) -> str | None:
+def _lower_kind(
+    ws: Any, lower: Any, path: str, known: dict[str, str | None] | None = None, leaf: bool = False
+) -> str | None:
     """What the lower layer (``lower``: the workspace without its upper layer) has where the
     upper layer's ``path`` is (redirected directories followed): None, "dir" or "other".
-    ``known``: the lower paths the caller keeps (``lower_path``'s)."""
-    lp = ws.overlay.lower_path(path, known)
+    ``known``: the lower paths the caller keeps (``lower_path``'s). ``leaf``: ``path`` is
+    not a directory, whose own marks are none (a directory's alone carry a redirect or
+    an opaque mark: ``metacopy=off``): its directory's lower path and its name, not a
+    ``listxattr`` of it kept among the directories' (record5: one a created file, its
+    entry then dropped at its next event)."""
+    if leaf and "/" in path:
+        parent, _, name = path.rpartition("/")
+        lp = ws.overlay.lower_path(parent, known)
+        lp = None if lp is None else f"{lp}/{name}" if lp else name
+    else:
+        lp = path if leaf else ws.overlay.lower_path(path, known)
     if lp is None:
         return None  # below an opaque directory: the lower layer is hidden there
     node = lower.node(lp)
@@ -112,6 +123,7 @@ def upper_watch(ws: Any, lower: Any, upper_dir: str, entry_paths: Any, view: Any
         upper_dir, lambda p: _lower_kind(ws, lower, p, known), entry_paths, view, known, budget
     )
     watch.lower_mode = lambda p: _lower_mode(ws, lower, p, known)
+    watch.lower_file_kind = lambda p: _lower_kind(ws, lower, p, known, leaf=True)
     return watch
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptStateError, UsageError
@@ -235,13 +235,14 @@ class StoreWrites:
             raise git_error(exc, f"cannot read object {oid}") from exc
         return None if obj is None else str(obj.type_str)
 
-    def pack_writer(self) -> PackWriter:
-        """A pack for the objects of one operation (see :mod:`.packwriter`)."""
+    def pack_writer(self, exists: Callable[[str], bool] | None = None) -> PackWriter:
+        """A pack for the objects of one operation (see :mod:`.packwriter`); ``exists``:
+        the caller's own cheap answer of which objects the vault holds (skipped)."""
         from .packwriter import PackWriter
 
-        # no existence check per object: it costs ~40 µs a lookup, and a duplicate in a
-        # pack is harmless (a repack drops it)
-        return PackWriter(self.path)
+        # no existence check of the vault's per object: it costs ~40 µs a lookup, and a
+        # duplicate in a pack is harmless (a repack drops it)
+        return PackWriter(self.path, exists)
 
     def create_commit(
         self,

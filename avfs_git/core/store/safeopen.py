@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # (open_regular's)
 # the kernel's limit of a path given to a call (PATH_MAX, its NUL included): what a walk by
 # descriptors reaches past it, a call by path never could (overlayupper's TOO_LONG)
 PATH_MAX = 4096
@@ -69,6 +70,31 @@ def open_regular(path: str, root: str | None = None, held: HeldDirs | None = Non
         os.close(fd)
         raise
     return fd
+
+
+def open_regular_at(root: str, rel: str, held: HeldDirs | None) -> tuple[int, os.stat_result]:
+    """:func:`open_regular` of ``root/rel`` (``root`` trusted, ``rel`` below it) and the
+    descriptor's ``fstat``: the one stat a reader of its bytes needs, not a second (and no
+    path joined where ``held`` holds its directory: record5, an exec's status of its new
+    files)."""
+    if held is None:
+        fd = open_regular(os.path.join(root, rel), root)
+        return fd, os.fstat(fd)
+    parent, _, name = rel.rpartition("/")
+    try:
+        fd = os.open(name, _FILE, dir_fd=held.dir_fd(root, parent))
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENOTDIR):  # a link; a socket; a link on the way
+            raise NotRegular(errno.ENOENT, "not a regular file", os.path.join(root, rel)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(errno.ENOENT, "not a regular file", os.path.join(root, rel))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
 
 
 def open_dir(root: str, rel: str, flags: int = _DIR) -> int:

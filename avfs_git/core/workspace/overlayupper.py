@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ..store.safeopen import PATH_MAX, beneath, open_regular
+from ..store.safeopen import PATH_MAX, beneath, open_regular_at
 from ..types import MODE_COMMIT, MODE_TREE
 from . import upper as up
 from .overlaydb import OverlayDB, sql_text
@@ -540,14 +540,14 @@ class UpperEntries(OverlayDB):
         # running command swaps for a link to a host directory: the host's file was
         # hashed, and its id shown as the fork's in a status; twenty-third round,
         # NAME=attack14), its stat and bytes of that descriptor; in a record via held directories
-        fd = open_regular(self.file_path(fileid), self.upper_dir, getattr(self.recording, "dirs", None))
+        # (its one stat, record5)
+        fd, st = open_regular_at(self.upper_dir, rel, getattr(self.recording, "dirs", None))
         try:
-            return self._upper_oid(rel, fd, hash_file)
+            return self._upper_oid(rel, fd, st, hash_file)
         finally:
             os.close(fd)
 
-    def _upper_oid(self, rel: str, fd: int, hash_file: Callable[[str], str]) -> str:
-        st = os.fstat(fd)
+    def _upper_oid(self, rel: str, fd: int, st: os.stat_result, hash_file: Callable[[str], str]) -> str:
         path = f"/proc/{os.getpid()}/fd/{fd}"  # (what ``hash_file`` reads: this very file)
         sig = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_mode}"
         memo = self._oid_memo.get(rel)

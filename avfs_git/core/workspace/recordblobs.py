@@ -22,7 +22,7 @@ layer's root, no link followed, no FIFO waited on; a file of several names hashe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -54,12 +54,20 @@ class BlobSink:
         # as they are; None: not looked at)
         self._kept: dict[str, tuple[Noted, str, bool, bool | None]] = {}
         self._linked: dict[tuple[int, ...], tuple[str, bool | None]] = {}  # hard links: read once
+        # blobs the base holds at the paths the status compares (:meth:`know`): one of a file
+        # rewritten with the same bytes (a build's output made again) is hashed, not deflated
+        # into the pack again (record5)
+        self._known: set[str] = set()
 
     @property
     def pack(self) -> PackWriter:
         if self._pack is None:
-            self._pack = self._store.pack_writer()
+            self._pack = self._store.pack_writer(self._known.__contains__)
         return self._pack
+
+    def know(self, oids: Iterable[str]) -> None:
+        """Blobs the vault holds (the base's, at the paths a status compares): not written."""
+        self._known.update(oids)
 
     def take_pack(self) -> PackWriter | None:
         """The pack, for the record's commit to finish (once); None when there is none (no
@@ -135,7 +143,7 @@ class BlobSink:
             or got[0] != noted
             or pack is None
             or pack.done
-            or not pack.holds(got[1])
+            or not (pack.holds(got[1]) or got[1] in self._known)
         ):
             return None
         if not got[2] or (converts and got[3] is not True):

@@ -39,6 +39,7 @@ class ChangeClassifier:
     upper_dir: str
     _lower_kind: Callable[[str], str | None]
     lower_mode: Callable[[str], int | None] | None
+    lower_file_kind: Callable[[str], str | None] | None
     on_events: Callable[[list[tuple[float, str, str, str | None]]], None] | None
     _wds: dict[int, str]
     _batch: list[tuple[float, str, str, str | None]]
@@ -104,14 +105,19 @@ class ChangeClassifier:
                 return
             if st is not None:
                 self._modes[path] = st.st_mode
-            if not is_dir and self.lower_mode is not None and self._lower_kind(path) is not None:
+            asked = not is_dir and self.lower_mode is not None  # (then once: a new file's twice, record5)
+            kind_of = self._lower_kind
+            if not is_dir and self.lower_file_kind is not None:
+                kind_of = self.lower_file_kind
+            lower = kind_of(path) if asked else None
+            if asked and lower is not None and self.lower_mode is not None:
                 was = self.lower_mode(path)  # a copy-up: the mode before any chmod that caused it
                 if was is not None:
                     self._modes[path] = was
             old = self._moved.pop(cookie, None) if mask & IN_MOVED_TO and cookie else None
             if old is not None:
                 self._batch.append((now, "renamed", path, old))
-            elif self._lower_kind(path) is None:
+            elif (lower if asked else kind_of(path)) is None:
                 self._batch.append((now, "created", path, None))
             elif not is_dir:
                 self._batch.append((now, "copied_up", path, None))  # settled in _flush

@@ -182,6 +182,7 @@ class UpperWatch(ChangeClassifier):
         self.also: list[str] = []  # (_event's other names of the file an event names: the log's too)
         self._links = LinkedNames()  # every name of a linked file: a write names one (review42)
         self.lower_mode: Callable[[str], int | None] | None = None  # the lower layer's file mode at a path
+        self.lower_file_kind: LowerKind | None = None  # (``lower_kind`` of a path that is no directory)
 
     # -- the journal ----------------------------------------------------------------------
     @property

@@ -37,7 +37,7 @@ from ..store.gitsmudge import ENCODING, Smudger, may_smudge
 from ..store.gitstore import GitStore, blob_id
 from ..store.lineconfig import line_endings
 from ..store.treediff import diff_entry
-from ..types import MODE_BLOB, MODE_EXEC, Change, ChangeStatus
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, Change, ChangeStatus
 from .overlay import Overlay
 from .overlayentry import FILE, LINK_FILE, UPPER_FILE, Entry
 from .wsview import Node, View, once_a_file
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .recordblobs import BlobSink
 
 TEXT = (MODE_BLOB, MODE_EXEC)  # the modes conversions apply to (not links, not gitlinks)
+_BLOBS = (MODE_BLOB, MODE_EXEC, MODE_LINK)  # (not a gitlink's commit)
 # A file larger is recorded as it is, never read whole to be converted. git's clean
 # conversion of a file runs in memory at any size (~2x the file in `git add`), and avfs's
 # took ~4x (the bytes read, libgit2's result, its copy as bytes, the blob written): found
@@ -356,6 +357,8 @@ def compared(
     """A status's changes into ``out``: each of ``todo`` as it is, or, with the entry of a
     materialized file, compared with the base by the blob ``git add`` would store for it
     (:func:`file_oids`; ``entries``: the view's, by path)."""
+    if (sink := _sink(view)) is not None:  # (a record's: a file holding its base's bytes again: not stored)
+        sink.know(c.old_oid for c, e in todo if e and c.old_oid and c.old_mode in _BLOBS)
     oids = file_oids(view, [(c.path, e) for c, e in todo if e], entries)
     for c, e in todo:
         if e is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from ..store import names
 from ..store.gitstore import GitStore
 from ..store.treediff import diff_trees
-from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Change
+from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE, Change, ChangeStatus
 from . import origins, upper
 from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, Entry
 from .wsattrs import converted_paths
@@ -100,7 +100,9 @@ def vanishing_dirs(ws: Fork, commit: str) -> tuple[dict[str, Node], list[str]]:
     mounted: bool | None = None
     changes: list[Change] = []
     diff_trees(ws.store, old_tree, new_tree, "", changes)
-    changed = [p for c in changes for p in (c.path, c.old_path) if p]
+    # (only what the base held: an added path is a file of the new tree, its directories
+    # the new tree's; an exec's 20,000 new files each looked up and stat'ed here, record5)
+    changed = [p for c in changes if c.status is not ChangeStatus.ADDED for p in (c.path, c.old_path) if p]
     candidates = names.ancestors_of_all(changed) | set(changed)
     for d in sorted(candidates):
         if not d:
