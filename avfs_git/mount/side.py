@@ -46,10 +46,10 @@ class WorktreeSide:
 
         live.show_written(ws, seq)
 
-    def sync_mounted(self, ws: MountedFork, *, view_changed: bool) -> None:
+    def sync_mounted(self, ws: MountedFork, *, view_changed: bool, index: bool = True) -> None:
         from . import live
 
-        live.sync_mounted(ws, view_changed=view_changed)
+        live.sync_mounted(ws, view_changed=view_changed, index=index)
 
     def moved_here(self, ws: MountedFork, commit: str, *, off_branch: bool = False) -> bool:
         from . import live

@@ -83,7 +83,7 @@ class MountSide(Protocol):
         """A change journaled up to ``seq`` shows in a live pure-FUSE mount on return."""
         ...
 
-    def sync_mounted(self, ws: Workspace[Any], *, view_changed: bool) -> None:
+    def sync_mounted(self, ws: Workspace[Any], *, view_changed: bool, index: bool = True) -> None:
         """After a move of the base: the mount's git index follows, the mount shows it."""
         ...
 
@@ -245,10 +245,11 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         keep_forms: bool = False,
         same_view: bool = False,
         changes: list[Change] | None = None,
+        index_after: bool = False,
     ) -> None:
         """Point the workspace at a new base (the fork lock held): :func:`.wsbase.set_base`."""
         wsbase.set_base(self, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms,
-                        same_view=same_view, changes=changes)  # fmt: skip
+                        same_view=same_view, changes=changes, index_after=index_after)  # fmt: skip
 
     @property
     def stale(self) -> bool:
@@ -404,11 +405,12 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""
         return self.vault.mounts.live_fuse_mount(self)
 
-    def base_moved(self, *, view_changed: bool) -> None:
+    def base_moved(self, *, view_changed: bool, index: bool = True) -> None:
         """After a move of the base by this process: the git index of a live mount of the
         fork follows before the move returns, and the mount shows the new view when it
-        changed (mount/worktree.py ``sync_mounted``)."""
-        self.vault.mounts.sync_mounted(self, view_changed=view_changed)
+        changed (mount/worktree.py ``sync_mounted``); ``index`` False: the caller writes
+        that index itself right after (a merge's conflicts: their state's own write)."""
+        self.vault.mounts.sync_mounted(self, view_changed=view_changed, index=index)
 
     def _show_in_mount(self, seq: int) -> None:
         """A change this process made (journal position ``seq``) shows in a live pure-FUSE
