@@ -15,7 +15,7 @@ import bisect
 import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from .ewah import Ewah
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
+# the third field of a mount's index stamp (base, view time, open merge's theirs or "-")
+# while a merge's conflicts are set in its view and their state is not written yet: the
+# index is still the one written for the base at that view time, which the state's own
+# write patches (:func:`patched_for` ``merging``); no other stamp ends so
+SHOWN = "~"
 
 
 def _whole(data: bytes, off: int, git_dir: str) -> bytes | None:
@@ -56,6 +61,7 @@ def patched_index(
     keep_staged: bool = False,
     hidden: Callable[[str], bool] | None = None,
     untracked: bool = False,
+    conflicts: tuple[str, Sequence[Sequence[Any]]] | None = None,
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
@@ -69,7 +75,11 @@ def patched_index(
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
     changed again, then committed by another hand as the file shows it). ``hidden``: paths
     the policy hides, each entry skip-worktree (:func:`_new_entries`, :func:`_hidden_marked`).
-    ``untracked``: git's untracked cache kept (a merge into an overlay mount), else left out."""
+    ``untracked``: git's untracked cache kept (a merge into an overlay mount), else left out.
+    ``conflicts``: (the tree a merge's written conflicts show, their unmerged entries
+    ``(path, stage, oid, mode)``): the index of ``old_base`` (== ``new_base``) patched to
+    that tree, each conflicted path's entries its stages, as mount/index.py writes it whole
+    (mount/indexstages.py)."""
     import hashlib
 
     data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
@@ -82,11 +92,13 @@ def patched_index(
         v4, data = True, expanded(data)
     if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
         return None
-    moved = _moved(ws, old_base, new_base, keep)
+    moved = _moved(ws, old_base, new_base, keep, None if conflicts is None else conflicts[0])
     if moved is None:  # the old base is gone (gc): write it whole
         return None
     changed = {m[0].encode("utf-8", "surrogateescape") for m in moved if not m[3]}
     repl = _new_entries(moved, stat_of, hidden)
+    stages = {} if conflicts is None else _stages(conflicts[1])
+    repl.update(stages)
     walked = _entry_offsets(data, {len(n) for n in repl}, repl)
     if walked is None:
         return None
@@ -110,6 +122,10 @@ def patched_index(
     count = len(offs)
     for name, (at, size) in hits.items():
         new = repl.pop(name)
+        if name in stages:  # (unmerged: its stages replace the entry, no flag of it kept)
+            edits.append((at, 1, at + size, stages[name]))
+            count += _entries_in(stages[name]) - 1
+            continue
         if (
             new is not None
             and data[at + 60] & 0x80
@@ -131,7 +147,7 @@ def patched_index(
                 i = bisect.bisect_left(range(len(offs)), name, lo=i, key=lambda j: _name_at(data, offs[j]))
             at = offs[i] if i < len(offs) else off
             edits.append((at, 0, at, new))
-            count += 1
+            count += _entries_in(new) if name in stages else 1
     _hidden_marked(data, offs, edits, hidden)  # (sorted: an edit a start, inserts before replacing)
     dirty = _dirty_after(data, off, offs, edits, [at for _n, at in kept if at is not None])
     out: list[bytes] = []
@@ -141,7 +157,9 @@ def patched_index(
         pos = stop
     out.append(data[pos:off])
     body = b"DIRC" + _version(data, edits) + struct.pack(">I", count) + b"".join(out)
-    body += _kept_extensions(data, off, [m[0] for m in moved], untracked)
+    body += _kept_extensions(
+        data, off, [m[0] for m in moved] + [n.decode("utf-8", "surrogateescape") for n in stages], untracked
+    )
     ewah = dirty.serialized() if dirty is not None and dirty.bits else struct.pack(">IIQI", 0, 1, 0, 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
@@ -209,6 +227,20 @@ def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:
     return data[4:8]
 
 
+def _stages(unmerged: Sequence[Sequence[Any]]) -> dict[bytes, bytes]:
+    """mount/indexstages.py's ``merge_stages``."""
+    from .indexstages import merge_stages  # (a merge's written conflicts only)
+
+    return merge_stages(unmerged)
+
+
+def _entries_in(made: bytes) -> int:
+    """mount/indexstages.py's ``entries_in``."""
+    from .indexstages import entries_in as count  # (a merge's written conflicts only)
+
+    return count(made)
+
+
 def _drop_staged(
     ws: MountedFork,
     data: bytes,
@@ -238,15 +270,15 @@ def _drop_staged(
 
 
 def _moved(
-    ws: MountedFork, old_base: str, new_base: str, keep: frozenset[str]
+    ws: MountedFork, old_base: str, new_base: str, keep: frozenset[str], tree: str | None = None
 ) -> list[tuple[str, int | None, str | None, bool]] | None:
-    """(path, mode, object, reformed) of each path where ``new_base`` differs from
-    ``old_base`` but ``keep``'s (mode and object None: gone), and each file whose checkout
-    form alone changed (``reformed``); None when the old base is gone (gc)."""
+    """(path, mode, object, reformed) of each path where ``new_base`` (or ``tree``) differs
+    from ``old_base`` but ``keep``'s (mode and object None: gone), and each file whose
+    checkout form alone changed (``reformed``); None when the old base is gone (gc)."""
     store = ws.store
     changes: list[Change] = []
     try:
-        old_tree, new_tree = store.commit_tree(old_base), store.commit_tree(new_base)
+        old_tree, new_tree = store.commit_tree(old_base), tree or store.commit_tree(new_base)
         diff_trees(store, old_tree, new_tree, "", changes)
     except Exception:
         return None
@@ -534,13 +566,22 @@ def patched_for(
     note: bool,
     keep_staged: bool,
     hidden: Callable[[str], bool] | None = None,
+    merging: Mapping[str, Any] | None = None,
 ) -> tuple[bytes | None, tuple[str, str, set[str]] | None]:
     """:func:`.index.sync_index`'s patch of the index written for ``old`` (mount/indexpatch.py),
     and what to note once it is written. ``note`` (the first write of a mount whose kept
     index a move made unmounted patches, mount/gitkeep.py): the patch keeps what avfs's
     note says an undo keeps staged, and what git had staged as the move recorded it is
     noted, as for one made mounted (gitmodel21: mount/stagednote.py). ``keep_staged``:
-    another hand's commit adopted (mount/indexpatch.py); ``hidden``: :func:`patched_index`'s."""
+    another hand's commit adopted (mount/indexpatch.py); ``hidden``: :func:`patched_index`'s.
+    ``merging``: a merge's written conflicts over the same base, the index before them
+    stamped :data:`SHOWN` (mount/live.py ``sync_mounted``): patched to the tree they show,
+    with their stages (a fork with hidden paths: written whole, as before)."""
+    if merging is not None:
+        if hidden is not None or old != base or not merging.get("view_tree"):
+            return None, None
+        shown = (str(merging["view_tree"]), merging.get("stages") or ())
+        return patched_index(ws, git_dir, old, base, stat_of, token, conflicts=shown), None
     keep, staged = frozenset[str](), set[str]()
     if note:
         from .stagednote import undone  # (only at a mount's first write after a move unmounted)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 from .index import read_view, sync_index
 from .indexguard import guarded, open_guard
 from .indexguard import held as guard_held
+from .indexpatch import SHOWN
 from .ownfiles import (
     ACK_FILE,
     ACK_WAIT_S,
@@ -197,7 +198,13 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True, index: bool = Tr
         final, slot.final = slot.final, None
     if view_changed and not drop_caches and final is not None and final == read_view(ws).stamp:
         return  # a merge's move, its index written ahead as the final one (mount/indexahead.py)
-    if view_changed or not index:
+    if not index:
+        # (the index left as written for the base and the view time: the caller's write
+        # patches it, mount/indexpatch.py ``SHOWN``; any other stamp: written whole there)
+        old, now = read_text(os.path.join(live.files, STAMP_FILE)), read_view(ws)
+        held_for = old == now.stamp and now.merging is None
+        write_file(live.files, STAMP_FILE, f"{old[:-2]} {SHOWN}".encode() if held_for else b"-")
+    elif view_changed:
         # the index written whole whatever it was stamped for: an overlay mount's restore
         # onto the same base keeps its view time, and the stamp (base, view time) matched:
         # what git had staged stayed staged, `AD` for a file the restore removed, where
