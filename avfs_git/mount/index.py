@@ -417,11 +417,7 @@ def sync_index(
             hidden = None if shown is None else (lambda p: not shown(p, NodeKind.FILE))
             # (a fork with hidden paths too since gitmodel28: written whole, its index lost
             # what git had staged at every checkpoint, at every run's record)
-            if (
-                not view_changed
-                and len(old) == 3
-                and old[1:] == (stamp.split(" ")[1:] if merging is None else [stamp.split(" ")[1], SHOWN])
-            ):
+            if not view_changed and old[1:] == [*stamp.split(" ")[1:2], "-" if merging is None else SHOWN]:
                 how = (note, keep_staged, hidden, merging)
                 data, noted = patched_for(ws, git_dir, own, old[0], base, stat_of, view.token, *how)
             keeps, lazy, patched = False, ws.store.promisor.remote() is not None, data is not None

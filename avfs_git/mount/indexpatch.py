@@ -76,29 +76,19 @@ def patched_index(
     changed again, then committed by another hand as the file shows it). ``hidden``: paths
     the policy hides, each entry skip-worktree (:func:`_new_entries`, :func:`_hidden_marked`).
     ``untracked``: git's untracked cache kept (a merge into an overlay mount), else left out.
-    ``conflicts``: (the tree a merge's written conflicts show, their unmerged entries
-    ``(path, stage, oid, mode)``): the index of ``old_base`` (== ``new_base``) patched to
-    that tree, each conflicted path's entries its stages, as mount/index.py writes it whole
-    (mount/indexstages.py)."""
+    ``conflicts``: (the tree a merge's written conflicts show, their unmerged entries):
+    patched to that tree, each conflicted path's entries its stages (mount/indexstages.py)."""
     import hashlib
 
-    data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
-    # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended;
-    # version 4: patched in the layout of 2 and 3 and written at 4 again, mount/indexv4.py)
-    v4 = False
-    if data is not None and len(data) >= 32 and data[:8] == b"DIRC\0\0\0\4":  # (indexv4.V4)
-        from .indexv4 import expanded  # (a version 4 index only: not every status's path)
-
-        v4, data = True, expanded(data)
-    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+    data, v4 = _read_index(git_dir)
+    if data is None:
         return None
     moved = _moved(ws, old_base, new_base, keep, None if conflicts is None else conflicts[0])
     if moved is None:  # the old base is gone (gc): write it whole
         return None
     changed = {m[0].encode("utf-8", "surrogateescape") for m in moved if not m[3]}
     repl = _new_entries(moved, stat_of, hidden)
-    stages = {} if conflicts is None else _stages(conflicts[1])
-    repl.update(stages)
+    repl.update(stages := {} if conflicts is None else _stages(conflicts[1]))
     walked = _entry_offsets(data, {len(n) for n in repl}, repl)
     if walked is None:
         return None
@@ -119,21 +109,18 @@ def patched_index(
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
-    count = len(offs)
+    count = len(offs) + sum(_entries_in(b) - 1 for b in stages.values())  # (a path's stages: 1-3)
     for name, (at, size) in hits.items():
         new = repl.pop(name)
-        if name in stages:  # (unmerged: its stages replace the entry, no flag of it kept)
-            edits.append((at, 1, at + size, stages[name]))
-            count += _entries_in(stages[name]) - 1
-            continue
         if (
             new is not None
+            and name not in stages  # (unmerged: its stages replace the entry, no flag of it kept)
             and data[at + 60] & 0x80
             and data[at + 24 : at + 28] + data[at + 40 : at + 60] == (new[24:28] + new[40:60])
         ):
             # assume-unchanged on an entry the move leaves as it was: kept, as by git's `reset`
             new = new[:60] + (int.from_bytes(new[60:62], "big") | 0x8000).to_bytes(2, "big") + new[62:]
-        if new is not None and data[at + 60] & 0x40 and data[at + 62] & 0x40:
+        if new is not None and name not in stages and data[at + 60] & 0x40 and data[at + 62] & 0x40:
             # skip-worktree: kept on the path's new entry, as git's `reset -- PATH` keeps it
             n = len(name)
             new = new[:60] + (int.from_bytes(new[60:62], "big") | 0x4000).to_bytes(2, "big")
@@ -147,7 +134,7 @@ def patched_index(
                 i = bisect.bisect_left(range(len(offs)), name, lo=i, key=lambda j: _name_at(data, offs[j]))
             at = offs[i] if i < len(offs) else off
             edits.append((at, 0, at, new))
-            count += _entries_in(new) if name in stages else 1
+            count += 1
     _hidden_marked(data, offs, edits, hidden)  # (sorted: an edit a start, inserts before replacing)
     dirty = _dirty_after(data, off, offs, edits, [at for _n, at in kept if at is not None])
     out: list[bytes] = []
@@ -157,9 +144,8 @@ def patched_index(
         pos = stop
     out.append(data[pos:off])
     body = b"DIRC" + _version(data, edits) + struct.pack(">I", count) + b"".join(out)
-    body += _kept_extensions(
-        data, off, [m[0] for m in moved] + [n.decode("utf-8", "surrogateescape") for n in stages], untracked
-    )
+    paths = [m[0] for m in moved] + [n.decode("utf-8", "surrogateescape") for n in stages]
+    body += _kept_extensions(data, off, paths, untracked)
     ewah = dirty.serialized() if dirty is not None and dirty.bits else struct.pack(">IIQI", 0, 1, 0, 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
@@ -225,6 +211,22 @@ def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:
     if data[4:8] == b"\0\0\0\2" and any(new and new[60] & 0x40 for _s, _k, _e, new in edits):
         return b"\0\0\0\3"
     return data[4:8]
+
+
+def _read_index(git_dir: str) -> tuple[bytes | None, bool]:
+    """(the index of ``git_dir`` in the layout of version 2 or 3, None when it is not one
+    this can patch; whether it was version 4, expanded)."""
+    data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
+    # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended;
+    # version 4: patched in the layout of 2 and 3 and written at 4 again, mount/indexv4.py)
+    v4 = False
+    if data is not None and len(data) >= 32 and data[:8] == b"DIRC\0\0\0\4":  # (indexv4.V4)
+        from .indexv4 import expanded  # (a version 4 index only: not every status's path)
+
+        v4, data = True, expanded(data)
+    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+        return None, v4
+    return data, v4
 
 
 def _stages(unmerged: Sequence[Sequence[Any]]) -> dict[bytes, bytes]:

@@ -408,8 +408,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
     def base_moved(self, *, view_changed: bool, index: bool = True) -> None:
         """After a move of the base by this process: the git index of a live mount of the
         fork follows before the move returns, and the mount shows the new view when it
-        changed (mount/worktree.py ``sync_mounted``); ``index`` False: the caller writes
-        that index itself right after (a merge's conflicts: their state's own write)."""
+        changed (mount/worktree.py ``sync_mounted``; ``index`` False: the caller writes it)."""
         self.vault.mounts.sync_mounted(self, view_changed=view_changed, index=index)
 
     def _show_in_mount(self, seq: int) -> None:

@@ -404,10 +404,8 @@ def set_base(
             (tests/test_realdata3.py).
         changes: the workspace's status the caller read just before, under the fork lock
             (a merge's move into a live mount: its recovery's look), not read again.
-        index_after: the caller writes a live mount's git index itself right after (a
-            merge's conflicts: their state's write, mergestate.py ``write_state``, makes it
-            whole with the unmerged entries): not written here too (at 10,000 files each
-            whole write was ~110 ms of CPU, half of a conflicting merge into a mount).
+        index_after: a live mount's git index is the caller's to write right after (a
+            merge's conflicts: their state's write, mergestate.py ``write_state``).
     """
     keeping: AbstractContextManager[None] = nullcontext()
     if not keep_view:
@@ -426,8 +424,7 @@ def set_base(
                 ws.overlay.set_meta("base", base)
                 wsretire.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
                 view_reset(ws.overlay)
-            # (written through the mount: only the index follows)
-            ws.base_moved(view_changed=True, index=not index_after)
+            ws.base_moved(view_changed=True, index=not index_after)  # (only the index follows)
             return
     with keeping:
         _move(ws, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms, same_view=same_view)
