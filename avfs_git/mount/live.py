@@ -202,8 +202,10 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True, index: bool = Tr
         # (the index left as written for the base and the view time: the caller's write
         # patches it, mount/indexpatch.py ``SHOWN``; any other stamp: written whole there)
         old, now = read_text(os.path.join(live.files, STAMP_FILE)), read_view(ws)
-        held_for = old == now.stamp and now.merging is None
-        write_file(live.files, STAMP_FILE, f"{old[:-2]} {SHOWN}".encode() if held_for else b"-")
+        held_for = old is not None and old == now.stamp and now.merging is None
+        write_file(
+            live.files, STAMP_FILE, f"{now.base} {now.view_time} {SHOWN}".encode() if held_for else b"-"
+        )
     elif view_changed:
         # the index written whole whatever it was stamped for: an overlay mount's restore
         # onto the same base keeps its view time, and the stamp (base, view time) matched:
