@@ -51,6 +51,11 @@ class WorktreeSide:
 
         live.sync_mounted(ws, view_changed=view_changed, index=index)
 
+    def staged(self, ws: MountedFork) -> list[str] | None:
+        from .indexexact import staged_in_mount
+
+        return staged_in_mount(ws)
+
     def moved_here(self, ws: MountedFork, commit: str, *, off_branch: bool = False) -> bool:
         from . import live
 

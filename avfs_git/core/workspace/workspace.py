@@ -103,6 +103,10 @@ class MountSide(Protocol):
         """Of ``paths``, those git's index in the fork's mount holds as gitlinks (path -> commit)."""
         ...
 
+    def staged(self, ws: Workspace[Any]) -> list[str] | None:
+        """Where git's index in the fork's live mount differs from its base ([]: nowhere; None: unknown)."""
+        ...
+
     def worktree_git_dir(self, ws: Workspace[Any]) -> str | None:
         """The worktree git dir of the fork's mount, where it exists, else the one its unmount kept."""
         ...
@@ -297,9 +301,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         return self.vault.mounts.index_guard(self, git=git)
 
     def staged_gitlinks(self, paths: list[str]) -> dict[str, str]:
-        """Of ``paths``, those git's index in the live mount holds as gitlinks (path ->
-        commit id; {} for a pinned view or no mount): mount/indexflags.py
-        ``staged_gitlinks``."""
+        """Of ``paths``, the gitlinks git's index in the live mount holds ({}: pinned, unmounted)."""
         if self.pinned is not None:
             return {}
         return self.vault.mounts.staged_gitlinks(self, paths)
@@ -406,14 +408,12 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         return self.vault.mounts.live_fuse_mount(self)
 
     def base_moved(self, *, view_changed: bool, index: bool = True) -> None:
-        """After a move of the base by this process: the git index of a live mount of the
-        fork follows before the move returns, and the mount shows the new view when it
-        changed (mount/worktree.py ``sync_mounted``; ``index`` False: the caller writes it)."""
+        """After a move of the base by this process: a live mount's git index follows, its view
+        too (mount/live.py ``sync_mounted``; ``index`` False: the caller writes the index)."""
         self.vault.mounts.sync_mounted(self, view_changed=view_changed, index=index)
 
     def _show_in_mount(self, seq: int) -> None:
-        """A change this process made (journal position ``seq``) shows in a live pure-FUSE
-        mount of the fork when the call returns (mount/worktree.py ``show_written``)."""
+        """A change journaled up to ``seq`` shows in a live pure-FUSE mount on return."""
         self.vault.mounts.show_written(self, seq)
 
     def _note_totals(self, nbytes: int, nfiles: int) -> None:
