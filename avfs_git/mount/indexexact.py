@@ -59,6 +59,8 @@ def staged_paths(store: GitStore, data: bytes, tree: str) -> list[str] | None:
     if walked is None or extension_at(data, walked[1], b"link") is not None:
         return None
     raw = extension_at(data, walked[1], b"TREE")
+    if raw is not None and _root_holds(raw, tree, len(walked[0])):
+        return []  # (git's cache tree vouches for the whole index: the rest of it not parsed)
     out: list[str] = []
     try:
         _same(
@@ -75,6 +77,17 @@ def staged_paths(store: GitStore, data: bytes, tree: str) -> list[str] | None:
     except (RecursionError, ValueError, IndexError):
         return None
     return out
+
+
+def _root_holds(raw: bytes, tree: str, count: int) -> bool:
+    """Whether the cache tree ``raw``'s root (its first node) is valid for ``tree`` with
+    ``count`` entries: parsing every node was ~5 ms at 10,000 files."""
+    nl = raw.find(b"\n")
+    try:
+        held = int(raw[1:nl].split()[0]) if raw[:1] == b"\0" and nl > 0 else -1
+    except (ValueError, IndexError):
+        return False
+    return held == count and raw[nl + 1 : nl + 21].hex() == tree
 
 
 def staged_in_mount(ws: MountedFork) -> list[str] | None:
