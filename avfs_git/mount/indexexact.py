@@ -17,16 +17,13 @@ into a mounted 10k-file fork wrote it whole after every move: ~100 ms of its ~13
 from __future__ import annotations
 
 import bisect
-import os
 from typing import TYPE_CHECKING
 
 from ..core.types import MODE_TREE
 from .indexpatch import entry_offsets, extension_at
-from .ownfiles import MAX_INDEX, read_bytes
 
 if TYPE_CHECKING:
     from ..core.store.gitstore import GitStore
-    from .ownfiles import MountedFork
 
 
 def holds_exactly(store: GitStore, data: bytes, tree: str) -> bool:
@@ -88,24 +85,6 @@ def _root_holds(raw: bytes, tree: str, count: int) -> bool:
     except (ValueError, IndexError):
         return False
     return held == count and raw[nl + 1 : nl + 21].hex() == tree
-
-
-def staged_in_mount(ws: MountedFork) -> list[str] | None:
-    """:func:`staged_paths` of the git index of ``ws``'s live mount against its base ([]:
-    no mount is live, or no index), a version 4 index expanded first."""
-    from .live import live_git_dir
-
-    git_dir, base = live_git_dir(ws), ws.base
-    data = None if git_dir is None else read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
-    if data is None or base is None:
-        return []
-    if data[:8] == b"DIRC\0\0\0\4":
-        from .indexv4 import expanded
-
-        data = expanded(data)
-    if data is None:
-        return None
-    return staged_paths(ws.store, data, ws.store.commit_tree(base))
 
 
 def _cache_tree(raw: bytes) -> dict[bytes, tuple[int, bytes | None]] | None:

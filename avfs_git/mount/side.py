@@ -52,9 +52,22 @@ class WorktreeSide:
         live.sync_mounted(ws, view_changed=view_changed, index=index)
 
     def staged(self, ws: MountedFork) -> list[str] | None:
-        from .indexexact import staged_in_mount
+        """mount/indexexact.py ``staged_paths`` of the live mount's index against the base
+        ([]: no mount is live, or no index; a version 4 index expanded first)."""
+        from .live import live_git_dir
+        from .ownfiles import MAX_INDEX, read_bytes
 
-        return staged_in_mount(ws)
+        git_dir, base = live_git_dir(ws), ws.base
+        data = None if git_dir is None else read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
+        if data is None or base is None:
+            return []
+        from .indexexact import staged_paths  # (a merge into a mounted fork's only)
+
+        if data[:8] == b"DIRC\0\0\0\4":
+            from .indexv4 import expanded
+
+            data = expanded(data)
+        return None if data is None else staged_paths(ws.store, data, ws.store.commit_tree(base))
 
     def moved_here(self, ws: MountedFork, commit: str, *, off_branch: bool = False) -> bool:
         from . import live
