@@ -55,9 +55,17 @@ class WorktreeSide:
         """mount/indexexact.py ``staged_paths`` of the live mount's index against the base
         ([]: no mount is live, or no index; a version 4 index expanded first)."""
         from .live import live_git_dir
-        from .ownfiles import MAX_INDEX, read_bytes
+        from .ownfiles import CLEAN_FILE, MAX_INDEX, files_dir, read_bytes, read_text
 
         git_dir, base = live_git_dir(ws), ws.base
+        try:  # (the index a merge of avfs wrote, holding exactly its commit: untouched since)
+            st = None if git_dir is None else os.stat(os.path.join(git_dir, "index"))
+        except OSError:
+            st = None
+        if st is not None and read_text(os.path.join(files_dir(ws.vault, ws.fork), CLEAN_FILE)) == (
+            f"{st.st_ino} {st.st_mtime_ns} {st.st_size}"
+        ):
+            return []
         data = None if git_dir is None else read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
         if data is None or base is None:
             return []
