@@ -8,9 +8,11 @@ And what the merge costs there (docs/benchmarks.md, h-merge12's section): into a
 mount the index written ahead of the move is the final one where it holds exactly the
 merged commit's tree (mount/indexahead.py ``merged``): the move's own write made it whole
 after every merge (the tree walked, each file's stat data, a `git status` for the untracked
-cache): ~100 ms of a ~130 ms merge into a mounted 10k-file fork. What git staged is still
-dropped as before (that index written whole). And a process that merges many times keeps
-no more than ``PACK_FILES_OPEN`` pack files of libgit2's open (it kept one per pack)."""
+cache): ~100 ms of a ~130 ms merge into a mounted 10k-file fork; conflicts written there
+patch it too (h-merge13: it was written whole twice). What git staged there, which the
+merge's capture does not record, refuses the merge (h-merge13: it was dropped). And a
+process that merges many times keeps no more than ``PACK_FILES_OPEN`` pack files of
+libgit2's open (it kept one per pack)."""
 
 from __future__ import annotations
 
@@ -104,10 +106,16 @@ def _target_moves(vault: Any, mp: Path, releases: Path, kind: str) -> None:
     checkpoint.save(vault, "main", message="the target's own")
 
 
-def _plain(vault: Any, tmp_path: Path) -> Path:
-    """A plain clone of the vault at ``main``, with ``git merge`` of ``up`` done there."""
+def _plain_clone(vault: Any, tmp_path: Path) -> Path:
+    """A plain clone of the vault at ``main``."""
     plain = tmp_path / "plain"
     git("clone", "-q", "--branch", "main", vault.path, str(plain))
+    return plain
+
+
+def _plain(vault: Any, tmp_path: Path) -> Path:
+    """A plain clone of the vault at ``main``, with ``git merge`` of ``up`` done there."""
+    plain = _plain_clone(vault, tmp_path)
     subprocess.run(
         ["git", "-C", str(plain), "merge", "-q", "--no-edit", "origin/up"], capture_output=True, check=False
     )
@@ -174,32 +182,82 @@ def test_a_merge_into_an_overlay_mount_writes_no_index_whole(
         mounts.unmount(home, forks, "main")
 
 
-def test_what_git_staged_is_dropped_by_a_merge_as_before(
-    home: Any, forks: Any, releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_conflicts_written_into_a_mount_write_no_index_whole(
+    home: Any, forks: Any, releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    """`git add` of a change in the mount, the file then put back as the base has it
-    (staged, not in the work tree: nothing for the merge's capture to record): the
-    merge's index drops the staged entry (written whole, as always before), as the
-    capture and `git reset --keep` to the merged commit would."""
-    require_overlay()
+    """`merge --write-conflicts` into a mounted fork: main's code wrote its index whole
+    twice (once for the view the conflicts show, once more with their unmerged entries:
+    ~110 ms of CPU each at 10,000 files); now the index written for the target's base is
+    patched once, to the tree the conflicts show with their stages (mount/indexstages.py),
+    and git sees what `git merge` leaves in a plain clone, `git merge --abort` too."""
+    if backend == "overlay":
+        require_overlay()
+    else:
+        from .test_fuse import require_fuse
+
+        require_fuse()
     mp = tmp_path / "mnt"
     mp.mkdir()
-    mounts.mount(home, forks, "main", str(mp), backend="overlay")
+    mounts.mount(home, forks, "main", str(mp), backend=backend)
     try:
-        changed = _changed(releases)
-        path = next(p for p in sorted(git("-C", str(mp), "ls-files").splitlines()) if p not in changed)
-        was = (mp / path).read_bytes()
-        (mp / path).write_bytes(was + b"# staged\n")
-        git("-C", str(mp), "add", path)
-        (mp / path).write_bytes(was)
-        assert git("-C", str(mp), "status", "--porcelain") == f"MM {path}\n"
+        git("-C", str(mp), "status", "--porcelain")
+        _target_moves(forks, mp, releases, "conflict")
+        plain = _plain(forks, tmp_path)
         made = _whole_writes(monkeypatch)
-        assert merge.merge(forks, "up", "main").status == "fast_forward"
-        assert len(made) == 1
-        assert git("-C", str(mp), "status", "--porcelain") == ""
-        assert git("-C", str(mp), "diff-index", "--cached", "HEAD") == ""
+        assert merge.merge(forks, "up", "main", write_conflicts=True).status == "conflicts_written"
+        assert made == []
+        assert _state(mp) == _state(plain)
+        assert git("-C", str(mp), "ls-files", "-u") == git("-C", str(plain), "ls-files", "-u") != ""
+        monkeypatch.undo()
+        subprocess.run(["git", "-C", str(plain), "merge", "--abort"], check=True)
+        assert merge.merge_abort(forks, "main").status
+        assert _state(mp) == _state(plain)
     finally:
         mounts.unmount(home, forks, "main")
+
+
+def _stage(where: Path, path: str) -> None:
+    """`git add` of a change to ``path``, the file then put back as it was: staged only
+    (`MM`), nothing in the work tree for a capture to record."""
+    was = (where / path).read_bytes()
+    (where / path).write_bytes(was + b"# staged\n")
+    git("-C", str(where), "add", path)
+    (where / path).write_bytes(was)
+
+
+@pytest.mark.parametrize("kind", ["ff", "merge"])
+def test_what_git_staged_in_the_mount_refuses_a_merge(
+    forks: Any, mounted: Path, releases: Path, tmp_path: Path, kind: str
+) -> None:
+    """What git staged in the mount, which the merge's capture does not record: main's
+    code merged and wrote the index for the merged commit, the staged version gone with no
+    trace. `git merge` in a plain clone refuses a true merge over it (and keeps it over a
+    fast-forward that leaves its path alone); avfs refuses both, naming the path, nothing
+    changed: the mount's tree, index and status as before, as the plain clone's."""
+    from avfs_git.core.errors import DirtyWorkspaceError
+    from avfs_git.core.store import refs
+
+    _target_moves(forks, mounted, releases, kind)
+    plain = _plain_clone(forks, tmp_path)
+    changed = _changed(releases)
+    path = next(p for p in sorted(git("-C", str(mounted), "ls-files").splitlines()) if p not in changed)
+    _stage(mounted, path)
+    _stage(plain, path)
+    before = _state(mounted)
+    assert before == _state(plain) and before[2] == f"MM {path}\n"
+    tips = [refs.read_ref(forks.store, refs.fork_ref(f)) for f in ("main", "up")]
+    with pytest.raises(DirtyWorkspaceError) as got:
+        merge.merge(forks, "up", "main")
+    assert got.value.details["staged"] == [path]
+    assert [refs.read_ref(forks.store, refs.fork_ref(f)) for f in ("main", "up")] == tips
+    assert _state(mounted) == before
+    if kind == "merge":  # (git refuses it too, and changes nothing)
+        done = subprocess.run(
+            ["git", "-C", str(plain), "merge", "-q", "--no-edit", "origin/up"], capture_output=True
+        )
+        assert done.returncode != 0 and b"overwritten by merge" in done.stderr
+        assert _state(plain) == before
 
 
 def _open_packs(under: str) -> int:

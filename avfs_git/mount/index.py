@@ -22,7 +22,7 @@ from ..core.workspace.wssmudge import checkout_sizes
 from . import indexflags
 from .heldstat import held_stat, inode_of
 from .indexguard import create_lock, dropped_on_error, held, open_guard, take_lock
-from .indexpatch import StatFn, noted_after, patched_for
+from .indexpatch import SHOWN, StatFn, noted_after, patched_for
 from .ownfiles import (
     INDEX_LOCK_WAIT_S,
     STAMP_FILE,
@@ -417,8 +417,8 @@ def sync_index(
             hidden = None if shown is None else (lambda p: not shown(p, NodeKind.FILE))
             # (a fork with hidden paths too since gitmodel28: written whole, its index lost
             # what git had staged at every checkpoint, at every run's record)
-            if not view_changed and merging is None and len(old) == 3 and old[1:] == stamp.split(" ")[1:]:
-                how = (note, keep_staged, hidden)
+            if not view_changed and old[1:] == [*stamp.split(" ")[1:2], "-" if merging is None else SHOWN]:
+                how = (note, keep_staged, hidden, merging)
                 data, noted = patched_for(ws, git_dir, own, old[0], base, stat_of, view.token, *how)
             keeps, lazy, patched = False, ws.store.promisor.remote() is not None, data is not None
             fetching: Callable[[], None] | None = None

@@ -40,7 +40,7 @@ from .heldstat import Stat, written_stat
 from .index import index_stat_sized, read_view
 from .indexguard import held
 from .indexpatch import StatFn, patched_index
-from .ownfiles import MAX_INDEX, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
+from .ownfiles import CLEAN_FILE, MAX_INDEX, STAMP_FILE, MountedFork, read_bytes, read_text, write_file
 
 AHEAD = "index.avfs-ahead"  # in the worktree's git dir: the index written before its rename
 Land = Callable[[bool], None]  # called with whether the branch moved
@@ -169,6 +169,9 @@ def write_ahead(
             final = f"{commit} {view.view_time} -"
             write_file(own, STAMP_FILE, final.encode())
             slot.final = final
+            with contextlib.suppress(OSError):  # (nothing staged in it: mount/side.py ``staged``)
+                st = os.stat(os.path.join(git_dir, "index"))
+                write_file(own, CLEAN_FILE, f"{st.st_ino} {st.st_mtime_ns} {st.st_size}".encode())
         elif moved:
             pass  # (the view's new stat data: the move writes the index whole after it)
         else:

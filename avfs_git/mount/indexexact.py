@@ -46,6 +46,47 @@ def holds_exactly(store: GitStore, data: bytes, tree: str) -> bool:
         return False
 
 
+def staged_paths(store: GitStore, data: bytes, tree: str) -> list[str] | None:
+    """Where index ``data`` (version 2 or 3) differs from ``tree``: each path whose entry
+    git staged (added, changed, an intent-to-add or unmerged one), each one it removed, a
+    directory the tree does not have as one by its name; None where it cannot tell (an
+    index it cannot read, a split one). Cost as :func:`holds_exactly`'s where git's cache
+    tree vouches for a directory (no cache tree: every entry)."""
+    walked = entry_offsets(data) if data[:4] == b"DIRC" and data[4:8] in (b"\0\0\0\2", b"\0\0\0\3") else None
+    if walked is None or extension_at(data, walked[1], b"link") is not None:
+        return None
+    raw = extension_at(data, walked[1], b"TREE")
+    if raw is not None and _root_holds(raw, tree, len(walked[0])):
+        return []  # (git's cache tree vouches for the whole index: the rest of it not parsed)
+    out: list[str] = []
+    try:
+        _same(
+            store,
+            data,
+            walked[0],
+            (None if raw is None else _cache_tree(raw)) or {},
+            b"",
+            tree,
+            0,
+            len(walked[0]),
+            out,
+        )
+    except (RecursionError, ValueError, IndexError):
+        return None
+    return out
+
+
+def _root_holds(raw: bytes, tree: str, count: int) -> bool:
+    """Whether the cache tree ``raw``'s root (its first node) is valid for ``tree`` with
+    ``count`` entries: parsing every node was ~5 ms at 10,000 files."""
+    nl = raw.find(b"\n")
+    try:
+        held = int(raw[1:nl].split()[0]) if raw[:1] == b"\0" and nl > 0 else -1
+    except (ValueError, IndexError):
+        return False
+    return held == count and raw[nl + 1 : nl + 21].hex() == tree
+
+
 def _cache_tree(raw: bytes) -> dict[bytes, tuple[int, bytes | None]] | None:
     """The cache tree's directories: path -> (entry count, tree id; None where invalid)."""
     nodes: dict[bytes, tuple[int, bytes | None]] = {}
@@ -87,41 +128,64 @@ def _same(
     tree: str,
     lo: int,
     hi: int,
+    out: list[str] | None = None,
 ) -> bool:
-    """Whether entries ``offs[lo:hi]`` (those below directory ``prefix``) are ``tree``'s."""
+    """Whether entries ``offs[lo:hi]`` (those below directory ``prefix``) are ``tree``'s;
+    ``out``: each path where they are not is added to it, and every entry is looked at."""
     node = nodes.get(prefix)
-    if node is not None and node[1] is not None:
+    if (
+        node is not None
+        and node[1] is not None
+        and (out is None or (node[1].hex() == tree and node[0] == hi - lo))
+    ):
         return node[1].hex() == tree and node[0] == hi - lo
     items = store.tree_items(tree)
     lead = prefix + b"/" if prefix else b""
-    seen = 0
-    i = lo
+    seen: set[str] = set()
+    same, i = True, lo
     while i < hi:
         at = offs[i]
         flags = int.from_bytes(data[at + 60 : at + 62], "big")
-        head = 64 if flags & 0x4000 else 62
-        if head == 64 and data[at + 62] & 0x20:
-            return False  # intent-to-add (`git add -N`): staged, not the tree's
         name = _name(data, at)
         rest = name[len(lead) :]
         slash = rest.find(b"/")
         if slash < 0:
-            hit = items.get(rest.decode("utf-8", "surrogateescape"))
+            key = rest.decode("utf-8", "surrogateescape")
+            hit = items.get(key)
             mode = int.from_bytes(data[at + 24 : at + 28], "big")
-            if hit is None or hit[1] != mode or hit[0] != data[at + 40 : at + 60].hex():
-                return False
-            seen += 1
+            # (intent-to-add, `git add -N`, or unmerged: staged, not the tree's)
+            odd = flags & 0x3000 or (flags & 0x4000 and data[at + 62] & 0x20)
+            if odd or hit is None or hit[1] != mode or hit[0] != data[at + 40 : at + 60].hex():
+                if out is None:
+                    return False
+                same = False
+                if not out or out[-1] != name.decode("utf-8", "surrogateescape"):
+                    out.append(name.decode("utf-8", "surrogateescape"))
+            seen.add(key)
             i += 1
             continue
         sub = rest[:slash]
         below = lead + sub
         stop = bisect.bisect_left(offs, below + b"0", lo=i, hi=hi, key=lambda o: _name(data, o))
-        hit = items.get(sub.decode("utf-8", "surrogateescape"))
-        if hit is None or hit[1] != MODE_TREE or not _same(store, data, offs, nodes, below, hit[0], i, stop):
-            return False
-        seen += 1
+        key = sub.decode("utf-8", "surrogateescape")
+        hit = items.get(key)
+        if hit is None or hit[1] != MODE_TREE:
+            if out is None:
+                return False
+            same = False
+            out.append(below.decode("utf-8", "surrogateescape"))
+        elif not _same(store, data, offs, nodes, below, hit[0], i, stop, out):
+            if out is None:
+                return False
+            same = False
+        seen.add(key)
         i = stop
-    return seen == len(items)
+    gone = [k for k in items if k not in seen]
+    if out is not None:  # (the tree's, removed from the index: `git rm --cached`)
+        out += [
+            (lead + k.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape") for k in gone
+        ]
+    return same and not gone
 
 
 def _name(data: bytes, at: int) -> bytes:

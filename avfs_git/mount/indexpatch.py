@@ -15,7 +15,7 @@ import bisect
 import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.store.treediff import diff_trees
 from ..core.types import Change
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from .ewah import Ewah
 
 StatFn = Callable[[str, int, str], tuple[int, int, int, int, int, int]]
+# the third field of a mount's index stamp (base, view time, open merge's theirs or "-")
+# while a merge's conflicts are set in its view and their state is not written yet: the
+# index is still the one written for the base at that view time, which the state's own
+# write patches (:func:`patched_for` ``merging``); no other stamp ends so
+SHOWN = "~"
 
 
 def _whole(data: bytes, off: int, git_dir: str) -> bytes | None:
@@ -56,6 +61,7 @@ def patched_index(
     keep_staged: bool = False,
     hidden: Callable[[str], bool] | None = None,
     untracked: bool = False,
+    conflicts: tuple[str, Sequence[Sequence[Any]]] | None = None,
 ) -> bytes | None:
     """The index of ``git_dir`` (written for ``old_base``, perhaps changed by git since)
     with the paths where ``new_base`` differs set to its entries, and a new fsmonitor
@@ -69,24 +75,20 @@ def patched_index(
     worktree keeps its whole index when another hand moves its branch (`MM`: staged,
     changed again, then committed by another hand as the file shows it). ``hidden``: paths
     the policy hides, each entry skip-worktree (:func:`_new_entries`, :func:`_hidden_marked`).
-    ``untracked``: git's untracked cache kept (a merge into an overlay mount), else left out."""
+    ``untracked``: git's untracked cache kept (a merge into an overlay mount), else left out.
+    ``conflicts``: (the tree a merge's written conflicts show, their unmerged entries):
+    patched to that tree, each conflicted path's entries its stages (mount/indexstages.py)."""
     import hashlib
 
-    data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
-    # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended;
-    # version 4: patched in the layout of 2 and 3 and written at 4 again, mount/indexv4.py)
-    v4 = False
-    if data is not None and len(data) >= 32 and data[:8] == b"DIRC\0\0\0\4":  # (indexv4.V4)
-        from .indexv4 import expanded  # (a version 4 index only: not every status's path)
-
-        v4, data = True, expanded(data)
-    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+    data, v4 = _read_index(git_dir)
+    if data is None:
         return None
-    moved = _moved(ws, old_base, new_base, keep)
+    moved = _moved(ws, old_base, new_base, keep, None if conflicts is None else conflicts[0])
     if moved is None:  # the old base is gone (gc): write it whole
         return None
     changed = {m[0].encode("utf-8", "surrogateescape") for m in moved if not m[3]}
     repl = _new_entries(moved, stat_of, hidden)
+    repl.update(stages := {} if conflicts is None else _stages(conflicts[1]))
     walked = _entry_offsets(data, {len(n) for n in repl}, repl)
     if walked is None:
         return None
@@ -107,17 +109,18 @@ def patched_index(
     # the edits, in the index's order: each changed entry replaced (or dropped), each new
     # path inserted before the first entry whose name sorts after it (git's order: bytes)
     edits: list[tuple[int, int, int, bytes]] = []  # (start, 0 insert / 1 replace, end, bytes)
-    count = len(offs)
+    count = len(offs) + sum(_entries_in(b) - 1 for b in stages.values())  # (a path's stages: 1-3)
     for name, (at, size) in hits.items():
         new = repl.pop(name)
         if (
             new is not None
+            and name not in stages  # (unmerged: its stages replace the entry, no flag of it kept)
             and data[at + 60] & 0x80
             and data[at + 24 : at + 28] + data[at + 40 : at + 60] == (new[24:28] + new[40:60])
         ):
             # assume-unchanged on an entry the move leaves as it was: kept, as by git's `reset`
             new = new[:60] + (int.from_bytes(new[60:62], "big") | 0x8000).to_bytes(2, "big") + new[62:]
-        if new is not None and data[at + 60] & 0x40 and data[at + 62] & 0x40:
+        if new is not None and name not in stages and data[at + 60] & 0x40 and data[at + 62] & 0x40:
             # skip-worktree: kept on the path's new entry, as git's `reset -- PATH` keeps it
             n = len(name)
             new = new[:60] + (int.from_bytes(new[60:62], "big") | 0x4000).to_bytes(2, "big")
@@ -141,7 +144,8 @@ def patched_index(
         pos = stop
     out.append(data[pos:off])
     body = b"DIRC" + _version(data, edits) + struct.pack(">I", count) + b"".join(out)
-    body += _kept_extensions(data, off, [m[0] for m in moved], untracked)
+    paths = [m[0] for m in moved] + [n.decode("utf-8", "surrogateescape") for n in stages]
+    body += _kept_extensions(data, off, paths, untracked)
     ewah = dirty.serialized() if dirty is not None and dirty.bits else struct.pack(">IIQI", 0, 1, 0, 0)
     ext = struct.pack(">I", 2) + token.encode() + b"\0" + struct.pack(">I", len(ewah)) + ewah
     body += b"FSMN" + struct.pack(">I", len(ext)) + ext
@@ -209,6 +213,36 @@ def _version(data: bytes, edits: list[tuple[int, int, int, bytes]]) -> bytes:
     return data[4:8]
 
 
+def _read_index(git_dir: str) -> tuple[bytes | None, bool]:
+    """(the index of ``git_dir`` in the layout of version 2 or 3, None when it is not one
+    this can patch; whether it was version 4, expanded)."""
+    data = read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)  # git's, or a confined command's
+    # (version 3: git's own `update-index --skip-worktree` or `add -N` made an entry extended;
+    # version 4: patched in the layout of 2 and 3 and written at 4 again, mount/indexv4.py)
+    v4 = False
+    if data is not None and len(data) >= 32 and data[:8] == b"DIRC\0\0\0\4":  # (indexv4.V4)
+        from .indexv4 import expanded  # (a version 4 index only: not every status's path)
+
+        v4, data = True, expanded(data)
+    if data is None or len(data) < 32 or data[:4] != b"DIRC" or data[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+        return None, v4
+    return data, v4
+
+
+def _stages(unmerged: Sequence[Sequence[Any]]) -> dict[bytes, bytes]:
+    """mount/indexstages.py's ``merge_stages``."""
+    from .indexstages import merge_stages  # (a merge's written conflicts only)
+
+    return merge_stages(unmerged)
+
+
+def _entries_in(made: bytes) -> int:
+    """mount/indexstages.py's ``entries_in``."""
+    from .indexstages import entries_in as count  # (a merge's written conflicts only)
+
+    return count(made)
+
+
 def _drop_staged(
     ws: MountedFork,
     data: bytes,
@@ -238,15 +272,15 @@ def _drop_staged(
 
 
 def _moved(
-    ws: MountedFork, old_base: str, new_base: str, keep: frozenset[str]
+    ws: MountedFork, old_base: str, new_base: str, keep: frozenset[str], tree: str | None = None
 ) -> list[tuple[str, int | None, str | None, bool]] | None:
-    """(path, mode, object, reformed) of each path where ``new_base`` differs from
-    ``old_base`` but ``keep``'s (mode and object None: gone), and each file whose checkout
-    form alone changed (``reformed``); None when the old base is gone (gc)."""
+    """(path, mode, object, reformed) of each path where ``new_base`` (or ``tree``) differs
+    from ``old_base`` but ``keep``'s (mode and object None: gone), and each file whose
+    checkout form alone changed (``reformed``); None when the old base is gone (gc)."""
     store = ws.store
     changes: list[Change] = []
     try:
-        old_tree, new_tree = store.commit_tree(old_base), store.commit_tree(new_base)
+        old_tree, new_tree = store.commit_tree(old_base), tree or store.commit_tree(new_base)
         diff_trees(store, old_tree, new_tree, "", changes)
     except Exception:
         return None
@@ -534,13 +568,22 @@ def patched_for(
     note: bool,
     keep_staged: bool,
     hidden: Callable[[str], bool] | None = None,
+    merging: Mapping[str, Any] | None = None,
 ) -> tuple[bytes | None, tuple[str, str, set[str]] | None]:
     """:func:`.index.sync_index`'s patch of the index written for ``old`` (mount/indexpatch.py),
     and what to note once it is written. ``note`` (the first write of a mount whose kept
     index a move made unmounted patches, mount/gitkeep.py): the patch keeps what avfs's
     note says an undo keeps staged, and what git had staged as the move recorded it is
     noted, as for one made mounted (gitmodel21: mount/stagednote.py). ``keep_staged``:
-    another hand's commit adopted (mount/indexpatch.py); ``hidden``: :func:`patched_index`'s."""
+    another hand's commit adopted (mount/indexpatch.py); ``hidden``: :func:`patched_index`'s.
+    ``merging``: a merge's written conflicts over the same base, the index before them
+    stamped :data:`SHOWN` (mount/live.py ``sync_mounted``): patched to the tree they show,
+    with their stages (a fork with hidden paths: written whole, as before)."""
+    if merging is not None:
+        if hidden is not None or old != base or not merging.get("view_tree"):
+            return None, None
+        shown = (str(merging["view_tree"]), merging.get("stages") or ())
+        return patched_index(ws, git_dir, old, base, stat_of, token, conflicts=shown), None
     keep, staged = frozenset[str](), set[str]()
     if note:
         from .stagednote import undone  # (only at a mount's first write after a move unmounted)

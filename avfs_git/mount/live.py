@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 from .index import read_view, sync_index
 from .indexguard import guarded, open_guard
 from .indexguard import held as guard_held
+from .indexpatch import SHOWN
 from .ownfiles import (
     ACK_FILE,
     ACK_WAIT_S,
@@ -166,13 +167,16 @@ def _await_ack(ws: MountedFork, files: str, pid: int, seq: int | None = None) ->
         pause = min(pause * 2, 0.01)
 
 
-def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
+def sync_mounted(ws: MountedFork, *, view_changed: bool = True, index: bool = True) -> None:
     """After ``ws``'s base moved (called by the mover, the fork lock held): before the move
     returns, a live mount of its fork shows it: the mount's git index holds the new base
     (so ``git status`` and ``git commit`` run there right afterwards see what the workspace
     shows), and a pure-FUSE daemon has dropped its caches and the kernel's of the old base
     (so a ``cat`` or a ``stat`` does too; ``view_changed``: a restore, an undo, a merge, not
-    a checkpoint, which keeps what it shows: the index is then patched, not written whole)."""
+    a checkpoint, which keeps what it shows: the index is then patched, not written whole).
+    ``index`` False: the caller writes the index itself right after (a merge's conflicts:
+    their state's write makes it whole with the unmerged entries); here it is only marked
+    as vouched for by no stamp, so no writer in between takes the old one for current."""
     if ws.pinned is not None:
         return
     live = _live_mount(ws)
@@ -194,13 +198,22 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True) -> None:
         final, slot.final = slot.final, None
     if view_changed and not drop_caches and final is not None and final == read_view(ws).stamp:
         return  # a merge's move, its index written ahead as the final one (mount/indexahead.py)
-    if view_changed:
+    if not index:
+        # (the index left as written for the base and the view time: the caller's write
+        # patches it, mount/indexpatch.py ``SHOWN``; any other stamp: written whole there)
+        old, now = read_text(os.path.join(live.files, STAMP_FILE)), read_view(ws)
+        held_for = old is not None and old == now.stamp and now.merging is None
+        write_file(
+            live.files, STAMP_FILE, f"{now.base} {now.view_time} {SHOWN}".encode() if held_for else b"-"
+        )
+    elif view_changed:
         # the index written whole whatever it was stamped for: an overlay mount's restore
         # onto the same base keeps its view time, and the stamp (base, view time) matched:
         # what git had staged stayed staged, `AD` for a file the restore removed, where
         # `git reset --hard` drops it (a stamp of "-" vouches for no index: written whole)
         write_file(live.files, STAMP_FILE, b"-")
-    sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
+    if index:
+        sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
     if drop_caches:
         # the view and the journal up to the move: two moves within one second onto one base
         # have one (base, view time), and only the journal tells the second from the first;

@@ -63,6 +63,9 @@ ACK_FILE = "avfs-view"  # "BASE VIEW_TIME": the view the mount serves, its old c
 ACK_WAIT_S = 5.0  # how long a mover waits for a live mount to show its move
 MERGE_MARKER = "avfs-merge-head"  # the MERGE_HEAD avfs wrote for an open merge
 STAMP_FILE = "avfs-index"  # "BASE VIEW_TIME MERGE": what the index was last written for
+# "INO MTIME_NS SIZE" of an index avfs wrote holding exactly its commit's tree, nothing
+# staged (a merge's, mount/indexahead.py): the next merge's staged check reads no more
+CLEAN_FILE = "avfs-index-clean"
 STAGED_FILE = "avfs-staged"  # what git had staged as a checkpoint recorded it (mount/indexahead.py)
 LOCK_FILE = "avfs-index.lock"  # avfs's writers of the index serialize on its flock
 HOOK_FILE = "fsmonitor-hook"  # git's fsmonitor hook (config.worktree names it by its path)

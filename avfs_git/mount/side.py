@@ -46,10 +46,36 @@ class WorktreeSide:
 
         live.show_written(ws, seq)
 
-    def sync_mounted(self, ws: MountedFork, *, view_changed: bool) -> None:
+    def sync_mounted(self, ws: MountedFork, *, view_changed: bool, index: bool = True) -> None:
         from . import live
 
-        live.sync_mounted(ws, view_changed=view_changed)
+        live.sync_mounted(ws, view_changed=view_changed, index=index)
+
+    def staged(self, ws: MountedFork) -> list[str] | None:
+        """mount/indexexact.py ``staged_paths`` of the live mount's index against the base
+        ([]: no mount is live, or no index; a version 4 index expanded first)."""
+        from .live import live_git_dir
+        from .ownfiles import CLEAN_FILE, MAX_INDEX, files_dir, read_bytes, read_text
+
+        git_dir, base = live_git_dir(ws), ws.base
+        try:  # (the index a merge of avfs wrote, holding exactly its commit: untouched since)
+            st = None if git_dir is None else os.stat(os.path.join(git_dir, "index"))
+        except OSError:
+            st = None
+        if st is not None and read_text(os.path.join(files_dir(ws.vault, ws.fork), CLEAN_FILE)) == (
+            f"{st.st_ino} {st.st_mtime_ns} {st.st_size}"
+        ):
+            return []
+        data = None if git_dir is None else read_bytes(os.path.join(git_dir, "index"), MAX_INDEX)
+        if data is None or base is None:
+            return []
+        from .indexexact import staged_paths  # (a merge into a mounted fork's only)
+
+        if data[:8] == b"DIRC\0\0\0\4":
+            from .indexv4 import expanded
+
+            data = expanded(data)
+        return None if data is None else staged_paths(ws.store, data, ws.store.commit_tree(base))
 
     def moved_here(self, ws: MountedFork, commit: str, *, off_branch: bool = False) -> bool:
         from . import live

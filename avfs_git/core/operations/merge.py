@@ -274,6 +274,7 @@ def _merge_once(
     captured: list[dict[str, str]] = []
     if not dry_run:
         mergeguard.refuse_open_files(ws, target)  # before capturing: a refused merge changes nothing
+        mergeguard.refuse_staged(ws, source)
         if src_ws is not None:
             captured = mergeguard.capture(vault, src_ws, source, target, capture)
     exec_lock = contextlib.nullcontext() if dry_run else checkpoint.no_exec_running(vault, target)

@@ -301,7 +301,8 @@ def show_conflicts(
     with vault.oplog.held("merge"):  # (before the view changes, as a merge's)
         if not held:
             mergeguard.refuse_changed(ws)
-        ws.set_base(ours, keep_view=False, view_tree=view_tree, same_view=True)
+        # (the mount's index written once, by the state's write: whole with the stages)
+        ws.set_base(ours, keep_view=False, view_tree=view_tree, same_view=True, index_after=True)
         release()  # (the fork lock stays held: no checkpoint comes between the view and the state)
         write_state(
             ws,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from ..errors import BusyError, UsageError
+from ..errors import BusyError, DirtyWorkspaceError, UsageError
 from ..workspace.wscommit import keep_recovery, move_ref
 
 if TYPE_CHECKING:
@@ -89,6 +89,30 @@ def refuse_open_files(ws: Workspace, target: str) -> None:
         from .openwriters import refuse_open_files
 
         refuse_open_files(ws, target)
+
+
+def refuse_staged(ws: Workspace, source: str) -> None:
+    """What git staged in the target's live mount (its index against the base) and the
+    capture would not record (the file shows the base's version: `git add`, then the file
+    put back; a `git rm --cached`) refuses the merge, before anything is captured, naming
+    the paths: the merge writes the mount's index for the merged commit, and the staged
+    version was dropped with no trace. `git merge` keeps such an entry over a
+    fast-forward that leaves its path alone and refuses any other merge ("Your local
+    changes ... would be overwritten by merge"); avfs refuses each (docs/merge.md). What
+    the capture records (the work tree's change of a staged path) is not in the way: the
+    capture commits it, as before."""
+    staged = ws.vault.mounts.staged(ws)
+    if not staged:
+        return
+    changed = {p for c in ws.status() for p in (c.path, c.old_path) if p}
+    left = [p for p in staged if p not in changed and not any(c.startswith(p + "/") for c in changed)]
+    if left:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        raise DirtyWorkspaceError(
+            f"fork {ws.fork}'s mount has changes staged with git that merging {source} would drop: {shown}",
+            hint="commit them there (`git commit`) or unstage them (`git restore --staged PATH`), then merge",
+            details={"fork": ws.fork, "source": source, "staged": left},
+        )
 
 
 def move_target(

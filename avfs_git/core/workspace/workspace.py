@@ -83,7 +83,7 @@ class MountSide(Protocol):
         """A change journaled up to ``seq`` shows in a live pure-FUSE mount on return."""
         ...
 
-    def sync_mounted(self, ws: Workspace[Any], *, view_changed: bool) -> None:
+    def sync_mounted(self, ws: Workspace[Any], *, view_changed: bool, index: bool = True) -> None:
         """After a move of the base: the mount's git index follows, the mount shows it."""
         ...
 
@@ -101,6 +101,10 @@ class MountSide(Protocol):
 
     def staged_gitlinks(self, ws: Workspace[Any], paths: list[str]) -> dict[str, str]:
         """Of ``paths``, those git's index in the fork's mount holds as gitlinks (path -> commit)."""
+        ...
+
+    def staged(self, ws: Workspace[Any]) -> list[str] | None:
+        """Where git's index in the fork's live mount differs from its base ([]: nowhere; None: unknown)."""
         ...
 
     def worktree_git_dir(self, ws: Workspace[Any]) -> str | None:
@@ -245,10 +249,11 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         keep_forms: bool = False,
         same_view: bool = False,
         changes: list[Change] | None = None,
+        index_after: bool = False,
     ) -> None:
         """Point the workspace at a new base (the fork lock held): :func:`.wsbase.set_base`."""
         wsbase.set_base(self, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms,
-                        same_view=same_view, changes=changes)  # fmt: skip
+                        same_view=same_view, changes=changes, index_after=index_after)  # fmt: skip
 
     @property
     def stale(self) -> bool:
@@ -296,9 +301,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         return self.vault.mounts.index_guard(self, git=git)
 
     def staged_gitlinks(self, paths: list[str]) -> dict[str, str]:
-        """Of ``paths``, those git's index in the live mount holds as gitlinks (path ->
-        commit id; {} for a pinned view or no mount): mount/indexflags.py
-        ``staged_gitlinks``."""
+        """Of ``paths``, the gitlinks git's index in the live mount holds ({}: pinned, unmounted)."""
         if self.pinned is not None:
             return {}
         return self.vault.mounts.staged_gitlinks(self, paths)
@@ -404,15 +407,13 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         """Whether a pure-FUSE mount of the fork is live (its kernel caches directories)."""
         return self.vault.mounts.live_fuse_mount(self)
 
-    def base_moved(self, *, view_changed: bool) -> None:
-        """After a move of the base by this process: the git index of a live mount of the
-        fork follows before the move returns, and the mount shows the new view when it
-        changed (mount/worktree.py ``sync_mounted``)."""
-        self.vault.mounts.sync_mounted(self, view_changed=view_changed)
+    def base_moved(self, *, view_changed: bool, index: bool = True) -> None:
+        """After a move of the base by this process: a live mount's git index follows, its view
+        too (mount/live.py ``sync_mounted``; ``index`` False: the caller writes the index)."""
+        self.vault.mounts.sync_mounted(self, view_changed=view_changed, index=index)
 
     def _show_in_mount(self, seq: int) -> None:
-        """A change this process made (journal position ``seq``) shows in a live pure-FUSE
-        mount of the fork when the call returns (mount/worktree.py ``show_written``)."""
+        """A change journaled up to ``seq`` shows in a live pure-FUSE mount on return."""
         self.vault.mounts.show_written(self, seq)
 
     def _note_totals(self, nbytes: int, nfiles: int) -> None:

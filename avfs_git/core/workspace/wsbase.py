@@ -383,6 +383,7 @@ def set_base(
     keep_forms: bool = False,
     same_view: bool = False,
     changes: list[Change] | None = None,
+    index_after: bool = False,
 ) -> None:
     """Point the workspace at a new base (call with the fork lock held).
 
@@ -403,6 +404,8 @@ def set_base(
             (tests/test_realdata3.py).
         changes: the workspace's status the caller read just before, under the fork lock
             (a merge's move into a live mount: its recovery's look), not read again.
+        index_after: a live mount's git index is the caller's to write right after (a
+            merge's conflicts: their state's write, mergestate.py ``write_state``).
     """
     keeping: AbstractContextManager[None] = nullcontext()
     if not keep_view:
@@ -421,11 +424,11 @@ def set_base(
                 ws.overlay.set_meta("base", base)
                 wsretire.pin_sources(ws, db, {**{p: (n, False) for p, n in vanishing.items()}, **sources})
                 view_reset(ws.overlay)
-            ws.base_moved(view_changed=True)  # (written through the mount: only the index follows)
+            ws.base_moved(view_changed=True, index=not index_after)  # (only the index follows)
             return
     with keeping:
         _move(ws, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms, same_view=same_view)
-    ws.base_moved(view_changed=not keep_view)
+    ws.base_moved(view_changed=not keep_view, index=not index_after)
 
 
 def _keeping_upper(
