@@ -552,7 +552,9 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         """Move what an unmounted overlay's upper layer holds into the overlay's entries
         (:func:`.wsfold.fold_upper`; the top directories ``keep`` names stay); returns the
         number of paths folded."""
-        return wsfold.fold_upper(self.overlay, self._store_bytes, self._discard, keep)
+        return wsfold.fold_upper(
+            self.overlay, self._store_bytes, self._discard, keep, wsfold.shown_by_mark(self)
+        )
 
     def checkout_check(self, path: str, tree: str) -> tuple[str, int] | None:
         """Refuse a checkout of ``path`` from ``tree`` before anything is written (a
