@@ -1,0 +1,183 @@
+"""trial2's rough edges (the thirty-eighth round, h-polish3; docs/testing.md, "A builder's
+day, again"), each through real components:
+
+- an overlay mount's upper layer keeps every file the mount wrote, also once a checkpoint
+  recorded it; while mounted, the last status or checkpoint's mark (with the daemon's
+  journal) says which of them show the base. Once the mount was gone (unmounted, or in a
+  fork of it, whose state is a snapshot of the source's) no journal answered, the mark was
+  not read, and the first checkpoint folded, hashed and counted every such file again
+  (2,000 written and checkpointed in the mount: ``changes: 2003`` for one file written).
+  The mark now keeps the kernel's clock, and what changed since is what has a later
+  inode change time (core/workspace/upperjournal.py, ``offline``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.operations import checkpoint
+from avfs_git.core.vaults import layers
+from avfs_git.core.vaults.home import Home
+from avfs_git.core.workspace.upperjournal import MARK_KEY
+from avfs_git.mount.side import MOUNT_SIDE
+from avfs_git.ops import mounts
+
+from . import realdata
+from .conftest import AUTHOR, git
+from .test_overlay import _tree, require_overlay
+from .test_share import require_layers
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def attrs_src(tmp_path: Path) -> Path:
+    """attrs 24.2.0's sdist, unpacked."""
+    src = realdata.extract(realdata.pypi_sdist("attrs", "24.2.0"), tmp_path / "src")
+    assert (src / "src" / "attr" / "_make.py").is_file()
+    return src
+
+
+@pytest.fixture
+def lhome(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    """A home on the layers file system (a fork of a mounted fork is a snapshot of its state)."""
+    require_layers()
+    monkeypatch.delenv("AVFS_LAYERS", raising=False)
+    monkeypatch.setattr(layers, "DEFAULT_MODE", "auto")
+    h = Home(str(tmp_path / "lhome"), author=AUTHOR, mounts=MOUNT_SIDE)
+    yield h
+    h.close()
+
+
+def _session(mp: str, src: Path) -> None:
+    """An agent's session in a mount: files at the root, a new directory of 92 files,
+    files edited and added in directories the base has."""
+    for n in range(3):
+        Path(mp, f"NOTES{n}.md").write_text(f"note {n}\n")
+    vendored = Path(mp, "vendored")
+    for k in range(4):
+        shutil.copytree(src / "src" / "attr", vendored / f"copy{k}")
+    attr = Path(mp, "src", "attr")
+    for name in ("_make.py", "validators.py", "filters.py"):
+        with open(attr / name, "a") as fh:
+            fh.write("# edited in the mount\n")
+    (attr / "_new.py").write_text("NEW = 1\n")
+
+
+def _after(mp: str) -> None:
+    """What the session changes after its checkpoint: four paths."""
+    with open(Path(mp, "NOTES0.md"), "a") as fh:  # a recorded file at the root, edited
+        fh.write("more\n")
+    os.unlink(Path(mp, "vendored", "copy1", "filters.py"))  # removed from a made directory
+    Path(mp, "vendored", "copy2", "later.py").write_text("LATER = 2\n")  # added there
+    os.unlink(Path(mp, "src", "attr", "_new.py"))  # a recorded new file in a base directory, removed
+
+
+def _names(vault: Any, rev: str) -> set[str]:
+    return set(git("--git-dir", vault.path, "ls-tree", "-r", "--name-only", rev).split())
+
+
+@pytest.mark.parametrize("edited_after", [False, True])
+def test_the_mount_s_recorded_files_are_not_captured_again_once_it_is_gone(
+    home: Home, attrs_src: Path, tmp_path: Path, edited_after: bool
+) -> None:
+    require_overlay()
+    vault = home.create_vault("at", from_dir=str(attrs_src))
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        _session(mp, attrs_src)
+        first = checkpoint.save(vault, name="in-mount")
+        at = first.checkpoint.commit
+        assert first.checkpoint.changes > 90
+        if edited_after:
+            _after(mp)
+        live = _tree(mp)
+    finally:
+        mounts.unmount(home, vault, "main")
+    ws = vault.workspace("main")
+    expected = {"NOTES0.md", "vendored/copy1/filters.py", "vendored/copy2/later.py", "src/attr/_new.py"}
+    assert {c.path for c in ws.status()} == (expected if edited_after else set())
+    ws.write("ONE.txt", b"one\n")  # the fold of the layer the mount left
+    # the recorded files were dropped from the layer, not folded into entries
+    assert len(ws.overlay.all()) <= len(expected) + 1
+    saved = checkpoint.save(vault, name="after")
+    assert saved.checkpoint.changes == (len(expected) if edited_after else 0) + 1
+    assert git("--git-dir", vault.path, "diff", "--name-only", at, saved.checkpoint.commit).split() == sorted(
+        (expected if edited_after else set()) | {"ONE.txt"}
+    )
+    assert not ws.status()
+    live["ONE.txt"] = ("file", b"one\n", False)
+    assert {k: v for k, v in _tree_of_fork(home, vault, tmp_path).items()} == live
+
+
+def _tree_of_fork(home: Home, vault: Any, tmp_path: Path, fork: str = "main") -> dict[str, Any]:
+    mp = str(tmp_path / f"again-{fork}")
+    os.mkdir(mp)
+    mounts.mount(home, vault, fork, mp, backend="overlay")
+    try:
+        return _tree(mp)
+    finally:
+        mounts.unmount(home, vault, fork)
+
+
+def test_a_fork_of_a_mounted_fork_captures_only_its_own_change(
+    lhome: Home, attrs_src: Path, tmp_path: Path
+) -> None:
+    require_overlay()
+    vault = lhome.create_vault("at", from_dir=str(attrs_src))
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(lhome, vault, "main", mp, backend="overlay")
+    try:
+        _session(mp, attrs_src)
+        checkpoint.save(vault, name="in-mount")
+        Path(mp, "after.txt").write_text("after\n")  # after the checkpoint, before the fork
+        vault.fork("main", "f1")
+        f1 = vault.workspace("f1")
+        assert [c.path for c in f1.status()] == ["after.txt"]
+        f1.write("ONE.txt", b"one\n")
+        saved = checkpoint.save(vault, "f1")
+    finally:
+        mounts.unmount(lhome, vault, "main")
+    assert saved.checkpoint.changes == 2
+    assert git("--git-dir", vault.path, "diff", "--name-only", "main", "f1").split() == ["ONE.txt", "after.txt"]
+    assert _names(vault, "f1") == _names(vault, "main") | {"ONE.txt", "after.txt"}
+
+
+def test_a_change_the_mark_missed_is_folded_not_dropped(home: Home, attrs_src: Path, tmp_path: Path) -> None:
+    """The fold checks each file it drops against the lower layer: a file the mark would
+    call recorded but whose bytes differ (here a mark made to say so: dated after the
+    change) is folded as a change, never lost."""
+    require_overlay()
+    vault = home.create_vault("at", from_dir=str(attrs_src))
+    mp = str(tmp_path / "mnt")
+    os.mkdir(mp)
+    mounts.mount(home, vault, "main", mp, backend="overlay")
+    try:
+        _session(mp, attrs_src)
+        at = checkpoint.save(vault, name="in-mount").checkpoint.commit
+    finally:
+        mounts.unmount(home, vault, "main")
+    ws = vault.workspace("main")
+    with open(os.path.join(ws.overlay.upper_dir, "vendored", "copy3", "_make.py"), "r+b") as fh:
+        fh.write(b"X")  # the same size, other bytes
+    mark = json.loads(ws.overlay.get_meta(MARK_KEY) or "{}")
+    mark["ctime_ns"] += 3600 * 10**9
+    ws.overlay.set_meta(MARK_KEY, json.dumps(mark))
+    ws.write("ONE.txt", b"one\n")
+    saved = checkpoint.save(vault, name="after")
+    assert saved.checkpoint.changes == 2
+    assert git("--git-dir", vault.path, "diff", "--name-only", at, saved.checkpoint.commit).split() == [
+        "ONE.txt",
+        "vendored/copy3/_make.py",
+    ]
+    assert ws.read("vendored/copy3/_make.py").startswith(b"X SPDX")
