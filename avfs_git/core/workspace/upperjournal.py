@@ -50,7 +50,16 @@ from .overlayentry import DELETED, EMPTY_TREE_ID, OBJECT, Entry
 if TYPE_CHECKING:
     from ..store.gitstore import GitStore
 
-__all__ = ["MARK_KEY", "Pending", "entries", "held_deletions", "offline", "remember", "remember_commit"]
+__all__ = [
+    "MARK_KEY",
+    "Pending",
+    "entries",
+    "held_deletions",
+    "offline",
+    "offline_read",
+    "remember",
+    "remember_commit",
+]
 
 MARK_KEY = "upper_mark"  # in the overlay database's meta table (JSON)
 MAX_TOPS = 100_000  # more than this is not remembered: the next status reads everything
@@ -225,7 +234,27 @@ def offline(
     time or ``core.fileMode`` that moved, or a base move that cannot be told: the whole
     layer is read, as before (found in the thirty-eighth round, h-polish3: with the mount
     gone, the files a session's checkpoints had recorded were read, hashed and counted
-    as changes again by the next checkpoint, 2,000 of them for one file written)."""
+    as changes again by the next checkpoint, 2,000 of them for one file written).
+    """
+    got = offline_read(
+        overlay, base=base, view_time=view_time, base_diff=base_diff, pin_diff=pin_diff, trusted=trusted
+    )
+    return (overlay.all(), None, False) if got is None else (got[0], got[1], True)
+
+
+def offline_read(
+    overlay: Overlay,
+    *,
+    base: str,
+    view_time: float,
+    base_diff: Callable[[str, str], list[str] | None],
+    pin_diff: Callable[[str, str], list[str] | None] | None = None,
+    trusted: bool = True,
+    some_kept: bool = False,
+) -> tuple[list[Entry], Pending] | None:
+    """:func:`offline`'s answer when the mark can tell (None: the whole layer is to be
+    read). ``some_kept``: None too where every file outside the mark's tops changed since
+    (the mark then saves nothing: a fold's, :func:`.wsfold.shown_by_mark`)."""
     stored = _stored(overlay)
     since = stored.get("ctime_ns") if stored is not None else None
     if (
@@ -234,20 +263,28 @@ def offline(
         or stored.get("view_time") != view_time
         or stored.get("trusted", True) != trusted
     ):
-        return overlay.all(), None, False
+        return None
+    now = _clock_ns()  # (before the walk: the next mark's time)
+    if os.lstat(overlay.upper_dir).st_ctime_ns % 1_000_000_000 == 0:  # (a file system keeping seconds)
+        since -= since % 1_000_000_000
+    tops = stored.get("tops")
+    touched, kept = _changed_since(
+        overlay.upper_dir, since, frozenset(tops if isinstance(tops, list) else ())
+    )
+    if some_kept and not kept:
+        return None
     read = _to_read(overlay, stored, base, base_diff, pin_diff)
     if read is None:
-        return overlay.all(), None, False
-    now = _clock_ns()  # (before the walk: the next mark's time)
-    touched = _changed_since(overlay.upper_dir, since, frozenset(read))
+        return None
     pending = Pending(OFFLINE, 0, base, view_time, trusted, now)
-    return overlay.changed_entries([*read, *touched]), pending, True
+    return overlay.changed_entries([*read, *touched]), pending
 
 
-def _changed_since(upper_dir: str, since_ns: int, tops: frozenset[str]) -> list[str]:
-    """The paths of the upper layer (``.git`` left out) whose inode changed at or after
-    ``since_ns``, not looking at or below ``tops``."""
+def _changed_since(upper_dir: str, since_ns: int, tops: frozenset[str]) -> tuple[list[str], int]:
+    """(the paths of the upper layer, ``.git`` left out, whose inode changed at or after
+    ``since_ns``, not looking at or below ``tops``; how many others are not directories)."""
     out: list[str] = []
+    kept = 0
     stack = [("", upper_dir)]
     while stack:
         p, real = stack.pop()
@@ -267,9 +304,11 @@ def _changed_since(upper_dir: str, since_ns: int, tops: frozenset[str]) -> list[
                     continue
                 if st.st_ctime_ns >= since_ns:
                     out.append(child)
+                elif not stat.S_ISDIR(st.st_mode):
+                    kept += 1
                 if stat.S_ISDIR(st.st_mode):
                     stack.append((child, de.path))
-    return out
+    return out, kept
 
 
 def _same(a: Pending, b: Pending) -> bool:

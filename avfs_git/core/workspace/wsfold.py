@@ -189,20 +189,21 @@ def shown_by_mark(ws: Any) -> Shown | None:
     """:class:`Shown` for workspace ``ws``'s unmounted upper layer, from its last mark
     (:func:`.upperjournal.offline`); None when the mark cannot say (the whole layer is
     then folded)."""
-    from .upperjournal import offline
+    from .upperjournal import offline_read
 
     ch = ws.changes
-    got, _pending, settled = offline(
+    read = offline_read(
         ws.overlay,
         base=ws.view.base,
         view_time=ws.view_time,
         base_diff=ch.base_diff,
         pin_diff=ch.pin_diff,
         trusted=all(ch.modes_trusted()),
+        some_kept=True,
     )
-    if not settled:
+    if read is None:
         return None
-    view = ws.view
+    got, view = read[0], ws.view
 
     def lower(path: str) -> tuple[int, str | None] | None:
         n = view.lookup(path)  # (in the fold: without the upper layer)
