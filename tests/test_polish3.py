@@ -149,7 +149,10 @@ def test_a_fork_of_a_mounted_fork_captures_only_its_own_change(
     finally:
         mounts.unmount(lhome, vault, "main")
     assert saved.checkpoint.changes == 2
-    assert git("--git-dir", vault.path, "diff", "--name-only", "main", "f1").split() == ["ONE.txt", "after.txt"]
+    assert git("--git-dir", vault.path, "diff", "--name-only", "main", "f1").split() == [
+        "ONE.txt",
+        "after.txt",
+    ]
     assert _names(vault, "f1") == _names(vault, "main") | {"ONE.txt", "after.txt"}
 
 
@@ -181,3 +184,53 @@ def test_a_change_the_mark_missed_is_folded_not_dropped(home: Home, attrs_src: P
         "vendored/copy3/_make.py",
     ]
     assert ws.read("vendored/copy3/_make.py").startswith(b"X SPDX")
+
+
+def _cli(*args: str) -> Any:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "avfs_git", *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r
+
+
+def test_status_ignored_lists_what_git_lists_whatever_was_walked(attrs_src: Path, tmp_path: Path) -> None:
+    """A venv carried into a fork was listed by `status --ignored` as `.venv` where nothing
+    of it was read, and as each of its files once a write or checkpoint had walked it,
+    under the same count; git lists `.venv/` (its ``!!`` line), and so does avfs now."""
+    import subprocess
+    import sys
+
+    require_overlay()
+    (attrs_src / ".gitignore").write_text(".venv/\n*.log\n")
+    _cli("vault", "create", "at", "--from", str(attrs_src))
+    mp = _cli("mount", "at:main").stdout.strip()
+    try:  # a venv made in the fork, and a log beside the code
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", f"{mp}/.venv"], check=True)
+        Path(mp, "src", "attr", "debug.log").write_text("log\n")
+    finally:
+        _cli("unmount", "at:main")
+    # the same tree as a checkout, for git
+    git("-C", str(attrs_src), "init", "-q")
+    git("-C", str(attrs_src), "add", "-A")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(attrs_src / ".venv")], check=True)
+    (attrs_src / "src" / "attr" / "debug.log").write_text("log\n")
+    want = sorted(
+        ln[3:]
+        for ln in git("-C", str(attrs_src), "status", "--ignored", "--porcelain").splitlines()
+        if ln[:2] == "!!"
+    )
+    assert want == [".venv/", "src/attr/debug.log"]
+    _cli("vault", "fork", "at", "f1")  # carries them
+    for step in ("fresh", "written", "checkpointed"):
+        if step == "written":
+            _cli("--vault", "at:f1", "write", "NOTES.md", "n")
+        elif step == "checkpointed":
+            _cli("--vault", "at:f1", "checkpoint", "save")
+        doc = json.loads(_cli("--json", "--vault", "at:f1", "status", "--ignored").stdout)
+        assert doc["ignored_paths"] == want and doc["ignored"] == 2, (step, doc)
+        human = _cli("--vault", "at:f1", "status", "--ignored").stdout
+        assert [ln[2:] for ln in human.splitlines() if ln.startswith("! ")] == want, (step, human)
+        short = _cli("--vault", "at:f1", "status", "-s", "--ignored").stdout
+        assert [ln[3:] for ln in short.splitlines() if ln.startswith("!! ")] == want, (step, short)
