@@ -234,3 +234,14 @@ def test_status_ignored_lists_what_git_lists_whatever_was_walked(attrs_src: Path
         assert [ln[2:] for ln in human.splitlines() if ln.startswith("! ")] == want, (step, human)
         short = _cli("--vault", "at:f1", "status", "-s", "--ignored").stdout
         assert [ln[3:] for ln in short.splitlines() if ln.startswith("!! ")] == want, (step, short)
+
+
+def test_the_license_is_an_spdx_string_and_the_build_needs_a_setuptools_that_reads_it() -> None:
+    """`make install` printed setuptools' deprecation of `project.license` as a TOML table
+    (three times an install); a string (SPDX) is read from setuptools 77 on."""
+    import tomllib
+
+    doc = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert doc["project"]["license"] == "MIT"
+    (need,) = [r for r in doc["build-system"]["requires"] if r.startswith("setuptools")]
+    assert need == "setuptools>=77"
