@@ -245,3 +245,40 @@ def test_the_license_is_an_spdx_string_and_the_build_needs_a_setuptools_that_rea
     assert doc["project"]["license"] == "MIT"
     (need,) = [r for r in doc["build-system"]["requires"] if r.startswith("setuptools")]
     assert need == "setuptools>=77"
+
+
+def test_a_redirect_that_makes_a_read_only_program_mutating_names_itself() -> None:
+    """`policy check -- sh -c 'echo hi >> README.rst'` was summed up `allow (mutating;
+    rule read-only)`: the class the redirect's, the rule echo's. The finding that adds the
+    class names the decision now, and the rule's word stays in the reason."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--json",
+            "policy",
+            "check",
+            "--",
+            "sh",
+            "-c",
+            "echo hi >> README.rst",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)["decision"]
+    assert (d["action"], d["categories"], d["rule"]) == ("allow", ["mutating"], "builtin:redirect")
+    assert d["reason"] == "allowed: writes to README.rst; `echo hi` matches rule 'read-only' (read_only)"
+    human = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "policy", "check", "--", "sh", "-c", "echo hi >> README.rst"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "  - echo hi: mutating (builtin:redirect)" in human.splitlines()
