@@ -282,3 +282,17 @@ def test_a_redirect_that_makes_a_read_only_program_mutating_names_itself() -> No
         timeout=120,
     ).stdout
     assert "  - echo hi: mutating (builtin:redirect)" in human.splitlines()
+
+
+@pytest.mark.parametrize("server", ["auto", "off"])
+def test_write_from_a_file_takes_vault_create_s_word(
+    attrs_src: Path, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`avfs write PATH --from FILE` was click's bare `No such option '--from'` (the option
+    is --file; `vault create` takes --from): both name it now, on the fast path and click's."""
+    monkeypatch.setenv("AVFS_SERVER", server)
+    _cli("vault", "create", "at", "--from", str(attrs_src))
+    src = attrs_src / "src" / "attr" / "_make.py"
+    out = _cli("--json", "--vault", "at", "write", "copied.py", "--from", str(src)).stdout
+    assert json.loads(out)["kind"] == "file_write"
+    assert _cli("--vault", "at", "cat", "copied.py").stdout == src.read_text()
