@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..store import names
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
 from . import upper
 from .overlay import Overlay
@@ -203,11 +204,17 @@ def shown_by_mark(ws: Any) -> Shown | None:
     )
     if read is None:
         return None
-    got, view = read[0], ws.view
+    got, view, store = read[0], ws.view, ws.store
+    with ws.overlay.without_upper():
+        held = {e.path for e in ws.overlay.all()}  # (the database's entries: few, or none)
+    tree = store.commit_tree(view.base)
 
     def lower(path: str) -> tuple[int, str | None] | None:
-        n = view.lookup(path)  # (in the fold: without the upper layer)
-        return None if n is None else (n.mode, n.oid)
+        if held and (path in held or any(a in held for a in names.ancestors(path))):
+            n = view.lookup(path)  # (in the fold: without the upper layer)
+            return None if n is None else (n.mode, n.oid)
+        hit = store.tree_lookup(tree, path)  # (nothing of the database on its way: the base's)
+        return None if hit is None else (hit[1], hit[0])
 
     return Shown(frozenset(e.path for e in got), frozenset(e.path for e in got if e.kind == DELETED), lower)
 
