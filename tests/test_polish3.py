@@ -296,3 +296,36 @@ def test_write_from_a_file_takes_vault_create_s_word(
     out = _cli("--json", "--vault", "at", "write", "copied.py", "--from", str(src)).stdout
     assert json.loads(out)["kind"] == "file_write"
     assert _cli("--vault", "at", "cat", "copied.py").stdout == src.read_text()
+
+
+def test_a_builder_s_wrong_calls_say_what_to_do(home: Home, attrs_src: Path) -> None:
+    """h-polish3's trial (a builder from the README, on an npm package): `Workspace.write`
+    given a str took it for a host file's path ("cannot use x.txt: No such file or
+    directory", hint: check --home), `exec_in(ws, "npm test")` ran a program named `npm
+    test` (exit 127), and `avfs --json ... status --json` hinted `avfs --json ... --json
+    status`. Each says what to do now, with nothing changed."""
+    import avfs_git
+
+    vault = home.create_vault("at", from_dir=str(attrs_src))
+    ws = vault.workspace("main")
+    with pytest.raises(TypeError, match=r"not str: give text\.encode\(\)"):
+        ws.write("x.txt", "text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"shell='true --version'"):
+        avfs_git.exec_in(ws, "true --version")  # type: ignore[arg-type]
+    assert not ws.exists("x.txt") and not ws.status()
+    assert git("--git-dir", vault.path, "rev-list", "--count", "main").strip() == "1"
+
+
+def test_json_given_twice_is_hinted_once() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--json", "--vault", "v", "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and not r.stderr
+    err = json.loads(r.stdout)["error"]
+    assert err["hint"] == "avfs --json --vault v status", err

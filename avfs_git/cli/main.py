@@ -316,7 +316,11 @@ def _global_option_after(out: Output, option: str) -> int:
         name = a.split("=", 1)[0]
         if name in GLOBAL_OPTIONS:
             takes = name != "--json" and "=" not in a
-            front += args[i : i + 1 + takes]
+            given = args[i : i + 1 + takes]
+            # (given before the command too: once, as `avfs --json status --json` said
+            # `avfs --json --json status`, h-polish3's trial)
+            if not any(front[k : k + len(given)] == given for k in range(len(front))):
+                front += given
             i += 1 + takes
             continue
         rest.append(a)

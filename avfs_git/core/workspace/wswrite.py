@@ -23,6 +23,7 @@ from ..errors import (
     NotDirectoryError,
     PathNotFoundError,
     SymlinkLoopError,
+    want_data,
     want_path,
     want_str,
 )
@@ -105,6 +106,7 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             expect: write only if ``path`` holds this blob id now (:meth:`blob_of`), or
                 nothing (:data:`EXPECT_ABSENT`); else ExpectMismatchError, nothing written.
         """
+        want_data(data)
         if expect is not None:
             parse_expect(expect)  # a malformed id is refused before anything is read
             with self.write_lock():
