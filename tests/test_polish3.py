@@ -329,3 +329,30 @@ def test_json_given_twice_is_hinted_once() -> None:
     assert r.returncode == 2 and not r.stderr
     err = json.loads(r.stdout)["error"]
     assert err["hint"] == "avfs --json --vault v status", err
+
+
+def test_up_refreshes_a_directory_that_gained_a_node_modules_bin(tmp_path: Path) -> None:
+    """`avfs vault create P --from DIR`, `npm install` in DIR (node_modules/.bin/NAME, a link
+    into a package), then the README's `avfs up DIR --agent claude`: "node_modules/.bin: no
+    such directory", exit 1, no mount (the refresh made a link in a directory it had not
+    made yet). It refreshes and mounts now."""
+    require_overlay()
+    src = realdata.extract(realdata.npm_tarball("lodash", "4.17.21"), tmp_path / "src")
+    _cli("vault", "create", "lo", "--from", str(src))
+    pkg = src / "node_modules" / "tool"  # what npm install leaves: a package, its bin linked
+    (pkg / "bin").mkdir(parents=True)
+    (pkg / "bin" / "tool.js").write_text("#!/usr/bin/env node\nconsole.log('tool')\n")
+    (src / "node_modules" / ".bin").mkdir()
+    os.symlink("../tool/bin/tool.js", src / "node_modules" / ".bin" / "tool")
+    mp = _cli("up", str(src), "--agent", "claude").stdout.strip()
+    try:
+        assert os.readlink(Path(mp, "node_modules", ".bin", "tool")) == "../tool/bin/tool.js"
+        assert Path(mp, "node_modules", ".bin", "tool").read_text().endswith("console.log('tool')\n")
+    finally:
+        _cli("unmount", "lo:claude")
+    assert (
+        "node_modules/.bin/tool"
+        in git(
+            "--git-dir", _cli("vault", "path", "lo").stdout.strip(), "ls-tree", "-r", "--name-only", "main"
+        ).split()
+    )
