@@ -307,7 +307,8 @@ def _global_option_after(out: Output, option: str) -> int:
 
     from ..core.errors import UsageError
 
-    args, front, rest, i = out.argv, [], [], 0
+    args, rest, i = out.argv, [], 0
+    front: list[str] = []
     while i < len(args):
         a = args[i]
         if a == "--":
