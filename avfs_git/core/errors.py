@@ -589,16 +589,6 @@ def want_str(value: object, arg: str) -> str:
     return value
 
 
-def want_data(value: object) -> None:
-    """A file's bytes given to the public API (``Workspace.write``): bytes or a binary
-    stream; a str is a TypeError that says to encode it (it was taken for a host file's
-    path: "cannot use x.txt: No such file or directory", hint: check --home; h-polish3)."""
-    if isinstance(value, str):
-        raise TypeError("data must be bytes or a binary stream, not str: give text.encode()")
-    if value is None or isinstance(value, (int, float, list, dict, tuple)):
-        raise TypeError(f"data must be bytes or a binary stream, not {type(value).__name__}")
-
-
 def want_strs(**args: object) -> None:
     """:func:`want_str` of each optional text argument given (None, the default, is left)."""
     for arg, value in args.items():

@@ -23,7 +23,6 @@ from ..errors import (
     NotDirectoryError,
     PathNotFoundError,
     SymlinkLoopError,
-    want_data,
     want_path,
     want_str,
 )
@@ -34,7 +33,7 @@ from . import wsfold
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .pathguard import GuardChecks, PathGuard
 from .wsanswers import BlobAnswers
-from .wschecks import WriteChecks, parse_expect, unlink_quiet
+from .wschecks import WriteChecks, parse_expect, unlink_quiet, want_data
 from .wsview import MAX_SYMLINK_HOPS, Node, norm
 
 
