@@ -27,10 +27,16 @@ as the base's move, until a status ran: a session of checkpoints without a statu
 them read (and hashed) every file written since the last status at each checkpoint, O(the
 session). With it, status and checkpoints cost the changes since the last of either.
 
-When it cannot tell, it reads everything, as before: no live daemon answers (unmounted, a
-daemon killed), another daemon's journal (a remount), a journal that overflowed or lost a
-watch, a restore or undo (the view time moved: what the lower layer shows changed
-wholesale), no status remembered yet.
+Where no live daemon answers (unmounted, a daemon killed, a fork's snapshot of a mounted
+fork's state), the mark still holds: it keeps the kernel's clock from before its status
+read anything, and what changed in the layer since is what has a later inode change time
+(:func:`offline`: a ``stat`` walk outside the tops, no file read), so an unmounted status,
+checkpoint or fold (:func:`.wsfold.shown_by_mark`) reads what the mark does not vouch for.
+
+When it cannot tell, it reads everything, as before: another daemon's journal (a
+remount), a journal that overflowed or lost a watch, a restore or undo (the view time
+moved: what the lower layer shows changed wholesale), no status remembered yet (or a mark
+made before marks kept a time).
 """
 
 from __future__ import annotations
