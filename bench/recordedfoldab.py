@@ -11,6 +11,7 @@ mount, unmounted, then the two commands as real processes (AVFS_SERVER=off):
   mount (trial2: ``changes: 2003``, 2.0 s against 0.8 s for the next checkpoint).
 
 Usage: python -m bench.recordedfoldab BASE_AVFS HEAD_AVFS OUT.json [ROUNDS]
+(``CASES=a,b`` runs only those.)
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _case(avfs: str, case: str, top: str) -> dict[str, Any]:
 def main() -> None:
     base, head, out = sys.argv[1], sys.argv[2], sys.argv[3]
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-    cases = ("not_checkpointed", "checkpointed", "many")
+    cases = tuple(os.environ.get("CASES", "not_checkpointed,checkpointed,many").split(","))
     got: dict[str, dict[str, list[dict[str, Any]]]] = {c: {"base": [], "head": []} for c in cases}
     loads = []
     for r in range(rounds):
