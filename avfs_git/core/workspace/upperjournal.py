@@ -257,10 +257,12 @@ def offline_read(
     pin_diff: Callable[[str, str], list[str] | None] | None = None,
     trusted: bool = True,
     some_kept: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> tuple[list[Entry], Pending] | None:
     """:func:`offline`'s answer when the mark can tell (None: the whole layer is to be
     read). ``some_kept``: None too where every file outside the mark's tops changed since
-    (the mark then saves nothing: a fold's, :func:`.wsfold.shown_by_mark`)."""
+    (the mark then saves nothing: a fold's, :func:`.wsfold.shown_by_mark`). ``skip``: top
+    names not walked (a fold's kept directories: an installed ``node_modules`` it leaves)."""
     stored = _stored(overlay)
     since = stored.get("ctime_ns") if stored is not None else None
     if (
@@ -275,7 +277,7 @@ def offline_read(
         since -= since % 1_000_000_000
     tops = stored.get("tops")
     touched, kept = _changed_since(
-        overlay.upper_dir, since, frozenset(tops if isinstance(tops, list) else ())
+        overlay.upper_dir, since, frozenset(tops if isinstance(tops, list) else ()) | skip
     )
     if some_kept and not kept:
         return None

@@ -186,10 +186,10 @@ def _recorded(todo: Todo, shown: Shown) -> tuple[Todo, list[tuple[str, bool]], l
     return fold, drop, gone
 
 
-def shown_by_mark(ws: Any) -> Shown | None:
+def shown_by_mark(ws: Any, keep: frozenset[str] = frozenset()) -> Shown | None:
     """:class:`Shown` for workspace ``ws``'s unmounted upper layer, from its last mark
     (:func:`.upperjournal.offline`); None when the mark cannot say (the whole layer is
-    then folded)."""
+    then folded). ``keep``: the fold's kept top directories, not walked."""
     from .upperjournal import offline_read
 
     ch = ws.changes
@@ -201,6 +201,7 @@ def shown_by_mark(ws: Any) -> Shown | None:
         pin_diff=ch.pin_diff,
         trusted=all(ch.modes_trusted()),
         some_kept=True,
+        skip=keep,
     )
     if read is None:
         return None

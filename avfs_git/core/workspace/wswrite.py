@@ -554,7 +554,7 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         (:func:`.wsfold.fold_upper`; the top directories ``keep`` names stay); returns the
         number of paths folded."""
         return wsfold.fold_upper(
-            self.overlay, self._store_bytes, self._discard, keep, wsfold.shown_by_mark(self)
+            self.overlay, self._store_bytes, self._discard, keep, wsfold.shown_by_mark(self, keep)
         )
 
     def checkout_check(self, path: str, tree: str) -> tuple[str, int] | None:
