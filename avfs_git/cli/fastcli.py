@@ -92,7 +92,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         (
             ("path", ("path",), "arg", None, ()),
             ("content", ("content",), "arg?", None, ()),
-            ("src_file", ("--file",), "file", None, ()),
+            ("src_file", ("--file", "--from"), "file", None, ()),
             ("from_stdin", ("--stdin",), "flag", False, ()),
             ("mode", ("--mode",), "str", None, ()),
             ("no_parents", ("--no-parents",), "flag", False, ()),

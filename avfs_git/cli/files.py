@@ -33,6 +33,7 @@ def cat_cmd(app: App, paths: tuple[str, ...]) -> None:
 @click.argument("content", required=False)
 @click.option(
     "--file",
+    "--from",  # (`vault create` takes --from: `write P --from F` was click's bare "No such option", trial2)
     "src_file",
     type=click.Path(dir_okay=False, exists=True),
     help="Take the bytes from this local file.",

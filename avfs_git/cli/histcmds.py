@@ -162,6 +162,7 @@ def status(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
         data.update(planted.report(ws.state_dir))  # what proxy exec set aside of planted repositories
     tip = data["head"]
     ws_left: list[dict[str, str]] = data["not_recorded"]  # type: ignore[assignment]
+    listed: list[str] = data.get("ignored_paths", [])  # type: ignore[assignment]
 
     def human_short() -> None:
         if branch:
@@ -169,7 +170,7 @@ def status(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
         for line in short_lines(changes, lambda d: vault.store.tree_lookup(ws.base_tree, d) is not None):
             app.output.plain("{}", line)
         if list_ignored:
-            for p in ignored.files:
+            for p in listed:
                 app.output.plain("!! {}", p)
 
     def human() -> None:
@@ -225,7 +226,7 @@ def status(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
             else:
                 o.say(mark + "{}", c.path)
         if list_ignored:
-            for p in ignored.files:
+            for p in listed:
                 o.plain("! {}", p)
         elif ignored.files:
             o.say("{} ignored path(s) (`avfs status --ignored` lists them)", data["ignored"])

@@ -307,7 +307,8 @@ def _global_option_after(out: Output, option: str) -> int:
 
     from ..core.errors import UsageError
 
-    args, front, rest, i = out.argv, [], [], 0
+    args, rest, i = out.argv, [], 0
+    front: list[str] = []
     while i < len(args):
         a = args[i]
         if a == "--":
@@ -316,7 +317,11 @@ def _global_option_after(out: Output, option: str) -> int:
         name = a.split("=", 1)[0]
         if name in GLOBAL_OPTIONS:
             takes = name != "--json" and "=" not in a
-            front += args[i : i + 1 + takes]
+            given = args[i : i + 1 + takes]
+            # (given before the command too: once, as `avfs --json status --json` said
+            # `avfs --json --json status`, h-polish3's trial)
+            if not any(front[k : k + len(given)] == given for k in range(len(front))):
+                front += given
             i += 1 + takes
             continue
         rest.append(a)

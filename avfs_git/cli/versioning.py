@@ -29,9 +29,9 @@ def status_cmd(app: App, list_ignored: bool, short: bool, branch: bool) -> None:
     """Uncheckpointed changes of the fork (its overlay against its base commit).
 
     Paths git ignores (.gitignore, the vault's info/exclude, core.excludesFile) are not
-    changes: they are counted, and listed with --ignored. What no checkpoint records (a
-    name git refuses, a fifo, a tree deeper than the host's paths reach) is listed as not
-    recorded."""
+    changes: they are counted, and listed with --ignored as `git status --ignored` lists
+    them (a directory git ignores whole as `dir/`). What no checkpoint records (a name git
+    refuses, a fifo, a tree deeper than the host's paths reach) is listed as not recorded."""
     status(app, list_ignored, short, branch)
 
 

@@ -95,9 +95,18 @@ class AvfsTools:
         """Run tool ``name``; returns its JSON document's text."""
         spec = TOOLS_BY_NAME.get(name)
         if spec is None:
+            import difflib
+
+            # (`read`, `write`, `fork_create`: a name close to one, or a part of one, said
+            # first; h-polish3's trial read the whole list for `read_file`)
+            close = [
+                t.name for t in TOOLS if name and (name in t.name.split("_") or t.name in name.split("_"))
+            ]
+            close = close or difflib.get_close_matches(name, [t.name for t in TOOLS], n=2, cutoff=0.6)
+            said = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
             raise UsageError(
                 f"unknown tool {name!r}",
-                hint="tools/list names the tools: " + ", ".join(t.name for t in TOOLS),
+                hint=said + "tools/list names the tools: " + ", ".join(t.name for t in TOOLS),
                 details={"tool": name},
             )
         args = dict(arguments or {})

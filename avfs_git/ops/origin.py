@@ -223,6 +223,9 @@ def _refresh(vault: Vault, src: str, dir_map: dict[str, Entry]) -> str:
         if mode == MODE_LINK:
             if ws.exists(path):
                 ws.remove(path)
+            elif "/" in path:  # (its directory may be new too: an npm install's node_modules/.bin,
+                # which `avfs up DIR` refused with "node_modules/.bin: no such directory", h-polish3)
+                ws.mkdir(path.rpartition("/")[0], parents=True, exist_ok=True)
             ws.symlink(os.readlink(full), path)
         else:
             ws.write_from_file(path, full, mode=mode)

@@ -65,14 +65,24 @@ class Part:
         if action is None:
             action = policy.outcome_for(self.classes) if self.classes else Outcome.ALLOW
         rule, text = self.name, self.text
+        mine, base_rank = set(self.classes), action.rank
         for f in self.findings:
             o = f.outcome if f.outcome is not None else policy.outcome_for(f.classes)
-            if o.rank > action.rank or (not self.classes and rule == ""):
+            # a finding as strict that adds a class names the decision too: `echo hi >>
+            # README.rst` was "mutating; rule read-only", the class the redirect's, the
+            # rule echo's (trial2); it is "rule builtin:redirect" (writes to README.rst)
+            if (
+                o.rank > action.rank
+                or (not self.classes and rule == "")
+                or (o.rank == action.rank and rule == self.name and not set(f.classes) <= mine)
+            ):
                 action, rule, text = o, f.name, f.text
         cats = self.all_classes()
         if len(cats) > 1:
             cats.discard(Category.READ_ONLY)
         notes = [f.text for f in self.findings if f.text != text]
+        if rule != self.name and action.rank == base_rank and self.classes and self.text:  # (the tie above)
+            notes.insert(0, self.text)
         reason = text + "".join(f"; {n}" for n in notes)
         return CommandInfo(self.argv, self.program, tuple(sorted(cats)), action, rule, reason)
 

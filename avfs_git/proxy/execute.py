@@ -448,6 +448,10 @@ def exec_in(
     it is (``--host writable``) instead of in the sandbox. The vault must come from a
     :class:`~avfs_git.Home` (its policy applies). Re-exported as ``avfs_git.exec_in``: the
     in-process API's one way in (core's ``Workspace`` does not reach up to the proxy)."""
+    if isinstance(argv, str):  # (it ran a program named "npm test": exit 127; h-polish3)
+        raise TypeError(
+            f"argv must be a list of words ({argv.split()!r}), not str; a shell line: shell={argv!r}"
+        )
     home = ws.vault.home
     if home is None:
         raise UsageError("exec needs a vault opened through a Home (its policy and mounts)")

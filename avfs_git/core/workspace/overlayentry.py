@@ -13,7 +13,8 @@ An entry describes the *absolute* state of one path, never a delta:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..records import dataclass
 from ..store import names
@@ -113,6 +114,16 @@ class Ignored:
     def covers(self, path: str) -> bool:
         """True when ``path`` is an ignored path or lies below an ignored directory."""
         return bool(self.tops) and covered(path, self.tops)
+
+    def listed(self, lookup: Callable[[str], Any]) -> list[str]:
+        """What `status --ignored` lists: git's ``!!`` lines, one a top, a directory with a
+        ``/`` (``.venv/``), sorted; the same whatever avfs walked of an ignored directory
+        (``lookup``: the view's node at a top no file was found below, its ``is_dir``). It
+        listed the files, so a venv was ``.venv`` or its 2,459 files after a walk (h-polish3)."""
+        dirs = {t for f in self.files if f not in self.tops for t in names.ancestors(f) if t in self.tops}
+        return sorted(
+            f"{t}/" if t in dirs or ((n := lookup(t)) is not None and n.is_dir) else t for t in self.tops
+        )
 
 
 NO_IGNORED = Ignored()

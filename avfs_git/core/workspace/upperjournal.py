@@ -27,16 +27,24 @@ as the base's move, until a status ran: a session of checkpoints without a statu
 them read (and hashed) every file written since the last status at each checkpoint, O(the
 session). With it, status and checkpoints cost the changes since the last of either.
 
-When it cannot tell, it reads everything, as before: no live daemon answers (unmounted, a
-daemon killed), another daemon's journal (a remount), a journal that overflowed or lost a
-watch, a restore or undo (the view time moved: what the lower layer shows changed
-wholesale), no status remembered yet.
+Where no live daemon answers (unmounted, a daemon killed, a fork's snapshot of a mounted
+fork's state), the mark still holds: it keeps the kernel's clock from before its status
+read anything, and what changed in the layer since is what has a later inode change time
+(:func:`offline`: a ``stat`` walk outside the tops, no file read), so an unmounted status,
+checkpoint or fold (:func:`.wsfold.shown_by_mark`) reads what the mark does not vouch for.
+
+When it cannot tell, it reads everything, as before: another daemon's journal (a
+remount), a journal that overflowed or lost a watch, a restore or undo (the view time
+moved: what the lower layer shows changed wholesale), no status remembered yet (or a mark
+made before marks kept a time).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -48,7 +56,16 @@ from .overlayentry import DELETED, EMPTY_TREE_ID, OBJECT, Entry
 if TYPE_CHECKING:
     from ..store.gitstore import GitStore
 
-__all__ = ["MARK_KEY", "Pending", "entries", "held_deletions", "remember", "remember_commit"]
+__all__ = [
+    "MARK_KEY",
+    "Pending",
+    "entries",
+    "held_deletions",
+    "offline",
+    "offline_read",
+    "remember",
+    "remember_commit",
+]
 
 MARK_KEY = "upper_mark"  # in the overlay database's meta table (JSON)
 MAX_TOPS = 100_000  # more than this is not remembered: the next status reads everything
@@ -57,14 +74,26 @@ MAX_TOPS = 100_000  # more than this is not remembered: the next status reads ev
 class Pending:
     """What a status started from, remembered once it is done (:func:`remember`)."""
 
-    __slots__ = ("base", "instance", "seq", "trusted", "view_time")
+    __slots__ = ("base", "instance", "seq", "since_ns", "trusted", "view_time")
 
-    def __init__(self, instance: str, seq: int, base: str, view_time: float, trusted: bool = True) -> None:
+    def __init__(
+        self,
+        instance: str,
+        seq: int,
+        base: str,
+        view_time: float,
+        trusted: bool = True,
+        since_ns: int | None = None,
+    ) -> None:
         self.instance = instance
         self.seq = seq
         self.base = base
         self.view_time = view_time
         self.trusted = trusted  # git's core.fileMode the status compared under
+        # the kernel's clock before the status read anything (:func:`_clock_ns`): every
+        # change of the upper layer since has an inode change time at or after it, which
+        # is how the mark is read once no journal answers (:func:`offline`)
+        self.since_ns = since_ns
 
 
 def _stored(overlay: Overlay) -> dict[str, object] | None:
@@ -112,19 +141,26 @@ def entries(
     ``last``: what this function answered a status whose position is the mark now, taken
     again when the journal says nothing changed since (a record's capture right after its
     status, :mod:`.recordblobs`: the upper layer's walk of 12,285 new files twice, record3)."""
-    if not overlay.upper_active() or not _journal_kept(git_dir):
+    if not overlay.upper_active():
         return overlay.all(), None, False
+    if not _journal_kept(git_dir):
+        return offline(
+            overlay, base=base, view_time=view_time, base_diff=base_diff, pin_diff=pin_diff, trusted=trusted
+        )
     from . import upperask  # sockets, select (~15 ms): only with a journal to ask
 
     stored = _stored(overlay)
     mark = None
     if stored is not None and isinstance(stored.get("instance"), str) and isinstance(stored.get("seq"), int):
         mark = (str(stored["instance"]), int(stored["seq"]))  # type: ignore[call-overload]
+    since = _clock_ns()  # (before the journal's position is taken: see Pending.since_ns)
     got = upperask.journal(overlay.upper_dir, git_dir, mark)
     if got is None:
-        return overlay.all(), None, False
+        return offline(
+            overlay, base=base, view_time=view_time, base_diff=base_diff, pin_diff=pin_diff, trusted=trusted
+        )
     instance, seq, paths = got
-    pending = Pending(instance, seq, base, view_time, trusted)
+    pending = Pending(instance, seq, base, view_time, trusted, since)
     if (
         last is not None
         and last[1] is not None
@@ -140,20 +176,147 @@ def entries(
         or stored.get("trusted", True) != trusted
     ):
         return overlay.all(), pending, False
+    read = _to_read(overlay, stored, base, base_diff, pin_diff)
+    if read is None:
+        return overlay.all(), pending, False
+    return overlay.changed_entries([*read, *paths]), pending, True
+
+
+def _to_read(
+    overlay: Overlay,
+    stored: dict[str, object],
+    base: str,
+    base_diff: Callable[[str, str], list[str] | None],
+    pin_diff: Callable[[str, str], list[str] | None] | None,
+) -> list[str] | None:
+    """The paths a mark (``stored``) says a status must read besides what changed since it:
+    its tops, what the base's move since changed, and what a root entry's tree changes
+    (see :func:`entries`); None when that cannot be told."""
     tops = stored.get("tops")
     old_base = stored.get("base")
     if not isinstance(tops, list) or not isinstance(old_base, str):
-        return overlay.all(), pending, False
+        return None
     moved = [] if old_base == base else base_diff(old_base, base)
     if moved is None:
-        return overlay.all(), pending, False
+        return None
     root = overlay.get("")
     if root is not None and root.oid is not None:
         pinned = pin_diff(root.oid, base) if pin_diff is not None else None
         if pinned is None:
-            return overlay.all(), pending, False
+            return None
         moved = [*moved, *pinned]
-    return overlay.changed_entries([*map(str, tops), *paths, *moved]), pending, True
+    return [*map(str, tops), *moved]
+
+
+# Linux's CLOCK_REALTIME_COARSE (Python names it from 3.13 only)
+_COARSE: int = getattr(time, "CLOCK_REALTIME_COARSE", 5)
+OFFLINE = "offline"  # the instance of a mark made where no journal answered (:func:`offline`)
+
+
+def _clock_ns() -> int:
+    """The clock the kernel stamps inode change times from (the coarse real-time one; a
+    fine-grained stamp is never earlier): a change after this call has a ``ctime`` at or
+    after what it returns."""
+    return time.clock_gettime_ns(_COARSE)
+
+
+def offline(
+    overlay: Overlay,
+    *,
+    base: str,
+    view_time: float,
+    base_diff: Callable[[str, str], list[str] | None],
+    pin_diff: Callable[[str, str], list[str] | None] | None = None,
+    trusted: bool = True,
+) -> tuple[list[Entry], Pending | None, bool]:
+    """:func:`entries` where no journal answers: the mount is gone (unmounted, its daemon
+    killed) or never was this state's (a fork's snapshot of a mounted fork's state). The
+    last mark still says what showed the base then; what changed in the upper layer since
+    is what has an inode change time at or after the mark's (``since_ns``: the kernel sets
+    ``ctime`` on every write, rename, link count or attribute change, and nobody can set
+    it back), found by a walk of the layer's ``lstat`` data outside the mark's tops (read
+    anyway: an ignored ``node_modules`` among them is not walked). No file is read or
+    hashed. Without a mark (none made, or one from before marks kept a time), a view
+    time or ``core.fileMode`` that moved, or a base move that cannot be told: the whole
+    layer is read, as before (found in the thirty-eighth round, h-polish3: with the mount
+    gone, the files a session's checkpoints had recorded were read, hashed and counted
+    as changes again by the next checkpoint, 2,000 of them for one file written).
+    """
+    got = offline_read(
+        overlay, base=base, view_time=view_time, base_diff=base_diff, pin_diff=pin_diff, trusted=trusted
+    )
+    return (overlay.all(), None, False) if got is None else (got[0], got[1], True)
+
+
+def offline_read(
+    overlay: Overlay,
+    *,
+    base: str,
+    view_time: float,
+    base_diff: Callable[[str, str], list[str] | None],
+    pin_diff: Callable[[str, str], list[str] | None] | None = None,
+    trusted: bool = True,
+    some_kept: bool = False,
+    skip: frozenset[str] = frozenset(),
+) -> tuple[list[Entry], Pending] | None:
+    """:func:`offline`'s answer when the mark can tell (None: the whole layer is to be
+    read). ``some_kept``: None too where every file outside the mark's tops changed since
+    (the mark then saves nothing: a fold's, :func:`.wsfold.shown_by_mark`). ``skip``: top
+    names not walked (a fold's kept directories: an installed ``node_modules`` it leaves)."""
+    stored = _stored(overlay)
+    since = stored.get("ctime_ns") if stored is not None else None
+    if (
+        stored is None
+        or not isinstance(since, int)
+        or stored.get("view_time") != view_time
+        or stored.get("trusted", True) != trusted
+    ):
+        return None
+    now = _clock_ns()  # (before the walk: the next mark's time)
+    if os.lstat(overlay.upper_dir).st_ctime_ns % 1_000_000_000 == 0:  # (a file system keeping seconds)
+        since -= since % 1_000_000_000
+    tops = stored.get("tops")
+    touched, kept = _changed_since(
+        overlay.upper_dir, since, frozenset(tops if isinstance(tops, list) else ()) | skip
+    )
+    if some_kept and not kept:
+        return None
+    read = _to_read(overlay, stored, base, base_diff, pin_diff)
+    if read is None:
+        return None
+    pending = Pending(OFFLINE, 0, base, view_time, trusted, now)
+    return overlay.changed_entries([*read, *touched]), pending
+
+
+def _changed_since(upper_dir: str, since_ns: int, tops: frozenset[str]) -> tuple[list[str], int]:
+    """(the paths of the upper layer, ``.git`` left out, whose inode changed at or after
+    ``since_ns``, not looking at or below ``tops``; how many others are not directories)."""
+    out: list[str] = []
+    kept = 0
+    stack = [("", upper_dir)]
+    while stack:
+        p, real = stack.pop()
+        try:
+            it = os.scandir(real)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for de in it:
+                child = f"{p}/{de.name}" if p else de.name
+                if de.name == ".git" or child in tops:
+                    continue
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except OSError:
+                    out.append(child)  # (unreadable: read as changed)
+                    continue
+                if st.st_ctime_ns >= since_ns:
+                    out.append(child)
+                elif not stat.S_ISDIR(st.st_mode):
+                    kept += 1
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((child, de.path))
+    return out, kept
 
 
 def _same(a: Pending, b: Pending) -> bool:
@@ -239,7 +402,7 @@ def _remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -
                     return
     import json
 
-    mark = {
+    mark: dict[str, object] = {
         "instance": pending.instance,
         "seq": pending.seq,
         "base": pending.base,
@@ -247,6 +410,8 @@ def _remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -
         "trusted": pending.trusted,
         "tops": sorted(tops),
     }
+    if pending.since_ns is not None:
+        mark["ctime_ns"] = pending.since_ns
     overlay.set_meta(MARK_KEY, json.dumps(mark, separators=(",", ":")))
 
 
@@ -286,4 +451,5 @@ def remember_commit(
         elif e.kind == OBJECT and e.oid != EMPTY_TREE_ID and e.mode == 0o040000:
             paths.append(e.path)  # a renamed directory: as a status keeps it
     paths += held_deletions(overlay, deletions, store, base)
-    remember(overlay, Pending(pending.instance, pending.seq, base, pending.view_time, pending.trusted), paths)
+    kept = Pending(pending.instance, pending.seq, base, pending.view_time, pending.trusted, pending.since_ns)
+    remember(overlay, kept, paths)

@@ -563,7 +563,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
             "not_recorded": [dataclasses.asdict(n) for n in self.not_recorded(read)],
         }
         if list_ignored:
-            out["ignored_paths"] = list(ignored.files)
+            out["ignored_paths"] = ignored.listed(self.view.lookup)
         if (no := self.unadopted) is not None and no.head == tip != self.base:
             out["unadopted"] = {"head": no.head, "conflicts": list(no.conflicts)}
         return out

@@ -241,3 +241,13 @@ def unlink_quiet(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def want_data(value: object) -> None:
+    """A file's bytes given to the public API (``Workspace.write``): bytes or a binary
+    stream; a str is a TypeError that says to encode it (it was taken for a host file's
+    path: "cannot use x.txt: No such file or directory", hint: check --home; h-polish3)."""
+    if isinstance(value, str):
+        raise TypeError("data must be bytes or a binary stream, not str: give text.encode()")
+    if value is None or isinstance(value, (int, float, list, dict, tuple)):
+        raise TypeError(f"data must be bytes or a binary stream, not {type(value).__name__}")

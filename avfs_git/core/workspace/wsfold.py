@@ -10,11 +10,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..store import names
 from ..types import MODE_BLOB, MODE_EXEC, MODE_LINK
 from . import upper
 from .overlay import Overlay
 from .overlaydb import sql_text
-from .overlayentry import FILE, Entry
+from .overlayentry import DELETED, FILE, Entry
 from .wschecks import unlink_quiet
 
 
@@ -23,13 +24,18 @@ def fold_upper(
     store_bytes: Callable[[bytes], tuple[str, int]],
     discard: Callable[[Any, str, str], None],
     keep: frozenset[str] = frozenset(),
+    shown: Shown | None = None,
 ) -> int:
     """Move what an unmounted overlay's upper layer holds into the overlay's entries
     (files are hard-linked into ``files/`` before the entries commit, and leave the
     upper layer after: a crash in between folds them again, nothing is lost). What git
     cannot hold (fifos, sockets, device nodes) and a name that is not UTF-8 stay in the
     upper layer, and so do the top directories named in ``keep`` (:func:`kept_tops`), not
-    read. Returns the number of paths folded."""
+    read. Returns the number of paths folded.
+
+    ``shown``: what the upper layer's last mark says may differ from the base
+    (:class:`Shown`): the rest, what the mount's checkpoints recorded, is dropped from
+    the layer instead, the lower layer showing the same (:func:`_recorded`)."""
     import shutil  # (not at the top: a cold status, cat or log never runs it)
 
     up_dir = overlay.upper_dir
@@ -43,9 +49,16 @@ def fold_upper(
     with overlay.without_upper(), overlay.remembering():
         todo = list(upper.entries(up_dir, keep))
         todo.sort(key=lambda t: t[0])
+        gone: list[str] = []  # what the mark says is gone where the upper layer holds nothing
+        if shown is not None and (split := _recorded(todo, shown)) is not None:
+            todo, dropped, gone = split
+            done += dropped
         linked: list[str] = []
         try:
             with overlay.txn() as db:
+                for child in gone:
+                    discard(db, child, "fold")
+                    folded += 1
                 for child, real, st in todo:
                     if not sql_text(child):
                         # a name that is not UTF-8 (git's, or one the mount's upper layer
@@ -105,6 +118,106 @@ def fold_upper(
         except OSError:
             pass  # a directory still holding what git cannot (a fifo): it stays
     return folded
+
+
+class Shown:
+    """What an unmounted upper layer's last mark says (:func:`.upperjournal.offline`): the
+    paths whose entries may differ from the base (``paths``: the upper layer's there, and
+    the database's), and ``lower(path)``: what the lower layer (the base and the
+    database's entries) shows at a path as (git mode, object id), None for nothing."""
+
+    __slots__ = ("deleted", "lower", "paths")
+
+    def __init__(
+        self,
+        paths: frozenset[str],
+        deleted: frozenset[str],
+        lower: Callable[[str], tuple[int, str | None] | None],
+    ) -> None:
+        self.paths = paths
+        self.deleted = deleted  # of ``paths``, those that show nothing
+        self.lower = lower
+
+
+Todo = list[tuple[str, str, os.stat_result]]
+
+
+def _recorded(todo: Todo, shown: Shown) -> tuple[Todo, list[tuple[str, bool]], list[str]] | None:
+    """(what of ``todo`` to fold, what to drop from the upper layer with nothing folded,
+    the paths the mark says are gone where the upper layer holds nothing: a file a session
+    removed from a directory it made, which a checkpoint had recorded), or None to fold
+    everything. Outside ``shown.paths``, the mark says the layer shows the base: each file,
+    link and whiteout there is checked against the lower layer (a file's blob id hashed:
+    no entry, no copy, no blob written) and dropped when it shows the same; one that does
+    not (the mark was wrong) is folded as ever. A directory there merges with the lower
+    one or stands for it (an opaque one made in the mount that a checkpoint recorded): it
+    goes once empty. Something git cannot hold there (a fifo, a name not UTF-8) would stay,
+    and the directories above it with their marks: then everything is folded, as before."""
+    from ..store.gitstore import blob_id, file_blob_id  # (a fold's only)
+
+    fold: Todo = []
+    drop: list[tuple[str, bool]] = []
+    held = {child for child, _r, _s in todo}
+    for child, real, st in todo:
+        if child in shown.paths:
+            fold.append((child, real, st))
+            continue
+        kind = upper.classify(real, st)
+        if kind == upper.SPECIAL or not sql_text(child):
+            return None
+        if kind in (upper.DIR, upper.OPAQUE):
+            drop.append((real, True))
+            continue
+        low = shown.lower(child)
+        if kind == upper.GONE:
+            same = low is None
+        elif kind == upper.LINK:
+            same = (
+                low is not None and low[0] == MODE_LINK and low[1] == blob_id(os.fsencode(os.readlink(real)))
+            )
+        else:
+            mode = MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB
+            same = low is not None and low[0] == mode and low[1] == file_blob_id(real)
+        if same:
+            drop.append((real, False))
+        else:
+            fold.append((child, real, st))
+    gone = sorted(p for p in shown.deleted if p not in held and shown.lower(p) is not None)
+    return fold, drop, gone
+
+
+def shown_by_mark(ws: Any, keep: frozenset[str] = frozenset()) -> Shown | None:
+    """:class:`Shown` for workspace ``ws``'s unmounted upper layer, from its last mark
+    (:func:`.upperjournal.offline`); None when the mark cannot say (the whole layer is
+    then folded). ``keep``: the fold's kept top directories, not walked."""
+    from .upperjournal import offline_read
+
+    ch = ws.changes
+    read = offline_read(
+        ws.overlay,
+        base=ws.view.base,
+        view_time=ws.view_time,
+        base_diff=ch.base_diff,
+        pin_diff=ch.pin_diff,
+        trusted=all(ch.modes_trusted()),
+        some_kept=True,
+        skip=keep,
+    )
+    if read is None:
+        return None
+    got, view, store = read[0], ws.view, ws.store
+    with ws.overlay.without_upper():
+        held = {e.path for e in ws.overlay.all()}  # (the database's entries: few, or none)
+    tree = store.commit_tree(view.base)
+
+    def lower(path: str) -> tuple[int, str | None] | None:
+        if held and (path in held or any(a in held for a in names.ancestors(path))):
+            n = view.lookup(path)  # (in the fold: without the upper layer)
+            return None if n is None else (n.mode, n.oid)
+        hit = store.tree_lookup(tree, path)  # (nothing of the database on its way: the base's)
+        return None if hit is None else (hit[1], hit[0])
+
+    return Shown(frozenset(e.path for e in got), frozenset(e.path for e in got if e.kind == DELETED), lower)
 
 
 def kept_tops(overlay: Overlay, ignored: Callable[[list[str]], set[str]]) -> frozenset[str]:

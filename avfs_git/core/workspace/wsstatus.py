@@ -202,7 +202,7 @@ class Changes:
             view_time=self._view_time(),
             git_dir=self._mount_git_dir(),
             base_diff=self.base_diff,
-            pin_diff=self._pin_diff,
+            pin_diff=self.pin_diff,
             trusted=all(self.modes_trusted()),
             last=getattr(rec, "read", None),
         )
@@ -218,7 +218,7 @@ class Changes:
             return None
         return paths_between(self.store, a, b)
 
-    def _pin_diff(self, tree: str, base: str) -> list[str] | None:
+    def pin_diff(self, tree: str, base: str) -> list[str] | None:
         """The paths where ``tree`` differs from commit ``base``'s tree (None: unknown)."""
         try:
             b = self.store.commit_tree(base)

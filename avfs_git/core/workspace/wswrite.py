@@ -33,7 +33,7 @@ from . import wsfold
 from .overlayentry import DELETED, FILE, OBJECT, Entry
 from .pathguard import GuardChecks, PathGuard
 from .wsanswers import BlobAnswers
-from .wschecks import WriteChecks, parse_expect, unlink_quiet
+from .wschecks import WriteChecks, parse_expect, unlink_quiet, want_data
 from .wsview import MAX_SYMLINK_HOPS, Node, norm
 
 
@@ -105,6 +105,7 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
             expect: write only if ``path`` holds this blob id now (:meth:`blob_of`), or
                 nothing (:data:`EXPECT_ABSENT`); else ExpectMismatchError, nothing written.
         """
+        want_data(data)
         if expect is not None:
             parse_expect(expect)  # a malformed id is refused before anything is read
             with self.write_lock():
@@ -552,7 +553,9 @@ class Mutations(BlobAnswers, GuardChecks, WriteChecks):
         """Move what an unmounted overlay's upper layer holds into the overlay's entries
         (:func:`.wsfold.fold_upper`; the top directories ``keep`` names stay); returns the
         number of paths folded."""
-        return wsfold.fold_upper(self.overlay, self._store_bytes, self._discard, keep)
+        return wsfold.fold_upper(
+            self.overlay, self._store_bytes, self._discard, keep, wsfold.shown_by_mark(self, keep)
+        )
 
     def checkout_check(self, path: str, tree: str) -> tuple[str, int] | None:
         """Refuse a checkout of ``path`` from ``tree`` before anything is written (a
