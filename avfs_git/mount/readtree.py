@@ -117,6 +117,13 @@ class Ahead:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # (the index read once, by whichever thread asks first)
         self._read: tuple[bytes | None] | None = None  # (git's index, once read: None if it failed)
+        # git's read-tree of this tree made ahead by the clone (mount/keptmake.py
+        # ``start_read_tree``), taken whole (a rename: one taker): no process of its own
+        taken = _taken(git_dir, tree)
+        self._ready = taken is not None
+        if taken is not None:
+            self._path = taken
+            return
         try:
             self._proc = spawn(
                 [*args, "read-tree", tree],
@@ -162,12 +169,14 @@ class Ahead:
     def _git_s(self) -> bytes | None:
         proc = self._proc
         try:
-            if proc is None or proc.wait() != 0:
+            if not self._ready and (proc is None or proc.wait() != 0):
                 return None
             with open(self._path, "rb") as fh:
-                return fh.read()
+                data = fh.read()
         except OSError:
             return None
+        # (one made ahead: its cache tree's root must be this tree before its ids are asked)
+        return data if not self._ready or _cache_tree_root(data) == self.tree else None
 
     def drop(self) -> None:
         """Let it go unread (git stopped if it still runs), its scratch file removed, and
@@ -182,7 +191,43 @@ class Ahead:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if self._ready:
+            try:
+                os.unlink(self._path)
+            except OSError:
+                pass
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _cache_tree_root(data: bytes) -> str | None:
+    """The root tree id of git's cache tree in index ``data`` (its last extension, as git's
+    ``read-tree`` writes it: :data:`CONFIG`), or None."""
+    end = len(data) - 20
+    at = data.rfind(b"TREE", 12, end)
+    while at >= 0 and at + 8 + int.from_bytes(data[at + 4 : at + 8], "big") != end:
+        at = data.rfind(b"TREE", 12, at)
+    if at < 0 or data[at + 8 : at + 9] != b"\0":
+        return None
+    nl = data.find(b"\n", at + 8, end)
+    return data[nl + 1 : nl + 21].hex() if 0 <= nl and nl + 21 <= end else None
+
+
+def _taken(git_dir: str, tree: str) -> str | None:
+    """git's ``read-tree`` of ``tree`` made ahead in vault ``git_dir`` (by its lazy clone:
+    :func:`.keptindexes.read_tree_path`), renamed beside itself to a name of this taker's
+    (one taker; removed with the scratch file, or by ``gc``): where it is now, or None. What
+    it holds is checked as git's own scratch file is (:func:`_cache_tree_root`, then
+    :func:`_filled`: this tree's cache tree counting every entry; else the index is built
+    entry by entry)."""
+    from ..core.vaults.keptindexes import read_tree_path
+
+    made = read_tree_path(os.path.join(git_dir, "avfs"), tree)
+    taken = f"{made}.{os.getpid()}-{threading.get_ident()}"
+    try:
+        os.rename(made, taken)
+    except OSError:
+        return None
+    return taken
 
 
 def _filled(
