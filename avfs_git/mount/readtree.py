@@ -56,6 +56,7 @@ CONFIG = (
     "index.recordOffsetTable=false",
 )
 _GITIGNORE = b".gitignore"
+MADE_AHEAD_MAX = 2 << 30  # (an index made ahead larger than this is not read: a kept index's bound)
 _GITLINK = struct.pack(">I", 0o160000)  # a submodule's mode
 _FILE_MODES = (struct.pack(">I", 0o100644), struct.pack(">I", 0o100755))
 
@@ -119,10 +120,9 @@ class Ahead:
         self._read: tuple[bytes | None] | None = None  # (git's index, once read: None if it failed)
         # git's read-tree of this tree made ahead by the clone (mount/keptmake.py
         # ``start_read_tree``), taken whole (a rename: one taker): no process of its own
-        taken = _taken(git_dir, tree)
-        self._ready = taken is not None
-        if taken is not None:
-            self._path = taken
+        ahead = _made_ahead(git_dir, tree)
+        if ahead is not None:
+            self._read = (ahead,)
             return
         try:
             self._proc = spawn(
@@ -169,14 +169,12 @@ class Ahead:
     def _git_s(self) -> bytes | None:
         proc = self._proc
         try:
-            if not self._ready and (proc is None or proc.wait() != 0):
+            if proc is None or proc.wait() != 0:
                 return None
             with open(self._path, "rb") as fh:
-                data = fh.read()
+                return fh.read()
         except OSError:
             return None
-        # (one made ahead: its cache tree's root must be this tree before its ids are asked)
-        return data if not self._ready or _cache_tree_root(data) == self.tree else None
 
     def drop(self) -> None:
         """Let it go unread (git stopped if it still runs), its scratch file removed, and
@@ -191,11 +189,6 @@ class Ahead:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        if self._ready:
-            try:
-                os.unlink(self._path)
-            except OSError:
-                pass
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
@@ -212,13 +205,12 @@ def _cache_tree_root(data: bytes) -> str | None:
     return data[nl + 1 : nl + 21].hex() if 0 <= nl and nl + 21 <= end else None
 
 
-def _taken(git_dir: str, tree: str) -> str | None:
+def _made_ahead(git_dir: str, tree: str) -> bytes | None:
     """git's ``read-tree`` of ``tree`` made ahead in vault ``git_dir`` (by its lazy clone:
-    :func:`.keptindexes.read_tree_path`), renamed beside itself to a name of this taker's
-    (one taker; removed with the scratch file, or by ``gc``): where it is now, or None. What
-    it holds is checked as git's own scratch file is (:func:`_cache_tree_root`, then
-    :func:`_filled`: this tree's cache tree counting every entry; else the index is built
-    entry by entry)."""
+    :func:`.keptindexes.read_tree_path`), taken (renamed beside itself to a name of this
+    taker's: one taker), read and removed; None where there is none, or where its cache
+    tree's root is not ``tree`` (:func:`_cache_tree_root`; the rest is checked as git's own
+    scratch file is, :func:`_filled`, and the index built entry by entry where it fails)."""
     from ..core.vaults.keptindexes import read_tree_path
 
     made = read_tree_path(os.path.join(git_dir, "avfs"), tree)
@@ -227,7 +219,18 @@ def _taken(git_dir: str, tree: str) -> str | None:
         os.rename(made, taken)
     except OSError:
         return None
-    return taken
+    try:
+        fd = os.open(taken, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # (never through a link)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(MADE_AHEAD_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        try:
+            os.unlink(taken)
+        except OSError:
+            pass
+    return data if len(data) <= MADE_AHEAD_MAX and _cache_tree_root(data) == tree else None
 
 
 def _filled(
