@@ -125,6 +125,7 @@ def test_a_read_tree_that_is_not_the_tree_s_is_thrown_away(
         target.write_bytes(_git_s_own(v.path, tree, tmp_path))  # type: ignore[attr-defined]
         os.symlink(target, path)
     ran, plain, before, after = _mount_and_status(home, v, tmp_path, monkeypatch)
+    assert any(" read-tree " in f" {line} " for line in ran), ran  # (git's own, as without one)
     assert plain == ""
     assert after == before
     assert not [n for n in os.listdir(kept_dir(v.state_dir)) if ".read-tree" in n]  # type: ignore[attr-defined]

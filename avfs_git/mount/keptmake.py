@@ -227,7 +227,8 @@ def start_read_tree(vault: Vault, commit: str) -> int | None:
     kept = kept_dir(vault.state_dir)
     env = git_env()
     env["GIT_DIR"] = vault.path
-    cmd = ["/bin/sh", "-c", READ_TREE, "avfs-read-tree", commit, kept, *(x for c in CONFIG for x in ("-c", c))]
+    settings = [x for c in CONFIG for x in ("-c", c)]
+    cmd = ["/bin/sh", "-c", READ_TREE, "avfs-read-tree", commit, kept, *settings]
     try:
         os.makedirs(kept, exist_ok=True)
         pid = os.posix_spawn(

@@ -202,7 +202,7 @@ def _cache_tree_root(data: bytes) -> str | None:
     if at < 0 or data[at + 8 : at + 9] != b"\0":
         return None
     nl = data.find(b"\n", at + 8, end)
-    return data[nl + 1 : nl + 21].hex() if 0 <= nl and nl + 21 <= end else None
+    return data[nl + 1 : nl + 21].hex() if nl >= 0 and nl + 21 <= end else None
 
 
 def _made_ahead(git_dir: str, tree: str) -> bytes | None:
