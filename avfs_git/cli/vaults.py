@@ -77,6 +77,7 @@ def clone(app: App, url: str, name: str, make_default: bool, lazy: bool) -> None
             app.after.append(lambda: _index_after(app, v, str(info.head), held))
         elif v.lazy and info.head and not (index and _index_now(v, str(info.head))):
             # (not made now: turned off, the server did not say sizes, another process makes it)
+            app.after.append(lambda: _read_tree(v, str(info.head)))
             app.ahead.append(lambda: _keep_index(app, v, str(info.head)))
     app.output.result(
         "vault_create",
@@ -121,6 +122,15 @@ def _index_after(app: App, v: Vault[Home], commit: str, fd: int) -> None:
     from ..mount.keptmake import start_now
 
     start_now(app.home.path, v, commit, dict(os.environ), fd)
+
+
+def _read_tree(v: Vault[Home], commit: str) -> None:
+    """Start git's ``read-tree`` of ``commit``'s tree, detached, in the idle class, as the
+    clone answers (mount/keptmake.py ``start_read_tree``): the first mount takes what it
+    wrote instead of starting its own (docs/lazy.md "Mounting a lazy fork")."""
+    from ..mount.keptmake import start_read_tree
+
+    start_read_tree(v, commit)
 
 
 def _keep_index(app: App, v: Vault[Home], commit: str) -> None:

@@ -56,6 +56,7 @@ CONFIG = (
     "index.recordOffsetTable=false",
 )
 _GITIGNORE = b".gitignore"
+MADE_AHEAD_MAX = 2 << 30  # (an index made ahead larger than this is not read: a kept index's bound)
 _GITLINK = struct.pack(">I", 0o160000)  # a submodule's mode
 _FILE_MODES = (struct.pack(">I", 0o100644), struct.pack(">I", 0o100755))
 
@@ -117,6 +118,12 @@ class Ahead:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # (the index read once, by whichever thread asks first)
         self._read: tuple[bytes | None] | None = None  # (git's index, once read: None if it failed)
+        # git's read-tree of this tree made ahead by the clone (mount/keptmake.py
+        # ``start_read_tree``), taken whole (a rename: one taker): no process of its own
+        ahead = _made_ahead(git_dir, tree)
+        if ahead is not None:
+            self._read = (ahead,)
+            return
         try:
             self._proc = spawn(
                 [*args, "read-tree", tree],
@@ -183,6 +190,47 @@ class Ahead:
             proc.kill()
             proc.wait()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _cache_tree_root(data: bytes) -> str | None:
+    """The root tree id of git's cache tree in index ``data`` (its last extension, as git's
+    ``read-tree`` writes it: :data:`CONFIG`), or None."""
+    end = len(data) - 20
+    at = data.rfind(b"TREE", 12, end)
+    while at >= 0 and at + 8 + int.from_bytes(data[at + 4 : at + 8], "big") != end:
+        at = data.rfind(b"TREE", 12, at)
+    if at < 0 or data[at + 8 : at + 9] != b"\0":
+        return None
+    nl = data.find(b"\n", at + 8, end)
+    return data[nl + 1 : nl + 21].hex() if nl >= 0 and nl + 21 <= end else None
+
+
+def _made_ahead(git_dir: str, tree: str) -> bytes | None:
+    """git's ``read-tree`` of ``tree`` made ahead in vault ``git_dir`` (by its lazy clone:
+    :func:`.keptindexes.read_tree_path`), taken (renamed beside itself to a name of this
+    taker's: one taker), read and removed; None where there is none, or where its cache
+    tree's root is not ``tree`` (:func:`_cache_tree_root`; the rest is checked as git's own
+    scratch file is, :func:`_filled`, and the index built entry by entry where it fails)."""
+    from ..core.vaults.keptindexes import read_tree_path
+
+    made = read_tree_path(os.path.join(git_dir, "avfs"), tree)
+    taken = f"{made}.{os.getpid()}-{threading.get_ident()}"
+    try:
+        os.rename(made, taken)
+    except OSError:
+        return None
+    try:
+        fd = os.open(taken, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # (never through a link)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(MADE_AHEAD_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        try:
+            os.unlink(taken)
+        except OSError:
+            pass
+    return data if len(data) <= MADE_AHEAD_MAX and _cache_tree_root(data) == tree else None
 
 
 def _filled(

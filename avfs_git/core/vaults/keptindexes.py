@@ -22,6 +22,18 @@ def kept_path(state_dir: str, tree: str) -> str:
     return os.path.join(kept_dir(state_dir), tree)
 
 
+# git's ``read-tree`` of a tree into the kept indexes' directory, started by a lazy clone
+# as it answers (mount/readtree.py ``start_read_tree``): a fresh clone's first mount then
+# starts no ``read-tree`` of its own (mount/readtree.py ``Ahead``, which takes the file)
+READ_TREE_SUFFIX = ".read-tree"
+
+
+def read_tree_path(state_dir: str, tree: str) -> str:
+    """Where git's ``read-tree`` of ``tree`` made ahead by the clone is (renamed in whole by
+    git's own lock file); ``gc`` drops one no mount took, as any name but a tip's tree."""
+    return kept_path(state_dir, tree) + READ_TREE_SUFFIX
+
+
 def drop_unused(state_dir: str, trees: Iterable[str]) -> list[str]:
     """Remove the kept indexes (and leftovers) of every tree but ``trees`` (the trees of
     the forks' tips); the names removed. A lock file held by a live maker stays: gc runs
