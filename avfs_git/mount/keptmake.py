@@ -211,6 +211,22 @@ READ_TREE = (
 )
 
 
+def _detached(cmd: list[str], env: dict[str, str]) -> int:
+    """Start ``cmd`` in a session of its own, its standard streams on /dev/null (inherited
+    descriptors as they are marked)."""
+    return os.posix_spawn(
+        cmd[0],
+        cmd,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+        ],
+        setsid=True,
+    )
+
+
 def start_read_tree(vault: Vault, commit: str) -> int | None:
     """Start git's ``read-tree`` of ``commit``'s tree (a lazy clone's default fork's tip) in
     ``vault``, detached, as the clone answers: the first mount of that tree takes the index
@@ -231,17 +247,7 @@ def start_read_tree(vault: Vault, commit: str) -> int | None:
     cmd = ["/bin/sh", "-c", READ_TREE, "avfs-read-tree", commit, kept, *settings]
     try:
         os.makedirs(kept, exist_ok=True)
-        pid = os.posix_spawn(
-            cmd[0],
-            cmd,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-            ],
-            setsid=True,
-        )
+        pid = _detached(cmd, env)
     except OSError:
         return None
     return pid
@@ -290,17 +296,7 @@ def spawn(home: str, vault: Vault, commit: str, env: dict[str, str]) -> int | No
     ]
     cmd = idle_cmd(cmd)  # (the shell's wait and the maker after it: idle from the start)
     try:
-        pid = os.posix_spawn(
-            cmd[0],
-            cmd,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-            ],
-            setsid=True,
-        )
+        pid = _detached(cmd, env)
     except OSError:
         return None
     to_idle(pid)
@@ -337,17 +333,7 @@ def start_now(home: str, vault: Vault, commit: str, env: dict[str, str], fd: int
     cmd = idle_cmd([*cmd, "--lock-fd", str(fd)])  # (idle from its exec: the interpreter's start too)
     try:
         os.set_inheritable(fd, True)  # (the lock goes with the descriptor: flock's is the open file's)
-        pid = os.posix_spawn(
-            cmd[0],
-            cmd,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-            ],
-            setsid=True,
-        )
+        pid = _detached(cmd, env)
     except Exception:
         try:
             keptindex.made(vault.state_dir, vault.store.commit_tree(commit), fd)
