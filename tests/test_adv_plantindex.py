@@ -150,9 +150,11 @@ def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: 
     """A staged config the work tree showed as its run ended (a ``--no-commit`` run wrote
     it, the person staged it), then taken out of the work tree (in the mount: the agent's
     ``avfs rm`` puts it back itself since gitmodel29):
-    the commit that brings the other half (``avfs merge`` of the agent's fork, or ``avfs
-    checkpoint save`` after ``avfs write``) puts the staged config back in the mount's
-    index, and its ``--json`` document says so (``index_put_back``), not only a later run's."""
+    the commit that brings the other half (``avfs checkpoint save`` after ``avfs write``)
+    puts the staged config back in the mount's index, and its ``--json`` document says so
+    (``index_put_back``), not only a later run's; ``avfs merge`` of the agent's fork is
+    refused over the staged entry (``dirty_workspace``, merge13), nothing moved, and the
+    person's commit runs nothing."""
     marker = scene.ran / f"{by}-fsmonitor"
     if by == "merge":
         scene.vault.fork("main", "agent")
@@ -165,10 +167,18 @@ def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: 
     # rm` puts the staged entry back at once, test_a_staged_half_the_work_tree_showed...)
     (scene.mp / "src" / "config").unlink()
     if by == "merge":
+        # (since merge13 a merge over what git staged in the mount and the capture would
+        # not record is refused, nothing moved: the other half never arrives this way)
+        head = scene.git("rev-parse", "HEAD").stdout
         got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "merge", "agent")
-    else:
-        _write_other_half(scene)
-        got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "checkpoint", "save")
+        out = json.loads(got.out)
+        assert got.code == 1 and out["error"]["code"] == "dirty_workspace", out
+        assert any("src/config".startswith(p) for p in out["error"]["details"]["staged"]), out
+        assert scene.git("rev-parse", "HEAD").stdout == head
+        _person_commits_and_looks(scene, tmp_path, marker)
+        return
+    _write_other_half(scene)
+    got = scene.cli("--home", scene.home.path, "--vault", "v:main", "--json", "checkpoint", "save")
     out = json.loads(got.out)
     assert got.code == 0, out
     staged = scene.git("diff", "--cached", "--name-only", "HEAD").stdout.split()
