@@ -23,6 +23,7 @@ import pytest
 
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.store import refs
+from avfs_git.core.vaults import audit
 from avfs_git.core.vaults.changes import OP_WAIT_S, changes_since
 
 from .test_fuse import _mounted
@@ -248,3 +249,51 @@ def test_git_in_the_mount_passes_no_move_of_its_own_for_an_exec_s(mounted: tuple
         if e["kind"] == "ref_moved" and (e.get("old"), e.get("new")) == (a, b)
     ]
     assert again == [("exec", *exec_ids), ("git", None)], (again, evs)
+
+
+def _exec_commit(vault: Any) -> tuple[str, int]:
+    """A proxy exec's commit as the call records it (this process the call's, alive): its
+    checkpoint, an ``exec`` in the op log; its audit record not written yet."""
+    vault.workspace("main").write("x.txt", b"x\n")
+    res = checkpoint.save(vault, "main", exec_of="make x")
+    assert res.op_id is not None
+    return res.checkpoint.commit, res.op_id
+
+
+def test_an_exec_s_commit_read_before_its_audit_record_waits_for_it(vault: Any) -> None:
+    """A reader between a proxy exec's commit (its op log row, its ref move) and the call's
+    audit record, which names both: the commit and its move wait (the call lives) and come
+    once the record is written, named by it, as a replay from the same cursor gives them.
+    On main they came at once, `exec` with no `exec_id`, for good (the official CI of
+    session 51, `test_a_carried_back_move_read_before_the_exec_s_record_is_the_exec_s`)."""
+    c0 = changes_since(vault, "main", None).cursor
+    commit, op_id = _exec_commit(vault)
+    early = changes_since(vault, "main", c0)
+    assert [e for e in early.events if e.new == commit] == [], early.events
+    at = audit.append(vault.state_dir, {"request": {"fork": "main", "argv": ["make", "x"]}, "commit": commit})
+    vault.oplog.name_exec(op_id, f"audit:{at}")
+    later = changes_since(vault, "main", early.cursor)
+    whole = changes_since(vault, "main", c0)
+    live = [*early.events, *later.events]
+    assert _labels(live) == _labels(whole.events)
+    named = [(e.kind, e.source, e.exec_id) for e in live if e.new == commit]
+    want = (
+        ("checkpoint", "exec", f"audit:{at}"),
+        ("exec", "exec", f"audit:{at}"),
+        ("ref_moved", "exec", f"audit:{at}"),
+    )
+    assert sorted(named) == sorted(want), live
+
+
+def test_an_exec_s_commit_whose_call_died_before_its_record_comes_at_once(vault: Any) -> None:
+    """The call killed between its commit and its audit record (its process gone): the
+    commit and its move come in the next read, the call's (`exec`), with no record to name."""
+    c0 = changes_since(vault, "main", None).cursor
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    commit, op_id = _exec_commit(vault)
+    vault.oplog.db.execute(
+        "UPDATE ops SET details=json_set(details, '$.pid', ?) WHERE id=?", (dead.pid, op_id)
+    )
+    got = [(e.kind, e.source, e.exec_id) for e in changes_since(vault, "main", c0).events if e.new == commit]
+    assert sorted(got) == [("checkpoint", "exec", None), ("ref_moved", "exec", None)], got

@@ -273,7 +273,9 @@ def _record_save(
     if exec_of is not None:
         from ..vaults.oplog import exec_summary  # (an exec's only: `checkpoint list` loads no more)
 
-        details.update(command=exec_of, exec_id=None)
+        # (its process: a reader of the change stream holds this commit's events while the
+        # call lives and its audit record, which names them, is not written: changes.py)
+        details.update(command=exec_of, exec_id=None, pid=os.getpid())
         kind, summary = "exec", exec_summary(fork, exec_of, target)
     return vault.oplog.record(
         kind,

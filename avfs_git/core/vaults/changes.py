@@ -239,6 +239,10 @@ class _Reader:
         self._op_moves: dict[reflogevents.MoveKey, list[tuple[float, str, int]]] = {}
         self._exec_moves: dict[reflogevents.MoveKey, tuple[int, int]] = {}
         self._pairs: list[tuple[reflogevents.Mark, reflogevents.Mark]] = []  # (record, its line)
+        # a proxy exec's commit whose audit record is not written yet: (op id, time, commit,
+        # the call's process); those held back, by op id
+        self._unaudited: list[tuple[int, float, str, int]] = []
+        self._held: set[int] = set()
 
     def _cut(self, t: float) -> None:
         self.cut = t if self.cut is None else min(self.cut, t)
@@ -248,6 +252,7 @@ class _Reader:
             self._check_future()
             self._oplog()
             self._audit()
+            self._hold_unaudited()
             forks = (
                 [self.fork]
                 if self.fork is not None
@@ -310,7 +315,7 @@ class _Reader:
             "SELECT id, ts, kind, fork, summary, refs, details FROM ops WHERE id > ? ORDER BY id",
             (self.pos.op,),
         ).fetchall()
-        for op_id, ts, kind, fork, summary, ref_json, _ in rows:
+        for op_id, ts, kind, fork, summary, ref_json, details in rows:
             touched = {r.get("ref") for r in json.loads(ref_json)}
             if self.fork is not None and fork != self.fork and refs.fork_ref(self.fork) not in touched:
                 self.items.append((float(ts), 0, {}, ("op", int(op_id))))  # not ours: skipped
@@ -323,6 +328,8 @@ class _Reader:
                 fields["old"], fields["new"] = moved[0].get("old"), moved[0].get("new")
                 if ev_kind == "checkpoint" and fields["new"] and self._by_exec(str(fields["new"])):
                     fields["source"] = "exec"  # the one commit of what a proxy exec changed
+                if str(kind) == "exec" and fields["new"]:
+                    self._note_unaudited(int(op_id), float(ts), str(fields["new"]), details)
             for r in json.loads(ref_json):  # each fork's branch it moved: its reflog line's
                 name = str(r.get("ref") or "")
                 # (a push's or fetch's refs are a remote's, never a fork's move: a push of
@@ -332,6 +339,31 @@ class _Reader:
                     src = "exec" if fields["source"] == "exec" and name == refs.fork_ref(fork) else "api"
                     self._op_moves.setdefault(key, []).append((float(ts), src, int(op_id)))
             self.items.append((float(ts), 0, fields, ("op", int(op_id))))
+
+    def _note_unaudited(self, op_id: int, ts: float, commit: str, details: str) -> None:
+        try:
+            d = json.loads(details or "{}")
+        except ValueError:
+            return
+        pid = d.get("pid") if isinstance(d, dict) else None
+        if isinstance(pid, int) and d.get("exec_id") is None:
+            self._unaudited.append((op_id, ts, commit, pid))
+
+    def _hold_unaudited(self) -> None:
+        """Hold back a proxy exec's commit (its operation and the reflog line it names)
+        while its audit record, which names both, is not written and the call lives (at
+        most :data:`.reflogevents.EXEC_WAIT_S`): read between the two, the commit came
+        with no ``exec_id`` where a replay gives the call's (found by the official CI,
+        session 52). The operations after it wait with it."""
+        if not self._unaudited:
+            return
+        audited = {it[2].get("new") for it in self.items if it[2].get("kind") == "exec"}
+        now = time.time()
+        for op_id, ts, commit, pid in self._unaudited:
+            if commit in audited or now - ts >= reflogevents.EXEC_WAIT_S or not reflogevents.alive(pid):
+                continue
+            self._held.add(op_id)
+            self._end.op = min(self._end.op, op_id - 1)
 
     def _by_exec(self, commit: str) -> bool:
         try:
@@ -524,6 +556,7 @@ class _Reader:
             carried,
             self._pairs,
             self._end.audit,
+            self._held,
         )
         self.items += items
         if stop is not None:

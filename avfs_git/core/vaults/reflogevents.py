@@ -37,7 +37,7 @@ Mark = tuple[Any, ...]
 EXEC_WAIT_S = 120.0
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,6 +58,7 @@ def items(
     carried: tuple[list[CarriedMove], set[int]],
     pairs: list[tuple[Mark, Mark]],
     audit_end: int,
+    held: set[int],
 ) -> tuple[list[tuple[float, int, dict[str, Any], tuple[str, str, int]]], int | None]:
     """The stream's items of the reflog at ``path`` from byte ``after`` to ``size``, and
     where to stop (a line being written, or one waiting for its operation or its exec's
@@ -68,7 +69,8 @@ def items(
     read names is added to ``pairs`` (the record's mark, the line's): a batch keeps both.
     ``carried``: :func:`carried`'s (the moves, the calls' processes that had ended);
     ``audit_end``: where this read's audit log ends (a line its call's record names comes
-    in the read that has the record, which names the call's commit too)."""
+    in the read that has the record, which names the call's commit too); ``held``: the
+    operations held back (a proxy exec's commit before its record: the line waits too)."""
     out: list[tuple[float, int, dict[str, Any], tuple[str, str, int]]] = []
     if size <= after:
         return out, None
@@ -99,6 +101,8 @@ def items(
                 return out, start  # named by a record this read's audit log ends before: with it
             source, exec_id = "exec", mine.exec_id
             exec_moves.pop(key, None)
+        elif ops and ops[0][2] in held:
+            return out, start  # its operation waits for its audit record: the line with it
         elif ops:
             t, source, op_id = ops.pop(0)  # an operation's move: right by it (git's clock is seconds)
             pairs.append((("op", op_id), ("r", fork, off)))
@@ -150,7 +154,7 @@ def carried(
         waiting = {m.pid for m in moves if m.exec_id is None}
         if not waiting:
             return moves, set()
-        dead = {pid for pid in waiting if not _alive(pid)}
+        dead = {pid for pid in waiting if not alive(pid)}
         return (execspans.carried_moves(conn, after) if dead else moves), dead
     finally:
         conn.close()
