@@ -233,3 +233,101 @@ def test_the_change_stream_names_every_name_of_a_file_written_through_a_link(
     assert third["exit_code"] == 0, third["result"]
     got = _stream_until_marker(vault, mp, cursor, "done2.txt")
     assert ("mode", "Makefile") in got and ("mode", "cache.o") in got, got
+
+
+EXCHANGE = (
+    "import ctypes, sys; libc = ctypes.CDLL(None, use_errno=True);"
+    " r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2);"
+    " sys.exit(0 if r == 0 else ctypes.get_errno())"
+)
+
+
+def _exchange(a: Any, b: Any) -> None:
+    """renameat2(a, b, RENAME_EXCHANGE): the two names swap their files at once."""
+    subprocess.run(["python3", "-c", EXCHANGE, str(a), str(b)], check=True)
+
+
+@pytest.mark.parametrize("what", ["files", "directories"])
+def test_an_exchange_of_the_ignored_link_name_still_records_the_tracked_one(
+    overlay: Any, vault: Any, what: str
+) -> None:
+    """review43 F4: the ignored name of a linked ``Makefile`` swapped with another file (or
+    its directory with another) by RENAME_EXCHANGE, then ``Makefile`` rewritten: the kernel
+    names the swapped-in ``x.o`` (``b2/cache.o``); the run records ``Makefile`` and the
+    person's git sees it. On main the journal forgot that name (its four events read after
+    both moves): ``changes: []``, no commit, `git status` clean."""
+    mp = overlay.mountpoint
+    if what == "files":
+        plant, swap = (
+            "cp Makefile cache.o && rm Makefile && ln cache.o Makefile && echo other > x.o",
+            ("cache.o", "x.o"),
+        )
+    else:
+        plant = "mkdir -p b1 b2 && cp Makefile b1/cache.o && rm Makefile && ln b1/cache.o Makefile"
+        swap = ("b1", "b2")
+    first = _exec("sh", "-c", plant)
+    assert first["exit_code"] == 0, first["result"]
+    second = _exec("python3", "-c", EXCHANGE, *swap)
+    assert second["exit_code"] == 0, second["result"]
+    _status_twice(mp)
+    third = _exec("sh", "-c", "printf 'all:\\n\\techo PWNED\\n' > Makefile")
+    assert third["exit_code"] == 0, third["result"]
+    assert "Makefile" in _changed(third), third["changes"]
+    assert _branch_file(vault, "Makefile") == BAD
+    assert _git(mp, "status", "--porcelain") == _git(
+        mp, "-c", "core.fsmonitor=false", "status", "--porcelain"
+    )
+
+
+def test_the_journal_keeps_a_name_an_exchange_gave_the_linked_file(tmp_path: Any) -> None:
+    """The journal over a real directory: ``b`` (linked to ``a``) exchanged with ``x``, and
+    a directory holding a name of it exchanged with another; a write through each new name
+    journals ``a`` too."""
+    top = tmp_path / "upper"
+    (top / "d1").mkdir(parents=True)
+    (top / "d2").mkdir()
+    (top / "a").write_text("1\n")
+    os.link(top / "a", top / "b")
+    (top / "x").write_text("other\n")
+    w = _journal(top)
+    try:
+        _exchange(top / "b", top / "x")
+        time.sleep(0.2)
+        seq, _ = w.changed_since(None)
+        assert _changed_after(w, seq, lambda: (top / "x").write_text("2\n")) == {"a", "x"}
+        os.link(top / "a", top / "d1" / "c")
+        time.sleep(0.2)
+        _exchange(top / "d1", top / "d2")
+        time.sleep(0.2)
+        seq, _ = w.changed_since(None)
+        assert _changed_after(w, seq, lambda: (top / "d2" / "c").write_text("3\n")) == {"a", "x", "d2/c"}
+    finally:
+        w.close()
+
+
+def test_past_the_kept_names_the_journal_answers_everything(tmp_path: Any, monkeypatch: Any) -> None:
+    """review43 F1: more linked names than the journal keeps (``MAX_KEPT``, made small
+    here): it gives up, and every answer is "everything" (the person's git and the run's
+    record look at the whole upper layer). On main it forgot them all and a write through
+    a forgotten pair named the written name alone, for good."""
+    from avfs_git.core.workspace import upperlinks
+
+    monkeypatch.setattr(upperlinks, "MAX_KEPT", 6)
+    top = tmp_path / "upper"
+    top.mkdir()
+    (top / "Makefile").write_text("1\n")
+    os.link(top / "Makefile", top / "cache.o")
+    w = _journal(top)
+    try:
+        seq, _ = w.changed_since(None)
+        (top / "junk").mkdir()
+        (top / "junk" / "j").write_text("j\n")
+        for i in range(8):
+            os.link(top / "junk" / "j", top / "junk" / f"{i}.o")
+        time.sleep(0.3)
+        (top / "cache.o").write_text("2\n")
+        time.sleep(0.3)
+        _now, paths = w.changed_since(seq)
+        assert paths is None or "" in paths, paths  # (everything: Makefile among it)
+    finally:
+        w.close()

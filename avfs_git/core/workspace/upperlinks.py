@@ -20,16 +20,18 @@ import os
 import stat
 
 Key = tuple[int, int]  # (st_dev, st_ino)
-MAX_KEPT = 100_000  # linked names kept; past it they are found again by a listing
+MAX_KEPT = 100_000  # linked names kept; past it the journal gives up (answers "everything")
+TOO_MANY = f"the mount's upper layer holds more than {MAX_KEPT} hard-linked names"
 
 
 class LinkedNames:
     """The upper layer's linked files: inode -> names, name -> inode."""
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
+        # past MAX_KEPT names: the journal is given up, every answer "everything" until a
+        # walk finds fewer (found by review43: the names were forgotten whole there, and a
+        # write through one of a forgotten pair named the other alone, for good)
+        self.full = False
         self._names: dict[Key, set[str]] = {}
         self._key: dict[str, Key] = {}
         self._searched: dict[Key, int] = {}  # the link count a listing was made for
@@ -41,17 +43,35 @@ class LinkedNames:
         self.gone(path)
         if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
             return  # (a whiteout is a device overlayfs links to one shared inode: never one)
+        if not self._keep(path):
+            return
         key = (st.st_dev, st.st_ino)
         self._names.setdefault(key, set()).add(path)
         self._key[path] = key
         if len(self._names[key]) < st.st_nlink and self._searched.get(key) != st.st_nlink:
             self._searched[key] = st.st_nlink
             self._wanted.add(key)
-        if len(self._key) > MAX_KEPT:
-            self._reset()  # (forgotten whole: found again as they change)
 
-    def gone(self, path: str) -> None:
-        """No file at ``path`` any more (removed, renamed away, replaced)."""
+    def _keep(self, path: str) -> bool:
+        if len(self._key) >= MAX_KEPT and path not in self._key:
+            self.full = True
+        return not self.full
+
+    def gone(self, path: str, upper_dir: str | None = None) -> None:
+        """No file at ``path`` any more (removed, renamed away, replaced). ``upper_dir``:
+        an event's word, checked there: a name still holding the file it was known by is
+        kept (the kernel queues a RENAME_EXCHANGE of ``a`` and ``b`` as four events read
+        after both moves: ``b`` found holding ``a``'s file, then "``b`` moved away"; found
+        by review43: the journal forgot the name the kernel then gave a write through
+        ``Makefile`` by, and the run recorded nothing)."""
+        if upper_dir is not None and path in self._key:
+            try:
+                st = os.lstat(os.path.join(upper_dir, path))
+            except OSError:
+                pass
+            else:
+                if (st.st_dev, st.st_ino) == self._key[path]:
+                    return
         key = self._key.pop(path, None)
         if key is not None:
             names = self._names.get(key)
@@ -61,10 +81,11 @@ class LinkedNames:
                     del self._names[key]
                     self._searched.pop(key, None)
 
-    def gone_below(self, prefix: str) -> None:
-        """A directory ``prefix`` (ending in ``/``) removed or renamed away."""
+    def gone_below(self, prefix: str, upper_dir: str | None = None) -> None:
+        """A directory ``prefix`` (ending in ``/``) removed or renamed away (``upper_dir``:
+        as :meth:`gone`'s, each name checked)."""
         for path in [p for p in self._key if p.startswith(prefix)]:
-            self.gone(path)
+            self.gone(path, upper_dir)
 
     def others(self, path: str) -> list[str]:
         """The other names of the file at ``path``, changed through it: none when it has
@@ -108,7 +129,7 @@ class LinkedNames:
                         st = de.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    if (st.st_dev, st.st_ino) == key:
+                    if (st.st_dev, st.st_ino) == key and self._keep(path):
                         self._names.setdefault(key, set()).add(path)
                         self._key[path] = key
                         new.append(path)

@@ -56,7 +56,7 @@ from typing import Any
 from . import upper as up
 from .hookwire import own_reply
 from .upperclassify import ChangeClassifier
-from .upperlinks import LinkedNames
+from .upperlinks import TOO_MANY, LinkedNames
 
 log = logging.getLogger("avfs.upperwatch")
 
@@ -395,7 +395,7 @@ class UpperWatch(ChangeClassifier):
                 continue
             finally:
                 os.close(fd)
-        return ""
+        return TOO_MANY if links.full else ""
 
     def _drain(self) -> bool:
         """Journal the events the kernel has queued (the caller holds the lock): all of
@@ -422,6 +422,8 @@ class UpperWatch(ChangeClassifier):
                         self._classify(ev.wd, ev.mask, ev.name, ev.cookie, final[(ev.wd, ev.name)] == i)
                 for path in self._links.search(self.upper_dir):
                     self._record(path)  # (names of a file linked anew: its other names changed)
+                if self._links.full:
+                    self._broken = TOO_MANY
                 self._flush()
             except Exception:
                 log.exception("reading the upper layer's events")
@@ -457,7 +459,7 @@ class UpperWatch(ChangeClassifier):
             if mask & _GONE:
                 self._record(path)
                 self._record(path + "/")  # everything that was below it
-                self._links.gone_below(path + "/")
+                self._links.gone_below(path + "/", self.upper_dir)
             elif mask & _CAME:
                 # made, copied up, or renamed here: watch it and what it holds
                 real = os.path.join(self.upper_dir, path)
@@ -473,7 +475,7 @@ class UpperWatch(ChangeClassifier):
                 self._record(path + "/")  # a whiteout: a directory may be gone
             self._links.found(path, st)
         elif mask & _GONE:
-            self._links.gone(path)
+            self._links.gone(path, self.upper_dir)
         else:  # written or chmod-ed: the kernel names one of a linked file's names
             self.also = self._links.others(path)
             for other in self.also:
