@@ -218,3 +218,40 @@ def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_mer
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
     scene.git("merge", "--ff-only", "agent")
     _person_commits_and_looks(scene, tmp_path, marker)
+
+
+@pytest.mark.parametrize("how", ["checkout_file_over_dir", "ln"])
+def test_a_staged_half_then_a_checkout_of_a_file_over_its_dir_or_a_link_over_it(
+    scene: Scene, tmp_path: Path, how: str
+) -> None:
+    """review43 F3 (the thirty-ninth round): two file commands gitmodel29's put-back did
+    not look at. ``avfs checkout C1 -- src`` where C1 holds ``src`` as a file (the path
+    was a directory before, a file after: looked at nowhere), and ``avfs ln -s -f X
+    src/config`` (no look at all): the staged ``src/config`` the work tree stopped showing
+    stayed staged; the person's ``git merge --ff-only agent`` and plain ``git commit``
+    recorded both halves, and a clone's ``git status`` in ``src/`` ran the program."""
+    marker = scene.ran / f"{how}-fsmonitor"
+    code, doc = _avfs(scene, "write", "src", "plain\n")
+    assert code == 0, doc
+    code, doc = _avfs(scene, "checkpoint", "save", "-m", "src a file")
+    assert code == 0, doc
+    c1 = scene.vault.workspace("main").tip()
+    scene.vault.fork("main", "agent")
+    got = scene.cli("--home", scene.home.path, "--vault", "v:agent", "--json", "rm", "src")
+    assert got.code == 0, got.out
+    _write_other_half(scene, "agent")
+    got = scene.cli(
+        "--home", scene.home.path, "--vault", "v:agent", "--json", "checkpoint", "save", "-m", "a"
+    )
+    assert got.code == 0, got.out
+    one = _ran(scene.attack("rm -f src\n" + _config_half(marker) + "git add src/config\n", commit=False))
+    assert not _put_back_said(one), one.to_dict()  # (the work tree shows it: it stays staged)
+    assert "src/config" in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
+    if how == "ln":
+        code, doc = _avfs(scene, "ln", "-s", "-f", "notes.txt", "src/config")
+    else:
+        code, doc = _avfs(scene, "checkout", c1, "--", "src")
+    assert code == 0, doc
+    assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout
+    scene.git("merge", "--ff-only", "agent", check=False)  # (pure FUSE refuses src/refs: git stops)
+    _person_commits_and_looks(scene, tmp_path, marker)

@@ -12,7 +12,7 @@ import base64
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import PathNotFoundError, UsageError
+from ..core.errors import AvfsError, PathNotFoundError, UsageError
 from ..core.store import names
 from ..core.types import DirEntry, NodeKind
 from .output import human_size
@@ -129,7 +129,7 @@ def write(
         assert content is not None
         data = content.encode("utf-8", "surrogateescape")
         st, blob = ws.write_blob(path, data, mode=fmode, parents=not no_parents, expect=expect)
-    index_shows(ws, [st.path] if _git_state(st.path) else [])
+    index_shows(ws, [st.path] if git_state(st.path) else [])
     app.output.result(
         "file_write",
         {**ws_ref(app), "stat": st, "blob": blob},
@@ -171,14 +171,18 @@ TWO_PATHS = {"rename": "renamed", "copy": "copied"}
 ONE_PATH = {"remove": "removed {}", "mkdir": "made directory {}"}
 
 
-def _git_state(path: str) -> bool:
+def git_state(path: str) -> bool:
     """Whether a name on ``path`` is one of git's own state (``HEAD``, ``config``, ``hooks``,
     ``objects``, ``refs``... as git folds them): a staged file there is looked at."""
     return any(names.git_state_name(c) is not None for c in path.split("/"))
 
 
-def _is_dir(ws: Any, path: str) -> bool:
-    node = ws.view.lookup(names.norm_path(path))
+def is_dir(ws: Any, path: str) -> bool:
+    """Whether the fork shows a directory at ``path`` (a missing or bad one: no)."""
+    try:
+        node = ws.view.lookup(names.norm_path(path))
+    except AvfsError:
+        return False
     return node is not None and bool(node.is_dir)
 
 
@@ -193,11 +197,13 @@ def index_shows(ws: Any, paths: list[str]) -> None:
         keep_shown(ws, paths)
 
 
-def checked_out(ws: Any, path: str) -> None:
+def checked_out(ws: Any, path: str, was_dir: bool) -> None:
     """:func:`index_shows` after `avfs checkout REV -- PATH` (a file or a directory brought
-    back from a commit: what git staged there may be shown no more, gitmodel29)."""
+    back from a commit: what git staged there may be shown no more, gitmodel29). ``was_dir``:
+    a directory was there before (review43 F3: a file brought back over it was looked at
+    nowhere, and a staged ``src/config`` under it stayed, shown by no work tree)."""
     p = names.norm_path(path)
-    index_shows(ws, [p] if not p or _git_state(p) or _is_dir(ws, p) else [])
+    index_shows(ws, [p] if not p or was_dir or git_state(p) or is_dir(ws, p) else [])
 
 
 def into_dir(ws: object, src: str, dst: str) -> str:
@@ -252,16 +258,16 @@ def cp(app: App, src: str, dst: str, recursive: bool, expect: str | None) -> Non
     """`avfs cp`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     ws = app.workspace()
     out, blob = ws.copy_blob(src, into_dir(ws, src, dst), recursive=recursive, expect=expect)
-    index_shows(ws, [out] if recursive or _git_state(out) else [])
+    index_shows(ws, [out] if recursive or git_state(out) else [])
     file_op(app, "copy", [names.norm_path(src), out], {"blob": blob})
 
 
 def mv(app: App, src: str, dst: str, expect: str | None) -> None:
     """`avfs mv`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     ws = app.workspace()
-    was_dir = _is_dir(ws, src)
+    was_dir = is_dir(ws, src)
     out, blob = ws.rename_blob(src, into_dir(ws, src, dst), expect=expect)
-    index_shows(ws, [p for p in (names.norm_path(src), out) if was_dir or _git_state(p)])
+    index_shows(ws, [p for p in (names.norm_path(src), out) if was_dir or git_state(p)])
     file_op(app, "rename", [names.norm_path(src), out], {"blob": blob})
 
 
@@ -275,10 +281,10 @@ def rm(app: App, paths: tuple[str, ...], recursive: bool, force: bool, expect: s
     done, look = [], []
     for p in paths:
         try:
-            was_dir = recursive and _is_dir(ws, p)  # (a directory's staged files: looked at below)
+            was_dir = recursive and is_dir(ws, p)  # (a directory's staged files: looked at below)
             ws.remove(p, recursive=recursive, expect=expect)
             done.append(names.norm_path(p))
-            if was_dir or _git_state(done[-1]):
+            if was_dir or git_state(done[-1]):
                 look.append(done[-1])
         except PathNotFoundError:
             if not force:

@@ -8,7 +8,21 @@ from ..core.errors import AlreadyExistsError, UsageError
 from ..core.store import names
 from ..core.types import NodeKind
 from .app import App, pass_app
-from .filecmds import cat, cp, file_op, into_dir, ls, mkdir, mv, rm, stat, write, ws_ref
+from .filecmds import (
+    cat,
+    cp,
+    file_op,
+    git_state,
+    index_shows,
+    into_dir,
+    ls,
+    mkdir,
+    mv,
+    rm,
+    stat,
+    write,
+    ws_ref,
+)
 
 
 @click.command("ls")
@@ -148,6 +162,9 @@ def ln_cmd(app: App, symbolic: bool, force: bool, target: str, link_path: str) -
     elif ws.exists(dst):
         raise AlreadyExistsError(f"{dst}: already exists", hint="use -f to replace it")
     st = ws.symlink(target, dst)
+    # (a link over a staged git-state name: the index's entry put back, as `write` does;
+    # review43 F3: `ln -s -f X src/config` left the staged config no work tree showed)
+    index_shows(ws, [st.path] if git_state(st.path) else [])
     file_op(app, "symlink", [st.path], {"target": target})
 
 

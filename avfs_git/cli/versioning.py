@@ -235,10 +235,11 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
     if len(paths) != 1:
         raise UsageError("give one path", hint="avfs checkout REV -- PATH")
     assert rev is not None
-    op = cp.checkout(vault, fork, paths[0], rev)
-    from .filecmds import checked_out
+    from .filecmds import checked_out, is_dir
 
-    checked_out(vault.workspace(fork), paths[0])
+    was_dir = is_dir(vault.workspace(fork), paths[0])  # (a directory a file replaces: looked at)
+    op = cp.checkout(vault, fork, paths[0], rev)
+    checked_out(vault.workspace(fork), paths[0], was_dir)
     app.output.result(
         "operation",
         {"vault": vault.name, "fork": fork, "operation": op},

@@ -252,7 +252,11 @@ class _Reader:
             self._check_future()
             self._oplog()
             self._audit()
-            self._hold_unaudited()
+            # a proxy exec's commit its audit record does not name yet: held back, with the
+            # operations after it (reflogevents.unaudited_held)
+            audited = {it[2].get("new") for it in self.items if it[2].get("kind") == "exec"}
+            self._held = reflogevents.unaudited_held(self._unaudited, audited)
+            self._end.op = min([self._end.op, *(op - 1 for op in self._held)])
             forks = (
                 [self.fork]
                 if self.fork is not None
@@ -285,7 +289,7 @@ class _Reader:
         pos = self.pos.copy()
         events: list[ChangeEvent] = []
         for t, _, fields, mark in items:
-            _advance(pos, mark)
+            pos.advance(mark)
             if fields:
                 events.append(ChangeEvent(cursor=pos.encode(), time=_rfc(t), **fields))
         if not more:
@@ -329,7 +333,8 @@ class _Reader:
                 if ev_kind == "checkpoint" and fields["new"] and self._by_exec(str(fields["new"])):
                     fields["source"] = "exec"  # the one commit of what a proxy exec changed
                 if str(kind) == "exec" and fields["new"]:
-                    self._note_unaudited(int(op_id), float(ts), str(fields["new"]), details)
+                    pending = reflogevents.unaudited(int(op_id), float(ts), str(fields["new"]), details)
+                    self._unaudited += [pending] if pending is not None else []
             for r in json.loads(ref_json):  # each fork's branch it moved: its reflog line's
                 name = str(r.get("ref") or "")
                 # (a push's or fetch's refs are a remote's, never a fork's move: a push of
@@ -339,31 +344,6 @@ class _Reader:
                     src = "exec" if fields["source"] == "exec" and name == refs.fork_ref(fork) else "api"
                     self._op_moves.setdefault(key, []).append((float(ts), src, int(op_id)))
             self.items.append((float(ts), 0, fields, ("op", int(op_id))))
-
-    def _note_unaudited(self, op_id: int, ts: float, commit: str, details: str) -> None:
-        try:
-            d = json.loads(details or "{}")
-        except ValueError:
-            return
-        pid = d.get("pid") if isinstance(d, dict) else None
-        if isinstance(pid, int) and d.get("exec_id") is None:
-            self._unaudited.append((op_id, ts, commit, pid))
-
-    def _hold_unaudited(self) -> None:
-        """Hold back a proxy exec's commit (its operation and the reflog line it names)
-        while its audit record, which names both, is not written and the call lives (at
-        most :data:`.reflogevents.EXEC_WAIT_S`): read between the two, the commit came
-        with no ``exec_id`` where a replay gives the call's (found by the official CI,
-        session 52). The operations after it wait with it."""
-        if not self._unaudited:
-            return
-        audited = {it[2].get("new") for it in self.items if it[2].get("kind") == "exec"}
-        now = time.time()
-        for op_id, ts, commit, pid in self._unaudited:
-            if commit in audited or now - ts >= reflogevents.EXEC_WAIT_S or not reflogevents.alive(pid):
-                continue
-            self._held.add(op_id)
-            self._end.op = min(self._end.op, op_id - 1)
 
     def _by_exec(self, commit: str) -> bool:
         try:
@@ -593,21 +573,6 @@ COALESCE_S = 0.05  # a path's events closer than this are one (see docs/watch.md
 # (git's time, a cursor of its own) where a replay gives it after its operation. A move
 # waits this long (git's whole seconds: up to one more) for its operation, then comes alone.
 OP_WAIT_S = 2.0
-
-
-def _advance(pos: Pos, mark: tuple[Any, ...]) -> None:
-    if mark[0] == "op":
-        pos.op = max(pos.op, mark[1])
-    elif mark[0] == "audit":
-        pos.audit = max(pos.audit, mark[1])
-    else:
-        fp = pos.forks[mark[1]]
-        if mark[0] == "o":
-            fp.oseq = max(fp.oseq, mark[2])
-        elif mark[0] == "u":
-            fp.useq = max(fp.useq, mark[2])
-        else:
-            fp.reflog = max(fp.reflog, mark[2])
 
 
 def _parse_time(v: object) -> float:

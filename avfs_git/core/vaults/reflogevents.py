@@ -20,6 +20,7 @@ events of the batch.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -158,6 +159,33 @@ def carried(
         return (execspans.carried_moves(conn, after) if dead else moves), dead
     finally:
         conn.close()
+
+
+def unaudited(op_id: int, ts: float, commit: str, details: str) -> tuple[int, float, str, int] | None:
+    """A proxy exec's commit (an ``exec`` row of the op log: ``details``) whose audit record
+    was not written when the row was read: (op id, time, commit, the call's process)."""
+    try:
+        d = json.loads(details or "{}")
+    except ValueError:
+        return None
+    pid = d.get("pid") if isinstance(d, dict) else None
+    if isinstance(pid, int) and d.get("exec_id") is None:
+        return (op_id, ts, commit, pid)
+    return None
+
+
+def unaudited_held(pending: list[tuple[int, float, str, int]], audited: set[Any]) -> set[int]:
+    """Which of ``pending`` (:func:`unaudited`'s) to hold back, by op id: a commit no audit
+    record read (``audited``: their commits) names yet while the call lives, at most
+    :data:`EXEC_WAIT_S` past it. Its reflog line waits with it (:func:`items`' ``held``):
+    read between the commit and the record, both came with no ``exec_id`` where a replay
+    named the call (found by the official CI of session 51)."""
+    now = time.time()
+    return {
+        op_id
+        for op_id, ts, commit, pid in pending
+        if commit not in audited and now - ts < EXEC_WAIT_S and alive(pid)
+    }
 
 
 def _record_at(exec_id: str) -> int:
