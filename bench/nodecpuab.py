@@ -47,7 +47,11 @@ def main() -> None:
     first = next(iter(sides))
     summary = {"median_cpu_s": med, "ratio": {s: round(med[s] / med[first], 3) for s in sides}}
     print(summary, flush=True)
-    out = {"sides": {s: {"tree": t, "ids": i} for s, (t, i) in sides.items()}, "runs": got, "summary": summary}
+    out = {
+        "sides": {s: {"tree": t, "ids": i} for s, (t, i) in sides.items()},
+        "runs": got,
+        "summary": summary,
+    }
     stamp = time.strftime("%Y%m%dT%H%MZ", time.gmtime())
     path = Path(__file__).parent / "results" / f"nodecpuab-{a.tag}-{stamp}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
