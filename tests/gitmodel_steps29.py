@@ -1,4 +1,4 @@
-"""The git model's steps of its twenty-ninth round (gitmodel29, tests/test_git_model28.py
+"""The git model's steps of its twenty-ninth round (gitmodel29, tests/test_git_model29.py
 runs them), each on the mount and a plain clone, checked after every step:
 
 - ``staged_remount_then(other, then)``: what git stages in every form (a version the file
