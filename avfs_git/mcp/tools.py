@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import AvfsError, InvalidPathError, UsageError
+from ..core.errors import AvfsError, InvalidPathError, PathNotFoundError, UsageError
 from ..core.types import json_document
 from .toolspecs import (
     TOOLS,
@@ -115,7 +115,10 @@ class AvfsTools:
         try:
             data = handler(args, cancel) if name == "exec" else handler(args)
         except AvfsError as err:
+            named = err.details.get("suggestions") if err.code == "fork_not_found" else None
             err.hint = _TOOL_HINTS.get(err.code, err.hint)
+            if named:  # (`main` where the default fork is `master`: core/vaults/lostfork.py)
+                err.hint = f"did you mean {' or '.join(repr(s) for s in named)}? {err.hint}"
             raise
         return json_document(spec.kind, data)
 
@@ -235,7 +238,16 @@ class AvfsTools:
         else:
             ws = vault.workspace(fork)
             ws.check_shown(path, "read_file")
-            data = ws.read(path)
+            try:
+                data = ws.read(path)
+            except PathNotFoundError as err:
+                from ..core.workspace.nearby import near
+
+                d, close = near(ws, path)
+                said = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+                where = f"`path: {d!r}`" if d else "no `path`, the root"
+                err.hint = f"{said}the list_files tool with {where} lists what is there"
+                raise
             blob = ws.blob_of(path)
         try:
             entry = {"path": path, "encoding": "utf-8", "content": data.decode("utf-8"), "size": len(data)}
