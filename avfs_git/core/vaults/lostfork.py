@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-
 from typing import Protocol
 
 from ..errors import AvfsError, ForkNotFoundError
