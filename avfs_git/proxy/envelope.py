@@ -254,6 +254,18 @@ class Changed(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class ExecWarning(_Record):
+    """Something of the commit a caller may not have meant (``warnings``): a directory of
+    installed dependencies no ignore rule kept out (``dependencies_committed``, .depdirs)."""
+
+    code: str
+    path: str
+    count: int
+    message: str
+    hint: str
+
+
+@dataclass(frozen=True, slots=True)
 class Commit(_Record):
     """The commit of what the command changed (``commit``)."""
 
@@ -359,6 +371,8 @@ class ExecResult(_Record):
     refs_fetched: tuple[RefFetched, ...] = ()
     # what of a repository the command planted below the root was set aside (proxy/plantedgit.py)
     planted_git_dirs: tuple[PlantedGitDir, ...] = ()
+    # what of the commit a caller may not have meant (proxy/depdirs.py)
+    warnings: tuple[ExecWarning, ...] = ()
     state: State | None = None
     error: AvfsError | None = None
     exit_code: int = 0

@@ -27,6 +27,7 @@ from .envelope import (
     Decision,
     ExecRequest,
     ExecResult,
+    ExecWarning,
     Isolation,
     Mount,
     NotRecorded,
@@ -216,8 +217,18 @@ def envelope(
         refs_refused=recorded.refs_refused if recorded is not None else carried[0],
         refs_fetched=recorded.refs_fetched if recorded is not None else carried[2],
         planted_git_dirs=recorded.planted_git_dirs if recorded is not None else (),
+        warnings=_warnings(recorded),
         state=recorded.state if recorded is not None else state,
         error=error,
         exit_code=exit_code,
         duration_ms=duration_ms,
     )
+
+
+def _warnings(recorded: Recorded | None) -> tuple[ExecWarning, ...]:
+    """What of the commit the caller may not have meant (.depdirs; none without a commit)."""
+    if recorded is None or recorded.commit is None:
+        return ()
+    from .depdirs import committed
+
+    return committed(recorded.changes)

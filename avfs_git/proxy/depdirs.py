@@ -1,0 +1,69 @@
+"""Directories of installed dependencies a command's commit took in: said in the envelope.
+
+git ignores only what a `.gitignore` says; a project without one (npm and PyPI tarballs
+carry none) gets its `npm install`'s `node_modules` (12,233 paths in h-polish3's trial) or
+a venv committed, as `git add -A` would. That is git's rule and stays avfs's, but the
+envelope's ``warnings`` names each such directory new in the commit, with its count and the
+`.gitignore` line that keeps it out (docs/proxy.md, "Warnings").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .envelope import Changed, ExecWarning
+
+# names a package manager or a tool gives the directories it fills; a venv by any name is
+# found by its `pyvenv.cfg`
+DEPENDENCY_DIRS = frozenset(
+    {
+        "node_modules",
+        "bower_components",
+        ".venv",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+    }
+)
+
+
+def _outer(path: str, venvs: list[str]) -> str | None:
+    """The outermost dependency directory ``path`` is in (None: none)."""
+    parts = path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        d = "/".join(parts[: i + 1])
+        if part in DEPENDENCY_DIRS or d in venvs:
+            return d
+    return None
+
+
+def committed(changes: Iterable[Changed]) -> tuple[ExecWarning, ...]:
+    """One warning for each dependency directory whose paths the commit of ``changes``
+    added, and nothing else under it (one the base had, edited, is the project's own)."""
+    changes = list(changes)
+    venvs = [c.path[: -len("/pyvenv.cfg")] for c in changes if c.path.endswith("/pyvenv.cfg")]
+    counts: dict[str, int] = {}
+    own: set[str] = set()
+    for c in changes:
+        d = _outer(c.path, venvs)
+        if d is None:
+            continue
+        if c.status != "added":
+            own.add(d)
+        counts[d] = counts.get(d, 0) + 1
+    return tuple(
+        ExecWarning(
+            code="dependencies_committed",
+            path=d,
+            count=n,
+            message=f"{n} path(s) under {d}/ committed: no .gitignore rule keeps it out",
+            hint=f"a `{d.rsplit('/', 1)[-1]}/` line in .gitignore keeps it out of the next commits, as"
+            " git would (its files stay in the fork); `avfs undo` takes this commit back and keeps"
+            " its files as uncheckpointed changes",
+        )
+        for d, n in sorted(counts.items())
+        if d not in own
+    )
