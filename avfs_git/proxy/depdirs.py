@@ -1,4 +1,6 @@
-"""Directories of installed dependencies a command's commit took in: said in the envelope.
+"""What of a call its caller may not have meant, said in the envelope's ``warnings``: the
+directories of installed dependencies a command's commit took in, a shell line given as one
+argument.
 
 git ignores only what a `.gitignore` says; a project without one (npm and PyPI tarballs
 carry none) gets its `npm install`'s `node_modules` (12,233 paths in h-polish3's trial) or
@@ -66,4 +68,22 @@ def committed(changes: Iterable[Changed]) -> tuple[ExecWarning, ...]:
         )
         for d, n in sorted(counts.items())
         if d not in own
+    )
+
+
+def one_argument(argv: tuple[str, ...] | None, exit_code: int | None) -> tuple[ExecWarning, ...]:
+    """A warning for a shell line given as the one argument (`proxy exec -- 'npm test'`)
+    that ran as a program of that name and was not found (exit 127); else none."""
+    if exit_code != 127 or argv is None or len(argv) != 1 or not any(c in argv[0] for c in " \t|&;<>$`"):
+        return ()
+    import shlex
+
+    line = argv[0]
+    return (
+        ExecWarning(
+            code="one_argument_command",
+            message=f"the one argument {line!r} ran as a program of that name, which was not found",
+            hint=f"for a shell line: --shell {shlex.quote(line)} (the API's and MCP's `shell`),"
+            f" or give its words apart: -- {line}",
+        ),
     )

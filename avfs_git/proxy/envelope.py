@@ -255,14 +255,18 @@ class Changed(_Record):
 
 @dataclass(frozen=True, slots=True)
 class ExecWarning(_Record):
-    """Something of the commit a caller may not have meant (``warnings``): a directory of
-    installed dependencies no ignore rule kept out (``dependencies_committed``, .depdirs)."""
+    """Something of the call a caller may not have meant (``warnings``): a directory of
+    installed dependencies no ignore rule kept out (``dependencies_committed``, .depdirs;
+    ``path`` and ``count``), a shell line given as one argument that ran as a program of
+    that name and was not found (``one_argument_command``)."""
+
+    OPTIONAL = frozenset({"path", "count"})
 
     code: str
-    path: str
-    count: int
     message: str
     hint: str
+    path: str | None = None
+    count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,7 +217,7 @@ def envelope(
         refs_refused=recorded.refs_refused if recorded is not None else carried[0],
         refs_fetched=recorded.refs_fetched if recorded is not None else carried[2],
         planted_git_dirs=recorded.planted_git_dirs if recorded is not None else (),
-        warnings=_warnings(recorded),
+        warnings=_warnings(recorded, plan.request if plan is not None else request, run),
         state=recorded.state if recorded is not None else state,
         error=error,
         exit_code=exit_code,
@@ -225,10 +225,11 @@ def envelope(
     )
 
 
-def _warnings(recorded: Recorded | None) -> tuple[ExecWarning, ...]:
-    """What of the commit the caller may not have meant (.depdirs; none without a commit)."""
-    if recorded is None or recorded.commit is None:
+def _warnings(recorded: Recorded | None, request: Request, run: Run | None) -> tuple[ExecWarning, ...]:
+    """What of the call the caller may not have meant (.depdirs)."""
+    if run is None:
         return ()
-    from .depdirs import committed
+    from .depdirs import committed, one_argument
 
-    return committed(recorded.changes)
+    ours = committed(recorded.changes) if recorded is not None and recorded.commit is not None else ()
+    return ours + one_argument(request.argv, run.exit_code)
