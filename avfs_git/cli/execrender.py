@@ -69,7 +69,7 @@ def render(json_mode: bool, document: str, quiet: bool = False) -> None:
         sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
     for w in (
         doc.get("warnings") or ()
-    ):  # (a node_modules committed, a shell line as one argument: proxy/depdirs.py)
+    ):  # (a node_modules committed, a shell line as one argument: proxy/callwarnings.py)
         sys.stderr.write(f"avfs: warning: {shown(w['message'])}\n  hint: {shown(w['hint'])}\n")
     ap = doc.get("approval") or {}
     if ap.get("token") and not ap.get("used"):

@@ -256,7 +256,7 @@ class Changed(_Record):
 @dataclass(frozen=True, slots=True)
 class ExecWarning(_Record):
     """Something of the call a caller may not have meant (``warnings``): a directory of
-    installed dependencies no ignore rule kept out (``dependencies_committed``, .depdirs;
+    installed dependencies no ignore rule kept out (``dependencies_committed``, .callwarnings;
     ``path`` and ``count``), a shell line given as one argument that ran as a program of
     that name and was not found (``one_argument_command``)."""
 
@@ -375,7 +375,7 @@ class ExecResult(_Record):
     refs_fetched: tuple[RefFetched, ...] = ()
     # what of a repository the command planted below the root was set aside (proxy/plantedgit.py)
     planted_git_dirs: tuple[PlantedGitDir, ...] = ()
-    # what of the commit a caller may not have meant (proxy/depdirs.py)
+    # what of the commit a caller may not have meant (proxy/callwarnings.py)
     warnings: tuple[ExecWarning, ...] = ()
     state: State | None = None
     error: AvfsError | None = None
