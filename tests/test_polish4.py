@@ -241,3 +241,37 @@ def test_an_install_committed_without_an_ignore_rule_is_a_warning(tmp_path: Path
         }
     ], doc["warnings"]
     assert doc["commit"] is None
+
+
+def test_a_program_named_by_a_host_path_the_sandbox_does_not_show_names_readable(
+    home: Home, tmp_path: Path
+) -> None:
+    """h-polish4's trial: `exec_in(ws, [sys.executable, "-m", "pytest"])` from a venv under
+    a project directory was "No such file or directory", exit 127, and nothing more (a bare
+    name found on the host's PATH already said where it was). The host's path is named, and
+    the policy's `readable` that shows it, with where its link leads; nothing is committed."""
+    require_fuse()
+    import avfs_git
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (tmp_path / "real" / "bin").mkdir(parents=True)
+    tool = tmp_path / "real" / "bin" / "tool"
+    tool.write_text("#!/bin/sh\necho ran > ran.txt\n")
+    tool.chmod(0o755)
+    os.symlink(tool, venv / "bin" / "python")
+    vault = home.create_vault("v")
+    ws = vault.workspace("main")
+    res = avfs_git.exec_in(ws, [str(venv / "bin" / "python"), "-V"])
+    assert res.result is not None and res.exit_code == 127, res.to_dict()
+    err = res.result.spawn_error or ""
+    assert err.startswith(
+        f"{venv}/bin/python: No such file or directory (on the host it is {venv}/bin/python,"
+    ), err
+    assert f"add readable = ['{venv}', '{tmp_path}/real'] to it (docs/policy.md)" in err, err
+    assert res.commit is None and not ws.exists("ran.txt")
+    Path(home.path, "policy.toml").write_text(
+        f'version = 1\n[defaults]\nreadable = ["{venv}", "{tmp_path}/real"]\n'
+    )  # what the message says: it runs
+    res = avfs_git.exec_in(ws, [str(venv / "bin" / "python"), "-V"])
+    assert res.exit_code == 0 and ws.read("ran.txt") == b"ran\n", res.to_dict()

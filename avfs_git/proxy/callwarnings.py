@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .envelope import Changed, ExecWarning, Run
+from .envelope import Changed, ExecWarning
 
 # names a package manager or a tool gives the directories it fills; a venv by any name is
 # found by its `pyvenv.cfg`
@@ -85,41 +85,5 @@ def one_argument(argv: tuple[str, ...] | None, exit_code: int | None) -> tuple[E
             message=f"the one argument {line!r} ran as a program of that name, which was not found",
             hint=f"for a shell line: --shell {shlex.quote(line)} (the API's and MCP's `shell`),"
             f" or give its words apart: -- {line}",
-        ),
-    )
-
-
-# what a confined command sees of the host besides the fork (docs/proxy.md, "What the
-# command sees"): a program elsewhere is not there unless the policy's `readable` names it
-SHOWN = ("/usr/", "/etc/", "/bin/", "/sbin/", "/lib", "/opt/")
-
-
-def not_shown(argv: tuple[str, ...] | None, run: Run, confinement: str | None) -> tuple[ExecWarning, ...]:
-    """A warning for a program named by a host path the sandbox does not show (a venv's
-    ``sys.executable`` under a project directory: "No such file or directory", exit 127)."""
-    import os
-
-    if confinement != "bwrap" or run.spawn_error is None or not argv:
-        return ()
-    prog = argv[0]
-    if not prog.startswith("/") or prog.startswith(SHOWN) or not os.path.lexists(prog):
-        return ()
-    # its directory, and where its links lead (a venv's python: the interpreter it was made
-    # from, under ~/.pyenv for one), each named by the top of its `bin`
-    tops: list[str] = []
-    for path in (prog, os.path.realpath(prog)):
-        parent = os.path.dirname(path)
-        top = os.path.dirname(parent) if os.path.basename(parent) == "bin" else parent
-        if not (top + "/").startswith(SHOWN) and top not in tops:
-            tops.append(top)
-    listed = ", ".join(f'"{t}"' for t in tops)
-    return (
-        ExecWarning(
-            code="program_not_shown",
-            path=prog,
-            message=f"{prog} is on the host but not in the sandbox, which shows the fork, /usr, /etc,"
-            " /bin, /sbin, /lib*, /opt and the policy's `[defaults] readable`",
-            hint=f"add `readable = [{listed}]` under [defaults] in the home's or the vault's policy.toml"
-            " (docs/policy.md), or run a program the sandbox has (/usr/bin/python3, a venv built in the fork)",
         ),
     )

@@ -217,7 +217,7 @@ def envelope(
         refs_refused=recorded.refs_refused if recorded is not None else carried[0],
         refs_fetched=recorded.refs_fetched if recorded is not None else carried[2],
         planted_git_dirs=recorded.planted_git_dirs if recorded is not None else (),
-        warnings=_warnings(recorded, plan.request if plan is not None else request, run, confinement),
+        warnings=_warnings(recorded, plan.request if plan is not None else request, run),
         state=recorded.state if recorded is not None else state,
         error=error,
         exit_code=exit_code,
@@ -225,14 +225,11 @@ def envelope(
     )
 
 
-def _warnings(
-    recorded: Recorded | None, request: Request, run: Run | None, confinement: Confinement | None
-) -> tuple[ExecWarning, ...]:
+def _warnings(recorded: Recorded | None, request: Request, run: Run | None) -> tuple[ExecWarning, ...]:
     """What of the call the caller may not have meant (.callwarnings)."""
     if run is None:
         return ()
-    from .callwarnings import committed, not_shown, one_argument
+    from .callwarnings import committed, one_argument
 
     ours = committed(recorded.changes) if recorded is not None and recorded.commit is not None else ()
-    kind = confinement.kind if confinement is not None else None
-    return ours + one_argument(request.argv, run.exit_code) + not_shown(request.argv, run, kind)
+    return ours + one_argument(request.argv, run.exit_code)
