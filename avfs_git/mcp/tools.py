@@ -119,6 +119,8 @@ class AvfsTools:
             err.hint = _TOOL_HINTS.get(err.code, err.hint)
             if named:  # (`main` where the default fork is `master`: core/vaults/lostfork.py)
                 err.hint = f"did you mean {' or '.join(repr(s) for s in named)}? {err.hint}"
+            if name == "fork" and err.code == "already_exists" and err.hint is None:
+                err.hint = "the fork exists: name it as `fork` to work in it, or give another `name`"
             raise
         return json_document(spec.kind, data)
 
