@@ -275,3 +275,36 @@ def test_a_program_named_by_a_host_path_the_sandbox_does_not_show_names_readable
     )  # what the message says: it runs
     res = avfs_git.exec_in(ws, [str(venv / "bin" / "python"), "-V"])
     assert res.exit_code == 0 and ws.read("ran.txt") == b"ran\n", res.to_dict()
+
+
+def test_the_trial_s_wrong_api_and_mcp_calls_say_what_to_do(home: Home, tmp_path: Path) -> None:
+    """h-polish4's trial, each with hint None before: `create_vault` of a name that exists,
+    `merge_continue` after a merge that returned its conflicts as data (none open), MCP's
+    `fork` of a name that exists. Each says what to do; nothing changed."""
+    from avfs_git import checkpoint
+    from avfs_git.core.errors import AlreadyExistsError, UsageError
+    from avfs_git.core.operations import merge
+
+    vault = home.create_vault("v", from_dir=str(_checkout(tmp_path)))
+    vault.create_fork("master", "a")
+    vault.workspace("a").write("README.md", b"# a\n")
+    checkpoint.save(vault, "a")
+    vault.workspace("master").write("README.md", b"# master\n")
+    checkpoint.save(vault, "master")
+    tips = {f: vault.fork_info(f).head for f in vault.fork_names()}
+    with pytest.raises(AlreadyExistsError) as again:
+        home.create_vault("v")
+    assert again.value.hint == (
+        "use it (`--vault v`; the API's home.vault('v')), give another name, or"
+        " `avfs vault delete v --force` first (it goes to the trash: `avfs vault restore v`)"
+    )
+    assert merge.merge(vault, "a", "master").status == "conflicts"
+    for end in (merge.merge_continue, merge.merge_abort):
+        with pytest.raises(UsageError, match="no merge into master is in progress") as none_open:
+            end(vault, "master")
+        assert none_open.value.hint is not None and "write_conflicts" in none_open.value.hint
+    with pytest.raises(AlreadyExistsError) as over_mcp:
+        AvfsTools(home.path, "v").call("fork", {"name": "a"})
+    assert over_mcp.value.hint == "the fork exists: name it as `fork` to work in it, or give another `name`"
+    assert {f: vault.fork_info(f).head for f in vault.fork_names()} == tips
+    assert not vault.workspace("master").is_dirty() and [v.name for v in home.list_vaults()] == ["v"]
