@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core.errors import ForkNotFoundError, PathNotFoundError
+from avfs_git.core.errors import ForkNotFoundError, PathNotFoundError, UsageError
 from avfs_git.core.vaults.home import Home
 from avfs_git.mcp.tools import AvfsTools
 
@@ -308,3 +308,32 @@ def test_the_trial_s_wrong_api_and_mcp_calls_say_what_to_do(home: Home, tmp_path
     assert over_mcp.value.hint == "the fork exists: name it as `fork` to work in it, or give another `name`"
     assert {f: vault.fork_info(f).head for f in vault.fork_names()} == tips
     assert not vault.workspace("master").is_dirty() and [v.name for v in home.list_vaults()] == ["v"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "said"),
+    [
+        ("exec", {"command": "ls"}, "did you mean `argv` or `shell`? "),
+        ("exec", {"argv": ["ls"], "timeout": 5}, "did you mean `timeout_ms`? "),
+        (
+            "exec",
+            {"argv": "ls -la"},
+            "`argv` is a list of words (['ls', '-la']), or give `shell`: 'ls -la'; ",
+        ),
+        ("write_file", {"path": "x.txt", "text": "hi"}, "did you mean `content`? "),
+        ("checkpoint_restore", {"name": "before"}, "did you mean `rev`? "),
+        ("merge", {"from": "a"}, "did you mean `source`? "),
+    ],
+)
+def test_mcp_arguments_other_tools_name_so_get_the_one_this_takes(
+    home: Home, tool: str, args: dict[str, Any], said: str
+) -> None:
+    """h-polish4's trial over MCP: `command`, `timeout`, `text`, `name`, `from`, and a
+    string `argv` each listed the tool's arguments and no more. The one meant is named
+    first; nothing changed."""
+    vault = home.create_vault("v")
+    tip = vault.fork_info("main").head
+    with pytest.raises(UsageError) as got:
+        AvfsTools(home.path, "v").call(tool, args)
+    assert got.value.hint == said + "see the tool's input schema (tools/list)", got.value.hint
+    assert vault.fork_info("main").head == tip and not vault.workspace("main").is_dirty()

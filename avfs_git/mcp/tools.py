@@ -53,6 +53,32 @@ _TOOL_HINTS = {
 }
 
 
+# the argument names other tools and the CLI use, to the one a tool here takes (h-polish4's
+# trial guessed each); else a name one begins, or difflib's close one
+_ARGUMENT_NAMES = {
+    "command": ("argv", "shell"),
+    "cmd": ("argv", "shell"),
+    "args": ("argv",),
+    "text": ("content",),
+    "data": ("content",),
+    "from": ("source",),
+    "branch": ("fork", "source"),
+    "name": ("rev",),
+    "revision": ("rev",),
+    "checkpoint": ("rev",),
+}
+
+
+def _meant(given: str, takes: list[str]) -> str:
+    """``did you mean ...? `` for an unknown argument ``given`` of a tool taking ``takes``."""
+    import difflib
+
+    close = [a for a in _ARGUMENT_NAMES.get(given, ()) if a in takes]
+    close = close or [a for a in takes if given and a.startswith(given)]
+    close = close or difflib.get_close_matches(given, takes, n=2, cutoff=0.6)
+    return f"did you mean {' or '.join(f'`{c}`' for c in close)}? " if close else ""
+
+
 # -- the tools (run on the avfs thread) -----------------------------------------------------
 class AvfsTools:
     """The tools as plain calls on one home; no MCP here. :meth:`call` validates the
@@ -134,6 +160,7 @@ class AvfsTools:
             self._validators[spec.name] = validator
         err = best_match(validator.iter_errors(args))
         if err is not None:
+            said = ""  # a did-you-mean, said before the hint
             where = "/".join(str(p) for p in err.absolute_path)
             at = f"{where}: " if where else ""  # where in the arguments (none: the whole)
             if err.validator == "oneOf" and not where and spec.one_of:
@@ -150,10 +177,13 @@ class AvfsTools:
                 else:
                     where = next((a for a in args if a not in takes), "")
                     err.message = f"unknown argument `{where}`"
+                    said = _meant(where, takes)
                 err.message += "; it takes " + (", ".join(f"`{a}`" for a in takes) or "no arguments")
+            elif where == "argv" and isinstance(args.get("argv"), str):  # (h-polish4's trial)
+                said = f"`argv` is a list of words ({args['argv'].split()!r}), or give `shell`: {args['argv']!r}; "
             raise UsageError(
                 f"invalid arguments for {spec.name}: {at}{err.message}",
-                hint="see the tool's input schema (tools/list)",
+                hint=said + "see the tool's input schema (tools/list)",
                 details={"tool": spec.name, "argument": where or None, "schema_error": err.validator},
             )
 
