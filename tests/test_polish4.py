@@ -282,7 +282,7 @@ def test_the_trial_s_wrong_api_and_mcp_calls_say_what_to_do(home: Home, tmp_path
     `merge_continue` after a merge that returned its conflicts as data (none open), MCP's
     `fork` of a name that exists. Each says what to do; nothing changed."""
     from avfs_git import checkpoint
-    from avfs_git.core.errors import AlreadyExistsError, UsageError
+    from avfs_git.core.errors import AlreadyExistsError
     from avfs_git.core.operations import merge
 
     vault = home.create_vault("v", from_dir=str(_checkout(tmp_path)))
