@@ -68,7 +68,8 @@ def test_main_where_the_default_fork_is_master_names_master_and_the_reverse(
 ) -> None:
     """`--vault P:main` on a vault made from a checkout of `master` was `vault P has no fork
     'main'`, hint `see avfs --vault P vault info` (difflib finds no `master` in `main`).
-    The vault's default fork is named now, on the CLI, the API and MCP; and the reverse."""
+    The vault's default fork is named now, on the CLI, the API and MCP; and the reverse.
+    A typo's close names (the CLI's alone before) come through the API and MCP too."""
     src = _checkout(tmp_path)
     assert _avfs("vault", "create", "p", "--from", str(src)).returncode == 0
     assert _avfs("vault", "create", "q").returncode == 0
@@ -92,6 +93,9 @@ def test_main_where_the_default_fork_is_master_names_master_and_the_reverse(
     assert over_mcp.value.hint == (
         "did you mean 'master'? the fork_list tool lists the vault's forks; the fork tool makes one"
     )
+    with pytest.raises(ForkNotFoundError) as typo:  # a typo, through the API: the CLI's did-you-mean
+        vault.workspace("mastr")
+    assert typo.value.hint == "did you mean 'master'? see `avfs --vault api vault info` for its forks"
     assert (_state("p"), _state("q")) == before
     assert vault.fork_names() == ["master"]
 

@@ -13,6 +13,7 @@ the branch back, with every change as it was (docs/fuse.md, "A fork's branch del
 
 from __future__ import annotations
 
+import difflib
 import os
 import sqlite3
 from typing import Protocol
@@ -28,6 +29,7 @@ class _Vault(Protocol):
     def default_fork(self) -> str: ...
     def ws_link(self, fork: str) -> str: ...
     def ws_dir(self, fork: str) -> str: ...
+    def fork_names(self) -> list[str]: ...
 
 
 def kept_base(ws_dir: str) -> str | None:
@@ -59,11 +61,12 @@ USUAL_DEFAULTS = frozenset({"main", "master", "trunk", "default"})
 
 
 def fork_not_found(
-    vault: str, fork: str, ws_dir: str | None, default: str | None = None
+    vault: str, fork: str, ws_dir: str | None, default: str | None = None, close: list[str] | None = None
 ) -> ForkNotFoundError:
     """The error for ``fork`` of ``vault`` not there; ``ws_dir``: its workspace's state
     directory where one is still on disk (None: none); ``default``: the vault's default
-    fork, named in the hint when ``fork`` is another usual name of a default branch."""
+    fork, named in the hint when ``fork`` is another usual name of a default branch;
+    ``close``: the forks whose names are close to it (a typo's fix), named otherwise."""
     base = None if ws_dir is None else kept_base(ws_dir)
     if base is None:
         hint = f"see `avfs --vault {vault} vault info` for its forks"
@@ -74,6 +77,9 @@ def fork_not_found(
                 f" (`--vault {vault}:{default}`, or `--vault {vault}` alone); " + hint
             )
             details["suggestions"] = [default]
+        elif close:  # (as the CLI said them, cli/suggest.py: the API and MCP now too)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " + hint
+            details["suggestions"] = close
         return ForkNotFoundError(f"vault {vault} has no fork {fork!r}", hint=hint, details=details)
     ref = refs.fork_ref(fork)
     return ForkNotFoundError(
@@ -91,6 +97,7 @@ def missing(vault: _Vault, fork: str) -> ForkNotFoundError:
     ws_dir = vault.ws_dir(fork) if os.path.lexists(vault.ws_link(fork)) else None
     try:
         default: str | None = vault.default_fork
-    except AvfsError:  # (a config.json that cannot be read: the hint goes without it)
-        default = None
-    return fork_not_found(vault.name, fork, ws_dir, default)
+        close = difflib.get_close_matches(fork, vault.fork_names(), n=3, cutoff=0.6)
+    except AvfsError:  # (a config.json, a branch file that cannot be read: the hint goes without)
+        default, close = None, []
+    return fork_not_found(vault.name, fork, ws_dir, default, close)
