@@ -13,7 +13,6 @@ the branch back, with every change as it was (docs/fuse.md, "A fork's branch del
 
 from __future__ import annotations
 
-import difflib
 import os
 import sqlite3
 from typing import Protocol
@@ -95,6 +94,8 @@ def missing(vault: _Vault, fork: str) -> ForkNotFoundError:
     """:func:`fork_not_found` for ``fork`` of ``vault``, which has no such branch: its
     workspace named where one is still on disk, its default fork where the config says one."""
     ws_dir = vault.ws_dir(fork) if os.path.lexists(vault.ws_link(fork)) else None
+    import difflib  # (an error's: not on a command's cold start)
+
     try:
         default: str | None = vault.default_fork
         close = difflib.get_close_matches(fork, vault.fork_names(), n=3, cutoff=0.6)
