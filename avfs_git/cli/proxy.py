@@ -222,7 +222,11 @@ def _show_request(output: Output, req: dict[str, Any], rec: dict[str, Any]) -> N
 def one_word_hint(argv: tuple[str, ...] | list[str], usage: str) -> str | None:
     """For a command given as one argument holding a shell line (`-- 'echo hi >> f'`: a
     program of that name, as `proxy exec` would run it), the --shell form; else None."""
-    if len(argv) != 1 or not any(c in argv[0] for c in " \t|&;<>$`"):
+    if len(argv) != 1:
+        return None
+    from ..proxy.callwarnings import shell_line
+
+    if not shell_line(argv):
         return None
     return (
         f"one argument is one program's name; for a shell line: avfs {usage} --shell {shlex.quote(argv[0])}"

@@ -76,10 +76,16 @@ def committed(changes: Iterable[Changed]) -> tuple[ExecWarning, ...]:
     )
 
 
+def shell_line(argv: tuple[str, ...] | list[str] | None) -> bool:
+    """Whether ``argv`` is one argument holding a shell line (`-- 'echo hi >> f'`): a blank
+    or a shell operator in it (`policy check`'s hint asks this too)."""
+    return argv is not None and len(argv) == 1 and any(c in argv[0] for c in " \t|&;<>$`")
+
+
 def one_argument(argv: tuple[str, ...] | None, exit_code: int | None) -> tuple[ExecWarning, ...]:
     """A warning for a shell line given as the one argument (`proxy exec -- 'npm test'`)
     that ran as a program of that name and was not found (exit 127); else none."""
-    if exit_code != 127 or argv is None or len(argv) != 1 or not any(c in argv[0] for c in " \t|&;<>$`"):
+    if exit_code != 127 or argv is None or not shell_line(argv):
         return ()
     import shlex
 
