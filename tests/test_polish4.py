@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from avfs_git.core.errors import ForkNotFoundError, PathNotFoundError, UsageError
+from avfs_git.core.errors import ForkNotFoundError, IsDirectoryError, PathNotFoundError, UsageError
 from avfs_git.core.vaults.home import Home
 from avfs_git.mcp.tools import AvfsTools
 
@@ -135,12 +135,18 @@ def test_a_missing_file_names_the_close_ones_and_the_ls_that_lists_them(
         == "did you mean 'src'? `avfs ls` lists the fork's root"
     )
     assert _error("--vault", "v", "cat", "zzz/qqq")["hint"] == "`avfs ls` lists the fork's root"
+    assert (
+        _error("--vault", "v", "cat", "src")["hint"] == "`avfs ls src` lists it; `avfs tree` the files below"
+    )
     with pytest.raises(PathNotFoundError) as over_mcp:
         AvfsTools(os.environ["AVFS_HOME"], "v").call("read_file", {"path": "src/mian.py"})
     assert (
         over_mcp.value.hint
         == "did you mean 'src/main.py'? the list_files tool with `path: 'src'` lists what is there"
     )
+    with pytest.raises(IsDirectoryError) as a_dir:
+        AvfsTools(os.environ["AVFS_HOME"], "v").call("read_file", {"path": "src"})
+    assert a_dir.value.hint == "a directory: the list_files tool with `path: 'src'` lists it"
     assert _state("v") == before
 
 

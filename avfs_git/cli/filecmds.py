@@ -12,7 +12,7 @@ import base64
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import PathNotFoundError, UsageError
+from ..core.errors import IsDirectoryError, PathNotFoundError, UsageError
 from ..core.store import names
 from ..core.types import DirEntry, NodeKind
 from .output import human_size
@@ -72,6 +72,11 @@ def cat(app: App, paths: tuple[str, ...]) -> None:
         from .suggest import with_near_paths  # (loaded only when a path was not found)
 
         raise with_near_paths(ws, err) from None
+    except IsDirectoryError as err:  # (h-polish4's trial: no hint)
+        err.hint = (
+            err.hint or f"`avfs ls {err.details.get('path') or '.'}` lists it; `avfs tree` the files below"
+        )
+        raise
     if app.json:
         files = [{**file_entry(p, data), "blob": ws.blob_of(p)} for p, data in contents]
         app.output.document("file_content", {**ws_ref(app), "files": files})

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import AvfsError, InvalidPathError, PathNotFoundError, UsageError
+from ..core.errors import AvfsError, InvalidPathError, IsDirectoryError, PathNotFoundError, UsageError
 from ..core.types import json_document
 from .toolspecs import (
     TOOLS,
@@ -279,6 +279,9 @@ class AvfsTools:
                 said = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
                 where = f"`path: {d!r}`" if d else "no `path`, the root"
                 err.hint = f"{said}the list_files tool with {where} lists what is there"
+                raise
+            except IsDirectoryError as err:
+                err.hint = err.hint or f"a directory: the list_files tool with `path: {path!r}` lists it"
                 raise
             blob = ws.blob_of(path)
         try:
