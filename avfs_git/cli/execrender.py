@@ -67,6 +67,10 @@ def render(json_mode: bool, document: str, quiet: bool = False) -> None:
         )
     if bits:  # nothing decided, nothing ran (avfs failed first): the error alone says it
         sys.stderr.write("avfs: " + ", ".join(bits) + "\n")
+    for w in (
+        doc.get("warnings") or ()
+    ):  # (a node_modules committed, a shell line as one argument: proxy/callwarnings.py)
+        sys.stderr.write(f"avfs: warning: {shown(w['message'])}\n  hint: {shown(w['hint'])}\n")
     ap = doc.get("approval") or {}
     if ap.get("token") and not ap.get("used"):
         # what to do, as --json's hint says it (the line gave the token alone)

@@ -12,7 +12,7 @@ import base64
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import AvfsError, PathNotFoundError, UsageError
+from ..core.errors import AvfsError, IsDirectoryError, PathNotFoundError, UsageError
 from ..core.store import names
 from ..core.types import DirEntry, NodeKind
 from .output import human_size
@@ -66,7 +66,17 @@ def cat(app: App, paths: tuple[str, ...]) -> None:
     ws = app.workspace()
     for p in paths:
         ws.check_shown(p, "cat")
-    contents = [(p, ws.read(p)) for p in paths]
+    try:
+        contents = [(p, ws.read(p)) for p in paths]
+    except PathNotFoundError as err:
+        from .suggest import with_near_paths  # (loaded only when a path was not found)
+
+        raise with_near_paths(ws, err) from None
+    except IsDirectoryError as err:  # (h-polish4's trial: no hint)
+        err.hint = (
+            err.hint or f"`avfs ls {err.details.get('path') or '.'}` lists it; `avfs tree` the files below"
+        )
+        raise
     if app.json:
         files = [{**file_entry(p, data), "blob": ws.blob_of(p)} for p, data in contents]
         app.output.document("file_content", {**ws_ref(app), "files": files})
@@ -226,7 +236,12 @@ def ls(app: App, path: str, long: bool) -> None:
     """`avfs ls`'s body: its click command calls it, and so does the path without click (:mod:`.fastcli`)."""
     ws = app.workspace()
     ws.check_shown(path, "ls")
-    st = ws.stat(path, follow=True)
+    try:
+        st = ws.stat(path, follow=True)
+    except PathNotFoundError as err:
+        from .suggest import with_near_paths
+
+        raise with_near_paths(ws, err) from None
     if st.kind is not NodeKind.DIR:
         one = ws.stat(path, follow=False)
         entries = [DirEntry(names.basename(one.path), one.path, one.kind, one.mode, one.size)]

@@ -219,6 +219,20 @@ def _show_request(output: Output, req: dict[str, Any], rec: dict[str, Any]) -> N
 
 
 # -- policy -------------------------------------------------------------------------------
+def one_word_hint(argv: tuple[str, ...] | list[str], usage: str) -> str | None:
+    """For a command given as one argument holding a shell line (`-- 'echo hi >> f'`: a
+    program of that name, as `proxy exec` would run it), the --shell form; else None."""
+    if len(argv) != 1:
+        return None
+    from ..proxy.callwarnings import shell_line
+
+    if not shell_line(argv):
+        return None
+    return (
+        f"one argument is one program's name; for a shell line: avfs {usage} --shell {shlex.quote(argv[0])}"
+    )
+
+
 def _policy_target(app: App) -> tuple[Any, Any, str | None]:
     """(policy, vault or None, fork or None) for the selected vault, or the home alone."""
     from ..policy import Policy
@@ -279,6 +293,9 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str, path
         "commands": [c.to_dict() for c in d.commands],
         "policy": {"hash": pol.hash, "sources": list(pol.sources)},
     }
+    hint = one_word_hint(argv, "policy check")
+    if hint is not None:
+        data["hint"] = hint
 
     def human() -> None:
         o = app.output
@@ -295,6 +312,8 @@ def check_cmd(app: App, argv: tuple[str, ...], shell: str | None, cwd: str, path
             cd = c.to_dict()
             classes = ", ".join(cd.get("categories") or []) or "-"
             o.plain("  - {}: {} ({})", " ".join(cd.get("argv") or []), classes, cd.get("rule"))
+        if hint is not None:
+            o.plain("  hint: {}", hint)
 
     app.output.result("policy_check", data, human)
 

@@ -8,6 +8,7 @@ TYPE_CHECKING = False  # not from typing: the fast path imports this module (see
 if TYPE_CHECKING:
     from ..core.errors import AvfsError
     from ..core.vaults.home import Home
+    from ..core.workspace.workspace import Workspace
 
 
 def with_suggestions(home: Home, err: AvfsError) -> AvfsError:
@@ -17,6 +18,8 @@ def with_suggestions(home: Home, err: AvfsError) -> AvfsError:
 
     from ..core.errors import AvfsError, ForkNotFoundError, VaultNotFoundError
 
+    if err.details.get("suggestions"):
+        return err  # (named already: the vault's default fork for `main`, core/vaults/lostfork.py)
     if isinstance(err, VaultNotFoundError):
         try:
             vaults = home.list_vaults()
@@ -33,3 +36,21 @@ def with_suggestions(home: Home, err: AvfsError) -> AvfsError:
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " + (err.hint or "")
     details = {**err.details, "suggestions": close}
     return type(err)(err.message, hint=hint.strip(), details=details)
+
+
+def with_near_paths(ws: Workspace, err: AvfsError) -> AvfsError:
+    """``err``, a path the file commands did not find, with the close names in the deepest
+    directory that exists (:func:`..core.workspace.nearby.near`) and the `ls` that lists it,
+    in its hint and ``details.suggestions`` (any other error, or one with a hint, as it is)."""
+    from ..core.errors import PathNotFoundError
+
+    path = err.details.get("path")
+    if not isinstance(err, PathNotFoundError) or err.hint or not isinstance(path, str):
+        return err
+    from ..core.workspace.nearby import near
+
+    d, close = near(ws, path)
+    said = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    listed = f"`avfs ls {d}` lists {d}" if d else "`avfs ls` lists the fork's root"
+    details = {**err.details, "suggestions": close} if close else err.details
+    return PathNotFoundError(err.message, hint=said + listed, details=details)

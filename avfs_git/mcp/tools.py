@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import AvfsError, InvalidPathError, UsageError
+from ..core.errors import AvfsError, InvalidPathError, IsDirectoryError, PathNotFoundError, UsageError
 from ..core.types import json_document
 from .toolspecs import (
     TOOLS,
@@ -51,6 +51,32 @@ _TOOL_HINTS = {
     "revision_not_found": "use a checkpoint name (FORK:NAME for another fork's), a fork name or a"
     " commit id: the checkpoint_list tool lists the checkpoints, log with `all: true` the commits",
 }
+
+
+# the argument names other tools and the CLI use, to the one a tool here takes (h-polish4's
+# trial guessed each); else a name one begins, or difflib's close one
+_ARGUMENT_NAMES = {
+    "command": ("argv", "shell"),
+    "cmd": ("argv", "shell"),
+    "args": ("argv",),
+    "text": ("content",),
+    "data": ("content",),
+    "from": ("source",),
+    "branch": ("fork", "source"),
+    "name": ("rev",),
+    "revision": ("rev",),
+    "checkpoint": ("rev",),
+}
+
+
+def _meant(given: str, takes: list[str]) -> str:
+    """``did you mean ...? `` for an unknown argument ``given`` of a tool taking ``takes``."""
+    import difflib
+
+    close = [a for a in _ARGUMENT_NAMES.get(given, ()) if a in takes]
+    close = close or [a for a in takes if given and a.startswith(given)]
+    close = close or difflib.get_close_matches(given, takes, n=2, cutoff=0.6)
+    return f"did you mean {' or '.join(f'`{c}`' for c in close)}? " if close else ""
 
 
 # -- the tools (run on the avfs thread) -----------------------------------------------------
@@ -115,7 +141,12 @@ class AvfsTools:
         try:
             data = handler(args, cancel) if name == "exec" else handler(args)
         except AvfsError as err:
+            named = err.details.get("suggestions") if err.code == "fork_not_found" else None
             err.hint = _TOOL_HINTS.get(err.code, err.hint)
+            if named:  # (`main` where the default fork is `master`: core/vaults/lostfork.py)
+                err.hint = f"did you mean {' or '.join(repr(s) for s in named)}? {err.hint}"
+            if name == "fork" and err.code == "already_exists" and err.hint is None:
+                err.hint = "the fork exists: name it as `fork` to work in it, or give another `name`"
             raise
         return json_document(spec.kind, data)
 
@@ -129,6 +160,7 @@ class AvfsTools:
             self._validators[spec.name] = validator
         err = best_match(validator.iter_errors(args))
         if err is not None:
+            said = ""  # a did-you-mean, said before the hint
             where = "/".join(str(p) for p in err.absolute_path)
             at = f"{where}: " if where else ""  # where in the arguments (none: the whole)
             if err.validator == "oneOf" and not where and spec.one_of:
@@ -145,10 +177,13 @@ class AvfsTools:
                 else:
                     where = next((a for a in args if a not in takes), "")
                     err.message = f"unknown argument `{where}`"
+                    said = _meant(where, takes)
                 err.message += "; it takes " + (", ".join(f"`{a}`" for a in takes) or "no arguments")
+            elif where == "argv" and isinstance(args.get("argv"), str):  # (h-polish4's trial)
+                said = f"`argv` is a list of words ({args['argv'].split()!r}), or give `shell`: {args['argv']!r}; "
             raise UsageError(
                 f"invalid arguments for {spec.name}: {at}{err.message}",
-                hint="see the tool's input schema (tools/list)",
+                hint=said + "see the tool's input schema (tools/list)",
                 details={"tool": spec.name, "argument": where or None, "schema_error": err.validator},
             )
 
@@ -235,7 +270,19 @@ class AvfsTools:
         else:
             ws = vault.workspace(fork)
             ws.check_shown(path, "read_file")
-            data = ws.read(path)
+            try:
+                data = ws.read(path)
+            except PathNotFoundError as err:
+                from ..core.workspace.nearby import near
+
+                d, close = near(ws, path)
+                said = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+                where = f"`path: {d!r}`" if d else "no `path`, the root"
+                err.hint = f"{said}the list_files tool with {where} lists what is there"
+                raise
+            except IsDirectoryError as err:
+                err.hint = err.hint or f"a directory: the list_files tool with `path: {path!r}` lists it"
+                raise
             blob = ws.blob_of(path)
         try:
             entry = {"path": path, "encoding": "utf-8", "content": data.decode("utf-8"), "size": len(data)}

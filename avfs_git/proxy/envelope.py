@@ -254,6 +254,22 @@ class Changed(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class ExecWarning(_Record):
+    """Something of the call a caller may not have meant (``warnings``): a directory of
+    installed dependencies no ignore rule kept out (``dependencies_committed``, .callwarnings;
+    ``path`` and ``count``), a shell line given as one argument that ran as a program of
+    that name and was not found (``one_argument_command``)."""
+
+    OPTIONAL = frozenset({"path", "count"})
+
+    code: str
+    message: str
+    hint: str
+    path: str | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Commit(_Record):
     """The commit of what the command changed (``commit``)."""
 
@@ -359,6 +375,8 @@ class ExecResult(_Record):
     refs_fetched: tuple[RefFetched, ...] = ()
     # what of a repository the command planted below the root was set aside (proxy/plantedgit.py)
     planted_git_dirs: tuple[PlantedGitDir, ...] = ()
+    # what of the commit a caller may not have meant (proxy/callwarnings.py)
+    warnings: tuple[ExecWarning, ...] = ()
     state: State | None = None
     error: AvfsError | None = None
     exit_code: int = 0

@@ -555,18 +555,30 @@ _SHOWN = ("/usr/", "/bin/", "/sbin/", "/lib", "/opt/", "/etc/")
 def _unshown(program: str, num: int | None, env: dict[str, str]) -> str:
     """Why a confined command was not found, when the caller's PATH finds it on the host
     outside what the sandbox shows (a newcomer's `exec_in(ws, ["pytest"])` with pytest in
-    the venv of avfs's checkout said only "pytest: No such file or directory"); else ""."""
-    if num != errno.ENOENT or "/" in program:
+    the venv of avfs's checkout said only "pytest: No such file or directory"), or when it
+    is named by a host path the sandbox does not show (`exec_in(ws, [sys.executable, ...])`
+    from a venv, h-polish4's trial, whose link leads under ~/.pyenv too); else ""."""
+    if num != errno.ENOENT:
         return ""
-    import shutil
+    if "/" in program:
+        found = program if program.startswith("/") and os.path.lexists(program) else None
+    else:
+        import shutil
 
-    found = shutil.which(program, path=env.get("PATH"))
+        found = shutil.which(program, path=env.get("PATH"))
     if found is None or found.startswith(_SHOWN):
         return ""
+    tops: list[str] = []  # its tree, and where its links lead, each named by the top of its bin
+    for path in (found, os.path.realpath(found)):
+        parent = os.path.dirname(path)
+        top = os.path.dirname(parent) if os.path.basename(parent) in ("bin", "shims") else parent
+        if not (top + "/").startswith(_SHOWN) and top not in tops:
+            tops.append(top)
     return (
         f" (on the host it is {found}, which the sandbox does not show: only /usr, /bin, /sbin,"
-        " /lib*, /opt, /etc and the fork are there; use one there, a venv in the fork, or"
-        " --host writable, the API's confine=False)"
+        " /lib*, /opt, /etc, the fork and the policy's [defaults] readable are there; add"
+        f" readable = [{', '.join(repr(t) for t in tops)}] to it (docs/policy.md), use one there,"
+        " a venv in the fork, or --host writable, the API's confine=False)"
     )
 
 

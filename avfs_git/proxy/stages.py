@@ -27,6 +27,7 @@ from .envelope import (
     Decision,
     ExecRequest,
     ExecResult,
+    ExecWarning,
     Isolation,
     Mount,
     NotRecorded,
@@ -216,8 +217,19 @@ def envelope(
         refs_refused=recorded.refs_refused if recorded is not None else carried[0],
         refs_fetched=recorded.refs_fetched if recorded is not None else carried[2],
         planted_git_dirs=recorded.planted_git_dirs if recorded is not None else (),
+        warnings=_warnings(recorded, plan.request if plan is not None else request, run),
         state=recorded.state if recorded is not None else state,
         error=error,
         exit_code=exit_code,
         duration_ms=duration_ms,
     )
+
+
+def _warnings(recorded: Recorded | None, request: Request, run: Run | None) -> tuple[ExecWarning, ...]:
+    """What of the call the caller may not have meant (.callwarnings)."""
+    if run is None:
+        return ()
+    from .callwarnings import committed, one_argument
+
+    ours = committed(recorded.changes) if recorded is not None and recorded.commit is not None else ()
+    return ours + one_argument(request.argv, run.exit_code)

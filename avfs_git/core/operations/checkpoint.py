@@ -135,7 +135,12 @@ def save(
     if name is not None:
         names.check_fork_name(name, "checkpoint")
         if "/" in name:
-            raise UsageError(f"invalid checkpoint name {name!r}: '/' is not allowed")
+            raise UsageError(
+                f"invalid checkpoint name {name!r}: '/' is not allowed",
+                hint=f"name it {name.replace('/', '-')!r} (a checkpoint is one name on its fork;"
+                " FORK:NAME names another fork's)",
+                details={"name": name},
+            )
     vault.checkpoints_saved += 1
     if vault.checkpoints_saved == 2:
         # A process's first checkpoint goes without libgit2 (`avfs checkpoint save` skips its

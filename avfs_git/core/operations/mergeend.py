@@ -18,6 +18,12 @@ from .mergeresult import MergeResult
 if TYPE_CHECKING:
     from ..vaults.vault import Vault
 
+# (h-polish4's trial: `merge_continue` after a merge that returned its conflicts as data)
+NOTHING_OPEN = (
+    "a merge that stopped on conflicts leaves none open unless it wrote them: merge again with"
+    " write_conflicts (the CLI's --write-conflicts), resolve the marked files, then continue"
+)
+
 
 def merge_continue(vault: Vault, target: str | None = None, *, message: str | None = None) -> MergeResult:
     """Make the merge commit of a merge whose conflicts were written and resolved."""
@@ -25,7 +31,7 @@ def merge_continue(vault: Vault, target: str | None = None, *, message: str | No
     ws = vault.workspace(target)
     st = merge_state(ws)
     if st is None:
-        raise UsageError(f"no merge into {target} is in progress")
+        raise UsageError(f"no merge into {target} is in progress", hint=NOTHING_OPEN)
     left = unresolved(ws, st)
     if left:
         hint = "edit them (remove the <<<<<<< ======= >>>>>>> blocks; delete PATH~ours/PATH~theirs), then continue"
@@ -99,7 +105,7 @@ def merge_abort(vault: Vault, target: str | None = None) -> MergeResult:
     ws = vault.workspace(target)
     st = merge_state(ws)
     if st is None:
-        raise UsageError(f"no merge into {target} is in progress")
+        raise UsageError(f"no merge into {target} is in progress", hint=NOTHING_OPEN)
     from . import checkpoint
 
     with (

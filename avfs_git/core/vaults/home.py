@@ -381,7 +381,12 @@ class Home:
     def _new_vault_dir(self, name: str) -> tuple[str, str]:
         final = self.vault_path(name)
         if os.path.exists(final):
-            raise AlreadyExistsError(f"vault {name!r} already exists at {final}", details={"vault": name})
+            raise AlreadyExistsError(
+                f"vault {name!r} already exists at {final}",
+                hint=f"use it (`--vault {name}`; the API's home.vault({name!r})), give another name, or"
+                f" `avfs vault delete {name} --force` first (it goes to the trash: `avfs vault restore {name}`)",
+                details={"vault": name},
+            )
         try:
             os.makedirs(self.vaults_dir, exist_ok=True)
         except FileExistsError as exc:  # (a link to nowhere, a file: was exit 70, "File exists")

@@ -351,7 +351,7 @@ def import_dir(
 
     src = os.path.abspath(src)
     if not os.path.isdir(src):
-        raise PathNotFoundError(f"{src}: not a directory", details={"path": src})
+        raise _not_a_source(src)
     top = git_toplevel(src)
     checkout = top is not None and os.path.realpath(top) == os.path.realpath(src)
     if checkout and _has_commits(src):
@@ -526,3 +526,24 @@ def apply_worktree_changes(ws: Target, src: str, items: list[tuple[str, str]]) -
             ws.write_from_file(rel, full, mode=mode)
         elif not os.path.lexists(full) and ws.exists(rel):
             ws.remove(rel, recursive=True)
+
+
+def _not_a_source(src: str) -> PathNotFoundError:
+    """The error for a ``from_dir`` that is no directory: missing, or a file (an sdist's
+    tarball given as it was downloaded); nothing of the vault is made."""
+    if not os.path.lexists(src):
+        return PathNotFoundError(
+            f"{src}: no such directory",
+            hint="give the project's directory (`--from .` inside it); without --from the vault starts empty",
+            details={"path": src},
+        )
+    archive = src.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".whl"))
+    return PathNotFoundError(
+        f"{src}: not a directory",
+        hint=(
+            "unpack the archive first (`mkdir DIR && tar xf FILE -C DIR`, or `unzip`) and give --from DIR"
+            if archive
+            else "give the directory that holds the project's files"
+        ),
+        details={"path": src},
+    )

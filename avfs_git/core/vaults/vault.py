@@ -319,8 +319,7 @@ class Vault(VaultQuota, VaultForkRemoval, Generic[H_co]):
         """Raise :class:`ForkNotFoundError` (or a bad-name error) unless ``fork`` exists."""
         names.check_fork_name(fork)
         if not self.has_fork(fork):
-            kept = os.path.lexists(self.ws_link(fork))  # a branch git deleted: its workspace stays
-            raise lostfork.fork_not_found(self.name, fork, self.ws_dir(fork) if kept else None)
+            raise lostfork.missing(self, fork)  # (a branch git deleted: its workspace stays)
 
     @property
     def home_dir(self) -> str:
