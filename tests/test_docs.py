@@ -215,7 +215,13 @@ def _run_sh_blocks(blocks: list[str], cwd: Path, tmp: Path) -> list[tuple[str, s
     script = []
     for i, ln in enumerate(lines):
         script += [f"printf '@@%s\\n' {i}", "{ " + ln, f'}} 2>"{errs}/{i}"', "printf '\\n@@rc %s\\n' $?"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AVFS_VAULT")}
+    # the shell's home's server (started by its first call) ended with the shell, not left idle
+    script.append("avfs server stop >/dev/null 2>&1")
+    # a reader's shell: no AVFS_VAULT, and the warm CLI server on, as it is by default (the
+    # suite's AVFS_SERVER=off is the suite's, not the reader's): each `avfs` line after the
+    # first is answered by a fork of the server, no Python started (suitetime7, the
+    # thirty-ninth round: ~60 cold processes were most of the page's CPU)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AVFS_VAULT", "AVFS_SERVER"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["TMPDIR"] = str(tmp)
     out = subprocess.run(
