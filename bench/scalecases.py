@@ -228,6 +228,29 @@ def _read_set(trace: Path, tree: Path) -> tuple[int, int]:
     return len(opened), sum(p.stat().st_size for p in opened)
 
 
+def _http_server(served: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``git http-backend`` behind Basic auth on 127.0.0.1 (bench/authgit.py), as
+    bench/lazyrow10http.py serves it: avfs given the password through ``AVFS_GIT_TOKEN``,
+    plain git through a credential helper (both in this process's environment, which every
+    command inherits)."""
+    from .lazyrow10http import PASSWORD
+    from .remotecases import _free_port
+
+    os.environ.update(
+        AVFS_GIT_TOKEN=PASSWORD,
+        AVFS_GIT_USERNAME="agent",
+        GIT_CONFIG_COUNT="1",
+        GIT_CONFIG_KEY_0="credential.helper",
+        GIT_CONFIG_VALUE_0=f"!f() {{ echo username=agent; echo password={PASSWORD}; }}; f",
+    )
+    port = _free_port()
+    counts = served.parent / f"{served.name}-http-counts.json"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.authgit", str(served), str(port), PASSWORD, str(counts)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def _settled(avfs: list[str], url: str, mp: Path, name: str, env: dict[str, str], deps: list[Path],
              relay: Relay) -> dict[str, float]:  # fmt: skip
     """A lazy clone + mount, a ``git status`` in it (it waits for the mount's sizes and
@@ -266,6 +289,8 @@ def main() -> None:
                     " there when missing) instead of built in the run")  # fmt: skip
     ap.add_argument("--baseline", metavar="SRC", help="another avfs source tree, its lazy runs"
                     " (and settled ones) interleaved with this one's (prefix base_)")  # fmt: skip
+    ap.add_argument("--http", action="store_true", help="served by `git http-backend` behind Basic"
+                    " auth (bench/authgit.py) instead of `git daemon`")  # fmt: skip
     args = ap.parse_args()
     avfs = str(ROOT / ".venv" / "bin" / "avfs")
     load_before = os.getloadavg()
@@ -284,9 +309,9 @@ def main() -> None:
         else:
             tip = _build(served, t)
         deps = [_unpack(rd, p, v, t / "deps" / p) for p, v in DEPS]
-        daemon, base = _daemon(served)
+        daemon, base = _http_server(served) if args.http else _daemon(served)
         relay = Relay(int(base.rsplit(":", 1)[1]))
-        url = f"git://127.0.0.1:{relay.port}/big.git"
+        url = f"{base.split(':', 1)[0]}://127.0.0.1:{relay.port}/big.git"
         home = t / "home"
         if args.neighbours:
             count, size = (int(x) for x in args.neighbours.split(":"))

@@ -88,7 +88,7 @@ class GitStore(StoreWrites):
         self.listed = KeptListing()  # the last tree_listing kept
         self.packs: PackSet | None = None  # which packs went (made on the way into libgit2)
         self._reader = ObjectReader(path, self._packset)  # (a pure reader long in use takes it too)
-        self.promisor = Promisor(path)  # a lazy vault's missing blobs, fetched through git
+        self.promisor = Promisor(path, self.local_of)  # a lazy vault's missing blobs, fetched through git
 
     def _packset(self) -> PackSet:
         if (packs := self.packs) is None:  # (a cold status never asks: ~0.2 ms)
@@ -161,12 +161,13 @@ class GitStore(StoreWrites):
         cannot read it (a layout it does not know, corrupt data); the pure reader is asked in turn when
         libgit2 fails (it takes a pack it cannot open for absent). An object neither can read raises
         :class:`ObjectUnreadableError` (``what``: the kind wanted)."""
+        since = self.promisor.ended  # (before the look: a fetch that ends after it may bring it)
         try:
             got = self._read_local(oid, what, before_fetch=True)
         except ObjectUnreadableError as exc:
             if what != "blob" or not exc.details.get("missing") or self.promisor.remote() is None:
                 raise
-            fetch_with(self, oid, path, near)
+            fetch_with(self, oid, path, near, since)
             got = self._read_local(oid, what)
         if what == "blob" and self.promisor.remote() is not None:  # the server's size: check_size
             self.promisor.check_size(oid, len(got[1]), path)
@@ -364,9 +365,8 @@ class GitStore(StoreWrites):
         return cur
 
     def blob_size(self, oid: str, *, path: str | None = None) -> int:
-        """The size of blob ``oid`` from its header (in a lazy vault, fetched first when it
-        is only promised: see :meth:`read_object`; the size cache first, a lookup that
-        fails in every pack costs more than the dict)."""
+        """The size of blob ``oid`` from its header (in a lazy vault, fetched first when it is only
+        promised: :meth:`read_object`; the size cache first: a lookup failing in every pack costs more)."""
         if self.promisor.remote() is not None:
             if (known := self.promisor.size(oid)) is not None:
                 return known

@@ -120,10 +120,14 @@ class _Store(Protocol):
     def local_of(self, oids: Iterable[str]) -> set[str]: ...
 
 
-def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> None:
+def fetch_with(
+    store: _Store, oid: str, path: str | None, near: Near | None, since: int | None = None
+) -> None:
     """Fetch promised blob ``oid`` (the file ``path``) and, in the same fetch, its
     :func:`neighbours` (``near(dir)``: the tree of a directory of the read's view; None:
-    none).
+    none); ``since``: the promisor's count of ended fetches before ``oid`` was found
+    missing (what another thread's fetch brought meanwhile is not asked again:
+    :meth:`.Promisor.fetch`).
 
     Raises:
         BlobNotLocalError: ``oid`` could not be fetched (offline, a timeout, the server
@@ -151,7 +155,7 @@ def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> 
         package, more = package_sources(store, path, near, {oid, *extra})
         extra += more
     try:
-        store.promisor.fetch([oid, *extra], path=path)
+        store.promisor.fetch([oid, *extra], path=path, since=since)
     except BlobNotLocalError as exc:
         if package is not None and not exc.details.get("server_lacks"):
             # offline or too slow: its modules did not come, the next miss in it asks again
@@ -160,7 +164,7 @@ def fetch_with(store: _Store, oid: str, path: str | None, near: Near | None) -> 
                 store.promisor.packages.discard(package)
         if not extra or not exc.details.get("server_lacks"):
             raise  # offline or too slow: asking again alone would only wait as long again
-        store.promisor.fetch([oid], path=path)
+        store.promisor.fetch([oid], path=path, since=since)
 
 
 def sizes_first(store: _Store, path: str, near: Near) -> None:

@@ -84,7 +84,7 @@ class Promisor:
     reaches the server with the user's own credential helpers only.
     """
 
-    def __init__(self, git_dir: str) -> None:
+    def __init__(self, git_dir: str, local_of: Callable[[list[str]], set[str]] | None = None) -> None:
         self.git_dir = git_dir
         self.token: str | None = None
         self.timeout_s: float | None = None  # set: this, whatever the vault's setting says
@@ -104,6 +104,12 @@ class Promisor:
         self._read = False  # whether _remote was read from the config
         self._lock = threading.Lock()  # one fetch at a time per vault handle
         self.fetched = 0  # blobs this handle fetched (stats, tests)
+        # fetches of this handle that ended (written or failed): a caller that saw this
+        # count before it found its blobs missing (``since``) asks again which are local
+        # once it holds the lock, when another fetch ended meanwhile (:meth:`fetch`)
+        self.ended = 0
+        # those of some ids the vault holds (GitStore.local_of; None: not asked again)
+        self.local_of = local_of
         # the directories of this handle's last demand misses, oldest first (neighbours.py)
         self.recent_misses: list[str] = []
         # the last analogies that held (a directory, the component its siblings vary in)
@@ -357,9 +363,21 @@ class Promisor:
         self._read = False
 
     def fetch(
-        self, oids: Iterable[str], *, path: str | None = None, paths: Mapping[str, str] | None = None
+        self,
+        oids: Iterable[str],
+        *,
+        path: str | None = None,
+        paths: Mapping[str, str] | None = None,
+        since: int | None = None,
     ) -> None:
         """Fetch ``oids`` (missing blobs) from the promisor remote, in batches.
+
+        ``since``: :attr:`ended` as the caller saw it before it found them missing. Where
+        another fetch of this handle ended since (another thread's miss in the same
+        directory, a parallel test run's workers importing the same module), those it
+        brought are not asked again: only the ids still missing are, and none where
+        ``path``'s own blob (the first id) came (its read is answered; the neighbours
+        were picked for it).
 
         Raises:
             BlobNotLocalError: the vault has no promisor remote, or it did not give them
@@ -390,16 +408,33 @@ class Promisor:
             demand.begin(path)
         try:
             with self._lock:
-                if wire is None or not self._fetch_wire(
-                    wire, name, url, wanted, _path_of(wanted, path, paths)
-                ):
-                    for i in range(0, len(wanted), BATCH):
-                        batch = wanted[i : i + BATCH]
-                        self._fetch_batch(name, url, batch, _path_of(batch, path, paths))
+                if since is not None and since != self.ended:
+                    wanted = self._still_missing(wanted, path)
+                    if not wanted:
+                        return
+                try:
+                    if wire is None or not self._fetch_wire(
+                        wire, name, url, wanted, _path_of(wanted, path, paths)
+                    ):
+                        for i in range(0, len(wanted), BATCH):
+                            batch = wanted[i : i + BATCH]
+                            self._fetch_batch(name, url, batch, _path_of(batch, path, paths))
+                finally:
+                    self.ended += 1
                 self.fetched += len(wanted)
         finally:
             if demand is not None:
                 demand.end()
+
+    def _still_missing(self, wanted: list[str], path: str | None) -> list[str]:
+        """Those of ``wanted`` the vault does not hold now (another fetch ended while the
+        caller waited for the lock); none when ``path``'s own blob, the first, is held."""
+        if self.local_of is None:
+            return wanted
+        local = self.local_of(wanted)
+        if path is not None and wanted[0] in local:
+            return []
+        return [o for o in wanted if o not in local]
 
     def _wire_for(self, url: str, wanted: list[str]) -> Connection | None:
         """The kept connection to fetch ``wanted`` over (:mod:`.blobwire`), or None: the
