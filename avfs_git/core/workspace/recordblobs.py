@@ -62,6 +62,9 @@ class BlobSink:
         # the trees the record's capture wrote, parsed: the store's cache once the pack is in
         # the vault (GitStore.know_trees), not read back by the retire and the index (record6)
         self.trees: dict[str, dict[str, tuple[str, int]]] = {}
+        # the size of each blob written from bytes read whole: the index written ahead of the
+        # record's move asks each recorded file's blob size (mount/index.py), not the pack
+        self.sizes: dict[str, int] = {}
 
     @property
     def pack(self) -> PackWriter:
@@ -104,6 +107,7 @@ class BlobSink:
         else:
             data = read_all(fd, st.st_size)
             oid, plain = self.pack.add(OBJ_BLOB, data), as_is(data)
+            self.sizes[oid] = len(data)
         if link is not None:
             self._linked[link] = (oid, plain)
         self._kept[fileid] = (noted, oid, True, plain)
@@ -130,6 +134,7 @@ class BlobSink:
         or ``data`` itself (None); ``plain``: ``data`` holds no CR and no ``$Id``. Deflated
         into the pack, kept for the capture as :meth:`hash_fd`."""
         oid = self.pack.add(OBJ_BLOB, data if stored is None else stored)
+        self.sizes[oid] = len(data if stored is None else stored)
         noted = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         self._kept[fileid] = (noted, oid, stored is None or stored == data, plain)
         return oid
