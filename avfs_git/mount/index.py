@@ -112,13 +112,17 @@ def index_stat_sized(
     kept = ws.overlay.kept_reader(view.view_time if view is not None else None)
     known = ws.store.promisor.size
     size = (lambda oid: n if (n := known(oid)) is not None else 0) if unknown_zero else sizes_of(ws.store)
+    # (a record's blobs: their sizes as its sink wrote them, not read from the pack: record6)
+    made: dict[str, int] = (
+        getattr(getattr(getattr(ws.overlay, "recording", None), "sink", None), "sizes", None) or {}
+    )
     held = held_stat(ws, uid, gid)  # (a file a checkpoint converted: its own stat)
     # git's checkout conversions: the converted file's size (git takes another for a change)
     converted = checkout_sizes(ws.store, view.base if view is not None else ws.base, ws.fork)
 
     def shown(path: str, mode: int, oid: str) -> int:
         # a submodule's entry names a commit, not a blob: git reads no stat data of it
-        n = 0 if mode == 0o160000 else size(oid)
+        n = 0 if mode == 0o160000 else made[oid] if oid in made else size(oid)
         if converted is not None and (got := converted(path, mode, oid)) is not None:
             n = got
         return n

@@ -312,14 +312,14 @@ def _record(
     mount, error = _after_run(vault, fork, ws, before, placed, ran.mount_unmoved)
     # the command moved the fork's branch itself (a `git commit` inside): the workspace
     # adopts git's commit, and the record taken before the command stays beside the branch
-    tip1 = ws.tip()
-    moved = tip1 != before.tip0
+    moved = (tip1 := ws.tip()) != before.tip0
     if moved:
         ws.sync_base()
     # nothing written in the workspace since it was found clean (or, when it was not, since
     # the command started): no changes, and no status to take (a walk of the upper layer
     # with its files' ids: the largest cost of a command that writes nothing)
     untouched = ws.since.untouched(before.start if before.dirty_before else before.mark)
+    written = ws.since.paths(before.start) if placed.copy is None and not untouched else set()  # (record6)
     if placed.sealed is not None and not untouched:
         from ..core.workspace import since
         from .gitlinks import nested_repos
@@ -333,11 +333,11 @@ def _record(
 
         # a FIFO the command left at a name git opens (`.gitignore`): the person's git waits on it
         made_ns = before.start.t_ns - since.CTIME_SLACK_NS
-        gitlinks += _not_recorded(gitfifos.remove(placed.root, ws.since.paths(before.start), made_ns))
+        gitlinks += _not_recorded(gitfifos.remove(placed.root, written, made_ns))
     if placed.copy is None and not untouched:
         # a repository the command planted below the root: what of it could run a program in
         # the person's later plain git (its config, hooks, a gitdir out of the fork) set aside
-        planted = plantedgit.set_aside(placed.root, ws.since.paths(before.start), placed.at)
+        planted = plantedgit.set_aside(placed.root, written, placed.at)
     if planted:
         plantedgit.remember(ws.state_dir, planted)
     changes, roots, untracked, ignored = _what_changed(ws, before, untouched, moved, tip1)

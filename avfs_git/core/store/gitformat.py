@@ -185,6 +185,20 @@ def _object_id(kind: str, data: bytes) -> str:
     return h.hexdigest()
 
 
+def tree_parsed(items: dict[str, tuple[str, int]]) -> tuple[bytes, dict[str, tuple[str, int]]]:
+    """The tree of ``items`` (name -> (hex id, mode)) as :func:`tree_bytes` writes it, and
+    as :func:`parse_tree` reads it back (its entries in git's order, modes canonical):
+    a capture's trees kept parsed, not read back from the vault (record6)."""
+    rows = []
+    for name, (oid, mode) in items.items():
+        raw = name.encode("utf-8", "surrogateescape")
+        rows.append(
+            (raw + b"/" if mode == 0o040000 else raw, b"%o %s\0" % (mode, raw) + bytes.fromhex(oid), name)
+        )
+    rows.sort()
+    return b"".join(r[1] for r in rows), {r[2]: (items[r[2]][0], canon_mode(items[r[2]][1])) for r in rows}
+
+
 def tree_bytes(entries: Iterable[tuple[str, str, int]]) -> bytes:
     """Serialise a tree from (name, hex id, mode) in git's entry order (a directory sorts
     as if its name ended in '/')."""

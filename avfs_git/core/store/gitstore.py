@@ -123,21 +123,21 @@ class GitStore(StoreWrites):
 
     # -- objects ------------------------------------------------------------------------
     def tree_items(self, tree_oid: str | None) -> dict[str, tuple[str, int]]:
-        """name -> (oid, mode) of a tree's entries (empty for None). Do not mutate the result.
-
-        Trees are immutable, so parsed trees are cached (shared by threads; a bounded dict). The raw object
-        is parsed by :func:`.gitformat.parse_tree`: pygit2's entry objects convert every mode to an enum,
-        which made this the hottest line of checkpoints and status."""
+        """name -> (oid, mode) of a tree's entries (empty for None). Do not mutate the result. Trees are
+        immutable, so parsed trees are cached (shared by threads; a bounded dict). The raw object is parsed
+        by :func:`.gitformat.parse_tree`: pygit2's entry objects made every mode an enum (hot in a status)."""
         if not tree_oid or tree_oid == EMPTY_TREE:
             return {}
-        hit = self._trees.get(tree_oid)
-        if hit is not None:
+        if (hit := self._trees.get(tree_oid)) is not None:
             return hit
-        out = parse_tree(self._raw(tree_oid, "tree"))
-        if len(self._trees) > 16384:
+        return self.know_trees({tree_oid: parse_tree(self._raw(tree_oid, "tree"))})
+
+    def know_trees(self, parsed: dict[str, dict[str, tuple[str, int]]]) -> dict[str, tuple[str, int]]:
+        """Keep ``parsed`` (id -> items: a capture's trees, not read back; record6); the last's items."""
+        if len(self._trees) + len(parsed) > 16384:
             self._trees.clear()
-        self._trees[tree_oid] = out
-        return out
+        self._trees.update(parsed)
+        return next(reversed(parsed.values()), {})
 
     def _raw(self, oid: str, want: str) -> bytes:
         """The raw data of object ``oid`` of type ``want``."""

@@ -174,6 +174,7 @@ class UpperWatch(ChangeClassifier):
         # set by the mount daemon; each drain hands it one coalesced batch
         self.on_events: Callable[[list[tuple[float, str, str, str | None]]], None] | None = None
         self._batch: list[tuple[float, str, str, str | None]] = []
+        self._held, self._held_since = [], 0.0  # (upperclassify: rows not in the log yet)
         self._unlogged = False  # a batch of the change log was lost: the next says so
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
         self._swapped_in: dict[str, int] = {}  # (upperclassify's _swap, within one batch)
@@ -207,6 +208,7 @@ class UpperWatch(ChangeClassifier):
         if self._thread is not None:
             self._thread.join(5.0)
         with self._lock:
+            self.write_held()  # (rows a flood left held: the log holds every change it read)
             if self._ino is not None:
                 self._ino.close()
             for fd in wake:
@@ -227,7 +229,8 @@ class UpperWatch(ChangeClassifier):
             poller.register(self._ino.fileno(), select.POLLIN)
             poller.register(self._wake[0], select.POLLIN)
             while self._ino is not None and not self._stop.is_set():
-                if poller.poll(500) and not self._stop.is_set():
+                wait = self.held_for()  # (the change log's rows held in a flood: upperclassify)
+                if poller.poll(500 if wait is None else int(wait * 1000) + 1) and not self._stop.is_set():
                     # let a burst gather first: one read of many events, not a wake-up for
                     # each (an unlink of 10,000 files cost the daemon 2x the CPU woken per
                     # event). Answers drain first, so nothing is missed; the kernel's queue
@@ -235,7 +238,10 @@ class UpperWatch(ChangeClassifier):
                     # takes the lock then
                     self._stop.wait(0.001 if behind else BATCH_S)
                     with self._lock:
-                        behind = not self._drain()
+                        behind = not self._drain(hold=True)
+                elif wait is not None:
+                    with self._lock:  # (the flood is over, or its rows waited long enough)
+                        self.write_held()
                 if self._broken and self._ino is not None:
                     with self._lock:
                         self._give_up(self._broken)
@@ -397,7 +403,7 @@ class UpperWatch(ChangeClassifier):
                 os.close(fd)
         return TOO_MANY if links.full else ""
 
-    def _drain(self) -> bool:
+    def _drain(self, hold: bool = False) -> bool:
         """Journal the events the kernel has queued (the caller holds the lock): all of
         those queued when it was called (its first read takes them all: every change made
         before an answer's question is in the answer), and more only for :data:`BATCH_S`.
@@ -406,12 +412,16 @@ class UpperWatch(ChangeClassifier):
         read: no answer came while it ran (the person's `avfs status` and git's fsmonitor
         hook each waited out their 10 s, then read the whole upper layer). An event read and
         not journaled would be a change no answer names: after any failure here every
-        answer is "everything". Whether it left none queued."""
+        answer is "everything". Whether it left none queued. ``hold``: the watcher's own
+        drain, whose change log rows may wait for more (upperclassify's ``LOG_ROWS``); any
+        other's writes them all first."""
         started = time.monotonic()
         while not self._broken and self._ino is not None and time.monotonic() - started <= BATCH_S:
             try:
                 events = self._ino.read(timeout=0)
                 if not events:
+                    if not hold:
+                        self.write_held()
                     return True
                 # a path's newest event in this read: only it may ask the upper layer what
                 # is there now (an earlier one's file may be renamed or removed since)
@@ -424,10 +434,12 @@ class UpperWatch(ChangeClassifier):
                     self._record(path)  # (names of a file linked anew: its other names changed)
                 if self._links.full:
                     self._broken = TOO_MANY
-                self._flush()
+                self._flush(hold)
             except Exception:
                 log.exception("reading the upper layer's events")
                 self._broken = "an event could not be journaled"
+        if not hold:
+            self.write_held()
         return bool(self._broken)  # (broken: nothing more is read; else the time was up)
 
     def _event(self, wd: int, mask: int, name: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import CorruptStateError
 from ..store import names
 from ..store.filemode import recorded_mode
-from ..store.gitformat import tree_bytes
+from ..store.gitformat import tree_parsed
 from ..store.gitnames import refusal
 from ..store.gitstore import EMPTY_TREE, GitStore
 from ..store.identity import Signatures
@@ -114,6 +114,8 @@ def capture(
     ws.captured_read = None
     ws.captured_converted = frozenset()
     ws.overlay.forget_reads()
+    if (sink := getattr(getattr(ws.overlay, "recording", None), "sink", None)) is not None:
+        sink.trees = {}
     # (on an overlay mount: O(changes), see upperjournal)
     entries, settled = (ws.overlay.all(), False) if include_ignored else _read(ws)
     if not entries:
@@ -515,7 +517,11 @@ def _build(
             items[name] = (new, MODE_TREE)
     if not items and p:
         return None
-    return pw.add(OBJ_TREE, tree_bytes((n, o, m) for n, (o, m) in items.items()))
+    data, parsed = tree_parsed(items)
+    oid = pw.add(OBJ_TREE, data)
+    if (sink := getattr(getattr(ws.overlay, "recording", None), "sink", None)) is not None:
+        sink.trees[oid] = parsed  # (a record's: wscommit gives the store them once in the vault)
+    return oid
 
 
 def _file_blob(

@@ -122,6 +122,9 @@ def commit_overlay(
     except BaseException:
         pack.abort()
         raise
+    if (sink := getattr(ws.overlay.recording, "sink", None)) is not None and sink.trees:
+        ws.store.know_trees(sink.trees)  # (in the vault now: not read back, record6)
+        sink.trees = {}
     # directories that end up empty are not in git's tree: keep their entries so the
     # workspace still shows them (git semantics: an untracked empty directory)
     seen = captured

@@ -87,11 +87,11 @@ def staged_submodules(
     the files: gitmodel13). Where the base holds something there, the view's paths are
     recorded as before (a gitlink of the base stays: :func:`.wscapture._leave_out_submodules`)."""
     dirs: set[str] = set()
-    for p in paths:
-        i = p.find("/")
-        while i > 0:
-            dirs.add(p[:i])
-            i = p.find("/", i + 1)
+    for p in paths:  # (from the deepest up, to the first known: O(new directories), record6)
+        d = p.rpartition("/")[0]
+        while d and d not in dirs:
+            dirs.add(d)
+            d = d.rpartition("/")[0]
     new = sorted(d for d in dirs if store.tree_lookup(base_tree, d) is None)
     if not new:
         return {}
