@@ -49,6 +49,7 @@ from ..workspace.changelog import overlay_last as _overlay_last
 from ..workspace.execspans import ExecSpan
 from ..workspace.execspans import spans as exec_spans
 from ..workspace.overlay import JOURNAL_FROM
+from ..workspace.sqlite import write_held
 from . import audit, reflogevents
 from .cursor import ForkPos, Pos, decode, invalid
 from .cursor import stream_id as _stream_id
@@ -243,9 +244,16 @@ class _Reader:
         # the call's process); those held back, by op id
         self._unaudited: list[tuple[int, float, str, int]] = []
         self._held: set[int] = set()
+        # nothing at or after this time comes in this read (a proxy exec's changes or commit
+        # read before the call's audit record names them: they and what came after wait)
+        self.hold: float | None = None
+        self._writing: bool | None = None
 
     def _cut(self, t: float) -> None:
         self.cut = t if self.cut is None else min(self.cut, t)
+
+    def _hold(self, t: float) -> None:
+        self.hold = t if self.hold is None else min(self.hold, t)
 
     def read(self) -> Changes:
         try:
@@ -279,6 +287,8 @@ class _Reader:
         items = [it for it in self.items if it[3][0] != "op" or int(it[3][1]) <= self._end.op]
         if self.cut is not None:  # a journal had more than one batch: up to its last row read
             items = [it for it in items if it[0] <= self.cut]
+        if self.hold is not None:  # waiting for a call's audit record: the next read from here
+            items = [it for it in items if it[0] < self.hold]
         n = reflogevents.batch_end(items, self.limit, self._pairs)
         more = self.cut is not None or len(items) > n
         items = items[:n]
@@ -288,7 +298,7 @@ class _Reader:
             _advance(pos, mark)
             if fields:
                 events.append(ChangeEvent(cursor=pos.encode(), time=_rfc(t), **fields))
-        if not more:
+        if not more and self.hold is None:
             pos = self._end  # everything read: the positions at the ends, skipped rows included
         return Changes(tuple(_blobs(self.vault, events)), pos.encode(), more)
 
@@ -364,6 +374,7 @@ class _Reader:
                 continue
             self._held.add(op_id)
             self._end.op = min(self._end.op, op_id - 1)
+            self._hold(ts)
 
     def _by_exec(self, commit: str) -> bool:
         try:
@@ -467,6 +478,17 @@ class _Reader:
                 return "mount"
         return "api"
 
+    def _unnamed(self, span: ExecSpan, ts: float) -> None:
+        """Hold back a change of a call's span that is closed (what the command changed is
+        recorded) but not named by the call's audit record yet, while the call lives (at
+        most :data:`.reflogevents.EXEC_WAIT_S`): read there, it came with no ``exec_id``, for
+        good, where a replay named the call (flaky5: the record is written, then the span
+        named). A change read while the command still runs comes at once (docs/watch.md)."""
+        if span.exec_id is not None or span.oseq_to is None or time.time() - ts >= reflogevents.EXEC_WAIT_S:
+            return
+        if reflogevents.alive(span.pid):
+            self._hold(ts)
+
     @staticmethod
     def _spans(state: str, overlay_after: int, upper_after: int) -> list[ExecSpan]:
         """The proxy execs' spans of the fork's journals after these positions."""
@@ -518,6 +540,7 @@ class _Reader:
                 span = next((s for s in spans if s.holds_overlay(int(seq))), None)
                 if span is not None and (fields["source"] == "mount" or pid == span.pid):
                     fields.update(source="exec", exec_id=span.exec_id)
+                    self._unnamed(span, float(ts))
                 elif src is not None and fields["source"] == "api":
                     fields["source"] = str(src)  # a front end that said who it is (mcp)
             self.items.append((float(ts), 2, fields, mark))
@@ -537,6 +560,7 @@ class _Reader:
             span = next((s for s in spans if s.holds_upper(seq)), None)
             if span is not None:
                 fields.update(source="exec", exec_id=span.exec_id)
+                self._unnamed(span, ts)
             self.items.append((ts, 2, fields, mark))
 
     def _reflog(self, fork: str, state: str, path: str, after: int) -> None:
@@ -557,6 +581,7 @@ class _Reader:
             self._pairs,
             self._end.audit,
             self._held,
+            self._op_writing,
         )
         self.items += items
         if stop is not None:
@@ -566,6 +591,12 @@ class _Reader:
             left = [op for key, moves in self._op_moves.items() if key[0] == fork for _, _, op in moves]
             if left:
                 self._end.op = min(self._end.op, min(left) - 1)
+
+    def _op_writing(self) -> bool:
+        """Whether an operation holds the op log's write lock now (asked once a read)."""
+        if self._writing is None:
+            self._writing = write_held(self.vault.oplog.path)
+        return self._writing
 
     def _coalesce(self, fork: str, tag: str) -> None:
         """A run of one kind at one path, journaled within a write's few calls (a FUSE
