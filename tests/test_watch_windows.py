@@ -17,15 +17,14 @@ here on purpose, with no timing involved, the way a loaded machine holds it by c
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from typing import Any
 
 from avfs_git.core.operations import checkpoint
-from avfs_git.core.vaults import audit
 from avfs_git.core.store import refs
+from avfs_git.core.vaults import audit
 from avfs_git.core.vaults.changes import OP_WAIT_S, changes_since
 from avfs_git.proxy import execspan
 
@@ -109,7 +108,7 @@ def test_a_move_read_before_its_operation_is_recorded_is_its_operation_s(vault: 
     ws.write("a.txt", b"a\n")
     tip = ws.tip()
     with vault.oplog.held("checkpoint"):
-        commit, captured = ws.commit_overlay("a\n")  # (the branch moved: its reflog line)
+        commit, _ = ws.commit_overlay("a\n")  # (the branch moved: its reflog line)
         line = _lines(vault)[-1]
         stamp = float(line.split("> ", 1)[1].split(" ", 1)[0])
         time.sleep(max(0.0, stamp + OP_WAIT_S + 1.2 - time.time()))  # past the wait for an operation

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -48,12 +47,13 @@ from ..workspace.changelog import exists as changelog_exists
 from ..workspace.changelog import overlay_last as _overlay_last
 from ..workspace.execspans import ExecSpan
 from ..workspace.execspans import spans as exec_spans
-from ..workspace.overlay import JOURNAL_FROM
 from ..workspace.sqlite import write_held
 from . import audit, reflogevents
 from .cursor import ForkPos, Pos, decode, invalid
 from .cursor import stream_id as _stream_id
 from .oplog import RECORDED_ONLY
+from .streamfiles import advance, fork_ident, journal_from, now_pos, overlay_db, parse_time, size
+from .streamfiles import wake_paths as wake_paths  # (the follower's: cli/watching.py)
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -134,60 +134,6 @@ class Changes:
     more: bool  # a full batch: ask again at once
 
 
-# -- the journals, read ----------------------------------------------------------------------
-def _overlay_db(state_dir: str) -> sqlite3.Connection | None:
-    path = os.path.join(state_dir, "overlay.db")
-    if not os.path.exists(path):
-        return None
-    return sqlite3.connect(path, timeout=30.0, isolation_level=None)
-
-
-def _journal_from(state_dir: str) -> int:
-    """The newest overlay journal row no longer kept (core/workspace/overlay.py)."""
-    conn = _overlay_db(state_dir)
-    if conn is None:
-        return 0
-    try:
-        r = conn.execute("SELECT value FROM meta WHERE key = ?", (JOURNAL_FROM,)).fetchone()
-    except sqlite3.OperationalError:
-        return 0  # made, its schema not yet
-    finally:
-        conn.close()
-    return int(r[0]) if r else 0
-
-
-def _fork_ident(vault: Vault, fork: str) -> tuple[str, int, int]:
-    state = vault.ws_dir(fork)
-    os.makedirs(state, exist_ok=True)
-    with ChangeLog(state, vault.lock_wait_s) as log:
-        return log.identity(fork, _overlay_last(state))
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _now_pos(vault: Vault, scope: str | None) -> Pos:
-    forks = [scope] if scope is not None else vault.fork_names()
-    pos = Pos(
-        _stream_id(vault.state_dir), scope, vault.oplog.next_id() - 1, _size(audit.path(vault.state_dir)), {}
-    )
-    for f in forks:
-        ident, _, _ = _fork_ident(vault, f)
-        state = vault.ws_dir(f)
-        with ChangeLog(state, vault.lock_wait_s) as log:
-            pos.forks[f] = ForkPos(
-                ident,
-                _overlay_last(state),
-                log.last_seq(),
-                _size(refs.reflog_path(vault.path, refs.fork_ref(f))),
-            )
-    return pos
-
-
 def _rfc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
@@ -206,7 +152,7 @@ def changes_since(vault: Vault, fork: str | None, cursor: str | None, *, limit: 
     if fork is not None:
         vault.require_fork(fork)
     if cursor is None:
-        return Changes((), _now_pos(vault, fork).encode(), False)
+        return Changes((), now_pos(vault, fork).encode(), False)
     pos = decode(cursor)
     if pos.scope != fork:
         want = "every fork" if fork is None else f"fork {fork}"
@@ -219,7 +165,7 @@ def changes_since(vault: Vault, fork: str | None, cursor: str | None, *, limit: 
 
 
 def _resync(vault: Vault, fork: str | None, reason: str) -> Changes:
-    now = _now_pos(vault, fork).encode()
+    now = now_pos(vault, fork).encode()
     ev = ChangeEvent(cursor=now, time=_rfc(time.time()), kind="resync_required", fork=fork, reason=reason)
     return Changes((ev,), now, False)
 
@@ -295,7 +241,7 @@ class _Reader:
         pos = self.pos.copy()
         events: list[ChangeEvent] = []
         for t, _, fields, mark in items:
-            _advance(pos, mark)
+            advance(pos, mark)
             if fields:
                 events.append(ChangeEvent(cursor=pos.encode(), time=_rfc(t), **fields))
         if not more and self.hold is None:
@@ -310,11 +256,11 @@ class _Reader:
             raise invalid(
                 self.cursor, f"op log position {pos.op} is past the vault's last operation {last_op}"
             )
-        if pos.audit > _size(audit.path(vault.state_dir)):
+        if pos.audit > size(audit.path(vault.state_dir)):
             raise invalid(self.cursor, "its audit log position is past the log's end")
         self._end = pos.copy()
         self._end.op = last_op
-        self._end.audit = _size(audit.path(vault.state_dir))
+        self._end.audit = size(audit.path(vault.state_dir))
         first = vault.oplog.db.execute("SELECT MIN(id) FROM ops").fetchone()[0]
         if first is not None and int(first) > pos.op + 1 and pos.op < last_op:
             raise _Resync(f"the op log no longer holds what came after operation {pos.op} (expired by gc)")
@@ -384,7 +330,7 @@ class _Reader:
 
     def _audit(self) -> None:
         path = audit.path(self.vault.state_dir)
-        if self.pos.audit >= _size(path):
+        if self.pos.audit >= size(path):
             return
         with open(path, "rb") as fh:
             fh.seek(self.pos.audit)
@@ -401,7 +347,7 @@ class _Reader:
                 rec = None
             req = rec.get("request") if isinstance(rec, dict) else None
             fork = req.get("fork") if isinstance(req, dict) else None
-            t = _parse_time(rec.get("time") if isinstance(rec, dict) else None)
+            t = parse_time(rec.get("time") if isinstance(rec, dict) else None)
             if not isinstance(rec, dict) or (self.fork is not None and fork != self.fork):
                 self.items.append((t, 1, {}, ("audit", off)))
                 continue
@@ -425,7 +371,7 @@ class _Reader:
             pos.forks.pop(fork, None)
             self._end.forks.pop(fork, None)
             return  # deleted: its fork_deleted event came from the op log
-        ident, start_o, start_u = _fork_ident(vault, fork)
+        ident, start_o, start_u = fork_ident(vault, fork)
         state = vault.ws_dir(fork)
         with ChangeLog(state, vault.lock_wait_s) as log:
             self._fork_journals(fork, state, log, ident, start_o, start_u)
@@ -446,13 +392,13 @@ class _Reader:
         o_last, u_last = _overlay_last(state), log.last_seq()
         if have.oseq > o_last or have.useq > u_last:
             raise invalid(self.cursor, f"fork {fork}'s journal position is past its end")
-        if have.reflog > _size(reflog):
+        if have.reflog > size(reflog):
             raise _Resync(f"fork {fork}'s reflog was expired (gc) past the cursor")
         if have.useq + 1 < log.first_kept() and have.useq < u_last:
             raise _Resync(f"fork {fork}'s change log no longer holds what came after the cursor")
-        if (dropped := _journal_from(state)) > 0 and have.oseq < dropped:
+        if (dropped := journal_from(state)) > 0 and have.oseq < dropped:
             raise _Resync(f"fork {fork}'s overlay journal no longer holds what came after the cursor")
-        self._end.forks[fork] = ForkPos(ident, o_last, u_last, _size(reflog))
+        self._end.forks[fork] = ForkPos(ident, o_last, u_last, size(reflog))
         spans = self._spans(state, have.oseq, have.useq)
         self._journal(fork, state, have.oseq, o_last, spans)
         self._upper(fork, log, have.useq, u_last, spans)
@@ -492,7 +438,7 @@ class _Reader:
     @staticmethod
     def _spans(state: str, overlay_after: int, upper_after: int) -> list[ExecSpan]:
         """The proxy execs' spans of the fork's journals after these positions."""
-        conn = _overlay_db(state)
+        conn = overlay_db(state)
         if conn is None:
             return []
         try:
@@ -503,7 +449,7 @@ class _Reader:
     def _journal(self, fork: str, state: str, after: int, upto: int, spans: list[ExecSpan]) -> None:
         if upto <= after:
             return
-        conn = _overlay_db(state)
+        conn = overlay_db(state)
         if conn is None:
             return
         try:
@@ -567,7 +513,7 @@ class _Reader:
         end = self._end.forks[fork]
         if end.reflog <= after:
             return
-        conn = _overlay_db(state)
+        conn = overlay_db(state)
         carried = reflogevents.carried(conn, fork, after, self._exec_moves)
         items, stop = reflogevents.items(
             fork,
@@ -626,30 +572,6 @@ COALESCE_S = 0.05  # a path's events closer than this are one (see docs/watch.md
 OP_WAIT_S = 2.0
 
 
-def _advance(pos: Pos, mark: tuple[Any, ...]) -> None:
-    if mark[0] == "op":
-        pos.op = max(pos.op, mark[1])
-    elif mark[0] == "audit":
-        pos.audit = max(pos.audit, mark[1])
-    else:
-        fp = pos.forks[mark[1]]
-        if mark[0] == "o":
-            fp.oseq = max(fp.oseq, mark[2])
-        elif mark[0] == "u":
-            fp.useq = max(fp.useq, mark[2])
-        else:
-            fp.reflog = max(fp.reflog, mark[2])
-
-
-def _parse_time(v: object) -> float:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
 def _blobs(vault: Vault, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
     """The blob id each file event's path holds now, for its newest event (what to pass as
     ``--expect``); older events of a path, directories and what is gone have none."""
@@ -666,19 +588,4 @@ def _blobs(vault: Vault, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
             blob = None
         if blob is not None:
             out[i] = dataclasses.replace(out[i], blob=blob)
-    return out
-
-
-def wake_paths(vault: Vault, fork: str | None) -> list[str]:
-    """The directories whose files change when an event is journaled (a follower waits on
-    them, with inotify): the vault's state dir (op log, audit log), the reflogs' directory
-    and each watched fork's state dir."""
-    forks = [fork] if fork is not None else vault.fork_names()
-    out = [vault.state_dir, os.path.dirname(refs.reflog_path(vault.path, refs.fork_ref("x")))]
-    for f in forks:
-        state = vault.ws_dir(f)
-        out.append(os.path.realpath(state))
-        d = os.path.dirname(refs.reflog_path(vault.path, refs.fork_ref(f)))
-        if d not in out:
-            out.append(d)
     return out

@@ -122,7 +122,7 @@ def items(
             return out, start
         elif (
             message.startswith("avfs")
-            and 0 <= now - t
+            and now - t >= 0
             and (now - t < wait_s or (now - t < EXEC_WAIT_S and writing()))
         ):
             # its operation may not be recorded yet: a line just written, or one while an
