@@ -12,13 +12,20 @@ here on purpose, with no timing involved, the way a loaded machine holds it by c
   the machine is slow): the line waited :data:`.changes.OP_WAIT_S` (2 s, from git's whole
   second: one to two) and then came as ``git``'s, for good, where a replay gave it as its
   operation's (``api``).
+- the journals read one after another: an operation recorded after a read had read the op
+  log, and a change the mount's daemon journaled after that operation but before the read
+  reached the change log, came change first, operation next (its time earlier), where a
+  replay gives them in the order they happened.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -124,3 +131,48 @@ def test_a_move_read_before_its_operation_is_recorded_is_its_operation_s(vault: 
     whole = changes_since(vault, "main", c0).events
     assert _moves(later) == _moves(whole), (early, later, whole)
     assert [m[:3] for m in _moves(later)] == [("checkpoint", commit, "api"), ("ref_moved", commit, "api")]
+
+
+def _reading_the_fork(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is in a read's journals of the fork (the op log read before)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == "_fork":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_an_operation_recorded_while_a_read_is_under_way_comes_before_what_came_after_it(vault: Any) -> None:
+    """A read has read the op log and waits for the fork's change log (held here, as the
+    mount's daemon holds it while it appends); meanwhile a checkpoint is recorded and the
+    daemon journals a change after it. The read gives nothing after its start: the
+    checkpoint and then the change come in the next read, in the order a replay gives
+    them. On main the read gave the change, and the next one the checkpoint, dated before."""
+    c0 = changes_since(vault, "main", None).cursor  # (the fork's change log made: its identity)
+    held = sqlite3.connect(
+        os.path.join(vault.ws_dir("main"), "changes.db"), timeout=30.0, isolation_level=None
+    )
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(changes_since(vault, "main", c0)))
+    try:
+        held.execute("BEGIN EXCLUSIVE")
+        reader.start()
+        _until(lambda: _reading_the_fork(reader))
+        vault.workspace("main").write("a.txt", b"a\n")
+        op = checkpoint.save(vault, "main", name="a").op_id
+        held.execute("INSERT INTO events(ts, kind, path) VALUES(?, 'created', 'b.txt')", (time.time(),))
+        held.execute("COMMIT")
+        reader.join(60)
+    finally:
+        held.close()
+    assert got, "the read did not end"
+    later = changes_since(vault, "main", got[0].cursor).events
+    live = [(e.kind, e.path, e.op) for e in [*got[0].events, *later]]
+    whole = [(e.kind, e.path, e.op) for e in changes_since(vault, "main", c0).events]
+    assert live == whole, (live, whole)
+    assert [k for k in live if k[0] != "ref_moved"] == [
+        ("created", "a.txt", None),
+        ("checkpoint", None, op),
+        ("created", "b.txt", None),
+    ]

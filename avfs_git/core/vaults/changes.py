@@ -177,6 +177,10 @@ class _Resync(Exception):
 class _Reader:
     def __init__(self, vault: Vault, fork: str | None, pos: Pos, cursor: str, limit: int) -> None:
         self.vault, self.fork, self.pos, self.cursor, self.limit = vault, fork, pos, cursor, limit
+        # the journals are read one after another: what was written after this read began
+        # is the next read's (an operation recorded after the op log was read came after a
+        # change journaled later still, read in a journal read later: flaky5)
+        self.started = time.time()
         # (time, order, event kind tag, apply-to-position fn, fields)
         self.items: list[tuple[float, int, dict[str, Any], tuple[str, str, int] | tuple[str, int]]] = []
         self._daemons: dict[str, list[tuple[int, float, float | None]]] = {}
@@ -233,8 +237,8 @@ class _Reader:
         items = [it for it in self.items if it[3][0] != "op" or int(it[3][1]) <= self._end.op]
         if self.cut is not None:  # a journal had more than one batch: up to its last row read
             items = [it for it in items if it[0] <= self.cut]
-        if self.hold is not None:  # waiting for a call's audit record: the next read from here
-            items = [it for it in items if it[0] < self.hold]
+        # nothing after this read began, nor from a call's change waiting for its audit record
+        items = [it for it in items if it[0] <= self.started and (self.hold is None or it[0] < self.hold)]
         n = reflogevents.batch_end(items, self.limit, self._pairs)
         more = self.cut is not None or len(items) > n
         items = items[:n]
@@ -244,7 +248,7 @@ class _Reader:
             advance(pos, mark)
             if fields:
                 events.append(ChangeEvent(cursor=pos.encode(), time=_rfc(t), **fields))
-        if not more and self.hold is None:
+        if not more and len(items) == len(self.items):
             pos = self._end  # everything read: the positions at the ends, skipped rows included
         return Changes(tuple(_blobs(self.vault, events)), pos.encode(), more)
 
@@ -529,7 +533,10 @@ class _Reader:
             self._held,
             self._op_writing,
         )
-        self.items += items
+        # a line no operation names is dated by git, to the second (so up to one ahead of
+        # this read's start): as of the read's start (a line dated ahead came never)
+        paired = {line for _, line in self._pairs}
+        self.items += [(min(it[0], self.started), *it[1:]) if it[3] not in paired else it for it in items]
         if stop is not None:
             end.reflog = stop
             # an operation whose line is past the one held back waits with it (emitted now,
