@@ -238,7 +238,8 @@ class _Reader:
         if self.cut is not None:  # a journal had more than one batch: up to its last row read
             items = [it for it in items if it[0] <= self.cut]
         # nothing after this read began, nor from a call's change waiting for its audit record
-        items = [it for it in items if it[0] <= self.started and (self.hold is None or it[0] < self.hold)]
+        # nothing after this read began, nor from a call's change waiting for its audit record
+        items = _held_back(items, self.started, self.hold, self._pairs)
         n = reflogevents.batch_end(items, self.limit, self._pairs)
         more = self.cut is not None or len(items) > n
         items = items[:n]
@@ -532,11 +533,9 @@ class _Reader:
             self._end.audit,
             self._held,
             self._op_writing,
+            self.started,
         )
-        # a line no operation names is dated by git, to the second (so up to one ahead of
-        # this read's start): as of the read's start (a line dated ahead came never)
-        paired = {line for _, line in self._pairs}
-        self.items += [(min(it[0], self.started), *it[1:]) if it[3] not in paired else it for it in items]
+        self.items += items
         if stop is not None:
             end.reflog = stop
             # an operation whose line is past the one held back waits with it (emitted now,
@@ -577,6 +576,23 @@ COALESCE_S = 0.05  # a path's events closer than this are one (see docs/watch.md
 # (git's time, a cursor of its own) where a replay gives it after its operation. A move
 # waits this long (git's whole seconds: up to one more) for its operation, then comes alone.
 OP_WAIT_S = 2.0
+
+
+def _held_back(
+    items: list[Any], started: float, hold: float | None, pairs: list[tuple[Any, Any]]
+) -> list[Any]:
+    """``items`` but those dated after ``started`` or at or after ``hold``, the reflog lines
+    of operations left out, and in each journal everything after what is left out (a
+    cursor is a position in each: one past a row left out would skip it)."""
+    out = {it[3] for it in items if it[0] > started or (hold is not None and it[0] >= hold)}
+    if not out:
+        return items
+    out |= {line for op, line in pairs if op in out}
+    first: dict[tuple[Any, ...], Any] = {}
+    for mark in out:
+        key, at = mark[:-1], mark[-1]
+        first[key] = min(first.get(key, at), at)
+    return [it for it in items if it[3][:-1] not in first or it[3][-1] < first[it[3][:-1]]]
 
 
 def _blobs(vault: Vault, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:

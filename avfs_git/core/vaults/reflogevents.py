@@ -61,6 +61,7 @@ def items(
     audit_end: int,
     held: set[int],
     writing: Callable[[], bool],
+    cap: float,
 ) -> tuple[list[tuple[float, int, dict[str, Any], tuple[str, str, int]]], int | None]:
     """The stream's items of the reflog at ``path`` from byte ``after`` to ``size``, and
     where to stop (a line being written, or one waiting for its operation or its exec's
@@ -74,7 +75,8 @@ def items(
     in the read that has the record, which names the call's commit too); ``held``: the
     operations held back (a proxy exec's commit before its record: the line waits too);
     ``writing``: whether an operation holds the op log's write lock now (asked only of a
-    line past ``wait_s``)."""
+    line past ``wait_s``); ``cap``: the latest time a line is given (the read's start: a
+    line dated ahead, or one git dated in the second after it, is as of then)."""
     out: list[tuple[float, int, dict[str, Any], tuple[str, str, int]]] = []
     if size <= after:
         return out, None
@@ -129,7 +131,7 @@ def items(
             # operation holds the op log's write lock (avfs moves a fork's branch in it, and
             # records the move before it lets go: a slow writer's line came as `git`'s, flaky5)
             return out, start
-        last = max(last, min(t, now))
+        last = max(last, min(t, now, cap))
         fields: dict[str, Any] = {
             "kind": "ref_moved",
             "fork": fork,
