@@ -105,13 +105,16 @@ def _waiting(pid: int, home: str | None = None) -> dict[str, Any]:
 def _fuse_holders() -> dict[str, str]:
     """Every process holding ``/dev/fuse`` open (a FUSE connection lives while one does:
     a call's stat of a killed daemon's mount waits for its answer until then; seen in
-    flaky5's runs, a served call in ``fuse_do_getattr`` and the mount's ``fusermount3``
-    still waiting for the daemon's end): its parent and command line."""
+    flaky5's runs: the killed daemon a zombie whose other thread waits in its own mount's
+    ``fuse_do_getattr``, holding the device): its parent and command line."""
     got = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-            if not any(os.readlink(f"/proc/{entry}/fd/{fd}") == "/dev/fuse" for fd in fds):
+            # (by a thread's table: a killed daemon's leader is a zombie, its /proc/PID/fd
+            # unreadable, while a thread of it stays in its own mount's request, flaky5)
+            tid = os.listdir(f"/proc/{entry}/task")[-1]
+            fds = os.listdir(f"/proc/{entry}/task/{tid}/fd")
+            if not any(os.readlink(f"/proc/{entry}/task/{tid}/fd/{fd}") == "/dev/fuse" for fd in fds):
                 continue
             with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as fh:
                 ppid = next((line.split()[1] for line in fh if line.startswith("PPid:")), "?")
