@@ -65,6 +65,11 @@ UPPER = ("socket", "avfs_git.core.workspace.upperwatch")  # a journal asked wher
 NO_COPY = ("shutil", "tempfile", "bz2", "lzma", "random", "hashlib", "_hashlib")
 OPENSSL = ("hashlib", "_hashlib")
 NO_PROC = (*NO_COPY, "subprocess", "selectors")
+# what a command loads only once it has run a while (wall time): the pure object reader
+# takes the store's pack listing after reading for objreader.LOOK_S (0.5 s), which a cold
+# `checkpoint restore` passes on a loaded machine (240 modules against 239 at load 20-25:
+# flaky5, 2 in 3 runs at the session's base); not counted
+TIMED = frozenset({"avfs_git.core.store.packset"})
 COMMANDS: dict[str, tuple[list[str], int, tuple[str, ...]]] = {
     "status_json": (["--json", "--vault", "p:f1", "status"], 224, LIBGIT2 + RICH + CLICK + UPPER + NO_PROC),
     # piped: no style
@@ -150,7 +155,7 @@ def test_each_frequent_command_loads_only_its_path(small: Home, tmp_path: Path) 
     for name, (args, most, never) in COMMANDS.items():
         got = _cold(args, tmp_path)
         assert got["code"] == 0, name
-        mods = set(got["modules"])
+        mods = set(got["modules"]) - TIMED
         if len(mods) > most:
             over[name] = (len(mods), most)
         loaded = sorted(m for m in mods if any(m == n or m.startswith(n + ".") for n in never))

@@ -93,11 +93,36 @@ def _waiting(pid: int, home: str | None = None) -> dict[str, Any]:
                 continue
             if entry.isdigit() and int(entry) != pid and os.fsencode(home) in argv:
                 got[entry] = (argv.replace(b"\0", b" ")[:200].decode(errors="replace"), _threads(int(entry)))
+    got["fuse"] = _fuse_holders()
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as fh:
             got["locks"] = fh.read()[-3000:]
     except OSError as exc:
         got["error"] = str(exc)
+    return got
+
+
+def _fuse_holders() -> dict[str, str]:
+    """Every process holding ``/dev/fuse`` open (a FUSE connection lives while one does:
+    a call's stat of a killed daemon's mount waits for its answer until then; seen in
+    flaky5's runs: the killed daemon a zombie whose other thread waits in its own mount's
+    ``fuse_do_getattr``, holding the device): its parent and command line."""
+    got = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            # (by a thread's table: a killed daemon's leader is a zombie, its /proc/PID/fd
+            # unreadable, while a thread of it stays in its own mount's request, flaky5)
+            tid = os.listdir(f"/proc/{entry}/task")[-1]
+            fds = os.listdir(f"/proc/{entry}/task/{tid}/fd")
+            if not any(os.readlink(f"/proc/{entry}/task/{tid}/fd/{fd}") == "/dev/fuse" for fd in fds):
+                continue
+            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as fh:
+                ppid = next((line.split()[1] for line in fh if line.startswith("PPid:")), "?")
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().replace(b"\0", b" ")[:160].decode(errors="replace")
+        except OSError:
+            continue
+        got[entry] = f"ppid {ppid}: {argv}"
     return got
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -48,11 +47,13 @@ from ..workspace.changelog import exists as changelog_exists
 from ..workspace.changelog import overlay_last as _overlay_last
 from ..workspace.execspans import ExecSpan
 from ..workspace.execspans import spans as exec_spans
-from ..workspace.overlay import JOURNAL_FROM
+from ..workspace.sqlite import write_held
 from . import audit, reflogevents
 from .cursor import ForkPos, Pos, decode, invalid
 from .cursor import stream_id as _stream_id
 from .oplog import RECORDED_ONLY
+from .streamfiles import advance, fork_ident, journal_from, now_pos, overlay_db, parse_time, size
+from .streamfiles import wake_paths as wake_paths  # (the follower's: cli/watching.py)
 
 if TYPE_CHECKING:
     from .vault import Vault
@@ -133,60 +134,6 @@ class Changes:
     more: bool  # a full batch: ask again at once
 
 
-# -- the journals, read ----------------------------------------------------------------------
-def _overlay_db(state_dir: str) -> sqlite3.Connection | None:
-    path = os.path.join(state_dir, "overlay.db")
-    if not os.path.exists(path):
-        return None
-    return sqlite3.connect(path, timeout=30.0, isolation_level=None)
-
-
-def _journal_from(state_dir: str) -> int:
-    """The newest overlay journal row no longer kept (core/workspace/overlay.py)."""
-    conn = _overlay_db(state_dir)
-    if conn is None:
-        return 0
-    try:
-        r = conn.execute("SELECT value FROM meta WHERE key = ?", (JOURNAL_FROM,)).fetchone()
-    except sqlite3.OperationalError:
-        return 0  # made, its schema not yet
-    finally:
-        conn.close()
-    return int(r[0]) if r else 0
-
-
-def _fork_ident(vault: Vault, fork: str) -> tuple[str, int, int]:
-    state = vault.ws_dir(fork)
-    os.makedirs(state, exist_ok=True)
-    with ChangeLog(state, vault.lock_wait_s) as log:
-        return log.identity(fork, _overlay_last(state))
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _now_pos(vault: Vault, scope: str | None) -> Pos:
-    forks = [scope] if scope is not None else vault.fork_names()
-    pos = Pos(
-        _stream_id(vault.state_dir), scope, vault.oplog.next_id() - 1, _size(audit.path(vault.state_dir)), {}
-    )
-    for f in forks:
-        ident, _, _ = _fork_ident(vault, f)
-        state = vault.ws_dir(f)
-        with ChangeLog(state, vault.lock_wait_s) as log:
-            pos.forks[f] = ForkPos(
-                ident,
-                _overlay_last(state),
-                log.last_seq(),
-                _size(refs.reflog_path(vault.path, refs.fork_ref(f))),
-            )
-    return pos
-
-
 def _rfc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
@@ -205,7 +152,7 @@ def changes_since(vault: Vault, fork: str | None, cursor: str | None, *, limit: 
     if fork is not None:
         vault.require_fork(fork)
     if cursor is None:
-        return Changes((), _now_pos(vault, fork).encode(), False)
+        return Changes((), now_pos(vault, fork).encode(), False)
     pos = decode(cursor)
     if pos.scope != fork:
         want = "every fork" if fork is None else f"fork {fork}"
@@ -218,7 +165,7 @@ def changes_since(vault: Vault, fork: str | None, cursor: str | None, *, limit: 
 
 
 def _resync(vault: Vault, fork: str | None, reason: str) -> Changes:
-    now = _now_pos(vault, fork).encode()
+    now = now_pos(vault, fork).encode()
     ev = ChangeEvent(cursor=now, time=_rfc(time.time()), kind="resync_required", fork=fork, reason=reason)
     return Changes((ev,), now, False)
 
@@ -230,6 +177,10 @@ class _Resync(Exception):
 class _Reader:
     def __init__(self, vault: Vault, fork: str | None, pos: Pos, cursor: str, limit: int) -> None:
         self.vault, self.fork, self.pos, self.cursor, self.limit = vault, fork, pos, cursor, limit
+        # the journals are read one after another: what was written after this read began
+        # is the next read's (an operation recorded after the op log was read came after a
+        # change journaled later still, read in a journal read later: flaky5)
+        self.started = time.time()
         # (time, order, event kind tag, apply-to-position fn, fields)
         self.items: list[tuple[float, int, dict[str, Any], tuple[str, str, int] | tuple[str, int]]] = []
         self._daemons: dict[str, list[tuple[int, float, float | None]]] = {}
@@ -243,20 +194,23 @@ class _Reader:
         # the call's process); those held back, by op id
         self._unaudited: list[tuple[int, float, str, int]] = []
         self._held: set[int] = set()
+        # nothing at or after this time comes in this read (a proxy exec's changes or commit
+        # read before the call's audit record names them: they and what came after wait)
+        self.hold: float | None = None
+        self._writing: bool | None = None
 
     def _cut(self, t: float) -> None:
         self.cut = t if self.cut is None else min(self.cut, t)
+
+    def _hold(self, t: float) -> None:
+        self.hold = t if self.hold is None else min(self.hold, t)
 
     def read(self) -> Changes:
         try:
             self._check_future()
             self._oplog()
             self._audit()
-            # a proxy exec's commit its audit record does not name yet: held back, with the
-            # operations after it (reflogevents.unaudited_held)
-            audited = {it[2].get("new") for it in self.items if it[2].get("kind") == "exec"}
-            self._held = reflogevents.unaudited_held(self._unaudited, audited)
-            self._end.op = min([self._end.op, *(op - 1 for op in self._held)])
+            self._hold_unaudited()
             forks = (
                 [self.fork]
                 if self.fork is not None
@@ -283,16 +237,19 @@ class _Reader:
         items = [it for it in self.items if it[3][0] != "op" or int(it[3][1]) <= self._end.op]
         if self.cut is not None:  # a journal had more than one batch: up to its last row read
             items = [it for it in items if it[0] <= self.cut]
+        # nothing after this read began, nor from a call's change waiting for its audit record
+        # nothing after this read began, nor from a call's change waiting for its audit record
+        items = _held_back(items, self.started, self.hold, self._pairs)
         n = reflogevents.batch_end(items, self.limit, self._pairs)
         more = self.cut is not None or len(items) > n
         items = items[:n]
         pos = self.pos.copy()
         events: list[ChangeEvent] = []
         for t, _, fields, mark in items:
-            pos.advance(mark)
+            advance(pos, mark)
             if fields:
                 events.append(ChangeEvent(cursor=pos.encode(), time=_rfc(t), **fields))
-        if not more:
+        if not more and len(items) == len(self.items):
             pos = self._end  # everything read: the positions at the ends, skipped rows included
         return Changes(tuple(_blobs(self.vault, events)), pos.encode(), more)
 
@@ -304,11 +261,11 @@ class _Reader:
             raise invalid(
                 self.cursor, f"op log position {pos.op} is past the vault's last operation {last_op}"
             )
-        if pos.audit > _size(audit.path(vault.state_dir)):
+        if pos.audit > size(audit.path(vault.state_dir)):
             raise invalid(self.cursor, "its audit log position is past the log's end")
         self._end = pos.copy()
         self._end.op = last_op
-        self._end.audit = _size(audit.path(vault.state_dir))
+        self._end.audit = size(audit.path(vault.state_dir))
         first = vault.oplog.db.execute("SELECT MIN(id) FROM ops").fetchone()[0]
         if first is not None and int(first) > pos.op + 1 and pos.op < last_op:
             raise _Resync(f"the op log no longer holds what came after operation {pos.op} (expired by gc)")
@@ -345,6 +302,16 @@ class _Reader:
                     self._op_moves.setdefault(key, []).append((float(ts), src, int(op_id)))
             self.items.append((float(ts), 0, fields, ("op", int(op_id))))
 
+    def _hold_unaudited(self) -> None:
+        """A proxy exec's commit its audit record does not name yet, held back with its
+        reflog line and the operations after it (:func:`.reflogevents.unaudited_held`)."""
+        audited = {it[2].get("new") for it in self.items if it[2].get("kind") == "exec"}
+        self._held = reflogevents.unaudited_held(self._unaudited, audited)
+        for op_id, ts, _commit, _pid in self._unaudited:
+            if op_id in self._held:
+                self._end.op = min(self._end.op, op_id - 1)
+                self._hold(ts)
+
     def _by_exec(self, commit: str) -> bool:
         try:
             return self.vault.store.commit_fields(commit).message.startswith("avfs proxy exec:")
@@ -353,7 +320,7 @@ class _Reader:
 
     def _audit(self) -> None:
         path = audit.path(self.vault.state_dir)
-        if self.pos.audit >= _size(path):
+        if self.pos.audit >= size(path):
             return
         with open(path, "rb") as fh:
             fh.seek(self.pos.audit)
@@ -370,7 +337,7 @@ class _Reader:
                 rec = None
             req = rec.get("request") if isinstance(rec, dict) else None
             fork = req.get("fork") if isinstance(req, dict) else None
-            t = _parse_time(rec.get("time") if isinstance(rec, dict) else None)
+            t = parse_time(rec.get("time") if isinstance(rec, dict) else None)
             if not isinstance(rec, dict) or (self.fork is not None and fork != self.fork):
                 self.items.append((t, 1, {}, ("audit", off)))
                 continue
@@ -394,7 +361,7 @@ class _Reader:
             pos.forks.pop(fork, None)
             self._end.forks.pop(fork, None)
             return  # deleted: its fork_deleted event came from the op log
-        ident, start_o, start_u = _fork_ident(vault, fork)
+        ident, start_o, start_u = fork_ident(vault, fork)
         state = vault.ws_dir(fork)
         with ChangeLog(state, vault.lock_wait_s) as log:
             self._fork_journals(fork, state, log, ident, start_o, start_u)
@@ -415,13 +382,13 @@ class _Reader:
         o_last, u_last = _overlay_last(state), log.last_seq()
         if have.oseq > o_last or have.useq > u_last:
             raise invalid(self.cursor, f"fork {fork}'s journal position is past its end")
-        if have.reflog > _size(reflog):
+        if have.reflog > size(reflog):
             raise _Resync(f"fork {fork}'s reflog was expired (gc) past the cursor")
         if have.useq + 1 < log.first_kept() and have.useq < u_last:
             raise _Resync(f"fork {fork}'s change log no longer holds what came after the cursor")
-        if (dropped := _journal_from(state)) > 0 and have.oseq < dropped:
+        if (dropped := journal_from(state)) > 0 and have.oseq < dropped:
             raise _Resync(f"fork {fork}'s overlay journal no longer holds what came after the cursor")
-        self._end.forks[fork] = ForkPos(ident, o_last, u_last, _size(reflog))
+        self._end.forks[fork] = ForkPos(ident, o_last, u_last, size(reflog))
         spans = self._spans(state, have.oseq, have.useq)
         self._journal(fork, state, have.oseq, o_last, spans)
         self._upper(fork, log, have.useq, u_last, spans)
@@ -447,10 +414,21 @@ class _Reader:
                 return "mount"
         return "api"
 
+    def _unnamed(self, span: ExecSpan, ts: float) -> None:
+        """Hold back a change of a call's span that is closed (what the command changed is
+        recorded) but not named by the call's audit record yet, while the call lives (at
+        most :data:`.reflogevents.EXEC_WAIT_S`): read there, it came with no ``exec_id``, for
+        good, where a replay named the call (flaky5: the record is written, then the span
+        named). A change read while the command still runs comes at once (docs/watch.md)."""
+        if span.exec_id is not None or span.oseq_to is None or time.time() - ts >= reflogevents.EXEC_WAIT_S:
+            return
+        if reflogevents.alive(span.pid):
+            self._hold(ts)
+
     @staticmethod
     def _spans(state: str, overlay_after: int, upper_after: int) -> list[ExecSpan]:
         """The proxy execs' spans of the fork's journals after these positions."""
-        conn = _overlay_db(state)
+        conn = overlay_db(state)
         if conn is None:
             return []
         try:
@@ -461,7 +439,7 @@ class _Reader:
     def _journal(self, fork: str, state: str, after: int, upto: int, spans: list[ExecSpan]) -> None:
         if upto <= after:
             return
-        conn = _overlay_db(state)
+        conn = overlay_db(state)
         if conn is None:
             return
         try:
@@ -498,6 +476,7 @@ class _Reader:
                 span = next((s for s in spans if s.holds_overlay(int(seq))), None)
                 if span is not None and (fields["source"] == "mount" or pid == span.pid):
                     fields.update(source="exec", exec_id=span.exec_id)
+                    self._unnamed(span, float(ts))
                 elif src is not None and fields["source"] == "api":
                     fields["source"] = str(src)  # a front end that said who it is (mcp)
             self.items.append((float(ts), 2, fields, mark))
@@ -517,13 +496,14 @@ class _Reader:
             span = next((s for s in spans if s.holds_upper(seq)), None)
             if span is not None:
                 fields.update(source="exec", exec_id=span.exec_id)
+                self._unnamed(span, ts)
             self.items.append((ts, 2, fields, mark))
 
     def _reflog(self, fork: str, state: str, path: str, after: int) -> None:
         end = self._end.forks[fork]
         if end.reflog <= after:
             return
-        conn = _overlay_db(state)
+        conn = overlay_db(state)
         carried = reflogevents.carried(conn, fork, after, self._exec_moves)
         items, stop = reflogevents.items(
             fork,
@@ -537,6 +517,8 @@ class _Reader:
             self._pairs,
             self._end.audit,
             self._held,
+            self._op_writing,
+            self.started,
         )
         self.items += items
         if stop is not None:
@@ -546,6 +528,12 @@ class _Reader:
             left = [op for key, moves in self._op_moves.items() if key[0] == fork for _, _, op in moves]
             if left:
                 self._end.op = min(self._end.op, min(left) - 1)
+
+    def _op_writing(self) -> bool:
+        """Whether an operation holds the op log's write lock now (asked once a read)."""
+        if self._writing is None:
+            self._writing = write_held(self.vault.oplog.path)
+        return self._writing
 
     def _coalesce(self, fork: str, tag: str) -> None:
         """A run of one kind at one path, journaled within a write's few calls (a FUSE
@@ -575,13 +563,21 @@ COALESCE_S = 0.05  # a path's events closer than this are one (see docs/watch.md
 OP_WAIT_S = 2.0
 
 
-def _parse_time(v: object) -> float:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
+def _held_back(
+    items: list[Any], started: float, hold: float | None, pairs: list[tuple[Any, Any]]
+) -> list[Any]:
+    """``items`` but those dated after ``started`` or at or after ``hold``, the reflog lines
+    of operations left out, and in each journal everything after what is left out (a
+    cursor is a position in each: one past a row left out would skip it)."""
+    out = {it[3] for it in items if it[0] > started or (hold is not None and it[0] >= hold)}
+    if not out:
+        return items
+    out |= {line for op, line in pairs if op in out}
+    first: dict[tuple[Any, ...], Any] = {}
+    for mark in out:
+        key, at = mark[:-1], mark[-1]
+        first[key] = min(first.get(key, at), at)
+    return [it for it in items if it[3][:-1] not in first or it[3][-1] < first[it[3][:-1]]]
 
 
 def _blobs(vault: Vault, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
@@ -600,19 +596,4 @@ def _blobs(vault: Vault, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
             blob = None
         if blob is not None:
             out[i] = dataclasses.replace(out[i], blob=blob)
-    return out
-
-
-def wake_paths(vault: Vault, fork: str | None) -> list[str]:
-    """The directories whose files change when an event is journaled (a follower waits on
-    them, with inotify): the vault's state dir (op log, audit log), the reflogs' directory
-    and each watched fork's state dir."""
-    forks = [fork] if fork is not None else vault.fork_names()
-    out = [vault.state_dir, os.path.dirname(refs.reflog_path(vault.path, refs.fork_ref("x")))]
-    for f in forks:
-        state = vault.ws_dir(f)
-        out.append(os.path.realpath(state))
-        d = os.path.dirname(refs.reflog_path(vault.path, refs.fork_ref(f)))
-        if d not in out:
-            out.append(d)
     return out

@@ -9,7 +9,6 @@ import binascii
 import dataclasses
 import json
 import os
-from typing import Any
 
 from ..errors import CursorInvalidError
 from ..records import dataclass
@@ -44,22 +43,6 @@ class Pos:
         }
         raw = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    def advance(self, mark: tuple[Any, ...]) -> None:
-        """Move past an event's ``mark``: ("op", id), ("audit", end), or (journal, fork,
-        position) of a fork's overlay journal ("o"), change log ("u") or reflog ("r")."""
-        if mark[0] == "op":
-            self.op = max(self.op, mark[1])
-        elif mark[0] == "audit":
-            self.audit = max(self.audit, mark[1])
-        else:
-            fp = self.forks[mark[1]]
-            if mark[0] == "o":
-                fp.oseq = max(fp.oseq, mark[2])
-            elif mark[0] == "u":
-                fp.useq = max(fp.useq, mark[2])
-            else:
-                fp.reflog = max(fp.reflog, mark[2])
 
     def copy(self) -> Pos:
         return Pos(

@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..store import refs
@@ -60,6 +61,8 @@ def items(
     pairs: list[tuple[Mark, Mark]],
     audit_end: int,
     held: set[int],
+    writing: Callable[[], bool],
+    cap: float,
 ) -> tuple[list[tuple[float, int, dict[str, Any], tuple[str, str, int]]], int | None]:
     """The stream's items of the reflog at ``path`` from byte ``after`` to ``size``, and
     where to stop (a line being written, or one waiting for its operation or its exec's
@@ -71,7 +74,10 @@ def items(
     ``carried``: :func:`carried`'s (the moves, the calls' processes that had ended);
     ``audit_end``: where this read's audit log ends (a line its call's record names comes
     in the read that has the record, which names the call's commit too); ``held``: the
-    operations held back (a proxy exec's commit before its record: the line waits too)."""
+    operations held back (a proxy exec's commit before its record: the line waits too);
+    ``writing``: whether an operation holds the op log's write lock now (asked only of a
+    line past ``wait_s``); ``cap``: the latest time a line is given (the read's start: a
+    line dated ahead, or one git dated in the second after it, is as of then)."""
     out: list[tuple[float, int, dict[str, Any], tuple[str, str, int]]] = []
     if size <= after:
         return out, None
@@ -117,9 +123,16 @@ def items(
             # a proxy exec is moving the branch: its line may be this one (until the call
             # notes where it is, or, where it could not, closes its span)
             return out, start
-        elif message.startswith("avfs") and 0 <= now - t < wait_s:
-            return out, start  # its operation may not be recorded yet
-        last = max(last, min(t, now))
+        elif (
+            message.startswith("avfs")
+            and now - t >= 0
+            and (now - t < wait_s or (now - t < EXEC_WAIT_S and writing()))
+        ):
+            # its operation may not be recorded yet: a line just written, or one while an
+            # operation holds the op log's write lock (avfs moves a fork's branch in it, and
+            # records the move before it lets go: a slow writer's line came as `git`'s, flaky5)
+            return out, start
+        last = max(last, min(t, now, cap))
         fields: dict[str, Any] = {
             "kind": "ref_moved",
             "fork": fork,

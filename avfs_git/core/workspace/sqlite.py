@@ -327,6 +327,34 @@ def holders(path: str) -> list[tuple[int, str]]:
     return out
 
 
+# the byte of a WAL database's ``-shm`` file a write transaction holds locked (SQLite's
+# WAL_WRITE_LOCK: the first of its locks, at offset 120 of the shared memory's file)
+_WAL_WRITE_BYTE = "120"
+
+
+def write_held(path: str) -> bool:
+    """Whether a process (this one too) holds the write lock of the WAL database at ``path``
+    (a write transaction is open: ``BEGIN IMMEDIATE`` to its ``COMMIT``), from
+    ``/proc/locks``, without taking any lock. False where that cannot be read."""
+    try:
+        ino = os.stat(f"{path}-shm").st_ino
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        cols = line.split()
+        # "1: POSIX  ADVISORY  WRITE 9168 fe:00:2795629 120 120" ("->" marks a waiter)
+        if len(cols) < 8 or cols[1] == "->" or cols[3] != "WRITE" or cols[6] != _WAL_WRITE_BYTE:
+            continue
+        try:
+            if int(cols[5].rsplit(":", 1)[1]) == ino:
+                return True
+        except (ValueError, IndexError):
+            continue
+    return False
+
+
 def busy_error(what: str, path: str, wait_s: float, *, done: str | None = None) -> BusyError:
     """The error for a lock on the database at ``path`` (``what`` names it: "the fork's
     overlay database") that another connection held for all of ``wait_s`` seconds, naming
