@@ -477,7 +477,7 @@ class UpperWatch(ChangeClassifier):
         elif mask & _GONE:
             self._links.gone(path, self.upper_dir)
         else:  # written or chmod-ed: the kernel names one of a linked file's names
-            self.also = self._links.others(path)
+            self.also = self._links.others(path, bool(mask & (IN_MODIFY | IN_CLOSE_WRITE)))
             for other in self.also:
                 self._record(other)
 
