@@ -74,8 +74,9 @@ class LiveDir:
 
     def side_key(self) -> bytes | None:
         """The key of the side files swaps make through this mount (:mod:`.sidekey`: the
-        change stream passes over those only), made at the first use; None without an
-        upper layer (a name like any other file's)."""
+        change stream passes over those only): the mount daemon's, made at the mount (made
+        here where there is none); None without an upper layer (a name like any other
+        file's)."""
         if self._side_key is None and self.upper is not None:
             from .sidekey import load
 

@@ -13,9 +13,9 @@ Now avfs's side name carries a check: 12 hex digits of a nonce, then 16 of its k
 BLAKE2b (a MAC) under a key kept in the workspace's state directory (:data:`KEY_FILE`,
 beside the upper layer: in the avfs home, which no sandbox is shown, `proxy/confine.py`
 ``readable_paths``). The classifier passes over only a name whose check holds; any other
-name, of any shape, is a file like any other. The key is made by the first swap that
-needs it, read by the daemon at the first side-shaped name it sees; reading it costs one
-small file per process, the check one hash per side-shaped name.
+name, of any shape, is a file like any other. The key is made by the mount daemon as it
+mounts the fork (fuse/stacking.py ``upper_watch``; by a swap where there is none), read
+once by each process that swaps; the check costs one hash per side-shaped name.
 """
 
 from __future__ import annotations

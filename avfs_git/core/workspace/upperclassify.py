@@ -51,7 +51,8 @@ class ChangeClassifier:
     lower_paths: dict[str, str | None]
     also: list[str]
     _swapped_in: dict[str, int]  # a path a swap's side file moved to -> its event's index in _batch
-    side_key: bytes | None = None  # the workspace's (:mod:`.sidekey`), read at the first side-shaped name
+    side_key: bytes | None  # the workspace's (:mod:`.sidekey`), else read at the first side-shaped name
+    _owned: dict[str, bool]  # side-shaped name -> avfs's (a swap's side file has several events)
 
     def _own_side(self, name: str) -> bool:
         """Whether ``name`` (a file name) is a side file avfs made (:mod:`.sidekey`: its
@@ -60,8 +61,15 @@ class ChangeClassifier:
         if not (name.startswith(SWAP_SIDE_PREFIX) and is_swap_side(name)):
             return False
         if self.side_key is None:
-            self.side_key = sidekey.load(self.upper_dir)  # (made by the first swap: maybe later)
-        return sidekey.owns(self.side_key, name)
+            self.side_key = sidekey.load(self.upper_dir)  # (made at the mount: maybe later)
+            if self.side_key is not None:
+                self._owned.clear()
+        owned = self._owned.get(name)
+        if owned is None:
+            if len(self._owned) >= 1024:
+                self._owned.clear()
+            owned = self._owned[name] = sidekey.owns(self.side_key, name)
+        return owned
 
     def _forget_lower(self, wd: int, mask: int, name: str) -> None:
         """Forget the lower paths kept that the event may make wrong. A directory's marks
