@@ -31,11 +31,7 @@ def is_swap_side(name: str) -> bool:
     (:data:`SWAP_SIDE_PREFIX` and 12 or 28 lowercase hex digits, as ``liveswap.side_name``
     makes). The shape only: anyone can make such a name (``sidekey.owns`` tells avfs's)."""
     tail = name[len(SWAP_SIDE_PREFIX) :]
-    return (
-        name.startswith(SWAP_SIDE_PREFIX)
-        and len(tail) in (12, 28)
-        and all(c in "0123456789abcdef" for c in tail)
-    )
+    return name.startswith(SWAP_SIDE_PREFIX) and len(tail) in (12, 28) and not tail.strip("0123456789abcdef")
 
 
 # the overlay's count of views set wholesale (wsbase.set_base without keep_view: a restore,

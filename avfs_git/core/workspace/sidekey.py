@@ -92,6 +92,6 @@ def owns(key: bytes | None, name: str) -> bool:
     if not name.startswith(SWAP_SIDE_PREFIX):
         return False
     rest = name[len(SWAP_SIDE_PREFIX) :]
-    if not all(c in "0123456789abcdef" for c in rest):
-        return False  # (compare_digest takes ASCII only)
+    if rest.strip("0123456789abcdef"):
+        return False  # (lowercase hex only: compare_digest takes ASCII only)
     return secrets.compare_digest(_tag(key, rest[:NONCE_HEX]), rest[NONCE_HEX:])
