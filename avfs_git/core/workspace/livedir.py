@@ -80,7 +80,10 @@ class LiveDir:
         if self._side_key is None and self.upper is not None:
             from .sidekey import load
 
-            self._side_key = load(self.upper, make=True)
+            try:
+                self._side_key = load(self.upper, make=True)
+            except OSError:  # (a full or read-only state dir: unsigned names, listed, nothing lost)
+                return None
         return self._side_key
 
     @contextmanager
