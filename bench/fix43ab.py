@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from typing import Any
+
+from .abkit import scratch
 
 _SWAPS = r"""
-import os, sys, time, tempfile
+import os, shutil, sys, time, tempfile
 from avfs_git.core.store.gitstore import GitStore
 from avfs_git.core.types import MODE_BLOB
 from avfs_git.core.workspace.livedir import LiveDir
@@ -47,6 +48,7 @@ for i in range(200):
 w.changed_since(None)
 print((time.process_time() - t) * 1000)
 w.close()
+shutil.rmtree(top)
 assert sorted(p for _, k, p, _ in got) == sorted(f"f{i}" for i in range(200)), got[:5]
 """
 
@@ -119,50 +121,56 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--out")
     args = ap.parse_args(argv)
-    work = tempfile.mkdtemp(prefix="fix43ab-")
     sides = {"a": args.a, "b": args.b}
     mounted: dict[str, _Mounted] = {}
     loads = [os.getloadavg()]
-    try:
-        store = os.path.join(work, "store.git")
-        subprocess.run(["git", "init", "-q", "--bare", store], check=True)
-        for side, build in sides.items():
-            mounted[side] = _Mounted(build, work, side)
-        got: dict[str, dict[str, list[float]]] = {c: {"a": [], "b": []} for c in ("restore", "swaps")}
-        for rnd in range(args.rounds):
-            order = ("a", "b") if rnd % 2 == 0 else ("b", "a")
-            for side in order:
-                got["restore"][side].append(mounted[side].restore())
-            for side in order:
-                got["swaps"][side].append(_swaps(sides[side], store))
-            loads.append(os.getloadavg())
-        report = {
-            "a": args.a,
-            "b": args.b,
-            "rounds": args.rounds,
-            "load": loads,
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cases": {
-                c: {
-                    "a_ms": statistics.median(v["a"]),
-                    "b_ms": statistics.median(v["b"]),
-                    "ratio_b_over_a": statistics.median(v["b"]) / statistics.median(v["a"]),
-                    "a_all": v["a"],
-                    "b_all": v["b"],
-                }
-                for c, v in got.items()
-            },
-        }
-        text = json.dumps(report, indent=1)
-        if args.out:
-            with open(args.out, "w") as fh:
-                fh.write(text + "\n")
-        print(text)
-    finally:
-        for m in mounted.values():
-            m.close()
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch("fix43ab-") as tmp:
+        work = str(tmp)
+        try:
+            _rounds(args, sides, work, mounted, loads)
+        finally:
+            for m in mounted.values():
+                m.close()  # (then scratch unmounts the homes' layers and removes them)
     return 0
+
+
+def _rounds(
+    args: argparse.Namespace, sides: dict[str, str], work: str, mounted: dict[str, _Mounted], loads: list[Any]
+) -> None:
+    store = os.path.join(work, "store.git")
+    subprocess.run(["git", "init", "-q", "--bare", store], check=True)
+    for side, build in sides.items():
+        mounted[side] = _Mounted(build, work, side)
+    got: dict[str, dict[str, list[float]]] = {c: {"a": [], "b": []} for c in ("restore", "swaps")}
+    for rnd in range(args.rounds):
+        order = ("a", "b") if rnd % 2 == 0 else ("b", "a")
+        for side in order:
+            got["restore"][side].append(mounted[side].restore())
+        for side in order:
+            got["swaps"][side].append(_swaps(sides[side], store))
+        loads.append(os.getloadavg())
+    report = {
+        "a": args.a,
+        "b": args.b,
+        "rounds": args.rounds,
+        "load": loads,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cases": {
+            c: {
+                "a_ms": statistics.median(v["a"]),
+                "b_ms": statistics.median(v["b"]),
+                "ratio_b_over_a": statistics.median(v["b"]) / statistics.median(v["a"]),
+                "a_all": v["a"],
+                "b_all": v["b"],
+            }
+            for c, v in got.items()
+        },
+    }
+    text = json.dumps(report, indent=1)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":
