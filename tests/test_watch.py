@@ -550,3 +550,31 @@ def test_a_batch_appended_while_a_read_runs_comes_once(vault: Any, monkeypatch: 
     second = changes_since(vault, "main", first.cursor)
     paths = [e.path for e in (*first.events, *second.events)]
     assert paths == ["one.txt", "two.txt"]
+
+
+def test_a_reader_that_goes_away_ends_the_watch_with_exit_0(vault: Any) -> None:
+    """`avfs --json watch v:main | head -1`: the reader takes the cursor and goes; the
+    next event's write fails (EPIPE) and the watch ends with exit 0, nothing on stderr.
+    Found by review43: stdout is the JSON mode's capture there (no ``fileno``), and the
+    broken pipe ended in a traceback, exit 1."""
+    proc = subprocess.Popen(
+        [*AVFS, "--json", "watch", "v:main"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["kind"] == "watch_cursor"
+        proc.stdout.close()  # (the reader went away)
+        ws = vault.workspace("main")
+        for i in range(100):  # (each one an event the watch writes, until it has ended)
+            ws.write(f"w{i}.txt", b"x\n")
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        code, err = proc.wait(30), proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert (code, err) == (0, b"")

@@ -144,7 +144,8 @@ def _swap_events(tmp_path: Any, store: Any, steps: Any) -> list[tuple[str, str, 
     w.on_events = got.extend
     w._rewatch()  # (the watch of the directory, as start() makes it, without its thread)
     try:
-        steps(LiveDir(str(d), store), str(d))
+        # (the directory is the mount and its upper layer both: the side files' key beside it)
+        steps(LiveDir(str(d), store, upper=str(d)), str(d))
         w.changed_since(None)  # (reads the kernel's queue, hands the batch over)
     finally:
         w.close()
@@ -171,7 +172,7 @@ def test_a_swap_s_side_file_is_no_event_and_the_swapped_path_says_what_it_became
         )
         assert swap(live, "n.txt", (MODE_BLOB, b"n\n"), lambda f: f is None, True) is None
         assert swap(live, "r.txt", None, lambda f: f == (MODE_BLOB, b"r\n"), False) is None
-        assert unlinked_unheld(os.path.join(d, "u.txt"), aside=True) is True
+        assert unlinked_unheld(os.path.join(d, "u.txt"), aside=True, key=live.side_key()) is True
 
     events = _swap_events(tmp_path, vault.store, steps)
     assert sorted(events) == [

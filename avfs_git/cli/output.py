@@ -342,10 +342,17 @@ def render_failure(out: Output, exc: Exception) -> int:
     its ``except``; the click CLI's and gc's path without click share it): a reader that
     went away (``BrokenPipeError``: `avfs cat big | head`) is not an error of ours, stdout
     goes to /dev/null and the exit is 0; anything else is an internal error, rendered
-    (raised again with ``AVFS_DEBUG``)."""
+    (raised again with ``AVFS_DEBUG``). The stream is ``out``'s: under ``--json``
+    ``sys.stdout`` is the command's capture, which has no descriptor (found by review43:
+    `avfs --json watch | head` ended in a traceback, exit 1)."""
     if isinstance(exc, BrokenPipeError):
+        try:
+            fd = out.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return 0  # (a stream of no descriptor: nothing is left to flush into the pipe)
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, fd)
+        os.close(devnull)
         return 0
     from ..core.errors import unexpected
 

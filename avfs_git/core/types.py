@@ -21,17 +21,17 @@ MERGE_STATE_FILE = "merge.json"
 # what proxy exec set aside of repositories planted in the fork, in its state dir (.planted)
 PLANTED_FILE = "planted-git.json"
 # the side file a swap through a live overlay mount makes beside a path (core/workspace/
-# liveswap.py: ".avfs-adopt-" and 12 hex digits): avfs's own, for an instant, never a change
+# liveswap.py: ".avfs-adopt-" and 12 hex digits, then 16 of a check where the workspace has
+# a key: core/workspace/sidekey.py; only a checked one is avfs's own, never a change)
 SWAP_SIDE_PREFIX = ".avfs-adopt-"
 
 
 def is_swap_side(name: str) -> bool:
-    """Whether ``name`` (a file name, no directory) is a swap's side file's
-    (:data:`SWAP_SIDE_PREFIX` and 12 lowercase hex digits, as ``liveswap.side_name`` makes)."""
+    """Whether ``name`` (a file name, no directory) is shaped like a swap's side file's
+    (:data:`SWAP_SIDE_PREFIX` and 12 or 28 lowercase hex digits, as ``liveswap.side_name``
+    makes). The shape only: anyone can make such a name (``sidekey.owns`` tells avfs's)."""
     tail = name[len(SWAP_SIDE_PREFIX) :]
-    return (
-        name.startswith(SWAP_SIDE_PREFIX) and len(tail) == 12 and all(c in "0123456789abcdef" for c in tail)
-    )
+    return name.startswith(SWAP_SIDE_PREFIX) and len(tail) in (12, 28) and not tail.strip("0123456789abcdef")
 
 
 # the overlay's count of views set wholesale (wsbase.set_base without keep_view: a restore,

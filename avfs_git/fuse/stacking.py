@@ -111,6 +111,7 @@ def upper_watch(ws: Any, lower: Any, upper_dir: str, entry_paths: Any, view: Any
     (found in the sixteenth round, NAME=suitetime: a confined command's ``mkdir`` 1,200
     levels deep, one level at a time, kept the watcher, and the exec's record that waits
     for it, busy for minutes: O(depth^2) ``listxattr`` calls on paths O(depth) long)."""
+    from ..core.workspace import sidekey
     from ..core.workspace.upperwatch import BUDGET_KEY, UpperWatch, watch_budget
 
     known: dict[str, str | None] = {}
@@ -124,6 +125,12 @@ def upper_watch(ws: Any, lower: Any, upper_dir: str, entry_paths: Any, view: Any
     )
     watch.lower_mode = lambda p: _lower_mode(ws, lower, p, known)
     watch.lower_file_kind = lambda p: _lower_kind(ws, lower, p, known, leaf=True)
+    # the key of avfs's side files (core/workspace/sidekey.py), made here at the mount: a
+    # swap through it then only reads it (no file made and unlinked in its steps)
+    try:
+        watch.side_key = sidekey.load(upper_dir, make=True)
+    except OSError:
+        logging.getLogger("avfs.fuse").warning("no key for the side files of %s", upper_dir, exc_info=True)
     return watch
 
 

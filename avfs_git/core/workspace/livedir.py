@@ -70,6 +70,21 @@ class LiveDir:
         # names (core/vaults/oplog.py ``kept_paths``; livewrite2)
         self.kept: list[str] = [] if kept is None else kept
         self.upper = upper  # the mount's upper layer: is a file there (:meth:`_held_open`)
+        self._side_key: bytes | None = None
+
+    def side_key(self) -> bytes | None:
+        """The key of the side files swaps make through this mount (:mod:`.sidekey`: the
+        change stream passes over those only): the mount daemon's, made at the mount (made
+        here where there is none); None without an upper layer (a name like any other
+        file's)."""
+        if self._side_key is None and self.upper is not None:
+            from .sidekey import load
+
+            try:
+                self._side_key = load(self.upper, make=True)
+            except OSError:  # (a full or read-only state dir: unsigned names, listed, nothing lost)
+                return None
+        return self._side_key
 
     @contextmanager
     def pinned(self, path: str) -> Iterator[str]:
@@ -319,7 +334,7 @@ class LiveDir:
                 # (a file of the upper layer linked aside, unlinked, looked at again:
                 # livewrite2; the layer read, never written, while the kernel owns it)
                 aside = self.upper is not None and os.path.lexists(os.path.join(self.upper, path))
-                if unlinked_unheld(dest, aside) is not False:
+                if unlinked_unheld(dest, aside, self.side_key() if aside else None) is not False:
                     return False
         except (FileNotFoundError, NotADirectoryError):
             return False  # (nothing there, or below a file: as before)

@@ -59,6 +59,7 @@ class LiveDir(Protocol):
 
     def pinned(self, path: str) -> AbstractContextManager[str]: ...
     def mkdir(self, path: str) -> None: ...
+    def side_key(self) -> bytes | None: ...
 
 
 Found = tuple[int, bytes] | None  # what a path holds: (mode, bytes or a link's target), or nothing
@@ -71,7 +72,7 @@ _F_GETLEASE = 1025
 _F_SETSIG = 10
 _RENAME_NOREPLACE = 1
 _SIDE = SWAP_SIDE_PREFIX  # (the side file's name starts so: tests look for leftovers by it;
-# the change stream passes over such names: core/types.is_swap_side)
+# the change stream passes over those a workspace's key checks: core/workspace/sidekey.py)
 
 
 def _renamed(src: str, dst: str) -> bool:
@@ -187,10 +188,16 @@ def _make(side: str, want: tuple[int, bytes]) -> tuple[int, int]:
         os.close(fd)
 
 
-def side_name() -> str:
+def side_name(key: bytes | None = None) -> str:
     """A new side file's name (in the path's directory): the caller notes it before the
     swap (:mod:`.swapleft`), so that a process killed between the swap's steps leaves a
-    side file the next one can name and put right."""
+    side file the next one can name and put right. ``key``: the workspace's
+    (:meth:`.LiveDir.side_key`), the name then checked as avfs's own by the mount's change
+    stream (:mod:`.sidekey`); without one, a name like any other file's."""
+    if key is not None:
+        from .sidekey import signed
+
+        return signed(key)
     return _SIDE + secrets.token_hex(6)
 
 
@@ -211,7 +218,7 @@ def swap(
                 raise
             live.mkdir(path.rsplit("/", 1)[0])  # (a directory the commit makes: made first)
             dest = stack.enter_context(live.pinned(path))
-        name = name or side_name()
+        name = name or side_name(live.side_key())
         side = os.path.join(os.path.dirname(dest), name)
         rel = f"{path.rsplit('/', 1)[0]}/{name}" if "/" in path else name
         mine = _make(side, want) if want is not None else None
@@ -256,7 +263,7 @@ def swap(
                     pass
 
 
-def unlinked_unheld(path: str, aside: bool = True) -> bool | None:
+def unlinked_unheld(path: str, aside: bool = True, key: bytes | None = None) -> bool | None:
     """``path`` unlinked if it is a regular file no process holds open for writing, under a
     read lease (:func:`_leased`: while it is held, an opening for writing waits), for a
     restore's, an undo's, a merge's or a checkout's write through the mount (livewrite1,
@@ -272,7 +279,7 @@ def unlinked_unheld(path: str, aside: bool = True) -> bool | None:
     overlayfs rename of a file the lower layer has too makes its whiteout the slow way,
     ~2 ms a file against ~0.5 ms for the link and the second unlink.) A file only of the
     lower layer (never written in this mount: a link would copy it up, an fsync each) is
-    unlinked where it is, looked at just before."""
+    unlinked where it is, looked at just before. ``key``: the side name's (:func:`side_name`)."""
     with _held(path, read=False) as (found, _, lease):
         if found is None or found[0] == MODE_LINK:
             return None
@@ -283,7 +290,7 @@ def unlinked_unheld(path: str, aside: bool = True) -> bool | None:
         if not aside or lease is None:
             os.unlink(path)
             return True
-        side = os.path.join(os.path.dirname(path), side_name())
+        side = os.path.join(os.path.dirname(path), side_name(key))
         try:
             os.link(path, side, follow_symlinks=False)
         except FileNotFoundError:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..types import SWAP_SIDE_PREFIX, is_swap_side
+from . import sidekey
 from . import upper as up
 
 log = logging.getLogger("avfs.upperwatch")
@@ -61,6 +62,25 @@ class ChangeClassifier:
     _swapped_in: dict[str, int]  # a path a swap's side file moved to -> its event's index in _batch
     _held: list[tuple[float, str, str, str | None]]  # coalesced rows not written yet (LOG_ROWS)
     _held_since: float  # (monotonic) when the oldest of them was held
+    side_key: bytes | None  # the workspace's (:mod:`.sidekey`), else read at the first side-shaped name
+    _owned: dict[str, bool]  # side-shaped name -> avfs's (a swap's side file has several events)
+
+    def _own_side(self, name: str) -> bool:
+        """Whether ``name`` (a file name) is a side file avfs made (:mod:`.sidekey`: its
+        check holds under the workspace's key), not one shaped like it (review43: anyone's
+        ``.avfs-adopt-0123456789ab`` was passed over)."""
+        if not (name.startswith(SWAP_SIDE_PREFIX) and is_swap_side(name)):
+            return False
+        if self.side_key is None:
+            self.side_key = sidekey.load(self.upper_dir)  # (made at the mount: maybe later)
+            if self.side_key is not None:
+                self._owned.clear()
+        owned = self._owned.get(name)
+        if owned is None:
+            if len(self._owned) >= 1024:
+                self._owned.clear()
+            owned = self._owned[name] = sidekey.owns(self.side_key, name)
+        return owned
 
     def _forget_lower(self, wd: int, mask: int, name: str) -> None:
         """Forget the lower paths kept that the event may make wrong. A directory's marks
@@ -140,12 +160,18 @@ class ChangeClassifier:
         if mask & IN_DELETE:
             self._batch.append((now, "deleted", path, None))
             self._modes.pop(path, None)
-        elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
+        else:
             # a hard-linked file's other names changed with it: overlayfs names the one it
             # looked up first, whichever the program wrote (``Makefile`` through ``cache.o``)
-            self._batch.extend((now, "modified", p, None) for p in (path, *self.also))
+            self._written((path, *self.also), mask, now)
+
+    def _written(self, paths: tuple[str, ...], mask: int, now: float) -> None:
+        """``paths`` (a file's names) written (``modified``) or their attributes changed
+        (``mode``, where the mode did)."""
+        if mask & (IN_MODIFY | IN_CLOSE_WRITE):
+            self._batch.extend((now, "modified", p, None) for p in paths)
         elif mask & IN_ATTRIB:
-            for p in (path, *self.also):
+            for p in paths:
                 st = up.lstat(os.path.join(self.upper_dir, p))
                 if st is None:
                     continue
@@ -159,21 +185,26 @@ class ChangeClassifier:
     def _swap(self, path: str, name: str, mask: int, cookie: int, now: float) -> bool:
         """Whether the event is one of a swap's through the mount (:mod:`.liveswap`: a
         restore's, an undo's, a merge's or an adoption's write), told by its side file's
-        name (:func:`~..types.is_swap_side`), and if so what it changed: nothing at the side
-        file itself (made, written, linked, unlinked: avfs's own, for an instant); the path
+        name (checked under the workspace's key: :mod:`.sidekey`), and if so what it changed:
+        nothing at the side file itself (made, written, linked, unlinked: avfs's own, for an
+        instant; a linked file's other names written through it are, review43); the path
         it moved to is ``created`` (a ``RENAME_NOREPLACE`` into an empty place), or
         ``modified`` where what was there moved out to the side file in the same exchange
         (``RENAME_EXCHANGE``: the kernel reports it as two renames); a path moved out to a
         side file and not replaced is ``deleted``. Found in the thirty-eighth round (flaky4):
         every restore through an overlay mount listed one ``.avfs-adopt-*`` file a path in
         ``avfs watch`` and ``changes_since``, created then deleted."""
-        side = name.startswith(SWAP_SIDE_PREFIX) and is_swap_side(name)
+        side = self._own_side(name)
         if not side and not (mask & IN_MOVED_TO and cookie):
             return False  # (every other event: one look at its name)
         old = self._moved.get(cookie)
-        old_side = old is not None and is_swap_side(old.rsplit("/", 1)[-1])
+        old_side = old is not None and self._own_side(old.rsplit("/", 1)[-1])
         if not side and not old_side:
             return False
+        if side and self.also:
+            # a linked file's other names changed with it (review43; a swap's side file has
+            # one link, or is linked to the path it replaces, unlinked at once)
+            self._written(tuple(p for p in self.also if not self._own_side(p.rsplit("/", 1)[-1])), mask, now)
         if old is not None:
             del self._moved[cookie]
         if side and old is not None and not old_side:  # the path's file moved out to the side
@@ -196,7 +227,7 @@ class ChangeClassifier:
     def _found(self, path: str, real: str, st: os.stat_result) -> None:
         """A file found in a directory that appeared in the upper layer (copied up, or
         made, before its watch existed): what it is, against the lower layer."""
-        if is_swap_side(path.rsplit("/", 1)[-1]):
+        if self._own_side(path.rsplit("/", 1)[-1]):
             return  # (avfs's own: :meth:`_swap`)
         now = time.time()
         if up.classify(real, st) == up.GONE:
@@ -218,7 +249,7 @@ class ChangeClassifier:
         flood): the rows may wait for more (:data:`LOG_ROWS`, :meth:`write_held`)."""
         for cookie, gone in self._moved.items():  # left the tree: a removal
             del cookie
-            if is_swap_side(gone.rsplit("/", 1)[-1]):
+            if self._own_side(gone.rsplit("/", 1)[-1]):
                 continue
             i = self._swapped_in.get(gone)
             if i is not None and self._batch[i][2] == gone:

@@ -36,7 +36,10 @@ class LinkedNames:
         self._key: dict[str, Key] = {}
         self._searched: dict[Key, int] = {}  # the link count a listing was made for
         self._wanted: set[Key] = set()  # inodes with names not known yet
-        self._told: set[Key] = set()  # inodes whose names were given in this read of events
+        # (inode, written) whose names were given in this read of events: a write's and a
+        # chmod's apart (review43: a chmod of the link took them, and the write after it in
+        # the same read named no other name)
+        self._told: set[tuple[Key, bool]] = set()
 
     def found(self, path: str, st: os.stat_result | None) -> None:
         """``path`` holds ``st`` now (a walk's or an event's ``lstat``)."""
@@ -87,14 +90,15 @@ class LinkedNames:
         for path in [p for p in self._key if p.startswith(prefix)]:
             self.gone(path, upper_dir)
 
-    def others(self, path: str) -> list[str]:
-        """The other names of the file at ``path``, changed through it: none when it has
-        one, or when they were given already in this read of events (65,000 names of one
-        file written in a loop: each read journals them once)."""
+    def others(self, path: str, written: bool = True) -> list[str]:
+        """The other names of the file at ``path``, changed through it (``written``: its
+        bytes, else its attributes): none when it has one, or when they were given already
+        for such a change in this read of events (65,000 names of one file written in a
+        loop: each read journals them once)."""
         key = self._key.get(path)
-        if key is None or key in self._told:
+        if key is None or (key, written) in self._told:
             return []
-        self._told.add(key)
+        self._told.add((key, written))
         return [n for n in self._names.get(key, ()) if n != path]
 
     def search(self, upper_dir: str) -> list[str]:

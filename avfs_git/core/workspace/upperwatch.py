@@ -178,6 +178,8 @@ class UpperWatch(ChangeClassifier):
         self._unlogged = False  # a batch of the change log was lost: the next says so
         self._moved: dict[int, str] = {}  # a rename's cookie -> the path it left
         self._swapped_in: dict[str, int] = {}  # (upperclassify's _swap, within one batch)
+        self.side_key: bytes | None = None  # (upperclassify's _own_side: the mount sets it)
+        self._owned: dict[str, bool] = {}
         self._modes: dict[str, int] = {}  # the mode last seen at a path (a chmod, not a touch)
         self.came: tuple[str, os.stat_result | None] | None = None  # (_event's lstat of a new file)
         self.also: list[str] = []  # (_event's other names of the file an event names: the log's too)
@@ -489,7 +491,7 @@ class UpperWatch(ChangeClassifier):
         elif mask & _GONE:
             self._links.gone(path, self.upper_dir)
         else:  # written or chmod-ed: the kernel names one of a linked file's names
-            self.also = self._links.others(path)
+            self.also = self._links.others(path, bool(mask & (IN_MODIFY | IN_CLOSE_WRITE)))
             for other in self.also:
                 self._record(other)
 

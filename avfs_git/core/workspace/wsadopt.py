@@ -210,7 +210,7 @@ def _job(ws: Based, live: LiveDir, path: str, old: str, new: str, sides: Sides) 
         # checkout` without conversions); an equivalent other form is the person's
         return got == shown or (got[0] == was[1] and blob_id(got[1]) == was[0])
 
-    name = side_name()
+    name = side_name(live.side_key())
     sides.append((path, name))
     return (lambda: swap(live, path, want, expect, was is None, name)), True
 
