@@ -30,7 +30,8 @@ __all__ = ["SECTIONS", "kept", "text"]
 # reads a path or a program from (a confined command can write ``config.worktree``: a
 # hook's, an editor's, a filter's or a pager's key is code, never kept), bounded
 SECTIONS = frozenset({"user", "author", "committer", "color", "advice", "i18n", "column"})
-_OTHER_SECTION = re.compile(r"^\s*\[(?!\s*core\s*\])", re.IGNORECASE | re.MULTILINE)
+# (avfs's own sections: [core], and [gc] and [maintenance] of mount/worktree.py's NO_DETACH)
+_OTHER_SECTION = re.compile(r"^\s*\[(?!\s*(?:core|gc|maintenance)\s*\])", re.IGNORECASE | re.MULTILINE)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 _NOT_KEPT = frozenset({"user.signingkey"})  # (a key file's path: git signs with it)
 _CONFIG_MAX = 64  # keys

@@ -85,6 +85,14 @@ class Registered(NamedTuple):
     hook: str | None  # the fsmonitor hook's language ("perl", "python"), None without one
 
 
+# git's automatic housekeeping in a mount runs before git returns, never detached: a `git
+# commit` there past git's thresholds (gc.auto's loose objects, gc.autoPackLimit's packs)
+# ran `git gc --auto` in the background, a process whose working directory is the mount's,
+# and an `avfs unmount` right after was refused busy ("git (pid ...: cwd)", its parent 1)
+# until that repack ended (race6; docs/fuse.md "git's housekeeping in a mount")
+NO_DETACH = "[gc]\n\tautoDetach = false\n[maintenance]\n\tautoDetach = false\n"
+
+
 def register(
     vault: MountedVault,
     key: str,
@@ -143,11 +151,11 @@ def register(
                 # with worktreeConfig on, the vault's core.bare=true would make git see this
                 # worktree as bare: say otherwise, for this worktree only
                 f"[core]\n\tbare = false\n\tfsmonitor = {configtext.value(shell_word(hook))}\n"
-                "\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n" + hooks
+                "\tfsmonitorHookVersion = 2\n\tuntrackedCache = true\n" + hooks + NO_DETACH
             )
         else:  # a revision's: where the vault's worktree config is on (a fork's mount, or
             # a clone, set it), git would take the vault's core.bare=true for this one's
-            files["config.worktree"] = "[core]\n\tbare = false\n"
+            files["config.worktree"] = "[core]\n\tbare = false\n" + NO_DETACH
         for name, text in files.items():
             write_file(d, name, text.encode(), via=own)
         if fsmonitor and backend == "fuse":  # the pure-FUSE daemon's watcher reads it

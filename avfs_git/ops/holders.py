@@ -45,8 +45,25 @@ def mount_holders(mountpoint: str) -> list[dict[str, Any]]:
                     comm = fh.read().strip()
             except OSError:
                 comm = "?"
-            out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what))})
+            out.append({"pid": int(pid), "command": comm, "holds": sorted(set(what)), **_whence(base)})
     return out
+
+
+def _whence(base: str) -> dict[str, Any]:
+    """A holder's parent, command line and working directory (what names where it came
+    from: a detached git's ``gc --auto``, a sandbox's process, a person's shell)."""
+    ppid: int | None = None
+    argv: list[str] = []
+    cwd: str | None = None
+    try:
+        with open(f"{base}/stat", "rb") as fh:
+            ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        with open(f"{base}/cmdline", "rb") as fh:
+            argv = [a.decode(errors="replace") for a in fh.read().split(b"\0")[:-1]]
+        cwd = os.readlink(f"{base}/cwd")
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"ppid": ppid, "cmdline": argv, "cwd": cwd}
 
 
 YOUNG_S = 10.0  # a daemon this young may still be doing its own work in the mount
