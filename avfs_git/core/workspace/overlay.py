@@ -58,10 +58,18 @@ class Overlay(KeptTimes):
         ``candidates`` (paths; ``dir/`` stands for ``dir``): every entry elsewhere must be
         one the caller knows shows the base unchanged (the journal of what changed since
         a status found so). The database's entries are all there, and are candidates too
-        (what the upper layer hides of them is known only by looking)."""
-        db = self._db_all()
+        (what the upper layer hides of them is known only by looking), but under the
+        pruning of ignored directories (:meth:`pruning`) those below a new directory git
+        ignores (:func:`.wsignored.unignored_rows`)."""
         if not self.upper_active():
-            return db
+            return self._db_all()
+        prune = getattr(self._no_upper, "prune", None)
+        if prune is None:
+            db = self._db_all()
+        else:  # (a status's, a checkpoint's: not every read's module)
+            from .wsignored import unignored_rows
+
+            db = unignored_rows(self, prune)
         tops: dict[str, bool] = {}  # top -> gone below a directory looked through
         with self.remembering():
             for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
@@ -70,7 +78,6 @@ class Overlay(KeptTimes):
                     tops[top[0]] = tops.get(top[0], False) or top[1]
         upper: list[Entry] = []
         hides: list[str] = []
-        prune = getattr(self._no_upper, "prune", None)
         dirs: list[tuple[str, Entry]] = []
         for t in sorted(tops):
             if any(a in tops for a in ancestors(t) if a):
