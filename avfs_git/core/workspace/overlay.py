@@ -196,9 +196,16 @@ class Overlay(KeptTimes):
     def all(self) -> list[Entry]:
         if not self.upper_active():
             return self._db_all()
-        db = self._db_all()
-        root = [e for e in db if e.path == ""]
-        return root + self.under("")
+        prune = getattr(self._no_upper, "prune", None)
+        if prune is None:
+            db = self._db_all()
+            return [e for e in db if e.path == ""] + self.under("")
+        # (a status's first read of a mount: the rows below a new directory git ignores
+        # not read, as :meth:`changed_entries` reads them)
+        from .wsignored import unignored_rows
+
+        db = unignored_rows(self, prune)
+        return [e for e in db if e.path == ""] + self._merge([e for e in db if e.path], *self._u_walk(""))
 
     def pruned(self, prune: Callable[[Entry], str | None]) -> list[Entry]:
         """The database's entries in path order (no upper layer: the caller checked), less
