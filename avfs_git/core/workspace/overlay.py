@@ -30,7 +30,7 @@ from ..store.safeopen import PATH_MAX
 from ..types import MODE_COMMIT
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row, sql_text
-from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, unignored_rows
 from .overlaykept import KeptTimes
 from .overlayupper import MERGED, SUBMODULE
 
@@ -60,16 +60,11 @@ class Overlay(KeptTimes):
         a status found so). The database's entries are all there, and are candidates too
         (what the upper layer hides of them is known only by looking), but under the
         pruning of ignored directories (:meth:`pruning`) those below a new directory git
-        ignores (:func:`.wsignored.unignored_rows`)."""
+        ignores (:func:`.overlayentry.unignored_rows`)."""
         if not self.upper_active():
             return self._db_all()
         prune = getattr(self._no_upper, "prune", None)
-        if prune is None:
-            db = self._db_all()
-        else:  # (a status's, a checkpoint's: not every read's module)
-            from .wsignored import unignored_rows
-
-            db = unignored_rows(self, prune)
+        db = self._db_all() if prune is None else unignored_rows(self, prune)
         tops: dict[str, bool] = {}  # top -> gone below a directory looked through
         with self.remembering():
             for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
@@ -202,8 +197,6 @@ class Overlay(KeptTimes):
             return [e for e in db if e.path == ""] + self.under("")
         # (a status's first read of a mount: the rows below a new directory git ignores
         # not read, as :meth:`changed_entries` reads them)
-        from .wsignored import unignored_rows
-
         db = unignored_rows(self, prune)
         return [e for e in db if e.path == ""] + self._merge([e for e in db if e.path], *self._u_walk(""))
 
