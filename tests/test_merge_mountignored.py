@@ -9,7 +9,7 @@ And what such a merge costs (docs/benchmarks.md, h-merge14's section): the targe
 read three or four times a merge, read every database row of an ignored tree the overlay
 holds (an installed ``node_modules`` folded into the database: 14,000 rows for minimist,
 ~130 ms of CPU each time on an overlay mount); it now reads none below a new directory git
-ignores (core/workspace/wsignored.py ``unignored_rows``). Into a pure-FUSE mount the index
+ignores (core/workspace/overlayentry.py ``unignored_rows``). Into a pure-FUSE mount the index
 was written whole after every merge (the tree walked, a `git status` for the untracked
 cache); the one written ahead of the move is now the final one there too, the time the
 merge's files show given to it (mount/indexahead.py ``written_ns``)."""
