@@ -50,20 +50,36 @@ class Ahead(Protocol):
     """:func:`write_ahead` for one mount, given to the caller holding its guard."""
 
     def __call__(
-        self, commit: str, *, view_changed: bool = False, keep_staged: bool = False, merged: bool = False
+        self,
+        commit: str,
+        *,
+        view_changed: bool = False,
+        keep_staged: bool = False,
+        merged: bool = False,
+        written_ns: int | None = None,
     ) -> Land | None: ...
 
 
 def ahead(ws: MountedFork, git_dir: str, own: str, uid: int, gid: int, overlay: bool = False) -> Ahead:
     """What :func:`write_ahead` does for this mount, for the caller holding its guard
-    (``overlay``: the mount is the overlay backend's, where a merge's index may be final)."""
+    (``overlay``: the mount is the overlay backend's, where a merge's index may be final).
+    On the pure-FUSE one where the merge says what time the files it rewrites show there
+    (``written_ns``: ``kept_times``, which its move stamps with that time), given to their
+    entries: the whole write after the move (its tree walked, a status for the untracked
+    cache: a third of a merge there, h-merge14) was the only difference, so it may be too."""
 
     def call(
-        commit: str, *, view_changed: bool = False, keep_staged: bool = False, merged: bool = False
+        commit: str,
+        *,
+        view_changed: bool = False,
+        keep_staged: bool = False,
+        merged: bool = False,
+        written_ns: int | None = None,
     ) -> Land | None:
+        final = merged and view_changed and (overlay or written_ns is not None)
         return write_ahead(
             ws, git_dir, own, uid, gid, commit, view_changed=view_changed, keep_staged=keep_staged,
-            merged=merged and overlay and view_changed,
+            merged=final, written_ns=None if overlay or not final else written_ns,
         )  # fmt: skip
 
     return call
@@ -80,6 +96,7 @@ def write_ahead(
     view_changed: bool = False,
     keep_staged: bool = False,
     merged: bool = False,
+    written_ns: int | None = None,
 ) -> Land | None:
     """Write the mount's index for ``commit`` (the base about to be moved to it): the index
     written for the current base, patched, renamed over the index; the caller holds the
@@ -101,9 +118,8 @@ def write_ahead(
     tree (:func:`.indexexact.holds_exactly`), it is final, git's untracked cache kept
     (mount/indexpatch.py ``untracked``), and stamped once the branch moved
     (``_Slot.final``: :func:`.live.sync_mounted` then writes nothing); else as any move
-    that changes the view. Before, the move's own write made the index whole after every
-    merge (its tree walked, every file's stat data, a ``git status`` for the untracked
-    cache): ~100 ms of a ~130 ms merge into a mounted 10k-file fork."""
+    that changes the view (whose own write made it whole: ~100 ms of a ~130 ms merge into
+    a mounted 10k-file fork, h-merge12). ``written_ns``: :func:`ahead`'s (pure FUSE)."""
     from .stagednote import note, undone  # (a checkpoint's: not every status's modules)
 
     slot = held(own)
@@ -125,9 +141,8 @@ def write_ahead(
     token = f"avfs:{commit}:{'-' if view_changed and not merged else view.view_time}:{seq}"
     try:
         # (the sizes of the commit's checkout forms: its attributes may convert otherwise)
-        stat_of = _recorded_first(
-            *index_stat_sized(ws, uid, gid, view._replace(base=commit)), written_stat(ws, uid, gid)
-        )
+        sized = index_stat_sized(ws, uid, gid, view._replace(base=commit))
+        stat_of = _written_at(_recorded_first(*sized, written_stat(ws, uid, gid)), written_ns)
         keep = frozenset() if view_changed else undone(own, view.base, commit)
         staged: set[str] = set()
         with ws.overlay.remembering():  # (written_stat's reads of the recorded paths share their ancestors)
@@ -186,6 +201,19 @@ def _exact(ws: MountedFork, data: bytes, commit: str) -> bool:
     from .indexexact import holds_exactly  # (a merge's only)
 
     return holds_exactly(ws.store, data, ws.store.commit_tree(commit))
+
+
+def _written_at(stat_of: StatFn, ns: int | None) -> StatFn:
+    """``stat_of`` with the change and modification times ``ns`` (asked only of the files a
+    merge rewrites); None: ``stat_of``."""
+    if ns is None:
+        return stat_of
+
+    def call(path: str, mode: int, oid: str) -> tuple[int, int, int, int, int, int]:
+        got = stat_of(path, mode, oid)
+        return (ns, ns, *got[2:]) if mode != 0o160000 else got
+
+    return call
 
 
 def _recorded_first(

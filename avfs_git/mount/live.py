@@ -196,9 +196,14 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True, index: bool = Tr
     final = None
     if slot is not None:
         final, slot.final = slot.final, None
-    if view_changed and not drop_caches and final is not None and final == read_view(ws).stamp:
-        return  # a merge's move, its index written ahead as the final one (mount/indexahead.py)
-    if not index:
+    # a merge's move, its index written ahead as the final one (mount/indexahead.py; on the
+    # pure-FUSE backend the caches are dropped all the same)
+    done = view_changed and final is not None and final == read_view(ws).stamp
+    if done and not drop_caches:
+        return
+    if done:
+        pass
+    elif not index:
         # (the index left as written for the base and the view time: the caller's write
         # patches it, mount/indexpatch.py ``SHOWN``; any other stamp: written whole there)
         old, now = read_text(os.path.join(live.files, STAMP_FILE)), read_view(ws)
@@ -212,7 +217,7 @@ def sync_mounted(ws: MountedFork, *, view_changed: bool = True, index: bool = Tr
         # what git had staged stayed staged, `AD` for a file the restore removed, where
         # `git reset --hard` drops it (a stamp of "-" vouches for no index: written whole)
         write_file(live.files, STAMP_FILE, b"-")
-    if index:
+    if index and not done:
         sync_index(ws, live.git_dir, live.uid, live.gid, view_changed=view_changed)
     if drop_caches:
         # the view and the journal up to the move: two moves within one second onto one base

@@ -7,6 +7,7 @@ files its mount holds open for writing refusing the merge before anything is cap
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import BusyError, DirtyWorkspaceError, UsageError
@@ -137,6 +138,7 @@ def move_target(
     ``held``: the merge has held the target's writers off since its capture
     (:func:`writers_held`), so nothing can have changed it: not checked again (a third
     status of the target, a quarter of a warm merge's CPU)."""
+    from ..workspace import wsbase
     from ..workspace.wsforms import keep_forms  # (a merge's own: not every command's)
 
     live = ws.live_mount() is not None
@@ -146,10 +148,16 @@ def move_target(
         # the files whose blob the merge leaves keep the bytes the mount shows, as git's
         # work tree after `git merge` (a .gitattributes it brings would show them anew)
         keep_forms(ws, ws.base_tree, ws.store.commit_tree(new))
-        move_ref(ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True, merged=True)
+        # the time the files the move rewrites show where it stamps them (a pure-FUSE mount, not
+        # mounted), taken inside the overlay's transaction that holds that mount's writes off:
+        # the index written ahead gives it to them, so it is final there too (mount/indexahead.py)
+        at = None if live else time.time_ns()
+        move_ref(
+            ws.store, ws.ref, new, old, reason, (ws, ahead), view_changed=True, merged=True, written_ns=at
+        )
         # (one status for what is kept and what the move rewrites: it read one each, ~2.5
         # ms of a ~28 ms merge into an overlay mount of minimist's installed tree)
         now = ws.changes.status() if live else None
         rec = keep_recovery(ws, "written during a merge", dirty=bool(now)) if live else None
-        ws.set_base(new, keep_view=False, keep_forms=True, same_view=True, changes=now)
+        wsbase.set_base(ws, new, keep_view=False, keep_forms=True, same_view=True, changes=now, written_ns=at)
     return rec

@@ -30,7 +30,7 @@ from ..store.safeopen import PATH_MAX
 from ..types import MODE_COMMIT
 from . import upper as up
 from .overlaydb import ENTRY_COLS, entry_of_row, sql_text
-from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry
+from .overlayentry import DELETED, EMPTY_TREE_ID, FILE, OBJECT, SPECIAL_ORIGIN, Entry, unignored_rows
 from .overlaykept import KeptTimes
 from .overlayupper import MERGED, SUBMODULE
 
@@ -58,10 +58,13 @@ class Overlay(KeptTimes):
         ``candidates`` (paths; ``dir/`` stands for ``dir``): every entry elsewhere must be
         one the caller knows shows the base unchanged (the journal of what changed since
         a status found so). The database's entries are all there, and are candidates too
-        (what the upper layer hides of them is known only by looking)."""
-        db = self._db_all()
+        (what the upper layer hides of them is known only by looking), but under the
+        pruning of ignored directories (:meth:`pruning`) those below a new directory git
+        ignores (:func:`.overlayentry.unignored_rows`)."""
         if not self.upper_active():
-            return db
+            return self._db_all()
+        prune = getattr(self._no_upper, "prune", None)
+        db = self._db_all() if prune is None else unignored_rows(self, prune)
         tops: dict[str, bool] = {}  # top -> gone below a directory looked through
         with self.remembering():
             for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
@@ -70,7 +73,6 @@ class Overlay(KeptTimes):
                     tops[top[0]] = tops.get(top[0], False) or top[1]
         upper: list[Entry] = []
         hides: list[str] = []
-        prune = getattr(self._no_upper, "prune", None)
         dirs: list[tuple[str, Entry]] = []
         for t in sorted(tops):
             if any(a in tops for a in ancestors(t) if a):
@@ -189,9 +191,14 @@ class Overlay(KeptTimes):
     def all(self) -> list[Entry]:
         if not self.upper_active():
             return self._db_all()
-        db = self._db_all()
-        root = [e for e in db if e.path == ""]
-        return root + self.under("")
+        prune = getattr(self._no_upper, "prune", None)
+        if prune is None:
+            db = self._db_all()
+            return [e for e in db if e.path == ""] + self.under("")
+        # (a status's first read of a mount: the rows below a new directory git ignores
+        # not read, as :meth:`changed_entries` reads them)
+        db = unignored_rows(self, prune)
+        return [e for e in db if e.path == ""] + self._merge([e for e in db if e.path], *self._u_walk(""))
 
     def pruned(self, prune: Callable[[Entry], str | None]) -> list[Entry]:
         """The database's entries in path order (no upper layer: the caller checked), less

@@ -3,8 +3,7 @@ checkpoint's crash finished, a ref moved by another hand (a push, ``git commit``
 mount) adopted when that is safe, and a new base set (restore, undo, pull).
 
 The functions take the workspace as a :class:`Based` (what they need of it), so that this
-module does not import :mod:`.workspace` (which is built on it).
-"""
+module does not import :mod:`.workspace` (which is built on it)."""
 
 from __future__ import annotations
 
@@ -354,11 +353,11 @@ def _recover_pending(ws: Based) -> None:
 
 
 def new_view(ov: Overlay, *, keep_time: bool = False) -> None:
-    """What the workspace shows changed wholesale (a restore, an undo, the ref
-    followed): a new view time (files unchanged since the base show it) and one more
-    ``view_moves``, by which a pure-FUSE mount's watcher tells such a move from one that
-    keeps the view (a checkpoint) when the view time, in whole seconds, cannot
-    (fuse/invalidate.py: it then has the kernel look every name up again).
+    """What the workspace shows changed wholesale (a restore, an undo, the ref followed): a
+    new view time (files unchanged since the base show it) and one more ``view_moves``, by
+    which a pure-FUSE mount's watcher tells such a move from one that keeps the view (a
+    checkpoint) when the view time, in whole seconds, cannot (fuse/invalidate.py: it then
+    has the kernel look every name up again).
     ``keep_time``: a merge's, which adds and removes names but leaves the files it does
     not write at their times: ``view_moves`` alone (without it a pure-FUSE mount kept the
     kernel's entries of the old view: a file the merge added was not found, gitmodel)."""
@@ -384,6 +383,7 @@ def set_base(
     same_view: bool = False,
     changes: list[Change] | None = None,
     index_after: bool = False,
+    written_ns: int | None = None,
 ) -> None:
     """Point the workspace at a new base (call with the fork lock held).
 
@@ -393,15 +393,15 @@ def set_base(
             shows ``view_tree`` (or the new base's tree when None).
         keep_forms: a merge's move (git's ``merge`` rewrites only the files whose blob
             changes): the files whose checkout form alone a changed ``.gitattributes``
-            changes were made to keep the bytes the mount showed (:func:`.wsforms.keep_forms`,
-            recorded converted) and stay so; else (a restore, an undo: a fresh checkout)
-            they are written in the new form.
+            changes keep the bytes the mount showed (:func:`.wsforms.keep_forms`, recorded
+            converted); else (a restore, an undo: a fresh checkout) written in the new form.
         same_view: a merge's move too: the files it leaves keep the times they showed (the
             view time stays, as ``git merge`` leaves the files it does not write), and those
-            it writes show its time; else (a restore, an undo) every file shows a new view
-            time. On the pure-FUSE mount a merge showed every file at the merge's time:
-            every ``.pyc`` stale, every object ``make`` built older than its sources
-            (tests/test_realdata3.py).
+            it writes show its time (``written_ns``, default now: a merge's index written
+            ahead gave them that one, mount/indexahead.py); else (a restore, an undo) every
+            file shows a new view time. On the pure-FUSE mount a merge showed every file at
+            the merge's time: every ``.pyc`` stale, every object ``make`` built older than
+            its sources (tests/test_realdata3.py).
         changes: the workspace's status the caller read just before, under the fork lock
             (a merge's move into a live mount: its recovery's look), not read again.
         index_after: a live mount's git index is the caller's to write right after (a
@@ -427,7 +427,8 @@ def set_base(
             ws.base_moved(view_changed=True, index=not index_after)  # (only the index follows)
             return
     with keeping:
-        _move(ws, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms, same_view=same_view)
+        _move(ws, base, keep_view=keep_view, view_tree=view_tree, keep_forms=keep_forms, same_view=same_view,
+              written_ns=written_ns)  # fmt: skip
     ws.base_moved(view_changed=not keep_view, index=not index_after)
 
 
@@ -463,8 +464,8 @@ def _move(
     view_tree: str | None,
     keep_forms: bool = False,
     same_view: bool = False,
-) -> None:
-    """:func:`set_base` on the overlay's entries (no live mount)."""
+    written_ns: int | None = None,
+) -> None:  # (:func:`set_base` on the overlay's entries: no live mount)
     kept: list[Entry] = []
     same: list[Entry] = []  # (kept over the same blob in the new view: not a top below)
     pins: list[Entry] = []
@@ -510,7 +511,7 @@ def _move(
                 ws.overlay.put(db, Entry("", OBJECT, MODE_TREE, view_tree), "reset")
             new_view(ws.overlay, keep_time=same_view)
             view_reset(ws.overlay)
-            now = time.time_ns()
+            now = time.time_ns() if written_ns is None else written_ns
             ws.overlay.keep_times(db, [(p, oid, now, now) for p, oid in rewritten])
         ws.overlay.set_meta("base", base)
         if kept or pins:
@@ -524,9 +525,8 @@ def _move(
 
 
 def _tops_of(kept: list[Entry], have: set[str]) -> set[str]:
-    """The paths of ``kept`` no other path of ``have`` holds: in path order, what follows
-    one below it is passed by a prefix test (a kept ``node_modules`` asked its ancestors
-    once, not each of its 15,000 entries)."""
+    """The paths of ``kept`` no other path of ``have`` holds: in path order, what follows one
+    below it is passed by a prefix test (a kept ``node_modules``: not its 15,000 entries)."""
     out: set[str] = set()
     below = "\0"
     for e in kept:

@@ -283,6 +283,7 @@ def move_ref(
     view_changed: bool,
     keep_staged: bool = False,
     merged: bool = False,
+    written_ns: int | None = None,
 ) -> None:
     """Move ``ref`` from ``old`` to ``new`` (CAS). ``held``: (a workspace, what its mount's
     index guard gave, held with git's ``index.lock``); when ``ref`` is its branch, the
@@ -292,11 +293,14 @@ def move_ref(
     the workspace shows (a restore, an undo of one, a revert), whose own write of the
     index follows. ``keep_staged``: what git staged at a path the move changes stays
     (:func:`commit_overlay`'s). ``merged``: a merge's move, whose index written ahead
-    may be its final one (mount/indexahead.py)."""
+    may be its final one (mount/indexahead.py; ``written_ns``: the time the files it
+    rewrites will show on a pure-FUSE mount, :func:`.wsbase.set_base`'s)."""
     land = None
     if held is not None and held[1] is not None and new and ref == held[0].ref:
         if merged:
-            land = held[1](new, view_changed=view_changed, keep_staged=keep_staged, merged=True)
+            land = held[1](
+                new, view_changed=view_changed, keep_staged=keep_staged, merged=True, written_ns=written_ns
+            )
         else:
             land = held[1](new, view_changed=view_changed, keep_staged=keep_staged)
     try:

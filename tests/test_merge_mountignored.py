@@ -1,0 +1,182 @@
+"""A merge into a mounted fork holding an installed, ignored tree (a ``node_modules``), on a
+real project's history (more-itertools 10.2.0 and 10.3.0's released sdists, one a commit),
+on both backends, against `git merge` in a plain clone holding the same ignored files:
+after a fast-forward and a three-way merge, the mount's git index (`git ls-files -s
+--debug` less the stat data) and `git status --porcelain=v2` (ignored files listed too)
+equal the plain clone's.
+
+And what such a merge costs (docs/benchmarks.md, h-merge14's section): the target's status,
+read three or four times a merge, read every database row of an ignored tree the overlay
+holds (an installed ``node_modules`` folded into the database: 14,000 rows for minimist,
+~130 ms of CPU each time on an overlay mount); it now reads none below a new directory git
+ignores (core/workspace/overlayentry.py ``unignored_rows``). Into a pure-FUSE mount the index
+was written whole after every merge (the tree walked, a `git status` for the untracked
+cache); the one written ahead of the move is now the final one there too, the time the
+merge's files show given to it (mount/indexahead.py ``written_ns``)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avfs_git.core.operations import checkpoint, merge
+from avfs_git.core.workspace import overlay as overlay_mod
+from avfs_git.ops import mounts
+
+from . import realdata
+from .conftest import git
+from .test_merge_mountindex import NEW, OLD, _changed, _whole_writes
+from .test_overlay import require_overlay
+
+MODULES = {
+    f"node_modules/pkg{i}/{name}": f"module {i} {name}\n" for i in range(40) for name in ("a.js", "b.js")
+}
+IGNORE = b"node_modules/\n"
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """more-itertools' two releases as a git history (tags ``vOLD``, ``vNEW``)."""
+    return realdata.history("more-itertools", [OLD, NEW], tmp_path_factory.mktemp("mi"), aggressive=False)
+
+
+@pytest.fixture
+def forks(home: Any, tmp_path: Path, releases: Path) -> Any:
+    """Vault ``mi``: ``main`` the older release with ``node_modules/`` ignored, fork ``up``
+    the newer one over it (checkpointed), and ``main``'s installed ``node_modules`` written
+    through the API before any mount (the overlay database's rows, as a fold leaves them)."""
+    old = tmp_path / "old"
+    old.mkdir()
+    tar = subprocess.run(["git", "-C", str(releases), "archive", f"v{OLD}"], capture_output=True, check=True)
+    subprocess.run(["tar", "x", "-C", str(old)], input=tar.stdout, check=True)
+    vault = home.create_vault("mi", from_dir=str(old))
+    main = vault.workspace("main")
+    main.write(
+        ".gitignore", (old / ".gitignore").read_bytes() + IGNORE if (old / ".gitignore").exists() else IGNORE
+    )
+    checkpoint.save(vault, "main", message="node_modules ignored")
+    vault.create_fork("main", "up")
+    up = vault.workspace("up")
+    for path, how in _changed(releases).items():
+        if how == "D":
+            up.remove(path)
+        else:
+            blob = subprocess.run(["git", "-C", str(releases), "show", f"v{NEW}:{path}"], capture_output=True)
+            up.write(path, blob.stdout + (IGNORE if path == ".gitignore" else b""), parents=True)
+    checkpoint.save(vault, "up")
+    for path, text in MODULES.items():
+        main.write(path, text.encode(), parents=True)
+    assert not main.is_dirty()
+    return vault
+
+
+@pytest.fixture(params=["overlay", "fuse"])
+def mounted(request: pytest.FixtureRequest, home: Any, forks: Any, tmp_path: Path) -> Iterator[Path]:
+    if request.param == "overlay":
+        require_overlay()
+    else:
+        from .test_fuse import require_fuse
+
+        require_fuse()
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    mounts.mount(home, forks, "main", str(mp), backend=request.param)
+    try:
+        git("-C", str(mp), "status", "--porcelain")  # (git's untracked cache written into the index)
+        yield mp
+    finally:
+        mounts.unmount(home, forks, "main")
+
+
+def _plain(vault: Any, tmp_path: Path) -> Path:
+    """A plain clone of the vault at ``main`` holding the same ignored ``node_modules``."""
+    plain = tmp_path / "plain"
+    git("clone", "-q", "--branch", "main", vault.path, str(plain))
+    for path, text in MODULES.items():
+        (plain / path).parent.mkdir(parents=True, exist_ok=True)
+        (plain / path).write_text(text)
+    return plain
+
+
+def _target_moves(vault: Any, where: list[Path], releases: Path) -> None:
+    """The target's own commit of a three-way merge: a line added to a file the newer
+    release leaves alone, written in each work tree (the mount's checkpointed, the plain
+    clone's committed)."""
+    changed = _changed(releases)
+    path = next(
+        p
+        for p in sorted(git("-C", str(where[0]), "ls-files").splitlines())
+        if p not in changed and p.endswith((".py", ".rst", ".txt"))
+    )
+    for w in where:
+        with open(w / path, "a") as fh:
+            fh.write("# the target's own line\n")
+    checkpoint.save(vault, "main", message="the target's own")
+    git("-C", str(where[1]), "commit", "-q", "-am", "the target's own")
+
+
+def _index(where: Path) -> str:
+    """`git ls-files -s --debug` less the stat data (ctime, mtime, dev, ino, uid, gid)."""
+    keep = [
+        ln
+        for ln in git("-C", str(where), "ls-files", "-s", "--debug").splitlines()
+        if not ln.startswith(("  ctime:", "  mtime:", "  dev:", "  uid:"))
+    ]
+    return "\n".join(keep)
+
+
+def _state(where: Path) -> tuple[str, str, str]:
+    """(HEAD's tree, the index less its stat data, `git status --porcelain=v2 --ignored`)."""
+    return (
+        git("-C", str(where), "rev-parse", "HEAD^{tree}"),
+        _index(where),
+        git("-C", str(where), "status", "--porcelain=v2", "--ignored"),
+    )
+
+
+def _rows_below(monkeypatch: pytest.MonkeyPatch, prefix: str) -> list[str]:
+    """The overlay database's rows read from now on at or below ``prefix`` (its entries as
+    a read makes them)."""
+    read: list[str] = []
+    real = overlay_mod.entry_of_row
+
+    def counted(row: Any) -> Any:
+        e = real(row)
+        if e.path.startswith(prefix):
+            read.append(e.path)
+        return e
+
+    monkeypatch.setattr(overlay_mod, "entry_of_row", counted)
+    return read
+
+
+@pytest.mark.parametrize("kind", ["ff", "merge"])
+def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
+    forks: Any, mounted: Path, releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Both backends: git's index and status after the merge are the plain clone's after
+    `git merge`, the ignored tree listed alike. The target's statuses read no row of its
+    ignored ``node_modules`` but the first below it (main's code: every row, each status),
+    and the pure-FUSE mount's index is not written whole after the move (main's: it was)."""
+    plain = _plain(forks, tmp_path)
+    if kind == "merge":
+        _target_moves(forks, [mounted, plain], releases)
+    assert _state(mounted) == _state(plain)
+    subprocess.run(["git", "-C", str(plain), "merge", "-q", "--no-edit", "origin/up"], check=True)
+    whole = _whole_writes(monkeypatch)
+    rows = _rows_below(monkeypatch, "node_modules/")
+    res = merge.merge(forks, "up", "main")
+    assert res.status == {"ff": "fast_forward", "merge": "merged"}[kind]
+    assert whole == []
+    # (a read in path order meets the first row below the ignored directory, then jumps past it)
+    assert len(rows) < len(MODULES) / 4, len(rows)
+    monkeypatch.undo()
+    assert _state(mounted) == _state(plain)
+    assert git("-C", str(mounted), "diff-index", "--cached", "HEAD") == ""
+    assert sorted(forks.workspace("main").status_report(list_ignored=True)["ignored_paths"]) == [
+        "node_modules/"
+    ]
