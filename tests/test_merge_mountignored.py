@@ -25,12 +25,10 @@ import pytest
 
 from avfs_git.core.operations import checkpoint, merge
 from avfs_git.core.workspace import overlay as overlay_mod
-from avfs_git.ops import mounts
 
 from . import realdata
 from .conftest import git
-from .test_merge_mountindex import NEW, OLD, _changed, _whole_writes
-from .test_overlay import require_overlay
+from .test_merge_mountindex import NEW, OLD, _changed, _whole_writes, main_mounted
 
 MODULES = {
     f"node_modules/pkg{i}/{name}": f"module {i} {name}\n" for i in range(40) for name in ("a.js", "b.js")
@@ -76,20 +74,9 @@ def forks(home: Any, tmp_path: Path, releases: Path) -> Any:
 
 @pytest.fixture(params=["overlay", "fuse"])
 def mounted(request: pytest.FixtureRequest, home: Any, forks: Any, tmp_path: Path) -> Iterator[Path]:
-    if request.param == "overlay":
-        require_overlay()
-    else:
-        from .test_fuse import require_fuse
-
-        require_fuse()
-    mp = tmp_path / "mnt"
-    mp.mkdir()
-    mounts.mount(home, forks, "main", str(mp), backend=request.param)
-    try:
+    with main_mounted(request.param, home, forks, tmp_path) as mp:
         git("-C", str(mp), "status", "--porcelain")  # (git's untracked cache written into the index)
         yield mp
-    finally:
-        mounts.unmount(home, forks, "main")
 
 
 def _plain(vault: Any, tmp_path: Path) -> Path:

@@ -16,6 +16,7 @@ libgit2's open (it kept one per pack)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -70,9 +71,10 @@ def forks(home: Any, tmp_path: Path, releases: Path) -> Any:
     return vault
 
 
-@pytest.fixture(params=["overlay", "fuse"])
-def mounted(request: pytest.FixtureRequest, home: Any, forks: Any, tmp_path: Path) -> Iterator[Path]:
-    if request.param == "overlay":
+@contextlib.contextmanager
+def main_mounted(backend: str, home: Any, forks: Any, tmp_path: Path) -> Iterator[Path]:
+    """Fork ``main`` of ``forks`` mounted on ``backend`` at ``tmp_path/mnt``."""
+    if backend == "overlay":
         require_overlay()
     else:
         from .test_fuse import require_fuse
@@ -80,11 +82,17 @@ def mounted(request: pytest.FixtureRequest, home: Any, forks: Any, tmp_path: Pat
         require_fuse()
     mp = tmp_path / "mnt"
     mp.mkdir()
-    mounts.mount(home, forks, "main", str(mp), backend=request.param)
+    mounts.mount(home, forks, "main", str(mp), backend=backend)
     try:
         yield mp
     finally:
         mounts.unmount(home, forks, "main")
+
+
+@pytest.fixture(params=["overlay", "fuse"])
+def mounted(request: pytest.FixtureRequest, home: Any, forks: Any, tmp_path: Path) -> Iterator[Path]:
+    with main_mounted(request.param, home, forks, tmp_path) as mp:
+        yield mp
 
 
 def _target_moves(vault: Any, mp: Path, releases: Path, kind: str) -> None:

@@ -35,6 +35,8 @@ from avfs_git.core.vaults import audit
 from avfs_git.core.vaults.changes import OP_WAIT_S, changes_since
 from avfs_git.proxy import execspan
 
+from .test_watch_labels import _until
+
 
 def _files(evs: Any) -> list[tuple[Any, ...]]:
     return [(e.kind, e.path, e.source, e.exec_id) for e in evs if e.path is not None]
@@ -73,16 +75,6 @@ def test_a_span_read_before_the_call_names_it_waits_for_its_name(vault: Any) -> 
 def _lines(vault: Any) -> list[str]:
     with open(refs.reflog_path(vault.path, refs.fork_ref("main")), encoding="utf-8") as fh:
         return fh.read().splitlines()
-
-
-def _until(what: Any, timeout: float = 60.0) -> Any:
-    end = time.time() + timeout
-    while time.time() < end:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"not reached: {what}")
 
 
 def _moves(evs: Any) -> list[tuple[Any, ...]]:
