@@ -169,8 +169,8 @@ def test_names_git_made_are_quoted_like_git_quotes_them(t, cli):
 def test_errors_show_arguments_as_they_are(t, cli_proc):
     assert (
         t("cat", "nope[red]x", code=1, proc=True).err
-        == "avfs: error: nope[red]x: no such file or directory\n"
-    )
+        == "avfs: error: nope[red]x: no such file or directory\n  hint: `avfs ls` lists the fork's root\n"
+    )  # (the hint: polish4's, nothing near the name to offer)
     r = t("cat", "a\x1b[31mb", code=1, proc=True)
     assert r.err == "avfs: error: invalid path 'a\\x1b[31mb': contains a control character\n"
     r = t("checkpoint", "restore", "x[/]\x1b", code=1, proc=True)
