@@ -374,3 +374,31 @@ def other_hand(vault: str, fork: str, files: dict[str, str], tmp: Path) -> None:
     new = g("commit-tree", g("write-tree"), "-p", old, "-m", "another hand")
     g("update-ref", f"refs/heads/{fork}", new, old)
     index.unlink()
+
+
+def ab_report(args: argparse.Namespace, got: dict[str, dict[str, list[float]]], load: Any) -> dict[str, Any]:
+    """Two sides' (``args.a``, ``args.b``) timings per case as medians and the b/a ratio,
+    printed and written to ``args.out`` when given (the A/B scripts' common report)."""
+    report = {
+        "a": args.a,
+        "b": args.b,
+        "rounds": args.rounds,
+        "load": load,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cases": {
+            c: {
+                "a_ms": statistics.median(v["a"]),
+                "b_ms": statistics.median(v["b"]),
+                "ratio_b_over_a": statistics.median(v["b"]) / statistics.median(v["a"]),
+                "a_all": v["a"],
+                "b_all": v["b"],
+            }
+            for c, v in got.items()
+        },
+    }
+    text = json.dumps(report, indent=1)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    print(text)
+    return report

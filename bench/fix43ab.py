@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
-from .abkit import scratch
+from .abkit import ab_report, scratch
 
 _SWAPS = r"""
 import os, shutil, sys, time, tempfile
@@ -149,28 +148,7 @@ def _rounds(
         for side in order:
             got["swaps"][side].append(_swaps(sides[side], store))
         loads.append(os.getloadavg())
-    report = {
-        "a": args.a,
-        "b": args.b,
-        "rounds": args.rounds,
-        "load": loads,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cases": {
-            c: {
-                "a_ms": statistics.median(v["a"]),
-                "b_ms": statistics.median(v["b"]),
-                "ratio_b_over_a": statistics.median(v["b"]) / statistics.median(v["a"]),
-                "a_all": v["a"],
-                "b_all": v["b"],
-            }
-            for c, v in got.items()
-        },
-    }
-    text = json.dumps(report, indent=1)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
-    print(text)
+    ab_report(args, got, loads)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ Each figure is one child process of the build's own interpreter, its CPU time (m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from .abkit import ab_report
 
 _READS = r"""
 import os, sys, time
@@ -129,28 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 for side in order:
                     got[case][side].append(_run(getattr(args, side), code, *rest))
         load = os.getloadavg()
-        report = {
-            "a": args.a,
-            "b": args.b,
-            "rounds": args.rounds,
-            "load": load,
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cases": {
-                c: {
-                    "a_ms": statistics.median(v["a"]),
-                    "b_ms": statistics.median(v["b"]),
-                    "ratio_b_over_a": statistics.median(v["b"]) / statistics.median(v["a"]),
-                    "a_all": v["a"],
-                    "b_all": v["b"],
-                }
-                for c, v in got.items()
-            },
-        }
-        text = json.dumps(report, indent=1)
-        if args.out:
-            with open(args.out, "w") as fh:
-                fh.write(text + "\n")
-        print(text)
+        ab_report(args, got, load)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
