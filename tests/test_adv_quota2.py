@@ -292,3 +292,58 @@ def test_every_read_of_a_full_fork_answers_and_changes_nothing(
     assert (st["base"], st["head"], st["stale"]) == (tip, tip, False), st
     assert [c["path"] for c in st["changes"]] == ["fill.bin"]
     assert (mp / "keep.txt").read_bytes() == b"kept2\n" and (mp / "other.txt").read_bytes() == b"other\n"
+
+
+# a writer of the change log that died between its rollback journal and the database (as the
+# mount daemon's append leaves it when its commit, then its rollback, found no room): with
+# SQLite's syncs off its journal's header is whole at once, so the journal is hot as soon as
+# the writer is gone
+_PLANT = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA synchronous=OFF")
+db.execute("BEGIN IMMEDIATE")
+db.execute("INSERT INTO events(ts, kind, path) VALUES(0, 'created', 'planted.txt')")
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("full", ["overlay"], indirect=True)
+def test_a_change_log_a_writer_left_mid_write_is_read_on_a_full_fork(
+    home: Path, full: tuple[Path, str, str]
+) -> None:
+    """The official CI's failure of the thirty-ninth round's tree: `watch --once` on the
+    full [overlay] fork above failed `corrupt_state` ("cannot open database
+    .../changes.db: disk I/O error"). The change log is a rollback-journal database the
+    mount's daemon appends to while the kernel fills the fork's quota; an append whose
+    commit and then whose rollback found no room (btrfs writes a page back to a new
+    place) leaves its journal hot, and SQLite's every reader rolls it back first: a write,
+    refused while the fork is full. The log reads as it was before that append, and
+    nothing changes."""
+    mp, _base, _tip = full
+    state = os.path.realpath(home / "vaults" / "v.git" / "avfs" / "ws" / "main")
+    log = os.path.join(state, "changes.db")
+    # room for the writer (the quota raised a moment), then the fork full again
+    avfs("--vault", "v", "quota", "set", "--bytes", "none")
+    subprocess.run([sys.executable, "-c", _PLANT, log], check=True)
+    avfs("--vault", "v", "quota", "set", "--bytes", str(MIB))
+    with open(log + "-journal", "rb") as fh:
+        assert fh.read(1) != b"\0"  # hot: SQLite's readers roll it back first
+    with pytest.raises(OSError) as err:
+        os.mkdir(os.path.join(state, "probe"))
+    assert err.value.errno == errno.EDQUOT
+    before = _snapshot(home, mp)
+    journal = Path(log + "-journal").read_bytes()
+    cursor = doc("watch", "--once", cwd=mp)["cursor"]
+    for real in (False, True):
+        out = avfs("--json", "watch", "--once", "--since", cursor, cwd=mp, real=real)
+        assert json.loads(out.splitlines()[-1])["kind"] == "watch_cursor", out
+        assert "planted.txt" not in out and "resync_required" not in out, out
+    st = doc("status", cwd=mp, real=True)
+    assert [c["path"] for c in st["changes"]] == ["fill.bin"], st
+    assert _snapshot(home, mp) == before
+    assert Path(log + "-journal").read_bytes() == journal  # (no room to roll it back: kept)
+    # room again: the next writer rolls the journal back; the planted row was never there
+    avfs("--vault", "v", "quota", "set", "--bytes", "none")
+    out = avfs("--json", "watch", "--once", "--since", cursor, cwd=mp)
+    assert "planted.txt" not in out and not os.path.exists(log + "-journal"), out

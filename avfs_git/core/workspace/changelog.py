@@ -34,9 +34,10 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
+from ..errors import CorruptStateError
 from ..store.threads import ThreadSlots
 from . import execspans
-from .sqlite import DEFAULT_WAIT_S, close_conn, create_filled, make_unsynced, open_db
+from .sqlite import DEFAULT_WAIT_S, close_conn, create_filled, make_unsynced, open_db, open_past_hot_journal
 
 FILE = "changes.db"
 # + the name of the state dir it is for: a fork's log made in its source's state dir just
@@ -89,7 +90,17 @@ class ChangeLog:
             # a rollback journal, not WAL: the overlay daemon appends here while the kernel
             # fills the fork's quota, and a WAL's shared-memory mapping faults (SIGBUS) on a
             # btrfs subvolume past its quota, where a write only fails (sqlite.open_db)
-            conn = open_db(self.path, _SCHEMA, journal="DELETE", wait_s=self.wait_s)
+            try:
+                conn = open_db(self.path, _SCHEMA, journal="DELETE", wait_s=self.wait_s)
+            except CorruptStateError as exc:
+                # a hot journal (a writer's append that found no room at its commit, then
+                # at its rollback) on a fork still full: read as it was before that append
+                from .noroom import cannot_write
+
+                got = open_past_hot_journal(self.path, self.wait_s) if cannot_write(exc) else None
+                if got is None:
+                    raise
+                conn = got
             self._local.conn = conn
         return conn
 

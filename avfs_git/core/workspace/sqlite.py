@@ -273,6 +273,55 @@ def open_cache_in_memory(path: str, schema: str, *, version: int = 1) -> sqlite3
         raise
 
 
+def open_past_hot_journal(path: str, wait_s: float) -> sqlite3.Connection | None:
+    """The rollback-journal database ``path`` whose journal a writer left hot (it died
+    mid-write, or its commit and then its rollback found no room), where it cannot be
+    rolled back: SQLite's every reader must first write the journal's pages back, a write
+    its file system (a fork's state at its quota, a full disk) refuses. Read instead from a
+    private copy of the two files that SQLite rolls back in a temporary directory: the
+    database as it was before that writer's transaction, as any reader with room would see
+    it, open ``query_only`` (a write fails "attempt to write a readonly database", as on a
+    read-only home). None when ``path`` has no hot journal or the files changed while they
+    were copied (someone with room rolled it back: open it again)."""
+    import shutil  # (only here: a hot journal no one can roll back is rare)
+    import tempfile
+
+    journal = f"{path}-journal"
+
+    def look() -> tuple[int, int, int, int, int, int] | None:
+        try:
+            a, b = os.stat(path), os.stat(journal)
+            with open(journal, "rb") as fh:
+                if fh.read(1) in (b"", b"\0"):  # (SQLite's "not hot": no header yet)
+                    return None
+        except OSError:
+            return None
+        return (a.st_ino, a.st_size, a.st_mtime_ns, b.st_ino, b.st_size, b.st_mtime_ns)
+
+    seen = look()
+    if seen is None:
+        return None
+    tmp = tempfile.mkdtemp(prefix="avfs-rollback-")
+    try:
+        copy = os.path.join(tmp, os.path.basename(path))
+        shutil.copyfile(path, copy)
+        shutil.copyfile(journal, f"{copy}-journal")
+        if look() != seen:
+            return None
+        conn = sqlite3.connect(copy, timeout=wait_s, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # (rolls the copy back)
+            conn.execute("PRAGMA query_only=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn  # (its files unlinked below: open, they are this connection's alone)
+    except OSError:
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def set_wait(conn: sqlite3.Connection, wait_s: float) -> None:
     """Make ``conn`` wait ``wait_s`` seconds for a lock another connection holds (SQLite's
     busy timeout, as ``sqlite3.connect(timeout=)`` sets it at open)."""
