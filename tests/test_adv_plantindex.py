@@ -189,7 +189,10 @@ def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: 
     assert said is not None and "src/config" in said["paths"], out
 
 
-@pytest.mark.parametrize(("who", "how"), [("agent", "rm"), ("person", "rm"), ("agent", "mv")])
+@pytest.mark.parametrize(
+    ("who", "how"),
+    [("agent", "rm"), ("person", "rm"), ("agent", "mv"), ("agent", "lnkrm"), ("agent", "lnkmv")],
+)
 def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_merge(
     scene: Scene, tmp_path: Path, who: str, how: str
 ) -> None:
@@ -199,7 +202,9 @@ def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_mer
     agent's ``avfs rm`` outside any run takes it out of the work tree; the other half comes
     by the person's own ``git merge --ff-only agent`` in the mount (no avfs commit sees
     git's merge). The person's plain ``git commit`` (no ``-a``) recorded both halves: the
-    person's ref move is now checked over git's index as a run's carry-back is."""
+    person's ref move is now checked over git's index as a run's carry-back is. ``lnk*``
+    (review44 B, the fortieth round): the same through a symlinked parent, ``avfs rm
+    lnk/config`` with ``lnk`` -> ``src``: the put-back looked at ``lnk/config`` only."""
     marker = scene.ran / f"ffmerge-{who}-{how}-fsmonitor"
     scene.vault.fork("main", "agent")
     _write_other_half(scene, "agent")
@@ -208,11 +213,13 @@ def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_mer
     )
     assert got.code == 0, got.out
     stage = "git add src/config\n" if who == "agent" else ""
+    stage += "ln -s src lnk\n" if how.startswith("lnk") else ""
     one = _ran(scene.attack(_config_half(marker) + stage, commit=False))
     assert not _put_back_said(one), one.to_dict()  # (the work tree shows it: it stays staged)
     if who == "person":
         scene.git("add", "src/config")
-    code, doc = _avfs(scene, *(("rm", "src/config") if how == "rm" else ("mv", "src/config", "notes.txt")))
+    where = "lnk/config" if how.startswith("lnk") else "src/config"
+    code, doc = _avfs(scene, *(("rm", where) if how.endswith("rm") else ("mv", where, "notes.txt")))
     assert code == 0, doc
     # (put back where the work tree stopped showing it: staged on main until the commit)
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout

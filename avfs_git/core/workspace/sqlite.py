@@ -273,6 +273,11 @@ def open_cache_in_memory(path: str, schema: str, *, version: int = 1) -> sqlite3
         raise
 
 
+# the most of a database and its hot journal :func:`open_past_hot_journal` copies (into the
+# host's temporary directory, outside any quota, a copy a reader: review44 D)
+HOT_COPY_MAX = 64 << 20
+
+
 def open_past_hot_journal(path: str, wait_s: float) -> sqlite3.Connection | None:
     """The rollback-journal database ``path`` whose journal a writer left hot (it died
     mid-write, or its commit and then its rollback found no room), where it cannot be
@@ -281,8 +286,9 @@ def open_past_hot_journal(path: str, wait_s: float) -> sqlite3.Connection | None
     private copy of the two files that SQLite rolls back in a temporary directory: the
     database as it was before that writer's transaction, as any reader with room would see
     it, open ``query_only`` (a write fails "attempt to write a readonly database", as on a
-    read-only home). None when ``path`` has no hot journal or the files changed while they
-    were copied (someone with room rolled it back: open it again)."""
+    read-only home). None when ``path`` has no hot journal, the two are past
+    :data:`HOT_COPY_MAX`, or the files changed while they were copied (someone with room
+    rolled it back: open it again)."""
     import shutil  # (only here: a hot journal no one can roll back is rare)
     import tempfile
 
@@ -299,7 +305,7 @@ def open_past_hot_journal(path: str, wait_s: float) -> sqlite3.Connection | None
         return (a.st_ino, a.st_size, a.st_mtime_ns, b.st_ino, b.st_size, b.st_mtime_ns)
 
     seen = look()
-    if seen is None:
+    if seen is None or seen[1] + seen[4] > HOT_COPY_MAX:
         return None
     tmp = tempfile.mkdtemp(prefix="avfs-rollback-")
     try:
