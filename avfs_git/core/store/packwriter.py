@@ -44,7 +44,9 @@ OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 
 _TYPE_NAME = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
 _CHUNK = 1 << 20
-PACK_LIMIT = 48  # consolidate when a vault holds more packs than this
+# consolidate when a vault holds more packs than this: half git's gc.autoPackLimit (50), so
+# the packs written while a roll runs never take a person's `git commit` past it (h-packs1)
+PACK_LIMIT = 24
 TMP_PREFIX = "tmp_avfs_"
 TMP_INDEX = "_idx"  # a temporary pack's index: its name plus this (never ".idx": see above)
 
@@ -567,11 +569,11 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
 
     # -P: the caller's working directory (a mount a confined command wrote) not first on
     # sys.path, where -m puts it: a package `avfs_git` there would be what runs
-    cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packwriter", git_dir]
+    cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packroll", git_dir]
     if wait:
         subprocess.run([*cmd, "--wait"], check=False, capture_output=True)
         return True
-    lock = _repack_lock(git_dir)
+    lock = repack_lock(git_dir)
     if lock is None:
         return False  # one runs
     try:
@@ -584,7 +586,7 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
     return True
 
 
-def _repack_lock(git_dir: str, *, wait: bool = False) -> IO[str] | None:
+def repack_lock(git_dir: str, *, wait: bool = False) -> IO[str] | None:
     """The vault's repack lock, taken (an flock on ``avfs/locks/.repack.lock``; no fork
     name starts with '.'), or None when a repack holds it (and not ``wait``)."""
     lock_dir = os.path.join(git_dir, "avfs", "locks")
@@ -596,25 +598,3 @@ def _repack_lock(git_dir: str, *, wait: bool = False) -> IO[str] | None:
         lock.close()
         return None
     return lock
-
-
-def _consolidate(git_dir: str, wait: bool, lock_fd: int | None = None) -> int:
-    from .gitrun import run
-
-    # the lock its starter took (maybe_consolidate), held till this process ends
-    lock = os.fdopen(lock_fd, "w") if lock_fd is not None else _repack_lock(git_dir, wait=wait)
-    if lock is None:
-        return 0  # another repack of this vault is running
-    with lock:
-        proc = run(
-            ["repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index"], git_dir=git_dir, check=False
-        )
-        return proc.returncode
-
-
-if __name__ == "__main__":
-    import sys
-
-    _args = sys.argv[2:]
-    _fd = int(_args[_args.index("--lock-fd") + 1]) if "--lock-fd" in _args else None
-    sys.exit(_consolidate(sys.argv[1], "--wait" in _args, _fd))
