@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from avfs_git.core.store import packroll
+from avfs_git.core.store.packwriter import OBJ_BLOB, PackWriter
 from avfs_git.core.vaults.home import Home
 
 from .conftest import git, run_in_process
@@ -117,3 +119,30 @@ def test_a_lazy_vault_rolls_its_packs_and_keeps_what_the_remote_promised(
     git("--git-dir", vault_path, "rev-list", "--objects", "--all", "--missing=allow-promisor")
     still = git("--git-dir", vault_path, "rev-list", "--objects", "--all", "--missing=print")
     assert any(line.startswith("?") for line in still.splitlines())  # (nothing fetched to roll)
+
+
+@pytest.mark.parametrize(
+    "counts", [[1, 1, 1, 1], [1, 1, 4, 16], [2, 3, 40, 41], [1, 2, 4, 8, 16], [5, 1, 1, 30, 100, 100]]
+)
+def test_the_lazy_roll_takes_the_packs_git_s_geometric_repack_takes(
+    tmp_path: Path, counts: list[int]
+) -> None:
+    """packroll's choice of packs (made for a lazy vault, where git 2.39's repack refuses)
+    against git's own ``repack -d --geometric=2`` on the same packs of a whole repository."""
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", str(repo))
+    made, names = 0, []
+    for n in counts:
+        pw = PackWriter(str(repo))
+        for k in range(made, made + n):
+            pw.add(OBJ_BLOB, b"%d\n" % k)
+        made += n
+        names.append(pw.finish())
+    pack_dir = str(repo / "objects" / "pack")
+    plain = packroll.packs(pack_dir)[False]
+    assert sorted(c for c, _ in plain) == sorted(counts)
+    cut = packroll.split([c for c, _ in plain])
+    kept = {os.path.basename(b) for _, b in plain[cut:]}
+    git("--git-dir", str(repo), "repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index")
+    left = {n[: -len(".idx")] for n in os.listdir(pack_dir) if n.endswith(".idx")}
+    assert kept <= left and len(left - kept) == (1 if cut else 0), (counts, cut, kept, left)

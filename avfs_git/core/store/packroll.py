@@ -29,7 +29,14 @@ from .gitrun import run
 from .packwriter import TMP_PREFIX, install, repack_lock
 
 FACTOR = 2  # each pack at least twice the objects of all smaller ones together (git's --geometric=2)
-_EXTS = (".idx", ".pack", ".rev", ".bitmap", ".promisor", ".mtimes")  # (the index first: no reader finds the pack after)
+_EXTS = (
+    ".idx",
+    ".pack",
+    ".rev",
+    ".bitmap",
+    ".promisor",
+    ".mtimes",
+)  # (the index first: no reader finds the pack after)
 
 
 def _count(idx: str) -> int:
