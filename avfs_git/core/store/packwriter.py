@@ -550,7 +550,8 @@ def pack_count(git_dir: str) -> int:
 
 
 def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = False) -> bool:
-    """Merge small packs (``git repack --geometric=2``) once more than ``limit`` pile up.
+    """Merge small packs (``git repack --geometric=2``; :mod:`.packroll`'s own in a lazy
+    vault, where git 2.39 refuses it) once more than ``limit`` pile up.
 
     Geometric repacking rewrites only the small packs, so its cost follows what the recent
     checkpoints wrote, not the vault's size; still, it runs in a detached process (unless
