@@ -151,10 +151,14 @@ def execute(
     # the packs the call's before-record and record wrote rolled up past their limit, once
     # the caller has its answer (h-packs1: never by a person's `git commit` in the mount)
     if after is not None:
-        after.append(functools.partial(packwriter.maybe_consolidate, vault.path))
+        after.append(functools.partial(_roll_packs, vault.path))
     elif done.before is not None:
-        packwriter.maybe_consolidate(vault.path)
+        _roll_packs(vault.path)
     return res
+
+
+def _roll_packs(git_dir: str) -> None:
+    packwriter.maybe_consolidate(git_dir)
 
 
 @dataclass(slots=True)

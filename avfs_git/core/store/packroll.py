@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from typing import IO
 
 from .gitrun import run
 from .packwriter import TMP_PREFIX, install, repack_lock
@@ -153,13 +154,13 @@ def main(argv: list[str]) -> int:
     """``GIT_DIR [--wait] [--lock-fd FD]``: roll under the vault's repack lock (the one its
     starter took and handed on as FD, or taken here, waiting with ``--wait``)."""
     git_dir, args = argv[0], argv[1:]
+    lock: IO[str] | None
     if "--lock-fd" in args:
         lock = os.fdopen(int(args[args.index("--lock-fd") + 1]), "w")
     else:
-        taken = repack_lock(git_dir, wait="--wait" in args)
-        if taken is None:
-            return 0  # another roll of this vault is running
-        lock = taken
+        lock = repack_lock(git_dir, wait="--wait" in args)
+    if lock is None:
+        return 0  # another roll of this vault is running
     with lock:
         return consolidate(git_dir)
 
