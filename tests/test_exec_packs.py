@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from avfs_git.core.store import packroll
+from avfs_git.core.store import packroll, packwriter
 from avfs_git.core.store.packwriter import OBJ_BLOB, PackWriter
 from avfs_git.core.vaults.home import Home
 
@@ -146,3 +147,40 @@ def test_the_lazy_roll_takes_the_packs_git_s_geometric_repack_takes(
     git("--git-dir", str(repo), "repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index")
     left = {n[: -len(".idx")] for n in os.listdir(pack_dir) if n.endswith(".idx")}
     assert kept <= left and len(left - kept) == (1 if cut else 0), (counts, cut, kept, left)
+
+
+def test_a_roll_started_from_a_mount_runs_outside_it(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`checkpoint save` typed in a mount, past the limit: the roll it starts (a detached
+    python and its `git repack`) works in the vault's directory, not the caller's, where it
+    held the mount busy for `avfs unmount` until it ended (main: its git ran in the mount).
+    Seen through a `git` on PATH that notes its working directory, then runs the real one."""
+    _require("overlay")
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "git-cwd.log"
+    (bin_dir / "git").write_text(f'#!/bin/sh\ncase "$*" in *repack*) pwd >> {log};; esac\nexec {real} "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("one\n")
+    _avfs("vault", "create", "v", "--from", str(src))
+    mp = tmp_path / "m"
+    mp.mkdir()
+    _avfs("--vault", "v:main", "mount", str(mp))
+    vault_path = home.vault("v").path
+    try:
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        for i in range(packwriter.PACK_LIMIT + 2):
+            (mp / "n.txt").write_text(f"{i}\n")
+            _avfs("--vault", "v:main", "checkpoint", "save", "-m", f"c{i}", cwd=mp)
+        lock = packwriter.repack_lock(vault_path, wait=True)  # the roll's end (it holds this lock)
+        assert lock is not None
+        lock.close()
+        assert log.read_text().split() == [vault_path], log.read_text()
+        assert _packs(vault_path)[0] <= packwriter.PACK_LIMIT
+    finally:
+        _avfs("--vault", "v:main", "unmount", str(mp))

@@ -569,10 +569,12 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
     import sys
 
     # -P: the caller's working directory (a mount a confined command wrote) not first on
-    # sys.path, where -m puts it: a package `avfs_git` there would be what runs
+    # sys.path, where -m puts it: a package `avfs_git` there would be what runs. And the
+    # roll's working directory is the vault's, never the caller's: a `checkpoint save` typed
+    # in a mount left a detached python and its git there, which `avfs unmount` found busy.
     cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packroll", git_dir]
     if wait:
-        subprocess.run([*cmd, "--wait"], check=False, capture_output=True)
+        subprocess.run([*cmd, "--wait"], check=False, capture_output=True, cwd=git_dir)
         return True
     lock = repack_lock(git_dir)
     if lock is None:
@@ -580,7 +582,7 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
     try:
         fd = lock.fileno()
         sh = ["/bin/sh", "-c", '"$@" &', "sh", *cmd, "--lock-fd", str(fd)]
-        subprocess.run(sh, check=False, pass_fds=(fd,), start_new_session=True,
+        subprocess.run(sh, check=False, pass_fds=(fd,), start_new_session=True, cwd=git_dir,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     finally:
         lock.close()  # the repack's process holds it (the same open file) until it ends
