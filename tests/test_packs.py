@@ -238,7 +238,7 @@ def test_one_consolidation_at_a_time_and_nobody_s_child(vault, ws):
         ws.write("counter.txt", str(i).encode())
         checkpoint.save(vault)
     assert packwriter.pack_count(vault.path) > 3
-    running = packwriter._repack_lock(vault.path)  # a repack of another process runs
+    running = packwriter.repack_lock(vault.path)  # a repack of another process runs
     assert running is not None
     try:
         assert not packwriter.maybe_consolidate(vault.path, 3)

@@ -34,6 +34,7 @@ from ..core.errors import (
     unexpected,
 )
 from ..core.records import dataclass
+from ..core.store import packwriter
 from ..core.vaults import audit
 
 if TYPE_CHECKING:
@@ -147,7 +148,17 @@ def execute(
         vault.oplog.name_exec(done.recorded.op_id, f"audit:{at}")  # (the call named, now audited)
     if at is not None and after is not None:
         after.append(functools.partial(audit.sync, vault.state_dir))
+    # the packs the call's before-record and record wrote rolled up past their limit, once
+    # the caller has its answer (h-packs1: never by a person's `git commit` in the mount)
+    if after is not None:
+        after.append(functools.partial(_roll_packs, vault.path))
+    elif done.before is not None:
+        _roll_packs(vault.path)
     return res
+
+
+def _roll_packs(git_dir: str) -> None:
+    packwriter.maybe_consolidate(git_dir)
 
 
 @dataclass(slots=True)

@@ -162,7 +162,7 @@ def save(
             exec_of=exec_of,
         )
         kept = kept_paths(ws.kept_open)
-    if commit is not None:
+    if commit is not None and exec_of is None:  # (an exec's record: once its call has answered)
         packwriter.maybe_consolidate(vault.path)
     info = _info(vault, fork, target, name)
     count = _changes_saved(vault, ws, commit, captured) if commit is not None else 0

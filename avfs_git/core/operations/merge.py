@@ -39,7 +39,7 @@ from ..errors import (
     UnrelatedHistoriesError,
     UsageError,
 )
-from ..store import names, refs
+from ..store import names, packwriter, refs
 from ..store.gitstore import EMPTY_TREE
 from ..store.mergetrees import MergedIndex, criss_cross, merge_commits, merge_trees
 from ..store.trivialmerge import _trivial_merge
@@ -225,12 +225,15 @@ def merge(
             # (each commit's tree read once a try, the ignore rules' globals, and which of
             # the target's upper layer's top directories stay: wsfold.tops_kept)
             with vault.store.commit_trees_kept(), globals_kept(), tops_kept():
-                return _merge_once(
+                result = _merge_once(
                     vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
                     write_conflicts=write_conflicts, allow_unrelated=allow_unrelated,
                     capture=capture, message=message, source_ref=source_ref,
                     expect_head=expect_head,
                 )  # fmt: skip
+            if not dry_run:  # (a merge's pack: rolled up with the others past their limit)
+                packwriter.maybe_consolidate(vault.path)
+            return result
         except BusyError as exc:
             if exc.details.get("reason") != mergeguard.CHANGED_DURING_MERGE:
                 raise

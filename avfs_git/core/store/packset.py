@@ -5,7 +5,7 @@ object readers it keeps hold packs that are no longer there.
 libgit2 never forgets a pack it opened: its pack backend adds the packs a rescan finds
 and drops none, and keeps each one's file open. The repositories a store keeps, one a
 thread (:class:`.gitstore.GitStore`), held every pack the session ever wrote, those the
-geometric repack removed included (``packwriter.maybe_consolidate``, past 48 packs): an
+geometric repack removed included (``packwriter.maybe_consolidate``, past 24 packs): an
 overlay mount's daemon had 838 descriptors open after 600 checkpoints, 750 of them of
 removed packs (a pure-FUSE one 430 after about 160), and every read that missed the pack
 it last found an object in searched them all. Once :attr:`PackSet.gone` moves, the

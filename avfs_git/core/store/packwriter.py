@@ -44,7 +44,9 @@ OBJ_COMMIT, OBJ_TREE, OBJ_BLOB = 1, 2, 3
 
 _TYPE_NAME = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob"}
 _CHUNK = 1 << 20
-PACK_LIMIT = 48  # consolidate when a vault holds more packs than this
+# consolidate when a vault holds more packs than this: half git's gc.autoPackLimit (50), so
+# the packs written while a roll runs never take a person's `git commit` past it (h-packs1)
+PACK_LIMIT = 24
 TMP_PREFIX = "tmp_avfs_"
 TMP_INDEX = "_idx"  # a temporary pack's index: its name plus this (never ".idx": see above)
 
@@ -548,7 +550,8 @@ def pack_count(git_dir: str) -> int:
 
 
 def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = False) -> bool:
-    """Merge small packs (``git repack --geometric=2``) once more than ``limit`` pile up.
+    """Merge small packs (``git repack --geometric=2``; :mod:`.packroll`'s own in a lazy
+    vault, where git 2.39 refuses it) once more than ``limit`` pile up.
 
     Geometric repacking rewrites only the small packs, so its cost follows what the recent
     checkpoints wrote, not the vault's size; still, it runs in a detached process (unless
@@ -566,25 +569,27 @@ def maybe_consolidate(git_dir: str, limit: int | None = None, *, wait: bool = Fa
     import sys
 
     # -P: the caller's working directory (a mount a confined command wrote) not first on
-    # sys.path, where -m puts it: a package `avfs_git` there would be what runs
-    cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packwriter", git_dir]
+    # sys.path, where -m puts it: a package `avfs_git` there would be what runs. And the
+    # roll's working directory is the vault's, never the caller's: a `checkpoint save` typed
+    # in a mount left a detached python and its git there, which `avfs unmount` found busy.
+    cmd = [sys.executable, "-P", "-m", "avfs_git.core.store.packroll", git_dir]
     if wait:
-        subprocess.run([*cmd, "--wait"], check=False, capture_output=True)
+        subprocess.run([*cmd, "--wait"], check=False, capture_output=True, cwd=git_dir)
         return True
-    lock = _repack_lock(git_dir)
+    lock = repack_lock(git_dir)
     if lock is None:
         return False  # one runs
     try:
         fd = lock.fileno()
         sh = ["/bin/sh", "-c", '"$@" &', "sh", *cmd, "--lock-fd", str(fd)]
-        subprocess.run(sh, check=False, pass_fds=(fd,), start_new_session=True,
+        subprocess.run(sh, check=False, pass_fds=(fd,), start_new_session=True, cwd=git_dir,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     finally:
         lock.close()  # the repack's process holds it (the same open file) until it ends
     return True
 
 
-def _repack_lock(git_dir: str, *, wait: bool = False) -> IO[str] | None:
+def repack_lock(git_dir: str, *, wait: bool = False) -> IO[str] | None:
     """The vault's repack lock, taken (an flock on ``avfs/locks/.repack.lock``; no fork
     name starts with '.'), or None when a repack holds it (and not ``wait``)."""
     lock_dir = os.path.join(git_dir, "avfs", "locks")
@@ -596,25 +601,3 @@ def _repack_lock(git_dir: str, *, wait: bool = False) -> IO[str] | None:
         lock.close()
         return None
     return lock
-
-
-def _consolidate(git_dir: str, wait: bool, lock_fd: int | None = None) -> int:
-    from .gitrun import run
-
-    # the lock its starter took (maybe_consolidate), held till this process ends
-    lock = os.fdopen(lock_fd, "w") if lock_fd is not None else _repack_lock(git_dir, wait=wait)
-    if lock is None:
-        return 0  # another repack of this vault is running
-    with lock:
-        proc = run(
-            ["repack", "-d", "-q", "--geometric=2", "--no-write-bitmap-index"], git_dir=git_dir, check=False
-        )
-        return proc.returncode
-
-
-if __name__ == "__main__":
-    import sys
-
-    _args = sys.argv[2:]
-    _fd = int(_args[_args.index("--lock-fd") + 1]) if "--lock-fd" in _args else None
-    sys.exit(_consolidate(sys.argv[1], "--wait" in _args, _fd))
