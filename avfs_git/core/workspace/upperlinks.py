@@ -127,13 +127,14 @@ class LinkedNames:
             self.full = True
         return not self.full
 
-    def gone(self, path: str, upper_dir: str | None = None) -> None:
+    def gone(self, path: str, upper_dir: str | None = None, moved: bool = True) -> None:
         """No file at ``path`` any more (removed, renamed away, replaced). ``upper_dir``:
         an event's word, checked there: a name still holding the file it was known by is
         kept (the kernel queues a RENAME_EXCHANGE of ``a`` and ``b`` as four events read
         after both moves: ``b`` found holding ``a``'s file, then "``b`` moved away"; found
         by review43: the journal forgot the name the kernel then gave a write through
-        ``Makefile`` by, and the run recorded nothing)."""
+        ``Makefile`` by, and the run recorded nothing). ``moved``: the name may come back
+        elsewhere (a suspect inode's is followed); else it was removed."""
         if upper_dir is not None and path in self._key:
             try:
                 st = os.lstat(os.path.join(upper_dir, path))
@@ -151,15 +152,16 @@ class LinkedNames:
                     self._suspect.add(key)
                     if len(self._key) + len(self._suspect) >= MAX_KEPT:
                         self.full = True
-                elif key not in self._suspect:  # (a suspect one is kept: renamed back in)
+                elif key not in self._suspect or not moved:  # (a suspect one moved: followed)
+                    self._suspect.discard(key)
                     del self._names[key]
                     self._searched.pop(key, None)
 
-    def gone_below(self, prefix: str, upper_dir: str | None = None) -> None:
-        """A directory ``prefix`` (ending in ``/``) removed or renamed away (``upper_dir``:
-        as :meth:`gone`'s, each name checked)."""
+    def gone_below(self, prefix: str, upper_dir: str | None = None, moved: bool = True) -> None:
+        """A directory ``prefix`` (ending in ``/``) removed or renamed away (``upper_dir``,
+        ``moved``: as :meth:`gone`'s, each name checked)."""
         for path in [p for p in self._key if p.startswith(prefix)]:
-            self.gone(path, upper_dir)
+            self.gone(path, upper_dir, moved)
 
     def others(self, path: str, written: bool = True) -> list[str]:
         """The other names of the file at ``path``, changed through it (``written``: its

@@ -261,7 +261,8 @@ class UpperWatch(ChangeClassifier):
         with self._lock:  # (what the last instance knew: a name lost meanwhile makes suspects)
             links = self._links.fresh()
         why = self._walk(ino, wds, "", record=False, links=links)
-        links.settle()
+        if not why:
+            links.settle()  # (a walk cut short settles nothing: the next starts from it)
         with self._lock:
             if why or self._stop.is_set():
                 ino.close()
@@ -444,7 +445,8 @@ class UpperWatch(ChangeClassifier):
             # have no watch yet (every directory is watched again: the same inode keeps its wd)
             self._links = self._links.fresh()  # (a name removed in the lost events: suspects)
             self._watch_tree("", self.upper_dir, record=False)
-            self._links.settle()
+            if not self._broken:
+                self._links.settle()
             self._valid_from = self.seq + 1
             self._record("")
             return
@@ -466,7 +468,7 @@ class UpperWatch(ChangeClassifier):
             if mask & _GONE:
                 self._record(path)
                 self._record(path + "/")  # everything that was below it
-                self._links.gone_below(path + "/", self.upper_dir)
+                self._links.gone_below(path + "/", self.upper_dir, bool(mask & IN_MOVED_FROM))
             elif mask & _CAME:
                 # made, copied up, or renamed here: watch it and what it holds
                 real = os.path.join(self.upper_dir, path)
@@ -482,7 +484,7 @@ class UpperWatch(ChangeClassifier):
                 self._record(path + "/")  # a whiteout: a directory may be gone
             self._links.found(path, st)
         elif mask & _GONE:
-            self._links.gone(path, self.upper_dir)
+            self._links.gone(path, self.upper_dir, bool(mask & IN_MOVED_FROM))
         else:  # written or chmod-ed: the kernel names one of a linked file's names
             self.also = self._links.others(path, bool(mask & (IN_MODIFY | IN_CLOSE_WRITE)))
             for other in self.also:
