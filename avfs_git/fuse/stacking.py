@@ -112,7 +112,8 @@ def upper_watch(ws: Any, lower: Any, upper_dir: str, entry_paths: Any, view: Any
     levels deep, one level at a time, kept the watcher, and the exec's record that waits
     for it, busy for minutes: O(depth^2) ``listxattr`` calls on paths O(depth) long)."""
     from ..core.workspace import sidekey
-    from ..core.workspace.upperwatch import BUDGET_KEY, UpperWatch, watch_budget
+    from ..core.workspace.upper import watch_budget
+    from ..core.workspace.upperwatch import BUDGET_KEY, UpperWatch
 
     known: dict[str, str | None] = {}
     vault: Any = getattr(ws, "vault", None)  # (the watches it may hold: its config, else the home's)

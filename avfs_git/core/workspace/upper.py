@@ -328,3 +328,15 @@ def drop_origins(upper_dir: str) -> int:
             except OSError:
                 pass  # none (ENODATA), or a symlink/special without xattrs
     return n
+
+
+def watch_budget(value: object) -> int:
+    """The watches a mount may hold: ``value`` (:data:`.upperwatch.BUDGET_KEY` of a config, when a whole
+    number from 1), else half the user's ``max_user_watches`` (at least 1,024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches", "rb") as f:
+            return max(1024, int(f.read()) // 2)
+    except (OSError, ValueError):
+        return 65_536

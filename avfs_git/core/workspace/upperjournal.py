@@ -74,7 +74,7 @@ MAX_TOPS = 100_000  # more than this is not remembered: the next status reads ev
 class Pending:
     """What a status started from, remembered once it is done (:func:`remember`)."""
 
-    __slots__ = ("base", "instance", "seq", "since_ns", "trusted", "view_time")
+    __slots__ = ("base", "instance", "seq", "since_ns", "suspects", "trusted", "view_time")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class Pending:
         view_time: float,
         trusted: bool = True,
         since_ns: int | None = None,
+        suspects: Iterable[str] = (),
     ) -> None:
         self.instance = instance
         self.seq = seq
@@ -94,6 +95,9 @@ class Pending:
         # change of the upper layer since has an inode change time at or after it, which
         # is how the mark is read once no journal answers (:func:`offline`)
         self.since_ns = since_ns
+        # names the journal cannot vouch for (a hard link's that lost a name, review44: a
+        # write through them may be no event): kept in the mark, never vouched offline
+        self.suspects = tuple(suspects)
 
 
 def _stored(overlay: Overlay) -> dict[str, object] | None:
@@ -159,8 +163,8 @@ def entries(
         return offline(
             overlay, base=base, view_time=view_time, base_diff=base_diff, pin_diff=pin_diff, trusted=trusted
         )
-    instance, seq, paths = got
-    pending = Pending(instance, seq, base, view_time, trusted, since)
+    instance, seq, paths, suspects = got
+    pending = Pending(instance, seq, base, view_time, trusted, since, suspects)
     if (
         last is not None
         and last[1] is not None
@@ -279,6 +283,8 @@ def offline_read(
     touched, kept = _changed_since(
         overlay.upper_dir, since, frozenset(tops if isinstance(tops, list) else ()) | skip
     )
+    suspects = stored.get("suspects")
+    touched += [str(p) for p in suspects] if isinstance(suspects, list) else []
     if some_kept and not kept:
         return None
     read = _to_read(overlay, stored, base, base_diff, pin_diff)
@@ -414,6 +420,8 @@ def _remember(overlay: Overlay, pending: Pending | None, paths: Iterable[str]) -
     }
     if pending.since_ns is not None:
         mark["ctime_ns"] = pending.since_ns
+    if pending.suspects:
+        mark["suspects"] = sorted(pending.suspects)
     overlay.set_meta(MARK_KEY, json.dumps(mark, separators=(",", ":")))
 
 
@@ -453,5 +461,6 @@ def remember_commit(
         elif e.kind == OBJECT and e.oid != EMPTY_TREE_ID and e.mode == 0o040000:
             paths.append(e.path)  # a renamed directory: as a status keeps it
     paths += held_deletions(overlay, deletions, store, base)
-    kept = Pending(pending.instance, pending.seq, base, pending.view_time, pending.trusted, pending.since_ns)
+    p = pending
+    kept = Pending(p.instance, p.seq, base, p.view_time, p.trusted, p.since_ns, p.suspects)
     remember(overlay, kept, paths)

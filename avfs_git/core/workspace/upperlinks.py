@@ -12,6 +12,15 @@ Names come from what the journal stats anyway (its walk of the upper layer, the 
 of each new name): a name linked later to a file seen with one link is found by one
 listing of the upper layer (inode numbers from ``readdir``, no ``stat``), at most once per
 inode and link count.
+
+A name gone while its file keeps others makes those others *suspect* for the rest of the
+mount (found by review44): overlayfs keeps the first upper dentry it looked up for the
+overlay inode, unhashed once that name is removed, and names it in every later write
+event; with the name removed whole (``rm -r`` of its directory) no event comes at all. So
+nothing tells the journal of a write through a remaining name: it names them in every
+answer (:meth:`LinkedNames.suspects`), and a status's mark keeps them from the offline
+walk's vouching (core/workspace/upperjournal.py). A remount's fresh overlay inodes name
+writes rightly again.
 """
 
 from __future__ import annotations
@@ -40,15 +49,73 @@ class LinkedNames:
         # chmod's apart (review43: a chmod of the link took them, and the write after it in
         # the same read named no other name)
         self._told: set[tuple[Key, bool]] = set()
+        # inodes that lost a name while keeping others (review44): their names, followed
+        # through renames, are named in every answer until the mount ends
+        self._suspect: set[Key] = set()
+        # (a walk after an overflow or a give-up: the names known before, :meth:`fresh`;
+        # the inodes kept below two links only for that, :meth:`settle`)
+        self._prior: dict[Key, set[str]] = {}
+        self._via_prior: set[Key] = set()
+
+    def fresh(self) -> LinkedNames:
+        """A new instance for a walk of the whole upper layer (after a queue overflow, or a
+        watch given up), knowing what this one knew: :meth:`settle` once the walk is done."""
+        new = LinkedNames()
+        new._suspect = set(self._suspect)
+        new._prior = {k: set(v) for k, v in self._prior.items()}
+        for k, names in self._names.items():
+            new._prior.setdefault(k, set()).update(names)
+        return new
+
+    def settle(self) -> None:
+        """After :meth:`fresh`'s walk: an inode known before that lost a name the walk did
+        not find again (a removal in a lost event, or while nothing watched) makes its
+        names found suspect; a suspect inode with no name left is forgotten."""
+        prior, self._prior = self._prior, {}
+        for key, old in prior.items():
+            now = self._names.get(key)
+            if now and old - now:
+                self._suspect.add(key)
+        for key in list(self._suspect):
+            if not self._names.get(key):
+                self._suspect.discard(key)
+                self._names.pop(key, None)
+        for key in self._via_prior - self._suspect:  # (known before, one link now)
+            for path in self._names.pop(key, ()):
+                self._key.pop(path, None)
+        self._via_prior = set()
+        if len(self._key) + len(self._suspect) >= MAX_KEPT:
+            self.full = True
+
+    def following(self) -> bool:
+        """Whether a file of one link may be one to know (a suspect's, one known before)."""
+        return bool(self._suspect or self._prior)
+
+    def suspects(self) -> list[str]:
+        """The names of the files that lost a name while they had others (see the
+        module's docstring): changed, for all the journal can tell."""
+        if not self._suspect:
+            return []
+        return sorted(n for k in self._suspect for n in self._names.get(k, ()))
 
     def found(self, path: str, st: os.stat_result | None) -> None:
         """``path`` holds ``st`` now (a walk's or an event's ``lstat``)."""
-        self.gone(path)
-        if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
+        key = None if st is None else (st.st_dev, st.st_ino)
+        if key is None or self._key.get(path) != key:
+            self.gone(path)  # (the same file found again, by a walk and an event: kept)
+        if key is None or st is None or not stat.S_ISREG(st.st_mode):
             return  # (a whiteout is a device overlayfs links to one shared inode: never one)
+        if st.st_nlink < 2:
+            if key in self._suspect:
+                pass  # (a suspect name renamed: followed)
+            elif key in self._prior:
+                self._via_prior.add(key)
+            else:
+                return
+        else:
+            self._via_prior.discard(key)
         if not self._keep(path):
             return
-        key = (st.st_dev, st.st_ino)
         self._names.setdefault(key, set()).add(path)
         self._key[path] = key
         if len(self._names[key]) < st.st_nlink and self._searched.get(key) != st.st_nlink:
@@ -56,17 +123,18 @@ class LinkedNames:
             self._wanted.add(key)
 
     def _keep(self, path: str) -> bool:
-        if len(self._key) >= MAX_KEPT and path not in self._key:
+        if len(self._key) + len(self._suspect) >= MAX_KEPT and path not in self._key:
             self.full = True
         return not self.full
 
-    def gone(self, path: str, upper_dir: str | None = None) -> None:
+    def gone(self, path: str, upper_dir: str | None = None, moved: bool = True) -> None:
         """No file at ``path`` any more (removed, renamed away, replaced). ``upper_dir``:
         an event's word, checked there: a name still holding the file it was known by is
         kept (the kernel queues a RENAME_EXCHANGE of ``a`` and ``b`` as four events read
         after both moves: ``b`` found holding ``a``'s file, then "``b`` moved away"; found
         by review43: the journal forgot the name the kernel then gave a write through
-        ``Makefile`` by, and the run recorded nothing)."""
+        ``Makefile`` by, and the run recorded nothing). ``moved``: the name may come back
+        elsewhere (a suspect inode's is followed); else it was removed."""
         if upper_dir is not None and path in self._key:
             try:
                 st = os.lstat(os.path.join(upper_dir, path))
@@ -80,15 +148,20 @@ class LinkedNames:
             names = self._names.get(key)
             if names is not None:
                 names.discard(path)
-                if not names:
+                if names:  # (its other names: a write through them may name this one)
+                    self._suspect.add(key)
+                    if len(self._key) + len(self._suspect) >= MAX_KEPT:
+                        self.full = True
+                elif key not in self._suspect or not moved:  # (a suspect one moved: followed)
+                    self._suspect.discard(key)
                     del self._names[key]
                     self._searched.pop(key, None)
 
-    def gone_below(self, prefix: str, upper_dir: str | None = None) -> None:
-        """A directory ``prefix`` (ending in ``/``) removed or renamed away (``upper_dir``:
-        as :meth:`gone`'s, each name checked)."""
+    def gone_below(self, prefix: str, upper_dir: str | None = None, moved: bool = True) -> None:
+        """A directory ``prefix`` (ending in ``/``) removed or renamed away (``upper_dir``,
+        ``moved``: as :meth:`gone`'s, each name checked)."""
         for path in [p for p in self._key if p.startswith(prefix)]:
-            self.gone(path, upper_dir)
+            self.gone(path, upper_dir, moved)
 
     def others(self, path: str, written: bool = True) -> list[str]:
         """The other names of the file at ``path``, changed through it (``written``: its

@@ -55,13 +55,14 @@ from typing import Any
 
 from . import upper as up
 from .hookwire import own_reply
+from .upper import watch_budget
 from .upperclassify import ChangeClassifier
 from .upperlinks import TOO_MANY, LinkedNames
 
 log = logging.getLogger("avfs.upperwatch")
 
 TOKEN_PREFIX = "avfs-ovl"
-SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ" (see upperask.journal())
+SINCE_PREFIX = "avfs-since"  # avfs's own question: "avfs-since:INSTANCE:SEQ"; answered ":N" more (upperask)
 INDEX_TOKEN_PREFIX = "avfs"  # worktree.fsmonitor_token's
 EVERYTHING = "/"
 MAX_JOURNAL = 500_000  # paths kept; a token older than the oldest kept answers "/"
@@ -108,18 +109,6 @@ ViewFn = Callable[[], str]  # "BASE:VIEW_TIME" of the workspace now
 # socket from inside the daemon would be asking itself. One entry per overlay mount this
 # process serves (a daemon serves one), removed at close().
 _live: dict[str, UpperWatch] = {}
-
-
-def watch_budget(value: object) -> int:
-    """The watches a mount may hold: ``value`` (:data:`BUDGET_KEY` of a config, when a whole
-    number from 1), else half the user's ``max_user_watches`` (at least 1,024)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    try:
-        with open("/proc/sys/fs/inotify/max_user_watches", "rb") as f:
-            return max(1024, int(f.read()) // 2)
-    except (OSError, ValueError):
-        return 65_536
 
 
 def live(upper_dir: str) -> UpperWatch | None:
@@ -269,8 +258,11 @@ class UpperWatch(ChangeClassifier):
                 self._give_up(f"inotify refused an instance: {exc.strerror}")
             return
         wds: dict[int, str] = {}
-        links = LinkedNames()
+        with self._lock:  # (what the last instance knew: a name lost meanwhile makes suspects)
+            links = self._links.fresh()
         why = self._walk(ino, wds, "", record=False, links=links)
+        if not why:
+            links.settle()  # (a walk cut short settles nothing: the next starts from it)
         with self._lock:
             if why or self._stop.is_set():
                 ino.close()
@@ -360,6 +352,7 @@ class UpperWatch(ChangeClassifier):
         (a directory that just appeared: what was made in it before its watch existed is
         known only from this listing). Why a watch was refused ("" when none was)."""
         pid = os.getpid()
+        follow = links.following()  # (files of one link too: a suspect's new name, review44)
         stack: list[tuple[str, up.Ident | None]] = [(path, None)]
         while stack:
             p, ident = stack.pop()
@@ -391,7 +384,7 @@ class UpperWatch(ChangeClassifier):
                                     self._batch.append((time.time(), "created", child, None))
                             stack.append((child, (st.st_dev, st.st_ino)))
                             continue
-                        if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                        if (st.st_nlink > 1 or follow) and stat.S_ISREG(st.st_mode):
                             links.found(child, st)
                         if record:
                             self._record(child)
@@ -450,8 +443,10 @@ class UpperWatch(ChangeClassifier):
         if mask & IN_Q_OVERFLOW:
             # events were lost: no token from before is good, and directories made meanwhile
             # have no watch yet (every directory is watched again: the same inode keeps its wd)
-            self._links = LinkedNames()
+            self._links = self._links.fresh()  # (a name removed in the lost events: suspects)
             self._watch_tree("", self.upper_dir, record=False)
+            if not self._broken:
+                self._links.settle()
             self._valid_from = self.seq + 1
             self._record("")
             return
@@ -473,7 +468,7 @@ class UpperWatch(ChangeClassifier):
             if mask & _GONE:
                 self._record(path)
                 self._record(path + "/")  # everything that was below it
-                self._links.gone_below(path + "/", self.upper_dir)
+                self._links.gone_below(path + "/", self.upper_dir, bool(mask & IN_MOVED_FROM))
             elif mask & _CAME:
                 # made, copied up, or renamed here: watch it and what it holds
                 real = os.path.join(self.upper_dir, path)
@@ -489,7 +484,7 @@ class UpperWatch(ChangeClassifier):
                 self._record(path + "/")  # a whiteout: a directory may be gone
             self._links.found(path, st)
         elif mask & _GONE:
-            self._links.gone(path, self.upper_dir)
+            self._links.gone(path, self.upper_dir, bool(mask & IN_MOVED_FROM))
         else:  # written or chmod-ed: the kernel names one of a linked file's names
             self.also = self._links.others(path, bool(mask & (IN_MODIFY | IN_CLOSE_WRITE)))
             for other in self.also:
@@ -513,11 +508,21 @@ class UpperWatch(ChangeClassifier):
         """(the journal's sequence number now, the paths of the upper layer changed after
         ``seq``), complete as :meth:`answer`'s; the paths are None when the journal cannot
         say (``seq`` None: a first mark; older than what it holds; a watch refused). A
-        directory named ``dir/`` stands for what is below it; ``""``: everything."""
+        directory named ``dir/`` stands for what is below it; ``""``: everything. (And
+        the :meth:`suspects`.)"""
         with self._lock:
             self._drain()
             self._answered = self.seq
-            return self._changed_since(seq)
+            now, paths = self._changed_since(seq)
+            return now, paths if paths is None else self._with_suspects(paths)
+
+    def suspects(self) -> list[str]:
+        """Names a write through may name no event (:meth:`.LinkedNames.suspects`, review44)."""
+        with self._lock:
+            return self._links.suspects()
+
+    def _with_suspects(self, paths: list[str]) -> list[str]:
+        return list(dict.fromkeys([*paths, *more])) if (more := self._links.suspects()) else paths
 
     def _changed_since(self, seq: int | None) -> tuple[int, list[str] | None]:
         now = self.seq
@@ -539,10 +544,11 @@ class UpperWatch(ChangeClassifier):
                 mine = parts[1] == self.instance and parts[2].isdigit()
                 self._answered = self.seq
                 now, paths = self._changed_since(int(parts[2]) if mine else None)
-                reply = f"{SINCE_PREFIX}:{self.instance}:{now}"
+                more = self._links.suspects()  # (the last ones, counted in the reply's head)
+                reply = f"{SINCE_PREFIX}:{self.instance}:{now}:{len(more)}"
                 # (as an answer to avfs's own question: git, asking with such a token planted
                 # in the index, reads "everything", never a journal it did not ask; plant5)
-                return own_reply(reply, [EVERYTHING] if paths is None else paths)
+                return own_reply(reply, [*([EVERYTHING] if paths is None else paths), *more])
             issued, seq = self._issued, self.seq
             self._answered = self._issued = seq
             new = f"{TOKEN_PREFIX}:{self.instance}:{view}:{seq}"
@@ -557,7 +563,7 @@ class UpperWatch(ChangeClassifier):
                 changed = self._journal[since - self._first :]
                 if "" in changed:
                     return [new, EVERYTHING]
-                return [new, *dict.fromkeys(changed)]
+                return [new, *self._with_suspects(list(dict.fromkeys(changed)))]
             if len(parts) == 4 and parts[0] == INDEX_TOKEN_PREFIX and f"{parts[1]}:{parts[2]}" == view:
                 return [new, *self._differs_from_base()]
             return [new, EVERYTHING]
