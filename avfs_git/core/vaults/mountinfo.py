@@ -9,7 +9,7 @@ Standard library only; ``re`` is imported where it is used (as in :mod:`.registr
 
 from __future__ import annotations
 
-__all__ = ["KernelMount", "kernel_mounts"]
+__all__ = ["KernelMount", "fuse_connection", "kernel_mounts"]
 
 
 class KernelMount:
@@ -74,3 +74,35 @@ def kernel_mounts(path: str = "/proc/self/mountinfo") -> list[KernelMount]:
         dirs = _overlay_dirs(options) if fstype == "overlay" else ()
         out.append(KernelMount(_unescape(parts[4]), fstype, source, dirs))
     return out
+
+
+def fuse_connection(
+    mountpoint: str, source: str | None = None, path: str = "/proc/self/mountinfo"
+) -> int | None:
+    """The number of the FUSE connection mounted at ``mountpoint`` (a resolved path: the
+    mount point as the kernel lists it), its directory under ``/sys/fs/fuse/connections``;
+    None when no FUSE file system (of ``source``, when given: ``avfs:VAULT:KEY``) is
+    mounted there. Read from the mount's device numbers in
+    mountinfo (the kernel names a connection by its super block's device, ``st_dev``),
+    never by a ``stat`` of the mount point: that is a request to the daemon, which a dead
+    daemon's connection never answers. The last listed mount there wins (the one on top)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        parts, rest = head.split(" "), tail.split(" ")
+        if not sep or len(parts) < 5 or len(rest) < 2 or _unescape(parts[4]) != mountpoint:
+            continue
+        if not (rest[0] == "fuse" or rest[0].startswith("fuse.")) or (
+            source is not None and _unescape(rest[1]) != source
+        ):
+            found = None  # (another file system on top)
+            continue
+        major, _, minor = parts[2].partition(":")
+        # (the kernel's own dev_t: MKDEV)
+        found = (int(major) << 20) | int(minor) if major.isdigit() and minor.isdigit() else None
+    return found
