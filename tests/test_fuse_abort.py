@@ -14,11 +14,13 @@ the person's command. Real mounts, a real server; a hang is bounded by the test.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +29,10 @@ import pytest
 
 from avfs_git.core.vaults.home import Home
 from avfs_git.core.vaults.mountinfo import fuse_connection
+from avfs_git.core.vaults.vault import Vault
 from avfs_git.ops import mounts
 
+from .test_fuse import require_fuse
 from .test_lazy import Server
 from .test_lazy import server as server
 from .test_lazy_settle import Relay, _backend_or_skip
@@ -135,3 +139,36 @@ def test_a_daemon_killed_while_its_own_request_waits_ends_at_the_next_command(
         relay.close()
         if pid:
             mounts.unmount(home, home.vault("p"), "main", lazy=True)
+
+
+def test_an_aborted_connection_answers_every_waiting_request(home: Home, vault: Vault) -> None:
+    """What the commands above do to a dead daemon's mount, on a live one that answers
+    nothing (stopped): a request waiting there ends with ENOTCONN once the connection is
+    aborted, found by the mount's device numbers (its mount point is never looked at)."""
+    require_fuse()
+    info = mounts.mount(home, vault, "main", None, backend="fuse")
+    got: list[int] = []
+
+    def ask() -> None:
+        try:
+            os.statvfs(info.mountpoint)  # (always a request: no cache answers it)
+            got.append(0)
+        except OSError as exc:
+            got.append(exc.errno or -1)
+
+    asking = threading.Thread(target=ask, daemon=True)
+    try:
+        os.kill(info.pid, signal.SIGSTOP)
+        asking.start()
+        assert fuse_connection(info.mountpoint, "avfs:v:elsewhere") is None  # not that mount's
+        assert mounts.abort_dead(info.mountpoint, "avfs:v:main")
+        asking.join(BOUND_S)
+        assert not asking.is_alive() and got == [errno.ENOTCONN], got
+        with pytest.raises(OSError) as exc:
+            os.stat(os.path.join(info.mountpoint, "README.md"))
+        assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    finally:
+        os.kill(info.pid, signal.SIGCONT)  # its request loop ends with the connection
+        mounts.unmount(home, vault, "main", lazy=True)
+    assert _until(lambda: _ended(info.pid))
+    assert mounts.list_mounts(home) == []
