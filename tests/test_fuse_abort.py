@@ -94,16 +94,20 @@ def _ended(pid: int) -> bool:
     return not tasks or (list(tasks) == [pid] and tasks[pid][0] == "Z")
 
 
-def _avfs(home: Home, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _avfs(home: Home, *args: str, cwd: str | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", *args],
         capture_output=True,
         timeout=BOUND_S,
+        cwd=cwd,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},  # (nothing imported from the mount)
     )
 
 
 @pytest.mark.parametrize(
-    "command", [("mount", "--list"), ("unmount", "p:main"), ("doctor",)], ids=["list", "unmount", "doctor"]
+    "command",
+    [("mount", "--list"), ("unmount", "p:main"), ("doctor",), ("status",)],
+    ids=["list", "unmount", "doctor", "status-in-the-mount"],
 )
 def test_a_daemon_killed_while_its_own_request_waits_ends_at_the_next_command(
     home: Home, server: Server, tmp_path: Path, command: tuple[str, ...]
@@ -122,7 +126,8 @@ def test_a_daemon_killed_while_its_own_request_waits_ends_at_the_next_command(
         assert _until(lambda: _a_request_waits(pid)), _tasks(pid)
         os.kill(pid, signal.SIGKILL)
         try:
-            done = _avfs(home, *command)
+            # (`status` run in the mount: the fork it acts on is the mount's)
+            done = _avfs(home, *command, cwd=info.mountpoint if command == ("status",) else None)
         except subprocess.TimeoutExpired:
             pytest.fail(f"`avfs {' '.join(command)}` hung: {_tasks(pid)}")
         doc = json.loads(done.stdout)  # one document

@@ -9,12 +9,11 @@ import subprocess
 
 from ..core.store.locks import signal_process
 
-CONNECTIONS = "/sys/fs/fuse/connections"  # the kernel's fusectl file system
-
 
 def abort_dead(mountpoint: str, source: str | None = None) -> bool:
     """Abort the FUSE connection mounted at ``mountpoint`` (of ``source``, when given:
-    ``avfs:VAULT:KEY``), whose daemon the caller found gone; True when one was aborted. Asked before anything touches the mount point.
+    ``avfs:VAULT:KEY``), whose daemon the caller found gone; True when one was aborted.
+    Asked before anything touches the mount point.
 
     A daemon killed while one of its own threads waited in a request to its own mount (a
     ``stat`` there, or a listing through the overlay stacked on it: the request was read by
@@ -25,26 +24,13 @@ def abort_dead(mountpoint: str, source: str | None = None) -> bool:
     it, and ``auto_unmount``'s helper never unmounts. Aborting the connection (what
     ``umount -f`` does to a FUSE mount) fails every request with ``ENOTCONN``, that
     thread's too, and the process ends. The connection is found by the mount's device
-    numbers in mountinfo (:func:`..core.vaults.mountinfo.fuse_connection`), never by a
+    numbers in mountinfo (:func:`..core.vaults.mountinfo.abort_connection`), never by a
     ``stat`` of the mount point; writing its ``abort`` needs the mount's owner (or root)
     and fusectl mounted (systemd does; else nothing is done: False)."""
-    from ..core.vaults.mountinfo import fuse_connection
+    from ..core.vaults.mountinfo import abort_connection
     from ..core.vaults.registry import resolved_mountpoint
 
-    conn = fuse_connection(resolved_mountpoint(mountpoint), source)
-    if conn is None:
-        return False
-    try:
-        fd = os.open(f"{CONNECTIONS}/{conn}/abort", os.O_WRONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        os.write(fd, b"1")
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    return abort_connection(resolved_mountpoint(mountpoint), source)
 
 
 def force_unmount(mountpoint: str) -> None:

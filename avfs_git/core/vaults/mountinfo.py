@@ -9,7 +9,9 @@ Standard library only; ``re`` is imported where it is used (as in :mod:`.registr
 
 from __future__ import annotations
 
-__all__ = ["KernelMount", "fuse_connection", "kernel_mounts"]
+__all__ = ["CONNECTIONS", "KernelMount", "abort_connection", "fuse_connection", "kernel_mounts"]
+
+CONNECTIONS = "/sys/fs/fuse/connections"  # the kernel's fusectl file system
 
 
 class KernelMount:
@@ -106,3 +108,28 @@ def fuse_connection(
         # (the kernel's own dev_t: MKDEV)
         found = (int(major) << 20) | int(minor) if major.isdigit() and minor.isdigit() else None
     return found
+
+
+def abort_connection(mountpoint: str, source: str | None = None) -> bool:
+    """Abort the FUSE connection mounted at ``mountpoint`` (resolved; of ``source`` when
+    given) by writing ``1`` to its fusectl ``abort``: every request waiting there, and every
+    later one, fails with ``ENOTCONN``. True when one was aborted; False when none is
+    mounted there, or the file cannot be written (fusectl not mounted, another user's
+    mount). Only for a connection whose daemon is gone: ops/detaching.py ``abort_dead``
+    says why."""
+    import os
+
+    conn = fuse_connection(mountpoint, source)
+    if conn is None:
+        return False
+    try:
+        fd = os.open(f"{CONNECTIONS}/{conn}/abort", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"1")
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
