@@ -52,6 +52,7 @@ from ..core.errors import InternalError, UsageError
 from ..core.settings import DEFAULT_IGNORE_WAIT_S, ignore_wait_s
 from ..core.store.gitrun import git_env, run, spawn
 from ..core.store.refs import UNBORN
+from ..core.vaults.registry import resolved_mountpoint  # (no stat of a mount point: a request to it)
 from ..core.workspace.ignore import MAX_PATTERN_FILE
 from .ewah import Ewah
 from .hookscripts import shell_word
@@ -247,20 +248,11 @@ def on_skeleton(
         ext = _find(made, b"UNTR")
         if ext is None:
             return None
-        return _relocated(ext, os.path.realpath(root), _resolved(worktree))
+        return _relocated(ext, os.path.realpath(root), resolved_mountpoint(worktree))
     except (OSError, ValueError, IndexError, struct.error, InternalError):  # (InternalError: no git)
         return None
     finally:
         _remove_aside(tmp)
-
-
-def _resolved(worktree: str) -> str:
-    """The mount point ``worktree`` resolved without a ``stat`` of it: a mount daemon writes
-    these indexes, and its own request to its own mount would wait for ever if it were
-    killed meanwhile (docs/fuse.md "A killed daemon's connection")."""
-    from ..core.vaults.registry import resolved_mountpoint
-
-    return resolved_mountpoint(worktree)
 
 
 def _wait() -> float:
@@ -339,7 +331,7 @@ def _from_tree(
         + b"".join(oids)
         + b"\0"
     )
-    return _relocated(body, made_in, _resolved(worktree))
+    return _relocated(body, made_in, resolved_mountpoint(worktree))
 
 
 _STAT_DATA = 36  # git's on-disk stat data: ctime and mtime (seconds, nanoseconds), dev, ino, uid, gid, size
