@@ -54,26 +54,59 @@ def _list_merged(
     ~4 ms a directory, most of that status at 10k files (docs/benchmarks.md). Listed once
     here, the kernel keeps the entries (the lower's for good, the merged listing while the
     directory is unchanged). A directory new in the upper layer (``node_modules``) has no
-    lower half: it is not listed, nor what is below it."""
+    lower half: it is not listed, nor what is below it. Which ones is read from the upper
+    layer and the lower's tree; the listing itself is another process's
+    (:func:`list_apart`)."""
     t0 = time.monotonic()
     stack = [""]
-    listed: list[str] = []
+    found: list[str] = []
     while stack and time.monotonic() - t0 < budget_s:
         rel = stack.pop()
         try:
             with os.scandir(os.path.join(upper, rel)) as it:
                 subdirs = [de.name for de in it if de.is_dir(follow_symlinks=False)]
-            with os.scandir(os.path.join(mountpoint, rel)) as it:
-                for _ in it:
-                    pass
         except OSError:
             continue
-        listed.append(rel)
+        found.append(rel)
         for name in subdirs:
             child = f"{rel}/{name}" if rel else name
             if child != ".git" and lower_kind(child) == "dir":
                 stack.append(child)
-    return listed
+    if found:
+        left = max(budget_s - (time.monotonic() - t0), 0.05)
+        list_apart([os.path.join(mountpoint, rel) if rel else mountpoint for rel in found], left)
+    return found
+
+
+def list_apart(dirs: list[str], timeout_s: float | None = None) -> bool:
+    """List ``dirs``, directories of this daemon's own mount (or of the overlay stacked on
+    it), in a child process (``ls -f``: names only, nothing sorted or looked at), waited for
+    at most ``timeout_s``; False when it could not run or was stopped at that time.
+
+    Never in a thread of the daemon: a request of the daemon to its own mount that one of
+    its FUSE threads has read, when the daemon is killed, waits for an answer only the dead
+    threads could give (FUSE lets no signal interrupt it), and that thread keeps the
+    process, and with it the mount's connection, from ever ending (docs/fuse.md "A killed
+    daemon's connection"). A child's request ends with the connection, which ends with
+    the daemon (the child holds no ``/dev/fuse``)."""
+    import shutil
+    import subprocess
+
+    ls = shutil.which("ls")
+    if ls is None:
+        return False
+    try:
+        subprocess.run(
+            [ls, "-f", "--", *dirs],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return True
 
 
 def list_root(mountpoint: str, answers_now: Callable[[], bool]) -> None:
@@ -85,13 +118,11 @@ def list_root(mountpoint: str, answers_now: Callable[[], bool]) -> None:
     settling (fuse/settle.py) holds its interpreter: 6-15 ms of that ``ls``'s
     ``getdents64`` on the 20,538-file monorepo, against 2-3 ms here. Only the root, and
     only then: the mount answers before its sizes (a file's size waits for the server).
-    Nothing it meets stops the answer: a failure is logged, and ``ls`` asks the daemon."""
+    Nothing it meets stops the answer: a failure is logged, and ``ls`` asks the daemon.
+    Listed by a child process (:func:`list_apart`)."""
     try:
-        if not answers_now():
-            return
-        with os.scandir(mountpoint) as it:
-            for _ in it:
-                pass
+        if answers_now():
+            list_apart([mountpoint])
     except Exception:
         logging.getLogger("avfs.fuse").exception("listing the mount's root")
 
@@ -204,7 +235,9 @@ def _tune_layers(home_dir: str, layers: dict[str, str]) -> None:
 
 
 def _overlay_at(mountpoint: str) -> bool:
-    target = os.path.realpath(mountpoint)
+    from ..core.vaults.registry import resolved_mountpoint
+
+    target = resolved_mountpoint(mountpoint)  # (no stat of it: a request to this daemon's own mount)
     try:
         with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
             return any(
@@ -227,12 +260,13 @@ def _watch_unmount(mountpoint: str, lower: str) -> None:
     import subprocess
 
     from ..core.vaults.mounttable import mount_gone, mount_id
+    from ..core.vaults.registry import resolved_mountpoint
 
     with open("/proc/self/mounts", "rb") as fh:  # opened first: a change after the look below marks it
         p = select.poll()
         p.register(fh, select.POLLPRI | select.POLLERR)
         mnt = mount_id(mountpoint) if _overlay_at(mountpoint) else 0
-        if mnt is not None and mnt == mount_id(os.path.dirname(os.path.realpath(mountpoint))):
+        if mnt is not None and mnt == mount_id(os.path.dirname(resolved_mountpoint(mountpoint))):
             mnt = 0  # (it went between the two looks: the id is of the mount below it)
         while mnt != 0:
             gone = mount_gone(mnt) if mnt is not None else None

@@ -412,4 +412,6 @@ def from_kept(
         found = _load(state_dir, tree)  # (the maker may have put its index in place by then)
     if found is None or ignores_now():
         return None
-    return _patch(*found, t_ns, uid, gid, token, os.path.realpath(worktree))
+    from ..core.vaults.registry import resolved_mountpoint  # (no stat of the mount point: a request to it)
+
+    return _patch(*found, t_ns, uid, gid, token, resolved_mountpoint(worktree))

@@ -52,6 +52,7 @@ from ..core.errors import InternalError, UsageError
 from ..core.settings import DEFAULT_IGNORE_WAIT_S, ignore_wait_s
 from ..core.store.gitrun import git_env, run, spawn
 from ..core.store.refs import UNBORN
+from ..core.vaults.registry import resolved_mountpoint  # (no stat of a mount point: a request to it)
 from ..core.workspace.ignore import MAX_PATTERN_FILE
 from .ewah import Ewah
 from .hookscripts import shell_word
@@ -247,7 +248,7 @@ def on_skeleton(
         ext = _find(made, b"UNTR")
         if ext is None:
             return None
-        return _relocated(ext, os.path.realpath(root), os.path.realpath(worktree))
+        return _relocated(ext, os.path.realpath(root), resolved_mountpoint(worktree))
     except (OSError, ValueError, IndexError, struct.error, InternalError):  # (InternalError: no git)
         return None
     finally:
@@ -330,7 +331,7 @@ def _from_tree(
         + b"".join(oids)
         + b"\0"
     )
-    return _relocated(body, made_in, os.path.realpath(worktree))
+    return _relocated(body, made_in, resolved_mountpoint(worktree))
 
 
 _STAT_DATA = 36  # git's on-disk stat data: ctime and mtime (seconds, nanoseconds), dev, ino, uid, gid, size

@@ -1,5 +1,6 @@
 """Detaching a mount point: lazily, and a killed FUSE daemon's ``fusermount3`` helper
-ended first (moved out of :mod:`.mounts`, which re-exports both)."""
+ended first (moved out of :mod:`.mounts`, which re-exports both); a dead daemon's FUSE
+connection aborted (:func:`abort_dead`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,29 @@ import os
 import subprocess
 
 from ..core.store.locks import signal_process
+
+
+def abort_dead(mountpoint: str, source: str | None = None) -> bool:
+    """Abort the FUSE connection mounted at ``mountpoint`` (of ``source``, when given:
+    ``avfs:VAULT:KEY``), whose daemon the caller found gone; True when one was aborted.
+    Asked before anything touches the mount point.
+
+    A daemon killed while one of its own threads waited in a request to its own mount (a
+    ``stat`` there, or a listing through the overlay stacked on it: the request was read by
+    a thread the kill ended) never ends: FUSE lets no signal interrupt a request the daemon
+    has read, so that thread waits for an answer only the dead threads could give, and the
+    process, a zombie, keeps ``/dev/fuse`` open. Its connection then lives on, unanswered:
+    every later request to the mount (a person's ``ls``, doctor's ``statvfs``) waits with
+    it, and ``auto_unmount``'s helper never unmounts. Aborting the connection (what
+    ``umount -f`` does to a FUSE mount) fails every request with ``ENOTCONN``, that
+    thread's too, and the process ends. The connection is found by the mount's device
+    numbers in mountinfo (:func:`..core.vaults.mountinfo.abort_connection`), never by a
+    ``stat`` of the mount point; writing its ``abort`` needs the mount's owner (or root)
+    and fusectl mounted (systemd does; else nothing is done: False)."""
+    from ..core.vaults.mountinfo import abort_connection
+    from ..core.vaults.registry import resolved_mountpoint
+
+    return abort_connection(resolved_mountpoint(mountpoint), source)
 
 
 def force_unmount(mountpoint: str) -> None:

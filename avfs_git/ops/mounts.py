@@ -66,6 +66,7 @@ from .daemonstart import (
     reap_exited,
     wait_gone,
 )
+from .detaching import abort_dead as abort_dead
 from .detaching import detach as detach  # re-exported: the daemon's callers ask mounts
 from .detaching import force_unmount as force_unmount
 from .holders import held
@@ -171,8 +172,14 @@ def check(vault: Vault, key: str) -> MountInfo | None:
         # unmounted, its daemon still tearing down (it removes the record last): not dead
         return _info(data)
     # the daemon died (kill -9) or the mount vanished: clean up both (an overlay's lower
-    # layer too: its FUSE connection may still be held by libfuse's helper)
+    # layer too: its FUSE connection may still be held by libfuse's helper). Its FUSE
+    # connection is aborted first, before anything touches the mount: a daemon killed
+    # while a thread of its own waited in its mount never ends, nor does any request there
+    # (detaching.abort_dead; docs/fuse.md "A killed daemon")
     mp = rec.mountpoint
+    for fuse_at in (mp, data.get("lower")) if rec.pid > 0 and not pid_alive(rec.pid) else ():
+        if isinstance(fuse_at, str) and fuse_at:  # (a live daemon's goes as it ends itself)
+            abort_dead(fuse_at, f"avfs:{vault.name}:{key}")
     if mp and mounted_at(mp):
         force_unmount(mp)
     _detach_layers(data, None, dead=True)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ..core.vaults.vault import Vault
     from .runner import Stop
 
+from ..core.vaults.registry import resolved_mountpoint
 from ..ops.framed import peer_shares_namespaces
 from .offer import STANDBY_PROTOCOL
 
@@ -270,8 +271,14 @@ class ExecServer:
         if not isinstance(given, dict) or not set(given) <= fields:
             raise ValueError("not a sandbox")
         sb = confine.Sandbox(**given)
+        # (resolved without a stat of the mount point, nor of anything in it: those are
+        # requests of this daemon to its own mount, which a kill of it meanwhile would leave
+        # waiting for ever, its process never ending: docs/fuse.md "A killed daemon's
+        # connection"; ci47's hang)
         if (
-            os.path.realpath(sb.source) != os.path.realpath(self.mountpoint or sb.source)
+            not isinstance(sb.source, str)
+            or _below(sb.source, self.mountpoint)
+            or resolved_mountpoint(sb.source) != (self.mountpoint or resolved_mountpoint(sb.source))
             or sb.network == "filtered"
             or sb.proxy_socket is not None
         ):
@@ -413,3 +420,8 @@ def _watch_client(conn: socket.socket, cancel: Stop) -> None:
     except OSError:
         pass
     cancel.set()
+
+
+def _below(path: str, mountpoint: str) -> bool:
+    """Whether ``path`` names something inside ``mountpoint`` (as written, absolute)."""
+    return bool(mountpoint) and os.path.abspath(path).startswith(mountpoint.rstrip("/") + "/")

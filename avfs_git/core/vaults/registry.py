@@ -323,18 +323,21 @@ def mount_containing(
     on that fork, as git acts on the repository it runs in) and what the agent hooks ask on
     every tool call: the records are read from the files alone, no vault is opened. A
     record counts only while its mount is :func:`serving`."""
+    listed = [
+        (vault, vault_path, rec, resolved_mountpoint(rec.mountpoint))
+        for vault, vault_path, rec in home_records(home_path)
+        if {"mountpoint", "pid", "fork"} <= rec.data.keys()
+    ]
+    _abort_dead_around(os.path.abspath(path), listed)  # (before a stat of anything in them)
     wheres = [os.path.realpath(path)]
     while as_written and os.path.dirname(path) != path:
         path = os.path.dirname(path)
         wheres.append(os.path.realpath(path))
     found: list[MountedFork | None] = [None] * len(wheres)
-    for vault, vault_path, rec in home_records(home_path):
-        if not {"mountpoint", "pid", "fork"} <= rec.data.keys():
-            continue
+    for vault, vault_path, rec, mp in listed:
         revision = rec.data.get("revision") is not None
         if revision and not revisions:
             continue
-        mp = os.path.realpath(rec.mountpoint)
         hits = [
             i
             for i, w in enumerate(wheres)
@@ -347,6 +350,23 @@ def mount_containing(
             found[i] = MountedFork(vault, vault_path, str(rec.data["fork"]), mp, read_only)
     best = found[0]
     return next((f for f in found[1:] if f and not (best and _inside(best.mountpoint, f.mountpoint))), best)
+
+
+def _abort_dead_around(path: str, listed: list[tuple[str, str, Record, str]]) -> None:
+    """Abort the FUSE connection of each mount (of ``listed``: vault, its path, record,
+    resolved mount point) that holds ``path`` and whose daemon is gone, before anything
+    there is looked at: a daemon killed while a thread of its own waited in its own mount
+    leaves a connection that answers nothing, and a ``realpath`` of a directory in it would
+    wait for ever (ops/detaching.py ``abort_dead``; docs/fuse.md "A killed daemon's
+    connection"). A live daemon's mount, or one ``path`` is not in, costs nothing more."""
+    from ..store.locks import pid_alive
+    from .mountinfo import abort_connection
+
+    for vault, _vault_path, rec, mp in listed:
+        if _inside(path, mp) and rec.pid > 0 and not pid_alive(rec.pid):
+            for at in (rec.mountpoint, rec.data.get("lower")):
+                if isinstance(at, str) and at:
+                    abort_connection(resolved_mountpoint(at), f"avfs:{vault}:{rec.key}")
 
 
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC

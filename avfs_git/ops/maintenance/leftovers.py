@@ -383,13 +383,13 @@ def mount_owners(vaults: Sequence[Vault], now: float) -> tuple[dict[str, Vault],
     live: set[str] = set()
     for vault in vaults:
         for m in registered_mounts(vault):
-            for p in _record_paths(m.registry) | {os.path.realpath(m.mountpoint)}:
+            for p in _record_paths(m.registry) | {registry.resolved_mountpoint(m.mountpoint)}:
                 owner.setdefault(p, vault)
             if m.alive:
                 live.update(_record_paths(m.registry))
         for wt in _worktrees(vault, now):
             if wt.mountpoint:
-                owner.setdefault(os.path.realpath(wt.mountpoint), vault)
+                owner.setdefault(registry.resolved_mountpoint(wt.mountpoint), vault)
     return owner, live
 
 
@@ -436,6 +436,8 @@ def stale_kernel_mounts(
                 continue
             if belongs is None and km.vault_name in by_name:
                 belongs = by_name[km.vault_name or ""]
+            if belongs is not None and mp not in live:
+                _abort_if_dead(belongs, mp, km.source)  # (else the statvfs below could wait for ever)
             if registry.dead_mountpoint(mp):
                 yield finding(
                     belongs,
@@ -446,6 +448,19 @@ def stale_kernel_mounts(
                     fix=lambda mp=mp: mounts_mod.force_unmount(mp),  # type: ignore[misc]
                     repair=repair,
                 )
+
+
+def _abort_if_dead(vault: Vault, mountpoint: str, source: str) -> None:
+    """Abort the FUSE connection at ``mountpoint`` when a registry record of ``vault``
+    names it and that record's daemon is gone (ops/detaching.py ``abort_dead``: a daemon
+    killed while a thread of its own waited in its mount leaves a connection that answers
+    nothing, and a ``statvfs`` of it would wait for ever)."""
+    from ..detaching import abort_dead
+
+    for rec in registry.records(vault.state_dir):
+        if rec.pid > 0 and not pid_alive(rec.pid) and mountpoint in _record_paths(rec.path):
+            abort_dead(mountpoint, source)
+            return
 
 
 def _record_paths(record: str) -> set[str]:
@@ -463,7 +478,7 @@ def _record_paths(record: str) -> set[str]:
         elif isinstance(x, list):
             todo.extend(x)
         elif isinstance(x, str) and x.startswith("/"):
-            out.add(os.path.realpath(x))
+            out.add(registry.resolved_mountpoint(x))  # (no stat of a mount point: a request to it)
     return out
 
 
