@@ -308,7 +308,7 @@ def test_the_trial_s_wrong_api_and_mcp_calls_say_what_to_do(home: Home, tmp_path
         home.create_vault("v")
     assert again.value.hint == (
         "use it (`--vault v`; the API's home.vault('v')), give another name, or"
-        " `avfs vault delete v --force` first (it goes to the trash: `avfs vault restore v`)"
+        " `home.delete_vault('v', force=True)` first (it goes to the trash: `home.restore_vault('v')`)"
     )
     assert merge.merge(vault, "a", "master").status == "conflicts"
     for end in (merge.merge_continue, merge.merge_abort):

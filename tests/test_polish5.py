@@ -39,6 +39,7 @@ def _state(vault: Vault) -> tuple[Any, ...]:
         ["git", "--git-dir", vault.path, "for-each-ref", "--format=%(refname) %(objectname)"],
         capture_output=True, text=True, check=True,
     ).stdout
+    refs = "".join(r for r in refs.splitlines(keepends=True) if not r.startswith("refs/avfs/held/"))
     return refs, sorted((c.status.value, c.path) for c in vault.workspace("main").status())
 
 
@@ -81,8 +82,8 @@ def _conflicted(home: Home) -> Vault:
         vault.create_fork("main", f)
         vault.workspace(f).write("c.txt", f"{f}\n".encode())
         checkpoint.save(vault, f)
-    assert merge.merge(vault, "a", "main").status.value == "fast_forward"
-    assert merge.merge(vault, "b", "main", write_conflicts=True).status.value == "conflicts_written"
+    assert merge.merge(vault, "a", "main").status == "fast_forward"
+    assert merge.merge(vault, "b", "main", write_conflicts=True).status == "conflicts_written"
     return vault
 
 

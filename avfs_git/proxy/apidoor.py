@@ -237,6 +237,7 @@ _MODULE_CALLS = {
     "avfs_git.proxy.execute": ("exec_in",),
     "avfs_git.mount.side": ("open_home",),
 }
+_TOP = ("avfs_git.proxy.execute", "avfs_git.mount.side", "avfs_git.core.vaults.changes")
 _METHODS = {
     "avfs_git.core.vaults.home:Home": (
         "create_vault", "vault", "resolve", "use", "delete_vault", "restore_vault", "clone_vault", "info",
@@ -261,7 +262,9 @@ def install() -> None:
     for modname, calls in _MODULE_CALLS.items():
         mod = importlib.import_module(modname)
         for name in calls:
-            setattr(mod, name, checked(getattr(mod, name), f"{modname.rpartition('.')[2]}.{name}"))
+            # (`avfs_git.exec_in`, `open_home`, `changes_since`: the package's own names)
+            prefix = "" if modname in _TOP else modname.rpartition(".")[2] + "."
+            setattr(mod, name, checked(getattr(mod, name), prefix + name))
     for where, methods in _METHODS.items():
         modname, _, clsname = where.partition(":")
         cls = getattr(importlib.import_module(modname), clsname)
