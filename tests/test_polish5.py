@@ -37,7 +37,9 @@ def _door() -> None:
 def _state(vault: Vault) -> tuple[Any, ...]:
     refs = subprocess.run(
         ["git", "--git-dir", vault.path, "for-each-ref", "--format=%(refname) %(objectname)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     refs = "".join(r for r in refs.splitlines(keepends=True) if not r.startswith("refs/avfs/held/"))
     return refs, sorted((c.status.value, c.path) for c in vault.workspace("main").status())
@@ -58,13 +60,20 @@ def test_a_wrong_keyword_names_the_one_meant_and_changes_nothing(home: Home) -> 
         (lambda: checkpoint.save(vault, "main", nam="x"), "checkpoint.save", "nam", "name="),
         (lambda: checkpoint.restore(vault, "main", name="HEAD"), "checkpoint.restore", "name", "rev="),
         (lambda: merge.merge(vault, "main", into="main"), "merge.merge", "into", "target="),
-        (lambda: home.create_vault("w", from_directory="."), "Home.create_vault", "from_directory", "from_dir="),
+        (
+            lambda: home.create_vault("w", from_directory="."),
+            "Home.create_vault",
+            "from_directory",
+            "from_dir=",
+        ),
     ]
     for call, name, given, meant in cases:
         with pytest.raises(TypeError) as got:
             call()
         said = str(got.value)
-        assert said.startswith(f"{name}() got an unexpected keyword argument {given!r}: did you mean {meant}?")
+        assert said.startswith(
+            f"{name}() got an unexpected keyword argument {given!r}: did you mean {meant}?"
+        )
         assert "it takes " in said, said
     assert _state(vault) == before and not ws.exists("ran") and not ws.exists("b.txt")
     assert checkpoint.list_checkpoints(vault, "main") == [] and home.list_vaults()[0].name == "v"
@@ -99,6 +108,7 @@ def test_a_hint_names_the_callers_call_not_the_clis(home: Home) -> None:
         checkpoint.save(vault, "main")
     assert "`merge.merge_continue(vault, fork)`" in str(api.value.hint), api.value.hint
     assert "`merge.merge_abort(vault, fork)`" in str(api.value.hint) and "`avfs " not in str(api.value.hint)
+    assert "finish it with `merge.merge_continue(vault, fork)`" in str(api.value), api.value
     with pytest.raises(MergeInProgressError) as mcp:
         AvfsTools(home.path).call("checkpoint_save", {"vault": "m"})
     assert mcp.value.hint == (
@@ -106,8 +116,21 @@ def test_a_hint_names_the_callers_call_not_the_clis(home: Home) -> None:
         " (the two-parent merge commit), or `merge_continue` with `abort: true`"
     )
     r = subprocess.run(
-        [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "--vault", "m", "checkpoint", "save"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "avfs_git",
+            "--home",
+            home.path,
+            "--json",
+            "--vault",
+            "m",
+            "checkpoint",
+            "save",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     doc = json.loads(r.stdout)
     validate(doc)
@@ -128,9 +151,24 @@ def test_a_denied_path_behind_a_variable_says_what_to_write(home: Home) -> None:
     env = {**os.environ, "AVFS_SERVER": "off"}
     for line in ("d=out; mkdir -p $d", "echo x > ${d}/f"):
         r = subprocess.run(
-            [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "--vault", "p",
-             "proxy", "exec", "--shell", line],
-            capture_output=True, text=True, timeout=300, env=env,
+            [
+                sys.executable,
+                "-m",
+                "avfs_git",
+                "--home",
+                home.path,
+                "--json",
+                "--vault",
+                "p",
+                "proxy",
+                "exec",
+                "--shell",
+                line,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
         )
         doc = json.loads(r.stdout)
         validate(doc)

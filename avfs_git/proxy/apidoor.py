@@ -124,8 +124,8 @@ def checked(fn: F, called: str = "") -> F:
                     raise bad from None
             raise
         except AvfsError as err:
-            if err.hint and "`avfs " in err.hint and _outside():
-                err.hint = fit_hint(err.hint, "api")
+            if _outside():
+                fit_error(err, "api")
             raise
 
     return call  # type: ignore[return-value]
@@ -142,7 +142,11 @@ _FITS: tuple[tuple[str, str | None, str | None], ...] = (
     (r"`avfs status`", "`workspace.status()`", "the `status` tool"),
     (r"`avfs log(?: -n 1)?`", "`history.log(vault, fork)`", "the `log` tool"),
     (r"`avfs log --all`", "`history.log(vault, all_forks=True)`", "the `log` tool with `all: true`"),
-    (r"`avfs checkpoint restore (\S+?)`", r"`checkpoint.restore(vault, fork, '\1')`", r"`checkpoint_restore` with `rev: \1`"),
+    (
+        r"`avfs checkpoint restore (\S+?)`",
+        r"`checkpoint.restore(vault, fork, '\1')`",
+        r"`checkpoint_restore` with `rev: \1`",
+    ),
     (r"`avfs checkpoint save`", "`checkpoint.save(vault, fork)`", "the `checkpoint_save` tool"),
     (r"`avfs checkpoint list`", "`checkpoint.list_checkpoints(vault, fork)`", "the `checkpoint_list` tool"),
     (r"`avfs checkpoint delete`", "`checkpoint.delete_checkpoint(vault, fork, name)`", None),
@@ -162,8 +166,11 @@ _FITS: tuple[tuple[str, str | None, str | None], ...] = (
     (r"`avfs checkout PATH --from HEAD`", "`checkpoint.checkout(vault, fork, PATH, 'HEAD')`", None),
     (r"`avfs pull`", "`remote.pull(vault, REMOTE, fork)`", None),
     (r"`avfs fetch`", "`remote.fetch(vault, REMOTE)`", None),
-    (r"`avfs stat --json PATH` or `avfs cat --json PATH` gives the blob id \(as `blob`\)",
-     "`workspace.blob_of(PATH)` gives the blob id", "`read_file` gives the blob id (as `blob`)"),
+    (
+        r"`avfs stat --json PATH` or `avfs cat --json PATH` gives the blob id \(as `blob`\)",
+        "`workspace.blob_of(PATH)` gives the blob id",
+        "`read_file` gives the blob id (as `blob`)",
+    ),
 )
 _compiled: list[tuple[re.Pattern[str], str | None, str | None]] = []
 
@@ -180,6 +187,15 @@ def fit_hint(hint: str, caller: str) -> str:
         if to is not None:
             hint = pattern.sub(to, hint)
     return hint
+
+
+def fit_error(err: AvfsError, caller: str) -> None:
+    """:func:`fit_hint` of ``err``'s hint and message (`finish it with avfs merge --continue`)."""
+    if err.hint and "`avfs " in err.hint:
+        err.hint = fit_hint(err.hint, caller)
+    if "`avfs " in err.message:
+        err.message = fit_hint(err.message, caller)
+        err.args = (err.message, *err.args[1:])
 
 
 def _git_state(path: str) -> bool:
@@ -228,7 +244,13 @@ def _shown(method: Callable[..., Any], kind: str) -> Callable[..., Any]:
 
 _MODULE_CALLS = {
     "avfs_git.core.operations.checkpoint": (
-        "save", "list_checkpoints", "delete_checkpoint", "restore", "revert", "checkout", "undo",
+        "save",
+        "list_checkpoints",
+        "delete_checkpoint",
+        "restore",
+        "revert",
+        "checkout",
+        "undo",
     ),
     "avfs_git.core.operations.history": ("resolve", "log", "diff", "patch_text", "diff_stat"),
     "avfs_git.core.operations.merge": ("merge", "merge_continue", "merge_abort"),
@@ -240,16 +262,45 @@ _MODULE_CALLS = {
 _TOP = ("avfs_git.proxy.execute", "avfs_git.mount.side", "avfs_git.core.vaults.changes")
 _METHODS = {
     "avfs_git.core.vaults.home:Home": (
-        "create_vault", "vault", "resolve", "use", "delete_vault", "restore_vault", "clone_vault", "info",
+        "create_vault",
+        "vault",
+        "resolve",
+        "use",
+        "delete_vault",
+        "restore_vault",
+        "clone_vault",
+        "info",
     ),
-    "avfs_git.core.vaults.vault:Vault": ("workspace", "fork", "create_fork", "delete_fork", "set_quota", "fork_info"),
+    "avfs_git.core.vaults.vault:Vault": (
+        "workspace",
+        "fork",
+        "create_fork",
+        "delete_fork",
+        "set_quota",
+        "fork_info",
+    ),
     "avfs_git.core.workspace.workspace:Workspace": (
-        "read", "read_link", "stat", "blob_of", "exists", "listdir", "walk", "mkdir", "rmdir", "chmod",
+        "read",
+        "read_link",
+        "stat",
+        "blob_of",
+        "exists",
+        "listdir",
+        "walk",
+        "mkdir",
+        "rmdir",
+        "chmod",
         "materialize_to",
     ),
 }
-_SHOWN = {"write": "write", "write_from_file": "write", "symlink": "write", "remove": "remove",
-          "rename": "rename", "copy": "copy"}
+_SHOWN = {
+    "write": "write",
+    "write_from_file": "write",
+    "symlink": "write",
+    "remove": "remove",
+    "rename": "rename",
+    "copy": "copy",
+}
 
 
 def install() -> None:
