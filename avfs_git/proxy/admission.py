@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..core.errors import ApprovalRequiredError, AvfsError, PolicyDeniedError, QuotaExceededError, UsageError
 from ..core.store import names
+from ..policy.paths import variable_hint
 from . import approval, runner
 from .envelope import MODES, Approval, Confinement, Decision, ExecRequest, Request, Run
 from .stages import Plan
@@ -51,34 +52,6 @@ def validate(req: ExecRequest) -> None:
     for k, _ in req.env:
         if not k or "=" in k or "\0" in k:
             raise UsageError(f"invalid environment variable name {k!r}")
-
-
-def _variable_hint(commands: Any) -> str | None:
-    """What to do when a denied command's path starts with a shell variable (``mkdir -p $d``,
-    ``> $d/f``): the policy cannot know where it points before the run, so it counts as
-    outside the workspace (h-polish4's trial: the hint named only ``policy check``, which
-    says the same). None when no such path was the reason."""
-    import re
-
-    from ..policy.paths import _HOME_VARS
-
-    lead = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
-    for c in commands:
-        if c.action != "deny":
-            continue
-        words = [m for a in c.argv[1:] if (m := lead.match(a))]
-        said = re.search(r"writes to (\$\{?[A-Za-z_][A-Za-z0-9_]*)", c.reason)
-        if said:
-            words.append(lead.match(said.group(1)))  # type: ignore[arg-type]
-        for m in words:
-            if m is not None and m.group(1) not in _HOME_VARS and m.group(1) != "PWD":
-                var = m.group(1)
-                return (
-                    f"${var} is a shell variable: where it points is known only when the command"
-                    f" runs, so a path it starts counts as outside the workspace; start the path"
-                    f" with ./ (./${var}) or $PWD/, or write the path itself"
-                )
-    return None
 
 
 def check_cwd(ws: Workspace, cwd: str) -> str:
@@ -238,7 +211,7 @@ def plan(
     if action is Outcome.DENY:
         denied = PolicyDeniedError(
             f"denied by policy: {verdict.reason.removeprefix('denied: ')}",
-            hint=_variable_hint(verdict.commands) or "see `avfs policy check -- CMD` for why",
+            hint=variable_hint(verdict.commands) or "see `avfs policy check -- CMD` for why",
             details={"rule": verdict.rule},
         )
         return made(req=req, refusal=denied)
