@@ -225,3 +225,90 @@ def test_the_apis_remove_or_write_puts_back_a_staged_state_name_the_tree_stops_s
         assert git("diff", "--cached", "--name-only", "HEAD").split() == ["README"]
     finally:
         mounts.unmount(home, vault, "main", lazy=True)
+
+
+def test_the_hooks_deny_of_a_variable_path_says_what_to_write(tmp_path: Path) -> None:
+    """The same `mkdir -p $d` through the agent hooks (Claude Code's PreToolUse, in a
+    project): denied with the rule's reason alone, nothing the agent could do differently.
+    Now the reason carries the same sentence; outside any workspace (where `./$d` is
+    outside too) it does not."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+
+    def ask(cwd: Path) -> dict[str, Any]:
+        event = {
+            "session_id": "s1",
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Bash",
+            "tool_input": {"command": "for d in a b; do mkdir -p $d; done"},
+            "cwd": str(cwd),
+        }
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "avfs_git",
+                "--home",
+                str(tmp_path / "home"),
+                "hook",
+                "claude",
+                "pre-tool-use",
+            ],
+            input=json.dumps(event),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "CLAUDE_PROJECT_DIR": str(proj)},
+        )
+        assert r.returncode == 0, r.stderr
+        out: dict[str, Any] = json.loads(r.stdout)["hookSpecificOutput"]
+        return out
+
+    inside = ask(proj)
+    assert inside["permissionDecision"] == "deny", inside
+    assert inside["permissionDecisionReason"].endswith(
+        "; $d is a shell variable: where it points is known only when the command runs, so a path"
+        " it starts counts as outside the workspace; start the path with ./ (./$d) or $PWD/, or"
+        " write the path itself"
+    ), inside
+    outside = ask(tmp_path)
+    assert (
+        outside["permissionDecision"] in ("deny", "ask") and "./$d" not in outside["permissionDecisionReason"]
+    )
+    assert sorted(p.name for p in proj.iterdir()) == []
+
+
+def test_a_write_fed_a_pipe_without_stdin_names_the_option(home: Home, tmp_path: Path) -> None:
+    """`avfs write README.md < resolved.md` (the trial's conflict resolution from a shell):
+    `give exactly one of CONTENT, --file F or --stdin`, hint null. Now the hint names
+    `--stdin` for the path given; nothing written."""
+    vault = home.create_vault("w")
+    vault.workspace("main").write("README.md", b"old\n")
+    checkpoint.save(vault, "main")
+    before = _state(vault)
+    src = tmp_path / "resolved.md"
+    src.write_text("new\n")
+    with open(src, "rb") as fh:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "avfs_git",
+                "--home",
+                home.path,
+                "--json",
+                "--vault",
+                "w",
+                "write",
+                "README.md",
+            ],
+            stdin=fh,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    doc = json.loads(r.stdout)
+    validate(doc)
+    assert r.returncode == 2 and doc["error"]["code"] == "usage", doc
+    assert doc["error"]["hint"] == "to take standard input: `avfs write README.md --stdin` (or CONTENT `-`)"
+    assert _state(vault) == before and vault.workspace("main").read("README.md") == b"old\n"

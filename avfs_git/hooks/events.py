@@ -417,7 +417,7 @@ def _pre_tool_use(
             return _pre_answer(agent, "deny", reason + f"; but {refuse}")
         return _pre_answer(agent, "allow", reason + note, updated)
     if action == "deny":
-        if root is not _NO_WORKSPACE:  # (`./$d` is inside a workspace; outside one nothing is)
+        if root is not _NO_WORKSPACE and outside_project is None:  # (`./$d` is inside cwd's workspace)
             from ..policy.paths import variable_hint
 
             hint = variable_hint(decision.commands)
