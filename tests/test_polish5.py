@@ -312,3 +312,62 @@ def test_a_write_fed_a_pipe_without_stdin_names_the_option(home: Home, tmp_path:
     assert r.returncode == 2 and doc["error"]["code"] == "usage", doc
     assert doc["error"]["hint"] == "to take standard input: `avfs write README.md --stdin` (or CONTENT `-`)"
     assert _state(vault) == before and vault.workspace("main").read("README.md") == b"old\n"
+
+
+def test_a_revision_close_to_another_forks_checkpoint_is_named(home: Home) -> None:
+    """`checkpoint restore before-risk` in agent1, where agent2 had saved `before-risky`:
+    `unknown revision`, the hint what a revision may be. Now the close names, another
+    fork's as FORK:NAME (and a fork's own plain); nothing moved."""
+    vault = home.create_vault("r")
+    vault.workspace("main").write("a.txt", b"a\n")
+    checkpoint.save(vault, "main", name="first")
+    vault.create_fork("main", "agent1")
+    vault.create_fork("main", "agent2")
+    checkpoint.save(vault, "agent2", name="before-risky")
+    before = _state(vault)
+    for fork, rev, meant in (
+        ("agent1", "before-risk", "agent2:before-risky"),
+        ("agent2", "before-risk", "before-risky"),
+        ("agent1", "agnet2", "agent2"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "--vault", f"r:{fork}"]
+            + ["checkpoint", "restore", rev],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        doc = json.loads(r.stdout)
+        validate(doc)
+        assert r.returncode == 1 and doc["error"]["code"] == "revision_not_found", doc
+        assert doc["error"]["hint"].startswith(f"did you mean {meant!r}? use a checkpoint name"), doc
+        assert doc["error"]["details"]["suggestions"][0] == meant
+    assert _state(vault) == before
+
+
+def test_a_projects_own_program_by_its_bare_name_says_where_it_is(home: Home) -> None:
+    """`proxy exec -- tape 'test/*.js'` where tape is in the fork's node_modules/.bin and on
+    no PATH: 127, `tape: No such file or directory` and nothing more. Now it says how a
+    project's own program is named; nothing committed."""
+    vault = home.create_vault("t")
+    vault.workspace("main").write("node_modules/.bin/tape", b"#!/bin/sh\necho ran > ran.txt\n", mode=0o755)
+    vault.workspace("main").write(".gitignore", b"node_modules/\n")
+    checkpoint.save(vault, "main")
+    before = _state(vault)
+    r = subprocess.run(
+        [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "--vault", "t"]
+        + ["proxy", "exec", "--", "tape", "test/*.js"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "AVFS_SERVER": "off", "PATH": "/usr/bin:/bin"},
+    )
+    doc = json.loads(r.stdout)
+    validate(doc)
+    assert r.returncode == 127 and doc["result"]["exit_code"] == 127, doc
+    assert doc["result"]["stderr"] == (
+        "tape: No such file or directory (on no PATH: a project's own is named by its path,"
+        " ./node_modules/.bin/tape or .venv/bin/tape, or run by npx tape)\n"
+    ), doc
+    assert doc["commit"] is None and doc["changes"] == [], doc
+    assert _state(vault) == before and not vault.workspace("main").exists("ran.txt")
