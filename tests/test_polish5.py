@@ -29,6 +29,9 @@ from .test_json_schemas import validate
 from .test_overlay import require_overlay
 
 
+_AVFS = (sys.executable, "-m", "avfs_git")
+
+
 def _door() -> None:
     """What a builder's program does first: `avfs_git.open_home` (the package's door)."""
     assert callable(avfs_git.open_home)
@@ -331,8 +334,7 @@ def test_a_revision_close_to_another_forks_checkpoint_is_named(home: Home) -> No
         ("agent1", "agnet2", "agent2"),
     ):
         r = subprocess.run(
-            [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "--vault", f"r:{fork}"]
-            + ["checkpoint", "restore", rev],
+            [*_AVFS, "--home", home.path, "--json", "--vault", f"r:{fork}", "checkpoint", "restore", rev],
             capture_output=True,
             text=True,
             timeout=300,
@@ -355,8 +357,7 @@ def test_a_projects_own_program_by_its_bare_name_says_where_it_is(home: Home) ->
     checkpoint.save(vault, "main")
     before = _state(vault)
     r = subprocess.run(
-        [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "--vault", "t"]
-        + ["proxy", "exec", "--", "tape", "test/*.js"],
+        [*_AVFS, "--home", home.path, "--json", "--vault", "t", "proxy", "exec", "--", "tape", "test/*.js"],
         capture_output=True,
         text=True,
         timeout=300,
