@@ -28,7 +28,6 @@ from avfs_git.ops import mounts
 from .test_json_schemas import validate
 from .test_overlay import require_overlay
 
-
 _AVFS = (sys.executable, "-m", "avfs_git")
 
 
