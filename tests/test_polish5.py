@@ -371,3 +371,26 @@ def test_a_projects_own_program_by_its_bare_name_says_where_it_is(home: Home) ->
     ), doc
     assert doc["commit"] is None and doc["changes"] == [], doc
     assert _state(vault) == before and not vault.workspace("main").exists("ran.txt")
+
+
+def test_a_release_tarball_given_to_vault_create_says_unpack_it(home: Home, tmp_path: Path) -> None:
+    """`avfs vault create mm --from minimist-1.2.8.tgz` (the tarball as npm packed it):
+    click's `Invalid value for '--from': Directory '...' is a file.`, hint null (polish4 gave
+    the API's `from_dir` the hint, and left the CLI's). Now the CLI says it too; no vault."""
+    tgz = tmp_path / "pkg-1.0.0.tgz"
+    tgz.write_bytes(b"\x1f\x8b not really\n")
+    for server in ("off", "auto"):
+        r = subprocess.run(
+            [*_AVFS, "--home", home.path, "--json", "vault", "create", "mm", "--from", str(tgz)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "AVFS_SERVER": server},
+        )
+        doc = json.loads(r.stdout)
+        validate(doc)
+        assert r.returncode == 1 and doc["error"]["code"] == "path_not_found", doc
+        assert doc["error"]["hint"].startswith(
+            "unpack the archive first (`mkdir DIR && tar xf FILE -C DIR`"
+        ), doc
+    assert home.list_vaults() == [] and not os.path.lexists(os.path.join(home.path, "vaults", "mm.git"))
