@@ -63,5 +63,8 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'avfs_git' has no attribute {name!r}")
     import importlib
 
+    # the Python API's door: a builder's wrong keyword named, hints in the API's words,
+    # what git staged kept shown (proxy/apidoor.py); the CLI never comes this way
+    importlib.import_module("avfs_git.proxy.apidoor").install()
     mod = importlib.import_module(spec[0])
     return mod if spec[1] is None else getattr(mod, spec[1])

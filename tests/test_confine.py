@@ -437,8 +437,13 @@ def test_a_program_the_sandbox_does_not_show_says_where_it_is_on_the_host(home, 
     assert err.startswith("avfs-test-only-here: No such file or directory"), err
     assert f"on the host it is {tool}, which the sandbox does not show" in err
     assert "--host writable" in err
-    res = _exec(home, fork, ("no-such-program-x",), env=(("PATH", path),))  # nowhere: as before
-    assert res.result is not None and res.result.spawn_error == "no-such-program-x: No such file or directory"
+    res = _exec(
+        home, fork, ("no-such-program-x",), env=(("PATH", path),)
+    )  # nowhere: how a project's is named
+    assert res.result is not None and res.result.spawn_error == (
+        "no-such-program-x: No such file or directory (on no PATH: a project's own is named by its path,"
+        " ./node_modules/.bin/no-such-program-x or .venv/bin/no-such-program-x, or run by npx no-such-program-x)"
+    )
 
 
 def test_isolate_at_the_project_path_is_confined_too(home, fork, tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import avfs_git
 from avfs_git.core.errors import ForkNotFoundError, IsDirectoryError, PathNotFoundError, UsageError
 from avfs_git.core.vaults.home import Home
 from avfs_git.mcp.tools import AvfsTools
@@ -93,9 +94,10 @@ def test_main_where_the_default_fork_is_master_names_master_and_the_reverse(
     assert over_mcp.value.hint == (
         "did you mean 'master'? the fork_list tool lists the vault's forks; the fork tool makes one"
     )
+    assert callable(avfs_git.open_home)  # (the API's door: its hints name its calls, h-polish5)
     with pytest.raises(ForkNotFoundError) as typo:  # a typo, through the API: the CLI's did-you-mean
         vault.workspace("mastr")
-    assert typo.value.hint == "did you mean 'master'? see `avfs --vault api vault info` for its forks"
+    assert typo.value.hint == "did you mean 'master'? see `home.vault('api').forks()` for its forks"
     assert (_state("p"), _state("q")) == before
     assert vault.fork_names() == ["master"]
 
@@ -306,7 +308,7 @@ def test_the_trial_s_wrong_api_and_mcp_calls_say_what_to_do(home: Home, tmp_path
         home.create_vault("v")
     assert again.value.hint == (
         "use it (`--vault v`; the API's home.vault('v')), give another name, or"
-        " `avfs vault delete v --force` first (it goes to the trash: `avfs vault restore v`)"
+        " `home.delete_vault('v', force=True)` first (it goes to the trash: `home.restore_vault('v')`)"
     )
     assert merge.merge(vault, "a", "master").status == "conflicts"
     for end in (merge.merge_continue, merge.merge_abort):

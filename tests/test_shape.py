@@ -47,6 +47,8 @@ PROCESS_STATE = {
     "ops/warmstart.py:_STARTING": "one zygote started at a time in a process; made anew in a forked child (a thread of the parent may have held it)",
     "mount/hookscripts.py:_FOUND": "what a git binary said its version was: the binary is the machine's, keyed by its path and stat data",
     "proxy/sealpack.py:_tidied": "the lstat of the sandbox's top directory (and the vault's) when avfs last tidied it, per process: a mount's daemon serves the fork's execs one at a time (the exec lock), and another process only tidies once more",
+    "proxy/apidoor.py:_done": "whether the API's door wrapped the documented calls: once per process, the same for every thread",
+    "proxy/apidoor.py:_compiled": "the hint table's patterns, compiled on the first hint fitted: the same for every thread",
     "proxy/keeper.py:_kept": "the keeper of this process's sandboxes ends them once the process has ended: one per process (a forked child's own)",
     "proxy/keeper.py:_lock": "one start of the process's keeper at a time (made anew in a forked child: a thread of the parent may have held it)",
     "proxy/reaping.py:_WANTED": "whether this process is a CLI call's own, to make itself the reaper of its sandboxes once it runs one: the process's",

@@ -196,7 +196,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, tuple[Param, ...]]] = {
         "vaultcmds:create",
         (
             ("name", ("name",), "arg", None, ()),
-            ("from_dir", ("--from",), "dir", None, ()),
+            ("from_dir", ("--from",), "str", None, ()),
             ("no_ignore", ("--no-ignore",), "flag", False, ()),
             ("make_default", ("--use",), "flag", False, ("--no-use",)),
         ),

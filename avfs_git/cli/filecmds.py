@@ -103,7 +103,16 @@ def write(
         for x in (content is not None and content != "-", src_file is not None, from_stdin or content == "-")
     )
     if sources != 1:
-        raise UsageError("give exactly one of CONTENT, --file F or --stdin")
+        import shlex
+
+        piped = sources == 0 and not sys.stdin.isatty()  # (`avfs write F < file`: h-polish5's trial)
+        path = shlex.quote(path)
+        raise UsageError(
+            "give exactly one of CONTENT, --file F or --stdin",
+            hint=f"to take standard input: `avfs write {path} --stdin` (or CONTENT `-`)"
+            if piped
+            else f"`avfs write {path} TEXT`, `--file FILE`, or `--stdin` (CONTENT `-`) for a pipe",
+        )
     if append and expect is not None:
         raise UsageError(
             "give --append or --expect, not both",

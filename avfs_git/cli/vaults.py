@@ -29,7 +29,7 @@ def vault() -> None:
 @click.option(
     "--from",
     "from_dir",
-    type=click.Path(file_okay=False),
+    metavar="DIRECTORY",  # (any path: core says what to do with an archive, h-polish5's trial)
     help="Import this directory (a git checkout or a bare repository brings its history).",
 )
 @click.option("--no-ignore", is_flag=True, help="Import files .gitignore would leave out too.")

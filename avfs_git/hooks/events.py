@@ -417,6 +417,11 @@ def _pre_tool_use(
             return _pre_answer(agent, "deny", reason + f"; but {refuse}")
         return _pre_answer(agent, "allow", reason + note, updated)
     if action == "deny":
+        if root is not _NO_WORKSPACE and outside_project is None:  # (`./$d` is inside cwd's workspace)
+            from ..policy.paths import variable_hint
+
+            hint = variable_hint(decision.commands)
+            reason += f"; {hint}" if hint else ""
         return _pre_answer(agent, "deny", reason)
     if action == "require_approval":
         if where is None:

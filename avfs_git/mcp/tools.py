@@ -143,6 +143,10 @@ class AvfsTools:
         except AvfsError as err:
             named = err.details.get("suggestions") if err.code == "fork_not_found" else None
             err.hint = _TOOL_HINTS.get(err.code, err.hint)
+            if "`avfs " in f"{err.hint}{err.message}":  # (a CLI command named: the tool's, h-polish5)
+                from ..proxy.apidoor import fit_error
+
+                fit_error(err, "mcp")
             if named:  # (`main` where the default fork is `master`: core/vaults/lostfork.py)
                 err.hint = f"did you mean {' or '.join(repr(s) for s in named)}? {err.hint}"
             if name == "fork" and err.code == "already_exists" and err.hint is None:

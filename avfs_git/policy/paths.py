@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
 
 from .lexer import Word
 
@@ -172,4 +173,30 @@ def _home_secret(rel: str, home: str) -> str | None:
     name = rel.rsplit("/", 1)[-1]
     if name == ".env" or name.startswith(".env."):
         return f"{home}/{rel}"
+    return None
+
+
+def variable_hint(commands: Iterable[Any]) -> str | None:
+    """What to do when a denied command's path starts with a shell variable (``mkdir -p $d``,
+    ``> $d/f``): the policy cannot know where it points before the run, so it counts as
+    outside the workspace (h-polish4's trial: ``proxy exec``'s hint named only ``policy check``,
+    which says the same; the hooks' reason nothing). None when no such path was the reason."""
+    import re
+
+    lead = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+    for c in commands:
+        if c.action != "deny":
+            continue
+        words = [m for a in c.argv[1:] if (m := lead.match(a))]
+        said = re.search(r"writes to (\$\{?[A-Za-z_][A-Za-z0-9_]*)", c.reason)
+        if said:
+            words.append(lead.match(said.group(1)))  # type: ignore[arg-type]
+        for m in words:
+            if m is not None and m.group(1) not in _HOME_VARS and m.group(1) != "PWD":
+                var = m.group(1)
+                return (
+                    f"${var} is a shell variable: where it points is known only when the command"
+                    f" runs, so a path it starts counts as outside the workspace; start the path"
+                    f" with ./ (./${var}) or $PWD/, or write the path itself"
+                )
     return None

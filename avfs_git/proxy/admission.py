@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..core.errors import ApprovalRequiredError, AvfsError, PolicyDeniedError, QuotaExceededError, UsageError
 from ..core.store import names
+from ..policy.paths import variable_hint
 from . import approval, runner
 from .envelope import MODES, Approval, Confinement, Decision, ExecRequest, Request, Run
 from .stages import Plan
@@ -56,13 +57,13 @@ def validate(req: ExecRequest) -> None:
 def check_cwd(ws: Workspace, cwd: str) -> str:
     if cwd.startswith("/"):
         raise UsageError(
-            f"--cwd {cwd!r} is absolute: give a directory relative to the workspace root",
+            f"cwd {cwd!r} (--cwd) is absolute: give a directory relative to the workspace root",
             details={"cwd": cwd},
         )
     p = names.norm_path(cwd)  # refuses '..', NUL bytes and '.git'
     node = ws.node(p)
     if node is None or not node.is_dir:
-        raise UsageError(f"--cwd {cwd!r} is not a directory of the workspace", details={"cwd": cwd})
+        raise UsageError(f"cwd {cwd!r} (--cwd) is not a directory of the workspace", details={"cwd": cwd})
     return p
 
 
@@ -210,7 +211,7 @@ def plan(
     if action is Outcome.DENY:
         denied = PolicyDeniedError(
             f"denied by policy: {verdict.reason.removeprefix('denied: ')}",
-            hint="see `avfs policy check -- CMD` for why",
+            hint=variable_hint(verdict.commands) or "see `avfs policy check -- CMD` for why",
             details={"rule": verdict.rule},
         )
         return made(req=req, refusal=denied)

@@ -566,8 +566,9 @@ def _unshown(program: str, num: int | None, env: dict[str, str]) -> str:
         import shutil
 
         found = shutil.which(program, path=env.get("PATH"))
-    if found is None or found.startswith(_SHOWN):
-        return ""
+    if found is None or found.startswith(_SHOWN):  # (a project's own: h-polish5's trial's `tape`)
+        own = f" (on no PATH: a project's own is named by its path, ./node_modules/.bin/{program}"
+        return "" if found or "/" in program else f"{own} or .venv/bin/{program}, or run by npx {program})"
     tops: list[str] = []  # its tree, and where its links lead, each named by the top of its bin
     for path in (found, os.path.realpath(found)):
         parent = os.path.dirname(path)

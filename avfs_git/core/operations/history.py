@@ -133,12 +133,30 @@ def resolve(vault: Vault, rev: str, fork: str | None = None) -> str:
             f" {refs.fork_ref(fork)}` shows the reflog",
             details={"revision": rev, "fork": fork},
         )
+    close = _close_revisions(vault, fork, rev)
     raise RevisionNotFoundError(
         f"unknown revision {rev!r} in vault {vault.name}",
-        hint="use a checkpoint name (FORK:NAME for another fork's), a fork name or a commit id"
+        hint=(f"did you mean {' or '.join(repr(c) for c in close)}? " if close else "")
+        + "use a checkpoint name (FORK:NAME for another fork's), a fork name or a commit id"
         " (`avfs log --all` lists them)",
-        details={"revision": rev, "fork": fork},
+        details={"revision": rev, "fork": fork, **({"suggestions": close} if close else {})},
     )
+
+
+def _close_revisions(vault: Vault, fork: str, rev: str) -> list[str]:
+    """The checkpoint names (another fork's as FORK:NAME) and fork names close to ``rev``
+    (h-polish5's trial: `checkpoint restore before-risk` in agent1, where agent2 had
+    `before-risky`, said only what a revision may be). Asked only once a lookup failed."""
+    import difflib
+
+    given: dict[str, str] = {}  # the name compared -> what to give
+    for r in refs.list_refs_file(vault.path, refs.CHECKPOINTS):
+        owner, _, name = r[len(refs.CHECKPOINTS) :].partition(refs.SEP)
+        if owner == fork or name not in given:
+            given[name] = name if owner == fork else f"{owner}:{name}"
+    for f in vault.fork_names():
+        given.setdefault(f, f)
+    return [given[n] for n in difflib.get_close_matches(rev.rpartition(":")[2], list(given), n=3, cutoff=0.7)]
 
 
 def checkpoint_names(vault: Vault, fork: str | None = None) -> dict[str, list[str]]:
