@@ -24,9 +24,6 @@ from avfs_git.mount.side import MOUNT_SIDE
 
 from .test_fuse import require_fuse
 
-# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
-pytestmark = pytest.mark.warm_cli
-
 ENV = {
     "GIT_AUTHOR_NAME": "Ann Author",
     "GIT_AUTHOR_EMAIL": "ann@author.invalid",

@@ -34,8 +34,7 @@ from .conftest import AUTHOR, git
 from .test_overlay import _tree, require_overlay
 from .test_share import require_layers
 
-# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
-pytestmark = [pytest.mark.slow, pytest.mark.warm_cli]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
