@@ -28,9 +28,6 @@ from .conftest import CliResult
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
 
-# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
-pytestmark = pytest.mark.warm_cli
-
 
 @pytest.fixture
 def two(home: Home) -> Iterator[Home]:
@@ -284,7 +281,6 @@ def _until(what: Any, why: str, limit: float = 120.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.cold_cli  # ordered by the locks each started process holds (/proc): the call must run in it
 def test_a_mount_starting_as_its_fork_is_deleted_is_refused_or_fails_never_outlives_it(two, tmp_path):
     """`vault delete VAULT:FORK` checked the fork's mounts before it took any lock, then
     waited for the fork's lock (a checkpoint holding it): an `avfs mount` of the fork made

@@ -26,9 +26,6 @@ from .test_confine import _need_bwrap
 from .test_fuse import require_fuse
 from .waitingexec import running
 
-# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
-pytestmark = pytest.mark.warm_cli
-
 
 def _env(**extra: str) -> dict[str, str]:
     """The test's environment without git's identity variables (the sandbox's `$HOME` is
