@@ -65,8 +65,17 @@ def skip_outside_ci(why: str, in_ci: str | None = None) -> NoReturn:
     pytest.skip(f"{why} (outside CI)")
 
 
+def warm_cli(node: pytest.Item) -> bool:
+    """Whether a test's homes get the warm CLI server users get (cli/resident.py): marked
+    ``warm_cli`` (a module's ``pytestmark``, or the test) and not ``cold_cli`` (a test about
+    the cold process itself: its start, what it imports, a call no server answers)."""
+    return node.get_closest_marker("warm_cli") is not None and node.get_closest_marker("cold_cli") is None
+
+
 @pytest.fixture(autouse=True)
-def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def hermetic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Path]:
     from .daemons import pid_mark
 
     # the daemons of this test's homes (all under its own tmp_path) start after this
@@ -79,8 +88,10 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(home_dir))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home_dir / ".config"))
     monkeypatch.setenv("AVFS_HOME", str(tmp_path / "avfs-home"))
-    # no warm CLI server per test home (tests/test_warm.py runs with one)
-    monkeypatch.setenv("AVFS_SERVER", "off")
+    # no warm CLI server per test home (tests/test_warm.py runs with one), but where the
+    # test is marked warm_cli: then as a user's, started by the first call (stopped below)
+    warm = warm_cli(request.node)
+    monkeypatch.setenv("AVFS_SERVER", "auto" if warm else "off")
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_AUTHOR_NAME", AUTHOR[0])
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", AUTHOR[1])
@@ -109,6 +120,8 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for lvl, value in saved.items():
         sp[lvl] = value
     _release_kept_warm(tmp_path, started)
+    if warm:
+        _stop_test_servers(tmp_path, started)
     _fsck_every_vault(tmp_path / "avfs-home" / "vaults")
     _drop_layers(tmp_path)
 
@@ -134,6 +147,19 @@ def _release_kept_warm(tmp_path: Path, started: tuple[int, int]) -> None:
                     mounts.unmount(h, h.vault(m.vault), m.fork, revision=m.revision, lazy=True)
             finally:
                 h.close()
+
+
+def _stop_test_servers(tmp_path: Path, started: tuple[int, int]) -> None:
+    """End the resident CLI servers a ``warm_cli`` test's calls started for its homes (under
+    ``tmp_path``) and wait until each is gone (its calls' processes and spare first, as
+    `avfs server stop` does): nothing of a test runs on into the next
+    (tests/cputime.py's ``left_running``), and a server left would wait out its idle time."""
+    from .daemons import server_of, servers_under, wait_gone
+
+    for pid, argv in servers_under(str(tmp_path), started):
+        home = os.fsdecode(argv[argv.index(b"--home") + 1])
+        signal_process(pid, signal.SIGTERM, is_it=lambda p, home=home: server_of(p, home))
+        assert wait_gone(pid, 30.0), f"the CLI server {pid} of {home} did not end in 30 s"
 
 
 _SCRATCH: list[str] = []  # the session's base temp dir (pytest_sessionstart)
@@ -247,6 +273,11 @@ def pytest_assertrepr_compare(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_DeepCleanUp(), "avfs-deep-clean-up")
+    config.addinivalue_line(
+        "markers",
+        "warm_cli: the test's homes get the warm CLI server users get (AVFS_SERVER on), stopped at its end",
+    )
+    config.addinivalue_line("markers", "cold_cli: a test about the cold CLI process keeps AVFS_SERVER=off")
     # each test's CPU, every process it starts counted (opt-in: AVFS_TEST_CPU=FILE)
     cputime.register(config)
 

@@ -158,3 +158,28 @@ def server_of(pid: int, home: str) -> bool:
     if b"avfs_git.cli.resident" not in argv or b"--home" not in argv[:-1]:
         return False
     return os.path.realpath(argv[argv.index(b"--home") + 1]) == os.path.realpath(home.encode())
+
+
+def servers_under(root: str, since: tuple[int, int] | None = None) -> list[tuple[int, list[bytes]]]:
+    """(pid, command line) of each resident CLI server (``python -m avfs_git.cli.resident
+    --home H``) whose home is under directory ``root``; with ``since`` (a :func:`pid_mark`),
+    of those started after the mark (all of them when the pids may have gone round). What
+    a server forked (its spare, a call's process, a mount daemon) has its command line and
+    is no server: a process whose parent is one is left out."""
+    prefix = os.fsencode(root.rstrip("/") + "/")
+    pids = _new_pids(since) if since is not None else None
+    if pids is None:
+        pids = {int(p) for p in os.listdir("/proc") if p.isdigit()}
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"avfs_git.cli.resident" not in argv or b"--home" not in argv[:-1] or _is_named(pid):
+            continue
+        if argv[argv.index(b"--home") + 1].startswith(prefix):
+            out.append((pid, argv))
+    found = {pid for pid, _ in out}
+    return [(pid, argv) for pid, argv in out if _parent(pid) not in found]

@@ -28,6 +28,9 @@ from .conftest import snapshot
 from .test_fuse import require_fuse
 from .test_overlay import require_overlay
 
+# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
+pytestmark = pytest.mark.warm_cli
+
 
 def _doc(cli_proc: Any, *args: str, code: int = 0) -> dict[str, Any]:
     r = cli_proc("--json", *args)

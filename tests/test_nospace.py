@@ -19,6 +19,9 @@ import pytest
 from .conftest import IN_CI
 from .test_fuse import require_fuse
 
+# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
+pytestmark = pytest.mark.warm_cli
+
 
 @pytest.fixture
 def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -28,7 +28,8 @@ import pytest
 
 from . import realdata
 
-pytestmark = pytest.mark.slow
+# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
+pytestmark = [pytest.mark.slow, pytest.mark.warm_cli]
 
 FORK_LINE = re.compile(r"forked (\w+):(\w+) -> \1:(\w+) at [0-9a-f]{12}\n")
 

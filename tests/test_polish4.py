@@ -25,6 +25,9 @@ from .conftest import git
 from .test_fuse import require_fuse
 from .test_json_schemas import validate
 
+# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
+pytestmark = pytest.mark.warm_cli
+
 
 def _avfs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -22,7 +22,8 @@ import pytest
 
 from . import realdata
 
-pytestmark = pytest.mark.slow
+# the home's warm CLI server, as a user's (tests/conftest.py, warm_cli): its calls are the CLI's, not its start
+pytestmark = [pytest.mark.slow, pytest.mark.warm_cli]
 
 
 def _avfs(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
