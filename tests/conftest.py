@@ -36,6 +36,14 @@ from .basetemp import drop_layers as _drop_layers
 from .basetemp import drop_mounts as _drop_mounts
 from .basetemp import unpin_gitfiles as _unpin_gitfiles
 
+# The Python API's door (avfs_git/proxy/apidoor.py) opened now, in every test process,
+# before any test module imports a call: it wraps the documented calls process-wide on a
+# program's first use of the package's names (`avfs_git.open_home`), after which a call
+# from outside avfs gets the API's wording. Opened by whichever test came first in a
+# worker, a test calling core directly read the CLI's words or the API's by the order
+# xdist gave its files; now always the API's, as a builder's program sees them.
+assert callable(avfs_git.open_home)
+
 AUTHOR = ("Test Author", "test@example.invalid")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LAYERS = os.environ.get("AVFS_TEST_LAYERS", "") == "1"

@@ -148,7 +148,7 @@ def test_a_daemon_killed_while_its_own_request_waits_ends_at_the_next_command(
 
 def test_an_aborted_connection_answers_every_waiting_request(home: Home, vault: Vault) -> None:
     """What the commands above do to a dead daemon's mount, on a live one that answers
-    nothing (stopped): a request waiting there ends with ENOTCONN once the connection is
+    nothing (stopped): a request waiting there ends (ECONNABORTED) once the connection is
     aborted, found by the mount's device numbers (its mount point is never looked at)."""
     require_fuse()
     info = mounts.mount(home, vault, "main", None, backend="fuse")
@@ -168,7 +168,8 @@ def test_an_aborted_connection_answers_every_waiting_request(home: Home, vault: 
         assert fuse_connection(info.mountpoint, "avfs:v:elsewhere") is None  # not that mount's
         assert mounts.abort_dead(info.mountpoint, "avfs:v:main")
         asking.join(BOUND_S)
-        assert not asking.is_alive() and got == [errno.ENOTCONN], got
+        # (ECONNABORTED for a request the abort found waiting, ENOTCONN for one sent after it)
+        assert not asking.is_alive() and got in ([errno.ENOTCONN], [errno.ECONNABORTED]), got
         with pytest.raises(OSError) as exc:
             os.stat(os.path.join(info.mountpoint, "README.md"))
         assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED)

@@ -550,7 +550,9 @@ def test_checkpoint_save_refuses_while_a_merge_is_open(cli, forks):
     before = snapshot(v)
     with pytest.raises(merge.MergeInProgressError) as exc:
         checkpoint.save(v, "main", name="cp")
-    assert "merge --continue" in exc.value.message and "merge --abort" in (exc.value.hint or "")
+    # (a direct call, as a builder's program makes it: the API's door names its calls)
+    assert "merge.merge_continue(vault, fork)" in exc.value.message
+    assert "merge.merge_abort(vault, fork)" in (exc.value.hint or "")
     assert exc.value.details["theirs"] == res.theirs and "shared.txt" in exc.value.details["unresolved"]
     r = cli("--json", "--vault", "v:main", "checkpoint", "save", "-m", "x")
     err = json.loads(r.out_bytes)
@@ -570,7 +572,9 @@ def test_a_second_merge_refuses_and_so_does_merging_a_fork_with_a_merge_open(for
     for source, target in (("a", "main"), ("main", "a")):
         with pytest.raises(merge.MergeInProgressError) as exc:
             merge.merge(v, source, target)
-        assert "merge --continue" in (exc.value.hint or exc.value.message)
+        assert "merge.merge_continue(vault, fork)" in (
+            exc.value.hint or exc.value.message
+        )  # (the API's words)
     assert snapshot(v) == before  # nothing captured, nothing moved
     _still_open_then_continue(v, res)
 
