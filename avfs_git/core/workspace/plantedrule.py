@@ -348,7 +348,9 @@ def dirs_of(paths: Iterable[str]) -> set[str]:
         parents.add(parent)
         comps = parent.split("/")
         out.update(
-            "/".join(comps[:k]) for k in range(1, len(comps)) if git_state_name(comps[k]) in ("objects", "refs")
+            "/".join(comps[:k])
+            for k in range(1, len(comps))
+            if git_state_name(comps[k]) in ("objects", "refs")
         )
     return out
 
