@@ -582,6 +582,8 @@ class Overlay(KeptTimes):
         kept: list[tuple[str, str, int, int]] = []
         stale: list[Entry] = []  # retired paths whose kept times the new base made stale
         for e in captured:
+            if not e.seq:
+                continue  # the upper layer's: every row's seq is the journal's (AUTOINCREMENT, from 1)
             if e.kind == FILE and e.fileid and not self._claim(e.fileid):
                 continue
             if not sql_text(e.path):

@@ -94,8 +94,8 @@ class UpperEntries(OverlayDB):
         if getattr(self._no_upper, "memo", None) is not None:
             yield
             return
-        # _u_entry, lower_path, _lower_mode, _looks_through, _u_chain_read, upper_active
-        self._no_upper.memo = ({}, {}, {}, {}, {}, {})
+        # _u_entry, lower_path, _lower_mode, _looks_through, _u_chain_read, upper_active, change_top
+        self._no_upper.memo = ({}, {}, {}, {}, {}, {}, {})
         try:
             yield
         finally:
@@ -398,30 +398,38 @@ class UpperEntries(OverlayDB):
         """Where the upper layer decides what ``path`` shows, for a read of what changed
         (:meth:`.overlay.Overlay.changed_entries`, :func:`.upperjournal.remember`): as
         :meth:`upper_top`, but an *opaque* directory above ``path`` (overlayfs marks every
-        directory made in the mount where none was so, and everything below it hides the
-        lower layer) that the lower layer now holds as a directory is looked through (see
-        :meth:`_looks_through`): once a checkpoint recorded it, or a status found it the
-        base's, it shows the base there, and what changed below it is read where it
-        changed, not as the whole directory (which an agent's session keeps adding to).
-        (the top, whether it is a path the upper layer holds nothing at below such a
-        directory: gone, a deletion); None when the lower layer shows through."""
-        parts = path.split("/") if path else []
-        through = False
-        q = ""
-        with self.remembering():
-            for i in range(1, len(parts) + 1):
-                q = f"{q}/{parts[i - 1]}" if q else parts[0]
-                got = self._u_entry(q)
-                if got is None or got == SUBMODULE:
-                    return (q, True) if through else None
-                if got == MERGED:
-                    continue
+        directory made in the mount where none was so) that the lower layer now holds as a
+        directory is looked through (:meth:`_looks_through`): once a checkpoint recorded it,
+        or a status found it the base's, it shows the base there, and what changed below it
+        is read where it changed, not as the whole directory (which an agent's session
+        keeps adding to). (the top, whether it is a path the upper layer holds nothing at
+        below such a directory: gone, a deletion); None when the lower layer shows through.
+        Each directory's walk is kept for the block (h-record7: a record asks for 50,000)."""
+        memo = getattr(self._no_upper, "memo", None)
+        if memo is None or not path:
+            with self.remembering():
+                return self.change_top(path) if path else None
+        walked = memo[6]  # a directory's walk as an ancestor: (stopped, its top, through)
+        q = parent = path.rpartition("/")[0]
+        while q and q not in walked:
+            q = q.rpartition("/")[0]
+        stopped, top, through = walked[q] if q else (False, None, False)
+        for name in [*filter(None, (parent[len(q) + 1 :] if q else parent).split("/")), None]:
+            if stopped:
+                return top
+            q = path if name is None else f"{q}/{name}" if q else name
+            got = self._u_entry(q)
+            if got is None or got == SUBMODULE:
+                stopped, top = True, (q, True) if through else None
+            elif got != MERGED:
                 assert isinstance(got, Entry)
-                if i < len(parts) and self._looks_through(q, got):
+                if name is not None and self._looks_through(q, got):
                     through = True
-                    continue
-                return q, False
-        return None
+                else:
+                    stopped, top = True, (q, False)
+            if name is not None:
+                walked[q] = (stopped, top, through)
+        return top
 
     def _looks_through(self, path: str, got: Entry) -> bool:
         """Whether the upper layer's directory ``path`` (its entry ``got``), opaque or
@@ -447,10 +455,7 @@ class UpperEntries(OverlayDB):
     def upper_holds_only(self, names: frozenset[str]) -> bool:
         """Whether the names at the top of the upper layer (the mount's ``.git`` left out)
         are all among ``names``."""
-        try:
-            return all(n in names or n == ".git" for n in os.listdir(self.upper_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            return True
+        return up.root_names(self.upper_dir) <= names
 
     def new_upper_dir(self, path: str) -> bool:
         """Whether the upper layer holds a new directory at ``path`` (:meth:`_new_dir`)."""
@@ -523,12 +528,7 @@ class UpperEntries(OverlayDB):
         Such a removal is a deletion where the overlay's entries delete a path of the base
         that the upper layer made again (``avfs rm`` while not mounted, then the file
         written in an overlay mount)."""
-        if not self.with_upper:
-            return frozenset()
-        try:
-            return frozenset(n for n in os.listdir(self.upper_dir) if n != ".git")
-        except (FileNotFoundError, NotADirectoryError):
-            return frozenset()
+        return up.root_names(self.upper_dir) if self.with_upper else frozenset()
 
     def upper_oid(self, fileid: str, hash_file: Callable[[str], str]) -> str:
         """The git blob id of an upper-layer file, from the cache when its stat data match

@@ -337,14 +337,19 @@ def dirs_of(paths: Iterable[str]) -> set[str]:
     :func:`.names.git_dir_of`, and the directory above an ``objects`` or ``refs`` on its way
     (names as :func:`.names.git_state_name` folds them)."""
     out: set[str] = set()
+    parents: set[str] = set()  # (the names above a path: looked at once for all its siblings)
     for name in paths:
         d = git_dir_of(name)
         if d is not None:
             out.add(d)
-        comps = name.split("/")
+        parent = name.rpartition("/")[0]
+        if parent in parents:
+            continue
+        parents.add(parent)
+        comps = parent.split("/")
         out.update(
             "/".join(comps[:k])
-            for k in range(1, len(comps) - 1)
+            for k in range(1, len(comps))
             if git_state_name(comps[k]) in ("objects", "refs")
         )
     return out

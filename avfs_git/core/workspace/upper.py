@@ -232,6 +232,15 @@ def is_empty(upper_dir: str) -> bool:
         return True
 
 
+def root_names(upper_dir: str) -> frozenset[str]:
+    """The names in the upper layer's root directory, the mount's own ``.git`` left out
+    (none where there is no such directory)."""
+    try:
+        return frozenset(n for n in os.listdir(upper_dir) if n != ".git")
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
 # linux/fs.h: FS_IOC_GETFLAGS/SETFLAGS (the kernel reads and writes an int) and
 # FS_IMMUTABLE_FL, what `chattr +i` sets
 _GETFLAGS = 0x80086601

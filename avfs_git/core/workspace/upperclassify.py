@@ -12,10 +12,14 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..types import SWAP_SIDE_PREFIX, is_swap_side
 from . import sidekey
 from . import upper as up
+
+if TYPE_CHECKING:
+    from .upperlinks import LinkedNames
 
 log = logging.getLogger("avfs.upperwatch")
 
@@ -31,6 +35,8 @@ IN_Q_OVERFLOW = 0x4000
 IN_IGNORED = 0x8000
 IN_ISDIR = 0x40000000
 _CAME = IN_CREATE | IN_MOVED_TO
+_WRITTEN = (IN_MODIFY, IN_CLOSE_WRITE)  # (a file's: no other bit set)
+_MADE_OR_WRITTEN = (IN_CREATE, *_WRITTEN)
 MAX_LOWER_PATHS = 200_000  # lower paths kept (UpperWatch.lower_paths) before they are all forgotten
 # the change log's rows held while a flood goes on (record6): a transaction of the log (its
 # rollback journal's fsyncs) written for each read of the kernel's queue cost a command
@@ -64,6 +70,40 @@ class ChangeClassifier:
     _held_since: float  # (monotonic) when the oldest of them was held
     side_key: bytes | None  # the workspace's (:mod:`.sidekey`), else read at the first side-shaped name
     _owned: dict[str, bool]  # side-shaped name -> avfs's (a swap's side file has several events)
+    _links: LinkedNames
+    _broken: str
+
+    def _again(self, prev: Any, ev: Any) -> str | None:
+        """The path of event ``ev`` when it writes (``IN_MODIFY``, ``IN_CLOSE_WRITE``)
+        a file that ``prev``, the event before it in the read, made or wrote, and
+        changes nothing its handling would: the journal names the path already, the file
+        has no other name, and the change log's row for it (``created``, ``modified``)
+        absorbs the write (:meth:`_flush`). None: handle it. (h-record7: a command writing
+        50,000 new files queues three events for each; two are these.)"""
+        if (
+            ev.mask not in _WRITTEN
+            or prev.wd != ev.wd
+            or prev.name != ev.name
+            or prev.mask not in _MADE_OR_WRITTEN
+        ):
+            return None
+        if self._broken:
+            return None
+        parent = self._wds.get(ev.wd)
+        if parent is None or not ev.name or ev.name.startswith(SWAP_SIDE_PREFIX) or ev.name == ".git":
+            return None
+        path = f"{parent}/{ev.name}" if parent else ev.name
+        last = self._batch[-1] if self._batch else None
+        if self.on_events is not None and (
+            last is None or last[2] != path or last[1] not in ("created", "modified")
+        ):
+            return None
+        if self._links.linked(path):
+            return None
+        self.lower_paths.pop(path, None)  # (as _forget_lower)
+        if len(self._modes) > 100_000:
+            self._modes.clear()  # (as _written)
+        return path
 
     def _own_side(self, name: str) -> bool:
         """Whether ``name`` (a file name) is a side file avfs made (:mod:`.sidekey`: its

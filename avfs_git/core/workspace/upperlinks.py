@@ -127,6 +127,11 @@ class LinkedNames:
             self.full = True
         return not self.full
 
+    def linked(self, path: str) -> bool:
+        """Whether ``path`` is a name of a file known to have others (or to have had them:
+        a suspect, h-fix44a)."""
+        return path in self._key
+
     def gone(self, path: str, upper_dir: str | None = None, moved: bool = True) -> None:
         """No file at ``path`` any more (removed, renamed away, replaced). ``upper_dir``:
         an event's word, checked there: a name still holding the file it was known by is

@@ -422,6 +422,9 @@ class UpperWatch(ChangeClassifier):
                 # is there now (an earlier one's file may be renamed or removed since)
                 final = {(ev.wd, ev.name): i for i, ev in enumerate(events)} if self.on_events else {}
                 for i, ev in enumerate(events):
+                    if i and (again := self._again(events[i - 1], ev)):
+                        self._record(again)  # (all its handling would do)
+                        continue
                     self._event(ev.wd, ev.mask, ev.name)
                     if self.on_events is not None:
                         self._classify(ev.wd, ev.mask, ev.name, ev.cookie, final[(ev.wd, ev.name)] == i)
