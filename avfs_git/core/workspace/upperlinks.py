@@ -98,6 +98,10 @@ class LinkedNames:
             return []
         return sorted(n for k in self._suspect for n in self._names.get(k, ()))
 
+    def with_suspects(self, paths: list[str]) -> list[str]:
+        """``paths`` and the :meth:`suspects` not among them."""
+        return list(dict.fromkeys([*paths, *more])) if (more := self.suspects()) else paths
+
     def found(self, path: str, st: os.stat_result | None) -> None:
         """``path`` holds ``st`` now (a walk's or an event's ``lstat``)."""
         key = None if st is None else (st.st_dev, st.st_ino)

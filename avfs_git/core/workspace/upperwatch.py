@@ -517,15 +517,12 @@ class UpperWatch(ChangeClassifier):
             self._drain()
             self._answered = self.seq
             now, paths = self._changed_since(seq)
-            return now, paths if paths is None else self._with_suspects(paths)
+            return now, paths if paths is None else self._links.with_suspects(paths)
 
     def suspects(self) -> list[str]:
         """Names a write through may name no event (:meth:`.LinkedNames.suspects`, review44)."""
         with self._lock:
             return self._links.suspects()
-
-    def _with_suspects(self, paths: list[str]) -> list[str]:
-        return list(dict.fromkeys([*paths, *more])) if (more := self._links.suspects()) else paths
 
     def _changed_since(self, seq: int | None) -> tuple[int, list[str] | None]:
         now = self.seq
@@ -566,7 +563,7 @@ class UpperWatch(ChangeClassifier):
                 changed = self._journal[since - self._first :]
                 if "" in changed:
                     return [new, EVERYTHING]
-                return [new, *self._with_suspects(list(dict.fromkeys(changed)))]
+                return [new, *self._links.with_suspects(list(dict.fromkeys(changed)))]
             if len(parts) == 4 and parts[0] == INDEX_TOKEN_PREFIX and f"{parts[1]}:{parts[2]}" == view:
                 return [new, *self._differs_from_base()]
             return [new, EVERYTHING]
