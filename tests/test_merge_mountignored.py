@@ -167,3 +167,50 @@ def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     assert sorted(forks.workspace("main").status_report(list_ignored=True)["ignored_paths"]) == [
         "node_modules/"
     ]
+
+
+def test_a_merge_into_an_overlay_mount_reads_its_status_again_only_after_a_write(
+    forks: Any, home: Any, releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overlay mount: the target's status read at its capture is not read again before
+    the move (`refuse_changed`'s) nor at it (what came in between, kept under a recovery
+    ref) when the mount's journal names no write since (core/workspace/statusmemo.py):
+    one read a fast-forward (main's code: three). A write through the mount in that
+    moment is read: the try is refused and tried again, the write captured and merged
+    with the rest."""
+    from avfs_git.core.operations import mergeguard
+    from avfs_git.core.workspace import wsstatus
+
+    with main_mounted("overlay", home, forks, tmp_path) as mp:
+        plain = _plain(forks, tmp_path)
+        subprocess.run(["git", "-C", str(plain), "merge", "-q", "--no-edit", "origin/up"], check=True)
+        reads: list[str] = []
+        real = wsstatus.Changes._status_ignored
+
+        def counted(self: Any) -> Any:
+            reads.append(self.overlay.upper_dir)
+            return real(self)
+
+        monkeypatch.setattr(wsstatus.Changes, "_status_ignored", counted)
+        assert merge.merge(forks, "up", "main").status == "fast_forward"
+        assert len(reads) == 1, reads
+        monkeypatch.undo()
+        assert _state(mp) == _state(plain)
+
+        forks.workspace("up").write("later.txt", b"later\n")
+        checkpoint.save(forks, "up")
+        check, tries = mergeguard.refuse_changed, []
+
+        def written_in_the_window(ws: Any) -> None:
+            if not tries:
+                (mp / "window.txt").write_text("written in the window\n")
+            tries.append(1)
+            check(ws)
+
+        monkeypatch.setattr(mergeguard, "refuse_changed", written_in_the_window)
+        got = merge.merge(forks, "up", "main")
+        monkeypatch.undo()
+        assert got.status == "merged" and len(tries) == 2
+        assert (mp / "window.txt").read_text() == "written in the window\n"
+        assert (mp / "later.txt").read_text() == "later\n"
+        assert git("-C", str(mp), "status", "--porcelain") == ""

@@ -53,6 +53,7 @@ from ..workspace.ignore import globals_kept
 from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
+from ..workspace.statusmemo import status_kept
 from ..workspace.wsfold import tops_kept
 from . import mergeguard
 from .mergeconflicts import Conflict, _changed, _classify, _record, show_conflicts
@@ -222,9 +223,10 @@ def merge(
     while True:
         attempts += 1
         try:
-            # (each commit's tree read once a try, the ignore rules' globals, and which of
-            # the target's upper layer's top directories stay: wsfold.tops_kept)
-            with vault.store.commit_trees_kept(), globals_kept(), tops_kept():
+            # (each commit's tree read once a try, the ignore rules' globals, which of the
+            # target's upper layer's top directories stay: wsfold.tops_kept, and a status
+            # of an overlay mount where its journal names nothing since: statusmemo)
+            with vault.store.commit_trees_kept(), globals_kept(), tops_kept(), status_kept():
                 return _merge_once(
                     vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
                     write_conflicts=write_conflicts, allow_unrelated=allow_unrelated,
