@@ -141,6 +141,22 @@ def _rows_below(monkeypatch: pytest.MonkeyPatch, prefix: str) -> list[str]:
     return read
 
 
+def _kernel_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The mounts the kernel's mount table is read for from now on, to know whether a
+    mount's daemon serves it (mount/ownfiles.py ``daemon_serves``)."""
+    from avfs_git.mount import ownfiles
+
+    asked: list[str] = []
+    real = ownfiles.mounted_as
+
+    def counted(target: str, source: str) -> bool:
+        asked.append(source)
+        return real(target, source)
+
+    monkeypatch.setattr(ownfiles, "mounted_as", counted)
+    return asked
+
+
 @pytest.mark.parametrize("kind", ["ff", "merge"])
 def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     forks: Any, mounted: Path, releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
@@ -148,7 +164,9 @@ def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     """Both backends: git's index and status after the merge are the plain clone's after
     `git merge`, the ignored tree listed alike. The target's statuses read no row of its
     ignored ``node_modules`` but the first below it (main's code: every row, each status),
-    and the pure-FUSE mount's index is not written whole after the move (main's: it was)."""
+    the pure-FUSE mount's index is not written whole after the move (main's: it was), and
+    the kernel's mount table is read once to know the mount's daemon serves it (main's: at
+    each step that writes through the mount or tells its daemon, 8-9 times)."""
     plain = _plain(forks, tmp_path)
     if kind == "merge":
         _target_moves(forks, [mounted, plain], releases)
@@ -156,9 +174,11 @@ def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     subprocess.run(["git", "-C", str(plain), "merge", "-q", "--no-edit", "origin/up"], check=True)
     whole = _whole_writes(monkeypatch)
     rows = _rows_below(monkeypatch, "node_modules/")
+    asked = _kernel_asked(monkeypatch)
     res = merge.merge(forks, "up", "main")
     assert res.status == {"ff": "fast_forward", "merge": "merged"}[kind]
     assert whole == []
+    assert asked == ["avfs:mi:main"], asked  # (main's code: 8-9 times)
     # (a read in path order meets the first row below the ignored directory, then jumps past it)
     assert len(rows) < len(MODULES) / 4, len(rows)
     monkeypatch.undo()

@@ -44,6 +44,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.mergetrees import MergedIndex, criss_cross, merge_commits, merge_trees
 from ..store.trivialmerge import _trivial_merge
 from ..types import CommitId
+from ..vaults.daemonproc import serving_kept
 from ..vaults.oplog import kept_paths
 from ..workspace.ignore import globals_kept
 
@@ -225,8 +226,9 @@ def merge(
         try:
             # (each commit's tree read once a try, the ignore rules' globals, which of the
             # target's upper layer's top directories stay: wsfold.tops_kept, and a status
-            # of an overlay mount where its journal names nothing since: statusmemo)
-            with vault.store.commit_trees_kept(), globals_kept(), tops_kept(), status_kept():
+            # of an overlay mount where its journal names nothing since: statusmemo; whether
+            # the target's mount daemon serves it: daemonproc.serving_kept)
+            with vault.store.commit_trees_kept(), globals_kept(), tops_kept(), status_kept(), serving_kept():
                 return _merge_once(
                     vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
                     write_conflicts=write_conflicts, allow_unrelated=allow_unrelated,
