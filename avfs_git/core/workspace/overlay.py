@@ -61,10 +61,10 @@ class Overlay(KeptTimes):
         (what the upper layer hides of them is known only by looking), but under the
         pruning of ignored directories (:meth:`pruning`) those below a new directory git
         ignores (:func:`.overlayentry.unignored_rows`)."""
-        if not self.upper_active():
-            return self._db_all()
         prune = getattr(self._no_upper, "prune", None)
         db = self._db_all() if prune is None else unignored_rows(self, prune)
+        if not self.upper_active():
+            return db
         tops: dict[str, bool] = {}  # top -> gone below a directory looked through
         with self.remembering():
             for c in {c.rstrip("/") for c in candidates} | {e.path for e in db if e.path}:
@@ -189,9 +189,11 @@ class Overlay(KeptTimes):
         return self._merge(db, upper, hides)
 
     def all(self) -> list[Entry]:
-        if not self.upper_active():
-            return self._db_all()
         prune = getattr(self._no_upper, "prune", None)
+        if not self.upper_active():
+            # (under a status's pruning, as a mount's: no row below a new directory git
+            # ignores read, where an unmounted status read minimist's 14,000, ~80 ms)
+            return self._db_all() if prune is None else unignored_rows(self, prune)
         if prune is None:
             db = self._db_all()
             return [e for e in db if e.path == ""] + self.under("")
