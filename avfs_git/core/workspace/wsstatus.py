@@ -115,17 +115,19 @@ class Changes:
 
     def status(self) -> list[Change]:
         """What changed since the base commit (O(changes)), paths git ignores left out."""
-        return self.status_ignored()[0]
+        return self.status_ignored(files=False)[0]
 
-    def status_ignored(self) -> tuple[list[Change], Ignored]:
+    def status_ignored(self, files: bool = True) -> tuple[list[Change], Ignored]:
         """(what changed since the base commit, the new paths git ignores), O(changes); in a
-        merge, the last one's where nothing changed since it (:mod:`.statusmemo`)."""
+        merge, the last one's where nothing changed since it (:mod:`.statusmemo`). ``files``
+        False: the ignored files below a new directory git ignores neither listed nor read."""
         kept, state = statusmemo.again(self)
         if kept is not None:
             return kept
         for tries_left in range(RACE_TRIES - 1, -1, -1):
             try:
-                return statusmemo.keep(self, state, self._status_ignored())
+                with self.overlay.rows_pruned(not files):
+                    return statusmemo.keep(self, state, self._status_ignored())
             except Raced:
                 if not tries_left:
                     raise
@@ -184,15 +186,13 @@ class Changes:
 
     def entries(self) -> list[Entry]:
         """The overlay's entries as a status reads them (a checkpoint's capture too): on an
-        overlay mount, those that may differ from the base (:mod:`.upperjournal`; what is
-        left out shows the base unchanged), else all of them. Call it with the overlay's
-        pruning of ignored directories on, as a status does."""
+        overlay mount, those that may differ from the base (:mod:`.upperjournal`), else all
+        of them. Call it with the overlay's pruning of ignored directories on, as a status."""
         return self._entries()[0]
 
     def read_entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
-        """(:meth:`entries`, the journal's position they were read at: None when no
-        journal answered, whether they are only those that may differ from the base), for a
-        capture whose commit then remembers what it recorded (upperjournal.remember_commit)."""
+        """(:meth:`entries`, the journal's position they were read at: None when none answered,
+        whether only those that may differ), for a capture (upperjournal.remember_commit)."""
         return self._entries()
 
     def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
