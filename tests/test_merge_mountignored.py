@@ -194,7 +194,7 @@ def test_a_merge_into_an_overlay_mount_reads_its_status_again_only_after_a_write
 ) -> None:
     """Overlay mount: the target's status read at its capture is not read again before
     the move (`refuse_changed`'s) nor at it (what came in between, kept under a recovery
-    ref) when the mount's journal names no write since (core/workspace/statusmemo.py):
+    ref) when the mount's journal names no write since (core/workspace/upperjournal.py ``status_kept``):
     one read a fast-forward (main's code: three). A write through the mount in that
     moment is read: the try is refused and tried again, the write captured and merged
     with the rest."""

@@ -54,7 +54,7 @@ from ..workspace.ignore import globals_kept
 from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
-from ..workspace.statusmemo import status_kept
+from ..workspace.upperjournal import status_kept
 from ..workspace.wsfold import tops_kept
 from . import mergeguard
 from .mergeconflicts import Conflict, _changed, _classify, _record, show_conflicts
@@ -226,7 +226,7 @@ def merge(
         try:
             # (each commit's tree read once a try, the ignore rules' globals, which of the
             # target's upper layer's top directories stay: wsfold.tops_kept, and a status
-            # of an overlay mount where its journal names nothing since: statusmemo; whether
+            # of an overlay mount where its journal names nothing since: upperjournal.status_kept; whether
             # the target's mount daemon serves it: daemonproc.serving_kept)
             with vault.store.commit_trees_kept(), globals_kept(), tops_kept(), status_kept(), serving_kept():
                 return _merge_once(

@@ -19,7 +19,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.lineconfig import fork_settings
 from ..store.treediff import diff_entry, diff_trees, pair_renames, paths_between, type_changed
 from ..types import MODE_COMMIT, MODE_TREE, Change, ChangeStatus
-from . import overlayentry, statusmemo, upperjournal
+from . import overlayentry, upperjournal
 from .ignore import GITIGNORE, MAX_PATTERN_FILE, IgnoreRules, bounded_pattern_file
 from .ignorekept import NAME as KEPT_NAME
 from .overlay import Overlay
@@ -119,15 +119,15 @@ class Changes:
 
     def status_ignored(self, files: bool = True) -> tuple[list[Change], Ignored]:
         """(what changed since the base commit, the new paths git ignores), O(changes); in a
-        merge, the last one's where nothing changed since it (:mod:`.statusmemo`). ``files``
+        merge, the last one's where nothing changed since it (:func:`.upperjournal.status_again`). ``files``
         False: the ignored files below a new directory git ignores neither listed nor read."""
-        kept, state = statusmemo.again(self)
+        kept, state = upperjournal.status_again(self)
         if kept is not None:
             return kept
         for tries_left in range(RACE_TRIES - 1, -1, -1):
             try:
                 with self.overlay.rows_pruned(not files):
-                    return statusmemo.keep(self, state, self._status_ignored())
+                    return upperjournal.status_keep(self, state, self._status_ignored())
             except Raced:
                 if not tries_left:
                     raise
