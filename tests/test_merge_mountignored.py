@@ -141,6 +141,22 @@ def _rows_below(monkeypatch: pytest.MonkeyPatch, prefix: str) -> list[str]:
     return read
 
 
+def _kernel_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The mounts the kernel's mount table is read for from now on, to know whether a
+    mount's daemon serves it (mount/ownfiles.py ``daemon_serves``)."""
+    from avfs_git.mount import ownfiles
+
+    asked: list[str] = []
+    real = ownfiles.mounted_as
+
+    def counted(target: str, source: str) -> bool:
+        asked.append(source)
+        return real(target, source)
+
+    monkeypatch.setattr(ownfiles, "mounted_as", counted)
+    return asked
+
+
 @pytest.mark.parametrize("kind", ["ff", "merge"])
 def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     forks: Any, mounted: Path, releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
@@ -148,7 +164,9 @@ def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     """Both backends: git's index and status after the merge are the plain clone's after
     `git merge`, the ignored tree listed alike. The target's statuses read no row of its
     ignored ``node_modules`` but the first below it (main's code: every row, each status),
-    and the pure-FUSE mount's index is not written whole after the move (main's: it was)."""
+    the pure-FUSE mount's index is not written whole after the move (main's: it was), and
+    the kernel's mount table is read once to know the mount's daemon serves it (main's: at
+    each step that writes through the mount or tells its daemon, 8-9 times)."""
     plain = _plain(forks, tmp_path)
     if kind == "merge":
         _target_moves(forks, [mounted, plain], releases)
@@ -156,9 +174,11 @@ def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     subprocess.run(["git", "-C", str(plain), "merge", "-q", "--no-edit", "origin/up"], check=True)
     whole = _whole_writes(monkeypatch)
     rows = _rows_below(monkeypatch, "node_modules/")
+    asked = _kernel_asked(monkeypatch)
     res = merge.merge(forks, "up", "main")
     assert res.status == {"ff": "fast_forward", "merge": "merged"}[kind]
     assert whole == []
+    assert asked == ["avfs:mi:main"], asked  # (main's code: 8-9 times)
     # (a read in path order meets the first row below the ignored directory, then jumps past it)
     assert len(rows) < len(MODULES) / 4, len(rows)
     monkeypatch.undo()
@@ -167,3 +187,68 @@ def test_a_merge_into_a_mount_over_an_ignored_tree_leaves_what_git_merge_leaves(
     assert sorted(forks.workspace("main").status_report(list_ignored=True)["ignored_paths"]) == [
         "node_modules/"
     ]
+
+
+def test_a_merge_into_an_overlay_mount_reads_its_status_again_only_after_a_write(
+    forks: Any, home: Any, releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overlay mount: the target's status read at its capture is not read again before
+    the move (`refuse_changed`'s) nor at it (what came in between, kept under a recovery
+    ref) when the mount's journal names no write since (core/workspace/upperjournal.py ``status_kept``):
+    one read a fast-forward (main's code: three). A write through the mount in that
+    moment is read: the try is refused and tried again, the write captured and merged
+    with the rest."""
+    from avfs_git.core.operations import mergeguard
+    from avfs_git.core.workspace import wsstatus
+
+    with main_mounted("overlay", home, forks, tmp_path) as mp:
+        plain = _plain(forks, tmp_path)
+        subprocess.run(["git", "-C", str(plain), "merge", "-q", "--no-edit", "origin/up"], check=True)
+        reads: list[str] = []
+        real = wsstatus.Changes._status_ignored
+
+        def counted(self: Any) -> Any:
+            reads.append(self.overlay.upper_dir)
+            return real(self)
+
+        monkeypatch.setattr(wsstatus.Changes, "_status_ignored", counted)
+        assert merge.merge(forks, "up", "main").status == "fast_forward"
+        assert len(reads) == 1, reads
+        monkeypatch.undo()
+        assert _state(mp) == _state(plain)
+
+        forks.workspace("up").write("later.txt", b"later\n")
+        checkpoint.save(forks, "up")
+        check, tries = mergeguard.refuse_changed, []
+
+        def written_in_the_window(ws: Any) -> None:
+            if not tries:
+                (mp / "window.txt").write_text("written in the window\n")
+            tries.append(1)
+            check(ws)
+
+        monkeypatch.setattr(mergeguard, "refuse_changed", written_in_the_window)
+        got = merge.merge(forks, "up", "main")
+        monkeypatch.undo()
+        assert got.status == "merged" and len(tries) == 2
+        assert (mp / "window.txt").read_text() == "written in the window\n"
+        assert (mp / "later.txt").read_text() == "later\n"
+        assert git("-C", str(mp), "status", "--porcelain") == ""
+
+
+def test_a_status_without_an_upper_layer_reads_no_row_below_an_ignored_tree(
+    forks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unmounted (and so on a pure-FUSE mount: no upper layer), a status of a fork whose
+    database holds an installed ``node_modules`` reads no row below it but the first (main's
+    code: every row, ~80 ms on minimist's 14,000; core/workspace/overlay.py ``all``), and
+    says what it said: the change listed, the ignored tree counted and listed as one."""
+    main = forks.workspace("main")
+    main.write("notes.txt", b"a change\n")
+    rows = _rows_below(monkeypatch, "node_modules/")
+    report = main.status_report(list_ignored=True)
+    assert len(rows) < len(MODULES) / 4, len(rows)
+    monkeypatch.undo()
+    assert [(c["path"], c["status"]) for c in report["changes"]] == [("notes.txt", "added")]
+    assert report["ignored"] == 1 and report["ignored_paths"] == ["node_modules/"]
+    assert main.is_dirty()

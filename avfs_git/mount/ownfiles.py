@@ -15,6 +15,7 @@ import stat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.store.names import fs_name
+from ..core.vaults.daemonproc import serving_memo
 from ..core.vaults.registry import is_mount_daemon, mount_dir, mounted_as, read_record, record_path
 from ..core.workspace.mergestate import HasState
 
@@ -152,14 +153,20 @@ def daemon_serves(vault: MountedVault, key: str, pid: int, rec: dict[str, Any]) 
 
     if pid == os.getpid():
         return True
-    if pid <= 0 or not pid_alive(pid) or not is_mount_daemon(pid):
+    if pid <= 0 or not pid_alive(pid):
         return False
     mp = rec.get("mountpoint")
     if not isinstance(mp, str) or not os.path.isabs(mp):
         return False
-    # the parent resolved, not the mount point itself (a lookup there is a FUSE request)
-    target = os.path.join(os.path.realpath(os.path.dirname(mp)), os.path.basename(mp))
-    return mounted_as(target, f"avfs:{vault.name}:{key}")
+    memo = serving_memo()  # (a merge's: read once, the pid looked at above every time)
+    got = None if memo is None else memo.get((vault.state_dir, key, pid, mp))
+    if got is None:
+        # the parent resolved, not the mount point itself (a lookup there is a FUSE request)
+        target = os.path.join(os.path.realpath(os.path.dirname(mp)), os.path.basename(mp))
+        got = is_mount_daemon(pid) and mounted_as(target, f"avfs:{vault.name}:{key}")
+        if memo is not None:
+            memo[(vault.state_dir, key, pid, mp)] = got
+    return got
 
 
 # Process-wide on purpose: a cache of registry records' contents keyed by their path and

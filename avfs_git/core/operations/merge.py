@@ -44,6 +44,7 @@ from ..store.gitstore import EMPTY_TREE
 from ..store.mergetrees import MergedIndex, criss_cross, merge_commits, merge_trees
 from ..store.trivialmerge import _trivial_merge
 from ..types import CommitId
+from ..vaults.daemonproc import serving_kept
 from ..vaults.oplog import kept_paths
 from ..workspace.ignore import globals_kept
 
@@ -53,6 +54,7 @@ from ..workspace.ignore import globals_kept
 from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
+from ..workspace.upperjournal import status_kept
 from ..workspace.wsfold import tops_kept
 from . import mergeguard
 from .mergeconflicts import Conflict, _changed, _classify, _record, show_conflicts
@@ -222,9 +224,11 @@ def merge(
     while True:
         attempts += 1
         try:
-            # (each commit's tree read once a try, the ignore rules' globals, and which of
-            # the target's upper layer's top directories stay: wsfold.tops_kept)
-            with vault.store.commit_trees_kept(), globals_kept(), tops_kept():
+            # (each commit's tree read once a try, the ignore rules' globals, which of the
+            # target's upper layer's top directories stay: wsfold.tops_kept, and a status
+            # of an overlay mount where its journal names nothing since: upperjournal.status_kept; whether
+            # the target's mount daemon serves it: daemonproc.serving_kept)
+            with vault.store.commit_trees_kept(), globals_kept(), tops_kept(), status_kept(), serving_kept():
                 result = _merge_once(
                     vault, source, target, no_ff=no_ff, dry_run=dry_run, favor=favor,
                     write_conflicts=write_conflicts, allow_unrelated=allow_unrelated,

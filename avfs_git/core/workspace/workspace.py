@@ -541,7 +541,7 @@ class Workspace(Mutations, ViewReads, Generic[V_co]):
         paths both changed). ``changes``, ``ignored``: :meth:`status_ignored` taken."""
         merging = open_merge(self) if os.path.exists(os.path.join(self.state_dir, MERGE_STATE_FILE)) else None
         if changes is None or ignored is None:
-            changes, ignored = self.changes.status_ignored()
+            changes, ignored = self.changes.status_ignored(files=False)
         read, self.changes.last_read = self.changes.last_read, None  # (what that status read)
         tip = self.tip()
         out: dict[str, object] = {

@@ -66,12 +66,13 @@ class Changes:
         self.view = view
         self.store = view.store
         self.overlay = overlay
-        self._view_time = view_time
-        self._mount_git_dir = mount_git_dir
+        self.view_time = view_time
+        self.mount_git_dir = mount_git_dir
         self._staged_gitlinks = staged_gitlinks
         self._worktree_git_dir = worktree_git_dir
         self._ignore_rules: IgnoreRules | None = None
         self.last_read: list[Entry] | None = None  # the entries the last status read
+        self.last_pending: upperjournal.Pending | None = None  # (its journal's position)
         self._modes = (True, True)  # git's core.fileMode and core.symlinks, read at each status
 
     def modes_trusted(self) -> tuple[bool, bool]:
@@ -113,15 +114,20 @@ class Changes:
         return any(p not in ignored for p in added)
 
     def status(self) -> list[Change]:
-        """What changed in the workspace since its base commit (O(changes)); paths git
-        ignores are left out (see :meth:`status_ignored`)."""
-        return self.status_ignored()[0]
+        """What changed since the base commit (O(changes)), paths git ignores left out."""
+        return self.status_ignored(files=False)[0]
 
-    def status_ignored(self) -> tuple[list[Change], Ignored]:
-        """(what changed since the base commit, the new paths git ignores), O(changes)."""
+    def status_ignored(self, files: bool = True) -> tuple[list[Change], Ignored]:
+        """(what changed since the base commit, the new paths git ignores), O(changes); in a
+        merge, the last one's where nothing changed since it (:func:`.upperjournal.status_again`). ``files``
+        False: the ignored files below a new directory git ignores neither listed nor read."""
+        kept, state = upperjournal.status_again(self)
+        if kept is not None:
+            return kept
         for tries_left in range(RACE_TRIES - 1, -1, -1):
             try:
-                return self._status_ignored()
+                with self.overlay.rows_pruned(not files):
+                    return upperjournal.status_keep(self, state, self._status_ignored())
             except Raced:
                 if not tries_left:
                     raise
@@ -180,27 +186,25 @@ class Changes:
 
     def entries(self) -> list[Entry]:
         """The overlay's entries as a status reads them (a checkpoint's capture too): on an
-        overlay mount, those that may differ from the base (:mod:`.upperjournal`; what is
-        left out shows the base unchanged), else all of them. Call it with the overlay's
-        pruning of ignored directories on, as a status does."""
+        overlay mount, those that may differ from the base (:mod:`.upperjournal`), else all
+        of them. Call it with the overlay's pruning of ignored directories on, as a status."""
         return self._entries()[0]
 
     def read_entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
-        """(:meth:`entries`, the journal's position they were read at: None when no
-        journal answered, whether they are only those that may differ from the base), for a
-        capture whose commit then remembers what it recorded (upperjournal.remember_commit)."""
+        """(:meth:`entries`, the journal's position they were read at: None when none answered,
+        whether only those that may differ), for a capture (upperjournal.remember_commit)."""
         return self._entries()
 
     def _entries(self) -> tuple[list[Entry], upperjournal.Pending | None, bool]:
         """The overlay's entries a status reads (see :func:`.upperjournal.entries`)."""
-        if self._view_time is None or self._mount_git_dir is None or not self.overlay.upper_active():
+        if self.view_time is None or self.mount_git_dir is None or not self.overlay.upper_active():
             return self.overlay.all(), None, False
         rec = self.overlay.recording  # (a record's: its status's read taken again by its capture)
         got = upperjournal.entries(
             self.overlay,
             base=self.view.base,
-            view_time=self._view_time(),
-            git_dir=self._mount_git_dir(),
+            view_time=self.view_time(),
+            git_dir=self.mount_git_dir(),
             base_diff=self.base_diff,
             pin_diff=self.pin_diff,
             trusted=all(self.modes_trusted()),
@@ -231,7 +235,7 @@ class Changes:
             # on an overlay mount, the upper layer is read only where it can differ from
             # the base (core/workspace/upperjournal.py): O(what changed since the last status)
             entries, pending, settled = self._entries()
-        self.last_read = entries  # (for `avfs status`'s not_recorded, read once)
+        self.last_read, self.last_pending = entries, pending  # (`avfs status`'s not_recorded)
         if not entries:
             upperjournal.remember(self.overlay, pending, ())
             return [], NO_IGNORED
