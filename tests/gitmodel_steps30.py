@@ -30,6 +30,16 @@ every step, each followed by one of avfs's own (gitmodel22's ``then22``), then a
   tree); the nested repository removed.
 - ``restore-source-dir``: `git restore --source=HEAD~2 --staged --worktree -- docs`, then
   a commit of it.
+- ``odd-names``: files whose names hold spaces, a quote, a backslash, a leading dash, glob
+  characters, accents (composed and not), an emoji, `git add -A` and a commit; then; one
+  changed, one `git mv`ed, one removed, and `commit -a`.
+- ``many-files``: 600 new files in 24 directories, `git add -A`, a commit; then; `git rm
+  -r` of half the directories, a commit.
+- ``pop-index-conflict``: a staged change and an unstaged one stashed, a commit of the
+  staged file's other content, `git stash pop --index` (git refuses: the index cannot take
+  the stash's, conflicts stay out, the stash kept), then `reset --hard`, `stash pop` (a
+  conflict in the file: unmerged), then (busy-free: a stash pop opens nothing), the
+  conflict taken as is and the stash dropped.
 
 A mixin of :class:`tests.test_git_model.GitModel` on gitmodel29's."""
 
@@ -59,6 +69,26 @@ COMMANDS30 = (
     "reset-p",
     "nested-repo",
     "restore-source-dir",
+    "odd-names",
+    "many-files",
+    "pop-index-conflict",
+)
+MANY = "gen-30"  # (many-files: 24 directories of 25 files, as a generator or `npm install` writes)
+# names a person's files have and no step wrote: a space (leading and trailing too), a
+# quote, a backslash, a leading dash, glob characters, a colon, accents (composed and
+# not), an emoji (a control character or, on pure FUSE, a byte that is not UTF-8 the mount
+# refuses, EINVAL: docs/security.md)
+ODD_NAMES = (
+    "docs/with space.md",
+    'docs/quote"d.md',
+    "docs/back\\slash.md",
+    "-dash-30.md",
+    "docs/glob*?[x].md",
+    " lead and trail .md",
+    "docs/colon:30.md",
+    "docs/\u00fcml\u00e4ut-\u00df.md",
+    "docs/u\u0308ml-decomposed.md",
+    "docs/emoji-\U0001f600.md",
 )
 EXEC_MARK = "exec-failed-30.txt"
 HUGE = "data/huge-30.bin"
@@ -255,3 +285,56 @@ class ThirtiethRoundSteps(TwentyNinthRoundSteps):
         self.then22(then)
         self._rm_both(NESTED)
         shutil.rmtree(os.path.join(self.home, f"{NESTED}-plain.git"))
+
+    # -- names a person's files have ---------------------------------------------------------
+    def _cmd30_odd_names(self, then: str) -> None:
+        self.write_all({name: f"an odd name {i} {self.clock}\n" for i, name in enumerate(ODD_NAMES)})
+        self.both("add", "-A")
+        self.both("commit", "-q", "-m", "odd names")
+        self.then22(then)
+        if self.busy() is not None:
+            return
+        self.write_all({ODD_NAMES[1]: f"changed {self.clock}\n"})
+        self.both("mv", "--", ODD_NAMES[4], "docs/moved *glob.md")
+        self.both("rm", "-q", "--", ODD_NAMES[8])
+        self.both("commit", "-q", "-a", "-m", "odd names moved")
+
+    # -- many files at once ---------------------------------------------------------------------
+    def _cmd30_many_files(self, then: str) -> None:
+        self.note(f"write {MANY}/d00..d23/f00..f24")
+        for side in (self.p, self.m):
+            for d in range(24):
+                where = os.path.join(side.root, MANY, f"d{d:02d}")
+                os.makedirs(where, exist_ok=True)
+                for f in range(25):
+                    with open(os.path.join(where, f"f{f:02d}.txt"), "w") as fh:
+                        fh.write(f"generated {d} {f} {self.clock}\n")
+        self.both("add", "-A")
+        self.both("commit", "-q", "-m", "many files")
+        self.then22(then)
+        if self.busy() is None:
+            self.both("rm", "-r", "-q", "--", *(f"{MANY}/d{d:02d}" for d in range(0, 24, 2)))
+            self.both("commit", "-q", "-m", "half of them removed")
+
+    # -- a stash whose index cannot come back ---------------------------------------------------
+    def _cmd30_pop_index_conflict(self, then: str) -> None:
+        files = self._files(2)
+        if len(files) < 2:
+            return
+        a, b = files
+        self.write_all({a: f"staged in the stash {self.clock}\n", b: f"unstaged in the stash {self.clock}\n"})
+        self.both("add", "--", a)
+        if not self.both("stash", "push", "-q"):
+            return
+        self.write_all({a: f"committed over the stash's staging {self.clock}\n"})
+        self.both("commit", "-q", "-m", "over the stash's staging", "--", a)
+        if self.both("stash", "pop", "-q", "--index"):
+            self.then22(then)
+            return
+        self.both("reset", "-q", "--hard")
+        popped = self.both("stash", "pop", "-q")
+        self.then22(then)
+        if not popped:
+            self.both("add", "-A")
+            self.both("reset", "-q")
+            self.both("stash", "drop", "-q")

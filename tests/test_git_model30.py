@@ -7,7 +7,7 @@ checked after every step as tests/test_git_model.py checks: each once on both ba
 then a short seeded random run of them among avfs's operations.
 
 One mount a backend (the model's), each step once (suitetime: the suite is over its time).
-Scale the random run by hand: ``AVFS_MODEL30_STEPS=30 AVFS_MODEL30_SEED=3002 pytest
+Scale the random run by hand: ``AVFS_MODEL30_EXAMPLES=3 AVFS_MODEL30_STEPS=30 AVFS_MODEL30_SEED=3002 pytest
 tests/test_git_model30.py -k random``."""
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ THENS = (
     "undo",  # reset-p
     "checkpoint",  # nested-repo
     "restore",  # restore-source-dir
+    "exec-write",  # odd-names
+    "undo",  # many-files
+    "checkpoint",  # pop-index-conflict
 )
+EXAMPLES = int(os.environ.get("AVFS_MODEL30_EXAMPLES", "1"))
 STEPS = int(os.environ.get("AVFS_MODEL30_STEPS", "8"))
 SEED = int(os.environ.get("AVFS_MODEL30_SEED", "3001"))
 RULES = [
@@ -79,4 +83,4 @@ def test_each_new_step_once_agrees_with_plain_git(backend: str) -> None:
 @pytest.mark.parametrize("backend", ["fuse"])
 def test_random_runs_of_the_new_steps_agree_with_plain_git(backend: str) -> None:
     _require(backend)
-    tgm.run_seeded(GitModel30, RULES, backend, seed_=SEED, steps=STEPS)
+    tgm.run_seeded(GitModel30, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
