@@ -43,11 +43,13 @@ THENS = (
 EXAMPLES = int(os.environ.get("AVFS_MODEL30_EXAMPLES", "1"))
 STEPS = int(os.environ.get("AVFS_MODEL30_STEPS", "8"))
 SEED = int(os.environ.get("AVFS_MODEL30_SEED", "3001"))
+# (this round's step named twice: drawn as often as two of avfs's own; run_seeded draws
+# among the names listed)
 RULES = [
+    "command30_then",
     "command30_then",
     "write",
     "add",
-    "commit",
     "checkpoint",
     "undo",
     "restore",
