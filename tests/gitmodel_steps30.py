@@ -49,7 +49,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
