@@ -36,6 +36,12 @@ every step, each followed by one of avfs's own (gitmodel22's ``then22``), then a
   changed, one `git mv`ed, one removed, and `commit -a`.
 - ``many-files``: 600 new files in 24 directories, `git add -A`, a commit; then; `git rm
   -r` of half the directories, a commit.
+- ``moves-while-open``: git's revert of two commits stopped by a conflict, and a rebase
+  stopped by its failing exec line, and meanwhile avfs's own moves of the branch, `avfs
+  merge side` and `avfs revert HEAD`: each refused (`git_in_progress`, exit 75), nothing
+  changed, as a checkpoint, an undo and a restore are (before gitmodel30 both went
+  through: the merge's index written whole over git's conflict, and `rebase --continue`
+  put its own result over the merge); then git's operation given up.
 - ``pop-index-conflict``: a staged change and an unstaged one stashed, a commit of the
   staged file's other content, `git stash pop --index` (git refuses: the index cannot take
   the stash's, conflicts stay out, the stash kept), then `reset --hard`, `stash pop` (a
@@ -46,6 +52,7 @@ A mixin of :class:`tests.test_git_model.GitModel` on gitmodel29's."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +62,7 @@ from hypothesis.stateful import precondition, rule
 
 from .gitmodel_steps22 import FIRST_HUNK, THEN22
 from .gitmodel_steps29 import TwentyNinthRoundSteps
+from .test_git_model import _avfs
 
 COMMANDS30 = (
     "revert-range",
@@ -72,6 +80,7 @@ COMMANDS30 = (
     "odd-names",
     "many-files",
     "pop-index-conflict",
+    "moves-while-open",
 )
 MANY = "gen-30"  # (many-files: 24 directories of 25 files, as a generator or `npm install` writes)
 # names a person's files have and no step wrote: a space (leading and trailing too), a
@@ -338,3 +347,29 @@ class ThirtiethRoundSteps(TwentyNinthRoundSteps):
             self.both("add", "-A")
             self.both("reset", "-q")
             self.both("stash", "drop", "-q")
+
+    # -- avfs's own moves of the branch while git has an operation open -------------------------
+    def _refused_moves(self) -> None:
+        """`avfs merge side` and `avfs revert HEAD` in the mount while git has an operation
+        open there: refused, nothing changed (the plain side does nothing)."""
+        op = self.busy()
+        for args in (("merge", "side"), ("revert", "HEAD")):
+            self._tick()
+            self.note(f"avfs {' '.join(args)} (refused: {op})")
+            res = _avfs(self.avfs_home, "--json", *args, cwd=self.mp, check=False)
+            doc = json.loads(res.stdout)
+            assert res.returncode == 75 and doc["kind"] == "error", res.stdout + res.stderr
+            assert doc["error"]["code"] == "git_in_progress", res.stdout + res.stderr
+
+    def _cmd30_moves_while_open(self, then: str) -> None:
+        self.diverge()
+        self.write_all({"README.md": f"a line over diverge's {self.clock}\n"})
+        self.both("commit", "-q", "-m", "over diverge", "--", "README.md")
+        if not self.both("revert", "--no-edit", "HEAD~1", "HEAD") and self.busy() is not None:
+            self._refused_moves()
+            self.then22(then)
+            self.both("revert", "--abort")
+        script = f"echo 'the exec line ran {self.clock}' >> {EXEC_MARK}; false"
+        if not self.both("rebase", "-q", "-x", script, "HEAD~1") and self.busy() is not None:
+            self._refused_moves()
+            self.both("rebase", "--abort")

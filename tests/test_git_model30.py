@@ -39,6 +39,7 @@ THENS = (
     "exec-write",  # odd-names
     "undo",  # many-files
     "checkpoint",  # pop-index-conflict
+    "exec",  # moves-while-open (refused: git's revert open)
 )
 EXAMPLES = int(os.environ.get("AVFS_MODEL30_EXAMPLES", "1"))
 STEPS = int(os.environ.get("AVFS_MODEL30_STEPS", "8"))
