@@ -13,13 +13,14 @@ tests/test_git_model30.py -k random``."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import test_git_model as tgm
 from .gitmodel_steps30 import COMMANDS30, ThirtiethRoundSteps
-from .gitmount import _require
+from .gitmount import _git, _require, mount_fork
 
 # the then of each command in COMMANDS30's order, on the overlay backend; pure FUSE's the
 # next one's (each command meets two of avfs's operations across the two runs)
@@ -87,3 +88,34 @@ def test_each_new_step_once_agrees_with_plain_git(backend: str) -> None:
 def test_random_runs_of_the_new_steps_agree_with_plain_git(backend: str) -> None:
     _require(backend)
     tgm.run_seeded(GitModel30, RULES, backend, seed_=SEED, steps=STEPS, examples=EXAMPLES)
+
+
+@pytest.mark.parametrize("backend", ["overlay"])
+def test_a_nested_repository_a_checkpoint_recorded_stays_after_a_write_unmounted(
+    cli_proc: Any, tmp_path: Path, backend: str
+) -> None:
+    """A nested repository (`git init` in the mount, a commit there), its files recorded by
+    a checkpoint, then `avfs unmount` and an `avfs write`: the write's fold of the upper
+    layer dropped the files the checkpoint recorded and left their directory, opaque (the
+    mount made it) and holding the nested `.git` alone, over the lower layer's: the files
+    were gone from the fork (`avfs status`: deleted; the mount again: an empty directory).
+    Only the overlay backend has an upper layer; the model's nested-repo step did not
+    reach the fold's path that drops (gitmodel30)."""
+    _require(backend)
+    with mount_fork(cli_proc, tmp_path, backend) as (mp, avfs):
+        nested = mp / "nested"
+        nested.mkdir()
+        (nested / "inner.txt").write_text("inside a nested repository\n")
+        for args in (("init", "-q"), ("add", "inner.txt"), ("commit", "-q", "-m", "inner")):
+            _git(nested, *args)
+        assert avfs("checkpoint", "save").code == 0
+        assert cli_proc("--vault", "v:f", "unmount", str(mp)).code == 0
+        try:
+            assert cli_proc("--vault", "v:f", "write", "f1.txt", "f1").code == 0
+            doc = cli_proc("--vault", "v:f", "--json", "status").json()
+        finally:
+            assert cli_proc("--vault", "v:f", "mount", "--backend", backend, str(mp)).code == 0
+        assert [(c["path"], c["status"]) for c in doc["changes"]] == [("f1.txt", "added")], doc
+        assert (nested / "inner.txt").read_text() == "inside a nested repository\n"
+        assert _git(mp, "status", "--porcelain").stdout == "?? f1.txt\n"
+        assert _git(nested, "log", "--format=%s").stdout == "inner\n"
