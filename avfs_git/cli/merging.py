@@ -64,7 +64,9 @@ def merge_cmd(
     after the other, stopping at the first conflict. A SOURCE is a fork, or a fetched
     remote branch (`origin/agent2`). Undo with `avfs undo`. A file a program holds open for
     writing in the target's overlay mount is left as it is (--json: each result's
-    `kept_open`).
+    `kept_open`). While git in a mount of the target has a rebase, merge, cherry-pick,
+    revert or bisect open, the merge refuses (`git_in_progress`, exit 75): its end would
+    move the branch again.
     """
     code = merge(
         app,

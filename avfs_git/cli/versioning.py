@@ -254,8 +254,10 @@ def checkout_cmd(app: App, args: tuple[str, ...], rev: str | None, new_fork: str
 def revert_cmd(app: App, rev: str, message: str | None) -> None:
     """Make a new checkpoint that undoes the changes REV made.
 
-    A file a program holds open for writing in the fork's overlay mount is left as it is
-    (--json: `kept_open`)."""
+    While git in a mount of the fork has a rebase, merge, cherry-pick, revert or bisect
+    open, the revert refuses (`git_in_progress`, exit 75), as a restore does. A file a
+    program holds open for writing in the fork's overlay mount is left as it is (--json:
+    `kept_open`)."""
     from ..core.operations import checkpoint as cp
 
     vault, fork = app.target()

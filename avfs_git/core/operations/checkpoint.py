@@ -434,13 +434,9 @@ def restore(vault: Vault, fork: str | None, rev: str, *, expect_head: str | None
         ws.kept_open.clear()
         ws.sync_base()
         check_head(vault, fork, expect_head)
-        st = ws.git_state()
-        if st is not None and st["in_progress"] is not None:
-            # git's rebase, merge, cherry-pick... open in the fork's mount: its end moves the
-            # branch again (`rebase --abort` puts it back: the restore said done and was
-            # lost), so the restore waits for it, as an undo does (gitmodel19); a HEAD merely
-            # detached is git's own, and the branch moves under it as before
-            ws.refuse_if_git_busy("a restore", would="move the branch of")
+        # (git's rebase, merge, cherry-pick... open in the fork's mount: its end moves the
+        # branch again, so the restore waits for it, as an undo does, gitmodel19)
+        wscommit.refuse_under_git(ws, "a restore")
         target = resolve(vault, rev, fork)
         tip = ws.tip()
         _planted(vault, fork, rev, target, tip)
@@ -510,6 +506,7 @@ def revert(vault: Vault, fork: str | None, rev: str, message: str | None = None)
     with vault.lock(fork):
         ws.kept_open.clear()
         ws.sync_base()
+        wscommit.refuse_under_git(ws, "a revert")  # (as a restore's: gitmodel30)
         if ws.is_dirty():
             raise DirtyWorkspaceError(
                 f"fork {fork} has uncheckpointed changes",

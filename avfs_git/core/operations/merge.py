@@ -55,6 +55,7 @@ from ..workspace.mergestate import merge_state as merge_state
 from ..workspace.mergestate import open_merge as open_merge
 from ..workspace.mergestate import refuse_if_merging as refuse_if_merging
 from ..workspace.upperjournal import status_kept
+from ..workspace.wscommit import refuse_under_git
 from ..workspace.wsfold import tops_kept
 from . import mergeguard
 from .mergeconflicts import Conflict, _changed, _classify, _record, show_conflicts
@@ -275,6 +276,8 @@ def _merge_once(
     ws = vault.workspace(target)
     src_ws = vault.workspace(source) if source_ref is None else None
     _refuse_open_merges(ws, src_ws, source, target, dry_run)
+    if not dry_run:  # (git's operation open in the target's mount: its end would move the branch again)
+        refuse_under_git(ws, "a merge")
     if expect_head is not None:  # before anything is captured: a refused merge changes nothing
         with vault.lock(target):
             checkpoint.check_head(vault, target, expect_head)

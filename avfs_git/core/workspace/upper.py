@@ -86,6 +86,16 @@ def classify(path: str, st: os.stat_result) -> int:
     return SPECIAL
 
 
+def merge_with_lower(path: str) -> None:
+    """Take the opaque mark off the upper layer's directory ``path``: it then merges with
+    the lower one (what the lower layer holds below it shows through), as a directory the
+    kernel made over a lower one does."""
+    try:
+        os.removexattr(path, OPAQUE_XATTRS[0], follow_symlinks=False)
+    except OSError:
+        pass  # (none: ENODATA)
+
+
 def redirect(path: str) -> str | None:
     """Where a renamed directory's lower content is (overlayfs ``redirect_dir``): an
     absolute path from the layer's root ("/a/b"), or a name in the parent's lower dir."""

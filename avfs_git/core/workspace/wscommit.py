@@ -272,6 +272,18 @@ def state_and_kept(ws: Fork, reason: str) -> tuple[dict[str, str | None], tuple[
     return state, keep_recovery(ws, reason, dirty=True, tree=same)
 
 
+def refuse_under_git(ws: Any, action: str) -> None:
+    """Refuse ``action`` (GitInProgressError, exit 75), a move of the fork's branch that
+    changes what it shows (a restore, a merge into it, a revert), while git has an operation
+    open in the fork's mount: the operation's end moves the branch again (`git rebase
+    --abort` put a restore's move back, `rebase --continue` its own result over a merge's)
+    and its conflicted index would be written whole under it (gitmodel30). A HEAD merely
+    detached is git's own: the branch moves under it as before."""
+    st = ws.git_state()
+    if st is not None and st["in_progress"] is not None:
+        ws.refuse_if_git_busy(action, would="move the branch of")
+
+
 def move_ref(
     store: Any,
     ref: str,

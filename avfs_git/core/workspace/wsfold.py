@@ -41,6 +41,7 @@ def fold_upper(
     up_dir = overlay.upper_dir
     upper.drop_gitfile(up_dir)
     done: list[tuple[str, bool]] = []  # (upper path, is a directory)
+    merging: set[str] = set()  # the directories dropped as showing the lower layer's
     folded = 0
     # the directories this fold made entries of its own, with nothing of the database's
     # left below them: what is below one has no entry to look up or remove (an installed
@@ -53,6 +54,7 @@ def fold_upper(
         if shown is not None and (split := _recorded(todo, shown)) is not None:
             todo, dropped, gone = split
             done += dropped
+            merging = {real for real, is_dir in dropped if is_dir}
         linked: list[str] = []
         try:
             with overlay.txn() as db:
@@ -116,7 +118,13 @@ def fold_upper(
             else:
                 os.unlink(real)
         except OSError:
-            pass  # a directory still holding what git cannot (a fifo): it stays
+            # a directory still holding what git cannot (a fifo), or a nested repository's
+            # `.git` (never part of the fork): it stays; one the mark says shows the lower
+            # layer's merges with it, or the opaque mark the mount gave it (a directory made
+            # there) hid the files below it a checkpoint recorded: a nested repository's
+            # work tree was gone from the fork at its first write unmounted (gitmodel30)
+            if real in merging:
+                upper.merge_with_lower(real)
     return folded
 
 
