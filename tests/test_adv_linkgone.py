@@ -30,7 +30,7 @@ from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from .test_adv_gitseal import _avfs, _exec
-from .test_adv_linkwrite import BAD, GOOD, _avfs_status, _branch_file, _changed, _git
+from .test_adv_linkwrite import BAD, GOOD, _avfs_status, _branch_file, _changed, _git, recorded
 from .test_confine import _need_bwrap
 from .test_overlay import require_overlay
 
@@ -78,11 +78,7 @@ def test_a_write_through_a_link_whose_first_name_went_is_recorded(overlay: Any, 
     third = _ok(_exec("sh", "-c", WRITE))
     with open(f"{mp}/Makefile") as fh:
         assert fh.read() == BAD
-    assert "Makefile" in _changed(third), third["changes"]
-    assert _branch_file(vault, "Makefile") == BAD
-    assert _git(mp, "status", "--porcelain") == _git(
-        mp, "-c", "core.fsmonitor=false", "status", "--porcelain"
-    )
+    recorded(mp, vault, third)
 
 
 def test_the_removal_and_the_write_in_one_run_after_the_link_s(overlay: Any, vault: Any) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from avfs_git.core.errors import GitInProgressError
 from avfs_git.core.operations import checkpoint
 from avfs_git.core.vaults.registry import mount_dir
 from avfs_git.core.workspace.hookwire import SOCKET_NAME
@@ -404,7 +405,8 @@ def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
     """``MERGE_HEAD``, ``MERGE_MSG`` and ``MERGE_MODE`` planted as symlinks to a host file
     (and the marker's old name, and the temp names they were once written through) by a
     command still running while the person opens a merge
-    with written conflicts: avfs replaces them with its own files (a rename, never a write
+    with written conflicts: refused while ``MERGE_HEAD`` says git has a merge open; with
+    it gone, avfs replaces the others with its own files (a rename, never a write
     through the link); git in the mount sees the merge, and aborting it removes only what
     avfs wrote."""
     from avfs_git.core.operations import merge
@@ -443,6 +445,12 @@ def test_an_open_merge_writes_through_no_planted_symlink(scene: Scene) -> None:
             for n in plant:
                 os.symlink(target, os.path.join(scene.git_dir, n))
         assert all(os.path.islink(os.path.join(scene.git_dir, n)) for n in plant)
+        # git's own sign of an open merge among them: avfs's merge is refused, nothing
+        # written (gitmodel30 of the fortieth round: a git operation open in the mount)
+        with pytest.raises(GitInProgressError):
+            merge.merge(vault, "b", "main", write_conflicts=True)
+        assert target.read_text() == "HOST-CONFIG\n"
+        os.unlink(os.path.join(scene.git_dir, "MERGE_HEAD"))  # (the rest stay planted)
         opened = merge.merge(vault, "b", "main", write_conflicts=True)  # while the command runs
         assert opened.status == "conflicts_written"
         assert target.read_text() == "HOST-CONFIG\n"
