@@ -191,7 +191,14 @@ def test_the_checkpoint_or_merge_that_puts_back_says_so(scene: Scene, tmp_path: 
 
 @pytest.mark.parametrize(
     ("who", "how"),
-    [("agent", "rm"), ("person", "rm"), ("agent", "mv"), ("agent", "lnkrm"), ("agent", "lnkmv")],
+    [
+        ("agent", "rm"),
+        ("person", "rm"),
+        ("agent", "mv"),
+        ("agent", "lnkrm"),
+        ("agent", "lnkmv"),
+        ("agent", "lnkrmlink"),
+    ],
 )
 def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_merge(
     scene: Scene, tmp_path: Path, who: str, how: str
@@ -204,7 +211,8 @@ def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_mer
     git's merge). The person's plain ``git commit`` (no ``-a``) recorded both halves: the
     person's ref move is now checked over git's index as a run's carry-back is. ``lnk*``
     (review44 B, the fortieth round): the same through a symlinked parent, ``avfs rm
-    lnk/config`` with ``lnk`` -> ``src``: the put-back looked at ``lnk/config`` only."""
+    lnk/config`` with ``lnk`` -> ``src``: the put-back looked at ``lnk/config`` only;
+    ``lnkrmlink`` (review45 A): ``avfs rm lnk/config lnk``, the link gone before the look."""
     marker = scene.ran / f"ffmerge-{who}-{how}-fsmonitor"
     scene.vault.fork("main", "agent")
     _write_other_half(scene, "agent")
@@ -219,7 +227,10 @@ def test_a_staged_half_the_work_tree_showed_then_avfs_rm_then_the_persons_ff_mer
     if who == "person":
         scene.git("add", "src/config")
     where = "lnk/config" if how.startswith("lnk") else "src/config"
-    code, doc = _avfs(scene, *(("rm", where) if how.endswith("rm") else ("mv", where, "notes.txt")))
+    args = (
+        ("rm", where, "lnk") if how == "lnkrmlink" else ("rm", where) if how.endswith("rm") else ("mv", where)
+    )
+    code, doc = _avfs(scene, *(args if args[0] == "rm" else (*args, "notes.txt")))
     assert code == 0, doc
     # (put back where the work tree stopped showing it: staged on main until the commit)
     assert "src/config" not in scene.git("diff", "--cached", "--name-only", "HEAD").stdout

@@ -178,3 +178,30 @@ def test_an_aborted_connection_answers_every_waiting_request(home: Home, vault: 
         mounts.unmount(home, vault, "main", lazy=True)
     assert _until(lambda: _ended(info.pid))
     assert mounts.list_mounts(home) == []
+
+
+@pytest.mark.parametrize("backend", ["overlay", "fuse"])
+def test_a_command_from_another_pid_namespace_leaves_a_live_mount(
+    home: Home, vault: Vault, backend: str
+) -> None:
+    """review45 C (the fortieth round): `avfs --json status` run in the person's mount from
+    another PID namespace (a container or a sandbox sharing the home: `unshare -Urpf`) saw
+    the daemon's pid as gone, aborted the live mount's FUSE connection, unmounted it and
+    removed its record. A daemon of another namespace is never judged dead now."""
+    _backend_or_skip(backend)
+    info = mounts.mount(home, vault, "main", None, backend=backend)
+    mp = info.mountpoint
+    try:
+        with open(os.path.join(mp, "uncommitted.txt"), "w") as fh:
+            fh.write("the person's work\n")
+        argv = [sys.executable, "-m", "avfs_git", "--home", home.path, "--json", "status"]
+        r = subprocess.run(
+            ["unshare", "-Urpf", "--mount-proc", *argv], cwd=mp, capture_output=True, timeout=BOUND_S
+        )
+        assert r.stdout.count(b"\n") == 1, (r.returncode, r.stdout, r.stderr)  # (one document)
+        assert os.path.ismount(mp) and mounts.list_mounts(home) != []
+        with open(os.path.join(mp, "uncommitted.txt")) as fh:
+            assert fh.read() == "the person's work\n"
+        assert [m.pid for m in mounts.list_mounts(home)] == [info.pid]
+    finally:
+        mounts.unmount(home, vault, "main")

@@ -216,6 +216,12 @@ def index_shows(ws: Any, paths: list[str]) -> None:
         keep_shown(ws, paths)
 
 
+def _through_links(ws: Any, path: str) -> list[str]:
+    from ..mount.stagedplant import through_links  # (only for a name of git's state)
+
+    return through_links(ws, [path])
+
+
 def checked_out(ws: Any, path: str, was_dir: bool) -> None:
     """:func:`index_shows` after `avfs checkout REV -- PATH` (a file or a directory brought
     back from a commit: what git staged there may be shown no more, gitmodel29). ``was_dir``:
@@ -306,10 +312,12 @@ def rm(app: App, paths: tuple[str, ...], recursive: bool, force: bool, expect: s
     for p in paths:
         try:
             was_dir = recursive and is_dir(ws, p)  # (a directory's staged files: looked at below)
+            # (through a symlinked parent, resolved now: a later path may be the link, review45 A)
+            real = _through_links(ws, names.norm_path(p)) if was_dir or git_state(names.norm_path(p)) else []
             ws.remove(p, recursive=recursive, expect=expect)
             done.append(names.norm_path(p))
             if was_dir or git_state(done[-1]):
-                look.append(done[-1])
+                look += [done[-1], *real]
         except PathNotFoundError:
             if not force:
                 raise

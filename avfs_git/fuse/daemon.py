@@ -199,6 +199,7 @@ class Mount(MountIndex):
             "fork": args.fork,
             "mountpoint": args.mountpoint,
             "pid": os.getpid(),
+            "pid_ns": _pid_ns(),  # (its pid means something in this namespace alone)
             # the mount's owner data lives here alone (never in the worktree's git dir, which a
             # confined command can write): what mount/worktree.py writes the index with
             "uid": os.getuid(),
@@ -585,6 +586,12 @@ def _say(fd: int | None, what: bytes, last: bool = True) -> None:
             os.write(fd, what)
             if last:
                 os.close(fd)
+
+
+def _pid_ns() -> str | None:
+    from ..core.store.locks import pid_ns
+
+    return pid_ns()
 
 
 def _start_changelog(state_dir: str) -> Any:

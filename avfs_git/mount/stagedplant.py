@@ -314,7 +314,7 @@ def keep_shown(ws: Any, paths: Iterable[str]) -> list[str]:
     ``src/`` ran the program. Checked here, where the work tree stops showing what is
     staged, the index's half is always one the writers see."""
     want = list(paths)  # ("": the whole tree, a checkout of the root)
-    want += _through_links(ws, want)
+    want += through_links(ws, want)
     git_dir = ws.vault.mounts.worktree_git_dir(ws) if want else None
     if git_dir is None or not os.path.isfile(os.path.join(git_dir, "index")):
         return []
@@ -341,12 +341,13 @@ def keep_shown(ws: Any, paths: Iterable[str]) -> list[str]:
     return loose
 
 
-def _through_links(ws: Any, paths: list[str]) -> list[str]:
+def through_links(ws: Any, paths: list[str]) -> list[str]:
     """Each of ``paths`` whose parent directory is reached through a symlink, as the path
     the command changed: the parent resolved (review44 B, the fortieth round: ``avfs rm
     lnk/config``, ``lnk`` a symlink to ``src``, removed ``src/config``, and a staged
     ``src/config`` was looked for at ``lnk/config`` only: a clone's ``git status`` in
-    ``src/`` then ran the agent's program)."""
+    ``src/`` then ran the agent's program). Asked before a command that may remove the
+    link itself (``avfs rm lnk/config lnk``: review45 A) as well as after."""
     out = []
     for q in paths:
         parent, _, name = q.rpartition("/")

@@ -44,6 +44,7 @@ from ..core.store import names
 from ..core.store.locks import (
     FileLocks,
     file_lock,
+    judged_here,
     mount_gate_path,
     mount_lock_path,
     pid_alive,
@@ -160,7 +161,8 @@ def check(vault: Vault, key: str) -> MountInfo | None:
     if data is None:
         return None
     rec = registry.Record(key, path, data)
-    if registry.registered(rec):
+    if registry.registered(rec) or not judged_here(data):
+        # (a daemon of another PID namespace: its pid means nothing here, never judged dead)
         used = registry.last_activity(vault.state_dir, key) if data.get("kept_warm") else None
         return _info(data, last_used=used)
     if (

@@ -244,6 +244,24 @@ def mount_gate_path(state_dir: str) -> str:
     return os.path.join(state_dir, "locks", MOUNT_GATE + ".lock")
 
 
+def pid_ns() -> str | None:
+    """This process's PID namespace (``pid:[INODE]``), None where /proc cannot say."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def judged_here(data: dict[str, object]) -> bool:
+    """Whether a mount record's daemon pid (``data``'s) means something in this PID
+    namespace: the daemon's was recorded and is this one's, or none was (a daemon of
+    before the fortieth round). Seen from another namespace (a container or a
+    sandbox sharing the home) every daemon's pid looks gone, and a command there aborted
+    and unmounted the person's live mount (review45 C)."""
+    ns = data.get("pid_ns")
+    return ns is None or ns == pid_ns()
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie does not: PID 1 of a container may be slow to
     reap; another user's process does)."""

@@ -359,11 +359,11 @@ def _abort_dead_around(path: str, listed: list[tuple[str, str, Record, str]]) ->
     leaves a connection that answers nothing, and a ``realpath`` of a directory in it would
     wait for ever (ops/detaching.py ``abort_dead``; docs/fuse.md "A killed daemon's
     connection"). A live daemon's mount, or one ``path`` is not in, costs nothing more."""
-    from ..store.locks import pid_alive
+    from ..store.locks import judged_here, pid_alive
     from .mountinfo import abort_connection
 
     for vault, _vault_path, rec, mp in listed:
-        if _inside(path, mp) and rec.pid > 0 and not pid_alive(rec.pid):
+        if _inside(path, mp) and rec.pid > 0 and judged_here(rec.data) and not pid_alive(rec.pid):
             for at in (rec.mountpoint, rec.data.get("lower")):
                 if isinstance(at, str) and at:
                     abort_connection(resolved_mountpoint(at), f"avfs:{vault}:{rec.key}")

@@ -70,16 +70,19 @@ class LinkedNames:
     def settle(self) -> None:
         """After :meth:`fresh`'s walk: an inode known before that lost a name the walk did
         not find again (a removal in a lost event, or while nothing watched) makes its
-        names found suspect; a suspect inode with no name left is forgotten."""
+        names found suspect; a suspect inode the walk found no name of gives the journal
+        up (:attr:`full`), kept to be found by a later walk."""
         prior, self._prior = self._prior, {}
         for key, old in prior.items():
             now = self._names.get(key)
             if now and old - now:
                 self._suspect.add(key)
-        for key in list(self._suspect):
-            if not self._names.get(key):
-                self._suspect.discard(key)
-                self._names.pop(key, None)
+        if any(not self._names.get(key) for key in self._suspect):
+            # a suspect the walk did not find: removed, or renamed while it listed (a
+            # command renaming it in a loop through an overflow), which the walk cannot
+            # tell; forgotten, a later write through it was named nowhere (review45 B):
+            # the journal gives up instead (every answer "everything") until a walk finds it
+            self.full = True
         for key in self._via_prior - self._suspect:  # (known before, one link now)
             for path in self._names.pop(key, ()):
                 self._key.pop(path, None)
