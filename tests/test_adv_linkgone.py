@@ -21,18 +21,15 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from avfs_git.core.operations import checkpoint
 from avfs_git.ops import mounts
 
 from .test_adv_gitseal import _avfs, _exec
-from .test_adv_linkwrite import BAD, GOOD, _avfs_status, _branch_file, _changed, _git, recorded
-from .test_confine import _need_bwrap
-from .test_overlay import require_overlay
+from .test_adv_linkwrite import BAD, _avfs_status, _branch_file, _changed, _git, recorded
+from .test_adv_linkwrite import overlay as overlay  # (the fork on an overlay mount)
 
 WRITE = "printf 'all:\\n\\techo PWNED\\n' > Makefile"
 LINKS = {
@@ -41,23 +38,6 @@ LINKS = {
     "tracked": ("cp Makefile cache.txt && rm Makefile && ln cache.txt Makefile", "rm cache.txt"),
     "directory": ("mkdir d && cp Makefile d/c.o && rm Makefile && ln d/c.o Makefile", "rm -r d"),
 }
-
-
-@pytest.fixture
-def overlay(home: Any, vault: Any) -> Iterator[Any]:
-    require_overlay()
-    _need_bwrap()
-    ws = vault.workspace("main")
-    ws.write("Makefile", GOOD.encode())
-    ws.write(".gitignore", b"*.o\n")
-    ws.write("a.txt", b"a\n")
-    checkpoint.save(vault, name="base")
-    info = mounts.mount(home, vault, "main", None, backend="overlay")
-    try:
-        yield info
-    finally:
-        if os.path.ismount(info.mountpoint):
-            mounts.unmount(home, vault, "main", lazy=True)
 
 
 def _ok(doc: dict[str, Any]) -> dict[str, Any]:
